@@ -1,0 +1,108 @@
+//! Why the rules said no. Every variant is the user's to fix (or, for
+//! `VersionConflict`-like cases elsewhere, to retry); storage failures are
+//! not rule errors and live in the log crate.
+
+use chrono::NaiveDate;
+use serde_json::{json, Value};
+
+/// A rejected event: the input must change before it can be accepted.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleError {
+    #[error("`{field}` {problem}.")]
+    InvalidField { field: String, problem: String },
+    #[error("`{field}` is not a valid NHS number: it must be 10 digits with a valid Modulus 11 check digit. Check it against the referral.")]
+    InvalidNhsNumber { field: String },
+    #[error("`{field}` must be an ODS code of 3 to 5 letters or digits (for example RXH).")]
+    InvalidOdsCode { field: String },
+    #[error("`{field}` is not a known tumour site; use one of {expected}.")]
+    UnknownTumourSite { field: String, expected: String },
+    #[error("`type` is not a known event type; use one of {expected}.")]
+    UnknownEventType { expected: String },
+    #[error("The date {occurred_on} is after today ({today}); events can only be recorded once they have happened.")]
+    OccurredInFuture { occurred_on: NaiveDate, today: NaiveDate },
+    #[error("The date {occurred_on} is before the referral was received ({referral_on}); only a FIT result may be dated before the referral, up to {fit_window_days} days.")]
+    OccurredBeforeReferral { occurred_on: NaiveDate, referral_on: NaiveDate, fit_window_days: i64 },
+    #[error("This pathway has no referral yet: record `referral_received` first.")]
+    PathwayNotStarted,
+    #[error("This pathway already has a referral: a pathway starts only once. Use a new pathway_id for a new referral, or correct the existing referral.")]
+    PathwayExists,
+    #[error("A consultant upgrade is only allowed on route `other`; this pathway's route is `{route}`.")]
+    UpgradeNotAllowed { route: String },
+    #[error("This pathway has already been upgraded; correct the existing upgrade instead.")]
+    AlreadyUpgraded,
+    #[error("A treatment needs a decision to treat dated on or before it: record `decision_to_treat` first.")]
+    TreatmentWithoutDecision,
+    #[error("This pathway is closed: only tracking notes, corrections and voids can be added. Void the closure to reopen it.")]
+    PathwayClosed,
+    #[error("Event {event_id} is not an event of this pathway.")]
+    UnknownEvent { event_id: String },
+    #[error("A referral cannot be voided; close the pathway with `pathway_closed` instead.")]
+    CannotVoidReferral,
+    #[error("This change would leave the pathway invalid: {rule}")]
+    CorrectionBreaksPathway { rule: Box<RuleError> },
+}
+
+impl RuleError {
+    /// The stable snake_case code of SPEC 4.3.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuleError::InvalidField { .. } => "invalid_field",
+            RuleError::InvalidNhsNumber { .. } => "invalid_nhs_number",
+            RuleError::InvalidOdsCode { .. } => "invalid_ods_code",
+            RuleError::UnknownTumourSite { .. } => "unknown_tumour_site",
+            RuleError::UnknownEventType { .. } => "unknown_event_type",
+            RuleError::OccurredInFuture { .. } => "occurred_in_future",
+            RuleError::OccurredBeforeReferral { .. } => "occurred_before_referral",
+            RuleError::PathwayNotStarted => "pathway_not_started",
+            RuleError::PathwayExists => "pathway_exists",
+            RuleError::UpgradeNotAllowed { .. } => "upgrade_not_allowed",
+            RuleError::AlreadyUpgraded => "already_upgraded",
+            RuleError::TreatmentWithoutDecision => "treatment_without_decision",
+            RuleError::PathwayClosed => "pathway_closed",
+            RuleError::UnknownEvent { .. } => "unknown_event",
+            RuleError::CannotVoidReferral => "cannot_void_referral",
+            RuleError::CorrectionBreaksPathway { .. } => "correction_breaks_pathway",
+        }
+    }
+
+    /// Machine-readable details; never personal data.
+    pub fn details(&self) -> Value {
+        match self {
+            RuleError::InvalidField { field, .. }
+            | RuleError::InvalidNhsNumber { field }
+            | RuleError::InvalidOdsCode { field }
+            | RuleError::UnknownTumourSite { field, .. } => json!({ "field": field }),
+            RuleError::UnknownEventType { .. } => json!({ "field": "type" }),
+            RuleError::OccurredInFuture { occurred_on, today } => {
+                json!({ "occurred_on": occurred_on, "today": today })
+            }
+            RuleError::OccurredBeforeReferral { occurred_on, referral_on, .. } => {
+                json!({ "occurred_on": occurred_on, "referral_on": referral_on })
+            }
+            RuleError::UpgradeNotAllowed { route } => json!({ "route": route }),
+            RuleError::UnknownEvent { event_id } => json!({ "event_id": event_id }),
+            RuleError::CorrectionBreaksPathway { rule } => {
+                json!({ "rule": rule.code(), "rule_details": rule.details() })
+            }
+            _ => json!({}),
+        }
+    }
+
+    /// The same error, reported against a field nested under `prefix`.
+    pub fn under(self, prefix: &str) -> RuleError {
+        let nest = |field: String| if field.is_empty() { prefix.to_string() } else { format!("{prefix}.{field}") };
+        match self {
+            RuleError::InvalidField { field, problem } => RuleError::InvalidField { field: nest(field), problem },
+            RuleError::InvalidNhsNumber { field } => RuleError::InvalidNhsNumber { field: nest(field) },
+            RuleError::InvalidOdsCode { field } => RuleError::InvalidOdsCode { field: nest(field) },
+            RuleError::UnknownTumourSite { field, expected } => {
+                RuleError::UnknownTumourSite { field: nest(field), expected }
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) fn field(field: impl Into<String>, problem: impl Into<String>) -> RuleError {
+        RuleError::InvalidField { field: field.into(), problem: problem.into() }
+    }
+}

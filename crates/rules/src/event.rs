@@ -1,0 +1,551 @@
+//! The event catalogue of SPEC 3.2, schema version 1: one struct per event
+//! type, decoded from client JSON with field-precise errors, and encoded for
+//! storage as MessagePack with named fields (a forever format: version 1 is
+//! never edited; a version 2 would be added beside it with an upcaster).
+
+use chrono::NaiveDate;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::codes::*;
+use crate::error::RuleError;
+use crate::ids::{NhsNumber, OdsCode};
+
+/// The schema version every event type is written with today.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Declares the catalogue once: the `EventType` codes, the `EventData` sum
+/// type and the per-type dispatch (JSON in, JSON out, MessagePack in and out).
+macro_rules! catalogue {
+    ($($variant:ident = $code:literal),+ $(,)?) => {
+        code_enum!(
+            /// The type of an event (SPEC 3.2).
+            EventType { $($variant = $code),+ }
+        );
+
+        /// The typed `data` of an event.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum EventData { $($variant($variant)),+ }
+
+        impl EventData {
+            pub fn event_type(&self) -> EventType {
+                match self { $(EventData::$variant(_) => EventType::$variant),+ }
+            }
+
+            /// Decodes and checks client JSON for `ty`; errors name the field.
+            pub fn from_json(ty: EventType, value: Value) -> Result<EventData, RuleError> {
+                match ty {
+                    $(EventType::$variant => {
+                        let data: $variant = decode_json(value)?;
+                        data.check()?;
+                        Ok(EventData::$variant(data))
+                    })+
+                }
+            }
+
+            /// The `data` object as clients send and read it.
+            pub fn to_json(&self) -> Value {
+                let encoded = match self { $(EventData::$variant(d) => serde_json::to_value(d)),+ };
+                encoded.expect("event data always encodes to JSON")
+            }
+
+            /// Stored payload: `{ "occurred_on", "data" }` as named MessagePack.
+            pub fn encode_payload(&self, occurred_on: NaiveDate) -> Vec<u8> {
+                let encoded = match self {
+                    $(EventData::$variant(d) => rmp_serde::to_vec_named(&BodyRef { occurred_on, data: d })),+
+                };
+                encoded.expect("event data always encodes to MessagePack")
+            }
+
+            /// Reads a stored payload written with `schema_version`.
+            pub fn decode_payload(ty: EventType, schema_version: u16, bytes: &[u8]) -> Result<(NaiveDate, EventData), PayloadError> {
+                if schema_version != 1 {
+                    return Err(PayloadError::UnknownVersion { event_type: ty.as_str(), schema_version });
+                }
+                match ty {
+                    $(EventType::$variant => {
+                        let body: Body<$variant> = rmp_serde::from_slice(bytes)
+                            .map_err(|e| PayloadError::Malformed { event_type: ty.as_str(), reason: e.to_string() })?;
+                        Ok((body.occurred_on, EventData::$variant(body.data)))
+                    })+
+                }
+            }
+        }
+    };
+}
+
+catalogue!(
+    ReferralReceived = "referral_received",
+    ConsultantUpgraded = "consultant_upgraded",
+    FitResultRecorded = "fit_result_recorded",
+    TriageCompleted = "triage_completed",
+    AppointmentAttended = "appointment_attended",
+    AppointmentMissed = "appointment_missed",
+    DiagnosticRequested = "diagnostic_requested",
+    DiagnosticPerformed = "diagnostic_performed",
+    DiagnosticReported = "diagnostic_reported",
+    MdtDiscussed = "mdt_discussed",
+    DiagnosisCommunicated = "diagnosis_communicated",
+    FdsExcluded = "fds_excluded",
+    DecisionToTreat = "decision_to_treat",
+    TreatmentOfferDeclined = "treatment_offer_declined",
+    TreatmentStarted = "treatment_started",
+    PathwayTransferred = "pathway_transferred",
+    TumourSiteChanged = "tumour_site_changed",
+    PathwayClosed = "pathway_closed",
+    TrackingNoteAdded = "tracking_note_added",
+    EventCorrected = "event_corrected",
+    EventVoided = "event_voided",
+);
+
+impl EventType {
+    /// Corrections and voids change other events rather than the pathway.
+    pub fn is_amendment(self) -> bool {
+        matches!(self, EventType::EventCorrected | EventType::EventVoided)
+    }
+}
+
+/// A stored payload that cannot be read: the log is damaged or newer than us.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("{event_type} has schema version {schema_version}, which this build cannot read")]
+    UnknownVersion { event_type: &'static str, schema_version: u16 },
+    #[error("{event_type} payload is malformed: {reason}")]
+    Malformed { event_type: &'static str, reason: String },
+}
+
+#[derive(Serialize)]
+struct BodyRef<'a, T> {
+    #[serde(with = "crate::date")]
+    occurred_on: NaiveDate,
+    data: &'a T,
+}
+
+#[derive(Deserialize)]
+struct Body<T> {
+    #[serde(with = "crate::date")]
+    occurred_on: NaiveDate,
+    data: T,
+}
+
+/// Checks that span fields, after each field decoded on its own.
+trait Check {
+    fn check(&self) -> Result<(), RuleError> {
+        Ok(())
+    }
+}
+
+fn text_len(field: &str, text: &str, min: usize, max: usize) -> Result<(), RuleError> {
+    let n = text.chars().count();
+    if n < min || n > max {
+        let problem = if min > 0 {
+            format!("must be {min} to {max} characters long (it is {n})")
+        } else {
+            format!("must be at most {max} characters long (it is {n})")
+        };
+        return Err(RuleError::field(field, problem));
+    }
+    Ok(())
+}
+
+fn opt_text_len(field: &str, text: &Option<String>, max: usize) -> Result<(), RuleError> {
+    text.as_deref().map_or(Ok(()), |t| text_len(field, t, 0, max))
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralReceived {
+    pub nhs_number: NhsNumber,
+    pub trust: OdsCode,
+    pub tumour_site: TumourSite,
+    pub route: Route,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screening_programme: Option<ScreeningProgramme>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<OdsCode>,
+}
+
+impl Check for ReferralReceived {
+    fn check(&self) -> Result<(), RuleError> {
+        match (self.route, self.screening_programme) {
+            (Route::Screening, None) => Err(RuleError::field(
+                "screening_programme",
+                format!("is required when the route is `screening`; use one of {}", ScreeningProgramme::expected()),
+            )),
+            (route, Some(_)) if route != Route::Screening => {
+                Err(RuleError::field("screening_programme", "is only recorded when the route is `screening`"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsultantUpgraded {}
+impl Check for ConsultantUpgraded {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FitResultRecorded {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_ug_per_g: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_appropriate: Option<bool>,
+}
+
+impl FitResultRecorded {
+    pub fn band(&self) -> FitBand {
+        match self.value_ug_per_g {
+            Some(value) => FitBand::of_value(value),
+            None => FitBand::NotAppropriate,
+        }
+    }
+}
+
+impl Check for FitResultRecorded {
+    fn check(&self) -> Result<(), RuleError> {
+        match (self.value_ug_per_g, self.not_appropriate) {
+            (Some(v), None | Some(false)) if v.is_finite() && v >= 0.0 => Ok(()),
+            (Some(_), None | Some(false)) => {
+                Err(RuleError::field("value_ug_per_g", "must be a number of µg Hb/g, 0 or more"))
+            }
+            (None, Some(true)) => Ok(()),
+            (Some(_), Some(true)) => Err(RuleError::field(
+                "not_appropriate",
+                "cannot be true when a value is given: send either `value_ug_per_g` or `not_appropriate: true`",
+            )),
+            (None, _) => Err(RuleError::field(
+                "value_ug_per_g",
+                "is required (or send `not_appropriate: true` when FIT was not appropriate)",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriageCompleted {
+    pub outcome: TriageOutcome,
+}
+impl Check for TriageCompleted {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentAttended {
+    pub kind: AppointmentKind,
+}
+impl Check for AppointmentAttended {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppointmentMissed {
+    pub kind: AppointmentKind,
+    pub reason: MissedReason,
+}
+impl Check for AppointmentMissed {}
+
+/// Shared shape of the three diagnostic events.
+macro_rules! diagnostic_event {
+    ($name:ident) => {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            pub test: DiagnosticTest,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub request_id: Option<String>,
+        }
+
+        impl Check for $name {
+            fn check(&self) -> Result<(), RuleError> {
+                if let Some(id) = &self.request_id {
+                    text_len("request_id", id, 1, 64)?;
+                }
+                Ok(())
+            }
+        }
+    };
+}
+diagnostic_event!(DiagnosticRequested);
+diagnostic_event!(DiagnosticPerformed);
+diagnostic_event!(DiagnosticReported);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MdtDiscussed {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+impl Check for MdtDiscussed {
+    fn check(&self) -> Result<(), RuleError> {
+        opt_text_len("outcome", &self.outcome, 64)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosisCommunicated {
+    pub outcome: DiagnosisOutcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<CommunicationMethod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icd10: Option<String>,
+}
+
+impl Check for DiagnosisCommunicated {
+    fn check(&self) -> Result<(), RuleError> {
+        let Some(code) = &self.icd10 else { return Ok(()) };
+        let b = code.as_bytes();
+        let ok = (3..=8).contains(&b.len())
+            && b[0].is_ascii_alphabetic()
+            && b[1].is_ascii_digit()
+            && b[2].is_ascii_digit()
+            && b[3..].iter().enumerate().all(|(i, c)| c.is_ascii_alphanumeric() || (i == 0 && *c == b'.'));
+        if ok {
+            Ok(())
+        } else {
+            Err(RuleError::field("icd10", "must be an ICD-10 code such as C18 or C18.7"))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FdsExcluded {
+    pub reason: ExclusionReason,
+}
+impl Check for FdsExcluded {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionToTreat {
+    pub modality: Modality,
+}
+impl Check for DecisionToTreat {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreatmentOfferDeclined {
+    #[serde(with = "crate::date")]
+    pub offered_on: NaiveDate,
+    #[serde(with = "crate::date")]
+    pub available_from: NaiveDate,
+    pub setting: TreatmentSetting,
+}
+
+impl Check for TreatmentOfferDeclined {
+    fn check(&self) -> Result<(), RuleError> {
+        if self.available_from <= self.offered_on {
+            return Err(RuleError::field("available_from", "must be after `offered_on`"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreatmentStarted {
+    pub modality: Modality,
+}
+impl Check for TreatmentStarted {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathwayTransferred {
+    pub to_trust: OdsCode,
+}
+impl Check for PathwayTransferred {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TumourSiteChanged {
+    pub tumour_site: TumourSite,
+}
+impl Check for TumourSiteChanged {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathwayClosed {
+    pub reason: CloseReason,
+}
+impl Check for PathwayClosed {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingNoteAdded {
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::date::option")]
+    pub next_action_due: Option<NaiveDate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated: Option<bool>,
+}
+
+impl Check for TrackingNoteAdded {
+    fn check(&self) -> Result<(), RuleError> {
+        text_len("text", &self.text, 1, 2000)?;
+        opt_text_len("next_action", &self.next_action, 200)?;
+        opt_text_len("owner", &self.owner, 100)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventCorrected {
+    pub corrects: Uuid,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::date::option")]
+    pub new_occurred_on: Option<NaiveDate>,
+    /// The corrected event type's full `data`, checked against that type when
+    /// the correction is accepted (the type is only known from the target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_data: Option<Value>,
+}
+
+impl Check for EventCorrected {
+    fn check(&self) -> Result<(), RuleError> {
+        text_len("reason", &self.reason, 1, 500)?;
+        if self.new_occurred_on.is_none() && self.new_data.is_none() {
+            return Err(RuleError::field("new_occurred_on", "or `new_data` is required: say what the correction changes"));
+        }
+        if matches!(&self.new_data, Some(v) if !v.is_object()) {
+            return Err(RuleError::field("new_data", "must be an object: the corrected event's full `data`"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventVoided {
+    pub voids: Uuid,
+    pub reason: String,
+}
+
+impl Check for EventVoided {
+    fn check(&self) -> Result<(), RuleError> {
+        text_len("reason", &self.reason, 1, 500)
+    }
+}
+
+/// Deserialises `value`, turning a serde failure into a [`RuleError`] that
+/// names the field (relative to `data`) and never repeats the value given.
+pub(crate) fn decode_json<T: DeserializeOwned>(value: Value) -> Result<T, RuleError> {
+    serde_path_to_error::deserialize(value).map_err(|err| {
+        let mut path: Vec<String> = err
+            .path()
+            .iter()
+            .map(|seg| match seg {
+                serde_path_to_error::Segment::Seq { index } => index.to_string(),
+                serde_path_to_error::Segment::Map { key } => key.clone(),
+                serde_path_to_error::Segment::Enum { variant } => variant.clone(),
+                serde_path_to_error::Segment::Unknown => "?".to_string(),
+            })
+            .collect();
+        let message = err.into_inner().to_string();
+        if let Some(name) = backticked_after(&message, "missing field `") {
+            path.push(name);
+            return RuleError::field(path.join("."), "is required");
+        }
+        if let Some(name) = backticked_after(&message, "unknown field `") {
+            if path.last() != Some(&name) {
+                path.push(name);
+            }
+            return RuleError::field(path.join("."), "is not a field of this event type");
+        }
+        let field = path.join(".");
+        match path.last().map(String::as_str) {
+            Some("nhs_number") => RuleError::InvalidNhsNumber { field },
+            Some("trust" | "to_trust" | "referrer") => RuleError::InvalidOdsCode { field },
+            Some("tumour_site") => RuleError::UnknownTumourSite { field, expected: TumourSite::expected() },
+            _ => RuleError::field(field, describe_problem(&message)),
+        }
+    })
+}
+
+fn backticked_after(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.strip_prefix(prefix)?;
+    rest.split('`').next().map(str::to_string)
+}
+
+/// serde's "invalid type: string \"x\", expected ..." repeats the value; keep
+/// only what was expected, so no personal data is echoed.
+fn describe_problem(message: &str) -> String {
+    if message.starts_with("invalid type") || message.starts_with("invalid value") || message.starts_with("invalid length") {
+        if let Some((_, expected)) = message.split_once(", expected ") {
+            return format!("must be {expected}");
+        }
+        return "has the wrong type".to_string();
+    }
+    message.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn decode(ty: &str, data: Value) -> Result<EventData, RuleError> {
+        EventData::from_json(EventType::parse(ty).unwrap(), data)
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let table: Vec<(&str, Value, &str, &str)> = vec![
+            ("triage_completed", json!({}), "invalid_field", "outcome"),
+            ("triage_completed", json!({"outcome": "maybe"}), "invalid_field", "outcome"),
+            ("triage_completed", json!({"outcome": "outpatient", "colour": 1}), "invalid_field", "colour"),
+            ("triage_completed", json!({"outcome": 5}), "invalid_field", "outcome"),
+            ("referral_received", json!({"nhs_number": "9434765918", "trust": "RXH", "tumour_site": "lung", "route": "other"}), "invalid_nhs_number", "nhs_number"),
+            ("referral_received", json!({"nhs_number": 9434765919u64, "trust": "RXH", "tumour_site": "lung", "route": "other"}), "invalid_nhs_number", "nhs_number"),
+            ("referral_received", json!({"nhs_number": "9434765919", "trust": "R!", "tumour_site": "lung", "route": "other"}), "invalid_ods_code", "trust"),
+            ("referral_received", json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "liver", "route": "other"}), "unknown_tumour_site", "tumour_site"),
+            ("referral_received", json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "lung", "route": "screening"}), "invalid_field", "screening_programme"),
+            ("pathway_transferred", json!({"to_trust": "x"}), "invalid_ods_code", "to_trust"),
+            ("treatment_offer_declined", json!({"offered_on": "2025-04-22", "available_from": "2025-04-22", "setting": "admitted"}), "invalid_field", "available_from"),
+            ("treatment_offer_declined", json!({"offered_on": "22/04/2025", "available_from": "2025-04-30", "setting": "admitted"}), "invalid_field", "offered_on"),
+            ("fit_result_recorded", json!({}), "invalid_field", "value_ug_per_g"),
+            ("fit_result_recorded", json!({"value_ug_per_g": -1}), "invalid_field", "value_ug_per_g"),
+            ("fit_result_recorded", json!({"value_ug_per_g": 4, "not_appropriate": true}), "invalid_field", "not_appropriate"),
+            ("tracking_note_added", json!({"text": ""}), "invalid_field", "text"),
+            ("tracking_note_added", json!({"text": "x".repeat(2001)}), "invalid_field", "text"),
+            ("event_corrected", json!({"corrects": "not-a-uuid", "reason": "x", "new_occurred_on": "2025-01-01"}), "invalid_field", "corrects"),
+            ("event_corrected", json!({"corrects": "3c1d6a3e-1f7b-4a52-9a1e-6d2b8f0c1a11", "reason": "x"}), "invalid_field", "new_occurred_on"),
+            ("event_voided", json!({"voids": "3c1d6a3e-1f7b-4a52-9a1e-6d2b8f0c1a11", "reason": ""}), "invalid_field", "reason"),
+            ("diagnosis_communicated", json!({"outcome": "cancer_diagnosed", "icd10": "cancer"}), "invalid_field", "icd10"),
+        ];
+        for (ty, data, code, field) in table {
+            let err = decode(ty, data.clone()).expect_err(&format!("{ty} {data}"));
+            assert_eq!(err.code(), code, "{ty} {data}: {err}");
+            assert_eq!(err.details()["field"], field, "{ty} {data}: {err}");
+        }
+    }
+
+    #[test]
+    fn errors_never_echo_an_nhs_number() {
+        let err = decode("tracking_note_added", json!({"text": 9434765919u64})).unwrap_err();
+        assert!(!err.to_string().contains("9434765919"), "{err}");
+        let err = decode(
+            "referral_received",
+            json!({"nhs_number": "943 476 5918", "trust": "RXH", "tumour_site": "lung", "route": "other"}),
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("5918"), "{err}");
+    }
+
+    #[test]
+    fn payload_round_trips_through_msgpack() {
+        let data = decode("treatment_offer_declined", json!({"offered_on": "2025-04-22", "available_from": "2025-04-30", "setting": "admitted"})).unwrap();
+        let day = NaiveDate::from_ymd_opt(2025, 4, 17).unwrap();
+        let bytes = data.encode_payload(day);
+        let (back_day, back) = EventData::decode_payload(EventType::TreatmentOfferDeclined, 1, &bytes).unwrap();
+        assert_eq!((back_day, back), (day, data));
+        assert!(EventData::decode_payload(EventType::TreatmentOfferDeclined, 2, &bytes).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! A pathway's stored events and the "effective" events every view is built
+//! from: corrections applied, voided events removed, sorted by `occurred_on`
+//! (append order within a day).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::RuleError;
+use crate::event::EventData;
+
+/// One stored event of a pathway, as the rules see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub event_id: Uuid,
+    /// 1 for the first event of the pathway.
+    pub version: u64,
+    pub recorded_at: DateTime<Utc>,
+    pub occurred_on: NaiveDate,
+    pub data: EventData,
+}
+
+/// A pathway event after every correction and void known so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EffectiveEvent {
+    pub event_id: Uuid,
+    pub version: u64,
+    pub occurred_on: NaiveDate,
+    pub data: EventData,
+}
+
+#[derive(Default)]
+struct Amendment {
+    occurred_on: Option<NaiveDate>,
+    data: Option<Value>,
+}
+
+/// Applies corrections and voids (in append order; a later correction
+/// overrides the fields an earlier one set, field by field) and sorts.
+///
+/// Corrections were checked against their target's type when accepted, so a
+/// failure here means stored data no longer fits the rules: an error, never a
+/// silent fallback.
+pub fn effective_events(history: &[RecordedEvent]) -> Result<Vec<EffectiveEvent>, RuleError> {
+    let mut amendments: HashMap<Uuid, Amendment> = HashMap::new();
+    let mut voided: HashSet<Uuid> = HashSet::new();
+    for event in history {
+        match &event.data {
+            EventData::EventCorrected(c) => {
+                let entry = amendments.entry(c.corrects).or_default();
+                if c.new_occurred_on.is_some() {
+                    entry.occurred_on = c.new_occurred_on;
+                }
+                if c.new_data.is_some() {
+                    entry.data = c.new_data.clone();
+                }
+            }
+            EventData::EventVoided(v) => {
+                voided.insert(v.voids);
+            }
+            _ => {}
+        }
+    }
+    let mut effective = Vec::with_capacity(history.len());
+    for event in history {
+        if event.data.event_type().is_amendment() || voided.contains(&event.event_id) {
+            continue;
+        }
+        let mut occurred_on = event.occurred_on;
+        let mut data = event.data.clone();
+        if let Some(amendment) = amendments.get(&event.event_id) {
+            occurred_on = amendment.occurred_on.unwrap_or(occurred_on);
+            if let Some(new_data) = &amendment.data {
+                data = EventData::from_json(data.event_type(), new_data.clone())
+                    .map_err(|e| e.under("new_data").under("data"))?;
+            }
+        }
+        effective.push(EffectiveEvent { event_id: event.event_id, version: event.version, occurred_on, data });
+    }
+    effective.sort_by_key(|e| (e.occurred_on, e.version));
+    Ok(effective)
+}
+
+/// Events as they were known at `known_at` (recorded on or before it).
+pub fn known_at(history: &[RecordedEvent], known_at: DateTime<Utc>) -> &[RecordedEvent] {
+    // Versions are appended in record order, so the known prefix is contiguous.
+    let n = history.partition_point(|e| e.recorded_at <= known_at);
+    &history[..n]
+}

@@ -1,0 +1,24 @@
+//! The rules of OpenPTL, with no I/O: the event catalogue and its validation,
+//! and the clock engine that turns a pathway's events into its clocks,
+//! milestones and status. "Today" is always an argument.
+//!
+//! Everything that decides a breach date lives in this crate, once.
+
+mod codes;
+pub mod config;
+pub mod date;
+pub mod error;
+pub mod event;
+pub mod history;
+pub mod ids;
+pub mod pathway;
+pub mod validate;
+
+pub use codes::*;
+pub use config::RulesConfig;
+pub use error::RuleError;
+pub use event::{EventData, EventType, PayloadError, SCHEMA_VERSION};
+pub use history::{effective_events, EffectiveEvent, RecordedEvent};
+pub use ids::{NhsNumber, OdsCode, PathwayId};
+pub use pathway::{evaluate, PathwayState};
+pub use validate::{check_event, NewEvent};
