@@ -1,0 +1,173 @@
+//! Appending: parse every envelope, detect idempotent replays, check each new
+//! event against its pathway's history with the rules, then append the whole
+//! batch atomically with optimistic concurrency (retrying if another writer
+//! got there first). Nothing is written unless every event passed.
+
+use std::collections::HashMap;
+
+use openptl_log::{LogError, NewRecord};
+use openptl_rules::{check_event, NewEvent, RecordedEvent, SCHEMA_VERSION};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::read::decode_stream;
+use crate::{App, AppError};
+
+/// The most events one request may carry (SPEC 4.1).
+pub const MAX_BATCH: usize = 1000;
+
+/// Attempts before a persistent race is reported as a conflict.
+const MAX_ATTEMPTS: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppendedEvent {
+    pub event_id: Uuid,
+    pub pathway_id: String,
+    pub version: u64,
+    pub position: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendOutcome {
+    pub appended: Vec<AppendedEvent>,
+    /// Every event was already stored: nothing new was written.
+    pub all_replayed: bool,
+}
+
+/// One event of the request and what became of it.
+enum Slot {
+    New(NewRecord),
+    Replay(AppendedEvent),
+    SameAs(usize),
+}
+
+impl App {
+    /// Appends envelopes (SPEC 3.1) as one atomic batch.
+    pub async fn append(&self, envelopes: Vec<Value>, actor: &str, batch: bool) -> Result<AppendOutcome, AppError> {
+        let at = |i: usize| if batch { Some(i) } else { None };
+        let mut events = Vec::with_capacity(envelopes.len());
+        for (i, envelope) in envelopes.into_iter().enumerate() {
+            let event = NewEvent::from_json(envelope).map_err(|error| AppError::Rejected { index: at(i), error })?;
+            // Server-assigned ids are fixed before any attempt, so a retry keeps them.
+            let id = event.event_id.unwrap_or_else(Uuid::new_v4);
+            events.push((id, event));
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            if let Attempt::Done(outcome) = self.try_append(&events, actor, batch).await? {
+                return Ok(outcome);
+            }
+        }
+        Err(AppError::Storage("the log stayed busy with conflicting appends to these pathways; retry".into()))
+    }
+
+    async fn try_append(
+        &self,
+        events: &[(Uuid, NewEvent)],
+        actor: &str,
+        batch: bool,
+    ) -> Result<Attempt, AppError> {
+        let at = |i: usize| if batch { Some(i) } else { None };
+        let today = self.today();
+        let mut histories: HashMap<String, Vec<RecordedEvent>> = HashMap::new();
+        let mut slots: Vec<Slot> = Vec::with_capacity(events.len());
+        for (i, (id, event)) in events.iter().enumerate() {
+            let stream = event.pathway_id.as_str();
+            let record = NewRecord {
+                stream_id: stream.to_string(),
+                event_id: *id,
+                event_type: event.data.event_type().as_str().to_string(),
+                schema_version: SCHEMA_VERSION,
+                actor: actor.to_string(),
+                payload: event.data.encode_payload(event.occurred_on),
+                expected_version: None,
+            };
+            // Idempotency (SPEC 3.1): the same id with the same content is the original result.
+            if let Some(earlier) = events[..i].iter().position(|(other, _)| other == id) {
+                if events[earlier].1.pathway_id != event.pathway_id
+                    || events[earlier].1.occurred_on != event.occurred_on
+                    || events[earlier].1.data != event.data
+                {
+                    return Err(AppError::DuplicateEventId { index: at(i) });
+                }
+                slots.push(Slot::SameAs(earlier));
+                continue;
+            }
+            if event.event_id.is_some() {
+                if let Some(stored) = self.log.find_event(*id).await.map_err(storage)? {
+                    if !stored.same_content(&record) {
+                        return Err(AppError::DuplicateEventId { index: at(i) });
+                    }
+                    slots.push(Slot::Replay(AppendedEvent {
+                        event_id: stored.event_id,
+                        pathway_id: stored.stream_id,
+                        version: stored.version,
+                        position: stored.position,
+                    }));
+                    continue;
+                }
+            }
+            if !histories.contains_key(stream) {
+                let stored = self.log.read_stream(stream).await.map_err(storage)?;
+                histories.insert(stream.to_string(), decode_stream(&stored)?);
+            }
+            let history = histories.get_mut(stream).expect("loaded above");
+            let current = history.len() as u64;
+            if let Some(expected) = event.expected_version {
+                if expected != current {
+                    return Err(AppError::VersionConflict { index: at(i), expected, current });
+                }
+            }
+            check_event(history, event.occurred_on, &event.data, today, &self.config)
+                .map_err(|error| AppError::Rejected { index: at(i), error })?;
+            history.push(RecordedEvent {
+                event_id: *id,
+                version: current + 1,
+                recorded_at: self.clock.now(),
+                occurred_on: event.occurred_on,
+                data: event.data.clone(),
+            });
+            slots.push(Slot::New(NewRecord { expected_version: Some(current), ..record }));
+        }
+
+        let new_records: Vec<NewRecord> =
+            slots.iter().filter_map(|s| if let Slot::New(r) = s { Some(r.clone()) } else { None }).collect();
+        let all_replayed = new_records.is_empty();
+        let mut stored = if all_replayed {
+            Vec::new().into_iter()
+        } else {
+            match self.log.append(new_records).await {
+                Ok(out) => out.into_iter(),
+                // Another writer changed a pathway (or stored one of our ids) since we
+                // read it: the checks must run again on the new history.
+                Err(LogError::VersionConflict { .. } | LogError::DuplicateEventId { .. }) => {
+                    return Ok(Attempt::Raced)
+                }
+                Err(e) => return Err(storage(e)),
+            }
+        };
+        let mut appended: Vec<AppendedEvent> = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let entry = match slot {
+                Slot::Replay(done) => done,
+                Slot::SameAs(earlier) => appended[earlier].clone(),
+                Slot::New(_) => {
+                    let out = stored.next().expect("one result per appended record");
+                    AppendedEvent { event_id: out.event_id, pathway_id: out.stream_id, version: out.version, position: out.position }
+                }
+            };
+            appended.push(entry);
+        }
+        Ok(Attempt::Done(AppendOutcome { appended, all_replayed }))
+    }
+}
+
+/// One try at an append: done, or beaten by a concurrent writer (try again).
+enum Attempt {
+    Done(AppendOutcome),
+    Raced,
+}
+
+fn storage(e: LogError) -> AppError {
+    AppError::Storage(e.to_string())
+}

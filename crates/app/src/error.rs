@@ -1,0 +1,27 @@
+//! What can go wrong in the application layer, by audience: the user's input
+//! (rule errors), a race to retry (conflicts), a missing pathway, or the
+//! operator's problem (storage).
+
+use openptl_rules::RuleError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The rules refused event `index` of the request (None for a lone event).
+    #[error("{error}")]
+    Rejected { index: Option<usize>, error: RuleError },
+    #[error("expected version {expected}, but the pathway has {current} events")]
+    VersionConflict { index: Option<usize>, expected: u64, current: u64 },
+    #[error("event id reused with different content")]
+    DuplicateEventId { index: Option<usize> },
+    #[error("pathway not found")]
+    PathwayNotFound,
+    /// A query parameter could not be used.
+    #[error("`{field}` {problem}")]
+    InvalidQuery { field: String, problem: String },
+    /// The log could not be read or written; the operator must act.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Stored data the rules cannot read: a bug or damage, never the user's fault.
+    #[error("internal: {0}")]
+    Internal(String),
+}

@@ -1,0 +1,133 @@
+//! The one error→HTTP table: every error the API can return, its status and
+//! its stable code, in one exhaustive match. Bodies always have the shape
+//! `{ "error": { "code", "message", "details" } }` (SPEC 4.3).
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use openptl_app::AppError;
+use openptl_rules::RuleError;
+use serde_json::{json, Value};
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body is not JSON at all.
+    InvalidJson(String),
+    App(AppError),
+    /// No such route.
+    NotFound,
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        ApiError::App(e)
+    }
+}
+
+fn rule_status(e: &RuleError) -> StatusCode {
+    match e {
+        RuleError::PathwayExists | RuleError::PathwayClosed => StatusCode::CONFLICT,
+        RuleError::InvalidField { .. }
+        | RuleError::InvalidNhsNumber { .. }
+        | RuleError::InvalidOdsCode { .. }
+        | RuleError::UnknownTumourSite { .. }
+        | RuleError::UnknownEventType { .. }
+        | RuleError::OccurredInFuture { .. }
+        | RuleError::OccurredBeforeReferral { .. }
+        | RuleError::PathwayNotStarted
+        | RuleError::UpgradeNotAllowed { .. }
+        | RuleError::AlreadyUpgraded
+        | RuleError::TreatmentWithoutDecision
+        | RuleError::UnknownEvent { .. }
+        | RuleError::CannotVoidReferral
+        | RuleError::CorrectionBreaksPathway { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+/// Adds the failing batch index to the message and details.
+fn at_index(index: Option<usize>, message: String, mut details: Value) -> (String, Value) {
+    match index {
+        Some(i) => {
+            details["index"] = json!(i);
+            (format!("Event {i} of the batch: {message} Nothing in the batch was recorded."), details)
+        }
+        None => (message, details),
+    }
+}
+
+impl ApiError {
+    /// (status, code, message, details) for every error.
+    fn parts(&self) -> (StatusCode, &'static str, String, Value) {
+        match self {
+            ApiError::InvalidJson(reason) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("The request body is not valid JSON ({reason}). Send one event object, or {{\"events\": [...]}}."),
+                json!({}),
+            ),
+            ApiError::NotFound => {
+                (StatusCode::NOT_FOUND, "not_found", "There is nothing at this address.".into(), json!({}))
+            }
+            ApiError::App(e) => match e {
+                AppError::Rejected { index, error } => {
+                    let (message, details) = at_index(*index, error.to_string(), error.details());
+                    (rule_status(error), error.code(), message, details)
+                }
+                AppError::VersionConflict { index, expected, current } => {
+                    let (message, details) = at_index(
+                        *index,
+                        format!(
+                            "The pathway has {current} events, not the {expected} this event expected: someone else updated it. Reload the pathway and try again."
+                        ),
+                        json!({ "current_version": current, "expected_version": expected }),
+                    );
+                    (StatusCode::CONFLICT, "version_conflict", message, details)
+                }
+                AppError::DuplicateEventId { index } => {
+                    let (message, details) = at_index(
+                        *index,
+                        "This event_id was already used for a different event. Use a new event_id for a new event.".into(),
+                        json!({}),
+                    );
+                    (StatusCode::CONFLICT, "duplicate_event_id", message, details)
+                }
+                AppError::PathwayNotFound => (
+                    StatusCode::NOT_FOUND,
+                    "pathway_not_found",
+                    "No pathway with this id (or none referred by the date asked for).".into(),
+                    json!({}),
+                ),
+                AppError::InvalidQuery { field, problem } => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_field",
+                    format!("`{field}` {problem}."),
+                    json!({ "field": field }),
+                ),
+                AppError::Storage(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The event log is not available; nothing was recorded. Try again shortly.".into(),
+                    json!({}),
+                ),
+                AppError::Internal(_) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Something went wrong on our side; it has been logged.".into(),
+                    json!({}),
+                ),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message, details) = self.parts();
+        if status.is_server_error() {
+            // The cause goes to the log (it holds no personal data); the body stays opaque.
+            tracing::error!(code, cause = ?self, "request failed");
+        }
+        let body = json!({ "error": { "code": code, "message": message, "details": details } });
+        (status, Json(body)).into_response()
+    }
+}

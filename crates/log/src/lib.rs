@@ -1,0 +1,121 @@
+//! The event log: the only source of truth. One trait, [`EventLog`], with
+//! interchangeable implementations (in memory for tests today; segment files
+//! with a sled index, and PostgreSQL, behind the same trait).
+//!
+//! The log knows streams, versions, positions, event ids and opaque payload
+//! bytes; it knows nothing of pathways or clocks. It enforces two things
+//! atomically for a whole batch: optimistic concurrency (expected stream
+//! version) and event-id uniqueness forever (an identical re-append is a
+//! replay, a different one a conflict).
+
+mod memory;
+pub mod suite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use memory::{plan_batch, MemoryLog, Planned};
+
+/// A record to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRecord {
+    pub stream_id: String,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub actor: String,
+    pub payload: Vec<u8>,
+    /// The stream version this record must follow (0: the stream must not
+    /// exist yet); `None` appends whatever the version is.
+    pub expected_version: Option<u64>,
+}
+
+/// A stored record with the metadata the log assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Global position, 1 for the first record of the log, without gaps.
+    pub position: u64,
+    pub stream_id: String,
+    /// Version within the stream, 1 for its first record, without gaps.
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u16,
+    /// When the log stored it; never earlier than the record before it.
+    pub recorded_at: DateTime<Utc>,
+    pub actor: String,
+    pub payload: Vec<u8>,
+}
+
+impl StoredRecord {
+    /// Whether `new` carries the same content (the idempotency test of SPEC 3.1).
+    pub fn same_content(&self, new: &NewRecord) -> bool {
+        self.stream_id == new.stream_id
+            && self.event_type == new.event_type
+            && self.schema_version == new.schema_version
+            && self.payload == new.payload
+    }
+}
+
+/// What an append did with one record of the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    pub event_id: Uuid,
+    pub stream_id: String,
+    pub version: u64,
+    pub position: u64,
+    pub recorded_at: DateTime<Utc>,
+    /// True when the record was already stored with the same content.
+    pub replayed: bool,
+}
+
+impl Appended {
+    fn of(record: &StoredRecord, replayed: bool) -> Appended {
+        Appended {
+            event_id: record.event_id,
+            stream_id: record.stream_id.clone(),
+            version: record.version,
+            position: record.position,
+            recorded_at: record.recorded_at,
+            replayed,
+        }
+    }
+}
+
+/// Why an append or read failed. Conflicts are the caller's to resolve;
+/// storage errors are the operator's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    #[error("record {index} of the batch expected stream version {expected}, the stream is at {actual}")]
+    VersionConflict { index: usize, stream_id: String, expected: u64, actual: u64 },
+    #[error("record {index} of the batch reuses event id {event_id} with different content")]
+    DuplicateEventId { index: usize, event_id: Uuid },
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+/// The one way anything touches stored events.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends a batch atomically: every record or none. Returns one entry
+    /// per record, in order, after the batch is durable.
+    async fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Appended>, LogError>;
+
+    /// Every record of a stream, in version order (empty if none).
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// Up to `max` records from global position `from` (inclusive).
+    async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// The record stored under an event id, if any.
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError>;
+
+    /// The position of the last record (0 for an empty log).
+    fn head(&self) -> u64;
+
+    /// Notified with the new head after every append: the live half of a
+    /// catch-up subscription (read_all up to the head, then wait here).
+    fn watch_head(&self) -> watch::Receiver<u64>;
+}

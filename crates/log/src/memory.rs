@@ -1,0 +1,180 @@
+//! The in-memory twin of the durable log: the same semantics, no disk. Used
+//! by tests and as the model the durable implementations are checked against.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::{Appended, EventLog, LogError, NewRecord, StoredRecord};
+
+#[derive(Default)]
+struct State {
+    records: Vec<StoredRecord>,
+    streams: HashMap<String, Vec<u64>>,
+    by_event: HashMap<Uuid, u64>,
+}
+
+/// A log held in memory; everything is lost with the process.
+pub struct MemoryLog {
+    // One mutex: appends are short and a batch must be atomic.
+    state: Mutex<State>,
+    head: watch::Sender<u64>,
+}
+
+impl Default for MemoryLog {
+    fn default() -> Self {
+        MemoryLog { state: Mutex::new(State::default()), head: watch::channel(0).0 }
+    }
+}
+
+impl MemoryLog {
+    pub fn new() -> MemoryLog {
+        MemoryLog::default()
+    }
+}
+
+/// Checks a batch against the current state without changing it: which
+/// records are replays, and the version each new record will get.
+/// Shared by every implementation so they agree on the rules of a batch.
+pub fn plan_batch(
+    batch: &[NewRecord],
+    stream_version: impl Fn(&str) -> u64,
+    stored_event: impl Fn(&Uuid) -> Option<StoredRecord>,
+) -> Result<Vec<Planned>, LogError> {
+    let mut planned: Vec<Planned> = Vec::with_capacity(batch.len());
+    let mut versions: HashMap<&str, u64> = HashMap::new();
+    for (index, record) in batch.iter().enumerate() {
+        let earlier = batch[..index].iter().position(|r| r.event_id == record.event_id);
+        if let Some(existing) = stored_event(&record.event_id) {
+            if !existing.same_content(record) {
+                return Err(LogError::DuplicateEventId { index, event_id: record.event_id });
+            }
+            planned.push(Planned::Replay(existing));
+            continue;
+        }
+        if let Some(earlier) = earlier {
+            if !same_new_content(&batch[earlier], record) {
+                return Err(LogError::DuplicateEventId { index, event_id: record.event_id });
+            }
+            planned.push(Planned::SameAs(earlier));
+            continue;
+        }
+        let current = *versions
+            .entry(record.stream_id.as_str())
+            .or_insert_with(|| stream_version(&record.stream_id));
+        if let Some(expected) = record.expected_version {
+            if expected != current {
+                return Err(LogError::VersionConflict {
+                    index,
+                    stream_id: record.stream_id.clone(),
+                    expected,
+                    actual: current,
+                });
+            }
+        }
+        versions.insert(record.stream_id.as_str(), current + 1);
+        planned.push(Planned::New { version: current + 1 });
+    }
+    Ok(planned)
+}
+
+fn same_new_content(a: &NewRecord, b: &NewRecord) -> bool {
+    a.stream_id == b.stream_id && a.event_type == b.event_type && a.schema_version == b.schema_version && a.payload == b.payload
+}
+
+/// The fate of one record of a batch.
+#[derive(Debug, Clone)]
+pub enum Planned {
+    /// Already stored with the same content.
+    Replay(StoredRecord),
+    /// Repeats an earlier record of the same batch.
+    SameAs(usize),
+    /// Will be appended with this stream version.
+    New { version: u64 },
+}
+
+#[async_trait]
+impl EventLog for MemoryLog {
+    async fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Appended>, LogError> {
+        let mut state = self.state.lock().expect("memory log lock");
+        let plan = plan_batch(
+            &batch,
+            |stream| state.streams.get(stream).map_or(0, |v| v.len() as u64),
+            |id| state.by_event.get(id).map(|p| state.records[(*p - 1) as usize].clone()),
+        )?;
+        let last_time = state.records.last().map(|r| r.recorded_at);
+        let recorded_at = last_time.map_or_else(Utc::now, |last| Utc::now().max(last));
+        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
+        for (record, planned) in batch.into_iter().zip(plan) {
+            match planned {
+                Planned::Replay(existing) => out.push(Appended::of(&existing, true)),
+                Planned::SameAs(earlier) => {
+                    let first = out[earlier].clone();
+                    out.push(Appended { replayed: true, ..first });
+                }
+                Planned::New { version } => {
+                    let position = state.records.len() as u64 + 1;
+                    let stored = StoredRecord {
+                        position,
+                        stream_id: record.stream_id,
+                        version,
+                        event_id: record.event_id,
+                        event_type: record.event_type,
+                        schema_version: record.schema_version,
+                        recorded_at,
+                        actor: record.actor,
+                        payload: record.payload,
+                    };
+                    out.push(Appended::of(&stored, false));
+                    state.streams.entry(stored.stream_id.clone()).or_default().push(position);
+                    state.by_event.insert(stored.event_id, position);
+                    state.records.push(stored);
+                }
+            }
+        }
+        let head = state.records.len() as u64;
+        drop(state);
+        self.head.send_replace(head);
+        Ok(out)
+    }
+
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
+        let state = self.state.lock().expect("memory log lock");
+        Ok(state
+            .streams
+            .get(stream_id)
+            .map(|positions| positions.iter().map(|p| state.records[(*p - 1) as usize].clone()).collect())
+            .unwrap_or_default())
+    }
+
+    async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
+        let state = self.state.lock().expect("memory log lock");
+        let start = from.max(1) as usize - 1;
+        Ok(state.records.iter().skip(start).take(max).cloned().collect())
+    }
+
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
+        let state = self.state.lock().expect("memory log lock");
+        Ok(state.by_event.get(&event_id).map(|p| state.records[(*p - 1) as usize].clone()))
+    }
+
+    fn head(&self) -> u64 {
+        *self.head.borrow()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn memory_log_passes_the_shared_suite() {
+        crate::suite::run_all(|| async { super::MemoryLog::new() }).await;
+    }
+}

@@ -1,0 +1,627 @@
+//! Property tests of the clock engine's invariants (STYLE rule 8): pathways
+//! are generated as a referral plus a random sequence of later events, each
+//! offered to `check_event` and kept only when the rules accept it, exactly
+//! as the service would record them. The properties then compare views.
+//!
+//! Everything is deterministic: "today" is a fixed date, event ids are
+//! derived from versions, and no property looks at the clock on the wall.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use openptl_rules::pathway::{Clock, PathwayState};
+use openptl_rules::validate::check_pathway;
+use openptl_rules::*;
+use proptest::option;
+use proptest::prelude::*;
+use proptest::sample::{select, Index};
+use proptest::test_runner::RngSeed;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+// ---------------------------------------------------------------------------
+// Fixed context
+// ---------------------------------------------------------------------------
+
+/// Modest case counts keep the suite fast; a fixed seed keeps it
+/// deterministic unless PROPTEST_RNG_SEED asks for another exploration.
+fn proptest_config() -> ProptestConfig {
+    let mut config = ProptestConfig::with_cases(128);
+    config.failure_persistence = None;
+    if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
+        config.rng_seed = RngSeed::Fixed(0x0907_2025);
+    }
+    config
+}
+
+fn config() -> &'static RulesConfig {
+    static CONFIG: OnceLock<RulesConfig> = OnceLock::new();
+    CONFIG.get_or_init(RulesConfig::defaults)
+}
+
+/// The service's "today": after every date a generated pathway can reach.
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()
+}
+
+fn plus(date: NaiveDate, days: i64) -> NaiveDate {
+    date + Duration::days(days)
+}
+
+fn iso(date: NaiveDate) -> String {
+    date::format(date)
+}
+
+// ---------------------------------------------------------------------------
+// Plans: what the generator draws, before the rules have had their say
+// ---------------------------------------------------------------------------
+
+/// One step of a generated pathway. Dates are offsets from the referral date
+/// so that shrinking keeps them meaningful.
+#[derive(Debug, Clone)]
+enum Step {
+    /// An ordinary event. Integer values of the date fields of `data`
+    /// (`offered_on`, `available_from`, `next_action_due`) are offsets too.
+    Event { offset: i64, ty: EventType, data: Value },
+    /// A treatment dated `gap` days after the latest effective decision to treat.
+    Treatment { gap: i64, modality: Modality },
+    /// A correction of an earlier event: a date shift and/or new data.
+    Correct { pick: Index, shift: i64, new_data: bool },
+    /// A void of an earlier event.
+    Void { pick: Index },
+}
+
+#[derive(Debug, Clone)]
+struct Plan {
+    referred_on: NaiveDate,
+    referral: Value,
+    steps: Vec<Step>,
+}
+
+/// A Modulus 11 valid NHS number (SPEC 2.11), written with spaces sometimes.
+fn nhs_number() -> impl Strategy<Value = String> {
+    (proptest::collection::vec(0u32..10, 9), any::<bool>()).prop_filter_map("check digit 10 is invalid", |(digits, spaced)| {
+        let sum: u32 = digits.iter().zip((2..=10).rev()).map(|(d, w)| d * w).sum();
+        let check = match 11 - sum % 11 {
+            11 => 0,
+            10 => return None,
+            c => c,
+        };
+        let mut text: String = digits.iter().map(|d| char::from(b'0' + *d as u8)).collect();
+        text.push(char::from(b'0' + check as u8));
+        if spaced {
+            text = format!("{} {} {}", &text[0..3], &text[3..6], &text[6..]);
+        }
+        Some(text)
+    })
+}
+
+fn referral() -> impl Strategy<Value = (NaiveDate, Value)> {
+    let route = prop_oneof![
+        3 => Just(Route::UrgentSuspectedCancer),
+        1 => Just(Route::BreastSymptomatic),
+        1 => Just(Route::Screening),
+        1 => Just(Route::Other),
+    ];
+    (
+        0i64..300,
+        route,
+        select(TumourSite::ALL),
+        nhs_number(),
+        select(ScreeningProgramme::ALL),
+        // Real GP practice codes have 6 characters (A81001), but SPEC 1 accepts 3–5.
+        option::of(select(&["Y0123", "B8200", "C81"][..])),
+        select(&["RXH", "rhm", "RTH"][..]),
+    )
+        .prop_map(|(offset, route, site, nhs, programme, referrer, trust)| {
+            let referred_on = plus(NaiveDate::from_ymd_opt(2025, 1, 6).unwrap(), offset);
+            let mut data = json!({
+                "nhs_number": nhs,
+                "trust": trust,
+                "tumour_site": site.as_str(),
+                "route": route.as_str(),
+            });
+            if route == Route::Screening {
+                data["screening_programme"] = json!(programme.as_str());
+            }
+            if let Some(referrer) = referrer {
+                data["referrer"] = json!(referrer);
+            }
+            (referred_on, data)
+        })
+}
+
+fn event(offset: i64, ty: EventType, data: Value) -> Step {
+    Step::Event { offset, ty, data }
+}
+
+/// Ordinary events, weighted towards the ones that move clocks.
+fn ordinary() -> impl Strategy<Value = Step> {
+    let day = || 0i64..=150;
+    prop_oneof![
+        4 => (day(), select(AppointmentKind::ALL))
+            .prop_map(|(o, k)| event(o, EventType::AppointmentAttended, json!({ "kind": k.as_str() }))),
+        4 => (day(), select(AppointmentKind::ALL), select(MissedReason::ALL)).prop_map(|(o, k, r)| {
+            event(o, EventType::AppointmentMissed, json!({ "kind": k.as_str(), "reason": r.as_str() }))
+        }),
+        4 => (day(), select(&[EventType::DiagnosticRequested, EventType::DiagnosticPerformed, EventType::DiagnosticReported][..]),
+              select(DiagnosticTest::ALL), option::of("[A-Z0-9-]{1,12}"))
+            .prop_map(|(o, ty, test, request_id)| {
+                let mut data = json!({ "test": test.as_str() });
+                if let Some(id) = request_id {
+                    data["request_id"] = json!(id);
+                }
+                event(o, ty, data)
+            }),
+        2 => (day(), select(TriageOutcome::ALL))
+            .prop_map(|(o, t)| event(o, EventType::TriageCompleted, json!({ "outcome": t.as_str() }))),
+        1 => (day(), option::of("[a-z_]{1,20}")).prop_map(|(o, outcome)| {
+            event(o, EventType::MdtDiscussed, outcome.map_or(json!({}), |t| json!({ "outcome": t })))
+        }),
+        2 => (-95i64..=30, option::of(0.0f64..400.0)).prop_map(|(o, value)| {
+            let data = value.map_or(json!({ "not_appropriate": true }), |v| json!({ "value_ug_per_g": v }));
+            event(o, EventType::FitResultRecorded, data)
+        }),
+        3 => (day(), select(DiagnosisOutcome::ALL), option::of(select(CommunicationMethod::ALL)), option::of("C[0-9]{2}(\\.[0-9])?"))
+            .prop_map(|(o, outcome, method, icd10)| {
+                let mut data = json!({ "outcome": outcome.as_str() });
+                if let Some(m) = method {
+                    data["method"] = json!(m.as_str());
+                }
+                if let Some(code) = icd10 {
+                    data["icd10"] = json!(code);
+                }
+                event(o, EventType::DiagnosisCommunicated, data)
+            }),
+        4 => (day(), select(Modality::ALL))
+            .prop_map(|(o, m)| event(o, EventType::DecisionToTreat, json!({ "modality": m.as_str() }))),
+        3 => (day(), -10i64..=150, 1i64..=40, select(TreatmentSetting::ALL)).prop_map(|(o, offered, len, setting)| {
+            let data = json!({ "offered_on": offered, "available_from": offered + len, "setting": setting.as_str() });
+            event(o, EventType::TreatmentOfferDeclined, data)
+        }),
+        3 => (0i64..=40, select(Modality::ALL)).prop_map(|(gap, modality)| Step::Treatment { gap, modality }),
+        3 => (day(), "[A-Za-z0-9 ]{1,40}", option::of("[a-z ]{0,30}"), option::of(0i64..=200), option::of("[A-Za-z]{1,12}"), option::of(any::<bool>()))
+            .prop_map(|(o, text, next_action, due, owner, escalated)| {
+                let mut data = json!({ "text": text });
+                if let Some(v) = next_action { data["next_action"] = json!(v); }
+                if let Some(v) = due { data["next_action_due"] = json!(v); }
+                if let Some(v) = owner { data["owner"] = json!(v); }
+                if let Some(v) = escalated { data["escalated"] = json!(v); }
+                event(o, EventType::TrackingNoteAdded, data)
+            }),
+        1 => (day(), select(&["RXH", "RHM", "RTH", "R1F"][..]))
+            .prop_map(|(o, t)| event(o, EventType::PathwayTransferred, json!({ "to_trust": t }))),
+        1 => (day(), select(TumourSite::ALL))
+            .prop_map(|(o, s)| event(o, EventType::TumourSiteChanged, json!({ "tumour_site": s.as_str() }))),
+        1 => (day(), select(ExclusionReason::ALL))
+            .prop_map(|(o, r)| event(o, EventType::FdsExcluded, json!({ "reason": r.as_str() }))),
+        1 => (day(), select(CloseReason::ALL))
+            .prop_map(|(o, r)| event(o, EventType::PathwayClosed, json!({ "reason": r.as_str() }))),
+        1 => day().prop_map(|o| event(o, EventType::ConsultantUpgraded, json!({}))),
+    ]
+}
+
+fn amendment() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (any::<Index>(), -15i64..=15, any::<bool>()).prop_map(|(pick, shift, new_data)| Step::Correct { pick, shift, new_data }),
+        1 => any::<Index>().prop_map(|pick| Step::Void { pick }),
+    ]
+}
+
+fn plan_of(steps: impl Strategy<Value = Vec<Step>>) -> impl Strategy<Value = Plan> {
+    (referral(), steps).prop_map(|((referred_on, referral), steps)| Plan { referred_on, referral, steps })
+}
+
+/// A pathway plan; with `amend`, corrections and voids are mixed in.
+fn plan(amend: bool) -> BoxedStrategy<Plan> {
+    if amend {
+        plan_of(proptest::collection::vec(prop_oneof![8 => ordinary(), 1 => amendment()], 0..30)).boxed()
+    } else {
+        plan_of(proptest::collection::vec(ordinary(), 0..30)).boxed()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Building histories through the rules
+// ---------------------------------------------------------------------------
+
+fn recorded_at(version: u64) -> DateTime<Utc> {
+    "2026-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap() + Duration::seconds(version as i64)
+}
+
+/// Offers one event to the rules; records it when accepted.
+fn offer(history: &mut Vec<RecordedEvent>, occurred_on: NaiveDate, data: EventData) -> Result<(), RuleError> {
+    check_event(history, occurred_on, &data, today(), config())?;
+    let version = history.len() as u64 + 1;
+    history.push(RecordedEvent {
+        event_id: Uuid::from_u128(0x0be7_0000_0000_0000_0000_0000_0000_0000 + version as u128),
+        version,
+        recorded_at: recorded_at(version),
+        occurred_on,
+        data,
+    });
+    Ok(())
+}
+
+fn decode(ty: EventType, data: Value) -> EventData {
+    EventData::from_json(ty, data.clone()).unwrap_or_else(|e| panic!("generator made invalid {ty} data {data}: {e}"))
+}
+
+/// Turns the integer date offsets of generated data into ISO dates.
+fn resolve_dates(referred_on: NaiveDate, mut data: Value) -> Value {
+    for field in ["offered_on", "available_from", "next_action_due"] {
+        if let Some(offset) = data.get(field).and_then(Value::as_i64) {
+            data[field] = json!(iso(plus(referred_on, offset)));
+        }
+    }
+    data
+}
+
+fn effective(history: &[RecordedEvent]) -> Vec<EffectiveEvent> {
+    effective_events(history).expect("an accepted history always has effective events")
+}
+
+fn build(plan: &Plan) -> Vec<RecordedEvent> {
+    let mut history = Vec::new();
+    let r = plan.referred_on;
+    offer(&mut history, r, decode(EventType::ReferralReceived, plan.referral.clone())).expect("a referral opens the pathway");
+    // The day amendments are recorded on: after the pathway's own dates.
+    let amended_on = plus(r, 150);
+    for step in &plan.steps {
+        let (occurred_on, data) = match step {
+            Step::Event { offset, ty, data } => (plus(r, *offset), decode(*ty, resolve_dates(r, data.clone()))),
+            Step::Treatment { gap, modality } => {
+                let decided = effective(&history)
+                    .iter()
+                    .filter(|e| e.data.event_type() == EventType::DecisionToTreat)
+                    .map(|e| e.occurred_on)
+                    .max()
+                    .unwrap_or(r);
+                (plus(decided, *gap), decode(EventType::TreatmentStarted, json!({ "modality": modality.as_str() })))
+            }
+            Step::Correct { pick, shift, new_data } => {
+                let targets: Vec<&RecordedEvent> = history.iter().filter(|e| !e.data.event_type().is_amendment()).collect();
+                let target = *pick.get(&targets);
+                let current = effective(&history).into_iter().find(|e| e.event_id == target.event_id);
+                let current_on = current.as_ref().map_or(target.occurred_on, |e| e.occurred_on);
+                let replacement = match (new_data, current.map(|e| e.data)) {
+                    (true, Some(EventData::AppointmentMissed(m))) => {
+                        let reason = match m.reason {
+                            MissedReason::DidNotAttend => MissedReason::PatientCancelled,
+                            MissedReason::PatientCancelled => MissedReason::DidNotAttend,
+                        };
+                        Some(json!({ "kind": m.kind.as_str(), "reason": reason.as_str() }))
+                    }
+                    (true, Some(EventData::TrackingNoteAdded(_))) => Some(json!({ "text": "corrected note", "escalated": true })),
+                    _ => None,
+                };
+                let shift = if *shift == 0 && replacement.is_none() { 1 } else { *shift };
+                let mut data = json!({ "corrects": target.event_id.to_string(), "reason": "entered wrongly" });
+                if shift != 0 {
+                    data["new_occurred_on"] = json!(iso(plus(current_on, shift)));
+                }
+                if let Some(replacement) = replacement {
+                    data["new_data"] = replacement;
+                }
+                (amended_on, decode(EventType::EventCorrected, data))
+            }
+            Step::Void { pick } => {
+                let targets: Vec<&RecordedEvent> = history.iter().filter(|e| !e.data.event_type().is_amendment()).collect();
+                let target = *pick.get(&targets);
+                let data = json!({ "voids": target.event_id.to_string(), "reason": "wrong patient" });
+                (amended_on, decode(EventType::EventVoided, data))
+            }
+        };
+        // Rejections are expected (a treatment before its decision, an
+        // upgrade on a cancer route, anything after a closure...): skip them.
+        let _ = offer(&mut history, occurred_on, data);
+    }
+    history
+}
+
+/// The referral date in effect (a correction may have moved it).
+fn referred_on(history: &[RecordedEvent]) -> NaiveDate {
+    effective(history)
+        .iter()
+        .find(|e| e.data.event_type() == EventType::ReferralReceived)
+        .expect("the referral cannot be voided")
+        .occurred_on
+}
+
+fn view(history: &[RecordedEvent], as_of: NaiveDate) -> PathwayState {
+    evaluate(&effective(history), as_of, config()).expect("evaluated on or after the referral")
+}
+
+/// A readable history for failure messages.
+fn show(history: &[RecordedEvent]) -> String {
+    history
+        .iter()
+        .map(|e| format!("  v{} {} {} {}", e.version, e.occurred_on, e.data.event_type(), e.data.to_json()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn clocks(state: &PathwayState) -> Vec<(ClockKind, &Clock)> {
+    state.clocks.iter().collect()
+}
+
+fn is_first_seen_dna(data: &EventData) -> bool {
+    matches!(data, EventData::AppointmentMissed(m) if m.reason == MissedReason::DidNotAttend && m.kind.is_first_seen())
+}
+
+fn is_admitted_decline(data: &EventData) -> bool {
+    matches!(data, EventData::TreatmentOfferDeclined(t) if t.setting == TreatmentSetting::Admitted)
+}
+
+// ---------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// Every accepted event survives JSON and stored MessagePack unchanged.
+    #[test]
+    fn accepted_events_round_trip_through_json_and_msgpack(plan in plan(true)) {
+        let history = build(&plan);
+        for e in &history {
+            let ty = e.data.event_type();
+            let json = e.data.to_json();
+            let back = EventData::from_json(ty, json.clone());
+            prop_assert_eq!(back, Ok(e.data.clone()), "JSON {}", json);
+            let bytes = e.data.encode_payload(e.occurred_on);
+            let decoded = EventData::decode_payload(ty, SCHEMA_VERSION, &bytes);
+            prop_assert_eq!(decoded, Ok((e.occurred_on, e.data.clone())), "msgpack of {} {}", ty, json);
+        }
+    }
+
+    /// Views are a pure function of the history: evaluating twice, or after
+    /// the history went through its stored bytes, gives the same state.
+    #[test]
+    fn rebuilding_gives_identical_views(plan in plan(true), as_of_offset in 0i64..=250) {
+        let history = build(&plan);
+        let as_of = plus(referred_on(&history), as_of_offset);
+        prop_assert_eq!(effective(&history), effective(&history));
+        let first = view(&history, as_of);
+        prop_assert_eq!(&first, &view(&history, as_of));
+        let reread: Vec<RecordedEvent> = history
+            .iter()
+            .map(|e| {
+                let (occurred_on, data) = EventData::decode_payload(e.data.event_type(), SCHEMA_VERSION, &e.data.encode_payload(e.occurred_on)).unwrap();
+                RecordedEvent { occurred_on, data, ..e.clone() }
+            })
+            .collect();
+        prop_assert_eq!(&first, &view(&reread, as_of));
+    }
+
+    /// SPEC 1 and 2.2, 4.2: days = (stop or as_of) − start − adjustment days;
+    /// target_date = start + target + adjustment days; the status follows.
+    #[test]
+    fn clock_arithmetic_holds_for_every_started_clock(plan in plan(true), as_of_offset in 0i64..=250) {
+        let history = build(&plan);
+        for as_of in [plus(referred_on(&history), as_of_offset), today()] {
+            let state = view(&history, as_of);
+            for (kind, clock) in clocks(&state) {
+                let context = || format!("{kind} as of {as_of}: {clock:?}\n{}", show(&history));
+                match clock.status {
+                    ClockStatus::NotApplicable | ClockStatus::NotStarted => {
+                        prop_assert!(clock.start.is_none(), "{}", context());
+                        continue;
+                    }
+                    ClockStatus::Excluded => {
+                        prop_assert_eq!(kind, ClockKind::Fds, "{}", context());
+                        continue;
+                    }
+                    _ => {}
+                }
+                let start = clock.start.unwrap();
+                let end = clock.stop.unwrap_or(as_of);
+                prop_assert!(clock.adjustment_days >= 0, "{}", context());
+                prop_assert_eq!(clock.days, (end - start).num_days() - clock.adjustment_days, "{}", context());
+                prop_assert_eq!(clock.target_date, Some(plus(start, clock.target_days + clock.adjustment_days)), "{}", context());
+                prop_assert_eq!(clock.stop.is_none(), clock.status.is_running(), "{}", context());
+                prop_assert_eq!(clock.stop.is_some(), clock.stop_reason.is_some(), "{}", context());
+                let within = clock.days <= clock.target_days;
+                let expected = match (clock.status, within) {
+                    (ClockStatus::Closed, _) => ClockStatus::Closed,
+                    (ClockStatus::Open | ClockStatus::OpenBreached, true) => ClockStatus::Open,
+                    (ClockStatus::Open | ClockStatus::OpenBreached, false) => ClockStatus::OpenBreached,
+                    (_, true) => ClockStatus::Met,
+                    (_, false) => ClockStatus::Breached,
+                };
+                prop_assert_eq!(clock.status, expected, "{}", context());
+                prop_assert!(start <= end, "{}", context());
+            }
+        }
+    }
+
+    /// SPEC 2.3: an admitted decline can only add adjustment days, so no
+    /// target date moves earlier (and the FDS, never adjusted by declines,
+    /// does not move at all); a non-admitted decline changes no clock.
+    #[test]
+    fn a_declined_offer_never_moves_a_target_date_earlier(
+        plan in plan(true),
+        at in 0i64..=150,
+        offered in -10i64..=150,
+        len in 1i64..=60,
+        as_of_offset in 0i64..=250,
+    ) {
+        let history = build(&plan);
+        let r = referred_on(&history);
+        let decline = |setting: TreatmentSetting| {
+            decode(EventType::TreatmentOfferDeclined, json!({
+                "offered_on": iso(plus(r, offered)),
+                "available_from": iso(plus(r, offered + len)),
+                "setting": setting.as_str(),
+            }))
+        };
+        let mut admitted = history.clone();
+        prop_assume!(offer(&mut admitted, plus(r, at), decline(TreatmentSetting::Admitted)).is_ok());
+        let mut non_admitted = history.clone();
+        prop_assert!(offer(&mut non_admitted, plus(r, at), decline(TreatmentSetting::NonAdmitted)).is_ok());
+        for as_of in [plus(r, as_of_offset), today()] {
+            let before = view(&history, as_of);
+            let after = view(&admitted, as_of);
+            let context = || format!("as of {as_of}\n{}", show(&admitted));
+            prop_assert_eq!(&before.clocks.fds, &after.clocks.fds, "{}", context());
+            for ((kind, b), (_, a)) in clocks(&before).into_iter().zip(clocks(&after)) {
+                prop_assert_eq!(b.target_date.is_some(), a.target_date.is_some(), "{} {}", kind, context());
+                if let (Some(b_date), Some(a_date)) = (b.target_date, a.target_date) {
+                    prop_assert!(a_date >= b_date, "{} target moved from {} to {}\n{}", kind, b_date, a_date, context());
+                    prop_assert!(a.days <= b.days, "{} days grew from {} to {}\n{}", kind, b.days, a.days, context());
+                }
+            }
+            prop_assert_eq!(&before.clocks, &view(&non_admitted, as_of).clocks, "non-admitted decline as of {}", as_of);
+        }
+    }
+
+    /// STYLE rule 8: a later clock stop never helps. Moving the first
+    /// treatment later (a correction's new_occurred_on) never turns a
+    /// `breached` clock `met`, and never lowers a stopped clock's days.
+    ///
+    /// The move stays short of the next event that re-starts or resets a
+    /// clock (a decision to treat restarts the 31-day clock, a first-seen DNA
+    /// resets FDS/62-day): crossing those legitimately changes the start.
+    #[test]
+    fn a_later_treatment_never_turns_breached_into_met(
+        plan in plan_of(proptest::collection::vec(prop_oneof![8 => ordinary(), 1 => amendment()], 0..30)),
+        decided in 0i64..=150,
+        gap in 0i64..=90,
+        delay in 1i64..=90,
+    ) {
+        let mut history = build(&plan);
+        let r = referred_on(&history);
+        let _ = offer(&mut history, plus(r, decided), decode(EventType::DecisionToTreat, json!({ "modality": "surgery" })));
+        let _ = offer(&mut history, plus(r, decided + gap), decode(EventType::TreatmentStarted, json!({ "modality": "surgery" })));
+        let events = effective(&history);
+        let treatment = events.iter().find(|e| e.data.event_type() == EventType::TreatmentStarted);
+        prop_assume!(treatment.is_some());
+        let treatment = treatment.unwrap();
+        let old = treatment.occurred_on;
+        let limit = events
+            .iter()
+            .filter(|e| e.occurred_on > old && (e.data.event_type() == EventType::DecisionToTreat || is_first_seen_dna(&e.data)))
+            .map(|e| plus(e.occurred_on, -1))
+            .min()
+            .unwrap_or(today())
+            .min(today());
+        let new = plus(old, delay).min(limit);
+        prop_assume!(new > old);
+        let mut moved = history.clone();
+        let correction = decode(EventType::EventCorrected, json!({
+            "corrects": treatment.event_id.to_string(),
+            "reason": "treatment was later",
+            "new_occurred_on": iso(new),
+        }));
+        let accepted = offer(&mut moved, new, correction);
+        prop_assert!(accepted.is_ok(), "moving treatment {} -> {} was refused: {:?}\n{}", old, new, accepted, show(&history));
+        for as_of in [new, today()] {
+            let before = view(&history, as_of);
+            let after = view(&moved, as_of);
+            for ((kind, b), (_, a)) in clocks(&before).into_iter().zip(clocks(&after)) {
+                let context = || format!("{kind} as of {as_of}, treatment {old} -> {new}\nbefore {b:?}\nafter  {a:?}\n{}", show(&moved));
+                prop_assert_eq!(b.start, a.start, "{}", context());
+                prop_assert!(!(b.status == ClockStatus::Breached && a.status == ClockStatus::Met), "{}", context());
+                prop_assert!(!(b.status == ClockStatus::Breached && a.status.is_running()), "{}", context());
+                if b.stop.is_some() && a.stop.is_some() && b.status != ClockStatus::Excluded {
+                    prop_assert!(a.days >= b.days, "{}", context());
+                }
+            }
+        }
+    }
+
+    /// Time only moves forward: a running `open_breached` clock is never
+    /// `open` again at a later as_of, and its days waited never go down.
+    ///
+    /// Events dated between the two dates come into view at the later one;
+    /// those that legitimately reset a clock (a first-seen DNA for FDS and
+    /// 62-day, an admitted decline for 31/62-day, a decision to treat for the
+    /// 31-day) exempt that clock.
+    #[test]
+    fn a_later_as_of_never_unbreaches_a_running_clock(plan in plan(true), first in 0i64..=200, later in 1i64..=120) {
+        let history = build(&plan);
+        let early = plus(referred_on(&history), first);
+        let late = plus(early, later);
+        let window: Vec<EffectiveEvent> = effective(&history).into_iter().filter(|e| e.occurred_on > early && e.occurred_on <= late).collect();
+        let resets = |kind: ClockKind| {
+            window.iter().any(|e| match kind {
+                ClockKind::Fds => is_first_seen_dna(&e.data),
+                ClockKind::D62 => is_first_seen_dna(&e.data) || is_admitted_decline(&e.data),
+                ClockKind::D31 => is_admitted_decline(&e.data) || e.data.event_type() == EventType::DecisionToTreat,
+            })
+        };
+        let before = view(&history, early);
+        let after = view(&history, late);
+        for ((kind, b), (_, a)) in clocks(&before).into_iter().zip(clocks(&after)) {
+            if b.status != ClockStatus::OpenBreached || resets(kind) {
+                continue;
+            }
+            let context = || format!("{kind} {early} -> {late}\nbefore {b:?}\nafter  {a:?}\n{}", show(&history));
+            prop_assert!(!matches!(a.status, ClockStatus::Open | ClockStatus::Met), "{}", context());
+            if a.status != ClockStatus::Excluded {
+                prop_assert!(a.days >= b.days, "{}", context());
+            }
+        }
+    }
+
+    /// SPEC 3.2: events are applied in occurred_on order whatever order they
+    /// were appended in. The dates of a pathway are appended in a random
+    /// order (same-day events keep their order): the view, and the verdict
+    /// of the pathway validation, do not change.
+    #[test]
+    fn append_order_across_dates_does_not_matter(
+        plan in plan(false),
+        keys in proptest::collection::vec(any::<u32>(), 64),
+        as_of_offset in 0i64..=250,
+    ) {
+        let history = build(&plan);
+        let mut by_day: BTreeMap<NaiveDate, Vec<RecordedEvent>> = BTreeMap::new();
+        for e in &history {
+            by_day.entry(e.occurred_on).or_default().push(e.clone());
+        }
+        let mut days: Vec<(usize, Vec<RecordedEvent>)> = by_day.into_values().enumerate().collect();
+        days.sort_by_key(|(i, _)| (keys[i % keys.len()], *i));
+        let shuffled: Vec<RecordedEvent> = days
+            .into_iter()
+            .flat_map(|(_, events)| events)
+            .enumerate()
+            .map(|(i, e)| RecordedEvent { version: i as u64 + 1, recorded_at: recorded_at(i as u64 + 1), ..e })
+            .collect();
+        let context = || format!("appended as\n{}", show(&shuffled));
+        prop_assert!(check_pathway(&effective(&shuffled), today(), config()).is_ok(), "{}", context());
+        for as_of in [plus(referred_on(&history), as_of_offset), today()] {
+            prop_assert_eq!(view(&history, as_of), view(&shuffled, as_of), "{}", context());
+        }
+    }
+
+    /// SPEC 3.2: "every view treats the voided event as never having
+    /// happened". When the rules accept a void, the view equals the view of
+    /// the history in which the event (and its corrections) never existed.
+    #[test]
+    fn a_voided_event_is_as_if_never_appended(plan in plan(true), pick in any::<Index>(), as_of_offset in 0i64..=250) {
+        let history = build(&plan);
+        let candidates: Vec<EffectiveEvent> = effective(&history)
+            .into_iter()
+            .filter(|e| e.data.event_type() != EventType::ReferralReceived)
+            .collect();
+        prop_assume!(!candidates.is_empty());
+        let target = pick.get(&candidates).event_id;
+        let mut voided = history.clone();
+        let void = decode(EventType::EventVoided, json!({ "voids": target.to_string(), "reason": "wrong patient" }));
+        let r = referred_on(&history);
+        prop_assume!(offer(&mut voided, plus(r, 150), void).is_ok());
+        let never: Vec<RecordedEvent> = history
+            .iter()
+            .filter(|e| {
+                e.event_id != target
+                    && !matches!(&e.data, EventData::EventCorrected(c) if c.corrects == target)
+            })
+            .cloned()
+            .collect();
+        prop_assert!(check_pathway(&effective(&never), today(), config()).is_ok());
+        for as_of in [plus(r, as_of_offset), today()] {
+            prop_assert_eq!(view(&voided, as_of), view(&never, as_of), "voided {} as of {}\n{}", target, as_of, show(&voided));
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The `openptl` binary: one executable for the service and its tools
+//! (SPEC 10). Parsing options and wiring components is all it does.
+
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use openptl_app::{App, SystemClock};
+use openptl_log::{EventLog, MemoryLog};
+use openptl_rules::RulesConfig;
+
+#[derive(Parser)]
+#[command(name = "openptl", version, about = "Cancer pathway tracking: the single PTL, FDS/31/62-day clocks, BPTP milestones")]
+struct Cli {
+    /// Rules configuration (targets, RAG bands, milestone templates); the shipped defaults when absent.
+    #[arg(long, global = true, env = "OPENPTL_RULES")]
+    rules: Option<PathBuf>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "OPENPTL_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service.
+    Serve {
+        /// Where the event log lives.
+        #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
+        data_dir: PathBuf,
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, env = "OPENPTL_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Load the seeded synthetic alliance first (into an empty log).
+        #[arg(long, env = "OPENPTL_DEMO")]
+        demo: bool,
+        /// Pathways in the demo data set.
+        #[arg(long, env = "OPENPTL_DEMO_PATHWAYS", default_value_t = 2000)]
+        demo_pathways: usize,
+    },
+    /// Write synthetic events (NDJSON envelopes) to stdout.
+    Generate {
+        #[arg(long, default_value_t = 1000)]
+        pathways: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The date the data set ends on (default: today).
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+}
+
+fn rules(path: Option<&PathBuf>) -> anyhow::Result<RulesConfig> {
+    match path {
+        None => Ok(RulesConfig::defaults()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            RulesConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENPTL_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    let config = rules(cli.rules.as_ref())?;
+    match cli.command {
+        Command::Serve { data_dir, listen, demo, demo_pathways } => {
+            serve(config, data_dir, listen, demo.then_some(demo_pathways)).await
+        }
+        Command::Generate { pathways, seed, as_of } => {
+            let as_of = match as_of {
+                Some(d) => openptl_rules::date::parse(&d).context("--as-of must be YYYY-MM-DD")?,
+                None => openptl_app::london_today(chrono::Utc::now()),
+            };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for event in demo::generate(pathways, seed, as_of) {
+                use std::io::Write;
+                serde_json::to_writer(&mut out, &event)?;
+                out.write_all(b"\n")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(
+    config: RulesConfig,
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    demo: Option<usize>,
+) -> anyhow::Result<()> {
+    // The durable segment log (issue 3) will open `data_dir`; until then the
+    // in-memory log backs the service and nothing survives a restart.
+    tracing::warn!(data_dir = %data_dir.display(), "events are kept in memory only in this build");
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let app = Arc::new(App::new(log, config, Arc::new(SystemClock)));
+    if let Some(pathways) = demo {
+        if app.log.head() == 0 {
+            let loaded = demo::load(&app, pathways).await?;
+            tracing::info!(events = loaded, pathways, "demo alliance loaded");
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests read this line to find the port.
+    println!("OpenPTL listening on http://{addr}");
+    if demo.is_some() {
+        println!("Demo data loaded. Try http://{addr}/v1/pathways/DEMO-000001 (no login needed in this build).");
+    }
+    axum::serve(listener, openptl_http::router(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM: stop accepting, let in-flight requests finish.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
