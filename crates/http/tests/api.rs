@@ -1,0 +1,312 @@
+//! In-process tests of the HTTP API: the real router, application layer,
+//! rules and (in-memory) log, driven with `oneshot` requests.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use openptl_app::{App, FixedClock};
+use openptl_log::MemoryLog;
+use openptl_rules::RulesConfig;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn spawn_app() -> Router {
+    let now = "2026-06-30T12:00:00Z".parse().unwrap();
+    let app = App::new(Arc::new(MemoryLog::new()), RulesConfig::defaults(), Arc::new(FixedClock(now)));
+    openptl_http::router(Arc::new(app))
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("every body is JSON") };
+    (status, body)
+}
+
+async fn post_raw(app: &Router, body: &str) -> (StatusCode, Value) {
+    let request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    send(app, request).await
+}
+
+async fn post(app: &Router, body: Value) -> (StatusCode, Value) {
+    post_raw(app, &body.to_string()).await
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, Value) {
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+fn referral(pathway: &str) -> Value {
+    json!({
+        "pathway_id": pathway, "type": "referral_received", "occurred_on": "2025-03-03",
+        "data": { "nhs_number": "943 476 5919", "trust": "RXH", "tumour_site": "lower_gi", "route": "urgent_suspected_cancer" }
+    })
+}
+
+fn event(pathway: &str, event_type: &str, on: &str, data: Value) -> Value {
+    json!({ "pathway_id": pathway, "type": event_type, "occurred_on": on, "data": data })
+}
+
+fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body["error"]["details"].is_object(), "{body}");
+}
+
+/// Every shared conformance case, through the real router, as `run_cases.py` does.
+#[tokio::test]
+async fn conformance_cases_pass_through_the_router() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
+    let Ok(text) = std::fs::read_to_string(dir.join("cases.json")) else {
+        eprintln!("\n!!! SKIPPED: {} not found; the conformance cases did not run !!!\n", dir.display());
+        return;
+    };
+    let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert!(!cases.is_empty());
+    let app = spawn_app();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let problems = run_case(&app, case).await;
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case["id"], problems.join("; ")));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+async fn run_case(app: &Router, case: &Value) -> Vec<String> {
+    let prefix = format!("{}-", case["id"].as_str().unwrap());
+    let fresh = |old: &str| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("{prefix}{old}").as_bytes()).to_string();
+    let mut problems = Vec::new();
+    for (idx, envelope) in case["events"].as_array().unwrap().iter().enumerate() {
+        let mut envelope = envelope.clone();
+        envelope["pathway_id"] = json!(format!("{prefix}{}", envelope["pathway_id"].as_str().unwrap()));
+        if let Some(id) = envelope.get("event_id").and_then(Value::as_str).map(str::to_string) {
+            envelope["event_id"] = json!(fresh(&id));
+        }
+        for field in ["corrects", "voids"] {
+            if let Some(id) = envelope["data"].get(field).and_then(Value::as_str).map(str::to_string) {
+                envelope["data"][field] = json!(fresh(&id));
+            }
+        }
+        let (status, body) = post(app, envelope).await;
+        let rejected = case.get("expect_rejected").filter(|r| r["event_index"] == json!(idx));
+        if let Some(rejected) = rejected {
+            let want = rejected.get("status").and_then(Value::as_u64).unwrap_or(422);
+            if status.as_u16() as u64 != want || (rejected.get("code").is_some() && body["error"]["code"] != rejected["code"]) {
+                problems.push(format!("event {idx}: expected {want} {}, got {status} {body}", rejected["code"]));
+            }
+            continue;
+        }
+        if !status.is_success() {
+            problems.push(format!("event {idx}: {status} {body}"));
+            return problems;
+        }
+    }
+    let Some(expect) = case.get("expect").filter(|e| !e.is_null()) else { return problems };
+    let pathway = format!("{prefix}{}", case["events"][0]["pathway_id"].as_str().unwrap());
+    let (status, view) = get(app, &format!("/v1/pathways/{pathway}?as_of={}", case["as_of"].as_str().unwrap())).await;
+    if status != StatusCode::OK {
+        return vec![format!("GET pathway: {status} {view}")];
+    }
+    let mut expect = expect.clone();
+    let milestones = expect.as_object_mut().unwrap().remove("milestones");
+    compare(&expect, &view, "view", &mut problems);
+    if let Some(milestones) = milestones {
+        for (name, fields) in milestones.as_object().unwrap() {
+            let actual = view["milestones"].as_array().unwrap().iter().find(|m| m["name"] == json!(name)).cloned();
+            compare(fields, &actual.unwrap_or(Value::Null), &format!("milestones[{name}]"), &mut problems);
+        }
+    }
+    problems
+}
+
+fn compare(expected: &Value, actual: &Value, path: &str, problems: &mut Vec<String>) {
+    match (expected, actual) {
+        (Value::Object(e), _) => {
+            for (k, v) in e {
+                compare(v, actual.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"), problems);
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
+            for (i, (x, y)) in e.iter().zip(a).enumerate() {
+                compare(x, y, &format!("{path}[{i}]"), problems);
+            }
+        }
+        (Value::Number(x), Value::Number(y)) if x.as_f64() == y.as_f64() => {}
+        _ if expected == actual => {}
+        _ => problems.push(format!("{path}: expected {expected}, got {actual}")),
+    }
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_clear_errors() {
+    let app = spawn_app();
+    let (s, b) = post_raw(&app, "{not json").await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_json");
+    let (s, b) = post_raw(&app, "[1, 2]").await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    let (s, b) = post(&app, json!({"pathway_id": "p", "type": "referral_received", "occurred_on": 20250303})).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(b["error"]["details"]["field"], "occurred_on");
+    let (s, b) = post(&app, json!({"pathway_id": "p", "type": "triage_done", "occurred_on": "2025-03-03"})).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "unknown_event_type");
+    let (s, b) = post(&app, json!({"pathway_id": "p", "type": "referral_received", "occurred_on": "2025-03-03", "ocurred": 1})).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(b["error"]["details"]["field"], "ocurred");
+    let mut r = referral("p");
+    r["data"]["colour"] = json!("red");
+    let (s, b) = post(&app, r).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(b["error"]["details"]["field"], "data.colour");
+    let (s, b) = post(&app, json!({"pathway_id": "no spaces please", "type": "referral_received", "occurred_on": "2025-03-03"})).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(b["error"]["details"]["field"], "pathway_id");
+    let (s, b) = get(&app, "/v1/nowhere").await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn an_invalid_nhs_number_is_never_echoed() {
+    let app = spawn_app();
+    let mut r = referral("p");
+    r["data"]["nhs_number"] = json!("943 476 5918");
+    let (s, b) = post(&app, r).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_nhs_number");
+    let text = b.to_string();
+    assert!(!text.contains("5918") && !text.contains("943"), "{text}");
+    let (s, _) = get(&app, "/v1/pathways/p").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "nothing written");
+}
+
+#[tokio::test]
+async fn a_batch_with_one_bad_event_writes_nothing_and_names_it() {
+    let app = spawn_app();
+    let batch = json!({ "events": [
+        referral("a"),
+        event("a", "triage_completed", "2025-03-04", json!({"outcome": "outpatient"})),
+        event("a", "triage_completed", "2025-03-05", json!({"outcome": "nope"})),
+    ]});
+    let (s, b) = post(&app, batch).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(b["error"]["details"]["index"], 2);
+    assert_eq!(b["error"]["details"]["field"], "data.outcome");
+    let (s, _) = get(&app, "/v1/pathways/a").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A rule broken by a later event of the batch also writes nothing.
+    let batch = json!({ "events": [referral("b"), event("b", "treatment_started", "2025-03-10", json!({"modality": "surgery"}))]});
+    let (s, b) = post(&app, batch).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "treatment_without_decision");
+    assert_eq!(b["error"]["details"]["index"], 1);
+    assert_eq!(get(&app, "/v1/pathways/b").await.0, StatusCode::NOT_FOUND);
+    // A good batch is stored whole, with versions and positions in order.
+    let batch = json!({ "events": [referral("c"), event("c", "decision_to_treat", "2025-03-10", json!({"modality": "surgery"}))]});
+    let (s, b) = post(&app, batch).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["appended"][1]["version"], 2);
+    assert_eq!(b["appended"][1]["position"].as_u64().unwrap(), b["appended"][0]["position"].as_u64().unwrap() + 1);
+    let too_many: Vec<Value> = (0..1001).map(|i| referral(&format!("x{i}"))).collect();
+    let (s, b) = post(&app, json!({ "events": too_many })).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(b["error"]["details"]["field"], "events");
+    let (s, b) = post(&app, json!({ "events": [] })).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+}
+
+#[tokio::test]
+async fn event_ids_are_idempotency_keys() {
+    let app = spawn_app();
+    let mut r = referral("p");
+    r["event_id"] = json!("3c1d6a3e-1f7b-4a52-9a1e-6d2b8f0c1a11");
+    let (s1, b1) = post(&app, r.clone()).await;
+    assert_eq!(s1, StatusCode::CREATED);
+    let (s2, b2) = post(&app, r.clone()).await;
+    assert_eq!(s2, StatusCode::OK, "a replay is 200 and appends nothing");
+    assert_eq!(b1, b2);
+    // Same content written differently (NHS number spacing) is still the same event.
+    r["data"]["nhs_number"] = json!("9434765919");
+    assert_eq!(post(&app, r.clone()).await.0, StatusCode::OK);
+    r["data"]["tumour_site"] = json!("lung");
+    let (s, b) = post(&app, r).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "duplicate_event_id");
+    let (_, view) = get(&app, "/v1/pathways/p?as_of=2025-03-10").await;
+    assert_eq!(view["version"], 1);
+    assert_eq!(view["tumour_site"], "lower_gi");
+}
+
+#[tokio::test]
+async fn expected_version_is_optimistic_concurrency() {
+    let app = spawn_app();
+    let mut r = referral("p");
+    r["expected_version"] = json!(0);
+    assert_eq!(post(&app, r.clone()).await.0, StatusCode::CREATED);
+    let mut note = event("p", "tracking_note_added", "2025-03-04", json!({"text": "Called patient"}));
+    note["expected_version"] = json!(0);
+    let (s, b) = post(&app, note.clone()).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "version_conflict");
+    assert_eq!(b["error"]["details"]["current_version"], 1);
+    note["expected_version"] = json!(1);
+    assert_eq!(post(&app, note).await.0, StatusCode::CREATED);
+    let (s, b) = post(&app, r).await;
+    assert_error(s, &b, StatusCode::CONFLICT, "version_conflict");
+}
+
+#[tokio::test]
+async fn history_shows_corrections_and_voids_and_known_at_reproduces_the_past() {
+    let app = spawn_app();
+    post(&app, referral("p")).await;
+    let mut told = event("p", "diagnosis_communicated", "2025-03-20", json!({"outcome": "cancer_ruled_out"}));
+    told["event_id"] = json!("00000000-0000-4000-8000-000000000001");
+    post(&app, told).await;
+    let (_, before) = get(&app, "/v1/pathways/p?as_of=2025-04-10").await;
+    assert_eq!(before["clocks"]["fds"]["status"], "met");
+    let (_, history) = get(&app, "/v1/pathways/p/events").await;
+    let known_at = history["events"][1]["recorded_at"].as_str().unwrap().to_string();
+    let (s, _) = post(&app, event("p", "event_voided", "2025-03-21", json!({"voids": "00000000-0000-4000-8000-000000000001", "reason": "wrong patient"}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, after) = get(&app, "/v1/pathways/p?as_of=2025-04-10").await;
+    assert_eq!(after["clocks"]["fds"]["status"], "open_breached");
+    let (_, past) = get(&app, &format!("/v1/pathways/p?as_of=2025-04-10&known_at={known_at}")).await;
+    assert_eq!(past, before, "the view as known then equals what was shown then");
+    let (_, history) = get(&app, "/v1/pathways/p/events").await;
+    let voided = &history["events"][1];
+    assert_eq!(voided["voided_by"]["reason"], "wrong patient");
+    assert_eq!(voided["voided_by"]["actor"], "anonymous");
+    assert_eq!(history["events"][2]["type"], "event_voided");
+    // Voiding the referral is refused; so is a void of an unknown event.
+    let referral_id = history["events"][0]["event_id"].as_str().unwrap();
+    let (s, b) = post(&app, event("p", "event_voided", "2025-03-21", json!({"voids": referral_id, "reason": "x"}))).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "cannot_void_referral");
+    let (s, b) = post(&app, event("p", "event_voided", "2025-03-21", json!({"voids": "00000000-0000-4000-8000-000000000009", "reason": "x"}))).await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "unknown_event");
+}
+
+#[tokio::test]
+async fn read_parameters_are_checked() {
+    let app = spawn_app();
+    post(&app, referral("p")).await;
+    let (s, b) = get(&app, "/v1/pathways/p?as_of=03/03/2025").await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    assert_eq!(b["error"]["details"]["field"], "as_of");
+    let (s, b) = get(&app, "/v1/pathways/p?known_at=yesterday").await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
+    let (s, b) = get(&app, "/v1/pathways/p?as_of=2025-03-01").await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "pathway_not_found");
+    let (s, b) = get(&app, "/v1/pathways/unknown").await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "pathway_not_found");
+    let (s, v) = get(&app, "/v1/pathways/p?as_of=2025-03-10&min_position=1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["clocks"]["fds"]["days"], 7);
+    assert_eq!(v["next_breach"], json!({"clock": "fds", "date": "2025-04-01"}));
+    let (s, b) = get(&app, "/healthz").await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+}
