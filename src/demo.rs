@@ -58,15 +58,25 @@ impl Rng {
 /// A valid NHS number in the 999 test range (never issued to patients).
 fn nhs_number(rng: &mut Rng) -> String {
     loop {
-        let digits: Vec<u32> =
-            [9, 9, 9].into_iter().chain((0..6).map(|_| rng.below(10) as u32)).collect();
-        let sum: u32 = digits.iter().enumerate().map(|(i, d)| d * (10 - i as u32)).sum();
+        let digits: Vec<u32> = [9, 9, 9]
+            .into_iter()
+            .chain((0..6).map(|_| rng.below(10) as u32))
+            .collect();
+        let sum: u32 = digits
+            .iter()
+            .enumerate()
+            .map(|(i, d)| d * (10 - i as u32))
+            .sum();
         let check = match 11 - sum % 11 {
             11 => 0,
             10 => continue,
             c => c,
         };
-        return digits.iter().chain(std::iter::once(&check)).map(|d| char::from(b'0' + *d as u8)).collect();
+        return digits
+            .iter()
+            .chain(std::iter::once(&check))
+            .map(|d| char::from(b'0' + *d as u8))
+            .collect();
     }
 }
 
@@ -94,7 +104,10 @@ impl PathwayBuilder {
             return false;
         }
         let n = self.events.len();
-        let event_id = Uuid::new_v5(&Uuid::NAMESPACE_OID, format!("openptl-demo/{}/{}/{n}", self.seed, self.id).as_bytes());
+        let event_id = Uuid::new_v5(
+            &Uuid::NAMESPACE_OID,
+            format!("openptl-demo/{}/{}/{n}", self.seed, self.id).as_bytes(),
+        );
         let envelope = json!({
             "event_id": event_id.to_string(),
             "pathway_id": self.id,
@@ -115,18 +128,23 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
     let mut all: Vec<(NaiveDate, usize, usize, Value)> = Vec::new();
     for p in 0..pathways {
         let mut pick = rng.below(total_weight as u64) as u32;
-        let &(site, _, test) = SITES.iter().find(|s| {
-            if pick < s.1 {
-                true
-            } else {
-                pick -= s.1;
-                false
-            }
-        }).expect("weights cover the range");
+        let &(site, _, test) = SITES
+            .iter()
+            .find(|s| {
+                if pick < s.1 {
+                    true
+                } else {
+                    pick -= s.1;
+                    false
+                }
+            })
+            .expect("weights cover the range");
         let trust = TRUSTS[rng.below(TRUSTS.len() as u64) as usize];
         let route = match rng.below(100) {
             0..=4 => "other",
-            5..=8 if matches!(site, "lower_gi" | "breast" | "gynaecological" | "lung") => "screening",
+            5..=8 if matches!(site, "lower_gi" | "breast" | "gynaecological" | "lung") => {
+                "screening"
+            }
             9..=38 if site == "breast" => "breast_symptomatic",
             _ => "urgent_suspected_cancer",
         };
@@ -148,10 +166,18 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
         b.add(0, "referral_received", referral);
         if site == "lower_gi" && route != "other" && rng.chance(0.85) {
             let value = [3.0, 7.5, 12.0, 48.0, 95.0, 150.0, 400.0][rng.below(7) as usize];
-            b.add(-rng.range(0, 30), "fit_result_recorded", json!({ "value_ug_per_g": value }));
+            b.add(
+                -rng.range(0, 30),
+                "fit_result_recorded",
+                json!({ "value_ug_per_g": value }),
+            );
         }
         if route == "other" {
-            b.add(rng.range(3, 12), "appointment_attended", json!({ "kind": "first_outpatient" }));
+            b.add(
+                rng.range(3, 12),
+                "appointment_attended",
+                json!({ "kind": "first_outpatient" }),
+            );
             if !rng.chance(0.5) {
                 continue_pathway(&mut b, &mut rng, &mut all, p);
                 continue;
@@ -159,26 +185,50 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
             b.add(rng.range(12, 20), "consultant_upgraded", json!({}));
         }
         // Triage, first appointment (sometimes after a DNA), the site's key test.
-        b.add(rng.range(0, 5), "triage_completed", json!({ "outcome": "straight_to_test" }));
+        b.add(
+            rng.range(0, 5),
+            "triage_completed",
+            json!({ "outcome": "straight_to_test" }),
+        );
         let mut seen_on = rng.range(4, 12);
         if rng.chance(0.05) {
-            b.add(seen_on, "appointment_missed", json!({ "kind": "first_outpatient", "reason": "did_not_attend" }));
+            b.add(
+                seen_on,
+                "appointment_missed",
+                json!({ "kind": "first_outpatient", "reason": "did_not_attend" }),
+            );
             seen_on += rng.range(4, 10);
         }
         if route != "other" {
-            b.add(seen_on, "appointment_attended", json!({ "kind": "first_outpatient" }));
+            b.add(
+                seen_on,
+                "appointment_attended",
+                json!({ "kind": "first_outpatient" }),
+            );
         }
         let test_on = seen_on + rng.range(0, 10);
         b.add(test_on - 2, "diagnostic_requested", json!({ "test": test }));
         b.add(test_on, "diagnostic_performed", json!({ "test": test }));
-        b.add(test_on + rng.range(1, 6), "diagnostic_reported", json!({ "test": test }));
+        b.add(
+            test_on + rng.range(1, 6),
+            "diagnostic_reported",
+            json!({ "test": test }),
+        );
         // Roughly three in four told within 28 days.
-        let told_on = if rng.chance(0.72) { rng.range(test_on.max(8), 28.max(test_on + 1)) } else { rng.range(29, 55) };
+        let told_on = if rng.chance(0.72) {
+            rng.range(test_on.max(8), 28.max(test_on + 1))
+        } else {
+            rng.range(29, 55)
+        };
         let diagnosed = rng.chance(0.12);
-        if !b.add(told_on, "diagnosis_communicated", json!({
-            "outcome": if diagnosed { "cancer_diagnosed" } else { "cancer_ruled_out" },
-            "method": (["face_to_face", "telephone", "letter"][rng.below(3) as usize]),
-        })) {
+        if !b.add(
+            told_on,
+            "diagnosis_communicated",
+            json!({
+                "outcome": if diagnosed { "cancer_diagnosed" } else { "cancer_ruled_out" },
+                "method": (["face_to_face", "telephone", "letter"][rng.below(3) as usize]),
+            }),
+        ) {
             let today_offset = (as_of - b.referred).num_days();
             note(&mut b, &mut rng, told_on.min(today_offset));
             continue_pathway(&mut b, &mut rng, &mut all, p);
@@ -186,19 +236,43 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
         }
         if !diagnosed {
             if rng.chance(0.6) {
-                b.add(told_on.max(test_on + 6) + rng.range(0, 3), "pathway_closed", json!({ "reason": "cancer_ruled_out" }));
+                b.add(
+                    told_on.max(test_on + 6) + rng.range(0, 3),
+                    "pathway_closed",
+                    json!({ "reason": "cancer_ruled_out" }),
+                );
             }
             continue_pathway(&mut b, &mut rng, &mut all, p);
             continue;
         }
-        b.add(told_on + rng.range(1, 5), "mdt_discussed", json!({ "outcome": "treat" }));
+        b.add(
+            told_on + rng.range(1, 5),
+            "mdt_discussed",
+            json!({ "outcome": "treat" }),
+        );
         if rng.chance(0.15) {
-            let to = TRUSTS[(TRUSTS.iter().position(|t| *t == trust).unwrap() + 1 + rng.below(5) as usize) % 6];
-            b.add(told_on + rng.range(2, 8), "pathway_transferred", json!({ "to_trust": to }));
+            let to = TRUSTS[(TRUSTS.iter().position(|t| *t == trust).unwrap()
+                + 1
+                + rng.below(5) as usize)
+                % 6];
+            b.add(
+                told_on + rng.range(2, 8),
+                "pathway_transferred",
+                json!({ "to_trust": to }),
+            );
         }
-        let modality = ["surgery", "anticancer_drug", "radiotherapy", "chemoradiotherapy"][rng.below(4) as usize];
+        let modality = [
+            "surgery",
+            "anticancer_drug",
+            "radiotherapy",
+            "chemoradiotherapy",
+        ][rng.below(4) as usize];
         let decided_on = told_on + rng.range(3, 14);
-        b.add(decided_on, "decision_to_treat", json!({ "modality": modality }));
+        b.add(
+            decided_on,
+            "decision_to_treat",
+            json!({ "modality": modality }),
+        );
         if rng.chance(0.05) {
             let offered = decided_on + rng.range(3, 10);
             b.add(decided_on + 2, "treatment_offer_declined", json!({
@@ -207,8 +281,17 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
                 "setting": "admitted",
             }));
         }
-        let treated_on = decided_on + if rng.chance(0.7) { rng.range(5, 20) } else { rng.range(15, 45) };
-        if !b.add(treated_on, "treatment_started", json!({ "modality": modality })) {
+        let treated_on = decided_on
+            + if rng.chance(0.7) {
+                rng.range(5, 20)
+            } else {
+                rng.range(15, 45)
+            };
+        if !b.add(
+            treated_on,
+            "treatment_started",
+            json!({ "modality": modality }),
+        ) {
             let today_offset = (as_of - b.referred).num_days();
             note(&mut b, &mut rng, today_offset);
         }
@@ -223,11 +306,17 @@ fn note(b: &mut PathwayBuilder, rng: &mut Rng, offset: i64) {
     if rng.chance(0.6) {
         let (text, action) = [
             ("Awaiting histology", "Chase histology with pathology"),
-            ("Patient on holiday, back next week", "Book first appointment on return"),
+            (
+                "Patient on holiday, back next week",
+                "Book first appointment on return",
+            ),
             ("Diagnostic capacity issue", "Escalate to service manager"),
             ("Awaiting MDT outcome", "Confirm MDT date"),
         ][rng.below(4) as usize];
-        let due = b.day(offset + rng.range(1, 7)).format("%Y-%m-%d").to_string();
+        let due = b
+            .day(offset + rng.range(1, 7))
+            .format("%Y-%m-%d")
+            .to_string();
         b.add(offset, "tracking_note_added", json!({
             "text": text, "next_action": action, "next_action_due": due,
             "owner": (["MDT coordinator", "Cancer manager", "Pathway navigator"][rng.below(3) as usize]),
@@ -237,18 +326,33 @@ fn note(b: &mut PathwayBuilder, rng: &mut Rng, offset: i64) {
 }
 
 /// Occasionally corrects a date, then hands the pathway's events to `all`.
-fn continue_pathway(b: &mut PathwayBuilder, rng: &mut Rng, all: &mut Vec<(NaiveDate, usize, usize, Value)>, p: usize) {
+fn continue_pathway(
+    b: &mut PathwayBuilder,
+    rng: &mut Rng,
+    all: &mut Vec<(NaiveDate, usize, usize, Value)>,
+    p: usize,
+) {
     if b.events.len() > 2 && rng.chance(0.02) {
         let (_, target) = b.events[b.events.len() - 1].clone();
         let target_type = target["type"].as_str().unwrap_or_default();
-        let corrected_on = target["occurred_on"].as_str().and_then(openptl_rules::date::parse).map(|d| d + Days::new(1));
-        if let (true, Some(corrected_on)) = (matches!(target_type, "diagnostic_reported" | "tracking_note_added"), corrected_on) {
+        let corrected_on = target["occurred_on"]
+            .as_str()
+            .and_then(openptl_rules::date::parse)
+            .map(|d| d + Days::new(1));
+        if let (true, Some(corrected_on)) = (
+            matches!(target_type, "diagnostic_reported" | "tracking_note_added"),
+            corrected_on,
+        ) {
             if corrected_on <= b.as_of {
                 let when = (corrected_on - b.referred).num_days();
-                b.add(when, "event_corrected", json!({
-                    "corrects": target["event_id"], "reason": "entered against the wrong date",
-                    "new_occurred_on": corrected_on.format("%Y-%m-%d").to_string(),
-                }));
+                b.add(
+                    when,
+                    "event_corrected",
+                    json!({
+                        "corrects": target["event_id"], "reason": "entered against the wrong date",
+                        "new_occurred_on": corrected_on.format("%Y-%m-%d").to_string(),
+                    }),
+                );
             }
         }
     }

@@ -14,7 +14,11 @@ use openptl_log::{EventLog, MemoryLog};
 use openptl_rules::RulesConfig;
 
 #[derive(Parser)]
-#[command(name = "openptl", version, about = "Cancer pathway tracking: the single PTL, FDS/31/62-day clocks, BPTP milestones")]
+#[command(
+    name = "openptl",
+    version,
+    about = "Cancer pathway tracking: the single PTL, FDS/31/62-day clocks, BPTP milestones"
+)]
 struct Cli {
     /// Rules configuration (targets, RAG bands, milestone templates); the shipped defaults when absent.
     #[arg(long, global = true, env = "OPENPTL_RULES")]
@@ -59,15 +63,19 @@ fn rules(path: Option<&PathBuf>) -> anyhow::Result<RulesConfig> {
     match path {
         None => Ok(RulesConfig::defaults()),
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             RulesConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))
         }
     }
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENPTL_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPENPTL_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -81,10 +89,17 @@ async fn main() -> anyhow::Result<()> {
     init_tracing(cli.log_json);
     let config = rules(cli.rules.as_ref())?;
     match cli.command {
-        Command::Serve { data_dir, listen, demo, demo_pathways } => {
-            serve(config, data_dir, listen, demo.then_some(demo_pathways)).await
-        }
-        Command::Generate { pathways, seed, as_of } => {
+        Command::Serve {
+            data_dir,
+            listen,
+            demo,
+            demo_pathways,
+        } => serve(config, data_dir, listen, demo.then_some(demo_pathways)).await,
+        Command::Generate {
+            pathways,
+            seed,
+            as_of,
+        } => {
             let as_of = match as_of {
                 Some(d) => openptl_rules::date::parse(&d).context("--as-of must be YYYY-MM-DD")?,
                 None => openptl_app::london_today(chrono::Utc::now()),
@@ -117,7 +132,9 @@ async fn serve(
             tracing::info!(events = loaded, pathways, "demo alliance loaded");
         }
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
     // Scripts and tests read this line to find the port.
     println!("OpenPTL listening on http://{addr}");
@@ -139,7 +156,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

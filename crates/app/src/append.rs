@@ -44,11 +44,19 @@ enum Slot {
 
 impl App {
     /// Appends envelopes (SPEC 3.1) as one atomic batch.
-    pub async fn append(&self, envelopes: Vec<Value>, actor: &str, batch: bool) -> Result<AppendOutcome, AppError> {
+    pub async fn append(
+        &self,
+        envelopes: Vec<Value>,
+        actor: &str,
+        batch: bool,
+    ) -> Result<AppendOutcome, AppError> {
         let at = |i: usize| if batch { Some(i) } else { None };
         let mut events = Vec::with_capacity(envelopes.len());
         for (i, envelope) in envelopes.into_iter().enumerate() {
-            let event = NewEvent::from_json(envelope).map_err(|error| AppError::Rejected { index: at(i), error })?;
+            let event = NewEvent::from_json(envelope).map_err(|error| AppError::Rejected {
+                index: at(i),
+                error,
+            })?;
             // Server-assigned ids are fixed before any attempt, so a retry keeps them.
             let id = event.event_id.unwrap_or_else(Uuid::new_v4);
             events.push((id, event));
@@ -58,7 +66,9 @@ impl App {
                 return Ok(outcome);
             }
         }
-        Err(AppError::Storage("the log stayed busy with conflicting appends to these pathways; retry".into()))
+        Err(AppError::Storage(
+            "the log stayed busy with conflicting appends to these pathways; retry".into(),
+        ))
     }
 
     async fn try_append(
@@ -115,11 +125,19 @@ impl App {
             let current = history.len() as u64;
             if let Some(expected) = event.expected_version {
                 if expected != current {
-                    return Err(AppError::VersionConflict { index: at(i), expected, current });
+                    return Err(AppError::VersionConflict {
+                        index: at(i),
+                        expected,
+                        current,
+                    });
                 }
             }
-            check_event(history, event.occurred_on, &event.data, today, &self.config)
-                .map_err(|error| AppError::Rejected { index: at(i), error })?;
+            check_event(history, event.occurred_on, &event.data, today, &self.config).map_err(
+                |error| AppError::Rejected {
+                    index: at(i),
+                    error,
+                },
+            )?;
             history.push(RecordedEvent {
                 event_id: *id,
                 version: current + 1,
@@ -127,11 +145,22 @@ impl App {
                 occurred_on: event.occurred_on,
                 data: event.data.clone(),
             });
-            slots.push(Slot::New(NewRecord { expected_version: Some(current), ..record }));
+            slots.push(Slot::New(NewRecord {
+                expected_version: Some(current),
+                ..record
+            }));
         }
 
-        let new_records: Vec<NewRecord> =
-            slots.iter().filter_map(|s| if let Slot::New(r) = s { Some(r.clone()) } else { None }).collect();
+        let new_records: Vec<NewRecord> = slots
+            .iter()
+            .filter_map(|s| {
+                if let Slot::New(r) = s {
+                    Some(r.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
         let all_replayed = new_records.is_empty();
         let mut stored = if all_replayed {
             Vec::new().into_iter()
@@ -153,12 +182,20 @@ impl App {
                 Slot::SameAs(earlier) => appended[earlier].clone(),
                 Slot::New(_) => {
                     let out = stored.next().expect("one result per appended record");
-                    AppendedEvent { event_id: out.event_id, pathway_id: out.stream_id, version: out.version, position: out.position }
+                    AppendedEvent {
+                        event_id: out.event_id,
+                        pathway_id: out.stream_id,
+                        version: out.version,
+                        position: out.position,
+                    }
                 }
             };
             appended.push(entry);
         }
-        Ok(Attempt::Done(AppendOutcome { appended, all_replayed }))
+        Ok(Attempt::Done(AppendOutcome {
+            appended,
+            all_replayed,
+        }))
     }
 }
 

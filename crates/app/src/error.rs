@@ -8,9 +8,16 @@ use openptl_rules::RuleError;
 pub enum AppError {
     /// The rules refused event `index` of the request (None for a lone event).
     #[error("{error}")]
-    Rejected { index: Option<usize>, error: RuleError },
+    Rejected {
+        index: Option<usize>,
+        error: RuleError,
+    },
     #[error("expected version {expected}, but the pathway has {current} events")]
-    VersionConflict { index: Option<usize>, expected: u64, current: u64 },
+    VersionConflict {
+        index: Option<usize>,
+        expected: u64,
+        current: u64,
+    },
     #[error("event id reused with different content")]
     DuplicateEventId { index: Option<usize> },
     #[error("pathway not found")]

@@ -27,7 +27,11 @@ pub struct App {
 
 impl App {
     pub fn new(log: Arc<dyn EventLog>, config: RulesConfig, clock: Arc<dyn Clock>) -> App {
-        App { log, config: Arc::new(config), clock }
+        App {
+            log,
+            config: Arc::new(config),
+            clock,
+        }
     }
 
     /// The service's date: today in Europe/London.

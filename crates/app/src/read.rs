@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_log::StoredRecord;
-use openptl_rules::{effective_events, evaluate, history, EventData, EventType, PathwayState, RecordedEvent};
+use openptl_rules::{
+    effective_events, evaluate, history, EventData, EventType, PathwayState, RecordedEvent,
+};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -70,11 +72,21 @@ pub(crate) fn decode_stream(records: &[StoredRecord]) -> Result<Vec<RecordedEven
         .iter()
         .map(|r| {
             let event_type = EventType::parse(&r.event_type).ok_or_else(|| {
-                AppError::Internal(format!("position {}: unknown stored event type {}", r.position, r.event_type))
+                AppError::Internal(format!(
+                    "position {}: unknown stored event type {}",
+                    r.position, r.event_type
+                ))
             })?;
-            let (occurred_on, data) = EventData::decode_payload(event_type, r.schema_version, &r.payload)
-                .map_err(|e| AppError::Internal(format!("position {}: {e}", r.position)))?;
-            Ok(RecordedEvent { event_id: r.event_id, version: r.version, recorded_at: r.recorded_at, occurred_on, data })
+            let (occurred_on, data) =
+                EventData::decode_payload(event_type, r.schema_version, &r.payload)
+                    .map_err(|e| AppError::Internal(format!("position {}: {e}", r.position)))?;
+            Ok(RecordedEvent {
+                event_id: r.event_id,
+                version: r.version,
+                recorded_at: r.recorded_at,
+                occurred_on,
+                data,
+            })
         })
         .collect()
 }
@@ -86,8 +98,15 @@ impl App {
         let _ = tokio::time::timeout(MIN_POSITION_WAIT, head.wait_for(|h| *h >= min)).await;
     }
 
-    async fn load(&self, pathway_id: &str) -> Result<(Vec<StoredRecord>, Vec<RecordedEvent>), AppError> {
-        let stored = self.log.read_stream(pathway_id).await.map_err(|e| AppError::Storage(e.to_string()))?;
+    async fn load(
+        &self,
+        pathway_id: &str,
+    ) -> Result<(Vec<StoredRecord>, Vec<RecordedEvent>), AppError> {
+        let stored = self
+            .log
+            .read_stream(pathway_id)
+            .await
+            .map_err(|e| AppError::Storage(e.to_string()))?;
         if stored.is_empty() {
             return Err(AppError::PathwayNotFound);
         }
@@ -96,7 +115,11 @@ impl App {
     }
 
     /// The pathway view as of a date, as known at a moment.
-    pub async fn pathway(&self, pathway_id: &str, query: &PathwayQuery) -> Result<PathwayView, AppError> {
+    pub async fn pathway(
+        &self,
+        pathway_id: &str,
+        query: &PathwayQuery,
+    ) -> Result<PathwayView, AppError> {
         self.wait_for(query.min_position).await;
         let (_, history) = self.load(pathway_id).await?;
         let known = match query.known_at {
@@ -118,7 +141,11 @@ impl App {
     }
 
     /// The stored history of a pathway, oldest first, with amendments shown.
-    pub async fn pathway_events(&self, pathway_id: &str, min_position: Option<u64>) -> Result<Vec<EventView>, AppError> {
+    pub async fn pathway_events(
+        &self,
+        pathway_id: &str,
+        min_position: Option<u64>,
+    ) -> Result<Vec<EventView>, AppError> {
         self.wait_for(min_position).await;
         let (stored, history) = self.load(pathway_id).await?;
         let mut views: Vec<EventView> = stored

@@ -49,7 +49,10 @@ fn at_index(index: Option<usize>, message: String, mut details: Value) -> (Strin
     match index {
         Some(i) => {
             details["index"] = json!(i);
-            (format!("Event {i} of the batch: {message} Nothing in the batch was recorded."), details)
+            (
+                format!("Event {i} of the batch: {message} Nothing in the batch was recorded."),
+                details,
+            )
         }
         None => (message, details),
     }

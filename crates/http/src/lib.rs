@@ -30,7 +30,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/events", post(post_events))
         .route("/v1/pathways/{pathway_id}", get(get_pathway))
         .route("/v1/pathways/{pathway_id}/events", get(get_pathway_events))
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -42,16 +45,24 @@ async fn readyz(State(app): State<Arc<App>>) -> Json<Value> {
 }
 
 fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
-    ApiError::App(AppError::InvalidQuery { field: field.into(), problem: problem.into() })
+    ApiError::App(AppError::InvalidQuery {
+        field: field.into(),
+        problem: problem.into(),
+    })
 }
 
 /// `POST /v1/events`: one envelope, or `{ "events": [...] }` (SPEC 4.1).
 async fn post_events(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
-    let value: Value = serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let (envelopes, batch) = match value {
         Value::Object(mut map) if map.contains_key("events") && !map.contains_key("type") => {
             if map.len() > 1 {
-                let extra = map.keys().find(|k| *k != "events").cloned().unwrap_or_default();
+                let extra = map
+                    .keys()
+                    .find(|k| *k != "events")
+                    .cloned()
+                    .unwrap_or_default();
                 return Err(invalid(&extra, "is not expected beside `events`"));
             }
             match map.remove("events") {
@@ -59,40 +70,74 @@ async fn post_events(State(app): State<Arc<App>>, body: Bytes) -> Result<Respons
                     return Err(invalid("events", "must hold at least one event"))
                 }
                 Some(Value::Array(events)) if events.len() > MAX_BATCH => {
-                    return Err(invalid("events", format!("holds {} events; send at most {MAX_BATCH} per request", events.len())))
+                    return Err(invalid(
+                        "events",
+                        format!(
+                            "holds {} events; send at most {MAX_BATCH} per request",
+                            events.len()
+                        ),
+                    ))
                 }
                 Some(Value::Array(events)) => (events, true),
                 _ => return Err(invalid("events", "must be a list of events")),
             }
         }
         single @ Value::Object(_) => (vec![single], false),
-        _ => return Err(invalid("", "the body must be an event object or {\"events\": [...]}")),
+        _ => {
+            return Err(invalid(
+                "",
+                "the body must be an event object or {\"events\": [...]}",
+            ))
+        }
     };
     let outcome = app.append(envelopes, ANONYMOUS, batch).await?;
-    let status = if outcome.all_replayed { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(json!({ "appended": outcome.appended })).into_response()).into_response())
+    let status = if outcome.all_replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(json!({ "appended": outcome.appended })).into_response(),
+    )
+        .into_response())
 }
 
 fn pathway_query(params: &HashMap<String, String>) -> Result<PathwayQuery, ApiError> {
     let as_of = params
         .get("as_of")
-        .map(|v| openptl_rules::date::parse(v).ok_or_else(|| invalid("as_of", "must be a date written YYYY-MM-DD")))
+        .map(|v| {
+            openptl_rules::date::parse(v)
+                .ok_or_else(|| invalid("as_of", "must be a date written YYYY-MM-DD"))
+        })
         .transpose()?;
     let known_at = params
         .get("known_at")
         .map(|v| {
             chrono::DateTime::parse_from_rfc3339(v)
                 .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|_| invalid("known_at", "must be an RFC 3339 timestamp such as 2025-03-03T12:00:00Z"))
+                .map_err(|_| {
+                    invalid(
+                        "known_at",
+                        "must be an RFC 3339 timestamp such as 2025-03-03T12:00:00Z",
+                    )
+                })
         })
         .transpose()?;
-    Ok(PathwayQuery { as_of, known_at, min_position: min_position(params)? })
+    Ok(PathwayQuery {
+        as_of,
+        known_at,
+        min_position: min_position(params)?,
+    })
 }
 
 fn min_position(params: &HashMap<String, String>) -> Result<Option<u64>, ApiError> {
     params
         .get("min_position")
-        .map(|v| v.parse::<u64>().map_err(|_| invalid("min_position", "must be a whole number")))
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| invalid("min_position", "must be a whole number"))
+        })
         .transpose()
 }
 
@@ -113,6 +158,8 @@ async fn get_pathway_events(
     Path(pathway_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let events = app.pathway_events(&pathway_id, min_position(&params)?).await?;
+    let events = app
+        .pathway_events(&pathway_id, min_position(&params)?)
+        .await?;
     Ok(Json(json!({ "pathway_id": pathway_id, "events": events })).into_response())
 }

@@ -16,7 +16,11 @@ use tower::ServiceExt;
 
 fn spawn_app() -> Router {
     let now = "2026-06-30T12:00:00Z".parse().unwrap();
-    let app = App::new(Arc::new(MemoryLog::new()), RulesConfig::defaults(), Arc::new(FixedClock(now)));
+    let app = App::new(
+        Arc::new(MemoryLog::new()),
+        RulesConfig::defaults(),
+        Arc::new(FixedClock(now)),
+    );
     openptl_http::router(Arc::new(app))
 }
 
@@ -24,7 +28,11 @@ async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("every body is JSON") };
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("every body is JSON")
+    };
     (status, body)
 }
 
@@ -58,7 +66,12 @@ fn event(pathway: &str, event_type: &str, on: &str, data: Value) -> Value {
 fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, code: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(body["error"]["details"].is_object(), "{body}");
 }
 
@@ -67,7 +80,10 @@ fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, code:
 async fn conformance_cases_pass_through_the_router() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
     let Ok(text) = std::fs::read_to_string(dir.join("cases.json")) else {
-        eprintln!("\n!!! SKIPPED: {} not found; the conformance cases did not run !!!\n", dir.display());
+        eprintln!(
+            "\n!!! SKIPPED: {} not found; the conformance cases did not run !!!\n",
+            dir.display()
+        );
         return;
     };
     let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
@@ -80,30 +96,63 @@ async fn conformance_cases_pass_through_the_router() {
             failures.push(format!("{}: {}", case["id"], problems.join("; ")));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 async fn run_case(app: &Router, case: &Value) -> Vec<String> {
     let prefix = format!("{}-", case["id"].as_str().unwrap());
-    let fresh = |old: &str| uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("{prefix}{old}").as_bytes()).to_string();
+    let fresh = |old: &str| {
+        uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_URL,
+            format!("{prefix}{old}").as_bytes(),
+        )
+        .to_string()
+    };
     let mut problems = Vec::new();
     for (idx, envelope) in case["events"].as_array().unwrap().iter().enumerate() {
         let mut envelope = envelope.clone();
-        envelope["pathway_id"] = json!(format!("{prefix}{}", envelope["pathway_id"].as_str().unwrap()));
-        if let Some(id) = envelope.get("event_id").and_then(Value::as_str).map(str::to_string) {
+        envelope["pathway_id"] = json!(format!(
+            "{prefix}{}",
+            envelope["pathway_id"].as_str().unwrap()
+        ));
+        if let Some(id) = envelope
+            .get("event_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        {
             envelope["event_id"] = json!(fresh(&id));
         }
         for field in ["corrects", "voids"] {
-            if let Some(id) = envelope["data"].get(field).and_then(Value::as_str).map(str::to_string) {
+            if let Some(id) = envelope["data"]
+                .get(field)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            {
                 envelope["data"][field] = json!(fresh(&id));
             }
         }
         let (status, body) = post(app, envelope).await;
-        let rejected = case.get("expect_rejected").filter(|r| r["event_index"] == json!(idx));
+        let rejected = case
+            .get("expect_rejected")
+            .filter(|r| r["event_index"] == json!(idx));
         if let Some(rejected) = rejected {
-            let want = rejected.get("status").and_then(Value::as_u64).unwrap_or(422);
-            if status.as_u16() as u64 != want || (rejected.get("code").is_some() && body["error"]["code"] != rejected["code"]) {
-                problems.push(format!("event {idx}: expected {want} {}, got {status} {body}", rejected["code"]));
+            let want = rejected
+                .get("status")
+                .and_then(Value::as_u64)
+                .unwrap_or(422);
+            if status.as_u16() as u64 != want
+                || (rejected.get("code").is_some() && body["error"]["code"] != rejected["code"])
+            {
+                problems.push(format!(
+                    "event {idx}: expected {want} {}, got {status} {body}",
+                    rejected["code"]
+                ));
             }
             continue;
         }
@@ -112,9 +161,21 @@ async fn run_case(app: &Router, case: &Value) -> Vec<String> {
             return problems;
         }
     }
-    let Some(expect) = case.get("expect").filter(|e| !e.is_null()) else { return problems };
-    let pathway = format!("{prefix}{}", case["events"][0]["pathway_id"].as_str().unwrap());
-    let (status, view) = get(app, &format!("/v1/pathways/{pathway}?as_of={}", case["as_of"].as_str().unwrap())).await;
+    let Some(expect) = case.get("expect").filter(|e| !e.is_null()) else {
+        return problems;
+    };
+    let pathway = format!(
+        "{prefix}{}",
+        case["events"][0]["pathway_id"].as_str().unwrap()
+    );
+    let (status, view) = get(
+        app,
+        &format!(
+            "/v1/pathways/{pathway}?as_of={}",
+            case["as_of"].as_str().unwrap()
+        ),
+    )
+    .await;
     if status != StatusCode::OK {
         return vec![format!("GET pathway: {status} {view}")];
     }
@@ -123,8 +184,18 @@ async fn run_case(app: &Router, case: &Value) -> Vec<String> {
     compare(&expect, &view, "view", &mut problems);
     if let Some(milestones) = milestones {
         for (name, fields) in milestones.as_object().unwrap() {
-            let actual = view["milestones"].as_array().unwrap().iter().find(|m| m["name"] == json!(name)).cloned();
-            compare(fields, &actual.unwrap_or(Value::Null), &format!("milestones[{name}]"), &mut problems);
+            let actual = view["milestones"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == json!(name))
+                .cloned();
+            compare(
+                fields,
+                &actual.unwrap_or(Value::Null),
+                &format!("milestones[{name}]"),
+                &mut problems,
+            );
         }
     }
     problems
@@ -134,7 +205,12 @@ fn compare(expected: &Value, actual: &Value, path: &str, problems: &mut Vec<Stri
     match (expected, actual) {
         (Value::Object(e), _) => {
             for (k, v) in e {
-                compare(v, actual.get(k).unwrap_or(&Value::Null), &format!("{path}.{k}"), problems);
+                compare(
+                    v,
+                    actual.get(k).unwrap_or(&Value::Null),
+                    &format!("{path}.{k}"),
+                    problems,
+                );
             }
         }
         (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
@@ -155,11 +231,24 @@ async fn malformed_bodies_get_clear_errors() {
     assert_error(s, &b, StatusCode::BAD_REQUEST, "invalid_json");
     let (s, b) = post_raw(&app, "[1, 2]").await;
     assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
-    let (s, b) = post(&app, json!({"pathway_id": "p", "type": "referral_received", "occurred_on": 20250303})).await;
+    let (s, b) = post(
+        &app,
+        json!({"pathway_id": "p", "type": "referral_received", "occurred_on": 20250303}),
+    )
+    .await;
     assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
     assert_eq!(b["error"]["details"]["field"], "occurred_on");
-    let (s, b) = post(&app, json!({"pathway_id": "p", "type": "triage_done", "occurred_on": "2025-03-03"})).await;
-    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "unknown_event_type");
+    let (s, b) = post(
+        &app,
+        json!({"pathway_id": "p", "type": "triage_done", "occurred_on": "2025-03-03"}),
+    )
+    .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_event_type",
+    );
     let (s, b) = post(&app, json!({"pathway_id": "p", "type": "referral_received", "occurred_on": "2025-03-03", "ocurred": 1})).await;
     assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
     assert_eq!(b["error"]["details"]["field"], "ocurred");
@@ -181,7 +270,12 @@ async fn an_invalid_nhs_number_is_never_echoed() {
     let mut r = referral("p");
     r["data"]["nhs_number"] = json!("943 476 5918");
     let (s, b) = post(&app, r).await;
-    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_nhs_number");
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_nhs_number",
+    );
     let text = b.to_string();
     assert!(!text.contains("5918") && !text.contains("943"), "{text}");
     let (s, _) = get(&app, "/v1/pathways/p").await;
@@ -205,7 +299,12 @@ async fn a_batch_with_one_bad_event_writes_nothing_and_names_it() {
     // A rule broken by a later event of the batch also writes nothing.
     let batch = json!({ "events": [referral("b"), event("b", "treatment_started", "2025-03-10", json!({"modality": "surgery"}))]});
     let (s, b) = post(&app, batch).await;
-    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "treatment_without_decision");
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "treatment_without_decision",
+    );
     assert_eq!(b["error"]["details"]["index"], 1);
     assert_eq!(get(&app, "/v1/pathways/b").await.0, StatusCode::NOT_FOUND);
     // A good batch is stored whole, with versions and positions in order.
@@ -213,7 +312,10 @@ async fn a_batch_with_one_bad_event_writes_nothing_and_names_it() {
     let (s, b) = post(&app, batch).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["appended"][1]["version"], 2);
-    assert_eq!(b["appended"][1]["position"].as_u64().unwrap(), b["appended"][0]["position"].as_u64().unwrap() + 1);
+    assert_eq!(
+        b["appended"][1]["position"].as_u64().unwrap(),
+        b["appended"][0]["position"].as_u64().unwrap() + 1
+    );
     let too_many: Vec<Value> = (0..1001).map(|i| referral(&format!("x{i}"))).collect();
     let (s, b) = post(&app, json!({ "events": too_many })).await;
     assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field");
@@ -249,7 +351,12 @@ async fn expected_version_is_optimistic_concurrency() {
     let mut r = referral("p");
     r["expected_version"] = json!(0);
     assert_eq!(post(&app, r.clone()).await.0, StatusCode::CREATED);
-    let mut note = event("p", "tracking_note_added", "2025-03-04", json!({"text": "Called patient"}));
+    let mut note = event(
+        "p",
+        "tracking_note_added",
+        "2025-03-04",
+        json!({"text": "Called patient"}),
+    );
     note["expected_version"] = json!(0);
     let (s, b) = post(&app, note.clone()).await;
     assert_error(s, &b, StatusCode::CONFLICT, "version_conflict");
@@ -264,19 +371,43 @@ async fn expected_version_is_optimistic_concurrency() {
 async fn history_shows_corrections_and_voids_and_known_at_reproduces_the_past() {
     let app = spawn_app();
     post(&app, referral("p")).await;
-    let mut told = event("p", "diagnosis_communicated", "2025-03-20", json!({"outcome": "cancer_ruled_out"}));
+    let mut told = event(
+        "p",
+        "diagnosis_communicated",
+        "2025-03-20",
+        json!({"outcome": "cancer_ruled_out"}),
+    );
     told["event_id"] = json!("00000000-0000-4000-8000-000000000001");
     post(&app, told).await;
     let (_, before) = get(&app, "/v1/pathways/p?as_of=2025-04-10").await;
     assert_eq!(before["clocks"]["fds"]["status"], "met");
     let (_, history) = get(&app, "/v1/pathways/p/events").await;
-    let known_at = history["events"][1]["recorded_at"].as_str().unwrap().to_string();
-    let (s, _) = post(&app, event("p", "event_voided", "2025-03-21", json!({"voids": "00000000-0000-4000-8000-000000000001", "reason": "wrong patient"}))).await;
+    let known_at = history["events"][1]["recorded_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, _) = post(
+        &app,
+        event(
+            "p",
+            "event_voided",
+            "2025-03-21",
+            json!({"voids": "00000000-0000-4000-8000-000000000001", "reason": "wrong patient"}),
+        ),
+    )
+    .await;
     assert_eq!(s, StatusCode::CREATED);
     let (_, after) = get(&app, "/v1/pathways/p?as_of=2025-04-10").await;
     assert_eq!(after["clocks"]["fds"]["status"], "open_breached");
-    let (_, past) = get(&app, &format!("/v1/pathways/p?as_of=2025-04-10&known_at={known_at}")).await;
-    assert_eq!(past, before, "the view as known then equals what was shown then");
+    let (_, past) = get(
+        &app,
+        &format!("/v1/pathways/p?as_of=2025-04-10&known_at={known_at}"),
+    )
+    .await;
+    assert_eq!(
+        past, before,
+        "the view as known then equals what was shown then"
+    );
     let (_, history) = get(&app, "/v1/pathways/p/events").await;
     let voided = &history["events"][1];
     assert_eq!(voided["voided_by"]["reason"], "wrong patient");
@@ -284,9 +415,32 @@ async fn history_shows_corrections_and_voids_and_known_at_reproduces_the_past() 
     assert_eq!(history["events"][2]["type"], "event_voided");
     // Voiding the referral is refused; so is a void of an unknown event.
     let referral_id = history["events"][0]["event_id"].as_str().unwrap();
-    let (s, b) = post(&app, event("p", "event_voided", "2025-03-21", json!({"voids": referral_id, "reason": "x"}))).await;
-    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "cannot_void_referral");
-    let (s, b) = post(&app, event("p", "event_voided", "2025-03-21", json!({"voids": "00000000-0000-4000-8000-000000000009", "reason": "x"}))).await;
+    let (s, b) = post(
+        &app,
+        event(
+            "p",
+            "event_voided",
+            "2025-03-21",
+            json!({"voids": referral_id, "reason": "x"}),
+        ),
+    )
+    .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cannot_void_referral",
+    );
+    let (s, b) = post(
+        &app,
+        event(
+            "p",
+            "event_voided",
+            "2025-03-21",
+            json!({"voids": "00000000-0000-4000-8000-000000000009", "reason": "x"}),
+        ),
+    )
+    .await;
     assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "unknown_event");
 }
 
@@ -306,7 +460,10 @@ async fn read_parameters_are_checked() {
     let (s, v) = get(&app, "/v1/pathways/p?as_of=2025-03-10&min_position=1").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["clocks"]["fds"]["days"], 7);
-    assert_eq!(v["next_breach"], json!({"clock": "fds", "date": "2025-04-01"}));
+    assert_eq!(
+        v["next_breach"],
+        json!({"clock": "fds", "date": "2025-04-01"})
+    );
     let (s, b) = get(&app, "/healthz").await;
     assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
 }

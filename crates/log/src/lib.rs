@@ -88,8 +88,15 @@ impl Appended {
 /// storage errors are the operator's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
-    #[error("record {index} of the batch expected stream version {expected}, the stream is at {actual}")]
-    VersionConflict { index: usize, stream_id: String, expected: u64, actual: u64 },
+    #[error(
+        "record {index} of the batch expected stream version {expected}, the stream is at {actual}"
+    )]
+    VersionConflict {
+        index: usize,
+        stream_id: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("record {index} of the batch reuses event id {event_id} with different content")]
     DuplicateEventId { index: usize, event_id: Uuid },
     #[error("storage failure: {0}")]

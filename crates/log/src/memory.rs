@@ -27,7 +27,10 @@ pub struct MemoryLog {
 
 impl Default for MemoryLog {
     fn default() -> Self {
-        MemoryLog { state: Mutex::new(State::default()), head: watch::channel(0).0 }
+        MemoryLog {
+            state: Mutex::new(State::default()),
+            head: watch::channel(0).0,
+        }
     }
 }
 
@@ -48,17 +51,25 @@ pub fn plan_batch(
     let mut planned: Vec<Planned> = Vec::with_capacity(batch.len());
     let mut versions: HashMap<&str, u64> = HashMap::new();
     for (index, record) in batch.iter().enumerate() {
-        let earlier = batch[..index].iter().position(|r| r.event_id == record.event_id);
+        let earlier = batch[..index]
+            .iter()
+            .position(|r| r.event_id == record.event_id);
         if let Some(existing) = stored_event(&record.event_id) {
             if !existing.same_content(record) {
-                return Err(LogError::DuplicateEventId { index, event_id: record.event_id });
+                return Err(LogError::DuplicateEventId {
+                    index,
+                    event_id: record.event_id,
+                });
             }
             planned.push(Planned::Replay(existing));
             continue;
         }
         if let Some(earlier) = earlier {
             if !same_new_content(&batch[earlier], record) {
-                return Err(LogError::DuplicateEventId { index, event_id: record.event_id });
+                return Err(LogError::DuplicateEventId {
+                    index,
+                    event_id: record.event_id,
+                });
             }
             planned.push(Planned::SameAs(earlier));
             continue;
@@ -77,13 +88,18 @@ pub fn plan_batch(
             }
         }
         versions.insert(record.stream_id.as_str(), current + 1);
-        planned.push(Planned::New { version: current + 1 });
+        planned.push(Planned::New {
+            version: current + 1,
+        });
     }
     Ok(planned)
 }
 
 fn same_new_content(a: &NewRecord, b: &NewRecord) -> bool {
-    a.stream_id == b.stream_id && a.event_type == b.event_type && a.schema_version == b.schema_version && a.payload == b.payload
+    a.stream_id == b.stream_id
+        && a.event_type == b.event_type
+        && a.schema_version == b.schema_version
+        && a.payload == b.payload
 }
 
 /// The fate of one record of a batch.
@@ -104,7 +120,12 @@ impl EventLog for MemoryLog {
         let plan = plan_batch(
             &batch,
             |stream| state.streams.get(stream).map_or(0, |v| v.len() as u64),
-            |id| state.by_event.get(id).map(|p| state.records[(*p - 1) as usize].clone()),
+            |id| {
+                state
+                    .by_event
+                    .get(id)
+                    .map(|p| state.records[(*p - 1) as usize].clone())
+            },
         )?;
         let last_time = state.records.last().map(|r| r.recorded_at);
         let recorded_at = last_time.map_or_else(Utc::now, |last| Utc::now().max(last));
@@ -114,7 +135,10 @@ impl EventLog for MemoryLog {
                 Planned::Replay(existing) => out.push(Appended::of(&existing, true)),
                 Planned::SameAs(earlier) => {
                     let first = out[earlier].clone();
-                    out.push(Appended { replayed: true, ..first });
+                    out.push(Appended {
+                        replayed: true,
+                        ..first
+                    });
                 }
                 Planned::New { version } => {
                     let position = state.records.len() as u64 + 1;
@@ -130,7 +154,11 @@ impl EventLog for MemoryLog {
                         payload: record.payload,
                     };
                     out.push(Appended::of(&stored, false));
-                    state.streams.entry(stored.stream_id.clone()).or_default().push(position);
+                    state
+                        .streams
+                        .entry(stored.stream_id.clone())
+                        .or_default()
+                        .push(position);
                     state.by_event.insert(stored.event_id, position);
                     state.records.push(stored);
                 }
@@ -147,19 +175,33 @@ impl EventLog for MemoryLog {
         Ok(state
             .streams
             .get(stream_id)
-            .map(|positions| positions.iter().map(|p| state.records[(*p - 1) as usize].clone()).collect())
+            .map(|positions| {
+                positions
+                    .iter()
+                    .map(|p| state.records[(*p - 1) as usize].clone())
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
         let state = self.state.lock().expect("memory log lock");
         let start = from.max(1) as usize - 1;
-        Ok(state.records.iter().skip(start).take(max).cloned().collect())
+        Ok(state
+            .records
+            .iter()
+            .skip(start)
+            .take(max)
+            .cloned()
+            .collect())
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
         let state = self.state.lock().expect("memory log lock");
-        Ok(state.by_event.get(&event_id).map(|p| state.records[(*p - 1) as usize].clone()))
+        Ok(state
+            .by_event
+            .get(&event_id)
+            .map(|p| state.records[(*p - 1) as usize].clone()))
     }
 
     fn head(&self) -> u64 {

@@ -41,47 +41,97 @@ async fn appends_and_reads_back(log: &impl EventLog) {
     let r = record("s1", Some(0), b"one");
     let out = log.append(vec![r.clone()]).await.unwrap();
     assert_eq!(out.len(), 1);
-    assert_eq!((out[0].version, out[0].position, out[0].replayed), (1, 1, false));
+    assert_eq!(
+        (out[0].version, out[0].position, out[0].replayed),
+        (1, 1, false)
+    );
     let stream = log.read_stream("s1").await.unwrap();
     assert_eq!(stream.len(), 1);
     assert_eq!(stream[0].payload, b"one");
     assert_eq!(stream[0].event_id, r.event_id);
     assert_eq!(stream[0].actor, "suite");
-    assert_eq!(log.find_event(r.event_id).await.unwrap().unwrap().position, 1);
+    assert_eq!(
+        log.find_event(r.event_id).await.unwrap().unwrap().position,
+        1
+    );
     assert!(log.find_event(Uuid::new_v4()).await.unwrap().is_none());
     assert!(log.read_stream("nope").await.unwrap().is_empty());
 }
 
 async fn versions_and_positions_have_no_gaps(log: &impl EventLog) {
     for i in 0..5u64 {
-        log.append(vec![record("a", Some(i), b"a"), record("b", None, b"b")]).await.unwrap();
+        log.append(vec![record("a", Some(i), b"a"), record("b", None, b"b")])
+            .await
+            .unwrap();
     }
     let all = log.read_all(1, 100).await.unwrap();
     assert_eq!(all.len(), 10);
     for (i, r) in all.iter().enumerate() {
         assert_eq!(r.position, i as u64 + 1);
     }
-    assert!(all.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at), "recorded_at never goes back");
+    assert!(
+        all.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at),
+        "recorded_at never goes back"
+    );
     let a = log.read_stream("a").await.unwrap();
-    assert_eq!(a.iter().map(|r| r.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        a.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
     assert_eq!(log.head(), 10);
 }
 
 async fn expected_version_conflicts(log: &impl EventLog) {
     log.append(vec![record("s", Some(0), b"x")]).await.unwrap();
-    let err = log.append(vec![record("s", Some(0), b"y")]).await.unwrap_err();
-    assert!(matches!(err, LogError::VersionConflict { expected: 0, actual: 1, .. }), "{err:?}");
-    let err = log.append(vec![record("s", Some(5), b"y")]).await.unwrap_err();
-    assert!(matches!(err, LogError::VersionConflict { expected: 5, actual: 1, .. }), "{err:?}");
+    let err = log
+        .append(vec![record("s", Some(0), b"y")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::VersionConflict {
+                expected: 0,
+                actual: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let err = log
+        .append(vec![record("s", Some(5), b"y")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::VersionConflict {
+                expected: 5,
+                actual: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     log.append(vec![record("s", Some(1), b"y")]).await.unwrap();
 }
 
 async fn batches_are_atomic(log: &impl EventLog) {
     log.append(vec![record("s", None, b"x")]).await.unwrap();
-    let batch = vec![record("t", Some(0), b"1"), record("t", Some(1), b"2"), record("s", Some(0), b"bad")];
+    let batch = vec![
+        record("t", Some(0), b"1"),
+        record("t", Some(1), b"2"),
+        record("s", Some(0), b"bad"),
+    ];
     let err = log.append(batch).await.unwrap_err();
-    assert!(matches!(err, LogError::VersionConflict { index: 2, .. }), "{err:?}");
-    assert!(log.read_stream("t").await.unwrap().is_empty(), "nothing of a failed batch is written");
+    assert!(
+        matches!(err, LogError::VersionConflict { index: 2, .. }),
+        "{err:?}"
+    );
+    assert!(
+        log.read_stream("t").await.unwrap().is_empty(),
+        "nothing of a failed batch is written"
+    );
     assert_eq!(log.head(), 1);
 }
 
@@ -91,7 +141,10 @@ async fn identical_event_ids_replay(log: &impl EventLog) {
     // A retry, even with a now-stale expected version, returns the original result.
     let again = log.append(vec![r.clone()]).await.unwrap();
     assert!(again[0].replayed);
-    assert_eq!((again[0].version, again[0].position), (first[0].version, first[0].position));
+    assert_eq!(
+        (again[0].version, again[0].position),
+        (first[0].version, first[0].position)
+    );
     assert_eq!(log.head(), 1);
     // The same record twice in one batch is stored once.
     let s = record("u", None, b"y");
@@ -103,16 +156,33 @@ async fn identical_event_ids_replay(log: &impl EventLog) {
 async fn different_content_under_one_event_id_conflicts(log: &impl EventLog) {
     let r = record("s", None, b"x");
     log.append(vec![r.clone()]).await.unwrap();
-    let changed = NewRecord { payload: b"other".to_vec(), ..r.clone() };
-    let err = log.append(vec![record("v", None, b"ok"), changed]).await.unwrap_err();
-    assert!(matches!(err, LogError::DuplicateEventId { index: 1, .. }), "{err:?}");
-    let moved = NewRecord { stream_id: "elsewhere".into(), ..r };
-    assert!(matches!(log.append(vec![moved]).await, Err(LogError::DuplicateEventId { .. })));
+    let changed = NewRecord {
+        payload: b"other".to_vec(),
+        ..r.clone()
+    };
+    let err = log
+        .append(vec![record("v", None, b"ok"), changed])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LogError::DuplicateEventId { index: 1, .. }),
+        "{err:?}"
+    );
+    let moved = NewRecord {
+        stream_id: "elsewhere".into(),
+        ..r
+    };
+    assert!(matches!(
+        log.append(vec![moved]).await,
+        Err(LogError::DuplicateEventId { .. })
+    ));
     assert_eq!(log.head(), 1);
 }
 
 async fn read_all_pages(log: &impl EventLog) {
-    let batch: Vec<_> = (0..25).map(|i| record(&format!("p{}", i % 3), None, &[i as u8])).collect();
+    let batch: Vec<_> = (0..25)
+        .map(|i| record(&format!("p{}", i % 3), None, &[i as u8]))
+        .collect();
     log.append(batch).await.unwrap();
     let mut from = 1;
     let mut seen = Vec::new();
@@ -131,7 +201,9 @@ async fn read_all_pages(log: &impl EventLog) {
 async fn head_is_watched(log: &impl EventLog) {
     let mut rx = log.watch_head();
     assert_eq!(*rx.borrow_and_update(), 0);
-    log.append(vec![record("w", None, b"1"), record("w", None, b"2")]).await.unwrap();
+    log.append(vec![record("w", None, b"1"), record("w", None, b"2")])
+        .await
+        .unwrap();
     rx.changed().await.unwrap();
     assert_eq!(*rx.borrow(), 2);
 }

@@ -4,8 +4,6 @@
 //! Every code enum is declared through one macro so that parsing, printing and
 //! serde agree by construction, and error messages can list the accepted codes.
 
-
-
 /// Declares an enum whose variants map one-to-one to stable string codes.
 macro_rules! code_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $code:literal),+ $(,)? }) => {
@@ -56,7 +54,10 @@ macro_rules! code_enum {
 pub(crate) use code_enum;
 
 pub(crate) fn expected_list<'a>(codes: impl Iterator<Item = &'a str>) -> String {
-    codes.map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+    codes
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 code_enum!(
@@ -117,7 +118,10 @@ code_enum!(
 impl AppointmentKind {
     /// First-seen appointments: a DNA of one adjusts the clocks (SPEC 2.3).
     pub fn is_first_seen(self) -> bool {
-        matches!(self, AppointmentKind::FirstOutpatient | AppointmentKind::OneStop)
+        matches!(
+            self,
+            AppointmentKind::FirstOutpatient | AppointmentKind::OneStop
+        )
     }
 }
 

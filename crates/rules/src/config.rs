@@ -128,9 +128,12 @@ pub struct ConfigError(pub String);
 impl RulesConfig {
     /// Parses and checks a whole configuration.
     pub fn from_toml(text: &str) -> Result<RulesConfig, ConfigError> {
-        let mut config: RulesConfig = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        let mut config: RulesConfig =
+            toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
         config.check()?;
-        for template in std::iter::once(&mut config.milestones.default).chain(config.milestones.template.iter_mut()) {
+        for template in std::iter::once(&mut config.milestones.default)
+            .chain(config.milestones.template.iter_mut())
+        {
             template.milestone.sort_by_key(|m| m.due_day);
         }
         Ok(config)
@@ -138,7 +141,8 @@ impl RulesConfig {
 
     /// The shipped defaults.
     pub fn defaults() -> RulesConfig {
-        RulesConfig::from_toml(DEFAULT_RULES_TOML).expect("the shipped rules configuration is valid")
+        RulesConfig::from_toml(DEFAULT_RULES_TOML)
+            .expect("the shipped rules configuration is valid")
     }
 
     /// The milestone template of a tumour site.
@@ -153,12 +157,18 @@ impl RulesConfig {
     fn check(&self) -> Result<(), ConfigError> {
         let fail = |msg: String| Err(ConfigError(msg));
         let t = &self.targets;
-        for (name, days) in [("fds_days", t.fds_days), ("d31_days", t.d31_days), ("d62_days", t.d62_days)] {
+        for (name, days) in [
+            ("fds_days", t.fds_days),
+            ("d31_days", t.d31_days),
+            ("d62_days", t.d62_days),
+        ] {
             if !(1..=365).contains(&days) {
                 return fail(format!("targets.{name} must be between 1 and 365 days"));
             }
         }
-        if !(0..=365).contains(&self.fit.days_before_referral) || !(0..=365).contains(&self.fit.indicator_days) {
+        if !(0..=365).contains(&self.fit.days_before_referral)
+            || !(0..=365).contains(&self.fit.indicator_days)
+        {
             return fail("fit days must be between 0 and 365".into());
         }
         for (name, bands) in [("fds", &self.rag.fds), ("d62", &self.rag.d62)] {
@@ -167,7 +177,13 @@ impl RulesConfig {
             }
         }
         let th = &self.thresholds;
-        for v in [th.fds_standard, th.fds_operational, th.d31_standard, th.d62_standard, th.d62_operational] {
+        for v in [
+            th.fds_standard,
+            th.fds_operational,
+            th.d31_standard,
+            th.d62_standard,
+            th.d62_operational,
+        ] {
             if !(0.0..=100.0).contains(&v) {
                 return fail("thresholds are percentages between 0 and 100".into());
             }
@@ -182,12 +198,20 @@ impl RulesConfig {
             }
             for site in &template.tumour_sites {
                 if !seen_sites.insert(*site) {
-                    return fail(format!("tumour site `{site}` has more than one milestone template"));
+                    return fail(format!(
+                        "tumour site `{site}` has more than one milestone template"
+                    ));
                 }
             }
         }
         for (label, template) in std::iter::once(("default".to_string(), &self.milestones.default))
-            .chain(self.milestones.template.iter().enumerate().map(|(i, t)| (format!("template[{i}]"), t)))
+            .chain(
+                self.milestones
+                    .template
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| (format!("template[{i}]"), t)),
+            )
         {
             check_template(&label, template)?;
         }
@@ -204,33 +228,55 @@ fn check_template(label: &str, template: &Template) -> Result<(), ConfigError> {
     for m in &template.milestone {
         let name_ok = !m.name.is_empty()
             && m.name.len() <= 64
-            && m.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && m.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !name_ok {
-            return fail(format!("milestone name `{}` must be snake_case, 1 to 64 characters", m.name));
+            return fail(format!(
+                "milestone name `{}` must be snake_case, 1 to 64 characters",
+                m.name
+            ));
         }
         if names.insert(m.name.as_str(), ()).is_some() {
             return fail(format!("milestone `{}` appears twice", m.name));
         }
         if !(0..=365).contains(&m.due_day) {
-            return fail(format!("milestone `{}`: due_day must be between 0 and 365", m.name));
+            return fail(format!(
+                "milestone `{}`: due_day must be between 0 and 365",
+                m.name
+            ));
         }
         if m.met_by.is_empty() {
             return fail(format!("milestone `{}` has no met_by events", m.name));
         }
         for matcher in &m.met_by {
             if matcher.event.is_amendment() || matcher.event == EventType::ReferralReceived {
-                return fail(format!("milestone `{}` cannot be met by `{}`", m.name, matcher.event));
+                return fail(format!(
+                    "milestone `{}` cannot be met by `{}`",
+                    m.name, matcher.event
+                ));
             }
             let diagnostic = matches!(
                 matcher.event,
-                EventType::DiagnosticRequested | EventType::DiagnosticPerformed | EventType::DiagnosticReported
+                EventType::DiagnosticRequested
+                    | EventType::DiagnosticPerformed
+                    | EventType::DiagnosticReported
             );
-            let appointment = matches!(matcher.event, EventType::AppointmentAttended | EventType::AppointmentMissed);
+            let appointment = matches!(
+                matcher.event,
+                EventType::AppointmentAttended | EventType::AppointmentMissed
+            );
             if !matcher.tests.is_empty() && !diagnostic {
-                return fail(format!("milestone `{}`: `tests` only narrows diagnostic events", m.name));
+                return fail(format!(
+                    "milestone `{}`: `tests` only narrows diagnostic events",
+                    m.name
+                ));
             }
             if !matcher.kinds.is_empty() && !appointment {
-                return fail(format!("milestone `{}`: `kinds` only narrows appointment events", m.name));
+                return fail(format!(
+                    "milestone `{}`: `kinds` only narrows appointment events",
+                    m.name
+                ));
             }
         }
     }
@@ -244,22 +290,55 @@ mod tests {
     #[test]
     fn defaults_load_and_are_sorted() {
         let config = RulesConfig::defaults();
-        let prostate: Vec<_> =
-            config.template_for(TumourSite::Prostate).milestone.iter().map(|m| (m.name.as_str(), m.due_day)).collect();
-        assert_eq!(prostate, [("triage", 3), ("mri", 9), ("biopsy", 16), ("diagnosis_communicated", 28)]);
-        assert_eq!(config.template_for(TumourSite::Sarcoma).milestone[0].due_day, 28);
-        assert_eq!(config.template_for(TumourSite::Testicular).milestone[0].due_day, 21);
-        assert_eq!(config.template_for(TumourSite::HeadAndNeck).milestone[0].name, "first_appointment");
+        let prostate: Vec<_> = config
+            .template_for(TumourSite::Prostate)
+            .milestone
+            .iter()
+            .map(|m| (m.name.as_str(), m.due_day))
+            .collect();
+        assert_eq!(
+            prostate,
+            [
+                ("triage", 3),
+                ("mri", 9),
+                ("biopsy", 16),
+                ("diagnosis_communicated", 28)
+            ]
+        );
+        assert_eq!(
+            config.template_for(TumourSite::Sarcoma).milestone[0].due_day,
+            28
+        );
+        assert_eq!(
+            config.template_for(TumourSite::Testicular).milestone[0].due_day,
+            21
+        );
+        assert_eq!(
+            config.template_for(TumourSite::HeadAndNeck).milestone[0].name,
+            "first_appointment"
+        );
     }
 
     #[test]
     fn bad_configurations_are_refused_with_a_reason() {
         let cases = [
             ("due_day = 3", "due_day = -1", "due_day"),
-            ("tumour_sites = [\"testicular\"]", "tumour_sites = [\"prostate\"]", "more than one"),
-            ("{ event = \"triage_completed\" }", "{ event = \"triage_done\" }", "triage_done"),
+            (
+                "tumour_sites = [\"testicular\"]",
+                "tumour_sites = [\"prostate\"]",
+                "more than one",
+            ),
+            (
+                "{ event = \"triage_completed\" }",
+                "{ event = \"triage_done\" }",
+                "triage_done",
+            ),
             ("fds_days = 28", "fds_days = 0", "fds_days"),
-            ("{ event = \"triage_completed\" }", "{ event = \"triage_completed\", tests = [\"ct\"] }", "tests"),
+            (
+                "{ event = \"triage_completed\" }",
+                "{ event = \"triage_completed\", tests = [\"ct\"] }",
+                "tests",
+            ),
             ("green = 7", "green = 20", "rag.fds"),
         ];
         for (from, to, expect) in cases {

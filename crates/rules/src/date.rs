@@ -10,7 +10,9 @@ pub fn parse(input: &str) -> Option<NaiveDate> {
     let shape = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
     if !shape {
         return None;
     }
@@ -46,7 +48,8 @@ pub mod option {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
         let raw = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
-        raw.map(|raw| parse(&raw).ok_or_else(|| serde::de::Error::custom(EXPECTED))).transpose()
+        raw.map(|raw| parse(&raw).ok_or_else(|| serde::de::Error::custom(EXPECTED)))
+            .transpose()
     }
 }
 
@@ -55,7 +58,15 @@ mod tests {
     #[test]
     fn only_iso_dates() {
         assert!(super::parse("2024-02-29").is_some());
-        for bad in ["2025-02-29", "2025-3-3", "03/03/2025", "2025-03-03T00:00", "", "20250303", "2025-13-01"] {
+        for bad in [
+            "2025-02-29",
+            "2025-3-3",
+            "03/03/2025",
+            "2025-03-03T00:00",
+            "",
+            "20250303",
+            "2025-13-01",
+        ] {
             assert!(super::parse(bad).is_none(), "{bad}");
         }
     }

@@ -19,14 +19,23 @@ pub enum RuleError {
     #[error("`type` is not a known event type; use one of {expected}.")]
     UnknownEventType { expected: String },
     #[error("The date {occurred_on} is after today ({today}); events can only be recorded once they have happened.")]
-    OccurredInFuture { occurred_on: NaiveDate, today: NaiveDate },
+    OccurredInFuture {
+        occurred_on: NaiveDate,
+        today: NaiveDate,
+    },
     #[error("The date {occurred_on} is before the referral was received ({referral_on}); only a FIT result may be dated before the referral, up to {fit_window_days} days.")]
-    OccurredBeforeReferral { occurred_on: NaiveDate, referral_on: NaiveDate, fit_window_days: i64 },
+    OccurredBeforeReferral {
+        occurred_on: NaiveDate,
+        referral_on: NaiveDate,
+        fit_window_days: i64,
+    },
     #[error("This pathway has no referral yet: record `referral_received` first.")]
     PathwayNotStarted,
     #[error("This pathway already has a referral: a pathway starts only once. Use a new pathway_id for a new referral, or correct the existing referral.")]
     PathwayExists,
-    #[error("A consultant upgrade is only allowed on route `other`; this pathway's route is `{route}`.")]
+    #[error(
+        "A consultant upgrade is only allowed on route `other`; this pathway's route is `{route}`."
+    )]
     UpgradeNotAllowed { route: String },
     #[error("This pathway has already been upgraded; correct the existing upgrade instead.")]
     AlreadyUpgraded,
@@ -76,7 +85,11 @@ impl RuleError {
             RuleError::OccurredInFuture { occurred_on, today } => {
                 json!({ "occurred_on": occurred_on, "today": today })
             }
-            RuleError::OccurredBeforeReferral { occurred_on, referral_on, .. } => {
+            RuleError::OccurredBeforeReferral {
+                occurred_on,
+                referral_on,
+                ..
+            } => {
                 json!({ "occurred_on": occurred_on, "referral_on": referral_on })
             }
             RuleError::UpgradeNotAllowed { route } => json!({ "route": route }),
@@ -90,19 +103,34 @@ impl RuleError {
 
     /// The same error, reported against a field nested under `prefix`.
     pub fn under(self, prefix: &str) -> RuleError {
-        let nest = |field: String| if field.is_empty() { prefix.to_string() } else { format!("{prefix}.{field}") };
-        match self {
-            RuleError::InvalidField { field, problem } => RuleError::InvalidField { field: nest(field), problem },
-            RuleError::InvalidNhsNumber { field } => RuleError::InvalidNhsNumber { field: nest(field) },
-            RuleError::InvalidOdsCode { field } => RuleError::InvalidOdsCode { field: nest(field) },
-            RuleError::UnknownTumourSite { field, expected } => {
-                RuleError::UnknownTumourSite { field: nest(field), expected }
+        let nest = |field: String| {
+            if field.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{field}")
             }
+        };
+        match self {
+            RuleError::InvalidField { field, problem } => RuleError::InvalidField {
+                field: nest(field),
+                problem,
+            },
+            RuleError::InvalidNhsNumber { field } => {
+                RuleError::InvalidNhsNumber { field: nest(field) }
+            }
+            RuleError::InvalidOdsCode { field } => RuleError::InvalidOdsCode { field: nest(field) },
+            RuleError::UnknownTumourSite { field, expected } => RuleError::UnknownTumourSite {
+                field: nest(field),
+                expected,
+            },
             other => other,
         }
     }
 
     pub(crate) fn field(field: impl Into<String>, problem: impl Into<String>) -> RuleError {
-        RuleError::InvalidField { field: field.into(), problem: problem.into() }
+        RuleError::InvalidField {
+            field: field.into(),
+            problem: problem.into(),
+        }
     }
 }

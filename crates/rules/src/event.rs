@@ -111,9 +111,15 @@ impl EventType {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PayloadError {
     #[error("{event_type} has schema version {schema_version}, which this build cannot read")]
-    UnknownVersion { event_type: &'static str, schema_version: u16 },
+    UnknownVersion {
+        event_type: &'static str,
+        schema_version: u16,
+    },
     #[error("{event_type} payload is malformed: {reason}")]
-    Malformed { event_type: &'static str, reason: String },
+    Malformed {
+        event_type: &'static str,
+        reason: String,
+    },
 }
 
 #[derive(Serialize)]
@@ -151,7 +157,8 @@ fn text_len(field: &str, text: &str, min: usize, max: usize) -> Result<(), RuleE
 }
 
 fn opt_text_len(field: &str, text: &Option<String>, max: usize) -> Result<(), RuleError> {
-    text.as_deref().map_or(Ok(()), |t| text_len(field, t, 0, max))
+    text.as_deref()
+        .map_or(Ok(()), |t| text_len(field, t, 0, max))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -172,11 +179,15 @@ impl Check for ReferralReceived {
         match (self.route, self.screening_programme) {
             (Route::Screening, None) => Err(RuleError::field(
                 "screening_programme",
-                format!("is required when the route is `screening`; use one of {}", ScreeningProgramme::expected()),
+                format!(
+                    "is required when the route is `screening`; use one of {}",
+                    ScreeningProgramme::expected()
+                ),
             )),
-            (route, Some(_)) if route != Route::Screening => {
-                Err(RuleError::field("screening_programme", "is only recorded when the route is `screening`"))
-            }
+            (route, Some(_)) if route != Route::Screening => Err(RuleError::field(
+                "screening_programme",
+                "is only recorded when the route is `screening`",
+            )),
             _ => Ok(()),
         }
     }
@@ -297,17 +308,25 @@ pub struct DiagnosisCommunicated {
 
 impl Check for DiagnosisCommunicated {
     fn check(&self) -> Result<(), RuleError> {
-        let Some(code) = &self.icd10 else { return Ok(()) };
+        let Some(code) = &self.icd10 else {
+            return Ok(());
+        };
         let b = code.as_bytes();
         let ok = (3..=8).contains(&b.len())
             && b[0].is_ascii_alphabetic()
             && b[1].is_ascii_digit()
             && b[2].is_ascii_digit()
-            && b[3..].iter().enumerate().all(|(i, c)| c.is_ascii_alphanumeric() || (i == 0 && *c == b'.'));
+            && b[3..]
+                .iter()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_alphanumeric() || (i == 0 && *c == b'.'));
         if ok {
             Ok(())
         } else {
-            Err(RuleError::field("icd10", "must be an ICD-10 code such as C18 or C18.7"))
+            Err(RuleError::field(
+                "icd10",
+                "must be an ICD-10 code such as C18 or C18.7",
+            ))
         }
     }
 }
@@ -339,7 +358,10 @@ pub struct TreatmentOfferDeclined {
 impl Check for TreatmentOfferDeclined {
     fn check(&self) -> Result<(), RuleError> {
         if self.available_from <= self.offered_on {
-            return Err(RuleError::field("available_from", "must be after `offered_on`"));
+            return Err(RuleError::field(
+                "available_from",
+                "must be after `offered_on`",
+            ));
         }
         Ok(())
     }
@@ -379,7 +401,11 @@ pub struct TrackingNoteAdded {
     pub text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_action: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::date::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::date::option"
+    )]
     pub next_action_due: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
@@ -400,7 +426,11 @@ impl Check for TrackingNoteAdded {
 pub struct EventCorrected {
     pub corrects: Uuid,
     pub reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "crate::date::option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::date::option"
+    )]
     pub new_occurred_on: Option<NaiveDate>,
     /// The corrected event type's full `data`, checked against that type when
     /// the correction is accepted (the type is only known from the target).
@@ -412,10 +442,16 @@ impl Check for EventCorrected {
     fn check(&self) -> Result<(), RuleError> {
         text_len("reason", &self.reason, 1, 500)?;
         if self.new_occurred_on.is_none() && self.new_data.is_none() {
-            return Err(RuleError::field("new_occurred_on", "or `new_data` is required: say what the correction changes"));
+            return Err(RuleError::field(
+                "new_occurred_on",
+                "or `new_data` is required: say what the correction changes",
+            ));
         }
         if matches!(&self.new_data, Some(v) if !v.is_object()) {
-            return Err(RuleError::field("new_data", "must be an object: the corrected event's full `data`"));
+            return Err(RuleError::field(
+                "new_data",
+                "must be an object: the corrected event's full `data`",
+            ));
         }
         Ok(())
     }
@@ -463,7 +499,10 @@ pub(crate) fn decode_json<T: DeserializeOwned>(value: Value) -> Result<T, RuleEr
         match path.last().map(String::as_str) {
             Some("nhs_number") => RuleError::InvalidNhsNumber { field },
             Some("trust" | "to_trust" | "referrer") => RuleError::InvalidOdsCode { field },
-            Some("tumour_site") => RuleError::UnknownTumourSite { field, expected: TumourSite::expected() },
+            Some("tumour_site") => RuleError::UnknownTumourSite {
+                field,
+                expected: TumourSite::expected(),
+            },
             _ => RuleError::field(field, describe_problem(&message)),
         }
     })
@@ -477,7 +516,10 @@ fn backticked_after(message: &str, prefix: &str) -> Option<String> {
 /// serde's "invalid type: string \"x\", expected ..." repeats the value; keep
 /// only what was expected, so no personal data is echoed.
 fn describe_problem(message: &str) -> String {
-    if message.starts_with("invalid type") || message.starts_with("invalid value") || message.starts_with("invalid length") {
+    if message.starts_with("invalid type")
+        || message.starts_with("invalid value")
+        || message.starts_with("invalid length")
+    {
         if let Some((_, expected)) = message.split_once(", expected ") {
             return format!("must be {expected}");
         }
@@ -499,26 +541,126 @@ mod tests {
     fn field_errors_name_the_field() {
         let table: Vec<(&str, Value, &str, &str)> = vec![
             ("triage_completed", json!({}), "invalid_field", "outcome"),
-            ("triage_completed", json!({"outcome": "maybe"}), "invalid_field", "outcome"),
-            ("triage_completed", json!({"outcome": "outpatient", "colour": 1}), "invalid_field", "colour"),
-            ("triage_completed", json!({"outcome": 5}), "invalid_field", "outcome"),
-            ("referral_received", json!({"nhs_number": "9434765918", "trust": "RXH", "tumour_site": "lung", "route": "other"}), "invalid_nhs_number", "nhs_number"),
-            ("referral_received", json!({"nhs_number": 9434765919u64, "trust": "RXH", "tumour_site": "lung", "route": "other"}), "invalid_nhs_number", "nhs_number"),
-            ("referral_received", json!({"nhs_number": "9434765919", "trust": "R!", "tumour_site": "lung", "route": "other"}), "invalid_ods_code", "trust"),
-            ("referral_received", json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "liver", "route": "other"}), "unknown_tumour_site", "tumour_site"),
-            ("referral_received", json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "lung", "route": "screening"}), "invalid_field", "screening_programme"),
-            ("pathway_transferred", json!({"to_trust": "x"}), "invalid_ods_code", "to_trust"),
-            ("treatment_offer_declined", json!({"offered_on": "2025-04-22", "available_from": "2025-04-22", "setting": "admitted"}), "invalid_field", "available_from"),
-            ("treatment_offer_declined", json!({"offered_on": "22/04/2025", "available_from": "2025-04-30", "setting": "admitted"}), "invalid_field", "offered_on"),
-            ("fit_result_recorded", json!({}), "invalid_field", "value_ug_per_g"),
-            ("fit_result_recorded", json!({"value_ug_per_g": -1}), "invalid_field", "value_ug_per_g"),
-            ("fit_result_recorded", json!({"value_ug_per_g": 4, "not_appropriate": true}), "invalid_field", "not_appropriate"),
-            ("tracking_note_added", json!({"text": ""}), "invalid_field", "text"),
-            ("tracking_note_added", json!({"text": "x".repeat(2001)}), "invalid_field", "text"),
-            ("event_corrected", json!({"corrects": "not-a-uuid", "reason": "x", "new_occurred_on": "2025-01-01"}), "invalid_field", "corrects"),
-            ("event_corrected", json!({"corrects": "3c1d6a3e-1f7b-4a52-9a1e-6d2b8f0c1a11", "reason": "x"}), "invalid_field", "new_occurred_on"),
-            ("event_voided", json!({"voids": "3c1d6a3e-1f7b-4a52-9a1e-6d2b8f0c1a11", "reason": ""}), "invalid_field", "reason"),
-            ("diagnosis_communicated", json!({"outcome": "cancer_diagnosed", "icd10": "cancer"}), "invalid_field", "icd10"),
+            (
+                "triage_completed",
+                json!({"outcome": "maybe"}),
+                "invalid_field",
+                "outcome",
+            ),
+            (
+                "triage_completed",
+                json!({"outcome": "outpatient", "colour": 1}),
+                "invalid_field",
+                "colour",
+            ),
+            (
+                "triage_completed",
+                json!({"outcome": 5}),
+                "invalid_field",
+                "outcome",
+            ),
+            (
+                "referral_received",
+                json!({"nhs_number": "9434765918", "trust": "RXH", "tumour_site": "lung", "route": "other"}),
+                "invalid_nhs_number",
+                "nhs_number",
+            ),
+            (
+                "referral_received",
+                json!({"nhs_number": 9434765919u64, "trust": "RXH", "tumour_site": "lung", "route": "other"}),
+                "invalid_nhs_number",
+                "nhs_number",
+            ),
+            (
+                "referral_received",
+                json!({"nhs_number": "9434765919", "trust": "R!", "tumour_site": "lung", "route": "other"}),
+                "invalid_ods_code",
+                "trust",
+            ),
+            (
+                "referral_received",
+                json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "liver", "route": "other"}),
+                "unknown_tumour_site",
+                "tumour_site",
+            ),
+            (
+                "referral_received",
+                json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "lung", "route": "screening"}),
+                "invalid_field",
+                "screening_programme",
+            ),
+            (
+                "pathway_transferred",
+                json!({"to_trust": "x"}),
+                "invalid_ods_code",
+                "to_trust",
+            ),
+            (
+                "treatment_offer_declined",
+                json!({"offered_on": "2025-04-22", "available_from": "2025-04-22", "setting": "admitted"}),
+                "invalid_field",
+                "available_from",
+            ),
+            (
+                "treatment_offer_declined",
+                json!({"offered_on": "22/04/2025", "available_from": "2025-04-30", "setting": "admitted"}),
+                "invalid_field",
+                "offered_on",
+            ),
+            (
+                "fit_result_recorded",
+                json!({}),
+                "invalid_field",
+                "value_ug_per_g",
+            ),
+            (
+                "fit_result_recorded",
+                json!({"value_ug_per_g": -1}),
+                "invalid_field",
+                "value_ug_per_g",
+            ),
+            (
+                "fit_result_recorded",
+                json!({"value_ug_per_g": 4, "not_appropriate": true}),
+                "invalid_field",
+                "not_appropriate",
+            ),
+            (
+                "tracking_note_added",
+                json!({"text": ""}),
+                "invalid_field",
+                "text",
+            ),
+            (
+                "tracking_note_added",
+                json!({"text": "x".repeat(2001)}),
+                "invalid_field",
+                "text",
+            ),
+            (
+                "event_corrected",
+                json!({"corrects": "not-a-uuid", "reason": "x", "new_occurred_on": "2025-01-01"}),
+                "invalid_field",
+                "corrects",
+            ),
+            (
+                "event_corrected",
+                json!({"corrects": "3c1d6a3e-1f7b-4a52-9a1e-6d2b8f0c1a11", "reason": "x"}),
+                "invalid_field",
+                "new_occurred_on",
+            ),
+            (
+                "event_voided",
+                json!({"voids": "3c1d6a3e-1f7b-4a52-9a1e-6d2b8f0c1a11", "reason": ""}),
+                "invalid_field",
+                "reason",
+            ),
+            (
+                "diagnosis_communicated",
+                json!({"outcome": "cancer_diagnosed", "icd10": "cancer"}),
+                "invalid_field",
+                "icd10",
+            ),
         ];
         for (ty, data, code, field) in table {
             let err = decode(ty, data.clone()).expect_err(&format!("{ty} {data}"));
@@ -544,7 +686,8 @@ mod tests {
         let data = decode("treatment_offer_declined", json!({"offered_on": "2025-04-22", "available_from": "2025-04-30", "setting": "admitted"})).unwrap();
         let day = NaiveDate::from_ymd_opt(2025, 4, 17).unwrap();
         let bytes = data.encode_payload(day);
-        let (back_day, back) = EventData::decode_payload(EventType::TreatmentOfferDeclined, 1, &bytes).unwrap();
+        let (back_day, back) =
+            EventData::decode_payload(EventType::TreatmentOfferDeclined, 1, &bytes).unwrap();
         assert_eq!((back_day, back), (day, data));
         assert!(EventData::decode_payload(EventType::TreatmentOfferDeclined, 2, &bytes).is_err());
     }

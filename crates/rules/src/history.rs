@@ -77,7 +77,12 @@ pub fn effective_events(history: &[RecordedEvent]) -> Result<Vec<EffectiveEvent>
                     .map_err(|e| e.under("new_data").under("data"))?;
             }
         }
-        effective.push(EffectiveEvent { event_id: event.event_id, version: event.version, occurred_on, data });
+        effective.push(EffectiveEvent {
+            event_id: event.event_id,
+            version: event.version,
+            occurred_on,
+            data,
+        });
     }
     effective.sort_by_key(|e| (e.occurred_on, e.version));
     Ok(effective)

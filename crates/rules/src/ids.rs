@@ -55,7 +55,9 @@ impl<'de> Deserialize<'de> for NhsNumber {
         let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         // The message never repeats the input: it is personal data.
         NhsNumber::parse(&raw).ok_or_else(|| {
-            serde::de::Error::custom("is not a valid NHS number (10 digits with a valid Modulus 11 check digit)")
+            serde::de::Error::custom(
+                "is not a valid NHS number (10 digits with a valid Modulus 11 check digit)",
+            )
         })
     }
 }
@@ -97,7 +99,9 @@ impl Serialize for OdsCode {
 impl<'de> Deserialize<'de> for OdsCode {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        OdsCode::parse(&raw).ok_or_else(|| serde::de::Error::custom("must be an ODS code of 3 to 5 letters or digits"))
+        OdsCode::parse(&raw).ok_or_else(|| {
+            serde::de::Error::custom("must be an ODS code of 3 to 5 letters or digits")
+        })
     }
 }
 
@@ -108,7 +112,9 @@ pub struct PathwayId(String);
 impl PathwayId {
     pub fn parse(input: &str) -> Option<PathwayId> {
         let ok = (1..=64).contains(&input.len())
-            && input.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && input
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         ok.then(|| PathwayId(input.to_string()))
     }
 
@@ -138,8 +144,9 @@ impl Serialize for PathwayId {
 impl<'de> Deserialize<'de> for PathwayId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        PathwayId::parse(&raw)
-            .ok_or_else(|| serde::de::Error::custom("must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"))
+        PathwayId::parse(&raw).ok_or_else(|| {
+            serde::de::Error::custom("must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+        })
     }
 }
 

@@ -100,7 +100,12 @@ pub struct Clocks {
 
 impl Clocks {
     pub fn iter(&self) -> impl Iterator<Item = (ClockKind, &Clock)> {
-        [(ClockKind::Fds, &self.fds), (ClockKind::D31, &self.d31), (ClockKind::D62, &self.d62)].into_iter()
+        [
+            (ClockKind::Fds, &self.fds),
+            (ClockKind::D31, &self.d31),
+            (ClockKind::D62, &self.d62),
+        ]
+        .into_iter()
     }
 }
 
@@ -174,9 +179,12 @@ pub struct PathwayState {
 impl PathwayState {
     /// The first milestone not yet met (pending or overdue), if any.
     pub fn next_milestone(&self) -> Option<&Milestone> {
-        self.milestones
-            .iter()
-            .find(|m| matches!(m.status, MilestoneStatus::Pending | MilestoneStatus::Overdue))
+        self.milestones.iter().find(|m| {
+            matches!(
+                m.status,
+                MilestoneStatus::Pending | MilestoneStatus::Overdue
+            )
+        })
     }
 }
 
@@ -212,7 +220,11 @@ fn days_between(from: NaiveDate, to: NaiveDate) -> i64 {
 
 /// Folds the effective events dated on or before `as_of`. `None` when there
 /// is no referral by then (the pathway did not exist yet).
-pub fn evaluate(events: &[EffectiveEvent], as_of: NaiveDate, config: &RulesConfig) -> Option<PathwayState> {
+pub fn evaluate(
+    events: &[EffectiveEvent],
+    as_of: NaiveDate,
+    config: &RulesConfig,
+) -> Option<PathwayState> {
     let events: Vec<&EffectiveEvent> = events.iter().filter(|e| e.occurred_on <= as_of).collect();
     let mut referral: Option<(NaiveDate, &ReferralReceived)> = None;
     let mut trust: Option<OdsCode> = None;
@@ -272,7 +284,10 @@ pub fn evaluate(events: &[EffectiveEvent], as_of: NaiveDate, config: &RulesConfi
                 fds.stop_at(day, StopReason::DecisionToTreat, false);
                 // A later decision before treatment restarts the 31-day clock (ours).
                 if treatment.is_none() && !closed {
-                    d31 = Run { start: Some(day), ..Run::default() };
+                    d31 = Run {
+                        start: Some(day),
+                        ..Run::default()
+                    };
                 }
             }
             EventData::TreatmentOfferDeclined(t) => {
@@ -290,7 +305,11 @@ pub fn evaluate(events: &[EffectiveEvent], as_of: NaiveDate, config: &RulesConfi
             }
             EventData::PathwayTransferred(t) => {
                 if let Some(from) = trust.replace(t.to_trust.clone()) {
-                    transfers.push(Transfer { occurred_on: day, from_trust: from, to_trust: t.to_trust.clone() });
+                    transfers.push(Transfer {
+                        occurred_on: day,
+                        from_trust: from,
+                        to_trust: t.to_trust.clone(),
+                    });
                 }
             }
             EventData::TumourSiteChanged(t) => tumour_site = t.tumour_site,
@@ -318,7 +337,9 @@ pub fn evaluate(events: &[EffectiveEvent], as_of: NaiveDate, config: &RulesConfi
     // First-seen DNA reset (SPEC 2.3): the latest DNA before the patient was first seen.
     let dna_adjustment = |run: &Run| -> i64 {
         match (run.start, first_seen_dna) {
-            (Some(start), Some(dna)) if dna >= start && dna <= run.end(as_of) => days_between(start, dna),
+            (Some(start), Some(dna)) if dna >= start && dna <= run.end(as_of) => {
+                days_between(start, dna)
+            }
             _ => 0,
         }
     };
@@ -347,50 +368,93 @@ pub fn evaluate(events: &[EffectiveEvent], as_of: NaiveDate, config: &RulesConfi
     let fds_clock = if !referral.route.is_cancer_route() {
         Clock::bare(ClockStatus::NotApplicable, targets.fds_days)
     } else if fds_excluded {
-        Clock { start: fds.start, ..Clock::bare(ClockStatus::Excluded, targets.fds_days) }
+        Clock {
+            start: fds.start,
+            ..Clock::bare(ClockStatus::Excluded, targets.fds_days)
+        }
     } else {
         finish(&fds, as_of, targets.fds_days, dna_adjustment(&fds))
     };
     let d62_first_seen = dna_adjustment(&d62);
     let mut d62_clock = match d62.start {
         None => Clock::bare(ClockStatus::NotStarted, targets.d62_days),
-        Some(start) => finish(&d62, as_of, targets.d62_days, d62_first_seen + decline_adjustment(&d62, start)),
+        Some(start) => finish(
+            &d62,
+            as_of,
+            targets.d62_days,
+            d62_first_seen + decline_adjustment(&d62, start),
+        ),
     };
     let d31_clock = match d31.start {
         None => Clock::bare(ClockStatus::NotStarted, targets.d31_days),
-        Some(start) => finish(&d31, as_of, targets.d31_days, decline_adjustment(&d31, start)),
+        Some(start) => finish(
+            &d31,
+            as_of,
+            targets.d31_days,
+            decline_adjustment(&d31, start),
+        ),
     };
 
     // Breach allocation between investigating and treating trusts (SPEC 2.4).
     if let (Some(start), Some((treated_on, treating))) = (d62.start, &treatment) {
-        let stopped_by_treatment = d62.stop.is_some_and(|(d, r)| r == StopReason::TreatmentStarted && d == *treated_on);
-        let handover = transfers.iter().rev().find(|t| t.occurred_on <= *treated_on && &t.to_trust == treating);
+        let stopped_by_treatment = d62
+            .stop
+            .is_some_and(|(d, r)| r == StopReason::TreatmentStarted && d == *treated_on);
+        let handover = transfers
+            .iter()
+            .rev()
+            .find(|t| t.occurred_on <= *treated_on && &t.to_trust == treating);
         if let (true, Some(handover)) = (stopped_by_treatment, handover) {
             let transfer_on = handover.occurred_on;
             let within_38 = days_between(start, transfer_on) - d62_first_seen <= 38;
             let treating_adjustment = decline_adjustment(&d62, transfer_on.max(start));
             let within_24 = days_between(transfer_on, *treated_on) - treating_adjustment <= 24;
             let within_62 = d62_clock.status == ClockStatus::Met;
-            let (investigating_share, treating_share) = allocation_shares(within_62, within_38, within_24);
+            let (investigating_share, treating_share) =
+                allocation_shares(within_62, within_38, within_24);
             let breached = !within_62;
             d62_clock.allocation = Some(if referral.trust == *treating {
-                vec![Allocation { trust: treating.clone(), share: 1.0, breached }]
+                vec![Allocation {
+                    trust: treating.clone(),
+                    share: 1.0,
+                    breached,
+                }]
             } else {
                 vec![
-                    Allocation { trust: referral.trust.clone(), share: investigating_share, breached },
-                    Allocation { trust: treating.clone(), share: treating_share, breached },
+                    Allocation {
+                        trust: referral.trust.clone(),
+                        share: investigating_share,
+                        breached,
+                    },
+                    Allocation {
+                        trust: treating.clone(),
+                        share: treating_share,
+                        breached,
+                    },
                 ]
             });
         }
     }
 
     let milestones = if referral.route.is_cancer_route() {
-        milestones(config, tumour_site, &events, referred_on, &fds_clock, fds.stop.map(|(d, _)| d), as_of)
+        milestones(
+            config,
+            tumour_site,
+            &events,
+            referred_on,
+            &fds_clock,
+            fds.stop.map(|(d, _)| d),
+            as_of,
+        )
     } else {
         Vec::new()
     };
 
-    let clocks = Clocks { fds: fds_clock, d31: d31_clock, d62: d62_clock };
+    let clocks = Clocks {
+        fds: fds_clock,
+        d31: d31_clock,
+        d62: d62_clock,
+    };
     let on_ptl = clocks.iter().any(|(_, c)| c.status.is_running());
     let next_breach = clocks
         .iter()
@@ -405,7 +469,9 @@ pub fn evaluate(events: &[EffectiveEvent], as_of: NaiveDate, config: &RulesConfi
     } else {
         PathwayStatus::Open
     };
-    let handover_date = d62.start.map(|start| start + Days::new((38 + d62_first_seen) as u64));
+    let handover_date = d62
+        .start
+        .map(|start| start + Days::new((38 + d62_first_seen) as u64));
 
     Some(PathwayState {
         nhs_number: referral.nhs_number.clone(),
@@ -503,7 +569,13 @@ fn milestones(
                 (false, None, None) if as_of > due_date => MilestoneStatus::Overdue,
                 (false, None, None) => MilestoneStatus::Pending,
             };
-            Milestone { name: rule.name.clone(), due_day: rule.due_day, due_date, met_on, status }
+            Milestone {
+                name: rule.name.clone(),
+                due_day: rule.due_day,
+                due_date,
+                met_on,
+                status,
+            }
         })
         .collect()
 }

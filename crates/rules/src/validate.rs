@@ -46,14 +46,21 @@ impl NewEvent {
             return Err(RuleError::field("", "an event must be a JSON object"));
         }
         let raw: RawEnvelope = decode_json(value)?;
-        let event_type = EventType::parse(&raw.event_type)
-            .ok_or_else(|| RuleError::UnknownEventType { expected: EventType::expected() })?;
+        let event_type =
+            EventType::parse(&raw.event_type).ok_or_else(|| RuleError::UnknownEventType {
+                expected: EventType::expected(),
+            })?;
         let event_id = raw
             .event_id
-            .map(|id| Uuid::parse_str(&id).map_err(|_| RuleError::field("event_id", "must be a UUID")))
+            .map(|id| {
+                Uuid::parse_str(&id).map_err(|_| RuleError::field("event_id", "must be a UUID"))
+            })
             .transpose()?;
         let pathway_id = PathwayId::parse(&raw.pathway_id).ok_or_else(|| {
-            RuleError::field("pathway_id", "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
+            RuleError::field(
+                "pathway_id",
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+            )
         })?;
         let occurred_on = crate::date::parse(&raw.occurred_on)
             .ok_or_else(|| RuleError::field("occurred_on", "must be a date written YYYY-MM-DD"))?;
@@ -63,7 +70,13 @@ impl NewEvent {
             Some(_) => return Err(RuleError::field("data", "must be a JSON object")),
         };
         let data = EventData::from_json(event_type, data).map_err(|e| e.under("data"))?;
-        Ok(NewEvent { event_id, pathway_id, occurred_on, expected_version: raw.expected_version, data })
+        Ok(NewEvent {
+            event_id,
+            pathway_id,
+            occurred_on,
+            expected_version: raw.expected_version,
+            data,
+        })
     }
 }
 
@@ -95,7 +108,10 @@ pub fn check_event(
             let target = amendment_target(history, &before, c.corrects, "data.corrects")?;
             if let Some(new_on) = c.new_occurred_on {
                 if new_on > today {
-                    return Err(RuleError::OccurredInFuture { occurred_on: new_on, today });
+                    return Err(RuleError::OccurredInFuture {
+                        occurred_on: new_on,
+                        today,
+                    });
                 }
             }
             if let Some(new_data) = &c.new_data {
@@ -111,7 +127,10 @@ pub fn check_event(
         }
         EventData::TrackingNoteAdded(_) => {}
         _ => {
-            if before.iter().any(|e| matches!(e.data, EventData::PathwayClosed(_))) {
+            if before
+                .iter()
+                .any(|e| matches!(e.data, EventData::PathwayClosed(_)))
+            {
                 return Err(RuleError::PathwayClosed);
             }
         }
@@ -127,7 +146,9 @@ pub fn check_event(
     let effective = effective_events(&after)?;
     check_pathway(&effective, today, config).map_err(|rule| {
         if event_type.is_amendment() {
-            RuleError::CorrectionBreaksPathway { rule: Box::new(rule) }
+            RuleError::CorrectionBreaksPathway {
+                rule: Box::new(rule),
+            }
         } else {
             rule
         }
@@ -145,18 +166,30 @@ fn amendment_target<'a>(
     let stored = history
         .iter()
         .find(|e| e.event_id == target)
-        .ok_or_else(|| RuleError::UnknownEvent { event_id: target.to_string() })?;
+        .ok_or_else(|| RuleError::UnknownEvent {
+            event_id: target.to_string(),
+        })?;
     if stored.data.event_type().is_amendment() {
-        return Err(RuleError::field(field, "names a correction or void: amend the original event instead"));
+        return Err(RuleError::field(
+            field,
+            "names a correction or void: amend the original event instead",
+        ));
     }
     if !effective.iter().any(|e| e.event_id == target) {
-        return Err(RuleError::field(field, "names an event that has been voided"));
+        return Err(RuleError::field(
+            field,
+            "names an event that has been voided",
+        ));
     }
     Ok(stored)
 }
 
 /// The invariants every pathway must keep, whatever order its events came in.
-pub fn check_pathway(events: &[EffectiveEvent], today: NaiveDate, config: &RulesConfig) -> Result<(), RuleError> {
+pub fn check_pathway(
+    events: &[EffectiveEvent],
+    today: NaiveDate,
+    config: &RulesConfig,
+) -> Result<(), RuleError> {
     let Some((referral_on, route)) = events.iter().find_map(|e| match &e.data {
         EventData::ReferralReceived(r) => Some((e.occurred_on, r.route)),
         _ => None,
@@ -164,12 +197,17 @@ pub fn check_pathway(events: &[EffectiveEvent], today: NaiveDate, config: &Rules
         return Err(RuleError::PathwayNotStarted);
     };
     let fit_window = config.fit.days_before_referral;
-    let earliest_fit = referral_on.checked_sub_days(Days::new(fit_window as u64)).unwrap_or(NaiveDate::MIN);
+    let earliest_fit = referral_on
+        .checked_sub_days(Days::new(fit_window as u64))
+        .unwrap_or(NaiveDate::MIN);
     let mut upgrades = 0;
     for event in events {
         let day = event.occurred_on;
         if day > today {
-            return Err(RuleError::OccurredInFuture { occurred_on: day, today });
+            return Err(RuleError::OccurredInFuture {
+                occurred_on: day,
+                today,
+            });
         }
         let is_fit = matches!(event.data, EventData::FitResultRecorded(_));
         if day < referral_on && !(is_fit && day >= earliest_fit) {
@@ -182,7 +220,9 @@ pub fn check_pathway(events: &[EffectiveEvent], today: NaiveDate, config: &Rules
         match &event.data {
             EventData::ConsultantUpgraded(_) => {
                 if route != Route::Other {
-                    return Err(RuleError::UpgradeNotAllowed { route: route.as_str().to_string() });
+                    return Err(RuleError::UpgradeNotAllowed {
+                        route: route.as_str().to_string(),
+                    });
                 }
                 upgrades += 1;
                 if upgrades > 1 {
@@ -191,7 +231,9 @@ pub fn check_pathway(events: &[EffectiveEvent], today: NaiveDate, config: &Rules
             }
             EventData::TreatmentStarted(_) => {
                 // Same-day decisions count even when recorded after the treatment.
-                let decided = events.iter().any(|e| matches!(e.data, EventData::DecisionToTreat(_)) && e.occurred_on <= day);
+                let decided = events.iter().any(|e| {
+                    matches!(e.data, EventData::DecisionToTreat(_)) && e.occurred_on <= day
+                });
                 if !decided {
                     return Err(RuleError::TreatmentWithoutDecision);
                 }

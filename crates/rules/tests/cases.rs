@@ -14,7 +14,8 @@ fn run_files(files: &[PathBuf]) -> (usize, Vec<String>) {
     let mut failures = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap();
-        let cases: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let cases: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for case in cases.as_array().expect("a file holds a list of cases") {
             count += 1;
             let problems = support::check_case(case, &config);
@@ -33,7 +34,12 @@ fn run_files(files: &[PathBuf]) -> (usize, Vec<String>) {
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .collect()
+        })
         .unwrap_or_default();
     files.sort();
     files
@@ -44,7 +50,12 @@ fn rule_cases() {
     let files = json_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases"));
     assert!(!files.is_empty(), "no rule case files found");
     let (count, failures) = run_files(&files);
-    assert!(failures.is_empty(), "{} of {count} rule cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} rule cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     eprintln!("{count} rule cases passed");
 }
 
@@ -52,10 +63,18 @@ fn rule_cases() {
 fn shared_conformance_cases_through_the_pure_rules() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
     if !dir.exists() {
-        eprintln!("\n!!! SKIPPED: {} not found; the shared conformance cases did not run !!!\n", dir.display());
+        eprintln!(
+            "\n!!! SKIPPED: {} not found; the shared conformance cases did not run !!!\n",
+            dir.display()
+        );
         return;
     }
     let (count, failures) = run_files(&json_files(&dir));
     assert!(count > 0, "no conformance cases found in {}", dir.display());
-    assert!(failures.is_empty(), "{} of {count} conformance cases failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {count} conformance cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

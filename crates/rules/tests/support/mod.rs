@@ -3,7 +3,9 @@
 //! does: parse, check against history, record, then evaluate as of a date.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use openptl_rules::{check_event, effective_events, evaluate, NewEvent, RecordedEvent, RulesConfig};
+use openptl_rules::{
+    check_event, effective_events, evaluate, NewEvent, RecordedEvent, RulesConfig,
+};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -19,7 +21,12 @@ pub fn check_case(case: &Value, config: &RulesConfig) -> Vec<String> {
     let mut ids: Vec<(String, Uuid)> = Vec::new();
     let base_time: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
     let rejected = case.get("expect_rejected");
-    for (idx, envelope) in case["events"].as_array().expect("events").iter().enumerate() {
+    for (idx, envelope) in case["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .enumerate()
+    {
         let mut envelope = envelope.clone();
         // Case-local event ids become UUIDs, and references follow them.
         let mut local_uuid = |local: &str| -> Uuid {
@@ -30,11 +37,19 @@ pub fn check_case(case: &Value, config: &RulesConfig) -> Vec<String> {
             ids.push((local.to_string(), id));
             id
         };
-        if let Some(local) = envelope.get("event_id").and_then(Value::as_str).map(str::to_string) {
+        if let Some(local) = envelope
+            .get("event_id")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        {
             envelope["event_id"] = json!(local_uuid(&local).to_string());
         }
         for field in ["corrects", "voids"] {
-            if let Some(local) = envelope["data"].get(field).and_then(Value::as_str).map(str::to_string) {
+            if let Some(local) = envelope["data"]
+                .get(field)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            {
                 envelope["data"][field] = json!(local_uuid(&local).to_string());
             }
         }
@@ -45,10 +60,15 @@ pub fn check_case(case: &Value, config: &RulesConfig) -> Vec<String> {
             check_event(&history, new.occurred_on, &new.data, today(), config).map(|()| new)
         });
         match (outcome, expected_code) {
-            (Ok(_), Some(code)) => problems.push(format!("event {idx}: accepted, expected rejection {code}")),
+            (Ok(_), Some(code)) => {
+                problems.push(format!("event {idx}: accepted, expected rejection {code}"))
+            }
             (Err(err), Some(code)) => {
                 if err.code() != code {
-                    problems.push(format!("event {idx}: rejected with {}, expected {code}: {err}", err.code()));
+                    problems.push(format!(
+                        "event {idx}: rejected with {}, expected {code}: {err}",
+                        err.code()
+                    ));
                 }
             }
             (Err(err), None) => {
@@ -67,8 +87,13 @@ pub fn check_case(case: &Value, config: &RulesConfig) -> Vec<String> {
             }
         }
     }
-    let Some(expect) = case.get("expect").filter(|e| !e.is_null()) else { return problems };
-    let as_of = case["as_of"].as_str().and_then(openptl_rules::date::parse).expect("as_of");
+    let Some(expect) = case.get("expect").filter(|e| !e.is_null()) else {
+        return problems;
+    };
+    let as_of = case["as_of"]
+        .as_str()
+        .and_then(openptl_rules::date::parse)
+        .expect("as_of");
     let effective = effective_events(&history).expect("effective events");
     let Some(state) = evaluate(&effective, as_of, config) else {
         problems.push("no pathway as of that date".into());
@@ -79,8 +104,17 @@ pub fn check_case(case: &Value, config: &RulesConfig) -> Vec<String> {
     let mut expect = expect.clone();
     if let Some(milestones) = expect.as_object_mut().and_then(|e| e.remove("milestones")) {
         for (name, fields) in milestones.as_object().expect("milestones keyed by name") {
-            let actual = view["milestones"].as_array().unwrap().iter().find(|m| m["name"] == json!(name));
-            compare(fields, actual.unwrap_or(&Value::Null), &format!("milestones[{name}]"), &mut problems);
+            let actual = view["milestones"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == json!(name));
+            compare(
+                fields,
+                actual.unwrap_or(&Value::Null),
+                &format!("milestones[{name}]"),
+                &mut problems,
+            );
         }
     }
     compare(&expect, &view, "view", &mut problems);
@@ -92,7 +126,12 @@ pub fn compare(expected: &Value, actual: &Value, path: &str, problems: &mut Vec<
     match expected {
         Value::Object(fields) => {
             for (key, value) in fields {
-                compare(value, actual.get(key).unwrap_or(&Value::Null), &format!("{path}.{key}"), problems);
+                compare(
+                    value,
+                    actual.get(key).unwrap_or(&Value::Null),
+                    &format!("{path}.{key}"),
+                    problems,
+                );
             }
         }
         Value::Array(items) => match actual.as_array() {
