@@ -103,6 +103,20 @@ pub fn check_event(
         return Err(RuleError::PathwayExists);
     }
     let before = effective_events(history)?;
+    // Corrections and voids are not effective events, so their own date is checked here.
+    if event_type.is_amendment() {
+        let referral_on = before.iter().find_map(|e| match e.data {
+            EventData::ReferralReceived(_) => Some(e.occurred_on),
+            _ => None,
+        });
+        if let Some(referral_on) = referral_on.filter(|r| occurred_on < *r) {
+            return Err(RuleError::OccurredBeforeReferral {
+                occurred_on,
+                referral_on,
+                fit_window_days: config.fit.days_before_referral,
+            });
+        }
+    }
     match data {
         EventData::EventCorrected(c) => {
             let target = amendment_target(history, &before, c.corrects, "data.corrects")?;
