@@ -235,7 +235,7 @@ pub fn evaluate(
     let mut fds_excluded = false;
     let mut fit_band = FitBand::None;
     let mut seen = false;
-    let mut first_seen_dna: Option<NaiveDate> = None;
+    let mut first_seen_dnas: Vec<NaiveDate> = Vec::new();
     let mut declines: Vec<(NaiveDate, NaiveDate)> = Vec::new();
     let mut transfers: Vec<Transfer> = Vec::new();
     let mut treatment: Option<(NaiveDate, OdsCode)> = None;
@@ -265,7 +265,7 @@ pub fn evaluate(
             EventData::AppointmentAttended(_) => seen = true,
             EventData::AppointmentMissed(m) => {
                 if m.reason == MissedReason::DidNotAttend && m.kind.is_first_seen() && !seen {
-                    first_seen_dna = Some(day);
+                    first_seen_dnas.push(day);
                 }
             }
             EventData::DiagnosisCommunicated(c) => {
@@ -334,14 +334,17 @@ pub fn evaluate(
     let trust = trust.expect("a referral sets the trust");
     let targets = &config.targets;
 
-    // First-seen DNA reset (SPEC 2.3): the latest DNA before the patient was first seen.
+    // First-seen DNA reset (SPEC 2.3): the latest DNA before the patient was
+    // first seen, among those within the clock's run. A DNA after the clock
+    // stopped cannot reset it, nor cancel the reset of an earlier DNA.
     let dna_adjustment = |run: &Run| -> i64 {
-        match (run.start, first_seen_dna) {
-            (Some(start), Some(dna)) if dna >= start && dna <= run.end(as_of) => {
-                days_between(start, dna)
-            }
-            _ => 0,
-        }
+        let Some(start) = run.start else { return 0 };
+        let end = run.end(as_of);
+        first_seen_dnas
+            .iter()
+            .filter(|dna| **dna >= start && **dna <= end)
+            .max()
+            .map_or(0, |dna| days_between(start, *dna))
     };
     // Admitted declines offered on or after the clock start, up to its end, overlaps once.
     let decline_adjustment = |run: &Run, from: NaiveDate| -> i64 {

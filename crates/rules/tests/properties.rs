@@ -717,28 +717,71 @@ proptest! {
     }
 }
 
-#[test]
-fn zz_stats() {
-    use proptest::strategy::ValueTree;
-    let mut runner = proptest::test_runner::TestRunner::deterministic();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for _ in 0..500 {
-        let plan = plan(true).new_tree(&mut runner).unwrap().current();
-        let h = build(&plan);
-        *counts.entry("events".into()).or_default() += h.len();
-        *counts.entry("steps".into()).or_default() += plan.steps.len() + 1;
-        for e in &h {
-            *counts
-                .entry(format!("ty {}", e.data.event_type()))
-                .or_default() += 1;
-        }
-        let st = view(&h, today());
-        for (k, c) in clocks(&st) {
-            *counts.entry(format!("{k} {}", c.status)).or_default() += 1;
-            if c.adjustment_days > 0 {
-                *counts.entry(format!("{k} adjusted")).or_default() += 1;
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// A clock that has stopped is settled: an event dated after its stop
+    /// (other than those that carry earlier dates in their data, like a
+    /// decline's offered_on, or re-classify the pathway, like fds_excluded)
+    /// never changes it.
+    #[test]
+    fn events_after_a_stop_never_change_the_stopped_clock(plan in plan(true), later in ordinary(), gap in 1i64..=30) {
+        let history = build(&plan);
+        let Step::Event { ty, data, .. } = later else { return Ok(()) };
+        prop_assume!(!matches!(ty, EventType::TreatmentOfferDeclined | EventType::FdsExcluded | EventType::FitResultRecorded));
+        let before = view(&history, today());
+        let last_stop = clocks(&before).iter().filter_map(|(_, c)| c.stop).max();
+        prop_assume!(last_stop.is_some());
+        let on = plus(last_stop.unwrap(), gap);
+        let mut extended = history.clone();
+        let r = referred_on(&history);
+        prop_assume!(offer(&mut extended, on, decode(ty, resolve_dates(r, data))).is_ok());
+        let after = view(&extended, today());
+        for ((kind, b), (_, a)) in clocks(&before).into_iter().zip(clocks(&after)) {
+            if b.stop.is_some() {
+                prop_assert_eq!(b, a, "{} changed by an event on {}\n{}", kind, on, show(&extended));
             }
         }
     }
-    eprintln!("{counts:#?}");
+}
+
+/// The minimal case `events_after_a_stop_never_change_the_stopped_clock`
+/// found: a first-seen DNA after the FDS stop replaced the earlier DNA as
+/// "the latest" and so cancelled its reset, turning a met FDS breached.
+#[test]
+fn a_dna_after_the_fds_stop_does_not_undo_an_earlier_reset() {
+    let on = |d: &str| date::parse(d).unwrap();
+    let mut history = Vec::new();
+    let events = [
+        (
+            "2025-01-06",
+            EventType::ReferralReceived,
+            json!({ "nhs_number": "9434765919", "trust": "RXH", "tumour_site": "breast", "route": "urgent_suspected_cancer" }),
+        ),
+        (
+            "2025-01-16",
+            EventType::AppointmentMissed,
+            json!({ "kind": "one_stop", "reason": "did_not_attend" }),
+        ),
+        (
+            "2025-02-10",
+            EventType::DiagnosisCommunicated,
+            json!({ "outcome": "cancer_ruled_out" }),
+        ),
+        (
+            "2025-02-15",
+            EventType::AppointmentMissed,
+            json!({ "kind": "first_outpatient", "reason": "did_not_attend" }),
+        ),
+    ];
+    for (day, ty, data) in events {
+        offer(&mut history, on(day), decode(ty, data)).unwrap();
+    }
+    let fds = view(&history, today()).clocks.fds;
+    assert_eq!(
+        (fds.status, fds.adjustment_days, fds.days),
+        (ClockStatus::Met, 10, 25),
+        "{fds:?}"
+    );
+    assert_eq!(fds.target_date, Some(on("2025-02-13")));
 }
