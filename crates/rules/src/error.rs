@@ -12,7 +12,7 @@ pub enum RuleError {
     InvalidField { field: String, problem: String },
     #[error("`{field}` is not a valid NHS number: it must be 10 digits with a valid Modulus 11 check digit. Check it against the referral.")]
     InvalidNhsNumber { field: String },
-    #[error("`{field}` must be an ODS code of 3 to 5 letters or digits (for example RXH).")]
+    #[error("`{field}` must be an ODS organisation code: 3 to 5 letters or digits for a trust (for example RXH), up to 6 for a GP practice referrer (for example A81001).")]
     InvalidOdsCode { field: String },
     #[error("`{field}` is not a known tumour site; use one of {expected}.")]
     UnknownTumourSite { field: String, expected: String },

@@ -170,7 +170,12 @@ pub struct ReferralReceived {
     pub route: Route,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub screening_programme: Option<ScreeningProgramme>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The referring organisation, usually a GP practice (6-character code).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "OdsCode::deserialize_referrer"
+    )]
     pub referrer: Option<OdsCode>,
 }
 

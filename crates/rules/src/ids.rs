@@ -67,10 +67,33 @@ impl<'de> Deserialize<'de> for NhsNumber {
 pub struct OdsCode(String);
 
 impl OdsCode {
-    /// Accepts 3–5 ASCII alphanumerics in either case.
+    /// A provider (trust) code: 3–5 ASCII alphanumerics in either case.
     pub fn parse(input: &str) -> Option<OdsCode> {
-        let ok = (3..=5).contains(&input.len()) && input.bytes().all(|b| b.is_ascii_alphanumeric());
+        Self::parse_len(input, 5)
+    }
+
+    /// A referrer's code, which may also be a GP practice (6 characters, e.g. `A81001`).
+    pub fn parse_referrer(input: &str) -> Option<OdsCode> {
+        Self::parse_len(input, 6)
+    }
+
+    fn parse_len(input: &str, max: usize) -> Option<OdsCode> {
+        let ok =
+            (3..=max).contains(&input.len()) && input.bytes().all(|b| b.is_ascii_alphanumeric());
         ok.then(|| OdsCode(input.to_ascii_uppercase()))
+    }
+
+    /// Serde for a referrer field (a GP practice code is allowed).
+    pub fn deserialize_referrer<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<OdsCode>, D::Error> {
+        let raw = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        raw.map(|raw| {
+            OdsCode::parse_referrer(&raw).ok_or_else(|| {
+                serde::de::Error::custom("must be an ODS code of 3 to 6 letters or digits")
+            })
+        })
+        .transpose()
     }
 
     pub fn as_str(&self) -> &str {
@@ -185,6 +208,11 @@ mod tests {
         assert_eq!(OdsCode::parse("rxh").unwrap().as_str(), "RXH");
         assert!(OdsCode::parse("RX").is_none());
         assert!(OdsCode::parse("RXH123").is_none());
+        assert_eq!(
+            OdsCode::parse_referrer("a81001").unwrap().as_str(),
+            "A81001"
+        );
+        assert!(OdsCode::parse_referrer("A810012").is_none());
         assert!(OdsCode::parse("R-H").is_none());
         assert!(PathwayId::parse("RXH-000123.a_b").is_some());
         assert!(PathwayId::parse("").is_none());
