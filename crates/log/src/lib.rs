@@ -9,6 +9,7 @@
 //! replay, a different one a conflict).
 
 mod memory;
+pub mod segment;
 pub mod suite;
 
 use async_trait::async_trait;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use memory::{plan_batch, MemoryLog, Planned};
+pub use segment::SegmentLog;
 
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,759 @@
+//! The durable log (SPEC 9): append-only segment files are the truth; sled
+//! holds only what can be rebuilt from them (stream → positions, event id →
+//! position, position → file and offset).
+//!
+//! Writes go through one writer thread that gathers concurrent requests into
+//! a group, writes the group with one `write` and one `fdatasync`, then
+//! indexes it in sled and only then answers: no append is acknowledged before
+//! it is on disk. sled is not fsync'd per group: after a crash it may be
+//! behind the segments, and start-up indexes what it is missing.
+
+mod record;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::{plan_batch, Appended, EventLog, LogError, NewRecord, Planned, StoredRecord};
+use record::{Damage, Hash};
+
+/// Size after which a new segment file is started.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most requests folded into one group commit.
+const MAX_GROUP: usize = 512;
+
+/// The segment + sled log.
+pub struct SegmentLog {
+    shared: Arc<Shared>,
+    requests: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+/// What the writer and readers share.
+struct Shared {
+    segments_dir: PathBuf,
+    index: sled::Db,
+    files: Mutex<HashMap<u32, Arc<File>>>,
+    head: watch::Sender<u64>,
+}
+
+struct Request {
+    batch: Vec<NewRecord>,
+    reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+}
+
+/// Why the log could not be opened. The message names the file and offset.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{file} at offset {offset}: {problem}; the log is damaged and was not opened (run `openptl verify`)")]
+    Corrupt {
+        file: String,
+        offset: u64,
+        problem: String,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+fn io(context: &str, e: impl std::fmt::Display) -> OpenError {
+    OpenError::Io(format!("{context}: {e}"))
+}
+
+fn segment_name(n: u32) -> String {
+    format!("{n:08}.seg")
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>, OpenError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| io("listing segments", e))? {
+        let path = entry.map_err(|e| io("listing segments", e))?.path();
+        let number = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(n) = number {
+            out.push((n, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One record found by a scan, where it lives.
+pub struct Located<'a> {
+    pub record: &'a StoredRecord,
+    pub segment: u32,
+    pub offset: u64,
+}
+
+/// The end state of a scan.
+pub struct ScanEnd {
+    pub head: u64,
+    pub last_hash: Hash,
+    pub last_recorded_at: Option<DateTime<Utc>>,
+    pub segment: u32,
+    pub segment_len: u64,
+}
+
+/// Reads every segment in order, checking magic, CRC, positions and the hash
+/// chain. A damaged tail of the last segment is cut off when `repair` is set
+/// (reported otherwise); damage anywhere else is an error naming file and offset.
+pub fn scan(
+    segments_dir: &Path,
+    repair: bool,
+    mut visit: impl FnMut(Located<'_>),
+) -> Result<ScanEnd, OpenError> {
+    let segments = list_segments(segments_dir)?;
+    let mut end = ScanEnd {
+        head: 0,
+        last_hash: [0; 32],
+        last_recorded_at: None,
+        segment: 1,
+        segment_len: 0,
+    };
+    for (i, (number, path)) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let bytes = fs::read(path).map_err(|e| io(&format!("reading {}", path.display()), e))?;
+        let corrupt = |offset: usize, problem: String| OpenError::Corrupt {
+            file: path.display().to_string(),
+            offset: offset as u64,
+            problem,
+        };
+        let mut at = 0usize;
+        while at < bytes.len() {
+            match record::decode(&bytes[at..]) {
+                Ok(decoded) => {
+                    if decoded.record.position != end.head + 1 {
+                        return Err(corrupt(
+                            at,
+                            format!("position {} follows {}", decoded.record.position, end.head),
+                        ));
+                    }
+                    if decoded.prev_hash != end.last_hash {
+                        return Err(corrupt(
+                            at,
+                            "hash chain broken: the previous record was altered".into(),
+                        ));
+                    }
+                    visit(Located {
+                        record: &decoded.record,
+                        segment: *number,
+                        offset: at as u64,
+                    });
+                    end.head = decoded.record.position;
+                    end.last_hash = decoded.hash;
+                    end.last_recorded_at = Some(decoded.record.recorded_at);
+                    at += decoded.len;
+                }
+                Err(damage) => {
+                    let rest = &bytes[at..];
+                    let reaches_end = matches!(damage, Damage::Truncated)
+                        || record::claimed_len(rest).map_or(true, |len| len >= rest.len())
+                        || rest.iter().all(|b| *b == 0);
+                    let problem = match &damage {
+                        Damage::Truncated => "record cut short".to_string(),
+                        Damage::Corrupt(p) => p.clone(),
+                    };
+                    if last && reaches_end {
+                        // A write torn by a crash: never acknowledged, so it is safe to drop.
+                        if repair {
+                            tracing::warn!(file = %path.display(), offset = at, bytes = rest.len(), %problem, "cutting off a torn record at the tail of the log");
+                            let file = OpenOptions::new()
+                                .write(true)
+                                .open(path)
+                                .map_err(|e| io("opening segment", e))?;
+                            file.set_len(at as u64)
+                                .map_err(|e| io("truncating torn tail", e))?;
+                            file.sync_all().map_err(|e| io("syncing truncation", e))?;
+                        } else {
+                            tracing::warn!(file = %path.display(), offset = at, %problem, "torn record at the tail (start-up will cut it off)");
+                        }
+                        break;
+                    }
+                    return Err(corrupt(at, problem));
+                }
+            }
+        }
+        end.segment = *number;
+        end.segment_len = at as u64;
+    }
+    Ok(end)
+}
+
+fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(3 + stream.len());
+    key.push(b's');
+    key.extend_from_slice(&(stream.len() as u16).to_be_bytes());
+    key.extend_from_slice(stream.as_bytes());
+    key
+}
+
+fn stream_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut key = stream_prefix(stream);
+    key.extend_from_slice(&version.to_be_bytes());
+    key
+}
+
+fn event_key(id: &Uuid) -> Vec<u8> {
+    let mut key = vec![b'e'];
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn position_key(position: u64) -> [u8; 9] {
+    let mut key = [b'p'; 9];
+    key[1..].copy_from_slice(&position.to_be_bytes());
+    key
+}
+
+const INDEXED: &[u8] = b"m/indexed";
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(bytes[bytes.len() - 8..].try_into().expect("8 bytes"))
+}
+
+/// Adds one record's index entries to a sled batch.
+fn index_record(batch: &mut sled::Batch, record: &StoredRecord, segment: u32, offset: u64) {
+    let position = record.position.to_be_bytes();
+    batch.insert(stream_key(&record.stream_id, record.version), &position);
+    batch.insert(event_key(&record.event_id), &position);
+    let mut location = [0u8; 12];
+    location[..4].copy_from_slice(&segment.to_be_bytes());
+    location[4..].copy_from_slice(&offset.to_be_bytes());
+    batch.insert(&position_key(record.position), &location);
+}
+
+/// Scans the segments (repairing a torn tail) and indexes every record
+/// after position `after`. Used at start-up and by `rebuild_index`.
+fn index_from(index: &sled::Db, segments_dir: &Path, after: u64) -> Result<ScanEnd, OpenError> {
+    let mut batch = sled::Batch::default();
+    let mut pending = 0usize;
+    let mut error = None;
+    let end = scan(segments_dir, true, |found| {
+        if found.record.position <= after {
+            return;
+        }
+        index_record(&mut batch, found.record, found.segment, found.offset);
+        pending += 1;
+        if pending >= 10_000 {
+            batch.insert(INDEXED, &found.record.position.to_be_bytes());
+            if let Err(e) = index.apply_batch(std::mem::take(&mut batch)) {
+                error.get_or_insert(e);
+            }
+            pending = 0;
+        }
+    })?;
+    if end.head > after {
+        tracing::info!(
+            from = after + 1,
+            to = end.head,
+            "indexed records missing from the index"
+        );
+    }
+    batch.insert(INDEXED, &end.head.to_be_bytes());
+    if let Some(e) = error {
+        return Err(io("writing the index", e));
+    }
+    index
+        .apply_batch(batch)
+        .map_err(|e| io("writing the index", e))?;
+    Ok(end)
+}
+
+/// Deletes the sled index of the log in `dir` and rebuilds it from the
+/// segments (`openptl rebuild-index`). The log must not be open.
+pub fn rebuild_index(dir: &Path) -> Result<u64, OpenError> {
+    let index_dir = dir.join("index");
+    if index_dir.exists() {
+        fs::remove_dir_all(&index_dir).map_err(|e| io("removing the index", e))?;
+    }
+    let index = sled::open(&index_dir).map_err(|e| io("creating the index", e))?;
+    let end = index_from(&index, &dir.join("segments"), 0)?;
+    index.flush().map_err(|e| io("flushing the index", e))?;
+    Ok(end.head)
+}
+
+/// What `verify` found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub segments: usize,
+    pub streams: usize,
+    pub problems: Vec<String>,
+}
+
+/// Re-reads every segment (CRCs, positions, hash chain), checks stream
+/// versions are contiguous and that the index agrees. Changes nothing.
+pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
+    let segments_dir = dir.join("segments");
+    let mut report = VerifyReport {
+        segments: list_segments(&segments_dir)?.len(),
+        ..Default::default()
+    };
+    let index = sled::open(dir.join("index"))
+        .map_err(|e| io("opening the index (is the service running?)", e))?;
+    let indexed = index
+        .get(INDEXED)
+        .map_err(|e| io("reading the index", e))?
+        .map_or(0, |v| be_u64(&v));
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    let mut problems = Vec::new();
+    let end = scan(&segments_dir, false, |found| {
+        let r = found.record;
+        let expected = versions.get(&r.stream_id).copied().unwrap_or(0) + 1;
+        if r.version != expected {
+            problems.push(format!(
+                "position {}: stream {} version {} (expected {expected})",
+                r.position, r.stream_id, r.version
+            ));
+        }
+        versions.insert(r.stream_id.clone(), r.version);
+        if r.position <= indexed {
+            let mut location = [0u8; 12];
+            location[..4].copy_from_slice(&found.segment.to_be_bytes());
+            location[4..].copy_from_slice(&found.offset.to_be_bytes());
+            let by_position = index.get(position_key(r.position)).ok().flatten();
+            let by_event = index
+                .get(event_key(&r.event_id))
+                .ok()
+                .flatten()
+                .map(|v| be_u64(&v));
+            let by_stream = index
+                .get(stream_key(&r.stream_id, r.version))
+                .ok()
+                .flatten()
+                .map(|v| be_u64(&v));
+            if by_position.as_deref() != Some(&location[..])
+                || by_event != Some(r.position)
+                || by_stream != Some(r.position)
+            {
+                problems.push(format!("position {}: the index disagrees with the segments (run `openptl rebuild-index`)", r.position));
+            }
+        }
+    })?;
+    if indexed > end.head {
+        problems.push(format!(
+            "the index claims {indexed} records but the segments hold {}",
+            end.head
+        ));
+    }
+    report.records = end.head;
+    report.streams = versions.len();
+    report.problems = problems;
+    Ok(report)
+}
+
+impl SegmentLog {
+    /// Opens (or creates) the log in `dir`: recovers the tail, brings the
+    /// index up to date, starts the writer.
+    pub fn open(dir: &Path) -> Result<SegmentLog, OpenError> {
+        let segments_dir = dir.join("segments");
+        fs::create_dir_all(&segments_dir).map_err(|e| io("creating the data directory", e))?;
+        let index_dir = dir.join("index");
+        let index = match sled::Config::new()
+            .path(&index_dir)
+            .flush_every_ms(Some(1000))
+            .open()
+        {
+            Ok(db) => db,
+            Err(e) => {
+                // The index is derived: a damaged one is rebuilt, never trusted.
+                tracing::warn!(error = %e, "the sled index could not be opened; rebuilding it from the segments");
+                fs::remove_dir_all(&index_dir).map_err(|e| io("removing the damaged index", e))?;
+                sled::open(&index_dir).map_err(|e| io("creating the index", e))?
+            }
+        };
+        let indexed = index
+            .get(INDEXED)
+            .map_err(|e| io("reading the index", e))?
+            .map_or(0, |v| be_u64(&v));
+        let mut end = index_from(&index, &segments_dir, indexed)?;
+        if indexed > end.head {
+            tracing::warn!(
+                indexed,
+                head = end.head,
+                "the index is ahead of the segments; rebuilding it"
+            );
+            index.clear().map_err(|e| io("clearing the index", e))?;
+            end = index_from(&index, &segments_dir, 0)?;
+        }
+        index.flush().map_err(|e| io("flushing the index", e))?;
+
+        let path = segments_dir.join(segment_name(end.segment));
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io("opening the segment", e))?;
+        sync_dir(&segments_dir).map_err(|e| io("syncing the data directory", e))?;
+        let shared = Arc::new(Shared {
+            segments_dir,
+            index,
+            files: Mutex::new(HashMap::new()),
+            head: watch::channel(end.head).0,
+        });
+        let mut writer = Writer {
+            shared: shared.clone(),
+            file,
+            segment: end.segment,
+            segment_len: end.segment_len,
+            head: end.head,
+            last_hash: end.last_hash,
+            last_time: end.last_recorded_at,
+            versions: HashMap::new(),
+            failed: None,
+        };
+        let (tx, rx) = mpsc::channel::<Request>();
+        let handle = std::thread::Builder::new()
+            .name("openptl-log-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| io("starting the writer", e))?;
+        tracing::info!(head = end.head, segment = end.segment, "event log open");
+        Ok(SegmentLog {
+            shared,
+            requests: Some(tx),
+            writer: Some(handle),
+        })
+    }
+}
+
+impl Drop for SegmentLog {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what it has, then stop.
+        self.requests.take();
+        if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+        let _ = self.shared.index.flush();
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Shared {
+    fn file(&self, segment: u32) -> std::io::Result<Arc<File>> {
+        let mut files = self.files.lock().expect("file cache lock");
+        if let Some(f) = files.get(&segment) {
+            return Ok(f.clone());
+        }
+        let file = Arc::new(File::open(self.segments_dir.join(segment_name(segment)))?);
+        files.insert(segment, file.clone());
+        Ok(file)
+    }
+
+    fn storage(e: impl std::fmt::Display) -> LogError {
+        LogError::Storage(e.to_string())
+    }
+
+    /// Reads the record at a global position (which must be indexed).
+    fn read_position(&self, position: u64) -> Result<StoredRecord, LogError> {
+        let location = self
+            .index
+            .get(position_key(position))
+            .map_err(Self::storage)?
+            .ok_or_else(|| LogError::Storage(format!("position {position} is not in the index")))?;
+        let segment = u32::from_be_bytes(location[..4].try_into().expect("4 bytes"));
+        let offset = be_u64(&location);
+        let file = self.file(segment).map_err(Self::storage)?;
+        let mut prefix = [0u8; record::PREFIX];
+        file.read_exact_at(&mut prefix, offset)
+            .map_err(Self::storage)?;
+        let len = record::claimed_len(&prefix)
+            .map_err(|d| LogError::Storage(format!("segment {segment} offset {offset}: {d:?}")))?;
+        let mut bytes = vec![0u8; len];
+        file.read_exact_at(&mut bytes, offset)
+            .map_err(Self::storage)?;
+        let decoded = record::decode(&bytes)
+            .map_err(|d| LogError::Storage(format!("segment {segment} offset {offset}: {d:?}")))?;
+        Ok(decoded.record)
+    }
+
+    fn position_of_event(&self, id: &Uuid) -> Result<Option<u64>, LogError> {
+        Ok(self
+            .index
+            .get(event_key(id))
+            .map_err(Self::storage)?
+            .map(|v| be_u64(&v)))
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
+        let last = self
+            .index
+            .scan_prefix(stream_prefix(stream))
+            .keys()
+            .next_back();
+        match last {
+            None => Ok(0),
+            Some(key) => Ok(be_u64(&key.map_err(Self::storage)?)),
+        }
+    }
+}
+
+/// The single writer: owns the open segment, the hash chain and the head.
+struct Writer {
+    shared: Arc<Shared>,
+    file: File,
+    segment: u32,
+    segment_len: u64,
+    head: u64,
+    last_hash: Hash,
+    last_time: Option<DateTime<Utc>>,
+    /// Stream versions seen so far (filled lazily from the index).
+    versions: HashMap<String, u64>,
+    /// Set after a failed write: nothing more is accepted until a restart.
+    failed: Option<String>,
+}
+
+impl Writer {
+    fn run(&mut self, requests: mpsc::Receiver<Request>) {
+        while let Ok(first) = requests.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match requests.try_recv() {
+                    Ok(r) => group.push(r),
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+    }
+
+    fn version_of(&mut self, stream: &str) -> Result<u64, LogError> {
+        if let Some(v) = self.versions.get(stream) {
+            return Ok(*v);
+        }
+        let v = self.shared.stream_version(stream)?;
+        self.versions.insert(stream.to_string(), v);
+        Ok(v)
+    }
+
+    fn commit(&mut self, group: Vec<Request>) {
+        if let Some(reason) = &self.failed {
+            for request in group {
+                let _ = request.reply.send(Err(LogError::Storage(format!(
+                    "the log stopped accepting writes: {reason}"
+                ))));
+            }
+            return;
+        }
+        let now = Utc::now();
+        let recorded_at = self.last_time.map_or(now, |t| now.max(t));
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut hash = self.last_hash;
+        let mut head = self.head;
+        let mut group_versions: HashMap<String, u64> = HashMap::new();
+        let mut group_events: HashMap<Uuid, StoredRecord> = HashMap::new();
+        let mut new_records: Vec<(StoredRecord, u64)> = Vec::new(); // record, offset in buffer
+        let mut results: Vec<(
+            oneshot::Sender<Result<Vec<Appended>, LogError>>,
+            Result<Vec<Appended>, LogError>,
+        )> = Vec::with_capacity(group.len());
+        for request in group {
+            // Look-ups see the committed log plus earlier requests of this group.
+            let mut lookup_error = None;
+            let streams: Vec<String> = request.batch.iter().map(|r| r.stream_id.clone()).collect();
+            for stream in streams {
+                if !group_versions.contains_key(&stream) {
+                    match self.version_of(&stream) {
+                        Ok(v) => {
+                            group_versions.insert(stream, v);
+                        }
+                        Err(e) => lookup_error = Some(e),
+                    }
+                }
+            }
+            let shared = self.shared.clone();
+            let plan = match lookup_error {
+                Some(e) => Err(e),
+                None => plan_batch(
+                    &request.batch,
+                    |stream| group_versions.get(stream).copied().unwrap_or(0),
+                    |id| {
+                        group_events.get(id).cloned().or_else(|| {
+                            let position = shared.position_of_event(id).ok().flatten()?;
+                            shared.read_position(position).ok()
+                        })
+                    },
+                ),
+            };
+            let plan = match plan {
+                Ok(plan) => plan,
+                Err(e) => {
+                    results.push((request.reply, Err(e)));
+                    continue;
+                }
+            };
+            let mut out: Vec<Appended> = Vec::with_capacity(request.batch.len());
+            for (new, planned) in request.batch.into_iter().zip(plan) {
+                match planned {
+                    Planned::Replay(existing) => out.push(Appended::of(&existing, true)),
+                    Planned::SameAs(earlier) => {
+                        let first = out[earlier].clone();
+                        out.push(Appended {
+                            replayed: true,
+                            ..first
+                        });
+                    }
+                    Planned::New { version } => {
+                        head += 1;
+                        let stored = StoredRecord {
+                            position: head,
+                            stream_id: new.stream_id,
+                            version,
+                            event_id: new.event_id,
+                            event_type: new.event_type,
+                            schema_version: new.schema_version,
+                            recorded_at,
+                            actor: new.actor,
+                            payload: new.payload,
+                        };
+                        let offset = buffer.len() as u64;
+                        hash = record::encode(&stored, &hash, &mut buffer);
+                        group_versions.insert(stored.stream_id.clone(), version);
+                        group_events.insert(stored.event_id, stored.clone());
+                        out.push(Appended::of(&stored, false));
+                        new_records.push((stored, offset));
+                    }
+                }
+            }
+            results.push((request.reply, Ok(out)));
+        }
+
+        if !buffer.is_empty() {
+            if let Err(e) = self.write_durably(&buffer, &new_records) {
+                tracing::error!(error = %e, "writing to the event log failed; appends are refused until restart");
+                self.failed = Some(e.clone());
+                for (reply, _) in results {
+                    let _ = reply.send(Err(LogError::Storage(e.clone())));
+                }
+                return;
+            }
+            self.head = head;
+            self.last_hash = hash;
+            self.last_time = Some(recorded_at);
+            self.versions.extend(group_versions);
+            self.shared.head.send_replace(head);
+        }
+        for (reply, result) in results {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// Writes the group, fdatasyncs, then indexes it. Only after this returns
+    /// Ok may any request of the group be answered.
+    fn write_durably(
+        &mut self,
+        buffer: &[u8],
+        records: &[(StoredRecord, u64)],
+    ) -> Result<(), String> {
+        if self.segment_len > 0 && self.segment_len + buffer.len() as u64 > SEGMENT_BYTES {
+            self.segment += 1;
+            let path = self.shared.segments_dir.join(segment_name(self.segment));
+            self.file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| format!("creating {}: {e}", path.display()))?;
+            sync_dir(&self.shared.segments_dir)
+                .map_err(|e| format!("syncing the segments directory: {e}"))?;
+            self.segment_len = 0;
+        }
+        self.file
+            .write_all(buffer)
+            .map_err(|e| format!("writing segment {}: {e}", self.segment))?;
+        self.file
+            .sync_data()
+            .map_err(|e| format!("syncing segment {}: {e}", self.segment))?;
+        let mut batch = sled::Batch::default();
+        for (record, offset) in records {
+            index_record(&mut batch, record, self.segment, self.segment_len + offset);
+        }
+        let head = records.last().map_or(self.head, |(r, _)| r.position);
+        batch.insert(INDEXED, &head.to_be_bytes());
+        self.shared
+            .index
+            .apply_batch(batch)
+            .map_err(|e| format!("indexing: {e}"))?;
+        self.segment_len += buffer.len() as u64;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventLog for SegmentLog {
+    async fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Appended>, LogError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .as_ref()
+            .expect("the writer runs while the log is open")
+            .send(Request { batch, reply })
+            .map_err(|_| LogError::Storage("the log writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| LogError::Storage("the log writer has stopped".into()))?
+    }
+
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
+        let shared = self.shared.clone();
+        let stream_id = stream_id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let positions: Vec<u64> = shared
+                .index
+                .scan_prefix(stream_prefix(&stream_id))
+                .values()
+                .map(|v| v.map(|v| be_u64(&v)).map_err(Shared::storage))
+                .collect::<Result<_, _>>()?;
+            positions
+                .into_iter()
+                .map(|p| shared.read_position(p))
+                .collect()
+        })
+        .await
+        .map_err(Shared::storage)?
+    }
+
+    async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
+        let shared = self.shared.clone();
+        let head = self.head();
+        tokio::task::spawn_blocking(move || {
+            let from = from.max(1);
+            let to = head.min(from.saturating_add(max as u64).saturating_sub(1));
+            (from..=to).map(|p| shared.read_position(p)).collect()
+        })
+        .await
+        .map_err(Shared::storage)?
+    }
+
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
+        match self.shared.position_of_event(&event_id)? {
+            Some(p) if p <= self.head() => self.shared.read_position(p).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    fn head(&self) -> u64 {
+        *self.shared.head.borrow()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.shared.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,229 @@
+//! The on-disk record of the segment log (SPEC 9) — a forever format.
+//!
+//! ```text
+//! offset size  field
+//! 0      4     magic "OPTL"
+//! 4      1     format version (1)
+//! 5      4     record length in bytes, header to CRC inclusive (u32 BE)
+//! 9      8     global position (u64 BE)
+//! 17     8     stream version (u64 BE)
+//! 25     16    event id (UUID bytes)
+//! 41     2     schema version (u16 BE)
+//! 43     8     recorded_at, microseconds since the Unix epoch (i64 BE)
+//! 51     2+n   stream id (u16 BE length, UTF-8)
+//! ..     2+n   event type (u16 BE length, UTF-8)
+//! ..     2+n   actor (u16 BE length, UTF-8)
+//! ..     4+n   payload (u32 BE length, MessagePack with named fields)
+//! ..     32    SHA-256 of the previous record's bytes (zeros for the first)
+//! ..     4     CRC32C of every byte above (u32 BE)
+//! ```
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::StoredRecord;
+
+pub const MAGIC: &[u8; 4] = b"OPTL";
+pub const FORMAT_VERSION: u8 = 1;
+/// Bytes before the variable part: magic, version, length.
+pub const PREFIX: usize = 9;
+const FIXED: usize = 9 + 8 + 8 + 16 + 2 + 8 + 2 + 2 + 2 + 4 + 32 + 4;
+/// Refuse absurd lengths instead of allocating them (a damaged length field).
+pub const MAX_RECORD: usize = 64 * 1024 * 1024;
+
+pub type Hash = [u8; 32];
+
+/// Appends the encoded record to `out`; returns the record's hash (the next
+/// record's `prev_hash`).
+pub fn encode(record: &StoredRecord, prev_hash: &Hash, out: &mut Vec<u8>) -> Hash {
+    let start = out.len();
+    let len = FIXED
+        + record.stream_id.len()
+        + record.event_type.len()
+        + record.actor.len()
+        + record.payload.len();
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT_VERSION);
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    out.extend_from_slice(&record.position.to_be_bytes());
+    out.extend_from_slice(&record.version.to_be_bytes());
+    out.extend_from_slice(record.event_id.as_bytes());
+    out.extend_from_slice(&record.schema_version.to_be_bytes());
+    out.extend_from_slice(&record.recorded_at.timestamp_micros().to_be_bytes());
+    for text in [&record.stream_id, &record.event_type, &record.actor] {
+        out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+    out.extend_from_slice(&(record.payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(&record.payload);
+    out.extend_from_slice(prev_hash);
+    let crc = crc32c::crc32c(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+    debug_assert_eq!(out.len() - start, len);
+    Sha256::digest(&out[start..]).into()
+}
+
+/// Why bytes are not a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Damage {
+    /// Fewer bytes than the record needs: a torn write at the tail.
+    Truncated,
+    /// The bytes are all there but wrong.
+    Corrupt(String),
+}
+
+/// A record read back, with the chain fields needed to verify it.
+pub struct Decoded {
+    pub record: StoredRecord,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+    pub len: usize,
+}
+
+/// The length a record starting at `bytes` claims, once the prefix is there.
+pub fn claimed_len(bytes: &[u8]) -> Result<usize, Damage> {
+    if bytes.len() < PREFIX {
+        return Err(Damage::Truncated);
+    }
+    if &bytes[0..4] != MAGIC {
+        return Err(Damage::Corrupt("bad magic".into()));
+    }
+    if bytes[4] != FORMAT_VERSION {
+        return Err(Damage::Corrupt(format!(
+            "unknown record format version {}",
+            bytes[4]
+        )));
+    }
+    let len = u32::from_be_bytes(bytes[5..9].try_into().unwrap()) as usize;
+    if !(FIXED..=MAX_RECORD).contains(&len) {
+        return Err(Damage::Corrupt(format!("impossible record length {len}")));
+    }
+    Ok(len)
+}
+
+/// Decodes and checks (magic, length, CRC) one record at the start of `bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, Damage> {
+    let len = claimed_len(bytes)?;
+    if bytes.len() < len {
+        return Err(Damage::Truncated);
+    }
+    let body = &bytes[..len - 4];
+    let crc = u32::from_be_bytes(bytes[len - 4..len].try_into().unwrap());
+    if crc32c::crc32c(body) != crc {
+        return Err(Damage::Corrupt("CRC mismatch".into()));
+    }
+    let mut r = Reader {
+        bytes: body,
+        at: PREFIX,
+    };
+    let position = r.u64();
+    let version = r.u64();
+    let event_id = Uuid::from_bytes(r.take(16).try_into().unwrap());
+    let schema_version = r.u16();
+    let micros = r.u64() as i64;
+    let stream_id = r.text()?;
+    let event_type = r.text()?;
+    let actor = r.text()?;
+    let payload_len = r.u32() as usize;
+    if r.at + payload_len + 32 != body.len() {
+        return Err(Damage::Corrupt("field lengths do not add up".into()));
+    }
+    let payload = r.take(payload_len).to_vec();
+    let prev_hash: Hash = r.take(32).try_into().unwrap();
+    let recorded_at = DateTime::<Utc>::from_timestamp_micros(micros)
+        .ok_or_else(|| Damage::Corrupt("recorded_at out of range".into()))?;
+    let record = StoredRecord {
+        position,
+        stream_id,
+        version,
+        event_id,
+        event_type,
+        schema_version,
+        recorded_at,
+        actor,
+        payload,
+    };
+    Ok(Decoded {
+        record,
+        prev_hash,
+        hash: Sha256::digest(&bytes[..len]).into(),
+        len,
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> &[u8] {
+        let end = (self.at + n).min(self.bytes.len());
+        let out = &self.bytes[self.at..end];
+        self.at = end;
+        out
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_be_bytes(self.take(2).try_into().unwrap_or([0; 2]))
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_be_bytes(self.take(4).try_into().unwrap_or([0; 4]))
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_be_bytes(self.take(8).try_into().unwrap_or([0; 8]))
+    }
+    fn text(&mut self) -> Result<String, Damage> {
+        let n = self.u16() as usize;
+        if self.at + n > self.bytes.len() {
+            return Err(Damage::Corrupt("field lengths do not add up".into()));
+        }
+        String::from_utf8(self.take(n).to_vec())
+            .map_err(|_| Damage::Corrupt("text is not UTF-8".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StoredRecord {
+        StoredRecord {
+            position: 7,
+            stream_id: "RXH-1".into(),
+            version: 2,
+            event_id: Uuid::from_u128(42),
+            event_type: "triage_completed".into(),
+            schema_version: 1,
+            recorded_at: "2025-03-03T10:00:00.123456Z".parse().unwrap(),
+            actor: "coordinator".into(),
+            payload: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_detects_damage() {
+        let mut bytes = Vec::new();
+        let hash = encode(&sample(), &[9; 32], &mut bytes);
+        let decoded = decode(&bytes).unwrap();
+        assert_eq!(decoded.record, sample());
+        assert_eq!(decoded.prev_hash, [9; 32]);
+        assert_eq!(decoded.hash, hash);
+        assert_eq!(decoded.len, bytes.len());
+        for cut in [0, 5, 9, bytes.len() - 1] {
+            assert_eq!(
+                decode(&bytes[..cut]).err(),
+                Some(Damage::Truncated),
+                "cut at {cut}"
+            );
+        }
+        for i in [12, 30, bytes.len() - 40, bytes.len() - 2] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(
+                matches!(decode(&bad), Err(Damage::Corrupt(_))),
+                "flip at {i}"
+            );
+        }
+    }
+}
