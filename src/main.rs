@@ -10,7 +10,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use openptl_app::{App, SystemClock};
-use openptl_log::{EventLog, MemoryLog};
+use openptl_log::segment::{self, SegmentLog};
+use openptl_log::EventLog;
 use openptl_rules::RulesConfig;
 
 #[derive(Parser)]
@@ -46,6 +47,17 @@ enum Command {
         /// Pathways in the demo data set.
         #[arg(long, env = "OPENPTL_DEMO_PATHWAYS", default_value_t = 2000)]
         demo_pathways: usize,
+    },
+    /// Re-read every segment (CRCs, positions, stream versions, hash chain) and
+    /// check the index agrees. Exit status 0 only when the log is sound.
+    Verify {
+        #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
+        data_dir: PathBuf,
+    },
+    /// Delete the sled index and rebuild it from the segments (the service must be stopped).
+    RebuildIndex {
+        #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
+        data_dir: PathBuf,
     },
     /// Write synthetic events (NDJSON envelopes) to stdout.
     Generate {
@@ -95,6 +107,27 @@ async fn main() -> anyhow::Result<()> {
             demo,
             demo_pathways,
         } => serve(config, data_dir, listen, demo.then_some(demo_pathways)).await,
+        Command::Verify { data_dir } => {
+            let report = segment::verify(&data_dir)?;
+            println!(
+                "{} records in {} segments, {} pathways; CRCs, positions, versions and hash chain checked",
+                report.records, report.segments, report.streams
+            );
+            for problem in &report.problems {
+                println!("PROBLEM: {problem}");
+            }
+            if report.problems.is_empty() {
+                println!("OK");
+                Ok(())
+            } else {
+                anyhow::bail!("{} problems found", report.problems.len())
+            }
+        }
+        Command::RebuildIndex { data_dir } => {
+            let records = segment::rebuild_index(&data_dir)?;
+            println!("index rebuilt: {records} records");
+            Ok(())
+        }
         Command::Generate {
             pathways,
             seed,
@@ -121,10 +154,10 @@ async fn serve(
     listen: SocketAddr,
     demo: Option<usize>,
 ) -> anyhow::Result<()> {
-    // The durable segment log (issue 3) will open `data_dir`; until then the
-    // in-memory log backs the service and nothing survives a restart.
-    tracing::warn!(data_dir = %data_dir.display(), "events are kept in memory only in this build");
-    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let log: Arc<dyn EventLog> = Arc::new(
+        SegmentLog::open(&data_dir)
+            .with_context(|| format!("opening the event log in {}", data_dir.display()))?,
+    );
     let app = Arc::new(App::new(log, config, Arc::new(SystemClock)));
     if let Some(pathways) = demo {
         if app.log.head() == 0 {

@@ -1,74 +1,12 @@
 //! Black-box tests: the real `openptl` binary on port 0, driven from outside
 //! as a client would, including the shared conformance runner.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// A running server; killed when dropped.
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(extra: &[&str]) -> Server {
-        let data = std::env::temp_dir().join(format!(
-            "openptl-test-{}-{}",
-            std::process::id(),
-            extra.len()
-        ));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_openptl"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .args(extra)
-            .env("OPENPTL_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start openptl");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let addr = loop {
-            let line = lines
-                .next()
-                .expect("server exited before listening")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("OpenPTL listening on http://") {
-                break rest.trim().to_string();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.addr).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response[9..12].parse().unwrap();
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (status, body)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::{fresh_dir, Server};
 
 #[test]
 fn conformance_runner_passes_against_the_real_binary() {
@@ -80,7 +18,7 @@ fn conformance_runner_passes_against_the_real_binary() {
         );
         return;
     }
-    let server = Server::start(&[]);
+    let server = Server::start(&fresh_dir("conformance"), &[]);
     let output = Command::new("python3")
         .arg(shared.join("run_cases.py"))
         .arg(format!("http://{}", server.addr))
@@ -102,7 +40,7 @@ fn conformance_runner_passes_against_the_real_binary() {
 
 #[test]
 fn demo_mode_serves_the_synthetic_alliance() {
-    let server = Server::start(&["--demo", "--demo-pathways", "150"]);
+    let server = Server::start(&fresh_dir("demo"), &["--demo", "--demo-pathways", "150"]);
     let (status, body) = server.get("/v1/pathways/DEMO-000001");
     assert_eq!(status, 200, "{body}");
     let view: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -114,7 +52,7 @@ fn demo_mode_serves_the_synthetic_alliance() {
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_the_server_cleanly() {
-    let mut server = Server::start(&[]);
+    let mut server = Server::start(&fresh_dir("sigterm"), &[]);
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
