@@ -1,6 +1,7 @@
 //! The `openptl` binary: one executable for the service and its tools
 //! (SPEC 10). Parsing options and wiring components is all it does.
 
+mod bench;
 mod demo;
 
 use std::net::SocketAddr;
@@ -58,6 +59,19 @@ enum Command {
     RebuildIndex {
         #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
         data_dir: PathBuf,
+    },
+    /// Measure durable appends through the HTTP API, reads, and the disk's own limit.
+    Bench {
+        #[arg(long, default_value_t = 10_000)]
+        pathways: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch_events: usize,
+        #[arg(long, default_value_t = 100)]
+        batch_requests: usize,
+        #[arg(long, default_value_t = 20_000)]
+        single_requests: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
     },
     /// Write synthetic events (NDJSON envelopes) to stdout.
     Generate {
@@ -127,6 +141,22 @@ async fn main() -> anyhow::Result<()> {
             let records = segment::rebuild_index(&data_dir)?;
             println!("index rebuilt: {records} records");
             Ok(())
+        }
+        Command::Bench {
+            pathways,
+            batch_events,
+            batch_requests,
+            single_requests,
+            clients,
+        } => {
+            bench::run(bench::BenchOptions {
+                pathways,
+                batch_events,
+                batch_requests,
+                single_requests,
+                clients,
+            })
+            .await
         }
         Command::Generate {
             pathways,

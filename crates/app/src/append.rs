@@ -61,6 +61,17 @@ impl App {
             let id = event.event_id.unwrap_or_else(Uuid::new_v4);
             events.push((id, event));
         }
+        // Lock the stripes of every pathway in the request, in order (no deadlock).
+        let mut stripes: Vec<usize> = events
+            .iter()
+            .map(|(_, e)| self.stripe(e.pathway_id.as_str()))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            guards.push(self.pathway_locks[stripe].lock().await);
+        }
         for _ in 0..MAX_ATTEMPTS {
             if let Attempt::Done(outcome) = self.try_append(&events, actor, batch).await? {
                 return Ok(outcome);
@@ -69,6 +80,13 @@ impl App {
         Err(AppError::Storage(
             "the log stayed busy with conflicting appends to these pathways; retry".into(),
         ))
+    }
+
+    fn stripe(&self, pathway_id: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        pathway_id.hash(&mut hasher);
+        (hasher.finish() as usize) % self.pathway_locks.len()
     }
 
     async fn try_append(

@@ -38,6 +38,21 @@ pub struct SegmentLog {
     writer: Option<JoinHandle<()>>,
 }
 
+/// Bytes read at once when fetching a record (most records are smaller).
+const READ_AHEAD: usize = 1024;
+
+/// Reads up to `buf.len()` bytes at `offset`, fewer at the end of the file.
+fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
 /// What the writer and readers share.
 struct Shared {
     segments_dir: PathBuf,
@@ -151,7 +166,7 @@ pub fn scan(
                         offset: at as u64,
                     });
                     end.head = decoded.record.position;
-                    end.last_hash = decoded.hash;
+                    end.last_hash = record::hash(&bytes[at..at + decoded.len]);
                     end.last_recorded_at = Some(decoded.record.recorded_at);
                     at += decoded.len;
                 }
@@ -467,16 +482,19 @@ impl Shared {
         let segment = u32::from_be_bytes(location[..4].try_into().expect("4 bytes"));
         let offset = be_u64(&location);
         let file = self.file(segment).map_err(Self::storage)?;
-        let mut prefix = [0u8; record::PREFIX];
-        file.read_exact_at(&mut prefix, offset)
-            .map_err(Self::storage)?;
-        let len = record::claimed_len(&prefix)
-            .map_err(|d| LogError::Storage(format!("segment {segment} offset {offset}: {d:?}")))?;
-        let mut bytes = vec![0u8; len];
-        file.read_exact_at(&mut bytes, offset)
-            .map_err(Self::storage)?;
-        let decoded = record::decode(&bytes)
-            .map_err(|d| LogError::Storage(format!("segment {segment} offset {offset}: {d:?}")))?;
+        // One read covers most records; a longer one takes a second read.
+        let mut bytes = vec![0u8; READ_AHEAD];
+        let got = read_at_most(&file, &mut bytes, offset).map_err(Self::storage)?;
+        bytes.truncate(got);
+        let damaged =
+            |d: Damage| LogError::Storage(format!("segment {segment} offset {offset}: {d:?}"));
+        let len = record::claimed_len(&bytes).map_err(damaged)?;
+        if len > bytes.len() {
+            bytes.resize(len, 0);
+            file.read_exact_at(&mut bytes[got..], offset + got as u64)
+                .map_err(Self::storage)?;
+        }
+        let decoded = record::decode(&bytes[..len]).map_err(damaged)?;
         Ok(decoded.record)
     }
 
@@ -709,22 +727,19 @@ impl EventLog for SegmentLog {
     }
 
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
-        let shared = self.shared.clone();
-        let stream_id = stream_id.to_string();
-        tokio::task::spawn_blocking(move || {
-            let positions: Vec<u64> = shared
-                .index
-                .scan_prefix(stream_prefix(&stream_id))
-                .values()
-                .map(|v| v.map(|v| be_u64(&v)).map_err(Shared::storage))
-                .collect::<Result<_, _>>()?;
-            positions
-                .into_iter()
-                .map(|p| shared.read_position(p))
-                .collect()
-        })
-        .await
-        .map_err(Shared::storage)?
+        // Index look-ups and page-cache reads take microseconds: done inline
+        // rather than paying a thread hop per stream.
+        let positions: Vec<u64> = self
+            .shared
+            .index
+            .scan_prefix(stream_prefix(stream_id))
+            .values()
+            .map(|v| v.map(|v| be_u64(&v)).map_err(Shared::storage))
+            .collect::<Result<_, _>>()?;
+        positions
+            .into_iter()
+            .map(|p| self.shared.read_position(p))
+            .collect()
     }
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
