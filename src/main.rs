@@ -60,6 +60,23 @@ enum Command {
         #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
         data_dir: PathBuf,
     },
+    /// Write the whole log as NDJSON (one event with its metadata per line) to stdout.
+    /// The service must be stopped.
+    Export {
+        #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
+        data_dir: PathBuf,
+    },
+    /// Append NDJSON event envelopes (SPEC 3.1; an export's metadata fields are
+    /// ignored) through the same validation as the API. The service must be stopped.
+    Import {
+        /// The NDJSON file (`-` for standard input).
+        file: PathBuf,
+        #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
+        data_dir: PathBuf,
+        /// Events per atomic batch.
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+    },
     /// Measure durable appends through the HTTP API, reads, and the disk's own limit.
     Bench {
         #[arg(long, default_value_t = 10_000)]
@@ -158,6 +175,12 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Export { data_dir } => export(&data_dir).await,
+        Command::Import {
+            file,
+            data_dir,
+            batch,
+        } => import(config, &file, &data_dir, batch).await,
         Command::Generate {
             pathways,
             seed,
@@ -231,4 +254,127 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested");
+}
+
+/// Opens the durable log and the application on `data_dir` for a command-line tool.
+fn open_app(config: RulesConfig, data_dir: &std::path::Path) -> anyhow::Result<Arc<App>> {
+    let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(data_dir).with_context(|| {
+        format!(
+            "opening the event log in {} (is the service running?)",
+            data_dir.display()
+        )
+    })?);
+    Ok(Arc::new(App::new(log, config, Arc::new(SystemClock))))
+}
+
+async fn export(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let app = open_app(RulesConfig::defaults(), data_dir)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut from = 1;
+    loop {
+        let page = app.log.read_all(from, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        from = last.position + 1;
+        for record in page {
+            let event_type = openptl_rules::EventType::parse(&record.event_type)
+                .with_context(|| format!("position {}: unknown event type", record.position))?;
+            let (occurred_on, data) = openptl_rules::EventData::decode_payload(
+                event_type,
+                record.schema_version,
+                &record.payload,
+            )?;
+            let line = serde_json::json!({
+                "position": record.position,
+                "event_id": record.event_id,
+                "pathway_id": record.stream_id,
+                "version": record.version,
+                "type": record.event_type,
+                "schema_version": record.schema_version,
+                "occurred_on": openptl_rules::date::format(occurred_on),
+                "data": data.to_json(),
+                "recorded_at": record.recorded_at,
+                "actor": record.actor,
+            });
+            serde_json::to_writer(&mut out, &line)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn import(
+    config: RulesConfig,
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+    batch: usize,
+) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let app = open_app(config, data_dir)?;
+    let reader: Box<dyn BufRead> = if file == std::path::Path::new("-") {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+        ))
+    };
+    // Metadata an export adds; the log assigns these again.
+    const METADATA: [&str; 5] = [
+        "position",
+        "version",
+        "schema_version",
+        "recorded_at",
+        "actor",
+    ];
+    let (mut pending, mut lines): (Vec<serde_json::Value>, Vec<usize>) = (Vec::new(), Vec::new());
+    let (mut appended, mut replayed) = (0usize, 0usize);
+    let flush = |pending: Vec<serde_json::Value>, lines: Vec<usize>| {
+        let app = app.clone();
+        async move {
+            let outcome = app
+                .append(pending, "import", true)
+                .await
+                .map_err(|e| match e {
+                    openptl_app::AppError::Rejected {
+                        index: Some(i),
+                        error,
+                    } => {
+                        anyhow::anyhow!("line {}: {} ({})", lines[i], error, error.code())
+                    }
+                    other => anyhow::anyhow!("{other}"),
+                })?;
+            anyhow::Ok(outcome)
+        }
+    };
+    for (n, line) in reader.lines().enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut value: serde_json::Value =
+            serde_json::from_str(&line).with_context(|| format!("line {}: not JSON", n + 1))?;
+        if let Some(map) = value.as_object_mut() {
+            for key in METADATA {
+                map.remove(key);
+            }
+        }
+        pending.push(value);
+        lines.push(n + 1);
+        if pending.len() >= batch.max(1) {
+            let outcome = flush(std::mem::take(&mut pending), std::mem::take(&mut lines)).await?;
+            appended += outcome.appended.len();
+            replayed += usize::from(outcome.all_replayed) * outcome.appended.len();
+        }
+    }
+    if !pending.is_empty() {
+        let outcome = flush(pending, lines).await?;
+        appended += outcome.appended.len();
+        replayed += usize::from(outcome.all_replayed) * outcome.appended.len();
+    }
+    println!(
+        "{appended} events imported ({replayed} were already stored); log head {}",
+        app.log.head()
+    );
+    Ok(())
 }
