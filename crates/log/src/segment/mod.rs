@@ -38,6 +38,9 @@ pub struct SegmentLog {
     writer: Option<JoinHandle<()>>,
 }
 
+/// Bytes read at once by a sequential scan.
+const SCAN_CHUNK: usize = 4 * 1024 * 1024;
+
 /// Bytes read at once when fetching a record (most records are smaller).
 const READ_AHEAD: usize = 1024;
 
@@ -372,6 +375,12 @@ impl SegmentLog {
     /// Opens (or creates) the log in `dir`: recovers the tail, brings the
     /// index up to date, starts the writer.
     pub fn open(dir: &Path) -> Result<SegmentLog, OpenError> {
+        Self::open_with_segment_size(dir, SEGMENT_BYTES)
+    }
+
+    /// As [`SegmentLog::open`], rolling to a new segment after `segment_bytes`
+    /// (small sizes let tests cross many segments).
+    pub fn open_with_segment_size(dir: &Path, segment_bytes: u64) -> Result<SegmentLog, OpenError> {
         let segments_dir = dir.join("segments");
         fs::create_dir_all(&segments_dir).map_err(|e| io("creating the data directory", e))?;
         let index_dir = dir.join("index");
@@ -427,6 +436,7 @@ impl SegmentLog {
             last_time: end.last_recorded_at,
             versions: HashMap::new(),
             failed: None,
+            segment_bytes,
         };
         let (tx, rx) = mpsc::channel::<Request>();
         let handle = std::thread::Builder::new()
@@ -498,6 +508,65 @@ impl Shared {
         Ok(decoded.record)
     }
 
+    /// Reads up to `max` records from `from` (not past `head`) by scanning
+    /// the segments in large reads: one index look-up, then sequential I/O.
+    fn read_sequential(
+        &self,
+        from: u64,
+        max: usize,
+        head: u64,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        if from > head || max == 0 {
+            return Ok(Vec::new());
+        }
+        let to = head.min(from.saturating_add(max as u64 - 1));
+        let location = self
+            .index
+            .get(position_key(from))
+            .map_err(Self::storage)?
+            .ok_or_else(|| LogError::Storage(format!("position {from} is not in the index")))?;
+        let mut segment = u32::from_be_bytes(location[..4].try_into().expect("4 bytes"));
+        let mut offset = be_u64(&location);
+        let mut out = Vec::with_capacity((to - from + 1) as usize);
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut at = 0usize; // start of the next record within `buffer`
+        while out.len() < (to - from + 1) as usize {
+            match record::decode(&buffer[at..]) {
+                Ok(decoded) => {
+                    at += decoded.len;
+                    out.push(decoded.record);
+                }
+                Err(Damage::Truncated) => {
+                    // Refill: keep the partial record, read the next chunk.
+                    let file = self.file(segment).map_err(Self::storage)?;
+                    let carried = buffer.len() - at;
+                    buffer.drain(..at);
+                    at = 0;
+                    buffer.resize(carried + SCAN_CHUNK, 0);
+                    let got = read_at_most(&file, &mut buffer[carried..], offset)
+                        .map_err(Self::storage)?;
+                    buffer.truncate(carried + got);
+                    offset += got as u64;
+                    if got == 0 {
+                        if carried > 0 {
+                            return Err(LogError::Storage(format!(
+                                "segment {segment} ends inside a record"
+                            )));
+                        }
+                        segment += 1;
+                        offset = 0;
+                    }
+                }
+                Err(d) => {
+                    return Err(LogError::Storage(format!(
+                        "segment {segment} near offset {offset}: {d:?}"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn position_of_event(&self, id: &Uuid) -> Result<Option<u64>, LogError> {
         Ok(self
             .index
@@ -532,6 +601,7 @@ struct Writer {
     versions: HashMap<String, u64>,
     /// Set after a failed write: nothing more is accepted until a restart.
     failed: Option<String>,
+    segment_bytes: u64,
 }
 
 impl Writer {
@@ -676,7 +746,7 @@ impl Writer {
         buffer: &[u8],
         records: &[(StoredRecord, u64)],
     ) -> Result<(), String> {
-        if self.segment_len > 0 && self.segment_len + buffer.len() as u64 > SEGMENT_BYTES {
+        if self.segment_len > 0 && self.segment_len + buffer.len() as u64 > self.segment_bytes {
             self.segment += 1;
             let path = self.shared.segments_dir.join(segment_name(self.segment));
             self.file = OpenOptions::new()
@@ -745,13 +815,9 @@ impl EventLog for SegmentLog {
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
         let shared = self.shared.clone();
         let head = self.head();
-        tokio::task::spawn_blocking(move || {
-            let from = from.max(1);
-            let to = head.min(from.saturating_add(max as u64).saturating_sub(1));
-            (from..=to).map(|p| shared.read_position(p)).collect()
-        })
-        .await
-        .map_err(Shared::storage)?
+        tokio::task::spawn_blocking(move || shared.read_sequential(from.max(1), max, head))
+            .await
+            .map_err(Shared::storage)?
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
