@@ -636,7 +636,9 @@ impl Writer {
             }
             return;
         }
-        let now = Utc::now();
+        // Stored with microsecond precision: answer with exactly what is stored.
+        let now = DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
+            .expect("now is in range");
         let recorded_at = self.last_time.map_or(now, |t| now.max(t));
         let mut buffer: Vec<u8> = Vec::new();
         let mut hash = self.last_hash;
