@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use memory::{plan_batch, MemoryLog, Planned};
+pub use memory::{apply_plan, plan_batch, MemoryLog, Planned};
 pub use segment::SegmentLog;
 
 /// A record to append.

@@ -102,6 +102,47 @@ fn same_new_content(a: &NewRecord, b: &NewRecord) -> bool {
         && a.payload == b.payload
 }
 
+/// Turns a planned batch into its answers, giving each new record the next
+/// position and handing it to `store`. Shared by every implementation.
+pub fn apply_plan(
+    batch: Vec<NewRecord>,
+    plan: Vec<Planned>,
+    position: &mut u64,
+    recorded_at: chrono::DateTime<Utc>,
+    mut store: impl FnMut(StoredRecord),
+) -> Vec<Appended> {
+    let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
+    for (record, planned) in batch.into_iter().zip(plan) {
+        match planned {
+            Planned::Replay(existing) => out.push(Appended::of(&existing, true)),
+            Planned::SameAs(earlier) => {
+                let first = out[earlier].clone();
+                out.push(Appended {
+                    replayed: true,
+                    ..first
+                });
+            }
+            Planned::New { version } => {
+                *position += 1;
+                let stored = StoredRecord {
+                    position: *position,
+                    stream_id: record.stream_id,
+                    version,
+                    event_id: record.event_id,
+                    event_type: record.event_type,
+                    schema_version: record.schema_version,
+                    recorded_at,
+                    actor: record.actor,
+                    payload: record.payload,
+                };
+                out.push(Appended::of(&stored, false));
+                store(stored);
+            }
+        }
+    }
+    out
+}
+
 /// The fate of one record of a batch.
 #[derive(Debug, Clone)]
 pub enum Planned {
@@ -129,41 +170,16 @@ impl EventLog for MemoryLog {
         )?;
         let last_time = state.records.last().map(|r| r.recorded_at);
         let recorded_at = last_time.map_or_else(Utc::now, |last| Utc::now().max(last));
-        let mut out: Vec<Appended> = Vec::with_capacity(batch.len());
-        for (record, planned) in batch.into_iter().zip(plan) {
-            match planned {
-                Planned::Replay(existing) => out.push(Appended::of(&existing, true)),
-                Planned::SameAs(earlier) => {
-                    let first = out[earlier].clone();
-                    out.push(Appended {
-                        replayed: true,
-                        ..first
-                    });
-                }
-                Planned::New { version } => {
-                    let position = state.records.len() as u64 + 1;
-                    let stored = StoredRecord {
-                        position,
-                        stream_id: record.stream_id,
-                        version,
-                        event_id: record.event_id,
-                        event_type: record.event_type,
-                        schema_version: record.schema_version,
-                        recorded_at,
-                        actor: record.actor,
-                        payload: record.payload,
-                    };
-                    out.push(Appended::of(&stored, false));
-                    state
-                        .streams
-                        .entry(stored.stream_id.clone())
-                        .or_default()
-                        .push(position);
-                    state.by_event.insert(stored.event_id, position);
-                    state.records.push(stored);
-                }
-            }
-        }
+        let mut position = state.records.len() as u64;
+        let out = apply_plan(batch, plan, &mut position, recorded_at, |stored| {
+            state
+                .streams
+                .entry(stored.stream_id.clone())
+                .or_default()
+                .push(stored.position);
+            state.by_event.insert(stored.event_id, stored.position);
+            state.records.push(stored);
+        });
         let head = state.records.len() as u64;
         drop(state);
         self.head.send_replace(head);

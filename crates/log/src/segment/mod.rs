@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-use crate::{plan_batch, Appended, EventLog, LogError, NewRecord, Planned, StoredRecord};
+use crate::{apply_plan, plan_batch, Appended, EventLog, LogError, NewRecord, StoredRecord};
 use record::{Damage, Hash};
 
 /// Size after which a new segment file is started.
@@ -685,39 +685,13 @@ impl Writer {
                     continue;
                 }
             };
-            let mut out: Vec<Appended> = Vec::with_capacity(request.batch.len());
-            for (new, planned) in request.batch.into_iter().zip(plan) {
-                match planned {
-                    Planned::Replay(existing) => out.push(Appended::of(&existing, true)),
-                    Planned::SameAs(earlier) => {
-                        let first = out[earlier].clone();
-                        out.push(Appended {
-                            replayed: true,
-                            ..first
-                        });
-                    }
-                    Planned::New { version } => {
-                        head += 1;
-                        let stored = StoredRecord {
-                            position: head,
-                            stream_id: new.stream_id,
-                            version,
-                            event_id: new.event_id,
-                            event_type: new.event_type,
-                            schema_version: new.schema_version,
-                            recorded_at,
-                            actor: new.actor,
-                            payload: new.payload,
-                        };
-                        let offset = buffer.len() as u64;
-                        hash = record::encode(&stored, &hash, &mut buffer);
-                        group_versions.insert(stored.stream_id.clone(), version);
-                        group_events.insert(stored.event_id, stored.clone());
-                        out.push(Appended::of(&stored, false));
-                        new_records.push((stored, offset));
-                    }
-                }
-            }
+            let out = apply_plan(request.batch, plan, &mut head, recorded_at, |stored| {
+                let offset = buffer.len() as u64;
+                hash = record::encode(&stored, &hash, &mut buffer);
+                group_versions.insert(stored.stream_id.clone(), stored.version);
+                group_events.insert(stored.event_id, stored.clone());
+                new_records.push((stored, offset));
+            });
             results.push((request.reply, Ok(out)));
         }
 
