@@ -212,6 +212,7 @@ async fn serve(
             .with_context(|| format!("opening the event log in {}", data_dir.display()))?,
     );
     let app = Arc::new(App::new(log, config, Arc::new(SystemClock)));
+    catch_up(&app).await?;
     if let Some(pathways) = demo {
         if app.log.head() == 0 {
             let loaded = demo::load(&app, pathways).await?;
@@ -256,24 +257,56 @@ async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-/// Opens the durable log and the application on `data_dir` for a command-line tool.
-fn open_app(config: RulesConfig, data_dir: &std::path::Path) -> anyhow::Result<Arc<App>> {
-    let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(data_dir).with_context(|| {
+/// Folds the whole log into the projection before serving, so no view is
+/// ever answered from half the data.
+async fn catch_up(app: &App) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let head = app.log.head();
+    loop {
+        if app.caught_up(std::time::Duration::from_secs(5)).await {
+            break;
+        }
+        if let Some(failure) = app.projection.failure() {
+            anyhow::bail!("the projection cannot follow the log: {failure}");
+        }
+        tracing::info!(
+            projected = app.projection.position(),
+            head,
+            "still building the projection"
+        );
+    }
+    tracing::info!(
+        events = head,
+        millis = started.elapsed().as_millis() as u64,
+        "projection built"
+    );
+    Ok(())
+}
+
+/// Opens the durable log on `data_dir` for a command-line tool.
+fn open_log(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn EventLog>> {
+    Ok(Arc::new(SegmentLog::open(data_dir).with_context(|| {
         format!(
             "opening the event log in {} (is the service running?)",
             data_dir.display()
         )
-    })?);
-    Ok(Arc::new(App::new(log, config, Arc::new(SystemClock))))
+    })?))
+}
+
+/// Opens the log and the application (projection built) for a command-line tool.
+async fn open_app(config: RulesConfig, data_dir: &std::path::Path) -> anyhow::Result<Arc<App>> {
+    let app = Arc::new(App::new(open_log(data_dir)?, config, Arc::new(SystemClock)));
+    catch_up(&app).await?;
+    Ok(app)
 }
 
 async fn export(data_dir: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write;
-    let app = open_app(RulesConfig::defaults(), data_dir)?;
+    let log = open_log(data_dir)?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut from = 1;
     loop {
-        let page = app.log.read_all(from, 10_000).await?;
+        let page = log.read_all(from, 10_000).await?;
         let Some(last) = page.last() else { break };
         from = last.position + 1;
         for record in page {
@@ -311,7 +344,7 @@ async fn import(
     batch: usize,
 ) -> anyhow::Result<()> {
     use std::io::BufRead;
-    let app = open_app(config, data_dir)?;
+    let app = open_app(config, data_dir).await?;
     let reader: Box<dyn BufRead> = if file == std::path::Path::new("-") {
         Box::new(std::io::stdin().lock())
     } else {

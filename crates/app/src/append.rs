@@ -11,11 +11,13 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::read::decode_stream;
 use crate::{App, AppError};
 
 /// The most events one request may carry (SPEC 4.1).
 pub const MAX_BATCH: usize = 1000;
+
+/// How long an append waits for the projection to show its events.
+const PROJECTION_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Attempts before a persistent race is reported as a conflict.
 const MAX_ATTEMPTS: usize = 8;
@@ -73,8 +75,26 @@ impl App {
             guards.push(self.pathway_locks[stripe].lock().await);
         }
         for _ in 0..MAX_ATTEMPTS {
-            if let Attempt::Done(outcome) = self.try_append(&events, actor, batch).await? {
-                return Ok(outcome);
+            match self.try_append(&events, actor, batch).await? {
+                Attempt::Done(outcome) => {
+                    // Answer once the projection shows the new events, so the
+                    // next append (and read) of these pathways sees them.
+                    let last = outcome.appended.iter().map(|a| a.position).max();
+                    if let Some(last) = last {
+                        if !self.projection.wait_for(last, PROJECTION_WAIT).await {
+                            tracing::warn!(
+                                position = last,
+                                "appended and durable, but not yet projected"
+                            );
+                        }
+                    }
+                    return Ok(outcome);
+                }
+                // The log holds events this node has not projected yet (another
+                // node's, or a catch-up after start): wait for them, then check again.
+                Attempt::Raced => {
+                    self.caught_up(PROJECTION_WAIT).await;
+                }
             }
         }
         Err(AppError::Storage(
@@ -136,8 +156,7 @@ impl App {
                 }
             }
             if !histories.contains_key(stream) {
-                let stored = self.log.read_stream(stream).await.map_err(storage)?;
-                histories.insert(stream.to_string(), decode_stream(&stored)?);
+                histories.insert(stream.to_string(), self.projection.history(stream));
             }
             let history = histories.get_mut(stream).expect("loaded above");
             let current = history.len() as u64;

@@ -6,7 +6,9 @@
 mod append;
 mod clock;
 mod error;
+pub mod projection;
 mod read;
+mod views;
 
 use std::sync::Arc;
 
@@ -16,7 +18,9 @@ use openptl_rules::RulesConfig;
 pub use append::{AppendOutcome, AppendedEvent, MAX_BATCH};
 pub use clock::{london_today, Clock, FixedClock, SystemClock};
 pub use error::AppError;
+pub use projection::Projection;
 pub use read::{Amendment, EventView, PathwayQuery, PathwayView};
+pub use views::*;
 
 const PATHWAY_LOCK_STRIPES: usize = 4096;
 
@@ -25,6 +29,8 @@ pub struct App {
     pub log: Arc<dyn EventLog>,
     pub config: Arc<RulesConfig>,
     pub clock: Arc<dyn Clock>,
+    /// Every pathway's history and current state, folded from the log.
+    pub projection: Arc<Projection>,
     /// Pathway locks (striped): appends to one pathway on this node take turns,
     /// so they check against an up-to-date history instead of racing and
     /// retrying. Other nodes (PostgreSQL mode) are still caught by the log's
@@ -33,16 +39,37 @@ pub struct App {
 }
 
 impl App {
+    /// Opens the application on a log and starts the projection runner
+    /// (which needs a tokio runtime and stops when the App is dropped).
     pub fn new(log: Arc<dyn EventLog>, config: RulesConfig, clock: Arc<dyn Clock>) -> App {
         let pathway_locks = (0..PATHWAY_LOCK_STRIPES)
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
+        let config = Arc::new(config);
+        let projection = Arc::new(Projection::new(config.clone()));
+        tokio::spawn(projection::run(
+            Arc::downgrade(&projection),
+            log.clone(),
+            clock.clone(),
+        ));
         App {
             log,
-            config: Arc::new(config),
+            config,
             clock,
+            projection,
             pathway_locks,
         }
+    }
+
+    /// Whether every view shows the whole log (SPEC 4.4 `/readyz`).
+    pub fn ready(&self) -> bool {
+        self.projection.failure().is_none() && self.projection.position() >= self.log.head()
+    }
+
+    /// Waits until the projection has caught up with the log as it is now
+    /// (bounded); false if it did not in time.
+    pub async fn caught_up(&self, limit: std::time::Duration) -> bool {
+        self.projection.wait_for(self.log.head(), limit).await
     }
 
     /// The service's date: today in Europe/London.

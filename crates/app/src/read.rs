@@ -4,14 +4,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use openptl_log::StoredRecord;
-use openptl_rules::{
-    effective_events, evaluate, history, EventData, EventType, PathwayState, RecordedEvent,
-};
+use openptl_rules::{EventData, EventType, PathwayState};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::clock::london_today;
 use crate::{App, AppError};
 
 /// How long a read waits for `min_position` before answering anyway.
@@ -66,52 +64,18 @@ pub struct Amendment {
     pub reason: String,
 }
 
-/// Decodes a stream's stored records for the rules.
-pub(crate) fn decode_stream(records: &[StoredRecord]) -> Result<Vec<RecordedEvent>, AppError> {
-    records
-        .iter()
-        .map(|r| {
-            let event_type = EventType::parse(&r.event_type).ok_or_else(|| {
-                AppError::Internal(format!(
-                    "position {}: unknown stored event type {}",
-                    r.position, r.event_type
-                ))
-            })?;
-            let (occurred_on, data) =
-                EventData::decode_payload(event_type, r.schema_version, &r.payload)
-                    .map_err(|e| AppError::Internal(format!("position {}: {e}", r.position)))?;
-            Ok(RecordedEvent {
-                event_id: r.event_id,
-                version: r.version,
-                recorded_at: r.recorded_at,
-                occurred_on,
-                data,
-            })
-        })
-        .collect()
-}
-
 impl App {
-    async fn wait_for(&self, min_position: Option<u64>) {
-        let Some(min) = min_position else { return };
-        let mut head = self.log.watch_head();
-        let _ = tokio::time::timeout(MIN_POSITION_WAIT, head.wait_for(|h| *h >= min)).await;
+    /// Waits (bounded) until the projection shows `min_position`.
+    pub async fn wait_for(&self, min_position: Option<u64>) {
+        if let Some(min) = min_position {
+            self.projection.wait_for(min, MIN_POSITION_WAIT).await;
+        }
     }
 
-    async fn load(
-        &self,
-        pathway_id: &str,
-    ) -> Result<(Vec<StoredRecord>, Vec<RecordedEvent>), AppError> {
-        let stored = self
-            .log
-            .read_stream(pathway_id)
-            .await
-            .map_err(|e| AppError::Storage(e.to_string()))?;
-        if stored.is_empty() {
-            return Err(AppError::PathwayNotFound);
-        }
-        let decoded = decode_stream(&stored)?;
-        Ok((stored, decoded))
+    /// The date a query evaluates clocks on: `as_of`, else the London date of
+    /// `known_at` (what the service showed then), else today.
+    pub fn as_of(&self, as_of: Option<NaiveDate>, known_at: Option<DateTime<Utc>>) -> NaiveDate {
+        as_of.unwrap_or_else(|| known_at.map_or_else(|| self.today(), london_today))
     }
 
     /// The pathway view as of a date, as known at a moment.
@@ -121,20 +85,22 @@ impl App {
         query: &PathwayQuery,
     ) -> Result<PathwayView, AppError> {
         self.wait_for(query.min_position).await;
-        let (_, history) = self.load(pathway_id).await?;
-        let known = match query.known_at {
-            Some(at) => history::known_at(&history, at),
-            None => &history[..],
+        let as_of = self.as_of(query.as_of, query.known_at);
+        let data = self.projection.read();
+        let entry = data
+            .pathways
+            .get(pathway_id)
+            .ok_or(AppError::PathwayNotFound)?;
+        let fresh = data.today == Some(as_of) && query.known_at.is_none();
+        let state = match (&entry.current, fresh) {
+            (Some(current), true) => current.state.clone(),
+            _ => entry
+                .evaluate(as_of, query.known_at, &self.config)?
+                .ok_or(AppError::PathwayNotFound)?,
         };
-        if known.is_empty() {
-            return Err(AppError::PathwayNotFound);
-        }
-        let effective = effective_events(known).map_err(|e| AppError::Internal(e.to_string()))?;
-        let as_of = query.as_of.unwrap_or_else(|| self.today());
-        let state = evaluate(&effective, as_of, &self.config).ok_or(AppError::PathwayNotFound)?;
         Ok(PathwayView {
             pathway_id: pathway_id.to_string(),
-            version: known.len() as u64,
+            version: entry.version_at(query.known_at),
             nhs_number: state.nhs_number.as_str().to_string(),
             state,
         })
@@ -147,33 +113,38 @@ impl App {
         min_position: Option<u64>,
     ) -> Result<Vec<EventView>, AppError> {
         self.wait_for(min_position).await;
-        let (stored, history) = self.load(pathway_id).await?;
-        let mut views: Vec<EventView> = stored
+        let data = self.projection.read();
+        let entry = data
+            .pathways
+            .get(pathway_id)
+            .ok_or(AppError::PathwayNotFound)?;
+        let mut views: Vec<EventView> = entry
+            .history
             .iter()
-            .zip(&history)
-            .map(|(record, event)| EventView {
-                event_id: record.event_id,
+            .zip(&entry.meta)
+            .map(|(event, meta)| EventView {
+                event_id: event.event_id,
                 event_type: event.data.event_type(),
                 occurred_on: event.occurred_on,
                 data: event.data.to_json(),
-                recorded_at: record.recorded_at,
-                actor: record.actor.clone(),
-                version: record.version,
-                position: record.position,
+                recorded_at: event.recorded_at,
+                actor: meta.actor.to_string(),
+                version: event.version,
+                position: meta.position,
                 corrected_by: Vec::new(),
                 voided_by: None,
             })
             .collect();
-        for (record, event) in stored.iter().zip(&history) {
+        for (event, meta) in entry.history.iter().zip(&entry.meta) {
             let (target, reason, voids) = match &event.data {
                 EventData::EventCorrected(c) => (c.corrects, &c.reason, false),
                 EventData::EventVoided(v) => (v.voids, &v.reason, true),
                 _ => continue,
             };
             let amendment = Amendment {
-                event_id: record.event_id,
-                actor: record.actor.clone(),
-                recorded_at: record.recorded_at,
+                event_id: event.event_id,
+                actor: meta.actor.to_string(),
+                recorded_at: event.recorded_at,
                 reason: reason.clone(),
             };
             if let Some(view) = views.iter_mut().find(|v| v.event_id == target) {

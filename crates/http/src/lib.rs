@@ -2,7 +2,9 @@
 //! application layer; they hold no rules. `router(app)` is the whole API, so
 //! tests drive it in-process and the binary serves it.
 
+mod csv;
 mod error;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -30,6 +32,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/events", post(post_events))
         .route("/v1/pathways/{pathway_id}", get(get_pathway))
         .route("/v1/pathways/{pathway_id}/events", get(get_pathway_events))
+        .route("/v1/ptl", get(views::get_ptl))
+        .route("/v1/standards/{standard}", get(views::get_standards))
+        .route("/v1/milestones", get(views::get_milestones))
+        .route("/v1/returns/canptl", get(views::get_canptl))
+        .route("/v1/returns/cwt", get(views::get_cwt))
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
@@ -40,8 +47,20 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn readyz(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(json!({ "status": "ready", "log_position": app.log.head() }))
+/// `GET /readyz`: 200 when the log is open and the projection has caught up
+/// with it, 503 while it is still folding (start-up) or stuck.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let body = json!({
+        "status": if app.ready() { "ready" } else { "catching_up" },
+        "log_position": app.log.head(),
+        "projected_position": app.projection.position(),
+    });
+    let status = if app.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
 }
 
 fn invalid(field: &str, problem: impl Into<String>) -> ApiError {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::codes::{AppointmentKind, DiagnosticTest, TumourSite};
 use crate::event::{EventData, EventType};
+use crate::ids::OdsCode;
 
 /// The defaults shipped with the service.
 pub const DEFAULT_RULES_TOML: &str = include_str!("../defaults/rules.toml");
@@ -21,6 +22,9 @@ pub struct RulesConfig {
     pub fit: FitRules,
     pub rag: Rag,
     pub milestones: MilestoneTemplates,
+    /// Named sets of trusts (SPEC 1): the `alliance` filter of every view.
+    #[serde(default)]
+    pub alliances: BTreeMap<String, Vec<OdsCode>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -53,6 +57,10 @@ pub struct FitRules {
 pub struct Rag {
     pub fds: RagBands,
     pub d62: RagBands,
+    /// The SPEC gives no 31-day colours; these apply only to a PTL row whose
+    /// one running clock is the 31-day clock (ours).
+    #[serde(default = "RagBands::d31_default")]
+    pub d31: RagBands,
 }
 
 /// The last day of each colour; anything beyond `red` is black.
@@ -62,6 +70,16 @@ pub struct RagBands {
     pub green: i64,
     pub amber: i64,
     pub red: i64,
+}
+
+impl RagBands {
+    fn d31_default() -> RagBands {
+        RagBands {
+            green: 10,
+            amber: 20,
+            red: 31,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -171,7 +189,11 @@ impl RulesConfig {
         {
             return fail("fit days must be between 0 and 365".into());
         }
-        for (name, bands) in [("fds", &self.rag.fds), ("d62", &self.rag.d62)] {
+        for (name, bands) in [
+            ("fds", &self.rag.fds),
+            ("d62", &self.rag.d62),
+            ("d31", &self.rag.d31),
+        ] {
             if !(0 <= bands.green && bands.green < bands.amber && bands.amber < bands.red) {
                 return fail(format!("rag.{name} must have 0 <= green < amber < red"));
             }

@@ -12,6 +12,8 @@ pub mod event;
 pub mod history;
 pub mod ids;
 pub mod pathway;
+pub mod ptl;
+pub mod report;
 pub mod validate;
 
 pub use codes::*;
@@ -21,4 +23,6 @@ pub use event::{EventData, EventType, PayloadError, SCHEMA_VERSION};
 pub use history::{effective_events, EffectiveEvent, RecordedEvent};
 pub use ids::{NhsNumber, OdsCode, PathwayId};
 pub use pathway::{evaluate, PathwayState};
+pub use ptl::{PtlRow, Rag, WaitBand};
+pub use report::Period;
 pub use validate::{check_event, NewEvent};

@@ -164,6 +164,12 @@ pub struct PathwayState {
     #[serde(with = "crate::date")]
     pub as_of: NaiveDate,
     pub fit_band: FitBand,
+    /// Date of the FIT result that set `fit_band` (for the CAN-04 indicator).
+    #[serde(skip)]
+    pub fit_on: Option<NaiveDate>,
+    /// Date of the `fds_excluded` event in effect, if any.
+    #[serde(skip)]
+    pub fds_excluded_on: Option<NaiveDate>,
     pub clocks: Clocks,
     pub milestones: Vec<Milestone>,
     pub next_breach: Option<NextBreach>,
@@ -232,8 +238,9 @@ pub fn evaluate(
     let mut fds = Run::default();
     let mut d62 = Run::default();
     let mut d31 = Run::default();
-    let mut fds_excluded = false;
+    let mut fds_excluded: Option<NaiveDate> = None;
     let mut fit_band = FitBand::None;
+    let mut fit_on: Option<NaiveDate> = None;
     let mut seen = false;
     let mut first_seen_dnas: Vec<NaiveDate> = Vec::new();
     let mut declines: Vec<(NaiveDate, NaiveDate)> = Vec::new();
@@ -261,7 +268,10 @@ pub fn evaluate(
                     d62.start = Some(day);
                 }
             }
-            EventData::FitResultRecorded(f) => fit_band = f.band(),
+            EventData::FitResultRecorded(f) => {
+                fit_band = f.band();
+                fit_on = Some(day);
+            }
             EventData::AppointmentAttended(_) => seen = true,
             EventData::AppointmentMissed(m) => {
                 if m.reason == MissedReason::DidNotAttend && m.kind.is_first_seen() && !seen {
@@ -279,7 +289,9 @@ pub fn evaluate(
                     ruled_out = true;
                 }
             }
-            EventData::FdsExcluded(_) => fds_excluded = true,
+            EventData::FdsExcluded(_) => {
+                fds_excluded.get_or_insert(day);
+            }
             EventData::DecisionToTreat(_) => {
                 fds.stop_at(day, StopReason::DecisionToTreat, false);
                 // A later decision before treatment restarts the 31-day clock (ours).
@@ -370,7 +382,7 @@ pub fn evaluate(
 
     let fds_clock = if !referral.route.is_cancer_route() {
         Clock::bare(ClockStatus::NotApplicable, targets.fds_days)
-    } else if fds_excluded {
+    } else if fds_excluded.is_some() {
         Clock {
             start: fds.start,
             ..Clock::bare(ClockStatus::Excluded, targets.fds_days)
@@ -487,6 +499,8 @@ pub fn evaluate(
         on_ptl,
         as_of,
         fit_band,
+        fit_on,
+        fds_excluded_on: fds_excluded,
         clocks,
         milestones,
         next_breach,

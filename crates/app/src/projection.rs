@@ -1,0 +1,342 @@
+//! The projection: every pathway's history, folded from the global log into
+//! memory, with its state as of today and its PTL row kept ready.
+//!
+//! One runner task follows the log (catch-up with `read_all`, then live on
+//! the head watch) and is the only writer. Everything a view shows is a pure
+//! function of (the events up to the projected position, as_of, known_at), so
+//! dropping the projection and folding again from position 0 gives the same
+//! views. Appends check new events against the histories held here, and
+//! answer only once their own events are projected (read-your-writes).
+//!
+//! Invariants:
+//! - `position` is published only after every pathway touched up to it has
+//!   its `current` state re-evaluated: a reader that waited for a position
+//!   sees the state after it.
+//! - `current` is the state as of `today` (Europe/London) and known now; the
+//!   runner re-evaluates every pathway when the date changes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use openptl_log::{EventLog, StoredRecord};
+use openptl_rules::{
+    effective_events, evaluate, history, EventData, EventType, PathwayState, PtlRow, RecordedEvent,
+    RulesConfig,
+};
+use tokio::sync::watch;
+
+use crate::clock::{london_today, Clock};
+use crate::AppError;
+
+/// Records read from the log per step of the runner.
+const CHUNK: usize = 8192;
+
+/// A pathway's state as of the projection's `today`, and its PTL row.
+#[derive(Debug)]
+pub struct Current {
+    pub state: PathwayState,
+    pub row: Option<PtlRow>,
+}
+
+/// Who stored an event and where.
+#[derive(Debug, Clone)]
+pub struct EventMeta {
+    pub actor: Arc<str>,
+    pub position: u64,
+}
+
+/// One pathway: its full history (record order) and current state.
+#[derive(Debug)]
+pub struct PathwayEntry {
+    pub id: Arc<str>,
+    pub history: Vec<RecordedEvent>,
+    pub meta: Vec<EventMeta>,
+    /// `None` until evaluated, or when stored events no longer fit the rules
+    /// (reported as an internal error when the pathway is read).
+    pub current: Option<Arc<Current>>,
+}
+
+impl PathwayEntry {
+    /// The pathway's state as of `as_of`, as known at `known_at`.
+    pub fn evaluate(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        config: &RulesConfig,
+    ) -> Result<Option<PathwayState>, AppError> {
+        let known = match known_at {
+            Some(at) => history::known_at(&self.history, at),
+            None => &self.history[..],
+        };
+        if known.is_empty() {
+            return Ok(None);
+        }
+        let effective = effective_events(known).map_err(|e| {
+            AppError::Internal(format!("pathway history no longer fits the rules: {e}"))
+        })?;
+        Ok(evaluate(&effective, as_of, config))
+    }
+
+    /// How many events were known at `known_at`.
+    pub fn version_at(&self, known_at: Option<DateTime<Utc>>) -> u64 {
+        match known_at {
+            Some(at) => history::known_at(&self.history, at).len() as u64,
+            None => self.history.len() as u64,
+        }
+    }
+}
+
+/// The projected data, behind the projection's lock.
+#[derive(Debug, Default)]
+pub struct ProjectionData {
+    /// The last log position folded in (and evaluated, once published).
+    pub position: u64,
+    /// The date `current` states are evaluated on.
+    pub today: Option<NaiveDate>,
+    pub pathways: HashMap<Arc<str>, PathwayEntry>,
+    actors: HashSet<Arc<str>>,
+    dirty: HashSet<Arc<str>>,
+}
+
+/// The in-memory projection of the whole log.
+pub struct Projection {
+    data: RwLock<ProjectionData>,
+    published: watch::Sender<u64>,
+    config: Arc<RulesConfig>,
+    failure: Mutex<Option<String>>,
+}
+
+impl Projection {
+    pub fn new(config: Arc<RulesConfig>) -> Projection {
+        Projection {
+            data: RwLock::new(ProjectionData::default()),
+            published: watch::Sender::new(0),
+            config,
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Read access to the projected data.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, ProjectionData> {
+        self.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ProjectionData> {
+        self.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last position whose effects every view shows.
+    pub fn position(&self) -> u64 {
+        *self.published.borrow()
+    }
+
+    /// Waits (at most `limit`) until `position` is projected; false on timeout.
+    pub async fn wait_for(&self, position: u64, limit: Duration) -> bool {
+        let mut rx = self.published.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Why the runner is stuck, if it is.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
+    }
+
+    /// A pathway's history (empty if unknown), for checking a new event.
+    pub fn history(&self, pathway_id: &str) -> Vec<RecordedEvent> {
+        self.read()
+            .pathways
+            .get(pathway_id)
+            .map(|p| p.history.clone())
+            .unwrap_or_default()
+    }
+
+    /// Folds stored records (the next ones of the log, in order) in.
+    /// They become visible to views at the next [`Projection::refresh`].
+    pub fn apply(&self, records: Vec<StoredRecord>) -> Result<(), AppError> {
+        let mut decoded = Vec::with_capacity(records.len());
+        for record in records {
+            let event = decode(&record)?;
+            decoded.push((record, event));
+        }
+        let mut data = self.write();
+        for (record, event) in decoded {
+            if record.position != data.position + 1 {
+                return Err(AppError::Internal(format!(
+                    "projection expected position {} but the log gave {}",
+                    data.position + 1,
+                    record.position
+                )));
+            }
+            data.position = record.position;
+            let actor = match data.actors.get(record.actor.as_str()) {
+                Some(a) => a.clone(),
+                None => {
+                    let a: Arc<str> = Arc::from(record.actor.as_str());
+                    data.actors.insert(a.clone());
+                    a
+                }
+            };
+            let entry = data
+                .pathways
+                .entry(Arc::from(record.stream_id.as_str()))
+                .or_insert_with_key(|id| PathwayEntry {
+                    id: id.clone(),
+                    history: Vec::new(),
+                    meta: Vec::new(),
+                    current: None,
+                });
+            entry.history.push(event);
+            entry.meta.push(EventMeta {
+                actor,
+                position: record.position,
+            });
+            let id = entry.id.clone();
+            data.dirty.insert(id);
+        }
+        Ok(())
+    }
+
+    /// Re-evaluates every pathway changed since the last refresh (all of them
+    /// when the date moved on), then publishes the position.
+    pub fn refresh(&self, today: NaiveDate) {
+        let (dirty, position) = {
+            let mut data = self.write();
+            if data.today != Some(today) {
+                data.today = Some(today);
+                let all: Vec<Arc<str>> = data.pathways.keys().cloned().collect();
+                data.dirty.extend(all);
+            }
+            (std::mem::take(&mut data.dirty), data.position)
+        };
+        // Evaluate under the read lock (views keep answering), install under
+        // the write lock. The runner is the only writer, so nothing changes
+        // in between.
+        let evaluated: Vec<(Arc<str>, Option<Arc<Current>>)> = {
+            let data = self.read();
+            dirty
+                .into_iter()
+                .filter_map(|id| {
+                    let entry = data.pathways.get(&id)?;
+                    let current = match entry.evaluate(today, None, &self.config) {
+                        Ok(Some(state)) => {
+                            let row = PtlRow::of(&state, &self.config);
+                            Some(Arc::new(Current { state, row }))
+                        }
+                        Ok(None) => None,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a pathway could not be evaluated");
+                            None
+                        }
+                    };
+                    Some((id, current))
+                })
+                .collect()
+        };
+        {
+            let mut data = self.write();
+            for (id, current) in evaluated {
+                if let Some(entry) = data.pathways.get_mut(&id) {
+                    entry.current = current;
+                }
+            }
+        }
+        self.published.send_replace(position);
+    }
+}
+
+/// Decodes one stored record for the rules.
+pub(crate) fn decode(r: &StoredRecord) -> Result<RecordedEvent, AppError> {
+    let event_type = EventType::parse(&r.event_type).ok_or_else(|| {
+        AppError::Internal(format!(
+            "position {}: unknown stored event type {}",
+            r.position, r.event_type
+        ))
+    })?;
+    let (occurred_on, data) =
+        EventData::decode_payload(event_type, r.schema_version, &r.payload)
+            .map_err(|e| AppError::Internal(format!("position {}: {e}", r.position)))?;
+    Ok(RecordedEvent {
+        event_id: r.event_id,
+        version: r.version,
+        recorded_at: r.recorded_at,
+        occurred_on,
+        data,
+    })
+}
+
+/// Follows the log into the projection until the projection is dropped.
+pub(crate) async fn run(
+    projection: Weak<Projection>,
+    log: Arc<dyn EventLog>,
+    clock: Arc<dyn Clock>,
+) {
+    let mut head = log.watch_head();
+    loop {
+        let Some(p) = projection.upgrade() else {
+            return;
+        };
+        let from = p.read().position + 1;
+        if log.head() >= from {
+            match log.read_all(from, CHUNK).await {
+                Ok(records) => {
+                    let full = records.len() == CHUNK;
+                    let today = london_today(clock.now());
+                    let step = p.clone();
+                    let outcome = tokio::task::spawn_blocking(move || {
+                        step.apply(records)?;
+                        // While catching up in full chunks, evaluate once at the end.
+                        if !full {
+                            step.refresh(today);
+                        }
+                        Ok::<_, AppError>(())
+                    })
+                    .await;
+                    match outcome {
+                        Ok(Ok(())) => {
+                            p.set_failure(None);
+                            continue;
+                        }
+                        Ok(Err(e)) => fail(&p, e.to_string()),
+                        Err(e) => fail(&p, format!("projection step panicked: {e}")),
+                    }
+                }
+                Err(e) => fail(&p, e.to_string()),
+            }
+            drop(p);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        // Caught up: publish, and re-evaluate everything when the date changed.
+        let today = london_today(clock.now());
+        let stale = p.read().today != Some(today) || p.position() < p.read().position;
+        if stale {
+            let step = p.clone();
+            let _ = tokio::task::spawn_blocking(move || step.refresh(today)).await;
+        }
+        drop(p);
+        tokio::select! {
+            changed = head.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+fn fail(p: &Projection, message: String) {
+    tracing::error!(error = %message, "the projection could not follow the log; retrying");
+    p.set_failure(Some(message));
+}

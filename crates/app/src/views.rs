@@ -1,0 +1,507 @@
+//! The views of SPEC 4.4 over the projection: the single PTL (filters, sort,
+//! cursor pages), performance against the standards, BPTP compliance, the
+//! weekly PTL return and the monthly extract.
+//!
+//! Views for today, as known now, read the states the projection keeps ready.
+//! Any other `as_of` or `known_at` evaluates every pathway afresh from its
+//! history (on both cores): slower, but the same function of the same events,
+//! so a past view equals what the service showed then.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
+use openptl_rules::report::{self, CanptlReturn, CwtRow, MilestonesReport, StandardsReport};
+use openptl_rules::{ClockKind, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
+use serde::Serialize;
+
+use crate::projection::{Current, PathwayEntry};
+use crate::{App, AppError};
+
+/// Which moment a view shows.
+#[derive(Debug, Clone, Default)]
+pub struct ViewAt {
+    pub as_of: Option<NaiveDate>,
+    pub known_at: Option<DateTime<Utc>>,
+    pub min_position: Option<u64>,
+}
+
+/// Which trusts a view covers: `None` is every trust.
+#[derive(Debug, Clone, Default)]
+pub struct TrustFilter(pub Option<HashSet<String>>);
+
+impl TrustFilter {
+    pub fn allows(&self, trust: &str) -> bool {
+        self.0.as_ref().is_none_or(|set| set.contains(trust))
+    }
+}
+
+/// Saved worklists of the PTL (presets of filters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Worklist {
+    /// 62-day wait 63–104 days.
+    Band63To104,
+    /// 62-day wait of 105 days or more.
+    Band105Plus,
+    /// 62-day wait over 62 days (the backlog).
+    Over62,
+    NoNextAction,
+    NextActionOverdue,
+    Escalated,
+    MilestoneOverdue,
+    /// For the weekly PTL meeting: the backlog, escalations, overdue next
+    /// actions and milestones, and anyone due to breach within 7 days.
+    PtlMeeting,
+}
+
+impl Worklist {
+    pub const ALL: &'static [(&'static str, Worklist)] = &[
+        ("63-104", Worklist::Band63To104),
+        ("105+", Worklist::Band105Plus),
+        ("over_62", Worklist::Over62),
+        ("no_next_action", Worklist::NoNextAction),
+        ("next_action_overdue", Worklist::NextActionOverdue),
+        ("escalated", Worklist::Escalated),
+        ("milestone_overdue", Worklist::MilestoneOverdue),
+        ("ptl_meeting", Worklist::PtlMeeting),
+    ];
+
+    pub fn parse(code: &str) -> Option<Worklist> {
+        Worklist::ALL
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, w)| *w)
+    }
+
+    fn includes(self, row: &PtlRow, as_of: NaiveDate) -> bool {
+        let backlog = row.band.is_some_and(WaitBand::is_backlog);
+        match self {
+            Worklist::Band63To104 => row.band == Some(WaitBand::From63To104),
+            Worklist::Band105Plus => row.band == Some(WaitBand::From105),
+            Worklist::Over62 => backlog,
+            Worklist::NoNextAction => row.next_action.is_none(),
+            Worklist::NextActionOverdue => row.next_action_overdue,
+            Worklist::Escalated => row.escalated,
+            Worklist::MilestoneOverdue => row.milestone_overdue,
+            Worklist::PtlMeeting => {
+                backlog
+                    || row.escalated
+                    || row.next_action_overdue
+                    || row.milestone_overdue
+                    || row
+                        .next_breach_date
+                        .is_some_and(|d| (d - as_of).num_days() <= 7)
+            }
+        }
+    }
+}
+
+/// Sort orders of the PTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PtlSort {
+    /// Longest wait first (the default).
+    #[default]
+    DaysWaited,
+    /// Soonest breach first; rows with no running clock to breach last.
+    NextBreach,
+    /// Oldest referral first.
+    ReferredOn,
+}
+
+impl PtlSort {
+    pub const ALL: &'static [(&'static str, PtlSort)] = &[
+        ("days_waited", PtlSort::DaysWaited),
+        ("next_breach", PtlSort::NextBreach),
+        ("referred_on", PtlSort::ReferredOn),
+    ];
+
+    pub fn parse(code: &str) -> Option<PtlSort> {
+        PtlSort::ALL
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, s)| *s)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        PtlSort::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map(|(c, _)| *c)
+            .expect("every sort is listed")
+    }
+
+    /// An ascending key: rows are listed by (key, pathway id).
+    fn key(self, row: &PtlRow) -> i64 {
+        match self {
+            PtlSort::DaysWaited => -row.days_waited(),
+            PtlSort::NextBreach => row
+                .next_breach_date
+                .map_or(i64::MAX, |d| i64::from(d.num_days_from_ce())),
+            PtlSort::ReferredOn => i64::from(row.referred_on.num_days_from_ce()),
+        }
+    }
+}
+
+/// Where the previous page ended: (sort, key, pathway id). Opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    sort: PtlSort,
+    key: i64,
+    pathway_id: String,
+}
+
+impl Cursor {
+    pub fn parse(text: &str) -> Option<Cursor> {
+        let mut parts = text.splitn(3, '~');
+        let sort = PtlSort::parse(parts.next()?)?;
+        let key = parts.next()?.parse().ok()?;
+        let pathway_id = parts.next()?.to_string();
+        Some(Cursor {
+            sort,
+            key,
+            pathway_id,
+        })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}~{}~{}", self.sort.as_str(), self.key, self.pathway_id)
+    }
+}
+
+/// Filters, order and page of a PTL request (SPEC 4.4). Empty lists mean
+/// "any".
+#[derive(Debug, Clone, Default)]
+pub struct PtlQuery {
+    pub at: ViewAt,
+    pub trusts: TrustFilter,
+    pub tumour_sites: Vec<TumourSite>,
+    pub routes: Vec<Route>,
+    pub bands: Vec<WaitBand>,
+    pub rags: Vec<Rag>,
+    pub escalated: Option<bool>,
+    pub no_next_action: bool,
+    pub next_action_overdue: bool,
+    pub milestone_overdue: bool,
+    pub worklist: Option<Worklist>,
+    pub sort: PtlSort,
+    /// Rows per page; `None` returns every matching row (exports).
+    pub limit: Option<usize>,
+    pub cursor: Option<Cursor>,
+}
+
+impl PtlQuery {
+    fn matches(&self, row: &PtlRow, as_of: NaiveDate, with_band: bool) -> bool {
+        self.trusts.allows(&row.trust)
+            && (self.tumour_sites.is_empty() || self.tumour_sites.contains(&row.tumour_site))
+            && (self.routes.is_empty() || self.routes.contains(&row.route))
+            && (!with_band
+                || self.bands.is_empty()
+                || row.band.is_some_and(|b| self.bands.contains(&b)))
+            && (self.rags.is_empty() || self.rags.contains(&row.rag))
+            && self.escalated.is_none_or(|e| row.escalated == e)
+            && (!self.no_next_action || row.next_action.is_none())
+            && (!self.next_action_overdue || row.next_action_overdue)
+            && (!self.milestone_overdue || row.milestone_overdue)
+            && self.worklist.is_none_or(|w| w.includes(row, as_of))
+    }
+}
+
+/// One PTL row with the pathway's identifiers.
+#[derive(Debug, Clone, Serialize)]
+pub struct PtlEntry {
+    pub pathway_id: String,
+    pub version: u64,
+    pub nhs_number: String,
+    #[serde(flatten)]
+    pub row: PtlRow,
+}
+
+/// A page of the PTL.
+#[derive(Debug, Clone, Serialize)]
+pub struct PtlPage {
+    #[serde(with = "openptl_rules::date")]
+    pub as_of: NaiveDate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known_at: Option<DateTime<Utc>>,
+    /// The log position the view includes.
+    pub position: u64,
+    /// Rows matching every filter.
+    pub total: usize,
+    /// Rows matching every filter but the band filter, by band.
+    pub bands: BTreeMap<&'static str, usize>,
+    pub rows: Vec<PtlEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// One line of the patient-level monthly extract.
+#[derive(Debug, Clone, Serialize)]
+pub struct CwtLine {
+    pub pathway_id: String,
+    pub nhs_number: String,
+    #[serde(flatten)]
+    pub row: CwtRow,
+}
+
+/// A pathway as a view sees it.
+struct Seen<'a> {
+    id: &'a str,
+    version: u64,
+    current: &'a Current,
+}
+
+impl App {
+    /// Runs `f` over every pathway's state as of `as_of`, known at
+    /// `known_at`: the projection's ready states when those are today and
+    /// now, else states evaluated afresh.
+    fn with_states<R>(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R,
+    ) -> (R, u64) {
+        let data = self.projection.read();
+        let position = self.projection.position().min(data.position);
+        if data.today == Some(as_of) && known_at.is_none() {
+            let mut seen = data.pathways.values().filter_map(|p| {
+                p.current.as_deref().map(|current| Seen {
+                    id: &p.id,
+                    version: p.history.len() as u64,
+                    current,
+                })
+            });
+            return (f(&mut seen), position);
+        }
+        let entries: Vec<&PathwayEntry> = data.pathways.values().collect();
+        let evaluated = evaluate_all(&entries, as_of, known_at, &self.config);
+        let mut seen = evaluated.iter().map(|(entry, version, current)| Seen {
+            id: &entry.id,
+            version: *version,
+            current,
+        });
+        (f(&mut seen), position)
+    }
+
+    /// The single PTL (SPEC 4.4).
+    pub async fn ptl(&self, query: &PtlQuery) -> Result<PtlPage, AppError> {
+        self.wait_for(query.at.min_position).await;
+        let as_of = self.as_of(query.at.as_of, query.at.known_at);
+        let sort = query.sort;
+        if let Some(cursor) = &query.cursor {
+            if cursor.sort != sort {
+                return Err(AppError::InvalidQuery {
+                    field: "cursor".into(),
+                    problem: "belongs to another sort order; start again without it".into(),
+                });
+            }
+        }
+        let (page, position) = self.with_states(as_of, query.at.known_at, |seen| {
+            let mut bands: BTreeMap<&'static str, usize> =
+                WaitBand::ALL.iter().map(|b| (b.as_str(), 0)).collect();
+            let mut matching: Vec<(i64, &str, u64, &Current)> = Vec::new();
+            for s in seen {
+                let Some(row) = &s.current.row else { continue };
+                if !query.matches(row, as_of, false) {
+                    continue;
+                }
+                if let Some(band) = row.band {
+                    *bands.entry(band.as_str()).or_insert(0) += 1;
+                }
+                if query.matches(row, as_of, true) {
+                    matching.push((sort.key(row), s.id, s.version, s.current));
+                }
+            }
+            let total = matching.len();
+            if let Some(cursor) = &query.cursor {
+                let after = (cursor.key, cursor.pathway_id.as_str());
+                matching.retain(|(key, id, _, _)| (*key, *id) > after);
+            }
+            let by_key = |a: &(i64, &str, u64, &Current), b: &(i64, &str, u64, &Current)| {
+                (a.0, a.1).cmp(&(b.0, b.1))
+            };
+            let limit = query.limit.unwrap_or(usize::MAX);
+            let more = matching.len() > limit;
+            if more {
+                matching.select_nth_unstable_by(limit, by_key);
+                matching.truncate(limit);
+            }
+            matching.sort_unstable_by(by_key);
+            let next_cursor = more
+                .then(|| matching.last())
+                .flatten()
+                .map(|(key, id, _, _)| {
+                    Cursor {
+                        sort,
+                        key: *key,
+                        pathway_id: id.to_string(),
+                    }
+                    .to_string()
+                });
+            let rows = matching
+                .into_iter()
+                .filter_map(|(_, id, version, current)| {
+                    Some(PtlEntry {
+                        pathway_id: id.to_string(),
+                        version,
+                        nhs_number: current.state.nhs_number.as_str().to_string(),
+                        row: current.row.clone()?,
+                    })
+                })
+                .collect();
+            (total, bands, rows, next_cursor)
+        });
+        let (total, bands, rows, next_cursor) = page;
+        Ok(PtlPage {
+            as_of,
+            known_at: query.at.known_at,
+            position,
+            total,
+            bands,
+            rows,
+            next_cursor,
+        })
+    }
+
+    /// Performance against one standard for clocks stopped in `period`.
+    pub async fn standards(
+        &self,
+        at: &ViewAt,
+        standard: ClockKind,
+        period: Option<Period>,
+        trusts: &TrustFilter,
+        tumour_site: Option<TumourSite>,
+    ) -> Result<(StandardsReport, u64), AppError> {
+        self.wait_for(at.min_position).await;
+        let as_of = self.as_of(at.as_of, at.known_at);
+        let period = period.unwrap_or_else(|| Period::of(as_of));
+        Ok(self.with_states(as_of, at.known_at, |seen| {
+            let states = seen
+                .map(|s| &s.current.state)
+                .filter(|s| tumour_site.is_none_or(|t| s.tumour_site == t));
+            report::standards(
+                states,
+                standard,
+                period,
+                &|t| trusts.allows(t),
+                &self.config,
+            )
+        }))
+    }
+
+    /// BPTP milestone compliance of pathways referred in `period` (all when none).
+    pub async fn milestones(
+        &self,
+        at: &ViewAt,
+        period: Option<Period>,
+        trusts: &TrustFilter,
+        tumour_site: Option<TumourSite>,
+    ) -> Result<(MilestonesReport, u64), AppError> {
+        self.wait_for(at.min_position).await;
+        let as_of = self.as_of(at.as_of, at.known_at);
+        Ok(self.with_states(as_of, at.known_at, |seen| {
+            let states = seen.map(|s| &s.current.state).filter(|s| {
+                trusts.allows(s.trust.as_str()) && tumour_site.is_none_or(|t| s.tumour_site == t)
+            });
+            report::milestones(states, period, &self.config)
+        }))
+    }
+
+    /// The weekly PTL return for the week ending on a Sunday.
+    pub async fn canptl(
+        &self,
+        week_ending: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        trusts: &TrustFilter,
+    ) -> Result<(CanptlReturn, u64), AppError> {
+        if week_ending.weekday() != Weekday::Sun {
+            return Err(AppError::InvalidQuery {
+                field: "week_ending".into(),
+                problem: "must be a Sunday (the return is as at 23:59 on the Sunday)".into(),
+            });
+        }
+        if week_ending > self.today() {
+            return Err(AppError::InvalidQuery {
+                field: "week_ending".into(),
+                problem: "is in the future; the return covers a week that has ended".into(),
+            });
+        }
+        Ok(self.with_states(week_ending, known_at, |seen| {
+            let states = seen
+                .map(|s| &s.current.state)
+                .filter(|s| trusts.allows(s.trust.as_str()));
+            report::canptl(states, week_ending)
+        }))
+    }
+
+    /// The monthly patient-level extract of clocks stopped in `period`.
+    pub async fn cwt(
+        &self,
+        at: &ViewAt,
+        period: Period,
+        trusts: &TrustFilter,
+    ) -> Result<(Vec<CwtLine>, u64), AppError> {
+        self.wait_for(at.min_position).await;
+        let as_of = self.as_of(at.as_of, at.known_at);
+        Ok(self.with_states(as_of, at.known_at, |seen| {
+            let mut lines: Vec<CwtLine> = Vec::new();
+            for s in seen {
+                for row in report::cwt_rows(&s.current.state, period) {
+                    if trusts.allows(&row.trust) {
+                        lines.push(CwtLine {
+                            pathway_id: s.id.to_string(),
+                            nhs_number: s.current.state.nhs_number.as_str().to_string(),
+                            row,
+                        });
+                    }
+                }
+            }
+            lines.sort_by(|a, b| {
+                (a.row.standard, &a.row.trust, &a.pathway_id).cmp(&(
+                    b.row.standard,
+                    &b.row.trust,
+                    &b.pathway_id,
+                ))
+            });
+            lines
+        }))
+    }
+}
+
+/// Evaluates every pathway as of a date and moment, on two threads.
+fn evaluate_all<'a>(
+    entries: &[&'a PathwayEntry],
+    as_of: NaiveDate,
+    known_at: Option<DateTime<Utc>>,
+    config: &openptl_rules::RulesConfig,
+) -> Vec<(&'a PathwayEntry, u64, Current)> {
+    let one = |entry: &'a PathwayEntry| -> Option<(&'a PathwayEntry, u64, Current)> {
+        match entry.evaluate(as_of, known_at, config) {
+            Ok(Some(state)) => {
+                let row = PtlRow::of(&state, config);
+                Some((entry, entry.version_at(known_at), Current { state, row }))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "a pathway could not be evaluated");
+                None
+            }
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if entries.len() < 2048 || threads < 2 {
+        return entries.iter().filter_map(|e| one(e)).collect();
+    }
+    let chunk = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = entries
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().filter_map(|e| one(e)).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("evaluation does not panic"))
+            .collect()
+    })
+}

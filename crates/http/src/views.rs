@@ -1,0 +1,553 @@
+//! The view endpoints of SPEC 4.4: query parameters in, JSON or CSV out.
+//! Every parameter is checked; an unknown one is refused (a typo must not
+//! silently show the whole PTL).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use openptl_app::{App, AppError, Cursor, PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
+use openptl_rules::{ClockKind, OdsCode, Period, Rag, Route, TumourSite, WaitBand};
+use serde_json::json;
+
+use crate::csv::Csv;
+use crate::{invalid, ApiError};
+
+/// Rows per PTL page unless `limit` says otherwise, and the most allowed.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+type Params = HashMap<String, String>;
+
+fn check_known(params: &Params, allowed: &[&str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<&str> = params
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !allowed.contains(k))
+        .collect();
+    unknown.sort_unstable();
+    match unknown.first() {
+        None => Ok(()),
+        Some(first) => Err(invalid(
+            first,
+            format!(
+                "is not a parameter of this view; use {}",
+                allowed
+                    .iter()
+                    .map(|a| format!("`{a}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// A comma-separated list of codes.
+fn codes<T>(
+    params: &Params,
+    name: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<Vec<T>, ApiError> {
+    let Some(value) = params.get(name) else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| parse(v).ok_or_else(|| invalid(name, format!("must be one of {expected}"))))
+        .collect()
+}
+
+fn boolean(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
+    params
+        .get(name)
+        .map(|v| match v.as_str() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            _ => Err(invalid(name, "must be `true` or `false`")),
+        })
+        .transpose()
+}
+
+fn date(params: &Params, name: &str) -> Result<Option<chrono::NaiveDate>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            openptl_rules::date::parse(v)
+                .ok_or_else(|| invalid(name, "must be a date written YYYY-MM-DD"))
+        })
+        .transpose()
+}
+
+fn timestamp(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    invalid(
+                        name,
+                        "must be an RFC 3339 timestamp such as 2025-03-03T12:00:00Z",
+                    )
+                })
+        })
+        .transpose()
+}
+
+fn period(params: &Params) -> Result<Option<Period>, ApiError> {
+    params
+        .get("period")
+        .map(|v| {
+            Period::parse(v).ok_or_else(|| invalid("period", "must be a month written YYYY-MM"))
+        })
+        .transpose()
+}
+
+fn view_at(params: &Params) -> Result<ViewAt, ApiError> {
+    Ok(ViewAt {
+        as_of: date(params, "as_of")?,
+        known_at: timestamp(params, "known_at")?,
+        min_position: crate::min_position(params)?,
+    })
+}
+
+/// `trust` (comma-separated ODS codes) and `alliance` (a configured name):
+/// the trusts a view covers; both given means trusts of the list in the alliance.
+fn trusts(app: &App, params: &Params) -> Result<TrustFilter, ApiError> {
+    let listed = codes(
+        params,
+        "trust",
+        |v| OdsCode::parse(v).map(|c| c.as_str().to_string()),
+        "ODS codes of 3 to 5 letters and digits",
+    )?;
+    let mut set: Option<HashSet<String>> =
+        (!listed.is_empty()).then(|| listed.into_iter().collect());
+    if let Some(name) = params.get("alliance") {
+        let members = app.config.alliances.get(name).ok_or_else(|| {
+            invalid(
+                "alliance",
+                format!(
+                    "must name a configured alliance: {}",
+                    app.config
+                        .alliances
+                        .keys()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })?;
+        let members: HashSet<String> = members.iter().map(|c| c.as_str().to_string()).collect();
+        set = Some(match set {
+            Some(listed) => listed.intersection(&members).cloned().collect(),
+            None => members,
+        });
+    }
+    Ok(TrustFilter(set))
+}
+
+fn one_site(params: &Params) -> Result<Option<TumourSite>, ApiError> {
+    params
+        .get("tumour_site")
+        .map(|v| {
+            TumourSite::parse(v).ok_or_else(|| {
+                invalid(
+                    "tumour_site",
+                    format!("must be one of {}", TumourSite::expected()),
+                )
+            })
+        })
+        .transpose()
+}
+
+fn wants_csv(headers: &HeaderMap, params: &Params) -> Result<bool, ApiError> {
+    if let Some(format) = params.get("format") {
+        return match format.as_str() {
+            "csv" => Ok(true),
+            "json" => Ok(false),
+            _ => Err(invalid("format", "must be `json` or `csv`")),
+        };
+    }
+    Ok(headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/csv")))
+}
+
+fn csv_response(body: String, filename: &str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+const PTL_PARAMS: &[&str] = &[
+    "trust",
+    "alliance",
+    "tumour_site",
+    "route",
+    "band",
+    "rag",
+    "escalated",
+    "no_next_action",
+    "next_action_overdue",
+    "milestone_overdue",
+    "worklist",
+    "sort",
+    "limit",
+    "cursor",
+    "as_of",
+    "known_at",
+    "min_position",
+    "format",
+];
+
+/// Parses the PTL query string (SPEC 4.4).
+pub fn ptl_query(app: &App, params: &Params) -> Result<PtlQuery, ApiError> {
+    check_known(params, PTL_PARAMS)?;
+    let sort = match params.get("sort") {
+        None => PtlSort::default(),
+        Some(v) => PtlSort::parse(v).ok_or_else(|| {
+            invalid(
+                "sort",
+                "must be `days_waited`, `next_breach` or `referred_on`",
+            )
+        })?,
+    };
+    let limit = match params.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_LIMIT}"),
+                )
+            })?,
+    };
+    let worklist = params
+        .get("worklist")
+        .map(|v| {
+            Worklist::parse(v).ok_or_else(|| {
+                invalid(
+                    "worklist",
+                    format!(
+                        "must be one of {}",
+                        Worklist::ALL
+                            .iter()
+                            .map(|(c, _)| format!("`{c}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let cursor = params
+        .get("cursor")
+        .map(|v| {
+            Cursor::parse(v).ok_or_else(|| {
+                invalid(
+                    "cursor",
+                    "is not a cursor this service gave out; start again without it",
+                )
+            })
+        })
+        .transpose()?;
+    Ok(PtlQuery {
+        at: view_at(params)?,
+        trusts: trusts(app, params)?,
+        tumour_sites: codes(
+            params,
+            "tumour_site",
+            TumourSite::parse,
+            &TumourSite::expected(),
+        )?,
+        routes: codes(params, "route", Route::parse, &Route::expected())?,
+        bands: codes(params, "band", WaitBand::parse, &WaitBand::expected())?,
+        rags: codes(params, "rag", Rag::parse, &Rag::expected())?,
+        escalated: boolean(params, "escalated")?,
+        no_next_action: boolean(params, "no_next_action")?.unwrap_or(false),
+        next_action_overdue: boolean(params, "next_action_overdue")?.unwrap_or(false),
+        milestone_overdue: boolean(params, "milestone_overdue")?.unwrap_or(false),
+        worklist,
+        sort,
+        limit: Some(limit),
+        cursor,
+    })
+}
+
+/// `GET /v1/ptl`: a page of the single PTL as JSON, or every matching row as CSV.
+pub async fn get_ptl(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    let mut query = ptl_query(&app, &params)?;
+    let csv = wants_csv(&headers, &params)?;
+    if csv && !params.contains_key("limit") {
+        query.limit = None;
+    }
+    let page = app.ptl(&query).await?;
+    if !csv {
+        return Ok(Json(page).into_response());
+    }
+    let mut out = Csv::new(&[
+        "pathway_id",
+        "nhs_number",
+        "trust",
+        "tumour_site",
+        "route",
+        "referred_on",
+        "status",
+        "fds_status",
+        "fds_days",
+        "d62_status",
+        "d62_days",
+        "d31_status",
+        "d31_days",
+        "band",
+        "rag",
+        "next_milestone",
+        "next_milestone_due",
+        "milestone_overdue",
+        "next_breach_clock",
+        "next_breach_date",
+        "transferred",
+        "handover_date",
+        "decision_to_treat",
+        "fit_band",
+        "last_note",
+        "next_action",
+        "next_action_due",
+        "next_action_overdue",
+        "owner",
+        "escalated",
+    ]);
+    for e in &page.rows {
+        let r = &e.row;
+        out.row(&[
+            e.pathway_id.clone(),
+            e.nhs_number.clone(),
+            r.trust.clone(),
+            r.tumour_site.to_string(),
+            r.route.to_string(),
+            r.referred_on.to_string(),
+            r.status.to_string(),
+            r.fds_status.to_string(),
+            opt(r.fds_days),
+            r.d62_status.to_string(),
+            opt(r.d62_days),
+            r.d31_status.to_string(),
+            opt(r.d31_days),
+            opt(r.band),
+            r.rag.to_string(),
+            opt(r.next_milestone.as_ref().map(|m| &m.name)),
+            opt(r.next_milestone.as_ref().map(|m| m.due_date)),
+            r.milestone_overdue.to_string(),
+            opt(r.next_breach_clock),
+            opt(r.next_breach_date),
+            r.transferred.to_string(),
+            opt(r.handover_date),
+            r.decision_to_treat.to_string(),
+            r.fit_band.to_string(),
+            opt(r.last_note.as_ref()),
+            opt(r.next_action.as_ref()),
+            opt(r.next_action_due),
+            r.next_action_overdue.to_string(),
+            opt(r.owner.as_ref()),
+            r.escalated.to_string(),
+        ]);
+    }
+    Ok(csv_response(
+        out.finish(),
+        &format!("ptl-{}.csv", page.as_of),
+    ))
+}
+
+fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map(|v| v.to_string()).unwrap_or_default()
+}
+
+/// `GET /v1/standards/{fds|d31|d62}`.
+pub async fn get_standards(
+    State(app): State<Arc<App>>,
+    Path(standard): Path<String>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    check_known(
+        &params,
+        &[
+            "period",
+            "trust",
+            "alliance",
+            "tumour_site",
+            "as_of",
+            "known_at",
+            "min_position",
+        ],
+    )?;
+    let standard = ClockKind::parse(&standard).ok_or(ApiError::NotFound)?;
+    let (report, position) = app
+        .standards(
+            &view_at(&params)?,
+            standard,
+            period(&params)?,
+            &trusts(&app, &params)?,
+            one_site(&params)?,
+        )
+        .await?;
+    Ok(Json(with_position(report, position)?).into_response())
+}
+
+/// `GET /v1/milestones`.
+pub async fn get_milestones(
+    State(app): State<Arc<App>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    check_known(
+        &params,
+        &[
+            "period",
+            "trust",
+            "alliance",
+            "tumour_site",
+            "as_of",
+            "known_at",
+            "min_position",
+        ],
+    )?;
+    let (report, position) = app
+        .milestones(
+            &view_at(&params)?,
+            period(&params)?,
+            &trusts(&app, &params)?,
+            one_site(&params)?,
+        )
+        .await?;
+    Ok(Json(with_position(report, position)?).into_response())
+}
+
+/// `GET /v1/returns/canptl?week_ending=` (JSON).
+pub async fn get_canptl(
+    State(app): State<Arc<App>>,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    check_known(
+        &params,
+        &[
+            "week_ending",
+            "trust",
+            "alliance",
+            "known_at",
+            "min_position",
+        ],
+    )?;
+    let week_ending = date(&params, "week_ending")?
+        .ok_or_else(|| invalid("week_ending", "is required: the Sunday the week ends on"))?;
+    let at = view_at(&params)?;
+    app.wait_for(at.min_position).await;
+    let (report, position) = app
+        .canptl(week_ending, at.known_at, &trusts(&app, &params)?)
+        .await?;
+    Ok(Json(with_position(report, position)?).into_response())
+}
+
+/// `GET /v1/returns/cwt?period=` (CSV; JSON with `format=json`).
+pub async fn get_cwt(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(params): Query<Params>,
+) -> Result<Response, ApiError> {
+    check_known(
+        &params,
+        &[
+            "period",
+            "trust",
+            "alliance",
+            "as_of",
+            "known_at",
+            "min_position",
+            "format",
+        ],
+    )?;
+    let period = period(&params)?
+        .ok_or_else(|| invalid("period", "is required: a month written YYYY-MM"))?;
+    let json_wanted = params.get("format").map(String::as_str) == Some("json")
+        || (!params.contains_key("format")
+            && headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("application/json")));
+    wants_csv(&headers, &params)?;
+    let (lines, _) = app
+        .cwt(&view_at(&params)?, period, &trusts(&app, &params)?)
+        .await?;
+    if json_wanted {
+        return Ok(Json(json!({ "period": period, "rows": lines })).into_response());
+    }
+    let mut out = Csv::new(&[
+        "standard",
+        "pathway_id",
+        "nhs_number",
+        "trust",
+        "share",
+        "referring_trust",
+        "tumour_site",
+        "route",
+        "clock_start",
+        "clock_stop",
+        "stop_reason",
+        "adjustment_days",
+        "days_waited",
+        "target_days",
+        "outcome",
+    ]);
+    for l in &lines {
+        let r = &l.row;
+        out.row(&[
+            r.standard.to_string(),
+            l.pathway_id.clone(),
+            l.nhs_number.clone(),
+            r.trust.clone(),
+            r.share.to_string(),
+            r.referring_trust.clone(),
+            r.tumour_site.to_string(),
+            r.route.to_string(),
+            opt(r.clock_start),
+            opt(r.clock_stop),
+            opt(r.stop_reason),
+            r.adjustment_days.to_string(),
+            opt(r.days_waited),
+            r.target_days.to_string(),
+            r.outcome.to_string(),
+        ]);
+    }
+    Ok(csv_response(out.finish(), &format!("cwt-{period}.csv")))
+}
+
+/// A report with the log position it includes.
+fn with_position(
+    report: impl serde::Serialize,
+    position: u64,
+) -> Result<serde_json::Value, ApiError> {
+    let mut body = serde_json::to_value(report)
+        .map_err(|e| ApiError::App(AppError::Internal(e.to_string())))?;
+    body["position"] = json!(position);
+    Ok(body)
+}

@@ -1,0 +1,662 @@
+//! Aggregate views (SPEC 4.4): performance against the standards, BPTP
+//! milestone compliance, the weekly PTL return and the monthly patient-level
+//! extract. Each is a pure function of pathway states evaluated as of one
+//! date; the caller chooses which pathways the reader may see.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, Days, NaiveDate};
+use serde::Serialize;
+
+use crate::codes::*;
+use crate::config::RulesConfig;
+use crate::pathway::{Clock, PathwayState};
+use crate::ptl::WaitBand;
+
+/// A calendar month, `YYYY-MM` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Period {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl Period {
+    pub fn parse(text: &str) -> Option<Period> {
+        let (year, month) = text.split_once('-')?;
+        if year.len() != 4 || month.len() != 2 {
+            return None;
+        }
+        let period = Period {
+            year: year.parse().ok()?,
+            month: month.parse().ok()?,
+        };
+        period.first_day()?;
+        Some(period)
+    }
+
+    pub fn of(date: NaiveDate) -> Period {
+        Period {
+            year: date.year(),
+            month: date.month(),
+        }
+    }
+
+    fn first_day(self) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1)
+    }
+
+    /// The last day of the month.
+    pub fn last_day(self) -> NaiveDate {
+        let (year, month) = if self.month == 12 {
+            (self.year + 1, 1)
+        } else {
+            (self.year, self.month + 1)
+        };
+        NaiveDate::from_ymd_opt(year, month, 1).expect("a valid month") - Days::new(1)
+    }
+
+    pub fn contains(self, date: NaiveDate) -> bool {
+        Period::of(date) == self
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+impl Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+fn percent(part: f64, whole: f64) -> Option<f64> {
+    (whole > 0.0).then(|| (part / whole * 1000.0).round() / 10.0)
+}
+
+/// Clocks stopped in a period: how many, how many within target.
+///
+/// Counts are numbers, not integers: after a transfer the 62-day outcome is
+/// shared between trusts (SPEC 2.4), so a trust may be credited half a patient.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Performance {
+    pub total: f64,
+    pub within_target: f64,
+    pub breached: f64,
+    pub percent: Option<f64>,
+}
+
+impl Performance {
+    fn add(&mut self, share: f64, breached: bool) {
+        self.total += share;
+        if breached {
+            self.breached += share;
+        } else {
+            self.within_target += share;
+        }
+        self.percent = percent(self.within_target, self.total);
+    }
+}
+
+/// One trust's line of a standards view.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TrustPerformance {
+    pub trust: String,
+    #[serde(flatten)]
+    pub performance: Performance,
+    /// FDS only: clocks excluded from the standard in the period (SPEC 2.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SitePerformance {
+    pub tumour_site: TumourSite,
+    #[serde(flatten)]
+    pub performance: Performance,
+}
+
+/// FDS performance by what the patient was told.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FdsOutcomes {
+    /// Told they have cancer, or stopped by a decision to treat or treatment.
+    pub diagnosed: Performance,
+    pub ruled_out: Performance,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Thresholds {
+    pub standard: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operational: Option<f64>,
+}
+
+/// Performance against one standard for clocks stopped in a period (SPEC 4.4).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StandardsReport {
+    pub standard: ClockKind,
+    pub period: Period,
+    pub target_days: i64,
+    pub thresholds: Thresholds,
+    #[serde(flatten)]
+    pub overall: Performance,
+    pub by_trust: Vec<TrustPerformance>,
+    pub by_tumour_site: Vec<SitePerformance>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by_outcome: Option<FdsOutcomes>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<u64>,
+}
+
+fn clock_of(state: &PathwayState, kind: ClockKind) -> &Clock {
+    match kind {
+        ClockKind::Fds => &state.clocks.fds,
+        ClockKind::D31 => &state.clocks.d31,
+        ClockKind::D62 => &state.clocks.d62,
+    }
+}
+
+/// Who a stopped clock counts for: the current trust, or after a transfer
+/// the shares of the national breach allocation (62-day only).
+fn shares(state: &PathwayState, clock: &Clock) -> Vec<(String, f64)> {
+    match &clock.allocation {
+        Some(allocation) => allocation
+            .iter()
+            .map(|a| (a.trust.as_str().to_string(), a.share))
+            .collect(),
+        None => vec![(state.trust.as_str().to_string(), 1.0)],
+    }
+}
+
+/// Performance against `standard` of the clocks stopped (met or breached) in
+/// `period`. `trust_visible` says which trusts' shares count.
+pub fn standards<'a>(
+    states: impl IntoIterator<Item = &'a PathwayState>,
+    standard: ClockKind,
+    period: Period,
+    trust_visible: &dyn Fn(&str) -> bool,
+    config: &RulesConfig,
+) -> StandardsReport {
+    let mut overall = Performance::default();
+    let mut by_trust: BTreeMap<String, TrustPerformance> = BTreeMap::new();
+    let mut by_site: BTreeMap<TumourSite, Performance> = BTreeMap::new();
+    let mut outcomes = FdsOutcomes::default();
+    let mut excluded = 0u64;
+    for state in states {
+        let clock = clock_of(state, standard);
+        if clock.status == ClockStatus::Excluded {
+            let in_period = state.fds_excluded_on.is_some_and(|d| period.contains(d));
+            if in_period && trust_visible(state.trust.as_str()) {
+                excluded += 1;
+                let line = by_trust
+                    .entry(state.trust.as_str().to_string())
+                    .or_default();
+                *line.excluded.get_or_insert(0) += 1;
+            }
+            continue;
+        }
+        let stopped = matches!(clock.status, ClockStatus::Met | ClockStatus::Breached);
+        if !stopped || !clock.stop.is_some_and(|d| period.contains(d)) {
+            continue;
+        }
+        let breached = clock.status == ClockStatus::Breached;
+        for (trust, share) in shares(state, clock) {
+            if !trust_visible(&trust) {
+                continue;
+            }
+            overall.add(share, breached);
+            by_site
+                .entry(state.tumour_site)
+                .or_default()
+                .add(share, breached);
+            by_trust
+                .entry(trust)
+                .or_default()
+                .performance
+                .add(share, breached);
+            if standard == ClockKind::Fds {
+                if clock.stop_reason == Some(StopReason::CancerRuledOut) {
+                    outcomes.ruled_out.add(share, breached);
+                } else {
+                    outcomes.diagnosed.add(share, breached);
+                }
+            }
+        }
+    }
+    let is_fds = standard == ClockKind::Fds;
+    let thresholds = &config.thresholds;
+    let (target_days, thresholds) = match standard {
+        ClockKind::Fds => (
+            config.targets.fds_days,
+            Thresholds {
+                standard: thresholds.fds_standard,
+                operational: Some(thresholds.fds_operational),
+            },
+        ),
+        ClockKind::D31 => (
+            config.targets.d31_days,
+            Thresholds {
+                standard: thresholds.d31_standard,
+                operational: None,
+            },
+        ),
+        ClockKind::D62 => (
+            config.targets.d62_days,
+            Thresholds {
+                standard: thresholds.d62_standard,
+                operational: Some(thresholds.d62_operational),
+            },
+        ),
+    };
+    StandardsReport {
+        standard,
+        period,
+        target_days,
+        thresholds,
+        overall,
+        by_trust: by_trust
+            .into_iter()
+            .map(|(trust, mut line)| {
+                line.trust = trust;
+                if is_fds && line.excluded.is_none() {
+                    line.excluded = Some(0);
+                }
+                line
+            })
+            .collect(),
+        by_tumour_site: by_site
+            .into_iter()
+            .map(|(tumour_site, performance)| SitePerformance {
+                tumour_site,
+                performance,
+            })
+            .collect(),
+        by_outcome: is_fds.then_some(outcomes),
+        excluded: is_fds.then_some(excluded),
+    }
+}
+
+/// Counts of one milestone's statuses.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MilestoneCounts {
+    pub name: String,
+    pub due_day: i64,
+    pub met: u64,
+    pub missed: u64,
+    pub overdue: u64,
+    pub pending: u64,
+    pub not_applicable: u64,
+    /// Met as a share of the decided ones (met, missed, overdue).
+    pub percent_met: Option<f64>,
+}
+
+/// Pathways meeting every milestone (SPEC 2.9) among those whose milestones
+/// are all decided (none pending).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct MeetingAll {
+    pub pathways: u64,
+    pub decided: u64,
+    pub meeting_all: u64,
+    pub percent: Option<f64>,
+}
+
+impl MeetingAll {
+    fn add(&mut self, state: &PathwayState) {
+        self.pathways += 1;
+        let decided = state
+            .milestones
+            .iter()
+            .all(|m| m.status != MilestoneStatus::Pending);
+        if decided {
+            self.decided += 1;
+            if meets_all(state) {
+                self.meeting_all += 1;
+            }
+        }
+        self.percent = percent(self.meeting_all as f64, self.decided as f64);
+    }
+}
+
+/// Every milestone met or not applicable, and at least one met (SPEC 2.9).
+pub fn meets_all(state: &PathwayState) -> bool {
+    let ms = &state.milestones;
+    ms.iter().any(|m| m.status == MilestoneStatus::Met)
+        && ms.iter().all(|m| {
+            matches!(
+                m.status,
+                MilestoneStatus::Met | MilestoneStatus::NotApplicable
+            )
+        })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SiteMilestones {
+    pub tumour_site: TumourSite,
+    #[serde(flatten)]
+    pub meeting_all: MeetingAll,
+    pub milestones: Vec<MilestoneCounts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrustMilestones {
+    pub trust: String,
+    #[serde(flatten)]
+    pub meeting_all: MeetingAll,
+}
+
+/// The lower GI FIT indicator (CAN-04) and band mix (SPEC 2.6).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FitIndicator {
+    pub lower_gi_urgent_referrals: u64,
+    pub with_fit_before_referral: u64,
+    pub indicator_days: i64,
+    pub percent: Option<f64>,
+    pub bands: BTreeMap<&'static str, u64>,
+}
+
+/// BPTP milestone compliance (SPEC 4.4).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MilestonesReport {
+    pub period: Option<Period>,
+    #[serde(flatten)]
+    pub overall: MeetingAll,
+    pub by_tumour_site: Vec<SiteMilestones>,
+    pub by_trust: Vec<TrustMilestones>,
+    pub fit: FitIndicator,
+}
+
+/// Milestone compliance of the pathways referred in `period` (all when none)
+/// that have milestones (an FDS clock).
+pub fn milestones<'a>(
+    states: impl IntoIterator<Item = &'a PathwayState>,
+    period: Option<Period>,
+    config: &RulesConfig,
+) -> MilestonesReport {
+    let mut overall = MeetingAll::default();
+    let mut by_site: BTreeMap<TumourSite, (MeetingAll, Vec<MilestoneCounts>)> = BTreeMap::new();
+    let mut by_trust: BTreeMap<String, MeetingAll> = BTreeMap::new();
+    let mut fit = FitIndicator {
+        indicator_days: config.fit.indicator_days,
+        bands: FitBand::ALL.iter().map(|b| (b.as_str(), 0)).collect(),
+        ..FitIndicator::default()
+    };
+    for state in states {
+        if period.is_some_and(|p| !p.contains(state.referred_on)) {
+            continue;
+        }
+        if state.tumour_site == TumourSite::LowerGi && state.route == Route::UrgentSuspectedCancer {
+            fit.lower_gi_urgent_referrals += 1;
+            *fit.bands.entry(state.fit_band.as_str()).or_insert(0) += 1;
+            let window_start = state.referred_on - Days::new(config.fit.indicator_days as u64);
+            if state
+                .fit_on
+                .is_some_and(|d| d >= window_start && d <= state.referred_on)
+            {
+                fit.with_fit_before_referral += 1;
+            }
+        }
+        if state.milestones.is_empty() {
+            continue;
+        }
+        overall.add(state);
+        by_trust
+            .entry(state.trust.as_str().to_string())
+            .or_default()
+            .add(state);
+        let (site_all, counts) = by_site.entry(state.tumour_site).or_insert_with(|| {
+            let template = config.template_for(state.tumour_site);
+            let counts = template
+                .milestone
+                .iter()
+                .map(|m| MilestoneCounts {
+                    name: m.name.clone(),
+                    due_day: m.due_day,
+                    ..MilestoneCounts::default()
+                })
+                .collect();
+            (MeetingAll::default(), counts)
+        });
+        site_all.add(state);
+        for (m, count) in state.milestones.iter().zip(counts.iter_mut()) {
+            match m.status {
+                MilestoneStatus::Met => count.met += 1,
+                MilestoneStatus::Missed => count.missed += 1,
+                MilestoneStatus::Overdue => count.overdue += 1,
+                MilestoneStatus::Pending => count.pending += 1,
+                MilestoneStatus::NotApplicable => count.not_applicable += 1,
+            }
+            count.percent_met = percent(
+                count.met as f64,
+                (count.met + count.missed + count.overdue) as f64,
+            );
+        }
+    }
+    fit.percent = percent(
+        fit.with_fit_before_referral as f64,
+        fit.lower_gi_urgent_referrals as f64,
+    );
+    MilestonesReport {
+        period,
+        overall,
+        by_tumour_site: by_site
+            .into_iter()
+            .map(|(tumour_site, (meeting_all, milestones))| SiteMilestones {
+                tumour_site,
+                meeting_all,
+                milestones,
+            })
+            .collect(),
+        by_trust: by_trust
+            .into_iter()
+            .map(|(trust, meeting_all)| TrustMilestones { trust, meeting_all })
+            .collect(),
+        fit,
+    }
+}
+
+/// Open 62-day pathways by wait band.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct BandCounts {
+    pub total: u64,
+    pub by_band: BTreeMap<&'static str, u64>,
+    pub by_tumour_site: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
+}
+
+impl BandCounts {
+    fn empty() -> BandCounts {
+        BandCounts {
+            by_band: WaitBand::ALL.iter().map(|b| (b.as_str(), 0)).collect(),
+            ..BandCounts::default()
+        }
+    }
+
+    fn add(&mut self, site: TumourSite, band: WaitBand) {
+        self.total += 1;
+        *self.by_band.entry(band.as_str()).or_insert(0) += 1;
+        *self
+            .by_tumour_site
+            .entry(site.as_str())
+            .or_default()
+            .entry(band.as_str())
+            .or_insert(0) += 1;
+    }
+}
+
+/// The weekly national PTL return (SPEC 2.10, 4.4).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CanptlReturn {
+    #[serde(with = "crate::date")]
+    pub week_ending: NaiveDate,
+    #[serde(with = "crate::date")]
+    pub week_starting: NaiveDate,
+    pub with_decision_to_treat: BandCounts,
+    pub without_decision_to_treat: BandCounts,
+    /// Over 62 days (the backlog), and of those over 104.
+    pub backlog_over_62: u64,
+    pub over_104: u64,
+    /// FDS clocks that passed day 28 during the week, by tumour site.
+    pub passed_28_days: u64,
+    pub passed_28_days_by_tumour_site: BTreeMap<&'static str, u64>,
+    /// Referrals received during the week by route, and consultant upgrades.
+    pub referrals_by_route: BTreeMap<&'static str, u64>,
+    pub upgrades: u64,
+}
+
+/// The weekly return for the week ending on `week_ending` (a Sunday); the
+/// states must be evaluated as of that Sunday.
+pub fn canptl<'a>(
+    states: impl IntoIterator<Item = &'a PathwayState>,
+    week_ending: NaiveDate,
+) -> CanptlReturn {
+    let week_starting = week_ending - Days::new(6);
+    let in_week = |d: NaiveDate| d >= week_starting && d <= week_ending;
+    let mut report = CanptlReturn {
+        week_ending,
+        week_starting,
+        with_decision_to_treat: BandCounts::empty(),
+        without_decision_to_treat: BandCounts::empty(),
+        backlog_over_62: 0,
+        over_104: 0,
+        passed_28_days: 0,
+        passed_28_days_by_tumour_site: BTreeMap::new(),
+        referrals_by_route: Route::ALL.iter().map(|r| (r.as_str(), 0)).collect(),
+        upgrades: 0,
+    };
+    for state in states {
+        let d62 = &state.clocks.d62;
+        if d62.status.is_running() {
+            let band = WaitBand::of_days(d62.days);
+            if state.clocks.d31.start.is_some() {
+                report.with_decision_to_treat.add(state.tumour_site, band);
+            } else {
+                report
+                    .without_decision_to_treat
+                    .add(state.tumour_site, band);
+            }
+            if band.is_backlog() {
+                report.backlog_over_62 += 1;
+            }
+            if band == WaitBand::From105 {
+                report.over_104 += 1;
+            }
+        }
+        let fds = &state.clocks.fds;
+        let fds_breached = matches!(
+            fds.status,
+            ClockStatus::OpenBreached | ClockStatus::Breached
+        );
+        if let (true, Some(target)) = (fds_breached, fds.target_date) {
+            if in_week(target + Days::new(1)) {
+                report.passed_28_days += 1;
+                *report
+                    .passed_28_days_by_tumour_site
+                    .entry(state.tumour_site.as_str())
+                    .or_insert(0) += 1;
+            }
+        }
+        if in_week(state.referred_on) {
+            *report
+                .referrals_by_route
+                .entry(state.route.as_str())
+                .or_insert(0) += 1;
+        }
+        if state.route == Route::Other && d62.start.is_some_and(in_week) {
+            report.upgrades += 1;
+        }
+    }
+    report
+}
+
+/// One line of the monthly patient-level extract: one stopped (or excluded)
+/// clock. For a transferred 62-day pathway, one line per allocated trust.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CwtRow {
+    pub standard: ClockKind,
+    pub trust: String,
+    pub share: f64,
+    pub referring_trust: String,
+    pub tumour_site: TumourSite,
+    pub route: Route,
+    #[serde(with = "crate::date::option")]
+    pub clock_start: Option<NaiveDate>,
+    #[serde(with = "crate::date::option")]
+    pub clock_stop: Option<NaiveDate>,
+    pub stop_reason: Option<StopReason>,
+    pub adjustment_days: i64,
+    pub days_waited: Option<i64>,
+    pub target_days: i64,
+    /// `met`, `breached` or `excluded`.
+    pub outcome: ClockStatus,
+}
+
+/// The extract lines of one pathway for `period`.
+pub fn cwt_rows(state: &PathwayState, period: Period) -> Vec<CwtRow> {
+    let mut rows = Vec::new();
+    for (kind, clock) in state.clocks.iter() {
+        let line = |trust: String, share: f64| CwtRow {
+            standard: kind,
+            trust,
+            share,
+            referring_trust: state.referring_trust.as_str().to_string(),
+            tumour_site: state.tumour_site,
+            route: state.route,
+            clock_start: clock.start,
+            clock_stop: clock.stop,
+            stop_reason: clock.stop_reason,
+            adjustment_days: clock.adjustment_days,
+            days_waited: (clock.status != ClockStatus::Excluded).then_some(clock.days),
+            target_days: clock.target_days,
+            outcome: clock.status,
+        };
+        match clock.status {
+            ClockStatus::Excluded => {
+                if state.fds_excluded_on.is_some_and(|d| period.contains(d)) {
+                    let mut row = line(state.trust.as_str().to_string(), 1.0);
+                    row.clock_stop = state.fds_excluded_on;
+                    rows.push(row);
+                }
+            }
+            ClockStatus::Met | ClockStatus::Breached => {
+                if clock.stop.is_some_and(|d| period.contains(d)) {
+                    for (trust, share) in shares(state, clock) {
+                        rows.push(line(trust, share));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_strictly() {
+        assert_eq!(
+            Period::parse("2025-03"),
+            Some(Period {
+                year: 2025,
+                month: 3
+            })
+        );
+        for bad in ["2025-3", "2025-13", "25-03", "2025-03-01", "", "2025-00"] {
+            assert_eq!(Period::parse(bad), None, "{bad}");
+        }
+        let feb = Period::parse("2024-02").unwrap();
+        assert_eq!(
+            feb.last_day(),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
+        );
+        let dec = Period::parse("2025-12").unwrap();
+        assert_eq!(
+            dec.last_day(),
+            NaiveDate::from_ymd_opt(2025, 12, 31).unwrap()
+        );
+        assert_eq!(dec.to_string(), "2025-12");
+    }
+}
