@@ -1,0 +1,715 @@
+//! The views of SPEC 4.4 through the real router, on a small alliance whose
+//! every figure was worked out by hand with a calendar (see the comments).
+//!
+//! Today is Monday 2025-04-07. Pathways:
+//! - A  RXH lower_gi USC, referred 03-03, triage 03-04, FIT 150 on 02-20.
+//!   FDS 35 days open_breached (black), 62-day 35 (29-62, amber); first_test
+//!   (due 03-17) and diagnosis (due 03-31) overdue. Next breach FDS 04-01.
+//! - B  RHM breast symptomatic, referred 01-20, seen 01-27, diagnosed 02-14
+//!   (FDS 25 met), decision to treat 03-03. 62-day 77 (63-104, black); 31-day
+//!   35 open_breached. Next breach 62-day 03-24.
+//! - C  RXH skin USC, referred 2024-12-20, diagnosed 01-10 (FDS 21 met).
+//!   62-day 108 (105+). Escalated note, next action due 04-01 (overdue).
+//!   Next breach 62-day 02-21.
+//! - D  RTH prostate USC, referred 03-31: 7 days, green clocks, triage (due
+//!   04-03) overdue so RAG red. Next breach FDS 04-29.
+//! - E  RXH lower_gi USC, referred 02-03, FIT 5 on 01-01 (33 days before),
+//!   ruled out 02-20: FDS 17 met; off the PTL.
+//! - F  RXH lung USC, referred 01-06, diagnosed 02-10 (FDS 35 breached),
+//!   decision 02-17, treated 03-10: 62-day 63 breached, 31-day 21 met.
+//! - G  RXH upper_gi USC, referred 01-02, diagnosed 01-28 (FDS 26 met),
+//!   transferred to RHM 02-05 (day 34), decision 02-20, treated 03-05:
+//!   62-day 62 met; 38-day met, 24-day (28) not: shared 0.5/0.5, met.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use openptl_app::{App, FixedClock};
+use openptl_log::{EventLog, MemoryLog};
+use openptl_rules::RulesConfig;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const NHS: &str = "943 476 5919";
+
+fn app_on(log: Arc<dyn EventLog>) -> Router {
+    let now = "2025-04-07T12:00:00Z".parse().unwrap();
+    let app = App::new(log, RulesConfig::defaults(), Arc::new(FixedClock(now)));
+    openptl_http::router(Arc::new(app))
+}
+
+async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, content_type, bytes.to_vec())
+}
+
+async fn get(app: &Router, uri: &str) -> Value {
+    let (status, _, body) = send(app, Request::get(uri).body(Body::empty()).unwrap()).await;
+    let body: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    body
+}
+
+async fn get_status(app: &Router, uri: &str) -> (StatusCode, Value) {
+    let (status, _, body) = send(app, Request::get(uri).body(Body::empty()).unwrap()).await;
+    (status, serde_json::from_slice(&body).expect("JSON"))
+}
+
+async fn get_csv(app: &Router, uri: &str) -> String {
+    let request = Request::get(uri)
+        .header("accept", "text/csv")
+        .body(Body::empty())
+        .unwrap();
+    let (status, content_type, body) = send(app, request).await;
+    assert_eq!(status, StatusCode::OK, "{uri}");
+    assert!(content_type.starts_with("text/csv"), "{content_type}");
+    String::from_utf8(body).unwrap()
+}
+
+async fn post(app: &Router, events: Vec<Value>) -> Value {
+    let request = Request::post("/v1/events")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "events": events }).to_string()))
+        .unwrap();
+    let (status, _, body) = send(app, request).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body
+}
+
+fn ev(pathway: &str, event_type: &str, on: &str, data: Value) -> Value {
+    json!({ "pathway_id": pathway, "type": event_type, "occurred_on": on, "data": data })
+}
+
+fn referral(pathway: &str, on: &str, trust: &str, site: &str, route: &str) -> Value {
+    ev(
+        pathway,
+        "referral_received",
+        on,
+        json!({ "nhs_number": NHS, "trust": trust, "tumour_site": site, "route": route }),
+    )
+}
+
+fn told(pathway: &str, on: &str, outcome: &str) -> Value {
+    ev(
+        pathway,
+        "diagnosis_communicated",
+        on,
+        json!({ "outcome": outcome }),
+    )
+}
+
+fn fixture() -> Vec<Value> {
+    let usc = "urgent_suspected_cancer";
+    vec![
+        referral("A", "2025-03-03", "RXH", "lower_gi", usc),
+        ev(
+            "A",
+            "triage_completed",
+            "2025-03-04",
+            json!({"outcome": "straight_to_test"}),
+        ),
+        ev(
+            "A",
+            "fit_result_recorded",
+            "2025-02-20",
+            json!({"value_ug_per_g": 150}),
+        ),
+        referral("B", "2025-01-20", "RHM", "breast", "breast_symptomatic"),
+        ev(
+            "B",
+            "appointment_attended",
+            "2025-01-27",
+            json!({"kind": "first_outpatient"}),
+        ),
+        told("B", "2025-02-14", "cancer_diagnosed"),
+        ev(
+            "B",
+            "decision_to_treat",
+            "2025-03-03",
+            json!({"modality": "surgery"}),
+        ),
+        referral("C", "2024-12-20", "RXH", "skin", usc),
+        told("C", "2025-01-10", "cancer_diagnosed"),
+        ev(
+            "C",
+            "tracking_note_added",
+            "2025-03-25",
+            json!({"text": "Awaiting histology", "next_action": "Chase histology", "next_action_due": "2025-04-01", "owner": "MDT coordinator", "escalated": true}),
+        ),
+        referral("D", "2025-03-31", "RTH", "prostate", usc),
+        referral("E", "2025-02-03", "RXH", "lower_gi", usc),
+        ev(
+            "E",
+            "fit_result_recorded",
+            "2025-01-01",
+            json!({"value_ug_per_g": 5}),
+        ),
+        told("E", "2025-02-20", "cancer_ruled_out"),
+        referral("F", "2025-01-06", "RXH", "lung", usc),
+        told("F", "2025-02-10", "cancer_diagnosed"),
+        ev(
+            "F",
+            "decision_to_treat",
+            "2025-02-17",
+            json!({"modality": "surgery"}),
+        ),
+        ev(
+            "F",
+            "treatment_started",
+            "2025-03-10",
+            json!({"modality": "surgery"}),
+        ),
+        referral("G", "2025-01-02", "RXH", "upper_gi", usc),
+        told("G", "2025-01-28", "cancer_diagnosed"),
+        ev(
+            "G",
+            "pathway_transferred",
+            "2025-02-05",
+            json!({"to_trust": "RHM"}),
+        ),
+        ev(
+            "G",
+            "decision_to_treat",
+            "2025-02-20",
+            json!({"modality": "surgery"}),
+        ),
+        ev(
+            "G",
+            "treatment_started",
+            "2025-03-05",
+            json!({"modality": "surgery"}),
+        ),
+    ]
+}
+
+async fn loaded() -> (Router, Arc<dyn EventLog>) {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let app = app_on(log.clone());
+    post(&app, fixture()).await;
+    (app, log)
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["pathway_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_ptl_lists_open_pathways_with_hand_computed_columns() {
+    let (app, _) = loaded().await;
+    let page = get(&app, "/v1/ptl").await;
+    assert_eq!(page["as_of"], "2025-04-07");
+    assert_eq!(page["total"], 4);
+    assert_eq!(ids(&page), ["C", "B", "A", "D"], "longest wait first");
+    assert_eq!(
+        page["bands"],
+        json!({"0-28": 1, "29-62": 1, "63-104": 1, "105+": 1})
+    );
+    let row = |id: &str| {
+        page["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["pathway_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let a = row("A");
+    assert_eq!(a["trust"], "RXH");
+    assert_eq!(a["fds_days"], 35);
+    assert_eq!(a["fds_status"], "open_breached");
+    assert_eq!(a["d62_days"], 35);
+    assert_eq!(a["band"], "29-62");
+    assert_eq!(a["rag"], "black");
+    assert_eq!(a["next_milestone"]["name"], "first_test");
+    assert_eq!(a["next_milestone"]["due_date"], "2025-03-17");
+    assert_eq!(a["milestone_overdue"], true);
+    assert_eq!(a["next_breach_clock"], "fds");
+    assert_eq!(a["next_breach_date"], "2025-04-01");
+    assert_eq!(a["fit_band"], "above_100");
+    let b = row("B");
+    assert_eq!(
+        (b["d62_days"].clone(), b["band"].clone()),
+        (json!(77), json!("63-104"))
+    );
+    assert_eq!(b["d31_status"], "open_breached");
+    assert_eq!(b["d31_days"], 35);
+    assert_eq!(b["decision_to_treat"], true);
+    assert_eq!(b["next_breach_date"], "2025-03-24");
+    let c = row("C");
+    assert_eq!(
+        (c["d62_days"].clone(), c["band"].clone()),
+        (json!(108), json!("105+"))
+    );
+    assert_eq!(c["escalated"], true);
+    assert_eq!(c["next_action"], "Chase histology");
+    assert_eq!(c["next_action_overdue"], true);
+    assert_eq!(c["owner"], "MDT coordinator");
+    assert_eq!(c["last_note"], "Awaiting histology");
+    let d = row("D");
+    assert_eq!(d["rag"], "red", "green clocks, but a milestone is overdue");
+    assert_eq!(d["band"], "0-28");
+    assert_eq!(d["next_breach_date"], "2025-04-29");
+}
+
+#[tokio::test]
+async fn ptl_filters_worklists_sorts_and_pages() {
+    let (app, _) = loaded().await;
+    let cases: &[(&str, &[&str])] = &[
+        ("trust=RXH", &["C", "A"]),
+        ("trust=RXH,RTH", &["C", "A", "D"]),
+        ("alliance=demo&trust=RTH", &["D"]),
+        ("tumour_site=prostate,breast", &["B", "D"]),
+        ("route=breast_symptomatic", &["B"]),
+        ("band=63-104,105%2B", &["C", "B"]),
+        ("rag=red", &["D"]),
+        ("rag=black", &["C", "B", "A"]),
+        ("escalated=true", &["C"]),
+        ("escalated=false", &["B", "A", "D"]),
+        ("no_next_action=true", &["B", "A", "D"]),
+        ("next_action_overdue=true", &["C"]),
+        ("milestone_overdue=true", &["A", "D"]),
+        ("worklist=over_62", &["C", "B"]),
+        ("worklist=105%2B", &["C"]),
+        ("worklist=63-104", &["B"]),
+        ("worklist=no_next_action", &["B", "A", "D"]),
+        ("worklist=escalated", &["C"]),
+        ("worklist=milestone_overdue", &["A", "D"]),
+        ("worklist=next_action_overdue", &["C"]),
+        ("worklist=ptl_meeting", &["C", "B", "A", "D"]),
+        ("sort=next_breach", &["C", "B", "A", "D"]),
+        ("sort=referred_on", &["C", "B", "A", "D"]),
+        // As of 1 March, F and G were not yet treated: C 71 days, G 58, F 54, B 40.
+        ("as_of=2025-03-01", &["C", "G", "F", "B"]),
+    ];
+    for (query, want) in cases {
+        let page = get(&app, &format!("/v1/ptl?{query}")).await;
+        assert_eq!(&ids(&page), want, "{query}");
+        assert_eq!(page["total"], want.len(), "{query}");
+    }
+    // The band counts ignore the band filter, so the dashboard can show them all.
+    let page = get(&app, "/v1/ptl?band=105%2B").await;
+    assert_eq!(page["bands"]["0-28"], 1);
+
+    // Cursor pages: every row once, in order.
+    let first = get(&app, "/v1/ptl?limit=3").await;
+    assert_eq!(ids(&first), ["C", "B", "A"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let second = get(&app, &format!("/v1/ptl?limit=3&cursor={cursor}")).await;
+    assert_eq!(ids(&second), ["D"]);
+    assert!(second["next_cursor"].is_null());
+    let (status, body) =
+        get_status(&app, &format!("/v1/ptl?sort=next_breach&cursor={cursor}")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // Bad parameters are named.
+    for (query, field) in [
+        ("band=90", "band"),
+        ("rag=purple", "rag"),
+        ("trust=R", "trust"),
+        ("alliance=nowhere", "alliance"),
+        ("sort=name", "sort"),
+        ("limit=0", "limit"),
+        ("worklist=mine", "worklist"),
+        ("escalated=maybe", "escalated"),
+        ("trsut=RXH", "trsut"),
+        ("cursor=zzz", "cursor"),
+    ] {
+        let (status, body) = get_status(&app, &format!("/v1/ptl?{query}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_field", "{query}");
+        assert_eq!(body["error"]["details"]["field"], field, "{query}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_ptl_exports_as_csv() {
+    let (app, _) = loaded().await;
+    let csv = get_csv(&app, "/v1/ptl?trust=RXH").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[0].starts_with("pathway_id,nhs_number,trust,"));
+    assert!(lines[1].starts_with("C,9434765919,RXH,skin,urgent_suspected_cancer,2024-12-20,"));
+    assert!(lines[1].contains(",105+,black,"), "{}", lines[1]);
+    assert!(lines[1].contains("Chase histology"));
+}
+
+#[tokio::test]
+async fn standards_count_stopped_clocks_with_breach_allocation() {
+    let (app, _) = loaded().await;
+    let d62 = get(&app, "/v1/standards/d62?period=2025-03").await;
+    assert_eq!(d62["total"], 2.0);
+    assert_eq!(d62["within_target"], 1.0);
+    assert_eq!(d62["breached"], 1.0);
+    assert_eq!(d62["percent"], 50.0);
+    assert_eq!(
+        d62["by_trust"],
+        json!([
+            {"trust": "RHM", "total": 0.5, "within_target": 0.5, "breached": 0.0, "percent": 100.0},
+            {"trust": "RXH", "total": 1.5, "within_target": 0.5, "breached": 1.0, "percent": 33.3},
+        ])
+    );
+    assert_eq!(
+        d62["thresholds"],
+        json!({"standard": 85.0, "operational": 75.0})
+    );
+    let rhm = get(&app, "/v1/standards/d62?period=2025-03&trust=RHM").await;
+    assert_eq!(
+        (rhm["total"].clone(), rhm["percent"].clone()),
+        (json!(0.5), json!(100.0))
+    );
+
+    let fds = get(&app, "/v1/standards/fds?period=2025-02").await;
+    assert_eq!(
+        (fds["total"].clone(), fds["within_target"].clone()),
+        (json!(3.0), json!(2.0))
+    );
+    assert_eq!(fds["percent"], 66.7);
+    assert_eq!(fds["by_outcome"]["diagnosed"]["total"], 2.0);
+    assert_eq!(fds["by_outcome"]["diagnosed"]["percent"], 50.0);
+    assert_eq!(fds["by_outcome"]["ruled_out"]["total"], 1.0);
+    assert_eq!(fds["by_outcome"]["ruled_out"]["percent"], 100.0);
+    assert_eq!(fds["excluded"], 0);
+    let sites: Vec<&str> = fds["by_tumour_site"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tumour_site"].as_str().unwrap())
+        .collect();
+    assert_eq!(sites, ["breast", "lung", "lower_gi"]);
+
+    let d31 = get(&app, "/v1/standards/d31?period=2025-03").await;
+    assert_eq!(
+        (d31["total"].clone(), d31["percent"].clone()),
+        (json!(2.0), json!(100.0))
+    );
+    let empty = get(&app, "/v1/standards/d31?period=2024-01").await;
+    assert_eq!(empty["total"], 0.0);
+    assert!(empty["percent"].is_null());
+
+    let (status, _) = get_status(&app, "/v1/standards/d99").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = get_status(&app, "/v1/standards/fds?period=2025-3").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
+#[tokio::test]
+async fn exclusions_are_counted_by_trust() {
+    let (app, _) = loaded().await;
+    post(
+        &app,
+        vec![
+            referral("X", "2025-03-10", "RTH", "skin", "urgent_suspected_cancer"),
+            ev(
+                "X",
+                "fds_excluded",
+                "2025-03-12",
+                json!({"reason": "patient_choice"}),
+            ),
+        ],
+    )
+    .await;
+    let fds = get(&app, "/v1/standards/fds?period=2025-03").await;
+    assert_eq!(fds["excluded"], 1);
+    let rth = fds["by_trust"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trust"] == "RTH")
+        .unwrap();
+    assert_eq!(rth["excluded"], 1);
+    assert_eq!(rth["total"], 0.0);
+}
+
+#[tokio::test]
+async fn milestone_compliance_and_the_fit_indicator() {
+    let (app, _) = loaded().await;
+    let report = get(&app, "/v1/milestones?tumour_site=lower_gi").await;
+    let sites = report["by_tumour_site"].as_array().unwrap();
+    assert_eq!(sites.len(), 1);
+    let lower_gi = &sites[0];
+    assert_eq!(lower_gi["pathways"], 2);
+    let m = |name: &str| {
+        lower_gi["milestones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    // A: triage met, first test and diagnosis overdue. E (ruled out on day 17):
+    // triage (due day 3) and first test (day 14) missed, diagnosis met.
+    assert_eq!(
+        (m("triage")["met"].clone(), m("triage")["missed"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(m("triage")["percent_met"], 50.0);
+    assert_eq!(
+        (
+            m("first_test")["overdue"].clone(),
+            m("first_test")["missed"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    assert_eq!(m("first_test")["percent_met"], 0.0);
+    assert_eq!(
+        (
+            m("diagnosis_communicated")["met"].clone(),
+            m("diagnosis_communicated")["overdue"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    assert_eq!(lower_gi["meeting_all"], 0);
+    // FIT: A tested 11 days before referral (counts), E 33 days before (not).
+    assert_eq!(
+        report["fit"],
+        json!({
+            "lower_gi_urgent_referrals": 2, "with_fit_before_referral": 1, "indicator_days": 21,
+            "percent": 50.0,
+            "bands": {"10_to_100": 0, "above_100": 1, "below_10": 1, "none": 0, "not_appropriate": 0}
+        })
+    );
+    // B (breast): first appointment day 7 of 14, diagnosis day 25 of 28: meets all.
+    let breast = get(&app, "/v1/milestones?tumour_site=breast").await;
+    assert_eq!(breast["meeting_all"], 1);
+    assert_eq!(breast["percent"], 100.0);
+    let march = get(&app, "/v1/milestones?period=2025-03").await;
+    assert_eq!(march["pathways"], 2, "A and D were referred in March");
+}
+
+#[tokio::test]
+async fn the_weekly_return_counts_bands_at_their_boundaries() {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let app = app_on(log);
+    // As of Sunday 2025-04-06 these have waited 28, 29, 62, 63, 104 and 105 days.
+    let dates = [
+        ("b28", "2025-03-09"),
+        ("b29", "2025-03-08"),
+        ("b62", "2025-02-03"),
+        ("b63", "2025-02-02"),
+        ("b104", "2024-12-23"),
+        ("b105", "2024-12-22"),
+    ];
+    let mut events: Vec<Value> = dates
+        .iter()
+        .map(|(id, on)| referral(id, on, "RXH", "urological_other", "urgent_suspected_cancer"))
+        .collect();
+    events.push(ev(
+        "b63",
+        "decision_to_treat",
+        "2025-04-01",
+        json!({"modality": "surgery"}),
+    ));
+    // Referred during the week: one urgent, one routine later upgraded in the week.
+    events.push(referral(
+        "new",
+        "2025-04-02",
+        "RXH",
+        "skin",
+        "urgent_suspected_cancer",
+    ));
+    events.push(referral("up", "2025-03-20", "RXH", "skin", "other"));
+    events.push(ev("up", "consultant_upgraded", "2025-04-03", json!({})));
+    post(&app, events).await;
+    let r = get(&app, "/v1/returns/canptl?week_ending=2025-04-06").await;
+    assert_eq!(r["week_starting"], "2025-03-31");
+    assert_eq!(
+        r["without_decision_to_treat"]["by_band"],
+        json!({"0-28": 3, "29-62": 2, "63-104": 1, "105+": 1}),
+        "b28, new (4 days) and up (3 days) are 0-28"
+    );
+    assert_eq!(
+        r["with_decision_to_treat"]["by_band"],
+        json!({"0-28": 0, "29-62": 0, "63-104": 1, "105+": 0}),
+        "b63 has a decision to treat"
+    );
+    assert_eq!(r["backlog_over_62"], 3);
+    assert_eq!(r["over_104"], 1);
+    assert_eq!(r["referrals_by_route"]["urgent_suspected_cancer"], 1);
+    assert_eq!(r["referrals_by_route"]["other"], 0);
+    assert_eq!(r["upgrades"], 1);
+    // FDS day 29 fell in the week for b29 (03-08 + 29 = 04-06) and b28 is on day 28.
+    assert_eq!(r["passed_28_days"], 1);
+    let (status, body) = get_status(&app, "/v1/returns/canptl?week_ending=2025-04-05").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, _) = get_status(&app, "/v1/returns/canptl?week_ending=2025-04-13").await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a week not yet over"
+    );
+}
+
+#[tokio::test]
+async fn the_monthly_extract_lists_stopped_clocks() {
+    let (app, _) = loaded().await;
+    let csv = get_csv(&app, "/v1/returns/cwt?period=2025-03").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "standard,pathway_id,nhs_number,trust,share,referring_trust,tumour_site,route,clock_start,clock_stop,stop_reason,adjustment_days,days_waited,target_days,outcome"
+    );
+    assert_eq!(
+        &lines[1..],
+        [
+            "d31,G,9434765919,RHM,1,RXH,upper_gi,urgent_suspected_cancer,2025-02-20,2025-03-05,treatment_started,0,13,31,met",
+            "d31,F,9434765919,RXH,1,RXH,lung,urgent_suspected_cancer,2025-02-17,2025-03-10,treatment_started,0,21,31,met",
+            "d62,G,9434765919,RHM,0.5,RXH,upper_gi,urgent_suspected_cancer,2025-01-02,2025-03-05,treatment_started,0,62,62,met",
+            "d62,F,9434765919,RXH,1,RXH,lung,urgent_suspected_cancer,2025-01-06,2025-03-10,treatment_started,0,63,62,breached",
+            "d62,G,9434765919,RXH,0.5,RXH,upper_gi,urgent_suspected_cancer,2025-01-02,2025-03-05,treatment_started,0,62,62,met",
+        ]
+    );
+    let (status, _) = get_status(&app, "/v1/returns/cwt").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Every view, as JSON, for comparing two projections.
+async fn all_views(app: &Router, at: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for uri in [
+        "/v1/ptl?limit=1000",
+        "/v1/ptl?sort=next_breach&trust=RXH",
+        "/v1/standards/fds?period=2025-02",
+        "/v1/standards/d62?period=2025-03",
+        "/v1/standards/d31?period=2025-03",
+        "/v1/milestones?period=2025-03",
+        "/v1/milestones?trust=RXH",
+        "/v1/returns/canptl?week_ending=2025-04-06",
+        "/v1/returns/cwt?period=2025-03&format=json",
+    ] {
+        // The weekly return is always as of its Sunday: it takes no `as_of`.
+        let at: String = if uri.contains("canptl") {
+            at.split('&')
+                .filter(|p| !p.starts_with("as_of="))
+                .collect::<Vec<_>>()
+                .join("&")
+        } else {
+            at.to_string()
+        };
+        let mut view = get(app, &format!("{uri}&{at}")).await;
+        if let Some(map) = view.as_object_mut() {
+            map.remove("position");
+            map.remove("known_at");
+        }
+        out.push(view);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_rebuilt_projection_equals_the_live_one() {
+    let (live, log) = loaded().await;
+    post(
+        &live,
+        vec![
+            ev(
+                "A",
+                "pathway_transferred",
+                "2025-03-20",
+                json!({"to_trust": "RHM"}),
+            ),
+            ev(
+                "D",
+                "tracking_note_added",
+                "2025-04-07",
+                json!({"text": "Booked MRI", "next_action": "MRI 9 April"}),
+            ),
+        ],
+    )
+    .await;
+    let before = all_views(&live, "as_of=2025-04-07").await;
+    // A second service on the same log folds it from position 0.
+    let rebuilt = app_on(log);
+    let (_, _, _) = send(
+        &rebuilt,
+        Request::get("/readyz").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let head = get(&live, "/readyz").await["log_position"].clone();
+    let after = all_views(&rebuilt, &format!("as_of=2025-04-07&min_position={head}")).await;
+    assert_eq!(before, after);
+    // And the slow path (an explicit known_at far ahead) equals the fast one.
+    let slow = all_views(&live, "as_of=2025-04-07&known_at=2099-01-01T00:00:00Z").await;
+    assert_eq!(before, slow);
+}
+
+#[tokio::test]
+async fn a_view_as_known_at_a_past_moment_equals_what_was_shown_then() {
+    let (app, _) = loaded().await;
+    let shown_then = all_views(&app, "as_of=2025-04-07").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let then = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // Late entries and corrections: A was really referred a week earlier and
+    // moved trust; C's histology chase is done; a new pathway appears.
+    let history = get(&app, "/v1/pathways/A/events").await;
+    let a_referral = history["events"][0]["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    post(
+        &app,
+        vec![
+            ev(
+                "A",
+                "event_corrected",
+                "2025-04-07",
+                json!({"corrects": a_referral, "reason": "referral date keyed wrongly", "new_occurred_on": "2025-02-24"}),
+            ),
+            ev("A", "pathway_transferred", "2025-03-25", json!({"to_trust": "RTH"})),
+            ev("C", "tracking_note_added", "2025-04-07", json!({"text": "Histology back"})),
+            referral("H", "2025-03-01", "RXH", "lung", "urgent_suspected_cancer"),
+        ],
+    )
+    .await;
+    let now = all_views(&app, "as_of=2025-04-07").await;
+    assert_ne!(now, shown_then, "the late events changed today's views");
+    let known_then = all_views(
+        &app,
+        &format!("as_of=2025-04-07&known_at={}", then.replace('+', "%2B")),
+    )
+    .await;
+    assert_eq!(known_then, shown_then);
+}
+
+#[tokio::test]
+async fn reads_wait_for_min_position_and_say_what_they_include() {
+    let (app, _) = loaded().await;
+    let out = post(
+        &app,
+        vec![referral(
+            "N",
+            "2025-04-07",
+            "RXH",
+            "lung",
+            "urgent_suspected_cancer",
+        )],
+    )
+    .await;
+    let position = out["appended"][0]["position"].as_u64().unwrap();
+    let page = get(
+        &app,
+        &format!("/v1/ptl?min_position={position}&tumour_site=lung"),
+    )
+    .await;
+    assert_eq!(ids(&page), ["N"]);
+    assert!(page["position"].as_u64().unwrap() >= position);
+    let ready = get(&app, "/readyz").await;
+    assert_eq!(ready["status"], "ready");
+}
