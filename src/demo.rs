@@ -11,6 +11,9 @@ use openptl_app::App;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+/// Referrals are spread over this many days before `as_of`.
+const REFERRAL_WINDOW_DAYS: u64 = 240;
+
 const TRUSTS: [&str; 6] = ["RXH", "RHM", "RTH", "RA7", "RBD", "RDU"];
 
 /// (tumour site, weight, diagnostic test)
@@ -85,7 +88,11 @@ struct PathwayBuilder {
     referred: NaiveDate,
     as_of: NaiveDate,
     seed: u64,
+    /// (record date, envelope): the order the events are keyed in.
     events: Vec<(NaiveDate, Value)>,
+    /// Draws for late entries, apart from the main stream so the pathways
+    /// themselves do not change when lateness does.
+    late: Rng,
 }
 
 impl PathwayBuilder {
@@ -115,8 +122,17 @@ impl PathwayBuilder {
             "occurred_on": day.format("%Y-%m-%d").to_string(),
             "data": data,
         });
-        // Recorded no earlier than the referral; some entries arrive days late.
-        self.events.push((day.max(self.referred), envelope));
+        // Recorded no earlier than the referral. Some entries that nothing
+        // else depends on arrive days late (keyed in after later events).
+        let mut recorded = day.max(self.referred);
+        let late_entry_allowed = matches!(
+            event_type,
+            "triage_completed" | "diagnostic_reported" | "mdt_discussed" | "tracking_note_added"
+        );
+        if late_entry_allowed && self.late.chance(0.15) {
+            recorded = recorded + Days::new(self.late.range(1, 7) as u64);
+        }
+        self.events.push((recorded, envelope));
         true
     }
 }
@@ -150,10 +166,11 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
         };
         let mut b = PathwayBuilder {
             id: format!("DEMO-{:06}", p + 1),
-            referred: as_of - Days::new(rng.below(150)),
+            referred: as_of - Days::new(rng.below(REFERRAL_WINDOW_DAYS)),
             as_of,
             seed,
             events: Vec::new(),
+            late: Rng(seed ^ (p as u64).wrapping_mul(0x5851_F42D_4C95_7F2D)),
         };
         let mut referral = json!({ "nhs_number": nhs_number(&mut rng), "trust": trust, "tumour_site": site, "route": route });
         if route == "screening" {
@@ -214,11 +231,14 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
             "diagnostic_reported",
             json!({ "test": test }),
         );
-        // Roughly three in four told within 28 days.
+        // About three in four told within 28 days; a few wait for months
+        // (complex diagnostics), the tail of the 63-104 and 105+ bands.
         let told_on = if rng.chance(0.72) {
             rng.range(test_on.max(8), 28.max(test_on + 1))
-        } else {
+        } else if rng.chance(0.9) {
             rng.range(29, 55)
+        } else {
+            rng.range(60, 170)
         };
         let diagnosed = rng.chance(0.12);
         if !b.add(
@@ -267,7 +287,7 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
             "radiotherapy",
             "chemoradiotherapy",
         ][rng.below(4) as usize];
-        let decided_on = told_on + rng.range(3, 14);
+        let decided_on = told_on + rng.range(5, 21);
         b.add(
             decided_on,
             "decision_to_treat",
@@ -282,10 +302,10 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
             }));
         }
         let treated_on = decided_on
-            + if rng.chance(0.7) {
-                rng.range(5, 20)
+            + if rng.chance(0.85) {
+                rng.range(5, 25)
             } else {
-                rng.range(15, 45)
+                rng.range(20, 45)
             };
         if !b.add(
             treated_on,
@@ -333,7 +353,7 @@ fn continue_pathway(
     p: usize,
 ) {
     if b.events.len() > 2 && rng.chance(0.02) {
-        let (_, target) = b.events[b.events.len() - 1].clone();
+        let (target_recorded, target) = b.events[b.events.len() - 1].clone();
         let target_type = target["type"].as_str().unwrap_or_default();
         let corrected_on = target["occurred_on"]
             .as_str()
@@ -345,7 +365,7 @@ fn continue_pathway(
         ) {
             if corrected_on <= b.as_of {
                 let when = (corrected_on - b.referred).num_days();
-                b.add(
+                let added = b.add(
                     when,
                     "event_corrected",
                     json!({
@@ -353,8 +373,23 @@ fn continue_pathway(
                         "new_occurred_on": corrected_on.format("%Y-%m-%d").to_string(),
                     }),
                 );
+                // A correction is keyed in after the event it corrects.
+                if let (true, Some(last)) = (added, b.events.last_mut()) {
+                    last.0 = last.0.max(target_recorded);
+                }
             }
         }
+    }
+    // Nothing but notes and corrections may follow a closure: late entries
+    // are keyed in before it.
+    let last_recorded = b.events.iter().map(|(d, _)| *d).max();
+    if let (Some(closed), Some(last)) = (
+        b.events
+            .iter_mut()
+            .find(|(_, e)| e["type"] == "pathway_closed"),
+        last_recorded,
+    ) {
+        closed.0 = last;
     }
     for (n, (day, event)) in b.events.drain(..).enumerate() {
         all.push((day, p, n, event));

@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, env = "OPENPTL_DEMO")]
         demo: bool,
         /// Pathways in the demo data set.
-        #[arg(long, env = "OPENPTL_DEMO_PATHWAYS", default_value_t = 2000)]
+        #[arg(long, env = "OPENPTL_DEMO_PATHWAYS", default_value_t = 5000)]
         demo_pathways: usize,
     },
     /// Re-read every segment (CRCs, positions, stream versions, hash chain) and
