@@ -252,3 +252,181 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
+
+/// Resident memory of this process in bytes (Linux), for per-pathway figures.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn report(label: &str, mut times: Vec<Duration>) {
+    times.sort();
+    println!(
+        "{label}: {} runs, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        times.len(),
+        percentile(&times, 0.5).as_secs_f64() * 1e3,
+        percentile(&times, 0.99).as_secs_f64() * 1e3,
+        times.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+    );
+}
+
+/// `openptl bench --views`: the projection and view figures of SPEC 7 on a
+/// synthetic alliance of `pathways` pathways written straight into a fresh
+/// log (valid by construction, so the write skips the rules to save time).
+pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
+    use openptl_app::{PathwayQuery, PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
+    use openptl_log::NewRecord;
+    use openptl_rules::{NewEvent, SCHEMA_VERSION};
+
+    let dir = std::env::temp_dir().join(format!("openptl-bench-views-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let today = openptl_app::london_today(chrono::Utc::now());
+    println!("openptl bench --views: {pathways} pathways (seed {seed}), data in {}", dir.display());
+
+    // Write the alliance, a slice of pathways at a time.
+    let started = Instant::now();
+    {
+        let log = SegmentLog::open(&dir)?;
+        const SLICE: usize = 20_000;
+        let mut first = 0;
+        while first < pathways {
+            let end = (first + SLICE).min(pathways);
+            let events = crate::demo::generate_range(first..end, seed, today);
+            let records: Vec<NewRecord> = events
+                .into_iter()
+                .map(|envelope| {
+                    let event = NewEvent::from_json(envelope).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    Ok(NewRecord {
+                        stream_id: event.pathway_id.as_str().to_string(),
+                        event_id: event.event_id.unwrap_or_else(uuid::Uuid::new_v4),
+                        event_type: event.data.event_type().as_str().to_string(),
+                        schema_version: SCHEMA_VERSION,
+                        actor: "bench-loader".to_string(),
+                        payload: event.data.encode_payload(event.occurred_on),
+                        expected_version: None,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?;
+            for chunk in records.chunks(5000) {
+                log.append(chunk.to_vec()).await?;
+            }
+            first = end;
+        }
+        println!(
+            "written: {} events in {:.1}s ({:.0} events/s straight into the log)",
+            log.head(),
+            started.elapsed().as_secs_f64(),
+            log.head() as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+
+    // Restart: open the log, then fold every event into the projection.
+    let before = resident_bytes();
+    let started = Instant::now();
+    let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(&dir)?);
+    let opened = started.elapsed();
+    let app = Arc::new(App::new(log.clone(), RulesConfig::defaults(), Arc::new(SystemClock)));
+    while !app.caught_up(Duration::from_secs(60)).await {}
+    let serving = started.elapsed();
+    let events = log.head();
+    let (total, open) = {
+        let data = app.projection.read();
+        let open = data
+            .pathways
+            .values()
+            .filter(|p| p.current.as_ref().is_some_and(|c| c.row.is_some()))
+            .count();
+        (data.pathways.len(), open)
+    };
+    let memory = resident_bytes().saturating_sub(before);
+    println!(
+        "restart: log open {:.2}s, projection of {events} events built, serving after {:.2}s ({:.0} events/s folded)",
+        opened.as_secs_f64(),
+        serving.as_secs_f64(),
+        events as f64 / (serving - opened).as_secs_f64()
+    );
+    println!(
+        "projection memory: {:.0} MiB resident for {total} pathways ({open} open): {:.0} bytes per open pathway, {:.0} bytes per event",
+        memory as f64 / 1048576.0,
+        memory as f64 / open.max(1) as f64,
+        memory as f64 / events.max(1) as f64
+    );
+
+    // PTL pages: filtered and sorted, 100 rows, serialised as the API does.
+    let queries: Vec<(&str, PtlQuery)> = vec![
+        ("all trusts, by days waited", PtlQuery { limit: Some(100), ..PtlQuery::default() }),
+        (
+            "one trust, lower GI, by next breach",
+            PtlQuery {
+                trusts: TrustFilter(Some(["RXH".to_string()].into_iter().collect())),
+                tumour_sites: vec![openptl_rules::TumourSite::LowerGi],
+                sort: PtlSort::NextBreach,
+                limit: Some(100),
+                ..PtlQuery::default()
+            },
+        ),
+        (
+            "worklist ptl_meeting",
+            PtlQuery { worklist: Some(Worklist::PtlMeeting), limit: Some(100), ..PtlQuery::default() },
+        ),
+    ];
+    for (label, query) in &queries {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let page = app.ptl(query).await?;
+            let body = serde_json::to_vec(&page)?;
+            std::hint::black_box(body);
+            times.push(t.elapsed());
+        }
+        report(&format!("PTL page ({label})"), times);
+    }
+    let t = Instant::now();
+    let past = PtlQuery {
+        at: ViewAt { as_of: Some(today - chrono::Days::new(7)), ..ViewAt::default() },
+        limit: Some(100),
+        ..PtlQuery::default()
+    };
+    app.ptl(&past).await?;
+    println!("PTL page as of a week ago (every pathway re-evaluated): {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+
+    // Pathway views.
+    let ids: Vec<String> = {
+        let data = app.projection.read();
+        data.pathways.keys().take(10_000).map(|k| k.to_string()).collect()
+    };
+    let mut times = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let t = Instant::now();
+        let view = app.pathway(id, &PathwayQuery::default()).await?;
+        std::hint::black_box(serde_json::to_vec(&view)?);
+        times.push(t.elapsed());
+    }
+    report("pathway view", times);
+
+    // An append is visible in the PTL when its POST returns (the append waits
+    // for the projection); measure that round trip for single notes.
+    let mut times = Vec::new();
+    for (n, id) in ids.iter().take(500).enumerate() {
+        let note = json!({
+            "pathway_id": id, "type": "tracking_note_added", "occurred_on": today.to_string(),
+            "data": { "text": format!("bench note {n}") }
+        });
+        let t = Instant::now();
+        let out = app.append(vec![note], "bench", false).await;
+        times.push(t.elapsed());
+        // Closed pathways refuse nothing for notes; any refusal is a bench bug.
+        out.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    report("append → visible in every view", times);
+    drop(app);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -139,10 +139,20 @@ impl PathwayBuilder {
 
 /// Synthetic envelopes for `pathways` pathways, in the order they would be recorded.
 pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
-    let mut rng = Rng(seed ^ 0x0A11_1A4C_E000_0000);
+    generate_range(0..pathways, seed, as_of)
+}
+
+/// The pathways numbered `range` (0-based) of a bigger data set, so large
+/// sets can be produced a slice at a time. Slices of one seed never overlap.
+pub fn generate_range(
+    range: std::ops::Range<usize>,
+    seed: u64,
+    as_of: NaiveDate,
+) -> Vec<Value> {
+    let mut rng = Rng(seed ^ 0x0A11_1A4C_E000_0000 ^ (range.start as u64).wrapping_mul(0x9E37_79B9));
     let total_weight: u32 = SITES.iter().map(|s| s.1).sum();
     let mut all: Vec<(NaiveDate, usize, usize, Value)> = Vec::new();
-    for p in 0..pathways {
+    for p in range {
         let mut pick = rng.below(total_weight as u64) as u32;
         let &(site, _, test) = SITES
             .iter()

@@ -89,6 +89,10 @@ enum Command {
         single_requests: usize,
         #[arg(long, default_value_t = 64)]
         clients: usize,
+        /// Measure the projection and views instead (restart, PTL pages,
+        /// pathway views, memory) on a synthetic alliance of `--pathways`.
+        #[arg(long)]
+        views: bool,
     },
     /// Write synthetic events (NDJSON envelopes) to stdout.
     Generate {
@@ -165,7 +169,11 @@ async fn main() -> anyhow::Result<()> {
             batch_requests,
             single_requests,
             clients,
+            views,
         } => {
+            if views {
+                return bench::views(pathways, 1).await;
+            }
             bench::run(bench::BenchOptions {
                 pathways,
                 batch_events,

@@ -50,10 +50,15 @@ pub fn plan_batch(
 ) -> Result<Vec<Planned>, LogError> {
     let mut planned: Vec<Planned> = Vec::with_capacity(batch.len());
     let mut versions: HashMap<&str, u64> = HashMap::new();
+    let mut first_with_id: HashMap<Uuid, usize> = HashMap::with_capacity(batch.len());
     for (index, record) in batch.iter().enumerate() {
-        let earlier = batch[..index]
-            .iter()
-            .position(|r| r.event_id == record.event_id);
+        let earlier = match first_with_id.entry(record.event_id) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(index);
+                None
+            }
+        };
         if let Some(existing) = stored_event(&record.event_id) {
             if !existing.same_content(record) {
                 return Err(LogError::DuplicateEventId {

@@ -644,7 +644,8 @@ impl Writer {
         let mut hash = self.last_hash;
         let mut head = self.head;
         let mut group_versions: HashMap<String, u64> = HashMap::new();
-        let mut group_events: HashMap<Uuid, StoredRecord> = HashMap::new();
+        // Event id → index in `new_records`, for look-ups within the group.
+        let mut group_events: HashMap<Uuid, usize> = HashMap::new();
         let mut new_records: Vec<(StoredRecord, u64)> = Vec::new(); // record, offset in buffer
         let mut results: Vec<(
             oneshot::Sender<Result<Vec<Appended>, LogError>>,
@@ -671,7 +672,8 @@ impl Writer {
                     &request.batch,
                     |stream| group_versions.get(stream).copied().unwrap_or(0),
                     |id| {
-                        group_events.get(id).cloned().or_else(|| {
+                        let in_group = group_events.get(id).map(|i| new_records[*i].0.clone());
+                        in_group.or_else(|| {
                             let position = shared.position_of_event(id).ok().flatten()?;
                             shared.read_position(position).ok()
                         })
@@ -689,7 +691,7 @@ impl Writer {
                 let offset = buffer.len() as u64;
                 hash = record::encode(&stored, &hash, &mut buffer);
                 group_versions.insert(stored.stream_id.clone(), stored.version);
-                group_events.insert(stored.event_id, stored.clone());
+                group_events.insert(stored.event_id, new_records.len());
                 new_records.push((stored, offset));
             });
             results.push((request.reply, Ok(out)));
