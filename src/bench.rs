@@ -288,7 +288,10 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let today = openptl_app::london_today(chrono::Utc::now());
-    println!("openptl bench --views: {pathways} pathways (seed {seed}), data in {}", dir.display());
+    println!(
+        "openptl bench --views: {pathways} pathways (seed {seed}), data in {}",
+        dir.display()
+    );
 
     // Write the alliance, a slice of pathways at a time.
     let started = Instant::now();
@@ -302,7 +305,8 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
             let records: Vec<NewRecord> = events
                 .into_iter()
                 .map(|envelope| {
-                    let event = NewEvent::from_json(envelope).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let event =
+                        NewEvent::from_json(envelope).map_err(|e| anyhow::anyhow!("{e}"))?;
                     Ok(NewRecord {
                         stream_id: event.pathway_id.as_str().to_string(),
                         event_id: event.event_id.unwrap_or_else(uuid::Uuid::new_v4),
@@ -332,7 +336,11 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
     let started = Instant::now();
     let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(&dir)?);
     let opened = started.elapsed();
-    let app = Arc::new(App::new(log.clone(), RulesConfig::defaults(), Arc::new(SystemClock)));
+    let app = Arc::new(App::new(
+        log.clone(),
+        RulesConfig::defaults(),
+        Arc::new(SystemClock),
+    ));
     while !app.caught_up(Duration::from_secs(60)).await {}
     let serving = started.elapsed();
     let events = log.head();
@@ -361,7 +369,13 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
 
     // PTL pages: filtered and sorted, 100 rows, serialised as the API does.
     let queries: Vec<(&str, PtlQuery)> = vec![
-        ("all trusts, by days waited", PtlQuery { limit: Some(100), ..PtlQuery::default() }),
+        (
+            "all trusts, by days waited",
+            PtlQuery {
+                limit: Some(100),
+                ..PtlQuery::default()
+            },
+        ),
         (
             "one trust, lower GI, by next breach",
             PtlQuery {
@@ -374,7 +388,11 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
         ),
         (
             "worklist ptl_meeting",
-            PtlQuery { worklist: Some(Worklist::PtlMeeting), limit: Some(100), ..PtlQuery::default() },
+            PtlQuery {
+                worklist: Some(Worklist::PtlMeeting),
+                limit: Some(100),
+                ..PtlQuery::default()
+            },
         ),
     ];
     for (label, query) in &queries {
@@ -390,17 +408,27 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
     }
     let t = Instant::now();
     let past = PtlQuery {
-        at: ViewAt { as_of: Some(today - chrono::Days::new(7)), ..ViewAt::default() },
+        at: ViewAt {
+            as_of: Some(today - chrono::Days::new(7)),
+            ..ViewAt::default()
+        },
         limit: Some(100),
         ..PtlQuery::default()
     };
     app.ptl(&past).await?;
-    println!("PTL page as of a week ago (every pathway re-evaluated): {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "PTL page as of a week ago (every pathway re-evaluated): {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 
     // Pathway views.
     let ids: Vec<String> = {
         let data = app.projection.read();
-        data.pathways.keys().take(10_000).map(|k| k.to_string()).collect()
+        data.pathways
+            .keys()
+            .take(10_000)
+            .map(|k| k.to_string())
+            .collect()
     };
     let mut times = Vec::with_capacity(ids.len());
     for id in &ids {

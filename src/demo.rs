@@ -144,12 +144,9 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
 
 /// The pathways numbered `range` (0-based) of a bigger data set, so large
 /// sets can be produced a slice at a time. Slices of one seed never overlap.
-pub fn generate_range(
-    range: std::ops::Range<usize>,
-    seed: u64,
-    as_of: NaiveDate,
-) -> Vec<Value> {
-    let mut rng = Rng(seed ^ 0x0A11_1A4C_E000_0000 ^ (range.start as u64).wrapping_mul(0x9E37_79B9));
+pub fn generate_range(range: std::ops::Range<usize>, seed: u64, as_of: NaiveDate) -> Vec<Value> {
+    let mut rng =
+        Rng(seed ^ 0x0A11_1A4C_E000_0000 ^ (range.start as u64).wrapping_mul(0x9E37_79B9));
     let total_weight: u32 = SITES.iter().map(|s| s.1).sum();
     let mut all: Vec<(NaiveDate, usize, usize, Value)> = Vec::new();
     for p in range {

@@ -35,6 +35,8 @@ pub struct AppendOutcome {
     pub appended: Vec<AppendedEvent>,
     /// Every event was already stored: nothing new was written.
     pub all_replayed: bool,
+    /// How many new events of each type were written (for metrics).
+    pub new_by_type: Vec<(&'static str, u64)>,
 }
 
 /// One event of the request and what became of it.
@@ -47,6 +49,29 @@ enum Slot {
 impl App {
     /// Appends envelopes (SPEC 3.1) as one atomic batch.
     pub async fn append(
+        &self,
+        envelopes: Vec<Value>,
+        actor: &str,
+        batch: bool,
+    ) -> Result<AppendOutcome, AppError> {
+        let started = std::time::Instant::now();
+        let result = self.append_inner(envelopes, actor, batch).await;
+        match &result {
+            Ok(outcome) => {
+                for (event_type, n) in &outcome.new_by_type {
+                    self.metrics
+                        .events_appended
+                        .with_label_values(&[event_type])
+                        .inc_by(*n);
+                }
+                self.metrics.observe_append(started.elapsed(), true);
+            }
+            Err(_) => self.metrics.observe_append(started.elapsed(), false),
+        }
+        result
+    }
+
+    async fn append_inner(
         &self,
         envelopes: Vec<Value>,
         actor: &str,
@@ -199,6 +224,17 @@ impl App {
             })
             .collect();
         let all_replayed = new_records.is_empty();
+        let mut new_by_type: Vec<(&'static str, u64)> = Vec::new();
+        for (_, event) in events.iter().zip(&slots).filter_map(|(e, s)| match s {
+            Slot::New(_) => Some(((), e)),
+            _ => None,
+        }) {
+            let name = event.1.data.event_type().as_str();
+            match new_by_type.iter_mut().find(|(t, _)| *t == name) {
+                Some((_, n)) => *n += 1,
+                None => new_by_type.push((name, 1)),
+            }
+        }
         let mut stored = if all_replayed {
             Vec::new().into_iter()
         } else {
@@ -232,6 +268,7 @@ impl App {
         Ok(Attempt::Done(AppendOutcome {
             appended,
             all_replayed,
+            new_by_type,
         }))
     }
 }

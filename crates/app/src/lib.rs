@@ -6,6 +6,7 @@
 mod append;
 mod clock;
 mod error;
+mod metrics;
 pub mod projection;
 mod read;
 mod views;
@@ -18,6 +19,7 @@ use openptl_rules::RulesConfig;
 pub use append::{AppendOutcome, AppendedEvent, MAX_BATCH};
 pub use clock::{london_today, Clock, FixedClock, SystemClock};
 pub use error::AppError;
+pub use metrics::Metrics;
 pub use projection::Projection;
 pub use read::{Amendment, EventView, PathwayQuery, PathwayView};
 pub use views::*;
@@ -31,6 +33,7 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Every pathway's history and current state, folded from the log.
     pub projection: Arc<Projection>,
+    pub metrics: Arc<Metrics>,
     /// Pathway locks (striped): appends to one pathway on this node take turns,
     /// so they check against an up-to-date history instead of racing and
     /// retrying. Other nodes (PostgreSQL mode) are still caught by the log's
@@ -57,6 +60,7 @@ impl App {
             config,
             clock,
             projection,
+            metrics: Arc::new(Metrics::new()),
             pathway_locks,
         }
     }

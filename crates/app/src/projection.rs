@@ -106,6 +106,9 @@ pub struct Projection {
     published: watch::Sender<u64>,
     config: Arc<RulesConfig>,
     failure: Mutex<Option<String>>,
+    /// When the oldest stored record the views do not show yet was recorded
+    /// (`None` when caught up): the projection lag.
+    behind_since: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Projection {
@@ -115,6 +118,7 @@ impl Projection {
             published: watch::Sender::new(0),
             config,
             failure: Mutex::new(None),
+            behind_since: Mutex::new(None),
         }
     }
 
@@ -146,6 +150,18 @@ impl Projection {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// How long the views have been behind the log (zero when caught up).
+    pub fn behind_for(&self) -> Duration {
+        let since = *self.behind_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.map_or(Duration::ZERO, |t| {
+            (Utc::now() - t).to_std().unwrap_or(Duration::ZERO)
+        })
+    }
+
+    fn set_behind_since(&self, since: Option<DateTime<Utc>>) {
+        *self.behind_since.lock().unwrap_or_else(|e| e.into_inner()) = since;
     }
 
     fn set_failure(&self, failure: Option<String>) {
@@ -291,6 +307,7 @@ pub(crate) async fn run(
             match log.read_all(from, CHUNK).await {
                 Ok(records) => {
                     let full = records.len() == CHUNK;
+                    p.set_behind_since(records.first().map(|r| r.recorded_at));
                     let today = london_today(clock.now());
                     let step = p.clone();
                     let outcome = tokio::task::spawn_blocking(move || {
@@ -305,13 +322,21 @@ pub(crate) async fn run(
                     match outcome {
                         Ok(Ok(())) => {
                             p.set_failure(None);
+                            if !full {
+                                p.set_behind_since(None);
+                            }
                             continue;
                         }
                         Ok(Err(e)) => fail(&p, e.to_string()),
                         Err(e) => fail(&p, format!("projection step panicked: {e}")),
                     }
                 }
-                Err(e) => fail(&p, e.to_string()),
+                Err(e) => {
+                    let mut since = p.behind_since.lock().unwrap_or_else(|e| e.into_inner());
+                    since.get_or_insert_with(Utc::now);
+                    drop(since);
+                    fail(&p, e.to_string());
+                }
             }
             drop(p);
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -59,6 +59,11 @@ fn at_index(index: Option<usize>, message: String, mut details: Value) -> (Strin
 }
 
 impl ApiError {
+    /// The stable code of this error.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
     /// (status, code, message, details) for every error.
     fn parts(&self) -> (StatusCode, &'static str, String, Value) {
         match self {

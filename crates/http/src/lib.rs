@@ -42,6 +42,8 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(readyz))
+        .route("/metrics", get(get_metrics))
+        .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
@@ -63,6 +65,44 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// `GET /metrics`: Prometheus text format (SPEC 6).
+async fn get_metrics(State(app): State<Arc<App>>) -> Response {
+    let text = tokio::task::spawn_blocking(move || app.render_metrics())
+        .await
+        .unwrap_or_default();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Counts and times every request by its route template (never the raw
+/// path, which holds pathway ids) and status.
+async fn observe(
+    State(app): State<Arc<App>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let m = &app.metrics;
+    m.http_duration
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[&route, response.status().as_str()])
+        .inc();
+    response
+}
+
 fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
     ApiError::App(AppError::InvalidQuery {
         field: field.into(),
@@ -72,6 +112,17 @@ fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
 
 /// `POST /v1/events`: one envelope, or `{ "events": [...] }` (SPEC 4.1).
 async fn post_events(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
+    let result = append_events(&app, body).await;
+    if let Err(e) = &result {
+        app.metrics
+            .append_errors
+            .with_label_values(&[e.code()])
+            .inc();
+    }
+    result
+}
+
+async fn append_events(app: &Arc<App>, body: Bytes) -> Result<Response, ApiError> {
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let (envelopes, batch) = match value {

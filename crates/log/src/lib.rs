@@ -105,6 +105,15 @@ pub enum LogError {
     Storage(String),
 }
 
+/// Sizes for metrics; `None` where a backend cannot tell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Bytes of stored records (segment files).
+    pub bytes_on_disk: Option<u64>,
+    /// Bytes of the derived index (sled).
+    pub index_bytes: Option<u64>,
+}
+
 /// The one way anything touches stored events.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
@@ -127,4 +136,9 @@ pub trait EventLog: Send + Sync + 'static {
     /// Notified with the new head after every append: the live half of a
     /// catch-up subscription (read_all up to the head, then wait here).
     fn watch_head(&self) -> watch::Receiver<u64>;
+
+    /// Storage sizes, for `/metrics`.
+    fn stats(&self) -> LogStats {
+        LogStats::default()
+    }
 }

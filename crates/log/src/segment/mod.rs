@@ -23,7 +23,9 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-use crate::{apply_plan, plan_batch, Appended, EventLog, LogError, NewRecord, StoredRecord};
+use crate::{
+    apply_plan, plan_batch, Appended, EventLog, LogError, LogStats, NewRecord, StoredRecord,
+};
 use record::{Damage, Hash};
 
 /// Size after which a new segment file is started.
@@ -811,6 +813,21 @@ impl EventLog for SegmentLog {
 
     fn watch_head(&self) -> watch::Receiver<u64> {
         self.shared.head.subscribe()
+    }
+
+    fn stats(&self) -> LogStats {
+        let bytes_on_disk = std::fs::read_dir(&self.shared.segments_dir)
+            .ok()
+            .map(|dir| {
+                dir.filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            });
+        LogStats {
+            bytes_on_disk,
+            index_bytes: self.shared.index.size_on_disk().ok(),
+        }
     }
 }
 

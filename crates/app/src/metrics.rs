@@ -1,0 +1,335 @@
+//! Prometheus metrics (SPEC 6). Every metric is declared here, once, with
+//! its labels. Labels are bounded vocabularies only — trust (ODS code),
+//! tumour site, clock, band, event type, route template, status — never a
+//! pathway id, NHS number, event id, user or free text.
+//!
+//! Counters and histograms are updated where things happen (appends, HTTP
+//! requests). Gauges of the PTL are computed from the projection at scrape
+//! time, so they can never drift from what the views show.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use openptl_rules::report::{self, Period};
+use openptl_rules::{ClockKind, ClockStatus, MilestoneStatus};
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::App;
+
+/// Latency buckets in seconds: 0.5 ms to 10 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// Every metric of the service.
+pub struct Metrics {
+    pub registry: Registry,
+    pub events_appended: IntCounterVec,
+    pub append_duration: HistogramVec,
+    pub append_errors: IntCounterVec,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+    open_pathways: GaugeVec,
+    due_to_breach: GaugeVec,
+    open_breached: GaugeVec,
+    overdue_milestones: GaugeVec,
+    performance: GaugeVec,
+    clocks_stopped: GaugeVec,
+    target: GaugeVec,
+    projection_position: IntGauge,
+    log_head: IntGauge,
+    projection_lag_events: IntGauge,
+    projection_lag_seconds: Gauge,
+    log_size: IntGauge,
+    log_bytes_per_event: Gauge,
+    index_size: IntGauge,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        macro_rules! register {
+            ($metric:expr) => {{
+                let metric = $metric.expect("metric definitions are valid");
+                registry
+                    .register(Box::new(metric.clone()))
+                    .expect("each metric is registered once");
+                metric
+            }};
+        }
+        let histogram = |name: &str, help: &str| {
+            HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
+        };
+        Metrics {
+            events_appended: register!(IntCounterVec::new(
+                opts("openptl_events_appended_total", "Events appended to the log, by event type."),
+                &["type"]
+            )),
+            append_duration: register!(HistogramVec::new(
+                histogram(
+                    "openptl_append_duration_seconds",
+                    "Time to check, durably append and project a request's events."
+                ),
+                &["status"]
+            )),
+            append_errors: register!(IntCounterVec::new(
+                opts(
+                    "openptl_append_errors_total",
+                    "Appends refused or failed, by error code (user errors and service errors)."
+                ),
+                &["status"]
+            )),
+            http_requests: register!(IntCounterVec::new(
+                opts("openptl_http_requests_total", "HTTP requests by route template and status."),
+                &["route", "status"]
+            )),
+            http_duration: register!(HistogramVec::new(
+                histogram("openptl_http_request_duration_seconds", "HTTP request latency by route template."),
+                &["route"]
+            )),
+            open_pathways: register!(GaugeVec::new(
+                opts(
+                    "openptl_open_pathways",
+                    "Pathways on the PTL by current trust, tumour site and 62-day wait band (`none`: no 62-day clock running)."
+                ),
+                &["trust", "tumour_site", "band"]
+            )),
+            due_to_breach: register!(GaugeVec::new(
+                opts(
+                    "openptl_clocks_due_to_breach_within_7_days",
+                    "Running clocks not yet breached whose first breach day is within the next 7 days."
+                ),
+                &["trust", "tumour_site", "clock"]
+            )),
+            open_breached: register!(GaugeVec::new(
+                opts("openptl_open_breached_clocks", "Running clocks already past their target."),
+                &["trust", "tumour_site", "clock"]
+            )),
+            overdue_milestones: register!(GaugeVec::new(
+                opts("openptl_overdue_milestones", "BPTP milestones overdue on open pathways."),
+                &["trust", "tumour_site"]
+            )),
+            performance: register!(GaugeVec::new(
+                opts(
+                    "openptl_standard_performance_percent",
+                    "Share of clocks stopped this month within target, by trust (62-day: allocation shares)."
+                ),
+                &["clock", "trust"]
+            )),
+            clocks_stopped: register!(GaugeVec::new(
+                opts(
+                    "openptl_standard_clocks_stopped",
+                    "Clocks stopped this month by trust and status (met or breached; 62-day: allocation shares)."
+                ),
+                &["clock", "trust", "status"]
+            )),
+            target: register!(GaugeVec::new(
+                opts(
+                    "openptl_standard_target_percent",
+                    "The operational target of each standard (the national standard where there is none), from configuration."
+                ),
+                &["clock"]
+            )),
+            projection_position: register!(IntGauge::with_opts(opts(
+                "openptl_projection_position",
+                "Last log position every view shows."
+            ))),
+            log_head: register!(IntGauge::with_opts(opts(
+                "openptl_log_head_position",
+                "Last position stored in the log."
+            ))),
+            projection_lag_events: register!(IntGauge::with_opts(opts(
+                "openptl_projection_lag_events",
+                "Events stored but not yet in the views."
+            ))),
+            projection_lag_seconds: register!(Gauge::with_opts(opts(
+                "openptl_projection_lag_seconds",
+                "How long the views have been behind the log (0 when caught up)."
+            ))),
+            log_size: register!(IntGauge::with_opts(opts(
+                "openptl_log_size_bytes",
+                "Bytes of segment files on disk."
+            ))),
+            log_bytes_per_event: register!(Gauge::with_opts(opts(
+                "openptl_log_bytes_per_event",
+                "Average bytes on disk per stored event."
+            ))),
+            index_size: register!(IntGauge::with_opts(opts(
+                "openptl_index_size_bytes",
+                "Bytes of the sled index on disk."
+            ))),
+            registry,
+        }
+    }
+
+    /// Records one append request's latency (errors are counted by code
+    /// where the code is decided: the HTTP error table).
+    pub fn observe_append(&self, elapsed: Duration, ok: bool) {
+        let status = if ok { "ok" } else { "error" };
+        self.append_duration
+            .with_label_values(&[status])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl App {
+    /// Brings every gauge up to date and renders the registry as Prometheus text.
+    pub fn render_metrics(&self) -> String {
+        self.refresh_gauges();
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.metrics.registry.gather(), &mut out)
+            .expect("text encoding of valid metrics cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+
+    fn refresh_gauges(&self) {
+        let m = &self.metrics;
+        let head = self.log.head();
+        let position = self.projection.position();
+        m.log_head.set(head as i64);
+        m.projection_position.set(position as i64);
+        m.projection_lag_events
+            .set(head.saturating_sub(position) as i64);
+        m.projection_lag_seconds
+            .set(self.projection.behind_for().as_secs_f64());
+        let stats = self.log.stats();
+        if let Some(bytes) = stats.bytes_on_disk {
+            m.log_size.set(bytes as i64);
+            m.log_bytes_per_event.set(if head == 0 {
+                0.0
+            } else {
+                bytes as f64 / head as f64
+            });
+        }
+        if let Some(bytes) = stats.index_bytes {
+            m.index_size.set(bytes as i64);
+        }
+        let thresholds = &self.config.thresholds;
+        m.target
+            .with_label_values(&["fds"])
+            .set(thresholds.fds_operational);
+        m.target
+            .with_label_values(&["d31"])
+            .set(thresholds.d31_standard);
+        m.target
+            .with_label_values(&["d62"])
+            .set(thresholds.d62_operational);
+
+        let today = self.today();
+        let mut open: BTreeMap<[String; 3], f64> = BTreeMap::new();
+        let mut due: BTreeMap<[String; 3], f64> = BTreeMap::new();
+        let mut breached: BTreeMap<[String; 3], f64> = BTreeMap::new();
+        let mut overdue: BTreeMap<[String; 2], f64> = BTreeMap::new();
+        let mut standards = Vec::new();
+        {
+            let data = self.projection.read();
+            let states: Vec<_> = data
+                .pathways
+                .values()
+                .filter_map(|p| p.current.as_deref())
+                .collect();
+            for current in &states {
+                let (state, Some(row)) = (&current.state, &current.row) else {
+                    continue;
+                };
+                let trust = state.trust.as_str().to_string();
+                let site = state.tumour_site.as_str().to_string();
+                let band = row.band.map_or("none", |b| b.as_str()).to_string();
+                *open.entry([trust.clone(), site.clone(), band]).or_default() += 1.0;
+                for (kind, clock) in state.clocks.iter() {
+                    let key = [trust.clone(), site.clone(), kind.as_str().to_string()];
+                    match clock.status {
+                        ClockStatus::OpenBreached => *breached.entry(key).or_default() += 1.0,
+                        ClockStatus::Open => {
+                            let soon = clock
+                                .breach_date()
+                                .is_some_and(|d| (d - today).num_days() <= 7);
+                            if soon {
+                                *due.entry(key).or_default() += 1.0;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                let n = state
+                    .milestones
+                    .iter()
+                    .filter(|m| m.status == MilestoneStatus::Overdue)
+                    .count();
+                if n > 0 {
+                    *overdue.entry([trust, site]).or_default() += n as f64;
+                }
+            }
+            let period = Period::of(data.today.unwrap_or(today));
+            for clock in ClockKind::ALL {
+                standards.push(report::standards(
+                    states.iter().map(|c| &c.state),
+                    *clock,
+                    period,
+                    &|_| true,
+                    &self.config,
+                ));
+            }
+        }
+        // Reset, then set: label sets that emptied disappear rather than go stale.
+        m.open_pathways.reset();
+        for ([trust, site, band], n) in open {
+            m.open_pathways
+                .with_label_values(&[&trust, &site, &band])
+                .set(n);
+        }
+        m.due_to_breach.reset();
+        for ([trust, site, clock], n) in due {
+            m.due_to_breach
+                .with_label_values(&[&trust, &site, &clock])
+                .set(n);
+        }
+        m.open_breached.reset();
+        for ([trust, site, clock], n) in breached {
+            m.open_breached
+                .with_label_values(&[&trust, &site, &clock])
+                .set(n);
+        }
+        m.overdue_milestones.reset();
+        for ([trust, site], n) in overdue {
+            m.overdue_milestones
+                .with_label_values(&[&trust, &site])
+                .set(n);
+        }
+        m.performance.reset();
+        m.clocks_stopped.reset();
+        for report in standards {
+            let clock = report.standard.as_str();
+            for line in report.by_trust {
+                let p = &line.performance;
+                if let Some(percent) = p.percent {
+                    m.performance
+                        .with_label_values(&[clock, &line.trust])
+                        .set(percent);
+                }
+                if p.total > 0.0 {
+                    m.clocks_stopped
+                        .with_label_values(&[clock, &line.trust, "met"])
+                        .set(p.within_target);
+                    m.clocks_stopped
+                        .with_label_values(&[clock, &line.trust, "breached"])
+                        .set(p.breached);
+                }
+            }
+        }
+    }
+}
