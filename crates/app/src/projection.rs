@@ -28,6 +28,7 @@ use openptl_rules::{
 use tokio::sync::watch;
 
 use crate::clock::{london_today, Clock};
+use crate::views::{PtlIndexEntry, PtlKeys};
 use crate::AppError;
 
 /// Records read from the log per step of the runner.
@@ -96,6 +97,9 @@ pub struct ProjectionData {
     /// The date `current` states are evaluated on.
     pub today: Option<NaiveDate>,
     pub pathways: HashMap<Arc<str>, PathwayEntry>,
+    /// The pathways on today's PTL, keys inline (dense, for fast PTL pages).
+    pub ptl: Vec<PtlIndexEntry>,
+    ptl_slot: HashMap<Arc<str>, usize>,
     actors: HashSet<Arc<str>>,
     dirty: HashSet<Arc<str>>,
 }
@@ -261,9 +265,40 @@ impl Projection {
         };
         {
             let mut data = self.write();
+            let ProjectionData {
+                pathways,
+                ptl,
+                ptl_slot,
+                ..
+            } = &mut *data;
             for (id, current) in evaluated {
-                if let Some(entry) = data.pathways.get_mut(&id) {
-                    entry.current = current;
+                let Some(entry) = pathways.get_mut(&id) else {
+                    continue;
+                };
+                entry.current = current.clone();
+                let on_ptl = current.and_then(|c| {
+                    let keys = PtlKeys::of(c.row.as_ref()?);
+                    Some(PtlIndexEntry {
+                        keys,
+                        id: id.clone(),
+                        version: entry.history.len() as u64,
+                        current: c,
+                    })
+                });
+                match (on_ptl, ptl_slot.get(&id).copied()) {
+                    (Some(row), Some(slot)) => ptl[slot] = row,
+                    (Some(row), None) => {
+                        ptl_slot.insert(id, ptl.len());
+                        ptl.push(row);
+                    }
+                    (None, Some(slot)) => {
+                        ptl.swap_remove(slot);
+                        ptl_slot.remove(&id);
+                        if let Some(moved) = ptl.get(slot) {
+                            ptl_slot.insert(moved.id.clone(), slot);
+                        }
+                    }
+                    (None, None) => {}
                 }
             }
         }

@@ -8,6 +8,7 @@
 //! so a past view equals what the service showed then.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use openptl_rules::report::{self, CanptlReturn, CwtRow, MilestonesReport, StandardsReport};
@@ -33,6 +34,71 @@ impl TrustFilter {
     pub fn allows(&self, trust: &str) -> bool {
         self.0.as_ref().is_none_or(|set| set.contains(trust))
     }
+
+    fn packed(&self) -> Option<Vec<u64>> {
+        self.0
+            .as_ref()
+            .map(|set| set.iter().map(|t| pack_trust(t)).collect())
+    }
+}
+
+/// An ODS code (at most 8 ASCII characters) as a number, for fast filters.
+pub(crate) fn pack_trust(code: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    for (b, c) in bytes.iter_mut().zip(code.bytes()) {
+        *b = c;
+    }
+    u64::from_le_bytes(bytes)
+}
+
+fn day_number(date: NaiveDate) -> i32 {
+    date.num_days_from_ce()
+}
+
+/// The filter and sort keys of a PTL row, small and inline, so a PTL query
+/// scans a dense array instead of visiting every pathway's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtlKeys {
+    trust: u64,
+    tumour_site: TumourSite,
+    route: Route,
+    band: Option<WaitBand>,
+    rag: Rag,
+    escalated: bool,
+    has_next_action: bool,
+    next_action_overdue: bool,
+    milestone_overdue: bool,
+    days_waited: i64,
+    next_breach: Option<i32>,
+    referred: i32,
+}
+
+impl PtlKeys {
+    pub fn of(row: &PtlRow) -> PtlKeys {
+        PtlKeys {
+            trust: pack_trust(&row.trust),
+            tumour_site: row.tumour_site,
+            route: row.route,
+            band: row.band,
+            rag: row.rag,
+            escalated: row.escalated,
+            has_next_action: row.next_action.is_some(),
+            next_action_overdue: row.next_action_overdue,
+            milestone_overdue: row.milestone_overdue,
+            days_waited: row.days_waited(),
+            next_breach: row.next_breach_date.map(day_number),
+            referred: day_number(row.referred_on),
+        }
+    }
+}
+
+/// One row of the projection's PTL index: keys inline, the state behind.
+#[derive(Debug, Clone)]
+pub struct PtlIndexEntry {
+    pub keys: PtlKeys,
+    pub id: Arc<str>,
+    pub version: u64,
+    pub current: Arc<Current>,
 }
 
 /// Saved worklists of the PTL (presets of filters).
@@ -72,13 +138,13 @@ impl Worklist {
             .map(|(_, w)| *w)
     }
 
-    fn includes(self, row: &PtlRow, as_of: NaiveDate) -> bool {
+    fn includes(self, row: &PtlKeys, as_of: i32) -> bool {
         let backlog = row.band.is_some_and(WaitBand::is_backlog);
         match self {
             Worklist::Band63To104 => row.band == Some(WaitBand::From63To104),
             Worklist::Band105Plus => row.band == Some(WaitBand::From105),
             Worklist::Over62 => backlog,
-            Worklist::NoNextAction => row.next_action.is_none(),
+            Worklist::NoNextAction => !row.has_next_action,
             Worklist::NextActionOverdue => row.next_action_overdue,
             Worklist::Escalated => row.escalated,
             Worklist::MilestoneOverdue => row.milestone_overdue,
@@ -87,9 +153,7 @@ impl Worklist {
                     || row.escalated
                     || row.next_action_overdue
                     || row.milestone_overdue
-                    || row
-                        .next_breach_date
-                        .is_some_and(|d| (d - as_of).num_days() <= 7)
+                    || row.next_breach.is_some_and(|d| d - as_of <= 7)
             }
         }
     }
@@ -130,13 +194,11 @@ impl PtlSort {
     }
 
     /// An ascending key: rows are listed by (key, pathway id).
-    fn key(self, row: &PtlRow) -> i64 {
+    fn key(self, row: &PtlKeys) -> i64 {
         match self {
-            PtlSort::DaysWaited => -row.days_waited(),
-            PtlSort::NextBreach => row
-                .next_breach_date
-                .map_or(i64::MAX, |d| i64::from(d.num_days_from_ce())),
-            PtlSort::ReferredOn => i64::from(row.referred_on.num_days_from_ce()),
+            PtlSort::DaysWaited => -row.days_waited,
+            PtlSort::NextBreach => row.next_breach.map_or(i64::MAX, i64::from),
+            PtlSort::ReferredOn => i64::from(row.referred),
         }
     }
 }
@@ -191,19 +253,20 @@ pub struct PtlQuery {
 }
 
 impl PtlQuery {
-    fn matches(&self, row: &PtlRow, as_of: NaiveDate, with_band: bool) -> bool {
-        self.trusts.allows(&row.trust)
+    /// Whether a row passes every filter but the band filter, and the band
+    /// filter too.
+    fn matches(&self, row: &PtlKeys, trusts: Option<&[u64]>, as_of: i32) -> (bool, bool) {
+        let others = trusts.is_none_or(|t| t.contains(&row.trust))
             && (self.tumour_sites.is_empty() || self.tumour_sites.contains(&row.tumour_site))
             && (self.routes.is_empty() || self.routes.contains(&row.route))
-            && (!with_band
-                || self.bands.is_empty()
-                || row.band.is_some_and(|b| self.bands.contains(&b)))
             && (self.rags.is_empty() || self.rags.contains(&row.rag))
             && self.escalated.is_none_or(|e| row.escalated == e)
-            && (!self.no_next_action || row.next_action.is_none())
+            && (!self.no_next_action || !row.has_next_action)
             && (!self.next_action_overdue || row.next_action_overdue)
             && (!self.milestone_overdue || row.milestone_overdue)
-            && self.worklist.is_none_or(|w| w.includes(row, as_of))
+            && self.worklist.is_none_or(|w| w.includes(row, as_of));
+        let band = self.bands.is_empty() || row.band.is_some_and(|b| self.bands.contains(&b));
+        (others, others && band)
     }
 }
 
@@ -246,7 +309,6 @@ pub struct CwtLine {
 /// A pathway as a view sees it.
 struct Seen<'a> {
     id: &'a str,
-    version: u64,
     current: &'a Current,
 }
 
@@ -264,19 +326,16 @@ impl App {
         let position = self.projection.position().min(data.position);
         if data.today == Some(as_of) && known_at.is_none() {
             let mut seen = data.pathways.values().filter_map(|p| {
-                p.current.as_deref().map(|current| Seen {
-                    id: &p.id,
-                    version: p.history.len() as u64,
-                    current,
-                })
+                p.current
+                    .as_deref()
+                    .map(|current| Seen { id: &p.id, current })
             });
             return (f(&mut seen), position);
         }
         let entries: Vec<&PathwayEntry> = data.pathways.values().collect();
         let evaluated = evaluate_all(&entries, as_of, known_at, &self.config);
-        let mut seen = evaluated.iter().map(|(entry, version, current)| Seen {
+        let mut seen = evaluated.iter().map(|(entry, _, current)| Seen {
             id: &entry.id,
-            version: *version,
             current,
         });
         (f(&mut seen), position)
@@ -286,71 +345,36 @@ impl App {
     pub async fn ptl(&self, query: &PtlQuery) -> Result<PtlPage, AppError> {
         self.wait_for(query.at.min_position).await;
         let as_of = self.as_of(query.at.as_of, query.at.known_at);
-        let sort = query.sort;
         if let Some(cursor) = &query.cursor {
-            if cursor.sort != sort {
+            if cursor.sort != query.sort {
                 return Err(AppError::InvalidQuery {
                     field: "cursor".into(),
                     problem: "belongs to another sort order; start again without it".into(),
                 });
             }
         }
-        let (page, position) = self.with_states(as_of, query.at.known_at, |seen| {
-            let mut bands: BTreeMap<&'static str, usize> =
-                WaitBand::ALL.iter().map(|b| (b.as_str(), 0)).collect();
-            let mut matching: Vec<(i64, &str, u64, &Current)> = Vec::new();
-            for s in seen {
-                let Some(row) = &s.current.row else { continue };
-                if !query.matches(row, as_of, false) {
-                    continue;
-                }
-                if let Some(band) = row.band {
-                    *bands.entry(band.as_str()).or_insert(0) += 1;
-                }
-                if query.matches(row, as_of, true) {
-                    matching.push((sort.key(row), s.id, s.version, s.current));
-                }
-            }
-            let total = matching.len();
-            if let Some(cursor) = &query.cursor {
-                let after = (cursor.key, cursor.pathway_id.as_str());
-                matching.retain(|(key, id, _, _)| (*key, *id) > after);
-            }
-            let by_key = |a: &(i64, &str, u64, &Current), b: &(i64, &str, u64, &Current)| {
-                (a.0, a.1).cmp(&(b.0, b.1))
+        let data = self.projection.read();
+        let position = self.projection.position().min(data.position);
+        let (total, bands, rows, next_cursor) =
+            if data.today == Some(as_of) && query.at.known_at.is_none() {
+                page_of(&data.ptl, query, as_of)
+            } else {
+                let entries: Vec<&PathwayEntry> = data.pathways.values().collect();
+                let index: Vec<PtlIndexEntry> =
+                    evaluate_all(&entries, as_of, query.at.known_at, &self.config)
+                        .into_iter()
+                        .filter_map(|(entry, version, current)| {
+                            let keys = PtlKeys::of(current.row.as_ref()?);
+                            Some(PtlIndexEntry {
+                                keys,
+                                id: entry.id.clone(),
+                                version,
+                                current: Arc::new(current),
+                            })
+                        })
+                        .collect();
+                page_of(&index, query, as_of)
             };
-            let limit = query.limit.unwrap_or(usize::MAX);
-            let more = matching.len() > limit;
-            if more {
-                matching.select_nth_unstable_by(limit, by_key);
-                matching.truncate(limit);
-            }
-            matching.sort_unstable_by(by_key);
-            let next_cursor = more
-                .then(|| matching.last())
-                .flatten()
-                .map(|(key, id, _, _)| {
-                    Cursor {
-                        sort,
-                        key: *key,
-                        pathway_id: id.to_string(),
-                    }
-                    .to_string()
-                });
-            let rows = matching
-                .into_iter()
-                .filter_map(|(_, id, version, current)| {
-                    Some(PtlEntry {
-                        pathway_id: id.to_string(),
-                        version,
-                        nhs_number: current.state.nhs_number.as_str().to_string(),
-                        row: current.row.clone()?,
-                    })
-                })
-                .collect();
-            (total, bands, rows, next_cursor)
-        });
-        let (total, bands, rows, next_cursor) = page;
         Ok(PtlPage {
             as_of,
             known_at: query.at.known_at,
@@ -465,6 +489,74 @@ impl App {
             lines
         }))
     }
+}
+
+type Page = (
+    usize,
+    BTreeMap<&'static str, usize>,
+    Vec<PtlEntry>,
+    Option<String>,
+);
+
+/// Filters, counts, sorts and pages PTL index rows.
+fn page_of(index: &[PtlIndexEntry], query: &PtlQuery, as_of: NaiveDate) -> Page {
+    let sort = query.sort;
+    let trusts = query.trusts.packed();
+    let as_of_day = day_number(as_of);
+    let mut bands: BTreeMap<&'static str, usize> =
+        WaitBand::ALL.iter().map(|b| (b.as_str(), 0)).collect();
+    let mut band_counts = [0usize; 4];
+    let mut matching: Vec<(i64, &PtlIndexEntry)> = Vec::new();
+    for entry in index {
+        let (others, all) = query.matches(&entry.keys, trusts.as_deref(), as_of_day);
+        if !others {
+            continue;
+        }
+        if let Some(band) = entry.keys.band {
+            band_counts[band as usize] += 1;
+        }
+        if all {
+            matching.push((sort.key(&entry.keys), entry));
+        }
+    }
+    for band in WaitBand::ALL {
+        bands.insert(band.as_str(), band_counts[*band as usize]);
+    }
+    let total = matching.len();
+    if let Some(cursor) = &query.cursor {
+        let after = (cursor.key, cursor.pathway_id.as_str());
+        matching.retain(|(key, e)| (*key, &*e.id) > after);
+    }
+    let by_key = |a: &(i64, &PtlIndexEntry), b: &(i64, &PtlIndexEntry)| {
+        (a.0, &*a.1.id).cmp(&(b.0, &*b.1.id))
+    };
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let more = matching.len() > limit;
+    if more {
+        matching.select_nth_unstable_by(limit, by_key);
+        matching.truncate(limit);
+    }
+    matching.sort_unstable_by(by_key);
+    let next_cursor = more.then(|| matching.last()).flatten().map(|(key, e)| {
+        Cursor {
+            sort,
+            key: *key,
+            pathway_id: e.id.to_string(),
+        }
+        .to_string()
+    });
+    let rows = matching
+        .into_iter()
+        .filter_map(|(_, e)| {
+            Some(PtlEntry {
+                pathway_id: e.id.to_string(),
+                version: e.version,
+                nhs_number: e.current.state.nhs_number.as_str().to_string(),
+                row: e.current.row.clone()?,
+            })
+        })
+        .collect();
+    (total, bands, rows, next_cursor)
 }
 
 /// Evaluates every pathway as of a date and moment, on two threads.
