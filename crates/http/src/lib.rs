@@ -80,26 +80,53 @@ async fn get_metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
-/// Counts and times every request by its route template (never the raw
-/// path, which holds pathway ids) and status.
+/// Counts, times and logs every request by its route template (never the
+/// raw path or query, which hold pathway ids) and status, under a request id
+/// (the caller's `x-request-id` if it is a plain token, else a new one) that
+/// is echoed in the response.
 async fn observe(
     State(app): State<Arc<App>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    use tracing::Instrument;
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string);
+    let method = request.method().clone();
+    let span = tracing::info_span!("request", id = %request_id, method = %method, route = %route);
     let started = std::time::Instant::now();
-    let response = next.run(request).await;
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
     let m = &app.metrics;
     m.http_duration
         .with_label_values(&[&route])
-        .observe(started.elapsed().as_secs_f64());
+        .observe(elapsed.as_secs_f64());
     m.http_requests
         .with_label_values(&[&route, response.status().as_str()])
         .inc();
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            millis = elapsed.as_secs_f64() * 1e3,
+            "answered"
+        )
+    });
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
     response
 }
 
