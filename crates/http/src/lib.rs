@@ -3,6 +3,7 @@
 //! tests drive it in-process and the binary serves it.
 
 mod csv;
+mod dashboard;
 mod error;
 mod views;
 
@@ -33,6 +34,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/pathways/{pathway_id}", get(get_pathway))
         .route("/v1/pathways/{pathway_id}/events", get(get_pathway_events))
         .route("/v1/ptl", get(views::get_ptl))
+        .route("/v1/meta", get(dashboard::meta))
+        .route("/", get(dashboard::page))
+        .route("/pathways/{pathway_id}", get(dashboard::page))
+        .route("/standards", get(dashboard::page))
+        .route("/milestones", get(dashboard::page))
+        .route("/assets/app.js", get(dashboard::script))
+        .route("/assets/app.css", get(dashboard::stylesheet))
         .route("/v1/standards/{standard}", get(views::get_standards))
         .route("/v1/milestones", get(views::get_milestones))
         .route("/v1/returns/canptl", get(views::get_canptl))

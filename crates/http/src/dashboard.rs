@@ -1,0 +1,95 @@
+//! The web dashboard (issue 6): one HTML shell, a stylesheet and a script,
+//! all compiled into the binary (hospital networks have no internet, so no
+//! CDN). The pages call the same JSON API as every other client.
+//!
+//! Every dashboard response carries security headers: a Content Security
+//! Policy that allows only this origin's own files (no inline script, no
+//! framing), `nosniff`, and no referrer.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use openptl_app::{App, PtlSort, Worklist};
+use openptl_rules::{Rag, Route, TumourSite, WaitBand};
+use serde_json::json;
+
+const INDEX_HTML: &str = include_str!("../assets/index.html");
+const APP_JS: &str = include_str!("../assets/app.js");
+const APP_CSS: &str = include_str!("../assets/app.css");
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+fn with_headers(body: &'static str, content_type: &'static str, cache: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+/// Every dashboard page: the shell; the script draws the page the URL names.
+pub async fn page() -> Response {
+    with_headers(INDEX_HTML, "text/html; charset=utf-8", "no-cache")
+}
+
+pub async fn script() -> Response {
+    with_headers(
+        APP_JS,
+        "text/javascript; charset=utf-8",
+        "public, max-age=300",
+    )
+}
+
+pub async fn stylesheet() -> Response {
+    with_headers(APP_CSS, "text/css; charset=utf-8", "public, max-age=300")
+}
+
+/// `GET /v1/meta`: the vocabularies a client needs to build filters (trusts
+/// of the configured alliances and of the PTL, codes, worklists, sorts).
+pub async fn meta(State(app): State<Arc<App>>) -> Response {
+    let mut trusts: Vec<String> = app
+        .config
+        .alliances
+        .values()
+        .flatten()
+        .map(|t| t.as_str().to_string())
+        .collect();
+    {
+        let data = app.projection.read();
+        trusts.extend(
+            data.ptl
+                .iter()
+                .map(|e| e.current.state.trust.as_str().to_string()),
+        );
+    }
+    trusts.sort();
+    trusts.dedup();
+    Json(json!({
+        "trusts": trusts,
+        "alliances": app.config.alliances.keys().collect::<Vec<_>>(),
+        "tumour_sites": TumourSite::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "routes": Route::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "bands": WaitBand::ALL.iter().map(|b| b.as_str()).collect::<Vec<_>>(),
+        "rags": Rag::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "worklists": Worklist::ALL.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        "sorts": PtlSort::ALL.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
