@@ -89,7 +89,8 @@ function table(caption, headers, rows) {
   return h("div", { class: "table-wrap" },
     h("table", {},
       caption ? h("caption", {}, caption) : null,
-      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col", class: x.num ? "num" : null }, x.label || x)))),
+      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col", class: x.num ? "num" : null, "aria-sort": x.sorted || null },
+        x.onsort ? h("a", { href: "#", onclick: (e) => { e.preventDefault(); x.onsort(); }, title: `Sort by ${x.label}` }, x.label, x.sorted ? " ▼" : "") : (x.label || x))))),
       h("tbody", {}, rows)));
 }
 
@@ -196,8 +197,12 @@ async function renderPtl() {
     page.next_cursor ? h("a", { href: "#", id: "next-page", onclick: (e) => { e.preventDefault(); go("/", Object.assign(ptlParams(), { cursor: page.next_cursor })); } }, "Next 100 rows") : null,
     q.get("cursor") ? h("a", { href: "#", onclick: (e) => { e.preventDefault(); const p = ptlParams(); delete p.cursor; go("/", p); } }, "First page") : null));
 
-  const headers = ["Pathway", "Trust", "Tumour site", "Route", { label: "FDS days", num: true }, { label: "62-day days", num: true },
-    "Band", "RAG", "Next milestone", "Next breach", "Transfer", "Last note", "Next action", "Owner", "Escalated"];
+  const sortedBy = q.get("sort") || "days_waited";
+  const sortBy = (sort) => () => { const p = ptlParams(); delete p.cursor; p.sort = sort; go("/", p); };
+  const sortable = (label, sort, num) => ({ label, num, onsort: sortBy(sort), sorted: sortedBy === sort ? (sort === "days_waited" ? "descending" : "ascending") : null });
+  const headers = ["Pathway", "Trust", "Tumour site", "Route", sortable("FDS days", "days_waited", true),
+    sortable("62-day days", "days_waited", true), "Band", "RAG", "Next milestone", sortable("Next breach", "next_breach"), "Transfer",
+    "Last note", "Next action", "Owner", "Escalated"];
   const rows = page.rows.map((r) => h("tr", { "data-pathway": r.pathway_id },
     h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
     h("td", {}, r.trust), h("td", {}, label(r.tumour_site)), h("td", {}, label(r.route)),

@@ -713,3 +713,51 @@ async fn reads_wait_for_min_position_and_say_what_they_include() {
     let ready = get(&app, "/readyz").await;
     assert_eq!(ready["status"], "ready");
 }
+
+#[tokio::test]
+async fn the_dashboard_is_served_with_security_headers() {
+    let (app, _) = loaded().await;
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/pathways/A", "text/html"),
+        ("/standards", "text/html"),
+        ("/milestones", "text/html"),
+        ("/assets/app.js", "text/javascript"),
+        ("/assets/app.css", "text/css"),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert!(headers.contains_key("x-request-id"));
+    }
+    let meta = get(&app, "/v1/meta").await;
+    for trust in ["RXH", "RHM", "RTH", "RA7", "RBD", "RDU"] {
+        assert!(
+            meta["trusts"].as_array().unwrap().contains(&json!(trust)),
+            "{meta}"
+        );
+    }
+    assert_eq!(meta["bands"], json!(["0-28", "29-62", "63-104", "105+"]));
+    assert!(meta["worklists"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("ptl_meeting")));
+}
