@@ -64,6 +64,21 @@ fn acknowledged_events_survive_sigkill() {
                 }
             }));
         }
+        // Kill at a random moment once this round has made progress (a busy
+        // CI machine may take a while to answer the first request).
+        let before: usize = acknowledged.lock().unwrap().values().map(Vec::len).sum();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while acknowledged
+            .lock()
+            .unwrap()
+            .values()
+            .map(Vec::len)
+            .sum::<usize>()
+            == before
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::thread::sleep(kill_after(round));
         server.kill(); // SIGKILL: no chance to flush anything
         for client in clients {
