@@ -17,6 +17,9 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+/// The admin token the benchmark's in-memory token store accepts.
+const BENCH_TOKEN: &str = "openptl-bench-admin-token";
+
 pub struct BenchOptions {
     pub pathways: usize,
     pub batch_events: usize,
@@ -43,7 +46,7 @@ impl Connection {
 
     async fn post(&mut self, path: &str, body: &str) -> anyhow::Result<u16> {
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {BENCH_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             self.host,
             body.len()
         );
@@ -146,6 +149,17 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         RulesConfig::defaults(),
         Arc::new(SystemClock),
     ));
+    app.tokens.create_with_secret(
+        openptl_app::tokens::NewToken {
+            role: openptl_app::access::Role::Admin,
+            trusts: Vec::new(),
+            alliance: None,
+            label: Some("bench".into()),
+            expires_at: None,
+        },
+        chrono::Utc::now(),
+        Some(BENCH_TOKEN),
+    )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let server = tokio::spawn(axum::serve(listener, openptl_http::router(app)).into_future());
@@ -399,7 +413,9 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
         let mut times = Vec::new();
         for _ in 0..200 {
             let t = Instant::now();
-            let page = app.ptl(query).await?;
+            let page = app
+                .ptl(query, &openptl_app::access::Principal::system("bench"))
+                .await?;
             let body = serde_json::to_vec(&page)?;
             std::hint::black_box(body);
             times.push(t.elapsed());
@@ -415,7 +431,8 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
         limit: Some(100),
         ..PtlQuery::default()
     };
-    app.ptl(&past).await?;
+    app.ptl(&past, &openptl_app::access::Principal::system("bench"))
+        .await?;
     println!(
         "PTL page as of a week ago (every pathway re-evaluated): {:.0} ms",
         t.elapsed().as_secs_f64() * 1e3
@@ -433,7 +450,13 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
     let mut times = Vec::with_capacity(ids.len());
     for id in &ids {
         let t = Instant::now();
-        let view = app.pathway(id, &PathwayQuery::default()).await?;
+        let view = app
+            .pathway(
+                id,
+                &PathwayQuery::default(),
+                &openptl_app::access::Principal::system("bench"),
+            )
+            .await?;
         std::hint::black_box(serde_json::to_vec(&view)?);
         times.push(t.elapsed());
     }
@@ -448,7 +471,13 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
             "data": { "text": format!("bench note {n}") }
         });
         let t = Instant::now();
-        let out = app.append(vec![note], "bench", false).await;
+        let out = app
+            .append(
+                vec![note],
+                &openptl_app::access::Principal::system("bench"),
+                false,
+            )
+            .await;
         times.push(t.elapsed());
         // Closed pathways refuse nothing for notes; any refusal is a bench bug.
         out.map_err(|e| anyhow::anyhow!("{e}"))?;

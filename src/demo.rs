@@ -404,12 +404,16 @@ fn continue_pathway(
 }
 
 /// Generates and appends the demo alliance; returns how many events were stored.
-pub async fn load(app: &App, pathways: usize) -> anyhow::Result<usize> {
+pub async fn load(
+    app: &App,
+    pathways: usize,
+    principal: &openptl_app::access::Principal,
+) -> anyhow::Result<usize> {
     let events = generate(pathways, 1, app.today());
     let mut stored = 0;
     for chunk in events.chunks(500) {
         let outcome = app
-            .append(chunk.to_vec(), "demo-loader", true)
+            .append(chunk.to_vec(), principal, true)
             .await
             .map_err(|e| anyhow::anyhow!("demo data was refused: {e:?}"))?;
         stored += outcome.appended.len();

@@ -48,6 +48,22 @@ enum Command {
         /// Pathways in the demo data set.
         #[arg(long, env = "OPENPTL_DEMO_PATHWAYS", default_value_t = 5000)]
         demo_pathways: usize,
+        /// Create (once) an admin token with this secret at start-up, so
+        /// scripts and tests can drive a fresh server (SPEC 10).
+        #[arg(long, env = "OPENPTL_BOOTSTRAP_ADMIN_TOKEN", hide_env_values = true)]
+        bootstrap_admin_token: Option<String>,
+    },
+    /// Manage access tokens in a data directory (works beside a running service).
+    Token {
+        #[arg(
+            long,
+            env = "OPENPTL_DATA_DIR",
+            default_value = "./openptl-data",
+            global = true
+        )]
+        data_dir: PathBuf,
+        #[command(subcommand)]
+        action: TokenAction,
     },
     /// Re-read every segment (CRCs, positions, stream versions, hash chain) and
     /// check the index agrees. Exit status 0 only when the log is sound.
@@ -106,6 +122,32 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print its secret (shown once).
+    Create {
+        /// coordinator, manager, alliance_viewer, analyst or admin.
+        #[arg(long)]
+        role: String,
+        /// A trust (ODS code) the token covers; repeat for several, `*` for all.
+        #[arg(long = "trust")]
+        trusts: Vec<String>,
+        /// The alliance an alliance_viewer reads (from the rules file).
+        #[arg(long)]
+        alliance: Option<String>,
+        /// Who holds it (recorded as the actor of their events).
+        #[arg(long)]
+        label: Option<String>,
+        /// Days until it expires (0: never).
+        #[arg(long, default_value_t = 90)]
+        expires_in_days: i64,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
+}
+
 fn rules(path: Option<&PathBuf>) -> anyhow::Result<RulesConfig> {
     match path {
         None => Ok(RulesConfig::defaults()),
@@ -141,7 +183,18 @@ async fn main() -> anyhow::Result<()> {
             listen,
             demo,
             demo_pathways,
-        } => serve(config, data_dir, listen, demo.then_some(demo_pathways)).await,
+            bootstrap_admin_token,
+        } => {
+            serve(
+                config,
+                data_dir,
+                listen,
+                demo.then_some(demo_pathways),
+                bootstrap_admin_token,
+            )
+            .await
+        }
+        Command::Token { data_dir, action } => token(&config, &data_dir, action),
         Command::Verify { data_dir } => {
             let report = segment::verify(&data_dir)?;
             println!(
@@ -209,21 +262,147 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+fn token(
+    config: &RulesConfig,
+    data_dir: &std::path::Path,
+    action: TokenAction,
+) -> anyhow::Result<()> {
+    use openptl_app::tokens::{NewToken, TokenStore};
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let store = TokenStore::open(&data_dir.join("tokens.json"))?;
+    let now = chrono::Utc::now();
+    match action {
+        TokenAction::Create {
+            role,
+            trusts,
+            alliance,
+            label,
+            expires_in_days,
+        } => {
+            let role = openptl_app::access::Role::parse(&role).with_context(|| {
+                format!(
+                    "--role {role}: use coordinator, manager, alliance_viewer, analyst or admin"
+                )
+            })?;
+            if let Some(name) = &alliance {
+                anyhow::ensure!(
+                    config.alliances.contains_key(name),
+                    "--alliance {name} is not in the rules file's [alliances]"
+                );
+            }
+            let (record, secret) = store.create(
+                NewToken {
+                    role,
+                    trusts,
+                    alliance,
+                    label,
+                    expires_at: (expires_in_days > 0)
+                        .then(|| now + chrono::Duration::days(expires_in_days)),
+                },
+                now,
+            )?;
+            eprintln!(
+                "token {} for {} ({}) created; keep the secret below safe, it is not shown again",
+                record.id,
+                record.label,
+                record.role.as_str()
+            );
+            println!("{secret}");
+        }
+        TokenAction::List => {
+            for t in store.list() {
+                println!(
+                    "{}  {:<16} {:<28} trusts={} alliance={} expires={} {}",
+                    t.id,
+                    t.role.as_str(),
+                    t.label,
+                    t.trusts.join(","),
+                    t.alliance.as_deref().unwrap_or("-"),
+                    t.expires_at.map_or("never".to_string(), |e| e.to_rfc3339()),
+                    if t.revoked_at.is_some() {
+                        "REVOKED"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        TokenAction::Revoke { id } => {
+            store.revoke(&id, now)?;
+            println!("token {id} revoked");
+        }
+    }
+    Ok(())
+}
+
 async fn serve(
     config: RulesConfig,
     data_dir: PathBuf,
     listen: SocketAddr,
     demo: Option<usize>,
+    bootstrap_admin_token: Option<String>,
 ) -> anyhow::Result<()> {
+    use openptl_app::access::{Principal, Role};
+    use openptl_app::tokens::{NewToken, TokenStore};
     let log: Arc<dyn EventLog> = Arc::new(
         SegmentLog::open(&data_dir)
             .with_context(|| format!("opening the event log in {}", data_dir.display()))?,
     );
-    let app = Arc::new(App::new(log, config, Arc::new(SystemClock)));
+    let tokens = TokenStore::open(&data_dir.join("tokens.json"))?;
+    let access_log = openptl_app::audit::AccessLog::open(&data_dir.join("access.log"))
+        .with_context(|| format!("opening {}", data_dir.join("access.log").display()))?;
+    let now = chrono::Utc::now();
+    if let Some(secret) = &bootstrap_admin_token {
+        tokens.create_with_secret(
+            NewToken {
+                role: Role::Admin,
+                trusts: Vec::new(),
+                alliance: None,
+                label: Some("bootstrap-admin".into()),
+                expires_at: None,
+            },
+            now,
+            Some(secret),
+        )?;
+    }
+    let demo_login = match demo {
+        Some(_) => {
+            let trusts: Vec<String> = config
+                .alliances
+                .get("demo")
+                .map(|t| t.iter().map(|c| c.as_str().to_string()).collect())
+                .unwrap_or_else(|| vec!["*".into()]);
+            let (_, secret) = tokens.create(
+                NewToken {
+                    role: Role::Coordinator,
+                    trusts,
+                    alliance: None,
+                    label: Some("demo-coordinator".into()),
+                    expires_at: Some(now + chrono::Duration::days(30)),
+                },
+                now,
+            )?;
+            Some(secret)
+        }
+        None => None,
+    };
+    if !tokens.any_usable(now) {
+        tracing::warn!(
+            "no access token exists, so nobody can use the API: set OPENPTL_BOOTSTRAP_ADMIN_TOKEN \
+             or run `openptl token create --role admin --data-dir {}`",
+            data_dir.display()
+        );
+    }
+    let app = Arc::new(
+        App::new(log, config, Arc::new(SystemClock))
+            .with_tokens(tokens)
+            .with_access_log(access_log),
+    );
     catch_up(&app).await?;
     if let Some(pathways) = demo {
         if app.log.head() == 0 {
-            let loaded = demo::load(&app, pathways).await?;
+            let loaded = demo::load(&app, pathways, &Principal::system("demo-loader")).await?;
             tracing::info!(events = loaded, pathways, "demo alliance loaded");
         }
     }
@@ -231,10 +410,16 @@ async fn serve(
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
+    if let Some(secret) = &demo_login {
+        // Before the "listening" line, which scripts wait for.
+        println!("Demo login (a coordinator of the six demo trusts, valid 30 days): {secret}");
+    }
     // Scripts and tests read this line to find the port.
     println!("OpenPTL listening on http://{addr}");
     if demo.is_some() {
-        println!("Demo data loaded. Try http://{addr}/v1/pathways/DEMO-000001 (no login needed in this build).");
+        println!(
+            "Dashboard: http://{addr}/ (sign in with the demo login above). API: curl -H 'Authorization: Bearer <token>' http://{addr}/v1/ptl"
+        );
     }
     axum::serve(listener, openptl_http::router(app))
         .with_graceful_shutdown(shutdown_signal())
@@ -374,7 +559,11 @@ async fn import(
         let app = app.clone();
         async move {
             let outcome = app
-                .append(pending, "import", true)
+                .append(
+                    pending,
+                    &openptl_app::access::Principal::system("import"),
+                    true,
+                )
                 .await
                 .map_err(|e| match e {
                     openptl_app::AppError::Rejected {

@@ -23,6 +23,7 @@ fn conformance_runner_passes_against_the_real_binary() {
         .arg(shared.join("run_cases.py"))
         .arg(format!("http://{}", server.addr))
         .arg(&shared)
+        .env("OPENPTL_TOKEN", common::ADMIN_TOKEN)
         .output()
         .expect("python3 runs the conformance runner");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -252,8 +252,25 @@ fn the_dashboard_works_in_headless_chromium() {
     let base = format!("http://{}", server.addr);
     let driver = Driver::start(&chromedriver, &chromium);
 
-    // The PTL shows rows, with counts by band.
+    // Signed out, the dashboard asks for a token; the demo login works.
+    let demo_login = server
+        .preamble
+        .iter()
+        .find_map(|l| l.strip_prefix("Demo login").and_then(|r| r.rsplit_once(": ")))
+        .map(|(_, secret)| secret.trim().to_string())
+        .expect("serve --demo prints a demo login");
     driver.goto(&format!("{base}/"));
+    driver.wait_for("the sign-in form", "return document.getElementById('token') !== null");
+    driver.type_into("#token", "not-a-token");
+    driver.click("#sign-in-submit");
+    driver.wait_for(
+        "the refusal",
+        "return document.querySelector('[role=alert]')?.textContent.includes('Sign in')",
+    );
+    driver.type_into("#token", &demo_login);
+    driver.click("#sign-in-submit");
+
+    // The PTL shows rows, with counts by band.
     let rows = driver.wait_for(
         "PTL rows",
         "return document.querySelectorAll('tr[data-pathway]').length",

@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
+/// The bootstrap admin token every test server is started with.
+pub const ADMIN_TOKEN: &str = "openptl-test-admin-token-0001";
+
 /// A fresh, empty data directory for one test (removed by the OS's tmp cleaning).
 pub fn fresh_dir(name: &str) -> PathBuf {
     let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
@@ -26,6 +29,8 @@ pub fn binary() -> &'static str {
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// What the server printed before it listened (the demo login, say).
+    pub preamble: Vec<String>,
 }
 
 impl Server {
@@ -35,12 +40,14 @@ impl Server {
             .arg(data)
             .args(extra)
             .env("OPENPTL_LOG", "warn")
+            .env("OPENPTL_BOOTSTRAP_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start openptl");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
+        let mut preamble = Vec::new();
         let addr = loop {
             let line = lines
                 .next()
@@ -49,10 +56,15 @@ impl Server {
             if let Some(rest) = line.strip_prefix("OpenPTL listening on http://") {
                 break rest.trim().to_string();
             }
+            preamble.push(line);
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server { child, addr }
+        Server {
+            child,
+            addr,
+            preamble,
+        }
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
@@ -71,18 +83,31 @@ impl Drop for Server {
     }
 }
 
-/// One HTTP/1.1 request on a new connection; Err when the server is gone.
+/// One HTTP/1.1 request on a new connection as the test admin; Err when the
+/// server is gone.
 pub fn request(
     addr: &str,
     method: &str,
     path: &str,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    request_as(addr, Some(ADMIN_TOKEN), method, path, body)
+}
+
+/// One HTTP/1.1 request with a given bearer token (or none).
+pub fn request_as(
+    addr: &str,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)?;
     let body = body.unwrap_or("");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = String::new();

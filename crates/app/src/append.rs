@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 
 use openptl_log::{LogError, NewRecord};
-use openptl_rules::{check_event, NewEvent, RecordedEvent, SCHEMA_VERSION};
+use openptl_rules::{check_event, history, EventData, NewEvent, RecordedEvent, SCHEMA_VERSION};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::access::{Denied, Principal};
 use crate::{App, AppError};
 
 /// The most events one request may carry (SPEC 4.1).
@@ -51,11 +52,11 @@ impl App {
     pub async fn append(
         &self,
         envelopes: Vec<Value>,
-        actor: &str,
+        principal: &Principal,
         batch: bool,
     ) -> Result<AppendOutcome, AppError> {
         let started = std::time::Instant::now();
-        let result = self.append_inner(envelopes, actor, batch).await;
+        let result = self.append_inner(envelopes, principal, batch).await;
         match &result {
             Ok(outcome) => {
                 for (event_type, n) in &outcome.new_by_type {
@@ -74,7 +75,7 @@ impl App {
     async fn append_inner(
         &self,
         envelopes: Vec<Value>,
-        actor: &str,
+        principal: &Principal,
         batch: bool,
     ) -> Result<AppendOutcome, AppError> {
         let at = |i: usize| if batch { Some(i) } else { None };
@@ -100,7 +101,7 @@ impl App {
             guards.push(self.pathway_locks[stripe].lock().await);
         }
         for _ in 0..MAX_ATTEMPTS {
-            match self.try_append(&events, actor, batch).await? {
+            match self.try_append(&events, principal, batch).await? {
                 Attempt::Done(outcome) => {
                     // Answer once the projection shows the new events, so the
                     // next append (and read) of these pathways sees them.
@@ -137,9 +138,10 @@ impl App {
     async fn try_append(
         &self,
         events: &[(Uuid, NewEvent)],
-        actor: &str,
+        principal: &Principal,
         batch: bool,
     ) -> Result<Attempt, AppError> {
+        let actor = principal.actor.as_str();
         let at = |i: usize| if batch { Some(i) } else { None };
         let today = self.today();
         let mut histories: HashMap<String, Vec<RecordedEvent>> = HashMap::new();
@@ -184,6 +186,17 @@ impl App {
                 histories.insert(stream.to_string(), self.projection.history(stream));
             }
             let history = histories.get_mut(stream).expect("loaded above");
+            authorise(principal, history, event).map_err(|denied| match denied {
+                Denied::NotVisible => AppError::NotVisible { index: at(i) },
+                Denied::Forbidden => AppError::Forbidden {
+                    index: at(i),
+                    reason: format!(
+                        "a {} may not record `{}` on this pathway",
+                        principal.role.as_str(),
+                        event.data.event_type().as_str()
+                    ),
+                },
+            })?;
             let current = history.len() as u64;
             if let Some(expected) = event.expected_version {
                 if expected != current {
@@ -270,6 +283,31 @@ impl App {
             all_replayed,
             new_by_type,
         }))
+    }
+}
+
+/// Whether `principal` may append `event` to a pathway with `history`.
+fn authorise(
+    principal: &Principal,
+    history: &[RecordedEvent],
+    event: &NewEvent,
+) -> Result<(), Denied> {
+    let event_type = event.data.event_type();
+    match history::trusts(history) {
+        Some((current, ever)) => {
+            principal.may_write(event_type, &current, ever.iter().map(String::as_str))
+        }
+        // A new pathway: the referral names its trust. Anything else is left
+        // to the rules (`pathway_not_started`), which reveal nothing.
+        None => match &event.data {
+            EventData::ReferralReceived(r) => {
+                let trust = r.trust.as_str();
+                principal
+                    .may_write(event_type, trust, std::iter::once(trust))
+                    .map_err(|_| Denied::Forbidden)
+            }
+            _ => Ok(()),
+        },
     }
 }
 

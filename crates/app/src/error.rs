@@ -22,6 +22,16 @@ pub enum AppError {
     DuplicateEventId { index: Option<usize> },
     #[error("pathway not found")]
     PathwayNotFound,
+    /// Event `index` names a pathway outside the caller's trusts (reported
+    /// exactly like a pathway that does not exist).
+    #[error("pathway not found")]
+    NotVisible { index: Option<usize> },
+    /// The caller's role may not do this (event `index` of a batch).
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        index: Option<usize>,
+        reason: String,
+    },
     /// A query parameter could not be used.
     #[error("`{field}` {problem}")]
     InvalidQuery { field: String, problem: String },

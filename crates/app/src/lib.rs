@@ -3,12 +3,15 @@
 //! It knows no HTTP; its errors say what went wrong, the HTTP crate says how
 //! to report it.
 
+pub mod access;
 mod append;
+pub mod audit;
 mod clock;
 mod error;
 mod metrics;
 pub mod projection;
 mod read;
+pub mod tokens;
 mod views;
 
 use std::sync::Arc;
@@ -34,6 +37,10 @@ pub struct App {
     /// Every pathway's history and current state, folded from the log.
     pub projection: Arc<Projection>,
     pub metrics: Arc<Metrics>,
+    /// Bearer tokens (who may call the API).
+    pub tokens: Arc<tokens::TokenStore>,
+    /// Reads of patient-level data.
+    pub access_log: Arc<audit::AccessLog>,
     /// Pathway locks (striped): appends to one pathway on this node take turns,
     /// so they check against an up-to-date history instead of racing and
     /// retrying. Other nodes (PostgreSQL mode) are still caught by the log's
@@ -61,8 +68,40 @@ impl App {
             clock,
             projection,
             metrics: Arc::new(Metrics::new()),
+            tokens: Arc::new(tokens::TokenStore::in_memory()),
+            access_log: Arc::new(audit::AccessLog::in_memory()),
             pathway_locks,
         }
+    }
+
+    /// Keeps tokens in `store` (default: in memory, empty).
+    pub fn with_tokens(mut self, store: tokens::TokenStore) -> App {
+        self.tokens = Arc::new(store);
+        self
+    }
+
+    /// Writes the access log to `log` (default: in memory only).
+    pub fn with_access_log(mut self, log: audit::AccessLog) -> App {
+        self.access_log = Arc::new(log);
+        self
+    }
+
+    /// Records a read of patient-level data.
+    pub fn audit(
+        &self,
+        principal: &access::Principal,
+        action: &str,
+        pathway_id: Option<&str>,
+        rows: Option<usize>,
+    ) {
+        self.access_log.record(audit::AccessEntry {
+            at: self.clock.now(),
+            actor: principal.actor.clone(),
+            role: principal.role.as_str().to_string(),
+            action: action.to_string(),
+            pathway_id: pathway_id.map(str::to_string),
+            rows,
+        });
     }
 
     /// Whether every view shows the whole log (SPEC 4.4 `/readyz`).

@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::access::Principal;
 use crate::clock::london_today;
+use crate::projection::{PathwayEntry, ProjectionData};
 use crate::{App, AppError};
 
 /// How long a read waits for `min_position` before answering anyway.
@@ -83,24 +85,25 @@ impl App {
         &self,
         pathway_id: &str,
         query: &PathwayQuery,
+        principal: &Principal,
     ) -> Result<PathwayView, AppError> {
         self.wait_for(query.min_position).await;
         let as_of = self.as_of(query.as_of, query.known_at);
         let data = self.projection.read();
-        let entry = data
-            .pathways
-            .get(pathway_id)
-            .ok_or(AppError::PathwayNotFound)?;
+        let entry = readable(&data, pathway_id, principal)?;
         let fresh = data.today == Some(as_of) && query.known_at.is_none();
+        let entry_version = entry.version_at(query.known_at);
         let state = match (&entry.current, fresh) {
             (Some(current), true) => current.state.clone(),
             _ => entry
                 .evaluate(as_of, query.known_at, &self.config)?
                 .ok_or(AppError::PathwayNotFound)?,
         };
+        drop(data);
+        self.audit(principal, "pathway", Some(pathway_id), None);
         Ok(PathwayView {
             pathway_id: pathway_id.to_string(),
-            version: entry.version_at(query.known_at),
+            version: entry_version,
             nhs_number: state.nhs_number.as_str().to_string(),
             state,
         })
@@ -111,13 +114,11 @@ impl App {
         &self,
         pathway_id: &str,
         min_position: Option<u64>,
+        principal: &Principal,
     ) -> Result<Vec<EventView>, AppError> {
         self.wait_for(min_position).await;
         let data = self.projection.read();
-        let entry = data
-            .pathways
-            .get(pathway_id)
-            .ok_or(AppError::PathwayNotFound)?;
+        let entry = readable(&data, pathway_id, principal)?;
         let mut views: Vec<EventView> = entry
             .history
             .iter()
@@ -155,6 +156,47 @@ impl App {
                 }
             }
         }
+        drop(data);
+        self.audit(
+            principal,
+            "pathway_events",
+            Some(pathway_id),
+            Some(views.len()),
+        );
         Ok(views)
+    }
+}
+
+/// The pathway, if it exists and `principal` may read it; otherwise "not
+/// found" either way, so existence is not leaked.
+fn readable<'a>(
+    data: &'a ProjectionData,
+    pathway_id: &str,
+    principal: &Principal,
+) -> Result<&'a PathwayEntry, AppError> {
+    let entry = data
+        .pathways
+        .get(pathway_id)
+        .ok_or(AppError::PathwayNotFound)?;
+    let visible = match entry.current.as_deref() {
+        Some(c) => {
+            let s = &c.state;
+            principal.may_read_pathway(
+                std::iter::once(s.trust.as_str())
+                    .chain(std::iter::once(s.referring_trust.as_str()))
+                    .chain(
+                        s.transfers
+                            .iter()
+                            .flat_map(|t| [t.from_trust.as_str(), t.to_trust.as_str()]),
+                    ),
+            )
+        }
+        None => openptl_rules::history::trusts(&entry.history)
+            .is_some_and(|(_, ever)| principal.may_read_pathway(ever.iter().map(String::as_str))),
+    };
+    if visible {
+        Ok(entry)
+    } else {
+        Err(AppError::PathwayNotFound)
     }
 }

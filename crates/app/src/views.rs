@@ -15,6 +15,7 @@ use openptl_rules::report::{self, CanptlReturn, CwtRow, MilestonesReport, Standa
 use openptl_rules::{ClockKind, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
 use serde::Serialize;
 
+use crate::access::{Principal, TrustScope};
 use crate::projection::{Current, PathwayEntry};
 use crate::{App, AppError};
 
@@ -33,6 +34,23 @@ pub struct TrustFilter(pub Option<HashSet<String>>);
 impl TrustFilter {
     pub fn allows(&self, trust: &str) -> bool {
         self.0.as_ref().is_none_or(|set| set.contains(trust))
+    }
+
+    /// This filter, narrowed to the trusts a principal covers.
+    pub fn within(&self, scope: &TrustScope) -> TrustFilter {
+        match (scope, &self.0) {
+            (TrustScope::All, _) => self.clone(),
+            (TrustScope::Only(allowed), None) => {
+                TrustFilter(Some(allowed.iter().cloned().collect()))
+            }
+            (TrustScope::Only(allowed), Some(asked)) => TrustFilter(Some(
+                asked
+                    .iter()
+                    .filter(|t| allowed.contains(*t))
+                    .cloned()
+                    .collect(),
+            )),
+        }
     }
 
     fn packed(&self) -> Option<Vec<u64>> {
@@ -342,7 +360,13 @@ impl App {
     }
 
     /// The single PTL (SPEC 4.4).
-    pub async fn ptl(&self, query: &PtlQuery) -> Result<PtlPage, AppError> {
+    pub async fn ptl(&self, query: &PtlQuery, principal: &Principal) -> Result<PtlPage, AppError> {
+        if !principal.reads_patients() {
+            return Err(forbidden(principal, "the PTL lists patients"));
+        }
+        let mut scoped = query.clone();
+        scoped.trusts = query.trusts.within(&principal.trusts);
+        let query = &scoped;
         self.wait_for(query.at.min_position).await;
         let as_of = self.as_of(query.at.as_of, query.at.known_at);
         if let Some(cursor) = &query.cursor {
@@ -355,7 +379,7 @@ impl App {
         }
         let data = self.projection.read();
         let position = self.projection.position().min(data.position);
-        let (total, bands, rows, next_cursor) =
+        let (total, bands, mut rows, next_cursor) =
             if data.today == Some(as_of) && query.at.known_at.is_none() {
                 page_of(&data.ptl, query, as_of)
             } else {
@@ -375,6 +399,13 @@ impl App {
                         .collect();
                 page_of(&index, query, as_of)
             };
+        drop(data);
+        if !principal.sees_nhs_numbers() {
+            for row in &mut rows {
+                row.nhs_number = mask(&row.nhs_number);
+            }
+        }
+        self.audit(principal, "ptl", None, Some(rows.len()));
         Ok(PtlPage {
             as_of,
             known_at: query.at.known_at,
@@ -394,7 +425,9 @@ impl App {
         period: Option<Period>,
         trusts: &TrustFilter,
         tumour_site: Option<TumourSite>,
+        principal: &Principal,
     ) -> Result<(StandardsReport, u64), AppError> {
+        let trusts = &trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let period = period.unwrap_or_else(|| Period::of(as_of));
@@ -419,7 +452,9 @@ impl App {
         period: Option<Period>,
         trusts: &TrustFilter,
         tumour_site: Option<TumourSite>,
+        principal: &Principal,
     ) -> Result<(MilestonesReport, u64), AppError> {
+        let trusts = &trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         Ok(self.with_states(as_of, at.known_at, |seen| {
@@ -436,7 +471,9 @@ impl App {
         week_ending: NaiveDate,
         known_at: Option<DateTime<Utc>>,
         trusts: &TrustFilter,
+        principal: &Principal,
     ) -> Result<(CanptlReturn, u64), AppError> {
+        let trusts = &trusts.within(&principal.trusts);
         if week_ending.weekday() != Weekday::Sun {
             return Err(AppError::InvalidQuery {
                 field: "week_ending".into(),
@@ -463,10 +500,12 @@ impl App {
         at: &ViewAt,
         period: Period,
         trusts: &TrustFilter,
+        principal: &Principal,
     ) -> Result<(Vec<CwtLine>, u64), AppError> {
+        let trusts = &trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        Ok(self.with_states(as_of, at.known_at, |seen| {
+        let out = self.with_states(as_of, at.known_at, |seen| {
             let mut lines: Vec<CwtLine> = Vec::new();
             for s in seen {
                 for row in report::cwt_rows(&s.current.state, period) {
@@ -487,8 +526,34 @@ impl App {
                 ))
             });
             lines
-        }))
+        });
+        let (mut lines, position) = out;
+        if !principal.sees_identifiers() {
+            for line in &mut lines {
+                line.pathway_id.clear();
+                line.nhs_number.clear();
+            }
+        } else if !principal.sees_nhs_numbers() {
+            for line in &mut lines {
+                line.nhs_number = mask(&line.nhs_number);
+            }
+        }
+        self.audit(principal, "cwt_extract", None, Some(lines.len()));
+        Ok((lines, position))
     }
+}
+
+fn forbidden(principal: &Principal, why: &str) -> AppError {
+    AppError::Forbidden {
+        index: None,
+        reason: format!("a {} may not see this: {why}", principal.role.as_str()),
+    }
+}
+
+/// An NHS number with all but the last three digits hidden.
+fn mask(nhs_number: &str) -> String {
+    openptl_rules::NhsNumber::parse(nhs_number)
+        .map_or_else(|| "*".repeat(nhs_number.len()), |n| n.masked())
 }
 
 type Page = (

@@ -226,6 +226,7 @@ function describe(data) {
 }
 
 async function renderPathway(id, notice) {
+  await loadMeta();
   const at = when();
   const [view, stored] = await Promise.all([
     api(`/v1/pathways/${encodeURIComponent(id)}`, at),
@@ -452,6 +453,37 @@ function setWhenForm() {
   }
 }
 
+function renderSignIn(message) {
+  const form = h("form", { class: "filters", id: "sign-in" },
+    h("label", {}, "Access token", h("input", { type: "password", name: "token", id: "token", required: true, autocomplete: "current-password", size: 60 })),
+    h("button", { type: "submit", id: "sign-in-submit" }, "Sign in"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("/v1/session", null, {
+        method: "POST", headers: { "content-type": "application/json", accept: "application/json" },
+        body: JSON.stringify({ token: new FormData(form).get("token") }),
+      });
+      meta = null;
+      render();
+    } catch (err) {
+      renderSignIn(err.message);
+    }
+  });
+  $main().replaceChildren(h("h1", {}, "Sign in to OpenPTL"),
+    h("p", {}, "Paste the access token your OpenPTL administrator gave you. It is kept in a secure cookie for this browser session."),
+    message ? h("div", { class: "error", role: "alert" }, message) : null, form);
+  document.getElementById("token").focus();
+  status("Not signed in.");
+}
+
+async function signOut() {
+  await fetch("/v1/session", { method: "DELETE" });
+  meta = null;
+  shownPosition = null;
+  render();
+}
+
 async function render() {
   setWhenForm();
   const path = location.pathname;
@@ -462,8 +494,12 @@ async function render() {
     else if (path === "/milestones") await renderMilestones();
     else $main().replaceChildren(h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "/" }, "Go to the PTL")));
   } catch (err) {
-    $main().replaceChildren(showError(err));
+    if (err.status === 401) renderSignIn();
+    else $main().replaceChildren(showError(err));
   }
+  const who = document.getElementById("who");
+  if (meta && who) who.replaceChildren(`${meta.actor} (${label(meta.role)}) `, h("button", { type: "button", class: "secondary", id: "sign-out", onclick: signOut }, "Sign out"));
+  else if (who) who.replaceChildren();
   document.body.dataset.ready = "true";
 }
 

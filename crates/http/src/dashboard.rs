@@ -16,6 +16,8 @@ use openptl_app::{App, PtlSort, Worklist};
 use openptl_rules::{Rag, Route, TumourSite, WaitBand};
 use serde_json::json;
 
+use crate::auth::Auth;
+
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
@@ -63,7 +65,7 @@ pub async fn stylesheet() -> Response {
 
 /// `GET /v1/meta`: the vocabularies a client needs to build filters (trusts
 /// of the configured alliances and of the PTL, codes, worklists, sorts).
-pub async fn meta(State(app): State<Arc<App>>) -> Response {
+pub async fn meta(State(app): State<Arc<App>>, Auth(principal): Auth) -> Response {
     let mut trusts: Vec<String> = app
         .config
         .alliances
@@ -79,9 +81,12 @@ pub async fn meta(State(app): State<Arc<App>>) -> Response {
                 .map(|e| e.current.state.trust.as_str().to_string()),
         );
     }
+    trusts.retain(|t| principal.trusts.covers(t));
     trusts.sort();
     trusts.dedup();
     Json(json!({
+        "actor": principal.actor,
+        "role": principal.role.as_str(),
         "trusts": trusts,
         "alliances": app.config.alliances.keys().collect::<Vec<_>>(),
         "tumour_sites": TumourSite::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),

@@ -16,6 +16,16 @@ pub enum ApiError {
     App(AppError),
     /// No such route.
     NotFound,
+    /// No valid token (401).
+    Unauthenticated,
+    /// The role may not use this endpoint (403).
+    Forbidden(String),
+    /// Too many requests for this token (429).
+    RateLimited {
+        retry_after: u64,
+    },
+    /// The request took longer than the service allows (503).
+    Timeout,
 }
 
 impl From<AppError> for ApiError {
@@ -76,6 +86,30 @@ impl ApiError {
             ApiError::NotFound => {
                 (StatusCode::NOT_FOUND, "not_found", "There is nothing at this address.".into(), json!({}))
             }
+            ApiError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Sign in: send a valid, unexpired access token as `Authorization: Bearer <token>`.".into(),
+                json!({}),
+            ),
+            ApiError::Forbidden(reason) => (
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("Your access does not allow this ({reason}). Ask your OpenPTL administrator if you need it."),
+                json!({}),
+            ),
+            ApiError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("Too many requests with this token; try again in {retry_after} s."),
+                json!({ "retry_after": retry_after }),
+            ),
+            ApiError::Timeout => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "The request took too long and was stopped. If it was an append, post it again with the same event_id: it is recorded at most once.".into(),
+                json!({}),
+            ),
             ApiError::App(e) => match e {
                 AppError::Rejected { index, error } => {
                     let (message, details) = at_index(*index, error.to_string(), error.details());
@@ -111,6 +145,22 @@ impl ApiError {
                     format!("`{field}` {problem}."),
                     json!({ "field": field }),
                 ),
+                AppError::NotVisible { index } => {
+                    let (message, details) = at_index(
+                        *index,
+                        "No pathway with this id (or none referred by the date asked for).".into(),
+                        json!({}),
+                    );
+                    (StatusCode::NOT_FOUND, "pathway_not_found", message, details)
+                }
+                AppError::Forbidden { index, reason } => {
+                    let (message, details) = at_index(
+                        *index,
+                        format!("Your access does not allow this: {reason}."),
+                        json!({}),
+                    );
+                    (StatusCode::FORBIDDEN, "forbidden", message, details)
+                }
                 AppError::Storage(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
@@ -136,6 +186,23 @@ impl IntoResponse for ApiError {
             tracing::error!(code, cause = ?self, "request failed");
         }
         let body = json!({ "error": { "code": code, "message": message, "details": details } });
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        match &self {
+            ApiError::Unauthenticated => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"openptl\""),
+                );
+            }
+            ApiError::RateLimited { retry_after } => {
+                if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::RETRY_AFTER, v);
+                }
+            }
+            _ => {}
+        }
+        response
     }
 }

@@ -2,6 +2,8 @@
 //! application layer; they hold no rules. `router(app)` is the whole API, so
 //! tests drive it in-process and the binary serves it.
 
+mod admin;
+mod auth;
 mod csv;
 mod dashboard;
 mod error;
@@ -24,8 +26,7 @@ pub use error::ApiError;
 /// Largest request body accepted (a full batch of large events fits easily).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-/// Who posted an event until authentication lands (SPEC 10).
-const ANONYMOUS: &str = "anonymous";
+use auth::Auth;
 
 /// The whole API.
 pub fn router(app: Arc<App>) -> Router {
@@ -45,6 +46,21 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/milestones", get(views::get_milestones))
         .route("/v1/returns/canptl", get(views::get_canptl))
         .route("/v1/returns/cwt", get(views::get_cwt))
+        .route(
+            "/v1/tokens",
+            post(admin::create_token).get(admin::list_tokens),
+        )
+        .route(
+            "/v1/tokens/{id}",
+            axum::routing::delete(admin::revoke_token),
+        )
+        .route("/v1/audit", get(admin::audit))
+        .route(
+            "/v1/session",
+            post(admin::sign_in)
+                .delete(admin::sign_out)
+                .get(admin::whoami),
+        )
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
@@ -74,10 +90,11 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text format (SPEC 6).
-async fn get_metrics(State(app): State<Arc<App>>) -> Response {
+async fn get_metrics(State(app): State<Arc<App>>, Auth(principal): Auth) -> Response {
     let text = tokio::task::spawn_blocking(move || app.render_metrics())
         .await
         .unwrap_or_default();
+    let text = admin::scope_metrics(&text, &principal);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -146,8 +163,15 @@ fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
 }
 
 /// `POST /v1/events`: one envelope, or `{ "events": [...] }` (SPEC 4.1).
-async fn post_events(State(app): State<Arc<App>>, body: Bytes) -> Result<Response, ApiError> {
-    let result = append_events(&app, body).await;
+async fn post_events(
+    State(app): State<Arc<App>>,
+    auth: Result<Auth, ApiError>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let result = match auth {
+        Ok(Auth(principal)) => append_events(&app, &principal, body).await,
+        Err(e) => Err(e),
+    };
     if let Err(e) = &result {
         app.metrics
             .append_errors
@@ -157,7 +181,11 @@ async fn post_events(State(app): State<Arc<App>>, body: Bytes) -> Result<Respons
     result
 }
 
-async fn append_events(app: &Arc<App>, body: Bytes) -> Result<Response, ApiError> {
+async fn append_events(
+    app: &Arc<App>,
+    principal: &openptl_app::access::Principal,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let (envelopes, batch) = match value {
@@ -195,7 +223,7 @@ async fn append_events(app: &Arc<App>, body: Bytes) -> Result<Response, ApiError
             ))
         }
     };
-    let outcome = app.append(envelopes, ANONYMOUS, batch).await?;
+    let outcome = app.append(envelopes, principal, batch).await?;
     let status = if outcome.all_replayed {
         StatusCode::OK
     } else {
@@ -249,22 +277,24 @@ fn min_position(params: &HashMap<String, String>) -> Result<Option<u64>, ApiErro
 /// `GET /v1/pathways/{id}` (SPEC 4.2).
 async fn get_pathway(
     State(app): State<Arc<App>>,
+    Auth(principal): Auth,
     Path(pathway_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let query = pathway_query(&params)?;
-    let view = app.pathway(&pathway_id, &query).await?;
+    let view = app.pathway(&pathway_id, &query, &principal).await?;
     Ok(Json(view).into_response())
 }
 
 /// `GET /v1/pathways/{id}/events`: the stored history with metadata.
 async fn get_pathway_events(
     State(app): State<Arc<App>>,
+    Auth(principal): Auth,
     Path(pathway_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let events = app
-        .pathway_events(&pathway_id, min_position(&params)?)
+        .pathway_events(&pathway_id, min_position(&params)?, &principal)
         .await?;
     Ok(Json(json!({ "pathway_id": pathway_id, "events": events })).into_response())
 }

@@ -14,6 +14,7 @@ use openptl_app::{App, AppError, Cursor, PtlQuery, PtlSort, TrustFilter, ViewAt,
 use openptl_rules::{ClockKind, OdsCode, Period, Rag, Route, TumourSite, WaitBand};
 use serde_json::json;
 
+use crate::auth::Auth;
 use crate::csv::Csv;
 use crate::{invalid, ApiError};
 
@@ -295,6 +296,7 @@ pub fn ptl_query(app: &App, params: &Params) -> Result<PtlQuery, ApiError> {
 /// `GET /v1/ptl`: a page of the single PTL as JSON, or every matching row as CSV.
 pub async fn get_ptl(
     State(app): State<Arc<App>>,
+    Auth(principal): Auth,
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
@@ -303,7 +305,7 @@ pub async fn get_ptl(
     if csv && !params.contains_key("limit") {
         query.limit = None;
     }
-    let page = app.ptl(&query).await?;
+    let page = app.ptl(&query, &principal).await?;
     if !csv {
         return Ok(Json(page).into_response());
     }
@@ -387,6 +389,7 @@ fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
 /// `GET /v1/standards/{fds|d31|d62}`.
 pub async fn get_standards(
     State(app): State<Arc<App>>,
+    Auth(principal): Auth,
     Path(standard): Path<String>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
@@ -410,6 +413,7 @@ pub async fn get_standards(
             period(&params)?,
             &trusts(&app, &params)?,
             one_site(&params)?,
+            &principal,
         )
         .await?;
     Ok(Json(with_position(report, position)?).into_response())
@@ -418,6 +422,7 @@ pub async fn get_standards(
 /// `GET /v1/milestones`.
 pub async fn get_milestones(
     State(app): State<Arc<App>>,
+    Auth(principal): Auth,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     check_known(
@@ -438,6 +443,7 @@ pub async fn get_milestones(
             period(&params)?,
             &trusts(&app, &params)?,
             one_site(&params)?,
+            &principal,
         )
         .await?;
     Ok(Json(with_position(report, position)?).into_response())
@@ -446,6 +452,7 @@ pub async fn get_milestones(
 /// `GET /v1/returns/canptl?week_ending=` (JSON).
 pub async fn get_canptl(
     State(app): State<Arc<App>>,
+    Auth(principal): Auth,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
     check_known(
@@ -463,7 +470,12 @@ pub async fn get_canptl(
     let at = view_at(&params)?;
     app.wait_for(at.min_position).await;
     let (report, position) = app
-        .canptl(week_ending, at.known_at, &trusts(&app, &params)?)
+        .canptl(
+            week_ending,
+            at.known_at,
+            &trusts(&app, &params)?,
+            &principal,
+        )
         .await?;
     Ok(Json(with_position(report, position)?).into_response())
 }
@@ -471,6 +483,7 @@ pub async fn get_canptl(
 /// `GET /v1/returns/cwt?period=` (CSV; JSON with `format=json`).
 pub async fn get_cwt(
     State(app): State<Arc<App>>,
+    Auth(principal): Auth,
     headers: HeaderMap,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
@@ -496,7 +509,12 @@ pub async fn get_cwt(
                 .is_some_and(|v| v.contains("application/json")));
     wants_csv(&headers, &params)?;
     let (lines, _) = app
-        .cwt(&view_at(&params)?, period, &trusts(&app, &params)?)
+        .cwt(
+            &view_at(&params)?,
+            period,
+            &trusts(&app, &params)?,
+            &principal,
+        )
         .await?;
     if json_wanted {
         return Ok(Json(json!({ "period": period, "rows": lines })).into_response());

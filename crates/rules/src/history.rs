@@ -94,3 +94,25 @@ pub fn known_at(history: &[RecordedEvent], known_at: DateTime<Utc>) -> &[Recorde
     let n = history.partition_point(|e| e.recorded_at <= known_at);
     &history[..n]
 }
+
+/// The trusts a pathway has belonged to, from its effective events: the
+/// current one (after the latest transfer) and every one it ever had (the
+/// referring trust and each transfer's sender and receiver), for access
+/// control. `None` when there is no effective referral.
+pub fn trusts(history: &[RecordedEvent]) -> Option<(String, Vec<String>)> {
+    let effective = effective_events(history).ok()?;
+    let mut current: Option<String> = None;
+    let mut ever: Vec<String> = Vec::new();
+    for event in &effective {
+        let trust = match &event.data {
+            EventData::ReferralReceived(r) => r.trust.as_str(),
+            EventData::PathwayTransferred(t) => t.to_trust.as_str(),
+            _ => continue,
+        };
+        current = Some(trust.to_string());
+        if !ever.iter().any(|t| t == trust) {
+            ever.push(trust.to_string());
+        }
+    }
+    current.map(|c| (c, ever))
+}

@@ -1,0 +1,459 @@
+//! Bearer tokens (issue 7): random secrets handed out once, stored only as
+//! SHA-256 hashes, with a role, trusts, an optional expiry and revocation.
+//!
+//! The store is a JSON file in the data directory (`tokens.json`), written
+//! atomically (temporary file, fsync, rename, directory fsync). The service
+//! re-reads it when it changes, so `openptl token create` works beside a
+//! running service. Tokens are not events: they are configuration, and
+//! creating or revoking one is logged (without the secret).
+//!
+//! A secret looks like `optl_<id>_<64 hex digits>`: the id finds the record,
+//! the hash of the whole secret proves it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::access::{Principal, Role, TrustScope};
+
+/// One token, as stored (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: String,
+    pub label: String,
+    pub role: Role,
+    /// ODS codes, or `["*"]` for every trust.
+    pub trusts: Vec<String>,
+    /// The alliance whose trusts an `alliance_viewer` reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alliance: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// SHA-256 of the secret, hex.
+    #[serde(rename = "sha256")]
+    pub hash: String,
+}
+
+/// What a new token is for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub role: Role,
+    #[serde(default)]
+    pub trusts: Vec<String>,
+    #[serde(default)]
+    pub alliance: Option<String>,
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no token with id {0}")]
+    NotFound(String),
+    #[error("the token store could not be written: {0}")]
+    Storage(String),
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct TokenFile {
+    tokens: Vec<TokenRecord>,
+}
+
+struct Loaded {
+    tokens: BTreeMap<String, TokenRecord>,
+    modified: Option<SystemTime>,
+    checked: Option<Instant>,
+}
+
+/// The token store: a file (or memory only, for tests).
+pub struct TokenStore {
+    path: Option<PathBuf>,
+    loaded: Mutex<Loaded>,
+}
+
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    getrandom::fill(&mut buf).expect("the operating system provides randomness");
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+impl TokenStore {
+    /// A store kept in `path` (created on first write).
+    pub fn open(path: &Path) -> Result<TokenStore, TokenError> {
+        let store = TokenStore {
+            path: Some(path.to_path_buf()),
+            loaded: Mutex::new(Loaded {
+                tokens: BTreeMap::new(),
+                modified: None,
+                checked: None,
+            }),
+        };
+        store.reload(true)?;
+        Ok(store)
+    }
+
+    /// A store in memory only.
+    pub fn in_memory() -> TokenStore {
+        TokenStore {
+            path: None,
+            loaded: Mutex::new(Loaded {
+                tokens: BTreeMap::new(),
+                modified: None,
+                checked: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
+        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads the file if it changed (checked at most once a second unless forced).
+    fn reload(&self, force: bool) -> Result<(), TokenError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut loaded = self.lock();
+        if !force && loaded.checked.is_some_and(|t| t.elapsed().as_secs() < 1) {
+            return Ok(());
+        }
+        loaded.checked = Some(Instant::now());
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        if !force && modified == loaded.modified {
+            return Ok(());
+        }
+        let tokens = match std::fs::read(path) {
+            Ok(bytes) => {
+                let file: TokenFile = serde_json::from_slice(&bytes).map_err(|e| {
+                    TokenError::Storage(format!("{} is not a token file: {e}", path.display()))
+                })?;
+                file.tokens.into_iter().map(|t| (t.id.clone(), t)).collect()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => return Err(TokenError::Storage(format!("{}: {e}", path.display()))),
+        };
+        loaded.tokens = tokens;
+        loaded.modified = modified;
+        Ok(())
+    }
+
+    fn save(&self, tokens: &BTreeMap<String, TokenRecord>) -> Result<(), TokenError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let file = TokenFile {
+            tokens: tokens.values().cloned().collect(),
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&file).map_err(|e| TokenError::Storage(e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        let storage = |e: std::io::Error| TokenError::Storage(format!("{}: {e}", path.display()));
+        {
+            use std::io::Write;
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).write(true).truncate(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(0o600);
+            }
+            let mut f = options.open(&tmp).map_err(storage)?;
+            f.write_all(&bytes).map_err(storage)?;
+            f.sync_all().map_err(storage)?;
+        }
+        std::fs::rename(&tmp, path).map_err(storage)?;
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a token; returns its record and the secret (shown once).
+    pub fn create(
+        &self,
+        new: NewToken,
+        now: DateTime<Utc>,
+    ) -> Result<(TokenRecord, String), TokenError> {
+        self.create_with_secret(new, now, None)
+    }
+
+    /// As [`TokenStore::create`], with a given secret (the bootstrap admin
+    /// token of SPEC 10): re-creating it with the same secret is a no-op.
+    pub fn create_with_secret(
+        &self,
+        new: NewToken,
+        now: DateTime<Utc>,
+        secret: Option<&str>,
+    ) -> Result<(TokenRecord, String), TokenError> {
+        check(&new)?;
+        self.reload(true)?;
+        let mut loaded = self.lock();
+        if let Some(secret) = secret {
+            if secret.len() < 16 {
+                return Err(TokenError::Invalid(
+                    "a given token must be at least 16 characters".into(),
+                ));
+            }
+            let hash = sha256_hex(secret);
+            if let Some(existing) = loaded.tokens.values().find(|t| same(&t.hash, &hash)) {
+                return Ok((existing.clone(), secret.to_string()));
+            }
+        }
+        let id = loop {
+            let id = random_hex(4);
+            if !loaded.tokens.contains_key(&id) {
+                break id;
+            }
+        };
+        let secret = secret.map_or_else(|| format!("optl_{id}_{}", random_hex(32)), str::to_string);
+        let record = TokenRecord {
+            id: id.clone(),
+            label: new.label.clone().unwrap_or_else(|| format!("token-{id}")),
+            role: new.role,
+            trusts: new.trusts.clone(),
+            alliance: new.alliance.clone(),
+            created_at: now,
+            expires_at: new.expires_at,
+            revoked_at: None,
+            hash: sha256_hex(&secret),
+        };
+        let mut tokens = loaded.tokens.clone();
+        tokens.insert(id, record.clone());
+        self.save(&tokens)?;
+        loaded.tokens = tokens;
+        loaded.modified = self
+            .path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        tracing::info!(token = %record.id, role = record.role.as_str(), "access token created");
+        Ok((record, secret))
+    }
+
+    /// Revokes a token (it stops working at once; the record stays).
+    pub fn revoke(&self, id: &str, now: DateTime<Utc>) -> Result<TokenRecord, TokenError> {
+        self.reload(true)?;
+        let mut loaded = self.lock();
+        let mut tokens = loaded.tokens.clone();
+        let record = tokens
+            .get_mut(id)
+            .ok_or_else(|| TokenError::NotFound(id.to_string()))?;
+        record.revoked_at.get_or_insert(now);
+        let record = record.clone();
+        self.save(&tokens)?;
+        loaded.tokens = tokens;
+        tracing::info!(token = %id, "access token revoked");
+        Ok(record)
+    }
+
+    pub fn list(&self) -> Vec<TokenRecord> {
+        let _ = self.reload(false);
+        self.lock().tokens.values().cloned().collect()
+    }
+
+    /// Whether any usable token exists (for the start-up warning).
+    pub fn any_usable(&self, now: DateTime<Utc>) -> bool {
+        self.list().iter().any(|t| usable(t, now))
+    }
+
+    /// The record behind a presented secret, if it is valid now.
+    pub fn authenticate(&self, secret: &str, now: DateTime<Utc>) -> Option<TokenRecord> {
+        if let Err(e) = self.reload(false) {
+            tracing::error!(error = %e, "the token store could not be read");
+        }
+        let hash = sha256_hex(secret);
+        let loaded = self.lock();
+        // Find by id when the secret has our shape; else (a bootstrap secret) by hash.
+        let by_id = secret
+            .strip_prefix("optl_")
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(id, _)| loaded.tokens.get(id));
+        let record = match by_id {
+            Some(r) => Some(r),
+            None => loaded.tokens.values().find(|t| same(&t.hash, &hash)),
+        }?;
+        (same(&record.hash, &hash) && usable(record, now)).then(|| record.clone())
+    }
+}
+
+fn usable(t: &TokenRecord, now: DateTime<Utc>) -> bool {
+    t.revoked_at.is_none() && t.expires_at.is_none_or(|e| now < e)
+}
+
+fn check(new: &NewToken) -> Result<(), TokenError> {
+    let all = new.trusts.iter().any(|t| t == "*");
+    if all && new.trusts.len() > 1 {
+        return Err(TokenError::Invalid("`*` (every trust) stands alone".into()));
+    }
+    for t in new.trusts.iter().filter(|t| *t != "*") {
+        if openptl_rules::OdsCode::parse(t).is_none() {
+            return Err(TokenError::Invalid(format!(
+                "`{t}` is not an ODS code (3 to 5 letters and digits)"
+            )));
+        }
+    }
+    match new.role {
+        Role::Admin => {}
+        Role::AllianceViewer => {
+            if new.alliance.is_none() {
+                return Err(TokenError::Invalid(
+                    "an alliance_viewer token needs `alliance`".into(),
+                ));
+            }
+        }
+        _ => {
+            if new.trusts.is_empty() {
+                return Err(TokenError::Invalid(format!(
+                    "a {} token needs `trusts` (ODS codes, or \"*\" for every trust)",
+                    new.role.as_str()
+                )));
+            }
+        }
+    }
+    if let Some(label) = &new.label {
+        if label.is_empty() || label.len() > 100 || label.chars().any(char::is_control) {
+            return Err(TokenError::Invalid(
+                "`label` must be 1 to 100 printable characters".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl TokenRecord {
+    /// The principal this token acts as; `alliances` resolves an alliance name.
+    pub fn principal(
+        &self,
+        alliances: &BTreeMap<String, Vec<openptl_rules::OdsCode>>,
+    ) -> Principal {
+        let trusts = if self.role == Role::Admin || self.trusts.iter().any(|t| t == "*") {
+            TrustScope::All
+        } else {
+            let mut set: std::collections::BTreeSet<String> =
+                self.trusts.iter().map(|t| t.to_ascii_uppercase()).collect();
+            if let Some(members) = self.alliance.as_ref().and_then(|a| alliances.get(a)) {
+                set.extend(members.iter().map(|m| m.as_str().to_string()));
+            }
+            TrustScope::Only(set)
+        };
+        Principal {
+            actor: self.label.clone(),
+            role: self.role,
+            trusts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn coordinator() -> NewToken {
+        NewToken {
+            role: Role::Coordinator,
+            trusts: vec!["RXH".into()],
+            alliance: None,
+            label: Some("jane".into()),
+            expires_at: Some("2026-02-01T00:00:00Z".parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn tokens_authenticate_until_they_expire_or_are_revoked() {
+        let dir = std::env::temp_dir().join(format!("openptl-tokens-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens.json");
+        let store = TokenStore::open(&path).unwrap();
+        let (record, secret) = store.create(coordinator(), now()).unwrap();
+        assert!(secret.starts_with(&format!("optl_{}_", record.id)));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&secret), "the secret is never stored");
+        assert_eq!(store.authenticate(&secret, now()).unwrap().id, record.id);
+        assert!(store.authenticate(&format!("{secret}x"), now()).is_none());
+        assert!(store.authenticate("optl_nope_00", now()).is_none());
+        let later: DateTime<Utc> = "2026-02-01T00:00:00Z".parse().unwrap();
+        assert!(store.authenticate(&secret, later).is_none(), "expired");
+        // Another store on the same file (the CLI beside the service) sees it.
+        let other = TokenStore::open(&path).unwrap();
+        other.revoke(&record.id, now()).unwrap();
+        let reopened = TokenStore::open(&path).unwrap();
+        assert!(reopened.authenticate(&secret, now()).is_none(), "revoked");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_tokens_are_refused_with_a_reason() {
+        let store = TokenStore::in_memory();
+        let mut t = coordinator();
+        t.trusts = vec![];
+        assert!(store.create(t, now()).is_err());
+        let mut t = coordinator();
+        t.trusts = vec!["R".into()];
+        assert!(store.create(t, now()).is_err());
+        let t = NewToken {
+            role: Role::AllianceViewer,
+            trusts: vec![],
+            alliance: None,
+            label: None,
+            expires_at: None,
+        };
+        assert!(store.create(t, now()).is_err());
+        // A bootstrap secret is idempotent.
+        let admin = NewToken {
+            role: Role::Admin,
+            trusts: vec![],
+            alliance: None,
+            label: Some("bootstrap".into()),
+            expires_at: None,
+        };
+        let (a, _) = store
+            .create_with_secret(admin.clone(), now(), Some("bootstrap-secret-123"))
+            .unwrap();
+        let (b, _) = store
+            .create_with_secret(admin, now(), Some("bootstrap-secret-123"))
+            .unwrap();
+        assert_eq!(a.id, b.id);
+        assert_eq!(
+            store
+                .authenticate("bootstrap-secret-123", now())
+                .unwrap()
+                .id,
+            a.id
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! Administration and sign-in: access tokens (`/v1/tokens`, admin only), the
+//! access log (`/v1/audit`, admin only), the dashboard's session cookie
+//! (`/v1/session`), and scoping of `/metrics` to the caller's trusts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Duration;
+use openptl_app::access::{Principal, TrustScope};
+use openptl_app::tokens::{NewToken, TokenError};
+use openptl_app::{App, AppError};
+use serde_json::{json, Value};
+
+use crate::auth::{Auth, COOKIE};
+use crate::{invalid, ApiError};
+
+/// Tokens created through the API without `expires_at` last this long.
+const DEFAULT_EXPIRY_DAYS: i64 = 90;
+
+/// The dashboard session cookie lives this long (seconds).
+const SESSION_SECONDS: u32 = 12 * 3600;
+
+fn admin_only(principal: &Principal) -> Result<(), ApiError> {
+    if principal.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(format!(
+            "only an admin may manage tokens and read the access log; you are a {}",
+            principal.role.as_str()
+        )))
+    }
+}
+
+fn token_error(e: TokenError) -> ApiError {
+    match e {
+        TokenError::Invalid(problem) => invalid("token", problem),
+        TokenError::NotFound(_) => ApiError::NotFound,
+        TokenError::Storage(s) => ApiError::App(AppError::Storage(s)),
+    }
+}
+
+fn describe(principal: &Principal) -> Value {
+    json!({
+        "actor": principal.actor,
+        "role": principal.role.as_str(),
+        "trusts": match &principal.trusts {
+            TrustScope::All => json!("*"),
+            TrustScope::Only(set) => json!(set),
+        },
+    })
+}
+
+/// `POST /v1/tokens` (admin): `{ "role", "trusts", "alliance", "label", "expires_at" }`.
+/// Answers the secret once.
+pub async fn create_token(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    admin_only(&principal)?;
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let mut new: NewToken = serde_json::from_value(value)
+        .map_err(|e| invalid("token", format!("is not a token request: {e}")))?;
+    let now = app.clock.now();
+    if new.expires_at.is_none() {
+        new.expires_at = Some(now + Duration::days(DEFAULT_EXPIRY_DAYS));
+    }
+    let (record, secret) = app.tokens.create(new, now).map_err(token_error)?;
+    tracing::info!(by = %principal.actor, token = %record.id, "token created through the API");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "token": secret, "record": record })),
+    )
+        .into_response())
+}
+
+/// `GET /v1/tokens` (admin): every token, without secrets.
+pub async fn list_tokens(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+) -> Result<Response, ApiError> {
+    admin_only(&principal)?;
+    Ok(Json(json!({ "tokens": app.tokens.list() })).into_response())
+}
+
+/// `DELETE /v1/tokens/{id}` (admin): revokes at once.
+pub async fn revoke_token(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admin_only(&principal)?;
+    let record = app
+        .tokens
+        .revoke(&id, app.clock.now())
+        .map_err(token_error)?;
+    tracing::info!(by = %principal.actor, token = %id, "token revoked through the API");
+    Ok(Json(json!({ "record": record })).into_response())
+}
+
+/// `GET /v1/audit?actor=&pathway_id=&limit=` (admin): recent reads of
+/// patient-level data, newest first.
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    admin_only(&principal)?;
+    let limit = match params.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=10_000).contains(n))
+            .ok_or_else(|| invalid("limit", "must be a whole number from 1 to 10000"))?,
+    };
+    let entries = app.access_log.recent(
+        params.get("actor").map(String::as_str),
+        params.get("pathway_id").map(String::as_str),
+        limit,
+    );
+    Ok(Json(json!({ "entries": entries })).into_response())
+}
+
+/// `POST /v1/session` `{ "token": "…" }`: checks the token and sets it as an
+/// HttpOnly, SameSite=Strict cookie for the dashboard.
+pub async fn sign_in(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    let secret = value
+        .get("token")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("token", "is required: the access token you were given"))?;
+    let record = app
+        .tokens
+        .authenticate(secret, app.clock.now())
+        .ok_or(ApiError::Unauthenticated)?;
+    let principal = record.principal(&app.config.alliances);
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}{}",
+        if secure { "; Secure" } else { "" }
+    );
+    let mut response = Json(describe(&principal)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// `DELETE /v1/session`: clears the cookie.
+pub async fn sign_out() -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("openptl_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    response
+}
+
+/// `GET /v1/session`: who the caller is.
+pub async fn whoami(Auth(principal): Auth) -> Response {
+    Json(describe(&principal)).into_response()
+}
+
+/// Drops every metric line labelled with a trust the caller does not cover.
+pub fn scope_metrics(text: &str, principal: &Principal) -> String {
+    if principal.trusts == TrustScope::All {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let hidden = line
+            .split_once("trust=\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .is_some_and(|(trust, _)| !principal.trusts.covers(trust));
+        if !hidden {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
