@@ -442,7 +442,7 @@ async fn history_shows_corrections_and_voids_and_known_at_reproduces_the_past() 
     let (_, history) = get(&app, "/v1/pathways/p/events").await;
     let voided = &history["events"][1];
     assert_eq!(voided["voided_by"]["reason"], "wrong patient");
-    assert_eq!(voided["voided_by"]["actor"], "anonymous");
+    assert_eq!(voided["voided_by"]["actor"], "test-admin");
     assert_eq!(history["events"][2]["type"], "event_voided");
     // Voiding the referral is refused; so is a void of an unknown event.
     let referral_id = history["events"][0]["event_id"].as_str().unwrap();
