@@ -256,11 +256,17 @@ fn the_dashboard_works_in_headless_chromium() {
     let demo_login = server
         .preamble
         .iter()
-        .find_map(|l| l.strip_prefix("Demo login").and_then(|r| r.rsplit_once(": ")))
+        .find_map(|l| {
+            l.strip_prefix("Demo login")
+                .and_then(|r| r.rsplit_once(": "))
+        })
         .map(|(_, secret)| secret.trim().to_string())
         .expect("serve --demo prints a demo login");
     driver.goto(&format!("{base}/"));
-    driver.wait_for("the sign-in form", "return document.getElementById('token') !== null");
+    driver.wait_for(
+        "the sign-in form",
+        "return document.getElementById('token') !== null",
+    );
     driver.type_into("#token", "not-a-token");
     driver.click("#sign-in-submit");
     driver.wait_for(

@@ -136,7 +136,8 @@ impl Principal {
         let writes = match self.role {
             Role::Admin | Role::Coordinator => true,
             Role::Manager => event_type == EventType::TrackingNoteAdded,
-            Role::AllianceViewer | Role::Analyst => false,
+            // Read-only roles are refused whatever the pathway: nothing leaks.
+            Role::AllianceViewer | Role::Analyst => return Err(Denied::Forbidden),
         };
         if self.trusts.covers(current) {
             return if writes {

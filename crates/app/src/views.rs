@@ -550,7 +550,7 @@ fn forbidden(principal: &Principal, why: &str) -> AppError {
     }
 }
 
-/// An NHS number with all but the last three digits hidden.
+/// An NHS number with all but the last four digits hidden.
 fn mask(nhs_number: &str) -> String {
     openptl_rules::NhsNumber::parse(nhs_number)
         .map_or_else(|| "*".repeat(nhs_number.len()), |n| n.masked())
