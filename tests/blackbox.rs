@@ -148,3 +148,65 @@ fn generate_import_export_round_trip_is_idempotent_and_verified() {
     );
     assert!(run(&["verify"], &second).contains("OK"));
 }
+
+/// Personal-data hygiene: after a run that posts NHS numbers (valid and
+/// invalid, in bodies and in paths), reads, fails and scrapes metrics, no
+/// NHS number appears in the service's log (at debug level) or in /metrics.
+#[test]
+fn nhs_numbers_never_reach_logs_or_metrics() {
+    let dir = fresh_dir("hygiene");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log_path = dir.join("service.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let server = Server::start_logging(
+        &dir.join("data"),
+        &["--log-json"],
+        "debug",
+        std::process::Stdio::from(log_file),
+    );
+    let numbers = ["9434765919", "943 476 5919", "4010232137", "9434765918"];
+    let referral = |id: &str, nhs: &str| {
+        format!(
+            r#"{{"pathway_id":"{id}","type":"referral_received","occurred_on":"2025-03-03","data":{{"nhs_number":"{nhs}","trust":"RXH","tumour_site":"lung","route":"urgent_suspected_cancer"}}}}"#
+        )
+    };
+    let post =
+        |body: &str| common::request(&server.addr, "POST", "/v1/events", Some(body)).unwrap();
+    assert_eq!(post(&referral("HYG-1", "943 476 5919")).0, 201);
+    assert_eq!(post(&referral("HYG-2", "4010232137")).0, 201);
+    assert_eq!(
+        post(&referral("HYG-3", "9434765918")).0,
+        422,
+        "bad check digit"
+    );
+    assert_eq!(post(&referral("HYG-1", "9434765919")).0, 409, "exists");
+    assert_eq!(post("{not json 9434765919").0, 400);
+    for path in [
+        "/v1/pathways/HYG-1",
+        "/v1/pathways/9434765919",
+        "/v1/pathways/HYG-1/events",
+        "/v1/ptl?format=csv",
+        "/v1/returns/cwt?period=2025-03",
+        "/v1/nowhere/9434765919",
+    ] {
+        server.get(path);
+    }
+    let (_, unauthenticated) =
+        common::request_as(&server.addr, Some("9434765919"), "GET", "/v1/ptl", None).unwrap();
+    assert!(unauthenticated.contains("unauthenticated"));
+    let (status, metrics) = server.get("/metrics");
+    assert_eq!(status, 200);
+    drop(server);
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        log.contains("answered"),
+        "the request log was written:\n{log}"
+    );
+    for number in numbers {
+        assert!(
+            !log.contains(number),
+            "an NHS number reached the service log:\n{log}"
+        );
+        assert!(!metrics.contains(number), "an NHS number reached /metrics");
+    }
+}

@@ -35,14 +35,19 @@ pub struct Server {
 
 impl Server {
     pub fn start(data: &Path, extra: &[&str]) -> Server {
+        Server::start_logging(data, extra, "warn", Stdio::inherit())
+    }
+
+    /// As [`Server::start`], with a log filter and somewhere for the log.
+    pub fn start_logging(data: &Path, extra: &[&str], filter: &str, log: Stdio) -> Server {
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
-            .env("OPENPTL_LOG", "warn")
+            .env("OPENPTL_LOG", filter)
             .env("OPENPTL_BOOTSTRAP_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start openptl");
         let stdout = child.stdout.take().unwrap();

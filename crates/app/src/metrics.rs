@@ -46,6 +46,7 @@ pub struct Metrics {
     log_size: IntGauge,
     log_bytes_per_event: Gauge,
     index_size: IntGauge,
+    verified: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -165,6 +166,10 @@ impl Metrics {
                 "openptl_index_size_bytes",
                 "Bytes of the sled index on disk."
             ))),
+            verified: register!(IntGauge::with_opts(opts(
+                "openptl_log_verified_position",
+                "Records whose CRCs and SHA-256 hash chain were verified when the log opened (the service refuses to start on a broken chain; `openptl verify` re-checks it all)."
+            ))),
             registry,
         }
     }
@@ -217,6 +222,9 @@ impl App {
         }
         if let Some(bytes) = stats.index_bytes {
             m.index_size.set(bytes as i64);
+        }
+        if let Some(position) = stats.verified_position {
+            m.verified.set(position as i64);
         }
         let thresholds = &self.config.thresholds;
         m.target

@@ -69,6 +69,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(get_metrics))
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn(time_limit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(app)
 }
@@ -87,6 +88,18 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// The longest any request may take. Appends finish well within it; a read
+/// waiting for `min_position` gives up after 5 s.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Stops a request that runs longer than [`REQUEST_TIMEOUT`] (503 `timeout`).
+async fn time_limit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
 }
 
 /// `GET /metrics`: Prometheus text format (SPEC 6).

@@ -112,6 +112,9 @@ pub struct LogStats {
     pub bytes_on_disk: Option<u64>,
     /// Bytes of the derived index (sled).
     pub index_bytes: Option<u64>,
+    /// Records whose checksums and hash chain were verified when the log
+    /// opened (it refuses to open otherwise).
+    pub verified_position: Option<u64>,
 }
 
 /// The one way anything touches stored events.

@@ -64,6 +64,8 @@ struct Shared {
     index: sled::Db,
     files: Mutex<HashMap<u32, Arc<File>>>,
     head: watch::Sender<u64>,
+    /// Records whose CRCs and hash chain were checked when the log opened.
+    verified_at_open: u64,
 }
 
 struct Request {
@@ -427,6 +429,7 @@ impl SegmentLog {
             index,
             files: Mutex::new(HashMap::new()),
             head: watch::channel(end.head).0,
+            verified_at_open: end.head,
         });
         let mut writer = Writer {
             shared: shared.clone(),
@@ -827,6 +830,9 @@ impl EventLog for SegmentLog {
         LogStats {
             bytes_on_disk,
             index_bytes: self.shared.index.size_on_disk().ok(),
+            // Appends extend the chain the writer holds, so everything up to
+            // the head is chained from what was verified at open.
+            verified_position: Some(self.shared.verified_at_open),
         }
     }
 }
