@@ -1,6 +1,8 @@
 //! In-process tests of the HTTP API: the real router, application layer,
 //! rules and (in-memory) log, driven with `oneshot` requests.
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,38 +14,8 @@ use openptl_app::{App, FixedClock};
 use openptl_log::MemoryLog;
 use openptl_rules::RulesConfig;
 use serde_json::{json, Value};
+use support::authorised;
 use tower::ServiceExt;
-
-/// The admin token the test app accepts; every request carries it unless it
-/// sets its own `authorization`.
-const TEST_TOKEN: &str = "openptl-test-admin-token-0001";
-
-fn authorised(app: App) -> Router {
-    app.tokens
-        .create_with_secret(
-            openptl_app::tokens::NewToken {
-                role: openptl_app::access::Role::Admin,
-                trusts: Vec::new(),
-                alliance: None,
-                label: Some("test-admin".into()),
-                expires_at: None,
-            },
-            chrono::Utc::now(),
-            Some(TEST_TOKEN),
-        )
-        .unwrap();
-    openptl_http::router(Arc::new(app)).layer(axum::middleware::map_request(
-        |mut request: axum::extract::Request| async move {
-            if !request.headers().contains_key("authorization") {
-                request.headers_mut().insert(
-                    "authorization",
-                    format!("Bearer {TEST_TOKEN}").parse().unwrap(),
-                );
-            }
-            request
-        },
-    ))
-}
 
 fn spawn_app() -> Router {
     let now = "2026-06-30T12:00:00Z".parse().unwrap();

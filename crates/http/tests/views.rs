@@ -21,6 +21,8 @@
 //!   transferred to RHM 02-05 (day 34), decision 02-20, treated 03-05:
 //!   62-day 62 met; 38-day met, 24-day (28) not: shared 0.5/0.5, met.
 
+mod support;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -31,40 +33,10 @@ use openptl_app::{App, FixedClock};
 use openptl_log::{EventLog, MemoryLog};
 use openptl_rules::RulesConfig;
 use serde_json::{json, Value};
+use support::authorised;
 use tower::ServiceExt;
 
 const NHS: &str = "943 476 5919";
-
-/// The admin token the test app accepts; every request carries it unless it
-/// sets its own `authorization`.
-const TEST_TOKEN: &str = "openptl-test-admin-token-0001";
-
-fn authorised(app: App) -> Router {
-    app.tokens
-        .create_with_secret(
-            openptl_app::tokens::NewToken {
-                role: openptl_app::access::Role::Admin,
-                trusts: Vec::new(),
-                alliance: None,
-                label: Some("test-admin".into()),
-                expires_at: None,
-            },
-            chrono::Utc::now(),
-            Some(TEST_TOKEN),
-        )
-        .unwrap();
-    openptl_http::router(Arc::new(app)).layer(axum::middleware::map_request(
-        |mut request: axum::extract::Request| async move {
-            if !request.headers().contains_key("authorization") {
-                request.headers_mut().insert(
-                    "authorization",
-                    format!("Bearer {TEST_TOKEN}").parse().unwrap(),
-                );
-            }
-            request
-        },
-    ))
-}
 
 fn app_on(log: Arc<dyn EventLog>) -> Router {
     let now = "2025-04-07T12:00:00Z".parse().unwrap();
