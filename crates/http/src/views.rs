@@ -216,6 +216,17 @@ const PTL_PARAMS: &[&str] = &[
     "format",
 ];
 
+/// Parameters of the standards and milestones views.
+const AGGREGATE_PARAMS: &[&str] = &[
+    "period",
+    "trust",
+    "alliance",
+    "tumour_site",
+    "as_of",
+    "known_at",
+    "min_position",
+];
+
 /// Parses the PTL query string (SPEC 4.4).
 pub fn ptl_query(app: &App, params: &Params) -> Result<PtlQuery, ApiError> {
     check_known(params, PTL_PARAMS)?;
@@ -393,18 +404,7 @@ pub async fn get_standards(
     Path(standard): Path<String>,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    check_known(
-        &params,
-        &[
-            "period",
-            "trust",
-            "alliance",
-            "tumour_site",
-            "as_of",
-            "known_at",
-            "min_position",
-        ],
-    )?;
+    check_known(&params, AGGREGATE_PARAMS)?;
     let standard = ClockKind::parse(&standard).ok_or(ApiError::NotFound)?;
     let (report, position) = app
         .standards(
@@ -425,18 +425,7 @@ pub async fn get_milestones(
     Auth(principal): Auth,
     Query(params): Query<Params>,
 ) -> Result<Response, ApiError> {
-    check_known(
-        &params,
-        &[
-            "period",
-            "trust",
-            "alliance",
-            "tumour_site",
-            "as_of",
-            "known_at",
-            "min_position",
-        ],
-    )?;
+    check_known(&params, AGGREGATE_PARAMS)?;
     let (report, position) = app
         .milestones(
             &view_at(&params)?,
