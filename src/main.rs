@@ -110,6 +110,8 @@ enum Command {
         #[arg(long)]
         views: bool,
     },
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
     /// Write synthetic events (NDJSON envelopes) to stdout.
     Generate {
         #[arg(long, default_value_t = 1000)]
@@ -237,6 +239,13 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Export { data_dir } => export(&data_dir).await,
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&openptl_http::openapi::document())?
+            );
+            Ok(())
+        }
         Command::Import {
             file,
             data_dir,

@@ -7,6 +7,7 @@ mod auth;
 mod csv;
 mod dashboard;
 mod error;
+pub mod openapi;
 mod views;
 
 use std::collections::HashMap;
@@ -67,6 +68,10 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/readyz", get(readyz))
         .route("/metrics", get(get_metrics))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { Json(openapi::document()) }),
+        )
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn(time_limit))

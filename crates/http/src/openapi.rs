@@ -1,0 +1,487 @@
+//! The OpenAPI 3.0 document of the API, built from the code: every closed
+//! vocabulary comes from the enums the server parses with, and the event
+//! `data` schemas come from an exhaustive match over the event catalogue, so
+//! a new event type does not compile until it is documented here. Served at
+//! `GET /v1/openapi.json` and printed by `openptl openapi`; schemathesis
+//! fuzzes the real binary against it in CI.
+
+use openptl_app::access::Role;
+use openptl_app::{PtlSort, Worklist};
+use openptl_rules::*;
+use serde_json::{json, Map, Value};
+
+fn codes(all: impl IntoIterator<Item = &'static str>) -> Value {
+    json!({ "type": "string", "enum": all.into_iter().collect::<Vec<_>>() })
+}
+
+macro_rules! vocabulary {
+    ($t:ty) => {
+        codes(<$t>::ALL.iter().map(|v| v.as_str()))
+    };
+}
+
+fn ods() -> Value {
+    json!({ "type": "string", "pattern": "^[A-Za-z0-9]{3,5}$" })
+}
+
+fn date() -> Value {
+    json!({ "type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$" })
+}
+
+fn text(min: u64, max: u64) -> Value {
+    json!({ "type": "string", "minLength": min, "maxLength": max })
+}
+
+fn object(required: &[&str], properties: Value) -> Value {
+    json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
+}
+
+/// The `data` schema of each event type (SPEC 3.2).
+fn data_schema(event_type: EventType) -> Value {
+    let test = || {
+        object(
+            &["test"],
+            json!({ "test": vocabulary!(DiagnosticTest), "request_id": text(1, 64) }),
+        )
+    };
+    match event_type {
+        EventType::ReferralReceived => object(
+            &["nhs_number", "trust", "tumour_site", "route"],
+            json!({
+                "nhs_number": { "type": "string", "pattern": "^[0-9 ]{10,12}$",
+                                "description": "10 digits (spaces allowed), Modulus 11 valid" },
+                "trust": ods(),
+                "tumour_site": vocabulary!(TumourSite),
+                "route": vocabulary!(Route),
+                "screening_programme": vocabulary!(ScreeningProgramme),
+                "referrer": { "type": "string", "pattern": "^[A-Za-z0-9]{3,6}$" },
+            }),
+        ),
+        EventType::ConsultantUpgraded => object(&[], json!({})),
+        EventType::FitResultRecorded => json!({
+            "oneOf": [
+                object(&["value_ug_per_g"], json!({ "value_ug_per_g": { "type": "number", "minimum": 0 } })),
+                object(&["not_appropriate"], json!({ "not_appropriate": { "type": "boolean", "enum": [true] } })),
+            ]
+        }),
+        EventType::TriageCompleted => object(
+            &["outcome"],
+            json!({ "outcome": vocabulary!(TriageOutcome) }),
+        ),
+        EventType::AppointmentAttended => {
+            object(&["kind"], json!({ "kind": vocabulary!(AppointmentKind) }))
+        }
+        EventType::AppointmentMissed => object(
+            &["kind", "reason"],
+            json!({ "kind": vocabulary!(AppointmentKind), "reason": vocabulary!(MissedReason) }),
+        ),
+        EventType::DiagnosticRequested
+        | EventType::DiagnosticPerformed
+        | EventType::DiagnosticReported => test(),
+        EventType::MdtDiscussed => object(&[], json!({ "outcome": text(1, 64) })),
+        EventType::DiagnosisCommunicated => object(
+            &["outcome"],
+            json!({
+                "outcome": vocabulary!(DiagnosisOutcome),
+                "method": vocabulary!(CommunicationMethod),
+                "icd10": { "type": "string", "pattern": "^[A-Z][0-9]{2}(\\.[0-9A-Z]{1,4})?$" },
+            }),
+        ),
+        EventType::FdsExcluded => object(
+            &["reason"],
+            json!({ "reason": vocabulary!(ExclusionReason) }),
+        ),
+        EventType::DecisionToTreat | EventType::TreatmentStarted => {
+            object(&["modality"], json!({ "modality": vocabulary!(Modality) }))
+        }
+        EventType::TreatmentOfferDeclined => object(
+            &["offered_on", "available_from", "setting"],
+            json!({ "offered_on": date(), "available_from": date(), "setting": vocabulary!(TreatmentSetting) }),
+        ),
+        EventType::PathwayTransferred => object(&["to_trust"], json!({ "to_trust": ods() })),
+        EventType::TumourSiteChanged => object(
+            &["tumour_site"],
+            json!({ "tumour_site": vocabulary!(TumourSite) }),
+        ),
+        EventType::PathwayClosed => {
+            object(&["reason"], json!({ "reason": vocabulary!(CloseReason) }))
+        }
+        EventType::TrackingNoteAdded => object(
+            &["text"],
+            json!({
+                "text": text(1, 2000),
+                "next_action": text(0, 200),
+                "next_action_due": date(),
+                "owner": text(0, 100),
+                "escalated": { "type": "boolean" },
+            }),
+        ),
+        EventType::EventCorrected => object(
+            &["corrects", "reason"],
+            json!({
+                "corrects": { "type": "string", "format": "uuid" },
+                "reason": text(1, 500),
+                "new_occurred_on": date(),
+                "new_data": { "type": "object" },
+            }),
+        ),
+        EventType::EventVoided => object(
+            &["voids", "reason"],
+            json!({ "voids": { "type": "string", "format": "uuid" }, "reason": text(1, 500) }),
+        ),
+    }
+}
+
+fn envelope(event_type: EventType) -> Value {
+    object(
+        &["pathway_id", "type", "occurred_on", "data"],
+        json!({
+            "event_id": { "type": "string", "format": "uuid" },
+            "pathway_id": { "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" },
+            "type": { "type": "string", "enum": [event_type.as_str()] },
+            "occurred_on": date(),
+            "expected_version": { "type": "integer", "minimum": 0 },
+            "data": data_schema(event_type),
+        }),
+    )
+}
+
+fn error_responses(responses: &mut Map<String, Value>) {
+    for status in ["4XX", "5XX"] {
+        responses.insert(
+            status.into(),
+            json!({ "description": "An error (SPEC 4.3)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }),
+        );
+    }
+}
+
+fn operation(summary: &str, parameters: Vec<Value>, ok: (&str, Value), public: bool) -> Value {
+    let mut responses = Map::new();
+    responses.insert(ok.0.into(), ok.1);
+    error_responses(&mut responses);
+    let mut op = json!({ "summary": summary, "parameters": parameters, "responses": responses });
+    if public {
+        op["security"] = json!([]);
+    }
+    op
+}
+
+fn query(name: &str, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": false, "schema": schema, "description": description })
+}
+
+fn required_query(name: &str, schema: Value, description: &str) -> Value {
+    json!({ "name": name, "in": "query", "required": true, "schema": schema, "description": description })
+}
+
+fn path_param(name: &str, schema: Value) -> Value {
+    json!({ "name": name, "in": "path", "required": true, "schema": schema })
+}
+
+fn list_of(codes: Value) -> Value {
+    let values = codes["enum"].clone();
+    let alternatives = values
+        .as_array()
+        .map(|v| {
+            v.iter()
+                .filter_map(Value::as_str)
+                .map(regex_escape)
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .unwrap_or_default();
+    json!({ "type": "string", "pattern": format!("^({alternatives})(,({alternatives}))*$") })
+}
+
+fn regex_escape(s: &str) -> String {
+    s.replace('+', "\\+").replace('.', "\\.")
+}
+
+fn json_ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn open_object() -> Value {
+    json!({ "type": "object" })
+}
+
+fn at_params() -> Vec<Value> {
+    vec![
+        query(
+            "as_of",
+            date(),
+            "Evaluate clocks on this date (default today).",
+        ),
+        query(
+            "known_at",
+            json!({ "type": "string", "format": "date-time" }),
+            "Ignore events recorded after this moment.",
+        ),
+        query(
+            "min_position",
+            json!({ "type": "integer", "minimum": 0 }),
+            "Wait (up to 5 s) until this log position is in the view.",
+        ),
+    ]
+}
+
+fn scope_params() -> Vec<Value> {
+    vec![
+        query(
+            "trust",
+            json!({ "type": "string", "pattern": "^[A-Za-z0-9]{3,5}(,[A-Za-z0-9]{3,5})*$" }),
+            "Comma-separated ODS codes.",
+        ),
+        query(
+            "alliance",
+            json!({ "type": "string" }),
+            "A configured alliance.",
+        ),
+    ]
+}
+
+fn period() -> Value {
+    json!({ "type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$" })
+}
+
+/// The whole document.
+pub fn document() -> Value {
+    let envelopes: Vec<Value> = EventType::ALL.iter().map(|t| envelope(*t)).collect();
+    let ptl_params = {
+        let mut p = vec![
+            query(
+                "tumour_site",
+                list_of(vocabulary!(TumourSite)),
+                "Comma-separated tumour sites.",
+            ),
+            query(
+                "route",
+                list_of(vocabulary!(Route)),
+                "Comma-separated routes.",
+            ),
+            query(
+                "band",
+                list_of(vocabulary!(WaitBand)),
+                "Comma-separated 62-day wait bands.",
+            ),
+            query(
+                "rag",
+                list_of(vocabulary!(Rag)),
+                "Comma-separated RAG colours.",
+            ),
+            query(
+                "escalated",
+                json!({ "type": "boolean" }),
+                "Escalated or not.",
+            ),
+            query(
+                "no_next_action",
+                json!({ "type": "boolean" }),
+                "Only rows without a next action.",
+            ),
+            query(
+                "next_action_overdue",
+                json!({ "type": "boolean" }),
+                "Only rows whose next action is overdue.",
+            ),
+            query(
+                "milestone_overdue",
+                json!({ "type": "boolean" }),
+                "Only rows with an overdue milestone.",
+            ),
+            query(
+                "worklist",
+                codes(Worklist::ALL.iter().map(|(c, _)| *c)),
+                "A saved worklist.",
+            ),
+            query(
+                "sort",
+                codes(PtlSort::ALL.iter().map(|(c, _)| *c)),
+                "Order of rows.",
+            ),
+            query(
+                "limit",
+                json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+                "Rows per page (default 100).",
+            ),
+            query(
+                "cursor",
+                json!({ "type": "string" }),
+                "The `next_cursor` of the previous page.",
+            ),
+            query(
+                "format",
+                codes(["json", "csv"]),
+                "`csv` for every matching row as CSV.",
+            ),
+        ];
+        p.extend(scope_params());
+        p.extend(at_params());
+        p
+    };
+    let aggregate_params = {
+        let mut p = vec![
+            query("period", period(), "A month, YYYY-MM."),
+            query("tumour_site", vocabulary!(TumourSite), "One tumour site."),
+        ];
+        p.extend(scope_params());
+        p.extend(at_params());
+        p
+    };
+    let standards = operation(
+        "Performance against a standard for clocks stopped in a month",
+        {
+            let mut p = vec![path_param("standard", vocabulary!(ClockKind))];
+            p.extend(aggregate_params.clone());
+            p
+        },
+        ("200", json_ok("The report", open_object())),
+        false,
+    );
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "OpenPTL",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Cancer pathway tracking: events in, clocks, PTL, standards, milestones and returns out. See SPEC.md."
+        },
+        "security": [{ "bearer": [] }],
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": object(&["error"], json!({ "error": object(&["code", "message", "details"], json!({
+                    "code": { "type": "string", "pattern": "^[a-z_]+$" },
+                    "message": { "type": "string", "minLength": 1 },
+                    "details": { "type": "object" },
+                })) })),
+                "Envelope": { "oneOf": envelopes },
+                "Appended": object(&["appended"], json!({ "appended": { "type": "array", "items": object(
+                    &["event_id", "pathway_id", "version", "position"],
+                    json!({ "event_id": { "type": "string", "format": "uuid" }, "pathway_id": { "type": "string" },
+                            "version": { "type": "integer", "minimum": 1 }, "position": { "type": "integer", "minimum": 1 } }),
+                ) } })),
+                "Role": codes(Role::ALL.iter().map(|r| r.as_str())),
+            }
+        },
+        "paths": {
+            "/v1/events": { "post": {
+                "summary": "Append one event, or an atomic batch of up to 1000 (SPEC 4.1)",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "oneOf": [
+                    { "$ref": "#/components/schemas/Envelope" },
+                    object(&["events"], json!({ "events": { "type": "array", "minItems": 1, "maxItems": 1000, "items": { "$ref": "#/components/schemas/Envelope" } } })),
+                ] } } } },
+                "responses": {
+                    "200": json_ok("Every event was already stored (idempotent replay)", json!({ "$ref": "#/components/schemas/Appended" })),
+                    "201": json_ok("Appended, durably", json!({ "$ref": "#/components/schemas/Appended" })),
+                    "4XX": { "description": "Refused; nothing written", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                    "5XX": { "description": "Not written", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
+                }
+            } },
+            "/v1/pathways/{pathway_id}": { "get": operation(
+                "One pathway's clocks, milestones and status (SPEC 4.2)",
+                {
+                    let mut p = vec![path_param("pathway_id", json!({ "type": "string" }))];
+                    p.extend(at_params());
+                    p
+                },
+                ("200", json_ok("The pathway view", json!({
+                    "type": "object",
+                    "required": ["pathway_id", "version", "status", "clocks", "milestones"],
+                    "properties": {
+                        "pathway_id": { "type": "string" }, "version": { "type": "integer" }, "status": vocabulary!(PathwayStatus),
+                        "clocks": { "type": "object" }, "milestones": { "type": "array" },
+                    },
+                }))),
+                false,
+            ) },
+            "/v1/pathways/{pathway_id}/events": { "get": operation(
+                "A pathway's stored history, with who corrected or voided what",
+                vec![path_param("pathway_id", json!({ "type": "string" })), query("min_position", json!({ "type": "integer", "minimum": 0 }), "Read-your-writes.")],
+                ("200", json_ok("The history", json!({ "type": "object", "required": ["pathway_id", "events"], "properties": { "events": { "type": "array" } } }))),
+                false,
+            ) },
+            "/v1/ptl": { "get": operation(
+                "The single PTL (SPEC 4.4)",
+                ptl_params,
+                ("200", json!({ "description": "A page of rows (JSON), or every matching row (CSV)", "content": {
+                    "application/json": { "schema": json!({ "type": "object", "required": ["as_of", "position", "total", "bands", "rows"],
+                        "properties": { "rows": { "type": "array" }, "total": { "type": "integer" }, "next_cursor": { "type": "string", "nullable": true } } }) },
+                    "text/csv": { "schema": { "type": "string" } },
+                } })),
+                false,
+            ) },
+            "/v1/standards/{standard}": { "get": standards },
+            "/v1/milestones": { "get": operation("BPTP milestone compliance", aggregate_params, ("200", json_ok("The report", open_object())), false) },
+            "/v1/returns/canptl": { "get": operation(
+                "The weekly PTL return",
+                {
+                    let mut p = vec![required_query("week_ending", date(), "A Sunday that has passed.")];
+                    p.extend(scope_params());
+                    p.push(query("known_at", json!({ "type": "string", "format": "date-time" }), "As known at."));
+                    p.push(query("min_position", json!({ "type": "integer", "minimum": 0 }), "Read-your-writes."));
+                    p
+                },
+                ("200", json_ok("The return", open_object())),
+                false,
+            ) },
+            "/v1/returns/cwt": { "get": operation(
+                "The monthly patient-level extract of stopped clocks",
+                {
+                    let mut p = vec![required_query("period", period(), "A month, YYYY-MM."), query("format", codes(["json", "csv"]), "Default CSV.")];
+                    p.extend(scope_params());
+                    p.extend(at_params());
+                    p
+                },
+                ("200", json!({ "description": "The extract", "content": {
+                    "text/csv": { "schema": { "type": "string" } },
+                    "application/json": { "schema": open_object() },
+                } })),
+                false,
+            ) },
+            "/v1/meta": { "get": operation("Vocabularies for building filters", vec![], ("200", json_ok("Codes", open_object())), false) },
+            "/v1/session": { "get": operation("Who the caller is", vec![], ("200", json_ok("The caller", object(&["actor", "role", "trusts"], json!({
+                "actor": { "type": "string" }, "role": { "$ref": "#/components/schemas/Role" }, "trusts": {},
+            })))), false) },
+            "/v1/audit": { "get": operation(
+                "Recent reads of patient-level data (admin)",
+                vec![
+                    query("actor", json!({ "type": "string" }), "Only this actor."),
+                    query("pathway_id", json!({ "type": "string" }), "Only this pathway."),
+                    query("limit", json!({ "type": "integer", "minimum": 1, "maximum": 10000 }), "Entries (default 100)."),
+                ],
+                ("200", json_ok("Entries, newest first", json!({ "type": "object", "required": ["entries"], "properties": { "entries": { "type": "array" } } }))),
+                false,
+            ) },
+            "/v1/tokens": { "get": operation("Access tokens, without secrets (admin)", vec![], ("200", json_ok("Tokens", json!({ "type": "object", "required": ["tokens"] }))), false) },
+            "/healthz": { "get": operation("Alive", vec![], ("200", json_ok("Alive", open_object())), true) },
+            "/readyz": { "get": {
+                "summary": "Log open and projections caught up",
+                "security": [],
+                "responses": {
+                    "200": json_ok("Ready", open_object()),
+                    "503": json_ok("Catching up", open_object()),
+                }
+            } },
+            "/metrics": { "get": operation("Prometheus metrics (scoped to the caller's trusts)", vec![], ("200", json!({ "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } })), false) },
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_is_documented_and_vocabularies_come_from_the_code() {
+        let doc = document();
+        let envelopes = doc["components"]["schemas"]["Envelope"]["oneOf"]
+            .as_array()
+            .unwrap();
+        assert_eq!(envelopes.len(), EventType::ALL.len());
+        let referral = &envelopes[0]["properties"]["data"]["properties"];
+        assert_eq!(
+            referral["tumour_site"]["enum"].as_array().unwrap().len(),
+            TumourSite::ALL.len()
+        );
+    }
+}
