@@ -241,7 +241,10 @@ async fn no_label_carries_personal_data_or_identifiers() {
             .map(str::len)
             .max()
             .unwrap_or(0);
-        let labels = line.split_once('{').map_or("", |(_, rest)| rest);
+        let labels = line
+            .split_once('{')
+            .and_then(|(_, rest)| rest.rsplit_once('}'))
+            .map_or("", |(labels, _)| labels);
         let label_digits = labels
             .split(|c: char| !c.is_ascii_digit())
             .map(str::len)
