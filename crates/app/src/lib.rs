@@ -29,6 +29,9 @@ pub use views::*;
 
 const PATHWAY_LOCK_STRIPES: usize = 4096;
 
+/// How far behind the log the views may be and still count as ready.
+const READY_LAG: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Everything a request needs: the log, the rules configuration, the clock.
 pub struct App {
     pub log: Arc<dyn EventLog>,
@@ -105,8 +108,14 @@ impl App {
     }
 
     /// Whether every view shows the whole log (SPEC 4.4 `/readyz`).
+    /// Ready: start-up folding is over, the projection is not stuck, and it
+    /// is at most 5 seconds behind (under load it always trails the head by
+    /// a few milliseconds, which must not flap readiness).
     pub fn ready(&self) -> bool {
-        self.projection.failure().is_none() && self.projection.position() >= self.log.head()
+        let p = &self.projection;
+        p.failure().is_none()
+            && p.has_caught_up()
+            && (p.position() >= self.log.head() || p.behind_for() < READY_LAG)
     }
 
     /// Waits until the projection has caught up with the log as it is now

@@ -113,6 +113,8 @@ pub struct Projection {
     /// When the oldest stored record the views do not show yet was recorded
     /// (`None` when caught up): the projection lag.
     behind_since: Mutex<Option<DateTime<Utc>>>,
+    /// Set once the runner has first reached the head of the log.
+    caught_up_once: std::sync::atomic::AtomicBool,
 }
 
 impl Projection {
@@ -123,6 +125,7 @@ impl Projection {
             config,
             failure: Mutex::new(None),
             behind_since: Mutex::new(None),
+            caught_up_once: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -154,6 +157,13 @@ impl Projection {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Whether the runner has reached the head of the log at least once
+    /// (start-up folding is over).
+    pub fn has_caught_up(&self) -> bool {
+        self.caught_up_once
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How long the views have been behind the log (zero when caught up).
@@ -384,6 +394,8 @@ pub(crate) async fn run(
             let step = p.clone();
             let _ = tokio::task::spawn_blocking(move || step.refresh(today)).await;
         }
+        p.caught_up_once
+            .store(true, std::sync::atomic::Ordering::Release);
         drop(p);
         tokio::select! {
             changed = head.changed() => {
