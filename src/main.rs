@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod tracker_csv;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -81,17 +82,34 @@ enum Command {
     Export {
         #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
         data_dir: PathBuf,
+        /// `ndjson` (the whole log) or `cwt` (the monthly extract of
+        /// `--period`, exactly as `GET /v1/returns/cwt`).
+        #[arg(long, default_value = "ndjson")]
+        format: String,
+        /// The month of the `cwt` extract, YYYY-MM.
+        #[arg(long)]
+        period: Option<String>,
     },
     /// Append NDJSON event envelopes (SPEC 3.1; an export's metadata fields are
     /// ignored) through the same validation as the API. The service must be stopped.
     Import {
-        /// The NDJSON file (`-` for standard input).
+        /// The file: NDJSON envelopes, or a tracker CSV (`.csv`; layout in
+        /// docs/import.md). `-` for standard input (NDJSON).
         file: PathBuf,
         #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
         data_dir: PathBuf,
-        /// Events per atomic batch.
+        /// Events per atomic batch (NDJSON).
         #[arg(long, default_value_t = 500)]
         batch: usize,
+        /// `ndjson` or `csv` (default: from the file name).
+        #[arg(long)]
+        format: Option<String>,
+        /// CSV: check every row against the rules and report; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// CSV: import the valid rows even when some are invalid (they are reported).
+        #[arg(long)]
+        skip_invalid: bool,
     },
     /// Measure durable appends through the HTTP API, reads, and the disk's own limit.
     Bench {
@@ -238,7 +256,31 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
-        Command::Export { data_dir } => export(&data_dir).await,
+        Command::Export {
+            data_dir,
+            format,
+            period,
+        } => match format.as_str() {
+            "ndjson" => export(&data_dir).await,
+            "cwt" => {
+                let period = period
+                    .as_deref()
+                    .and_then(openptl_rules::Period::parse)
+                    .context("--format cwt needs --period YYYY-MM")?;
+                let app = open_app(config, &data_dir).await?;
+                let (lines, _) = app
+                    .cwt(
+                        &openptl_app::ViewAt::default(),
+                        period,
+                        &openptl_app::TrustFilter::default(),
+                        &openptl_app::access::Principal::system("export"),
+                    )
+                    .await?;
+                print!("{}", openptl_http::cwt_csv(&lines));
+                Ok(())
+            }
+            other => anyhow::bail!("--format {other}: use ndjson or cwt"),
+        },
         Command::Openapi => {
             println!(
                 "{}",
@@ -250,7 +292,28 @@ async fn main() -> anyhow::Result<()> {
             file,
             data_dir,
             batch,
-        } => import(config, &file, &data_dir, batch).await,
+            format,
+            dry_run,
+            skip_invalid,
+        } => {
+            let csv = match format.as_deref() {
+                Some("csv") => true,
+                Some("ndjson") => false,
+                Some(other) => anyhow::bail!("--format {other}: use ndjson or csv"),
+                None => file
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv")),
+            };
+            if csv {
+                import_csv(config, &file, &data_dir, dry_run, skip_invalid).await
+            } else {
+                anyhow::ensure!(
+                    !dry_run && !skip_invalid,
+                    "--dry-run and --skip-invalid are for CSV imports"
+                );
+                import(config, &file, &data_dir, batch).await
+            }
+        }
         Command::Generate {
             pathways,
             seed,
@@ -537,6 +600,89 @@ async fn export(data_dir: &std::path::Path) -> anyhow::Result<()> {
     }
     out.flush()?;
     Ok(())
+}
+
+/// `openptl import FILE.csv`: every row is checked first (with its line
+/// number on failure); nothing is written if any row is invalid unless
+/// `--skip-invalid`; each row is then appended atomically.
+async fn import_csv(
+    config: RulesConfig,
+    file: &std::path::Path,
+    data_dir: &std::path::Path,
+    dry_run: bool,
+    skip_invalid: bool,
+) -> anyhow::Result<()> {
+    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let (rows, mut errors) =
+        tracker_csv::read(input).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let app = open_app(config, data_dir).await?;
+    let importer = openptl_app::access::Principal::system("csv-import");
+    let mut valid = Vec::new();
+    for row in rows {
+        match app.check(row.envelopes.clone(), &importer).await {
+            Ok(_) => valid.push(row),
+            Err(e) => errors.push(tracker_csv::RowError {
+                line: row.line,
+                message: row_error(&e, &row),
+            }),
+        }
+    }
+    errors.sort_by_key(|e| e.line);
+    for e in &errors {
+        eprintln!("line {}: {}", e.line, e.message);
+    }
+    let events: usize = valid.iter().map(|r| r.envelopes.len()).sum();
+    if dry_run {
+        println!(
+            "dry run: {} rows valid ({events} events), {} invalid; nothing written",
+            valid.len(),
+            errors.len()
+        );
+        anyhow::ensure!(errors.is_empty(), "{} invalid rows", errors.len());
+        return Ok(());
+    }
+    if !errors.is_empty() && !skip_invalid {
+        anyhow::bail!(
+            "{} invalid rows (above): nothing was written; fix them, or pass --skip-invalid",
+            errors.len()
+        );
+    }
+    let (mut appended, mut replayed) = (0usize, 0usize);
+    for row in &valid {
+        let outcome = app
+            .append(row.envelopes.clone(), &importer, true)
+            .await
+            .map_err(|e| anyhow::anyhow!("line {}: {}", row.line, row_error(&e, row)))?;
+        let new: usize = outcome.new_by_type.iter().map(|(_, n)| *n as usize).sum();
+        appended += new;
+        replayed += outcome.appended.len() - new;
+    }
+    println!(
+        "{} rows imported: {appended} events appended, {replayed} already stored; {} rows skipped",
+        valid.len(),
+        errors.len()
+    );
+    Ok(())
+}
+
+/// A row's refusal, naming the event of the row it concerns.
+fn row_error(e: &openptl_app::AppError, row: &tracker_csv::Row) -> String {
+    let event = |index: &Option<usize>| {
+        index
+            .and_then(|i| row.envelopes.get(i))
+            .and_then(|v| v["type"].as_str())
+            .map_or(String::new(), |t| format!(" (the {t} event)"))
+    };
+    match e {
+        openptl_app::AppError::Rejected { index, error } => {
+            format!("{error} [{}]{}", error.code(), event(index))
+        }
+        openptl_app::AppError::DuplicateEventId { index } => format!(
+            "this row changes an event already imported{}; record a correction instead [duplicate_event_id]",
+            event(index)
+        ),
+        other => other.to_string(),
+    }
 }
 
 async fn import(

@@ -56,7 +56,7 @@ impl App {
         batch: bool,
     ) -> Result<AppendOutcome, AppError> {
         let started = std::time::Instant::now();
-        let result = self.append_inner(envelopes, principal, batch).await;
+        let result = self.append_inner(envelopes, principal, batch, false).await;
         match &result {
             Ok(outcome) => {
                 for (event_type, n) in &outcome.new_by_type {
@@ -72,11 +72,24 @@ impl App {
         result
     }
 
+    /// Runs every check of [`App::append`] (parsing, access, the rules
+    /// against the current history, idempotency) and writes nothing: the
+    /// dry run of an import. Appended entries carry the versions the events
+    /// would get and position 0.
+    pub async fn check(
+        &self,
+        envelopes: Vec<Value>,
+        principal: &Principal,
+    ) -> Result<AppendOutcome, AppError> {
+        self.append_inner(envelopes, principal, true, true).await
+    }
+
     async fn append_inner(
         &self,
         envelopes: Vec<Value>,
         principal: &Principal,
         batch: bool,
+        dry_run: bool,
     ) -> Result<AppendOutcome, AppError> {
         let at = |i: usize| if batch { Some(i) } else { None };
         let mut events = Vec::with_capacity(envelopes.len());
@@ -101,7 +114,7 @@ impl App {
             guards.push(self.pathway_locks[stripe].lock().await);
         }
         for _ in 0..MAX_ATTEMPTS {
-            match self.try_append(&events, principal, batch).await? {
+            match self.try_append(&events, principal, batch, dry_run).await? {
                 Attempt::Done(outcome) => {
                     // Answer once the projection shows the new events, so the
                     // next append (and read) of these pathways sees them.
@@ -140,6 +153,7 @@ impl App {
         events: &[(Uuid, NewEvent)],
         principal: &Principal,
         batch: bool,
+        dry_run: bool,
     ) -> Result<Attempt, AppError> {
         let actor = principal.actor.as_str();
         let at = |i: usize| if batch { Some(i) } else { None };
@@ -250,6 +264,19 @@ impl App {
         }
         let mut stored = if all_replayed {
             Vec::new().into_iter()
+        } else if dry_run {
+            new_records
+                .iter()
+                .map(|r| openptl_log::Appended {
+                    event_id: r.event_id,
+                    stream_id: r.stream_id.clone(),
+                    version: r.expected_version.unwrap_or(0) + 1,
+                    position: 0,
+                    recorded_at: self.clock.now(),
+                    replayed: false,
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
         } else {
             match self.log.append(new_records).await {
                 Ok(out) => out.into_iter(),

@@ -23,6 +23,7 @@ use openptl_app::{App, AppError, PathwayQuery, MAX_BATCH};
 use serde_json::{json, Value};
 
 pub use error::ApiError;
+pub use views::cwt_csv;
 
 /// Largest request body accepted (a full batch of large events fits easily).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;

@@ -508,6 +508,22 @@ pub async fn get_cwt(
     if json_wanted {
         return Ok(Json(json!({ "period": period, "rows": lines })).into_response());
     }
+    Ok(csv_response(cwt_csv(&lines), &format!("cwt-{period}.csv")))
+}
+
+/// A report with the log position it includes.
+fn with_position(
+    report: impl serde::Serialize,
+    position: u64,
+) -> Result<serde_json::Value, ApiError> {
+    let mut body = serde_json::to_value(report)
+        .map_err(|e| ApiError::App(AppError::Internal(e.to_string())))?;
+    body["position"] = json!(position);
+    Ok(body)
+}
+
+/// The monthly extract as CSV (also `openptl export --format cwt`).
+pub fn cwt_csv(lines: &[openptl_app::CwtLine]) -> String {
     let mut out = Csv::new(&[
         "standard",
         "pathway_id",
@@ -525,7 +541,7 @@ pub async fn get_cwt(
         "target_days",
         "outcome",
     ]);
-    for l in &lines {
+    for l in lines {
         let r = &l.row;
         out.row(&[
             r.standard.to_string(),
@@ -545,16 +561,5 @@ pub async fn get_cwt(
             r.outcome.to_string(),
         ]);
     }
-    Ok(csv_response(out.finish(), &format!("cwt-{period}.csv")))
-}
-
-/// A report with the log position it includes.
-fn with_position(
-    report: impl serde::Serialize,
-    position: u64,
-) -> Result<serde_json::Value, ApiError> {
-    let mut body = serde_json::to_value(report)
-        .map_err(|e| ApiError::App(AppError::Internal(e.to_string())))?;
-    body["position"] = json!(position);
-    Ok(body)
+    out.finish()
 }
