@@ -254,24 +254,46 @@ impl Projection {
         // in between.
         let evaluated: Vec<(Arc<str>, Option<Arc<Current>>)> = {
             let data = self.read();
-            dirty
-                .into_iter()
-                .filter_map(|id| {
-                    let entry = data.pathways.get(&id)?;
-                    let current = match entry.evaluate(today, None, &self.config) {
-                        Ok(Some(state)) => {
-                            let row = PtlRow::of(&state, &self.config);
-                            Some(Arc::new(Current { state, row }))
-                        }
-                        Ok(None) => None,
-                        Err(e) => {
-                            tracing::error!(error = %e, "a pathway could not be evaluated");
-                            None
-                        }
-                    };
-                    Some((id, current))
+            let one = |id: Arc<str>| {
+                let entry = data.pathways.get(&id)?;
+                let current = match entry.evaluate(today, None, &self.config) {
+                    Ok(Some(state)) => {
+                        let row = PtlRow::of(&state, &self.config);
+                        Some(Arc::new(Current { state, row }))
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a pathway could not be evaluated");
+                        None
+                    }
+                };
+                Some((id, current))
+            };
+            let dirty: Vec<Arc<str>> = dirty.into_iter().collect();
+            // Many at once (start-up, a new day): use every core.
+            let threads = std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(8);
+            if dirty.len() < 4096 || threads < 2 {
+                dirty.into_iter().filter_map(one).collect()
+            } else {
+                let chunk = dirty.len().div_ceil(threads);
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = dirty
+                        .chunks(chunk)
+                        .map(|part| {
+                            let one = &one;
+                            scope.spawn(move || {
+                                part.iter().cloned().filter_map(one).collect::<Vec<_>>()
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .flat_map(|h| h.join().expect("evaluation does not panic"))
+                        .collect()
                 })
-                .collect()
+            }
         };
         {
             let mut data = self.write();
