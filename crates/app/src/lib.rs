@@ -114,8 +114,8 @@ impl App {
     pub fn ready(&self) -> bool {
         let p = &self.projection;
         p.failure().is_none()
-            && p.has_caught_up()
-            && (p.position() >= self.log.head() || p.behind_for() < READY_LAG)
+            && (p.position() >= self.log.head()
+                || (p.has_caught_up() && p.behind_for() < READY_LAG))
     }
 
     /// Waits until the projection has caught up with the log as it is now
