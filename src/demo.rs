@@ -208,6 +208,12 @@ pub fn generate_range(range: std::ops::Range<usize>, seed: u64, as_of: NaiveDate
             }
             b.add(rng.range(12, 20), "consultant_upgraded", json!({}));
         }
+        // A few patients are excluded from the FDS (choice or clinical reasons),
+        // early, before anyone is told anything.
+        if route != "other" && rng.chance(0.015) {
+            let reason = ["patient_choice", "clinical_reason", "other"][rng.below(3) as usize];
+            b.add(rng.range(3, 7), "fds_excluded", json!({ "reason": reason }));
+        }
         // Triage, first appointment (sometimes after a DNA), the site's key test.
         b.add(
             rng.range(0, 5),

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use openptl_log::{LogError, NewRecord};
-use openptl_rules::{check_event, history, EventData, NewEvent, RecordedEvent, SCHEMA_VERSION};
+use openptl_rules::{
+    check_event, history, EventData, EventType, NewEvent, RecordedEvent, RuleError, SCHEMA_VERSION,
+};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -201,7 +203,16 @@ impl App {
             }
             let history = histories.get_mut(stream).expect("loaded above");
             authorise(principal, history, event).map_err(|denied| match denied {
-                Denied::NotVisible => AppError::NotVisible { index: at(i) },
+                // Another trust's pathway answers exactly as a missing one
+                // would (or, for a referral, as a taken id would).
+                Denied::NotVisible => AppError::Rejected {
+                    index: at(i),
+                    error: if event.data.event_type() == EventType::ReferralReceived {
+                        RuleError::PathwayExists
+                    } else {
+                        RuleError::PathwayNotStarted
+                    },
+                },
                 Denied::Forbidden => AppError::Forbidden {
                     index: at(i),
                     reason: format!(
@@ -333,7 +344,11 @@ fn authorise(
                     .may_write(event_type, trust, std::iter::once(trust))
                     .map_err(|_| Denied::Forbidden)
             }
-            _ => Ok(()),
+            // Read-only roles are refused whatever the pathway.
+            _ => match principal.may_write(event_type, "", std::iter::empty()) {
+                Err(Denied::Forbidden) => Err(Denied::Forbidden),
+                _ => Ok(()),
+            },
         },
     }
 }

@@ -22,10 +22,6 @@ pub enum AppError {
     DuplicateEventId { index: Option<usize> },
     #[error("pathway not found")]
     PathwayNotFound,
-    /// Event `index` names a pathway outside the caller's trusts (reported
-    /// exactly like a pathway that does not exist).
-    #[error("pathway not found")]
-    NotVisible { index: Option<usize> },
     /// The caller's role may not do this (event `index` of a batch).
     #[error("forbidden: {reason}")]
     Forbidden {

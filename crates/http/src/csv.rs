@@ -1,6 +1,6 @@
 //! CSV output (RFC 4180) for exports opened in spreadsheets: fields quoted
 //! when needed, and text that a spreadsheet would run as a formula (`=`, `+`,
-//! `-`, `@` first) prefixed with `'` so a tracking note cannot become one.
+//! `-`, `@`, tab or carriage return first) prefixed with `'` so a tracking note cannot become one.
 
 /// A CSV document being written.
 pub struct Csv {
@@ -32,7 +32,7 @@ impl Csv {
 }
 
 fn push_field(out: &mut String, field: &str) {
-    let formula = field.starts_with(['=', '+', '@'])
+    let formula = field.starts_with(['=', '+', '@', '\t', '\r'])
         || (field.starts_with('-') && field.parse::<f64>().is_err());
     let quote = formula || field.contains([',', '"', '\n', '\r']);
     if !quote {

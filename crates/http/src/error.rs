@@ -145,14 +145,6 @@ impl ApiError {
                     format!("`{field}` {problem}."),
                     json!({ "field": field }),
                 ),
-                AppError::NotVisible { index } => {
-                    let (message, details) = at_index(
-                        *index,
-                        "No pathway with this id (or none referred by the date asked for).".into(),
-                        json!({}),
-                    );
-                    (StatusCode::NOT_FOUND, "pathway_not_found", message, details)
-                }
                 AppError::Forbidden { index, reason } => {
                     let (message, details) = at_index(
                         *index,

@@ -205,11 +205,19 @@ async fn every_role_trust_endpoint_cell() {
             None,
             [404, 404, 404, 404, 404, 404, 401, 401, 401],
         ),
+        // Writing to another trust's pathway answers as for a missing one (422
+        // pathway_not_started), so the write path does not reveal it either.
         (
             "POST",
             "/v1/events".into(),
             Some(note("P4")),
-            [201, 404, 201, 403, 403, 201, 401, 401, 401],
+            [201, 422, 201, 403, 403, 201, 401, 401, 401],
+        ),
+        (
+            "POST",
+            "/v1/events".into(),
+            Some(note("NOPE")),
+            [422, 422, 422, 403, 403, 422, 401, 401, 401],
         ),
         (
             "POST",
@@ -217,7 +225,7 @@ async fn every_role_trust_endpoint_cell() {
             Some(
                 json!({ "pathway_id": "P4", "type": "triage_completed", "occurred_on": "2025-04-07", "data": { "outcome": "straight_to_test" } }),
             ),
-            [201, 404, 403, 403, 403, 201, 401, 401, 401],
+            [201, 422, 403, 403, 403, 201, 401, 401, 401],
         ),
         // After the transfer only the receiving trust writes; the sender reads.
         (

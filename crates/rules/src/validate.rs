@@ -129,8 +129,23 @@ pub fn check_event(
                 }
             }
             if let Some(new_data) = &c.new_data {
-                EventData::from_json(target.data.event_type(), new_data.clone())
+                let corrected = EventData::from_json(target.data.event_type(), new_data.clone())
                     .map_err(|e| e.under("new_data").under("data"))?;
+                // Which trust holds a pathway changes only by a transfer (ours):
+                // a correction must not move it, or bypass breach allocation
+                // and the sending trust's access.
+                if let (EventData::ReferralReceived(before), EventData::ReferralReceived(after)) =
+                    (&target.data, &corrected)
+                {
+                    if before.trust != after.trust {
+                        return Err(RuleError::InvalidField {
+                            field: "data.new_data.trust".into(),
+                            problem: "cannot be corrected: a pathway changes trust only by a \
+                                      `pathway_transferred` event"
+                                .into(),
+                        });
+                    }
+                }
             }
         }
         EventData::EventVoided(v) => {
