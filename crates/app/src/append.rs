@@ -115,8 +115,28 @@ impl App {
         for stripe in stripes {
             guards.push(self.pathway_locks[stripe].lock().await);
         }
+        let mut rechecked = false;
         for _ in 0..MAX_ATTEMPTS {
-            match self.try_append(&events, principal, batch, dry_run).await? {
+            let attempt = match self.try_append(&events, principal, batch, dry_run).await {
+                Ok(attempt) => attempt,
+                // Refused against a history the projection may not have
+                // caught up with (another node's events, a start-up still
+                // folding): check once more on the log as it is now.
+                Err(
+                    e @ (AppError::Rejected { .. }
+                    | AppError::VersionConflict { .. }
+                    | AppError::Forbidden { .. }),
+                ) => {
+                    if rechecked || self.projection.position() >= self.log.head() {
+                        return Err(e);
+                    }
+                    rechecked = true;
+                    self.caught_up(PROJECTION_WAIT).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            match attempt {
                 Attempt::Done(outcome) => {
                     // Answer once the projection shows the new events, so the
                     // next append (and read) of these pathways sees them.

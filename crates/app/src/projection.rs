@@ -39,6 +39,8 @@ const CHUNK: usize = 8192;
 pub struct Current {
     pub state: PathwayState,
     pub row: Option<PtlRow>,
+    /// The number of events the state was evaluated from.
+    pub version: u64,
 }
 
 /// Who stored an event and where.
@@ -240,14 +242,14 @@ impl Projection {
     /// Re-evaluates every pathway changed since the last refresh (all of them
     /// when the date moved on), then publishes the position.
     pub fn refresh(&self, today: NaiveDate) {
-        let (dirty, position) = {
+        let (dirty, position, new_day) = {
             let mut data = self.write();
-            if data.today != Some(today) {
-                data.today = Some(today);
+            let new_day = data.today != Some(today);
+            if new_day {
                 let all: Vec<Arc<str>> = data.pathways.keys().cloned().collect();
                 data.dirty.extend(all);
             }
-            (std::mem::take(&mut data.dirty), data.position)
+            (std::mem::take(&mut data.dirty), data.position, new_day)
         };
         // Evaluate under the read lock (views keep answering), install under
         // the write lock. The runner is the only writer, so nothing changes
@@ -259,7 +261,12 @@ impl Projection {
                 let current = match entry.evaluate(today, None, &self.config) {
                     Ok(Some(state)) => {
                         let row = PtlRow::of(&state, &self.config);
-                        Some(Arc::new(Current { state, row }))
+                        let version = entry.history.len() as u64;
+                        Some(Arc::new(Current {
+                            state,
+                            row,
+                            version,
+                        }))
                     }
                     Ok(None) => None,
                     Err(e) => {
@@ -301,8 +308,14 @@ impl Projection {
                 pathways,
                 ptl,
                 ptl_slot,
+                today: today_slot,
                 ..
             } = &mut *data;
+            // The new date is announced together with the states evaluated on
+            // it: until then, views for the new date take the slow path.
+            if new_day {
+                *today_slot = Some(today);
+            }
             for (id, current) in evaluated {
                 let Some(entry) = pathways.get_mut(&id) else {
                     continue;
@@ -313,7 +326,7 @@ impl Projection {
                     Some(PtlIndexEntry {
                         keys,
                         id: id.clone(),
-                        version: entry.history.len() as u64,
+                        version: c.version,
                         current: c,
                     })
                 });

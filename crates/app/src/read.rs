@@ -92,12 +92,16 @@ impl App {
         let data = self.projection.read();
         let entry = readable(&data, pathway_id, principal)?;
         let fresh = data.today == Some(as_of) && query.known_at.is_none();
-        let entry_version = entry.version_at(query.known_at);
-        let state = match (&entry.current, fresh) {
-            (Some(current), true) => current.state.clone(),
-            _ => entry
-                .evaluate(as_of, query.known_at, &self.config)?
-                .ok_or(AppError::PathwayNotFound)?,
+        // The version is the one the state was evaluated from, so a client
+        // using it as `expected_version` acts on what it saw.
+        let (state, entry_version) = match (&entry.current, fresh) {
+            (Some(current), true) => (current.state.clone(), current.version),
+            _ => (
+                entry
+                    .evaluate(as_of, query.known_at, &self.config)?
+                    .ok_or(AppError::PathwayNotFound)?,
+                entry.version_at(query.known_at),
+            ),
         };
         drop(data);
         self.audit(principal, "pathway", Some(pathway_id), None);

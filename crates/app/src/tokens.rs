@@ -166,6 +166,24 @@ impl TokenStore {
         Ok(())
     }
 
+    /// Holds an exclusive lock on the store across processes (the CLI beside
+    /// the service) from re-reading to writing, so no change is lost.
+    fn exclusive(&self) -> Result<Option<std::fs::File>, TokenError> {
+        let Some(path) = &self.path else {
+            return Ok(None);
+        };
+        let lock_path = path.with_extension("json.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| TokenError::Storage(format!("{}: {e}", lock_path.display())))?;
+        file.lock()
+            .map_err(|e| TokenError::Storage(format!("{}: {e}", lock_path.display())))?;
+        Ok(Some(file))
+    }
+
     fn save(&self, tokens: &BTreeMap<String, TokenRecord>) -> Result<(), TokenError> {
         let Some(path) = &self.path else {
             return Ok(());
@@ -217,6 +235,7 @@ impl TokenStore {
         secret: Option<&str>,
     ) -> Result<(TokenRecord, String), TokenError> {
         check(&new)?;
+        let _lock = self.exclusive()?;
         self.reload(true)?;
         let mut loaded = self.lock();
         if let Some(secret) = secret {
@@ -262,6 +281,7 @@ impl TokenStore {
 
     /// Revokes a token (it stops working at once; the record stays).
     pub fn revoke(&self, id: &str, now: DateTime<Utc>) -> Result<TokenRecord, TokenError> {
+        let _lock = self.exclusive()?;
         self.reload(true)?;
         let mut loaded = self.lock();
         let mut tokens = loaded.tokens.clone();

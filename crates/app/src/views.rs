@@ -635,7 +635,16 @@ fn evaluate_all<'a>(
         match entry.evaluate(as_of, known_at, config) {
             Ok(Some(state)) => {
                 let row = PtlRow::of(&state, config);
-                Some((entry, entry.version_at(known_at), Current { state, row }))
+                let version = entry.version_at(known_at);
+                Some((
+                    entry,
+                    version,
+                    Current {
+                        state,
+                        row,
+                        version,
+                    },
+                ))
             }
             Ok(None) => None,
             Err(e) => {
