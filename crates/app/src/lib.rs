@@ -44,6 +44,8 @@ pub struct App {
     pub tokens: Arc<tokens::TokenStore>,
     /// Reads of patient-level data.
     pub access_log: Arc<audit::AccessLog>,
+    /// Views of a past date or moment re-evaluate every pathway: one at a time.
+    slow_views: tokio::sync::Semaphore,
     /// Pathway locks (striped): appends to one pathway on this node take turns,
     /// so they check against an up-to-date history instead of racing and
     /// retrying. Other nodes (PostgreSQL mode) are still caught by the log's
@@ -73,6 +75,7 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             tokens: Arc::new(tokens::TokenStore::in_memory()),
             access_log: Arc::new(audit::AccessLog::in_memory()),
+            slow_views: tokio::sync::Semaphore::new(1),
             pathway_locks,
         }
     }

@@ -54,7 +54,9 @@ pub struct EventMeta {
 #[derive(Debug)]
 pub struct PathwayEntry {
     pub id: Arc<str>,
-    pub history: Vec<RecordedEvent>,
+    /// Shared so a slow view can take a snapshot and evaluate it without
+    /// holding the projection's lock (an append then copies on write).
+    pub history: Arc<Vec<RecordedEvent>>,
     pub meta: Vec<EventMeta>,
     /// `None` until evaluated, or when stored events no longer fit the rules
     /// (reported as an internal error when the pathway is read).
@@ -69,17 +71,7 @@ impl PathwayEntry {
         known_at: Option<DateTime<Utc>>,
         config: &RulesConfig,
     ) -> Result<Option<PathwayState>, AppError> {
-        let known = match known_at {
-            Some(at) => history::known_at(&self.history, at),
-            None => &self.history[..],
-        };
-        if known.is_empty() {
-            return Ok(None);
-        }
-        let effective = effective_events(known).map_err(|e| {
-            AppError::Internal(format!("pathway history no longer fits the rules: {e}"))
-        })?;
-        Ok(evaluate(&effective, as_of, config))
+        evaluate_history(&self.history, as_of, known_at, config)
     }
 
     /// How many events were known at `known_at`.
@@ -89,6 +81,26 @@ impl PathwayEntry {
             None => self.history.len() as u64,
         }
     }
+}
+
+/// A pathway's state from its history, as of `as_of`, as known at `known_at`.
+pub fn evaluate_history(
+    history: &[RecordedEvent],
+    as_of: NaiveDate,
+    known_at: Option<DateTime<Utc>>,
+    config: &RulesConfig,
+) -> Result<Option<PathwayState>, AppError> {
+    let known = match known_at {
+        Some(at) => history::known_at(history, at),
+        None => history,
+    };
+    if known.is_empty() {
+        return Ok(None);
+    }
+    let effective = effective_events(known).map_err(|e| {
+        AppError::Internal(format!("pathway history no longer fits the rules: {e}"))
+    })?;
+    Ok(evaluate(&effective, as_of, config))
 }
 
 /// The projected data, behind the projection's lock.
@@ -189,7 +201,7 @@ impl Projection {
         self.read()
             .pathways
             .get(pathway_id)
-            .map(|p| p.history.clone())
+            .map(|p| p.history.as_ref().clone())
             .unwrap_or_default()
     }
 
@@ -224,11 +236,11 @@ impl Projection {
                 .entry(Arc::from(record.stream_id.as_str()))
                 .or_insert_with_key(|id| PathwayEntry {
                     id: id.clone(),
-                    history: Vec::new(),
+                    history: Arc::new(Vec::new()),
                     meta: Vec::new(),
                     current: None,
                 });
-            entry.history.push(event);
+            Arc::make_mut(&mut entry.history).push(event);
             entry.meta.push(EventMeta {
                 actor,
                 position: record.position,

@@ -16,8 +16,9 @@ use openptl_rules::{ClockKind, Period, PtlRow, Rag, Route, TumourSite, WaitBand}
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
-use crate::projection::{Current, PathwayEntry};
+use crate::projection::{evaluate_history, Current, ProjectionData};
 use crate::{App, AppError};
+use openptl_rules::RecordedEvent;
 
 /// Which moment a view shows.
 #[derive(Debug, Clone, Default)]
@@ -334,29 +335,48 @@ impl App {
     /// Runs `f` over every pathway's state as of `as_of`, known at
     /// `known_at`: the projection's ready states when those are today and
     /// now, else states evaluated afresh.
-    fn with_states<R>(
+    async fn with_states<R>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
         f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R,
-    ) -> (R, u64) {
-        let data = self.projection.read();
-        let position = self.projection.position().min(data.position);
-        if data.today == Some(as_of) && known_at.is_none() {
-            let mut seen = data.pathways.values().filter_map(|p| {
-                p.current
-                    .as_deref()
-                    .map(|current| Seen { id: &p.id, current })
-            });
-            return (f(&mut seen), position);
-        }
-        let entries: Vec<&PathwayEntry> = data.pathways.values().collect();
-        let evaluated = evaluate_all(&entries, as_of, known_at, &self.config);
-        let mut seen = evaluated.iter().map(|(entry, _, current)| Seen {
-            id: &entry.id,
-            current,
-        });
-        (f(&mut seen), position)
+    ) -> Result<(R, u64), AppError> {
+        let (snapshot, position) = {
+            let data = self.projection.read();
+            let position = self.projection.position().min(data.position);
+            if data.today == Some(as_of) && known_at.is_none() {
+                let mut seen = data.pathways.values().filter_map(|p| {
+                    p.current
+                        .as_deref()
+                        .map(|current| Seen { id: &p.id, current })
+                });
+                return Ok((f(&mut seen), position));
+            }
+            (snapshot(&data), position)
+        };
+        let evaluated = self.evaluate_snapshot(snapshot, as_of, known_at).await?;
+        let mut seen = evaluated.iter().map(|(id, current)| Seen { id, current });
+        Ok((f(&mut seen), position))
+    }
+
+    /// Evaluates a snapshot of every pathway off the async workers and
+    /// outside the projection's lock, one such view at a time (a past view
+    /// costs seconds on a large alliance; appends and today's views go on).
+    async fn evaluate_snapshot(
+        &self,
+        snapshot: Vec<(Arc<str>, Arc<Vec<RecordedEvent>>)>,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+    ) -> Result<Vec<(Arc<str>, Current)>, AppError> {
+        let _turn = self
+            .slow_views
+            .acquire()
+            .await
+            .map_err(|_| AppError::Internal("the slow-view gate closed".into()))?;
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || evaluate_all(&snapshot, as_of, known_at, &config))
+            .await
+            .map_err(|e| AppError::Internal(format!("evaluating a past view failed: {e}")))
     }
 
     /// The single PTL (SPEC 4.4).
@@ -377,29 +397,35 @@ impl App {
                 });
             }
         }
-        let data = self.projection.read();
-        let position = self.projection.position().min(data.position);
-        let (total, bands, mut rows, next_cursor) =
+        let fast = {
+            let data = self.projection.read();
+            let position = self.projection.position().min(data.position);
             if data.today == Some(as_of) && query.at.known_at.is_none() {
-                page_of(&data.ptl, query, as_of)
+                Ok((page_of(&data.ptl, query, as_of), position))
             } else {
-                let entries: Vec<&PathwayEntry> = data.pathways.values().collect();
-                let index: Vec<PtlIndexEntry> =
-                    evaluate_all(&entries, as_of, query.at.known_at, &self.config)
-                        .into_iter()
-                        .filter_map(|(entry, version, current)| {
-                            let keys = PtlKeys::of(current.row.as_ref()?);
-                            Some(PtlIndexEntry {
-                                keys,
-                                id: entry.id.clone(),
-                                version,
-                                current: Arc::new(current),
-                            })
+                Err((snapshot(&data), position))
+            }
+        };
+        let ((total, bands, mut rows, next_cursor), position) = match fast {
+            Ok(page) => page,
+            Err((snapshot, position)) => {
+                let index: Vec<PtlIndexEntry> = self
+                    .evaluate_snapshot(snapshot, as_of, query.at.known_at)
+                    .await?
+                    .into_iter()
+                    .filter_map(|(id, current)| {
+                        let keys = PtlKeys::of(current.row.as_ref()?);
+                        Some(PtlIndexEntry {
+                            keys,
+                            id,
+                            version: current.version,
+                            current: Arc::new(current),
                         })
-                        .collect();
-                page_of(&index, query, as_of)
-            };
-        drop(data);
+                    })
+                    .collect();
+                (page_of(&index, query, as_of), position)
+            }
+        };
         if !principal.sees_nhs_numbers() {
             for row in &mut rows {
                 row.nhs_number = mask(&row.nhs_number);
@@ -431,7 +457,7 @@ impl App {
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let period = period.unwrap_or_else(|| Period::of(as_of));
-        Ok(self.with_states(as_of, at.known_at, |seen| {
+        self.with_states(as_of, at.known_at, |seen| {
             let states = seen
                 .map(|s| &s.current.state)
                 .filter(|s| tumour_site.is_none_or(|t| s.tumour_site == t));
@@ -442,7 +468,8 @@ impl App {
                 &|t| trusts.allows(t),
                 &self.config,
             )
-        }))
+        })
+        .await
     }
 
     /// BPTP milestone compliance of pathways referred in `period` (all when none).
@@ -457,12 +484,13 @@ impl App {
         let trusts = &trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        Ok(self.with_states(as_of, at.known_at, |seen| {
+        self.with_states(as_of, at.known_at, |seen| {
             let states = seen.map(|s| &s.current.state).filter(|s| {
                 trusts.allows(s.trust.as_str()) && tumour_site.is_none_or(|t| s.tumour_site == t)
             });
             report::milestones(states, period, &self.config)
-        }))
+        })
+        .await
     }
 
     /// The weekly PTL return for the week ending on a Sunday.
@@ -486,12 +514,13 @@ impl App {
                 problem: "is in the future; the return covers a week that has ended".into(),
             });
         }
-        Ok(self.with_states(week_ending, known_at, |seen| {
+        self.with_states(week_ending, known_at, |seen| {
             let states = seen
                 .map(|s| &s.current.state)
                 .filter(|s| trusts.allows(s.trust.as_str()));
             report::canptl(states, week_ending)
-        }))
+        })
+        .await
     }
 
     /// The monthly patient-level extract of clocks stopped in `period`.
@@ -505,28 +534,30 @@ impl App {
         let trusts = &trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        let out = self.with_states(as_of, at.known_at, |seen| {
-            let mut lines: Vec<CwtLine> = Vec::new();
-            for s in seen {
-                for row in report::cwt_rows(&s.current.state, period) {
-                    if trusts.allows(&row.trust) {
-                        lines.push(CwtLine {
-                            pathway_id: s.id.to_string(),
-                            nhs_number: s.current.state.nhs_number.as_str().to_string(),
-                            row,
-                        });
+        let out = self
+            .with_states(as_of, at.known_at, |seen| {
+                let mut lines: Vec<CwtLine> = Vec::new();
+                for s in seen {
+                    for row in report::cwt_rows(&s.current.state, period) {
+                        if trusts.allows(&row.trust) {
+                            lines.push(CwtLine {
+                                pathway_id: s.id.to_string(),
+                                nhs_number: s.current.state.nhs_number.as_str().to_string(),
+                                row,
+                            });
+                        }
                     }
                 }
-            }
-            lines.sort_by(|a, b| {
-                (a.row.standard, &a.row.trust, &a.pathway_id).cmp(&(
-                    b.row.standard,
-                    &b.row.trust,
-                    &b.pathway_id,
-                ))
-            });
-            lines
-        });
+                lines.sort_by(|a, b| {
+                    (a.row.standard, &a.row.trust, &a.pathway_id).cmp(&(
+                        b.row.standard,
+                        &b.row.trust,
+                        &b.pathway_id,
+                    ))
+                });
+                lines
+            })
+            .await?;
         let (mut lines, position) = out;
         if !principal.sees_identifiers() {
             for line in &mut lines {
@@ -625,20 +656,22 @@ fn page_of(index: &[PtlIndexEntry], query: &PtlQuery, as_of: NaiveDate) -> Page 
 }
 
 /// Evaluates every pathway as of a date and moment, on two threads.
-fn evaluate_all<'a>(
-    entries: &[&'a PathwayEntry],
+fn evaluate_all(
+    snapshot: &[(Arc<str>, Arc<Vec<RecordedEvent>>)],
     as_of: NaiveDate,
     known_at: Option<DateTime<Utc>>,
     config: &openptl_rules::RulesConfig,
-) -> Vec<(&'a PathwayEntry, u64, Current)> {
-    let one = |entry: &'a PathwayEntry| -> Option<(&'a PathwayEntry, u64, Current)> {
-        match entry.evaluate(as_of, known_at, config) {
+) -> Vec<(Arc<str>, Current)> {
+    let one = |(id, history): &(Arc<str>, Arc<Vec<RecordedEvent>>)| -> Option<(Arc<str>, Current)> {
+        match evaluate_history(history, as_of, known_at, config) {
             Ok(Some(state)) => {
                 let row = PtlRow::of(&state, config);
-                let version = entry.version_at(known_at);
+                let version = match known_at {
+                    Some(at) => openptl_rules::history::known_at(history, at).len() as u64,
+                    None => history.len() as u64,
+                };
                 Some((
-                    entry,
-                    version,
+                    id.clone(),
                     Current {
                         state,
                         row,
@@ -656,18 +689,29 @@ fn evaluate_all<'a>(
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
-    if entries.len() < 2048 || threads < 2 {
-        return entries.iter().filter_map(|e| one(e)).collect();
+    if snapshot.len() < 2048 || threads < 2 {
+        return snapshot.iter().filter_map(one).collect();
     }
-    let chunk = entries.len().div_ceil(threads);
+    let chunk = snapshot.len().div_ceil(threads);
     std::thread::scope(|scope| {
-        let handles: Vec<_> = entries
+        let handles: Vec<_> = snapshot
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().filter_map(|e| one(e)).collect::<Vec<_>>()))
+            .map(|part| {
+                let one = &one;
+                scope.spawn(move || part.iter().filter_map(one).collect::<Vec<_>>())
+            })
             .collect();
         handles
             .into_iter()
             .flat_map(|h| h.join().expect("evaluation does not panic"))
             .collect()
     })
+}
+
+/// Every pathway's id and history, cheap to take (two reference counts each).
+fn snapshot(data: &ProjectionData) -> Vec<(Arc<str>, Arc<Vec<RecordedEvent>>)> {
+    data.pathways
+        .values()
+        .map(|p| (p.id.clone(), p.history.clone()))
+        .collect()
 }
