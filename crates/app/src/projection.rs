@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use openptl_log::{EventLog, StoredRecord};
+use openptl_log::{EventLog, StoredRecord, Subscription};
 use openptl_rules::{
     effective_events, evaluate, history, EventData, EventType, PathwayState, PtlRow, RecordedEvent,
     RulesConfig,
@@ -389,68 +389,75 @@ pub(crate) async fn run(
     log: Arc<dyn EventLog>,
     clock: Arc<dyn Clock>,
 ) {
-    let mut head = log.watch_head();
+    let Some(start) = projection.upgrade().map(|p| p.read().position + 1) else {
+        return;
+    };
+    let mut subscription = Subscription::from(log.clone(), start, CHUNK);
     loop {
         let Some(p) = projection.upgrade() else {
             return;
         };
-        let from = p.read().position + 1;
-        if log.head() >= from {
-            match log.read_all(from, CHUNK).await {
-                Ok(records) => {
-                    let full = records.len() == CHUNK;
-                    p.set_behind_since(records.first().map(|r| r.recorded_at));
-                    let today = london_today(clock.now());
-                    let step = p.clone();
-                    let outcome = tokio::task::spawn_blocking(move || {
-                        step.apply(records)?;
-                        // While catching up in full chunks, evaluate once at the end.
-                        if !full {
-                            step.refresh(today);
-                        }
-                        Ok::<_, AppError>(())
-                    })
-                    .await;
-                    match outcome {
-                        Ok(Ok(())) => {
-                            p.set_failure(None);
-                            if !full {
-                                p.set_behind_since(None);
-                            }
-                            continue;
-                        }
-                        Ok(Err(e)) => fail(&p, e.to_string()),
-                        Err(e) => fail(&p, format!("projection step panicked: {e}")),
+        if log.head() < subscription.position() {
+            // Caught up: publish, and re-evaluate everything when the date changed.
+            let today = london_today(clock.now());
+            let stale = p.read().today != Some(today) || p.position() < p.read().position;
+            if stale {
+                let step = p.clone();
+                let _ = tokio::task::spawn_blocking(move || step.refresh(today)).await;
+            }
+            p.caught_up_once
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        // Never hold the projection while waiting, so dropping the App ends this task.
+        drop(p);
+        let step = tokio::select! {
+            step = subscription.next() => step,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+        };
+        let Some(p) = projection.upgrade() else {
+            return;
+        };
+        let failure = match step {
+            Ok(None) => return,
+            Ok(Some(batch)) => {
+                p.set_behind_since(batch.records.first().map(|r| r.recorded_at));
+                let more = batch.more;
+                let today = london_today(clock.now());
+                let step = p.clone();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    step.apply(batch.records)?;
+                    // While catching up, evaluate once at the end.
+                    if !more {
+                        step.refresh(today);
                     }
-                }
-                Err(e) => {
-                    let mut since = p.behind_since.lock().unwrap_or_else(|e| e.into_inner());
-                    since.get_or_insert_with(Utc::now);
-                    drop(since);
-                    fail(&p, e.to_string());
+                    Ok::<_, AppError>(())
+                })
+                .await;
+                match outcome {
+                    Ok(Ok(())) => {
+                        p.set_failure(None);
+                        if !more {
+                            p.set_behind_since(None);
+                        }
+                        None
+                    }
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(format!("projection step panicked: {e}")),
                 }
             }
+            Err(e) => {
+                let mut since = p.behind_since.lock().unwrap_or_else(|e| e.into_inner());
+                since.get_or_insert_with(Utc::now);
+                drop(since);
+                Some(e.to_string())
+            }
+        };
+        if let Some(message) = failure {
+            fail(&p, message);
+            // Read again from what was really folded in.
+            subscription = Subscription::from(log.clone(), p.read().position + 1, CHUNK);
             drop(p);
             tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        }
-        // Caught up: publish, and re-evaluate everything when the date changed.
-        let today = london_today(clock.now());
-        let stale = p.read().today != Some(today) || p.position() < p.read().position;
-        if stale {
-            let step = p.clone();
-            let _ = tokio::task::spawn_blocking(move || step.refresh(today)).await;
-        }
-        p.caught_up_once
-            .store(true, std::sync::atomic::Ordering::Release);
-        drop(p);
-        tokio::select! {
-            changed = head.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
 }

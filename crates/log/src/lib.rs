@@ -10,6 +10,7 @@
 
 mod memory;
 pub mod segment;
+mod subscription;
 pub mod suite;
 
 use async_trait::async_trait;
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 pub use memory::{apply_plan, plan_batch, MemoryLog, Planned};
 pub use segment::SegmentLog;
+pub use subscription::{Batch, Subscription};
 
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]

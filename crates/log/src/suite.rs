@@ -35,6 +35,7 @@ where
     different_content_under_one_event_id_conflicts(&fresh().await).await;
     read_all_pages(&fresh().await).await;
     head_is_watched(&fresh().await).await;
+    subscriptions_catch_up_then_follow(std::sync::Arc::new(fresh().await)).await;
 }
 
 async fn appends_and_reads_back(log: &impl EventLog) {
@@ -206,4 +207,45 @@ async fn head_is_watched(log: &impl EventLog) {
         .unwrap();
     rx.changed().await.unwrap();
     assert_eq!(*rx.borrow(), 2);
+}
+
+async fn subscriptions_catch_up_then_follow<L: EventLog>(log: std::sync::Arc<L>) {
+    use crate::Subscription;
+    for i in 0..5u8 {
+        log.append(vec![record("s", None, &[i])]).await.unwrap();
+    }
+    let dyn_log: std::sync::Arc<dyn EventLog> = log.clone();
+    let mut sub = Subscription::from(dyn_log.clone(), 1, 2);
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let batch = sub.next().await.unwrap().unwrap();
+        assert!(batch.records.len() <= 2);
+        assert_eq!(batch.more, seen.len() + batch.records.len() < 5);
+        seen.extend(batch.records.iter().map(|r| r.position));
+    }
+    assert_eq!(seen, vec![1, 2, 3, 4, 5], "catch-up in order, no gaps");
+    // Live: an append after the subscriber caught up arrives next.
+    let writer = log.clone();
+    let appender = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        writer.append(vec![record("s", None, &[9])]).await.unwrap();
+    });
+    let live = tokio::time::timeout(std::time::Duration::from_secs(5), sub.next())
+        .await
+        .expect("a live record arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        live.records.iter().map(|r| r.position).collect::<Vec<_>>(),
+        vec![6]
+    );
+    appender.await.unwrap();
+    // Resuming from a checkpoint (position 3 done) gives 4.. with no duplicates.
+    let mut resumed = Subscription::from(dyn_log, 4, 100);
+    let batch = resumed.next().await.unwrap().unwrap();
+    assert_eq!(
+        batch.records.iter().map(|r| r.position).collect::<Vec<_>>(),
+        vec![4, 5, 6]
+    );
+    assert!(!batch.more);
 }
