@@ -406,6 +406,10 @@ fn the_dashboard_works_in_headless_chromium() {
         "the past PTL",
         "return document.getElementById('ptl-summary')?.textContent.startsWith('0 pathways')",
     );
+    driver.wait_for(
+        "the banner saying this is the past",
+        "return document.getElementById('past-banner')?.textContent.includes('as known at')",
+    );
     let shot = driver.screenshot("ptl-known-at.png");
     eprintln!(
         "browser screenshots in {}",

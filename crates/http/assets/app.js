@@ -484,6 +484,18 @@ async function signOut() {
   render();
 }
 
+/** A banner when a page shows the past, so nobody mistakes it for today. */
+function pastBanner() {
+  const at = when();
+  if (!at.as_of && !at.known_at) return null;
+  const parts = [];
+  if (at.as_of) parts.push(`as of ${at.as_of}`);
+  if (at.known_at) parts.push(`as known at ${new Date(at.known_at).toLocaleString("en-GB")}`);
+  return h("div", { class: "past", role: "note", id: "past-banner" },
+    `You are looking at the service ${parts.join(", ")}: live updates are paused. `,
+    h("a", { href: "#", onclick: (e) => { e.preventDefault(); document.getElementById("now").click(); } }, "Back to today, now"));
+}
+
 async function render() {
   setWhenForm();
   const path = location.pathname;
@@ -497,6 +509,8 @@ async function render() {
     if (err.status === 401) renderSignIn();
     else $main().replaceChildren(showError(err));
   }
+  const banner = pastBanner();
+  if (banner && !document.getElementById("token")) $main().prepend(banner);
   const who = document.getElementById("who");
   if (meta && who) who.replaceChildren(`${meta.actor} (${label(meta.role)}) `, h("button", { type: "button", class: "secondary", id: "sign-out", onclick: signOut }, "Sign out"));
   else if (who) who.replaceChildren();
