@@ -144,11 +144,15 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let log = Arc::new(SegmentLog::open(&dir)?);
-    let app = Arc::new(App::new(
-        log.clone() as Arc<dyn EventLog>,
-        RulesConfig::defaults(),
-        Arc::new(SystemClock),
-    ));
+    // The benchmark measures the write path, not the per-token rate limit.
+    let app = Arc::new(
+        App::new(
+            log.clone() as Arc<dyn EventLog>,
+            RulesConfig::defaults(),
+            Arc::new(SystemClock),
+        )
+        .with_rate_limit(0.0),
+    );
     app.tokens.create_with_secret(
         openptl_app::tokens::NewToken {
             role: openptl_app::access::Role::Admin,

@@ -53,6 +53,9 @@ enum Command {
         /// scripts and tests can drive a fresh server (SPEC 10).
         #[arg(long, env = "OPENPTL_BOOTSTRAP_ADMIN_TOKEN", hide_env_values = true)]
         bootstrap_admin_token: Option<String>,
+        /// Requests per second each token may sustain (bursts of twice that); 0: no limit.
+        #[arg(long, env = "OPENPTL_RATE_LIMIT", default_value_t = openptl_app::DEFAULT_RATE_LIMIT)]
+        rate_limit: f64,
     },
     /// Manage access tokens in a data directory (works beside a running service).
     Token {
@@ -204,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
             demo,
             demo_pathways,
             bootstrap_admin_token,
+            rate_limit,
         } => {
             serve(
                 config,
@@ -211,6 +215,7 @@ async fn main() -> anyhow::Result<()> {
                 listen,
                 demo.then_some(demo_pathways),
                 bootstrap_admin_token,
+                rate_limit,
             )
             .await
         }
@@ -414,6 +419,7 @@ async fn serve(
     listen: SocketAddr,
     demo: Option<usize>,
     bootstrap_admin_token: Option<String>,
+    rate_limit: f64,
 ) -> anyhow::Result<()> {
     use openptl_app::access::{Principal, Role};
     use openptl_app::tokens::{NewToken, TokenStore};
@@ -469,7 +475,8 @@ async fn serve(
     let app = Arc::new(
         App::new(log, config, Arc::new(SystemClock))
             .with_tokens(tokens)
-            .with_access_log(access_log),
+            .with_access_log(access_log)
+            .with_rate_limit(rate_limit),
     );
     catch_up(&app).await?;
     if let Some(pathways) = demo {

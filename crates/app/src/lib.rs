@@ -29,6 +29,10 @@ pub use views::*;
 
 const PATHWAY_LOCK_STRIPES: usize = 4096;
 
+/// Requests per second a token may sustain by default (bursts of twice
+/// that): far above any person, high enough for an integration engine.
+pub const DEFAULT_RATE_LIMIT: f64 = 2000.0;
+
 /// How far behind the log the views may be and still count as ready.
 const READY_LAG: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -46,6 +50,8 @@ pub struct App {
     pub access_log: Arc<audit::AccessLog>,
     /// Views of a past date or moment re-evaluate every pathway: one at a time.
     slow_views: tokio::sync::Semaphore,
+    /// Requests per second each token may sustain (0: no limit).
+    pub rate_limit: f64,
     /// Pathway locks (striped): appends to one pathway on this node take turns,
     /// so they check against an up-to-date history instead of racing and
     /// retrying. Other nodes (PostgreSQL mode) are still caught by the log's
@@ -76,6 +82,7 @@ impl App {
             tokens: Arc::new(tokens::TokenStore::in_memory()),
             access_log: Arc::new(audit::AccessLog::in_memory()),
             slow_views: tokio::sync::Semaphore::new(1),
+            rate_limit: DEFAULT_RATE_LIMIT,
             pathway_locks,
         }
     }
@@ -83,6 +90,12 @@ impl App {
     /// Keeps tokens in `store` (default: in memory, empty).
     pub fn with_tokens(mut self, store: tokens::TokenStore) -> App {
         self.tokens = Arc::new(store);
+        self
+    }
+
+    /// Sets the per-token rate limit (requests per second; 0: none).
+    pub fn with_rate_limit(mut self, per_second: f64) -> App {
+        self.rate_limit = per_second.max(0.0);
         self
     }
 

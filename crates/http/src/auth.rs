@@ -19,10 +19,6 @@ use openptl_app::App;
 
 use crate::ApiError;
 
-/// Requests per second each token may sustain, and the burst above it.
-const RATE_PER_SECOND: f64 = 200.0;
-const BURST: f64 = 400.0;
-
 /// The cookie the dashboard's sign-in sets.
 pub const COOKIE: &str = "openptl_token";
 
@@ -34,18 +30,23 @@ fn buckets() -> &'static Mutex<HashMap<String, (f64, Instant)>> {
     BUCKETS.get_or_init(Default::default)
 }
 
-/// Takes one request from the token's bucket; the seconds to wait if empty.
-fn take(token_id: &str) -> Result<(), u64> {
+/// Takes one request from the token's bucket (`rate` per second, bursts of
+/// twice that); the seconds to wait if empty.
+fn take(token_id: &str, rate: f64) -> Result<(), u64> {
+    if rate <= 0.0 {
+        return Ok(());
+    }
+    let burst = rate * 2.0;
     let mut buckets = buckets().lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
-    let (tokens, last) = buckets.entry(token_id.to_string()).or_insert((BURST, now));
-    *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * RATE_PER_SECOND).min(BURST);
+    let (tokens, last) = buckets.entry(token_id.to_string()).or_insert((burst, now));
+    *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
     *last = now;
     if *tokens >= 1.0 {
         *tokens -= 1.0;
         Ok(())
     } else {
-        Err(((1.0 - *tokens) / RATE_PER_SECOND).ceil() as u64)
+        Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
     }
 }
 
@@ -81,7 +82,8 @@ impl FromRequestParts<Arc<App>> for Auth {
             .tokens
             .authenticate(&secret, app.clock.now())
             .ok_or(ApiError::Unauthenticated)?;
-        take(&record.id).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+        take(&record.id, app.rate_limit)
+            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
         Ok(Auth(record.principal(&app.config.alliances)))
     }
 }

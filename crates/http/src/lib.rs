@@ -161,8 +161,10 @@ async fn observe(
     m.http_requests
         .with_label_values(&[&route, response.status().as_str()])
         .inc();
+    // One line per request at debug level (OPENPTL_LOG=debug); failures are
+    // logged at error level by the error table, under the same request id.
     span.in_scope(|| {
-        tracing::info!(
+        tracing::debug!(
             status = response.status().as_u16(),
             millis = elapsed.as_secs_f64() * 1e3,
             "answered"
