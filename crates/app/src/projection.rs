@@ -103,6 +103,61 @@ pub fn evaluate_history(
     Ok(evaluate(&effective, as_of, config))
 }
 
+/// A pathway's state, PTL row and version from its history; `None` when it
+/// had no referral by `as_of`, or (logged) when its history no longer fits
+/// the rules.
+pub fn current_of(
+    history: &[RecordedEvent],
+    as_of: NaiveDate,
+    known_at: Option<DateTime<Utc>>,
+    config: &RulesConfig,
+) -> Option<Current> {
+    match evaluate_history(history, as_of, known_at, config) {
+        Ok(Some(state)) => {
+            let row = PtlRow::of(&state, config);
+            let version = match known_at {
+                Some(at) => history::known_at(history, at).len() as u64,
+                None => history.len() as u64,
+            };
+            Some(Current {
+                state,
+                row,
+                version,
+            })
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "a pathway could not be evaluated");
+            None
+        }
+    }
+}
+
+/// `f` over every item, on every core when there are many (start-up, a new
+/// day, a past view).
+pub fn par_filter_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if items.len() < 2048 || threads < 2 {
+        return items.iter().filter_map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let f = &f;
+                scope.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("evaluation does not panic"))
+            .collect()
+    })
+}
+
 /// The projected data, behind the projection's lock.
 #[derive(Debug, Default)]
 pub struct ProjectionData {
@@ -268,51 +323,12 @@ impl Projection {
         // in between.
         let evaluated: Vec<(Arc<str>, Option<Arc<Current>>)> = {
             let data = self.read();
-            let one = |id: Arc<str>| {
-                let entry = data.pathways.get(&id)?;
-                let current = match entry.evaluate(today, None, &self.config) {
-                    Ok(Some(state)) => {
-                        let row = PtlRow::of(&state, &self.config);
-                        let version = entry.history.len() as u64;
-                        Some(Arc::new(Current {
-                            state,
-                            row,
-                            version,
-                        }))
-                    }
-                    Ok(None) => None,
-                    Err(e) => {
-                        tracing::error!(error = %e, "a pathway could not be evaluated");
-                        None
-                    }
-                };
-                Some((id, current))
-            };
             let dirty: Vec<Arc<str>> = dirty.into_iter().collect();
-            // Many at once (start-up, a new day): use every core.
-            let threads = std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(8);
-            if dirty.len() < 4096 || threads < 2 {
-                dirty.into_iter().filter_map(one).collect()
-            } else {
-                let chunk = dirty.len().div_ceil(threads);
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = dirty
-                        .chunks(chunk)
-                        .map(|part| {
-                            let one = &one;
-                            scope.spawn(move || {
-                                part.iter().cloned().filter_map(one).collect::<Vec<_>>()
-                            })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .flat_map(|h| h.join().expect("evaluation does not panic"))
-                        .collect()
-                })
-            }
+            par_filter_map(&dirty, |id| {
+                let entry = data.pathways.get(id)?;
+                let current = current_of(&entry.history, today, None, &self.config);
+                Some((id.clone(), current.map(Arc::new)))
+            })
         };
         {
             let mut data = self.write();

@@ -16,7 +16,7 @@ use openptl_rules::{ClockKind, Period, PtlRow, Rag, Route, TumourSite, WaitBand}
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
-use crate::projection::{evaluate_history, Current, ProjectionData};
+use crate::projection::{current_of, par_filter_map, Current, ProjectionData};
 use crate::{App, AppError};
 use openptl_rules::RecordedEvent;
 
@@ -662,49 +662,8 @@ fn evaluate_all(
     known_at: Option<DateTime<Utc>>,
     config: &openptl_rules::RulesConfig,
 ) -> Vec<(Arc<str>, Current)> {
-    let one = |(id, history): &(Arc<str>, Arc<Vec<RecordedEvent>>)| -> Option<(Arc<str>, Current)> {
-        match evaluate_history(history, as_of, known_at, config) {
-            Ok(Some(state)) => {
-                let row = PtlRow::of(&state, config);
-                let version = match known_at {
-                    Some(at) => openptl_rules::history::known_at(history, at).len() as u64,
-                    None => history.len() as u64,
-                };
-                Some((
-                    id.clone(),
-                    Current {
-                        state,
-                        row,
-                        version,
-                    },
-                ))
-            }
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "a pathway could not be evaluated");
-                None
-            }
-        }
-    };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    if snapshot.len() < 2048 || threads < 2 {
-        return snapshot.iter().filter_map(one).collect();
-    }
-    let chunk = snapshot.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = snapshot
-            .chunks(chunk)
-            .map(|part| {
-                let one = &one;
-                scope.spawn(move || part.iter().filter_map(one).collect::<Vec<_>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("evaluation does not panic"))
-            .collect()
+    par_filter_map(snapshot, |(id, history)| {
+        current_of(history, as_of, known_at, config).map(|c| (id.clone(), c))
     })
 }
 
