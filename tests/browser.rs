@@ -318,7 +318,7 @@ fn the_dashboard_works_in_headless_chromium() {
         "filtered rows",
         &format!(
             "const rows = [...document.querySelectorAll('tr[data-pathway]')];
-             return rows.length > 0 && rows.every(r => r.children[1].textContent === '{trust}')
+             return rows.length > 0 && rows.every(r => r.children[2].textContent === '{trust}')
                  && document.getElementById('ptl-summary').textContent"
         ),
     );

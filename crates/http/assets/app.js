@@ -200,12 +200,12 @@ async function renderPtl() {
   const sortedBy = q.get("sort") || "days_waited";
   const sortBy = (sort) => () => { const p = ptlParams(); delete p.cursor; p.sort = sort; go("/", p); };
   const sortable = (label, sort, num) => ({ label, num, onsort: sortBy(sort), sorted: sortedBy === sort ? (sort === "days_waited" ? "descending" : "ascending") : null });
-  const headers = ["Pathway", "Trust", "Tumour site", "Route", sortable("FDS days", "days_waited", true),
+  const headers = ["Pathway", "NHS number", "Trust", "Tumour site", "Route", sortable("FDS days", "days_waited", true),
     sortable("62-day days", "days_waited", true), "Band", "RAG", "Next milestone", sortable("Next breach", "next_breach"), "Transfer",
     "Last note", "Next action", "Owner", "Escalated"];
   const rows = page.rows.map((r) => h("tr", { "data-pathway": r.pathway_id },
     h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
-    h("td", {}, r.trust), h("td", {}, label(r.tumour_site)), h("td", {}, label(r.route)),
+    h("td", { class: "nowrap" }, r.nhs_number), h("td", {}, r.trust), h("td", {}, label(r.tumour_site)), h("td", {}, label(r.route)),
     h("td", { class: "num" }, r.fds_days ?? "–"), h("td", { class: "num" }, r.d62_days ?? "–"),
     h("td", {}, r.band || "–"), h("td", {}, rag(r.rag)),
     h("td", {}, r.next_milestone ? [label(r.next_milestone.name), " ", h("span", { class: r.next_milestone.status === "overdue" ? "flag" : "muted" }, `due ${r.next_milestone.due_date}`)] : "–"),
