@@ -1,6 +1,7 @@
 //! The durable log (SPEC 9): append-only segment files are the truth; sled
 //! holds only what can be rebuilt from them (stream → positions, event id →
-//! position, position → file and offset).
+//! position). Where each position lies (file and offset) is a dense array in
+//! memory, filled by the start-up scan and extended by the writer.
 //!
 //! Writes go through one writer thread that gathers concurrent requests into
 //! a group, writes the group with one `write` and one `fdatasync`, then
@@ -66,6 +67,29 @@ struct Shared {
     head: watch::Sender<u64>,
     /// Records whose CRCs and hash chain were checked when the log opened.
     verified_at_open: u64,
+    /// Where each record is, by global position (`locations[p - 1]`), packed
+    /// by [`pack_location`]: derived like the index, rebuilt by the start-up
+    /// scan, extended by the writer before the head moves. A dense array
+    /// costs 8 bytes a record and no index write.
+    locations: std::sync::RwLock<Vec<u64>>,
+}
+
+/// Bits of a packed location that hold the offset (segments up to 1 TiB).
+const OFFSET_BITS: u32 = 40;
+
+fn pack_location(segment: u32, offset: u64) -> u64 {
+    assert!(
+        offset < 1 << OFFSET_BITS,
+        "segment offsets stay below 1 TiB"
+    );
+    (u64::from(segment) << OFFSET_BITS) | offset
+}
+
+fn unpack_location(packed: u64) -> (u32, u64) {
+    (
+        (packed >> OFFSET_BITS) as u32,
+        packed & ((1 << OFFSET_BITS) - 1),
+    )
 }
 
 struct Request {
@@ -232,12 +256,6 @@ fn event_key(id: &Uuid) -> Vec<u8> {
     key
 }
 
-fn position_key(position: u64) -> [u8; 9] {
-    let mut key = [b'p'; 9];
-    key[1..].copy_from_slice(&position.to_be_bytes());
-    key
-}
-
 const INDEXED: &[u8] = b"m/indexed";
 
 fn be_u64(bytes: &[u8]) -> u64 {
@@ -245,27 +263,30 @@ fn be_u64(bytes: &[u8]) -> u64 {
 }
 
 /// Adds one record's index entries to a sled batch.
-fn index_record(batch: &mut sled::Batch, record: &StoredRecord, segment: u32, offset: u64) {
+fn index_record(batch: &mut sled::Batch, record: &StoredRecord) {
     let position = record.position.to_be_bytes();
     batch.insert(stream_key(&record.stream_id, record.version), &position);
     batch.insert(event_key(&record.event_id), &position);
-    let mut location = [0u8; 12];
-    location[..4].copy_from_slice(&segment.to_be_bytes());
-    location[4..].copy_from_slice(&offset.to_be_bytes());
-    batch.insert(&position_key(record.position), &location);
 }
 
 /// Scans the segments (repairing a torn tail) and indexes every record
 /// after position `after`. Used at start-up and by `rebuild_index`.
-fn index_from(index: &sled::Db, segments_dir: &Path, after: u64) -> Result<ScanEnd, OpenError> {
+fn index_from(
+    index: &sled::Db,
+    segments_dir: &Path,
+    after: u64,
+    locations: &mut Vec<u64>,
+) -> Result<ScanEnd, OpenError> {
     let mut batch = sled::Batch::default();
     let mut pending = 0usize;
     let mut error = None;
+    locations.clear();
     let end = scan(segments_dir, true, |found| {
+        locations.push(pack_location(found.segment, found.offset));
         if found.record.position <= after {
             return;
         }
-        index_record(&mut batch, found.record, found.segment, found.offset);
+        index_record(&mut batch, found.record);
         pending += 1;
         if pending >= 10_000 {
             batch.insert(INDEXED, &found.record.position.to_be_bytes());
@@ -300,7 +321,7 @@ pub fn rebuild_index(dir: &Path) -> Result<u64, OpenError> {
         fs::remove_dir_all(&index_dir).map_err(|e| io("removing the index", e))?;
     }
     let index = sled::open(&index_dir).map_err(|e| io("creating the index", e))?;
-    let end = index_from(&index, &dir.join("segments"), 0)?;
+    let end = index_from(&index, &dir.join("segments"), 0, &mut Vec::new())?;
     index.flush().map_err(|e| io("flushing the index", e))?;
     Ok(end.head)
 }
@@ -341,10 +362,6 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
         }
         versions.insert(r.stream_id.clone(), r.version);
         if r.position <= indexed {
-            let mut location = [0u8; 12];
-            location[..4].copy_from_slice(&found.segment.to_be_bytes());
-            location[4..].copy_from_slice(&found.offset.to_be_bytes());
-            let by_position = index.get(position_key(r.position)).ok().flatten();
             let by_event = index
                 .get(event_key(&r.event_id))
                 .ok()
@@ -355,10 +372,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
                 .ok()
                 .flatten()
                 .map(|v| be_u64(&v));
-            if by_position.as_deref() != Some(&location[..])
-                || by_event != Some(r.position)
-                || by_stream != Some(r.position)
-            {
+            if by_event != Some(r.position) || by_stream != Some(r.position) {
                 problems.push(format!("position {}: the index disagrees with the segments (run `openptl rebuild-index`)", r.position));
             }
         }
@@ -405,7 +419,8 @@ impl SegmentLog {
             .get(INDEXED)
             .map_err(|e| io("reading the index", e))?
             .map_or(0, |v| be_u64(&v));
-        let mut end = index_from(&index, &segments_dir, indexed)?;
+        let mut locations = Vec::new();
+        let mut end = index_from(&index, &segments_dir, indexed, &mut locations)?;
         if indexed > end.head {
             tracing::warn!(
                 indexed,
@@ -413,7 +428,7 @@ impl SegmentLog {
                 "the index is ahead of the segments; rebuilding it"
             );
             index.clear().map_err(|e| io("clearing the index", e))?;
-            end = index_from(&index, &segments_dir, 0)?;
+            end = index_from(&index, &segments_dir, 0, &mut locations)?;
         }
         index.flush().map_err(|e| io("flushing the index", e))?;
 
@@ -430,6 +445,7 @@ impl SegmentLog {
             files: Mutex::new(HashMap::new()),
             head: watch::channel(end.head).0,
             verified_at_open: end.head,
+            locations: std::sync::RwLock::new(locations),
         });
         let mut writer = Writer {
             shared: shared.clone(),
@@ -487,15 +503,19 @@ impl Shared {
         LogError::Storage(e.to_string())
     }
 
-    /// Reads the record at a global position (which must be indexed).
+    /// Where the record at `position` is.
+    fn location(&self, position: u64) -> Result<(u32, u64), LogError> {
+        let locations = self.locations.read().unwrap_or_else(|e| e.into_inner());
+        position
+            .checked_sub(1)
+            .and_then(|i| locations.get(i as usize))
+            .map(|packed| unpack_location(*packed))
+            .ok_or_else(|| LogError::Storage(format!("position {position} is not stored")))
+    }
+
+    /// Reads the record at a global position (which must be stored).
     fn read_position(&self, position: u64) -> Result<StoredRecord, LogError> {
-        let location = self
-            .index
-            .get(position_key(position))
-            .map_err(Self::storage)?
-            .ok_or_else(|| LogError::Storage(format!("position {position} is not in the index")))?;
-        let segment = u32::from_be_bytes(location[..4].try_into().expect("4 bytes"));
-        let offset = be_u64(&location);
+        let (segment, offset) = self.location(position)?;
         let file = self.file(segment).map_err(Self::storage)?;
         // One read covers most records; a longer one takes a second read.
         let mut bytes = vec![0u8; READ_AHEAD];
@@ -525,13 +545,7 @@ impl Shared {
             return Ok(Vec::new());
         }
         let to = head.min(from.saturating_add(max as u64 - 1));
-        let location = self
-            .index
-            .get(position_key(from))
-            .map_err(Self::storage)?
-            .ok_or_else(|| LogError::Storage(format!("position {from} is not in the index")))?;
-        let mut segment = u32::from_be_bytes(location[..4].try_into().expect("4 bytes"));
-        let mut offset = be_u64(&location);
+        let (mut segment, mut offset) = self.location(from)?;
         let mut out = Vec::with_capacity((to - from + 1) as usize);
         let mut buffer: Vec<u8> = Vec::new();
         let mut at = 0usize; // start of the next record within `buffer`
@@ -748,8 +762,8 @@ impl Writer {
             .sync_data()
             .map_err(|e| format!("syncing segment {}: {e}", self.segment))?;
         let mut batch = sled::Batch::default();
-        for (record, offset) in records {
-            index_record(&mut batch, record, self.segment, self.segment_len + offset);
+        for (record, _) in records {
+            index_record(&mut batch, record);
         }
         let head = records.last().map_or(self.head, |(r, _)| r.position);
         batch.insert(INDEXED, &head.to_be_bytes());
@@ -757,6 +771,16 @@ impl Writer {
             .index
             .apply_batch(batch)
             .map_err(|e| format!("indexing: {e}"))?;
+        {
+            let mut locations = self
+                .shared
+                .locations
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            for (_, offset) in records {
+                locations.push(pack_location(self.segment, self.segment_len + offset));
+            }
+        }
         self.segment_len += buffer.len() as u64;
         Ok(())
     }
