@@ -80,31 +80,23 @@ fn generate_import_export_round_trip_is_idempotent_and_verified() {
         );
         String::from_utf8(output.stdout).unwrap()
     };
-    let generated = Command::new(common::binary())
-        .args([
-            "generate",
-            "--pathways",
-            "120",
-            "--seed",
-            "3",
-            "--as-of",
-            "2026-06-30",
-        ])
-        .output()
-        .unwrap();
+    let generate = || {
+        Command::new(common::binary())
+            .args([
+                "generate",
+                "--pathways",
+                "120",
+                "--seed",
+                "3",
+                "--as-of",
+                "2026-06-30",
+            ])
+            .output()
+            .unwrap()
+    };
+    let generated = generate();
     assert!(generated.status.success());
-    let again = Command::new(common::binary())
-        .args([
-            "generate",
-            "--pathways",
-            "120",
-            "--seed",
-            "3",
-            "--as-of",
-            "2026-06-30",
-        ])
-        .output()
-        .unwrap();
+    let again = generate();
     assert_eq!(
         generated.stdout, again.stdout,
         "generate is deterministic for a seed"

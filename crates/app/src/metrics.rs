@@ -294,30 +294,10 @@ impl App {
             }
         }
         // Reset, then set: label sets that emptied disappear rather than go stale.
-        m.open_pathways.reset();
-        for ([trust, site, band], n) in open {
-            m.open_pathways
-                .with_label_values(&[&trust, &site, &band])
-                .set(n);
-        }
-        m.due_to_breach.reset();
-        for ([trust, site, clock], n) in due {
-            m.due_to_breach
-                .with_label_values(&[&trust, &site, &clock])
-                .set(n);
-        }
-        m.open_breached.reset();
-        for ([trust, site, clock], n) in breached {
-            m.open_breached
-                .with_label_values(&[&trust, &site, &clock])
-                .set(n);
-        }
-        m.overdue_milestones.reset();
-        for ([trust, site], n) in overdue {
-            m.overdue_milestones
-                .with_label_values(&[&trust, &site])
-                .set(n);
-        }
+        replace_all(&m.open_pathways, open);
+        replace_all(&m.due_to_breach, due);
+        replace_all(&m.open_breached, breached);
+        replace_all(&m.overdue_milestones, overdue);
         m.performance.reset();
         m.clocks_stopped.reset();
         for report in standards {
@@ -339,5 +319,14 @@ impl App {
                 }
             }
         }
+    }
+}
+
+/// Replaces every series of a gauge with `values` (label values → value).
+fn replace_all<const N: usize>(gauge: &GaugeVec, values: BTreeMap<[String; N], f64>) {
+    gauge.reset();
+    for (labels, value) in values {
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        gauge.with_label_values(&labels).set(value);
     }
 }

@@ -182,22 +182,10 @@ fn readable<'a>(
         .pathways
         .get(pathway_id)
         .ok_or(AppError::PathwayNotFound)?;
-    let visible = match entry.current.as_deref() {
-        Some(c) => {
-            let s = &c.state;
-            principal.may_read_pathway(
-                std::iter::once(s.trust.as_str())
-                    .chain(std::iter::once(s.referring_trust.as_str()))
-                    .chain(
-                        s.transfers
-                            .iter()
-                            .flat_map(|t| [t.from_trust.as_str(), t.to_trust.as_str()]),
-                    ),
-            )
-        }
-        None => openptl_rules::history::trusts(&entry.history)
-            .is_some_and(|(_, ever)| principal.may_read_pathway(ever.iter().map(String::as_str))),
-    };
+    // The one definition of a pathway's trusts, shared with the append
+    // path's check (`history::trusts`).
+    let visible = openptl_rules::history::trusts(&entry.history)
+        .is_some_and(|(_, ever)| principal.may_read_pathway(ever.iter().map(String::as_str)));
     if visible {
         Ok(entry)
     } else {
