@@ -489,6 +489,7 @@ async fn serve(
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     if let Some(secret) = &demo_login {
         // Before the "listening" line, which scripts wait for.
         println!("Demo login (a coordinator of the six demo trusts, valid 30 days): {secret}");
@@ -501,7 +502,7 @@ async fn serve(
         );
     }
     axum::serve(listener, openptl_http::router(app))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
     tracing::info!("stopped");
@@ -509,24 +510,43 @@ async fn serve(
 }
 
 /// Resolves on SIGINT or SIGTERM: stop accepting, let in-flight requests finish.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    // Handlers are installed now, not when the future is first polled: a
+    // signal that arrives just after the "listening" line must still shut
+    // down cleanly.
     #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
+    };
+    async move {
+        #[cfg(unix)]
         {
+            tokio::select! {
+                _ = wait_for(&mut term) => {},
+                _ = wait_for(&mut int) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested");
+    }
+}
+
+/// Resolves when `signal` arrives (never, if it could not be installed).
+#[cfg(unix)]
+async fn wait_for(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
             s.recv().await;
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+        None => std::future::pending::<()>().await,
     }
-    tracing::info!("shutdown requested");
 }
 
 /// Folds the whole log into the projection before serving, so no view is
