@@ -219,7 +219,9 @@ impl App {
                 }
             }
             if !histories.contains_key(stream) {
-                histories.insert(stream.to_string(), self.projection.history(stream));
+                let history = self.projection.history(stream).await?;
+                let history = history.map(|h| h.as_ref().clone()).unwrap_or_default();
+                histories.insert(stream.to_string(), history);
             }
             let history = histories.get_mut(stream).expect("loaded above");
             authorise(principal, history, event).map_err(|denied| match denied {

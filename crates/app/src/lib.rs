@@ -67,7 +67,7 @@ impl App {
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
         let config = Arc::new(config);
-        let projection = Arc::new(Projection::new(config.clone()));
+        let projection = Arc::new(Projection::new(config.clone(), log.clone()));
         tokio::spawn(projection::run(
             Arc::downgrade(&projection),
             log.clone(),

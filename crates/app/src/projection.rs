@@ -1,12 +1,19 @@
-//! The projection: every pathway's history, folded from the global log into
-//! memory, with its state as of today and its PTL row kept ready.
+//! The projection: every pathway's state as of today and its PTL row, kept
+//! ready in memory, with where its records lie in the log.
 //!
 //! One runner task follows the log (catch-up with `read_all`, then live on
 //! the head watch) and is the only writer. Everything a view shows is a pure
 //! function of (the events up to the projected position, as_of, known_at), so
 //! dropping the projection and folding again from position 0 gives the same
-//! views. Appends check new events against the histories held here, and
+//! views. Appends check new events against the pathway's history, and
 //! answer only once their own events are projected (read-your-writes).
+//!
+//! Histories are not held: a pathway keeps the log positions of its records
+//! (8 bytes an event) and its history is read back from the log when needed,
+//! through a small cache of the pathways touched lately (appends come in
+//! bursts on the same pathways). Re-evaluating many pathways at once (start
+//! from scratch, a new day, a past view) reads the log once, in order, and
+//! evaluates each pathway as soon as its last record has been read.
 //!
 //! Invariants:
 //! - `position` is published only after every pathway touched up to it has
@@ -14,6 +21,8 @@
 //!   sees the state after it.
 //! - `current` is the state as of `today` (Europe/London) and known now; the
 //!   runner re-evaluates every pathway when the date changes.
+//! - A cached history of length n is always the first n events of its
+//!   pathway; it is used only when n equals the pathway's record count.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -25,6 +34,7 @@ use openptl_rules::{
     effective_events, evaluate, history, EventData, EventType, PathwayState, PtlRow, RecordedEvent,
     RulesConfig,
 };
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::clock::{london_today, Clock};
@@ -33,6 +43,13 @@ use crate::AppError;
 
 /// Records read from the log per step of the runner.
 const CHUNK: usize = 8192;
+
+/// Pathways whose histories the cache keeps, per generation (two generations).
+const CACHED_PATHWAYS: usize = 4096;
+
+/// Above this many pathways to re-evaluate, the log is read once in order
+/// rather than pathway by pathway.
+const BULK: usize = 2048;
 
 /// A pathway's state as of the projection's `today`, and its PTL row.
 #[derive(Debug)]
@@ -43,44 +60,25 @@ pub struct Current {
     pub version: u64,
 }
 
-/// Who stored an event and where.
-#[derive(Debug, Clone)]
-pub struct EventMeta {
-    pub actor: Arc<str>,
-    pub position: u64,
+/// The trust a pathway is at and every trust it has been at: who may see it
+/// (SPEC 7), from its events by `history::trusts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trusts {
+    pub current: Arc<str>,
+    pub ever: Box<[Arc<str>]>,
 }
 
-/// One pathway: its full history (record order) and current state.
+/// One pathway: where its records are, who may see it and its current state.
 #[derive(Debug)]
 pub struct PathwayEntry {
     pub id: Arc<str>,
-    /// Shared so a slow view can take a snapshot and evaluate it without
-    /// holding the projection's lock (an append then copies on write).
-    pub history: Arc<Vec<RecordedEvent>>,
-    pub meta: Vec<EventMeta>,
+    /// The log positions of its records, in record (version) order.
+    pub positions: Vec<u64>,
+    /// `None` until evaluated (or when its history no longer fits the rules).
+    pub trusts: Option<Trusts>,
     /// `None` until evaluated, or when stored events no longer fit the rules
     /// (reported as an internal error when the pathway is read).
     pub current: Option<Arc<Current>>,
-}
-
-impl PathwayEntry {
-    /// The pathway's state as of `as_of`, as known at `known_at`.
-    pub fn evaluate(
-        &self,
-        as_of: NaiveDate,
-        known_at: Option<DateTime<Utc>>,
-        config: &RulesConfig,
-    ) -> Result<Option<PathwayState>, AppError> {
-        evaluate_history(&self.history, as_of, known_at, config)
-    }
-
-    /// How many events were known at `known_at`.
-    pub fn version_at(&self, known_at: Option<DateTime<Utc>>) -> u64 {
-        match known_at {
-            Some(at) => history::known_at(&self.history, at).len() as u64,
-            None => self.history.len() as u64,
-        }
-    }
 }
 
 /// A pathway's state from its history, as of `as_of`, as known at `known_at`.
@@ -103,6 +101,14 @@ pub fn evaluate_history(
     Ok(evaluate(&effective, as_of, config))
 }
 
+/// How many of `history`'s events were known at `known_at`.
+pub fn version_at(history: &[RecordedEvent], known_at: Option<DateTime<Utc>>) -> u64 {
+    match known_at {
+        Some(at) => history::known_at(history, at).len() as u64,
+        None => history.len() as u64,
+    }
+}
+
 /// A pathway's state, PTL row and version from its history; `None` when it
 /// had no referral by `as_of`, or (logged) when its history no longer fits
 /// the rules.
@@ -115,20 +121,129 @@ pub fn current_of(
     match evaluate_history(history, as_of, known_at, config) {
         Ok(Some(state)) => {
             let row = PtlRow::of(&state, config);
-            let version = match known_at {
-                Some(at) => history::known_at(history, at).len() as u64,
-                None => history.len() as u64,
-            };
             Some(Current {
                 state,
                 row,
-                version,
+                version: version_at(history, known_at),
             })
         }
         Ok(None) => None,
         Err(e) => {
             tracing::error!(error = %e, "a pathway could not be evaluated");
             None
+        }
+    }
+}
+
+/// Decodes stored records for the rules, logging (without patient data) and
+/// giving `None` when one cannot be decoded.
+pub fn decode_history(records: &[StoredRecord]) -> Option<Vec<RecordedEvent>> {
+    match records.iter().map(decode).collect() {
+        Ok(history) => Some(history),
+        Err(e) => {
+            tracing::error!(error = %e, "a stored event could not be decoded");
+            None
+        }
+    }
+}
+
+/// Reads the log once, in order, from position 1 to `to`, gathering the
+/// records of the pathways `last_position` names (with the position of their
+/// last record), and hands each pathway's records to `f` as soon as the last
+/// one is read, in parallel. Memory holds only the pathways whose records
+/// straddle the point reached, not every history.
+pub fn fold_in_log_order<R: Send>(
+    log: &dyn EventLog,
+    runtime: &Handle,
+    to: u64,
+    last_position: impl Fn(&str) -> Option<(Arc<str>, u64)>,
+    f: impl Fn(&Arc<str>, &[StoredRecord]) -> Option<R> + Sync,
+) -> Result<Vec<R>, AppError> {
+    let mut building: HashMap<Arc<str>, Vec<StoredRecord>> = HashMap::new();
+    let mut ready: Vec<(Arc<str>, Vec<StoredRecord>)> = Vec::new();
+    let mut out = Vec::new();
+    let mut from = 1;
+    while from <= to {
+        let records = runtime
+            .block_on(log.read_all(from, CHUNK))
+            .map_err(|e| AppError::Storage(e.to_string()))?;
+        if records.is_empty() {
+            return Err(AppError::Internal(format!(
+                "the log ended at position {} before {to}",
+                from - 1
+            )));
+        }
+        for record in records {
+            if record.position > to {
+                break;
+            }
+            from = record.position + 1;
+            let Some((id, last)) = last_position(&record.stream_id) else {
+                continue;
+            };
+            let done = record.position >= last;
+            building.entry(id.clone()).or_default().push(record);
+            if done {
+                let history = building.remove(&id).expect("inserted above");
+                ready.push((id, history));
+            }
+        }
+        if ready.len() >= BULK {
+            out.extend(par_filter_map(&ready, |(id, records)| f(id, records)));
+            ready.clear();
+        }
+    }
+    out.extend(par_filter_map(&ready, |(id, records)| f(id, records)));
+    Ok(out)
+}
+
+/// Histories of the pathways touched lately, in two generations: a look-up
+/// in the old one moves the entry to the young one; when the young one is
+/// full it becomes the old one.
+#[derive(Default)]
+struct HistoryCache {
+    young: HashMap<Arc<str>, Arc<Vec<RecordedEvent>>>,
+    old: HashMap<Arc<str>, Arc<Vec<RecordedEvent>>>,
+}
+
+impl HistoryCache {
+    /// The history of `id` if the cache has all `len` of its events.
+    fn get(&mut self, id: &str, len: usize) -> Option<Arc<Vec<RecordedEvent>>> {
+        if let Some(h) = self.young.get(id) {
+            return (h.len() == len).then(|| h.clone());
+        }
+        let (key, h) = self.old.remove_entry(id)?;
+        if h.len() != len {
+            return None;
+        }
+        self.insert(key, h.clone());
+        Some(h)
+    }
+
+    fn insert(&mut self, id: Arc<str>, history: Arc<Vec<RecordedEvent>>) {
+        if self.young.len() >= CACHED_PATHWAYS && !self.young.contains_key(&id) {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(id, history);
+    }
+
+    /// Whether the cache holds exactly the first `len` events of `id`.
+    fn holds(&self, id: &str, len: usize) -> bool {
+        self.young
+            .get(id)
+            .or_else(|| self.old.get(id))
+            .is_some_and(|h| h.len() == len)
+    }
+
+    /// Adds the event after the first `len` (when the cache holds exactly those).
+    fn extend(&mut self, id: &str, len: usize, event: RecordedEvent) {
+        for generation in [&mut self.young, &mut self.old] {
+            if let Some(h) = generation.get_mut(id) {
+                if h.len() == len {
+                    Arc::make_mut(h).push(event);
+                }
+                return;
+            }
         }
     }
 }
@@ -169,8 +284,16 @@ pub struct ProjectionData {
     /// The pathways on today's PTL, keys inline (dense, for fast PTL pages).
     pub ptl: Vec<PtlIndexEntry>,
     ptl_slot: HashMap<Arc<str>, usize>,
-    actors: HashSet<Arc<str>>,
+    /// Trust codes, shared by every pathway's [`Trusts`].
+    trust_codes: HashSet<Arc<str>>,
     dirty: HashSet<Arc<str>>,
+}
+
+/// One pathway evaluated by a refresh.
+struct Evaluated {
+    id: Arc<str>,
+    current: Option<Arc<Current>>,
+    trusts: Option<(String, Vec<String>)>,
 }
 
 /// The in-memory projection of the whole log.
@@ -178,6 +301,10 @@ pub struct Projection {
     data: RwLock<ProjectionData>,
     published: watch::Sender<u64>,
     config: Arc<RulesConfig>,
+    log: Arc<dyn EventLog>,
+    /// For reading the log from the runner's blocking threads.
+    runtime: Handle,
+    cache: Mutex<HistoryCache>,
     failure: Mutex<Option<String>>,
     /// When the oldest stored record the views do not show yet was recorded
     /// (`None` when caught up): the projection lag.
@@ -187,11 +314,15 @@ pub struct Projection {
 }
 
 impl Projection {
-    pub fn new(config: Arc<RulesConfig>) -> Projection {
+    /// An empty projection of `log`; call from inside the Tokio runtime.
+    pub fn new(config: Arc<RulesConfig>, log: Arc<dyn EventLog>) -> Projection {
         Projection {
             data: RwLock::new(ProjectionData::default()),
             published: watch::Sender::new(0),
             config,
+            log,
+            runtime: Handle::current(),
+            cache: Mutex::new(HistoryCache::default()),
             failure: Mutex::new(None),
             behind_since: Mutex::new(None),
             caught_up_once: std::sync::atomic::AtomicBool::new(false),
@@ -205,6 +336,10 @@ impl Projection {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, ProjectionData> {
         self.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HistoryCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The last position whose effects every view shows.
@@ -251,25 +386,66 @@ impl Projection {
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
     }
 
-    /// A pathway's history (empty if unknown), for checking a new event.
-    pub fn history(&self, pathway_id: &str) -> Vec<RecordedEvent> {
-        self.read()
+    /// A pathway's history as projected (`None` if the pathway is unknown):
+    /// from the cache, else read back from the log.
+    pub async fn history(
+        &self,
+        pathway_id: &str,
+    ) -> Result<Option<Arc<Vec<RecordedEvent>>>, AppError> {
+        let (id, positions) = {
+            let data = self.read();
+            let Some(entry) = data.pathways.get(pathway_id) else {
+                return Ok(None);
+            };
+            if let Some(h) = self.cache().get(pathway_id, entry.positions.len()) {
+                return Ok(Some(h));
+            }
+            (entry.id.clone(), entry.positions.clone())
+        };
+        let records = self
+            .log
+            .read_positions(&positions)
+            .await
+            .map_err(|e| AppError::Storage(e.to_string()))?;
+        let history = Arc::new(records.iter().map(decode).collect::<Result<Vec<_>, _>>()?);
+        self.cache().insert(id, history.clone());
+        Ok(Some(history))
+    }
+
+    /// The stored records of a pathway, oldest first (empty if unknown).
+    pub async fn records(&self, pathway_id: &str) -> Result<Vec<StoredRecord>, AppError> {
+        let positions = self
+            .read()
             .pathways
             .get(pathway_id)
-            .map(|p| p.history.as_ref().clone())
-            .unwrap_or_default()
+            .map(|p| p.positions.clone())
+            .unwrap_or_default();
+        self.log
+            .read_positions(&positions)
+            .await
+            .map_err(|e| AppError::Storage(e.to_string()))
+    }
+
+    /// A pathway's history from a blocking thread: cached, else from the log.
+    fn history_blocking(&self, entry: &PathwayEntry) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
+        if let Some(h) = self.cache().get(&entry.id, entry.positions.len()) {
+            return Ok(h);
+        }
+        let records = self
+            .runtime
+            .block_on(self.log.read_positions(&entry.positions))
+            .map_err(|e| AppError::Storage(e.to_string()))?;
+        let history = Arc::new(records.iter().map(decode).collect::<Result<Vec<_>, _>>()?);
+        self.cache().insert(entry.id.clone(), history.clone());
+        Ok(history)
     }
 
     /// Folds stored records (the next ones of the log, in order) in.
     /// They become visible to views at the next [`Projection::refresh`].
     pub fn apply(&self, records: Vec<StoredRecord>) -> Result<(), AppError> {
-        let mut decoded = Vec::with_capacity(records.len());
-        for record in records {
-            let event = decode(&record)?;
-            decoded.push((record, event));
-        }
         let mut data = self.write();
-        for (record, event) in decoded {
+        let mut cache = self.cache();
+        for record in records {
             if record.position != data.position + 1 {
                 return Err(AppError::Internal(format!(
                     "projection expected position {} but the log gave {}",
@@ -277,38 +453,47 @@ impl Projection {
                     record.position
                 )));
             }
+            let known = data
+                .pathways
+                .get(record.stream_id.as_str())
+                .map(|p| p.positions.len());
+            // Keep a cached history whole (decoding only what is cached).
+            if let Some(len) = known.filter(|len| cache.holds(&record.stream_id, *len)) {
+                cache.extend(&record.stream_id, len, decode(&record)?);
+            }
             data.position = record.position;
-            let actor = match data.actors.get(record.actor.as_str()) {
-                Some(a) => a.clone(),
+            let entry = match data.pathways.get_mut(record.stream_id.as_str()) {
+                Some(entry) => entry,
                 None => {
-                    let a: Arc<str> = Arc::from(record.actor.as_str());
-                    data.actors.insert(a.clone());
-                    a
+                    let id: Arc<str> = Arc::from(record.stream_id.as_str());
+                    data.pathways.entry(id.clone()).or_insert(PathwayEntry {
+                        id,
+                        positions: Vec::new(),
+                        trusts: None,
+                        current: None,
+                    })
                 }
             };
-            let entry = data
-                .pathways
-                .entry(Arc::from(record.stream_id.as_str()))
-                .or_insert_with_key(|id| PathwayEntry {
-                    id: id.clone(),
-                    history: Arc::new(Vec::new()),
-                    meta: Vec::new(),
-                    current: None,
-                });
-            Arc::make_mut(&mut entry.history).push(event);
-            entry.meta.push(EventMeta {
-                actor,
-                position: record.position,
-            });
+            entry.positions.push(record.position);
             let id = entry.id.clone();
             data.dirty.insert(id);
         }
         Ok(())
     }
 
+    /// A pathway evaluated as of `today` from its history.
+    fn evaluated(&self, id: &Arc<str>, history: &[RecordedEvent], today: NaiveDate) -> Evaluated {
+        Evaluated {
+            id: id.clone(),
+            current: current_of(history, today, None, &self.config).map(Arc::new),
+            trusts: history::trusts(history),
+        }
+    }
+
     /// Re-evaluates every pathway changed since the last refresh (all of them
-    /// when the date moved on), then publishes the position.
-    pub fn refresh(&self, today: NaiveDate) {
+    /// when the date moved on), then publishes the position. On a failure to
+    /// read the log nothing is published and the pathways stay to be done.
+    pub fn refresh(&self, today: NaiveDate) -> Result<(), AppError> {
         let (dirty, position, new_day) = {
             let mut data = self.write();
             let new_day = data.today != Some(today);
@@ -321,14 +506,43 @@ impl Projection {
         // Evaluate under the read lock (views keep answering), install under
         // the write lock. The runner is the only writer, so nothing changes
         // in between.
-        let evaluated: Vec<(Arc<str>, Option<Arc<Current>>)> = {
+        let evaluated = {
             let data = self.read();
-            let dirty: Vec<Arc<str>> = dirty.into_iter().collect();
-            par_filter_map(&dirty, |id| {
-                let entry = data.pathways.get(id)?;
-                let current = current_of(&entry.history, today, None, &self.config);
-                Some((id.clone(), current.map(Arc::new)))
-            })
+            let outcome = if dirty.len() > BULK {
+                fold_in_log_order(
+                    self.log.as_ref(),
+                    &self.runtime,
+                    position,
+                    |stream| {
+                        let (id, entry) = data.pathways.get_key_value(stream)?;
+                        let last = *entry.positions.last()?;
+                        dirty.contains(id).then(|| (id.clone(), last))
+                    },
+                    |id, records| {
+                        let history = decode_history(records).unwrap_or_default();
+                        Some(self.evaluated(id, &history, today))
+                    },
+                )
+            } else {
+                let entries: Vec<&PathwayEntry> = dirty
+                    .iter()
+                    .filter_map(|id| data.pathways.get(id))
+                    .collect();
+                let loaded = par_filter_map(&entries, |entry| {
+                    Some(
+                        self.history_blocking(entry)
+                            .map(|history| self.evaluated(&entry.id, &history, today)),
+                    )
+                });
+                loaded.into_iter().collect::<Result<Vec<_>, _>>()
+            };
+            match outcome {
+                Ok(evaluated) => evaluated,
+                Err(e) => {
+                    self.write().dirty.extend(dirty);
+                    return Err(e);
+                }
+            }
         };
         {
             let mut data = self.write();
@@ -337,6 +551,7 @@ impl Projection {
                 ptl,
                 ptl_slot,
                 today: today_slot,
+                trust_codes,
                 ..
             } = &mut *data;
             // The new date is announced together with the states evaluated on
@@ -344,11 +559,28 @@ impl Projection {
             if new_day {
                 *today_slot = Some(today);
             }
-            for (id, current) in evaluated {
+            let mut intern = |code: &str| match trust_codes.get(code) {
+                Some(c) => c.clone(),
+                None => {
+                    let c: Arc<str> = Arc::from(code);
+                    trust_codes.insert(c.clone());
+                    c
+                }
+            };
+            for Evaluated {
+                id,
+                current,
+                trusts,
+            } in evaluated
+            {
                 let Some(entry) = pathways.get_mut(&id) else {
                     continue;
                 };
                 entry.current = current.clone();
+                entry.trusts = trusts.map(|(now, ever)| Trusts {
+                    current: intern(&now),
+                    ever: ever.iter().map(|t| intern(t)).collect(),
+                });
                 let on_ptl = current.and_then(|c| {
                     let keys = PtlKeys::of(c.row.as_ref()?);
                     Some(PtlIndexEntry {
@@ -376,6 +608,7 @@ impl Projection {
             }
         }
         self.published.send_replace(position);
+        Ok(())
     }
 }
 
@@ -417,12 +650,27 @@ pub(crate) async fn run(
             // Caught up: publish, and re-evaluate everything when the date changed.
             let today = london_today(clock.now());
             let stale = p.read().today != Some(today) || p.position() < p.read().position;
-            if stale {
+            let refreshed = !stale || {
                 let step = p.clone();
-                let _ = tokio::task::spawn_blocking(move || step.refresh(today)).await;
+                match tokio::task::spawn_blocking(move || step.refresh(today)).await {
+                    Ok(Ok(())) => {
+                        p.set_failure(None);
+                        true
+                    }
+                    Ok(Err(e)) => {
+                        fail(&p, e.to_string());
+                        false
+                    }
+                    Err(e) => {
+                        fail(&p, format!("projection step panicked: {e}"));
+                        false
+                    }
+                }
+            };
+            if refreshed {
+                p.caught_up_once
+                    .store(true, std::sync::atomic::Ordering::Release);
             }
-            p.caught_up_once
-                .store(true, std::sync::atomic::Ordering::Release);
         }
         // Never hold the projection while waiting, so dropping the App ends this task.
         drop(p);
@@ -444,7 +692,7 @@ pub(crate) async fn run(
                     step.apply(batch.records)?;
                     // While catching up, evaluate once at the end.
                     if !more {
-                        step.refresh(today);
+                        step.refresh(today)?;
                     }
                     Ok::<_, AppError>(())
                 })

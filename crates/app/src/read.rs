@@ -4,14 +4,15 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use openptl_rules::{EventData, EventType, PathwayState};
+use openptl_log::StoredRecord;
+use openptl_rules::{EventData, EventType, PathwayState, RecordedEvent};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::access::Principal;
 use crate::clock::london_today;
-use crate::projection::{PathwayEntry, ProjectionData};
+use crate::projection::{decode, evaluate_history, version_at, PathwayEntry, ProjectionData};
 use crate::{App, AppError};
 
 /// How long a read waits for `min_position` before answering anyway.
@@ -89,21 +90,31 @@ impl App {
     ) -> Result<PathwayView, AppError> {
         self.wait_for(query.min_position).await;
         let as_of = self.as_of(query.as_of, query.known_at);
-        let data = self.projection.read();
-        let entry = readable(&data, pathway_id, principal)?;
-        let fresh = data.today == Some(as_of) && query.known_at.is_none();
+        let fresh = {
+            let data = self.projection.read();
+            let entry = readable(&data, pathway_id, principal)?;
+            match &entry.current {
+                Some(current) if data.today == Some(as_of) && query.known_at.is_none() => {
+                    Some((current.state.clone(), current.version))
+                }
+                _ => None,
+            }
+        };
         // The version is the one the state was evaluated from, so a client
         // using it as `expected_version` acts on what it saw.
-        let (state, entry_version) = match (&entry.current, fresh) {
-            (Some(current), true) => (current.state.clone(), current.version),
-            _ => (
-                entry
-                    .evaluate(as_of, query.known_at, &self.config)?
-                    .ok_or(AppError::PathwayNotFound)?,
-                entry.version_at(query.known_at),
-            ),
+        let (state, entry_version) = match fresh {
+            Some(fresh) => fresh,
+            None => {
+                let history = self
+                    .projection
+                    .history(pathway_id)
+                    .await?
+                    .ok_or(AppError::PathwayNotFound)?;
+                let state = evaluate_history(&history, as_of, query.known_at, &self.config)?
+                    .ok_or(AppError::PathwayNotFound)?;
+                (state, version_at(&history, query.known_at))
+            }
         };
-        drop(data);
         self.audit(principal, "pathway", Some(pathway_id), None);
         Ok(PathwayView {
             pathway_id: pathway_id.to_string(),
@@ -121,26 +132,28 @@ impl App {
         principal: &Principal,
     ) -> Result<Vec<EventView>, AppError> {
         self.wait_for(min_position).await;
-        let data = self.projection.read();
-        let entry = readable(&data, pathway_id, principal)?;
-        let mut views: Vec<EventView> = entry
-            .history
+        readable(&self.projection.read(), pathway_id, principal)?;
+        let records = self.projection.records(pathway_id).await?;
+        let events: Vec<(RecordedEvent, &StoredRecord)> = records
             .iter()
-            .zip(&entry.meta)
-            .map(|(event, meta)| EventView {
+            .map(|r| Ok((decode(r)?, r)))
+            .collect::<Result<_, AppError>>()?;
+        let mut views: Vec<EventView> = events
+            .iter()
+            .map(|(event, stored)| EventView {
                 event_id: event.event_id,
                 event_type: event.data.event_type(),
                 occurred_on: event.occurred_on,
                 data: event.data.to_json(),
                 recorded_at: event.recorded_at,
-                actor: meta.actor.to_string(),
+                actor: stored.actor.clone(),
                 version: event.version,
-                position: meta.position,
+                position: stored.position,
                 corrected_by: Vec::new(),
                 voided_by: None,
             })
             .collect();
-        for (event, meta) in entry.history.iter().zip(&entry.meta) {
+        for (event, stored) in &events {
             let (target, reason, voids) = match &event.data {
                 EventData::EventCorrected(c) => (c.corrects, &c.reason, false),
                 EventData::EventVoided(v) => (v.voids, &v.reason, true),
@@ -148,7 +161,7 @@ impl App {
             };
             let amendment = Amendment {
                 event_id: event.event_id,
-                actor: meta.actor.to_string(),
+                actor: stored.actor.clone(),
                 recorded_at: event.recorded_at,
                 reason: reason.clone(),
             };
@@ -160,7 +173,6 @@ impl App {
                 }
             }
         }
-        drop(data);
         self.audit(
             principal,
             "pathway_events",
@@ -182,10 +194,12 @@ fn readable<'a>(
         .pathways
         .get(pathway_id)
         .ok_or(AppError::PathwayNotFound)?;
-    // The one definition of a pathway's trusts, shared with the append
-    // path's check (`history::trusts`).
-    let visible = openptl_rules::history::trusts(&entry.history)
-        .is_some_and(|(_, ever)| principal.may_read_pathway(ever.iter().map(String::as_str)));
+    // The one definition of a pathway's trusts (`history::trusts`), shared
+    // with the append path's check, kept by the projection.
+    let visible = entry
+        .trusts
+        .as_ref()
+        .is_some_and(|t| principal.may_read_pathway(t.ever.iter().map(|t| &**t)));
     if visible {
         Ok(entry)
     } else {

@@ -7,7 +7,7 @@
 //! history (on both cores): slower, but the same function of the same events,
 //! so a past view equals what the service showed then.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
@@ -16,9 +16,8 @@ use openptl_rules::{ClockKind, Period, PtlRow, Rag, Route, TumourSite, WaitBand}
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
-use crate::projection::{current_of, par_filter_map, Current, ProjectionData};
+use crate::projection::{current_of, decode_history, fold_in_log_order, Current, ProjectionData};
 use crate::{App, AppError};
-use openptl_rules::RecordedEvent;
 
 /// Which moment a view shows.
 #[derive(Debug, Clone, Default)]
@@ -364,7 +363,7 @@ impl App {
     /// costs seconds on a large alliance; appends and today's views go on).
     async fn evaluate_snapshot(
         &self,
-        snapshot: Vec<(Arc<str>, Arc<Vec<RecordedEvent>>)>,
+        snapshot: Snapshot,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<(Arc<str>, Current)>, AppError> {
@@ -374,9 +373,13 @@ impl App {
             .await
             .map_err(|_| AppError::Internal("the slow-view gate closed".into()))?;
         let config = self.config.clone();
-        tokio::task::spawn_blocking(move || evaluate_all(&snapshot, as_of, known_at, &config))
-            .await
-            .map_err(|e| AppError::Internal(format!("evaluating a past view failed: {e}")))
+        let log = self.log.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            evaluate_all(&snapshot, log.as_ref(), &runtime, as_of, known_at, &config)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("evaluating a past view failed: {e}")))?
     }
 
     /// The single PTL (SPEC 4.4).
@@ -655,22 +658,48 @@ fn page_of(index: &[PtlIndexEntry], query: &PtlQuery, as_of: NaiveDate) -> Page 
     (total, bands, rows, next_cursor)
 }
 
-/// Evaluates every pathway as of a date and moment, on two threads.
+/// Every pathway with the position of its last record, and the position the
+/// pathways were projected to: cheap to take under the projection's lock.
+struct Snapshot {
+    pathways: Vec<(Arc<str>, u64)>,
+    position: u64,
+}
+
+/// Evaluates every pathway of a snapshot as of a date and moment, reading
+/// the log once in order and evaluating on every core.
 fn evaluate_all(
-    snapshot: &[(Arc<str>, Arc<Vec<RecordedEvent>>)],
+    snapshot: &Snapshot,
+    log: &dyn openptl_log::EventLog,
+    runtime: &tokio::runtime::Handle,
     as_of: NaiveDate,
     known_at: Option<DateTime<Utc>>,
     config: &openptl_rules::RulesConfig,
-) -> Vec<(Arc<str>, Current)> {
-    par_filter_map(snapshot, |(id, history)| {
-        current_of(history, as_of, known_at, config).map(|c| (id.clone(), c))
-    })
+) -> Result<Vec<(Arc<str>, Current)>, AppError> {
+    let last: HashMap<&str, (&Arc<str>, u64)> = snapshot
+        .pathways
+        .iter()
+        .map(|(id, last)| (&**id, (id, *last)))
+        .collect();
+    fold_in_log_order(
+        log,
+        runtime,
+        snapshot.position,
+        |stream| last.get(stream).map(|(id, p)| (Arc::clone(id), *p)),
+        |id, records| {
+            let history = decode_history(records)?;
+            current_of(&history, as_of, known_at, config).map(|c| (id.clone(), c))
+        },
+    )
 }
 
-/// Every pathway's id and history, cheap to take (two reference counts each).
-fn snapshot(data: &ProjectionData) -> Vec<(Arc<str>, Arc<Vec<RecordedEvent>>)> {
-    data.pathways
-        .values()
-        .map(|p| (p.id.clone(), p.history.clone()))
-        .collect()
+/// Every pathway's id and last position, cheap to take.
+fn snapshot(data: &ProjectionData) -> Snapshot {
+    Snapshot {
+        pathways: data
+            .pathways
+            .values()
+            .filter_map(|p| Some((p.id.clone(), *p.positions.last()?)))
+            .collect(),
+        position: data.position,
+    }
 }

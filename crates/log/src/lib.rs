@@ -129,6 +129,11 @@ pub trait EventLog: Send + Sync + 'static {
     /// Every record of a stream, in version order (empty if none).
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError>;
 
+    /// The records at `positions` (each stored, any order), in the order
+    /// given: how a projection that keeps only where a stream's records are
+    /// reads the stream back.
+    async fn read_positions(&self, positions: &[u64]) -> Result<Vec<StoredRecord>, LogError>;
+
     /// Up to `max` records from global position `from` (inclusive).
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError>;
 

@@ -205,6 +205,19 @@ impl EventLog for MemoryLog {
             .unwrap_or_default())
     }
 
+    async fn read_positions(&self, positions: &[u64]) -> Result<Vec<StoredRecord>, LogError> {
+        let state = self.state.lock().expect("memory log lock");
+        positions
+            .iter()
+            .map(|p| {
+                p.checked_sub(1)
+                    .and_then(|i| state.records.get(i as usize))
+                    .cloned()
+                    .ok_or_else(|| LogError::Storage(format!("position {p} is not stored")))
+            })
+            .collect()
+    }
+
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
         let state = self.state.lock().expect("memory log lock");
         let start = from.max(1) as usize - 1;

@@ -34,6 +34,7 @@ where
     identical_event_ids_replay(&fresh().await).await;
     different_content_under_one_event_id_conflicts(&fresh().await).await;
     read_all_pages(&fresh().await).await;
+    reads_by_position(&fresh().await).await;
     head_is_watched(&fresh().await).await;
     subscriptions_catch_up_then_follow(std::sync::Arc::new(fresh().await)).await;
 }
@@ -57,6 +58,25 @@ async fn appends_and_reads_back(log: &impl EventLog) {
     );
     assert!(log.find_event(Uuid::new_v4()).await.unwrap().is_none());
     assert!(log.read_stream("nope").await.unwrap().is_empty());
+}
+
+async fn reads_by_position(log: &impl EventLog) {
+    for (stream, payload) in [("a", b"a1"), ("b", b"b1"), ("a", b"a2")] {
+        log.append(vec![record(stream, None, payload)])
+            .await
+            .unwrap();
+    }
+    let got = log.read_positions(&[3, 1]).await.unwrap();
+    let seen: Vec<(u64, &str, &[u8])> = got
+        .iter()
+        .map(|r| (r.position, r.stream_id.as_str(), r.payload.as_slice()))
+        .collect();
+    assert_eq!(seen, [(3, "a", &b"a2"[..]), (1, "a", &b"a1"[..])]);
+    assert!(log.read_positions(&[]).await.unwrap().is_empty());
+    assert!(matches!(
+        log.read_positions(&[4]).await,
+        Err(LogError::Storage(_))
+    ));
 }
 
 async fn versions_and_positions_have_no_gaps(log: &impl EventLog) {
