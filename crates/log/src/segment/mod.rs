@@ -203,9 +203,7 @@ pub fn scan(
                 }
                 Err(damage) => {
                     let rest = &bytes[at..];
-                    let reaches_end = matches!(damage, Damage::Truncated)
-                        || record::claimed_len(rest).map_or(true, |len| len >= rest.len())
-                        || rest.iter().all(|b| *b == 0);
+                    let reaches_end = reaches_end(rest, &damage);
                     let problem = match &damage {
                         Damage::Truncated => "record cut short".to_string(),
                         Damage::Corrupt(p) => p.clone(),
@@ -234,6 +232,170 @@ pub fn scan(
         end.segment_len = at as u64;
     }
     Ok(end)
+}
+
+/// Whether damage at the start of `rest` reaches the end of the data: a
+/// write torn by a crash rather than damage in the middle.
+fn reaches_end(rest: &[u8], damage: &Damage) -> bool {
+    matches!(damage, Damage::Truncated)
+        || record::claimed_len(rest).map_or(true, |len| len >= rest.len())
+        || rest.iter().all(|b| *b == 0)
+}
+
+/// One segment checked on its own (CRCs, positions and hash chain within
+/// it); [`scan_for_open`] then checks the links between segments.
+struct SegmentCheck {
+    number: u32,
+    path: PathBuf,
+    /// Position and `prev_hash` of its first record.
+    first: Option<(u64, Hash)>,
+    last_position: u64,
+    last_hash: Hash,
+    last_recorded_at_micros: Option<i64>,
+    /// Bytes of whole records before any damage.
+    len: u64,
+    offsets: Vec<u64>,
+    /// Where the first damage is, what it is, and whether it reaches the end.
+    damage: Option<(u64, String, bool)>,
+}
+
+fn check_segment(number: u32, path: &Path) -> Result<SegmentCheck, OpenError> {
+    let bytes = fs::read(path).map_err(|e| io(&format!("reading {}", path.display()), e))?;
+    let mut out = SegmentCheck {
+        number,
+        path: path.to_path_buf(),
+        first: None,
+        last_position: 0,
+        last_hash: [0; 32],
+        last_recorded_at_micros: None,
+        len: 0,
+        offsets: Vec::with_capacity(bytes.len() / 256),
+        damage: None,
+    };
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let checked = match record::check(&bytes[at..]) {
+            Ok(c) => c,
+            Err(damage) => {
+                let problem = match &damage {
+                    Damage::Truncated => "record cut short".to_string(),
+                    Damage::Corrupt(p) => p.clone(),
+                };
+                out.damage = Some((at as u64, problem, reaches_end(&bytes[at..], &damage)));
+                break;
+            }
+        };
+        match out.first {
+            None => out.first = Some((checked.position, checked.prev_hash)),
+            Some(_) => {
+                let problem = if checked.position != out.last_position + 1 {
+                    Some(format!(
+                        "position {} follows {}",
+                        checked.position, out.last_position
+                    ))
+                } else if checked.prev_hash != out.last_hash {
+                    Some("hash chain broken: the previous record was altered".to_string())
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    out.damage = Some((at as u64, problem, false));
+                    break;
+                }
+            }
+        }
+        out.offsets.push(at as u64);
+        out.last_position = checked.position;
+        out.last_hash = record::hash(&bytes[at..at + checked.len]);
+        out.last_recorded_at_micros = Some(checked.recorded_at_micros);
+        at += checked.len;
+        out.len = at as u64;
+    }
+    Ok(out)
+}
+
+/// The start-up scan: checks every record's CRC, position and hash-chain
+/// link as [`scan`] does, segments in parallel and without decoding fields,
+/// cuts off a torn tail, and returns where each record is.
+fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Vec<u64>), OpenError> {
+    let segments = list_segments(segments_dir)?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(segments.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut checks: Vec<Option<Result<SegmentCheck, OpenError>>> =
+        (0..segments.len()).map(|_| None).collect();
+    let done = Mutex::new(&mut checks);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((number, path)) = segments.get(i) else {
+                    break;
+                };
+                let checked = check_segment(*number, path);
+                done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
+            });
+        }
+    });
+    let mut end = ScanEnd {
+        head: 0,
+        last_hash: [0; 32],
+        last_recorded_at: None,
+        segment: 1,
+        segment_len: 0,
+    };
+    let mut locations = Vec::new();
+    let count = checks.len();
+    for (i, checked) in checks.into_iter().enumerate() {
+        let c = checked.expect("every segment was checked")?;
+        let last = i + 1 == count;
+        let corrupt = |offset: u64, problem: String| OpenError::Corrupt {
+            file: c.path.display().to_string(),
+            offset,
+            problem,
+        };
+        if let Some((position, prev_hash)) = c.first {
+            if position != end.head + 1 {
+                return Err(corrupt(
+                    0,
+                    format!("position {position} follows {}", end.head),
+                ));
+            }
+            if prev_hash != end.last_hash {
+                return Err(corrupt(
+                    0,
+                    "hash chain broken: the previous record was altered".into(),
+                ));
+            }
+        }
+        if let Some((offset, problem, reaches_end)) = &c.damage {
+            if !(last && *reaches_end) {
+                return Err(corrupt(*offset, problem.clone()));
+            }
+            // A write torn by a crash: never acknowledged, so it is safe to drop.
+            tracing::warn!(file = %c.path.display(), offset, %problem, "cutting off a torn record at the tail of the log");
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&c.path)
+                .map_err(|e| io("opening segment", e))?;
+            file.set_len(*offset)
+                .map_err(|e| io("truncating torn tail", e))?;
+            file.sync_all().map_err(|e| io("syncing truncation", e))?;
+        }
+        locations.extend(c.offsets.iter().map(|o| pack_location(c.number, *o)));
+        if c.first.is_some() {
+            end.head = c.last_position;
+            end.last_hash = c.last_hash;
+            end.last_recorded_at = c
+                .last_recorded_at_micros
+                .and_then(DateTime::<Utc>::from_timestamp_micros);
+        }
+        end.segment = c.number;
+        end.segment_len = c.len;
+    }
+    Ok((end, locations))
 }
 
 fn stream_prefix(stream: &str) -> Vec<u8> {
@@ -269,44 +431,53 @@ fn index_record(batch: &mut sled::Batch, record: &StoredRecord) {
     batch.insert(event_key(&record.event_id), &position);
 }
 
-/// Scans the segments (repairing a torn tail) and indexes every record
-/// after position `after`. Used at start-up and by `rebuild_index`.
+/// Scans the segments (repairing a torn tail), fills `locations`, and
+/// indexes every record after position `after`. Used at start-up and by
+/// `rebuild_index`.
 fn index_from(
     index: &sled::Db,
     segments_dir: &Path,
     after: u64,
     locations: &mut Vec<u64>,
 ) -> Result<ScanEnd, OpenError> {
+    let (end, found) = scan_for_open(segments_dir)?;
+    *locations = found;
     let mut batch = sled::Batch::default();
-    let mut pending = 0usize;
-    let mut error = None;
-    locations.clear();
-    let end = scan(segments_dir, true, |found| {
-        locations.push(pack_location(found.segment, found.offset));
-        if found.record.position <= after {
-            return;
-        }
-        index_record(&mut batch, found.record);
-        pending += 1;
-        if pending >= 10_000 {
-            batch.insert(INDEXED, &found.record.position.to_be_bytes());
-            if let Err(e) = index.apply_batch(std::mem::take(&mut batch)) {
-                error.get_or_insert(e);
-            }
-            pending = 0;
-        }
-    })?;
     if end.head > after {
         tracing::info!(
             from = after + 1,
             to = end.head,
-            "indexed records missing from the index"
+            "indexing records missing from the index"
         );
+        let mut pending = 0usize;
+        let mut segment: Option<(u32, Vec<u8>)> = None;
+        for position in after + 1..=end.head {
+            let (number, offset) = unpack_location(locations[position as usize - 1]);
+            if segment.as_ref().map(|(n, _)| *n) != Some(number) {
+                let path = segments_dir.join(segment_name(number));
+                let bytes =
+                    fs::read(&path).map_err(|e| io(&format!("reading {}", path.display()), e))?;
+                segment = Some((number, bytes));
+            }
+            let bytes = &segment.as_ref().expect("read above").1;
+            let decoded = record::decode(&bytes[offset as usize..]).map_err(|d| {
+                io(
+                    "indexing",
+                    format!("segment {number} offset {offset} changed while opening: {d:?}"),
+                )
+            })?;
+            index_record(&mut batch, &decoded.record);
+            pending += 1;
+            if pending >= 10_000 {
+                batch.insert(INDEXED, &position.to_be_bytes());
+                index
+                    .apply_batch(std::mem::take(&mut batch))
+                    .map_err(|e| io("writing the index", e))?;
+                pending = 0;
+            }
+        }
     }
     batch.insert(INDEXED, &end.head.to_be_bytes());
-    if let Some(e) = error {
-        return Err(io("writing the index", e));
-    }
     index
         .apply_batch(batch)
         .map_err(|e| io("writing the index", e))?;

@@ -107,6 +107,35 @@ pub fn claimed_len(bytes: &[u8]) -> Result<usize, Damage> {
     Ok(len)
 }
 
+/// What a check of a record without decoding it gives.
+pub struct Checked {
+    pub position: u64,
+    pub recorded_at_micros: i64,
+    pub prev_hash: Hash,
+    pub len: usize,
+}
+
+/// Checks (magic, length, CRC) the record at the start of `bytes` without
+/// decoding its fields: the start-up scan of every record.
+pub fn check(bytes: &[u8]) -> Result<Checked, Damage> {
+    let len = claimed_len(bytes)?;
+    if bytes.len() < len {
+        return Err(Damage::Truncated);
+    }
+    let body = &bytes[..len - 4];
+    let crc = u32::from_be_bytes(bytes[len - 4..len].try_into().unwrap());
+    if crc32c::crc32c(body) != crc {
+        return Err(Damage::Corrupt("CRC mismatch".into()));
+    }
+    let at = |from: usize| u64::from_be_bytes(body[from..from + 8].try_into().unwrap());
+    Ok(Checked {
+        position: at(PREFIX),
+        recorded_at_micros: at(PREFIX + 8 + 8 + 16 + 2) as i64,
+        prev_hash: body[body.len() - 32..].try_into().unwrap(),
+        len,
+    })
+}
+
 /// Decodes and checks (magic, length, CRC) one record at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, Damage> {
     let len = claimed_len(bytes)?;
@@ -211,6 +240,15 @@ mod tests {
         let hash = encode(&sample(), &[9; 32], &mut bytes);
         let decoded = decode(&bytes).unwrap();
         assert_eq!(decoded.record, sample());
+        let checked = check(&bytes).unwrap();
+        assert_eq!(
+            (checked.position, checked.prev_hash, checked.len),
+            (7, [9; 32], bytes.len())
+        );
+        assert_eq!(
+            checked.recorded_at_micros,
+            sample().recorded_at.timestamp_micros()
+        );
         assert_eq!(decoded.prev_hash, [9; 32]);
         assert_eq!(super::hash(&bytes), hash);
         assert_eq!(decoded.len, bytes.len());
@@ -226,6 +264,10 @@ mod tests {
             bad[i] ^= 0x40;
             assert!(
                 matches!(decode(&bad), Err(Damage::Corrupt(_))),
+                "flip at {i}"
+            );
+            assert!(
+                matches!(check(&bad), Err(Damage::Corrupt(_))),
                 "flip at {i}"
             );
         }

@@ -176,6 +176,84 @@ async fn reads_and_recovery_cross_segment_boundaries() {
     assert_eq!(report.records, 240);
 }
 
+/// Damage in a sealed segment (not the last) refuses the start, whether it
+/// breaks a CRC or (CRC recomputed) only the hash chain into the next segment.
+#[tokio::test]
+async fn damage_in_an_earlier_segment_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = SegmentLog::open_with_segment_size(dir.path(), 4096).unwrap();
+        for i in 0..60u8 {
+            log.append(vec![record(&format!("s{}", i % 5), None, &[i; 150])])
+                .await
+                .unwrap();
+        }
+    }
+    let segments = list_segments(&dir.path().join("segments")).unwrap();
+    assert!(segments.len() > 3, "several segments");
+    let (_, second) = &segments[1];
+    let original = fs::read(second).unwrap();
+    let first_len = record::claimed_len(&original).unwrap();
+
+    // A flipped payload byte in the first record of the second segment.
+    let mut flipped = original.clone();
+    flipped[first_len - 60] ^= 0x01;
+    fs::write(second, &flipped).unwrap();
+    match SegmentLog::open(dir.path()) {
+        Err(OpenError::Corrupt { file, offset, .. }) => {
+            assert!(file.ends_with(&segment_name(2)), "{file}");
+            assert_eq!(offset, 0);
+        }
+        other => panic!("expected corruption, got {:?}", other.err()),
+    }
+
+    // The same change with its CRC made good: only the chain can tell.
+    let crc = crc32c::crc32c(&flipped[..first_len - 4]);
+    flipped[first_len - 4..first_len].copy_from_slice(&crc.to_be_bytes());
+    fs::write(second, &flipped).unwrap();
+    match SegmentLog::open(dir.path()) {
+        Err(OpenError::Corrupt {
+            problem, offset, ..
+        }) => {
+            assert!(problem.contains("hash chain"), "{problem}");
+            assert_eq!(offset, first_len as u64);
+        }
+        other => panic!("expected a broken chain, got {:?}", other.err()),
+    }
+    assert!(!verify(dir.path()).is_ok_and(|r| r.problems.is_empty()));
+
+    // The last record of a segment altered (CRC made good) breaks the link
+    // to the next segment's first record.
+    fs::write(second, &original).unwrap();
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < original.len() {
+        records.push(at);
+        at += record::claimed_len(&original[at..]).unwrap();
+    }
+    let last = *records.last().unwrap();
+    let mut altered = original.clone();
+    altered[original.len() - 60] ^= 0x01;
+    let crc = crc32c::crc32c(&altered[last..original.len() - 4]);
+    let n = altered.len();
+    altered[n - 4..].copy_from_slice(&crc.to_be_bytes());
+    fs::write(second, &altered).unwrap();
+    match SegmentLog::open(dir.path()) {
+        Err(OpenError::Corrupt {
+            file,
+            offset,
+            problem,
+        }) => {
+            assert!(file.ends_with(&segment_name(3)), "{file}");
+            assert_eq!(offset, 0);
+            assert!(problem.contains("hash chain"), "{problem}");
+        }
+        other => panic!("expected a broken link, got {:?}", other.err()),
+    }
+    fs::write(second, &original).unwrap();
+    assert_eq!(open(dir.path()).head(), 60);
+}
+
 /// A small, valid segment file's bytes (written once per test process).
 fn sample_segment() -> &'static [u8] {
     static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
