@@ -272,6 +272,22 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
 }
 
 /// Resident memory of this process in bytes (Linux), for per-pathway figures.
+/// Hands freed heap pages back to the system (glibc keeps them otherwise),
+/// so resident memory shows what is live rather than what was once used.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: malloc_trim only returns free pages to the system; it is
+        // safe to call at any time from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+}
+
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -297,13 +313,23 @@ fn report(label: &str, mut times: Vec<Duration>) {
 /// `openptl bench --views`: the projection and view figures of SPEC 7 on a
 /// synthetic alliance of `pathways` pathways written straight into a fresh
 /// log (valid by construction, so the write skips the rules to save time).
-pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
+pub async fn views(
+    pathways: usize,
+    seed: u64,
+    data_dir: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     use openptl_app::{PathwayQuery, PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
     use openptl_log::NewRecord;
     use openptl_rules::{NewEvent, SCHEMA_VERSION};
 
-    let dir = std::env::temp_dir().join(format!("openptl-bench-views-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let keep = data_dir.is_some();
+    let dir = data_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("openptl-bench-views-{}", std::process::id()))
+    });
+    let reuse = keep && dir.join("segments").is_dir();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     std::fs::create_dir_all(&dir)?;
     let today = openptl_app::london_today(chrono::Utc::now());
     println!(
@@ -313,7 +339,9 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
 
     // Write the alliance, a slice of pathways at a time.
     let started = Instant::now();
-    {
+    if reuse {
+        println!("reusing the alliance already in {}", dir.display());
+    } else {
         let log = SegmentLog::open(&dir)?;
         const SLICE: usize = 20_000;
         let mut first = 0;
@@ -349,15 +377,56 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
         );
     }
 
-    // Restart: open the log, then fold every event into the projection.
+    // Restart without a snapshot: open the log, then fold every event into
+    // the projection.
+    let snapshot = dir.join("projection.snapshot");
+    if snapshot.exists() {
+        // A snapshot left by an earlier run (`--data-dir`): restore from it in
+        // a fresh process, where resident memory is the projection's own.
+        let before = resident_bytes();
+        let started = Instant::now();
+        let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(&dir)?);
+        trim_heap();
+        println!(
+            "the log alone (sled index, record locations): {:.0} MiB resident",
+            resident_bytes().saturating_sub(before) as f64 / 1048576.0
+        );
+        let app = App::open(
+            log.clone(),
+            RulesConfig::defaults(),
+            Arc::new(SystemClock),
+            Some(snapshot.clone()),
+        );
+        while !app.caught_up(Duration::from_secs(60)).await {}
+        let serving = started.elapsed();
+        let restored = app.projection.restored_at().is_some();
+        let open = app.projection.read().ptl.len();
+        let untrimmed = resident_bytes().saturating_sub(before);
+        trim_heap();
+        let memory = resident_bytes().saturating_sub(before);
+        println!(
+            "restart from an earlier run's snapshot (used: {restored}): serving after {:.2}s; {:.0} MiB resident ({:.0} MiB before freed pages were returned): {:.0} bytes per open pathway ({open}), {:.0} per event",
+            serving.as_secs_f64(),
+            memory as f64 / 1048576.0,
+            untrimmed as f64 / 1048576.0,
+            memory as f64 / open.max(1) as f64,
+            memory as f64 / log.head().max(1) as f64,
+        );
+        drop(app);
+        drop(log);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let _ = std::fs::remove_file(&snapshot);
+    trim_heap();
     let before = resident_bytes();
     let started = Instant::now();
     let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(&dir)?);
     let opened = started.elapsed();
-    let app = Arc::new(App::new(
+    let app = Arc::new(App::open(
         log.clone(),
         RulesConfig::defaults(),
         Arc::new(SystemClock),
+        Some(snapshot.clone()),
     ));
     while !app.caught_up(Duration::from_secs(60)).await {}
     let serving = started.elapsed();
@@ -371,6 +440,7 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
             .count();
         (data.pathways.len(), open)
     };
+    trim_heap();
     let memory = resident_bytes().saturating_sub(before);
     println!(
         "restart: log open {:.2}s, projection of {events} events built, serving after {:.2}s ({:.0} events/s folded)",
@@ -487,7 +557,48 @@ pub async fn views(pathways: usize, seed: u64) -> anyhow::Result<()> {
         out.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     report("append → visible in every view", times);
+
+    // Restart from a snapshot: write one, stop, open again.
+    let t = Instant::now();
+    let written = app
+        .write_snapshot()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no snapshot was written"))?;
+    println!(
+        "snapshot written: {} pathways at position {}, {:.0} MiB in {:.2}s",
+        written.pathways,
+        written.position,
+        written.bytes as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
     drop(app);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(log);
+    // The runner notices the App is gone within a second and lets the log go.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(&dir)?);
+    let opened = started.elapsed();
+    let app = Arc::new(App::open(
+        log.clone(),
+        RulesConfig::defaults(),
+        Arc::new(SystemClock),
+        Some(snapshot.clone()),
+    ));
+    while !app.caught_up(Duration::from_secs(60)).await {}
+    let serving = started.elapsed();
+    anyhow::ensure!(
+        app.projection.restored_at() == Some(written.position),
+        "the snapshot was not used"
+    );
+    println!(
+        "restart from the snapshot: log open {:.2}s, serving after {:.2}s ({} events)",
+        opened.as_secs_f64(),
+        serving.as_secs_f64(),
+        log.head(),
+    );
+    drop(app);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(())
 }

@@ -130,6 +130,10 @@ enum Command {
         /// pathway views, memory) on a synthetic alliance of `--pathways`.
         #[arg(long)]
         views: bool,
+        /// With `--views`: keep the alliance in this directory, and reuse
+        /// it when it is already there (repeat runs skip writing).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
@@ -248,9 +252,10 @@ async fn main() -> anyhow::Result<()> {
             single_requests,
             clients,
             views,
+            data_dir,
         } => {
             if views {
-                return bench::views(pathways, 1).await;
+                return bench::views(pathways, 1, data_dir).await;
             }
             bench::run(bench::BenchOptions {
                 pathways,
@@ -413,6 +418,9 @@ fn token(
     Ok(())
 }
 
+/// The projection snapshot, in the data directory (derived, safe to delete).
+const SNAPSHOT_FILE: &str = "projection.snapshot";
+
 async fn serve(
     config: RulesConfig,
     data_dir: PathBuf,
@@ -473,10 +481,15 @@ async fn serve(
         );
     }
     let app = Arc::new(
-        App::new(log, config, Arc::new(SystemClock))
-            .with_tokens(tokens)
-            .with_access_log(access_log)
-            .with_rate_limit(rate_limit),
+        App::open(
+            log,
+            config,
+            Arc::new(SystemClock),
+            Some(data_dir.join(SNAPSHOT_FILE)),
+        )
+        .with_tokens(tokens)
+        .with_access_log(access_log)
+        .with_rate_limit(rate_limit),
     );
     catch_up(&app).await?;
     if let Some(pathways) = demo {
@@ -501,10 +514,20 @@ async fn serve(
             "Dashboard: http://{addr}/ (sign in with the demo login above). API: curl -H 'Authorization: Bearer <token>' http://{addr}/v1/ptl"
         );
     }
-    axum::serve(listener, openptl_http::router(app))
+    axum::serve(listener, openptl_http::router(app.clone()))
         .with_graceful_shutdown(shutdown)
         .await
         .context("serving HTTP")?;
+    // The next start reads this instead of folding the whole log again.
+    match app.write_snapshot().await {
+        Ok(Some(done)) => tracing::info!(
+            position = done.position,
+            bytes = done.bytes,
+            "projection snapshot written"
+        ),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "the projection snapshot was not written"),
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -587,7 +610,12 @@ fn open_log(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn EventLog>> {
 
 /// Opens the log and the application (projection built) for a command-line tool.
 async fn open_app(config: RulesConfig, data_dir: &std::path::Path) -> anyhow::Result<Arc<App>> {
-    let app = Arc::new(App::new(open_log(data_dir)?, config, Arc::new(SystemClock)));
+    let app = Arc::new(App::open(
+        open_log(data_dir)?,
+        config,
+        Arc::new(SystemClock),
+        Some(data_dir.join(SNAPSHOT_FILE)),
+    ));
     catch_up(&app).await?;
     Ok(app)
 }

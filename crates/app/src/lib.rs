@@ -11,6 +11,7 @@ mod error;
 mod metrics;
 pub mod projection;
 mod read;
+pub mod snapshot;
 pub mod tokens;
 mod views;
 
@@ -32,6 +33,9 @@ const PATHWAY_LOCK_STRIPES: usize = 4096;
 /// Requests per second a token may sustain by default (bursts of twice
 /// that): far above any person, high enough for an integration engine.
 pub const DEFAULT_RATE_LIMIT: f64 = 2000.0;
+
+/// How often the projection snapshot is rewritten while the log moves on.
+pub const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// How far behind the log the views may be and still count as ready.
 const READY_LAG: std::time::Duration = std::time::Duration::from_secs(5);
@@ -63,16 +67,35 @@ impl App {
     /// Opens the application on a log and starts the projection runner
     /// (which needs a tokio runtime and stops when the App is dropped).
     pub fn new(log: Arc<dyn EventLog>, config: RulesConfig, clock: Arc<dyn Clock>) -> App {
+        App::open(log, config, clock, None)
+    }
+
+    /// As [`App::new`], with the projection restored from the snapshot at
+    /// `snapshot_path` when it fits this log (folding the log otherwise) and
+    /// written there every [`SNAPSHOT_EVERY`] while the log moves on.
+    pub fn open(
+        log: Arc<dyn EventLog>,
+        config: RulesConfig,
+        clock: Arc<dyn Clock>,
+        snapshot_path: Option<std::path::PathBuf>,
+    ) -> App {
         let pathway_locks = (0..PATHWAY_LOCK_STRIPES)
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
         let config = Arc::new(config);
-        let projection = Arc::new(Projection::new(config.clone(), log.clone()));
+        let snapshots = snapshot_path.is_some();
+        let projection = Arc::new(Projection::new(config.clone(), log.clone(), snapshot_path));
         tokio::spawn(projection::run(
             Arc::downgrade(&projection),
             log.clone(),
             clock.clone(),
         ));
+        if snapshots {
+            tokio::spawn(projection::snapshot_periodically(
+                Arc::downgrade(&projection),
+                SNAPSHOT_EVERY,
+            ));
+        }
         App {
             log,
             config,
@@ -132,6 +155,15 @@ impl App {
         p.failure().is_none()
             && (p.position() >= self.log.head()
                 || (p.has_caught_up() && p.behind_for() < READY_LAG))
+    }
+
+    /// Writes a projection snapshot now (on shutdown, say): `None` when the
+    /// App has no snapshot path or nothing settled to write.
+    pub async fn write_snapshot(&self) -> Result<Option<projection::SnapshotWritten>, AppError> {
+        let projection = self.projection.clone();
+        tokio::task::spawn_blocking(move || projection.write_snapshot())
+            .await
+            .map_err(|e| AppError::Internal(format!("writing the snapshot panicked: {e}")))?
     }
 
     /// Waits until the projection has caught up with the log as it is now

@@ -25,6 +25,7 @@
 //!   pathway; it is used only when n equals the pathway's record count.
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::clock::{london_today, Clock};
+use crate::snapshot::{self, StoredCurrent, StoredPathway, StoredState};
 use crate::views::{PtlIndexEntry, PtlKeys};
 use crate::AppError;
 
@@ -55,7 +57,8 @@ const BULK: usize = 2048;
 #[derive(Debug)]
 pub struct Current {
     pub state: PathwayState,
-    pub row: Option<PtlRow>,
+    /// Boxed: most pathways are closed and have none.
+    pub row: Option<Box<PtlRow>>,
     /// The number of events the state was evaluated from.
     pub version: u64,
 }
@@ -120,7 +123,7 @@ pub fn current_of(
 ) -> Option<Current> {
     match evaluate_history(history, as_of, known_at, config) {
         Ok(Some(state)) => {
-            let row = PtlRow::of(&state, config);
+            let row = PtlRow::of(&state, config).map(Box::new);
             Some(Current {
                 state,
                 row,
@@ -311,12 +314,31 @@ pub struct Projection {
     behind_since: Mutex<Option<DateTime<Utc>>>,
     /// Set once the runner has first reached the head of the log.
     caught_up_once: std::sync::atomic::AtomicBool,
+    /// Where snapshots are written and restored from, if anywhere.
+    snapshot_path: Option<PathBuf>,
+    /// The position a snapshot restored the projection to, if one did.
+    restored_at: Mutex<Option<u64>>,
+}
+
+/// What writing a snapshot did.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotWritten {
+    pub position: u64,
+    pub pathways: usize,
+    pub bytes: u64,
 }
 
 impl Projection {
-    /// An empty projection of `log`; call from inside the Tokio runtime.
-    pub fn new(config: Arc<RulesConfig>, log: Arc<dyn EventLog>) -> Projection {
+    /// An empty projection of `log`, restored from (and snapshotted to)
+    /// `snapshot_path` when given; call from inside the Tokio runtime.
+    pub fn new(
+        config: Arc<RulesConfig>,
+        log: Arc<dyn EventLog>,
+        snapshot_path: Option<PathBuf>,
+    ) -> Projection {
         Projection {
+            snapshot_path,
+            restored_at: Mutex::new(None),
             data: RwLock::new(ProjectionData::default()),
             published: watch::Sender::new(0),
             config,
@@ -612,6 +634,210 @@ impl Projection {
     }
 }
 
+impl Projection {
+    /// The position a snapshot restored the projection to at start, if one did.
+    pub fn restored_at(&self) -> Option<u64> {
+        *self.restored_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes a snapshot of the evaluated states (blocking: call from a
+    /// blocking thread). `None` when there is no snapshot path or nothing
+    /// settled to write (pathways waiting to be evaluated, or an empty log).
+    pub fn write_snapshot(&self) -> Result<Option<SnapshotWritten>, AppError> {
+        let Some(path) = &self.snapshot_path else {
+            return Ok(None);
+        };
+        // Copy out under the read lock (reference counts and positions),
+        // encode and write outside it.
+        type Item = (Arc<str>, Vec<u64>, Option<Trusts>, Option<Arc<Current>>);
+        let (position, today, items) = {
+            let data = self.read();
+            let Some(today) = data.today else {
+                return Ok(None);
+            };
+            if !data.dirty.is_empty() || data.position == 0 {
+                return Ok(None);
+            }
+            let items: Vec<Item> = data
+                .pathways
+                .values()
+                .map(|p| {
+                    (
+                        p.id.clone(),
+                        p.positions.clone(),
+                        p.trusts.clone(),
+                        p.current.clone(),
+                    )
+                })
+                .collect();
+            (data.position, today, items)
+        };
+        let stored = self
+            .runtime
+            .block_on(self.log.read_positions(&[position]))
+            .map_err(|e| AppError::Storage(e.to_string()))?;
+        let event_id = stored
+            .first()
+            .map(|r| r.event_id)
+            .ok_or_else(|| AppError::Internal(format!("position {position} is not stored")))?;
+        let header =
+            snapshot::Header::new(&self.config, position, event_id, today, items.len() as u64);
+        let chunks = items.chunks(snapshot::CHUNK).map(|chunk| {
+            chunk
+                .iter()
+                .map(|(id, positions, trusts, current)| StoredPathway {
+                    id: id.to_string(),
+                    positions: positions.clone(),
+                    trusts: trusts.as_ref().map(|t| {
+                        (
+                            t.current.to_string(),
+                            t.ever.iter().map(|e| e.to_string()).collect(),
+                        )
+                    }),
+                    current: current.as_ref().map(|c| StoredCurrent {
+                        version: c.version,
+                        state: StoredState::of(&c.state),
+                    }),
+                })
+                .collect()
+        });
+        let bytes = snapshot::write(path, &header, chunks).map_err(|e| {
+            AppError::Storage(format!(
+                "writing the projection snapshot {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Some(SnapshotWritten {
+            position,
+            pathways: items.len(),
+            bytes,
+        }))
+    }
+
+    /// Restores the projection from its snapshot when the snapshot belongs
+    /// to this log, binary and rules (blocking). Gives the position restored
+    /// to, or why the snapshot was not used.
+    fn restore(&self) -> Result<u64, String> {
+        let path = self.snapshot_path.as_ref().ok_or("no snapshot path")?;
+        if !path.exists() {
+            return Err("none written yet".into());
+        }
+        let read = snapshot::read(path)?;
+        let header = &read.header;
+        let expected = snapshot::Header::new(
+            &self.config,
+            header.position,
+            uuid::Uuid::from_bytes(header.event_id),
+            header.today().ok_or("its date is out of range")?,
+            header.pathways,
+        );
+        if header.format != expected.format {
+            return Err(format!("it has format {}", header.format));
+        }
+        if header.binary != expected.binary {
+            return Err(format!("it was written by version {}", header.binary));
+        }
+        if header.rules != expected.rules {
+            return Err("the rules configuration has changed since".into());
+        }
+        if header.position > self.log.head() {
+            return Err("it is ahead of the log".into());
+        }
+        let stored = self
+            .runtime
+            .block_on(self.log.read_positions(&[header.position]))
+            .map_err(|e| e.to_string())?;
+        if stored.first().map(|r| *r.event_id.as_bytes()) != Some(header.event_id) {
+            return Err("it belongs to another log".into());
+        }
+        let config = &self.config;
+        let names = snapshot::milestone_names(config);
+        let decoded = par_filter_map(&read.chunks, |bytes| {
+            let restore = |p: StoredPathway| -> Result<_, String> {
+                let current = p
+                    .current
+                    .map(|c| {
+                        let state = c.state.restore(&names)?;
+                        let row = PtlRow::of(&state, config).map(Box::new);
+                        Ok::<_, String>(Arc::new(Current {
+                            state,
+                            row,
+                            version: c.version,
+                        }))
+                    })
+                    .transpose()?;
+                Ok((p.id, p.positions, p.trusts, current))
+            };
+            Some(snapshot::decode_chunk(bytes).and_then(|chunk| {
+                chunk
+                    .into_iter()
+                    .map(restore)
+                    .collect::<Result<Vec<_>, _>>()
+            }))
+        });
+        let mut data = ProjectionData {
+            position: header.position,
+            today: header.today(),
+            ..ProjectionData::default()
+        };
+        let mut records = 0u64;
+        for chunk in decoded {
+            for (id, positions, trusts, current) in chunk? {
+                let id: Arc<str> = Arc::from(id);
+                records += positions.len() as u64;
+                if positions.last().is_some_and(|p| *p > header.position) {
+                    return Err("a pathway lies beyond its position".into());
+                }
+                let trusts = trusts.map(|(now, ever)| Trusts {
+                    current: data.intern(&now),
+                    ever: ever.iter().map(|t| data.intern(t)).collect(),
+                });
+                if let Some(c) = current.as_ref() {
+                    if let Some(row) = c.row.as_ref() {
+                        data.ptl_slot.insert(id.clone(), data.ptl.len());
+                        data.ptl.push(PtlIndexEntry {
+                            keys: PtlKeys::of(row),
+                            id: id.clone(),
+                            version: c.version,
+                            current: c.clone(),
+                        });
+                    }
+                }
+                data.pathways.insert(
+                    id.clone(),
+                    PathwayEntry {
+                        id,
+                        positions,
+                        trusts,
+                        current,
+                    },
+                );
+            }
+        }
+        if records != header.position || data.pathways.len() as u64 != header.pathways {
+            return Err("its pathways do not account for every record".into());
+        }
+        *self.write() = data;
+        self.published.send_replace(header.position);
+        *self.restored_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(header.position);
+        Ok(header.position)
+    }
+}
+
+impl ProjectionData {
+    /// The shared copy of a trust code.
+    fn intern(&mut self, code: &str) -> Arc<str> {
+        match self.trust_codes.get(code) {
+            Some(c) => c.clone(),
+            None => {
+                let c: Arc<str> = Arc::from(code);
+                self.trust_codes.insert(c.clone());
+                c
+            }
+        }
+    }
+}
+
 /// Decodes one stored record for the rules.
 pub(crate) fn decode(r: &StoredRecord) -> Result<RecordedEvent, AppError> {
     let event_type = EventType::parse(&r.event_type).ok_or_else(|| {
@@ -638,6 +864,24 @@ pub(crate) async fn run(
     log: Arc<dyn EventLog>,
     clock: Arc<dyn Clock>,
 ) {
+    if let Some(p) = projection.upgrade() {
+        if p.snapshot_path.is_some() {
+            let started = std::time::Instant::now();
+            let step = p.clone();
+            match tokio::task::spawn_blocking(move || step.restore()).await {
+                Ok(Ok(position)) => tracing::info!(
+                    position,
+                    ms = started.elapsed().as_millis() as u64,
+                    "projection restored from its snapshot"
+                ),
+                Ok(Err(why)) => tracing::info!(
+                    reason = %why,
+                    "projection snapshot not used; folding the log from the start"
+                ),
+                Err(e) => tracing::warn!(error = %e, "restoring the projection snapshot panicked"),
+            }
+        }
+    }
     let Some(start) = projection.upgrade().map(|p| p.read().position + 1) else {
         return;
     };
@@ -722,6 +966,37 @@ pub(crate) async fn run(
             subscription = Subscription::from(log.clone(), p.read().position + 1, CHUNK);
             drop(p);
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Rewrites the snapshot every `every` while the log moves on, until the
+/// projection is dropped.
+pub(crate) async fn snapshot_periodically(projection: Weak<Projection>, every: Duration) {
+    let mut written = 0u64;
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(p) = projection.upgrade() else {
+            return;
+        };
+        if p.position() == written || !p.has_caught_up() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || p.write_snapshot()).await {
+            Ok(Ok(Some(done))) => {
+                written = done.position;
+                tracing::info!(
+                    position = done.position,
+                    pathways = done.pathways,
+                    bytes = done.bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "projection snapshot written"
+                );
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the projection snapshot was not written"),
+            Err(e) => tracing::warn!(error = %e, "writing the projection snapshot panicked"),
         }
     }
 }

@@ -651,7 +651,7 @@ fn page_of(index: &[PtlIndexEntry], query: &PtlQuery, as_of: NaiveDate) -> Page 
                 pathway_id: e.id.to_string(),
                 version: e.version,
                 nhs_number: e.current.state.nhs_number.as_str().to_string(),
-                row: e.current.row.clone()?,
+                row: e.current.row.as_deref().cloned()?,
             })
         })
         .collect();

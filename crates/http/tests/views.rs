@@ -652,6 +652,114 @@ async fn a_rebuilt_projection_equals_the_live_one() {
     assert_eq!(before, slow);
 }
 
+/// Each pathway's view and stored history, for comparing two projections.
+async fn all_pathways(app: &Router) -> Vec<Value> {
+    let mut out = Vec::new();
+    for id in ["A", "B", "C", "D", "E", "F", "G"] {
+        for uri in [
+            format!("/v1/pathways/{id}?as_of=2025-04-07"),
+            format!("/v1/pathways/{id}?as_of=2025-03-10"),
+            format!("/v1/pathways/{id}/events"),
+        ] {
+            let (status, body) = get_status(app, &uri).await;
+            out.push(json!([status.as_u16(), body]));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_projection_restored_from_a_snapshot_equals_a_rebuilt_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshot = dir.path().join("projection.snapshot");
+    let now = "2025-04-07T12:00:00Z".parse().unwrap();
+    let open = |log: Arc<dyn EventLog>| {
+        App::open(
+            log,
+            RulesConfig::defaults(),
+            Arc::new(FixedClock(now)),
+            Some(snapshot.clone()),
+        )
+    };
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let first = open(log.clone());
+    let projection = first.projection.clone();
+    let live = authorised(first);
+    post(&live, fixture()).await;
+    let written = tokio::task::spawn_blocking(move || projection.write_snapshot())
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("a snapshot of a settled projection");
+    assert_eq!(written.pathways, 7);
+    // The tail after the snapshot: a transfer, a note on a new day's pathway,
+    // and a new pathway.
+    post(
+        &live,
+        vec![
+            ev(
+                "A",
+                "pathway_transferred",
+                "2025-03-20",
+                json!({"to_trust": "RHM"}),
+            ),
+            ev(
+                "D",
+                "tracking_note_added",
+                "2025-04-07",
+                json!({"text": "Booked MRI"}),
+            ),
+            referral("H", "2025-03-01", "RXH", "lung", "urgent_suspected_cancer"),
+        ],
+    )
+    .await;
+    let head = get(&live, "/readyz").await["log_position"].clone();
+    let at = format!("as_of=2025-04-07&min_position={head}");
+
+    let restored_app = open(log.clone());
+    let restored_projection = restored_app.projection.clone();
+    let restored = authorised(restored_app);
+    assert_eq!(all_views(&restored, &at).await, all_views(&live, &at).await);
+    assert_eq!(all_pathways(&restored).await, all_pathways(&live).await);
+    assert_eq!(restored_projection.restored_at(), Some(written.position));
+
+    // Restored on a later day: every state is evaluated again for the new date.
+    let next_day = "2025-04-08T09:00:00Z".parse().unwrap();
+    let later = |snapshot: Option<std::path::PathBuf>| {
+        let app = App::open(
+            log.clone(),
+            RulesConfig::defaults(),
+            Arc::new(FixedClock(next_day)),
+            snapshot,
+        );
+        let projection = app.projection.clone();
+        (authorised(app), projection)
+    };
+    let (restored_later, restored_later_projection) = later(Some(snapshot.clone()));
+    let (rebuilt_later, _) = later(None);
+    let at_head = format!("min_position={head}");
+    assert_eq!(
+        all_views(&restored_later, &at_head).await,
+        all_views(&rebuilt_later, &at_head).await
+    );
+    assert!(restored_later_projection.restored_at().is_some());
+
+    // The snapshot does not fit another log (other event ids): not used,
+    // and that service folds its own log instead.
+    let other: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let plain = app_on(other.clone());
+    post(&plain, fixture()).await;
+    let other_app = open(other);
+    let other_projection = other_app.projection.clone();
+    let other_router = authorised(other_app);
+    let at = "as_of=2025-04-07&min_position=1";
+    assert_eq!(
+        all_views(&other_router, at).await,
+        all_views(&plain, at).await
+    );
+    assert_eq!(other_projection.restored_at(), None);
+}
+
 #[tokio::test]
 async fn a_view_as_known_at_a_past_moment_equals_what_was_shown_then() {
     let (app, _) = loaded().await;

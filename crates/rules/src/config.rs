@@ -101,7 +101,8 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MilestoneRule {
-    pub name: String,
+    /// Shared by every pathway's milestone of this name (no copy each).
+    pub name: std::sync::Arc<str>,
     pub due_day: i64,
     pub met_by: Vec<Matcher>,
 }
@@ -259,7 +260,7 @@ fn check_template(label: &str, template: &Template) -> Result<(), ConfigError> {
                 m.name
             ));
         }
-        if names.insert(m.name.as_str(), ()).is_some() {
+        if names.insert(&*m.name, ()).is_some() {
             return fail(format!("milestone `{}` appears twice", m.name));
         }
         if !(0..=365).contains(&m.due_day) {
@@ -316,7 +317,7 @@ mod tests {
             .template_for(TumourSite::Prostate)
             .milestone
             .iter()
-            .map(|m| (m.name.as_str(), m.due_day))
+            .map(|m| (&*m.name, m.due_day))
             .collect();
         assert_eq!(
             prostate,
@@ -336,7 +337,9 @@ mod tests {
             21
         );
         assert_eq!(
-            config.template_for(TumourSite::HeadAndNeck).milestone[0].name,
+            config.template_for(TumourSite::HeadAndNeck).milestone[0]
+                .name
+                .as_ref(),
             "first_appointment"
         );
     }

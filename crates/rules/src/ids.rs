@@ -11,30 +11,35 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// `Debug` masks the number so that it can never leak into a log line or a
 /// panic message by accident; the digits are only reachable through
 /// [`NhsNumber::as_str`], on purpose.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NhsNumber(String);
+///
+/// Held inline (ten bytes, no allocation): every pathway state carries one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NhsNumber([u8; 10]);
 
 impl NhsNumber {
     /// Accepts ten digits, with any spaces between them (`943 476 5919`).
     pub fn parse(input: &str) -> Option<NhsNumber> {
         let digits: String = input.chars().filter(|c| *c != ' ').collect();
         let parsed = nhs_number::NHSNumber::from_str(&digits).ok()?;
-        parsed.validate_check_digit().then_some(NhsNumber(digits))
+        let bytes: [u8; 10] = digits.as_bytes().try_into().ok()?;
+        (parsed.validate_check_digit() && bytes.iter().all(u8::is_ascii_digit))
+            .then_some(NhsNumber(bytes))
     }
 
     /// The ten digits. Callers decide whether the reader may see them.
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.0).expect("ten ASCII digits")
     }
 
     /// `943 476 5919`, the way staff read it; still personal data.
     pub fn formatted(&self) -> String {
-        format!("{} {} {}", &self.0[0..3], &self.0[3..6], &self.0[6..])
+        let d = self.as_str();
+        format!("{} {} {}", &d[0..3], &d[3..6], &d[6..])
     }
 
     /// `*** *** 5919`, for list views of readers who need no more.
     pub fn masked(&self) -> String {
-        format!("*** *** {}", &self.0[6..])
+        format!("*** *** {}", &self.as_str()[6..])
     }
 }
 
@@ -46,7 +51,7 @@ impl fmt::Debug for NhsNumber {
 
 impl Serialize for NhsNumber {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -62,9 +67,14 @@ impl<'de> Deserialize<'de> for NhsNumber {
     }
 }
 
-/// An ODS organisation code: 3 to 5 letters or digits, kept in upper case.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OdsCode(String);
+/// An ODS organisation code: 3 to 5 letters or digits (6 for a GP
+/// practice), kept in upper case, held inline (no allocation). Unused bytes
+/// are zero, so the derived order is the order of the codes as text.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OdsCode {
+    bytes: [u8; 6],
+    len: u8,
+}
 
 impl OdsCode {
     /// A provider (trust) code: 3–5 ASCII alphanumerics in either case.
@@ -80,7 +90,16 @@ impl OdsCode {
     fn parse_len(input: &str, max: usize) -> Option<OdsCode> {
         let ok =
             (3..=max).contains(&input.len()) && input.bytes().all(|b| b.is_ascii_alphanumeric());
-        ok.then(|| OdsCode(input.to_ascii_uppercase()))
+        ok.then(|| {
+            let mut bytes = [0u8; 6];
+            for (to, from) in bytes.iter_mut().zip(input.bytes()) {
+                *to = from.to_ascii_uppercase();
+            }
+            OdsCode {
+                bytes,
+                len: input.len() as u8,
+            }
+        })
     }
 
     /// Serde for a referrer field (a GP practice code is allowed).
@@ -97,25 +116,25 @@ impl OdsCode {
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.bytes[..self.len as usize]).expect("ASCII letters and digits")
     }
 }
 
 impl fmt::Debug for OdsCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "OdsCode({})", self.0)
+        write!(f, "OdsCode({})", self.as_str())
     }
 }
 
 impl fmt::Display for OdsCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl Serialize for OdsCode {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        s.serialize_str(self.as_str())
     }
 }
 

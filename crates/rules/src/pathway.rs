@@ -111,7 +111,7 @@ impl Clocks {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Milestone {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     pub due_day: i64,
     #[serde(with = "crate::date")]
     pub due_date: NaiveDate,

@@ -54,7 +54,7 @@ impl Rag {
 /// The next milestone of a PTL row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NextMilestone {
-    pub name: String,
+    pub name: std::sync::Arc<str>,
     #[serde(with = "crate::date")]
     pub due_date: NaiveDate,
     pub status: MilestoneStatus,

@@ -411,7 +411,7 @@ pub fn milestones<'a>(
                 .milestone
                 .iter()
                 .map(|m| MilestoneCounts {
-                    name: m.name.clone(),
+                    name: m.name.to_string(),
                     due_day: m.due_day,
                     ..MilestoneCounts::default()
                 })

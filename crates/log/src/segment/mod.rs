@@ -573,6 +573,7 @@ impl SegmentLog {
         let segments_dir = dir.join("segments");
         fs::create_dir_all(&segments_dir).map_err(|e| io("creating the data directory", e))?;
         let index_dir = dir.join("index");
+        let started = std::time::Instant::now();
         let index = match sled::Config::new()
             .path(&index_dir)
             .flush_every_ms(Some(1000))
@@ -590,6 +591,7 @@ impl SegmentLog {
             .get(INDEXED)
             .map_err(|e| io("reading the index", e))?
             .map_or(0, |v| be_u64(&v));
+        let index_opened = started.elapsed();
         let mut locations = Vec::new();
         let mut end = index_from(&index, &segments_dir, indexed, &mut locations)?;
         if indexed > end.head {
@@ -635,7 +637,13 @@ impl SegmentLog {
             .name("openptl-log-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| io("starting the writer", e))?;
-        tracing::info!(head = end.head, segment = end.segment, "event log open");
+        tracing::info!(
+            head = end.head,
+            segment = end.segment,
+            index_open_ms = index_opened.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "event log open"
+        );
         Ok(SegmentLog {
             shared,
             requests: Some(tx),
