@@ -31,6 +31,9 @@ use record::{Damage, Hash};
 
 /// Size after which a new segment file is started.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Memory sled may use to cache the index (its default is 1 GiB): look-ups
+/// beyond it read from the page cache, which the kernel sizes.
+const INDEX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 512;
 
@@ -577,6 +580,7 @@ impl SegmentLog {
         let index = match sled::Config::new()
             .path(&index_dir)
             .flush_every_ms(Some(1000))
+            .cache_capacity(INDEX_CACHE_BYTES)
             .open()
         {
             Ok(db) => db,
