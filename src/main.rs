@@ -56,6 +56,10 @@ enum Command {
         /// Requests per second each token may sustain (bursts of twice that); 0: no limit.
         #[arg(long, env = "OPENPTL_RATE_LIMIT", default_value_t = openptl_app::DEFAULT_RATE_LIMIT)]
         rate_limit: f64,
+        /// Address for the gRPC API (`proto/openptl/v1`; port 0 picks a
+        /// free port), or `off` for none.
+        #[arg(long, env = "OPENPTL_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+        grpc_listen: String,
     },
     /// Manage access tokens in a data directory (works beside a running service).
     Token {
@@ -212,7 +216,20 @@ async fn main() -> anyhow::Result<()> {
             demo_pathways,
             bootstrap_admin_token,
             rate_limit,
+            grpc_listen,
         } => {
+            let grpc_listen = match grpc_listen.as_str() {
+                "off" => None,
+                addr => Some(addr.parse::<SocketAddr>().with_context(|| {
+                    format!(
+                        "--grpc-listen {addr}: expected an address such as 127.0.0.1:50051, or off"
+                    )
+                })?),
+            };
+            let listen = Listen {
+                http: listen,
+                grpc: grpc_listen,
+            };
             serve(
                 config,
                 data_dir,
@@ -421,10 +438,16 @@ fn token(
 /// The projection snapshot, in the data directory (derived, safe to delete).
 const SNAPSHOT_FILE: &str = "projection.snapshot";
 
+/// Where `serve` listens.
+struct Listen {
+    http: SocketAddr,
+    grpc: Option<SocketAddr>,
+}
+
 async fn serve(
     config: RulesConfig,
     data_dir: PathBuf,
-    listen: SocketAddr,
+    listen: Listen,
     demo: Option<usize>,
     bootstrap_admin_token: Option<String>,
     rate_limit: f64,
@@ -498,11 +521,32 @@ async fn serve(
             tracing::info!(events = loaded, pathways, "demo alliance loaded");
         }
     }
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = tokio::net::TcpListener::bind(listen.http)
         .await
-        .with_context(|| format!("binding {listen}"))?;
+        .with_context(|| format!("binding {}", listen.http))?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal();
+    // One stop signal for both servers (and the gRPC subscriptions).
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let grpc = match listen.grpc {
+        Some(grpc_addr) => {
+            let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
+                .await
+                .with_context(|| format!("binding {grpc_addr} for gRPC"))?;
+            let bound = grpc_listener.local_addr()?;
+            println!("OpenPTL gRPC listening on http://{bound}");
+            Some(tokio::spawn(openptl_grpc::serve(
+                app.clone(),
+                grpc_listener,
+                stop.clone(),
+            )))
+        }
+        None => None,
+    };
     if let Some(secret) = &demo_login {
         // Before the "listening" line, which scripts wait for.
         println!("Demo login (a coordinator of the six demo trusts, valid 30 days): {secret}");
@@ -514,10 +558,18 @@ async fn serve(
             "Dashboard: http://{addr}/ (sign in with the demo login above). API: curl -H 'Authorization: Bearer <token>' http://{addr}/v1/ptl"
         );
     }
+    let mut http_stop = stop.clone();
     axum::serve(listener, openptl_http::router(app.clone()))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            let _ = http_stop.wait_for(|stopped| *stopped).await;
+        })
         .await
         .context("serving HTTP")?;
+    if let Some(grpc) = grpc {
+        grpc.await
+            .context("the gRPC server stopped abnormally")?
+            .context("serving gRPC")?;
+    }
     // The next start reads this instead of folding the whole log again.
     match app.write_snapshot().await {
         Ok(Some(done)) => tracing::info!(

@@ -149,7 +149,14 @@ fn a_flipped_byte_stops_the_start_with_a_clear_message() {
     bytes[middle] ^= 0x20;
     std::fs::write(&segment, bytes).unwrap();
     let output = Command::new(common::binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--grpc-listen",
+            "off",
+            "--data-dir",
+        ])
         .arg(&data)
         .output()
         .unwrap();

@@ -29,6 +29,8 @@ pub fn binary() -> &'static str {
 pub struct Server {
     pub child: Child,
     pub addr: String,
+    /// Where the gRPC API listens.
+    pub grpc_addr: String,
     /// What the server printed before it listened (the demo login, say).
     pub preamble: Vec<String>,
 }
@@ -43,6 +45,7 @@ impl Server {
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .args(["--grpc-listen", "127.0.0.1:0"])
             .args(extra)
             .env("OPENPTL_LOG", filter)
             .env("OPENPTL_BOOTSTRAP_ADMIN_TOKEN", ADMIN_TOKEN)
@@ -63,11 +66,18 @@ impl Server {
             }
             preamble.push(line);
         };
+        let grpc_addr = preamble
+            .iter()
+            .find_map(|l| l.strip_prefix("OpenPTL gRPC listening on http://"))
+            .expect("the gRPC address is printed before the HTTP one")
+            .trim()
+            .to_string();
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         Server {
             child,
             addr,
+            grpc_addr,
             preamble,
         }
     }

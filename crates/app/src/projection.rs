@@ -839,7 +839,7 @@ impl ProjectionData {
 }
 
 /// Decodes one stored record for the rules.
-pub(crate) fn decode(r: &StoredRecord) -> Result<RecordedEvent, AppError> {
+pub fn decode(r: &StoredRecord) -> Result<RecordedEvent, AppError> {
     let event_type = EventType::parse(&r.event_type).ok_or_else(|| {
         AppError::Internal(format!(
             "position {}: unknown stored event type {}",

@@ -183,6 +183,14 @@ impl App {
     }
 }
 
+impl App {
+    /// Whether `principal` may read the pathway (false when it is unknown
+    /// to the projection so far).
+    pub fn may_read(&self, pathway_id: &str, principal: &Principal) -> bool {
+        readable(&self.projection.read(), pathway_id, principal).is_ok()
+    }
+}
+
 /// The pathway, if it exists and `principal` may read it; otherwise "not
 /// found" either way, so existence is not leaked.
 fn readable<'a>(

@@ -70,6 +70,19 @@ pub fn presented(parts: &Parts) -> Option<String> {
         .map(|(_, value)| value.to_string())
 }
 
+/// Who presents `secret` (a bearer token), after its rate limit: the one
+/// check every way in (HTTP, gRPC) makes.
+pub fn authenticate(app: &App, secret: Option<&str>) -> Result<Principal, ApiError> {
+    let secret = secret.ok_or(ApiError::Unauthenticated)?;
+    let record = app
+        .tokens
+        .authenticate(secret, app.clock.now())
+        .ok_or(ApiError::Unauthenticated)?;
+    take(&record.id, app.rate_limit)
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    Ok(record.principal(&app.config.alliances))
+}
+
 impl FromRequestParts<Arc<App>> for Auth {
     type Rejection = ApiError;
 
@@ -77,13 +90,6 @@ impl FromRequestParts<Arc<App>> for Auth {
         parts: &mut Parts,
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
-        let secret = presented(parts).ok_or(ApiError::Unauthenticated)?;
-        let record = app
-            .tokens
-            .authenticate(&secret, app.clock.now())
-            .ok_or(ApiError::Unauthenticated)?;
-        take(&record.id, app.rate_limit)
-            .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
-        Ok(Auth(record.principal(&app.config.alliances)))
+        authenticate(app, presented(parts).as_deref()).map(Auth)
     }
 }

@@ -74,6 +74,17 @@ impl ApiError {
         self.parts().1
     }
 
+    /// (HTTP status, stable code, body) for every error: what other ways in
+    /// (gRPC) report, so both APIs say the same thing.
+    pub fn describe(&self) -> (StatusCode, &'static str, Value) {
+        let (status, code, message, details) = self.parts();
+        (
+            status,
+            code,
+            json!({ "error": { "code": code, "message": message, "details": details } }),
+        )
+    }
+
     /// (status, code, message, details) for every error.
     fn parts(&self) -> (StatusCode, &'static str, String, Value) {
         match self {

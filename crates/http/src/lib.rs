@@ -3,7 +3,7 @@
 //! tests drive it in-process and the binary serves it.
 
 mod admin;
-mod auth;
+pub mod auth;
 mod csv;
 mod dashboard;
 mod error;

@@ -1,0 +1,302 @@
+//! The gRPC API against the real binary: append, read a stream, a catch-up
+//! subscription that goes live, a resumed subscription (no gaps, no
+//! duplicates), errors with the HTTP API's codes, and trust scoping.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fresh_dir, request, Server, ADMIN_TOKEN};
+use openptl_grpc::proto::event_data::Kind;
+use openptl_grpc::proto::open_ptl_client::OpenPtlClient;
+use openptl_grpc::proto::{
+    AppendRequest, Envelope, EventCorrected, EventData, ReadStreamRequest, ReferralReceived,
+    StoredEvent, SubscribeRequest, TrackingNoteAdded, TriageCompleted,
+};
+use openptl_grpc::tonic::transport::Channel;
+use openptl_grpc::tonic::{Code, Request, Status, Streaming};
+
+fn authed<T>(message: T, token: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+fn day(days_ago: i64) -> String {
+    (chrono::Utc::now().date_naive() - chrono::Duration::days(days_ago))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+fn envelope(pathway: &str, occurred_on: String, kind: Kind) -> Envelope {
+    Envelope {
+        event_id: None,
+        pathway_id: pathway.into(),
+        occurred_on,
+        expected_version: None,
+        data: Some(EventData { kind: Some(kind) }),
+    }
+}
+
+fn referral(pathway: &str, trust: &str) -> Envelope {
+    envelope(
+        pathway,
+        day(10),
+        Kind::ReferralReceived(ReferralReceived {
+            nhs_number: "943 476 5919".into(),
+            trust: trust.into(),
+            tumour_site: "lower_gi".into(),
+            route: "urgent_suspected_cancer".into(),
+            screening_programme: None,
+            referrer: None,
+        }),
+    )
+}
+
+fn note(pathway: &str, text: &str) -> Envelope {
+    envelope(
+        pathway,
+        day(1),
+        Kind::TrackingNoteAdded(TrackingNoteAdded {
+            text: text.into(),
+            next_action: Some("Chase".into()),
+            next_action_due: None,
+            owner: None,
+            escalated: None,
+        }),
+    )
+}
+
+async fn client(server: &Server) -> OpenPtlClient<Channel> {
+    OpenPtlClient::connect(format!("http://{}", server.grpc_addr))
+        .await
+        .expect("connect to the gRPC port")
+}
+
+async fn next(stream: &mut Streaming<StoredEvent>) -> StoredEvent {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("an event within 10 s")
+        .expect("a healthy stream")
+        .expect("the stream goes on")
+}
+
+fn error_code(status: &Status) -> &str {
+    status
+        .metadata()
+        .get("openptl-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn append_read_and_subscribe_over_grpc() {
+    let server = Server::start(&fresh_dir("grpc"), &[]);
+    let mut grpc = client(&server).await;
+
+    // No token: the same refusal as HTTP.
+    let refused = grpc
+        .read_stream(ReadStreamRequest {
+            pathway_id: "G1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert_eq!(error_code(&refused), "unauthenticated");
+
+    // A batch: a referral and its triage.
+    let triage = envelope(
+        "G1",
+        day(9),
+        Kind::TriageCompleted(TriageCompleted {
+            outcome: "straight_to_test".into(),
+        }),
+    );
+    let appended = grpc
+        .append(authed(
+            AppendRequest {
+                events: vec![referral("G1", "RXH"), triage],
+            },
+            ADMIN_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let positions: Vec<u64> = appended.appended.iter().map(|a| a.position).collect();
+    assert_eq!(positions, [1, 2]);
+    assert!(!appended.replayed);
+    let triage_id = appended.appended[1].event_id.clone();
+
+    // The HTTP API sees what gRPC appended.
+    let (status, body) = request(&server.addr, "GET", "/v1/pathways/G1", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    // Bad input: the HTTP API's error code and body, nothing written.
+    let mut bad = referral("G2", "RXH");
+    if let Some(EventData {
+        kind: Some(Kind::ReferralReceived(r)),
+    }) = bad.data.as_mut()
+    {
+        r.nhs_number = "1234567890".into();
+    }
+    let refused = grpc
+        .append(authed(AppendRequest { events: vec![bad] }, ADMIN_TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(error_code(&refused), "invalid_nhs_number");
+    let body: serde_json::Value = serde_json::from_str(refused.message()).unwrap();
+    assert_eq!(body["error"]["code"], "invalid_nhs_number");
+    assert!(!refused.message().contains("1234567890"));
+
+    // Subscribe from the start: the two events, in order.
+    let mut stream = grpc
+        .subscribe(authed(SubscribeRequest { after_position: 0 }, ADMIN_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = next(&mut stream).await;
+    assert_eq!((first.position, first.version), (1, 1));
+    assert!(matches!(
+        first.data.as_ref().and_then(|d| d.kind.as_ref()),
+        Some(Kind::ReferralReceived(r)) if r.nhs_number == "9434765919" && r.trust == "RXH"
+    ));
+    assert_eq!(next(&mut stream).await.position, 2);
+
+    // Then live: a note and a correction appended now arrive on the stream.
+    let correction = envelope(
+        "G1",
+        day(1),
+        Kind::EventCorrected(Box::new(EventCorrected {
+            corrects: triage_id.clone(),
+            reason: "outcome keyed wrongly".into(),
+            new_occurred_on: None,
+            new_data: Some(Box::new(EventData {
+                kind: Some(Kind::TriageCompleted(TriageCompleted {
+                    outcome: "outpatient".into(),
+                })),
+            })),
+        })),
+    );
+    grpc.append(authed(
+        AppendRequest {
+            events: vec![note("G1", "Booked"), correction],
+        },
+        ADMIN_TOKEN,
+    ))
+    .await
+    .unwrap();
+    let live = next(&mut stream).await;
+    assert_eq!((live.position, live.pathway_id.as_str()), (3, "G1"));
+    let corrected = next(&mut stream).await;
+    assert_eq!(corrected.position, 4);
+    match corrected.data.and_then(|d| d.kind) {
+        Some(Kind::EventCorrected(c)) => {
+            assert_eq!(c.corrects, triage_id);
+            assert!(matches!(
+                c.new_data.and_then(|d| d.kind),
+                Some(Kind::TriageCompleted(t)) if t.outcome == "outpatient"
+            ));
+        }
+        other => panic!("expected the correction, got {other:?}"),
+    }
+    drop(stream);
+
+    // Resumed after position 2: exactly 3, 4, then what comes next.
+    let mut resumed = grpc
+        .subscribe(authed(SubscribeRequest { after_position: 2 }, ADMIN_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next(&mut resumed).await.position, 3);
+    assert_eq!(next(&mut resumed).await.position, 4);
+    grpc.append(authed(
+        AppendRequest {
+            events: vec![note("G1", "Chased")],
+        },
+        ADMIN_TOKEN,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next(&mut resumed).await.position, 5);
+
+    // ReadStream: the whole pathway, typed, with its metadata.
+    let events = grpc
+        .read_stream(authed(
+            ReadStreamRequest {
+                pathway_id: "G1".into(),
+            },
+            ADMIN_TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(events[0].actor, "bootstrap-admin");
+    assert!(events[0].recorded_at.ends_with('Z'));
+    let missing = grpc
+        .read_stream(authed(
+            ReadStreamRequest {
+                pathway_id: "nope".into(),
+            },
+            ADMIN_TOKEN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert_eq!(error_code(&missing), "pathway_not_found");
+
+    // Trust scoping: a coordinator of RHM follows only RHM's pathways and
+    // cannot read RXH's; a read-only role may not follow the feed at all.
+    let token_for = |role: &str, trust: &str| {
+        let (status, body) = request(
+            &server.addr,
+            "POST",
+            "/v1/tokens",
+            Some(&format!(
+                r#"{{"role": "{role}", "trusts": ["{trust}"], "label": "{role}-{trust}"}}"#
+            )),
+        )
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        body["token"].as_str().unwrap().to_string()
+    };
+    let rhm = token_for("coordinator", "RHM");
+    let mut scoped = grpc
+        .subscribe(authed(SubscribeRequest { after_position: 0 }, &rhm))
+        .await
+        .unwrap()
+        .into_inner();
+    grpc.append(authed(
+        AppendRequest {
+            events: vec![referral("H1", "RHM")],
+        },
+        &rhm,
+    ))
+    .await
+    .unwrap();
+    let seen = next(&mut scoped).await;
+    assert_eq!((seen.pathway_id.as_str(), seen.position), ("H1", 6));
+    let hidden = grpc
+        .read_stream(authed(
+            ReadStreamRequest {
+                pathway_id: "G1".into(),
+            },
+            &rhm,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound);
+    let analyst = token_for("analyst", "RXH");
+    let forbidden = grpc
+        .subscribe(authed(SubscribeRequest { after_position: 0 }, &analyst))
+        .await
+        .unwrap_err();
+    assert_eq!(forbidden.code(), Code::PermissionDenied);
+    assert_eq!(error_code(&forbidden), "forbidden");
+}
