@@ -1,7 +1,15 @@
-//! Generates the protobuf types and the gRPC service from `proto/` (needs
-//! `protoc`: Debian's `protobuf-compiler`, or `PROTOC=/path/to/protoc`).
+//! Generates the protobuf types and the gRPC service from `proto/` with the
+//! `protoc` that `protoc-bin-vendored` ships (so a fresh machine needs no
+//! system package); `PROTOC=/path/to/protoc` overrides it.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PROTOC").is_none() {
+        // SAFETY: build scripts run single-threaded; nothing reads the
+        // environment concurrently.
+        unsafe {
+            std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
+        }
+    }
     tonic_build::configure()
         // serde mirrors of the messages: the JSON form of an event's data
         // is exactly the HTTP API's (see `convert.rs`).
