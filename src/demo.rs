@@ -330,7 +330,7 @@ pub fn generate_range(range: std::ops::Range<usize>, seed: u64, as_of: NaiveDate
         }
         continue_pathway(&mut b, &mut rng, &mut all, p);
     }
-    all.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    all.sort_by_key(|a| (a.0, a.1, a.2));
     all.into_iter().map(|(_, _, _, v)| v).collect()
 }
 

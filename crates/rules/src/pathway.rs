@@ -255,7 +255,7 @@ pub fn evaluate(
         match &event.data {
             EventData::ReferralReceived(r) => {
                 referral = Some((day, r));
-                trust = Some(r.trust.clone());
+                trust = Some(r.trust);
                 tumour_site = r.tumour_site;
                 if r.route.is_cancer_route() {
                     fds.start = Some(day);
@@ -312,15 +312,15 @@ pub fn evaluate(
                 d62.stop_at(day, StopReason::TreatmentStarted, false);
                 d31.stop_at(day, StopReason::TreatmentStarted, false);
                 if treatment.is_none() {
-                    treatment = trust.clone().map(|t| (day, t));
+                    treatment = trust.map(|t| (day, t));
                 }
             }
             EventData::PathwayTransferred(t) => {
-                if let Some(from) = trust.replace(t.to_trust.clone()) {
+                if let Some(from) = trust.replace(t.to_trust) {
                     transfers.push(Transfer {
                         occurred_on: day,
                         from_trust: from,
-                        to_trust: t.to_trust.clone(),
+                        to_trust: t.to_trust,
                     });
                 }
             }
@@ -430,19 +430,19 @@ pub fn evaluate(
             let breached = !within_62;
             d62_clock.allocation = Some(if referral.trust == *treating {
                 vec![Allocation {
-                    trust: treating.clone(),
+                    trust: *treating,
                     share: 1.0,
                     breached,
                 }]
             } else {
                 vec![
                     Allocation {
-                        trust: referral.trust.clone(),
+                        trust: referral.trust,
                         share: investigating_share,
                         breached,
                     },
                     Allocation {
-                        trust: treating.clone(),
+                        trust: *treating,
                         share: treating_share,
                         breached,
                     },
@@ -489,9 +489,9 @@ pub fn evaluate(
         .map(|start| start + Days::new((38 + d62_first_seen) as u64));
 
     Some(PathwayState {
-        nhs_number: referral.nhs_number.clone(),
+        nhs_number: referral.nhs_number,
         trust,
-        referring_trust: referral.trust.clone(),
+        referring_trust: referral.trust,
         tumour_site,
         route: referral.route,
         referred_on,

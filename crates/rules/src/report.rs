@@ -611,18 +611,16 @@ pub fn cwt_rows(state: &PathwayState, period: Period) -> Vec<CwtRow> {
             outcome: clock.status,
         };
         match clock.status {
-            ClockStatus::Excluded => {
-                if state.fds_excluded_on.is_some_and(|d| period.contains(d)) {
-                    let mut row = line(state.trust.as_str().to_string(), 1.0);
-                    row.clock_stop = state.fds_excluded_on;
-                    rows.push(row);
-                }
+            ClockStatus::Excluded if state.fds_excluded_on.is_some_and(|d| period.contains(d)) => {
+                let mut row = line(state.trust.as_str().to_string(), 1.0);
+                row.clock_stop = state.fds_excluded_on;
+                rows.push(row);
             }
-            ClockStatus::Met | ClockStatus::Breached => {
-                if clock.stop.is_some_and(|d| period.contains(d)) {
-                    for (trust, share) in shares(state, clock) {
-                        rows.push(line(trust, share));
-                    }
+            ClockStatus::Met | ClockStatus::Breached
+                if clock.stop.is_some_and(|d| period.contains(d)) =>
+            {
+                for (trust, share) in shares(state, clock) {
+                    rows.push(line(trust, share));
                 }
             }
             _ => {}

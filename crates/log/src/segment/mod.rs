@@ -34,6 +34,8 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 /// Memory sled may use to cache the index (its default is 1 GiB): look-ups
 /// beyond it read from the page cache, which the kernel sizes.
 const INDEX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// Stream versions the writer keeps at hand; beyond it, the index answers.
+const CACHED_STREAM_VERSIONS: usize = 100_000;
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 512;
 
@@ -799,7 +801,8 @@ struct Writer {
     head: u64,
     last_hash: Hash,
     last_time: Option<DateTime<Utc>>,
-    /// Stream versions seen so far (filled lazily from the index).
+    /// Stream versions of the streams written lately (filled lazily from
+    /// the index, cleared when it grows past `CACHED_STREAM_VERSIONS`).
     versions: HashMap<String, u64>,
     /// Set after a failed write: nothing more is accepted until a restart.
     failed: Option<String>,
@@ -911,6 +914,10 @@ impl Writer {
             self.head = head;
             self.last_hash = hash;
             self.last_time = Some(recorded_at);
+            // A cache of the streams written lately, not of every stream.
+            if self.versions.len() > CACHED_STREAM_VERSIONS {
+                self.versions.clear();
+            }
             self.versions.extend(group_versions);
             self.shared.head.send_replace(head);
         }
