@@ -9,6 +9,7 @@
 //! replay, a different one a conflict).
 
 mod memory;
+pub mod postgres;
 pub mod segment;
 mod subscription;
 pub mod suite;
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use memory::{apply_plan, plan_batch, MemoryLog, Planned};
+pub use postgres::PgLog;
 pub use segment::SegmentLog;
 pub use subscription::{Batch, Subscription};
 

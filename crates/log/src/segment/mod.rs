@@ -27,7 +27,15 @@ use uuid::Uuid;
 use crate::{
     apply_plan, plan_batch, Appended, EventLog, LogError, LogStats, NewRecord, StoredRecord,
 };
-use record::{Damage, Hash};
+use record::Damage;
+pub use record::Hash;
+
+/// The SHA-256 a record has in the hash chain after `prev` (the next
+/// record's `prev_hash`): the segment encoding's, whatever the backend.
+pub fn record_hash(record: &StoredRecord, prev: &Hash) -> Hash {
+    let mut scratch = Vec::with_capacity(256 + record.payload.len());
+    record::encode(record, prev, &mut scratch)
+}
 
 /// Size after which a new segment file is started.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;

@@ -1,0 +1,513 @@
+//! The PostgreSQL log (SPEC 9, issue 8): several stateless OpenPTL nodes
+//! share one `openptl_events` table; high availability is PostgreSQL's.
+//!
+//! One append is one short transaction (`synchronous_commit = on`) that
+//! first locks the single row of `openptl_head` (`SELECT … FOR UPDATE`).
+//! Appends from every node therefore commit one after another, each taking
+//! the positions after the last committed one, so:
+//! - positions are gap-free and commit in position order: a reader that sees
+//!   position n has seen every position before it. Global reads are plain
+//!   `position` order, with no transaction-id watermark needed (the
+//!   documented alternative to `pg_snapshot_xmin` that issue 8 allows);
+//! - the hash chain is the segment log's, byte for byte (`record_hash` of
+//!   the same record encoding), so a log moved between backends keeps it.
+//!
+//! `(stream_id, version)` and `event_id` are unique constraints as well, a
+//! second line behind the checks made under the lock. Every node follows the
+//! head by polling `openptl_head` (LISTEN/NOTIFY `openptl_appended` only
+//! wakes it early).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Mutex};
+use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
+use uuid::Uuid;
+
+use crate::segment::{record_hash, Hash};
+use crate::{
+    apply_plan, plan_batch, Appended, EventLog, LogError, LogStats, NewRecord, StoredRecord,
+};
+
+/// How often a node looks for appends of other nodes (NOTIFY wakes it sooner).
+const HEAD_POLL: Duration = Duration::from_millis(200);
+
+/// The schema migrations, in order; each runs once, in a transaction.
+const MIGRATIONS: &[&str] = &[
+    // 1: the log and its head.
+    "CREATE TABLE {s}.openptl_events (
+        position BIGINT PRIMARY KEY,
+        stream_id TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        event_id UUID NOT NULL UNIQUE,
+        event_type TEXT NOT NULL,
+        schema_version INTEGER NOT NULL,
+        recorded_at TIMESTAMPTZ NOT NULL,
+        actor TEXT NOT NULL,
+        payload BYTEA NOT NULL,
+        prev_hash BYTEA NOT NULL,
+        UNIQUE (stream_id, version)
+    );
+    CREATE TABLE {s}.openptl_head (
+        singleton BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (singleton),
+        position BIGINT NOT NULL,
+        last_hash BYTEA NOT NULL,
+        last_recorded_at TIMESTAMPTZ
+    );
+    INSERT INTO {s}.openptl_head (position, last_hash) VALUES (0, '\\x0000000000000000000000000000000000000000000000000000000000000000');",
+];
+
+const COLUMNS: &str =
+    "position, stream_id, version, event_id, event_type, schema_version, recorded_at, actor, payload";
+
+/// What the poller and the log share.
+struct Shared {
+    head: watch::Sender<u64>,
+}
+
+/// The PostgreSQL log.
+pub struct PgLog {
+    /// Appends: one transaction at a time per node (they queue on the head
+    /// row lock across nodes anyway).
+    writer: Mutex<Client>,
+    /// Reads: tokio-postgres pipelines concurrent queries on one connection.
+    reader: Client,
+    shared: Arc<Shared>,
+    schema: String,
+}
+
+fn storage(e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(format!("PostgreSQL: {e}"))
+}
+
+async fn connect(
+    url: &str,
+) -> Result<
+    (
+        Client,
+        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+    ),
+    LogError,
+> {
+    tokio_postgres::connect(url, NoTls).await.map_err(storage)
+}
+
+async fn plain_connection(url: &str) -> Result<Client, LogError> {
+    let (client, connection) = connect(url).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "a PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// A schema name we create tables in: letters, digits and `_` only.
+fn valid_schema(schema: &str) -> bool {
+    !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !schema.as_bytes()[0].is_ascii_digit()
+}
+
+impl PgLog {
+    /// Connects to `url` (`postgres://user@host:port/db`) and runs the
+    /// migrations in schema `public`.
+    pub async fn open(url: &str) -> Result<PgLog, LogError> {
+        PgLog::open_in_schema(url, "public").await
+    }
+
+    /// As [`PgLog::open`], with the tables in `schema` (created if absent):
+    /// several logs in one database (tests, or one per alliance).
+    pub async fn open_in_schema(url: &str, schema: &str) -> Result<PgLog, LogError> {
+        if !valid_schema(schema) {
+            return Err(LogError::Storage(format!(
+                "schema `{schema}`: use lower-case letters, digits and _"
+            )));
+        }
+        let writer = plain_connection(url).await?;
+        migrate(&writer, schema).await?;
+        let reader = plain_connection(url).await?;
+        let head = read_head(&reader, schema).await?;
+        let shared = Arc::new(Shared {
+            head: watch::channel(head).0,
+        });
+        start_head_poller(url, schema, Arc::downgrade(&shared)).await?;
+        tracing::info!(head, schema, "PostgreSQL event log open");
+        Ok(PgLog {
+            writer: Mutex::new(writer),
+            reader,
+            shared,
+            schema: schema.to_string(),
+        })
+    }
+
+    fn sql(&self, template: &str) -> String {
+        template.replace("{s}", &self.schema)
+    }
+
+    /// Bytes of the log's table and indexes.
+    pub async fn size(&self) -> Result<u64, LogError> {
+        let row = self
+            .reader
+            .query_one(
+                &self.sql("SELECT pg_total_relation_size('{s}.openptl_events')::BIGINT"),
+                &[],
+            )
+            .await
+            .map_err(storage)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+/// Runs the migrations not yet applied, under an advisory lock (nodes may
+/// start together).
+async fn migrate(client: &Client, schema: &str) -> Result<(), LogError> {
+    let sql = |t: &str| t.replace("{s}", schema);
+    client
+        .batch_execute(&sql(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {s}.openptl_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+        ))
+        .await
+        .or_else(|e| {
+            // Two nodes creating the schema at once: the loser's error is harmless.
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(storage)?;
+    client
+        .batch_execute(&format!(
+            "SELECT pg_advisory_lock(hashtext('openptl-migrations-{schema}'))"
+        ))
+        .await
+        .map_err(storage)?;
+    let result = async {
+        let applied: i32 = client
+            .query_one(
+                &sql("SELECT coalesce(max(version), 0) FROM {s}.openptl_migrations"),
+                &[],
+            )
+            .await?
+            .get(0);
+        for (i, migration) in MIGRATIONS.iter().enumerate() {
+            let version = i as i32 + 1;
+            if version <= applied {
+                continue;
+            }
+            client
+                .batch_execute(&format!(
+                    "BEGIN; {} INSERT INTO {schema}.openptl_migrations (version) VALUES ({version}); COMMIT;",
+                    sql(migration)
+                ))
+                .await?;
+            tracing::info!(version, schema, "PostgreSQL migration applied");
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    }
+    .await;
+    let unlock = client
+        .batch_execute(&format!(
+            "SELECT pg_advisory_unlock(hashtext('openptl-migrations-{schema}'))"
+        ))
+        .await;
+    result.map_err(storage)?;
+    unlock.map_err(storage)
+}
+
+async fn read_head(client: &Client, schema: &str) -> Result<u64, LogError> {
+    let row = client
+        .query_one(&format!("SELECT position FROM {schema}.openptl_head"), &[])
+        .await
+        .map_err(storage)?;
+    Ok(row.get::<_, i64>(0) as u64)
+}
+
+/// Follows the head of the shared log: LISTEN for a hint, poll for the truth.
+async fn start_head_poller(url: &str, schema: &str, shared: Weak<Shared>) -> Result<(), LogError> {
+    let (client, mut connection) = connect(url).await?;
+    let (hint_tx, mut hint_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+            match message {
+                Some(Ok(AsyncMessage::Notification(_))) => {
+                    if hint_tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the PostgreSQL head connection ended");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    client
+        .batch_execute("LISTEN openptl_appended")
+        .await
+        .map_err(storage)?;
+    let schema = schema.to_string();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hint_rx.recv() => {}
+                _ = tokio::time::sleep(HEAD_POLL) => {}
+            }
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            match read_head(&client, &schema).await {
+                Ok(head) => {
+                    shared.head.send_if_modified(|h| {
+                        let moved = head > *h;
+                        if moved {
+                            *h = head;
+                        }
+                        moved
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the PostgreSQL log head failed"),
+            }
+        }
+    });
+    Ok(())
+}
+
+fn record_of(row: &Row) -> StoredRecord {
+    StoredRecord {
+        position: row.get::<_, i64>(0) as u64,
+        stream_id: row.get(1),
+        version: row.get::<_, i64>(2) as u64,
+        event_id: row.get(3),
+        event_type: row.get(4),
+        schema_version: row.get::<_, i32>(5) as u16,
+        recorded_at: row.get(6),
+        actor: row.get(7),
+        payload: row.get(8),
+    }
+}
+
+#[async_trait]
+impl EventLog for PgLog {
+    async fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Appended>, LogError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.writer.lock().await;
+        let tx = client.transaction().await.map_err(storage)?;
+        // The lock every append of every node takes, held until commit.
+        let head_row = tx
+            .query_one(
+                &self.sql(
+                    "SELECT position, last_hash, last_recorded_at FROM {s}.openptl_head FOR UPDATE",
+                ),
+                &[],
+            )
+            .await
+            .map_err(storage)?;
+        let mut head = head_row.get::<_, i64>(0) as u64;
+        let mut hash: Hash = head_row
+            .get::<_, Vec<u8>>(1)
+            .try_into()
+            .map_err(|_| LogError::Storage("the stored head hash is not 32 bytes".into()))?;
+        let last_time: Option<DateTime<Utc>> = head_row.get(2);
+
+        let streams: Vec<&str> = {
+            let mut s: Vec<&str> = batch.iter().map(|r| r.stream_id.as_str()).collect();
+            s.sort_unstable();
+            s.dedup();
+            s
+        };
+        let versions: HashMap<String, u64> = tx
+            .query(
+                &self.sql("SELECT stream_id, max(version) FROM {s}.openptl_events WHERE stream_id = ANY($1) GROUP BY stream_id"),
+                &[&streams],
+            )
+            .await
+            .map_err(storage)?
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64))
+            .collect();
+        let ids: Vec<Uuid> = batch.iter().map(|r| r.event_id).collect();
+        let existing: HashMap<Uuid, StoredRecord> = tx
+            .query(
+                &self.sql(&format!(
+                    "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE event_id = ANY($1)"
+                )),
+                &[&ids],
+            )
+            .await
+            .map_err(storage)?
+            .iter()
+            .map(|row| {
+                let r = record_of(row);
+                (r.event_id, r)
+            })
+            .collect();
+        let plan = plan_batch(
+            &batch,
+            |stream| versions.get(stream).copied().unwrap_or(0),
+            |id| existing.get(id).cloned(),
+        )?;
+        // Stored with microsecond precision, never before the last record.
+        let now = DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
+            .expect("now is in range");
+        let recorded_at = last_time.map_or(now, |t| now.max(t));
+        let mut new: Vec<(StoredRecord, Hash)> = Vec::new();
+        let out = apply_plan(batch, plan, &mut head, recorded_at, |stored| {
+            let prev = hash;
+            hash = record_hash(&stored, &prev);
+            new.push((stored, prev));
+        });
+        if new.is_empty() {
+            // Replays only: nothing written.
+            tx.rollback().await.map_err(storage)?;
+            return Ok(out);
+        }
+        let positions: Vec<i64> = new.iter().map(|(r, _)| r.position as i64).collect();
+        let stream_ids: Vec<&str> = new.iter().map(|(r, _)| r.stream_id.as_str()).collect();
+        let record_versions: Vec<i64> = new.iter().map(|(r, _)| r.version as i64).collect();
+        let event_ids: Vec<Uuid> = new.iter().map(|(r, _)| r.event_id).collect();
+        let types: Vec<&str> = new.iter().map(|(r, _)| r.event_type.as_str()).collect();
+        let schema_versions: Vec<i32> = new
+            .iter()
+            .map(|(r, _)| i32::from(r.schema_version))
+            .collect();
+        let times: Vec<DateTime<Utc>> = new.iter().map(|(r, _)| r.recorded_at).collect();
+        let actors: Vec<&str> = new.iter().map(|(r, _)| r.actor.as_str()).collect();
+        let payloads: Vec<&[u8]> = new.iter().map(|(r, _)| r.payload.as_slice()).collect();
+        let prev_hashes: Vec<&[u8]> = new.iter().map(|(_, h)| h.as_slice()).collect();
+        tx.execute(
+            &self.sql(
+                "INSERT INTO {s}.openptl_events
+                 (position, stream_id, version, event_id, event_type, schema_version, recorded_at, actor, payload, prev_hash)
+                 SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::TEXT[], $6::INTEGER[], $7::TIMESTAMPTZ[], $8::TEXT[], $9::BYTEA[], $10::BYTEA[])",
+            ),
+            &[&positions, &stream_ids, &record_versions, &event_ids, &types, &schema_versions, &times, &actors, &payloads, &prev_hashes],
+        )
+        .await
+        .map_err(|e| {
+            // The constraints are the second line: a race the checks missed.
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                LogError::Storage(format!("PostgreSQL refused a duplicate: {e}"))
+            } else {
+                storage(e)
+            }
+        })?;
+        tx.execute(
+            &self.sql(
+                "UPDATE {s}.openptl_head SET position = $1, last_hash = $2, last_recorded_at = $3",
+            ),
+            &[&(head as i64), &hash.as_slice(), &recorded_at],
+        )
+        .await
+        .map_err(storage)?;
+        tx.execute("SELECT pg_notify('openptl_appended', '')", &[])
+            .await
+            .map_err(storage)?;
+        tx.commit().await.map_err(storage)?;
+        self.shared.head.send_if_modified(|h| {
+            let moved = head > *h;
+            if moved {
+                *h = head;
+            }
+            moved
+        });
+        Ok(out)
+    }
+
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
+        let rows = self
+            .reader
+            .query(
+                &self.sql(&format!("SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE stream_id = $1 ORDER BY version")),
+                &[&stream_id],
+            )
+            .await
+            .map_err(storage)?;
+        Ok(rows.iter().map(record_of).collect())
+    }
+
+    async fn read_positions(&self, positions: &[u64]) -> Result<Vec<StoredRecord>, LogError> {
+        if positions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<i64> = positions.iter().map(|p| *p as i64).collect();
+        let rows = self
+            .reader
+            .query(
+                &self.sql(&format!(
+                    "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE position = ANY($1)"
+                )),
+                &[&wanted],
+            )
+            .await
+            .map_err(storage)?;
+        let mut by_position: HashMap<u64, StoredRecord> = rows
+            .iter()
+            .map(|row| {
+                let r = record_of(row);
+                (r.position, r)
+            })
+            .collect();
+        positions
+            .iter()
+            .map(|p| {
+                by_position
+                    .get(p)
+                    .cloned()
+                    .or_else(|| by_position.remove(p))
+                    .ok_or_else(|| LogError::Storage(format!("position {p} is not stored")))
+            })
+            .collect()
+    }
+
+    async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
+        let rows = self
+            .reader
+            .query(
+                &self.sql(&format!("SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE position >= $1 ORDER BY position LIMIT $2")),
+                &[&(from.max(1) as i64), &(max as i64)],
+            )
+            .await
+            .map_err(storage)?;
+        Ok(rows.iter().map(record_of).collect())
+    }
+
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
+        let row = self
+            .reader
+            .query_opt(
+                &self.sql(&format!(
+                    "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE event_id = $1"
+                )),
+                &[&event_id],
+            )
+            .await
+            .map_err(storage)?;
+        Ok(row.as_ref().map(record_of))
+    }
+
+    fn head(&self) -> u64 {
+        *self.shared.head.borrow()
+    }
+
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.shared.head.subscribe()
+    }
+
+    fn stats(&self) -> LogStats {
+        LogStats::default()
+    }
+}
