@@ -60,6 +60,16 @@ enum Command {
         /// free port), or `off` for none.
         #[arg(long, env = "OPENPTL_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
         grpc_listen: String,
+        /// Keep the event log in PostgreSQL (`postgres://user@host:port/db`)
+        /// instead of the data directory's segment files: several nodes can
+        /// then serve one log. The data directory still holds tokens, the
+        /// access log and the projection snapshot.
+        #[arg(long, env = "OPENPTL_STORE", hide_env_values = true)]
+        store: Option<String>,
+        /// The PostgreSQL schema of the log's tables (one database can hold
+        /// several logs).
+        #[arg(long, env = "OPENPTL_STORE_SCHEMA", default_value = "public")]
+        store_schema: String,
     },
     /// Manage access tokens in a data directory (works beside a running service).
     Token {
@@ -217,6 +227,8 @@ async fn main() -> anyhow::Result<()> {
             bootstrap_admin_token,
             rate_limit,
             grpc_listen,
+            store,
+            store_schema,
         } => {
             let grpc_listen = match grpc_listen.as_str() {
                 "off" => None,
@@ -229,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
             let listen = Listen {
                 http: listen,
                 grpc: grpc_listen,
+                store: store.map(|url| (url, store_schema)),
             };
             serve(
                 config,
@@ -438,10 +451,12 @@ fn token(
 /// The projection snapshot, in the data directory (derived, safe to delete).
 const SNAPSHOT_FILE: &str = "projection.snapshot";
 
-/// Where `serve` listens.
+/// Where `serve` listens, and where its log is.
 struct Listen {
     http: SocketAddr,
     grpc: Option<SocketAddr>,
+    /// A PostgreSQL URL and schema; `None`: the segment log in the data directory.
+    store: Option<(String, String)>,
 }
 
 async fn serve(
@@ -454,10 +469,19 @@ async fn serve(
 ) -> anyhow::Result<()> {
     use openptl_app::access::{Principal, Role};
     use openptl_app::tokens::{NewToken, TokenStore};
-    let log: Arc<dyn EventLog> = Arc::new(
-        SegmentLog::open(&data_dir)
-            .with_context(|| format!("opening the event log in {}", data_dir.display()))?,
-    );
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let log: Arc<dyn EventLog> = match &listen.store {
+        Some((url, schema)) => Arc::new(
+            openptl_log::PgLog::open_in_schema(url, schema)
+                .await
+                .context("opening the PostgreSQL event log (--store)")?,
+        ),
+        None => Arc::new(
+            SegmentLog::open(&data_dir)
+                .with_context(|| format!("opening the event log in {}", data_dir.display()))?,
+        ),
+    };
     let tokens = TokenStore::open(&data_dir.join("tokens.json"))?;
     let access_log = openptl_app::audit::AccessLog::open(&data_dir.join("access.log"))
         .with_context(|| format!("opening {}", data_dir.join("access.log").display()))?;
