@@ -139,19 +139,74 @@ fn raw_fdatasync(dir: &Path, writes: usize, bytes: usize) -> anyhow::Result<(f64
     Ok((writes as f64 / secs, (writes * bytes) as f64 / secs / 1e6))
 }
 
-pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
+/// What one run of the append benchmark measured.
+struct Figures {
+    batched: f64,
+    single: f64,
+    single_p99_ms: f64,
+    read_all: f64,
+}
+
+/// The append benchmark on the embedded log, then (with `store`) the same on
+/// PostgreSQL, with the ratio between them.
+pub async fn run(options: BenchOptions, store: Option<String>) -> anyhow::Result<()> {
+    let embedded = run_embedded(&options).await?;
+    let Some(url) = store else {
+        return Ok(());
+    };
+    const SCHEMA: &str = "openptl_bench";
+    openptl_log::PgLog::drop_schema(&url, SCHEMA).await?;
+    let log: Arc<dyn EventLog> = Arc::new(openptl_log::PgLog::open_in_schema(&url, SCHEMA).await?);
+    println!("\nthe same on PostgreSQL (schema {SCHEMA}):");
+    let pg = run_on(log, &options).await?;
+    println!(
+        "PostgreSQL / embedded: batched {:.2}×, single {:.2}× (p99 {:.1} vs {:.1} ms), read all {:.2}×",
+        pg.batched / embedded.batched,
+        pg.single / embedded.single,
+        pg.single_p99_ms,
+        embedded.single_p99_ms,
+        pg.read_all / embedded.read_all
+    );
+    openptl_log::PgLog::drop_schema(&url, SCHEMA).await?;
+    Ok(())
+}
+
+async fn run_embedded(options: &BenchOptions) -> anyhow::Result<Figures> {
     let dir = std::env::temp_dir().join(format!("openptl-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let log = Arc::new(SegmentLog::open(&dir)?);
+    println!("openptl bench: data in {}", dir.display());
+    let figures = run_on(log.clone(), options).await?;
+    let head = log.head();
+    let on_disk: u64 = std::fs::read_dir(dir.join("segments"))?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let per_event = on_disk / head.max(1);
+    println!("log size: {on_disk} bytes for {head} events ({per_event} bytes/event)");
+
+    // The disk's own limit for the same shapes of write.
+    let (syncs, mbps) = raw_fdatasync(&dir, 500, per_event as usize * options.batch_events)?;
+    println!(
+        "disk limit, {}-byte writes (one batch) + fdatasync: {syncs:.0} syncs/s = {:.0} events/s ({mbps:.0} MB/s)",
+        per_event as usize * options.batch_events,
+        syncs * options.batch_events as f64
+    );
+    let (syncs, _) = raw_fdatasync(&dir, 2000, per_event as usize)?;
+    println!(
+        "disk limit, {per_event}-byte writes (one event) + fdatasync: {syncs:.0} syncs/s (one event per sync would cap single appends here)"
+    );
+    drop(log);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(figures)
+}
+
+/// The HTTP append benchmark on `log`.
+async fn run_on(log: Arc<dyn EventLog>, options: &BenchOptions) -> anyhow::Result<Figures> {
     // The benchmark measures the write path, not the per-token rate limit.
     let app = Arc::new(
-        App::new(
-            log.clone() as Arc<dyn EventLog>,
-            RulesConfig::defaults(),
-            Arc::new(SystemClock),
-        )
-        .with_rate_limit(0.0),
+        App::new(log.clone(), RulesConfig::defaults(), Arc::new(SystemClock)).with_rate_limit(0.0),
     );
     app.tokens.create_with_secret(
         openptl_app::tokens::NewToken {
@@ -167,7 +222,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let server = tokio::spawn(axum::serve(listener, openptl_http::router(app)).into_future());
-    println!("openptl bench: data in {}, server on {addr}", dir.display());
+    println!("server on {addr}");
 
     // Set-up: one referral per pathway, in batches (timed too).
     let referrals: Vec<String> = (0..options.pathways)
@@ -207,6 +262,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     let clients = options.clients.min(8);
     let (elapsed, lat) = drive(&addr, clients, batches).await?;
     let events = options.batch_requests * options.batch_events;
+    let batched = events as f64 / elapsed.as_secs_f64();
     println!(
         "batched appends: {events} events in {} requests of {} from {clients} clients: {:.0} events/s; request p50 {:.1} ms, p99 {:.1} ms",
         options.batch_requests,
@@ -222,6 +278,8 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         .collect();
     let single_bytes = singles.first().map_or(0, String::len);
     let (elapsed, lat) = drive(&addr, options.clients, singles).await?;
+    let single = options.single_requests as f64 / elapsed.as_secs_f64();
+    let single_p99_ms = percentile(&lat, 0.99).as_secs_f64() * 1e3;
     println!(
         "single-event appends: {} POSTs from {} clients: {:.0} events/s; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         options.single_requests,
@@ -240,35 +298,19 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         let page = log.read_all(from, 10_000).await?;
         from = page.last().map_or(head + 1, |r| r.position + 1);
     }
+    let read_all = head as f64 / started.elapsed().as_secs_f64();
     println!(
-        "read all: {head} events in {:.2}s: {:.0} events/s",
+        "read all: {head} events in {:.2}s: {read_all:.0} events/s",
         started.elapsed().as_secs_f64(),
-        head as f64 / started.elapsed().as_secs_f64()
-    );
-
-    let on_disk: u64 = std::fs::read_dir(dir.join("segments"))?
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    let per_event = on_disk / head.max(1);
-    println!("log size: {on_disk} bytes for {head} events ({per_event} bytes/event)");
-
-    // The disk's own limit for the same shapes of write.
-    let (syncs, mbps) = raw_fdatasync(&dir, 500, per_event as usize * options.batch_events)?;
-    println!(
-        "disk limit, {}-byte writes (one batch) + fdatasync: {syncs:.0} syncs/s = {:.0} events/s ({mbps:.0} MB/s)",
-        per_event as usize * options.batch_events,
-        syncs * options.batch_events as f64
-    );
-    let (syncs, _) = raw_fdatasync(&dir, 2000, per_event as usize)?;
-    println!(
-        "disk limit, {per_event}-byte writes (one event) + fdatasync: {syncs:.0} syncs/s (one event per sync would cap single appends here)"
     );
     let _ = (batch_bytes, single_bytes);
     server.abort();
-    drop(log);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok(Figures {
+        batched,
+        single,
+        single_p99_ms,
+        read_all,
+    })
 }
 
 /// Resident memory of this process in bytes (Linux), for per-pathway figures.

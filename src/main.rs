@@ -148,6 +148,10 @@ enum Command {
         /// it when it is already there (repeat runs skip writing).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Run the append benchmark on PostgreSQL too (a scratch schema
+        /// `openptl_bench`) and print the ratio to the embedded log.
+        #[arg(long)]
+        store: Option<String>,
     },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
@@ -283,17 +287,21 @@ async fn main() -> anyhow::Result<()> {
             clients,
             views,
             data_dir,
+            store,
         } => {
             if views {
                 return bench::views(pathways, 1, data_dir).await;
             }
-            bench::run(bench::BenchOptions {
-                pathways,
-                batch_events,
-                batch_requests,
-                single_requests,
-                clients,
-            })
+            bench::run(
+                bench::BenchOptions {
+                    pathways,
+                    batch_events,
+                    batch_requests,
+                    single_requests,
+                    clients,
+                },
+                store,
+            )
             .await
         }
         Command::Export {

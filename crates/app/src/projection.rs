@@ -47,7 +47,7 @@ use crate::AppError;
 const CHUNK: usize = 8192;
 
 /// Pathways whose histories the cache keeps, per generation (two generations).
-const CACHED_PATHWAYS: usize = 4096;
+const CACHED_PATHWAYS: usize = 8192;
 
 /// Above this many pathways to re-evaluate, the log is read once in order
 /// rather than pathway by pathway.

@@ -151,6 +151,20 @@ impl PgLog {
         template.replace("{s}", &self.schema)
     }
 
+    /// Drops `schema` and everything in it (benchmarks and tests start clean).
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), LogError> {
+        if !valid_schema(schema) || schema == "public" {
+            return Err(LogError::Storage(format!(
+                "will not drop schema `{schema}`"
+            )));
+        }
+        let client = plain_connection(url).await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .map_err(storage)
+    }
+
     /// Bytes of the log's table and indexes.
     pub async fn size(&self) -> Result<u64, LogError> {
         let row = self
