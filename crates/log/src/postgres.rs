@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
 use uuid::Uuid;
 
@@ -68,11 +68,20 @@ struct Shared {
     head: watch::Sender<u64>,
 }
 
+/// One append waiting for the writer.
+struct Request {
+    batch: Vec<NewRecord>,
+    reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+}
+
+/// Most appends committed in one transaction.
+const MAX_GROUP: usize = 256;
+
 /// The PostgreSQL log.
 pub struct PgLog {
-    /// Appends: one transaction at a time per node (they queue on the head
-    /// row lock across nodes anyway).
-    writer: Mutex<Client>,
+    /// Appends go to one writer task per node, which commits every append
+    /// waiting in one transaction (group commit: one WAL flush for many).
+    requests: mpsc::UnboundedSender<Request>,
     /// Reads: tokio-postgres pipelines concurrent queries on one connection.
     reader: Client,
     shared: Arc<Shared>,
@@ -139,8 +148,15 @@ impl PgLog {
         });
         start_head_poller(url, schema, Arc::downgrade(&shared)).await?;
         tracing::info!(head, schema, "PostgreSQL event log open");
+        let (requests, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_groups(
+            writer,
+            schema.to_string(),
+            queue,
+            Arc::downgrade(&shared),
+        ));
         Ok(PgLog {
-            writer: Mutex::new(writer),
+            requests,
             reader,
             shared,
             schema: schema.to_string(),
@@ -298,6 +314,186 @@ async fn start_head_poller(url: &str, schema: &str, shared: Weak<Shared>) -> Res
     Ok(())
 }
 
+/// The writer task: takes every append waiting and commits them together.
+async fn write_groups(
+    mut client: Client,
+    schema: String,
+    mut queue: mpsc::UnboundedReceiver<Request>,
+    shared: Weak<Shared>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        let (batches, replies): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|r| (r.batch, r.reply)).unzip();
+        let results = match commit_group(&mut client, &schema, batches).await {
+            Ok((results, head)) => {
+                if let Some(shared) = shared.upgrade() {
+                    shared.head.send_if_modified(|h| {
+                        let moved = head > *h;
+                        if moved {
+                            *h = head;
+                        }
+                        moved
+                    });
+                }
+                results
+            }
+            Err(e) => replies.iter().map(|_| Err(e.clone())).collect(),
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Commits a group of appends in one transaction under the head-row lock:
+/// each append is all-or-nothing on its own (one that conflicts is refused,
+/// the others go on). Gives each append's result and the new head.
+async fn commit_group(
+    client: &mut Client,
+    schema: &str,
+    batches: Vec<Vec<NewRecord>>,
+) -> Result<(Vec<Result<Vec<Appended>, LogError>>, u64), LogError> {
+    let sql = |t: &str| t.replace("{s}", schema);
+    let tx = client.transaction().await.map_err(storage)?;
+    // The lock every append of every node takes, held until commit.
+    let head_row = tx
+        .query_one(
+            &sql("SELECT position, last_hash, last_recorded_at FROM {s}.openptl_head FOR UPDATE"),
+            &[],
+        )
+        .await
+        .map_err(storage)?;
+    let mut head = head_row.get::<_, i64>(0) as u64;
+    let mut hash: Hash = head_row
+        .get::<_, Vec<u8>>(1)
+        .try_into()
+        .map_err(|_| LogError::Storage("the stored head hash is not 32 bytes".into()))?;
+    let last_time: Option<DateTime<Utc>> = head_row.get(2);
+
+    let streams: Vec<&str> = {
+        let mut s: Vec<&str> = batches
+            .iter()
+            .flatten()
+            .map(|r| r.stream_id.as_str())
+            .collect();
+        s.sort_unstable();
+        s.dedup();
+        s
+    };
+    let mut versions: HashMap<String, u64> = tx
+        .query(
+            &sql("SELECT stream_id, max(version) FROM {s}.openptl_events WHERE stream_id = ANY($1) GROUP BY stream_id"),
+            &[&streams],
+        )
+        .await
+        .map_err(storage)?
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64))
+        .collect();
+    let ids: Vec<Uuid> = batches.iter().flatten().map(|r| r.event_id).collect();
+    let mut existing: HashMap<Uuid, StoredRecord> = tx
+        .query(
+            &sql(&format!(
+                "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE event_id = ANY($1)"
+            )),
+            &[&ids],
+        )
+        .await
+        .map_err(storage)?
+        .iter()
+        .map(|row| {
+            let r = record_of(row);
+            (r.event_id, r)
+        })
+        .collect();
+    // Stored with microsecond precision, never before the last record.
+    let now = DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
+        .expect("now is in range");
+    let recorded_at = last_time.map_or(now, |t| now.max(t));
+    let mut new: Vec<(StoredRecord, Hash)> = Vec::new();
+    let mut results = Vec::with_capacity(batches.len());
+    for batch in batches {
+        // Checked against the log plus the appends before it in the group.
+        let plan = plan_batch(
+            &batch,
+            |stream| versions.get(stream).copied().unwrap_or(0),
+            |id| existing.get(id).cloned(),
+        );
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(e) => {
+                results.push(Err(e));
+                continue;
+            }
+        };
+        let out = apply_plan(batch, plan, &mut head, recorded_at, |stored| {
+            let prev = hash;
+            hash = record_hash(&stored, &prev);
+            versions.insert(stored.stream_id.clone(), stored.version);
+            existing.insert(stored.event_id, stored.clone());
+            new.push((stored, prev));
+        });
+        results.push(Ok(out));
+    }
+    if new.is_empty() {
+        // Replays and refusals only: nothing written.
+        tx.rollback().await.map_err(storage)?;
+        return Ok((results, head));
+    }
+    let positions: Vec<i64> = new.iter().map(|(r, _)| r.position as i64).collect();
+    let stream_ids: Vec<&str> = new.iter().map(|(r, _)| r.stream_id.as_str()).collect();
+    let record_versions: Vec<i64> = new.iter().map(|(r, _)| r.version as i64).collect();
+    let event_ids: Vec<Uuid> = new.iter().map(|(r, _)| r.event_id).collect();
+    let types: Vec<&str> = new.iter().map(|(r, _)| r.event_type.as_str()).collect();
+    let schema_versions: Vec<i32> = new
+        .iter()
+        .map(|(r, _)| i32::from(r.schema_version))
+        .collect();
+    let times: Vec<DateTime<Utc>> = new.iter().map(|(r, _)| r.recorded_at).collect();
+    let actors: Vec<&str> = new.iter().map(|(r, _)| r.actor.as_str()).collect();
+    let payloads: Vec<&[u8]> = new.iter().map(|(r, _)| r.payload.as_slice()).collect();
+    let prev_hashes: Vec<&[u8]> = new.iter().map(|(_, h)| h.as_slice()).collect();
+    tx.execute(
+        &sql(
+            "INSERT INTO {s}.openptl_events
+             (position, stream_id, version, event_id, event_type, schema_version, recorded_at, actor, payload, prev_hash)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::TEXT[], $6::INTEGER[], $7::TIMESTAMPTZ[], $8::TEXT[], $9::BYTEA[], $10::BYTEA[])",
+        ),
+        &[
+            &positions,
+            &stream_ids,
+            &record_versions,
+            &event_ids,
+            &types,
+            &schema_versions,
+            &times,
+            &actors,
+            &payloads,
+            &prev_hashes,
+        ],
+    )
+    .await
+    .map_err(storage)?;
+    tx.execute(
+        &sql("UPDATE {s}.openptl_head SET position = $1, last_hash = $2, last_recorded_at = $3"),
+        &[&(head as i64), &hash.as_slice(), &recorded_at],
+    )
+    .await
+    .map_err(storage)?;
+    tx.execute("SELECT pg_notify('openptl_appended', '')", &[])
+        .await
+        .map_err(storage)?;
+    tx.commit().await.map_err(storage)?;
+    Ok((results, head))
+}
+
 fn record_of(row: &Row) -> StoredRecord {
     StoredRecord {
         position: row.get::<_, i64>(0) as u64,
@@ -318,127 +514,13 @@ impl EventLog for PgLog {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut client = self.writer.lock().await;
-        let tx = client.transaction().await.map_err(storage)?;
-        // The lock every append of every node takes, held until commit.
-        let head_row = tx
-            .query_one(
-                &self.sql(
-                    "SELECT position, last_hash, last_recorded_at FROM {s}.openptl_head FOR UPDATE",
-                ),
-                &[],
-            )
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request { batch, reply })
+            .map_err(|_| LogError::Storage("the PostgreSQL writer has stopped".into()))?;
+        answer
             .await
-            .map_err(storage)?;
-        let mut head = head_row.get::<_, i64>(0) as u64;
-        let mut hash: Hash = head_row
-            .get::<_, Vec<u8>>(1)
-            .try_into()
-            .map_err(|_| LogError::Storage("the stored head hash is not 32 bytes".into()))?;
-        let last_time: Option<DateTime<Utc>> = head_row.get(2);
-
-        let streams: Vec<&str> = {
-            let mut s: Vec<&str> = batch.iter().map(|r| r.stream_id.as_str()).collect();
-            s.sort_unstable();
-            s.dedup();
-            s
-        };
-        let versions: HashMap<String, u64> = tx
-            .query(
-                &self.sql("SELECT stream_id, max(version) FROM {s}.openptl_events WHERE stream_id = ANY($1) GROUP BY stream_id"),
-                &[&streams],
-            )
-            .await
-            .map_err(storage)?
-            .iter()
-            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64))
-            .collect();
-        let ids: Vec<Uuid> = batch.iter().map(|r| r.event_id).collect();
-        let existing: HashMap<Uuid, StoredRecord> = tx
-            .query(
-                &self.sql(&format!(
-                    "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE event_id = ANY($1)"
-                )),
-                &[&ids],
-            )
-            .await
-            .map_err(storage)?
-            .iter()
-            .map(|row| {
-                let r = record_of(row);
-                (r.event_id, r)
-            })
-            .collect();
-        let plan = plan_batch(
-            &batch,
-            |stream| versions.get(stream).copied().unwrap_or(0),
-            |id| existing.get(id).cloned(),
-        )?;
-        // Stored with microsecond precision, never before the last record.
-        let now = DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
-            .expect("now is in range");
-        let recorded_at = last_time.map_or(now, |t| now.max(t));
-        let mut new: Vec<(StoredRecord, Hash)> = Vec::new();
-        let out = apply_plan(batch, plan, &mut head, recorded_at, |stored| {
-            let prev = hash;
-            hash = record_hash(&stored, &prev);
-            new.push((stored, prev));
-        });
-        if new.is_empty() {
-            // Replays only: nothing written.
-            tx.rollback().await.map_err(storage)?;
-            return Ok(out);
-        }
-        let positions: Vec<i64> = new.iter().map(|(r, _)| r.position as i64).collect();
-        let stream_ids: Vec<&str> = new.iter().map(|(r, _)| r.stream_id.as_str()).collect();
-        let record_versions: Vec<i64> = new.iter().map(|(r, _)| r.version as i64).collect();
-        let event_ids: Vec<Uuid> = new.iter().map(|(r, _)| r.event_id).collect();
-        let types: Vec<&str> = new.iter().map(|(r, _)| r.event_type.as_str()).collect();
-        let schema_versions: Vec<i32> = new
-            .iter()
-            .map(|(r, _)| i32::from(r.schema_version))
-            .collect();
-        let times: Vec<DateTime<Utc>> = new.iter().map(|(r, _)| r.recorded_at).collect();
-        let actors: Vec<&str> = new.iter().map(|(r, _)| r.actor.as_str()).collect();
-        let payloads: Vec<&[u8]> = new.iter().map(|(r, _)| r.payload.as_slice()).collect();
-        let prev_hashes: Vec<&[u8]> = new.iter().map(|(_, h)| h.as_slice()).collect();
-        tx.execute(
-            &self.sql(
-                "INSERT INTO {s}.openptl_events
-                 (position, stream_id, version, event_id, event_type, schema_version, recorded_at, actor, payload, prev_hash)
-                 SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::TEXT[], $6::INTEGER[], $7::TIMESTAMPTZ[], $8::TEXT[], $9::BYTEA[], $10::BYTEA[])",
-            ),
-            &[&positions, &stream_ids, &record_versions, &event_ids, &types, &schema_versions, &times, &actors, &payloads, &prev_hashes],
-        )
-        .await
-        .map_err(|e| {
-            // The constraints are the second line: a race the checks missed.
-            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
-                LogError::Storage(format!("PostgreSQL refused a duplicate: {e}"))
-            } else {
-                storage(e)
-            }
-        })?;
-        tx.execute(
-            &self.sql(
-                "UPDATE {s}.openptl_head SET position = $1, last_hash = $2, last_recorded_at = $3",
-            ),
-            &[&(head as i64), &hash.as_slice(), &recorded_at],
-        )
-        .await
-        .map_err(storage)?;
-        tx.execute("SELECT pg_notify('openptl_appended', '')", &[])
-            .await
-            .map_err(storage)?;
-        tx.commit().await.map_err(storage)?;
-        self.shared.head.send_if_modified(|h| {
-            let moved = head > *h;
-            if moved {
-                *h = head;
-            }
-            moved
-        });
-        Ok(out)
+            .map_err(|_| LogError::Storage("the PostgreSQL writer has stopped".into()))?
     }
 
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
