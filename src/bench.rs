@@ -145,6 +145,8 @@ struct Figures {
     single: f64,
     single_p99_ms: f64,
     read_all: f64,
+    /// Events per second a fresh projection folds from this log.
+    rebuild: f64,
 }
 
 /// The append benchmark on the embedded log, then (with `store`) the same on
@@ -160,12 +162,13 @@ pub async fn run(options: BenchOptions, store: Option<String>) -> anyhow::Result
     println!("\nthe same on PostgreSQL (schema {SCHEMA}):");
     let pg = run_on(log, &options).await?;
     println!(
-        "PostgreSQL / embedded: batched {:.2}×, single {:.2}× (p99 {:.1} vs {:.1} ms), read all {:.2}×",
+        "PostgreSQL / embedded: batched {:.2}×, single {:.2}× (p99 {:.1} vs {:.1} ms), read all {:.2}×, rebuild {:.2}×",
         pg.batched / embedded.batched,
         pg.single / embedded.single,
         pg.single_p99_ms,
         embedded.single_p99_ms,
-        pg.read_all / embedded.read_all
+        pg.read_all / embedded.read_all,
+        pg.rebuild / embedded.rebuild
     );
     openptl_log::PgLog::drop_schema(&url, SCHEMA).await?;
     Ok(())
@@ -303,6 +306,15 @@ async fn run_on(log: Arc<dyn EventLog>, options: &BenchOptions) -> anyhow::Resul
         "read all: {head} events in {:.2}s: {read_all:.0} events/s",
         started.elapsed().as_secs_f64(),
     );
+    // A projection rebuilt from position 0 on this log (a node's start).
+    let started = Instant::now();
+    let fresh = App::new(log.clone(), RulesConfig::defaults(), Arc::new(SystemClock));
+    while !fresh.caught_up(Duration::from_secs(60)).await {}
+    let rebuild = head as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "projection rebuilt from position 0: {head} events in {:.2}s: {rebuild:.0} events/s",
+        started.elapsed().as_secs_f64(),
+    );
     let _ = (batch_bytes, single_bytes);
     server.abort();
     Ok(Figures {
@@ -310,6 +322,7 @@ async fn run_on(log: Arc<dyn EventLog>, options: &BenchOptions) -> anyhow::Resul
         single,
         single_p99_ms,
         read_all,
+        rebuild,
     })
 }
 

@@ -153,6 +153,24 @@ enum Command {
         #[arg(long)]
         store: Option<String>,
     },
+    /// Copy a log record by record, as stored (event ids, positions,
+    /// recorded_at, actors and so the hash chain kept), between the
+    /// embedded store and PostgreSQL. Resumes where the destination ends.
+    /// Both services must be stopped (or the destination unused).
+    Copy {
+        /// A data directory, or a postgres:// URL.
+        #[arg(long)]
+        from: String,
+        /// A data directory, or a postgres:// URL.
+        #[arg(long)]
+        to: String,
+        /// The PostgreSQL schema of `--from`, if it is PostgreSQL.
+        #[arg(long, default_value = "public")]
+        from_schema: String,
+        /// The PostgreSQL schema of `--to`, if it is PostgreSQL.
+        #[arg(long, default_value = "public")]
+        to_schema: String,
+    },
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Write synthetic events (NDJSON envelopes) to stdout.
@@ -329,6 +347,21 @@ async fn main() -> anyhow::Result<()> {
             }
             other => anyhow::bail!("--format {other}: use ndjson or cwt"),
         },
+        Command::Copy {
+            from,
+            to,
+            from_schema,
+            to_schema,
+        } => {
+            let source = open_store(&from, &from_schema).await?;
+            let destination = open_store(&to, &to_schema).await?;
+            let copied = copy_log(source.as_ref(), destination.as_ref()).await?;
+            println!(
+                "copied {copied} records; the destination now holds {}",
+                destination.head()
+            );
+            Ok(())
+        }
         Command::Openapi => {
             println!(
                 "{}",
@@ -683,6 +716,39 @@ async fn catch_up(app: &App) -> anyhow::Result<()> {
 }
 
 /// Opens the durable log on `data_dir` for a command-line tool.
+/// A log named by a data directory or a `postgres://` URL.
+async fn open_store(place: &str, schema: &str) -> anyhow::Result<Arc<dyn EventLog>> {
+    if place.starts_with("postgres://") || place.starts_with("postgresql://") {
+        Ok(Arc::new(
+            openptl_log::PgLog::open_in_schema(place, schema)
+                .await
+                .context("opening the PostgreSQL log")?,
+        ))
+    } else {
+        open_log(std::path::Path::new(place))
+    }
+}
+
+/// Copies every record of `source` after the destination's head, as stored.
+async fn copy_log(source: &dyn EventLog, destination: &dyn EventLog) -> anyhow::Result<u64> {
+    let mut from = destination.head() + 1;
+    let mut copied = 0u64;
+    loop {
+        let page = source.read_all(from, 5_000).await?;
+        let Some(last) = page.last() else { break };
+        from = last.position + 1;
+        copied += page.len() as u64;
+        destination
+            .append_verbatim(page)
+            .await
+            .context("the destination refused the records (does it hold another log?)")?;
+        if copied % 100_000 < 5_000 {
+            tracing::info!(copied, "copying");
+        }
+    }
+    Ok(copied)
+}
+
 fn open_log(data_dir: &std::path::Path) -> anyhow::Result<Arc<dyn EventLog>> {
     Ok(Arc::new(SegmentLog::open(data_dir).with_context(|| {
         format!(

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use memory::{apply_plan, plan_batch, MemoryLog, Planned};
+pub use memory::{apply_plan, check_verbatim, plan_batch, MemoryLog, Planned};
 pub use postgres::PgLog;
 pub use segment::SegmentLog;
 pub use subscription::{Batch, Subscription};
@@ -127,6 +127,13 @@ pub trait EventLog: Send + Sync + 'static {
     /// Appends a batch atomically: every record or none. Returns one entry
     /// per record, in order, after the batch is durable.
     async fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Appended>, LogError>;
+
+    /// Stores records exactly as another log stored them (positions,
+    /// versions, event ids, `recorded_at`, actor, payload), so a log moves
+    /// between backends with its order and hash chain (`openptl copy`). The
+    /// first must follow the head, each stream's versions must follow on,
+    /// and every event id must be new; otherwise nothing is stored.
+    async fn append_verbatim(&self, records: Vec<StoredRecord>) -> Result<(), LogError>;
 
     /// Every record of a stream, in version order (empty if none).
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError>;

@@ -100,6 +100,47 @@ pub fn plan_batch(
     Ok(planned)
 }
 
+/// Checks records to store verbatim after `head`: positions follow on from
+/// it, each stream's versions from `stream_version`, event ids are new (in
+/// the log, by `stored`, and within the batch). Shared by every backend.
+pub fn check_verbatim(
+    records: &[StoredRecord],
+    head: u64,
+    stream_version: impl Fn(&str) -> u64,
+    stored: impl Fn(&Uuid) -> bool,
+) -> Result<(), LogError> {
+    let mut versions: HashMap<&str, u64> = HashMap::new();
+    let mut ids: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
+    for (index, r) in records.iter().enumerate() {
+        if r.position != head + 1 + index as u64 {
+            return Err(LogError::Storage(format!(
+                "verbatim record {index} has position {}, the log expects {}",
+                r.position,
+                head + 1 + index as u64
+            )));
+        }
+        let current = *versions
+            .entry(r.stream_id.as_str())
+            .or_insert_with(|| stream_version(&r.stream_id));
+        if r.version != current + 1 {
+            return Err(LogError::VersionConflict {
+                index,
+                stream_id: r.stream_id.clone(),
+                expected: r.version - 1,
+                actual: current,
+            });
+        }
+        versions.insert(r.stream_id.as_str(), r.version);
+        if !ids.insert(r.event_id) || stored(&r.event_id) {
+            return Err(LogError::DuplicateEventId {
+                index,
+                event_id: r.event_id,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn same_new_content(a: &NewRecord, b: &NewRecord) -> bool {
     a.stream_id == b.stream_id
         && a.event_type == b.event_type
@@ -174,7 +215,10 @@ impl EventLog for MemoryLog {
             },
         )?;
         let last_time = state.records.last().map(|r| r.recorded_at);
-        let recorded_at = last_time.map_or_else(Utc::now, |last| Utc::now().max(last));
+        // Microseconds, as the durable logs store them.
+        let now = chrono::DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
+            .expect("now is in range");
+        let recorded_at = last_time.map_or(now, |last| now.max(last));
         let mut position = state.records.len() as u64;
         let out = apply_plan(batch, plan, &mut position, recorded_at, |stored| {
             state
@@ -189,6 +233,29 @@ impl EventLog for MemoryLog {
         drop(state);
         self.head.send_replace(head);
         Ok(out)
+    }
+
+    async fn append_verbatim(&self, records: Vec<StoredRecord>) -> Result<(), LogError> {
+        let mut state = self.state.lock().expect("memory log lock");
+        check_verbatim(
+            &records,
+            state.records.len() as u64,
+            |s| state.streams.get(s).map_or(0, |v| v.len() as u64),
+            |id| state.by_event.contains_key(id),
+        )?;
+        for stored in records {
+            state
+                .streams
+                .entry(stored.stream_id.clone())
+                .or_default()
+                .push(stored.position);
+            state.by_event.insert(stored.event_id, stored.position);
+            state.records.push(stored);
+        }
+        let head = state.records.len() as u64;
+        drop(state);
+        self.head.send_replace(head);
+        Ok(())
     }
 
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {

@@ -74,6 +74,13 @@ struct Request {
     reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
 }
 
+/// What the writer is asked to do.
+enum Job {
+    Append(Request),
+    /// Records another log stored, to store as they are.
+    Verbatim(Vec<StoredRecord>, oneshot::Sender<Result<(), LogError>>),
+}
+
 /// Most appends committed in one transaction.
 const MAX_GROUP: usize = 256;
 
@@ -81,7 +88,7 @@ const MAX_GROUP: usize = 256;
 pub struct PgLog {
     /// Appends go to one writer task per node, which commits every append
     /// waiting in one transaction (group commit: one WAL flush for many).
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::UnboundedSender<Job>,
     /// Reads: tokio-postgres pipelines concurrent queries on one connection.
     reader: Client,
     shared: Arc<Shared>,
@@ -318,14 +325,41 @@ async fn start_head_poller(url: &str, schema: &str, shared: Weak<Shared>) -> Res
 async fn write_groups(
     mut client: Client,
     schema: String,
-    mut queue: mpsc::UnboundedReceiver<Request>,
+    mut queue: mpsc::UnboundedReceiver<Job>,
     shared: Weak<Shared>,
 ) {
+    let publish = |head: u64| {
+        if let Some(shared) = shared.upgrade() {
+            shared.head.send_if_modified(|h| {
+                let moved = head > *h;
+                if moved {
+                    *h = head;
+                }
+                moved
+            });
+        }
+    };
     while let Some(first) = queue.recv().await {
+        let first = match first {
+            Job::Append(request) => request,
+            Job::Verbatim(records, reply) => {
+                let result = commit_verbatim(&mut client, &schema, records).await;
+                if let Ok(head) = result {
+                    publish(head);
+                }
+                let _ = reply.send(result.map(|_| ()));
+                continue;
+            }
+        };
         let mut group = vec![first];
+        let mut after = None;
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
-                Ok(request) => group.push(request),
+                Ok(Job::Append(request)) => group.push(request),
+                Ok(job @ Job::Verbatim(..)) => {
+                    after = Some(job);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -333,15 +367,7 @@ async fn write_groups(
             group.into_iter().map(|r| (r.batch, r.reply)).unzip();
         let results = match commit_group(&mut client, &schema, batches).await {
             Ok((results, head)) => {
-                if let Some(shared) = shared.upgrade() {
-                    shared.head.send_if_modified(|h| {
-                        let moved = head > *h;
-                        if moved {
-                            *h = head;
-                        }
-                        moved
-                    });
-                }
+                publish(head);
                 results
             }
             Err(e) => replies.iter().map(|_| Err(e.clone())).collect(),
@@ -349,7 +375,132 @@ async fn write_groups(
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
+        if let Some(Job::Verbatim(records, reply)) = after {
+            let result = commit_verbatim(&mut client, &schema, records).await;
+            if let Ok(head) = result {
+                publish(head);
+            }
+            let _ = reply.send(result.map(|_| ()));
+        }
     }
+}
+
+/// Stores records as another log stored them, extending the hash chain;
+/// gives the new head.
+async fn commit_verbatim(
+    client: &mut Client,
+    schema: &str,
+    records: Vec<StoredRecord>,
+) -> Result<u64, LogError> {
+    let sql = |t: &str| t.replace("{s}", schema);
+    let tx = client.transaction().await.map_err(storage)?;
+    let head_row = tx
+        .query_one(
+            &sql("SELECT position, last_hash, last_recorded_at FROM {s}.openptl_head FOR UPDATE"),
+            &[],
+        )
+        .await
+        .map_err(storage)?;
+    let head = head_row.get::<_, i64>(0) as u64;
+    let mut hash: Hash = head_row
+        .get::<_, Vec<u8>>(1)
+        .try_into()
+        .map_err(|_| LogError::Storage("the stored head hash is not 32 bytes".into()))?;
+    let last_time: Option<DateTime<Utc>> = head_row.get(2);
+    let Some(last) = records.last() else {
+        return Ok(head);
+    };
+    let (new_head, newest) = (last.position, last.recorded_at);
+    let streams: Vec<&str> = records.iter().map(|r| r.stream_id.as_str()).collect();
+    let versions: HashMap<String, u64> = tx
+        .query(
+            &sql("SELECT stream_id, max(version) FROM {s}.openptl_events WHERE stream_id = ANY($1) GROUP BY stream_id"),
+            &[&streams],
+        )
+        .await
+        .map_err(storage)?
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64))
+        .collect();
+    let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
+    let stored: std::collections::HashSet<Uuid> = tx
+        .query(
+            &sql("SELECT event_id FROM {s}.openptl_events WHERE event_id = ANY($1)"),
+            &[&ids],
+        )
+        .await
+        .map_err(storage)?
+        .iter()
+        .map(|row| row.get::<_, Uuid>(0))
+        .collect();
+    crate::check_verbatim(
+        &records,
+        head,
+        |s| versions.get(s).copied().unwrap_or(0),
+        |id| stored.contains(id),
+    )?;
+    let mut new = Vec::with_capacity(records.len());
+    for r in records {
+        let prev = hash;
+        hash = record_hash(&r, &prev);
+        new.push((r, prev));
+    }
+    insert_records(&tx, schema, &new).await?;
+    let recorded_at = last_time.map_or(newest, |t| t.max(newest));
+    tx.execute(
+        &sql("UPDATE {s}.openptl_head SET position = $1, last_hash = $2, last_recorded_at = $3"),
+        &[&(new_head as i64), &hash.as_slice(), &recorded_at],
+    )
+    .await
+    .map_err(storage)?;
+    tx.execute("SELECT pg_notify('openptl_appended', '')", &[])
+        .await
+        .map_err(storage)?;
+    tx.commit().await.map_err(storage)?;
+    Ok(new_head)
+}
+
+/// Inserts records with their `prev_hash`es in one statement.
+async fn insert_records(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    new: &[(StoredRecord, Hash)],
+) -> Result<(), LogError> {
+    let positions: Vec<i64> = new.iter().map(|(r, _)| r.position as i64).collect();
+    let stream_ids: Vec<&str> = new.iter().map(|(r, _)| r.stream_id.as_str()).collect();
+    let record_versions: Vec<i64> = new.iter().map(|(r, _)| r.version as i64).collect();
+    let event_ids: Vec<Uuid> = new.iter().map(|(r, _)| r.event_id).collect();
+    let types: Vec<&str> = new.iter().map(|(r, _)| r.event_type.as_str()).collect();
+    let schema_versions: Vec<i32> = new
+        .iter()
+        .map(|(r, _)| i32::from(r.schema_version))
+        .collect();
+    let times: Vec<DateTime<Utc>> = new.iter().map(|(r, _)| r.recorded_at).collect();
+    let actors: Vec<&str> = new.iter().map(|(r, _)| r.actor.as_str()).collect();
+    let payloads: Vec<&[u8]> = new.iter().map(|(r, _)| r.payload.as_slice()).collect();
+    let prev_hashes: Vec<&[u8]> = new.iter().map(|(_, h)| h.as_slice()).collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.openptl_events
+             (position, stream_id, version, event_id, event_type, schema_version, recorded_at, actor, payload, prev_hash)
+             SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::TEXT[], $6::INTEGER[], $7::TIMESTAMPTZ[], $8::TEXT[], $9::BYTEA[], $10::BYTEA[])"
+        ),
+        &[
+            &positions,
+            &stream_ids,
+            &record_versions,
+            &event_ids,
+            &types,
+            &schema_versions,
+            &times,
+            &actors,
+            &payloads,
+            &prev_hashes,
+        ],
+    )
+    .await
+    .map_err(storage)?;
+    Ok(())
 }
 
 /// Commits a group of appends in one transaction under the head-row lock:
@@ -447,40 +598,7 @@ async fn commit_group(
         tx.rollback().await.map_err(storage)?;
         return Ok((results, head));
     }
-    let positions: Vec<i64> = new.iter().map(|(r, _)| r.position as i64).collect();
-    let stream_ids: Vec<&str> = new.iter().map(|(r, _)| r.stream_id.as_str()).collect();
-    let record_versions: Vec<i64> = new.iter().map(|(r, _)| r.version as i64).collect();
-    let event_ids: Vec<Uuid> = new.iter().map(|(r, _)| r.event_id).collect();
-    let types: Vec<&str> = new.iter().map(|(r, _)| r.event_type.as_str()).collect();
-    let schema_versions: Vec<i32> = new
-        .iter()
-        .map(|(r, _)| i32::from(r.schema_version))
-        .collect();
-    let times: Vec<DateTime<Utc>> = new.iter().map(|(r, _)| r.recorded_at).collect();
-    let actors: Vec<&str> = new.iter().map(|(r, _)| r.actor.as_str()).collect();
-    let payloads: Vec<&[u8]> = new.iter().map(|(r, _)| r.payload.as_slice()).collect();
-    let prev_hashes: Vec<&[u8]> = new.iter().map(|(_, h)| h.as_slice()).collect();
-    tx.execute(
-        &sql(
-            "INSERT INTO {s}.openptl_events
-             (position, stream_id, version, event_id, event_type, schema_version, recorded_at, actor, payload, prev_hash)
-             SELECT * FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::UUID[], $5::TEXT[], $6::INTEGER[], $7::TIMESTAMPTZ[], $8::TEXT[], $9::BYTEA[], $10::BYTEA[])",
-        ),
-        &[
-            &positions,
-            &stream_ids,
-            &record_versions,
-            &event_ids,
-            &types,
-            &schema_versions,
-            &times,
-            &actors,
-            &payloads,
-            &prev_hashes,
-        ],
-    )
-    .await
-    .map_err(storage)?;
+    insert_records(&tx, schema, &new).await?;
     tx.execute(
         &sql("UPDATE {s}.openptl_head SET position = $1, last_hash = $2, last_recorded_at = $3"),
         &[&(head as i64), &hash.as_slice(), &recorded_at],
@@ -516,7 +634,17 @@ impl EventLog for PgLog {
         }
         let (reply, answer) = oneshot::channel();
         self.requests
-            .send(Request { batch, reply })
+            .send(Job::Append(Request { batch, reply }))
+            .map_err(|_| LogError::Storage("the PostgreSQL writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| LogError::Storage("the PostgreSQL writer has stopped".into()))?
+    }
+
+    async fn append_verbatim(&self, records: Vec<StoredRecord>) -> Result<(), LogError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Job::Verbatim(records, reply))
             .map_err(|_| LogError::Storage("the PostgreSQL writer has stopped".into()))?;
         answer
             .await

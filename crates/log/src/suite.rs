@@ -35,6 +35,7 @@ where
     different_content_under_one_event_id_conflicts(&fresh().await).await;
     read_all_pages(&fresh().await).await;
     reads_by_position(&fresh().await).await;
+    verbatim_copies_keep_everything(&fresh().await).await;
     head_is_watched(&fresh().await).await;
     subscriptions_catch_up_then_follow(std::sync::Arc::new(fresh().await)).await;
 }
@@ -77,6 +78,39 @@ async fn reads_by_position(log: &impl EventLog) {
         log.read_positions(&[4]).await,
         Err(LogError::Storage(_))
     ));
+}
+
+async fn verbatim_copies_keep_everything(log: &impl EventLog) {
+    let source = crate::MemoryLog::new();
+    for i in 0..10u8 {
+        source
+            .append(vec![record(&format!("s{}", i % 3), None, &[i])])
+            .await
+            .unwrap();
+    }
+    let all = source.read_all(1, 100).await.unwrap();
+    // A first page that does not start at the head is refused, whole.
+    assert!(matches!(
+        log.append_verbatim(all[1..4].to_vec()).await,
+        Err(LogError::Storage(_))
+    ));
+    assert_eq!(log.head(), 0);
+    for page in all.chunks(4) {
+        log.append_verbatim(page.to_vec()).await.unwrap();
+    }
+    assert_eq!(log.read_all(1, 100).await.unwrap(), all);
+    assert_eq!(log.head(), 10);
+    // The same records again: their ids are taken.
+    let mut again = all[0].clone();
+    again.position = 11;
+    again.version = 5;
+    assert!(matches!(
+        log.append_verbatim(vec![again]).await,
+        Err(LogError::DuplicateEventId { .. })
+    ));
+    // Appends go on where the copy ended.
+    let next = log.append(vec![record("s0", Some(4), b"x")]).await.unwrap();
+    assert_eq!((next[0].position, next[0].version), (11, 5));
 }
 
 async fn versions_and_positions_have_no_gaps(log: &impl EventLog) {

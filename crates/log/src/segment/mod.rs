@@ -25,7 +25,8 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::{
-    apply_plan, plan_batch, Appended, EventLog, LogError, LogStats, NewRecord, StoredRecord,
+    apply_plan, check_verbatim, plan_batch, Appended, EventLog, LogError, LogStats, NewRecord,
+    StoredRecord,
 };
 use record::Damage;
 pub use record::Hash;
@@ -51,7 +52,7 @@ const MAX_GROUP: usize = 512;
 /// The segment + sled log.
 pub struct SegmentLog {
     shared: Arc<Shared>,
-    requests: Option<mpsc::Sender<Request>>,
+    requests: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -109,6 +110,18 @@ fn unpack_location(packed: u64) -> (u32, u64) {
 struct Request {
     batch: Vec<NewRecord>,
     reply: oneshot::Sender<Result<Vec<Appended>, LogError>>,
+}
+
+/// Records another log stored, to store as they are.
+struct Verbatim {
+    records: Vec<StoredRecord>,
+    reply: oneshot::Sender<Result<(), LogError>>,
+}
+
+/// What the writer is asked to do.
+enum Job {
+    Append(Request),
+    Verbatim(Verbatim),
 }
 
 /// Why the log could not be opened. The message names the file and offset.
@@ -647,7 +660,7 @@ impl SegmentLog {
             failed: None,
             segment_bytes,
         };
-        let (tx, rx) = mpsc::channel::<Request>();
+        let (tx, rx) = mpsc::channel::<Job>();
         let handle = std::thread::Builder::new()
             .name("openptl-log-writer".into())
             .spawn(move || writer.run(rx))
@@ -823,17 +836,84 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(&mut self, requests: mpsc::Receiver<Request>) {
-        while let Ok(first) = requests.recv() {
+    fn run(&mut self, jobs: mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let first = match first {
+                Job::Append(request) => request,
+                Job::Verbatim(job) => {
+                    self.store_verbatim(job);
+                    continue;
+                }
+            };
             let mut group = vec![first];
+            let mut after = None;
             while group.len() < MAX_GROUP {
-                match requests.try_recv() {
-                    Ok(r) => group.push(r),
+                match jobs.try_recv() {
+                    Ok(Job::Append(r)) => group.push(r),
+                    Ok(Job::Verbatim(job)) => {
+                        after = Some(job);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
             self.commit(group);
+            if let Some(job) = after {
+                self.store_verbatim(job);
+            }
         }
+    }
+
+    fn store_verbatim(&mut self, job: Verbatim) {
+        let result = self.write_verbatim(job.records);
+        let _ = job.reply.send(result);
+    }
+
+    /// Stores records as another log stored them, extending the hash chain.
+    fn write_verbatim(&mut self, records: Vec<StoredRecord>) -> Result<(), LogError> {
+        if let Some(reason) = &self.failed {
+            return Err(LogError::Storage(format!(
+                "the log stopped accepting writes: {reason}"
+            )));
+        }
+        let Some(last) = records.last() else {
+            return Ok(());
+        };
+        let (head, last_time) = (last.position, last.recorded_at);
+        let mut versions: HashMap<String, u64> = HashMap::new();
+        for r in &records {
+            if !versions.contains_key(&r.stream_id) {
+                let v = self.version_of(&r.stream_id)?;
+                versions.insert(r.stream_id.clone(), v);
+            }
+        }
+        let shared = self.shared.clone();
+        check_verbatim(
+            &records,
+            self.head,
+            |s| versions.get(s).copied().unwrap_or(0),
+            |id| shared.position_of_event(id).ok().flatten().is_some(),
+        )?;
+        let mut buffer = Vec::new();
+        let mut hash = self.last_hash;
+        let mut new = Vec::with_capacity(records.len());
+        for r in records {
+            let offset = buffer.len() as u64;
+            hash = record::encode(&r, &hash, &mut buffer);
+            versions.insert(r.stream_id.clone(), r.version);
+            new.push((r, offset));
+        }
+        if let Err(e) = self.write_durably(&buffer, &new) {
+            tracing::error!(error = %e, "writing to the event log failed; appends are refused until restart");
+            self.failed = Some(e.clone());
+            return Err(LogError::Storage(e));
+        }
+        self.head = head;
+        self.last_hash = hash;
+        self.last_time = Some(self.last_time.map_or(last_time, |t| t.max(last_time)));
+        self.versions.extend(versions);
+        self.shared.head.send_replace(head);
+        Ok(())
     }
 
     fn version_of(&mut self, stream: &str) -> Result<u64, LogError> {
@@ -999,7 +1079,19 @@ impl EventLog for SegmentLog {
         self.requests
             .as_ref()
             .expect("the writer runs while the log is open")
-            .send(Request { batch, reply })
+            .send(Job::Append(Request { batch, reply }))
+            .map_err(|_| LogError::Storage("the log writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| LogError::Storage("the log writer has stopped".into()))?
+    }
+
+    async fn append_verbatim(&self, records: Vec<StoredRecord>) -> Result<(), LogError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .as_ref()
+            .expect("the writer runs while the log is open")
+            .send(Job::Verbatim(Verbatim { records, reply }))
             .map_err(|_| LogError::Storage("the log writer has stopped".into()))?;
         answer
             .await
