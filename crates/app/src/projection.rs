@@ -47,7 +47,7 @@ use crate::AppError;
 const CHUNK: usize = 8192;
 
 /// Pathways whose histories the cache keeps, per generation (two generations).
-const CACHED_PATHWAYS: usize = 8192;
+const CACHED_PATHWAYS: usize = 32768;
 
 /// Above this many pathways to re-evaluate, the log is read once in order
 /// rather than pathway by pathway.
@@ -465,6 +465,34 @@ impl Projection {
     /// Folds stored records (the next ones of the log, in order) in.
     /// They become visible to views at the next [`Projection::refresh`].
     pub fn apply(&self, records: Vec<StoredRecord>) -> Result<(), AppError> {
+        // Decode, outside the write lock, the records of pathways whose
+        // history is cached (only those are decoded now; the rest when
+        // read back). Positions only grow under the write lock, which this
+        // runner alone takes, so the lengths seen here still hold below.
+        let decoded: HashMap<u64, RecordedEvent> = {
+            let data = self.read();
+            let cache = self.cache();
+            let mut seen: HashMap<&str, usize> = HashMap::new();
+            let mut wanted = Vec::new();
+            for record in &records {
+                let stream = record.stream_id.as_str();
+                let len = seen
+                    .entry(stream)
+                    .or_insert_with(|| data.pathways.get(stream).map_or(0, |p| p.positions.len()));
+                if *len > 0 && cache.holds(stream, *len) {
+                    wanted.push(record);
+                }
+                *len += 1;
+            }
+            drop(cache);
+            drop(data);
+            let mut decoded = HashMap::with_capacity(wanted.len());
+            for record in wanted {
+                decoded.insert(record.position, decode(record)?);
+            }
+            decoded
+        };
+        let mut decoded = decoded;
         let mut data = self.write();
         let mut cache = self.cache();
         for record in records {
@@ -481,7 +509,11 @@ impl Projection {
                 .map(|p| p.positions.len());
             // Keep a cached history whole (decoding only what is cached).
             if let Some(len) = known.filter(|len| cache.holds(&record.stream_id, *len)) {
-                cache.extend(&record.stream_id, len, decode(&record)?);
+                let event = match decoded.remove(&record.position) {
+                    Some(event) => event,
+                    None => decode(&record)?,
+                };
+                cache.extend(&record.stream_id, len, event);
             }
             data.position = record.position;
             let entry = match data.pathways.get_mut(record.stream_id.as_str()) {
@@ -503,12 +535,31 @@ impl Projection {
         Ok(())
     }
 
-    /// A pathway evaluated as of `today` from its history.
+    /// A pathway evaluated as of `today` from its history (its effective
+    /// events worked out once for both the state and the trusts).
     fn evaluated(&self, id: &Arc<str>, history: &[RecordedEvent], today: NaiveDate) -> Evaluated {
+        let effective = match effective_events(history) {
+            Ok(effective) => effective,
+            Err(e) => {
+                tracing::error!(error = %e, "a pathway could not be evaluated");
+                return Evaluated {
+                    id: id.clone(),
+                    current: None,
+                    trusts: None,
+                };
+            }
+        };
+        let current = evaluate(&effective, today, &self.config).map(|state| {
+            Arc::new(Current {
+                row: PtlRow::of(&state, &self.config).map(Box::new),
+                state,
+                version: history.len() as u64,
+            })
+        });
         Evaluated {
             id: id.clone(),
-            current: current_of(history, today, None, &self.config).map(Arc::new),
-            trusts: history::trusts(history),
+            current,
+            trusts: history::trusts_of(&effective),
         }
     }
 

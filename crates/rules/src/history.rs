@@ -100,10 +100,14 @@ pub fn known_at(history: &[RecordedEvent], known_at: DateTime<Utc>) -> &[Recorde
 /// referring trust and each transfer's sender and receiver), for access
 /// control. `None` when there is no effective referral.
 pub fn trusts(history: &[RecordedEvent]) -> Option<(String, Vec<String>)> {
-    let effective = effective_events(history).ok()?;
+    trusts_of(&effective_events(history).ok()?)
+}
+
+/// [`trusts`] from events already made effective.
+pub fn trusts_of(effective: &[EffectiveEvent]) -> Option<(String, Vec<String>)> {
     let mut current: Option<String> = None;
     let mut ever: Vec<String> = Vec::new();
-    for event in &effective {
+    for event in effective {
         let trust = match &event.data {
             EventData::ReferralReceived(r) => r.trust.as_str(),
             EventData::PathwayTransferred(t) => t.to_trust.as_str(),
