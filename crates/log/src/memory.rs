@@ -18,6 +18,17 @@ struct State {
     by_event: HashMap<Uuid, u64>,
 }
 
+impl State {
+    fn store(&mut self, stored: StoredRecord) {
+        self.streams
+            .entry(stored.stream_id.clone())
+            .or_default()
+            .push(stored.position);
+        self.by_event.insert(stored.event_id, stored.position);
+        self.records.push(stored);
+    }
+}
+
 /// A log held in memory; everything is lost with the process.
 pub struct MemoryLog {
     // One mutex: appends are short and a batch must be atomic.
@@ -221,13 +232,7 @@ impl EventLog for MemoryLog {
         let recorded_at = last_time.map_or(now, |last| now.max(last));
         let mut position = state.records.len() as u64;
         let out = apply_plan(batch, plan, &mut position, recorded_at, |stored| {
-            state
-                .streams
-                .entry(stored.stream_id.clone())
-                .or_default()
-                .push(stored.position);
-            state.by_event.insert(stored.event_id, stored.position);
-            state.records.push(stored);
+            state.store(stored)
         });
         let head = state.records.len() as u64;
         drop(state);
@@ -244,13 +249,7 @@ impl EventLog for MemoryLog {
             |id| state.by_event.contains_key(id),
         )?;
         for stored in records {
-            state
-                .streams
-                .entry(stored.stream_id.clone())
-                .or_default()
-                .push(stored.position);
-            state.by_event.insert(stored.event_id, stored.position);
-            state.records.push(stored);
+            state.store(stored);
         }
         let head = state.records.len() as u64;
         drop(state);

@@ -394,19 +394,7 @@ async fn commit_verbatim(
 ) -> Result<u64, LogError> {
     let sql = |t: &str| t.replace("{s}", schema);
     let tx = client.transaction().await.map_err(storage)?;
-    let head_row = tx
-        .query_one(
-            &sql("SELECT position, last_hash, last_recorded_at FROM {s}.openptl_head FOR UPDATE"),
-            &[],
-        )
-        .await
-        .map_err(storage)?;
-    let head = head_row.get::<_, i64>(0) as u64;
-    let mut hash: Hash = head_row
-        .get::<_, Vec<u8>>(1)
-        .try_into()
-        .map_err(|_| LogError::Storage("the stored head hash is not 32 bytes".into()))?;
-    let last_time: Option<DateTime<Utc>> = head_row.get(2);
+    let (head, mut hash, last_time) = lock_head(&tx, schema).await?;
     let Some(last) = records.last() else {
         return Ok(head);
     };
@@ -445,19 +433,53 @@ async fn commit_verbatim(
         hash = record_hash(&r, &prev);
         new.push((r, prev));
     }
-    insert_records(&tx, schema, &new).await?;
     let recorded_at = last_time.map_or(newest, |t| t.max(newest));
+    finish(tx, schema, &new, new_head, &hash, recorded_at).await?;
+    Ok(new_head)
+}
+
+/// Takes the lock every append of every node takes (held until commit):
+/// the head's position, hash and newest `recorded_at`.
+async fn lock_head(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+) -> Result<(u64, Hash, Option<DateTime<Utc>>), LogError> {
+    let row = tx
+        .query_one(
+            &format!("SELECT position, last_hash, last_recorded_at FROM {schema}.openptl_head FOR UPDATE"),
+            &[],
+        )
+        .await
+        .map_err(storage)?;
+    let hash: Hash = row
+        .get::<_, Vec<u8>>(1)
+        .try_into()
+        .map_err(|_| LogError::Storage("the stored head hash is not 32 bytes".into()))?;
+    Ok((row.get::<_, i64>(0) as u64, hash, row.get(2)))
+}
+
+/// Inserts the new records, moves the head, wakes the other nodes, commits.
+async fn finish(
+    tx: tokio_postgres::Transaction<'_>,
+    schema: &str,
+    new: &[(StoredRecord, Hash)],
+    head: u64,
+    hash: &Hash,
+    recorded_at: DateTime<Utc>,
+) -> Result<(), LogError> {
+    insert_records(&tx, schema, new).await?;
     tx.execute(
-        &sql("UPDATE {s}.openptl_head SET position = $1, last_hash = $2, last_recorded_at = $3"),
-        &[&(new_head as i64), &hash.as_slice(), &recorded_at],
+        &format!(
+            "UPDATE {schema}.openptl_head SET position = $1, last_hash = $2, last_recorded_at = $3"
+        ),
+        &[&(head as i64), &hash.as_slice(), &recorded_at],
     )
     .await
     .map_err(storage)?;
     tx.execute("SELECT pg_notify('openptl_appended', '')", &[])
         .await
         .map_err(storage)?;
-    tx.commit().await.map_err(storage)?;
-    Ok(new_head)
+    tx.commit().await.map_err(storage)
 }
 
 /// Inserts records with their `prev_hash`es in one statement.
@@ -513,20 +535,7 @@ async fn commit_group(
 ) -> Result<(Vec<Result<Vec<Appended>, LogError>>, u64), LogError> {
     let sql = |t: &str| t.replace("{s}", schema);
     let tx = client.transaction().await.map_err(storage)?;
-    // The lock every append of every node takes, held until commit.
-    let head_row = tx
-        .query_one(
-            &sql("SELECT position, last_hash, last_recorded_at FROM {s}.openptl_head FOR UPDATE"),
-            &[],
-        )
-        .await
-        .map_err(storage)?;
-    let mut head = head_row.get::<_, i64>(0) as u64;
-    let mut hash: Hash = head_row
-        .get::<_, Vec<u8>>(1)
-        .try_into()
-        .map_err(|_| LogError::Storage("the stored head hash is not 32 bytes".into()))?;
-    let last_time: Option<DateTime<Utc>> = head_row.get(2);
+    let (mut head, mut hash, last_time) = lock_head(&tx, schema).await?;
 
     let streams: Vec<&str> = {
         let mut s: Vec<&str> = batches
@@ -598,17 +607,7 @@ async fn commit_group(
         tx.rollback().await.map_err(storage)?;
         return Ok((results, head));
     }
-    insert_records(&tx, schema, &new).await?;
-    tx.execute(
-        &sql("UPDATE {s}.openptl_head SET position = $1, last_hash = $2, last_recorded_at = $3"),
-        &[&(head as i64), &hash.as_slice(), &recorded_at],
-    )
-    .await
-    .map_err(storage)?;
-    tx.execute("SELECT pg_notify('openptl_appended', '')", &[])
-        .await
-        .map_err(storage)?;
-    tx.commit().await.map_err(storage)?;
+    finish(tx, schema, &new, head, &hash, recorded_at).await?;
     Ok((results, head))
 }
 

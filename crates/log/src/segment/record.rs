@@ -107,6 +107,21 @@ pub fn claimed_len(bytes: &[u8]) -> Result<usize, Damage> {
     Ok(len)
 }
 
+/// The record at the start of `bytes` once its length and CRC are right:
+/// its bytes before the CRC, and its whole length.
+fn checked_body(bytes: &[u8]) -> Result<(&[u8], usize), Damage> {
+    let len = claimed_len(bytes)?;
+    if bytes.len() < len {
+        return Err(Damage::Truncated);
+    }
+    let body = &bytes[..len - 4];
+    let crc = u32::from_be_bytes(bytes[len - 4..len].try_into().unwrap());
+    if crc32c::crc32c(body) != crc {
+        return Err(Damage::Corrupt("CRC mismatch".into()));
+    }
+    Ok((body, len))
+}
+
 /// What a check of a record without decoding it gives.
 pub struct Checked {
     pub position: u64,
@@ -118,15 +133,7 @@ pub struct Checked {
 /// Checks (magic, length, CRC) the record at the start of `bytes` without
 /// decoding its fields: the start-up scan of every record.
 pub fn check(bytes: &[u8]) -> Result<Checked, Damage> {
-    let len = claimed_len(bytes)?;
-    if bytes.len() < len {
-        return Err(Damage::Truncated);
-    }
-    let body = &bytes[..len - 4];
-    let crc = u32::from_be_bytes(bytes[len - 4..len].try_into().unwrap());
-    if crc32c::crc32c(body) != crc {
-        return Err(Damage::Corrupt("CRC mismatch".into()));
-    }
+    let (body, len) = checked_body(bytes)?;
     let at = |from: usize| u64::from_be_bytes(body[from..from + 8].try_into().unwrap());
     Ok(Checked {
         position: at(PREFIX),
@@ -138,15 +145,7 @@ pub fn check(bytes: &[u8]) -> Result<Checked, Damage> {
 
 /// Decodes and checks (magic, length, CRC) one record at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, Damage> {
-    let len = claimed_len(bytes)?;
-    if bytes.len() < len {
-        return Err(Damage::Truncated);
-    }
-    let body = &bytes[..len - 4];
-    let crc = u32::from_be_bytes(bytes[len - 4..len].try_into().unwrap());
-    if crc32c::crc32c(body) != crc {
-        return Err(Damage::Corrupt("CRC mismatch".into()));
-    }
+    let (body, len) = checked_body(bytes)?;
     let mut r = Reader {
         bytes: body,
         at: PREFIX,
