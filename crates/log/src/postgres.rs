@@ -147,6 +147,12 @@ impl PgLog {
             )));
         }
         let writer = plain_connection(url).await?;
+        // An append answers only once its commit is durable, whatever the
+        // server's default.
+        writer
+            .batch_execute("SET synchronous_commit = on")
+            .await
+            .map_err(storage)?;
         migrate(&writer, schema).await?;
         let reader = plain_connection(url).await?;
         let head = read_head(&reader, schema).await?;
