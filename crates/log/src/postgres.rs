@@ -683,7 +683,8 @@ impl EventLog for PgLog {
             )
             .await
             .map_err(storage)?;
-        let mut by_position: HashMap<u64, StoredRecord> = rows
+        // Rows come in any order; answer in the order asked.
+        let by_position: HashMap<u64, StoredRecord> = rows
             .iter()
             .map(|row| {
                 let r = record_of(row);
@@ -696,7 +697,6 @@ impl EventLog for PgLog {
                 by_position
                     .get(p)
                     .cloned()
-                    .or_else(|| by_position.remove(p))
                     .ok_or_else(|| LogError::Storage(format!("position {p} is not stored")))
             })
             .collect()
