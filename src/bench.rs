@@ -327,6 +327,26 @@ async fn run_on(log: Arc<dyn EventLog>, options: &BenchOptions) -> anyhow::Resul
 }
 
 /// Resident memory of this process in bytes (Linux), for per-pathway figures.
+/// Opens the log in `dir` and a service on it (restoring `snapshot` when it
+/// fits), and waits until it serves: the log, the service, and how long the
+/// log took to open and the service to be ready.
+async fn restart(
+    dir: &std::path::Path,
+    snapshot: &std::path::Path,
+) -> anyhow::Result<(Arc<dyn EventLog>, Arc<App>, Duration, Duration)> {
+    let started = Instant::now();
+    let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(dir)?);
+    let opened = started.elapsed();
+    let app = Arc::new(App::open(
+        log.clone(),
+        RulesConfig::defaults(),
+        Arc::new(SystemClock),
+        Some(snapshot.to_path_buf()),
+    ));
+    while !app.caught_up(Duration::from_secs(60)).await {}
+    Ok((log, app, opened, started.elapsed()))
+}
+
 /// Hands freed heap pages back to the system (glibc keeps them otherwise),
 /// so resident memory shows what is live rather than what was once used.
 fn trim_heap() {
@@ -474,17 +494,7 @@ pub async fn views(
     let _ = std::fs::remove_file(&snapshot);
     trim_heap();
     let before = resident_bytes();
-    let started = Instant::now();
-    let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(&dir)?);
-    let opened = started.elapsed();
-    let app = Arc::new(App::open(
-        log.clone(),
-        RulesConfig::defaults(),
-        Arc::new(SystemClock),
-        Some(snapshot.clone()),
-    ));
-    while !app.caught_up(Duration::from_secs(60)).await {}
-    let serving = started.elapsed();
+    let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
     let events = log.head();
     let (total, open) = {
         let data = app.projection.read();
@@ -630,17 +640,7 @@ pub async fn views(
     drop(log);
     // The runner notices the App is gone within a second and lets the log go.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let started = Instant::now();
-    let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(&dir)?);
-    let opened = started.elapsed();
-    let app = Arc::new(App::open(
-        log.clone(),
-        RulesConfig::defaults(),
-        Arc::new(SystemClock),
-        Some(snapshot.clone()),
-    ));
-    while !app.caught_up(Duration::from_secs(60)).await {}
-    let serving = started.elapsed();
+    let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
     anyhow::ensure!(
         app.projection.restored_at() == Some(written.position),
         "the snapshot was not used"

@@ -32,8 +32,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_log::{EventLog, StoredRecord, Subscription};
 use openptl_rules::{
-    effective_events, evaluate, history, EventData, EventType, PathwayState, PtlRow, RecordedEvent,
-    RulesConfig,
+    effective_events, evaluate, history, EffectiveEvent, EventData, EventType, PathwayState,
+    PtlRow, RecordedEvent, RulesConfig,
 };
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -121,21 +121,40 @@ pub fn current_of(
     known_at: Option<DateTime<Utc>>,
     config: &RulesConfig,
 ) -> Option<Current> {
-    match evaluate_history(history, as_of, known_at, config) {
-        Ok(Some(state)) => {
-            let row = PtlRow::of(&state, config).map(Box::new);
-            Some(Current {
-                state,
-                row,
-                version: version_at(history, known_at),
-            })
-        }
-        Ok(None) => None,
+    let known = match known_at {
+        Some(at) => history::known_at(history, at),
+        None => history,
+    };
+    let effective = effective_or_logged(known)?;
+    current_from(&effective, known.len() as u64, as_of, config)
+}
+
+/// A pathway's effective events, or `None` (logged, without patient data)
+/// when its history no longer fits the rules.
+fn effective_or_logged(history: &[RecordedEvent]) -> Option<Vec<EffectiveEvent>> {
+    match effective_events(history) {
+        Ok(effective) => Some(effective),
         Err(e) => {
             tracing::error!(error = %e, "a pathway could not be evaluated");
             None
         }
     }
+}
+
+/// The state, PTL row and version from effective events (`None` without a
+/// referral by `as_of`).
+fn current_from(
+    effective: &[EffectiveEvent],
+    version: u64,
+    as_of: NaiveDate,
+    config: &RulesConfig,
+) -> Option<Current> {
+    let state = evaluate(effective, as_of, config)?;
+    Some(Current {
+        row: PtlRow::of(&state, config).map(Box::new),
+        state,
+        version,
+    })
 }
 
 /// Decodes stored records for the rules, logging (without patient data) and
@@ -424,14 +443,20 @@ impl Projection {
             }
             (entry.id.clone(), entry.positions.clone())
         };
-        let records = self
-            .log
-            .read_positions(&positions)
-            .await
-            .map_err(|e| AppError::Storage(e.to_string()))?;
+        let records = self.log.read_positions(&positions).await;
+        self.remember(id, records).map(Some)
+    }
+
+    /// Decodes a history read back from the log and caches it.
+    fn remember(
+        &self,
+        id: Arc<str>,
+        records: Result<Vec<StoredRecord>, openptl_log::LogError>,
+    ) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
+        let records = records.map_err(|e| AppError::Storage(e.to_string()))?;
         let history = Arc::new(records.iter().map(decode).collect::<Result<Vec<_>, _>>()?);
         self.cache().insert(id, history.clone());
-        Ok(Some(history))
+        Ok(history)
     }
 
     /// The stored records of a pathway, oldest first (empty if unknown).
@@ -455,11 +480,8 @@ impl Projection {
         }
         let records = self
             .runtime
-            .block_on(self.log.read_positions(&entry.positions))
-            .map_err(|e| AppError::Storage(e.to_string()))?;
-        let history = Arc::new(records.iter().map(decode).collect::<Result<Vec<_>, _>>()?);
-        self.cache().insert(entry.id.clone(), history.clone());
-        Ok(history)
+            .block_on(self.log.read_positions(&entry.positions));
+        self.remember(entry.id.clone(), records)
     }
 
     /// Folds stored records (the next ones of the log, in order) in.
@@ -538,27 +560,11 @@ impl Projection {
     /// A pathway evaluated as of `today` from its history (its effective
     /// events worked out once for both the state and the trusts).
     fn evaluated(&self, id: &Arc<str>, history: &[RecordedEvent], today: NaiveDate) -> Evaluated {
-        let effective = match effective_events(history) {
-            Ok(effective) => effective,
-            Err(e) => {
-                tracing::error!(error = %e, "a pathway could not be evaluated");
-                return Evaluated {
-                    id: id.clone(),
-                    current: None,
-                    trusts: None,
-                };
-            }
-        };
-        let current = evaluate(&effective, today, &self.config).map(|state| {
-            Arc::new(Current {
-                row: PtlRow::of(&state, &self.config).map(Box::new),
-                state,
-                version: history.len() as u64,
-            })
-        });
+        let effective = effective_or_logged(history).unwrap_or_default();
         Evaluated {
             id: id.clone(),
-            current,
+            current: current_from(&effective, history.len() as u64, today, &self.config)
+                .map(Arc::new),
             trusts: history::trusts_of(&effective),
         }
     }
@@ -619,65 +625,18 @@ impl Projection {
         };
         {
             let mut data = self.write();
-            let ProjectionData {
-                pathways,
-                ptl,
-                ptl_slot,
-                today: today_slot,
-                trust_codes,
-                ..
-            } = &mut *data;
             // The new date is announced together with the states evaluated on
             // it: until then, views for the new date take the slow path.
             if new_day {
-                *today_slot = Some(today);
+                data.today = Some(today);
             }
-            let mut intern = |code: &str| match trust_codes.get(code) {
-                Some(c) => c.clone(),
-                None => {
-                    let c: Arc<str> = Arc::from(code);
-                    trust_codes.insert(c.clone());
-                    c
-                }
-            };
             for Evaluated {
                 id,
                 current,
                 trusts,
             } in evaluated
             {
-                let Some(entry) = pathways.get_mut(&id) else {
-                    continue;
-                };
-                entry.current = current.clone();
-                entry.trusts = trusts.map(|(now, ever)| Trusts {
-                    current: intern(&now),
-                    ever: ever.iter().map(|t| intern(t)).collect(),
-                });
-                let on_ptl = current.and_then(|c| {
-                    let keys = PtlKeys::of(c.row.as_ref()?);
-                    Some(PtlIndexEntry {
-                        keys,
-                        id: id.clone(),
-                        version: c.version,
-                        current: c,
-                    })
-                });
-                match (on_ptl, ptl_slot.get(&id).copied()) {
-                    (Some(row), Some(slot)) => ptl[slot] = row,
-                    (Some(row), None) => {
-                        ptl_slot.insert(id, ptl.len());
-                        ptl.push(row);
-                    }
-                    (None, Some(slot)) => {
-                        ptl.swap_remove(slot);
-                        ptl_slot.remove(&id);
-                        if let Some(moved) = ptl.get(slot) {
-                            ptl_slot.insert(moved.id.clone(), slot);
-                        }
-                    }
-                    (None, None) => {}
-                }
+                data.install(&id, current, trusts);
             }
         }
         self.published.send_replace(position);
@@ -839,30 +798,16 @@ impl Projection {
                 if positions.last().is_some_and(|p| *p > header.position) {
                     return Err("a pathway lies beyond its position".into());
                 }
-                let trusts = trusts.map(|(now, ever)| Trusts {
-                    current: data.intern(&now),
-                    ever: ever.iter().map(|t| data.intern(t)).collect(),
-                });
-                if let Some(c) = current.as_ref() {
-                    if let Some(row) = c.row.as_ref() {
-                        data.ptl_slot.insert(id.clone(), data.ptl.len());
-                        data.ptl.push(PtlIndexEntry {
-                            keys: PtlKeys::of(row),
-                            id: id.clone(),
-                            version: c.version,
-                            current: c.clone(),
-                        });
-                    }
-                }
                 data.pathways.insert(
                     id.clone(),
                     PathwayEntry {
-                        id,
+                        id: id.clone(),
                         positions,
-                        trusts,
-                        current,
+                        trusts: None,
+                        current: None,
                     },
                 );
+                data.install(&id, current, trusts);
             }
         }
         if records != header.position || data.pathways.len() as u64 != header.pathways {
@@ -876,15 +821,55 @@ impl Projection {
 }
 
 impl ProjectionData {
-    /// The shared copy of a trust code.
-    fn intern(&mut self, code: &str) -> Arc<str> {
-        match self.trust_codes.get(code) {
+    /// Sets a pathway's evaluated state and trusts and keeps its place in
+    /// the PTL index (the one way both a refresh and a restore install).
+    fn install(
+        &mut self,
+        id: &Arc<str>,
+        current: Option<Arc<Current>>,
+        trusts: Option<(String, Vec<String>)>,
+    ) {
+        let codes = &mut self.trust_codes;
+        let mut intern = |code: &str| match codes.get(code) {
             Some(c) => c.clone(),
             None => {
                 let c: Arc<str> = Arc::from(code);
-                self.trust_codes.insert(c.clone());
+                codes.insert(c.clone());
                 c
             }
+        };
+        let trusts = trusts.map(|(now, ever)| Trusts {
+            current: intern(&now),
+            ever: ever.iter().map(|t| intern(t)).collect(),
+        });
+        let Some(entry) = self.pathways.get_mut(id) else {
+            return;
+        };
+        entry.current = current.clone();
+        entry.trusts = trusts;
+        let on_ptl = current.and_then(|c| {
+            Some(PtlIndexEntry {
+                keys: PtlKeys::of(c.row.as_ref()?),
+                id: id.clone(),
+                version: c.version,
+                current: c,
+            })
+        });
+        let (ptl, ptl_slot) = (&mut self.ptl, &mut self.ptl_slot);
+        match (on_ptl, ptl_slot.get(id).copied()) {
+            (Some(row), Some(slot)) => ptl[slot] = row,
+            (Some(row), None) => {
+                ptl_slot.insert(id.clone(), ptl.len());
+                ptl.push(row);
+            }
+            (None, Some(slot)) => {
+                ptl.swap_remove(slot);
+                ptl_slot.remove(id);
+                if let Some(moved) = ptl.get(slot) {
+                    ptl_slot.insert(moved.id.clone(), slot);
+                }
+            }
+            (None, None) => {}
         }
     }
 }
