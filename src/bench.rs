@@ -347,19 +347,16 @@ async fn restart(
     Ok((log, app, opened, started.elapsed()))
 }
 
-/// Hands freed heap pages back to the system (glibc keeps them otherwise),
+/// Hands freed heap pages back to the system (the allocator keeps them a while),
 /// so resident memory shows what is live rather than what was once used.
 fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> i32;
-        }
-        // SAFETY: malloc_trim only returns free pages to the system; it is
-        // safe to call at any time from any thread.
-        unsafe {
-            malloc_trim(0);
-        }
+    extern "C" {
+        fn mi_collect(force: bool);
+    }
+    // SAFETY: mi_collect only returns free pages to the system; it is safe
+    // to call at any time from any thread.
+    unsafe {
+        mi_collect(true);
     }
 }
 

@@ -16,6 +16,12 @@ use openptl_log::segment::{self, SegmentLog};
 use openptl_log::EventLog;
 use openptl_rules::RulesConfig;
 
+/// mimalloc: the projection allocates many small, long-lived objects and the
+/// append path many short-lived ones; glibc's allocator spent a third of a
+/// rebuild consolidating free lists (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "openptl",

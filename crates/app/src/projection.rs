@@ -24,7 +24,7 @@
 //! - A cached history of length n is always the first n events of its
 //!   pathway; it is used only when n equals the pathway's record count.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
