@@ -4,6 +4,7 @@
 //! got there first). Nothing is written unless every event passed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use openptl_log::{LogError, NewRecord};
 use openptl_rules::{
@@ -44,7 +45,8 @@ pub struct AppendOutcome {
 
 /// One event of the request and what became of it.
 enum Slot {
-    New(NewRecord),
+    /// To be written (the next of the request's new records).
+    New,
     Replay(AppendedEvent),
     SameAs(usize),
 }
@@ -180,10 +182,20 @@ impl App {
         let actor = principal.actor.as_str();
         let at = |i: usize| if batch { Some(i) } else { None };
         let today = self.today();
-        let mut histories: HashMap<String, Vec<RecordedEvent>> = HashMap::new();
+        // Histories as the projection holds them, copied (make_mut) only
+        // when the request has a second event for the pathway.
+        let mut histories: HashMap<&str, Arc<Vec<RecordedEvent>>> = HashMap::new();
         let mut slots: Vec<Slot> = Vec::with_capacity(events.len());
+        let mut new_records: Vec<NewRecord> = Vec::with_capacity(events.len());
+        let mut remaining: HashMap<&str, usize> = HashMap::new();
+        for (_, event) in events {
+            *remaining.entry(event.pathway_id.as_str()).or_default() += 1;
+        }
         for (i, (id, event)) in events.iter().enumerate() {
             let stream = event.pathway_id.as_str();
+            let left = remaining.get_mut(stream).expect("counted above");
+            *left -= 1;
+            let later_events = *left > 0;
             let record = NewRecord {
                 stream_id: stream.to_string(),
                 event_id: *id,
@@ -220,8 +232,7 @@ impl App {
             }
             if !histories.contains_key(stream) {
                 let history = self.projection.history(stream).await?;
-                let history = history.map(|h| h.as_ref().clone()).unwrap_or_default();
-                histories.insert(stream.to_string(), history);
+                histories.insert(stream, history.unwrap_or_default());
             }
             let history = histories.get_mut(stream).expect("loaded above");
             authorise(principal, history, event).map_err(|denied| match denied {
@@ -260,36 +271,30 @@ impl App {
                     error,
                 },
             )?;
-            history.push(RecordedEvent {
-                event_id: *id,
-                version: current + 1,
-                recorded_at: self.clock.now(),
-                occurred_on: event.occurred_on,
-                data: event.data.clone(),
-            });
-            slots.push(Slot::New(NewRecord {
+            if later_events {
+                Arc::make_mut(history).push(RecordedEvent {
+                    event_id: *id,
+                    version: current + 1,
+                    recorded_at: self.clock.now(),
+                    occurred_on: event.occurred_on,
+                    data: event.data.clone(),
+                });
+            }
+            new_records.push(NewRecord {
                 expected_version: Some(current),
                 ..record
-            }));
+            });
+            slots.push(Slot::New);
         }
 
-        let new_records: Vec<NewRecord> = slots
-            .iter()
-            .filter_map(|s| {
-                if let Slot::New(r) = s {
-                    Some(r.clone())
-                } else {
-                    None
-                }
-            })
-            .collect();
         let all_replayed = new_records.is_empty();
         let mut new_by_type: Vec<(&'static str, u64)> = Vec::new();
-        for (_, event) in events.iter().zip(&slots).filter_map(|(e, s)| match s {
-            Slot::New(_) => Some(((), e)),
-            _ => None,
-        }) {
-            let name = event.1.data.event_type().as_str();
+        for ((_, event), _) in events
+            .iter()
+            .zip(&slots)
+            .filter(|(_, s)| matches!(s, Slot::New))
+        {
+            let name = event.data.event_type().as_str();
             match new_by_type.iter_mut().find(|(t, _)| *t == name) {
                 Some((_, n)) => *n += 1,
                 None => new_by_type.push((name, 1)),
@@ -326,7 +331,7 @@ impl App {
             let entry = match slot {
                 Slot::Replay(done) => done,
                 Slot::SameAs(earlier) => appended[earlier].clone(),
-                Slot::New(_) => {
+                Slot::New => {
                     let out = stored.next().expect("one result per appended record");
                     AppendedEvent {
                         event_id: out.event_id,

@@ -131,7 +131,7 @@ pub fn current_of(
 
 /// A pathway's effective events, or `None` (logged, without patient data)
 /// when its history no longer fits the rules.
-fn effective_or_logged(history: &[RecordedEvent]) -> Option<Vec<EffectiveEvent>> {
+fn effective_or_logged(history: &[RecordedEvent]) -> Option<Vec<EffectiveEvent<'_>>> {
     match effective_events(history) {
         Ok(effective) => Some(effective),
         Err(e) => {

@@ -22,13 +22,14 @@ pub struct RecordedEvent {
     pub data: EventData,
 }
 
-/// A pathway event after every correction and void known so far.
+/// A pathway event after every correction and void known so far. Its data
+/// is borrowed from the history unless a correction replaced it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EffectiveEvent {
+pub struct EffectiveEvent<'a> {
     pub event_id: Uuid,
     pub version: u64,
     pub occurred_on: NaiveDate,
-    pub data: EventData,
+    pub data: std::borrow::Cow<'a, EventData>,
 }
 
 #[derive(Default)]
@@ -43,7 +44,7 @@ struct Amendment {
 /// Corrections were checked against their target's type when accepted, so a
 /// failure here means stored data no longer fits the rules: an error, never a
 /// silent fallback.
-pub fn effective_events(history: &[RecordedEvent]) -> Result<Vec<EffectiveEvent>, RuleError> {
+pub fn effective_events(history: &[RecordedEvent]) -> Result<Vec<EffectiveEvent<'_>>, RuleError> {
     let mut amendments: HashMap<Uuid, Amendment> = HashMap::new();
     let mut voided: HashSet<Uuid> = HashSet::new();
     for event in history {
@@ -69,12 +70,14 @@ pub fn effective_events(history: &[RecordedEvent]) -> Result<Vec<EffectiveEvent>
             continue;
         }
         let mut occurred_on = event.occurred_on;
-        let mut data = event.data.clone();
+        let mut data = std::borrow::Cow::Borrowed(&event.data);
         if let Some(amendment) = amendments.get(&event.event_id) {
             occurred_on = amendment.occurred_on.unwrap_or(occurred_on);
             if let Some(new_data) = &amendment.data {
-                data = EventData::from_json(data.event_type(), new_data.clone())
-                    .map_err(|e| e.under("new_data").under("data"))?;
+                data = std::borrow::Cow::Owned(
+                    EventData::from_json(data.event_type(), new_data.clone())
+                        .map_err(|e| e.under("new_data").under("data"))?,
+                );
             }
         }
         effective.push(EffectiveEvent {
@@ -108,7 +111,7 @@ pub fn trusts_of(effective: &[EffectiveEvent]) -> Option<(String, Vec<String>)> 
     let mut current: Option<String> = None;
     let mut ever: Vec<String> = Vec::new();
     for event in effective {
-        let trust = match &event.data {
+        let trust = match &*event.data {
             EventData::ReferralReceived(r) => r.trust.as_str(),
             EventData::PathwayTransferred(t) => t.to_trust.as_str(),
             _ => continue,

@@ -252,7 +252,7 @@ pub fn evaluate(
 
     for event in &events {
         let day = event.occurred_on;
-        match &event.data {
+        match &*event.data {
             EventData::ReferralReceived(r) => {
                 referral = Some((day, r));
                 trust = Some(r.trust);

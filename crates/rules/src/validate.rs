@@ -105,7 +105,7 @@ pub fn check_event(
     let before = effective_events(history)?;
     // Corrections and voids are not effective events, so their own date is checked here.
     if event_type.is_amendment() {
-        let referral_on = before.iter().find_map(|e| match e.data {
+        let referral_on = before.iter().find_map(|e| match *e.data {
             EventData::ReferralReceived(_) => Some(e.occurred_on),
             _ => None,
         });
@@ -158,7 +158,7 @@ pub fn check_event(
         _ => {
             if before
                 .iter()
-                .any(|e| matches!(e.data, EventData::PathwayClosed(_)))
+                .any(|e| matches!(*e.data, EventData::PathwayClosed(_)))
             {
                 return Err(RuleError::PathwayClosed);
             }
@@ -219,7 +219,7 @@ pub fn check_pathway(
     today: NaiveDate,
     config: &RulesConfig,
 ) -> Result<(), RuleError> {
-    let Some((referral_on, route)) = events.iter().find_map(|e| match &e.data {
+    let Some((referral_on, route)) = events.iter().find_map(|e| match &*e.data {
         EventData::ReferralReceived(r) => Some((e.occurred_on, r.route)),
         _ => None,
     }) else {
@@ -238,7 +238,7 @@ pub fn check_pathway(
                 today,
             });
         }
-        let is_fit = matches!(event.data, EventData::FitResultRecorded(_));
+        let is_fit = matches!(*event.data, EventData::FitResultRecorded(_));
         if day < referral_on && !(is_fit && day >= earliest_fit) {
             return Err(RuleError::OccurredBeforeReferral {
                 occurred_on: day,
@@ -246,7 +246,7 @@ pub fn check_pathway(
                 fit_window_days: fit_window,
             });
         }
-        match &event.data {
+        match &*event.data {
             EventData::ConsultantUpgraded(_) => {
                 if route != Route::Other {
                     return Err(RuleError::UpgradeNotAllowed {
@@ -261,7 +261,7 @@ pub fn check_pathway(
             EventData::TreatmentStarted(_) => {
                 // Same-day decisions count even when recorded after the treatment.
                 let decided = events.iter().any(|e| {
-                    matches!(e.data, EventData::DecisionToTreat(_)) && e.occurred_on <= day
+                    matches!(*e.data, EventData::DecisionToTreat(_)) && e.occurred_on <= day
                 });
                 if !decided {
                     return Err(RuleError::TreatmentWithoutDecision);

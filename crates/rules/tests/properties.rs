@@ -287,7 +287,7 @@ fn resolve_dates(referred_on: NaiveDate, mut data: Value) -> Value {
     data
 }
 
-fn effective(history: &[RecordedEvent]) -> Vec<EffectiveEvent> {
+fn effective(history: &[RecordedEvent]) -> Vec<EffectiveEvent<'_>> {
     effective_events(history).expect("an accepted history always has effective events")
 }
 
@@ -339,7 +339,7 @@ fn build(plan: &Plan) -> Vec<RecordedEvent> {
                 let current_on = current
                     .as_ref()
                     .map_or(target.occurred_on, |e| e.occurred_on);
-                let replacement = match (new_data, current.map(|e| e.data)) {
+                let replacement = match (new_data, current.map(|e| e.data.into_owned())) {
                     (true, Some(EventData::AppointmentMissed(m))) => {
                         let reason = match m.reason {
                             MissedReason::DidNotAttend => MissedReason::PatientCancelled,

@@ -4,10 +4,15 @@
 //! memory, filled by the start-up scan and extended by the writer.
 //!
 //! Writes go through one writer thread that gathers concurrent requests into
-//! a group, writes the group with one `write` and one `fdatasync`, then
-//! indexes it in sled and only then answers: no append is acknowledged before
-//! it is on disk. sled is not fsync'd per group: after a crash it may be
-//! behind the segments, and start-up indexes what it is missing.
+//! a group, writes the group with one `write` and one `fdatasync`, and only
+//! then answers: no append is acknowledged before it is on disk. The group's
+//! index entries are held in memory (`Unindexed`) until a second thread, the
+//! indexer, has written them to sled, so look-ups see them either way and
+//! the writer never waits for sled. sled is not fsync'd: after a crash it may
+//! be behind the segments, and start-up indexes what it is missing.
+//!
+//! Event ids are also kept in a Bloom filter, so the writer's uniqueness
+//! check of a new id (almost always absent) costs no sled look-up.
 
 mod record;
 
@@ -48,12 +53,20 @@ const INDEX_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 const CACHED_STREAM_VERSIONS: usize = 100_000;
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 512;
+/// Groups the writer may hand the indexer before it waits for sled to catch
+/// up (bounds the index entries held in memory).
+const INDEX_QUEUE: usize = 64;
+/// Most records the indexer writes to sled in one batch.
+const INDEX_BATCH: usize = 20_000;
+/// False-positive rate of the event-id filter at its planned size.
+const ID_FILTER_FALSE_POSITIVES: f64 = 0.01;
 
 /// The segment + sled log.
 pub struct SegmentLog {
     shared: Arc<Shared>,
     requests: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
+    indexer: Option<JoinHandle<()>>,
 }
 
 /// Bytes read at once by a sequential scan.
@@ -87,6 +100,35 @@ struct Shared {
     /// scan, extended by the writer before the head moves. A dense array
     /// costs 8 bytes a record and no index write.
     locations: std::sync::RwLock<Vec<u64>>,
+    /// Index entries of records on disk that the indexer has not yet
+    /// written to sled. Added by the writer before the head moves, removed
+    /// by the indexer after sled has them: a look-up reads here first, then
+    /// sled, and so never misses a record.
+    unindexed: Mutex<Unindexed>,
+    /// Every stored event id (and, rarely, a false positive): an id it does
+    /// not hold is not stored. Sized at open for twice the log; past that it
+    /// answers "maybe" more often, which costs look-ups, never correctness.
+    ids: fastbloom::AtomicBloomFilter,
+    /// Set when sled refused an index write: appends stop until a restart
+    /// (which re-indexes from the segments).
+    index_failed: Mutex<Option<String>>,
+    /// Held by a test to keep the indexer from writing to sled.
+    #[cfg(test)]
+    index_paused: Mutex<()>,
+}
+
+/// Index entries waiting for sled.
+#[derive(Default)]
+struct Unindexed {
+    events: HashMap<Uuid, u64>,
+    /// Stream → (version, position), in version order.
+    streams: HashMap<String, Vec<(u64, u64)>>,
+}
+
+/// One group's index entries, for the indexer.
+struct IndexJob {
+    /// (stream, version, event id, position) of each record, in order.
+    entries: Vec<(String, u64, Uuid, u64)>,
 }
 
 /// Bits of a packed location that hold the offset (segments up to 1 TiB).
@@ -286,7 +328,11 @@ struct SegmentCheck {
     damage: Option<(u64, String, bool)>,
 }
 
-fn check_segment(number: u32, path: &Path) -> Result<SegmentCheck, OpenError> {
+fn check_segment(
+    number: u32,
+    path: &Path,
+    ids: &fastbloom::AtomicBloomFilter,
+) -> Result<SegmentCheck, OpenError> {
     let bytes = fs::read(path).map_err(|e| io(&format!("reading {}", path.display()), e))?;
     let mut out = SegmentCheck {
         number,
@@ -332,6 +378,7 @@ fn check_segment(number: u32, path: &Path) -> Result<SegmentCheck, OpenError> {
             }
         }
         out.offsets.push(at as u64);
+        ids.insert(&checked.event_id);
         out.last_position = checked.position;
         out.last_hash = record::hash(&bytes[at..at + checked.len]);
         out.last_recorded_at_micros = Some(checked.recorded_at_micros);
@@ -344,7 +391,10 @@ fn check_segment(number: u32, path: &Path) -> Result<SegmentCheck, OpenError> {
 /// The start-up scan: checks every record's CRC, position and hash-chain
 /// link as [`scan`] does, segments in parallel and without decoding fields,
 /// cuts off a torn tail, and returns where each record is.
-fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Vec<u64>), OpenError> {
+fn scan_for_open(
+    segments_dir: &Path,
+    ids: &fastbloom::AtomicBloomFilter,
+) -> Result<(ScanEnd, Vec<u64>), OpenError> {
     let segments = list_segments(segments_dir)?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -361,7 +411,7 @@ fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Vec<u64>), OpenError> 
                 let Some((number, path)) = segments.get(i) else {
                     break;
                 };
-                let checked = check_segment(*number, path);
+                let checked = check_segment(*number, path, ids);
                 done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
             });
         }
@@ -452,10 +502,16 @@ fn be_u64(bytes: &[u8]) -> u64 {
 }
 
 /// Adds one record's index entries to a sled batch.
-fn index_record(batch: &mut sled::Batch, record: &StoredRecord) {
-    let position = record.position.to_be_bytes();
-    batch.insert(stream_key(&record.stream_id, record.version), &position);
-    batch.insert(event_key(&record.event_id), &position);
+fn index_record(
+    batch: &mut sled::Batch,
+    stream: &str,
+    version: u64,
+    event_id: &Uuid,
+    position: u64,
+) {
+    let position = position.to_be_bytes();
+    batch.insert(stream_key(stream, version), &position);
+    batch.insert(event_key(event_id), &position);
 }
 
 /// Scans the segments (repairing a torn tail), fills `locations`, and
@@ -466,8 +522,9 @@ fn index_from(
     segments_dir: &Path,
     after: u64,
     locations: &mut Vec<u64>,
+    ids: &fastbloom::AtomicBloomFilter,
 ) -> Result<ScanEnd, OpenError> {
-    let (end, found) = scan_for_open(segments_dir)?;
+    let (end, found) = scan_for_open(segments_dir, ids)?;
     *locations = found;
     let mut batch = sled::Batch::default();
     if end.head > after {
@@ -493,7 +550,8 @@ fn index_from(
                     format!("segment {number} offset {offset} changed while opening: {d:?}"),
                 )
             })?;
-            index_record(&mut batch, &decoded.record);
+            let r = &decoded.record;
+            index_record(&mut batch, &r.stream_id, r.version, &r.event_id, r.position);
             pending += 1;
             if pending >= 10_000 {
                 batch.insert(INDEXED, &position.to_be_bytes());
@@ -511,6 +569,14 @@ fn index_from(
     Ok(end)
 }
 
+/// An event-id filter for a log of `segment_bytes`: room for twice the
+/// records such a log holds (at 200 bytes a record; demo records average
+/// about 260), and never fewer than a million.
+fn id_filter(segment_bytes: u64) -> fastbloom::AtomicBloomFilter {
+    let expected = (segment_bytes / 200 * 2).max(1_000_000) as usize;
+    fastbloom::AtomicBloomFilter::with_false_pos(ID_FILTER_FALSE_POSITIVES).expected_items(expected)
+}
+
 /// Deletes the sled index of the log in `dir` and rebuilds it from the
 /// segments (`openptl rebuild-index`). The log must not be open.
 pub fn rebuild_index(dir: &Path) -> Result<u64, OpenError> {
@@ -519,7 +585,8 @@ pub fn rebuild_index(dir: &Path) -> Result<u64, OpenError> {
         fs::remove_dir_all(&index_dir).map_err(|e| io("removing the index", e))?;
     }
     let index = sled::open(&index_dir).map_err(|e| io("creating the index", e))?;
-    let end = index_from(&index, &dir.join("segments"), 0, &mut Vec::new())?;
+    let ids = id_filter(0);
+    let end = index_from(&index, &dir.join("segments"), 0, &mut Vec::new(), &ids)?;
     index.flush().map_err(|e| io("flushing the index", e))?;
     Ok(end.head)
 }
@@ -620,8 +687,14 @@ impl SegmentLog {
             .map_err(|e| io("reading the index", e))?
             .map_or(0, |v| be_u64(&v));
         let index_opened = started.elapsed();
+        let stored_bytes: u64 = list_segments(&segments_dir)?
+            .iter()
+            .filter_map(|(_, path)| fs::metadata(path).ok())
+            .map(|m| m.len())
+            .sum();
+        let ids = id_filter(stored_bytes);
         let mut locations = Vec::new();
-        let mut end = index_from(&index, &segments_dir, indexed, &mut locations)?;
+        let mut end = index_from(&index, &segments_dir, indexed, &mut locations, &ids)?;
         if indexed > end.head {
             tracing::warn!(
                 indexed,
@@ -629,7 +702,7 @@ impl SegmentLog {
                 "the index is ahead of the segments; rebuilding it"
             );
             index.clear().map_err(|e| io("clearing the index", e))?;
-            end = index_from(&index, &segments_dir, 0, &mut locations)?;
+            end = index_from(&index, &segments_dir, 0, &mut locations, &ids)?;
         }
         index.flush().map_err(|e| io("flushing the index", e))?;
 
@@ -647,7 +720,20 @@ impl SegmentLog {
             head: watch::channel(end.head).0,
             verified_at_open: end.head,
             locations: std::sync::RwLock::new(locations),
+            unindexed: Mutex::new(Unindexed::default()),
+            ids,
+            index_failed: Mutex::new(None),
+            #[cfg(test)]
+            index_paused: Mutex::new(()),
         });
+        let (to_indexer, index_jobs) = mpsc::sync_channel::<IndexJob>(INDEX_QUEUE);
+        let indexer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("openptl-log-indexer".into())
+                .spawn(move || run_indexer(&shared, index_jobs))
+                .map_err(|e| io("starting the indexer", e))?
+        };
         let mut writer = Writer {
             shared: shared.clone(),
             file,
@@ -659,6 +745,7 @@ impl SegmentLog {
             versions: HashMap::new(),
             failed: None,
             segment_bytes,
+            indexer: to_indexer,
         };
         let (tx, rx) = mpsc::channel::<Job>();
         let handle = std::thread::Builder::new()
@@ -676,6 +763,7 @@ impl SegmentLog {
             shared,
             requests: Some(tx),
             writer: Some(handle),
+            indexer: Some(indexer),
         })
     }
 }
@@ -685,6 +773,10 @@ impl Drop for SegmentLog {
         // Closing the queue lets the writer finish what it has, then stop.
         self.requests.take();
         if let Some(handle) = self.writer.take() {
+            let _ = handle.join();
+        }
+        // The writer's end closed the indexer's queue: it finishes, then stops.
+        if let Some(handle) = self.indexer.take() {
             let _ = handle.join();
         }
         let _ = self.shared.index.flush();
@@ -797,7 +889,19 @@ impl Shared {
         Ok(out)
     }
 
+    fn unindexed(&self) -> std::sync::MutexGuard<'_, Unindexed> {
+        self.unindexed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the event with `id` is: the entries waiting for sled first, then
+    /// sled (the indexer removes an entry only once sled has it).
     fn position_of_event(&self, id: &Uuid) -> Result<Option<u64>, LogError> {
+        if !self.ids.contains(id) {
+            return Ok(None);
+        }
+        if let Some(p) = self.unindexed().events.get(id) {
+            return Ok(Some(*p));
+        }
         Ok(self
             .index
             .get(event_key(id))
@@ -806,6 +910,9 @@ impl Shared {
     }
 
     fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
+        if let Some((v, _)) = self.unindexed().streams.get(stream).and_then(|s| s.last()) {
+            return Ok(*v);
+        }
         let last = self
             .index
             .scan_prefix(stream_prefix(stream))
@@ -833,6 +940,8 @@ struct Writer {
     /// Set after a failed write: nothing more is accepted until a restart.
     failed: Option<String>,
     segment_bytes: u64,
+    /// Where each written group's index entries go.
+    indexer: mpsc::SyncSender<IndexJob>,
 }
 
 impl Writer {
@@ -926,6 +1035,17 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Request>) {
+        if self.failed.is_none() {
+            if let Some(reason) = self
+                .shared
+                .index_failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+            {
+                self.failed = Some(format!("the index could not be written: {reason}"));
+            }
+        }
         if let Some(reason) = &self.failed {
             for request in group {
                 let _ = request.reply.send(Err(LogError::Storage(format!(
@@ -1044,16 +1164,30 @@ impl Writer {
         self.file
             .sync_data()
             .map_err(|e| format!("syncing segment {}: {e}", self.segment))?;
-        let mut batch = sled::Batch::default();
-        for (record, _) in records {
-            index_record(&mut batch, record);
+        // Index entries wait in memory (look-ups see them) until the
+        // indexer has written them to sled.
+        let mut entries = Vec::with_capacity(records.len());
+        {
+            let mut unindexed = self.shared.unindexed();
+            for (record, _) in records {
+                self.shared.ids.insert(&record.event_id);
+                unindexed.events.insert(record.event_id, record.position);
+                unindexed
+                    .streams
+                    .entry(record.stream_id.clone())
+                    .or_default()
+                    .push((record.version, record.position));
+                entries.push((
+                    record.stream_id.clone(),
+                    record.version,
+                    record.event_id,
+                    record.position,
+                ));
+            }
         }
-        let head = records.last().map_or(self.head, |(r, _)| r.position);
-        batch.insert(INDEXED, &head.to_be_bytes());
-        self.shared
-            .index
-            .apply_batch(batch)
-            .map_err(|e| format!("indexing: {e}"))?;
+        self.indexer
+            .send(IndexJob { entries })
+            .map_err(|_| "the indexer has stopped".to_string())?;
         {
             let mut locations = self
                 .shared
@@ -1066,6 +1200,55 @@ impl Writer {
         }
         self.segment_len += buffer.len() as u64;
         Ok(())
+    }
+}
+
+/// The indexer: writes the writer's index entries to sled, many groups at a
+/// time, then drops them from the entries waiting in memory.
+fn run_indexer(shared: &Shared, jobs: mpsc::Receiver<IndexJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut entries = first.entries;
+        while entries.len() < INDEX_BATCH {
+            match jobs.try_recv() {
+                Ok(more) => entries.extend(more.entries),
+                Err(_) => break,
+            }
+        }
+        if shared
+            .index_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            // Entries stay waiting in memory; appends have stopped.
+            continue;
+        }
+        #[cfg(test)]
+        let _paused = shared.index_paused.lock();
+        let mut batch = sled::Batch::default();
+        for (stream, version, event_id, position) in &entries {
+            index_record(&mut batch, stream, *version, event_id, *position);
+        }
+        let last = entries.last().map_or(0, |e| e.3);
+        batch.insert(INDEXED, &last.to_be_bytes());
+        if let Err(e) = shared.index.apply_batch(batch) {
+            tracing::error!(error = %e, "writing the index failed; appends are refused until restart");
+            *shared
+                .index_failed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+            continue;
+        }
+        let mut unindexed = shared.unindexed();
+        for (stream, version, event_id, _) in &entries {
+            unindexed.events.remove(event_id);
+            if let Some(waiting) = unindexed.streams.get_mut(stream) {
+                waiting.retain(|(v, _)| v > version);
+                if waiting.is_empty() {
+                    unindexed.streams.remove(stream);
+                }
+            }
+        }
     }
 }
 
@@ -1101,13 +1284,29 @@ impl EventLog for SegmentLog {
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
         // Index look-ups and page-cache reads take microseconds: done inline
         // rather than paying a thread hop per stream.
-        let positions: Vec<u64> = self
+        // Waiting entries first, then sled: an entry the indexer moves in
+        // between is in both (and kept once), never in neither.
+        let waiting: Vec<(u64, u64)> = self
+            .shared
+            .unindexed()
+            .streams
+            .get(stream_id)
+            .cloned()
+            .unwrap_or_default();
+        let mut positions: Vec<u64> = self
             .shared
             .index
             .scan_prefix(stream_prefix(stream_id))
             .values()
             .map(|v| v.map(|v| be_u64(&v)).map_err(Shared::storage))
             .collect::<Result<_, _>>()?;
+        let indexed = positions.len() as u64;
+        positions.extend(
+            waiting
+                .into_iter()
+                .filter(|(version, _)| *version > indexed)
+                .map(|(_, position)| position),
+        );
         positions
             .into_iter()
             .map(|p| self.shared.read_position(p))

@@ -125,6 +125,7 @@ fn checked_body(bytes: &[u8]) -> Result<(&[u8], usize), Damage> {
 /// What a check of a record without decoding it gives.
 pub struct Checked {
     pub position: u64,
+    pub event_id: Uuid,
     pub recorded_at_micros: i64,
     pub prev_hash: Hash,
     pub len: usize,
@@ -137,6 +138,7 @@ pub fn check(bytes: &[u8]) -> Result<Checked, Damage> {
     let at = |from: usize| u64::from_be_bytes(body[from..from + 8].try_into().unwrap());
     Ok(Checked {
         position: at(PREFIX),
+        event_id: Uuid::from_bytes(body[PREFIX + 16..PREFIX + 32].try_into().unwrap()),
         recorded_at_micros: at(PREFIX + 8 + 8 + 16 + 2) as i64,
         prev_hash: body[body.len() - 32..].try_into().unwrap(),
         len,

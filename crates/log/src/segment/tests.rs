@@ -50,6 +50,51 @@ async fn everything_survives_a_restart_and_the_index_catches_up() {
     assert_eq!(report.records, 21);
 }
 
+#[tokio::test]
+async fn records_not_yet_in_sled_are_found_all_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append(vec![record("s", None, b"0")]).await.unwrap();
+    // Let the first record reach sled, then hold the indexer back.
+    while log.shared.index.get(INDEXED).unwrap().map(|v| be_u64(&v)) != Some(1) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let paused = log.shared.index_paused.lock().unwrap();
+    let mut ids = Vec::new();
+    for i in 1..6u8 {
+        let r = record("s", Some(u64::from(i)), &[i]);
+        ids.push(r.event_id);
+        log.append(vec![r]).await.unwrap();
+    }
+    assert!(log.shared.index.get(event_key(&ids[4])).unwrap().is_none());
+    // The stream reads whole, ids are found and versions continue.
+    let stream = log.read_stream("s").await.unwrap();
+    assert_eq!(
+        stream.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(log.find_event(ids[2]).await.unwrap().unwrap().position, 4);
+    let stale = log.append(vec![record("s", Some(5), b"late")]).await;
+    assert!(
+        matches!(stale, Err(LogError::VersionConflict { .. })),
+        "{stale:?}"
+    );
+    let mut replay = record("s", Some(6), b"x");
+    replay.event_id = ids[0];
+    let reused = log.append(vec![replay]).await;
+    assert!(
+        matches!(reused, Err(LogError::DuplicateEventId { .. })),
+        "{reused:?}"
+    );
+    drop(paused);
+    drop(log);
+    let log = open(dir.path());
+    assert_eq!(log.read_stream("s").await.unwrap().len(), 6);
+    assert_eq!(log.find_event(ids[4]).await.unwrap().unwrap().position, 6);
+    drop(log);
+    assert!(verify(dir.path()).unwrap().problems.is_empty());
+}
+
 fn only_segment(dir: &Path) -> PathBuf {
     let segments = list_segments(&dir.join("segments")).unwrap();
     segments.last().unwrap().1.clone()
