@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use openptl_app::projection::SnapshotPreload;
 use openptl_app::{App, SystemClock};
 use openptl_log::segment::{self, SegmentLog};
 use openptl_log::EventLog;
@@ -518,6 +519,9 @@ async fn serve(
     use openptl_app::tokens::{NewToken, TokenStore};
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    // The projection snapshot is read and decoded while the log opens.
+    let snapshot_path = data_dir.join(SNAPSHOT_FILE);
+    let preload = SnapshotPreload::start(snapshot_path.clone(), config.clone());
     let log: Arc<dyn EventLog> = match &listen.store {
         Some((url, schema)) => Arc::new(
             openptl_log::PgLog::open_in_schema(url, schema)
@@ -575,11 +579,12 @@ async fn serve(
         );
     }
     let app = Arc::new(
-        App::open(
+        App::open_preloaded(
             log,
             config,
             Arc::new(SystemClock),
-            Some(data_dir.join(SNAPSHOT_FILE)),
+            Some(snapshot_path),
+            preload,
         )
         .with_tokens(tokens)
         .with_access_log(access_log)

@@ -79,12 +79,27 @@ impl App {
         clock: Arc<dyn Clock>,
         snapshot_path: Option<std::path::PathBuf>,
     ) -> App {
+        Self::open_preloaded(log, config, clock, snapshot_path, None)
+    }
+
+    /// As [`App::open`], restoring from a snapshot already being read (see
+    /// [`projection::SnapshotPreload`], started before the log was opened).
+    pub fn open_preloaded(
+        log: Arc<dyn EventLog>,
+        config: RulesConfig,
+        clock: Arc<dyn Clock>,
+        snapshot_path: Option<std::path::PathBuf>,
+        preload: Option<projection::SnapshotPreload>,
+    ) -> App {
         let pathway_locks = (0..PATHWAY_LOCK_STRIPES)
             .map(|_| tokio::sync::Mutex::new(()))
             .collect();
         let config = Arc::new(config);
         let snapshots = snapshot_path.is_some();
         let projection = Arc::new(Projection::new(config.clone(), log.clone(), snapshot_path));
+        if let Some(preload) = preload {
+            projection.use_preload(preload);
+        }
         tokio::spawn(projection::run(
             Arc::downgrade(&projection),
             log.clone(),

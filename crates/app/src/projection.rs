@@ -25,7 +25,7 @@
 //!   pathway; it is used only when n equals the pathway's record count.
 
 use foldhash::{HashMap, HashMapExt, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -337,6 +337,8 @@ pub struct Projection {
     snapshot_path: Option<PathBuf>,
     /// The position a snapshot restored the projection to, if one did.
     restored_at: Mutex<Option<u64>>,
+    /// The snapshot being read ahead, taken by the restore.
+    preload: Mutex<Option<SnapshotPreload>>,
 }
 
 /// What writing a snapshot did.
@@ -358,6 +360,7 @@ impl Projection {
         Projection {
             snapshot_path,
             restored_at: Mutex::new(None),
+            preload: Mutex::new(None),
             data: RwLock::new(ProjectionData::default()),
             published: watch::Sender::new(0),
             config,
@@ -368,6 +371,12 @@ impl Projection {
             behind_since: Mutex::new(None),
             caught_up_once: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Restores from `preload` (the snapshot read ahead) rather than reading
+    /// the snapshot again; call before the runner starts.
+    pub fn use_preload(&self, preload: SnapshotPreload) {
+        *self.preload.lock().unwrap_or_else(|e| e.into_inner()) = Some(preload);
     }
 
     /// Read access to the projected data.
@@ -726,30 +735,23 @@ impl Projection {
 
     /// Restores the projection from its snapshot when the snapshot belongs
     /// to this log, binary and rules (blocking). Gives the position restored
-    /// to, or why the snapshot was not used.
+    /// to, or why the snapshot was not used. Uses the snapshot read ahead by
+    /// a [`SnapshotPreload`] when there is one.
     fn restore(&self) -> Result<u64, String> {
         let path = self.snapshot_path.as_ref().ok_or("no snapshot path")?;
-        if !path.exists() {
-            return Err("none written yet".into());
-        }
-        let read = snapshot::read(path)?;
-        let header = &read.header;
-        let expected = snapshot::Header::new(
-            &self.config,
-            header.position,
-            uuid::Uuid::from_bytes(header.event_id),
-            header.today().ok_or("its date is out of range")?,
-            header.pathways,
-        );
-        if header.format != expected.format {
-            return Err(format!("it has format {}", header.format));
-        }
-        if header.binary != expected.binary {
-            return Err(format!("it was written by version {}", header.binary));
-        }
-        if header.rules != expected.rules {
-            return Err("the rules configuration has changed since".into());
-        }
+        let preload = self
+            .preload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let prepared = match preload {
+            Some(preload) => preload
+                .0
+                .join()
+                .map_err(|_| "reading it panicked".to_string())??,
+            None => prepare_snapshot(path, &self.config)?,
+        };
+        let header = &prepared.header;
         if header.position > self.log.head() {
             return Err("it is ahead of the log".into());
         }
@@ -760,55 +762,29 @@ impl Projection {
         if stored.first().map(|r| *r.event_id.as_bytes()) != Some(header.event_id) {
             return Err("it belongs to another log".into());
         }
-        let config = &self.config;
-        let names = snapshot::milestone_names(config);
-        let decoded = par_filter_map(&read.chunks, |bytes| {
-            let restore = |p: StoredPathway| -> Result<_, String> {
-                let current = p
-                    .current
-                    .map(|c| {
-                        let state = c.state.restore(&names)?;
-                        let row = PtlRow::of(&state, config).map(Box::new);
-                        Ok::<_, String>(Arc::new(Current {
-                            state,
-                            row,
-                            version: c.version,
-                        }))
-                    })
-                    .transpose()?;
-                Ok((p.id, p.positions, p.trusts, current))
-            };
-            Some(snapshot::decode_chunk(bytes).and_then(|chunk| {
-                chunk
-                    .into_iter()
-                    .map(restore)
-                    .collect::<Result<Vec<_>, _>>()
-            }))
-        });
         let mut data = ProjectionData {
             position: header.position,
             today: header.today(),
             ..ProjectionData::default()
         };
+        data.pathways.reserve(prepared.pathways.len());
         let mut records = 0u64;
-        for chunk in decoded {
-            for (id, positions, trusts, current) in chunk? {
-                let id: Arc<str> = Arc::from(id);
-                records += positions.len() as u64;
-                if positions.last().is_some_and(|p| *p > header.position) {
-                    return Err("a pathway lies beyond its position".into());
-                }
-                data.pathways.insert(
-                    id.clone(),
-                    PathwayEntry {
-                        id: id.clone(),
-                        positions,
-                        trusts: None,
-                        current: None,
-                    },
-                );
-                data.install(&id, current, trusts);
+        for (id, positions, trusts, current) in prepared.pathways {
+            let id: Arc<str> = Arc::from(id);
+            records += positions.len() as u64;
+            if positions.last().is_some_and(|p| *p > header.position) {
+                return Err("a pathway lies beyond its position".into());
             }
+            data.pathways.insert(
+                id.clone(),
+                PathwayEntry {
+                    id: id.clone(),
+                    positions,
+                    trusts: None,
+                    current: None,
+                },
+            );
+            data.install(&id, current, trusts);
         }
         if records != header.position || data.pathways.len() as u64 != header.pathways {
             return Err("its pathways do not account for every record".into());
@@ -818,6 +794,94 @@ impl Projection {
         *self.restored_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(header.position);
         Ok(header.position)
     }
+}
+
+/// A pathway as restored from a snapshot: id, positions, trusts, state.
+type RestoredPathway = (
+    String,
+    Vec<u64>,
+    Option<(String, Vec<String>)>,
+    Option<Arc<Current>>,
+);
+
+/// A snapshot read and decoded, and found to fit this binary and rules; not
+/// yet checked against the log.
+pub struct PreparedSnapshot {
+    header: snapshot::Header,
+    pathways: Vec<RestoredPathway>,
+}
+
+/// A snapshot being read and decoded on a thread of its own, started before
+/// the log is opened so that the two overlap at start-up.
+pub struct SnapshotPreload(std::thread::JoinHandle<Result<PreparedSnapshot, String>>);
+
+impl SnapshotPreload {
+    /// Starts reading the snapshot at `path`, if there is one.
+    pub fn start(path: PathBuf, config: RulesConfig) -> Option<SnapshotPreload> {
+        if !path.exists() {
+            return None;
+        }
+        std::thread::Builder::new()
+            .name("openptl-snapshot-read".into())
+            .spawn(move || prepare_snapshot(&path, &config))
+            .ok()
+            .map(SnapshotPreload)
+    }
+}
+
+/// Reads a snapshot, checks it was written by this binary under these
+/// rules, and decodes its pathways (in parallel).
+fn prepare_snapshot(path: &Path, config: &RulesConfig) -> Result<PreparedSnapshot, String> {
+    if !path.exists() {
+        return Err("none written yet".into());
+    }
+    let read = snapshot::read(path)?;
+    let header = read.header;
+    let expected = snapshot::Header::new(
+        config,
+        header.position,
+        uuid::Uuid::from_bytes(header.event_id),
+        header.today().ok_or("its date is out of range")?,
+        header.pathways,
+    );
+    if header.format != expected.format {
+        return Err(format!("it has format {}", header.format));
+    }
+    if header.binary != expected.binary {
+        return Err(format!("it was written by version {}", header.binary));
+    }
+    if header.rules != expected.rules {
+        return Err("the rules configuration has changed since".into());
+    }
+    let names = snapshot::milestone_names(config);
+    let decoded = par_filter_map(&read.chunks, |bytes| {
+        let restore = |p: StoredPathway| -> Result<RestoredPathway, String> {
+            let current = p
+                .current
+                .map(|c| {
+                    let state = c.state.restore(&names)?;
+                    let row = PtlRow::of(&state, config).map(Box::new);
+                    Ok::<_, String>(Arc::new(Current {
+                        state,
+                        row,
+                        version: c.version,
+                    }))
+                })
+                .transpose()?;
+            Ok((p.id, p.positions, p.trusts, current))
+        };
+        Some(snapshot::decode_chunk(bytes).and_then(|chunk| {
+            chunk
+                .into_iter()
+                .map(restore)
+                .collect::<Result<Vec<_>, _>>()
+        }))
+    });
+    let mut pathways = Vec::with_capacity(header.pathways as usize);
+    for chunk in decoded {
+        pathways.extend(chunk?);
+    }
+    Ok(PreparedSnapshot { header, pathways })
 }
 
 impl ProjectionData {

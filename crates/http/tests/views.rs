@@ -725,12 +725,17 @@ async fn a_projection_restored_from_a_snapshot_equals_a_rebuilt_one() {
 
     // Restored on a later day: every state is evaluated again for the new date.
     let next_day = "2025-04-08T09:00:00Z".parse().unwrap();
+    // (Read ahead as `serve` does, while the log would be opening.)
     let later = |snapshot: Option<std::path::PathBuf>| {
-        let app = App::open(
+        let preload = snapshot.clone().and_then(|path| {
+            openptl_app::projection::SnapshotPreload::start(path, RulesConfig::defaults())
+        });
+        let app = App::open_preloaded(
             log.clone(),
             RulesConfig::defaults(),
             Arc::new(FixedClock(next_day)),
             snapshot,
+            preload,
         );
         let projection = app.projection.clone();
         (authorised(app), projection)
