@@ -644,7 +644,10 @@ pub async fn views(
     let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
     anyhow::ensure!(
         app.projection.restored_at() == Some(written.position),
-        "the snapshot was not used"
+        "the snapshot was not used: {}",
+        app.projection
+            .snapshot_refused()
+            .unwrap_or_else(|| format!("restored at {:?}", app.projection.restored_at()))
     );
     println!(
         "restart from the snapshot: log open {:.2}s, serving after {:.2}s ({} events)",

@@ -339,6 +339,11 @@ pub struct Projection {
     restored_at: Mutex<Option<u64>>,
     /// The snapshot being read ahead, taken by the restore.
     preload: Mutex<Option<SnapshotPreload>>,
+    /// Why the snapshot was not used at start, if it was not.
+    snapshot_refused: Mutex<Option<String>>,
+    /// Held while a snapshot is written: the periodic writer and the one at
+    /// shutdown share a temporary file, so they must take turns.
+    writing_snapshot: Mutex<()>,
 }
 
 /// What writing a snapshot did.
@@ -361,6 +366,8 @@ impl Projection {
             snapshot_path,
             restored_at: Mutex::new(None),
             preload: Mutex::new(None),
+            snapshot_refused: Mutex::new(None),
+            writing_snapshot: Mutex::new(()),
             data: RwLock::new(ProjectionData::default()),
             published: watch::Sender::new(0),
             config,
@@ -659,6 +666,14 @@ impl Projection {
         *self.restored_at.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Why the snapshot was not used at start, if it was not.
+    pub fn snapshot_refused(&self) -> Option<String> {
+        self.snapshot_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Writes a snapshot of the evaluated states (blocking: call from a
     /// blocking thread). `None` when there is no snapshot path or nothing
     /// settled to write (pathways waiting to be evaluated, or an empty log).
@@ -666,6 +681,10 @@ impl Projection {
         let Some(path) = &self.snapshot_path else {
             return Ok(None);
         };
+        let _turn = self
+            .writing_snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         // Copy out under the read lock (reference counts and positions),
         // encode and write outside it.
         type Item = (Arc<str>, Vec<u64>, Option<Trusts>, Option<Arc<Current>>);
@@ -974,10 +993,13 @@ pub(crate) async fn run(
                     ms = started.elapsed().as_millis() as u64,
                     "projection restored from its snapshot"
                 ),
-                Ok(Err(why)) => tracing::info!(
-                    reason = %why,
-                    "projection snapshot not used; folding the log from the start"
-                ),
+                Ok(Err(why)) => {
+                    tracing::info!(
+                        reason = %why,
+                        "projection snapshot not used; folding the log from the start"
+                    );
+                    *p.snapshot_refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                }
                 Err(e) => tracing::warn!(error = %e, "restoring the projection snapshot panicked"),
             }
         }

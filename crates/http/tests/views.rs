@@ -686,12 +686,27 @@ async fn a_projection_restored_from_a_snapshot_equals_a_rebuilt_one() {
     let projection = first.projection.clone();
     let live = authorised(first);
     post(&live, fixture()).await;
-    let written = tokio::task::spawn_blocking(move || projection.write_snapshot())
-        .await
-        .unwrap()
-        .unwrap()
-        .expect("a snapshot of a settled projection");
+    // Two writers at once (the periodic one and the one at shutdown) take
+    // turns and leave a whole snapshot.
+    let writers: Vec<_> = (0..2)
+        .map(|_| {
+            let projection = projection.clone();
+            tokio::task::spawn_blocking(move || projection.write_snapshot())
+        })
+        .collect();
+    let mut done = Vec::new();
+    for writer in writers {
+        done.push(
+            writer
+                .await
+                .unwrap()
+                .unwrap()
+                .expect("a snapshot of a settled projection"),
+        );
+    }
+    let written = done[1];
     assert_eq!(written.pathways, 7);
+    assert_eq!(done[0].position, written.position);
     // The tail after the snapshot: a transfer, a note on a new day's pathway,
     // and a new pathway.
     post(
