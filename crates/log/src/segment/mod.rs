@@ -59,6 +59,8 @@ const MAX_GROUP: usize = 512;
 const INDEX_QUEUE: usize = 64;
 /// Most records the indexer writes to sled in one batch.
 const INDEX_BATCH: usize = 20_000;
+/// Niceness of the indexer thread (Linux; 0 is normal, 19 the lowest).
+const INDEXER_NICE: i32 = 10;
 /// False-positive rate of the event-id filter at its planned size.
 const ID_FILTER_FALSE_POSITIVES: f64 = 0.01;
 
@@ -1207,6 +1209,15 @@ impl Writer {
 /// The indexer: writes the writer's index entries to sled, many groups at a
 /// time, then drops them from the entries waiting in memory.
 fn run_indexer(shared: &Shared, jobs: mpsc::Receiver<IndexJob>) {
+    // Indexing is catch-up work: requests come first. A lower priority keeps
+    // sled's bursts from delaying answers; when the indexer falls behind,
+    // the writer's bounded queue slows appends down to its pace.
+    // SAFETY: setpriority on the calling thread (tid 0 = this thread on
+    // Linux) only changes its scheduling weight.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, INDEXER_NICE);
+    }
     while let Ok(first) = jobs.recv() {
         let mut entries = first.entries;
         while entries.len() < INDEX_BATCH {
