@@ -70,6 +70,7 @@ pub struct SegmentLog {
     requests: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     indexer: Option<JoinHandle<()>>,
+    id_filler: Option<JoinHandle<()>>,
 }
 
 /// Bytes read at once by a sequential scan.
@@ -108,10 +109,18 @@ struct Shared {
     /// by the indexer after sled has them: a look-up reads here first, then
     /// sled, and so never misses a record.
     unindexed: Mutex<Unindexed>,
-    /// Every stored event id (and, rarely, a false positive): an id it does
-    /// not hold is not stored. Sized at open for twice the log; past that it
-    /// answers "maybe" more often, which costs look-ups, never correctness.
+    /// Every stored event id (and, rarely, a false positive): once
+    /// `ids_ready`, an id it does not hold is not stored. Sized at open for
+    /// twice the log; past that it answers "maybe" more often, which costs
+    /// look-ups, never correctness. Filled after open by a background
+    /// thread (the records already there) and by the writer (new ones).
     ids: fastbloom::AtomicBloomFilter,
+    /// Set once every record stored at open is in `ids`.
+    ids_ready: std::sync::atomic::AtomicBool,
+    /// Set when the log closes: background work stops.
+    closing: std::sync::atomic::AtomicBool,
+    /// The data directory's lock, held while the log is open.
+    _lock: File,
     /// Set when sled refused an index write: appends stop until a restart
     /// (which re-indexes from the segments).
     index_failed: Mutex<Option<String>>,
@@ -178,6 +187,8 @@ pub enum OpenError {
         offset: u64,
         problem: String,
     },
+    #[error("the data directory {dir} is in use by another openptl process (it holds {dir}/LOCK); stop that one first")]
+    InUse { dir: String },
     #[error("{0}")]
     Io(String),
 }
@@ -331,11 +342,7 @@ struct SegmentCheck {
     damage: Option<(u64, String, bool)>,
 }
 
-fn check_segment(
-    number: u32,
-    path: &Path,
-    ids: &fastbloom::AtomicBloomFilter,
-) -> Result<SegmentCheck, OpenError> {
+fn check_segment(number: u32, path: &Path) -> Result<SegmentCheck, OpenError> {
     let bytes = fs::read(path).map_err(|e| io(&format!("reading {}", path.display()), e))?;
     let mut out = SegmentCheck {
         number,
@@ -381,7 +388,6 @@ fn check_segment(
             }
         }
         out.offsets.push(at as u64);
-        ids.insert(&checked.event_id);
         out.last_position = checked.position;
         out.last_hash = record::hash(&bytes[at..at + checked.len]);
         out.last_recorded_at_micros = Some(checked.recorded_at_micros);
@@ -394,10 +400,7 @@ fn check_segment(
 /// The start-up scan: checks every record's CRC, position and hash-chain
 /// link as [`scan`] does, segments in parallel and without decoding fields,
 /// cuts off a torn tail, and returns where each record is.
-fn scan_for_open(
-    segments_dir: &Path,
-    ids: &fastbloom::AtomicBloomFilter,
-) -> Result<(ScanEnd, Vec<u64>), OpenError> {
+fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Vec<u64>), OpenError> {
     let segments = list_segments(segments_dir)?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -414,7 +417,7 @@ fn scan_for_open(
                 let Some((number, path)) = segments.get(i) else {
                     break;
                 };
-                let checked = check_segment(*number, path, ids);
+                let checked = check_segment(*number, path);
                 done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
             });
         }
@@ -525,9 +528,8 @@ fn index_from(
     segments_dir: &Path,
     after: u64,
     locations: &mut Vec<u64>,
-    ids: &fastbloom::AtomicBloomFilter,
 ) -> Result<ScanEnd, OpenError> {
-    let (end, found) = scan_for_open(segments_dir, ids)?;
+    let (end, found) = scan_for_open(segments_dir)?;
     *locations = found;
     let mut batch = sled::Batch::default();
     if end.head > after {
@@ -572,6 +574,25 @@ fn index_from(
     Ok(end)
 }
 
+/// Takes the data directory's lock (`LOCK`, held while the returned file is
+/// open): one process at a time may write a log or rebuild its index.
+fn lock_data_dir(dir: &Path) -> Result<File, OpenError> {
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(&format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::InUse {
+            dir: dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(&format!("locking {}", path.display()), e)),
+    }
+}
+
 /// An event-id filter for a log of `segment_bytes`: room for twice the
 /// records such a log holds (at 200 bytes a record; demo records average
 /// about 260), and never fewer than a million.
@@ -583,13 +604,13 @@ fn id_filter(segment_bytes: u64) -> fastbloom::AtomicBloomFilter {
 /// Deletes the sled index of the log in `dir` and rebuilds it from the
 /// segments (`openptl rebuild-index`). The log must not be open.
 pub fn rebuild_index(dir: &Path) -> Result<u64, OpenError> {
+    let _lock = lock_data_dir(dir)?;
     let index_dir = dir.join("index");
     if index_dir.exists() {
         fs::remove_dir_all(&index_dir).map_err(|e| io("removing the index", e))?;
     }
     let index = sled::open(&index_dir).map_err(|e| io("creating the index", e))?;
-    let ids = id_filter(0);
-    let end = index_from(&index, &dir.join("segments"), 0, &mut Vec::new(), &ids)?;
+    let end = index_from(&index, &dir.join("segments"), 0, &mut Vec::new())?;
     index.flush().map_err(|e| io("flushing the index", e))?;
     Ok(end.head)
 }
@@ -669,6 +690,7 @@ impl SegmentLog {
     pub fn open_with_segment_size(dir: &Path, segment_bytes: u64) -> Result<SegmentLog, OpenError> {
         let segments_dir = dir.join("segments");
         fs::create_dir_all(&segments_dir).map_err(|e| io("creating the data directory", e))?;
+        let lock = lock_data_dir(dir)?;
         let index_dir = dir.join("index");
         let started = std::time::Instant::now();
         let index = match sled::Config::new()
@@ -678,6 +700,13 @@ impl SegmentLog {
             .open()
         {
             Ok(db) => db,
+            // Never taken for damage: the index may be in use.
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(io(
+                    "opening the index",
+                    format!("{e}: is another process using it?"),
+                ));
+            }
             Err(e) => {
                 // The index is derived: a damaged one is rebuilt, never trusted.
                 tracing::warn!(error = %e, "the sled index could not be opened; rebuilding it from the segments");
@@ -697,7 +726,7 @@ impl SegmentLog {
             .sum();
         let ids = id_filter(stored_bytes);
         let mut locations = Vec::new();
-        let mut end = index_from(&index, &segments_dir, indexed, &mut locations, &ids)?;
+        let mut end = index_from(&index, &segments_dir, indexed, &mut locations)?;
         if indexed > end.head {
             tracing::warn!(
                 indexed,
@@ -705,7 +734,7 @@ impl SegmentLog {
                 "the index is ahead of the segments; rebuilding it"
             );
             index.clear().map_err(|e| io("clearing the index", e))?;
-            end = index_from(&index, &segments_dir, 0, &mut locations, &ids)?;
+            end = index_from(&index, &segments_dir, 0, &mut locations)?;
         }
         index.flush().map_err(|e| io("flushing the index", e))?;
 
@@ -725,10 +754,25 @@ impl SegmentLog {
             locations: std::sync::RwLock::new(locations),
             unindexed: Mutex::new(Unindexed::default()),
             ids,
+            ids_ready: std::sync::atomic::AtomicBool::new(end.head == 0),
+            closing: std::sync::atomic::AtomicBool::new(false),
+            _lock: lock,
             index_failed: Mutex::new(None),
             #[cfg(test)]
             index_paused: Mutex::new(()),
         });
+        let id_filler = if end.head > 0 {
+            let shared = shared.clone();
+            let head = end.head;
+            Some(
+                std::thread::Builder::new()
+                    .name("openptl-log-ids".into())
+                    .spawn(move || fill_id_filter(&shared, head))
+                    .map_err(|e| io("starting the event-id filter", e))?,
+            )
+        } else {
+            None
+        };
         let (to_indexer, index_jobs) = mpsc::sync_channel::<IndexJob>(INDEX_QUEUE);
         let indexer = {
             let shared = shared.clone();
@@ -767,12 +811,19 @@ impl SegmentLog {
             requests: Some(tx),
             writer: Some(handle),
             indexer: Some(indexer),
+            id_filler,
         })
     }
 }
 
 impl Drop for SegmentLog {
     fn drop(&mut self) {
+        self.shared
+            .closing
+            .store(true, std::sync::atomic::Ordering::Release);
+        if let Some(handle) = self.id_filler.take() {
+            let _ = handle.join();
+        }
         // Closing the queue lets the writer finish what it has, then stop.
         self.requests.take();
         if let Some(handle) = self.writer.take() {
@@ -899,7 +950,7 @@ impl Shared {
     /// Where the event with `id` is: the entries waiting for sled first, then
     /// sled (the indexer removes an entry only once sled has it).
     fn position_of_event(&self, id: &Uuid) -> Result<Option<u64>, LogError> {
-        if !self.ids.contains(id) {
+        if self.ids_ready.load(std::sync::atomic::Ordering::Acquire) && !self.ids.contains(id) {
             return Ok(None);
         }
         if let Some(p) = self.unindexed().events.get(id) {
@@ -1204,6 +1255,46 @@ impl Writer {
         self.segment_len += buffer.len() as u64;
         Ok(())
     }
+}
+
+/// Puts the event id of every record up to `head` (those stored when the
+/// log opened, already checked by the start-up scan) into the filter, at a
+/// low priority, then marks the filter ready. Until then look-ups ask sled.
+fn fill_id_filter(shared: &Shared, head: u64) {
+    // SAFETY: as in `run_indexer`.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, 0, INDEXER_NICE);
+    }
+    let started = std::time::Instant::now();
+    let Ok(segments) = list_segments(&shared.segments_dir) else {
+        return;
+    };
+    for (_, path) in segments {
+        if shared.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let Ok(bytes) = fs::read(&path) else {
+            tracing::warn!(file = %path.display(), "could not read a segment for the event-id filter; ids are looked up in the index");
+            return;
+        };
+        let mut at = 0;
+        while let Some((position, id, len)) = record::position_and_id(&bytes[at..]) {
+            if position > head {
+                break;
+            }
+            shared.ids.insert(&id);
+            at += len;
+        }
+    }
+    shared
+        .ids_ready
+        .store(true, std::sync::atomic::Ordering::Release);
+    tracing::info!(
+        records = head,
+        ms = started.elapsed().as_millis() as u64,
+        "event-id filter ready"
+    );
 }
 
 /// The indexer: writes the writer's index entries to sled, many groups at a

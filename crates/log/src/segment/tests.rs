@@ -44,10 +44,28 @@ async fn everything_survives_a_restart_and_the_index_catches_up() {
     assert_eq!(log.find_event(ids[7]).await.unwrap().unwrap().position, 8);
     let next = log.append(vec![record("s1", Some(5), b"x")]).await.unwrap();
     assert_eq!((next[0].position, next[0].version), (21, 6));
+    // Once the event-id filter holds the reopened log's ids, a stored id is
+    // still refused and a new one still accepted.
+    while !log
+        .shared
+        .ids_ready
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let mut reused = record("s1", Some(6), b"y");
+    reused.event_id = ids[3];
+    let refused = log.append(vec![reused]).await;
+    assert!(
+        matches!(refused, Err(LogError::DuplicateEventId { .. })),
+        "{refused:?}"
+    );
+    assert!(log.find_event(ids[19]).await.unwrap().is_some());
+    log.append(vec![record("s1", Some(6), b"z")]).await.unwrap();
     drop(log);
     let report = verify(dir.path()).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
-    assert_eq!(report.records, 21);
+    assert_eq!(report.records, 22);
 }
 
 #[tokio::test]
@@ -93,6 +111,32 @@ async fn records_not_yet_in_sled_are_found_all_the_same() {
     assert_eq!(log.find_event(ids[4]).await.unwrap().unwrap().position, 6);
     drop(log);
     assert!(verify(dir.path()).unwrap().problems.is_empty());
+}
+
+#[tokio::test]
+async fn a_second_opening_of_a_data_directory_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append(vec![record("s", None, b"0")]).await.unwrap();
+    match SegmentLog::open(dir.path()) {
+        Err(e @ OpenError::InUse { .. }) => {
+            assert!(
+                e.to_string().contains("in use by another openptl process"),
+                "{e}"
+            )
+        }
+        other => panic!("expected InUse, got {:?}", other.map(|_| ())),
+    }
+    assert!(matches!(
+        rebuild_index(dir.path()),
+        Err(OpenError::InUse { .. })
+    ));
+    // The first is untouched (its index was not taken for damage).
+    log.append(vec![record("s", Some(1), b"1")]).await.unwrap();
+    assert_eq!(log.read_stream("s").await.unwrap().len(), 2);
+    drop(log);
+    let again = open(dir.path());
+    assert_eq!(again.head(), 2);
 }
 
 fn only_segment(dir: &Path) -> PathBuf {
