@@ -1034,10 +1034,8 @@ impl Writer {
 
     /// Stores records as another log stored them, extending the hash chain.
     fn write_verbatim(&mut self, records: Vec<StoredRecord>) -> Result<(), LogError> {
-        if let Some(reason) = &self.failed {
-            return Err(LogError::Storage(format!(
-                "the log stopped accepting writes: {reason}"
-            )));
+        if let Some(refused) = self.refusal() {
+            return Err(refused);
         }
         let Some(last) = records.last() else {
             return Ok(());
@@ -1088,7 +1086,9 @@ impl Writer {
         Ok(v)
     }
 
-    fn commit(&mut self, group: Vec<Request>) {
+    /// Why no write is accepted any more (a failed segment write, or sled
+    /// refusing the indexer), if that is so: the one check of both write paths.
+    fn refusal(&mut self) -> Option<LogError> {
         if self.failed.is_none() {
             if let Some(reason) = self
                 .shared
@@ -1100,11 +1100,17 @@ impl Writer {
                 self.failed = Some(format!("the index could not be written: {reason}"));
             }
         }
-        if let Some(reason) = &self.failed {
+        self.failed
+            .as_ref()
+            .map(|reason| LogError::Storage(format!("the log stopped accepting writes: {reason}")))
+    }
+
+    fn commit(&mut self, group: Vec<Request>) {
+        if self.refusal().is_some() {
             for request in group {
-                let _ = request.reply.send(Err(LogError::Storage(format!(
-                    "the log stopped accepting writes: {reason}"
-                ))));
+                let _ = request
+                    .reply
+                    .send(Err(self.refusal().expect("refused above")));
             }
             return;
         }
