@@ -1106,11 +1106,9 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Request>) {
-        if self.refusal().is_some() {
+        if let Some(refused) = self.refusal() {
             for request in group {
-                let _ = request
-                    .reply
-                    .send(Err(self.refusal().expect("refused above")));
+                let _ = request.reply.send(Err(refused.clone()));
             }
             return;
         }
