@@ -69,12 +69,69 @@ async fn everything_survives_a_restart_and_the_index_catches_up() {
 }
 
 #[tokio::test]
+async fn the_indexer_reopens_sled_and_nothing_is_lost_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    {
+        let log = open(dir.path());
+        // Tests reopen after every 5 records: 40 appends reopen many times,
+        // while readers and the writer keep using the index.
+        for i in 0..40u8 {
+            let r = record(&format!("s{}", i % 3), None, &[i]);
+            ids.push(r.event_id);
+            log.append(vec![r]).await.unwrap();
+            assert_eq!(log.find_event(ids[0]).await.unwrap().unwrap().position, 1);
+        }
+        while log
+            .shared
+            .with_index(|i| i.get(INDEXED))
+            .unwrap()
+            .map(|v| be_u64(&v))
+            != Some(40)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let reopenings = log
+            .shared
+            .index_reopenings
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(reopenings >= 2, "reopened {reopenings} times");
+        assert_eq!(log.read_stream("s1").await.unwrap().len(), 13);
+        let mut reused = record("s2", Some(13), b"x");
+        reused.event_id = ids[5];
+        assert!(matches!(
+            log.append(vec![reused]).await,
+            Err(LogError::DuplicateEventId { .. })
+        ));
+    }
+    // What sled holds after the last reopening survives a restart, and the
+    // index agrees with the segments.
+    let log = open(dir.path());
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            log.find_event(*id).await.unwrap().unwrap().position,
+            i as u64 + 1
+        );
+    }
+    assert_eq!(log.read_stream("s0").await.unwrap().len(), 14);
+    drop(log);
+    let report = verify(dir.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+#[tokio::test]
 async fn records_not_yet_in_sled_are_found_all_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     log.append(vec![record("s", None, b"0")]).await.unwrap();
     // Let the first record reach sled, then hold the indexer back.
-    while log.shared.index.get(INDEXED).unwrap().map(|v| be_u64(&v)) != Some(1) {
+    while log
+        .shared
+        .with_index(|i| i.get(INDEXED))
+        .unwrap()
+        .map(|v| be_u64(&v))
+        != Some(1)
+    {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     let paused = log.shared.index_paused.lock().unwrap();
@@ -84,7 +141,11 @@ async fn records_not_yet_in_sled_are_found_all_the_same() {
         ids.push(r.event_id);
         log.append(vec![r]).await.unwrap();
     }
-    assert!(log.shared.index.get(event_key(&ids[4])).unwrap().is_none());
+    assert!(log
+        .shared
+        .with_index(|i| i.get(event_key(&ids[4])))
+        .unwrap()
+        .is_none());
     // The stream reads whole, ids are found and versions continue.
     let stream = log.read_stream("s").await.unwrap();
     assert_eq!(
