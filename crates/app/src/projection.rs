@@ -855,7 +855,7 @@ fn prepare_snapshot(path: &Path, config: &RulesConfig) -> Result<PreparedSnapsho
         return Err("none written yet".into());
     }
     let read = snapshot::read(path)?;
-    let header = read.header;
+    let header = read.header.clone();
     let expected = snapshot::Header::new(
         config,
         header.position,
@@ -873,7 +873,7 @@ fn prepare_snapshot(path: &Path, config: &RulesConfig) -> Result<PreparedSnapsho
         return Err("the rules configuration has changed since".into());
     }
     let names = snapshot::milestone_names(config);
-    let decoded = par_filter_map(&read.chunks, |bytes| {
+    let decoded = par_filter_map(&read.chunks(), |bytes| {
         let restore = |p: StoredPathway| -> Result<RestoredPathway, String> {
             let current = p
                 .current

@@ -161,45 +161,61 @@ mod erased {
     }
 }
 
-/// A snapshot read back: its header and its still-encoded chunks.
+/// A snapshot read back: its header and its still-encoded chunks (ranges
+/// of the file's bytes, not copies: the file is hundreds of MiB at scale).
 #[derive(Debug)]
 pub struct Read {
     pub header: Header,
-    pub chunks: Vec<Vec<u8>>,
+    bytes: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+}
+
+impl Read {
+    /// The encoded chunks, in order.
+    pub fn chunks(&self) -> Vec<&[u8]> {
+        self.ranges.iter().map(|r| &self.bytes[r.clone()]).collect()
+    }
 }
 
 /// Reads a snapshot's header and chunks, checking magic and CRCs.
 pub fn read(path: &Path) -> Result<Read, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    // The range of the next `n` bytes, moving past them.
     let mut at = 0usize;
-    let mut take = |n: usize| -> Result<&[u8], String> {
-        let slice = bytes
-            .get(at..at + n)
-            .ok_or_else(|| "the file is cut short".to_string())?;
+    let mut take = |n: usize| -> Result<std::ops::Range<usize>, String> {
+        if bytes.len() - at < n {
+            return Err("the file is cut short".to_string());
+        }
         at += n;
-        Ok(slice)
+        Ok(at - n..at)
     };
-    if take(MAGIC.len())? != MAGIC {
+    if bytes[take(MAGIC.len())?] != MAGIC[..] {
         return Err("not a projection snapshot".into());
     }
-    let u32_at = |b: &[u8]| u32::from_be_bytes(b.try_into().expect("4 bytes")) as usize;
+    let u32_at = |r: std::ops::Range<usize>| {
+        u32::from_be_bytes(bytes[r].try_into().expect("4 bytes")) as usize
+    };
     let n = u32_at(take(4)?);
     let header: Header =
-        rmp_serde::from_slice(take(n)?).map_err(|e| format!("unreadable header: {e}"))?;
-    let mut chunks = Vec::new();
+        rmp_serde::from_slice(&bytes[take(n)?]).map_err(|e| format!("unreadable header: {e}"))?;
+    let mut ranges = Vec::new();
     loop {
         let n = u32_at(take(4)?);
         if n == 0 {
             break;
         }
-        let chunk = take(n)?.to_vec();
+        let chunk = take(n)?;
         let crc = u32_at(take(4)?) as u32;
-        if crc32c::crc32c(&chunk) != crc {
-            return Err(format!("chunk {} fails its CRC", chunks.len() + 1));
+        if crc32c::crc32c(&bytes[chunk.clone()]) != crc {
+            return Err(format!("chunk {} fails its CRC", ranges.len() + 1));
         }
-        chunks.push(chunk);
+        ranges.push(chunk);
     }
-    Ok(Read { header, chunks })
+    Ok(Read {
+        header,
+        bytes,
+        ranges,
+    })
 }
 
 /// Decodes one chunk of pathways.
@@ -545,7 +561,7 @@ mod tests {
         let read = read(&path).unwrap();
         assert_eq!(read.header, header());
         let back: Vec<Vec<StoredPathway>> = read
-            .chunks
+            .chunks()
             .iter()
             .map(|c| decode_chunk(c).unwrap())
             .collect();
