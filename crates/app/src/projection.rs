@@ -249,6 +249,10 @@ impl HistoryCache {
         self.young.insert(id, history);
     }
 
+    fn is_empty(&self) -> bool {
+        self.young.is_empty() && self.old.is_empty()
+    }
+
     /// Whether the cache holds exactly the first `len` events of `id`.
     fn holds(&self, id: &str, len: usize) -> bool {
         self.young
@@ -507,6 +511,12 @@ impl Projection {
         // history is cached (only those are decoded now; the rest when
         // read back). Positions only grow under the write lock, which this
         // runner alone takes, so the lengths seen here still hold below.
+        if self.cache().is_empty() {
+            // Nothing cached (a rebuild from the start): nothing to decode.
+            // A history a view caches meanwhile is one event short after
+            // this, and cached histories are used only at their full length.
+            return self.apply_positions(records);
+        }
         let decoded: HashMap<u64, RecordedEvent> = {
             let data = self.read();
             let cache = self.cache();
@@ -573,6 +583,40 @@ impl Projection {
         Ok(())
     }
 
+    /// [`Projection::apply`] when no history is cached: positions only,
+    /// one look-up per record.
+    fn apply_positions(&self, records: Vec<StoredRecord>) -> Result<(), AppError> {
+        let mut data = self.write();
+        let data = &mut *data;
+        for record in records {
+            if record.position != data.position + 1 {
+                return Err(AppError::Internal(format!(
+                    "projection expected position {} but the log gave {}",
+                    data.position + 1,
+                    record.position
+                )));
+            }
+            data.position = record.position;
+            let entry = match data.pathways.get_mut(record.stream_id.as_str()) {
+                Some(entry) => entry,
+                None => {
+                    let id: Arc<str> = Arc::from(record.stream_id.as_str());
+                    data.pathways.entry(id.clone()).or_insert(PathwayEntry {
+                        id,
+                        positions: Vec::new(),
+                        trusts: None,
+                        current: None,
+                    })
+                }
+            };
+            entry.positions.push(record.position);
+            if !data.dirty.contains(&entry.id) {
+                data.dirty.insert(entry.id.clone());
+            }
+        }
+        Ok(())
+    }
+
     /// A pathway evaluated as of `today` from its history (its effective
     /// events worked out once for both the state and the trusts).
     fn evaluated(&self, id: &Arc<str>, history: &[RecordedEvent], today: NaiveDate) -> Evaluated {
@@ -603,6 +647,7 @@ impl Projection {
         // in between.
         let evaluated = {
             let data = self.read();
+            let everything = dirty.len() == data.pathways.len();
             let outcome = if dirty.len() > BULK {
                 fold_in_log_order(
                     self.log.as_ref(),
@@ -611,7 +656,7 @@ impl Projection {
                     |stream| {
                         let (id, entry) = data.pathways.get_key_value(stream)?;
                         let last = *entry.positions.last()?;
-                        dirty.contains(id).then(|| (id.clone(), last))
+                        (everything || dirty.contains(id)).then(|| (id.clone(), last))
                     },
                     |id, records| {
                         let history = decode_history(records).unwrap_or_default();

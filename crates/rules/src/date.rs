@@ -16,7 +16,14 @@ pub fn parse(input: &str) -> Option<NaiveDate> {
     if !shape {
         return None;
     }
-    NaiveDate::parse_from_str(input, "%Y-%m-%d").ok()
+    // The shape is checked: read the digits directly (chrono's format-string
+    // parser was ≈ 4 % of a projection rebuild).
+    let number = |digits: &[u8]| {
+        digits
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    NaiveDate::from_ymd_opt(number(&b[0..4]) as i32, number(&b[5..7]), number(&b[8..10]))
 }
 
 /// `YYYY-MM-DD`.
@@ -68,6 +75,21 @@ mod tests {
             "2025-13-01",
         ] {
             assert!(super::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Agrees with chrono's own `%Y-%m-%d` parser on every string of
+        /// the right shape, and formats back to the same text.
+        #[test]
+        fn digits_read_as_chrono_reads_them(y in 0u32..10000, m in 0u32..100, d in 0u32..100) {
+            let text = format!("{y:04}-{m:02}-{d:02}");
+            let ours = super::parse(&text);
+            let chrono = chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok();
+            proptest::prop_assert_eq!(ours, chrono);
+            if let Some(date) = ours {
+                proptest::prop_assert_eq!(super::format(date), text);
+            }
         }
     }
 }
