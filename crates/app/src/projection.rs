@@ -544,13 +544,7 @@ impl Projection {
         let mut data = self.write();
         let mut cache = self.cache();
         for record in records {
-            if record.position != data.position + 1 {
-                return Err(AppError::Internal(format!(
-                    "projection expected position {} but the log gave {}",
-                    data.position + 1,
-                    record.position
-                )));
-            }
+            data.expect_next(&record)?;
             let known = data
                 .pathways
                 .get(record.stream_id.as_str())
@@ -563,22 +557,7 @@ impl Projection {
                 };
                 cache.extend(&record.stream_id, len, event);
             }
-            data.position = record.position;
-            let entry = match data.pathways.get_mut(record.stream_id.as_str()) {
-                Some(entry) => entry,
-                None => {
-                    let id: Arc<str> = Arc::from(record.stream_id.as_str());
-                    data.pathways.entry(id.clone()).or_insert(PathwayEntry {
-                        id,
-                        positions: Vec::new(),
-                        trusts: None,
-                        current: None,
-                    })
-                }
-            };
-            entry.positions.push(record.position);
-            let id = entry.id.clone();
-            data.dirty.insert(id);
+            data.add_position(&record);
         }
         Ok(())
     }
@@ -587,32 +566,9 @@ impl Projection {
     /// one look-up per record.
     fn apply_positions(&self, records: Vec<StoredRecord>) -> Result<(), AppError> {
         let mut data = self.write();
-        let data = &mut *data;
         for record in records {
-            if record.position != data.position + 1 {
-                return Err(AppError::Internal(format!(
-                    "projection expected position {} but the log gave {}",
-                    data.position + 1,
-                    record.position
-                )));
-            }
-            data.position = record.position;
-            let entry = match data.pathways.get_mut(record.stream_id.as_str()) {
-                Some(entry) => entry,
-                None => {
-                    let id: Arc<str> = Arc::from(record.stream_id.as_str());
-                    data.pathways.entry(id.clone()).or_insert(PathwayEntry {
-                        id,
-                        positions: Vec::new(),
-                        trusts: None,
-                        current: None,
-                    })
-                }
-            };
-            entry.positions.push(record.position);
-            if !data.dirty.contains(&entry.id) {
-                data.dirty.insert(entry.id.clone());
-            }
+            data.expect_next(&record)?;
+            data.add_position(&record);
         }
         Ok(())
     }
@@ -949,6 +905,40 @@ fn prepare_snapshot(path: &Path, config: &RulesConfig) -> Result<PreparedSnapsho
 }
 
 impl ProjectionData {
+    /// Refuses a record that is not the next of the log.
+    fn expect_next(&self, record: &StoredRecord) -> Result<(), AppError> {
+        if record.position == self.position + 1 {
+            return Ok(());
+        }
+        Err(AppError::Internal(format!(
+            "projection expected position {} but the log gave {}",
+            self.position + 1,
+            record.position
+        )))
+    }
+
+    /// Folds the next record in: its position joins its pathway (one
+    /// look-up for a known pathway), which is marked for re-evaluation.
+    fn add_position(&mut self, record: &StoredRecord) {
+        self.position = record.position;
+        let entry = match self.pathways.get_mut(record.stream_id.as_str()) {
+            Some(entry) => entry,
+            None => {
+                let id: Arc<str> = Arc::from(record.stream_id.as_str());
+                self.pathways.entry(id.clone()).or_insert(PathwayEntry {
+                    id,
+                    positions: Vec::new(),
+                    trusts: None,
+                    current: None,
+                })
+            }
+        };
+        entry.positions.push(record.position);
+        if !self.dirty.contains(&entry.id) {
+            self.dirty.insert(entry.id.clone());
+        }
+    }
+
     /// Sets a pathway's evaluated state and trusts and keeps its place in
     /// the PTL index (the one way both a refresh and a restore install).
     fn install(

@@ -731,6 +731,10 @@ pub fn rebuild_index(dir: &Path) -> Result<u64, OpenError> {
     let scanned = scan_for_open(&dir.join("segments"))?;
     index_from(&index, &dir.join("segments"), 0, &scanned)?;
     index.flush().map_err(|e| io("flushing the index", e))?;
+    // Opening once more makes sled checkpoint here rather than replay the
+    // whole rebuild when the service next starts (decision 63).
+    drop(index);
+    drop(open_index(&index_dir).map_err(|e| io("reopening the index", e))?);
     Ok(scanned.0.head)
 }
 
@@ -812,7 +816,7 @@ impl SegmentLog {
         let lock = lock_data_dir(dir)?;
         let index_dir = dir.join("index");
         let started = std::time::Instant::now();
-        let index = match open_index(&index_dir) {
+        let mut index = match open_index(&index_dir) {
             Ok(db) => db,
             // Never taken for damage: the index may be in use.
             Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -842,7 +846,7 @@ impl SegmentLog {
             .map(|m| m.len())
             .sum();
         let ids = id_filter(stored_bytes);
-        if indexed > scanned.0.head {
+        let caught_up = if indexed > scanned.0.head {
             tracing::warn!(
                 indexed,
                 head = scanned.0.head,
@@ -850,8 +854,16 @@ impl SegmentLog {
             );
             index.clear().map_err(|e| io("clearing the index", e))?;
             index_from(&index, &segments_dir, 0, &scanned)?;
+            scanned.0.head
         } else {
             index_from(&index, &segments_dir, indexed, &scanned)?;
+            scanned.0.head - indexed
+        };
+        if caught_up > REOPEN_INDEX_AFTER {
+            // As the indexer does (decision 63): checkpoint a large catch-up now.
+            index.flush().map_err(|e| io("flushing the index", e))?;
+            drop(index);
+            index = open_index(&index_dir).map_err(|e| io("reopening the index", e))?;
         }
         let (end, locations) = scanned;
         index.flush().map_err(|e| io("flushing the index", e))?;
