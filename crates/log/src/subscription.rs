@@ -15,6 +15,17 @@ pub struct Subscription {
     next: u64,
     head: watch::Receiver<u64>,
     page: usize,
+    /// The next page, being read while the caller works on the last one
+    /// (only while catching up): reading and folding overlap.
+    prefetch: Option<tokio::task::JoinHandle<Result<Vec<StoredRecord>, LogError>>>,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(read) = self.prefetch.take() {
+            read.abort();
+        }
+    }
 }
 
 /// One step of a subscription.
@@ -35,6 +46,7 @@ impl Subscription {
             next: from.max(1),
             head,
             page: page.max(1),
+            prefetch: None,
         }
     }
 
@@ -48,10 +60,28 @@ impl Subscription {
     pub async fn next(&mut self) -> Result<Option<Batch>, LogError> {
         loop {
             if self.log.head() >= self.next {
-                let records = self.log.read_all(self.next, self.page).await?;
+                let records = match self.prefetch.take() {
+                    // A page read ahead from `next` (failed or cut short:
+                    // read again below).
+                    Some(read) => match read.await {
+                        Ok(Ok(records)) => records,
+                        _ => Vec::new(),
+                    },
+                    None => Vec::new(),
+                };
+                let records = if records.first().map(|r| r.position) == Some(self.next) {
+                    records
+                } else {
+                    self.log.read_all(self.next, self.page).await?
+                };
                 if let Some(last) = records.last() {
                     self.next = last.position + 1;
                     let more = self.log.head() >= self.next;
+                    if more {
+                        let (log, from, page) = (self.log.clone(), self.next, self.page);
+                        self.prefetch =
+                            Some(tokio::spawn(async move { log.read_all(from, page).await }));
+                    }
                     return Ok(Some(Batch { records, more }));
                 }
             }
