@@ -64,6 +64,10 @@ const REOPEN_INDEX_AFTER: u64 = if cfg!(test) { 5 } else { 1_000_000 };
 const INDEX_BATCH: usize = 20_000;
 /// Niceness of the indexer thread (Linux; 0 is normal, 19 the lowest).
 const INDEXER_NICE: i32 = 10;
+/// Niceness of the thread filling the event-id filter after open: the
+/// lowest, so a start-up's projection work comes first (until the filter is
+/// complete, uniqueness checks ask sled, which is slower, never wrong).
+const ID_FILTER_NICE: i32 = 19;
 /// False-positive rate of the event-id filter at its planned size.
 const ID_FILTER_FALSE_POSITIVES: f64 = 0.01;
 
@@ -1406,7 +1410,7 @@ fn fill_id_filter(shared: &Shared, head: u64) {
     // SAFETY: as in `run_indexer`.
     #[cfg(target_os = "linux")]
     unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, INDEXER_NICE);
+        libc::setpriority(libc::PRIO_PROCESS, 0, ID_FILTER_NICE);
     }
     let started = std::time::Instant::now();
     let Ok(segments) = list_segments(&shared.segments_dir) else {
