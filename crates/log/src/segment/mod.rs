@@ -723,6 +723,16 @@ fn open_index(path: &Path) -> sled::Result<sled::Db> {
         .open()
 }
 
+/// Closes `index` and opens it again, which makes sled 0.34 checkpoint: it
+/// writes its page table only when it opens, and otherwise replays at its
+/// next open everything written since the last (decision 63). Dropping the
+/// last handle stops sled's threads and frees its lock.
+fn reopen(index: sled::Db, dir: &Path) -> sled::Result<sled::Db> {
+    index.flush()?;
+    drop(index);
+    open_index(dir)
+}
+
 /// Deletes the sled index of the log in `dir` and rebuilds it from the
 /// segments (`openptl rebuild-index`). The log must not be open.
 pub fn rebuild_index(dir: &Path) -> Result<u64, OpenError> {
@@ -734,11 +744,8 @@ pub fn rebuild_index(dir: &Path) -> Result<u64, OpenError> {
     let index = open_index(&index_dir).map_err(|e| io("creating the index", e))?;
     let scanned = scan_for_open(&dir.join("segments"))?;
     index_from(&index, &dir.join("segments"), 0, &scanned)?;
-    index.flush().map_err(|e| io("flushing the index", e))?;
-    // Opening once more makes sled checkpoint here rather than replay the
-    // whole rebuild when the service next starts (decision 63).
-    drop(index);
-    drop(open_index(&index_dir).map_err(|e| io("reopening the index", e))?);
+    // Checkpoint here rather than replay the whole rebuild at the next start.
+    drop(reopen(index, &index_dir).map_err(|e| io("reopening the index", e))?);
     Ok(scanned.0.head)
 }
 
@@ -864,10 +871,8 @@ impl SegmentLog {
             scanned.0.head - indexed
         };
         if caught_up > REOPEN_INDEX_AFTER {
-            // As the indexer does (decision 63): checkpoint a large catch-up now.
-            index.flush().map_err(|e| io("flushing the index", e))?;
-            drop(index);
-            index = open_index(&index_dir).map_err(|e| io("reopening the index", e))?;
+            // As the indexer does: checkpoint a large catch-up now.
+            index = reopen(index, &index_dir).map_err(|e| io("reopening the index", e))?;
         }
         let (end, locations) = scanned;
         index.flush().map_err(|e| io("flushing the index", e))?;
@@ -1528,16 +1533,13 @@ fn run_indexer(shared: &Shared, jobs: mpsc::Receiver<IndexJob>) {
 fn reopen_index(shared: &Shared) {
     let started = std::time::Instant::now();
     let mut slot = shared.index.write().unwrap_or_else(|e| e.into_inner());
-    if let Some(old) = slot.take() {
-        if let Err(e) = old.flush() {
-            tracing::warn!(error = %e, "flushing the index before reopening it failed");
-        }
-        // Dropping the last handle stops sled's threads and frees its lock.
-        drop(old);
-    }
-    let mut failure = String::new();
-    for _ in 0..50 {
-        match open_index(&shared.index_dir) {
+    let mut reopened = match slot.take() {
+        Some(old) => reopen(old, &shared.index_dir),
+        None => open_index(&shared.index_dir),
+    };
+    let mut attempts = 1;
+    let failure = loop {
+        match reopened {
             Ok(db) => {
                 *slot = Some(db);
                 shared
@@ -1550,12 +1552,14 @@ fn reopen_index(shared: &Shared) {
                 return;
             }
             // sled's lock may outlive the handle by a moment.
-            Err(e) => {
-                failure = e.to_string();
+            Err(_) if attempts < 50 => {
+                attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
+                reopened = open_index(&shared.index_dir);
             }
+            Err(e) => break e.to_string(),
         }
-    }
+    };
     tracing::error!(error = %failure, "reopening the index failed; appends are refused until restart");
     *shared
         .index_failed
