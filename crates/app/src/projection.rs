@@ -188,9 +188,7 @@ pub fn fold_in_log_order<R: Send>(
     f: impl Fn(&Arc<str>, &[StoredRecord]) -> Option<R> + Sync,
 ) -> Result<Vec<R>, AppError> {
     type Batch = (usize, Vec<(Arc<str>, Vec<StoredRecord>)>);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 8);
+    let workers = cores();
     let (to_workers, batches) = std::sync::mpsc::sync_channel::<Batch>(workers * 2);
     let batches = Mutex::new(batches);
     std::thread::scope(|scope| {
@@ -295,6 +293,7 @@ impl HistoryCache {
         self.young.insert(id, history);
     }
 
+    /// Whether no history is cached at all.
     fn is_empty(&self) -> bool {
         self.young.is_empty() && self.old.is_empty()
     }
@@ -320,12 +319,17 @@ impl HistoryCache {
     }
 }
 
+/// Threads for work spread over the cores (at most 8).
+fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+}
+
 /// `f` over every item, on every core when there are many (start-up, a new
 /// day, a past view).
 pub fn par_filter_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = cores();
     if items.len() < 2048 || threads < 2 {
         return items.iter().filter_map(&f).collect();
     }
@@ -557,13 +561,13 @@ impl Projection {
         // history is cached (only those are decoded now; the rest when
         // read back). Positions only grow under the write lock, which this
         // runner alone takes, so the lengths seen here still hold below.
-        if self.cache().is_empty() {
-            // Nothing cached (a rebuild from the start): nothing to decode.
-            // A history a view caches meanwhile is one event short after
-            // this, and cached histories are used only at their full length.
-            return self.apply_positions(records);
-        }
-        let decoded: HashMap<u64, RecordedEvent> = {
+        // Nothing cached (a rebuild from the start): positions only, one
+        // look-up per record. A history a view caches meanwhile is one event
+        // short after this, and cached histories are used only whole.
+        let cached = !self.cache().is_empty();
+        let decoded: HashMap<u64, RecordedEvent> = if !cached {
+            HashMap::new()
+        } else {
             let data = self.read();
             let cache = self.cache();
             let mut seen: HashMap<&str, usize> = HashMap::new();
@@ -591,9 +595,9 @@ impl Projection {
         let mut cache = self.cache();
         for record in records {
             data.expect_next(&record)?;
-            let known = data
-                .pathways
-                .get(record.stream_id.as_str())
+            let known = cached
+                .then(|| data.pathways.get(record.stream_id.as_str()))
+                .flatten()
                 .map(|p| p.positions.len());
             // Keep a cached history whole (decoding only what is cached).
             if let Some(len) = known.filter(|len| cache.holds(&record.stream_id, *len)) {
@@ -603,17 +607,6 @@ impl Projection {
                 };
                 cache.extend(&record.stream_id, len, event);
             }
-            data.add_position(&record);
-        }
-        Ok(())
-    }
-
-    /// [`Projection::apply`] when no history is cached: positions only,
-    /// one look-up per record.
-    fn apply_positions(&self, records: Vec<StoredRecord>) -> Result<(), AppError> {
-        let mut data = self.write();
-        for record in records {
-            data.expect_next(&record)?;
             data.add_position(&record);
         }
         Ok(())

@@ -7,6 +7,19 @@ fn open(dir: &Path) -> SegmentLog {
     SegmentLog::open(dir).expect("open")
 }
 
+/// Waits until sled holds every record up to `position`.
+fn wait_until_indexed(log: &SegmentLog, position: u64) {
+    while log
+        .shared
+        .with_index(|i| i.get(INDEXED))
+        .unwrap()
+        .map(|v| be_u64(&v))
+        != Some(position)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 #[tokio::test]
 async fn segment_log_passes_the_shared_suite() {
     let root = tempfile::tempdir().unwrap();
@@ -82,15 +95,7 @@ async fn the_indexer_reopens_sled_and_nothing_is_lost_meanwhile() {
             log.append(vec![r]).await.unwrap();
             assert_eq!(log.find_event(ids[0]).await.unwrap().unwrap().position, 1);
         }
-        while log
-            .shared
-            .with_index(|i| i.get(INDEXED))
-            .unwrap()
-            .map(|v| be_u64(&v))
-            != Some(40)
-        {
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        wait_until_indexed(&log, 40);
         let reopenings = log
             .shared
             .index_reopenings
@@ -125,15 +130,7 @@ async fn records_not_yet_in_sled_are_found_all_the_same() {
     let log = open(dir.path());
     log.append(vec![record("s", None, b"0")]).await.unwrap();
     // Let the first record reach sled, then hold the indexer back.
-    while log
-        .shared
-        .with_index(|i| i.get(INDEXED))
-        .unwrap()
-        .map(|v| be_u64(&v))
-        != Some(1)
-    {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until_indexed(&log, 1);
     let paused = log.shared.index_paused.lock().unwrap();
     let mut ids = Vec::new();
     for i in 1..6u8 {
