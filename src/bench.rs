@@ -502,7 +502,7 @@ pub async fn views(
         let open = data
             .pathways
             .values()
-            .filter(|p| p.current.as_ref().is_some_and(|c| c.row.is_some()))
+            .filter(|p| p.current.as_ref().is_some_and(|c| c.ready().is_some()))
             .count();
         (data.pathways.len(), open)
     };
@@ -562,6 +562,46 @@ pub async fn views(
         }
         report(&format!("PTL page ({label})"), times);
     }
+    // Aggregate views for today: every pathway's state visited (and those
+    // off the PTL unpacked).
+    let system = openptl_app::access::Principal::system("bench");
+    let month = openptl_rules::Period::of(today);
+    let all = TrustFilter::default();
+    let now = ViewAt::default();
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (report, _) = app
+            .standards(
+                &now,
+                openptl_rules::ClockKind::Fds,
+                Some(month),
+                &all,
+                None,
+                &system,
+            )
+            .await?;
+        std::hint::black_box(serde_json::to_vec(&report)?);
+        times.push(t.elapsed());
+    }
+    report("standards view (FDS, this month, all trusts)", times);
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (report, _) = app.milestones(&now, None, &all, None, &system).await?;
+        std::hint::black_box(serde_json::to_vec(&report)?);
+        times.push(t.elapsed());
+    }
+    report("milestones view (every pathway, all trusts)", times);
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let (lines, _) = app.cwt(&now, month, &all, &system).await?;
+        std::hint::black_box(serde_json::to_vec(&lines)?);
+        times.push(t.elapsed());
+    }
+    report("CWT extract (this month)", times);
+
     let t = Instant::now();
     let past = PtlQuery {
         at: ViewAt {

@@ -9,6 +9,7 @@ pub mod audit;
 mod clock;
 mod error;
 mod metrics;
+pub mod packed;
 pub mod projection;
 mod read;
 pub mod snapshot;

@@ -17,6 +17,7 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::projection::Held;
 use crate::App;
 
 /// Latency buckets in seconds: 0.5 ms to 10 s.
@@ -248,7 +249,7 @@ impl App {
             let states: Vec<_> = data
                 .pathways
                 .values()
-                .filter_map(|p| p.current.as_deref())
+                .filter_map(|p| p.current.as_ref().and_then(Held::ready))
                 .collect();
             for current in &states {
                 let (state, Some(row)) = (&current.state, &current.row) else {
@@ -282,10 +283,28 @@ impl App {
                     *overdue.entry([trust, site]).or_default() += n as f64;
                 }
             }
+            // This month's performance counts clocks stopped this month:
+            // unpack each state once and keep only those.
             let period = Period::of(data.today.unwrap_or(today));
+            let packer = self.projection.packer();
+            let counted: Vec<_> = data
+                .states(packer, Some((period.first_day(), period.last_day())))
+                .filter_map(|(_, current)| match current {
+                    Ok(current) => Some(current),
+                    Err(e) => {
+                        tracing::error!(error = %e, "a pathway left out of the metrics");
+                        None
+                    }
+                })
+                .filter(|c| {
+                    ClockKind::ALL
+                        .iter()
+                        .any(|k| report::counts_in(&c.state, *k, period))
+                })
+                .collect();
             for clock in ClockKind::ALL {
                 standards.push(report::standards(
-                    states.iter().map(|c| &c.state),
+                    counted.iter().map(|c| &c.state),
                     *clock,
                     period,
                     &|_| true,

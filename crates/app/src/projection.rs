@@ -25,6 +25,7 @@
 //!   pathway; it is used only when n equals the pathway's record count.
 
 use foldhash::{HashMap, HashMapExt, HashSet};
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
@@ -39,7 +40,8 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::clock::{london_today, Clock};
-use crate::snapshot::{self, StoredCurrent, StoredPathway, StoredState};
+use crate::packed::{Packed, Packer};
+use crate::snapshot::{self, StoredPathway, StoredState};
 use crate::views::{PtlIndexEntry, PtlKeys};
 use crate::AppError;
 
@@ -49,12 +51,15 @@ const CHUNK: usize = 8192;
 /// Pathways whose histories the cache keeps, per generation (two generations).
 const CACHED_PATHWAYS: usize = 32768;
 
+/// Pathways unpacked at a time for a view of every state (some 7 MB).
+const UNPACK_SLICE: usize = 16_384;
+
 /// Above this many pathways to re-evaluate, the log is read once in order
 /// rather than pathway by pathway.
 const BULK: usize = 2048;
 
 /// A pathway's state as of the projection's `today`, and its PTL row.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Current {
     pub state: PathwayState,
     /// Boxed: most pathways are closed and have none.
@@ -81,7 +86,45 @@ pub struct PathwayEntry {
     pub trusts: Option<Trusts>,
     /// `None` until evaluated, or when stored events no longer fit the rules
     /// (reported as an internal error when the pathway is read).
-    pub current: Option<Arc<Current>>,
+    pub current: Option<Held>,
+}
+
+/// How a pathway's current state is held: ready when it is on the PTL
+/// (every PTL page reads it), packed otherwise (most pathways; only the
+/// aggregate views and its own pathway view read it).
+#[derive(Debug, Clone)]
+pub enum Held {
+    Ready(Arc<Current>),
+    Packed(Packed),
+}
+
+impl Held {
+    /// `current` held the way its place calls for: packed when off the PTL.
+    pub fn of(current: Current, packer: &Packer) -> Held {
+        match current.row {
+            Some(_) => Held::Ready(Arc::new(current)),
+            None => Held::Packed(packer.pack(&current.state, current.version)),
+        }
+    }
+
+    /// The state when held ready (on the PTL).
+    pub fn ready(&self) -> Option<&Arc<Current>> {
+        match self {
+            Held::Ready(current) => Some(current),
+            Held::Packed(_) => None,
+        }
+    }
+
+    /// The state, unpacked if need be.
+    pub fn current(&self, packer: &Packer) -> Result<Cow<'_, Current>, AppError> {
+        match self {
+            Held::Ready(current) => Ok(Cow::Borrowed(current)),
+            Held::Packed(packed) => packer
+                .current(packed)
+                .map(Cow::Owned)
+                .map_err(|e| AppError::Internal(format!("a held pathway state: {e}"))),
+        }
+    }
 }
 
 /// A pathway's state from its history, as of `as_of`, as known at `known_at`.
@@ -368,7 +411,7 @@ pub struct ProjectionData {
 /// One pathway evaluated by a refresh.
 struct Evaluated {
     id: Arc<str>,
-    current: Option<Arc<Current>>,
+    current: Option<Held>,
     trusts: Option<(String, Vec<String>)>,
 }
 
@@ -377,6 +420,7 @@ pub struct Projection {
     data: RwLock<ProjectionData>,
     published: watch::Sender<u64>,
     config: Arc<RulesConfig>,
+    packer: Packer,
     log: Arc<dyn EventLog>,
     /// For reading the log from the runner's blocking threads.
     runtime: Handle,
@@ -424,6 +468,7 @@ impl Projection {
             writing_snapshot: Mutex::new(()),
             data: RwLock::new(ProjectionData::default()),
             published: watch::Sender::new(0),
+            packer: Packer::new(&config),
             config,
             log,
             runtime: Handle::current(),
@@ -438,6 +483,11 @@ impl Projection {
     /// the snapshot again; call before the runner starts.
     pub fn use_preload(&self, preload: SnapshotPreload) {
         *self.preload.lock().unwrap_or_else(|e| e.into_inner()) = Some(preload);
+    }
+
+    /// How the states off the PTL are packed.
+    pub fn packer(&self) -> &Packer {
+        &self.packer
     }
 
     /// Read access to the projected data.
@@ -619,7 +669,7 @@ impl Projection {
         Evaluated {
             id: id.clone(),
             current: current_from(&effective, history.len() as u64, today, &self.config)
-                .map(Arc::new),
+                .map(|c| Held::of(c, &self.packer)),
             trusts: history::trusts_of(&effective),
         }
     }
@@ -695,6 +745,9 @@ impl Projection {
             {
                 data.install(&id, current, trusts);
             }
+            if dirty.len() > BULK {
+                data.lay_out_packed();
+            }
         }
         if dirty.len() > BULK {
             tracing::info!(
@@ -736,7 +789,7 @@ impl Projection {
             .unwrap_or_else(|e| e.into_inner());
         // Copy out under the read lock (reference counts and positions),
         // encode and write outside it.
-        type Item = (Arc<str>, Vec<u64>, Option<Trusts>, Option<Arc<Current>>);
+        type Item = (Arc<str>, Vec<u64>, Option<Trusts>, Option<Held>);
         let (position, today, items) = {
             let data = self.read();
             let Some(today) = data.today else {
@@ -773,17 +826,25 @@ impl Projection {
             chunk
                 .iter()
                 .map(|(id, positions, trusts, current)| StoredPathway {
-                    id: id.to_string(),
+                    id: Cow::Borrowed(&**id),
                     positions: positions.clone(),
                     trusts: trusts.as_ref().map(|t| {
                         (
-                            t.current.to_string(),
-                            t.ever.iter().map(|e| e.to_string()).collect(),
+                            Cow::Borrowed(&*t.current),
+                            t.ever.iter().map(|e| Cow::Borrowed(&**e)).collect(),
                         )
                     }),
-                    current: current.as_ref().map(|c| StoredCurrent {
-                        version: c.version,
-                        state: StoredState::of(&c.state),
+                    state: current.as_ref().map(|held| match held {
+                        Held::Ready(c) => StoredState {
+                            on_ptl: true,
+                            packed: Cow::Owned(
+                                self.packer.pack(&c.state, c.version).as_bytes().to_vec(),
+                            ),
+                        },
+                        Held::Packed(packed) => StoredState {
+                            on_ptl: false,
+                            packed: Cow::Borrowed(packed.as_bytes()),
+                        },
                     }),
                 })
                 .collect()
@@ -838,7 +899,6 @@ impl Projection {
         data.pathways.reserve(prepared.pathways.len());
         let mut records = 0u64;
         for (id, positions, trusts, current) in prepared.pathways {
-            let id: Arc<str> = Arc::from(id);
             records += positions.len() as u64;
             if positions.last().is_some_and(|p| *p > header.position) {
                 return Err("a pathway lies beyond its position".into());
@@ -857,19 +917,21 @@ impl Projection {
         if records != header.position || data.pathways.len() as u64 != header.pathways {
             return Err("its pathways do not account for every record".into());
         }
+        data.lay_out_packed();
         *self.write() = data;
-        self.published.send_replace(header.position);
+        // Recorded before publishing: whoever waits for the position may ask.
         *self.restored_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(header.position);
+        self.published.send_replace(header.position);
         Ok(header.position)
     }
 }
 
 /// A pathway as restored from a snapshot: id, positions, trusts, state.
 type RestoredPathway = (
-    String,
+    Arc<str>,
     Vec<u64>,
     Option<(String, Vec<String>)>,
-    Option<Arc<Current>>,
+    Option<Held>,
 );
 
 /// A snapshot read and decoded, and found to fit this binary and rules; not
@@ -921,22 +983,32 @@ fn prepare_snapshot(path: &Path, config: &RulesConfig) -> Result<PreparedSnapsho
     if header.rules != expected.rules {
         return Err("the rules configuration has changed since".into());
     }
-    let names = snapshot::milestone_names(config);
+    let packer = Packer::new(config);
     let decoded = par_filter_map(&read.chunks(), |bytes| {
         let restore = |p: StoredPathway| -> Result<RestoredPathway, String> {
             let current = p
-                .current
-                .map(|c| {
-                    let state = c.state.restore(&names)?;
+                .state
+                .map(|stored| {
+                    let packed = Packed::from_bytes(&stored.packed)?;
+                    if !stored.on_ptl {
+                        return Ok::<_, String>(Held::Packed(packed));
+                    }
+                    let (state, version) = packer.unpack(&packed)?;
                     let row = PtlRow::of(&state, config).map(Box::new);
-                    Ok::<_, String>(Arc::new(Current {
+                    Ok(Held::Ready(Arc::new(Current {
                         state,
                         row,
-                        version: c.version,
-                    }))
+                        version,
+                    })))
                 })
                 .transpose()?;
-            Ok((p.id, p.positions, p.trusts, current))
+            let trusts = p.trusts.map(|(now, ever)| {
+                (
+                    now.into_owned(),
+                    ever.into_iter().map(Cow::into_owned).collect(),
+                )
+            });
+            Ok((Arc::from(&*p.id), p.positions, trusts, current))
         };
         Some(snapshot::decode_chunk(bytes).and_then(|chunk| {
             chunk
@@ -953,6 +1025,59 @@ fn prepare_snapshot(path: &Path, config: &RulesConfig) -> Result<PreparedSnapsho
 }
 
 impl ProjectionData {
+    /// Every evaluated pathway's id and current state; the packed ones are
+    /// unpacked a slice at a time on every core as the iteration goes.
+    /// With a `window` (first and last day), packed states holding no date
+    /// in it are left out: no report over a period inside the window counts
+    /// them ([`openptl_rules::PathwayState::date_span`]).
+    pub fn states<'a>(
+        &'a self,
+        packer: &'a Packer,
+        window: Option<(NaiveDate, NaiveDate)>,
+    ) -> impl Iterator<Item = (&'a str, Result<Cow<'a, Current>, AppError>)> + 'a {
+        let outside = |held: &Held| match (held, window) {
+            (Held::Packed(packed), Some((first, last))) => {
+                let (earliest, latest) = packed.span();
+                latest < first || earliest > last
+            }
+            _ => false,
+        };
+        let held: Vec<(&str, &Held)> = self
+            .pathways
+            .values()
+            .filter_map(|p| Some((&*p.id, p.current.as_ref()?)))
+            .filter(|(_, held)| !outside(held))
+            .collect();
+        let n = held.len();
+        (0..n).step_by(UNPACK_SLICE).flat_map(move |start| {
+            let slice = &held[start..(start + UNPACK_SLICE).min(n)];
+            par_filter_map(slice, |(id, held)| Some((*id, held.current(packer))))
+        })
+    }
+
+    /// Copies the packed states into fresh memory in the order the map
+    /// yields them, so that a view of every state reads memory in order
+    /// rather than one scattered allocation after another (after a bulk
+    /// refresh or a restore, when most of them are new).
+    fn lay_out_packed(&mut self) {
+        let laid_out: Vec<Packed> = self
+            .pathways
+            .values()
+            .filter_map(|p| match &p.current {
+                Some(Held::Packed(packed)) => Some(packed.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut laid_out = laid_out.into_iter();
+        for p in self.pathways.values_mut() {
+            if let Some(Held::Packed(packed)) = &mut p.current {
+                *packed = laid_out
+                    .next()
+                    .expect("the same pathways, in the same order");
+            }
+        }
+    }
+
     /// Refuses a record that is not the next of the log.
     fn expect_next(&self, record: &StoredRecord) -> Result<(), AppError> {
         if record.position == self.position + 1 {
@@ -992,7 +1117,7 @@ impl ProjectionData {
     fn install(
         &mut self,
         id: &Arc<str>,
-        current: Option<Arc<Current>>,
+        current: Option<Held>,
         trusts: Option<(String, Vec<String>)>,
     ) {
         let codes = &mut self.trust_codes;
@@ -1011,16 +1136,16 @@ impl ProjectionData {
         let Some(entry) = self.pathways.get_mut(id) else {
             return;
         };
-        entry.current = current.clone();
-        entry.trusts = trusts;
-        let on_ptl = current.and_then(|c| {
+        let on_ptl = current.as_ref().and_then(Held::ready).and_then(|c| {
             Some(PtlIndexEntry {
                 keys: PtlKeys::of(c.row.as_ref()?),
                 id: id.clone(),
                 version: c.version,
-                current: c,
+                current: c.clone(),
             })
         });
+        entry.current = current;
+        entry.trusts = trusts;
         let (ptl, ptl_slot) = (&mut self.ptl, &mut self.ptl_slot);
         match (on_ptl, ptl_slot.get(id).copied()) {
             (Some(row), Some(slot)) => ptl[slot] = row,

@@ -1,6 +1,7 @@
 //! Reading pathways: the pathway view (SPEC 4.2) as of a date and as known at
 //! a moment, and the stored history with who corrected or voided what.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -94,8 +95,11 @@ impl App {
             let data = self.projection.read();
             let entry = readable(&data, pathway_id, principal)?;
             match &entry.current {
-                Some(current) if data.today == Some(as_of) && query.known_at.is_none() => {
-                    Some((current.state.clone(), current.version))
+                Some(held) if data.today == Some(as_of) && query.known_at.is_none() => {
+                    Some(match held.current(self.projection.packer())? {
+                        Cow::Borrowed(current) => (current.state.clone(), current.version),
+                        Cow::Owned(current) => (current.state, current.version),
+                    })
                 }
                 _ => None,
             }

@@ -19,26 +19,21 @@
 //! ```
 //!
 //! Written to a temporary file, fsync'd, then renamed over the last one, so a
-//! crash leaves the old snapshot or the new one, never half of one. The
-//! states are stored through mirror types below: `PathwayState`'s serde form
-//! is the JSON view (masked, shaped by clock status), not a storage form.
+//! crash leaves the old snapshot or the new one, never half of one. States
+//! are stored packed ([`crate::packed`]), as the projection holds the
+//! pathways off the PTL, so restoring those is a copy.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
-use openptl_rules::pathway::{Allocation, Clock, Clocks, Milestone, NextBreach, Note, Transfer};
-use openptl_rules::{
-    ClockKind, ClockStatus, FitBand, MilestoneStatus, NhsNumber, OdsCode, PathwayState,
-    PathwayStatus, Route, RulesConfig, StopReason, TumourSite,
-};
+use openptl_rules::RulesConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Raised whenever the snapshot layout or the mirror types change.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 const MAGIC: &[u8; 8] = b"OPTLSNAP";
 /// Pathways per chunk (chunks decode in parallel).
 pub const CHUNK: usize = 8192;
@@ -90,38 +85,67 @@ pub fn fingerprint(config: &RulesConfig) -> String {
     digest[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Every milestone name of the rules, to share with restored states.
-pub fn milestone_names(config: &RulesConfig) -> HashMap<&str, Arc<str>> {
-    config
-        .milestones
-        .template
-        .iter()
-        .flat_map(|t| &t.milestone)
-        .map(|m| (&*m.name, m.name.clone()))
-        .collect()
-}
-
-/// One pathway as stored.
+/// One pathway as stored (borrowing from the snapshot's bytes when read).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredPathway {
-    pub id: String,
+pub struct StoredPathway<'a> {
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
     pub positions: Vec<u64>,
-    pub trusts: Option<(String, Vec<String>)>,
-    pub current: Option<StoredCurrent>,
+    #[serde(borrow)]
+    pub trusts: Option<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
+    #[serde(borrow)]
+    pub state: Option<StoredState<'a>>,
 }
 
+/// A pathway's evaluated state, packed ([`crate::packed`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredCurrent {
-    pub version: u64,
-    pub state: StoredState,
+pub struct StoredState<'a> {
+    /// Whether it is on the PTL (held unpacked, with its row).
+    pub on_ptl: bool,
+    #[serde(borrow, with = "bytes")]
+    pub packed: Cow<'a, [u8]>,
+}
+
+/// MessagePack `bin` for packed bytes (serde's default would write an array
+/// of integers), borrowed from the input when it can be.
+mod bytes {
+    use std::borrow::Cow;
+
+    // serde's `with` hands over a reference to the field as it is.
+    #[allow(clippy::ptr_arg)]
+    pub fn serialize<S: serde::Serializer>(v: &Cow<'_, [u8]>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Cow<'a, [u8]>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Cow<'de, [u8]>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_vec()))
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
 }
 
 /// Writes a snapshot to `path` (through a temporary file, fsync'd and
 /// renamed). `chunks` yields the pathways a chunk at a time.
-pub fn write(
+pub fn write<'a>(
     path: &Path,
     header: &Header,
-    chunks: impl Iterator<Item = Vec<StoredPathway>>,
+    chunks: impl Iterator<Item = Vec<StoredPathway<'a>>>,
 ) -> std::io::Result<u64> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
@@ -219,314 +243,8 @@ pub fn read(path: &Path) -> Result<Read, String> {
 }
 
 /// Decodes one chunk of pathways.
-pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<StoredPathway>, String> {
+pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<StoredPathway<'_>>, String> {
     rmp_serde::from_slice(bytes).map_err(|e| format!("unreadable chunk: {e}"))
-}
-
-fn day(d: NaiveDate) -> i32 {
-    d.num_days_from_ce()
-}
-
-fn date(days: i32) -> Result<NaiveDate, String> {
-    NaiveDate::from_num_days_from_ce_opt(days).ok_or_else(|| format!("day {days} out of range"))
-}
-
-fn opt_date(days: Option<i32>) -> Result<Option<NaiveDate>, String> {
-    days.map(date).transpose()
-}
-
-/// A stored ODS code back (any stored code: a trust's or a referrer's).
-fn ods(code: String) -> Result<OdsCode, String> {
-    OdsCode::parse_referrer(&code).ok_or_else(|| "a stored ODS code no longer parses".to_string())
-}
-
-/// [`PathwayState`] as stored: every field, dates as day numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StoredState {
-    nhs_number: String,
-    trust: String,
-    referring_trust: String,
-    tumour_site: TumourSite,
-    route: Route,
-    referred_on: i32,
-    status: PathwayStatus,
-    on_ptl: bool,
-    as_of: i32,
-    fit_band: FitBand,
-    fit_on: Option<i32>,
-    fds_excluded_on: Option<i32>,
-    clocks: [StoredClock; 3],
-    milestones: Vec<StoredMilestone>,
-    next_breach: Option<(ClockKind, i32)>,
-    transferred: bool,
-    transfers: Vec<(i32, String, String)>,
-    handover_date: Option<i32>,
-    last_note: Option<StoredNote>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct StoredClock {
-    status: ClockStatus,
-    start: Option<i32>,
-    stop: Option<i32>,
-    stop_reason: Option<StopReason>,
-    adjustment_days: i64,
-    days: i64,
-    target_days: i64,
-    target_date: Option<i32>,
-    allocation: Option<Vec<(String, f64, bool)>>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct StoredMilestone {
-    name: String,
-    due_day: i64,
-    due_date: i32,
-    met_on: Option<i32>,
-    status: MilestoneStatus,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct StoredNote {
-    occurred_on: i32,
-    text: String,
-    next_action: Option<String>,
-    next_action_due: Option<i32>,
-    owner: Option<String>,
-    escalated: bool,
-}
-
-impl StoredClock {
-    fn of(c: &Clock) -> StoredClock {
-        let Clock {
-            status,
-            start,
-            stop,
-            stop_reason,
-            adjustment_days,
-            days,
-            target_days,
-            target_date,
-            allocation,
-        } = c;
-        StoredClock {
-            status: *status,
-            start: start.map(day),
-            stop: stop.map(day),
-            stop_reason: *stop_reason,
-            adjustment_days: *adjustment_days,
-            days: *days,
-            target_days: *target_days,
-            target_date: target_date.map(day),
-            allocation: allocation.as_ref().map(|shares| {
-                shares
-                    .iter()
-                    .map(|a| (a.trust.as_str().to_string(), a.share, a.breached))
-                    .collect()
-            }),
-        }
-    }
-
-    fn restore(self) -> Result<Clock, String> {
-        Ok(Clock {
-            status: self.status,
-            start: opt_date(self.start)?,
-            stop: opt_date(self.stop)?,
-            stop_reason: self.stop_reason,
-            adjustment_days: self.adjustment_days,
-            days: self.days,
-            target_days: self.target_days,
-            target_date: opt_date(self.target_date)?,
-            allocation: self
-                .allocation
-                .map(|shares| {
-                    shares
-                        .into_iter()
-                        .map(|(trust, share, breached)| {
-                            Ok(Allocation {
-                                trust: ods(trust)?,
-                                share,
-                                breached,
-                            })
-                        })
-                        .collect::<Result<Vec<_>, String>>()
-                })
-                .transpose()?,
-        })
-    }
-}
-
-impl StoredState {
-    /// Every field of `state`, destructured so a new field is a compile error here.
-    pub fn of(state: &PathwayState) -> StoredState {
-        let PathwayState {
-            nhs_number,
-            trust,
-            referring_trust,
-            tumour_site,
-            route,
-            referred_on,
-            status,
-            on_ptl,
-            as_of,
-            fit_band,
-            fit_on,
-            fds_excluded_on,
-            clocks: Clocks { fds, d31, d62 },
-            milestones,
-            next_breach,
-            transferred,
-            transfers,
-            handover_date,
-            last_note,
-        } = state;
-        StoredState {
-            nhs_number: nhs_number.as_str().to_string(),
-            trust: trust.as_str().to_string(),
-            referring_trust: referring_trust.as_str().to_string(),
-            tumour_site: *tumour_site,
-            route: *route,
-            referred_on: day(*referred_on),
-            status: *status,
-            on_ptl: *on_ptl,
-            as_of: day(*as_of),
-            fit_band: *fit_band,
-            fit_on: fit_on.map(day),
-            fds_excluded_on: fds_excluded_on.map(day),
-            clocks: [
-                StoredClock::of(fds),
-                StoredClock::of(d31),
-                StoredClock::of(d62),
-            ],
-            milestones: milestones
-                .iter()
-                .map(|m| {
-                    let Milestone {
-                        name,
-                        due_day,
-                        due_date,
-                        met_on,
-                        status,
-                    } = m;
-                    StoredMilestone {
-                        name: name.to_string(),
-                        due_day: *due_day,
-                        due_date: day(*due_date),
-                        met_on: met_on.map(day),
-                        status: *status,
-                    }
-                })
-                .collect(),
-            next_breach: next_breach.as_ref().map(|b| (b.clock, day(b.date))),
-            transferred: *transferred,
-            transfers: transfers
-                .iter()
-                .map(|t| {
-                    (
-                        day(t.occurred_on),
-                        t.from_trust.as_str().to_string(),
-                        t.to_trust.as_str().to_string(),
-                    )
-                })
-                .collect(),
-            handover_date: handover_date.map(day),
-            last_note: last_note.as_ref().map(|n| {
-                let Note {
-                    occurred_on,
-                    text,
-                    next_action,
-                    next_action_due,
-                    owner,
-                    escalated,
-                } = n;
-                StoredNote {
-                    occurred_on: day(*occurred_on),
-                    text: text.clone(),
-                    next_action: next_action.clone(),
-                    next_action_due: next_action_due.map(day),
-                    owner: owner.clone(),
-                    escalated: *escalated,
-                }
-            }),
-        }
-    }
-
-    /// The state back; an error when a stored value no longer parses.
-    /// Milestone names are shared with the rules configuration's (`names`).
-    pub fn restore(self, names: &HashMap<&str, Arc<str>>) -> Result<PathwayState, String> {
-        let [fds, d31, d62] = self.clocks;
-        Ok(PathwayState {
-            nhs_number: NhsNumber::parse(&self.nhs_number)
-                .ok_or_else(|| "a stored NHS number no longer parses".to_string())?,
-            trust: ods(self.trust)?,
-            referring_trust: ods(self.referring_trust)?,
-            tumour_site: self.tumour_site,
-            route: self.route,
-            referred_on: date(self.referred_on)?,
-            status: self.status,
-            on_ptl: self.on_ptl,
-            as_of: date(self.as_of)?,
-            fit_band: self.fit_band,
-            fit_on: opt_date(self.fit_on)?,
-            fds_excluded_on: opt_date(self.fds_excluded_on)?,
-            clocks: Clocks {
-                fds: fds.restore()?,
-                d31: d31.restore()?,
-                d62: d62.restore()?,
-            },
-            milestones: self
-                .milestones
-                .into_iter()
-                .map(|m| {
-                    Ok(Milestone {
-                        name: names
-                            .get(m.name.as_str())
-                            .cloned()
-                            .unwrap_or_else(|| Arc::from(m.name)),
-                        due_day: m.due_day,
-                        due_date: date(m.due_date)?,
-                        met_on: opt_date(m.met_on)?,
-                        status: m.status,
-                    })
-                })
-                .collect::<Result<_, String>>()?,
-            next_breach: self
-                .next_breach
-                .map(|(clock, d)| {
-                    Ok::<_, String>(NextBreach {
-                        clock,
-                        date: date(d)?,
-                    })
-                })
-                .transpose()?,
-            transferred: self.transferred,
-            transfers: self
-                .transfers
-                .into_iter()
-                .map(|(on, from, to)| {
-                    Ok(Transfer {
-                        occurred_on: date(on)?,
-                        from_trust: ods(from)?,
-                        to_trust: ods(to)?,
-                    })
-                })
-                .collect::<Result<_, String>>()?,
-            handover_date: opt_date(self.handover_date)?,
-            last_note: self
-                .last_note
-                .map(|n| {
-                    Ok::<_, String>(Note {
-                        occurred_on: date(n.occurred_on)?,
-                        text: n.text,
-                        next_action: n.next_action,
-                        next_action_due: opt_date(n.next_action_due)?,
-                        owner: n.owner,
-                        escalated: n.escalated,
-                    })
-                })
-                .transpose()?,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -543,12 +261,15 @@ mod tests {
         )
     }
 
-    fn pathway(id: &str, positions: Vec<u64>) -> StoredPathway {
+    fn pathway(id: &str, positions: Vec<u64>) -> StoredPathway<'_> {
         StoredPathway {
             id: id.into(),
             positions,
             trusts: Some(("RXH".into(), vec!["RXH".into()])),
-            current: None,
+            state: Some(StoredState {
+                on_ptl: id == "A",
+                packed: vec![1, 2, 200].into(),
+            }),
         }
     }
 

@@ -7,12 +7,13 @@
 //! history (on both cores): slower, but the same function of the same events,
 //! so a past view equals what the service showed then.
 
+use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use openptl_rules::report::{self, CanptlReturn, CwtRow, MilestonesReport, StandardsReport};
-use openptl_rules::{ClockKind, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
+use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
@@ -324,37 +325,64 @@ pub struct CwtLine {
     pub row: CwtRow,
 }
 
-/// A pathway as a view sees it.
+/// A pathway as a view sees it (a state off the PTL unpacked for the view).
 struct Seen<'a> {
     id: &'a str,
-    current: &'a Current,
+    current: Cow<'a, Current>,
+}
+
+impl Seen<'_> {
+    fn state(&self) -> &PathwayState {
+        &self.current.state
+    }
+}
+
+impl Borrow<PathwayState> for Seen<'_> {
+    fn borrow(&self) -> &PathwayState {
+        self.state()
+    }
 }
 
 impl App {
     /// Runs `f` over every pathway's state as of `as_of`, known at
     /// `known_at`: the projection's ready states when those are today and
-    /// now, else states evaluated afresh.
+    /// now, else states evaluated afresh. A report over `period` counts no
+    /// pathway holding no date in it, so such pathways may be left out.
     async fn with_states<R>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
+        period: Option<Period>,
         f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R,
     ) -> Result<(R, u64), AppError> {
         let (snapshot, position) = {
             let data = self.projection.read();
             let position = self.projection.position().min(data.position);
             if data.today == Some(as_of) && known_at.is_none() {
-                let mut seen = data.pathways.values().filter_map(|p| {
-                    p.current
-                        .as_deref()
-                        .map(|current| Seen { id: &p.id, current })
-                });
-                return Ok((f(&mut seen), position));
+                let mut failed = None;
+                let window = period.map(|p| (p.first_day(), p.last_day()));
+                let mut seen =
+                    data.states(self.projection.packer(), window)
+                        .filter_map(|(id, current)| match current {
+                            Ok(current) => Some(Seen { id, current }),
+                            Err(e) => {
+                                failed.get_or_insert(e);
+                                None
+                            }
+                        });
+                let out = f(&mut seen);
+                return match failed {
+                    Some(e) => Err(e),
+                    None => Ok((out, position)),
+                };
             }
             (snapshot(&data), position)
         };
         let evaluated = self.evaluate_snapshot(snapshot, as_of, known_at).await?;
-        let mut seen = evaluated.iter().map(|(id, current)| Seen { id, current });
+        let mut seen = evaluated.iter().map(|(id, current)| Seen {
+            id,
+            current: Cow::Borrowed(current),
+        });
         Ok((f(&mut seen), position))
     }
 
@@ -460,10 +488,8 @@ impl App {
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let period = period.unwrap_or_else(|| Period::of(as_of));
-        self.with_states(as_of, at.known_at, |seen| {
-            let states = seen
-                .map(|s| &s.current.state)
-                .filter(|s| tumour_site.is_none_or(|t| s.tumour_site == t));
+        self.with_states(as_of, at.known_at, Some(period), |seen| {
+            let states = seen.filter(|s| tumour_site.is_none_or(|t| s.state().tumour_site == t));
             report::standards(
                 states,
                 standard,
@@ -487,8 +513,9 @@ impl App {
         let trusts = &trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        self.with_states(as_of, at.known_at, |seen| {
-            let states = seen.map(|s| &s.current.state).filter(|s| {
+        self.with_states(as_of, at.known_at, period, |seen| {
+            let states = seen.filter(|s| {
+                let s = s.state();
                 trusts.allows(s.trust.as_str()) && tumour_site.is_none_or(|t| s.tumour_site == t)
             });
             report::milestones(states, period, &self.config)
@@ -517,10 +544,8 @@ impl App {
                 problem: "is in the future; the return covers a week that has ended".into(),
             });
         }
-        self.with_states(week_ending, known_at, |seen| {
-            let states = seen
-                .map(|s| &s.current.state)
-                .filter(|s| trusts.allows(s.trust.as_str()));
+        self.with_states(week_ending, known_at, None, |seen| {
+            let states = seen.filter(|s| trusts.allows(s.state().trust.as_str()));
             report::canptl(states, week_ending)
         })
         .await
@@ -538,14 +563,14 @@ impl App {
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let out = self
-            .with_states(as_of, at.known_at, |seen| {
+            .with_states(as_of, at.known_at, Some(period), |seen| {
                 let mut lines: Vec<CwtLine> = Vec::new();
                 for s in seen {
-                    for row in report::cwt_rows(&s.current.state, period) {
+                    for row in report::cwt_rows(s.state(), period) {
                         if trusts.allows(&row.trust) {
                             lines.push(CwtLine {
                                 pathway_id: s.id.to_string(),
-                                nhs_number: s.current.state.nhs_number.as_str().to_string(),
+                                nhs_number: s.state().nhs_number.as_str().to_string(),
                                 row,
                             });
                         }

@@ -15,6 +15,17 @@ macro_rules! code_enum {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
+            /// Its place in [`Self::ALL`] (for compact in-memory forms, never
+            /// for anything stored for good: the wire code is the stable form).
+            pub fn index(self) -> u8 {
+                self as u8
+            }
+
+            /// The value at `index` in [`Self::ALL`].
+            pub fn from_index(index: u8) -> Option<Self> {
+                Self::ALL.get(index as usize).copied()
+            }
+
             /// The stable wire code.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $code),+ }

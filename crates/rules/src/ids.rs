@@ -20,10 +20,16 @@ impl NhsNumber {
     /// Accepts ten digits, with any spaces between them (`943 476 5919`).
     pub fn parse(input: &str) -> Option<NhsNumber> {
         let digits: String = input.chars().filter(|c| *c != ' ').collect();
-        let parsed = nhs_number::NHSNumber::from_str(&digits).ok()?;
-        let bytes: [u8; 10] = digits.as_bytes().try_into().ok()?;
-        (parsed.validate_check_digit() && bytes.iter().all(u8::is_ascii_digit))
-            .then_some(NhsNumber(bytes))
+        Self::from_digits(digits.as_bytes().try_into().ok()?)
+    }
+
+    /// From ten ASCII digits (as [`NhsNumber::as_str`] gives them), checked
+    /// like any other input, without allocating.
+    pub fn from_digits(digits: &[u8; 10]) -> Option<NhsNumber> {
+        let text = std::str::from_utf8(digits).ok()?;
+        let parsed = nhs_number::NHSNumber::from_str(text).ok()?;
+        (parsed.validate_check_digit() && digits.iter().all(u8::is_ascii_digit))
+            .then_some(NhsNumber(*digits))
     }
 
     /// The ten digits. Callers decide whether the reader may see them.

@@ -183,6 +183,59 @@ pub struct PathwayState {
 }
 
 impl PathwayState {
+    /// The earliest and the latest of the dates the state holds, every one
+    /// but `as_of`. Every report over a period (standards, the extract,
+    /// milestones of a referral month) selects a pathway by a date it holds,
+    /// so a period outside this span counts nothing of it (property-tested);
+    /// views use that to pass over pathways without looking inside them.
+    pub fn date_span(&self) -> (NaiveDate, NaiveDate) {
+        let PathwayState {
+            nhs_number: _,
+            trust: _,
+            referring_trust: _,
+            tumour_site: _,
+            route: _,
+            referred_on,
+            status: _,
+            on_ptl: _,
+            as_of: _,
+            fit_band: _,
+            fit_on,
+            fds_excluded_on,
+            clocks,
+            milestones,
+            next_breach,
+            transferred: _,
+            transfers,
+            handover_date,
+            last_note,
+        } = self;
+        let clock_dates = clocks.iter().flat_map(|(_, c)| {
+            let Clock {
+                start,
+                stop,
+                target_date,
+                ..
+            } = c;
+            [*start, *stop, *target_date]
+        });
+        let milestone_dates = milestones.iter().flat_map(|m| [Some(m.due_date), m.met_on]);
+        let note_dates = last_note
+            .iter()
+            .flat_map(|n| [Some(n.occurred_on), n.next_action_due]);
+        let dates = [*fit_on, *fds_excluded_on, *handover_date]
+            .into_iter()
+            .chain(clock_dates)
+            .chain(milestone_dates)
+            .chain(next_breach.iter().map(|b| Some(b.date)))
+            .chain(transfers.iter().map(|t| Some(t.occurred_on)))
+            .chain(note_dates)
+            .flatten();
+        dates.fold((*referred_on, *referred_on), |(lo, hi), d| {
+            (lo.min(d), hi.max(d))
+        })
+    }
+
     /// The first milestone not yet met (pending or overdue), if any.
     pub fn next_milestone(&self) -> Option<&Milestone> {
         self.milestones.iter().find(|m| {

@@ -3,6 +3,7 @@
 //! extract. Each is a pure function of pathway states evaluated as of one
 //! date; the caller chooses which pathways the reader may see.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use chrono::{Datelike, Days, NaiveDate};
@@ -30,7 +31,7 @@ impl Period {
             year: year.parse().ok()?,
             month: month.parse().ok()?,
         };
-        period.first_day()?;
+        NaiveDate::from_ymd_opt(period.year, period.month, 1)?;
         Some(period)
     }
 
@@ -41,8 +42,9 @@ impl Period {
         }
     }
 
-    fn first_day(self) -> Option<NaiveDate> {
-        NaiveDate::from_ymd_opt(self.year, self.month, 1)
+    /// The first day of the month.
+    pub fn first_day(self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("a parsed or derived month")
     }
 
     /// The last day of the month.
@@ -170,10 +172,22 @@ fn shares(state: &PathwayState, clock: &Clock) -> Vec<(String, f64)> {
     }
 }
 
+/// Whether a pathway's `standard` clock counts towards `period`'s
+/// performance: stopped (met or breached) or excluded in it. The standards
+/// report counts exactly these.
+pub fn counts_in(state: &PathwayState, standard: ClockKind, period: Period) -> bool {
+    let clock = clock_of(state, standard);
+    match clock.status {
+        ClockStatus::Excluded => state.fds_excluded_on.is_some_and(|d| period.contains(d)),
+        ClockStatus::Met | ClockStatus::Breached => clock.stop.is_some_and(|d| period.contains(d)),
+        _ => false,
+    }
+}
+
 /// Performance against `standard` of the clocks stopped (met or breached) in
 /// `period`. `trust_visible` says which trusts' shares count.
-pub fn standards<'a>(
-    states: impl IntoIterator<Item = &'a PathwayState>,
+pub fn standards(
+    states: impl IntoIterator<Item = impl Borrow<PathwayState>>,
     standard: ClockKind,
     period: Period,
     trust_visible: &dyn Fn(&str) -> bool,
@@ -185,20 +199,19 @@ pub fn standards<'a>(
     let mut outcomes = FdsOutcomes::default();
     let mut excluded = 0u64;
     for state in states {
+        let state: &PathwayState = state.borrow();
+        if !counts_in(state, standard, period) {
+            continue;
+        }
         let clock = clock_of(state, standard);
         if clock.status == ClockStatus::Excluded {
-            let in_period = state.fds_excluded_on.is_some_and(|d| period.contains(d));
-            if in_period && trust_visible(state.trust.as_str()) {
+            if trust_visible(state.trust.as_str()) {
                 excluded += 1;
                 let line = by_trust
                     .entry(state.trust.as_str().to_string())
                     .or_default();
                 *line.excluded.get_or_insert(0) += 1;
             }
-            continue;
-        }
-        let stopped = matches!(clock.status, ClockStatus::Met | ClockStatus::Breached);
-        if !stopped || !clock.stop.is_some_and(|d| period.contains(d)) {
             continue;
         }
         let breached = clock.status == ClockStatus::Breached;
@@ -369,8 +382,8 @@ pub struct MilestonesReport {
 
 /// Milestone compliance of the pathways referred in `period` (all when none)
 /// that have milestones (an FDS clock).
-pub fn milestones<'a>(
-    states: impl IntoIterator<Item = &'a PathwayState>,
+pub fn milestones(
+    states: impl IntoIterator<Item = impl Borrow<PathwayState>>,
     period: Option<Period>,
     config: &RulesConfig,
 ) -> MilestonesReport {
@@ -383,6 +396,7 @@ pub fn milestones<'a>(
         ..FitIndicator::default()
     };
     for state in states {
+        let state: &PathwayState = state.borrow();
         if period.is_some_and(|p| !p.contains(state.referred_on)) {
             continue;
         }
@@ -506,8 +520,8 @@ pub struct CanptlReturn {
 
 /// The weekly return for the week ending on `week_ending` (a Sunday); the
 /// states must be evaluated as of that Sunday.
-pub fn canptl<'a>(
-    states: impl IntoIterator<Item = &'a PathwayState>,
+pub fn canptl(
+    states: impl IntoIterator<Item = impl Borrow<PathwayState>>,
     week_ending: NaiveDate,
 ) -> CanptlReturn {
     let week_starting = week_ending - Days::new(6);
@@ -525,6 +539,7 @@ pub fn canptl<'a>(
         upgrades: 0,
     };
     for state in states {
+        let state: &PathwayState = state.borrow();
         let d62 = &state.clocks.d62;
         if d62.status.is_running() {
             let band = WaitBand::of_days(d62.days);

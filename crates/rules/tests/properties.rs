@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use openptl_rules::pathway::{Clock, PathwayState};
 use openptl_rules::validate::check_pathway;
 use openptl_rules::*;
@@ -466,6 +466,41 @@ proptest! {
             })
             .collect();
         prop_assert_eq!(&first, &view(&reread, as_of));
+    }
+
+    /// A report over a period holding none of a pathway's dates counts
+    /// nothing of it (what lets views pass over such pathways unread).
+    #[test]
+    fn a_period_outside_the_date_span_counts_nothing(
+        plan in plan(true),
+        as_of_offset in 0i64..=250,
+        after in any::<bool>(),
+        months_away in 0i64..3,
+    ) {
+        let history = build(&plan);
+        let as_of = plus(referred_on(&history), as_of_offset);
+        let state = view(&history, as_of);
+        let (earliest, latest) = state.date_span();
+        // The month just before the span or just after it (or a little further).
+        let mut day = if after { latest } else { earliest };
+        for _ in 0..=months_away {
+            day = if after {
+                day.with_day(1).unwrap() + Duration::days(32)
+            } else {
+                day.with_day(1).unwrap() - Duration::days(1)
+            };
+        }
+        let period = Period::of(day);
+        prop_assert!(period.last_day() < earliest || latest < day.with_day(1).unwrap());
+        for kind in ClockKind::ALL {
+            let report = report::standards([&state], *kind, period, &|_| true, config());
+            prop_assert_eq!(report.overall.total, 0.0, "{:?} {}", kind, show(&history));
+            prop_assert_eq!(report.excluded.unwrap_or(0), 0);
+        }
+        prop_assert!(report::cwt_rows(&state, period).is_empty());
+        let milestones = report::milestones([&state], Some(period), config());
+        prop_assert_eq!(milestones.overall.pathways, 0);
+        prop_assert_eq!(milestones.fit.lower_gi_urgent_referrals, 0);
     }
 
     /// SPEC 1 and 2.2, 4.2: days = (stop or as_of) − start − adjustment days;

@@ -1270,19 +1270,20 @@ impl Writer {
         // Event id → index in `new_records`, for look-ups within the group.
         let mut group_events: HashMap<Uuid, usize> = HashMap::new();
         let mut new_records: Vec<(StoredRecord, u64)> = Vec::new(); // record, offset in buffer
-        let mut results: Vec<(
-            oneshot::Sender<Result<Vec<Appended>, LogError>>,
-            Result<Vec<Appended>, LogError>,
-        )> = Vec::with_capacity(group.len());
+        // Each request's reply channel and its outcome.
+        type Reply = Result<Vec<Appended>, LogError>;
+        let mut results: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::with_capacity(group.len());
         for request in group {
             // Look-ups see the committed log plus earlier requests of this group.
             let mut lookup_error = None;
             let streams: Vec<String> = request.batch.iter().map(|r| r.stream_id.clone()).collect();
             for stream in streams {
-                if !group_versions.contains_key(&stream) {
-                    match self.version_of(&stream) {
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    group_versions.entry(stream)
+                {
+                    match self.version_of(slot.key()) {
                         Ok(v) => {
-                            group_versions.insert(stream, v);
+                            slot.insert(v);
                         }
                         Err(e) => lookup_error = Some(e),
                     }
