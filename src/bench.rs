@@ -499,12 +499,7 @@ pub async fn views(
     let events = log.head();
     let (total, open) = {
         let data = app.projection.read();
-        let open = data
-            .pathways
-            .values()
-            .filter(|p| p.current.as_ref().is_some_and(|c| c.ready().is_some()))
-            .count();
-        (data.pathways.len(), open)
+        (data.pathways.len(), data.ptl.len())
     };
     trim_heap();
     let memory = resident_bytes().saturating_sub(before);

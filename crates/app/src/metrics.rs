@@ -17,7 +17,6 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::projection::Held;
 use crate::App;
 
 /// Latency buckets in seconds: 0.5 ms to 10 s.
@@ -246,18 +245,19 @@ impl App {
         let mut standards = Vec::new();
         {
             let data = self.projection.read();
-            let states: Vec<_> = data
-                .pathways
-                .values()
-                .filter_map(|p| p.current.as_ref().and_then(Held::ready))
-                .collect();
-            for current in &states {
-                let (state, Some(row)) = (&current.state, &current.row) else {
-                    continue;
+            let packer = self.projection.packer();
+            for (entry, current) in data.ptl_states(packer) {
+                let current = match current {
+                    Ok(current) => current,
+                    Err(e) => {
+                        tracing::error!(error = %e, "a pathway left out of the metrics");
+                        continue;
+                    }
                 };
+                let state = &current.state;
                 let trust = state.trust.as_str().to_string();
                 let site = state.tumour_site.as_str().to_string();
-                let band = row.band.map_or("none", |b| b.as_str()).to_string();
+                let band = entry.keys.band().map_or("none", |b| b.as_str()).to_string();
                 *open.entry([trust.clone(), site.clone(), band]).or_default() += 1.0;
                 for (kind, clock) in state.clocks.iter() {
                     let key = [trust.clone(), site.clone(), kind.as_str().to_string()];
@@ -286,7 +286,6 @@ impl App {
             // This month's performance counts clocks stopped this month:
             // unpack each state once and keep only those.
             let period = Period::of(data.today.unwrap_or(today));
-            let packer = self.projection.packer();
             let counted: Vec<_> = data
                 .states(packer, Some((period.first_day(), period.last_day())))
                 .filter_map(|(_, current)| match current {

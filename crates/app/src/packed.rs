@@ -62,6 +62,16 @@ impl Packed {
         &self.bytes
     }
 
+    /// The number of events the state was evaluated from.
+    pub fn version(&self) -> u64 {
+        let mut r = Reader {
+            bytes: &self.bytes,
+            at: 0,
+            base: 0,
+        };
+        r.head().map_or(0, |(version, _)| version)
+    }
+
     /// The earliest and latest date the state holds.
     pub fn span(&self) -> (NaiveDate, NaiveDate) {
         self.span

@@ -84,45 +84,25 @@ pub struct PathwayEntry {
     pub positions: Vec<u64>,
     /// `None` until evaluated (or when its history no longer fits the rules).
     pub trusts: Option<Trusts>,
-    /// `None` until evaluated, or when stored events no longer fit the rules
-    /// (reported as an internal error when the pathway is read).
-    pub current: Option<Held>,
+    /// Its state as of the projection's `today`, packed; `None` until
+    /// evaluated, or when stored events no longer fit the rules (reported
+    /// as an internal error when the pathway is read).
+    pub state: Option<Packed>,
 }
 
-/// How a pathway's current state is held: ready when it is on the PTL
-/// (every PTL page reads it), packed otherwise (most pathways; only the
-/// aggregate views and its own pathway view read it).
-#[derive(Debug, Clone)]
-pub enum Held {
-    Ready(Arc<Current>),
-    Packed(Packed),
+/// A pathway's state as the projection keeps it: packed, with its PTL keys
+/// when it is on the PTL.
+#[derive(Debug)]
+struct Kept {
+    packed: Packed,
+    keys: Option<PtlKeys>,
 }
 
-impl Held {
-    /// `current` held the way its place calls for: packed when off the PTL.
-    pub fn of(current: Current, packer: &Packer) -> Held {
-        match current.row {
-            Some(_) => Held::Ready(Arc::new(current)),
-            None => Held::Packed(packer.pack(&current.state, current.version)),
-        }
-    }
-
-    /// The state when held ready (on the PTL).
-    pub fn ready(&self) -> Option<&Arc<Current>> {
-        match self {
-            Held::Ready(current) => Some(current),
-            Held::Packed(_) => None,
-        }
-    }
-
-    /// The state, unpacked if need be.
-    pub fn current(&self, packer: &Packer) -> Result<Cow<'_, Current>, AppError> {
-        match self {
-            Held::Ready(current) => Ok(Cow::Borrowed(current)),
-            Held::Packed(packed) => packer
-                .current(packed)
-                .map(Cow::Owned)
-                .map_err(|e| AppError::Internal(format!("a held pathway state: {e}"))),
+impl Kept {
+    fn of(current: &Current, packer: &Packer) -> Kept {
+        Kept {
+            packed: packer.pack(&current.state, current.version),
+            keys: current.row.as_deref().map(PtlKeys::of),
         }
     }
 }
@@ -411,7 +391,7 @@ pub struct ProjectionData {
 /// One pathway evaluated by a refresh.
 struct Evaluated {
     id: Arc<str>,
-    current: Option<Held>,
+    current: Option<Kept>,
     trusts: Option<(String, Vec<String>)>,
 }
 
@@ -669,7 +649,7 @@ impl Projection {
         Evaluated {
             id: id.clone(),
             current: current_from(&effective, history.len() as u64, today, &self.config)
-                .map(|c| Held::of(c, &self.packer)),
+                .map(|c| Kept::of(&c, &self.packer)),
             trusts: history::trusts_of(&effective),
         }
     }
@@ -789,7 +769,7 @@ impl Projection {
             .unwrap_or_else(|e| e.into_inner());
         // Copy out under the read lock (reference counts and positions),
         // encode and write outside it.
-        type Item = (Arc<str>, Vec<u64>, Option<Trusts>, Option<Held>);
+        type Item = (Arc<str>, Vec<u64>, Option<Trusts>, Option<(Packed, bool)>);
         let (position, today, items) = {
             let data = self.read();
             let Some(today) = data.today else {
@@ -806,7 +786,9 @@ impl Projection {
                         p.id.clone(),
                         p.positions.clone(),
                         p.trusts.clone(),
-                        p.current.clone(),
+                        p.state
+                            .clone()
+                            .map(|s| (s, data.ptl_slot.contains_key(&p.id))),
                     )
                 })
                 .collect();
@@ -834,17 +816,9 @@ impl Projection {
                             t.ever.iter().map(|e| Cow::Borrowed(&**e)).collect(),
                         )
                     }),
-                    state: current.as_ref().map(|held| match held {
-                        Held::Ready(c) => StoredState {
-                            on_ptl: true,
-                            packed: Cow::Owned(
-                                self.packer.pack(&c.state, c.version).as_bytes().to_vec(),
-                            ),
-                        },
-                        Held::Packed(packed) => StoredState {
-                            on_ptl: false,
-                            packed: Cow::Borrowed(packed.as_bytes()),
-                        },
+                    state: current.as_ref().map(|(packed, on_ptl)| StoredState {
+                        on_ptl: *on_ptl,
+                        packed: Cow::Borrowed(packed.as_bytes()),
                     }),
                 })
                 .collect()
@@ -909,7 +883,7 @@ impl Projection {
                     id: id.clone(),
                     positions,
                     trusts: None,
-                    current: None,
+                    state: None,
                 },
             );
             data.install(&id, current, trusts);
@@ -927,12 +901,7 @@ impl Projection {
 }
 
 /// A pathway as restored from a snapshot: id, positions, trusts, state.
-type RestoredPathway = (
-    Arc<str>,
-    Vec<u64>,
-    Option<(String, Vec<String>)>,
-    Option<Held>,
-);
+type RestoredPathway = (Arc<str>, Vec<u64>, Option<(String, Vec<String>)>, Option<Kept>);
 
 /// A snapshot read and decoded, and found to fit this binary and rules; not
 /// yet checked against the log.
@@ -991,15 +960,12 @@ fn prepare_snapshot(path: &Path, config: &RulesConfig) -> Result<PreparedSnapsho
                 .map(|stored| {
                     let packed = Packed::from_bytes(&stored.packed)?;
                     if !stored.on_ptl {
-                        return Ok::<_, String>(Held::Packed(packed));
+                        return Ok::<_, String>(Kept { packed, keys: None });
                     }
-                    let (state, version) = packer.unpack(&packed)?;
-                    let row = PtlRow::of(&state, config).map(Box::new);
-                    Ok(Held::Ready(Arc::new(Current {
-                        state,
-                        row,
-                        version,
-                    })))
+                    // Its PTL keys, from its row.
+                    let (state, _) = packer.unpack(&packed)?;
+                    let keys = PtlRow::of(&state, config).as_ref().map(PtlKeys::of);
+                    Ok(Kept { packed, keys })
                 })
                 .transpose()?;
             let trusts = p.trusts.map(|(now, ever)| {
@@ -1024,35 +990,70 @@ fn prepare_snapshot(path: &Path, config: &RulesConfig) -> Result<PreparedSnapsho
     Ok(PreparedSnapshot { header, pathways })
 }
 
+/// `items`' packed states unpacked, a slice at a time on every core.
+fn unpack_all<'a, K: Copy + Send + Sync + 'a>(
+    items: Vec<(K, &'a Packed)>,
+    packer: &'a Packer,
+) -> impl Iterator<Item = (K, Result<Current, AppError>)> + 'a {
+    let n = items.len();
+    (0..n).step_by(UNPACK_SLICE).flat_map(move |start| {
+        let slice = &items[start..(start + UNPACK_SLICE).min(n)];
+        par_filter_map(slice, |(key, packed)| {
+            Some((*key, packer.current(packed).map_err(unpack_failed)))
+        })
+    })
+}
+
+fn unpack_failed(e: String) -> AppError {
+    AppError::Internal(format!("a projected pathway state: {e}"))
+}
+
 impl ProjectionData {
-    /// Every evaluated pathway's id and current state; the packed ones are
-    /// unpacked a slice at a time on every core as the iteration goes.
-    /// With a `window` (first and last day), packed states holding no date
-    /// in it are left out: no report over a period inside the window counts
-    /// them ([`openptl_rules::PathwayState::date_span`]).
+    /// Every evaluated pathway's id and current state, unpacked a slice at
+    /// a time on every core as the iteration goes. With a `window` (first
+    /// and last day), states holding no date in it are left out: no report
+    /// over a period inside the window counts them
+    /// ([`openptl_rules::PathwayState::date_span`]).
     pub fn states<'a>(
         &'a self,
         packer: &'a Packer,
         window: Option<(NaiveDate, NaiveDate)>,
-    ) -> impl Iterator<Item = (&'a str, Result<Cow<'a, Current>, AppError>)> + 'a {
-        let outside = |held: &Held| match (held, window) {
-            (Held::Packed(packed), Some((first, last))) => {
+    ) -> impl Iterator<Item = (&'a str, Result<Current, AppError>)> + 'a {
+        let inside = move |packed: &Packed| {
+            window.is_none_or(|(first, last)| {
                 let (earliest, latest) = packed.span();
-                latest < first || earliest > last
-            }
-            _ => false,
+                latest >= first && earliest <= last
+            })
         };
-        let held: Vec<(&str, &Held)> = self
+        let packed = self
             .pathways
             .values()
-            .filter_map(|p| Some((&*p.id, p.current.as_ref()?)))
-            .filter(|(_, held)| !outside(held))
+            .filter_map(|p| Some((&*p.id, p.state.as_ref()?)))
+            .filter(|(_, packed)| inside(packed))
             .collect();
-        let n = held.len();
-        (0..n).step_by(UNPACK_SLICE).flat_map(move |start| {
-            let slice = &held[start..(start + UNPACK_SLICE).min(n)];
-            par_filter_map(slice, |(id, held)| Some((*id, held.current(packer))))
-        })
+        unpack_all(packed, packer)
+    }
+
+    /// The pathways on the PTL with their states (unpacked as
+    /// [`ProjectionData::states`] does).
+    pub fn ptl_states<'a>(
+        &'a self,
+        packer: &'a Packer,
+    ) -> impl Iterator<Item = (&'a PtlIndexEntry, Result<Current, AppError>)> + 'a {
+        let packed = self
+            .ptl
+            .iter()
+            .filter_map(|e| Some((e, self.pathways.get(&e.id)?.state.as_ref()?)))
+            .collect();
+        unpack_all(packed, packer)
+    }
+
+    /// A pathway's state and version, unpacked (`None` when not evaluated).
+    pub fn state_of(&self, id: &str, packer: &Packer) -> Result<Option<Current>, AppError> {
+        let Some(packed) = self.pathways.get(id).and_then(|p| p.state.as_ref()) else {
+            return Ok(None);
+        };
+        packer.current(packed).map(Some).map_err(unpack_failed)
     }
 
     /// Copies the packed states into fresh memory in the order the map
@@ -1063,17 +1064,12 @@ impl ProjectionData {
         let laid_out: Vec<Packed> = self
             .pathways
             .values()
-            .filter_map(|p| match &p.current {
-                Some(Held::Packed(packed)) => Some(packed.clone()),
-                _ => None,
-            })
+            .filter_map(|p| p.state.clone())
             .collect();
         let mut laid_out = laid_out.into_iter();
         for p in self.pathways.values_mut() {
-            if let Some(Held::Packed(packed)) = &mut p.current {
-                *packed = laid_out
-                    .next()
-                    .expect("the same pathways, in the same order");
+            if let Some(packed) = &mut p.state {
+                *packed = laid_out.next().expect("the same pathways, in the same order");
             }
         }
     }
@@ -1102,7 +1098,7 @@ impl ProjectionData {
                     id,
                     positions: Vec::new(),
                     trusts: None,
-                    current: None,
+                    state: None,
                 })
             }
         };
@@ -1117,7 +1113,7 @@ impl ProjectionData {
     fn install(
         &mut self,
         id: &Arc<str>,
-        current: Option<Held>,
+        current: Option<Kept>,
         trusts: Option<(String, Vec<String>)>,
     ) {
         let codes = &mut self.trust_codes;
@@ -1136,15 +1132,19 @@ impl ProjectionData {
         let Some(entry) = self.pathways.get_mut(id) else {
             return;
         };
-        let on_ptl = current.as_ref().and_then(Held::ready).and_then(|c| {
-            Some(PtlIndexEntry {
-                keys: PtlKeys::of(c.row.as_ref()?),
-                id: id.clone(),
-                version: c.version,
-                current: c.clone(),
-            })
-        });
-        entry.current = current;
+        let (state, on_ptl) = match current {
+            Some(Kept { packed, keys }) => {
+                let version = packed.version();
+                let row = keys.map(|keys| PtlIndexEntry {
+                    keys,
+                    id: id.clone(),
+                    version,
+                });
+                (Some(packed), row)
+            }
+            None => (None, None),
+        };
+        entry.state = state;
         entry.trusts = trusts;
         let (ptl, ptl_slot) = (&mut self.ptl, &mut self.ptl_slot);
         match (on_ptl, ptl_slot.get(id).copied()) {

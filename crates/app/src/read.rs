@@ -1,7 +1,6 @@
 //! Reading pathways: the pathway view (SPEC 4.2) as of a date and as known at
 //! a moment, and the stored history with who corrected or voided what.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -94,14 +93,11 @@ impl App {
         let fresh = {
             let data = self.projection.read();
             let entry = readable(&data, pathway_id, principal)?;
-            match &entry.current {
-                Some(held) if data.today == Some(as_of) && query.known_at.is_none() => {
-                    Some(match held.current(self.projection.packer())? {
-                        Cow::Borrowed(current) => (current.state.clone(), current.version),
-                        Cow::Owned(current) => (current.state, current.version),
-                    })
-                }
-                _ => None,
+            if data.today == Some(as_of) && query.known_at.is_none() {
+                data.state_of(&entry.id, self.projection.packer())?
+                    .map(|current| (current.state, current.version))
+            } else {
+                None
             }
         };
         // The version is the one the state was evaluated from, so a client

@@ -93,6 +93,21 @@ pub struct PtlKeys {
 }
 
 impl PtlKeys {
+    /// The band of the 62-day wait, while that clock runs.
+    pub fn band(&self) -> Option<WaitBand> {
+        self.band
+    }
+
+    /// The trust's ODS code.
+    pub fn trust(&self) -> String {
+        let bytes = self.trust.to_le_bytes();
+        bytes
+            .iter()
+            .take_while(|b| **b != 0)
+            .map(|b| *b as char)
+            .collect()
+    }
+
     pub fn of(row: &PtlRow) -> PtlKeys {
         PtlKeys {
             trust: pack_trust(&row.trust),
@@ -111,13 +126,14 @@ impl PtlKeys {
     }
 }
 
-/// One row of the projection's PTL index: keys inline, the state behind.
+/// One row of the projection's PTL index: the keys to filter and sort on,
+/// inline; the row itself is made from the pathway's state for the rows of
+/// a page only.
 #[derive(Debug, Clone)]
 pub struct PtlIndexEntry {
     pub keys: PtlKeys,
     pub id: Arc<str>,
     pub version: u64,
-    pub current: Arc<Current>,
 }
 
 /// Saved worklists of the PTL (presets of filters).
@@ -364,7 +380,10 @@ impl App {
                 let mut seen =
                     data.states(self.projection.packer(), window)
                         .filter_map(|(id, current)| match current {
-                            Ok(current) => Some(Seen { id, current }),
+                            Ok(current) => Some(Seen {
+                                id,
+                                current: Cow::Owned(current),
+                            }),
                             Err(e) => {
                                 failed.get_or_insert(e);
                                 None
@@ -432,7 +451,16 @@ impl App {
             let data = self.projection.read();
             let position = self.projection.position().min(data.position);
             if data.today == Some(as_of) && query.at.known_at.is_none() {
-                Ok((page_of(&data.ptl, query, as_of), position))
+                // Only the page's rows are unpacked.
+                let packer = self.projection.packer();
+                let page = page_of(&data.ptl, query, as_of, |e| {
+                    let current = data.state_of(&e.id, packer)?;
+                    Ok(current.and_then(|c| {
+                        let row = PtlRow::of(&c.state, &self.config)?;
+                        Some((c.state.nhs_number.as_str().to_string(), row))
+                    }))
+                })?;
+                Ok((page, position))
             } else {
                 Err((snapshot(&data), position))
             }
@@ -440,21 +468,28 @@ impl App {
         let ((total, bands, mut rows, next_cursor), position) = match fast {
             Ok(page) => page,
             Err((snapshot, position)) => {
-                let index: Vec<PtlIndexEntry> = self
+                let evaluated = self
                     .evaluate_snapshot(snapshot, as_of, query.at.known_at)
-                    .await?
-                    .into_iter()
-                    .filter_map(|(id, current)| {
-                        let keys = PtlKeys::of(current.row.as_ref()?);
-                        Some(PtlIndexEntry {
-                            keys,
-                            id,
+                    .await?;
+                let mut index = Vec::new();
+                let mut states = HashMap::new();
+                for (id, current) in &evaluated {
+                    if let Some(row) = &current.row {
+                        index.push(PtlIndexEntry {
+                            keys: PtlKeys::of(row),
+                            id: id.clone(),
                             version: current.version,
-                            current: Arc::new(current),
-                        })
-                    })
-                    .collect();
-                (page_of(&index, query, as_of), position)
+                        });
+                        states.insert(&**id, current);
+                    }
+                }
+                let page = page_of(&index, query, as_of, |e| {
+                    Ok(states.get(&*e.id).and_then(|c| {
+                        let row = c.row.as_deref()?.clone();
+                        Some((c.state.nhs_number.as_str().to_string(), row))
+                    }))
+                })?;
+                (page, position)
             }
         };
         if !principal.sees_nhs_numbers() {
@@ -623,7 +658,13 @@ type Page = (
 );
 
 /// Filters, counts, sorts and pages PTL index rows.
-fn page_of(index: &[PtlIndexEntry], query: &PtlQuery, as_of: NaiveDate) -> Page {
+/// `row_of` gives an entry's NHS number and row (`None` if it has none).
+fn page_of(
+    index: &[PtlIndexEntry],
+    query: &PtlQuery,
+    as_of: NaiveDate,
+    row_of: impl Fn(&PtlIndexEntry) -> Result<Option<(String, PtlRow)>, AppError>,
+) -> Result<Page, AppError> {
     let sort = query.sort;
     let trusts = query.trusts.packed();
     let as_of_day = day_number(as_of);
@@ -669,18 +710,18 @@ fn page_of(index: &[PtlIndexEntry], query: &PtlQuery, as_of: NaiveDate) -> Page 
         }
         .to_string()
     });
-    let rows = matching
-        .into_iter()
-        .filter_map(|(_, e)| {
-            Some(PtlEntry {
+    let mut rows = Vec::with_capacity(matching.len());
+    for (_, e) in matching {
+        if let Some((nhs_number, row)) = row_of(e)? {
+            rows.push(PtlEntry {
                 pathway_id: e.id.to_string(),
                 version: e.version,
-                nhs_number: e.current.state.nhs_number.as_str().to_string(),
-                row: e.current.row.as_deref().cloned()?,
-            })
-        })
-        .collect();
-    (total, bands, rows, next_cursor)
+                nhs_number,
+                row,
+            });
+        }
+    }
+    Ok((total, bands, rows, next_cursor))
 }
 
 /// Every pathway with the position of its last record, and the position the

@@ -78,7 +78,7 @@ pub async fn meta(State(app): State<Arc<App>>, Auth(principal): Auth) -> Respons
         trusts.extend(
             data.ptl
                 .iter()
-                .map(|e| e.current.state.trust.as_str().to_string()),
+                .map(|e| e.keys.trust()),
         );
     }
     trusts.retain(|t| principal.trusts.covers(t));
