@@ -70,20 +70,20 @@ pub struct Current {
 
 /// The trust a pathway is at and every trust it has been at: who may see it
 /// (SPEC 7), from its events by `history::trusts`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Trusts {
     pub current: Arc<str>,
     pub ever: Box<[Arc<str>]>,
 }
 
-/// One pathway: where its records are, who may see it and its current state.
+/// One pathway: where its records are, who may see it and its current state
+/// (its id is its key in [`ProjectionData::pathways`]).
 #[derive(Debug)]
 pub struct PathwayEntry {
-    pub id: Arc<str>,
     /// The log positions of its records, in record (version) order.
     pub positions: Vec<u64>,
     /// `None` until evaluated (or when its history no longer fits the rules).
-    pub trusts: Option<Trusts>,
+    pub trusts: Option<Arc<Trusts>>,
     /// Its state as of the projection's `today`, packed; `None` until
     /// evaluated, or when stored events no longer fit the rules (reported
     /// as an internal error when the pathway is read).
@@ -385,6 +385,8 @@ pub struct ProjectionData {
     ptl_slot: HashMap<Arc<str>, usize>,
     /// Trust codes, shared by every pathway's [`Trusts`].
     trust_codes: HashSet<Arc<str>>,
+    /// Every pathway's [`Trusts`], shared by the pathways with the same.
+    trust_sets: HashSet<Arc<Trusts>>,
     dirty: HashSet<Arc<str>>,
 }
 
@@ -535,13 +537,13 @@ impl Projection {
     ) -> Result<Option<Arc<Vec<RecordedEvent>>>, AppError> {
         let (id, positions) = {
             let data = self.read();
-            let Some(entry) = data.pathways.get(pathway_id) else {
+            let Some((id, entry)) = data.pathways.get_key_value(pathway_id) else {
                 return Ok(None);
             };
             if let Some(h) = self.cache().get(pathway_id, entry.positions.len()) {
                 return Ok(Some(h));
             }
-            (entry.id.clone(), entry.positions.clone())
+            (id.clone(), entry.positions.clone())
         };
         let records = self.log.read_positions(&positions).await;
         self.remember(id, records).map(Some)
@@ -574,14 +576,18 @@ impl Projection {
     }
 
     /// A pathway's history from a blocking thread: cached, else from the log.
-    fn history_blocking(&self, entry: &PathwayEntry) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
-        if let Some(h) = self.cache().get(&entry.id, entry.positions.len()) {
+    fn history_blocking(
+        &self,
+        id: &Arc<str>,
+        entry: &PathwayEntry,
+    ) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
+        if let Some(h) = self.cache().get(id, entry.positions.len()) {
             return Ok(h);
         }
         let records = self
             .runtime
             .block_on(self.log.read_positions(&entry.positions));
-        self.remember(entry.id.clone(), records)
+        self.remember(id.clone(), records)
     }
 
     /// Folds stored records (the next ones of the log, in order) in.
@@ -690,14 +696,14 @@ impl Projection {
                     },
                 )
             } else {
-                let entries: Vec<&PathwayEntry> = dirty
+                let entries: Vec<(&Arc<str>, &PathwayEntry)> = dirty
                     .iter()
-                    .filter_map(|id| data.pathways.get(id))
+                    .filter_map(|id| data.pathways.get_key_value(id))
                     .collect();
-                let loaded = par_filter_map(&entries, |entry| {
+                let loaded = par_filter_map(&entries, |(id, entry)| {
                     Some(
-                        self.history_blocking(entry)
-                            .map(|history| self.evaluated(&entry.id, &history, today)),
+                        self.history_blocking(id, entry)
+                            .map(|history| self.evaluated(id, &history, today)),
                     )
                 });
                 loaded.into_iter().collect::<Result<Vec<_>, _>>()
@@ -769,7 +775,7 @@ impl Projection {
             .unwrap_or_else(|e| e.into_inner());
         // Copy out under the read lock (reference counts and positions),
         // encode and write outside it.
-        type Item = (Arc<str>, Vec<u64>, Option<Trusts>, Option<(Packed, bool)>);
+        type Item = (Arc<str>, Vec<u64>, Option<Arc<Trusts>>, Option<(Packed, bool)>);
         let (position, today, items) = {
             let data = self.read();
             let Some(today) = data.today else {
@@ -780,15 +786,15 @@ impl Projection {
             }
             let items: Vec<Item> = data
                 .pathways
-                .values()
-                .map(|p| {
+                .iter()
+                .map(|(id, p)| {
                     (
-                        p.id.clone(),
+                        id.clone(),
                         p.positions.clone(),
                         p.trusts.clone(),
                         p.state
                             .clone()
-                            .map(|s| (s, data.ptl_slot.contains_key(&p.id))),
+                            .map(|s| (s, data.ptl_slot.contains_key(id))),
                     )
                 })
                 .collect();
@@ -880,7 +886,6 @@ impl Projection {
             data.pathways.insert(
                 id.clone(),
                 PathwayEntry {
-                    id: id.clone(),
                     positions,
                     trusts: None,
                     state: None,
@@ -1027,8 +1032,8 @@ impl ProjectionData {
         };
         let packed = self
             .pathways
-            .values()
-            .filter_map(|p| Some((&*p.id, p.state.as_ref()?)))
+            .iter()
+            .filter_map(|(id, p)| Some((&**id, p.state.as_ref()?)))
             .filter(|(_, packed)| inside(packed))
             .collect();
         unpack_all(packed, packer)
@@ -1090,21 +1095,27 @@ impl ProjectionData {
     /// look-up for a known pathway), which is marked for re-evaluation.
     fn add_position(&mut self, record: &StoredRecord) {
         self.position = record.position;
-        let entry = match self.pathways.get_mut(record.stream_id.as_str()) {
-            Some(entry) => entry,
+        let stream = record.stream_id.as_str();
+        match self.pathways.get_mut(stream) {
+            Some(entry) => {
+                entry.positions.push(record.position);
+                // A second look-up only for a pathway not yet marked.
+                if !self.dirty.contains(stream) {
+                    if let Some((id, _)) = self.pathways.get_key_value(stream) {
+                        self.dirty.insert(id.clone());
+                    }
+                }
+            }
             None => {
-                let id: Arc<str> = Arc::from(record.stream_id.as_str());
-                self.pathways.entry(id.clone()).or_insert(PathwayEntry {
-                    id,
-                    positions: Vec::new(),
+                let id: Arc<str> = Arc::from(stream);
+                let entry = PathwayEntry {
+                    positions: vec![record.position],
                     trusts: None,
                     state: None,
-                })
+                };
+                self.pathways.insert(id.clone(), entry);
+                self.dirty.insert(id);
             }
-        };
-        entry.positions.push(record.position);
-        if !self.dirty.contains(&entry.id) {
-            self.dirty.insert(entry.id.clone());
         }
     }
 
@@ -1125,9 +1136,20 @@ impl ProjectionData {
                 c
             }
         };
-        let trusts = trusts.map(|(now, ever)| Trusts {
-            current: intern(&now),
-            ever: ever.iter().map(|t| intern(t)).collect(),
+        let trusts = trusts.map(|(now, ever)| {
+            let trusts = Trusts {
+                current: intern(&now),
+                ever: ever.iter().map(|t| intern(t)).collect(),
+            };
+            // Shared: a few hundred combinations serve every pathway.
+            match self.trust_sets.get(&trusts) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared = Arc::new(trusts);
+                    self.trust_sets.insert(shared.clone());
+                    shared
+                }
+            }
         });
         let Some(entry) = self.pathways.get_mut(id) else {
             return;

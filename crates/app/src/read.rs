@@ -92,9 +92,9 @@ impl App {
         let as_of = self.as_of(query.as_of, query.known_at);
         let fresh = {
             let data = self.projection.read();
-            let entry = readable(&data, pathway_id, principal)?;
+            readable(&data, pathway_id, principal)?;
             if data.today == Some(as_of) && query.known_at.is_none() {
-                data.state_of(&entry.id, self.projection.packer())?
+                data.state_of(pathway_id, self.projection.packer())?
                     .map(|current| (current.state, current.version))
             } else {
                 None

@@ -763,8 +763,8 @@ fn snapshot(data: &ProjectionData) -> Snapshot {
     Snapshot {
         pathways: data
             .pathways
-            .values()
-            .filter_map(|p| Some((p.id.clone(), *p.positions.last()?)))
+            .iter()
+            .filter_map(|(id, p)| Some((id.clone(), *p.positions.last()?)))
             .collect(),
         position: data.position,
     }
