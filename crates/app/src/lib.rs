@@ -10,6 +10,7 @@ mod clock;
 mod error;
 mod metrics;
 pub mod packed;
+pub mod positions;
 pub mod projection;
 mod read;
 pub mod snapshot;

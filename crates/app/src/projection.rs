@@ -41,6 +41,7 @@ use tokio::sync::watch;
 
 use crate::clock::{london_today, Clock};
 use crate::packed::{Packed, Packer};
+use crate::positions::Positions;
 use crate::snapshot::{self, StoredPathway, StoredState};
 use crate::views::{PtlIndexEntry, PtlKeys};
 use crate::AppError;
@@ -81,7 +82,7 @@ pub struct Trusts {
 #[derive(Debug)]
 pub struct PathwayEntry {
     /// The log positions of its records, in record (version) order.
-    pub positions: Vec<u64>,
+    pub positions: Positions,
     /// `None` until evaluated (or when its history no longer fits the rules).
     pub trusts: Option<Arc<Trusts>>,
     /// Its state as of the projection's `today`, packed; `None` until
@@ -543,7 +544,7 @@ impl Projection {
             if let Some(h) = self.cache().get(pathway_id, entry.positions.len()) {
                 return Ok(Some(h));
             }
-            (id.clone(), entry.positions.clone())
+            (id.clone(), entry.positions.to_vec())
         };
         let records = self.log.read_positions(&positions).await;
         self.remember(id, records).map(Some)
@@ -567,7 +568,7 @@ impl Projection {
             .read()
             .pathways
             .get(pathway_id)
-            .map(|p| p.positions.clone())
+            .map(|p| p.positions.to_vec())
             .unwrap_or_default();
         self.log
             .read_positions(&positions)
@@ -586,7 +587,7 @@ impl Projection {
         }
         let records = self
             .runtime
-            .block_on(self.log.read_positions(&entry.positions));
+            .block_on(self.log.read_positions(&entry.positions.to_vec()));
         self.remember(id.clone(), records)
     }
 
@@ -687,7 +688,7 @@ impl Projection {
                     position,
                     |stream| {
                         let (id, entry) = data.pathways.get_key_value(stream)?;
-                        let last = *entry.positions.last()?;
+                        let last = entry.positions.last()?;
                         (everything || dirty.contains(id)).then(|| (id.clone(), last))
                     },
                     |id, records| {
@@ -790,7 +791,7 @@ impl Projection {
                 .map(|(id, p)| {
                     (
                         id.clone(),
-                        p.positions.clone(),
+                        p.positions.to_vec(),
                         p.trusts.clone(),
                         p.state
                             .clone()
@@ -886,7 +887,7 @@ impl Projection {
             data.pathways.insert(
                 id.clone(),
                 PathwayEntry {
-                    positions,
+                    positions: Positions::from_slice(&positions),
                     trusts: None,
                     state: None,
                 },
@@ -1109,7 +1110,7 @@ impl ProjectionData {
             None => {
                 let id: Arc<str> = Arc::from(stream);
                 let entry = PathwayEntry {
-                    positions: vec![record.position],
+                    positions: Positions::from_slice(&[record.position]),
                     trusts: None,
                     state: None,
                 };

@@ -764,7 +764,7 @@ fn snapshot(data: &ProjectionData) -> Snapshot {
         pathways: data
             .pathways
             .iter()
-            .filter_map(|(id, p)| Some((id.clone(), *p.positions.last()?)))
+            .filter_map(|(id, p)| Some((id.clone(), p.positions.last()?)))
             .collect(),
         position: data.position,
     }
