@@ -1,12 +1,11 @@
-//! Pathway states packed into a few dozen bytes, for the pathways off the
-//! PTL (most of an alliance: closed, treated, ruled out).
+//! Pathway states packed into a few dozen bytes: how the projection holds
+//! every pathway's current state.
 //!
 //! An evaluated [`PathwayState`] takes about 400 bytes inline plus its
-//! milestones, notes and transfers on the heap, some 700–800 bytes in all.
-//! Pathways on the PTL keep theirs ready, since every PTL page and pathway
-//! view reads them; the others are read only by the aggregate views
-//! (standards, milestones, extracts) and their own pathway view, which
-//! unpack them as they go. Packed, a state takes 60–120 bytes.
+//! milestones, notes and transfers on the heap, some 700–800 bytes in all;
+//! packed, 60–120 bytes. Unpacking one takes well under a microsecond, so a
+//! PTL page unpacks its hundred rows, a pathway view its one state, and the
+//! aggregate views every state they need, a slice at a time on every core.
 //!
 //! The same bytes are what a projection snapshot stores for every pathway.
 //! They are derived data, never a forever format: a snapshot records its

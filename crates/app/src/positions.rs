@@ -39,7 +39,11 @@ impl Positions {
     pub fn len(&self) -> usize {
         // One varint ends at each byte without the continuation bit; the
         // first is the last position itself, not a gap.
-        self.0.iter().filter(|b| **b < 0x80).count().saturating_sub(1)
+        self.0
+            .iter()
+            .filter(|b| **b < 0x80)
+            .count()
+            .saturating_sub(1)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -119,16 +123,19 @@ mod tests {
     use proptest::prelude::*;
 
     fn ascending() -> impl Strategy<Value = Vec<u64>> {
-        prop::collection::vec(prop_oneof![1u64..10, 1u64..5_000_000, 1u64..(1 << 40)], 0..40)
-            .prop_map(|gaps| {
-                let mut p = 0u64;
-                gaps.into_iter()
-                    .map(|g| {
-                        p += g;
-                        p
-                    })
-                    .collect()
-            })
+        prop::collection::vec(
+            prop_oneof![1u64..10, 1u64..5_000_000, 1u64..(1 << 40)],
+            0..40,
+        )
+        .prop_map(|gaps| {
+            let mut p = 0u64;
+            gaps.into_iter()
+                .map(|g| {
+                    p += g;
+                    p
+                })
+                .collect()
+        })
     }
 
     proptest! {

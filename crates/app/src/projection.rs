@@ -1,5 +1,6 @@
-//! The projection: every pathway's state as of today and its PTL row, kept
-//! ready in memory, with where its records lie in the log.
+//! The projection: every pathway's state as of today (packed) and, for the
+//! pathways on the PTL, their filter and sort keys, kept in memory with
+//! where each pathway's records lie in the log.
 //!
 //! One runner task follows the log (catch-up with `read_all`, then live on
 //! the head watch) and is the only writer. Everything a view shows is a pure
@@ -9,7 +10,8 @@
 //! answer only once their own events are projected (read-your-writes).
 //!
 //! Histories are not held: a pathway keeps the log positions of its records
-//! (8 bytes an event) and its history is read back from the log when needed,
+//! (packed, about 3 bytes an event) and its state packed (see
+//! [`crate::packed`]); its history is read back from the log when needed,
 //! through a small cache of the pathways touched lately (appends come in
 //! bursts on the same pathways). Re-evaluating many pathways at once (start
 //! from scratch, a new day, a past view) reads the log once, in order, and
@@ -776,7 +778,12 @@ impl Projection {
             .unwrap_or_else(|e| e.into_inner());
         // Copy out under the read lock (reference counts and positions),
         // encode and write outside it.
-        type Item = (Arc<str>, Vec<u64>, Option<Arc<Trusts>>, Option<(Packed, bool)>);
+        type Item = (
+            Arc<str>,
+            Vec<u64>,
+            Option<Arc<Trusts>>,
+            Option<(Packed, bool)>,
+        );
         let (position, today, items) = {
             let data = self.read();
             let Some(today) = data.today else {
@@ -793,9 +800,7 @@ impl Projection {
                         id.clone(),
                         p.positions.to_vec(),
                         p.trusts.clone(),
-                        p.state
-                            .clone()
-                            .map(|s| (s, data.ptl_slot.contains_key(id))),
+                        p.state.clone().map(|s| (s, data.ptl_slot.contains_key(id))),
                     )
                 })
                 .collect();
@@ -907,7 +912,12 @@ impl Projection {
 }
 
 /// A pathway as restored from a snapshot: id, positions, trusts, state.
-type RestoredPathway = (Arc<str>, Vec<u64>, Option<(String, Vec<String>)>, Option<Kept>);
+type RestoredPathway = (
+    Arc<str>,
+    Vec<u64>,
+    Option<(String, Vec<String>)>,
+    Option<Kept>,
+);
 
 /// A snapshot read and decoded, and found to fit this binary and rules; not
 /// yet checked against the log.
@@ -1075,7 +1085,9 @@ impl ProjectionData {
         let mut laid_out = laid_out.into_iter();
         for p in self.pathways.values_mut() {
             if let Some(packed) = &mut p.state {
-                *packed = laid_out.next().expect("the same pathways, in the same order");
+                *packed = laid_out
+                    .next()
+                    .expect("the same pathways, in the same order");
             }
         }
     }

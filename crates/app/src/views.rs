@@ -2,7 +2,8 @@
 //! cursor pages), performance against the standards, BPTP compliance, the
 //! weekly PTL return and the monthly extract.
 //!
-//! Views for today, as known now, read the states the projection keeps ready.
+//! Views for today, as known now, read the states the projection keeps
+//! (unpacking those they need).
 //! Any other `as_of` or `known_at` evaluates every pathway afresh from its
 //! history (on both cores): slower, but the same function of the same events,
 //! so a past view equals what the service showed then.
@@ -361,7 +362,7 @@ impl Borrow<PathwayState> for Seen<'_> {
 
 impl App {
     /// Runs `f` over every pathway's state as of `as_of`, known at
-    /// `known_at`: the projection's ready states when those are today and
+    /// `known_at`: the projection's states when those are today and
     /// now, else states evaluated afresh. A report over `period` counts no
     /// pathway holding no date in it, so such pathways may be left out.
     async fn with_states<R>(

@@ -75,11 +75,7 @@ pub async fn meta(State(app): State<Arc<App>>, Auth(principal): Auth) -> Respons
         .collect();
     {
         let data = app.projection.read();
-        trusts.extend(
-            data.ptl
-                .iter()
-                .map(|e| e.keys.trust()),
-        );
+        trusts.extend(data.ptl.iter().map(|e| e.keys.trust()));
     }
     trusts.retain(|t| principal.trusts.covers(t));
     trusts.sort();
