@@ -395,6 +395,7 @@ pub async fn views(
     pathways: usize,
     seed: u64,
     data_dir: Option<std::path::PathBuf>,
+    referral_days: u64,
 ) -> anyhow::Result<()> {
     use openptl_app::{PathwayQuery, PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
     use openptl_log::NewRecord;
@@ -425,7 +426,7 @@ pub async fn views(
         let mut first = 0;
         while first < pathways {
             let end = (first + SLICE).min(pathways);
-            let events = crate::demo::generate_range(first..end, seed, today);
+            let events = crate::demo::generate_range_over(first..end, seed, today, referral_days);
             let records: Vec<NewRecord> = events
                 .into_iter()
                 .map(|envelope| {
@@ -557,8 +558,8 @@ pub async fn views(
         }
         report(&format!("PTL page ({label})"), times);
     }
-    // Aggregate views for today: every pathway's state visited (and those
-    // off the PTL unpacked).
+    // Aggregate views for today: the states they need unpacked (those with
+    // a date in the month, or all of them).
     let system = openptl_app::access::Principal::system("bench");
     let month = openptl_rules::Period::of(today);
     let all = TrustFilter::default();

@@ -145,6 +145,17 @@ pub fn generate(pathways: usize, seed: u64, as_of: NaiveDate) -> Vec<Value> {
 /// The pathways numbered `range` (0-based) of a bigger data set, so large
 /// sets can be produced a slice at a time. Slices of one seed never overlap.
 pub fn generate_range(range: std::ops::Range<usize>, seed: u64, as_of: NaiveDate) -> Vec<Value> {
+    generate_range_over(range, seed, as_of, REFERRAL_WINDOW_DAYS)
+}
+
+/// As [`generate_range`], with referrals spread over the last
+/// `referral_days` days (a shorter spread leaves more pathways open).
+pub fn generate_range_over(
+    range: std::ops::Range<usize>,
+    seed: u64,
+    as_of: NaiveDate,
+    referral_days: u64,
+) -> Vec<Value> {
     let mut rng =
         Rng(seed ^ 0x0A11_1A4C_E000_0000 ^ (range.start as u64).wrapping_mul(0x9E37_79B9));
     let total_weight: u32 = SITES.iter().map(|s| s.1).sum();
@@ -173,7 +184,7 @@ pub fn generate_range(range: std::ops::Range<usize>, seed: u64, as_of: NaiveDate
         };
         let mut b = PathwayBuilder {
             id: format!("DEMO-{:06}", p + 1),
-            referred: as_of - Days::new(rng.below(REFERRAL_WINDOW_DAYS)),
+            referred: as_of - Days::new(rng.below(referral_days.max(1))),
             as_of,
             seed,
             events: Vec::new(),

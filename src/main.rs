@@ -155,6 +155,11 @@ enum Command {
         /// it when it is already there (repeat runs skip writing).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// With `--views`: spread referrals over this many days (the demo's
+        /// 240 leaves 13 % of pathways open; 135 gives the 300,000 open
+        /// among 10M events of issue #4's target with 1,400,000 pathways).
+        #[arg(long, default_value_t = 240)]
+        referral_days: u64,
         /// Run the append benchmark on PostgreSQL too (a scratch schema
         /// `openptl_bench`) and print the ratio to the embedded log.
         #[arg(long)]
@@ -312,10 +317,11 @@ async fn main() -> anyhow::Result<()> {
             clients,
             views,
             data_dir,
+            referral_days,
             store,
         } => {
             if views {
-                return bench::views(pathways, 1, data_dir).await;
+                return bench::views(pathways, 1, data_dir, referral_days).await;
             }
             bench::run(
                 bench::BenchOptions {

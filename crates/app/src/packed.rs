@@ -15,12 +15,15 @@
 //!
 //! Layout: the layout byte, the state's date span (two day numbers) and
 //! the version, then the state's fields in order. Integers are LEB128
-//! varints (signed ones zigzagged); the referral date is a day number, every other date a signed offset from it; an
-//! optional value is a 0/1 byte then the value (optional dates fold the
-//! flag into the offset: 0 for none); enums are their index in `ALL`;
+//! varints (signed ones zigzagged); the referral date is a day number
+//! (signed: input may hold dates before year 1), every other date a signed
+//! offset from it; an optional value is a 0/1 byte then the value (optional
+//! dates fold the flag into the offset: 0 for none); enums are their index in `ALL`;
 //! milestone names are indexes into the rules' milestone names (0 and the
-//! text for a name the rules do not have). Unpacking checks every value, so
-//! damaged bytes give an error, never a wrong state.
+//! text for a name the rules do not have). Unpacking checks every value and
+//! never panics: cut or malformed bytes give an error. (A flipped bit can
+//! still read as another valid state; snapshots guard their bytes with
+//! CRCs, and memory holds only what `pack` wrote.)
 //!
 //! Invariant: `unpack(pack(s)) == s` for every state (property-tested).
 
@@ -39,7 +42,7 @@ use crate::projection::Current;
 /// The layout version, the first byte of every packed state.
 const LAYOUT: u8 = 1;
 
-/// A packed state off the PTL, with the number of events it was evaluated
+/// A packed pathway state, with the number of events it was evaluated
 /// from, and its [`PathwayState::date_span`] at hand (a view of a period
 /// passes over the pathways outside it without unpacking them).
 #[derive(Clone, PartialEq, Eq)]
@@ -128,8 +131,8 @@ impl Packer {
         };
         let span = state.date_span();
         w.byte(LAYOUT);
-        w.uint(day(span.0) as u64);
-        w.uint(day(span.1) as u64);
+        w.int(day(span.0).into());
+        w.int(day(span.1).into());
         w.uint(version);
         let PathwayState {
             nhs_number,
@@ -157,7 +160,7 @@ impl Packer {
         w.ods(referring_trust);
         w.byte(tumour_site.index());
         w.byte(route.index());
-        w.uint(day(*referred_on) as u64);
+        w.int(day(*referred_on).into());
         w.byte(status.index());
         w.flag(*on_ptl);
         w.date(*as_of);
@@ -236,10 +239,7 @@ impl Packer {
         let referring_trust = r.ods()?;
         let tumour_site = r.code(TumourSite::from_index)?;
         let route = r.code(Route::from_index)?;
-        let referred_on = i32::try_from(r.uint()?)
-            .ok()
-            .and_then(date_of_day)
-            .ok_or("a packed date is out of range")?;
+        let referred_on = r.day()?;
         r.base = day(referred_on);
         let status = r.code(PathwayStatus::from_index)?;
         let on_ptl = r.flag()?;
@@ -325,7 +325,8 @@ impl Packer {
         Ok((state, version))
     }
 
-    /// A [`Current`] back (off the PTL, so without a row).
+    /// A [`Current`] back, always without its PTL row (`row: None`, on the
+    /// PTL or not): callers that show a row make it with `PtlRow::of`.
     pub fn current(&self, packed: &Packed) -> Result<Current, String> {
         let (state, version) = self.unpack(packed)?;
         Ok(Current {
@@ -469,14 +470,17 @@ impl<'a> Reader<'a> {
         if self.byte()? != LAYOUT {
             return Err("a packed state of another layout".into());
         }
-        let mut day = || {
-            i32::try_from(self.uint()?)
-                .ok()
-                .and_then(date_of_day)
-                .ok_or_else(|| "a packed date is out of range".to_string())
-        };
-        let span = (day()?, day()?);
+        let span = (self.day()?, self.day()?);
         Ok((self.uint()?, span))
+    }
+
+    /// A date written as its day number (any date chrono has, before year
+    /// 1 included: the numbers are signed).
+    fn day(&mut self) -> Result<NaiveDate, String> {
+        i32::try_from(self.int()?)
+            .ok()
+            .and_then(date_of_day)
+            .ok_or_else(|| "a packed date is out of range".to_string())
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
@@ -611,9 +615,18 @@ mod tests {
     use proptest::strategy::ValueTree;
 
     fn date() -> impl Strategy<Value = NaiveDate> {
-        // Far either side of a referral, as corrections can move dates.
-        (-4000i64..4000)
-            .prop_map(|d| NaiveDate::from_ymd_opt(2025, 6, 1).unwrap() + chrono::Duration::days(d))
+        // Mostly near a referral (corrections move dates either way), and
+        // now and then anything chrono has: input may carry any year.
+        let near = (-4000i64..4000)
+            .prop_map(|d| NaiveDate::from_ymd_opt(2025, 6, 1).unwrap() + chrono::Duration::days(d));
+        let any = (NaiveDate::MIN.num_days_from_ce()..=NaiveDate::MAX.num_days_from_ce())
+            .prop_map(|d| NaiveDate::from_num_days_from_ce_opt(d).unwrap());
+        let edges = prop::sample::select(vec![
+            NaiveDate::MIN,
+            NaiveDate::MAX,
+            NaiveDate::from_ymd_opt(0, 1, 1).unwrap(),
+        ]);
+        prop_oneof![8 => near, 1 => any, 1 => edges]
     }
 
     fn ods() -> impl Strategy<Value = OdsCode> {

@@ -380,7 +380,7 @@ pub fn par_filter_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R>
 pub struct ProjectionData {
     /// The last log position folded in (and evaluated, once published).
     pub position: u64,
-    /// The date `current` states are evaluated on.
+    /// The date the pathways' states are evaluated on.
     pub today: Option<NaiveDate>,
     pub pathways: HashMap<Arc<str>, PathwayEntry>,
     /// The pathways on today's PTL, keys inline (dense, for fast PTL pages).
@@ -470,7 +470,7 @@ impl Projection {
         *self.preload.lock().unwrap_or_else(|e| e.into_inner()) = Some(preload);
     }
 
-    /// How the states off the PTL are packed.
+    /// How the pathways' states are packed.
     pub fn packer(&self) -> &Packer {
         &self.packer
     }
@@ -734,9 +734,6 @@ impl Projection {
             {
                 data.install(&id, current, trusts);
             }
-            if dirty.len() > BULK {
-                data.lay_out_packed();
-            }
         }
         if dirty.len() > BULK {
             tracing::info!(
@@ -776,7 +773,7 @@ impl Projection {
             .writing_snapshot
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        // Copy out under the read lock (reference counts and positions),
+        // Copy out under the read lock (ids, positions, packed states),
         // encode and write outside it.
         type Item = (
             Arc<str>,
@@ -889,6 +886,9 @@ impl Projection {
             if positions.last().is_some_and(|p| *p > header.position) {
                 return Err("a pathway lies beyond its position".into());
             }
+            if positions.windows(2).any(|w| w[0] >= w[1]) || positions.first() == Some(&0) {
+                return Err("a pathway's positions are out of order".into());
+            }
             data.pathways.insert(
                 id.clone(),
                 PathwayEntry {
@@ -902,7 +902,6 @@ impl Projection {
         if records != header.position || data.pathways.len() as u64 != header.pathways {
             return Err("its pathways do not account for every record".into());
         }
-        data.lay_out_packed();
         *self.write() = data;
         // Recorded before publishing: whoever waits for the position may ask.
         *self.restored_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(header.position);
@@ -1070,26 +1069,6 @@ impl ProjectionData {
             return Ok(None);
         };
         packer.current(packed).map(Some).map_err(unpack_failed)
-    }
-
-    /// Copies the packed states into fresh memory in the order the map
-    /// yields them, so that a view of every state reads memory in order
-    /// rather than one scattered allocation after another (after a bulk
-    /// refresh or a restore, when most of them are new).
-    fn lay_out_packed(&mut self) {
-        let laid_out: Vec<Packed> = self
-            .pathways
-            .values()
-            .filter_map(|p| p.state.clone())
-            .collect();
-        let mut laid_out = laid_out.into_iter();
-        for p in self.pathways.values_mut() {
-            if let Some(packed) = &mut p.state {
-                *packed = laid_out
-                    .next()
-                    .expect("the same pathways, in the same order");
-            }
-        }
     }
 
     /// Refuses a record that is not the next of the log.

@@ -20,8 +20,8 @@
 //!
 //! Written to a temporary file, fsync'd, then renamed over the last one, so a
 //! crash leaves the old snapshot or the new one, never half of one. States
-//! are stored packed ([`crate::packed`]), as the projection holds the
-//! pathways off the PTL, so restoring those is a copy.
+//! are stored packed ([`crate::packed`]), as the projection holds them, so
+//! restoring is a copy per pathway (plus the PTL keys of the open ones).
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -32,7 +32,7 @@ use openptl_rules::RulesConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Raised whenever the snapshot layout or the mirror types change.
+/// Raised whenever the snapshot layout or the packed layout changes.
 pub const FORMAT: u32 = 2;
 const MAGIC: &[u8; 8] = b"OPTLSNAP";
 /// Pathways per chunk (chunks decode in parallel).
@@ -100,7 +100,7 @@ pub struct StoredPathway<'a> {
 /// A pathway's evaluated state, packed ([`crate::packed`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredState<'a> {
-    /// Whether it is on the PTL (held unpacked, with its row).
+    /// Whether it is on the PTL (its PTL keys are made again on restore).
     pub on_ptl: bool,
     #[serde(borrow, with = "bytes")]
     pub packed: Cow<'a, [u8]>,

@@ -342,7 +342,8 @@ pub struct CwtLine {
     pub row: CwtRow,
 }
 
-/// A pathway as a view sees it (a state off the PTL unpacked for the view).
+/// A pathway as a view sees it (its state unpacked, or evaluated afresh
+/// for a past view).
 struct Seen<'a> {
     id: &'a str,
     current: Cow<'a, Current>,
