@@ -726,11 +726,31 @@ fn open_index(path: &Path) -> sled::Result<sled::Db> {
 /// Closes `index` and opens it again, which makes sled 0.34 checkpoint: it
 /// writes its page table only when it opens, and otherwise replays at its
 /// next open everything written since the last (decision 63). Dropping the
-/// last handle stops sled's threads and frees its lock.
+/// last handle stops sled's threads and frees its lock, but its flusher
+/// thread may hold the lock a moment longer (more so on a busy machine), so
+/// the open is tried for up to 5 s.
 fn reopen(index: sled::Db, dir: &Path) -> sled::Result<sled::Db> {
     index.flush()?;
     drop(index);
-    open_index(dir)
+    open_index_patiently(dir)
+}
+
+/// [`open_index`], tried again every 100 ms for up to 5 s while sled's
+/// lock is held: it may outlive the last handle by a moment, and the data
+/// directory's own lock (taken first) rules out another process.
+fn open_index_patiently(dir: &Path) -> sled::Result<sled::Db> {
+    let mut attempts = 1;
+    loop {
+        match open_index(dir) {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 50 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            opened => return opened,
+        }
+    }
 }
 
 /// Deletes the sled index of the log in `dir` and rebuilds it from the
@@ -827,7 +847,7 @@ impl SegmentLog {
         let lock = lock_data_dir(dir)?;
         let index_dir = dir.join("index");
         let started = std::time::Instant::now();
-        let mut index = match open_index(&index_dir) {
+        let mut index = match open_index_patiently(&index_dir) {
             Ok(db) => db,
             // Never taken for damage: the index may be in use.
             Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -1534,32 +1554,23 @@ fn run_indexer(shared: &Shared, jobs: mpsc::Receiver<IndexJob>) {
 fn reopen_index(shared: &Shared) {
     let started = std::time::Instant::now();
     let mut slot = shared.index.write().unwrap_or_else(|e| e.into_inner());
-    let mut reopened = match slot.take() {
+    let reopened = match slot.take() {
         Some(old) => reopen(old, &shared.index_dir),
-        None => open_index(&shared.index_dir),
+        None => open_index_patiently(&shared.index_dir),
     };
-    let mut attempts = 1;
-    let failure = loop {
-        match reopened {
-            Ok(db) => {
-                *slot = Some(db);
-                shared
-                    .index_reopenings
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(
-                    ms = started.elapsed().as_millis() as u64,
-                    "index reopened (sled checkpoints when it opens)"
-                );
-                return;
-            }
-            // sled's lock may outlive the handle by a moment.
-            Err(_) if attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                reopened = open_index(&shared.index_dir);
-            }
-            Err(e) => break e.to_string(),
+    let failure = match reopened {
+        Ok(db) => {
+            *slot = Some(db);
+            shared
+                .index_reopenings
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(
+                ms = started.elapsed().as_millis() as u64,
+                "index reopened (sled checkpoints when it opens)"
+            );
+            return;
         }
+        Err(e) => e.to_string(),
     };
     tracing::error!(error = %failure, "reopening the index failed; appends are refused until restart");
     *shared
