@@ -15,6 +15,7 @@ pub mod projection;
 mod read;
 pub mod snapshot;
 pub mod tokens;
+mod varint;
 mod views;
 
 use std::sync::Arc;

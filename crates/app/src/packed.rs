@@ -38,6 +38,7 @@ use openptl_rules::{
 };
 
 use crate::projection::Current;
+use crate::varint;
 
 /// The layout version, the first byte of every packed state.
 const LAYOUT: u8 = 1;
@@ -379,16 +380,12 @@ impl Writer {
         self.out.push(f as u8);
     }
 
-    fn uint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.out.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.out.push(v as u8);
+    fn uint(&mut self, v: u64) {
+        varint::write(&mut self.out, v);
     }
 
     fn int(&mut self, v: i64) {
-        self.uint(((v << 1) ^ (v >> 63)) as u64);
+        self.uint(varint::zigzag(v));
     }
 
     fn date(&mut self, d: NaiveDate) {
@@ -399,10 +396,7 @@ impl Writer {
     fn opt_date(&mut self, d: Option<NaiveDate>) {
         match d {
             None => self.uint(0),
-            Some(d) => {
-                let v = (day(d) - self.base) as i64;
-                self.uint(((v << 1) ^ (v >> 63)) as u64 + 1);
-            }
+            Some(d) => self.uint(varint::zigzag((day(d) - self.base).into()) + 1),
         }
     }
 
@@ -508,20 +502,14 @@ impl<'a> Reader<'a> {
     }
 
     fn uint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= ((b & 0x7f) as u64) << shift;
-            if b < 0x80 {
-                return Ok(v);
-            }
-        }
-        Err("a packed number is too long".into())
+        let (v, used) = varint::read(&self.bytes[self.at..])
+            .ok_or("a packed number is cut short or too long")?;
+        self.at += used;
+        Ok(v)
     }
 
     fn int(&mut self) -> Result<i64, String> {
-        let v = self.uint()?;
-        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+        self.uint().map(varint::unzigzag)
     }
 
     fn count(&mut self) -> Result<usize, String> {
@@ -549,11 +537,7 @@ impl<'a> Reader<'a> {
     fn opt_date(&mut self) -> Result<Option<NaiveDate>, String> {
         match self.uint()? {
             0 => Ok(None),
-            v => {
-                let v = v - 1;
-                self.offset_date((v >> 1) as i64 ^ -((v & 1) as i64))
-                    .map(Some)
-            }
+            v => self.offset_date(varint::unzigzag(v - 1)).map(Some),
         }
     }
 

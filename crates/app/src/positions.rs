@@ -9,6 +9,8 @@
 //! last position, which the runner asks for most, is read without decoding
 //! the rest.
 
+use crate::varint::{self, write};
+
 /// Ascending log positions of one pathway's records.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Positions(Box<[u8]>);
@@ -96,25 +98,10 @@ impl Positions {
     }
 }
 
-fn write(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// The varint at the start of `bytes` and how many bytes it took (the
-/// bytes are this module's own: always well formed).
+/// The varint at the start of `bytes` and how many bytes it took.
 fn read(bytes: &[u8]) -> (u64, usize) {
-    let mut v = 0u64;
-    for (i, b) in bytes.iter().enumerate() {
-        v |= u64::from(b & 0x7f) << (7 * i);
-        if *b < 0x80 {
-            return (v, i + 1);
-        }
-    }
-    (v, bytes.len())
+    // Only this module writes these bytes: every varint in them is whole.
+    varint::read(bytes).unwrap_or((0, bytes.len()))
 }
 
 #[cfg(test)]

@@ -742,8 +742,6 @@ impl Projection {
             let fresh = self.read().laid_out();
             let old = self.write().lay_out(fresh);
             drop(old);
-        }
-        if dirty.len() > BULK {
             tracing::info!(
                 pathways = dirty.len(),
                 position,
@@ -782,10 +780,10 @@ impl Projection {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         // Copy out under the read lock (ids, positions, packed states),
-        // encode and write outside it.
+        // decode, encode and write outside it.
         type Item = (
             Arc<str>,
-            Vec<u64>,
+            Positions,
             Option<Arc<Trusts>>,
             Option<(Packed, bool)>,
         );
@@ -803,7 +801,7 @@ impl Projection {
                 .map(|(id, p)| {
                     (
                         id.clone(),
-                        p.positions.to_vec(),
+                        p.positions.clone(),
                         p.trusts.clone(),
                         p.state.clone().map(|s| (s, data.ptl_slot.contains_key(id))),
                     )
@@ -826,7 +824,7 @@ impl Projection {
                 .iter()
                 .map(|(id, positions, trusts, current)| StoredPathway {
                     id: Cow::Borrowed(&**id),
-                    positions: positions.clone(),
+                    positions: positions.to_vec(),
                     trusts: trusts.as_ref().map(|t| {
                         (
                             Cow::Borrowed(&*t.current),

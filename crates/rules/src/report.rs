@@ -174,7 +174,7 @@ fn shares(state: &PathwayState, clock: &Clock) -> Vec<(String, f64)> {
 
 /// Whether a pathway's `standard` clock counts towards `period`'s
 /// performance: stopped (met or breached) or excluded in it. The standards
-/// report counts exactly these.
+/// report and the CWT extract count exactly these.
 pub fn counts_in(state: &PathwayState, standard: ClockKind, period: Period) -> bool {
     let clock = clock_of(state, standard);
     match clock.status {
@@ -625,20 +625,18 @@ pub fn cwt_rows(state: &PathwayState, period: Period) -> Vec<CwtRow> {
             target_days: clock.target_days,
             outcome: clock.status,
         };
-        match clock.status {
-            ClockStatus::Excluded if state.fds_excluded_on.is_some_and(|d| period.contains(d)) => {
-                let mut row = line(state.trust.as_str().to_string(), 1.0);
-                row.clock_stop = state.fds_excluded_on;
-                rows.push(row);
+        // The clocks the standards report counts for the period, no others.
+        if !counts_in(state, kind, period) {
+            continue;
+        }
+        if clock.status == ClockStatus::Excluded {
+            let mut row = line(state.trust.as_str().to_string(), 1.0);
+            row.clock_stop = state.fds_excluded_on;
+            rows.push(row);
+        } else {
+            for (trust, share) in shares(state, clock) {
+                rows.push(line(trust, share));
             }
-            ClockStatus::Met | ClockStatus::Breached
-                if clock.stop.is_some_and(|d| period.contains(d)) =>
-            {
-                for (trust, share) in shares(state, clock) {
-                    rows.push(line(trust, share));
-                }
-            }
-            _ => {}
         }
     }
     rows

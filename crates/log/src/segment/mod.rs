@@ -1289,8 +1289,9 @@ impl Writer {
         let mut group_versions: HashMap<String, u64> = HashMap::new();
         // Event id → index in `new_records`, for look-ups within the group.
         let mut group_events: HashMap<Uuid, usize> = HashMap::new();
-        let mut new_records: Vec<(StoredRecord, u64)> = Vec::new(); // record, offset in buffer
-                                                                    // Each request's reply channel and its outcome.
+        // Each record and its offset in `buffer`.
+        let mut new_records: Vec<(StoredRecord, u64)> = Vec::new();
+        // Each request's reply channel and its outcome.
         type Reply = Result<Vec<Appended>, LogError>;
         let mut results: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::with_capacity(group.len());
         for request in group {
