@@ -742,14 +742,25 @@ fn open_index_patiently(dir: &Path) -> sled::Result<sled::Db> {
     let mut attempts = 1;
     loop {
         match open_index(dir) {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 50 =>
-            {
+            Err(e) if lock_held(&e) && attempts < 50 => {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
             opened => return opened,
         }
+    }
+}
+
+/// Whether sled refused to open because its lock file is held. sled 0.34
+/// reports that as an `Other` I/O error naming the lock (config.rs), with
+/// the OS's "would block" only inside the message.
+fn lock_held(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(e) => {
+            e.kind() == std::io::ErrorKind::WouldBlock
+                || e.to_string().starts_with("could not acquire lock")
+        }
+        _ => false,
     }
 }
 
@@ -850,7 +861,7 @@ impl SegmentLog {
         let mut index = match open_index_patiently(&index_dir) {
             Ok(db) => db,
             // Never taken for damage: the index may be in use.
-            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(e) if lock_held(&e) => {
                 return Err(io(
                     "opening the index",
                     format!("{e}: is another process using it?"),

@@ -459,3 +459,15 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_held_sled_lock_is_told_from_damage_and_waited_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = open_index(dir.path()).unwrap();
+    let err = open_index(dir.path()).unwrap_err();
+    assert!(lock_held(&err), "{err}");
+    assert!(!lock_held(&sled::Error::Unsupported("x".into())));
+    drop(held);
+    // Let go, it opens again (waiting out sled's own threads if need be).
+    open_index_patiently(dir.path()).unwrap();
+}
