@@ -14,6 +14,7 @@
 //! Event ids are also kept in a Bloom filter, so the writer's uniqueness
 //! check of a new id (almost always absent) costs no sled look-up.
 
+mod index;
 mod record;
 
 use foldhash::{HashMap, HashMapExt};
@@ -522,49 +523,10 @@ fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Vec<u64>), OpenError> 
     Ok((end, locations))
 }
 
-fn stream_prefix(stream: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(3 + stream.len());
-    key.push(b's');
-    key.extend_from_slice(&(stream.len() as u16).to_be_bytes());
-    key.extend_from_slice(stream.as_bytes());
-    key
-}
-
-fn stream_key(stream: &str, version: u64) -> Vec<u8> {
-    let mut key = stream_prefix(stream);
-    key.extend_from_slice(&version.to_be_bytes());
-    key
-}
-
-fn event_key(id: &Uuid) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(id.as_bytes());
-    key
-}
-
-const INDEXED: &[u8] = b"m/indexed";
-
-fn be_u64(bytes: &[u8]) -> u64 {
-    u64::from_be_bytes(bytes[bytes.len() - 8..].try_into().expect("8 bytes"))
-}
-
-/// Writes one record's index entries to sled.
-fn index_record(
-    index: &sled::Db,
-    stream: &str,
-    version: u64,
-    event_id: &Uuid,
-    position: u64,
-) -> sled::Result<()> {
-    let position = position.to_be_bytes();
-    index.insert(stream_key(stream, version), &position)?;
-    index.insert(event_key(event_id), &position)?;
-    Ok(())
-}
-
-/// Records indexed per sorted run by [`index_from`]: bounds the memory a
-/// large catch-up takes (about 40 bytes a record) while keeping sled's
-/// writes in key order. Tests use tiny runs, so re-indexing crosses runs.
+/// Records indexed per write by [`index_from`]: bounds the memory a large
+/// catch-up takes (about 40 bytes a record) while gathering each stream's
+/// and each bucket's entries into one write. Tests use tiny runs, so
+/// re-indexing crosses runs.
 const INDEX_RUN: usize = if cfg!(test) { 7 } else { 4_000_000 };
 
 /// Indexes every record after position `after`, given the start-up scan of
@@ -572,24 +534,25 @@ const INDEX_RUN: usize = if cfg!(test) { 7 } else { 4_000_000 };
 /// by `rebuild_index`.
 ///
 /// Records are indexed in runs of [`INDEX_RUN`], each written to sled in key
-/// order: sled 0.34 loading the same keys in log order (random ids, streams
-/// interleaved) grew to gigabytes of memory and of index files per million
-/// records, and could not re-index a 10M-record log on a 24 GiB machine.
-/// The last indexed position is recorded after each run, so an interrupted
-/// catch-up resumes where it stopped.
+/// order, one merge per stream and per bucket ([`index::Entries`]): sled
+/// 0.34 loading keys in log order (random ids, streams interleaved) grew to
+/// gigabytes of memory and of index files per million records. The last
+/// indexed position is recorded after each run, so an interrupted catch-up
+/// resumes where it stopped.
 fn index_from(
     index: &sled::Db,
     segments_dir: &Path,
     after: u64,
     (end, locations): &(ScanEnd, Vec<u64>),
 ) -> Result<(), OpenError> {
+    let written = |e: sled::Error| io("writing the index", e);
     if end.head > after {
         tracing::info!(
             from = after + 1,
             to = end.head,
             "indexing records missing from the index"
         );
-        let mut run = IndexRun::default();
+        let mut run = index::Entries::default();
         let mut segment: Option<(u32, Vec<u8>)> = None;
         for position in after + 1..=end.head {
             let (number, offset) = unpack_location(locations[position as usize - 1]);
@@ -607,84 +570,14 @@ fn index_from(
                 )
             })?;
             let r = decoded.record;
-            run.add(r.stream_id, r.version, r.event_id, r.position);
-            if run.len() >= INDEX_RUN || position == end.head {
-                run.write(index, position)?;
+            run.add(&r.stream_id, r.version, &r.event_id, r.position);
+            if run.len() >= INDEX_RUN {
+                run.write(index).map_err(written)?;
             }
         }
+        run.write(index).map_err(written)?;
     }
-    index
-        .insert(INDEXED, &end.head.to_be_bytes())
-        .map_err(|e| io("writing the index", e))?;
     Ok(())
-}
-
-/// Index entries gathered for one sorted write to sled.
-#[derive(Default)]
-struct IndexRun {
-    /// Stream ids, each once; entries refer to them by number.
-    streams: Vec<String>,
-    stream_numbers: HashMap<String, u32>,
-    /// (stream number, version, position).
-    versions: Vec<(u32, u64, u64)>,
-    /// (event id, position).
-    events: Vec<(Uuid, u64)>,
-}
-
-impl IndexRun {
-    fn len(&self) -> usize {
-        self.events.len()
-    }
-
-    fn add(&mut self, stream: String, version: u64, event_id: Uuid, position: u64) {
-        let number = match self.stream_numbers.get(&stream) {
-            Some(n) => *n,
-            None => {
-                let n = self.streams.len() as u32;
-                self.streams.push(stream.clone());
-                self.stream_numbers.insert(stream, n);
-                n
-            }
-        };
-        self.versions.push((number, version, position));
-        self.events.push((event_id, position));
-    }
-
-    /// Writes the run's entries in key order, then marks `indexed` (the last
-    /// position of the run) and empties the run. One insert at a time:
-    /// sled 0.34's `apply_batch` held gigabytes per million entries here.
-    /// sled recovers a prefix of its writes, so the mark, written last, is
-    /// seen after a crash only with every entry before it.
-    fn write(&mut self, index: &sled::Db, indexed: u64) -> Result<(), OpenError> {
-        let written = |e: sled::Error| io("writing the index", e);
-        // Event keys are the id's bytes: sorting the ids sorts the keys.
-        self.events.sort_unstable();
-        for (id, position) in &self.events {
-            index
-                .insert(event_key(id), &position.to_be_bytes())
-                .map_err(written)?;
-        }
-        // Stream keys order by the stream id's length, then its bytes, then
-        // the version (`stream_key`).
-        let streams = &self.streams;
-        self.versions.sort_unstable_by(|a, b| {
-            let (sa, sb) = (&streams[a.0 as usize], &streams[b.0 as usize]);
-            (sa.len(), sa.as_bytes(), a.1).cmp(&(sb.len(), sb.as_bytes(), b.1))
-        });
-        for (stream, version, position) in &self.versions {
-            index
-                .insert(
-                    stream_key(&streams[*stream as usize], *version),
-                    &position.to_be_bytes(),
-                )
-                .map_err(written)?;
-        }
-        index
-            .insert(INDEXED, &indexed.to_be_bytes())
-            .map_err(written)?;
-        *self = IndexRun::default();
-        Ok(())
-    }
 }
 
 /// Takes the data directory's lock (`LOCK`, held while the returned file is
@@ -716,11 +609,7 @@ fn id_filter(segment_bytes: u64) -> fastbloom::AtomicBloomFilter {
 
 /// Opens (or creates) the sled index at `path`.
 fn open_index(path: &Path) -> sled::Result<sled::Db> {
-    sled::Config::new()
-        .path(path)
-        .flush_every_ms(Some(1000))
-        .cache_capacity(INDEX_CACHE_BYTES)
-        .open()
+    index::open(path, INDEX_CACHE_BYTES)
 }
 
 /// Closes `index` and opens it again, which makes sled 0.34 checkpoint: it
@@ -799,10 +688,15 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
     };
     let index = open_index(&dir.join("index"))
         .map_err(|e| io("opening the index (is the service running?)", e))?;
-    let indexed = index
-        .get(INDEXED)
-        .map_err(|e| io("reading the index", e))?
-        .map_or(0, |v| be_u64(&v));
+    let read = |e: sled::Error| io("reading the index", e);
+    let indexed = if index::is_current(&index).map_err(read)? {
+        index::indexed(&index).map_err(read)?
+    } else {
+        report.problems.push(
+            "the index is of an earlier layout (the next start rebuilds it, or run `openptl rebuild-index`)".into(),
+        );
+        0
+    };
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut problems = Vec::new();
     let end = scan(&segments_dir, false, |found| {
@@ -816,16 +710,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
         }
         versions.insert(r.stream_id.clone(), r.version);
         if r.position <= indexed {
-            let by_event = index
-                .get(event_key(&r.event_id))
+            let by_event = index::event_position(&index, &r.event_id).ok().flatten();
+            let by_stream = index::stream_positions(&index, &r.stream_id)
                 .ok()
-                .flatten()
-                .map(|v| be_u64(&v));
-            let by_stream = index
-                .get(stream_key(&r.stream_id, r.version))
-                .ok()
-                .flatten()
-                .map(|v| be_u64(&v));
+                .and_then(|p| p.get(r.version as usize - 1).copied());
             if by_event != Some(r.position) || by_stream != Some(r.position) {
                 problems.push(format!("position {}: the index disagrees with the segments (run `openptl rebuild-index`)", r.position));
             }
@@ -839,7 +727,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
     }
     report.records = end.head;
     report.streams = versions.len();
-    report.problems = problems;
+    report.problems.extend(problems);
     Ok(report)
 }
 
@@ -878,23 +766,29 @@ impl SegmentLog {
         // After sled, not beside it: run together, sled's open slowed the
         // snapshot decode that start-up waits for more than it saved.
         let scanned = scan_for_open(&segments_dir)?;
-        let indexed = index
-            .get(INDEXED)
-            .map_err(|e| io("reading the index", e))?
-            .map_or(0, |v| be_u64(&v));
+        let read = |e: sled::Error| io("reading the index", e);
+        let current = index::is_current(&index).map_err(read)?;
+        let indexed = index::indexed(&index).map_err(read)?;
         let stored_bytes: u64 = list_segments(&segments_dir)?
             .iter()
             .filter_map(|(_, path)| fs::metadata(path).ok())
             .map(|m| m.len())
             .sum();
         let ids = id_filter(stored_bytes);
-        let caught_up = if indexed > scanned.0.head {
-            tracing::warn!(
-                indexed,
-                head = scanned.0.head,
-                "the index is ahead of the segments; rebuilding it"
-            );
-            index.clear().map_err(|e| io("clearing the index", e))?;
+        let caught_up = if !current || indexed > scanned.0.head {
+            if current {
+                tracing::warn!(
+                    indexed,
+                    head = scanned.0.head,
+                    "the index is ahead of the segments; rebuilding it"
+                );
+            } else {
+                tracing::warn!(
+                    layout = index::LAYOUT,
+                    "the index is of an earlier layout; rebuilding it from the segments (once)"
+                );
+            }
+            index::clear(&index).map_err(|e| io("clearing the index", e))?;
             index_from(&index, &segments_dir, 0, &scanned)?;
             scanned.0.head
         } else {
@@ -1137,23 +1031,14 @@ impl Shared {
         if let Some(p) = self.unindexed().events.get(id) {
             return Ok(Some(*p));
         }
-        Ok(self
-            .with_index(|index| index.get(event_key(id)))?
-            .map(|v| be_u64(&v)))
+        self.with_index(|index| index::event_position(index, id))
     }
 
     fn stream_version(&self, stream: &str) -> Result<u64, LogError> {
         if let Some((v, _)) = self.unindexed().streams.get(stream).and_then(|s| s.last()) {
             return Ok(*v);
         }
-        let last = self.with_index(|index| {
-            index
-                .scan_prefix(stream_prefix(stream))
-                .keys()
-                .next_back()
-                .transpose()
-        })?;
-        Ok(last.map_or(0, |key| be_u64(&key)))
+        self.with_index(|index| index::stream_version(index, stream))
     }
 }
 
@@ -1514,17 +1399,12 @@ fn run_indexer(shared: &Shared, jobs: mpsc::Receiver<IndexJob>) {
         }
         #[cfg(test)]
         let _paused = shared.index_paused.lock();
-        // One insert at a time, the mark last (sled recovers a prefix of its
-        // writes): sled 0.34's `apply_batch` holds far more memory.
-        let last = entries.last().map_or(0, |e| e.3);
-        let written = shared.with_index(|index| {
-            entries
-                .iter()
-                .try_for_each(|(stream, version, event_id, position)| {
-                    index_record(index, stream, *version, event_id, *position)
-                })?;
-            index.insert(INDEXED, &last.to_be_bytes()).map(drop)
-        });
+        // One merge per stream and per bucket, the mark last.
+        let mut gathered = index::Entries::default();
+        for (stream, version, event_id, position) in &entries {
+            gathered.add(stream, *version, event_id, *position);
+        }
+        let written = shared.with_index(|index| gathered.write(index));
         if let Err(e) = written {
             tracing::error!(error = %e, "writing the index failed; appends are refused until restart");
             *shared
@@ -1632,13 +1512,9 @@ impl EventLog for SegmentLog {
             .get(stream_id)
             .cloned()
             .unwrap_or_default();
-        let mut positions: Vec<u64> = self.shared.with_index(|index| {
-            index
-                .scan_prefix(stream_prefix(stream_id))
-                .values()
-                .map(|v| v.map(|v| be_u64(&v)))
-                .collect::<sled::Result<_>>()
-        })?;
+        let mut positions = self
+            .shared
+            .with_index(|index| index::stream_positions(index, stream_id))?;
         let indexed = positions.len() as u64;
         positions.extend(
             waiting

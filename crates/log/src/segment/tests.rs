@@ -9,13 +9,7 @@ fn open(dir: &Path) -> SegmentLog {
 
 /// Waits until sled holds every record up to `position`.
 fn wait_until_indexed(log: &SegmentLog, position: u64) {
-    while log
-        .shared
-        .with_index(|i| i.get(INDEXED))
-        .unwrap()
-        .map(|v| be_u64(&v))
-        != Some(position)
-    {
+    while log.shared.with_index(index::indexed).unwrap() != position {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
@@ -140,7 +134,7 @@ async fn records_not_yet_in_sled_are_found_all_the_same() {
     }
     assert!(log
         .shared
-        .with_index(|i| i.get(event_key(&ids[4])))
+        .with_index(|i| index::event_position(i, &ids[4]))
         .unwrap()
         .is_none());
     // The stream reads whole, ids are found and versions continue.
@@ -470,4 +464,44 @@ fn a_held_sled_lock_is_told_from_damage_and_waited_out() {
     drop(held);
     // Let go, it opens again (waiting out sled's own threads if need be).
     open_index_patiently(dir.path()).unwrap();
+}
+
+#[tokio::test]
+async fn an_index_of_the_first_layout_is_rebuilt_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    {
+        let log = open(dir.path());
+        for i in 0..12u8 {
+            let r = record(&format!("s{}", i % 3), None, &[i]);
+            ids.push(r.event_id);
+            log.append(vec![r]).await.unwrap();
+        }
+    }
+    // The first layout: one key per stream version and per event id, a
+    // mark of the last position indexed, and no layout mark.
+    {
+        let old = sled::open(dir.path().join("index")).unwrap();
+        old.clear().unwrap();
+        let mut key = vec![b's', 0, 2];
+        key.extend_from_slice(b"s0");
+        key.extend_from_slice(&1u64.to_be_bytes());
+        old.insert(key, &1u64.to_be_bytes()).unwrap();
+        old.insert(b"m/indexed", &12u64.to_be_bytes()).unwrap();
+        old.flush().unwrap();
+    }
+    let report = verify(dir.path()).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains("earlier layout")),
+        "{:?}",
+        report.problems
+    );
+    let log = open(dir.path());
+    wait_until_indexed(&log, 12);
+    assert_eq!(log.read_stream("s2").await.unwrap().len(), 4);
+    assert_eq!(log.find_event(ids[10]).await.unwrap().unwrap().position, 11);
+    let next = log.append(vec![record("s0", Some(4), b"x")]).await.unwrap();
+    assert_eq!((next[0].position, next[0].version), (13, 5));
+    drop(log);
+    assert_eq!(verify(dir.path()).unwrap().problems, Vec::<String>::new());
 }
