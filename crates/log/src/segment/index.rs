@@ -105,7 +105,8 @@ pub fn merge(key: &[u8], old: Option<&[u8]>, operand: &[u8]) -> Option<Vec<u8>> 
 }
 
 /// Opens (or creates) a sled index at `path` with the index's merge
-/// operator and the given cache size.
+/// operator and the given cache size. A new (empty) index is marked with
+/// this layout.
 pub fn open(path: &std::path::Path, cache_bytes: u64) -> sled::Result<sled::Db> {
     let db = sled::Config::new()
         .path(path)
@@ -113,6 +114,9 @@ pub fn open(path: &std::path::Path, cache_bytes: u64) -> sled::Result<sled::Db> 
         .cache_capacity(cache_bytes)
         .open()?;
     db.set_merge_operator(merge);
+    if db.is_empty() {
+        db.insert(LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
+    }
     Ok(db)
 }
 
@@ -121,24 +125,12 @@ pub fn indexed(index: &sled::Db) -> sled::Result<u64> {
     Ok(index.get(INDEXED)?.map_or(0, |v| be_u64(&v)))
 }
 
-/// Whether the index is of this layout: true when it is empty (and then
-/// marks it), false for an index written by another layout.
+/// Whether the index is of this layout (an index of another is rebuilt
+/// from the segments: emptying it in place takes sled far longer).
 pub fn is_current(index: &sled::Db) -> sled::Result<bool> {
-    match index.get(LAYOUT_KEY)? {
-        Some(v) => Ok(v.len() == 8 && be_u64(&v) == LAYOUT),
-        None if index.is_empty() => {
-            index.insert(LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
-            Ok(true)
-        }
-        None => Ok(false),
-    }
-}
-
-/// Empties the index and marks it with this layout.
-pub fn clear(index: &sled::Db) -> sled::Result<()> {
-    index.clear()?;
-    index.insert(LAYOUT_KEY, &LAYOUT.to_be_bytes())?;
-    Ok(())
+    Ok(index
+        .get(LAYOUT_KEY)?
+        .is_some_and(|v| v.len() == 8 && be_u64(&v) == LAYOUT))
 }
 
 /// The positions of a stream's versions, in version order.
@@ -328,13 +320,16 @@ mod tests {
     }
 
     #[test]
-    fn an_index_of_another_layout_is_not_current() {
-        let (_dir, db) = scratch();
-        db.insert(b"m/indexed", &5u64.to_be_bytes()).unwrap();
-        assert!(!is_current(&db).unwrap());
-        clear(&db).unwrap();
+    fn a_new_index_is_current_and_one_of_another_layout_is_not() {
+        let (dir, db) = scratch();
         assert!(is_current(&db).unwrap());
         assert_eq!(indexed(&db).unwrap(), 0);
+        db.remove(LAYOUT_KEY).unwrap();
+        db.insert(INDEXED, &5u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let db = open(dir.path(), 1 << 20).unwrap();
+        assert!(!is_current(&db).unwrap());
     }
 
     #[test]

@@ -612,6 +612,15 @@ fn open_index(path: &Path) -> sled::Result<sled::Db> {
     index::open(path, INDEX_CACHE_BYTES)
 }
 
+/// Deletes the index and creates an empty one in its place: far quicker
+/// than emptying it in place (sled 0.34's `clear` took 16 minutes over a
+/// 20M-item index, and left its page table as large).
+fn recreate_index(index: sled::Db, dir: &Path) -> Result<sled::Db, OpenError> {
+    drop(index);
+    fs::remove_dir_all(dir).map_err(|e| io("removing the index", e))?;
+    open_index_patiently(dir).map_err(|e| io("creating the index", e))
+}
+
 /// Closes `index` and opens it again, which makes sled 0.34 checkpoint: it
 /// writes its page table only when it opens, and otherwise replays at its
 /// next open everything written since the last (decision 63). Dropping the
@@ -788,7 +797,7 @@ impl SegmentLog {
                     "the index is of an earlier layout; rebuilding it from the segments (once)"
                 );
             }
-            index::clear(&index).map_err(|e| io("clearing the index", e))?;
+            index = recreate_index(index, &index_dir)?;
             index_from(&index, &segments_dir, 0, &scanned)?;
             scanned.0.head
         } else {
