@@ -297,6 +297,9 @@ async fn main() -> anyhow::Result<()> {
             for problem in &report.problems {
                 println!("PROBLEM: {problem}");
             }
+            if report.damage_mark_cleared {
+                println!("The damage mark of an earlier check was removed: the log checks out, and the service will start again.");
+            }
             if report.problems.is_empty() {
                 println!("OK");
                 Ok(())
@@ -610,8 +613,14 @@ async fn serve(
     let shutdown = shutdown_signal();
     // One stop signal for both servers (and the gRPC subscriptions).
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let watched = app.clone();
     tokio::spawn(async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            damage = log_damage(&watched) => {
+                tracing::error!(%damage, "stopping: the event log is damaged");
+            }
+        }
         let _ = stop_tx.send(true);
     });
     let grpc = match listen.grpc {
@@ -652,6 +661,10 @@ async fn serve(
             .context("the gRPC server stopped abnormally")?
             .context("serving gRPC")?;
     }
+    if let Some(damage) = app.log.damage() {
+        // No snapshot of a projection folded from an altered history.
+        anyhow::bail!("the event log is damaged: {damage}. Restore the segments from a backup, then run `openptl verify`; the service starts again once it reports OK");
+    }
     // The next start reads this instead of folding the whole log again.
     match app.write_snapshot().await {
         Ok(Some(done)) => tracing::info!(
@@ -664,6 +677,18 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves with the damage once the log reports some (its background
+/// hash-chain check, decision 67): the service then stops, as EventStoreDB
+/// does when a chunk fails its background verification.
+async fn log_damage(app: &openptl_app::App) -> String {
+    loop {
+        if let Some(damage) = app.log.damage() {
+            return damage;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM: stop accepting, let in-flight requests finish.

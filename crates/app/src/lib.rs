@@ -171,6 +171,7 @@ impl App {
     pub fn ready(&self) -> bool {
         let p = &self.projection;
         p.failure().is_none()
+            && self.log.damage().is_none()
             && (p.position() >= self.log.head()
                 || (p.has_caught_up() && p.behind_for() < READY_LAG))
     }

@@ -81,10 +81,18 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// `GET /readyz`: 200 when the log is open and the projection has caught up
-/// with it, 503 while it is still folding (start-up) or stuck.
+/// with it, 503 while it is still folding (start-up) or stuck, or once the
+/// log found damage in stored history (the service then stops).
 async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let status = if app.log.damage().is_some() {
+        "log_damaged"
+    } else if app.ready() {
+        "ready"
+    } else {
+        "catching_up"
+    };
     let body = json!({
-        "status": if app.ready() { "ready" } else { "catching_up" },
+        "status": status,
         "log_position": app.log.head(),
         "projected_position": app.projection.position(),
     });

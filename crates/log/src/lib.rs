@@ -116,8 +116,9 @@ pub struct LogStats {
     pub bytes_on_disk: Option<u64>,
     /// Bytes of the derived index (sled).
     pub index_bytes: Option<u64>,
-    /// Records whose checksums and hash chain were verified when the log
-    /// opened (it refuses to open otherwise).
+    /// The last position up to which checksums and the hash chain are
+    /// verified: the segment log checks every CRC when it opens and the
+    /// chain of older segments just after, in the background (decision 67).
     pub verified_position: Option<u64>,
 }
 
@@ -159,5 +160,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// Storage sizes, for `/metrics`.
     fn stats(&self) -> LogStats {
         LogStats::default()
+    }
+
+    /// Damage found in stored history since the log opened (the segment
+    /// log's background hash-chain check): appends are then refused, and
+    /// the service stops rather than serve an altered history.
+    fn damage(&self) -> Option<String> {
+        None
     }
 }

@@ -14,6 +14,17 @@ fn wait_until_indexed(log: &SegmentLog, position: u64) {
     }
 }
 
+/// Waits (up to 10 s) for the background check to report damage.
+fn wait_for_damage(log: &SegmentLog) -> String {
+    for _ in 0..2000 {
+        if let Some(damage) = log.damage() {
+            return damage;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    panic!("no damage reported");
+}
+
 #[tokio::test]
 async fn segment_log_passes_the_shared_suite() {
     let root = tempfile::tempdir().unwrap();
@@ -348,24 +359,50 @@ async fn damage_in_an_earlier_segment_refuses_to_open() {
         other => panic!("expected corruption, got {:?}", other.err()),
     }
 
-    // The same change with its CRC made good: only the chain can tell.
+    // The same change with its CRC made good: only the chain can tell. The
+    // start-up scan leaves the chain inside sealed segments to the
+    // background check, which stops appends and marks the data directory.
     let crc = crc32c::crc32c(&flipped[..first_len - 4]);
     flipped[first_len - 4..first_len].copy_from_slice(&crc.to_be_bytes());
     fs::write(second, &flipped).unwrap();
+    {
+        let log = open(dir.path());
+        let damage = wait_for_damage(&log);
+        assert!(
+            damage.contains(&segment_name(2))
+                && damage.contains(&format!("offset {first_len}"))
+                && damage.contains("hash chain"),
+            "{damage}"
+        );
+        let refused = log.append(vec![record("s0", None, b"x")]).await;
+        assert!(
+            matches!(&refused, Err(LogError::Storage(m)) if m.contains("damaged")),
+            "{refused:?}"
+        );
+    }
+    // Every later start refuses, naming the same place.
     match SegmentLog::open(dir.path()) {
         Err(OpenError::Corrupt {
-            problem, offset, ..
+            file,
+            problem,
+            offset,
         }) => {
+            assert!(file.ends_with(&segment_name(2)), "{file}");
             assert!(problem.contains("hash chain"), "{problem}");
             assert_eq!(offset, first_len as u64);
         }
         other => panic!("expected a broken chain, got {:?}", other.err()),
     }
     assert!(!verify(dir.path()).is_ok_and(|r| r.problems.is_empty()));
+    assert!(dir.path().join(DAMAGED).exists());
+    // Restored from a backup: `verify` finds the log whole and lifts the mark.
+    fs::write(second, &original).unwrap();
+    let report = verify(dir.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(report.damage_mark_cleared);
 
     // The last record of a segment altered (CRC made good) breaks the link
-    // to the next segment's first record.
-    fs::write(second, &original).unwrap();
+    // to the next segment's first record: checked at start-up.
     let mut records = Vec::new();
     let mut at = 0;
     while at < original.len() {
