@@ -1295,9 +1295,13 @@ pub(crate) async fn run(
                     }
                 }
             };
-            if refreshed {
-                p.caught_up_once
-                    .store(true, std::sync::atomic::Ordering::Release);
+            if refreshed
+                && !p
+                    .caught_up_once
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+            {
+                // Serving now: the log's background work may have the CPU.
+                p.log.start_up_done();
             }
         }
         // Never hold the projection while waiting, so dropping the App ends this task.

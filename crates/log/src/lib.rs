@@ -162,6 +162,11 @@ pub trait EventLog: Send + Sync + 'static {
         LogStats::default()
     }
 
+    /// Told once the service has finished starting (its projection caught
+    /// up): background work the log deferred so as not to slow the start
+    /// (the segment log's hash-chain check) begins now.
+    fn start_up_done(&self) {}
+
     /// Damage found in stored history since the log opened (the segment
     /// log's background hash-chain check): appends are then refused, and
     /// the service stops rather than serve an altered history.

@@ -69,6 +69,12 @@ const INDEXER_NICE: i32 = 10;
 /// lowest, so a start-up's projection work comes first (until the filter is
 /// complete, uniqueness checks ask sled, which is slower, never wrong).
 const ID_FILTER_NICE: i32 = 19;
+/// How long after the open the background check waits for the owner's
+/// start-up to finish ([`EventLog::start_up_done`]) before it starts anyway:
+/// run beside a start-up, it took a third of the CPU and slowed the
+/// projection's restore by half. Tests start it at once.
+const CHECK_AT_THE_LATEST: std::time::Duration =
+    std::time::Duration::from_secs(if cfg!(test) { 0 } else { 10 });
 /// False-positive rate of the event-id filter at its planned size.
 const ID_FILTER_FALSE_POSITIVES: f64 = 0.01;
 
@@ -134,6 +140,9 @@ struct Shared {
     verified: std::sync::atomic::AtomicU64,
     /// Damage the background check found: appends are refused.
     damage: Mutex<Option<String>>,
+    /// Set (and notified) when the owner's start-up is done: the background
+    /// check waits for it, or for [`CHECK_AT_THE_LATEST`].
+    start_up_done: (Mutex<bool>, std::sync::Condvar),
     /// Where each record is, by global position (`locations[p - 1]`), packed
     /// by [`pack_location`]: derived like the index, rebuilt by the start-up
     /// scan, extended by the writer before the head moves. A dense array
@@ -863,6 +872,7 @@ impl SegmentLog {
             data_dir: dir.to_path_buf(),
             verified: std::sync::atomic::AtomicU64::new(0),
             damage: Mutex::new(None),
+            start_up_done: (Mutex::new(false), std::sync::Condvar::new()),
             locations: std::sync::RwLock::new(locations),
             unindexed: Mutex::new(Unindexed::default()),
             ids,
@@ -933,6 +943,17 @@ impl Drop for SegmentLog {
         self.shared
             .closing
             .store(true, std::sync::atomic::Ordering::Release);
+        {
+            // Holding the lock: the check cannot miss the notification
+            // between testing `closing` and waiting.
+            let _done = self
+                .shared
+                .start_up_done
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            self.shared.start_up_done.1.notify_all();
+        }
         if let Some(handle) = self.id_filler.take() {
             let _ = handle.join();
         }
@@ -1401,6 +1422,17 @@ fn check_in_background(shared: &Shared, head: u64, last_segment: u32) {
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, ID_FILTER_NICE);
     }
+    {
+        let (done, notified) = &shared.start_up_done;
+        let done = done.lock().unwrap_or_else(|e| e.into_inner());
+        drop(
+            notified
+                .wait_timeout_while(done, CHECK_AT_THE_LATEST, |done| {
+                    !*done && !shared.closing.load(std::sync::atomic::Ordering::Acquire)
+                })
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+    }
     let started = std::time::Instant::now();
     let Ok(segments) = list_segments(&shared.segments_dir) else {
         return;
@@ -1684,6 +1716,12 @@ impl EventLog for SegmentLog {
 
     fn damage(&self) -> Option<String> {
         self.shared.damage()
+    }
+
+    fn start_up_done(&self) {
+        let (done, notified) = &self.shared.start_up_done;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        notified.notify_all();
     }
 
     fn stats(&self) -> LogStats {
