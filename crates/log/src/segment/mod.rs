@@ -55,6 +55,23 @@ const INDEX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const CACHED_STREAM_VERSIONS: usize = 100_000;
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 512;
+/// Most bytes (estimated by [`request_bytes`]) folded into one group
+/// commit: a segment then never grows past 4 GiB (a segment rolls before a
+/// group that would take it past [`SEGMENT_BYTES`]), so every record's
+/// offset in its segment fits in 4 bytes ([`Locations`]).
+const MAX_GROUP_BYTES: usize = 256 * 1024 * 1024;
+/// Largest segment size a log may be opened with (see [`MAX_GROUP_BYTES`]).
+const MAX_SEGMENT_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// About how many bytes a request's records take in a segment.
+fn request_bytes(request: &Request) -> usize {
+    request
+        .batch
+        .iter()
+        .map(|r| r.payload.len() + r.stream_id.len() + r.event_type.len() + r.actor.len() + 128)
+        .sum()
+}
+
 /// Groups the writer may hand the indexer before it waits for sled to catch
 /// up (bounds the index entries held in memory).
 const INDEX_QUEUE: usize = 64;
@@ -143,11 +160,10 @@ struct Shared {
     /// Set (and notified) when the owner's start-up is done: the background
     /// check waits for it, or for [`CHECK_AT_THE_LATEST`].
     start_up_done: (Mutex<bool>, std::sync::Condvar),
-    /// Where each record is, by global position (`locations[p - 1]`), packed
-    /// by [`pack_location`]: derived like the index, rebuilt by the start-up
+    /// Where each record is: derived like the index, rebuilt by the start-up
     /// scan, extended by the writer before the head moves. A dense array
     /// costs 8 bytes a record and no index write.
-    locations: std::sync::RwLock<Vec<u64>>,
+    locations: std::sync::RwLock<Locations>,
     /// Index entries of records on disk that the indexer has not yet
     /// written to sled. Added by the writer before the head moves, removed
     /// by the indexer after sled has them: a look-up reads here first, then
@@ -187,22 +203,43 @@ struct IndexJob {
     entries: Vec<(String, u64, Uuid, u64)>,
 }
 
-/// Bits of a packed location that hold the offset (segments up to 1 TiB).
-const OFFSET_BITS: u32 = 40;
-
-fn pack_location(segment: u32, offset: u64) -> u64 {
-    assert!(
-        offset < 1 << OFFSET_BITS,
-        "segment offsets stay below 1 TiB"
-    );
-    (u64::from(segment) << OFFSET_BITS) | offset
+/// Where each record is: its offset in its segment, 4 bytes a record
+/// (segments stay below 4 GiB: [`MAX_GROUP_BYTES`]), and the index of each
+/// segment's first record. Derived like the index: rebuilt by the start-up
+/// scan, extended by the writer before the head moves.
+#[derive(Default)]
+struct Locations {
+    /// `offsets[p - 1]` is the offset of the record at position `p`.
+    offsets: Vec<u32>,
+    /// (segment number, index in `offsets` of its first record), in order.
+    segments: Vec<(u32, usize)>,
 }
 
-fn unpack_location(packed: u64) -> (u32, u64) {
-    (
-        (packed >> OFFSET_BITS) as u32,
-        packed & ((1 << OFFSET_BITS) - 1),
-    )
+impl Locations {
+    fn with_capacity(records: usize) -> Locations {
+        Locations {
+            offsets: Vec::with_capacity(records),
+            segments: Vec::new(),
+        }
+    }
+
+    /// Adds the next record's location.
+    fn push(&mut self, segment: u32, offset: u64) {
+        if self.segments.last().map(|(n, _)| *n) != Some(segment) {
+            self.segments.push((segment, self.offsets.len()));
+        }
+        self.offsets.push(
+            u32::try_from(offset).expect("segments stay below 4 GiB (MAX_GROUP_BYTES)"),
+        );
+    }
+
+    /// The segment and offset of the record at `position`.
+    fn get(&self, position: u64) -> Option<(u32, u64)> {
+        let i = usize::try_from(position.checked_sub(1)?).ok()?;
+        let offset = *self.offsets.get(i)?;
+        let segment = self.segments.partition_point(|(_, first)| *first <= i);
+        Some((self.segments[segment - 1].0, u64::from(offset)))
+    }
 }
 
 struct Request {
@@ -460,7 +497,7 @@ fn check_segment(
 /// where each record is. The chain inside the earlier (sealed) segments is
 /// checked after the open, in the background ([`check_in_background`],
 /// decision 67): hashing every record took most of a 10M-record start.
-fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Vec<u64>), OpenError> {
+fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Locations), OpenError> {
     let segments = list_segments(segments_dir)?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -494,7 +531,7 @@ fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Vec<u64>), OpenError> 
         segment_len: 0,
     };
     // Room for every record up front: growing 80 MB at 10M records copies.
-    let mut locations = Vec::with_capacity(
+    let mut locations = Locations::with_capacity(
         checks
             .iter()
             .map(|c| {
@@ -540,7 +577,9 @@ fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Vec<u64>), OpenError> 
                 .map_err(|e| io("truncating torn tail", e))?;
             file.sync_all().map_err(|e| io("syncing truncation", e))?;
         }
-        locations.extend(c.offsets.iter().map(|o| pack_location(c.number, *o)));
+        for offset in &c.offsets {
+            locations.push(c.number, *offset);
+        }
         if c.first.is_some() {
             end.head = c.last_position;
             end.last_hash = c.last_hash;
@@ -574,7 +613,7 @@ fn index_from(
     index: &sled::Db,
     segments_dir: &Path,
     after: u64,
-    (end, locations): &(ScanEnd, Vec<u64>),
+    (end, locations): &(ScanEnd, Locations),
 ) -> Result<(), OpenError> {
     let written = |e: sled::Error| io("writing the index", e);
     if end.head > after {
@@ -586,7 +625,9 @@ fn index_from(
         let mut run = index::Entries::default();
         let mut segment: Option<(u32, Vec<u8>)> = None;
         for position in after + 1..=end.head {
-            let (number, offset) = unpack_location(locations[position as usize - 1]);
+            let (number, offset) = locations
+                .get(position)
+                .expect("the scan located every record up to its end");
             if segment.as_ref().map(|(n, _)| *n) != Some(number) {
                 let path = segments_dir.join(segment_name(number));
                 let bytes =
@@ -791,6 +832,7 @@ impl SegmentLog {
     /// As [`SegmentLog::open`], rolling to a new segment after `segment_bytes`
     /// (small sizes let tests cross many segments).
     pub fn open_with_segment_size(dir: &Path, segment_bytes: u64) -> Result<SegmentLog, OpenError> {
+        let segment_bytes = segment_bytes.min(MAX_SEGMENT_BYTES);
         let segments_dir = dir.join("segments");
         fs::create_dir_all(&segments_dir).map_err(|e| io("creating the data directory", e))?;
         let lock = lock_data_dir(dir)?;
@@ -1001,10 +1043,8 @@ impl Shared {
     /// Where the record at `position` is.
     fn location(&self, position: u64) -> Result<(u32, u64), LogError> {
         let locations = self.locations.read().unwrap_or_else(|e| e.into_inner());
-        position
-            .checked_sub(1)
-            .and_then(|i| locations.get(i as usize))
-            .map(|packed| unpack_location(*packed))
+        locations
+            .get(position)
             .ok_or_else(|| LogError::Storage(format!("position {position} is not stored")))
     }
 
@@ -1143,11 +1183,15 @@ impl Writer {
                     continue;
                 }
             };
+            let mut bytes = request_bytes(&first);
             let mut group = vec![first];
             let mut after = None;
-            while group.len() < MAX_GROUP {
+            while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
                 match jobs.try_recv() {
-                    Ok(Job::Append(r)) => group.push(r),
+                    Ok(Job::Append(r)) => {
+                        bytes += request_bytes(&r);
+                        group.push(r);
+                    }
                     Ok(Job::Verbatim(job)) => {
                         after = Some(job);
                         break;
@@ -1392,7 +1436,7 @@ impl Writer {
                 .write()
                 .unwrap_or_else(|e| e.into_inner());
             for (_, offset) in records {
-                locations.push(pack_location(self.segment, self.segment_len + offset));
+                locations.push(self.segment, self.segment_len + offset);
             }
         }
         self.segment_len += buffer.len() as u64;

@@ -542,3 +542,21 @@ async fn an_index_of_the_first_layout_is_rebuilt_at_open() {
     drop(log);
     assert_eq!(verify(dir.path()).unwrap().problems, Vec::<String>::new());
 }
+
+#[test]
+fn locations_find_each_record_across_segments() {
+    let mut l = Locations::default();
+    assert_eq!(l.get(1), None);
+    l.push(1, 0);
+    l.push(1, 200);
+    l.push(2, 0);
+    l.push(4, 0);
+    l.push(4, u64::from(u32::MAX));
+    assert_eq!(l.get(0), None);
+    assert_eq!(l.get(1), Some((1, 0)));
+    assert_eq!(l.get(2), Some((1, 200)));
+    assert_eq!(l.get(3), Some((2, 0)));
+    assert_eq!(l.get(4), Some((4, 0)));
+    assert_eq!(l.get(5), Some((4, u64::from(u32::MAX))));
+    assert_eq!(l.get(6), None);
+}
