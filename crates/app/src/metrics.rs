@@ -168,7 +168,7 @@ impl Metrics {
             ))),
             verified: register!(IntGauge::with_opts(opts(
                 "openptl_log_verified_position",
-                "Records whose CRCs and SHA-256 hash chain were verified when the log opened (the service refuses to start on a broken chain; `openptl verify` re-checks it all)."
+                "The last position up to which the log's CRCs and SHA-256 hash chain are verified: every CRC at start-up, the chain of older segments by a background check just after (the service stops on a broken chain; `openptl verify` re-checks it all)."
             ))),
             registry,
         }

@@ -130,6 +130,8 @@ async fn the_indexer_reopens_sled_and_nothing_is_lost_meanwhile() {
 }
 
 #[tokio::test]
+// The indexer is held back on purpose while appends are awaited.
+#[allow(clippy::await_holding_lock)]
 async fn records_not_yet_in_sled_are_found_all_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
@@ -259,7 +261,7 @@ async fn a_flipped_byte_in_the_middle_refuses_to_start() {
         message.contains("00000001.seg") && message.contains("offset"),
         "{message}"
     );
-    let err = verify(dir.path()).err().expect("verify reports it");
+    let err = verify(dir.path()).expect_err("verify reports it");
     assert!(err.to_string().contains("offset"), "{err}");
 }
 
