@@ -9,7 +9,7 @@
 //! so a past view equals what the service showed then.
 
 use std::borrow::{Borrow, Cow};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
@@ -659,6 +659,36 @@ type Page = (
     Option<String>,
 );
 
+/// A PTL index row with its sort key, ordered by (key, pathway id): the
+/// order of a PTL page and of its cursor.
+struct Ranked<'a>(i64, &'a PtlIndexEntry);
+
+impl<'a> Ranked<'a> {
+    fn key(&self) -> (i64, &'a str) {
+        (self.0, &*self.1.id)
+    }
+}
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Ranked<'_> {}
+
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
+}
+
 /// Filters, counts, sorts and pages PTL index rows.
 /// `row_of` gives an entry's NHS number and row (`None` if it has none).
 fn page_of(
@@ -673,7 +703,18 @@ fn page_of(
     let mut bands: BTreeMap<&'static str, usize> =
         WaitBand::ALL.iter().map(|b| (b.as_str(), 0)).collect();
     let mut band_counts = [0usize; 4];
-    let mut matching: Vec<(i64, &PtlIndexEntry)> = Vec::new();
+    let limit = query.limit.unwrap_or(usize::MAX);
+    let after = query
+        .cursor
+        .as_ref()
+        .map(|c| (c.key, c.pathway_id.as_str()));
+    // The page's rows are the `limit` smallest (key, id) after the cursor,
+    // kept in a bounded max-heap as the index is read: most rows are turned
+    // away on their key alone, where sorting every match compared ids (a
+    // cache miss each) among the many rows that share a key.
+    let mut best: BinaryHeap<Ranked<'_>> = BinaryHeap::new();
+    let mut total = 0;
+    let mut beyond_cursor = 0;
     for entry in index {
         let (others, all) = query.matches(&entry.keys, trusts.as_deref(), as_of_day);
         if !others {
@@ -682,28 +723,31 @@ fn page_of(
         if let Some(band) = entry.keys.band {
             band_counts[band as usize] += 1;
         }
-        if all {
-            matching.push((sort.key(&entry.keys), entry));
+        if !all {
+            continue;
+        }
+        total += 1;
+        let ranked = Ranked(sort.key(&entry.keys), entry);
+        if after.is_some_and(|after| ranked.key() <= after) {
+            continue;
+        }
+        beyond_cursor += 1;
+        if best.len() < limit {
+            best.push(ranked);
+        } else if best.peek().is_some_and(|worst| ranked < *worst) {
+            best.pop();
+            best.push(ranked);
         }
     }
     for band in WaitBand::ALL {
         bands.insert(band.as_str(), band_counts[*band as usize]);
     }
-    let total = matching.len();
-    if let Some(cursor) = &query.cursor {
-        let after = (cursor.key, cursor.pathway_id.as_str());
-        matching.retain(|(key, e)| (*key, &*e.id) > after);
-    }
-    let by_key = |a: &(i64, &PtlIndexEntry), b: &(i64, &PtlIndexEntry)| {
-        (a.0, &*a.1.id).cmp(&(b.0, &*b.1.id))
-    };
-    let limit = query.limit.unwrap_or(usize::MAX);
-    let more = matching.len() > limit;
-    if more {
-        matching.select_nth_unstable_by(limit, by_key);
-        matching.truncate(limit);
-    }
-    matching.sort_unstable_by(by_key);
+    let more = beyond_cursor > limit;
+    let matching: Vec<(i64, &PtlIndexEntry)> = best
+        .into_sorted_vec()
+        .into_iter()
+        .map(|Ranked(key, e)| (key, e))
+        .collect();
     let next_cursor = more.then(|| matching.last()).flatten().map(|(key, e)| {
         Cursor {
             sort,

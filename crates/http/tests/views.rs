@@ -341,6 +341,43 @@ async fn ptl_filters_worklists_sorts_and_pages() {
 }
 
 #[tokio::test]
+async fn cursor_pages_list_every_row_once_in_order_among_tied_keys() {
+    let (app, _) = loaded().await;
+    // Seven more pathways referred on one day: they tie on every sort key
+    // but the pathway id.
+    let tied: Vec<Value> = (1..=7)
+        .map(|n| {
+            referral(
+                &format!("T{n}"),
+                "2025-02-10",
+                "RXA",
+                "breast",
+                "urgent_suspected_cancer",
+            )
+        })
+        .collect();
+    post(&app, tied).await;
+    for sort in ["days_waited", "next_breach", "referred_on"] {
+        let whole = ids(&get(&app, &format!("/v1/ptl?sort={sort}")).await);
+        assert_eq!(whole.len(), 11, "{sort}");
+        for limit in [1, 2, 3, 5] {
+            let mut paged = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let page = get(&app, &format!("/v1/ptl?sort={sort}&limit={limit}{cursor}")).await;
+                assert_eq!(page["total"], 11, "{sort} {limit}");
+                paged.extend(ids(&page));
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = format!("&cursor={next}"),
+                    None => break,
+                }
+            }
+            assert_eq!(paged, whole, "{sort}, {limit} a page");
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_ptl_exports_as_csv() {
     let (app, _) = loaded().await;
     let csv = get_csv(&app, "/v1/ptl?trust=RXH").await;

@@ -135,9 +135,9 @@ pub fn is_current(index: &sled::Db) -> sled::Result<bool> {
 
 /// The positions of a stream's versions, in version order.
 pub fn stream_positions(index: &sled::Db, stream: &str) -> sled::Result<Vec<u64>> {
-    Ok(index.get(stream_key(stream))?.map_or_else(Vec::new, |v| {
-        v.chunks_exact(POSITION).map(be_u64).collect()
-    }))
+    Ok(index
+        .get(stream_key(stream))?
+        .map_or_else(Vec::new, |v| v.chunks_exact(POSITION).map(be_u64).collect()))
 }
 
 /// The last version of a stream the index holds (0 for none).
@@ -182,7 +182,8 @@ impl Entries {
                 positions.push(position);
             }
             // A version added before: already gathered.
-            Some((first, positions)) if version >= *first && version < *first + positions.len() as u64 => {}
+            Some((first, positions))
+                if version >= *first && version < *first + positions.len() as u64 => {}
             Some(_) => {
                 // A gap (only from a log whose stream versions are not
                 // contiguous, which `verify` reports): not indexed.

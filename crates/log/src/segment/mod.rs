@@ -228,9 +228,8 @@ impl Locations {
         if self.segments.last().map(|(n, _)| *n) != Some(segment) {
             self.segments.push((segment, self.offsets.len()));
         }
-        self.offsets.push(
-            u32::try_from(offset).expect("segments stay below 4 GiB (MAX_GROUP_BYTES)"),
-        );
+        self.offsets
+            .push(u32::try_from(offset).expect("segments stay below 4 GiB (MAX_GROUP_BYTES)"));
     }
 
     /// The segment and offset of the record at `position`.
@@ -1127,7 +1126,10 @@ impl Shared {
 
     /// Damage the background check found.
     fn damage(&self) -> Option<String> {
-        self.damage.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn unindexed(&self) -> std::sync::MutexGuard<'_, Unindexed> {
@@ -1538,10 +1540,7 @@ fn check_in_background(shared: &Shared, head: u64, last_segment: u32) {
 /// Records damage the background check found: appends stop, and the mark
 /// keeps later starts from opening the log.
 fn found_damage(shared: &Shared, file: &Path, offset: u64, problem: &str) {
-    let message = format!(
-        "{} at offset {offset}: {problem}",
-        file.display()
-    );
+    let message = format!("{} at offset {offset}: {problem}", file.display());
     tracing::error!(file = %file.display(), offset, problem, "the log is damaged: appends are refused and the service stops; restore the segments from a backup, then run `openptl verify`");
     let mark = shared.data_dir.join(DAMAGED);
     let written = fs::write(&mark, format!("{}\n{offset}\n{problem}\n", file.display()))
