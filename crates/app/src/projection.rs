@@ -857,6 +857,7 @@ impl Projection {
     /// a [`SnapshotPreload`] when there is one.
     fn restore(&self) -> Result<u64, String> {
         let path = self.snapshot_path.as_ref().ok_or("no snapshot path")?;
+        let started = std::time::Instant::now();
         let preload = self
             .preload
             .lock()
@@ -869,6 +870,7 @@ impl Projection {
                 .map_err(|_| "reading it panicked".to_string())??,
             None => prepare_snapshot(path, &self.config)?,
         };
+        let decoded = started.elapsed();
         let header = &prepared.header;
         if header.position > self.log.head() {
             return Err("it is ahead of the log".into());
@@ -908,12 +910,23 @@ impl Projection {
         if records != header.position || data.pathways.len() as u64 != header.pathways {
             return Err("its pathways do not account for every record".into());
         }
-        let fresh = data.laid_out();
-        data.lay_out(fresh);
+        let installed = started.elapsed();
         *self.write() = data;
         // Recorded before publishing: whoever waits for the position may ask.
         *self.restored_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(header.position);
         self.published.send_replace(header.position);
+        // Serving from here. The packed states, decoded among the garbage
+        // of the snapshot's decoding, are copied together afterwards, as
+        // after a bulk refresh (see `refresh`).
+        let fresh = self.read().laid_out();
+        let old = self.write().lay_out(fresh);
+        drop(old);
+        tracing::info!(
+            waited_for_decode_ms = decoded.as_millis() as u64,
+            installed_ms = (installed - decoded).as_millis() as u64,
+            laid_out_after_ms = (started.elapsed() - installed).as_millis() as u64,
+            "projection snapshot installed"
+        );
         Ok(header.position)
     }
 }
