@@ -337,7 +337,10 @@ async fn run_on(log: Arc<dyn EventLog>, options: &BenchOptions) -> anyhow::Resul
 async fn background_check_done(log: &dyn EventLog) -> Duration {
     let started = Instant::now();
     log.start_up_done();
-    while log.stats().verified_position.is_some_and(|p| p < log.head())
+    while log
+        .stats()
+        .verified_position
+        .is_some_and(|p| p < log.head())
         && started.elapsed() < Duration::from_secs(300)
     {
         tokio::time::sleep(Duration::from_millis(50)).await;

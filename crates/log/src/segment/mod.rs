@@ -505,16 +505,14 @@ fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Locations), OpenError>
     let done = Mutex::new(&mut checks);
     std::thread::scope(|scope| {
         for _ in 0..threads {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((number, path)) = segments.get(i) else {
-                        break;
-                    };
-                    let chain = i + 1 == segments.len();
-                    let checked = check_segment(*number, path, chain);
-                    done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
-                }
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((number, path)) = segments.get(i) else {
+                    break;
+                };
+                let chain = i + 1 == segments.len();
+                let checked = check_segment(*number, path, chain);
+                done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
             });
         }
     });
