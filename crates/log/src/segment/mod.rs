@@ -616,18 +616,21 @@ fn index_from(
             "indexing records missing from the index"
         );
         let mut run = index::Entries::default();
-        let mut segment: Option<(u32, Vec<u8>)> = None;
+        let mut segment: Option<(u32, Option<memmap2::Mmap>)> = None;
         for position in after + 1..=end.head {
             let (number, offset) = locations
                 .get(position)
                 .expect("the scan located every record up to its end");
             if segment.as_ref().map(|(n, _)| *n) != Some(number) {
                 let path = segments_dir.join(segment_name(number));
-                let bytes =
-                    fs::read(&path).map_err(|e| io(&format!("reading {}", path.display()), e))?;
-                segment = Some((number, bytes));
+                let map = map_segment(&path)
+                    .map_err(|e| io(&format!("reading {}", path.display()), e))?;
+                segment = Some((number, map));
             }
-            let bytes = &segment.as_ref().expect("read above").1;
+            let bytes = segment
+                .as_ref()
+                .and_then(|(_, map)| map.as_deref())
+                .unwrap_or_default();
             let decoded = record::decode(&bytes[offset as usize..]).map_err(|d| {
                 io(
                     "indexing",
