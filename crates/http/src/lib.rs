@@ -84,10 +84,11 @@ pub fn router(app: Arc<App>) -> Router {
 /// with it, 503 while it is still folding (start-up) or stuck, or once the
 /// log found damage in stored history (the service then stops).
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let status = if app.log.damage().is_some() {
-        "log_damaged"
-    } else if app.ready() {
+    let ready = app.ready();
+    let status = if ready {
         "ready"
+    } else if app.log.damage().is_some() {
+        "log_damaged"
     } else {
         "catching_up"
     };
@@ -96,7 +97,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
         "log_position": app.log.head(),
         "projected_position": app.projection.position(),
     });
-    let status = if app.ready() {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -64,11 +64,16 @@ fn be_u64(bytes: &[u8]) -> u64 {
 /// - A bucket's operand is (id, position) pairs; ids the value already has
 ///   are skipped.
 ///
-/// Any other key takes the operand as its value.
+/// A mark (`m/…`) takes the operand as its value; anything else keeps what
+/// it held.
 pub fn merge(key: &[u8], old: Option<&[u8]>, operand: &[u8]) -> Option<Vec<u8>> {
     let old = old.unwrap_or_default();
     match key.first() {
-        Some(b'p') if operand.len() >= POSITION => {
+        Some(b'p') if operand.len() < POSITION => {
+            tracing::error!("a malformed index entry of a stream; kept what the index had");
+            Some(old.to_vec())
+        }
+        Some(b'p') => {
             let have = old.len() / POSITION;
             let first = be_u64(operand);
             let positions = &operand[POSITION..];
@@ -100,7 +105,11 @@ pub fn merge(key: &[u8], old: Option<&[u8]>, operand: &[u8]) -> Option<Vec<u8>> 
             }
             Some(value)
         }
-        _ => Some(operand.to_vec()),
+        _ if key.starts_with(b"m/") => Some(operand.to_vec()),
+        _ => {
+            tracing::error!("a merge into an unknown index key; kept what the index had");
+            Some(old.to_vec())
+        }
     }
 }
 
@@ -301,6 +310,14 @@ mod tests {
         let mut zero = 0u64.to_be_bytes().to_vec();
         zero.extend_from_slice(&30u64.to_be_bytes());
         assert_eq!(merge(b"p\0\x01s", Some(&held), &zero), Some(held.to_vec()));
+        // A malformed operand, or a key of no known kind, keeps the value.
+        assert_eq!(
+            merge(b"p\0\x01s", Some(&held), &[1, 2]),
+            Some(held.to_vec())
+        );
+        assert_eq!(merge(b"x", Some(&held), &gap), Some(held.to_vec()));
+        // A mark takes the operand.
+        assert_eq!(merge(b"m/indexed", Some(&held), &gap), Some(gap.clone()));
     }
 
     #[test]

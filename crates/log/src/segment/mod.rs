@@ -474,6 +474,10 @@ fn check_segment(number: u32, path: &Path, chain: bool) -> Result<SegmentCheck, 
                 }
             }
         }
+        if u32::try_from(at).is_err() {
+            out.damage = Some((at as u64, "segment longer than 4 GiB".into(), false));
+            break;
+        }
         out.offsets.push(at as u64);
         out.last_position = checked.position;
         out.last_recorded_at_micros = Some(checked.recorded_at_micros);
@@ -631,12 +635,13 @@ fn index_from(
                 .as_ref()
                 .and_then(|(_, map)| map.as_deref())
                 .unwrap_or_default();
-            let decoded = record::decode(&bytes[offset as usize..]).map_err(|d| {
-                io(
-                    "indexing",
-                    format!("segment {number} offset {offset} changed while opening: {d:?}"),
-                )
-            })?;
+            let decoded = record::decode(bytes.get(offset as usize..).unwrap_or_default())
+                .map_err(|d| {
+                    io(
+                        "indexing",
+                        format!("segment {number} offset {offset} changed while opening: {d:?}"),
+                    )
+                })?;
             let r = decoded.record;
             run.add(&r.stream_id, r.version, &r.event_id, r.position);
             if run.len() >= INDEX_RUN {
@@ -795,7 +800,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
             let by_event = index::event_position(&index, &r.event_id).ok().flatten();
             let by_stream = index::stream_positions(&index, &r.stream_id)
                 .ok()
-                .and_then(|p| p.get(r.version as usize - 1).copied());
+                .and_then(|p| {
+                    p.get(usize::try_from(r.version).ok()?.checked_sub(1)?)
+                        .copied()
+                });
             if by_event != Some(r.position) || by_stream != Some(r.position) {
                 problems.push(format!("position {}: the index disagrees with the segments (run `openptl rebuild-index`)", r.position));
             }
@@ -1398,6 +1406,15 @@ impl Writer {
                 .map_err(|e| format!("syncing the segments directory: {e}"))?;
             self.segment_len = 0;
         }
+        if self.segment_len + buffer.len() as u64 > u64::from(u32::MAX) {
+            // Unreachable with bounded groups (MAX_GROUP_BYTES); refused
+            // before anything is written rather than unindexable.
+            return Err(format!(
+                "a write of {} bytes would take segment {} past 4 GiB",
+                buffer.len(),
+                self.segment
+            ));
+        }
         self.file
             .write_all(buffer)
             .map_err(|e| format!("writing segment {}: {e}", self.segment))?;
@@ -1480,9 +1497,13 @@ fn check_in_background(shared: &Shared, head: u64, last_segment: u32) {
     let Ok(segments) = list_segments(&shared.segments_dir) else {
         return;
     };
+    // The next position expected: every record up to `head` must be seen,
+    // in order, or the filter would miss ids (and a duplicate id pass).
+    let mut expected = 1u64;
+    let mut last_path = None;
     for (number, path) in segments {
-        if shared.closing.load(std::sync::atomic::Ordering::Acquire) {
-            return;
+        if number > last_segment || expected > head {
+            break; // segments begun after the open hold nothing to check
         }
         let buf = match map_segment(&path) {
             Ok(Some(map)) => map,
@@ -1496,12 +1517,29 @@ fn check_in_background(shared: &Shared, head: u64, last_segment: u32) {
         let chain = number < last_segment;
         let mut at = 0;
         let mut previous: Option<Hash> = None;
-        while at < buf.len() {
-            let Ok(checked) = record::check(&buf[at..]) else {
-                break; // a torn tail cut off at open, or records after `head`
+        while at < buf.len() && expected <= head {
+            if expected.is_multiple_of(65_536)
+                && shared.closing.load(std::sync::atomic::Ordering::Acquire)
+            {
+                return;
+            }
+            // Everything here was checked at open: a failure now means the
+            // file changed since.
+            let checked = match record::check(&buf[at..]) {
+                Ok(checked) => checked,
+                Err(damage) => {
+                    let problem = match damage {
+                        Damage::Truncated => "record cut short".to_string(),
+                        Damage::Corrupt(p) => p,
+                    };
+                    found_damage(shared, &path, at as u64, &problem);
+                    return;
+                }
             };
-            if checked.position > head {
-                break;
+            if checked.position != expected {
+                let problem = format!("position {} follows {}", checked.position, expected - 1);
+                found_damage(shared, &path, at as u64, &problem);
+                return;
             }
             if let (true, Some(hash)) = (chain, previous) {
                 if checked.prev_hash != hash {
@@ -1521,11 +1559,24 @@ fn check_in_background(shared: &Shared, head: u64, last_segment: u32) {
             if chain {
                 previous = Some(record::hash(&buf[at..at + len]));
             }
+            // A record is vouched for by the next one's link to it.
             shared
                 .verified
-                .fetch_max(checked.position, std::sync::atomic::Ordering::Release);
+                .fetch_max(checked.position - 1, std::sync::atomic::Ordering::Release);
+            expected += 1;
             at += len;
         }
+        // The segment's last record: linked to the next segment at open.
+        shared
+            .verified
+            .fetch_max(expected - 1, std::sync::atomic::Ordering::Release);
+        last_path = Some(path);
+    }
+    if expected <= head {
+        let path = last_path.unwrap_or_else(|| shared.segments_dir.clone());
+        let problem = format!("records {expected} to {head} are missing");
+        found_damage(shared, &path, 0, &problem);
+        return;
     }
     shared
         .ids_ready
@@ -1543,7 +1594,11 @@ fn found_damage(shared: &Shared, file: &Path, offset: u64, problem: &str) {
     let message = format!("{} at offset {offset}: {problem}", file.display());
     tracing::error!(file = %file.display(), offset, problem, "the log is damaged: appends are refused and the service stops; restore the segments from a backup, then run `openptl verify`");
     let mark = shared.data_dir.join(DAMAGED);
-    let written = fs::write(&mark, format!("{}\n{offset}\n{problem}\n", file.display()))
+    let written = File::create(&mark)
+        .and_then(|mut f| {
+            f.write_all(format!("{}\n{offset}\n{problem}\n", file.display()).as_bytes())?;
+            f.sync_all()
+        })
         .and_then(|()| sync_dir(&shared.data_dir));
     if let Err(e) = written {
         tracing::error!(error = %e, mark = %mark.display(), "could not leave the damage mark");
