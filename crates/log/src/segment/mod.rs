@@ -773,7 +773,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
         segments: list_segments(&segments_dir)?.len(),
         ..Default::default()
     };
-    let index = open_index(&dir.join("index"))
+    let index = open_index_patiently(&dir.join("index"))
         .map_err(|e| io("opening the index (is the service running?)", e))?;
     let read = |e: sled::Error| io("reading the index", e);
     let indexed = if index::is_current(&index).map_err(read)? {
