@@ -1552,9 +1552,7 @@ fn check_in_background(shared: &Shared, head: u64, last_segment: u32) {
                     return;
                 }
             }
-            if let Some((_, id, _)) = record::position_and_id(&buf[at..]) {
-                shared.ids.insert(&id);
-            }
+            shared.ids.insert(&checked.event_id);
             let len = checked.len;
             if chain {
                 previous = Some(record::hash(&buf[at..at + len]));

@@ -125,6 +125,7 @@ fn checked_body(bytes: &[u8]) -> Result<(&[u8], usize), Damage> {
 /// What a check of a record without decoding it gives.
 pub struct Checked {
     pub position: u64,
+    pub event_id: Uuid,
     pub recorded_at_micros: i64,
     pub prev_hash: Hash,
     pub len: usize,
@@ -137,21 +138,11 @@ pub fn check(bytes: &[u8]) -> Result<Checked, Damage> {
     let at = |from: usize| u64::from_be_bytes(body[from..from + 8].try_into().unwrap());
     Ok(Checked {
         position: at(PREFIX),
+        event_id: Uuid::from_bytes(body[PREFIX + 16..PREFIX + 32].try_into().unwrap()),
         recorded_at_micros: at(PREFIX + 8 + 8 + 16 + 2) as i64,
         prev_hash: body[body.len() - 32..].try_into().unwrap(),
         len,
     })
-}
-
-/// The position and event id of the record at the start of `bytes`, and its
-/// length, read without any check: for records checked already (the
-/// start-up scan), to fill the event-id filter.
-pub fn position_and_id(bytes: &[u8]) -> Option<(u64, Uuid, usize)> {
-    let len = claimed_len(bytes).ok()?;
-    let body = bytes.get(..len)?;
-    let position = u64::from_be_bytes(body.get(PREFIX..PREFIX + 8)?.try_into().ok()?);
-    let id = Uuid::from_bytes(body.get(PREFIX + 16..PREFIX + 32)?.try_into().ok()?);
-    Some((position, id, len))
 }
 
 /// Decodes and checks (magic, length, CRC) one record at the start of `bytes`.
@@ -259,6 +250,7 @@ mod tests {
             checked.recorded_at_micros,
             sample().recorded_at.timestamp_micros()
         );
+        assert_eq!(checked.event_id, sample().event_id);
         assert_eq!(decoded.prev_hash, [9; 32]);
         assert_eq!(super::hash(&bytes), hash);
         assert_eq!(decoded.len, bytes.len());
