@@ -368,10 +368,7 @@ pub fn scan(
                 Err(damage) => {
                     let rest = &bytes[at..];
                     let reaches_end = reaches_end(rest, &damage);
-                    let problem = match &damage {
-                        Damage::Truncated => "record cut short".to_string(),
-                        Damage::Corrupt(p) => p.clone(),
-                    };
+                    let problem = damage.problem();
                     if last && reaches_end {
                         // A write torn by a crash: never acknowledged, so it is safe to drop.
                         if repair {
@@ -426,7 +423,17 @@ struct SegmentCheck {
 /// Checks one segment: every record's framing, CRC and position, and, when
 /// `chain` is set, the hash chain inside it. The hash of its last record is
 /// computed either way (the next segment's first record links to it).
-fn check_segment(number: u32, path: &Path, chain: bool) -> Result<SegmentCheck, OpenError> {
+///
+/// Records after position `up_to` are left alone (the background check
+/// reads the open segment while the writer appends to it), and `visit`
+/// sees every record that passed.
+fn check_segment(
+    number: u32,
+    path: &Path,
+    chain: bool,
+    up_to: u64,
+    mut visit: impl FnMut(&record::Checked),
+) -> Result<SegmentCheck, OpenError> {
     let reading = |e| io(&format!("reading {}", path.display()), e);
     let map = map_segment(path).map_err(reading)?;
     let bytes = map.as_deref().unwrap_or_default();
@@ -443,14 +450,11 @@ fn check_segment(number: u32, path: &Path, chain: bool) -> Result<SegmentCheck, 
     };
     let mut at = 0usize;
     let mut last_record = 0..0;
-    while at < bytes.len() {
+    while at < bytes.len() && !(out.first.is_some() && out.last_position >= up_to) {
         let checked = match record::check(&bytes[at..]) {
             Ok(c) => c,
             Err(damage) => {
-                let problem = match &damage {
-                    Damage::Truncated => "record cut short".to_string(),
-                    Damage::Corrupt(p) => p.clone(),
-                };
+                let problem = damage.problem();
                 out.damage = Some((at as u64, problem, reaches_end(&bytes[at..], &damage)));
                 break;
             }
@@ -478,6 +482,7 @@ fn check_segment(number: u32, path: &Path, chain: bool) -> Result<SegmentCheck, 
             out.damage = Some((at as u64, "segment longer than 4 GiB".into(), false));
             break;
         }
+        visit(&checked);
         out.offsets.push(at as u64);
         out.last_position = checked.position;
         out.last_recorded_at_micros = Some(checked.recorded_at_micros);
@@ -515,7 +520,7 @@ fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Locations), OpenError>
                     break;
                 };
                 let chain = i + 1 == segments.len();
-                let checked = check_segment(*number, path, chain);
+                let checked = check_segment(*number, path, chain, u64::MAX, |_| {});
                 done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
             });
         }
@@ -1505,64 +1510,36 @@ fn check_in_background(shared: &Shared, head: u64, last_segment: u32) {
         if number > last_segment || expected > head {
             break; // segments begun after the open hold nothing to check
         }
-        let buf = match map_segment(&path) {
-            Ok(Some(map)) => map,
-            Ok(None) => continue,
-            Err(_) => {
-                tracing::warn!(file = %path.display(), "could not read a segment for the background check; ids are looked up in the index");
-                return;
-            }
-        };
-        // The last segment's chain was checked at open.
+        if shared.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        // The same check as at open, with the chain (the last segment's was
+        // checked at open), stopping at the head the open saw.
         let chain = number < last_segment;
-        let mut at = 0;
-        let mut previous: Option<Hash> = None;
-        while at < buf.len() && expected <= head {
-            if expected.is_multiple_of(65_536)
-                && shared.closing.load(std::sync::atomic::Ordering::Acquire)
-            {
-                return;
-            }
-            // Everything here was checked at open: a failure now means the
-            // file changed since.
-            let checked = match record::check(&buf[at..]) {
-                Ok(checked) => checked,
-                Err(damage) => {
-                    let problem = match damage {
-                        Damage::Truncated => "record cut short".to_string(),
-                        Damage::Corrupt(p) => p,
-                    };
-                    found_damage(shared, &path, at as u64, &problem);
-                    return;
-                }
-            };
-            if checked.position != expected {
-                let problem = format!("position {} follows {}", checked.position, expected - 1);
-                found_damage(shared, &path, at as u64, &problem);
-                return;
-            }
-            if let (true, Some(hash)) = (chain, previous) {
-                if checked.prev_hash != hash {
-                    found_damage(
-                        shared,
-                        &path,
-                        at as u64,
-                        "hash chain broken: the previous record was altered",
-                    );
-                    return;
-                }
-            }
-            shared.ids.insert(&checked.event_id);
-            let len = checked.len;
-            if chain {
-                previous = Some(record::hash(&buf[at..at + len]));
-            }
+        let checked = check_segment(number, &path, chain, head, |record| {
+            shared.ids.insert(&record.event_id);
             // A record is vouched for by the next one's link to it.
             shared
                 .verified
-                .fetch_max(checked.position - 1, std::sync::atomic::Ordering::Release);
-            expected += 1;
-            at += len;
+                .fetch_max(record.position - 1, std::sync::atomic::Ordering::Release);
+        });
+        let Ok(c) = checked else {
+            tracing::warn!(file = %path.display(), "could not read a segment for the background check; ids are looked up in the index");
+            return;
+        };
+        // Everything here passed the open's checks: damage now means the
+        // file changed since.
+        if let Some((offset, problem, _)) = &c.damage {
+            found_damage(shared, &c.path, *offset, problem);
+            return;
+        }
+        if let Some((first, _)) = c.first {
+            if first != expected {
+                let problem = format!("position {first} follows {}", expected - 1);
+                found_damage(shared, &c.path, 0, &problem);
+                return;
+            }
+            expected = c.last_position + 1;
         }
         // The segment's last record: linked to the next segment at open.
         shared

@@ -73,6 +73,16 @@ pub enum Damage {
     Corrupt(String),
 }
 
+impl Damage {
+    /// What is wrong, for a message naming the file and offset.
+    pub fn problem(&self) -> String {
+        match self {
+            Damage::Truncated => "record cut short".to_string(),
+            Damage::Corrupt(p) => p.clone(),
+        }
+    }
+}
+
 /// A record read back, with the chain fields needed to verify it.
 pub struct Decoded {
     pub record: StoredRecord,
