@@ -63,6 +63,54 @@ impl StoredRecord {
             && self.schema_version == new.schema_version
             && self.payload == new.payload
     }
+
+    /// The record, borrowed.
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            position: self.position,
+            stream_id: &self.stream_id,
+            version: self.version,
+            event_id: self.event_id,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            recorded_at: self.recorded_at,
+            actor: &self.actor,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// A stored record read in place: the fields of a [`StoredRecord`] borrowed
+/// from the log's own buffers, so a fold over the whole log copies nothing
+/// it does not keep ([`EventLog::visit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef<'a> {
+    pub position: u64,
+    pub stream_id: &'a str,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: &'a str,
+    pub schema_version: u16,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: &'a str,
+    pub payload: &'a [u8],
+}
+
+impl RecordRef<'_> {
+    /// The record, owned.
+    pub fn to_stored(&self) -> StoredRecord {
+        StoredRecord {
+            position: self.position,
+            stream_id: self.stream_id.to_string(),
+            version: self.version,
+            event_id: self.event_id,
+            event_type: self.event_type.to_string(),
+            schema_version: self.schema_version,
+            recorded_at: self.recorded_at,
+            actor: self.actor.to_string(),
+            payload: self.payload.to_vec(),
+        }
+    }
 }
 
 /// What an append did with one record of the batch.
@@ -146,6 +194,21 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Up to `max` records from global position `from` (inclusive).
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError>;
+
+    /// Hands `visit` every record from `from` to `to` (inclusive, both
+    /// stored), in order, read in place on the calling thread: how a
+    /// projection folds the whole log without copying every record (several
+    /// threads may visit at once). Blocking: call it off the async runtime.
+    /// `None` when this log cannot; it is then read with [`EventLog::read_all`].
+    fn visit(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Option<Result<(), LogError>> {
+        let _ = (from, to, visit);
+        None
+    }
 
     /// The record stored under an event id, if any.
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError>;

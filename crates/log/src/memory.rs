@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::{Appended, EventLog, LogError, NewRecord, StoredRecord};
+use crate::{Appended, EventLog, LogError, NewRecord, RecordRef, StoredRecord};
 
 #[derive(Default)]
 struct State {
@@ -294,6 +294,34 @@ impl EventLog for MemoryLog {
             .take(max)
             .cloned()
             .collect())
+    }
+
+    fn visit(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Option<Result<(), LogError>> {
+        // Copied out a page at a time: appends do not wait for the visit.
+        const PAGE: u64 = 4096;
+        let mut next = from.max(1);
+        while next <= to {
+            let page: Vec<StoredRecord> = {
+                let state = self.state.lock().expect("memory log lock");
+                if to > state.records.len() as u64 {
+                    return Some(Err(LogError::Storage(format!(
+                        "position {to} is not stored"
+                    ))));
+                }
+                let end = to.min(next + PAGE - 1);
+                state.records[next as usize - 1..end as usize].to_vec()
+            };
+            for record in &page {
+                visit(record.as_ref());
+            }
+            next += page.len() as u64;
+        }
+        Some(Ok(()))
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {

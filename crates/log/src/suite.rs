@@ -34,6 +34,7 @@ where
     identical_event_ids_replay(&fresh().await).await;
     different_content_under_one_event_id_conflicts(&fresh().await).await;
     read_all_pages(&fresh().await).await;
+    visits_in_place(&fresh().await).await;
     reads_by_position(&fresh().await).await;
     verbatim_copies_keep_everything(&fresh().await).await;
     head_is_watched(&fresh().await).await;
@@ -251,6 +252,25 @@ async fn read_all_pages(log: &impl EventLog) {
     }
     assert_eq!(seen, (0..25u8).collect::<Vec<_>>());
     assert!(log.read_all(26, 10).await.unwrap().is_empty());
+}
+
+async fn visits_in_place(log: &impl EventLog) {
+    let batch: Vec<_> = (0..25)
+        .map(|i| record(&format!("p{}", i % 3), None, &[i as u8]))
+        .collect();
+    log.append(batch).await.unwrap();
+    let stored = log.read_all(1, 100).await.unwrap();
+    let mut seen = Vec::new();
+    let Some(visited) = log.visit(4, 25, &mut |r| seen.push(r.to_stored())) else {
+        return; // this log reads with read_all only
+    };
+    visited.unwrap();
+    assert_eq!(seen, stored[3..]);
+    // Nothing, and an error past the head.
+    let mut none = 0;
+    log.visit(9, 8, &mut |_| none += 1).unwrap().unwrap();
+    assert_eq!(none, 0);
+    assert!(log.visit(1, 26, &mut |_| {}).unwrap().is_err());
 }
 
 async fn head_is_watched(log: &impl EventLog) {

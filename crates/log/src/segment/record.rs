@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::StoredRecord;
+use crate::{RecordRef, StoredRecord};
 
 pub const MAGIC: &[u8; 4] = b"OPTL";
 pub const FORMAT_VERSION: u8 = 1;
@@ -157,6 +157,24 @@ pub fn check(bytes: &[u8]) -> Result<Checked, Damage> {
 
 /// Decodes and checks (magic, length, CRC) one record at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, Damage> {
+    let viewed = view(bytes)?;
+    Ok(Decoded {
+        record: viewed.record.to_stored(),
+        prev_hash: viewed.prev_hash,
+        len: viewed.len,
+    })
+}
+
+/// A record read in place, with the chain fields needed to verify it.
+pub struct Viewed<'a> {
+    pub record: RecordRef<'a>,
+    pub prev_hash: Hash,
+    pub len: usize,
+}
+
+/// Checks (magic, length, CRC) one record at the start of `bytes` and reads
+/// its fields in place.
+pub fn view(bytes: &[u8]) -> Result<Viewed<'_>, Damage> {
     let (body, len) = checked_body(bytes)?;
     let mut r = Reader {
         bytes: body,
@@ -174,11 +192,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, Damage> {
     if r.at + payload_len + 32 != body.len() {
         return Err(Damage::Corrupt("field lengths do not add up".into()));
     }
-    let payload = r.take(payload_len).to_vec();
+    let payload = r.take(payload_len);
     let prev_hash: Hash = r.take(32).try_into().unwrap();
     let recorded_at = DateTime::<Utc>::from_timestamp_micros(micros)
         .ok_or_else(|| Damage::Corrupt("recorded_at out of range".into()))?;
-    let record = StoredRecord {
+    let record = RecordRef {
         position,
         stream_id,
         version,
@@ -189,7 +207,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, Damage> {
         actor,
         payload,
     };
-    Ok(Decoded {
+    Ok(Viewed {
         record,
         prev_hash,
         len,
@@ -201,8 +219,8 @@ struct Reader<'a> {
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> &[u8] {
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
         let end = (self.at + n).min(self.bytes.len());
         let out = &self.bytes[self.at..end];
         self.at = end;
@@ -217,13 +235,12 @@ impl Reader<'_> {
     fn u64(&mut self) -> u64 {
         u64::from_be_bytes(self.take(8).try_into().unwrap_or([0; 8]))
     }
-    fn text(&mut self) -> Result<String, Damage> {
+    fn text(&mut self) -> Result<&'a str, Damage> {
         let n = self.u16() as usize;
         if self.at + n > self.bytes.len() {
             return Err(Damage::Corrupt("field lengths do not add up".into()));
         }
-        String::from_utf8(self.take(n).to_vec())
-            .map_err(|_| Damage::Corrupt("text is not UTF-8".into()))
+        std::str::from_utf8(self.take(n)).map_err(|_| Damage::Corrupt("text is not UTF-8".into()))
     }
 }
 

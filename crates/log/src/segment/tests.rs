@@ -545,6 +545,26 @@ async fn an_index_of_the_first_layout_is_rebuilt_at_open() {
     assert_eq!(verify(dir.path()).unwrap().problems, Vec::<String>::new());
 }
 
+#[tokio::test]
+async fn visits_read_in_place_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SegmentLog::open_with_segment_size(dir.path(), 600).unwrap();
+    for i in 0..30u8 {
+        log.append(vec![record(&format!("s{}", i % 4), None, &[i])])
+            .await
+            .unwrap();
+    }
+    assert!(fs::read_dir(dir.path().join("segments")).unwrap().count() > 3);
+    let stored = log.read_all(1, 100).await.unwrap();
+    for from in [1, 2, 7, 30] {
+        let mut seen = Vec::new();
+        log.visit(from, 30, &mut |r| seen.push(r.to_stored()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, stored[from as usize - 1..]);
+    }
+}
+
 #[test]
 fn locations_find_each_record_across_segments() {
     let mut l = Locations::default();
