@@ -8,6 +8,7 @@ mod append;
 pub mod audit;
 mod clock;
 mod error;
+pub mod fold;
 mod metrics;
 pub mod packed;
 pub mod positions;

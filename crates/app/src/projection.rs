@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use openptl_log::{EventLog, StoredRecord, Subscription};
+use openptl_log::{EventLog, RecordRef, StoredRecord, Subscription};
 use openptl_rules::{
     effective_events, evaluate, history, EffectiveEvent, EventData, EventType, PathwayState,
     PtlRow, RecordedEvent, RulesConfig,
@@ -42,6 +42,7 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::clock::{london_today, Clock};
+use crate::fold::{self, par_filter_map};
 use crate::packed::{Packed, Packer};
 use crate::positions::Positions;
 use crate::snapshot::{self, StoredPathway, StoredState};
@@ -183,112 +184,6 @@ fn current_from(
     })
 }
 
-/// Decodes stored records for the rules, logging (without patient data) and
-/// giving `None` when one cannot be decoded.
-pub fn decode_history(records: &[StoredRecord]) -> Option<Vec<RecordedEvent>> {
-    match records.iter().map(decode).collect() {
-        Ok(history) => Some(history),
-        Err(e) => {
-            tracing::error!(error = %e, "a stored event could not be decoded");
-            None
-        }
-    }
-}
-
-/// Reads the log once, in order, from position 1 to `to`, gathering the
-/// records of the pathways `last_position` names (with the position of their
-/// last record), and hands each pathway's records to `f` as soon as the last
-/// one is read. Memory holds only the pathways whose records straddle the
-/// point reached, not every history.
-///
-/// This thread reads while one worker per core runs `f` on batches of
-/// finished pathways, so reading and evaluating overlap (they alternated
-/// before: a 10M-event rebuild spent 21 s here, ≈ 3 s of it reading with a
-/// core idle). Results come back in the order the pathways finished, as
-/// when this ran on one thread.
-pub fn fold_in_log_order<R: Send>(
-    log: &dyn EventLog,
-    runtime: &Handle,
-    to: u64,
-    last_position: impl Fn(&str) -> Option<(Arc<str>, u64)>,
-    f: impl Fn(&Arc<str>, &[StoredRecord]) -> Option<R> + Sync,
-) -> Result<Vec<R>, AppError> {
-    type Batch = (usize, Vec<(Arc<str>, Vec<StoredRecord>)>);
-    let workers = cores();
-    let (to_workers, batches) = std::sync::mpsc::sync_channel::<Batch>(workers * 2);
-    let batches = Mutex::new(batches);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                let (batches, f) = (&batches, &f);
-                scope.spawn(move || {
-                    let mut out: Vec<(usize, Vec<R>)> = Vec::new();
-                    loop {
-                        let next = batches.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((sequence, ready)) = next else {
-                            return out;
-                        };
-                        let done = ready
-                            .iter()
-                            .filter_map(|(id, records)| f(id, records))
-                            .collect();
-                        out.push((sequence, done));
-                    }
-                })
-            })
-            .collect();
-        let read = (|| {
-            let mut building: HashMap<Arc<str>, Vec<StoredRecord>> = HashMap::new();
-            let mut ready: Vec<(Arc<str>, Vec<StoredRecord>)> = Vec::new();
-            let mut sequence = 0;
-            let mut from = 1;
-            while from <= to {
-                let records = runtime
-                    .block_on(log.read_all(from, CHUNK))
-                    .map_err(|e| AppError::Storage(e.to_string()))?;
-                if records.is_empty() {
-                    return Err(AppError::Internal(format!(
-                        "the log ended at position {} before {to}",
-                        from - 1
-                    )));
-                }
-                for record in records {
-                    if record.position > to {
-                        break;
-                    }
-                    from = record.position + 1;
-                    let Some((id, last)) = last_position(&record.stream_id) else {
-                        continue;
-                    };
-                    let done = record.position >= last;
-                    building.entry(id.clone()).or_default().push(record);
-                    if done {
-                        let history = building.remove(&id).expect("inserted above");
-                        ready.push((id, history));
-                    }
-                }
-                if ready.len() >= BULK {
-                    let batch = (sequence, std::mem::take(&mut ready));
-                    sequence += 1;
-                    if to_workers.send(batch).is_err() {
-                        break;
-                    }
-                }
-            }
-            let _ = to_workers.send((sequence, ready));
-            Ok(())
-        })();
-        drop(to_workers);
-        let mut done: Vec<(usize, Vec<R>)> = handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("evaluation does not panic"))
-            .collect();
-        read?;
-        done.sort_unstable_by_key(|(sequence, _)| *sequence);
-        Ok(done.into_iter().flat_map(|(_, out)| out).collect())
-    })
-}
-
 /// Histories of the pathways touched lately, in two generations: a look-up
 /// in the old one moves the entry to the young one; when the young one is
 /// full it becomes the old one.
@@ -343,36 +238,6 @@ impl HistoryCache {
             }
         }
     }
-}
-
-/// Threads for work spread over the cores (at most 8).
-fn cores() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8)
-}
-
-/// `f` over every item, on every core when there are many (start-up, a new
-/// day, a past view).
-pub fn par_filter_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
-    let threads = cores();
-    if items.len() < 2048 || threads < 2 {
-        return items.iter().filter_map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
-                let f = &f;
-                scope.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>())
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("evaluation does not panic"))
-            .collect()
-    })
 }
 
 /// The projected data, behind the projection's lock.
@@ -559,7 +424,12 @@ impl Projection {
         records: Result<Vec<StoredRecord>, openptl_log::LogError>,
     ) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
         let records = records.map_err(|e| AppError::Storage(e.to_string()))?;
-        let history = Arc::new(records.iter().map(decode).collect::<Result<Vec<_>, _>>()?);
+        let history = Arc::new(
+            records
+                .iter()
+                .map(|r| decode(r.as_ref()))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
         self.cache().insert(id, history.clone());
         Ok(history)
     }
@@ -591,6 +461,63 @@ impl Projection {
             .runtime
             .block_on(self.log.read_positions(&entry.positions.to_vec()));
         self.remember(id.clone(), records)
+    }
+
+    /// Builds the projection from the whole log at once when it holds
+    /// nothing yet (a start without a snapshot): the
+    /// log is read in place on every core ([`fold::fold_everything`]) and
+    /// each pathway is evaluated as of `today` and put in place in one pass.
+    /// Does nothing (`false`) otherwise, or when the log cannot be read in
+    /// place; the runner then folds it in pages.
+    pub fn rebuild_in_place(&self, today: NaiveDate) -> Result<bool, AppError> {
+        if self.read().position > 0 || self.log.head() == 0 {
+            return Ok(false);
+        }
+        let Some(reader) = self.log.in_place() else {
+            return Ok(false);
+        };
+        let started = std::time::Instant::now();
+        let reader = reader.map_err(|e| AppError::Storage(e.to_string()))?;
+        let to = reader.head();
+        let evaluated = fold::fold_everything(reader.as_ref(), |id, history| {
+            self.evaluated(id, history.unwrap_or_default(), today)
+        })?;
+        drop(reader);
+        let evaluated_after = started.elapsed();
+        {
+            let mut data = self.write();
+            if data.position > 0 {
+                return Err(AppError::Internal(
+                    "the projection moved during its rebuild".to_string(),
+                ));
+            }
+            data.pathways.reserve(evaluated.len());
+            for (id, positions, evaluated) in evaluated {
+                let entry = PathwayEntry {
+                    positions: Positions::from_slice(&positions),
+                    trusts: None,
+                    state: None,
+                };
+                data.pathways.insert(id.clone(), entry);
+                data.install(&id, evaluated.current, evaluated.trusts);
+            }
+            data.position = to;
+            data.today = Some(today);
+        }
+        let installed_after = started.elapsed();
+        let fresh = self.read().laid_out();
+        let old = self.write().lay_out(fresh);
+        drop(old);
+        tracing::info!(
+            records = to,
+            pathways = self.read().pathways.len(),
+            evaluated_ms = evaluated_after.as_millis() as u64,
+            installed_ms = (installed_after - evaluated_after).as_millis() as u64,
+            ms = started.elapsed().as_millis() as u64,
+            "projection rebuilt from the log in place"
+        );
+        self.published.send_replace(to);
+        Ok(true)
     }
 
     /// Folds stored records (the next ones of the log, in order) in.
@@ -625,7 +552,7 @@ impl Projection {
             drop(data);
             let mut decoded = HashMap::with_capacity(wanted.len());
             for record in wanted {
-                decoded.insert(record.position, decode(record)?);
+                decoded.insert(record.position, decode(record.as_ref())?);
             }
             decoded
         };
@@ -642,7 +569,7 @@ impl Projection {
             if let Some(len) = known.filter(|len| cache.holds(&record.stream_id, *len)) {
                 let event = match decoded.remove(&record.position) {
                     Some(event) => event,
-                    None => decode(&record)?,
+                    None => decode(record.as_ref())?,
                 };
                 cache.extend(&record.stream_id, len, event);
             }
@@ -684,19 +611,20 @@ impl Projection {
             let data = self.read();
             let everything = dirty.len() == data.pathways.len();
             let outcome = if dirty.len() > BULK {
-                fold_in_log_order(
+                let mut pathways: Vec<fold::PathwayRecords> = data
+                    .pathways
+                    .iter()
+                    .filter(|(id, _)| everything || dirty.contains(*id))
+                    .map(|(id, entry)| (id.clone(), entry.positions.to_vec()))
+                    .collect();
+                // In the order of their first records: reads go forwards.
+                pathways.sort_unstable_by_key(|(_, positions)| positions.first().copied());
+                fold::fold_pathways(
                     self.log.as_ref(),
                     &self.runtime,
                     position,
-                    |stream| {
-                        let (id, entry) = data.pathways.get_key_value(stream)?;
-                        let last = entry.positions.last()?;
-                        (everything || dirty.contains(id)).then(|| (id.clone(), last))
-                    },
-                    |id, records| {
-                        let history = decode_history(records).unwrap_or_default();
-                        Some(self.evaluated(id, &history, today))
-                    },
+                    &pathways,
+                    |id, history| self.evaluated(id, history.unwrap_or_default(), today),
                 )
             } else {
                 let entries: Vec<(&Arc<str>, &PathwayEntry)> = dirty
@@ -719,6 +647,7 @@ impl Projection {
                 }
             }
         };
+        let evaluated_after = started.elapsed();
         {
             let mut data = self.write();
             // The new date is announced together with the states evaluated on
@@ -739,12 +668,15 @@ impl Projection {
             // Copied under the read lock, swapped in under the write lock,
             // the old copies freed after it (the runner is the only writer,
             // so the map does not change in between).
+            let installed_after = started.elapsed();
             let fresh = self.read().laid_out();
             let old = self.write().lay_out(fresh);
             drop(old);
             tracing::info!(
                 pathways = dirty.len(),
                 position,
+                evaluated_ms = evaluated_after.as_millis() as u64,
+                installed_ms = (installed_after - evaluated_after).as_millis() as u64,
                 ms = started.elapsed().as_millis() as u64,
                 "projection re-evaluated many pathways"
             );
@@ -1233,16 +1165,15 @@ impl ProjectionData {
 }
 
 /// Decodes one stored record for the rules.
-pub fn decode(r: &StoredRecord) -> Result<RecordedEvent, AppError> {
-    let event_type = EventType::parse(&r.event_type).ok_or_else(|| {
+pub fn decode(r: RecordRef<'_>) -> Result<RecordedEvent, AppError> {
+    let event_type = EventType::parse(r.event_type).ok_or_else(|| {
         AppError::Internal(format!(
             "position {}: unknown stored event type {}",
             r.position, r.event_type
         ))
     })?;
-    let (occurred_on, data) =
-        EventData::decode_payload(event_type, r.schema_version, &r.payload)
-            .map_err(|e| AppError::Internal(format!("position {}: {e}", r.position)))?;
+    let (occurred_on, data) = EventData::decode_payload(event_type, r.schema_version, r.payload)
+        .map_err(|e| AppError::Internal(format!("position {}: {e}", r.position)))?;
     Ok(RecordedEvent {
         event_id: r.event_id,
         version: r.version,
@@ -1277,6 +1208,16 @@ pub(crate) async fn run(
                 }
                 Err(e) => tracing::warn!(error = %e, "restoring the projection snapshot panicked"),
             }
+        }
+    }
+    if let Some(p) = projection.upgrade() {
+        let step = p.clone();
+        let today = london_today(clock.now());
+        match tokio::task::spawn_blocking(move || step.rebuild_in_place(today)).await {
+            Ok(Ok(_)) => {}
+            // The runner folds the log in pages instead.
+            Ok(Err(e)) => fail(&p, e.to_string()),
+            Err(e) => fail(&p, format!("projection rebuild panicked: {e}")),
         }
     }
     let Some(start) = projection.upgrade().map(|p| p.read().position + 1) else {

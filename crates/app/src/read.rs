@@ -136,7 +136,7 @@ impl App {
         let records = self.projection.records(pathway_id).await?;
         let events: Vec<(RecordedEvent, &StoredRecord)> = records
             .iter()
-            .map(|r| Ok((decode(r)?, r)))
+            .map(|r| Ok((decode(r.as_ref())?, r)))
             .collect::<Result<_, AppError>>()?;
         let mut views: Vec<EventView> = events
             .iter()

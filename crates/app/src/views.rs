@@ -18,7 +18,8 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourS
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
-use crate::projection::{current_of, decode_history, fold_in_log_order, Current, ProjectionData};
+use crate::fold::fold_pathways;
+use crate::projection::{current_of, Current, ProjectionData};
 use crate::{App, AppError};
 
 /// Which moment a view shows.
@@ -770,15 +771,15 @@ fn page_of(
     Ok((total, bands, rows, next_cursor))
 }
 
-/// Every pathway with the position of its last record, and the position the
+/// Every pathway with the positions of its records, and the position the
 /// pathways were projected to: cheap to take under the projection's lock.
 struct Snapshot {
-    pathways: Vec<(Arc<str>, u64)>,
+    pathways: Vec<crate::fold::PathwayRecords>,
     position: u64,
 }
 
 /// Evaluates every pathway of a snapshot as of a date and moment, reading
-/// the log once in order and evaluating on every core.
+/// the log in place on every core.
 fn evaluate_all(
     snapshot: &Snapshot,
     log: &dyn openptl_log::EventLog,
@@ -787,31 +788,28 @@ fn evaluate_all(
     known_at: Option<DateTime<Utc>>,
     config: &openptl_rules::RulesConfig,
 ) -> Result<Vec<(Arc<str>, Current)>, AppError> {
-    let last: HashMap<&str, (&Arc<str>, u64)> = snapshot
-        .pathways
-        .iter()
-        .map(|(id, last)| (&**id, (id, *last)))
-        .collect();
-    fold_in_log_order(
+    let evaluated = fold_pathways(
         log,
         runtime,
         snapshot.position,
-        |stream| last.get(stream).map(|(id, p)| (Arc::clone(id), *p)),
-        |id, records| {
-            let history = decode_history(records)?;
-            current_of(&history, as_of, known_at, config).map(|c| (id.clone(), c))
-        },
-    )
+        &snapshot.pathways,
+        |id, history| current_of(history?, as_of, known_at, config).map(|c| (id.clone(), c)),
+    )?;
+    Ok(evaluated.into_iter().flatten().collect())
 }
 
-/// Every pathway's id and last position, cheap to take.
+/// Every pathway's id and positions, in the order of their first records
+/// (reads go forwards), cheap to take.
 fn snapshot(data: &ProjectionData) -> Snapshot {
+    let mut pathways: Vec<crate::fold::PathwayRecords> = data
+        .pathways
+        .iter()
+        .map(|(id, p)| (id.clone(), p.positions.to_vec()))
+        .filter(|(_, positions)| !positions.is_empty())
+        .collect();
+    pathways.sort_unstable_by_key(|(_, positions)| positions[0]);
     Snapshot {
-        pathways: data
-            .pathways
-            .iter()
-            .filter_map(|(id, p)| Some((id.clone(), p.positions.last()?)))
-            .collect(),
+        pathways,
         position: data.position,
     }
 }

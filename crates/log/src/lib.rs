@@ -113,6 +113,34 @@ impl RecordRef<'_> {
     }
 }
 
+/// Stored records read in place ([`EventLog::in_place`]), from several
+/// threads at once. Blocking: use it off the async runtime.
+pub trait InPlace: Send + Sync {
+    /// The last position this reader covers.
+    fn head(&self) -> u64;
+
+    /// Hands `visit` every record from `from` to `to` (inclusive, both
+    /// covered) whose stream `keep` accepts, in order. Records of other
+    /// streams are passed over: the segment log reads only their stream id
+    /// and length, and checks the CRC only of those kept (the start-up scan
+    /// checked every CRC).
+    fn visit(
+        &self,
+        from: u64,
+        to: u64,
+        keep: &dyn Fn(&str) -> bool,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<(), LogError>;
+
+    /// Hands `visit` the records at `positions` (each covered), in the
+    /// order given: one stream read back from where its records are.
+    fn visit_positions(
+        &self,
+        positions: &[u64],
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<(), LogError>;
+}
+
 /// What an append did with one record of the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
@@ -195,18 +223,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// Up to `max` records from global position `from` (inclusive).
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError>;
 
-    /// Hands `visit` every record from `from` to `to` (inclusive, both
-    /// stored), in order, read in place on the calling thread: how a
-    /// projection folds the whole log without copying every record (several
-    /// threads may visit at once). Blocking: call it off the async runtime.
-    /// `None` when this log cannot; it is then read with [`EventLog::read_all`].
-    fn visit(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(RecordRef<'_>),
-    ) -> Option<Result<(), LogError>> {
-        let _ = (from, to, visit);
+    /// The log's records up to the head, readable in place: how folds over
+    /// many pathways read without copying every record. The segment log
+    /// maps its segments (resident while the reader lives, so drop it once
+    /// done). `None` when this log cannot; it is then read with
+    /// [`EventLog::read_all`].
+    fn in_place(&self) -> Option<Result<Box<dyn InPlace + '_>, LogError>> {
         None
     }
 

@@ -9,7 +9,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::{Appended, EventLog, LogError, NewRecord, RecordRef, StoredRecord};
+use crate::{Appended, EventLog, InPlace, LogError, NewRecord, RecordRef, StoredRecord};
 
 #[derive(Default)]
 struct State {
@@ -26,6 +26,51 @@ impl State {
             .push(stored.position);
         self.by_event.insert(stored.event_id, stored.position);
         self.records.push(stored);
+    }
+}
+
+/// The memory log's records up to the head, copied (it serves tests).
+struct Copied(Vec<StoredRecord>);
+
+impl Copied {
+    fn at(&self, position: u64) -> Result<&StoredRecord, LogError> {
+        position
+            .checked_sub(1)
+            .and_then(|i| self.0.get(i as usize))
+            .ok_or_else(|| LogError::Storage(format!("position {position} is not stored")))
+    }
+}
+
+impl InPlace for Copied {
+    fn head(&self) -> u64 {
+        self.0.len() as u64
+    }
+
+    fn visit(
+        &self,
+        from: u64,
+        to: u64,
+        keep: &dyn Fn(&str) -> bool,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<(), LogError> {
+        for position in from.max(1)..=to {
+            let record = self.at(position)?;
+            if keep(&record.stream_id) {
+                visit(record.as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_positions(
+        &self,
+        positions: &[u64],
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<(), LogError> {
+        for position in positions {
+            visit(self.at(*position)?.as_ref());
+        }
+        Ok(())
     }
 }
 
@@ -296,32 +341,9 @@ impl EventLog for MemoryLog {
             .collect())
     }
 
-    fn visit(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(RecordRef<'_>),
-    ) -> Option<Result<(), LogError>> {
-        // Copied out a page at a time: appends do not wait for the visit.
-        const PAGE: u64 = 4096;
-        let mut next = from.max(1);
-        while next <= to {
-            let page: Vec<StoredRecord> = {
-                let state = self.state.lock().expect("memory log lock");
-                if to > state.records.len() as u64 {
-                    return Some(Err(LogError::Storage(format!(
-                        "position {to} is not stored"
-                    ))));
-                }
-                let end = to.min(next + PAGE - 1);
-                state.records[next as usize - 1..end as usize].to_vec()
-            };
-            for record in &page {
-                visit(record.as_ref());
-            }
-            next += page.len() as u64;
-        }
-        Some(Ok(()))
+    fn in_place(&self) -> Option<Result<Box<dyn InPlace + '_>, LogError>> {
+        let records = self.state.lock().expect("memory log lock").records.clone();
+        Some(Ok(Box::new(Copied(records))))
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {

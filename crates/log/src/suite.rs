@@ -260,17 +260,47 @@ async fn visits_in_place(log: &impl EventLog) {
         .collect();
     log.append(batch).await.unwrap();
     let stored = log.read_all(1, 100).await.unwrap();
-    let mut seen = Vec::new();
-    let Some(visited) = log.visit(4, 25, &mut |r| seen.push(r.to_stored())) else {
+    let Some(reader) = log.in_place() else {
         return; // this log reads with read_all only
     };
-    visited.unwrap();
+    let reader = reader.unwrap();
+    // Appended after the reader was made: not covered.
+    log.append(vec![record("p0", None, b"late")]).await.unwrap();
+    assert_eq!(reader.head(), 25);
+    let mut seen = Vec::new();
+    reader
+        .visit(4, 25, &|_| true, &mut |r| seen.push(r.to_stored()))
+        .unwrap();
     assert_eq!(seen, stored[3..]);
-    // Nothing, and an error past the head.
+    // Only the streams kept.
+    let mut kept = Vec::new();
+    reader
+        .visit(1, 25, &|stream| stream == "p1", &mut |r| {
+            kept.push(r.position)
+        })
+        .unwrap();
+    let p1: Vec<u64> = stored
+        .iter()
+        .filter(|r| r.stream_id == "p1")
+        .map(|r| r.position)
+        .collect();
+    assert_eq!(kept, p1);
+    // By position, in the order asked.
+    let mut by_position = Vec::new();
+    reader
+        .visit_positions(&[7, 2, 25], &mut |r| by_position.push(r.to_stored()))
+        .unwrap();
+    assert_eq!(
+        by_position,
+        vec![stored[6].clone(), stored[1].clone(), stored[24].clone()]
+    );
+    // Nothing, and errors past what it covers.
     let mut none = 0;
-    log.visit(9, 8, &mut |_| none += 1).unwrap().unwrap();
+    reader.visit(9, 8, &|_| true, &mut |_| none += 1).unwrap();
     assert_eq!(none, 0);
-    assert!(log.visit(1, 26, &mut |_| {}).unwrap().is_err());
+    assert!(reader.visit(1, 26, &|_| true, &mut |_| {}).is_err());
+    assert!(reader.visit_positions(&[26], &mut |_| {}).is_err());
+    assert!(reader.visit_positions(&[0], &mut |_| {}).is_err());
 }
 
 async fn head_is_watched(log: &impl EventLog) {

@@ -31,8 +31,8 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::{
-    apply_plan, check_verbatim, plan_batch, Appended, EventLog, LogError, LogStats, NewRecord,
-    RecordRef, StoredRecord,
+    apply_plan, check_verbatim, plan_batch, Appended, EventLog, InPlace, LogError, LogStats,
+    NewRecord, RecordRef, StoredRecord,
 };
 use record::Damage;
 pub use record::Hash;
@@ -91,7 +91,7 @@ const ID_FILTER_NICE: i32 = 19;
 /// run beside a start-up, it took a third of the CPU and slowed the
 /// projection's restore by half. Tests start it at once.
 const CHECK_AT_THE_LATEST: std::time::Duration =
-    std::time::Duration::from_secs(if cfg!(test) { 0 } else { 10 });
+    std::time::Duration::from_secs(if cfg!(test) { 0 } else { 60 });
 /// False-positive rate of the event-id filter at its planned size.
 const ID_FILTER_FALSE_POSITIVES: f64 = 0.01;
 
@@ -136,6 +136,161 @@ fn map_segment(path: &Path) -> std::io::Result<Option<memmap2::Mmap>> {
     }
     // SAFETY: see above.
     unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map(Some)
+}
+
+/// The segments holding the records up to a head, mapped for reading in
+/// place ([`EventLog::in_place`]); unmapped when dropped.
+struct Mapped<'a> {
+    shared: &'a Shared,
+    head: u64,
+    maps: HashMap<u32, memmap2::Mmap>,
+}
+
+impl<'a> Mapped<'a> {
+    fn new(shared: &'a Shared, head: u64) -> Result<Mapped<'a>, LogError> {
+        let segments: Vec<u32> = {
+            let locations = shared.locations.read().unwrap_or_else(|e| e.into_inner());
+            let last = match head {
+                0 => None,
+                _ => Some(shared_location(&locations, head)?.0),
+            };
+            locations
+                .segments
+                .iter()
+                .map(|(number, _)| *number)
+                .take_while(|n| last.is_some_and(|last| *n <= last))
+                .collect()
+        };
+        let mut maps = HashMap::with_capacity(segments.len());
+        for number in segments {
+            let map = map_segment(&shared.segments_dir.join(segment_name(number)))
+                .map_err(|e| LogError::Storage(format!("segment {number}: {e}")))?;
+            if let Some(map) = map {
+                maps.insert(number, map);
+            }
+        }
+        Ok(Mapped { shared, head, maps })
+    }
+
+    /// The bytes from `offset` of a mapped segment.
+    fn bytes(&self, segment: u32, offset: u64) -> Result<&[u8], LogError> {
+        self.maps
+            .get(&segment)
+            .and_then(|map| map.get(offset as usize..))
+            .filter(|bytes| !bytes.is_empty())
+            .ok_or_else(|| {
+                LogError::Storage(format!("segment {segment} ends before offset {offset}"))
+            })
+    }
+
+    fn covers(&self, position: u64) -> Result<(), LogError> {
+        if position == 0 || position > self.head {
+            return Err(LogError::Storage(format!(
+                "position {position} is not stored (the head is {})",
+                self.head
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn shared_location(locations: &Locations, position: u64) -> Result<(u32, u64), LogError> {
+    locations
+        .get(position)
+        .ok_or_else(|| LogError::Storage(format!("position {position} is not stored")))
+}
+
+fn damaged(segment: u32, offset: u64) -> impl Fn(Damage) -> LogError {
+    move |d| {
+        LogError::Storage(format!(
+            "segment {segment} offset {offset}: {}",
+            d.problem()
+        ))
+    }
+}
+
+fn misplaced(segment: u32, offset: u64, found: u64, expected: u64) -> LogError {
+    LogError::Storage(format!(
+        "segment {segment} offset {offset}: position {found} where {expected} was expected"
+    ))
+}
+
+impl InPlace for Mapped<'_> {
+    fn head(&self) -> u64 {
+        self.head
+    }
+
+    fn visit(
+        &self,
+        from: u64,
+        to: u64,
+        keep: &dyn Fn(&str) -> bool,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<(), LogError> {
+        let from = from.max(1);
+        if from > to {
+            return Ok(());
+        }
+        self.covers(to)?;
+        let mut next = from;
+        while next <= to {
+            let (segment, offset) = self.shared.location(next)?;
+            let bytes = self.bytes(segment, offset)?;
+            let mut at = 0usize;
+            while next <= to && at < bytes.len() {
+                let offset = offset + at as u64;
+                let head = record::head(&bytes[at..]).map_err(damaged(segment, offset))?;
+                if head.position != next {
+                    return Err(misplaced(segment, offset, head.position, next));
+                }
+                if keep(head.stream_id) {
+                    visit(
+                        record::view(&bytes[at..])
+                            .map_err(damaged(segment, offset))?
+                            .record,
+                    );
+                }
+                at += head.len;
+                next += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_positions(
+        &self,
+        positions: &[u64],
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<(), LogError> {
+        let located: Vec<(u32, u64)> = {
+            let locations = self
+                .shared
+                .locations
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            positions
+                .iter()
+                .map(|p| {
+                    self.covers(*p)?;
+                    shared_location(&locations, *p)
+                })
+                .collect::<Result<_, _>>()?
+        };
+        for (position, (segment, offset)) in positions.iter().zip(located) {
+            let bytes = self.bytes(segment, offset)?;
+            let viewed = record::view(bytes).map_err(damaged(segment, offset))?;
+            if viewed.record.position != *position {
+                return Err(misplaced(
+                    segment,
+                    offset,
+                    viewed.record.position,
+                    *position,
+                ));
+            }
+            visit(viewed.record);
+        }
+        Ok(())
+    }
 }
 
 /// What the writer and readers share.
@@ -1134,48 +1289,6 @@ impl Shared {
         Ok(out)
     }
 
-    /// Hands `visit` the records from `from` to `to` (both stored) in
-    /// order, read in place from mapped segments; each is checked (length,
-    /// CRC, position) as it is read.
-    fn visit(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(RecordRef<'_>),
-    ) -> Result<(), LogError> {
-        if from > to {
-            return Ok(());
-        }
-        let mut next = from;
-        while next <= to {
-            let (segment, offset) = self.location(next)?;
-            let mut at = offset as usize;
-            let map = map_segment(&self.segments_dir.join(segment_name(segment)))
-                .map_err(|e| LogError::Storage(format!("segment {segment}: {e}")))?;
-            let bytes = map.as_deref().unwrap_or_default();
-            while next <= to && at < bytes.len() {
-                let viewed = record::view(&bytes[at..]).map_err(|d| {
-                    LogError::Storage(format!("segment {segment} offset {at}: {}", d.problem()))
-                })?;
-                if viewed.record.position != next {
-                    return Err(LogError::Storage(format!(
-                        "segment {segment} offset {at}: position {} where {next} was expected",
-                        viewed.record.position
-                    )));
-                }
-                visit(viewed.record);
-                at += viewed.len;
-                next += 1;
-            }
-            if at >= bytes.len() && next <= to && self.location(next)?.0 == segment {
-                return Err(LogError::Storage(format!(
-                    "segment {segment} ends before position {next}"
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Damage the background check found.
     fn damage(&self) -> Option<String> {
         self.damage
@@ -1814,19 +1927,8 @@ impl EventLog for SegmentLog {
             .map_err(Shared::storage)?
     }
 
-    fn visit(
-        &self,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(RecordRef<'_>),
-    ) -> Option<Result<(), LogError>> {
-        if to > self.head() {
-            return Some(Err(LogError::Storage(format!(
-                "position {to} is not stored (the head is {})",
-                self.head()
-            ))));
-        }
-        Some(self.shared.visit(from.max(1), to, visit))
+    fn in_place(&self) -> Option<Result<Box<dyn InPlace + '_>, LogError>> {
+        Some(Mapped::new(&self.shared, self.head()).map(|m| Box::new(m) as Box<dyn InPlace>))
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {

@@ -155,6 +155,35 @@ pub fn check(bytes: &[u8]) -> Result<Checked, Damage> {
     })
 }
 
+/// What a record's first fields give without checking its CRC.
+pub struct Head<'a> {
+    pub position: u64,
+    pub stream_id: &'a str,
+    pub len: usize,
+}
+
+/// The position, stream id and length of the record at the start of
+/// `bytes`, read without checking its CRC: how a visit passes over the
+/// records it does not keep.
+pub fn head(bytes: &[u8]) -> Result<Head<'_>, Damage> {
+    let len = claimed_len(bytes)?;
+    if bytes.len() < len {
+        return Err(Damage::Truncated);
+    }
+    let mut r = Reader {
+        bytes: &bytes[..len - 4],
+        at: PREFIX,
+    };
+    let position = r.u64();
+    r.take(8 + 16 + 2 + 8);
+    let stream_id = r.text()?;
+    Ok(Head {
+        position,
+        stream_id,
+        len,
+    })
+}
+
 /// Decodes and checks (magic, length, CRC) one record at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, Damage> {
     let viewed = view(bytes)?;

@@ -556,13 +556,21 @@ async fn visits_read_in_place_across_segments() {
     }
     assert!(fs::read_dir(dir.path().join("segments")).unwrap().count() > 3);
     let stored = log.read_all(1, 100).await.unwrap();
+    let reader = log.in_place().unwrap().unwrap();
     for from in [1, 2, 7, 30] {
         let mut seen = Vec::new();
-        log.visit(from, 30, &mut |r| seen.push(r.to_stored()))
-            .unwrap()
+        reader
+            .visit(from, 30, &|_| true, &mut |r| seen.push(r.to_stored()))
             .unwrap();
         assert_eq!(seen, stored[from as usize - 1..]);
     }
+    let every: Vec<u64> = (1..=30).rev().collect();
+    let mut seen = Vec::new();
+    reader
+        .visit_positions(&every, &mut |r| seen.push(r.to_stored()))
+        .unwrap();
+    seen.reverse();
+    assert_eq!(seen, stored);
 }
 
 #[test]

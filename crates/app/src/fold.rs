@@ -1,0 +1,330 @@
+//! Work over many pathways at once: evaluating every pathway from its
+//! history (a start without a snapshot, a new day, a view of a past
+//! moment), and spreading work over the cores.
+//!
+//! The projection knows where each pathway's records are (their log
+//! positions). A log that can be read in place ([`EventLog::in_place`]: the
+//! segment log, mapped) is read by position on every core, each thread
+//! taking blocks of pathways in turn: nothing is copied but what is decoded,
+//! and no thread waits on another. Pathways ordered by their first record
+//! read the log roughly forwards. Any other log (PostgreSQL) is read once,
+//! in order and in pages, gathering each pathway's history until its last
+//! record, and the finished pathways are evaluated on every core.
+//!
+//! A start without a snapshot first learns where every record is by
+//! reading the log in place on every core, each thread keeping the streams
+//! of its share ([`positions`]).
+//!
+//! Invariants:
+//! - `f` sees each pathway's whole history (every position given), in the
+//!   order of the positions, or `None` when a record could not be decoded
+//!   (logged without patient data);
+//! - results come in the order of the pathways given, however the log was
+//!   read and on however many cores.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use foldhash::{HashMap, HashMapExt};
+use openptl_log::{EventLog, InPlace, RecordRef};
+use openptl_rules::RecordedEvent;
+use tokio::runtime::Handle;
+
+use crate::projection::decode;
+use crate::AppError;
+
+/// Records read from the log per page when it cannot be read in place.
+const PAGE: usize = 8192;
+
+/// Pathways a thread takes at a time.
+const BLOCK: usize = 1024;
+
+/// Threads for work spread over the cores (at most 8).
+pub fn cores() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+}
+
+/// `f` over every item, on every core when there are many (start-up, a new
+/// day, a past view).
+pub fn par_filter_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
+    let threads = cores();
+    if items.len() < 2048 || threads < 2 {
+        return items.iter().filter_map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                let f = &f;
+                scope.spawn(move || part.iter().filter_map(f).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("evaluation does not panic"))
+            .collect()
+    })
+}
+
+/// A pathway's id and the log positions of its records, in order.
+pub type PathwayRecords = (Arc<str>, Vec<u64>);
+
+/// `f` on the history of every pathway of `pathways` (all of whose records
+/// are at or before `to`), one result per pathway in the order given.
+pub fn fold_pathways<R: Send>(
+    log: &dyn EventLog,
+    runtime: &Handle,
+    to: u64,
+    pathways: &[PathwayRecords],
+    f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
+) -> Result<Vec<R>, AppError> {
+    match log.in_place() {
+        Some(reader) => fold_in_place(reader.map_err(storage)?.as_ref(), pathways, f),
+        None => fold_in_pages(log, runtime, to, pathways, f),
+    }
+}
+
+fn storage(e: openptl_log::LogError) -> AppError {
+    AppError::Storage(e.to_string())
+}
+
+/// Decodes a record onto a history being gathered (`None` once one could
+/// not be decoded).
+fn gather(history: &mut Option<Vec<RecordedEvent>>, record: RecordRef<'_>) {
+    if let Some(events) = history {
+        match decode(record) {
+            Ok(event) => events.push(event),
+            Err(e) => {
+                tracing::error!(error = %e, "a stored event could not be decoded");
+                *history = None;
+            }
+        }
+    }
+}
+
+/// [`fold_pathways`] reading by position in place.
+pub fn fold_in_place<R: Send>(
+    reader: &dyn InPlace,
+    pathways: &[PathwayRecords],
+    f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
+) -> Result<Vec<R>, AppError> {
+    let next = AtomicUsize::new(0);
+    let blocks = pathways.len().div_ceil(BLOCK);
+    let work = || -> Result<Vec<(usize, Vec<R>)>, AppError> {
+        let mut done = Vec::new();
+        loop {
+            let block = next.fetch_add(1, Ordering::Relaxed);
+            if block >= blocks {
+                return Ok(done);
+            }
+            let start = block * BLOCK;
+            let part = &pathways[start..(start + BLOCK).min(pathways.len())];
+            let mut out = Vec::with_capacity(part.len());
+            for (id, positions) in part {
+                let mut history = Some(Vec::with_capacity(positions.len()));
+                reader
+                    .visit_positions(positions, &mut |record| gather(&mut history, record))
+                    .map_err(storage)?;
+                out.push(f(id, history.as_deref()));
+            }
+            done.push((block, out));
+        }
+    };
+    let threads = if blocks > 1 { cores() } else { 1 };
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(&work)).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a fold does not panic"))
+            .collect()
+    });
+    let mut done = Vec::with_capacity(blocks);
+    for outcome in outcomes {
+        done.extend(outcome?);
+    }
+    done.sort_unstable_by_key(|(block, _)| *block);
+    Ok(done.into_iter().flat_map(|(_, out)| out).collect())
+}
+
+/// [`fold_pathways`] reading the log in pages, in order, up to `to`: each
+/// pathway's history is gathered until its last record, and finished
+/// pathways are evaluated a batch at a time on every core.
+fn fold_in_pages<R: Send>(
+    log: &dyn EventLog,
+    runtime: &Handle,
+    to: u64,
+    pathways: &[PathwayRecords],
+    f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
+) -> Result<Vec<R>, AppError> {
+    let wanted: HashMap<&str, usize> = pathways
+        .iter()
+        .enumerate()
+        .map(|(i, (id, _))| (&**id, i))
+        .collect();
+    let mut results: Vec<Option<R>> = std::iter::repeat_with(|| None)
+        .take(pathways.len())
+        .collect();
+    let mut gathering: HashMap<usize, Option<Vec<RecordedEvent>>> = HashMap::new();
+    let mut ready: Vec<(usize, Option<Vec<RecordedEvent>>)> = Vec::new();
+    let mut evaluate = |ready: &mut Vec<(usize, Option<Vec<RecordedEvent>>)>| {
+        let evaluated = par_filter_map(ready, |(i, history)| {
+            Some((*i, f(&pathways[*i].0, history.as_deref())))
+        });
+        for (i, r) in evaluated {
+            results[i] = Some(r);
+        }
+        ready.clear();
+    };
+    let mut from = 1;
+    while from <= to {
+        let page = runtime
+            .block_on(log.read_all(from, PAGE))
+            .map_err(storage)?;
+        if page.is_empty() {
+            break;
+        }
+        for record in page.iter().take_while(|r| r.position <= to) {
+            from = record.position + 1;
+            let Some(&i) = wanted.get(record.stream_id.as_str()) else {
+                continue;
+            };
+            let positions = &pathways[i].1;
+            if !positions.contains(&record.position) {
+                continue;
+            }
+            let history = gathering
+                .entry(i)
+                .or_insert_with(|| Some(Vec::with_capacity(positions.len())));
+            gather(history, record.as_ref());
+            if positions.last() == Some(&record.position) {
+                let history = gathering.remove(&i).expect("gathered above");
+                ready.push((i, history));
+            }
+        }
+        if ready.len() >= BLOCK {
+            evaluate(&mut ready);
+        }
+        if page.last().is_none_or(|r| r.position >= to) {
+            break;
+        }
+    }
+    evaluate(&mut ready);
+    results
+        .into_iter()
+        .map(|r| {
+            r.ok_or_else(|| {
+                AppError::Internal(format!(
+                    "the log ended at position {} before every pathway's records were read",
+                    from - 1
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Which of `shares` a stream belongs to (the same for every thread).
+fn share_of(stream: &str, shares: usize) -> usize {
+    if shares < 2 {
+        return 0;
+    }
+    (foldhash::fast::FixedState::with_seed(0).hash_one(stream) % shares as u64) as usize
+}
+
+/// A pathway of a share in [`fold_everything`]: where its records are, and
+/// its history while it is being gathered.
+struct Found {
+    id: Arc<str>,
+    positions: Vec<u64>,
+    history: Vec<RecordedEvent>,
+    /// A record could not be decoded (logged; the rest are not decoded).
+    undecodable: bool,
+}
+
+/// `f` on the history of every pathway of the log up to the reader's head,
+/// with where each pathway's records are (how a projection is built from
+/// nothing). One thread per core reads the whole log twice, in order,
+/// keeping the streams of its share: first where their records are, then
+/// their histories, each pathway handed to `f` as soon as its last record
+/// is read. Every look-up is in the thread's own table, and only the
+/// pathways whose records straddle the point reached hold a history.
+/// Results come share by share, each in the order of the pathways' last
+/// records.
+pub fn fold_everything<R: Send>(
+    reader: &dyn InPlace,
+    f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
+) -> Result<Vec<(Arc<str>, Vec<u64>, R)>, AppError> {
+    let to = reader.head();
+    let shares = cores();
+    let f = &f;
+    let outcomes: Vec<Result<Vec<(Arc<str>, Vec<u64>, R)>, AppError>> = std::thread::scope(
+        |scope| {
+            let handles: Vec<_> = (0..shares)
+                .map(|share| {
+                    scope.spawn(move || {
+                        let keep = |stream: &str| share_of(stream, shares) == share;
+                        let mut found: HashMap<Arc<str>, Found> = HashMap::new();
+                        reader
+                            .visit(1, to, &keep, &mut |record| {
+                                match found.get_mut(record.stream_id) {
+                                    Some(f) => f.positions.push(record.position),
+                                    None => {
+                                        let id: Arc<str> = record.stream_id.into();
+                                        let first = Found {
+                                            id: id.clone(),
+                                            positions: vec![record.position],
+                                            history: Vec::new(),
+                                            undecodable: false,
+                                        };
+                                        found.insert(id, first);
+                                    }
+                                }
+                            })
+                            .map_err(storage)?;
+                        let mut done = Vec::with_capacity(found.len());
+                        reader
+                            .visit(1, to, &keep, &mut |record| {
+                                let Some(pathway) = found.get_mut(record.stream_id) else {
+                                    return;
+                                };
+                                if !pathway.undecodable {
+                                    match decode(record) {
+                                        Ok(event) => {
+                                            if pathway.history.is_empty() {
+                                                pathway.history.reserve_exact(pathway.positions.len());
+                                            }
+                                            pathway.history.push(event);
+                                        }
+                                        Err(e) => {
+                                            tracing::error!(error = %e, "a stored event could not be decoded");
+                                            pathway.undecodable = true;
+                                            pathway.history = Vec::new();
+                                        }
+                                    }
+                                }
+                                if pathway.positions.last() == Some(&record.position) {
+                                    let history = std::mem::take(&mut pathway.history);
+                                    let r = f(&pathway.id, (!pathway.undecodable).then_some(&history[..]));
+                                    done.push((pathway.id.clone(), std::mem::take(&mut pathway.positions), r));
+                                }
+                            })
+                            .map_err(storage)?;
+                        Ok(done)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a fold does not panic"))
+                .collect()
+        },
+    );
+    let mut all = Vec::new();
+    for outcome in outcomes {
+        all.extend(outcome?);
+    }
+    Ok(all)
+}
