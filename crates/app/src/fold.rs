@@ -31,6 +31,7 @@ use openptl_log::{EventLog, InPlace, RecordRef};
 use openptl_rules::RecordedEvent;
 use tokio::runtime::Handle;
 
+use crate::positions::Positions;
 use crate::projection::decode;
 use crate::AppError;
 
@@ -227,7 +228,7 @@ fn fold_in_pages<R: Send>(
 }
 
 /// Which of `shares` a stream belongs to (the same for every thread).
-fn share_of(stream: &str, shares: usize) -> usize {
+fn share_of(stream: &[u8], shares: usize) -> usize {
     if shares < 2 {
         return 0;
     }
@@ -236,8 +237,10 @@ fn share_of(stream: &str, shares: usize) -> usize {
 
 /// A pathway of a share in [`fold_everything`]: where its records are, and
 /// its history while it is being gathered.
+#[derive(Default)]
 struct Found {
-    id: Arc<str>,
+    /// Its last record's position (from the first read).
+    last: u64,
     positions: Vec<u64>,
     history: Vec<RecordedEvent>,
     /// A record could not be decoded (logged; the rest are not decoded).
@@ -247,39 +250,41 @@ struct Found {
 /// `f` on the history of every pathway of the log up to the reader's head,
 /// with where each pathway's records are (how a projection is built from
 /// nothing). One thread per core reads the whole log twice, in order,
-/// keeping the streams of its share: first where their records are, then
-/// their histories, each pathway handed to `f` as soon as its last record
-/// is read. Every look-up is in the thread's own table, and only the
-/// pathways whose records straddle the point reached hold a history.
-/// Results come share by share, each in the order of the pathways' last
-/// records.
+/// keeping the streams of its share: first where each one's last record
+/// is (without checking or decoding the records), then their records,
+/// each pathway handed to `f` as soon as its last record is read. Every
+/// look-up is in the thread's own table, and only the pathways whose
+/// records straddle the point reached hold a history. Results come share
+/// by share, each in the order of the pathways' last records.
 pub fn fold_everything<R: Send>(
     reader: &dyn InPlace,
     f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
-) -> Result<Vec<(Arc<str>, Vec<u64>, R)>, AppError> {
+) -> Result<Vec<Vec<(Arc<str>, Positions, R)>>, AppError> {
     let to = reader.head();
     let shares = cores();
     let f = &f;
-    let outcomes: Vec<Result<Vec<(Arc<str>, Vec<u64>, R)>, AppError>> = std::thread::scope(
+    let outcomes: Vec<Result<Vec<(Arc<str>, Positions, R)>, AppError>> = std::thread::scope(
         |scope| {
             let handles: Vec<_> = (0..shares)
                 .map(|share| {
                     scope.spawn(move || {
-                        let keep = |stream: &str| share_of(stream, shares) == share;
-                        let mut found: HashMap<Arc<str>, Found> = HashMap::new();
+                        let keep = |stream: &[u8]| share_of(stream, shares) == share;
+                        // Some eight records a pathway: one growth at most.
+                        let mut found: HashMap<Box<[u8]>, Found> =
+                            HashMap::with_capacity(to as usize / shares / 8);
                         reader
-                            .visit(1, to, &keep, &mut |record| {
-                                match found.get_mut(record.stream_id) {
-                                    Some(f) => f.positions.push(record.position),
+                            .visit_streams(1, to, &mut |position, stream| {
+                                if !keep(stream) {
+                                    return;
+                                }
+                                match found.get_mut(stream) {
+                                    Some(f) => f.last = position,
                                     None => {
-                                        let id: Arc<str> = record.stream_id.into();
                                         let first = Found {
-                                            id: id.clone(),
-                                            positions: vec![record.position],
-                                            history: Vec::new(),
-                                            undecodable: false,
+                                            last: position,
+                                            ..Found::default()
                                         };
-                                        found.insert(id, first);
+                                        found.insert(stream.into(), first);
                                     }
                                 }
                             })
@@ -287,17 +292,14 @@ pub fn fold_everything<R: Send>(
                         let mut done = Vec::with_capacity(found.len());
                         reader
                             .visit(1, to, &keep, &mut |record| {
-                                let Some(pathway) = found.get_mut(record.stream_id) else {
+                                let Some(pathway) = found.get_mut(record.stream_id.as_bytes())
+                                else {
                                     return;
                                 };
+                                pathway.positions.push(record.position);
                                 if !pathway.undecodable {
                                     match decode(record) {
-                                        Ok(event) => {
-                                            if pathway.history.is_empty() {
-                                                pathway.history.reserve_exact(pathway.positions.len());
-                                            }
-                                            pathway.history.push(event);
-                                        }
+                                        Ok(event) => pathway.history.push(event),
                                         Err(e) => {
                                             tracing::error!(error = %e, "a stored event could not be decoded");
                                             pathway.undecodable = true;
@@ -305,10 +307,13 @@ pub fn fold_everything<R: Send>(
                                         }
                                     }
                                 }
-                                if pathway.positions.last() == Some(&record.position) {
+                                if pathway.last == record.position {
+                                    let id: Arc<str> = Arc::from(record.stream_id);
                                     let history = std::mem::take(&mut pathway.history);
-                                    let r = f(&pathway.id, (!pathway.undecodable).then_some(&history[..]));
-                                    done.push((pathway.id.clone(), std::mem::take(&mut pathway.positions), r));
+                                    let r = f(&id, (!pathway.undecodable).then_some(&history[..]));
+                                    let positions = Positions::from_slice(&pathway.positions);
+                                    pathway.positions = Vec::new();
+                                    done.push((id, positions, r));
                                 }
                             })
                             .map_err(storage)?;
@@ -322,9 +327,5 @@ pub fn fold_everything<R: Send>(
                 .collect()
         },
     );
-    let mut all = Vec::new();
-    for outcome in outcomes {
-        all.extend(outcome?);
-    }
-    Ok(all)
+    outcomes.into_iter().collect()
 }

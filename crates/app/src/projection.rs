@@ -491,10 +491,11 @@ impl Projection {
                     "the projection moved during its rebuild".to_string(),
                 ));
             }
-            data.pathways.reserve(evaluated.len());
-            for (id, positions, evaluated) in evaluated {
+            data.pathways
+                .reserve(evaluated.iter().map(|share| share.len()).sum());
+            for (id, positions, evaluated) in evaluated.into_iter().flatten() {
                 let entry = PathwayEntry {
-                    positions: Positions::from_slice(&positions),
+                    positions,
                     trusts: None,
                     state: None,
                 };

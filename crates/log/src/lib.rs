@@ -82,7 +82,7 @@ impl StoredRecord {
 
 /// A stored record read in place: the fields of a [`StoredRecord`] borrowed
 /// from the log's own buffers, so a fold over the whole log copies nothing
-/// it does not keep ([`EventLog::visit`]).
+/// it does not keep ([`EventLog::in_place`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordRef<'a> {
     pub position: u64,
@@ -120,7 +120,8 @@ pub trait InPlace: Send + Sync {
     fn head(&self) -> u64;
 
     /// Hands `visit` every record from `from` to `to` (inclusive, both
-    /// covered) whose stream `keep` accepts, in order. Records of other
+    /// covered) whose stream `keep` accepts (it sees the stream id's UTF-8
+    /// bytes), in order. Records of other
     /// streams are passed over: the segment log reads only their stream id
     /// and length, and checks the CRC only of those kept (the start-up scan
     /// checked every CRC).
@@ -128,8 +129,19 @@ pub trait InPlace: Send + Sync {
         &self,
         from: u64,
         to: u64,
-        keep: &dyn Fn(&str) -> bool,
+        keep: &dyn Fn(&[u8]) -> bool,
         visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<(), LogError>;
+
+    /// Hands `visit` the position and stream id (its UTF-8 bytes, not
+    /// checked) of every record from `from` to `to` (inclusive, both
+    /// covered), in order: where each stream's records are, read without
+    /// checking or decoding the records.
+    fn visit_streams(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
     ) -> Result<(), LogError>;
 
     /// Hands `visit` the records at `positions` (each covered), in the

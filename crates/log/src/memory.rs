@@ -50,14 +50,26 @@ impl InPlace for Copied {
         &self,
         from: u64,
         to: u64,
-        keep: &dyn Fn(&str) -> bool,
+        keep: &dyn Fn(&[u8]) -> bool,
         visit: &mut dyn FnMut(RecordRef<'_>),
     ) -> Result<(), LogError> {
         for position in from.max(1)..=to {
             let record = self.at(position)?;
-            if keep(&record.stream_id) {
+            if keep(record.stream_id.as_bytes()) {
                 visit(record.as_ref());
             }
+        }
+        Ok(())
+    }
+
+    fn visit_streams(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), LogError> {
+        for position in from.max(1)..=to {
+            visit(position, self.at(position)?.stream_id.as_bytes());
         }
         Ok(())
     }

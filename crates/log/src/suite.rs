@@ -275,7 +275,7 @@ async fn visits_in_place(log: &impl EventLog) {
     // Only the streams kept.
     let mut kept = Vec::new();
     reader
-        .visit(1, 25, &|stream| stream == "p1", &mut |r| {
+        .visit(1, 25, &|stream| stream == b"p1", &mut |r| {
             kept.push(r.position)
         })
         .unwrap();
@@ -285,6 +285,18 @@ async fn visits_in_place(log: &impl EventLog) {
         .map(|r| r.position)
         .collect();
     assert_eq!(kept, p1);
+    // Where each stream's records are.
+    let mut streams = Vec::new();
+    reader
+        .visit_streams(4, 25, &mut |position, stream| {
+            streams.push((position, String::from_utf8(stream.to_vec()).unwrap()))
+        })
+        .unwrap();
+    let expected: Vec<(u64, String)> = stored[3..]
+        .iter()
+        .map(|r| (r.position, r.stream_id.clone()))
+        .collect();
+    assert_eq!(streams, expected);
     // By position, in the order asked.
     let mut by_position = Vec::new();
     reader

@@ -194,6 +194,41 @@ impl<'a> Mapped<'a> {
     }
 }
 
+impl Mapped<'_> {
+    /// Hands `step` each record from `from` to `to` in order: its segment,
+    /// offset, bytes (from its start) and first fields, its length and
+    /// position checked.
+    fn walk(
+        &self,
+        from: u64,
+        to: u64,
+        step: &mut dyn FnMut(u32, u64, &[u8], &record::Head<'_>) -> Result<(), LogError>,
+    ) -> Result<(), LogError> {
+        let from = from.max(1);
+        if from > to {
+            return Ok(());
+        }
+        self.covers(to)?;
+        let mut next = from;
+        while next <= to {
+            let (segment, offset) = self.shared.location(next)?;
+            let bytes = self.bytes(segment, offset)?;
+            let mut at = 0usize;
+            while next <= to && at < bytes.len() {
+                let offset = offset + at as u64;
+                let head = record::head(&bytes[at..]).map_err(damaged(segment, offset))?;
+                if head.position != next {
+                    return Err(misplaced(segment, offset, head.position, next));
+                }
+                step(segment, offset, &bytes[at..], &head)?;
+                at += head.len;
+                next += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn shared_location(locations: &Locations, position: u64) -> Result<(u32, u64), LogError> {
     locations
         .get(position)
@@ -224,37 +259,31 @@ impl InPlace for Mapped<'_> {
         &self,
         from: u64,
         to: u64,
-        keep: &dyn Fn(&str) -> bool,
+        keep: &dyn Fn(&[u8]) -> bool,
         visit: &mut dyn FnMut(RecordRef<'_>),
     ) -> Result<(), LogError> {
-        let from = from.max(1);
-        if from > to {
-            return Ok(());
-        }
-        self.covers(to)?;
-        let mut next = from;
-        while next <= to {
-            let (segment, offset) = self.shared.location(next)?;
-            let bytes = self.bytes(segment, offset)?;
-            let mut at = 0usize;
-            while next <= to && at < bytes.len() {
-                let offset = offset + at as u64;
-                let head = record::head(&bytes[at..]).map_err(damaged(segment, offset))?;
-                if head.position != next {
-                    return Err(misplaced(segment, offset, head.position, next));
-                }
-                if keep(head.stream_id) {
-                    visit(
-                        record::view(&bytes[at..])
-                            .map_err(damaged(segment, offset))?
-                            .record,
-                    );
-                }
-                at += head.len;
-                next += 1;
+        self.walk(from, to, &mut |segment, offset, bytes, head| {
+            if keep(head.stream_id) {
+                visit(
+                    record::view(bytes)
+                        .map_err(damaged(segment, offset))?
+                        .record,
+                );
             }
-        }
-        Ok(())
+            Ok(())
+        })
+    }
+
+    fn visit_streams(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), LogError> {
+        self.walk(from, to, &mut |_, _, _, head| {
+            visit(head.position, head.stream_id);
+            Ok(())
+        })
     }
 
     fn visit_positions(

@@ -158,9 +158,13 @@ pub fn check(bytes: &[u8]) -> Result<Checked, Damage> {
 /// What a record's first fields give without checking its CRC.
 pub struct Head<'a> {
     pub position: u64,
-    pub stream_id: &'a str,
+    /// The stream id's bytes (UTF-8 once the record is checked).
+    pub stream_id: &'a [u8],
     pub len: usize,
 }
+
+/// Where the stream id's length is (after the fixed fields).
+const STREAM_ID_AT: usize = PREFIX + 8 + 8 + 16 + 2 + 8;
 
 /// The position, stream id and length of the record at the start of
 /// `bytes`, read without checking its CRC: how a visit passes over the
@@ -170,15 +174,13 @@ pub fn head(bytes: &[u8]) -> Result<Head<'_>, Damage> {
     if bytes.len() < len {
         return Err(Damage::Truncated);
     }
-    let mut r = Reader {
-        bytes: &bytes[..len - 4],
-        at: PREFIX,
-    };
-    let position = r.u64();
-    r.take(8 + 16 + 2 + 8);
-    let stream_id = r.text()?;
+    let n = u16::from_be_bytes([bytes[STREAM_ID_AT], bytes[STREAM_ID_AT + 1]]) as usize;
+    let stream_id = bytes
+        .get(STREAM_ID_AT + 2..STREAM_ID_AT + 2 + n)
+        .filter(|_| STREAM_ID_AT + 2 + n <= len)
+        .ok_or_else(|| Damage::Corrupt("field lengths do not add up".into()))?;
     Ok(Head {
-        position,
+        position: u64::from_be_bytes(bytes[PREFIX..PREFIX + 8].try_into().expect("8 bytes")),
         stream_id,
         len,
     })
