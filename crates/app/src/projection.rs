@@ -2,8 +2,9 @@
 //! pathways on the PTL, their filter and sort keys, kept in memory with
 //! where each pathway's records lie in the log.
 //!
-//! One runner task follows the log (catch-up with `read_all`, then live on
-//! the head watch) and is the only writer. Everything a view shows is a pure
+//! One runner task follows the log (from nothing, a rebuild in place on
+//! every core; then catch-up with `read_all` and live on the head watch)
+//! and is the only writer. Everything a view shows is a pure
 //! function of (the events up to the projected position, as_of, known_at), so
 //! dropping the projection and folding again from position 0 gives the same
 //! views. Appends check new events against the pathway's history, and
@@ -14,8 +15,8 @@
 //! [`crate::packed`]); its history is read back from the log when needed,
 //! through a small cache of the pathways touched lately (appends come in
 //! bursts on the same pathways). Re-evaluating many pathways at once (start
-//! from scratch, a new day, a past view) reads the log once, in order, and
-//! evaluates each pathway as soon as its last record has been read.
+//! from scratch, a new day, a past view) reads the log in place on every
+//! core ([`crate::fold`]).
 //!
 //! Invariants:
 //! - `position` is published only after every pathway touched up to it has
