@@ -128,7 +128,18 @@ pub fn fold_in_place<R: Send>(
             for (id, positions) in part {
                 let mut history = Some(Vec::with_capacity(positions.len()));
                 reader
-                    .visit_positions(positions, &mut |record| gather(&mut history, record))
+                    .visit_positions(positions, &mut |record| {
+                        if record.stream_id == &**id {
+                            gather(&mut history, record);
+                        } else if history.take().is_some() {
+                            // Positions that disagree with the log: never
+                            // another stream's events in a history.
+                            tracing::error!(
+                                position = record.position,
+                                "a pathway's recorded position holds another stream's record"
+                            );
+                        }
+                    })
                     .map_err(storage)?;
                 out.push(f(id, history.as_deref()));
             }

@@ -771,15 +771,17 @@ fn page_of(
     Ok((total, bands, rows, next_cursor))
 }
 
-/// Every pathway with the positions of its records, and the position the
-/// pathways were projected to: cheap to take under the projection's lock.
+/// Every pathway with the positions of its records (packed), and the
+/// position the pathways were projected to: cheap to take under the
+/// projection's lock.
 struct Snapshot {
-    pathways: Vec<crate::fold::PathwayRecords>,
+    pathways: Vec<(Arc<str>, crate::positions::Positions)>,
     position: u64,
 }
 
 /// Evaluates every pathway of a snapshot as of a date and moment, reading
-/// the log in place on every core.
+/// the log in place on every core (pathways in the order of their first
+/// records, so reads go forwards).
 fn evaluate_all(
     snapshot: &Snapshot,
     log: &dyn openptl_log::EventLog,
@@ -788,28 +790,27 @@ fn evaluate_all(
     known_at: Option<DateTime<Utc>>,
     config: &openptl_rules::RulesConfig,
 ) -> Result<Vec<(Arc<str>, Current)>, AppError> {
-    let evaluated = fold_pathways(
-        log,
-        runtime,
-        snapshot.position,
-        &snapshot.pathways,
-        |id, history| current_of(history?, as_of, known_at, config).map(|c| (id.clone(), c)),
-    )?;
-    Ok(evaluated.into_iter().flatten().collect())
-}
-
-/// Every pathway's id and positions, in the order of their first records
-/// (reads go forwards), cheap to take.
-fn snapshot(data: &ProjectionData) -> Snapshot {
-    let mut pathways: Vec<crate::fold::PathwayRecords> = data
+    let mut pathways: Vec<crate::fold::PathwayRecords> = snapshot
         .pathways
         .iter()
-        .map(|(id, p)| (id.clone(), p.positions.to_vec()))
+        .map(|(id, positions)| (id.clone(), positions.to_vec()))
         .filter(|(_, positions)| !positions.is_empty())
         .collect();
     pathways.sort_unstable_by_key(|(_, positions)| positions[0]);
+    let evaluated = fold_pathways(log, runtime, snapshot.position, &pathways, |id, history| {
+        current_of(history?, as_of, known_at, config).map(|c| (id.clone(), c))
+    })?;
+    Ok(evaluated.into_iter().flatten().collect())
+}
+
+/// Every pathway's id and positions, cheap to take.
+fn snapshot(data: &ProjectionData) -> Snapshot {
     Snapshot {
-        pathways,
+        pathways: data
+            .pathways
+            .iter()
+            .map(|(id, p)| (id.clone(), p.positions.clone()))
+            .collect(),
         position: data.position,
     }
 }
