@@ -42,7 +42,7 @@ const PAGE: usize = 8192;
 const BLOCK: usize = 1024;
 
 /// Threads for work spread over the cores (at most 8).
-pub fn cores() -> usize {
+fn cores() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8)
@@ -108,7 +108,7 @@ fn gather(history: &mut Option<Vec<RecordedEvent>>, record: RecordRef<'_>) {
 }
 
 /// [`fold_pathways`] reading by position in place.
-pub fn fold_in_place<R: Send>(
+fn fold_in_place<R: Send>(
     reader: &dyn InPlace,
     pathways: &[PathwayRecords],
     f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
