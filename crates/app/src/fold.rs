@@ -140,24 +140,21 @@ fn fold_in_place<R: Send>(
                             );
                         }
                     })
-                    .map_err(storage)?;
+                    .map_err(|e| {
+                        // The other threads stop at their next block.
+                        next.store(blocks, Ordering::Relaxed);
+                        storage(e)
+                    })?;
                 out.push(f(id, history.as_deref()));
             }
             done.push((block, out));
         }
     };
     let threads = if blocks > 1 { cores() } else { 1 };
-    let outcomes: Vec<_> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(&work)).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a fold does not panic"))
-            .collect()
-    });
-    let mut done = Vec::with_capacity(blocks);
-    for outcome in outcomes {
-        done.extend(outcome?);
-    }
+    let mut done: Vec<(usize, Vec<R>)> = on_threads(threads, |_| work())?
+        .into_iter()
+        .flatten()
+        .collect();
     done.sort_unstable_by_key(|(block, _)| *block);
     Ok(done.into_iter().flat_map(|(_, out)| out).collect())
 }
@@ -248,14 +245,12 @@ fn share_of(stream: &[u8], shares: usize) -> usize {
 
 /// A pathway of a share in [`fold_everything`]: where its records are, and
 /// its history while it is being gathered.
-#[derive(Default)]
 struct Found {
     /// Its last record's position (from the first read).
     last: u64,
     positions: Vec<u64>,
-    history: Vec<RecordedEvent>,
-    /// A record could not be decoded (logged; the rest are not decoded).
-    undecodable: bool,
+    /// `None` once a record could not be decoded (see [`gather`]).
+    history: Option<Vec<RecordedEvent>>,
 }
 
 /// `f` on the history of every pathway of the log up to the reader's head,
@@ -271,72 +266,71 @@ pub fn fold_everything<R: Send>(
     reader: &dyn InPlace,
     f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
 ) -> Result<Vec<Vec<(Arc<str>, Positions, R)>>, AppError> {
-    let to = reader.head();
     let shares = cores();
-    let f = &f;
-    let outcomes: Vec<Result<Vec<(Arc<str>, Positions, R)>, AppError>> = std::thread::scope(
-        |scope| {
-            let handles: Vec<_> = (0..shares)
-                .map(|share| {
-                    scope.spawn(move || {
-                        let keep = |stream: &[u8]| share_of(stream, shares) == share;
-                        // Some eight records a pathway: one growth at most.
-                        let mut found: HashMap<Box<[u8]>, Found> =
-                            HashMap::with_capacity(to as usize / shares / 8);
-                        reader
-                            .visit_streams(1, to, &mut |position, stream| {
-                                if !keep(stream) {
-                                    return;
-                                }
-                                match found.get_mut(stream) {
-                                    Some(f) => f.last = position,
-                                    None => {
-                                        let first = Found {
-                                            last: position,
-                                            ..Found::default()
-                                        };
-                                        found.insert(stream.into(), first);
-                                    }
-                                }
-                            })
-                            .map_err(storage)?;
-                        let mut done = Vec::with_capacity(found.len());
-                        reader
-                            .visit(1, to, &keep, &mut |record| {
-                                let Some(pathway) = found.get_mut(record.stream_id.as_bytes())
-                                else {
-                                    return;
-                                };
-                                pathway.positions.push(record.position);
-                                if !pathway.undecodable {
-                                    match decode(record) {
-                                        Ok(event) => pathway.history.push(event),
-                                        Err(e) => {
-                                            tracing::error!(error = %e, "a stored event could not be decoded");
-                                            pathway.undecodable = true;
-                                            pathway.history = Vec::new();
-                                        }
-                                    }
-                                }
-                                if pathway.last == record.position {
-                                    let id: Arc<str> = Arc::from(record.stream_id);
-                                    let history = std::mem::take(&mut pathway.history);
-                                    let r = f(&id, (!pathway.undecodable).then_some(&history[..]));
-                                    let positions = Positions::from_slice(&pathway.positions);
-                                    pathway.positions = Vec::new();
-                                    done.push((id, positions, r));
-                                }
-                            })
-                            .map_err(storage)?;
-                        Ok(done)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("a fold does not panic"))
-                .collect()
-        },
-    );
+    on_threads(shares, |share| fold_share(reader, share, shares, &f))
+}
+
+/// One share's part of [`fold_everything`].
+fn fold_share<R>(
+    reader: &dyn InPlace,
+    share: usize,
+    shares: usize,
+    f: &impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R,
+) -> Result<Vec<(Arc<str>, Positions, R)>, AppError> {
+    let to = reader.head();
+    let keep = |stream: &[u8]| share_of(stream, shares) == share;
+    // Some eight records a pathway: one growth at most.
+    let mut found: HashMap<Box<[u8]>, Found> = HashMap::with_capacity(to as usize / shares / 8);
+    reader
+        .visit_streams(1, to, &mut |position, stream| {
+            if !keep(stream) {
+                return;
+            }
+            match found.get_mut(stream) {
+                Some(pathway) => pathway.last = position,
+                None => {
+                    let first = Found {
+                        last: position,
+                        positions: Vec::new(),
+                        history: Some(Vec::new()),
+                    };
+                    found.insert(stream.into(), first);
+                }
+            }
+        })
+        .map_err(storage)?;
+    let mut done = Vec::with_capacity(found.len());
+    reader
+        .visit(1, to, &keep, &mut |record| {
+            let Some(pathway) = found.get_mut(record.stream_id.as_bytes()) else {
+                return;
+            };
+            pathway.positions.push(record.position);
+            gather(&mut pathway.history, record);
+            if pathway.last == record.position {
+                let id: Arc<str> = Arc::from(record.stream_id);
+                let r = f(&id, pathway.history.take().as_deref());
+                let positions = Positions::from_slice(&std::mem::take(&mut pathway.positions));
+                done.push((id, positions, r));
+            }
+        })
+        .map_err(storage)?;
+    Ok(done)
+}
+
+/// `work(n)` for n in `0..threads`, each on a thread of its own; the
+/// results in the order of n, or the first error.
+fn on_threads<T: Send>(
+    threads: usize,
+    work: impl Fn(usize) -> Result<T, AppError> + Sync,
+) -> Result<Vec<T>, AppError> {
+    let work = &work;
+    let outcomes: Vec<Result<T, AppError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|n| scope.spawn(move || work(n))).collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a fold does not panic"))
+            .collect()
+    });
     outcomes.into_iter().collect()
 }

@@ -1235,10 +1235,10 @@ impl Shared {
 
     /// Where the record at `position` is.
     fn location(&self, position: u64) -> Result<(u32, u64), LogError> {
-        let locations = self.locations.read().unwrap_or_else(|e| e.into_inner());
-        locations
-            .get(position)
-            .ok_or_else(|| LogError::Storage(format!("position {position} is not stored")))
+        shared_location(
+            &self.locations.read().unwrap_or_else(|e| e.into_inner()),
+            position,
+        )
     }
 
     /// Reads the record at a global position (which must be stored).
