@@ -253,21 +253,28 @@ struct Found {
     history: Option<Vec<RecordedEvent>>,
 }
 
+/// Results a share hands on at a time in [`fold_everything`].
+const HANDED_ON: usize = 4096;
+
 /// `f` on the history of every pathway of the log up to the reader's head,
-/// with where each pathway's records are (how a projection is built from
-/// nothing). One thread per core reads the whole log twice, in order,
-/// keeping the streams of its share: first where each one's last record
-/// is (without checking or decoding the records), then their records,
-/// each pathway handed to `f` as soon as its last record is read. Every
-/// look-up is in the thread's own table, and only the pathways whose
-/// records straddle the point reached hold a history. Results come share
-/// by share, each in the order of the pathways' last records.
-pub fn fold_everything<R: Send>(
+/// each result handed to `done` with the pathway's id and where its records
+/// are (how a projection is built from nothing). One thread per core reads
+/// the whole log twice, in order, keeping the streams of its share: first
+/// where each one's last record is (without checking or decoding the
+/// records), then their records, each pathway handed to `f` as soon as its
+/// last record is read. Every look-up is in the thread's own table, and only
+/// the pathways whose records straddle the point reached hold a history.
+/// `done` is called from the share's own thread, a batch at a time, while
+/// the other shares go on: putting results in place overlaps the fold. Each
+/// share's results come in the order of its pathways' last records.
+pub fn fold_everything<R>(
     reader: &dyn InPlace,
     f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
-) -> Result<Vec<Vec<(Arc<str>, Positions, R)>>, AppError> {
+    done: impl Fn(Vec<(Arc<str>, Positions, R)>) + Sync,
+) -> Result<(), AppError> {
     let shares = cores();
-    on_threads(shares, |share| fold_share(reader, share, shares, &f))
+    on_threads(shares, |share| fold_share(reader, share, shares, &f, &done))?;
+    Ok(())
 }
 
 /// One share's part of [`fold_everything`].
@@ -276,7 +283,8 @@ fn fold_share<R>(
     share: usize,
     shares: usize,
     f: &impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R,
-) -> Result<Vec<(Arc<str>, Positions, R)>, AppError> {
+    done: &impl Fn(Vec<(Arc<str>, Positions, R)>),
+) -> Result<(), AppError> {
     let to = reader.head();
     let keep = |stream: &[u8]| share_of(stream, shares) == share;
     // Some eight records a pathway: one growth at most.
@@ -299,7 +307,7 @@ fn fold_share<R>(
             }
         })
         .map_err(storage)?;
-    let mut done = Vec::with_capacity(found.len());
+    let mut finished = Vec::with_capacity(HANDED_ON);
     reader
         .visit(1, to, &keep, &mut |record| {
             let Some(pathway) = found.get_mut(record.stream_id.as_bytes()) else {
@@ -311,11 +319,18 @@ fn fold_share<R>(
                 let id: Arc<str> = Arc::from(record.stream_id);
                 let r = f(&id, pathway.history.take().as_deref());
                 let positions = Positions::from_slice(&std::mem::take(&mut pathway.positions));
-                done.push((id, positions, r));
+                finished.push((id, positions, r));
+                if finished.len() == HANDED_ON {
+                    done(std::mem::replace(
+                        &mut finished,
+                        Vec::with_capacity(HANDED_ON),
+                    ));
+                }
             }
         })
         .map_err(storage)?;
-    Ok(done)
+    done(finished);
+    Ok(())
 }
 
 /// `work(n)` for n in `0..threads`, each on a thread of its own; the

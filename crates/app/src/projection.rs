@@ -480,29 +480,32 @@ impl Projection {
         let started = std::time::Instant::now();
         let reader = reader.map_err(|e| AppError::Storage(e.to_string()))?;
         let to = reader.head();
-        let evaluated = fold::fold_everything(reader.as_ref(), |id, history| {
-            self.evaluated(id, history.unwrap_or_default(), today)
-        })?;
+        // Each share puts its pathways in place a batch at a time, under
+        // the write lock, while the others go on evaluating.
+        let folded = fold::fold_everything(
+            reader.as_ref(),
+            |id, history| self.evaluated(id, history.unwrap_or_default(), today),
+            |finished| {
+                let mut data = self.write();
+                for (id, positions, evaluated) in finished {
+                    let entry = PathwayEntry {
+                        positions,
+                        trusts: None,
+                        state: None,
+                    };
+                    data.pathways.insert(id.clone(), entry);
+                    data.install(&id, evaluated.current, evaluated.trusts);
+                }
+            },
+        );
         drop(reader);
-        let evaluated_after = started.elapsed();
+        if let Err(e) = folded {
+            // Back to nothing: the runner folds the log in pages instead.
+            *self.write() = ProjectionData::default();
+            return Err(e);
+        }
         {
             let mut data = self.write();
-            if data.position > 0 {
-                return Err(AppError::Internal(
-                    "the projection moved during its rebuild".to_string(),
-                ));
-            }
-            data.pathways
-                .reserve(evaluated.iter().map(|share| share.len()).sum());
-            for (id, positions, evaluated) in evaluated.into_iter().flatten() {
-                let entry = PathwayEntry {
-                    positions,
-                    trusts: None,
-                    state: None,
-                };
-                data.pathways.insert(id.clone(), entry);
-                data.install(&id, evaluated.current, evaluated.trusts);
-            }
             data.position = to;
             data.today = Some(today);
         }
@@ -513,8 +516,7 @@ impl Projection {
         tracing::info!(
             records = to,
             pathways = self.read().pathways.len(),
-            evaluated_ms = evaluated_after.as_millis() as u64,
-            installed_ms = (installed_after - evaluated_after).as_millis() as u64,
+            evaluated_and_in_place_ms = installed_after.as_millis() as u64,
             ms = started.elapsed().as_millis() as u64,
             "projection rebuilt from the log in place"
         );
