@@ -424,7 +424,7 @@ impl Projection {
         id: Arc<str>,
         records: Result<Vec<StoredRecord>, openptl_log::LogError>,
     ) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
-        let records = records.map_err(|e| AppError::Storage(e.to_string()))?;
+        let records = own_records(&id, records)?;
         let history = Arc::new(
             records
                 .iter()
@@ -443,10 +443,7 @@ impl Projection {
             .get(pathway_id)
             .map(|p| p.positions.to_vec())
             .unwrap_or_default();
-        self.log
-            .read_positions(&positions)
-            .await
-            .map_err(|e| AppError::Storage(e.to_string()))
+        own_records(pathway_id, self.log.read_positions(&positions).await)
     }
 
     /// A pathway's history from a blocking thread: cached, else from the log.
@@ -1168,6 +1165,23 @@ impl ProjectionData {
     }
 }
 
+/// A pathway's records read back by position, refused if one belongs to
+/// another stream (positions that disagree with the log must never put
+/// another patient's events in a history).
+fn own_records(
+    id: &str,
+    records: Result<Vec<StoredRecord>, openptl_log::LogError>,
+) -> Result<Vec<StoredRecord>, AppError> {
+    let records = records.map_err(|e| AppError::Storage(e.to_string()))?;
+    match records.iter().find(|r| r.stream_id != id) {
+        Some(other) => Err(AppError::Internal(format!(
+            "position {} holds another stream's record",
+            other.position
+        ))),
+        None => Ok(records),
+    }
+}
+
 /// Decodes one stored record for the rules.
 pub fn decode(r: RecordRef<'_>) -> Result<RecordedEvent, AppError> {
     let event_type = EventType::parse(r.event_type).ok_or_else(|| {
@@ -1350,4 +1364,33 @@ pub(crate) async fn snapshot_periodically(projection: Weak<Projection>, every: D
 fn fail(p: &Projection, message: String) {
     tracing::error!(error = %message, "the projection could not follow the log; retrying");
     p.set_failure(Some(message));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(position: u64, stream: &str) -> StoredRecord {
+        StoredRecord {
+            position,
+            stream_id: stream.to_string(),
+            version: 1,
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "tracking_note_added".to_string(),
+            schema_version: 1,
+            recorded_at: Utc::now(),
+            actor: "test".to_string(),
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_history_read_back_never_takes_another_streams_record() {
+        let own = vec![stored(3, "A"), stored(7, "A")];
+        assert_eq!(own_records("A", Ok(own.clone())).unwrap(), own);
+        let mixed = vec![stored(3, "A"), stored(5, "B")];
+        let refused = own_records("A", Ok(mixed)).unwrap_err().to_string();
+        assert!(refused.contains("position 5"), "{refused}");
+        assert!(!refused.contains('B'), "{refused}");
+    }
 }
