@@ -166,13 +166,15 @@ impl App {
     }
 
     /// Whether every view shows the whole log (SPEC 4.4 `/readyz`).
-    /// Ready: start-up folding is over, the projection is not stuck, and it
+    /// Ready: start-up folding is over, the projection is not stuck, the log
+    /// takes appends, and it
     /// is at most 5 seconds behind (under load it always trails the head by
     /// a few milliseconds, which must not flap readiness).
     pub fn ready(&self) -> bool {
         let p = &self.projection;
         p.failure().is_none()
             && self.log.damage().is_none()
+            && self.log.unavailable().is_none()
             && (p.position() >= self.log.head()
                 || (p.has_caught_up() && p.behind_for() < READY_LAG))
     }

@@ -81,14 +81,18 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 /// `GET /readyz`: 200 when the log is open and the projection has caught up
-/// with it, 503 while it is still folding (start-up) or stuck, or once the
-/// log found damage in stored history (the service then stops).
+/// with it, 503 while it is still folding (start-up) or stuck, while the log
+/// cannot take appends (a full disk, PostgreSQL unreachable; it recovers by
+/// itself), or once the log found damage in stored history (the service
+/// then stops).
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let ready = app.ready();
     let status = if ready {
         "ready"
     } else if app.log.damage().is_some() {
         "log_damaged"
+    } else if app.log.unavailable().is_some() {
+        "log_unavailable"
     } else {
         "catching_up"
     };

@@ -270,4 +270,12 @@ pub trait EventLog: Send + Sync + 'static {
     fn damage(&self) -> Option<String> {
         None
     }
+
+    /// Why appends cannot be taken now, while that lasts: the segment
+    /// log's writer after a failed write (a full disk, say) until it finds
+    /// it can write again, PostgreSQL while it cannot be reached. Reads may
+    /// still work. `/readyz` fails meanwhile; it clears by itself.
+    fn unavailable(&self) -> Option<String> {
+        None
+    }
 }
