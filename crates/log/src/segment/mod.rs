@@ -551,9 +551,11 @@ pub fn scan(
                 }
                 Err(damage) => {
                     let rest = &bytes[at..];
-                    let reaches_end = reaches_end(rest, &damage);
-                    let problem = damage.problem();
-                    if last && reaches_end {
+                    let (problem, torn) = match torn_tail(&bytes, at, &damage, end.head) {
+                        Ok(()) => (damage.problem(), true),
+                        Err(problem) => (problem, false),
+                    };
+                    if last && torn {
                         // A write torn by a crash: never acknowledged, so it is safe to drop.
                         if repair {
                             tracing::warn!(file = %path.display(), offset = at, bytes = rest.len(), %problem, "cutting off a torn record at the tail of the log");
@@ -579,12 +581,37 @@ pub fn scan(
     Ok(end)
 }
 
-/// Whether damage at the start of `rest` reaches the end of the data: a
-/// write torn by a crash rather than damage in the middle.
-fn reaches_end(rest: &[u8], damage: &Damage) -> bool {
-    matches!(damage, Damage::Truncated)
-        || record::claimed_len(rest).map_or(true, |len| len >= rest.len())
-        || rest.iter().all(|b| *b == 0)
+/// What damage found at `at` in a segment is: a write torn by a crash at
+/// the tail of the log (`Ok`: safe to cut off, it was never acknowledged),
+/// or damage that must refuse the start (`Err`: what to tell the operator).
+///
+/// A torn write is only ever the last thing in the file: a record that runs
+/// past its end, or bytes (zeros, garbage) after which no valid record
+/// follows. So the rest of the segment is searched for a record with the
+/// magic, a CRC that matches and a position after `after` (the last good
+/// one): if there is one, the damage is in the middle of acknowledged
+/// records, and cutting there would drop them. A record of a newer format
+/// version is never torn: a downgrade must not truncate the log.
+fn torn_tail(bytes: &[u8], at: usize, damage: &Damage, after: u64) -> Result<(), String> {
+    let problem = damage.problem();
+    if matches!(damage, Damage::Newer(_)) {
+        return Err(problem);
+    }
+    let mut from = at + 1;
+    while let Some(found) = memchr::memmem::find(&bytes[from.min(bytes.len())..], record::MAGIC) {
+        let k = from + found;
+        match record::check(&bytes[k..]) {
+            Ok(valid) if valid.position > after => {
+                return Err(format!(
+                    "{problem}; a valid record (position {}) follows at offset {k}, so this is damage in the middle of the log, not a write torn by a crash",
+                    valid.position
+                ));
+            }
+            Err(Damage::Newer(v)) => return Err(Damage::Newer(v).problem()),
+            _ => from = k + 1,
+        }
+    }
+    Ok(())
 }
 
 /// One segment checked on its own (CRCs, positions and hash chain within
@@ -600,7 +627,8 @@ struct SegmentCheck {
     /// Bytes of whole records before any damage.
     len: u64,
     offsets: Vec<u64>,
-    /// Where the first damage is, what it is, and whether it reaches the end.
+    /// Where the first damage is, what it is, and whether it may be cut off
+    /// as a torn write ([`torn_tail`]) if this is the last segment.
     damage: Option<(u64, String, bool)>,
 }
 
@@ -638,8 +666,15 @@ fn check_segment(
         let checked = match record::check(&bytes[at..]) {
             Ok(c) => c,
             Err(damage) => {
-                let problem = damage.problem();
-                out.damage = Some((at as u64, problem, reaches_end(&bytes[at..], &damage)));
+                let after = if out.first.is_some() {
+                    out.last_position
+                } else {
+                    0
+                };
+                out.damage = Some(match torn_tail(bytes, at, &damage, after) {
+                    Ok(()) => (at as u64, damage.problem(), true),
+                    Err(problem) => (at as u64, problem, false),
+                });
                 break;
             }
         };

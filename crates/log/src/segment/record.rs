@@ -71,6 +71,10 @@ pub enum Damage {
     Truncated,
     /// The bytes are all there but wrong.
     Corrupt(String),
+    /// A record of a later format version than this binary reads (the
+    /// magic is right): written by a newer OpenPTL. Never taken for a torn
+    /// write, so a downgrade refuses to start rather than cut the log.
+    Newer(u8),
 }
 
 impl Damage {
@@ -79,6 +83,9 @@ impl Damage {
         match self {
             Damage::Truncated => "record cut short".to_string(),
             Damage::Corrupt(p) => p.clone(),
+            Damage::Newer(v) => format!(
+                "record format version {v}, written by a newer OpenPTL (this binary reads version {FORMAT_VERSION}): run that version or a later one"
+            ),
         }
     }
 }
@@ -103,6 +110,9 @@ pub fn claimed_len(bytes: &[u8]) -> Result<usize, Damage> {
     }
     if &bytes[0..4] != MAGIC {
         return Err(Damage::Corrupt("bad magic".into()));
+    }
+    if bytes[4] > FORMAT_VERSION {
+        return Err(Damage::Newer(bytes[4]));
     }
     if bytes[4] != FORMAT_VERSION {
         return Err(Damage::Corrupt(format!(
@@ -319,6 +329,9 @@ mod tests {
                 "cut at {cut}"
             );
         }
+        let mut newer = bytes.clone();
+        newer[4] = FORMAT_VERSION + 1;
+        assert_eq!(check(&newer).err(), Some(Damage::Newer(FORMAT_VERSION + 1)));
         for i in [12, 30, bytes.len() - 40, bytes.len() - 2] {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;

@@ -265,6 +265,133 @@ async fn a_flipped_byte_in_the_middle_refuses_to_start() {
     assert!(err.to_string().contains("offset"), "{err}");
 }
 
+/// A log of `n` records in one segment, written and closed; the segment's
+/// path and each record's offset in it.
+async fn written_log(dir: &Path, n: usize) -> (PathBuf, Vec<usize>) {
+    {
+        let log = open(dir);
+        for i in 0..n {
+            let batch = vec![record(&format!("s{}", i % 7), None, &[i as u8; 60])];
+            log.append(batch).await.unwrap();
+        }
+    }
+    let path = only_segment(dir);
+    let bytes = fs::read(&path).unwrap();
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        offsets.push(at);
+        at += record::check(&bytes[at..]).unwrap().len;
+    }
+    assert_eq!(offsets.len(), n);
+    (path, offsets)
+}
+
+/// Damages record 40 of 300 with `damage` (given its bytes) and checks that
+/// neither the start nor `verify` takes it for a torn tail: both refuse,
+/// naming the file and the record's offset, and the segment is left as it
+/// was (nothing acknowledged after it is cut off).
+async fn refuses_damage_to_a_middle_record(damage: impl Fn(&mut [u8])) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, offsets) = written_log(dir.path(), 300).await;
+    let mut bytes = fs::read(&path).unwrap();
+    let at = offsets[39];
+    damage(&mut bytes[at..offsets[40]]);
+    fs::write(&path, &bytes).unwrap();
+    fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let message = SegmentLog::open(dir.path())
+        .err()
+        .expect("must refuse to open")
+        .to_string();
+    assert!(
+        message.contains("00000001.seg") && message.contains(&format!("offset {at}")),
+        "{message}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut off");
+    let err = verify(dir.path())
+        .expect_err("verify refuses it too")
+        .to_string();
+    assert!(err.contains(&format!("offset {at}")), "{err}");
+    message
+}
+
+#[tokio::test]
+async fn a_damaged_magic_in_the_middle_is_not_a_torn_tail() {
+    let message = refuses_damage_to_a_middle_record(|r| r[1] ^= 0x20).await;
+    assert!(
+        message.contains("bad magic") && message.contains("position 41"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_format_version_in_the_middle_is_not_a_torn_tail() {
+    let message = refuses_damage_to_a_middle_record(|r| r[4] = 0).await;
+    assert!(message.contains("version 0"), "{message}");
+}
+
+#[tokio::test]
+async fn a_damaged_length_in_the_middle_is_not_a_torn_tail() {
+    // A length past the end of the file, and one inside it.
+    refuses_damage_to_a_middle_record(|r| r[5] = 0x7f).await;
+    let message = refuses_damage_to_a_middle_record(|r| r[8] ^= 0x10).await;
+    assert!(message.contains("follows at offset"), "{message}");
+}
+
+#[tokio::test]
+async fn a_damaged_payload_byte_in_the_middle_is_not_a_torn_tail() {
+    let message = refuses_damage_to_a_middle_record(|r| {
+        let i = r.len() - 50;
+        r[i] ^= 0x01;
+    })
+    .await;
+    assert!(message.contains("CRC mismatch"), "{message}");
+}
+
+#[tokio::test]
+async fn a_record_of_a_newer_format_is_refused_never_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, offsets) = written_log(dir.path(), 50).await;
+    let mut bytes = fs::read(&path).unwrap();
+    // The last record, as a newer OpenPTL would write it: even at the tail
+    // it is not a torn write (an upgrade then a downgrade must not truncate).
+    bytes[offsets[49] + 4] = record::FORMAT_VERSION + 1;
+    fs::write(&path, &bytes).unwrap();
+    let message = SegmentLog::open(dir.path())
+        .err()
+        .expect("must refuse to open")
+        .to_string();
+    assert!(message.contains("newer OpenPTL"), "{message}");
+    assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut off");
+    let err = verify(dir.path())
+        .expect_err("verify refuses it too")
+        .to_string();
+    assert!(err.contains("newer OpenPTL"), "{err}");
+}
+
+#[tokio::test]
+async fn a_torn_last_record_and_trailing_zeros_or_garbage_are_cut_off() {
+    // A last record written in part, then zeros (space the file system
+    // allocated but never wrote), or garbage: nothing valid follows.
+    for tail in [&[][..], &[0u8; 4096][..], b"OPTL\x01\x00\x00\x00garbage"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, offsets) = written_log(dir.path(), 100).await;
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.truncate(offsets[99] + 30);
+        bytes.extend_from_slice(tail);
+        fs::write(&path, &bytes).unwrap();
+        assert!(
+            verify(dir.path()).is_ok(),
+            "verify leaves a torn tail to the start"
+        );
+        let log = open(dir.path());
+        assert_eq!(log.head(), 99, "only the torn record is gone");
+        assert_eq!(fs::metadata(&path).unwrap().len(), offsets[99] as u64);
+        let appended = log.append(vec![record("s", None, b"after")]).await.unwrap();
+        assert_eq!(appended[0].position, 100);
+    }
+}
+
 #[tokio::test]
 async fn concurrent_appends_are_grouped_and_all_durable() {
     let dir = tempfile::tempdir().unwrap();
@@ -489,6 +616,13 @@ proptest::proptest! {
         });
         if let Ok(end) = outcome {
             proptest::prop_assert_eq!(end.head, seen);
+            // Nothing valid was taken for a torn tail: no record with a
+            // good CRC and a later position is left anywhere after the end.
+            for k in 0..bytes.len() {
+                if let Ok(valid) = record::check(&bytes[k..]) {
+                    proptest::prop_assert!(valid.position <= end.head, "record {} at {k} dropped", valid.position);
+                }
+            }
         }
     }
 }
