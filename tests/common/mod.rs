@@ -137,3 +137,63 @@ pub fn request_as(
         .unwrap_or_default();
     Ok((status, body))
 }
+
+/// A tmpfs of a few megabytes mounted on a directory, for tests that fill a
+/// disk; unmounted when dropped. Mounting needs root (CI runs as root).
+pub struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `megabytes` on `dir` (created if need be); `None`,
+    /// after saying SKIPPED loudly, where this process may not mount.
+    pub fn mount(dir: &Path, megabytes: u64) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).expect("create the mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(SmallDisk {
+                dir: dir.to_path_buf(),
+            }),
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                eprintln!(
+                    "\n!!! SKIPPED: cannot mount a tmpfs ({why}); the full-disk test did not run (it needs root, as in CI) !!!\n"
+                );
+                None
+            }
+        }
+    }
+
+    /// Grows (or shrinks) the disk in place, keeping what it holds.
+    pub fn resize(&self, megabytes: u64) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={megabytes}m")])
+            .arg(&self.dir)
+            .status()
+            .expect("remount");
+        assert!(status.success(), "remount {}", self.dir.display());
+    }
+
+    /// Fills what is left of the disk with a file, so that every write fails.
+    pub fn fill(&self) {
+        let mut file = std::fs::File::create(self.dir.join("filler")).expect("filler");
+        let block = vec![0xa5u8; 64 * 1024];
+        while file.write_all(&block).is_ok() {}
+        let mut small = [0u8; 512];
+        small.fill(1);
+        while file.write_all(&small).is_ok() {}
+        let _ = file.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}

@@ -387,5 +387,8 @@ enum Attempt {
 }
 
 fn storage(e: LogError) -> AppError {
-    AppError::Storage(e.to_string())
+    match e {
+        LogError::OutcomeUnknown(_) => AppError::OutcomeUnknown(e.to_string()),
+        e => AppError::Storage(e.to_string()),
+    }
 }

@@ -34,6 +34,10 @@ pub enum AppError {
     /// The log could not be read or written; the operator must act.
     #[error("storage: {0}")]
     Storage(String),
+    /// A write failed in a way that leaves unknown whether it was stored:
+    /// sending the same events again (same event ids) is safe.
+    #[error("storage, outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// Stored data the rules cannot read: a bug or damage, never the user's fault.
     #[error("internal: {0}")]
     Internal(String),

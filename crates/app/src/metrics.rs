@@ -47,6 +47,7 @@ pub struct Metrics {
     log_bytes_per_event: Gauge,
     index_size: IntGauge,
     verified: IntGauge,
+    writable: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -170,6 +171,10 @@ impl Metrics {
                 "openptl_log_verified_position",
                 "The last position up to which the log's CRCs and SHA-256 hash chain are verified: every CRC at start-up, the chain of older segments by a background check just after (the service stops on a broken chain; `openptl verify` re-checks it all)."
             ))),
+            writable: register!(IntGauge::with_opts(opts(
+                "openptl_log_writable",
+                "1 while the log takes appends; 0 while it cannot (a full disk, PostgreSQL unreachable, damage): appends are answered 503 and /readyz fails until it recovers."
+            ))),
             registry,
         }
     }
@@ -226,6 +231,8 @@ impl App {
         if let Some(position) = stats.verified_position {
             m.verified.set(position as i64);
         }
+        let writable = self.log.unavailable().is_none() && self.log.damage().is_none();
+        m.writable.set(i64::from(writable));
         let thresholds = &self.config.thresholds;
         m.target
             .with_label_values(&["fds"])

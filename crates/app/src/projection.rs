@@ -640,9 +640,12 @@ impl Projection {
                 });
                 loaded.into_iter().collect::<Result<Vec<_>, _>>()
             };
+            drop(data);
             match outcome {
                 Ok(evaluated) => evaluated,
                 Err(e) => {
+                    // The read guard is gone: taking the write lock under it
+                    // would wait for itself, and every view behind it.
                     self.write().dirty.extend(dirty);
                     return Err(e);
                 }

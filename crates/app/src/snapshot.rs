@@ -142,15 +142,32 @@ mod bytes {
 
 /// Writes a snapshot to `path` (through a temporary file, fsync'd and
 /// renamed). `chunks` yields the pathways a chunk at a time.
+///
+/// A write that fails (a full disk, say) leaves the last snapshot as it
+/// was and removes its temporary file: the space a partial snapshot took
+/// would otherwise be missing for the log's appends.
 pub fn write<'a>(
     path: &Path,
     header: &Header,
     chunks: impl Iterator<Item = Vec<StoredPathway<'a>>>,
 ) -> std::io::Result<u64> {
+    let tmp = path.with_extension("tmp");
+    let written = write_through(path, &tmp, header, chunks);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_through<'a>(
+    path: &Path,
+    tmp: &Path,
+    header: &Header,
+    chunks: impl Iterator<Item = Vec<StoredPathway<'a>>>,
+) -> std::io::Result<u64> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(tmp)?);
     let encode = |value: &dyn erased::Encode| value.encode().map_err(std::io::Error::other);
     out.write_all(MAGIC)?;
     let head = encode(header)?;
@@ -168,7 +185,7 @@ pub fn write<'a>(
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(tmp, path)?;
     std::fs::File::open(dir)?.sync_all()?;
     Ok(written + 4)
 }

@@ -204,9 +204,16 @@ impl TokenStore {
                 use std::os::unix::fs::OpenOptionsExt;
                 options.mode(0o600);
             }
-            let mut f = options.open(&tmp).map_err(storage)?;
-            f.write_all(&bytes).map_err(storage)?;
-            f.sync_all().map_err(storage)?;
+            let written = options.open(&tmp).and_then(|mut f| {
+                f.write_all(&bytes)?;
+                f.sync_all()
+            });
+            if let Err(e) = written {
+                // A full disk, say: the tokens file is untouched; the part
+                // written goes, so it does not hold the space.
+                let _ = std::fs::remove_file(&tmp);
+                return Err(storage(e));
+            }
         }
         std::fs::rename(&tmp, path).map_err(storage)?;
         if let Some(dir) = path.parent() {

@@ -170,6 +170,12 @@ impl ApiError {
                     "The event log is not available; nothing was recorded. Try again shortly.".into(),
                     json!({}),
                 ),
+                AppError::OutcomeUnknown(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "The event log failed while recording this and cannot tell whether it was kept. Send the same events again with the same event ids: each is recorded once.".into(),
+                    json!({ "outcome": "unknown" }),
+                ),
                 AppError::Internal(_) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",

@@ -195,6 +195,11 @@ pub enum LogError {
     DuplicateEventId { index: usize, event_id: Uuid },
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The write failed in a way that leaves unknown whether the batch was
+    /// stored (a cut that failed, a commit whose answer was lost): retrying
+    /// with the same event ids is safe, they are recorded once.
+    #[error("storage failure, outcome unknown: {0}")]
+    OutcomeUnknown(String),
 }
 
 /// Sizes for metrics; `None` where a backend cannot tell.

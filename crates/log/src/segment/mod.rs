@@ -55,6 +55,11 @@ const INDEX_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 const CACHED_STREAM_VERSIONS: usize = 100_000;
 /// Most requests folded into one group commit.
 const MAX_GROUP: usize = 512;
+/// While writes fail, how often the writer probes whether the disk takes
+/// them again.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// The size of that probe: room for a few typical groups.
+const PROBE_BYTES: usize = 1024 * 1024;
 /// Most bytes (estimated by [`request_bytes`]) folded into one group
 /// commit: a segment then never grows past 4 GiB (a segment rolls before a
 /// group that would take it past [`SEGMENT_BYTES`]), so every record's
@@ -369,6 +374,9 @@ struct Shared {
     /// Set when sled refused an index write: appends stop until a restart
     /// (which re-indexes from the segments).
     index_failed: Mutex<Option<String>>,
+    /// Why the writer cannot write now, while that lasts ([`Writer::take_back`]):
+    /// `/readyz` fails meanwhile ([`EventLog::unavailable`]).
+    not_writing: Mutex<Option<String>>,
     /// Held by a test to keep the indexer from writing to sled.
     #[cfg(test)]
     index_paused: Mutex<()>,
@@ -1150,6 +1158,7 @@ impl SegmentLog {
             closing: std::sync::atomic::AtomicBool::new(false),
             _lock: lock,
             index_failed: Mutex::new(None),
+            not_writing: Mutex::new(None),
             #[cfg(test)]
             index_paused: Mutex::new(()),
         });
@@ -1183,6 +1192,7 @@ impl SegmentLog {
             last_time: end.last_recorded_at,
             versions: HashMap::new(),
             failed: None,
+            failing: None,
             segment_bytes,
             indexer: to_indexer,
         };
@@ -1397,8 +1407,14 @@ struct Writer {
     /// Stream versions of the streams written lately (filled lazily from
     /// the index, cleared when it grows past `CACHED_STREAM_VERSIONS`).
     versions: HashMap<String, u64>,
-    /// Set after a failed write: nothing more is accepted until a restart.
+    /// Set when something that only a restart mends went wrong (a failed
+    /// write that could not be taken back, a refused index write, damage):
+    /// nothing more is accepted.
     failed: Option<String>,
+    /// Set while writes fail (a full disk, say) and were taken back: each
+    /// group still tries, and a probe every [`PROBE_EVERY`] clears it once
+    /// the disk takes writes again.
+    failing: Option<String>,
     segment_bytes: u64,
     /// Where each written group's index entries go.
     indexer: mpsc::SyncSender<IndexJob>,
@@ -1406,7 +1422,22 @@ struct Writer {
 
 impl Writer {
     fn run(&mut self, jobs: mpsc::Receiver<Job>) {
-        while let Ok(first) = jobs.recv() {
+        loop {
+            let first = if self.failing.is_some() {
+                match jobs.recv_timeout(PROBE_EVERY) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.probe();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            } else {
+                match jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                }
+            };
             let first = match first {
                 Job::Append(request) => request,
                 Job::Verbatim(job) => {
@@ -1474,11 +1505,7 @@ impl Writer {
             versions.insert(r.stream_id.clone(), r.version);
             new.push((r, offset));
         }
-        if let Err(e) = self.write_durably(&buffer, &new) {
-            tracing::error!(error = %e, "writing to the event log failed; appends are refused until restart");
-            self.failed = Some(e.clone());
-            return Err(LogError::Storage(e));
-        }
+        self.write_durably(&buffer, &new)?;
         self.head = head;
         self.last_hash = hash;
         self.last_time = Some(self.last_time.map_or(last_time, |t| t.max(last_time)));
@@ -1589,10 +1616,8 @@ impl Writer {
 
         if !buffer.is_empty() {
             if let Err(e) = self.write_durably(&buffer, &new_records) {
-                tracing::error!(error = %e, "writing to the event log failed; appends are refused until restart");
-                self.failed = Some(e.clone());
                 for (reply, _) in results {
-                    let _ = reply.send(Err(LogError::Storage(e.clone())));
+                    let _ = reply.send(Err(e.clone()));
                 }
                 return;
             }
@@ -1612,39 +1637,38 @@ impl Writer {
     }
 
     /// Writes the group, fdatasyncs, then indexes it. Only after this returns
-    /// Ok may any request of the group be answered.
+    /// Ok may any request of the group be answered. A write that fails is
+    /// taken back before the error is returned ([`Writer::take_back`]): a
+    /// group that was not acknowledged leaves nothing behind.
     fn write_durably(
         &mut self,
         buffer: &[u8],
         records: &[(StoredRecord, u64)],
-    ) -> Result<(), String> {
+    ) -> Result<(), LogError> {
         if self.segment_len > 0 && self.segment_len + buffer.len() as u64 > self.segment_bytes {
-            self.segment += 1;
-            let path = self.shared.segments_dir.join(segment_name(self.segment));
-            self.file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| format!("creating {}: {e}", path.display()))?;
-            sync_dir(&self.shared.segments_dir)
-                .map_err(|e| format!("syncing the segments directory: {e}"))?;
-            self.segment_len = 0;
+            self.roll_over().map_err(|e| self.failing(e))?;
         }
         if self.segment_len + buffer.len() as u64 > u64::from(u32::MAX) {
             // Unreachable with bounded groups (MAX_GROUP_BYTES); refused
             // before anything is written rather than unindexable.
-            return Err(format!(
+            return Err(LogError::Storage(format!(
                 "a write of {} bytes would take segment {} past 4 GiB",
                 buffer.len(),
                 self.segment
-            ));
+            )));
         }
-        self.file
+        let written = self
+            .file
             .write_all(buffer)
-            .map_err(|e| format!("writing segment {}: {e}", self.segment))?;
-        self.file
-            .sync_data()
-            .map_err(|e| format!("syncing segment {}: {e}", self.segment))?;
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            let problem = format!("writing segment {}: {e}", self.segment);
+            return Err(self.take_back(problem));
+        }
+        if self.failing.take().is_some() {
+            tracing::info!("the event log takes appends again");
+            self.set_not_writing(None);
+        }
         // Index entries wait in memory (look-ups see them) until the
         // indexer has written them to sled.
         let mut entries = Vec::with_capacity(records.len());
@@ -1666,9 +1690,10 @@ impl Writer {
                 ));
             }
         }
-        self.indexer
-            .send(IndexJob { entries })
-            .map_err(|_| "the indexer has stopped".to_string())?;
+        self.indexer.send(IndexJob { entries }).map_err(|_| {
+            self.failed = Some("the indexer has stopped".to_string());
+            LogError::Storage("the indexer has stopped".to_string())
+        })?;
         {
             let mut locations = self
                 .shared
@@ -1681,6 +1706,102 @@ impl Writer {
         }
         self.segment_len += buffer.len() as u64;
         Ok(())
+    }
+}
+
+impl Writer {
+    /// Starts the next segment. Nothing changes unless the new file exists
+    /// and the directory entry is synced: records acknowledged in a file
+    /// whose entry a crash could lose would be lost with it.
+    fn roll_over(&mut self) -> std::io::Result<()> {
+        let next = self.segment + 1;
+        let path = self.shared.segments_dir.join(segment_name(next));
+        // Not `create_new`: an empty file left by an earlier attempt whose
+        // directory sync failed is taken as it is.
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if file.metadata()?.len() != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} exists and is not empty",
+                path.display()
+            )));
+        }
+        sync_dir(&self.shared.segments_dir)?;
+        self.file = file;
+        self.segment = next;
+        self.segment_len = 0;
+        Ok(())
+    }
+
+    /// After a failed write or sync: cuts the segment back to the end of
+    /// the last acknowledged group and syncs the cut, so that nothing of
+    /// the refused group is there after a restart (complete records of it
+    /// would pass their CRCs). What was acknowledged was synced before, so
+    /// the cut keeps all of it. The writer then goes on trying each group
+    /// and probing the disk (`failing`, `/readyz` fails meanwhile).
+    ///
+    /// If even the cut fails, whether the group is on disk is unknown: the
+    /// writer stops for good ([`Writer::failed`]), and the callers are told
+    /// that retrying with the same event ids is safe (they are recorded once).
+    fn take_back(&mut self, problem: String) -> LogError {
+        let end = self.segment_len;
+        match self.file.set_len(end).and_then(|()| self.file.sync_all()) {
+            Ok(()) => {
+                tracing::error!(
+                    segment = self.segment,
+                    problem = %problem,
+                    "writing to the event log failed; nothing of the refused batch was kept. Free space on the data directory's disk (or mend it): appends resume by themselves"
+                );
+                self.failing(std::io::Error::other(problem))
+            }
+            Err(e) => {
+                let reason = format!("{problem}; taking it back failed too: {e}");
+                tracing::error!(
+                    segment = self.segment,
+                    reason = %reason,
+                    "writing to the event log failed and could not be taken back; appends are refused until restart. Free space on the data directory's disk, then restart the service"
+                );
+                self.failed = Some(reason.clone());
+                self.set_not_writing(Some(format!("the log stopped accepting writes: {reason}")));
+                LogError::OutcomeUnknown(reason)
+            }
+        }
+    }
+
+    /// Notes that writes fail for now, and the error for the callers.
+    fn failing(&mut self, e: std::io::Error) -> LogError {
+        let problem = e.to_string();
+        self.set_not_writing(Some(format!("appends fail: {problem}")));
+        self.failing = Some(problem.clone());
+        LogError::Storage(format!("{problem} (nothing of this batch was kept)"))
+    }
+
+    fn set_not_writing(&self, why: Option<String>) {
+        *self
+            .shared
+            .not_writing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// While writes fail: whether the data directory's disk takes a write
+    /// of [`PROBE_BYTES`] again (written, synced and removed beside the
+    /// segments), so that `/readyz` recovers without waiting for an append
+    /// (a balancer sends none to a node that is not ready).
+    fn probe(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        let path = self.shared.data_dir.join("write-probe");
+        let probed = File::create(&path).and_then(|mut f| {
+            f.write_all(&vec![0u8; PROBE_BYTES])?;
+            f.sync_all()
+        });
+        let _ = fs::remove_file(&path);
+        if probed.is_ok() {
+            tracing::info!("the data directory's disk takes writes again; appends resume");
+            self.failing = None;
+            self.set_not_writing(None);
+        }
     }
 }
 
@@ -2012,6 +2133,23 @@ impl EventLog for SegmentLog {
 
     fn damage(&self) -> Option<String> {
         self.shared.damage()
+    }
+
+    fn unavailable(&self) -> Option<String> {
+        let failed = self
+            .shared
+            .index_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .map(|reason| format!("the index could not be written: {reason}"));
+        failed.or_else(|| {
+            self.shared
+                .not_writing
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+        })
     }
 
     fn start_up_done(&self) {
