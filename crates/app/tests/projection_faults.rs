@@ -1,0 +1,157 @@
+//! The projection under a log that fails its reads: it reports the failure,
+//! keeps serving what it holds, never hangs, and recovers once the log reads
+//! again (issue 20: a read error once deadlocked the runner and every view).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use openptl_app::access::Principal;
+use openptl_app::App;
+use openptl_app::Clock;
+use openptl_log::{
+    Appended, EventLog, InPlace, LogError, LogStats, MemoryLog, NewRecord, StoredRecord,
+};
+use openptl_rules::RulesConfig;
+use serde_json::json;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// A memory log whose reads fail while `failing` is set.
+struct FlakyLog {
+    inner: MemoryLog,
+    failing: AtomicBool,
+}
+
+impl FlakyLog {
+    fn check(&self) -> Result<(), LogError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(LogError::Storage("injected read failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for FlakyLog {
+    async fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Appended>, LogError> {
+        self.inner.append(batch).await
+    }
+    async fn append_verbatim(&self, records: Vec<StoredRecord>) -> Result<(), LogError> {
+        self.inner.append_verbatim(records).await
+    }
+    async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
+        self.check()?;
+        self.inner.read_stream(stream_id).await
+    }
+    async fn read_positions(&self, positions: &[u64]) -> Result<Vec<StoredRecord>, LogError> {
+        self.check()?;
+        self.inner.read_positions(positions).await
+    }
+    async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
+        self.check()?;
+        self.inner.read_all(from, max).await
+    }
+    fn in_place(&self) -> Option<Result<Box<dyn InPlace + '_>, LogError>> {
+        match self.check() {
+            Err(e) => Some(Err(e)),
+            Ok(()) => self.inner.in_place(),
+        }
+    }
+    async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
+        self.check()?;
+        self.inner.find_event(event_id).await
+    }
+    fn head(&self) -> u64 {
+        self.inner.head()
+    }
+    fn watch_head(&self) -> watch::Receiver<u64> {
+        self.inner.watch_head()
+    }
+    fn stats(&self) -> LogStats {
+        self.inner.stats()
+    }
+}
+
+/// A clock the test moves on.
+struct MovableClock(Mutex<DateTime<Utc>>);
+
+impl Clock for MovableClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// Waits (a generous ceiling: a hang, not a slow step, fails it) until `ok`.
+async fn eventually(what: &str, ok: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within 60 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_fails_a_read_never_hangs_the_projection() {
+    let log = Arc::new(FlakyLog {
+        inner: MemoryLog::new(),
+        failing: AtomicBool::new(false),
+    });
+    let clock = Arc::new(MovableClock(Mutex::new(
+        "2025-04-01T12:00:00Z".parse().unwrap(),
+    )));
+    let app = Arc::new(App::new(
+        log.clone(),
+        RulesConfig::defaults(),
+        clock.clone(),
+    ));
+    let system = Principal::system("test");
+    // More pathways than one step re-evaluates one at a time: a new day
+    // reads them all back from the log in one fold.
+    for chunk in 0..3 {
+        let batch = (0..1000)
+            .map(|i| {
+                json!({
+                    "pathway_id": format!("P{chunk}-{i}"), "type": "referral_received", "occurred_on": "2025-03-03",
+                    "data": { "nhs_number": "943 476 5919", "trust": "RXH", "tumour_site": "lung", "route": "urgent_suspected_cancer" }
+                })
+            })
+            .collect();
+        app.append(batch, &system, true).await.unwrap();
+    }
+    assert!(app.caught_up(Duration::from_secs(60)).await);
+    let open_before = app.projection.read().pathways.len();
+    assert_eq!(open_before, 3000);
+
+    // The log fails its reads; a new day makes the runner read every pathway.
+    log.failing.store(true, Ordering::SeqCst);
+    *clock.0.lock().unwrap() = "2025-04-02T12:00:00Z".parse().unwrap();
+    let projection = app.projection.clone();
+    eventually("the failure is reported", || projection.failure().is_some()).await;
+    assert!(
+        !app.ready(),
+        "not ready while the views cannot be brought up to date"
+    );
+    // Views still answer from what the projection holds (off the runtime:
+    // a hang must fail the test, not stall it).
+    let reading = app.projection.clone();
+    let held = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || reading.read().pathways.len()),
+    )
+    .await
+    .expect("a view waited for the projection's lock: the runner hangs")
+    .unwrap();
+    assert_eq!(held, 3000);
+
+    // Once the log reads again, the projection catches up by itself.
+    log.failing.store(false, Ordering::SeqCst);
+    let ready = app.clone();
+    eventually("the projection recovers", || ready.ready()).await;
+    assert!(app.projection.failure().is_none());
+}
