@@ -1523,3 +1523,114 @@ impl EventLog for PgLog {
             .map(|why| format!("PostgreSQL unreachable: {why}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_taken_out_of_urls() {
+        let cases: &[(&str, &str, SslMode, Option<&str>)] = &[
+            (
+                "postgres://u@h/db",
+                "postgres://u@h/db?sslmode=prefer",
+                SslMode::Prefer,
+                None,
+            ),
+            (
+                "postgres://u@h:5432/db?sslmode=disable",
+                "postgres://u@h:5432/db?sslmode=disable",
+                SslMode::Disable,
+                None,
+            ),
+            (
+                "postgresql://u@h/db?application_name=x&sslmode=require",
+                "postgresql://u@h/db?application_name=x&sslmode=require",
+                SslMode::Require,
+                None,
+            ),
+            (
+                "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+                "postgres://u@h/db?sslmode=require",
+                SslMode::VerifyFull,
+                Some("/etc/ca.pem"),
+            ),
+            (
+                "postgres://u@h/db?sslrootcert=/etc/ca.pem&sslmode=verify-ca&connect_timeout=2",
+                "postgres://u@h/db?connect_timeout=2&sslmode=require",
+                SslMode::VerifyCa,
+                Some("/etc/ca.pem"),
+            ),
+            (
+                "host=h user=u sslmode=verify-full sslrootcert=/etc/ca.pem",
+                "host=h user=u sslmode=require",
+                SslMode::VerifyFull,
+                Some("/etc/ca.pem"),
+            ),
+            (
+                "host=h user=u",
+                "host=h user=u sslmode=prefer",
+                SslMode::Prefer,
+                None,
+            ),
+        ];
+        for (url, rest, mode, root) in cases {
+            let (got_rest, got_mode, got_root) = take_tls_params(url).unwrap();
+            assert_eq!(
+                (got_rest.as_str(), got_mode, got_root.as_deref()),
+                (*rest, *mode, *root),
+                "{url}"
+            );
+        }
+        assert!(take_tls_params("postgres://u@h/db?sslmode=allow").is_err());
+        assert!(take_tls_params("postgres://u@h/db?sslmode=bogus").is_err());
+    }
+
+    #[test]
+    fn a_connector_builds_for_every_sslmode() {
+        for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+            let url = format!("postgres://postgres@127.0.0.1:5432/test?sslmode={mode}");
+            let connector = PgConnector::parse(&url).unwrap();
+            assert_eq!(connector.ssl_mode(), SslMode::parse(mode).unwrap());
+            assert_eq!(connector.attempt, CONNECT_TIMEOUT);
+        }
+        // A CA file that is not there is refused at once, not at connect.
+        let missing = "postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem";
+        assert!(PgConnector::parse(missing).is_err());
+        // `system`: the built-in roots.
+        PgConnector::parse("postgres://h/db?sslmode=verify-full&sslrootcert=system").unwrap();
+    }
+
+    #[test]
+    fn session_timeouts_default_unless_the_url_sets_them() {
+        let plain = PgConnector::parse("postgres://h/db").unwrap();
+        for (name, value) in SESSION_DEFAULTS {
+            assert!(plain.session.contains(&format!("SET {name} = '{value}';")));
+        }
+        let set = PgConnector::parse(
+            "postgres://h/db?options=-c%20lock_timeout%3D200ms&connect_timeout=2",
+        )
+        .unwrap();
+        assert!(!set.session.contains("lock_timeout"));
+        assert!(set.session.contains("SET statement_timeout"));
+        assert_eq!(set.attempt, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_and_resets() {
+        let mut backoff = Backoff::new();
+        assert!(backoff.due());
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            backoff.failed();
+            waits.push(backoff.wait());
+        }
+        assert!(!backoff.due());
+        assert!(waits[0] <= BACKOFF_MIN + BACKOFF_MIN / 4);
+        assert!(waits[1] >= BACKOFF_MIN * 2 - Duration::from_millis(5));
+        assert!(waits.iter().all(|w| *w <= BACKOFF_MAX + BACKOFF_MAX / 4));
+        assert!(waits[9] >= BACKOFF_MAX - Duration::from_millis(5));
+        backoff.succeeded();
+        assert!(backoff.due());
+    }
+}

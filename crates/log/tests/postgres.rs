@@ -126,3 +126,130 @@ async fn two_nodes_share_one_gap_free_log() {
         .unwrap();
     assert_eq!(row.get::<_, Vec<u8>>(0), hash.to_vec());
 }
+
+/// `url` with one more query parameter.
+fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+#[tokio::test]
+async fn an_append_behind_a_held_head_lock_fails_within_the_lock_timeout() {
+    let Some(admin) = admin().await else { return };
+    drop(fresh(&admin, "openptl_lock_timeout").await);
+    // A short lock timeout through the URL (the default is 5 s).
+    let url = with_param(&url(), "options=-c%20lock_timeout%3D300ms");
+    let log = PgLog::open_in_schema(&url, "openptl_lock_timeout")
+        .await
+        .unwrap();
+    log.append(vec![record("s", Some(0), b"first")])
+        .await
+        .unwrap();
+    // Another session (a node frozen inside its transaction) holds the head lock.
+    admin
+        .batch_execute("BEGIN; SELECT position FROM openptl_lock_timeout.openptl_head FOR UPDATE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        log.append(vec![record("s", Some(1), b"second")]),
+    )
+    .await
+    .expect("the append waited for the head lock far beyond the lock timeout");
+    assert!(matches!(refused, Err(LogError::Storage(_))), "{refused:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    // Nothing of the refused append was stored; the next one goes on at 2.
+    let second = log
+        .append(vec![record("s", Some(1), b"second")])
+        .await
+        .unwrap();
+    assert_eq!(second[0].position, 2);
+    assert_eq!(log.read_all(1, 10).await.unwrap().len(), 2);
+    assert_eq!(log.unavailable(), None);
+}
+
+/// Whether `client`'s own connection is encrypted.
+async fn uses_tls(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn each_sslmode_connects_as_libpq_would() {
+    use openptl_log::postgres::PgConnector;
+    let Some(admin) = admin().await else { return };
+    let connect = |url: String| async move { PgConnector::parse(&url)?.client().await };
+    let plain = connect(with_param(&url(), "sslmode=disable"))
+        .await
+        .unwrap();
+    assert!(!uses_tls(&plain).await);
+
+    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    if ssl != "on" {
+        eprintln!(
+            "\n!!! SKIPPED: the PostgreSQL at {} has ssl = {ssl}; TLS connections are NOT tested here.\n",
+            url()
+        );
+        return;
+    }
+    for mode in ["prefer", "require"] {
+        let client = connect(with_param(&url(), &format!("sslmode={mode}")))
+            .await
+            .unwrap();
+        assert!(uses_tls(&client).await, "{mode}");
+    }
+    // The server's certificate is self-signed: the Mozilla roots refuse it.
+    let refused = connect(with_param(&url(), "sslmode=verify-full")).await;
+    assert!(refused.is_err(), "verify-full accepted an unknown CA");
+
+    // With the server's own certificate as the CA.
+    let cert: String = admin
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if std::fs::read(&cert).is_err() || !url().contains("127.0.0.1") {
+        eprintln!("\n!!! SKIPPED: cannot read {cert} or the URL is not 127.0.0.1; verify-ca/verify-full NOT tested.\n");
+        return;
+    }
+    let root = format!("sslrootcert={cert}");
+    let ca = connect(with_param(&url(), &format!("sslmode=verify-ca&{root}")))
+        .await
+        .unwrap();
+    assert!(uses_tls(&ca).await);
+    // The certificate does not name 127.0.0.1: verify-full refuses.
+    let wrong_name = connect(with_param(&url(), &format!("sslmode=verify-full&{root}"))).await;
+    assert!(
+        wrong_name.is_err(),
+        "verify-full accepted a certificate for another name"
+    );
+    // Debian's certificate names `localhost`, or the machine's name.
+    let named = url().replace("127.0.0.1", "localhost");
+    match connect(with_param(&named, &format!("sslmode=verify-full&{root}"))).await {
+        Ok(full) => assert!(uses_tls(&full).await),
+        Err(e) => eprintln!(
+            "\n!!! SKIPPED: {cert} does not name localhost ({e}); a verify-full success is NOT tested.\n"
+        ),
+    }
+
+    // A whole log over TLS.
+    admin
+        .batch_execute("DROP SCHEMA IF EXISTS openptl_tls CASCADE")
+        .await
+        .unwrap();
+    let log = PgLog::open_in_schema(&with_param(&url(), "sslmode=require"), "openptl_tls")
+        .await
+        .unwrap();
+    log.append(vec![record("s", Some(0), b"over tls")])
+        .await
+        .unwrap();
+    assert_eq!(log.read_stream("s").await.unwrap().len(), 1);
+}
