@@ -1244,8 +1244,11 @@ async fn finish(
         .await
         .map_err(storage)?;
     tx.commit().await.map_err(|e| {
-        if e.as_db_error().is_some() {
-            // The server answered: it refused, so nothing was committed.
+        // An ERROR answer is a refusal: the transaction was rolled back.
+        // Anything else (the connection gone; a FATAL, which a backend
+        // terminated while waiting for a synchronous standby sends after
+        // committing locally) leaves the outcome open.
+        if e.as_db_error().is_some_and(|db| db.severity() == "ERROR") {
             TxError::Failed(storage(e))
         } else {
             TxError::Unanswered(e.to_string())
