@@ -16,6 +16,16 @@
 //! second line behind the checks made under the lock. Every node follows the
 //! head by polling `openptl_head` (LISTEN/NOTIFY `openptl_appended` only
 //! wakes it early).
+//!
+//! The node outlives the database going away (decision 80): every
+//! connection (the writer's, the head follower's, the readers') is opened
+//! again with bounded exponential backoff; `unavailable()` says why while
+//! the writer or the follower has none; an append meanwhile fails at once
+//! (or after one bounded connection attempt) having recorded nothing; an
+//! unanswered COMMIT is settled by committing the same group again
+//! (idempotent event ids: found stored, or stored now). Every session sets
+//! lock, statement and idle-in-transaction timeouts. TLS is rustls
+//! ([`PgConnector`], decision 81), `sslmode` as libpq reads it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
