@@ -178,8 +178,19 @@ pub struct PgLog {
     schema: String,
 }
 
-fn storage(e: impl std::fmt::Display) -> LogError {
-    LogError::Storage(format!("PostgreSQL: {e}"))
+fn storage(e: tokio_postgres::Error) -> LogError {
+    LogError::Storage(format!("PostgreSQL: {}", describe(&e)))
+}
+
+/// A driver error with its cause: the server's severity, code and message
+/// (never its DETAIL, which can quote stored values), or the I/O error.
+fn describe(e: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    match (e.as_db_error(), e.source()) {
+        (Some(db), _) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
 }
 
 /// `sslmode` of the URL, as libpq reads it (`allow` is not offered).
@@ -531,7 +542,7 @@ impl PgConnector {
             |connection| {
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
-                        tracing::warn!(error = %e, "a PostgreSQL connection ended");
+                        tracing::warn!(error = %describe(&e), "a PostgreSQL connection ended");
                     }
                 });
             },
@@ -884,7 +895,7 @@ async fn listen(
                     }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "the PostgreSQL head connection ended");
+                        tracing::warn!(error = %describe(&e), "the PostgreSQL head connection ended");
                         return;
                     }
                     None => return,
@@ -1071,7 +1082,12 @@ impl Writer {
         let deadline = Instant::now() + SETTLE_WINDOW;
         let mut last = first;
         while Instant::now() < deadline {
-            tokio::time::sleep(self.backoff.wait().min(deadline - Instant::now())).await;
+            tokio::time::sleep(
+                self.backoff
+                    .wait()
+                    .min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
             if !self.backoff.due() {
                 continue;
             }
@@ -1261,7 +1277,7 @@ async fn finish(
         if e.as_db_error().is_some_and(|db| db.severity() == "ERROR") {
             TxError::Failed(storage(e))
         } else {
-            TxError::Unanswered(e.to_string())
+            TxError::Unanswered(describe(&e))
         }
     })
 }
