@@ -16,15 +16,34 @@
 //! second line behind the checks made under the lock. Every node follows the
 //! head by polling `openptl_head` (LISTEN/NOTIFY `openptl_appended` only
 //! wakes it early).
+//!
+//! The node outlives the database going away (decision 80): every
+//! connection (the writer's, the head follower's, the readers') is opened
+//! again with bounded exponential backoff; `unavailable()` says why while
+//! the writer or the follower has none; an append meanwhile fails at once
+//! (or after one bounded connection attempt) having recorded nothing; an
+//! unanswered COMMIT is settled by committing the same group again
+//! (idempotent event ids: found stored, or stored now). Every session sets
+//! lock, statement and idle-in-transaction timeouts. TLS is rustls
+//! ([`PgConnector`], decision 81), `sslmode` as libpq reads it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_postgres::{AsyncMessage, Client, NoTls, Row};
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, Client, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use uuid::Uuid;
 
 use crate::segment::{record_hash, Hash};
@@ -34,6 +53,41 @@ use crate::{
 
 /// How often a node looks for appends of other nodes (NOTIFY wakes it sooner).
 const HEAD_POLL: Duration = Duration::from_millis(200);
+
+/// How long one connection attempt may take, all of it (TCP, TLS, start-up,
+/// session settings), unless the URL sets `connect_timeout`: an append
+/// during an outage is answered within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The wait after a first failed connection attempt; it doubles with each
+/// failure up to [`BACKOFF_MAX`], plus up to a quarter of jitter (nodes that
+/// lost the database together do not knock together).
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// How often an idle writer looks whether its connection still stands.
+const WRITER_CHECK: Duration = Duration::from_secs(1);
+
+/// Session settings every connection gets, unless the URL's `options`
+/// names them (`options=-c lock_timeout=2s`): no node waits forever for the
+/// head lock, no statement runs forever, and a node frozen inside a
+/// transaction loses it (and the head lock with it).
+const SESSION_DEFAULTS: &[(&str, &str)] = &[
+    ("lock_timeout", "5s"),
+    ("statement_timeout", "30s"),
+    ("idle_in_transaction_session_timeout", "60s"),
+];
+
+/// The longest a group commit may take as the writer sees it: a connection
+/// that hangs without closing (a half-open TCP) is given up after this.
+const COMMIT_CEILING: Duration = Duration::from_secs(60);
+
+/// The longest an append whose COMMIT went unanswered keeps trying to learn
+/// its outcome (decision 80).
+const SETTLE_WINDOW: Duration = Duration::from_secs(10);
+
+/// The longest a read of the head may take before its connection is given up.
+const HEAD_READ_CEILING: Duration = Duration::from_secs(5);
 
 /// The schema migrations, in order; each runs once, in a transaction.
 const MIGRATIONS: &[&str] = &[
@@ -63,9 +117,38 @@ const MIGRATIONS: &[&str] = &[
 const COLUMNS: &str =
     "position, stream_id, version, event_id, event_type, schema_version, recorded_at, actor, payload";
 
-/// What the poller and the log share.
+/// What the head follower, the writer and the log share.
 struct Shared {
     head: watch::Sender<u64>,
+    /// Why the writer has no connection, while it has none.
+    writer_down: Mutex<Option<String>>,
+    /// Why the head follower cannot read the head, while it cannot.
+    follower_down: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn publish(&self, head: u64) {
+        self.head.send_if_modified(|h| {
+            let moved = head > *h;
+            if moved {
+                *h = head;
+            }
+            moved
+        });
+    }
+}
+
+/// Sets (or clears, with `None`) one of the shared "down" reasons.
+fn set_down(
+    shared: &Weak<Shared>,
+    which: fn(&Shared) -> &Mutex<Option<String>>,
+    why: Option<String>,
+) {
+    if let Some(shared) = shared.upgrade() {
+        *which(&shared)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = why;
+    }
 }
 
 /// One append waiting for the writer.
@@ -90,35 +173,481 @@ pub struct PgLog {
     /// waiting in one transaction (group commit: one WAL flush for many).
     requests: mpsc::UnboundedSender<Job>,
     /// Reads: tokio-postgres pipelines concurrent queries on one connection.
-    reader: Client,
+    reader: Link,
     shared: Arc<Shared>,
     schema: String,
 }
 
-fn storage(e: impl std::fmt::Display) -> LogError {
-    LogError::Storage(format!("PostgreSQL: {e}"))
+fn storage(e: tokio_postgres::Error) -> LogError {
+    LogError::Storage(format!("PostgreSQL: {}", describe(&e)))
 }
 
-async fn connect(
-    url: &str,
-) -> Result<
-    (
-        Client,
-        tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
-    ),
-    LogError,
-> {
-    tokio_postgres::connect(url, NoTls).await.map_err(storage)
+/// A driver error with its cause: the server's severity, code and message
+/// (never its DETAIL, which can quote stored values), or the I/O error.
+fn describe(e: &tokio_postgres::Error) -> String {
+    use std::error::Error as _;
+    match (e.as_db_error(), e.source()) {
+        (Some(db), _) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
 }
 
-async fn plain_connection(url: &str) -> Result<Client, LogError> {
-    let (client, connection) = connect(url).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "a PostgreSQL connection ended");
+/// `sslmode` of the URL, as libpq reads it (`allow` is not offered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS if the server offers it, the server not authenticated (the
+    /// default, as libpq's).
+    Prefer,
+    /// TLS or no connection; the server is authenticated only when
+    /// `sslrootcert` names a CA file (then as `verify-ca`), as libpq does.
+    Require,
+    /// TLS with a certificate from a trusted CA (`sslrootcert`, else the
+    /// Mozilla roots), any host name.
+    VerifyCa,
+    /// As `verify-ca`, and the certificate names the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Result<SslMode, LogError> {
+        match value {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            other => Err(LogError::Storage(format!(
+                "the PostgreSQL URL: sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
+            ))),
         }
-    });
-    Ok(client)
+    }
+
+    /// What tokio-postgres itself is told: whether to ask for TLS and
+    /// whether to insist; the verifying is the connector's.
+    fn for_driver(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "require",
+        }
+    }
+}
+
+/// `%xx` escapes of a URL query value decoded (a file path in `sslrootcert`).
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL (`postgres://…?…`) or a
+/// key=value string, which tokio-postgres would refuse or read otherwise:
+/// gives the rest, with the `sslmode` tokio-postgres understands put back.
+fn take_tls_params(url: &str) -> Result<(String, SslMode, Option<String>), LogError> {
+    let mut mode = SslMode::Prefer;
+    let mut root_cert = None;
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let (base, query) = url.split_once('?').unwrap_or((url, ""));
+        let mut kept = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sslmode", v)) => mode = SslMode::parse(&percent_decode(v))?,
+                Some(("sslrootcert", v)) => root_cert = Some(percent_decode(v)),
+                _ => kept.push(pair.to_string()),
+            }
+        }
+        kept.push(format!("sslmode={}", mode.for_driver()));
+        Ok((format!("{base}?{}", kept.join("&")), mode, root_cert))
+    } else {
+        let mut kept = Vec::new();
+        for token in url.split_whitespace() {
+            match token.split_once('=') {
+                Some(("sslmode", v)) => mode = SslMode::parse(v.trim_matches('\''))?,
+                Some(("sslrootcert", v)) => root_cert = Some(v.trim_matches('\'').to_string()),
+                _ => kept.push(token.to_string()),
+            }
+        }
+        kept.push(format!("sslmode={}", mode.for_driver()));
+        Ok((kept.join(" "), mode, root_cert))
+    }
+}
+
+fn tls_error(e: impl std::fmt::Display) -> LogError {
+    LogError::Storage(format!("PostgreSQL TLS settings: {e}"))
+}
+
+/// The rustls connector for an `sslmode` (decision 80): ring for the
+/// cryptography, the Mozilla roots (`webpki-roots`) unless `sslrootcert`
+/// names a PEM file of CA certificates (`system` also means the Mozilla
+/// roots here).
+fn tls_connector(mode: SslMode, root_cert: Option<&str>) -> Result<MakeRustlsConnect, LogError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(tls_error)?;
+    let root_cert = root_cert.filter(|r| !r.is_empty());
+    let verify = match mode {
+        SslMode::Disable | SslMode::Prefer => None,
+        // libpq: `require` with a CA file verifies the chain, as verify-ca.
+        SslMode::Require => root_cert.map(|_| false),
+        SslMode::VerifyCa => Some(false),
+        SslMode::VerifyFull => Some(true),
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match verify {
+        None => Arc::new(NoServerAuth(provider)),
+        Some(check_name) => {
+            let mut roots = RootCertStore::empty();
+            match root_cert {
+                Some(path) if path != "system" => {
+                    let certs = CertificateDer::pem_file_iter(path)
+                        .map_err(|e| tls_error(format!("sslrootcert `{path}`: {e}")))?
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| tls_error(format!("sslrootcert `{path}`: {e}")))?;
+                    let (added, _) = roots.add_parsable_certificates(certs);
+                    if added == 0 {
+                        return Err(tls_error(format!(
+                            "sslrootcert `{path}` holds no usable certificate"
+                        )));
+                    }
+                }
+                _ => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(tls_error)?;
+            if check_name {
+                webpki
+            } else {
+                Arc::new(AnyName(webpki))
+            }
+        }
+    };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+/// `prefer` and `require` without a CA file: encrypted, the server's
+/// certificate not checked (libpq's meaning), its handshake signature still.
+#[derive(Debug)]
+struct NoServerAuth(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoServerAuth {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// `verify-ca`: the chain must lead to a trusted CA; the name is not
+/// checked (the chain is checked first, so a name error means it held).
+#[derive(Debug)]
+struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+type PgConnection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
+
+/// How a node reaches PostgreSQL: the URL read once (TLS, timeouts), and
+/// the session settings every new connection gets.
+#[derive(Clone)]
+pub struct PgConnector {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    ssl_mode: SslMode,
+    /// `SET …;` run on every new connection ([`SESSION_DEFAULTS`] the URL
+    /// leaves alone).
+    session: String,
+    /// The ceiling on one whole connection attempt.
+    attempt: Duration,
+}
+
+impl PgConnector {
+    /// Reads a URL (`postgres://user@host:port/db?sslmode=verify-full&…`)
+    /// or a key=value string; connects nowhere yet.
+    pub fn parse(url: &str) -> Result<PgConnector, LogError> {
+        let (rest, ssl_mode, root_cert) = take_tls_params(url)?;
+        let mut config: tokio_postgres::Config = rest
+            .parse()
+            .map_err(|e| LogError::Storage(format!("the PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        let attempt = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(CONNECT_TIMEOUT);
+        let options = config.get_options().unwrap_or("");
+        let session = SESSION_DEFAULTS
+            .iter()
+            .filter(|(name, _)| !options.contains(name))
+            .map(|(name, value)| format!("SET {name} = '{value}';"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(PgConnector {
+            config,
+            tls: tls_connector(ssl_mode, root_cert.as_deref())?,
+            ssl_mode,
+            session,
+            attempt,
+        })
+    }
+
+    /// The `sslmode` read from the URL.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    /// One connection attempt, all of it within the attempt ceiling: hands
+    /// the connection to `drive` (which must poll it), then runs the session
+    /// settings and `then`.
+    async fn connect_driving(
+        &self,
+        drive: impl FnOnce(PgConnection),
+        then: &str,
+    ) -> Result<Client, LogError> {
+        let attempt = async {
+            let (client, connection) = self
+                .config
+                .connect(self.tls.clone())
+                .await
+                .map_err(storage)?;
+            drive(connection);
+            let setup = format!("{} {then}", self.session);
+            if !setup.trim().is_empty() {
+                client.batch_execute(&setup).await.map_err(storage)?;
+            }
+            Ok(client)
+        };
+        tokio::time::timeout(self.attempt, attempt)
+            .await
+            .map_err(|_| {
+                LogError::Storage(format!(
+                    "PostgreSQL: no connection within {} ms",
+                    self.attempt.as_millis()
+                ))
+            })?
+    }
+
+    /// A connection driven by a task of its own, which ends with it.
+    pub async fn client(&self) -> Result<Client, LogError> {
+        self.connect_with("").await
+    }
+
+    async fn connect_with(&self, then: &str) -> Result<Client, LogError> {
+        self.connect_driving(
+            |connection| {
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!(error = %describe(&e), "a PostgreSQL connection ended");
+                    }
+                });
+            },
+            then,
+        )
+        .await
+    }
+}
+
+/// Bounded exponential backoff between connection attempts.
+struct Backoff {
+    delay: Duration,
+    next: Instant,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            delay: BACKOFF_MIN,
+            next: Instant::now(),
+        }
+    }
+
+    /// Whether the next attempt is due.
+    fn due(&self) -> bool {
+        Instant::now() >= self.next
+    }
+
+    /// How long until the next attempt is due.
+    fn wait(&self) -> Duration {
+        self.next.saturating_duration_since(Instant::now())
+    }
+
+    fn failed(&mut self) {
+        // Jitter without a random source of its own: the clock's nanoseconds.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let jitter = self.delay.mul_f64(f64::from(nanos % 1000) / 4000.0);
+        self.next = Instant::now() + self.delay + jitter;
+        self.delay = (self.delay * 2).min(BACKOFF_MAX);
+    }
+
+    fn succeeded(&mut self) {
+        *self = Backoff::new();
+    }
+}
+
+/// A connection that comes back: reads share it (tokio-postgres pipelines
+/// concurrent queries), and a lost one is opened again by the next read
+/// once the backoff allows (until then reads fail at once).
+struct Link {
+    connector: Arc<PgConnector>,
+    state: tokio::sync::Mutex<LinkState>,
+}
+
+struct LinkState {
+    client: Option<Arc<Client>>,
+    backoff: Backoff,
+    last_error: String,
+}
+
+impl Link {
+    fn new(connector: Arc<PgConnector>, client: Client) -> Link {
+        Link {
+            connector,
+            state: tokio::sync::Mutex::new(LinkState {
+                client: Some(Arc::new(client)),
+                backoff: Backoff::new(),
+                last_error: String::new(),
+            }),
+        }
+    }
+
+    async fn client(&self) -> Result<Arc<Client>, LogError> {
+        let mut state = self.state.lock().await;
+        if let Some(client) = &state.client {
+            if !client.is_closed() {
+                return Ok(client.clone());
+            }
+            tracing::warn!("the PostgreSQL read connection was lost; reconnecting");
+            state.client = None;
+        }
+        if !state.backoff.due() {
+            return Err(LogError::Storage(format!(
+                "PostgreSQL is unreachable (next attempt in {} ms): {}",
+                state.backoff.wait().as_millis(),
+                state.last_error
+            )));
+        }
+        match self.connector.client().await {
+            Ok(client) => {
+                state.backoff.succeeded();
+                let client = Arc::new(client);
+                state.client = Some(client.clone());
+                tracing::info!("PostgreSQL read connection open again");
+                Ok(client)
+            }
+            Err(e) => {
+                state.backoff.failed();
+                state.last_error = e.to_string();
+                Err(e)
+            }
+        }
+    }
 }
 
 /// A schema name we create tables in: letters, digits and `_` only.
@@ -139,38 +668,47 @@ impl PgLog {
     }
 
     /// As [`PgLog::open`], with the tables in `schema` (created if absent):
-    /// several logs in one database (tests, or one per alliance).
+    /// several logs in one database (tests, or one per alliance). The
+    /// database must be reachable now; afterwards the log outlives outages.
     pub async fn open_in_schema(url: &str, schema: &str) -> Result<PgLog, LogError> {
         if !valid_schema(schema) {
             return Err(LogError::Storage(format!(
                 "schema `{schema}`: use lower-case letters, digits and _"
             )));
         }
-        let writer = plain_connection(url).await?;
+        let connector = Arc::new(PgConnector::parse(url)?);
         // An append answers only once its commit is durable, whatever the
         // server's default.
-        writer
-            .batch_execute("SET synchronous_commit = on")
-            .await
-            .map_err(storage)?;
+        let writer = connector.connect_with(WRITER_SETUP).await?;
         migrate(&writer, schema).await?;
-        let reader = plain_connection(url).await?;
+        let reader = connector.client().await?;
         let head = read_head(&reader, schema).await?;
         let shared = Arc::new(Shared {
             head: watch::channel(head).0,
+            writer_down: Mutex::new(None),
+            follower_down: Mutex::new(None),
         });
-        start_head_poller(url, schema, Arc::downgrade(&shared)).await?;
-        tracing::info!(head, schema, "PostgreSQL event log open");
+        tokio::spawn(follow_head(
+            connector.clone(),
+            schema.to_string(),
+            Arc::downgrade(&shared),
+        ));
+        tracing::info!(head, schema, ssl_mode = ?connector.ssl_mode(), "PostgreSQL event log open");
         let (requests, queue) = mpsc::unbounded_channel();
         tokio::spawn(write_groups(
-            writer,
-            schema.to_string(),
+            Writer {
+                connector: connector.clone(),
+                schema: schema.to_string(),
+                client: Some(writer),
+                backoff: Backoff::new(),
+                last_error: String::new(),
+                shared: Arc::downgrade(&shared),
+            },
             queue,
-            Arc::downgrade(&shared),
         ));
         Ok(PgLog {
             requests,
-            reader,
+            reader: Link::new(connector, reader),
             shared,
             schema: schema.to_string(),
         })
@@ -187,7 +725,7 @@ impl PgLog {
                 "will not drop schema `{schema}`"
             )));
         }
-        let client = plain_connection(url).await?;
+        let client = PgConnector::parse(url)?.client().await?;
         client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
             .await
@@ -198,6 +736,8 @@ impl PgLog {
     pub async fn size(&self) -> Result<u64, LogError> {
         let row = self
             .reader
+            .client()
+            .await?
             .query_one(
                 &self.sql("SELECT pg_total_relation_size('{s}.openptl_events')::BIGINT"),
                 &[],
@@ -207,6 +747,9 @@ impl PgLog {
         Ok(row.get::<_, i64>(0) as u64)
     }
 }
+
+/// Run on the writer's connections after the session settings.
+const WRITER_SETUP: &str = "SET synchronous_commit = on;";
 
 /// Runs the migrations not yet applied, under an advisory lock (nodes may
 /// start together).
@@ -274,86 +817,342 @@ async fn read_head(client: &Client, schema: &str) -> Result<u64, LogError> {
     Ok(row.get::<_, i64>(0) as u64)
 }
 
-/// Follows the head of the shared log: LISTEN for a hint, poll for the truth.
-async fn start_head_poller(url: &str, schema: &str, shared: Weak<Shared>) -> Result<(), LogError> {
-    let (client, mut connection) = connect(url).await?;
-    let (hint_tx, mut hint_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    tokio::spawn(async move {
-        loop {
-            let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
-            match message {
-                Some(Ok(AsyncMessage::Notification(_))) => {
-                    if hint_tx.send(()).is_err() {
+/// Follows the head of the shared log: LISTEN for a hint, poll for the
+/// truth. Its connection comes back after an outage (with backoff); while
+/// it cannot read the head the log reports itself unavailable.
+async fn follow_head(connector: Arc<PgConnector>, schema: String, shared: Weak<Shared>) {
+    let down = |why: Option<String>| set_down(&shared, |s| &s.follower_down, why);
+    let mut backoff = Backoff::new();
+    let mut link: Option<(Client, mpsc::UnboundedReceiver<()>)> = None;
+    loop {
+        if shared.strong_count() == 0 {
+            return;
+        }
+        let Some((client, hints)) = link.as_mut() else {
+            tokio::time::sleep(backoff.wait()).await;
+            match listen(&connector).await {
+                Ok(listening) => {
+                    link = Some(listening);
+                    backoff.succeeded();
+                }
+                Err(e) => {
+                    backoff.failed();
+                    down(Some(e.to_string()));
+                }
+            }
+            continue;
+        };
+        let open = tokio::select! {
+            hint = hints.recv() => hint.is_some(),
+            () = tokio::time::sleep(HEAD_POLL) => true,
+        };
+        if !open {
+            tracing::warn!("the PostgreSQL head connection was lost; reconnecting");
+            down(Some("the connection following the head was lost".into()));
+            link = None;
+            continue;
+        }
+        let Some(shared_now) = shared.upgrade() else {
+            return;
+        };
+        match tokio::time::timeout(HEAD_READ_CEILING, read_head(client, &schema)).await {
+            Ok(Ok(head)) => {
+                shared_now.publish(head);
+                down(None);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the PostgreSQL log head failed");
+                let lost = client.is_closed();
+                down(Some(e.to_string()));
+                if lost {
+                    link = None;
+                }
+            }
+            Err(_) => {
+                tracing::warn!("reading the PostgreSQL log head took too long; reconnecting");
+                down(Some("reading the head took too long".into()));
+                link = None;
+            }
+        }
+    }
+}
+
+/// A connection that LISTENs for `openptl_appended`, and its hints; the
+/// hints end when the connection does.
+async fn listen(
+    connector: &PgConnector,
+) -> Result<(Client, mpsc::UnboundedReceiver<()>), LogError> {
+    let (hint_tx, hint_rx) = mpsc::unbounded_channel::<()>();
+    let drive = move |mut connection: PgConnection| {
+        tokio::spawn(async move {
+            loop {
+                let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+                match message {
+                    Some(Ok(AsyncMessage::Notification(_))) => {
+                        if hint_tx.send(()).is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %describe(&e), "the PostgreSQL head connection ended");
                         return;
                     }
+                    None => return,
                 }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "the PostgreSQL head connection ended");
-                    return;
+            }
+        });
+    };
+    let client = connector
+        .connect_driving(drive, "LISTEN openptl_appended;")
+        .await?;
+    Ok((client, hint_rx))
+}
+
+/// Why a transaction failed.
+enum TxError {
+    /// Before its COMMIT was sent, or refused by the server: nothing was
+    /// recorded.
+    Failed(LogError),
+    /// At the COMMIT, with no answer (the connection broke, or no answer
+    /// within [`COMMIT_CEILING`]): it may or may not have committed.
+    Unanswered(String),
+}
+
+impl From<LogError> for TxError {
+    fn from(e: LogError) -> TxError {
+        TxError::Failed(e)
+    }
+}
+
+/// The writer task's state: its connection (none while PostgreSQL cannot
+/// be reached), the backoff between attempts, and where it says so.
+struct Writer {
+    connector: Arc<PgConnector>,
+    schema: String,
+    client: Option<Client>,
+    backoff: Backoff,
+    last_error: String,
+    shared: Weak<Shared>,
+}
+
+impl Writer {
+    fn down(&self, why: Option<String>) {
+        set_down(&self.shared, |s| &s.writer_down, why);
+    }
+
+    fn publish(&self, head: u64) {
+        if let Some(shared) = self.shared.upgrade() {
+            shared.publish(head);
+        }
+    }
+
+    /// Forgets a connection that broke.
+    fn forget_if_lost(&mut self) {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.lost("the writer's connection to PostgreSQL was lost".into());
+        }
+    }
+
+    fn lost(&mut self, why: String) {
+        tracing::warn!(reason = %why, "PostgreSQL writer connection gone; reconnecting");
+        self.client = None;
+        self.last_error = why.clone();
+        self.down(Some(why));
+    }
+
+    async fn try_connect(&mut self) -> Result<(), LogError> {
+        match self.connector.connect_with(WRITER_SETUP).await {
+            Ok(client) => {
+                self.client = Some(client);
+                self.backoff.succeeded();
+                if self.last_error.is_empty() {
+                    tracing::info!("PostgreSQL writer connected");
+                } else {
+                    tracing::info!("PostgreSQL writer connected again");
                 }
-                None => return,
+                self.last_error.clear();
+                self.down(None);
+                Ok(())
+            }
+            Err(e) => {
+                self.backoff.failed();
+                self.last_error = e.to_string();
+                self.down(Some(e.to_string()));
+                Err(e)
             }
         }
-    });
-    client
-        .batch_execute("LISTEN openptl_appended")
-        .await
-        .map_err(storage)?;
-    let schema = schema.to_string();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = hint_rx.recv() => {}
-                _ = tokio::time::sleep(HEAD_POLL) => {}
+    }
+
+    /// The connection to write on: the one standing, else a new one if an
+    /// attempt is due (at most the connector's attempt ceiling), else an
+    /// error at once.
+    async fn client(&mut self) -> Result<&mut Client, LogError> {
+        self.forget_if_lost();
+        if self.client.is_none() {
+            if !self.backoff.due() {
+                return Err(LogError::Storage(format!(
+                    "PostgreSQL is unreachable, nothing was recorded (next attempt in {} ms): {}",
+                    self.backoff.wait().as_millis(),
+                    self.last_error
+                )));
             }
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            match read_head(&client, &schema).await {
-                Ok(head) => {
-                    shared.head.send_if_modified(|h| {
-                        let moved = head > *h;
-                        if moved {
-                            *h = head;
-                        }
-                        moved
-                    });
+            self.try_connect().await.map_err(|e| {
+                LogError::Storage(format!(
+                    "PostgreSQL is unreachable, nothing was recorded: {e}"
+                ))
+            })?;
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| LogError::Storage("PostgreSQL: no writer connection".into()))
+    }
+
+    /// While no append comes: notices a lost connection, reconnects when due.
+    async fn idle(&mut self) {
+        self.forget_if_lost();
+        if self.client.is_none() && self.backoff.due() {
+            let _ = self.try_connect().await;
+        }
+    }
+
+    /// How long to wait for an append before [`Writer::idle`].
+    fn idle_wait(&self) -> Duration {
+        if self.client.is_some() {
+            WRITER_CHECK
+        } else {
+            self.backoff.wait().max(Duration::from_millis(10))
+        }
+    }
+
+    /// One attempt at a group commit within [`COMMIT_CEILING`].
+    async fn attempt_group(
+        &mut self,
+        batches: Vec<Vec<NewRecord>>,
+    ) -> Result<(Vec<Result<Vec<Appended>, LogError>>, u64), TxError> {
+        let schema = self.schema.clone();
+        let client = self.client().await?;
+        let result = tokio::time::timeout(COMMIT_CEILING, commit_group(client, &schema, batches))
+            .await
+            .unwrap_or_else(|_| {
+                Err(TxError::Unanswered(format!(
+                    "no answer within {} s",
+                    COMMIT_CEILING.as_secs()
+                )))
+            });
+        match &result {
+            Ok(_) => {}
+            Err(TxError::Failed(_)) => self.forget_if_lost(),
+            Err(TxError::Unanswered(why)) => self.lost(why.clone()),
+        }
+        result
+    }
+
+    /// Commits a group of appends, each answered on its own.
+    async fn append_group(&mut self, group: Vec<Request>) {
+        let (batches, replies): (Vec<_>, Vec<_>) =
+            group.into_iter().map(|r| (r.batch, r.reply)).unzip();
+        let results = match self.attempt_group(batches.clone()).await {
+            Ok((results, head)) => {
+                self.publish(head);
+                results
+            }
+            Err(TxError::Failed(e)) => replies.iter().map(|_| Err(e.clone())).collect(),
+            Err(TxError::Unanswered(why)) => self.settle(batches, why, replies.len()).await,
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+
+    /// A group whose COMMIT went unanswered (decision 80): the same group is
+    /// committed again on a new connection, under the head lock, which waits
+    /// for the first transaction to end. Event ids are idempotent, so if the
+    /// first committed, every record of it is found stored and answered as a
+    /// replay (same positions); if it did not, the records are stored now.
+    /// Nothing is stored twice and no position is skipped. Only if no answer
+    /// comes within [`SETTLE_WINDOW`] is the outcome reported unknown.
+    async fn settle(
+        &mut self,
+        batches: Vec<Vec<NewRecord>>,
+        first: String,
+        replies: usize,
+    ) -> Vec<Result<Vec<Appended>, LogError>> {
+        tracing::warn!(reason = %first, "a PostgreSQL COMMIT went unanswered; learning its outcome");
+        let deadline = Instant::now() + SETTLE_WINDOW;
+        let mut last = first;
+        while Instant::now() < deadline {
+            tokio::time::sleep(
+                self.backoff
+                    .wait()
+                    .min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+            if !self.backoff.due() {
+                continue;
+            }
+            match self.attempt_group(batches.clone()).await {
+                Ok((results, head)) => {
+                    tracing::info!("the outcome of an unanswered PostgreSQL COMMIT is settled");
+                    self.publish(head);
+                    return results;
                 }
-                Err(e) => tracing::warn!(error = %e, "reading the PostgreSQL log head failed"),
+                Err(TxError::Failed(e)) => last = e.to_string(),
+                Err(TxError::Unanswered(why)) => last = why,
             }
         }
-    });
-    Ok(())
+        let e = LogError::OutcomeUnknown(format!(
+            "PostgreSQL did not answer a COMMIT ({last}): whether these events were recorded is \
+             unknown; sending them again with the same event ids is safe (stored ones answer as replays)"
+        ));
+        (0..replies).map(|_| Err(e.clone())).collect()
+    }
+
+    /// Stores records as another log stored them. Not retried: an unanswered
+    /// COMMIT is reported as such (the copy checks the head before going on).
+    async fn verbatim(&mut self, records: Vec<StoredRecord>) -> Result<(), LogError> {
+        let schema = self.schema.clone();
+        let client = self.client().await?;
+        let result =
+            tokio::time::timeout(COMMIT_CEILING, commit_verbatim(client, &schema, records))
+                .await
+                .unwrap_or_else(|_| Err(TxError::Unanswered("no answer".into())));
+        match result {
+            Ok(head) => {
+                self.publish(head);
+                Ok(())
+            }
+            Err(TxError::Failed(e)) => {
+                self.forget_if_lost();
+                Err(e)
+            }
+            Err(TxError::Unanswered(why)) => {
+                self.lost(why.clone());
+                Err(LogError::OutcomeUnknown(format!(
+                    "PostgreSQL did not answer a COMMIT ({why}): whether these records were stored is unknown; read the head before copying again"
+                )))
+            }
+        }
+    }
 }
 
 /// The writer task: takes every append waiting and commits them together.
-async fn write_groups(
-    mut client: Client,
-    schema: String,
-    mut queue: mpsc::UnboundedReceiver<Job>,
-    shared: Weak<Shared>,
-) {
-    let publish = |head: u64| {
-        if let Some(shared) = shared.upgrade() {
-            shared.head.send_if_modified(|h| {
-                let moved = head > *h;
-                if moved {
-                    *h = head;
-                }
-                moved
-            });
-        }
-    };
-    while let Some(first) = queue.recv().await {
+async fn write_groups(mut writer: Writer, mut queue: mpsc::UnboundedReceiver<Job>) {
+    loop {
+        let first = tokio::select! {
+            job = queue.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+            () = tokio::time::sleep(writer.idle_wait()) => {
+                writer.idle().await;
+                continue;
+            }
+        };
         let first = match first {
             Job::Append(request) => request,
             Job::Verbatim(records, reply) => {
-                let result = commit_verbatim(&mut client, &schema, records).await;
-                if let Ok(head) = result {
-                    publish(head);
-                }
-                let _ = reply.send(result.map(|_| ()));
+                let _ = reply.send(writer.verbatim(records).await);
                 continue;
             }
         };
@@ -369,24 +1168,9 @@ async fn write_groups(
                 Err(_) => break,
             }
         }
-        let (batches, replies): (Vec<_>, Vec<_>) =
-            group.into_iter().map(|r| (r.batch, r.reply)).unzip();
-        let results = match commit_group(&mut client, &schema, batches).await {
-            Ok((results, head)) => {
-                publish(head);
-                results
-            }
-            Err(e) => replies.iter().map(|_| Err(e.clone())).collect(),
-        };
-        for (reply, result) in replies.into_iter().zip(results) {
-            let _ = reply.send(result);
-        }
+        writer.append_group(group).await;
         if let Some(Job::Verbatim(records, reply)) = after {
-            let result = commit_verbatim(&mut client, &schema, records).await;
-            if let Ok(head) = result {
-                publish(head);
-            }
-            let _ = reply.send(result.map(|_| ()));
+            let _ = reply.send(writer.verbatim(records).await);
         }
     }
 }
@@ -397,7 +1181,7 @@ async fn commit_verbatim(
     client: &mut Client,
     schema: &str,
     records: Vec<StoredRecord>,
-) -> Result<u64, LogError> {
+) -> Result<u64, TxError> {
     let sql = |t: &str| t.replace("{s}", schema);
     let tx = client.transaction().await.map_err(storage)?;
     let (head, mut hash, last_time) = lock_head(&tx, schema).await?;
@@ -472,7 +1256,7 @@ async fn finish(
     head: u64,
     hash: &Hash,
     recorded_at: DateTime<Utc>,
-) -> Result<(), LogError> {
+) -> Result<(), TxError> {
     insert_records(&tx, schema, new).await?;
     tx.execute(
         &format!(
@@ -485,7 +1269,17 @@ async fn finish(
     tx.execute("SELECT pg_notify('openptl_appended', '')", &[])
         .await
         .map_err(storage)?;
-    tx.commit().await.map_err(storage)
+    tx.commit().await.map_err(|e| {
+        // An ERROR answer is a refusal: the transaction was rolled back.
+        // Anything else (the connection gone; a FATAL, which a backend
+        // terminated while waiting for a synchronous standby sends after
+        // committing locally) leaves the outcome open.
+        if e.as_db_error().is_some_and(|db| db.severity() == "ERROR") {
+            TxError::Failed(storage(e))
+        } else {
+            TxError::Unanswered(describe(&e))
+        }
+    })
 }
 
 /// Inserts records with their `prev_hash`es in one statement.
@@ -538,7 +1332,7 @@ async fn commit_group(
     client: &mut Client,
     schema: &str,
     batches: Vec<Vec<NewRecord>>,
-) -> Result<(Vec<Result<Vec<Appended>, LogError>>, u64), LogError> {
+) -> Result<(Vec<Result<Vec<Appended>, LogError>>, u64), TxError> {
     let sql = |t: &str| t.replace("{s}", schema);
     let tx = client.transaction().await.map_err(storage)?;
     let (mut head, mut hash, last_time) = lock_head(&tx, schema).await?;
@@ -659,6 +1453,8 @@ impl EventLog for PgLog {
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
         let rows = self
             .reader
+            .client()
+            .await?
             .query(
                 &self.sql(&format!("SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE stream_id = $1 ORDER BY version")),
                 &[&stream_id],
@@ -675,6 +1471,8 @@ impl EventLog for PgLog {
         let wanted: Vec<i64> = positions.iter().map(|p| *p as i64).collect();
         let rows = self
             .reader
+            .client()
+            .await?
             .query(
                 &self.sql(&format!(
                     "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE position = ANY($1)"
@@ -705,6 +1503,8 @@ impl EventLog for PgLog {
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
         let rows = self
             .reader
+            .client()
+            .await?
             .query(
                 &self.sql(&format!("SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE position >= $1 ORDER BY position LIMIT $2")),
                 &[&(from.max(1) as i64), &(max as i64)],
@@ -717,6 +1517,8 @@ impl EventLog for PgLog {
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
         let row = self
             .reader
+            .client()
+            .await?
             .query_opt(
                 &self.sql(&format!(
                     "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE event_id = $1"
@@ -738,5 +1540,126 @@ impl EventLog for PgLog {
 
     fn stats(&self) -> LogStats {
         LogStats::default()
+    }
+
+    /// While the writer has no connection or the head cannot be read: both
+    /// come back by themselves (with backoff) once PostgreSQL answers again.
+    fn unavailable(&self) -> Option<String> {
+        let read =
+            |m: &Mutex<Option<String>>| m.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        read(&self.shared.writer_down)
+            .or_else(|| read(&self.shared.follower_down))
+            .map(|why| format!("PostgreSQL unreachable: {why}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_taken_out_of_urls() {
+        let cases: &[(&str, &str, SslMode, Option<&str>)] = &[
+            (
+                "postgres://u@h/db",
+                "postgres://u@h/db?sslmode=prefer",
+                SslMode::Prefer,
+                None,
+            ),
+            (
+                "postgres://u@h:5432/db?sslmode=disable",
+                "postgres://u@h:5432/db?sslmode=disable",
+                SslMode::Disable,
+                None,
+            ),
+            (
+                "postgresql://u@h/db?application_name=x&sslmode=require",
+                "postgresql://u@h/db?application_name=x&sslmode=require",
+                SslMode::Require,
+                None,
+            ),
+            (
+                "postgres://u@h/db?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem",
+                "postgres://u@h/db?sslmode=require",
+                SslMode::VerifyFull,
+                Some("/etc/ca.pem"),
+            ),
+            (
+                "postgres://u@h/db?sslrootcert=/etc/ca.pem&sslmode=verify-ca&connect_timeout=2",
+                "postgres://u@h/db?connect_timeout=2&sslmode=require",
+                SslMode::VerifyCa,
+                Some("/etc/ca.pem"),
+            ),
+            (
+                "host=h user=u sslmode=verify-full sslrootcert=/etc/ca.pem",
+                "host=h user=u sslmode=require",
+                SslMode::VerifyFull,
+                Some("/etc/ca.pem"),
+            ),
+            (
+                "host=h user=u",
+                "host=h user=u sslmode=prefer",
+                SslMode::Prefer,
+                None,
+            ),
+        ];
+        for (url, rest, mode, root) in cases {
+            let (got_rest, got_mode, got_root) = take_tls_params(url).unwrap();
+            assert_eq!(
+                (got_rest.as_str(), got_mode, got_root.as_deref()),
+                (*rest, *mode, *root),
+                "{url}"
+            );
+        }
+        assert!(take_tls_params("postgres://u@h/db?sslmode=allow").is_err());
+        assert!(take_tls_params("postgres://u@h/db?sslmode=bogus").is_err());
+    }
+
+    #[test]
+    fn a_connector_builds_for_every_sslmode() {
+        for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+            let url = format!("postgres://postgres@127.0.0.1:5432/test?sslmode={mode}");
+            let connector = PgConnector::parse(&url).unwrap();
+            assert_eq!(connector.ssl_mode(), SslMode::parse(mode).unwrap());
+            assert_eq!(connector.attempt, CONNECT_TIMEOUT);
+        }
+        // A CA file that is not there is refused at once, not at connect.
+        let missing = "postgres://h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem";
+        assert!(PgConnector::parse(missing).is_err());
+        // `system`: the built-in roots.
+        PgConnector::parse("postgres://h/db?sslmode=verify-full&sslrootcert=system").unwrap();
+    }
+
+    #[test]
+    fn session_timeouts_default_unless_the_url_sets_them() {
+        let plain = PgConnector::parse("postgres://h/db").unwrap();
+        for (name, value) in SESSION_DEFAULTS {
+            assert!(plain.session.contains(&format!("SET {name} = '{value}';")));
+        }
+        let set = PgConnector::parse(
+            "postgres://h/db?options=-c%20lock_timeout%3D200ms&connect_timeout=2",
+        )
+        .unwrap();
+        assert!(!set.session.contains("lock_timeout"));
+        assert!(set.session.contains("SET statement_timeout"));
+        assert_eq!(set.attempt, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_and_resets() {
+        let mut backoff = Backoff::new();
+        assert!(backoff.due());
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            backoff.failed();
+            waits.push(backoff.wait());
+        }
+        assert!(!backoff.due());
+        assert!(waits[0] <= BACKOFF_MIN + BACKOFF_MIN / 4);
+        assert!(waits[1] >= BACKOFF_MIN * 2 - Duration::from_millis(5));
+        assert!(waits.iter().all(|w| *w <= BACKOFF_MAX + BACKOFF_MAX / 4));
+        assert!(waits[9] >= BACKOFF_MAX - Duration::from_millis(5));
+        backoff.succeeded();
+        assert!(backoff.due());
     }
 }

@@ -126,3 +126,275 @@ async fn two_nodes_share_one_gap_free_log() {
         .unwrap();
     assert_eq!(row.get::<_, Vec<u8>>(0), hash.to_vec());
 }
+
+/// `url` with one more query parameter.
+fn with_param(url: &str, param: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{param}")
+}
+
+#[tokio::test]
+async fn an_append_behind_a_held_head_lock_fails_within_the_lock_timeout() {
+    let Some(admin) = admin().await else { return };
+    drop(fresh(&admin, "openptl_lock_timeout").await);
+    // A short lock timeout through the URL (the default is 5 s).
+    let url = with_param(&url(), "options=-c%20lock_timeout%3D300ms");
+    let log = PgLog::open_in_schema(&url, "openptl_lock_timeout")
+        .await
+        .unwrap();
+    log.append(vec![record("s", Some(0), b"first")])
+        .await
+        .unwrap();
+    // Another session (a node frozen inside its transaction) holds the head lock.
+    admin
+        .batch_execute("BEGIN; SELECT position FROM openptl_lock_timeout.openptl_head FOR UPDATE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        log.append(vec![record("s", Some(1), b"second")]),
+    )
+    .await
+    .expect("the append waited for the head lock far beyond the lock timeout");
+    assert!(matches!(refused, Err(LogError::Storage(_))), "{refused:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    admin.batch_execute("ROLLBACK").await.unwrap();
+    // Nothing of the refused append was stored; the next one goes on at 2.
+    let second = log
+        .append(vec![record("s", Some(1), b"second")])
+        .await
+        .unwrap();
+    assert_eq!(second[0].position, 2);
+    assert_eq!(log.read_all(1, 10).await.unwrap().len(), 2);
+    assert_eq!(log.unavailable(), None);
+}
+
+/// Whether `client`'s own connection is encrypted.
+async fn uses_tls(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn each_sslmode_connects_as_libpq_would() {
+    use openptl_log::postgres::PgConnector;
+    let Some(admin) = admin().await else { return };
+    let connect = |url: String| async move { PgConnector::parse(&url)?.client().await };
+    let plain = connect(with_param(&url(), "sslmode=disable"))
+        .await
+        .unwrap();
+    assert!(!uses_tls(&plain).await);
+
+    let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    if ssl != "on" {
+        eprintln!(
+            "\n!!! SKIPPED: the PostgreSQL at {} has ssl = {ssl}; TLS connections are NOT tested here.\n",
+            url()
+        );
+        return;
+    }
+    for mode in ["prefer", "require"] {
+        let client = connect(with_param(&url(), &format!("sslmode={mode}")))
+            .await
+            .unwrap();
+        assert!(uses_tls(&client).await, "{mode}");
+    }
+    // The server's certificate is self-signed: the Mozilla roots refuse it.
+    let refused = connect(with_param(&url(), "sslmode=verify-full")).await;
+    assert!(refused.is_err(), "verify-full accepted an unknown CA");
+
+    // With the server's own certificate as the CA.
+    let cert: String = admin
+        .query_one("SHOW ssl_cert_file", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if std::fs::read(&cert).is_err() || !url().contains("127.0.0.1") {
+        eprintln!("\n!!! SKIPPED: cannot read {cert} or the URL is not 127.0.0.1; verify-ca/verify-full NOT tested.\n");
+        return;
+    }
+    let root = format!("sslrootcert={cert}");
+    let ca = connect(with_param(&url(), &format!("sslmode=verify-ca&{root}")))
+        .await
+        .unwrap();
+    assert!(uses_tls(&ca).await);
+    // The certificate does not name 127.0.0.1: verify-full refuses.
+    let wrong_name = connect(with_param(&url(), &format!("sslmode=verify-full&{root}"))).await;
+    assert!(
+        wrong_name.is_err(),
+        "verify-full accepted a certificate for another name"
+    );
+    // Debian's certificate names `localhost`, or the machine's name.
+    let named = url().replace("127.0.0.1", "localhost");
+    match connect(with_param(&named, &format!("sslmode=verify-full&{root}"))).await {
+        Ok(full) => assert!(uses_tls(&full).await),
+        Err(e) => eprintln!(
+            "\n!!! SKIPPED: {cert} does not name localhost ({e}); a verify-full success is NOT tested.\n"
+        ),
+    }
+
+    // A whole log over TLS.
+    admin
+        .batch_execute("DROP SCHEMA IF EXISTS openptl_tls CASCADE")
+        .await
+        .unwrap();
+    let log = PgLog::open_in_schema(&with_param(&url(), "sslmode=require"), "openptl_tls")
+        .await
+        .unwrap();
+    log.append(vec![record("s", Some(0), b"over tls")])
+        .await
+        .unwrap();
+    assert_eq!(log.read_stream("s").await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_under_load_lose_no_acknowledged_event() {
+    let Some(admin) = admin().await else { return };
+    drop(fresh(&admin, "openptl_killed").await);
+    // Its connections are known by name, so only they are killed.
+    let url = with_param(&url(), "application_name=openptl_killed");
+    let log = std::sync::Arc::new(PgLog::open_in_schema(&url, "openptl_killed").await.unwrap());
+    let mut clients = Vec::new();
+    for c in 0..4u8 {
+        let log = log.clone();
+        clients.push(tokio::spawn(async move {
+            let (mut acknowledged, mut refused) = (Vec::new(), Vec::new());
+            for i in 0..60u8 {
+                let r = record(&format!("k{c}"), None, &[c, i]);
+                let id = r.event_id;
+                match log.append(vec![r]).await {
+                    Ok(done) => acknowledged.push((id, done[0].position)),
+                    Err(LogError::Storage(_)) => refused.push((id, false)),
+                    Err(LogError::OutcomeUnknown(_)) => refused.push((id, true)),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (acknowledged, refused)
+        }));
+    }
+    // Meanwhile every connection of the log is killed, again and again:
+    // some kills land inside a transaction, some perhaps at its COMMIT.
+    let killer = tokio::spawn(async move {
+        let mut kills = 0;
+        for i in 0..20u64 {
+            tokio::time::sleep(std::time::Duration::from_millis(20 + (i * 37) % 60)).await;
+            kills += admin
+                .query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'openptl_killed'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .len();
+        }
+        kills
+    });
+    let mut acknowledged = Vec::new();
+    let mut refused = Vec::new();
+    for c in clients {
+        let (a, r) = c.await.unwrap();
+        acknowledged.extend(a);
+        refused.extend(r);
+    }
+    let kills = killer.await.unwrap();
+    // The log comes back by itself, and reads work again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let all = loop {
+        match log.read_all(1, 100_000).await {
+            Ok(all) if log.unavailable().is_none() => break all,
+            _ if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            other => panic!("no recovery: {other:?} {:?}", log.unavailable()),
+        }
+    };
+    let positions: Vec<u64> = all.iter().map(|r| r.position).collect();
+    assert_eq!(
+        positions,
+        (1..=all.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    let stored: std::collections::HashMap<uuid::Uuid, u64> =
+        all.iter().map(|r| (r.event_id, r.position)).collect();
+    for (id, position) in &acknowledged {
+        assert_eq!(stored.get(id), Some(position), "acknowledged event {id}");
+    }
+    for (id, unknown) in &refused {
+        assert!(
+            *unknown || !stored.contains_key(id),
+            "refused event {id} was stored"
+        );
+    }
+    eprintln!(
+        "killed {kills} connections: {} acknowledged, {} refused, {} stored",
+        acknowledged.len(),
+        refused.len(),
+        all.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_whose_commit_goes_unanswered_is_settled() {
+    let Some(admin) = admin().await else { return };
+    drop(fresh(&admin, "openptl_settle").await);
+    // Every COMMIT that moves the head takes a while (a deferred trigger),
+    // so the test can kill the writer's connection in the middle of one.
+    admin
+        .batch_execute(
+            "CREATE FUNCTION openptl_settle.slow_commit() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$;
+             CREATE CONSTRAINT TRIGGER slow_commit AFTER UPDATE ON openptl_settle.openptl_head
+               DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION openptl_settle.slow_commit();",
+        )
+        .await
+        .unwrap();
+    let url = with_param(&url(), "application_name=openptl_settle");
+    let log = std::sync::Arc::new(PgLog::open_in_schema(&url, "openptl_settle").await.unwrap());
+    let first = record("s", Some(0), b"first");
+    let id = first.event_id;
+    let append = tokio::spawn({
+        let log = log.clone();
+        async move { log.append(vec![first]).await }
+    });
+    // Kill the writer's connection while it is in its COMMIT.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let killed = admin
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE application_name = 'openptl_settle' AND state = 'active' AND query = 'COMMIT'",
+                &[],
+            )
+            .await
+            .unwrap();
+        if !killed.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never saw the COMMIT");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The writer learns the outcome on a new connection (here: it had not
+    // committed, so the records are stored now) and answers for certain.
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(30), append)
+        .await
+        .expect("the settled append never answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!((answer[0].position, answer[0].event_id), (1, id));
+    let all = log.read_all(1, 10).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].event_id, id);
+    // The next append follows on at 2.
+    let next = log
+        .append(vec![record("s", Some(1), b"next")])
+        .await
+        .unwrap();
+    assert_eq!(next[0].position, 2);
+}
