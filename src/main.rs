@@ -63,6 +63,11 @@ enum Command {
         /// Requests per second each token may sustain (bursts of twice that); 0: no limit.
         #[arg(long, env = "OPENPTL_RATE_LIMIT", default_value_t = openptl_app::DEFAULT_RATE_LIMIT)]
         rate_limit: f64,
+        /// Failed sign-ins and invalid bearer tokens each client address may
+        /// make in a burst (one more every 2 s after it) before it is
+        /// answered 429 `rate_limited`; 0: no limit (a reverse proxy limits).
+        #[arg(long, env = "OPENPTL_AUTH_FAILURE_BURST", default_value_t = openptl_http::auth::DEFAULT_FAILURE_BURST)]
+        auth_failure_burst: u32,
         /// Address for the gRPC API (`proto/openptl/v1`; port 0 picks a
         /// free port), or `off` for none.
         #[arg(long, env = "OPENPTL_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
@@ -260,6 +265,7 @@ async fn main() -> anyhow::Result<()> {
             demo_pathways,
             bootstrap_admin_token,
             rate_limit,
+            auth_failure_burst,
             grpc_listen,
             store,
             store_schema,
@@ -276,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
                 http: listen,
                 grpc: grpc_listen,
                 store: store.map(|url| (url, store_schema)),
+                auth_failure_burst,
             };
             serve(
                 config,
@@ -514,6 +521,8 @@ struct Listen {
     grpc: Option<SocketAddr>,
     /// A PostgreSQL URL and schema; `None`: the segment log in the data directory.
     store: Option<(String, String)>,
+    /// Failed authentications per client address before 429 (0: no limit).
+    auth_failure_burst: u32,
 }
 
 async fn serve(
@@ -606,6 +615,13 @@ async fn serve(
             tracing::info!(events = loaded, pathways, "demo alliance loaded");
         }
     }
+    // One table of failed authentications per client address, shared by
+    // HTTP and gRPC.
+    let failures = Arc::new(openptl_http::FailedAuth::new(
+        listen.auth_failure_burst,
+        openptl_http::auth::DEFAULT_FAILURE_REFILL_SECONDS,
+        openptl_http::auth::FAILURE_TABLE_LIMIT,
+    ));
     let listener = tokio::net::TcpListener::bind(listen.http)
         .await
         .with_context(|| format!("binding {}", listen.http))?;
@@ -632,6 +648,7 @@ async fn serve(
             println!("OpenPTL gRPC listening on http://{bound}");
             Some(tokio::spawn(openptl_grpc::serve(
                 app.clone(),
+                failures.clone(),
                 grpc_listener,
                 stop.clone(),
             )))
@@ -650,12 +667,16 @@ async fn serve(
         );
     }
     let mut http_stop = stop.clone();
-    axum::serve(listener, openptl_http::router(app.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = http_stop.wait_for(|stopped| *stopped).await;
-        })
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        openptl_http::router_with(app.clone(), failures.clone())
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = http_stop.wait_for(|stopped| *stopped).await;
+    })
+    .await
+    .context("serving HTTP")?;
     if let Some(grpc) = grpc {
         grpc.await
             .context("the gRPC server stopped abnormally")?

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use openptl_app::access::Principal;
 use openptl_app::{App, AppError};
-use openptl_http::ApiError;
+use openptl_http::auth::ClientKey;
+use openptl_http::{ApiError, FailedAuth};
 use openptl_log::Subscription;
 use tokio::sync::watch;
 use tokio_stream::Stream;
@@ -45,24 +46,36 @@ pub struct Service {
     app: Arc<App>,
     /// Becomes true when the service shuts down: subscriptions then end.
     stop: watch::Receiver<bool>,
+    /// Failed bearer tokens per client address.
+    failures: Arc<FailedAuth>,
 }
 
 /// The tonic server for `app`, ready to add to a `tonic::transport::Server`;
-/// its subscriptions end when `stop` becomes true.
-pub fn server(app: Arc<App>, stop: watch::Receiver<bool>) -> OpenPtlServer<Service> {
-    OpenPtlServer::new(Service { app, stop })
+/// its subscriptions end when `stop` becomes true; failed bearer tokens are
+/// counted per client address in `failures`.
+pub fn server(
+    app: Arc<App>,
+    failures: Arc<FailedAuth>,
+    stop: watch::Receiver<bool>,
+) -> OpenPtlServer<Service> {
+    OpenPtlServer::new(Service {
+        app,
+        stop,
+        failures,
+    })
 }
 
 /// Serves the gRPC API on `listener` until `stop` becomes true (then ends
 /// every subscription and finishes the calls in flight).
 pub async fn serve(
     app: Arc<App>,
+    failures: Arc<FailedAuth>,
     listener: tokio::net::TcpListener,
     stop: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let mut until = stop.clone();
     tonic::transport::Server::builder()
-        .add_service(server(app, stop))
+        .add_service(server(app, failures, stop))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {
@@ -112,7 +125,11 @@ impl Service {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim().to_string());
-        openptl_http::auth::authenticate(&self.app, secret.as_deref()).map_err(status)
+        let client = request
+            .remote_addr()
+            .map_or(ClientKey::UNKNOWN, |a| ClientKey::of(a.ip()));
+        openptl_http::auth::authenticate(&self.app, &self.failures, client, secret.as_deref())
+            .map_err(status)
     }
 }
 

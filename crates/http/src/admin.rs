@@ -16,8 +16,9 @@ use openptl_app::tokens::{NewToken, TokenError};
 use openptl_app::{App, AppError};
 use serde_json::{json, Value};
 
-use crate::auth::{Auth, COOKIE};
-use crate::{invalid, ApiError};
+use crate::auth::{check_secret, Auth, Client, COOKIE};
+use crate::{invalid, ApiError, Limited};
+use serde::Deserialize;
 
 /// Tokens created through the API without `expires_at` last this long.
 const DEFAULT_EXPIRY_DAYS: i64 = 90;
@@ -128,23 +129,38 @@ pub async fn audit(
     Ok(Json(json!({ "entries": entries })).into_response())
 }
 
+/// The body of `POST /v1/session`.
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
 /// `POST /v1/session` `{ "token": "…" }`: checks the token and sets it as an
-/// HttpOnly, SameSite=Strict cookie for the dashboard.
+/// HttpOnly, SameSite=Strict cookie for the dashboard. Unauthenticated, so
+/// bounded: a body of at most [`crate::SESSION_BODY_LIMIT`] bytes read into
+/// a one-field struct, and the client's failed attempts limited.
 pub async fn sign_in(
     State(app): State<Arc<App>>,
+    Client(failures, client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    let secret = value
-        .get("token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("token", "is required: the access token you were given"))?;
-    let record = app
-        .tokens
-        .authenticate(secret, app.clock.now())
-        .ok_or(ApiError::Unauthenticated)?;
+    failures
+        .check(client)
+        .map_err(|retry_after| ApiError::RateLimited {
+            retry_after,
+            why: Limited::FailedSignIns,
+        })?;
+    let body = crate::read_body(body, crate::SESSION_BODY_LIMIT).await?;
+    let SignIn { token: secret } = serde_json::from_slice(&body).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            invalid("token", "is required: the access token you were given")
+        } else {
+            ApiError::InvalidJson(e.to_string())
+        }
+    })?;
+    let secret = secret.as_str();
+    let record = check_secret(&app, &failures, client, secret)?;
     let principal = record.principal(&app.config.alliances);
     let secure = headers
         .get("x-forwarded-proto")

