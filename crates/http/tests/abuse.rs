@@ -216,3 +216,65 @@ async fn an_unauthenticated_append_body_is_never_read() {
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.body);
     assert_eq!(code(&a), "payload_too_large");
 }
+
+/// POST /v1/events as `token`; (status, body).
+async fn post(router: &Router, token: &str, body: &Value) -> (StatusCode, Value) {
+    let a = send(
+        router,
+        request("POST", "/v1/events", Some(token), Some(body)),
+    )
+    .await;
+    (a.status, a.body)
+}
+
+#[tokio::test]
+async fn an_event_id_tells_nothing_about_another_trusts_pathway() {
+    let app = new_app();
+    let admin = token(&app, Role::Admin, &[], None, "admin");
+    let coordinator = token(&app, Role::Coordinator, &["RXH"], None, "coord-rxh");
+    let analyst = token(&app, Role::Analyst, &["RXH"], None, "analyst");
+    let router = openptl_http::router(app.clone());
+    let referral_id = "5b0c0e2a-0000-4000-8000-000000000001";
+    let note_id = "5b0c0e2a-0000-4000-8000-000000000002";
+    let mut theirs = referral("PB", "RHM");
+    theirs["event_id"] = json!(referral_id);
+    let their_note = |id: &str, pathway: &str, text: &str| {
+        json!({ "event_id": id, "pathway_id": pathway, "type": "tracking_note_added",
+                "occurred_on": "2025-04-01", "data": { "text": text } })
+    };
+    let (status, body) = post(
+        &router,
+        &admin,
+        &json!({ "events": [theirs, their_note(note_id, "PB", "Chased")] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let fresh = "5b0c0e2a-0000-4000-8000-0000000000ff";
+    // RXH's coordinator replays RHM's referral exactly: not a replay answer
+    // (which would show the pathway's version and position), but what a
+    // referral of a taken pathway id gets with a fresh event id.
+    let replay = post(&router, &coordinator, &theirs).await;
+    let mut fresh_referral = theirs.clone();
+    fresh_referral["event_id"] = json!(fresh);
+    assert_eq!(replay, post(&router, &coordinator, &fresh_referral).await);
+    assert_ne!(replay.0, StatusCode::OK, "{}", replay.1);
+    // Reusing RHM's note id with other content: not duplicate_event_id, but
+    // exactly what a note on a pathway that does not exist gets.
+    let reused = post(&router, &coordinator, &their_note(note_id, "PB", "Probe")).await;
+    assert_eq!(reused.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", reused.1);
+    assert_eq!(reused.1["error"]["code"], "pathway_not_started");
+    assert_eq!(
+        reused,
+        post(&router, &coordinator, &their_note(fresh, "NOPE", "Probe")).await
+    );
+    // A read-only role is refused (403) before any id is looked up.
+    let probe = post(&router, &analyst, &their_note(note_id, "PB", "Chased")).await;
+    assert_eq!(probe.0, StatusCode::FORBIDDEN, "{}", probe.1);
+    assert_eq!(
+        probe,
+        post(&router, &analyst, &their_note(fresh, "NOPE", "Chased")).await
+    );
+    // The owner's own retry is still a replay.
+    let (status, body) = post(&router, &admin, &their_note(note_id, "PB", "Chased")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
