@@ -300,3 +300,51 @@ async fn append_read_and_subscribe_over_grpc() {
     assert_eq!(forbidden.code(), Code::PermissionDenied);
     assert_eq!(error_code(&forbidden), "forbidden");
 }
+
+/// A token created through the HTTP API by the test admin.
+fn token_with(server: &Server, body: &str) -> String {
+    let (status, answer) = request(&server.addr, "POST", "/v1/tokens", Some(body)).unwrap();
+    assert_eq!(status, 201, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    answer["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn read_stream_masks_nhs_numbers_for_an_alliance_viewer() {
+    let server = Server::start(&fresh_dir("grpc-mask"), &[]);
+    let mut grpc = client(&server).await;
+    grpc.append(authed(
+        AppendRequest {
+            events: vec![referral("M1", "RXH")],
+        },
+        ADMIN_TOKEN,
+    ))
+    .await
+    .unwrap();
+    let viewer = token_with(
+        &server,
+        r#"{"role": "alliance_viewer", "alliance": "demo", "label": "viewer"}"#,
+    );
+    let read = |token: String| {
+        let mut grpc = grpc.clone();
+        async move {
+            let events = grpc
+                .read_stream(authed(
+                    ReadStreamRequest {
+                        pathway_id: "M1".into(),
+                    },
+                    &token,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .events;
+            match events[0].data.as_ref().and_then(|d| d.kind.clone()) {
+                Some(Kind::ReferralReceived(r)) => r.nhs_number,
+                other => panic!("not a referral: {other:?}"),
+            }
+        }
+    };
+    assert_eq!(read(viewer).await, "*** *** 5919");
+    assert_eq!(read(ADMIN_TOKEN.to_string()).await, "9434765919");
+}

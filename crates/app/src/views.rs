@@ -647,8 +647,10 @@ fn forbidden(principal: &Principal, why: &str) -> AppError {
     }
 }
 
-/// An NHS number with all but the last four digits hidden.
-fn mask(nhs_number: &str) -> String {
+/// An NHS number with all but the last four digits hidden: what every
+/// surface shows a role that does not see NHS numbers
+/// ([`Principal::sees_nhs_numbers`]).
+pub(crate) fn mask(nhs_number: &str) -> String {
     openptl_rules::NhsNumber::parse(nhs_number)
         .map_or_else(|| "*".repeat(nhs_number.len()), |n| n.masked())
 }

@@ -278,3 +278,73 @@ async fn an_event_id_tells_nothing_about_another_trusts_pathway() {
     let (status, body) = post(&router, &admin, &their_note(note_id, "PB", "Chased")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn an_alliance_viewer_never_sees_an_nhs_number_in_full() {
+    let app = new_app();
+    let admin = token(&app, Role::Admin, &[], None, "admin");
+    let viewer = token(&app, Role::AllianceViewer, &[], Some("demo"), "viewer");
+    let coordinator = token(&app, Role::Coordinator, &["RXH"], None, "coord");
+    let router = openptl_http::router(app.clone());
+    let referral_id = "6c0c0e2a-0000-4000-8000-000000000001";
+    let mut first = referral("P1", "RXH");
+    first["event_id"] = json!(referral_id);
+    let corrected_nhs = "4010232137";
+    let (status, body) = post(
+        &router,
+        &admin,
+        &json!({ "events": [
+            first,
+            { "pathway_id": "P1", "type": "event_corrected", "occurred_on": "2025-03-04",
+              "data": { "corrects": referral_id, "reason": "Typo in the NHS number",
+                        "new_data": { "nhs_number": corrected_nhs, "trust": "RXH", "tumour_site": "lower_gi", "route": "urgent_suspected_cancer" } } },
+            { "pathway_id": "P1", "type": "diagnosis_communicated", "occurred_on": "2025-03-20", "data": { "outcome": "cancer_diagnosed" } },
+        ] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let get = |token: String, uri: &'static str, accept: &'static str| {
+        let router = router.clone();
+        async move {
+            let mut r = request("GET", uri, Some(&token), None);
+            r.headers_mut().insert("accept", accept.parse().unwrap());
+            let a = send(&router, r).await;
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.body);
+            a.body.to_string()
+        }
+    };
+    let json = "application/json";
+    let surfaces = [
+        ("/v1/pathways/P1", json),
+        ("/v1/pathways/P1?as_of=2025-03-10", json),
+        ("/v1/pathways/P1/events", json),
+        ("/v1/ptl", json),
+        ("/v1/ptl", "text/csv"),
+        ("/v1/ptl?as_of=2025-04-06", "text/csv"),
+        ("/v1/returns/cwt?period=2025-03", "text/csv"),
+        ("/v1/returns/cwt?period=2025-03&format=json", json),
+    ];
+    for (uri, accept) in surfaces {
+        let shown = get(viewer.clone(), uri, accept).await;
+        assert!(
+            !shown.contains(NHS) && !shown.contains(corrected_nhs),
+            "{uri} as an alliance viewer shows an NHS number: {shown}"
+        );
+        let full = get(coordinator.clone(), uri, accept).await;
+        assert!(
+            full.contains(corrected_nhs) || full.contains(NHS),
+            "{uri} as a coordinator: {full}"
+        );
+    }
+    // Masked as the PTL masks: the last four digits stay.
+    let view: Value =
+        serde_json::from_str(&get(viewer.clone(), "/v1/pathways/P1", json).await).unwrap();
+    assert_eq!(view["nhs_number"], "*** *** 2137", "{view}");
+    let history: Value =
+        serde_json::from_str(&get(viewer, "/v1/pathways/P1/events", json).await).unwrap();
+    assert_eq!(history["events"][0]["data"]["nhs_number"], "*** *** 5919");
+    assert_eq!(
+        history["events"][1]["data"]["new_data"]["nhs_number"],
+        "*** *** 2137"
+    );
+}
