@@ -162,6 +162,18 @@ pub async fn sign_in(
     let secret = secret.as_str();
     let record = check_secret(&app, &failures, client, secret)?;
     let principal = record.principal(&app.config.alliances);
+    // The cookie holds a session token of its own (12 hours, ended at
+    // sign-out), never the token the user was given.
+    let (session, secret) = app
+        .tokens
+        .create_session(
+            &record,
+            app.clock.now(),
+            Duration::seconds(i64::from(SESSION_SECONDS)),
+        )
+        .map_err(token_error)?;
+    tracing::info!(token = %record.id, session = %session.id, "signed in");
+    let secret = secret.as_str();
     let secure = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -177,8 +189,26 @@ pub async fn sign_in(
     Ok(response)
 }
 
-/// `DELETE /v1/session`: clears the cookie.
-pub async fn sign_out() -> Response {
+/// `DELETE /v1/session`: ends the session server-side (its token stops
+/// working at once, wherever it was copied to) and clears the cookie.
+pub async fn sign_out(
+    State(app): State<Arc<App>>,
+    Client(failures, client): Client,
+    parts: axum::http::request::Parts,
+) -> Result<Response, ApiError> {
+    if let Some(secret) = crate::auth::session_cookie(&parts) {
+        crate::auth::same_site(&parts)?;
+        // A cookie that no longer works is simply cleared.
+        if let Ok(record) = check_secret(&app, &failures, client, &secret) {
+            if app.tokens.end_session(&record.id).map_err(token_error)? {
+                tracing::info!(session = %record.id, "signed out");
+            }
+        }
+    }
+    Ok(cleared_cookie())
+}
+
+fn cleared_cookie() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -1,6 +1,7 @@
 //! How a request proves who it is. Today: a bearer token (the
 //! `Authorization: Bearer …` header, or the `openptl_token` cookie the
-//! dashboard's sign-in sets). The extractor turns either into a
+//! dashboard's sign-in sets, which holds a session token; a write with the
+//! cookie must come from the service's own pages: [`same_site`]). The extractor turns either into a
 //! [`Principal`]; handlers never see how. OpenID Connect (NHS CIS2) would be
 //! a second branch here that validates an ID token and maps its claims (role,
 //! organisation codes) to the same `Principal` — no handler changes.
@@ -57,13 +58,24 @@ fn take(token_id: &str, rate: f64) -> Result<(), u64> {
 
 /// The secret a request presents, if any.
 pub fn presented(parts: &Parts) -> Option<String> {
+    presented_how(parts).map(|(secret, _)| secret)
+}
+
+/// The secret a request presents, and whether it came in the dashboard's
+/// cookie (rather than an `Authorization` header).
+pub fn presented_how(parts: &Parts) -> Option<(String, bool)> {
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string());
+            .then(|| (token.trim().to_string(), false));
     }
+    session_cookie(parts).map(|secret| (secret, true))
+}
+
+/// The dashboard's session cookie, if the request carries one.
+pub fn session_cookie(parts: &Parts) -> Option<String> {
     parts
         .headers
         .get_all(axum::http::header::COOKIE)
@@ -73,6 +85,49 @@ pub fn presented(parts: &Parts) -> Option<String> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value.to_string())
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether a request that changes something may use the session cookie: a
+/// browser says where it comes from (`Sec-Fetch-Site`, else `Origin`), and
+/// only the service's own pages (or the user typing the address) may. A
+/// client that sends neither header is no browser, so no cross-site forgery.
+/// Reads (GET, HEAD, OPTIONS) are not checked: they change nothing, and
+/// SameSite=Strict already keeps the cookie off other sites' requests.
+pub fn same_site(parts: &Parts) -> Result<(), ApiError> {
+    use axum::http::Method;
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
+    };
+    if let Some(site) = header("sec-fetch-site") {
+        return match site.as_str() {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(ApiError::CrossSite),
+        };
+    }
+    let Some(origin) = header("origin") else {
+        return Ok(());
+    };
+    // `scheme://host[:port]` against the Host the request was sent to (the
+    // reverse proxy's `X-Forwarded-Host` when there is one).
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .unwrap_or_default();
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'))
+        .unwrap_or("");
+    if !host.is_empty() && origin_host == host {
+        Ok(())
+    } else {
+        Err(ApiError::CrossSite)
+    }
 }
 
 /// Failed sign-ins and bearer tokens allowed per client address by
@@ -297,7 +352,17 @@ impl FromRequestParts<Arc<App>> for Auth {
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
         let (failures, client) = client_of(parts);
-        authenticate(app, &failures, client, presented(parts).as_deref()).map(Auth)
+        let presented = presented_how(parts);
+        if presented.as_ref().is_some_and(|(_, cookie)| *cookie) {
+            same_site(parts)?;
+        }
+        authenticate(
+            app,
+            &failures,
+            client,
+            presented.as_ref().map(|(s, _)| s.as_str()),
+        )
+        .map(Auth)
     }
 }
 

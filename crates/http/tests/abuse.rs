@@ -348,3 +348,136 @@ async fn an_alliance_viewer_never_sees_an_nhs_number_in_full() {
         "*** *** 2137"
     );
 }
+
+/// Signs in with `secret`; the session cookie's secret.
+async fn sign_in(router: &Router, secret: &str) -> String {
+    let a = send(
+        router,
+        request(
+            "POST",
+            "/v1/session",
+            None,
+            Some(&json!({ "token": secret })),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let cookie = a.headers["set-cookie"].to_str().unwrap();
+    let value = cookie
+        .strip_prefix("openptl_token=")
+        .and_then(|rest| rest.split(';').next())
+        .unwrap();
+    value.to_string()
+}
+
+fn with_cookie(mut r: Request<Body>, session: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    r.headers_mut().insert(
+        "cookie",
+        format!("other=1; openptl_token={session}").parse().unwrap(),
+    );
+    for (name, value) in headers {
+        r.headers_mut().insert(
+            axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            axum::http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    r
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_session_server_side() {
+    let app = new_app();
+    let jane = token(&app, Role::Coordinator, &["RXH"], None, "jane");
+    let router = openptl_http::router(app.clone());
+    let session = sign_in(&router, &jane).await;
+    assert_ne!(session, jane, "the cookie never holds the token itself");
+    // The session acts as jane, by cookie or as a bearer token.
+    let who = send(
+        &router,
+        with_cookie(request("GET", "/v1/session", None, None), &session, &[]),
+    )
+    .await;
+    assert_eq!(who.body["actor"], "jane", "{}", who.body);
+    let a = send(&router, request("GET", "/v1/ptl", Some(&session), None)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    // Signing out revokes it: the same secret is refused everywhere after.
+    let out = send(
+        &router,
+        with_cookie(
+            request("DELETE", "/v1/session", None, None),
+            &session,
+            &[("sec-fetch-site", "same-origin")],
+        ),
+    )
+    .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(out.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let a = send(&router, request("GET", "/v1/ptl", Some(&session), None)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    let a = send(
+        &router,
+        with_cookie(request("GET", "/v1/session", None, None), &session, &[]),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    // Jane's own token goes on working; signing in again works.
+    let a = send(&router, request("GET", "/v1/ptl", Some(&jane), None)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_ne!(sign_in(&router, &jane).await, session);
+}
+
+#[tokio::test]
+async fn cookie_writes_from_another_site_are_refused() {
+    let app = new_app();
+    let jane = token(&app, Role::Coordinator, &["RXH"], None, "jane");
+    let router = openptl_http::router(app.clone());
+    let session = sign_in(&router, &jane).await;
+    let write = |id: &str| request("POST", "/v1/events", None, Some(&referral(id, "RXH")));
+    let host = ("host", "ptl.example.nhs.uk");
+    for headers in [
+        vec![("sec-fetch-site", "cross-site")],
+        vec![("sec-fetch-site", "same-site")],
+        vec![host, ("origin", "https://evil.example")],
+        vec![host, ("origin", "null")],
+    ] {
+        let a = send(&router, with_cookie(write("X1"), &session, &headers)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{headers:?}: {}", a.body);
+        assert_eq!(code(&a), "cross_site_request");
+    }
+    // Signing out from another site is refused too.
+    let a = send(
+        &router,
+        with_cookie(
+            request("DELETE", "/v1/session", None, None),
+            &session,
+            &[("sec-fetch-site", "cross-site")],
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    // The dashboard's own pages may write; so may a client that is no browser.
+    let ok = [
+        vec![("sec-fetch-site", "same-origin")],
+        vec![host, ("origin", "https://ptl.example.nhs.uk")],
+        vec![],
+    ];
+    for (i, headers) in ok.iter().enumerate() {
+        let id = format!("OK{i}");
+        let a = send(&router, with_cookie(write(&id), &session, headers)).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{headers:?}: {}", a.body);
+    }
+    // A bearer token is not a cookie: no such check.
+    let mut r = request(
+        "POST",
+        "/v1/events",
+        Some(&jane),
+        Some(&referral("B1", "RXH")),
+    );
+    r.headers_mut()
+        .insert("sec-fetch-site", "cross-site".parse().unwrap());
+    let a = send(&router, r).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+}
