@@ -68,6 +68,10 @@ enum Command {
         /// answered 429 `rate_limited`; 0: no limit (a reverse proxy limits).
         #[arg(long, env = "OPENPTL_AUTH_FAILURE_BURST", default_value_t = openptl_http::auth::DEFAULT_FAILURE_BURST)]
         auth_failure_burst: u32,
+        /// Views of a past date (`as_of`, `known_at`) that may wait while
+        /// one runs; more are answered 429 `busy`.
+        #[arg(long, env = "OPENPTL_PAST_VIEW_QUEUE", default_value_t = openptl_app::DEFAULT_PAST_VIEW_QUEUE)]
+        past_view_queue: usize,
         /// Address for the gRPC API (`proto/openptl/v1`; port 0 picks a
         /// free port), or `off` for none.
         #[arg(long, env = "OPENPTL_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
@@ -266,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
             bootstrap_admin_token,
             rate_limit,
             auth_failure_burst,
+            past_view_queue,
             grpc_listen,
             store,
             store_schema,
@@ -282,7 +287,10 @@ async fn main() -> anyhow::Result<()> {
                 http: listen,
                 grpc: grpc_listen,
                 store: store.map(|url| (url, store_schema)),
+            };
+            let limits = Limits {
                 auth_failure_burst,
+                past_view_queue,
             };
             serve(
                 config,
@@ -291,6 +299,7 @@ async fn main() -> anyhow::Result<()> {
                 demo.then_some(demo_pathways),
                 bootstrap_admin_token,
                 rate_limit,
+                limits,
             )
             .await
         }
@@ -521,8 +530,14 @@ struct Listen {
     grpc: Option<SocketAddr>,
     /// A PostgreSQL URL and schema; `None`: the segment log in the data directory.
     store: Option<(String, String)>,
+}
+
+/// What `serve` bounds under abuse and overload (docs/operations.md).
+struct Limits {
     /// Failed authentications per client address before 429 (0: no limit).
     auth_failure_burst: u32,
+    /// Past-date views that may wait while one runs.
+    past_view_queue: usize,
 }
 
 async fn serve(
@@ -532,6 +547,7 @@ async fn serve(
     demo: Option<usize>,
     bootstrap_admin_token: Option<String>,
     rate_limit: f64,
+    limits: Limits,
 ) -> anyhow::Result<()> {
     use openptl_app::access::{Principal, Role};
     use openptl_app::tokens::{NewToken, TokenStore};
@@ -606,7 +622,8 @@ async fn serve(
         )
         .with_tokens(tokens)
         .with_access_log(access_log)
-        .with_rate_limit(rate_limit),
+        .with_rate_limit(rate_limit)
+        .with_past_view_queue(limits.past_view_queue),
     );
     catch_up(&app).await?;
     if let Some(pathways) = demo {
@@ -618,7 +635,7 @@ async fn serve(
     // One table of failed authentications per client address, shared by
     // HTTP and gRPC.
     let failures = Arc::new(openptl_http::FailedAuth::new(
-        listen.auth_failure_burst,
+        limits.auth_failure_burst,
         openptl_http::auth::DEFAULT_FAILURE_REFILL_SECONDS,
         openptl_http::auth::FAILURE_TABLE_LIMIT,
     ));

@@ -50,7 +50,13 @@ pub enum Limited {
 
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
-        ApiError::App(e)
+        match e {
+            AppError::Busy { retry_after } => ApiError::RateLimited {
+                retry_after,
+                why: Limited::Busy,
+            },
+            e => ApiError::App(e),
+        }
     }
 }
 
@@ -208,6 +214,11 @@ impl ApiError {
                     );
                     (StatusCode::FORBIDDEN, "forbidden", message, details)
                 }
+                AppError::Busy { retry_after } => ApiError::RateLimited {
+                    retry_after: *retry_after,
+                    why: Limited::Busy,
+                }
+                .parts(),
                 AppError::Storage(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
@@ -241,7 +252,8 @@ impl IntoResponse for ApiError {
                     axum::http::HeaderValue::from_static("Bearer realm=\"openptl\""),
                 );
             }
-            ApiError::RateLimited { retry_after, .. } => {
+            ApiError::RateLimited { retry_after, .. }
+            | ApiError::App(AppError::Busy { retry_after }) => {
                 if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
                     response
                         .headers_mut()

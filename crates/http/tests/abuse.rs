@@ -481,3 +481,66 @@ async fn cookie_writes_from_another_site_are_refused() {
     let a = send(&router, r).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
 }
+
+#[tokio::test]
+async fn past_date_views_queue_boundedly() {
+    let now = "2025-04-07T12:00:00Z".parse().unwrap();
+    let app = Arc::new(
+        App::new(
+            Arc::new(MemoryLog::new()),
+            RulesConfig::defaults(),
+            Arc::new(FixedClock(now)),
+        )
+        .with_past_view_queue(0),
+    );
+    let admin = token(&app, Role::Admin, &[], None, "admin");
+    let router = openptl_http::router(app.clone());
+    let (status, body) = post(&router, &admin, &referral("P1", "RXH")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A long evaluation holds the turn; one view waits for it (queue 0 plus
+    // the one that would run next).
+    let turn = app.hold_past_view_turn().await;
+    let waiting = tokio::spawn({
+        let (router, admin) = (router.clone(), admin.clone());
+        async move {
+            send(
+                &router,
+                request("GET", "/v1/ptl?as_of=2025-04-01", Some(&admin), None),
+            )
+            .await
+            .status
+        }
+    });
+    while app.past_views_waiting() < 1 {
+        tokio::task::yield_now().await;
+    }
+    // Any further past-date view is refused at once, whatever its kind.
+    for uri in [
+        "/v1/ptl?as_of=2025-04-02",
+        "/v1/standards/fds?as_of=2025-04-02",
+        "/v1/pathways/P1?as_of=2025-04-02",
+    ] {
+        let a = send(&router, request("GET", uri, Some(&admin), None)).await;
+        if uri.starts_with("/v1/pathways") {
+            // One pathway is cheap: never queued.
+            assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.body);
+            continue;
+        }
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{uri}: {}", a.body);
+        assert_eq!(code(&a), "busy");
+        let retry: u64 = a.headers["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&retry));
+    }
+    // Today's views are not affected.
+    let a = send(&router, request("GET", "/v1/ptl", Some(&admin), None)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    drop(turn);
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    assert_eq!(app.past_views_waiting(), 0);
+    let a = send(
+        &router,
+        request("GET", "/v1/ptl?as_of=2025-04-02", Some(&admin), None),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
