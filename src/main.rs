@@ -72,6 +72,10 @@ enum Command {
         /// one runs; more are answered 429 `busy`.
         #[arg(long, env = "OPENPTL_PAST_VIEW_QUEUE", default_value_t = openptl_app::DEFAULT_PAST_VIEW_QUEUE)]
         past_view_queue: usize,
+        /// Live gRPC `Subscribe` streams the service keeps at once; more
+        /// are refused `RESOURCE_EXHAUSTED`.
+        #[arg(long, env = "OPENPTL_GRPC_MAX_SUBSCRIPTIONS", default_value_t = openptl_grpc::DEFAULT_SUBSCRIPTIONS)]
+        grpc_max_subscriptions: usize,
         /// Address for the gRPC API (`proto/openptl/v1`; port 0 picks a
         /// free port), or `off` for none.
         #[arg(long, env = "OPENPTL_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
@@ -271,6 +275,7 @@ async fn main() -> anyhow::Result<()> {
             rate_limit,
             auth_failure_burst,
             past_view_queue,
+            grpc_max_subscriptions,
             grpc_listen,
             store,
             store_schema,
@@ -291,6 +296,10 @@ async fn main() -> anyhow::Result<()> {
             let limits = Limits {
                 auth_failure_burst,
                 past_view_queue,
+                grpc: openptl_grpc::Limits {
+                    subscriptions: grpc_max_subscriptions,
+                    ..openptl_grpc::Limits::default()
+                },
             };
             serve(
                 config,
@@ -538,6 +547,8 @@ struct Limits {
     auth_failure_burst: u32,
     /// Past-date views that may wait while one runs.
     past_view_queue: usize,
+    /// The gRPC server's.
+    grpc: openptl_grpc::Limits,
 }
 
 async fn serve(
@@ -666,6 +677,7 @@ async fn serve(
             Some(tokio::spawn(openptl_grpc::serve(
                 app.clone(),
                 failures.clone(),
+                limits.grpc,
                 grpc_listener,
                 stop.clone(),
             )))

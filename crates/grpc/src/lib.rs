@@ -4,6 +4,11 @@
 //! become the HTTP API's JSON envelopes and go through the same checks; the
 //! same bearer tokens, roles and trust scopes apply; errors carry the HTTP
 //! API's error body and stable code.
+//!
+//! Bounded like the HTTP API ([`Limits`]): at most [`MAX_BATCH`] events per
+//! `Append`, a time limit and a cap on calls in flight, a cap on live
+//! subscriptions, and a subscription ends within a second of its token
+//! being revoked or expiring.
 
 pub mod convert;
 
@@ -12,11 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openptl_app::access::Principal;
-use openptl_app::{App, AppError};
+use openptl_app::{App, AppError, MAX_BATCH};
 use openptl_http::auth::ClientKey;
 use openptl_http::{ApiError, FailedAuth};
 use openptl_log::Subscription;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status};
@@ -41,6 +46,43 @@ const SUBSCRIPTION_PAGE: usize = 512;
 /// Events buffered per subscriber before the log reader waits for it.
 const SUBSCRIBER_BUFFER: usize = 256;
 
+/// What the gRPC server bounds (docs/operations.md).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest a call may take before it is answered `DEADLINE_EXCEEDED`
+    /// (`Append`, `ReadStream`; a subscription's stream is not timed).
+    pub timeout: Duration,
+    /// Calls in flight on one connection (more wait for a turn).
+    pub calls_per_connection: usize,
+    /// `Append` and `ReadStream` calls in flight in all; beyond it
+    /// `RESOURCE_EXHAUSTED` at once.
+    pub calls: usize,
+    /// Live `Subscribe` streams in all; beyond it `RESOURCE_EXHAUSTED`.
+    pub subscriptions: usize,
+}
+
+/// As the HTTP API's request time limit.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Calls in flight per connection by default.
+pub const DEFAULT_CALLS_PER_CONNECTION: usize = 32;
+/// Calls in flight in all by default.
+pub const DEFAULT_CALLS: usize = 256;
+/// Live subscriptions by default: a few per integration engine or warehouse.
+pub const DEFAULT_SUBSCRIPTIONS: usize = 64;
+/// How often a live subscription re-checks its token.
+const TOKEN_RECHECK: Duration = Duration::from_secs(1);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: DEFAULT_TIMEOUT,
+            calls_per_connection: DEFAULT_CALLS_PER_CONNECTION,
+            calls: DEFAULT_CALLS,
+            subscriptions: DEFAULT_SUBSCRIPTIONS,
+        }
+    }
+}
+
 /// The gRPC service on an [`App`].
 pub struct Service {
     app: Arc<App>,
@@ -48,6 +90,10 @@ pub struct Service {
     stop: watch::Receiver<bool>,
     /// Failed bearer tokens per client address.
     failures: Arc<FailedAuth>,
+    /// Turns for `Append` and `ReadStream` calls ([`Limits::calls`]).
+    calls: Arc<Semaphore>,
+    /// Turns for live subscriptions ([`Limits::subscriptions`]).
+    subscriptions: Arc<Semaphore>,
 }
 
 /// The tonic server for `app`, ready to add to a `tonic::transport::Server`;
@@ -56,12 +102,15 @@ pub struct Service {
 pub fn server(
     app: Arc<App>,
     failures: Arc<FailedAuth>,
+    limits: Limits,
     stop: watch::Receiver<bool>,
 ) -> OpenPtlServer<Service> {
     OpenPtlServer::new(Service {
         app,
         stop,
         failures,
+        calls: Arc::new(Semaphore::new(limits.calls.max(1))),
+        subscriptions: Arc::new(Semaphore::new(limits.subscriptions)),
     })
 }
 
@@ -70,12 +119,15 @@ pub fn server(
 pub async fn serve(
     app: Arc<App>,
     failures: Arc<FailedAuth>,
+    limits: Limits,
     listener: tokio::net::TcpListener,
     stop: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let mut until = stop.clone();
     tonic::transport::Server::builder()
-        .add_service(server(app, failures, stop))
+        .timeout(limits.timeout)
+        .concurrency_limit_per_connection(limits.calls_per_connection.max(1))
+        .add_service(server(app, failures, limits, stop))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {
@@ -116,7 +168,45 @@ fn unmappable(error: Unmappable) -> Status {
     status(ApiError::InvalidJson(error.0))
 }
 
+/// `RESOURCE_EXHAUSTED` with the HTTP API's `busy` body.
+fn exhausted(what: &str) -> Status {
+    let mut status = Status::new(
+        Code::ResourceExhausted,
+        json_error(
+            "busy",
+            &format!("The service has as many {what} as it takes now; try again in a few seconds."),
+        ),
+    );
+    status
+        .metadata_mut()
+        .insert("openptl-error-code", MetadataValue::from_static("busy"));
+    status
+}
+
+fn json_error(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": { "code": code, "message": message, "details": {} } }).to_string()
+}
+
 impl Service {
+    /// A turn for an `Append` or `ReadStream` call, or `RESOURCE_EXHAUSTED`.
+    fn call_turn(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.calls
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| exhausted("calls in progress"))
+    }
+
+    /// The bearer secret of a call, if any.
+    fn secret<T>(request: &Request<T>) -> Option<String> {
+        request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_string())
+    }
+
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
         let secret = request
             .metadata()
@@ -141,10 +231,19 @@ impl OpenPtl for Service {
         &self,
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
+        let _turn = self.call_turn()?;
         let principal = self.principal(&request)?;
-        let envelopes = request
-            .into_inner()
-            .events
+        let events = request.into_inner().events;
+        if events.len() > MAX_BATCH {
+            return Err(status(ApiError::App(AppError::InvalidQuery {
+                field: "events".into(),
+                problem: format!(
+                    "holds {} events; send at most {MAX_BATCH} per call",
+                    events.len()
+                ),
+            })));
+        }
+        let envelopes = events
             .iter()
             .map(envelope_to_json)
             .collect::<Result<Vec<_>, _>>()
@@ -176,6 +275,7 @@ impl OpenPtl for Service {
         &self,
         request: Request<ReadStreamRequest>,
     ) -> Result<Response<ReadStreamResponse>, Status> {
+        let _turn = self.call_turn()?;
         let principal = self.principal(&request)?;
         let pathway_id = request.into_inner().pathway_id;
         let views = self
@@ -222,16 +322,28 @@ impl OpenPtl for Service {
                 principal.role.as_str()
             ))));
         }
+        let turn = self
+            .subscriptions
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| exhausted("live subscriptions"))?;
+        let secret = Self::secret(&request).unwrap_or_default();
         let after = request.into_inner().after_position;
         self.app.audit(&principal, "subscribe", None, None);
         let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBER_BUFFER);
-        tokio::spawn(follow(
-            self.app.clone(),
-            principal,
-            after,
-            tx,
-            self.stop.clone(),
-        ));
+        let app = self.app.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            // The subscription's turn is held while it lives.
+            let _turn = turn;
+            let ended = tx.clone();
+            tokio::select! {
+                () = follow(app.clone(), principal, after, tx, stop) => {}
+                () = token_ends(&app, &secret) => {
+                    let _ = ended.send(Err(status(ApiError::Unauthenticated))).await;
+                }
+            }
+        });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -245,6 +357,19 @@ fn corrected_id(data: &serde_json::Value) -> Option<uuid::Uuid> {
 
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Resolves once `secret` no longer authenticates (revoked, expired, or
+/// its parent token revoked), checked every [`TOKEN_RECHECK`].
+async fn token_ends(app: &App, secret: &str) {
+    let mut tick = tokio::time::interval(TOKEN_RECHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if app.tokens.authenticate(secret, app.clock.now()).is_none() {
+            return;
+        }
+    }
 }
 
 /// Feeds one subscriber from the log until it hangs up: every record after
