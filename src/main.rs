@@ -76,6 +76,13 @@ enum Command {
         /// are refused `RESOURCE_EXHAUSTED`.
         #[arg(long, env = "OPENPTL_GRPC_MAX_SUBSCRIPTIONS", default_value_t = openptl_grpc::DEFAULT_SUBSCRIPTIONS)]
         grpc_max_subscriptions: usize,
+        /// Seconds a client may take to send a request's headers (and a
+        /// kept-alive connection may sit idle) before it is disconnected.
+        #[arg(long, env = "OPENPTL_HEADER_READ_TIMEOUT", default_value_t = openptl_http::serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
+        header_read_timeout: f64,
+        /// HTTP connections open at once; more wait to be accepted.
+        #[arg(long, env = "OPENPTL_MAX_CONNECTIONS", default_value_t = openptl_http::serve::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
         /// Address for the gRPC API (`proto/openptl/v1`; port 0 picks a
         /// free port), or `off` for none.
         #[arg(long, env = "OPENPTL_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
@@ -276,6 +283,8 @@ async fn main() -> anyhow::Result<()> {
             auth_failure_burst,
             past_view_queue,
             grpc_max_subscriptions,
+            header_read_timeout,
+            max_connections,
             grpc_listen,
             store,
             store_schema,
@@ -296,6 +305,15 @@ async fn main() -> anyhow::Result<()> {
             let limits = Limits {
                 auth_failure_burst,
                 past_view_queue,
+                http: openptl_http::ServeLimits {
+                    header_read_timeout: std::time::Duration::try_from_secs_f64(
+                        header_read_timeout,
+                    )
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .context("--header-read-timeout: expected seconds above 0, such as 10")?,
+                    max_connections,
+                },
                 grpc: openptl_grpc::Limits {
                     subscriptions: grpc_max_subscriptions,
                     ..openptl_grpc::Limits::default()
@@ -547,6 +565,8 @@ struct Limits {
     auth_failure_burst: u32,
     /// Past-date views that may wait while one runs.
     past_view_queue: usize,
+    /// The HTTP listener's (header read timeout, open connections).
+    http: openptl_http::ServeLimits,
     /// The gRPC server's.
     grpc: openptl_grpc::Limits,
 }
@@ -696,16 +716,15 @@ async fn serve(
         );
     }
     let mut http_stop = stop.clone();
-    axum::serve(
+    openptl_http::serve(
         listener,
-        openptl_http::router_with(app.clone(), failures.clone())
-            .into_make_service_with_connect_info::<SocketAddr>(),
+        openptl_http::router_with(app.clone(), failures.clone()),
+        limits.http,
+        async move {
+            let _ = http_stop.wait_for(|stopped| *stopped).await;
+        },
     )
-    .with_graceful_shutdown(async move {
-        let _ = http_stop.wait_for(|stopped| *stopped).await;
-    })
-    .await
-    .context("serving HTTP")?;
+    .await;
     if let Some(grpc) = grpc {
         grpc.await
             .context("the gRPC server stopped abnormally")?

@@ -202,3 +202,91 @@ fn nhs_numbers_never_reach_logs_or_metrics() {
         assert!(!metrics.contains(number), "an NHS number reached /metrics");
     }
 }
+
+/// One response read off a kept-alive connection: (status, body).
+fn read_response(stream: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).expect("a response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .expect("a content length");
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).expect("the body");
+    (
+        head[9..12].parse().unwrap(),
+        String::from_utf8_lossy(&body).to_string(),
+    )
+}
+
+#[test]
+fn slow_clients_are_cut_off_and_connections_capped() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+    let get = b"GET /healthz HTTP/1.1\r\nHost: openptl\r\n\r\n";
+
+    // Half a header: the server hangs up once the header timeout passes.
+    let server = Server::start(&fresh_dir("slow-header"), &["--header-read-timeout", "0.5"]);
+    let mut half = TcpStream::connect(&server.addr).unwrap();
+    half.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: openptl\r\nX-Slow: ")
+        .unwrap();
+    let mut rest = Vec::new();
+    match half.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(!rest.contains("200 OK"), "{rest}");
+    // The server goes on serving.
+    assert_eq!(server.get("/healthz").0, 200);
+    drop(server);
+
+    // One connection at most: a second waits (held, not refused) until the
+    // first closes.
+    let server = Server::start(
+        &fresh_dir("max-connections"),
+        &["--max-connections", "1", "--header-read-timeout", "60"],
+    );
+    let mut first = TcpStream::connect(&server.addr).unwrap();
+    first
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    first.write_all(get).unwrap();
+    assert_eq!(read_response(&mut first).0, 200);
+    let mut second = TcpStream::connect(&server.addr).expect("held in the queue, not refused");
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: openptl\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // The first connection is answered again (the server is not stuck)...
+    first.write_all(get).unwrap();
+    assert_eq!(read_response(&mut first).0, 200);
+    // ...while the second, sent before it, has had no answer.
+    second.set_nonblocking(true).unwrap();
+    let mut peek = [0u8; 1];
+    let waiting = second.peek(&mut peek);
+    assert!(
+        matches!(&waiting, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{waiting:?}"
+    );
+    second.set_nonblocking(false).unwrap();
+    drop(first);
+    second
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut answer = String::new();
+    second.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

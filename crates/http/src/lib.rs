@@ -8,6 +8,7 @@ mod csv;
 mod dashboard;
 mod error;
 pub mod openapi;
+pub mod serve;
 mod views;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use serde_json::{json, Value};
 
 pub use auth::FailedAuth;
 pub use error::{ApiError, Limited};
+pub use serve::{serve, ServeLimits};
 pub use views::cwt_csv;
 
 /// Largest request body accepted (a full batch of large events fits easily).
