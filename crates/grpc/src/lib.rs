@@ -49,8 +49,9 @@ const SUBSCRIBER_BUFFER: usize = 256;
 /// What the gRPC server bounds (docs/operations.md).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Longest a call may take before it is answered `DEADLINE_EXCEEDED`
-    /// (`Append`, `ReadStream`; a subscription's stream is not timed).
+    /// Longest a call may take before it is answered `CANCELLED` ("Timeout
+    /// expired") (`Append`, `ReadStream`; a subscription's stream is not
+    /// timed).
     pub timeout: Duration,
     /// Calls in flight on one connection (more wait for a turn).
     pub calls_per_connection: usize,
