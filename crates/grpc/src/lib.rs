@@ -209,13 +209,7 @@ impl Service {
     }
 
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let secret = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_string());
+        let secret = Self::secret(request);
         let client = request
             .remote_addr()
             .map_or(ClientKey::UNKNOWN, |a| ClientKey::of(a.ip()));

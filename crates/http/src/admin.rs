@@ -14,11 +14,11 @@ use chrono::Duration;
 use openptl_app::access::{Principal, TrustScope};
 use openptl_app::tokens::{NewToken, TokenError};
 use openptl_app::{App, AppError};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{check_secret, Auth, Client, COOKIE};
 use crate::{invalid, ApiError, Limited};
-use serde::Deserialize;
 
 /// Tokens created through the API without `expires_at` last this long.
 const DEFAULT_EXPIRY_DAYS: i64 = 90;
@@ -135,8 +135,9 @@ struct SignIn {
     token: String,
 }
 
-/// `POST /v1/session` `{ "token": "…" }`: checks the token and sets it as an
-/// HttpOnly, SameSite=Strict cookie for the dashboard. Unauthenticated, so
+/// `POST /v1/session` `{ "token": "…" }`: checks the token, opens a session
+/// token for it and sets that as an HttpOnly, SameSite=Strict cookie for the
+/// dashboard. Unauthenticated, so
 /// bounded: a body of at most [`crate::SESSION_BODY_LIMIT`] bytes read into
 /// a one-field struct, and the client's failed attempts limited.
 pub async fn sign_in(

@@ -85,7 +85,6 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route(
             "/v1/session",
             post(admin::sign_in)
-                .layer(DefaultBodyLimit::max(SESSION_BODY_LIMIT))
                 .delete(admin::sign_out)
                 .get(admin::whoami),
         )
