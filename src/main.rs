@@ -63,6 +63,26 @@ enum Command {
         /// Requests per second each token may sustain (bursts of twice that); 0: no limit.
         #[arg(long, env = "OPENPTL_RATE_LIMIT", default_value_t = openptl_app::DEFAULT_RATE_LIMIT)]
         rate_limit: f64,
+        /// Failed sign-ins and invalid bearer tokens each client address may
+        /// make in a burst (one more every 2 s after it) before it is
+        /// answered 429 `rate_limited`; 0: no limit (a reverse proxy limits).
+        #[arg(long, env = "OPENPTL_AUTH_FAILURE_BURST", default_value_t = openptl_http::auth::DEFAULT_FAILURE_BURST)]
+        auth_failure_burst: u32,
+        /// Views of a past date (`as_of`, `known_at`) that may wait while
+        /// one runs; more are answered 429 `busy`.
+        #[arg(long, env = "OPENPTL_PAST_VIEW_QUEUE", default_value_t = openptl_app::DEFAULT_PAST_VIEW_QUEUE)]
+        past_view_queue: usize,
+        /// Live gRPC `Subscribe` streams the service keeps at once; more
+        /// are refused `RESOURCE_EXHAUSTED`.
+        #[arg(long, env = "OPENPTL_GRPC_MAX_SUBSCRIPTIONS", default_value_t = openptl_grpc::DEFAULT_SUBSCRIPTIONS)]
+        grpc_max_subscriptions: usize,
+        /// Seconds a client may take to send a request's headers (and a
+        /// kept-alive connection may sit idle) before it is disconnected.
+        #[arg(long, env = "OPENPTL_HEADER_READ_TIMEOUT", default_value_t = openptl_http::serve::DEFAULT_HEADER_READ_TIMEOUT.as_secs_f64())]
+        header_read_timeout: f64,
+        /// HTTP connections open at once; more wait to be accepted.
+        #[arg(long, env = "OPENPTL_MAX_CONNECTIONS", default_value_t = openptl_http::serve::DEFAULT_MAX_CONNECTIONS)]
+        max_connections: usize,
         /// Address for the gRPC API (`proto/openptl/v1`; port 0 picks a
         /// free port), or `off` for none.
         #[arg(long, env = "OPENPTL_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
@@ -260,6 +280,11 @@ async fn main() -> anyhow::Result<()> {
             demo_pathways,
             bootstrap_admin_token,
             rate_limit,
+            auth_failure_burst,
+            past_view_queue,
+            grpc_max_subscriptions,
+            header_read_timeout,
+            max_connections,
             grpc_listen,
             store,
             store_schema,
@@ -277,6 +302,23 @@ async fn main() -> anyhow::Result<()> {
                 grpc: grpc_listen,
                 store: store.map(|url| (url, store_schema)),
             };
+            let limits = Limits {
+                auth_failure_burst,
+                past_view_queue,
+                http: openptl_http::ServeLimits {
+                    header_read_timeout: std::time::Duration::try_from_secs_f64(
+                        header_read_timeout,
+                    )
+                    .ok()
+                    .filter(|d| !d.is_zero())
+                    .context("--header-read-timeout: expected seconds above 0, such as 10")?,
+                    max_connections,
+                },
+                grpc: openptl_grpc::Limits {
+                    subscriptions: grpc_max_subscriptions,
+                    ..openptl_grpc::Limits::default()
+                },
+            };
             serve(
                 config,
                 data_dir,
@@ -284,6 +326,7 @@ async fn main() -> anyhow::Result<()> {
                 demo.then_some(demo_pathways),
                 bootstrap_admin_token,
                 rate_limit,
+                limits,
             )
             .await
         }
@@ -516,6 +559,18 @@ struct Listen {
     store: Option<(String, String)>,
 }
 
+/// What `serve` bounds under abuse and overload (docs/operations.md).
+struct Limits {
+    /// Failed authentications per client address before 429 (0: no limit).
+    auth_failure_burst: u32,
+    /// Past-date views that may wait while one runs.
+    past_view_queue: usize,
+    /// The HTTP listener's (header read timeout, open connections).
+    http: openptl_http::ServeLimits,
+    /// The gRPC server's.
+    grpc: openptl_grpc::Limits,
+}
+
 async fn serve(
     config: RulesConfig,
     data_dir: PathBuf,
@@ -523,6 +578,7 @@ async fn serve(
     demo: Option<usize>,
     bootstrap_admin_token: Option<String>,
     rate_limit: f64,
+    limits: Limits,
 ) -> anyhow::Result<()> {
     use openptl_app::access::{Principal, Role};
     use openptl_app::tokens::{NewToken, TokenStore};
@@ -597,7 +653,8 @@ async fn serve(
         )
         .with_tokens(tokens)
         .with_access_log(access_log)
-        .with_rate_limit(rate_limit),
+        .with_rate_limit(rate_limit)
+        .with_past_view_queue(limits.past_view_queue),
     );
     catch_up(&app).await?;
     if let Some(pathways) = demo {
@@ -606,6 +663,13 @@ async fn serve(
             tracing::info!(events = loaded, pathways, "demo alliance loaded");
         }
     }
+    // One table of failed authentications per client address, shared by
+    // HTTP and gRPC.
+    let failures = Arc::new(openptl_http::FailedAuth::new(
+        limits.auth_failure_burst,
+        openptl_http::auth::DEFAULT_FAILURE_REFILL_SECONDS,
+        openptl_http::auth::FAILURE_TABLE_LIMIT,
+    ));
     let listener = tokio::net::TcpListener::bind(listen.http)
         .await
         .with_context(|| format!("binding {}", listen.http))?;
@@ -632,6 +696,8 @@ async fn serve(
             println!("OpenPTL gRPC listening on http://{bound}");
             Some(tokio::spawn(openptl_grpc::serve(
                 app.clone(),
+                failures.clone(),
+                limits.grpc,
                 grpc_listener,
                 stop.clone(),
             )))
@@ -650,12 +716,15 @@ async fn serve(
         );
     }
     let mut http_stop = stop.clone();
-    axum::serve(listener, openptl_http::router(app.clone()))
-        .with_graceful_shutdown(async move {
+    openptl_http::serve(
+        listener,
+        openptl_http::router_with(app.clone(), failures.clone()),
+        limits.http,
+        async move {
             let _ = http_stop.wait_for(|stopped| *stopped).await;
-        })
-        .await
-        .context("serving HTTP")?;
+        },
+    )
+    .await;
     if let Some(grpc) = grpc {
         grpc.await
             .context("the gRPC server stopped abnormally")?

@@ -300,3 +300,142 @@ async fn append_read_and_subscribe_over_grpc() {
     assert_eq!(forbidden.code(), Code::PermissionDenied);
     assert_eq!(error_code(&forbidden), "forbidden");
 }
+
+/// A token created through the HTTP API by the test admin.
+fn token_with(server: &Server, body: &str) -> String {
+    let (status, answer) = request(&server.addr, "POST", "/v1/tokens", Some(body)).unwrap();
+    assert_eq!(status, 201, "{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    answer["token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn read_stream_masks_nhs_numbers_for_an_alliance_viewer() {
+    let server = Server::start(&fresh_dir("grpc-mask"), &[]);
+    let mut grpc = client(&server).await;
+    grpc.append(authed(
+        AppendRequest {
+            events: vec![referral("M1", "RXH")],
+        },
+        ADMIN_TOKEN,
+    ))
+    .await
+    .unwrap();
+    let viewer = token_with(
+        &server,
+        r#"{"role": "alliance_viewer", "alliance": "demo", "label": "viewer"}"#,
+    );
+    let read = |token: String| {
+        let mut grpc = grpc.clone();
+        async move {
+            let events = grpc
+                .read_stream(authed(
+                    ReadStreamRequest {
+                        pathway_id: "M1".into(),
+                    },
+                    &token,
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .events;
+            match events[0].data.as_ref().and_then(|d| d.kind.clone()) {
+                Some(Kind::ReferralReceived(r)) => r.nhs_number,
+                other => panic!("not a referral: {other:?}"),
+            }
+        }
+    };
+    assert_eq!(read(viewer).await, "*** *** 5919");
+    assert_eq!(read(ADMIN_TOKEN.to_string()).await, "9434765919");
+}
+
+#[tokio::test]
+async fn append_takes_at_most_a_thousand_events() {
+    let server = Server::start(&fresh_dir("grpc-batch"), &[]);
+    let mut grpc = client(&server).await;
+    let events: Vec<Envelope> = (0..1001)
+        .map(|i| referral(&format!("B{i}"), "RXH"))
+        .collect();
+    let refused = grpc
+        .append(authed(AppendRequest { events }, ADMIN_TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(error_code(&refused), "invalid_field");
+    assert!(refused.message().contains("at most 1000"), "{refused:?}");
+    // A thousand is fine.
+    let events: Vec<Envelope> = (0..1000)
+        .map(|i| referral(&format!("B{i}"), "RXH"))
+        .collect();
+    let done = grpc
+        .append(authed(AppendRequest { events }, ADMIN_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(done.appended.len(), 1000);
+}
+
+#[tokio::test]
+async fn live_subscriptions_are_capped_and_end_with_their_token() {
+    let server = Server::start(&fresh_dir("grpc-subs"), &["--grpc-max-subscriptions", "2"]);
+    let mut grpc = client(&server).await;
+    let (status, body) = request(
+        &server.addr,
+        "POST",
+        "/v1/tokens",
+        Some(r#"{"role": "coordinator", "trusts": ["RXH"], "label": "engine"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (engine, engine_id) = (
+        body["token"].as_str().unwrap().to_string(),
+        body["record"]["id"].as_str().unwrap().to_string(),
+    );
+    let mut first = grpc
+        .subscribe(authed(SubscribeRequest { after_position: 0 }, &engine))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = grpc
+        .subscribe(authed(SubscribeRequest { after_position: 0 }, ADMIN_TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    let third = grpc
+        .subscribe(authed(SubscribeRequest { after_position: 0 }, ADMIN_TOKEN))
+        .await
+        .unwrap_err();
+    assert_eq!(third.code(), Code::ResourceExhausted, "{third:?}");
+    assert_eq!(error_code(&third), "busy");
+    // Hanging up frees the place (once the server notices).
+    drop(second);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match grpc
+            .subscribe(authed(SubscribeRequest { after_position: 0 }, ADMIN_TOKEN))
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted);
+                assert!(std::time::Instant::now() < deadline, "never freed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // Revoking the engine's token ends its live stream.
+    let (status, body) = request(
+        &server.addr,
+        "DELETE",
+        &format!("/v1/tokens/{engine_id}"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let ended = tokio::time::timeout(Duration::from_secs(30), first.message())
+        .await
+        .expect("the stream ends once its token is revoked");
+    let error = ended.unwrap_err();
+    assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");
+}

@@ -1,6 +1,6 @@
-//! Appending: parse every envelope, detect idempotent replays, check each new
-//! event against its pathway's history with the rules, then append the whole
-//! batch atomically with optimistic concurrency (retrying if another writer
+//! Appending: parse every envelope, check the caller may write each event's
+//! pathway, detect idempotent replays, check each new event against its
+//! pathway's history with the rules, then append the whole batch atomically with optimistic concurrency (retrying if another writer
 //! got there first). Nothing is written unless every event passed.
 
 use std::collections::HashMap;
@@ -216,20 +216,6 @@ impl App {
                 slots.push(Slot::SameAs(earlier));
                 continue;
             }
-            if event.event_id.is_some() {
-                if let Some(stored) = self.log.find_event(*id).await.map_err(storage)? {
-                    if !stored.same_content(&record) {
-                        return Err(AppError::DuplicateEventId { index: at(i) });
-                    }
-                    slots.push(Slot::Replay(AppendedEvent {
-                        event_id: stored.event_id,
-                        pathway_id: stored.stream_id,
-                        version: stored.version,
-                        position: stored.position,
-                    }));
-                    continue;
-                }
-            }
             if !histories.contains_key(stream) {
                 let history = self.projection.history(stream).await?;
                 histories.insert(stream, history.unwrap_or_default());
@@ -255,6 +241,24 @@ impl App {
                     ),
                 },
             })?;
+            // Only now, authorised for this pathway, may the caller learn
+            // whether the id is stored (and the stored event's place): a
+            // replay or a duplicate of another trust's event would tell it
+            // that pathway exists (decision 75).
+            if event.event_id.is_some() {
+                if let Some(stored) = self.log.find_event(*id).await.map_err(storage)? {
+                    if !stored.same_content(&record) {
+                        return Err(AppError::DuplicateEventId { index: at(i) });
+                    }
+                    slots.push(Slot::Replay(AppendedEvent {
+                        event_id: stored.event_id,
+                        pathway_id: stored.stream_id,
+                        version: stored.version,
+                        position: stored.position,
+                    }));
+                    continue;
+                }
+            }
             let current = history.len() as u64;
             if let Some(expected) = event.expected_version {
                 if expected != current {

@@ -31,6 +31,10 @@ pub enum AppError {
     /// A query parameter could not be used.
     #[error("`{field}` {problem}")]
     InvalidQuery { field: String, problem: String },
+    /// Too many views of a past date are waiting already: try again in
+    /// `retry_after` seconds.
+    #[error("busy: too many past-date views waiting")]
+    Busy { retry_after: u64 },
     /// The log could not be read or written; the operator must act.
     #[error("storage: {0}")]
     Storage(String),

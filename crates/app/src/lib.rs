@@ -38,6 +38,10 @@ const PATHWAY_LOCK_STRIPES: usize = 4096;
 /// that): far above any person, high enough for an integration engine.
 pub const DEFAULT_RATE_LIMIT: f64 = 2000.0;
 
+/// Past-date views (`as_of`, `known_at`) that may wait while one runs; more
+/// are refused as `Busy` (429) rather than queued without bound.
+pub const DEFAULT_PAST_VIEW_QUEUE: usize = 4;
+
 /// How often the projection snapshot is rewritten while the log moves on.
 pub const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -56,8 +60,16 @@ pub struct App {
     pub tokens: Arc<tokens::TokenStore>,
     /// Reads of patient-level data.
     pub access_log: Arc<audit::AccessLog>,
-    /// Views of a past date or moment re-evaluate every pathway: one at a time.
-    slow_views: tokio::sync::Semaphore,
+    /// Views of a past date or moment re-evaluate every pathway: one at a
+    /// time, with at most `past_view_queue` more waiting (see
+    /// [`App::with_past_view_queue`]).
+    slow_views: Arc<tokio::sync::Semaphore>,
+    /// Past-date views waiting for their turn or running now.
+    slow_waiting: Arc<std::sync::atomic::AtomicUsize>,
+    /// How long the last past-date view took (ms): the basis of `Retry-After`.
+    slow_last_millis: std::sync::atomic::AtomicU64,
+    /// Past-date views that may wait for their turn (beyond it: `Busy`).
+    pub past_view_queue: usize,
     /// Requests per second each token may sustain (0: no limit).
     pub rate_limit: f64,
     /// Pathway locks (striped): appends to one pathway on this node take turns,
@@ -123,7 +135,10 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             tokens: Arc::new(tokens::TokenStore::in_memory()),
             access_log: Arc::new(audit::AccessLog::in_memory()),
-            slow_views: tokio::sync::Semaphore::new(1),
+            slow_views: Arc::new(tokio::sync::Semaphore::new(1)),
+            slow_waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            slow_last_millis: std::sync::atomic::AtomicU64::new(0),
+            past_view_queue: DEFAULT_PAST_VIEW_QUEUE,
             rate_limit: DEFAULT_RATE_LIMIT,
             pathway_locks,
         }
@@ -139,6 +154,29 @@ impl App {
     pub fn with_rate_limit(mut self, per_second: f64) -> App {
         self.rate_limit = per_second.max(0.0);
         self
+    }
+
+    /// Sets how many past-date views may wait while one runs (default
+    /// [`DEFAULT_PAST_VIEW_QUEUE`]; 0: none wait, a second is refused).
+    pub fn with_past_view_queue(mut self, waiting: usize) -> App {
+        self.past_view_queue = waiting;
+        self
+    }
+
+    /// Past-date views waiting for their turn or running now.
+    pub fn past_views_waiting(&self) -> usize {
+        self.slow_waiting.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Takes the past-date views' turn and keeps it until the permit is
+    /// dropped: for tests of the queue (a stand-in for a long evaluation).
+    #[doc(hidden)]
+    pub async fn hold_past_view_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.slow_views
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the past-view gate is never closed")
     }
 
     /// Writes the access log to `log` (default: in memory only).

@@ -81,7 +81,8 @@ impl App {
         as_of.unwrap_or_else(|| known_at.map_or_else(|| self.today(), london_today))
     }
 
-    /// The pathway view as of a date, as known at a moment.
+    /// The pathway view as of a date, as known at a moment (its NHS number
+    /// masked for a role that does not see them).
     pub async fn pathway(
         &self,
         pathway_id: &str,
@@ -116,15 +117,22 @@ impl App {
             }
         };
         self.audit(principal, "pathway", Some(pathway_id), None);
+        let nhs_number = if principal.sees_nhs_numbers() {
+            state.nhs_number.as_str().to_string()
+        } else {
+            crate::views::mask(state.nhs_number.as_str())
+        };
         Ok(PathwayView {
             pathway_id: pathway_id.to_string(),
             version: entry_version,
-            nhs_number: state.nhs_number.as_str().to_string(),
+            nhs_number,
             state,
         })
     }
 
-    /// The stored history of a pathway, oldest first, with amendments shown.
+    /// The stored history of a pathway, oldest first, with amendments shown
+    /// (NHS numbers in the events' data masked for a role that does not see
+    /// them).
     pub async fn pathway_events(
         &self,
         pathway_id: &str,
@@ -173,6 +181,11 @@ impl App {
                 }
             }
         }
+        if !principal.sees_nhs_numbers() {
+            for view in &mut views {
+                mask_nhs_numbers(&mut view.data);
+            }
+        }
         self.audit(
             principal,
             "pathway_events",
@@ -180,6 +193,25 @@ impl App {
             Some(views.len()),
         );
         Ok(views)
+    }
+}
+
+/// Masks every `nhs_number` in an event's data, however deep (a referral's,
+/// or one a correction's `new_data` carries).
+fn mask_nhs_numbers(data: &mut Value) {
+    match data {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                match value {
+                    Value::String(number) if key == "nhs_number" => {
+                        *number = crate::views::mask(number);
+                    }
+                    other => mask_nhs_numbers(other),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(mask_nhs_numbers),
+        _ => {}
     }
 }
 

@@ -9,6 +9,11 @@
 //!
 //! A secret looks like `optl_<id>_<64 hex digits>`: the id finds the record,
 //! the hash of the whole secret proves it.
+//!
+//! The dashboard's sign-in does not put the token it was given in the
+//! cookie: it creates a **session token** ([`TokenStore::create_session`]),
+//! a child of that token that acts as it, lives at most 12 hours, ends with
+//! its parent, and is revoked and forgotten at sign-out.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,7 +45,16 @@ pub struct TokenRecord {
     /// SHA-256 of the secret, hex.
     #[serde(rename = "sha256")]
     pub hash: String,
+    /// For a dashboard session token: the id of the token it was signed in
+    /// with (it acts as that token and ends with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
+
+/// Live session tokens one token may have at once: signing in again beyond
+/// this ends the oldest session (the file stays small however often a
+/// dashboard signs in).
+pub const MAX_SESSIONS_PER_TOKEN: usize = 16;
 
 /// What a new token is for.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -273,6 +287,7 @@ impl TokenStore {
             expires_at: new.expires_at,
             revoked_at: None,
             hash: sha256_hex(&secret),
+            parent: None,
         };
         let mut tokens = loaded.tokens.clone();
         tokens.insert(id, record.clone());
@@ -303,6 +318,93 @@ impl TokenStore {
         Ok(record)
     }
 
+    /// Creates a session token for the dashboard, signed in with `parent`:
+    /// it acts as `parent` and expires after `ttl` (or with `parent`, if
+    /// sooner). Expired and revoked sessions are forgotten, and `parent`'s
+    /// oldest session if it has [`MAX_SESSIONS_PER_TOKEN`] already.
+    pub fn create_session(
+        &self,
+        parent: &TokenRecord,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<(TokenRecord, String), TokenError> {
+        let _lock = self.exclusive()?;
+        self.reload(true)?;
+        let mut loaded = self.lock();
+        let mut tokens = loaded.tokens.clone();
+        // Signing in with a session's secret opens a session of its token.
+        let parent = match &parent.parent {
+            Some(id) => tokens
+                .get(id)
+                .cloned()
+                .ok_or_else(|| TokenError::NotFound(id.clone()))?,
+            None => parent.clone(),
+        };
+        tokens.retain(|_, t| t.parent.is_none() || usable(t, now));
+        let mut sessions: Vec<(DateTime<Utc>, String)> = tokens
+            .values()
+            .filter(|t| t.parent.as_deref() == Some(parent.id.as_str()))
+            .map(|t| (t.created_at, t.id.clone()))
+            .collect();
+        sessions.sort();
+        let excess = (sessions.len() + 1).saturating_sub(MAX_SESSIONS_PER_TOKEN);
+        for (_, id) in sessions.iter().take(excess) {
+            tokens.remove(id);
+        }
+        let id = loop {
+            let id = random_hex(4);
+            if !tokens.contains_key(&id) {
+                break id;
+            }
+        };
+        let secret = format!("optl_{id}_{}", random_hex(32));
+        let expires_at = match parent.expires_at {
+            Some(e) => e.min(now + ttl),
+            None => now + ttl,
+        };
+        let record = TokenRecord {
+            id: id.clone(),
+            label: parent.label.clone(),
+            role: parent.role,
+            trusts: parent.trusts.clone(),
+            alliance: parent.alliance.clone(),
+            created_at: now,
+            expires_at: Some(expires_at),
+            revoked_at: None,
+            hash: sha256_hex(&secret),
+            parent: Some(parent.id.clone()),
+        };
+        tokens.insert(id, record.clone());
+        self.save(&tokens)?;
+        loaded.tokens = tokens;
+        loaded.modified = self
+            .path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        Ok((record, secret))
+    }
+
+    /// Ends a session token (sign-out): it stops working at once and its
+    /// record is forgotten. A token that is not a session is left alone
+    /// (false).
+    pub fn end_session(&self, id: &str) -> Result<bool, TokenError> {
+        let _lock = self.exclusive()?;
+        self.reload(true)?;
+        let mut loaded = self.lock();
+        if loaded.tokens.get(id).is_none_or(|t| t.parent.is_none()) {
+            return Ok(false);
+        }
+        let mut tokens = loaded.tokens.clone();
+        tokens.remove(id);
+        self.save(&tokens)?;
+        loaded.tokens = tokens;
+        loaded.modified = self
+            .path
+            .as_ref()
+            .and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        Ok(true)
+    }
+
     pub fn list(&self) -> Vec<TokenRecord> {
         let _ = self.reload(false);
         self.lock().tokens.values().cloned().collect()
@@ -329,7 +431,12 @@ impl TokenStore {
             Some(r) => Some(r),
             None => loaded.tokens.values().find(|t| same(&t.hash, &hash)),
         }?;
-        (same(&record.hash, &hash) && usable(record, now)).then(|| record.clone())
+        // A session ends with the token it was signed in with.
+        let parent_usable = record
+            .parent
+            .as_ref()
+            .is_none_or(|p| loaded.tokens.get(p).is_some_and(|p| usable(p, now)));
+        (same(&record.hash, &hash) && usable(record, now) && parent_usable).then(|| record.clone())
     }
 }
 
@@ -441,6 +548,38 @@ mod tests {
         let reopened = TokenStore::open(&path).unwrap();
         assert!(reopened.authenticate(&secret, now()).is_none(), "revoked");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sessions_act_as_their_token_and_end_with_it_or_at_sign_out() {
+        let store = TokenStore::in_memory();
+        let (parent, secret) = store.create(coordinator(), now()).unwrap();
+        let (session, session_secret) = store
+            .create_session(&parent, now(), chrono::Duration::hours(12))
+            .unwrap();
+        assert_ne!(secret, session_secret);
+        let found = store.authenticate(&session_secret, now()).unwrap();
+        assert_eq!(found.principal(&BTreeMap::new()).actor, "jane");
+        assert_eq!(found.parent.as_deref(), Some(parent.id.as_str()));
+        let later = now() + chrono::Duration::hours(13);
+        assert!(store.authenticate(&session_secret, later).is_none());
+        // Signing out ends the session, not the token.
+        assert!(store.end_session(&session.id).unwrap());
+        assert!(store.authenticate(&session_secret, now()).is_none());
+        assert!(store.authenticate(&secret, now()).is_some());
+        assert!(!store.end_session(&parent.id).unwrap(), "not a session");
+        // Revoking the token ends its sessions; they never pile up.
+        for _ in 0..(MAX_SESSIONS_PER_TOKEN + 5) {
+            store
+                .create_session(&parent, now(), chrono::Duration::hours(12))
+                .unwrap();
+        }
+        assert_eq!(store.list().len(), 1 + MAX_SESSIONS_PER_TOKEN);
+        let (_, last) = store
+            .create_session(&parent, now(), chrono::Duration::hours(12))
+            .unwrap();
+        store.revoke(&parent.id, now()).unwrap();
+        assert!(store.authenticate(&last, now()).is_none());
     }
 
     #[test]

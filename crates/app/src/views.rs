@@ -417,19 +417,43 @@ impl App {
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
     ) -> Result<Vec<(Arc<str>, Current)>, AppError> {
-        let _turn = self
+        use std::sync::atomic::Ordering;
+        // A bounded queue: with one running and `past_view_queue` waiting,
+        // refuse now (the caller retries) instead of piling up requests and
+        // snapshots. The count holds until the evaluation itself ends.
+        let waiting = self.slow_waiting.fetch_add(1, Ordering::SeqCst);
+        let queued = Queued(self.slow_waiting.clone());
+        if waiting > self.past_view_queue {
+            let last = self.slow_last_millis.load(Ordering::Relaxed);
+            // Every view ahead of it, at the last one's pace, in seconds.
+            let retry_after = (last.saturating_mul(waiting as u64 + 1) / 1000).clamp(1, 60);
+            return Err(AppError::Busy { retry_after });
+        }
+        let turn = self
             .slow_views
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| AppError::Internal("the slow-view gate closed".into()))?;
         let config = self.config.clone();
         let log = self.log.clone();
         let runtime = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            // The turn is the blocking work's, not the request's: a request
+            // dropped by its timeout does not let the next view start while
+            // this one still runs.
+            let _turn = turn;
+            let _queued = queued;
             evaluate_all(&snapshot, log.as_ref(), &runtime, as_of, known_at, &config)
         })
         .await
-        .map_err(|e| AppError::Internal(format!("evaluating a past view failed: {e}")))?
+        .map_err(|e| AppError::Internal(format!("evaluating a past view failed: {e}")))?;
+        self.slow_last_millis.store(
+            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        result
     }
 
     /// The single PTL (SPEC 4.4).
@@ -647,8 +671,20 @@ fn forbidden(principal: &Principal, why: &str) -> AppError {
     }
 }
 
-/// An NHS number with all but the last four digits hidden.
-fn mask(nhs_number: &str) -> String {
+/// A past-date view counted as in the gate (waiting or running) until its
+/// evaluation ends or it is dropped while waiting.
+struct Queued(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An NHS number with all but the last four digits hidden: what every
+/// surface shows a role that does not see NHS numbers
+/// ([`Principal::sees_nhs_numbers`]).
+pub(crate) fn mask(nhs_number: &str) -> String {
     openptl_rules::NhsNumber::parse(nhs_number)
         .map_or_else(|| "*".repeat(nhs_number.len()), |n| n.masked())
 }

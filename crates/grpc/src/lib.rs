@@ -4,6 +4,11 @@
 //! become the HTTP API's JSON envelopes and go through the same checks; the
 //! same bearer tokens, roles and trust scopes apply; errors carry the HTTP
 //! API's error body and stable code.
+//!
+//! Bounded like the HTTP API ([`Limits`]): at most [`MAX_BATCH`] events per
+//! `Append`, a time limit and a cap on calls in flight, a cap on live
+//! subscriptions, and a subscription ends within a second of its token
+//! being revoked or expiring.
 
 pub mod convert;
 
@@ -12,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openptl_app::access::Principal;
-use openptl_app::{App, AppError};
-use openptl_http::ApiError;
+use openptl_app::{App, AppError, MAX_BATCH};
+use openptl_http::auth::ClientKey;
+use openptl_http::{ApiError, FailedAuth};
 use openptl_log::Subscription;
-use tokio::sync::watch;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Response, Status};
@@ -40,29 +46,89 @@ const SUBSCRIPTION_PAGE: usize = 512;
 /// Events buffered per subscriber before the log reader waits for it.
 const SUBSCRIBER_BUFFER: usize = 256;
 
+/// What the gRPC server bounds (docs/operations.md).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest a call may take before it is answered `CANCELLED` ("Timeout
+    /// expired") (`Append`, `ReadStream`; a subscription's stream is not
+    /// timed).
+    pub timeout: Duration,
+    /// Calls in flight on one connection (more wait for a turn).
+    pub calls_per_connection: usize,
+    /// `Append` and `ReadStream` calls in flight in all; beyond it
+    /// `RESOURCE_EXHAUSTED` at once.
+    pub calls: usize,
+    /// Live `Subscribe` streams in all; beyond it `RESOURCE_EXHAUSTED`.
+    pub subscriptions: usize,
+}
+
+/// As the HTTP API's request time limit.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Calls in flight per connection by default.
+pub const DEFAULT_CALLS_PER_CONNECTION: usize = 32;
+/// Calls in flight in all by default.
+pub const DEFAULT_CALLS: usize = 256;
+/// Live subscriptions by default: a few per integration engine or warehouse.
+pub const DEFAULT_SUBSCRIPTIONS: usize = 64;
+/// How often a live subscription re-checks its token.
+const TOKEN_RECHECK: Duration = Duration::from_secs(1);
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: DEFAULT_TIMEOUT,
+            calls_per_connection: DEFAULT_CALLS_PER_CONNECTION,
+            calls: DEFAULT_CALLS,
+            subscriptions: DEFAULT_SUBSCRIPTIONS,
+        }
+    }
+}
+
 /// The gRPC service on an [`App`].
 pub struct Service {
     app: Arc<App>,
     /// Becomes true when the service shuts down: subscriptions then end.
     stop: watch::Receiver<bool>,
+    /// Failed bearer tokens per client address.
+    failures: Arc<FailedAuth>,
+    /// Turns for `Append` and `ReadStream` calls ([`Limits::calls`]).
+    calls: Arc<Semaphore>,
+    /// Turns for live subscriptions ([`Limits::subscriptions`]).
+    subscriptions: Arc<Semaphore>,
 }
 
 /// The tonic server for `app`, ready to add to a `tonic::transport::Server`;
-/// its subscriptions end when `stop` becomes true.
-pub fn server(app: Arc<App>, stop: watch::Receiver<bool>) -> OpenPtlServer<Service> {
-    OpenPtlServer::new(Service { app, stop })
+/// its subscriptions end when `stop` becomes true; failed bearer tokens are
+/// counted per client address in `failures`.
+pub fn server(
+    app: Arc<App>,
+    failures: Arc<FailedAuth>,
+    limits: Limits,
+    stop: watch::Receiver<bool>,
+) -> OpenPtlServer<Service> {
+    OpenPtlServer::new(Service {
+        app,
+        stop,
+        failures,
+        calls: Arc::new(Semaphore::new(limits.calls.max(1))),
+        subscriptions: Arc::new(Semaphore::new(limits.subscriptions)),
+    })
 }
 
 /// Serves the gRPC API on `listener` until `stop` becomes true (then ends
 /// every subscription and finishes the calls in flight).
 pub async fn serve(
     app: Arc<App>,
+    failures: Arc<FailedAuth>,
+    limits: Limits,
     listener: tokio::net::TcpListener,
     stop: watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let mut until = stop.clone();
     tonic::transport::Server::builder()
-        .add_service(server(app, stop))
+        .timeout(limits.timeout)
+        .concurrency_limit_per_connection(limits.calls_per_connection.max(1))
+        .add_service(server(app, failures, limits, stop))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             async move {
@@ -103,16 +169,52 @@ fn unmappable(error: Unmappable) -> Status {
     status(ApiError::InvalidJson(error.0))
 }
 
+/// `RESOURCE_EXHAUSTED` with the HTTP API's `busy` body.
+fn exhausted(what: &str) -> Status {
+    let mut status = Status::new(
+        Code::ResourceExhausted,
+        json_error(
+            "busy",
+            &format!("The service has as many {what} as it takes now; try again in a few seconds."),
+        ),
+    );
+    status
+        .metadata_mut()
+        .insert("openptl-error-code", MetadataValue::from_static("busy"));
+    status
+}
+
+fn json_error(code: &str, message: &str) -> String {
+    serde_json::json!({ "error": { "code": code, "message": message, "details": {} } }).to_string()
+}
+
 impl Service {
-    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let secret = request
+    /// A turn for an `Append` or `ReadStream` call, or `RESOURCE_EXHAUSTED`.
+    fn call_turn(&self) -> Result<OwnedSemaphorePermit, Status> {
+        self.calls
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| exhausted("calls in progress"))
+    }
+
+    /// The bearer secret of a call, if any.
+    fn secret<T>(request: &Request<T>) -> Option<String> {
+        request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_string());
-        openptl_http::auth::authenticate(&self.app, secret.as_deref()).map_err(status)
+            .map(|(_, token)| token.trim().to_string())
+    }
+
+    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
+        let secret = Self::secret(request);
+        let client = request
+            .remote_addr()
+            .map_or(ClientKey::UNKNOWN, |a| ClientKey::of(a.ip()));
+        openptl_http::auth::authenticate(&self.app, &self.failures, client, secret.as_deref())
+            .map_err(status)
     }
 }
 
@@ -124,10 +226,19 @@ impl OpenPtl for Service {
         &self,
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
+        let _turn = self.call_turn()?;
         let principal = self.principal(&request)?;
-        let envelopes = request
-            .into_inner()
-            .events
+        let events = request.into_inner().events;
+        if events.len() > MAX_BATCH {
+            return Err(status(ApiError::App(AppError::InvalidQuery {
+                field: "events".into(),
+                problem: format!(
+                    "holds {} events; send at most {MAX_BATCH} per call",
+                    events.len()
+                ),
+            })));
+        }
+        let envelopes = events
             .iter()
             .map(envelope_to_json)
             .collect::<Result<Vec<_>, _>>()
@@ -159,6 +270,7 @@ impl OpenPtl for Service {
         &self,
         request: Request<ReadStreamRequest>,
     ) -> Result<Response<ReadStreamResponse>, Status> {
+        let _turn = self.call_turn()?;
         let principal = self.principal(&request)?;
         let pathway_id = request.into_inner().pathway_id;
         let views = self
@@ -205,16 +317,28 @@ impl OpenPtl for Service {
                 principal.role.as_str()
             ))));
         }
+        let turn = self
+            .subscriptions
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| exhausted("live subscriptions"))?;
+        let secret = Self::secret(&request).unwrap_or_default();
         let after = request.into_inner().after_position;
         self.app.audit(&principal, "subscribe", None, None);
         let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBER_BUFFER);
-        tokio::spawn(follow(
-            self.app.clone(),
-            principal,
-            after,
-            tx,
-            self.stop.clone(),
-        ));
+        let app = self.app.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            // The subscription's turn is held while it lives.
+            let _turn = turn;
+            let ended = tx.clone();
+            tokio::select! {
+                () = follow(app.clone(), principal, after, tx, stop) => {}
+                () = token_ends(&app, &secret) => {
+                    let _ = ended.send(Err(status(ApiError::Unauthenticated))).await;
+                }
+            }
+        });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -228,6 +352,19 @@ fn corrected_id(data: &serde_json::Value) -> Option<uuid::Uuid> {
 
 fn timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// Resolves once `secret` no longer authenticates (revoked, expired, or
+/// its parent token revoked), checked every [`TOKEN_RECHECK`].
+async fn token_ends(app: &App, secret: &str) {
+    let mut tick = tokio::time::interval(TOKEN_RECHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if app.tokens.authenticate(secret, app.clock.now()).is_none() {
+            return;
+        }
+    }
 }
 
 /// Feeds one subscriber from the log until it hangs up: every record after

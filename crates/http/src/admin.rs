@@ -14,10 +14,11 @@ use chrono::Duration;
 use openptl_app::access::{Principal, TrustScope};
 use openptl_app::tokens::{NewToken, TokenError};
 use openptl_app::{App, AppError};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::auth::{Auth, COOKIE};
-use crate::{invalid, ApiError};
+use crate::auth::{check_secret, Auth, Client, COOKIE};
+use crate::{invalid, ApiError, Limited};
 
 /// Tokens created through the API without `expires_at` last this long.
 const DEFAULT_EXPIRY_DAYS: i64 = 90;
@@ -128,24 +129,52 @@ pub async fn audit(
     Ok(Json(json!({ "entries": entries })).into_response())
 }
 
-/// `POST /v1/session` `{ "token": "…" }`: checks the token and sets it as an
-/// HttpOnly, SameSite=Strict cookie for the dashboard.
+/// The body of `POST /v1/session`.
+#[derive(Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+/// `POST /v1/session` `{ "token": "…" }`: checks the token, opens a session
+/// token for it and sets that as an HttpOnly, SameSite=Strict cookie for the
+/// dashboard. Unauthenticated, so
+/// bounded: a body of at most [`crate::SESSION_BODY_LIMIT`] bytes read into
+/// a one-field struct, and the client's failed attempts limited.
 pub async fn sign_in(
     State(app): State<Arc<App>>,
+    Client(failures, client): Client,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    let secret = value
-        .get("token")
-        .and_then(Value::as_str)
-        .ok_or_else(|| invalid("token", "is required: the access token you were given"))?;
-    let record = app
-        .tokens
-        .authenticate(secret, app.clock.now())
-        .ok_or(ApiError::Unauthenticated)?;
+    failures
+        .check(client)
+        .map_err(|retry_after| ApiError::RateLimited {
+            retry_after,
+            why: Limited::FailedSignIns,
+        })?;
+    let body = crate::read_body(body, crate::SESSION_BODY_LIMIT).await?;
+    let SignIn { token: secret } = serde_json::from_slice(&body).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            invalid("token", "is required: the access token you were given")
+        } else {
+            ApiError::InvalidJson(e.to_string())
+        }
+    })?;
+    let secret = secret.as_str();
+    let record = check_secret(&app, &failures, client, secret)?;
     let principal = record.principal(&app.config.alliances);
+    // The cookie holds a session token of its own (12 hours, ended at
+    // sign-out), never the token the user was given.
+    let (session, secret) = app
+        .tokens
+        .create_session(
+            &record,
+            app.clock.now(),
+            Duration::seconds(i64::from(SESSION_SECONDS)),
+        )
+        .map_err(token_error)?;
+    tracing::info!(token = %record.id, session = %session.id, "signed in");
+    let secret = secret.as_str();
     let secure = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
@@ -161,8 +190,26 @@ pub async fn sign_in(
     Ok(response)
 }
 
-/// `DELETE /v1/session`: clears the cookie.
-pub async fn sign_out() -> Response {
+/// `DELETE /v1/session`: ends the session server-side (its token stops
+/// working at once, wherever it was copied to) and clears the cookie.
+pub async fn sign_out(
+    State(app): State<Arc<App>>,
+    Client(failures, client): Client,
+    parts: axum::http::request::Parts,
+) -> Result<Response, ApiError> {
+    if let Some(secret) = crate::auth::session_cookie(&parts) {
+        crate::auth::same_site(&parts)?;
+        // A cookie that no longer works is simply cleared.
+        if let Ok(record) = check_secret(&app, &failures, client, &secret) {
+            if app.tokens.end_session(&record.id).map_err(token_error)? {
+                tracing::info!(session = %record.id, "signed out");
+            }
+        }
+    }
+    Ok(cleared_cookie())
+}
+
+fn cleared_cookie() -> Response {
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -1,22 +1,28 @@
 //! How a request proves who it is. Today: a bearer token (the
 //! `Authorization: Bearer …` header, or the `openptl_token` cookie the
-//! dashboard's sign-in sets). The extractor turns either into a
+//! dashboard's sign-in sets, which holds a session token; a write with the
+//! cookie must come from the service's own pages: [`same_site`]). The extractor turns either into a
 //! [`Principal`]; handlers never see how. OpenID Connect (NHS CIS2) would be
 //! a second branch here that validates an ID token and maps its claims (role,
 //! organisation codes) to the same `Principal` — no handler changes.
 //!
 //! Each token is rate limited (a token bucket per token id): a runaway
-//! script gets `429 rate_limited`, not the service.
+//! script gets `429 rate_limited`, not the service. Failed sign-ins and
+//! failed bearer tokens are limited per client address ([`FailedAuth`]): a
+//! client guessing secrets gets `429 rate_limited` with `Retry-After`, and
+//! while its allowance is spent no secret it presents is even checked.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use openptl_app::access::Principal;
 use openptl_app::App;
 
+use crate::error::Limited;
 use crate::ApiError;
 
 /// The cookie the dashboard's sign-in sets.
@@ -52,13 +58,24 @@ fn take(token_id: &str, rate: f64) -> Result<(), u64> {
 
 /// The secret a request presents, if any.
 pub fn presented(parts: &Parts) -> Option<String> {
+    presented_how(parts).map(|(secret, _)| secret)
+}
+
+/// The secret a request presents, and whether it came in the dashboard's
+/// cookie (rather than an `Authorization` header).
+pub fn presented_how(parts: &Parts) -> Option<(String, bool)> {
     if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_string());
+            .then(|| (token.trim().to_string(), false));
     }
+    session_cookie(parts).map(|secret| (secret, true))
+}
+
+/// The dashboard's session cookie, if the request carries one.
+pub fn session_cookie(parts: &Parts) -> Option<String> {
     parts
         .headers
         .get_all(axum::http::header::COOKIE)
@@ -68,19 +85,263 @@ pub fn presented(parts: &Parts) -> Option<String> {
         .filter_map(|c| c.trim().split_once('='))
         .find(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value.to_string())
+        .filter(|value| !value.is_empty())
 }
 
-/// Who presents `secret` (a bearer token), after its rate limit: the one
-/// check every way in (HTTP, gRPC) makes.
-pub fn authenticate(app: &App, secret: Option<&str>) -> Result<Principal, ApiError> {
+/// Whether a request that changes something may use the session cookie: a
+/// browser says where it comes from (`Sec-Fetch-Site`, else `Origin`), and
+/// only the service's own pages (or the user typing the address) may. A
+/// client that sends neither header is no browser, so no cross-site forgery.
+/// Reads (GET, HEAD, OPTIONS) are not checked: they change nothing, and
+/// SameSite=Strict already keeps the cookie off other sites' requests.
+pub fn same_site(parts: &Parts) -> Result<(), ApiError> {
+    use axum::http::Method;
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap_or("").trim().to_ascii_lowercase())
+    };
+    if let Some(site) = header("sec-fetch-site") {
+        return match site.as_str() {
+            "same-origin" | "none" => Ok(()),
+            _ => Err(ApiError::CrossSite),
+        };
+    }
+    let Some(origin) = header("origin") else {
+        return Ok(());
+    };
+    // `scheme://host[:port]` against the Host the request was sent to (the
+    // reverse proxy's `X-Forwarded-Host` when there is one).
+    let host = header("x-forwarded-host")
+        .or_else(|| header("host"))
+        .unwrap_or_default();
+    let origin_host = origin
+        .split_once("://")
+        .map(|(_, rest)| rest.trim_end_matches('/'))
+        .unwrap_or("");
+    if !host.is_empty() && origin_host == host {
+        Ok(())
+    } else {
+        Err(ApiError::CrossSite)
+    }
+}
+
+/// Failed sign-ins and bearer tokens allowed per client address by
+/// default: a burst of this many, then one more every
+/// [`DEFAULT_FAILURE_REFILL_SECONDS`].
+pub const DEFAULT_FAILURE_BURST: u32 = 30;
+/// Seconds for one failure of the allowance to come back.
+pub const DEFAULT_FAILURE_REFILL_SECONDS: u32 = 2;
+/// Client addresses the failure table remembers at most (about 100 bytes
+/// each): beyond it the addresses whose allowance has come back are
+/// forgotten first, then the longest quiet.
+pub const FAILURE_TABLE_LIMIT: usize = 10_000;
+
+/// A client address as the failure table keys it: an IPv4 address, or the
+/// /64 network of an IPv6 one (one host holds a whole /64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientKey(u128);
+
+impl ClientKey {
+    /// The key of a client whose address is unknown (in-process callers,
+    /// tests): they share one allowance.
+    pub const UNKNOWN: ClientKey = ClientKey(u128::MAX);
+
+    pub fn of(ip: IpAddr) -> ClientKey {
+        match ip {
+            IpAddr::V4(v4) => ClientKey(u128::from(u32::from(v4))),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => ClientKey(u128::from(u32::from(v4))),
+                None => ClientKey(u128::from(v6) & !((1u128 << 64) - 1)),
+            },
+        }
+    }
+
+    /// The key of a request: its peer address from `ConnectInfo`, else unknown.
+    pub fn of_parts(parts: &Parts) -> ClientKey {
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(ClientKey::UNKNOWN, |c| ClientKey::of(c.0.ip()))
+    }
+}
+
+/// Failed authentications per client address: a token bucket each (a burst
+/// of `burst` failures, one back every `refill_seconds`), in a table of
+/// bounded size. A client whose bucket is empty is answered `429` before its
+/// secret is looked at, so guessing runs no faster than the refill.
+pub struct FailedAuth {
+    burst: f64,
+    per_second: f64,
+    capacity: usize,
+    table: Mutex<HashMap<ClientKey, (f64, Instant)>>,
+}
+
+impl Default for FailedAuth {
+    fn default() -> Self {
+        FailedAuth::new(
+            DEFAULT_FAILURE_BURST,
+            DEFAULT_FAILURE_REFILL_SECONDS,
+            FAILURE_TABLE_LIMIT,
+        )
+    }
+}
+
+impl FailedAuth {
+    /// `burst` failures (0: no limit), one back every `refill_seconds`, at
+    /// most `capacity` addresses remembered.
+    pub fn new(burst: u32, refill_seconds: u32, capacity: usize) -> FailedAuth {
+        FailedAuth {
+            burst: f64::from(burst),
+            per_second: 1.0 / f64::from(refill_seconds.max(1)),
+            capacity: capacity.max(1),
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, (f64, Instant)>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn seconds_until_one(&self, left: f64) -> u64 {
+        ((1.0 - left) / self.per_second).ceil().max(1.0) as u64
+    }
+
+    /// Whether `client` may try a secret now; else the seconds to wait.
+    pub fn check(&self, client: ClientKey) -> Result<(), u64> {
+        if self.burst <= 0.0 {
+            return Ok(());
+        }
+        let table = self.lock();
+        let Some((left, since)) = table.get(&client) else {
+            return Ok(());
+        };
+        let left = (left + since.elapsed().as_secs_f64() * self.per_second).min(self.burst);
+        if left >= 1.0 {
+            Ok(())
+        } else {
+            Err(self.seconds_until_one(left))
+        }
+    }
+
+    /// Counts a failure of `client`.
+    pub fn failed(&self, client: ClientKey) {
+        if self.burst <= 0.0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut table = self.lock();
+        if table.len() >= self.capacity && !table.contains_key(&client) {
+            self.evict(&mut table, now);
+        }
+        let (left, since) = table.entry(client).or_insert((self.burst, now));
+        *left = (*left + now.duration_since(*since).as_secs_f64() * self.per_second)
+            .min(self.burst)
+            - 1.0;
+        *left = left.max(0.0);
+        *since = now;
+    }
+
+    /// Makes room: forgets every address whose allowance has come back in
+    /// full, and if that is not a tenth of the table, the longest quiet.
+    fn evict(&self, table: &mut HashMap<ClientKey, (f64, Instant)>, now: Instant) {
+        let (burst, rate) = (self.burst, self.per_second);
+        table.retain(|_, (left, since)| {
+            *left + now.duration_since(*since).as_secs_f64() * rate < burst
+        });
+        let target = self.capacity - self.capacity / 10 - 1;
+        if table.len() > target {
+            let mut quiet: Vec<(Instant, ClientKey)> =
+                table.iter().map(|(k, (_, since))| (*since, *k)).collect();
+            quiet.sort_unstable_by_key(|(since, _)| *since);
+            for (_, key) in quiet.iter().take(table.len() - target) {
+                table.remove(key);
+            }
+        }
+    }
+
+    /// Addresses remembered now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The failure table of a request's router (a default one if the router
+/// has none, which only happens in tests that build handlers by hand).
+fn failures_of(parts: &Parts) -> Arc<FailedAuth> {
+    parts
+        .extensions
+        .get::<Arc<FailedAuth>>()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Who presents `secret` (a bearer token), after the client's failure limit
+/// and the token's rate limit: the one check every way in (HTTP, gRPC) makes.
+/// A presented secret that is wrong, expired or revoked counts as a failure
+/// of `client`; no secret at all does not (it guesses nothing).
+pub fn authenticate(
+    app: &App,
+    failures: &FailedAuth,
+    client: ClientKey,
+    secret: Option<&str>,
+) -> Result<Principal, ApiError> {
     let secret = secret.ok_or(ApiError::Unauthenticated)?;
-    let record = app
-        .tokens
-        .authenticate(secret, app.clock.now())
-        .ok_or(ApiError::Unauthenticated)?;
-    take(&record.id, app.rate_limit)
-        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    let record = check_secret(app, failures, client, secret)?;
+    take(&record.id, app.rate_limit).map_err(|retry_after| ApiError::RateLimited {
+        retry_after,
+        why: Limited::Token,
+    })?;
     Ok(record.principal(&app.config.alliances))
+}
+
+/// The token record behind `secret`, counting a failure of `client` if there
+/// is none (and refusing to look while its allowance is spent).
+pub fn check_secret(
+    app: &App,
+    failures: &FailedAuth,
+    client: ClientKey,
+    secret: &str,
+) -> Result<openptl_app::tokens::TokenRecord, ApiError> {
+    failures
+        .check(client)
+        .map_err(|retry_after| ApiError::RateLimited {
+            retry_after,
+            why: Limited::FailedSignIns,
+        })?;
+    match app.tokens.authenticate(secret, app.clock.now()) {
+        Some(record) => Ok(record),
+        None => {
+            failures.failed(client);
+            Err(ApiError::Unauthenticated)
+        }
+    }
+}
+
+/// The failure table of a request's router and the client's address key
+/// (for handlers that check a secret themselves: sign-in).
+pub struct Client(pub Arc<FailedAuth>, pub ClientKey);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let (failures, client) = client_of(parts);
+        Ok(Client(failures, client))
+    }
+}
+
+/// The failure table and client key of a request.
+pub fn client_of(parts: &Parts) -> (Arc<FailedAuth>, ClientKey) {
+    (failures_of(parts), ClientKey::of_parts(parts))
 }
 
 impl FromRequestParts<Arc<App>> for Auth {
@@ -90,6 +351,47 @@ impl FromRequestParts<Arc<App>> for Auth {
         parts: &mut Parts,
         app: &Arc<App>,
     ) -> Result<Self, Self::Rejection> {
-        authenticate(app, presented(parts).as_deref()).map(Auth)
+        let (failures, client) = client_of(parts);
+        let presented = presented_how(parts);
+        if presented.as_ref().is_some_and(|(_, cookie)| *cookie) {
+            same_site(parts)?;
+        }
+        authenticate(
+            app,
+            &failures,
+            client,
+            presented.as_ref().map(|(s, _)| s.as_str()),
+        )
+        .map(Auth)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_run_out_and_the_table_stays_bounded() {
+        let limiter = FailedAuth::new(3, 60, 100);
+        let client = ClientKey::of("192.0.2.1".parse().unwrap());
+        for _ in 0..3 {
+            assert_eq!(limiter.check(client), Ok(()));
+            limiter.failed(client);
+        }
+        let wait = limiter.check(client).unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        // Another address is not affected.
+        assert!(limiter
+            .check(ClientKey::of("192.0.2.2".parse().unwrap()))
+            .is_ok());
+        // One IPv6 host is its /64.
+        let a = ClientKey::of("2001:db8::1".parse().unwrap());
+        let b = ClientKey::of("2001:db8::ffff:1".parse().unwrap());
+        assert_eq!(a, b);
+        // Many addresses never grow the table past its capacity.
+        for i in 0..10_000u32 {
+            limiter.failed(ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(i))));
+        }
+        assert!(limiter.len() <= 100, "{}", limiter.len());
     }
 }

@@ -20,17 +20,43 @@ pub enum ApiError {
     Unauthenticated,
     /// The role may not use this endpoint (403).
     Forbidden(String),
-    /// Too many requests for this token (429).
+    /// Too many requests (429), for the reason `why`; try again in
+    /// `retry_after` seconds.
     RateLimited {
         retry_after: u64,
+        why: Limited,
     },
+    /// The body is larger than this endpoint takes (413).
+    TooLarge {
+        limit: usize,
+    },
+    /// A cookie-authenticated write from another site (403).
+    CrossSite,
     /// The request took longer than the service allows (503).
     Timeout,
 }
 
+/// Why a request was refused with 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limited {
+    /// The token's own request rate (`--rate-limit`): `rate_limited`.
+    Token,
+    /// Too many failed sign-ins or invalid tokens from the client's address:
+    /// `rate_limited`.
+    FailedSignIns,
+    /// Too many past-date views (`as_of`/`known_at`) waiting already: `busy`.
+    Busy,
+}
+
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
-        ApiError::App(e)
+        match e {
+            AppError::Busy { retry_after } => ApiError::RateLimited {
+                retry_after,
+                why: Limited::Busy,
+            },
+            e => ApiError::App(e),
+        }
     }
 }
 
@@ -109,11 +135,35 @@ impl ApiError {
                 format!("Your access does not allow this ({reason}). Ask your OpenPTL administrator if you need it."),
                 json!({}),
             ),
-            ApiError::RateLimited { retry_after } => (
+            ApiError::RateLimited { retry_after, why: Limited::Token } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 format!("Too many requests with this token; try again in {retry_after} s."),
                 json!({ "retry_after": retry_after }),
+            ),
+            ApiError::RateLimited { retry_after, why: Limited::FailedSignIns } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("Too many failed sign-ins or invalid tokens from your address; try again in {retry_after} s with a valid token."),
+                json!({ "retry_after": retry_after }),
+            ),
+            ApiError::RateLimited { retry_after, why: Limited::Busy } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "busy",
+                format!("The service is busy with other views of a past date (`as_of` or `known_at`); try again in {retry_after} s. Today's views are not affected."),
+                json!({ "retry_after": retry_after }),
+            ),
+            ApiError::TooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The request body is larger than this endpoint accepts ({limit} bytes); send less (at most 1,000 events per batch)."),
+                json!({ "limit": limit }),
+            ),
+            ApiError::CrossSite => (
+                StatusCode::FORBIDDEN,
+                "cross_site_request",
+                "This change came from another web site with your sign-in cookie, so it was refused. Make it from the OpenPTL dashboard itself, or send an `Authorization: Bearer` token.".into(),
+                json!({}),
             ),
             ApiError::Timeout => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -164,6 +214,11 @@ impl ApiError {
                     );
                     (StatusCode::FORBIDDEN, "forbidden", message, details)
                 }
+                AppError::Busy { retry_after } => ApiError::RateLimited {
+                    retry_after: *retry_after,
+                    why: Limited::Busy,
+                }
+                .parts(),
                 AppError::Storage(_) => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
@@ -203,7 +258,8 @@ impl IntoResponse for ApiError {
                     axum::http::HeaderValue::from_static("Bearer realm=\"openptl\""),
                 );
             }
-            ApiError::RateLimited { retry_after } => {
+            ApiError::RateLimited { retry_after, .. }
+            | ApiError::App(AppError::Busy { retry_after }) => {
                 if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
                     response
                         .headers_mut()

@@ -8,6 +8,7 @@ mod csv;
 mod dashboard;
 mod error;
 pub mod openapi;
+pub mod serve;
 mod views;
 
 use std::collections::HashMap;
@@ -22,16 +23,40 @@ use axum::{Json, Router};
 use openptl_app::{App, AppError, PathwayQuery, MAX_BATCH};
 use serde_json::{json, Value};
 
-pub use error::ApiError;
+pub use auth::FailedAuth;
+pub use error::{ApiError, Limited};
+pub use serve::{serve, ServeLimits};
 pub use views::cwt_csv;
 
 /// Largest request body accepted (a full batch of large events fits easily).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
 
+/// Largest body of the one unauthenticated route that takes a body
+/// (`POST /v1/session`, `{"token": "…"}`): a token is under 100 bytes.
+pub const SESSION_BODY_LIMIT: usize = 16 * 1024;
+
+/// Reads a request body of at most `limit` bytes (`413 payload_too_large`
+/// beyond it, without buffering the rest).
+pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if e.into_inner().is::<http_body_util::LengthLimitError>() {
+            ApiError::TooLarge { limit }
+        } else {
+            ApiError::InvalidJson("the body could not be read".into())
+        }
+    })
+}
+
 use auth::Auth;
 
-/// The whole API.
+/// The whole API, with the default limit on failed authentications per
+/// client address.
 pub fn router(app: Arc<App>) -> Router {
+    router_with(app, Arc::new(FailedAuth::default()))
+}
+
+/// The whole API, counting failed sign-ins and bearer tokens in `failures`.
+pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
     Router::new()
         .route("/v1/events", post(post_events))
         .route("/v1/pathways/{pathway_id}", get(get_pathway))
@@ -77,6 +102,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .layer(axum::middleware::from_fn(time_limit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::Extension(failures))
         .with_state(app)
 }
 
@@ -200,10 +226,14 @@ fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
 async fn post_events(
     State(app): State<Arc<App>>,
     auth: Result<Auth, ApiError>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
+    // The body is read only once the caller is known.
     let result = match auth {
-        Ok(Auth(principal)) => append_events(&app, &principal, body).await,
+        Ok(Auth(principal)) => match read_body(body, BODY_LIMIT).await {
+            Ok(body) => append_events(&app, &principal, body).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if let Err(e) = &result {

@@ -147,6 +147,14 @@ fn envelope(event_type: EventType) -> Value {
 }
 
 fn error_responses(responses: &mut Map<String, Value>) {
+    responses.insert(
+        "429".into(),
+        json!({
+            "description": "Too many requests: `rate_limited` (this token's rate, or failed sign-ins and invalid tokens from this address) or `busy` (too many views of a past date waiting). Try again after `Retry-After` seconds.",
+            "headers": { "Retry-After": { "description": "Seconds to wait", "schema": { "type": "integer", "minimum": 1 } } },
+            "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } },
+        }),
+    );
     for status in ["4XX", "5XX"] {
         responses.insert(
             status.into(),
