@@ -68,6 +68,10 @@ enum Command {
         /// answered 429 `rate_limited`; 0: no limit (a reverse proxy limits).
         #[arg(long, env = "OPENPTL_AUTH_FAILURE_BURST", default_value_t = openptl_http::auth::DEFAULT_FAILURE_BURST)]
         auth_failure_burst: u32,
+        /// Where `POST /v1/backup` (admin) backs the log up while it runs;
+        /// without it the API does not back up (`openptl backup` always can).
+        #[arg(long, env = "OPENPTL_BACKUP_TO")]
+        backup_to: Option<PathBuf>,
         /// Views of a past date (`as_of`, `known_at`) that may wait while
         /// one runs; more are answered 429 `busy`.
         #[arg(long, env = "OPENPTL_PAST_VIEW_QUEUE", default_value_t = openptl_app::DEFAULT_PAST_VIEW_QUEUE)]
@@ -115,6 +119,27 @@ enum Command {
     Verify {
         #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
         data_dir: PathBuf,
+    },
+    /// Back up a data directory into `--to`, beside the running service
+    /// (no stop, no lock): the log up to an acknowledged position, the
+    /// snapshot, the tokens and anchors files. A second backup into the same
+    /// directory copies only what is new. Prints the position and head hash.
+    Backup {
+        #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
+        data_dir: PathBuf,
+        /// Where the backup goes (created if need be).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Restore a backup into a new data directory (which must not hold a
+    /// log), checking it whole; then start the service on `--to`.
+    Restore {
+        /// The backup.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data directory.
+        #[arg(long)]
+        to: PathBuf,
     },
     /// Delete the sled index and rebuild it from the segments (the service must be stopped).
     RebuildIndex {
@@ -281,6 +306,7 @@ async fn main() -> anyhow::Result<()> {
             bootstrap_admin_token,
             rate_limit,
             auth_failure_burst,
+            backup_to,
             past_view_queue,
             grpc_max_subscriptions,
             header_read_timeout,
@@ -301,6 +327,7 @@ async fn main() -> anyhow::Result<()> {
                 http: listen,
                 grpc: grpc_listen,
                 store: store.map(|url| (url, store_schema)),
+                backup_to,
             };
             let limits = Limits {
                 auth_failure_burst,
@@ -349,6 +376,51 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 anyhow::bail!("{} problems found", report.problems.len())
             }
+        }
+        Command::Backup { data_dir, to } => {
+            let report = segment::backup(&data_dir, &to, &mut |step| match step {
+                segment::Progress::Segment {
+                    number,
+                    index,
+                    of,
+                    offset,
+                    len,
+                } => {
+                    eprintln!("segment {number} ({index} of {of}): copying bytes {offset} to {len}")
+                }
+                segment::Progress::Checking => eprintln!("checking the copy"),
+            })?;
+            println!(
+                "backup of {} in {}: position {}, head hash {} ({} of {} segments copied, {} bytes; {})",
+                data_dir.display(),
+                to.display(),
+                report.position,
+                hex(&report.head_hash),
+                report.segments_copied,
+                report.segments,
+                report.bytes_copied,
+                if report.files.is_empty() { "no other files".to_string() } else { report.files.join(", ") },
+            );
+            Ok(())
+        }
+        Command::Restore { from, to } => {
+            let report = segment::restore(&from, &to)?;
+            let verified = segment::verify(&to)?;
+            if !verified.problems.is_empty() {
+                anyhow::bail!(
+                    "the restored log has problems: {}",
+                    verified.problems.join("; ")
+                );
+            }
+            println!(
+                "restored {} into {}: position {}, head hash {}; verified. Start the service with --data-dir {}",
+                from.display(),
+                to.display(),
+                report.position,
+                hex(&report.head_hash),
+                to.display()
+            );
+            Ok(())
         }
         Command::RebuildIndex { data_dir } => {
             let records = segment::rebuild_index(&data_dir)?;
@@ -557,6 +629,8 @@ struct Listen {
     grpc: Option<SocketAddr>,
     /// A PostgreSQL URL and schema; `None`: the segment log in the data directory.
     store: Option<(String, String)>,
+    /// Where `POST /v1/backup` writes (`--backup-to`).
+    backup_to: Option<PathBuf>,
 }
 
 /// What `serve` bounds under abuse and overload (docs/operations.md).
@@ -643,19 +717,21 @@ async fn serve(
             data_dir.display()
         );
     }
-    let app = Arc::new(
-        App::open_preloaded(
-            log,
-            config,
-            Arc::new(SystemClock),
-            Some(snapshot_path),
-            preload,
-        )
-        .with_tokens(tokens)
-        .with_access_log(access_log)
-        .with_rate_limit(rate_limit)
-        .with_past_view_queue(limits.past_view_queue),
-    );
+    let mut app = App::open_preloaded(
+        log,
+        config,
+        Arc::new(SystemClock),
+        Some(snapshot_path),
+        preload,
+    )
+    .with_tokens(tokens)
+    .with_access_log(access_log)
+    .with_rate_limit(rate_limit)
+    .with_past_view_queue(limits.past_view_queue);
+    if let Some(dir) = listen.backup_to.clone() {
+        app = app.with_backup_to(dir);
+    }
+    let app = Arc::new(app);
     catch_up(&app).await?;
     if let Some(pathways) = demo {
         if app.log.head() == 0 {
@@ -1078,4 +1154,9 @@ async fn import(
         app.log.head()
     );
     Ok(())
+}
+
+/// Bytes as lower-case hex (hashes for the operator).
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -33,8 +33,12 @@ pub enum AppError {
     InvalidQuery { field: String, problem: String },
     /// Too many views of a past date are waiting already: try again in
     /// `retry_after` seconds.
-    #[error("busy: too many past-date views waiting")]
+    #[error("busy: try again later")]
     Busy { retry_after: u64 },
+    /// The service is not set up for this (a backup without `--backup-to`,
+    /// or on a store whose database backs it up).
+    #[error("not configured: {0}")]
+    NotConfigured(String),
     /// The log could not be read or written; the operator must act.
     #[error("storage: {0}")]
     Storage(String),

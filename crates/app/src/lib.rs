@@ -77,6 +77,11 @@ pub struct App {
     /// retrying. Other nodes (PostgreSQL mode) are still caught by the log's
     /// expected-version check.
     pathway_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Where `POST /v1/backup` backs the log up (`serve --backup-to`);
+    /// `None`: the API does not back up. Never a path from a request.
+    pub backup_to: Option<std::path::PathBuf>,
+    /// Held while a backup through the API runs: one at a time.
+    backing_up: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl App {
@@ -141,6 +146,8 @@ impl App {
             past_view_queue: DEFAULT_PAST_VIEW_QUEUE,
             rate_limit: DEFAULT_RATE_LIMIT,
             pathway_locks,
+            backup_to: None,
+            backing_up: Arc::default(),
         }
     }
 
@@ -148,6 +155,49 @@ impl App {
     pub fn with_tokens(mut self, store: tokens::TokenStore) -> App {
         self.tokens = Arc::new(store);
         self
+    }
+
+    /// Lets `POST /v1/backup` back the log up into `dir`.
+    pub fn with_backup_to(mut self, dir: std::path::PathBuf) -> App {
+        self.backup_to = Some(dir);
+        self
+    }
+
+    /// Backs the log up into [`App::backup_to`] while appends go on (issue
+    /// 27): one backup at a time; a second one meanwhile is `Busy`.
+    pub async fn backup(&self) -> Result<openptl_log::segment::BackupReport, AppError> {
+        let Some(to) = self.backup_to.clone() else {
+            return Err(AppError::NotConfigured(
+                "backups through the API are off: start the service with --backup-to DIR".into(),
+            ));
+        };
+        let Ok(turn) = self.backing_up.clone().try_lock_owned() else {
+            return Err(AppError::Busy { retry_after: 60 });
+        };
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let started = std::time::Instant::now();
+            let outcome = log.backup(&to, &mut |step| tracing::info!(?step, "backup"));
+            match outcome {
+                None => Err(AppError::NotConfigured(
+                    "this store is backed up by its database (PostgreSQL: pg_basebackup and point-in-time recovery; docs/operations.md)".into(),
+                )),
+                Some(Err(e)) => Err(AppError::Storage(e.to_string())),
+                Some(Ok(report)) => {
+                    tracing::info!(
+                        position = report.position,
+                        segments_copied = report.segments_copied,
+                        bytes = report.bytes_copied,
+                        ms = started.elapsed().as_millis() as u64,
+                        "backup done"
+                    );
+                    Ok(report)
+                }
+            }
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("the backup panicked: {e}")))?
     }
 
     /// Sets the per-token rate limit (requests per second; 0: none).

@@ -105,6 +105,33 @@ pub async fn revoke_token(
     Ok(Json(json!({ "record": record })).into_response())
 }
 
+/// `POST /v1/backup` (admin): backs the log up into the directory the
+/// service was started with (`--backup-to`; never a path from the request)
+/// while appends go on, and answers with the position and head hash the
+/// backup holds (docs/operations.md).
+pub async fn backup(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+) -> Result<Response, ApiError> {
+    admin_only(&principal)?;
+    let report = app.backup().await?;
+    let head_hash: String = report
+        .head_hash
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    tracing::info!(by = %principal.actor, position = report.position, "backup through the API");
+    Ok(Json(json!({
+        "position": report.position,
+        "head_hash": head_hash,
+        "segments": report.segments,
+        "segments_copied": report.segments_copied,
+        "bytes_copied": report.bytes_copied,
+        "files": report.files,
+    }))
+    .into_response())
+}
+
 /// `GET /v1/audit?actor=&pathway_id=&limit=` (admin): recent reads of
 /// patient-level data, newest first.
 pub async fn audit(

@@ -150,7 +150,7 @@ impl ApiError {
             ApiError::RateLimited { retry_after, why: Limited::Busy } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "busy",
-                format!("The service is busy with other views of a past date (`as_of` or `known_at`); try again in {retry_after} s. Today's views are not affected."),
+                format!("The service is busy with other expensive work (views of a past date with `as_of` or `known_at`, or a backup); try again in {retry_after} s. Today's views are not affected."),
                 json!({ "retry_after": retry_after }),
             ),
             ApiError::TooLarge { limit } => (
@@ -223,6 +223,12 @@ impl ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     "The event log is not available; nothing was recorded. Try again shortly.".into(),
+                    json!({}),
+                ),
+                AppError::NotConfigured(why) => (
+                    StatusCode::CONFLICT,
+                    "not_configured",
+                    format!("{why}."),
                     json!({}),
                 ),
                 AppError::OutcomeUnknown(_) => (

@@ -82,6 +82,7 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
             axum::routing::delete(admin::revoke_token),
         )
         .route("/v1/audit", get(admin::audit))
+        .route("/v1/backup", post(admin::backup))
         .route(
             "/v1/session",
             post(admin::sign_in)

@@ -460,6 +460,12 @@ pub fn document() -> Value {
                 ("200", json_ok("Entries, newest first", json!({ "type": "object", "required": ["entries"], "properties": { "entries": { "type": "array" } } }))),
                 false,
             ) },
+            "/v1/backup": { "post": operation(
+                "Back the log up, while it runs, into the directory the service was started with (`--backup-to`; admin). 409 `not_configured` without one, or on PostgreSQL.",
+                vec![],
+                ("200", json_ok("What the backup holds", json!({ "type": "object", "required": ["position", "head_hash"], "properties": { "position": { "type": "integer" }, "head_hash": { "type": "string" } } }))),
+                false,
+            ) },
             "/v1/tokens": { "get": operation("Access tokens, without secrets (admin)", vec![], ("200", json_ok("Tokens", json!({ "type": "object", "required": ["tokens"] }))), false) },
             "/healthz": { "get": operation("Alive", vec![], ("200", json_ok("Alive", open_object())), true) },
             "/readyz": { "get": {

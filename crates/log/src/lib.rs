@@ -283,4 +283,15 @@ pub trait EventLog: Send + Sync + 'static {
     fn unavailable(&self) -> Option<String> {
         None
     }
+
+    /// Backs the log up into the directory `to` while it runs (issue 27;
+    /// [`segment::backup`]). Blocking: call it off the async runtime. `None`
+    /// when this log cannot (PostgreSQL: the database's own backups do it).
+    fn backup(
+        &self,
+        _to: &std::path::Path,
+        _progress: &mut dyn FnMut(segment::Progress),
+    ) -> Option<Result<segment::BackupReport, LogError>> {
+        None
+    }
 }

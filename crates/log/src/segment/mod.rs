@@ -14,8 +14,11 @@
 //! Event ids are also kept in a Bloom filter, so the writer's uniqueness
 //! check of a new id (almost always absent) costs no sled look-up.
 
+mod backup;
 mod index;
 mod record;
+
+pub use backup::{backup, restore, BackupReport, Progress, MANIFEST};
 
 use foldhash::{HashMap, HashMapExt};
 use std::fs::{self, File, OpenOptions};
@@ -1005,16 +1008,28 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
         segments: list_segments(&segments_dir)?.len(),
         ..Default::default()
     };
-    let index = open_index_patiently(&dir.join("index"))
-        .map_err(|e| io("opening the index (is the service running?)", e))?;
-    let read = |e: sled::Error| io("reading the index", e);
-    let indexed = if index::is_current(&index).map_err(read)? {
-        index::indexed(&index).map_err(read)?
+    // A backup holds no index (the first start builds it): nothing to
+    // compare, and none is created.
+    let index = if dir.join("index").exists() {
+        Some(
+            open_index_patiently(&dir.join("index"))
+                .map_err(|e| io("opening the index (is the service running?)", e))?,
+        )
     } else {
-        report.problems.push(
-            "the index is of an earlier layout (the next start rebuilds it, or run `openptl rebuild-index`)".into(),
-        );
-        0
+        None
+    };
+    let read = |e: sled::Error| io("reading the index", e);
+    let indexed = match &index {
+        None => 0,
+        Some(index) if index::is_current(index).map_err(read)? => {
+            index::indexed(index).map_err(read)?
+        }
+        Some(_) => {
+            report.problems.push(
+                "the index is of an earlier layout (the next start rebuilds it, or run `openptl rebuild-index`)".into(),
+            );
+            0
+        }
     };
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut problems = Vec::new();
@@ -1028,9 +1043,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
             ));
         }
         versions.insert(r.stream_id.clone(), r.version);
-        if r.position <= indexed {
-            let by_event = index::event_position(&index, &r.event_id).ok().flatten();
-            let by_stream = index::stream_positions(&index, &r.stream_id)
+        if let Some(index) = index.as_ref().filter(|_| r.position <= indexed) {
+            let by_event = index::event_position(index, &r.event_id).ok().flatten();
+            let by_stream = index::stream_positions(index, &r.stream_id)
                 .ok()
                 .and_then(|p| {
                     p.get(usize::try_from(r.version).ok()?.checked_sub(1)?)
@@ -2133,6 +2148,17 @@ impl EventLog for SegmentLog {
 
     fn damage(&self) -> Option<String> {
         self.shared.damage()
+    }
+
+    fn backup(
+        &self,
+        to: &Path,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Option<Result<BackupReport, LogError>> {
+        Some(
+            backup(&self.shared.data_dir, to, progress)
+                .map_err(|e| LogError::Storage(e.to_string())),
+        )
     }
 
     fn unavailable(&self) -> Option<String> {

@@ -724,3 +724,73 @@ fn locations_find_each_record_across_segments() {
     assert_eq!(l.get(5), Some((4, u64::from(u32::MAX))));
     assert_eq!(l.get(6), None);
 }
+
+#[tokio::test]
+async fn a_backup_beside_the_open_log_copies_only_what_is_new_and_restores_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (source, copy, restored) = (
+        dir.path().join("data"),
+        dir.path().join("backup"),
+        dir.path().join("restored"),
+    );
+    let log = SegmentLog::open_with_segment_size(&source, 4096).unwrap();
+    for i in 0..120u8 {
+        log.append(vec![record(&format!("s{}", i % 5), None, &[i; 80])])
+            .await
+            .unwrap();
+    }
+    // Taken while the log is open (its lock held), as beside a running service.
+    let first = backup(&source, &copy, &mut |_| {}).unwrap();
+    assert_eq!(first.position, 120);
+    assert_eq!(first.segments_copied, first.segments);
+    let mut wrote = Vec::new();
+    for i in 0..30u8 {
+        wrote.push(
+            log.append(vec![record("late", None, &[i; 80])])
+                .await
+                .unwrap()[0]
+                .event_id,
+        );
+    }
+    let second = backup(&source, &copy, &mut |_| {}).unwrap();
+    assert_eq!(second.position, 150);
+    assert!(
+        second.segments_copied < second.segments && second.bytes_copied < first.bytes_copied,
+        "only the new bytes: {second:?}"
+    );
+    // A copy whose tail no longer matches its segment (the service cut back
+    // a write the earlier backup had copied) is copied again.
+    let last = list_segments(&copy.join("segments"))
+        .unwrap()
+        .pop()
+        .unwrap()
+        .1;
+    let mut bytes = fs::read(&last).unwrap();
+    let end = bytes.len() - 10;
+    bytes[end] ^= 0xff;
+    fs::write(&last, &bytes).unwrap();
+    let third = backup(&source, &copy, &mut |_| {}).unwrap();
+    assert_eq!(
+        (third.position, third.head_hash),
+        (second.position, second.head_hash)
+    );
+    drop(log);
+    let report = restore(&copy, &restored).unwrap();
+    assert_eq!(report.position, 150);
+    assert!(verify(&restored).unwrap().problems.is_empty());
+    assert!(restore(&copy, &restored).is_err(), "never over a log");
+    let back = open(&restored);
+    let all = back.read_all(1, 1000).await.unwrap();
+    let original = open(&source).read_all(1, 1000).await.unwrap();
+    assert_eq!(all, original);
+    assert!(wrote.iter().all(|id| all.iter().any(|r| r.event_id == *id)));
+    // Another log's backup directory is refused.
+    let other = dir.path().join("other");
+    let other_log = open(&other);
+    other_log
+        .append(vec![record("x", None, b"x")])
+        .await
+        .unwrap();
+    drop(other_log);
+    assert!(backup(&other, &copy, &mut |_| {}).is_err());
+}

@@ -1,0 +1,294 @@
+//! Online backup of a segment log's data directory (issue 27): a copy that
+//! the service can be started on, taken while the service runs and appends,
+//! without its lock and without ever stopping its writer.
+//!
+//! Why it is consistent without the writer's help:
+//! - sealed segments never change, and the open one only grows (a failed
+//!   write is cut back to where it was, decision 72): a copy is a prefix;
+//! - before the open segment is read, its length is taken and the file is
+//!   `fdatasync`'d, so every byte copied is one a crash of the service would
+//!   keep too; a record still being written is cut off the copy as a torn
+//!   tail, exactly as a start after a crash would;
+//! - the copy is then checked as a start checks a log (every CRC, the links
+//!   between segments, the hash chain of the last), and ends at a position
+//!   and head hash that the original log holds;
+//! - the projection snapshot is copied before the segments, so its position
+//!   is never after the copy's head (a restart checks it against the log);
+//!   the tokens and anchors files are copied as they are (each is replaced
+//!   whole by a rename, never written in place).
+//!
+//! The sled index is not copied (it is derived: the first start on the copy
+//! rebuilds it from the segments). A second backup into the same directory
+//! copies only what is new: segments of the same length are left alone, a
+//! longer one gets only its new bytes.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::{io, list_segments, record, recorded_damage, scan_for_open, segment_name, sync_dir};
+use super::{Hash, OpenError};
+
+/// The files of a data directory a backup copies besides the segments
+/// (each written whole and renamed into place by the service).
+const SIDE_FILES: &[&str] = &["projection.snapshot", "tokens.json", "anchors.jsonl"];
+
+/// The manifest a backup leaves: what it holds, for the operator.
+pub const MANIFEST: &str = "backup.json";
+
+/// What a backup did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupReport {
+    /// The last position the copy holds.
+    pub position: u64,
+    /// The hash of the record at `position` (the next record's `prev_hash`).
+    pub head_hash: Hash,
+    /// Segments copied or extended by this run (not those already whole).
+    pub segments_copied: usize,
+    /// Segments in the copy.
+    pub segments: usize,
+    /// Bytes of segments copied by this run.
+    pub bytes_copied: u64,
+    /// The side files copied (snapshot, tokens, anchors).
+    pub files: Vec<String>,
+}
+
+/// A step of a backup, for a progress line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Segment `number` (`index` of `of`) is being copied from `offset` to `len`.
+    Segment {
+        number: u32,
+        index: usize,
+        of: usize,
+        offset: u64,
+        len: u64,
+    },
+    /// The copy is checked as a start checks a log.
+    Checking,
+}
+
+/// Backs up the data directory `from` into `to` (created if need be), while
+/// a service may be running on `from`. See the module docs.
+pub fn backup(
+    from: &Path,
+    to: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<BackupReport, OpenError> {
+    if let Some(damage) = recorded_damage(from) {
+        return Err(damage);
+    }
+    let from_segments = from.join("segments");
+    let to_segments = to.join("segments");
+    if !from_segments.is_dir() {
+        return Err(OpenError::Io(format!(
+            "{} holds no event log (no segments folder)",
+            from.display()
+        )));
+    }
+    fs::create_dir_all(&to_segments).map_err(|e| io("creating the backup directory", e))?;
+    same_log(&from_segments, &to_segments)?;
+    let mut files = Vec::new();
+    for name in SIDE_FILES {
+        if copy_whole(&from.join(name), &to.join(name))? {
+            files.push(name.to_string());
+        }
+    }
+    let segments = list_segments(&from_segments)?;
+    let mut report = BackupReport {
+        position: 0,
+        head_hash: [0; 32],
+        segments_copied: 0,
+        segments: segments.len(),
+        bytes_copied: 0,
+        files,
+    };
+    let mut copied_last = None;
+    for (i, (number, path)) in segments.iter().enumerate() {
+        let target = to_segments.join(segment_name(*number));
+        let copied = copy_segment(path, &target, &mut |offset, len| {
+            progress(Progress::Segment {
+                number: *number,
+                index: i + 1,
+                of: segments.len(),
+                offset,
+                len,
+            })
+        })?;
+        if copied > 0 {
+            report.segments_copied += 1;
+            report.bytes_copied += copied;
+        }
+        copied_last = Some((path.clone(), target));
+    }
+    sync_dir(&to_segments).map_err(|e| io("syncing the backup's segments", e))?;
+    progress(Progress::Checking);
+    let end = match scan_for_open(&to_segments) {
+        Ok((end, _)) => end,
+        // The open segment's new bytes did not continue what an earlier
+        // backup copied (the service cut back a failed write after it): the
+        // last segment is copied again whole, once.
+        Err(OpenError::Corrupt { .. }) if copied_last.is_some() => {
+            let (source, target) = copied_last.expect("checked");
+            fs::remove_file(&target).map_err(|e| io("removing a stale segment copy", e))?;
+            report.bytes_copied += copy_segment(&source, &target, &mut |_, _| {})?;
+            scan_for_open(&to_segments)?.0
+        }
+        Err(e) => return Err(e),
+    };
+    report.position = end.head;
+    report.head_hash = end.last_hash;
+    write_manifest(to, from, &report)?;
+    Ok(report)
+}
+
+/// Restores the backup `from` into `to`, which must not hold a log yet:
+/// the same copy, in the other direction, then checked whole.
+pub fn restore(from: &Path, to: &Path) -> Result<BackupReport, OpenError> {
+    if to.join("segments").is_dir() && !list_segments(&to.join("segments"))?.is_empty() {
+        return Err(OpenError::Io(format!(
+            "{} already holds an event log: restore into an empty directory",
+            to.display()
+        )));
+    }
+    let report = backup(from, to, &mut |_| {})?;
+    let _ = fs::remove_file(to.join(MANIFEST));
+    Ok(report)
+}
+
+/// Refuses a backup directory that holds the segments of another log: its
+/// first record must be the source's first record.
+fn same_log(from: &Path, to: &Path) -> Result<(), OpenError> {
+    let first = |dir: &Path| -> Result<Option<Vec<u8>>, OpenError> {
+        let Some((_, path)) = list_segments(dir)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        File::open(&path)
+            .and_then(|f| f.take(record::MAX_RECORD as u64).read_to_end(&mut bytes))
+            .map_err(|e| io(&format!("reading {}", path.display()), e))?;
+        Ok(record::check(&bytes)
+            .ok()
+            .map(|c| c.event_id.as_bytes().to_vec()))
+    };
+    match (first(from)?, first(to)?) {
+        (Some(a), Some(b)) if a != b => Err(OpenError::Io(format!(
+            "{} holds the backup of another event log: back up into a new directory",
+            to.parent().unwrap_or(to).display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Copies the bytes of segment `source` that `target` does not have yet:
+/// all of it, or the new bytes of a segment that grew since (segments only
+/// grow). The source's length is taken, then the file is synced, so every
+/// byte copied is durable in the source too. Returns the bytes copied.
+fn copy_segment(
+    source: &Path,
+    target: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<u64, OpenError> {
+    let reading = |e| io(&format!("reading {}", source.display()), e);
+    let writing = |e| io(&format!("writing {}", target.display()), e);
+    let mut from = File::open(source).map_err(reading)?;
+    let len = from.metadata().map_err(reading)?.len();
+    from.sync_data().map_err(reading)?;
+    let have = fs::metadata(target).map_or(0, |m| m.len());
+    if have == len && same_tail(&mut from, target, len)? {
+        return Ok(0);
+    }
+    let (mut to, offset) = if have < len && same_tail(&mut from, target, have)? {
+        let to = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(target)
+            .map_err(writing)?;
+        (to, have)
+    } else {
+        // Not a prefix of the source (see `backup`): copied again whole.
+        (File::create(target).map_err(writing)?, 0)
+    };
+    progress(offset, len);
+    from.seek(SeekFrom::Start(offset)).map_err(reading)?;
+    let copied = std::io::copy(&mut from.take(len - offset), &mut to).map_err(writing)?;
+    to.sync_all().map_err(writing)?;
+    Ok(copied)
+}
+
+/// Bytes compared at the end of what a segment's copy already holds.
+const TAIL: u64 = 64 * 1024;
+
+/// Whether the last [`TAIL`] bytes of the first `len` of `source` and of
+/// `target` agree: a copy made earlier is still a prefix of the segment
+/// (it is not if the service cut back a failed write that the earlier
+/// backup had copied, and wrote other records there since).
+fn same_tail(source: &mut File, target: &Path, len: u64) -> Result<bool, OpenError> {
+    if len == 0 {
+        return Ok(true);
+    }
+    let from = len.saturating_sub(TAIL);
+    let n = (len - from) as usize;
+    let read = |file: &mut File, what: &Path| -> Result<Vec<u8>, OpenError> {
+        let mut bytes = vec![0u8; n];
+        file.seek(SeekFrom::Start(from))
+            .and_then(|_| file.read_exact(&mut bytes))
+            .map_err(|e| io(&format!("reading {}", what.display()), e))?;
+        Ok(bytes)
+    };
+    let ours = read(source, Path::new("the segment"))?;
+    let mut copy =
+        File::open(target).map_err(|e| io(&format!("reading {}", target.display()), e))?;
+    Ok(read(&mut copy, target)? == ours)
+}
+
+/// Copies a side file whole (through a temporary file, synced and renamed),
+/// if it exists; whether it did.
+fn copy_whole(source: &Path, target: &Path) -> Result<bool, OpenError> {
+    let mut from = match File::open(source) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(&format!("reading {}", source.display()), e)),
+    };
+    let tmp = temporary(target);
+    let writing = |e| io(&format!("writing {}", target.display()), e);
+    let mut to = File::create(&tmp).map_err(writing)?;
+    std::io::copy(&mut from, &mut to).map_err(writing)?;
+    to.sync_all().map_err(writing)?;
+    fs::rename(&tmp, target).map_err(writing)?;
+    Ok(true)
+}
+
+fn temporary(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+/// Writes the manifest: what the backup holds and where it came from.
+fn write_manifest(to: &Path, from: &Path, report: &BackupReport) -> Result<(), OpenError> {
+    let hash: String = report
+        .head_hash
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let manifest = serde_json::json!({
+        "format": 1,
+        "position": report.position,
+        "head_hash": hash,
+        "segments": report.segments,
+        "files": report.files,
+        "source": from.display().to_string(),
+        "finished_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    let text = format!("{manifest}\n");
+    let target = to.join(MANIFEST);
+    let tmp = temporary(&target);
+    let writing = |e| io(&format!("writing {}", target.display()), e);
+    let mut file = File::create(&tmp).map_err(writing)?;
+    file.write_all(text.as_bytes()).map_err(writing)?;
+    file.sync_all().map_err(writing)?;
+    fs::rename(&tmp, &target).map_err(writing)?;
+    sync_dir(to).map_err(writing)?;
+    Ok(())
+}
