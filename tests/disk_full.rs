@@ -106,6 +106,10 @@ async fn appends_resume_by_themselves_once_there_is_space_again() {
     let again = vec![record("again", None, &[1u8; 4096])];
     let again_id = again[0].event_id;
     assert!(log.append(again).await.is_err());
+    // While the disk under the segments stays full, the writer's probes
+    // (every 2 s) find no room: it does not claim to take appends.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(log.unavailable().is_some(), "the probe looked elsewhere");
     disk.resize(64);
     // With no append to try, the writer's probe finds the space (a generous
     // ceiling, not a timing assertion).
@@ -345,7 +349,11 @@ fn stop_gracefully(server: &mut Server) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success() || status.code().is_some(), "{status:?}");
+            // A snapshot that does not fit is logged, not fatal.
+            assert!(
+                status.success(),
+                "the service did not stop cleanly: {status:?}"
+            );
             return;
         }
         assert!(Instant::now() < deadline, "the server did not stop");

@@ -160,11 +160,10 @@ async fn a_node_rides_out_a_postgres_restart() {
                         .unwrap()
                         .acknowledged
                         .push((id, done[0].position)),
-                    Err(LogError::Storage(e)) => seen
-                        .lock()
-                        .unwrap()
-                        .refused
-                        .push((id, e.contains("unknown"))),
+                    Err(LogError::Storage(_)) => seen.lock().unwrap().refused.push((id, false)),
+                    Err(LogError::OutcomeUnknown(_)) => {
+                        seen.lock().unwrap().refused.push((id, true))
+                    }
                     Err(e) => panic!("{e}"),
                 }
                 i += 1;

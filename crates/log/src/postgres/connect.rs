@@ -164,6 +164,13 @@ fn tls_connector(mode: SslMode, root_cert: Option<&str>) -> Result<MakeRustlsCon
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?;
     let root_cert = root_cert.filter(|r| !r.is_empty());
+    if mode == SslMode::VerifyCa && root_cert.is_none_or(|r| r == "system") {
+        // The chain alone, against every public root, with any host name:
+        // any certificate a public CA issued for any domain would pass.
+        return Err(tls_error(
+            "sslmode=verify-ca needs sslrootcert=FILE (the CA that signed the server's certificate); with the public roots use sslmode=verify-full",
+        ));
+    }
     let verify = match mode {
         SslMode::Disable | SslMode::Prefer => None,
         // libpq: `require` with a CA file verifies the chain, as verify-ca.
@@ -342,10 +349,10 @@ impl PgConnector {
             .get_connect_timeout()
             .copied()
             .unwrap_or(CONNECT_TIMEOUT);
-        let options = config.get_options().unwrap_or("");
+        let named = options_named(config.get_options().unwrap_or(""));
         let session = SESSION_DEFAULTS
             .iter()
-            .filter(|(name, _)| !options.contains(name))
+            .filter(|(name, _)| !named.iter().any(|n| n == name))
             .map(|(name, value)| format!("SET {name} = '{value}';"))
             .collect::<Vec<_>>()
             .join(" ");
@@ -415,6 +422,26 @@ impl PgConnector {
 }
 
 /// Bounded exponential backoff between connection attempts.
+/// The settings an `options` string names (`-c name=value` or
+/// `--name=value`), so a default is left out only for a setting the URL
+/// really sets (not one whose name merely contains it, as
+/// `deadlock_timeout` contains `lock_timeout`).
+fn options_named(options: &str) -> Vec<String> {
+    let mut named = Vec::new();
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        let setting = if word == "-c" {
+            words.next()
+        } else {
+            word.strip_prefix("-c").or_else(|| word.strip_prefix("--"))
+        };
+        if let Some((name, _)) = setting.and_then(|s| s.split_once('=')) {
+            named.push(name.replace('-', "_"));
+        }
+    }
+    named
+}
+
 pub(super) struct Backoff {
     delay: Duration,
     next: Instant,
@@ -576,7 +603,7 @@ mod tests {
 
     #[test]
     fn a_connector_builds_for_every_sslmode() {
-        for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+        for mode in ["disable", "prefer", "require", "verify-full"] {
             let url = format!("postgres://postgres@127.0.0.1:5432/test?sslmode={mode}");
             let connector = PgConnector::parse(&url).unwrap();
             assert_eq!(connector.ssl_mode(), SslMode::parse(mode).unwrap());
@@ -587,6 +614,14 @@ mod tests {
         assert!(PgConnector::parse(missing).is_err());
         // `system`: the built-in roots.
         PgConnector::parse("postgres://h/db?sslmode=verify-full&sslrootcert=system").unwrap();
+        // verify-ca checks no host name: only against a CA file of one's own.
+        for url in [
+            "postgres://h/db?sslmode=verify-ca",
+            "postgres://h/db?sslmode=verify-ca&sslrootcert=system",
+        ] {
+            let refused = PgConnector::parse(url).err().expect("refused").to_string();
+            assert!(refused.contains("sslrootcert=FILE"), "{refused}");
+        }
     }
 
     #[test]
@@ -601,6 +636,12 @@ mod tests {
         .unwrap();
         assert!(!set.session.contains("lock_timeout"));
         assert!(set.session.contains("SET statement_timeout"));
+        // Another setting whose name holds `lock_timeout` leaves it set.
+        let other =
+            PgConnector::parse("postgres://h/db?options=-c%20deadlock_timeout%3D2s").unwrap();
+        assert!(other.session.contains("SET lock_timeout = '5s';"));
+        let long = PgConnector::parse("postgres://h/db?options=--statement-timeout%3D1s").unwrap();
+        assert!(!long.session.contains("statement_timeout"));
         assert_eq!(set.attempt, Duration::from_secs(2));
     }
 

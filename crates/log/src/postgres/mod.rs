@@ -771,17 +771,7 @@ async fn finish(
     tx.execute("SELECT pg_notify('openptl_appended', '')", &[])
         .await
         .map_err(storage)?;
-    tx.commit().await.map_err(|e| {
-        // An ERROR answer is a refusal: the transaction was rolled back.
-        // Anything else (the connection gone; a FATAL, which a backend
-        // terminated while waiting for a synchronous standby sends after
-        // committing locally) leaves the outcome open.
-        if e.as_db_error().is_some_and(|db| db.severity() == "ERROR") {
-            TxError::Failed(storage(e))
-        } else {
-            TxError::Unanswered(describe(&e))
-        }
-    })
+    tx.commit().await.map_err(commit_error)
 }
 
 /// Inserts records with their `prev_hash`es in one statement.
@@ -905,12 +895,34 @@ async fn commit_group(
         results.push(Ok(out));
     }
     if new.is_empty() {
-        // Replays and refusals only: nothing written.
-        tx.rollback().await.map_err(storage)?;
+        // Replays and refusals only: nothing new, yet a real write and its
+        // COMMIT. A replay answers "stored", and with a synchronous standby
+        // only a commit that wrote waits until the records it found are
+        // replicated: one committed locally by a backend killed while it
+        // waited for the standby (decision 80) is already visible here.
+        tx.execute(
+            &format!("UPDATE {schema}.openptl_head SET position = position"),
+            &[],
+        )
+        .await
+        .map_err(storage)?;
+        tx.commit().await.map_err(commit_error)?;
         return Ok((results, head));
     }
     finish(tx, schema, &new, head, &hash, recorded_at).await?;
     Ok((results, head))
+}
+
+/// What a failed COMMIT means. An ERROR answer is a refusal: the
+/// transaction was rolled back. Anything else (the connection gone; a
+/// FATAL, which a backend terminated while waiting for a synchronous
+/// standby sends after committing locally) leaves the outcome open.
+fn commit_error(e: tokio_postgres::Error) -> TxError {
+    if e.as_db_error().is_some_and(|db| db.severity() == "ERROR") {
+        TxError::Failed(storage(e))
+    } else {
+        TxError::Unanswered(describe(&e))
+    }
 }
 
 fn record_of(row: &Row) -> StoredRecord {

@@ -608,6 +608,8 @@ fn torn_tail(bytes: &[u8], at: usize, damage: &Damage, after: u64) -> Result<(),
     if matches!(damage, Damage::Newer(_)) {
         return Err(problem);
     }
+    // Only the record at `at` is taken for a newer format: the same bytes
+    // further on may be inside an event's payload.
     let mut from = at + 1;
     while let Some(found) = memchr::memmem::find(&bytes[from.min(bytes.len())..], record::MAGIC) {
         let k = from + found;
@@ -618,7 +620,6 @@ fn torn_tail(bytes: &[u8], at: usize, damage: &Damage, after: u64) -> Result<(),
                     valid.position
                 ));
             }
-            Err(Damage::Newer(v)) => return Err(Damage::Newer(v).problem()),
             _ => from = k + 1,
         }
     }
@@ -1706,8 +1707,10 @@ impl Writer {
             }
         }
         self.indexer.send(IndexJob { entries }).map_err(|_| {
+            // The group is on disk, but will not be found by id: stop, and
+            // let the callers retry after a restart (ids are idempotent).
             self.failed = Some("the indexer has stopped".to_string());
-            LogError::Storage("the indexer has stopped".to_string())
+            LogError::OutcomeUnknown("the indexer has stopped".to_string())
         })?;
         {
             let mut locations = self
@@ -1806,7 +1809,8 @@ impl Writer {
         if self.failed.is_some() {
             return;
         }
-        let path = self.shared.data_dir.join("write-probe");
+        // Beside the segments: their folder may be a mount of its own.
+        let path = self.shared.segments_dir.join("write-probe");
         let probed = File::create(&path).and_then(|mut f| {
             f.write_all(&vec![0u8; PROBE_BYTES])?;
             f.sync_all()

@@ -373,7 +373,14 @@ async fn a_record_of_a_newer_format_is_refused_never_cut() {
 async fn a_torn_last_record_and_trailing_zeros_or_garbage_are_cut_off() {
     // A last record written in part, then zeros (space the file system
     // allocated but never wrote), or garbage: nothing valid follows.
-    for tail in [&[][..], &[0u8; 4096][..], b"OPTL\x01\x00\x00\x00garbage"] {
+    // The bytes of a newer record's header inside what follows (a payload
+    // may hold anything) do not make the torn record a newer one.
+    for tail in [
+        &[][..],
+        &[0u8; 4096][..],
+        b"OPTL\x01\x00\x00\x00garbage",
+        b"note: OPTL\x02\x00\x00\x01\x00",
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let (path, offsets) = written_log(dir.path(), 100).await;
         let mut bytes = fs::read(&path).unwrap();
