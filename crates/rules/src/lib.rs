@@ -19,7 +19,7 @@ pub mod validate;
 pub use codes::*;
 pub use config::RulesConfig;
 pub use error::RuleError;
-pub use event::{EventData, EventType, PayloadError, SCHEMA_VERSION};
+pub use event::{EventData, EventType, PayloadError};
 pub use history::{effective_events, EffectiveEvent, RecordedEvent};
 pub use ids::{NhsNumber, OdsCode, PathwayId};
 pub use pathway::{evaluate, PathwayState};

@@ -444,7 +444,7 @@ proptest! {
             let back = EventData::from_json(ty, json.clone());
             prop_assert_eq!(back, Ok(e.data.clone()), "JSON {}", json);
             let bytes = e.data.encode_payload(e.occurred_on);
-            let decoded = EventData::decode_payload(ty, SCHEMA_VERSION, &bytes);
+            let decoded = EventData::decode_payload(ty, ty.schema_version(), &bytes);
             prop_assert_eq!(decoded, Ok((e.occurred_on, e.data.clone())), "msgpack of {} {}", ty, json);
         }
     }
@@ -461,7 +461,7 @@ proptest! {
         let reread: Vec<RecordedEvent> = history
             .iter()
             .map(|e| {
-                let (occurred_on, data) = EventData::decode_payload(e.data.event_type(), SCHEMA_VERSION, &e.data.encode_payload(e.occurred_on)).unwrap();
+                let (occurred_on, data) = EventData::decode_payload(e.data.event_type(), e.data.schema_version(), &e.data.encode_payload(e.occurred_on)).unwrap();
                 RecordedEvent { occurred_on, data, ..e.clone() }
             })
             .collect();
