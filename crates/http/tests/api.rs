@@ -78,34 +78,77 @@ fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, code:
     assert!(body["error"]["details"].is_object(), "{body}");
 }
 
-/// Every shared conformance case, through the real router, as `run_cases.py` does.
+/// Every shared conformance case, through the real router, as `run_cases.py`
+/// does: `cases.json` and every case folder beside it (for example
+/// `treatment-periods/`), so a new folder runs without being named here.
 #[tokio::test]
 async fn conformance_cases_pass_through_the_router() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    let Ok(text) = std::fs::read_to_string(dir.join("cases.json")) else {
+    let files = conformance_files(&dir);
+    if files.is_empty() {
         eprintln!(
-            "\n!!! SKIPPED: {} not found; the conformance cases did not run !!!\n",
+            "\n!!! SKIPPED: {} not found (or holds no cases); the conformance cases did not run !!!\n",
             dir.display()
         );
         return;
-    };
-    let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
-    assert!(!cases.is_empty());
+    }
     let app = spawn_app();
     let mut failures = Vec::new();
-    for case in &cases {
-        let problems = run_case(&app, case).await;
-        if !problems.is_empty() {
-            failures.push(format!("{}: {}", case["id"], problems.join("; ")));
+    let mut count = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let cases: Vec<Value> = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(!cases.is_empty(), "{} holds no cases", file.display());
+        for case in &cases {
+            count += 1;
+            let problems = run_case(&app, case).await;
+            if !problems.is_empty() {
+                failures.push(format!(
+                    "{} ({}): {}",
+                    case["id"],
+                    file.display(),
+                    problems.join("; ")
+                ));
+            }
         }
     }
     assert!(
         failures.is_empty(),
-        "{} of {} cases failed:\n{}",
+        "{} of {count} cases failed:\n{}",
         failures.len(),
-        cases.len(),
         failures.join("\n")
     );
+    eprintln!(
+        "{count} conformance cases from {} files passed through the router",
+        files.len()
+    );
+}
+
+/// The case files: `*.json` in `dir` and in each folder directly below it, sorted.
+fn conformance_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let json_in = |d: &Path| -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        files
+    };
+    let mut folders: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    let mut files = json_in(dir);
+    for folder in folders {
+        files.extend(json_in(&folder));
+    }
+    files
 }
 
 async fn run_case(app: &Router, case: &Value) -> Vec<String> {
