@@ -97,8 +97,8 @@ async fn conformance_cases_pass_through_the_router() {
     let mut count = 0;
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
-        let cases: Vec<Value> = serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let cases: Vec<Value> =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(!cases.is_empty(), "{} holds no cases", file.display());
         for case in &cases {
             count += 1;
