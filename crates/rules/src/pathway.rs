@@ -547,11 +547,20 @@ impl<'e> Fold<'e> {
         let mut d62_clock = match self.d62.start {
             _ if !route.has_d62() => Clock::bare(ClockStatus::NotApplicable, targets.d62_days),
             None => Clock::bare(ClockStatus::NotStarted, targets.d62_days),
+            // Declines count from the clock's start as reset by a first-seen
+            // DNA (ours): a pause before the reset is inside the days the
+            // reset already took off, and counting it again could make the
+            // days waited negative.
             Some(start) => finish(
                 &self.d62,
                 as_of,
                 targets.d62_days,
-                d62_first_seen + decline_days(unplanned(), start, self.d62.end(as_of)),
+                d62_first_seen
+                    + decline_days(
+                        unplanned(),
+                        start + Days::new(d62_first_seen as u64),
+                        self.d62.end(as_of),
+                    ),
             ),
         };
         let d31_clock = match self.d31.start {
@@ -578,8 +587,9 @@ impl<'e> Fold<'e> {
             if let (true, Some(handover)) = (stopped_by_treatment, handover) {
                 let transfer_on = handover.occurred_on;
                 let within_38 = days_between(start, transfer_on) - d62_first_seen <= 38;
+                let reset = start + Days::new(d62_first_seen as u64);
                 let treating_adjustment =
-                    decline_days(unplanned(), transfer_on.max(start), self.d62.end(as_of));
+                    decline_days(unplanned(), transfer_on.max(reset), self.d62.end(as_of));
                 let within_24 = days_between(transfer_on, *treated_on) - treating_adjustment <= 24;
                 let within_62 = d62_clock.status == ClockStatus::Met;
                 let (investigating_share, treating_share) =
