@@ -513,3 +513,71 @@ async fn read_parameters_are_checked() {
     let (s, b) = get(&app, "/healthz").await;
     assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
 }
+
+/// SPEC 3.2 and decision 85: an event stored as schema version 1 (before
+/// `decision_to_treat` moved to version 2) still reads as it did, and
+/// re-posting it with the same event id and content is a replay, not a
+/// `duplicate_event_id`, although today it would be written as version 2.
+#[tokio::test]
+async fn a_version_1_event_reads_through_the_upcaster_and_replays() {
+    use openptl_log::{EventLog, NewRecord};
+    use openptl_rules::event::v1;
+    let log = Arc::new(MemoryLog::new());
+    let on = |d: &str| openptl_rules::date::parse(d).unwrap();
+    let referral_data = openptl_rules::EventData::from_json(
+        openptl_rules::EventType::ReferralReceived,
+        json!({ "nhs_number": "9434765919", "trust": "RXH", "tumour_site": "lower_gi", "route": "urgent_suspected_cancer" }),
+    )
+    .unwrap();
+    let decision_id = "6f1d6a3e-1f7b-4a52-9a1e-6d2b8f0c1a22";
+    let v1_decision = v1::DecisionToTreat {
+        modality: openptl_rules::Modality::Surgery,
+    };
+    let records = vec![
+        NewRecord {
+            stream_id: "V1-1".into(),
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "referral_received".into(),
+            schema_version: 1,
+            actor: "test".into(),
+            payload: referral_data.encode_payload(on("2025-03-03")),
+            expected_version: Some(0),
+        },
+        NewRecord {
+            stream_id: "V1-1".into(),
+            event_id: decision_id.parse().unwrap(),
+            event_type: "decision_to_treat".into(),
+            schema_version: 1,
+            actor: "test".into(),
+            payload: v1::encode_payload(on("2025-03-20"), &v1_decision),
+            expected_version: Some(1),
+        },
+    ];
+    log.append(records).await.unwrap();
+    let now = "2026-06-30T12:00:00Z".parse().unwrap();
+    let app = authorised(App::new(
+        log,
+        RulesConfig::defaults(),
+        Arc::new(FixedClock(now)),
+    ));
+    let (status, view) = get(&app, "/v1/pathways/V1-1?as_of=2025-03-25&min_position=2").await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["clocks"]["d31"]["start"], "2025-03-20");
+    assert_eq!(view["treatment_periods"][0]["treatment"], "first");
+    let (status, body) = post(
+        &app,
+        json!({ "event_id": decision_id, "pathway_id": "V1-1", "type": "decision_to_treat",
+                "occurred_on": "2025-03-20", "data": { "modality": "surgery" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a replay: {body}");
+    assert_eq!(body["appended"][0]["version"], 2);
+    let (status, body) = post(
+        &app,
+        json!({ "event_id": decision_id, "pathway_id": "V1-1", "type": "decision_to_treat",
+                "occurred_on": "2025-03-20", "data": { "modality": "radiotherapy" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "duplicate_event_id");
+}

@@ -358,3 +358,97 @@ fn check_pathway_with(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 4, d).unwrap()
+    }
+
+    fn data(ty: EventType, value: serde_json::Value) -> EventData {
+        EventData::from_json(ty, value).unwrap()
+    }
+
+    /// A pathway recorded before SPEC 2.12 may hold two first treatments
+    /// (then accepted and ignored): it still takes every other event, but
+    /// not a third first treatment (decision 85).
+    #[test]
+    fn a_pathway_with_a_repeated_first_treatment_from_before_stays_usable() {
+        let events = [
+            (
+                day(1),
+                data(
+                    EventType::ReferralReceived,
+                    json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "breast", "route": "urgent_suspected_cancer"}),
+                ),
+            ),
+            (
+                day(2),
+                data(EventType::DecisionToTreat, json!({"modality": "surgery"})),
+            ),
+            (
+                day(3),
+                data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+            ),
+            (
+                day(4),
+                data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+            ),
+        ];
+        let history: Vec<RecordedEvent> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (occurred_on, data))| RecordedEvent {
+                event_id: Uuid::from_u128(i as u128 + 1),
+                version: i as u64 + 1,
+                recorded_at: DateTime::<Utc>::MIN_UTC,
+                occurred_on,
+                data,
+            })
+            .collect();
+        let config = RulesConfig::defaults();
+        let today = day(30);
+        let check = |on: NaiveDate, d: EventData| check_event(&history, on, &d, today, &config);
+        assert_eq!(
+            check(
+                day(5),
+                data(EventType::TrackingNoteAdded, json!({"text": "chased"}))
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                day(5),
+                data(
+                    EventType::DecisionToTreat,
+                    json!({"modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt"})
+                )
+            ),
+            Ok(())
+        );
+        let third = check(
+            day(6),
+            data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+        );
+        assert_eq!(
+            third.map_err(|e| e.code()),
+            Err("treatment_already_started")
+        );
+        // A fresh pathway refuses the second first treatment outright.
+        let fresh = &history[..3];
+        let second = check_event(
+            fresh,
+            day(4),
+            &data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+            today,
+            &config,
+        );
+        assert_eq!(
+            second.map_err(|e| e.code()),
+            Err("treatment_already_started")
+        );
+    }
+}
