@@ -96,7 +96,7 @@ mod tests {
             EventType::AppointmentAttended,
             json!({"kind": "one_stop", "mode": "virtual"}),
         );
-        assert_eq!(first_seen(&[follow_up.clone()]), None);
+        assert_eq!(first_seen(std::slice::from_ref(&follow_up)), None);
         assert_eq!(
             first_seen(&[follow_up.clone(), attended.clone()]),
             Some(FirstSeen {

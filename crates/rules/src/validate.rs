@@ -300,15 +300,14 @@ fn check_pathway_with(
                     return Err(RuleError::AlreadyUpgraded);
                 }
             }
-            EventData::DecisionToTreat(d) => {
+            EventData::DecisionToTreat(d)
                 if d.earliest_clinically_appropriate_date
-                    .is_some_and(|ecad| ecad < day)
-                {
-                    return Err(RuleError::field(
-                        "data.earliest_clinically_appropriate_date",
-                        format!("must be on or after the decision's date ({day})"),
-                    ));
-                }
+                    .is_some_and(|ecad| ecad < day) =>
+            {
+                return Err(RuleError::field(
+                    "data.earliest_clinically_appropriate_date",
+                    format!("must be on or after the decision's date ({day})"),
+                ));
             }
             EventData::TreatmentOfferDeclined(t) => {
                 if let Some(plan) = t.plan_id.as_deref() {
@@ -338,7 +337,7 @@ fn check_pathway_with(
                         first_started = true;
                     }
                     Some(plan) => {
-                        if !first_treated_on.is_some_and(|first| first <= day) {
+                        if first_treated_on.is_none_or(|first| first > day) {
                             return Err(RuleError::SubsequentBeforeFirstTreatment {
                                 plan_id: plan.to_string(),
                             });
