@@ -380,7 +380,7 @@ pub struct DecisionToTreat {
     /// `first` when absent (SPEC 2.12); kept as sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub treatment: Option<TreatmentKind>,
-    /// Names a subsequent treatment period within the pathway.
+    /// Names the treatment period within the pathway (required when subsequent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_id: Option<String>,
     /// When the patient is fit to start a subsequent treatment: its period starts then.
@@ -428,18 +428,15 @@ fn plan_of(kind: TreatmentKind, plan_id: &Option<String>) -> Option<&str> {
     }
 }
 
-/// A `plan_id` names a subsequent period: required there, refused on a first
-/// treatment (ours: the first period is the pathway's `d31` clock and has no name).
+/// A `plan_id` names a subsequent period and is required there (SPEC 3.2).
+/// On a first treatment it is optional: a name for the first period that a
+/// declined offer may use (decision 86).
 fn check_plan(kind: TreatmentKind, plan_id: &Option<String>) -> Result<(), RuleError> {
     match (kind, plan_id) {
         (TreatmentKind::Subsequent, None) => Err(RuleError::field(
             "plan_id",
             "is required for a subsequent treatment: name its plan within the pathway, \
              for example `adjuvant-chemo`",
-        )),
-        (TreatmentKind::First, Some(_)) => Err(RuleError::field(
-            "plan_id",
-            "is only given for a subsequent treatment (`treatment: subsequent`)",
         )),
         (_, Some(plan)) => check_plan_id(plan),
         (TreatmentKind::First, None) => Ok(()),
@@ -465,8 +462,8 @@ pub struct TreatmentOfferDeclined {
     #[serde(with = "crate::date")]
     pub available_from: NaiveDate,
     pub setting: TreatmentSetting,
-    /// The subsequent period the offer was for; without it, the first period
-    /// and the 62-day clock.
+    /// The period the offer was for: a subsequent plan, or the first period's
+    /// name; without it, the first period and the 62-day clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_id: Option<String>,
 }

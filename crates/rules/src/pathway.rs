@@ -355,6 +355,8 @@ struct Fold<'e> {
     first_modality: Option<Modality>,
     /// Subsequent periods, in the order their plans were first decided.
     plans: Vec<PlanRun<'e>>,
+    /// Names given to the first period by its decisions (decision 86).
+    first_plan_ids: Vec<&'e str>,
     fds_excluded: Option<NaiveDate>,
     fit: Option<(NaiveDate, FitBand)>,
     seen: bool,
@@ -409,6 +411,9 @@ impl<'e> Fold<'e> {
             }
             EventData::DecisionToTreat(d) => match d.subsequent_plan() {
                 None => {
+                    if let Some(name) = d.plan_id.as_deref() {
+                        self.first_plan_ids.push(name);
+                    }
                     self.fds.stop_at(day, StopReason::DecisionToTreat, false);
                     // A later decision before treatment restarts the 31-day clock (ours).
                     if self.treatment.is_none() && !self.closed {
@@ -525,8 +530,15 @@ impl<'e> Fold<'e> {
                 .max()
                 .map_or(0, |dna| days_between(start, *dna))
         };
-        // Declines without a plan adjust the first period and the 62-day clock.
-        let unplanned = || self.declines.iter().filter(|d| d.plan_id.is_none());
+        // Declines without a plan, or naming the first period (and no
+        // subsequent plan), adjust the first period and the 62-day clock.
+        let of_first = |plan: Option<&str>| match plan {
+            None => true,
+            Some(plan) => {
+                self.first_plan_ids.contains(&plan) && !self.plans.iter().any(|p| p.plan_id == plan)
+            }
+        };
+        let unplanned = || self.declines.iter().filter(|d| of_first(d.plan_id));
 
         let fds_clock = if !route.is_cancer_route() {
             Clock::bare(ClockStatus::NotApplicable, targets.fds_days)

@@ -309,10 +309,28 @@ fn check_pathway_with(
                     format!("must be on or after the decision's date ({day})"),
                 ));
             }
+            // One name, one period: the first period's name is never a
+            // subsequent plan's (decision 86), so a declined offer naming it
+            // means one period only.
+            EventData::DecisionToTreat(d) if d.plan_id.is_some() => {
+                let plan = d.plan_id.as_deref();
+                let clash = events.iter().any(|e| {
+                    matches!(&*e.data, EventData::DecisionToTreat(other)
+                        if other.plan_id.as_deref() == plan && other.kind() != d.kind())
+                });
+                if clash {
+                    return Err(RuleError::field(
+                        "data.plan_id",
+                        "already names another treatment period of this pathway (the first \
+                         treatment's name is never a subsequent plan's): give each period its own",
+                    ));
+                }
+            }
             EventData::TreatmentOfferDeclined(t) => {
                 if let Some(plan) = t.plan_id.as_deref() {
+                    // Any decision's plan, first or subsequent (SPEC 2.12).
                     let known = events.iter().any(|e| {
-                        matches!(&*e.data, EventData::DecisionToTreat(d) if d.subsequent_plan() == Some(plan))
+                        matches!(&*e.data, EventData::DecisionToTreat(d) if d.plan_id.as_deref() == Some(plan))
                     });
                     if !known {
                         return Err(RuleError::UnknownPlan {

@@ -198,8 +198,15 @@ fn ordinary() -> impl Strategy<Value = Step> {
                 }
                 event(o, EventType::DiagnosisCommunicated, data)
             }),
-        4 => (day(), select(Modality::ALL))
-            .prop_map(|(o, m)| event(o, EventType::DecisionToTreat, json!({ "modality": m.as_str() }))),
+        4 => (day(), select(Modality::ALL), option::weighted(0.2, select(PLANS)))
+            .prop_map(|(o, m, name)| {
+                let mut data = json!({ "modality": m.as_str() });
+                // Now and then the first period gets a name (decision 86).
+                if let Some(name) = name {
+                    data["plan_id"] = json!(name);
+                }
+                event(o, EventType::DecisionToTreat, data)
+            }),
         3 => (day(), -10i64..=150, 1i64..=40, select(TreatmentSetting::ALL), option::weighted(0.3, select(PLANS)))
             .prop_map(|(o, offered, len, setting, plan)| {
                 let mut data = json!({ "offered_on": offered, "available_from": offered + len, "setting": setting.as_str() });
@@ -1055,7 +1062,7 @@ fn generated_pathways_reach_every_kind_of_subsequent_period() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::deterministic();
     let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..400 {
+    for _ in 0..1500 {
         let plan = plan(true).new_tree(&mut runner).unwrap().current();
         let history = build(&plan);
         let r = referred_on(&history);
