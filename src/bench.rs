@@ -432,7 +432,7 @@ pub async fn views(
 ) -> anyhow::Result<()> {
     use openptl_app::{PathwayQuery, PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
     use openptl_log::NewRecord;
-    use openptl_rules::{NewEvent, SCHEMA_VERSION};
+    use openptl_rules::NewEvent;
 
     let keep = data_dir.is_some();
     let dir = data_dir.unwrap_or_else(|| {
@@ -469,7 +469,7 @@ pub async fn views(
                         stream_id: event.pathway_id.as_str().to_string(),
                         event_id: event.event_id.unwrap_or_else(uuid::Uuid::new_v4),
                         event_type: event.data.event_type().as_str().to_string(),
-                        schema_version: SCHEMA_VERSION,
+                        schema_version: event.data.schema_version(),
                         actor: "bench-loader".to_string(),
                         payload: event.data.encode_payload(event.occurred_on),
                         expected_version: None,

@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use openptl_log::{LogError, NewRecord};
+use openptl_log::{LogError, NewRecord, StoredRecord};
 use openptl_rules::{
-    check_event, history, EventData, EventType, NewEvent, RecordedEvent, RuleError, SCHEMA_VERSION,
+    check_event, history, EventData, EventType, NewEvent, RecordedEvent, RuleError,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -200,7 +200,7 @@ impl App {
                 stream_id: stream.to_string(),
                 event_id: *id,
                 event_type: event.data.event_type().as_str().to_string(),
-                schema_version: SCHEMA_VERSION,
+                schema_version: event.data.schema_version(),
                 actor: actor.to_string(),
                 payload: event.data.encode_payload(event.occurred_on),
                 expected_version: None,
@@ -247,7 +247,7 @@ impl App {
             // that pathway exists (decision 75).
             if event.event_id.is_some() {
                 if let Some(stored) = self.log.find_event(*id).await.map_err(storage)? {
-                    if !stored.same_content(&record) {
+                    if !replays_stored(&stored, &record, event) {
                         return Err(AppError::DuplicateEventId { index: at(i) });
                     }
                     slots.push(Slot::Replay(AppendedEvent {
@@ -395,4 +395,22 @@ fn storage(e: LogError) -> AppError {
         LogError::OutcomeUnknown(_) => AppError::OutcomeUnknown(e.to_string()),
         e => AppError::Storage(e.to_string()),
     }
+}
+
+/// Whether a re-posted event is the stored one (SPEC 3.1). The bytes are
+/// compared first; an event stored under an older schema version (SPEC 3.2)
+/// is compared by what it means, so replaying a version-1 event after the
+/// upgrade to version 2 is still a replay, not a `duplicate_event_id`.
+fn replays_stored(stored: &StoredRecord, record: &NewRecord, event: &NewEvent) -> bool {
+    if stored.same_content(record) {
+        return true;
+    }
+    stored.stream_id == record.stream_id
+        && stored.event_type == record.event_type
+        && stored.schema_version != record.schema_version
+        && EventType::parse(&stored.event_type)
+            .and_then(|ty| {
+                EventData::decode_payload(ty, stored.schema_version, &stored.payload).ok()
+            })
+            .is_some_and(|(day, data)| day == event.occurred_on && data == event.data)
 }

@@ -20,7 +20,9 @@
 //! offset from it; an optional value is a 0/1 byte then the value (optional
 //! dates fold the flag into the offset: 0 for none); enums are their index in `ALL`;
 //! milestone names are indexes into the rules' milestone names (0 and the
-//! text for a name the rules do not have). Unpacking checks every value and
+//! text for a name the rules do not have); a treatment period whose clock
+//! equals `clocks.d31` (the first period, always) stores a flag instead of
+//! the clock again. Unpacking checks every value and
 //! never panics: cut or malformed bytes give an error. (A flipped bit can
 //! still read as another valid state; snapshots guard their bytes with
 //! CRCs, and memory holds only what `pack` wrote.)
@@ -33,15 +35,16 @@ use chrono::{Datelike, NaiveDate};
 use foldhash::HashMap;
 use openptl_rules::pathway::{Allocation, Clock, Clocks, Milestone, NextBreach, Note, Transfer};
 use openptl_rules::{
-    ClockKind, ClockStatus, FitBand, MilestoneStatus, NhsNumber, OdsCode, PathwayState,
-    PathwayStatus, Route, RulesConfig, StopReason, TumourSite,
+    ClockKind, ClockStatus, FitBand, MilestoneStatus, Modality, NhsNumber, OdsCode, PathwayState,
+    PathwayStatus, PeriodStartReason, Route, RulesConfig, StopReason, TreatmentKind,
+    TreatmentPeriod, TumourSite,
 };
 
 use crate::projection::Current;
 use crate::varint;
 
 /// The layout version, the first byte of every packed state.
-const LAYOUT: u8 = 1;
+const LAYOUT: u8 = 2;
 
 /// A packed pathway state, with the number of events it was evaluated
 /// from, and its [`PathwayState::date_span`] at hand (a view of a period
@@ -150,6 +153,7 @@ impl Packer {
             fds_excluded_on,
             clocks: Clocks { fds, d31, d62 },
             milestones,
+            treatment_periods,
             next_breach,
             transferred,
             transfers,
@@ -192,9 +196,34 @@ impl Packer {
             w.opt_date(*met_on);
             w.byte(status.index());
         }
+        w.uint(treatment_periods.len() as u64);
+        for p in treatment_periods {
+            let TreatmentPeriod {
+                treatment,
+                plan_id,
+                modality,
+                start_reason,
+                clock,
+            } = p;
+            w.byte(treatment.index());
+            w.option(plan_id.as_ref(), |w, t| w.text(t));
+            w.byte(modality.index());
+            w.byte(start_reason.index());
+            let same_as_d31 = clock == d31;
+            w.flag(same_as_d31);
+            if !same_as_d31 {
+                w.clock(clock);
+            }
+        }
         w.option(next_breach.as_ref(), |w, b| {
-            w.byte(b.clock.index());
-            w.date(b.date);
+            let NextBreach {
+                clock,
+                plan_id,
+                date,
+            } = b;
+            w.byte(clock.index());
+            w.option(plan_id.as_ref(), |w, t| w.text(t));
+            w.date(*date);
         });
         w.flag(*transferred);
         w.uint(transfers.len() as u64);
@@ -272,9 +301,25 @@ impl Packer {
                 status: r.code(MilestoneStatus::from_index)?,
             });
         }
+        let count = r.count()?;
+        let mut treatment_periods = Vec::with_capacity(count);
+        for _ in 0..count {
+            treatment_periods.push(TreatmentPeriod {
+                treatment: r.code(TreatmentKind::from_index)?,
+                plan_id: r.option(|r| r.text().map(|t| Arc::from(t.as_str())))?,
+                modality: r.code(Modality::from_index)?,
+                start_reason: r.code(PeriodStartReason::from_index)?,
+                clock: if r.flag()? {
+                    clocks.d31.clone()
+                } else {
+                    r.clock()?
+                },
+            });
+        }
         let next_breach = r.option(|r| {
             Ok(NextBreach {
                 clock: r.code(ClockKind::from_index)?,
+                plan_id: r.option(|r| r.text().map(|t| Arc::from(t.as_str())))?,
                 date: r.date()?,
             })
         })?;
@@ -317,6 +362,7 @@ impl Packer {
             fds_excluded_on,
             clocks,
             milestones,
+            treatment_periods,
             next_breach,
             transferred,
             transfers,
@@ -736,8 +782,21 @@ mod tests {
                 from_trust,
                 to_trust,
             });
-        let next_breach = (prop::sample::select(ClockKind::ALL), date())
-            .prop_map(|(clock, date)| NextBreach { clock, date });
+        let plan = || prop::option::of(text().prop_map(|t| Arc::<str>::from(t.as_str())));
+        let next_breach = (prop::sample::select(ClockKind::ALL), plan(), date()).prop_map(
+            |(clock, plan_id, date)| NextBreach {
+                clock,
+                plan_id,
+                date,
+            },
+        );
+        let period = (
+            prop::sample::select(TreatmentKind::ALL),
+            plan(),
+            prop::sample::select(Modality::ALL),
+            prop::sample::select(PeriodStartReason::ALL),
+            prop::option::of(clock()),
+        );
         let rest = (
             prop::option::of(next_breach),
             any::<bool>(),
@@ -751,6 +810,7 @@ mod tests {
             (clock(), clock(), clock()),
             prop::collection::vec(milestone(names), 0..9),
             rest,
+            prop::collection::vec(period, 0..4),
         )
             .prop_map(
                 |(
@@ -759,6 +819,7 @@ mod tests {
                     (fds, d31, d62),
                     milestones,
                     (next_breach, transferred, transfers, handover_date, last_note),
+                    periods,
                 )| PathwayState {
                     nhs_number: nhs,
                     trust,
@@ -772,6 +833,19 @@ mod tests {
                     fit_band,
                     fit_on,
                     fds_excluded_on,
+                    // A period without a clock of its own is the first (`d31`).
+                    treatment_periods: periods
+                        .into_iter()
+                        .map(|(treatment, plan_id, modality, start_reason, clock)| {
+                            TreatmentPeriod {
+                                treatment,
+                                plan_id,
+                                modality,
+                                start_reason,
+                                clock: clock.unwrap_or_else(|| d31.clone()),
+                            }
+                        })
+                        .collect(),
                     clocks: Clocks { fds, d31, d62 },
                     milestones,
                     next_breach,

@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Raised whenever the snapshot layout or the packed layout changes.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 const MAGIC: &[u8; 8] = b"OPTLSNAP";
 /// Pathways per chunk (chunks decode in parallel).
 pub const CHUNK: usize = 8192;

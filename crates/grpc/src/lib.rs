@@ -143,7 +143,9 @@ pub fn status(error: ApiError) -> Status {
     let (http, code, body) = error.describe();
     let grpc = match (http.as_u16(), code) {
         (_, "version_conflict") => Code::Aborted,
-        (_, "pathway_exists" | "duplicate_event_id") => Code::AlreadyExists,
+        (_, "pathway_exists" | "duplicate_event_id" | "treatment_already_started") => {
+            Code::AlreadyExists
+        }
         (_, "pathway_closed") => Code::FailedPrecondition,
         (400 | 422, _) => Code::InvalidArgument,
         (401, _) => Code::Unauthenticated,

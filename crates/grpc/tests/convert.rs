@@ -47,6 +47,23 @@ fn samples() -> Vec<(&'static str, Value)> {
             json!({"offered_on": "2025-03-10", "available_from": "2025-03-24", "setting": "admitted"}),
         ),
         ("treatment_started", json!({"modality": "surgery"})),
+        // Schema version 2 (SPEC 2.12): every new field crosses protobuf too.
+        (
+            "decision_to_treat",
+            json!({"modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt", "earliest_clinically_appropriate_date": "2025-04-01"}),
+        ),
+        (
+            "treatment_started",
+            json!({"modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt", "care_setting": "non_admitted"}),
+        ),
+        (
+            "treatment_offer_declined",
+            json!({"offered_on": "2025-03-10", "available_from": "2025-03-24", "setting": "admitted", "plan_id": "rt"}),
+        ),
+        (
+            "appointment_attended",
+            json!({"kind": "first_outpatient", "mode": "virtual"}),
+        ),
         ("pathway_transferred", json!({"to_trust": "RHM"})),
         ("tumour_site_changed", json!({"tumour_site": "upper_gi"})),
         ("pathway_closed", json!({"reason": "referral_withdrawn"})),

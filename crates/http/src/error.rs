@@ -62,7 +62,9 @@ impl From<AppError> for ApiError {
 
 fn rule_status(e: &RuleError) -> StatusCode {
     match e {
-        RuleError::PathwayExists | RuleError::PathwayClosed => StatusCode::CONFLICT,
+        RuleError::PathwayExists
+        | RuleError::PathwayClosed
+        | RuleError::TreatmentAlreadyStarted { .. } => StatusCode::CONFLICT,
         RuleError::InvalidField { .. }
         | RuleError::InvalidNhsNumber { .. }
         | RuleError::InvalidOdsCode { .. }
@@ -74,6 +76,8 @@ fn rule_status(e: &RuleError) -> StatusCode {
         | RuleError::UpgradeNotAllowed { .. }
         | RuleError::AlreadyUpgraded
         | RuleError::TreatmentWithoutDecision
+        | RuleError::SubsequentBeforeFirstTreatment { .. }
+        | RuleError::UnknownPlan { .. }
         | RuleError::UnknownEvent { .. }
         | RuleError::CannotVoidReferral
         | RuleError::CorrectionBreaksPathway { .. } => StatusCode::UNPROCESSABLE_ENTITY,

@@ -37,6 +37,11 @@ fn object(required: &[&str], properties: Value) -> Value {
 }
 
 /// The `data` schema of each event type (SPEC 3.2).
+/// A subsequent treatment plan's name within its pathway (SPEC 3.2).
+fn plan_id() -> Value {
+    json!({ "type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$" })
+}
+
 fn data_schema(event_type: EventType) -> Value {
     let test = || {
         object(
@@ -68,9 +73,10 @@ fn data_schema(event_type: EventType) -> Value {
             &["outcome"],
             json!({ "outcome": vocabulary!(TriageOutcome) }),
         ),
-        EventType::AppointmentAttended => {
-            object(&["kind"], json!({ "kind": vocabulary!(AppointmentKind) }))
-        }
+        EventType::AppointmentAttended => object(
+            &["kind"],
+            json!({ "kind": vocabulary!(AppointmentKind), "mode": vocabulary!(AttendanceMode) }),
+        ),
         EventType::AppointmentMissed => object(
             &["kind", "reason"],
             json!({ "kind": vocabulary!(AppointmentKind), "reason": vocabulary!(MissedReason) }),
@@ -91,12 +97,34 @@ fn data_schema(event_type: EventType) -> Value {
             &["reason"],
             json!({ "reason": vocabulary!(ExclusionReason) }),
         ),
-        EventType::DecisionToTreat | EventType::TreatmentStarted => {
-            object(&["modality"], json!({ "modality": vocabulary!(Modality) }))
-        }
+        // Schema version 2 (SPEC 2.12): `plan_id` is required when the
+        // treatment is `subsequent`, and the ECAD is for subsequent ones only.
+        EventType::DecisionToTreat => object(
+            &["modality"],
+            json!({
+                "modality": vocabulary!(Modality),
+                "treatment": vocabulary!(TreatmentKind),
+                "plan_id": plan_id(),
+                "earliest_clinically_appropriate_date": date(),
+            }),
+        ),
+        EventType::TreatmentStarted => object(
+            &["modality"],
+            json!({
+                "modality": vocabulary!(Modality),
+                "treatment": vocabulary!(TreatmentKind),
+                "plan_id": plan_id(),
+                "care_setting": vocabulary!(TreatmentSetting),
+            }),
+        ),
         EventType::TreatmentOfferDeclined => object(
             &["offered_on", "available_from", "setting"],
-            json!({ "offered_on": date(), "available_from": date(), "setting": vocabulary!(TreatmentSetting) }),
+            json!({
+                "offered_on": date(),
+                "available_from": date(),
+                "setting": vocabulary!(TreatmentSetting),
+                "plan_id": plan_id(),
+            }),
         ),
         EventType::PathwayTransferred => object(&["to_trust"], json!({ "to_trust": ods() })),
         EventType::TumourSiteChanged => object(
@@ -394,10 +422,12 @@ pub fn document() -> Value {
                 },
                 ("200", json_ok("The pathway view", json!({
                     "type": "object",
-                    "required": ["pathway_id", "version", "status", "clocks", "milestones"],
+                    "required": ["pathway_id", "version", "status", "clocks", "milestones", "treatment_periods"],
                     "properties": {
                         "pathway_id": { "type": "string" }, "version": { "type": "integer" }, "status": vocabulary!(PathwayStatus),
                         "clocks": { "type": "object" }, "milestones": { "type": "array" },
+                        "treatment_periods": { "type": "array", "items": { "type": "object" },
+                            "description": "Every treatment's 31-day period (SPEC 2.12): the first (equal to clocks.d31), then the subsequent ones by start date" },
                     },
                 }))),
                 false,

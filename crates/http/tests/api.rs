@@ -78,34 +78,77 @@ fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, code:
     assert!(body["error"]["details"].is_object(), "{body}");
 }
 
-/// Every shared conformance case, through the real router, as `run_cases.py` does.
+/// Every shared conformance case, through the real router, as `run_cases.py`
+/// does: `cases.json` and every case folder beside it (for example
+/// `treatment-periods/`), so a new folder runs without being named here.
 #[tokio::test]
 async fn conformance_cases_pass_through_the_router() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
-    let Ok(text) = std::fs::read_to_string(dir.join("cases.json")) else {
+    let files = conformance_files(&dir);
+    if files.is_empty() {
         eprintln!(
-            "\n!!! SKIPPED: {} not found; the conformance cases did not run !!!\n",
+            "\n!!! SKIPPED: {} not found (or holds no cases); the conformance cases did not run !!!\n",
             dir.display()
         );
         return;
-    };
-    let cases: Vec<Value> = serde_json::from_str(&text).unwrap();
-    assert!(!cases.is_empty());
+    }
     let app = spawn_app();
     let mut failures = Vec::new();
-    for case in &cases {
-        let problems = run_case(&app, case).await;
-        if !problems.is_empty() {
-            failures.push(format!("{}: {}", case["id"], problems.join("; ")));
+    let mut count = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let cases: Vec<Value> =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert!(!cases.is_empty(), "{} holds no cases", file.display());
+        for case in &cases {
+            count += 1;
+            let problems = run_case(&app, case).await;
+            if !problems.is_empty() {
+                failures.push(format!(
+                    "{} ({}): {}",
+                    case["id"],
+                    file.display(),
+                    problems.join("; ")
+                ));
+            }
         }
     }
     assert!(
         failures.is_empty(),
-        "{} of {} cases failed:\n{}",
+        "{} of {count} cases failed:\n{}",
         failures.len(),
-        cases.len(),
         failures.join("\n")
     );
+    eprintln!(
+        "{count} conformance cases from {} files passed through the router",
+        files.len()
+    );
+}
+
+/// The case files: `*.json` in `dir` and in each folder directly below it, sorted.
+fn conformance_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let json_in = |d: &Path| -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        files
+    };
+    let mut folders: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    folders.sort();
+    let mut files = json_in(dir);
+    for folder in folders {
+        files.extend(json_in(&folder));
+    }
+    files
 }
 
 async fn run_case(app: &Router, case: &Value) -> Vec<String> {
@@ -469,4 +512,72 @@ async fn read_parameters_are_checked() {
     );
     let (s, b) = get(&app, "/healthz").await;
     assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+}
+
+/// SPEC 3.2 and decision 85: an event stored as schema version 1 (before
+/// `decision_to_treat` moved to version 2) still reads as it did, and
+/// re-posting it with the same event id and content is a replay, not a
+/// `duplicate_event_id`, although today it would be written as version 2.
+#[tokio::test]
+async fn a_version_1_event_reads_through_the_upcaster_and_replays() {
+    use openptl_log::{EventLog, NewRecord};
+    use openptl_rules::event::v1;
+    let log = Arc::new(MemoryLog::new());
+    let on = |d: &str| openptl_rules::date::parse(d).unwrap();
+    let referral_data = openptl_rules::EventData::from_json(
+        openptl_rules::EventType::ReferralReceived,
+        json!({ "nhs_number": "9434765919", "trust": "RXH", "tumour_site": "lower_gi", "route": "urgent_suspected_cancer" }),
+    )
+    .unwrap();
+    let decision_id = "6f1d6a3e-1f7b-4a52-9a1e-6d2b8f0c1a22";
+    let v1_decision = v1::DecisionToTreat {
+        modality: openptl_rules::Modality::Surgery,
+    };
+    let records = vec![
+        NewRecord {
+            stream_id: "V1-1".into(),
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "referral_received".into(),
+            schema_version: 1,
+            actor: "test".into(),
+            payload: referral_data.encode_payload(on("2025-03-03")),
+            expected_version: Some(0),
+        },
+        NewRecord {
+            stream_id: "V1-1".into(),
+            event_id: decision_id.parse().unwrap(),
+            event_type: "decision_to_treat".into(),
+            schema_version: 1,
+            actor: "test".into(),
+            payload: v1::encode_payload(on("2025-03-20"), &v1_decision),
+            expected_version: Some(1),
+        },
+    ];
+    log.append(records).await.unwrap();
+    let now = "2026-06-30T12:00:00Z".parse().unwrap();
+    let app = authorised(App::new(
+        log,
+        RulesConfig::defaults(),
+        Arc::new(FixedClock(now)),
+    ));
+    let (status, view) = get(&app, "/v1/pathways/V1-1?as_of=2025-03-25&min_position=2").await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["clocks"]["d31"]["start"], "2025-03-20");
+    assert_eq!(view["treatment_periods"][0]["treatment"], "first");
+    let (status, body) = post(
+        &app,
+        json!({ "event_id": decision_id, "pathway_id": "V1-1", "type": "decision_to_treat",
+                "occurred_on": "2025-03-20", "data": { "modality": "surgery" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a replay: {body}");
+    assert_eq!(body["appended"][0]["version"], 2);
+    let (status, body) = post(
+        &app,
+        json!({ "event_id": decision_id, "pathway_id": "V1-1", "type": "decision_to_treat",
+                "occurred_on": "2025-03-20", "data": { "modality": "radiotherapy" } }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "duplicate_event_id");
 }

@@ -996,3 +996,93 @@ async fn the_dashboard_is_served_with_security_headers() {
         .unwrap()
         .contains(&json!("ptl_meeting")));
 }
+
+/// SPEC 2.12: a treated pathway waiting for a subsequent treatment is back
+/// on the PTL, through the projection's packed state and PTL index; one
+/// waiting for its earliest clinically appropriate date is not yet.
+///
+/// - H  RXH breast USC, referred 01-06, diagnosed 01-20, decision 02-03,
+///   surgery 02-17 (first period 14 met), radiotherapy decided 03-10: its
+///   period has waited 28 days on 04-07 (target 04-10, breach 04-11).
+/// - I  the same, but the radiotherapy's ECAD is 04-20: not started.
+#[tokio::test]
+async fn a_subsequent_treatment_period_puts_a_treated_pathway_back_on_the_ptl() {
+    let app = app_on(Arc::new(MemoryLog::new()));
+    let mut events = Vec::new();
+    for id in ["H", "I"] {
+        events.extend([
+            referral(id, "2025-01-06", "RXH", "breast", "urgent_suspected_cancer"),
+            told(id, "2025-01-20", "cancer_diagnosed"),
+            ev(
+                id,
+                "decision_to_treat",
+                "2025-02-03",
+                json!({ "modality": "surgery" }),
+            ),
+            ev(
+                id,
+                "treatment_started",
+                "2025-02-17",
+                json!({ "modality": "surgery", "care_setting": "admitted" }),
+            ),
+        ]);
+    }
+    events.push(ev(
+        "H",
+        "decision_to_treat",
+        "2025-03-10",
+        json!({ "modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt" }),
+    ));
+    events.push(ev(
+        "I",
+        "decision_to_treat",
+        "2025-03-10",
+        json!({ "modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt",
+                "earliest_clinically_appropriate_date": "2025-04-20" }),
+    ));
+    post(&app, events).await;
+
+    let page = get(&app, "/v1/ptl").await;
+    assert_eq!(ids(&page), ["H"], "{page}");
+    let h = &page["rows"][0];
+    assert_eq!(h["status"], "treated");
+    assert_eq!(h["next_breach_clock"], "d31");
+    assert_eq!(h["next_breach_plan_id"], "rt");
+    assert_eq!(h["next_breach_date"], "2025-04-11");
+    assert_eq!(h["subsequent_days"], 28);
+    assert_eq!(h["d62_status"], "met");
+
+    // Today's view comes from the packed state: the periods survive packing.
+    let view = get(&app, "/v1/pathways/H").await;
+    assert_eq!(view["on_ptl"], true);
+    assert_eq!(
+        view["next_breach"],
+        json!({ "clock": "d31", "plan_id": "rt", "date": "2025-04-11" })
+    );
+    assert_eq!(
+        view["treatment_periods"],
+        json!([
+            { "treatment": "first", "modality": "surgery", "status": "met", "start": "2025-02-03",
+              "start_reason": "decision_to_treat", "stop": "2025-02-17", "stop_reason": "treatment_started",
+              "adjustment_days": 0, "days": 14, "target_days": 31, "target_date": "2025-03-06" },
+            { "treatment": "subsequent", "plan_id": "rt", "modality": "radiotherapy", "status": "open",
+              "start": "2025-03-10", "start_reason": "decision_to_treat", "stop": null,
+              "adjustment_days": 0, "days": 28, "target_days": 31, "target_date": "2025-04-10" },
+        ])
+    );
+    let view = get(&app, "/v1/pathways/I").await;
+    assert_eq!(view["on_ptl"], false);
+    assert_eq!(view["next_breach"], Value::Null);
+    assert_eq!(
+        view["treatment_periods"][1],
+        json!({ "treatment": "subsequent", "plan_id": "rt", "modality": "radiotherapy",
+                "status": "not_started", "start": "2025-04-20",
+                "start_reason": "earliest_clinically_appropriate_date",
+                "target_days": 31, "target_date": "2025-05-21" })
+    );
+    // A past view (evaluated from the log, not the packed state) agrees.
+    let past = get(&app, "/v1/pathways/H?as_of=2025-03-20").await;
+    assert_eq!(past["treatment_periods"][1]["days"], 10);
+    let ptl_then = get(&app, "/v1/ptl?as_of=2025-04-25").await;
+    assert_eq!(ids(&ptl_then), ["H", "I"], "I's period started on its ECAD");
+}

@@ -78,13 +78,23 @@ code_enum!(
         BreastSymptomatic = "breast_symptomatic",
         Screening = "screening",
         Other = "other",
+        Recurrence = "recurrence",
     }
 );
 
 impl Route {
     /// Whether the route has an FDS clock and starts the 62-day clock at referral.
     pub fn is_cancer_route(self) -> bool {
-        !matches!(self, Route::Other)
+        matches!(
+            self,
+            Route::UrgentSuspectedCancer | Route::BreastSymptomatic | Route::Screening
+        )
+    }
+
+    /// Whether the route has a 62-day clock at all (a recurrence has only
+    /// the 31-day standard, SPEC 2.1).
+    pub fn has_d62(self) -> bool {
+        self != Route::Recurrence
     }
 }
 
@@ -202,7 +212,25 @@ code_enum!(
 );
 
 code_enum!(
-    /// Care setting of a declined treatment offer.
+    /// Which treatment of the pathway a decision or a treatment is for (SPEC 2.12).
+    TreatmentKind { First = "first", Subsequent = "subsequent" }
+);
+
+code_enum!(
+    /// How the patient attended an appointment (schema version 2).
+    AttendanceMode { FaceToFace = "face_to_face", Virtual = "virtual" }
+);
+
+code_enum!(
+    /// Why a treatment period starts when it does (SPEC 4.2).
+    PeriodStartReason {
+        DecisionToTreat = "decision_to_treat",
+        EarliestClinicallyAppropriateDate = "earliest_clinically_appropriate_date",
+    }
+);
+
+code_enum!(
+    /// Care setting of a declined treatment offer, or of a treatment.
     TreatmentSetting { Admitted = "admitted", NonAdmitted = "non_admitted" }
 );
 

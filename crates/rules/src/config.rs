@@ -123,6 +123,16 @@ impl Matcher {
         if data.event_type() != self.event {
             return false;
         }
+        // Subsequent treatments never touch the milestones (SPEC 2.12).
+        let subsequent = match data {
+            EventData::DecisionToTreat(d) => d.subsequent_plan().is_some(),
+            EventData::TreatmentStarted(t) => t.subsequent_plan().is_some(),
+            EventData::TreatmentOfferDeclined(t) => t.plan_id.is_some(),
+            _ => false,
+        };
+        if subsequent {
+            return false;
+        }
         let test = match data {
             EventData::DiagnosticRequested(d) => Some(d.test),
             EventData::DiagnosticPerformed(d) => Some(d.test),

@@ -41,6 +41,15 @@ pub enum RuleError {
     AlreadyUpgraded,
     #[error("A treatment needs a decision to treat dated on or before it: record `decision_to_treat` first.")]
     TreatmentWithoutDecision,
+    #[error("A subsequent treatment (`plan_id` {plan_id}) needs the first treatment started on or before it: record the first `treatment_started` first, or check the dates.")]
+    SubsequentBeforeFirstTreatment { plan_id: String },
+    #[error("{which} has already started: a treatment period starts once. Correct the existing `treatment_started` instead, or give a new subsequent treatment its own `plan_id`.")]
+    TreatmentAlreadyStarted {
+        which: String,
+        plan_id: Option<String>,
+    },
+    #[error("No decision to treat of this pathway has `plan_id` {plan_id}: record the subsequent `decision_to_treat` first, or check the plan's name.")]
+    UnknownPlan { plan_id: String },
     #[error("This pathway is closed: only tracking notes, corrections and voids can be added. Void the closure to reopen it.")]
     PathwayClosed,
     #[error("Event {event_id} is not an event of this pathway.")]
@@ -67,6 +76,9 @@ impl RuleError {
             RuleError::UpgradeNotAllowed { .. } => "upgrade_not_allowed",
             RuleError::AlreadyUpgraded => "already_upgraded",
             RuleError::TreatmentWithoutDecision => "treatment_without_decision",
+            RuleError::SubsequentBeforeFirstTreatment { .. } => "subsequent_before_first_treatment",
+            RuleError::TreatmentAlreadyStarted { .. } => "treatment_already_started",
+            RuleError::UnknownPlan { .. } => "unknown_plan",
             RuleError::PathwayClosed => "pathway_closed",
             RuleError::UnknownEvent { .. } => "unknown_event",
             RuleError::CannotVoidReferral => "cannot_void_referral",
@@ -94,6 +106,14 @@ impl RuleError {
             }
             RuleError::UpgradeNotAllowed { route } => json!({ "route": route }),
             RuleError::UnknownEvent { event_id } => json!({ "event_id": event_id }),
+            RuleError::SubsequentBeforeFirstTreatment { plan_id }
+            | RuleError::UnknownPlan { plan_id } => {
+                json!({ "field": "data.plan_id", "plan_id": plan_id })
+            }
+            RuleError::TreatmentAlreadyStarted { plan_id, .. } => match plan_id {
+                Some(plan_id) => json!({ "plan_id": plan_id }),
+                None => json!({ "treatment": "first" }),
+            },
             RuleError::CorrectionBreaksPathway { rule } => {
                 json!({ "rule": rule.code(), "rule_details": rule.details() })
             }

@@ -1,7 +1,9 @@
-//! The event catalogue of SPEC 3.2, schema version 1: one struct per event
-//! type, decoded from client JSON with field-precise errors, and encoded for
-//! storage as MessagePack with named fields (a forever format: version 1 is
-//! never edited; a version 2 would be added beside it with an upcaster).
+//! The event catalogue of SPEC 3.2: one struct per event type, decoded from
+//! client JSON with field-precise errors, and encoded for storage as
+//! MessagePack with named fields. Stored events are a forever format: each
+//! type is written with its latest schema version ([`EventType::schema_version`]);
+//! the four types that gained fields in version 2 (SPEC 2.12) keep their
+//! version-1 structs, frozen, in [`v1`], read through an upcaster.
 
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
@@ -11,10 +13,10 @@ use uuid::Uuid;
 
 use crate::codes::*;
 use crate::error::RuleError;
-use crate::ids::{NhsNumber, OdsCode};
+use crate::ids::{NhsNumber, OdsCode, PathwayId};
 
-/// The schema version every event type is written with today.
-pub const SCHEMA_VERSION: u16 = 1;
+#[path = "event_v1.rs"]
+pub mod v1;
 
 /// Declares the catalogue once: the `EventType` codes, the `EventData` sum
 /// type and the per-type dispatch (JSON in, JSON out, MessagePack in and out).
@@ -59,10 +61,20 @@ macro_rules! catalogue {
                 encoded.expect("event data always encodes to MessagePack")
             }
 
-            /// Reads a stored payload written with `schema_version`.
+            /// The schema version this event is written with.
+            pub fn schema_version(&self) -> u16 {
+                self.event_type().schema_version()
+            }
+
+            /// Reads a stored payload written with `schema_version`: the
+            /// latest version directly, version 1 of a type that has a later
+            /// one through its upcaster, anything else refused.
             pub fn decode_payload(ty: EventType, schema_version: u16, bytes: &[u8]) -> Result<(NaiveDate, EventData), PayloadError> {
-                if schema_version != 1 {
-                    return Err(PayloadError::UnknownVersion { event_type: ty.as_str(), schema_version });
+                if schema_version != ty.schema_version() {
+                    return match schema_version {
+                        1 => v1::decode_upcast(ty, bytes),
+                        _ => Err(PayloadError::UnknownVersion { event_type: ty.as_str(), schema_version }),
+                    };
                 }
                 match ty {
                     $(EventType::$variant => {
@@ -101,6 +113,19 @@ catalogue!(
 );
 
 impl EventType {
+    /// The schema version events of this type are written with today. A type
+    /// moves to a new version only with the old struct frozen in a module of
+    /// its own and an upcaster (SPEC 3.2; version 2: SPEC 2.12).
+    pub fn schema_version(self) -> u16 {
+        match self {
+            EventType::DecisionToTreat
+            | EventType::TreatmentStarted
+            | EventType::TreatmentOfferDeclined
+            | EventType::AppointmentAttended => 2,
+            _ => 1,
+        }
+    }
+
     /// Corrections and voids change other events rather than the pathway.
     pub fn is_amendment(self) -> bool {
         matches!(self, EventType::EventCorrected | EventType::EventVoided)
@@ -123,17 +148,17 @@ pub enum PayloadError {
 }
 
 #[derive(Serialize)]
-struct BodyRef<'a, T> {
+pub(crate) struct BodyRef<'a, T> {
     #[serde(with = "crate::date")]
     occurred_on: NaiveDate,
     data: &'a T,
 }
 
 #[derive(Deserialize)]
-struct Body<T> {
+pub(crate) struct Body<T> {
     #[serde(with = "crate::date")]
-    occurred_on: NaiveDate,
-    data: T,
+    pub(crate) occurred_on: NaiveDate,
+    pub(crate) data: T,
 }
 
 /// Checks that span fields, after each field decoded on its own.
@@ -248,10 +273,14 @@ pub struct TriageCompleted {
 }
 impl Check for TriageCompleted {}
 
+/// Schema version 2 (version 1: [`v1::AppointmentAttended`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppointmentAttended {
     pub kind: AppointmentKind,
+    /// Face to face or virtual (CANPTL "first seen"); not recorded in version 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<AttendanceMode>,
 }
 impl Check for AppointmentAttended {}
 
@@ -343,13 +372,88 @@ pub struct FdsExcluded {
 }
 impl Check for FdsExcluded {}
 
+/// Schema version 2 (version 1: [`v1::DecisionToTreat`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionToTreat {
     pub modality: Modality,
+    /// `first` when absent (SPEC 2.12); kept as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub treatment: Option<TreatmentKind>,
+    /// Names the treatment period within the pathway (required when subsequent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    /// When the patient is fit to start a subsequent treatment: its period starts then.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::date::option"
+    )]
+    pub earliest_clinically_appropriate_date: Option<NaiveDate>,
 }
-impl Check for DecisionToTreat {}
 
+impl DecisionToTreat {
+    /// Which treatment the decision is for.
+    pub fn kind(&self) -> TreatmentKind {
+        self.treatment.unwrap_or(TreatmentKind::First)
+    }
+
+    /// The subsequent period this decision opens, if it is for one.
+    pub fn subsequent_plan(&self) -> Option<&str> {
+        plan_of(self.kind(), &self.plan_id)
+    }
+}
+
+impl Check for DecisionToTreat {
+    fn check(&self) -> Result<(), RuleError> {
+        check_plan(self.kind(), &self.plan_id)?;
+        if self.earliest_clinically_appropriate_date.is_some()
+            && self.kind() == TreatmentKind::First
+        {
+            return Err(RuleError::field(
+                "earliest_clinically_appropriate_date",
+                "is only given for a subsequent treatment (`treatment: subsequent`): \
+                 a first treatment's 31-day clock starts at the decision",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The plan of a subsequent decision or treatment (`None` for a first one).
+fn plan_of(kind: TreatmentKind, plan_id: &Option<String>) -> Option<&str> {
+    match kind {
+        TreatmentKind::First => None,
+        TreatmentKind::Subsequent => plan_id.as_deref(),
+    }
+}
+
+/// A `plan_id` names a subsequent period and is required there (SPEC 3.2).
+/// On a first treatment it is optional: a name for the first period that a
+/// declined offer may use (decision 86).
+fn check_plan(kind: TreatmentKind, plan_id: &Option<String>) -> Result<(), RuleError> {
+    match (kind, plan_id) {
+        (TreatmentKind::Subsequent, None) => Err(RuleError::field(
+            "plan_id",
+            "is required for a subsequent treatment: name its plan within the pathway, \
+             for example `adjuvant-chemo`",
+        )),
+        (_, Some(plan)) => check_plan_id(plan),
+        (TreatmentKind::First, None) => Ok(()),
+    }
+}
+
+fn check_plan_id(plan: &str) -> Result<(), RuleError> {
+    if PathwayId::parse(plan).is_none() {
+        return Err(RuleError::field(
+            "plan_id",
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// Schema version 2 (version 1: [`v1::TreatmentOfferDeclined`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TreatmentOfferDeclined {
@@ -358,10 +462,17 @@ pub struct TreatmentOfferDeclined {
     #[serde(with = "crate::date")]
     pub available_from: NaiveDate,
     pub setting: TreatmentSetting,
+    /// The period the offer was for: a subsequent plan, or the first period's
+    /// name; without it, the first period and the 62-day clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
 }
 
 impl Check for TreatmentOfferDeclined {
     fn check(&self) -> Result<(), RuleError> {
+        if let Some(plan) = &self.plan_id {
+            check_plan_id(plan)?;
+        }
         if self.available_from <= self.offered_on {
             return Err(RuleError::field(
                 "available_from",
@@ -372,12 +483,38 @@ impl Check for TreatmentOfferDeclined {
     }
 }
 
+/// Schema version 2 (version 1: [`v1::TreatmentStarted`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TreatmentStarted {
     pub modality: Modality,
+    /// `first` when absent (SPEC 2.12); kept as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub treatment: Option<TreatmentKind>,
+    /// The subsequent period this treatment stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub care_setting: Option<TreatmentSetting>,
 }
-impl Check for TreatmentStarted {}
+
+impl TreatmentStarted {
+    /// Which treatment this is.
+    pub fn kind(&self) -> TreatmentKind {
+        self.treatment.unwrap_or(TreatmentKind::First)
+    }
+
+    /// The subsequent period this treatment stops, if it is one.
+    pub fn subsequent_plan(&self) -> Option<&str> {
+        plan_of(self.kind(), &self.plan_id)
+    }
+}
+
+impl Check for TreatmentStarted {
+    fn check(&self) -> Result<(), RuleError> {
+        check_plan(self.kind(), &self.plan_id)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -692,8 +829,9 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2025, 4, 17).unwrap();
         let bytes = data.encode_payload(day);
         let (back_day, back) =
-            EventData::decode_payload(EventType::TreatmentOfferDeclined, 1, &bytes).unwrap();
+            EventData::decode_payload(EventType::TreatmentOfferDeclined, 2, &bytes).unwrap();
         assert_eq!((back_day, back), (day, data));
-        assert!(EventData::decode_payload(EventType::TreatmentOfferDeclined, 2, &bytes).is_err());
+        assert!(EventData::decode_payload(EventType::TreatmentOfferDeclined, 3, &bytes).is_err());
+        assert!(EventData::decode_payload(EventType::TriageCompleted, 2, &bytes).is_err());
     }
 }

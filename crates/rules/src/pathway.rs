@@ -1,18 +1,23 @@
 //! The clock engine: folds a pathway's effective events, as of a date, into
 //! its view (SPEC 2 and 4.2): the FDS, 31-day and 62-day clocks with their
-//! adjustments, breach allocation after transfers, BPTP milestones, status.
+//! adjustments, the treatment periods, breach allocation after transfers,
+//! BPTP milestones, status.
 //!
-//! This is the one place where the rules of SPEC 2.1–2.4 and 2.9 live. It is
-//! a pure function of (events, as_of, configuration).
+//! This is the one place where the rules of SPEC 2.1–2.4, 2.9 and 2.12 live.
+//! It is a pure function of (events, as_of, configuration): one [`Fold`]
+//! over the effective events, then one `finish` for the date.
 
 use chrono::{Days, NaiveDate};
 use serde::Serialize;
 
 use crate::codes::*;
 use crate::config::RulesConfig;
-use crate::event::{EventData, ReferralReceived, TrackingNoteAdded};
+use std::sync::Arc;
+
+use crate::event::{DecisionToTreat, EventData, ReferralReceived, TrackingNoteAdded};
 use crate::history::EffectiveEvent;
 use crate::ids::{NhsNumber, OdsCode};
+use crate::period::{PlanRun, TreatmentPeriod};
 
 /// One clock as the pathway view shows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +34,7 @@ pub struct Clock {
 }
 
 impl Clock {
-    fn bare(status: ClockStatus, target_days: i64) -> Clock {
+    pub(crate) fn bare(status: ClockStatus, target_days: i64) -> Clock {
         Clock {
             status,
             start: None,
@@ -123,6 +128,9 @@ pub struct Milestone {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NextBreach {
     pub clock: ClockKind,
+    /// The subsequent treatment period that breaches (SPEC 2.12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_id: Option<Arc<str>>,
     #[serde(with = "crate::date")]
     pub date: NaiveDate,
 }
@@ -172,6 +180,9 @@ pub struct PathwayState {
     pub fds_excluded_on: Option<NaiveDate>,
     pub clocks: Clocks,
     pub milestones: Vec<Milestone>,
+    /// Every treatment period (SPEC 2.12): the first (a copy of `clocks.d31`,
+    /// once decided), then the subsequent ones by start date.
+    pub treatment_periods: Vec<TreatmentPeriod>,
     pub next_breach: Option<NextBreach>,
     pub transferred: bool,
     pub transfers: Vec<Transfer>,
@@ -204,6 +215,7 @@ impl PathwayState {
             fds_excluded_on,
             clocks,
             milestones,
+            treatment_periods,
             next_breach,
             transferred: _,
             transfers,
@@ -219,6 +231,15 @@ impl PathwayState {
             } = c;
             [*start, *stop, *target_date]
         });
+        let period_dates = treatment_periods.iter().flat_map(|p| {
+            let Clock {
+                start,
+                stop,
+                target_date,
+                ..
+            } = &p.clock;
+            [*start, *stop, *target_date]
+        });
         let milestone_dates = milestones.iter().flat_map(|m| [Some(m.due_date), m.met_on]);
         let note_dates = last_note
             .iter()
@@ -226,6 +247,7 @@ impl PathwayState {
         let dates = [*fit_on, *fds_excluded_on, *handover_date]
             .into_iter()
             .chain(clock_dates)
+            .chain(period_dates)
             .chain(milestone_dates)
             .chain(next_breach.iter().map(|b| Some(b.date)))
             .chain(transfers.iter().map(|t| Some(t.occurred_on)))
@@ -256,6 +278,13 @@ struct Run {
 }
 
 impl Run {
+    fn started(day: NaiveDate) -> Run {
+        Run {
+            start: Some(day),
+            ..Run::default()
+        }
+    }
+
     fn running(&self) -> bool {
         self.start.is_some() && self.stop.is_none()
     }
@@ -277,58 +306,93 @@ fn days_between(from: NaiveDate, to: NaiveDate) -> i64 {
     (to - from).num_days()
 }
 
-/// Folds the effective events dated on or before `as_of`. `None` when there
-/// is no referral by then (the pathway did not exist yet).
-pub fn evaluate(
-    events: &[EffectiveEvent],
-    as_of: NaiveDate,
-    config: &RulesConfig,
-) -> Option<PathwayState> {
-    let events: Vec<&EffectiveEvent> = events.iter().filter(|e| e.occurred_on <= as_of).collect();
-    let mut referral: Option<(NaiveDate, &ReferralReceived)> = None;
-    let mut trust: Option<OdsCode> = None;
-    let mut tumour_site = TumourSite::Other;
-    let mut fds = Run::default();
-    let mut d62 = Run::default();
-    let mut d31 = Run::default();
-    let mut fds_excluded: Option<NaiveDate> = None;
-    let mut fit_band = FitBand::None;
-    let mut fit_on: Option<NaiveDate> = None;
-    let mut seen = false;
-    let mut first_seen_dnas: Vec<NaiveDate> = Vec::new();
-    let mut declines: Vec<(NaiveDate, NaiveDate)> = Vec::new();
-    let mut transfers: Vec<Transfer> = Vec::new();
-    let mut treatment: Option<(NaiveDate, OdsCode)> = None;
-    let mut ruled_out = false;
-    let mut closed = false;
-    let mut last_note: Option<(NaiveDate, &TrackingNoteAdded)> = None;
+/// An admitted declined offer (SPEC 2.3): the pause it asks for, and the
+/// subsequent plan it belongs to (`None`: the first period and the 62-day clock).
+struct Decline<'e> {
+    plan_id: Option<&'e str>,
+    offered_on: NaiveDate,
+    available_from: NaiveDate,
+}
 
-    for event in &events {
-        let day = event.occurred_on;
-        match &*event.data {
+/// Days of the declines offered on or after `from`, each clipped to `end`
+/// (so a clock never waits fewer than zero days), overlaps counted once.
+fn decline_days<'a, 'e: 'a>(
+    declines: impl Iterator<Item = &'a Decline<'e>>,
+    from: NaiveDate,
+    end: NaiveDate,
+) -> i64 {
+    let mut periods: Vec<(NaiveDate, NaiveDate)> = declines
+        .filter(|d| d.offered_on >= from)
+        .map(|d| (d.offered_on, d.available_from.min(end)))
+        .filter(|(a, b)| a < b)
+        .collect();
+    periods.sort();
+    let mut total = 0;
+    let mut covered_to: Option<NaiveDate> = None;
+    for (a, b) in periods {
+        let a = covered_to.map_or(a, |c| a.max(c));
+        if a < b {
+            total += days_between(a, b);
+        }
+        covered_to = Some(covered_to.map_or(b, |c| c.max(b)));
+    }
+    total
+}
+
+/// Everything the engine learns from a pathway's effective events, in one
+/// pass in `occurred_on` order ([`Fold::apply`]); [`Fold::finish`] then
+/// turns it into the clocks, periods and milestones of a date.
+#[derive(Default)]
+struct Fold<'e> {
+    referral: Option<(NaiveDate, &'e ReferralReceived)>,
+    trust: Option<OdsCode>,
+    tumour_site: Option<TumourSite>,
+    fds: Run,
+    d62: Run,
+    /// The first treatment period (SPEC 2.2 and 2.12).
+    d31: Run,
+    /// The first period's modality: its treatment's once started, else its decision's.
+    first_modality: Option<Modality>,
+    /// Subsequent periods, in the order their plans were first decided.
+    plans: Vec<PlanRun<'e>>,
+    /// Names given to the first period by its decisions (decision 86).
+    first_plan_ids: Vec<&'e str>,
+    fds_excluded: Option<NaiveDate>,
+    fit: Option<(NaiveDate, FitBand)>,
+    seen: bool,
+    first_seen_dnas: Vec<NaiveDate>,
+    declines: Vec<Decline<'e>>,
+    transfers: Vec<Transfer>,
+    /// The first treatment: its date and the trust that gave it.
+    treatment: Option<(NaiveDate, OdsCode)>,
+    ruled_out: bool,
+    closed: bool,
+    last_note: Option<(NaiveDate, &'e TrackingNoteAdded)>,
+}
+
+impl<'e> Fold<'e> {
+    fn apply(&mut self, day: NaiveDate, data: &'e EventData) {
+        match data {
             EventData::ReferralReceived(r) => {
-                referral = Some((day, r));
-                trust = Some(r.trust);
-                tumour_site = r.tumour_site;
+                self.referral = Some((day, r));
+                self.trust = Some(r.trust);
+                self.tumour_site = Some(r.tumour_site);
                 if r.route.is_cancer_route() {
-                    fds.start = Some(day);
-                    d62.start = Some(day);
+                    self.fds = Run::started(day);
+                    self.d62 = Run::started(day);
                 }
             }
             EventData::ConsultantUpgraded(_) => {
-                let on_other_route = referral.is_some_and(|(_, r)| r.route == Route::Other);
-                if on_other_route && d62.start.is_none() && !closed {
-                    d62.start = Some(day);
+                let on_other_route = self.referral.is_some_and(|(_, r)| r.route == Route::Other);
+                if on_other_route && self.d62.start.is_none() && !self.closed {
+                    self.d62.start = Some(day);
                 }
             }
-            EventData::FitResultRecorded(f) => {
-                fit_band = f.band();
-                fit_on = Some(day);
-            }
-            EventData::AppointmentAttended(_) => seen = true,
+            EventData::FitResultRecorded(f) => self.fit = Some((day, f.band())),
+            EventData::AppointmentAttended(_) => self.seen = true,
             EventData::AppointmentMissed(m) => {
-                if m.reason == MissedReason::DidNotAttend && m.kind.is_first_seen() && !seen {
-                    first_seen_dnas.push(day);
+                if m.reason == MissedReason::DidNotAttend && m.kind.is_first_seen() && !self.seen {
+                    self.first_seen_dnas.push(day);
                 }
             }
             EventData::DiagnosisCommunicated(c) => {
@@ -336,55 +400,82 @@ pub fn evaluate(
                     DiagnosisOutcome::CancerDiagnosed => StopReason::CancerDiagnosed,
                     DiagnosisOutcome::CancerRuledOut => StopReason::CancerRuledOut,
                 };
-                fds.stop_at(day, reason, false);
+                self.fds.stop_at(day, reason, false);
                 if c.outcome == DiagnosisOutcome::CancerRuledOut {
-                    d62.stop_at(day, StopReason::CancerRuledOut, true);
-                    ruled_out = true;
+                    self.d62.stop_at(day, StopReason::CancerRuledOut, true);
+                    self.ruled_out = true;
                 }
             }
             EventData::FdsExcluded(_) => {
-                fds_excluded.get_or_insert(day);
+                self.fds_excluded.get_or_insert(day);
             }
-            EventData::DecisionToTreat(_) => {
-                fds.stop_at(day, StopReason::DecisionToTreat, false);
-                // A later decision before treatment restarts the 31-day clock (ours).
-                if treatment.is_none() && !closed {
-                    d31 = Run {
-                        start: Some(day),
-                        ..Run::default()
-                    };
+            EventData::DecisionToTreat(d) => match d.subsequent_plan() {
+                None => {
+                    if let Some(name) = d.plan_id.as_deref() {
+                        self.first_plan_ids.push(name);
+                    }
+                    self.fds.stop_at(day, StopReason::DecisionToTreat, false);
+                    // A later decision before treatment restarts the 31-day clock (ours).
+                    if self.treatment.is_none() && !self.closed {
+                        self.d31 = Run::started(day);
+                        self.first_modality = Some(d.modality);
+                    }
                 }
-            }
+                // Subsequent periods never touch the FDS or 62-day clocks (SPEC 2.12).
+                Some(plan_id) => self.decide_plan(plan_id, d, day),
+            },
             EventData::TreatmentOfferDeclined(t) => {
                 if t.setting == TreatmentSetting::Admitted {
-                    declines.push((t.offered_on, t.available_from));
+                    self.declines.push(Decline {
+                        plan_id: t.plan_id.as_deref(),
+                        offered_on: t.offered_on,
+                        available_from: t.available_from,
+                    });
                 }
             }
-            EventData::TreatmentStarted(_) => {
-                fds.stop_at(day, StopReason::TreatmentStarted, false);
-                d62.stop_at(day, StopReason::TreatmentStarted, false);
-                d31.stop_at(day, StopReason::TreatmentStarted, false);
-                if treatment.is_none() {
-                    treatment = trust.map(|t| (day, t));
+            EventData::TreatmentStarted(t) => match t.subsequent_plan() {
+                None => {
+                    self.fds.stop_at(day, StopReason::TreatmentStarted, false);
+                    self.d62.stop_at(day, StopReason::TreatmentStarted, false);
+                    if self.d31.running() {
+                        self.first_modality = Some(t.modality);
+                    }
+                    self.d31.stop_at(day, StopReason::TreatmentStarted, false);
+                    if self.treatment.is_none() {
+                        self.treatment = self.trust.map(|t| (day, t));
+                    }
                 }
-            }
+                Some(plan_id) => {
+                    if let Some(plan) = self
+                        .plans
+                        .iter_mut()
+                        .find(|p| p.plan_id == plan_id && !p.stopped())
+                    {
+                        plan.modality = t.modality;
+                        plan.stop_at(day, StopReason::TreatmentStarted, false);
+                    }
+                }
+            },
             EventData::PathwayTransferred(t) => {
-                if let Some(from) = trust.replace(t.to_trust) {
-                    transfers.push(Transfer {
+                if let Some(from) = self.trust.replace(t.to_trust) {
+                    self.transfers.push(Transfer {
                         occurred_on: day,
                         from_trust: from,
                         to_trust: t.to_trust,
                     });
                 }
             }
-            EventData::TumourSiteChanged(t) => tumour_site = t.tumour_site,
+            EventData::TumourSiteChanged(t) => self.tumour_site = Some(t.tumour_site),
             EventData::PathwayClosed(_) => {
-                for run in [&mut fds, &mut d62, &mut d31] {
+                for run in [&mut self.fds, &mut self.d62, &mut self.d31] {
                     run.stop_at(day, StopReason::PathwayClosed, true);
                 }
-                closed = true;
+                for plan in &mut self.plans {
+                    plan.stop_at(day, StopReason::PathwayClosed, true);
+                }
+                self.closed = true;
             }
-            EventData::TrackingNoteAdded(n) => last_note = Some((day, n)),
+            EventData::TrackingNoteAdded(n) => self.last_note = Some((day, n)),
             EventData::TriageCompleted(_)
             | EventData::DiagnosticRequested(_)
             | EventData::DiagnosticPerformed(_)
@@ -395,187 +486,308 @@ pub fn evaluate(
         }
     }
 
-    let (referred_on, referral) = referral?;
-    let trust = trust.expect("a referral sets the trust");
-    let targets = &config.targets;
-
-    // First-seen DNA reset (SPEC 2.3): the latest DNA before the patient was
-    // first seen, among those within the clock's run. A DNA after the clock
-    // stopped cannot reset it, nor cancel the reset of an earlier DNA.
-    let dna_adjustment = |run: &Run| -> i64 {
-        let Some(start) = run.start else { return 0 };
-        let end = run.end(as_of);
-        first_seen_dnas
-            .iter()
-            .filter(|dna| **dna >= start && **dna <= end)
-            .max()
-            .map_or(0, |dna| days_between(start, *dna))
-    };
-    // Admitted declines offered on or after the clock start, up to its end, overlaps once.
-    let decline_adjustment = |run: &Run, from: NaiveDate| -> i64 {
-        let end = run.end(as_of);
-        let mut periods: Vec<(NaiveDate, NaiveDate)> = declines
-            .iter()
-            .filter(|(offered, _)| *offered >= from)
-            .map(|(offered, available)| (*offered, (*available).min(end)))
-            .filter(|(a, b)| a < b)
-            .collect();
-        periods.sort();
-        let mut total = 0;
-        let mut covered_to: Option<NaiveDate> = None;
-        for (a, b) in periods {
-            let a = covered_to.map_or(a, |c| a.max(c));
-            if a < b {
-                total += days_between(a, b);
-            }
-            covered_to = Some(covered_to.map_or(b, |c| c.max(b)));
+    /// A subsequent decision opens its plan's period, or replaces the start
+    /// of one not yet treated (ours, as SPEC 2.2); once treated, a plan's
+    /// period is done and a later decision of it changes nothing.
+    fn decide_plan(&mut self, plan_id: &'e str, d: &'e DecisionToTreat, day: NaiveDate) {
+        if self.closed {
+            return;
         }
-        total
-    };
-
-    let fds_clock = if !referral.route.is_cancer_route() {
-        Clock::bare(ClockStatus::NotApplicable, targets.fds_days)
-    } else if fds_excluded.is_some() {
-        Clock {
-            start: fds.start,
-            ..Clock::bare(ClockStatus::Excluded, targets.fds_days)
-        }
-    } else {
-        finish(&fds, as_of, targets.fds_days, dna_adjustment(&fds))
-    };
-    let d62_first_seen = dna_adjustment(&d62);
-    let mut d62_clock = match d62.start {
-        None => Clock::bare(ClockStatus::NotStarted, targets.d62_days),
-        Some(start) => finish(
-            &d62,
-            as_of,
-            targets.d62_days,
-            d62_first_seen + decline_adjustment(&d62, start),
-        ),
-    };
-    let d31_clock = match d31.start {
-        None => Clock::bare(ClockStatus::NotStarted, targets.d31_days),
-        Some(start) => finish(
-            &d31,
-            as_of,
-            targets.d31_days,
-            decline_adjustment(&d31, start),
-        ),
-    };
-
-    // Breach allocation between investigating and treating trusts (SPEC 2.4).
-    if let (Some(start), Some((treated_on, treating))) = (d62.start, &treatment) {
-        let stopped_by_treatment = d62
-            .stop
-            .is_some_and(|(d, r)| r == StopReason::TreatmentStarted && d == *treated_on);
-        let handover = transfers
-            .iter()
-            .rev()
-            .find(|t| t.occurred_on <= *treated_on && &t.to_trust == treating);
-        if let (true, Some(handover)) = (stopped_by_treatment, handover) {
-            let transfer_on = handover.occurred_on;
-            let within_38 = days_between(start, transfer_on) - d62_first_seen <= 38;
-            let treating_adjustment = decline_adjustment(&d62, transfer_on.max(start));
-            let within_24 = days_between(transfer_on, *treated_on) - treating_adjustment <= 24;
-            let within_62 = d62_clock.status == ClockStatus::Met;
-            let (investigating_share, treating_share) =
-                allocation_shares(within_62, within_38, within_24);
-            let breached = !within_62;
-            d62_clock.allocation = Some(if referral.trust == *treating {
-                vec![Allocation {
-                    trust: *treating,
-                    share: 1.0,
-                    breached,
-                }]
-            } else {
-                vec![
-                    Allocation {
-                        trust: referral.trust,
-                        share: investigating_share,
-                        breached,
-                    },
-                    Allocation {
-                        trust: *treating,
-                        share: treating_share,
-                        breached,
-                    },
-                ]
-            });
+        let decided = PlanRun::decided(
+            plan_id,
+            d.modality,
+            day,
+            d.earliest_clinically_appropriate_date,
+        );
+        match self.plans.iter_mut().find(|p| p.plan_id == plan_id) {
+            Some(plan) if plan.stopped() => {}
+            Some(plan) => *plan = decided,
+            None => self.plans.push(decided),
         }
     }
 
-    let milestones = if referral.route.is_cancer_route() {
-        milestones(
-            config,
+    fn finish(
+        self,
+        events: &[&EffectiveEvent],
+        as_of: NaiveDate,
+        config: &RulesConfig,
+    ) -> Option<PathwayState> {
+        let (referred_on, referral) = self.referral?;
+        let trust = self.trust?;
+        let tumour_site = self.tumour_site.unwrap_or(referral.tumour_site);
+        let targets = &config.targets;
+        let route = referral.route;
+
+        // First-seen DNA reset (SPEC 2.3): the latest DNA before the patient
+        // was first seen, among those within the clock's run. A DNA after the
+        // clock stopped cannot reset it, nor cancel the reset of an earlier DNA.
+        let dna_adjustment = |run: &Run| -> i64 {
+            let Some(start) = run.start else { return 0 };
+            let end = run.end(as_of);
+            self.first_seen_dnas
+                .iter()
+                .filter(|dna| **dna >= start && **dna <= end)
+                .max()
+                .map_or(0, |dna| days_between(start, *dna))
+        };
+        // Declines without a plan, or naming the first period (and no
+        // subsequent plan), adjust the first period and the 62-day clock.
+        let of_first = |plan: Option<&str>| match plan {
+            None => true,
+            Some(plan) => {
+                self.first_plan_ids.contains(&plan) && !self.plans.iter().any(|p| p.plan_id == plan)
+            }
+        };
+        let unplanned = || self.declines.iter().filter(|d| of_first(d.plan_id));
+
+        let fds_clock = if !route.is_cancer_route() {
+            Clock::bare(ClockStatus::NotApplicable, targets.fds_days)
+        } else if self.fds_excluded.is_some() {
+            Clock {
+                start: self.fds.start,
+                ..Clock::bare(ClockStatus::Excluded, targets.fds_days)
+            }
+        } else {
+            finish(
+                &self.fds,
+                as_of,
+                targets.fds_days,
+                dna_adjustment(&self.fds),
+            )
+        };
+        let d62_first_seen = dna_adjustment(&self.d62);
+        let mut d62_clock = match self.d62.start {
+            _ if !route.has_d62() => Clock::bare(ClockStatus::NotApplicable, targets.d62_days),
+            None => Clock::bare(ClockStatus::NotStarted, targets.d62_days),
+            // Declines count from the clock's start as reset by a first-seen
+            // DNA (ours): a pause before the reset is inside the days the
+            // reset already took off, and counting it again could make the
+            // days waited negative.
+            Some(start) => finish(
+                &self.d62,
+                as_of,
+                targets.d62_days,
+                d62_first_seen
+                    + decline_days(
+                        unplanned(),
+                        start + Days::new(d62_first_seen as u64),
+                        self.d62.end(as_of),
+                    ),
+            ),
+        };
+        let d31_clock = match self.d31.start {
+            None => Clock::bare(ClockStatus::NotStarted, targets.d31_days),
+            Some(start) => finish(
+                &self.d31,
+                as_of,
+                targets.d31_days,
+                decline_days(unplanned(), start, self.d31.end(as_of)),
+            ),
+        };
+
+        // Breach allocation between investigating and treating trusts (SPEC 2.4).
+        if let (Some(start), Some((treated_on, treating))) = (self.d62.start, &self.treatment) {
+            let stopped_by_treatment = self
+                .d62
+                .stop
+                .is_some_and(|(d, r)| r == StopReason::TreatmentStarted && d == *treated_on);
+            let handover = self
+                .transfers
+                .iter()
+                .rev()
+                .find(|t| t.occurred_on <= *treated_on && &t.to_trust == treating);
+            if let (true, Some(handover)) = (stopped_by_treatment, handover) {
+                let transfer_on = handover.occurred_on;
+                let within_38 = days_between(start, transfer_on) - d62_first_seen <= 38;
+                let reset = start + Days::new(d62_first_seen as u64);
+                let treating_adjustment =
+                    decline_days(unplanned(), transfer_on.max(reset), self.d62.end(as_of));
+                let within_24 = days_between(transfer_on, *treated_on) - treating_adjustment <= 24;
+                let within_62 = d62_clock.status == ClockStatus::Met;
+                let (investigating_share, treating_share) =
+                    allocation_shares(within_62, within_38, within_24);
+                let breached = !within_62;
+                d62_clock.allocation = Some(if referral.trust == *treating {
+                    vec![Allocation {
+                        trust: *treating,
+                        share: 1.0,
+                        breached,
+                    }]
+                } else {
+                    vec![
+                        Allocation {
+                            trust: referral.trust,
+                            share: investigating_share,
+                            breached,
+                        },
+                        Allocation {
+                            trust: *treating,
+                            share: treating_share,
+                            breached,
+                        },
+                    ]
+                });
+            }
+        }
+
+        let milestones = if route.is_cancer_route() {
+            milestones(
+                config,
+                tumour_site,
+                events,
+                referred_on,
+                &fds_clock,
+                self.fds.stop.map(|(d, _)| d),
+                as_of,
+            )
+        } else {
+            Vec::new()
+        };
+
+        // Treatment periods (SPEC 2.12): the first equals `d31`, then the
+        // subsequent ones by start date, then plan.
+        let mut treatment_periods: Vec<TreatmentPeriod> = Vec::new();
+        if let (Some(modality), true) = (self.first_modality, self.d31.start.is_some()) {
+            treatment_periods.push(TreatmentPeriod {
+                treatment: TreatmentKind::First,
+                plan_id: None,
+                modality,
+                start_reason: PeriodStartReason::DecisionToTreat,
+                clock: d31_clock.clone(),
+            });
+        }
+        let mut subsequent: Vec<TreatmentPeriod> = self
+            .plans
+            .iter()
+            .map(|plan| {
+                let clock = if plan.waiting(as_of) {
+                    plan.not_started(targets.d31_days)
+                } else {
+                    let run = Run {
+                        start: Some(plan.start),
+                        stop: plan.stop,
+                        closed: plan.closed,
+                    };
+                    let own = self
+                        .declines
+                        .iter()
+                        .filter(|d| d.plan_id == Some(plan.plan_id));
+                    let adjustment = decline_days(own, plan.start, run.end(as_of));
+                    finish(&run, as_of, targets.d31_days, adjustment)
+                };
+                TreatmentPeriod {
+                    treatment: TreatmentKind::Subsequent,
+                    plan_id: Some(Arc::from(plan.plan_id)),
+                    modality: plan.modality,
+                    start_reason: plan.start_reason,
+                    clock,
+                }
+            })
+            .collect();
+        subsequent.sort_by(|a, b| (a.clock.start, &a.plan_id).cmp(&(b.clock.start, &b.plan_id)));
+        treatment_periods.extend(subsequent);
+
+        let clocks = Clocks {
+            fds: fds_clock,
+            d31: d31_clock,
+            d62: d62_clock,
+        };
+        let on_ptl = clocks.iter().any(|(_, c)| c.status.is_running())
+            || treatment_periods
+                .iter()
+                .any(|p| p.clock.status.is_running());
+        let next_breach = next_breach(&clocks, &treatment_periods);
+        let status = if self.closed {
+            PathwayStatus::Closed
+        } else if self.treatment.is_some() {
+            PathwayStatus::Treated
+        } else if self.ruled_out {
+            PathwayStatus::RuledOut
+        } else {
+            PathwayStatus::Open
+        };
+        let handover_date = self
+            .d62
+            .start
+            .map(|start| start + Days::new((38 + d62_first_seen) as u64));
+
+        Some(PathwayState {
+            nhs_number: referral.nhs_number,
+            trust,
+            referring_trust: referral.trust,
             tumour_site,
-            &events,
+            route,
             referred_on,
-            &fds_clock,
-            fds.stop.map(|(d, _)| d),
+            status,
+            on_ptl,
             as_of,
-        )
-    } else {
-        Vec::new()
-    };
+            fit_band: self.fit.map_or(FitBand::None, |(_, band)| band),
+            fit_on: self.fit.map(|(day, _)| day),
+            fds_excluded_on: self.fds_excluded,
+            clocks,
+            milestones,
+            treatment_periods,
+            next_breach,
+            transferred: !self.transfers.is_empty(),
+            transfers: self.transfers,
+            handover_date,
+            last_note: self.last_note.map(|(day, n)| Note {
+                occurred_on: day,
+                text: n.text.clone(),
+                next_action: n.next_action.clone(),
+                next_action_due: n.next_action_due,
+                owner: n.owner.clone(),
+                escalated: n.escalated.unwrap_or(false),
+            }),
+        })
+    }
+}
 
-    let clocks = Clocks {
-        fds: fds_clock,
-        d31: d31_clock,
-        d62: d62_clock,
-    };
-    let on_ptl = clocks.iter().any(|(_, c)| c.status.is_running());
-    let next_breach = clocks
+/// The earliest breach among the running clocks and subsequent periods
+/// (the first period is `d31` itself); on a tie the clock comes first.
+fn next_breach(clocks: &Clocks, periods: &[TreatmentPeriod]) -> Option<NextBreach> {
+    let of_clocks = clocks.iter().filter_map(|(kind, c)| {
+        c.breach_date().map(|date| NextBreach {
+            clock: kind,
+            plan_id: None,
+            date,
+        })
+    });
+    let of_periods = periods
         .iter()
-        .filter_map(|(kind, c)| c.breach_date().map(|date| NextBreach { clock: kind, date }))
-        .min_by_key(|b| b.date);
-    let status = if closed {
-        PathwayStatus::Closed
-    } else if treatment.is_some() {
-        PathwayStatus::Treated
-    } else if ruled_out {
-        PathwayStatus::RuledOut
-    } else {
-        PathwayStatus::Open
-    };
-    let handover_date = d62
-        .start
-        .map(|start| start + Days::new((38 + d62_first_seen) as u64));
+        .filter(|p| p.treatment == TreatmentKind::Subsequent)
+        .filter_map(|p| {
+            p.breach_date().map(|date| NextBreach {
+                clock: ClockKind::D31,
+                plan_id: p.plan_id.clone(),
+                date,
+            })
+        });
+    of_clocks.chain(of_periods).min_by_key(|b| b.date)
+}
 
-    Some(PathwayState {
-        nhs_number: referral.nhs_number,
-        trust,
-        referring_trust: referral.trust,
-        tumour_site,
-        route: referral.route,
-        referred_on,
-        status,
-        on_ptl,
-        as_of,
-        fit_band,
-        fit_on,
-        fds_excluded_on: fds_excluded,
-        clocks,
-        milestones,
-        next_breach,
-        transferred: !transfers.is_empty(),
-        transfers,
-        handover_date,
-        last_note: last_note.map(|(day, n)| Note {
-            occurred_on: day,
-            text: n.text.clone(),
-            next_action: n.next_action.clone(),
-            next_action_due: n.next_action_due,
-            owner: n.owner.clone(),
-            escalated: n.escalated.unwrap_or(false),
-        }),
-    })
+/// Folds the effective events dated on or before `as_of`. `None` when there
+/// is no referral by then (the pathway did not exist yet).
+pub fn evaluate(
+    events: &[EffectiveEvent],
+    as_of: NaiveDate,
+    config: &RulesConfig,
+) -> Option<PathwayState> {
+    let events: Vec<&EffectiveEvent> = events.iter().filter(|e| e.occurred_on <= as_of).collect();
+    let mut fold = Fold::default();
+    for event in &events {
+        fold.apply(event.occurred_on, &event.data);
+    }
+    fold.finish(&events, as_of, config)
 }
 
 /// Days, status and target date of a started clock.
 fn finish(run: &Run, as_of: NaiveDate, target_days: i64, adjustment_days: i64) -> Clock {
     let start = run.start.expect("finish is only called for started clocks");
     let end = run.end(as_of);
-    let days = days_between(start, end) - adjustment_days;
+    // Never negative (SPEC 2.12): a subsequent period treated before its
+    // ECAD, or closed before it, waited no days.
+    let days = (days_between(start, end) - adjustment_days).max(0);
     let within = days <= target_days;
     let status = match (run.stop, run.closed, within) {
         (Some(_), true, _) => ClockStatus::Closed,

@@ -82,7 +82,13 @@ pub struct PtlRow {
     pub rag: Rag,
     pub next_milestone: Option<NextMilestone>,
     pub milestone_overdue: bool,
+    /// Days waited on the longest-running subsequent treatment period (SPEC 2.12).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subsequent_days: Option<i64>,
     pub next_breach_clock: Option<ClockKind>,
+    /// The subsequent period of the next breach, when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_breach_plan_id: Option<String>,
     #[serde(with = "crate::date::option")]
     pub next_breach_date: Option<NaiveDate>,
     pub transferred: bool,
@@ -121,6 +127,12 @@ impl PtlRow {
         }
         let clocks = &state.clocks;
         let rag_bands = &config.rag;
+        let subsequent_days = state
+            .treatment_periods
+            .iter()
+            .filter(|p| p.treatment == TreatmentKind::Subsequent)
+            .filter_map(|p| running_days(&p.clock))
+            .max();
         let mut rag = [
             running_days(&clocks.fds).map(|d| Rag::of_days(d, &rag_bands.fds)),
             running_days(&clocks.d62).map(|d| Rag::of_days(d, &rag_bands.d62)),
@@ -128,8 +140,14 @@ impl PtlRow {
         .into_iter()
         .flatten()
         .max()
-        // Only the 31-day clock runs (ours): colour it by its own bands.
-        .or_else(|| running_days(&clocks.d31).map(|d| Rag::of_days(d, &rag_bands.d31)))
+        // Only 31-day clocks run (ours): colour them by their own bands.
+        .or_else(|| {
+            [running_days(&clocks.d31), subsequent_days]
+                .into_iter()
+                .flatten()
+                .max()
+                .map(|d| Rag::of_days(d, &rag_bands.d31))
+        })
         .unwrap_or(Rag::Green);
         let milestone_overdue = state
             .milestones
@@ -160,7 +178,12 @@ impl PtlRow {
                 status: m.status,
             }),
             milestone_overdue,
+            subsequent_days,
             next_breach_clock: state.next_breach.as_ref().map(|b| b.clock),
+            next_breach_plan_id: state
+                .next_breach
+                .as_ref()
+                .and_then(|b| b.plan_id.as_deref().map(str::to_string)),
             next_breach_date: state.next_breach.as_ref().map(|b| b.date),
             transferred: state.transferred,
             handover_date: state.transferred.then_some(state.handover_date).flatten(),
@@ -176,12 +199,13 @@ impl PtlRow {
     }
 
     /// Days waited for sorting "by days waited": the 62-day wait when that
-    /// clock runs, else the FDS wait, else the 31-day wait.
+    /// clock runs, else the FDS wait, else the longest 31-day wait (first or
+    /// subsequent period).
     pub fn days_waited(&self) -> i64 {
         let running = |status: ClockStatus, days: Option<i64>| days.filter(|_| status.is_running());
         running(self.d62_status, self.d62_days)
             .or(running(self.fds_status, self.fds_days))
-            .or(running(self.d31_status, self.d31_days))
+            .or(running(self.d31_status, self.d31_days).max(self.subsequent_days))
             .unwrap_or(0)
     }
 }

@@ -173,7 +173,12 @@ pub fn check_event(
         data: data.clone(),
     });
     let effective = effective_events(&after)?;
-    check_pathway(&effective, today, config).map_err(|rule| {
+    // Before schema version 2 a second first treatment was accepted (and
+    // ignored); such a pathway stays open to every other event (decision 85).
+    let adds_first_treatment =
+        matches!(data, EventData::TreatmentStarted(t) if t.subsequent_plan().is_none());
+    let tolerate_repeat = !adds_first_treatment && repeats_first_treatment(&before);
+    check_pathway_with(&effective, today, config, tolerate_repeat).map_err(|rule| {
         if event_type.is_amendment() {
             RuleError::CorrectionBreaksPathway {
                 rule: Box::new(rule),
@@ -213,11 +218,32 @@ fn amendment_target<'a>(
     Ok(stored)
 }
 
+/// Whether the events hold more than one first `treatment_started`, which
+/// only a pathway recorded before SPEC 2.12 can.
+fn repeats_first_treatment(events: &[EffectiveEvent]) -> bool {
+    events
+        .iter()
+        .filter(
+            |e| matches!(&*e.data, EventData::TreatmentStarted(t) if t.subsequent_plan().is_none()),
+        )
+        .nth(1)
+        .is_some()
+}
+
 /// The invariants every pathway must keep, whatever order its events came in.
 pub fn check_pathway(
     events: &[EffectiveEvent],
     today: NaiveDate,
     config: &RulesConfig,
+) -> Result<(), RuleError> {
+    check_pathway_with(events, today, config, false)
+}
+
+fn check_pathway_with(
+    events: &[EffectiveEvent],
+    today: NaiveDate,
+    config: &RulesConfig,
+    tolerate_repeated_first_treatment: bool,
 ) -> Result<(), RuleError> {
     let Some((referral_on, route)) = events.iter().find_map(|e| match &*e.data {
         EventData::ReferralReceived(r) => Some((e.occurred_on, r.route)),
@@ -229,7 +255,23 @@ pub fn check_pathway(
     let earliest_fit = referral_on
         .checked_sub_days(Days::new(fit_window as u64))
         .unwrap_or(NaiveDate::MIN);
+    // Same-day decisions count even when recorded after the treatment.
+    let decided_by = |day: NaiveDate, plan: Option<&str>| {
+        events.iter().any(|e| {
+            matches!(&*e.data, EventData::DecisionToTreat(d) if d.subsequent_plan() == plan)
+                && e.occurred_on <= day
+        })
+    };
+    let first_treated_on = events
+        .iter()
+        .filter(
+            |e| matches!(&*e.data, EventData::TreatmentStarted(t) if t.subsequent_plan().is_none()),
+        )
+        .map(|e| e.occurred_on)
+        .min();
     let mut upgrades = 0;
+    let mut first_started = false;
+    let mut started_plans: Vec<&str> = Vec::new();
     for event in events {
         let day = event.occurred_on;
         if day > today {
@@ -258,17 +300,172 @@ pub fn check_pathway(
                     return Err(RuleError::AlreadyUpgraded);
                 }
             }
-            EventData::TreatmentStarted(_) => {
-                // Same-day decisions count even when recorded after the treatment.
-                let decided = events.iter().any(|e| {
-                    matches!(*e.data, EventData::DecisionToTreat(_)) && e.occurred_on <= day
+            EventData::DecisionToTreat(d)
+                if d.earliest_clinically_appropriate_date
+                    .is_some_and(|ecad| ecad < day) =>
+            {
+                return Err(RuleError::field(
+                    "data.earliest_clinically_appropriate_date",
+                    format!("must be on or after the decision's date ({day})"),
+                ));
+            }
+            // One name, one period: the first period's name is never a
+            // subsequent plan's (decision 86), so a declined offer naming it
+            // means one period only.
+            EventData::DecisionToTreat(d) if d.plan_id.is_some() => {
+                let plan = d.plan_id.as_deref();
+                let clash = events.iter().any(|e| {
+                    matches!(&*e.data, EventData::DecisionToTreat(other)
+                        if other.plan_id.as_deref() == plan && other.kind() != d.kind())
                 });
-                if !decided {
+                if clash {
+                    return Err(RuleError::field(
+                        "data.plan_id",
+                        "already names another treatment period of this pathway (the first \
+                         treatment's name is never a subsequent plan's): give each period its own",
+                    ));
+                }
+            }
+            EventData::TreatmentOfferDeclined(t) => {
+                if let Some(plan) = t.plan_id.as_deref() {
+                    // Any decision's plan, first or subsequent (SPEC 2.12).
+                    let known = events.iter().any(|e| {
+                        matches!(&*e.data, EventData::DecisionToTreat(d) if d.plan_id.as_deref() == Some(plan))
+                    });
+                    if !known {
+                        return Err(RuleError::UnknownPlan {
+                            plan_id: plan.to_string(),
+                        });
+                    }
+                }
+            }
+            EventData::TreatmentStarted(t) => {
+                let plan = t.subsequent_plan();
+                if !decided_by(day, plan) {
                     return Err(RuleError::TreatmentWithoutDecision);
+                }
+                match plan {
+                    None => {
+                        if first_started && !tolerate_repeated_first_treatment {
+                            return Err(RuleError::TreatmentAlreadyStarted {
+                                which: "The first treatment".to_string(),
+                                plan_id: None,
+                            });
+                        }
+                        first_started = true;
+                    }
+                    Some(plan) => {
+                        if first_treated_on.is_none_or(|first| first > day) {
+                            return Err(RuleError::SubsequentBeforeFirstTreatment {
+                                plan_id: plan.to_string(),
+                            });
+                        }
+                        if started_plans.contains(&plan) {
+                            return Err(RuleError::TreatmentAlreadyStarted {
+                                which: format!("The subsequent treatment `{plan}`"),
+                                plan_id: Some(plan.to_string()),
+                            });
+                        }
+                        started_plans.push(plan);
+                    }
                 }
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 4, d).unwrap()
+    }
+
+    fn data(ty: EventType, value: serde_json::Value) -> EventData {
+        EventData::from_json(ty, value).unwrap()
+    }
+
+    /// A pathway recorded before SPEC 2.12 may hold two first treatments
+    /// (then accepted and ignored): it still takes every other event, but
+    /// not a third first treatment (decision 85).
+    #[test]
+    fn a_pathway_with_a_repeated_first_treatment_from_before_stays_usable() {
+        let events = [
+            (
+                day(1),
+                data(
+                    EventType::ReferralReceived,
+                    json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "breast", "route": "urgent_suspected_cancer"}),
+                ),
+            ),
+            (
+                day(2),
+                data(EventType::DecisionToTreat, json!({"modality": "surgery"})),
+            ),
+            (
+                day(3),
+                data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+            ),
+            (
+                day(4),
+                data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+            ),
+        ];
+        let history: Vec<RecordedEvent> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (occurred_on, data))| RecordedEvent {
+                event_id: Uuid::from_u128(i as u128 + 1),
+                version: i as u64 + 1,
+                recorded_at: DateTime::<Utc>::MIN_UTC,
+                occurred_on,
+                data,
+            })
+            .collect();
+        let config = RulesConfig::defaults();
+        let today = day(30);
+        let check = |on: NaiveDate, d: EventData| check_event(&history, on, &d, today, &config);
+        assert_eq!(
+            check(
+                day(5),
+                data(EventType::TrackingNoteAdded, json!({"text": "chased"}))
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                day(5),
+                data(
+                    EventType::DecisionToTreat,
+                    json!({"modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt"})
+                )
+            ),
+            Ok(())
+        );
+        let third = check(
+            day(6),
+            data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+        );
+        assert_eq!(
+            third.map_err(|e| e.code()),
+            Err("treatment_already_started")
+        );
+        // A fresh pathway refuses the second first treatment outright.
+        let fresh = &history[..3];
+        let second = check_event(
+            fresh,
+            day(4),
+            &data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+            today,
+            &config,
+        );
+        assert_eq!(
+            second.map_err(|e| e.code()),
+            Err("treatment_already_started")
+        );
+    }
 }

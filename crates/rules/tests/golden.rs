@@ -1,12 +1,15 @@
 //! Golden fixtures of the stored event format (SPEC 3.2 and 9, STYLE rule 6:
 //! "stored events are a forever format"). For every event type of schema
-//! version 1, `tests/golden/v1/<type>.json` holds a representative event
+//! version 1 (and, in `tests/golden/v2`, every type that has a version 2),
+//! `tests/golden/v<N>/<type>.json` holds a representative event
 //! (`{ "occurred_on", "data" }`, every field present, optional ones too) and
 //! `<type>.msgpack` the exact bytes `EventData::encode_payload` wrote for it.
 //!
 //! The bytes were written once and are never regenerated: if this test fails
-//! after a change, the change broke events already on disk. Add a version 2
-//! beside version 1 with an upcaster instead.
+//! after a change, the change broke events already on disk. Add a new version
+//! beside the old one with an upcaster instead. Version-1 bytes of a type now
+//! at version 2 must still decode, through the upcaster, to the fixture, and
+//! the frozen version-1 struct must still write exactly those bytes.
 //!
 //! A missing pair is written only when `OPENPTL_WRITE_GOLDEN=1` is set (for a
 //! new event type); an existing file is never overwritten.
@@ -14,13 +17,96 @@
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use openptl_rules::{date, EventData, EventType, PayloadError, SCHEMA_VERSION};
+use openptl_rules::event::v1;
+use openptl_rules::{date, EventData, EventType, PayloadError};
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Number, Value};
 use uuid::Uuid;
 
-fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1")
+fn golden_dir(version: u16) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/v{version}"))
+}
+
+/// The event types that have fixtures of `version`.
+fn types_of(version: u16) -> Vec<EventType> {
+    EventType::ALL
+        .iter()
+        .copied()
+        .filter(|ty| version == 1 || ty.schema_version() >= version)
+        .collect()
+}
+
+/// Every field of each event type's data in schema version `version`.
+fn fields_of(ty: EventType, version: u16) -> Vec<&'static str> {
+    let mut fields = fields(ty).to_vec();
+    if version >= 2 {
+        fields.extend_from_slice(match ty {
+            EventType::DecisionToTreat => &[
+                "treatment",
+                "plan_id",
+                "earliest_clinically_appropriate_date",
+            ][..],
+            EventType::TreatmentStarted => &["treatment", "plan_id", "care_setting"],
+            EventType::TreatmentOfferDeclined => &["plan_id"],
+            EventType::AppointmentAttended => &["mode"],
+            _ => &[],
+        });
+    }
+    fields
+}
+
+/// The seed of a missing version-2 fixture.
+fn representative_v2(ty: EventType) -> Value {
+    let data = match ty {
+        EventType::DecisionToTreat => json!({
+            "modality": "radiotherapy",
+            "treatment": "subsequent",
+            "plan_id": "adjuvant-rt",
+            "earliest_clinically_appropriate_date": "2025-04-14",
+        }),
+        EventType::TreatmentStarted => json!({
+            "modality": "radiotherapy",
+            "treatment": "subsequent",
+            "plan_id": "adjuvant-rt",
+            "care_setting": "non_admitted",
+        }),
+        EventType::TreatmentOfferDeclined => json!({
+            "offered_on": "2025-04-22",
+            "available_from": "2025-04-30",
+            "setting": "admitted",
+            "plan_id": "adjuvant-rt",
+        }),
+        EventType::AppointmentAttended => json!({ "kind": "one_stop", "mode": "virtual" }),
+        _ => unreachable!("{ty} has no version 2"),
+    };
+    json!({ "occurred_on": "2025-03-17", "data": data })
+}
+
+/// How version 1 wrote `data` (the frozen struct of a type now at version
+/// 2, else the current one), or why the fixture does not fit version 1.
+fn encode_v1(
+    ty: EventType,
+    occurred_on: NaiveDate,
+    data: &Value,
+    parsed: &EventData,
+) -> Result<Vec<u8>, String> {
+    fn frozen<T: serde::de::DeserializeOwned + serde::Serialize>(
+        occurred_on: NaiveDate,
+        data: &Value,
+    ) -> Result<Vec<u8>, String> {
+        let v1: T =
+            serde_json::from_value(data.clone()).map_err(|e| format!("not version 1 data: {e}"))?;
+        Ok(v1::encode_payload(occurred_on, &v1))
+    }
+    match ty {
+        EventType::DecisionToTreat => frozen::<v1::DecisionToTreat>(occurred_on, data),
+        EventType::TreatmentStarted => frozen::<v1::TreatmentStarted>(occurred_on, data),
+        EventType::TreatmentOfferDeclined => {
+            frozen::<v1::TreatmentOfferDeclined>(occurred_on, data)
+        }
+        EventType::AppointmentAttended => frozen::<v1::AppointmentAttended>(occurred_on, data),
+        _ => Ok(parsed.encode_payload(occurred_on)),
+    }
 }
 
 fn write_missing() -> bool {
@@ -166,9 +252,14 @@ fn parse_envelope(ty: EventType, envelope: &Value) -> Result<(NaiveDate, EventDa
 }
 
 /// Writes whichever half of the pair is missing (the bytes from the JSON).
-fn write_missing_pair(ty: EventType, json_path: &Path, msgpack_path: &Path) {
+fn write_missing_pair(ty: EventType, version: u16, json_path: &Path, msgpack_path: &Path) {
     if !json_path.exists() {
-        let text = serde_json::to_string_pretty(&representative(ty)).unwrap() + "\n";
+        let seed = if version == 1 {
+            representative(ty)
+        } else {
+            representative_v2(ty)
+        };
+        let text = serde_json::to_string_pretty(&seed).unwrap() + "\n";
         write_new(json_path, text.as_bytes());
     }
     if !msgpack_path.exists() {
@@ -176,12 +267,23 @@ fn write_missing_pair(ty: EventType, json_path: &Path, msgpack_path: &Path) {
             serde_json::from_str(&std::fs::read_to_string(json_path).unwrap()).unwrap();
         let (occurred_on, data) = parse_envelope(ty, &envelope)
             .unwrap_or_else(|e| panic!("{}: {e}", json_path.display()));
-        write_new(msgpack_path, &data.encode_payload(occurred_on));
+        let bytes = if version == 1 {
+            encode_v1(ty, occurred_on, &envelope["data"], &data)
+                .unwrap_or_else(|e| panic!("{}: {e}", json_path.display()))
+        } else {
+            assert_eq!(
+                version,
+                ty.schema_version(),
+                "only the latest version is written"
+            );
+            data.encode_payload(occurred_on)
+        };
+        write_new(msgpack_path, &bytes);
     }
 }
 
 /// Every problem with one type's fixture pair (empty when it is sound).
-fn check_pair(ty: EventType, json_path: &Path, msgpack_path: &Path) -> Vec<String> {
+fn check_pair(ty: EventType, version: u16, json_path: &Path, msgpack_path: &Path) -> Vec<String> {
     let mut problems = Vec::new();
     for path in [json_path, msgpack_path] {
         if !path.exists() {
@@ -212,7 +314,7 @@ fn check_pair(ty: EventType, json_path: &Path, msgpack_path: &Path) -> Vec<Strin
         .keys()
         .map(String::as_str)
         .collect();
-    let mut expected = fields(ty).to_vec();
+    let mut expected = fields_of(ty, version);
     present.sort();
     expected.sort();
     if present != expected {
@@ -227,8 +329,9 @@ fn check_pair(ty: EventType, json_path: &Path, msgpack_path: &Path) -> Vec<Strin
         ));
     }
 
-    // The stored bytes decode to the fixture, and the fixture encodes to them.
-    match EventData::decode_payload(ty, 1, &bytes) {
+    // The stored bytes decode (through the upcaster for an older version) to
+    // the fixture, and the fixture encodes to them as that version wrote it.
+    match EventData::decode_payload(ty, version, &bytes) {
         Ok(decoded) if decoded == (occurred_on, data.clone()) => {}
         Ok((day, decoded)) => problems.push(format!(
             "the bytes decode to {day} {} instead",
@@ -236,13 +339,23 @@ fn check_pair(ty: EventType, json_path: &Path, msgpack_path: &Path) -> Vec<Strin
         )),
         Err(e) => problems.push(format!("the bytes no longer decode: {e}")),
     }
-    let encoded = data.encode_payload(occurred_on);
-    if encoded != bytes {
-        problems.push(format!(
+    let encoded = if version == 1 {
+        encode_v1(ty, occurred_on, &envelope["data"], &data)
+    } else if version == ty.schema_version() {
+        Ok(data.encode_payload(occurred_on))
+    } else {
+        Err(format!(
+            "version {version} is neither version 1 nor the latest"
+        ))
+    };
+    match encoded {
+        Ok(encoded) if encoded == bytes => {}
+        Ok(encoded) => problems.push(format!(
             "encoding changed:\n      stored  {}\n      now     {}",
             hex(&bytes),
             hex(&encoded)
-        ));
+        )),
+        Err(e) => problems.push(e),
     }
 
     // Named fields, never positional: the bytes read as the same map as the JSON.
@@ -255,31 +368,29 @@ fn check_pair(ty: EventType, json_path: &Path, msgpack_path: &Path) -> Vec<Strin
     }
 
     // A version this build does not know is refused, never guessed.
+    let unknown = ty.schema_version() + 1;
     if !matches!(
-        EventData::decode_payload(ty, 2, &bytes),
+        EventData::decode_payload(ty, unknown, &bytes),
         Err(PayloadError::UnknownVersion { .. })
     ) {
-        problems.push("schema version 2 was not refused as unknown".to_string());
+        problems.push(format!(
+            "schema version {unknown} was not refused as unknown"
+        ));
     }
     problems
 }
 
-#[test]
-fn every_event_type_has_golden_v1_fixtures_that_still_decode_and_encode() {
-    assert_eq!(
-        SCHEMA_VERSION, 1,
-        "a new schema version needs its own golden directory beside v1"
-    );
-    let dir = golden_dir();
+fn check_version(version: u16) {
+    let dir = golden_dir(version);
     let mut failures = Vec::new();
-    for &ty in EventType::ALL {
+    for ty in types_of(version) {
         let json_path = dir.join(format!("{}.json", ty.as_str()));
         let msgpack_path = dir.join(format!("{}.msgpack", ty.as_str()));
         if write_missing() {
-            write_missing_pair(ty, &json_path, &msgpack_path);
+            write_missing_pair(ty, version, &json_path, &msgpack_path);
         }
-        for problem in check_pair(ty, &json_path, &msgpack_path) {
-            failures.push(format!("{ty}: {problem}"));
+        for problem in check_pair(ty, version, &json_path, &msgpack_path) {
+            failures.push(format!("{ty} v{version}: {problem}"));
         }
     }
     assert!(
@@ -291,19 +402,81 @@ fn every_event_type_has_golden_v1_fixtures_that_still_decode_and_encode() {
 }
 
 #[test]
-fn the_golden_directory_holds_only_fixtures_of_known_event_types() {
-    let Ok(entries) = std::fs::read_dir(golden_dir()) else {
-        return;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let (stem, ext) = name.rsplit_once('.').unwrap_or((&name, ""));
+fn every_event_type_has_golden_v1_fixtures_that_still_decode_and_encode() {
+    check_version(1);
+}
+
+#[test]
+fn every_version_2_type_has_golden_v2_fixtures_that_decode_and_encode() {
+    check_version(2);
+}
+
+#[test]
+fn the_latest_version_of_every_type_has_fixtures() {
+    for &ty in EventType::ALL {
+        let version = ty.schema_version();
         assert!(
-            EventType::parse(stem).is_some() && matches!(ext, "json" | "msgpack"),
-            "{} is not a fixture of a known event type",
-            path.display()
+            (1..=2).contains(&version),
+            "{ty} is written as version {version}: add tests/golden/v{version} and its check"
         );
+        assert!(
+            golden_dir(version)
+                .join(format!("{}.msgpack", ty.as_str()))
+                .exists()
+                || write_missing()
+        );
+    }
+}
+
+/// Version-1 records of the types now at version 2 read as `treatment:
+/// first` with no plan, ECAD, mode or care setting, and mean what they meant.
+#[test]
+fn version_1_records_upcast_to_the_same_events() {
+    for ty in types_of(2) {
+        let bytes = std::fs::read(golden_dir(1).join(format!("{}.msgpack", ty.as_str()))).unwrap();
+        let (_, data) = EventData::decode_payload(ty, 1, &bytes).unwrap();
+        match &data {
+            EventData::DecisionToTreat(d) => {
+                assert_eq!(
+                    (d.kind(), &d.plan_id, d.earliest_clinically_appropriate_date),
+                    (openptl_rules::TreatmentKind::First, &None, None)
+                );
+            }
+            EventData::TreatmentStarted(t) => {
+                assert_eq!(
+                    (t.kind(), &t.plan_id, t.care_setting),
+                    (openptl_rules::TreatmentKind::First, &None, None)
+                );
+            }
+            EventData::TreatmentOfferDeclined(t) => assert_eq!(t.plan_id, None),
+            EventData::AppointmentAttended(a) => assert_eq!(a.mode, None),
+            other => panic!("{ty} decoded as {other:?}"),
+        }
+        // Written again today (version 2), it decodes to the same event.
+        let again = data.encode_payload(NaiveDate::from_ymd_opt(2025, 3, 17).unwrap());
+        let (_, back) = EventData::decode_payload(ty, 2, &again).unwrap();
+        assert_eq!(back, data, "{ty}");
+    }
+}
+
+#[test]
+fn the_golden_directories_hold_only_fixtures_of_known_event_types() {
+    for version in [1, 2] {
+        let Ok(entries) = std::fs::read_dir(golden_dir(version)) else {
+            continue;
+        };
+        let known = types_of(version);
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            let (stem, ext) = name.rsplit_once('.').unwrap_or((&name, ""));
+            assert!(
+                EventType::parse(stem).is_some_and(|ty| known.contains(&ty))
+                    && matches!(ext, "json" | "msgpack"),
+                "{} is not a fixture of a known event type of version {version}",
+                path.display()
+            );
+        }
     }
 }
 

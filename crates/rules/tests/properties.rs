@@ -75,6 +75,13 @@ enum Step {
     },
     /// A treatment dated `gap` days after the latest effective decision to treat.
     Treatment { gap: i64, modality: Modality },
+    /// A subsequent treatment of `plan` dated `gap` days after the latest
+    /// effective decision of that plan (SPEC 2.12).
+    SubsequentTreatment {
+        plan: &'static str,
+        gap: i64,
+        modality: Modality,
+    },
     /// A correction of an earlier event: a date shift and/or new data.
     Correct {
         pick: Index,
@@ -119,6 +126,7 @@ fn referral() -> impl Strategy<Value = (NaiveDate, Value)> {
         1 => Just(Route::BreastSymptomatic),
         1 => Just(Route::Screening),
         1 => Just(Route::Other),
+        1 => Just(Route::Recurrence),
     ];
     (
         0i64..300,
@@ -190,13 +198,27 @@ fn ordinary() -> impl Strategy<Value = Step> {
                 }
                 event(o, EventType::DiagnosisCommunicated, data)
             }),
-        4 => (day(), select(Modality::ALL))
-            .prop_map(|(o, m)| event(o, EventType::DecisionToTreat, json!({ "modality": m.as_str() }))),
-        3 => (day(), -10i64..=150, 1i64..=40, select(TreatmentSetting::ALL)).prop_map(|(o, offered, len, setting)| {
-            let data = json!({ "offered_on": offered, "available_from": offered + len, "setting": setting.as_str() });
-            event(o, EventType::TreatmentOfferDeclined, data)
-        }),
+        4 => (day(), select(Modality::ALL), option::weighted(0.2, select(PLANS)))
+            .prop_map(|(o, m, name)| {
+                let mut data = json!({ "modality": m.as_str() });
+                // Now and then the first period gets a name (decision 86).
+                if let Some(name) = name {
+                    data["plan_id"] = json!(name);
+                }
+                event(o, EventType::DecisionToTreat, data)
+            }),
+        3 => (day(), -10i64..=150, 1i64..=40, select(TreatmentSetting::ALL), option::weighted(0.3, select(PLANS)))
+            .prop_map(|(o, offered, len, setting, plan)| {
+                let mut data = json!({ "offered_on": offered, "available_from": offered + len, "setting": setting.as_str() });
+                if let Some(plan) = plan {
+                    data["plan_id"] = json!(plan);
+                }
+                event(o, EventType::TreatmentOfferDeclined, data)
+            }),
         3 => (0i64..=40, select(Modality::ALL)).prop_map(|(gap, modality)| Step::Treatment { gap, modality }),
+        2 => subsequent_decision(),
+        2 => (select(PLANS), 0i64..=45, select(Modality::ALL))
+            .prop_map(|(plan, gap, modality)| Step::SubsequentTreatment { plan, gap, modality }),
         3 => (day(), "[A-Za-z0-9 ]{1,40}", option::of("[a-z ]{0,30}"), option::of(0i64..=200), option::of("[A-Za-z]{1,12}"), option::of(any::<bool>()))
             .prop_map(|(o, text, next_action, due, owner, escalated)| {
                 let mut data = json!({ "text": text });
@@ -216,6 +238,22 @@ fn ordinary() -> impl Strategy<Value = Step> {
             .prop_map(|(o, r)| event(o, EventType::PathwayClosed, json!({ "reason": r.as_str() }))),
         1 => day().prop_map(|o| event(o, EventType::ConsultantUpgraded, json!({}))),
     ]
+}
+
+/// The names of subsequent plans the generator uses (few, so they collide).
+const PLANS: &[&str] = &["rt", "chemo"];
+
+/// A subsequent decision to treat (SPEC 2.12), with an ECAD now and then.
+fn subsequent_decision() -> impl Strategy<Value = Step> {
+    (0i64..=150, select(PLANS), select(Modality::ALL), option::of(0i64..=30)).prop_map(
+        |(o, plan, modality, ecad)| {
+            let mut data = json!({ "modality": modality.as_str(), "treatment": "subsequent", "plan_id": plan });
+            if let Some(after) = ecad {
+                data["earliest_clinically_appropriate_date"] = json!(o + after);
+            }
+            event(o, EventType::DecisionToTreat, data)
+        },
+    )
 }
 
 fn amendment() -> impl Strategy<Value = Step> {
@@ -279,7 +317,12 @@ fn decode(ty: EventType, data: Value) -> EventData {
 
 /// Turns the integer date offsets of generated data into ISO dates.
 fn resolve_dates(referred_on: NaiveDate, mut data: Value) -> Value {
-    for field in ["offered_on", "available_from", "next_action_due"] {
+    for field in [
+        "offered_on",
+        "available_from",
+        "next_action_due",
+        "earliest_clinically_appropriate_date",
+    ] {
         if let Some(offset) = data.get(field).and_then(Value::as_i64) {
             data[field] = json!(iso(plus(referred_on, offset)));
         }
@@ -311,7 +354,7 @@ fn build(plan: &Plan) -> Vec<RecordedEvent> {
             Step::Treatment { gap, modality } => {
                 let decided = effective(&history)
                     .iter()
-                    .filter(|e| e.data.event_type() == EventType::DecisionToTreat)
+                    .filter(|e| decision_plan(&e.data) == Some(None))
                     .map(|e| e.occurred_on)
                     .max()
                     .unwrap_or(r);
@@ -320,6 +363,25 @@ fn build(plan: &Plan) -> Vec<RecordedEvent> {
                     decode(
                         EventType::TreatmentStarted,
                         json!({ "modality": modality.as_str() }),
+                    ),
+                )
+            }
+            Step::SubsequentTreatment {
+                plan,
+                gap,
+                modality,
+            } => {
+                let decided = effective(&history)
+                    .iter()
+                    .filter(|e| decision_plan(&e.data) == Some(Some(*plan)))
+                    .map(|e| e.occurred_on)
+                    .max()
+                    .unwrap_or(r);
+                (
+                    plus(decided, *gap),
+                    decode(
+                        EventType::TreatmentStarted,
+                        json!({ "modality": modality.as_str(), "treatment": "subsequent", "plan_id": plan }),
                     ),
                 )
             }
@@ -423,6 +485,22 @@ fn is_first_seen_dna(data: &EventData) -> bool {
     matches!(data, EventData::AppointmentMissed(m) if m.reason == MissedReason::DidNotAttend && m.kind.is_first_seen())
 }
 
+/// `Some(plan)` for a decision to treat (`None` inside for a first one).
+fn decision_plan(data: &EventData) -> Option<Option<&str>> {
+    match data {
+        EventData::DecisionToTreat(d) => Some(d.subsequent_plan()),
+        _ => None,
+    }
+}
+
+fn is_first_treatment(data: &EventData) -> bool {
+    matches!(data, EventData::TreatmentStarted(t) if t.subsequent_plan().is_none())
+}
+
+fn is_subsequent_treatment(data: &EventData) -> bool {
+    matches!(data, EventData::TreatmentStarted(t) if t.subsequent_plan().is_some())
+}
+
 fn is_admitted_decline(data: &EventData) -> bool {
     matches!(data, EventData::TreatmentOfferDeclined(t) if t.setting == TreatmentSetting::Admitted)
 }
@@ -444,7 +522,7 @@ proptest! {
             let back = EventData::from_json(ty, json.clone());
             prop_assert_eq!(back, Ok(e.data.clone()), "JSON {}", json);
             let bytes = e.data.encode_payload(e.occurred_on);
-            let decoded = EventData::decode_payload(ty, SCHEMA_VERSION, &bytes);
+            let decoded = EventData::decode_payload(ty, ty.schema_version(), &bytes);
             prop_assert_eq!(decoded, Ok((e.occurred_on, e.data.clone())), "msgpack of {} {}", ty, json);
         }
     }
@@ -461,7 +539,7 @@ proptest! {
         let reread: Vec<RecordedEvent> = history
             .iter()
             .map(|e| {
-                let (occurred_on, data) = EventData::decode_payload(e.data.event_type(), SCHEMA_VERSION, &e.data.encode_payload(e.occurred_on)).unwrap();
+                let (occurred_on, data) = EventData::decode_payload(e.data.event_type(), e.data.schema_version(), &e.data.encode_payload(e.occurred_on)).unwrap();
                 RecordedEvent { occurred_on, data, ..e.clone() }
             })
             .collect();
@@ -608,7 +686,7 @@ proptest! {
         let _ = offer(&mut history, plus(r, decided), decode(EventType::DecisionToTreat, json!({ "modality": "surgery" })));
         let _ = offer(&mut history, plus(r, decided + gap), decode(EventType::TreatmentStarted, json!({ "modality": "surgery" })));
         let events = effective(&history);
-        let treatment = events.iter().find(|e| e.data.event_type() == EventType::TreatmentStarted);
+        let treatment = events.iter().find(|e| is_first_treatment(&e.data));
         prop_assume!(treatment.is_some());
         let treatment = treatment.unwrap();
         let old = treatment.occurred_on;
@@ -617,7 +695,8 @@ proptest! {
         let limit = events
             .iter()
             .filter(|e| (e.occurred_on, e.version) > (old, treatment.version))
-            .filter(|e| e.data.event_type() == EventType::DecisionToTreat || is_first_seen_dna(&e.data))
+            // A subsequent treatment cannot come before the first (SPEC 2.12).
+            .filter(|e| e.data.event_type() == EventType::DecisionToTreat || is_first_seen_dna(&e.data) || is_subsequent_treatment(&e.data))
             .map(|e| plus(e.occurred_on, -1))
             .min()
             .unwrap_or(today())
@@ -819,4 +898,191 @@ fn a_dna_after_the_fds_stop_does_not_undo_an_earlier_reset() {
         "{fds:?}"
     );
     assert_eq!(fds.target_date, Some(on("2025-02-13")));
+}
+
+// ---------------------------------------------------------------------------
+// Treatment periods (SPEC 2.12)
+// ---------------------------------------------------------------------------
+
+fn subsequent_periods(state: &PathwayState) -> Vec<&TreatmentPeriod> {
+    state
+        .treatment_periods
+        .iter()
+        .filter(|p| p.treatment == TreatmentKind::Subsequent)
+        .collect()
+}
+
+/// What a subsequent period may not touch: the clocks, the milestones, the
+/// pathway's status and its trusts (breach allocation sits in `d62`).
+fn untouched_by_subsequent(state: &PathwayState) -> impl PartialEq + std::fmt::Debug + '_ {
+    (
+        &state.clocks,
+        &state.milestones,
+        state.status,
+        &state.transfers,
+        state.handover_date,
+        state
+            .treatment_periods
+            .first()
+            .filter(|p| p.treatment == TreatmentKind::First),
+    )
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// SPEC 2.12: a subsequent decision, a decline of its plan and its
+    /// treatment never change the FDS, 62-day or first 31-day clock, the
+    /// milestones (nor the breach allocation inside `d62`).
+    #[test]
+    fn a_subsequent_period_never_changes_the_clocks_or_milestones(
+        plan in plan(true),
+        decision in subsequent_decision(),
+        offered in 0i64..=150,
+        len in 1i64..=40,
+        gap in 0i64..=60,
+        as_of_offset in 0i64..=300,
+    ) {
+        let history = build(&plan);
+        let r = referred_on(&history);
+        let Step::Event { offset, ty, data } = decision else { unreachable!() };
+        let plan_id = data["plan_id"].as_str().unwrap().to_string();
+        let mut extended = history.clone();
+        prop_assume!(offer(&mut extended, plus(r, offset), decode(ty, resolve_dates(r, data))).is_ok());
+        let decline = json!({
+            "offered_on": iso(plus(r, offered)), "available_from": iso(plus(r, offered + len)),
+            "setting": "admitted", "plan_id": plan_id,
+        });
+        let _ = offer(&mut extended, plus(r, offset), decode(EventType::TreatmentOfferDeclined, decline));
+        let treatment = json!({ "modality": "radiotherapy", "treatment": "subsequent", "plan_id": plan_id });
+        let _ = offer(&mut extended, plus(r, offset + gap), decode(EventType::TreatmentStarted, treatment));
+        for as_of in [plus(r, as_of_offset), today()] {
+            let before = view(&history, as_of);
+            let after = view(&extended, as_of);
+            prop_assert_eq!(untouched_by_subsequent(&before), untouched_by_subsequent(&after), "as of {}\n{}", as_of, show(&extended));
+        }
+    }
+
+    /// SPEC 3.2 and 2.12: voiding a subsequent decision equals never having
+    /// posted it (its period, next breach and PTL place go with it).
+    #[test]
+    fn voiding_a_subsequent_decision_equals_never_posting_it(
+        plan in plan(true),
+        decision in subsequent_decision(),
+        as_of_offset in 0i64..=300,
+    ) {
+        let history = build(&plan);
+        let r = referred_on(&history);
+        let Step::Event { offset, ty, data } = decision else { unreachable!() };
+        let mut posted = history.clone();
+        prop_assume!(offer(&mut posted, plus(r, offset), decode(ty, resolve_dates(r, data))).is_ok());
+        let id = posted.last().unwrap().event_id;
+        let void = decode(EventType::EventVoided, json!({ "voids": id.to_string(), "reason": "entered in error" }));
+        let accepted = offer(&mut posted, plus(r, 150), void);
+        prop_assert!(accepted.is_ok(), "void refused: {:?}\n{}", accepted, show(&posted));
+        for as_of in [plus(r, as_of_offset), today()] {
+            prop_assert_eq!(view(&history, as_of), view(&posted, as_of), "as of {}\n{}", as_of, show(&posted));
+        }
+    }
+
+    /// Days waited are never negative, on any clock or period, and a
+    /// period's figures follow SPEC 4.2: target_date = start + 31 +
+    /// adjustment; days = (stop or as_of) − start − adjustment, at least 0.
+    #[test]
+    fn days_waited_are_never_negative(plan in plan(true), as_of_offset in 0i64..=300) {
+        let history = build(&plan);
+        for as_of in [plus(referred_on(&history), as_of_offset), today()] {
+            let state = view(&history, as_of);
+            let context = || format!("as of {as_of}\n{}", show(&history));
+            for (kind, clock) in clocks(&state) {
+                prop_assert!(clock.days >= 0 && clock.adjustment_days >= 0, "{} {:?} {}", kind, clock, context());
+            }
+            if let Some(first) = state.treatment_periods.first().filter(|p| p.treatment == TreatmentKind::First) {
+                prop_assert_eq!(&first.clock, &state.clocks.d31, "{}", context());
+            }
+            for period in subsequent_periods(&state) {
+                let clock = &period.clock;
+                prop_assert!(clock.days >= 0 && clock.adjustment_days >= 0, "{:?} {}", period, context());
+                let start = clock.start.unwrap();
+                prop_assert_eq!(clock.target_date, Some(plus(start, 31 + clock.adjustment_days)), "{:?} {}", period, context());
+                if clock.status == ClockStatus::NotStarted {
+                    prop_assert!(as_of < start && clock.stop.is_none(), "{:?} {}", period, context());
+                    continue;
+                }
+                let end = clock.stop.unwrap_or(as_of);
+                prop_assert_eq!(clock.days, ((end - start).num_days() - clock.adjustment_days).max(0), "{:?} {}", period, context());
+                prop_assert_eq!(clock.stop.is_none(), clock.status.is_running(), "{:?} {}", period, context());
+            }
+            // On the PTL exactly while something runs, and the next breach is
+            // the earliest among everything running.
+            let running: Vec<NaiveDate> = clocks(&state).iter().filter_map(|(_, c)| c.breach_date())
+                .chain(subsequent_periods(&state).iter().filter_map(|p| p.breach_date()))
+                .collect();
+            prop_assert_eq!(state.on_ptl, !running.is_empty(), "{}", context());
+            prop_assert_eq!(state.next_breach.as_ref().map(|b| b.date), running.iter().min().copied(), "{}", context());
+        }
+    }
+
+    /// Time only moves forward for periods too: an `open_breached`
+    /// subsequent period is never open, met or not started again at a later
+    /// as_of, and its days never go down, unless an event in between restarts
+    /// or pauses it (a decision or an admitted decline of its plan).
+    #[test]
+    fn a_later_as_of_never_unbreaches_a_period(plan in plan(true), first in 0i64..=250, later in 1i64..=120) {
+        let history = build(&plan);
+        let early = plus(referred_on(&history), first);
+        let late = plus(early, later);
+        let window: Vec<EffectiveEvent> = effective(&history).into_iter().filter(|e| e.occurred_on > early && e.occurred_on <= late).collect();
+        let resets = |plan: &str| window.iter().any(|e| match &*e.data {
+            EventData::DecisionToTreat(d) => d.subsequent_plan() == Some(plan),
+            EventData::TreatmentOfferDeclined(t) => t.setting == TreatmentSetting::Admitted && t.plan_id.as_deref() == Some(plan),
+            _ => false,
+        });
+        let before = view(&history, early);
+        let after = view(&history, late);
+        for b in subsequent_periods(&before) {
+            let plan = b.plan_id.as_deref().unwrap();
+            if b.clock.status != ClockStatus::OpenBreached || resets(plan) {
+                continue;
+            }
+            let a = subsequent_periods(&after).into_iter().find(|p| p.plan_id == b.plan_id);
+            let context = || format!("{plan} {early} -> {late}\nbefore {b:?}\nafter  {a:?}\n{}", show(&history));
+            prop_assert!(a.is_some(), "{}", context());
+            let a = a.unwrap();
+            prop_assert!(!matches!(a.clock.status, ClockStatus::Open | ClockStatus::Met | ClockStatus::NotStarted), "{}", context());
+            prop_assert!(a.clock.days >= b.clock.days, "{}", context());
+        }
+    }
+}
+
+/// The generator reaches the rules of SPEC 2.12: among its pathways are
+/// subsequent periods running, met, breached, closed and waiting for an ECAD.
+#[test]
+fn generated_pathways_reach_every_kind_of_subsequent_period() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..1500 {
+        let plan = plan(true).new_tree(&mut runner).unwrap().current();
+        let history = build(&plan);
+        let r = referred_on(&history);
+        for as_of in [plus(r, 60), plus(r, 120), today()] {
+            for p in subsequent_periods(&view(&history, as_of)) {
+                seen.insert(p.clock.status.as_str());
+            }
+        }
+    }
+    for status in [
+        "open",
+        "open_breached",
+        "met",
+        "breached",
+        "closed",
+        "not_started",
+    ] {
+        assert!(
+            seen.contains(status),
+            "no generated subsequent period was {status}: {seen:?}"
+        );
+    }
 }
