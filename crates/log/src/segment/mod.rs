@@ -14,6 +14,7 @@
 //! Event ids are also kept in a Bloom filter, so the writer's uniqueness
 //! check of a new id (almost always absent) costs no sled look-up.
 
+mod anchors;
 mod index;
 mod record;
 
@@ -34,6 +35,7 @@ use crate::{
     apply_plan, check_verbatim, plan_batch, Appended, EventLog, InPlace, LogError, LogStats,
     NewRecord, RecordRef, StoredRecord,
 };
+pub use anchors::verify_anchors;
 use record::Damage;
 pub use record::Hash;
 
@@ -339,6 +341,10 @@ struct Shared {
     index_reopenings: std::sync::atomic::AtomicU64,
     files: Mutex<HashMap<u32, Arc<File>>>,
     head: watch::Sender<u64>,
+    /// The head position and the hash of the record there, replaced
+    /// together by the writer just before `head` moves to that position
+    /// ([`EventLog::chain_head`]): never a hash of another position.
+    chain_head: Mutex<crate::ChainHead>,
     /// The data directory (where the damage mark goes).
     data_dir: PathBuf,
     /// The last position up to which the hash chain is checked: by the
@@ -1147,6 +1153,10 @@ impl SegmentLog {
             index_reopenings: std::sync::atomic::AtomicU64::new(0),
             files: Mutex::new(HashMap::new()),
             head: watch::channel(end.head).0,
+            chain_head: Mutex::new(crate::ChainHead {
+                position: end.head,
+                hash: end.last_hash,
+            }),
             data_dir: dir.to_path_buf(),
             verified: std::sync::atomic::AtomicU64::new(0),
             damage: Mutex::new(None),
@@ -1363,6 +1373,16 @@ impl Shared {
         Ok(out)
     }
 
+    /// Moves the head to `head`, whose record hashes to `hash`: the chain
+    /// head first, so that it is never behind the head it belongs to.
+    fn publish(&self, head: u64, hash: Hash) {
+        *self.chain_head.lock().unwrap_or_else(|e| e.into_inner()) = crate::ChainHead {
+            position: head,
+            hash,
+        };
+        self.head.send_replace(head);
+    }
+
     /// Damage the background check found.
     fn damage(&self) -> Option<String> {
         self.damage
@@ -1510,7 +1530,7 @@ impl Writer {
         self.last_hash = hash;
         self.last_time = Some(self.last_time.map_or(last_time, |t| t.max(last_time)));
         self.versions.extend(versions);
-        self.shared.head.send_replace(head);
+        self.shared.publish(head, hash);
         Ok(())
     }
 
@@ -1629,7 +1649,7 @@ impl Writer {
                 self.versions.clear();
             }
             self.versions.extend(group_versions);
-            self.shared.head.send_replace(head);
+            self.shared.publish(head, hash);
         }
         for (reply, result) in results {
             let _ = reply.send(result);
@@ -2133,6 +2153,16 @@ impl EventLog for SegmentLog {
 
     fn damage(&self) -> Option<String> {
         self.shared.damage()
+    }
+
+    async fn chain_head(&self) -> Result<Option<crate::ChainHead>, LogError> {
+        Ok(Some(
+            *self
+                .shared
+                .chain_head
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        ))
     }
 
     fn unavailable(&self) -> Option<String> {
