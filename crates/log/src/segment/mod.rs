@@ -468,6 +468,9 @@ pub enum OpenError {
     },
     #[error("the data directory {dir} is in use by another openptl process (it holds {dir}/LOCK); stop that one first")]
     InUse { dir: String },
+    /// Something on disk was written by a newer OpenPTL (decision 91).
+    #[error("{0}")]
+    Newer(String),
     #[error("{0}")]
     Io(String),
 }
@@ -1016,6 +1019,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
     let read = |e: sled::Error| io("reading the index", e);
     let indexed = if index::is_current(&index).map_err(read)? {
         index::indexed(&index).map_err(read)?
+    } else if let Some(layout) = index::newer(&index).map_err(read)? {
+        report.problems.push(index::newer_message(layout));
+        0
     } else {
         report.problems.push(
             "the index is of an earlier layout (the next start rebuilds it, or run `openptl rebuild-index`)".into(),
@@ -1104,6 +1110,9 @@ impl SegmentLog {
         // snapshot decode that start-up waits for more than it saved.
         let scanned = scan_for_open(&segments_dir)?;
         let read = |e: sled::Error| io("reading the index", e);
+        if let Some(layout) = index::newer(&index).map_err(read)? {
+            return Err(OpenError::Newer(index::newer_message(layout)));
+        }
         let current = index::is_current(&index).map_err(read)?;
         let indexed = index::indexed(&index).map_err(read)?;
         let stored_bytes: u64 = list_segments(&segments_dir)?
