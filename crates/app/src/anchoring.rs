@@ -79,8 +79,12 @@ impl Anchorer {
     }
 
     /// Anchors the log's head now, unless it is empty, keeps no chain head
-    /// (`None`), or was anchored already.
+    /// (`None`), was anchored already, or is damaged.
     pub async fn anchor(&self, app: &App) -> Result<Option<Anchor>, AnchoringError> {
+        if app.log.damage().is_some() {
+            // Never vouch for a history the log itself found altered.
+            return Ok(None);
+        }
         let Some(head) = app.log.chain_head().await? else {
             return Ok(None);
         };
