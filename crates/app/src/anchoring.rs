@@ -53,7 +53,7 @@ impl Anchorer {
     pub fn new(path: &Path) -> Anchorer {
         let last = if path.exists() {
             match anchor::read(path) {
-                Ok(mut anchors) => anchors.pop().and_then(|a| {
+                Ok(file) => file.anchors.last().and_then(|a| {
                     Some(ChainHead {
                         position: a.position,
                         hash: a.hash_bytes()?,
@@ -183,6 +183,7 @@ mod tests {
         assert_eq!(
             openptl_log::anchor::read(&path)
                 .unwrap()
+                .anchors
                 .iter()
                 .map(|a| a.position)
                 .collect::<Vec<_>>(),

@@ -122,18 +122,35 @@ pub enum AnchorError {
 
 /// Appends one anchor to the file at `path` (created if absent) as a JSON
 /// line, and fsyncs it before returning (the directory too when the file
-/// was created). Opened in append mode: nothing before is rewritten.
+/// was created). Opened in append mode: nothing before is rewritten. A
+/// line torn by an earlier crash (the file does not end with a newline) is
+/// ended first, so the new anchor is a line of its own; a write that fails
+/// (a full disk) is cut back, so it leaves no torn line behind.
 pub fn append(path: &Path, anchor: &Anchor) -> std::io::Result<()> {
-    let created = !path.exists();
-    let mut line = serde_json::to_vec(anchor).map_err(std::io::Error::other)?;
-    line.push(b'\n');
+    use std::io::{Read, Seek, SeekFrom};
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .read(true)
         .open(path)?;
-    file.write_all(&line)?;
-    file.sync_data()?;
-    if created {
+    let before = file.metadata()?.len();
+    let mut line = Vec::with_capacity(160);
+    if before > 0 {
+        let mut last = [0u8; 1];
+        file.seek(SeekFrom::Start(before - 1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            line.push(b'\n');
+        }
+    }
+    serde_json::to_writer(&mut line, anchor).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
+        // Best effort: the error is what the caller hears either way.
+        let _ = file.set_len(before).and_then(|()| file.sync_data());
+        return Err(e);
+    }
+    if before == 0 {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::File::open(dir)?.sync_all()?;
         }
@@ -141,19 +158,27 @@ pub fn append(path: &Path, anchor: &Anchor) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Every anchor in the file at `path`, in the order written. Blank lines are
-/// passed over; a torn last line (no newline: a crash while appending) is
-/// passed over with a warning; any other line that is not an anchor, or is
-/// one of a newer format version, is an error naming the line.
-pub fn read(path: &Path) -> Result<Vec<Anchor>, AnchorError> {
+/// An anchors file read back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AnchorsFile {
+    /// Every anchor, in the order written.
+    pub anchors: Vec<Anchor>,
+    /// Lines that are not JSON at all (a write torn by a crash), by number:
+    /// passed over, and reported by `verify`. They anchor nothing.
+    pub torn: Vec<usize>,
+}
+
+/// Every anchor in the file at `path`, in the order written. Blank lines
+/// and lines that are not JSON (torn writes) are passed over; a JSON line
+/// that is not an anchor, or is one of a newer format version, is an error
+/// naming the line.
+pub fn read(path: &Path) -> Result<AnchorsFile, AnchorError> {
     let text = std::fs::read_to_string(path).map_err(|e| AnchorError::File {
         path: path.to_path_buf(),
         problem: e.to_string(),
     })?;
-    let complete = text.ends_with('\n');
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
+    let mut out = AnchorsFile::default();
+    for (i, line) in text.lines().enumerate() {
         let number = i + 1;
         if line.trim().is_empty() {
             continue;
@@ -163,13 +188,10 @@ pub fn read(path: &Path) -> Result<Vec<Anchor>, AnchorError> {
             line: number,
             problem,
         };
-        let value: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(_) if number == lines.len() && !complete => {
-                tracing::warn!(file = %path.display(), line = number, "the last anchor line is torn (a crash while appending); passed over");
-                continue;
-            }
-            Err(e) => return Err(malformed(e.to_string())),
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            tracing::warn!(file = %path.display(), line = number, "an anchors file line is not JSON (a write torn by a crash?); passed over");
+            out.torn.push(number);
+            continue;
         };
         let version = value.get("v").and_then(|v| v.as_u64()).unwrap_or(0);
         if version > u64::from(ANCHOR_FORMAT) {
@@ -186,15 +208,9 @@ pub fn read(path: &Path) -> Result<Vec<Anchor>, AnchorError> {
         if anchor.hash_bytes().is_none() {
             return Err(malformed("the hash is not 64 hex digits".into()));
         }
-        out.push(anchor);
+        out.anchors.push(anchor);
     }
     Ok(out)
-}
-
-/// The last anchor in the file at `path`, if it can be read (for the
-/// service's start: no need to anchor a head already anchored).
-pub fn last(path: &Path) -> Option<Anchor> {
-    read(path).ok()?.pop()
 }
 
 #[cfg(test)]
@@ -218,18 +234,21 @@ mod tests {
         append(&path, &anchor(3)).unwrap();
         append(&path, &anchor(7)).unwrap();
         let read_back = read(&path).unwrap();
-        assert_eq!(read_back, vec![anchor(3), anchor(7)]);
-        assert_eq!(read_back[1].hash_bytes(), Some([7; 32]));
-        assert_eq!(last(&path), Some(anchor(7)));
+        assert_eq!(read_back.anchors, vec![anchor(3), anchor(7)]);
+        assert!(read_back.torn.is_empty());
+        assert_eq!(read_back.anchors[1].hash_bytes(), Some([7; 32]));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(
             text.starts_with(r#"{"v":1,"position":3,"hash":"0303"#),
             "{text}"
         );
 
-        // A torn last line is passed over.
+        // A line torn by a crash is ended by the next append and passed over.
         std::fs::write(&path, format!("{text}{{\"v\":1,\"posi")).unwrap();
-        assert_eq!(read(&path).unwrap().len(), 2);
+        append(&path, &anchor(9)).unwrap();
+        let read_back = read(&path).unwrap();
+        assert_eq!(read_back.anchors, vec![anchor(3), anchor(7), anchor(9)]);
+        assert_eq!(read_back.torn, vec![3]);
 
         // A line of a newer format is refused by name.
         std::fs::write(&path, format!("{text}{{\"v\":2,\"whatever\":true}}\n")).unwrap();
@@ -239,8 +258,8 @@ mod tests {
             "{refused}"
         );
 
-        // Garbage in the middle is refused.
-        std::fs::write(&path, format!("nonsense\n{text}")).unwrap();
+        // A JSON line that is not an anchor is refused.
+        std::fs::write(&path, format!("{{\"v\":1}}\n{text}")).unwrap();
         assert!(matches!(
             read(&path),
             Err(AnchorError::Malformed { line: 1, .. })

@@ -228,7 +228,7 @@ mod tests {
         for a in &anchors {
             anchor::append(&file, a).unwrap();
         }
-        let anchors = anchor::read(&file).unwrap();
+        let anchors = anchor::read(&file).unwrap().anchors;
         assert_eq!(verify_anchors(original.path(), &anchors).unwrap(), 5);
 
         let copy = tempfile::tempdir().unwrap();
