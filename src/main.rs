@@ -317,6 +317,7 @@ async fn main() -> anyhow::Result<()> {
                 http: listen,
                 grpc: grpc_listen,
                 store: store.map(|url| (url, store_schema)),
+                anchoring: anchoring_of(&data_dir, anchors, anchor_every)?,
             };
             let limits = Limits {
                 auth_failure_burst,
@@ -335,11 +336,9 @@ async fn main() -> anyhow::Result<()> {
                     ..openptl_grpc::Limits::default()
                 },
             };
-            let anchoring = anchoring_of(&data_dir, anchors, anchor_every)?;
             serve(
                 config,
                 data_dir,
-                anchoring,
                 listen,
                 demo.then_some(demo_pathways),
                 bootstrap_admin_token,
@@ -583,6 +582,8 @@ struct Listen {
     grpc: Option<SocketAddr>,
     /// A PostgreSQL URL and schema; `None`: the segment log in the data directory.
     store: Option<(String, String)>,
+    /// Where the log's anchors go, and how often (`None`: no anchors).
+    anchoring: Option<Anchoring>,
 }
 
 /// What `serve` bounds under abuse and overload (docs/operations.md).
@@ -600,7 +601,6 @@ struct Limits {
 async fn serve(
     config: RulesConfig,
     data_dir: PathBuf,
-    anchoring: Option<Anchoring>,
     listen: Listen,
     demo: Option<usize>,
     bootstrap_admin_token: Option<String>,
@@ -690,7 +690,7 @@ async fn serve(
             tracing::info!(events = loaded, pathways, "demo alliance loaded");
         }
     }
-    let anchorer = anchoring.map(|a| {
+    let anchorer = listen.anchoring.map(|a| {
         (
             Arc::new(openptl_app::anchoring::Anchorer::new(&a.path)),
             a.every,
