@@ -101,6 +101,16 @@ enum Command {
         /// several logs).
         #[arg(long, env = "OPENPTL_STORE_SCHEMA", default_value = "public")]
         store_schema: String,
+        /// Append anchors of the log's hash chain (head position and hash,
+        /// one JSON line each, fsync'd) to this file; default
+        /// DATA_DIR/anchors.jsonl. Point it at storage the service cannot
+        /// rewrite (a WORM share, a log shipper's input).
+        #[arg(long, env = "OPENPTL_ANCHORS")]
+        anchors: Option<PathBuf>,
+        /// Seconds between anchors while the log moves (also one at
+        /// start-up and one at shutdown); 0: no anchors.
+        #[arg(long, env = "OPENPTL_ANCHOR_EVERY", default_value_t = openptl_app::anchoring::DEFAULT_ANCHOR_EVERY.as_secs_f64())]
+        anchor_every: f64,
     },
     /// Manage access tokens in a data directory (works beside a running service).
     Token {
@@ -119,6 +129,10 @@ enum Command {
     Verify {
         #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
         data_dir: PathBuf,
+        /// Also check the log against every anchor in this file (written by
+        /// `serve`): each anchored record must still be there with its hash.
+        #[arg(long)]
+        anchors: Option<PathBuf>,
     },
     /// Back up a data directory into `--to`, beside the running service
     /// (no stop, no lock): the log up to an acknowledged position, the
@@ -314,6 +328,8 @@ async fn main() -> anyhow::Result<()> {
             grpc_listen,
             store,
             store_schema,
+            anchors,
+            anchor_every,
         } => {
             let grpc_listen = match grpc_listen.as_str() {
                 "off" => None,
@@ -328,6 +344,7 @@ async fn main() -> anyhow::Result<()> {
                 grpc: grpc_listen,
                 store: store.map(|url| (url, store_schema)),
                 backup_to,
+                anchoring: anchoring_of(&data_dir, anchors, anchor_every)?,
             };
             let limits = Limits {
                 auth_failure_burst,
@@ -358,7 +375,7 @@ async fn main() -> anyhow::Result<()> {
             .await
         }
         Command::Token { data_dir, action } => token(&config, &data_dir, action),
-        Command::Verify { data_dir } => {
+        Command::Verify { data_dir, anchors } => {
             let report = segment::verify(&data_dir)?;
             println!(
                 "{} records in {} segments, {} pathways; CRCs, positions, versions and hash chain checked",
@@ -370,11 +387,21 @@ async fn main() -> anyhow::Result<()> {
             if report.damage_mark_cleared {
                 println!("The damage mark of an earlier check was removed: the log checks out, and the service will start again.");
             }
-            if report.problems.is_empty() {
-                println!("OK");
-                Ok(())
-            } else {
-                anyhow::bail!("{} problems found", report.problems.len())
+            let anchored = verify_anchors(&data_dir, anchors.as_deref());
+            match (report.problems.is_empty(), anchored) {
+                (true, Ok(())) => {
+                    println!("OK");
+                    Ok(())
+                }
+                (true, Err(e)) => Err(e),
+                (false, anchored) => {
+                    let mut problems = report.problems.len();
+                    if let Err(e) = anchored {
+                        println!("PROBLEM: {e:#}");
+                        problems += 1;
+                    }
+                    anyhow::bail!("{problems} problems found")
+                }
             }
         }
         Command::Backup { data_dir, to } => {
@@ -631,6 +658,8 @@ struct Listen {
     store: Option<(String, String)>,
     /// Where `POST /v1/backup` writes (`--backup-to`).
     backup_to: Option<PathBuf>,
+    /// Where the log's anchors go, and how often (`None`: no anchors).
+    anchoring: Option<Anchoring>,
 }
 
 /// What `serve` bounds under abuse and overload (docs/operations.md).
@@ -739,6 +768,12 @@ async fn serve(
             tracing::info!(events = loaded, pathways, "demo alliance loaded");
         }
     }
+    let anchorer = listen.anchoring.map(|a| {
+        (
+            Arc::new(openptl_app::anchoring::Anchorer::new(&a.path)),
+            a.every,
+        )
+    });
     // One table of failed authentications per client address, shared by
     // HTTP and gRPC.
     let failures = Arc::new(openptl_http::FailedAuth::new(
@@ -763,6 +798,14 @@ async fn serve(
         }
         let _ = stop_tx.send(true);
     });
+    if let Some((anchorer, every)) = &anchorer {
+        tokio::spawn(openptl_app::anchoring::run(
+            app.clone(),
+            anchorer.clone(),
+            *every,
+            stop.clone(),
+        ));
+    }
     let grpc = match listen.grpc {
         Some(grpc_addr) => {
             let grpc_listener = tokio::net::TcpListener::bind(grpc_addr)
@@ -810,6 +853,10 @@ async fn serve(
         // No snapshot of a projection folded from an altered history.
         anyhow::bail!("the event log is damaged: {damage}. Restore the segments from a backup, then run `openptl verify`; the service starts again once it reports OK");
     }
+    if let Some((anchorer, _)) = &anchorer {
+        // The head after the last append, anchored before the process ends.
+        anchorer.anchor_logged(&app).await;
+    }
     // The next start reads this instead of folding the whole log again.
     match app.write_snapshot().await {
         Ok(Some(done)) => tracing::info!(
@@ -821,6 +868,52 @@ async fn serve(
         Err(e) => tracing::warn!(error = %e, "the projection snapshot was not written"),
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Where and how often `serve` anchors the log's hash chain (issue 27).
+struct Anchoring {
+    path: PathBuf,
+    every: std::time::Duration,
+}
+
+/// The anchoring `serve --anchors FILE --anchor-every SECONDS` asks for
+/// (`None`: off).
+fn anchoring_of(
+    data_dir: &std::path::Path,
+    anchors: Option<PathBuf>,
+    every: f64,
+) -> anyhow::Result<Option<Anchoring>> {
+    let every = std::time::Duration::try_from_secs_f64(every)
+        .ok()
+        .context("--anchor-every: expected seconds, such as 600 (0: no anchors)")?;
+    Ok((!every.is_zero()).then(|| Anchoring {
+        path: anchors.unwrap_or_else(|| data_dir.join(openptl_app::anchoring::ANCHORS_FILE)),
+        every,
+    }))
+}
+
+/// `openptl verify --anchors FILE`: every anchor in FILE against the log.
+fn verify_anchors(
+    data_dir: &std::path::Path,
+    anchors: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let Some(file) = anchors else {
+        return Ok(());
+    };
+    let read = openptl_log::anchor::read(file)?;
+    for line in &read.torn {
+        println!(
+            "NOTE: line {line} of {} is not JSON (a write torn by a crash?); passed over",
+            file.display()
+        );
+    }
+    let checked = segment::verify_anchors(data_dir, &read.anchors)
+        .with_context(|| format!("checking the anchors of {}", file.display()))?;
+    println!(
+        "{checked} anchors of {} checked: every anchored record is there with its hash",
+        file.display()
+    );
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! to report it.
 
 pub mod access;
+pub mod anchoring;
 mod append;
 pub mod audit;
 mod clock;

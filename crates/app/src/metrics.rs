@@ -48,6 +48,8 @@ pub struct Metrics {
     index_size: IntGauge,
     verified: IntGauge,
     writable: IntGauge,
+    /// The last position anchored (set by [`crate::anchoring`]).
+    pub log_anchored: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -174,6 +176,10 @@ impl Metrics {
             writable: register!(IntGauge::with_opts(opts(
                 "openptl_log_writable",
                 "1 while the log takes appends; 0 while it cannot (a full disk, PostgreSQL unreachable, damage): appends are answered 503 and /readyz fails until it recovers."
+            ))),
+            log_anchored: register!(IntGauge::with_opts(opts(
+                "openptl_log_anchored_position",
+                "The last log position whose hash-chain head was published to the anchors file (issue 27; `openptl verify --anchors` checks the log against them). 0 until the first anchor."
             ))),
             registry,
         }

@@ -916,7 +916,13 @@ fn prepare_snapshot(path: &Path, config: &RulesConfig) -> Result<PreparedSnapsho
         header.pathways,
     );
     if header.format != expected.format {
-        return Err(format!("it has format {}", header.format));
+        // Newer or older, a snapshot is derived: ignored, and the log folded
+        // (decision 92); the next snapshot written replaces it.
+        return Err(format!(
+            "it has format {} (this binary reads format {})",
+            header.format,
+            snapshot::FORMAT
+        ));
     }
     if header.binary != expected.binary {
         return Err(format!("it was written by version {}", header.binary));
@@ -1395,5 +1401,28 @@ mod tests {
         let refused = own_records("A", Ok(mixed)).unwrap_err().to_string();
         assert!(refused.contains("position 5"), "{refused}");
         assert!(!refused.contains('B'), "{refused}");
+    }
+
+    #[test]
+    fn a_snapshot_of_a_newer_format_is_ignored_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("projection.snapshot");
+        let config = RulesConfig::defaults();
+        let mut header = snapshot::Header::new(
+            &config,
+            1,
+            uuid::Uuid::from_u128(7),
+            chrono::NaiveDate::from_ymd_opt(2025, 4, 7).unwrap(),
+            0,
+        );
+        snapshot::write(&path, &header, std::iter::empty()).unwrap();
+        assert!(prepare_snapshot(&path, &config).is_ok());
+        header.format = snapshot::FORMAT + 1;
+        snapshot::write(&path, &header, std::iter::empty()).unwrap();
+        let refused = prepare_snapshot(&path, &config).err().expect("ignored");
+        assert!(
+            refused.contains(&format!("format {}", snapshot::FORMAT + 1)),
+            "{refused}"
+        );
     }
 }

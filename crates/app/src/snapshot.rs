@@ -32,7 +32,10 @@ use openptl_rules::RulesConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Raised whenever the snapshot layout or the packed layout changes.
+/// Raised whenever the snapshot layout or the packed layout changes. A
+/// snapshot of any other format, newer (a downgrade) or older (an upgrade),
+/// is ignored with a log line and the log is folded: it is derived data, so
+/// refusing to start would help nobody (decision 92).
 pub const FORMAT: u32 = 3;
 const MAGIC: &[u8; 8] = b"OPTLSNAP";
 /// Pathways per chunk (chunks decode in parallel).

@@ -81,9 +81,29 @@ pub enum TokenError {
     Storage(String),
 }
 
-#[derive(Default, Serialize, Deserialize)]
+/// The tokens file's format version, written as its `version` field. A
+/// file without one was written before versions (it is version 1). A file
+/// of a later version, written by a newer OpenPTL, is refused and never
+/// rewritten: tokens are not derived data (decision 92).
+pub const TOKENS_FORMAT: u32 = 1;
+
+fn first_format() -> u32 {
+    1
+}
+
+#[derive(Serialize, Deserialize)]
 struct TokenFile {
+    #[serde(default = "first_format")]
+    version: u32,
     tokens: Vec<TokenRecord>,
+}
+
+/// The version of a tokens file, read before anything else in it (a newer
+/// file may hold tokens this binary cannot read).
+#[derive(Deserialize)]
+struct Versioned {
+    #[serde(default = "first_format")]
+    version: u32,
 }
 
 struct Loaded {
@@ -167,6 +187,17 @@ impl TokenStore {
         }
         let tokens = match std::fs::read(path) {
             Ok(bytes) => {
+                let not_tokens = |e: serde_json::Error| {
+                    TokenError::Storage(format!("{} is not a token file: {e}", path.display()))
+                };
+                let versioned: Versioned = serde_json::from_slice(&bytes).map_err(not_tokens)?;
+                if versioned.version > TOKENS_FORMAT {
+                    return Err(TokenError::Storage(format!(
+                        "{} is a tokens file of format version {}, written by a newer OpenPTL (this binary reads version {TOKENS_FORMAT}): run that version or a later one; the file is left as it is",
+                        path.display(),
+                        versioned.version
+                    )));
+                }
                 let file: TokenFile = serde_json::from_slice(&bytes).map_err(|e| {
                     TokenError::Storage(format!("{} is not a token file: {e}", path.display()))
                 })?;
@@ -203,6 +234,7 @@ impl TokenStore {
             return Ok(());
         };
         let file = TokenFile {
+            version: TOKENS_FORMAT,
             tokens: tokens.values().cloned().collect(),
         };
         let bytes =
@@ -524,6 +556,35 @@ mod tests {
             label: Some("jane".into()),
             expires_at: Some("2026-02-01T00:00:00Z".parse().unwrap()),
         }
+    }
+
+    #[test]
+    fn a_tokens_file_without_a_version_is_read_and_a_newer_one_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.json");
+        // As written before versions: no `version` field.
+        let store = TokenStore::open(&path).unwrap();
+        store.create(coordinator(), now()).unwrap();
+        let mut file: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(file["version"], 1);
+        file.as_object_mut().unwrap().remove("version");
+        std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+        let store = TokenStore::open(&path).unwrap();
+        assert_eq!(store.list().len(), 1);
+        store.create(coordinator(), now()).unwrap();
+        assert_eq!(TokenStore::open(&path).unwrap().list().len(), 2);
+
+        // A newer version: refused, with a message saying so, and never rewritten.
+        let newer = r#"{"version": 2, "tokens": [{"a": "shape this binary does not know"}]}"#;
+        std::fs::write(&path, newer).unwrap();
+        let refused = TokenStore::open(&path).err().expect("refused").to_string();
+        assert!(
+            refused.contains("format version 2") && refused.contains("newer OpenPTL"),
+            "{refused}"
+        );
+        assert!(store.create(coordinator(), now()).is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), newer);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! version) and event-id uniqueness forever (an identical re-append is a
 //! replay, a different one a conflict).
 
+pub mod anchor;
 mod memory;
 pub mod postgres;
 pub mod segment;
@@ -19,6 +20,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use anchor::{Anchor, ChainHead};
 pub use memory::{apply_plan, check_verbatim, plan_batch, MemoryLog, Planned};
 pub use postgres::PgLog;
 pub use segment::SegmentLog;
@@ -293,5 +295,13 @@ pub trait EventLog: Send + Sync + 'static {
         _progress: &mut dyn FnMut(segment::Progress),
     ) -> Option<Result<segment::BackupReport, LogError>> {
         None
+    }
+
+    /// The head of the hash chain: the last position and the hash of the
+    /// record there, read together so the hash always belongs to the
+    /// position (what an anchor publishes, [`crate::anchor`]). `None` when
+    /// this log keeps no chain it can vouch for; the default.
+    async fn chain_head(&self) -> Result<Option<ChainHead>, LogError> {
+        Ok(None)
     }
 }

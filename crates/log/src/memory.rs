@@ -16,6 +16,8 @@ struct State {
     records: Vec<StoredRecord>,
     streams: HashMap<String, Vec<u64>>,
     by_event: HashMap<Uuid, u64>,
+    /// The hash of the last record (the segment encoding's chain).
+    last_hash: crate::segment::Hash,
 }
 
 impl State {
@@ -25,6 +27,7 @@ impl State {
             .or_default()
             .push(stored.position);
         self.by_event.insert(stored.event_id, stored.position);
+        self.last_hash = crate::segment::record_hash(&stored, &self.last_hash);
         self.records.push(stored);
     }
 }
@@ -368,6 +371,14 @@ impl EventLog for MemoryLog {
 
     fn head(&self) -> u64 {
         *self.head.borrow()
+    }
+
+    async fn chain_head(&self) -> Result<Option<crate::ChainHead>, LogError> {
+        let state = self.state.lock().expect("memory log lock");
+        Ok(Some(crate::ChainHead {
+            position: state.records.len() as u64,
+            hash: state.last_hash,
+        }))
     }
 
     fn watch_head(&self) -> watch::Receiver<u64> {

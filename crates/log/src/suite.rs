@@ -38,6 +38,7 @@ where
     reads_by_position(&fresh().await).await;
     verbatim_copies_keep_everything(&fresh().await).await;
     head_is_watched(&fresh().await).await;
+    chain_head_is_the_hash_of_the_record_at_the_head(&fresh().await).await;
     subscriptions_catch_up_then_follow(std::sync::Arc::new(fresh().await)).await;
 }
 
@@ -323,6 +324,24 @@ async fn head_is_watched(log: &impl EventLog) {
         .unwrap();
     rx.changed().await.unwrap();
     assert_eq!(*rx.borrow(), 2);
+}
+
+async fn chain_head_is_the_hash_of_the_record_at_the_head(log: &impl EventLog) {
+    let Some(empty) = log.chain_head().await.unwrap() else {
+        return; // this log keeps no chain head
+    };
+    assert_eq!((empty.position, empty.hash), (0, [0; 32]));
+    for i in 0..3u8 {
+        log.append(vec![record("c", None, &[i]), record("d", None, &[i])])
+            .await
+            .unwrap();
+        let head = log.chain_head().await.unwrap().unwrap();
+        let mut hash = [0u8; 32];
+        for r in log.read_all(1, 100).await.unwrap() {
+            hash = crate::segment::record_hash(&r, &hash);
+        }
+        assert_eq!((head.position, head.hash), (log.head(), hash));
+    }
 }
 
 async fn subscriptions_catch_up_then_follow<L: EventLog>(log: std::sync::Arc<L>) {

@@ -1044,6 +1044,32 @@ impl EventLog for PgLog {
         Ok(row.as_ref().map(record_of))
     }
 
+    /// The head row holds the position and its record's hash together,
+    /// updated in the transaction of every append.
+    async fn chain_head(&self) -> Result<Option<crate::ChainHead>, LogError> {
+        let row = self
+            .reader
+            .client()
+            .await?
+            .query_one(
+                &self.sql("SELECT position, last_hash FROM {s}.openptl_head"),
+                &[],
+            )
+            .await
+            .map_err(storage)?;
+        let hash: Vec<u8> = row.get(1);
+        let hash = Hash::try_from(hash.as_slice()).map_err(|_| {
+            LogError::Storage(format!(
+                "openptl_head.last_hash holds {} bytes, not 32",
+                hash.len()
+            ))
+        })?;
+        Ok(Some(crate::ChainHead {
+            position: row.get::<_, i64>(0) as u64,
+            hash,
+        }))
+    }
+
     fn head(&self) -> u64 {
         *self.shared.head.borrow()
     }

@@ -22,8 +22,10 @@
 use foldhash::HashMap;
 use uuid::Uuid;
 
-/// This layout's number, stored under `m/layout`. An index of another
-/// layout (or of the first, which stored none) is rebuilt at open.
+/// This layout's number, stored under `m/layout`. An index of an earlier
+/// layout (or of the first, which stored none) is rebuilt at open; one of a
+/// later layout, written by a newer OpenPTL, is refused ([`newer`],
+/// decision 91): `openptl rebuild-index` rebuilds it on purpose.
 pub const LAYOUT: u64 = 2;
 const LAYOUT_KEY: &[u8] = b"m/layout";
 /// The last position whose entries sled holds.
@@ -140,6 +142,23 @@ pub fn is_current(index: &sled::Db) -> sled::Result<bool> {
     Ok(index
         .get(LAYOUT_KEY)?
         .is_some_and(|v| v.len() == 8 && be_u64(&v) == LAYOUT))
+}
+
+/// The layout of an index written by a newer OpenPTL (`None` for this
+/// layout or an earlier one).
+pub fn newer(index: &sled::Db) -> sled::Result<Option<u64>> {
+    Ok(index
+        .get(LAYOUT_KEY)?
+        .filter(|v| v.len() == 8)
+        .map(|v| be_u64(&v))
+        .filter(|layout| *layout > LAYOUT))
+}
+
+/// What to tell the operator about an index of a newer `layout`.
+pub fn newer_message(layout: u64) -> String {
+    format!(
+        "the index is of layout {layout}, written by a newer OpenPTL (this binary reads layout {LAYOUT}): run that version or a later one; to go back to this version on purpose, run `openptl rebuild-index` with it (the index is rebuilt from the segments)"
+    )
 }
 
 /// The positions of a stream's versions, in version order.
@@ -348,6 +367,19 @@ mod tests {
         drop(db);
         let db = open(dir.path(), 1 << 20).unwrap();
         assert!(!is_current(&db).unwrap());
+    }
+
+    #[test]
+    fn an_index_of_a_newer_layout_is_told_apart() {
+        let (dir, db) = scratch();
+        assert_eq!(newer(&db).unwrap(), None);
+        db.insert(LAYOUT_KEY, &(LAYOUT + 1).to_be_bytes()).unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let db = open(dir.path(), 1 << 20).unwrap();
+        assert!(!is_current(&db).unwrap());
+        assert_eq!(newer(&db).unwrap(), Some(LAYOUT + 1));
+        assert!(newer_message(LAYOUT + 1).contains("newer OpenPTL"));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! Event ids are also kept in a Bloom filter, so the writer's uniqueness
 //! check of a new id (almost always absent) costs no sled look-up.
 
+mod anchors;
 mod backup;
 mod index;
 mod record;
@@ -37,6 +38,7 @@ use crate::{
     apply_plan, check_verbatim, plan_batch, Appended, EventLog, InPlace, LogError, LogStats,
     NewRecord, RecordRef, StoredRecord,
 };
+pub use anchors::verify_anchors;
 use record::Damage;
 pub use record::Hash;
 
@@ -342,6 +344,10 @@ struct Shared {
     index_reopenings: std::sync::atomic::AtomicU64,
     files: Mutex<HashMap<u32, Arc<File>>>,
     head: watch::Sender<u64>,
+    /// The head position and the hash of the record there, replaced
+    /// together by the writer just before `head` moves to that position
+    /// ([`EventLog::chain_head`]): never a hash of another position.
+    chain_head: Mutex<crate::ChainHead>,
     /// The data directory (where the damage mark goes).
     data_dir: PathBuf,
     /// The last position up to which the hash chain is checked: by the
@@ -465,6 +471,9 @@ pub enum OpenError {
     },
     #[error("the data directory {dir} is in use by another openptl process (it holds {dir}/LOCK); stop that one first")]
     InUse { dir: String },
+    /// Something on disk was written by a newer OpenPTL (decision 91).
+    #[error("{0}")]
+    Newer(String),
     #[error("{0}")]
     Io(String),
 }
@@ -1025,6 +1034,10 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
         Some(index) if index::is_current(index).map_err(read)? => {
             index::indexed(index).map_err(read)?
         }
+        Some(index) if let Some(layout) = index::newer(index).map_err(read)? => {
+            report.problems.push(index::newer_message(layout));
+            0
+        }
         Some(_) => {
             report.problems.push(
                 "the index is of an earlier layout (the next start rebuilds it, or run `openptl rebuild-index`)".into(),
@@ -1114,6 +1127,9 @@ impl SegmentLog {
         // snapshot decode that start-up waits for more than it saved.
         let scanned = scan_for_open(&segments_dir)?;
         let read = |e: sled::Error| io("reading the index", e);
+        if let Some(layout) = index::newer(&index).map_err(read)? {
+            return Err(OpenError::Newer(index::newer_message(layout)));
+        }
         let current = index::is_current(&index).map_err(read)?;
         let indexed = index::indexed(&index).map_err(read)?;
         let stored_bytes: u64 = list_segments(&segments_dir)?
@@ -1163,6 +1179,10 @@ impl SegmentLog {
             index_reopenings: std::sync::atomic::AtomicU64::new(0),
             files: Mutex::new(HashMap::new()),
             head: watch::channel(end.head).0,
+            chain_head: Mutex::new(crate::ChainHead {
+                position: end.head,
+                hash: end.last_hash,
+            }),
             data_dir: dir.to_path_buf(),
             verified: std::sync::atomic::AtomicU64::new(0),
             damage: Mutex::new(None),
@@ -1379,6 +1399,16 @@ impl Shared {
         Ok(out)
     }
 
+    /// Moves the head to `head`, whose record hashes to `hash`: the chain
+    /// head first, so that it is never behind the head it belongs to.
+    fn publish(&self, head: u64, hash: Hash) {
+        *self.chain_head.lock().unwrap_or_else(|e| e.into_inner()) = crate::ChainHead {
+            position: head,
+            hash,
+        };
+        self.head.send_replace(head);
+    }
+
     /// Damage the background check found.
     fn damage(&self) -> Option<String> {
         self.damage
@@ -1526,7 +1556,7 @@ impl Writer {
         self.last_hash = hash;
         self.last_time = Some(self.last_time.map_or(last_time, |t| t.max(last_time)));
         self.versions.extend(versions);
-        self.shared.head.send_replace(head);
+        self.shared.publish(head, hash);
         Ok(())
     }
 
@@ -1645,7 +1675,7 @@ impl Writer {
                 self.versions.clear();
             }
             self.versions.extend(group_versions);
-            self.shared.head.send_replace(head);
+            self.shared.publish(head, hash);
         }
         for (reply, result) in results {
             let _ = reply.send(result);
@@ -2163,6 +2193,16 @@ impl EventLog for SegmentLog {
             backup(&self.shared.data_dir, to, progress)
                 .map_err(|e| LogError::Storage(e.to_string())),
         )
+    }
+
+    async fn chain_head(&self) -> Result<Option<crate::ChainHead>, LogError> {
+        Ok(Some(
+            *self
+                .shared
+                .chain_head
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        ))
     }
 
     fn unavailable(&self) -> Option<String> {
