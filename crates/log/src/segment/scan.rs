@@ -1,0 +1,433 @@
+//! Reading segments back whole: the start-up scan (every CRC, the links
+//! between segments, the chain of the last), the torn-tail rule (decision
+//! 71), and `verify`, which re-reads everything and checks the index.
+
+use super::*;
+
+/// One record found by a scan, where it lives.
+pub struct Located<'a> {
+    pub record: &'a StoredRecord,
+    pub segment: u32,
+    pub offset: u64,
+}
+
+/// The end state of a scan.
+pub struct ScanEnd {
+    pub head: u64,
+    pub last_hash: Hash,
+    pub last_recorded_at: Option<DateTime<Utc>>,
+    pub segment: u32,
+    pub segment_len: u64,
+}
+
+/// Reads every segment in order, checking magic, CRC, positions and the hash
+/// chain. A damaged tail of the last segment is cut off when `repair` is set
+/// (reported otherwise); damage anywhere else is an error naming file and offset.
+pub fn scan(
+    segments_dir: &Path,
+    repair: bool,
+    mut visit: impl FnMut(Located<'_>),
+) -> Result<ScanEnd, OpenError> {
+    let segments = list_segments(segments_dir)?;
+    let mut end = ScanEnd {
+        head: 0,
+        last_hash: [0; 32],
+        last_recorded_at: None,
+        segment: 1,
+        segment_len: 0,
+    };
+    for (i, (number, path)) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let bytes = fs::read(path).map_err(|e| io(&format!("reading {}", path.display()), e))?;
+        let corrupt = |offset: usize, problem: String| OpenError::Corrupt {
+            file: path.display().to_string(),
+            offset: offset as u64,
+            problem,
+        };
+        let mut at = 0usize;
+        while at < bytes.len() {
+            match record::decode(&bytes[at..]) {
+                Ok(decoded) => {
+                    if decoded.record.position != end.head + 1 {
+                        return Err(corrupt(
+                            at,
+                            format!("position {} follows {}", decoded.record.position, end.head),
+                        ));
+                    }
+                    if decoded.prev_hash != end.last_hash {
+                        return Err(corrupt(
+                            at,
+                            "hash chain broken: the previous record was altered".into(),
+                        ));
+                    }
+                    visit(Located {
+                        record: &decoded.record,
+                        segment: *number,
+                        offset: at as u64,
+                    });
+                    end.head = decoded.record.position;
+                    end.last_hash = record::hash(&bytes[at..at + decoded.len]);
+                    end.last_recorded_at = Some(decoded.record.recorded_at);
+                    at += decoded.len;
+                }
+                Err(damage) => {
+                    let rest = &bytes[at..];
+                    let (problem, torn) = match torn_tail(&bytes, at, &damage, end.head) {
+                        Ok(()) => (damage.problem(), true),
+                        Err(problem) => (problem, false),
+                    };
+                    if last && torn {
+                        // A write torn by a crash: never acknowledged, so it is safe to drop.
+                        if repair {
+                            tracing::warn!(file = %path.display(), offset = at, bytes = rest.len(), %problem, "cutting off a torn record at the tail of the log");
+                            let file = OpenOptions::new()
+                                .write(true)
+                                .open(path)
+                                .map_err(|e| io("opening segment", e))?;
+                            file.set_len(at as u64)
+                                .map_err(|e| io("truncating torn tail", e))?;
+                            file.sync_all().map_err(|e| io("syncing truncation", e))?;
+                        } else {
+                            tracing::warn!(file = %path.display(), offset = at, %problem, "torn record at the tail (start-up will cut it off)");
+                        }
+                        break;
+                    }
+                    return Err(corrupt(at, problem));
+                }
+            }
+        }
+        end.segment = *number;
+        end.segment_len = at as u64;
+    }
+    Ok(end)
+}
+
+/// What damage found at `at` in a segment is: a write torn by a crash at
+/// the tail of the log (`Ok`: safe to cut off, it was never acknowledged),
+/// or damage that must refuse the start (`Err`: what to tell the operator).
+///
+/// A torn write is only ever the last thing in the file: a record that runs
+/// past its end, or bytes (zeros, garbage) after which no valid record
+/// follows. So the rest of the segment is searched for a record with the
+/// magic, a CRC that matches and a position after `after` (the last good
+/// one): if there is one, the damage is in the middle of acknowledged
+/// records, and cutting there would drop them. A record of a newer format
+/// version is never torn: a downgrade must not truncate the log.
+pub(super) fn torn_tail(
+    bytes: &[u8],
+    at: usize,
+    damage: &Damage,
+    after: u64,
+) -> Result<(), String> {
+    let problem = damage.problem();
+    if matches!(damage, Damage::Newer(_)) {
+        return Err(problem);
+    }
+    // Only the record at `at` is taken for a newer format: the same bytes
+    // further on may be inside an event's payload.
+    let mut from = at + 1;
+    while let Some(found) = memchr::memmem::find(&bytes[from.min(bytes.len())..], record::MAGIC) {
+        let k = from + found;
+        match record::check(&bytes[k..]) {
+            Ok(valid) if valid.position > after => {
+                return Err(format!(
+                    "{problem}; a valid record (position {}) follows at offset {k}, so this is damage in the middle of the log, not a write torn by a crash",
+                    valid.position
+                ));
+            }
+            _ => from = k + 1,
+        }
+    }
+    Ok(())
+}
+
+/// One segment checked on its own (CRCs, positions and hash chain within
+/// it); [`scan_for_open`] then checks the links between segments.
+pub(super) struct SegmentCheck {
+    pub(super) number: u32,
+    pub(super) path: PathBuf,
+    /// Position and `prev_hash` of its first record.
+    pub(super) first: Option<(u64, Hash)>,
+    pub(super) last_position: u64,
+    pub(super) last_hash: Hash,
+    pub(super) last_recorded_at_micros: Option<i64>,
+    /// Bytes of whole records before any damage.
+    pub(super) len: u64,
+    pub(super) offsets: Vec<u64>,
+    /// Where the first damage is, what it is, and whether it may be cut off
+    /// as a torn write ([`torn_tail`]) if this is the last segment.
+    pub(super) damage: Option<(u64, String, bool)>,
+}
+
+/// Checks one segment: every record's framing, CRC and position, and, when
+/// `chain` is set, the hash chain inside it. The hash of its last record is
+/// computed either way (the next segment's first record links to it).
+///
+/// Records after position `up_to` are left alone (the background check
+/// reads the open segment while the writer appends to it), and `visit`
+/// sees every record that passed.
+pub(super) fn check_segment(
+    number: u32,
+    path: &Path,
+    chain: bool,
+    up_to: u64,
+    mut visit: impl FnMut(&record::Checked),
+) -> Result<SegmentCheck, OpenError> {
+    let reading = |e| io(&format!("reading {}", path.display()), e);
+    let map = map_segment(path).map_err(reading)?;
+    let bytes = map.as_deref().unwrap_or_default();
+    let mut out = SegmentCheck {
+        number,
+        path: path.to_path_buf(),
+        first: None,
+        last_position: 0,
+        last_hash: [0; 32],
+        last_recorded_at_micros: None,
+        len: 0,
+        offsets: Vec::with_capacity(bytes.len() / 160),
+        damage: None,
+    };
+    let mut at = 0usize;
+    let mut last_record = 0..0;
+    while at < bytes.len() && !(out.first.is_some() && out.last_position >= up_to) {
+        let checked = match record::check(&bytes[at..]) {
+            Ok(c) => c,
+            Err(damage) => {
+                let after = if out.first.is_some() {
+                    out.last_position
+                } else {
+                    0
+                };
+                out.damage = Some(match torn_tail(bytes, at, &damage, after) {
+                    Ok(()) => (at as u64, damage.problem(), true),
+                    Err(problem) => (at as u64, problem, false),
+                });
+                break;
+            }
+        };
+        match out.first {
+            None => out.first = Some((checked.position, checked.prev_hash)),
+            Some(_) => {
+                let problem = if checked.position != out.last_position + 1 {
+                    Some(format!(
+                        "position {} follows {}",
+                        checked.position, out.last_position
+                    ))
+                } else if chain && checked.prev_hash != record::hash(&bytes[last_record.clone()]) {
+                    Some("hash chain broken: the previous record was altered".to_string())
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    out.damage = Some((at as u64, problem, false));
+                    break;
+                }
+            }
+        }
+        if u32::try_from(at).is_err() {
+            out.damage = Some((at as u64, "segment longer than 4 GiB".into(), false));
+            break;
+        }
+        visit(&checked);
+        out.offsets.push(at as u64);
+        out.last_position = checked.position;
+        out.last_recorded_at_micros = Some(checked.recorded_at_micros);
+        last_record = at..at + checked.len;
+        at += checked.len;
+        out.len = at as u64;
+    }
+    if !last_record.is_empty() {
+        out.last_hash = record::hash(&bytes[last_record]);
+    }
+    Ok(out)
+}
+
+/// The start-up scan: checks every record's framing, CRC and position, the
+/// links between segments and the hash chain inside the last one, segments
+/// in parallel and without decoding fields; cuts off a torn tail; returns
+/// where each record is. The chain inside the earlier (sealed) segments is
+/// checked after the open, in the background ([`check_in_background`],
+/// decision 67): hashing every record took most of a 10M-record start.
+pub(super) fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Locations), OpenError> {
+    let segments = list_segments(segments_dir)?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, 8)
+        .min(segments.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut checks: Vec<Option<Result<SegmentCheck, OpenError>>> =
+        (0..segments.len()).map(|_| None).collect();
+    let done = Mutex::new(&mut checks);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((number, path)) = segments.get(i) else {
+                    break;
+                };
+                let chain = i + 1 == segments.len();
+                let checked = check_segment(*number, path, chain, u64::MAX, |_| {});
+                done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
+            });
+        }
+    });
+    let mut end = ScanEnd {
+        head: 0,
+        last_hash: [0; 32],
+        last_recorded_at: None,
+        segment: 1,
+        segment_len: 0,
+    };
+    // Room for every record up front: growing 80 MB at 10M records copies.
+    let mut locations = Locations::with_capacity(
+        checks
+            .iter()
+            .map(|c| {
+                c.as_ref()
+                    .map_or(0, |c| c.as_ref().map_or(0, |c| c.offsets.len()))
+            })
+            .sum(),
+    );
+    let count = checks.len();
+    for (i, checked) in checks.into_iter().enumerate() {
+        let c = checked.expect("every segment was checked")?;
+        let last = i + 1 == count;
+        let corrupt = |offset: u64, problem: String| OpenError::Corrupt {
+            file: c.path.display().to_string(),
+            offset,
+            problem,
+        };
+        if let Some((position, prev_hash)) = c.first {
+            if position != end.head + 1 {
+                return Err(corrupt(
+                    0,
+                    format!("position {position} follows {}", end.head),
+                ));
+            }
+            if prev_hash != end.last_hash {
+                return Err(corrupt(
+                    0,
+                    "hash chain broken: the previous record was altered".into(),
+                ));
+            }
+        }
+        if let Some((offset, problem, reaches_end)) = &c.damage {
+            if !(last && *reaches_end) {
+                return Err(corrupt(*offset, problem.clone()));
+            }
+            // A write torn by a crash: never acknowledged, so it is safe to drop.
+            tracing::warn!(file = %c.path.display(), offset, %problem, "cutting off a torn record at the tail of the log");
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&c.path)
+                .map_err(|e| io("opening segment", e))?;
+            file.set_len(*offset)
+                .map_err(|e| io("truncating torn tail", e))?;
+            file.sync_all().map_err(|e| io("syncing truncation", e))?;
+        }
+        for offset in &c.offsets {
+            locations.push(c.number, *offset);
+        }
+        if c.first.is_some() {
+            end.head = c.last_position;
+            end.last_hash = c.last_hash;
+            end.last_recorded_at = c
+                .last_recorded_at_micros
+                .and_then(DateTime::<Utc>::from_timestamp_micros);
+        }
+        end.segment = c.number;
+        end.segment_len = c.len;
+    }
+    Ok((end, locations))
+}
+
+/// What `verify` found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub records: u64,
+    pub segments: usize,
+    pub streams: usize,
+    pub problems: Vec<String>,
+    /// Whether a damage mark (left by a background check) was removed
+    /// because the whole log now checks out.
+    pub damage_mark_cleared: bool,
+}
+
+/// Re-reads every segment (CRCs, positions, hash chain), checks stream
+/// versions are contiguous and that the index agrees. Changes nothing but
+/// the damage mark of an earlier background check, which it removes when
+/// the whole log checks out.
+pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
+    let segments_dir = dir.join("segments");
+    let mut report = VerifyReport {
+        segments: list_segments(&segments_dir)?.len(),
+        ..Default::default()
+    };
+    // A backup holds no index (the first start builds it): nothing to
+    // compare, and none is created.
+    let index = if dir.join("index").exists() {
+        Some(
+            open_index_patiently(&dir.join("index"))
+                .map_err(|e| io("opening the index (is the service running?)", e))?,
+        )
+    } else {
+        None
+    };
+    let read = |e: sled::Error| io("reading the index", e);
+    let indexed = match &index {
+        None => 0,
+        Some(index) if index::is_current(index).map_err(read)? => {
+            index::indexed(index).map_err(read)?
+        }
+        Some(index) if let Some(layout) = index::newer(index).map_err(read)? => {
+            report.problems.push(index::newer_message(layout));
+            0
+        }
+        Some(_) => {
+            report.problems.push(
+                "the index is of an earlier layout (the next start rebuilds it, or run `openptl rebuild-index`)".into(),
+            );
+            0
+        }
+    };
+    let mut versions: HashMap<String, u64> = HashMap::new();
+    let mut problems = Vec::new();
+    let end = scan(&segments_dir, false, |found| {
+        let r = found.record;
+        let expected = versions.get(&r.stream_id).copied().unwrap_or(0) + 1;
+        if r.version != expected {
+            problems.push(format!(
+                "position {}: stream {} version {} (expected {expected})",
+                r.position, r.stream_id, r.version
+            ));
+        }
+        versions.insert(r.stream_id.clone(), r.version);
+        if let Some(index) = index.as_ref().filter(|_| r.position <= indexed) {
+            let by_event = index::event_position(index, &r.event_id).ok().flatten();
+            let by_stream = index::stream_positions(index, &r.stream_id)
+                .ok()
+                .and_then(|p| {
+                    p.get(usize::try_from(r.version).ok()?.checked_sub(1)?)
+                        .copied()
+                });
+            if by_event != Some(r.position) || by_stream != Some(r.position) {
+                problems.push(format!("position {}: the index disagrees with the segments (run `openptl rebuild-index`)", r.position));
+            }
+        }
+    })?;
+    if indexed > end.head {
+        problems.push(format!(
+            "the index claims {indexed} records but the segments hold {}",
+            end.head
+        ));
+    }
+    report.records = end.head;
+    report.streams = versions.len();
+    report.problems.extend(problems);
+    let mark = dir.join(DAMAGED);
+    if report.problems.is_empty() && mark.exists() {
+        fs::remove_file(&mark).map_err(|e| io(&format!("removing {}", mark.display()), e))?;
+        report.damage_mark_cleared = true;
+    }
+    Ok(report)
+}
