@@ -18,17 +18,6 @@ fn anchor_lines(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn stop_gracefully(server: &mut Server) {
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "exit status after SIGTERM: {status}");
-}
-
 fn verify(data: &Path, anchors: &Path) -> std::process::Output {
     Command::new(common::binary())
         .args(["verify", "--data-dir"])
@@ -105,7 +94,7 @@ fn the_service_anchors_its_head_and_verify_checks_the_anchors() {
         metrics.contains("openptl_log_anchored_position 3"),
         "{metrics}"
     );
-    stop_gracefully(&mut server);
+    server.stop_gracefully();
     // Nothing moved since: shutdown adds no anchor of the same head.
     assert_eq!(anchor_lines(&anchors).len(), 3);
     let checked = verify(&data, &anchors);

@@ -78,14 +78,7 @@ fn demo_mode_serves_the_synthetic_alliance() {
 #[test]
 fn sigterm_stops_the_server_cleanly() {
     let mut server = Server::start(&fresh_dir("sigterm"), &[]);
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "exit status after SIGTERM: {status}");
+    server.stop_gracefully();
 }
 
 #[test]

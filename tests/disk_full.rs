@@ -291,7 +291,7 @@ fn the_service_on_a_full_disk_refuses_appends_serves_reads_and_keeps_nothing_ref
     assert_eq!(server.get("/v1/pathways/DISK-0").0, 200, "reads go on");
     // A graceful stop writes a snapshot, which does not fit: it must not
     // stop the service from stopping cleanly, nor corrupt anything.
-    stop_gracefully(&mut server);
+    server.stop_gracefully();
     for partial in ["projection.tmp", "tokens.json.tmp"] {
         assert!(
             !data.join(partial).exists(),
@@ -301,7 +301,7 @@ fn the_service_on_a_full_disk_refuses_appends_serves_reads_and_keeps_nothing_ref
     // A restart on a larger disk: exactly what was acknowledged.
     disk.resize(256);
     let server = Server::start(&data, &[]);
-    wait_ready(&server);
+    server.wait_ready();
     let after: BTreeSet<String> = (0..pathways).flat_map(|p| stored_ids(&server, p)).collect();
     assert!(
         acknowledged.is_subset(&after),
@@ -339,32 +339,4 @@ fn the_service_on_a_full_disk_refuses_appends_serves_reads_and_keeps_nothing_ref
         "{}",
         String::from_utf8_lossy(&verified.stderr)
     );
-}
-
-fn stop_gracefully(server: &mut Server) {
-    let pid = server.child.id().to_string();
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            // A snapshot that does not fit is logged, not fatal.
-            assert!(
-                status.success(),
-                "the service did not stop cleanly: {status:?}"
-            );
-            return;
-        }
-        assert!(Instant::now() < deadline, "the server did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn wait_ready(server: &Server) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while server.get("/readyz").0 != 200 {
-        assert!(Instant::now() < deadline, "never ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

@@ -86,17 +86,6 @@ fn answers_as_before(now: &serde_json::Value, then: &serde_json::Value) -> bool 
     }
 }
 
-fn stop_gracefully(server: &mut Server) {
-    let pid = server.child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = server.child.wait().unwrap();
-    assert!(status.success(), "exit status after SIGTERM: {status}");
-}
-
 #[test]
 fn a_data_directory_of_the_v1_layouts_opens_and_answers_as_it_did() {
     let v1 = fixture("v1");
@@ -123,7 +112,7 @@ fn a_data_directory_of_the_v1_layouts_opens_and_answers_as_it_did() {
             serde_json::to_string_pretty(&expected).unwrap()
         );
     }
-    stop_gracefully(&mut server);
+    server.stop_gracefully();
 
     // The stored records were not rewritten, the tokens file (written
     // before versions) was read as version 1 and left as it was (the

@@ -86,6 +86,29 @@ impl Server {
         request(&self.addr, "GET", path, None).expect("GET")
     }
 
+    /// Stops the server as an operator or systemd does (SIGTERM) and checks
+    /// that it exits cleanly (a snapshot that cannot be written is logged,
+    /// not fatal).
+    pub fn stop_gracefully(&mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "exit status after SIGTERM: {status}");
+    }
+
+    /// Waits (a generous ceiling) until `/readyz` answers 200.
+    pub fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.get("/readyz").0 != 200 {
+            assert!(std::time::Instant::now() < deadline, "never ready");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
