@@ -267,6 +267,32 @@ async fn an_event_id_tells_nothing_about_another_trusts_pathway() {
         reused,
         post(&router, &coordinator, &their_note(fresh, "NOPE", "Probe")).await
     );
+    // A note on a pathway that does not exist, with an id stored on RHM's
+    // pathway (import ids can be guessed): exactly what a fresh id gets.
+    for stored in [note_id, referral_id] {
+        for text in ["Probe", "Chased"] {
+            let probe = post(&router, &coordinator, &their_note(stored, "NOPE", text)).await;
+            assert_eq!(probe.1["error"]["code"], "pathway_not_started", "{}", probe.1);
+            assert_eq!(
+                probe,
+                post(&router, &coordinator, &their_note(fresh, "NOPE", text)).await
+            );
+        }
+    }
+    // The coordinator's own events on its own pathway are still replays.
+    let mut mine = referral("MINE", "RXH");
+    mine["event_id"] = json!("5b0c0e2a-0000-4000-8000-000000000010");
+    let my_note = their_note("5b0c0e2a-0000-4000-8000-000000000011", "MINE", "Mine");
+    for expected in [StatusCode::CREATED, StatusCode::OK] {
+        let (status, body) = post(&router, &coordinator, &mine).await;
+        assert_eq!(status, expected, "{body}");
+        let (status, body) = post(&router, &coordinator, &my_note).await;
+        assert_eq!(status, expected, "{body}");
+    }
+    // Reusing RHM's id on its own pathway is refused (ids are unique in the
+    // whole log), saying nothing about where the id is used.
+    let reused = post(&router, &coordinator, &their_note(note_id, "MINE", "Mine")).await;
+    assert_eq!(reused.1["error"]["code"], "duplicate_event_id", "{}", reused.1);
     // A read-only role is refused (403) before any id is looked up.
     let probe = post(&router, &analyst, &their_note(note_id, "PB", "Chased")).await;
     assert_eq!(probe.0, StatusCode::FORBIDDEN, "{}", probe.1);
