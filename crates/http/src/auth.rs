@@ -6,11 +6,14 @@
 //! a second branch here that validates an ID token and maps its claims (role,
 //! organisation codes) to the same `Principal` — no handler changes.
 //!
-//! Each token is rate limited (a token bucket per token id): a runaway
-//! script gets `429 rate_limited`, not the service. Failed sign-ins and
-//! failed bearer tokens are limited per client address ([`FailedAuth`]): a
-//! client guessing secrets gets `429 rate_limited` with `Retry-After`, and
-//! while its allowance is spent no secret it presents is even checked.
+//! Each token is rate limited (a token bucket per token id, sign-ins
+//! included): a runaway script gets `429 rate_limited`, not the service.
+//! Failed sign-ins and failed bearer tokens are limited per client address
+//! ([`FailedAuth`]): a client presenting unknown secrets gets `429
+//! rate_limited` with `Retry-After` once its allowance is spent. A valid
+//! secret is never refused by that limit (the limit bounds what failures
+//! cost; it must not let one client lock out everyone behind its address),
+//! and a real token that has ended (expired, revoked) is not counted.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +37,15 @@ pub struct Auth(pub Principal);
 fn buckets() -> &'static Mutex<HashMap<String, (f64, Instant)>> {
     static BUCKETS: OnceLock<Mutex<HashMap<String, (f64, Instant)>>> = OnceLock::new();
     BUCKETS.get_or_init(Default::default)
+}
+
+/// Takes one request from the bucket of the token `token_id` at the app's
+/// rate limit, or `429 rate_limited`.
+pub fn rate_limit(app: &App, token_id: &str) -> Result<(), ApiError> {
+    take(token_id, app.rate_limit).map_err(|retry_after| ApiError::RateLimited {
+        retry_after,
+        why: Limited::Token,
+    })
 }
 
 /// Takes one request from the token's bucket (`rate` per second, bursts of
@@ -228,6 +240,29 @@ impl FailedAuth {
         }
     }
 
+    /// Counts a failure of `client` if its allowance has one left (checked
+    /// and taken under one lock, so concurrent failures cannot overshoot);
+    /// else the seconds to wait, and nothing is counted.
+    pub fn fail(&self, client: ClientKey) -> Result<(), u64> {
+        if self.burst <= 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut table = self.lock();
+        if table.len() >= self.capacity && !table.contains_key(&client) {
+            self.evict(&mut table, now);
+        }
+        let (left, since) = table.entry(client).or_insert((self.burst, now));
+        let refilled = (*left + now.duration_since(*since).as_secs_f64() * self.per_second)
+            .min(self.burst);
+        if refilled < 1.0 {
+            return Err(self.seconds_until_one(refilled));
+        }
+        *left = refilled - 1.0;
+        *since = now;
+        Ok(())
+    }
+
     /// Counts a failure of `client`.
     pub fn failed(&self, client: ClientKey) {
         if self.burst <= 0.0 {
@@ -284,10 +319,10 @@ fn failures_of(parts: &Parts) -> Arc<FailedAuth> {
         .unwrap_or_default()
 }
 
-/// Who presents `secret` (a bearer token), after the client's failure limit
-/// and the token's rate limit: the one check every way in (HTTP, gRPC) makes.
-/// A presented secret that is wrong, expired or revoked counts as a failure
-/// of `client`; no secret at all does not (it guesses nothing).
+/// Who presents `secret` (a bearer token), after the token's rate limit:
+/// the one check every way in (HTTP, gRPC) makes. A presented secret that
+/// is no token's counts as a failure of `client` ([`check_secret`]); no
+/// secret at all does not (it guesses nothing).
 pub fn authenticate(
     app: &App,
     failures: &FailedAuth,
@@ -296,33 +331,34 @@ pub fn authenticate(
 ) -> Result<Principal, ApiError> {
     let secret = secret.ok_or(ApiError::Unauthenticated)?;
     let record = check_secret(app, failures, client, secret)?;
-    take(&record.id, app.rate_limit).map_err(|retry_after| ApiError::RateLimited {
-        retry_after,
-        why: Limited::Token,
-    })?;
+    rate_limit(app, &record.id)?;
     Ok(record.principal(&app.config.alliances))
 }
 
-/// The token record behind `secret`, counting a failure of `client` if there
-/// is none (and refusing to look while its allowance is spent).
+/// The token record behind `secret`. A valid secret is always accepted,
+/// whatever `client`'s failures: checking one costs a hash, and a 256-bit
+/// secret is not guessed. A secret that is no token's counts as a failure
+/// of `client`: `401`, or `429 rate_limited` once its allowance is spent.
+/// A real token that has ended (expired, revoked: a dashboard left open, a
+/// script with an old token) is `401` and not counted, so it cannot use up
+/// the allowance of everyone behind the same address.
 pub fn check_secret(
     app: &App,
     failures: &FailedAuth,
     client: ClientKey,
     secret: &str,
 ) -> Result<openptl_app::tokens::TokenRecord, ApiError> {
-    failures
-        .check(client)
-        .map_err(|retry_after| ApiError::RateLimited {
-            retry_after,
-            why: Limited::FailedSignIns,
-        })?;
-    match app.tokens.authenticate(secret, app.clock.now()) {
-        Some(record) => Ok(record),
-        None => {
-            failures.failed(client);
-            Err(ApiError::Unauthenticated)
-        }
+    use openptl_app::tokens::Refusal;
+    match app.tokens.check_secret(secret, app.clock.now()) {
+        Ok(record) => Ok(record),
+        Err(Refusal::Ended) => Err(ApiError::Unauthenticated),
+        Err(Refusal::Unknown) => match failures.fail(client) {
+            Ok(()) => Err(ApiError::Unauthenticated),
+            Err(retry_after) => Err(ApiError::RateLimited {
+                retry_after,
+                why: Limited::FailedSignIns,
+            }),
+        },
     }
 }
 
