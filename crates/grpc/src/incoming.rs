@@ -2,7 +2,8 @@
 //! connection it is offered. Here a connection is accepted only with a free
 //! slot (beyond [`crate::Limits::connections`] new ones wait in the kernel's
 //! accept queue, as on the HTTP listener), and gives its slot back when it
-//! closes.
+//! closes. One client address may hold at most
+//! [`crate::Limits::connections_per_client`]; more are closed at once.
 
 use std::io;
 use std::pin::Pin;
@@ -14,12 +15,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
+use openptl_http::serve::{ClientSlot, PerClient};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// An accepted connection holding its slot.
 pub struct Conn {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    _client: ClientSlot,
 }
 
 /// The accepted connections of a listener, at most `cap` open at once.
@@ -30,8 +33,9 @@ pub struct Capped {
 impl Capped {
     /// Accepts on `listener` (in a task of its own, which ends when the
     /// server drops this stream).
-    pub fn new(listener: TcpListener, cap: usize) -> Capped {
+    pub fn new(listener: TcpListener, cap: usize, per_client: usize) -> Capped {
         let slots = Arc::new(Semaphore::new(cap.max(1)));
+        let per_client = PerClient::new(per_client);
         let (tx, accepted) = mpsc::channel(1);
         tokio::spawn(async move {
             loop {
@@ -42,9 +46,9 @@ impl Capped {
                     },
                     () = tx.closed() => return,
                 };
-                let stream = tokio::select! {
+                let (stream, peer) = tokio::select! {
                     accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
+                        Ok(accepted) => accepted,
                         Err(e) => {
                             tracing::warn!(error = %e, "accepting a gRPC connection failed");
                             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -53,8 +57,18 @@ impl Capped {
                     },
                     () = tx.closed() => return,
                 };
+                let Some(client) = per_client.take(peer) else {
+                    // The slot goes back with it.
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                if tx.send(Conn { stream, _slot: slot }).await.is_err() {
+                let conn = Conn {
+                    stream,
+                    _slot: slot,
+                    _client: client,
+                };
+                if tx.send(conn).await.is_err() {
                     return;
                 }
             }

@@ -68,6 +68,9 @@ pub struct Limits {
     pub subscriptions: usize,
     /// Open gRPC connections; more wait in the kernel's accept queue.
     pub connections: usize,
+    /// Open gRPC connections from one client address (IPv6: its /64); more
+    /// are closed at once.
+    pub connections_per_client: usize,
 }
 
 /// As the HTTP API's request time limit.
@@ -100,6 +103,7 @@ impl Default for Limits {
             calls: DEFAULT_CALLS,
             subscriptions: DEFAULT_SUBSCRIPTIONS,
             connections: DEFAULT_CONNECTIONS,
+            connections_per_client: openptl_http::serve::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 }
@@ -193,8 +197,9 @@ pub fn server(
 
 /// Serves the gRPC API on `listener` until `stop` becomes true (then ends
 /// every subscription and finishes the calls in flight). At most
-/// [`Limits::connections`] connections are open at once; more wait in the
-/// kernel's accept queue.
+/// [`Limits::connections`] connections are open at once (more wait in the
+/// kernel's accept queue), at most [`Limits::connections_per_client`] from
+/// one address.
 pub async fn serve(
     app: Arc<App>,
     failures: Arc<FailedAuth>,
@@ -208,7 +213,7 @@ pub async fn serve(
         .concurrency_limit_per_connection(limits.calls_per_connection.max(1))
         .add_service(server(app, failures, limits, stop))
         .serve_with_incoming_shutdown(
-            incoming::Capped::new(listener, limits.connections),
+            incoming::Capped::new(listener, limits.connections, limits.connections_per_client),
             async move {
                 let _ = until.wait_for(|stopped| *stopped).await;
             },
