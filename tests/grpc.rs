@@ -548,3 +548,88 @@ async fn a_message_is_decoded_only_for_a_valid_token_and_within_a_limit() {
     assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
     assert_eq!(server.get("/healthz").0, 200);
 }
+
+#[tokio::test]
+async fn a_revoked_subscription_ends_even_if_its_subscriber_never_reads() {
+    let server = Server::start(&fresh_dir("grpc-revoke"), &["--grpc-max-subscriptions", "1"]);
+    let mut grpc = client(&server).await;
+    let (status, body) = request(
+        &server.addr,
+        "POST",
+        "/v1/tokens",
+        Some(r#"{"role": "coordinator", "trusts": ["RXH"], "label": "engine"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (engine, engine_id) = (
+        body["token"].as_str().unwrap().to_string(),
+        body["record"]["id"].as_str().unwrap().to_string(),
+    );
+    // A subscriber that never reads (with a small HTTP/2 window, 16 KiB),
+    // and more events than its buffer and that window hold.
+    let small = Channel::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    let stalled = OpenPtlClient::new(small)
+        .subscribe(authed(SubscribeRequest { after_position: 0 }, &engine))
+        .await
+        .unwrap()
+        .into_inner();
+    for batch in 0..3 {
+        let events: Vec<Envelope> = (0..1000)
+            .map(|i| referral(&format!("R{batch}-{i}"), "RXH"))
+            .collect();
+        grpc.append(authed(AppendRequest { events }, ADMIN_TOKEN))
+            .await
+            .unwrap();
+    }
+    let (status, body) = request(
+        &server.addr,
+        "DELETE",
+        &format!("/v1/tokens/{engine_id}"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // The revoked subscription ends on the server (its turn comes back)
+    // although nobody reads it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut next_one = loop {
+        match grpc
+            .subscribe(authed(SubscribeRequest { after_position: 2999 }, ADMIN_TOKEN))
+            .await
+        {
+            Ok(s) => break s.into_inner(),
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the revoked subscription still holds its turn"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(next(&mut next_one).await.position, 3000);
+    // The stalled stream, read at last, ends UNAUTHENTICATED after at most
+    // what was already on its way (not the whole buffer behind it).
+    let mut stalled = stalled;
+    let mut delivered = 0;
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(30), stalled.message())
+            .await
+            .expect("the stream ends")
+        {
+            Ok(Some(_)) => delivered += 1,
+            Ok(None) => panic!("ended without an error after {delivered} events"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");
+    assert!(delivered < 3000, "{delivered}");
+}

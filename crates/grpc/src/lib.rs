@@ -17,6 +17,7 @@
 pub mod convert;
 mod incoming;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -396,20 +397,63 @@ impl OpenPtl for Service {
         let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBER_BUFFER);
         let app = self.app.clone();
         let stop = self.stop.clone();
+        // The token's end ends the outgoing stream itself: not an error
+        // queued behind the buffered events (which a subscriber that does
+        // not read would never reach, holding the turn forever).
+        let (revoked, ended) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             // The subscription's turn is held while it lives.
             let _turn = turn;
-            let ended = tx.clone();
+            // Keeps the events open until the revocation is sent, so the
+            // stream cannot end quietly first.
+            let _open = tx.clone();
             tokio::select! {
                 () = follow(app.clone(), principal, after, tx, stop) => {}
                 () = token_ends(&app, &secret) => {
-                    let _ = ended.send(Err(status(ApiError::Unauthenticated))).await;
+                    let _ = revoked.send(status(ApiError::Unauthenticated));
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(Revocable {
+            events: tokio_stream::wrappers::ReceiverStream::new(rx),
+            ended: Some(ended),
+            done: false,
+        })))
+    }
+}
+
+/// A subscription's outgoing stream: its events until `ended` says the
+/// token ended; then that status, at once (buffered events are dropped),
+/// and nothing more.
+struct Revocable {
+    events: tokio_stream::wrappers::ReceiverStream<Result<StoredEvent, Status>>,
+    ended: Option<tokio::sync::oneshot::Receiver<Status>>,
+    done: bool,
+}
+
+impl Stream for Revocable {
+    type Item = Result<StoredEvent, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some(ended) = self.ended.as_mut() {
+            match Pin::new(ended).poll(cx) {
+                Poll::Ready(Ok(status)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                // The feeder ended without a revocation: events decide.
+                Poll::Ready(Err(_)) => self.ended = None,
+                Poll::Pending => {}
+            }
+        }
+        Pin::new(&mut self.events).poll_next(cx)
     }
 }
 
