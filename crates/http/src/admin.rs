@@ -171,7 +171,7 @@ struct SignIn {
 /// on another site cannot send without the browser asking first).
 /// Unauthenticated, so bounded: a body of at most
 /// [`crate::SESSION_BODY_LIMIT`] bytes read into a one-field struct, the
-/// client's unknown secrets limited.
+/// client's unknown secrets limited, and the token's rate limit applies.
 pub async fn sign_in(
     State(app): State<Arc<App>>,
     Client(failures, client): Client,
@@ -201,6 +201,9 @@ pub async fn sign_in(
     })?;
     let secret = secret.as_str();
     let record = check_secret(&app, &failures, client, secret)?;
+    // Each sign-in rewrites (and fsyncs) tokens.json: bounded by the
+    // token's rate limit, as every other request with it is.
+    crate::auth::rate_limit(&app, &record.id)?;
     let principal = record.principal(&app.config.alliances);
     // The cookie holds a session token of its own (12 hours, ended at
     // sign-out), never the token the user was given.

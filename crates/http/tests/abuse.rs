@@ -300,6 +300,39 @@ async fn ended_tokens_still_polling_do_not_lock_out_an_address() {
 }
 
 #[tokio::test]
+async fn sign_ins_take_from_the_tokens_rate_limit() {
+    let now = "2025-04-07T12:00:00Z".parse().unwrap();
+    // One request a second, bursts of two.
+    let app = Arc::new(
+        App::new(
+            Arc::new(MemoryLog::new()),
+            RulesConfig::defaults(),
+            Arc::new(FixedClock(now)),
+        )
+        .with_rate_limit(1.0),
+    );
+    let jane = token(&app, Role::Coordinator, &["RXH"], None, "jane");
+    let router = openptl_http::router(app.clone());
+    let body = json!({ "token": jane });
+    for _ in 0..2 {
+        let a = send(&router, request("POST", "/v1/session", None, Some(&body))).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let a = send(&router, request("POST", "/v1/session", None, Some(&body))).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+    assert_eq!(code(&a), "rate_limited");
+    assert!(a.headers.contains_key("retry-after"));
+    // Refused before a session was made: two sessions, not three.
+    let sessions = app
+        .tokens
+        .list()
+        .into_iter()
+        .filter(|t| t.parent.is_some())
+        .count();
+    assert_eq!(sessions, 2);
+}
+
+#[tokio::test]
 async fn an_unauthenticated_append_body_is_never_read() {
     let app = new_app();
     let admin = token(&app, Role::Admin, &[], None, "admin");
