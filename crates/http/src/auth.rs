@@ -150,7 +150,9 @@ pub const DEFAULT_FAILURE_BURST: u32 = 30;
 pub const DEFAULT_FAILURE_REFILL_SECONDS: u32 = 2;
 /// Client addresses the failure table remembers at most (about 100 bytes
 /// each): beyond it the addresses whose allowance has come back are
-/// forgotten first, then the longest quiet.
+/// forgotten first, then the longest quiet that have a failure left; one
+/// with none left is never forgotten (new addresses' failures are refused
+/// instead while the table is full of them).
 pub const FAILURE_TABLE_LIMIT: usize = 10_000;
 
 /// A client address as the failure table keys it: an IPv4 address, or the
@@ -223,7 +225,8 @@ impl FailedAuth {
         ((1.0 - left) / self.per_second).ceil().max(1.0) as u64
     }
 
-    /// Whether `client` may try a secret now; else the seconds to wait.
+    /// Whether `client` has a failure left now (a look: nothing is
+    /// counted); else the seconds to wait.
     pub fn check(&self, client: ClientKey) -> Result<(), u64> {
         if self.burst <= 0.0 {
             return Ok(());
@@ -249,12 +252,18 @@ impl FailedAuth {
         }
         let now = Instant::now();
         let mut table = self.lock();
-        if table.len() >= self.capacity && !table.contains_key(&client) {
-            self.evict(&mut table, now);
+        if table.len() >= self.capacity
+            && !table.contains_key(&client)
+            && !self.evict(&mut table, now)
+        {
+            // Full of addresses with no failures left (thousands of them,
+            // each spent: an attack from many networks): a new address's
+            // failure is refused until one gets a failure back, rather than
+            // one of them forgotten and its limit lifted.
+            return Err(self.seconds_until_one(0.0));
         }
         let (left, since) = table.entry(client).or_insert((self.burst, now));
-        let refilled = (*left + now.duration_since(*since).as_secs_f64() * self.per_second)
-            .min(self.burst);
+        let refilled = self.left((*left, *since), now);
         if refilled < 1.0 {
             return Err(self.seconds_until_one(refilled));
         }
@@ -263,40 +272,34 @@ impl FailedAuth {
         Ok(())
     }
 
-    /// Counts a failure of `client`.
-    pub fn failed(&self, client: ClientKey) {
-        if self.burst <= 0.0 {
-            return;
-        }
-        let now = Instant::now();
-        let mut table = self.lock();
-        if table.len() >= self.capacity && !table.contains_key(&client) {
-            self.evict(&mut table, now);
-        }
-        let (left, since) = table.entry(client).or_insert((self.burst, now));
-        *left = (*left + now.duration_since(*since).as_secs_f64() * self.per_second)
-            .min(self.burst)
-            - 1.0;
-        *left = left.max(0.0);
-        *since = now;
+    /// What is left of an entry's allowance now.
+    fn left(&self, (left, since): (f64, Instant), now: Instant) -> f64 {
+        (left + now.duration_since(since).as_secs_f64() * self.per_second).min(self.burst)
     }
 
-    /// Makes room: forgets every address whose allowance has come back in
-    /// full, and if that is not a tenth of the table, the longest quiet.
-    fn evict(&self, table: &mut HashMap<ClientKey, (f64, Instant)>, now: Instant) {
-        let (burst, rate) = (self.burst, self.per_second);
-        table.retain(|_, (left, since)| {
-            *left + now.duration_since(*since).as_secs_f64() * rate < burst
-        });
+    /// Makes room, and says whether there is: forgets every address whose
+    /// allowance has come back in full (nothing is lost), then, down to
+    /// nine tenths of the table, the longest quiet of those with at least
+    /// one failure left (forgetting one gives it back at most its burst,
+    /// what a new address gets). An address with none left is never
+    /// forgotten before it gets one back: forgetting it would lift its
+    /// limit.
+    fn evict(&self, table: &mut HashMap<ClientKey, (f64, Instant)>, now: Instant) -> bool {
+        table.retain(|_, e| self.left(*e, now) < self.burst);
         let target = self.capacity - self.capacity / 10 - 1;
         if table.len() > target {
-            let mut quiet: Vec<(Instant, ClientKey)> =
-                table.iter().map(|(k, (_, since))| (*since, *k)).collect();
+            let mut quiet: Vec<(Instant, ClientKey)> = table
+                .iter()
+                .filter(|(_, e)| self.left(**e, now) >= 1.0)
+                .map(|(k, (_, since))| (*since, *k))
+                .collect();
             quiet.sort_unstable_by_key(|(since, _)| *since);
-            for (_, key) in quiet.iter().take(table.len() - target) {
+            let excess = table.len() - target;
+            for (_, key) in quiet.iter().take(excess) {
                 table.remove(key);
             }
         }
+        table.len() < self.capacity
     }
 
     /// Addresses remembered now.
@@ -412,9 +415,11 @@ mod tests {
         let client = ClientKey::of("192.0.2.1".parse().unwrap());
         for _ in 0..3 {
             assert_eq!(limiter.check(client), Ok(()));
-            limiter.failed(client);
+            assert_eq!(limiter.fail(client), Ok(()));
         }
         let wait = limiter.check(client).unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        let wait = limiter.fail(client).unwrap_err();
         assert!((1..=60).contains(&wait), "{wait}");
         // Another address is not affected.
         assert!(limiter
@@ -424,10 +429,44 @@ mod tests {
         let a = ClientKey::of("2001:db8::1".parse().unwrap());
         let b = ClientKey::of("2001:db8::ffff:1".parse().unwrap());
         assert_eq!(a, b);
-        // Many addresses never grow the table past its capacity.
+        // Many addresses never grow the table past its capacity...
         for i in 0..10_000u32 {
-            limiter.failed(ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(i))));
+            let _ = limiter.fail(ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(i))));
         }
         assert!(limiter.len() <= 100, "{}", limiter.len());
+        // ...nor make it forget an address that has no failure left.
+        assert!(limiter.fail(client).is_err());
+    }
+
+    #[test]
+    fn a_table_full_of_spent_addresses_refuses_new_ones() {
+        let limiter = FailedAuth::new(1, 60, 10);
+        for i in 0..10u32 {
+            let key = ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(i)));
+            assert_eq!(limiter.fail(key), Ok(()));
+        }
+        let new = ClientKey::of("198.51.100.1".parse().unwrap());
+        assert!(limiter.fail(new).is_err());
+        assert_eq!(limiter.len(), 10);
+        for i in 0..10u32 {
+            let key = ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(i)));
+            assert!(limiter.fail(key).is_err());
+        }
+    }
+
+    #[test]
+    fn concurrent_failures_never_overshoot_the_burst() {
+        let limiter = Arc::new(FailedAuth::new(30, 600, 100));
+        let client = ClientKey::of("192.0.2.3".parse().unwrap());
+        let counted: usize = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    let limiter = limiter.clone();
+                    scope.spawn(move || (0..100).filter(|_| limiter.fail(client).is_ok()).count())
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(counted, 30);
     }
 }
