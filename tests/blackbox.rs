@@ -290,7 +290,12 @@ fn slow_clients_are_cut_off_and_connections_capped() {
     // address is closed unanswered; the first two go on being served.
     let server = Server::start(
         &fresh_dir("per-client"),
-        &["--max-connections-per-client", "2", "--header-read-timeout", "600"],
+        &[
+            "--max-connections-per-client",
+            "2",
+            "--header-read-timeout",
+            "600",
+        ],
     );
     let open = || {
         let mut c = TcpStream::connect(&server.addr).unwrap();

@@ -551,7 +551,10 @@ async fn a_message_is_decoded_only_for_a_valid_token_and_within_a_limit() {
 
 #[tokio::test]
 async fn a_revoked_subscription_ends_even_if_its_subscriber_never_reads() {
-    let server = Server::start(&fresh_dir("grpc-revoke"), &["--grpc-max-subscriptions", "1"]);
+    let server = Server::start(
+        &fresh_dir("grpc-revoke"),
+        &["--grpc-max-subscriptions", "1"],
+    );
     let mut grpc = client(&server).await;
     let (status, body) = request(
         &server.addr,
@@ -601,7 +604,12 @@ async fn a_revoked_subscription_ends_even_if_its_subscriber_never_reads() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut next_one = loop {
         match grpc
-            .subscribe(authed(SubscribeRequest { after_position: 2999 }, ADMIN_TOKEN))
+            .subscribe(authed(
+                SubscribeRequest {
+                    after_position: 2999,
+                },
+                ADMIN_TOKEN,
+            ))
             .await
         {
             Ok(s) => break s.into_inner(),

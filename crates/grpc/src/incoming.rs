@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use openptl_http::serve::{ClientSlot, PerClient};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
-use openptl_http::serve::{ClientSlot, PerClient};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// An accepted connection holding its slot.

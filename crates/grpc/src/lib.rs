@@ -273,6 +273,7 @@ fn json_error(code: &str, message: &str) -> String {
 }
 
 /// What the [`Gate`] admitted a call as (always there behind the gate).
+#[allow(clippy::result_large_err)] // tonic's own error type, as handlers return
 fn admitted<T>(request: &mut Request<T>) -> Result<Admitted, Status> {
     request
         .extensions_mut()

@@ -126,7 +126,11 @@ async fn sign_in_takes_a_small_typed_body() {
     assert_eq!(code(&a), "invalid_json");
     // Only JSON, said so (a page on another site cannot send that type
     // without the browser asking first).
-    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
         let mut r = Request::post("/v1/session");
         if let Some(t) = content_type {
             r = r.header("content-type", t);
@@ -187,7 +191,11 @@ async fn failed_sign_ins_and_bearer_tokens_are_limited_per_address() {
     }
     // A valid secret is never refused by the limit: one client guessing
     // must not lock out everyone behind the same address.
-    let a = send(&router, from(request("GET", "/v1/ptl", Some(&good), None), attacker)).await;
+    let a = send(
+        &router,
+        from(request("GET", "/v1/ptl", Some(&good), None), attacker),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let a = send(
         &router,
@@ -247,7 +255,11 @@ async fn another_site_cannot_sign_in_or_spend_an_address_allowance() {
     }
     // None of it counted: a wrong token from the address is a plain 401.
     let wrong = json!({ "token": "optl_00000000_0000" });
-    let a = send(&router, from(request("POST", "/v1/session", None, Some(&wrong)), hospital)).await;
+    let a = send(
+        &router,
+        from(request("POST", "/v1/session", None, Some(&wrong)), hospital),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
     // The dashboard's own page signs in.
     let r = Request::post("/v1/session")
@@ -279,12 +291,19 @@ async fn ended_tokens_still_polling_do_not_lock_out_an_address() {
     app.tokens.revoke(&old_id, app.clock.now()).unwrap();
     for _ in 0..10 {
         for secret in [&session, &old] {
-            let a = send(&router, from(request("GET", "/v1/ptl", Some(secret), None), hospital)).await;
+            let a = send(
+                &router,
+                from(request("GET", "/v1/ptl", Some(secret), None), hospital),
+            )
+            .await;
             assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
         }
         let a = send(
             &router,
-            from(with_cookie(request("GET", "/v1/session", None, None), &session, &[]), hospital),
+            from(
+                with_cookie(request("GET", "/v1/session", None, None), &session, &[]),
+                hospital,
+            ),
         )
         .await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
@@ -292,10 +311,18 @@ async fn ended_tokens_still_polling_do_not_lock_out_an_address() {
     // Not counted: the address still has its whole allowance of unknown
     // secrets (3), then 429; a valid token goes on working all along.
     for expected in [401, 401, 401, 429] {
-        let a = send(&router, from(request("GET", "/v1/ptl", Some("optl_1_2"), None), hospital)).await;
+        let a = send(
+            &router,
+            from(request("GET", "/v1/ptl", Some("optl_1_2"), None), hospital),
+        )
+        .await;
         assert_eq!(a.status.as_u16(), expected, "{}", a.body);
     }
-    let a = send(&router, from(request("GET", "/v1/ptl", Some(&good), None), hospital)).await;
+    let a = send(
+        &router,
+        from(request("GET", "/v1/ptl", Some(&good), None), hospital),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 }
 
@@ -411,7 +438,11 @@ async fn an_event_id_tells_nothing_about_another_trusts_pathway() {
     for stored in [note_id, referral_id] {
         for text in ["Probe", "Chased"] {
             let probe = post(&router, &coordinator, &their_note(stored, "NOPE", text)).await;
-            assert_eq!(probe.1["error"]["code"], "pathway_not_started", "{}", probe.1);
+            assert_eq!(
+                probe.1["error"]["code"], "pathway_not_started",
+                "{}",
+                probe.1
+            );
             assert_eq!(
                 probe,
                 post(&router, &coordinator, &their_note(fresh, "NOPE", text)).await
@@ -431,7 +462,11 @@ async fn an_event_id_tells_nothing_about_another_trusts_pathway() {
     // Reusing RHM's id on its own pathway is refused (ids are unique in the
     // whole log), saying nothing about where the id is used.
     let reused = post(&router, &coordinator, &their_note(note_id, "MINE", "Mine")).await;
-    assert_eq!(reused.1["error"]["code"], "duplicate_event_id", "{}", reused.1);
+    assert_eq!(
+        reused.1["error"]["code"], "duplicate_event_id",
+        "{}",
+        reused.1
+    );
     // A read-only role is refused (403) before any id is looked up.
     let probe = post(&router, &analyst, &their_note(note_id, "PB", "Chased")).await;
     assert_eq!(probe.0, StatusCode::FORBIDDEN, "{}", probe.1);
