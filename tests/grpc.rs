@@ -536,14 +536,22 @@ async fn a_message_is_decoded_only_for_a_valid_token_and_within_a_limit() {
         assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
         assert_eq!(error_code(&refused), "unauthenticated");
     }
+    // With one, a message within the limit but of more than 1,000 events
+    // is refused before it is decoded (some 1.5 million empty envelopes
+    // here, about 360 MB once decoded).
+    let within = empties[..openptl_grpc::MAX_MESSAGE_BYTES].to_vec();
+    let refused = raw_append(&server, within, Some(ADMIN_TOKEN)).await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(error_code(&refused), "invalid_field");
+    assert!(refused.message().contains("at most 1000"), "{refused:?}");
     if let (Some(before), Some(after)) = (before, peak_resident_kb(server.child.id())) {
-        // A generous ceiling: 64 MB, against some 440 MB a decode costs.
+        // A generous ceiling: 64 MB, against 360 MB and more a decode costs.
         assert!(
             after.saturating_sub(before) < 64 * 1024,
             "peak resident {before} kB -> {after} kB"
         );
     }
-    // With one, a message over the limit is refused before it is decoded.
+    // A message over the limit is refused before it is decoded.
     let refused = raw_append(&server, empties, Some(ADMIN_TOKEN)).await;
     assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
     assert_eq!(server.get("/healthz").0, 200);

@@ -9,11 +9,13 @@
 //! the call's turn taken from the headers alone ([`Gate`], a tonic
 //! interceptor), before a byte of the message is decoded; a message is at
 //! most [`MAX_MESSAGE_BYTES`] (what [`MAX_BATCH`] generous events need); at
-//! most [`MAX_BATCH`] events per `Append`; a time limit and a cap on calls
+//! most [`MAX_BATCH`] events per `Append`, counted before they are decoded
+//! ([`codec`]); a time limit and a cap on calls
 //! in flight; a cap on open connections ([`Limits::connections`]); a cap on
 //! live subscriptions, and a subscription ends within a second of its token
 //! being revoked or expiring.
 
+pub mod codec;
 pub mod convert;
 mod incoming;
 
