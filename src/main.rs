@@ -87,6 +87,12 @@ enum Command {
         /// HTTP connections open at once; more wait to be accepted.
         #[arg(long, env = "OPENPTL_MAX_CONNECTIONS", default_value_t = openptl_http::serve::DEFAULT_MAX_CONNECTIONS)]
         max_connections: usize,
+        /// HTTP connections (and, separately, gRPC connections) one client
+        /// address (IPv6: its /64) may hold open; more are closed at once. Behind a reverse proxy every
+        /// client has the proxy's address: raise it to --max-connections
+        /// and limit at the proxy.
+        #[arg(long, env = "OPENPTL_MAX_CONNECTIONS_PER_CLIENT", default_value_t = openptl_http::serve::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+        max_connections_per_client: usize,
         /// Address for the gRPC API (`proto/openptl/v1`; port 0 picks a
         /// free port), or `off` for none.
         #[arg(long, env = "OPENPTL_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
@@ -325,6 +331,7 @@ async fn main() -> anyhow::Result<()> {
             grpc_max_subscriptions,
             header_read_timeout,
             max_connections,
+            max_connections_per_client,
             grpc_listen,
             store,
             store_schema,
@@ -357,9 +364,11 @@ async fn main() -> anyhow::Result<()> {
                     .filter(|d| !d.is_zero())
                     .context("--header-read-timeout: expected seconds above 0, such as 10")?,
                     max_connections,
+                    max_connections_per_client,
                 },
                 grpc: openptl_grpc::Limits {
                     subscriptions: grpc_max_subscriptions,
+                    connections_per_client: max_connections_per_client,
                     ..openptl_grpc::Limits::default()
                 },
             };

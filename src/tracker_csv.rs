@@ -24,7 +24,8 @@
 //! kind and its ordinal), so importing the same file again appends nothing,
 //! and a later extract with more dates appends only the new events. A row
 //! that changes a date already imported is refused (`duplicate_event_id`):
-//! record a correction instead.
+//! record a correction instead. The ids can be computed by anyone who knows
+//! a pathway id; what that still reveals is in docs/decisions.md (96).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;

@@ -439,3 +439,213 @@ async fn live_subscriptions_are_capped_and_end_with_their_token() {
     let error = ended.unwrap_err();
     assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");
 }
+
+/// A client codec that sends a message's bytes as they are (to send what no
+/// well-behaved client would) and ignores the answer's.
+#[derive(Clone, Copy, Default)]
+struct Raw;
+
+impl openptl_grpc::tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = ();
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl openptl_grpc::tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut openptl_grpc::tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl openptl_grpc::tonic::codec::Decoder for Raw {
+    type Item = ();
+    type Error = Status;
+    fn decode(
+        &mut self,
+        src: &mut openptl_grpc::tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<()>, Status> {
+        let n = bytes::Buf::remaining(src);
+        bytes::Buf::advance(src, n);
+        Ok(Some(()))
+    }
+}
+
+/// An `Append` whose message is `bytes` as they are.
+async fn raw_append(server: &Server, bytes: Vec<u8>, token: Option<&str>) -> Status {
+    let channel = Channel::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = openptl_grpc::tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let request = match token {
+        Some(token) => authed(bytes, token),
+        None => Request::new(bytes),
+    };
+    grpc.unary(
+        request,
+        openptl_grpc::tonic::codegen::http::uri::PathAndQuery::from_static(
+            "/openptl.v1.OpenPtl/Append",
+        ),
+        Raw,
+    )
+    .await
+    .expect_err("refused")
+}
+
+/// The server's peak resident memory (kB), from /proc; None elsewhere.
+fn peak_resident_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn a_message_is_decoded_only_for_a_valid_token_and_within_a_limit() {
+    let server = Server::start(&fresh_dir("grpc-decode"), &[]);
+    // 3.5 MiB of empty envelopes (2 bytes each on the wire; field 1, length
+    // 0): about 1.8 million of them, some 440 MB once decoded. Under tonic's
+    // default limit (4 MiB), over the service's.
+    let empties = b"\x0a\x00".repeat(3 * 512 * 1024 + 256 * 1024);
+    assert!(empties.len() > openptl_grpc::MAX_MESSAGE_BYTES);
+    let before = peak_resident_kb(server.child.id());
+    // Without a valid token: refused from the headers, nothing decoded.
+    for token in [None, Some("optl_00000000_wrong")] {
+        let refused = raw_append(&server, empties.clone(), token).await;
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        assert_eq!(error_code(&refused), "unauthenticated");
+    }
+    // With one, a message within the limit but of more than 1,000 events
+    // is refused before it is decoded (some 1.5 million empty envelopes
+    // here, about 360 MB once decoded).
+    let within = empties[..openptl_grpc::MAX_MESSAGE_BYTES].to_vec();
+    let refused = raw_append(&server, within, Some(ADMIN_TOKEN)).await;
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(error_code(&refused), "invalid_field");
+    assert!(refused.message().contains("at most 1000"), "{refused:?}");
+    if let (Some(before), Some(after)) = (before, peak_resident_kb(server.child.id())) {
+        // A generous ceiling: 64 MB, against 360 MB and more a decode costs.
+        assert!(
+            after.saturating_sub(before) < 64 * 1024,
+            "peak resident {before} kB -> {after} kB"
+        );
+    }
+    // A message over the limit is refused before it is decoded.
+    let refused = raw_append(&server, empties, Some(ADMIN_TOKEN)).await;
+    assert_eq!(refused.code(), Code::OutOfRange, "{refused:?}");
+    assert_eq!(server.get("/healthz").0, 200);
+}
+
+#[tokio::test]
+async fn a_revoked_subscription_ends_even_if_its_subscriber_never_reads() {
+    let server = Server::start(
+        &fresh_dir("grpc-revoke"),
+        &["--grpc-max-subscriptions", "1"],
+    );
+    let mut grpc = client(&server).await;
+    let (status, body) = request(
+        &server.addr,
+        "POST",
+        "/v1/tokens",
+        Some(r#"{"role": "coordinator", "trusts": ["RXH"], "label": "engine"}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let (engine, engine_id) = (
+        body["token"].as_str().unwrap().to_string(),
+        body["record"]["id"].as_str().unwrap().to_string(),
+    );
+    // A subscriber that never reads (with a small HTTP/2 window, 16 KiB),
+    // and more events than its buffer and that window hold.
+    let small = Channel::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .initial_stream_window_size(16 * 1024)
+        .initial_connection_window_size(16 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    let stalled = OpenPtlClient::new(small)
+        .subscribe(authed(SubscribeRequest { after_position: 0 }, &engine))
+        .await
+        .unwrap()
+        .into_inner();
+    for batch in 0..3 {
+        let events: Vec<Envelope> = (0..1000)
+            .map(|i| referral(&format!("R{batch}-{i}"), "RXH"))
+            .collect();
+        grpc.append(authed(AppendRequest { events }, ADMIN_TOKEN))
+            .await
+            .unwrap();
+    }
+    let (status, body) = request(
+        &server.addr,
+        "DELETE",
+        &format!("/v1/tokens/{engine_id}"),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    // The revoked subscription ends on the server (its turn comes back)
+    // although nobody reads it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut next_one = loop {
+        match grpc
+            .subscribe(authed(
+                SubscribeRequest {
+                    after_position: 2999,
+                },
+                ADMIN_TOKEN,
+            ))
+            .await
+        {
+            Ok(s) => break s.into_inner(),
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the revoked subscription still holds its turn"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(next(&mut next_one).await.position, 3000);
+    // The stalled stream, read at last, ends UNAUTHENTICATED after at most
+    // what was already on its way (not the whole buffer behind it).
+    let mut stalled = stalled;
+    let mut delivered = 0;
+    let error = loop {
+        match tokio::time::timeout(Duration::from_secs(30), stalled.message())
+            .await
+            .expect("the stream ends")
+        {
+            Ok(Some(_)) => delivered += 1,
+            Ok(None) => panic!("ended without an error after {delivered} events"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(error.code(), Code::Unauthenticated, "{error:?}");
+    assert!(delivered < 3000, "{delivered}");
+}

@@ -11,6 +11,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     tonic_build::configure()
+        // tonic's prost codec, counting an append's events before it
+        // decodes them (`src/codec.rs`).
+        .codec_path("crate::codec::BoundedCodec")
         // serde mirrors of the messages: the JSON form of an event's data
         // is exactly the HTTP API's (see `convert.rs`).
         .type_attribute(

@@ -244,8 +244,15 @@ impl App {
             // Only now, authorised for this pathway, may the caller learn
             // whether the id is stored (and the stored event's place): a
             // replay or a duplicate of another trust's event would tell it
-            // that pathway exists (decision 75).
-            if event.event_id.is_some() {
+            // that pathway exists (decision 75). And only for a pathway
+            // that exists (so is the caller's), or a referral, which starts
+            // one: anything else on a pathway that does not exist is refused
+            // by the rules (`pathway_not_started`) whether or not its id is
+            // stored somewhere (decision 95). No replay is lost: a stored
+            // event's pathway exists.
+            let exists = !history.is_empty();
+            let starts = event.data.event_type() == EventType::ReferralReceived;
+            if event.event_id.is_some() && (exists || starts) {
                 if let Some(stored) = self.log.find_event(*id).await.map_err(storage)? {
                     if !replays_stored(&stored, &record, event) {
                         return Err(AppError::DuplicateEventId { index: at(i) });

@@ -372,15 +372,21 @@ impl TokenStore {
                 .ok_or_else(|| TokenError::NotFound(id.clone()))?,
             None => parent.clone(),
         };
-        tokens.retain(|_, t| t.parent.is_none() || usable(t, now));
-        let mut sessions: Vec<(DateTime<Utc>, String)> = tokens
+        // Sessions that ended are kept a while (so a dashboard still polling
+        // with one is told it ended), and go first when there are too many.
+        let kept = chrono::Duration::hours(ENDED_SESSION_KEPT_HOURS);
+        tokens.retain(|_, t| {
+            t.parent.is_none()
+                || (t.revoked_at.is_none() && t.expires_at.is_none_or(|e| now < e + kept))
+        });
+        let mut sessions: Vec<(bool, DateTime<Utc>, String)> = tokens
             .values()
             .filter(|t| t.parent.as_deref() == Some(parent.id.as_str()))
-            .map(|t| (t.created_at, t.id.clone()))
+            .map(|t| (usable(t, now), t.created_at, t.id.clone()))
             .collect();
         sessions.sort();
         let excess = (sessions.len() + 1).saturating_sub(MAX_SESSIONS_PER_TOKEN);
-        for (_, id) in sessions.iter().take(excess) {
+        for (_, _, id) in sessions.iter().take(excess) {
             tokens.remove(id);
         }
         let id = loop {
@@ -449,6 +455,14 @@ impl TokenStore {
 
     /// The record behind a presented secret, if it is valid now.
     pub fn authenticate(&self, secret: &str, now: DateTime<Utc>) -> Option<TokenRecord> {
+        self.check_secret(secret, now).ok()
+    }
+
+    /// The record behind a presented secret if it is valid now; else
+    /// whether it is no token at all ([`Refusal::Unknown`]: a guess, a typo)
+    /// or a real one that has ended ([`Refusal::Ended`]: expired, revoked,
+    /// or a session whose token has ended; the secret matched its record).
+    pub fn check_secret(&self, secret: &str, now: DateTime<Utc>) -> Result<TokenRecord, Refusal> {
         if let Err(e) = self.reload(false) {
             tracing::error!(error = %e, "the token store could not be read");
         }
@@ -462,15 +476,41 @@ impl TokenStore {
         let record = match by_id {
             Some(r) => Some(r),
             None => loaded.tokens.values().find(|t| same(&t.hash, &hash)),
-        }?;
+        }
+        .ok_or(Refusal::Unknown)?;
+        if !same(&record.hash, &hash) {
+            return Err(Refusal::Unknown);
+        }
         // A session ends with the token it was signed in with.
         let parent_usable = record
             .parent
             .as_ref()
             .is_none_or(|p| loaded.tokens.get(p).is_some_and(|p| usable(p, now)));
-        (same(&record.hash, &hash) && usable(record, now) && parent_usable).then(|| record.clone())
+        if usable(record, now) && parent_usable {
+            Ok(record.clone())
+        } else {
+            Err(Refusal::Ended)
+        }
     }
 }
+
+/// Why a presented secret does not authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It is no token's secret.
+    #[error("no token has this secret")]
+    Unknown,
+    /// It is the secret of a token that has ended (expired or revoked, or
+    /// a session whose own token ended).
+    #[error("the token has expired or been revoked")]
+    Ended,
+}
+
+/// How long a dashboard session's record is kept after it expires, so a
+/// dashboard left open that goes on polling with it is told its session
+/// ended ([`Refusal::Ended`], not counted as a failed authentication)
+/// rather than that its secret is unknown.
+pub const ENDED_SESSION_KEPT_HOURS: i64 = 24;
 
 fn usable(t: &TokenRecord, now: DateTime<Utc>) -> bool {
     t.revoked_at.is_none() && t.expires_at.is_none_or(|e| now < e)

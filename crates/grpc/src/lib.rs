@@ -5,17 +5,25 @@
 //! same bearer tokens, roles and trust scopes apply; errors carry the HTTP
 //! API's error body and stable code.
 //!
-//! Bounded like the HTTP API ([`Limits`]): at most [`MAX_BATCH`] events per
-//! `Append`, a time limit and a cap on calls in flight, a cap on live
-//! subscriptions, and a subscription ends within a second of its token
+//! Bounded like the HTTP API ([`Limits`]): the bearer token is checked and
+//! the call's turn taken from the headers alone ([`Gate`], a tonic
+//! interceptor), before a byte of the message is decoded; a message is at
+//! most [`MAX_MESSAGE_BYTES`] (what [`MAX_BATCH`] generous events need); at
+//! most [`MAX_BATCH`] events per `Append`, counted before they are decoded
+//! ([`codec`]); a time limit and a cap on calls
+//! in flight; a cap on open connections ([`Limits::connections`]); a cap on
+//! live subscriptions, and a subscription ends within a second of its token
 //! being revoked or expiring.
 
 // `tonic::Status` is what every handler answers with; boxing it would only
 // add an allocation to each refusal.
 #![allow(clippy::result_large_err)]
 
+pub mod codec;
 pub mod convert;
+mod incoming;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +36,7 @@ use openptl_log::Subscription;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
 use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Code, Request, Response, Status};
 
 use crate::convert::{data_from_json, envelope_to_json, Unmappable};
@@ -64,6 +73,11 @@ pub struct Limits {
     pub calls: usize,
     /// Live `Subscribe` streams in all; beyond it `RESOURCE_EXHAUSTED`.
     pub subscriptions: usize,
+    /// Open gRPC connections; more wait in the kernel's accept queue.
+    pub connections: usize,
+    /// Open gRPC connections from one client address (IPv6: its /64); more
+    /// are closed at once.
+    pub connections_per_client: usize,
 }
 
 /// As the HTTP API's request time limit.
@@ -74,6 +88,17 @@ pub const DEFAULT_CALLS_PER_CONNECTION: usize = 32;
 pub const DEFAULT_CALLS: usize = 256;
 /// Live subscriptions by default: a few per integration engine or warehouse.
 pub const DEFAULT_SUBSCRIPTIONS: usize = 64;
+/// Open gRPC connections by default (integration engines hold a few each).
+pub const DEFAULT_CONNECTIONS: usize = 256;
+/// Bytes one event may take, generously: the largest event the rules allow
+/// in plain text (a tracking note of 2,000 characters with a 200-character
+/// next action and a 100-character owner) is about 2.4 KB in protobuf.
+pub const EVENT_BYTES: usize = 3 * 1024;
+/// The largest message the service decodes: [`MAX_BATCH`] generous events.
+/// Larger ones are refused `OUT_OF_RANGE` before they are decoded (an empty
+/// envelope is 2 bytes on the wire but about 240 in memory, so the limit
+/// bounds what one call can cost).
+pub const MAX_MESSAGE_BYTES: usize = MAX_BATCH * EVENT_BYTES;
 /// How often a live subscription re-checks its token.
 const TOKEN_RECHECK: Duration = Duration::from_secs(1);
 
@@ -84,6 +109,8 @@ impl Default for Limits {
             calls_per_connection: DEFAULT_CALLS_PER_CONNECTION,
             calls: DEFAULT_CALLS,
             subscriptions: DEFAULT_SUBSCRIPTIONS,
+            connections: DEFAULT_CONNECTIONS,
+            connections_per_client: openptl_http::serve::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 }
@@ -93,34 +120,93 @@ pub struct Service {
     app: Arc<App>,
     /// Becomes true when the service shuts down: subscriptions then end.
     stop: watch::Receiver<bool>,
-    /// Failed bearer tokens per client address.
-    failures: Arc<FailedAuth>,
-    /// Turns for `Append` and `ReadStream` calls ([`Limits::calls`]).
-    calls: Arc<Semaphore>,
     /// Turns for live subscriptions ([`Limits::subscriptions`]).
     subscriptions: Arc<Semaphore>,
 }
 
-/// The tonic server for `app`, ready to add to a `tonic::transport::Server`;
-/// its subscriptions end when `stop` becomes true; failed bearer tokens are
-/// counted per client address in `failures`.
+/// What [`Gate`] found out about a call, from its headers alone: who it
+/// is, its bearer secret, and its turn ([`Limits::calls`]), held while the
+/// request (and so the handler that takes it) lives.
+#[derive(Clone)]
+struct Admitted {
+    principal: Principal,
+    secret: Arc<str>,
+    turn: Arc<OwnedSemaphorePermit>,
+}
+
+/// The interceptor every call passes before its message is decoded: checks
+/// the bearer token (counting failures per client address, as HTTP does)
+/// and takes a turn from [`Limits::calls`]. A refused call costs the server
+/// its headers only.
+#[derive(Clone)]
+pub struct Gate {
+    app: Arc<App>,
+    failures: Arc<FailedAuth>,
+    calls: Arc<Semaphore>,
+}
+
+impl tonic::service::Interceptor for Gate {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let secret = secret(&request);
+        let client = request
+            .remote_addr()
+            .map_or(ClientKey::UNKNOWN, |a| ClientKey::of(a.ip()));
+        let principal =
+            openptl_http::auth::authenticate(&self.app, &self.failures, client, secret.as_deref())
+                .map_err(status)?;
+        let turn = self
+            .calls
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| exhausted("calls in progress"))?;
+        request.extensions_mut().insert(Admitted {
+            principal,
+            secret: secret.unwrap_or_default().into(),
+            turn: Arc::new(turn),
+        });
+        Ok(request)
+    }
+}
+
+/// The bearer secret of a call, if any.
+fn secret<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().to_string())
+}
+
+/// The tonic service for `app` behind its [`Gate`], ready to add to a
+/// `tonic::transport::Server`; its subscriptions end when `stop` becomes
+/// true; failed bearer tokens are counted per client address in `failures`.
 pub fn server(
     app: Arc<App>,
     failures: Arc<FailedAuth>,
     limits: Limits,
     stop: watch::Receiver<bool>,
-) -> OpenPtlServer<Service> {
-    OpenPtlServer::new(Service {
-        app,
-        stop,
+) -> InterceptedService<OpenPtlServer<Service>, Gate> {
+    let gate = Gate {
+        app: app.clone(),
         failures,
         calls: Arc::new(Semaphore::new(limits.calls.max(1))),
+    };
+    let service = OpenPtlServer::new(Service {
+        app,
+        stop,
         subscriptions: Arc::new(Semaphore::new(limits.subscriptions)),
     })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    InterceptedService::new(service, gate)
 }
 
 /// Serves the gRPC API on `listener` until `stop` becomes true (then ends
-/// every subscription and finishes the calls in flight).
+/// every subscription and finishes the calls in flight). At most
+/// [`Limits::connections`] connections are open at once (more wait in the
+/// kernel's accept queue), at most [`Limits::connections_per_client`] from
+/// one address.
 pub async fn serve(
     app: Arc<App>,
     failures: Arc<FailedAuth>,
@@ -134,7 +220,7 @@ pub async fn serve(
         .concurrency_limit_per_connection(limits.calls_per_connection.max(1))
         .add_service(server(app, failures, limits, stop))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            incoming::Capped::new(listener, limits.connections, limits.connections_per_client),
             async move {
                 let _ = until.wait_for(|stopped| *stopped).await;
             },
@@ -194,34 +280,13 @@ fn json_error(code: &str, message: &str) -> String {
     serde_json::json!({ "error": { "code": code, "message": message, "details": {} } }).to_string()
 }
 
-impl Service {
-    /// A turn for an `Append` or `ReadStream` call, or `RESOURCE_EXHAUSTED`.
-    fn call_turn(&self) -> Result<OwnedSemaphorePermit, Status> {
-        self.calls
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| exhausted("calls in progress"))
-    }
-
-    /// The bearer secret of a call, if any.
-    fn secret<T>(request: &Request<T>) -> Option<String> {
-        request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim().to_string())
-    }
-
-    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let secret = Self::secret(request);
-        let client = request
-            .remote_addr()
-            .map_or(ClientKey::UNKNOWN, |a| ClientKey::of(a.ip()));
-        openptl_http::auth::authenticate(&self.app, &self.failures, client, secret.as_deref())
-            .map_err(status)
-    }
+/// What the [`Gate`] admitted a call as (always there behind the gate).
+#[allow(clippy::result_large_err)] // tonic's own error type, as handlers return
+fn admitted<T>(request: &mut Request<T>) -> Result<Admitted, Status> {
+    request
+        .extensions_mut()
+        .remove::<Admitted>()
+        .ok_or_else(|| status(ApiError::Unauthenticated))
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<StoredEvent, Status>> + Send>>;
@@ -230,10 +295,12 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<StoredEvent, Status>> + Send
 impl OpenPtl for Service {
     async fn append(
         &self,
-        request: Request<AppendRequest>,
+        mut request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
-        let _turn = self.call_turn()?;
-        let principal = self.principal(&request)?;
+        let Admitted {
+            principal, turn, ..
+        } = admitted(&mut request)?;
+        let _turn = turn;
         let events = request.into_inner().events;
         if events.len() > MAX_BATCH {
             return Err(status(ApiError::App(AppError::InvalidQuery {
@@ -274,10 +341,12 @@ impl OpenPtl for Service {
 
     async fn read_stream(
         &self,
-        request: Request<ReadStreamRequest>,
+        mut request: Request<ReadStreamRequest>,
     ) -> Result<Response<ReadStreamResponse>, Status> {
-        let _turn = self.call_turn()?;
-        let principal = self.principal(&request)?;
+        let Admitted {
+            principal, turn, ..
+        } = admitted(&mut request)?;
+        let _turn = turn;
         let pathway_id = request.into_inner().pathway_id;
         let views = self
             .app
@@ -314,9 +383,13 @@ impl OpenPtl for Service {
 
     async fn subscribe(
         &self,
-        request: Request<SubscribeRequest>,
+        mut request: Request<SubscribeRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let principal = self.principal(&request)?;
+        // A subscription is not a call in progress: it gives its call turn
+        // back and holds a subscription's turn instead.
+        let Admitted {
+            principal, secret, ..
+        } = admitted(&mut request)?;
         if !principal.sees_nhs_numbers() {
             return Err(status(ApiError::Forbidden(format!(
                 "a {} may not follow the patient-level event feed",
@@ -328,26 +401,68 @@ impl OpenPtl for Service {
             .clone()
             .try_acquire_owned()
             .map_err(|_| exhausted("live subscriptions"))?;
-        let secret = Self::secret(&request).unwrap_or_default();
         let after = request.into_inner().after_position;
         self.app.audit(&principal, "subscribe", None, None);
         let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBER_BUFFER);
         let app = self.app.clone();
         let stop = self.stop.clone();
+        // The token's end ends the outgoing stream itself: not an error
+        // queued behind the buffered events (which a subscriber that does
+        // not read would never reach, holding the turn forever).
+        let (revoked, ended) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             // The subscription's turn is held while it lives.
             let _turn = turn;
-            let ended = tx.clone();
+            // Keeps the events open until the revocation is sent, so the
+            // stream cannot end quietly first.
+            let _open = tx.clone();
             tokio::select! {
                 () = follow(app.clone(), principal, after, tx, stop) => {}
                 () = token_ends(&app, &secret) => {
-                    let _ = ended.send(Err(status(ApiError::Unauthenticated))).await;
+                    let _ = revoked.send(status(ApiError::Unauthenticated));
                 }
             }
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(Box::pin(Revocable {
+            events: tokio_stream::wrappers::ReceiverStream::new(rx),
+            ended: Some(ended),
+            done: false,
+        })))
+    }
+}
+
+/// A subscription's outgoing stream: its events until `ended` says the
+/// token ended; then that status, at once (buffered events are dropped),
+/// and nothing more.
+struct Revocable {
+    events: tokio_stream::wrappers::ReceiverStream<Result<StoredEvent, Status>>,
+    ended: Option<tokio::sync::oneshot::Receiver<Status>>,
+    done: bool,
+}
+
+impl Stream for Revocable {
+    type Item = Result<StoredEvent, Status>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if let Some(ended) = self.ended.as_mut() {
+            match Pin::new(ended).poll(cx) {
+                Poll::Ready(Ok(status)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(status)));
+                }
+                // The feeder ended without a revocation: events decide.
+                Poll::Ready(Err(_)) => self.ended = None,
+                Poll::Pending => {}
+            }
+        }
+        Pin::new(&mut self.events).poll_next(cx)
     }
 }
 
@@ -458,4 +573,40 @@ async fn stored_event(
                 .map_err(|e| AppError::Internal(e.0))?,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::proto::event_data::Kind;
+    use crate::proto::{Envelope, EventData, TrackingNoteAdded};
+
+    /// The largest event the rules take in plain text, a thousand times,
+    /// fits in one message.
+    #[test]
+    fn a_thousand_of_the_largest_events_fit_in_one_message() {
+        let largest = Envelope {
+            event_id: Some(uuid::Uuid::new_v4().to_string()),
+            pathway_id: "x".repeat(64),
+            occurred_on: "2025-04-07".into(),
+            expected_version: Some(u64::MAX),
+            data: Some(EventData {
+                kind: Some(Kind::TrackingNoteAdded(TrackingNoteAdded {
+                    text: "x".repeat(2000),
+                    next_action: Some("x".repeat(200)),
+                    next_action_due: Some("2025-04-08".into()),
+                    owner: Some("x".repeat(100)),
+                    escalated: Some(true),
+                })),
+            }),
+        };
+        let one = largest.encoded_len();
+        assert!(one < EVENT_BYTES, "{one}");
+        let request = AppendRequest {
+            events: vec![largest; MAX_BATCH],
+        };
+        assert!(request.encoded_len() <= MAX_MESSAGE_BYTES);
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Duration;
@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{check_secret, Auth, Client, COOKIE};
-use crate::{invalid, ApiError, Limited};
+use crate::{invalid, ApiError};
 
 /// Tokens created through the API without `expires_at` last this long.
 const DEFAULT_EXPIRY_DAYS: i64 = 90;
@@ -164,21 +164,33 @@ struct SignIn {
 
 /// `POST /v1/session` `{ "token": "…" }`: checks the token, opens a session
 /// token for it and sets that as an HttpOnly, SameSite=Strict cookie for the
-/// dashboard. Unauthenticated, so
-/// bounded: a body of at most [`crate::SESSION_BODY_LIMIT`] bytes read into
-/// a one-field struct, and the client's failed attempts limited.
+/// dashboard. Only from the service's own pages or a client that is no
+/// browser ([`crate::auth::same_site`]; another site's page could otherwise
+/// sign a user in as someone else, or spend its address's allowance of
+/// failures), and only with `Content-Type: application/json` (which a page
+/// on another site cannot send without the browser asking first).
+/// Unauthenticated, so bounded: a body of at most
+/// [`crate::SESSION_BODY_LIMIT`] bytes read into a one-field struct, the
+/// client's unknown secrets limited, and the token's rate limit applies.
 pub async fn sign_in(
     State(app): State<Arc<App>>,
     Client(failures, client): Client,
-    headers: HeaderMap,
+    parts: axum::http::request::Parts,
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    failures
-        .check(client)
-        .map_err(|retry_after| ApiError::RateLimited {
-            retry_after,
-            why: Limited::FailedSignIns,
-        })?;
+    // Refused before anything is counted: a cross-site request is no
+    // failure of the address it comes from.
+    crate::auth::same_site(&parts)?;
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let headers = &parts.headers;
     let body = crate::read_body(body, crate::SESSION_BODY_LIMIT).await?;
     let SignIn { token: secret } = serde_json::from_slice(&body).map_err(|e| {
         if e.classify() == serde_json::error::Category::Data {
@@ -189,6 +201,9 @@ pub async fn sign_in(
     })?;
     let secret = secret.as_str();
     let record = check_secret(&app, &failures, client, secret)?;
+    // Each sign-in rewrites (and fsyncs) tokens.json: bounded by the
+    // token's rate limit, as every other request with it is.
+    crate::auth::rate_limit(&app, &record.id)?;
     let principal = record.principal(&app.config.alliances);
     // The cookie holds a session token of its own (12 hours, ended at
     // sign-out), never the token the user was given.

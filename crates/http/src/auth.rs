@@ -6,11 +6,14 @@
 //! a second branch here that validates an ID token and maps its claims (role,
 //! organisation codes) to the same `Principal` — no handler changes.
 //!
-//! Each token is rate limited (a token bucket per token id): a runaway
-//! script gets `429 rate_limited`, not the service. Failed sign-ins and
-//! failed bearer tokens are limited per client address ([`FailedAuth`]): a
-//! client guessing secrets gets `429 rate_limited` with `Retry-After`, and
-//! while its allowance is spent no secret it presents is even checked.
+//! Each token is rate limited (a token bucket per token id, sign-ins
+//! included): a runaway script gets `429 rate_limited`, not the service.
+//! Failed sign-ins and failed bearer tokens are limited per client address
+//! ([`FailedAuth`]): a client presenting unknown secrets gets `429
+//! rate_limited` with `Retry-After` once its allowance is spent. A valid
+//! secret is never refused by that limit (the limit bounds what failures
+//! cost; it must not let one client lock out everyone behind its address),
+//! and a real token that has ended (expired, revoked) is not counted.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +37,15 @@ pub struct Auth(pub Principal);
 fn buckets() -> &'static Mutex<HashMap<String, (f64, Instant)>> {
     static BUCKETS: OnceLock<Mutex<HashMap<String, (f64, Instant)>>> = OnceLock::new();
     BUCKETS.get_or_init(Default::default)
+}
+
+/// Takes one request from the bucket of the token `token_id` at the app's
+/// rate limit, or `429 rate_limited`.
+pub fn rate_limit(app: &App, token_id: &str) -> Result<(), ApiError> {
+    take(token_id, app.rate_limit).map_err(|retry_after| ApiError::RateLimited {
+        retry_after,
+        why: Limited::Token,
+    })
 }
 
 /// Takes one request from the token's bucket (`rate` per second, bursts of
@@ -138,7 +150,9 @@ pub const DEFAULT_FAILURE_BURST: u32 = 30;
 pub const DEFAULT_FAILURE_REFILL_SECONDS: u32 = 2;
 /// Client addresses the failure table remembers at most (about 100 bytes
 /// each): beyond it the addresses whose allowance has come back are
-/// forgotten first, then the longest quiet.
+/// forgotten first, then the longest quiet that have a failure left; one
+/// with none left is never forgotten (new addresses' failures are refused
+/// instead while the table is full of them).
 pub const FAILURE_TABLE_LIMIT: usize = 10_000;
 
 /// A client address as the failure table keys it: an IPv4 address, or the
@@ -211,7 +225,8 @@ impl FailedAuth {
         ((1.0 - left) / self.per_second).ceil().max(1.0) as u64
     }
 
-    /// Whether `client` may try a secret now; else the seconds to wait.
+    /// Whether `client` has a failure left now (a look: nothing is
+    /// counted); else the seconds to wait.
     pub fn check(&self, client: ClientKey) -> Result<(), u64> {
         if self.burst <= 0.0 {
             return Ok(());
@@ -228,40 +243,63 @@ impl FailedAuth {
         }
     }
 
-    /// Counts a failure of `client`.
-    pub fn failed(&self, client: ClientKey) {
+    /// Counts a failure of `client` if its allowance has one left (checked
+    /// and taken under one lock, so concurrent failures cannot overshoot);
+    /// else the seconds to wait, and nothing is counted.
+    pub fn fail(&self, client: ClientKey) -> Result<(), u64> {
         if self.burst <= 0.0 {
-            return;
+            return Ok(());
         }
         let now = Instant::now();
         let mut table = self.lock();
-        if table.len() >= self.capacity && !table.contains_key(&client) {
-            self.evict(&mut table, now);
+        if table.len() >= self.capacity
+            && !table.contains_key(&client)
+            && !self.evict(&mut table, now)
+        {
+            // Full of addresses with no failures left (thousands of them,
+            // each spent: an attack from many networks): a new address's
+            // failure is refused until one gets a failure back, rather than
+            // one of them forgotten and its limit lifted.
+            return Err(self.seconds_until_one(0.0));
         }
         let (left, since) = table.entry(client).or_insert((self.burst, now));
-        *left = (*left + now.duration_since(*since).as_secs_f64() * self.per_second)
-            .min(self.burst)
-            - 1.0;
-        *left = left.max(0.0);
+        let refilled = self.left((*left, *since), now);
+        if refilled < 1.0 {
+            return Err(self.seconds_until_one(refilled));
+        }
+        *left = refilled - 1.0;
         *since = now;
+        Ok(())
     }
 
-    /// Makes room: forgets every address whose allowance has come back in
-    /// full, and if that is not a tenth of the table, the longest quiet.
-    fn evict(&self, table: &mut HashMap<ClientKey, (f64, Instant)>, now: Instant) {
-        let (burst, rate) = (self.burst, self.per_second);
-        table.retain(|_, (left, since)| {
-            *left + now.duration_since(*since).as_secs_f64() * rate < burst
-        });
+    /// What is left of an entry's allowance now.
+    fn left(&self, (left, since): (f64, Instant), now: Instant) -> f64 {
+        (left + now.duration_since(since).as_secs_f64() * self.per_second).min(self.burst)
+    }
+
+    /// Makes room, and says whether there is: forgets every address whose
+    /// allowance has come back in full (nothing is lost), then, down to
+    /// nine tenths of the table, the longest quiet of those with at least
+    /// one failure left (forgetting one gives it back at most its burst,
+    /// what a new address gets). An address with none left is never
+    /// forgotten before it gets one back: forgetting it would lift its
+    /// limit.
+    fn evict(&self, table: &mut HashMap<ClientKey, (f64, Instant)>, now: Instant) -> bool {
+        table.retain(|_, e| self.left(*e, now) < self.burst);
         let target = self.capacity - self.capacity / 10 - 1;
         if table.len() > target {
-            let mut quiet: Vec<(Instant, ClientKey)> =
-                table.iter().map(|(k, (_, since))| (*since, *k)).collect();
+            let mut quiet: Vec<(Instant, ClientKey)> = table
+                .iter()
+                .filter(|(_, e)| self.left(**e, now) >= 1.0)
+                .map(|(k, (_, since))| (*since, *k))
+                .collect();
             quiet.sort_unstable_by_key(|(since, _)| *since);
-            for (_, key) in quiet.iter().take(table.len() - target) {
+            let excess = table.len() - target;
+            for (_, key) in quiet.iter().take(excess) {
                 table.remove(key);
             }
         }
+        table.len() < self.capacity
     }
 
     /// Addresses remembered now.
@@ -284,10 +322,10 @@ fn failures_of(parts: &Parts) -> Arc<FailedAuth> {
         .unwrap_or_default()
 }
 
-/// Who presents `secret` (a bearer token), after the client's failure limit
-/// and the token's rate limit: the one check every way in (HTTP, gRPC) makes.
-/// A presented secret that is wrong, expired or revoked counts as a failure
-/// of `client`; no secret at all does not (it guesses nothing).
+/// Who presents `secret` (a bearer token), after the token's rate limit:
+/// the one check every way in (HTTP, gRPC) makes. A presented secret that
+/// is no token's counts as a failure of `client` ([`check_secret`]); no
+/// secret at all does not (it guesses nothing).
 pub fn authenticate(
     app: &App,
     failures: &FailedAuth,
@@ -296,33 +334,34 @@ pub fn authenticate(
 ) -> Result<Principal, ApiError> {
     let secret = secret.ok_or(ApiError::Unauthenticated)?;
     let record = check_secret(app, failures, client, secret)?;
-    take(&record.id, app.rate_limit).map_err(|retry_after| ApiError::RateLimited {
-        retry_after,
-        why: Limited::Token,
-    })?;
+    rate_limit(app, &record.id)?;
     Ok(record.principal(&app.config.alliances))
 }
 
-/// The token record behind `secret`, counting a failure of `client` if there
-/// is none (and refusing to look while its allowance is spent).
+/// The token record behind `secret`. A valid secret is always accepted,
+/// whatever `client`'s failures: checking one costs a hash, and a 256-bit
+/// secret is not guessed. A secret that is no token's counts as a failure
+/// of `client`: `401`, or `429 rate_limited` once its allowance is spent.
+/// A real token that has ended (expired, revoked: a dashboard left open, a
+/// script with an old token) is `401` and not counted, so it cannot use up
+/// the allowance of everyone behind the same address.
 pub fn check_secret(
     app: &App,
     failures: &FailedAuth,
     client: ClientKey,
     secret: &str,
 ) -> Result<openptl_app::tokens::TokenRecord, ApiError> {
-    failures
-        .check(client)
-        .map_err(|retry_after| ApiError::RateLimited {
-            retry_after,
-            why: Limited::FailedSignIns,
-        })?;
-    match app.tokens.authenticate(secret, app.clock.now()) {
-        Some(record) => Ok(record),
-        None => {
-            failures.failed(client);
-            Err(ApiError::Unauthenticated)
-        }
+    use openptl_app::tokens::Refusal;
+    match app.tokens.check_secret(secret, app.clock.now()) {
+        Ok(record) => Ok(record),
+        Err(Refusal::Ended) => Err(ApiError::Unauthenticated),
+        Err(Refusal::Unknown) => match failures.fail(client) {
+            Ok(()) => Err(ApiError::Unauthenticated),
+            Err(retry_after) => Err(ApiError::RateLimited {
+                retry_after,
+                why: Limited::FailedSignIns,
+            }),
+        },
     }
 }
 
@@ -376,9 +415,11 @@ mod tests {
         let client = ClientKey::of("192.0.2.1".parse().unwrap());
         for _ in 0..3 {
             assert_eq!(limiter.check(client), Ok(()));
-            limiter.failed(client);
+            assert_eq!(limiter.fail(client), Ok(()));
         }
         let wait = limiter.check(client).unwrap_err();
+        assert!((1..=60).contains(&wait), "{wait}");
+        let wait = limiter.fail(client).unwrap_err();
         assert!((1..=60).contains(&wait), "{wait}");
         // Another address is not affected.
         assert!(limiter
@@ -388,10 +429,44 @@ mod tests {
         let a = ClientKey::of("2001:db8::1".parse().unwrap());
         let b = ClientKey::of("2001:db8::ffff:1".parse().unwrap());
         assert_eq!(a, b);
-        // Many addresses never grow the table past its capacity.
+        // Many addresses never grow the table past its capacity...
         for i in 0..10_000u32 {
-            limiter.failed(ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(i))));
+            let _ = limiter.fail(ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(i))));
         }
         assert!(limiter.len() <= 100, "{}", limiter.len());
+        // ...nor make it forget an address that has no failure left.
+        assert!(limiter.fail(client).is_err());
+    }
+
+    #[test]
+    fn a_table_full_of_spent_addresses_refuses_new_ones() {
+        let limiter = FailedAuth::new(1, 60, 10);
+        for i in 0..10u32 {
+            let key = ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(i)));
+            assert_eq!(limiter.fail(key), Ok(()));
+        }
+        let new = ClientKey::of("198.51.100.1".parse().unwrap());
+        assert!(limiter.fail(new).is_err());
+        assert_eq!(limiter.len(), 10);
+        for i in 0..10u32 {
+            let key = ClientKey::of(IpAddr::V4(std::net::Ipv4Addr::from(i)));
+            assert!(limiter.fail(key).is_err());
+        }
+    }
+
+    #[test]
+    fn concurrent_failures_never_overshoot_the_burst() {
+        let limiter = Arc::new(FailedAuth::new(30, 600, 100));
+        let client = ClientKey::of("192.0.2.3".parse().unwrap());
+        let counted: usize = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    let limiter = limiter.clone();
+                    scope.spawn(move || (0..100).filter(|_| limiter.fail(client).is_ok()).count())
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).sum()
+        });
+        assert_eq!(counted, 30);
     }
 }

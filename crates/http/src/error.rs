@@ -30,8 +30,12 @@ pub enum ApiError {
     TooLarge {
         limit: usize,
     },
-    /// A cookie-authenticated write from another site (403).
+    /// A cookie-authenticated write from another site, or a sign-in from
+    /// another site (403).
     CrossSite,
+    /// The body is not of the type this endpoint takes (415): sign-in
+    /// takes `application/json` only.
+    UnsupportedMediaType,
     /// The request took longer than the service allows (503).
     Timeout,
 }
@@ -166,7 +170,13 @@ impl ApiError {
             ApiError::CrossSite => (
                 StatusCode::FORBIDDEN,
                 "cross_site_request",
-                "This change came from another web site with your sign-in cookie, so it was refused. Make it from the OpenPTL dashboard itself, or send an `Authorization: Bearer` token.".into(),
+                "This request came from another web site, so it was refused: sign in and make changes from the OpenPTL dashboard itself, or send an `Authorization: Bearer` token.".into(),
+                json!({}),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Send this request's body as JSON, with `Content-Type: application/json`.".into(),
                 json!({}),
             ),
             ApiError::Timeout => (

@@ -1,23 +1,30 @@
 //! The HTTP listener: an accept loop over hyper's HTTP/1.1 connections,
-//! instead of `axum::serve`, for the two bounds a slow or greedy client
-//! needs (issue 20): a time limit on reading a request's headers (a client
-//! that trickles them, or leaves a kept-alive connection idle, is
-//! disconnected) and a cap on open connections (beyond it new connections
-//! wait in the kernel's accept queue until one closes; they are not
-//! refused). Each request carries its peer address (`ConnectInfo`) for the
-//! per-address limits. Shutdown stops accepting, lets requests in flight
-//! finish and closes idle connections.
+//! instead of `axum::serve`, for the bounds a slow or greedy client needs
+//! (issue 20): a time limit on reading a request's headers (a client that
+//! trickles them, or leaves a kept-alive connection idle, is disconnected),
+//! a cap on open connections, and a cap per client address so one client
+//! cannot hold them all. At the cap, a new connection waits (it is not
+//! refused) while the open ones are asked to close: idle kept-alive ones at
+//! once, busy ones after the request in flight ([`Pressure`]), so a probe
+//! never waits behind connections a client merely keeps. Each request
+//! carries its peer address (`ConnectInfo`) for the per-address limits.
+//! Shutdown stops accepting, lets requests in flight finish and closes idle
+//! connections.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
+
+use crate::auth::ClientKey;
 
 /// The listener's bounds (docs/operations.md).
 #[derive(Debug, Clone, Copy)]
@@ -28,18 +35,81 @@ pub struct ServeLimits {
     pub header_read_timeout: Duration,
     /// Connections open at once; more wait to be accepted.
     pub max_connections: usize,
+    /// Connections open at once from one client address (an IPv4 address,
+    /// or an IPv6 /64); more are closed as soon as they are accepted.
+    /// Behind a reverse proxy every client has the proxy's address: raise it
+    /// to `max_connections` there and limit at the proxy.
+    pub max_connections_per_client: usize,
 }
 
 /// Headers must arrive within this by default.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open connections by default (each costs a file descriptor and a task).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Open connections per client address by default: a browser opens 6, a
+/// busy integration engine a few dozen.
+pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 64;
 
 impl Default for ServeLimits {
     fn default() -> Self {
         ServeLimits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+        }
+    }
+}
+
+/// Open connections per client address, at most `cap` each (shared by the
+/// HTTP and gRPC listeners' code, each with a table of its own).
+pub struct PerClient {
+    cap: usize,
+    open: Mutex<HashMap<ClientKey, usize>>,
+}
+
+/// One connection's place in its client's count, given back when dropped.
+pub struct ClientSlot {
+    table: Arc<PerClient>,
+    client: ClientKey,
+}
+
+impl PerClient {
+    /// At most `cap` (at least 1) connections per address.
+    pub fn new(cap: usize) -> Arc<PerClient> {
+        Arc::new(PerClient {
+            cap: cap.max(1),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, usize>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A place for one more connection from `peer`, or None at its cap.
+    pub fn take(self: &Arc<Self>, peer: SocketAddr) -> Option<ClientSlot> {
+        let client = ClientKey::of(peer.ip());
+        let mut open = self.lock();
+        let n = open.entry(client).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            table: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.lock();
+        if let Some(n) = open.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.client);
+            }
         }
     }
 }
@@ -52,21 +122,18 @@ pub async fn serve(
     limits: ServeLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let max = limits.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max));
+    let per_client = PerClient::new(limits.max_connections_per_client);
+    // Open connections close (after the request in flight) when this
+    // changes: `true` at shutdown, a bump of `pressure` at the cap.
+    let (stop_tx, _) = watch::channel(false);
+    let (pressure_tx, _) = watch::channel(0u64);
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     tokio::pin!(shutdown);
     loop {
-        // A free slot first: at the cap, connections queue in the kernel.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -79,21 +146,64 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // One client holding its share already: closed at once.
+        let Some(client_slot) = per_client.take(peer) else {
+            tracing::debug!(%peer, "connection closed: the client holds as many as it may");
+            drop(stream);
+            continue;
+        };
+        // A free slot; at the cap, the open connections are asked to close
+        // (idle ones at once) and this one waits for the first to go. The
+        // connections behind it wait in the kernel's accept queue.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                pressure_tx.send_modify(|n| *n += 1);
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut request| {
             request.extensions_mut().insert(ConnectInfo(peer));
             router.clone().oneshot(request.map(axum::body::Body::new))
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let connection = http.serve_connection(TokioIo::new(stream), service);
+        let mut stop = stop_tx.subscribe();
+        let mut pressure = pressure_tx.subscribe();
         tokio::spawn(async move {
-            let _slot = slot;
-            if let Err(e) = connection.await {
-                // Timed out reading headers, reset by the client: theirs.
-                tracing::debug!(error = %e, %peer, "connection ended");
+            let (_slot, _client_slot) = (slot, client_slot);
+            tokio::pin!(connection);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(e) = ended {
+                            // Timed out reading headers, reset by the client: theirs.
+                            tracing::debug!(error = %e, %peer, "connection ended");
+                        }
+                        return;
+                    }
+                    _ = stop.wait_for(|stopped| *stopped), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    _ = pressure.changed(), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    stop_tx.send_replace(true);
+    // Every connection gives its slot back when it ends.
+    let _ = slots.acquire_many(max as u32).await;
 }

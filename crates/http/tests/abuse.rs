@@ -117,10 +117,28 @@ async fn sign_in_takes_a_small_typed_body() {
     assert_eq!(a.body["error"]["details"]["field"], "token");
     let a = send(
         &router,
-        Request::post("/v1/session").body(Body::from("{")).unwrap(),
+        Request::post("/v1/session")
+            .header("content-type", "application/json")
+            .body(Body::from("{"))
+            .unwrap(),
     )
     .await;
     assert_eq!(code(&a), "invalid_json");
+    // Only JSON, said so (a page on another site cannot send that type
+    // without the browser asking first).
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+    ] {
+        let mut r = Request::post("/v1/session");
+        if let Some(t) = content_type {
+            r = r.header("content-type", t);
+        }
+        let a = send(&router, r.body(Body::from(r#"{"token": "x"}"#)).unwrap()).await;
+        assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", a.body);
+        assert_eq!(code(&a), "unsupported_media_type");
+    }
     // A good token still signs in.
     let secret = token(&app, Role::Coordinator, &["RXH"], None, "jane");
     let a = send(
@@ -163,8 +181,6 @@ async fn failed_sign_ins_and_bearer_tokens_are_limited_per_address() {
     for r in [
         request("POST", "/v1/session", None, Some(&wrong)),
         request("GET", "/v1/ptl", Some("not-a-token"), None),
-        // Even a good secret is not looked at while the allowance is spent.
-        request("GET", "/v1/ptl", Some(&good), None),
     ] {
         let a = send(&router, from(r, attacker)).await;
         assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
@@ -173,6 +189,23 @@ async fn failed_sign_ins_and_bearer_tokens_are_limited_per_address() {
         assert!((1..=60).contains(&retry), "{retry}");
         assert_eq!(a.body["error"]["details"]["retry_after"], retry);
     }
+    // A valid secret is never refused by the limit: one client guessing
+    // must not lock out everyone behind the same address.
+    let a = send(
+        &router,
+        from(request("GET", "/v1/ptl", Some(&good), None), attacker),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = send(
+        &router,
+        from(
+            request("POST", "/v1/session", None, Some(&json!({ "token": good }))),
+            attacker,
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     // Another address is not affected; no token at all is not a failure.
     let a = send(
         &router,
@@ -191,6 +224,139 @@ async fn failed_sign_ins_and_bearer_tokens_are_limited_per_address() {
         .await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     }
+}
+
+#[tokio::test]
+async fn another_site_cannot_sign_in_or_spend_an_address_allowance() {
+    let app = new_app();
+    let good = token(&app, Role::Coordinator, &["RXH"], None, "jane");
+    let router = openptl_http::router_with(app.clone(), Arc::new(FailedAuth::new(3, 60, 100)));
+    let hospital = "192.0.2.9:40000";
+    // A page on another site posting sign-ins from a browser behind the
+    // hospital's address: a no-cors form post, a fetch with its Origin.
+    for _ in 0..10 {
+        let r = Request::post("/v1/session")
+            .header("content-type", "text/plain")
+            .header("sec-fetch-site", "cross-site")
+            .body(Body::from(r#"{"token": "optl_00000000_00"}"#))
+            .unwrap();
+        let a = send(&router, from(r, hospital)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+        assert_eq!(code(&a), "cross_site_request");
+        let r = Request::post("/v1/session")
+            .header("content-type", "application/json")
+            .header("origin", "https://evil.example")
+            .header("host", "openptl.nhs.example")
+            .body(Body::from(format!(r#"{{"token": "{good}"}}"#)))
+            .unwrap();
+        let a = send(&router, from(r, hospital)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+        assert_eq!(code(&a), "cross_site_request");
+    }
+    // None of it counted: a wrong token from the address is a plain 401.
+    let wrong = json!({ "token": "optl_00000000_0000" });
+    let a = send(
+        &router,
+        from(request("POST", "/v1/session", None, Some(&wrong)), hospital),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    // The dashboard's own page signs in.
+    let r = Request::post("/v1/session")
+        .header("content-type", "application/json")
+        .header("sec-fetch-site", "same-origin")
+        .body(Body::from(format!(r#"{{"token": "{good}"}}"#)))
+        .unwrap();
+    let a = send(&router, from(r, hospital)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+#[tokio::test]
+async fn ended_tokens_still_polling_do_not_lock_out_an_address() {
+    let app = new_app();
+    let good = token(&app, Role::Coordinator, &["RXH"], None, "jane");
+    let old = token(&app, Role::Coordinator, &["RXH"], None, "old");
+    let router = openptl_http::router_with(app.clone(), Arc::new(FailedAuth::new(3, 60, 100)));
+    let hospital = "192.0.2.10:40000";
+    // A dashboard left open: its session ends (its token is revoked here;
+    // an expiry is the same), and it goes on polling.
+    let session = sign_in(&router, &old).await;
+    let old_id = app
+        .tokens
+        .list()
+        .into_iter()
+        .find(|t| t.label == "old" && t.parent.is_none())
+        .unwrap()
+        .id;
+    app.tokens.revoke(&old_id, app.clock.now()).unwrap();
+    for _ in 0..10 {
+        for secret in [&session, &old] {
+            let a = send(
+                &router,
+                from(request("GET", "/v1/ptl", Some(secret), None), hospital),
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+        }
+        let a = send(
+            &router,
+            from(
+                with_cookie(request("GET", "/v1/session", None, None), &session, &[]),
+                hospital,
+            ),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    }
+    // Not counted: the address still has its whole allowance of unknown
+    // secrets (3), then 429; a valid token goes on working all along.
+    for expected in [401, 401, 401, 429] {
+        let a = send(
+            &router,
+            from(request("GET", "/v1/ptl", Some("optl_1_2"), None), hospital),
+        )
+        .await;
+        assert_eq!(a.status.as_u16(), expected, "{}", a.body);
+    }
+    let a = send(
+        &router,
+        from(request("GET", "/v1/ptl", Some(&good), None), hospital),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+#[tokio::test]
+async fn sign_ins_take_from_the_tokens_rate_limit() {
+    let now = "2025-04-07T12:00:00Z".parse().unwrap();
+    // One request a second, bursts of two.
+    let app = Arc::new(
+        App::new(
+            Arc::new(MemoryLog::new()),
+            RulesConfig::defaults(),
+            Arc::new(FixedClock(now)),
+        )
+        .with_rate_limit(1.0),
+    );
+    let jane = token(&app, Role::Coordinator, &["RXH"], None, "jane");
+    let router = openptl_http::router(app.clone());
+    let body = json!({ "token": jane });
+    for _ in 0..2 {
+        let a = send(&router, request("POST", "/v1/session", None, Some(&body))).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let a = send(&router, request("POST", "/v1/session", None, Some(&body))).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+    assert_eq!(code(&a), "rate_limited");
+    assert!(a.headers.contains_key("retry-after"));
+    // Refused before a session was made: two sessions, not three.
+    let sessions = app
+        .tokens
+        .list()
+        .into_iter()
+        .filter(|t| t.parent.is_some())
+        .count();
+    assert_eq!(sessions, 2);
 }
 
 #[tokio::test]
@@ -266,6 +432,40 @@ async fn an_event_id_tells_nothing_about_another_trusts_pathway() {
     assert_eq!(
         reused,
         post(&router, &coordinator, &their_note(fresh, "NOPE", "Probe")).await
+    );
+    // A note on a pathway that does not exist, with an id stored on RHM's
+    // pathway (import ids can be guessed): exactly what a fresh id gets.
+    for stored in [note_id, referral_id] {
+        for text in ["Probe", "Chased"] {
+            let probe = post(&router, &coordinator, &their_note(stored, "NOPE", text)).await;
+            assert_eq!(
+                probe.1["error"]["code"], "pathway_not_started",
+                "{}",
+                probe.1
+            );
+            assert_eq!(
+                probe,
+                post(&router, &coordinator, &their_note(fresh, "NOPE", text)).await
+            );
+        }
+    }
+    // The coordinator's own events on its own pathway are still replays.
+    let mut mine = referral("MINE", "RXH");
+    mine["event_id"] = json!("5b0c0e2a-0000-4000-8000-000000000010");
+    let my_note = their_note("5b0c0e2a-0000-4000-8000-000000000011", "MINE", "Mine");
+    for expected in [StatusCode::CREATED, StatusCode::OK] {
+        let (status, body) = post(&router, &coordinator, &mine).await;
+        assert_eq!(status, expected, "{body}");
+        let (status, body) = post(&router, &coordinator, &my_note).await;
+        assert_eq!(status, expected, "{body}");
+    }
+    // Reusing RHM's id on its own pathway is refused (ids are unique in the
+    // whole log), saying nothing about where the id is used.
+    let reused = post(&router, &coordinator, &their_note(note_id, "MINE", "Mine")).await;
+    assert_eq!(
+        reused.1["error"]["code"], "duplicate_event_id",
+        "{}",
+        reused.1
     );
     // A read-only role is refused (403) before any id is looked up.
     let probe = post(&router, &analyst, &their_note(note_id, "PB", "Chased")).await;
