@@ -1106,10 +1106,20 @@ async fn import_csv(
     dry_run: bool,
     skip_invalid: bool,
 ) -> anyhow::Result<()> {
-    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let (rows, mut errors) =
-        tracker_csv::read(input).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let parse = |namespace: &uuid::Uuid| -> anyhow::Result<_> {
+        let input =
+            std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        tracker_csv::read(input, namespace).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+    };
     let app = open_app(config, data_dir).await?;
+    let namespace = import_namespace(
+        &app,
+        data_dir,
+        &parse(&tracker_csv::LEGACY_NAMESPACE)?.0,
+        dry_run,
+    )
+    .await?;
+    let (rows, mut errors) = parse(&namespace)?;
     let importer = openptl_app::access::Principal::system("csv-import");
     let mut valid = Vec::new();
     for row in rows {
@@ -1157,6 +1167,67 @@ async fn import_csv(
         errors.len()
     );
     Ok(())
+}
+
+/// Where a data directory keeps the namespace of its import ids.
+const IMPORT_KEY: &str = "import.key";
+
+/// The namespace of the ids an import gives its events in `data_dir`
+/// (decision 102): random per data directory and kept in `import.key`, so
+/// that nobody can compute another trust's ids from its pathway ids. A data
+/// directory that already holds imports of the first, unkeyed ids (found by
+/// a referral of `rows` stored under them) keeps those, or a re-import would
+/// append everything again.
+async fn import_namespace(
+    app: &openptl_app::App,
+    data_dir: &std::path::Path,
+    rows: &[tracker_csv::Row],
+    dry_run: bool,
+) -> anyhow::Result<uuid::Uuid> {
+    let path = data_dir.join(IMPORT_KEY);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let text = text.trim();
+            return if text == "legacy" {
+                Ok(tracker_csv::LEGACY_NAMESPACE)
+            } else {
+                uuid::Uuid::parse_str(text)
+                    .with_context(|| format!("{} holds no namespace", path.display()))
+            };
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("reading {}", path.display()));
+        }
+        Err(_) => {}
+    }
+    let mut legacy = false;
+    for row in rows {
+        let id = row.envelopes.first().and_then(|e| e["event_id"].as_str());
+        if let Some(id) = id.and_then(|id| uuid::Uuid::parse_str(id).ok()) {
+            if app.log.find_event(id).await?.is_some() {
+                legacy = true;
+                break;
+            }
+        }
+    }
+    let namespace = if legacy {
+        tracker_csv::LEGACY_NAMESPACE
+    } else {
+        uuid::Uuid::new_v4()
+    };
+    if !dry_run {
+        let text = if legacy {
+            "legacy".to_string()
+        } else {
+            namespace.to_string()
+        };
+        let tmp = path.with_extension("key.tmp");
+        std::fs::write(&tmp, format!("{text}\n"))
+            .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(namespace)
 }
 
 /// A row's refusal, naming the event of the row it concerns.

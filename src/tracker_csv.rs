@@ -21,11 +21,13 @@
 //! | `pathway_closed`, `close_reason` | no (reason required with the date) | `pathway_closed` |
 //!
 //! Every event gets a deterministic id (UUID v5 of the pathway id, the event
-//! kind and its ordinal), so importing the same file again appends nothing,
-//! and a later extract with more dates appends only the new events. A row
-//! that changes a date already imported is refused (`duplicate_event_id`):
-//! record a correction instead. The ids can be computed by anyone who knows
-//! a pathway id; what that still reveals is in docs/decisions.md (96).
+//! kind and its ordinal, in the data directory's own namespace, kept in
+//! `import.key`), so importing the same file again appends nothing, and a
+//! later extract with more dates appends only the new events. A row that
+//! changes a date already imported is refused (`duplicate_event_id`):
+//! record a correction instead. The namespace is random per data directory,
+//! so nobody can compute another trust's ids from its pathway ids
+//! (decision 102).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
@@ -79,12 +81,21 @@ pub struct RowError {
     pub message: String,
 }
 
-fn event_id(pathway_id: &str, kind: &str, n: usize) -> String {
+/// The namespace of the first imports, before ids were keyed: the ids of a
+/// data directory that holds such imports stay in it (decision 102).
+pub const LEGACY_NAMESPACE: Uuid = Uuid::NAMESPACE_URL;
+
+fn event_id(namespace: &Uuid, pathway_id: &str, kind: &str, n: usize) -> String {
     Uuid::new_v5(
-        &Uuid::NAMESPACE_URL,
+        namespace,
         format!("openptl-csv:{pathway_id}:{kind}:{n}").as_bytes(),
     )
     .to_string()
+}
+
+/// The event id an import gives a pathway's referral under `namespace`.
+pub fn referral_id(namespace: &Uuid, pathway_id: &str) -> String {
+    event_id(namespace, pathway_id, "referral_received", 0)
 }
 
 fn date(field: &str, value: &str) -> Result<String, String> {
@@ -94,7 +105,7 @@ fn date(field: &str, value: &str) -> Result<String, String> {
 }
 
 /// Reads the whole file: rows turned into events, and the rows that could not be.
-pub fn read(input: impl Read) -> Result<(Vec<Row>, Vec<RowError>), String> {
+pub fn read(input: impl Read, namespace: &Uuid) -> Result<(Vec<Row>, Vec<RowError>), String> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .flexible(false)
@@ -137,7 +148,7 @@ pub fn read(input: impl Read) -> Result<(Vec<Row>, Vec<RowError>), String> {
             .zip(record.iter())
             .filter(|(_, v)| !v.is_empty())
             .collect();
-        match row(&cells) {
+        match row(&cells, namespace) {
             Ok(envelopes) => {
                 let pathway_id = cells
                     .get("pathway_id")
@@ -178,7 +189,7 @@ impl KindDescription for csv::Error {
 }
 
 /// The events of one row, in the order they must be appended.
-fn row(cells: &BTreeMap<&str, &str>) -> Result<Vec<Value>, String> {
+fn row(cells: &BTreeMap<&str, &str>, namespace: &Uuid) -> Result<Vec<Value>, String> {
     let get = |name: &str| cells.get(name).copied();
     let need = |name: &str| get(name).ok_or_else(|| format!("`{name}` is required"));
     let pathway_id = need("pathway_id")?;
@@ -194,7 +205,7 @@ fn row(cells: &BTreeMap<&str, &str>) -> Result<Vec<Value>, String> {
         }
     }
     let mut out = vec![json!({
-        "event_id": event_id(pathway_id, "referral_received", 0),
+        "event_id": referral_id(namespace, pathway_id),
         "pathway_id": pathway_id,
         "type": "referral_received",
         "occurred_on": date("referral_received", need("referral_received")?)?,
@@ -273,7 +284,7 @@ fn row(cells: &BTreeMap<&str, &str>) -> Result<Vec<Value>, String> {
     for (occurred_on, _, kind, data) in later {
         let n = ordinals.entry(kind).or_insert(0);
         out.push(json!({
-            "event_id": event_id(pathway_id, kind, *n),
+            "event_id": event_id(namespace, pathway_id, kind, *n),
             "pathway_id": pathway_id,
             "type": kind,
             "occurred_on": occurred_on,

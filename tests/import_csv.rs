@@ -135,3 +135,82 @@ fn bad_rows_are_named_by_line_and_nothing_is_written() {
         "{out}"
     );
 }
+
+/// The stored event ids of the whole log (an NDJSON export's `event_id`s).
+fn stored_ids(data: &Path) -> Vec<String> {
+    let export = openptl(&["export"], data);
+    assert!(export.status.success(), "{:?}", text(&export));
+    String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The id the first imports gave a pathway's referral, computable by anyone.
+fn unkeyed_referral_id(pathway_id: &str) -> String {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("openptl-csv:{pathway_id}:referral_received:0").as_bytes(),
+    )
+    .to_string()
+}
+
+#[test]
+fn import_ids_cannot_be_computed_from_a_pathway_id() {
+    let file = fixture("tracker.csv");
+    let (a, b) = (fresh_dir("csv-key-a"), fresh_dir("csv-key-b"));
+    for data in [&a, &b] {
+        let out = openptl(&["import", &file], data);
+        assert!(out.status.success(), "{:?}", text(&out));
+        assert!(data.join("import.key").exists());
+    }
+    let (ids_a, ids_b) = (stored_ids(&a), stored_ids(&b));
+    assert_eq!(ids_a.len(), 17);
+    assert!(
+        ids_a.iter().all(|id| !ids_b.contains(id)),
+        "two data directories, the same ids"
+    );
+    assert!(!ids_a.contains(&unkeyed_referral_id("SCR-1001")));
+    // Idempotent in its own data directory all the same.
+    let again = openptl(&["import", &file], &a);
+    assert!(
+        text(&again).0.contains("17 already stored"),
+        "{:?}",
+        text(&again)
+    );
+}
+
+#[test]
+fn a_data_directory_with_unkeyed_imports_keeps_their_ids() {
+    let data = fresh_dir("csv-legacy");
+    // What an import of the first, unkeyed ids left: SCR-1001's referral.
+    let ndjson = data.with_extension("ndjson");
+    std::fs::write(
+        &ndjson,
+        format!(
+            r#"{{"event_id":"{}","pathway_id":"SCR-1001","type":"referral_received","occurred_on":"2025-03-03","data":{{"nhs_number":"9434765919","trust":"RXH","tumour_site":"lower_gi","route":"urgent_suspected_cancer"}}}}"#,
+            unkeyed_referral_id("SCR-1001")
+        ) + "\n",
+    )
+    .unwrap();
+    let out = openptl(&["import", ndjson.to_str().unwrap()], &data);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = openptl(&["import", &fixture("tracker.csv")], &data);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("16 events appended, 1 already stored"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("import.key"))
+            .unwrap()
+            .trim(),
+        "legacy"
+    );
+}

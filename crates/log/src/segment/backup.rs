@@ -31,7 +31,12 @@ use super::{Hash, OpenError};
 
 /// The files of a data directory a backup copies besides the segments
 /// (each written whole and renamed into place by the service).
-const SIDE_FILES: &[&str] = &["projection.snapshot", "tokens.json", "anchors.jsonl"];
+const SIDE_FILES: &[&str] = &[
+    "projection.snapshot",
+    "tokens.json",
+    "anchors.jsonl",
+    "import.key",
+];
 
 /// The manifest a backup leaves: what it holds, for the operator.
 pub const MANIFEST: &str = "backup.json";
