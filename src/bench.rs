@@ -3,7 +3,6 @@
 //! fdatasync each), and reading the whole log back. Prints figures; asserts
 //! nothing (SPEC 7: performance is measured, not asserted in tests).
 
-use std::future::IntoFuture;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -224,7 +223,13 @@ async fn run_on(log: Arc<dyn EventLog>, options: &BenchOptions) -> anyhow::Resul
     )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
-    let server = tokio::spawn(axum::serve(listener, openptl_http::router(app)).into_future());
+    // The production listener (its bounds at their defaults), not axum's.
+    let server = tokio::spawn(openptl_http::serve(
+        listener,
+        openptl_http::router(app),
+        openptl_http::ServeLimits::default(),
+        std::future::pending(),
+    ));
     println!("server on {addr}");
 
     // Set-up: one referral per pathway, in batches (timed too).
