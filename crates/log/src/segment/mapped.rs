@@ -1,0 +1,220 @@
+//! Reading records where they lie: a segment file mapped into memory, the
+//! walk from one position to another over the mappings ([`EventLog::in_place`]),
+//! and single reads of part of a file.
+
+use super::*;
+
+/// Reads up to `buf.len()` bytes at `offset`, fewer at the end of the file.
+pub(super) fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64)? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got)
+}
+
+/// Maps a segment file for reading (`None` when it is empty, which cannot
+/// be mapped). Mapped rather than read: scans read each byte once, and
+/// copying every segment into a buffer was a fifth of the start-up scan.
+///
+/// SAFETY (of the mapping): segments are never changed in place; the writer
+/// only appends past the mapped length, and a torn tail is cut off only at
+/// open, after the open's scan has dropped its mappings.
+pub(super) fn map_segment(path: &Path) -> std::io::Result<Option<memmap2::Mmap>> {
+    let file = File::open(path)?;
+    if file.metadata()?.len() == 0 {
+        return Ok(None);
+    }
+    // SAFETY: see above.
+    unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map(Some)
+}
+
+/// The segments holding the records up to a head, mapped for reading in
+/// place ([`EventLog::in_place`]); unmapped when dropped.
+pub(super) struct Mapped<'a> {
+    shared: &'a Shared,
+    head: u64,
+    maps: HashMap<u32, memmap2::Mmap>,
+}
+
+impl<'a> Mapped<'a> {
+    pub(super) fn new(shared: &'a Shared, head: u64) -> Result<Mapped<'a>, LogError> {
+        let segments: Vec<u32> = {
+            let locations = shared.locations.read().unwrap_or_else(|e| e.into_inner());
+            let last = match head {
+                0 => None,
+                _ => Some(shared_location(&locations, head)?.0),
+            };
+            locations
+                .segments
+                .iter()
+                .map(|(number, _)| *number)
+                .take_while(|n| last.is_some_and(|last| *n <= last))
+                .collect()
+        };
+        let mut maps = HashMap::with_capacity(segments.len());
+        for number in segments {
+            let map = map_segment(&shared.segments_dir.join(segment_name(number)))
+                .map_err(|e| LogError::Storage(format!("segment {number}: {e}")))?;
+            if let Some(map) = map {
+                maps.insert(number, map);
+            }
+        }
+        Ok(Mapped { shared, head, maps })
+    }
+
+    /// The bytes from `offset` of a mapped segment.
+    pub(super) fn bytes(&self, segment: u32, offset: u64) -> Result<&[u8], LogError> {
+        self.maps
+            .get(&segment)
+            .and_then(|map| map.get(offset as usize..))
+            .filter(|bytes| !bytes.is_empty())
+            .ok_or_else(|| {
+                LogError::Storage(format!("segment {segment} ends before offset {offset}"))
+            })
+    }
+
+    pub(super) fn covers(&self, position: u64) -> Result<(), LogError> {
+        if position == 0 || position > self.head {
+            return Err(LogError::Storage(format!(
+                "position {position} is not stored (the head is {})",
+                self.head
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What [`Mapped::walk`] hands each record to: its segment, offset, bytes
+/// (from its start) and first fields.
+pub(super) type WalkStep<'s> =
+    dyn FnMut(u32, u64, &[u8], &record::Head<'_>) -> Result<(), LogError> + 's;
+
+impl Mapped<'_> {
+    /// Hands `step` each record from `from` to `to` in order: its segment,
+    /// offset, bytes (from its start) and first fields, its length and
+    /// position checked.
+    pub(super) fn walk(&self, from: u64, to: u64, step: &mut WalkStep<'_>) -> Result<(), LogError> {
+        let from = from.max(1);
+        if from > to {
+            return Ok(());
+        }
+        self.covers(to)?;
+        let mut next = from;
+        while next <= to {
+            let (segment, offset) = self.shared.location(next)?;
+            let bytes = self.bytes(segment, offset)?;
+            let mut at = 0usize;
+            while next <= to && at < bytes.len() {
+                let offset = offset + at as u64;
+                let head = record::head(&bytes[at..]).map_err(damaged(segment, offset))?;
+                if head.position != next {
+                    return Err(misplaced(segment, offset, head.position, next));
+                }
+                step(segment, offset, &bytes[at..], &head)?;
+                at += head.len;
+                next += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn shared_location(
+    locations: &Locations,
+    position: u64,
+) -> Result<(u32, u64), LogError> {
+    locations
+        .get(position)
+        .ok_or_else(|| LogError::Storage(format!("position {position} is not stored")))
+}
+
+pub(super) fn damaged(segment: u32, offset: u64) -> impl Fn(Damage) -> LogError {
+    move |d| {
+        LogError::Storage(format!(
+            "segment {segment} offset {offset}: {}",
+            d.problem()
+        ))
+    }
+}
+
+pub(super) fn misplaced(segment: u32, offset: u64, found: u64, expected: u64) -> LogError {
+    LogError::Storage(format!(
+        "segment {segment} offset {offset}: position {found} where {expected} was expected"
+    ))
+}
+
+impl InPlace for Mapped<'_> {
+    fn head(&self) -> u64 {
+        self.head
+    }
+
+    fn visit(
+        &self,
+        from: u64,
+        to: u64,
+        keep: &dyn Fn(&[u8]) -> bool,
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<(), LogError> {
+        self.walk(from, to, &mut |segment, offset, bytes, head| {
+            if keep(head.stream_id) {
+                visit(
+                    record::view(bytes)
+                        .map_err(damaged(segment, offset))?
+                        .record,
+                );
+            }
+            Ok(())
+        })
+    }
+
+    fn visit_streams(
+        &self,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]),
+    ) -> Result<(), LogError> {
+        self.walk(from, to, &mut |_, _, _, head| {
+            visit(head.position, head.stream_id);
+            Ok(())
+        })
+    }
+
+    fn visit_positions(
+        &self,
+        positions: &[u64],
+        visit: &mut dyn FnMut(RecordRef<'_>),
+    ) -> Result<(), LogError> {
+        let located: Vec<(u32, u64)> = {
+            let locations = self
+                .shared
+                .locations
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            positions
+                .iter()
+                .map(|p| {
+                    self.covers(*p)?;
+                    shared_location(&locations, *p)
+                })
+                .collect::<Result<_, _>>()?
+        };
+        for (position, (segment, offset)) in positions.iter().zip(located) {
+            let bytes = self.bytes(segment, offset)?;
+            let viewed = record::view(bytes).map_err(damaged(segment, offset))?;
+            if viewed.record.position != *position {
+                return Err(misplaced(
+                    segment,
+                    offset,
+                    viewed.record.position,
+                    *position,
+                ));
+            }
+            visit(viewed.record);
+        }
+        Ok(())
+    }
+}
