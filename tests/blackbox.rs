@@ -12,10 +12,10 @@ use common::{fresh_dir, Server};
 fn conformance_runner_passes_against_the_real_binary() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance");
     if !shared.join("run_cases.py").exists() {
-        eprintln!(
-            "\n!!! SKIPPED: {} not found; the black-box conformance run did not happen !!!\n",
+        openptl_testkit::skip(&format!(
+            "{} not found; the black-box conformance run did not happen",
             shared.display()
-        );
+        ));
         return;
     }
     // `cases.json` and every case folder beside it (e.g. `treatment-periods/`).
@@ -369,7 +369,7 @@ fn large_sign_in_bodies_cost_the_server_nothing() {
     use std::io::{Read, Write};
     let server = Server::start(&fresh_dir("sign-in-bodies"), &[]);
     let Some(before) = resident_kb(server.child.id()) else {
-        eprintln!("\n!!! SKIPPED: no /proc here !!!\n");
+        openptl_testkit::skip("no /proc here: the server's memory cannot be read");
         return;
     };
     // Eight parallel 8 MB sign-ins (they grew the server by 465 MB before).

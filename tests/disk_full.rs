@@ -5,7 +5,7 @@
 //! `/readyz` failing while appends do.
 //!
 //! Mounting needs root (CI runs as root); elsewhere each test says SKIPPED
-//! loudly.
+//! loudly, and fails under `CI=true`.
 
 mod common;
 

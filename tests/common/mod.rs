@@ -185,9 +185,9 @@ impl SmallDisk {
                     Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
                     Err(e) => e.to_string(),
                 };
-                eprintln!(
-                    "\n!!! SKIPPED: cannot mount a tmpfs ({why}); the full-disk test did not run (it needs root, as in CI) !!!\n"
-                );
+                openptl_testkit::skip(&format!(
+                    "cannot mount a tmpfs ({why}); the full-disk test did not run (it needs root, as in CI)"
+                ));
                 None
             }
         }

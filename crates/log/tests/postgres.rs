@@ -3,7 +3,8 @@
 //!
 //! Needs the machine's PostgreSQL (`OPENPTL_TEST_POSTGRES`, default
 //! `postgres://postgres@127.0.0.1:5432/test`); without it every test here
-//! says SKIPPED loudly and passes. `.ci/run` starts it.
+//! says SKIPPED where it is seen (`openptl_testkit::skip`), and fails
+//! under `CI=true`. `.ci/run` starts it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -24,10 +25,10 @@ async fn admin() -> Option<tokio_postgres::Client> {
             Some(client)
         }
         Err(e) => {
-            eprintln!(
-                "\n!!! SKIPPED: no PostgreSQL at {} ({e}); the PostgreSQL log is NOT tested here. .ci/run starts one.\n",
+            openptl_testkit::skip(&format!(
+                "no PostgreSQL at {} ({e}); the PostgreSQL log is NOT tested here. .ci/run starts one",
                 url()
-            );
+            ));
             None
         }
     }
@@ -194,10 +195,10 @@ async fn each_sslmode_connects_as_libpq_would() {
 
     let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
     if ssl != "on" {
-        eprintln!(
-            "\n!!! SKIPPED: the PostgreSQL at {} has ssl = {ssl}; TLS connections are NOT tested here.\n",
+        openptl_testkit::skip(&format!(
+            "the PostgreSQL at {} has ssl = {ssl}; TLS connections are NOT tested here",
             url()
-        );
+        ));
         return;
     }
     for mode in ["prefer", "require"] {
@@ -217,7 +218,9 @@ async fn each_sslmode_connects_as_libpq_would() {
         .unwrap()
         .get(0);
     if std::fs::read(&cert).is_err() || !url().contains("127.0.0.1") {
-        eprintln!("\n!!! SKIPPED: cannot read {cert} or the URL is not 127.0.0.1; verify-ca/verify-full NOT tested.\n");
+        openptl_testkit::not_tested(&format!(
+            "cannot read {cert} or the URL is not 127.0.0.1; verify-ca/verify-full"
+        ));
         return;
     }
     let root = format!("sslrootcert={cert}");
@@ -235,9 +238,9 @@ async fn each_sslmode_connects_as_libpq_would() {
     let named = url().replace("127.0.0.1", "localhost");
     match connect(with_param(&named, &format!("sslmode=verify-full&{root}"))).await {
         Ok(full) => assert!(uses_tls(&full).await),
-        Err(e) => eprintln!(
-            "\n!!! SKIPPED: {cert} does not name localhost ({e}); a verify-full success is NOT tested.\n"
-        ),
+        Err(e) => openptl_testkit::not_tested(&format!(
+            "{cert} does not name localhost ({e}); a verify-full success"
+        )),
     }
 
     // A whole log over TLS.

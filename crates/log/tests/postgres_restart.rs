@@ -8,7 +8,8 @@
 //! root, as `.ci/run` starts it), so it is a test binary of its own: cargo
 //! runs test binaries one after another, and nothing else here runs while
 //! the database is down. A guard starts the cluster again however the test
-//! ends. Says SKIPPED loudly without PostgreSQL, `pg_ctlcluster`, or with
+//! ends. Says SKIPPED loudly (fails under `CI=true`) without PostgreSQL,
+//! `pg_ctlcluster`, or with
 //! an `OPENPTL_TEST_POSTGRES` that is not this machine's.
 
 use std::process::Command;
@@ -27,9 +28,9 @@ fn url() -> String {
 }
 
 fn skipped(why: &str) {
-    eprintln!(
-        "\n!!! SKIPPED: {why}; PostgreSQL restarts under a running node are NOT tested here. .ci/run starts PostgreSQL.\n"
-    );
+    openptl_testkit::skip(&format!(
+        "{why}; PostgreSQL restarts under a running node are NOT tested here. .ci/run starts PostgreSQL"
+    ));
 }
 
 /// The local cluster `.ci/run` starts: `pg_ctlcluster VERSION main`.

@@ -63,10 +63,10 @@ fn rule_cases() {
 fn shared_conformance_cases_through_the_pure_rules() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
     if !dir.exists() {
-        eprintln!(
-            "\n!!! SKIPPED: {} not found; the shared conformance cases did not run !!!\n",
+        openptl_testkit::skip(&format!(
+            "{} not found; the shared conformance cases did not run",
             dir.display()
-        );
+        ));
         return;
     }
     // `cases.json` at the top and every case folder beside it (e.g.
