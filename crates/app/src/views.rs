@@ -5,8 +5,9 @@
 //! Views for today, as known now, read the states the projection keeps
 //! (unpacking those they need).
 //! Any other `as_of` or `known_at` evaluates every pathway afresh from its
-//! history (on both cores): slower, but the same function of the same events,
-//! so a past view equals what the service showed then.
+//! history (on up to 8 threads, one per core): slower, but the same
+//! function of the same events, so a past view equals what the service
+//! showed then.
 
 use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
