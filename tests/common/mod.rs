@@ -13,12 +13,39 @@ static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 /// The bootstrap admin token every test server is started with.
 pub const ADMIN_TOKEN: &str = "openptl-test-admin-token-0001";
 
-/// A fresh, empty data directory for one test (removed by the OS's tmp cleaning).
+/// A fresh, empty data directory for one test. Servers restart on the same
+/// directory within a test, so it cannot go when a handle drops; instead the
+/// first call of each test process removes the directories of test
+/// processes that have ended, and a run leaves at most its last binary's.
 pub fn fresh_dir(name: &str) -> PathBuf {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(remove_dirs_of_ended_runs);
     let n = NEXT_DIR.fetch_add(1, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("openptl-test-{}-{name}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// Removes `openptl-test-{pid}-…` directories whose process is gone.
+fn remove_dirs_of_ended_runs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("openptl-test-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let ended = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
+        if ended && Path::new("/proc/self").exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 pub fn binary() -> &'static str {
