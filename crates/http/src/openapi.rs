@@ -33,7 +33,13 @@ fn text(min: u64, max: u64) -> Value {
 }
 
 fn object(required: &[&str], properties: Value) -> Value {
-    json!({ "type": "object", "required": required, "properties": properties, "additionalProperties": false })
+    let mut schema =
+        json!({ "type": "object", "properties": properties, "additionalProperties": false });
+    // OpenAPI 3.0 (JSON Schema draft 4) wants at least one name in `required`.
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    schema
 }
 
 /// The `data` schema of each event type (SPEC 3.2).
