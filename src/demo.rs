@@ -445,14 +445,13 @@ fn subsequent_treatments(b: &mut PathwayBuilder, rng: &mut Rng, first: &str, tre
         let mut decision =
             json!({ "modality": modality, "treatment": "subsequent", "plan_id": plan_id });
         let mut start = decided_on;
-        if previous == "surgery" || rng.chance(0.15) {
-            if rng.chance(0.6) {
-                let ecad = after + rng.range(28, 49);
-                if ecad > decided_on {
-                    start = ecad;
-                    decision["earliest_clinically_appropriate_date"] =
-                        json!(b.day(ecad).format("%Y-%m-%d").to_string());
-                }
+        // After surgery, six in ten wait for recovery; a few others too.
+        if (previous == "surgery" || rng.chance(0.15)) && rng.chance(0.6) {
+            let ecad = after + rng.range(28, 49);
+            if ecad > decided_on {
+                start = ecad;
+                decision["earliest_clinically_appropriate_date"] =
+                    json!(b.day(ecad).format("%Y-%m-%d").to_string());
             }
         }
         if !b.add(decided_on, "decision_to_treat", decision) {
