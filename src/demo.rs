@@ -2,6 +2,11 @@
 //! and benchmarks: realistic proportions of sites and routes, waits drawn so
 //! that about three quarters of FDS clocks and seven in ten 62-day clocks are
 //! met, with DNAs, declines, transfers, notes, corrections and late entries.
+//! Treated patients go on to subsequent treatments (about half have at
+//! least one, some waiting for an earliest clinically appropriate date) and
+//! a few percent of pathways are recurrences (SPEC 2.12), so the combined
+//! 31-day figure looks like a real trust's: most periods within 31 days,
+//! some breaches.
 //!
 //! Deterministic for a seed and date, forever: it uses its own SplitMix64
 //! rather than a crate whose algorithm may change between versions.
@@ -174,7 +179,11 @@ pub fn generate_range_over(
             })
             .expect("weights cover the range");
         let trust = TRUSTS[rng.below(TRUSTS.len() as u64) as usize];
+        // A few percent of pathways are a recurrence or metastatic disease
+        // of a cancer treated before (31-day clock only).
+        let recurrence = rng.chance(0.03);
         let route = match rng.below(100) {
+            _ if recurrence => "recurrence",
             0..=4 => "other",
             5..=8 if matches!(site, "lower_gi" | "breast" | "gynaecological" | "lung") => {
                 "screening"
@@ -199,6 +208,11 @@ pub fn generate_range_over(
             });
         }
         b.add(0, "referral_received", referral);
+        if recurrence {
+            treat_recurrence(&mut b, &mut rng);
+            continue_pathway(&mut b, &mut rng, &mut all, p);
+            continue;
+        }
         if site == "lower_gi" && route != "other" && rng.chance(0.85) {
             let value = [3.0, 7.5, 12.0, 48.0, 95.0, 150.0, 400.0][rng.below(7) as usize];
             b.add(
@@ -331,11 +345,13 @@ pub fn generate_range_over(
             } else {
                 rng.range(20, 45)
             };
-        if !b.add(
+        if b.add(
             treated_on,
             "treatment_started",
             json!({ "modality": modality }),
         ) {
+            subsequent_treatments(&mut b, &mut rng, modality, treated_on);
+        } else {
             let today_offset = (as_of - b.referred).num_days();
             note(&mut b, &mut rng, today_offset);
         }
@@ -343,6 +359,120 @@ pub fn generate_range_over(
     }
     all.sort_by_key(|a| (a.0, a.1, a.2));
     all.into_iter().map(|(_, _, _, v)| v).collect()
+}
+
+/// Days from the start of a treatment period to its treatment: most within
+/// 31 days, a tail beyond (the national 31-day figure is in the low 90s).
+fn treatment_wait(rng: &mut Rng) -> i64 {
+    if rng.chance(0.86) {
+        rng.range(3, 28)
+    } else {
+        rng.range(22, 50)
+    }
+}
+
+/// A recurrence (route `recurrence`): imaging, MDT, a first treatment of the
+/// recurrence, and sometimes more.
+fn treat_recurrence(b: &mut PathwayBuilder, rng: &mut Rng) {
+    let imaging_on = rng.range(2, 12);
+    b.add(
+        imaging_on,
+        "diagnostic_performed",
+        json!({ "test": "pet_ct" }),
+    );
+    b.add(
+        imaging_on + rng.range(2, 8),
+        "mdt_discussed",
+        json!({ "outcome": "treat_recurrence" }),
+    );
+    let modality = [
+        "anticancer_drug",
+        "anticancer_drug",
+        "radiotherapy",
+        "surgery",
+        "palliative_care",
+    ][rng.below(5) as usize];
+    let decided_on = imaging_on + rng.range(8, 20);
+    b.add(
+        decided_on,
+        "decision_to_treat",
+        json!({ "modality": modality }),
+    );
+    let treated_on = decided_on + treatment_wait(rng);
+    if b.add(
+        treated_on,
+        "treatment_started",
+        json!({ "modality": modality }),
+    ) {
+        subsequent_treatments(b, rng, modality, treated_on);
+    } else {
+        let today_offset = (b.as_of - b.referred).num_days();
+        note(b, rng, today_offset);
+    }
+}
+
+/// After a first treatment on day `treated_on`: about half of patients go on
+/// to a subsequent treatment (adjuvant drugs or radiotherapy after surgery,
+/// surgery after neoadjuvant treatment…), some to a second; a decision after
+/// surgery often waits for the patient's recovery (an ECAD).
+fn subsequent_treatments(b: &mut PathwayBuilder, rng: &mut Rng, first: &str, treated_on: i64) {
+    if !rng.chance(0.5) {
+        return;
+    }
+    let mut previous = first;
+    let mut after = treated_on;
+    for n in 1..=2 {
+        let (plan, modality) = match previous {
+            "surgery" => [
+                ("adjuvant-chemo", "anticancer_drug"),
+                ("adjuvant-rt", "radiotherapy"),
+            ][rng.below(2) as usize],
+            "anticancer_drug" => [
+                ("surgery", "surgery"),
+                ("rt", "radiotherapy"),
+                ("hormone", "anticancer_drug"),
+            ][rng.below(3) as usize],
+            "radiotherapy" => [
+                ("hormone", "anticancer_drug"),
+                ("monitoring", "active_monitoring"),
+            ][rng.below(2) as usize],
+            _ => {
+                [("surgery", "surgery"), ("maintenance", "anticancer_drug")][rng.below(2) as usize]
+            }
+        };
+        let plan_id = format!("{plan}-{n}");
+        let decided_on = after + rng.range(7, 30);
+        let mut decision =
+            json!({ "modality": modality, "treatment": "subsequent", "plan_id": plan_id });
+        let mut start = decided_on;
+        // After surgery, six in ten wait for recovery; a few others too.
+        if (previous == "surgery" || rng.chance(0.15)) && rng.chance(0.6) {
+            let ecad = after + rng.range(28, 49);
+            if ecad > decided_on {
+                start = ecad;
+                decision["earliest_clinically_appropriate_date"] =
+                    json!(b.day(ecad).format("%Y-%m-%d").to_string());
+            }
+        }
+        if !b.add(decided_on, "decision_to_treat", decision) {
+            return;
+        }
+        let given_on = start + treatment_wait(rng);
+        if !b.add(
+            given_on,
+            "treatment_started",
+            json!({ "modality": modality, "treatment": "subsequent", "plan_id": plan_id }),
+        ) {
+            let today_offset = (b.as_of - b.referred).num_days();
+            note(b, rng, today_offset);
+            return;
+        }
+        if !rng.chance(0.25) {
+            return;
+        }
+        previous = modality;
+        after = given_on;
+    }
 }
 
 /// A tracking note for an open pathway, sometimes escalated.

@@ -395,6 +395,37 @@ fn the_dashboard_works_in_headless_chromium() {
         "standards panels",
         "return document.querySelectorAll('#standard-fds, #standard-d31, #standard-d62').length === 3",
     );
+    // The combined 31-day standard, split first definitive vs subsequent
+    // and by modality group (SPEC 4.4).
+    driver.wait_for(
+        "the 31-day split",
+        "return document.querySelectorAll('#standard-d31 tr[data-treatment]').length === 2
+            && document.querySelectorAll('#standard-d31 tr[data-modality]').length === 4
+            && document.querySelectorAll('#standard-fds tr[data-treatment]').length === 0",
+    );
+    let split = driver.script(
+        "return [...document.querySelectorAll('#standard-d31 tr[data-treatment]')].map(r => r.textContent)",
+    );
+    eprintln!("31-day split on the standards page: {split}");
+    driver.screenshot("standards.png");
+
+    // The subsequent-treatment worklist: a patient waiting for a subsequent
+    // treatment, whose pathway page lists the treatment periods.
+    driver.goto(&format!("{base}/?worklist=subsequent_treatment"));
+    driver.wait_for(
+        "subsequent-treatment rows",
+        "return document.querySelectorAll('tr[data-pathway] .subsequent').length > 0
+            && [...document.querySelectorAll('tr[data-pathway]')].every(r => r.querySelector('.subsequent'))",
+    );
+    driver.click("tr[data-pathway] a");
+    let periods = driver.wait_for(
+        "treatment periods on the pathway page",
+        "const rows = document.querySelectorAll('tr[data-period]');
+         return rows.length >= 2 && document.querySelector('tr[data-period=\"first\"]') !== null && rows.length",
+    );
+    assert!(periods.as_u64().unwrap() >= 2, "{periods}");
+    driver.screenshot("pathway-periods.png");
+
     driver.goto(&format!("{base}/milestones"));
     driver.wait_for(
         "milestone panels",

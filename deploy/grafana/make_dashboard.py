@@ -69,11 +69,16 @@ panel("Breach risk by tumour site", "bargauge",
 panel("Overdue BPTP milestones by tumour site", "bargauge",
       [('sum by (tumour_site) (openptl_overdue_milestones{trust=~"$trust"})', "{{tumour_site}}")], 12, 12)
 y += 8
+panel("Subsequent treatments: due within 7 days and breached", "timeseries",
+      [('sum by (trust) (openptl_clocks_due_to_breach_within_7_days{trust=~"$trust",clock="d31_subsequent"})', "{{trust}} due"),
+       ('sum by (trust) (openptl_open_breached_clocks{trust=~"$trust",clock="d31_subsequent"})', "{{trust}} breached")],
+      0, 24, description="Treated patients waiting for a subsequent treatment (SPEC 2.12; the `subsequent_treatment` worklist).")
+y += 8
 
 row("Performance this month against target")
 for i, (clock, title) in enumerate([("fds", "Faster Diagnosis Standard (28 days)"),
                                     ("d62", "62-day (shares after transfers)"),
-                                    ("d31", "31-day")]):
+                                    ("d31", "31-day (every treatment period)")]):
     panel(title, "timeseries",
           [(f'openptl_standard_performance_percent{{clock="{clock}",trust=~"$trust"}}', "{{trust}}"),
            (f'max(openptl_standard_target_percent{{clock="{clock}"}})', "operational target")],

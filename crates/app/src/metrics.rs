@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openptl_rules::report::{self, Period};
-use openptl_rules::{ClockKind, ClockStatus, MilestoneStatus};
+use openptl_rules::{ClockKind, ClockStatus, MilestoneStatus, TreatmentKind};
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -23,6 +23,9 @@ use crate::App;
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
+
+/// The `clock` label of subsequent treatment periods in the clock gauges.
+pub const SUBSEQUENT_CLOCK: &str = "d31_subsequent";
 
 /// Every metric of the service.
 pub struct Metrics {
@@ -108,12 +111,15 @@ impl Metrics {
             due_to_breach: register!(GaugeVec::new(
                 opts(
                     "openptl_clocks_due_to_breach_within_7_days",
-                    "Running clocks not yet breached whose first breach day is within the next 7 days."
+                    "Running clocks not yet breached whose first breach day is within the next 7 days (`d31_subsequent`: subsequent treatment periods)."
                 ),
                 &["trust", "tumour_site", "clock"]
             )),
             open_breached: register!(GaugeVec::new(
-                opts("openptl_open_breached_clocks", "Running clocks already past their target."),
+                opts(
+                    "openptl_open_breached_clocks",
+                    "Running clocks already past their target (`d31_subsequent`: subsequent treatment periods)."
+                ),
                 &["trust", "tumour_site", "clock"]
             )),
             overdue_milestones: register!(GaugeVec::new(
@@ -123,7 +129,7 @@ impl Metrics {
             performance: register!(GaugeVec::new(
                 opts(
                     "openptl_standard_performance_percent",
-                    "Share of clocks stopped this month within target, by trust (62-day: allocation shares)."
+                    "Share of clocks stopped this month within target, by trust (62-day: allocation shares; 31-day: every treatment period, first and subsequent, under the trust at treatment)."
                 ),
                 &["clock", "trust"]
             )),
@@ -272,8 +278,17 @@ impl App {
                 let site = state.tumour_site.as_str().to_string();
                 let band = entry.keys.band().map_or("none", |b| b.as_str()).to_string();
                 *open.entry([trust.clone(), site.clone(), band]).or_default() += 1.0;
-                for (kind, clock) in state.clocks.iter() {
-                    let key = [trust.clone(), site.clone(), kind.as_str().to_string()];
+                // Subsequent treatment periods are clocks of their own
+                // (SPEC 2.12), labelled `d31_subsequent`: a bounded value,
+                // never the plan's name.
+                let subsequent = state
+                    .treatment_periods
+                    .iter()
+                    .filter(|p| p.treatment == TreatmentKind::Subsequent)
+                    .map(|p| (SUBSEQUENT_CLOCK, &p.clock));
+                let clocks = state.clocks.iter().map(|(k, c)| (k.as_str(), c));
+                for (kind, clock) in clocks.chain(subsequent) {
+                    let key = [trust.clone(), site.clone(), kind.to_string()];
                     match clock.status {
                         ClockStatus::OpenBreached => *breached.entry(key).or_default() += 1.0,
                         ClockStatus::Open => {
@@ -311,7 +326,7 @@ impl App {
                 .filter(|c| {
                     ClockKind::ALL
                         .iter()
-                        .any(|k| report::counts_in(&c.state, *k, period))
+                        .any(|k| report::counts_in_standard(&c.state, *k, period))
                 })
                 .collect();
             for clock in ClockKind::ALL {

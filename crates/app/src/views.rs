@@ -90,6 +90,8 @@ pub struct PtlKeys {
     has_next_action: bool,
     next_action_overdue: bool,
     milestone_overdue: bool,
+    /// A subsequent treatment period runs (SPEC 2.12).
+    waiting_subsequent: bool,
     days_waited: i64,
     next_breach: Option<i32>,
     referred: i32,
@@ -122,6 +124,7 @@ impl PtlKeys {
             has_next_action: row.next_action.is_some(),
             next_action_overdue: row.next_action_overdue,
             milestone_overdue: row.milestone_overdue,
+            waiting_subsequent: row.subsequent.is_some(),
             days_waited: row.days_waited(),
             next_breach: row.next_breach_date.map(day_number),
             referred: day_number(row.referred_on),
@@ -152,6 +155,9 @@ pub enum Worklist {
     NextActionOverdue,
     Escalated,
     MilestoneOverdue,
+    /// Treated patients waiting for a subsequent treatment (SPEC 2.12): a
+    /// subsequent treatment period running, breached or not.
+    SubsequentTreatment,
     /// For the weekly PTL meeting: the backlog, escalations, overdue next
     /// actions and milestones, and anyone due to breach within 7 days.
     PtlMeeting,
@@ -166,6 +172,7 @@ impl Worklist {
         ("next_action_overdue", Worklist::NextActionOverdue),
         ("escalated", Worklist::Escalated),
         ("milestone_overdue", Worklist::MilestoneOverdue),
+        ("subsequent_treatment", Worklist::SubsequentTreatment),
         ("ptl_meeting", Worklist::PtlMeeting),
     ];
 
@@ -186,6 +193,7 @@ impl Worklist {
             Worklist::NextActionOverdue => row.next_action_overdue,
             Worklist::Escalated => row.escalated,
             Worklist::MilestoneOverdue => row.milestone_overdue,
+            Worklist::SubsequentTreatment => row.waiting_subsequent,
             Worklist::PtlMeeting => {
                 backlog
                     || row.escalated

@@ -116,7 +116,7 @@ function go(path, params) {
 const WORKLISTS = [
   ["", "Everyone on the PTL"], ["ptl_meeting", "PTL meeting"], ["over_62", "Over 62 days"], ["105+", "Over 104 days"],
   ["no_next_action", "No next action"], ["next_action_overdue", "Next action overdue"], ["escalated", "Escalated"],
-  ["milestone_overdue", "Milestone overdue"],
+  ["milestone_overdue", "Milestone overdue"], ["subsequent_treatment", "Subsequent treatment"],
 ];
 const PTL_FILTERS = ["trust", "alliance", "tumour_site", "route", "band", "rag", "escalated", "no_next_action", "milestone_overdue", "next_action_overdue", "worklist", "sort", "cursor"];
 let meta = null;
@@ -209,7 +209,9 @@ async function renderPtl() {
     h("td", { class: "num" }, r.fds_days ?? "–"), h("td", { class: "num" }, r.d62_days ?? "–"),
     h("td", {}, r.band || "–"), h("td", {}, rag(r.rag)),
     h("td", {}, r.next_milestone ? [label(r.next_milestone.name), " ", h("span", { class: r.next_milestone.status === "overdue" ? "flag" : "muted" }, `due ${r.next_milestone.due_date}`)] : "–"),
-    h("td", { class: "nowrap" }, r.next_breach_date ? [r.next_breach_date, h("div", { class: "muted" }, r.next_breach_clock)] : "–"),
+    h("td", { class: "nowrap" }, r.next_breach_date ? [r.next_breach_date, h("div", { class: "muted" }, r.next_breach_clock, r.next_breach_plan_id ? ` ${r.next_breach_plan_id}` : "")] : "–",
+      r.subsequent ? h("div", { class: r.subsequent.status === "open_breached" ? "flag subsequent" : "muted subsequent" },
+        `awaiting ${r.subsequent.plan_id} (${label(r.subsequent.modality)}): ${r.subsequent.days} days`) : null),
     h("td", {}, r.transferred ? ["Yes", r.handover_date ? h("div", { class: "muted" }, `day 38: ${r.handover_date}`) : null] : ""),
     h("td", { class: "note" }, r.last_note || ""),
     h("td", { class: "note" }, r.next_action || "", r.next_action_due ? h("div", { class: r.next_action_overdue ? "flag" : "muted" }, `due ${r.next_action_due}`) : null),
@@ -245,7 +247,7 @@ async function renderPathway(id, notice) {
     h("dt", {}, "Referred"), h("dd", {}, view.referred_on),
     h("dt", {}, "Status"), h("dd", {}, label(view.status), view.on_ptl ? " (on the PTL)" : " (off the PTL)"),
     h("dt", {}, "FIT band"), h("dd", {}, label(view.fit_band)),
-    h("dt", {}, "Next breach"), h("dd", {}, view.next_breach ? `${view.next_breach.date} (${view.next_breach.clock})` : "–"),
+    h("dt", {}, "Next breach"), h("dd", {}, view.next_breach ? `${view.next_breach.date} (${view.next_breach.clock}${view.next_breach.plan_id ? ` ${view.next_breach.plan_id}` : ""})` : "–"),
     h("dt", {}, "As of"), h("dd", {}, view.as_of, at.known_at ? `, as known at ${at.known_at}` : "")));
 
   const clockRows = ["fds", "d31", "d62"].map((name) => {
@@ -259,6 +261,18 @@ async function renderPathway(id, notice) {
   });
   main.append(table("Clocks", ["Clock", "Status", "Start", "Stop", "Stop reason", { label: "Adjustment", num: true },
     { label: "Days", num: true }, { label: "Target", num: true }, "Target date", "Allocation"], clockRows));
+
+  // Every treatment's 31-day period (SPEC 2.12): the first, then the subsequent ones.
+  main.append(h("h2", {}, "Treatment periods (31-day)"));
+  main.append(view.treatment_periods && view.treatment_periods.length
+    ? table(null, ["Treatment", "Plan", "Modality", "Status", "Start", "Start reason", "Stop", { label: "Adjustment", num: true },
+      { label: "Days", num: true }, "Target date"],
+    view.treatment_periods.map((p) => h("tr", { "data-period": p.plan_id || "first" },
+      h("td", {}, label(p.treatment)), h("td", {}, p.plan_id || "–"), h("td", {}, label(p.modality)),
+      h("td", { class: p.status === "breached" || p.status === "open_breached" ? "flag" : null }, label(p.status)),
+      h("td", {}, p.start || "–"), h("td", {}, p.start_reason ? label(p.start_reason) : "–"), h("td", {}, p.stop || "–"),
+      h("td", { class: "num" }, p.adjustment_days ?? "–"), h("td", { class: "num" }, p.days ?? "–"), h("td", {}, p.target_date || "–"))))
+    : h("p", { class: "muted", id: "no-periods" }, "No decision to treat yet."));
 
   main.append(h("h2", {}, "BPTP milestones"));
   main.append(view.milestones.length ? table(null, ["Milestone", { label: "Due day", num: true }, "Due date", "Met on", "Status"],
@@ -353,7 +367,7 @@ async function renderStandards() {
   const trust = q.get("trust") || "";
   const m = await loadMeta();
   const base = Object.assign({}, at, trust ? { trust } : {});
-  const clocks = [["fds", "Faster Diagnosis Standard (28 days)"], ["d31", "31-day (decision to treatment)"], ["d62", "62-day (referral to treatment)"]];
+  const clocks = [["fds", "Faster Diagnosis Standard (28 days)"], ["d31", "31-day (every treatment, from decision or ECAD)"], ["d62", "62-day (referral to treatment)"]];
   const trend = months(period, 6);
   const reports = await Promise.all(clocks.map(([c]) => api(`/v1/standards/${c}`, Object.assign({ period }, base))));
   const trends = await Promise.all(clocks.map(([c]) => Promise.all(trend.map((p) => api(`/v1/standards/${c}`, Object.assign({ period: p }, base))))));
@@ -380,6 +394,19 @@ async function renderStandards() {
           h("td", { class: "num" }, pct(t.percent)), h("td", {}, bar(t.percent, target)), c === "fds" ? h("td", { class: "num" }, t.excluded ?? 0) : null))),
       table("By tumour site", ["Tumour site", { label: "Stopped", num: true }, { label: "%", num: true }, ""],
         r.by_tumour_site.map((t) => h("tr", {}, h("td", {}, label(t.tumour_site)), h("td", { class: "num" }, t.total), h("td", { class: "num" }, pct(t.percent)), h("td", {}, bar(t.percent, target))))));
+    if (r.by_treatment) {
+      // The combined 31-day standard as the national statistics split it (SPEC 4.4).
+      const halves = [["first_definitive", "First definitive treatment"], ["subsequent", "Subsequent treatment"]];
+      panel.append(table("First definitive and subsequent treatments", ["Treatment", { label: "Treated", num: true }, { label: "Within", num: true }, { label: "%", num: true }, ""],
+        halves.map(([k, t]) => h("tr", { "data-treatment": k }, h("td", {}, t), h("td", { class: "num" }, r.by_treatment[k].total),
+          h("td", { class: "num" }, r.by_treatment[k].within_target), h("td", { class: "num" }, pct(r.by_treatment[k].percent)), h("td", {}, bar(r.by_treatment[k].percent, target))))));
+      const groups = [["surgery", "Surgery"], ["anticancer_drug", "Anti-cancer drug"], ["radiotherapy", "Radiotherapy"], ["other", "Other"]];
+      panel.append(table("By modality", ["Modality", { label: "First %", num: true }, { label: "Subsequent %", num: true }, { label: "Treated", num: true }, { label: "%", num: true }, ""],
+        groups.map(([k, t]) => h("tr", { "data-modality": k }, h("td", {}, t),
+          h("td", { class: "num" }, pct(r.by_treatment.first_definitive.by_modality[k].percent)),
+          h("td", { class: "num" }, pct(r.by_treatment.subsequent.by_modality[k].percent)),
+          h("td", { class: "num" }, r.by_modality[k].total), h("td", { class: "num" }, pct(r.by_modality[k].percent)), h("td", {}, bar(r.by_modality[k].percent, target))))));
+    }
     if (r.by_outcome) {
       panel.append(table("Diagnosed and ruled out", ["Outcome", { label: "Stopped", num: true }, { label: "%", num: true }, ""],
         [["diagnosed", "Cancer diagnosed"], ["ruled_out", "Cancer ruled out"]].map(([k, t]) => h("tr", {}, h("td", {}, t),

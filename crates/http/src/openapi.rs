@@ -377,7 +377,21 @@ pub fn document() -> Value {
             p.extend(aggregate_params.clone());
             p
         },
-        ("200", json_ok("The report", open_object())),
+        (
+            "200",
+            json_ok(
+                "The report",
+                json!({
+                    "type": "object",
+                    "properties": {
+                        "by_treatment": { "type": "object",
+                            "description": "d31 only: every treatment period treated in the month (SPEC 2.12, 4.4), split `first_definitive` / `subsequent`, each with its `by_modality`" },
+                        "by_modality": { "type": "object",
+                            "description": "d31 only: by modality group (`surgery`, `anticancer_drug`, `radiotherapy`, `other`)" },
+                    },
+                }),
+            ),
+        ),
         false,
     );
     json!({

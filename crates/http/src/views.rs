@@ -351,6 +351,12 @@ pub async fn get_ptl(
         "next_action_overdue",
         "owner",
         "escalated",
+        "next_breach_plan_id",
+        "subsequent_plan_id",
+        "subsequent_modality",
+        "subsequent_status",
+        "subsequent_days",
+        "subsequent_breach_date",
     ]);
     for e in &page.rows {
         let r = &e.row;
@@ -385,6 +391,12 @@ pub async fn get_ptl(
             r.next_action_overdue.to_string(),
             opt(r.owner.as_ref()),
             r.escalated.to_string(),
+            opt(r.next_breach_plan_id.as_ref()),
+            opt(r.subsequent.as_ref().map(|p| &p.plan_id)),
+            opt(r.subsequent.as_ref().map(|p| p.modality)),
+            opt(r.subsequent.as_ref().map(|p| p.status)),
+            opt(r.subsequent_days),
+            opt(r.subsequent.as_ref().and_then(|p| p.breach_date)),
         ]);
     }
     Ok(csv_response(

@@ -256,3 +256,73 @@ async fn no_label_carries_personal_data_or_identifiers() {
         );
     }
 }
+
+/// SPEC 2.12 and 6: subsequent treatment periods are clocks of the gauges,
+/// labelled `clock="d31_subsequent"` (never by plan name), and this month's
+/// 31-day performance counts every treatment period.
+///
+/// - SUB-A  breast RXH, surgery 02-03 → 02-17, radiotherapy `rt-plan-x`
+///   decided 03-10: 28 days on 04-07, breach day 04-11 (within 7 days).
+/// - SUB-B  the same, chemotherapy decided 02-10: 56 days, breached.
+/// - SUB-C  lung RHM, surgery 02-03 → 02-17, drugs decided 03-10 and given
+///   04-01 (22 days, met this month).
+#[tokio::test]
+async fn subsequent_treatment_periods_are_in_the_gauges() {
+    let app = spawn_app();
+    let mut events = Vec::new();
+    for (id, trust, site) in [
+        ("SUB-A", "RXH", "breast"),
+        ("SUB-B", "RXH", "breast"),
+        ("SUB-C", "RHM", "lung"),
+    ] {
+        events.push(referral(id, "2025-01-06", trust, site));
+        events.push(json!({ "pathway_id": id, "type": "decision_to_treat", "occurred_on": "2025-02-03", "data": { "modality": "surgery" } }));
+        events.push(json!({ "pathway_id": id, "type": "treatment_started", "occurred_on": "2025-02-17", "data": { "modality": "surgery" } }));
+    }
+    let plan = |id: &str, on: &str, plan: &str, modality: &str| {
+        json!({ "pathway_id": id, "type": "decision_to_treat", "occurred_on": on,
+                "data": { "modality": modality, "treatment": "subsequent", "plan_id": plan } })
+    };
+    events.push(plan("SUB-A", "2025-03-10", "rt-plan-x", "radiotherapy"));
+    events.push(plan("SUB-B", "2025-02-10", "chemo", "anticancer_drug"));
+    events.push(plan("SUB-C", "2025-03-10", "drugs", "anticancer_drug"));
+    events.push(
+        json!({ "pathway_id": "SUB-C", "type": "treatment_started", "occurred_on": "2025-04-01",
+        "data": { "modality": "anticancer_drug", "treatment": "subsequent", "plan_id": "drugs" } }),
+    );
+    assert_eq!(
+        post(&app, json!({ "events": events })).await,
+        StatusCode::CREATED
+    );
+    let (text, m) = scrape(&app).await;
+    let get = |key: &str| {
+        *m.get(key)
+            .unwrap_or_else(|| panic!("{key} missing:\n{text}"))
+    };
+    assert_eq!(
+        get(
+            r#"openptl_clocks_due_to_breach_within_7_days{clock="d31_subsequent",trust="RXH",tumour_site="breast"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            r#"openptl_open_breached_clocks{clock="d31_subsequent",trust="RXH",tumour_site="breast"}"#
+        ),
+        1.0
+    );
+    // Treated pathways back on the PTL have no 62-day clock running.
+    assert_eq!(
+        get(r#"openptl_open_pathways{band="none",trust="RXH",tumour_site="breast"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"openptl_standard_clocks_stopped{clock="d31",status="met",trust="RHM"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"openptl_standard_performance_percent{clock="d31",trust="RHM"}"#),
+        100.0
+    );
+    assert!(!text.contains("rt-plan-x"), "no plan name in a label");
+}

@@ -1086,3 +1086,140 @@ async fn a_subsequent_treatment_period_puts_a_treated_pathway_back_on_the_ptl() 
     let ptl_then = get(&app, "/v1/ptl?as_of=2025-04-25").await;
     assert_eq!(ids(&ptl_then), ["H", "I"], "I's period started on its ECAD");
 }
+
+/// SPEC 2.12 and 4.4: the PTL row names the subsequent period it waits for,
+/// the `subsequent_treatment` worklist lists exactly those patients, and the
+/// 31-day standard counts every treatment period, split first definitive /
+/// subsequent and by modality group.
+///
+/// - H  as above: surgery 02-03 → 02-17 (14, met), radiotherapy `rt`
+///   decided 03-10, waiting 28 days on 04-07 (breach day 04-11).
+/// - J  RHM lung USC, referred 01-06, decision 01-20, surgery 02-03 (14,
+///   met), chemotherapy `chemo` decided 02-10, given 03-20 (38: breached).
+/// - K  RXH skin USC, referred 03-03: waiting, no treatment (not on the list).
+#[tokio::test]
+async fn the_subsequent_treatment_worklist_and_the_31_day_split() {
+    let app = app_on(Arc::new(MemoryLog::new()));
+    let usc = "urgent_suspected_cancer";
+    let subsequent = |id: &str, event_type: &str, on: &str, plan: &str, modality: &str| {
+        ev(
+            id,
+            event_type,
+            on,
+            json!({ "modality": modality, "treatment": "subsequent", "plan_id": plan }),
+        )
+    };
+    post(
+        &app,
+        vec![
+            referral("H", "2025-01-06", "RXH", "breast", usc),
+            ev(
+                "H",
+                "decision_to_treat",
+                "2025-02-03",
+                json!({ "modality": "surgery" }),
+            ),
+            ev(
+                "H",
+                "treatment_started",
+                "2025-02-17",
+                json!({ "modality": "surgery" }),
+            ),
+            subsequent("H", "decision_to_treat", "2025-03-10", "rt", "radiotherapy"),
+            referral("J", "2025-01-06", "RHM", "lung", usc),
+            ev(
+                "J",
+                "decision_to_treat",
+                "2025-01-20",
+                json!({ "modality": "surgery" }),
+            ),
+            ev(
+                "J",
+                "treatment_started",
+                "2025-02-03",
+                json!({ "modality": "surgery" }),
+            ),
+            subsequent(
+                "J",
+                "decision_to_treat",
+                "2025-02-10",
+                "chemo",
+                "anticancer_drug",
+            ),
+            subsequent(
+                "J",
+                "treatment_started",
+                "2025-03-20",
+                "chemo",
+                "anticancer_drug",
+            ),
+            referral("K", "2025-03-03", "RXH", "skin", usc),
+        ],
+    )
+    .await;
+
+    let all = get(&app, "/v1/ptl").await;
+    assert_eq!(ids(&all), ["K", "H"], "{all}");
+    let list = get(&app, "/v1/ptl?worklist=subsequent_treatment").await;
+    assert_eq!(ids(&list), ["H"], "{list}");
+    assert_eq!(
+        list["rows"][0]["subsequent"],
+        json!({ "plan_id": "rt", "modality": "radiotherapy", "status": "open", "days": 28,
+                "breach_date": "2025-04-11", "running": 1 })
+    );
+    assert!(all["rows"][0].get("subsequent").is_none());
+    // A past view, evaluated afresh, filters the same way: on 03-15 J still waited.
+    let then = get(
+        &app,
+        "/v1/ptl?worklist=subsequent_treatment&as_of=2025-03-15&sort=next_breach",
+    )
+    .await;
+    assert_eq!(ids(&then), ["J", "H"], "{then}");
+    assert_eq!(then["rows"][0]["subsequent"]["status"], "open_breached");
+    let csv = get_csv(&app, "/v1/ptl?worklist=subsequent_treatment").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].ends_with(",next_breach_plan_id,subsequent_plan_id,subsequent_modality,subsequent_status,subsequent_days,subsequent_breach_date"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].ends_with(",rt,rt,radiotherapy,open,28,2025-04-11"),
+        "{}",
+        lines[1]
+    );
+
+    // February: two first treatments (surgery), both met.
+    let feb = get(&app, "/v1/standards/d31?period=2025-02").await;
+    assert_eq!(
+        (feb["total"].clone(), feb["within_target"].clone()),
+        (json!(2.0), json!(2.0))
+    );
+    assert_eq!(feb["by_treatment"]["first_definitive"]["total"], 2.0);
+    assert_eq!(feb["by_treatment"]["subsequent"]["total"], 0.0);
+    assert_eq!(feb["by_modality"]["surgery"]["percent"], 100.0);
+    // March: J's chemotherapy, 38 days: a breached subsequent treatment.
+    let mar = get(&app, "/v1/standards/d31?period=2025-03").await;
+    assert_eq!(
+        (mar["total"].clone(), mar["breached"].clone()),
+        (json!(1.0), json!(1.0))
+    );
+    assert_eq!(
+        mar["by_treatment"]["subsequent"],
+        json!({ "total": 1.0, "within_target": 0.0, "breached": 1.0, "percent": 0.0,
+                "by_modality": {
+                    "surgery": { "total": 0.0, "within_target": 0.0, "breached": 0.0, "percent": null },
+                    "anticancer_drug": { "total": 1.0, "within_target": 0.0, "breached": 1.0, "percent": 0.0 },
+                    "radiotherapy": { "total": 0.0, "within_target": 0.0, "breached": 0.0, "percent": null },
+                    "other": { "total": 0.0, "within_target": 0.0, "breached": 0.0, "percent": null },
+                } })
+    );
+    assert_eq!(mar["by_trust"][0]["trust"], "RHM");
+    assert_eq!(mar["by_tumour_site"][0]["tumour_site"], "lung");
+    // The same figures for a past as_of (every pathway evaluated afresh).
+    let past = get(&app, "/v1/standards/d31?period=2025-03&as_of=2025-03-31").await;
+    assert_eq!(past["by_treatment"], mar["by_treatment"]);
+    // Other standards have no split.
+    let fds = get(&app, "/v1/standards/fds?period=2025-02").await;
+    assert!(fds.get("by_treatment").is_none());
+}

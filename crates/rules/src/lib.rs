@@ -6,6 +6,7 @@
 
 mod codes;
 pub mod config;
+pub mod d31;
 pub mod date;
 pub mod error;
 pub mod event;
@@ -20,6 +21,7 @@ pub mod validate;
 
 pub use codes::*;
 pub use config::RulesConfig;
+pub use d31::{ModalityGroup, TreatmentGroup};
 pub use error::RuleError;
 pub use event::{EventData, EventType, PayloadError};
 pub use first_seen::{first_seen, FirstSeen, SeenBy};
@@ -27,6 +29,6 @@ pub use history::{effective_events, EffectiveEvent, RecordedEvent};
 pub use ids::{NhsNumber, OdsCode, PathwayId};
 pub use pathway::{evaluate, PathwayState};
 pub use period::TreatmentPeriod;
-pub use ptl::{PtlRow, Rag, WaitBand};
+pub use ptl::{PtlRow, Rag, WaitBand, WaitingPeriod};
 pub use report::Period;
 pub use validate::{check_event, NewEvent};

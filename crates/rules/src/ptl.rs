@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::codes::*;
 use crate::config::{RagBands, RulesConfig};
 use crate::pathway::{Clock, PathwayState};
+use crate::period::TreatmentPeriod;
 
 code_enum!(
     /// Wait band on the 62-day clock (SPEC 2.10).
@@ -85,6 +86,11 @@ pub struct PtlRow {
     /// Days waited on the longest-running subsequent treatment period (SPEC 2.12).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subsequent_days: Option<i64>,
+    /// That period: its plan, modality, status and first breach day. A
+    /// pathway waiting for a subsequent treatment is on the
+    /// `subsequent_treatment` worklist.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subsequent: Option<WaitingPeriod>,
     pub next_breach_clock: Option<ClockKind>,
     /// The subsequent period of the next breach, when it is one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -103,6 +109,47 @@ pub struct PtlRow {
     pub next_action_overdue: bool,
     pub owner: Option<String>,
     pub escalated: bool,
+}
+
+/// The subsequent treatment period a PTL row waits for (SPEC 2.12).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WaitingPeriod {
+    pub plan_id: String,
+    pub modality: Modality,
+    /// `open` or `open_breached`.
+    pub status: ClockStatus,
+    pub days: i64,
+    #[serde(with = "crate::date::option")]
+    pub breach_date: Option<NaiveDate>,
+    /// Subsequent periods running on the pathway (usually one).
+    pub running: usize,
+}
+
+impl WaitingPeriod {
+    /// The longest-running subsequent period of a pathway (on a tie, the
+    /// first to breach, then the first by plan), if any runs.
+    pub fn of(state: &PathwayState) -> Option<WaitingPeriod> {
+        let running: Vec<&TreatmentPeriod> = state
+            .treatment_periods
+            .iter()
+            .filter(|p| p.treatment == TreatmentKind::Subsequent && p.clock.status.is_running())
+            .collect();
+        let longest = running.iter().min_by(|a, b| {
+            (std::cmp::Reverse(a.clock.days), a.breach_date(), &a.plan_id).cmp(&(
+                std::cmp::Reverse(b.clock.days),
+                b.breach_date(),
+                &b.plan_id,
+            ))
+        })?;
+        Some(WaitingPeriod {
+            plan_id: longest.plan_id.as_deref().unwrap_or_default().to_string(),
+            modality: longest.modality,
+            status: longest.clock.status,
+            days: longest.clock.days,
+            breach_date: longest.breach_date(),
+            running: running.len(),
+        })
+    }
 }
 
 fn running_days(clock: &Clock) -> Option<i64> {
@@ -127,12 +174,8 @@ impl PtlRow {
         }
         let clocks = &state.clocks;
         let rag_bands = &config.rag;
-        let subsequent_days = state
-            .treatment_periods
-            .iter()
-            .filter(|p| p.treatment == TreatmentKind::Subsequent)
-            .filter_map(|p| running_days(&p.clock))
-            .max();
+        let subsequent = WaitingPeriod::of(state);
+        let subsequent_days = subsequent.as_ref().map(|p| p.days);
         let mut rag = [
             running_days(&clocks.fds).map(|d| Rag::of_days(d, &rag_bands.fds)),
             running_days(&clocks.d62).map(|d| Rag::of_days(d, &rag_bands.d62)),
@@ -179,6 +222,7 @@ impl PtlRow {
             }),
             milestone_overdue,
             subsequent_days,
+            subsequent,
             next_breach_clock: state.next_breach.as_ref().map(|b| b.clock),
             next_breach_plan_id: state
                 .next_breach

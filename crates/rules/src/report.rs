@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::codes::*;
 use crate::config::RulesConfig;
+use crate::d31::{self, D31Split};
 use crate::pathway::{Clock, PathwayState};
 use crate::ptl::WaitBand;
 
@@ -91,7 +92,7 @@ pub struct Performance {
 }
 
 impl Performance {
-    fn add(&mut self, share: f64, breached: bool) {
+    pub(crate) fn add(&mut self, share: f64, breached: bool) {
         self.total += share;
         if breached {
             self.breached += share;
@@ -150,6 +151,9 @@ pub struct StandardsReport {
     pub by_outcome: Option<FdsOutcomes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded: Option<u64>,
+    /// 31-day only: the split by treatment and modality group (SPEC 4.4).
+    #[serde(flatten)]
+    pub d31: Option<D31Split>,
 }
 
 fn clock_of(state: &PathwayState, kind: ClockKind) -> &Clock {
@@ -184,8 +188,20 @@ pub fn counts_in(state: &PathwayState, standard: ClockKind, period: Period) -> b
     }
 }
 
+/// Whether a pathway counts towards `standard`'s performance in `period`:
+/// [`counts_in`] for the FDS and 62-day clocks; for the combined 31-day
+/// standard, any treatment period treated in the period (SPEC 4.4).
+pub fn counts_in_standard(state: &PathwayState, standard: ClockKind, period: Period) -> bool {
+    match standard {
+        ClockKind::D31 => d31::counts_in(state, period),
+        _ => counts_in(state, standard, period),
+    }
+}
+
 /// Performance against `standard` of the clocks stopped (met or breached) in
-/// `period`. `trust_visible` says which trusts' shares count.
+/// `period`; for `d31`, of every treatment period treated in it, under the
+/// trust at the treatment (SPEC 2.12, 4.4). `trust_visible` says which
+/// trusts' shares count.
 pub fn standards(
     states: impl IntoIterator<Item = impl Borrow<PathwayState>>,
     standard: ClockKind,
@@ -198,8 +214,29 @@ pub fn standards(
     let mut by_site: BTreeMap<TumourSite, Performance> = BTreeMap::new();
     let mut outcomes = FdsOutcomes::default();
     let mut excluded = 0u64;
+    let mut split = D31Split::default();
     for state in states {
         let state: &PathwayState = state.borrow();
+        if standard == ClockKind::D31 {
+            for counted in d31::counted_periods(state, period) {
+                if !trust_visible(counted.trust.as_str()) {
+                    continue;
+                }
+                let breached = counted.breached;
+                overall.add(1.0, breached);
+                by_site
+                    .entry(state.tumour_site)
+                    .or_default()
+                    .add(1.0, breached);
+                by_trust
+                    .entry(counted.trust.as_str().to_string())
+                    .or_default()
+                    .performance
+                    .add(1.0, breached);
+                split.add(&counted);
+            }
+            continue;
+        }
         if !counts_in(state, standard, period) {
             continue;
         }
@@ -288,6 +325,7 @@ pub fn standards(
             .collect(),
         by_outcome: is_fds.then_some(outcomes),
         excluded: is_fds.then_some(excluded),
+        d31: (standard == ClockKind::D31).then_some(split),
     }
 }
 

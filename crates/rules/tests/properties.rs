@@ -581,6 +581,43 @@ proptest! {
         prop_assert_eq!(milestones.fit.lower_gi_urgent_referrals, 0);
     }
 
+    /// SPEC 2.12, 4.4: the 31-day standard of a month counts each treatment
+    /// period treated in it once, in exactly one half (first definitive or
+    /// subsequent) and one modality group, the first period included.
+    #[test]
+    fn the_31_day_split_adds_up_to_the_periods_treated(
+        plan in plan(true),
+        as_of_offset in 0i64..=250,
+        month_offset in 0i64..=250,
+    ) {
+        let history = build(&plan);
+        let as_of = plus(referred_on(&history), as_of_offset);
+        let state = view(&history, as_of);
+        let period = Period::of(plus(referred_on(&history), month_offset));
+        let report = report::standards([&state], ClockKind::D31, period, &|_| true, config());
+        let treated = state
+            .treatment_periods
+            .iter()
+            .filter(|p| matches!(p.clock.status, ClockStatus::Met | ClockStatus::Breached))
+            .filter(|p| p.clock.stop.is_some_and(|d| period.contains(d)))
+            .count() as f64;
+        prop_assert_eq!(report.overall.total, treated, "{}", show(&history));
+        let split = report.d31.as_ref().expect("the d31 split");
+        let halves: f64 = split.by_treatment.values().map(|g| g.performance.total).sum();
+        let groups: f64 = split.by_modality.values().map(|p| p.total).sum();
+        prop_assert_eq!(halves, treated);
+        prop_assert_eq!(groups, treated);
+        for group in split.by_treatment.values() {
+            let inner: f64 = group.by_modality.values().map(|p| p.total).sum();
+            prop_assert_eq!(inner, group.performance.total);
+        }
+        // The first period counts as it always did (SPEC 2.2): the old
+        // first-treatment-only figure is a part of the new one.
+        if report::counts_in(&state, ClockKind::D31, period) {
+            prop_assert!(treated >= 1.0);
+        }
+    }
+
     /// SPEC 1 and 2.2, 4.2: days = (stop or as_of) − start − adjustment days;
     /// target_date = start + target + adjustment days; the status follows.
     #[test]
