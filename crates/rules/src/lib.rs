@@ -6,6 +6,7 @@
 
 mod codes;
 pub mod config;
+pub mod cwt;
 pub mod date;
 pub mod error;
 pub mod event;
@@ -22,7 +23,7 @@ pub use codes::*;
 pub use config::RulesConfig;
 pub use error::RuleError;
 pub use event::{EventData, EventType, PayloadError};
-pub use first_seen::{first_seen, FirstSeen, SeenBy};
+pub use first_seen::{first_seen, FirstSeen, SeenAt, SeenBy, SeenMedium};
 pub use history::{effective_events, EffectiveEvent, RecordedEvent};
 pub use ids::{NhsNumber, OdsCode, PathwayId};
 pub use pathway::{evaluate, PathwayState};
