@@ -837,13 +837,15 @@ mod tests {
             prop::option::of(clock()),
             prop::option::of(prop::sample::select(TreatmentSetting::ALL)),
         );
-        let seen = prop::option::of((date(), prop::sample::select(SeenMedium::ALL), ods()).prop_map(
-            |(date, medium, trust)| SeenAt {
-                date,
-                medium,
-                trust,
-            },
-        ));
+        let seen = prop::option::of(
+            (date(), prop::sample::select(SeenMedium::ALL), ods()).prop_map(
+                |(date, medium, trust)| SeenAt {
+                    date,
+                    medium,
+                    trust,
+                },
+            ),
+        );
         let record = (any::<bool>(), prop::option::of(text()), days()).prop_map(
             |(referrer_given, primary_diagnosis, first_seen_adjustment_days)| RecordFacts {
                 referrer_given,
@@ -892,16 +894,18 @@ mod tests {
                     // A period without a clock of its own is the first (`d31`).
                     treatment_periods: periods
                         .into_iter()
-                        .map(|(treatment, plan_id, modality, start_reason, clock, care_setting)| {
-                            TreatmentPeriod {
-                                treatment,
-                                plan_id,
-                                modality,
-                                start_reason,
-                                care_setting,
-                                clock: clock.unwrap_or_else(|| d31.clone()),
-                            }
-                        })
+                        .map(
+                            |(treatment, plan_id, modality, start_reason, clock, care_setting)| {
+                                TreatmentPeriod {
+                                    treatment,
+                                    plan_id,
+                                    modality,
+                                    start_reason,
+                                    care_setting,
+                                    clock: clock.unwrap_or_else(|| d31.clone()),
+                                }
+                            },
+                        )
                         .collect(),
                     clocks: Clocks { fds, d31, d62 },
                     milestones,

@@ -645,8 +645,11 @@ impl App {
                     }
                 }
                 lines.sort_by(|a, b| {
-                    (&a.row.trust, &a.pathway_id, &a.row.items)
-                        .cmp(&(&b.row.trust, &b.pathway_id, &b.row.items))
+                    (&a.row.trust, &a.pathway_id, &a.row.items).cmp(&(
+                        &b.row.trust,
+                        &b.pathway_id,
+                        &b.row.items,
+                    ))
                 });
                 lines
             })

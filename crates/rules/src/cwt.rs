@@ -187,7 +187,10 @@ pub fn cwt_records(state: &PathwayState, period: Period) -> Vec<CwtRecord> {
             Vec::new()
         };
     }
-    treated.into_iter().map(|p| record(state, Some(p))).collect()
+    treated
+        .into_iter()
+        .map(|p| record(state, Some(p)))
+        .collect()
 }
 
 fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
@@ -214,7 +217,8 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
         date(upgrade),
         upgrade.map(at).unwrap_or_default(),
         date(seen.map(|s| s.date)),
-        seen.map(|s| s.trust.as_str().to_string()).unwrap_or_default(),
+        seen.map(|s| s.trust.as_str().to_string())
+            .unwrap_or_default(),
         if route.has_d62() {
             facts.first_seen_adjustment_days.to_string()
         } else {
@@ -251,8 +255,7 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
                     state
                         .transfers
                         .iter()
-                        .filter(|t| t.occurred_on <= treated)
-                        .next_back()
+                        .rfind(|t| t.occurred_on <= treated)
                         .filter(|t| t.to_trust.as_str() == treating)
                 })
                 .flatten()
@@ -302,7 +305,11 @@ mod tests {
             (Route::Recurrence, true, None),
         ];
         for (route, referrer, expected) in cases {
-            assert_eq!(source_of_referral(route, referrer), expected, "{route} {referrer}");
+            assert_eq!(
+                source_of_referral(route, referrer),
+                expected,
+                "{route} {referrer}"
+            );
         }
     }
 
@@ -330,15 +337,27 @@ mod tests {
     #[test]
     fn treatment_event_type_codes() {
         let cases = [
-            (Route::UrgentSuspectedCancer, TreatmentKind::First, Some("01")),
+            (
+                Route::UrgentSuspectedCancer,
+                TreatmentKind::First,
+                Some("01"),
+            ),
             (Route::Screening, TreatmentKind::First, Some("01")),
             (Route::Other, TreatmentKind::First, Some("01")),
-            (Route::BreastSymptomatic, TreatmentKind::Subsequent, Some("02")),
+            (
+                Route::BreastSymptomatic,
+                TreatmentKind::Subsequent,
+                Some("02"),
+            ),
             (Route::Recurrence, TreatmentKind::First, None),
             (Route::Recurrence, TreatmentKind::Subsequent, None),
         ];
         for (route, kind, expected) in cases {
-            assert_eq!(treatment_event_type(route, kind), expected, "{route} {kind}");
+            assert_eq!(
+                treatment_event_type(route, kind),
+                expected,
+                "{route} {kind}"
+            );
         }
     }
 

@@ -87,7 +87,11 @@ pub struct SeenAt {
 /// The trust holding a pathway on `date`: the referring trust, then the
 /// receiving trust of each transfer dated on or before it *(ours: a
 /// transfer on the day counts from that day)*. `transfers` are in date order.
-pub fn trust_on<'a>(referring: &'a OdsCode, transfers: &'a [Transfer], date: NaiveDate) -> &'a OdsCode {
+pub fn trust_on<'a>(
+    referring: &'a OdsCode,
+    transfers: &'a [Transfer],
+    date: NaiveDate,
+) -> &'a OdsCode {
     transfers
         .iter()
         .take_while(|t| t.occurred_on <= date)
@@ -104,7 +108,7 @@ pub fn seen_at(
     first_seen_of(events.iter().copied()).map(|f| SeenAt {
         date: f.date,
         medium: f.medium(),
-        trust: trust_on(referring, transfers, f.date).clone(),
+        trust: *trust_on(referring, transfers, f.date),
     })
 }
 
@@ -221,15 +225,25 @@ mod tests {
     #[test]
     fn the_medium_follows_the_appointment_mode() {
         let cases = [
-            (json!({"kind": "first_outpatient", "mode": "face_to_face"}), SeenMedium::FaceToFace),
-            (json!({"kind": "one_stop", "mode": "virtual"}), SeenMedium::Virtual),
+            (
+                json!({"kind": "first_outpatient", "mode": "face_to_face"}),
+                SeenMedium::FaceToFace,
+            ),
+            (
+                json!({"kind": "one_stop", "mode": "virtual"}),
+                SeenMedium::Virtual,
+            ),
             (json!({"kind": "first_outpatient"}), SeenMedium::NotRecorded),
         ];
         for (data, medium) in cases {
             let seen = first_seen(&[event(3, EventType::AppointmentAttended, data.clone())]);
             assert_eq!(seen.map(|s| s.medium()), Some(medium), "{data}");
         }
-        let triage = event(2, EventType::TriageCompleted, json!({"outcome": "straight_to_test"}));
+        let triage = event(
+            2,
+            EventType::TriageCompleted,
+            json!({"outcome": "straight_to_test"}),
+        );
         let test = event(3, EventType::DiagnosticPerformed, json!({"test": "ct"}));
         assert_eq!(
             first_seen(&[triage, test]).map(|s| s.medium()),
@@ -242,15 +256,44 @@ mod tests {
         let d = |day| NaiveDate::from_ymd_opt(2025, 3, day).unwrap();
         let ods = |c: &str| OdsCode::parse(c).unwrap();
         let transfers = vec![
-            Transfer { occurred_on: d(10), from_trust: ods("RXH"), to_trust: ods("RHM") },
-            Transfer { occurred_on: d(20), from_trust: ods("RHM"), to_trust: ods("RTH") },
+            Transfer {
+                occurred_on: d(10),
+                from_trust: ods("RXH"),
+                to_trust: ods("RHM"),
+            },
+            Transfer {
+                occurred_on: d(20),
+                from_trust: ods("RHM"),
+                to_trust: ods("RTH"),
+            },
         ];
         let referring = ods("RXH");
-        for (day, trust) in [(5, "RXH"), (10, "RHM"), (19, "RHM"), (20, "RTH"), (31, "RTH")] {
-            assert_eq!(trust_on(&referring, &transfers, d(day)).as_str(), trust, "day {day}");
+        for (day, trust) in [
+            (5, "RXH"),
+            (10, "RHM"),
+            (19, "RHM"),
+            (20, "RTH"),
+            (31, "RTH"),
+        ] {
+            assert_eq!(
+                trust_on(&referring, &transfers, d(day)).as_str(),
+                trust,
+                "day {day}"
+            );
         }
-        let attended = event(12, EventType::AppointmentAttended, json!({"kind": "first_outpatient", "mode": "virtual"}));
+        let attended = event(
+            12,
+            EventType::AppointmentAttended,
+            json!({"kind": "first_outpatient", "mode": "virtual"}),
+        );
         let seen = seen_at(&[&attended], &referring, &transfers).unwrap();
-        assert_eq!(seen, SeenAt { date: d(12), medium: SeenMedium::Virtual, trust: ods("RHM") });
+        assert_eq!(
+            seen,
+            SeenAt {
+                date: d(12),
+                medium: SeenMedium::Virtual,
+                trust: ods("RHM")
+            }
+        );
     }
 }

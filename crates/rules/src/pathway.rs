@@ -271,14 +271,14 @@ impl PathwayState {
             *handover_date,
             first_seen.as_ref().map(|f| f.date),
         ]
-            .into_iter()
-            .chain(clock_dates)
-            .chain(period_dates)
-            .chain(milestone_dates)
-            .chain(next_breach.iter().map(|b| Some(b.date)))
-            .chain(transfers.iter().map(|t| Some(t.occurred_on)))
-            .chain(note_dates)
-            .flatten();
+        .into_iter()
+        .chain(clock_dates)
+        .chain(period_dates)
+        .chain(milestone_dates)
+        .chain(next_breach.iter().map(|b| Some(b.date)))
+        .chain(transfers.iter().map(|t| Some(t.occurred_on)))
+        .chain(note_dates)
+        .flatten();
         dates.fold((*referred_on, *referred_on), |(lo, hi), d| {
             (lo.min(d), hi.max(d))
         })
