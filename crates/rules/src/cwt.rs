@@ -390,6 +390,158 @@ mod tests {
         }
     }
 
+    fn state(events: &[(&str, &str, serde_json::Value)]) -> PathwayState {
+        use crate::event::{EventData, EventType};
+        use crate::history::EffectiveEvent;
+        use std::borrow::Cow;
+        let events: Vec<EffectiveEvent> = events
+            .iter()
+            .enumerate()
+            .map(|(i, (ty, on, data))| EffectiveEvent {
+                event_id: uuid::Uuid::nil(),
+                version: i as u64 + 1,
+                occurred_on: crate::date::parse(on).unwrap(),
+                data: Cow::Owned(
+                    EventData::from_json(EventType::parse(ty).unwrap(), data.clone()).unwrap(),
+                ),
+            })
+            .collect();
+        let as_of = NaiveDate::from_ymd_opt(2025, 4, 30).unwrap();
+        crate::pathway::evaluate(&events, as_of, &crate::RulesConfig::defaults()).unwrap()
+    }
+
+    fn referral(route: &str) -> (&'static str, &'static str, serde_json::Value) {
+        (
+            "referral_received",
+            "2025-01-06",
+            serde_json::json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "skin", "route": route}),
+        )
+    }
+
+    fn item<'r>(record: &'r CwtRecord, name: &str) -> &'r str {
+        let at = COLUMNS.iter().position(|c| *c == name).unwrap();
+        &record.items[at]
+    }
+
+    #[test]
+    fn which_pathways_and_periods_make_records() {
+        use serde_json::json;
+        let march = Period::parse("2025-03").unwrap();
+        let dtt = |on, treatment: &str| {
+            let mut data = json!({"modality": "surgery", "treatment": treatment});
+            if treatment == "subsequent" {
+                data["plan_id"] = json!("rt");
+            }
+            ("decision_to_treat", on, data)
+        };
+        let treated = |on, treatment: &str| {
+            let mut data = json!({"modality": "surgery", "treatment": treatment});
+            if treatment == "subsequent" {
+                data["plan_id"] = json!("rt");
+            }
+            ("treatment_started", on, data)
+        };
+        // (case, events, the records' CANCER TREATMENT EVENT TYPE)
+        let cases: Vec<(&str, Vec<(&str, &str, serde_json::Value)>, Vec<&str>)> = vec![
+            (
+                "referred only",
+                vec![referral("urgent_suspected_cancer")],
+                vec![],
+            ),
+            (
+                "FDS excluded in March: one untreated record",
+                vec![
+                    referral("urgent_suspected_cancer"),
+                    (
+                        "fds_excluded",
+                        "2025-03-10",
+                        json!({"reason": "patient_choice"}),
+                    ),
+                ],
+                vec![""],
+            ),
+            (
+                "FDS ended in February, nothing in March",
+                vec![
+                    referral("urgent_suspected_cancer"),
+                    (
+                        "diagnosis_communicated",
+                        "2025-02-03",
+                        json!({"outcome": "cancer_ruled_out"}),
+                    ),
+                ],
+                vec![],
+            ),
+            (
+                "first treatment in February, subsequent in March",
+                vec![
+                    referral("urgent_suspected_cancer"),
+                    dtt("2025-02-01", "first"),
+                    treated("2025-02-10", "first"),
+                    dtt("2025-02-20", "subsequent"),
+                    treated("2025-03-04", "subsequent"),
+                ],
+                vec!["02"],
+            ),
+            (
+                "a recurrence treated in March",
+                vec![
+                    referral("recurrence"),
+                    dtt("2025-03-01", "first"),
+                    treated("2025-03-20", "first"),
+                ],
+                vec![""],
+            ),
+        ];
+        for (case, events, types) in cases {
+            let records = cwt_records(&state(&events), march);
+            let got: Vec<&str> = records
+                .iter()
+                .map(|r| item(r, "CANCER TREATMENT EVENT TYPE"))
+                .collect();
+            assert_eq!(got, types, "{case}");
+            for r in &records {
+                assert_eq!(r.items.len(), COLUMNS.len(), "{case}");
+            }
+        }
+        let excluded = cwt_records(
+            &state(&[
+                referral("urgent_suspected_cancer"),
+                (
+                    "fds_excluded",
+                    "2025-03-10",
+                    json!({"reason": "patient_choice"}),
+                ),
+            ]),
+            march,
+        );
+        assert_eq!(
+            item(&excluded[0], "CANCER FASTER DIAGNOSIS PATHWAY END DATE"),
+            "2025-03-10"
+        );
+        assert_eq!(item(&excluded[0], "TREATMENT START DATE (CANCER)"), "");
+        let recurrence = cwt_records(
+            &state(&[
+                referral("recurrence"),
+                dtt("2025-03-01", "first"),
+                treated("2025-03-20", "first"),
+            ]),
+            march,
+        );
+        for name in [
+            "CANCER REFERRAL TO TREATMENT PERIOD START DATE",
+            "WAITING TIME ADJUSTMENT (FIRST SEEN)",
+            "WAITING TIME ADJUSTMENT REASON (FIRST SEEN)",
+            "SOURCE OF REFERRAL FOR OUT-PATIENTS",
+        ] {
+            assert_eq!(item(&recurrence[0], name), "", "{name}");
+        }
+        assert_eq!(
+            item(&recurrence[0], "TREATMENT START DATE (CANCER)"),
+            "2025-03-20"
+        );
+    }
+
     #[test]
     fn the_columns_are_unique() {
         let mut all: Vec<&str> = IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied().collect();
