@@ -390,7 +390,10 @@ mod tests {
         }
     }
 
-    fn state(events: &[(&str, &str, serde_json::Value)]) -> PathwayState {
+    /// An event as (type, date, data).
+    type Ev<'a> = (&'a str, &'a str, serde_json::Value);
+
+    fn state(events: &[Ev]) -> PathwayState {
         use crate::event::{EventData, EventType};
         use crate::history::EffectiveEvent;
         use std::borrow::Cow;
@@ -442,7 +445,7 @@ mod tests {
             ("treatment_started", on, data)
         };
         // (case, events, the records' CANCER TREATMENT EVENT TYPE)
-        let cases: Vec<(&str, Vec<(&str, &str, serde_json::Value)>, Vec<&str>)> = vec![
+        let cases: Vec<(&str, Vec<Ev>, Vec<&str>)> = vec![
             (
                 "referred only",
                 vec![referral("urgent_suspected_cancer")],
