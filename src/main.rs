@@ -171,11 +171,11 @@ enum Command {
     Export {
         #[arg(long, env = "OPENPTL_DATA_DIR", default_value = "./openptl-data")]
         data_dir: PathBuf,
-        /// `ndjson` (the whole log) or `cwt` (the monthly extract of
-        /// `--period`, exactly as `GET /v1/returns/cwt`).
+        /// `ndjson` (the whole log) or `cwt` (the monthly CWT data set
+        /// submission of `--period`, exactly as `GET /v1/returns/cwt`).
         #[arg(long, default_value = "ndjson")]
         format: String,
-        /// The month of the `cwt` extract, YYYY-MM.
+        /// The month of the `cwt` submission, YYYY-MM.
         #[arg(long)]
         period: Option<String>,
     },

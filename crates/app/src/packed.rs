@@ -33,18 +33,20 @@ use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use foldhash::HashMap;
-use openptl_rules::pathway::{Allocation, Clock, Clocks, Milestone, NextBreach, Note, Transfer};
+use openptl_rules::pathway::{
+    Allocation, Clock, Clocks, Milestone, NextBreach, Note, RecordFacts, Transfer,
+};
 use openptl_rules::{
     ClockKind, ClockStatus, FitBand, MilestoneStatus, Modality, NhsNumber, OdsCode, PathwayState,
-    PathwayStatus, PeriodStartReason, Route, RulesConfig, StopReason, TreatmentKind,
-    TreatmentPeriod, TumourSite,
+    PathwayStatus, PeriodStartReason, Route, RulesConfig, SeenAt, SeenMedium, StopReason,
+    TreatmentKind, TreatmentPeriod, TreatmentSetting, TumourSite,
 };
 
 use crate::projection::Current;
 use crate::varint;
 
 /// The layout version, the first byte of every packed state.
-const LAYOUT: u8 = 2;
+const LAYOUT: u8 = 3;
 
 /// A packed pathway state, with the number of events it was evaluated
 /// from, and its [`PathwayState::date_span`] at hand (a view of a period
@@ -159,6 +161,8 @@ impl Packer {
             transfers,
             handover_date,
             last_note,
+            first_seen,
+            record,
         } = state;
         w.out.extend_from_slice(nhs_number.as_str().as_bytes());
         w.ods(trust);
@@ -203,12 +207,14 @@ impl Packer {
                 plan_id,
                 modality,
                 start_reason,
+                care_setting,
                 clock,
             } = p;
             w.byte(treatment.index());
             w.option(plan_id.as_ref(), |w, t| w.text(t));
             w.byte(modality.index());
             w.byte(start_reason.index());
+            w.option(care_setting.as_ref(), |w, c| w.byte(c.index()));
             let same_as_d31 = clock == d31;
             w.flag(same_as_d31);
             if !same_as_d31 {
@@ -249,6 +255,24 @@ impl Packer {
             w.option(owner.as_ref(), |w, t| w.text(t));
             w.flag(*escalated);
         });
+        w.option(first_seen.as_ref(), |w, f| {
+            let SeenAt {
+                date,
+                medium,
+                trust,
+            } = f;
+            w.date(*date);
+            w.byte(medium.index());
+            w.ods(trust);
+        });
+        let RecordFacts {
+            referrer_given,
+            primary_diagnosis,
+            first_seen_adjustment_days,
+        } = record;
+        w.flag(*referrer_given);
+        w.option(primary_diagnosis.as_ref(), |w, t| w.text(t));
+        w.int(*first_seen_adjustment_days);
         Packed {
             bytes: w.out.into_boxed_slice(),
             span,
@@ -309,6 +333,7 @@ impl Packer {
                 plan_id: r.option(|r| r.text().map(|t| Arc::from(t.as_str())))?,
                 modality: r.code(Modality::from_index)?,
                 start_reason: r.code(PeriodStartReason::from_index)?,
+                care_setting: r.option(|r| r.code(TreatmentSetting::from_index))?,
                 clock: if r.flag()? {
                     clocks.d31.clone()
                 } else {
@@ -344,6 +369,18 @@ impl Packer {
                 escalated: r.flag()?,
             })
         })?;
+        let first_seen = r.option(|r| {
+            Ok(SeenAt {
+                date: r.date()?,
+                medium: r.code(SeenMedium::from_index)?,
+                trust: r.ods()?,
+            })
+        })?;
+        let record = RecordFacts {
+            referrer_given: r.flag()?,
+            primary_diagnosis: r.option(|r| r.text())?,
+            first_seen_adjustment_days: r.int()?,
+        };
         if r.at != r.bytes.len() {
             return Err("a packed state has bytes left over".into());
         }
@@ -368,6 +405,8 @@ impl Packer {
             transfers,
             handover_date,
             last_note,
+            first_seen,
+            record,
         };
         Ok((state, version))
     }
@@ -796,6 +835,23 @@ mod tests {
             prop::sample::select(Modality::ALL),
             prop::sample::select(PeriodStartReason::ALL),
             prop::option::of(clock()),
+            prop::option::of(prop::sample::select(TreatmentSetting::ALL)),
+        );
+        let seen = prop::option::of(
+            (date(), prop::sample::select(SeenMedium::ALL), ods()).prop_map(
+                |(date, medium, trust)| SeenAt {
+                    date,
+                    medium,
+                    trust,
+                },
+            ),
+        );
+        let record = (any::<bool>(), prop::option::of(text()), days()).prop_map(
+            |(referrer_given, primary_diagnosis, first_seen_adjustment_days)| RecordFacts {
+                referrer_given,
+                primary_diagnosis,
+                first_seen_adjustment_days,
+            },
         );
         let rest = (
             prop::option::of(next_breach),
@@ -811,6 +867,7 @@ mod tests {
             prop::collection::vec(milestone(names), 0..9),
             rest,
             prop::collection::vec(period, 0..4),
+            (seen, record),
         )
             .prop_map(
                 |(
@@ -820,6 +877,7 @@ mod tests {
                     milestones,
                     (next_breach, transferred, transfers, handover_date, last_note),
                     periods,
+                    (first_seen, record),
                 )| PathwayState {
                     nhs_number: nhs,
                     trust,
@@ -836,15 +894,18 @@ mod tests {
                     // A period without a clock of its own is the first (`d31`).
                     treatment_periods: periods
                         .into_iter()
-                        .map(|(treatment, plan_id, modality, start_reason, clock)| {
-                            TreatmentPeriod {
-                                treatment,
-                                plan_id,
-                                modality,
-                                start_reason,
-                                clock: clock.unwrap_or_else(|| d31.clone()),
-                            }
-                        })
+                        .map(
+                            |(treatment, plan_id, modality, start_reason, clock, care_setting)| {
+                                TreatmentPeriod {
+                                    treatment,
+                                    plan_id,
+                                    modality,
+                                    start_reason,
+                                    care_setting,
+                                    clock: clock.unwrap_or_else(|| d31.clone()),
+                                }
+                            },
+                        )
                         .collect(),
                     clocks: Clocks { fds, d31, d62 },
                     milestones,
@@ -853,6 +914,8 @@ mod tests {
                     transfers,
                     handover_date,
                     last_note,
+                    first_seen,
+                    record,
                 },
             )
     }

@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
-use openptl_rules::report::{self, CanptlReturn, CwtRow, MilestonesReport, StandardsReport};
+use openptl_rules::cwt::{self, CwtRecord};
+use openptl_rules::report::{self, CanptlReturn, MilestonesReport, StandardsReport};
 use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
 use serde::Serialize;
 
@@ -343,13 +344,16 @@ pub struct PtlPage {
     pub next_cursor: Option<String>,
 }
 
-/// One line of the patient-level monthly extract.
+/// One record of the monthly CWT data set submission, with its
+/// identifiers (masked or cleared for roles that may not see them).
 #[derive(Debug, Clone, Serialize)]
 pub struct CwtLine {
-    pub pathway_id: String,
+    #[serde(rename = "NHS NUMBER")]
     pub nhs_number: String,
+    #[serde(rename = "PATIENT PATHWAY IDENTIFIER")]
+    pub pathway_id: String,
     #[serde(flatten)]
-    pub row: CwtRow,
+    pub row: CwtRecord,
 }
 
 /// A pathway as a view sees it (its state unpacked, or evaluated afresh
@@ -622,7 +626,9 @@ impl App {
         .await
     }
 
-    /// The monthly patient-level extract of clocks stopped in `period`.
+    /// The monthly CWT data set submission for `period` (SPEC 4.4): a
+    /// record per pathway and treatment period treated in the month, or
+    /// per pathway whose FDS pathway ended in it.
     pub async fn cwt(
         &self,
         at: &ViewAt,
@@ -637,8 +643,8 @@ impl App {
             .with_states(as_of, at.known_at, Some(period), |seen| {
                 let mut lines: Vec<CwtLine> = Vec::new();
                 for s in seen {
-                    for row in report::cwt_rows(s.state(), period) {
-                        if trusts.allows(&row.trust) {
+                    for row in cwt::cwt_records(s.state(), period) {
+                        if row.trusts.iter().any(|t| trusts.allows(t)) {
                             lines.push(CwtLine {
                                 pathway_id: s.id.to_string(),
                                 nhs_number: s.state().nhs_number.as_str().to_string(),
@@ -648,10 +654,10 @@ impl App {
                     }
                 }
                 lines.sort_by(|a, b| {
-                    (a.row.standard, &a.row.trust, &a.pathway_id).cmp(&(
-                        b.row.standard,
+                    (&a.row.trust, &a.pathway_id, &a.row.items).cmp(&(
                         &b.row.trust,
                         &b.pathway_id,
+                        &b.row.items,
                     ))
                 });
                 lines

@@ -471,7 +471,7 @@ pub fn document() -> Value {
             "/v1/standards/{standard}": { "get": standards },
             "/v1/milestones": { "get": operation("BPTP milestone compliance", aggregate_params, ("200", json_ok("The report", open_object())), false) },
             "/v1/returns/canptl": { "get": operation(
-                "The weekly PTL return",
+                "The weekly PTL return: 62-day pathways by band, FDS day 28 passed, referrals and upgrades on the three cancer routes (no routine referrals), patients first seen in the week by medium (face_to_face, virtual, not_recorded)",
                 {
                     let mut p = vec![required_query("week_ending", date(), "A Sunday that has passed.")];
                     p.extend(scope_params());
@@ -483,14 +483,14 @@ pub fn document() -> Value {
                 false,
             ) },
             "/v1/returns/cwt": { "get": operation(
-                "The monthly patient-level extract of stopped clocks",
+                "The monthly CWT data set submission: one record per pathway and treatment period treated in the month (or per pathway whose FDS pathway ended in it), columns named as the NHS Data Dictionary names the items, values in national codes; an item not held is empty",
                 {
                     let mut p = vec![required_query("period", period(), "A month, YYYY-MM."), query("format", codes(["json", "csv"]), "Default CSV.")];
                     p.extend(scope_params());
                     p.extend(at_params());
                     p
                 },
-                ("200", json!({ "description": "The extract", "content": {
+                ("200", json!({ "description": "The submission (CSV, header = national item names; JSON rows keyed by them)", "content": {
                     "text/csv": { "schema": { "type": "string" } },
                     "application/json": { "schema": open_object() },
                 } })),

@@ -534,44 +534,16 @@ fn with_position(
     Ok(body)
 }
 
-/// The monthly extract as CSV (also `openptl export --format cwt`).
+/// The monthly CWT data set submission as CSV (also `openptl export
+/// --format cwt`): the national item names as the header.
 pub fn cwt_csv(lines: &[openptl_app::CwtLine]) -> String {
-    let mut out = Csv::new(&[
-        "standard",
-        "pathway_id",
-        "nhs_number",
-        "trust",
-        "share",
-        "referring_trust",
-        "tumour_site",
-        "route",
-        "clock_start",
-        "clock_stop",
-        "stop_reason",
-        "adjustment_days",
-        "days_waited",
-        "target_days",
-        "outcome",
-    ]);
+    use openptl_rules::cwt::{COLUMNS, IDENTIFIER_COLUMNS};
+    let header: Vec<&str> = IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied().collect();
+    let mut out = Csv::new(&header);
     for l in lines {
-        let r = &l.row;
-        out.row(&[
-            r.standard.to_string(),
-            l.pathway_id.clone(),
-            l.nhs_number.clone(),
-            r.trust.clone(),
-            r.share.to_string(),
-            r.referring_trust.clone(),
-            r.tumour_site.to_string(),
-            r.route.to_string(),
-            opt(r.clock_start),
-            opt(r.clock_stop),
-            opt(r.stop_reason),
-            r.adjustment_days.to_string(),
-            opt(r.days_waited),
-            r.target_days.to_string(),
-            r.outcome.to_string(),
-        ]);
+        let mut fields = vec![l.nhs_number.clone(), l.pathway_id.clone()];
+        fields.extend(l.row.items.iter().cloned());
+        out.row(&fields);
     }
     out.finish()
 }

@@ -407,7 +407,7 @@ async fn views_are_scoped_and_identifiers_masked_by_role() {
     assert!(
         lines
             .iter()
-            .all(|l| l["pathway_id"] == "" && l["nhs_number"] == ""),
+            .all(|l| l["PATIENT PATHWAY IDENTIFIER"] == "" && l["NHS NUMBER"] == ""),
         "{cwt}"
     );
     // Aggregates count only the caller's trusts.

@@ -582,7 +582,11 @@ async fn the_weekly_return_counts_bands_at_their_boundaries() {
     assert_eq!(r["backlog_over_62"], 3);
     assert_eq!(r["over_104"], 1);
     assert_eq!(r["referrals_by_route"]["urgent_suspected_cancer"], 1);
-    assert_eq!(r["referrals_by_route"]["other"], 0);
+    assert!(
+        r["referrals_by_route"].get("other").is_none(),
+        "routine referrals are not part of the return: {}",
+        r["referrals_by_route"]
+    );
     assert_eq!(r["upgrades"], 1);
     // FDS day 29 fell in the week for b29 (03-08 + 29 = 04-06) and b28 is on day 28.
     assert_eq!(r["passed_28_days"], 1);
@@ -597,24 +601,292 @@ async fn the_weekly_return_counts_bands_at_their_boundaries() {
 }
 
 #[tokio::test]
-async fn the_monthly_extract_lists_stopped_clocks() {
-    let (app, _) = loaded().await;
+async fn the_weekly_return_counts_first_seen_on_the_cancer_routes_only() {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let app = app_on(log);
+    let usc = "urgent_suspected_cancer";
+    let seen = |id: &str, on: &str, data: Value| ev(id, "appointment_attended", on, data);
+    let events = vec![
+        // Seen in the week (Mon 2025-03-31 to Sun 2025-04-06), one of each medium.
+        referral("v", "2025-03-25", "RXH", "skin", usc),
+        seen(
+            "v",
+            "2025-04-01",
+            json!({"kind": "first_outpatient", "mode": "virtual"}),
+        ),
+        referral("f", "2025-04-01", "RXH", "breast", "breast_symptomatic"),
+        seen(
+            "f",
+            "2025-04-03",
+            json!({"kind": "one_stop", "mode": "face_to_face"}),
+        ),
+        referral("n", "2025-03-28", "RXH", "lung", usc),
+        seen("n", "2025-04-06", json!({"kind": "first_outpatient"})),
+        // Straight to test: first seen at the test, medium not recorded.
+        referral("s", "2025-03-31", "RXH", "lower_gi", "screening")
+            .as_object()
+            .cloned()
+            .map(|mut e| {
+                e["data"]["screening_programme"] = json!("bowel");
+                Value::Object(e)
+            })
+            .unwrap(),
+        ev(
+            "s",
+            "triage_completed",
+            "2025-03-31",
+            json!({"outcome": "straight_to_test"}),
+        ),
+        ev(
+            "s",
+            "diagnostic_performed",
+            "2025-04-02",
+            json!({"test": "colonoscopy"}),
+        ),
+        // Not counted: seen before the week, a follow-up, a routine referral
+        // and a recurrence.
+        referral("before", "2025-03-20", "RXH", "skin", usc),
+        seen(
+            "before",
+            "2025-03-30",
+            json!({"kind": "first_outpatient", "mode": "virtual"}),
+        ),
+        seen(
+            "before",
+            "2025-04-02",
+            json!({"kind": "follow_up", "mode": "virtual"}),
+        ),
+        referral("routine", "2025-04-01", "RXH", "skin", "other"),
+        seen(
+            "routine",
+            "2025-04-02",
+            json!({"kind": "first_outpatient", "mode": "virtual"}),
+        ),
+        referral("again", "2025-04-02", "RXH", "skin", "recurrence"),
+        seen(
+            "again",
+            "2025-04-03",
+            json!({"kind": "first_outpatient", "mode": "virtual"}),
+        ),
+    ];
+    post(&app, events).await;
+    let r = get(&app, "/v1/returns/canptl?week_ending=2025-04-06").await;
+    assert_eq!(
+        r["first_seen"],
+        json!({
+            "total": 4,
+            "by_medium": {"face_to_face": 1, "virtual": 1, "not_recorded": 2},
+            "by_route": {
+                "breast_symptomatic": {"face_to_face": 1, "virtual": 0, "not_recorded": 0},
+                "screening": {"face_to_face": 0, "virtual": 0, "not_recorded": 1},
+                "urgent_suspected_cancer": {"face_to_face": 0, "virtual": 1, "not_recorded": 1},
+            },
+        })
+    );
+    assert_eq!(
+        r["referrals_by_route"],
+        json!({"breast_symptomatic": 1, "screening": 1, "urgent_suspected_cancer": 0}),
+        "routine referrals and recurrences are not part of the return"
+    );
+}
+
+/// A month of the CWT submission: first and subsequent treatments, a
+/// transfer, a first-seen and a treatment adjustment, an FDS pathway ended
+/// without treatment, an upgrade; read item by item.
+#[tokio::test]
+async fn the_monthly_cwt_submission_in_national_items_and_codes() {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let app = app_on(log);
+    let usc = "urgent_suspected_cancer";
+    let mut p1 = referral("P1", "2025-01-06", "RXH", "lung", usc);
+    p1["data"]["referrer"] = json!("A81001");
+    let mut p2 = referral("P2", "2025-02-10", "RTH", "lower_gi", "screening");
+    p2["data"]["screening_programme"] = json!("bowel");
+    let events = vec![
+        p1,
+        ev(
+            "P1",
+            "appointment_missed",
+            "2025-01-08",
+            json!({"kind": "first_outpatient", "reason": "did_not_attend"}),
+        ),
+        ev(
+            "P1",
+            "appointment_attended",
+            "2025-01-10",
+            json!({"kind": "first_outpatient", "mode": "face_to_face"}),
+        ),
+        ev(
+            "P1",
+            "diagnosis_communicated",
+            "2025-02-03",
+            json!({"outcome": "cancer_diagnosed", "icd10": "C34.1"}),
+        ),
+        ev(
+            "P1",
+            "pathway_transferred",
+            "2025-02-05",
+            json!({"to_trust": "RHM"}),
+        ),
+        ev(
+            "P1",
+            "decision_to_treat",
+            "2025-02-20",
+            json!({"modality": "surgery"}),
+        ),
+        ev(
+            "P1",
+            "treatment_started",
+            "2025-03-05",
+            json!({"modality": "surgery", "care_setting": "admitted"}),
+        ),
+        ev(
+            "P1",
+            "decision_to_treat",
+            "2025-03-06",
+            json!({"modality": "anticancer_drug", "treatment": "subsequent", "plan_id": "chemo", "earliest_clinically_appropriate_date": "2025-03-10"}),
+        ),
+        ev(
+            "P1",
+            "treatment_offer_declined",
+            "2025-03-12",
+            json!({"offered_on": "2025-03-12", "available_from": "2025-03-15", "setting": "admitted", "plan_id": "chemo"}),
+        ),
+        ev(
+            "P1",
+            "treatment_started",
+            "2025-03-20",
+            json!({"modality": "anticancer_drug", "treatment": "subsequent", "plan_id": "chemo", "care_setting": "non_admitted"}),
+        ),
+        p2,
+        ev(
+            "P2",
+            "triage_completed",
+            "2025-02-11",
+            json!({"outcome": "straight_to_test"}),
+        ),
+        ev(
+            "P2",
+            "diagnostic_performed",
+            "2025-02-14",
+            json!({"test": "colonoscopy"}),
+        ),
+        ev(
+            "P2",
+            "diagnosis_communicated",
+            "2025-03-03",
+            json!({"outcome": "cancer_ruled_out", "method": "letter"}),
+        ),
+        referral("P3", "2025-01-15", "RXH", "skin", "other"),
+        ev("P3", "consultant_upgraded", "2025-02-01", json!({})),
+        ev(
+            "P3",
+            "decision_to_treat",
+            "2025-02-10",
+            json!({"modality": "other"}),
+        ),
+        ev(
+            "P3",
+            "treatment_started",
+            "2025-03-03",
+            json!({"modality": "other"}),
+        ),
+        // Nothing ended or treated in March: no record.
+        referral("P4", "2025-03-01", "RXH", "skin", usc),
+    ];
+    post(&app, events).await;
     let csv = get_csv(&app, "/v1/returns/cwt?period=2025-03").await;
-    let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(
-        lines[0],
-        "standard,pathway_id,nhs_number,trust,share,referring_trust,tumour_site,route,clock_start,clock_stop,stop_reason,adjustment_days,days_waited,target_days,outcome"
-    );
-    assert_eq!(
-        &lines[1..],
-        [
-            "d31,G,9434765919,RHM,1,RXH,upper_gi,urgent_suspected_cancer,2025-02-20,2025-03-05,treatment_started,0,13,31,met",
-            "d31,F,9434765919,RXH,1,RXH,lung,urgent_suspected_cancer,2025-02-17,2025-03-10,treatment_started,0,21,31,met",
-            "d62,G,9434765919,RHM,0.5,RXH,upper_gi,urgent_suspected_cancer,2025-01-02,2025-03-05,treatment_started,0,62,62,met",
-            "d62,F,9434765919,RXH,1,RXH,lung,urgent_suspected_cancer,2025-01-06,2025-03-10,treatment_started,0,63,62,breached",
-            "d62,G,9434765919,RXH,0.5,RXH,upper_gi,urgent_suspected_cancer,2025-01-02,2025-03-05,treatment_started,0,62,62,met",
-        ]
-    );
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let records: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(header.len(), 27);
+    assert_eq!(records.len(), 4, "{csv}");
+    let item = |record: usize, name: &str| -> &str {
+        let column = header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        records[record][column]
+    };
+    // P1's first treatment (at RHM after the transfer), then its subsequent
+    // one; P2 (RTH, FDS ended, no treatment); P3 (RXH, upgrade).
+    let expected: [(&str, [&str; 4]); 27] = [
+        ("NHS NUMBER", ["9434765919"; 4]),
+        ("PATIENT PATHWAY IDENTIFIER", ["P1", "P1", "P2", "P3"]),
+        (
+            "ORGANISATION IDENTIFIER (PATIENT PATHWAY IDENTIFIER ISSUER)",
+            ["RXH", "RXH", "RTH", "RXH"],
+        ),
+        (
+            "SOURCE OF REFERRAL FOR OUT-PATIENTS",
+            ["03", "03", "17", ""],
+        ),
+        ("PRIORITY TYPE CODE", ["3", "3", "", ""]),
+        (
+            "CANCER REFERRAL TO TREATMENT PERIOD START DATE",
+            ["2025-01-06", "2025-01-06", "2025-02-10", "2025-01-15"],
+        ),
+        ("CONSULTANT UPGRADE DATE", ["", "", "", "2025-02-01"]),
+        (
+            "ORGANISATION SITE IDENTIFIER (CONSULTANT UPGRADE)",
+            ["", "", "", "RXH"],
+        ),
+        (
+            "DATE FIRST SEEN",
+            ["2025-01-10", "2025-01-10", "2025-02-14", ""],
+        ),
+        (
+            "ORGANISATION SITE IDENTIFIER (DATE FIRST SEEN)",
+            ["RXH", "RXH", "RTH", ""],
+        ),
+        ("WAITING TIME ADJUSTMENT (FIRST SEEN)", ["2", "2", "0", "0"]),
+        (
+            "WAITING TIME ADJUSTMENT REASON (FIRST SEEN)",
+            ["3", "3", "9", "9"],
+        ),
+        (
+            "CANCER FASTER DIAGNOSIS PATHWAY END DATE",
+            ["2025-02-03", "2025-02-03", "2025-03-03", ""],
+        ),
+        ("CANCER FASTER DIAGNOSIS PATHWAY END REASON", [""; 4]),
+        ("CANCER FASTER DIAGNOSIS PATHWAY EXCLUSION REASON", [""; 4]),
+        ("OUTCOME COMMUNICATION METHOD", [""; 4]),
+        ("PRIMARY DIAGNOSIS (ICD)", ["C34.1", "C34.1", "", ""]),
+        ("CANCER TREATMENT EVENT TYPE", ["01", "02", "", "01"]),
+        (
+            "CANCER TREATMENT PERIOD START DATE",
+            ["2025-02-20", "2025-03-10", "", "2025-02-10"],
+        ),
+        (
+            "TREATMENT START DATE (CANCER)",
+            ["2025-03-05", "2025-03-20", "", "2025-03-03"],
+        ),
+        ("CANCER TREATMENT MODALITY", ["23", "", "", "97"]),
+        ("CANCER CARE SETTING (TREATMENT)", ["", "", "", "99"]),
+        ("WAITING TIME ADJUSTMENT (TREATMENT)", ["0", "3", "", "0"]),
+        ("WAITING TIME ADJUSTMENT REASON (TREATMENT)", [""; 4]),
+        (
+            "ORGANISATION SITE IDENTIFIER (TREATMENT START DATE CANCER)",
+            ["RHM", "RHM", "", "RXH"],
+        ),
+        ("TRANSFER TO TREATMENT DATE", ["2025-02-05", "", "", ""]),
+        (
+            "ORGANISATION IDENTIFIER (ACCOUNTABLE INVESTIGATING PROVIDER)",
+            ["RXH", "", "", ""],
+        ),
+    ];
+    for (name, values) in expected {
+        for (record, value) in values.iter().enumerate() {
+            assert_eq!(
+                item(record, name),
+                *value,
+                "{name} of record {record}\n{csv}"
+            );
+        }
+    }
+    let json = get(&app, "/v1/returns/cwt?period=2025-03&format=json").await;
+    assert_eq!(json["rows"][1]["CANCER TREATMENT EVENT TYPE"], "02");
+    assert_eq!(json["rows"][1]["PATIENT PATHWAY IDENTIFIER"], "P1");
     let (status, _) = get_status(&app, "/v1/returns/cwt").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }

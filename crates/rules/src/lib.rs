@@ -6,6 +6,7 @@
 
 mod codes;
 pub mod config;
+pub mod cwt;
 pub mod d31;
 pub mod date;
 pub mod error;
@@ -24,7 +25,7 @@ pub use config::RulesConfig;
 pub use d31::{ModalityGroup, TreatmentGroup};
 pub use error::RuleError;
 pub use event::{EventData, EventType, PayloadError};
-pub use first_seen::{first_seen, FirstSeen, SeenBy};
+pub use first_seen::{first_seen, FirstSeen, SeenAt, SeenBy, SeenMedium};
 pub use history::{effective_events, EffectiveEvent, RecordedEvent};
 pub use ids::{NhsNumber, OdsCode, PathwayId};
 pub use pathway::{evaluate, PathwayState};

@@ -191,6 +191,25 @@ pub struct PathwayState {
     #[serde(with = "crate::date::option")]
     pub handover_date: Option<NaiveDate>,
     pub last_note: Option<Note>,
+    /// Date first seen, how and where (SPEC 2.12): the weekly return counts
+    /// it, the monthly CWT record carries it. Not part of the pathway view.
+    #[serde(skip)]
+    pub first_seen: Option<crate::first_seen::SeenAt>,
+    /// Items of the national CWT record that the clocks do not carry.
+    #[serde(skip)]
+    pub record: RecordFacts,
+}
+
+/// What the monthly CWT record needs beyond the clocks (SPEC 4.4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFacts {
+    /// The referral named its referrer (a GP practice, SPEC 3.2).
+    pub referrer_given: bool,
+    /// The ICD-10 code of the diagnosis communicated, if given.
+    pub primary_diagnosis: Option<String>,
+    /// First-seen DNA adjustment days (SPEC 2.3): the FDS clock's on the
+    /// three cancer routes, the 62-day clock's after an upgrade.
+    pub first_seen_adjustment_days: i64,
 }
 
 impl PathwayState {
@@ -221,6 +240,8 @@ impl PathwayState {
             transfers,
             handover_date,
             last_note,
+            first_seen,
+            record: _,
         } = self;
         let clock_dates = clocks.iter().flat_map(|(_, c)| {
             let Clock {
@@ -244,15 +265,20 @@ impl PathwayState {
         let note_dates = last_note
             .iter()
             .flat_map(|n| [Some(n.occurred_on), n.next_action_due]);
-        let dates = [*fit_on, *fds_excluded_on, *handover_date]
-            .into_iter()
-            .chain(clock_dates)
-            .chain(period_dates)
-            .chain(milestone_dates)
-            .chain(next_breach.iter().map(|b| Some(b.date)))
-            .chain(transfers.iter().map(|t| Some(t.occurred_on)))
-            .chain(note_dates)
-            .flatten();
+        let dates = [
+            *fit_on,
+            *fds_excluded_on,
+            *handover_date,
+            first_seen.as_ref().map(|f| f.date),
+        ]
+        .into_iter()
+        .chain(clock_dates)
+        .chain(period_dates)
+        .chain(milestone_dates)
+        .chain(next_breach.iter().map(|b| Some(b.date)))
+        .chain(transfers.iter().map(|t| Some(t.occurred_on)))
+        .chain(note_dates)
+        .flatten();
         dates.fold((*referred_on, *referred_on), |(lo, hi), d| {
             (lo.min(d), hi.max(d))
         })
@@ -353,6 +379,8 @@ struct Fold<'e> {
     d31: Run,
     /// The first period's modality: its treatment's once started, else its decision's.
     first_modality: Option<Modality>,
+    /// The care setting the first treatment recorded (schema version 2).
+    first_care_setting: Option<TreatmentSetting>,
     /// Subsequent periods, in the order their plans were first decided.
     plans: Vec<PlanRun<'e>>,
     /// Names given to the first period by its decisions (decision 86).
@@ -439,6 +467,7 @@ impl<'e> Fold<'e> {
                     self.d62.stop_at(day, StopReason::TreatmentStarted, false);
                     if self.d31.running() {
                         self.first_modality = Some(t.modality);
+                        self.first_care_setting = t.care_setting;
                     }
                     self.d31.stop_at(day, StopReason::TreatmentStarted, false);
                     if self.treatment.is_none() {
@@ -452,6 +481,7 @@ impl<'e> Fold<'e> {
                         .find(|p| p.plan_id == plan_id && !p.stopped())
                     {
                         plan.modality = t.modality;
+                        plan.care_setting = t.care_setting;
                         plan.stop_at(day, StopReason::TreatmentStarted, false);
                     }
                 }
@@ -653,6 +683,7 @@ impl<'e> Fold<'e> {
                 plan_id: None,
                 modality,
                 start_reason: PeriodStartReason::DecisionToTreat,
+                care_setting: self.first_care_setting,
                 clock: d31_clock.clone(),
             });
         }
@@ -680,6 +711,7 @@ impl<'e> Fold<'e> {
                     plan_id: Some(Arc::from(plan.plan_id)),
                     modality: plan.modality,
                     start_reason: plan.start_reason,
+                    care_setting: plan.care_setting,
                     clock,
                 }
             })
@@ -710,6 +742,19 @@ impl<'e> Fold<'e> {
             .d62
             .start
             .map(|start| start + Days::new((38 + d62_first_seen) as u64));
+        let first_seen = crate::first_seen::seen_at(events, &referral.trust, &self.transfers);
+        let record = RecordFacts {
+            referrer_given: referral.referrer.is_some(),
+            primary_diagnosis: events.iter().rev().find_map(|e| match &*e.data {
+                EventData::DiagnosisCommunicated(d) => d.icd10.clone(),
+                _ => None,
+            }),
+            first_seen_adjustment_days: if route.is_cancer_route() {
+                dna_adjustment(&self.fds)
+            } else {
+                d62_first_seen
+            },
+        };
 
         Some(PathwayState {
             nhs_number: referral.nhs_number,
@@ -739,6 +784,8 @@ impl<'e> Fold<'e> {
                 owner: n.owner.clone(),
                 escalated: n.escalated.unwrap_or(false),
             }),
+            first_seen,
+            record,
         })
     }
 }

@@ -25,6 +25,9 @@ pub struct TreatmentPeriod {
     /// The treatment's once started, else the decision's.
     pub modality: Modality,
     pub start_reason: PeriodStartReason,
+    /// The care setting its treatment recorded (schema version 2), for the
+    /// CWT record; not part of the pathway view.
+    pub care_setting: Option<TreatmentSetting>,
     /// The 31-day clock of the period; `not_started` while it waits for its ECAD.
     pub clock: Clock,
 }
@@ -71,6 +74,7 @@ pub(crate) struct PlanRun<'e> {
     pub modality: Modality,
     pub start: NaiveDate,
     pub start_reason: PeriodStartReason,
+    pub care_setting: Option<TreatmentSetting>,
     pub stop: Option<(NaiveDate, StopReason)>,
     pub closed: bool,
 }
@@ -97,6 +101,7 @@ impl<'e> PlanRun<'e> {
             modality,
             start,
             start_reason,
+            care_setting: None,
             stop: None,
             closed: false,
         }

@@ -1,6 +1,6 @@
 //! Aggregate views (SPEC 4.4): performance against the standards, BPTP
-//! milestone compliance, the weekly PTL return and the monthly patient-level
-//! extract. Each is a pure function of pathway states evaluated as of one
+//! milestone compliance and the weekly PTL return (the monthly CWT record
+//! is `cwt`'s). Each is a pure function of pathway states evaluated as of one
 //! date; the caller chooses which pathways the reader may see.
 
 use std::borrow::Borrow;
@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::codes::*;
 use crate::config::RulesConfig;
 use crate::d31::{self, D31Split};
+use crate::first_seen::SeenMedium;
 use crate::pathway::{Clock, PathwayState};
 use crate::ptl::WaitBand;
 
@@ -177,8 +178,7 @@ fn shares(state: &PathwayState, clock: &Clock) -> Vec<(String, f64)> {
 }
 
 /// Whether a pathway's `standard` clock counts towards `period`'s
-/// performance: stopped (met or breached) or excluded in it. The standards
-/// report and the CWT extract count exactly these.
+/// performance: stopped (met or breached) or excluded in it.
 pub fn counts_in(state: &PathwayState, standard: ClockKind, period: Period) -> bool {
     let clock = clock_of(state, standard);
     match clock.status {
@@ -551,9 +551,50 @@ pub struct CanptlReturn {
     /// FDS clocks that passed day 28 during the week, by tumour site.
     pub passed_28_days: u64,
     pub passed_28_days_by_tumour_site: BTreeMap<&'static str, u64>,
-    /// Referrals received during the week by route, and consultant upgrades.
+    /// Referrals received during the week on the three cancer routes, by
+    /// route, and consultant upgrades: routine referrals (route `other`)
+    /// and recurrences are not part of the return (SPEC 4.4).
     pub referrals_by_route: BTreeMap<&'static str, u64>,
     pub upgrades: u64,
+    /// Patients first seen during the week on the three cancer routes
+    /// (SPEC 2.12), by how they were seen, in all and by route.
+    pub first_seen: FirstSeenCounts,
+}
+
+/// First-seen patients by medium: face to face, virtual, not recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct FirstSeenCounts {
+    pub total: u64,
+    pub by_medium: BTreeMap<&'static str, u64>,
+    pub by_route: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
+}
+
+impl FirstSeenCounts {
+    fn empty() -> FirstSeenCounts {
+        let media = || -> BTreeMap<&'static str, u64> {
+            SeenMedium::ALL.iter().map(|m| (m.as_str(), 0)).collect()
+        };
+        FirstSeenCounts {
+            total: 0,
+            by_medium: media(),
+            by_route: Route::ALL
+                .iter()
+                .filter(|r| r.is_cancer_route())
+                .map(|r| (r.as_str(), media()))
+                .collect(),
+        }
+    }
+
+    fn add(&mut self, route: Route, medium: SeenMedium) {
+        self.total += 1;
+        *self.by_medium.entry(medium.as_str()).or_insert(0) += 1;
+        *self
+            .by_route
+            .entry(route.as_str())
+            .or_default()
+            .entry(medium.as_str())
+            .or_insert(0) += 1;
+    }
 }
 
 /// The weekly return for the week ending on `week_ending` (a Sunday); the
@@ -573,8 +614,13 @@ pub fn canptl(
         over_104: 0,
         passed_28_days: 0,
         passed_28_days_by_tumour_site: BTreeMap::new(),
-        referrals_by_route: Route::ALL.iter().map(|r| (r.as_str(), 0)).collect(),
+        referrals_by_route: Route::ALL
+            .iter()
+            .filter(|r| r.is_cancer_route())
+            .map(|r| (r.as_str(), 0))
+            .collect(),
         upgrades: 0,
+        first_seen: FirstSeenCounts::empty(),
     };
     for state in states {
         let state: &PathwayState = state.borrow();
@@ -609,7 +655,12 @@ pub fn canptl(
                     .or_insert(0) += 1;
             }
         }
-        if in_week(state.referred_on) {
+        if let Some(seen) = &state.first_seen {
+            if state.route.is_cancer_route() && in_week(seen.date) {
+                report.first_seen.add(state.route, seen.medium);
+            }
+        }
+        if state.route.is_cancer_route() && in_week(state.referred_on) {
             *report
                 .referrals_by_route
                 .entry(state.route.as_str())
@@ -620,64 +671,6 @@ pub fn canptl(
         }
     }
     report
-}
-
-/// One line of the monthly patient-level extract: one stopped (or excluded)
-/// clock. For a transferred 62-day pathway, one line per allocated trust.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CwtRow {
-    pub standard: ClockKind,
-    pub trust: String,
-    pub share: f64,
-    pub referring_trust: String,
-    pub tumour_site: TumourSite,
-    pub route: Route,
-    #[serde(with = "crate::date::option")]
-    pub clock_start: Option<NaiveDate>,
-    #[serde(with = "crate::date::option")]
-    pub clock_stop: Option<NaiveDate>,
-    pub stop_reason: Option<StopReason>,
-    pub adjustment_days: i64,
-    pub days_waited: Option<i64>,
-    pub target_days: i64,
-    /// `met`, `breached` or `excluded`.
-    pub outcome: ClockStatus,
-}
-
-/// The extract lines of one pathway for `period`.
-pub fn cwt_rows(state: &PathwayState, period: Period) -> Vec<CwtRow> {
-    let mut rows = Vec::new();
-    for (kind, clock) in state.clocks.iter() {
-        let line = |trust: String, share: f64| CwtRow {
-            standard: kind,
-            trust,
-            share,
-            referring_trust: state.referring_trust.as_str().to_string(),
-            tumour_site: state.tumour_site,
-            route: state.route,
-            clock_start: clock.start,
-            clock_stop: clock.stop,
-            stop_reason: clock.stop_reason,
-            adjustment_days: clock.adjustment_days,
-            days_waited: (clock.status != ClockStatus::Excluded).then_some(clock.days),
-            target_days: clock.target_days,
-            outcome: clock.status,
-        };
-        // The clocks the standards report counts for the period, no others.
-        if !counts_in(state, kind, period) {
-            continue;
-        }
-        if clock.status == ClockStatus::Excluded {
-            let mut row = line(state.trust.as_str().to_string(), 1.0);
-            row.clock_stop = state.fds_excluded_on;
-            rows.push(row);
-        } else {
-            for (trust, share) in shares(state, clock) {
-                rows.push(line(trust, share));
-            }
-        }
-    }
-    rows
 }
 
 #[cfg(test)]

@@ -575,7 +575,7 @@ proptest! {
             prop_assert_eq!(report.overall.total, 0.0, "{:?} {}", kind, show(&history));
             prop_assert_eq!(report.excluded.unwrap_or(0), 0);
         }
-        prop_assert!(report::cwt_rows(&state, period).is_empty());
+        prop_assert!(openptl_rules::cwt::cwt_records(&state, period).is_empty());
         let milestones = report::milestones([&state], Some(period), config());
         prop_assert_eq!(milestones.overall.pathways, 0);
         prop_assert_eq!(milestones.fit.lower_gi_urgent_referrals, 0);
