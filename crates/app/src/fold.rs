@@ -31,8 +31,8 @@ use openptl_log::{EventLog, InPlace, RecordRef};
 use openptl_rules::RecordedEvent;
 use tokio::runtime::Handle;
 
+use crate::evaluate::decode;
 use crate::positions::Positions;
-use crate::projection::decode;
 use crate::AppError;
 
 /// Records read from the log per page when it cannot be read in place.

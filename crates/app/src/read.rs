@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use crate::access::Principal;
 use crate::clock::london_today;
-use crate::projection::{decode, evaluate_history, version_at, PathwayEntry, ProjectionData};
+use crate::evaluate::{decode, evaluate_history, version_at};
+use crate::projection::{PathwayEntry, ProjectionData};
 use crate::{App, AppError};
 
 /// How long a read waits for `min_position` before answering anyway.

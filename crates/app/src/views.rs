@@ -20,8 +20,11 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourS
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
+use crate::evaluate::{current_of, Current};
 use crate::fold::fold_pathways;
-use crate::projection::{current_of, Current, ProjectionData};
+use crate::projection::ProjectionData;
+use crate::ptl_index::{day_number, pack_trust};
+pub use crate::ptl_index::{PtlIndexEntry, PtlKeys};
 use crate::{App, AppError};
 
 /// Which moment a view shows.
@@ -63,84 +66,6 @@ impl TrustFilter {
             .as_ref()
             .map(|set| set.iter().map(|t| pack_trust(t)).collect())
     }
-}
-
-/// An ODS code (at most 8 ASCII characters) as a number, for fast filters.
-pub(crate) fn pack_trust(code: &str) -> u64 {
-    let mut bytes = [0u8; 8];
-    for (b, c) in bytes.iter_mut().zip(code.bytes()) {
-        *b = c;
-    }
-    u64::from_le_bytes(bytes)
-}
-
-fn day_number(date: NaiveDate) -> i32 {
-    date.num_days_from_ce()
-}
-
-/// The filter and sort keys of a PTL row, small and inline, so a PTL query
-/// scans a dense array instead of visiting every pathway's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PtlKeys {
-    trust: u64,
-    tumour_site: TumourSite,
-    route: Route,
-    band: Option<WaitBand>,
-    rag: Rag,
-    escalated: bool,
-    has_next_action: bool,
-    next_action_overdue: bool,
-    milestone_overdue: bool,
-    /// A subsequent treatment period runs (SPEC 2.12).
-    waiting_subsequent: bool,
-    days_waited: i64,
-    next_breach: Option<i32>,
-    referred: i32,
-}
-
-impl PtlKeys {
-    /// The band of the 62-day wait, while that clock runs.
-    pub fn band(&self) -> Option<WaitBand> {
-        self.band
-    }
-
-    /// The trust's ODS code.
-    pub fn trust(&self) -> String {
-        let bytes = self.trust.to_le_bytes();
-        bytes
-            .iter()
-            .take_while(|b| **b != 0)
-            .map(|b| *b as char)
-            .collect()
-    }
-
-    pub fn of(row: &PtlRow) -> PtlKeys {
-        PtlKeys {
-            trust: pack_trust(&row.trust),
-            tumour_site: row.tumour_site,
-            route: row.route,
-            band: row.band,
-            rag: row.rag,
-            escalated: row.escalated,
-            has_next_action: row.next_action.is_some(),
-            next_action_overdue: row.next_action_overdue,
-            milestone_overdue: row.milestone_overdue,
-            waiting_subsequent: row.subsequent.is_some(),
-            days_waited: row.days_waited(),
-            next_breach: row.next_breach_date.map(day_number),
-            referred: day_number(row.referred_on),
-        }
-    }
-}
-
-/// One row of the projection's PTL index: the keys to filter and sort on,
-/// inline; the row itself is made from the pathway's state for the rows of
-/// a page only.
-#[derive(Debug, Clone)]
-pub struct PtlIndexEntry {
-    pub keys: PtlKeys,
-    pub id: Arc<str>,
-    pub version: u64,
 }
 
 /// Saved worklists of the PTL (presets of filters).

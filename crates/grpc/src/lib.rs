@@ -547,7 +547,7 @@ async fn stored_event(
     app: &App,
     record: &openptl_log::StoredRecord,
 ) -> Result<StoredEvent, AppError> {
-    let event = openptl_app::projection::decode(record.as_ref())?;
+    let event = openptl_app::decode(record.as_ref())?;
     let event_type = event.data.event_type().as_str();
     let data = event.data.to_json();
     // A correction's new data is typed by the event it corrects.

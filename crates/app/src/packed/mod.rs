@@ -1,0 +1,430 @@
+//! Pathway states packed into a few dozen bytes: how the projection holds
+//! every pathway's current state.
+//!
+//! An evaluated [`PathwayState`] takes about 400 bytes inline plus its
+//! milestones, notes and transfers on the heap, some 700–800 bytes in all;
+//! packed, 60–120 bytes. Unpacking one takes well under a microsecond, so a
+//! PTL page unpacks its hundred rows, a pathway view its one state, and the
+//! aggregate views every state they need, a slice at a time on every core.
+//!
+//! The same bytes are what a projection snapshot stores for every pathway.
+//! They are derived data, never a forever format: a snapshot records its
+//! format and binary version and is refolded from the log when either
+//! differs, so this layout may change with any release (bump
+//! [`crate::snapshot::FORMAT`]).
+//!
+//! Layout: the layout byte, the state's date span (two day numbers) and
+//! the version, then the state's fields in order. Integers are LEB128
+//! varints (signed ones zigzagged); the referral date is a day number
+//! (signed: input may hold dates before year 1), every other date a signed
+//! offset from it; an optional value is a 0/1 byte then the value (optional
+//! dates fold the flag into the offset: 0 for none); enums are their index in `ALL`;
+//! milestone names are indexes into the rules' milestone names (0 and the
+//! text for a name the rules do not have); a treatment period whose clock
+//! equals `clocks.d31` (the first period, always) stores a flag instead of
+//! the clock again. Unpacking checks every value and
+//! never panics: cut or malformed bytes give an error. (A flipped bit can
+//! still read as another valid state; snapshots guard their bytes with
+//! CRCs, and memory holds only what `pack` wrote.)
+//!
+//! Invariant: `unpack(pack(s)) == s` for every state (property-tested).
+
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use foldhash::HashMap;
+use openptl_rules::pathway::{
+    Allocation, Clock, Clocks, Milestone, NextBreach, Note, RecordFacts, Transfer,
+};
+use openptl_rules::{
+    ClockKind, ClockStatus, FitBand, MilestoneStatus, Modality, NhsNumber, OdsCode, PathwayState,
+    PathwayStatus, PeriodStartReason, Route, RulesConfig, SeenAt, SeenMedium, StopReason,
+    TreatmentKind, TreatmentPeriod, TreatmentSetting, TumourSite,
+};
+
+use crate::evaluate::Current;
+use crate::varint;
+
+/// The layout version, the first byte of every packed state.
+const LAYOUT: u8 = 3;
+
+/// A packed pathway state, with the number of events it was evaluated
+/// from, and its [`PathwayState::date_span`] at hand (a view of a period
+/// passes over the pathways outside it without unpacking them).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Packed {
+    bytes: Box<[u8]>,
+    span: (NaiveDate, NaiveDate),
+}
+
+impl std::fmt::Debug for Packed {
+    // Never the bytes: they hold an NHS number.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Packed({} bytes)", self.bytes.len())
+    }
+}
+
+impl Packed {
+    /// The packed bytes (what a snapshot stores).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The number of events the state was evaluated from.
+    pub fn version(&self) -> u64 {
+        let mut r = Reader {
+            bytes: &self.bytes,
+            at: 0,
+            base: 0,
+        };
+        r.head().map_or(0, |(version, _)| version)
+    }
+
+    /// The earliest and latest date the state holds.
+    pub fn span(&self) -> (NaiveDate, NaiveDate) {
+        self.span
+    }
+
+    /// Packed bytes as a snapshot gave them back (the rest is checked when
+    /// unpacked).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Packed, String> {
+        let mut r = Reader {
+            bytes,
+            at: 0,
+            base: 0,
+        };
+        let (_, span) = r.head()?;
+        Ok(Packed {
+            bytes: bytes.into(),
+            span,
+        })
+    }
+}
+
+/// Packs and unpacks states under one rules configuration: it knows the
+/// milestone names, so a state stores an index rather than the text, and an
+/// unpacked state shares the configuration's names.
+#[derive(Debug)]
+pub struct Packer {
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+}
+
+impl Packer {
+    pub fn new(config: &RulesConfig) -> Packer {
+        let mut names: Vec<Arc<str>> = config
+            .milestones
+            .template
+            .iter()
+            .flat_map(|t| &t.milestone)
+            .map(|m| m.name.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i as u32 + 1))
+            .collect();
+        Packer { names, index }
+    }
+
+    /// `state` and its version, packed.
+    pub fn pack(&self, state: &PathwayState, version: u64) -> Packed {
+        let mut w = Writer {
+            out: Vec::with_capacity(128),
+            base: day(state.referred_on),
+        };
+        let span = state.date_span();
+        w.byte(LAYOUT);
+        w.int(day(span.0).into());
+        w.int(day(span.1).into());
+        w.uint(version);
+        let PathwayState {
+            nhs_number,
+            trust,
+            referring_trust,
+            tumour_site,
+            route,
+            referred_on,
+            status,
+            on_ptl,
+            as_of,
+            fit_band,
+            fit_on,
+            fds_excluded_on,
+            clocks: Clocks { fds, d31, d62 },
+            milestones,
+            treatment_periods,
+            next_breach,
+            transferred,
+            transfers,
+            handover_date,
+            last_note,
+            first_seen,
+            record,
+        } = state;
+        w.out.extend_from_slice(nhs_number.as_str().as_bytes());
+        w.ods(trust);
+        w.ods(referring_trust);
+        w.byte(tumour_site.index());
+        w.byte(route.index());
+        w.int(day(*referred_on).into());
+        w.byte(status.index());
+        w.flag(*on_ptl);
+        w.date(*as_of);
+        w.byte(fit_band.index());
+        w.opt_date(*fit_on);
+        w.opt_date(*fds_excluded_on);
+        for clock in [fds, d31, d62] {
+            w.clock(clock);
+        }
+        w.uint(milestones.len() as u64);
+        for m in milestones {
+            let Milestone {
+                name,
+                due_day,
+                due_date,
+                met_on,
+                status,
+            } = m;
+            match self.index.get(name) {
+                Some(i) => w.uint(*i as u64),
+                None => {
+                    w.uint(0);
+                    w.text(name);
+                }
+            }
+            w.int(*due_day);
+            w.date(*due_date);
+            w.opt_date(*met_on);
+            w.byte(status.index());
+        }
+        w.uint(treatment_periods.len() as u64);
+        for p in treatment_periods {
+            let TreatmentPeriod {
+                treatment,
+                plan_id,
+                modality,
+                start_reason,
+                care_setting,
+                clock,
+            } = p;
+            w.byte(treatment.index());
+            w.option(plan_id.as_ref(), |w, t| w.text(t));
+            w.byte(modality.index());
+            w.byte(start_reason.index());
+            w.option(care_setting.as_ref(), |w, c| w.byte(c.index()));
+            let same_as_d31 = clock == d31;
+            w.flag(same_as_d31);
+            if !same_as_d31 {
+                w.clock(clock);
+            }
+        }
+        w.option(next_breach.as_ref(), |w, b| {
+            let NextBreach {
+                clock,
+                plan_id,
+                date,
+            } = b;
+            w.byte(clock.index());
+            w.option(plan_id.as_ref(), |w, t| w.text(t));
+            w.date(*date);
+        });
+        w.flag(*transferred);
+        w.uint(transfers.len() as u64);
+        for t in transfers {
+            w.date(t.occurred_on);
+            w.ods(&t.from_trust);
+            w.ods(&t.to_trust);
+        }
+        w.opt_date(*handover_date);
+        w.option(last_note.as_ref(), |w, n| {
+            let Note {
+                occurred_on,
+                text,
+                next_action,
+                next_action_due,
+                owner,
+                escalated,
+            } = n;
+            w.date(*occurred_on);
+            w.text(text);
+            w.option(next_action.as_ref(), |w, t| w.text(t));
+            w.opt_date(*next_action_due);
+            w.option(owner.as_ref(), |w, t| w.text(t));
+            w.flag(*escalated);
+        });
+        w.option(first_seen.as_ref(), |w, f| {
+            let SeenAt {
+                date,
+                medium,
+                trust,
+            } = f;
+            w.date(*date);
+            w.byte(medium.index());
+            w.ods(trust);
+        });
+        let RecordFacts {
+            referrer_given,
+            primary_diagnosis,
+            first_seen_adjustment_days,
+        } = record;
+        w.flag(*referrer_given);
+        w.option(primary_diagnosis.as_ref(), |w, t| w.text(t));
+        w.int(*first_seen_adjustment_days);
+        Packed {
+            bytes: w.out.into_boxed_slice(),
+            span,
+        }
+    }
+
+    /// The state and version back; an error for bytes not packed here.
+    pub fn unpack(&self, packed: &Packed) -> Result<(PathwayState, u64), String> {
+        let mut r = Reader {
+            bytes: &packed.bytes,
+            at: 0,
+            base: 0,
+        };
+        let (version, _) = r.head()?;
+        let digits: &[u8; 10] = r.take(10)?.try_into().expect("ten bytes");
+        let nhs_number = NhsNumber::from_digits(digits).ok_or("a packed NHS number fails")?;
+        let trust = r.ods()?;
+        let referring_trust = r.ods()?;
+        let tumour_site = r.code(TumourSite::from_index)?;
+        let route = r.code(Route::from_index)?;
+        let referred_on = r.day()?;
+        r.base = day(referred_on);
+        let status = r.code(PathwayStatus::from_index)?;
+        let on_ptl = r.flag()?;
+        let as_of = r.date()?;
+        let fit_band = r.code(FitBand::from_index)?;
+        let fit_on = r.opt_date()?;
+        let fds_excluded_on = r.opt_date()?;
+        let clocks = Clocks {
+            fds: r.clock()?,
+            d31: r.clock()?,
+            d62: r.clock()?,
+        };
+        let count = r.count()?;
+        let mut milestones = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = match r.uint()? {
+                0 => Arc::from(r.text()?),
+                i => self
+                    .names
+                    .get(i as usize - 1)
+                    .cloned()
+                    .ok_or("a packed milestone name is unknown")?,
+            };
+            milestones.push(Milestone {
+                name,
+                due_day: r.int()?,
+                due_date: r.date()?,
+                met_on: r.opt_date()?,
+                status: r.code(MilestoneStatus::from_index)?,
+            });
+        }
+        let count = r.count()?;
+        let mut treatment_periods = Vec::with_capacity(count);
+        for _ in 0..count {
+            treatment_periods.push(TreatmentPeriod {
+                treatment: r.code(TreatmentKind::from_index)?,
+                plan_id: r.option(|r| r.text().map(|t| Arc::from(t.as_str())))?,
+                modality: r.code(Modality::from_index)?,
+                start_reason: r.code(PeriodStartReason::from_index)?,
+                care_setting: r.option(|r| r.code(TreatmentSetting::from_index))?,
+                clock: if r.flag()? {
+                    clocks.d31.clone()
+                } else {
+                    r.clock()?
+                },
+            });
+        }
+        let next_breach = r.option(|r| {
+            Ok(NextBreach {
+                clock: r.code(ClockKind::from_index)?,
+                plan_id: r.option(|r| r.text().map(|t| Arc::from(t.as_str())))?,
+                date: r.date()?,
+            })
+        })?;
+        let transferred = r.flag()?;
+        let count = r.count()?;
+        let mut transfers = Vec::with_capacity(count);
+        for _ in 0..count {
+            transfers.push(Transfer {
+                occurred_on: r.date()?,
+                from_trust: r.ods()?,
+                to_trust: r.ods()?,
+            });
+        }
+        let handover_date = r.opt_date()?;
+        let last_note = r.option(|r| {
+            Ok(Note {
+                occurred_on: r.date()?,
+                text: r.text()?,
+                next_action: r.option(|r| r.text())?,
+                next_action_due: r.opt_date()?,
+                owner: r.option(|r| r.text())?,
+                escalated: r.flag()?,
+            })
+        })?;
+        let first_seen = r.option(|r| {
+            Ok(SeenAt {
+                date: r.date()?,
+                medium: r.code(SeenMedium::from_index)?,
+                trust: r.ods()?,
+            })
+        })?;
+        let record = RecordFacts {
+            referrer_given: r.flag()?,
+            primary_diagnosis: r.option(|r| r.text())?,
+            first_seen_adjustment_days: r.int()?,
+        };
+        if r.at != r.bytes.len() {
+            return Err("a packed state has bytes left over".into());
+        }
+        let state = PathwayState {
+            nhs_number,
+            trust,
+            referring_trust,
+            tumour_site,
+            route,
+            referred_on,
+            status,
+            on_ptl,
+            as_of,
+            fit_band,
+            fit_on,
+            fds_excluded_on,
+            clocks,
+            milestones,
+            treatment_periods,
+            next_breach,
+            transferred,
+            transfers,
+            handover_date,
+            last_note,
+            first_seen,
+            record,
+        };
+        Ok((state, version))
+    }
+
+    /// A [`Current`] back, always without its PTL row (`row: None`, on the
+    /// PTL or not): callers that show a row make it with `PtlRow::of`.
+    pub fn current(&self, packed: &Packed) -> Result<Current, String> {
+        let (state, version) = self.unpack(packed)?;
+        Ok(Current {
+            state,
+            row: None,
+            version,
+        })
+    }
+}
+
+mod bytes;
+#[cfg(test)]
+mod tests;
+
+use bytes::{day, Reader, Writer};

@@ -1,0 +1,325 @@
+//! Tests of packing: round trips (property-tested), cut and malformed bytes.
+
+use super::bytes::*;
+use super::*;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+
+fn date() -> impl Strategy<Value = NaiveDate> {
+    // Mostly near a referral (corrections move dates either way), and
+    // now and then anything chrono has: input may carry any year.
+    let near = (-4000i64..4000)
+        .prop_map(|d| NaiveDate::from_ymd_opt(2025, 6, 1).unwrap() + chrono::Duration::days(d));
+    let any = (NaiveDate::MIN.num_days_from_ce()..=NaiveDate::MAX.num_days_from_ce())
+        .prop_map(|d| NaiveDate::from_num_days_from_ce_opt(d).unwrap());
+    let edges = prop::sample::select(vec![
+        NaiveDate::MIN,
+        NaiveDate::MAX,
+        NaiveDate::from_ymd_opt(0, 1, 1).unwrap(),
+    ]);
+    prop_oneof![8 => near, 1 => any, 1 => edges]
+}
+
+fn ods() -> impl Strategy<Value = OdsCode> {
+    "[A-Z0-9]{3,6}".prop_map(|c| OdsCode::parse_referrer(&c).unwrap())
+}
+
+fn nhs() -> impl Strategy<Value = NhsNumber> {
+    prop::sample::select(vec!["9434765919", "9876543210", "4010232137", "0000000000"])
+        .prop_map(|n| NhsNumber::parse(n).unwrap())
+}
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![".{0,12}", ".{0,300}"]
+}
+
+fn days() -> impl Strategy<Value = i64> {
+    prop_oneof![-400i64..400, any::<i64>()]
+}
+
+fn clock() -> impl Strategy<Value = Clock> {
+    let allocation =
+        (ods(), 0.0f64..=1.0, any::<bool>()).prop_map(|(trust, share, b)| Allocation {
+            trust,
+            share,
+            breached: b,
+        });
+    (
+        prop::sample::select(ClockStatus::ALL),
+        prop::option::of(date()),
+        prop::option::of(date()),
+        prop::option::of(prop::sample::select(StopReason::ALL)),
+        (days(), days(), days()),
+        prop::option::of(date()),
+        prop::option::of(prop::collection::vec(allocation, 0..4)),
+    )
+        .prop_map(
+            |(
+                status,
+                start,
+                stop,
+                stop_reason,
+                (adj, days, target),
+                target_date,
+                allocation,
+            )| {
+                Clock {
+                    status,
+                    start,
+                    stop,
+                    stop_reason,
+                    adjustment_days: adj,
+                    days,
+                    target_days: target,
+                    target_date,
+                    allocation,
+                }
+            },
+        )
+}
+
+fn milestone(names: Vec<Arc<str>>) -> impl Strategy<Value = Milestone> {
+    let name = prop_oneof![
+        prop::sample::select(names),
+        text().prop_map(|t| Arc::from(t.as_str()))
+    ];
+    (
+        name,
+        days(),
+        date(),
+        prop::option::of(date()),
+        prop::sample::select(MilestoneStatus::ALL),
+    )
+        .prop_map(|(name, due_day, due_date, met_on, status)| Milestone {
+            name,
+            due_day,
+            due_date,
+            met_on,
+            status,
+        })
+}
+
+fn note() -> impl Strategy<Value = Note> {
+    (
+        date(),
+        text(),
+        prop::option::of(text()),
+        prop::option::of(date()),
+        prop::option::of(text()),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(occurred_on, text, next_action, next_action_due, owner, escalated)| Note {
+                occurred_on,
+                text,
+                next_action,
+                next_action_due,
+                owner,
+                escalated,
+            },
+        )
+}
+
+fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
+    let who = (
+        nhs(),
+        ods(),
+        ods(),
+        prop::sample::select(TumourSite::ALL),
+        prop::sample::select(Route::ALL),
+        date(),
+        prop::sample::select(PathwayStatus::ALL),
+        any::<bool>(),
+        date(),
+    );
+    let fit = (
+        prop::sample::select(FitBand::ALL),
+        prop::option::of(date()),
+        prop::option::of(date()),
+    );
+    let transfer =
+        (date(), ods(), ods()).prop_map(|(occurred_on, from_trust, to_trust)| Transfer {
+            occurred_on,
+            from_trust,
+            to_trust,
+        });
+    let plan = || prop::option::of(text().prop_map(|t| Arc::<str>::from(t.as_str())));
+    let next_breach = (prop::sample::select(ClockKind::ALL), plan(), date()).prop_map(
+        |(clock, plan_id, date)| NextBreach {
+            clock,
+            plan_id,
+            date,
+        },
+    );
+    let period = (
+        prop::sample::select(TreatmentKind::ALL),
+        plan(),
+        prop::sample::select(Modality::ALL),
+        prop::sample::select(PeriodStartReason::ALL),
+        prop::option::of(clock()),
+        prop::option::of(prop::sample::select(TreatmentSetting::ALL)),
+    );
+    let seen = prop::option::of(
+        (date(), prop::sample::select(SeenMedium::ALL), ods()).prop_map(
+            |(date, medium, trust)| SeenAt {
+                date,
+                medium,
+                trust,
+            },
+        ),
+    );
+    let record = (any::<bool>(), prop::option::of(text()), days()).prop_map(
+        |(referrer_given, primary_diagnosis, first_seen_adjustment_days)| RecordFacts {
+            referrer_given,
+            primary_diagnosis,
+            first_seen_adjustment_days,
+        },
+    );
+    let rest = (
+        prop::option::of(next_breach),
+        any::<bool>(),
+        prop::collection::vec(transfer, 0..3),
+        prop::option::of(date()),
+        prop::option::of(note()),
+    );
+    (
+        who,
+        fit,
+        (clock(), clock(), clock()),
+        prop::collection::vec(milestone(names), 0..9),
+        rest,
+        prop::collection::vec(period, 0..4),
+        (seen, record),
+    )
+        .prop_map(
+            |(
+                (nhs, trust, referrer, site, route, referred_on, status, on_ptl, as_of),
+                (fit_band, fit_on, fds_excluded_on),
+                (fds, d31, d62),
+                milestones,
+                (next_breach, transferred, transfers, handover_date, last_note),
+                periods,
+                (first_seen, record),
+            )| PathwayState {
+                nhs_number: nhs,
+                trust,
+                referring_trust: referrer,
+                tumour_site: site,
+                route,
+                referred_on,
+                status,
+                on_ptl,
+                as_of,
+                fit_band,
+                fit_on,
+                fds_excluded_on,
+                // A period without a clock of its own is the first (`d31`).
+                treatment_periods: periods
+                    .into_iter()
+                    .map(
+                        |(treatment, plan_id, modality, start_reason, clock, care_setting)| {
+                            TreatmentPeriod {
+                                treatment,
+                                plan_id,
+                                modality,
+                                start_reason,
+                                care_setting,
+                                clock: clock.unwrap_or_else(|| d31.clone()),
+                            }
+                        },
+                    )
+                    .collect(),
+                clocks: Clocks { fds, d31, d62 },
+                milestones,
+                next_breach,
+                transferred,
+                transfers,
+                handover_date,
+                last_note,
+                first_seen,
+                record,
+            },
+        )
+}
+
+fn names() -> Vec<Arc<str>> {
+    Packer::new(&RulesConfig::defaults()).names
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn every_state_unpacks_to_itself(state in state(names()), version in any::<u64>()) {
+        let packer = Packer::new(&RulesConfig::defaults());
+        let packed = packer.pack(&state, version);
+        prop_assert_eq!(packed.span(), state.date_span());
+        let packed = Packed::from_bytes(packed.as_bytes()).unwrap();
+        prop_assert_eq!(packed.span(), state.date_span());
+        let (back, v) = packer.unpack(&packed).unwrap();
+        prop_assert_eq!(v, version);
+        // NhsNumber has no Debug of its digits; compare it on its own.
+        prop_assert_eq!(back.nhs_number.as_str(), state.nhs_number.as_str());
+        prop_assert_eq!(back, state);
+    }
+
+    #[test]
+    fn damaged_bytes_are_refused_or_read_as_some_state(
+        state in state(names()),
+        at in any::<prop::sample::Index>(),
+        cut in any::<bool>(),
+    ) {
+        let packer = Packer::new(&RulesConfig::defaults());
+        let bytes = packer.pack(&state, 3).as_bytes().to_vec();
+        let at = at.index(bytes.len());
+        let damaged = if cut {
+            bytes[..at].to_vec()
+        } else {
+            let mut b = bytes.clone();
+            b[at] ^= 0x5a;
+            b
+        };
+        // Never a panic; a cut is always caught.
+        let out = Packed::from_bytes(&damaged).and_then(|p| packer.unpack(&p));
+        if cut {
+            prop_assert!(out.is_err());
+        }
+    }
+}
+
+#[test]
+fn the_date_table_agrees_with_chrono() {
+    assert_eq!(
+        NaiveDate::from_num_days_from_ce_opt(FIRST_DAY),
+        NaiveDate::from_ymd_opt(1950, 1, 1)
+    );
+    assert_eq!(DATES.last().copied(), NaiveDate::from_ymd_opt(2149, 12, 31));
+    for d in (FIRST_DAY - 1000..FIRST_DAY + 80_000).chain([1, -5, i32::MAX, i32::MIN]) {
+        assert_eq!(
+            date_of_day(d),
+            NaiveDate::from_num_days_from_ce_opt(d),
+            "day {d}"
+        );
+    }
+}
+
+#[test]
+fn milestone_names_are_shared_with_the_rules() {
+    let config = RulesConfig::defaults();
+    let packer = Packer::new(&config);
+    let name = config.milestones.template[0].milestone[0].name.clone();
+    let mut state = state(names())
+        .new_tree(&mut proptest::test_runner::TestRunner::deterministic())
+        .unwrap()
+        .current();
+    state.milestones.truncate(0);
+    state.milestones.push(Milestone {
+        name: name.clone(),
+        due_day: 3,
+        due_date: state.referred_on,
+        met_on: None,
+        status: MilestoneStatus::Pending,
+    });
+    let (back, _) = packer.unpack(&packer.pack(&state, 1)).unwrap();
+    assert!(Arc::ptr_eq(&back.milestones[0].name, &name));
+}

@@ -1,0 +1,227 @@
+//! The projected data behind the projection's lock: pathways, their packed
+//! states and PTL keys, and reading states and histories out of it.
+
+use super::*;
+
+/// `items`' packed states unpacked, a slice at a time on every core.
+pub(super) fn unpack_all<'a, K: Copy + Send + Sync + 'a>(
+    items: Vec<(K, &'a Packed)>,
+    packer: &'a Packer,
+) -> impl Iterator<Item = (K, Result<Current, AppError>)> + 'a {
+    let n = items.len();
+    (0..n).step_by(UNPACK_SLICE).flat_map(move |start| {
+        let slice = &items[start..(start + UNPACK_SLICE).min(n)];
+        par_filter_map(slice, |(key, packed)| {
+            Some((*key, packer.current(packed).map_err(unpack_failed)))
+        })
+    })
+}
+
+pub(super) fn unpack_failed(e: String) -> AppError {
+    AppError::Internal(format!("a projected pathway state: {e}"))
+}
+
+impl ProjectionData {
+    /// Every evaluated pathway's id and current state, unpacked a slice at
+    /// a time on every core as the iteration goes. With a `window` (first
+    /// and last day), states holding no date in it are left out: no report
+    /// over a period inside the window counts them
+    /// ([`openptl_rules::PathwayState::date_span`]).
+    pub fn states<'a>(
+        &'a self,
+        packer: &'a Packer,
+        window: Option<(NaiveDate, NaiveDate)>,
+    ) -> impl Iterator<Item = (&'a str, Result<Current, AppError>)> + 'a {
+        let inside = move |packed: &Packed| {
+            window.is_none_or(|(first, last)| {
+                let (earliest, latest) = packed.span();
+                latest >= first && earliest <= last
+            })
+        };
+        let packed = self
+            .pathways
+            .iter()
+            .filter_map(|(id, p)| Some((&**id, p.state.as_ref()?)))
+            .filter(|(_, packed)| inside(packed))
+            .collect();
+        unpack_all(packed, packer)
+    }
+
+    /// The pathways on the PTL with their states (unpacked as
+    /// [`ProjectionData::states`] does).
+    pub fn ptl_states<'a>(
+        &'a self,
+        packer: &'a Packer,
+    ) -> impl Iterator<Item = (&'a PtlIndexEntry, Result<Current, AppError>)> + 'a {
+        let packed = self
+            .ptl
+            .iter()
+            .filter_map(|e| Some((e, self.pathways.get(&e.id)?.state.as_ref()?)))
+            .collect();
+        unpack_all(packed, packer)
+    }
+
+    /// A pathway's state and version, unpacked (`None` when not evaluated).
+    pub fn state_of(&self, id: &str, packer: &Packer) -> Result<Option<Current>, AppError> {
+        let Some(packed) = self.pathways.get(id).and_then(|p| p.state.as_ref()) else {
+            return Ok(None);
+        };
+        packer.current(packed).map(Some).map_err(unpack_failed)
+    }
+
+    /// Fresh copies of every packed state, in the order the map yields them,
+    /// for [`ProjectionData::lay_out`].
+    ///
+    /// After a bulk refresh or a restore the packed states lie scattered
+    /// among the freed memory of the histories evaluated meanwhile, which
+    /// keeps those pages resident; copied afresh and in map order, they sit
+    /// together (measured at 1.4M pathways: 180 MB less resident) and a
+    /// view of every state reads memory in order.
+    pub(super) fn laid_out(&self) -> Vec<Packed> {
+        self.pathways
+            .values()
+            .filter_map(|p| p.state.clone())
+            .collect()
+    }
+
+    /// Puts `fresh` (from [`ProjectionData::laid_out`] on this map,
+    /// unchanged since) in place; gives back the old copies, to be freed
+    /// outside the lock.
+    pub(super) fn lay_out(&mut self, fresh: Vec<Packed>) -> Vec<Packed> {
+        let mut fresh = fresh.into_iter();
+        let mut old = Vec::with_capacity(fresh.len());
+        for p in self.pathways.values_mut() {
+            if let Some(packed) = &mut p.state {
+                match fresh.next() {
+                    Some(copy) => old.push(std::mem::replace(packed, copy)),
+                    None => break,
+                }
+            }
+        }
+        old
+    }
+
+    /// Refuses a record that is not the next of the log.
+    pub(super) fn expect_next(&self, record: &StoredRecord) -> Result<(), AppError> {
+        if record.position == self.position + 1 {
+            return Ok(());
+        }
+        Err(AppError::Internal(format!(
+            "projection expected position {} but the log gave {}",
+            self.position + 1,
+            record.position
+        )))
+    }
+
+    /// Folds the next record in: its position joins its pathway (one
+    /// look-up for a known pathway), which is marked for re-evaluation.
+    pub(super) fn add_position(&mut self, record: &StoredRecord) {
+        self.position = record.position;
+        let stream = record.stream_id.as_str();
+        match self.pathways.get_mut(stream) {
+            Some(entry) => {
+                entry.positions.push(record.position);
+                // A second look-up only for a pathway not yet marked.
+                if !self.dirty.contains(stream) {
+                    if let Some((id, _)) = self.pathways.get_key_value(stream) {
+                        self.dirty.insert(id.clone());
+                    }
+                }
+            }
+            None => {
+                let id: Arc<str> = Arc::from(stream);
+                let entry = PathwayEntry {
+                    positions: Positions::from_slice(&[record.position]),
+                    trusts: None,
+                    state: None,
+                };
+                self.pathways.insert(id.clone(), entry);
+                self.dirty.insert(id);
+            }
+        }
+    }
+
+    /// Sets a pathway's evaluated state and trusts and keeps its place in
+    /// the PTL index (the one way both a refresh and a restore install).
+    pub(super) fn install(
+        &mut self,
+        id: &Arc<str>,
+        current: Option<Kept>,
+        trusts: Option<(String, Vec<String>)>,
+    ) {
+        let codes = &mut self.trust_codes;
+        let mut intern = |code: &str| match codes.get(code) {
+            Some(c) => c.clone(),
+            None => {
+                let c: Arc<str> = Arc::from(code);
+                codes.insert(c.clone());
+                c
+            }
+        };
+        let trusts = trusts.map(|(now, ever)| {
+            let trusts = Trusts {
+                current: intern(&now),
+                ever: ever.iter().map(|t| intern(t)).collect(),
+            };
+            // Shared: a few hundred combinations serve every pathway.
+            match self.trust_sets.get(&trusts) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared = Arc::new(trusts);
+                    self.trust_sets.insert(shared.clone());
+                    shared
+                }
+            }
+        });
+        let Some(entry) = self.pathways.get_mut(id) else {
+            return;
+        };
+        let (state, on_ptl) = match current {
+            Some(Kept { packed, keys }) => {
+                let version = packed.version();
+                let row = keys.map(|keys| PtlIndexEntry {
+                    keys,
+                    id: id.clone(),
+                    version,
+                });
+                (Some(packed), row)
+            }
+            None => (None, None),
+        };
+        entry.state = state;
+        entry.trusts = trusts;
+        let (ptl, ptl_slot) = (&mut self.ptl, &mut self.ptl_slot);
+        match (on_ptl, ptl_slot.get(id).copied()) {
+            (Some(row), Some(slot)) => ptl[slot] = row,
+            (Some(row), None) => {
+                ptl_slot.insert(id.clone(), ptl.len());
+                ptl.push(row);
+            }
+            (None, Some(slot)) => {
+                ptl.swap_remove(slot);
+                ptl_slot.remove(id);
+                if let Some(moved) = ptl.get(slot) {
+                    ptl_slot.insert(moved.id.clone(), slot);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
+
+/// A pathway's records read back by position, refused if one belongs to
+/// another stream (positions that disagree with the log must never put
+/// another patient's events in a history).
+pub(super) fn own_records(
+    id: &str,
+    records: Result<Vec<StoredRecord>, openptl_log::LogError>,
+) -> Result<Vec<StoredRecord>, AppError> {
+    let records = records.map_err(|e| AppError::Storage(e.to_string()))?;
+    match records.iter().find(|r| r.stream_id != id) {
+        Some(other) => Err(AppError::Internal(format!(
+            "position {} holds another stream's record",
+            other.position
+        ))),
+        None => Ok(records),
+    }
+}

@@ -1,0 +1,562 @@
+//! The projection: every pathway's state as of today (packed) and, for the
+//! pathways on the PTL, their filter and sort keys, kept in memory with
+//! where each pathway's records lie in the log.
+//!
+//! One runner task follows the log (from nothing, a rebuild in place on
+//! every core; then catch-up with `read_all` and live on the head watch)
+//! and is the only writer. Everything a view shows is a pure
+//! function of (the events up to the projected position, as_of, known_at), so
+//! dropping the projection and folding again from position 0 gives the same
+//! views. Appends check new events against the pathway's history, and
+//! answer only once their own events are projected (read-your-writes).
+//!
+//! Histories are not held: a pathway keeps the log positions of its records
+//! (packed, about 3 bytes an event) and its state packed (see
+//! [`crate::packed`]); its history is read back from the log when needed,
+//! through a small cache of the pathways touched lately (appends come in
+//! bursts on the same pathways). Re-evaluating many pathways at once (start
+//! from scratch, a new day, a past view) reads the log in place on every
+//! core ([`crate::fold`]).
+//!
+//! Invariants:
+//! - `position` is published only after every pathway touched up to it has
+//!   its `current` state re-evaluated: a reader that waited for a position
+//!   sees the state after it.
+//! - `current` is the state as of `today` (Europe/London) and known now; the
+//!   runner re-evaluates every pathway when the date changes.
+//! - A cached history of length n is always the first n events of its
+//!   pathway; it is used only when n equals the pathway's record count.
+
+use foldhash::{HashMap, HashMapExt, HashSet};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use openptl_log::{EventLog, StoredRecord, Subscription};
+use openptl_rules::{history, PtlRow, RecordedEvent, RulesConfig};
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+
+use crate::clock::{london_today, Clock};
+use crate::evaluate::{current_from, decode, effective_or_logged, Current};
+use crate::fold::{self, par_filter_map};
+use crate::packed::{Packed, Packer};
+use crate::positions::Positions;
+use crate::ptl_index::{PtlIndexEntry, PtlKeys};
+use crate::snapshot::{self, StoredPathway, StoredState};
+use crate::AppError;
+
+/// Records read from the log per step of the runner.
+const CHUNK: usize = 8192;
+
+/// Pathways whose histories the cache keeps, per generation (two generations).
+const CACHED_PATHWAYS: usize = 32768;
+
+/// Pathways unpacked at a time for a view of every state (some 7 MB).
+const UNPACK_SLICE: usize = 16_384;
+
+/// Above this many pathways to re-evaluate, the log is read once in order
+/// rather than pathway by pathway.
+const BULK: usize = 2048;
+
+/// The trust a pathway is at and every trust it has been at: who may see it
+/// (SPEC 7), from its events by `history::trusts`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Trusts {
+    pub current: Arc<str>,
+    pub ever: Box<[Arc<str>]>,
+}
+
+/// One pathway: where its records are, who may see it and its current state
+/// (its id is its key in [`ProjectionData::pathways`]).
+#[derive(Debug)]
+pub struct PathwayEntry {
+    /// The log positions of its records, in record (version) order.
+    pub positions: Positions,
+    /// `None` until evaluated (or when its history no longer fits the rules).
+    pub trusts: Option<Arc<Trusts>>,
+    /// Its state as of the projection's `today`, packed; `None` until
+    /// evaluated, or when stored events no longer fit the rules (reported
+    /// as an internal error when the pathway is read).
+    pub state: Option<Packed>,
+}
+
+/// A pathway's state as the projection keeps it: packed, with its PTL keys
+/// when it is on the PTL.
+#[derive(Debug)]
+struct Kept {
+    packed: Packed,
+    keys: Option<PtlKeys>,
+}
+
+impl Kept {
+    fn of(current: &Current, packer: &Packer) -> Kept {
+        Kept {
+            packed: packer.pack(&current.state, current.version),
+            keys: current.row.as_deref().map(PtlKeys::of),
+        }
+    }
+}
+
+/// The projected data, behind the projection's lock.
+#[derive(Debug, Default)]
+pub struct ProjectionData {
+    /// The last log position folded in (and evaluated, once published).
+    pub position: u64,
+    /// The date the pathways' states are evaluated on.
+    pub today: Option<NaiveDate>,
+    pub pathways: HashMap<Arc<str>, PathwayEntry>,
+    /// The pathways on today's PTL, keys inline (dense, for fast PTL pages).
+    pub ptl: Vec<PtlIndexEntry>,
+    ptl_slot: HashMap<Arc<str>, usize>,
+    /// Trust codes, shared by every pathway's [`Trusts`].
+    trust_codes: HashSet<Arc<str>>,
+    /// Every pathway's [`Trusts`], shared by the pathways with the same.
+    trust_sets: HashSet<Arc<Trusts>>,
+    dirty: HashSet<Arc<str>>,
+}
+
+/// One pathway evaluated by a refresh.
+struct Evaluated {
+    id: Arc<str>,
+    current: Option<Kept>,
+    trusts: Option<(String, Vec<String>)>,
+}
+
+/// The in-memory projection of the whole log.
+pub struct Projection {
+    data: RwLock<ProjectionData>,
+    published: watch::Sender<u64>,
+    config: Arc<RulesConfig>,
+    packer: Packer,
+    log: Arc<dyn EventLog>,
+    /// For reading the log from the runner's blocking threads.
+    runtime: Handle,
+    cache: Mutex<HistoryCache>,
+    failure: Mutex<Option<String>>,
+    /// When the oldest stored record the views do not show yet was recorded
+    /// (`None` when caught up): the projection lag.
+    behind_since: Mutex<Option<DateTime<Utc>>>,
+    /// Set once the runner has first reached the head of the log.
+    caught_up_once: std::sync::atomic::AtomicBool,
+    /// Where snapshots are written and restored from, if anywhere.
+    snapshot_path: Option<PathBuf>,
+    /// The position a snapshot restored the projection to, if one did.
+    restored_at: Mutex<Option<u64>>,
+    /// The snapshot being read ahead, taken by the restore.
+    preload: Mutex<Option<SnapshotPreload>>,
+    /// Why the snapshot was not used at start, if it was not.
+    snapshot_refused: Mutex<Option<String>>,
+    /// Held while a snapshot is written: the periodic writer and the one at
+    /// shutdown share a temporary file, so they must take turns.
+    writing_snapshot: Mutex<()>,
+}
+
+/// What writing a snapshot did.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotWritten {
+    pub position: u64,
+    pub pathways: usize,
+    pub bytes: u64,
+}
+
+impl Projection {
+    /// An empty projection of `log`, restored from (and snapshotted to)
+    /// `snapshot_path` when given; call from inside the Tokio runtime.
+    pub fn new(
+        config: Arc<RulesConfig>,
+        log: Arc<dyn EventLog>,
+        snapshot_path: Option<PathBuf>,
+    ) -> Projection {
+        Projection {
+            snapshot_path,
+            restored_at: Mutex::new(None),
+            preload: Mutex::new(None),
+            snapshot_refused: Mutex::new(None),
+            writing_snapshot: Mutex::new(()),
+            data: RwLock::new(ProjectionData::default()),
+            published: watch::Sender::new(0),
+            packer: Packer::new(&config),
+            config,
+            log,
+            runtime: Handle::current(),
+            cache: Mutex::new(HistoryCache::default()),
+            failure: Mutex::new(None),
+            behind_since: Mutex::new(None),
+            caught_up_once: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Restores from `preload` (the snapshot read ahead) rather than reading
+    /// the snapshot again; call before the runner starts.
+    pub fn use_preload(&self, preload: SnapshotPreload) {
+        *self.preload.lock().unwrap_or_else(|e| e.into_inner()) = Some(preload);
+    }
+
+    /// How the pathways' states are packed.
+    pub fn packer(&self) -> &Packer {
+        &self.packer
+    }
+
+    /// Read access to the projected data.
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, ProjectionData> {
+        self.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, ProjectionData> {
+        self.data.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HistoryCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last position whose effects every view shows.
+    pub fn position(&self) -> u64 {
+        *self.published.borrow()
+    }
+
+    /// Waits (at most `limit`) until `position` is projected; false on timeout.
+    pub async fn wait_for(&self, position: u64, limit: Duration) -> bool {
+        let mut rx = self.published.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Why the runner is stuck, if it is.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Whether the runner has reached the head of the log at least once
+    /// (start-up folding is over).
+    pub fn has_caught_up(&self) -> bool {
+        self.caught_up_once
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// How long the views have been behind the log (zero when caught up).
+    pub fn behind_for(&self) -> Duration {
+        let since = *self.behind_since.lock().unwrap_or_else(|e| e.into_inner());
+        since.map_or(Duration::ZERO, |t| {
+            (Utc::now() - t).to_std().unwrap_or(Duration::ZERO)
+        })
+    }
+
+    fn set_behind_since(&self, since: Option<DateTime<Utc>>) {
+        *self.behind_since.lock().unwrap_or_else(|e| e.into_inner()) = since;
+    }
+
+    fn set_failure(&self, failure: Option<String>) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
+    }
+
+    /// A pathway's history as projected (`None` if the pathway is unknown):
+    /// from the cache, else read back from the log.
+    pub async fn history(
+        &self,
+        pathway_id: &str,
+    ) -> Result<Option<Arc<Vec<RecordedEvent>>>, AppError> {
+        let (id, positions) = {
+            let data = self.read();
+            let Some((id, entry)) = data.pathways.get_key_value(pathway_id) else {
+                return Ok(None);
+            };
+            if let Some(h) = self.cache().get(pathway_id, entry.positions.len()) {
+                return Ok(Some(h));
+            }
+            (id.clone(), entry.positions.to_vec())
+        };
+        let records = self.log.read_positions(&positions).await;
+        self.remember(id, records).map(Some)
+    }
+
+    /// Decodes a history read back from the log and caches it.
+    fn remember(
+        &self,
+        id: Arc<str>,
+        records: Result<Vec<StoredRecord>, openptl_log::LogError>,
+    ) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
+        let records = own_records(&id, records)?;
+        let history = Arc::new(
+            records
+                .iter()
+                .map(|r| decode(r.as_ref()))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        self.cache().insert(id, history.clone());
+        Ok(history)
+    }
+
+    /// The stored records of a pathway, oldest first (empty if unknown).
+    pub async fn records(&self, pathway_id: &str) -> Result<Vec<StoredRecord>, AppError> {
+        let positions = self
+            .read()
+            .pathways
+            .get(pathway_id)
+            .map(|p| p.positions.to_vec())
+            .unwrap_or_default();
+        own_records(pathway_id, self.log.read_positions(&positions).await)
+    }
+
+    /// A pathway's history from a blocking thread: cached, else from the log.
+    fn history_blocking(
+        &self,
+        id: &Arc<str>,
+        entry: &PathwayEntry,
+    ) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
+        if let Some(h) = self.cache().get(id, entry.positions.len()) {
+            return Ok(h);
+        }
+        let records = self
+            .runtime
+            .block_on(self.log.read_positions(&entry.positions.to_vec()));
+        self.remember(id.clone(), records)
+    }
+
+    /// Builds the projection from the whole log at once when it holds
+    /// nothing yet (a start without a snapshot): the
+    /// log is read in place on every core ([`fold::fold_everything`]) and
+    /// each pathway is evaluated as of `today` and put in place in one pass.
+    /// Does nothing (`false`) otherwise, or when the log cannot be read in
+    /// place; the runner then folds it in pages.
+    pub fn rebuild_in_place(&self, today: NaiveDate) -> Result<bool, AppError> {
+        if self.read().position > 0 || self.log.head() == 0 {
+            return Ok(false);
+        }
+        let Some(reader) = self.log.in_place() else {
+            return Ok(false);
+        };
+        let started = std::time::Instant::now();
+        let reader = reader.map_err(|e| AppError::Storage(e.to_string()))?;
+        let to = reader.head();
+        // Each share puts its pathways in place a batch at a time, under
+        // the write lock, while the others go on evaluating.
+        let folded = fold::fold_everything(
+            reader.as_ref(),
+            |id, history| self.evaluated(id, history.unwrap_or_default(), today),
+            |finished| {
+                let mut data = self.write();
+                for (id, positions, evaluated) in finished {
+                    let entry = PathwayEntry {
+                        positions,
+                        trusts: None,
+                        state: None,
+                    };
+                    data.pathways.insert(id.clone(), entry);
+                    data.install(&id, evaluated.current, evaluated.trusts);
+                }
+            },
+        );
+        drop(reader);
+        if let Err(e) = folded {
+            // Back to nothing: the runner folds the log in pages instead.
+            *self.write() = ProjectionData::default();
+            return Err(e);
+        }
+        {
+            let mut data = self.write();
+            data.position = to;
+            data.today = Some(today);
+        }
+        let installed_after = started.elapsed();
+        let fresh = self.read().laid_out();
+        let old = self.write().lay_out(fresh);
+        drop(old);
+        tracing::info!(
+            records = to,
+            pathways = self.read().pathways.len(),
+            evaluated_and_in_place_ms = installed_after.as_millis() as u64,
+            ms = started.elapsed().as_millis() as u64,
+            "projection rebuilt from the log in place"
+        );
+        self.published.send_replace(to);
+        Ok(true)
+    }
+
+    /// Folds stored records (the next ones of the log, in order) in.
+    /// They become visible to views at the next [`Projection::refresh`].
+    pub fn apply(&self, records: Vec<StoredRecord>) -> Result<(), AppError> {
+        // Decode, outside the write lock, the records of pathways whose
+        // history is cached (only those are decoded now; the rest when
+        // read back). Positions only grow under the write lock, which this
+        // runner alone takes, so the lengths seen here still hold below.
+        // Nothing cached (a rebuild from the start): positions only, one
+        // look-up per record. A history a view caches meanwhile is one event
+        // short after this, and cached histories are used only whole.
+        let cached = !self.cache().is_empty();
+        let decoded: HashMap<u64, RecordedEvent> = if !cached {
+            HashMap::new()
+        } else {
+            let data = self.read();
+            let cache = self.cache();
+            let mut seen: HashMap<&str, usize> = HashMap::new();
+            let mut wanted = Vec::new();
+            for record in &records {
+                let stream = record.stream_id.as_str();
+                let len = seen
+                    .entry(stream)
+                    .or_insert_with(|| data.pathways.get(stream).map_or(0, |p| p.positions.len()));
+                if *len > 0 && cache.holds(stream, *len) {
+                    wanted.push(record);
+                }
+                *len += 1;
+            }
+            drop(cache);
+            drop(data);
+            let mut decoded = HashMap::with_capacity(wanted.len());
+            for record in wanted {
+                decoded.insert(record.position, decode(record.as_ref())?);
+            }
+            decoded
+        };
+        let mut decoded = decoded;
+        let mut data = self.write();
+        let mut cache = self.cache();
+        for record in records {
+            data.expect_next(&record)?;
+            let known = cached
+                .then(|| data.pathways.get(record.stream_id.as_str()))
+                .flatten()
+                .map(|p| p.positions.len());
+            // Keep a cached history whole (decoding only what is cached).
+            if let Some(len) = known.filter(|len| cache.holds(&record.stream_id, *len)) {
+                let event = match decoded.remove(&record.position) {
+                    Some(event) => event,
+                    None => decode(record.as_ref())?,
+                };
+                cache.extend(&record.stream_id, len, event);
+            }
+            data.add_position(&record);
+        }
+        Ok(())
+    }
+
+    /// A pathway evaluated as of `today` from its history (its effective
+    /// events worked out once for both the state and the trusts).
+    fn evaluated(&self, id: &Arc<str>, history: &[RecordedEvent], today: NaiveDate) -> Evaluated {
+        let effective = effective_or_logged(history).unwrap_or_default();
+        Evaluated {
+            id: id.clone(),
+            current: current_from(&effective, history.len() as u64, today, &self.config)
+                .map(|c| Kept::of(&c, &self.packer)),
+            trusts: history::trusts_of(&effective),
+        }
+    }
+
+    /// Re-evaluates every pathway changed since the last refresh (all of them
+    /// when the date moved on), then publishes the position. On a failure to
+    /// read the log nothing is published and the pathways stay to be done.
+    pub fn refresh(&self, today: NaiveDate) -> Result<(), AppError> {
+        let started = std::time::Instant::now();
+        let (dirty, position, new_day) = {
+            let mut data = self.write();
+            let new_day = data.today != Some(today);
+            if new_day {
+                let all: Vec<Arc<str>> = data.pathways.keys().cloned().collect();
+                data.dirty.extend(all);
+            }
+            (std::mem::take(&mut data.dirty), data.position, new_day)
+        };
+        // Evaluate under the read lock (views keep answering), install under
+        // the write lock. The runner is the only writer, so nothing changes
+        // in between.
+        let evaluated = {
+            let data = self.read();
+            let everything = dirty.len() == data.pathways.len();
+            let outcome = if dirty.len() > BULK {
+                let mut pathways: Vec<fold::PathwayRecords> = data
+                    .pathways
+                    .iter()
+                    .filter(|(id, _)| everything || dirty.contains(*id))
+                    .map(|(id, entry)| (id.clone(), entry.positions.to_vec()))
+                    .collect();
+                // In the order of their first records: reads go forwards.
+                pathways.sort_unstable_by_key(|(_, positions)| positions.first().copied());
+                fold::fold_pathways(
+                    self.log.as_ref(),
+                    &self.runtime,
+                    position,
+                    &pathways,
+                    |id, history| self.evaluated(id, history.unwrap_or_default(), today),
+                )
+            } else {
+                let entries: Vec<(&Arc<str>, &PathwayEntry)> = dirty
+                    .iter()
+                    .filter_map(|id| data.pathways.get_key_value(id))
+                    .collect();
+                let loaded = par_filter_map(&entries, |(id, entry)| {
+                    Some(
+                        self.history_blocking(id, entry)
+                            .map(|history| self.evaluated(id, &history, today)),
+                    )
+                });
+                loaded.into_iter().collect::<Result<Vec<_>, _>>()
+            };
+            drop(data);
+            match outcome {
+                Ok(evaluated) => evaluated,
+                Err(e) => {
+                    // The read guard is gone: taking the write lock under it
+                    // would wait for itself, and every view behind it.
+                    self.write().dirty.extend(dirty);
+                    return Err(e);
+                }
+            }
+        };
+        let evaluated_after = started.elapsed();
+        {
+            let mut data = self.write();
+            // The new date is announced together with the states evaluated on
+            // it: until then, views for the new date take the slow path.
+            if new_day {
+                data.today = Some(today);
+            }
+            for Evaluated {
+                id,
+                current,
+                trusts,
+            } in evaluated
+            {
+                data.install(&id, current, trusts);
+            }
+        }
+        if dirty.len() > BULK {
+            // Copied under the read lock, swapped in under the write lock,
+            // the old copies freed after it (the runner is the only writer,
+            // so the map does not change in between).
+            let installed_after = started.elapsed();
+            let fresh = self.read().laid_out();
+            let old = self.write().lay_out(fresh);
+            drop(old);
+            tracing::info!(
+                pathways = dirty.len(),
+                position,
+                evaluated_ms = evaluated_after.as_millis() as u64,
+                installed_ms = (installed_after - evaluated_after).as_millis() as u64,
+                ms = started.elapsed().as_millis() as u64,
+                "projection re-evaluated many pathways"
+            );
+        }
+        self.published.send_replace(position);
+        Ok(())
+    }
+}
+
+mod cache;
+mod data;
+mod runner;
+mod snapshots;
+
+use cache::HistoryCache;
+use data::own_records;
+pub(crate) use runner::{run, snapshot_periodically};
+pub use snapshots::{PreparedSnapshot, SnapshotPreload};
+#[cfg(test)]
+mod tests;

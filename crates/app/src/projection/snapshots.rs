@@ -1,0 +1,285 @@
+//! Snapshots of the projection: writing one (periodically and at shutdown),
+//! reading one ahead at start, and restoring the projection from it.
+
+use super::*;
+
+impl Projection {
+    /// The position a snapshot restored the projection to at start, if one did.
+    pub fn restored_at(&self) -> Option<u64> {
+        *self.restored_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Why the snapshot was not used at start, if it was not.
+    pub fn snapshot_refused(&self) -> Option<String> {
+        self.snapshot_refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Writes a snapshot of the evaluated states (blocking: call from a
+    /// blocking thread). `None` when there is no snapshot path or nothing
+    /// settled to write (pathways waiting to be evaluated, or an empty log).
+    pub fn write_snapshot(&self) -> Result<Option<SnapshotWritten>, AppError> {
+        let Some(path) = &self.snapshot_path else {
+            return Ok(None);
+        };
+        let _turn = self
+            .writing_snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Copy out under the read lock (ids, positions, packed states),
+        // decode, encode and write outside it.
+        type Item = (
+            Arc<str>,
+            Positions,
+            Option<Arc<Trusts>>,
+            Option<(Packed, bool)>,
+        );
+        let (position, today, items) = {
+            let data = self.read();
+            let Some(today) = data.today else {
+                return Ok(None);
+            };
+            if !data.dirty.is_empty() || data.position == 0 {
+                return Ok(None);
+            }
+            let items: Vec<Item> = data
+                .pathways
+                .iter()
+                .map(|(id, p)| {
+                    (
+                        id.clone(),
+                        p.positions.clone(),
+                        p.trusts.clone(),
+                        p.state.clone().map(|s| (s, data.ptl_slot.contains_key(id))),
+                    )
+                })
+                .collect();
+            (data.position, today, items)
+        };
+        let stored = self
+            .runtime
+            .block_on(self.log.read_positions(&[position]))
+            .map_err(|e| AppError::Storage(e.to_string()))?;
+        let event_id = stored
+            .first()
+            .map(|r| r.event_id)
+            .ok_or_else(|| AppError::Internal(format!("position {position} is not stored")))?;
+        let header =
+            snapshot::Header::new(&self.config, position, event_id, today, items.len() as u64);
+        let chunks = items.chunks(snapshot::CHUNK).map(|chunk| {
+            chunk
+                .iter()
+                .map(|(id, positions, trusts, current)| StoredPathway {
+                    id: Cow::Borrowed(&**id),
+                    positions: positions.to_vec(),
+                    trusts: trusts.as_ref().map(|t| {
+                        (
+                            Cow::Borrowed(&*t.current),
+                            t.ever.iter().map(|e| Cow::Borrowed(&**e)).collect(),
+                        )
+                    }),
+                    state: current.as_ref().map(|(packed, on_ptl)| StoredState {
+                        on_ptl: *on_ptl,
+                        packed: Cow::Borrowed(packed.as_bytes()),
+                    }),
+                })
+                .collect()
+        });
+        let bytes = snapshot::write(path, &header, chunks).map_err(|e| {
+            AppError::Storage(format!(
+                "writing the projection snapshot {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(Some(SnapshotWritten {
+            position,
+            pathways: items.len(),
+            bytes,
+        }))
+    }
+
+    /// Restores the projection from its snapshot when the snapshot belongs
+    /// to this log, binary and rules (blocking). Gives the position restored
+    /// to, or why the snapshot was not used. Uses the snapshot read ahead by
+    /// a [`SnapshotPreload`] when there is one.
+    pub(super) fn restore(&self) -> Result<u64, String> {
+        let path = self.snapshot_path.as_ref().ok_or("no snapshot path")?;
+        let started = std::time::Instant::now();
+        let preload = self
+            .preload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let prepared = match preload {
+            Some(preload) => preload
+                .0
+                .join()
+                .map_err(|_| "reading it panicked".to_string())??,
+            None => prepare_snapshot(path, &self.config)?,
+        };
+        let decoded = started.elapsed();
+        let header = &prepared.header;
+        if header.position > self.log.head() {
+            return Err("it is ahead of the log".into());
+        }
+        let stored = self
+            .runtime
+            .block_on(self.log.read_positions(&[header.position]))
+            .map_err(|e| e.to_string())?;
+        if stored.first().map(|r| *r.event_id.as_bytes()) != Some(header.event_id) {
+            return Err("it belongs to another log".into());
+        }
+        let mut data = ProjectionData {
+            position: header.position,
+            today: header.today(),
+            ..ProjectionData::default()
+        };
+        data.pathways.reserve(prepared.pathways.len());
+        let mut records = 0u64;
+        for (id, positions, trusts, current) in prepared.pathways {
+            records += positions.len() as u64;
+            if positions.last().is_some_and(|p| *p > header.position) {
+                return Err("a pathway lies beyond its position".into());
+            }
+            if positions.windows(2).any(|w| w[0] >= w[1]) || positions.first() == Some(&0) {
+                return Err("a pathway's positions are out of order".into());
+            }
+            data.pathways.insert(
+                id.clone(),
+                PathwayEntry {
+                    positions: Positions::from_slice(&positions),
+                    trusts: None,
+                    state: None,
+                },
+            );
+            data.install(&id, current, trusts);
+        }
+        if records != header.position || data.pathways.len() as u64 != header.pathways {
+            return Err("its pathways do not account for every record".into());
+        }
+        let installed = started.elapsed();
+        *self.write() = data;
+        // Recorded before publishing: whoever waits for the position may ask.
+        *self.restored_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(header.position);
+        self.published.send_replace(header.position);
+        // Serving from here. The packed states, decoded among the garbage
+        // of the snapshot's decoding, are copied together afterwards, as
+        // after a bulk refresh (see `refresh`).
+        let fresh = self.read().laid_out();
+        let old = self.write().lay_out(fresh);
+        drop(old);
+        tracing::info!(
+            waited_for_decode_ms = decoded.as_millis() as u64,
+            installed_ms = (installed - decoded).as_millis() as u64,
+            laid_out_after_ms = (started.elapsed() - installed).as_millis() as u64,
+            "projection snapshot installed"
+        );
+        Ok(header.position)
+    }
+}
+
+/// A pathway as restored from a snapshot: id, positions, trusts, state.
+type RestoredPathway = (
+    Arc<str>,
+    Vec<u64>,
+    Option<(String, Vec<String>)>,
+    Option<Kept>,
+);
+
+/// A snapshot read and decoded, and found to fit this binary and rules; not
+/// yet checked against the log.
+pub struct PreparedSnapshot {
+    header: snapshot::Header,
+    pathways: Vec<RestoredPathway>,
+}
+
+/// A snapshot being read and decoded on a thread of its own, started before
+/// the log is opened so that the two overlap at start-up.
+pub struct SnapshotPreload(std::thread::JoinHandle<Result<PreparedSnapshot, String>>);
+
+impl SnapshotPreload {
+    /// Starts reading the snapshot at `path`, if there is one.
+    pub fn start(path: PathBuf, config: RulesConfig) -> Option<SnapshotPreload> {
+        if !path.exists() {
+            return None;
+        }
+        std::thread::Builder::new()
+            .name("openptl-snapshot-read".into())
+            .spawn(move || prepare_snapshot(&path, &config))
+            .ok()
+            .map(SnapshotPreload)
+    }
+}
+
+/// Reads a snapshot, checks it was written by this binary under these
+/// rules, and decodes its pathways (in parallel).
+pub(super) fn prepare_snapshot(
+    path: &Path,
+    config: &RulesConfig,
+) -> Result<PreparedSnapshot, String> {
+    if !path.exists() {
+        return Err("none written yet".into());
+    }
+    let read = snapshot::read(path)?;
+    let header = read.header.clone();
+    let expected = snapshot::Header::new(
+        config,
+        header.position,
+        uuid::Uuid::from_bytes(header.event_id),
+        header.today().ok_or("its date is out of range")?,
+        header.pathways,
+    );
+    if header.format != expected.format {
+        // Newer or older, a snapshot is derived: ignored, and the log folded
+        // (decision 92); the next snapshot written replaces it.
+        return Err(format!(
+            "it has format {} (this binary reads format {})",
+            header.format,
+            snapshot::FORMAT
+        ));
+    }
+    if header.binary != expected.binary {
+        return Err(format!("it was written by version {}", header.binary));
+    }
+    if header.rules != expected.rules {
+        return Err("the rules configuration has changed since".into());
+    }
+    let packer = Packer::new(config);
+    let decoded = par_filter_map(&read.chunks(), |bytes| {
+        let restore = |p: StoredPathway| -> Result<RestoredPathway, String> {
+            let current = p
+                .state
+                .map(|stored| {
+                    let packed = Packed::from_bytes(&stored.packed)?;
+                    if !stored.on_ptl {
+                        return Ok::<_, String>(Kept { packed, keys: None });
+                    }
+                    // Its PTL keys, from its row.
+                    let (state, _) = packer.unpack(&packed)?;
+                    let keys = PtlRow::of(&state, config).as_ref().map(PtlKeys::of);
+                    Ok(Kept { packed, keys })
+                })
+                .transpose()?;
+            let trusts = p.trusts.map(|(now, ever)| {
+                (
+                    now.into_owned(),
+                    ever.into_iter().map(Cow::into_owned).collect(),
+                )
+            });
+            Ok((Arc::from(&*p.id), p.positions, trusts, current))
+        };
+        Some(snapshot::decode_chunk(bytes).and_then(|chunk| {
+            chunk
+                .into_iter()
+                .map(restore)
+                .collect::<Result<Vec<_>, _>>()
+        }))
+    });
+    let mut pathways = Vec::with_capacity(header.pathways as usize);
+    for chunk in decoded {
+        pathways.extend(chunk?);
+    }
+    Ok(PreparedSnapshot { header, pathways })
+}

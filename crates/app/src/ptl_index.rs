@@ -1,0 +1,87 @@
+//! The PTL index's entries: each PTL row's filter and sort keys, small and
+//! inline, so a PTL query scans a dense array instead of visiting every
+//! pathway's state. A leaf shared by the projection (which keeps the index)
+//! and the views (which filter and sort it).
+
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use openptl_rules::{PtlRow, Rag, Route, TumourSite, WaitBand};
+
+/// An ODS code (at most 8 ASCII characters) as a number, for fast filters.
+pub(crate) fn pack_trust(code: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    for (b, c) in bytes.iter_mut().zip(code.bytes()) {
+        *b = c;
+    }
+    u64::from_le_bytes(bytes)
+}
+
+pub(crate) fn day_number(date: NaiveDate) -> i32 {
+    date.num_days_from_ce()
+}
+
+/// The filter and sort keys of a PTL row, small and inline, so a PTL query
+/// scans a dense array instead of visiting every pathway's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PtlKeys {
+    pub(crate) trust: u64,
+    pub(crate) tumour_site: TumourSite,
+    pub(crate) route: Route,
+    pub(crate) band: Option<WaitBand>,
+    pub(crate) rag: Rag,
+    pub(crate) escalated: bool,
+    pub(crate) has_next_action: bool,
+    pub(crate) next_action_overdue: bool,
+    pub(crate) milestone_overdue: bool,
+    /// A subsequent treatment period runs (SPEC 2.12).
+    pub(crate) waiting_subsequent: bool,
+    pub(crate) days_waited: i64,
+    pub(crate) next_breach: Option<i32>,
+    pub(crate) referred: i32,
+}
+
+impl PtlKeys {
+    /// The band of the 62-day wait, while that clock runs.
+    pub fn band(&self) -> Option<WaitBand> {
+        self.band
+    }
+
+    /// The trust's ODS code.
+    pub fn trust(&self) -> String {
+        let bytes = self.trust.to_le_bytes();
+        bytes
+            .iter()
+            .take_while(|b| **b != 0)
+            .map(|b| *b as char)
+            .collect()
+    }
+
+    pub fn of(row: &PtlRow) -> PtlKeys {
+        PtlKeys {
+            trust: pack_trust(&row.trust),
+            tumour_site: row.tumour_site,
+            route: row.route,
+            band: row.band,
+            rag: row.rag,
+            escalated: row.escalated,
+            has_next_action: row.next_action.is_some(),
+            next_action_overdue: row.next_action_overdue,
+            milestone_overdue: row.milestone_overdue,
+            waiting_subsequent: row.subsequent.is_some(),
+            days_waited: row.days_waited(),
+            next_breach: row.next_breach_date.map(day_number),
+            referred: day_number(row.referred_on),
+        }
+    }
+}
+
+/// One row of the projection's PTL index: the keys to filter and sort on,
+/// inline; the row itself is made from the pathway's state for the rows of
+/// a page only.
+#[derive(Debug, Clone)]
+pub struct PtlIndexEntry {
+    pub keys: PtlKeys,
+    pub id: Arc<str>,
+    pub version: u64,
+}
