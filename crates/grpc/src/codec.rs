@@ -9,8 +9,8 @@
 use std::any::TypeId;
 use std::marker::PhantomData;
 
+use openptl_app::ApiError;
 use openptl_app::{AppError, MAX_BATCH};
-use openptl_http::ApiError;
 use prost::Message;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, ProstCodec};
 use tonic::Status;

@@ -29,9 +29,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openptl_app::access::Principal;
+use openptl_app::auth::ClientKey;
+use openptl_app::auth::FailedAuth;
+use openptl_app::{ApiError, Kind};
 use openptl_app::{App, AppError, MAX_BATCH};
-use openptl_http::auth::ClientKey;
-use openptl_http::{ApiError, FailedAuth};
 use openptl_log::Subscription;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_stream::Stream;
@@ -110,7 +111,7 @@ impl Default for Limits {
             calls: DEFAULT_CALLS,
             subscriptions: DEFAULT_SUBSCRIPTIONS,
             connections: DEFAULT_CONNECTIONS,
-            connections_per_client: openptl_http::serve::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            connections_per_client: openptl_app::connections::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
         }
     }
 }
@@ -152,7 +153,7 @@ impl tonic::service::Interceptor for Gate {
             .remote_addr()
             .map_or(ClientKey::UNKNOWN, |a| ClientKey::of(a.ip()));
         let principal =
-            openptl_http::auth::authenticate(&self.app, &self.failures, client, secret.as_deref())
+            openptl_app::auth::authenticate(&self.app, &self.failures, client, secret.as_deref())
                 .map_err(status)?;
         let turn = self
             .calls
@@ -228,26 +229,28 @@ pub async fn serve(
         .await
 }
 
-/// A gRPC status carrying the HTTP API's error body and stable code.
+/// A gRPC status carrying the service's error body and stable code (the
+/// one table, `openptl_app::problem`, that HTTP reports too).
 pub fn status(error: ApiError) -> Status {
-    let (http, code, body) = error.describe();
-    let grpc = match (http.as_u16(), code) {
+    let problem = error.problem();
+    let grpc = match (problem.kind, problem.code) {
         (_, "version_conflict") => Code::Aborted,
         (_, "pathway_exists" | "duplicate_event_id" | "treatment_already_started") => {
             Code::AlreadyExists
         }
         (_, "pathway_closed") => Code::FailedPrecondition,
-        (400 | 422, _) => Code::InvalidArgument,
-        (401, _) => Code::Unauthenticated,
-        (403, _) => Code::PermissionDenied,
-        (404, _) => Code::NotFound,
-        (409, _) => Code::Aborted,
-        (429, _) => Code::ResourceExhausted,
-        (503, _) => Code::Unavailable,
-        _ => Code::Internal,
+        (Kind::BadRequest | Kind::Invalid | Kind::UnsupportedMediaType, _) => Code::InvalidArgument,
+        (Kind::TooLarge, _) => Code::OutOfRange,
+        (Kind::Unauthenticated, _) => Code::Unauthenticated,
+        (Kind::Forbidden, _) => Code::PermissionDenied,
+        (Kind::NotFound, _) => Code::NotFound,
+        (Kind::Conflict, _) => Code::Aborted,
+        (Kind::TooManyRequests, _) => Code::ResourceExhausted,
+        (Kind::Unavailable, _) => Code::Unavailable,
+        (Kind::Internal, _) => Code::Internal,
     };
-    let mut status = Status::new(grpc, body.to_string());
-    if let Ok(value) = MetadataValue::try_from(code) {
+    let mut status = Status::new(grpc, problem.body().to_string());
+    if let Ok(value) = MetadataValue::try_from(problem.code) {
         status.metadata_mut().insert("openptl-error-code", value);
     }
     status

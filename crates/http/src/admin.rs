@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{check_secret, Auth, Client, COOKIE};
-use crate::{invalid, ApiError};
+use crate::{invalid, ApiError, HttpError};
 
 /// Tokens created through the API without `expires_at` last this long.
 const DEFAULT_EXPIRY_DAYS: i64 = 90;
@@ -62,7 +62,7 @@ pub async fn create_token(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     admin_only(&principal)?;
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
@@ -85,7 +85,7 @@ pub async fn create_token(
 pub async fn list_tokens(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     admin_only(&principal)?;
     Ok(Json(json!({ "tokens": app.tokens.list() })).into_response())
 }
@@ -95,7 +95,7 @@ pub async fn revoke_token(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
     Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     admin_only(&principal)?;
     let record = app
         .tokens
@@ -112,7 +112,7 @@ pub async fn revoke_token(
 pub async fn backup(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     admin_only(&principal)?;
     let report = app.backup().await?;
     let head_hash: String = report
@@ -138,7 +138,7 @@ pub async fn audit(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     admin_only(&principal)?;
     let limit = match params.get("limit") {
         None => 100,
@@ -177,7 +177,7 @@ pub async fn sign_in(
     Client(failures, client): Client,
     parts: axum::http::request::Parts,
     body: axum::body::Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     // Refused before anything is counted: a cross-site request is no
     // failure of the address it comes from.
     crate::auth::same_site(&parts)?;
@@ -188,7 +188,7 @@ pub async fn sign_in(
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
     if !json {
-        return Err(ApiError::UnsupportedMediaType);
+        return Err(ApiError::UnsupportedMediaType.into());
     }
     let headers = &parts.headers;
     let body = crate::read_body(body, crate::SESSION_BODY_LIMIT).await?;
@@ -238,7 +238,7 @@ pub async fn sign_out(
     State(app): State<Arc<App>>,
     Client(failures, client): Client,
     parts: axum::http::request::Parts,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     if let Some(secret) = crate::auth::session_cookie(&parts) {
         crate::auth::same_site(&parts)?;
         // A cookie that no longer works is simply cleared.

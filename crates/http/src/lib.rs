@@ -24,7 +24,7 @@ use openptl_app::{App, AppError, PathwayQuery, MAX_BATCH};
 use serde_json::{json, Value};
 
 pub use auth::FailedAuth;
-pub use error::{ApiError, Limited};
+pub use error::{ApiError, HttpError, Limited};
 pub use serve::{serve, ServeLimits};
 pub use views::cwt_csv;
 
@@ -100,7 +100,7 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
             get(|| async { Json(openapi::document()) }),
         )
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe))
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|| async { HttpError(ApiError::NotFound) })
         .layer(axum::middleware::from_fn(time_limit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::Extension(failures))
@@ -144,7 +144,7 @@ const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 async fn time_limit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => ApiError::Timeout.into_response(),
+        Err(_) => HttpError(ApiError::Timeout).into_response(),
     }
 }
 
@@ -226,21 +226,21 @@ fn invalid(field: &str, problem: impl Into<String>) -> ApiError {
 /// `POST /v1/events`: one envelope, or `{ "events": [...] }` (SPEC 4.1).
 async fn post_events(
     State(app): State<Arc<App>>,
-    auth: Result<Auth, ApiError>,
+    auth: Result<Auth, HttpError>,
     body: axum::body::Body,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     // The body is read only once the caller is known.
     let result = match auth {
         Ok(Auth(principal)) => match read_body(body, BODY_LIMIT).await {
             Ok(body) => append_events(&app, &principal, body).await,
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         },
         Err(e) => Err(e),
     };
     if let Err(e) = &result {
         app.metrics
             .append_errors
-            .with_label_values(&[e.code()])
+            .with_label_values(&[e.0.code()])
             .inc();
     }
     result
@@ -250,7 +250,7 @@ async fn append_events(
     app: &Arc<App>,
     principal: &openptl_app::access::Principal,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let (envelopes, batch) = match value {
@@ -261,11 +261,11 @@ async fn append_events(
                     .find(|k| *k != "events")
                     .cloned()
                     .unwrap_or_default();
-                return Err(invalid(&extra, "is not expected beside `events`"));
+                return Err(invalid(&extra, "is not expected beside `events`").into());
             }
             match map.remove("events") {
                 Some(Value::Array(events)) if events.is_empty() => {
-                    return Err(invalid("events", "must hold at least one event"))
+                    return Err(invalid("events", "must hold at least one event").into())
                 }
                 Some(Value::Array(events)) if events.len() > MAX_BATCH => {
                     return Err(invalid(
@@ -274,10 +274,11 @@ async fn append_events(
                             "holds {} events; send at most {MAX_BATCH} per request",
                             events.len()
                         ),
-                    ))
+                    )
+                    .into())
                 }
                 Some(Value::Array(events)) => (events, true),
-                _ => return Err(invalid("events", "must be a list of events")),
+                _ => return Err(invalid("events", "must be a list of events").into()),
             }
         }
         single @ Value::Object(_) => (vec![single], false),
@@ -285,7 +286,8 @@ async fn append_events(
             return Err(invalid(
                 "",
                 "the body must be an event object or {\"events\": [...]}",
-            ))
+            )
+            .into())
         }
     };
     let outcome = app.append(envelopes, principal, batch).await?;
@@ -345,7 +347,7 @@ async fn get_pathway(
     Auth(principal): Auth,
     Path(pathway_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let query = pathway_query(&params)?;
     let view = app.pathway(&pathway_id, &query, &principal).await?;
     Ok(Json(view).into_response())
@@ -357,7 +359,7 @@ async fn get_pathway_events(
     Auth(principal): Auth,
     Path(pathway_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let events = app
         .pathway_events(&pathway_id, min_position(&params)?, &principal)
         .await?;

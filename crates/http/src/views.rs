@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::auth::Auth;
 use crate::csv::Csv;
-use crate::{invalid, ApiError};
+use crate::{invalid, ApiError, HttpError};
 
 /// Rows per PTL page unless `limit` says otherwise, and the most allowed.
 const DEFAULT_LIMIT: usize = 100;
@@ -310,7 +310,7 @@ pub async fn get_ptl(
     Auth(principal): Auth,
     headers: HeaderMap,
     Query(params): Query<Params>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     let mut query = ptl_query(&app, &params)?;
     let csv = wants_csv(&headers, &params)?;
     if csv && !params.contains_key("limit") {
@@ -415,7 +415,7 @@ pub async fn get_standards(
     Auth(principal): Auth,
     Path(standard): Path<String>,
     Query(params): Query<Params>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     check_known(&params, AGGREGATE_PARAMS)?;
     let standard = ClockKind::parse(&standard).ok_or(ApiError::NotFound)?;
     let (report, position) = app
@@ -436,7 +436,7 @@ pub async fn get_milestones(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
     Query(params): Query<Params>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     check_known(&params, AGGREGATE_PARAMS)?;
     let (report, position) = app
         .milestones(
@@ -455,7 +455,7 @@ pub async fn get_canptl(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
     Query(params): Query<Params>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     check_known(
         &params,
         &[
@@ -487,7 +487,7 @@ pub async fn get_cwt(
     Auth(principal): Auth,
     headers: HeaderMap,
     Query(params): Query<Params>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, HttpError> {
     check_known(
         &params,
         &[

@@ -54,15 +54,7 @@ fn clock() -> impl Strategy<Value = Clock> {
         prop::option::of(prop::collection::vec(allocation, 0..4)),
     )
         .prop_map(
-            |(
-                status,
-                start,
-                stop,
-                stop_reason,
-                (adj, days, target),
-                target_date,
-                allocation,
-            )| {
+            |(status, start, stop, stop_reason, (adj, days, target), target_date, allocation)| {
                 Clock {
                     status,
                     start,
@@ -160,13 +152,13 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
         prop::option::of(prop::sample::select(TreatmentSetting::ALL)),
     );
     let seen = prop::option::of(
-        (date(), prop::sample::select(SeenMedium::ALL), ods()).prop_map(
-            |(date, medium, trust)| SeenAt {
+        (date(), prop::sample::select(SeenMedium::ALL), ods()).prop_map(|(date, medium, trust)| {
+            SeenAt {
                 date,
                 medium,
                 trust,
-            },
-        ),
+            }
+        }),
     );
     let record = (any::<bool>(), prop::option::of(text()), days()).prop_map(
         |(referrer_given, primary_diagnosis, first_seen_adjustment_days)| RecordFacts {
