@@ -221,6 +221,53 @@ fn the_dashboard_works_in_headless_chromium() {
         "return document.getElementById('past-banner')?.textContent.includes('as known at')",
     );
     let shot = driver.screenshot("ptl-known-at.png");
+
+    // An alliance viewer reads the same pages but is offered no form at all
+    // (issue 23: only roles that may write see them).
+    let (_, meta) = common::request(&server.addr, "GET", "/v1/meta", None).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    let alliance = meta["alliances"][0].as_str().expect("the demo alliance");
+    let (status, created) = common::request(
+        &server.addr,
+        "POST",
+        "/v1/tokens",
+        Some(
+            &json!({ "role": "alliance_viewer", "alliance": alliance, "label": "browser viewer" })
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    assert!(status == 200 || status == 201, "{status} {created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    driver.goto(&format!("{base}/"));
+    driver.wait_for(
+        "the PTL",
+        "return document.getElementById('sign-out') !== null",
+    );
+    driver.click("#sign-out");
+    driver.wait_for(
+        "the sign-in form",
+        "return document.getElementById('token') !== null",
+    );
+    driver.type_into("#token", created["token"].as_str().unwrap());
+    driver.click("#sign-in-submit");
+    driver.wait_for(
+        "the viewer's PTL",
+        "return document.querySelectorAll('tr[data-pathway]').length > 0",
+    );
+    assert_eq!(
+        driver.script("return [document.getElementById('new-referral'), document.getElementById('start-meeting')]"),
+        json!([null, null])
+    );
+    driver.click("tr[data-pathway] a");
+    driver.wait_for(
+        "a pathway page",
+        "return document.querySelector('.timeline li') !== null",
+    );
+    assert_eq!(
+        driver.script("return [document.getElementById('record-event'), document.getElementById('note-form'), document.querySelectorAll('button[data-action]').length]"),
+        json!([null, null, 0])
+    );
     eprintln!(
         "browser screenshots in {}",
         shot.parent().unwrap().display()

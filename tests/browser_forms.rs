@@ -233,6 +233,27 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
     check_axe(&driver, axe, "the pathway page");
     driver.screenshot("pathway-keyed.png");
 
+    // A rule about the pathway rather than a field shows at the top.
+    driver.click("#record-event");
+    driver.wait_for(
+        "the event select",
+        "return document.activeElement?.id === 'event-type'",
+    );
+    driver.set_value("#event-type", "treatment_started");
+    driver.wait_for(
+        "the fields",
+        "return document.getElementById('ev-modality') !== null",
+    );
+    driver.set_value("#ev-modality", "radiotherapy");
+    driver.click("#event-submit");
+    driver.wait_for(
+        "treatment_already_started at the top",
+        "const s = document.querySelector('.error-summary');
+         return s && document.activeElement === s && !s.querySelector('a') && s.textContent.length > 30",
+    );
+    driver.click("#event-cancel");
+    driver.wait_for("the form closed", "return document.getElementById('event-panel').hidden && document.activeElement?.id === 'record-event'");
+
     // The pathway has left the PTL.
     driver.goto(&format!("{base}/?trust=RXH"));
     driver.wait_for(
