@@ -500,8 +500,14 @@ function findField(form, name) {
  */
 function showFormError(form, err, title, extra) {
   clearErrors(form);
-  const message = err.message || String(err);
+  let message = err.message || String(err);
   const wrap = errorField(err) ? findField(form, errorField(err)) : null;
+  if (wrap) {
+    // The API names the field by its path (`data.nhs_number`); say what the
+    // form calls it.
+    const title = (wrap.querySelector("label")?.textContent || "").replace(/ \(optional\)$/, "");
+    if (title) message = message.split(`\`${errorField(err)}\``).join(title);
+  }
   const summary = h("div", { class: "error-summary", role: "alert", tabindex: "-1", "aria-labelledby": `${form.id}-problem` },
     h("h3", { id: `${form.id}-problem` }, title || "There is a problem"));
   if (wrap) {
