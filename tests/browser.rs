@@ -1,229 +1,16 @@
 //! The dashboard in a real browser: headless Chromium driven through
 //! ChromeDriver's WebDriver protocol (plain JSON over HTTP), against the real
 //! binary serving the demo alliance. Leaves a screenshot in
-//! `target/browser-artifacts/`.
+//! `target/screenshots/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`.ci/run` installs them);
 //! without them the test says so loudly and skips (fails under `CI=true`).
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::webdriver::{base64_decode, browser, Driver};
 use common::{fresh_dir, Server};
-use serde_json::{json, Value};
-
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// One WebDriver request. ChromeDriver keeps connections open whatever the
-/// request says, so the body is read by its Content-Length.
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let status: u16 = line.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mut length = 0usize;
-    loop {
-        line.clear();
-        reader.read_line(&mut line)?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut bytes = vec![0u8; length];
-    reader.read_exact(&mut bytes)?;
-    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
-}
-
-fn find_program(env: &str, candidates: &[&str]) -> Option<PathBuf> {
-    if let Ok(path) = std::env::var(env) {
-        return Some(PathBuf::from(path));
-    }
-    candidates.iter().map(PathBuf::from).find(|p| p.exists())
-}
-
-struct Driver {
-    child: Child,
-    addr: String,
-    session: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = request(
-            &self.addr,
-            "DELETE",
-            &format!("/session/{}", self.session),
-            None,
-        );
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Driver {
-    fn start(chromedriver: &Path, chromium: &Path) -> Driver {
-        let port = free_port();
-        let child = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok((200, body)) = request(&addr, "GET", "/status", None) {
-                if body.contains("\"ready\":true") {
-                    break;
-                }
-            }
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let capabilities = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1366,768", "--lang=en-GB"]
-            }
-        }}});
-        let (status, body) =
-            request(&addr, "POST", "/session", Some(&capabilities.to_string())).unwrap();
-        assert_eq!(status, 200, "new session: {body}");
-        let body: Value = serde_json::from_str(&body).unwrap();
-        let session = body["value"]["sessionId"].as_str().unwrap().to_string();
-        Driver {
-            child,
-            addr,
-            session,
-        }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let path = format!("/session/{}{path}", self.session);
-        let body = body.map(|b| b.to_string());
-        let (status, text) = request(&self.addr, method, &path, body.as_deref()).unwrap();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        assert_eq!(status, 200, "{method} {path}: {text}");
-        value["value"].clone()
-    }
-
-    fn goto(&self, url: &str) {
-        self.call("POST", "/url", Some(json!({ "url": url })));
-    }
-
-    fn script(&self, script: &str) -> Value {
-        self.call(
-            "POST",
-            "/execute/sync",
-            Some(json!({ "script": script, "args": [] })),
-        )
-    }
-
-    /// Waits until `script` returns something truthy; returns it.
-    fn wait_for(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let value = self.script(script);
-            let truthy = match &value {
-                Value::Null | Value::Bool(false) => false,
-                Value::Number(n) => n.as_f64() != Some(0.0),
-                Value::String(s) => !s.is_empty(),
-                _ => true,
-            };
-            if truthy {
-                return value;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn element(&self, css: &str) -> String {
-        let found = self.call(
-            "POST",
-            "/element",
-            Some(json!({ "using": "css selector", "value": css })),
-        );
-        found[ELEMENT].as_str().unwrap().to_string()
-    }
-
-    fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
-    }
-
-    fn type_into(&self, css: &str, text: &str) {
-        let id = self.element(css);
-        self.call(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(json!({ "text": text })),
-        );
-    }
-
-    fn screenshot(&self, name: &str) -> PathBuf {
-        let data = self.call("GET", "/screenshot", None);
-        let bytes = base64_decode(data.as_str().unwrap());
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-artifacts");
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-/// Standard base64 (the screenshot encoding), without a dependency.
-fn base64_decode(text: &str) -> Vec<u8> {
-    let value = |c: u8| match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => panic!("not base64"),
-    };
-    let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    let mut out = Vec::with_capacity(clean.len() / 4 * 3);
-    for chunk in clean.chunks(4) {
-        let n = chunk.iter().take_while(|c| **c != b'=').count();
-        let mut acc = 0u32;
-        for (i, c) in chunk[..n].iter().enumerate() {
-            acc |= u32::from(value(*c)) << (18 - 6 * i);
-        }
-        out.extend_from_slice(&acc.to_be_bytes()[1..n.max(1)]);
-    }
-    out
-}
+use serde_json::json;
 
 #[test]
 fn base64_decodes() {
@@ -234,15 +21,7 @@ fn base64_decodes() {
 
 #[test]
 fn the_dashboard_works_in_headless_chromium() {
-    let chromedriver = find_program(
-        "CHROMEDRIVER",
-        &["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"],
-    );
-    let chromium = find_program(
-        "CHROMIUM",
-        &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
-    );
-    let (Some(chromedriver), Some(chromium)) = (chromedriver, chromium) else {
+    let Some((chromedriver, chromium)) = browser() else {
         openptl_testkit::skip(
             "chromium and chromedriver are not installed (apt-get install chromium chromium-driver); the browser test did not run",
         );
@@ -442,6 +221,53 @@ fn the_dashboard_works_in_headless_chromium() {
         "return document.getElementById('past-banner')?.textContent.includes('as known at')",
     );
     let shot = driver.screenshot("ptl-known-at.png");
+
+    // An alliance viewer reads the same pages but is offered no form at all
+    // (issue 23: only roles that may write see them).
+    let (_, meta) = common::request(&server.addr, "GET", "/v1/meta", None).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    let alliance = meta["alliances"][0].as_str().expect("the demo alliance");
+    let (status, created) = common::request(
+        &server.addr,
+        "POST",
+        "/v1/tokens",
+        Some(
+            &json!({ "role": "alliance_viewer", "alliance": alliance, "label": "browser viewer" })
+                .to_string(),
+        ),
+    )
+    .unwrap();
+    assert!(status == 200 || status == 201, "{status} {created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    driver.goto(&format!("{base}/"));
+    driver.wait_for(
+        "the PTL",
+        "return document.getElementById('sign-out') !== null",
+    );
+    driver.click("#sign-out");
+    driver.wait_for(
+        "the sign-in form",
+        "return document.getElementById('token') !== null",
+    );
+    driver.type_into("#token", created["token"].as_str().unwrap());
+    driver.click("#sign-in-submit");
+    driver.wait_for(
+        "the viewer's PTL",
+        "return document.querySelectorAll('tr[data-pathway]').length > 0",
+    );
+    assert_eq!(
+        driver.script("return [document.getElementById('new-referral'), document.getElementById('start-meeting')]"),
+        json!([null, null])
+    );
+    driver.click("tr[data-pathway] a");
+    driver.wait_for(
+        "a pathway page",
+        "return document.querySelector('.timeline li') !== null",
+    );
+    assert_eq!(
+        driver.script("return [document.getElementById('record-event'), document.getElementById('note-form'), document.querySelectorAll('button[data-action]').length]"),
+        json!([null, null, 0])
+    );
     eprintln!(
         "browser screenshots in {}",
         shot.parent().unwrap().display()

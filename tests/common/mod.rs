@@ -2,6 +2,8 @@
 //! with a fresh data directory, and speak plain HTTP/1.1 to it.
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

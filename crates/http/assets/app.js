@@ -123,7 +123,13 @@ let meta = null;
 let shownPosition = null;
 
 async function loadMeta() {
-  if (!meta) meta = await api("/v1/meta");
+  if (!meta) {
+    const [m, session] = await Promise.all([api("/v1/meta"), api("/v1/session")]);
+    // The trusts this user covers ("*" for every trust): forms are offered
+    // only where the server would accept the write.
+    m.scope = session.trusts;
+    meta = m;
+  }
   return meta;
 }
 
@@ -189,6 +195,20 @@ async function renderPtl() {
   });
   main.append(form);
 
+  // Coordinators open pathways here; anyone who may add notes can run a
+  // PTL meeting over the worklist shown.
+  const live = !q.get("as_of") && !q.get("known_at");
+  const referralPanel = h("section", { class: "panel form-panel", id: "referral-panel", hidden: true, "aria-labelledby": "referral-heading" });
+  const mayRefer = live && m && ["coordinator", "admin"].includes(m.role) && (m.scope === "*" || (Array.isArray(m.scope) && m.scope.length > 0));
+  const newReferral = mayRefer ? h("button", { type: "button", id: "new-referral", "aria-controls": "referral-panel",
+    onclick: () => openReferralPanel(referralPanel, newReferral) }, "New referral") : null;
+  const startMeeting = live && page.total > 0 && m && ["coordinator", "manager", "admin"].includes(m.role)
+    ? h("button", { type: "button", class: "secondary", id: "start-meeting", onclick: () => {
+      sessionStorage.removeItem(MEETING_KEY);
+      const p = ptlParams(); delete p.cursor; p.meeting = "1"; go("/", p);
+    } }, `Start PTL meeting (${page.total})`) : null;
+  if (newReferral || startMeeting) main.append(h("div", { class: "actions" }, newReferral, startMeeting), referralPanel);
+
   const csv = new URLSearchParams(ptlParams());
   csv.delete("cursor");
   csv.set("format", "csv");
@@ -223,44 +243,583 @@ async function renderPtl() {
 
 // ------------------------------------------------------------ pathway page
 
-function describe(data) {
-  return Object.entries(data || {}).map(([k, v]) => `${label(k)}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join("; ");
+/** Human names of the event types (SPEC 3.2), in the order of the catalogue. */
+const EVENT_NAMES = {
+  referral_received: "Referral received", consultant_upgraded: "Consultant upgrade", fit_result_recorded: "FIT result",
+  triage_completed: "Triage completed", appointment_attended: "Appointment attended", appointment_missed: "Appointment missed",
+  diagnostic_requested: "Diagnostic test requested", diagnostic_performed: "Diagnostic test performed",
+  diagnostic_reported: "Diagnostic test reported", mdt_discussed: "Discussed at MDT", diagnosis_communicated: "Diagnosis communicated",
+  fds_excluded: "Excluded from the Faster Diagnosis Standard", decision_to_treat: "Decision to treat",
+  treatment_offer_declined: "Treatment offer declined", treatment_started: "Treatment started",
+  pathway_transferred: "Transferred to another trust", tumour_site_changed: "Tumour site changed", pathway_closed: "Pathway closed",
+  tracking_note_added: "Tracking note", event_corrected: "Correction of an event", event_voided: "Void of an event",
+};
+const AMENDMENTS = ["event_corrected", "event_voided"];
+
+/** Labels of the data fields, in the order a form shows them. */
+const FIELD_LABELS = {
+  nhs_number: "NHS number", trust: "Trust", tumour_site: "Tumour site", route: "Route", screening_programme: "Screening programme",
+  referrer: "Referring GP practice (ODS code)", value_ug_per_g: "FIT value (µg Hb/g)", not_appropriate: "FIT not appropriate",
+  kind: "Appointment type", mode: "How the patient was seen", test: "Test", request_id: "Request id", outcome: "Outcome",
+  method: "How the patient was told", icd10: "Diagnosis (ICD-10 code)", treatment: "First or subsequent treatment",
+  plan_id: "Plan name (subsequent treatments)", modality: "Modality", earliest_clinically_appropriate_date: "Earliest clinically appropriate date (ECAD)",
+  care_setting: "Care setting", offered_on: "Offered on", available_from: "Available from", setting: "Setting",
+  to_trust: "New trust (ODS code)", reason: "Reason", text: "Note", next_action: "Next action", next_action_due: "Next action due",
+  owner: "Owner", escalated: "Escalate", corrects: "Event corrected", voids: "Event voided", new_occurred_on: "New date", new_data: "New details",
+};
+
+/** The units shown beside a number field. */
+const UNITS = { value_ug_per_g: "µg Hb/g" };
+
+function eventName(type) {
+  return EVENT_NAMES[type] || label(type);
 }
 
-async function renderPathway(id, notice) {
+function fieldLabel(name) {
+  return FIELD_LABELS[name] || label(name);
+}
+
+function codeLabel(code) {
+  const text = label(code);
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/** Today's date in this browser (the server checks against London's). */
+function todayIso() {
+  const now = new Date();
+  return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}-${String(now.getDate()).padStart(2, "0")}`;
+}
+
+function describe(data) {
+  return Object.entries(data || {}).filter(([k]) => !["corrects", "voids", "new_data"].includes(k))
+    .map(([k, v]) => `${fieldLabel(k)}: ${typeof v === "object" ? JSON.stringify(v) : typeof v === "boolean" ? (v ? "yes" : "no") : (/^[a-z0-9_]+$/.test(String(v)) && k !== "value_ug_per_g" ? label(v) : v)}`).join("; ");
+}
+
+// The event forms are generated from the API's own OpenAPI document, so the
+// closed vocabularies (tests, modalities, outcomes…) have one source of truth.
+let eventSchemas = null;
+
+async function loadSchemas() {
+  if (eventSchemas) return eventSchemas;
+  const doc = await api("/v1/openapi.json");
+  const out = new Map();
+  for (const env of doc.components.schemas.Envelope.oneOf) {
+    const type = env.properties.type.enum[0];
+    const data = env.properties.data;
+    const fields = {};
+    let required = [];
+    if (data.oneOf) for (const part of data.oneOf) Object.assign(fields, part.properties || {});
+    else { Object.assign(fields, data.properties || {}); required = data.required || []; }
+    const order = Object.keys(FIELD_LABELS);
+    const names = Object.keys(fields).sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99));
+    out.set(type, { names, fields, required });
+  }
+  eventSchemas = out;
+  return out;
+}
+
+/** The trusts the signed-in user may record referrals for. */
+function ownTrusts() {
+  if (!meta) return [];
+  if (Array.isArray(meta.scope)) return meta.scope.slice().sort();
+  return meta.trusts || [];
+}
+
+/** What the signed-in role may record (mirrors access::Principal::may_write). */
+function canRecord(trust) {
+  return !!meta && ["coordinator", "admin"].includes(meta.role) && coversTrust(trust);
+}
+
+function canNote(trust) {
+  return !!meta && ["coordinator", "manager", "admin"].includes(meta.role) && coversTrust(trust);
+}
+
+function coversTrust(trust) {
+  return meta.scope === "*" || (Array.isArray(meta.scope) && meta.scope.includes(trust));
+}
+
+/** NHS number Modulus 11 (SPEC 2.11): a hint while typing; the server decides. */
+function nhsNumberValid(text) {
+  const d = String(text).replace(/\s/g, "");
+  if (!/^[0-9]{10}$/.test(d)) return false;
+  let sum = 0;
+  for (let i = 0; i < 9; i++) sum += Number(d[i]) * (10 - i);
+  let check = 11 - (sum % 11);
+  if (check === 11) check = 0;
+  return check !== 10 && check === Number(d[9]);
+}
+
+let fieldSeq = 0;
+
+/**
+ * One labelled field, NHS design system style: label, hint, error message
+ * above the control. `api` is the field's name in the API's error details.
+ */
+function field(apiName, title, control, hint) {
+  const id = control.id || `fld-${++fieldSeq}`;
+  control.id = id;
+  const errorId = `${id}-error`;
+  const hintId = hint ? `${id}-hint` : null;
+  if (hintId) control.setAttribute("aria-describedby", hintId);
+  const isCheck = control.type === "checkbox";
+  const wrap = h("div", { class: `field${isCheck ? " field-check" : ""}`, "data-field": apiName },
+    isCheck ? null : h("label", { for: id }, title),
+    hint ? h("div", { class: "hint", id: hintId }, hint) : null,
+    h("p", { class: "field-error", id: errorId, hidden: true }),
+    control,
+    isCheck ? h("label", { for: id }, title) : null);
+  return wrap;
+}
+
+function todayMax(input) {
+  input.max = todayIso();
+  return input;
+}
+
+/** The control for one data field of an event schema. */
+function control(type, name, schema, required, value, idPrefix) {
+  const id = `${idPrefix}-${name}`;
+  if (type === "referral_received" && name === "trust") {
+    const trusts = ownTrusts();
+    if (trusts.length) {
+      return h("select", { id, name, required: true },
+        trusts.length > 1 ? h("option", { value: "" }, "Choose a trust") : null,
+        trusts.map((t) => h("option", { value: t, selected: t === value }, t)));
+    }
+  }
+  if (schema.enum && schema.type === "boolean") {
+    return h("input", { type: "checkbox", id, name, value: "true", checked: value === true });
+  }
+  if (schema.enum) {
+    return h("select", { id, name, required: !!required },
+      h("option", { value: "" }, required ? "Choose…" : "Not recorded"),
+      schema.enum.map((code) => h("option", { value: code, selected: code === value }, codeLabel(code))));
+  }
+  if (schema.type === "boolean") return h("input", { type: "checkbox", id, name, value: "true", checked: value === true });
+  if (schema.format === "date") return todayMax(h("input", { type: "date", id, name, value: value || "", required: !!required }));
+  if (schema.type === "number" || schema.type === "integer") {
+    return h("input", { type: "number", id, name, value: value ?? "", min: schema.minimum ?? null, step: "any", inputmode: "decimal", required: !!required, class: "short" });
+  }
+  if (schema.type === "object") return null;
+  if ((schema.maxLength || 0) > 200) {
+    return h("textarea", { id, name, rows: name === "text" ? 3 : 2, cols: 50, maxlength: schema.maxLength, required: !!required }, value || "");
+  }
+  return h("input", { type: "text", id, name, value: value ?? "", maxlength: schema.maxLength || null, required: !!required, autocomplete: "off",
+    inputmode: name === "nhs_number" ? "numeric" : null, spellcheck: "false" });
+}
+
+/**
+ * The fields of one event type. `apiPrefix` is where the API reports them
+ * (`data` for a new event, `data.new_data` for a correction).
+ */
+function eventFields(schemas, type, values, apiPrefix, idPrefix) {
+  const s = schemas.get(type);
+  const out = [];
+  for (const name of s.names) {
+    const schema = s.fields[name];
+    const required = s.required.includes(name);
+    const input = control(type, name, schema, required, values ? values[name] : undefined, idPrefix);
+    if (!input) continue;
+    input.dataset.kind = schema.type || "string";
+    const title = `${fieldLabel(name)}${required || input.type === "checkbox" ? "" : " (optional)"}`;
+    let hint = null;
+    if (UNITS[name]) hint = `In ${UNITS[name]}.`;
+    if (name === "plan_id") hint = "Required for a subsequent treatment, for example adjuvant-chemo.";
+    if (name === "earliest_clinically_appropriate_date") hint = "Subsequent treatments only: when the patient is fit to start it.";
+    if (name === "nhs_number") hint = "10 digits. Checked as you type; the service decides.";
+    const wrap = field(`${apiPrefix}.${name}`, title, input, hint);
+    if (name === "nhs_number") {
+      const check = h("p", { class: "hint live", id: `${input.id}-check`, "aria-live": "polite" });
+      wrap.append(check);
+      input.setAttribute("aria-describedby", `${input.id}-hint ${input.id}-check`);
+      input.addEventListener("input", () => {
+        const digits = input.value.replace(/\s/g, "");
+        if (digits.length < 10) { check.textContent = ""; check.className = "hint live"; }
+        else if (nhsNumberValid(digits)) { check.textContent = "Modulus 11 check passed."; check.className = "hint live valid"; }
+        else { check.textContent = "This is not a valid NHS number: check the digits."; check.className = "hint live invalid"; }
+      });
+    }
+    if (name === "screening_programme") wrap.dataset.when = "route=screening";
+    out.push(wrap);
+  }
+  return out;
+}
+
+/** Reads the data of the fields under `root`, as the API wants it. */
+function readFields(root) {
+  const data = {};
+  for (const el of root.querySelectorAll("input, select, textarea")) {
+    if (!el.name || el.closest("[hidden]")) continue;
+    if (el.type === "checkbox") { if (el.checked) data[el.name] = true; continue; }
+    const v = el.value.trim();
+    if (v === "") continue;
+    data[el.name] = el.dataset.kind === "number" || el.dataset.kind === "integer" ? Number(v) : v;
+  }
+  return data;
+}
+
+/** Clears the errors of a form (summary and fields). */
+function clearErrors(form) {
+  form.querySelector(".error-summary")?.remove();
+  for (const w of form.querySelectorAll(".field--error")) {
+    w.classList.remove("field--error");
+    const p = w.querySelector(".field-error");
+    p.hidden = true;
+    p.replaceChildren();
+    const c = w.querySelector("input, select, textarea");
+    c.removeAttribute("aria-invalid");
+    c.setAttribute("aria-describedby", (c.getAttribute("aria-describedby") || "").split(" ").filter((x) => x && !x.endsWith("-error")).join(" "));
+  }
+}
+
+/** The field an API error names (SPEC 4.3 `details.field`), if any. */
+function errorField(err) {
+  const e = err.body && err.body.error;
+  if (!e) return null;
+  if (e.details && e.details.field) return e.details.field;
+  if (["occurred_in_future", "occurred_before_referral"].includes(e.code)) return "occurred_on";
+  if (e.code === "pathway_exists") return "pathway_id";
+  return null;
+}
+
+/** Finds the field wrapper for an API field name, trying shorter names too. */
+function findField(form, name) {
+  let n = name;
+  while (n) {
+    const w = form.querySelector(`[data-field="${CSS.escape(n)}"], [data-alias~="${CSS.escape(n)}"]`);
+    if (w && !w.closest("[hidden]")) return w;
+    n = n.includes(".") ? n.slice(0, n.lastIndexOf(".")) : "";
+  }
+  return null;
+}
+
+/**
+ * Shows an error the NHS design system way: a summary at the top of the form
+ * (announced), and for a field error the message above that field, with
+ * focus moved to it. `extra` adds content to the summary.
+ */
+function showFormError(form, err, title, extra) {
+  clearErrors(form);
+  let message = err.message || String(err);
+  const wrap = errorField(err) ? findField(form, errorField(err)) : null;
+  if (wrap) {
+    // The API names the field by its path (`data.nhs_number`); say what the
+    // form calls it.
+    const title = (wrap.querySelector("label")?.textContent || "").replace(/ \(optional\)$/, "");
+    if (title) message = message.split(`\`${errorField(err)}\``).join(title);
+  }
+  const summary = h("div", { class: "error-summary", role: "alert", tabindex: "-1", "aria-labelledby": `${form.id}-problem` },
+    h("h3", { id: `${form.id}-problem` }, title || "There is a problem"));
+  if (wrap) {
+    const c = wrap.querySelector("input, select, textarea");
+    summary.append(h("ul", {}, h("li", {}, h("a", { href: `#${c.id}`, onclick: (e) => { e.preventDefault(); c.focus(); } }, message))));
+    wrap.classList.add("field--error");
+    const p = wrap.querySelector(".field-error");
+    p.replaceChildren(h("span", { class: "visually-hidden" }, "Error: "), message);
+    p.hidden = false;
+    c.setAttribute("aria-invalid", "true");
+    c.setAttribute("aria-describedby", `${(c.getAttribute("aria-describedby") || "")} ${p.id}`.trim());
+    form.prepend(summary);
+    c.focus();
+  } else {
+    summary.append(h("p", {}, message));
+    if (extra) summary.append(extra);
+    form.prepend(summary);
+    summary.focus();
+  }
+}
+
+async function postEvent(envelope) {
+  return api("/v1/events", null, {
+    method: "POST", headers: { "content-type": "application/json", accept: "application/json" },
+    body: JSON.stringify(envelope),
+  });
+}
+
+/**
+ * Posts from a form; a version conflict lists what changed meanwhile and
+ * lets the user record on top of it (the form keeps what was typed).
+ */
+async function submitEvent(form, ctx, envelope, done) {
+  const button = form.querySelector("button[type=submit]");
+  button.disabled = true;
+  try {
+    envelope.expected_version = ctx.version;
+    const out = await postEvent(envelope);
+    await done(out.appended[out.appended.length - 1]);
+  } catch (err) {
+    if (err.status === 401) { renderSignIn(); return; }
+    if (err.body && err.body.error && err.body.error.code === "version_conflict") {
+      const current = err.body.error.details.current_version;
+      let newer = [];
+      try {
+        const stored = await api(`/v1/pathways/${encodeURIComponent(ctx.id)}/events`);
+        newer = stored.events.filter((ev) => ev.version > ctx.version);
+      } catch (_) { /* the list is a courtesy */ }
+      const seen = ctx.version;
+      ctx.version = current;
+      showFormError(form, { message: `Nothing was recorded. ${current - seen} event${current - seen === 1 ? " was" : "s were"} added since you opened it; check them below, then record again if your event is still right.` },
+        "This pathway changed since you opened it",
+        h("ul", { class: "newer", id: "conflict-events" }, newer.map((ev) => h("li", {}, `${ev.occurred_on} ${eventName(ev.type)} (by ${ev.actor})${describe(ev.data) ? ": " + describe(ev.data) : ""}`))));
+    } else {
+      showFormError(form, err);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/** The data and date every view now gives each event (after corrections). */
+function effective(events) {
+  const out = new Map();
+  for (const ev of events) {
+    if (ev.type === "event_corrected") {
+      const target = out.get(ev.data.corrects);
+      if (!target) continue;
+      if (ev.data.new_occurred_on) target.occurred_on = ev.data.new_occurred_on;
+      if (ev.data.new_data) target.data = ev.data.new_data;
+    } else out.set(ev.event_id, { type: ev.type, occurred_on: ev.occurred_on, data: ev.data });
+  }
+  return out;
+}
+
+/**
+ * The record / correct / void panel of a pathway page. `mode` is
+ * {kind: "record"} or {kind: "correct"|"void", event}.
+ */
+async function openEventPanel(panel, ctx, mode) {
+  const schemas = await loadSchemas();
+  const form = h("form", { class: "event-form", id: "event-form", novalidate: true });
+  const fields = h("div", { id: "event-fields" });
+  const submit = h("button", { type: "submit", id: "event-submit" }, "Record");
+  const close = () => { panel.replaceChildren(); panel.hidden = true; ctx.opener?.focus(); };
+  let current = null;
+  const eff = effective(ctx.events);
+  const visible = ctx.events.filter((ev) => !AMENDMENTS.includes(ev.type) && !ev.voided_by);
+  const title = (ev) => `${eventName(ev.type)} of ${eff.get(ev.event_id)?.occurred_on || ev.occurred_on}`;
+
+  const showType = (type) => {
+    current = type;
+    fields.replaceChildren();
+    submit.hidden = false;
+    clearErrors(form);
+    if (!type) { submit.hidden = true; return; }
+    if (type === "referral_received") {
+      fields.append(h("p", { class: "hint" }, "A pathway has one referral. Correct it from the timeline below, or start a new pathway with New referral on the PTL page."));
+      submit.hidden = true;
+      return;
+    }
+    if (AMENDMENTS.includes(type)) {
+      const pick = h("select", { id: "event-target", name: "target", required: true },
+        h("option", { value: "" }, "Choose an event"),
+        visible.filter((ev) => type === "event_corrected" || ev.type !== "referral_received").map((ev) => h("option", { value: ev.event_id }, title(ev))));
+      pick.addEventListener("change", () => {
+        const ev = ctx.events.find((x) => x.event_id === pick.value);
+        if (ev) openEventPanel(panel, ctx, { kind: type === "event_corrected" ? "correct" : "void", event: ev });
+      });
+      fields.append(field("data.target", type === "event_corrected" ? "Event to correct" : "Event to void", pick));
+      submit.hidden = true;
+      return;
+    }
+    const date = h("input", { type: "date", id: "ev-occurred_on", name: "occurred_on", value: todayIso(), required: true, max: todayIso() });
+    fields.append(field("occurred_on", "Date it happened", date));
+    fields.append(...eventFields(schemas, type, null, "data", "ev"));
+  };
+
+  let heading;
+  if (mode.kind === "record") {
+    heading = h("h2", { id: "event-heading", tabindex: "-1" }, "Record an event");
+    const groups = [
+      ["Referral and appointments", ["referral_received", "consultant_upgraded", "fit_result_recorded", "triage_completed", "appointment_attended", "appointment_missed"]],
+      ["Tests and diagnosis", ["diagnostic_requested", "diagnostic_performed", "diagnostic_reported", "mdt_discussed", "diagnosis_communicated", "fds_excluded"]],
+      ["Treatment", ["decision_to_treat", "treatment_offer_declined", "treatment_started"]],
+      ["Pathway", ["pathway_transferred", "tumour_site_changed", "pathway_closed", "tracking_note_added"]],
+      ["Amend the record", ["event_corrected", "event_voided"]],
+    ];
+    const grouped = new Set(groups.flatMap(([, t]) => t));
+    const others = [...schemas.keys()].filter((t) => !grouped.has(t));
+    const select = h("select", { id: "event-type", name: "type", required: true },
+      h("option", { value: "" }, "Choose an event"),
+      groups.map(([g, types]) => h("optgroup", { label: g }, types.filter((t) => schemas.has(t)).map((t) => h("option", { value: t }, eventName(t))))),
+      others.map((t) => h("option", { value: t }, eventName(t))));
+    select.addEventListener("change", () => showType(select.value));
+    form.append(field("type", "Event", select), fields);
+    submit.hidden = true;
+  } else if (mode.kind === "correct") {
+    const ev = mode.event;
+    const now = eff.get(ev.event_id);
+    heading = h("h2", { id: "event-heading", tabindex: "-1" }, `Correct: ${title(ev)}`);
+    current = ev.type;
+    submit.textContent = "Save correction";
+    const date = h("input", { type: "date", id: "ev-occurred_on", name: "new_occurred_on", value: now.occurred_on, required: true, max: todayIso() });
+    const dateField = field("data.new_occurred_on", "Date it happened", date);
+    dateField.dataset.alias = "occurred_on";
+    fields.append(dateField, ...eventFields(schemas, ev.type, now.data, "data.new_data", "ev"));
+    fields.append(field("data.reason", "Reason for the correction", h("textarea", { id: "ev-reason", name: "reason", required: true, maxlength: 500, rows: 2, cols: 50 }),
+      "Required: say why, for the audit trail."));
+    form.append(fields);
+  } else {
+    const ev = mode.event;
+    heading = h("h2", { id: "event-heading", tabindex: "-1" }, `Void: ${title(ev)}`);
+    current = "event_voided";
+    submit.textContent = "Void this event";
+    submit.className = "warning";
+    fields.append(h("p", {}, "Every view will treat this event as never having happened. It stays in the log."),
+      field("data.reason", "Reason for voiding", h("textarea", { id: "ev-reason", name: "reason", required: true, maxlength: 500, rows: 2, cols: 50 }),
+        "Required: say why, for the audit trail."));
+    form.append(fields);
+  }
+  form.append(h("div", { class: "actions" }, submit, h("button", { type: "button", class: "secondary", id: "event-cancel", onclick: close }, "Cancel")));
+
+  // Showing the fields of a screening programme only for screening referrals.
+  form.addEventListener("change", (e) => {
+    if (e.target.name === "route") for (const w of form.querySelectorAll("[data-when='route=screening']")) w.hidden = e.target.value !== "screening";
+  });
+
+  const done = async (appended, what) => {
+    pendingNotice = `${what} recorded (version ${appended.version}).`;
+    await renderPathway(ctx.id, appended.position);
+  };
+
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    if (mode.kind === "record") {
+      if (!current) return showFormError(form, { message: "Choose the event to record.", body: { error: { details: { field: "type" } } } });
+      const f = new FormData(form);
+      const data = readFields(fields);
+      delete data.occurred_on;
+      await submitEvent(form, ctx, { pathway_id: ctx.id, type: current, occurred_on: f.get("occurred_on"), data },
+        (a) => done(a, `${eventName(current)} on ${f.get("occurred_on")}`));
+    } else if (mode.kind === "correct") {
+      const ev = mode.event;
+      const before = eff.get(ev.event_id);
+      const reason = form.querySelector("#ev-reason").value.trim();
+      if (!reason) return showFormError(form, { message: "Enter the reason for the correction.", body: { error: { details: { field: "data.reason" } } } });
+      const newDate = form.querySelector("#ev-occurred_on").value;
+      const newData = readFields(fields);
+      delete newData.new_occurred_on;
+      delete newData.reason;
+      const data = { corrects: ev.event_id, reason };
+      if (newDate !== before.occurred_on) data.new_occurred_on = newDate;
+      if (JSON.stringify(sortKeys(newData)) !== JSON.stringify(sortKeys(before.data))) data.new_data = newData;
+      if (!data.new_occurred_on && !data.new_data) {
+        return showFormError(form, { message: "Change the date or a detail to correct this event, or cancel.", body: { error: { details: { field: "data.new_occurred_on" } } } });
+      }
+      await submitEvent(form, ctx, { pathway_id: ctx.id, type: "event_corrected", occurred_on: todayIso(), data },
+        (a) => done(a, `Correction of ${title(ev)}`));
+    } else {
+      const ev = mode.event;
+      const reason = form.querySelector("#ev-reason").value.trim();
+      if (!reason) return showFormError(form, { message: "Enter the reason for voiding this event.", body: { error: { details: { field: "data.reason" } } } });
+      // A confirmation naming the event and its date.
+      const confirm = h("div", { class: "confirm", role: "alertdialog", "aria-labelledby": "void-confirm-text", id: "void-confirm", tabindex: "-1" },
+        h("p", { id: "void-confirm-text" }, h("strong", {}, `Void ${title(ev)}?`), " Every view will treat it as never having happened."),
+        h("div", { class: "actions" },
+          h("button", { type: "button", class: "warning", id: "void-confirm-yes", onclick: async () => {
+            confirm.remove();
+            await submitEvent(form, ctx, { pathway_id: ctx.id, type: "event_voided", occurred_on: todayIso(), data: { voids: ev.event_id, reason } },
+              (a) => done(a, `Void of ${title(ev)}`));
+          } }, "Yes, void it"),
+          h("button", { type: "button", class: "secondary", id: "void-confirm-no", onclick: () => { confirm.remove(); submit.focus(); } }, "No, keep it")));
+      form.querySelector("#void-confirm")?.remove();
+      form.append(confirm);
+      confirm.focus();
+    }
+  });
+
+  panel.replaceChildren(heading, form);
+  panel.hidden = false;
+  if (mode.kind === "record") form.querySelector("#event-type").focus();
+  else heading.focus();
+}
+
+function sortKeys(o) {
+  return Object.fromEntries(Object.entries(o || {}).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/** A notice for the next render of a page (after a write). */
+let pendingNotice = null;
+
+function clocksTable(view) {
+  const clockRows = ["fds", "d31", "d62"].map((name) => {
+    const c = view.clocks[name];
+    return h("tr", { "data-clock": name, "data-status": c.status },
+      h("th", { scope: "row" }, { fds: "FDS (28 days)", d31: "31-day", d62: "62-day" }[name]),
+      h("td", {}, label(c.status)), h("td", {}, c.start || "–"), h("td", {}, c.stop || "–"),
+      h("td", {}, c.stop_reason ? label(c.stop_reason) : "–"), h("td", { class: "num" }, c.adjustment_days ?? "–"),
+      h("td", { class: "num" }, c.days ?? "–"), h("td", { class: "num" }, c.target_days ?? "–"), h("td", {}, c.target_date || "–"),
+      h("td", {}, c.allocation ? c.allocation.map((a) => `${a.trust} ${a.share} ${a.breached ? "breach" : "met"}`).join("; ") : "–"));
+  });
+  return table("Clocks", ["Clock", "Status", "Start", "Stop", "Stop reason", { label: "Adjustment", num: true },
+    { label: "Days", num: true }, { label: "Target", num: true }, "Target date", "Allocation"], clockRows);
+}
+
+function milestonesTable(view) {
+  return view.milestones.length ? table(null, ["Milestone", { label: "Due day", num: true }, "Due date", "Met on", "Status"],
+    view.milestones.map((ms) => h("tr", {}, h("td", {}, label(ms.name)), h("td", { class: "num" }, ms.due_day), h("td", {}, ms.due_date),
+      h("td", {}, ms.met_on || "–"), h("td", { class: ms.status === "overdue" || ms.status === "missed" ? "flag" : null }, label(ms.status)))))
+    : h("p", { class: "muted" }, "This route has no milestones.");
+}
+
+/** The note form (coordinators and managers), on the pathway page and in meetings. */
+function noteForm(ctx, idPrefix, done) {
+  const form = h("form", { class: "event-form", id: `${idPrefix}-form`, novalidate: true },
+    field("data.text", "Note", h("textarea", { name: "text", id: `${idPrefix}-text`, required: true, maxlength: 2000, rows: 2, cols: 50 })),
+    h("div", { class: "row" },
+      field("data.next_action", "Next action (optional)", h("input", { type: "text", name: "next_action", id: `${idPrefix}-next-action`, maxlength: 200, size: 30 })),
+      field("data.next_action_due", "Next action due (optional)", h("input", { type: "date", name: "next_action_due", id: `${idPrefix}-due` })),
+      field("data.owner", "Owner (optional)", h("input", { type: "text", name: "owner", id: `${idPrefix}-owner`, maxlength: 100, size: 20 })),
+      field("occurred_on", "Date", todayMax(h("input", { type: "date", name: "occurred_on", value: todayIso(), id: `${idPrefix}-date`, required: true })))),
+    field("data.escalated", "Escalate", h("input", { type: "checkbox", name: "escalated", value: "true", id: `${idPrefix}-escalated` })),
+    h("div", { class: "actions" }, h("button", { type: "submit", id: `${idPrefix}-submit` }, "Add note")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    const data = {};
+    for (const k of ["text", "next_action", "next_action_due", "owner"]) if (String(f.get(k) || "").trim()) data[k] = String(f.get(k)).trim();
+    if (f.get("escalated")) data.escalated = true;
+    if (!data.text) return showFormError(form, { message: "Enter the note.", body: { error: { details: { field: "data.text" } } } });
+    await submitEvent(form, ctx, { pathway_id: ctx.id, type: "tracking_note_added", occurred_on: f.get("occurred_on"), data }, (a) => done(a, data));
+  });
+  return form;
+}
+
+async function renderPathway(id, minPosition) {
   await loadMeta();
   const at = when();
+  const extra = minPosition ? { min_position: minPosition } : {};
   const [view, stored] = await Promise.all([
-    api(`/v1/pathways/${encodeURIComponent(id)}`, at),
-    api(`/v1/pathways/${encodeURIComponent(id)}/events`),
+    api(`/v1/pathways/${encodeURIComponent(id)}`, Object.assign({}, at, extra)),
+    api(`/v1/pathways/${encodeURIComponent(id)}/events`, extra),
   ]);
   const main = $main();
   main.replaceChildren();
-  main.append(h("p", {}, h("a", { href: "/", onclick: (e) => { e.preventDefault(); history_back(); } }, "← Back to the PTL")));
+  main.append(h("p", {}, h("a", { href: "/", id: "back-to-ptl", onclick: (e) => { e.preventDefault(); history_back(); } }, "← Back to the PTL")));
   main.append(h("h1", {}, `Pathway ${view.pathway_id}`));
-  if (notice) main.append(notice);
+  if (pendingNotice) { main.append(h("div", { class: "ok", role: "status", id: "notice" }, pendingNotice)); pendingNotice = null; }
   main.append(h("dl", { class: "facts" },
     h("dt", {}, "NHS number"), h("dd", {}, view.nhs_number || ""),
     h("dt", {}, "Trust"), h("dd", {}, view.trust, view.transferred ? ` (referred at ${view.referring_trust})` : ""),
     h("dt", {}, "Tumour site"), h("dd", {}, label(view.tumour_site)),
     h("dt", {}, "Route"), h("dd", {}, label(view.route)),
     h("dt", {}, "Referred"), h("dd", {}, view.referred_on),
-    h("dt", {}, "Status"), h("dd", {}, label(view.status), view.on_ptl ? " (on the PTL)" : " (off the PTL)"),
+    h("dt", {}, "Status"), h("dd", { id: "pathway-status" }, label(view.status), view.on_ptl ? " (on the PTL)" : " (off the PTL)"),
     h("dt", {}, "FIT band"), h("dd", {}, label(view.fit_band)),
     h("dt", {}, "Next breach"), h("dd", {}, view.next_breach ? `${view.next_breach.date} (${view.next_breach.clock}${view.next_breach.plan_id ? ` ${view.next_breach.plan_id}` : ""})` : "–"),
     h("dt", {}, "As of"), h("dd", {}, view.as_of, at.known_at ? `, as known at ${at.known_at}` : "")));
 
-  const clockRows = ["fds", "d31", "d62"].map((name) => {
-    const c = view.clocks[name];
-    return h("tr", { "data-clock": name },
-      h("th", { scope: "row" }, { fds: "FDS (28 days)", d31: "31-day", d62: "62-day" }[name]),
-      h("td", {}, label(c.status)), h("td", {}, c.start || "–"), h("td", {}, c.stop || "–"),
-      h("td", {}, c.stop_reason ? label(c.stop_reason) : "–"), h("td", { class: "num" }, c.adjustment_days ?? "–"),
-      h("td", { class: "num" }, c.days ?? "–"), h("td", { class: "num" }, c.target_days ?? "–"), h("td", {}, c.target_date || "–"),
-      h("td", {}, c.allocation ? c.allocation.map((a) => `${a.trust} ${a.share} ${a.breached ? "breach" : "met"}`).join("; ") : ""));
-  });
-  main.append(table("Clocks", ["Clock", "Status", "Start", "Stop", "Stop reason", { label: "Adjustment", num: true },
-    { label: "Days", num: true }, { label: "Target", num: true }, "Target date", "Allocation"], clockRows));
+  // Writes act on the history shown: its last version is the expected one.
+  const version = stored.events.length ? stored.events[stored.events.length - 1].version : view.version;
+  const ctx = { id, version, events: stored.events, opener: null };
+  const live = !at.as_of && !at.known_at;
+  const panel = h("section", { class: "panel form-panel", id: "event-panel", hidden: true, "aria-labelledby": "event-heading" });
+  if (live && canRecord(view.trust)) {
+    const open = h("button", { type: "button", id: "record-event", "aria-controls": "event-panel", onclick: () => { ctx.opener = open; openEventPanel(panel, ctx, { kind: "record" }); } }, "Record an event");
+    main.append(h("div", { class: "actions" }, open), panel);
+  }
+
+  main.append(clocksTable(view));
 
   // Every treatment's 31-day period (SPEC 2.12): the first, then the subsequent ones.
   main.append(h("h2", {}, "Treatment periods (31-day)"));
@@ -275,53 +834,223 @@ async function renderPathway(id, notice) {
     : h("p", { class: "muted", id: "no-periods" }, "No decision to treat yet."));
 
   main.append(h("h2", {}, "BPTP milestones"));
-  main.append(view.milestones.length ? table(null, ["Milestone", { label: "Due day", num: true }, "Due date", "Met on", "Status"],
-    view.milestones.map((ms) => h("tr", {}, h("td", {}, label(ms.name)), h("td", { class: "num" }, ms.due_day), h("td", {}, ms.due_date),
-      h("td", {}, ms.met_on || "–"), h("td", { class: ms.status === "overdue" || ms.status === "missed" ? "flag" : null }, label(ms.status)))))
-    : h("p", { class: "muted" }, "This route has no milestones."));
+  main.append(milestonesTable(view));
   if (view.transfers && view.transfers.length) {
     main.append(h("h2", {}, "Transfers"), h("ul", {}, view.transfers.map((t) => h("li", {}, `${t.occurred_on}: ${t.from_trust} → ${t.to_trust}`))),
       view.handover_date ? h("p", {}, `Day-38 handover date: ${view.handover_date}`) : null);
   }
 
-  main.append(h("h2", {}, "Add a tracking note"));
-  const now = new Date();
-  const today = `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}-${String(now.getDate()).padStart(2, "0")}`;
-  const form = h("form", { class: "filters", id: "note-form" },
-    h("label", {}, "Note (required)", h("textarea", { name: "text", id: "note-text", required: true, maxlength: 2000, rows: 2, cols: 40 })),
-    h("label", {}, "Next action", h("input", { type: "text", name: "next_action", id: "note-next-action", maxlength: 200 })),
-    h("label", {}, "Next action due", h("input", { type: "date", name: "next_action_due", id: "note-due" })),
-    h("label", {}, "Owner", h("input", { type: "text", name: "owner", id: "note-owner", maxlength: 100 })),
-    h("label", {}, "Date", h("input", { type: "date", name: "occurred_on", value: today, id: "note-date", required: true })),
-    h("label", { class: "check" }, h("input", { type: "checkbox", name: "escalated", value: "true", id: "note-escalated" }), "Escalate"),
-    h("button", { type: "submit", id: "note-submit" }, "Add note"));
-  form.addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const f = new FormData(form);
-    const data = { text: f.get("text") };
-    for (const k of ["next_action", "next_action_due", "owner"]) if (f.get(k)) data[k] = f.get(k);
-    if (f.get("escalated")) data.escalated = true;
-    try {
-      const out = await api("/v1/events", null, {
-        method: "POST", headers: { "content-type": "application/json", accept: "application/json" },
-        body: JSON.stringify({ pathway_id: id, type: "tracking_note_added", occurred_on: f.get("occurred_on"), data }),
-      });
-      await renderPathway(id, h("div", { class: "ok", role: "status" }, `Note added (version ${out.appended[0].version}).`));
-    } catch (err) {
-      form.before(showError(err));
-    }
-  });
-  main.append(form);
+  if (live && canNote(view.trust)) {
+    main.append(h("h2", { id: "note-heading" }, "Add a tracking note"));
+    main.append(noteForm(ctx, "note", async (a) => {
+      pendingNotice = `Note added (version ${a.version}).`;
+      await renderPathway(id, a.position);
+    }));
+  }
 
   main.append(h("h2", {}, "Timeline"));
-  main.append(h("ol", { class: "timeline", reversed: true }, stored.events.slice().reverse().map((ev) =>
-    h("li", { class: ev.voided_by ? "voided" : null },
-      h("div", { class: "what" }, h("strong", {}, `${ev.occurred_on} ${label(ev.type)}`), " ", describe(ev.data)),
+  const eff = effective(stored.events);
+  const byId = new Map(stored.events.map((ev) => [ev.event_id, ev]));
+  const writer = live && canRecord(view.trust);
+  main.append(h("ol", { class: "timeline", reversed: true }, stored.events.slice().reverse().map((ev) => {
+    const amended = ev.voided_by || (ev.corrected_by && ev.corrected_by.length);
+    const now = eff.get(ev.event_id);
+    let what;
+    if (AMENDMENTS.includes(ev.type)) {
+      const target = byId.get(ev.data.corrects || ev.data.voids);
+      what = h("div", { class: "what" }, h("strong", {}, `${ev.occurred_on} ${eventName(ev.type)}`), " ",
+        target ? `${eventName(target.type)} of ${target.occurred_on}` : "", `: ${ev.data.reason}`);
+    } else {
+      what = h("div", { class: amended ? "what amended" : "what" }, h("strong", {}, `${ev.occurred_on} ${eventName(ev.type)}`), " ", describe(ev.data));
+    }
+    const name = `${eventName(ev.type)} of ${now ? now.occurred_on : ev.occurred_on}`;
+    return h("li", { class: ev.voided_by ? "voided" : ev.corrected_by ? "corrected" : null, "data-event": ev.event_id, "data-type": ev.type },
+      amended ? h("span", { class: "visually-hidden" }, ev.voided_by ? "Voided: " : "Corrected, originally: ") : null,
+      what,
+      !ev.voided_by && ev.corrected_by && now ? h("div", { class: "now" }, h("strong", {}, `Now: ${now.occurred_on} ${eventName(ev.type)}`), " ", describe(now.data)) : null,
       h("div", { class: "meta" }, `recorded ${ev.recorded_at} by ${ev.actor}, version ${ev.version}, position ${ev.position}`),
-      (ev.corrected_by || []).map((c) => h("div", { class: "meta" }, `Corrected by ${c.actor} at ${c.recorded_at}: ${c.reason}`)),
-      ev.voided_by ? h("div", { class: "meta flag" }, `Voided by ${ev.voided_by.actor} at ${ev.voided_by.recorded_at}: ${ev.voided_by.reason}`) : null))));
+      (ev.corrected_by || []).map((c) => h("div", { class: "meta amendment" }, `Corrected by ${c.actor} at ${c.recorded_at}: ${c.reason}`)),
+      ev.voided_by ? h("div", { class: "meta flag amendment" }, `Voided by ${ev.voided_by.actor} at ${ev.voided_by.recorded_at}: ${ev.voided_by.reason}`) : null,
+      writer && !ev.voided_by && !AMENDMENTS.includes(ev.type) ? h("div", { class: "actions small" },
+        h("button", { type: "button", class: "secondary", "data-action": "correct", "aria-label": `Correct ${name}`,
+          onclick: (e) => { ctx.opener = e.currentTarget; openEventPanel(panel, ctx, { kind: "correct", event: ev }); panel.scrollIntoView(); } }, "Correct"),
+        ev.type !== "referral_received" ? h("button", { type: "button", class: "secondary", "data-action": "void", "aria-label": `Void ${name}`,
+          onclick: (e) => { ctx.opener = e.currentTarget; openEventPanel(panel, ctx, { kind: "void", event: ev }); panel.scrollIntoView(); } }, "Void") : null) : null);
+  })));
   status(`Pathway version ${view.version}.`);
 }
+
+// ------------------------------------------------------ new referral (PTL)
+
+/** A pathway id to suggest: trust, date and a short random part (editable). */
+function suggestPathwayId(trust) {
+  const n = new Uint16Array(1);
+  crypto.getRandomValues(n);
+  return `${trust || "NEW"}-${todayIso().replace(/-/g, "")}-${String(n[0] % 10000).padStart(4, "0")}`;
+}
+
+async function openReferralPanel(panel, opener) {
+  const schemas = await loadSchemas();
+  const fields = h("div", { id: "referral-fields" });
+  const pathwayId = h("input", { type: "text", id: "ref-pathway_id", name: "pathway_id", required: true, maxlength: 64, autocomplete: "off", spellcheck: "false" });
+  const date = todayMax(h("input", { type: "date", id: "ref-occurred_on", name: "occurred_on", value: todayIso(), required: true }));
+  fields.append(...eventFields(schemas, "referral_received", null, "data", "ref"));
+  const form = h("form", { class: "event-form", id: "referral-form", novalidate: true },
+    field("pathway_id", "Pathway id", pathwayId, "Suggested from the trust and today's date; use the trust's own referral id if it has one."),
+    field("occurred_on", "Date the referral was received", date),
+    fields,
+    h("div", { class: "actions" }, h("button", { type: "submit", id: "referral-submit" }, "Record the referral"),
+      h("button", { type: "button", class: "secondary", id: "referral-cancel", onclick: () => { panel.hidden = true; panel.replaceChildren(); opener.focus(); } }, "Cancel")));
+  const trust = form.querySelector("#ref-trust");
+  pathwayId.value = suggestPathwayId(trust && trust.value);
+  pathwayId.addEventListener("input", () => { pathwayId.dataset.edited = "true"; });
+  trust?.addEventListener("change", () => { if (!pathwayId.dataset.edited) pathwayId.value = suggestPathwayId(trust.value); });
+  for (const w of form.querySelectorAll("[data-when='route=screening']")) w.hidden = true;
+  form.addEventListener("change", (e) => {
+    if (e.target.name === "route") for (const w of form.querySelectorAll("[data-when='route=screening']")) w.hidden = e.target.value !== "screening";
+  });
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    clearErrors(form);
+    const id = pathwayId.value.trim();
+    const ctx = { id, version: 0 };
+    const data = readFields(fields);
+    if (data.nhs_number) data.nhs_number = data.nhs_number.replace(/\s/g, "");
+    await submitEvent(form, ctx, { pathway_id: id, type: "referral_received", occurred_on: date.value, data }, async (a) => {
+      pendingNotice = `Referral recorded: pathway ${id} opened.`;
+      history.pushState(null, "", `/pathways/${encodeURIComponent(id)}`);
+      setWhenForm();
+      await renderPathway(id, a.position);
+      document.body.dataset.ready = "true";
+    });
+  });
+  panel.replaceChildren(h("h2", { id: "referral-heading", tabindex: "-1" }, "New referral"), form);
+  panel.hidden = false;
+  panel.querySelector("#ref-nhs_number").focus();
+}
+
+// ------------------------------------------------------------ PTL meeting
+
+const MEETING_KEY = "openptl-meeting";
+
+function meetingKey() {
+  const q = query();
+  q.delete("meeting");
+  q.delete("cursor");
+  return q.toString();
+}
+
+function loadMeeting() {
+  try { return JSON.parse(sessionStorage.getItem(MEETING_KEY)); } catch (_) { return null; }
+}
+
+function saveMeeting(state) {
+  sessionStorage.setItem(MEETING_KEY, JSON.stringify(state));
+}
+
+/** Steps through the pathways of a worklist, one at a time. */
+async function renderMeeting() {
+  await loadMeta();
+  let state = loadMeeting();
+  if (!state || state.key !== meetingKey()) {
+    const params = ptlParams();
+    delete params.cursor;
+    const page = await api("/v1/ptl", Object.assign({ limit: 1000 }, params));
+    state = { key: meetingKey(), ids: page.rows.map((r) => r.pathway_id), index: 0, changes: {}, started: new Date().toISOString() };
+    saveMeeting(state);
+  }
+  if (state.index >= state.ids.length) return renderMeetingSummary(state);
+  const id = state.ids[state.index];
+  const main = $main();
+  const [view, stored] = await Promise.all([
+    api(`/v1/pathways/${encodeURIComponent(id)}`, Object.assign({}, when(), state.position ? { min_position: state.position } : {})),
+    api(`/v1/pathways/${encodeURIComponent(id)}/events`, state.position ? { min_position: state.position } : {}),
+  ]);
+  const step = (delta) => {
+    state.index = Math.max(0, Math.min(state.ids.length, state.index + delta));
+    saveMeeting(state);
+    renderMeeting().then(() => (document.getElementById("meeting-pathway") || document.getElementById("summary-heading"))?.focus()).catch((err) => $main().replaceChildren(showError(err)));
+  };
+  const finish = () => { state.index = state.ids.length; saveMeeting(state); renderMeeting().then(() => document.getElementById("summary-heading")?.focus()); };
+  const worklist = WORKLISTS.find(([c]) => c === (query().get("worklist") || ""));
+  main.replaceChildren(
+    h("p", {}, h("a", { href: "/", id: "leave-meeting", onclick: (e) => { e.preventDefault(); sessionStorage.removeItem(MEETING_KEY); const p = ptlParams(); delete p.cursor; go("/", p); } }, "← Leave the meeting")),
+    h("h1", {}, `PTL meeting: ${worklist ? worklist[1] : "this worklist"}`,
+      Object.entries(ptlParams()).filter(([k]) => !["worklist", "sort", "cursor", "as_of", "known_at"].includes(k)).map(([k, v]) => `, ${label(k)} ${v}`).join("")),
+    h("nav", { class: "meeting-nav", "aria-label": "Meeting" },
+      h("button", { type: "button", class: "secondary", id: "meeting-prev", disabled: state.index === 0, onclick: () => step(-1) }, "← Previous"),
+      h("p", { id: "meeting-position", "aria-live": "polite" }, `${state.index + 1} of ${state.ids.length}`),
+      h("button", { type: "button", id: "meeting-next", onclick: () => step(1) }, state.index + 1 === state.ids.length ? "Finish: summary →" : "Next →"),
+      h("button", { type: "button", class: "secondary", id: "meeting-finish", onclick: finish }, "End meeting"),
+      h("p", { class: "hint", id: "meeting-keys" }, "Keys: ", h("kbd", {}, "N"), " next, ", h("kbd", {}, "P"), " previous, ", h("kbd", {}, "E"), " end (outside a text box).")));
+  const done = state.changes[id] || [];
+  const notes = stored.events.filter((ev) => ev.type === "tracking_note_added" && !ev.voided_by).slice(-3).reverse();
+  const version = stored.events.length ? stored.events[stored.events.length - 1].version : view.version;
+  const ctx = { id, version, events: stored.events };
+  const section = h("section", { class: "panel meeting", "aria-labelledby": "meeting-pathway" },
+    h("h2", { id: "meeting-pathway", tabindex: "-1" }, `Pathway `, h("a", { href: `/pathways/${encodeURIComponent(id)}` }, id)),
+    h("dl", { class: "facts" },
+      h("dt", {}, "NHS number"), h("dd", {}, view.nhs_number || ""),
+      h("dt", {}, "Trust"), h("dd", {}, view.trust),
+      h("dt", {}, "Tumour site"), h("dd", {}, label(view.tumour_site)),
+      h("dt", {}, "Route"), h("dd", {}, label(view.route)),
+      h("dt", {}, "Referred"), h("dd", {}, view.referred_on),
+      h("dt", {}, "Next breach"), h("dd", {}, view.next_breach ? `${view.next_breach.date} (${view.next_breach.clock})` : "–")),
+    clocksTable(view),
+    h("h3", {}, "Milestones"), milestonesTable(view),
+    h("h3", {}, "Last notes"),
+    notes.length ? h("ul", { class: "notes", id: "meeting-notes" }, notes.map((n) => h("li", {}, h("strong", {}, n.occurred_on), ` ${n.data.text}`,
+      n.data.next_action ? ` Next action: ${n.data.next_action}${n.data.next_action_due ? ` by ${n.data.next_action_due}` : ""}.` : "",
+      n.data.owner ? ` Owner: ${n.data.owner}.` : "", n.data.escalated ? " Escalated." : "", h("span", { class: "muted" }, ` (${n.actor})`))))
+      : h("p", { class: "muted", id: "meeting-notes" }, "No notes yet."),
+    done.length ? h("div", { class: "ok", role: "status", id: "meeting-saved" }, `Saved in this meeting: ${done.map((d) => d.text).join("; ")}`) : null);
+  if (canNote(view.trust) && !when().as_of && !when().known_at) {
+    section.append(h("h3", {}, "Note, next action, owner"), noteForm(ctx, "meeting-note", async (a, data) => {
+      state.changes[id] = (state.changes[id] || []).concat([data]);
+      state.position = a.position;
+      saveMeeting(state);
+      await renderMeeting();
+      document.getElementById("meeting-next")?.focus();
+    }));
+  }
+  main.append(section);
+  status(`PTL meeting: pathway ${state.index + 1} of ${state.ids.length}.`);
+}
+
+function renderMeetingSummary(state) {
+  const main = $main();
+  const changed = state.ids.filter((id) => (state.changes[id] || []).length);
+  main.replaceChildren(
+    h("h1", { id: "summary-heading", tabindex: "-1" }, "PTL meeting summary"),
+    h("p", { id: "meeting-summary-count" }, `${state.ids.length} pathways reviewed; ${changed.length} changed in the meeting.`),
+    changed.length ? table("Changed in the meeting", ["Pathway", "Note", "Next action", "Due", "Owner", "Escalated"],
+      changed.flatMap((id) => state.changes[id].map((d) => h("tr", { "data-pathway": id },
+        h("td", {}, h("a", { href: `/pathways/${encodeURIComponent(id)}` }, id)), h("td", {}, d.text), h("td", {}, d.next_action || ""),
+        h("td", {}, d.next_action_due || ""), h("td", {}, d.owner || ""), h("td", {}, d.escalated ? "Yes" : "")))))
+      : h("p", { class: "muted" }, "Nothing was changed."),
+    h("div", { class: "actions" },
+      state.ids.length ? h("button", { type: "button", class: "secondary", id: "meeting-back", onclick: () => { state.index = state.ids.length - 1; saveMeeting(state); renderMeeting(); } }, "← Back to the last pathway") : null,
+      h("button", { type: "button", id: "meeting-close", onclick: () => { sessionStorage.removeItem(MEETING_KEY); const p = ptlParams(); delete p.cursor; go("/", p); } }, "Close the meeting")));
+  status("PTL meeting finished.");
+}
+
+/** Escape closes an open form panel (as its Cancel button does). */
+document.addEventListener("keydown", (e) => {
+  if (e.key !== "Escape") return;
+  const panel = e.target.closest && e.target.closest(".form-panel:not([hidden])");
+  const cancel = panel && panel.querySelector("#event-cancel, #referral-cancel");
+  if (cancel) { e.preventDefault(); cancel.click(); }
+});
+
+/** Keyboard shortcuts of the meeting (not while typing). */
+document.addEventListener("keydown", (e) => {
+  if (!query().get("meeting") || e.ctrlKey || e.metaKey || e.altKey) return;
+  const t = e.target;
+  if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
+  const button = { n: "meeting-next", p: "meeting-prev", e: "meeting-finish" }[e.key.toLowerCase()];
+  const el = button && document.getElementById(button);
+  if (el && !el.disabled) { e.preventDefault(); el.click(); }
+});
 
 /** Back to the PTL view the user came from (filters kept). */
 function history_back() {
@@ -527,7 +1256,8 @@ async function render() {
   setWhenForm();
   const path = location.pathname;
   try {
-    if (path === "/") await renderPtl();
+    if (path === "/" && query().get("meeting")) await renderMeeting();
+    else if (path === "/") await renderPtl();
     else if (path.startsWith("/pathways/")) await renderPathway(decodeURIComponent(path.slice("/pathways/".length)));
     else if (path === "/standards") await renderStandards();
     else if (path === "/milestones") await renderMilestones();
@@ -546,7 +1276,7 @@ async function render() {
 
 /** Live PTL: re-draws when new events are projected (today's view only). */
 async function poll() {
-  if (location.pathname === "/" && !query().get("as_of") && !query().get("known_at") && shownPosition !== null) {
+  if (location.pathname === "/" && !query().get("meeting") && !document.querySelector(".form-panel:not([hidden])") && !query().get("as_of") && !query().get("known_at") && shownPosition !== null) {
     try {
       const ready = await api("/readyz");
       if (ready.projected_position > shownPosition && !document.activeElement.closest("form")) await renderPtl();
