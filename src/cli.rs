@@ -373,3 +373,12 @@ pub fn rules(path: Option<&PathBuf>) -> anyhow::Result<RulesConfig> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

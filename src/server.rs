@@ -332,3 +332,65 @@ async fn log_damage(app: &App) -> String {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The options of a server on port 0 with a fresh data directory.
+    fn options(data_dir: PathBuf) -> Options {
+        Options {
+            rules: RulesConfig::defaults(),
+            data_dir,
+            listen: Listen {
+                http: "127.0.0.1:0".parse().unwrap(),
+                grpc: None,
+                store: None,
+                backup_to: None,
+                anchoring: None,
+            },
+            demo: None,
+            bootstrap_admin_token: Some("in-process-admin-token".into()),
+            rate_limit: 0.0,
+            limits: Limits {
+                auth_failure_burst: 0,
+                past_view_queue: openptl_app::DEFAULT_PAST_VIEW_QUEUE,
+                http: openptl_http::ServeLimits::default(),
+                grpc: openptl_grpc::Limits::default(),
+            },
+        }
+    }
+
+    /// The status of `GET path` with the admin token.
+    async fn get(addr: SocketAddr, path: &str) -> u16 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer in-process-admin-token\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response[9..12].parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_server_built_on_port_0_serves_until_its_shutdown_resolves() {
+        let dir = std::env::temp_dir().join(format!("openptl-server-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let server = Server::build(options(dir.clone())).await.unwrap();
+        let addr = server.http_addr().unwrap();
+        assert_ne!(addr.port(), 0);
+        assert!(server.grpc_addr().is_none());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        assert_eq!(get(addr, "/readyz").await, 200);
+        assert_eq!(get(addr, "/v1/ptl").await, 200);
+        stop.send(()).unwrap();
+        running.await.unwrap().unwrap();
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
