@@ -1,0 +1,351 @@
+//! The views benchmark (`bench --views`): restart with and without a
+//! snapshot, projection memory, PTL pages, aggregate views, pathway views,
+//! append-to-visible and the snapshot itself, on a synthetic alliance.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openptl_app::{App, SystemClock};
+use openptl_log::{EventLog, SegmentLog};
+use openptl_rules::RulesConfig;
+use serde_json::json;
+
+use super::data::write_alliance;
+use super::memory::{resident_bytes, trim_heap};
+use super::report::report;
+
+/// `openptl bench --views`: the projection and view figures of SPEC 7 on a
+/// synthetic alliance of `pathways` pathways written straight into a fresh
+/// log (valid by construction, so the write skips the rules to save time).
+pub async fn views(
+    pathways: usize,
+    seed: u64,
+    data_dir: Option<PathBuf>,
+    referral_days: u64,
+) -> anyhow::Result<()> {
+    use openptl_app::{PathwayQuery, PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
+
+    let keep = data_dir.is_some();
+    let dir = data_dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("openptl-bench-views-{}", std::process::id()))
+    });
+    let reuse = keep && dir.join("segments").is_dir();
+    if !reuse {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let today = openptl_app::london_today(chrono::Utc::now());
+    println!(
+        "openptl bench --views: {pathways} pathways (seed {seed}), data in {}",
+        dir.display()
+    );
+
+    if reuse {
+        println!("reusing the alliance already in {}", dir.display());
+    } else {
+        write_alliance(&dir, pathways, seed, today, referral_days).await?;
+    }
+
+    // Restart without a snapshot: open the log, then fold every event into
+    // the projection.
+    let snapshot = dir.join("projection.snapshot");
+    if snapshot.exists() {
+        // A snapshot left by an earlier run (`--data-dir`): restore from it in
+        // a fresh process, where resident memory is the projection's own.
+        let before = resident_bytes();
+        let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
+        let restored = app.projection.restored_at().is_some();
+        let open = app.projection.read().ptl.len();
+        let checked = background_check_done(log.as_ref()).await;
+        let untrimmed = resident_bytes().saturating_sub(before);
+        trim_heap();
+        let memory = resident_bytes().saturating_sub(before);
+        println!(
+            "restart from an earlier run's snapshot (used: {restored}): log open {:.2}s, serving after {:.2}s; background check done {:.1}s later; {:.0} MiB resident ({:.0} MiB before freed pages were returned): {:.0} bytes per open pathway ({open}), {:.0} per event",
+            opened.as_secs_f64(),
+            serving.as_secs_f64(),
+            checked.as_secs_f64(),
+            memory as f64 / 1048576.0,
+            untrimmed as f64 / 1048576.0,
+            memory as f64 / open.max(1) as f64,
+            memory as f64 / log.head().max(1) as f64,
+        );
+        drop(app);
+        drop(log);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // The log on its own, for the memory accounting.
+        trim_heap();
+        let before = resident_bytes();
+        let log = SegmentLog::open(&dir)?;
+        background_check_done(&log).await;
+        trim_heap();
+        println!(
+            "the log alone (sled index, record locations, event-id filter): {:.0} MiB resident",
+            resident_bytes().saturating_sub(before) as f64 / 1048576.0
+        );
+        drop(log);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    let _ = std::fs::remove_file(&snapshot);
+    trim_heap();
+    let before = resident_bytes();
+    let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
+    let events = log.head();
+    let (total, open) = {
+        let data = app.projection.read();
+        (data.pathways.len(), data.ptl.len())
+    };
+    let checked = background_check_done(log.as_ref()).await;
+    println!(
+        "background check (hash chain of sealed segments, event-id filter) done {:.1}s after serving",
+        checked.as_secs_f64()
+    );
+    trim_heap();
+    let memory = resident_bytes().saturating_sub(before);
+    println!(
+        "restart: log open {:.2}s, projection of {events} events built, serving after {:.2}s ({:.0} events/s folded)",
+        opened.as_secs_f64(),
+        serving.as_secs_f64(),
+        events as f64 / (serving - opened).as_secs_f64()
+    );
+    println!(
+        "projection memory: {:.0} MiB resident for {total} pathways ({open} open): {:.0} bytes per open pathway, {:.0} bytes per event",
+        memory as f64 / 1048576.0,
+        memory as f64 / open.max(1) as f64,
+        memory as f64 / events.max(1) as f64
+    );
+
+    // PTL pages: filtered and sorted, 100 rows, serialised as the API does.
+    let queries: Vec<(&str, PtlQuery)> = vec![
+        (
+            "all trusts, by days waited",
+            PtlQuery {
+                limit: Some(100),
+                ..PtlQuery::default()
+            },
+        ),
+        (
+            "one trust, lower GI, by next breach",
+            PtlQuery {
+                trusts: TrustFilter(Some(["RXH".to_string()].into_iter().collect())),
+                tumour_sites: vec![openptl_rules::TumourSite::LowerGi],
+                sort: PtlSort::NextBreach,
+                limit: Some(100),
+                ..PtlQuery::default()
+            },
+        ),
+        (
+            "worklist ptl_meeting",
+            PtlQuery {
+                worklist: Some(Worklist::PtlMeeting),
+                limit: Some(100),
+                ..PtlQuery::default()
+            },
+        ),
+    ];
+    for (label, query) in &queries {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let t = Instant::now();
+            let page = app
+                .ptl(query, &openptl_app::access::Principal::system("bench"))
+                .await?;
+            let body = serde_json::to_vec(&page)?;
+            std::hint::black_box(body);
+            times.push(t.elapsed());
+        }
+        report(&format!("PTL page ({label})"), times);
+    }
+    // Aggregate views for today: the states they need unpacked (those with
+    // a date in the month, or all of them).
+    let system = openptl_app::access::Principal::system("bench");
+    let month = openptl_rules::Period::of(today);
+    let all = TrustFilter::default();
+    let now = ViewAt::default();
+    let times = timed(20, async || {
+        let (report, _) = app
+            .standards(
+                &now,
+                openptl_rules::ClockKind::Fds,
+                Some(month),
+                &all,
+                None,
+                &system,
+            )
+            .await?;
+        Ok(serde_json::to_vec(&report)?)
+    })
+    .await?;
+    report("standards view (FDS, this month, all trusts)", times);
+    let times = timed(20, async || {
+        let (report, _) = app.milestones(&now, None, &all, None, &system).await?;
+        Ok(serde_json::to_vec(&report)?)
+    })
+    .await?;
+    report("milestones view (every pathway, all trusts)", times);
+    let times = timed(20, async || {
+        let (lines, _) = app.cwt(&now, month, &all, &system).await?;
+        Ok(serde_json::to_vec(&lines)?)
+    })
+    .await?;
+    report("CWT extract (this month)", times);
+
+    let t = Instant::now();
+    let past = PtlQuery {
+        at: ViewAt {
+            as_of: Some(today - chrono::Days::new(7)),
+            ..ViewAt::default()
+        },
+        limit: Some(100),
+        ..PtlQuery::default()
+    };
+    app.ptl(&past, &openptl_app::access::Principal::system("bench"))
+        .await?;
+    println!(
+        "PTL page as of a week ago (every pathway re-evaluated): {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+
+    // Pathway views.
+    let ids: Vec<String> = {
+        let data = app.projection.read();
+        data.pathways
+            .keys()
+            .take(10_000)
+            .map(|k| k.to_string())
+            .collect()
+    };
+    let mut times = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let t = Instant::now();
+        let view = app
+            .pathway(
+                id,
+                &PathwayQuery::default(),
+                &openptl_app::access::Principal::system("bench"),
+            )
+            .await?;
+        std::hint::black_box(serde_json::to_vec(&view)?);
+        times.push(t.elapsed());
+    }
+    report("pathway view", times);
+
+    // An append is visible in the PTL when its POST returns (the append waits
+    // for the projection); measure that round trip for single notes.
+    let mut times = Vec::new();
+    for (n, id) in ids.iter().take(500).enumerate() {
+        let note = json!({
+            "pathway_id": id, "type": "tracking_note_added", "occurred_on": today.to_string(),
+            "data": { "text": format!("bench note {n}") }
+        });
+        let t = Instant::now();
+        let out = app
+            .append(
+                vec![note],
+                &openptl_app::access::Principal::system("bench"),
+                false,
+            )
+            .await;
+        times.push(t.elapsed());
+        // Closed pathways refuse nothing for notes; any refusal is a bench bug.
+        out.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    report("append → visible in every view", times);
+
+    // Restart from a snapshot: write one, stop, open again.
+    let t = Instant::now();
+    let written = app
+        .write_snapshot()
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no snapshot was written"))?;
+    println!(
+        "snapshot written: {} pathways at position {}, {:.0} MiB in {:.2}s",
+        written.pathways,
+        written.position,
+        written.bytes as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+    drop(app);
+    drop(log);
+    // The runner notices the App is gone within a second and lets the log go.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
+    anyhow::ensure!(
+        app.projection.restored_at() == Some(written.position),
+        "the snapshot was not used: {}",
+        app.projection
+            .snapshot_refused()
+            .unwrap_or_else(|| format!("restored at {:?}", app.projection.restored_at()))
+    );
+    println!(
+        "restart from the snapshot: log open {:.2}s, serving after {:.2}s ({} events)",
+        opened.as_secs_f64(),
+        serving.as_secs_f64(),
+        log.head(),
+    );
+    drop(app);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+/// Waits (up to 5 minutes) for the log's background check after a start
+/// (hash chain of sealed segments, event-id filter; decision 67) to finish,
+/// so that memory is measured with the filter filled and views are timed
+/// without the check beside them. Returns how long it waited.
+async fn background_check_done(log: &dyn EventLog) -> Duration {
+    let started = Instant::now();
+    log.start_up_done();
+    while log
+        .stats()
+        .verified_position
+        .is_some_and(|p| p < log.head())
+        && started.elapsed() < Duration::from_secs(300)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
+/// Opens the log in `dir` and a service on it (restoring `snapshot` when it
+/// fits), and waits until it serves: the log, the service, and how long the
+/// log took to open and the service to be ready.
+async fn restart(
+    dir: &Path,
+    snapshot: &Path,
+) -> anyhow::Result<(Arc<dyn EventLog>, Arc<App>, Duration, Duration)> {
+    let started = Instant::now();
+    // As `serve` does: the snapshot is read while the log opens.
+    let preload = openptl_app::projection::SnapshotPreload::start(
+        snapshot.to_path_buf(),
+        RulesConfig::defaults(),
+    );
+    let log: Arc<dyn EventLog> = Arc::new(SegmentLog::open(dir)?);
+    let opened = started.elapsed();
+    let app = Arc::new(App::open_preloaded(
+        log.clone(),
+        RulesConfig::defaults(),
+        Arc::new(SystemClock),
+        Some(snapshot.to_path_buf()),
+        preload,
+    ));
+    while !app.caught_up(Duration::from_secs(60)).await {}
+    Ok((log, app, opened, started.elapsed()))
+}
+
+/// `runs` timings of `f` (its output, the serialised view, is kept alive
+/// until timed so the work cannot be optimised away).
+async fn timed(
+    runs: usize,
+    mut f: impl AsyncFnMut() -> anyhow::Result<Vec<u8>>,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        std::hint::black_box(f().await?);
+        times.push(t.elapsed());
+    }
+    Ok(times)
+}
