@@ -49,13 +49,8 @@ async fn export(data_dir: &Path) -> anyhow::Result<()> {
         let Some(last) = page.last() else { break };
         from = last.position + 1;
         for record in page {
-            let event_type = openptl_rules::EventType::parse(&record.event_type)
-                .with_context(|| format!("position {}: unknown event type", record.position))?;
-            let (occurred_on, data) = openptl_rules::EventData::decode_payload(
-                event_type,
-                record.schema_version,
-                &record.payload,
-            )?;
+            // The one record decoder (the projection's and gRPC's too).
+            let event = openptl_app::decode(record.as_ref())?;
             let line = serde_json::json!({
                 "position": record.position,
                 "event_id": record.event_id,
@@ -63,8 +58,8 @@ async fn export(data_dir: &Path) -> anyhow::Result<()> {
                 "version": record.version,
                 "type": record.event_type,
                 "schema_version": record.schema_version,
-                "occurred_on": openptl_rules::date::format(occurred_on),
-                "data": data.to_json(),
+                "occurred_on": openptl_rules::date::format(event.occurred_on),
+                "data": event.data.to_json(),
                 "recorded_at": record.recorded_at,
                 "actor": record.actor,
             });
