@@ -28,7 +28,8 @@ pub fn fresh_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Removes `openptl-test-{pid}-…` directories whose process is gone.
+/// Removes the `openptl-test-{pid}-…` directories and files of test
+/// processes that are gone.
 fn remove_dirs_of_ended_runs() {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
@@ -45,7 +46,12 @@ fn remove_dirs_of_ended_runs() {
         };
         let ended = pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists();
         if ended && Path::new("/proc/self").exists() {
-            let _ = std::fs::remove_dir_all(entry.path());
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
         }
     }
 }
