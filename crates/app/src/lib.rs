@@ -10,6 +10,7 @@ pub mod audit;
 mod clock;
 mod error;
 mod evaluate;
+mod fit;
 mod fold;
 mod metrics;
 mod packed;
