@@ -74,6 +74,8 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/v1/standards/{standard}", get(views::get_standards))
         .route("/v1/milestones", get(views::get_milestones))
         .route("/v1/fit", get(fit::get_fit))
+        .route("/fit", get(dashboard::page))
+        .route("/assets/fit.js", get(dashboard::fit_script))
         .route("/v1/returns/canptl", get(views::get_canptl))
         .route("/v1/returns/cwt", get(views::get_cwt))
         .route(

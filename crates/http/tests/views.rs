@@ -1764,3 +1764,36 @@ async fn the_fit_below_10_worklist_says_how_far_the_colonoscopy_went() {
     assert_eq!(ids(&past), ["J"]);
     assert_eq!(past["rows"][0]["colonoscopy"], "requested");
 }
+
+#[tokio::test]
+async fn the_fit_page_and_its_script_are_served_with_security_headers() {
+    let (app, _) = loaded().await;
+    for (path, content_type) in [("/fit", "text/html"), ("/assets/fit.js", "text/javascript")] {
+        let response = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+    let (_, _, shell) = send(&app, Request::get("/fit").body(Body::empty()).unwrap()).await;
+    let shell = String::from_utf8(shell).unwrap();
+    assert!(shell.contains(r#"<script src="/assets/fit.js" defer></script>"#));
+    assert!(shell.contains(r#"href="/fit""#));
+    let meta = get(&app, "/v1/meta").await;
+    assert!(meta["worklists"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("fit_below_10")));
+}
