@@ -215,11 +215,20 @@ pub fn generate_range_over(
         }
         if site == "lower_gi" && route != "other" && rng.chance(0.85) {
             let value = [3.0, 7.5, 12.0, 48.0, 95.0, 150.0, 400.0][rng.below(7) as usize];
-            b.add(
-                -rng.range(0, 30),
-                "fit_result_recorded",
-                json!({ "value_ug_per_g": value }),
-            );
+            let before = rng.range(0, 30);
+            // FIT as a lower GI manager sees it (issue 25): about three in
+            // four referrals with a FIT before referral, some "not
+            // appropriate", some tested only after referral. Drawn apart
+            // from the main stream, so no other pathway changes.
+            let mut fit = Rng(seed ^ 0xF17 ^ (p as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let (offset, data) = if fit.chance(0.05) {
+                (-before, json!({ "not_appropriate": true }))
+            } else if fit.chance(0.07) {
+                (fit.range(1, 4), json!({ "value_ug_per_g": value }))
+            } else {
+                (-before, json!({ "value_ug_per_g": value }))
+            };
+            b.add(offset, "fit_result_recorded", data);
         }
         if route == "other" {
             b.add(

@@ -273,3 +273,59 @@ fn the_dashboard_works_in_headless_chromium() {
         shot.parent().unwrap().display()
     );
 }
+
+/// The FIT page (issue 25) draws its figures for the demo alliance and links
+/// to the `fit_below_10` worklist.
+#[test]
+fn the_fit_page_renders_its_table_in_headless_chromium() {
+    let Some((chromedriver, chromium)) = browser() else {
+        openptl_testkit::skip(
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver); the FIT page test did not run",
+        );
+        return;
+    };
+    let server = Server::start(
+        &fresh_dir("browser-fit"),
+        &["--demo", "--demo-pathways", "600"],
+    );
+    let base = format!("http://{}", server.addr);
+    let driver = Driver::start(&chromedriver, &chromium);
+    let demo_login = server
+        .preamble
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("Demo login")
+                .and_then(|r| r.rsplit_once(": "))
+        })
+        .map(|(_, secret)| secret.trim().to_string())
+        .expect("serve --demo prints a demo login");
+    driver.goto(&format!("{base}/fit"));
+    driver.wait_for(
+        "the sign-in form",
+        "return document.getElementById('token') !== null",
+    );
+    driver.type_into("#token", &demo_login);
+    driver.click("#sign-in-submit");
+    let referrals = driver.wait_for(
+        "the FIT tables",
+        "return document.querySelectorAll('tr[data-band]').length === 5
+            && document.querySelectorAll('tr[data-test]').length === 3
+            && document.querySelectorAll('#fit-by-trust tr[data-trust]').length > 0
+            && document.querySelectorAll('#fit-with svg.chart rect').length === 6
+            && document.getElementById('fit-with').textContent",
+    );
+    assert!(
+        referrals
+            .as_str()
+            .unwrap()
+            .contains("urgent lower GI referrals"),
+        "{referrals}"
+    );
+    driver.screenshot("fit.png");
+    driver.click("#fit-worklist");
+    driver.wait_for(
+        "the fit_below_10 worklist",
+        "return location.search.includes('worklist=fit_below_10')
+            && document.getElementById('ptl-summary') !== null",
+    );
+}

@@ -12,6 +12,7 @@ mod clock;
 pub mod connections;
 mod error;
 mod evaluate;
+mod fit;
 mod fold;
 mod metrics;
 mod packed;

@@ -53,6 +53,8 @@ pub struct Metrics {
     writable: IntGauge,
     /// The last position anchored (set by [`crate::anchoring`]).
     pub log_anchored: IntGauge,
+    /// This month's FIT measures by trust (issue 25).
+    fit: crate::fit::FitGauges,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -187,6 +189,7 @@ impl Metrics {
                 "openptl_log_anchored_position",
                 "The last log position whose hash-chain head was published to the anchors file (issue 27; `openptl verify --anchors` checks the log against them). 0 until the first anchor."
             ))),
+            fit: crate::fit::FitGauges::register(&registry),
             registry,
         }
     }
@@ -262,6 +265,7 @@ impl App {
         let mut breached: BTreeMap<[String; 3], f64> = BTreeMap::new();
         let mut overdue: BTreeMap<[String; 2], f64> = BTreeMap::new();
         let mut standards = Vec::new();
+        let fit_report;
         {
             let data = self.projection.read();
             let packer = self.projection.packer();
@@ -327,8 +331,16 @@ impl App {
                     ClockKind::ALL
                         .iter()
                         .any(|k| report::counts_in_standard(&c.state, *k, period))
+                        || (period.contains(c.state.referred_on)
+                            && openptl_rules::fit::is_lower_gi_urgent(&c.state))
                 })
                 .collect();
+            fit_report = openptl_rules::fit::report(
+                counted.iter().map(|c| &c.state),
+                period,
+                &|_| true,
+                &self.config,
+            );
             for clock in ClockKind::ALL {
                 standards.push(report::standards(
                     counted.iter().map(|c| &c.state),
@@ -344,6 +356,7 @@ impl App {
         replace_all(&m.due_to_breach, due);
         replace_all(&m.open_breached, breached);
         replace_all(&m.overdue_milestones, overdue);
+        m.fit.set(&fit_report);
         m.performance.reset();
         m.clocks_stopped.reset();
         for report in standards {

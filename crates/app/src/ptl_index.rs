@@ -36,6 +36,8 @@ pub struct PtlKeys {
     pub(crate) milestone_overdue: bool,
     /// A subsequent treatment period runs (SPEC 2.12).
     pub(crate) waiting_subsequent: bool,
+    /// A lower GI pathway whose latest FIT is below 10 (issue 25).
+    pub(crate) fit_below_10: bool,
     pub(crate) days_waited: i64,
     pub(crate) next_breach: Option<i32>,
     pub(crate) referred: i32,
@@ -69,6 +71,10 @@ impl PtlKeys {
             next_action_overdue: row.next_action_overdue,
             milestone_overdue: row.milestone_overdue,
             waiting_subsequent: row.subsequent.is_some(),
+            fit_below_10: openptl_rules::fit::on_fit_below_10_worklist(
+                row.tumour_site,
+                row.fit_band,
+            ),
             days_waited: row.days_waited(),
             next_breach: row.next_breach_date.map(day_number),
             referred: day_number(row.referred_on),

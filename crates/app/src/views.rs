@@ -87,6 +87,9 @@ pub enum Worklist {
     /// For the weekly PTL meeting: the backlog, escalations, overdue next
     /// actions and milestones, and anyone due to breach within 7 days.
     PtlMeeting,
+    /// Open lower GI pathways whose latest FIT is below 10 (issue 25): the
+    /// safety-netting review; each row says how far its colonoscopy went.
+    FitBelow10,
 }
 
 impl Worklist {
@@ -100,6 +103,7 @@ impl Worklist {
         ("milestone_overdue", Worklist::MilestoneOverdue),
         ("subsequent_treatment", Worklist::SubsequentTreatment),
         ("ptl_meeting", Worklist::PtlMeeting),
+        ("fit_below_10", Worklist::FitBelow10),
     ];
 
     pub fn parse(code: &str) -> Option<Worklist> {
@@ -120,6 +124,7 @@ impl Worklist {
             Worklist::Escalated => row.escalated,
             Worklist::MilestoneOverdue => row.milestone_overdue,
             Worklist::SubsequentTreatment => row.waiting_subsequent,
+            Worklist::FitBelow10 => row.fit_below_10,
             Worklist::PtlMeeting => {
                 backlog
                     || row.escalated
@@ -283,13 +288,13 @@ pub struct CwtLine {
 
 /// A pathway as a view sees it (its state unpacked, or evaluated afresh
 /// for a past view).
-struct Seen<'a> {
+pub(crate) struct Seen<'a> {
     id: &'a str,
     current: Cow<'a, Current>,
 }
 
 impl Seen<'_> {
-    fn state(&self) -> &PathwayState {
+    pub(crate) fn state(&self) -> &PathwayState {
         &self.current.state
     }
 }
@@ -305,7 +310,7 @@ impl App {
     /// `known_at`: the projection's states when those are today and
     /// now, else states evaluated afresh. A report over `period` counts no
     /// pathway holding no date in it, so such pathways may be left out.
-    async fn with_states<R>(
+    pub(crate) async fn with_states<R>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,

@@ -117,6 +117,7 @@ const WORKLISTS = [
   ["", "Everyone on the PTL"], ["ptl_meeting", "PTL meeting"], ["over_62", "Over 62 days"], ["105+", "Over 104 days"],
   ["no_next_action", "No next action"], ["next_action_overdue", "Next action overdue"], ["escalated", "Escalated"],
   ["milestone_overdue", "Milestone overdue"], ["subsequent_treatment", "Subsequent treatment"],
+  ["fit_below_10", "Lower GI, FIT below 10"], // the FIT page's safety-netting worklist (fit.js)
 ];
 const PTL_FILTERS = ["trust", "alliance", "tumour_site", "route", "band", "rag", "escalated", "no_next_action", "milestone_overdue", "next_action_overdue", "worklist", "sort", "cursor"];
 let meta = null;
@@ -1261,6 +1262,7 @@ async function render() {
     else if (path.startsWith("/pathways/")) await renderPathway(decodeURIComponent(path.slice("/pathways/".length)));
     else if (path === "/standards") await renderStandards();
     else if (path === "/milestones") await renderMilestones();
+    else if (path === "/fit") await renderFit(); // fit.js
     else $main().replaceChildren(h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "/" }, "Go to the PTL")));
   } catch (err) {
     if (err.status === 401) renderSignIn();

@@ -21,6 +21,8 @@ use crate::auth::Auth;
 const INDEX_HTML: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+/// The FIT page (issue 25), drawn with `app.js`'s helpers.
+const FIT_JS: &str = include_str!("../assets/fit.js");
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -54,6 +56,14 @@ pub async fn page() -> Response {
 pub async fn script() -> Response {
     with_headers(
         APP_JS,
+        "text/javascript; charset=utf-8",
+        "public, max-age=300",
+    )
+}
+
+pub async fn fit_script() -> Response {
+    with_headers(
+        FIT_JS,
         "text/javascript; charset=utf-8",
         "public, max-age=300",
     )

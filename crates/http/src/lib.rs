@@ -7,6 +7,7 @@ pub mod auth;
 mod csv;
 mod dashboard;
 mod error;
+mod fit;
 pub mod openapi;
 pub mod serve;
 mod views;
@@ -25,6 +26,7 @@ use serde_json::{json, Value};
 
 pub use auth::FailedAuth;
 pub use error::{ApiError, HttpError, Limited};
+pub use fit::fit_csv;
 pub use serve::{serve, ServeLimits};
 pub use views::cwt_csv;
 
@@ -71,6 +73,9 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/assets/app.css", get(dashboard::stylesheet))
         .route("/v1/standards/{standard}", get(views::get_standards))
         .route("/v1/milestones", get(views::get_milestones))
+        .route("/v1/fit", get(fit::get_fit))
+        .route("/fit", get(dashboard::page))
+        .route("/assets/fit.js", get(dashboard::fit_script))
         .route("/v1/returns/canptl", get(views::get_canptl))
         .route("/v1/returns/cwt", get(views::get_cwt))
         .route(

@@ -470,6 +470,7 @@ pub fn document() -> Value {
             ) },
             "/v1/standards/{standard}": { "get": standards },
             "/v1/milestones": { "get": operation("BPTP milestone compliance", aggregate_params, ("200", json_ok("The report", open_object())), false) },
+            "/v1/fit": { "get": fit_operation() },
             "/v1/returns/canptl": { "get": operation(
                 "The weekly PTL return: 62-day pathways by band, FDS day 28 passed, referrals and upgrades on the three cancer routes (no routine referrals), patients first seen in the week by medium (face_to_face, virtual, not_recorded)",
                 {
@@ -529,6 +530,77 @@ pub fn document() -> Value {
             "/metrics": { "get": operation("Prometheus metrics (scoped to the caller's trusts)", vec![], ("200", json!({ "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } })), false) },
         }
     })
+}
+
+/// `GET /v1/fit` (issue 25): the month's FIT report.
+fn fit_operation() -> Value {
+    let mut p = vec![
+        query(
+            "period",
+            period(),
+            "The month of referral, YYYY-MM (default: the month of `as_of`).",
+        ),
+        query(
+            "format",
+            codes(["json", "csv"]),
+            "`csv` for a line per trust and the total.",
+        ),
+    ];
+    p.extend(scope_params());
+    p.extend(at_params());
+    let pct = || json!({ "type": "number", "nullable": true });
+    let count = || json!({ "type": "integer", "minimum": 0 });
+    let band_mix = || {
+        object(
+            &["counts", "percent"],
+            json!({
+                "counts": { "type": "object", "additionalProperties": count() },
+                "percent": { "type": "object", "additionalProperties": pct() },
+            }),
+        )
+    };
+    let test = object(
+        &[
+            "test",
+            "pathways",
+            "bands",
+            "without_fit",
+            "without_fit_percent",
+            "on_fit_below_10",
+        ],
+        json!({
+            "test": codes(openptl_rules::fit::GI_TESTS.iter().map(|t| t.as_str())),
+            "pathways": count(), "bands": band_mix(), "without_fit": count(),
+            "without_fit_percent": pct(), "on_fit_below_10": count(),
+            "without_fit_target_met": { "type": "boolean", "nullable": true },
+        }),
+    );
+    let figures = json!({
+        "referrals": count(), "with_fit": count(), "with_fit_percent": pct(),
+        "with_fit_target_met": { "type": "boolean", "nullable": true },
+        "not_appropriate": count(), "fit_after_referral": count(),
+        "within_indicator_days": count(), "indicator_percent": pct(),
+        "at_triage": band_mix(), "tests": { "type": "array", "items": test },
+    });
+    let mut trust = figures.clone();
+    trust["trust"] = json!({ "type": "string" });
+    let mut report = figures;
+    report["period"] = period();
+    report["targets"] = json!({ "type": "object" });
+    report["by_trust"] =
+        json!({ "type": "array", "items": { "type": "object", "properties": trust } });
+    report["position"] = json!({ "type": "integer", "minimum": 0 });
+    report["days_before_referral"] = count();
+    report["indicator_days"] = count();
+    operation(
+        "FIT and the lower GI pathway (issue 25): lower GI urgent referrals received in a month, by trust at referral and overall: with a FIT result on or before referral and within the primary-care indicator's days, the FIT band at triage, and colonoscopies (flexible sigmoidoscopy, CT colonography beside them) by the FIT band on the day of the test, against the targets of the rules file",
+        p,
+        ("200", json!({ "description": "The report (JSON), or a line per trust and the total (CSV)", "content": {
+            "application/json": { "schema": object(&["period", "referrals", "with_fit", "at_triage", "tests", "targets", "by_trust", "position"], report) },
+            "text/csv": { "schema": { "type": "string" } },
+        } })),
+        false,
+    )
 }
 
 #[cfg(test)]

@@ -22,9 +22,9 @@ use crate::{invalid, ApiError, HttpError};
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
 
-type Params = HashMap<String, String>;
+pub(crate) type Params = HashMap<String, String>;
 
-fn check_known(params: &Params, allowed: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn check_known(params: &Params, allowed: &[&str]) -> Result<(), ApiError> {
     let mut unknown: Vec<&str> = params
         .keys()
         .map(String::as_str)
@@ -102,7 +102,7 @@ fn timestamp(params: &Params, name: &str) -> Result<Option<DateTime<Utc>>, ApiEr
         .transpose()
 }
 
-fn period(params: &Params) -> Result<Option<Period>, ApiError> {
+pub(crate) fn period(params: &Params) -> Result<Option<Period>, ApiError> {
     params
         .get("period")
         .map(|v| {
@@ -111,7 +111,7 @@ fn period(params: &Params) -> Result<Option<Period>, ApiError> {
         .transpose()
 }
 
-fn view_at(params: &Params) -> Result<ViewAt, ApiError> {
+pub(crate) fn view_at(params: &Params) -> Result<ViewAt, ApiError> {
     Ok(ViewAt {
         as_of: date(params, "as_of")?,
         known_at: timestamp(params, "known_at")?,
@@ -121,7 +121,7 @@ fn view_at(params: &Params) -> Result<ViewAt, ApiError> {
 
 /// `trust` (comma-separated ODS codes) and `alliance` (a configured name):
 /// the trusts a view covers; both given means trusts of the list in the alliance.
-fn trusts(app: &App, params: &Params) -> Result<TrustFilter, ApiError> {
+pub(crate) fn trusts(app: &App, params: &Params) -> Result<TrustFilter, ApiError> {
     let listed = codes(
         params,
         "trust",
@@ -168,7 +168,7 @@ fn one_site(params: &Params) -> Result<Option<TumourSite>, ApiError> {
         .transpose()
 }
 
-fn wants_csv(headers: &HeaderMap, params: &Params) -> Result<bool, ApiError> {
+pub(crate) fn wants_csv(headers: &HeaderMap, params: &Params) -> Result<bool, ApiError> {
     if let Some(format) = params.get("format") {
         return match format.as_str() {
             "csv" => Ok(true),
@@ -182,7 +182,7 @@ fn wants_csv(headers: &HeaderMap, params: &Params) -> Result<bool, ApiError> {
         .is_some_and(|v| v.contains("text/csv")))
 }
 
-fn csv_response(body: String, filename: &str) -> Response {
+pub(crate) fn csv_response(body: String, filename: &str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -345,6 +345,7 @@ pub async fn get_ptl(
         "handover_date",
         "decision_to_treat",
         "fit_band",
+        "colonoscopy",
         "last_note",
         "next_action",
         "next_action_due",
@@ -385,6 +386,7 @@ pub async fn get_ptl(
             opt(r.handover_date),
             r.decision_to_treat.to_string(),
             r.fit_band.to_string(),
+            opt(r.colonoscopy.map(|c| c.as_str())),
             opt(r.last_note.as_ref()),
             opt(r.next_action.as_ref()),
             opt(r.next_action_due),
@@ -405,7 +407,7 @@ pub async fn get_ptl(
     ))
 }
 
-fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
+pub(crate) fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
     value.map(|v| v.to_string()).unwrap_or_default()
 }
 
@@ -524,7 +526,7 @@ pub async fn get_cwt(
 }
 
 /// A report with the log position it includes.
-fn with_position(
+pub(crate) fn with_position(
     report: impl serde::Serialize,
     position: u64,
 ) -> Result<serde_json::Value, ApiError> {

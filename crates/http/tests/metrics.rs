@@ -326,3 +326,85 @@ async fn subsequent_treatment_periods_are_in_the_gauges() {
     );
     assert!(!text.contains("rt-plan-x"), "no plan name in a label");
 }
+
+#[tokio::test]
+async fn this_months_fit_measures_are_gauges_by_trust() {
+    // Today is 2025-04-07: April's lower GI urgent referrals count.
+    let app = spawn_app();
+    let event = |id: &str, kind: &str, on: &str, data: Value| json!({ "pathway_id": id, "type": kind, "occurred_on": on, "data": data });
+    assert_eq!(
+        post(
+            &app,
+            json!({ "events": [
+                referral("FIT-1", "2025-04-01", "RXH", "lower_gi"),
+                event("FIT-1", "fit_result_recorded", "2025-03-20", json!({ "value_ug_per_g": 4 })),
+                event("FIT-1", "diagnostic_performed", "2025-04-03", json!({ "test": "colonoscopy" })),
+                referral("FIT-2", "2025-04-02", "RXH", "lower_gi"),
+                event("FIT-2", "diagnostic_performed", "2025-04-04", json!({ "test": "colonoscopy" })),
+                referral("FIT-3", "2025-04-02", "RHM", "lower_gi"),
+                event("FIT-3", "fit_result_recorded", "2025-04-01", json!({ "value_ug_per_g": 40 })),
+                // March, and another site: not this month's lower GI referrals.
+                referral("FIT-4", "2025-03-31", "RXH", "lower_gi"),
+                referral("FIT-5", "2025-04-02", "RXH", "lung"),
+            ] })
+        )
+        .await,
+        StatusCode::CREATED
+    );
+    let (text, samples) = scrape(&app).await;
+    let gauge = |name: &str, trust: &str, measure: &str| {
+        samples
+            .get(&format!(
+                "{name}{{measure=\"{measure}\",trust=\"{trust}\"}}"
+            ))
+            .copied()
+    };
+    assert_eq!(
+        gauge("openptl_fit_pathways", "RXH", "referrals"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(gauge("openptl_fit_pathways", "RXH", "with_fit"), Some(1.0));
+    assert_eq!(gauge("openptl_fit_percent", "RXH", "with_fit"), Some(50.0));
+    assert_eq!(
+        gauge("openptl_fit_pathways", "RXH", "colonoscopies"),
+        Some(2.0)
+    );
+    assert_eq!(
+        gauge("openptl_fit_pathways", "RXH", "colonoscopies_without_fit"),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge("openptl_fit_pathways", "RXH", "colonoscopies_fit_below_10"),
+        Some(1.0)
+    );
+    assert_eq!(
+        gauge("openptl_fit_percent", "RXH", "colonoscopies_without_fit"),
+        Some(50.0)
+    );
+    assert_eq!(gauge("openptl_fit_percent", "RHM", "with_fit"), Some(100.0));
+    assert_eq!(
+        gauge("openptl_fit_percent", "RHM", "colonoscopies_without_fit"),
+        None,
+        "no colonoscopies, no share"
+    );
+    assert_eq!(
+        samples.get("openptl_fit_target_percent{measure=\"with_fit\"}"),
+        Some(&80.0)
+    );
+    assert_eq!(
+        samples.get("openptl_fit_target_percent{measure=\"colonoscopies_without_fit\"}"),
+        Some(&20.0)
+    );
+    // Bounded labels only: trust and measure.
+    for line in text.lines().filter(|l| l.starts_with("openptl_fit_")) {
+        assert!(!line.contains("FIT-"), "{line}");
+        let labels = line.split_once('{').map_or("", |(_, rest)| rest);
+        for label in labels
+            .split(',')
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+        {
+            assert!(["trust", "measure"].contains(&label), "{line}");
+        }
+    }
+}

@@ -904,6 +904,8 @@ async fn all_views(app: &Router, at: &str) -> Vec<Value> {
         "/v1/milestones?trust=RXH",
         "/v1/returns/canptl?week_ending=2025-04-06",
         "/v1/returns/cwt?period=2025-03&format=json",
+        "/v1/fit?period=2025-03",
+        "/v1/fit?period=2025-02&trust=RXH",
     ] {
         // The weekly return is always as of its Sunday: it takes no `as_of`.
         let at: String = if uri.contains("canptl") {
@@ -1494,4 +1496,304 @@ async fn the_subsequent_treatment_worklist_and_the_31_day_split() {
     // Other standards have no split.
     let fds = get(&app, "/v1/standards/fds?period=2025-02").await;
     assert!(fds.get("by_treatment").is_none());
+}
+
+// ------------------------------------------------------------------ FIT
+
+/// Lower GI pathways for the FIT view, beside the fixture's A (RXH, FIT 150
+/// eleven days before its referral on 03-03, triaged 03-04) and E (February):
+/// - J  RHM, referred 03-10, FIT 4 on 03-01, triage 03-11, colonoscopy
+///   requested 03-12, done 03-20 (on FIT < 10).
+/// - K  RXH, referred 03-12, colonoscopy done 03-25, then FIT 50 on 03-28:
+///   no FIT at referral, none on the day of the test; not triaged, so its
+///   band at triage is the latest (10–100).
+/// - L  RXH, referred 03-20, FIT 3 on 03-18, colonoscopy requested 03-21.
+fn fit_events() -> Vec<Value> {
+    let usc = "urgent_suspected_cancer";
+    let fit = |p: &str, on: &str, v: f64| {
+        ev(p, "fit_result_recorded", on, json!({ "value_ug_per_g": v }))
+    };
+    let test = |p: &str, kind: &str, on: &str| ev(p, kind, on, json!({ "test": "colonoscopy" }));
+    vec![
+        referral("J", "2025-03-10", "RHM", "lower_gi", usc),
+        fit("J", "2025-03-01", 4.0),
+        ev(
+            "J",
+            "triage_completed",
+            "2025-03-11",
+            json!({ "outcome": "straight_to_test" }),
+        ),
+        test("J", "diagnostic_requested", "2025-03-12"),
+        test("J", "diagnostic_performed", "2025-03-20"),
+        referral("K", "2025-03-12", "RXH", "lower_gi", usc),
+        test("K", "diagnostic_performed", "2025-03-25"),
+        fit("K", "2025-03-28", 50.0),
+        referral("L", "2025-03-20", "RXH", "lower_gi", usc),
+        fit("L", "2025-03-18", 3.0),
+        test("L", "diagnostic_requested", "2025-03-21"),
+    ]
+}
+
+#[tokio::test]
+async fn the_fit_report_by_trust_against_its_targets() {
+    let (app, _) = loaded().await;
+    post(&app, fit_events()).await;
+    let r = get(&app, "/v1/fit?period=2025-03").await;
+    assert_eq!(r["period"], "2025-03");
+    assert_eq!(
+        r["targets"],
+        json!({ "with_fit_percent": 80.0, "colonoscopies_without_fit_percent": 20.0 })
+    );
+    // A, J, L have a FIT on or before referral (A and L within 21 days, J 9 days): 3 of 4.
+    assert_eq!(
+        (
+            r["referrals"].clone(),
+            r["with_fit"].clone(),
+            r["with_fit_percent"].clone(),
+            r["with_fit_target_met"].clone()
+        ),
+        (json!(4), json!(3), json!(75.0), json!(false))
+    );
+    assert_eq!(
+        (
+            r["within_indicator_days"].clone(),
+            r["fit_after_referral"].clone()
+        ),
+        (json!(3), json!(1))
+    );
+    assert_eq!(
+        r["at_triage"]["counts"],
+        json!({ "below_10": 2, "10_to_100": 1, "above_100": 1, "none": 0, "not_appropriate": 0 })
+    );
+    assert_eq!(r["at_triage"]["percent"]["below_10"], 50.0);
+    let colonoscopy = &r["tests"][0];
+    assert_eq!(colonoscopy["test"], "colonoscopy");
+    assert_eq!(
+        (
+            colonoscopy["pathways"].clone(),
+            colonoscopy["without_fit"].clone(),
+            colonoscopy["without_fit_percent"].clone(),
+            colonoscopy["on_fit_below_10"].clone(),
+            colonoscopy["without_fit_target_met"].clone()
+        ),
+        (json!(2), json!(1), json!(50.0), json!(1), json!(false))
+    );
+    assert_eq!(r["tests"][1]["test"], "flexible_sigmoidoscopy");
+    assert_eq!(r["tests"][2]["test"], "ct_colonography");
+    let trusts: Vec<(Value, Value, Value)> = r["by_trust"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["trust"].clone(),
+                t["referrals"].clone(),
+                t["with_fit_percent"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        trusts,
+        [
+            (json!("RHM"), json!(1), json!(100.0)),
+            (json!("RXH"), json!(3), json!(66.7))
+        ]
+    );
+    // Filters: a trust, and a past date (before either colonoscopy was done).
+    let rhm = get(&app, "/v1/fit?period=2025-03&trust=RHM").await;
+    assert_eq!(rhm["referrals"], 1);
+    let past = get(&app, "/v1/fit?period=2025-03&as_of=2025-03-15").await;
+    assert_eq!(
+        (
+            past["referrals"].clone(),
+            past["tests"][0]["pathways"].clone()
+        ),
+        (json!(3), json!(0))
+    );
+    // February: E, FIT 33 days before referral: with FIT, outside 21 days.
+    let feb = get(&app, "/v1/fit?period=2025-02").await;
+    assert_eq!(
+        (
+            feb["referrals"].clone(),
+            feb["with_fit"].clone(),
+            feb["within_indicator_days"].clone()
+        ),
+        (json!(1), json!(1), json!(0))
+    );
+    // The milestones view's indicator is the same figure.
+    let milestones = get(&app, "/v1/milestones?period=2025-03").await;
+    assert_eq!(milestones["fit"]["with_fit_before_referral"], 3);
+}
+
+#[tokio::test]
+async fn the_fit_report_exports_as_csv() {
+    let (app, _) = loaded().await;
+    post(&app, fit_events()).await;
+    for csv in [get_csv(&app, "/v1/fit?period=2025-03").await, {
+        let (status, content_type, body) = send(
+            &app,
+            Request::get("/v1/fit?period=2025-03&format=csv")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(content_type.starts_with("text/csv"));
+        String::from_utf8(body).unwrap()
+    }] {
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 4, "{csv}");
+        assert!(lines[0].starts_with("period,trust,referrals,with_fit,with_fit_percent,with_fit_target_percent,with_fit_target_met,"), "{}", lines[0]);
+        assert!(lines[0].contains(",colonoscopy_pathways,"), "{}", lines[0]);
+        assert!(
+            lines[1].starts_with("2025-03,RHM,1,1,100,80,true,"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].starts_with("2025-03,RXH,3,2,66.7,80,false,"),
+            "{}",
+            lines[2]
+        );
+        assert!(
+            lines[3].starts_with("2025-03,all,4,3,75,80,false,"),
+            "{}",
+            lines[3]
+        );
+        assert!(lines[3].ends_with(",20,false"), "{}", lines[3]);
+    }
+}
+
+#[tokio::test]
+async fn the_fit_view_refuses_bad_input_with_the_field() {
+    let (app, _) = loaded().await;
+    for (uri, field) in [
+        ("/v1/fit?period=2025-13", "period"),
+        ("/v1/fit?period=March", "period"),
+        ("/v1/fit?tumour_site=lower_gi", "tumour_site"),
+        ("/v1/fit?format=xml", "format"),
+        ("/v1/fit?trust=R!", "trust"),
+        ("/v1/fit?alliance=nowhere", "alliance"),
+        ("/v1/fit?as_of=2025-02-30", "as_of"),
+        ("/v1/fit?known_at=yesterday", "known_at"),
+    ] {
+        let (status, body) = get_status(&app, uri).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_field", "{uri}: {body}");
+        assert_eq!(body["error"]["details"]["field"], field, "{uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn the_fit_view_counts_only_the_callers_trusts() {
+    let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
+    let now = "2025-04-07T12:00:00Z".parse().unwrap();
+    let app = App::new(log, RulesConfig::defaults(), Arc::new(FixedClock(now)));
+    let rhm = "openptl-test-rhm-manager-0001";
+    app.tokens
+        .create_with_secret(
+            openptl_app::tokens::NewToken {
+                role: openptl_app::access::Role::Manager,
+                trusts: vec!["RHM".into()],
+                alliance: None,
+                label: Some("rhm-manager".into()),
+                expires_at: None,
+            },
+            chrono::Utc::now(),
+            Some(rhm),
+        )
+        .unwrap();
+    let router = authorised(app);
+    post(&router, fixture()).await;
+    post(&router, fit_events()).await;
+    let request = |uri: &str| {
+        Request::get(uri)
+            .header("authorization", format!("Bearer {rhm}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    for uri in [
+        "/v1/fit?period=2025-03",
+        "/v1/fit?period=2025-03&trust=RXH,RHM",
+    ] {
+        let (status, _, body) = send(&router, request(uri)).await;
+        assert_eq!(status, StatusCode::OK);
+        let r: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(r["referrals"], 1, "{uri}: {r}");
+        assert_eq!(r["by_trust"].as_array().unwrap().len(), 1, "{r}");
+        assert_eq!(r["by_trust"][0]["trust"], "RHM");
+    }
+}
+
+#[tokio::test]
+async fn the_fit_below_10_worklist_says_how_far_the_colonoscopy_went() {
+    let (app, _) = loaded().await;
+    post(&app, fit_events()).await;
+    let page = get(&app, "/v1/ptl?worklist=fit_below_10").await;
+    // J (28 days, colonoscopy done) before L (18 days, requested); A is
+    // FIT 150 and E is off the PTL.
+    assert_eq!(ids(&page), ["J", "L"]);
+    let rows = page["rows"].as_array().unwrap();
+    assert_eq!(rows[0]["colonoscopy"], "performed");
+    assert_eq!(rows[1]["colonoscopy"], "requested");
+    assert_eq!(rows[0]["fit_band"], "below_10");
+    // K's colonoscopy shows on the PTL too; A has none.
+    let lower_gi = get(&app, "/v1/ptl?tumour_site=lower_gi").await;
+    let of = |id: &str| {
+        lower_gi["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["pathway_id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of("K")["colonoscopy"], "performed");
+    assert!(of("A").get("colonoscopy").is_none());
+    let csv = get_csv(&app, "/v1/ptl?worklist=fit_below_10").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(lines[0].contains(",fit_band,colonoscopy,"), "{}", lines[0]);
+    assert!(
+        lines[1].starts_with("J,") && lines[1].contains(",below_10,performed,"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[2].contains(",below_10,requested,"), "{}", lines[2]);
+    // A past view: on 03-15 J's colonoscopy was only requested, L not referred.
+    let past = get(&app, "/v1/ptl?worklist=fit_below_10&as_of=2025-03-15").await;
+    assert_eq!(ids(&past), ["J"]);
+    assert_eq!(past["rows"][0]["colonoscopy"], "requested");
+}
+
+#[tokio::test]
+async fn the_fit_page_and_its_script_are_served_with_security_headers() {
+    let (app, _) = loaded().await;
+    for (path, content_type) in [("/fit", "text/html"), ("/assets/fit.js", "text/javascript")] {
+        let response = app
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+    let (_, _, shell) = send(&app, Request::get("/fit").body(Body::empty()).unwrap()).await;
+    let shell = String::from_utf8(shell).unwrap();
+    assert!(shell.contains(r#"<script src="/assets/fit.js" defer></script>"#));
+    assert!(shell.contains(r#"href="/fit""#));
+    let meta = get(&app, "/v1/meta").await;
+    assert!(meta["worklists"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("fit_below_10")));
 }

@@ -262,6 +262,14 @@ impl FitBand {
             FitBand::Above100
         }
     }
+
+    /// A result of a value (not `not_appropriate`, not `none`).
+    pub fn has_value(self) -> bool {
+        matches!(
+            self,
+            FitBand::Below10 | FitBand::From10To100 | FitBand::Above100
+        )
+    }
 }
 
 code_enum!(

@@ -50,6 +50,23 @@ pub struct Thresholds {
 pub struct FitRules {
     pub days_before_referral: i64,
     pub indicator_days: i64,
+    /// The FIT report's target (issue 25): at least this percentage of lower
+    /// GI urgent referrals accompanied by a FIT result. Optional in the file.
+    #[serde(default = "FitRules::default_with_fit_target")]
+    pub target_with_fit_percent: f64,
+    /// Fewer than this percentage of colonoscopies without a FIT result.
+    #[serde(default = "FitRules::default_colonoscopy_target")]
+    pub target_colonoscopies_without_fit_percent: f64,
+}
+
+impl FitRules {
+    fn default_with_fit_target() -> f64 {
+        80.0
+    }
+
+    fn default_colonoscopy_target() -> f64 {
+        20.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -199,6 +216,17 @@ impl RulesConfig {
             || !(0..=365).contains(&self.fit.indicator_days)
         {
             return fail("fit days must be between 0 and 365".into());
+        }
+        for (name, v) in [
+            ("target_with_fit_percent", self.fit.target_with_fit_percent),
+            (
+                "target_colonoscopies_without_fit_percent",
+                self.fit.target_colonoscopies_without_fit_percent,
+            ),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return fail(format!("fit.{name} is a percentage between 0 and 100"));
+            }
         }
         for (name, bands) in [
             ("fds", &self.rag.fds),

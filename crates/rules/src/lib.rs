@@ -12,6 +12,7 @@ pub mod date;
 pub mod error;
 pub mod event;
 pub mod first_seen;
+pub mod fit;
 pub mod history;
 pub mod ids;
 pub mod pathway;

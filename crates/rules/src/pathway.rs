@@ -513,6 +513,7 @@ impl<'e> Fold<'e> {
             }),
             first_seen,
             record,
+            lower_gi: crate::fit::LowerGiFacts::of(events),
         })
     }
 }

@@ -102,6 +102,10 @@ pub struct PtlRow {
     pub handover_date: Option<NaiveDate>,
     pub decision_to_treat: bool,
     pub fit_band: FitBand,
+    /// Lower GI pathways: how far the colonoscopy went (`requested`,
+    /// `performed`), for the `fit_below_10` worklist (issue 25).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub colonoscopy: Option<crate::fit::TestStage>,
     pub last_note: Option<String>,
     pub next_action: Option<String>,
     #[serde(with = "crate::date::option")]
@@ -233,6 +237,9 @@ impl PtlRow {
             handover_date: state.transferred.then_some(state.handover_date).flatten(),
             decision_to_treat: clocks.d31.start.is_some(),
             fit_band: state.fit_band,
+            colonoscopy: (state.tumour_site == TumourSite::LowerGi)
+                .then(|| state.lower_gi.colonoscopy())
+                .flatten(),
             last_note: note.map(|n| n.text.clone()),
             next_action: note.and_then(|n| n.next_action.clone()),
             next_action_due,

@@ -441,11 +441,12 @@ pub fn milestones(
         if state.tumour_site == TumourSite::LowerGi && state.route == Route::UrgentSuspectedCancer {
             fit.lower_gi_urgent_referrals += 1;
             *fit.bands.entry(state.fit_band.as_str()).or_insert(0) += 1;
-            let window_start = state.referred_on - Days::new(config.fit.indicator_days as u64);
-            if state
-                .fit_on
-                .is_some_and(|d| d >= window_start && d <= state.referred_on)
-            {
+            // The FIT report's definition (decision 123), so both pages agree.
+            if crate::fit::has_result_within(
+                &state.lower_gi,
+                state.referred_on,
+                config.fit.indicator_days,
+            ) {
                 fit.with_fit_before_referral += 1;
             }
         }

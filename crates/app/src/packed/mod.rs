@@ -33,20 +33,21 @@ use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use foldhash::HashMap;
+use openptl_rules::fit::{FitResult, GiTest, LowerGiFacts, TestStage};
 use openptl_rules::pathway::{
     Allocation, Clock, Clocks, Milestone, NextBreach, Note, RecordFacts, Transfer,
 };
 use openptl_rules::{
-    ClockKind, ClockStatus, FitBand, MilestoneStatus, Modality, NhsNumber, OdsCode, PathwayState,
-    PathwayStatus, PeriodStartReason, Route, RulesConfig, SeenAt, SeenMedium, StopReason,
-    TreatmentKind, TreatmentPeriod, TreatmentSetting, TumourSite,
+    ClockKind, ClockStatus, DiagnosticTest, FitBand, MilestoneStatus, Modality, NhsNumber, OdsCode,
+    PathwayState, PathwayStatus, PeriodStartReason, Route, RulesConfig, SeenAt, SeenMedium,
+    StopReason, TreatmentKind, TreatmentPeriod, TreatmentSetting, TumourSite,
 };
 
 use crate::evaluate::Current;
 use crate::varint;
 
 /// The layout version, the first byte of every packed state.
-const LAYOUT: u8 = 3;
+const LAYOUT: u8 = 4;
 
 /// A packed pathway state, with the number of events it was evaluated
 /// from, and its [`PathwayState::date_span`] at hand (a view of a period
@@ -163,6 +164,7 @@ impl Packer {
             last_note,
             first_seen,
             record,
+            lower_gi,
         } = state;
         w.out.extend_from_slice(nhs_number.as_str().as_bytes());
         w.ods(trust);
@@ -273,6 +275,23 @@ impl Packer {
         w.flag(*referrer_given);
         w.option(primary_diagnosis.as_ref(), |w, t| w.text(t));
         w.int(*first_seen_adjustment_days);
+        let LowerGiFacts {
+            fit_results,
+            triaged_on,
+            tests,
+        } = lower_gi;
+        w.uint(fit_results.len() as u64);
+        for FitResult { on, band } in fit_results {
+            w.date(*on);
+            w.byte(band.index());
+        }
+        w.opt_date(*triaged_on);
+        w.uint(tests.len() as u64);
+        for GiTest { on, test, stage } in tests {
+            w.date(*on);
+            w.byte(test.index());
+            w.flag(*stage == TestStage::Performed);
+        }
         Packed {
             bytes: w.out.into_boxed_slice(),
             span,
@@ -381,6 +400,33 @@ impl Packer {
             primary_diagnosis: r.option(|r| r.text())?,
             first_seen_adjustment_days: r.int()?,
         };
+        let count = r.count()?;
+        let mut fit_results = Vec::with_capacity(count);
+        for _ in 0..count {
+            fit_results.push(FitResult {
+                on: r.date()?,
+                band: r.code(FitBand::from_index)?,
+            });
+        }
+        let triaged_on = r.opt_date()?;
+        let count = r.count()?;
+        let mut tests = Vec::with_capacity(count);
+        for _ in 0..count {
+            tests.push(GiTest {
+                on: r.date()?,
+                test: r.code(DiagnosticTest::from_index)?,
+                stage: if r.flag()? {
+                    TestStage::Performed
+                } else {
+                    TestStage::Requested
+                },
+            });
+        }
+        let lower_gi = LowerGiFacts {
+            fit_results,
+            triaged_on,
+            tests,
+        };
         if r.at != r.bytes.len() {
             return Err("a packed state has bytes left over".into());
         }
@@ -407,6 +453,7 @@ impl Packer {
             last_note,
             first_seen,
             record,
+            lower_gi,
         };
         Ok((state, version))
     }

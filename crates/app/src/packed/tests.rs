@@ -167,6 +167,36 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
             first_seen_adjustment_days,
         },
     );
+    let lower_gi = (
+        prop::collection::vec(
+            (date(), prop::sample::select(FitBand::ALL))
+                .prop_map(|(on, band)| FitResult { on, band }),
+            0..4,
+        ),
+        prop::option::of(date()),
+        prop::collection::vec(
+            (
+                date(),
+                prop::sample::select(DiagnosticTest::ALL),
+                any::<bool>(),
+            )
+                .prop_map(|(on, test, done)| GiTest {
+                    on,
+                    test,
+                    stage: if done {
+                        TestStage::Performed
+                    } else {
+                        TestStage::Requested
+                    },
+                }),
+            0..7,
+        ),
+    )
+        .prop_map(|(fit_results, triaged_on, tests)| LowerGiFacts {
+            fit_results,
+            triaged_on,
+            tests,
+        });
     let rest = (
         prop::option::of(next_breach),
         any::<bool>(),
@@ -181,7 +211,7 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
         prop::collection::vec(milestone(names), 0..9),
         rest,
         prop::collection::vec(period, 0..4),
-        (seen, record),
+        (seen, record, lower_gi),
     )
         .prop_map(
             |(
@@ -191,7 +221,7 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
                 milestones,
                 (next_breach, transferred, transfers, handover_date, last_note),
                 periods,
-                (first_seen, record),
+                (first_seen, record, lower_gi),
             )| PathwayState {
                 nhs_number: nhs,
                 trust,
@@ -230,6 +260,7 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
                 last_note,
                 first_seen,
                 record,
+                lower_gi,
             },
         )
 }

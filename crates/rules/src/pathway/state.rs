@@ -183,6 +183,9 @@ pub struct PathwayState {
     /// Items of the national CWT record that the clocks do not carry.
     #[serde(skip)]
     pub record: RecordFacts,
+    /// FIT results, triage and lower GI tests, for the FIT report (issue 25).
+    #[serde(skip)]
+    pub lower_gi: crate::fit::LowerGiFacts,
 }
 
 /// What the monthly CWT record needs beyond the clocks (SPEC 4.4).
@@ -227,6 +230,7 @@ impl PathwayState {
             last_note,
             first_seen,
             record: _,
+            lower_gi,
         } = self;
         let clock_dates = clocks.iter().flat_map(|(_, c)| {
             let Clock {
@@ -263,7 +267,8 @@ impl PathwayState {
         .chain(next_breach.iter().map(|b| Some(b.date)))
         .chain(transfers.iter().map(|t| Some(t.occurred_on)))
         .chain(note_dates)
-        .flatten();
+        .flatten()
+        .chain(lower_gi.dates());
         dates.fold((*referred_on, *referred_on), |(lo, hi), d| {
             (lo.min(d), hi.max(d))
         })
