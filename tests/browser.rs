@@ -326,6 +326,10 @@ fn the_fit_page_renders_its_table_in_headless_chromium() {
     driver.wait_for(
         "the fit_below_10 worklist",
         "return location.search.includes('worklist=fit_below_10')
-            && document.getElementById('ptl-summary') !== null",
+            && document.getElementById('ptl-summary') !== null
+            && document.querySelectorAll('tr[data-pathway]').length > 0
+            && [...document.querySelectorAll('tr[data-pathway]')]
+                .every((r) => /^FIT .+; colonoscopy (not requested|requested|performed)$/.test(r.querySelector('.fit-colonoscopy')?.textContent || ''))",
     );
+    driver.screenshot("fit-worklist.png");
 }

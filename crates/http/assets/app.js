@@ -226,7 +226,12 @@ async function renderPtl() {
     "Last note", "Next action", "Owner", "Escalated"];
   const rows = page.rows.map((r) => h("tr", { "data-pathway": r.pathway_id },
     h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
-    h("td", { class: "nowrap" }, r.nhs_number), h("td", {}, r.trust), h("td", {}, label(r.tumour_site)), h("td", {}, label(r.route)),
+    h("td", { class: "nowrap" }, r.nhs_number), h("td", {}, r.trust),
+    h("td", {}, label(r.tumour_site), r.tumour_site === "lower_gi"
+      // The safety-netting review (fit_below_10) needs the FIT and how far the colonoscopy went.
+      ? h("div", { class: "muted fit-colonoscopy" }, `FIT ${r.fit_band ? label(r.fit_band) : "none"}; colonoscopy ${r.colonoscopy ? label(r.colonoscopy) : "not requested"}`)
+      : null),
+    h("td", {}, label(r.route)),
     h("td", { class: "num" }, r.fds_days ?? "–"), h("td", { class: "num" }, r.d62_days ?? "–"),
     h("td", {}, r.band || "–"), h("td", {}, rag(r.rag)),
     h("td", {}, r.next_milestone ? [label(r.next_milestone.name), " ", h("span", { class: r.next_milestone.status === "overdue" ? "flag" : "muted" }, `due ${r.next_milestone.due_date}`)] : "–"),
