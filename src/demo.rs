@@ -264,11 +264,15 @@ pub fn generate_range_over(
             seen_on += rng.range(4, 10);
         }
         if route != "other" {
-            b.add(
-                seen_on,
-                "appointment_attended",
-                json!({ "kind": "first_outpatient" }),
-            );
+            // How the patient was first seen (SPEC 2.12, CANPTL): mostly
+            // face to face, one in five virtual, a few not recorded. From
+            // the pathway's number, so the random draws stay as they were.
+            let seen = match p % 20 {
+                0 => json!({ "kind": "first_outpatient" }),
+                1..=4 => json!({ "kind": "first_outpatient", "mode": "virtual" }),
+                _ => json!({ "kind": "first_outpatient", "mode": "face_to_face" }),
+            };
+            b.add(seen_on, "appointment_attended", seen);
         }
         let test_on = seen_on + rng.range(0, 10);
         b.add(test_on - 2, "diagnostic_requested", json!({ "test": test }));
