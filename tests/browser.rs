@@ -188,6 +188,16 @@ fn the_dashboard_works_in_headless_chromium() {
     eprintln!("31-day split on the standards page: {split}");
     driver.screenshot("standards.png");
 
+    // The same page for a past date: 21 past views at once, more than the
+    // server's past-view queue takes; the page waits out each `busy`
+    // (Retry-After) and draws every panel rather than failing.
+    driver.goto(&format!("{base}/standards?as_of=2026-11-15"));
+    driver.wait_for(
+        "standards panels as of a past date",
+        "return document.querySelectorAll('#standard-fds, #standard-d31, #standard-d62').length === 3
+            && document.getElementById('past-banner') !== null",
+    );
+
     // The subsequent-treatment worklist: a patient waiting for a subsequent
     // treatment, whose pathway page lists the treatment periods.
     driver.goto(&format!("{base}/?worklist=subsequent_treatment"));

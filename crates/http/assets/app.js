@@ -55,6 +55,14 @@ async function api(path, params, init) {
   const res = await fetch(url, Object.assign({ headers: { accept: "application/json" } }, init || {}));
   const text = await res.text();
   const body = text ? JSON.parse(text) : null;
+  // A page of past views queues behind the server's past-view limit: a
+  // read refused `busy` waits as long as it is told and asks again.
+  const read = !init || !init.method || init.method === "GET";
+  if (res.status === 429 && read && body && body.error && body.error.code === "busy" && (init?.attempt || 0) < 5) {
+    const wait = Math.min(Number(res.headers.get("retry-after")) || 1, 10);
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+    return api(path, params, Object.assign({}, init, { attempt: (init?.attempt || 0) + 1 }));
+  }
   if (!res.ok) throw new ApiError(res.status, body);
   return body;
 }
@@ -290,10 +298,9 @@ function codeLabel(code) {
   return text.charAt(0).toUpperCase() + text.slice(1);
 }
 
-/** Today's date in this browser (the server checks against London's). */
+/** Today's date in London (YYYY-MM-DD): the service's day, whatever the browser's time zone. */
 function todayIso() {
-  const now = new Date();
-  return `${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}-${String(now.getDate()).padStart(2, "0")}`;
+  return new Intl.DateTimeFormat("en-CA", { timeZone: "Europe/London", year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
 }
 
 function describe(data) {
@@ -1097,7 +1104,7 @@ function chart(title, points, target) {
 async function renderStandards() {
   const at = when();
   const q = query();
-  const today = at.as_of || new Date().toISOString().slice(0, 10);
+  const today = at.as_of || todayIso();
   const period = q.get("period") || today.slice(0, 7);
   const trust = q.get("trust") || "";
   const m = await loadMeta();

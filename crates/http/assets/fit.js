@@ -21,16 +21,21 @@ function withFitShare(t) {
 async function renderFit() {
   const at = when();
   const q = query();
-  const today = at.as_of || new Date().toISOString().slice(0, 10);
+  const today = at.as_of || todayIso();
   const period = q.get("period") || today.slice(0, 7);
   const params = Object.assign({}, at);
   for (const k of ["trust", "alliance"]) if (q.get(k)) params[k] = q.get(k);
   const m = await loadMeta();
   const trend = months(period, 6);
-  const [r, trends] = await Promise.all([
+  // The month shown is one of the trend's: asked for once.
+  const others = trend.filter((p) => p !== period);
+  const [r, rest] = await Promise.all([
     api("/v1/fit", Object.assign({ period }, params)),
-    Promise.all(trend.map((p) => api("/v1/fit", Object.assign({ period: p }, params)))),
+    Promise.all(others.map((p) => api("/v1/fit", Object.assign({ period: p }, params)))),
   ]);
+  const byMonth = new Map(others.map((p, i) => [p, rest[i]]));
+  byMonth.set(period, r);
+  const trends = trend.map((p) => byMonth.get(p));
   let below10 = null;
   try {
     below10 = (await api("/v1/ptl", Object.assign({ worklist: "fit_below_10", limit: 1 }, params))).total;

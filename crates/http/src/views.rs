@@ -345,7 +345,6 @@ pub async fn get_ptl(
         "handover_date",
         "decision_to_treat",
         "fit_band",
-        "colonoscopy",
         "last_note",
         "next_action",
         "next_action_due",
@@ -358,6 +357,7 @@ pub async fn get_ptl(
         "subsequent_status",
         "subsequent_days",
         "subsequent_breach_date",
+        "colonoscopy",
     ]);
     for e in &page.rows {
         let r = &e.row;
@@ -386,7 +386,6 @@ pub async fn get_ptl(
             opt(r.handover_date),
             r.decision_to_treat.to_string(),
             r.fit_band.to_string(),
-            opt(r.colonoscopy.map(|c| c.as_str())),
             opt(r.last_note.as_ref()),
             opt(r.next_action.as_ref()),
             opt(r.next_action_due),
@@ -399,6 +398,7 @@ pub async fn get_ptl(
             opt(r.subsequent.as_ref().map(|p| p.status)),
             opt(r.subsequent_days),
             opt(r.subsequent.as_ref().and_then(|p| p.breach_date)),
+            opt(r.colonoscopy.map(|c| c.as_str())),
         ]);
     }
     Ok(csv_response(
