@@ -1453,12 +1453,12 @@ async fn the_subsequent_treatment_worklist_and_the_31_day_split() {
     let csv = get_csv(&app, "/v1/ptl?worklist=subsequent_treatment").await;
     let lines: Vec<&str> = csv.lines().collect();
     assert!(
-        lines[0].ends_with(",next_breach_plan_id,subsequent_plan_id,subsequent_modality,subsequent_status,subsequent_days,subsequent_breach_date"),
+        lines[0].ends_with(",next_breach_plan_id,subsequent_plan_id,subsequent_modality,subsequent_status,subsequent_days,subsequent_breach_date,colonoscopy"),
         "{}",
         lines[0]
     );
     assert!(
-        lines[1].ends_with(",rt,rt,radiotherapy,open,28,2025-04-11"),
+        lines[1].ends_with(",rt,rt,radiotherapy,open,28,2025-04-11,"),
         "{}",
         lines[1]
     );
@@ -1752,13 +1752,25 @@ async fn the_fit_below_10_worklist_says_how_far_the_colonoscopy_went() {
     assert!(of("A").get("colonoscopy").is_none());
     let csv = get_csv(&app, "/v1/ptl?worklist=fit_below_10").await;
     let lines: Vec<&str> = csv.lines().collect();
-    assert!(lines[0].contains(",fit_band,colonoscopy,"), "{}", lines[0]);
+    // New columns go last (decision 112): the colonoscopy after the
+    // subsequent treatment's.
     assert!(
-        lines[1].starts_with("J,") && lines[1].contains(",below_10,performed,"),
+        lines[0].ends_with(",subsequent_breach_date,colonoscopy"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("J,")
+            && lines[1].contains(",below_10,")
+            && lines[1].ends_with(",performed"),
         "{}",
         lines[1]
     );
-    assert!(lines[2].contains(",below_10,requested,"), "{}", lines[2]);
+    assert!(
+        lines[2].contains(",below_10,") && lines[2].ends_with(",requested"),
+        "{}",
+        lines[2]
+    );
     // A past view: on 03-15 J's colonoscopy was only requested, L not referred.
     let past = get(&app, "/v1/ptl?worklist=fit_below_10&as_of=2025-03-15").await;
     assert_eq!(ids(&past), ["J"]);
