@@ -32,15 +32,7 @@ fn the_dashboard_works_in_headless_chromium() {
     let driver = Driver::start(&chromedriver, &chromium);
 
     // Signed out, the dashboard asks for a token; the demo login works.
-    let demo_login = server
-        .preamble
-        .iter()
-        .find_map(|l| {
-            l.strip_prefix("Demo login")
-                .and_then(|r| r.rsplit_once(": "))
-        })
-        .map(|(_, secret)| secret.trim().to_string())
-        .expect("serve --demo prints a demo login");
+    let demo_login = server.demo_login();
     driver.goto(&format!("{base}/"));
     driver.wait_for(
         "the sign-in form",
@@ -300,15 +292,7 @@ fn the_fit_page_renders_its_table_in_headless_chromium() {
     );
     let base = format!("http://{}", server.addr);
     let driver = Driver::start(&chromedriver, &chromium);
-    let demo_login = server
-        .preamble
-        .iter()
-        .find_map(|l| {
-            l.strip_prefix("Demo login")
-                .and_then(|r| r.rsplit_once(": "))
-        })
-        .map(|(_, secret)| secret.trim().to_string())
-        .expect("serve --demo prints a demo login");
+    let demo_login = server.demo_login();
     driver.goto(&format!("{base}/fit"));
     driver.wait_for(
         "the sign-in form",

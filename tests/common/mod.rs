@@ -71,6 +71,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// The demo login `serve --demo` printed.
+    pub fn demo_login(&self) -> String {
+        self.preamble
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("Demo login")
+                    .and_then(|r| r.rsplit_once(": "))
+            })
+            .map(|(_, secret)| secret.trim().to_string())
+            .expect("serve --demo prints a demo login")
+    }
+
     pub fn start(data: &Path, extra: &[&str]) -> Server {
         Server::start_logging(data, extra, "warn", Stdio::inherit())
     }
