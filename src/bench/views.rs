@@ -56,7 +56,7 @@ pub async fn views(
         let before = resident_bytes();
         let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
         let restored = app.projection.restored_at().is_some();
-        let open = app.projection.read().ptl.len();
+        let (_, open) = app.projection.counts();
         let checked = background_check_done(log.as_ref()).await;
         let untrimmed = resident_bytes().saturating_sub(before);
         trim_heap();
@@ -92,10 +92,7 @@ pub async fn views(
     let before = resident_bytes();
     let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
     let events = log.head();
-    let (total, open) = {
-        let data = app.projection.read();
-        (data.pathways.len(), data.ptl.len())
-    };
+    let (total, open) = app.projection.counts();
     let checked = background_check_done(log.as_ref()).await;
     println!(
         "background check (hash chain of sealed segments, event-id filter) done {:.1}s after serving",
@@ -208,14 +205,7 @@ pub async fn views(
     );
 
     // Pathway views.
-    let ids: Vec<String> = {
-        let data = app.projection.read();
-        data.pathways
-            .keys()
-            .take(10_000)
-            .map(|k| k.to_string())
-            .collect()
-    };
+    let ids = app.projection.some_pathway_ids(10_000);
     let mut times = Vec::with_capacity(ids.len());
     for id in &ids {
         let t = Instant::now();

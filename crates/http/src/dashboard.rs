@@ -83,10 +83,7 @@ pub async fn meta(State(app): State<Arc<App>>, Auth(principal): Auth) -> Respons
         .flatten()
         .map(|t| t.as_str().to_string())
         .collect();
-    {
-        let data = app.projection.read();
-        trusts.extend(data.ptl.iter().map(|e| e.keys.trust()));
-    }
+    trusts.extend(app.projection.ptl_trusts());
     trusts.retain(|t| principal.trusts.covers(t));
     trusts.sort();
     trusts.dedup();

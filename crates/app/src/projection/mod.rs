@@ -200,9 +200,35 @@ impl Projection {
         &self.packer
     }
 
-    /// Read access to the projected data.
-    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, ProjectionData> {
+    /// Read access to the projected data (the app's own views).
+    pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, ProjectionData> {
         self.data.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many pathways the projection holds, and how many are on today's PTL.
+    pub fn counts(&self) -> (usize, usize) {
+        let data = self.read();
+        (data.pathways.len(), data.ptl.len())
+    }
+
+    /// The trusts of the pathways on today's PTL, each once, sorted.
+    pub fn ptl_trusts(&self) -> Vec<String> {
+        let data = self.read();
+        let mut trusts: Vec<String> = data.ptl.iter().map(|e| e.keys.trust()).collect();
+        drop(data);
+        trusts.sort_unstable();
+        trusts.dedup();
+        trusts
+    }
+
+    /// Up to `max` pathway ids, in no particular order (for benchmarks).
+    pub fn some_pathway_ids(&self, max: usize) -> Vec<String> {
+        let data = self.read();
+        data.pathways
+            .keys()
+            .take(max)
+            .map(|k| k.to_string())
+            .collect()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, ProjectionData> {
