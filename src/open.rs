@@ -17,16 +17,16 @@ pub const SNAPSHOT_FILE: &str = "projection.snapshot";
 /// ever answered from half the data.
 pub async fn catch_up(app: &App) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let head = app.log.head();
+    let head = app.log().head();
     loop {
         if app.caught_up(std::time::Duration::from_secs(5)).await {
             break;
         }
-        if let Some(failure) = app.projection.failure() {
+        if let Some(failure) = app.projection().failure() {
             anyhow::bail!("the projection cannot follow the log: {failure}");
         }
         tracing::info!(
-            projected = app.projection.position(),
+            projected = app.projection().position(),
             head,
             "still building the projection"
         );

@@ -179,7 +179,7 @@ impl Server {
         let app = Arc::new(app);
         catch_up(&app).await?;
         if let Some(pathways) = demo {
-            if app.log.head() == 0 {
+            if app.log().head() == 0 {
                 let loaded = demo::load(&app, pathways, &Principal::system("demo-loader")).await?;
                 tracing::info!(events = loaded, pathways, "demo alliance loaded");
             }
@@ -298,7 +298,7 @@ impl Server {
                 .context("the gRPC server stopped abnormally")?
                 .context("serving gRPC")?;
         }
-        if let Some(damage) = app.log.damage() {
+        if let Some(damage) = app.log().damage() {
             // No snapshot of a projection folded from an altered history.
             anyhow::bail!("the event log is damaged: {damage}. Restore the segments from a backup, then run `openptl verify`; the service starts again once it reports OK");
         }
@@ -326,7 +326,7 @@ impl Server {
 /// does when a chunk fails its background verification.
 async fn log_damage(app: &App) -> String {
     loop {
-        if let Some(damage) = app.log.damage() {
+        if let Some(damage) = app.log().damage() {
             return damage;
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -83,6 +83,15 @@ async fn a_batch_refused_on_a_full_disk_leaves_nothing_behind_after_a_restart() 
         error.to_string().contains("nothing of this batch was kept"),
         "{error}"
     );
+    // The cause is kept typed, not flattened into words: the disk is full.
+    let LogError::Storage(failure) = &error else {
+        unreachable!()
+    };
+    assert_eq!(
+        failure.cause::<std::io::Error>().map(|e| e.kind()),
+        Some(std::io::ErrorKind::StorageFull),
+        "{failure:?}"
+    );
     // A restart on a larger disk.
     disk.resize(64);
     let log = SegmentLog::open(&data).unwrap();

@@ -89,7 +89,7 @@ async fn run_on(log: Arc<dyn EventLog>, options: &BenchOptions) -> anyhow::Resul
     let app = Arc::new(
         App::new(log.clone(), RulesConfig::defaults(), Arc::new(SystemClock)).with_rate_limit(0.0),
     );
-    app.tokens.create_with_secret(
+    app.tokens().create_with_secret(
         openptl_app::tokens::NewToken {
             role: openptl_app::access::Role::Admin,
             trusts: Vec::new(),

@@ -55,8 +55,8 @@ pub async fn views(
         // a fresh process, where resident memory is the projection's own.
         let before = resident_bytes();
         let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
-        let restored = app.projection.restored_at().is_some();
-        let (_, open) = app.projection.counts();
+        let restored = app.projection().restored_at().is_some();
+        let (_, open) = app.projection().counts();
         let checked = background_check_done(log.as_ref()).await;
         let untrimmed = resident_bytes().saturating_sub(before);
         trim_heap();
@@ -92,7 +92,7 @@ pub async fn views(
     let before = resident_bytes();
     let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
     let events = log.head();
-    let (total, open) = app.projection.counts();
+    let (total, open) = app.projection().counts();
     let checked = background_check_done(log.as_ref()).await;
     println!(
         "background check (hash chain of sealed segments, event-id filter) done {:.1}s after serving",
@@ -205,7 +205,7 @@ pub async fn views(
     );
 
     // Pathway views.
-    let ids = app.projection.some_pathway_ids(10_000);
+    let ids = app.projection().some_pathway_ids(10_000);
     let mut times = Vec::with_capacity(ids.len());
     for id in &ids {
         let t = Instant::now();
@@ -262,11 +262,11 @@ pub async fn views(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
     anyhow::ensure!(
-        app.projection.restored_at() == Some(written.position),
+        app.projection().restored_at() == Some(written.position),
         "the snapshot was not used: {}",
-        app.projection
+        app.projection()
             .snapshot_refused()
-            .unwrap_or_else(|| format!("restored at {:?}", app.projection.restored_at()))
+            .unwrap_or_else(|| format!("restored at {:?}", app.projection().restored_at()))
     );
     println!(
         "restart from the snapshot: log open {:.2}s, serving after {:.2}s ({} events)",

@@ -148,7 +148,7 @@ async fn import_namespace(
     for row in rows {
         let id = row.envelopes.first().and_then(|e| e["event_id"].as_str());
         if let Some(id) = id.and_then(|id| uuid::Uuid::parse_str(id).ok()) {
-            if app.log.find_event(id).await?.is_some() {
+            if app.log().find_event(id).await?.is_some() {
                 legacy = true;
                 break;
             }
@@ -270,7 +270,7 @@ async fn import_ndjson(
     }
     println!(
         "{appended} events imported ({replayed} were already stored); log head {}",
-        app.log.head()
+        app.log().head()
     );
     Ok(())
 }

@@ -13,6 +13,7 @@
 //! part of it).
 
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,7 +89,7 @@ impl Anchorer {
         let Some(head) = app.log.chain_head().await? else {
             return Ok(None);
         };
-        let last = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let last = *self.last.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(last) = last {
             app.metrics.log_anchored.set(last.position as i64);
             if last == head {
@@ -122,7 +123,7 @@ impl Anchorer {
                 path: self.path.display().to_string(),
                 source,
             })?;
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(head);
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(head);
         app.metrics.log_anchored.set(head.position as i64);
         tracing::info!(position = taken.position, hash = %taken.hash, file = %self.path.display(), "log anchored");
         Ok(Some(taken))

@@ -160,8 +160,8 @@ impl App {
                 }
             }
         }
-        Err(AppError::Storage(
-            "the log stayed busy with conflicting appends to these pathways; retry".into(),
+        Err(AppError::storage(
+            "the log stayed busy with conflicting appends to these pathways; retry",
         ))
     }
 
@@ -398,10 +398,7 @@ enum Attempt {
 }
 
 fn storage(e: LogError) -> AppError {
-    match e {
-        LogError::OutcomeUnknown(_) => AppError::OutcomeUnknown(e.to_string()),
-        e => AppError::Storage(e.to_string()),
-    }
+    AppError::from(e)
 }
 
 /// Whether a re-posted event is the stored one (SPEC 3.1). The bytes are

@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::PoisonError;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -73,12 +74,12 @@ impl AccessLog {
         if let Some(file) = &self.file {
             let mut line = serde_json::to_vec(&entry).expect("entries serialise");
             line.push(b'\n');
-            let mut file = file.lock().unwrap_or_else(|e| e.into_inner());
+            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
             if let Err(e) = file.write_all(&line) {
                 tracing::error!(error = %e, "the access log could not be written");
             }
         }
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         if recent.len() == RECENT {
             recent.pop_front();
         }
@@ -92,7 +93,7 @@ impl AccessLog {
         pathway_id: Option<&str>,
         limit: usize,
     ) -> Vec<AccessEntry> {
-        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         recent
             .iter()
             .rev()

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::PoisonError;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -35,7 +36,7 @@ fn take(token_id: &str, rate: f64) -> Result<(), u64> {
         return Ok(());
     }
     let burst = rate * 2.0;
-    let mut buckets = buckets().lock().unwrap_or_else(|e| e.into_inner());
+    let mut buckets = buckets().lock().unwrap_or_else(PoisonError::into_inner);
     let now = Instant::now();
     let (tokens, last) = buckets.entry(token_id.to_string()).or_insert((burst, now));
     *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
@@ -116,7 +117,7 @@ impl FailedAuth {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, (f64, Instant)>> {
-        self.table.lock().unwrap_or_else(|e| e.into_inner())
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn seconds_until_one(&self, left: f64) -> u64 {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex};
 
 use crate::auth::ClientKey;
@@ -35,7 +36,7 @@ impl PerClient {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, usize>> {
-        self.open.lock().unwrap_or_else(|e| e.into_inner())
+        self.open.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A place for one more connection from `peer`, or None at its cap.

@@ -1,7 +1,9 @@
 //! What can go wrong in the application layer, by audience: the user's input
 //! (rule errors), a race to retry (conflicts), a missing pathway, or the
-//! operator's problem (storage).
+//! operator's problem (storage). Storage and internal failures keep their
+//! cause as a typed source ([`Failure`]).
 
+use openptl_log::{Failure, LogError};
 use openptl_rules::RuleError;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,12 +43,38 @@ pub enum AppError {
     NotConfigured(String),
     /// The log could not be read or written; the operator must act.
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[source] Failure),
     /// A write failed in a way that leaves unknown whether it was stored:
     /// sending the same events again (same event ids) is safe.
     #[error("storage, outcome unknown: {0}")]
-    OutcomeUnknown(String),
+    OutcomeUnknown(#[source] Failure),
     /// Stored data the rules cannot read: a bug or damage, never the user's fault.
     #[error("internal: {0}")]
-    Internal(String),
+    Internal(#[source] Failure),
+}
+
+impl AppError {
+    /// The log could not be read or written (`what`, and its cause when
+    /// it is a [`Failure`] made with one).
+    pub fn storage(what: impl Into<Failure>) -> AppError {
+        AppError::Storage(what.into())
+    }
+
+    /// Stored data the rules cannot read, or a task that failed: a bug or
+    /// damage.
+    pub fn internal(what: impl Into<Failure>) -> AppError {
+        AppError::Internal(what.into())
+    }
+}
+
+/// A log error as the application's: a storage failure keeps its cause.
+/// (Conflicts are mapped where the batch index is known, in `append`.)
+impl From<LogError> for AppError {
+    fn from(e: LogError) -> AppError {
+        match e {
+            LogError::OutcomeUnknown(f) => AppError::OutcomeUnknown(f),
+            LogError::Storage(f) => AppError::Storage(f),
+            other => AppError::Storage(Failure::caused_by("the event log", other)),
+        }
+    }
 }

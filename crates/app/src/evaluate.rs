@@ -36,7 +36,7 @@ pub fn evaluate_history(
         return Ok(None);
     }
     let effective = effective_events(known).map_err(|e| {
-        AppError::Internal(format!("pathway history no longer fits the rules: {e}"))
+        AppError::internal(format!("pathway history no longer fits the rules: {e}"))
     })?;
     Ok(evaluate(&effective, as_of, config))
 }
@@ -97,13 +97,13 @@ pub(crate) fn current_from(
 /// Decodes one stored record for the rules.
 pub fn decode(r: RecordRef<'_>) -> Result<RecordedEvent, AppError> {
     let event_type = EventType::parse(r.event_type).ok_or_else(|| {
-        AppError::Internal(format!(
+        AppError::internal(format!(
             "position {}: unknown stored event type {}",
             r.position, r.event_type
         ))
     })?;
     let (occurred_on, data) = EventData::decode_payload(event_type, r.schema_version, r.payload)
-        .map_err(|e| AppError::Internal(format!("position {}: {e}", r.position)))?;
+        .map_err(|e| AppError::internal(format!("position {}: {e}", r.position)))?;
     Ok(RecordedEvent {
         event_id: r.event_id,
         version: r.version,

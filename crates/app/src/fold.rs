@@ -90,7 +90,7 @@ pub fn fold_pathways<R: Send>(
 }
 
 fn storage(e: openptl_log::LogError) -> AppError {
-    AppError::Storage(e.to_string())
+    AppError::from(e)
 }
 
 /// Decodes a record onto a history being gathered (`None` once one could
@@ -226,7 +226,7 @@ fn fold_in_pages<R: Send>(
         .into_iter()
         .map(|r| {
             r.ok_or_else(|| {
-                AppError::Internal(format!(
+                AppError::internal(format!(
                     "the log ended at position {} before every pathway's records were read",
                     from - 1
                 ))

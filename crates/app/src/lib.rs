@@ -36,6 +36,7 @@ pub use clock::{london_today, Clock, FixedClock, SystemClock};
 pub use error::AppError;
 pub use evaluate::decode;
 pub use metrics::Metrics;
+pub use openptl_log::Failure;
 pub use problem::{ApiError, Kind, Limited, Problem};
 pub use projection::Projection;
 pub use read::{Amendment, EventView, PathwayQuery, PathwayView};
@@ -59,16 +60,16 @@ const READY_LAG: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Everything a request needs: the log, the rules configuration, the clock.
 pub struct App {
-    pub log: Arc<dyn EventLog>,
-    pub config: Arc<RulesConfig>,
-    pub clock: Arc<dyn Clock>,
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) config: Arc<RulesConfig>,
+    pub(crate) clock: Arc<dyn Clock>,
     /// Every pathway's history and current state, folded from the log.
-    pub projection: Arc<Projection>,
-    pub metrics: Arc<Metrics>,
+    pub(crate) projection: Arc<Projection>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Bearer tokens (who may call the API).
-    pub tokens: Arc<tokens::TokenStore>,
+    pub(crate) tokens: Arc<tokens::TokenStore>,
     /// Reads of patient-level data.
-    pub access_log: Arc<audit::AccessLog>,
+    pub(crate) access_log: Arc<audit::AccessLog>,
     /// Views of a past date or moment re-evaluate every pathway: one at a
     /// time, with at most `past_view_queue` more waiting (see
     /// [`App::with_past_view_queue`]).
@@ -78,9 +79,9 @@ pub struct App {
     /// How long the last past-date view took (ms): the basis of `Retry-After`.
     slow_last_millis: std::sync::atomic::AtomicU64,
     /// Past-date views that may wait for their turn (beyond it: `Busy`).
-    pub past_view_queue: usize,
+    pub(crate) past_view_queue: usize,
     /// Requests per second each token may sustain (0: no limit).
-    pub rate_limit: f64,
+    pub(crate) rate_limit: f64,
     /// Pathway locks (striped): appends to one pathway on this node take turns,
     /// so they check against an up-to-date history instead of racing and
     /// retrying. Other nodes (PostgreSQL mode) are still caught by the log's
@@ -88,9 +89,53 @@ pub struct App {
     pathway_locks: Vec<tokio::sync::Mutex<()>>,
     /// Where `POST /v1/backup` backs the log up (`serve --backup-to`);
     /// `None`: the API does not back up. Never a path from a request.
-    pub backup_to: Option<std::path::PathBuf>,
+    pub(crate) backup_to: Option<std::path::PathBuf>,
     /// Held while a backup through the API runs: one at a time.
     backing_up: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// What the ways in (HTTP, gRPC, the binary) read of the application:
+/// the parts it is made of, never to be replaced from outside.
+impl App {
+    /// The event log.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    /// The rules configuration.
+    pub fn config(&self) -> &Arc<RulesConfig> {
+        &self.config
+    }
+
+    /// The clock ("now" and London's today).
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Every pathway's state, folded from the log (its small public API).
+    pub fn projection(&self) -> &Arc<Projection> {
+        &self.projection
+    }
+
+    /// Counters and gauges for `/metrics`.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Bearer tokens (who may call the API).
+    pub fn tokens(&self) -> &Arc<tokens::TokenStore> {
+        &self.tokens
+    }
+
+    /// Reads of patient-level data.
+    pub fn access_log(&self) -> &Arc<audit::AccessLog> {
+        &self.access_log
+    }
+
+    /// Requests per second each token may sustain (0: no limit).
+    pub fn rate_limit(&self) -> f64 {
+        self.rate_limit
+    }
 }
 
 impl App {
@@ -192,7 +237,7 @@ impl App {
                 None => Err(AppError::NotConfigured(
                     "this store is backed up by its database (PostgreSQL: pg_basebackup and point-in-time recovery; docs/operations.md)".into(),
                 )),
-                Some(Err(e)) => Err(AppError::Storage(e.to_string())),
+                Some(Err(e)) => Err(AppError::from(e)),
                 Some(Ok(report)) => {
                     tracing::info!(
                         position = report.position,
@@ -206,7 +251,7 @@ impl App {
             }
         })
         .await
-        .map_err(|e| AppError::Internal(format!("the backup panicked: {e}")))?
+        .map_err(|e| AppError::internal(format!("the backup panicked: {e}")))?
     }
 
     /// Sets the per-token rate limit (requests per second; 0: none).
@@ -282,7 +327,7 @@ impl App {
         let projection = self.projection.clone();
         tokio::task::spawn_blocking(move || projection.write_snapshot())
             .await
-            .map_err(|e| AppError::Internal(format!("writing the snapshot panicked: {e}")))?
+            .map_err(|e| AppError::internal(format!("writing the snapshot panicked: {e}")))?
     }
 
     /// Waits until the projection has caught up with the log as it is now

@@ -222,13 +222,44 @@ impl Read {
 }
 
 /// Reads a snapshot's header and chunks, checking magic and CRCs.
-pub fn read(path: &Path) -> Result<Read, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+/// Why a snapshot was not used (it is derived: the service folds the log
+/// instead, and says why).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotUsed(String);
+
+impl From<&str> for NotUsed {
+    fn from(why: &str) -> NotUsed {
+        NotUsed(why.to_string())
+    }
+}
+
+impl From<String> for NotUsed {
+    fn from(why: String) -> NotUsed {
+        NotUsed(why)
+    }
+}
+
+impl From<crate::packed::Unreadable> for NotUsed {
+    fn from(e: crate::packed::Unreadable) -> NotUsed {
+        NotUsed(format!("a packed pathway: {e}"))
+    }
+}
+
+impl From<openptl_log::LogError> for NotUsed {
+    fn from(e: openptl_log::LogError) -> NotUsed {
+        NotUsed(e.to_string())
+    }
+}
+
+pub fn read(path: &Path) -> Result<Read, NotUsed> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| NotUsed::from(format!("reading {}: {e}", path.display())))?;
     // The range of the next `n` bytes, moving past them.
     let mut at = 0usize;
-    let mut take = |n: usize| -> Result<std::ops::Range<usize>, String> {
+    let mut take = |n: usize| -> Result<std::ops::Range<usize>, NotUsed> {
         if bytes.len() - at < n {
-            return Err("the file is cut short".to_string());
+            return Err("the file is cut short".into());
         }
         at += n;
         Ok(at - n..at)
@@ -240,8 +271,8 @@ pub fn read(path: &Path) -> Result<Read, String> {
         u32::from_be_bytes(bytes[r].try_into().expect("4 bytes")) as usize
     };
     let n = u32_at(take(4)?);
-    let header: Header =
-        rmp_serde::from_slice(&bytes[take(n)?]).map_err(|e| format!("unreadable header: {e}"))?;
+    let header: Header = rmp_serde::from_slice(&bytes[take(n)?])
+        .map_err(|e| NotUsed::from(format!("unreadable header: {e}")))?;
     let mut ranges = Vec::new();
     loop {
         let n = u32_at(take(4)?);
@@ -251,7 +282,7 @@ pub fn read(path: &Path) -> Result<Read, String> {
         let chunk = take(n)?;
         let crc = u32_at(take(4)?) as u32;
         if crc32c::crc32c(&bytes[chunk.clone()]) != crc {
-            return Err(format!("chunk {} fails its CRC", ranges.len() + 1));
+            return Err(format!("chunk {} fails its CRC", ranges.len() + 1).into());
         }
         ranges.push(chunk);
     }
@@ -263,8 +294,8 @@ pub fn read(path: &Path) -> Result<Read, String> {
 }
 
 /// Decodes one chunk of pathways.
-pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<StoredPathway<'_>>, String> {
-    rmp_serde::from_slice(bytes).map_err(|e| format!("unreadable chunk: {e}"))
+pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<StoredPathway<'_>>, NotUsed> {
+    rmp_serde::from_slice(bytes).map_err(|e| NotUsed::from(format!("unreadable chunk: {e}")))
 }
 
 #[cfg(test)]
@@ -313,7 +344,7 @@ mod tests {
         let n = bytes.len();
         bytes[n - 8] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
-        assert!(super::read(&path).unwrap_err().contains("CRC"));
+        assert!(super::read(&path).unwrap_err().to_string().contains("CRC"));
         std::fs::write(&path, &bytes[..n / 2]).unwrap();
         assert!(super::read(&path).is_err());
     }

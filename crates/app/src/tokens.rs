@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::PoisonError;
 use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::access::{Principal, Role, TrustScope};
+use openptl_log::Failure;
 
 /// One token, as stored (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +80,7 @@ pub enum TokenError {
     #[error("no token with id {0}")]
     NotFound(String),
     #[error("the token store could not be written: {0}")]
-    Storage(String),
+    Storage(#[source] Failure),
 }
 
 /// The tokens file's format version, written as its `version` field. A
@@ -168,7 +170,7 @@ impl TokenStore {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Loaded> {
-        self.loaded.lock().unwrap_or_else(|e| e.into_inner())
+        self.loaded.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Re-reads the file if it changed (checked at most once a second unless forced).
@@ -188,23 +190,29 @@ impl TokenStore {
         let tokens = match std::fs::read(path) {
             Ok(bytes) => {
                 let not_tokens = |e: serde_json::Error| {
-                    TokenError::Storage(format!("{} is not a token file: {e}", path.display()))
+                    TokenError::Storage(Failure::caused_by(
+                        format!("{} is not a token file", path.display()),
+                        e,
+                    ))
                 };
                 let versioned: Versioned = serde_json::from_slice(&bytes).map_err(not_tokens)?;
                 if versioned.version > TOKENS_FORMAT {
-                    return Err(TokenError::Storage(format!(
+                    return Err(TokenError::Storage(Failure::new(format!(
                         "{} is a tokens file of format version {}, written by a newer OpenPTL (this binary reads version {TOKENS_FORMAT}): run that version or a later one; the file is left as it is",
                         path.display(),
                         versioned.version
-                    )));
+                    ))));
                 }
-                let file: TokenFile = serde_json::from_slice(&bytes).map_err(|e| {
-                    TokenError::Storage(format!("{} is not a token file: {e}", path.display()))
-                })?;
+                let file: TokenFile = serde_json::from_slice(&bytes).map_err(not_tokens)?;
                 file.tokens.into_iter().map(|t| (t.id.clone(), t)).collect()
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(TokenError::Storage(format!("{}: {e}", path.display()))),
+            Err(e) => {
+                return Err(TokenError::Storage(Failure::caused_by(
+                    path.display().to_string(),
+                    e,
+                )))
+            }
         };
         loaded.tokens = tokens;
         loaded.modified = modified;
@@ -223,9 +231,12 @@ impl TokenStore {
             .truncate(false)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| TokenError::Storage(format!("{}: {e}", lock_path.display())))?;
-        file.lock()
-            .map_err(|e| TokenError::Storage(format!("{}: {e}", lock_path.display())))?;
+            .map_err(|e| {
+                TokenError::Storage(Failure::caused_by(lock_path.display().to_string(), e))
+            })?;
+        file.lock().map_err(|e| {
+            TokenError::Storage(Failure::caused_by(lock_path.display().to_string(), e))
+        })?;
         Ok(Some(file))
     }
 
@@ -237,10 +248,12 @@ impl TokenStore {
             version: TOKENS_FORMAT,
             tokens: tokens.values().cloned().collect(),
         };
-        let bytes =
-            serde_json::to_vec_pretty(&file).map_err(|e| TokenError::Storage(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&file)
+            .map_err(|e| TokenError::Storage(Failure::caused_by("the tokens file", e)))?;
         let tmp = path.with_extension("json.tmp");
-        let storage = |e: std::io::Error| TokenError::Storage(format!("{}: {e}", path.display()));
+        let storage = |e: std::io::Error| {
+            TokenError::Storage(Failure::caused_by(path.display().to_string(), e))
+        };
         {
             use std::io::Write;
             let mut options = std::fs::OpenOptions::new();

@@ -377,7 +377,7 @@ impl App {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| AppError::Internal("the slow-view gate closed".into()))?;
+            .map_err(|_| AppError::internal("the slow-view gate closed"))?;
         let config = self.config.clone();
         let log = self.log.clone();
         let runtime = tokio::runtime::Handle::current();
@@ -391,7 +391,7 @@ impl App {
             evaluate_all(&snapshot, log.as_ref(), &runtime, as_of, known_at, &config)
         })
         .await
-        .map_err(|e| AppError::Internal(format!("evaluating a past view failed: {e}")))?;
+        .map_err(|e| AppError::internal(format!("evaluating a past view failed: {e}")))?;
         self.slow_last_millis.store(
             u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,

@@ -125,13 +125,13 @@ async fn a_log_that_fails_a_read_never_hangs_the_projection() {
         app.append(batch, &system, true).await.unwrap();
     }
     assert!(app.caught_up(Duration::from_secs(60)).await);
-    let (open_before, _) = app.projection.counts();
+    let (open_before, _) = app.projection().counts();
     assert_eq!(open_before, 3000);
 
     // The log fails its reads; a new day makes the runner read every pathway.
     log.failing.store(true, Ordering::SeqCst);
     *clock.0.lock().unwrap() = "2025-04-02T12:00:00Z".parse().unwrap();
-    let projection = app.projection.clone();
+    let projection = app.projection().clone();
     eventually("the failure is reported", || projection.failure().is_some()).await;
     assert!(
         !app.ready(),
@@ -139,7 +139,7 @@ async fn a_log_that_fails_a_read_never_hangs_the_projection() {
     );
     // Views still answer from what the projection holds (off the runtime:
     // a hang must fail the test, not stall it).
-    let reading = app.projection.clone();
+    let reading = app.projection().clone();
     let held = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::task::spawn_blocking(move || reading.counts().0),
@@ -153,5 +153,5 @@ async fn a_log_that_fails_a_read_never_hangs_the_projection() {
     log.failing.store(false, Ordering::SeqCst);
     let ready = app.clone();
     eventually("the projection recovers", || ready.ready()).await;
-    assert!(app.projection.failure().is_none());
+    assert!(app.projection().failure().is_none());
 }

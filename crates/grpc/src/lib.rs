@@ -378,7 +378,7 @@ impl OpenPtl for Service {
                 })
             })
             .collect::<Result<Vec<_>, Unmappable>>()
-            .map_err(|e| app_status(AppError::Internal(e.0)))?;
+            .map_err(|e| app_status(AppError::internal(e.0)))?;
         Ok(Response::new(ReadStreamResponse { events }))
     }
 
@@ -485,7 +485,11 @@ async fn token_ends(app: &App, secret: &str) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if app.tokens.authenticate(secret, app.clock.now()).is_none() {
+        if app
+            .tokens()
+            .authenticate(secret, app.clock().now())
+            .is_none()
+        {
             return;
         }
     }
@@ -501,7 +505,7 @@ async fn follow(
     tx: tokio::sync::mpsc::Sender<Result<StoredEvent, Status>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut subscription = Subscription::from(app.log.clone(), after + 1, SUBSCRIPTION_PAGE);
+    let mut subscription = Subscription::from(app.log().clone(), after + 1, SUBSCRIPTION_PAGE);
     loop {
         let batch = tokio::select! {
             batch = subscription.next() => batch,
@@ -512,16 +516,18 @@ async fn follow(
             Ok(Some(batch)) => batch.records,
             Ok(None) => return,
             Err(e) => {
-                let _ = tx
-                    .send(Err(app_status(AppError::Storage(e.to_string()))))
-                    .await;
+                let _ = tx.send(Err(app_status(AppError::from(e)))).await;
                 return;
             }
         };
         let Some(last) = records.last().map(|r| r.position) else {
             continue;
         };
-        while !app.projection.wait_for(last, Duration::from_secs(5)).await {
+        while !app
+            .projection()
+            .wait_for(last, Duration::from_secs(5))
+            .await
+        {
             if tx.is_closed() {
                 return;
             }
@@ -556,10 +562,10 @@ async fn stored_event(
     // A correction's new data is typed by the event it corrects.
     let corrected = match corrected_id(&data) {
         Some(id) => app
-            .log
+            .log()
             .find_event(id)
             .await
-            .map_err(|e| AppError::Storage(e.to_string()))?
+            .map_err(AppError::from)?
             .map(|r| r.event_type),
         None => None,
     };
@@ -573,7 +579,7 @@ async fn stored_event(
         actor: record.actor.clone(),
         data: Some(
             data_from_json(event_type, &data, corrected.as_deref())
-                .map_err(|e| AppError::Internal(e.0))?,
+                .map_err(|e| AppError::internal(e.0))?,
         ),
     })
 }

@@ -41,7 +41,7 @@ fn token_error(e: TokenError) -> ApiError {
     match e {
         TokenError::Invalid(problem) => invalid("token", problem),
         TokenError::NotFound(_) => ApiError::NotFound,
-        TokenError::Storage(s) => ApiError::App(AppError::Storage(s)),
+        TokenError::Storage(f) => ApiError::App(AppError::Storage(f)),
     }
 }
 
@@ -68,11 +68,11 @@ pub async fn create_token(
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let mut new: NewToken = serde_json::from_value(value)
         .map_err(|e| invalid("token", format!("is not a token request: {e}")))?;
-    let now = app.clock.now();
+    let now = app.clock().now();
     if new.expires_at.is_none() {
         new.expires_at = Some(now + Duration::days(DEFAULT_EXPIRY_DAYS));
     }
-    let (record, secret) = app.tokens.create(new, now).map_err(token_error)?;
+    let (record, secret) = app.tokens().create(new, now).map_err(token_error)?;
     tracing::info!(by = %principal.actor, token = %record.id, "token created through the API");
     Ok((
         StatusCode::CREATED,
@@ -87,7 +87,7 @@ pub async fn list_tokens(
     Auth(principal): Auth,
 ) -> Result<Response, HttpError> {
     admin_only(&principal)?;
-    Ok(Json(json!({ "tokens": app.tokens.list() })).into_response())
+    Ok(Json(json!({ "tokens": app.tokens().list() })).into_response())
 }
 
 /// `DELETE /v1/tokens/{id}` (admin): revokes at once.
@@ -98,8 +98,8 @@ pub async fn revoke_token(
 ) -> Result<Response, HttpError> {
     admin_only(&principal)?;
     let record = app
-        .tokens
-        .revoke(&id, app.clock.now())
+        .tokens()
+        .revoke(&id, app.clock().now())
         .map_err(token_error)?;
     tracing::info!(by = %principal.actor, token = %id, "token revoked through the API");
     Ok(Json(json!({ "record": record })).into_response())
@@ -148,7 +148,7 @@ pub async fn audit(
             .filter(|n| (1..=10_000).contains(n))
             .ok_or_else(|| invalid("limit", "must be a whole number from 1 to 10000"))?,
     };
-    let entries = app.access_log.recent(
+    let entries = app.access_log().recent(
         params.get("actor").map(String::as_str),
         params.get("pathway_id").map(String::as_str),
         limit,
@@ -204,14 +204,14 @@ pub async fn sign_in(
     // Each sign-in rewrites (and fsyncs) tokens.json: bounded by the
     // token's rate limit, as every other request with it is.
     crate::auth::rate_limit(&app, &record.id)?;
-    let principal = record.principal(&app.config.alliances);
+    let principal = record.principal(&app.config().alliances);
     // The cookie holds a session token of its own (12 hours, ended at
     // sign-out), never the token the user was given.
     let (session, secret) = app
-        .tokens
+        .tokens()
         .create_session(
             &record,
-            app.clock.now(),
+            app.clock().now(),
             Duration::seconds(i64::from(SESSION_SECONDS)),
         )
         .map_err(token_error)?;
@@ -243,7 +243,7 @@ pub async fn sign_out(
         crate::auth::same_site(&parts)?;
         // A cookie that no longer works is simply cleared.
         if let Ok(record) = check_secret(&app, &failures, client, &secret) {
-            if app.tokens.end_session(&record.id).map_err(token_error)? {
+            if app.tokens().end_session(&record.id).map_err(token_error)? {
                 tracing::info!(session = %record.id, "signed out");
             }
         }

@@ -77,13 +77,13 @@ pub async fn stylesheet() -> Response {
 /// of the configured alliances and of the PTL, codes, worklists, sorts).
 pub async fn meta(State(app): State<Arc<App>>, Auth(principal): Auth) -> Response {
     let mut trusts: Vec<String> = app
-        .config
+        .config()
         .alliances
         .values()
         .flatten()
         .map(|t| t.as_str().to_string())
         .collect();
-    trusts.extend(app.projection.ptl_trusts());
+    trusts.extend(app.projection().ptl_trusts());
     trusts.retain(|t| principal.trusts.covers(t));
     trusts.sort();
     trusts.dedup();
@@ -91,7 +91,7 @@ pub async fn meta(State(app): State<Arc<App>>, Auth(principal): Auth) -> Respons
         "actor": principal.actor,
         "role": principal.role.as_str(),
         "trusts": trusts,
-        "alliances": app.config.alliances.keys().collect::<Vec<_>>(),
+        "alliances": app.config().alliances.keys().collect::<Vec<_>>(),
         "tumour_sites": TumourSite::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         "routes": Route::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
         "bands": WaitBand::ALL.iter().map(|b| b.as_str()).collect::<Vec<_>>(),

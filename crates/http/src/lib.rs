@@ -121,17 +121,17 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     let ready = app.ready();
     let status = if ready {
         "ready"
-    } else if app.log.damage().is_some() {
+    } else if app.log().damage().is_some() {
         "log_damaged"
-    } else if app.log.unavailable().is_some() {
+    } else if app.log().unavailable().is_some() {
         "log_unavailable"
     } else {
         "catching_up"
     };
     let body = json!({
         "status": status,
-        "log_position": app.log.head(),
-        "projected_position": app.projection.position(),
+        "log_position": app.log().head(),
+        "projected_position": app.projection().position(),
     });
     let status = if ready {
         StatusCode::OK
@@ -199,7 +199,7 @@ async fn observe(
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
-    let m = &app.metrics;
+    let m = &app.metrics();
     m.http_duration
         .with_label_values(&[&route])
         .observe(elapsed.as_secs_f64());
@@ -243,7 +243,7 @@ async fn post_events(
         Err(e) => Err(e),
     };
     if let Err(e) = &result {
-        app.metrics
+        app.metrics()
             .append_errors
             .with_label_values(&[e.0.code()])
             .inc();

@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use openptl_app::Failure;
 use openptl_app::{App, AppError, Cursor, PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
 use openptl_rules::{ClockKind, OdsCode, Period, Rag, Route, TumourSite, WaitBand};
 use serde_json::json;
@@ -131,12 +132,12 @@ pub(crate) fn trusts(app: &App, params: &Params) -> Result<TrustFilter, ApiError
     let mut set: Option<HashSet<String>> =
         (!listed.is_empty()).then(|| listed.into_iter().collect());
     if let Some(name) = params.get("alliance") {
-        let members = app.config.alliances.get(name).ok_or_else(|| {
+        let members = app.config().alliances.get(name).ok_or_else(|| {
             invalid(
                 "alliance",
                 format!(
                     "must name a configured alliance: {}",
-                    app.config
+                    app.config()
                         .alliances
                         .keys()
                         .map(|k| format!("`{k}`"))
@@ -531,7 +532,7 @@ pub(crate) fn with_position(
     position: u64,
 ) -> Result<serde_json::Value, ApiError> {
     let mut body = serde_json::to_value(report)
-        .map_err(|e| ApiError::App(AppError::Internal(e.to_string())))?;
+        .map_err(|e| ApiError::App(AppError::Internal(Failure::caused_by("a report", e))))?;
     body["position"] = json!(position);
     Ok(body)
 }

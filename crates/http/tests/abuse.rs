@@ -4,6 +4,8 @@
 //! leak nothing across trusts; NHS numbers are masked on every surface for
 //! roles that must not see them; past-date views queue boundedly.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -11,42 +13,22 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
 use openptl_app::access::Role;
-use openptl_app::tokens::NewToken;
-use openptl_app::{App, FixedClock};
+use openptl_app::App;
 use openptl_http::FailedAuth;
 use openptl_log::MemoryLog;
-use openptl_rules::RulesConfig;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use support::{request, token};
 
 const NHS: &str = "9434765919";
 
 fn new_app() -> Arc<App> {
-    let now = "2025-04-07T12:00:00Z".parse().unwrap();
-    Arc::new(App::new(
-        Arc::new(MemoryLog::new()),
-        RulesConfig::defaults(),
-        Arc::new(FixedClock(now)),
-    ))
+    Arc::new(new_app_unshared())
 }
 
-fn token(app: &App, role: Role, trusts: &[&str], alliance: Option<&str>, label: &str) -> String {
-    let (_, secret) = app
-        .tokens
-        .create(
-            NewToken {
-                role,
-                trusts: trusts.iter().map(|t| t.to_string()).collect(),
-                alliance: alliance.map(str::to_string),
-                label: Some(label.into()),
-                expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
-            },
-            app.clock.now(),
-        )
-        .unwrap();
-    secret
+/// The app of `new_app`, not yet shared, to be configured further.
+fn new_app_unshared() -> App {
+    support::app_at("2025-04-07T12:00:00Z", Arc::new(MemoryLog::new()))
 }
 
 struct Answer {
@@ -56,31 +38,12 @@ struct Answer {
 }
 
 async fn send(router: &Router, request: Request<Body>) -> Answer {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let reply = support::send(router, request).await;
     Answer {
-        status,
-        headers,
-        body,
+        status: reply.status,
+        body: reply.json_or_text(),
+        headers: reply.headers,
     }
-}
-
-fn request(method: &str, uri: &str, bearer: Option<&str>, body: Option<&Value>) -> Request<Body> {
-    let mut r = Request::builder().method(method).uri(uri);
-    if let Some(t) = bearer {
-        r = r.header("authorization", format!("Bearer {t}"));
-    }
-    match body {
-        Some(b) => r
-            .header("content-type", "application/json")
-            .body(Body::from(b.to_string())),
-        None => r.body(Body::empty()),
-    }
-    .unwrap()
 }
 
 fn from(mut request: Request<Body>, addr: &str) -> Request<Body> {
@@ -282,13 +245,13 @@ async fn ended_tokens_still_polling_do_not_lock_out_an_address() {
     // an expiry is the same), and it goes on polling.
     let session = sign_in(&router, &old).await;
     let old_id = app
-        .tokens
+        .tokens()
         .list()
         .into_iter()
         .find(|t| t.label == "old" && t.parent.is_none())
         .unwrap()
         .id;
-    app.tokens.revoke(&old_id, app.clock.now()).unwrap();
+    app.tokens().revoke(&old_id, app.clock().now()).unwrap();
     for _ in 0..10 {
         for secret in [&session, &old] {
             let a = send(
@@ -328,16 +291,8 @@ async fn ended_tokens_still_polling_do_not_lock_out_an_address() {
 
 #[tokio::test]
 async fn sign_ins_take_from_the_tokens_rate_limit() {
-    let now = "2025-04-07T12:00:00Z".parse().unwrap();
     // One request a second, bursts of two.
-    let app = Arc::new(
-        App::new(
-            Arc::new(MemoryLog::new()),
-            RulesConfig::defaults(),
-            Arc::new(FixedClock(now)),
-        )
-        .with_rate_limit(1.0),
-    );
+    let app = Arc::new(new_app_unshared().with_rate_limit(1.0));
     let jane = token(&app, Role::Coordinator, &["RXH"], None, "jane");
     let router = openptl_http::router(app.clone());
     let body = json!({ "token": jane });
@@ -351,7 +306,7 @@ async fn sign_ins_take_from_the_tokens_rate_limit() {
     assert!(a.headers.contains_key("retry-after"));
     // Refused before a session was made: two sessions, not three.
     let sessions = app
-        .tokens
+        .tokens()
         .list()
         .into_iter()
         .filter(|t| t.parent.is_some())
@@ -684,15 +639,7 @@ async fn cookie_writes_from_another_site_are_refused() {
 
 #[tokio::test]
 async fn past_date_views_queue_boundedly() {
-    let now = "2025-04-07T12:00:00Z".parse().unwrap();
-    let app = Arc::new(
-        App::new(
-            Arc::new(MemoryLog::new()),
-            RulesConfig::defaults(),
-            Arc::new(FixedClock(now)),
-        )
-        .with_past_view_queue(0),
-    );
+    let app = Arc::new(new_app_unshared().with_past_view_queue(0));
     let admin = token(&app, Role::Admin, &[], None, "admin");
     let router = openptl_http::router(app.clone());
     let (status, body) = post(&router, &admin, &referral("P1", "RXH")).await;

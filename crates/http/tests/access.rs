@@ -2,19 +2,19 @@
 //! cell asserted (a pathway of another trust is 404, not 403, so existence is
 //! not leaked), token expiry and revocation, masking, and the access log.
 
+mod support;
+
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
 use axum::Router;
-use http_body_util::BodyExt;
 use openptl_app::access::Role;
 use openptl_app::tokens::NewToken;
-use openptl_app::{App, FixedClock};
+use openptl_app::App;
 use openptl_log::MemoryLog;
-use openptl_rules::RulesConfig;
 use serde_json::{json, Value};
-use tower::ServiceExt;
+use support::{request, token};
 
 const NHS: &str = "9434765919";
 
@@ -25,23 +25,6 @@ struct World {
     tokens: Vec<(&'static str, Option<String>)>,
 }
 
-fn token(app: &App, role: Role, trusts: &[&str], alliance: Option<&str>, label: &str) -> String {
-    let (_, secret) = app
-        .tokens
-        .create(
-            NewToken {
-                role,
-                trusts: trusts.iter().map(|t| t.to_string()).collect(),
-                alliance: alliance.map(str::to_string),
-                label: Some(label.into()),
-                expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
-            },
-            app.clock.now(),
-        )
-        .unwrap();
-    secret
-}
-
 async fn call(
     router: &Router,
     token: Option<&str>,
@@ -49,23 +32,8 @@ async fn call(
     uri: &str,
     body: Option<&Value>,
 ) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        request = request.header("authorization", format!("Bearer {t}"));
-    }
-    let request = match body {
-        Some(b) => request
-            .header("content-type", "application/json")
-            .body(Body::from(b.to_string())),
-        None => request.body(Body::empty()),
-    }
-    .unwrap();
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, value)
+    let reply = support::send(router, request(method, uri, token, body)).await;
+    (reply.status, reply.json_or_text())
 }
 
 fn referral(id: &str, trust: &str) -> Value {
@@ -78,12 +46,11 @@ fn note(id: &str) -> Value {
 }
 
 async fn world() -> World {
-    let now = "2025-04-07T12:00:00Z".parse().unwrap();
-    let app = Arc::new(App::new(
+    let app = Arc::new(support::app_at(
+        "2025-04-07T12:00:00Z",
         Arc::new(MemoryLog::new()),
-        RulesConfig::defaults(),
-        Arc::new(FixedClock(now)),
     ));
+    let now = app.clock().now();
     let admin = token(&app, Role::Admin, &[], None, "admin");
     // The matrix presents expired and revoked tokens on every endpoint from
     // one (unknown) address: the per-address failure limit is off here
@@ -105,7 +72,7 @@ async fn world() -> World {
     let (status, body) = call(&router, Some(&admin), "POST", "/v1/events", Some(&setup)).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (expired, _) = app
-        .tokens
+        .tokens()
         .create(
             NewToken {
                 role: Role::Coordinator,
@@ -119,7 +86,7 @@ async fn world() -> World {
         .map(|(r, s)| (s, r))
         .unwrap();
     let revoked_secret = token(&app, Role::Coordinator, &["RXH"], None, "revoked");
-    let revoked_id = app.tokens.authenticate(&revoked_secret, now).unwrap().id;
+    let revoked_id = app.tokens().authenticate(&revoked_secret, now).unwrap().id;
     let (status, _) = call(
         &router,
         Some(&admin),
@@ -574,12 +541,17 @@ async fn tokens_are_issued_and_revoked_through_the_api() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
     }
     // The dashboard's sign-in sets an HttpOnly cookie that works like the header.
-    let request = Request::post("/v1/session")
-        .header("content-type", "application/json")
-        .body(Body::from(json!({ "token": admin }).to_string()))
-        .unwrap();
-    let response = w.router.clone().oneshot(request).await.unwrap();
-    let cookie = response.headers()["set-cookie"]
+    let signed_in = support::send(
+        &w.router,
+        support::request(
+            "POST",
+            "/v1/session",
+            None,
+            Some(&json!({ "token": admin })),
+        ),
+    )
+    .await;
+    let cookie = signed_in.headers["set-cookie"]
         .to_str()
         .unwrap()
         .to_string();
@@ -588,12 +560,12 @@ async fn tokens_are_issued_and_revoked_through_the_api() {
         "{cookie}"
     );
     let pair = cookie.split(';').next().unwrap().to_string();
-    let request = Request::get("/v1/ptl")
+    let request = axum::http::Request::get("/v1/ptl")
         .header("cookie", pair)
         .body(Body::empty())
         .unwrap();
     assert_eq!(
-        w.router.clone().oneshot(request).await.unwrap().status(),
+        support::send(&w.router, request).await.status,
         StatusCode::OK
     );
     let _ = &w.app;

@@ -9,34 +9,18 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
-use openptl_app::{App, FixedClock};
 use openptl_log::MemoryLog;
-use openptl_rules::RulesConfig;
 use serde_json::{json, Value};
-use support::authorised;
-use tower::ServiceExt;
+use support::{app_at, authorised, event};
 
 fn spawn_app() -> Router {
-    let now = "2026-06-30T12:00:00Z".parse().unwrap();
-    let app = App::new(
-        Arc::new(MemoryLog::new()),
-        RulesConfig::defaults(),
-        Arc::new(FixedClock(now)),
-    );
-    authorised(app)
+    authorised(app_at("2026-06-30T12:00:00Z", Arc::new(MemoryLog::new())))
 }
 
+/// Every body is JSON (or empty).
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, Value) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("every body is JSON")
-    };
-    (status, body)
+    let reply = support::send(app, request).await;
+    (reply.status, reply.json())
 }
 
 async fn post_raw(app: &Router, body: &str) -> (StatusCode, Value) {
@@ -60,10 +44,6 @@ fn referral(pathway: &str) -> Value {
         "pathway_id": pathway, "type": "referral_received", "occurred_on": "2025-03-03",
         "data": { "nhs_number": "943 476 5919", "trust": "RXH", "tumour_site": "lower_gi", "route": "urgent_suspected_cancer" }
     })
-}
-
-fn event(pathway: &str, event_type: &str, on: &str, data: Value) -> Value {
-    json!({ "pathway_id": pathway, "type": event_type, "occurred_on": on, "data": data })
 }
 
 fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, code: &str) {
@@ -554,12 +534,7 @@ async fn a_version_1_event_reads_through_the_upcaster_and_replays() {
         },
     ];
     log.append(records).await.unwrap();
-    let now = "2026-06-30T12:00:00Z".parse().unwrap();
-    let app = authorised(App::new(
-        log,
-        RulesConfig::defaults(),
-        Arc::new(FixedClock(now)),
-    ));
+    let app = authorised(app_at("2026-06-30T12:00:00Z", log));
     let (status, view) = get(&app, "/v1/pathways/V1-1?as_of=2025-03-25&min_position=2").await;
     assert_eq!(status, StatusCode::OK, "{view}");
     assert_eq!(view["clocks"]["d31"]["start"], "2025-03-20");

@@ -9,29 +9,17 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
-use openptl_app::{App, FixedClock};
 use openptl_log::MemoryLog;
-use openptl_rules::RulesConfig;
 use serde_json::{json, Value};
-use support::authorised;
-use tower::ServiceExt;
+use support::{app_at, authorised};
 
 fn spawn_app() -> Router {
-    let now = "2025-04-07T12:00:00Z".parse().unwrap();
-    let app = App::new(
-        Arc::new(MemoryLog::new()),
-        RulesConfig::defaults(),
-        Arc::new(FixedClock(now)),
-    );
-    authorised(app)
+    authorised(app_at("2025-04-07T12:00:00Z", Arc::new(MemoryLog::new())))
 }
 
 async fn call(app: &Router, request: Request<Body>) -> (StatusCode, String) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
+    let reply = support::send(app, request).await;
+    (reply.status, reply.text())
 }
 
 async fn post(app: &Router, body: Value) -> StatusCode {

@@ -28,32 +28,23 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
 use openptl_app::{App, FixedClock};
 use openptl_log::{EventLog, MemoryLog};
 use openptl_rules::RulesConfig;
 use serde_json::{json, Value};
-use support::authorised;
-use tower::ServiceExt;
+use support::{app_at, authorised};
 
 const NHS: &str = "943 476 5919";
 
+const NOW: &str = "2025-04-07T12:00:00Z";
+
 fn app_on(log: Arc<dyn EventLog>) -> Router {
-    let now = "2025-04-07T12:00:00Z".parse().unwrap();
-    let app = App::new(log, RulesConfig::defaults(), Arc::new(FixedClock(now)));
-    authorised(app)
+    authorised(app_at(NOW, log))
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String, Vec<u8>) {
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, content_type, bytes.to_vec())
+    let reply = support::send(app, request).await;
+    (reply.status, reply.content_type(), reply.body)
 }
 
 async fn get(app: &Router, uri: &str) -> Value {
@@ -90,9 +81,7 @@ async fn post(app: &Router, events: Vec<Value>) -> Value {
     body
 }
 
-fn ev(pathway: &str, event_type: &str, on: &str, data: Value) -> Value {
-    json!({ "pathway_id": pathway, "type": event_type, "occurred_on": on, "data": data })
-}
+use support::event as ev;
 
 fn referral(pathway: &str, on: &str, trust: &str, site: &str, route: &str) -> Value {
     ev(
@@ -1050,7 +1039,7 @@ async fn all_pathways(app: &Router) -> Vec<Value> {
 async fn a_projection_restored_from_a_snapshot_equals_a_rebuilt_one() {
     let dir = tempfile::tempdir().unwrap();
     let snapshot = dir.path().join("projection.snapshot");
-    let now = "2025-04-07T12:00:00Z".parse().unwrap();
+    let now = NOW.parse().unwrap();
     let open = |log: Arc<dyn EventLog>| {
         App::open(
             log,
@@ -1061,7 +1050,7 @@ async fn a_projection_restored_from_a_snapshot_equals_a_rebuilt_one() {
     };
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
     let first = open(log.clone());
-    let projection = first.projection.clone();
+    let projection = first.projection().clone();
     let live = authorised(first);
     post(&live, fixture()).await;
     // Two writers at once (the periodic one and the one at shutdown) take
@@ -1110,7 +1099,7 @@ async fn a_projection_restored_from_a_snapshot_equals_a_rebuilt_one() {
     let at = format!("as_of=2025-04-07&min_position={head}");
 
     let restored_app = open(log.clone());
-    let restored_projection = restored_app.projection.clone();
+    let restored_projection = restored_app.projection().clone();
     let restored = authorised(restored_app);
     assert_eq!(all_views(&restored, &at).await, all_views(&live, &at).await);
     assert_eq!(all_pathways(&restored).await, all_pathways(&live).await);
@@ -1130,7 +1119,7 @@ async fn a_projection_restored_from_a_snapshot_equals_a_rebuilt_one() {
             snapshot,
             preload,
         );
-        let projection = app.projection.clone();
+        let projection = app.projection().clone();
         (authorised(app), projection)
     };
     let (restored_later, restored_later_projection) = later(Some(snapshot.clone()));
@@ -1148,7 +1137,7 @@ async fn a_projection_restored_from_a_snapshot_equals_a_rebuilt_one() {
     let plain = app_on(other.clone());
     post(&plain, fixture()).await;
     let other_app = open(other);
-    let other_projection = other_app.projection.clone();
+    let other_projection = other_app.projection().clone();
     let other_router = authorised(other_app);
     let at = "as_of=2025-04-07&min_position=1";
     assert_eq!(
@@ -1234,13 +1223,9 @@ async fn the_dashboard_is_served_with_security_headers() {
         ("/assets/app.js", "text/javascript"),
         ("/assets/app.css", "text/css"),
     ] {
-        let response = app
-            .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        let headers = response.headers();
+        let reply = support::send(&app, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        let headers = &reply.headers;
         assert!(
             headers["content-type"]
                 .to_str()
@@ -1687,10 +1672,9 @@ async fn the_fit_view_refuses_bad_input_with_the_field() {
 #[tokio::test]
 async fn the_fit_view_counts_only_the_callers_trusts() {
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-    let now = "2025-04-07T12:00:00Z".parse().unwrap();
-    let app = App::new(log, RulesConfig::defaults(), Arc::new(FixedClock(now)));
+    let app = app_at(NOW, log);
     let rhm = "openptl-test-rhm-manager-0001";
-    app.tokens
+    app.tokens()
         .create_with_secret(
             openptl_app::tokens::NewToken {
                 role: openptl_app::access::Role::Manager,
@@ -1781,13 +1765,9 @@ async fn the_fit_below_10_worklist_says_how_far_the_colonoscopy_went() {
 async fn the_fit_page_and_its_script_are_served_with_security_headers() {
     let (app, _) = loaded().await;
     for (path, content_type) in [("/fit", "text/html"), ("/assets/fit.js", "text/javascript")] {
-        let response = app
-            .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK, "{path}");
-        let headers = response.headers();
+        let reply = support::send(&app, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        let headers = &reply.headers;
         assert!(
             headers["content-type"]
                 .to_str()

@@ -9,6 +9,7 @@
 //! replay, a different one a conflict).
 
 pub mod anchor;
+mod failure;
 mod memory;
 pub mod postgres;
 pub mod segment;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use anchor::{Anchor, ChainHead};
+pub use failure::Failure;
 pub use memory::{apply_plan, check_verbatim, plan_batch, MemoryLog, Planned};
 pub use postgres::PgLog;
 pub use segment::SegmentLog;
@@ -196,12 +198,25 @@ pub enum LogError {
     #[error("record {index} of the batch reuses event id {event_id} with different content")]
     DuplicateEventId { index: usize, event_id: Uuid },
     #[error("storage failure: {0}")]
-    Storage(String),
+    Storage(#[source] Failure),
     /// The write failed in a way that leaves unknown whether the batch was
     /// stored (a cut that failed, a commit whose answer was lost): retrying
     /// with the same event ids is safe, they are recorded once.
     #[error("storage failure, outcome unknown: {0}")]
-    OutcomeUnknown(String),
+    OutcomeUnknown(#[source] Failure),
+}
+
+impl LogError {
+    /// A storage failure (`what`, and its cause if it is a [`Failure`]
+    /// made with one).
+    pub fn storage(what: impl Into<Failure>) -> LogError {
+        LogError::Storage(what.into())
+    }
+
+    /// A write whose outcome is unknown.
+    pub fn outcome_unknown(what: impl Into<Failure>) -> LogError {
+        LogError::OutcomeUnknown(what.into())
+    }
 }
 
 /// Sizes for metrics; `None` where a backend cannot tell.

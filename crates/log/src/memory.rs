@@ -2,7 +2,7 @@
 //! by tests and as the model the durable implementations are checked against.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -40,7 +40,7 @@ impl Copied {
         position
             .checked_sub(1)
             .and_then(|i| self.0.get(i as usize))
-            .ok_or_else(|| LogError::Storage(format!("position {position} is not stored")))
+            .ok_or_else(|| LogError::storage(format!("position {position} is not stored")))
     }
 }
 
@@ -184,7 +184,7 @@ pub fn check_verbatim(
     let mut ids: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     for (index, r) in records.iter().enumerate() {
         if r.position != head + 1 + index as u64 {
-            return Err(LogError::Storage(format!(
+            return Err(LogError::storage(format!(
                 "verbatim record {index} has position {}, the log expects {}",
                 r.position,
                 head + 1 + index as u64
@@ -274,7 +274,7 @@ pub enum Planned {
 #[async_trait]
 impl EventLog for MemoryLog {
     async fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Appended>, LogError> {
-        let mut state = self.state.lock().expect("memory log lock");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let plan = plan_batch(
             &batch,
             |stream| state.streams.get(stream).map_or(0, |v| v.len() as u64),
@@ -301,7 +301,7 @@ impl EventLog for MemoryLog {
     }
 
     async fn append_verbatim(&self, records: Vec<StoredRecord>) -> Result<(), LogError> {
-        let mut state = self.state.lock().expect("memory log lock");
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         check_verbatim(
             &records,
             state.records.len() as u64,
@@ -318,7 +318,7 @@ impl EventLog for MemoryLog {
     }
 
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
-        let state = self.state.lock().expect("memory log lock");
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(state
             .streams
             .get(stream_id)
@@ -332,20 +332,20 @@ impl EventLog for MemoryLog {
     }
 
     async fn read_positions(&self, positions: &[u64]) -> Result<Vec<StoredRecord>, LogError> {
-        let state = self.state.lock().expect("memory log lock");
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         positions
             .iter()
             .map(|p| {
                 p.checked_sub(1)
                     .and_then(|i| state.records.get(i as usize))
                     .cloned()
-                    .ok_or_else(|| LogError::Storage(format!("position {p} is not stored")))
+                    .ok_or_else(|| LogError::storage(format!("position {p} is not stored")))
             })
             .collect()
     }
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
-        let state = self.state.lock().expect("memory log lock");
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let start = from.max(1) as usize - 1;
         Ok(state
             .records
@@ -357,12 +357,17 @@ impl EventLog for MemoryLog {
     }
 
     fn in_place(&self) -> Option<Result<Box<dyn InPlace + '_>, LogError>> {
-        let records = self.state.lock().expect("memory log lock").records.clone();
+        let records = self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .records
+            .clone();
         Some(Ok(Box::new(Copied(records))))
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
-        let state = self.state.lock().expect("memory log lock");
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(state
             .by_event
             .get(&event_id)
@@ -374,7 +379,7 @@ impl EventLog for MemoryLog {
     }
 
     async fn chain_head(&self) -> Result<Option<crate::ChainHead>, LogError> {
-        let state = self.state.lock().expect("memory log lock");
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(Some(crate::ChainHead {
             position: state.records.len() as u64,
             hash: state.last_hash,

@@ -126,7 +126,7 @@ pub(super) const SHORT: &str = "a packed state is cut short";
 
 impl<'a> Reader<'a> {
     /// The layout byte, the date span and the version.
-    pub(super) fn head(&mut self) -> Result<(u64, (NaiveDate, NaiveDate)), String> {
+    pub(super) fn head(&mut self) -> Result<(u64, (NaiveDate, NaiveDate)), Unreadable> {
         if self.byte()? != LAYOUT {
             return Err("a packed state of another layout".into());
         }
@@ -136,14 +136,14 @@ impl<'a> Reader<'a> {
 
     /// A date written as its day number (any date chrono has, before year
     /// 1 included: the numbers are signed).
-    pub(super) fn day(&mut self) -> Result<NaiveDate, String> {
+    pub(super) fn day(&mut self) -> Result<NaiveDate, Unreadable> {
         i32::try_from(self.int()?)
             .ok()
             .and_then(date_of_day)
-            .ok_or_else(|| "a packed date is out of range".to_string())
+            .ok_or_else(|| "a packed date is out of range".into())
     }
 
-    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], Unreadable> {
         let end = self.at.checked_add(n).filter(|e| *e <= self.bytes.len());
         let end = end.ok_or(SHORT)?;
         let taken = &self.bytes[self.at..end];
@@ -151,11 +151,11 @@ impl<'a> Reader<'a> {
         Ok(taken)
     }
 
-    pub(super) fn byte(&mut self) -> Result<u8, String> {
+    pub(super) fn byte(&mut self) -> Result<u8, Unreadable> {
         Ok(self.take(1)?[0])
     }
 
-    pub(super) fn flag(&mut self) -> Result<bool, String> {
+    pub(super) fn flag(&mut self) -> Result<bool, Unreadable> {
         match self.byte()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -163,22 +163,22 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(super) fn code<T>(&mut self, from_index: fn(u8) -> Option<T>) -> Result<T, String> {
+    pub(super) fn code<T>(&mut self, from_index: fn(u8) -> Option<T>) -> Result<T, Unreadable> {
         from_index(self.byte()?).ok_or_else(|| "a packed code is unknown".into())
     }
 
-    pub(super) fn uint(&mut self) -> Result<u64, String> {
+    pub(super) fn uint(&mut self) -> Result<u64, Unreadable> {
         let (v, used) = varint::read(&self.bytes[self.at..])
             .ok_or("a packed number is cut short or too long")?;
         self.at += used;
         Ok(v)
     }
 
-    pub(super) fn int(&mut self) -> Result<i64, String> {
+    pub(super) fn int(&mut self) -> Result<i64, Unreadable> {
         self.uint().map(varint::unzigzag)
     }
 
-    pub(super) fn count(&mut self) -> Result<usize, String> {
+    pub(super) fn count(&mut self) -> Result<usize, Unreadable> {
         let n = self.uint()?;
         // Every item takes at least one byte: a larger count is damage.
         if n > (self.bytes.len() - self.at) as u64 {
@@ -187,7 +187,7 @@ impl<'a> Reader<'a> {
         Ok(n as usize)
     }
 
-    pub(super) fn offset_date(&self, offset: i64) -> Result<NaiveDate, String> {
+    pub(super) fn offset_date(&self, offset: i64) -> Result<NaiveDate, Unreadable> {
         i32::try_from(offset)
             .ok()
             .and_then(|o| self.base.checked_add(o))
@@ -195,25 +195,25 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| "a packed date is out of range".into())
     }
 
-    pub(super) fn date(&mut self) -> Result<NaiveDate, String> {
+    pub(super) fn date(&mut self) -> Result<NaiveDate, Unreadable> {
         let offset = self.int()?;
         self.offset_date(offset)
     }
 
-    pub(super) fn opt_date(&mut self) -> Result<Option<NaiveDate>, String> {
+    pub(super) fn opt_date(&mut self) -> Result<Option<NaiveDate>, Unreadable> {
         match self.uint()? {
             0 => Ok(None),
             v => self.offset_date(varint::unzigzag(v - 1)).map(Some),
         }
     }
 
-    pub(super) fn text(&mut self) -> Result<String, String> {
+    pub(super) fn text(&mut self) -> Result<String, Unreadable> {
         let n = self.count()?;
         let bytes = self.take(n)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| "a packed text is not UTF-8".into())
     }
 
-    pub(super) fn ods(&mut self) -> Result<OdsCode, String> {
+    pub(super) fn ods(&mut self) -> Result<OdsCode, Unreadable> {
         let n = self.count()?;
         std::str::from_utf8(self.take(n)?)
             .ok()
@@ -223,8 +223,8 @@ impl<'a> Reader<'a> {
 
     pub(super) fn option<T>(
         &mut self,
-        f: impl FnOnce(&mut Reader<'a>) -> Result<T, String>,
-    ) -> Result<Option<T>, String> {
+        f: impl FnOnce(&mut Reader<'a>) -> Result<T, Unreadable>,
+    ) -> Result<Option<T>, Unreadable> {
         match self.byte()? {
             0 => Ok(None),
             1 => f(self).map(Some),
@@ -232,7 +232,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(super) fn clock(&mut self) -> Result<Clock, String> {
+    pub(super) fn clock(&mut self) -> Result<Clock, Unreadable> {
         Ok(Clock {
             status: self.code(ClockStatus::from_index)?,
             start: self.opt_date()?,

@@ -88,7 +88,7 @@ impl Packed {
 
     /// Packed bytes as a snapshot gave them back (the rest is checked when
     /// unpacked).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Packed, String> {
+    pub fn from_bytes(bytes: &[u8]) -> Result<Packed, Unreadable> {
         let mut r = Reader {
             bytes,
             at: 0,
@@ -299,7 +299,7 @@ impl Packer {
     }
 
     /// The state and version back; an error for bytes not packed here.
-    pub fn unpack(&self, packed: &Packed) -> Result<(PathwayState, u64), String> {
+    pub fn unpack(&self, packed: &Packed) -> Result<(PathwayState, u64), Unreadable> {
         let mut r = Reader {
             bytes: &packed.bytes,
             at: 0,
@@ -460,7 +460,7 @@ impl Packer {
 
     /// A [`Current`] back, always without its PTL row (`row: None`, on the
     /// PTL or not): callers that show a row make it with `PtlRow::of`.
-    pub fn current(&self, packed: &Packed) -> Result<Current, String> {
+    pub fn current(&self, packed: &Packed) -> Result<Current, Unreadable> {
         let (state, version) = self.unpack(packed)?;
         Ok(Current {
             state,
@@ -475,3 +475,21 @@ mod bytes;
 mod tests;
 
 use bytes::{day, Reader, Writer};
+
+/// Packed bytes that do not read back as a pathway's state: damage or a
+/// bug, never the user's doing. Says where the reading stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(String);
+
+impl From<&str> for Unreadable {
+    fn from(why: &str) -> Unreadable {
+        Unreadable(why.to_string())
+    }
+}
+
+impl From<String> for Unreadable {
+    fn from(why: String) -> Unreadable {
+        Unreadable(why)
+    }
+}

@@ -17,8 +17,11 @@ pub(super) fn unpack_all<'a, K: Copy + Send + Sync + 'a>(
     })
 }
 
-pub(super) fn unpack_failed(e: String) -> AppError {
-    AppError::Internal(format!("a projected pathway state: {e}"))
+pub(super) fn unpack_failed(e: crate::packed::Unreadable) -> AppError {
+    AppError::Internal(openptl_log::Failure::caused_by(
+        "a projected pathway state",
+        e,
+    ))
 }
 
 impl ProjectionData {
@@ -106,7 +109,7 @@ impl ProjectionData {
         if record.position == self.position + 1 {
             return Ok(());
         }
-        Err(AppError::Internal(format!(
+        Err(AppError::internal(format!(
             "projection expected position {} but the log gave {}",
             self.position + 1,
             record.position
@@ -216,9 +219,9 @@ pub(super) fn own_records(
     id: &str,
     records: Result<Vec<StoredRecord>, openptl_log::LogError>,
 ) -> Result<Vec<StoredRecord>, AppError> {
-    let records = records.map_err(|e| AppError::Storage(e.to_string()))?;
+    let records = records.map_err(AppError::from)?;
     match records.iter().find(|r| r.stream_id != id) {
-        Some(other) => Err(AppError::Internal(format!(
+        Some(other) => Err(AppError::internal(format!(
             "position {} holds another stream's record",
             other.position
         ))),

@@ -30,6 +30,7 @@
 use foldhash::{HashMap, HashMapExt, HashSet};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -192,7 +193,7 @@ impl Projection {
     /// Restores from `preload` (the snapshot read ahead) rather than reading
     /// the snapshot again; call before the runner starts.
     pub fn use_preload(&self, preload: SnapshotPreload) {
-        *self.preload.lock().unwrap_or_else(|e| e.into_inner()) = Some(preload);
+        *self.preload.lock().unwrap_or_else(PoisonError::into_inner) = Some(preload);
     }
 
     /// How the pathways' states are packed.
@@ -202,7 +203,7 @@ impl Projection {
 
     /// Read access to the projected data (the app's own views).
     pub(crate) fn read(&self) -> std::sync::RwLockReadGuard<'_, ProjectionData> {
-        self.data.read().unwrap_or_else(|e| e.into_inner())
+        self.data.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many pathways the projection holds, and how many are on today's PTL.
@@ -232,11 +233,11 @@ impl Projection {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, ProjectionData> {
-        self.data.write().unwrap_or_else(|e| e.into_inner())
+        self.data.write().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HistoryCache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The last position whose effects every view shows.
@@ -256,7 +257,7 @@ impl Projection {
     pub fn failure(&self) -> Option<String> {
         self.failure
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
@@ -269,18 +270,24 @@ impl Projection {
 
     /// How long the views have been behind the log (zero when caught up).
     pub fn behind_for(&self) -> Duration {
-        let since = *self.behind_since.lock().unwrap_or_else(|e| e.into_inner());
+        let since = *self
+            .behind_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         since.map_or(Duration::ZERO, |t| {
             (Utc::now() - t).to_std().unwrap_or(Duration::ZERO)
         })
     }
 
     fn set_behind_since(&self, since: Option<DateTime<Utc>>) {
-        *self.behind_since.lock().unwrap_or_else(|e| e.into_inner()) = since;
+        *self
+            .behind_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = since;
     }
 
     fn set_failure(&self, failure: Option<String>) {
-        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
+        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = failure;
     }
 
     /// A pathway's history as projected (`None` if the pathway is unknown):
@@ -360,7 +367,7 @@ impl Projection {
             return Ok(false);
         };
         let started = std::time::Instant::now();
-        let reader = reader.map_err(|e| AppError::Storage(e.to_string()))?;
+        let reader = reader.map_err(AppError::from)?;
         let to = reader.head();
         // Each share puts its pathways in place a batch at a time, under
         // the write lock, while the others go on evaluating.

@@ -24,7 +24,9 @@ pub(crate) async fn run(
                         reason = %why,
                         "projection snapshot not used; folding the log from the start"
                     );
-                    *p.snapshot_refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    *p.snapshot_refused
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner) = Some(why.to_string());
                 }
                 Err(e) => tracing::warn!(error = %e, "restoring the projection snapshot panicked"),
             }
@@ -116,7 +118,10 @@ pub(crate) async fn run(
                 }
             }
             Err(e) => {
-                let mut since = p.behind_since.lock().unwrap_or_else(|e| e.into_inner());
+                let mut since = p
+                    .behind_since
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 since.get_or_insert_with(Utc::now);
                 drop(since);
                 Some(e.to_string())

@@ -2,18 +2,22 @@
 //! reading one ahead at start, and restoring the projection from it.
 
 use super::*;
+use crate::snapshot::NotUsed;
 
 impl Projection {
     /// The position a snapshot restored the projection to at start, if one did.
     pub fn restored_at(&self) -> Option<u64> {
-        *self.restored_at.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .restored_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Why the snapshot was not used at start, if it was not.
     pub fn snapshot_refused(&self) -> Option<String> {
         self.snapshot_refused
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
@@ -27,7 +31,7 @@ impl Projection {
         let _turn = self
             .writing_snapshot
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
+            .unwrap_or_else(PoisonError::into_inner);
         // Copy out under the read lock (ids, positions, packed states),
         // decode, encode and write outside it.
         type Item = (
@@ -61,11 +65,11 @@ impl Projection {
         let stored = self
             .runtime
             .block_on(self.log.read_positions(&[position]))
-            .map_err(|e| AppError::Storage(e.to_string()))?;
+            .map_err(AppError::from)?;
         let event_id = stored
             .first()
             .map(|r| r.event_id)
-            .ok_or_else(|| AppError::Internal(format!("position {position} is not stored")))?;
+            .ok_or_else(|| AppError::internal(format!("position {position} is not stored")))?;
         let header =
             snapshot::Header::new(&self.config, position, event_id, today, items.len() as u64);
         let chunks = items.chunks(snapshot::CHUNK).map(|chunk| {
@@ -88,7 +92,7 @@ impl Projection {
                 .collect()
         });
         let bytes = snapshot::write(path, &header, chunks).map_err(|e| {
-            AppError::Storage(format!(
+            AppError::storage(format!(
                 "writing the projection snapshot {}: {e}",
                 path.display()
             ))
@@ -104,19 +108,19 @@ impl Projection {
     /// to this log, binary and rules (blocking). Gives the position restored
     /// to, or why the snapshot was not used. Uses the snapshot read ahead by
     /// a [`SnapshotPreload`] when there is one.
-    pub(super) fn restore(&self) -> Result<u64, String> {
+    pub(super) fn restore(&self) -> Result<u64, NotUsed> {
         let path = self.snapshot_path.as_ref().ok_or("no snapshot path")?;
         let started = std::time::Instant::now();
         let preload = self
             .preload
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
         let prepared = match preload {
             Some(preload) => preload
                 .0
                 .join()
-                .map_err(|_| "reading it panicked".to_string())??,
+                .map_err(|_| NotUsed::from("reading it panicked"))??,
             None => prepare_snapshot(path, &self.config)?,
         };
         let decoded = started.elapsed();
@@ -126,8 +130,7 @@ impl Projection {
         }
         let stored = self
             .runtime
-            .block_on(self.log.read_positions(&[header.position]))
-            .map_err(|e| e.to_string())?;
+            .block_on(self.log.read_positions(&[header.position]))?;
         if stored.first().map(|r| *r.event_id.as_bytes()) != Some(header.event_id) {
             return Err("it belongs to another log".into());
         }
@@ -162,7 +165,10 @@ impl Projection {
         let installed = started.elapsed();
         *self.write() = data;
         // Recorded before publishing: whoever waits for the position may ask.
-        *self.restored_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(header.position);
+        *self
+            .restored_at
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(header.position);
         self.published.send_replace(header.position);
         // Serving from here. The packed states, decoded among the garbage
         // of the snapshot's decoding, are copied together afterwards, as
@@ -197,7 +203,7 @@ pub struct PreparedSnapshot {
 
 /// A snapshot being read and decoded on a thread of its own, started before
 /// the log is opened so that the two overlap at start-up.
-pub struct SnapshotPreload(std::thread::JoinHandle<Result<PreparedSnapshot, String>>);
+pub struct SnapshotPreload(std::thread::JoinHandle<Result<PreparedSnapshot, NotUsed>>);
 
 impl SnapshotPreload {
     /// Starts reading the snapshot at `path`, if there is one.
@@ -218,7 +224,7 @@ impl SnapshotPreload {
 pub(super) fn prepare_snapshot(
     path: &Path,
     config: &RulesConfig,
-) -> Result<PreparedSnapshot, String> {
+) -> Result<PreparedSnapshot, NotUsed> {
     if !path.exists() {
         return Err("none written yet".into());
     }
@@ -238,23 +244,24 @@ pub(super) fn prepare_snapshot(
             "it has format {} (this binary reads format {})",
             header.format,
             snapshot::FORMAT
-        ));
+        )
+        .into());
     }
     if header.binary != expected.binary {
-        return Err(format!("it was written by version {}", header.binary));
+        return Err(format!("it was written by version {}", header.binary).into());
     }
     if header.rules != expected.rules {
         return Err("the rules configuration has changed since".into());
     }
     let packer = Packer::new(config);
     let decoded = par_filter_map(&read.chunks(), |bytes| {
-        let restore = |p: StoredPathway| -> Result<RestoredPathway, String> {
+        let restore = |p: StoredPathway| -> Result<RestoredPathway, NotUsed> {
             let current = p
                 .state
                 .map(|stored| {
                     let packed = Packed::from_bytes(&stored.packed)?;
                     if !stored.on_ptl {
-                        return Ok::<_, String>(Kept { packed, keys: None });
+                        return Ok::<_, NotUsed>(Kept { packed, keys: None });
                     }
                     // Its PTL keys, from its row.
                     let (state, _) = packer.unpack(&packed)?;

@@ -45,7 +45,9 @@ fn a_snapshot_of_a_newer_format_is_ignored_not_misread() {
     snapshot::write(&path, &header, std::iter::empty()).unwrap();
     let refused = prepare_snapshot(&path, &config).err().expect("ignored");
     assert!(
-        refused.contains(&format!("format {}", snapshot::FORMAT + 1)),
+        refused
+            .to_string()
+            .contains(&format!("format {}", snapshot::FORMAT + 1)),
         "{refused}"
     );
 }

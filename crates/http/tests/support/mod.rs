@@ -1,5 +1,7 @@
-//! Shared by the in-process API tests: the router of an app that accepts a
-//! test admin token, sent on every request that does not set its own.
+//! Shared by the in-process API tests (one module, `mod support;` in each
+//! test file): the app at a fixed moment, tokens, the router of an app that
+//! accepts a test admin token (sent on every request that does not set its
+//! own), requests, and what the router answered.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -12,7 +14,7 @@ use openptl_app::App;
 pub const TEST_TOKEN: &str = "openptl-test-admin-token-0001";
 
 pub fn authorised(app: App) -> Router {
-    app.tokens
+    app.tokens()
         .create_with_secret(
             openptl_app::tokens::NewToken {
                 role: openptl_app::access::Role::Admin,
@@ -36,4 +38,129 @@ pub fn authorised(app: App) -> Router {
             request
         },
     ))
+}
+
+/// The app every in-process test builds: the rules' defaults, `log`, and a
+/// clock fixed at `now` (RFC 3339).
+pub fn app_at(now: &str, log: Arc<dyn openptl_log::EventLog>) -> App {
+    let now = now.parse().expect("an RFC 3339 time");
+    App::new(
+        log,
+        openptl_rules::RulesConfig::defaults(),
+        Arc::new(openptl_app::FixedClock(now)),
+    )
+}
+
+/// A token for `role` over `trusts` (or an alliance), valid until 2030.
+pub fn token(
+    app: &App,
+    role: openptl_app::access::Role,
+    trusts: &[&str],
+    alliance: Option<&str>,
+    label: &str,
+) -> String {
+    let (_, secret) = app
+        .tokens()
+        .create(
+            openptl_app::tokens::NewToken {
+                role,
+                trusts: trusts.iter().map(|t| t.to_string()).collect(),
+                alliance: alliance.map(str::to_string),
+                label: Some(label.into()),
+                expires_at: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+            },
+            app.clock().now(),
+        )
+        .unwrap();
+    secret
+}
+
+/// What the router answered.
+pub struct Reply {
+    pub status: axum::http::StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The body as JSON (`Null` when empty); panics if it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        if self.body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&self.body).expect("the body is JSON")
+        }
+    }
+
+    /// The body as JSON, or as a JSON string when it is not JSON (for
+    /// answers a test only inspects when they are errors).
+    pub fn json_or_text(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&self.body).into())
+        })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.clone()).expect("the body is UTF-8")
+    }
+
+    /// The `content-type` header, or "".
+    pub fn content_type(&self) -> String {
+        self.headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// A request with an optional bearer token and JSON body.
+pub fn request(
+    method: &str,
+    uri: &str,
+    bearer: Option<&str>,
+    body: Option<&serde_json::Value>,
+) -> axum::http::Request<axum::body::Body> {
+    let mut r = axum::http::Request::builder().method(method).uri(uri);
+    if let Some(t) = bearer {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    match body {
+        Some(b) => r
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(b.to_string())),
+        None => r.body(axum::body::Body::empty()),
+    }
+    .unwrap()
+}
+
+/// One event of a `POST /v1/events` body.
+pub fn event(
+    pathway: &str,
+    event_type: &str,
+    on: &str,
+    data: serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({ "pathway_id": pathway, "type": event_type, "occurred_on": on, "data": data })
+}
+
+/// Sends one request through the router, in process.
+pub async fn send(router: &Router, request: axum::http::Request<axum::body::Body>) -> Reply {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }

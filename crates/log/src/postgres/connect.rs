@@ -41,7 +41,7 @@ const SESSION_DEFAULTS: &[(&str, &str)] = &[
 ];
 
 pub(super) fn storage(e: tokio_postgres::Error) -> LogError {
-    LogError::Storage(format!("PostgreSQL: {}", describe(&e)))
+    LogError::storage(format!("PostgreSQL: {}", describe(&e)))
 }
 
 /// A driver error with its cause: the server's severity, code and message
@@ -81,7 +81,7 @@ impl SslMode {
             "require" => Ok(SslMode::Require),
             "verify-ca" => Ok(SslMode::VerifyCa),
             "verify-full" => Ok(SslMode::VerifyFull),
-            other => Err(LogError::Storage(format!(
+            other => Err(LogError::storage(format!(
                 "the PostgreSQL URL: sslmode `{other}` is not one of disable, prefer, require, verify-ca, verify-full"
             ))),
         }
@@ -151,7 +151,7 @@ fn take_tls_params(url: &str) -> Result<(String, SslMode, Option<String>), LogEr
 }
 
 fn tls_error(e: impl std::fmt::Display) -> LogError {
-    LogError::Storage(format!("PostgreSQL TLS settings: {e}"))
+    LogError::storage(format!("PostgreSQL TLS settings: {e}"))
 }
 
 /// The rustls connector for an `sslmode` (decision 80): ring for the
@@ -341,7 +341,7 @@ impl PgConnector {
         let (rest, ssl_mode, root_cert) = take_tls_params(url)?;
         let mut config: tokio_postgres::Config = rest
             .parse()
-            .map_err(|e| LogError::Storage(format!("the PostgreSQL URL: {e}")))?;
+            .map_err(|e| LogError::storage(format!("the PostgreSQL URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -394,7 +394,7 @@ impl PgConnector {
         tokio::time::timeout(self.attempt, attempt)
             .await
             .map_err(|_| {
-                LogError::Storage(format!(
+                LogError::storage(format!(
                     "PostgreSQL: no connection within {} ms",
                     self.attempt.as_millis()
                 ))
@@ -516,7 +516,7 @@ impl Link {
             state.client = None;
         }
         if !state.backoff.due() {
-            return Err(LogError::Storage(format!(
+            return Err(LogError::storage(format!(
                 "PostgreSQL is unreachable (next attempt in {} ms): {}",
                 state.backoff.wait().as_millis(),
                 state.last_error

@@ -176,7 +176,7 @@ impl PgLog {
     /// database must be reachable now; afterwards the log outlives outages.
     pub async fn open_in_schema(url: &str, schema: &str) -> Result<PgLog, LogError> {
         if !valid_schema(schema) {
-            return Err(LogError::Storage(format!(
+            return Err(LogError::storage(format!(
                 "schema `{schema}`: use lower-case letters, digits and _"
             )));
         }
@@ -225,7 +225,7 @@ impl PgLog {
     /// Drops `schema` and everything in it (benchmarks and tests start clean).
     pub async fn drop_schema(url: &str, schema: &str) -> Result<(), LogError> {
         if !valid_schema(schema) || schema == "public" {
-            return Err(LogError::Storage(format!(
+            return Err(LogError::storage(format!(
                 "will not drop schema `{schema}`"
             )));
         }
@@ -436,20 +436,20 @@ impl EventLog for PgLog {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Job::Append(Request { batch, reply }))
-            .map_err(|_| LogError::Storage("the PostgreSQL writer has stopped".into()))?;
+            .map_err(|_| LogError::storage("the PostgreSQL writer has stopped"))?;
         answer
             .await
-            .map_err(|_| LogError::Storage("the PostgreSQL writer has stopped".into()))?
+            .map_err(|_| LogError::storage("the PostgreSQL writer has stopped"))?
     }
 
     async fn append_verbatim(&self, records: Vec<StoredRecord>) -> Result<(), LogError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Job::Verbatim(records, reply))
-            .map_err(|_| LogError::Storage("the PostgreSQL writer has stopped".into()))?;
+            .map_err(|_| LogError::storage("the PostgreSQL writer has stopped"))?;
         answer
             .await
-            .map_err(|_| LogError::Storage("the PostgreSQL writer has stopped".into()))?
+            .map_err(|_| LogError::storage("the PostgreSQL writer has stopped"))?
     }
 
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
@@ -497,7 +497,7 @@ impl EventLog for PgLog {
                 by_position
                     .get(p)
                     .cloned()
-                    .ok_or_else(|| LogError::Storage(format!("position {p} is not stored")))
+                    .ok_or_else(|| LogError::storage(format!("position {p} is not stored")))
             })
             .collect()
     }
@@ -547,7 +547,7 @@ impl EventLog for PgLog {
             .map_err(storage)?;
         let hash: Vec<u8> = row.get(1);
         let hash = Hash::try_from(hash.as_slice()).map_err(|_| {
-            LogError::Storage(format!(
+            LogError::storage(format!(
                 "openptl_head.last_hash holds {} bytes, not 32",
                 hash.len()
             ))

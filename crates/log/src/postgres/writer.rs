@@ -88,21 +88,21 @@ impl Writer {
         self.forget_if_lost();
         if self.client.is_none() {
             if !self.backoff.due() {
-                return Err(LogError::Storage(format!(
+                return Err(LogError::storage(format!(
                     "PostgreSQL is unreachable, nothing was recorded (next attempt in {} ms): {}",
                     self.backoff.wait().as_millis(),
                     self.last_error
                 )));
             }
             self.try_connect().await.map_err(|e| {
-                LogError::Storage(format!(
+                LogError::storage(format!(
                     "PostgreSQL is unreachable, nothing was recorded: {e}"
                 ))
             })?;
         }
         self.client
             .as_mut()
-            .ok_or_else(|| LogError::Storage("PostgreSQL: no writer connection".into()))
+            .ok_or_else(|| LogError::storage("PostgreSQL: no writer connection"))
     }
 
     /// While no append comes: notices a lost connection, reconnects when due.
@@ -198,7 +198,7 @@ impl Writer {
                 Err(TxError::Unanswered(why)) => last = why,
             }
         }
-        let e = LogError::OutcomeUnknown(format!(
+        let e = LogError::outcome_unknown(format!(
             "PostgreSQL did not answer a COMMIT ({last}): whether these events were recorded is \
              unknown; sending them again with the same event ids is safe (stored ones answer as replays)"
         ));
@@ -225,7 +225,7 @@ impl Writer {
             }
             Err(TxError::Unanswered(why)) => {
                 self.lost(why.clone());
-                Err(LogError::OutcomeUnknown(format!(
+                Err(LogError::outcome_unknown(format!(
                     "PostgreSQL did not answer a COMMIT ({why}): whether these records were stored is unknown; read the head before copying again"
                 )))
             }
@@ -341,7 +341,7 @@ pub(super) async fn lock_head(
     let hash: Hash = row
         .get::<_, Vec<u8>>(1)
         .try_into()
-        .map_err(|_| LogError::Storage("the stored head hash is not 32 bytes".into()))?;
+        .map_err(|_| LogError::storage("the stored head hash is not 32 bytes"))?;
     Ok((row.get::<_, i64>(0) as u64, hash, row.get(2)))
 }
 

@@ -51,10 +51,9 @@ pub(super) fn index_from(
                 .unwrap_or_default();
             let decoded = record::decode(bytes.get(offset as usize..).unwrap_or_default())
                 .map_err(|d| {
-                    io(
-                        "indexing",
-                        format!("segment {number} offset {offset} changed while opening: {d:?}"),
-                    )
+                    OpenError::Io(crate::Failure::new(format!(
+                        "indexing: segment {number} offset {offset} changed while opening: {d:?}"
+                    )))
                 })?;
             let r = decoded.record;
             run.add(&r.stream_id, r.version, &r.event_id, r.position);
@@ -91,13 +90,13 @@ pub(super) fn check_in_background(shared: &Shared, head: u64, last_segment: u32)
     }
     {
         let (done, notified) = &shared.start_up_done;
-        let done = done.lock().unwrap_or_else(|e| e.into_inner());
+        let done = done.lock().unwrap_or_else(PoisonError::into_inner);
         drop(
             notified
                 .wait_timeout_while(done, CHECK_AT_THE_LATEST, |done| {
                     !*done && !shared.closing.load(std::sync::atomic::Ordering::Acquire)
                 })
-                .unwrap_or_else(|e| e.into_inner()),
+                .unwrap_or_else(PoisonError::into_inner),
         );
     }
     let started = std::time::Instant::now();
@@ -180,7 +179,7 @@ pub(super) fn found_damage(shared: &Shared, file: &Path, offset: u64, problem: &
     if let Err(e) = written {
         tracing::error!(error = %e, mark = %mark.display(), "could not leave the damage mark");
     }
-    *shared.damage.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+    *shared.damage.lock().unwrap_or_else(PoisonError::into_inner) = Some(message);
 }
 
 /// The damage an earlier background check recorded in `dir`, if any.
@@ -221,7 +220,7 @@ pub(super) fn run_indexer(shared: &Shared, jobs: mpsc::Receiver<IndexJob>) {
         if shared
             .index_failed
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .is_some()
         {
             // Entries stay waiting in memory; appends have stopped.
@@ -240,7 +239,7 @@ pub(super) fn run_indexer(shared: &Shared, jobs: mpsc::Receiver<IndexJob>) {
             *shared
                 .index_failed
                 .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+                .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
             continue;
         }
         let mut unindexed = shared.unindexed();
@@ -275,7 +274,7 @@ pub(super) fn run_indexer(shared: &Shared, jobs: mpsc::Receiver<IndexJob>) {
 /// a restart, as for any failed index write.
 pub(super) fn reopen_index(shared: &Shared) {
     let started = std::time::Instant::now();
-    let mut slot = shared.index.write().unwrap_or_else(|e| e.into_inner());
+    let mut slot = shared.index.write().unwrap_or_else(PoisonError::into_inner);
     let reopened = match slot.take() {
         Some(old) => reopen(old, &shared.index_dir),
         None => open_index_patiently(&shared.index_dir),
@@ -298,5 +297,5 @@ pub(super) fn reopen_index(shared: &Shared) {
     *shared
         .index_failed
         .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some(format!("reopening the index: {failure}"));
+        .unwrap_or_else(PoisonError::into_inner) = Some(format!("reopening the index: {failure}"));
 }

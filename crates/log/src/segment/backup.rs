@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use super::{io, list_segments, record, recorded_damage, scan_for_open, segment_name, sync_dir};
 use super::{Hash, OpenError};
+use crate::Failure;
 
 /// The files of a data directory a backup copies besides the segments
 /// (each written whole and renamed into place by the service).
@@ -86,10 +87,10 @@ pub fn backup(
     let from_segments = from.join("segments");
     let to_segments = to.join("segments");
     if !from_segments.is_dir() {
-        return Err(OpenError::Io(format!(
+        return Err(OpenError::Io(Failure::new(format!(
             "{} holds no event log (no segments folder)",
             from.display()
-        )));
+        ))));
     }
     fs::create_dir_all(&to_segments).map_err(|e| io("creating the backup directory", e))?;
     same_log(&from_segments, &to_segments)?;
@@ -151,10 +152,10 @@ pub fn backup(
 /// the same copy, in the other direction, then checked whole.
 pub fn restore(from: &Path, to: &Path) -> Result<BackupReport, OpenError> {
     if to.join("segments").is_dir() && !list_segments(&to.join("segments"))?.is_empty() {
-        return Err(OpenError::Io(format!(
+        return Err(OpenError::Io(Failure::new(format!(
             "{} already holds an event log: restore into an empty directory",
             to.display()
-        )));
+        ))));
     }
     let report = backup(from, to, &mut |_| {})?;
     let _ = fs::remove_file(to.join(MANIFEST));
@@ -177,10 +178,10 @@ fn same_log(from: &Path, to: &Path) -> Result<(), OpenError> {
             .map(|c| c.event_id.as_bytes().to_vec()))
     };
     match (first(from)?, first(to)?) {
-        (Some(a), Some(b)) if a != b => Err(OpenError::Io(format!(
+        (Some(a), Some(b)) if a != b => Err(OpenError::Io(Failure::new(format!(
             "{} holds the backup of another event log: back up into a new directory",
             to.parent().unwrap_or(to).display()
-        ))),
+        )))),
         _ => Ok(()),
     }
 }

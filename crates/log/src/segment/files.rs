@@ -19,11 +19,12 @@ pub enum OpenError {
     #[error("{0}")]
     Newer(String),
     #[error("{0}")]
-    Io(String),
+    Io(#[source] Failure),
 }
 
-pub(super) fn io(context: &str, e: impl std::fmt::Display) -> OpenError {
-    OpenError::Io(format!("{context}: {e}"))
+/// A failure reading or writing the data directory's files, its cause kept.
+pub(super) fn io(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> OpenError {
+    OpenError::Io(Failure::caused_by(context, e))
 }
 
 pub(super) fn segment_name(n: u32) -> String {

@@ -43,7 +43,10 @@ pub(super) struct Mapped<'a> {
 impl<'a> Mapped<'a> {
     pub(super) fn new(shared: &'a Shared, head: u64) -> Result<Mapped<'a>, LogError> {
         let segments: Vec<u32> = {
-            let locations = shared.locations.read().unwrap_or_else(|e| e.into_inner());
+            let locations = shared
+                .locations
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
             let last = match head {
                 0 => None,
                 _ => Some(shared_location(&locations, head)?.0),
@@ -57,8 +60,10 @@ impl<'a> Mapped<'a> {
         };
         let mut maps = HashMap::with_capacity(segments.len());
         for number in segments {
-            let map = map_segment(&shared.segments_dir.join(segment_name(number)))
-                .map_err(|e| LogError::Storage(format!("segment {number}: {e}")))?;
+            let map =
+                map_segment(&shared.segments_dir.join(segment_name(number))).map_err(|e| {
+                    LogError::Storage(Failure::caused_by(format!("segment {number}"), e))
+                })?;
             if let Some(map) = map {
                 maps.insert(number, map);
             }
@@ -73,13 +78,13 @@ impl<'a> Mapped<'a> {
             .and_then(|map| map.get(offset as usize..))
             .filter(|bytes| !bytes.is_empty())
             .ok_or_else(|| {
-                LogError::Storage(format!("segment {segment} ends before offset {offset}"))
+                LogError::storage(format!("segment {segment} ends before offset {offset}"))
             })
     }
 
     pub(super) fn covers(&self, position: u64) -> Result<(), LogError> {
         if position == 0 || position > self.head {
-            return Err(LogError::Storage(format!(
+            return Err(LogError::storage(format!(
                 "position {position} is not stored (the head is {})",
                 self.head
             )));
@@ -129,12 +134,12 @@ pub(super) fn shared_location(
 ) -> Result<(u32, u64), LogError> {
     locations
         .get(position)
-        .ok_or_else(|| LogError::Storage(format!("position {position} is not stored")))
+        .ok_or_else(|| LogError::storage(format!("position {position} is not stored")))
 }
 
 pub(super) fn damaged(segment: u32, offset: u64) -> impl Fn(Damage) -> LogError {
     move |d| {
-        LogError::Storage(format!(
+        LogError::storage(format!(
             "segment {segment} offset {offset}: {}",
             d.problem()
         ))
@@ -142,7 +147,7 @@ pub(super) fn damaged(segment: u32, offset: u64) -> impl Fn(Damage) -> LogError 
 }
 
 pub(super) fn misplaced(segment: u32, offset: u64, found: u64, expected: u64) -> LogError {
-    LogError::Storage(format!(
+    LogError::storage(format!(
         "segment {segment} offset {offset}: position {found} where {expected} was expected"
     ))
 }
@@ -193,7 +198,7 @@ impl InPlace for Mapped<'_> {
                 .shared
                 .locations
                 .read()
-                .unwrap_or_else(|e| e.into_inner());
+                .unwrap_or_else(PoisonError::into_inner);
             positions
                 .iter()
                 .map(|p| {

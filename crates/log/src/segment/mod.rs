@@ -32,6 +32,7 @@ use locations::*;
 use mapped::*;
 use scan::*;
 pub use scan::{scan, verify, Located, ScanEnd, VerifyReport};
+use std::sync::PoisonError;
 use writer::*;
 
 pub use backup::{backup, restore, BackupReport, Progress, MANIFEST};
@@ -50,8 +51,8 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::{
-    apply_plan, check_verbatim, plan_batch, Appended, EventLog, InPlace, LogError, LogStats,
-    NewRecord, RecordRef, StoredRecord,
+    apply_plan, check_verbatim, plan_batch, Appended, EventLog, Failure, InPlace, LogError,
+    LogStats, NewRecord, RecordRef, StoredRecord,
 };
 pub use anchors::verify_anchors;
 use record::Damage;
@@ -222,10 +223,7 @@ impl SegmentLog {
             Ok(db) => db,
             // Never taken for damage: the index may be in use.
             Err(e) if lock_held(&e) => {
-                return Err(io(
-                    "opening the index",
-                    format!("{e}: is another process using it?"),
-                ));
+                return Err(io("opening the index (is another process using it?)", e));
             }
             Err(e) => {
                 // The index is derived: a damaged one is rebuilt, never trusted.
@@ -379,7 +377,7 @@ impl Drop for SegmentLog {
                 .start_up_done
                 .0
                 .lock()
-                .unwrap_or_else(|e| e.into_inner());
+                .unwrap_or_else(PoisonError::into_inner);
             self.shared.start_up_done.1.notify_all();
         }
         if let Some(handle) = self.id_filler.take() {
@@ -405,15 +403,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 impl Shared {
     /// `f` on the sled index (an error while the indexer could not reopen it).
     fn with_index<T>(&self, f: impl FnOnce(&sled::Db) -> sled::Result<T>) -> Result<T, LogError> {
-        let slot = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let slot = self.index.read().unwrap_or_else(PoisonError::into_inner);
         let index = slot.as_ref().ok_or_else(|| {
-            LogError::Storage("the index could not be reopened; restart the service".into())
+            LogError::storage("the index could not be reopened; restart the service")
         })?;
         f(index).map_err(Self::storage)
     }
 
     fn file(&self, segment: u32) -> std::io::Result<Arc<File>> {
-        let mut files = self.files.lock().expect("file cache lock");
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(f) = files.get(&segment) {
             return Ok(f.clone());
         }
@@ -422,14 +420,18 @@ impl Shared {
         Ok(file)
     }
 
-    fn storage(e: impl std::fmt::Display) -> LogError {
-        LogError::Storage(e.to_string())
+    /// A failure to read the log, its cause kept.
+    fn storage(e: impl std::error::Error + Send + Sync + 'static) -> LogError {
+        LogError::Storage(Failure::caused_by("reading the event log", e))
     }
 
     /// Where the record at `position` is.
     fn location(&self, position: u64) -> Result<(u32, u64), LogError> {
         shared_location(
-            &self.locations.read().unwrap_or_else(|e| e.into_inner()),
+            &self
+                .locations
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
             position,
         )
     }
@@ -443,7 +445,7 @@ impl Shared {
         let got = read_at_most(&file, &mut bytes, offset).map_err(Self::storage)?;
         bytes.truncate(got);
         let damaged =
-            |d: Damage| LogError::Storage(format!("segment {segment} offset {offset}: {d:?}"));
+            |d: Damage| LogError::storage(format!("segment {segment} offset {offset}: {d:?}"));
         let len = record::claimed_len(&bytes).map_err(damaged)?;
         if len > bytes.len() {
             bytes.resize(len, 0);
@@ -493,7 +495,7 @@ impl Shared {
                     offset += got as u64;
                     if got == 0 {
                         if carried > 0 {
-                            return Err(LogError::Storage(format!(
+                            return Err(LogError::storage(format!(
                                 "segment {segment} ends inside a record"
                             )));
                         }
@@ -502,7 +504,7 @@ impl Shared {
                     }
                 }
                 Err(d) => {
-                    return Err(LogError::Storage(format!(
+                    return Err(LogError::storage(format!(
                         "segment {segment} near offset {offset}: {d:?}"
                     )))
                 }
@@ -514,7 +516,10 @@ impl Shared {
     /// Moves the head to `head`, whose record hashes to `hash`: the chain
     /// head first, so that it is never behind the head it belongs to.
     fn publish(&self, head: u64, hash: Hash) {
-        *self.chain_head.lock().unwrap_or_else(|e| e.into_inner()) = crate::ChainHead {
+        *self
+            .chain_head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = crate::ChainHead {
             position: head,
             hash,
         };
@@ -525,12 +530,14 @@ impl Shared {
     fn damage(&self) -> Option<String> {
         self.damage
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
     fn unindexed(&self) -> std::sync::MutexGuard<'_, Unindexed> {
-        self.unindexed.lock().unwrap_or_else(|e| e.into_inner())
+        self.unindexed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Where the event with `id` is: the entries waiting for sled first, then
@@ -564,10 +571,10 @@ impl EventLog for SegmentLog {
             .as_ref()
             .expect("the writer runs while the log is open")
             .send(Job::Append(Request { batch, reply }))
-            .map_err(|_| LogError::Storage("the log writer has stopped".into()))?;
+            .map_err(|_| LogError::storage("the log writer has stopped"))?;
         answer
             .await
-            .map_err(|_| LogError::Storage("the log writer has stopped".into()))?
+            .map_err(|_| LogError::storage("the log writer has stopped"))?
     }
 
     async fn append_verbatim(&self, records: Vec<StoredRecord>) -> Result<(), LogError> {
@@ -576,10 +583,10 @@ impl EventLog for SegmentLog {
             .as_ref()
             .expect("the writer runs while the log is open")
             .send(Job::Verbatim(Verbatim { records, reply }))
-            .map_err(|_| LogError::Storage("the log writer has stopped".into()))?;
+            .map_err(|_| LogError::storage("the log writer has stopped"))?;
         answer
             .await
-            .map_err(|_| LogError::Storage("the log writer has stopped".into()))?
+            .map_err(|_| LogError::storage("the log writer has stopped"))?
     }
 
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
@@ -656,7 +663,7 @@ impl EventLog for SegmentLog {
     ) -> Option<Result<BackupReport, LogError>> {
         Some(
             backup(&self.shared.data_dir, to, progress)
-                .map_err(|e| LogError::Storage(e.to_string())),
+                .map_err(|e| LogError::Storage(Failure::caused_by("the backup", e))),
         )
     }
 
@@ -666,7 +673,7 @@ impl EventLog for SegmentLog {
                 .shared
                 .chain_head
                 .lock()
-                .unwrap_or_else(|e| e.into_inner()),
+                .unwrap_or_else(PoisonError::into_inner),
         ))
     }
 
@@ -675,21 +682,21 @@ impl EventLog for SegmentLog {
             .shared
             .index_failed
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .clone()
             .map(|reason| format!("the index could not be written: {reason}"));
         failed.or_else(|| {
             self.shared
                 .not_writing
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .clone()
         })
     }
 
     fn start_up_done(&self) {
         let (done, notified) = &self.shared.start_up_done;
-        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        *done.lock().unwrap_or_else(PoisonError::into_inner) = true;
         notified.notify_all();
     }
 

@@ -267,7 +267,7 @@ pub(super) fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Locations),
                 };
                 let chain = i + 1 == segments.len();
                 let checked = check_segment(*number, path, chain, u64::MAX, |_| {});
-                done.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(checked);
+                done.lock().unwrap_or_else(PoisonError::into_inner)[i] = Some(checked);
             });
         }
     });

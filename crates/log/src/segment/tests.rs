@@ -512,7 +512,7 @@ async fn damage_in_an_earlier_segment_refuses_to_open() {
         );
         let refused = log.append(vec![record("s0", None, b"x")]).await;
         assert!(
-            matches!(&refused, Err(LogError::Storage(m)) if m.contains("damaged")),
+            matches!(&refused, Err(LogError::Storage(m)) if m.to_string().contains("damaged")),
             "{refused:?}"
         );
     }

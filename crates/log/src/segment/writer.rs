@@ -167,7 +167,7 @@ impl Writer {
                 .shared
                 .index_failed
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .clone()
             {
                 self.failed = Some(format!("the index could not be written: {reason}"));
@@ -177,7 +177,7 @@ impl Writer {
         }
         self.failed
             .as_ref()
-            .map(|reason| LogError::Storage(format!("the log stopped accepting writes: {reason}")))
+            .map(|reason| LogError::storage(format!("the log stopped accepting writes: {reason}")))
     }
 
     pub(super) fn commit(&mut self, group: Vec<Request>) {
@@ -287,7 +287,7 @@ impl Writer {
         if self.segment_len + buffer.len() as u64 > u64::from(u32::MAX) {
             // Unreachable with bounded groups (MAX_GROUP_BYTES); refused
             // before anything is written rather than unindexable.
-            return Err(LogError::Storage(format!(
+            return Err(LogError::storage(format!(
                 "a write of {} bytes would take segment {} past 4 GiB",
                 buffer.len(),
                 self.segment
@@ -298,8 +298,7 @@ impl Writer {
             .write_all(buffer)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = written {
-            let problem = format!("writing segment {}: {e}", self.segment);
-            return Err(self.take_back(problem));
+            return Err(self.take_back(e));
         }
         if self.failing.take().is_some() {
             tracing::info!("the event log takes appends again");
@@ -330,14 +329,14 @@ impl Writer {
             // The group is on disk, but will not be found by id: stop, and
             // let the callers retry after a restart (ids are idempotent).
             self.failed = Some("the indexer has stopped".to_string());
-            LogError::OutcomeUnknown("the indexer has stopped".to_string())
+            LogError::outcome_unknown("the indexer has stopped".to_string())
         })?;
         {
             let mut locations = self
                 .shared
                 .locations
                 .write()
-                .unwrap_or_else(|e| e.into_inner());
+                .unwrap_or_else(PoisonError::into_inner);
             for (_, offset) in records {
                 locations.push(self.segment, self.segment_len + offset);
             }
@@ -380,7 +379,8 @@ impl Writer {
     /// If even the cut fails, whether the group is on disk is unknown: the
     /// writer stops for good ([`Writer::failed`]), and the callers are told
     /// that retrying with the same event ids is safe (they are recorded once).
-    pub(super) fn take_back(&mut self, problem: String) -> LogError {
+    pub(super) fn take_back(&mut self, e: std::io::Error) -> LogError {
+        let problem = format!("writing segment {}: {e}", self.segment);
         let end = self.segment_len;
         match self.file.set_len(end).and_then(|()| self.file.sync_all()) {
             Ok(()) => {
@@ -389,7 +389,7 @@ impl Writer {
                     problem = %problem,
                     "writing to the event log failed; nothing of the refused batch was kept. Free space on the data directory's disk (or mend it): appends resume by themselves"
                 );
-                self.failing(std::io::Error::other(problem))
+                self.failing(e)
             }
             Err(e) => {
                 let reason = format!("{problem}; taking it back failed too: {e}");
@@ -400,17 +400,23 @@ impl Writer {
                 );
                 self.failed = Some(reason.clone());
                 self.set_not_writing(Some(format!("the log stopped accepting writes: {reason}")));
-                LogError::OutcomeUnknown(reason)
+                LogError::outcome_unknown(reason)
             }
         }
     }
 
     /// Notes that writes fail for now, and the error for the callers.
     pub(super) fn failing(&mut self, e: std::io::Error) -> LogError {
-        let problem = e.to_string();
+        let problem = format!("writing segment {}: {e}", self.segment);
         self.set_not_writing(Some(format!("appends fail: {problem}")));
-        self.failing = Some(problem.clone());
-        LogError::Storage(format!("{problem} (nothing of this batch was kept)"))
+        self.failing = Some(problem);
+        LogError::Storage(Failure::caused_by(
+            format!(
+                "writing segment {} failed (nothing of this batch was kept)",
+                self.segment
+            ),
+            e,
+        ))
     }
 
     pub(super) fn set_not_writing(&self, why: Option<String>) {
@@ -418,7 +424,7 @@ impl Writer {
             .shared
             .not_writing
             .lock()
-            .unwrap_or_else(|e| e.into_inner()) = why;
+            .unwrap_or_else(PoisonError::into_inner) = why;
     }
 
     /// While writes fail: whether the data directory's disk takes a write
