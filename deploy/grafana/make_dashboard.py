@@ -90,6 +90,21 @@ panel("Alliance performance (all trusts)", "stat",
       thresholds=[{"color": "red", "value": None}, {"color": "orange", "value": 75}, {"color": "green", "value": 85}])
 y += 5
 
+row("Lower GI and FIT this month")
+panel("Lower GI urgent referrals with a FIT result", "timeseries",
+      [('openptl_fit_percent{measure="with_fit",trust=~"$trust"}', "{{trust}}"),
+       ('max(openptl_fit_target_percent{measure="with_fit"})', "target (at least)")],
+      0, 8, unit="percent",
+      description="A FIT result dated up to 90 days before referral (SPEC 2.6); the FIT page has the trend and the bands.")
+panel("Colonoscopies without a FIT result", "timeseries",
+      [('openptl_fit_percent{measure="colonoscopies_without_fit",trust=~"$trust"}', "{{trust}}"),
+       ('max(openptl_fit_target_percent{measure="colonoscopies_without_fit"})', "target (fewer than)")],
+      8, 8, unit="percent")
+panel("Colonoscopies on FIT below 10", "timeseries",
+      [('openptl_fit_pathways{measure="colonoscopies_fit_below_10",trust=~"$trust"}', "{{trust}}")],
+      16, 8, description="Patients whose FIT on the day of the colonoscopy was below 10 µg/g; the fit_below_10 worklist is the safety-netting review.")
+y += 8
+
 row("Service health")
 panel("Events appended per second by type", "timeseries",
       [("sum by (type) (rate(openptl_events_appended_total[5m]))", "{{type}}")], 0, 8, unit="ops", stack=True)
