@@ -204,6 +204,17 @@ pub struct ServeArgs {
     /// answered 429 `rate_limited`; 0: no limit (a reverse proxy limits).
     #[arg(long, env = "OPENPTL_AUTH_FAILURE_BURST", default_value_t = openptl_http::auth::DEFAULT_FAILURE_BURST)]
     pub auth_failure_burst: u32,
+    /// The trust's reverse proxies (addresses or networks such as
+    /// 10.0.0.0/8; repeat the flag or separate by commas): a request from
+    /// one is counted against the client its `X-Forwarded-For` names for
+    /// the limit of failed sign-ins, and their connections are not capped
+    /// per address. Anyone else's `X-Forwarded-For` is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "OPENPTL_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<String>,
     /// Where `POST /v1/backup` (admin) backs the log up while it runs;
     /// without it the API does not back up (`openptl backup` always can).
     #[arg(long, env = "OPENPTL_BACKUP_TO")]
@@ -266,6 +277,7 @@ impl ServeArgs {
             bootstrap_admin_token,
             rate_limit,
             auth_failure_burst,
+            trusted_proxies,
             backup_to,
             past_view_queue,
             grpc_max_subscriptions,
@@ -291,8 +303,12 @@ impl ServeArgs {
             backup_to,
             anchoring: anchoring_of(&data_dir, anchors, anchor_every)?,
         };
+        let trusted_proxies =
+            openptl_app::proxies::TrustedProxies::parse(&trusted_proxies.join(","))
+                .map_err(|e| anyhow::anyhow!("--trusted-proxy: {e}"))?;
         let limits = server::Limits {
             auth_failure_burst,
+            trusted_proxies: trusted_proxies.clone(),
             past_view_queue,
             http: openptl_http::ServeLimits {
                 header_read_timeout: std::time::Duration::try_from_secs_f64(header_read_timeout)
@@ -301,6 +317,7 @@ impl ServeArgs {
                     .context("--header-read-timeout: expected seconds above 0, such as 10")?,
                 max_connections,
                 max_connections_per_client,
+                trusted_proxies,
             },
             grpc: openptl_grpc::Limits {
                 subscriptions: grpc_max_subscriptions,

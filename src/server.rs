@@ -56,6 +56,8 @@ pub struct Listen {
 pub struct Limits {
     /// Failed authentications per client address before 429 (0: no limit).
     pub auth_failure_burst: u32,
+    /// Whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: openptl_app::proxies::TrustedProxies,
     /// Past-date views that may wait while one runs.
     pub past_view_queue: usize,
     /// The HTTP listener's (header read timeout, open connections).
@@ -190,11 +192,14 @@ impl Server {
                 a.every,
             )
         });
-        let failures = Arc::new(openptl_http::FailedAuth::new(
-            limits.auth_failure_burst,
-            openptl_http::auth::DEFAULT_FAILURE_REFILL_SECONDS,
-            openptl_http::auth::FAILURE_TABLE_LIMIT,
-        ));
+        let failures = Arc::new(
+            openptl_http::FailedAuth::new(
+                limits.auth_failure_burst,
+                openptl_http::auth::DEFAULT_FAILURE_REFILL_SECONDS,
+                openptl_http::auth::FAILURE_TABLE_LIMIT,
+            )
+            .with_trusted_proxies(limits.trusted_proxies.clone()),
+        );
         let listener = TcpListener::bind(listen.http)
             .await
             .with_context(|| format!("binding {}", listen.http))?;
@@ -355,6 +360,7 @@ mod tests {
             rate_limit: 0.0,
             limits: Limits {
                 auth_failure_burst: 0,
+                trusted_proxies: openptl_app::proxies::TrustedProxies::none(),
                 past_view_queue: openptl_app::DEFAULT_PAST_VIEW_QUEUE,
                 http: openptl_http::ServeLimits::default(),
                 grpc: openptl_grpc::Limits::default(),

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use crate::access::Principal;
 use crate::problem::{ApiError, Limited};
+use crate::proxies::TrustedProxies;
 use crate::App;
 
 /// Takes one request from the bucket of the token `token_id` at the app's
@@ -92,6 +93,8 @@ pub struct FailedAuth {
     per_second: f64,
     capacity: usize,
     table: Mutex<HashMap<ClientKey, (f64, Instant)>>,
+    /// Whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    proxies: TrustedProxies,
 }
 
 impl Default for FailedAuth {
@@ -113,7 +116,23 @@ impl FailedAuth {
             per_second: 1.0 / f64::from(refill_seconds.max(1)),
             capacity: capacity.max(1),
             table: Mutex::new(HashMap::new()),
+            proxies: TrustedProxies::none(),
         }
+    }
+
+    /// Counts failures by the client a trusted proxy names in
+    /// `X-Forwarded-For` rather than by the proxy ([`TrustedProxies`]).
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> FailedAuth {
+        self.proxies = proxies;
+        self
+    }
+
+    /// The client key of a request from `peer` (None: in process) with
+    /// these `X-Forwarded-For` values.
+    pub fn client_key(&self, peer: Option<IpAddr>, forwarded_for: Option<&str>) -> ClientKey {
+        peer.map_or(ClientKey::UNKNOWN, |peer| {
+            ClientKey::of(self.proxies.client(peer, forwarded_for))
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, (f64, Instant)>> {

@@ -19,6 +19,7 @@ mod packed;
 mod positions;
 pub mod problem;
 pub mod projection;
+pub mod proxies;
 mod ptl_index;
 mod read;
 mod snapshot;

@@ -30,13 +30,22 @@ pub use openptl_app::auth::{
 
 use crate::{ApiError, HttpError};
 
-/// The client key of a request: its peer address from `ConnectInfo`, else
+/// The client key of a request: its peer address from `ConnectInfo` (or,
+/// from a trusted proxy, the client it names in `X-Forwarded-For`), else
 /// [`ClientKey::UNKNOWN`].
-pub fn client_key(parts: &Parts) -> ClientKey {
-    parts
+pub fn client_key(failures: &FailedAuth, parts: &Parts) -> ClientKey {
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(ClientKey::UNKNOWN, |c| ClientKey::of(c.0.ip()))
+        .map(|c| c.0.ip());
+    let forwarded: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+    failures.client_key(peer, forwarded.as_deref())
 }
 
 /// The cookie the dashboard's sign-in sets.
@@ -144,7 +153,9 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
 
 /// The failure table and client key of a request.
 pub fn client_of(parts: &Parts) -> (Arc<FailedAuth>, ClientKey) {
-    (failures_of(parts), client_key(parts))
+    let failures = failures_of(parts);
+    let client = client_key(&failures, parts);
+    (failures, client)
 }
 
 impl FromRequestParts<Arc<App>> for Auth {

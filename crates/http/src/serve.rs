@@ -22,10 +22,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower::ServiceExt;
 
+use openptl_app::proxies::TrustedProxies;
+
 pub use openptl_app::connections::{ClientSlot, PerClient, DEFAULT_MAX_CONNECTIONS_PER_CLIENT};
 
 /// The listener's bounds (docs/operations.md).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeLimits {
     /// Longest a client may take to send a request's headers, counted from
     /// when the server starts waiting for them (so also how long a kept-alive
@@ -35,9 +37,12 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// Connections open at once from one client address (an IPv4 address,
     /// or an IPv6 /64); more are closed as soon as they are accepted.
-    /// Behind a reverse proxy every client has the proxy's address: raise it
-    /// to `max_connections` there and limit at the proxy.
+    /// Behind a reverse proxy every client has the proxy's address: name
+    /// the proxy in `trusted_proxies` (or raise this to `max_connections`)
+    /// and limit per user at the proxy.
     pub max_connections_per_client: usize,
+    /// The trust's reverse proxies: not capped per address.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Headers must arrive within this by default.
@@ -51,6 +56,7 @@ impl Default for ServeLimits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_client: DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            trusted_proxies: TrustedProxies::none(),
         }
     }
 }
@@ -65,7 +71,10 @@ pub async fn serve(
 ) {
     let max = limits.max_connections.max(1);
     let slots = Arc::new(Semaphore::new(max));
-    let per_client = PerClient::new(limits.max_connections_per_client);
+    let per_client = PerClient::exempting(
+        limits.max_connections_per_client,
+        limits.trusted_proxies.clone(),
+    );
     // Open connections close (after the request in flight) when this
     // changes: `true` at shutdown, a bump of `pressure` at the cap.
     let (stop_tx, _) = watch::channel(false);

@@ -189,6 +189,61 @@ async fn failed_sign_ins_and_bearer_tokens_are_limited_per_address() {
     }
 }
 
+/// Behind the trust's reverse proxy every request comes from the proxy's
+/// address: with the proxy trusted, failures count against the client it
+/// names, so one user's wrong secrets lock out nobody else; a client that is
+/// not a trusted proxy cannot choose whom its failures are counted against.
+#[tokio::test]
+async fn failures_through_a_trusted_proxy_count_against_the_client_it_names() {
+    let app = new_app();
+    let good = token(&app, Role::Coordinator, &["RXH"], None, "jane");
+    let proxies = openptl_app::proxies::TrustedProxies::parse("10.0.0.0/8").unwrap();
+    let router = openptl_http::router_with(
+        app.clone(),
+        Arc::new(FailedAuth::new(3, 60, 100).with_trusted_proxies(proxies)),
+    );
+    let proxy = "10.0.0.5:50000";
+    let via_proxy = |bearer: &str, client: &str| {
+        let mut r = request("GET", "/v1/ptl", Some(bearer), None);
+        r.headers_mut().insert(
+            "x-forwarded-for",
+            format!("203.0.113.66, {client}").parse().unwrap(),
+        );
+        from(r, proxy)
+    };
+    // One user behind the proxy spends their allowance...
+    for _ in 0..3 {
+        let a = send(&router, via_proxy("not-a-token", "198.51.100.7")).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    }
+    let a = send(&router, via_proxy("not-a-token", "198.51.100.7")).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+    // ...another behind the same proxy still has all of theirs.
+    for _ in 0..3 {
+        let a = send(&router, via_proxy("not-a-token", "198.51.100.8")).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    }
+    let a = send(&router, via_proxy(&good, "198.51.100.8")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    // A client that is not a proxy naming someone else in the header is
+    // counted as itself: its fourth failure is refused whatever it names.
+    let direct = "192.0.2.44:1234";
+    for i in 0..4 {
+        let mut r = request("GET", "/v1/ptl", Some("not-a-token"), None);
+        r.headers_mut().insert(
+            "x-forwarded-for",
+            format!("198.51.100.{}", 100 + i).parse().unwrap(),
+        );
+        let a = send(&router, from(r, direct)).await;
+        let expected = if i < 3 {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::TOO_MANY_REQUESTS
+        };
+        assert_eq!(a.status, expected, "attempt {i}: {}", a.body);
+    }
+}
+
 #[tokio::test]
 async fn another_site_cannot_sign_in_or_spend_an_address_allowance() {
     let app = new_app();
