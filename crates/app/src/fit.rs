@@ -25,12 +25,13 @@ impl App {
         trusts: &TrustFilter,
         principal: &Principal,
     ) -> Result<(FitReport, u64), AppError> {
-        let trusts = &trusts.within(&principal.trusts);
+        let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let period = period.unwrap_or_else(|| Period::of(as_of));
-        self.with_states(as_of, at.known_at, Some(period), |seen| {
-            fit::report(seen, period, &|t| trusts.allows(t), &self.config)
+        let config = self.config.clone();
+        self.with_states(as_of, at.known_at, Some(period), move |seen| {
+            fit::report(seen, period, &|t| trusts.allows(t), &config)
         })
         .await
     }

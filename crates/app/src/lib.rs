@@ -15,7 +15,9 @@ mod evaluate;
 mod fit;
 mod fold;
 mod metrics;
+mod offload;
 mod packed;
+mod past;
 mod positions;
 pub mod problem;
 pub mod projection;
@@ -79,6 +81,9 @@ pub struct App {
     slow_waiting: Arc<std::sync::atomic::AtomicUsize>,
     /// How long the last past-date view took (ms): the basis of `Retry-After`.
     slow_last_millis: std::sync::atomic::AtomicU64,
+    /// View computations running or allowed to run at once off the async
+    /// workers (see [`offload`]).
+    view_slots: Arc<tokio::sync::Semaphore>,
     /// Past-date views that may wait for their turn (beyond it: `Busy`).
     pub(crate) past_view_queue: usize,
     /// Requests per second each token may sustain (0: no limit).
@@ -198,6 +203,7 @@ impl App {
             slow_views: Arc::new(tokio::sync::Semaphore::new(1)),
             slow_waiting: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             slow_last_millis: std::sync::atomic::AtomicU64::new(0),
+            view_slots: offload::view_slots(),
             past_view_queue: DEFAULT_PAST_VIEW_QUEUE,
             rate_limit: DEFAULT_RATE_LIMIT,
             pathway_locks,

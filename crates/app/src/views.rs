@@ -11,7 +11,6 @@
 
 use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use openptl_rules::cwt::{self, CwtRecord};
@@ -20,9 +19,8 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourS
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
-use crate::evaluate::{current_of, Current};
-use crate::fold::fold_pathways;
-use crate::projection::ProjectionData;
+use crate::evaluate::Current;
+use crate::past::snapshot;
 use crate::ptl_index::{day_number, pack_trust};
 pub use crate::ptl_index::{PtlIndexEntry, PtlKeys};
 use crate::{App, AppError};
@@ -310,21 +308,26 @@ impl App {
     /// `known_at`: the projection's states when those are today and
     /// now, else states evaluated afresh. A report over `period` counts no
     /// pathway holding no date in it, so such pathways may be left out.
-    pub(crate) async fn with_states<R>(
+    /// `f` runs off the async workers ([`App::off_workers`]).
+    pub(crate) async fn with_states<R: Send + 'static>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
         period: Option<Period>,
-        f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R,
+        f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R + Send + 'static,
     ) -> Result<(R, u64), AppError> {
-        let (snapshot, position) = {
-            let data = self.projection.read();
-            let position = self.projection.position().min(data.position);
-            if data.today == Some(as_of) && known_at.is_none() {
+        let projection = self.projection.clone();
+        let today = self
+            .off_workers(move || {
+                let data = projection.read();
+                let position = projection.position().min(data.position);
+                if data.today != Some(as_of) || known_at.is_some() {
+                    return Ok(Err((snapshot(&data), position, f)));
+                }
                 let mut failed = None;
                 let window = period.map(|p| (p.first_day(), p.last_day()));
                 let mut seen =
-                    data.states(self.projection.packer(), window)
+                    data.states(projection.packer(), window)
                         .filter_map(|(id, current)| match current {
                             Ok(current) => Some(Seen {
                                 id,
@@ -336,67 +339,27 @@ impl App {
                             }
                         });
                 let out = f(&mut seen);
-                return match failed {
+                match failed {
                     Some(e) => Err(e),
-                    None => Ok((out, position)),
-                };
-            }
-            (snapshot(&data), position)
+                    None => Ok(Ok((out, position))),
+                }
+            })
+            .await??;
+        let (snapshot, position, f) = match today {
+            Ok(done) => return Ok(done),
+            Err(past) => past,
         };
         let evaluated = self.evaluate_snapshot(snapshot, as_of, known_at).await?;
-        let mut seen = evaluated.iter().map(|(id, current)| Seen {
-            id,
-            current: Cow::Borrowed(current),
-        });
-        Ok((f(&mut seen), position))
-    }
-
-    /// Evaluates a snapshot of every pathway off the async workers and
-    /// outside the projection's lock, one such view at a time (a past view
-    /// costs seconds on a large alliance; appends and today's views go on).
-    async fn evaluate_snapshot(
-        &self,
-        snapshot: Snapshot,
-        as_of: NaiveDate,
-        known_at: Option<DateTime<Utc>>,
-    ) -> Result<Vec<(Arc<str>, Current)>, AppError> {
-        use std::sync::atomic::Ordering;
-        // A bounded queue: with one running and `past_view_queue` waiting,
-        // refuse now (the caller retries) instead of piling up requests and
-        // snapshots. The count holds until the evaluation itself ends.
-        let waiting = self.slow_waiting.fetch_add(1, Ordering::SeqCst);
-        let queued = Queued(self.slow_waiting.clone());
-        if waiting > self.past_view_queue {
-            let last = self.slow_last_millis.load(Ordering::Relaxed);
-            // Every view ahead of it, at the last one's pace, in seconds.
-            let retry_after = (last.saturating_mul(waiting as u64 + 1) / 1000).clamp(1, 60);
-            return Err(AppError::Busy { retry_after });
-        }
-        let turn = self
-            .slow_views
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| AppError::internal("the slow-view gate closed"))?;
-        let config = self.config.clone();
-        let log = self.log.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || {
-            // The turn is the blocking work's, not the request's: a request
-            // dropped by its timeout does not let the next view start while
-            // this one still runs.
-            let _turn = turn;
-            let _queued = queued;
-            evaluate_all(&snapshot, log.as_ref(), &runtime, as_of, known_at, &config)
-        })
-        .await
-        .map_err(|e| AppError::internal(format!("evaluating a past view failed: {e}")))?;
-        self.slow_last_millis.store(
-            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        result
+        let out = self
+            .off_workers(move || {
+                let mut seen = evaluated.iter().map(|(id, current)| Seen {
+                    id,
+                    current: Cow::Borrowed(current),
+                });
+                f(&mut seen)
+            })
+            .await?;
+        Ok((out, position))
     }
 
     /// The single PTL (SPEC 4.4).
@@ -417,48 +380,59 @@ impl App {
                 });
             }
         }
-        let fast = {
-            let data = self.projection.read();
-            let position = self.projection.position().min(data.position);
-            if data.today == Some(as_of) && query.at.known_at.is_none() {
+        let projection = self.projection.clone();
+        let config = self.config.clone();
+        let page_query = query.clone();
+        let known_at = query.at.known_at;
+        let fast = self
+            .off_workers(move || {
+                let query = &page_query;
+                let data = projection.read();
+                let position = projection.position().min(data.position);
+                if data.today != Some(as_of) || known_at.is_some() {
+                    return Ok::<_, AppError>(Err((snapshot(&data), position)));
+                }
                 // Only the page's rows are unpacked.
-                let packer = self.projection.packer();
+                let packer = projection.packer();
                 let page = page_of(&data.ptl, query, as_of, |e| {
                     let current = data.state_of(&e.id, packer)?;
                     Ok(current.and_then(|c| {
-                        let row = PtlRow::of(&c.state, &self.config)?;
+                        let row = PtlRow::of(&c.state, &config)?;
                         Some((c.state.nhs_number.as_str().to_string(), row))
                     }))
                 })?;
-                Ok((page, position))
-            } else {
-                Err((snapshot(&data), position))
-            }
-        };
+                Ok(Ok((page, position)))
+            })
+            .await??;
         let ((total, bands, mut rows, next_cursor), position) = match fast {
             Ok(page) => page,
             Err((snapshot, position)) => {
                 let evaluated = self
                     .evaluate_snapshot(snapshot, as_of, query.at.known_at)
                     .await?;
-                let mut index = Vec::new();
-                let mut states = HashMap::new();
-                for (id, current) in &evaluated {
-                    if let Some(row) = &current.row {
-                        index.push(PtlIndexEntry {
-                            keys: PtlKeys::of(row),
-                            id: id.clone(),
-                            version: current.version,
-                        });
-                        states.insert(&**id, current);
-                    }
-                }
-                let page = page_of(&index, query, as_of, |e| {
-                    Ok(states.get(&*e.id).and_then(|c| {
-                        let row = c.row.as_deref()?.clone();
-                        Some((c.state.nhs_number.as_str().to_string(), row))
-                    }))
-                })?;
+                let query = query.clone();
+                let page = self
+                    .off_workers(move || {
+                        let mut index = Vec::new();
+                        let mut states = HashMap::new();
+                        for (id, current) in &evaluated {
+                            if let Some(row) = &current.row {
+                                index.push(PtlIndexEntry {
+                                    keys: PtlKeys::of(row),
+                                    id: id.clone(),
+                                    version: current.version,
+                                });
+                                states.insert(&**id, current);
+                            }
+                        }
+                        page_of(&index, &query, as_of, |e| {
+                            Ok(states.get(&*e.id).and_then(|c| {
+                                let row = c.row.as_deref()?.clone();
+                                Some((c.state.nhs_number.as_str().to_string(), row))
+                            }))
+                        })
+                    })
+                    .await??;
                 (page, position)
             }
         };
@@ -489,19 +463,14 @@ impl App {
         tumour_site: Option<TumourSite>,
         principal: &Principal,
     ) -> Result<(StandardsReport, u64), AppError> {
-        let trusts = &trusts.within(&principal.trusts);
+        let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let period = period.unwrap_or_else(|| Period::of(as_of));
-        self.with_states(as_of, at.known_at, Some(period), |seen| {
+        let config = self.config.clone();
+        self.with_states(as_of, at.known_at, Some(period), move |seen| {
             let states = seen.filter(|s| tumour_site.is_none_or(|t| s.state().tumour_site == t));
-            report::standards(
-                states,
-                standard,
-                period,
-                &|t| trusts.allows(t),
-                &self.config,
-            )
+            report::standards(states, standard, period, &|t| trusts.allows(t), &config)
         })
         .await
     }
@@ -515,15 +484,16 @@ impl App {
         tumour_site: Option<TumourSite>,
         principal: &Principal,
     ) -> Result<(MilestonesReport, u64), AppError> {
-        let trusts = &trusts.within(&principal.trusts);
+        let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        self.with_states(as_of, at.known_at, period, |seen| {
+        let config = self.config.clone();
+        self.with_states(as_of, at.known_at, period, move |seen| {
             let states = seen.filter(|s| {
                 let s = s.state();
                 trusts.allows(s.trust.as_str()) && tumour_site.is_none_or(|t| s.tumour_site == t)
             });
-            report::milestones(states, period, &self.config)
+            report::milestones(states, period, &config)
         })
         .await
     }
@@ -536,7 +506,7 @@ impl App {
         trusts: &TrustFilter,
         principal: &Principal,
     ) -> Result<(CanptlReturn, u64), AppError> {
-        let trusts = &trusts.within(&principal.trusts);
+        let trusts = trusts.within(&principal.trusts);
         if week_ending.weekday() != Weekday::Sun {
             return Err(AppError::InvalidQuery {
                 field: "week_ending".into(),
@@ -549,7 +519,7 @@ impl App {
                 problem: "is in the future; the return covers a week that has ended".into(),
             });
         }
-        self.with_states(week_ending, known_at, None, |seen| {
+        self.with_states(week_ending, known_at, None, move |seen| {
             let states = seen.filter(|s| trusts.allows(s.state().trust.as_str()));
             report::canptl(states, week_ending)
         })
@@ -566,11 +536,11 @@ impl App {
         trusts: &TrustFilter,
         principal: &Principal,
     ) -> Result<(Vec<CwtLine>, u64), AppError> {
-        let trusts = &trusts.within(&principal.trusts);
+        let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let out = self
-            .with_states(as_of, at.known_at, Some(period), |seen| {
+            .with_states(as_of, at.known_at, Some(period), move |seen| {
                 let mut lines: Vec<CwtLine> = Vec::new();
                 for s in seen {
                     for row in cwt::cwt_records(s.state(), period) {
@@ -613,16 +583,6 @@ fn forbidden(principal: &Principal, why: &str) -> AppError {
     AppError::Forbidden {
         index: None,
         reason: format!("a {} may not see this: {why}", principal.role.as_str()),
-    }
-}
-
-/// A past-date view counted as in the gate (waiting or running) until its
-/// evaluation ends or it is dropped while waiting.
-struct Queued(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for Queued {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -750,48 +710,4 @@ fn page_of(
         }
     }
     Ok((total, bands, rows, next_cursor))
-}
-
-/// Every pathway with the positions of its records (packed), and the
-/// position the pathways were projected to: cheap to take under the
-/// projection's lock.
-struct Snapshot {
-    pathways: Vec<(Arc<str>, crate::positions::Positions)>,
-    position: u64,
-}
-
-/// Evaluates every pathway of a snapshot as of a date and moment, reading
-/// the log in place on every core (pathways in the order of their first
-/// records, so reads go forwards).
-fn evaluate_all(
-    snapshot: &Snapshot,
-    log: &dyn openptl_log::EventLog,
-    runtime: &tokio::runtime::Handle,
-    as_of: NaiveDate,
-    known_at: Option<DateTime<Utc>>,
-    config: &openptl_rules::RulesConfig,
-) -> Result<Vec<(Arc<str>, Current)>, AppError> {
-    let mut pathways: Vec<crate::fold::PathwayRecords> = snapshot
-        .pathways
-        .iter()
-        .map(|(id, positions)| (id.clone(), positions.to_vec()))
-        .filter(|(_, positions)| !positions.is_empty())
-        .collect();
-    pathways.sort_unstable_by_key(|(_, positions)| positions[0]);
-    let evaluated = fold_pathways(log, runtime, snapshot.position, &pathways, |id, history| {
-        current_of(history?, as_of, known_at, config).map(|c| (id.clone(), c))
-    })?;
-    Ok(evaluated.into_iter().flatten().collect())
-}
-
-/// Every pathway's id and positions, cheap to take.
-fn snapshot(data: &ProjectionData) -> Snapshot {
-    Snapshot {
-        pathways: data
-            .pathways
-            .iter()
-            .map(|(id, p)| (id.clone(), p.positions.clone()))
-            .collect(),
-        position: data.position,
-    }
 }

@@ -1,0 +1,44 @@
+//! Running a view's work off the async workers (issue 22): every view that
+//! reads many pathways (the PTL page, the aggregates, past views, the
+//! gauges of `/metrics`) computes on Tokio's blocking threads, a bounded
+//! number at a time, so `/healthz`, `/readyz` and appends keep their
+//! workers whatever the views cost. The projection's lock is taken inside
+//! the blocking work and never held across an `.await`.
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::{App, AppError};
+
+/// View computations that may run at once: one per core, at least two (a
+/// view unpacking states uses every core, so more would only queue inside
+/// the kernel instead of here).
+pub(crate) fn view_slots() -> Arc<Semaphore> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Arc::new(Semaphore::new(cores.max(2)))
+}
+
+impl App {
+    /// Runs `work` on a blocking thread once a view slot is free, and gives
+    /// its result back to the calling task.
+    pub(crate) async fn off_workers<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, AppError> {
+        let slot = self
+            .view_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| AppError::internal("the view slots closed"))?;
+        tokio::task::spawn_blocking(move || {
+            // The slot is the work's: a request dropped by its timeout does
+            // not free it while the work still runs.
+            let _slot = slot;
+            work()
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("a view's computation failed: {e}")))
+    }
+}
