@@ -160,20 +160,31 @@ impl Default for D31Split {
 impl D31Split {
     /// Counts one treatment period.
     pub fn add(&mut self, counted: &CountedPeriod<'_>) {
+        self.add_share(counted.group, counted.modality, 1.0, counted.breached);
+    }
+
+    /// Counts `share` treatment periods of one group and modality group.
+    pub fn add_share(
+        &mut self,
+        group: TreatmentGroup,
+        modality: ModalityGroup,
+        share: f64,
+        breached: bool,
+    ) {
         let group = self
             .by_treatment
-            .entry(counted.group)
+            .entry(group)
             .or_insert_with(GroupPerformance::empty);
-        group.performance.add(1.0, counted.breached);
+        group.performance.add(share, breached);
         group
             .by_modality
-            .entry(counted.modality)
+            .entry(modality)
             .or_default()
-            .add(1.0, counted.breached);
+            .add(share, breached);
         self.by_modality
-            .entry(counted.modality)
+            .entry(modality)
             .or_default()
-            .add(1.0, counted.breached);
+            .add(share, breached);
     }
 }
 

@@ -19,6 +19,7 @@ pub mod pathway;
 pub mod period;
 pub mod ptl;
 pub mod report;
+pub mod tally;
 pub mod validate;
 
 pub use codes::*;

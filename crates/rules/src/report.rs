@@ -15,6 +15,7 @@ use crate::d31::{self, D31Split};
 use crate::first_seen::SeenMedium;
 use crate::pathway::{Clock, PathwayState};
 use crate::ptl::WaitBand;
+use crate::tally::{self, MilestonesKey, MilestonesTally, StandardsKey, Tally};
 
 /// A calendar month, `YYYY-MM` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -76,7 +77,7 @@ impl Serialize for Period {
     }
 }
 
-fn percent(part: f64, whole: f64) -> Option<f64> {
+pub(crate) fn percent(part: f64, whole: f64) -> Option<f64> {
     (whole > 0.0).then(|| (part / whole * 1000.0).round() / 10.0)
 }
 
@@ -165,18 +166,6 @@ fn clock_of(state: &PathwayState, kind: ClockKind) -> &Clock {
     }
 }
 
-/// Who a stopped clock counts for: the current trust, or after a transfer
-/// the shares of the national breach allocation (62-day only).
-fn shares(state: &PathwayState, clock: &Clock) -> Vec<(String, f64)> {
-    match &clock.allocation {
-        Some(allocation) => allocation
-            .iter()
-            .map(|a| (a.trust.as_str().to_string(), a.share))
-            .collect(),
-        None => vec![(state.trust.as_str().to_string(), 1.0)],
-    }
-}
-
 /// Whether a pathway's `standard` clock counts towards `period`'s
 /// performance: stopped (met or breached) or excluded in it.
 pub fn counts_in(state: &PathwayState, standard: ClockKind, period: Period) -> bool {
@@ -209,124 +198,15 @@ pub fn standards(
     trust_visible: &dyn Fn(&str) -> bool,
     config: &RulesConfig,
 ) -> StandardsReport {
-    let mut overall = Performance::default();
-    let mut by_trust: BTreeMap<String, TrustPerformance> = BTreeMap::new();
-    let mut by_site: BTreeMap<TumourSite, Performance> = BTreeMap::new();
-    let mut outcomes = FdsOutcomes::default();
-    let mut excluded = 0u64;
-    let mut split = D31Split::default();
+    let mut cells: BTreeMap<StandardsKey, Tally> = BTreeMap::new();
     for state in states {
-        let state: &PathwayState = state.borrow();
-        if standard == ClockKind::D31 {
-            for counted in d31::counted_periods(state, period) {
-                if !trust_visible(counted.trust.as_str()) {
-                    continue;
-                }
-                let breached = counted.breached;
-                overall.add(1.0, breached);
-                by_site
-                    .entry(state.tumour_site)
-                    .or_default()
-                    .add(1.0, breached);
-                by_trust
-                    .entry(counted.trust.as_str().to_string())
-                    .or_default()
-                    .performance
-                    .add(1.0, breached);
-                split.add(&counted);
+        tally::standards_contributions(state.borrow(), &mut |key, share| {
+            if key.standard == standard && key.month == period {
+                cells.entry(key).or_default().add(share, 1);
             }
-            continue;
-        }
-        if !counts_in(state, standard, period) {
-            continue;
-        }
-        let clock = clock_of(state, standard);
-        if clock.status == ClockStatus::Excluded {
-            if trust_visible(state.trust.as_str()) {
-                excluded += 1;
-                let line = by_trust
-                    .entry(state.trust.as_str().to_string())
-                    .or_default();
-                *line.excluded.get_or_insert(0) += 1;
-            }
-            continue;
-        }
-        let breached = clock.status == ClockStatus::Breached;
-        for (trust, share) in shares(state, clock) {
-            if !trust_visible(&trust) {
-                continue;
-            }
-            overall.add(share, breached);
-            by_site
-                .entry(state.tumour_site)
-                .or_default()
-                .add(share, breached);
-            by_trust
-                .entry(trust)
-                .or_default()
-                .performance
-                .add(share, breached);
-            if standard == ClockKind::Fds {
-                if clock.stop_reason == Some(StopReason::CancerRuledOut) {
-                    outcomes.ruled_out.add(share, breached);
-                } else {
-                    outcomes.diagnosed.add(share, breached);
-                }
-            }
-        }
+        });
     }
-    let is_fds = standard == ClockKind::Fds;
-    let thresholds = &config.thresholds;
-    let (target_days, thresholds) = match standard {
-        ClockKind::Fds => (
-            config.targets.fds_days,
-            Thresholds {
-                standard: thresholds.fds_standard,
-                operational: Some(thresholds.fds_operational),
-            },
-        ),
-        ClockKind::D31 => (
-            config.targets.d31_days,
-            Thresholds {
-                standard: thresholds.d31_standard,
-                operational: None,
-            },
-        ),
-        ClockKind::D62 => (
-            config.targets.d62_days,
-            Thresholds {
-                standard: thresholds.d62_standard,
-                operational: Some(thresholds.d62_operational),
-            },
-        ),
-    };
-    StandardsReport {
-        standard,
-        period,
-        target_days,
-        thresholds,
-        overall,
-        by_trust: by_trust
-            .into_iter()
-            .map(|(trust, mut line)| {
-                line.trust = trust;
-                if is_fds && line.excluded.is_none() {
-                    line.excluded = Some(0);
-                }
-                line
-            })
-            .collect(),
-        by_tumour_site: by_site
-            .into_iter()
-            .map(|(tumour_site, performance)| SitePerformance {
-                tumour_site,
-                performance,
-            })
-            .collect(),
-        by_outcome: is_fds.then_some(outcomes),
-        excluded: is_fds.then_some(excluded),
-        d31: (standard == ClockKind::D31).then_some(split),
-    }
+    tally::standards_from_cells(&cells, standard, period, trust_visible, config)
 }
 
 /// Counts of one milestone's statuses.
@@ -354,19 +234,30 @@ pub struct MeetingAll {
 }
 
 impl MeetingAll {
-    fn add(&mut self, state: &PathwayState) {
-        self.pathways += 1;
-        let decided = state
-            .milestones
-            .iter()
-            .all(|m| m.status != MilestoneStatus::Pending);
-        if decided {
-            self.decided += 1;
-            if meets_all(state) {
-                self.meeting_all += 1;
-            }
-        }
+    /// Counts `pathways` with milestones, `decided` of them with none
+    /// pending, `meeting_all` of those meeting every milestone.
+    pub(crate) fn add_counts(&mut self, pathways: i64, decided: i64, meeting_all: i64) {
+        self.pathways = (self.pathways as i64 + pathways) as u64;
+        self.decided = (self.decided as i64 + decided) as u64;
+        self.meeting_all = (self.meeting_all as i64 + meeting_all) as u64;
         self.percent = percent(self.meeting_all as f64, self.decided as f64);
+    }
+}
+
+impl MilestoneCounts {
+    /// Counts `n` milestones of `status`.
+    pub(crate) fn add(&mut self, status: MilestoneStatus, n: u64) {
+        match status {
+            MilestoneStatus::Met => self.met += n,
+            MilestoneStatus::Missed => self.missed += n,
+            MilestoneStatus::Overdue => self.overdue += n,
+            MilestoneStatus::Pending => self.pending += n,
+            MilestoneStatus::NotApplicable => self.not_applicable += n,
+        }
+        self.percent_met = percent(
+            self.met as f64,
+            (self.met + self.missed + self.overdue) as f64,
+        );
     }
 }
 
@@ -425,88 +316,17 @@ pub fn milestones(
     period: Option<Period>,
     config: &RulesConfig,
 ) -> MilestonesReport {
-    let mut overall = MeetingAll::default();
-    let mut by_site: BTreeMap<TumourSite, (MeetingAll, Vec<MilestoneCounts>)> = BTreeMap::new();
-    let mut by_trust: BTreeMap<String, MeetingAll> = BTreeMap::new();
-    let mut fit = FitIndicator {
-        indicator_days: config.fit.indicator_days,
-        bands: FitBand::ALL.iter().map(|b| (b.as_str(), 0)).collect(),
-        ..FitIndicator::default()
-    };
+    let mut cells: BTreeMap<MilestonesKey, MilestonesTally> = BTreeMap::new();
     for state in states {
         let state: &PathwayState = state.borrow();
         if period.is_some_and(|p| !p.contains(state.referred_on)) {
             continue;
         }
-        if state.tumour_site == TumourSite::LowerGi && state.route == Route::UrgentSuspectedCancer {
-            fit.lower_gi_urgent_referrals += 1;
-            *fit.bands.entry(state.fit_band.as_str()).or_insert(0) += 1;
-            // The FIT report's definition (decision 123), so both pages agree.
-            if crate::fit::has_result_within(
-                &state.lower_gi,
-                state.referred_on,
-                config.fit.indicator_days,
-            ) {
-                fit.with_fit_before_referral += 1;
-            }
-        }
-        if state.milestones.is_empty() {
-            continue;
-        }
-        overall.add(state);
-        by_trust
-            .entry(state.trust.as_str().to_string())
-            .or_default()
-            .add(state);
-        let (site_all, counts) = by_site.entry(state.tumour_site).or_insert_with(|| {
-            let template = config.template_for(state.tumour_site);
-            let counts = template
-                .milestone
-                .iter()
-                .map(|m| MilestoneCounts {
-                    name: m.name.to_string(),
-                    due_day: m.due_day,
-                    ..MilestoneCounts::default()
-                })
-                .collect();
-            (MeetingAll::default(), counts)
-        });
-        site_all.add(state);
-        for (m, count) in state.milestones.iter().zip(counts.iter_mut()) {
-            match m.status {
-                MilestoneStatus::Met => count.met += 1,
-                MilestoneStatus::Missed => count.missed += 1,
-                MilestoneStatus::Overdue => count.overdue += 1,
-                MilestoneStatus::Pending => count.pending += 1,
-                MilestoneStatus::NotApplicable => count.not_applicable += 1,
-            }
-            count.percent_met = percent(
-                count.met as f64,
-                (count.met + count.missed + count.overdue) as f64,
-            );
+        if let Some((key, tally)) = tally::milestones_contribution(state, config) {
+            cells.entry(key).or_default().add(&tally, 1);
         }
     }
-    fit.percent = percent(
-        fit.with_fit_before_referral as f64,
-        fit.lower_gi_urgent_referrals as f64,
-    );
-    MilestonesReport {
-        period,
-        overall,
-        by_tumour_site: by_site
-            .into_iter()
-            .map(|(tumour_site, (meeting_all, milestones))| SiteMilestones {
-                tumour_site,
-                meeting_all,
-                milestones,
-            })
-            .collect(),
-        by_trust: by_trust
-            .into_iter()
-            .map(|(trust, meeting_all)| TrustMilestones { trust, meeting_all })
-            .collect(),
-        fit,
-    }
+    tally::milestones_from_cells(&cells, period, config)
 }
 
 /// Open 62-day pathways by wait band.
