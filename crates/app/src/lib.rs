@@ -4,6 +4,7 @@
 //! to report it.
 
 pub mod access;
+mod aggregates;
 pub mod anchoring;
 mod append;
 pub mod audit;

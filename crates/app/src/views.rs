@@ -19,6 +19,7 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourS
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
+use crate::aggregates::Aggregates;
 use crate::evaluate::Current;
 use crate::past::snapshot;
 use crate::ptl_index::{day_number, pack_trust};
@@ -362,6 +363,30 @@ impl App {
         Ok((out, position))
     }
 
+    /// Answers from today's aggregates, off the async workers: `None` when
+    /// the view is not of today as known now, or they are not built yet.
+    async fn answer_from_aggregates<R: Send + 'static>(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        f: impl FnOnce(&Aggregates) -> R + Send + 'static,
+    ) -> Result<Option<(R, u64)>, AppError> {
+        if known_at.is_some() {
+            return Ok(None);
+        }
+        let projection = self.projection.clone();
+        self.off_workers(move || {
+            let data = projection.read();
+            let position = projection.position().min(data.position);
+            if data.today != Some(as_of) {
+                return None;
+            }
+            let aggregates = data.aggregates.as_ref()?;
+            Some((f(aggregates), position))
+        })
+        .await
+    }
+
     /// The single PTL (SPEC 4.4).
     pub async fn ptl(&self, query: &PtlQuery, principal: &Principal) -> Result<PtlPage, AppError> {
         if !principal.reads_patients() {
@@ -468,6 +493,19 @@ impl App {
         let as_of = self.as_of(at.as_of, at.known_at);
         let period = period.unwrap_or_else(|| Period::of(as_of));
         let config = self.config.clone();
+        let (visible, rules) = (trusts.clone(), config.clone());
+        let today = self.answer_from_aggregates(as_of, at.known_at, move |aggregates| {
+            aggregates.standards(
+                standard,
+                period,
+                tumour_site,
+                &|t| visible.allows(t),
+                &rules,
+            )
+        });
+        if let Some(done) = today.await? {
+            return Ok(done);
+        }
         self.with_states(as_of, at.known_at, Some(period), move |seen| {
             let states = seen.filter(|s| tumour_site.is_none_or(|t| s.state().tumour_site == t));
             report::standards(states, standard, period, &|t| trusts.allows(t), &config)
@@ -488,6 +526,13 @@ impl App {
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let config = self.config.clone();
+        let (visible, rules) = (trusts.clone(), config.clone());
+        let today = self.answer_from_aggregates(as_of, at.known_at, move |aggregates| {
+            aggregates.milestones(period, tumour_site, &|t| visible.allows(t), &rules)
+        });
+        if let Some(done) = today.await? {
+            return Ok(done);
+        }
         self.with_states(as_of, at.known_at, period, move |seen| {
             let states = seen.filter(|s| {
                 let s = s.state();

@@ -40,6 +40,7 @@ use openptl_rules::{history, PtlRow, RecordedEvent, RulesConfig};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::aggregates::{Aggregates, Contribution};
 use crate::clock::{london_today, Clock};
 use crate::evaluate::{current_from, decode, effective_or_logged, Current};
 use crate::fold::{self, par_filter_map};
@@ -117,6 +118,9 @@ pub struct ProjectionData {
     /// Every pathway's [`Trusts`], shared by the pathways with the same.
     trust_sets: HashSet<Arc<Trusts>>,
     dirty: HashSet<Arc<str>>,
+    /// Today's standards and milestone cells over every state (issue 22);
+    /// `None` until built after a bulk change (views then read the states).
+    pub(crate) aggregates: Option<Aggregates>,
 }
 
 /// One pathway evaluated by a refresh.
@@ -124,6 +128,9 @@ struct Evaluated {
     id: Arc<str>,
     current: Option<Kept>,
     trusts: Option<(String, Vec<String>)>,
+    /// What the pathway's old state and its new one add to the aggregates,
+    /// when asked for (a refresh of a few pathways).
+    delta: Option<Result<(Contribution, Contribution), AppError>>,
 }
 
 /// The in-memory projection of the whole log.
@@ -373,7 +380,7 @@ impl Projection {
         // the write lock, while the others go on evaluating.
         let folded = fold::fold_everything(
             reader.as_ref(),
-            |id, history| self.evaluated(id, history.unwrap_or_default(), today),
+            |id, history| self.evaluated(id, history.unwrap_or_default(), today, None),
             |finished| {
                 let mut data = self.write();
                 for (id, positions, evaluated) in finished {
@@ -472,14 +479,92 @@ impl Projection {
     }
 
     /// A pathway evaluated as of `today` from its history (its effective
-    /// events worked out once for both the state and the trusts).
-    fn evaluated(&self, id: &Arc<str>, history: &[RecordedEvent], today: NaiveDate) -> Evaluated {
+    /// events worked out once for both the state and the trusts). With
+    /// `old` (its state before, if any), also what the old and the new state
+    /// add to the aggregates.
+    fn evaluated(
+        &self,
+        id: &Arc<str>,
+        history: &[RecordedEvent],
+        today: NaiveDate,
+        old: Option<Option<&Packed>>,
+    ) -> Evaluated {
         let effective = effective_or_logged(history).unwrap_or_default();
+        let current = current_from(&effective, history.len() as u64, today, &self.config);
+        let delta = old.map(|old| {
+            let before = match old {
+                Some(packed) => {
+                    let old = self.packer.current(packed).map_err(data::unpack_failed)?;
+                    Contribution::of(&old.state, &self.config)
+                }
+                None => Contribution::default(),
+            };
+            let after = current
+                .as_ref()
+                .map(|c| Contribution::of(&c.state, &self.config))
+                .unwrap_or_default();
+            Ok((before, after))
+        });
         Evaluated {
             id: id.clone(),
-            current: current_from(&effective, history.len() as u64, today, &self.config)
-                .map(|c| Kept::of(&c, &self.packer)),
+            current: current.map(|c| Kept::of(&c, &self.packer)),
             trusts: history::trusts_of(&effective),
+            delta,
+        }
+    }
+
+    /// Builds today's aggregates from every state when they are not kept
+    /// (after a start, a restore or a bulk refresh), on every core; the
+    /// runner is the only writer, so the states do not change meanwhile. A
+    /// state that cannot be unpacked leaves them unbuilt (views then read
+    /// the states and report it).
+    fn build_aggregates(&self) {
+        if self.read().aggregates.is_some() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let built = {
+            let data = self.read();
+            let packed: Vec<&Packed> = data
+                .pathways
+                .values()
+                .filter_map(|p| p.state.as_ref())
+                .collect();
+            let chunks: Vec<&[&Packed]> = packed.chunks(UNPACK_SLICE).collect();
+            let partials = par_filter_map(&chunks, |chunk| {
+                let mut partial = Aggregates::default();
+                for packed in *chunk {
+                    match self.packer.current(packed) {
+                        Ok(c) => partial.apply(&Contribution::of(&c.state, &self.config), 1),
+                        Err(e) => return Some(Err(data::unpack_failed(e))),
+                    }
+                }
+                Some(Ok(partial))
+            });
+            let mut all = Aggregates::default();
+            let mut failed = None;
+            for partial in partials {
+                match partial {
+                    Ok(partial) => all.merge(partial),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(all),
+            }
+        };
+        match built {
+            Ok(aggregates) => {
+                let cells = aggregates.cells();
+                self.write().aggregates = Some(aggregates);
+                tracing::info!(
+                    cells,
+                    ms = started.elapsed().as_millis() as u64,
+                    "today's aggregates built from every state"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "today's aggregates not built"),
         }
     }
 
@@ -517,7 +602,7 @@ impl Projection {
                     &self.runtime,
                     position,
                     &pathways,
-                    |id, history| self.evaluated(id, history.unwrap_or_default(), today),
+                    |id, history| self.evaluated(id, history.unwrap_or_default(), today, None),
                 )
             } else {
                 let entries: Vec<(&Arc<str>, &PathwayEntry)> = dirty
@@ -525,10 +610,9 @@ impl Projection {
                     .filter_map(|id| data.pathways.get_key_value(id))
                     .collect();
                 let loaded = par_filter_map(&entries, |(id, entry)| {
-                    Some(
-                        self.history_blocking(id, entry)
-                            .map(|history| self.evaluated(id, &history, today)),
-                    )
+                    Some(self.history_blocking(id, entry).map(|history| {
+                        self.evaluated(id, &history, today, Some(entry.state.as_ref()))
+                    }))
                 });
                 loaded.into_iter().collect::<Result<Vec<_>, _>>()
             };
@@ -555,8 +639,19 @@ impl Projection {
                 id,
                 current,
                 trusts,
+                delta,
             } in evaluated
             {
+                match (delta, &mut data.aggregates) {
+                    (Some(Ok((before, after))), Some(aggregates)) => {
+                        aggregates.apply(&before, -1);
+                        aggregates.apply(&after, 1);
+                    }
+                    // Evaluated in bulk, or an old state unreadable: built
+                    // afresh below.
+                    (None, _) | (Some(Err(_)), _) => data.aggregates = None,
+                    (Some(Ok(_)), None) => {}
+                }
                 data.install(&id, current, trusts);
             }
         }
@@ -577,6 +672,7 @@ impl Projection {
                 "projection re-evaluated many pathways"
             );
         }
+        self.build_aggregates();
         self.published.send_replace(position);
         Ok(())
     }
