@@ -1,6 +1,8 @@
 //! Today's aggregate views kept current (issue 22): the cells of the
-//! standards and milestone views (`openptl_rules::tally`) summed over every
-//! pathway's state as of the projection's `today`. The projection keeps
+//! standards and milestone views (`openptl_rules::tally`), of the FIT
+//! report (`openptl_rules::fit::contribution`) and of the PTL gauges of
+//! `/metrics` ([`gauges`]) summed over every pathway's state as of the
+//! projection's `today`. The projection keeps
 //! them as pathways change (each re-evaluated pathway takes its old state's
 //! contributions away and adds its new state's) and builds them afresh
 //! from every state after a bulk change (start, restore, a new day); a view
@@ -10,26 +12,50 @@
 //! Everything here is a pure function of the states: [`Aggregates::of`]
 //! over every state is the oracle the incremental sums are tested against.
 
+use chrono::NaiveDate;
 use foldhash::HashMap;
 
+use openptl_rules::fit::{self, FitFigures, FitReport};
 use openptl_rules::report::{MilestonesReport, StandardsReport};
 use openptl_rules::tally::{self, MilestonesKey, MilestonesTally, StandardsKey, Tally};
-use openptl_rules::{ClockKind, PathwayState, Period, RulesConfig, TumourSite};
+use openptl_rules::{ClockKind, OdsCode, Period, PtlRow, RulesConfig, TumourSite};
+
+use crate::evaluate::Current;
+use crate::ptl_index::PtlKeys;
+
+pub(crate) mod gauges;
+
+use gauges::{GaugeKey, PtlGauges};
 
 /// What one pathway's state adds to the aggregates.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Contribution {
     standards: Vec<(StandardsKey, f64)>,
     milestones: Option<(MilestonesKey, MilestonesTally)>,
+    fit: Option<((Period, OdsCode), FitFigures)>,
+    gauges: Vec<(GaugeKey, i64)>,
 }
 
 impl Contribution {
-    pub(crate) fn of(state: &PathwayState, config: &RulesConfig) -> Contribution {
+    /// What a pathway's state as of `today` adds.
+    pub(crate) fn of(current: &Current, today: NaiveDate, config: &RulesConfig) -> Contribution {
+        let state = &current.state;
         let mut standards = Vec::new();
         tally::standards_contributions(state, &mut |key, share| standards.push((key, share)));
+        let mut gauges = Vec::new();
+        // An unpacked state carries no row: it is the same function of the state.
+        let row = match &current.row {
+            Some(row) => Some(PtlKeys::of(row)),
+            None => PtlRow::of(state, config).map(|row| PtlKeys::of(&row)),
+        };
+        if let Some(keys) = row {
+            gauges::contributions(state, keys.band(), today, &mut gauges);
+        }
         Contribution {
             standards,
             milestones: tally::milestones_contribution(state, config),
+            fit: fit::contribution(state, config),
+            gauges,
         }
     }
 }
@@ -40,18 +66,22 @@ pub(crate) struct Aggregates {
     /// By standard and month, then by cell.
     standards: HashMap<(ClockKind, Period), HashMap<StandardsKey, Tally>>,
     milestones: HashMap<MilestonesKey, MilestonesTally>,
+    /// By referral month and trust at referral.
+    fit: HashMap<(Period, OdsCode), FitFigures>,
+    gauges: HashMap<GaugeKey, i64>,
 }
 
 impl Aggregates {
-    /// The aggregates of `states`, from scratch (the oracle of the tests).
-    #[cfg(test)]
+    /// The aggregates of `states` as of `today`, from scratch (the oracle
+    /// of the tests; the scrape of a projection that keeps none).
     pub(crate) fn of<'a>(
-        states: impl IntoIterator<Item = &'a PathwayState>,
+        states: impl IntoIterator<Item = &'a Current>,
+        today: NaiveDate,
         config: &RulesConfig,
     ) -> Aggregates {
         let mut out = Aggregates::default();
-        for state in states {
-            out.apply(&Contribution::of(state, config), 1);
+        for current in states {
+            out.apply(&Contribution::of(current, today, config), 1);
         }
         out
     }
@@ -78,6 +108,20 @@ impl Aggregates {
                 self.milestones.remove(key);
             }
         }
+        if let Some((key, figures)) = &c.fit {
+            let cell = self.fit.entry(*key).or_insert_with(FitFigures::empty);
+            cell.combine(figures, sign);
+            if cell.referrals == 0 {
+                self.fit.remove(key);
+            }
+        }
+        for (key, n) in &c.gauges {
+            let cell = self.gauges.entry(*key).or_default();
+            *cell += sign * n;
+            if *cell == 0 {
+                self.gauges.remove(key);
+            }
+        }
     }
 
     /// Adds every cell of `other` (partial sums built on several threads).
@@ -93,6 +137,31 @@ impl Aggregates {
         for (key, tally) in other.milestones {
             self.milestones.entry(key).or_default().add(&tally, 1);
         }
+        for (key, figures) in other.fit {
+            self.fit
+                .entry(key)
+                .or_insert_with(FitFigures::empty)
+                .combine(&figures, 1);
+        }
+        for (key, n) in other.gauges {
+            *self.gauges.entry(key).or_default() += n;
+        }
+    }
+
+    /// The FIT report of `period` (SPEC 2.6) among the trusts at referral
+    /// `allows` admits.
+    pub(crate) fn fit(
+        &self,
+        period: Period,
+        allows: &dyn Fn(&str) -> bool,
+        config: &RulesConfig,
+    ) -> FitReport {
+        fit::report_from_cells(&self.fit, period, allows, config)
+    }
+
+    /// The PTL gauges' series.
+    pub(crate) fn ptl_gauges(&self) -> PtlGauges {
+        PtlGauges::of(&self.gauges)
     }
 
     /// The standards view of `standard` in `period` (SPEC 4.4).
@@ -132,7 +201,10 @@ impl Aggregates {
 
     /// How many cells are kept (for the memory figures).
     pub(crate) fn cells(&self) -> usize {
-        self.standards.values().map(HashMap::len).sum::<usize>() + self.milestones.len()
+        self.standards.values().map(HashMap::len).sum::<usize>()
+            + self.milestones.len()
+            + self.fit.len()
+            + self.gauges.len()
     }
 }
 

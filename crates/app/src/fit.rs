@@ -1,5 +1,5 @@
 //! The FIT view (issue 25) over the projection: the month's FIT report for
-//! today from the projection's states, for any other `as_of`/`known_at` by
+//! today from the cells the projection keeps (issue 22), for any other `as_of`/`known_at` by
 //! evaluating every pathway afresh (as every aggregate view does), scoped
 //! to the caller's trusts; and the FIT gauges of `/metrics` (this month,
 //! by trust and measure, nothing else).
@@ -30,6 +30,13 @@ impl App {
         let as_of = self.as_of(at.as_of, at.known_at);
         let period = period.unwrap_or_else(|| Period::of(as_of));
         let config = self.config.clone();
+        let (visible, rules) = (trusts.clone(), config.clone());
+        let today = self.answer_from_aggregates(as_of, at.known_at, move |aggregates| {
+            aggregates.fit(period, &|t| visible.allows(t), &rules)
+        });
+        if let Some(done) = today.await? {
+            return Ok(done);
+        }
         self.with_states(as_of, at.known_at, Some(period), move |seen| {
             fit::report(seen, period, &|t| trusts.allows(t), &config)
         })

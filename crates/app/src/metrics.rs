@@ -10,22 +10,21 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use openptl_rules::report::{self, Period};
-use openptl_rules::{ClockKind, ClockStatus, MilestoneStatus, TreatmentKind};
+use openptl_rules::report::Period;
+use openptl_rules::ClockKind;
 use prometheus::{
     Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
+use crate::aggregates::gauges::PtlGauges;
+use crate::aggregates::Aggregates;
 use crate::App;
 
 /// Latency buckets in seconds: 0.5 ms to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
-
-/// The `clock` label of subsequent treatment periods in the clock gauges.
-pub const SUBSEQUENT_CLOCK: &str = "d31_subsequent";
 
 /// Every metric of the service.
 pub struct Metrics {
@@ -260,97 +259,48 @@ impl App {
             .set(thresholds.d62_operational);
 
         let today = self.today();
-        let mut open: BTreeMap<[String; 3], f64> = BTreeMap::new();
-        let mut due: BTreeMap<[String; 3], f64> = BTreeMap::new();
-        let mut breached: BTreeMap<[String; 3], f64> = BTreeMap::new();
-        let mut overdue: BTreeMap<[String; 2], f64> = BTreeMap::new();
-        let mut standards = Vec::new();
-        let fit_report;
-        {
+        let (ptl, fit_report, standards) = {
             let data = self.projection.read();
-            let packer = self.projection.packer();
-            for (entry, current) in data.ptl_states(packer) {
-                let current = match current {
-                    Ok(current) => current,
-                    Err(e) => {
-                        tracing::error!(error = %e, "a pathway left out of the metrics");
-                        continue;
-                    }
-                };
-                let state = &current.state;
-                let trust = state.trust.as_str().to_string();
-                let site = state.tumour_site.as_str().to_string();
-                let band = entry.keys.band().map_or("none", |b| b.as_str()).to_string();
-                *open.entry([trust.clone(), site.clone(), band]).or_default() += 1.0;
-                // Subsequent treatment periods are clocks of their own
-                // (SPEC 2.12), labelled `d31_subsequent`: a bounded value,
-                // never the plan's name.
-                let subsequent = state
-                    .treatment_periods
-                    .iter()
-                    .filter(|p| p.treatment == TreatmentKind::Subsequent)
-                    .map(|p| (SUBSEQUENT_CLOCK, &p.clock));
-                let clocks = state.clocks.iter().map(|(k, c)| (k.as_str(), c));
-                for (kind, clock) in clocks.chain(subsequent) {
-                    let key = [trust.clone(), site.clone(), kind.to_string()];
-                    match clock.status {
-                        ClockStatus::OpenBreached => *breached.entry(key).or_default() += 1.0,
-                        ClockStatus::Open => {
-                            let soon = clock
-                                .breach_date()
-                                .is_some_and(|d| (d - today).num_days() <= 7);
-                            if soon {
-                                *due.entry(key).or_default() += 1.0;
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                let n = state
-                    .milestones
-                    .iter()
-                    .filter(|m| m.status == MilestoneStatus::Overdue)
-                    .count();
-                if n > 0 {
-                    *overdue.entry([trust, site]).or_default() += n as f64;
-                }
-            }
-            // This month's performance counts clocks stopped this month:
-            // unpack each state once and keep only those.
+            // This month's performance counts clocks stopped this month.
             let period = Period::of(data.today.unwrap_or(today));
-            let counted: Vec<_> = data
-                .states(packer, Some((period.first_day(), period.last_day())))
-                .filter_map(|(_, current)| match current {
-                    Ok(current) => Some(current),
-                    Err(e) => {
-                        tracing::error!(error = %e, "a pathway left out of the metrics");
-                        None
-                    }
-                })
-                .filter(|c| {
-                    ClockKind::ALL
-                        .iter()
-                        .any(|k| report::counts_in_standard(&c.state, *k, period))
-                        || (period.contains(c.state.referred_on)
-                            && openptl_rules::fit::is_lower_gi_urgent(&c.state))
-                })
-                .collect();
-            fit_report = openptl_rules::fit::report(
-                counted.iter().map(|c| &c.state),
-                period,
-                &|_| true,
-                &self.config,
-            );
-            for clock in ClockKind::ALL {
-                standards.push(report::standards(
-                    counted.iter().map(|c| &c.state),
-                    *clock,
-                    period,
-                    &|_| true,
-                    &self.config,
-                ));
+            let config = &self.config;
+            let everyone = |_: &str| true;
+            let from_cells = |kept: &Aggregates| {
+                let standards = ClockKind::ALL
+                    .iter()
+                    .map(|clock| kept.standards(*clock, period, None, &everyone, config))
+                    .collect::<Vec<_>>();
+                (
+                    kept.ptl_gauges(),
+                    kept.fit(period, &everyone, config),
+                    standards,
+                )
+            };
+            match &data.aggregates {
+                Some(kept) if data.today == Some(today) => from_cells(kept),
+                // Not kept yet (or the date just changed): every state afresh.
+                _ => {
+                    let packer = self.projection.packer();
+                    let states: Vec<_> = data
+                        .states(packer, None)
+                        .filter_map(|(_, current)| match current {
+                            Ok(current) => Some(current),
+                            Err(e) => {
+                                tracing::error!(error = %e, "a pathway left out of the metrics");
+                                None
+                            }
+                        })
+                        .collect();
+                    from_cells(&Aggregates::of(&states, today, config))
+                }
             }
-        }
+        };
+        let PtlGauges {
+            open,
+            due,
+            breached,
+            overdue,
+        } = ptl;
         // Reset, then set: label sets that emptied disappear rather than go stale.
         replace_all(&m.open_pathways, open);
         replace_all(&m.due_to_breach, due);

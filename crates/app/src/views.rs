@@ -365,7 +365,7 @@ impl App {
 
     /// Answers from today's aggregates, off the async workers: `None` when
     /// the view is not of today as known now, or they are not built yet.
-    async fn answer_from_aggregates<R: Send + 'static>(
+    pub(crate) async fn answer_from_aggregates<R: Send + 'static>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,

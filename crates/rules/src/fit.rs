@@ -20,6 +20,7 @@ use crate::codes::*;
 use crate::config::RulesConfig;
 use crate::event::EventData;
 use crate::history::EffectiveEvent;
+use crate::ids::OdsCode;
 use crate::pathway::PathwayState;
 use crate::report::Period;
 
@@ -232,6 +233,13 @@ impl BandMix {
         self.counts.values().sum()
     }
 
+    fn combine(&mut self, other: &BandMix, sign: i64) {
+        for (band, n) in &other.counts {
+            let mine = self.counts.entry(band).or_insert(0);
+            *mine = mine.wrapping_add_signed(sign * *n as i64);
+        }
+    }
+
     fn finish(&mut self) {
         let total = self.total();
         for (band, count) in &self.counts {
@@ -294,7 +302,7 @@ pub struct FitFigures {
 }
 
 impl FitFigures {
-    fn empty() -> FitFigures {
+    pub fn empty() -> FitFigures {
         FitFigures {
             referrals: 0,
             with_fit: 0,
@@ -349,6 +357,25 @@ impl FitFigures {
         }
     }
 
+    /// Adds (`sign` 1) or takes away (`sign` -1) every count of `other`
+    /// (counts of states added before; none is ever left below zero).
+    pub fn combine(&mut self, other: &FitFigures, sign: i64) {
+        let add =
+            |mine: &mut u64, theirs: u64| *mine = mine.wrapping_add_signed(sign * theirs as i64);
+        add(&mut self.referrals, other.referrals);
+        add(&mut self.with_fit, other.with_fit);
+        add(&mut self.not_appropriate, other.not_appropriate);
+        add(&mut self.fit_after_referral, other.fit_after_referral);
+        add(&mut self.within_indicator_days, other.within_indicator_days);
+        self.at_triage.combine(&other.at_triage, sign);
+        for (mine, theirs) in self.tests.iter_mut().zip(&other.tests) {
+            add(&mut mine.pathways, theirs.pathways);
+            add(&mut mine.without_fit, theirs.without_fit);
+            add(&mut mine.on_fit_below_10, theirs.on_fit_below_10);
+            mine.bands.combine(&theirs.bands, sign);
+        }
+    }
+
     fn finish(&mut self, targets: &FitTargets) {
         self.with_fit_percent = percent(self.with_fit, self.referrals);
         self.with_fit_target_met = self.with_fit_percent.map(|p| p >= targets.with_fit_percent);
@@ -396,25 +423,62 @@ pub fn report(
     allows: &dyn Fn(&str) -> bool,
     config: &RulesConfig,
 ) -> FitReport {
+    let mut cells: BTreeMap<(Period, OdsCode), FitFigures> = BTreeMap::new();
+    for state in states {
+        let state: &PathwayState = state.borrow();
+        if !period.contains(state.referred_on) {
+            continue;
+        }
+        if let Some((key, figures)) = contribution(state, config) {
+            cells
+                .entry(key)
+                .or_insert_with(FitFigures::empty)
+                .combine(&figures, 1);
+        }
+    }
+    report_from_cells(&cells, period, allows, config)
+}
+
+/// What a pathway adds to the FIT report of its referral month, under its
+/// trust at referral (`None`: not a lower GI urgent referral).
+pub fn contribution(
+    state: &PathwayState,
+    config: &RulesConfig,
+) -> Option<((Period, OdsCode), FitFigures)> {
+    if !is_lower_gi_urgent(state) {
+        return None;
+    }
+    let mut figures = FitFigures::empty();
+    figures.add(state, config);
+    Some((
+        (Period::of(state.referred_on), state.referring_trust),
+        figures,
+    ))
+}
+
+/// The FIT report of `period` from its cells (referral month × trust at
+/// referral; cells of other months, or counting no referral, are ignored).
+pub fn report_from_cells<'a>(
+    cells: impl IntoIterator<Item = (&'a (Period, OdsCode), &'a FitFigures)>,
+    period: Period,
+    allows: &dyn Fn(&str) -> bool,
+    config: &RulesConfig,
+) -> FitReport {
     let targets = FitTargets {
         with_fit_percent: config.fit.target_with_fit_percent,
         colonoscopies_without_fit_percent: config.fit.target_colonoscopies_without_fit_percent,
     };
     let mut overall = FitFigures::empty();
     let mut by_trust: BTreeMap<String, FitFigures> = BTreeMap::new();
-    for state in states {
-        let state: &PathwayState = state.borrow();
-        if !period.contains(state.referred_on)
-            || !is_lower_gi_urgent(state)
-            || !allows(state.referring_trust.as_str())
-        {
+    for ((month, trust), figures) in cells {
+        if *month != period || figures.referrals == 0 || !allows(trust.as_str()) {
             continue;
         }
-        overall.add(state, config);
+        overall.combine(figures, 1);
         by_trust
-            .entry(state.referring_trust.as_str().to_string())
+            .entry(trust.as_str().to_string())
             .or_insert_with(FitFigures::empty)
-            .add(state, config);
+            .combine(figures, 1);
     }
     overall.finish(&targets);
     let by_trust = by_trust

@@ -134,17 +134,9 @@ async fn check(app: &App) -> Result<(), TestCaseError> {
         let data = app.projection.read();
         let states: Vec<_> = data
             .states(app.projection.packer(), None)
-            .map(|(_, c)| c.unwrap().state)
+            .map(|(_, c)| c.unwrap())
             .collect();
-        let afresh = Aggregates::of(states.iter(), &app.config);
-        eprintln!(
-            "STAT std {}",
-            afresh.standards.values().map(|c| c.len()).sum::<usize>()
-        );
-        eprintln!(
-            "STAT std {}",
-            afresh.standards.values().map(|c| c.len()).sum::<usize>()
-        );
+        let afresh = Aggregates::of(&states, app.today(), &app.config);
         prop_assert_eq!(data.aggregates.as_ref(), Some(&afresh));
     }
     let system = Principal::system("test");
@@ -174,6 +166,9 @@ async fn check(app: &App) -> Result<(), TestCaseError> {
                         .unwrap();
                     prop_assert_eq!(kept.0, afresh.0);
                 }
+                let kept = app.fit(&now, Some(period), trust, &system).await;
+                let afresh = app.fit(&full, Some(period), trust, &system).await;
+                prop_assert_eq!(kept.unwrap().0, afresh.unwrap().0);
                 for month in [None, Some(period)] {
                     let kept = app.milestones(&now, month, trust, site, &system).await;
                     let afresh = app.milestones(&full, month, trust, site, &system).await;

@@ -480,28 +480,28 @@ impl Projection {
 
     /// A pathway evaluated as of `today` from its history (its effective
     /// events worked out once for both the state and the trusts). With
-    /// `old` (its state before, if any), also what the old and the new state
-    /// add to the aggregates.
+    /// `old` (its state before, if any, and the date it was evaluated on),
+    /// also what the old and the new state add to the aggregates.
     fn evaluated(
         &self,
         id: &Arc<str>,
         history: &[RecordedEvent],
         today: NaiveDate,
-        old: Option<Option<&Packed>>,
+        old: Option<(Option<&Packed>, NaiveDate)>,
     ) -> Evaluated {
         let effective = effective_or_logged(history).unwrap_or_default();
         let current = current_from(&effective, history.len() as u64, today, &self.config);
-        let delta = old.map(|old| {
+        let delta = old.map(|(old, evaluated_on)| {
             let before = match old {
                 Some(packed) => {
                     let old = self.packer.current(packed).map_err(data::unpack_failed)?;
-                    Contribution::of(&old.state, &self.config)
+                    Contribution::of(&old, evaluated_on, &self.config)
                 }
                 None => Contribution::default(),
             };
             let after = current
                 .as_ref()
-                .map(|c| Contribution::of(&c.state, &self.config))
+                .map(|c| Contribution::of(c, today, &self.config))
                 .unwrap_or_default();
             Ok((before, after))
         });
@@ -525,6 +525,7 @@ impl Projection {
         let started = std::time::Instant::now();
         let built = {
             let data = self.read();
+            let today = data.today.unwrap_or_default();
             let packed: Vec<&Packed> = data
                 .pathways
                 .values()
@@ -535,7 +536,7 @@ impl Projection {
                 let mut partial = Aggregates::default();
                 for packed in *chunk {
                     match self.packer.current(packed) {
-                        Ok(c) => partial.apply(&Contribution::of(&c.state, &self.config), 1),
+                        Ok(c) => partial.apply(&Contribution::of(&c, today, &self.config), 1),
                         Err(e) => return Some(Err(data::unpack_failed(e))),
                     }
                 }
@@ -609,9 +610,11 @@ impl Projection {
                     .iter()
                     .filter_map(|id| data.pathways.get_key_value(id))
                     .collect();
+                let evaluated_on = data.today.unwrap_or_default();
                 let loaded = par_filter_map(&entries, |(id, entry)| {
                     Some(self.history_blocking(id, entry).map(|history| {
-                        self.evaluated(id, &history, today, Some(entry.state.as_ref()))
+                        let old = (entry.state.as_ref(), evaluated_on);
+                        self.evaluated(id, &history, today, Some(old))
                     }))
                 });
                 loaded.into_iter().collect::<Result<Vec<_>, _>>()
