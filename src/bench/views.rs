@@ -188,21 +188,60 @@ pub async fn views(
     .await?;
     report("CWT extract (this month)", times);
 
-    let t = Instant::now();
-    let past = PtlQuery {
-        at: ViewAt {
-            as_of: Some(today - chrono::Days::new(7)),
-            ..ViewAt::default()
-        },
-        limit: Some(100),
-        ..PtlQuery::default()
-    };
-    app.ptl(&past, &openptl_app::access::Principal::system("bench"))
+    let times = timed(20, async || {
+        let (report, _) = app.fit(&now, Some(month), &all, &system).await?;
+        Ok(serde_json::to_vec(&report)?)
+    })
+    .await?;
+    report("FIT view (this month)", times);
+    let times = timed(20, async || Ok(app.render_metrics().into_bytes())).await?;
+    report("/metrics (every gauge)", times);
+    // The weekly return for today exists only on a Sunday; the return an
+    // alliance asks for on Monday morning is last Sunday's (a past view).
+    use chrono::Datelike;
+    if today.weekday() == chrono::Weekday::Sun {
+        let times = timed(5, async || {
+            let (report, _) = app.canptl(today, None, &all, &system).await?;
+            Ok(serde_json::to_vec(&report)?)
+        })
         .await?;
-    println!(
-        "PTL page as of a week ago (every pathway re-evaluated): {:.0} ms",
-        t.elapsed().as_secs_f64() * 1e3
+        report("CANPTL return (today, a Sunday)", times);
+    }
+    let back = u64::from(today.weekday().num_days_from_sunday());
+    let last_sunday = today - chrono::Days::new(if back == 0 { 7 } else { back });
+    let times = timed(3, async || {
+        let (report, _) = app.canptl(last_sunday, None, &all, &system).await?;
+        Ok(serde_json::to_vec(&report)?)
+    })
+    .await?;
+    report(
+        &format!("CANPTL return (last Sunday, {last_sunday})"),
+        times,
     );
+    let week_ago = ViewAt {
+        as_of: Some(today - chrono::Days::new(7)),
+        ..ViewAt::default()
+    };
+    let known_week_ago = ViewAt {
+        known_at: Some(chrono::Utc::now() - chrono::Duration::days(7)),
+        ..ViewAt::default()
+    };
+    for (label, at) in [
+        ("PTL page as of a week ago", week_ago),
+        ("PTL page as known a week ago", known_week_ago),
+    ] {
+        let past = PtlQuery {
+            at,
+            limit: Some(100),
+            ..PtlQuery::default()
+        };
+        let times = timed(3, async || {
+            let page = app.ptl(&past, &system).await?;
+            Ok(serde_json::to_vec(&page)?)
+        })
+        .await?;
+        report(label, times);
+    }
 
     // Pathway views.
     let ids = app.projection().some_pathway_ids(10_000);

@@ -409,6 +409,8 @@ impl Projection {
         let fresh = self.read().laid_out();
         let old = self.write().lay_out(fresh);
         drop(old);
+        // Views of today answer from the cells as soon as the fold is served.
+        self.build_aggregates();
         tracing::info!(
             records = to,
             pathways = self.read().pathways.len(),
