@@ -519,8 +519,8 @@ impl Projection {
     /// (after a start, a restore or a bulk refresh), on every core; the
     /// runner is the only writer, so the states do not change meanwhile. A
     /// state that cannot be unpacked leaves them unbuilt (views then read
-    /// the states and report it).
-    fn build_aggregates(&self) {
+    /// the states and report it; the next refresh tries again).
+    pub(super) fn build_aggregates(&self) {
         if self.read().aggregates.is_some() {
             return;
         }

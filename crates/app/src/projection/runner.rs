@@ -51,15 +51,9 @@ pub(crate) async fn run(
             return;
         };
         if log.head() < subscription.position() {
-            // Caught up: publish, re-evaluate everything when the date
-            // changed, and build today's aggregates if they are not kept.
+            // Caught up: publish, and re-evaluate everything when the date changed.
             let today = london_today(clock.now());
-            let stale = {
-                let data = p.read();
-                data.today != Some(today)
-                    || p.position() < data.position
-                    || data.aggregates.is_none()
-            };
+            let stale = p.read().today != Some(today) || p.position() < p.read().position;
             let refreshed = !stale || {
                 let step = p.clone();
                 match tokio::task::spawn_blocking(move || step.refresh(today)).await {

@@ -176,6 +176,8 @@ impl Projection {
         let fresh = self.read().laid_out();
         let old = self.write().lay_out(fresh);
         drop(old);
+        // Today's cells (views read the states until they are built).
+        self.build_aggregates();
         tracing::info!(
             waited_for_decode_ms = decoded.as_millis() as u64,
             installed_ms = (installed - decoded).as_millis() as u64,
