@@ -42,3 +42,13 @@ impl App {
         .map_err(|e| AppError::internal(format!("a view's computation failed: {e}")))
     }
 }
+
+impl App {
+    /// A stand-in view computation that holds its thread for `duration`,
+    /// through the same gate as every view: for the liveness test (on an
+    /// async worker, it would stall `/healthz` for that long).
+    #[doc(hidden)]
+    pub async fn stand_in_view(&self, duration: std::time::Duration) -> Result<(), AppError> {
+        self.off_workers(move || std::thread::sleep(duration)).await
+    }
+}

@@ -2,6 +2,9 @@
 //! computes on the async workers, so a liveness probe is never stuck behind
 //! milestone pages, standards, extracts, past views and `/metrics` scrapes.
 //! The ceiling is generous (a stall, not a latency target, is what fails).
+//! Beside the real views (cheap once today's cells are kept), stand-in
+//! computations of 1.5 s go through the same gate: on an async worker,
+//! two of them would hold both workers, and `/healthz`, for that long.
 
 mod support;
 
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use openptl_log::{EventLog, MemoryLog};
 use serde_json::json;
-use support::{app_at, authorised, event, request, send};
+use support::{app_at, event, request, send};
 
 const NOW: &str = "2025-04-07T12:00:00Z";
 
@@ -23,7 +26,8 @@ const PATHWAYS: usize = 6000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthz_answers_while_expensive_views_run() {
     let log: Arc<dyn EventLog> = Arc::new(MemoryLog::new());
-    let router = authorised(app_at(NOW, log));
+    let app = Arc::new(app_at(NOW, log));
+    let router = support::authorised_shared(app.clone());
     let sites = ["lower_gi", "breast", "lung", "skin", "prostate"];
     let trusts = ["RXH", "RHM", "RTH"];
     for batch in 0..PATHWAYS / 1000 {
@@ -72,7 +76,38 @@ async fn healthz_answers_while_expensive_views_run() {
         "/metrics",
     ];
     let running = Arc::new(AtomicBool::new(true));
+    // The probe starts first and counts from here: a stall before its
+    // first answer counts too.
+    let started = Instant::now();
+    let probe = {
+        let router = router.clone();
+        let running = running.clone();
+        tokio::spawn(async move {
+            // From one answer to the next, the 10 ms pause included: a
+            // blocked worker delays the probe itself, not only its answer.
+            let mut worst = Duration::ZERO;
+            let mut probes = 0;
+            let mut last = started;
+            while running.load(Ordering::SeqCst) {
+                let reply = send(&router, request("GET", "/healthz", None, None)).await;
+                assert_eq!(reply.status, StatusCode::OK);
+                worst = worst.max(last.elapsed());
+                last = Instant::now();
+                probes += 1;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            (worst, probes)
+        })
+    };
     let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            app.stand_in_view(Duration::from_millis(1500))
+                .await
+                .unwrap();
+        }));
+    }
     for round in 0..4 {
         for uri in views {
             let router = router.clone();
@@ -89,24 +124,6 @@ async fn healthz_answers_while_expensive_views_run() {
             }));
         }
     }
-    let probe = {
-        let router = router.clone();
-        let running = running.clone();
-        tokio::spawn(async move {
-            let mut worst = Duration::ZERO;
-            let mut probes = 0;
-            while running.load(Ordering::SeqCst) {
-                let t = Instant::now();
-                let reply = send(&router, request("GET", "/healthz", None, None)).await;
-                assert_eq!(reply.status, StatusCode::OK);
-                worst = worst.max(t.elapsed());
-                probes += 1;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            (worst, probes)
-        })
-    };
-    let started = Instant::now();
     for task in tasks {
         task.await.unwrap();
     }
@@ -114,7 +131,7 @@ async fn healthz_answers_while_expensive_views_run() {
     running.store(false, Ordering::SeqCst);
     let (worst, probes) = probe.await.unwrap();
     eprintln!(
-        "views took {views_took:?}; {probes} /healthz probes meanwhile, the slowest {worst:?}"
+        "views took {views_took:?}; {probes} /healthz probes meanwhile, the longest gap {worst:?}"
     );
     assert!(
         probes >= 3,
@@ -122,6 +139,6 @@ async fn healthz_answers_while_expensive_views_run() {
     );
     assert!(
         worst < Duration::from_secs(1),
-        "/healthz took {worst:?} while views ran"
+        "/healthz went {worst:?} without an answer while views ran"
     );
 }

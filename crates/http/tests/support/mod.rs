@@ -14,6 +14,11 @@ use openptl_app::App;
 pub const TEST_TOKEN: &str = "openptl-test-admin-token-0001";
 
 pub fn authorised(app: App) -> Router {
+    authorised_shared(Arc::new(app))
+}
+
+/// As [`authorised`], keeping a handle on the app.
+pub fn authorised_shared(app: Arc<App>) -> Router {
     app.tokens()
         .create_with_secret(
             openptl_app::tokens::NewToken {
@@ -27,7 +32,7 @@ pub fn authorised(app: App) -> Router {
             Some(TEST_TOKEN),
         )
         .unwrap();
-    openptl_http::router(Arc::new(app)).layer(axum::middleware::map_request(
+    openptl_http::router(app).layer(axum::middleware::map_request(
         |mut request: axum::extract::Request| async move {
             if !request.headers().contains_key("authorization") {
                 request.headers_mut().insert(
