@@ -39,6 +39,17 @@ enum Op {
     Correct { pathway: u8, pick: u8, day: u16 },
     /// A void of one of the pathway's events.
     Void { pathway: u8, pick: u8 },
+    /// A diagnosis, maybe a transfer, a decision to treat and a treatment,
+    /// in one request, `told`, `decided` and `treated` days apart (the
+    /// 31- and 62-day clocks stopped, shares of the breach allocation).
+    Treat {
+        pathway: u8,
+        transfer: bool,
+        told: u16,
+        decided: u16,
+        treated: u16,
+        pick: u8,
+    },
     /// The clock moves on by `days`.
     NextDay { days: u8 },
 }
@@ -50,6 +61,11 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0u8..5, any::<u8>(), 0u16..60)
             .prop_map(|(pathway, pick, day)| Op::Correct { pathway, pick, day }),
         1 => (0u8..5, any::<u8>()).prop_map(|(pathway, pick)| Op::Void { pathway, pick }),
+        2 => (0u8..5, any::<bool>(), 5u16..45, 0u16..30, 0u16..50, any::<u8>()).prop_map(
+            |(pathway, transfer, told, decided, treated, pick)| Op::Treat {
+                pathway, transfer, told, decided, treated, pick,
+            }
+        ),
         1 => (1u8..40).prop_map(|days| Op::NextDay { days }),
     ]
 }
@@ -181,7 +197,7 @@ async fn check(app: &App) -> Result<(), TestCaseError> {
 }
 
 async fn run(referrals: Vec<(u8, u16)>, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let start: DateTime<Utc> = "2025-04-01T12:00:00Z".parse().unwrap();
+    let start: DateTime<Utc> = "2025-05-20T12:00:00Z".parse().unwrap();
     let clock = Arc::new(Settable(Mutex::new(start)));
     let log: Arc<dyn openptl_log::EventLog> = Arc::new(openptl_log::MemoryLog::new());
     let app = App::new(log, RulesConfig::defaults(), clock.clone());
@@ -221,6 +237,25 @@ async fn run(referrals: Vec<(u8, u16)>, ops: Vec<Op>) -> Result<(), TestCaseErro
                             "occurred_on": london_today(clock.now()).to_string(),
                             "data": { "voids": target, "reason": "not this patient" } })
                 })
+            }
+            Op::Treat {
+                pathway,
+                transfer,
+                told,
+                decided,
+                treated,
+                pick,
+            } => {
+                let id = format!("P{pathway}");
+                let told = referred[usize::from(pathway)] + told;
+                let mut batch = vec![event_of(&id, 9, told, 1)];
+                if transfer {
+                    batch.push(event_of(&id, 8, told + 1, pick));
+                }
+                batch.push(event_of(&id, 6, told + 1 + decided, pick));
+                batch.push(event_of(&id, 7, told + 1 + decided + treated, pick));
+                let _ = app.append(batch, &system, false).await;
+                None
             }
             Op::NextDay { days } => {
                 let mut now = clock.0.lock().unwrap();
