@@ -14,6 +14,7 @@ mod error;
 mod evaluate;
 mod fit;
 mod fold;
+pub mod forecast;
 mod metrics;
 mod packed;
 mod positions;
@@ -93,6 +94,8 @@ pub struct App {
     pub(crate) backup_to: Option<std::path::PathBuf>,
     /// Held while a backup through the API runs: one at a time.
     backing_up: Arc<tokio::sync::Mutex<()>>,
+    /// Today's breach-forecast model and projections (issue 24).
+    pub(crate) forecasts: forecast::ForecastCache,
 }
 
 /// What the ways in (HTTP, gRPC, the binary) read of the application:
@@ -203,6 +206,7 @@ impl App {
             pathway_locks,
             backup_to: None,
             backing_up: Arc::default(),
+            forecasts: forecast::ForecastCache::default(),
         }
     }
 

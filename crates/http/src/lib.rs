@@ -8,6 +8,7 @@ mod csv;
 mod dashboard;
 mod error;
 mod fit;
+mod forecast;
 pub mod openapi;
 pub mod serve;
 mod views;
@@ -74,6 +75,7 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/v1/standards/{standard}", get(views::get_standards))
         .route("/v1/milestones", get(views::get_milestones))
         .route("/v1/fit", get(fit::get_fit))
+        .route("/v1/forecast/{standard}", get(forecast::get_forecast))
         .route("/fit", get(dashboard::page))
         .route("/assets/fit.js", get(dashboard::fit_script))
         .route("/v1/returns/canptl", get(views::get_canptl))
