@@ -130,6 +130,12 @@ pub enum Command {
         /// pathway views, memory) on a synthetic alliance of `--pathways`.
         #[arg(long)]
         views: bool,
+        /// Backtest the breach forecasts instead (issue 24): on the
+        /// synthetic alliance with site-specific waits, forecast each
+        /// month-end on the 10th and 20th as known then and compare with
+        /// what happened (`--pathways`, `--referral-days`).
+        #[arg(long, conflicts_with = "views")]
+        forecast: bool,
         /// With `--views`: keep the alliance in this directory, and reuse
         /// it when it is already there (repeat runs skip writing).
         #[arg(long)]

@@ -44,10 +44,14 @@ async fn main() -> anyhow::Result<()> {
             single_requests,
             clients,
             views,
+            forecast,
             data_dir,
             referral_days,
             store,
         } => {
+            if forecast {
+                return bench::forecast(pathways, 1, referral_days).await;
+            }
             if views {
                 return bench::views(pathways, 1, data_dir, referral_days).await;
             }
