@@ -61,14 +61,21 @@ fn identity(id: &str, o: &Observation) -> (String, ClockKind, NaiveDate) {
     (id.to_string(), o.kind, o.start)
 }
 
-/// Whether a clock breached, once that is known: `None` while it still
-/// runs within target, or when the pathway's closure ended it.
+/// Whether a clock breached its target (waited beyond it, whatever ended
+/// it), once that is known: `None` while it still runs within target.
 fn breached(o: &Observation) -> Option<bool> {
     match o.outcome {
-        Outcome::Stopped => Some(o.past_target()),
+        Outcome::Stopped | Outcome::Closed => Some(o.past_target()),
         Outcome::Running if o.past_target() => Some(true),
-        Outcome::Running | Outcome::Closed => None,
+        Outcome::Running => None,
     }
+}
+
+/// Whether a clock's outcome is settled by the end of the history: its
+/// target day at least a fortnight before (room for adjustments), so the
+/// clocks scored are not only those that ended early.
+fn settled_by(o: &Observation, end: NaiveDate) -> bool {
+    o.start + Days::new((o.target_days + 14).max(0) as u64) <= end
 }
 
 /// `openptl bench --forecast`.
@@ -109,7 +116,7 @@ pub async fn forecast(pathways: usize, seed: u64, referral_days: u64) -> anyhow:
             let (seen, _) = app.clock_observations(&at(Some(as_of)), &system).await?;
             let model = Model::fit(seen.iter().map(|(_, o)| o), ModelOptions::default());
             for (id, o) in &seen {
-                if o.outcome == Outcome::Running && !o.past_target() {
+                if o.outcome == Outcome::Running && !o.past_target() && settled_by(o, end) {
                     forecasts.push((identity(id, o), model.probability(o)));
                 }
             }
@@ -209,7 +216,7 @@ fn print_summary(months: usize, compared: &[Compared], scored: &[Scored]) {
         }
     }
     println!(
-        "calibration by risk decile ({} running clocks within target, outcome known):",
+        "calibration by risk decile ({} forecasts of running clocks within target, outcome settled):",
         scored.len()
     );
     println!("  decile  clocks  predicted  observed  difference");

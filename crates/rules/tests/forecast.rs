@@ -34,9 +34,10 @@ fn no_pooling() -> ModelOptions {
 }
 
 /// Five clocks with a 3-day target: stopped on days 1, 2 and 4, one still
-/// running on day 2 (censored: at risk on days 0 and 1 only), one closed on
-/// day 3 (at risk on days 0 to 2). Hazards: day 0 0/5, day 1 1/5, day 2
-/// 1/3 (B stops; D and E at risk; C is censored), day 3 0/1, day 4 1/1.
+/// running on day 2 (censored: at risk on days 0 and 1 only), one ended by
+/// the pathway's closure on day 3 (a competing risk). Counted-stop hazards:
+/// day 0 0/5, day 1 1/5, day 2 1/3 (B stops; D and E at risk; C is
+/// censored), day 3 0/2, day 4 1/1; closure hazard on day 3: 1/2.
 fn censored_example() -> Vec<Observation> {
     vec![
         clock("RXH", 1, 3, Outcome::Stopped),
@@ -50,16 +51,17 @@ fn censored_example() -> Vec<Observation> {
 #[test]
 fn the_risk_is_the_kaplan_meier_chance_of_outlasting_the_target() {
     let model = Model::fit(&censored_example(), no_pooling());
-    // From day 0: (1 - 0)(1 - 1/5)(1 - 1/3)(1 - 0) = 8/15, the KM S(3).
+    // From day 0, still running after day 3 (the KM S(3), every ending
+    // counted): (1 - 0)(1 - 1/5)(1 - 1/3)(1 - 0 - 1/2) = 4/15.
     let fresh = clock("RXH", 0, 3, Outcome::Running);
-    assert!(close(model.probability(&fresh), 8.0 / 15.0));
-    // Still running on day 2: (1 - 1/3)(1 - 0) = 2/3.
+    assert!(close(model.probability(&fresh), 4.0 / 15.0));
+    // Still running on day 2: (1 - 1/3)(1 - 1/2) = 1/3.
     let waiting = clock("RXH", 2, 3, Outcome::Running);
-    assert!(close(model.probability(&waiting), 2.0 / 3.0));
-    // On day 3 (its last day within target): 1 - 0 = 1.
+    assert!(close(model.probability(&waiting), 1.0 / 3.0));
+    // On day 3 (its last day within target): 1 - 0 - 1/2.
     assert!(close(
         model.probability(&clock("RXH", 3, 3, Outcome::Running)),
-        1.0
+        0.5
     ));
 }
 
@@ -87,8 +89,9 @@ fn past_its_target_the_risk_is_one_and_once_stopped_zero() {
 fn the_chance_of_each_stop_day_follows_the_hazards() {
     let model = Model::fit(&censored_example(), no_pooling());
     let chances = model.stop_chances(&clock("RXH", 1, 3, Outcome::Running), 3);
-    // Days 1..=4: h1 = 1/5; (4/5)(1/3); (4/5)(2/3)(0); (4/5)(2/3)(1)(1).
-    let expected = [0.2, 0.8 / 3.0, 0.0, 0.8 * 2.0 / 3.0];
+    // Days 1..=4, counted stops only (the closure on day 3 takes half out):
+    // 1/5; (4/5)(1/3); (4/5)(2/3)(0); (4/5)(2/3)(1/2)(1).
+    let expected = [0.2, 0.8 / 3.0, 0.0, 0.8 * 2.0 / 3.0 * 0.5];
     assert_eq!(chances.len(), 4);
     for (got, want) in chances.iter().zip(expected) {
         assert!(close(*got, want), "{chances:?}");

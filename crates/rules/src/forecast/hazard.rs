@@ -1,26 +1,31 @@
 //! The breach-risk estimator: a discrete-time hazard model by stratum.
 //!
-//! For each day `t` of a clock, the hazard `h(t)` is the chance that a
-//! clock still running at the start of day `t` stops on it: the clocks that
-//! stopped on day `t` over the clocks at risk on it. Running clocks are
-//! censored: a clock that has waited `d` days so far is at risk on days
-//! `0..d` only (it may still stop today), so it informs the hazard of the
-//! days it has lived through and nothing after them. With plenty of clocks
-//! this is exactly the Kaplan–Meier estimate.
+//! For each day `t` of a clock, two hazards: `h(t)`, the chance that a
+//! clock still running at the start of day `t` stops on it in a way its
+//! standard counts (met or breached), and `c(t)`, that the pathway's
+//! closure ends it (a competing risk: a 62-day clock of a patient whose
+//! cancer is ruled out never counts). Each is the clocks that ended so on
+//! day `t` over the clocks at risk on it. Running clocks are censored: a
+//! clock that has waited `d` days so far is at risk on days `0..d` only (it
+//! may still stop today), so it informs the hazards of the days it has
+//! lived through and nothing after them. With plenty of clocks the chance
+//! of still running, `Π (1 − h − c)`, is exactly the Kaplan–Meier estimate.
 //!
 //! Strata nest: clock kind, then tumour site, then route, then trust; and
 //! beside them, past the due day of the milestone the clock is judged by,
 //! whether it was met on time or late (kind × site × late, then route, then
 //! trust). A stratum's hazard is shrunk toward its parent's,
-//! `h = (stops + k·h_parent) / (at risk + k)`, so a small stratum borrows
+//! `h = (stops + k·h_parent) / (at risk + k)` (and `c` alike), so a small
+//! stratum borrows
 //! from the larger one and a large one speaks for itself (`k` is
 //! [`ModelOptions::prior_weight`]). The root is smoothed the same way
 //! toward its own previous day, which also carries it past the last day
 //! any clock reached.
 //!
-//! The risk of a running clock on day `d` with target `T` is
-//! `P(stop after T | not stopped before d) = Π_{t=d..=T} (1 − h(t))`: 1 for
-//! a clock already past its target, 0 for a stopped one.
+//! The risk of a running clock on day `d` with target `T` is the chance it
+//! is still running after its target day, `Π_{t=d..=T} (1 − h(t) − c(t))`
+//! (it breaches its target, whatever ends it later): 1 for a clock already
+//! past its target, 0 for a stopped or ended one.
 
 use std::collections::HashMap;
 
@@ -100,6 +105,7 @@ struct Counts {
     /// after it ends).
     at_risk: Vec<i64>,
     stops: Vec<u32>,
+    closes: Vec<u32>,
 }
 
 impl Default for Counts {
@@ -107,6 +113,7 @@ impl Default for Counts {
         Counts {
             at_risk: vec![0; HORIZON + 1],
             stops: vec![0; HORIZON],
+            closes: vec![0; HORIZON],
         }
     }
 }
@@ -127,12 +134,13 @@ fn clamp(day: i64) -> usize {
 
 /// One stratum's learnt hazards and the clocks at risk each day.
 struct Stratum {
-    hazard: Vec<f64>,
+    /// (counted stop, closure) hazards by day.
+    hazard: Vec<(f64, f64)>,
     at_risk: Vec<u32>,
 }
 
 impl Stratum {
-    fn hazard(&self, day: i64) -> f64 {
+    fn hazard(&self, day: i64) -> (f64, f64) {
         self.hazard[clamp(day).min(HORIZON - 1)]
     }
 }
@@ -151,7 +159,7 @@ pub struct Model {
 }
 
 /// The stretches of days an observation was at risk, by its flag then, and
-/// the day it stopped (if it did, in its standard).
+/// the day it ended (if it did: stopped in its standard, or closed).
 /// Days `from..to` at risk, late on the milestone or not (`None`: not yet known).
 type Stretch = (i64, i64, Option<bool>);
 
@@ -159,11 +167,11 @@ type Stretch = (i64, i64, Option<bool>);
 type Stop = (i64, Option<bool>);
 
 fn stretches(o: &Observation) -> (Vec<Stretch>, Option<Stop>) {
-    // A stopped clock was at risk on its stop day too; a running or closed
-    // one only on the days it has lived through.
+    // An ended clock was at risk on its last day too; a running one only on
+    // the days it has lived through.
     let end = match o.outcome {
-        Outcome::Stopped => o.days + 1,
-        Outcome::Running | Outcome::Closed => o.days,
+        Outcome::Stopped | Outcome::Closed => o.days + 1,
+        Outcome::Running => o.days,
     };
     let flag_at = |t: i64| o.mark.as_ref().filter(|m| t > m.due_day).map(Mark::late);
     let mut out = Vec::new();
@@ -174,7 +182,7 @@ fn stretches(o: &Observation) -> (Vec<Stretch>, Option<Stop>) {
         }
         _ => out.push((0, end, None)),
     }
-    let stop = (o.outcome == Outcome::Stopped).then(|| (o.days, flag_at(o.days)));
+    let stop = (o.outcome != Outcome::Running).then(|| (o.days, flag_at(o.days)));
     (out, stop)
 }
 
@@ -212,7 +220,12 @@ impl Model {
                     );
                 }
                 for key in keys {
-                    counts.entry(key).or_default().stops[day as usize] += 1;
+                    let c = counts.entry(key).or_default();
+                    if o.outcome == Outcome::Stopped {
+                        c.stops[day as usize] += 1;
+                    } else {
+                        c.closes[day as usize] += 1;
+                    }
                 }
             }
         }
@@ -230,18 +243,23 @@ impl Model {
             }
             let parent = key.parent().and_then(|p| strata.get(&p));
             let mut hazard = Vec::with_capacity(HORIZON);
-            for (t, (&n, &e)) in at_risk.iter().zip(&c.stops).enumerate() {
-                let (n, e) = (f64::from(n), f64::from(e));
-                let prior = match parent {
+            for (t, &n) in at_risk.iter().enumerate() {
+                let n = f64::from(n);
+                let (stops, closes) = (f64::from(c.stops[t]), f64::from(c.closes[t]));
+                let prior: (f64, f64) = match parent {
                     Some(p) => p.hazard[t],
-                    None => hazard.last().copied().unwrap_or(0.0),
+                    None => hazard.last().copied().unwrap_or((0.0, 0.0)),
                 };
-                let h = if n + k > 0.0 {
-                    (e + k * prior) / (n + k)
-                } else {
-                    prior
+                let shrunk = |e: f64, prior: f64| {
+                    if n + k > 0.0 {
+                        (e + k * prior) / (n + k)
+                    } else {
+                        prior
+                    }
                 };
-                hazard.push(h.clamp(0.0, 1.0));
+                let h = shrunk(stops, prior.0).clamp(0.0, 1.0);
+                let c = shrunk(closes, prior.1).clamp(0.0, 1.0 - h);
+                hazard.push((h, c));
             }
             strata.insert(key, Stratum { hazard, at_risk });
         }
@@ -268,24 +286,26 @@ impl Model {
         }
     }
 
-    /// The hazard that applies to `o` on day `t` (`t ≥ o.days`).
-    fn hazard(&self, o: &Observation, t: i64) -> f64 {
+    /// The hazards (counted stop, closure) that apply to `o` on day `t`
+    /// (`t ≥ o.days`).
+    fn hazard(&self, o: &Observation, t: i64) -> (f64, f64) {
         let flag = Self::known_flag(o);
         let due = o.mark.as_ref().map_or(i64::MAX, |m| m.due_day);
         let late = flag.filter(|_| t > due);
         self.stratum(Key::leaf(o, late))
-            .map_or(0.0, |s| s.hazard(t))
+            .map_or((0.0, 0.0), |s| s.hazard(t))
     }
 
     /// For a clock running on day `o.days`, the chance of each of its next
-    /// `days_ahead + 1` days (today included) being its stop day.
+    /// `days_ahead + 1` days (today included) being the day it stops in a
+    /// way its standard counts (a closure first takes it out).
     pub fn stop_chances(&self, o: &Observation, days_ahead: i64) -> Vec<f64> {
         let mut alive = 1.0;
         (o.days..=o.days + days_ahead.max(0))
             .map(|t| {
-                let h = self.hazard(o, t);
+                let (h, c) = self.hazard(o, t);
                 let p = alive * h;
-                alive *= 1.0 - h;
+                alive *= 1.0 - h - c;
                 p
             })
             .collect()
@@ -299,7 +319,10 @@ impl Model {
             Outcome::Stopped | Outcome::Closed => 0.0,
             Outcome::Running if o.past_target() => 1.0,
             Outcome::Running => (o.days..=o.target_days)
-                .map(|t| 1.0 - self.hazard(o, t))
+                .map(|t| {
+                    let (h, c) = self.hazard(o, t);
+                    1.0 - h - c
+                })
                 .product::<f64>()
                 .clamp(0.0, 1.0),
         }
