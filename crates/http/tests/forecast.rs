@@ -175,3 +175,48 @@ async fn a_forecast_refuses_what_it_cannot_read() {
     let (status, _) = get(&router, "/v1/forecast/fds", Some("not-a-token")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// The projected gauge: bounded labels (standard, trust), the figures of
+/// the all-trust projection refreshed for today, nothing before a refresh.
+#[tokio::test]
+async fn the_projected_gauge_follows_the_refreshed_forecast() {
+    let app = Arc::new(app_at(NOW, Arc::new(MemoryLog::new())));
+    let admin = token(&app, Role::Admin, &[], None, "admin");
+    let router = openptl_http::router(app.clone());
+    let events = vec![
+        referral("P1", "2025-03-10", "RXH"),
+        ruled_out("P1", "2025-04-02"),
+        referral("P2", "2025-02-01", "RXH"),
+        ruled_out("P2", "2025-04-03"),
+        referral("P3", "2025-04-01", "RXH"),
+    ];
+    let reply = send(
+        &router,
+        request(
+            "POST",
+            "/v1/events",
+            Some(&admin),
+            Some(&json!({ "events": events })),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let metrics = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("openptl_projected_performance_percent{"))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = send(&router, request("GET", "/metrics", Some(&admin), None)).await;
+    assert_eq!(metrics(before.text()), Vec::<String>::new());
+    app.refresh_forecasts().await.unwrap();
+    let (_, fds) = get(&router, "/v1/forecast/fds", Some(&admin)).await;
+    let rxh = fds["by_trust"][0]["percent"].as_f64().unwrap();
+    let after = send(&router, request("GET", "/metrics", Some(&admin), None)).await;
+    assert_eq!(
+        metrics(after.text()),
+        [format!(
+            r#"openptl_projected_performance_percent{{clock="fds",trust="RXH"}} {rxh}"#
+        )]
+    );
+}
