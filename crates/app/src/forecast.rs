@@ -117,6 +117,21 @@ impl App {
         .map_err(|e| AppError::internal(format!("learning the forecast model failed: {e}")))
     }
 
+    /// The model a view of `as_of` uses: today's, learnt once a day, or
+    /// one learnt afresh from `observations` (every clock as known then).
+    pub(crate) async fn model_for(
+        &self,
+        at: &ViewAt,
+        as_of: NaiveDate,
+        observations: &Arc<Vec<Observation>>,
+    ) -> Result<Arc<Model>, AppError> {
+        let today = at.known_at.is_none() && as_of == self.today();
+        match self.forecasts.get().filter(|t| today && t.date == as_of) {
+            Some(cached) => Ok(cached.model.clone()),
+            None => Self::learn(observations.clone()).await,
+        }
+    }
+
     /// The month-end projection of `standard` for `period` (the month of
     /// `as_of` when none), among the trusts asked for and the caller may
     /// see, and one tumour site if asked.
@@ -137,11 +152,7 @@ impl App {
             .forecast_inputs(at, as_of, &[standard], period, &trusts, tumour_site)
             .await?;
         let observations = Arc::new(inputs.observations);
-        let today = at.known_at.is_none() && as_of == self.today();
-        let model = match self.forecasts.get().filter(|t| today && t.date == as_of) {
-            Some(cached) => cached.model.clone(),
-            None => Self::learn(observations.clone()).await?,
-        };
+        let model = self.model_for(at, as_of, &observations).await?;
         let known = inputs
             .known
             .into_iter()
@@ -173,6 +184,15 @@ impl App {
         at: &ViewAt,
         principal: &Principal,
     ) -> Result<(Vec<(String, Observation)>, u64), AppError> {
+        if !principal.reads_patients() {
+            return Err(AppError::Forbidden {
+                index: None,
+                reason: format!(
+                    "a {} may not see this: clocks are patient-level",
+                    principal.role.as_str()
+                ),
+            });
+        }
         let trusts = TrustFilter(None).within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);

@@ -8,6 +8,7 @@ pub mod anchoring;
 mod append;
 pub mod audit;
 pub mod auth;
+pub mod breach_risk;
 mod clock;
 pub mod connections;
 mod error;

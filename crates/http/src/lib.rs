@@ -76,6 +76,7 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/v1/milestones", get(views::get_milestones))
         .route("/v1/fit", get(fit::get_fit))
         .route("/v1/forecast/{standard}", get(forecast::get_forecast))
+        .route("/v1/breach-risks", get(forecast::get_breach_risks))
         .route("/fit", get(dashboard::page))
         .route("/assets/fit.js", get(dashboard::fit_script))
         .route("/v1/returns/canptl", get(views::get_canptl))

@@ -286,6 +286,69 @@ fn period() -> Value {
     json!({ "type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$" })
 }
 
+/// `GET /v1/breach-risks` (issue 24).
+fn breach_risks_operation() -> Value {
+    let row = json!({
+        "type": "object",
+        "required": ["pathway_id", "clock", "trust", "tumour_site", "route", "start", "days", "target_days", "breach_risk", "reason"],
+        "properties": {
+            "pathway_id": { "type": "string" },
+            "clock": vocabulary!(ClockKind),
+            "trust": { "type": "string" },
+            "tumour_site": vocabulary!(TumourSite),
+            "route": vocabulary!(Route),
+            "start": date(),
+            "days": { "type": "integer" },
+            "target_days": { "type": "integer" },
+            "breach_risk": { "type": "number", "minimum": 0, "maximum": 100, "description": "Chance of breaching the target, percent" },
+            "reason": { "type": "string", "description": "The main reason, in words" },
+        },
+    });
+    let mut params = vec![
+        query("tumour_site", vocabulary!(TumourSite), "One tumour site."),
+        query("clock", vocabulary!(ClockKind), "One clock."),
+        query(
+            "pathway_id",
+            json!({ "type": "string", "minLength": 1, "maxLength": 64 }),
+            "One pathway's clocks (then `min_risk` defaults to 0).",
+        ),
+        query(
+            "min_risk",
+            json!({ "type": "number", "minimum": 0, "maximum": 100 }),
+            "Only clocks at or above this risk, percent (default 50: likely to breach).",
+        ),
+        query(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+            "Rows (default 100).",
+        ),
+    ];
+    params.extend(scope_params());
+    params.extend(at_params());
+    operation(
+        "Running clocks by breach risk, riskiest first: the likely_to_breach worklist (risk of 50% or more), or one pathway's clocks with the main reason in words (docs/forecast.md). Patient-level; advisory",
+        params,
+        (
+            "200",
+            json_ok(
+                "The clocks",
+                json!({
+                    "type": "object",
+                    "required": ["as_of", "position", "min_risk", "total", "rows"],
+                    "properties": {
+                        "as_of": date(),
+                        "position": { "type": "integer" },
+                        "min_risk": { "type": "number" },
+                        "total": { "type": "integer" },
+                        "rows": { "type": "array", "items": row },
+                    },
+                }),
+            ),
+        ),
+        false,
+    )
+}
+
 /// `GET /v1/forecast/{standard}` (issue 24).
 fn forecast_operation(aggregate_params: &[Value]) -> Value {
     let figure = json!({
@@ -521,6 +584,7 @@ pub fn document() -> Value {
             "/v1/milestones": { "get": operation("BPTP milestone compliance", aggregate_params, ("200", json_ok("The report", open_object())), false) },
             "/v1/fit": { "get": fit_operation() },
             "/v1/forecast/{standard}": { "get": forecast },
+            "/v1/breach-risks": { "get": breach_risks_operation() },
             "/v1/returns/canptl": { "get": operation(
                 "The weekly PTL return: 62-day pathways by band, FDS day 28 passed, referrals and upgrades on the three cancer routes (no routine referrals), patients first seen in the week by medium (face_to_face, virtual, not_recorded)",
                 {

@@ -220,3 +220,103 @@ async fn the_projected_gauge_follows_the_refreshed_forecast() {
         )]
     );
 }
+
+#[tokio::test]
+async fn the_likely_to_breach_worklist_lists_risky_clocks_first() {
+    let (router, rhm) = loaded().await;
+    // On 04-02, P2 had waited 60 days on its FDS clock: certain to breach.
+    let (status, r) = get(&router, "/v1/breach-risks?as_of=2025-04-02", None).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["as_of"].clone(), r["min_risk"].clone()),
+        (json!("2025-04-02"), json!(50.0))
+    );
+    let first = &r["rows"][0];
+    assert_eq!(
+        (
+            first["pathway_id"].clone(),
+            first["clock"].clone(),
+            first["days"].clone(),
+            first["breach_risk"].clone(),
+            first["reason"].clone()
+        ),
+        (
+            json!("P2"),
+            json!("fds"),
+            json!(60),
+            json!(100.0),
+            json!("already past its 28-day target on day 60")
+        )
+    );
+    let risks: Vec<f64> = r["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["breach_risk"].as_f64().unwrap())
+        .collect();
+    assert!(risks.iter().all(|p| *p >= 50.0), "{r}");
+    assert!(
+        risks.windows(2).all(|w| w[0] >= w[1]),
+        "riskiest first: {r}"
+    );
+    assert_eq!(r["total"].as_u64().unwrap() as usize, risks.len());
+    // Another trust's manager sees none of RXH's patients.
+    let (_, theirs) = get(
+        &router,
+        "/v1/breach-risks?as_of=2025-04-02&min_risk=0",
+        Some(&rhm),
+    )
+    .await;
+    assert_eq!(theirs["rows"], json!([]));
+}
+
+#[tokio::test]
+async fn a_pathway_shows_each_running_clock_with_its_reason() {
+    let (router, _) = loaded().await;
+    let (status, r) = get(&router, "/v1/breach-risks?pathway_id=P3", None).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["min_risk"], 0.0);
+    let rows = r["rows"].as_array().unwrap();
+    let clocks: Vec<&str> = rows
+        .iter()
+        .map(|row| row["clock"].as_str().unwrap())
+        .collect();
+    let mut sorted = clocks.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["d62", "fds"], "{r}");
+    let fds = rows.iter().find(|row| row["clock"] == "fds").unwrap();
+    assert_eq!(
+        (fds["days"].clone(), fds["target_days"].clone()),
+        (json!(6), json!(28))
+    );
+    let risk = fds["breach_risk"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&risk));
+    let reason = fds["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("day 6 of 28; about ") && reason.contains("lower gi pathways"),
+        "{reason}"
+    );
+    // Stopped pathways have no running clock to show.
+    let (_, p1) = get(&router, "/v1/breach-risks?pathway_id=P1", None).await;
+    assert_eq!(p1["rows"], json!([]));
+}
+
+#[tokio::test]
+async fn breach_risks_are_patient_level_and_checked() {
+    let app = app_at(NOW, Arc::new(MemoryLog::new()));
+    let analyst = token(&app, Role::Analyst, &["*"], None, "analyst");
+    let router = authorised(app);
+    let (status, body) = get(&router, "/v1/breach-risks", Some(&analyst)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    for (uri, field) in [
+        ("/v1/breach-risks?min_risk=101", "min_risk"),
+        ("/v1/breach-risks?limit=0", "limit"),
+        ("/v1/breach-risks?clock=d99", "clock"),
+        ("/v1/breach-risks?pathway_id=a%20b", "pathway_id"),
+        ("/v1/breach-risks?sort=risk", "sort"),
+    ] {
+        let (status, body) = get(&router, uri, None).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
+        assert_eq!(body["error"]["details"]["field"], field, "{uri}");
+    }
+}
