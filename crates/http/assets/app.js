@@ -833,6 +833,8 @@ async function renderPathway(id, minPosition) {
   }
 
   main.append(clocksTable(view));
+  const risk = await riskSection(id, at); // forecast.js
+  if (risk) main.append(risk);
 
   // Every treatment's 31-day period (SPEC 2.12): the first, then the subsequent ones.
   main.append(h("h2", {}, "Treatment periods (31-day)"));
@@ -1113,6 +1115,10 @@ async function renderStandards() {
   const trend = months(period, 6);
   const reports = await Promise.all(clocks.map(([c]) => api(`/v1/standards/${c}`, Object.assign({ period }, base))));
   const trends = await Promise.all(clocks.map(([c]) => Promise.all(trend.map((p) => api(`/v1/standards/${c}`, Object.assign({ period: p }, base))))));
+  // The month-end projection against target (forecast.js), for this month and later ones.
+  const projecting = period >= (at.as_of || todayIso()).slice(0, 7);
+  const projections = await Promise.all(clocks.map(([c], i) => projecting
+    ? projectionLine(c, period, base, reports[i].thresholds.operational ?? reports[i].thresholds.standard) : null));
   const main = $main();
   main.replaceChildren();
   main.append(h("h1", {}, "Performance against the standards"));
@@ -1130,6 +1136,7 @@ async function renderStandards() {
       h("h2", { id: `h-${c}` }, title),
       h("p", {}, h("strong", { class: "big" }, pct(r.percent)), ` within ${r.target_days} days in ${r.period}: ${r.within_target} of ${r.total}. `,
         `National standard ${r.thresholds.standard}%`, r.thresholds.operational ? `, operational target ${r.thresholds.operational}%` : "", "."),
+      projections[i],
       chart(`${title}, last six months`, trends[i].map((x) => ({ label: x.period, value: x.percent })), target),
       table("By trust", ["Trust", { label: "Stopped", num: true }, { label: "Within", num: true }, { label: "%", num: true }, "", c === "fds" ? { label: "Excluded", num: true } : null].filter(Boolean),
         r.by_trust.map((t) => h("tr", {}, h("td", {}, t.trust), h("td", { class: "num" }, t.total), h("td", { class: "num" }, t.within_target),
@@ -1275,6 +1282,7 @@ async function render() {
     else if (path === "/standards") await renderStandards();
     else if (path === "/milestones") await renderMilestones();
     else if (path === "/fit") await renderFit(); // fit.js
+    else if (path === "/risks") await renderRisks(); // forecast.js
     else $main().replaceChildren(h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "/" }, "Go to the PTL")));
   } catch (err) {
     if (err.status === 401) renderSignIn();

@@ -79,6 +79,8 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/v1/breach-risks", get(forecast::get_breach_risks))
         .route("/fit", get(dashboard::page))
         .route("/assets/fit.js", get(dashboard::fit_script))
+        .route("/risks", get(dashboard::page))
+        .route("/assets/forecast.js", get(dashboard::forecast_script))
         .route("/v1/returns/canptl", get(views::get_canptl))
         .route("/v1/returns/cwt", get(views::get_cwt))
         .route(

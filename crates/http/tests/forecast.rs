@@ -320,3 +320,23 @@ async fn breach_risks_are_patient_level_and_checked() {
         assert_eq!(body["error"]["details"]["field"], field, "{uri}");
     }
 }
+
+#[tokio::test]
+async fn the_likely_to_breach_page_and_its_script_are_served_with_security_headers() {
+    let (router, _) = loaded().await;
+    for (path, content_type) in [
+        ("/risks", "text/html"),
+        ("/assets/forecast.js", "text/javascript"),
+    ] {
+        let reply = send(&router, request("GET", path, None, None)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}");
+        assert!(reply.content_type().starts_with(content_type), "{path}");
+        let csp = reply.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("script-src 'self'"), "{path}");
+    }
+    let shell = send(&router, request("GET", "/risks", None, None))
+        .await
+        .text();
+    assert!(shell.contains(r#"<script src="/assets/forecast.js" defer></script>"#));
+    assert!(shell.contains(r#"href="/risks""#));
+}
