@@ -1,7 +1,7 @@
 //! The breach-risk worklist (issue 24): every running clock of the
-//! caller's trusts whose chance of breaching its target is at least the
-//! threshold asked for (50% by default: "likely to breach"), riskiest
-//! first, each with its main reason in words; or one pathway's clocks for
+//! caller's trusts, not yet past its target, whose chance of breaching it
+//! is at least the threshold asked for (50% by default: "likely to
+//! breach"), riskiest first, each with its main reason in words; or one pathway's clocks for
 //! its page. Patient-level, so scoped and audited like the PTL; it names
 //! pathways by id, never by NHS number.
 
@@ -32,6 +32,9 @@ pub struct RiskQuery {
     pub pathway_id: Option<String>,
     /// Percent; only clocks at or above it.
     pub min_risk: f64,
+    /// Clocks already past their target too (certain breaches: the PTL
+    /// flags them already).
+    pub include_breached: bool,
     pub limit: usize,
 }
 
@@ -96,6 +99,7 @@ impl App {
         let model = self.model_for(&scoped, as_of, &observations).await?;
         let wanted = |id: &str, o: &Observation| {
             o.outcome == Outcome::Running
+                && (query.include_breached || !o.past_target())
                 && visible.allows(o.trust.as_str())
                 && trusts.allows(o.trust.as_str())
                 && query.tumour_site.is_none_or(|t| o.tumour_site == t)

@@ -23,7 +23,7 @@ async function renderRisks() {
   const main = $main();
   main.replaceChildren();
   main.append(h("h1", {}, "Likely to breach"));
-  main.append(h("p", { class: "muted" }, "Running clocks by the chance they breach their target if nothing changes, learnt from the alliance's own pathways (see docs/forecast.md). Advice only: no clock changes."));
+  main.append(h("p", { class: "muted" }, "Running clocks not yet past their target, by the chance they breach it if nothing changes, learnt from the alliance's own pathways (see docs/forecast.md). Advice only: no clock changes."));
   const form = h("form", { class: "filters", id: "risks-form" },
     select("trust", "Trust", m.trusts, q.get("trust") || ""),
     select("tumour_site", "Tumour site", m.tumour_sites, q.get("tumour_site") || ""),
@@ -73,5 +73,5 @@ async function projectionLine(clock, period, base, target) {
   return h("p", { class: below ? "projection flag" : "projection", id: `projection-${clock}` },
     h("strong", {}, `Projected month end: ${pct(p.percent)}`),
     p.low !== null ? ` (80% interval ${pct(p.low)}–${pct(p.high)})` : "",
-    `, ${below ? "below" : "at or above"} the target of ${target}%: ${p.stopped_within_target} of ${p.stopped} stopped so far, about ${p.expected_stops} more expected (${p.expected_breaches} breached).`);
+    `, ${below ? "below" : "at or above"} the target of ${target}%: ${p.stopped_within_target} of ${p.stopped} stopped so far, about ${Math.round(p.expected_stops)} more expected (${Math.round(p.expected_breaches)} breached).`);
 }

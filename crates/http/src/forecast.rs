@@ -59,6 +59,7 @@ pub(crate) const RISK_PARAMS: &[&str] = &[
     "clock",
     "pathway_id",
     "min_risk",
+    "include_breached",
     "limit",
     "as_of",
     "known_at",
@@ -99,6 +100,12 @@ fn risk_query(app: &App, params: &Params) -> Result<RiskQuery, ApiError> {
             .filter(|p| (0.0..=100.0).contains(p))
             .ok_or_else(|| invalid("min_risk", "must be a percentage from 0 to 100"))?,
     };
+    let include_breached = match params.get("include_breached").map(String::as_str) {
+        None => pathway_id.is_some(),
+        Some("true") => true,
+        Some("false") => false,
+        Some(_) => return Err(invalid("include_breached", "must be `true` or `false`")),
+    };
     let limit = match params.get("limit") {
         None => DEFAULT_RISK_ROWS,
         Some(v) => v
@@ -119,6 +126,7 @@ fn risk_query(app: &App, params: &Params) -> Result<RiskQuery, ApiError> {
         clock,
         pathway_id,
         min_risk,
+        include_breached,
         limit,
     })
 }

@@ -224,14 +224,49 @@ async fn the_projected_gauge_follows_the_refreshed_forecast() {
 #[tokio::test]
 async fn the_likely_to_breach_worklist_lists_risky_clocks_first() {
     let (router, rhm) = loaded().await;
-    // On 04-02, P2 had waited 60 days on its FDS clock: certain to breach.
-    let (status, r) = get(&router, "/v1/breach-risks?as_of=2025-04-02", None).await;
+    // On 04-02, P2 had waited 60 days on its FDS clock: already breached,
+    // so not on the worklist unless asked for.
+    let (status, r) = get(
+        &router,
+        "/v1/breach-risks?as_of=2025-04-02&min_risk=0",
+        None,
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(
         (r["as_of"].clone(), r["min_risk"].clone()),
-        (json!("2025-04-02"), json!(50.0))
+        (json!("2025-04-02"), json!(0.0))
     );
-    let first = &r["rows"][0];
+    let rows = r["rows"].as_array().unwrap();
+    assert!(
+        rows.iter()
+            .all(|row| row["days"].as_i64() <= row["target_days"].as_i64()),
+        "{r}"
+    );
+    assert!(rows.iter().any(|row| row["pathway_id"] == "P3"), "{r}");
+    assert!(
+        !rows
+            .iter()
+            .any(|row| row["pathway_id"] == "P2" && row["clock"] == "fds"),
+        "{r}"
+    );
+    let risks: Vec<f64> = rows
+        .iter()
+        .map(|row| row["breach_risk"].as_f64().unwrap())
+        .collect();
+    assert!(
+        risks.windows(2).all(|w| w[0] >= w[1]),
+        "riskiest first: {r}"
+    );
+    assert_eq!(r["total"].as_u64().unwrap() as usize, risks.len());
+    let (_, all) = get(
+        &router,
+        "/v1/breach-risks?as_of=2025-04-02&include_breached=true",
+        None,
+    )
+    .await;
+    assert_eq!(all["min_risk"], 50.0);
+    let first = &all["rows"][0];
     assert_eq!(
         (
             first["pathway_id"].clone(),
@@ -248,18 +283,11 @@ async fn the_likely_to_breach_worklist_lists_risky_clocks_first() {
             json!("already past its 28-day target on day 60")
         )
     );
-    let risks: Vec<f64> = r["rows"]
+    assert!(all["rows"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|row| row["breach_risk"].as_f64().unwrap())
-        .collect();
-    assert!(risks.iter().all(|p| *p >= 50.0), "{r}");
-    assert!(
-        risks.windows(2).all(|w| w[0] >= w[1]),
-        "riskiest first: {r}"
-    );
-    assert_eq!(r["total"].as_u64().unwrap() as usize, risks.len());
+        .all(|row| row["breach_risk"].as_f64().unwrap() >= 50.0));
     // Another trust's manager sees none of RXH's patients.
     let (_, theirs) = get(
         &router,
@@ -314,6 +342,7 @@ async fn breach_risks_are_patient_level_and_checked() {
         ("/v1/breach-risks?clock=d99", "clock"),
         ("/v1/breach-risks?pathway_id=a%20b", "pathway_id"),
         ("/v1/breach-risks?sort=risk", "sort"),
+        ("/v1/breach-risks?include_breached=yes", "include_breached"),
     ] {
         let (status, body) = get(&router, uri, None).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
