@@ -368,7 +368,7 @@ fn the_breach_forecasts_render_in_headless_chromium() {
     driver.click("tr[data-pathway] a");
     let reason = driver.wait_for(
         "the pathway's breach risk",
-        "const row = document.querySelector('#breach-risk tr[data-clock]');
+        "const row = document.querySelector('#breach-risk tr[data-risk-clock]');
          return row && row.querySelector('td[data-risk]') && row.lastElementChild.textContent",
     );
     assert!(!reason.as_str().unwrap_or_default().is_empty(), "{reason}");
@@ -385,4 +385,14 @@ fn the_breach_forecasts_render_in_headless_chromium() {
         "{projection}"
     );
     driver.screenshot("standards-projection.png");
+    // The PTL's breach-risk column: every row filled, some with a risk.
+    driver.goto(&format!("{base}/"));
+    driver.wait_for(
+        "the PTL's breach-risk column",
+        "const cells = [...document.querySelectorAll('tr[data-pathway] td.ptl-risk')];
+         return cells.length > 0
+            && cells.every((c) => /^(\\d+%|–)$/.test(c.textContent))
+            && cells.some((c) => c.dataset.risk !== undefined)",
+    );
+    driver.screenshot("ptl-risk.png");
 }

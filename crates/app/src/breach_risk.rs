@@ -29,7 +29,8 @@ pub struct RiskQuery {
     pub trusts: TrustFilter,
     pub tumour_site: Option<TumourSite>,
     pub clock: Option<ClockKind>,
-    pub pathway_id: Option<String>,
+    /// Only these pathways' clocks (a pathway's page, a PTL page's rows).
+    pub pathway_ids: Option<std::collections::HashSet<String>>,
     /// Percent; only clocks at or above it.
     pub min_risk: f64,
     /// Clocks already past their target too (certain breaches: the PTL
@@ -104,7 +105,10 @@ impl App {
                 && trusts.allows(o.trust.as_str())
                 && query.tumour_site.is_none_or(|t| o.tumour_site == t)
                 && query.clock.is_none_or(|k| o.kind == k)
-                && query.pathway_id.as_deref().is_none_or(|p| p == id)
+                && query
+                    .pathway_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(id))
         };
         let mut rows: Vec<RiskRow> = all
             .iter()
@@ -135,10 +139,15 @@ impl App {
         });
         let total = rows.len();
         rows.truncate(query.limit.clamp(1, MAX_RISK_ROWS));
+        let one = query
+            .pathway_ids
+            .as_ref()
+            .filter(|ids| ids.len() == 1)
+            .and_then(|ids| ids.iter().next());
         self.audit(
             principal,
             "breach_risks",
-            query.pathway_id.as_deref(),
+            one.map(String::as_str),
             Some(rows.len()),
         );
         Ok(RiskList {

@@ -230,7 +230,8 @@ async function renderPtl() {
   const sortBy = (sort) => () => { const p = ptlParams(); delete p.cursor; p.sort = sort; go("/", p); };
   const sortable = (label, sort, num) => ({ label, num, onsort: sortBy(sort), sorted: sortedBy === sort ? (sort === "days_waited" ? "descending" : "ascending") : null });
   const headers = ["Pathway", "NHS number", "Trust", "Tumour site", "Route", sortable("FDS days", "days_waited", true),
-    sortable("62-day days", "days_waited", true), "Band", "RAG", "Next milestone", sortable("Next breach", "next_breach"), "Transfer",
+    sortable("62-day days", "days_waited", true), "Band", "RAG", "Next milestone", sortable("Next breach", "next_breach"),
+    { label: "Breach risk", num: true }, "Transfer",
     "Last note", "Next action", "Owner", "Escalated"];
   const rows = page.rows.map((r) => h("tr", { "data-pathway": r.pathway_id },
     h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
@@ -246,6 +247,8 @@ async function renderPtl() {
     h("td", { class: "nowrap" }, r.next_breach_date ? [r.next_breach_date, h("div", { class: "muted" }, r.next_breach_clock, r.next_breach_plan_id ? ` ${r.next_breach_plan_id}` : "")] : "–",
       r.subsequent ? h("div", { class: r.subsequent.status === "open_breached" ? "flag subsequent" : "muted subsequent" },
         `awaiting ${r.subsequent.plan_id} (${label(r.subsequent.modality)}): ${r.subsequent.days} days`) : null),
+    // Filled in by forecast.js once the page's risks arrive.
+    h("td", { class: "num ptl-risk", "data-risk-for": r.pathway_id }, "…"),
     h("td", {}, r.transferred ? ["Yes", r.handover_date ? h("div", { class: "muted" }, `day 38: ${r.handover_date}`) : null] : ""),
     h("td", { class: "note" }, r.last_note || ""),
     h("td", { class: "note" }, r.next_action || "", r.next_action_due ? h("div", { class: r.next_action_overdue ? "flag" : "muted" }, `due ${r.next_action_due}`) : null),
@@ -253,6 +256,7 @@ async function renderPtl() {
     h("td", {}, r.escalated ? h("span", { class: "flag" }, "Escalated") : "")));
   main.append(table(`PTL rows ${page.rows.length} of ${page.total}`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No pathways match these filters."))]));
   status(`Showing the log up to position ${page.position}. Updated ${new Date().toLocaleTimeString("en-GB")}.`);
+  await fillPtlRisks(page.rows.map((r) => r.pathway_id), when()); // forecast.js
 }
 
 // ------------------------------------------------------------ pathway page

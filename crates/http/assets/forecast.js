@@ -1,8 +1,8 @@
 // OpenPTL dashboard: breach forecasts (issue 24). Loaded after app.js and
 // drawn with its helpers (h, api, when, query, select, table, bar, pct, go,
 // status, loadMeta, label); app.js's router calls renderRisks() for
-// /risks, renderPathway() calls riskSection() and renderStandards() calls
-// projectionLine(). Every element is built with textContent, as in app.js.
+// /risks, renderPtl() calls fillPtlRisks(), renderPathway() calls
+// riskSection() and renderStandards() calls projectionLine(). Every element is built with textContent, as in app.js.
 "use strict";
 
 /** A breach risk as the PTL shows it: a percentage, flagged from 50%. */
@@ -54,7 +54,7 @@ async function riskSection(id, at) {
   const section = h("section", { id: "breach-risk", "aria-labelledby": "breach-risk-heading" }, h("h2", { id: "breach-risk-heading" }, "Breach risk"));
   section.append(list.rows.length
     ? table(null, ["Clock", { label: "Days", num: true }, { label: "Target", num: true }, { label: "Breach risk", num: true }, "Main reason"],
-      list.rows.map((r) => h("tr", { "data-clock": r.clock }, h("td", {}, r.clock), h("td", { class: "num" }, r.days),
+      list.rows.map((r) => h("tr", { "data-risk-clock": r.clock }, h("td", {}, r.clock), h("td", { class: "num" }, r.days),
         h("td", { class: "num" }, r.target_days), riskCell(r.breach_risk), h("td", {}, r.reason))))
     : h("p", { class: "muted" }, "No running clock."));
   return section;
@@ -74,4 +74,26 @@ async function projectionLine(clock, period, base, target) {
     h("strong", {}, `Projected month end: ${pct(p.percent)}`),
     p.low !== null ? ` (80% interval ${pct(p.low)}–${pct(p.high)})` : "",
     `, ${below ? "below" : "at or above"} the target of ${target}%: ${p.stopped_within_target} of ${p.stopped} stopped so far, about ${Math.round(p.expected_stops)} more expected (${Math.round(p.expected_breaches)} breached).`);
+}
+
+/** The PTL's "Breach risk" column: each row's highest risk among its running clocks. */
+async function fillPtlRisks(ids, at) {
+  const cells = [...document.querySelectorAll("td.ptl-risk")];
+  if (!ids.length) return;
+  let list;
+  try {
+    list = await api("/v1/breach-risks", Object.assign({ pathway_id: ids.join(","), min_risk: "0", limit: "1000" }, at));
+  } catch (_) {
+    for (const c of cells) c.textContent = "–";
+    return;
+  }
+  const highest = new Map();
+  for (const r of list.rows) highest.set(r.pathway_id, Math.max(highest.get(r.pathway_id) ?? 0, r.breach_risk));
+  for (const c of cells) {
+    const risk = highest.get(c.dataset.riskFor);
+    if (risk === undefined) { c.textContent = "–"; continue; }
+    c.textContent = `${risk.toFixed(0)}%`;
+    c.dataset.risk = String(risk);
+    if (risk >= 50) c.classList.add("flag");
+  }
 }

@@ -69,16 +69,27 @@ pub(crate) const RISK_PARAMS: &[&str] = &[
 /// Rows by default.
 const DEFAULT_RISK_ROWS: usize = 100;
 
+/// Pathways one request may name (a PTL page's rows).
+const MAX_PATHWAYS: usize = 100;
+
 fn risk_query(app: &App, params: &Params) -> Result<RiskQuery, ApiError> {
     check_known(params, RISK_PARAMS)?;
-    let pathway_id = match params.get("pathway_id") {
+    let pathway_ids = match params.get("pathway_id") {
         None => None,
-        Some(v) => Some(
-            PathwayId::parse(v)
-                .ok_or_else(|| invalid("pathway_id", "is not a valid pathway id"))?
-                .as_str()
-                .to_string(),
-        ),
+        Some(v) => {
+            let ids = v
+                .split(',')
+                .map(|id| PathwayId::parse(id).map(|p| p.as_str().to_string()))
+                .collect::<Option<std::collections::HashSet<String>>>()
+                .filter(|ids| ids.len() <= MAX_PATHWAYS)
+                .ok_or_else(|| {
+                    invalid(
+                        "pathway_id",
+                        format!("must be up to {MAX_PATHWAYS} comma-separated pathway ids"),
+                    )
+                })?;
+            Some(ids)
+        }
     };
     let clock = match params.get("clock") {
         None => None,
@@ -86,8 +97,8 @@ fn risk_query(app: &App, params: &Params) -> Result<RiskQuery, ApiError> {
             invalid("clock", format!("must be one of {}", ClockKind::expected()))
         })?),
     };
-    // One pathway's page shows all its clocks; the worklist the likely ones.
-    let default_min = if pathway_id.is_some() {
+    // Named pathways show all their clocks; the worklist the likely ones.
+    let default_min = if pathway_ids.is_some() {
         0.0
     } else {
         LIKELY_TO_BREACH_PERCENT
@@ -101,7 +112,7 @@ fn risk_query(app: &App, params: &Params) -> Result<RiskQuery, ApiError> {
             .ok_or_else(|| invalid("min_risk", "must be a percentage from 0 to 100"))?,
     };
     let include_breached = match params.get("include_breached").map(String::as_str) {
-        None => pathway_id.is_some(),
+        None => pathway_ids.is_some(),
         Some("true") => true,
         Some("false") => false,
         Some(_) => return Err(invalid("include_breached", "must be `true` or `false`")),
@@ -124,7 +135,7 @@ fn risk_query(app: &App, params: &Params) -> Result<RiskQuery, ApiError> {
         trusts: trusts(app, params)?,
         tumour_site: one_site(params)?,
         clock,
-        pathway_id,
+        pathway_ids,
         min_risk,
         include_breached,
         limit,

@@ -324,6 +324,15 @@ async fn a_pathway_shows_each_running_clock_with_its_reason() {
         reason.starts_with("day 6 of 28; about ") && reason.contains("lower gi pathways"),
         "{reason}"
     );
+    // Several pathways at once (a PTL page's rows).
+    let (_, both) = get(&router, "/v1/breach-risks?pathway_id=P3,P1,P2", None).await;
+    let ids: Vec<&str> = both["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["pathway_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["P3", "P3"], "{both}");
     // Stopped pathways have no running clock to show.
     let (_, p1) = get(&router, "/v1/breach-risks?pathway_id=P1", None).await;
     assert_eq!(p1["rows"], json!([]));
