@@ -321,7 +321,7 @@ async fn a_pathway_shows_each_running_clock_with_its_reason() {
     assert!((0.0..=100.0).contains(&risk));
     let reason = fds["reason"].as_str().unwrap();
     assert!(
-        reason.starts_with("day 6 of 28; about ") && reason.contains("lower gi pathways"),
+        reason.starts_with("day 6 of 28; about ") && reason.contains("lower GI pathways"),
         "{reason}"
     );
     // Several pathways at once (a PTL page's rows).

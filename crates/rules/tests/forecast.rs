@@ -156,7 +156,7 @@ fn a_late_milestone_changes_the_risk_once_its_due_day_has_passed() {
     let risk = model.risk(&late);
     assert_eq!(
         risk.reason,
-        "first test not met by day 1, now day 2; about 50% of such lower gi pathways (2 seen at this point) went on to breach"
+        "first test not met by day 1, now day 2; about 50% of such lower GI pathways (2 seen at this point) went on to breach"
     );
 }
 

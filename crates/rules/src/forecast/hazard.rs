@@ -331,7 +331,7 @@ impl Model {
     /// [`Self::probability`] with its main reason in words.
     pub fn risk(&self, o: &Observation) -> Risk {
         let probability = self.probability(o);
-        let site = o.tumour_site.as_str().replace('_', " ");
+        let site = words(o.tumour_site.as_str());
         let percent = (probability * 100.0).round();
         let reason = match o.outcome {
             Outcome::Stopped | Outcome::Closed => "clock stopped".to_string(),
@@ -355,13 +355,13 @@ impl Model {
                 let situation = match (flag, &o.mark) {
                     (Some(true), Some(m)) => format!(
                         "{} not met by day {}, now day {}",
-                        m.name.replace('_', " "),
+                        words(&m.name),
                         m.due_day,
                         o.days
                     ),
                     (Some(false), Some(m)) => format!(
                         "{} met on time, now day {} of {}",
-                        m.name.replace('_', " "),
+                        words(&m.name),
                         o.days,
                         o.target_days
                     ),
@@ -377,4 +377,15 @@ impl Model {
             reason,
         }
     }
+}
+
+/// A code as words, acronyms in capitals ("lower_gi" → "lower GI").
+fn words(code: &str) -> String {
+    code.split('_')
+        .map(|w| match w {
+            "gi" | "ct" | "mri" | "cns" | "ogd" | "fit" => w.to_uppercase(),
+            _ => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
