@@ -67,8 +67,11 @@ async function api(path, params, init) {
   return body;
 }
 
+// Codes read as words: `lower_gi` "lower GI", `ct_colonography` "CT colonography".
+const ACRONYMS = { ct: "CT", mri: "MRI", mpmri: "mpMRI", ogd: "OGD", gi: "GI", fit: "FIT", pet: "PET", mdt: "MDT", fds: "FDS", ecad: "ECAD", cns: "CNS", gp: "GP", ods: "ODS", nhs: "NHS", cup: "CUP", ebus: "EBUS" };
+
 function label(code) {
-  return String(code).replace(/_/g, " ");
+  return String(code).split("_").map((w) => ACRONYMS[w] || w).join(" ");
 }
 
 function rag(value) {
