@@ -257,7 +257,7 @@ impl App {
             }
         })
         .await
-        .map_err(|e| AppError::internal(format!("the backup panicked: {e}")))?
+        .map_err(|e| AppError::Internal(Failure::caused_by("the backup panicked", e)))?
     }
 
     /// Sets the per-token rate limit (requests per second; 0: none).
@@ -333,7 +333,9 @@ impl App {
         let projection = self.projection.clone();
         tokio::task::spawn_blocking(move || projection.write_snapshot())
             .await
-            .map_err(|e| AppError::internal(format!("writing the snapshot panicked: {e}")))?
+            .map_err(|e| {
+                AppError::Internal(Failure::caused_by("writing the snapshot panicked", e))
+            })?
     }
 
     /// Waits until the projection has caught up with the log as it is now

@@ -67,8 +67,11 @@ async function api(path, params, init) {
   return body;
 }
 
+// Codes read as words: `lower_gi` "lower GI", `ct_colonography` "CT colonography".
+const ACRONYMS = { ct: "CT", mri: "MRI", mpmri: "mpMRI", ogd: "OGD", gi: "GI", fit: "FIT", pet: "PET", mdt: "MDT", fds: "FDS", ecad: "ECAD", cns: "CNS", gp: "GP", ods: "ODS", nhs: "NHS", cup: "CUP", ebus: "EBUS" };
+
 function label(code) {
-  return String(code).replace(/_/g, " ");
+  return String(code).split("_").map((w) => ACRONYMS[w] || w).join(" ");
 }
 
 function rag(value) {
@@ -1091,19 +1094,21 @@ function months(end, n) {
 }
 
 function chart(title, points, target) {
-  const w = 420, hgt = 150, pad = 28, bw = (w - pad * 2) / points.length;
+  // The target's label sits in a right margin of its own, level with its
+  // line, so it never covers the last bar's value.
+  const w = 420, hgt = 150, pad = 28, right = 70, bw = (w - pad - right) / points.length;
   const y = (v) => hgt - pad - (v / 100) * (hgt - pad * 2);
   const el = svg("svg", { class: "chart", viewBox: `0 0 ${w} ${hgt}`, width: w, height: hgt, role: "img",
     "aria-label": `${title}: ${points.map((p) => `${p.label} ${p.value === null ? "no data" : p.value + "%"}`).join(", ")}` });
-  el.append(svg("line", { x1: pad, x2: w - pad, y1: y(0), y2: y(0), stroke: "#4c6272" }));
+  el.append(svg("line", { x1: pad, x2: w - right, y1: y(0), y2: y(0), stroke: "#4c6272" }));
   points.forEach((p, i) => {
     const v = p.value || 0;
     el.append(svg("rect", { x: pad + i * bw + 4, y: y(v), width: bw - 8, height: y(0) - y(v), fill: p.value !== null && p.value >= target ? "#007f3b" : "#d5281b" }));
     el.append(svg("text", { x: pad + i * bw + bw / 2, y: hgt - 8, "text-anchor": "middle" }, p.label.slice(2)));
     if (p.value !== null) el.append(svg("text", { x: pad + i * bw + bw / 2, y: y(v) - 3, "text-anchor": "middle" }, `${Math.round(p.value)}`));
   });
-  el.append(svg("line", { x1: pad, x2: w - pad, y1: y(target), y2: y(target), stroke: "#212b32", "stroke-dasharray": "4 3" }));
-  el.append(svg("text", { x: w - pad, y: y(target) - 3, "text-anchor": "end" }, `target ${target}%`));
+  el.append(svg("line", { x1: pad, x2: w - right, y1: y(target), y2: y(target), stroke: "#212b32", "stroke-dasharray": "4 3" }));
+  el.append(svg("text", { x: w - right + 4, y: y(target) + 4, "text-anchor": "start" }, `target ${target}%`));
   return el;
 }
 
