@@ -53,6 +53,14 @@ pub enum Command {
         /// `serve`): each anchored record must still be there with its hash.
         #[arg(long)]
         anchors: Option<PathBuf>,
+        /// Check the PostgreSQL log (`postgres://…`) instead of the data
+        /// directory's segments: positions, versions, the hash chain and
+        /// the head row, read in one snapshot beside running nodes.
+        #[arg(long, env = "OPENPTL_STORE", hide_env_values = true)]
+        store: Option<String>,
+        /// The PostgreSQL schema of the log's tables.
+        #[arg(long, env = "OPENPTL_STORE_SCHEMA", default_value = "public")]
+        store_schema: String,
     },
     /// Back up a data directory into `--to`, beside the running service
     /// (no stop, no lock): the log up to an acknowledged position, the
@@ -130,6 +138,12 @@ pub enum Command {
         /// pathway views, memory) on a synthetic alliance of `--pathways`.
         #[arg(long)]
         views: bool,
+        /// Backtest the breach forecasts instead (issue 24): on the
+        /// synthetic alliance with site-specific waits, forecast each
+        /// month-end on the 10th and 20th as known then and compare with
+        /// what happened (`--pathways`, `--referral-days`).
+        #[arg(long, conflicts_with = "views")]
+        forecast: bool,
         /// With `--views`: keep the alliance in this directory, and reuse
         /// it when it is already there (repeat runs skip writing).
         #[arg(long)]

@@ -161,6 +161,28 @@ pub fn generate_range_over(
     as_of: NaiveDate,
     referral_days: u64,
 ) -> Vec<Value> {
+    generate_with(range, seed, as_of, referral_days, Waits::Alike)
+}
+
+/// How long patients wait to be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waits {
+    /// The same for every site and trust (the demo, the benchmarks).
+    Alike,
+    /// By site, trust and whether the key test came late (the forecast
+    /// backtest, so there is something to learn; decision 152). Drawn from
+    /// a stream of their own: every other draw stays as `Alike` makes it.
+    BySite,
+}
+
+/// As [`generate_range_over`], with waits drawn as `waits` says.
+pub fn generate_with(
+    range: std::ops::Range<usize>,
+    seed: u64,
+    as_of: NaiveDate,
+    referral_days: u64,
+    waits: Waits,
+) -> Vec<Value> {
     let mut rng =
         Rng(seed ^ 0x0A11_1A4C_E000_0000 ^ (range.start as u64).wrapping_mul(0x9E37_79B9));
     let total_weight: u32 = SITES.iter().map(|s| s.1).sum();
@@ -291,6 +313,13 @@ pub fn generate_range_over(
         } else {
             rng.range(60, 170)
         };
+        let told_on = match waits {
+            Waits::Alike => told_on,
+            Waits::BySite => {
+                let mut own = Rng(seed ^ 0x5173 ^ (p as u64).wrapping_mul(0x9E6C_63D0_676A_9A99));
+                told_by_site(&mut own, site, trust, test_on)
+            }
+        };
         let diagnosed = rng.chance(0.12);
         if !b.add(
             told_on,
@@ -372,6 +401,32 @@ pub fn generate_range_over(
     }
     all.sort_by_key(|a| (a.0, a.1, a.2));
     all.into_iter().map(|(_, _, _, v)| v).collect()
+}
+
+/// The day a patient is told, by site (skin and breast fast, the
+/// endoscopy and imaging sites slower), trust (one slower, one faster)
+/// and whether the key test came after day 14.
+fn told_by_site(rng: &mut Rng, site: &str, trust: &str, test_on: i64) -> i64 {
+    let mut within = match site {
+        "skin" | "breast" => 0.88,
+        "lower_gi" | "prostate" | "lung" | "upper_gi" => 0.66,
+        _ => 0.76,
+    };
+    if test_on > 14 {
+        within -= 0.3;
+    }
+    match trust {
+        "RTH" => within -= 0.1,
+        "RXH" => within += 0.05,
+        _ => {}
+    }
+    if rng.chance(within) {
+        rng.range(test_on.max(8), 28.max(test_on + 1))
+    } else if rng.chance(0.85) {
+        rng.range(29, 55)
+    } else {
+        rng.range(56, 150)
+    }
 }
 
 /// Days from the start of a treatment period to its treatment: most within

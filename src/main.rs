@@ -33,7 +33,18 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => commands::serve::run(args.options(config)?).await,
         Command::Token { data_dir, action } => commands::token::run(&config, &data_dir, action),
-        Command::Verify { data_dir, anchors } => commands::verify::run(&data_dir, anchors),
+        Command::Verify {
+            data_dir,
+            anchors,
+            store: None,
+            ..
+        } => commands::verify::run(&data_dir, anchors),
+        Command::Verify {
+            anchors,
+            store: Some(url),
+            store_schema,
+            ..
+        } => commands::verify::run_postgres(&url, &store_schema, anchors).await,
         Command::Backup { data_dir, to } => commands::backup::backup(&data_dir, &to),
         Command::Restore { from, to } => commands::backup::restore(&from, &to),
         Command::RebuildIndex { data_dir } => commands::verify::rebuild_index(&data_dir),
@@ -44,10 +55,14 @@ async fn main() -> anyhow::Result<()> {
             single_requests,
             clients,
             views,
+            forecast,
             data_dir,
             referral_days,
             store,
         } => {
+            if forecast {
+                return bench::forecast(pathways, 1, referral_days).await;
+            }
             if views {
                 return bench::views(pathways, 1, data_dir, referral_days).await;
             }

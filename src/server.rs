@@ -186,6 +186,9 @@ impl Server {
                 tracing::info!(events = loaded, pathways, "demo alliance loaded");
             }
         }
+        tokio::spawn(openptl_app::forecast::refresh_periodically(Arc::downgrade(
+            &app,
+        )));
         let anchorer = listen.anchoring.map(|a| {
             (
                 Arc::new(openptl_app::anchoring::Anchorer::new(&a.path)),

@@ -327,3 +327,72 @@ fn the_fit_page_renders_its_table_in_headless_chromium() {
     );
     driver.screenshot("fit-worklist.png");
 }
+
+/// The breach forecasts (issue 24) on the demo alliance: the likely-to-
+/// breach worklist lists clocks at 50% or more riskiest first, a pathway
+/// page shows each running clock's risk and reason, the standards page the
+/// month-end projection against the target.
+#[test]
+fn the_breach_forecasts_render_in_headless_chromium() {
+    let Some((chromedriver, chromium)) = browser() else {
+        openptl_testkit::skip(
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver); the forecast pages test did not run",
+        );
+        return;
+    };
+    let server = Server::start(
+        &fresh_dir("browser-forecast"),
+        &["--demo", "--demo-pathways", "600"],
+    );
+    let base = format!("http://{}", server.addr);
+    let driver = Driver::start(&chromedriver, &chromium);
+    let demo_login = server.demo_login();
+    driver.goto(&format!("{base}/risks"));
+    driver.wait_for(
+        "the sign-in form",
+        "return document.getElementById('token') !== null",
+    );
+    driver.type_into("#token", &demo_login);
+    driver.click("#sign-in-submit");
+    let risks = driver.wait_for(
+        "the likely-to-breach rows",
+        "const cells = [...document.querySelectorAll('tr[data-pathway] td[data-risk]')];
+         const risks = cells.map((c) => Number(c.dataset.risk));
+         return cells.length > 0
+            && risks.every((r) => r >= 50)
+            && risks.every((r, i) => i === 0 || risks[i - 1] >= r)
+            && risks",
+    );
+    assert!(risks.as_array().is_some_and(|r| !r.is_empty()), "{risks}");
+    driver.screenshot("risks.png");
+    driver.click("tr[data-pathway] a");
+    let reason = driver.wait_for(
+        "the pathway's breach risk",
+        "const row = document.querySelector('#breach-risk tr[data-risk-clock]');
+         return row && row.querySelector('td[data-risk]') && row.lastElementChild.textContent",
+    );
+    assert!(!reason.as_str().unwrap_or_default().is_empty(), "{reason}");
+    driver.goto(&format!("{base}/standards"));
+    let projection = driver.wait_for(
+        "the FDS month-end projection",
+        "const p = document.getElementById('projection-fds'); return p && p.textContent",
+    );
+    assert!(
+        projection
+            .as_str()
+            .unwrap()
+            .starts_with("Projected month end: "),
+        "{projection}"
+    );
+    driver.screenshot("standards-projection.png");
+    // The PTL's breach-risk column: every row filled, some with a risk.
+    driver.goto(&format!("{base}/"));
+    driver.wait_for(
+        "the PTL's breach-risk column",
+        "const cells = [...document.querySelectorAll('tr[data-pathway] td.ptl-risk')];
+         return cells.length > 0
+            && cells.every((c) => /^(\\d+%|–)$/.test(c.textContent))
+            && cells.some((c) => c.dataset.risk !== undefined)",
+    );
+    driver.screenshot("ptl-risk.png");
+}

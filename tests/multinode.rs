@@ -221,6 +221,35 @@ async fn two_nodes_on_one_postgres_log_converge() {
             "acknowledged event {id} is missing"
         );
     }
+    // The shared log checks out whole, against the anchors node A wrote
+    // (at its start and at its shutdown), beside node B still running.
+    let mut a = a;
+    a.stop_gracefully();
+    let anchors = dir_a.join("anchors.jsonl");
+    let out = std::process::Command::new(common::binary())
+        .args([
+            "verify",
+            "--store",
+            &url(),
+            "--store-schema",
+            "openptl_multinode",
+        ])
+        .arg("--anchors")
+        .arg(&anchors)
+        .env("OPENPTL_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("{head} records")), "{stdout}");
+    assert!(
+        stdout.contains("anchors checked") && stdout.ends_with("OK\n"),
+        "{stdout}"
+    );
 }
 
 /// `openptl copy` moves a log from the embedded store to PostgreSQL and back
@@ -271,6 +300,8 @@ async fn a_log_moves_to_postgres_and_back_unchanged() {
         "openptl_copy",
     ]);
     assert!(again.starts_with("copied 0 records"), "{again}");
+    let verified = openptl(&["verify", "--store", &url, "--store-schema", "openptl_copy"]);
+    assert!(verified.ends_with("OK\n"), "{verified}");
     openptl(&[
         "copy",
         "--from",

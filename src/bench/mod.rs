@@ -5,6 +5,9 @@
 //! views). Prints figures; asserts nothing (SPEC 7: performance is
 //! measured, not asserted in tests). docs/benchmarks.md quotes its output.
 //!
+//! With `--forecast`, the breach forecasts' backtest (issue 24,
+//! `forecast.rs`).
+//!
 //! `appends.rs` and `views.rs` are the two benchmarks; `data.rs` makes
 //! their events, `client.rs` drives the HTTP API, `disk.rs` measures the
 //! disk, `memory.rs` resident memory, `report.rs` prints latencies.
@@ -13,11 +16,13 @@ mod appends;
 mod client;
 mod data;
 mod disk;
+mod forecast;
 mod memory;
 mod report;
 mod views;
 
 pub use appends::run;
+pub use forecast::forecast;
 pub use views::views;
 
 /// The shape of the append benchmark (`openptl bench`'s flags).

@@ -3,7 +3,7 @@
 //! that the projection, the folds and the views share.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use openptl_log::RecordRef;
+use openptl_log::{Failure, RecordRef};
 use openptl_rules::{
     effective_events, evaluate, history, EffectiveEvent, EventData, EventType, PathwayState,
     PtlRow, RecordedEvent, RulesConfig,
@@ -36,7 +36,10 @@ pub fn evaluate_history(
         return Ok(None);
     }
     let effective = effective_events(known).map_err(|e| {
-        AppError::internal(format!("pathway history no longer fits the rules: {e}"))
+        AppError::Internal(Failure::caused_by(
+            "pathway history no longer fits the rules",
+            e,
+        ))
     })?;
     Ok(evaluate(&effective, as_of, config))
 }
@@ -103,7 +106,9 @@ pub fn decode(r: RecordRef<'_>) -> Result<RecordedEvent, AppError> {
         ))
     })?;
     let (occurred_on, data) = EventData::decode_payload(event_type, r.schema_version, r.payload)
-        .map_err(|e| AppError::internal(format!("position {}: {e}", r.position)))?;
+        .map_err(|e| {
+            AppError::Internal(Failure::caused_by(format!("position {}", r.position), e))
+        })?;
     Ok(RecordedEvent {
         event_id: r.event_id,
         version: r.version,

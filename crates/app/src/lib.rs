@@ -9,12 +9,14 @@ pub mod anchoring;
 mod append;
 pub mod audit;
 pub mod auth;
+pub mod breach_risk;
 mod clock;
 pub mod connections;
 mod error;
 mod evaluate;
 mod fit;
 mod fold;
+pub mod forecast;
 mod metrics;
 mod offload;
 mod packed;
@@ -99,6 +101,8 @@ pub struct App {
     pub(crate) backup_to: Option<std::path::PathBuf>,
     /// Held while a backup through the API runs: one at a time.
     backing_up: Arc<tokio::sync::Mutex<()>>,
+    /// Today's breach-forecast model and projections (issue 24).
+    pub(crate) forecasts: forecast::ForecastCache,
 }
 
 /// What the ways in (HTTP, gRPC, the binary) read of the application:
@@ -210,6 +214,7 @@ impl App {
             pathway_locks,
             backup_to: None,
             backing_up: Arc::default(),
+            forecasts: forecast::ForecastCache::default(),
         }
     }
 
@@ -259,7 +264,7 @@ impl App {
             }
         })
         .await
-        .map_err(|e| AppError::internal(format!("the backup panicked: {e}")))?
+        .map_err(|e| AppError::Internal(Failure::caused_by("the backup panicked", e)))?
     }
 
     /// Sets the per-token rate limit (requests per second; 0: none).
@@ -335,7 +340,9 @@ impl App {
         let projection = self.projection.clone();
         tokio::task::spawn_blocking(move || projection.write_snapshot())
             .await
-            .map_err(|e| AppError::internal(format!("writing the snapshot panicked: {e}")))?
+            .map_err(|e| {
+                AppError::Internal(Failure::caused_by("writing the snapshot panicked", e))
+            })?
     }
 
     /// Waits until the projection has caught up with the log as it is now

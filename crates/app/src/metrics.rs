@@ -54,6 +54,8 @@ pub struct Metrics {
     pub log_anchored: IntGauge,
     /// This month's FIT measures by trust (issue 25).
     fit: crate::fit::FitGauges,
+    /// This month's projected performance by standard and trust (issue 24).
+    forecast: crate::forecast::ForecastGauges,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -189,6 +191,7 @@ impl Metrics {
                 "The last log position whose hash-chain head was published to the anchors file (issue 27; `openptl verify --anchors` checks the log against them). 0 until the first anchor."
             ))),
             fit: crate::fit::FitGauges::register(&registry),
+            forecast: crate::forecast::ForecastGauges::register(&registry),
             registry,
         }
     }
@@ -307,6 +310,7 @@ impl App {
         replace_all(&m.open_breached, breached);
         replace_all(&m.overdue_milestones, overdue);
         m.fit.set(&fit_report);
+        m.forecast.set(&self.forecasts);
         m.performance.reset();
         m.clocks_stopped.reset();
         for report in standards {

@@ -296,6 +296,10 @@ impl Seen<'_> {
     pub(crate) fn state(&self) -> &PathwayState {
         &self.current.state
     }
+
+    pub(crate) fn id(&self) -> &str {
+        self.id
+    }
 }
 
 impl Borrow<PathwayState> for Seen<'_> {

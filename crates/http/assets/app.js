@@ -67,8 +67,11 @@ async function api(path, params, init) {
   return body;
 }
 
+// Codes read as words: `lower_gi` "lower GI", `ct_colonography` "CT colonography".
+const ACRONYMS = { ct: "CT", mri: "MRI", mpmri: "mpMRI", ogd: "OGD", gi: "GI", fit: "FIT", pet: "PET", mdt: "MDT", fds: "FDS", ecad: "ECAD", cns: "CNS", gp: "GP", ods: "ODS", nhs: "NHS", cup: "CUP", ebus: "EBUS" };
+
 function label(code) {
-  return String(code).replace(/_/g, " ");
+  return String(code).split("_").map((w) => ACRONYMS[w] || w).join(" ");
 }
 
 function rag(value) {
@@ -230,7 +233,8 @@ async function renderPtl() {
   const sortBy = (sort) => () => { const p = ptlParams(); delete p.cursor; p.sort = sort; go("/", p); };
   const sortable = (label, sort, num) => ({ label, num, onsort: sortBy(sort), sorted: sortedBy === sort ? (sort === "days_waited" ? "descending" : "ascending") : null });
   const headers = ["Pathway", "NHS number", "Trust", "Tumour site", "Route", sortable("FDS days", "days_waited", true),
-    sortable("62-day days", "days_waited", true), "Band", "RAG", "Next milestone", sortable("Next breach", "next_breach"), "Transfer",
+    sortable("62-day days", "days_waited", true), "Band", "RAG", "Next milestone", sortable("Next breach", "next_breach"),
+    { label: "Breach risk", num: true }, "Transfer",
     "Last note", "Next action", "Owner", "Escalated"];
   const rows = page.rows.map((r) => h("tr", { "data-pathway": r.pathway_id },
     h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
@@ -246,6 +250,8 @@ async function renderPtl() {
     h("td", { class: "nowrap" }, r.next_breach_date ? [r.next_breach_date, h("div", { class: "muted" }, r.next_breach_clock, r.next_breach_plan_id ? ` ${r.next_breach_plan_id}` : "")] : "–",
       r.subsequent ? h("div", { class: r.subsequent.status === "open_breached" ? "flag subsequent" : "muted subsequent" },
         `awaiting ${r.subsequent.plan_id} (${label(r.subsequent.modality)}): ${r.subsequent.days} days`) : null),
+    // Filled in by forecast.js once the page's risks arrive.
+    h("td", { class: "num ptl-risk", "data-risk-for": r.pathway_id }, "…"),
     h("td", {}, r.transferred ? ["Yes", r.handover_date ? h("div", { class: "muted" }, `day 38: ${r.handover_date}`) : null] : ""),
     h("td", { class: "note" }, r.last_note || ""),
     h("td", { class: "note" }, r.next_action || "", r.next_action_due ? h("div", { class: r.next_action_overdue ? "flag" : "muted" }, `due ${r.next_action_due}`) : null),
@@ -253,6 +259,7 @@ async function renderPtl() {
     h("td", {}, r.escalated ? h("span", { class: "flag" }, "Escalated") : "")));
   main.append(table(`PTL rows ${page.rows.length} of ${page.total}`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No pathways match these filters."))]));
   status(`Showing the log up to position ${page.position}. Updated ${new Date().toLocaleTimeString("en-GB")}.`);
+  await fillPtlRisks(page.rows.map((r) => r.pathway_id), when()); // forecast.js
 }
 
 // ------------------------------------------------------------ pathway page
@@ -833,6 +840,8 @@ async function renderPathway(id, minPosition) {
   }
 
   main.append(clocksTable(view));
+  const risk = await riskSection(id, at); // forecast.js
+  if (risk) main.append(risk);
 
   // Every treatment's 31-day period (SPEC 2.12): the first, then the subsequent ones.
   main.append(h("h2", {}, "Treatment periods (31-day)"));
@@ -1085,19 +1094,21 @@ function months(end, n) {
 }
 
 function chart(title, points, target) {
-  const w = 420, hgt = 150, pad = 28, bw = (w - pad * 2) / points.length;
+  // The target's label sits in a right margin of its own, level with its
+  // line, so it never covers the last bar's value.
+  const w = 420, hgt = 150, pad = 28, right = 70, bw = (w - pad - right) / points.length;
   const y = (v) => hgt - pad - (v / 100) * (hgt - pad * 2);
   const el = svg("svg", { class: "chart", viewBox: `0 0 ${w} ${hgt}`, width: w, height: hgt, role: "img",
     "aria-label": `${title}: ${points.map((p) => `${p.label} ${p.value === null ? "no data" : p.value + "%"}`).join(", ")}` });
-  el.append(svg("line", { x1: pad, x2: w - pad, y1: y(0), y2: y(0), stroke: "#4c6272" }));
+  el.append(svg("line", { x1: pad, x2: w - right, y1: y(0), y2: y(0), stroke: "#4c6272" }));
   points.forEach((p, i) => {
     const v = p.value || 0;
     el.append(svg("rect", { x: pad + i * bw + 4, y: y(v), width: bw - 8, height: y(0) - y(v), fill: p.value !== null && p.value >= target ? "#007f3b" : "#d5281b" }));
     el.append(svg("text", { x: pad + i * bw + bw / 2, y: hgt - 8, "text-anchor": "middle" }, p.label.slice(2)));
     if (p.value !== null) el.append(svg("text", { x: pad + i * bw + bw / 2, y: y(v) - 3, "text-anchor": "middle" }, `${Math.round(p.value)}`));
   });
-  el.append(svg("line", { x1: pad, x2: w - pad, y1: y(target), y2: y(target), stroke: "#212b32", "stroke-dasharray": "4 3" }));
-  el.append(svg("text", { x: w - pad, y: y(target) - 3, "text-anchor": "end" }, `target ${target}%`));
+  el.append(svg("line", { x1: pad, x2: w - right, y1: y(target), y2: y(target), stroke: "#212b32", "stroke-dasharray": "4 3" }));
+  el.append(svg("text", { x: w - right + 4, y: y(target) + 4, "text-anchor": "start" }, `target ${target}%`));
   return el;
 }
 
@@ -1113,6 +1124,10 @@ async function renderStandards() {
   const trend = months(period, 6);
   const reports = await Promise.all(clocks.map(([c]) => api(`/v1/standards/${c}`, Object.assign({ period }, base))));
   const trends = await Promise.all(clocks.map(([c]) => Promise.all(trend.map((p) => api(`/v1/standards/${c}`, Object.assign({ period: p }, base))))));
+  // The month-end projection against target (forecast.js), for this month and later ones.
+  const projecting = period >= (at.as_of || todayIso()).slice(0, 7);
+  const projections = await Promise.all(clocks.map(([c], i) => projecting
+    ? projectionLine(c, period, base, reports[i].thresholds.operational ?? reports[i].thresholds.standard) : null));
   const main = $main();
   main.replaceChildren();
   main.append(h("h1", {}, "Performance against the standards"));
@@ -1130,6 +1145,7 @@ async function renderStandards() {
       h("h2", { id: `h-${c}` }, title),
       h("p", {}, h("strong", { class: "big" }, pct(r.percent)), ` within ${r.target_days} days in ${r.period}: ${r.within_target} of ${r.total}. `,
         `National standard ${r.thresholds.standard}%`, r.thresholds.operational ? `, operational target ${r.thresholds.operational}%` : "", "."),
+      projections[i],
       chart(`${title}, last six months`, trends[i].map((x) => ({ label: x.period, value: x.percent })), target),
       table("By trust", ["Trust", { label: "Stopped", num: true }, { label: "Within", num: true }, { label: "%", num: true }, "", c === "fds" ? { label: "Excluded", num: true } : null].filter(Boolean),
         r.by_trust.map((t) => h("tr", {}, h("td", {}, t.trust), h("td", { class: "num" }, t.total), h("td", { class: "num" }, t.within_target),
@@ -1275,6 +1291,7 @@ async function render() {
     else if (path === "/standards") await renderStandards();
     else if (path === "/milestones") await renderMilestones();
     else if (path === "/fit") await renderFit(); // fit.js
+    else if (path === "/risks") await renderRisks(); // forecast.js
     else $main().replaceChildren(h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "/" }, "Go to the PTL")));
   } catch (err) {
     if (err.status === 401) renderSignIn();

@@ -23,6 +23,9 @@ const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
 /// The FIT page (issue 25), drawn with `app.js`'s helpers.
 const FIT_JS: &str = include_str!("../assets/fit.js");
+/// The breach forecasts (issue 24): the likely-to-breach page, the pathway
+/// page's risks, the standards page's projections.
+const FORECAST_JS: &str = include_str!("../assets/forecast.js");
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -64,6 +67,14 @@ pub async fn script() -> Response {
 pub async fn fit_script() -> Response {
     with_headers(
         FIT_JS,
+        "text/javascript; charset=utf-8",
+        "public, max-age=300",
+    )
+}
+
+pub async fn forecast_script() -> Response {
+    with_headers(
+        FORECAST_JS,
         "text/javascript; charset=utf-8",
         "public, max-age=300",
     )

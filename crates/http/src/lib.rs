@@ -8,6 +8,7 @@ mod csv;
 mod dashboard;
 mod error;
 mod fit;
+mod forecast;
 pub mod openapi;
 pub mod serve;
 mod views;
@@ -74,8 +75,12 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/v1/standards/{standard}", get(views::get_standards))
         .route("/v1/milestones", get(views::get_milestones))
         .route("/v1/fit", get(fit::get_fit))
+        .route("/v1/forecast/{standard}", get(forecast::get_forecast))
+        .route("/v1/breach-risks", get(forecast::get_breach_risks))
         .route("/fit", get(dashboard::page))
         .route("/assets/fit.js", get(dashboard::fit_script))
+        .route("/risks", get(dashboard::page))
+        .route("/assets/forecast.js", get(dashboard::forecast_script))
         .route("/v1/returns/canptl", get(views::get_canptl))
         .route("/v1/returns/cwt", get(views::get_cwt))
         .route(

@@ -286,6 +286,117 @@ fn period() -> Value {
     json!({ "type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$" })
 }
 
+/// `GET /v1/breach-risks` (issue 24).
+fn breach_risks_operation() -> Value {
+    let row = json!({
+        "type": "object",
+        "required": ["pathway_id", "clock", "trust", "tumour_site", "route", "start", "days", "target_days", "breach_risk", "reason"],
+        "properties": {
+            "pathway_id": { "type": "string" },
+            "clock": vocabulary!(ClockKind),
+            "trust": { "type": "string" },
+            "tumour_site": vocabulary!(TumourSite),
+            "route": vocabulary!(Route),
+            "start": date(),
+            "days": { "type": "integer" },
+            "target_days": { "type": "integer" },
+            "breach_risk": { "type": "number", "minimum": 0, "maximum": 100, "description": "Chance of breaching the target, percent" },
+            "reason": { "type": "string", "description": "The main reason, in words" },
+        },
+    });
+    let mut params = vec![
+        query("tumour_site", vocabulary!(TumourSite), "One tumour site."),
+        query("clock", vocabulary!(ClockKind), "One clock."),
+        query(
+            "pathway_id",
+            json!({ "type": "string", "minLength": 1, "maxLength": 64 }),
+            "One pathway's clocks (then `min_risk` defaults to 0).",
+        ),
+        query(
+            "min_risk",
+            json!({ "type": "number", "minimum": 0, "maximum": 100 }),
+            "Only clocks at or above this risk, percent (default 50: likely to breach).",
+        ),
+        query(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1000 }),
+            "Rows (default 100).",
+        ),
+    ];
+    params.extend(scope_params());
+    params.extend(at_params());
+    operation(
+        "Running clocks by breach risk, riskiest first: the likely_to_breach worklist (risk of 50% or more), or one pathway's clocks with the main reason in words (docs/forecast.md). Patient-level; advisory",
+        params,
+        (
+            "200",
+            json_ok(
+                "The clocks",
+                json!({
+                    "type": "object",
+                    "required": ["as_of", "position", "min_risk", "total", "rows"],
+                    "properties": {
+                        "as_of": date(),
+                        "position": { "type": "integer" },
+                        "min_risk": { "type": "number" },
+                        "total": { "type": "integer" },
+                        "rows": { "type": "array", "items": row },
+                    },
+                }),
+            ),
+        ),
+        false,
+    )
+}
+
+/// `GET /v1/forecast/{standard}` (issue 24).
+fn forecast_operation(aggregate_params: &[Value]) -> Value {
+    let figure = json!({
+        "type": "object",
+        "required": ["stopped", "stopped_within_target", "running", "expected_stops", "expected_breaches"],
+        "properties": {
+            "stopped": { "type": "number", "description": "Clocks already stopped in the month (shares after transfers)" },
+            "stopped_within_target": { "type": "number" },
+            "percent_so_far": { "type": "number", "nullable": true },
+            "running": { "type": "integer", "description": "Running clocks that may still stop in the month" },
+            "expected_stops": { "type": "number", "description": "Further stops expected in the month (running and new clocks)" },
+            "expected_breaches": { "type": "number" },
+            "percent": { "type": "number", "nullable": true, "description": "Projected month-end percentage within target" },
+            "low": { "type": "number", "nullable": true, "description": "80% interval, lower end" },
+            "high": { "type": "number", "nullable": true, "description": "80% interval, upper end" },
+        },
+    });
+    let mut by_trust = figure.clone();
+    by_trust["properties"]["trust"] = json!({ "type": "string" });
+    let mut by_site = figure.clone();
+    by_site["properties"]["tumour_site"] = vocabulary!(TumourSite);
+    let mut whole = figure;
+    for (name, schema) in [
+        ("standard", vocabulary!(ClockKind)),
+        ("period", period()),
+        ("as_of", date()),
+        ("position", json!({ "type": "integer" })),
+        ("thresholds", open_object()),
+        ("by_trust", json!({ "type": "array", "items": by_trust })),
+        (
+            "by_tumour_site",
+            json!({ "type": "array", "items": by_site }),
+        ),
+    ] {
+        whole["properties"][name] = schema;
+    }
+    operation(
+        "A standard's projected month-end performance with its 80% interval: clocks stopped so far plus the expected stops of running and new clocks, learnt from the alliance's own clocks as known on `as_of` (docs/forecast.md). Advisory: never changes a clock, standard or return",
+        {
+            let mut p = vec![path_param("standard", vocabulary!(ClockKind))];
+            p.extend(aggregate_params.iter().cloned());
+            p
+        },
+        ("200", json_ok("The projection", whole)),
+        false,
+    )
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let envelopes: Vec<Value> = EventType::ALL.iter().map(|t| envelope(*t)).collect();
@@ -394,6 +505,7 @@ pub fn document() -> Value {
         ),
         false,
     );
+    let forecast = forecast_operation(&aggregate_params);
     json!({
         "openapi": "3.0.3",
         "info": {
@@ -471,6 +583,8 @@ pub fn document() -> Value {
             "/v1/standards/{standard}": { "get": standards },
             "/v1/milestones": { "get": operation("BPTP milestone compliance", aggregate_params, ("200", json_ok("The report", open_object())), false) },
             "/v1/fit": { "get": fit_operation() },
+            "/v1/forecast/{standard}": { "get": forecast },
+            "/v1/breach-risks": { "get": breach_risks_operation() },
             "/v1/returns/canptl": { "get": operation(
                 "The weekly PTL return: 62-day pathways by band, FDS day 28 passed, referrals and upgrades on the three cancer routes (no routine referrals), patients first seen in the week by medium (face_to_face, virtual, not_recorded)",
                 {

@@ -155,7 +155,7 @@ pub(crate) fn trusts(app: &App, params: &Params) -> Result<TrustFilter, ApiError
     Ok(TrustFilter(set))
 }
 
-fn one_site(params: &Params) -> Result<Option<TumourSite>, ApiError> {
+pub(crate) fn one_site(params: &Params) -> Result<Option<TumourSite>, ApiError> {
     params
         .get("tumour_site")
         .map(|v| {

@@ -810,14 +810,14 @@ async fn the_monthly_cwt_submission_in_national_items_and_codes() {
             "SOURCE OF REFERRAL FOR OUT-PATIENTS",
             ["03", "03", "17", ""],
         ),
-        ("PRIORITY TYPE CODE", ["3", "3", "", ""]),
+        ("PRIORITY TYPE CODE", ["3", "3", "2", ""]),
         (
             "CANCER REFERRAL TO TREATMENT PERIOD START DATE",
             ["2025-01-06", "2025-01-06", "2025-02-10", "2025-01-15"],
         ),
         ("CONSULTANT UPGRADE DATE", ["", "", "", "2025-02-01"]),
         (
-            "ORGANISATION SITE IDENTIFIER (CONSULTANT UPGRADE)",
+            "ORGANISATION SITE IDENTIFIER (OF PROVIDER CONSULTANT UPGRADE)",
             ["", "", "", "RXH"],
         ),
         (
@@ -825,7 +825,7 @@ async fn the_monthly_cwt_submission_in_national_items_and_codes() {
             ["2025-01-10", "2025-01-10", "2025-02-14", ""],
         ),
         (
-            "ORGANISATION SITE IDENTIFIER (DATE FIRST SEEN)",
+            "ORGANISATION SITE IDENTIFIER (OF PROVIDER FIRST SEEN)",
             ["RXH", "RXH", "RTH", ""],
         ),
         ("WAITING TIME ADJUSTMENT (FIRST SEEN)", ["2", "2", "0", "0"]),

@@ -213,6 +213,50 @@ pub fn read(path: &Path) -> Result<AnchorsFile, AnchorError> {
     Ok(out)
 }
 
+/// Checks every anchor against `found` (each anchored position → the hash
+/// of the record there, `None` when the log no longer holds it) of a log
+/// whose head is `head`. Fails naming the first anchor, in the file's
+/// order, that no longer matches; gives how many were checked.
+pub fn check(
+    anchors: &[Anchor],
+    found: &std::collections::BTreeMap<u64, Option<Hash>>,
+    head: u64,
+) -> Result<usize, AnchorError> {
+    for (i, anchor) in anchors.iter().enumerate() {
+        let number = i + 1;
+        let anchored = anchor.hash_bytes().ok_or_else(|| AnchorError::Malformed {
+            path: Default::default(),
+            line: number,
+            problem: "the hash is not 64 hex digits".into(),
+        })?;
+        let actual = match anchor.position {
+            0 => Some([0u8; 32]),
+            p => found.get(&p).copied().flatten(),
+        };
+        match actual {
+            None => {
+                return Err(AnchorError::Missing {
+                    number,
+                    position: anchor.position,
+                    at: anchor.at,
+                    head,
+                })
+            }
+            Some(hash) if hash != anchored => {
+                return Err(AnchorError::Mismatch {
+                    number,
+                    position: anchor.position,
+                    at: anchor.at,
+                    anchored: anchor.hash.clone(),
+                    found: hex(&hash),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(anchors.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

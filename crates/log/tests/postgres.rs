@@ -401,3 +401,114 @@ async fn an_append_whose_commit_goes_unanswered_is_settled() {
         .unwrap();
     assert_eq!(next[0].position, 2);
 }
+
+/// `openptl verify --store`: a sound log checks out with its anchors; a
+/// record changed in place breaks its link; a tail rewritten with a
+/// recomputed chain passes every link and is caught by the first anchor
+/// it no longer matches; records removed from the end are caught by the
+/// head row and the anchors.
+#[tokio::test]
+async fn verify_proves_the_chain_and_catches_a_rewritten_tail_by_its_anchors() {
+    use openptl_log::anchor::{Anchor, AnchorError};
+    use openptl_log::postgres::verify;
+    let Some(admin) = admin().await else { return };
+    let schema = "openptl_verify";
+    let log = fresh(&admin, schema).await;
+    for stream in ["A", "B", "C"] {
+        for version in 0..20u64 {
+            let payload = format!("{stream}{version}");
+            log.append(vec![record(stream, Some(version), payload.as_bytes())])
+                .await
+                .unwrap();
+        }
+    }
+    let first = Anchor::of(log.chain_head().await.unwrap().unwrap(), chrono::Utc::now());
+    assert_eq!(first.position, 60);
+    log.append(vec![record("A", Some(20), b"A20")])
+        .await
+        .unwrap();
+    let second = Anchor::of(log.chain_head().await.unwrap().unwrap(), chrono::Utc::now());
+    let anchors = vec![first.clone(), second.clone()];
+
+    let report = verify(&url(), schema, &anchors).await.unwrap();
+    assert_eq!((report.records, report.streams), (61, 3));
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert!(
+        matches!(report.anchors, Some(Ok(2))),
+        "{:?}",
+        report.anchors
+    );
+
+    // A payload changed in place: the next record's link names it.
+    admin
+        .execute(
+            &format!("UPDATE {schema}.openptl_events SET payload = 'forged' WHERE position = 10"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let report = verify(&url(), schema, &[]).await.unwrap();
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].starts_with("position 11:"),
+        "{:?}",
+        report.problems
+    );
+
+    // The whole chain after it recomputed, head row included: every link
+    // holds, only the anchors tell.
+    let records = log.read_all(1, 1000).await.unwrap();
+    let mut prev = [0u8; 32];
+    for r in &records {
+        admin
+            .execute(
+                &format!("UPDATE {schema}.openptl_events SET prev_hash = $1 WHERE position = $2"),
+                &[&prev.as_slice(), &(r.position as i64)],
+            )
+            .await
+            .unwrap();
+        prev = openptl_log::segment::record_hash(r, &prev);
+    }
+    admin
+        .execute(
+            &format!("UPDATE {schema}.openptl_head SET last_hash = $1"),
+            &[&prev.as_slice()],
+        )
+        .await
+        .unwrap();
+    let report = verify(&url(), schema, &anchors).await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    match report.anchors {
+        Some(Err(AnchorError::Mismatch {
+            number, position, ..
+        })) => {
+            assert_eq!((number, position), (1, 60))
+        }
+        other => panic!("the rewrite went unseen: {other:?}"),
+    }
+
+    // The last record removed (head row moved back too): the second anchor
+    // names a record the log no longer holds.
+    admin
+        .batch_execute(&format!(
+            "DELETE FROM {schema}.openptl_events WHERE position = 61;
+             UPDATE {schema}.openptl_head SET position = 60"
+        ))
+        .await
+        .unwrap();
+    let report = verify(&url(), schema, &[second]).await.unwrap();
+    assert!(
+        matches!(
+            report.anchors,
+            Some(Err(AnchorError::Missing { position: 61, .. }))
+        ),
+        "{:?}",
+        report.anchors
+    );
+    assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
+    assert!(
+        report.problems[0].contains("head row's hash"),
+        "{:?}",
+        report.problems
+    );
+}

@@ -27,9 +27,9 @@ pub const COLUMNS: [&str; 25] = [
     "PRIORITY TYPE CODE",
     "CANCER REFERRAL TO TREATMENT PERIOD START DATE",
     "CONSULTANT UPGRADE DATE",
-    "ORGANISATION SITE IDENTIFIER (CONSULTANT UPGRADE)",
+    "ORGANISATION SITE IDENTIFIER (OF PROVIDER CONSULTANT UPGRADE)",
     "DATE FIRST SEEN",
-    "ORGANISATION SITE IDENTIFIER (DATE FIRST SEEN)",
+    "ORGANISATION SITE IDENTIFIER (OF PROVIDER FIRST SEEN)",
     "WAITING TIME ADJUSTMENT (FIRST SEEN)",
     "WAITING TIME ADJUSTMENT REASON (FIRST SEEN)",
     "CANCER FASTER DIAGNOSIS PATHWAY END DATE",
@@ -63,12 +63,15 @@ pub fn source_of_referral(route: Route, referrer_given: bool) -> Option<&'static
 
 /// PRIORITY TYPE CODE: `3` (Two Week Wait, now "Urgent Suspected Cancer or
 /// Breast Symptomatic") for the urgent suspected cancer and breast
-/// symptomatic routes. The priority of a screening referral and the original
-/// priority of an upgraded or recurrence pathway are not held.
+/// symptomatic routes; `2` (Urgent) for a referral from a national screening
+/// programme, which the data set records as PRIORITY TYPE `2` with SOURCE OF
+/// REFERRAL FOR OUT-PATIENTS `17` (decision 160). The original priority of
+/// an upgraded or recurrence pathway is not held.
 pub fn priority_type(route: Route) -> Option<&'static str> {
     match route {
         Route::UrgentSuspectedCancer | Route::BreastSymptomatic => Some("3"),
-        _ => None,
+        Route::Screening => Some("2"),
+        Route::Other | Route::Recurrence => None,
     }
 }
 
@@ -95,7 +98,8 @@ pub fn treatment_event_type(route: Route, treatment: TreatmentKind) -> Option<&'
 }
 
 /// CANCER TREATMENT MODALITY, where our modality names one national code:
-/// surgery `23` (excluding enabling treatment), chemoradiotherapy `04`,
+/// surgery `23` (excluding enabling treatment; the former `01` was retired
+/// on 1 October 2020), chemoradiotherapy `04` (a code of its own),
 /// active monitoring `08` (excluding non-specialist palliative care), other
 /// `97`. An anti-cancer drug (cytotoxic, hormone, immunotherapy or other),
 /// radiotherapy (teletherapy, brachytherapy, proton …) and palliative care
@@ -318,7 +322,7 @@ mod tests {
         let cases = [
             (Route::UrgentSuspectedCancer, Some("3")),
             (Route::BreastSymptomatic, Some("3")),
-            (Route::Screening, None),
+            (Route::Screening, Some("2")),
             (Route::Other, None),
             (Route::Recurrence, None),
         ];

@@ -13,6 +13,7 @@ pub mod error;
 pub mod event;
 pub mod first_seen;
 pub mod fit;
+pub mod forecast;
 pub mod history;
 pub mod ids;
 pub mod pathway;

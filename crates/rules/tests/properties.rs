@@ -581,6 +581,48 @@ proptest! {
         prop_assert_eq!(milestones.fit.lower_gi_urgent_referrals, 0);
     }
 
+    /// Issue 24: whatever the model learnt, the breach risk of a running
+    /// clock already past its target is 1, of a stopped (or ended) one 0,
+    /// and of any other a probability.
+    #[test]
+    fn breach_risk_is_one_past_target_and_zero_once_stopped(
+        plan in plan(true),
+        as_of_offset in 0i64..=250,
+        weight in 0.0f64..50.0,
+    ) {
+        use openptl_rules::forecast::{observations, Model, ModelOptions, Outcome};
+        let history = build(&plan);
+        let referred = referred_on(&history);
+        let as_of = plus(referred, as_of_offset);
+        let state = view(&history, as_of);
+        // Learnt from the same pathway as known on earlier days.
+        let training: Vec<_> = (0..=as_of_offset)
+            .step_by(9)
+            .flat_map(|o| observations(&view(&history, plus(referred, o))).collect::<Vec<_>>())
+            .collect();
+        let model = Model::fit(&training, ModelOptions { prior_weight: weight });
+        for o in observations(&state) {
+            let p = model.probability(&o);
+            match o.outcome {
+                Outcome::Stopped | Outcome::Closed => prop_assert_eq!(p, 0.0),
+                Outcome::Running if o.days > o.target_days => prop_assert_eq!(p, 1.0),
+                Outcome::Running => prop_assert!((0.0..=1.0).contains(&p), "{}", p),
+            }
+            let clock = match o.kind {
+                ClockKind::Fds => Some(&state.clocks.fds),
+                ClockKind::D62 => Some(&state.clocks.d62),
+                ClockKind::D31 => None,
+            };
+            match clock.map(|c| c.status) {
+                Some(ClockStatus::OpenBreached) => prop_assert_eq!(p, 1.0),
+                Some(ClockStatus::Met | ClockStatus::Breached | ClockStatus::Closed) => {
+                    prop_assert_eq!(p, 0.0)
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// SPEC 2.12, 4.4: the 31-day standard of a month counts each treatment
     /// period treated in it once, in exactly one half (first definitive or
     /// subsequent) and one modality group, the first period included.

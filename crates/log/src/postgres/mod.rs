@@ -38,9 +38,11 @@ use tokio_postgres::{AsyncMessage, Client, Row};
 use uuid::Uuid;
 
 mod connect;
+mod verify;
 mod writer;
 
 pub use connect::{PgConnector, SslMode};
+pub use verify::{verify, PgVerifyReport};
 
 use crate::segment::{record_hash, Hash};
 use crate::{

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{list_segments, map_segment, record, Hash};
-use crate::anchor::{hex, Anchor, AnchorError};
+use crate::anchor::{Anchor, AnchorError};
 
 /// Checks that for every anchor the record at its position exists and
 /// hashes to the anchored hash. Fails naming the first anchor (in the
@@ -81,39 +81,7 @@ pub fn verify_anchors(dir: &Path, anchors: &[Anchor]) -> Result<usize, AnchorErr
             at += this.len;
         }
     }
-    for (i, anchor) in anchors.iter().enumerate() {
-        let number = i + 1;
-        let anchored = anchor.hash_bytes().ok_or_else(|| AnchorError::Malformed {
-            path: Default::default(),
-            line: number,
-            problem: "the hash is not 64 hex digits".into(),
-        })?;
-        let actual = match anchor.position {
-            0 => Some([0u8; 32]),
-            p => found.get(&p).copied().flatten(),
-        };
-        match actual {
-            None => {
-                return Err(AnchorError::Missing {
-                    number,
-                    position: anchor.position,
-                    at: anchor.at,
-                    head,
-                })
-            }
-            Some(hash) if hash != anchored => {
-                return Err(AnchorError::Mismatch {
-                    number,
-                    position: anchor.position,
-                    at: anchor.at,
-                    anchored: anchor.hash.clone(),
-                    found: hex(&hash),
-                })
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(anchors.len())
+    crate::anchor::check(anchors, &found, head)
 }
 
 /// The position of a segment's first record, read from its first bytes
@@ -133,7 +101,7 @@ fn first_position(path: &Path) -> Option<u64> {
 mod tests {
     use super::super::{scan, verify, SegmentLog};
     use super::*;
-    use crate::anchor::{self, ChainHead};
+    use crate::anchor::{self, hex, ChainHead};
     use crate::suite::record as new_record;
     use crate::{EventLog, StoredRecord};
     use std::fs;

@@ -407,7 +407,27 @@ impl Shared {
         let index = slot.as_ref().ok_or_else(|| {
             LogError::storage("the index could not be reopened; restart the service")
         })?;
-        f(index).map_err(Self::storage)
+        f(index).map_err(|e| {
+            if matches!(e, sled::Error::Io(_)) {
+                self.index_failing(&e);
+            }
+            Self::storage(e)
+        })
+    }
+
+    /// Notes that sled could not do its I/O (a full or failing disk under
+    /// the index): appends are refused from now on, as when the indexer's
+    /// own write fails, whichever of the two meets the failure first (a
+    /// lookup can be the one to trigger sled's flush). Reads go on.
+    fn index_failing(&self, e: &sled::Error) {
+        let mut failed = self
+            .index_failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if failed.is_none() {
+            tracing::error!(error = %e, "the index could not do its I/O; appends are refused until restart");
+            *failed = Some(e.to_string());
+        }
     }
 
     fn file(&self, segment: u32) -> std::io::Result<Arc<File>> {

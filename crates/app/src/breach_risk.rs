@@ -1,0 +1,161 @@
+//! The breach-risk worklist (issue 24): every running clock of the
+//! caller's trusts, not yet past its target, whose chance of breaching it
+//! is at least the threshold asked for (50% by default: "likely to
+//! breach"), riskiest first, each with its main reason in words; or one pathway's clocks for
+//! its page. Patient-level, so scoped and audited like the PTL; it names
+//! pathways by id, never by NHS number.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use openptl_rules::forecast::{Observation, Outcome};
+use openptl_rules::{ClockKind, Route, TumourSite};
+use serde::Serialize;
+
+use crate::access::Principal;
+use crate::views::{TrustFilter, ViewAt};
+use crate::{App, AppError};
+
+/// The threshold of the `likely_to_breach` worklist, in percent.
+pub const LIKELY_TO_BREACH_PERCENT: f64 = 50.0;
+
+/// Rows a list returns at most.
+pub const MAX_RISK_ROWS: usize = 1000;
+
+/// Which running clocks a breach-risk list shows.
+#[derive(Debug, Clone, Default)]
+pub struct RiskQuery {
+    pub at: ViewAt,
+    pub trusts: TrustFilter,
+    pub tumour_site: Option<TumourSite>,
+    pub clock: Option<ClockKind>,
+    /// Only these pathways' clocks (a pathway's page, a PTL page's rows).
+    pub pathway_ids: Option<std::collections::HashSet<String>>,
+    /// Percent; only clocks at or above it.
+    pub min_risk: f64,
+    /// Clocks already past their target too (certain breaches: the PTL
+    /// flags them already).
+    pub include_breached: bool,
+    pub limit: usize,
+}
+
+/// One running clock and its risk.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RiskRow {
+    pub pathway_id: String,
+    pub clock: ClockKind,
+    pub trust: String,
+    pub tumour_site: TumourSite,
+    pub route: Route,
+    #[serde(with = "openptl_rules::date")]
+    pub start: NaiveDate,
+    pub days: i64,
+    pub target_days: i64,
+    /// Chance of breaching the target, in percent (one decimal).
+    pub breach_risk: f64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RiskList {
+    #[serde(with = "openptl_rules::date")]
+    pub as_of: NaiveDate,
+    pub position: u64,
+    pub min_risk: f64,
+    /// Clocks at or above the threshold (the rows may be fewer: `limit`).
+    pub total: usize,
+    pub rows: Vec<RiskRow>,
+}
+
+impl App {
+    /// The running clocks at or above `query.min_risk`, riskiest first.
+    pub async fn breach_risks(
+        &self,
+        query: &RiskQuery,
+        principal: &Principal,
+    ) -> Result<RiskList, AppError> {
+        if !principal.reads_patients() {
+            return Err(AppError::Forbidden {
+                index: None,
+                reason: format!(
+                    "a {} may not see this: breach risks are patient-level",
+                    principal.role.as_str()
+                ),
+            });
+        }
+        let scoped = ViewAt {
+            as_of: query.at.as_of,
+            known_at: query.at.known_at,
+            min_position: query.at.min_position,
+        };
+        // Every clock the alliance has as known then, to learn from
+        // (decision 151); the rows are the caller's trusts' only.
+        let everyone = Principal::system("breach-risk-model");
+        let (all, position) = self.clock_observations(&scoped, &everyone).await?;
+        let visible = TrustFilter(None).within(&principal.trusts);
+        let trusts = query.trusts.within(&principal.trusts);
+        let as_of = self.as_of(query.at.as_of, query.at.known_at);
+        let observations: Arc<Vec<Observation>> =
+            Arc::new(all.iter().map(|(_, o)| o.clone()).collect());
+        let model = self.model_for(&scoped, as_of, &observations).await?;
+        let wanted = |id: &str, o: &Observation| {
+            o.outcome == Outcome::Running
+                && (query.include_breached || !o.past_target())
+                && visible.allows(o.trust.as_str())
+                && trusts.allows(o.trust.as_str())
+                && query.tumour_site.is_none_or(|t| o.tumour_site == t)
+                && query.clock.is_none_or(|k| o.kind == k)
+                && query
+                    .pathway_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(id))
+        };
+        let mut rows: Vec<RiskRow> = all
+            .iter()
+            .filter(|(id, o)| wanted(id, o))
+            .map(|(id, o)| {
+                let risk = model.risk(o);
+                RiskRow {
+                    pathway_id: id.clone(),
+                    clock: o.kind,
+                    trust: o.trust.as_str().to_string(),
+                    tumour_site: o.tumour_site,
+                    route: o.route,
+                    start: o.start,
+                    days: o.days,
+                    target_days: o.target_days,
+                    breach_risk: (risk.probability * 1000.0).round() / 10.0,
+                    reason: risk.reason,
+                }
+            })
+            .filter(|r| r.breach_risk >= query.min_risk)
+            .collect();
+        rows.sort_by(|a, b| {
+            b.breach_risk
+                .total_cmp(&a.breach_risk)
+                .then_with(|| a.pathway_id.cmp(&b.pathway_id))
+                .then_with(|| a.clock.cmp(&b.clock))
+                .then_with(|| a.start.cmp(&b.start))
+        });
+        let total = rows.len();
+        rows.truncate(query.limit.clamp(1, MAX_RISK_ROWS));
+        let one = query
+            .pathway_ids
+            .as_ref()
+            .filter(|ids| ids.len() == 1)
+            .and_then(|ids| ids.iter().next());
+        self.audit(
+            principal,
+            "breach_risks",
+            one.map(String::as_str),
+            Some(rows.len()),
+        );
+        Ok(RiskList {
+            as_of,
+            position,
+            min_risk: query.min_risk,
+            total,
+            rows,
+        })
+    }
+}

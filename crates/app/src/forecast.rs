@@ -1,0 +1,308 @@
+//! Breach forecasts over the projection (issue 24): the month-end
+//! projection of a standard, scoped to the caller's trusts, for today from
+//! the projection's states and for any other `as_of`/`known_at` from every
+//! pathway evaluated afresh (only what was known then); and the projected
+//! gauges of `/metrics`.
+//!
+//! The model is learnt from every clock of the alliance as known on the
+//! view's date (decision 150) and kept for the day: today's is learnt once
+//! a day (or when the service starts) by [`refresh_periodically`], off the
+//! async workers, which also keeps the all-trust projections the gauges
+//! read. Nothing here writes: a forecast never changes a clock, a standard
+//! or a return.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use openptl_rules::forecast::{
+    self, Model, ModelOptions, MonthEndOptions, MonthEndProjection, Observation,
+};
+use openptl_rules::report::{self, StandardsReport};
+use openptl_rules::{ClockKind, Period, TumourSite};
+use prometheus::{GaugeVec, Opts, Registry};
+
+use crate::access::Principal;
+use crate::views::{TrustFilter, ViewAt};
+use crate::{App, AppError};
+
+/// How often the all-trust projections behind the gauges are recomputed.
+pub const REFRESH_EVERY: Duration = Duration::from_secs(600);
+
+/// The standards forecast, in the gauges' order.
+const STANDARDS: [ClockKind; 3] = [ClockKind::Fds, ClockKind::D31, ClockKind::D62];
+
+/// Today's learnt model and this month's projections for every trust.
+pub(crate) struct Today {
+    date: NaiveDate,
+    model: Arc<Model>,
+    projections: Vec<MonthEndProjection>,
+}
+
+/// The forecast state an [`App`] keeps: today's model, once learnt.
+#[derive(Default)]
+pub(crate) struct ForecastCache {
+    today: Mutex<Option<Arc<Today>>>,
+}
+
+impl ForecastCache {
+    fn get(&self) -> Option<Arc<Today>> {
+        self.today
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, today: Today) {
+        *self
+            .today
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(today));
+    }
+}
+
+/// What one pass over the states gives a forecast: every clock (to learn
+/// from and to project) and the standard's report of the month so far.
+struct Inputs {
+    observations: Vec<Observation>,
+    known: Vec<StandardsReport>,
+}
+
+impl App {
+    /// Every clock as known on `as_of` and each standard's report of
+    /// `period` so far, among the trusts and site asked for.
+    async fn forecast_inputs(
+        &self,
+        at: &ViewAt,
+        as_of: NaiveDate,
+        standards: &[ClockKind],
+        period: Period,
+        trusts: &TrustFilter,
+        tumour_site: Option<TumourSite>,
+    ) -> Result<(Inputs, u64), AppError> {
+        let standards = standards.to_vec();
+        let trusts = trusts.clone();
+        let config = self.config.clone();
+        self.with_states(as_of, at.known_at, None, move |seen| {
+            let mut observations = Vec::new();
+            let mut counted = Vec::new();
+            for s in seen {
+                observations.extend(forecast::observations(s.state()));
+                let site_ok = tumour_site.is_none_or(|t| s.state().tumour_site == t);
+                if site_ok
+                    && standards
+                        .iter()
+                        .any(|k| report::counts_in_standard(s.state(), *k, period))
+                {
+                    counted.push(s.state().clone());
+                }
+            }
+            let known = standards
+                .iter()
+                .map(|k| report::standards(&counted, *k, period, &|t| trusts.allows(t), &config))
+                .collect();
+            Inputs {
+                observations,
+                known,
+            }
+        })
+        .await
+    }
+
+    /// Learns a model from `observations`, off the async workers.
+    async fn learn(observations: Arc<Vec<Observation>>) -> Result<Arc<Model>, AppError> {
+        tokio::task::spawn_blocking(move || {
+            Arc::new(Model::fit(observations.iter(), ModelOptions::default()))
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("learning the forecast model failed: {e}")))
+    }
+
+    /// The model a view of `as_of` uses: today's, learnt once a day, or
+    /// one learnt afresh from `observations` (every clock as known then).
+    pub(crate) async fn model_for(
+        &self,
+        at: &ViewAt,
+        as_of: NaiveDate,
+        observations: &Arc<Vec<Observation>>,
+    ) -> Result<Arc<Model>, AppError> {
+        let today = at.known_at.is_none() && as_of == self.today();
+        match self.forecasts.get().filter(|t| today && t.date == as_of) {
+            Some(cached) => Ok(cached.model.clone()),
+            None => Self::learn(observations.clone()).await,
+        }
+    }
+
+    /// The month-end projection of `standard` for `period` (the month of
+    /// `as_of` when none), among the trusts asked for and the caller may
+    /// see, and one tumour site if asked.
+    pub async fn forecast(
+        &self,
+        at: &ViewAt,
+        standard: ClockKind,
+        period: Option<Period>,
+        trusts: &TrustFilter,
+        tumour_site: Option<TumourSite>,
+        principal: &Principal,
+    ) -> Result<(MonthEndProjection, u64), AppError> {
+        let trusts = trusts.within(&principal.trusts);
+        self.wait_for(at.min_position).await;
+        let as_of = self.as_of(at.as_of, at.known_at);
+        let period = period.unwrap_or_else(|| Period::of(as_of));
+        let (inputs, position) = self
+            .forecast_inputs(at, as_of, &[standard], period, &trusts, tumour_site)
+            .await?;
+        let observations = Arc::new(inputs.observations);
+        let model = self.model_for(at, as_of, &observations).await?;
+        let known = inputs
+            .known
+            .into_iter()
+            .next()
+            .expect("one standard asked for");
+        let projection = tokio::task::spawn_blocking(move || {
+            let include = |o: &Observation| {
+                trusts.allows(o.trust.as_str()) && tumour_site.is_none_or(|t| o.tumour_site == t)
+            };
+            forecast::project(
+                &known,
+                &observations,
+                &model,
+                as_of,
+                &include,
+                MonthEndOptions::default(),
+            )
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("projecting the month end failed: {e}")))?;
+        Ok((projection, position))
+    }
+
+    /// Every clock the caller may see as known on the view's date, with
+    /// its pathway's id (for the backtest, which follows each clock to its
+    /// outcome, and for risks by pathway). Patient-level: scoped like the PTL.
+    pub async fn clock_observations(
+        &self,
+        at: &ViewAt,
+        principal: &Principal,
+    ) -> Result<(Vec<(String, Observation)>, u64), AppError> {
+        if !principal.reads_patients() {
+            return Err(AppError::Forbidden {
+                index: None,
+                reason: format!(
+                    "a {} may not see this: clocks are patient-level",
+                    principal.role.as_str()
+                ),
+            });
+        }
+        let trusts = TrustFilter(None).within(&principal.trusts);
+        self.wait_for(at.min_position).await;
+        let as_of = self.as_of(at.as_of, at.known_at);
+        self.with_states(as_of, at.known_at, None, move |seen| {
+            seen.filter(|s| trusts.allows(s.state().trust.as_str()))
+                .flat_map(|s| {
+                    let id = s.id().to_string();
+                    forecast::observations(s.state())
+                        .map(|o| (id.clone(), o))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Learns today's model (when the date has changed) and projects this
+    /// month for every trust, for the gauges.
+    pub async fn refresh_forecasts(&self) -> Result<(), AppError> {
+        let as_of = self.today();
+        let period = Period::of(as_of);
+        let at = ViewAt {
+            as_of: None,
+            known_at: None,
+            min_position: None,
+        };
+        let (inputs, _) = self
+            .forecast_inputs(&at, as_of, &STANDARDS, period, &TrustFilter(None), None)
+            .await?;
+        let observations = Arc::new(inputs.observations);
+        let model = match self.forecasts.get().filter(|t| t.date == as_of) {
+            Some(cached) => cached.model.clone(),
+            None => Self::learn(observations.clone()).await?,
+        };
+        let learnt = model.clone();
+        let projections = tokio::task::spawn_blocking(move || {
+            inputs
+                .known
+                .iter()
+                .map(|known| {
+                    forecast::project(
+                        known,
+                        &observations,
+                        &learnt,
+                        as_of,
+                        &|_| true,
+                        MonthEndOptions::default(),
+                    )
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| AppError::internal(format!("projecting the month end failed: {e}")))?;
+        self.forecasts.set(Today {
+            date: as_of,
+            model,
+            projections,
+        });
+        Ok(())
+    }
+}
+
+/// Refreshes today's forecasts now and every [`REFRESH_EVERY`] until the
+/// App is dropped. A failure is logged and tried again next time.
+pub async fn refresh_periodically(app: Weak<App>) {
+    loop {
+        let Some(strong) = app.upgrade() else { return };
+        if let Err(e) = strong.refresh_forecasts().await {
+            tracing::error!(error = %e, "the breach forecasts were not refreshed");
+        }
+        drop(strong);
+        tokio::time::sleep(REFRESH_EVERY).await;
+    }
+}
+
+/// The projected gauges: bounded labels only (`clock`, `trust`).
+pub(crate) struct ForecastGauges {
+    projected: GaugeVec,
+}
+
+impl ForecastGauges {
+    pub(crate) fn register(registry: &Registry) -> ForecastGauges {
+        let projected = GaugeVec::new(
+            Opts::new(
+                "openptl_projected_performance_percent",
+                "This month's projected month-end performance (percent within target) by standard and trust: clocks stopped so far plus the expected stops of running and new clocks (issue 24; docs/forecast.md). Advisory: the standards themselves are openptl_performance_percent.",
+            ),
+            &["clock", "trust"],
+        )
+        .expect("metric definitions are valid");
+        registry
+            .register(Box::new(projected.clone()))
+            .expect("each metric is registered once");
+        ForecastGauges { projected }
+    }
+
+    /// Sets every series from the latest projections (none until the first
+    /// refresh; series of trusts that emptied disappear).
+    pub(crate) fn set(&self, cache: &ForecastCache) {
+        self.projected.reset();
+        let Some(today) = cache.get() else { return };
+        for projection in &today.projections {
+            for line in &projection.by_trust {
+                if let Some(percent) = line.figure.percent {
+                    self.projected
+                        .with_label_values(&[projection.standard.as_str(), &line.trust])
+                        .set(percent);
+                }
+            }
+        }
+    }
+}

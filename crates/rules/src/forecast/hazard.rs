@@ -1,0 +1,391 @@
+//! The breach-risk estimator: a discrete-time hazard model by stratum.
+//!
+//! For each day `t` of a clock, two hazards: `h(t)`, the chance that a
+//! clock still running at the start of day `t` stops on it in a way its
+//! standard counts (met or breached), and `c(t)`, that the pathway's
+//! closure ends it (a competing risk: a 62-day clock of a patient whose
+//! cancer is ruled out never counts). Each is the clocks that ended so on
+//! day `t` over the clocks at risk on it. Running clocks are censored: a
+//! clock that has waited `d` days so far is at risk on days `0..d` only (it
+//! may still stop today), so it informs the hazards of the days it has
+//! lived through and nothing after them. With plenty of clocks the chance
+//! of still running, `Π (1 − h − c)`, is exactly the Kaplan–Meier estimate.
+//!
+//! Strata nest: clock kind, then tumour site, then route, then trust; and
+//! beside them, past the due day of the milestone the clock is judged by,
+//! whether it was met on time or late (kind × site × late, then route, then
+//! trust). A stratum's hazard is shrunk toward its parent's,
+//! `h = (stops + k·h_parent) / (at risk + k)` (and `c` alike), so a small
+//! stratum borrows
+//! from the larger one and a large one speaks for itself (`k` is
+//! [`ModelOptions::prior_weight`]). The root is smoothed the same way
+//! toward its own previous day, which also carries it past the last day
+//! any clock reached.
+//!
+//! The risk of a running clock on day `d` with target `T` is the chance it
+//! is still running after its target day, `Π_{t=d..=T} (1 − h(t) − c(t))`
+//! (it breaches its target, whatever ends it later): 1 for a clock already
+//! past its target, 0 for a stopped or ended one.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use super::observe::{Mark, Observation, Outcome};
+use crate::codes::*;
+use crate::ids::OdsCode;
+
+/// Days of hazard kept; later days reuse the last.
+const HORIZON: usize = 400;
+
+/// How strongly a stratum is pulled toward its parent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelOptions {
+    /// `k`: the number of clocks' worth of weight the parent's hazard has in
+    /// a stratum's (0 = no pooling).
+    pub prior_weight: f64,
+}
+
+impl Default for ModelOptions {
+    fn default() -> Self {
+        ModelOptions { prior_weight: 20.0 }
+    }
+}
+
+/// A stratum: `None` fields are pooled over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    kind: ClockKind,
+    site: Option<TumourSite>,
+    /// Past the milestone's due day: was it late?
+    late: Option<bool>,
+    route: Option<Route>,
+    trust: Option<OdsCode>,
+}
+
+impl Key {
+    fn depth(&self) -> usize {
+        1 + usize::from(self.site.is_some())
+            + usize::from(self.late.is_some())
+            + usize::from(self.route.is_some())
+            + usize::from(self.trust.is_some())
+    }
+
+    fn parent(&self) -> Option<Key> {
+        let mut p = *self;
+        if p.trust.take().is_some()
+            || p.route.take().is_some()
+            || p.late.take().is_some()
+            || p.site.take().is_some()
+        {
+            Some(p)
+        } else {
+            None
+        }
+    }
+
+    /// The stratum and its ancestors, most specific first.
+    fn chain(self) -> impl Iterator<Item = Key> {
+        std::iter::successors(Some(self), Key::parent)
+    }
+
+    fn leaf(o: &Observation, late: Option<bool>) -> Key {
+        Key {
+            kind: o.kind,
+            site: Some(o.tumour_site),
+            late,
+            route: Some(o.route),
+            trust: Some(o.trust),
+        }
+    }
+}
+
+struct Counts {
+    /// Difference array of clocks at risk (+1 where a stretch starts, −1
+    /// after it ends).
+    at_risk: Vec<i64>,
+    stops: Vec<u32>,
+    closes: Vec<u32>,
+}
+
+impl Default for Counts {
+    fn default() -> Counts {
+        Counts {
+            at_risk: vec![0; HORIZON + 1],
+            stops: vec![0; HORIZON],
+            closes: vec![0; HORIZON],
+        }
+    }
+}
+
+impl Counts {
+    fn span(&mut self, from: i64, to: i64) {
+        let (from, to) = (clamp(from), clamp(to));
+        if from < to {
+            self.at_risk[from] += 1;
+            self.at_risk[to] -= 1;
+        }
+    }
+}
+
+fn clamp(day: i64) -> usize {
+    day.clamp(0, HORIZON as i64) as usize
+}
+
+/// One stratum's learnt hazards and the clocks at risk each day.
+struct Stratum {
+    /// (counted stop, closure) hazards by day.
+    hazard: Vec<(f64, f64)>,
+    at_risk: Vec<u32>,
+}
+
+impl Stratum {
+    fn hazard(&self, day: i64) -> (f64, f64) {
+        self.hazard[clamp(day).min(HORIZON - 1)]
+    }
+}
+
+/// A running clock's breach risk and its main reason in words.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Risk {
+    /// Probability of breaching its target, 0 to 1.
+    pub probability: f64,
+    pub reason: String,
+}
+
+/// The learnt hazards of every stratum seen.
+pub struct Model {
+    strata: HashMap<Key, Stratum>,
+}
+
+/// The stretches of days an observation was at risk, by its flag then, and
+/// the day it ended (if it did: stopped in its standard, or closed).
+/// Days `from..to` at risk, late on the milestone or not (`None`: not yet known).
+type Stretch = (i64, i64, Option<bool>);
+
+/// The day a clock stopped, and whether it was late on its milestone then.
+type Stop = (i64, Option<bool>);
+
+fn stretches(o: &Observation) -> (Vec<Stretch>, Option<Stop>) {
+    // An ended clock was at risk on its last day too; a running one only on
+    // the days it has lived through.
+    let end = match o.outcome {
+        Outcome::Stopped | Outcome::Closed => o.days + 1,
+        Outcome::Running => o.days,
+    };
+    let flag_at = |t: i64| o.mark.as_ref().filter(|m| t > m.due_day).map(Mark::late);
+    let mut out = Vec::new();
+    match &o.mark {
+        Some(m) if m.due_day + 1 < end => {
+            out.push((0, m.due_day + 1, None));
+            out.push((m.due_day + 1, end, Some(m.late())));
+        }
+        _ => out.push((0, end, None)),
+    }
+    let stop = (o.outcome != Outcome::Running).then(|| (o.days, flag_at(o.days)));
+    (out, stop)
+}
+
+impl Model {
+    /// Learns the hazards from the clocks as known on one date.
+    pub fn fit<'o>(
+        observations: impl IntoIterator<Item = &'o Observation>,
+        options: ModelOptions,
+    ) -> Model {
+        let mut counts: HashMap<Key, Counts> = HashMap::new();
+        for o in observations {
+            let (spans, stop) = stretches(o);
+            for (from, to, late) in spans {
+                // Every day counts in the pooled chain; past the due day
+                // also in the chain of its flag.
+                for key in Key::leaf(o, None).chain() {
+                    counts.entry(key).or_default().span(from, to);
+                }
+                if let Some(late) = late {
+                    for key in Key::leaf(o, Some(late))
+                        .chain()
+                        .filter(|k| k.late.is_some())
+                    {
+                        counts.entry(key).or_default().span(from, to);
+                    }
+                }
+            }
+            if let Some((day, late)) = stop.filter(|(d, _)| *d >= 0 && (*d as usize) < HORIZON) {
+                let mut keys: Vec<Key> = Key::leaf(o, None).chain().collect();
+                if let Some(late) = late {
+                    keys.extend(
+                        Key::leaf(o, Some(late))
+                            .chain()
+                            .filter(|k| k.late.is_some()),
+                    );
+                }
+                for key in keys {
+                    let c = counts.entry(key).or_default();
+                    if o.outcome == Outcome::Stopped {
+                        c.stops[day as usize] += 1;
+                    } else {
+                        c.closes[day as usize] += 1;
+                    }
+                }
+            }
+        }
+        let mut keys: Vec<Key> = counts.keys().copied().collect();
+        keys.sort_by_key(Key::depth);
+        let k = options.prior_weight.max(0.0);
+        let mut strata: HashMap<Key, Stratum> = HashMap::with_capacity(keys.len());
+        for key in keys {
+            let c = &counts[&key];
+            let mut at_risk = Vec::with_capacity(HORIZON);
+            let mut running = 0i64;
+            for t in 0..HORIZON {
+                running += c.at_risk[t];
+                at_risk.push(running.max(0) as u32);
+            }
+            let parent = key.parent().and_then(|p| strata.get(&p));
+            let mut hazard = Vec::with_capacity(HORIZON);
+            for (t, &n) in at_risk.iter().enumerate() {
+                let n = f64::from(n);
+                let (stops, closes) = (f64::from(c.stops[t]), f64::from(c.closes[t]));
+                let prior: (f64, f64) = match parent {
+                    Some(p) => p.hazard[t],
+                    None => hazard.last().copied().unwrap_or((0.0, 0.0)),
+                };
+                let shrunk = |e: f64, prior: f64| {
+                    if n + k > 0.0 {
+                        (e + k * prior) / (n + k)
+                    } else {
+                        prior
+                    }
+                };
+                let h = shrunk(stops, prior.0).clamp(0.0, 1.0);
+                let c = shrunk(closes, prior.1).clamp(0.0, 1.0 - h);
+                hazard.push((h, c));
+            }
+            strata.insert(key, Stratum { hazard, at_risk });
+        }
+        Model { strata }
+    }
+
+    /// The most specific stratum learnt for a key, else its nearest ancestor.
+    fn stratum(&self, key: Key) -> Option<&Stratum> {
+        key.chain().find_map(|k| self.strata.get(&k))
+    }
+
+    /// The flag a running clock is known to have on its milestone by day
+    /// `d`: met on time already, or late once its due day has passed.
+    fn known_flag(o: &Observation) -> Option<bool> {
+        let m = o.mark.as_ref()?;
+        if m.met_day
+            .is_some_and(|met| met <= m.due_day && met <= o.days)
+        {
+            Some(false)
+        } else if o.days > m.due_day {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// The hazards (counted stop, closure) that apply to `o` on day `t`
+    /// (`t ≥ o.days`).
+    fn hazard(&self, o: &Observation, t: i64) -> (f64, f64) {
+        let flag = Self::known_flag(o);
+        let due = o.mark.as_ref().map_or(i64::MAX, |m| m.due_day);
+        let late = flag.filter(|_| t > due);
+        self.stratum(Key::leaf(o, late))
+            .map_or((0.0, 0.0), |s| s.hazard(t))
+    }
+
+    /// For a clock running on day `o.days`, the chance of each of its next
+    /// `days_ahead + 1` days (today included) being the day it stops in a
+    /// way its standard counts (a closure first takes it out).
+    pub fn stop_chances(&self, o: &Observation, days_ahead: i64) -> Vec<f64> {
+        let mut alive = 1.0;
+        (o.days..=o.days + days_ahead.max(0))
+            .map(|t| {
+                let (h, c) = self.hazard(o, t);
+                let p = alive * h;
+                alive *= 1.0 - h - c;
+                p
+            })
+            .collect()
+    }
+
+    /// The chance that `o` breaches its target: 0 once it has stopped (or
+    /// ended), 1 once it has waited beyond its target, else the chance it
+    /// is still running after its target day.
+    pub fn probability(&self, o: &Observation) -> f64 {
+        match o.outcome {
+            Outcome::Stopped | Outcome::Closed => 0.0,
+            Outcome::Running if o.past_target() => 1.0,
+            Outcome::Running => (o.days..=o.target_days)
+                .map(|t| {
+                    let (h, c) = self.hazard(o, t);
+                    1.0 - h - c
+                })
+                .product::<f64>()
+                .clamp(0.0, 1.0),
+        }
+    }
+
+    /// [`Self::probability`] with its main reason in words.
+    pub fn risk(&self, o: &Observation) -> Risk {
+        let probability = self.probability(o);
+        let site = words(o.tumour_site.as_str());
+        let percent = (probability * 100.0).round();
+        let reason = match o.outcome {
+            Outcome::Stopped | Outcome::Closed => "clock stopped".to_string(),
+            Outcome::Running if o.past_target() => {
+                format!(
+                    "already past its {}-day target on day {}",
+                    o.target_days, o.days
+                )
+            }
+            Outcome::Running => {
+                let flag = Self::known_flag(o);
+                let similar = self
+                    .stratum(Key {
+                        kind: o.kind,
+                        site: Some(o.tumour_site),
+                        late: flag,
+                        route: None,
+                        trust: None,
+                    })
+                    .map_or(0, |s| s.at_risk[clamp(o.days).min(HORIZON - 1)]);
+                let situation = match (flag, &o.mark) {
+                    (Some(true), Some(m)) => format!(
+                        "{} not met by day {}, now day {}",
+                        words(&m.name),
+                        m.due_day,
+                        o.days
+                    ),
+                    (Some(false), Some(m)) => format!(
+                        "{} met on time, now day {} of {}",
+                        words(&m.name),
+                        o.days,
+                        o.target_days
+                    ),
+                    _ => format!("day {} of {}", o.days, o.target_days),
+                };
+                format!(
+                    "{situation}; about {percent}% of such {site} pathways ({similar} seen at this point) went on to breach"
+                )
+            }
+        };
+        Risk {
+            probability,
+            reason,
+        }
+    }
+}
+
+/// A code as words, acronyms in capitals ("lower_gi" → "lower GI").
+fn words(code: &str) -> String {
+    code.split('_')
+        .map(|w| match w {
+            "gi" | "ct" | "mri" | "cns" | "ogd" | "fit" => w.to_uppercase(),
+            _ => w.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
