@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
-use crate::{App, AppError};
+use crate::{App, AppError, Failure};
 
 /// View computations that may run at once: one per core, at least two (a
 /// view unpacking states uses every core, so more would only queue inside
@@ -39,7 +39,7 @@ impl App {
             work()
         })
         .await
-        .map_err(|e| AppError::internal(format!("a view's computation failed: {e}")))
+        .map_err(|e| AppError::Internal(Failure::caused_by("a view's computation failed", e)))
     }
 }
 

@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::evaluate::{current_of, Current};
 use crate::fold::fold_pathways;
 use crate::projection::ProjectionData;
-use crate::{App, AppError};
+use crate::{App, AppError, Failure};
 
 impl App {
     /// Evaluates a snapshot of every pathway off the async workers and
@@ -54,7 +54,7 @@ impl App {
             evaluate_all(&snapshot, log.as_ref(), &runtime, as_of, known_at, &config)
         })
         .await
-        .map_err(|e| AppError::internal(format!("evaluating a past view failed: {e}")))?;
+        .map_err(|e| AppError::Internal(Failure::caused_by("evaluating a past view failed", e)))?;
         self.slow_last_millis.store(
             u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
