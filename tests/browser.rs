@@ -130,12 +130,10 @@ fn the_dashboard_works_in_headless_chromium() {
         driver.script("return document.querySelectorAll('tr[data-clock]').length"),
         json!(3)
     );
-    assert!(
-        driver
-            .script("return document.querySelectorAll('.timeline li').length")
-            .as_u64()
-            .unwrap()
-            >= 1
+    // The timeline comes with the history, which may follow the heading.
+    driver.wait_for(
+        "the pathway's timeline",
+        "return document.querySelectorAll('.timeline li').length >= 1",
     );
 
     // A note posted from the page appears on the pathway and on the PTL.
@@ -395,4 +393,17 @@ fn the_breach_forecasts_render_in_headless_chromium() {
             && cells.some((c) => c.dataset.risk !== undefined)",
     );
     driver.screenshot("ptl-risk.png");
+    // The worklists lead to the likely-to-breach page, taking the PTL's trust.
+    driver.goto(&format!("{base}/?trust=RXH"));
+    driver.wait_for(
+        "the likely-to-breach chip",
+        "return document.getElementById('likely-to-breach') !== null",
+    );
+    driver.click("#likely-to-breach");
+    driver.wait_for(
+        "the likely-to-breach page for the PTL's trust",
+        "return location.pathname === '/risks'
+            && new URLSearchParams(location.search).get('trust') === 'RXH'
+            && document.querySelector('h1') && document.querySelector('h1').textContent === 'Likely to breach'",
+    );
 }

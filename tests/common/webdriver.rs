@@ -150,11 +150,24 @@ impl Driver {
         )
     }
 
-    /// Waits until `script` returns something truthy; returns it.
+    /// Waits until `script` returns something truthy; returns it. A script
+    /// that throws (an element it reads is not there yet, mid-render) is
+    /// tried again; the last error is in the timeout's message.
     pub fn wait_for(&self, what: &str, script: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(20);
+        let guarded = format!(
+            "try {{ return (function () {{ {script} }})(); }} catch (e) {{ return {{ thrown: String(e) }}; }}"
+        );
+        let mut last_error = None;
         loop {
-            let value = self.script(script);
+            let value = self.script(&guarded);
+            let value = match value.get("thrown") {
+                Some(error) => {
+                    last_error = Some(error.to_string());
+                    Value::Null
+                }
+                None => value,
+            };
             let truthy = match &value {
                 Value::Null | Value::Bool(false) => false,
                 Value::Number(n) => n.as_f64() != Some(0.0),
@@ -164,7 +177,10 @@ impl Driver {
             if truthy {
                 return value;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what} (last script error: {last_error:?})"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

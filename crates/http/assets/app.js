@@ -182,7 +182,12 @@ async function renderPtl() {
 
   main.append(h("ul", { class: "worklists", "aria-label": "Worklists" }, WORKLISTS.map(([code, title]) => h("li", {},
     h("a", { href: code ? `/?worklist=${encodeURIComponent(code)}` : "/", "aria-current": (q.get("worklist") || "") === code ? "true" : null,
-      onclick: (e) => { e.preventDefault(); go("/", code ? { worklist: code } : {}); } }, title)))));
+      onclick: (e) => { e.preventDefault(); go("/", code ? { worklist: code } : {}); } }, title))),
+    // Breach risk changes daily and is ranked on a page of its own (decision 153); the chip
+    // takes this view's trust and tumour site there.
+    h("li", {}, h("a", { href: "/risks", id: "likely-to-breach",
+      onclick: (e) => { e.preventDefault(); const p = {}; for (const k of ["trust", "tumour_site"]) if (q.get(k)) p[k] = q.get(k); go("/risks", p); } },
+      "Likely to breach →"))));
 
   const form = h("form", { class: "filters", method: "get", action: "/", id: "filters" },
     select("trust", "Trust", m.trusts, q.get("trust")),
