@@ -81,6 +81,7 @@ for i, (clock, title) in enumerate([("fds", "Faster Diagnosis Standard (28 days)
                                     ("d31", "31-day (every treatment period)")]):
     panel(title, "timeseries",
           [(f'openptl_standard_performance_percent{{clock="{clock}",trust=~"$trust"}}', "{{trust}}"),
+           (f'openptl_projected_performance_percent{{clock="{clock}",trust=~"$trust"}}', "{{trust}} projected month end"),
            (f'max(openptl_standard_target_percent{{clock="{clock}"}})', "operational target")],
           i * 8, 8, unit="percent")
 y += 8

@@ -279,7 +279,7 @@ impl ForecastGauges {
         let projected = GaugeVec::new(
             Opts::new(
                 "openptl_projected_performance_percent",
-                "This month's projected month-end performance (percent within target) by standard and trust: clocks stopped so far plus the expected stops of running and new clocks (issue 24; docs/forecast.md). Advisory: the standards themselves are openptl_performance_percent.",
+                "This month's projected month-end performance (percent within target) by standard and trust: clocks stopped so far plus the expected stops of running and new clocks (issue 24; docs/forecast.md). Advisory: the standards themselves are openptl_standard_performance_percent.",
             ),
             &["clock", "trust"],
         )
