@@ -88,16 +88,31 @@ impl App {
             known_at: query.at.known_at,
             min_position: query.at.min_position,
         };
-        // Every clock the alliance has as known then, to learn from
-        // (decision 151); the rows are the caller's trusts' only.
-        let everyone = Principal::system("breach-risk-model");
-        let (all, position) = self.clock_observations(&scoped, &everyone).await?;
         let visible = TrustFilter(None).within(&principal.trusts);
         let trusts = query.trusts.within(&principal.trusts);
         let as_of = self.as_of(query.at.as_of, query.at.known_at);
-        let observations: Arc<Vec<Observation>> =
-            Arc::new(all.iter().map(|(_, o)| o.clone()).collect());
-        let model = self.model_for(&scoped, as_of, &observations).await?;
+        // A page's pathways today (the PTL asks on every redraw), with
+        // today's model learnt: only their clocks are read. Otherwise every
+        // clock the alliance has as known then, to learn from (decision
+        // 151); the rows are the caller's trusts' only.
+        let fast = match (&query.pathway_ids, self.todays_model(&scoped, as_of)) {
+            (Some(ids), Some(model)) => self
+                .pathways_observations(ids, as_of, query.at.min_position)
+                .await?
+                .map(|(all, position)| (all, position, model)),
+            _ => None,
+        };
+        let (all, position, model) = match fast {
+            Some(found) => found,
+            None => {
+                let everyone = Principal::system("breach-risk-model");
+                let (all, position) = self.clock_observations(&scoped, &everyone).await?;
+                let observations: Arc<Vec<Observation>> =
+                    Arc::new(all.iter().map(|(_, o)| o.clone()).collect());
+                let model = self.model_for(&scoped, as_of, &observations).await?;
+                (all, position, model)
+            }
+        };
         let wanted = |id: &str, o: &Observation| {
             o.outcome == Outcome::Running
                 && (query.include_breached || !o.past_target())
@@ -157,5 +172,38 @@ impl App {
             total,
             rows,
         })
+    }
+}
+
+impl App {
+    /// The clocks of `ids` as the projection holds them today (`None` when
+    /// its day is not `as_of`: the caller reads every state instead).
+    async fn pathways_observations(
+        &self,
+        ids: &std::collections::HashSet<String>,
+        as_of: NaiveDate,
+        min_position: Option<u64>,
+    ) -> Result<Option<(Vec<(String, Observation)>, u64)>, AppError> {
+        self.wait_for(min_position).await;
+        let projection = self.projection.clone();
+        let ids: Vec<String> = ids.iter().cloned().collect();
+        self.off_workers(move || {
+            let data = projection.read();
+            if data.today != Some(as_of) {
+                return Ok(None);
+            }
+            let position = projection.position().min(data.position);
+            let mut found = Vec::new();
+            for id in ids {
+                if let Some(current) = data.state_of(&id, projection.packer())? {
+                    found.extend(
+                        openptl_rules::forecast::observations(&current.state)
+                            .map(|o| (id.clone(), o)),
+                    );
+                }
+            }
+            Ok(Some((found, position)))
+        })
+        .await?
     }
 }

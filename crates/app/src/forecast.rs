@@ -133,6 +133,16 @@ impl App {
         }
     }
 
+    /// Today's model, when the view is of today as known now and the
+    /// model has been learnt for it.
+    pub(crate) fn todays_model(&self, at: &ViewAt, as_of: NaiveDate) -> Option<Arc<Model>> {
+        let today = at.known_at.is_none() && as_of == self.today();
+        self.forecasts
+            .get()
+            .filter(|t| today && t.date == as_of)
+            .map(|t| t.model.clone())
+    }
+
     /// The month-end projection of `standard` for `period` (the month of
     /// `as_of` when none), among the trusts asked for and the caller may
     /// see, and one tumour site if asked.

@@ -18,7 +18,7 @@ use axum::Router;
 use openptl_app::access::Role;
 use openptl_log::MemoryLog;
 use serde_json::{json, Value};
-use support::{app_at, authorised, event, request, send, token};
+use support::{app_at, authorised, authorised_shared, event, request, send, token};
 
 const NOW: &str = "2025-04-07T12:00:00Z";
 
@@ -377,4 +377,57 @@ async fn the_likely_to_breach_page_and_its_script_are_served_with_security_heade
         .text();
     assert!(shell.contains(r#"<script src="/assets/forecast.js" defer></script>"#));
     assert!(shell.contains(r#"href="/risks""#));
+}
+
+/// A PTL page asks for its rows' risks on every redraw: with today's model
+/// learnt, only those pathways are read, and the answer is the same as the
+/// same clocks in the list read from every pathway.
+#[tokio::test]
+async fn a_pages_risks_read_only_its_pathways_and_equal_the_full_list() {
+    let app = Arc::new(app_at(NOW, Arc::new(MemoryLog::new())));
+    let router = authorised_shared(app.clone());
+    let mut events = Vec::new();
+    for (i, trust) in ["RXH", "RHM", "RXH", "RTH", "RXH", "RHM"]
+        .iter()
+        .enumerate()
+    {
+        let id = format!("Q{i}");
+        events.push(referral(&id, &format!("2025-03-{:02}", 5 + 4 * i), trust));
+        if i % 3 == 0 {
+            events.push(ruled_out(&id, "2025-04-01"));
+        }
+    }
+    let reply = send(
+        &router,
+        request(
+            "POST",
+            "/v1/events",
+            None,
+            Some(&json!({ "events": events })),
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    let (_, slow) = get(&router, "/v1/breach-risks?pathway_id=Q1,Q2,Q4", None).await;
+    app.refresh_forecasts().await.unwrap();
+    let (_, all) = get(
+        &router,
+        "/v1/breach-risks?min_risk=0&include_breached=true",
+        None,
+    )
+    .await;
+    let (_, page) = get(&router, "/v1/breach-risks?pathway_id=Q1,Q2,Q4", None).await;
+    let rows = page["rows"].as_array().unwrap();
+    assert!(!rows.is_empty(), "{page}");
+    let from_all: Vec<&Value> = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| ["Q1", "Q2", "Q4"].contains(&r["pathway_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows.iter().collect::<Vec<_>>(), from_all, "{page} {all}");
+    assert_eq!(page["position"], all["position"]);
+    // Before the model was learnt for today, the same page read every
+    // pathway to learn one: the same rows.
+    assert_eq!(slow["rows"], page["rows"]);
 }
