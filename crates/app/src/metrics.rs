@@ -213,6 +213,13 @@ impl Default for Metrics {
 }
 
 impl App {
+    /// [`App::render_metrics`] in a view slot, off the async workers (it
+    /// reads the projection), so scrapes are bounded like every view.
+    pub async fn metrics_text(self: &std::sync::Arc<Self>) -> Result<String, crate::AppError> {
+        let app = self.clone();
+        self.off_workers(move || app.render_metrics()).await
+    }
+
     /// Brings every gauge up to date and renders the registry as Prometheus text.
     pub fn render_metrics(&self) -> String {
         self.refresh_gauges();

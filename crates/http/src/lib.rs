@@ -160,9 +160,10 @@ async fn time_limit(request: axum::extract::Request, next: axum::middleware::Nex
 
 /// `GET /metrics`: Prometheus text format (SPEC 6).
 async fn get_metrics(State(app): State<Arc<App>>, Auth(principal): Auth) -> Response {
-    let text = tokio::task::spawn_blocking(move || app.render_metrics())
-        .await
-        .unwrap_or_default();
+    let text = match app.metrics_text().await {
+        Ok(text) => text,
+        Err(e) => return HttpError(e.into()).into_response(),
+    };
     let text = admin::scope_metrics(&text, &principal);
     (
         [(
