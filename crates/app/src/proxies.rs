@@ -14,6 +14,11 @@
 
 use std::net::IpAddr;
 
+/// An entry of `--trusted-proxy` that is not an address or network.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an IP address or network (such as 10.0.0.0/8 or fd00::/8)")]
+pub struct NotANetwork(String);
+
 /// The proxies whose `X-Forwarded-For` is believed: networks given as
 /// `address/prefix` or single addresses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,14 +34,10 @@ impl TrustedProxies {
 
     /// Parses a comma-separated list such as `10.0.0.0/8, 192.168.1.5,
     /// fd00::/8`; the error names the entry that is not a network.
-    pub fn parse(list: &str) -> Result<TrustedProxies, String> {
+    pub fn parse(list: &str) -> Result<TrustedProxies, NotANetwork> {
         let mut networks = Vec::new();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            networks.push(parse_network(entry).ok_or_else(|| {
-                format!(
-                    "`{entry}` is not an IP address or network (such as 10.0.0.0/8 or fd00::/8)"
-                )
-            })?);
+            networks.push(parse_network(entry).ok_or_else(|| NotANetwork(entry.to_string()))?);
         }
         Ok(TrustedProxies { networks })
     }
@@ -165,7 +166,7 @@ mod tests {
             "::/129",
             "10.0.0.1/x",
         ] {
-            let error = TrustedProxies::parse(bad).unwrap_err();
+            let error = TrustedProxies::parse(bad).unwrap_err().to_string();
             assert!(error.contains(bad), "{error}");
         }
     }
