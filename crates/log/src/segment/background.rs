@@ -235,11 +235,7 @@ pub(super) fn run_indexer(shared: &Shared, jobs: mpsc::Receiver<IndexJob>) {
         }
         let written = shared.with_index(|index| gathered.write(index));
         if let Err(e) = written {
-            tracing::error!(error = %e, "writing the index failed; appends are refused until restart");
-            *shared
-                .index_failed
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
+            shared.index_failing(&e);
             continue;
         }
         let mut unindexed = shared.unindexed();

@@ -415,17 +415,17 @@ impl Shared {
         })
     }
 
-    /// Notes that sled could not do its I/O (a full or failing disk under
-    /// the index): appends are refused from now on, as when the indexer's
-    /// own write fails, whichever of the two meets the failure first (a
-    /// lookup can be the one to trigger sled's flush). Reads go on.
-    fn index_failing(&self, e: &sled::Error) {
+    /// Notes that the index failed (sled's I/O on a full or failing disk,
+    /// met by the indexer's write or by a lookup that triggered sled's
+    /// flush, whichever comes first): appends are refused from now on,
+    /// reads go on. The first reason is kept and logged once.
+    pub(super) fn index_failing(&self, e: &dyn std::fmt::Display) {
         let mut failed = self
             .index_failed
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if failed.is_none() {
-            tracing::error!(error = %e, "the index could not do its I/O; appends are refused until restart");
+            tracing::error!(error = %e, "the index could not be written; appends are refused until restart");
             *failed = Some(e.to_string());
         }
     }
