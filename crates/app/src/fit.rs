@@ -37,9 +37,12 @@ impl App {
         if let Some(done) = today.await? {
             return Ok(done);
         }
-        self.with_states(as_of, at.known_at, Some(period), move |seen| {
-            fit::report(seen, period, &|t| trusts.allows(t), &config)
-        })
+        self.with_states(
+            as_of,
+            at.known_at,
+            crate::past::Shown::period(period),
+            move |seen| fit::report(seen, period, &|t| trusts.allows(t), &config),
+        )
         .await
     }
 }

@@ -17,6 +17,8 @@ mod evaluate;
 mod fit;
 mod fold;
 pub mod forecast;
+#[cfg(test)]
+mod histories;
 mod metrics;
 mod offload;
 mod packed;
@@ -89,6 +91,10 @@ pub struct App {
     view_slots: Arc<tokio::sync::Semaphore>,
     /// Past-date views that may wait for their turn (beyond it: `Busy`).
     pub(crate) past_view_queue: usize,
+    /// Past views read every pathway's history instead of moving the
+    /// states they can (the full re-evaluation: the oracle of the tests
+    /// and the benchmark's "before").
+    past_views_read_all: std::sync::atomic::AtomicBool,
     /// Requests per second each token may sustain (0: no limit).
     pub(crate) rate_limit: f64,
     /// Pathway locks (striped): appends to one pathway on this node take turns,
@@ -210,6 +216,7 @@ impl App {
             slow_last_millis: std::sync::atomic::AtomicU64::new(0),
             view_slots: offload::view_slots(),
             past_view_queue: DEFAULT_PAST_VIEW_QUEUE,
+            past_views_read_all: std::sync::atomic::AtomicBool::new(false),
             rate_limit: DEFAULT_RATE_LIMIT,
             pathway_locks,
             backup_to: None,

@@ -12,7 +12,7 @@
 use std::borrow::{Borrow, Cow};
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
 use openptl_rules::cwt::{self, CwtRecord};
 use openptl_rules::report::{self, CanptlReturn, MilestonesReport, StandardsReport};
 use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::access::{Principal, TrustScope};
 use crate::aggregates::Aggregates;
 use crate::evaluate::Current;
-use crate::past::snapshot;
+use crate::past::{snapshot, Shown};
 use crate::ptl_index::{day_number, pack_trust};
 pub use crate::ptl_index::{PtlIndexEntry, PtlKeys};
 use crate::{App, AppError};
@@ -311,28 +311,30 @@ impl Borrow<PathwayState> for Seen<'_> {
 impl App {
     /// Runs `f` over every pathway's state as of `as_of`, known at
     /// `known_at`: the projection's states when those are today and
-    /// now, else states evaluated afresh. A report over `period` counts no
-    /// pathway holding no date in it, so such pathways may be left out.
-    /// `f` runs off the async workers ([`App::off_workers`]).
+    /// now, else each state as a full re-evaluation gives it ([`crate::past`]).
+    /// Pathways `shown` leaves out may be left out (they would count
+    /// nothing). `f` runs off the async workers ([`App::off_workers`]).
     pub(crate) async fn with_states<R: Send + 'static>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
-        period: Option<Period>,
+        shown: Shown,
         f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R + Send + 'static,
     ) -> Result<(R, u64), AppError> {
         let projection = self.projection.clone();
+        let known_to = self.known_to(known_at).await?;
+        let read_all = self.past_views_read_all();
         let today = self
             .off_workers(move || {
                 let data = projection.read();
                 let position = projection.position().min(data.position);
                 if data.today != Some(as_of) || known_at.is_some() {
-                    return Ok(Err((snapshot(&data), position, f)));
+                    let snapshot = snapshot(&data, as_of, known_to, shown, read_all);
+                    return Ok(Err((snapshot, position, f)));
                 }
                 let mut failed = None;
-                let window = period.map(|p| (p.first_day(), p.last_day()));
                 let mut seen =
-                    data.states(projection.packer(), window)
+                    data.states(projection.packer(), shown.window())
                         .filter_map(|(id, current)| match current {
                             Ok(current) => Some(Seen {
                                 id,
@@ -365,6 +367,18 @@ impl App {
             })
             .await?;
         Ok((out, position))
+    }
+
+    /// For a view as known at a moment, the last log position recorded by
+    /// then (of those projected now).
+    async fn known_to(&self, known_at: Option<DateTime<Utc>>) -> Result<Option<u64>, AppError> {
+        match known_at {
+            Some(at) => {
+                let upto = self.projection.position();
+                Ok(Some(self.position_known_at(at, upto).await?))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Answers from today's aggregates, off the async workers: `None` when
@@ -413,13 +427,16 @@ impl App {
         let config = self.config.clone();
         let page_query = query.clone();
         let known_at = query.at.known_at;
+        let known_to = self.known_to(known_at).await?;
+        let read_all = self.past_views_read_all();
         let fast = self
             .off_workers(move || {
                 let query = &page_query;
                 let data = projection.read();
                 let position = projection.position().min(data.position);
                 if data.today != Some(as_of) || known_at.is_some() {
-                    return Ok::<_, AppError>(Err((snapshot(&data), position)));
+                    let snapshot = snapshot(&data, as_of, known_to, Shown::OnPtl, read_all);
+                    return Ok::<_, AppError>(Err((snapshot, position)));
                 }
                 // Only the page's rows are unpacked.
                 let packer = projection.packer();
@@ -510,7 +527,7 @@ impl App {
         if let Some(done) = today.await? {
             return Ok(done);
         }
-        self.with_states(as_of, at.known_at, Some(period), move |seen| {
+        self.with_states(as_of, at.known_at, Shown::period(period), move |seen| {
             let states = seen.filter(|s| tumour_site.is_none_or(|t| s.state().tumour_site == t));
             report::standards(states, standard, period, &|t| trusts.allows(t), &config)
         })
@@ -537,7 +554,8 @@ impl App {
         if let Some(done) = today.await? {
             return Ok(done);
         }
-        self.with_states(as_of, at.known_at, period, move |seen| {
+        let shown = period.map_or(Shown::All, Shown::period);
+        self.with_states(as_of, at.known_at, shown, move |seen| {
             let states = seen.filter(|s| {
                 let s = s.state();
                 trusts.allows(s.trust.as_str()) && tumour_site.is_none_or(|t| s.tumour_site == t)
@@ -568,7 +586,10 @@ impl App {
                 problem: "is in the future; the return covers a week that has ended".into(),
             });
         }
-        self.with_states(week_ending, known_at, None, move |seen| {
+        // The waiting list at the week's end, and what happened in the week
+        // (an FDS clock breached in it passed its target the day before).
+        let shown = Shown::OnPtlOrHolding(week_ending - Days::new(7), week_ending);
+        self.with_states(week_ending, known_at, shown, move |seen| {
             let states = seen.filter(|s| trusts.allows(s.state().trust.as_str()));
             report::canptl(states, week_ending)
         })
@@ -589,7 +610,7 @@ impl App {
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let out = self
-            .with_states(as_of, at.known_at, Some(period), move |seen| {
+            .with_states(as_of, at.known_at, Shown::period(period), move |seen| {
                 let mut lines: Vec<CwtLine> = Vec::new();
                 for s in seen {
                     for row in cwt::cwt_records(s.state(), period) {

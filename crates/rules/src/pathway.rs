@@ -19,7 +19,9 @@ use crate::history::EffectiveEvent;
 use crate::ids::{NhsNumber, OdsCode};
 use crate::period::{PlanRun, TreatmentPeriod};
 
+mod moved;
 mod state;
+pub use moved::Settled;
 pub use state::*;
 
 /// A clock while the fold runs: when it started and how it stopped.

@@ -546,6 +546,29 @@ proptest! {
         prop_assert_eq!(&first, &view(&reread, as_of));
     }
 
+    /// A state moved to another date on or after its events' settled date
+    /// equals the state evaluated on that date, date span and all; before
+    /// its first event there is no state (what lets a past view move the
+    /// projection's states instead of reading histories, issue 22).
+    #[test]
+    fn a_settled_state_moves_to_any_settled_date_exactly(
+        plan in plan(true),
+        from_offset in 0i64..=120,
+        to_offset in 0i64..=120,
+        before in 1i64..=30,
+    ) {
+        let history = build(&plan);
+        let effective = effective(&history);
+        let settled = pathway::Settled::of(&effective).expect("a referral");
+        let (a, b) = (plus(settled.from, from_offset), plus(settled.from, to_offset));
+        prop_assert!(settled.covers(a, b));
+        let at_a = evaluate(&effective, a, config()).expect("on or after the referral");
+        let at_b = evaluate(&effective, b, config()).expect("on or after the referral");
+        prop_assert_eq!(&at_a.moved_to(b), &at_b, "history:\n{}", show(&history));
+        prop_assert_eq!(at_a.date_span(), at_b.date_span());
+        prop_assert!(evaluate(&effective, plus(settled.first, -before), config()).is_none());
+    }
+
     /// A report over a period holding none of a pathway's dates counts
     /// nothing of it (what lets views pass over such pathways unread).
     #[test]

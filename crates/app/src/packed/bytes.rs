@@ -122,16 +122,43 @@ pub(super) struct Reader<'a> {
     pub(super) base: i32,
 }
 
+/// What a packed state's first bytes say.
+pub(super) struct Head {
+    pub(super) version: u64,
+    pub(super) span: (NaiveDate, NaiveDate),
+    pub(super) settled: Option<Settled>,
+}
+
 pub(super) const SHORT: &str = "a packed state is cut short";
 
 impl<'a> Reader<'a> {
-    /// The layout byte, the date span and the version.
-    pub(super) fn head(&mut self) -> Result<(u64, (NaiveDate, NaiveDate)), Unreadable> {
+    /// The layout byte, the date span, the version and the events'
+    /// settled dates (offsets from the span's first day).
+    pub(super) fn head(&mut self) -> Result<Head, Unreadable> {
         if self.byte()? != LAYOUT {
             return Err("a packed state of another layout".into());
         }
         let span = (self.day()?, self.day()?);
-        Ok((self.uint()?, span))
+        let version = self.uint()?;
+        let base = day(span.0);
+        let settled = self.option(|r| {
+            let mut date = || {
+                i32::try_from(r.int()?)
+                    .ok()
+                    .and_then(|offset| offset.checked_add(base))
+                    .and_then(date_of_day)
+                    .ok_or_else(|| Unreadable::from("a packed settled date is out of range"))
+            };
+            Ok(Settled {
+                first: date()?,
+                from: date()?,
+            })
+        })?;
+        Ok(Head {
+            version,
+            span,
+            settled,
+        })
     }
 
     /// A date written as its day number (any date chrono has, before year

@@ -13,8 +13,9 @@
 //! differs, so this layout may change with any release (bump
 //! [`crate::snapshot::FORMAT`]).
 //!
-//! Layout: the layout byte, the state's date span (two day numbers) and
-//! the version, then the state's fields in order. Integers are LEB128
+//! Layout: the layout byte, the state's date span (two day numbers), the
+//! version and the events' [`Settled`] dates (an option of two offsets from
+//! the span's first day), then the state's fields in order. Integers are LEB128
 //! varints (signed ones zigzagged); the referral date is a day number
 //! (signed: input may hold dates before year 1), every other date a signed
 //! offset from it; an optional value is a 0/1 byte then the value (optional
@@ -35,7 +36,7 @@ use chrono::{Datelike, NaiveDate};
 use foldhash::HashMap;
 use openptl_rules::fit::{FitResult, GiTest, LowerGiFacts, TestStage};
 use openptl_rules::pathway::{
-    Allocation, Clock, Clocks, Milestone, NextBreach, Note, RecordFacts, Transfer,
+    Allocation, Clock, Clocks, Milestone, NextBreach, Note, RecordFacts, Settled, Transfer,
 };
 use openptl_rules::{
     ClockKind, ClockStatus, DiagnosticTest, FitBand, MilestoneStatus, Modality, NhsNumber, OdsCode,
@@ -47,7 +48,7 @@ use crate::evaluate::Current;
 use crate::varint;
 
 /// The layout version, the first byte of every packed state.
-const LAYOUT: u8 = 4;
+const LAYOUT: u8 = 5;
 
 /// A packed pathway state, with the number of events it was evaluated
 /// from, and its [`PathwayState::date_span`] at hand (a view of a period
@@ -78,7 +79,18 @@ impl Packed {
             at: 0,
             base: 0,
         };
-        r.head().map_or(0, |(version, _)| version)
+        r.head().map_or(0, |head| head.version)
+    }
+
+    /// The settled dates of the events the state was evaluated from
+    /// ([`Settled`]; `None` when not known).
+    pub fn settled(&self) -> Option<Settled> {
+        let mut r = Reader {
+            bytes: &self.bytes,
+            at: 0,
+            base: 0,
+        };
+        r.head().ok().and_then(|head| head.settled)
     }
 
     /// The earliest and latest date the state holds.
@@ -94,7 +106,7 @@ impl Packed {
             at: 0,
             base: 0,
         };
-        let (_, span) = r.head()?;
+        let span = r.head()?.span;
         Ok(Packed {
             bytes: bytes.into(),
             span,
@@ -130,8 +142,8 @@ impl Packer {
         Packer { names, index }
     }
 
-    /// `state` and its version, packed.
-    pub fn pack(&self, state: &PathwayState, version: u64) -> Packed {
+    /// `state`, its version and its events' settled dates, packed.
+    pub fn pack(&self, state: &PathwayState, version: u64, settled: Option<Settled>) -> Packed {
         let mut w = Writer {
             out: Vec::with_capacity(128),
             base: day(state.referred_on),
@@ -141,6 +153,10 @@ impl Packer {
         w.int(day(span.0).into());
         w.int(day(span.1).into());
         w.uint(version);
+        w.option(settled, |w, s| {
+            w.int(i64::from(day(s.first)) - i64::from(day(span.0)));
+            w.int(i64::from(day(s.from)) - i64::from(day(span.0)));
+        });
         let PathwayState {
             nhs_number,
             trust,
@@ -305,7 +321,7 @@ impl Packer {
             at: 0,
             base: 0,
         };
-        let (version, _) = r.head()?;
+        let version = r.head()?.version;
         let digits: &[u8; 10] = r.take(10)?.try_into().expect("ten bytes");
         let nhs_number = NhsNumber::from_digits(digits).ok_or("a packed NHS number fails")?;
         let trust = r.ods()?;

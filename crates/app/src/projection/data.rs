@@ -17,7 +17,7 @@ pub(super) fn unpack_all<'a, K: Copy + Send + Sync + 'a>(
     })
 }
 
-pub(super) fn unpack_failed(e: crate::packed::Unreadable) -> AppError {
+pub(crate) fn unpack_failed(e: crate::packed::Unreadable) -> AppError {
     AppError::Internal(openptl_log::Failure::caused_by(
         "a projected pathway state",
         e,
@@ -62,6 +62,11 @@ impl ProjectionData {
             .filter_map(|e| Some((e, self.pathways.get(&e.id)?.state.as_ref()?)))
             .collect();
         unpack_all(packed, packer)
+    }
+
+    /// Whether a pathway is on today's PTL.
+    pub(crate) fn on_ptl(&self, id: &str) -> bool {
+        self.ptl_slot.contains_key(id)
     }
 
     /// A pathway's state and version, unpacked (`None` when not evaluated).

@@ -36,6 +36,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_log::{EventLog, StoredRecord, Subscription};
+use openptl_rules::pathway::Settled;
 use openptl_rules::{history, PtlRow, RecordedEvent, RulesConfig};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -94,9 +95,9 @@ struct Kept {
 }
 
 impl Kept {
-    fn of(current: &Current, packer: &Packer) -> Kept {
+    fn of(current: &Current, settled: Option<Settled>, packer: &Packer) -> Kept {
         Kept {
-            packed: packer.pack(&current.state, current.version),
+            packed: packer.pack(&current.state, current.version, settled),
             keys: current.row.as_deref().map(PtlKeys::of),
         }
     }
@@ -509,7 +510,7 @@ impl Projection {
         });
         Evaluated {
             id: id.clone(),
-            current: current.map(|c| Kept::of(&c, &self.packer)),
+            current: current.map(|c| Kept::of(&c, Settled::of(&effective), &self.packer)),
             trusts: history::trusts_of(&effective),
             delta,
         }
@@ -690,6 +691,7 @@ mod snapshots;
 
 use cache::HistoryCache;
 use data::own_records;
+pub(crate) use data::unpack_failed;
 pub(crate) use runner::{run, snapshot_periodically};
 pub use snapshots::{PreparedSnapshot, SnapshotPreload};
 #[cfg(test)]

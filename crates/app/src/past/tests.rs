@@ -1,0 +1,128 @@
+//! Fast past views equal the full re-evaluation (issue 22): after any
+//! sequence of appends, corrections, voids, declined offers, subsequent
+//! plans and day changes, every view as of a past date or as known at a
+//! past moment, answered by moving the projection's states, equals the
+//! same view with every pathway's history read back and evaluated.
+
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
+use proptest::prelude::*;
+use serde::Serialize;
+
+use crate::access::Principal;
+use crate::histories::{op, run};
+use crate::views::{PtlQuery, TrustFilter, ViewAt};
+use crate::App;
+use openptl_rules::{ClockKind, Period};
+
+/// The same view read fast and read by the full re-evaluation, as JSON.
+async fn both<T: Serialize>(
+    app: &App,
+    view: impl AsyncFn() -> Result<T, crate::AppError>,
+) -> (serde_json::Value, serde_json::Value) {
+    app.set_past_views_read_all(false);
+    let fast = serde_json::to_value(view().await.unwrap()).unwrap();
+    app.set_past_views_read_all(true);
+    let full = serde_json::to_value(view().await.unwrap()).unwrap();
+    (fast, full)
+}
+
+/// Every past view for a few dates back and moments before now equals
+/// the full re-evaluation.
+async fn check(
+    app: &App,
+    moments: &[DateTime<Utc>],
+    picks: &[(u16, u16)],
+) -> Result<(), TestCaseError> {
+    app.caught_up(std::time::Duration::from_secs(5)).await;
+    let system = Principal::system("test");
+    let today = app.today();
+    let mut ats = Vec::new();
+    for (back, moment) in picks {
+        let as_of = today - Days::new(u64::from(*back % 120));
+        ats.push(ViewAt {
+            as_of: Some(as_of),
+            ..ViewAt::default()
+        });
+        if let Some(known_at) =
+            (!moments.is_empty()).then(|| moments[usize::from(*moment) % moments.len()])
+        {
+            ats.push(ViewAt {
+                as_of: Some(as_of),
+                known_at: Some(known_at),
+                min_position: None,
+            });
+            ats.push(ViewAt {
+                as_of: Some(today),
+                known_at: Some(known_at),
+                min_position: None,
+            });
+        }
+    }
+    let trusts = TrustFilter::default();
+    for at in &ats {
+        let as_of = at.as_of.unwrap_or(today);
+        let query = PtlQuery {
+            at: at.clone(),
+            ..PtlQuery::default()
+        };
+        let (fast, full) = both(app, async || app.ptl(&query, &system).await).await;
+        prop_assert_eq!(fast, full, "PTL as of {} known at {:?}", as_of, at.known_at);
+        for period in [Period::of(as_of), Period::of(as_of - Days::new(31))] {
+            for standard in ClockKind::ALL {
+                let (fast, full) = both(app, async || {
+                    app.standards(at, *standard, Some(period), &trusts, None, &system)
+                        .await
+                })
+                .await;
+                prop_assert_eq!(fast, full, "{:?} {:?} at {:?}", standard, period, at);
+            }
+            for month in [None, Some(period)] {
+                let (fast, full) = both(app, async || {
+                    app.milestones(at, month, &trusts, None, &system).await
+                })
+                .await;
+                prop_assert_eq!(fast, full, "milestones {:?} at {:?}", month, at);
+            }
+            let (fast, full) =
+                both(app, async || app.cwt(at, period, &trusts, &system).await).await;
+            prop_assert_eq!(fast, full, "CWT {:?} at {:?}", period, at);
+            let (fast, full) = both(app, async || {
+                app.fit(at, Some(period), &trusts, &system).await
+            })
+            .await;
+            prop_assert_eq!(fast, full, "FIT {:?} at {:?}", period, at);
+        }
+        let sunday = last_sunday(as_of);
+        let (fast, full) = both(app, async || {
+            app.canptl(sunday, at.known_at, &trusts, &system).await
+        })
+        .await;
+        prop_assert_eq!(fast, full, "CANPTL {} at {:?}", sunday, at);
+    }
+    app.set_past_views_read_all(true);
+    Ok(())
+}
+
+fn last_sunday(day: NaiveDate) -> NaiveDate {
+    day - Days::new(u64::from(day.weekday().num_days_from_sunday()))
+        - Days::new(if day.weekday() == Weekday::Sun { 7 } else { 0 })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn fast_past_views_equal_the_full_re_evaluation(
+        referrals in proptest::collection::vec((any::<u8>(), 0u16..60), 5),
+        ops in proptest::collection::vec(op(), 1..60),
+        picks in proptest::collection::vec((any::<u16>(), any::<u16>()), 2),
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(run(referrals, ops, async |app: &App, moments: &[DateTime<Utc>]| {
+            check(app, moments, &picks).await
+        }))?;
+    }
+}
