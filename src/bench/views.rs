@@ -227,8 +227,8 @@ pub async fn views(
         ..ViewAt::default()
     };
     for (label, at) in [
-        ("PTL page as of a week ago", week_ago),
-        ("PTL page as known a week ago", known_week_ago),
+        ("PTL page as of a week ago", week_ago.clone()),
+        ("PTL page as known a week ago", known_week_ago.clone()),
     ] {
         let past = PtlQuery {
             at,
@@ -241,6 +241,37 @@ pub async fn views(
         })
         .await?;
         report(label, times);
+    }
+    // The same past views with every history read back (the full
+    // re-evaluation, as before issue 22): its time, and whether the fast
+    // answers equal it, whole (every PTL row, the return).
+    for (label, at) in [
+        ("as of a week ago", week_ago),
+        ("as known a week ago", known_week_ago),
+    ] {
+        let every_row = PtlQuery {
+            at: at.clone(),
+            limit: None,
+            ..PtlQuery::default()
+        };
+        let answers = async || -> anyhow::Result<(Vec<u8>, Duration)> {
+            let t = Instant::now();
+            let page = serde_json::to_vec(&app.ptl(&every_row, &system).await?)?;
+            let canptl = app.canptl(last_sunday, at.known_at, &all, &system).await?;
+            let answer = [page, serde_json::to_vec(&canptl)?].concat();
+            Ok((answer, t.elapsed()))
+        };
+        let (fast, fast_took) = answers().await?;
+        app.set_past_views_read_all(true);
+        let full = answers().await;
+        app.set_past_views_read_all(false);
+        let (full, full_took) = full?;
+        println!(
+            "every PTL row and last Sunday's CANPTL {label}: fast {:.2}s, full re-evaluation {:.2}s, equal: {}",
+            fast_took.as_secs_f64(),
+            full_took.as_secs_f64(),
+            if fast == full { "yes" } else { "NO" }
+        );
     }
 
     // Pathway views.

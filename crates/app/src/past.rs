@@ -110,6 +110,7 @@ pub(crate) fn snapshot(
     if reading_all {
         return snapshot_reading_all(data);
     }
+    let started = std::time::Instant::now();
     let evaluated_on = data.today;
     let mut moved = Vec::new();
     let mut read = Vec::new();
@@ -138,6 +139,10 @@ pub(crate) fn snapshot(
             _ => read.push((id.clone(), entry.positions.clone())),
         }
     }
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "past view split under the projection's lock"
+    );
     Snapshot {
         moved,
         evaluated_on: evaluated_on.unwrap_or(as_of),
@@ -229,16 +234,24 @@ impl App {
             let _turn = turn;
             let _queued = queued;
             let moved = move_all(&snapshot, projection.packer(), as_of, &config)?;
+            let moved_after = started.elapsed();
             let mut read = read_all(&snapshot, log.as_ref(), &runtime, as_of, known_at, &config)?;
             read.extend(moved);
-            Ok(read)
+            Ok::<_, AppError>((read, moved_after))
         })
         .await
         .map_err(|e| AppError::Internal(Failure::caused_by("evaluating a past view failed", e)))?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.slow_last_millis.store(millis, Ordering::Relaxed);
-        tracing::debug!(moved, read, ms = millis, "past view evaluated");
-        result
+        let (evaluated, moved_after) = result?;
+        tracing::debug!(
+            moved,
+            read,
+            moving_ms = moved_after.as_millis() as u64,
+            ms = millis,
+            "past view evaluated"
+        );
+        Ok(evaluated)
     }
 }
 
