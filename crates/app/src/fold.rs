@@ -107,8 +107,9 @@ fn gather(history: &mut Option<Vec<RecordedEvent>>, record: RecordRef<'_>) {
     }
 }
 
-/// [`fold_pathways`] reading by position in place.
-fn fold_in_place<R: Send>(
+/// [`fold_pathways`] reading by position in place (a reader taken once
+/// serves many calls).
+pub(crate) fn fold_in_place<R: Send>(
     reader: &dyn InPlace,
     pathways: &[PathwayRecords],
     f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,

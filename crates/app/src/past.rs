@@ -25,7 +25,7 @@ use openptl_rules::{PtlRow, RulesConfig};
 
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_filter_map};
-use crate::packed::{Packed, Packer};
+use crate::packed::Packer;
 use crate::projection::ProjectionData;
 use crate::{App, AppError, Failure};
 
@@ -62,9 +62,9 @@ impl Shown {
         }
     }
 
-    fn shows(self, packed: &Packed, on_ptl: impl FnOnce() -> bool) -> bool {
+    fn shows(self, span: (NaiveDate, NaiveDate), on_ptl: impl FnOnce() -> bool) -> bool {
         let holds = |first: NaiveDate, last: NaiveDate| {
-            let (earliest, latest) = packed.span();
+            let (earliest, latest) = span;
             latest >= first && earliest <= last
         };
         match self {
@@ -79,10 +79,11 @@ impl Shown {
 /// What a past view takes of the projection under its lock: copies of the
 /// packed states it moves, and the positions of the pathways it reads back.
 pub(crate) struct Snapshot {
-    /// States to move to the view's date, with the date they were
-    /// evaluated on.
-    moved: Vec<(Arc<str>, Packed)>,
-    evaluated_on: NaiveDate,
+    /// The packed bytes of the states to move, one after another (one
+    /// allocation, not one per state).
+    bytes: Vec<u8>,
+    /// Each state to move: its pathway and where its bytes end.
+    moved: Vec<(Arc<str>, usize)>,
     /// Pathways to evaluate from their histories.
     read: Vec<(Arc<str>, crate::positions::Positions)>,
     /// The position the pathways were projected to.
@@ -112,6 +113,7 @@ pub(crate) fn snapshot(
     }
     let started = std::time::Instant::now();
     let evaluated_on = data.today;
+    let mut bytes = Vec::new();
     let mut moved = Vec::new();
     let mut read = Vec::new();
     for (id, entry) in &data.pathways {
@@ -132,10 +134,20 @@ pub(crate) fn snapshot(
         match (settled, evaluated_on) {
             (Some((_, settled)), _) if as_of < settled.first => {}
             (Some((packed, settled)), Some(on)) if settled.covers(on, as_of) => {
-                if shown.shows(packed, || data.on_ptl(id)) {
-                    moved.push((id.clone(), packed.clone()));
+                if shown.shows(packed.span(), || data.on_ptl(id)) {
+                    bytes.extend_from_slice(packed.as_bytes());
+                    moved.push((id.clone(), bytes.len()));
                 }
             }
+            (Some((packed, _)), _) => match packed.earlier(as_of) {
+                Some((on_ptl, earlier)) => {
+                    if shown.shows(crate::packed::span_of(earlier), || on_ptl) {
+                        bytes.extend_from_slice(earlier);
+                        moved.push((id.clone(), bytes.len()));
+                    }
+                }
+                None => read.push((id.clone(), entry.positions.clone())),
+            },
             _ => read.push((id.clone(), entry.positions.clone())),
         }
     }
@@ -144,8 +156,8 @@ pub(crate) fn snapshot(
         "past view split under the projection's lock"
     );
     Snapshot {
+        bytes,
         moved,
-        evaluated_on: evaluated_on.unwrap_or(as_of),
         read,
         position: data.position,
     }
@@ -194,15 +206,16 @@ impl App {
         Ok(known)
     }
 
-    /// Evaluates a snapshot off the async workers and outside the
-    /// projection's lock, one such view at a time: every state it moves and
-    /// every history it reads, as of `as_of` and as known at `known_at`.
-    pub(crate) async fn evaluate_snapshot(
+    /// Runs `consume` over the states of a snapshot as of `as_of`, as
+    /// known at `known_at` ([`PastStates`]), off the async workers and
+    /// outside the projection's lock, one such view at a time.
+    pub(crate) async fn in_past_view<R: Send + 'static>(
         &self,
         snapshot: Snapshot,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
-    ) -> Result<Vec<(Arc<str>, Current)>, AppError> {
+        consume: impl FnOnce(&mut PastStates<'_>) -> R + Send + 'static,
+    ) -> Result<R, AppError> {
         use std::sync::atomic::Ordering;
         // A bounded queue: with one running and `past_view_queue` waiting,
         // refuse now (the caller retries) instead of piling up requests and
@@ -233,25 +246,25 @@ impl App {
             // this one still runs.
             let _turn = turn;
             let _queued = queued;
-            let moved = move_all(&snapshot, projection.packer(), as_of, &config)?;
-            let moved_after = started.elapsed();
-            let mut read = read_all(&snapshot, log.as_ref(), &runtime, as_of, known_at, &config)?;
-            read.extend(moved);
-            Ok::<_, AppError>((read, moved_after))
+            let at = At {
+                as_of,
+                known_at,
+                config: &config,
+                packer: projection.packer(),
+            };
+            let mut states = PastStates::new(&snapshot, log.as_ref(), &runtime, at)?;
+            let out = consume(&mut states);
+            match states.failed.take() {
+                Some(e) => Err(e),
+                None => Ok(out),
+            }
         })
         .await
         .map_err(|e| AppError::Internal(Failure::caused_by("evaluating a past view failed", e)))?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.slow_last_millis.store(millis, Ordering::Relaxed);
-        let (evaluated, moved_after) = result?;
-        tracing::debug!(
-            moved,
-            read,
-            moving_ms = moved_after.as_millis() as u64,
-            ms = millis,
-            "past view evaluated"
-        );
-        Ok(evaluated)
+        tracing::debug!(moved, read, ms = millis, "past view evaluated");
+        result
     }
 }
 
@@ -265,76 +278,182 @@ impl Drop for Queued {
     }
 }
 
-/// The snapshot's moved states as of `as_of`, unpacked and moved on every
-/// core.
-fn move_all(
-    snapshot: &Snapshot,
-    packer: &Packer,
-    as_of: NaiveDate,
-    config: &RulesConfig,
-) -> Result<Vec<(Arc<str>, Current)>, AppError> {
-    let chunks: Vec<&[(Arc<str>, Packed)]> = snapshot.moved.chunks(4096).collect();
-    let moved = par_filter_map(&chunks, |chunk| {
-        let mut out = Vec::with_capacity(chunk.len());
-        for (id, packed) in *chunk {
-            let current = match packer.current(packed) {
-                Ok(current) => current,
-                Err(e) => return Some(Err(crate::projection::unpack_failed(e))),
-            };
-            let state = if as_of == snapshot.evaluated_on {
-                current.state
-            } else {
-                current.state.moved_to(as_of)
-            };
-            let row = PtlRow::of(&state, config).map(Box::new);
-            out.push((
-                id.clone(),
-                Current {
-                    state,
-                    row,
-                    version: current.version,
-                },
-            ));
-        }
-        Some(Ok(out))
-    });
-    let mut all = Vec::with_capacity(snapshot.moved.len());
-    for chunk in moved {
-        all.extend(chunk?);
-    }
-    Ok(all)
-}
+/// States moved or read per step of [`PastStates`]: enough to keep every
+/// core busy, few enough that a step's states (some 7 MB) are freed and
+/// their memory reused by the next step instead of the whole view's
+/// states living at once.
+const STEP: usize = 16_384;
 
-/// Evaluates the snapshot's read pathways as of a date and moment, reading
-/// the log in place on every core (pathways in the order of their first
-/// records, so reads go forwards).
-fn read_all(
-    snapshot: &Snapshot,
-    log: &dyn openptl_log::EventLog,
-    runtime: &tokio::runtime::Handle,
+/// What a past view is of.
+struct At<'a> {
     as_of: NaiveDate,
     known_at: Option<DateTime<Utc>>,
-    config: &RulesConfig,
-) -> Result<Vec<(Arc<str>, Current)>, AppError> {
-    let mut pathways: Vec<crate::fold::PathwayRecords> = snapshot
-        .read
-        .iter()
-        .map(|(id, positions)| (id.clone(), positions.to_vec()))
-        .filter(|(_, positions)| !positions.is_empty())
-        .collect();
-    pathways.sort_unstable_by_key(|(_, positions)| positions[0]);
-    let evaluated = fold_pathways(log, runtime, snapshot.position, &pathways, |id, history| {
-        current_of(history?, as_of, known_at, config).map(|c| (id.clone(), c))
-    })?;
-    Ok(evaluated.into_iter().flatten().collect())
+    config: &'a RulesConfig,
+    packer: &'a Packer,
+}
+
+/// The log as a past view reads it: in place, a step at a time, or (a log
+/// that cannot be read in place) every history at once, in pages.
+enum Source<'a> {
+    InPlace(Box<dyn openptl_log::InPlace + 'a>),
+    Read(std::vec::IntoIter<(Arc<str>, Current)>),
+}
+
+/// The states of a past view, evaluated a step at a time on every core as
+/// the iteration goes: first the moved states, then the histories read
+/// back. A failure ends the iteration and is kept in `failed`.
+pub(crate) struct PastStates<'a> {
+    snapshot: &'a Snapshot,
+    at: At<'a>,
+    /// The pathways to read, in the order of their first records (reads
+    /// go forwards).
+    read: Vec<crate::fold::PathwayRecords>,
+    source: Source<'a>,
+    next_moved: usize,
+    next_read: usize,
+    step: std::vec::IntoIter<(Arc<str>, Current)>,
+    failed: Option<AppError>,
+}
+
+impl<'a> PastStates<'a> {
+    fn new(
+        snapshot: &'a Snapshot,
+        log: &'a dyn openptl_log::EventLog,
+        runtime: &tokio::runtime::Handle,
+        at: At<'a>,
+    ) -> Result<PastStates<'a>, AppError> {
+        let mut read: Vec<crate::fold::PathwayRecords> = snapshot
+            .read
+            .iter()
+            .map(|(id, positions)| (id.clone(), positions.to_vec()))
+            .filter(|(_, positions)| !positions.is_empty())
+            .collect();
+        read.sort_unstable_by_key(|(_, positions)| positions[0]);
+        let source = match log.in_place() {
+            Some(reader) => Source::InPlace(reader.map_err(AppError::from)?),
+            None => {
+                let evaluated =
+                    fold_pathways(log, runtime, snapshot.position, &read, |id, history| {
+                        current_of(history?, at.as_of, at.known_at, at.config)
+                            .map(|c| (id.clone(), c))
+                    })?;
+                let all: Vec<_> = evaluated.into_iter().flatten().collect();
+                read.clear();
+                Source::Read(all.into_iter())
+            }
+        };
+        Ok(PastStates {
+            snapshot,
+            at,
+            read,
+            source,
+            next_moved: 0,
+            next_read: 0,
+            step: Vec::new().into_iter(),
+            failed: None,
+        })
+    }
+
+    /// The next step's states; `false` when there are none left (or a
+    /// step failed).
+    fn step(&mut self) -> Result<bool, AppError> {
+        let moved = &self.snapshot.moved;
+        if self.next_moved < moved.len() {
+            let from = self.next_moved;
+            let to = (from + STEP).min(moved.len());
+            self.next_moved = to;
+            let states = par_filter_map(&(from..to).collect::<Vec<_>>(), |i| Some(self.moved(*i)));
+            self.step = states
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter();
+            return Ok(true);
+        }
+        match &mut self.source {
+            Source::Read(all) => {
+                self.step = std::mem::take(all);
+                Ok(self.step.len() > 0)
+            }
+            Source::InPlace(reader) => {
+                if self.next_read >= self.read.len() {
+                    return Ok(false);
+                }
+                let from = self.next_read;
+                let to = (from + STEP).min(self.read.len());
+                self.next_read = to;
+                let at = &self.at;
+                let evaluated = crate::fold::fold_in_place(
+                    reader.as_ref(),
+                    &self.read[from..to],
+                    |id, history| {
+                        current_of(history?, at.as_of, at.known_at, at.config)
+                            .map(|c| (id.clone(), c))
+                    },
+                )?;
+                self.step = evaluated
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .into_iter();
+                Ok(true)
+            }
+        }
+    }
+
+    /// The `i`th moved state, unpacked and moved to the view's date.
+    fn moved(&self, i: usize) -> Result<(Arc<str>, Current), AppError> {
+        let moved = &self.snapshot.moved;
+        let (id, end) = &moved[i];
+        let start = if i == 0 { 0 } else { moved[i - 1].1 };
+        let bytes = &self.snapshot.bytes[start..*end];
+        let (state, version) = self
+            .at
+            .packer
+            .unpack_bytes(bytes)
+            .map_err(crate::projection::unpack_failed)?;
+        // A kept earlier state was evaluated on another date than today's.
+        let state = state.moved_to(self.at.as_of);
+        let row = PtlRow::of(&state, self.at.config).map(Box::new);
+        Ok((
+            id.clone(),
+            Current {
+                state,
+                row,
+                version,
+            },
+        ))
+    }
+}
+
+impl Iterator for PastStates<'_> {
+    type Item = (Arc<str>, Current);
+
+    fn next(&mut self) -> Option<(Arc<str>, Current)> {
+        loop {
+            if let Some(next) = self.step.next() {
+                return Some(next);
+            }
+            if self.failed.is_some() {
+                return None;
+            }
+            match self.step() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    self.failed = Some(e);
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 /// Every pathway read back, none moved: the full re-evaluation, kept as
 /// the oracle the tests compare the fast past views with.
 fn snapshot_reading_all(data: &ProjectionData) -> Snapshot {
     Snapshot {
+        bytes: Vec::new(),
         moved: Vec::new(),
-        evaluated_on: data.today.unwrap_or_default(),
         read: data
             .pathways
             .iter()

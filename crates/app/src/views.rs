@@ -9,8 +9,9 @@
 //! function of the same events, so a past view equals what the service
 //! showed then.
 
-use std::borrow::{Borrow, Cow};
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
 use openptl_rules::cwt::{self, CwtRecord};
@@ -288,8 +289,14 @@ pub struct CwtLine {
 /// A pathway as a view sees it (its state unpacked, or evaluated afresh
 /// for a past view).
 pub(crate) struct Seen<'a> {
-    id: &'a str,
-    current: Cow<'a, Current>,
+    id: SeenId<'a>,
+    current: Current,
+}
+
+/// A seen pathway's id: the projection's own (today), or the past view's.
+enum SeenId<'a> {
+    Borrowed(&'a str),
+    Shared(Arc<str>),
 }
 
 impl Seen<'_> {
@@ -298,7 +305,10 @@ impl Seen<'_> {
     }
 
     pub(crate) fn id(&self) -> &str {
-        self.id
+        match &self.id {
+            SeenId::Borrowed(id) => id,
+            SeenId::Shared(id) => id,
+        }
     }
 }
 
@@ -337,8 +347,8 @@ impl App {
                     data.states(projection.packer(), shown.window())
                         .filter_map(|(id, current)| match current {
                             Ok(current) => Some(Seen {
-                                id,
-                                current: Cow::Owned(current),
+                                id: SeenId::Borrowed(id),
+                                current,
                             }),
                             Err(e) => {
                                 failed.get_or_insert(e);
@@ -356,12 +366,11 @@ impl App {
             Ok(done) => return Ok(done),
             Err(past) => past,
         };
-        let evaluated = self.evaluate_snapshot(snapshot, as_of, known_at).await?;
         let out = self
-            .off_workers(move || {
-                let mut seen = evaluated.iter().map(|(id, current)| Seen {
-                    id,
-                    current: Cow::Borrowed(current),
+            .in_past_view(snapshot, as_of, known_at, move |states| {
+                let mut seen = states.map(|(id, current)| Seen {
+                    id: SeenId::Shared(id),
+                    current,
                 });
                 f(&mut seen)
             })
@@ -453,29 +462,27 @@ impl App {
         let ((total, bands, mut rows, next_cursor), position) = match fast {
             Ok(page) => page,
             Err((snapshot, position)) => {
-                let evaluated = self
-                    .evaluate_snapshot(snapshot, as_of, query.at.known_at)
-                    .await?;
                 let query = query.clone();
                 let page = self
-                    .off_workers(move || {
+                    .in_past_view(snapshot, as_of, known_at, move |states| {
+                        // Only the rows on the PTL are kept, not the states.
                         let mut index = Vec::new();
-                        let mut states = HashMap::new();
-                        for (id, current) in &evaluated {
-                            if let Some(row) = &current.row {
+                        let mut rows = HashMap::new();
+                        for (id, current) in states {
+                            if let Some(row) = current.row {
                                 index.push(PtlIndexEntry {
-                                    keys: PtlKeys::of(row),
+                                    keys: PtlKeys::of(&row),
                                     id: id.clone(),
                                     version: current.version,
                                 });
-                                states.insert(&**id, current);
+                                let nhs_number = current.state.nhs_number.as_str().to_string();
+                                rows.insert(id, (nhs_number, row));
                             }
                         }
                         page_of(&index, &query, as_of, |e| {
-                            Ok(states.get(&*e.id).and_then(|c| {
-                                let row = c.row.as_deref()?.clone();
-                                Some((c.state.nhs_number.as_str().to_string(), row))
-                            }))
+                            Ok(rows
+                                .get(&e.id)
+                                .map(|(nhs_number, row)| (nhs_number.clone(), (**row).clone())))
                         })
                     })
                     .await??;
@@ -616,7 +623,7 @@ impl App {
                     for row in cwt::cwt_records(s.state(), period) {
                         if row.trusts.iter().any(|t| trusts.allows(t)) {
                             lines.push(CwtLine {
-                                pathway_id: s.id.to_string(),
+                                pathway_id: s.id().to_string(),
                                 nhs_number: s.state().nhs_number.as_str().to_string(),
                                 row,
                             });

@@ -21,7 +21,7 @@ use crate::period::{PlanRun, TreatmentPeriod};
 
 mod moved;
 mod state;
-pub use moved::Settled;
+pub use moved::{Earlier, Settled};
 pub use state::*;
 
 /// A clock while the fold runs: when it started and how it stopped.

@@ -569,6 +569,34 @@ proptest! {
         prop_assert!(evaluate(&effective, plus(settled.first, -before), config()).is_none());
     }
 
+    /// Every earlier state a pathway keeps moves to any date of its range
+    /// exactly as the events evaluate there (what lets a past view move a
+    /// kept state of a pathway with events after its date, issue 22).
+    #[test]
+    fn an_earlier_state_moves_to_any_date_of_its_range_exactly(
+        plan in plan(true),
+        since_back in 0i64..=400,
+        pick in any::<Index>(),
+    ) {
+        let history = build(&plan);
+        let effective = effective(&history);
+        let since = plus(today(), -since_back);
+        let earlier = pathway::Earlier::of(&effective, since, 3);
+        prop_assert!(earlier.len() <= 3);
+        for e in &earlier {
+            prop_assert!(e.on <= e.until && e.until >= since);
+            // None before the referral (a FIT dated before it): none then.
+            let kept = evaluate(&effective, e.on, config());
+            let span = (e.until - e.on).num_days();
+            let day = plus(e.on, pick.index(span as usize + 1) as i64);
+            let at = evaluate(&effective, day, config());
+            let moved = kept.as_ref().map(|k| k.moved_to(day));
+            prop_assert_eq!(&moved, &at, "{:?} to {}, history:\n{}", e, day, show(&history));
+            let at_until = evaluate(&effective, e.until, config());
+            prop_assert_eq!(kept.map(|k| k.moved_to(e.until)), at_until);
+        }
+    }
+
     /// A report over a period holding none of a pathway's dates counts
     /// nothing of it (what lets views pass over such pathways unread).
     #[test]

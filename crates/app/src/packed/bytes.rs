@@ -123,10 +123,12 @@ pub(super) struct Reader<'a> {
 }
 
 /// What a packed state's first bytes say.
-pub(super) struct Head {
+pub(super) struct Head<'a> {
     pub(super) version: u64,
     pub(super) span: (NaiveDate, NaiveDate),
     pub(super) settled: Option<Settled>,
+    /// The earlier states' list (read by [`Reader::earlier`]).
+    pub(super) earlier: &'a [u8],
 }
 
 pub(super) const SHORT: &str = "a packed state is cut short";
@@ -134,7 +136,7 @@ pub(super) const SHORT: &str = "a packed state is cut short";
 impl<'a> Reader<'a> {
     /// The layout byte, the date span, the version and the events'
     /// settled dates (offsets from the span's first day).
-    pub(super) fn head(&mut self) -> Result<Head, Unreadable> {
+    pub(super) fn head(&mut self) -> Result<Head<'a>, Unreadable> {
         if self.byte()? != LAYOUT {
             return Err("a packed state of another layout".into());
         }
@@ -154,11 +156,59 @@ impl<'a> Reader<'a> {
                 from: date()?,
             })
         })?;
+        // The earlier states: each its last day (an offset), whether it is
+        // on the PTL, and its own packed bytes, skipped here.
+        let from = self.at;
+        for _ in 0..self.count()? {
+            self.int()?;
+            self.flag()?;
+            let len = self.count()?;
+            self.take(len)?;
+        }
+        let earlier = &self.bytes[from..self.at];
         Ok(Head {
             version,
             span,
             settled,
+            earlier,
         })
+    }
+
+    /// The earlier state (on the PTL or not, packed) that moves to `as_of`,
+    /// in a list a [`Head`] gave (`base`: the span's first day number).
+    pub(super) fn earlier(
+        list: &'a [u8],
+        base: i32,
+        as_of: NaiveDate,
+    ) -> Result<Option<(bool, &'a [u8])>, Unreadable> {
+        let mut r = Reader {
+            bytes: list,
+            at: 0,
+            base: 0,
+        };
+        for _ in 0..r.count()? {
+            let until = i32::try_from(r.int()?)
+                .ok()
+                .and_then(|offset| offset.checked_add(base))
+                .and_then(date_of_day)
+                .ok_or("a packed earlier date is out of range")?;
+            let on_ptl = r.flag()?;
+            let len = r.count()?;
+            let bytes = r.take(len)?;
+            if as_of > until {
+                continue;
+            }
+            let mut inner = Reader {
+                bytes,
+                at: 0,
+                base: 0,
+            };
+            let settled = inner.head()?.settled;
+            if settled.is_some_and(|s| s.from <= as_of) {
+                return Ok(Some((on_ptl, bytes)));
+            }
+        }
+        Ok(None)
     }
 
     /// A date written as its day number (any date chrono has, before year

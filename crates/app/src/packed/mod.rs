@@ -14,8 +14,11 @@
 //! [`crate::snapshot::FORMAT`]).
 //!
 //! Layout: the layout byte, the state's date span (two day numbers), the
-//! version and the events' [`Settled`] dates (an option of two offsets from
-//! the span's first day), then the state's fields in order. Integers are LEB128
+//! version, the events' [`Settled`] dates (an option of two offsets from
+//! the span's first day) and the earlier states past views move
+//! ([`Earlier`]: a count, then each one's last day as an offset, whether
+//! it is on the PTL, and its own packed bytes with their length), then the
+//! state's fields in order. Integers are LEB128
 //! varints (signed ones zigzagged); the referral date is a day number
 //! (signed: input may hold dates before year 1), every other date a signed
 //! offset from it; an optional value is a 0/1 byte then the value (optional
@@ -36,7 +39,7 @@ use chrono::{Datelike, NaiveDate};
 use foldhash::HashMap;
 use openptl_rules::fit::{FitResult, GiTest, LowerGiFacts, TestStage};
 use openptl_rules::pathway::{
-    Allocation, Clock, Clocks, Milestone, NextBreach, Note, RecordFacts, Settled, Transfer,
+    Allocation, Clock, Clocks, Earlier, Milestone, NextBreach, Note, RecordFacts, Settled, Transfer,
 };
 use openptl_rules::{
     ClockKind, ClockStatus, DiagnosticTest, FitBand, MilestoneStatus, Modality, NhsNumber, OdsCode,
@@ -93,6 +96,20 @@ impl Packed {
         r.head().ok().and_then(|head| head.settled)
     }
 
+    /// The packed bytes of the earlier state that moves to `as_of`, and
+    /// whether it is on the PTL (`None`: none kept does).
+    pub fn earlier(&self, as_of: NaiveDate) -> Option<(bool, &[u8])> {
+        let mut r = Reader {
+            bytes: &self.bytes,
+            at: 0,
+            base: 0,
+        };
+        let head = r.head().ok()?;
+        Reader::earlier(head.earlier, day(head.span.0), as_of)
+            .ok()
+            .flatten()
+    }
+
     /// The earliest and latest date the state holds.
     pub fn span(&self) -> (NaiveDate, NaiveDate) {
         self.span
@@ -112,6 +129,19 @@ impl Packed {
             span,
         })
     }
+}
+
+/// The date span in packed bytes' head (a copy of [`Packed::as_bytes`]);
+/// every date for bytes that are not a packed state (so a view takes them
+/// and reports them unreadable).
+pub fn span_of(bytes: &[u8]) -> (NaiveDate, NaiveDate) {
+    let mut r = Reader {
+        bytes,
+        at: 0,
+        base: 0,
+    };
+    r.head()
+        .map_or((NaiveDate::MIN, NaiveDate::MAX), |head| head.span)
 }
 
 /// Packs and unpacks states under one rules configuration: it knows the
@@ -144,6 +174,19 @@ impl Packer {
 
     /// `state`, its version and its events' settled dates, packed.
     pub fn pack(&self, state: &PathwayState, version: u64, settled: Option<Settled>) -> Packed {
+        self.pack_with_earlier(state, version, settled, &[])
+    }
+
+    /// `state`, its version and settled dates, with earlier states of the
+    /// pathway that past views can move ([`Earlier`], and each state on
+    /// its date, evaluated from as many events), packed.
+    pub fn pack_with_earlier(
+        &self,
+        state: &PathwayState,
+        version: u64,
+        settled: Option<Settled>,
+        earlier: &[(Earlier, PathwayState)],
+    ) -> Packed {
         let mut w = Writer {
             out: Vec::with_capacity(128),
             base: day(state.referred_on),
@@ -157,6 +200,14 @@ impl Packer {
             w.int(i64::from(day(s.first)) - i64::from(day(span.0)));
             w.int(i64::from(day(s.from)) - i64::from(day(span.0)));
         });
+        w.uint(earlier.len() as u64);
+        for (e, state) in earlier {
+            w.int(i64::from(day(e.until)) - i64::from(day(span.0)));
+            w.flag(state.on_ptl);
+            let inner = self.pack(state, version, Some(e.settled));
+            w.uint(inner.bytes.len() as u64);
+            w.out.extend_from_slice(&inner.bytes);
+        }
         let PathwayState {
             nhs_number,
             trust,
@@ -316,8 +367,13 @@ impl Packer {
 
     /// The state and version back; an error for bytes not packed here.
     pub fn unpack(&self, packed: &Packed) -> Result<(PathwayState, u64), Unreadable> {
+        self.unpack_bytes(&packed.bytes)
+    }
+
+    /// [`Packer::unpack`] of packed bytes (a copy of [`Packed::as_bytes`]).
+    pub fn unpack_bytes(&self, bytes: &[u8]) -> Result<(PathwayState, u64), Unreadable> {
         let mut r = Reader {
-            bytes: &packed.bytes,
+            bytes,
             at: 0,
             base: 0,
         };

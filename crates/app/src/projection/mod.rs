@@ -36,8 +36,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_log::{EventLog, StoredRecord, Subscription};
-use openptl_rules::pathway::Settled;
-use openptl_rules::{history, PtlRow, RecordedEvent, RulesConfig};
+use openptl_rules::pathway::{Earlier, Settled};
+use openptl_rules::{history, PathwayState, PtlRow, RecordedEvent, RulesConfig};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
@@ -95,9 +95,14 @@ struct Kept {
 }
 
 impl Kept {
-    fn of(current: &Current, settled: Option<Settled>, packer: &Packer) -> Kept {
+    fn of(
+        current: &Current,
+        settled: Option<Settled>,
+        earlier: &[(Earlier, PathwayState)],
+        packer: &Packer,
+    ) -> Kept {
         Kept {
-            packed: packer.pack(&current.state, current.version, settled),
+            packed: packer.pack_with_earlier(&current.state, current.version, settled, earlier),
             keys: current.row.as_deref().map(PtlKeys::of),
         }
     }
@@ -122,6 +127,29 @@ pub struct ProjectionData {
     /// Today's standards and milestone cells over every state (issue 22);
     /// `None` until built after a bulk change (views then read the states).
     pub(crate) aggregates: Option<Aggregates>,
+}
+
+/// How far back past views find earlier states kept (issue 22): a view as
+/// of any of the last five weeks (last Sunday's return, a week ago, the
+/// last month's end) moves them; an older one reads histories back.
+const EARLIER_DAYS: u64 = 35;
+
+/// Earlier states kept per pathway at most (its latest event dates).
+const EARLIER_MOST: usize = 3;
+
+/// The earlier states of a pathway that past views of the last
+/// [`EARLIER_DAYS`] can move ([`Earlier`]), each evaluated on its date
+/// (none before the referral).
+fn earlier_states(
+    effective: &[openptl_rules::EffectiveEvent],
+    today: NaiveDate,
+    config: &RulesConfig,
+) -> Vec<(Earlier, PathwayState)> {
+    let since = today - chrono::Days::new(EARLIER_DAYS);
+    Earlier::of(effective, since, EARLIER_MOST)
+        .into_iter()
+        .filter_map(|e| Some((e, openptl_rules::evaluate(effective, e.on, config)?)))
+        .collect()
 }
 
 /// One pathway evaluated by a refresh.
@@ -510,7 +538,10 @@ impl Projection {
         });
         Evaluated {
             id: id.clone(),
-            current: current.map(|c| Kept::of(&c, Settled::of(&effective), &self.packer)),
+            current: current.map(|c| {
+                let earlier = earlier_states(&effective, today, &self.config);
+                Kept::of(&c, Settled::of(&effective), &earlier, &self.packer)
+            }),
             trusts: history::trusts_of(&effective),
             delta,
         }

@@ -99,3 +99,52 @@ fn move_clock(clock: &mut Clock, as_of: NaiveDate) {
     clock.days = moved.days;
     clock.status = moved.status;
 }
+
+/// An earlier state worth keeping for past views: the state as of `on`
+/// (the settled date of the events up to one of the pathway's event
+/// dates), which moves to any date up to `until` (the day before its next
+/// event date) exactly as [`evaluate`] gives it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Earlier {
+    pub on: NaiveDate,
+    pub until: NaiveDate,
+    /// The settled dates of the events it is evaluated from.
+    pub settled: Settled,
+}
+
+impl Earlier {
+    /// The earlier states of a pathway whose ranges reach `since` or later,
+    /// at most `most` of them (the latest), oldest first. The state as of
+    /// the latest event date is the current one, never among them.
+    pub fn of(events: &[EffectiveEvent], since: NaiveDate, most: usize) -> Vec<Earlier> {
+        let mut found = Vec::new();
+        // Events are in `occurred_on` order; each distinct date but the last
+        // ends a prefix.
+        let mut end = 0;
+        while end < events.len() {
+            let day = events[end].occurred_on;
+            while end < events.len() && events[end].occurred_on == day {
+                end += 1;
+            }
+            let Some(next) = events.get(end).map(|e| e.occurred_on) else {
+                break;
+            };
+            let until = next - Days::new(1);
+            if until < since {
+                continue;
+            }
+            let Some(settled) = Settled::of(&events[..end]) else {
+                continue;
+            };
+            if settled.from <= until {
+                found.push(Earlier {
+                    on: settled.from,
+                    until,
+                    settled,
+                });
+            }
+        }
+        let skip = found.len().saturating_sub(most);
+        found.split_off(skip)
+    }
+}
