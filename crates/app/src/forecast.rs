@@ -43,6 +43,19 @@ pub(crate) struct Today {
 #[derive(Default)]
 pub(crate) struct ForecastCache {
     today: Mutex<Option<Arc<Today>>>,
+    /// Held while a view learns today's model for itself, so concurrent
+    /// views wait for one model instead of each learning one.
+    learning: tokio::sync::Mutex<()>,
+    /// The generation of the PTL's risk keys (decision 154).
+    ptl_risks: Mutex<RiskGeneration>,
+}
+
+/// Which day and model the PTL index's risk keys of `number` were
+/// computed under; a new day or model is the next number.
+#[derive(Default)]
+struct RiskGeneration {
+    number: u32,
+    of: Option<(NaiveDate, Arc<Model>)>,
 }
 
 impl ForecastCache {
@@ -141,6 +154,43 @@ impl App {
             .get()
             .filter(|t| today && t.date == as_of)
             .map(|t| t.model.clone())
+    }
+
+    /// Today's model for a view of today as known now, learnt now (once,
+    /// whoever asks) if the refresher has not yet learnt it today (start-up,
+    /// just after midnight); `None` when `as_of` is not today.
+    pub(crate) async fn ptl_model(&self, as_of: NaiveDate) -> Result<Option<Arc<Model>>, AppError> {
+        let now = ViewAt::default();
+        if let Some(model) = self.todays_model(&now, as_of) {
+            return Ok(Some(model));
+        }
+        if as_of != self.today() {
+            return Ok(None);
+        }
+        let _turn = self.forecasts.learning.lock().await;
+        if self.todays_model(&now, as_of).is_none() {
+            self.refresh_forecasts().await?;
+        }
+        Ok(self.todays_model(&now, as_of))
+    }
+
+    /// The generation of the PTL's risk keys computed under `model` on
+    /// `day` (decision 154): the same as long as both are, then the next.
+    pub(crate) fn risk_generation(&self, day: NaiveDate, model: &Arc<Model>) -> u32 {
+        let mut kept = self
+            .forecasts
+            .ptl_risks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let same = kept
+            .of
+            .as_ref()
+            .is_some_and(|(d, m)| *d == day && Arc::ptr_eq(m, model));
+        if !same {
+            kept.number = kept.number.wrapping_add(1).max(1);
+            kept.of = Some((day, model.clone()));
+        }
+        kept.number
     }
 
     /// The month-end projection of `standard` for `period` (the month of
@@ -262,7 +312,7 @@ impl App {
             model,
             projections,
         });
-        Ok(())
+        self.warm_ptl_risks().await
     }
 }
 

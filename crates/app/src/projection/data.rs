@@ -182,11 +182,7 @@ impl ProjectionData {
         let (state, on_ptl) = match current {
             Some(Kept { packed, keys }) => {
                 let version = packed.version();
-                let row = keys.map(|keys| PtlIndexEntry {
-                    keys,
-                    id: id.clone(),
-                    version,
-                });
+                let row = keys.map(|keys| PtlIndexEntry::new(keys, id.clone(), version));
                 (Some(packed), row)
             }
             None => (None, None),
