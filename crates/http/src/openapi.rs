@@ -402,6 +402,10 @@ fn forecast_operation(aggregate_params: &[Value]) -> Value {
 fn ptl_row() -> Value {
     let mut clock = vocabulary!(ClockKind);
     clock["nullable"] = json!(true);
+    // OpenAPI 3.0: `nullable` does not widen an `enum`; null is listed.
+    if let Some(codes) = clock["enum"].as_array_mut() {
+        codes.push(Value::Null);
+    }
     clock["description"] = json!("The clock `breach_risk` is of.");
     json!({
         "type": "object",
