@@ -217,6 +217,21 @@ impl App {
     }
 }
 
+/// An entry's risk keys under `generation`: kept, else computed by
+/// `keys_of` and kept.
+pub(crate) fn risk_keys(
+    entry: &PtlIndexEntry,
+    generation: u32,
+    keys_of: impl Fn(&PtlIndexEntry) -> Result<RiskKeys, AppError>,
+) -> Result<RiskKeys, AppError> {
+    if let Some(keys) = entry.risk.get(generation) {
+        return Ok(keys);
+    }
+    let keys = keys_of(entry)?;
+    entry.risk.set(generation, keys);
+    Ok(keys)
+}
+
 /// Computes the risk keys of every entry of `index` not yet computed under
 /// `generation` (a new entry, or a new day or model), on every core.
 pub(crate) fn fill_risks(
@@ -228,13 +243,7 @@ pub(crate) fn fill_risks(
         .iter()
         .filter(|e| e.risk.get(generation).is_none())
         .collect();
-    let failed = par_filter_map(&stale, |e| match keys_of(e) {
-        Ok(keys) => {
-            e.risk.set(generation, keys);
-            None
-        }
-        Err(failure) => Some(failure),
-    });
+    let failed = par_filter_map(&stale, |e| risk_keys(e, generation, &keys_of).err());
     failed.into_iter().next().map_or(Ok(()), Err)
 }
 
@@ -248,7 +257,7 @@ impl App {
         let Some(model) = self.todays_model(&ViewAt::default(), as_of) else {
             return Ok(());
         };
-        let generation = self.risk_generation(as_of, &model);
+        let (generation, _) = self.risk_generation(as_of, &model);
         let mut from = 0;
         loop {
             let projection = self.projection.clone();

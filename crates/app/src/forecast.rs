@@ -56,6 +56,9 @@ pub(crate) struct ForecastCache {
 struct RiskGeneration {
     number: u32,
     of: Option<(NaiveDate, Arc<Model>)>,
+    /// The PTL index's change stamp when every entry was last seen scored
+    /// under this generation.
+    scored: Option<u64>,
 }
 
 impl ForecastCache {
@@ -175,13 +178,11 @@ impl App {
     }
 
     /// The generation of the PTL's risk keys computed under `model` on
-    /// `day` (decision 154): the same as long as both are, then the next.
-    pub(crate) fn risk_generation(&self, day: NaiveDate, model: &Arc<Model>) -> u32 {
-        let mut kept = self
-            .forecasts
-            .ptl_risks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    /// `day` (decision 154): the same as long as both are, then the next;
+    /// and the PTL index's change stamp when all of it was last seen scored
+    /// under it ([`App::risks_scored`]).
+    pub(crate) fn risk_generation(&self, day: NaiveDate, model: &Arc<Model>) -> (u32, Option<u64>) {
+        let mut kept = self.risk_generations();
         let same = kept
             .of
             .as_ref()
@@ -189,8 +190,25 @@ impl App {
         if !same {
             kept.number = kept.number.wrapping_add(1).max(1);
             kept.of = Some((day, model.clone()));
+            kept.scored = None;
         }
-        kept.number
+        (kept.number, kept.scored)
+    }
+
+    /// Notes that every entry of the PTL index at change stamp `stamp` has
+    /// its keys for `generation`, if that is still the current one.
+    pub(crate) fn risks_scored(&self, generation: u32, stamp: u64) {
+        let mut kept = self.risk_generations();
+        if kept.number == generation {
+            kept.scored = Some(stamp);
+        }
+    }
+
+    fn risk_generations(&self) -> std::sync::MutexGuard<'_, RiskGeneration> {
+        self.forecasts
+            .ptl_risks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The month-end projection of `standard` for `period` (the month of

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
 use crate::aggregates::Aggregates;
-use crate::breach_risk::{fill_risks, LIKELY_TO_BREACH_PERMILLE};
+use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
 use crate::evaluate::Current;
 use crate::past::snapshot;
 use crate::ptl_index::{day_number, pack_trust};
@@ -153,8 +153,8 @@ pub enum PtlSort {
     NextBreach,
     /// Oldest referral first.
     ReferredOn,
-    /// Highest breach risk first (decision 154); rows with no running
-    /// clock to score last.
+    /// Highest breach risk first, then the longest wait (decision 154);
+    /// rows with no running clock to score last.
     BreachRisk,
 }
 
@@ -187,7 +187,11 @@ impl PtlSort {
             PtlSort::DaysWaited => -row.days_waited,
             PtlSort::NextBreach => row.next_breach.map_or(i64::MAX, i64::from),
             PtlSort::ReferredOn => i64::from(row.referred),
-            PtlSort::BreachRisk => risk.highest.map_or(i64::MAX, |p| -i64::from(p)),
+            // Among equal risks (many rows past a target share 100%), the
+            // longest wait first.
+            PtlSort::BreachRisk => risk.highest.map_or(i64::MAX, |p| {
+                -((i64::from(p) << 32) | row.days_waited.clamp(0, i64::from(u32::MAX)))
+            }),
         }
     }
 }
@@ -479,6 +483,7 @@ impl App {
         let generation = model
             .as_ref()
             .map(|m| (m.clone(), self.risk_generation(as_of, m)));
+        let scored_under = generation.as_ref().map(|(_, (g, _))| *g);
         let projection = self.projection.clone();
         let config = self.config.clone();
         let page_query = query.clone();
@@ -489,24 +494,29 @@ impl App {
                 let data = projection.read();
                 let position = projection.position().min(data.position);
                 let today = data.today == Some(as_of) && known_at.is_none();
-                let Some((model, generation)) = generation.filter(|_| today) else {
+                let Some((model, (generation, scored))) = generation.filter(|_| today) else {
                     return Ok::<_, AppError>(Err((snapshot(&data), position)));
                 };
                 let packer = projection.packer();
-                if query.needs_risk() {
-                    // Only rows changed since their keys were computed
-                    // under this generation are scored again.
-                    fill_risks(&data.ptl, generation, |e| {
-                        let current = data.state_of(&e.id, packer)?;
-                        Ok(RiskKeys::of(
-                            current
-                                .and_then(|c| forecast::row_risk(&c.state, &model))
-                                .as_ref(),
-                        ))
-                    })?;
+                let keys_of = |e: &PtlIndexEntry| {
+                    let current = data.state_of(&e.id, packer)?;
+                    Ok(RiskKeys::of(
+                        current
+                            .and_then(|c| forecast::row_risk(&c.state, &model))
+                            .as_ref(),
+                    ))
+                };
+                // Only rows changed since their keys were computed under
+                // this generation are scored again, on every core; the
+                // scan for them is skipped when no row has changed since
+                // the last one found none.
+                let mut scored_now = None;
+                if query.needs_risk() && scored != Some(data.ptl_changed) {
+                    fill_risks(&data.ptl, generation, keys_of)?;
+                    scored_now = Some(data.ptl_changed);
                 }
                 // Only the page's rows are unpacked.
-                let risk_of = |e: &PtlIndexEntry| e.risk.get(generation).unwrap_or_default();
+                let risk_of = |e: &PtlIndexEntry| risk_keys(e, generation, keys_of);
                 let page = page_of(&data.ptl, query, as_of, risk_of, |e| {
                     let current = data.state_of(&e.id, packer)?;
                     Ok(current.and_then(|c| {
@@ -514,11 +524,16 @@ impl App {
                         Some(Listed::of(&c.state, row, &model))
                     }))
                 })?;
-                Ok(Ok((page, position)))
+                Ok(Ok((page, position, scored_now)))
             })
             .await??;
         let ((total, bands, mut rows, next_cursor), position) = match fast {
-            Ok(page) => page,
+            Ok((page, position, scored_now)) => {
+                if let (Some(generation), Some(stamp)) = (scored_under, scored_now) {
+                    self.risks_scored(generation, stamp);
+                }
+                (page, position)
+            }
             Err((snapshot, position)) => {
                 let evaluated = Arc::new(
                     self.evaluate_snapshot(snapshot, as_of, query.at.known_at)
@@ -552,17 +567,18 @@ impl App {
                         }
                         // A fresh index: its one generation.
                         const PAST: u32 = 1;
+                        let keys_of = |e: &PtlIndexEntry| {
+                            Ok(RiskKeys::of(
+                                states
+                                    .get(&*e.id)
+                                    .and_then(|c| forecast::row_risk(&c.state, &model))
+                                    .as_ref(),
+                            ))
+                        };
                         if query.needs_risk() {
-                            fill_risks(&index, PAST, |e| {
-                                Ok(RiskKeys::of(
-                                    states
-                                        .get(&*e.id)
-                                        .and_then(|c| forecast::row_risk(&c.state, &model))
-                                        .as_ref(),
-                                ))
-                            })?;
+                            fill_risks(&index, PAST, keys_of)?;
                         }
-                        let risk_of = |e: &PtlIndexEntry| e.risk.get(PAST).unwrap_or_default();
+                        let risk_of = |e: &PtlIndexEntry| risk_keys(e, PAST, keys_of);
                         page_of(&index, &query, as_of, risk_of, |e| {
                             Ok(states.get(&*e.id).and_then(|c| {
                                 let row = c.row.as_deref()?.clone();
@@ -790,14 +806,14 @@ impl Ord for Ranked<'_> {
 }
 
 /// Filters, counts, sorts and pages PTL index rows.
-/// `risk_of` gives an entry's risk keys (read only when the query filters
+/// `risk_of` gives an entry's risk keys (asked only when the query filters
 /// or sorts by them), `row_of` its NHS number, row and risk (`None` if it
 /// has none).
 fn page_of(
     index: &[PtlIndexEntry],
     query: &PtlQuery,
     as_of: NaiveDate,
-    risk_of: impl Fn(&PtlIndexEntry) -> RiskKeys,
+    risk_of: impl Fn(&PtlIndexEntry) -> Result<RiskKeys, AppError>,
     row_of: impl Fn(&PtlIndexEntry) -> Result<Option<Listed>, AppError>,
 ) -> Result<Page, AppError> {
     let sort = query.sort;
@@ -821,7 +837,7 @@ fn page_of(
     let needs_risk = query.needs_risk();
     for entry in index {
         let risk = if needs_risk {
-            risk_of(entry)
+            risk_of(entry)?
         } else {
             RiskKeys::default()
         };
@@ -958,7 +974,8 @@ mod tests {
         }
     }
 
-    /// Highest risk first; no risk after every risk, 0% included.
+    /// Highest risk first, then the longest wait; no risk after every
+    /// risk, 0% included.
     #[test]
     fn the_breach_risk_sort_key() {
         let order = [
@@ -973,6 +990,21 @@ mod tests {
             .map(|r| PtlSort::BreachRisk.key(&keys(), *r))
             .collect();
         assert!(sort_keys.windows(2).all(|w| w[0] < w[1]), "{sort_keys:?}");
+        // Equal risks: the longest wait first (then the pathway id).
+        let waited = |days| PtlKeys {
+            days_waited: days,
+            ..keys()
+        };
+        let full = risk(Some(1000), None);
+        let by_wait: Vec<i64> = [400, 63, 29, 0]
+            .iter()
+            .map(|d| PtlSort::BreachRisk.key(&waited(*d), full))
+            .collect();
+        assert!(by_wait.windows(2).all(|w| w[0] < w[1]), "{by_wait:?}");
+        assert!(
+            PtlSort::BreachRisk.key(&waited(400), risk(Some(999), Some(999)))
+                > PtlSort::BreachRisk.key(&waited(0), full)
+        );
         assert!(!PtlQuery::default().needs_risk());
     }
 

@@ -479,7 +479,7 @@ pub fn document() -> Value {
             query(
                 "sort",
                 codes(PtlSort::ALL.iter().map(|(c, _)| *c)),
-                "Order of rows; ties by pathway id. `breach_risk`: highest first, rows without a risk last.",
+                "Order of rows; ties by pathway id. `breach_risk`: highest first, then the longest wait; rows without a risk last.",
             ),
             query(
                 "limit",

@@ -149,21 +149,26 @@ async fn sorting_by_breach_risk_lists_the_riskiest_first_and_pages_by_cursor() {
     let (router, _) = loaded().await;
     let all = get(&router, "/v1/ptl?sort=breach_risk&limit=1000").await;
     let rows = all["rows"].as_array().unwrap();
-    let keys: Vec<(f64, &str)> = rows
+    // (risk, days waited: every row's 62-day clock runs, pathway id)
+    let keys: Vec<(f64, i64, &str)> = rows
         .iter()
         .map(|r| {
             (
                 r["breach_risk"].as_f64().unwrap(),
+                r["d62_days"].as_i64().unwrap(),
                 r["pathway_id"].as_str().unwrap(),
             )
         })
         .collect();
     let mut sorted = keys.clone();
-    sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
-    assert_eq!(keys, sorted, "highest first, ties by pathway id");
-    assert_eq!(&keys[..2], &[(100.0, "R4"), (100.0, "R7")]);
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(b.2)));
+    assert_eq!(
+        keys, sorted,
+        "highest first, then the longest wait, then by pathway id"
+    );
+    assert_eq!(&keys[..2], &[(100.0, 46, "R4"), (100.0, 30, "R7")]);
     // R2 and R8 wait the same: the same risk, R2 first.
-    let at = |id: &str| keys.iter().position(|k| k.1 == id).unwrap();
+    let at = |id: &str| keys.iter().position(|k| k.2 == id).unwrap();
     assert_eq!(keys[at("R2")].0, keys[at("R8")].0);
     assert_eq!(at("R8"), at("R2") + 1);
     // Pages of three by cursor give the same rows in the same order.
