@@ -383,17 +383,47 @@ fn the_breach_forecasts_render_in_headless_chromium() {
         "{projection}"
     );
     driver.screenshot("standards-projection.png");
-    // The PTL's breach-risk column: every row filled, some with a risk.
+    // The PTL's breach-risk column, from the server (decision 154): every
+    // row filled, some with a risk and the clock it is of.
     driver.goto(&format!("{base}/"));
     driver.wait_for(
         "the PTL's breach-risk column",
         "const cells = [...document.querySelectorAll('tr[data-pathway] td.ptl-risk')];
          return cells.length > 0
-            && cells.every((c) => /^(\\d+%|–)$/.test(c.textContent))
-            && cells.some((c) => c.dataset.risk !== undefined)",
+            && cells.every((c) => /^(\\d+%|–)$/.test(c.firstChild.textContent))
+            && cells.some((c) => c.dataset.risk !== undefined && ['fds', 'd62', 'd31'].includes(c.dataset.riskClock))",
     );
     driver.screenshot("ptl-risk.png");
-    // The worklists lead to the likely-to-breach page, taking the PTL's trust.
+    // Sorting by the column asks the server: highest risk first, rows
+    // without one last.
+    driver.click("th a[title='Sort by Breach risk']");
+    let sorted = driver.wait_for(
+        "the PTL sorted by breach risk",
+        "const cells = [...document.querySelectorAll('tr[data-pathway] td.ptl-risk')];
+         const risks = cells.map((c) => c.dataset.risk === undefined ? -1 : Number(c.dataset.risk));
+         return new URLSearchParams(location.search).get('sort') === 'breach_risk'
+            && cells.length > 0
+            && risks.every((r, i) => i === 0 || risks[i - 1] >= r)
+            && document.querySelector('th[aria-sort=descending]')?.textContent.startsWith('Breach risk')
+            && risks",
+    );
+    assert!(sorted.as_array().is_some_and(|r| !r.is_empty()), "{sorted}");
+    // The "risk above" control filters on the server.
+    driver.set_value("#f-min_breach_risk", "60");
+    driver.click("#filters button[type=submit]");
+    let above = driver.wait_for(
+        "the PTL filtered by breach risk",
+        "const cells = [...document.querySelectorAll('tr[data-pathway] td.ptl-risk')];
+         const risks = cells.map((c) => Number(c.dataset.risk));
+         const q = new URLSearchParams(location.search);
+         return q.get('min_breach_risk') === '60' && q.get('sort') === 'breach_risk'
+            && document.getElementById('f-min_breach_risk').value === '60'
+            && (cells.length === 0 || risks.every((r) => r >= 60))
+            && document.getElementById('ptl-summary').textContent",
+    );
+    assert!(above.as_str().is_some(), "{above}");
+    // The "Likely to breach" chip is the PTL's own worklist, riskiest
+    // first, keeping the PTL's trust.
     driver.goto(&format!("{base}/?trust=RXH"));
     driver.wait_for(
         "the likely-to-breach chip",
@@ -401,9 +431,15 @@ fn the_breach_forecasts_render_in_headless_chromium() {
     );
     driver.click("#likely-to-breach");
     driver.wait_for(
-        "the likely-to-breach page for the PTL's trust",
-        "return location.pathname === '/risks'
-            && new URLSearchParams(location.search).get('trust') === 'RXH'
-            && document.querySelector('h1') && document.querySelector('h1').textContent === 'Likely to breach'",
+        "the likely-to-breach worklist for the PTL's trust",
+        "const q = new URLSearchParams(location.search);
+         const rows = [...document.querySelectorAll('tr[data-pathway]')];
+         const risks = rows.map((r) => Number(r.querySelector('td.ptl-risk').dataset.risk));
+         return location.pathname === '/'
+            && q.get('worklist') === 'likely_to_breach' && q.get('sort') === 'breach_risk' && q.get('trust') === 'RXH'
+            && document.getElementById('likely-to-breach').getAttribute('aria-current') === 'true'
+            && rows.every((r) => r.children[2].textContent === 'RXH')
+            && risks.every((r, i) => r >= 50 && (i === 0 || risks[i - 1] >= r))",
     );
+    driver.screenshot("ptl-likely-to-breach.png");
 }

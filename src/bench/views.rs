@@ -113,6 +113,16 @@ pub async fn views(
         memory as f64 / events.max(1) as f64
     );
 
+    // Today's breach-risk model (decision 154): learnt, the month-end
+    // projections made and every PTL row's risk keys scored, as the
+    // refresher does once a day; the PTL pages below then find them kept.
+    let t = Instant::now();
+    app.refresh_forecasts().await?;
+    println!(
+        "forecast refresh (learn today's model, project the month ends, score every PTL row): {:.2}s",
+        t.elapsed().as_secs_f64()
+    );
+
     // PTL pages: filtered and sorted, 100 rows, serialised as the API does.
     let queries: Vec<(&str, PtlQuery)> = vec![
         (
@@ -136,6 +146,31 @@ pub async fn views(
             "worklist ptl_meeting",
             PtlQuery {
                 worklist: Some(Worklist::PtlMeeting),
+                limit: Some(100),
+                ..PtlQuery::default()
+            },
+        ),
+        (
+            "all trusts, by breach risk",
+            PtlQuery {
+                sort: PtlSort::BreachRisk,
+                limit: Some(100),
+                ..PtlQuery::default()
+            },
+        ),
+        (
+            "worklist likely_to_breach, by breach risk",
+            PtlQuery {
+                worklist: Some(Worklist::LikelyToBreach),
+                sort: PtlSort::BreachRisk,
+                limit: Some(100),
+                ..PtlQuery::default()
+            },
+        ),
+        (
+            "breach risk above 50%, by days waited",
+            PtlQuery {
+                min_breach_risk: Some(50.0),
                 limit: Some(100),
                 ..PtlQuery::default()
             },
@@ -226,12 +261,26 @@ pub async fn views(
         known_at: Some(chrono::Utc::now() - chrono::Duration::days(7)),
         ..ViewAt::default()
     };
-    for (label, at) in [
-        ("PTL page as of a week ago", week_ago.clone()),
-        ("PTL page as known a week ago", known_week_ago.clone()),
+    for (label, at, sort) in [
+        (
+            "PTL page as of a week ago",
+            week_ago.clone(),
+            PtlSort::DaysWaited,
+        ),
+        (
+            "PTL page as known a week ago",
+            known_week_ago.clone(),
+            PtlSort::DaysWaited,
+        ),
+        (
+            "PTL page as of a week ago, by breach risk",
+            week_ago.clone(),
+            PtlSort::BreachRisk,
+        ),
     ] {
         let past = PtlQuery {
             at,
+            sort,
             limit: Some(100),
             ..PtlQuery::default()
         };

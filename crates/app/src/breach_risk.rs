@@ -13,11 +13,20 @@ use openptl_rules::{ClockKind, Route, TumourSite};
 use serde::Serialize;
 
 use crate::access::Principal;
+use crate::fold::par_filter_map;
+use crate::ptl_index::{PtlIndexEntry, RiskKeys};
 use crate::views::{TrustFilter, ViewAt};
 use crate::{App, AppError};
 
 /// The threshold of the `likely_to_breach` worklist, in percent.
 pub const LIKELY_TO_BREACH_PERCENT: f64 = 50.0;
+
+/// The same, in the PTL's risk keys' tenths of a percent.
+pub(crate) const LIKELY_TO_BREACH_PERMILLE: u16 = 500;
+
+/// PTL index entries scored at a time by [`App::warm_ptl_risks`], each
+/// batch under the projection's read lock (which appends wait behind).
+const WARM_BATCH: usize = 16_384;
 
 /// Rows a list returns at most.
 pub const MAX_RISK_ROWS: usize = 1000;
@@ -205,5 +214,77 @@ impl App {
             Ok(Some((found, position)))
         })
         .await?
+    }
+}
+
+/// An entry's risk keys under `generation`: kept, else computed by
+/// `keys_of` and kept.
+pub(crate) fn risk_keys(
+    entry: &PtlIndexEntry,
+    generation: u32,
+    keys_of: impl Fn(&PtlIndexEntry) -> Result<RiskKeys, AppError>,
+) -> Result<RiskKeys, AppError> {
+    if let Some(keys) = entry.risk.get(generation) {
+        return Ok(keys);
+    }
+    let keys = keys_of(entry)?;
+    entry.risk.set(generation, keys);
+    Ok(keys)
+}
+
+/// Computes the risk keys of every entry of `index` not yet computed under
+/// `generation` (a new entry, or a new day or model), on every core.
+pub(crate) fn fill_risks(
+    index: &[PtlIndexEntry],
+    generation: u32,
+    keys_of: impl Fn(&PtlIndexEntry) -> Result<RiskKeys, AppError> + Sync,
+) -> Result<(), AppError> {
+    let stale: Vec<&PtlIndexEntry> = index
+        .iter()
+        .filter(|e| e.risk.get(generation).is_none())
+        .collect();
+    let failed = par_filter_map(&stale, |e| risk_keys(e, generation, &keys_of).err());
+    failed.into_iter().next().map_or(Ok(()), Err)
+}
+
+impl App {
+    /// Scores every PTL row under today's model ahead of the first view
+    /// that sorts or filters by risk, a batch at a time so appends are
+    /// never held up for long (decision 154). Rows changed meanwhile are
+    /// scored by the view that needs them.
+    pub(crate) async fn warm_ptl_risks(&self) -> Result<(), AppError> {
+        let as_of = self.today();
+        let Some(model) = self.todays_model(&ViewAt::default(), as_of) else {
+            return Ok(());
+        };
+        let (generation, _) = self.risk_generation(as_of, &model);
+        let mut from = 0;
+        loop {
+            let projection = self.projection.clone();
+            let model = model.clone();
+            let next = self
+                .off_workers(move || {
+                    let data = projection.read();
+                    if data.today != Some(as_of) || from >= data.ptl.len() {
+                        return Ok::<_, AppError>(None);
+                    }
+                    let to = (from + WARM_BATCH).min(data.ptl.len());
+                    let packer = projection.packer();
+                    fill_risks(&data.ptl[from..to], generation, |e| {
+                        let current = data.state_of(&e.id, packer)?;
+                        Ok(RiskKeys::of(
+                            current
+                                .and_then(|c| openptl_rules::forecast::row_risk(&c.state, &model))
+                                .as_ref(),
+                        ))
+                    })?;
+                    Ok(Some(to))
+                })
+                .await??;
+            match next {
+                Some(to) => from = to,
+                None => return Ok(()),
+            }
+        }
     }
 }

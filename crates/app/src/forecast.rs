@@ -11,10 +11,10 @@
 //! read. Nothing here writes: a forecast never changes a clock, a standard
 //! or a return.
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use openptl_rules::forecast::{
     self, Model, ModelOptions, MonthEndOptions, MonthEndProjection, Observation,
 };
@@ -43,6 +43,31 @@ pub(crate) struct Today {
 #[derive(Default)]
 pub(crate) struct ForecastCache {
     today: Mutex<Option<Arc<Today>>>,
+    /// Held while a view learns today's model for itself, so concurrent
+    /// views wait for one model instead of each learning one.
+    learning: tokio::sync::Mutex<()>,
+    /// The generation of the PTL's risk keys (decision 154).
+    ptl_risks: Mutex<RiskGeneration>,
+    /// Models of past dates the PTL's past pages learnt, the latest few,
+    /// each for the day it was learnt on (as today's is).
+    past: Mutex<Vec<(PastKey, Arc<Model>)>>,
+}
+
+/// A past PTL page's model: its date, its moment, the day it was learnt.
+type PastKey = (NaiveDate, Option<DateTime<Utc>>, NaiveDate);
+
+/// Past models kept at most.
+const PAST_MODELS: usize = 8;
+
+/// Which day and model the PTL index's risk keys of `number` were
+/// computed under; a new day or model is the next number.
+#[derive(Default)]
+struct RiskGeneration {
+    number: u32,
+    of: Option<(NaiveDate, Arc<Model>)>,
+    /// The PTL index's change stamp when every entry was last seen scored
+    /// under this generation.
+    scored: Option<u64>,
 }
 
 impl ForecastCache {
@@ -133,6 +158,44 @@ impl App {
         }
     }
 
+    /// The model a past PTL page of `as_of`, known at `known_at`, learnt
+    /// today, if kept: the next pages of the same view (and the next
+    /// manager's) move only the PTL's states instead of every one.
+    pub(crate) fn past_model(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+    ) -> Option<Arc<Model>> {
+        let key = (as_of, known_at, self.today());
+        let past = self
+            .forecasts
+            .past
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        past.iter().find(|(k, _)| *k == key).map(|(_, m)| m.clone())
+    }
+
+    /// Keeps the model a past PTL page learnt (the latest
+    /// [`PAST_MODELS`]; those of other days go).
+    pub(crate) fn keep_past_model(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        model: Arc<Model>,
+    ) {
+        let today = self.today();
+        let mut past = self
+            .forecasts
+            .past
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        past.retain(|((a, k, on), _)| *on == today && (*a, *k) != (as_of, known_at));
+        if past.len() >= PAST_MODELS {
+            past.remove(0);
+        }
+        past.push(((as_of, known_at, today), model));
+    }
+
     /// Today's model, when the view is of today as known now and the
     /// model has been learnt for it.
     pub(crate) fn todays_model(&self, at: &ViewAt, as_of: NaiveDate) -> Option<Arc<Model>> {
@@ -141,6 +204,58 @@ impl App {
             .get()
             .filter(|t| today && t.date == as_of)
             .map(|t| t.model.clone())
+    }
+
+    /// Today's model for a view of today as known now, learnt now (once,
+    /// whoever asks) if the refresher has not yet learnt it today (start-up,
+    /// just after midnight); `None` when `as_of` is not today.
+    pub(crate) async fn ptl_model(&self, as_of: NaiveDate) -> Result<Option<Arc<Model>>, AppError> {
+        let now = ViewAt::default();
+        if let Some(model) = self.todays_model(&now, as_of) {
+            return Ok(Some(model));
+        }
+        if as_of != self.today() {
+            return Ok(None);
+        }
+        let _turn = self.forecasts.learning.lock().await;
+        if self.todays_model(&now, as_of).is_none() {
+            self.refresh_forecasts().await?;
+        }
+        Ok(self.todays_model(&now, as_of))
+    }
+
+    /// The generation of the PTL's risk keys computed under `model` on
+    /// `day` (decision 154): the same as long as both are, then the next;
+    /// and the PTL index's change stamp when all of it was last seen scored
+    /// under it ([`App::risks_scored`]).
+    pub(crate) fn risk_generation(&self, day: NaiveDate, model: &Arc<Model>) -> (u32, Option<u64>) {
+        let mut kept = self.risk_generations();
+        let same = kept
+            .of
+            .as_ref()
+            .is_some_and(|(d, m)| *d == day && Arc::ptr_eq(m, model));
+        if !same {
+            kept.number = kept.number.wrapping_add(1).max(1);
+            kept.of = Some((day, model.clone()));
+            kept.scored = None;
+        }
+        (kept.number, kept.scored)
+    }
+
+    /// Notes that every entry of the PTL index at change stamp `stamp` has
+    /// its keys for `generation`, if that is still the current one.
+    pub(crate) fn risks_scored(&self, generation: u32, stamp: u64) {
+        let mut kept = self.risk_generations();
+        if kept.number == generation {
+            kept.scored = Some(stamp);
+        }
+    }
+
+    fn risk_generations(&self) -> std::sync::MutexGuard<'_, RiskGeneration> {
+        self.forecasts
+            .ptl_risks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The month-end projection of `standard` for `period` (the month of
@@ -262,7 +377,7 @@ impl App {
             model,
             projections,
         });
-        Ok(())
+        self.warm_ptl_risks().await
     }
 }
 

@@ -3,6 +3,7 @@
 //! pathway's state. A leaf shared by the projection (which keeps the index)
 //! and the views (which filter and sort it).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
@@ -90,4 +91,77 @@ pub struct PtlIndexEntry {
     pub keys: PtlKeys,
     pub id: Arc<str>,
     pub version: u64,
+    /// The row's breach-risk keys, filled by the views when first asked
+    /// for under a day's model (decision 154); a new entry (a changed
+    /// pathway) starts empty.
+    pub(crate) risk: RiskCell,
+}
+
+impl PtlIndexEntry {
+    pub fn new(keys: PtlKeys, id: Arc<str>, version: u64) -> PtlIndexEntry {
+        PtlIndexEntry {
+            keys,
+            id,
+            version,
+            risk: RiskCell::default(),
+        }
+    }
+}
+
+/// A PTL row's breach risk as filter and sort keys, in tenths of a percent
+/// ([`openptl_rules::forecast::permille`]): the riskiest running clock's,
+/// and the riskiest not yet past its target's (the likely-to-breach
+/// worklist). `None`: no such clock runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RiskKeys {
+    pub(crate) highest: Option<u16>,
+    pub(crate) ahead: Option<u16>,
+}
+
+impl RiskKeys {
+    /// The keys of a row's risk (`None`: no running clock).
+    pub fn of(risk: Option<&openptl_rules::forecast::RowRisk>) -> RiskKeys {
+        use openptl_rules::forecast::permille;
+        RiskKeys {
+            highest: risk.map(|r| permille(r.probability)),
+            ahead: risk.and_then(|r| r.ahead).map(permille),
+        }
+    }
+}
+
+/// A [`RiskKeys`] stamped with the generation (a day and its model) it was
+/// computed under, in one atomic word, so a view may fill it under the
+/// projection's read lock: every view computing it for a generation
+/// computes the same value from the same state, so a race only repeats
+/// work. Generation 0 is "never computed".
+#[derive(Debug, Default)]
+pub(crate) struct RiskCell(AtomicU64);
+
+const NO_RISK: u64 = 0xFFFF;
+
+impl RiskCell {
+    /// The keys, if computed under `generation`.
+    pub(crate) fn get(&self, generation: u32) -> Option<RiskKeys> {
+        let word = self.0.load(Ordering::Relaxed);
+        if (word >> 32) as u32 != generation || generation == 0 {
+            return None;
+        }
+        let part = |bits: u64| (bits != NO_RISK).then_some(bits as u16);
+        Some(RiskKeys {
+            highest: part((word >> 16) & 0xFFFF),
+            ahead: part(word & 0xFFFF),
+        })
+    }
+
+    pub(crate) fn set(&self, generation: u32, keys: RiskKeys) {
+        let part = |p: Option<u16>| p.map_or(NO_RISK, u64::from);
+        let word = (u64::from(generation) << 32) | (part(keys.highest) << 16) | part(keys.ahead);
+        self.0.store(word, Ordering::Relaxed);
+    }
+}
+
+impl Clone for RiskCell {
+    fn clone(&self) -> RiskCell {
+        RiskCell(AtomicU64::new(self.0.load(Ordering::Relaxed)))
+    }
 }

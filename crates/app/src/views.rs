@@ -15,16 +15,18 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
 use openptl_rules::cwt::{self, CwtRecord};
+use openptl_rules::forecast::{self, permille, Model, ModelOptions, Observation, RowRisk};
 use openptl_rules::report::{self, CanptlReturn, MilestonesReport, StandardsReport};
 use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
 use crate::aggregates::Aggregates;
+use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
 use crate::evaluate::Current;
 use crate::past::{snapshot, Shown};
 use crate::ptl_index::{day_number, pack_trust};
-pub use crate::ptl_index::{PtlIndexEntry, PtlKeys};
+pub use crate::ptl_index::{PtlIndexEntry, PtlKeys, RiskKeys};
 use crate::{App, AppError};
 
 /// Which moment a view shows.
@@ -90,6 +92,9 @@ pub enum Worklist {
     /// Open lower GI pathways whose latest FIT is below 10 (issue 25): the
     /// safety-netting review; each row says how far its colonoscopy went.
     FitBelow10,
+    /// A running clock not yet past its target with a breach risk of 50%
+    /// or more (decision 154): the breaches that may still be prevented.
+    LikelyToBreach,
 }
 
 impl Worklist {
@@ -104,6 +109,7 @@ impl Worklist {
         ("subsequent_treatment", Worklist::SubsequentTreatment),
         ("ptl_meeting", Worklist::PtlMeeting),
         ("fit_below_10", Worklist::FitBelow10),
+        ("likely_to_breach", Worklist::LikelyToBreach),
     ];
 
     pub fn parse(code: &str) -> Option<Worklist> {
@@ -113,7 +119,7 @@ impl Worklist {
             .map(|(_, w)| *w)
     }
 
-    fn includes(self, row: &PtlKeys, as_of: i32) -> bool {
+    fn includes(self, row: &PtlKeys, risk: RiskKeys, as_of: i32) -> bool {
         let backlog = row.band.is_some_and(WaitBand::is_backlog);
         match self {
             Worklist::Band63To104 => row.band == Some(WaitBand::From63To104),
@@ -125,6 +131,7 @@ impl Worklist {
             Worklist::MilestoneOverdue => row.milestone_overdue,
             Worklist::SubsequentTreatment => row.waiting_subsequent,
             Worklist::FitBelow10 => row.fit_below_10,
+            Worklist::LikelyToBreach => risk.ahead.is_some_and(|p| p >= LIKELY_TO_BREACH_PERMILLE),
             Worklist::PtlMeeting => {
                 backlog
                     || row.escalated
@@ -146,6 +153,9 @@ pub enum PtlSort {
     NextBreach,
     /// Oldest referral first.
     ReferredOn,
+    /// Highest breach risk first, then the longest wait (decision 154);
+    /// rows with no running clock to score last.
+    BreachRisk,
 }
 
 impl PtlSort {
@@ -153,6 +163,7 @@ impl PtlSort {
         ("days_waited", PtlSort::DaysWaited),
         ("next_breach", PtlSort::NextBreach),
         ("referred_on", PtlSort::ReferredOn),
+        ("breach_risk", PtlSort::BreachRisk),
     ];
 
     pub fn parse(code: &str) -> Option<PtlSort> {
@@ -171,11 +182,16 @@ impl PtlSort {
     }
 
     /// An ascending key: rows are listed by (key, pathway id).
-    fn key(self, row: &PtlKeys) -> i64 {
+    fn key(self, row: &PtlKeys, risk: RiskKeys) -> i64 {
         match self {
             PtlSort::DaysWaited => -row.days_waited,
             PtlSort::NextBreach => row.next_breach.map_or(i64::MAX, i64::from),
             PtlSort::ReferredOn => i64::from(row.referred),
+            // Among equal risks (many rows past a target share 100%), the
+            // longest wait first.
+            PtlSort::BreachRisk => risk.highest.map_or(i64::MAX, |p| {
+                -((i64::from(p) << 32) | row.days_waited.clamp(0, i64::from(u32::MAX)))
+            }),
         }
     }
 }
@@ -223,6 +239,9 @@ pub struct PtlQuery {
     pub next_action_overdue: bool,
     pub milestone_overdue: bool,
     pub worklist: Option<Worklist>,
+    /// Percent (0 to 100): only rows whose breach risk is at least this
+    /// (rows with no running clock have none, so never pass).
+    pub min_breach_risk: Option<f64>,
     pub sort: PtlSort,
     /// Rows per page; `None` returns every matching row (exports).
     pub limit: Option<usize>,
@@ -230,9 +249,23 @@ pub struct PtlQuery {
 }
 
 impl PtlQuery {
+    /// Whether the query filters or sorts by breach risk: then every
+    /// row's risk keys are needed, not only the page's risks.
+    pub fn needs_risk(&self) -> bool {
+        self.sort == PtlSort::BreachRisk
+            || self.min_breach_risk.is_some()
+            || self.worklist == Some(Worklist::LikelyToBreach)
+    }
+
     /// Whether a row passes every filter but the band filter, and the band
     /// filter too.
-    fn matches(&self, row: &PtlKeys, trusts: Option<&[u64]>, as_of: i32) -> (bool, bool) {
+    fn matches(
+        &self,
+        row: &PtlKeys,
+        risk: RiskKeys,
+        trusts: Option<&[u64]>,
+        as_of: i32,
+    ) -> (bool, bool) {
         let others = trusts.is_none_or(|t| t.contains(&row.trust))
             && (self.tumour_sites.is_empty() || self.tumour_sites.contains(&row.tumour_site))
             && (self.routes.is_empty() || self.routes.contains(&row.route))
@@ -241,7 +274,10 @@ impl PtlQuery {
             && (!self.no_next_action || !row.has_next_action)
             && (!self.next_action_overdue || row.next_action_overdue)
             && (!self.milestone_overdue || row.milestone_overdue)
-            && self.worklist.is_none_or(|w| w.includes(row, as_of));
+            && self.worklist.is_none_or(|w| w.includes(row, risk, as_of))
+            && self
+                .min_breach_risk
+                .is_none_or(|min| risk.highest.is_some_and(|p| f64::from(p) / 10.0 >= min));
         let band = self.bands.is_empty() || row.band.is_some_and(|b| self.bands.contains(&b));
         (others, others && band)
     }
@@ -255,6 +291,32 @@ pub struct PtlEntry {
     pub nhs_number: String,
     #[serde(flatten)]
     pub row: PtlRow,
+    /// The chance, in percent (one decimal), that the riskiest running
+    /// clock breaches its target (100 for one already past it), under the
+    /// model of the view's date (decision 154); `null` when no clock runs.
+    pub breach_risk: Option<f64>,
+    /// That clock (`fds`, `d62` or `d31`).
+    pub breach_risk_clock: Option<ClockKind>,
+    /// Its treatment period's plan id (a subsequent 31-day period only).
+    pub breach_risk_plan_id: Option<String>,
+}
+
+/// What a PTL page shows of an index entry: the NHS number, the row and
+/// its breach risk.
+pub(crate) struct Listed {
+    nhs_number: String,
+    row: PtlRow,
+    risk: Option<RowRisk>,
+}
+
+impl Listed {
+    fn of(state: &PathwayState, row: PtlRow, model: &Model) -> Listed {
+        Listed {
+            nhs_number: state.nhs_number.as_str().to_string(),
+            row,
+            risk: forecast::row_risk(state, model),
+        }
+    }
 }
 
 /// A page of the PTL.
@@ -432,60 +494,130 @@ impl App {
                 });
             }
         }
+        // Each row carries its risk under the model of the view's date:
+        // today's (learnt once a day), or for any other view one learnt
+        // from every pathway as known then (decision 154).
+        let today = query.at.known_at.is_none() && as_of == self.today();
+        let model = match today {
+            true => self.ptl_model(as_of).await?,
+            false => None,
+        };
+        let generation = model
+            .as_ref()
+            .map(|m| (m.clone(), self.risk_generation(as_of, m)));
+        let scored_under = generation.as_ref().map(|(_, (g, _))| *g);
         let projection = self.projection.clone();
         let config = self.config.clone();
         let page_query = query.clone();
         let known_at = query.at.known_at;
         let known_to = self.known_to(known_at).await?;
         let read_all = self.past_views_read_all();
+        // A past page moves only the PTL's states when a model of its date
+        // is kept; else every state, to learn one from every clock.
+        let past_model = self.past_model(as_of, known_at);
+        let shown = match past_model {
+            Some(_) => Shown::OnPtl,
+            None => Shown::All,
+        };
         let fast = self
             .off_workers(move || {
                 let query = &page_query;
                 let data = projection.read();
                 let position = projection.position().min(data.position);
-                if data.today != Some(as_of) || known_at.is_some() {
-                    let snapshot = snapshot(&data, as_of, known_to, Shown::OnPtl, read_all);
+                let today = data.today == Some(as_of) && known_at.is_none();
+                let Some((model, (generation, scored))) = generation.filter(|_| today) else {
+                    let snapshot = snapshot(&data, as_of, known_to, shown, read_all);
                     return Ok::<_, AppError>(Err((snapshot, position)));
+                };
+                let packer = projection.packer();
+                let keys_of = |e: &PtlIndexEntry| {
+                    let current = data.state_of(&e.id, packer)?;
+                    Ok(RiskKeys::of(
+                        current
+                            .and_then(|c| forecast::row_risk(&c.state, &model))
+                            .as_ref(),
+                    ))
+                };
+                // Only rows changed since their keys were computed under
+                // this generation are scored again, on every core; the
+                // scan for them is skipped when no row has changed since
+                // the last one found none.
+                let mut scored_now = None;
+                if query.needs_risk() && scored != Some(data.ptl_changed) {
+                    fill_risks(&data.ptl, generation, keys_of)?;
+                    scored_now = Some(data.ptl_changed);
                 }
                 // Only the page's rows are unpacked.
-                let packer = projection.packer();
-                let page = page_of(&data.ptl, query, as_of, |e| {
+                let risk_of = |e: &PtlIndexEntry| risk_keys(e, generation, keys_of);
+                let page = page_of(&data.ptl, query, as_of, risk_of, |e| {
                     let current = data.state_of(&e.id, packer)?;
                     Ok(current.and_then(|c| {
                         let row = PtlRow::of(&c.state, &config)?;
-                        Some((c.state.nhs_number.as_str().to_string(), row))
+                        Some(Listed::of(&c.state, row, &model))
                     }))
                 })?;
-                Ok(Ok((page, position)))
+                Ok(Ok((page, position, scored_now)))
             })
             .await??;
         let ((total, bands, mut rows, next_cursor), position) = match fast {
-            Ok(page) => page,
+            Ok((page, position, scored_now)) => {
+                if let (Some(generation), Some(stamp)) = (scored_under, scored_now) {
+                    self.risks_scored(generation, stamp);
+                }
+                (page, position)
+            }
             Err((snapshot, position)) => {
                 let query = query.clone();
-                let page = self
+                let (page, learnt) = self
                     .in_past_view(snapshot, as_of, known_at, move |states| {
-                        // Only the rows on the PTL are kept, not the states.
+                        // Only the PTL's rows are kept; every clock is
+                        // observed when no model of the view's date is
+                        // kept yet (decision 154).
+                        let mut observations: Vec<Observation> = Vec::new();
+                        let mut kept = HashMap::new();
                         let mut index = Vec::new();
-                        let mut rows = HashMap::new();
                         for (id, current) in states {
-                            if let Some(row) = current.row {
-                                index.push(PtlIndexEntry {
-                                    keys: PtlKeys::of(&row),
-                                    id: id.clone(),
-                                    version: current.version,
-                                });
-                                let nhs_number = current.state.nhs_number.as_str().to_string();
-                                rows.insert(id, (nhs_number, row));
+                            if past_model.is_none() {
+                                observations.extend(forecast::observations(&current.state));
+                            }
+                            if let Some(row) = &current.row {
+                                index.push(PtlIndexEntry::new(
+                                    PtlKeys::of(row),
+                                    id.clone(),
+                                    current.version,
+                                ));
+                                kept.insert(id, current);
                             }
                         }
-                        page_of(&index, &query, as_of, |e| {
-                            Ok(rows
-                                .get(&e.id)
-                                .map(|(nhs_number, row)| (nhs_number.clone(), (**row).clone())))
-                        })
+                        let learnt = past_model.is_none().then(|| {
+                            Arc::new(Model::fit(observations.iter(), ModelOptions::default()))
+                        });
+                        let model = past_model.or(learnt.clone()).expect("kept or learnt");
+                        // A fresh index: its one generation.
+                        const PAST: u32 = 1;
+                        let keys_of = |e: &PtlIndexEntry| {
+                            Ok(RiskKeys::of(
+                                kept.get(&e.id)
+                                    .and_then(|c| forecast::row_risk(&c.state, &model))
+                                    .as_ref(),
+                            ))
+                        };
+                        if query.needs_risk() {
+                            fill_risks(&index, PAST, keys_of)?;
+                        }
+                        let risk_of = |e: &PtlIndexEntry| risk_keys(e, PAST, keys_of);
+                        let page = page_of(&index, &query, as_of, risk_of, |e| {
+                            Ok(kept.get(&e.id).and_then(|c| {
+                                let row = c.row.as_deref()?.clone();
+                                Some(Listed::of(&c.state, row, &model))
+                            }))
+                        })?;
+                        Ok::<_, AppError>((page, learnt))
                     })
                     .await??;
+                if let Some(model) = learnt {
+                    self.keep_past_model(as_of, known_at, model);
+                }
                 (page, position)
             }
         };
@@ -709,12 +841,15 @@ impl Ord for Ranked<'_> {
 }
 
 /// Filters, counts, sorts and pages PTL index rows.
-/// `row_of` gives an entry's NHS number and row (`None` if it has none).
+/// `risk_of` gives an entry's risk keys (asked only when the query filters
+/// or sorts by them), `row_of` its NHS number, row and risk (`None` if it
+/// has none).
 fn page_of(
     index: &[PtlIndexEntry],
     query: &PtlQuery,
     as_of: NaiveDate,
-    row_of: impl Fn(&PtlIndexEntry) -> Result<Option<(String, PtlRow)>, AppError>,
+    risk_of: impl Fn(&PtlIndexEntry) -> Result<RiskKeys, AppError>,
+    row_of: impl Fn(&PtlIndexEntry) -> Result<Option<Listed>, AppError>,
 ) -> Result<Page, AppError> {
     let sort = query.sort;
     let trusts = query.trusts.packed();
@@ -734,8 +869,14 @@ fn page_of(
     let mut best: BinaryHeap<Ranked<'_>> = BinaryHeap::new();
     let mut total = 0;
     let mut beyond_cursor = 0;
+    let needs_risk = query.needs_risk();
     for entry in index {
-        let (others, all) = query.matches(&entry.keys, trusts.as_deref(), as_of_day);
+        let risk = if needs_risk {
+            risk_of(entry)?
+        } else {
+            RiskKeys::default()
+        };
+        let (others, all) = query.matches(&entry.keys, risk, trusts.as_deref(), as_of_day);
         if !others {
             continue;
         }
@@ -746,7 +887,7 @@ fn page_of(
             continue;
         }
         total += 1;
-        let ranked = Ranked(sort.key(&entry.keys), entry);
+        let ranked = Ranked(sort.key(&entry.keys, risk), entry);
         if after.is_some_and(|after| ranked.key() <= after) {
             continue;
         }
@@ -777,14 +918,148 @@ fn page_of(
     });
     let mut rows = Vec::with_capacity(matching.len());
     for (_, e) in matching {
-        if let Some((nhs_number, row)) = row_of(e)? {
+        if let Some(Listed {
+            nhs_number,
+            row,
+            risk,
+        }) = row_of(e)?
+        {
             rows.push(PtlEntry {
                 pathway_id: e.id.to_string(),
                 version: e.version,
                 nhs_number,
                 row,
+                breach_risk: risk
+                    .as_ref()
+                    .map(|r| f64::from(permille(r.probability)) / 10.0),
+                breach_risk_clock: risk.as_ref().map(|r| r.clock),
+                breach_risk_plan_id: risk.and_then(|r| r.plan_id).map(|p| p.to_string()),
             });
         }
     }
     Ok((total, bands, rows, next_cursor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> PtlKeys {
+        PtlKeys {
+            trust: pack_trust("RXH"),
+            tumour_site: TumourSite::LowerGi,
+            route: Route::UrgentSuspectedCancer,
+            band: None,
+            rag: Rag::Green,
+            escalated: false,
+            has_next_action: false,
+            next_action_overdue: false,
+            milestone_overdue: false,
+            waiting_subsequent: false,
+            fit_below_10: false,
+            days_waited: 10,
+            next_breach: None,
+            referred: 0,
+        }
+    }
+
+    fn risk(highest: Option<u16>, ahead: Option<u16>) -> RiskKeys {
+        RiskKeys { highest, ahead }
+    }
+
+    /// Decision 154, as a table: which rows `min_breach_risk` and the
+    /// likely-to-breach worklist keep. A row with no risk passes no risk
+    /// filter, not even 0; the worklist asks for a clock not yet past its
+    /// target (`ahead`) at 50% or more, whatever the row's highest.
+    #[test]
+    fn risk_filters_and_the_worklist() {
+        let cases: &[(RiskKeys, Option<f64>, bool, bool)] = &[
+            // (keys, min_breach_risk, passes it, on the worklist)
+            (risk(None, None), Some(0.0), false, false),
+            (risk(None, None), None, true, false),
+            (risk(Some(0), Some(0)), Some(0.0), true, false),
+            (risk(Some(499), Some(499)), Some(50.0), false, false),
+            (risk(Some(500), Some(500)), Some(50.0), true, true),
+            (risk(Some(1000), None), Some(100.0), true, false),
+            (risk(Some(1000), Some(620)), Some(62.0), true, true),
+            (risk(Some(1000), Some(620)), Some(62.1), true, true),
+            (risk(Some(333), Some(333)), Some(33.3), true, false),
+            (risk(Some(333), Some(333)), Some(33.35), false, false),
+        ];
+        for (i, (keys_of_risk, min, passes, listed)) in cases.iter().enumerate() {
+            let query = PtlQuery {
+                min_breach_risk: *min,
+                ..PtlQuery::default()
+            };
+            assert_eq!(
+                query.matches(&keys(), *keys_of_risk, None, 0).1,
+                *passes,
+                "case {i}"
+            );
+            let worklist = PtlQuery {
+                worklist: Some(Worklist::LikelyToBreach),
+                ..PtlQuery::default()
+            };
+            assert_eq!(
+                worklist.matches(&keys(), *keys_of_risk, None, 0).1,
+                *listed,
+                "case {i}"
+            );
+            assert!(worklist.needs_risk() && (min.is_none() || query.needs_risk()));
+        }
+    }
+
+    /// Highest risk first, then the longest wait; no risk after every
+    /// risk, 0% included.
+    #[test]
+    fn the_breach_risk_sort_key() {
+        let order = [
+            risk(Some(1000), None),
+            risk(Some(999), Some(999)),
+            risk(Some(1), Some(1)),
+            risk(Some(0), Some(0)),
+            risk(None, None),
+        ];
+        let sort_keys: Vec<i64> = order
+            .iter()
+            .map(|r| PtlSort::BreachRisk.key(&keys(), *r))
+            .collect();
+        assert!(sort_keys.windows(2).all(|w| w[0] < w[1]), "{sort_keys:?}");
+        // Equal risks: the longest wait first (then the pathway id).
+        let waited = |days| PtlKeys {
+            days_waited: days,
+            ..keys()
+        };
+        let full = risk(Some(1000), None);
+        let by_wait: Vec<i64> = [400, 63, 29, 0]
+            .iter()
+            .map(|d| PtlSort::BreachRisk.key(&waited(*d), full))
+            .collect();
+        assert!(by_wait.windows(2).all(|w| w[0] < w[1]), "{by_wait:?}");
+        assert!(
+            PtlSort::BreachRisk.key(&waited(400), risk(Some(999), Some(999)))
+                > PtlSort::BreachRisk.key(&waited(0), full)
+        );
+        assert!(!PtlQuery::default().needs_risk());
+    }
+
+    #[test]
+    fn a_risk_cell_holds_its_keys_for_its_generation_only() {
+        let entry = PtlIndexEntry::new(keys(), Arc::from("P1"), 3);
+        assert_eq!(entry.risk.get(1), None);
+        for k in [
+            risk(None, None),
+            risk(Some(1000), None),
+            risk(Some(0), Some(0)),
+        ] {
+            entry.risk.set(7, k);
+            assert_eq!(entry.risk.get(7), Some(k));
+            assert_eq!(entry.risk.get(8), None);
+            assert_eq!(entry.risk.clone().get(7), Some(k));
+        }
+        assert_eq!(
+            PtlIndexEntry::new(keys(), Arc::from("P1"), 4).risk.get(7),
+            None
+        );
+    }
 }

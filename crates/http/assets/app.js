@@ -130,7 +130,7 @@ const WORKLISTS = [
   ["milestone_overdue", "Milestone overdue"], ["subsequent_treatment", "Subsequent treatment"],
   ["fit_below_10", "Lower GI, FIT below 10"], // the FIT page's safety-netting worklist (fit.js)
 ];
-const PTL_FILTERS = ["trust", "alliance", "tumour_site", "route", "band", "rag", "escalated", "no_next_action", "milestone_overdue", "next_action_overdue", "worklist", "sort", "cursor"];
+const PTL_FILTERS = ["trust", "alliance", "tumour_site", "route", "band", "rag", "escalated", "no_next_action", "milestone_overdue", "next_action_overdue", "worklist", "min_breach_risk", "sort", "cursor"];
 let meta = null;
 let shownPosition = null;
 
@@ -183,11 +183,17 @@ async function renderPtl() {
   main.append(h("ul", { class: "worklists", "aria-label": "Worklists" }, WORKLISTS.map(([code, title]) => h("li", {},
     h("a", { href: code ? `/?worklist=${encodeURIComponent(code)}` : "/", "aria-current": (q.get("worklist") || "") === code ? "true" : null,
       onclick: (e) => { e.preventDefault(); go("/", code ? { worklist: code } : {}); } }, title))),
-    // Breach risk changes daily and is ranked on a page of its own (decision 153); the chip
-    // takes this view's trust and tumour site there.
-    h("li", {}, h("a", { href: "/risks", id: "likely-to-breach",
-      onclick: (e) => { e.preventDefault(); const p = {}; for (const k of ["trust", "tumour_site"]) if (q.get(k)) p[k] = q.get(k); go("/risks", p); } },
-      "Likely to breach →"))));
+    // The PTL's own worklist (decision 154), riskiest first; the chip keeps this view's
+    // trust and tumour site.
+    h("li", {}, h("a", { href: "/?worklist=likely_to_breach&sort=breach_risk", id: "likely-to-breach",
+      "aria-current": q.get("worklist") === "likely_to_breach" ? "true" : null,
+      onclick: (e) => {
+        e.preventDefault();
+        const p = { worklist: "likely_to_breach", sort: "breach_risk" };
+        for (const k of ["trust", "tumour_site"]) if (q.get(k)) p[k] = q.get(k);
+        go("/", p);
+      } },
+      "Likely to breach"))));
 
   const form = h("form", { class: "filters", method: "get", action: "/", id: "filters" },
     select("trust", "Trust", m.trusts, q.get("trust")),
@@ -196,8 +202,10 @@ async function renderPtl() {
     select("band", "Wait band", m.bands, q.get("band")),
     select("rag", "RAG", m.rags, q.get("rag")),
     h("label", {}, "Sort", h("select", { name: "sort", id: "f-sort" },
-      [["days_waited", "Longest wait"], ["next_breach", "Soonest breach"], ["referred_on", "Oldest referral"]]
+      [["days_waited", "Longest wait"], ["next_breach", "Soonest breach"], ["referred_on", "Oldest referral"], ["breach_risk", "Highest breach risk"]]
         .map(([v, t]) => h("option", { value: v, selected: (q.get("sort") || "days_waited") === v }, t)))),
+    h("label", {}, "Breach risk above (%)", h("input", { type: "number", name: "min_breach_risk", id: "f-min_breach_risk",
+      min: "0", max: "100", step: "5", value: q.get("min_breach_risk") || "" })),
     check("escalated", "Escalated", q.get("escalated")),
     check("no_next_action", "No next action", q.get("no_next_action")),
     check("milestone_overdue", "Milestone overdue", q.get("milestone_overdue")),
@@ -236,10 +244,11 @@ async function renderPtl() {
 
   const sortedBy = q.get("sort") || "days_waited";
   const sortBy = (sort) => () => { const p = ptlParams(); delete p.cursor; p.sort = sort; go("/", p); };
-  const sortable = (label, sort, num) => ({ label, num, onsort: sortBy(sort), sorted: sortedBy === sort ? (sort === "days_waited" ? "descending" : "ascending") : null });
+  const descending = ["days_waited", "breach_risk"];
+  const sortable = (label, sort, num) => ({ label, num, onsort: sortBy(sort), sorted: sortedBy === sort ? (descending.includes(sort) ? "descending" : "ascending") : null });
   const headers = ["Pathway", "NHS number", "Trust", "Tumour site", "Route", sortable("FDS days", "days_waited", true),
     sortable("62-day days", "days_waited", true), "Band", "RAG", "Next milestone", sortable("Next breach", "next_breach"),
-    { label: "Breach risk", num: true }, "Transfer",
+    sortable("Breach risk", "breach_risk", true), "Transfer",
     "Last note", "Next action", "Owner", "Escalated"];
   const rows = page.rows.map((r) => h("tr", { "data-pathway": r.pathway_id },
     h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
@@ -255,8 +264,7 @@ async function renderPtl() {
     h("td", { class: "nowrap" }, r.next_breach_date ? [r.next_breach_date, h("div", { class: "muted" }, r.next_breach_clock, r.next_breach_plan_id ? ` ${r.next_breach_plan_id}` : "")] : "–",
       r.subsequent ? h("div", { class: r.subsequent.status === "open_breached" ? "flag subsequent" : "muted subsequent" },
         `awaiting ${r.subsequent.plan_id} (${label(r.subsequent.modality)}): ${r.subsequent.days} days`) : null),
-    // Filled in by forecast.js once the page's risks arrive.
-    h("td", { class: "num ptl-risk", "data-risk-for": r.pathway_id }, "…"),
+    ptlRiskCell(r), // forecast.js
     h("td", {}, r.transferred ? ["Yes", r.handover_date ? h("div", { class: "muted" }, `day 38: ${r.handover_date}`) : null] : ""),
     h("td", { class: "note" }, r.last_note || ""),
     h("td", { class: "note" }, r.next_action || "", r.next_action_due ? h("div", { class: r.next_action_overdue ? "flag" : "muted" }, `due ${r.next_action_due}`) : null),
@@ -264,7 +272,6 @@ async function renderPtl() {
     h("td", {}, r.escalated ? h("span", { class: "flag" }, "Escalated") : "")));
   main.append(table(`PTL rows ${page.rows.length} of ${page.total}`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No pathways match these filters."))]));
   status(`Showing the log up to position ${page.position}. Updated ${new Date().toLocaleTimeString("en-GB")}.`);
-  await fillPtlRisks(page.rows.map((r) => r.pathway_id), when()); // forecast.js
 }
 
 // ------------------------------------------------------------ pathway page

@@ -1,7 +1,7 @@
 // OpenPTL dashboard: breach forecasts (issue 24). Loaded after app.js and
 // drawn with its helpers (h, api, when, query, select, table, bar, pct, go,
 // status, loadMeta, label); app.js's router calls renderRisks() for
-// /risks, renderPtl() calls fillPtlRisks(), renderPathway() calls
+// /risks, renderPtl() calls ptlRiskCell() for each row, renderPathway() calls
 // riskSection() and renderStandards() calls projectionLine(). Every element is built with textContent, as in app.js.
 "use strict";
 
@@ -76,24 +76,11 @@ async function projectionLine(clock, period, base, target) {
     `, ${below ? "below" : "at or above"} the target of ${target}%: ${p.stopped_within_target} of ${p.stopped} stopped so far, about ${Math.round(p.expected_stops)} more expected (${Math.round(p.expected_breaches)} breached).`);
 }
 
-/** The PTL's "Breach risk" column: each row's highest risk among its running clocks. */
-async function fillPtlRisks(ids, at) {
-  const cells = [...document.querySelectorAll("td.ptl-risk")];
-  if (!ids.length) return;
-  let list;
-  try {
-    list = await api("/v1/breach-risks", Object.assign({ pathway_id: ids.join(","), min_risk: "0", limit: "1000" }, at));
-  } catch (_) {
-    for (const c of cells) c.textContent = "–";
-    return;
-  }
-  const highest = new Map();
-  for (const r of list.rows) highest.set(r.pathway_id, Math.max(highest.get(r.pathway_id) ?? 0, r.breach_risk));
-  for (const c of cells) {
-    const risk = highest.get(c.dataset.riskFor);
-    if (risk === undefined) { c.textContent = "–"; continue; }
-    c.textContent = `${risk.toFixed(0)}%`;
-    c.dataset.risk = String(risk);
-    if (risk >= 50) c.classList.add("flag");
-  }
+/** The PTL's "Breach risk" cell: the row's riskiest running clock, as the server gives it
+ * (decision 154); a dash when no clock runs. */
+function ptlRiskCell(r) {
+  if (r.breach_risk === null || r.breach_risk === undefined) return h("td", { class: "num ptl-risk" }, "–");
+  const clock = r.breach_risk_plan_id ? `${r.breach_risk_clock} ${r.breach_risk_plan_id}` : r.breach_risk_clock;
+  return h("td", { class: r.breach_risk >= 50 ? "num ptl-risk flag" : "num ptl-risk", "data-risk": String(r.breach_risk), "data-risk-clock": r.breach_risk_clock },
+    `${r.breach_risk.toFixed(0)}%`, h("div", { class: "muted" }, clock));
 }

@@ -103,14 +103,7 @@ fn risk_query(app: &App, params: &Params) -> Result<RiskQuery, ApiError> {
     } else {
         LIKELY_TO_BREACH_PERCENT
     };
-    let min_risk = match params.get("min_risk") {
-        None => default_min,
-        Some(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|p| (0.0..=100.0).contains(p))
-            .ok_or_else(|| invalid("min_risk", "must be a percentage from 0 to 100"))?,
-    };
+    let min_risk = crate::views::percent(params, "min_risk")?.unwrap_or(default_min);
     let include_breached = match params.get("include_breached").map(String::as_str) {
         None => pathway_ids.is_some(),
         Some("true") => true,

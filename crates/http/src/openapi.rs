@@ -397,6 +397,30 @@ fn forecast_operation(aggregate_params: &[Value]) -> Value {
     )
 }
 
+/// A PTL row: only the breach-risk fields are described here (SPEC 4.4
+/// lists the rest).
+fn ptl_row() -> Value {
+    let mut clock = vocabulary!(ClockKind);
+    clock["nullable"] = json!(true);
+    // OpenAPI 3.0: `nullable` does not widen an `enum`; null is listed.
+    if let Some(codes) = clock["enum"].as_array_mut() {
+        codes.push(Value::Null);
+    }
+    clock["description"] = json!("The clock `breach_risk` is of.");
+    json!({
+        "type": "object",
+        "required": ["pathway_id", "breach_risk", "breach_risk_clock", "breach_risk_plan_id"],
+        "properties": {
+            "pathway_id": { "type": "string" },
+            "breach_risk": { "type": "number", "minimum": 0, "maximum": 100, "nullable": true,
+                "description": "The chance (percent, one decimal) that the riskiest running clock breaches its target, 100 once past it, under the model of the view's date (docs/forecast.md, decision 154); null when no clock runs" },
+            "breach_risk_clock": clock,
+            "breach_risk_plan_id": { "type": "string", "nullable": true,
+                "description": "The plan id of a subsequent 31-day period `breach_risk` is of" },
+        },
+    })
+}
+
 /// The whole document.
 pub fn document() -> Value {
     let envelopes: Vec<Value> = EventType::ALL.iter().map(|t| envelope(*t)).collect();
@@ -445,12 +469,17 @@ pub fn document() -> Value {
             query(
                 "worklist",
                 codes(Worklist::ALL.iter().map(|(c, _)| *c)),
-                "A saved worklist.",
+                "A saved worklist. `likely_to_breach`: a running clock not yet past its target with a breach risk of 50% or more (decision 154).",
+            ),
+            query(
+                "min_breach_risk",
+                json!({ "type": "number", "minimum": 0, "maximum": 100 }),
+                "Only rows whose `breach_risk` (percent) is at least this; rows with no running clock (risk `null`) never pass.",
             ),
             query(
                 "sort",
                 codes(PtlSort::ALL.iter().map(|(c, _)| *c)),
-                "Order of rows.",
+                "Order of rows; ties by pathway id. `breach_risk`: highest first, then the longest wait; rows without a risk last.",
             ),
             query(
                 "limit",
@@ -575,7 +604,7 @@ pub fn document() -> Value {
                 ptl_params,
                 ("200", json!({ "description": "A page of rows (JSON), or every matching row (CSV)", "content": {
                     "application/json": { "schema": json!({ "type": "object", "required": ["as_of", "position", "total", "bands", "rows"],
-                        "properties": { "rows": { "type": "array" }, "total": { "type": "integer" }, "next_cursor": { "type": "string", "nullable": true } } }) },
+                        "properties": { "rows": { "type": "array", "items": ptl_row() }, "total": { "type": "integer" }, "next_cursor": { "type": "string", "nullable": true } } }) },
                     "text/csv": { "schema": { "type": "string" } },
                 } })),
                 false,

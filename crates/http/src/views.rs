@@ -77,6 +77,20 @@ fn boolean(params: &Params, name: &str) -> Result<Option<bool>, ApiError> {
         .transpose()
 }
 
+/// A percentage from 0 to 100 (decimals allowed).
+pub(crate) fn percent(params: &Params, name: &str) -> Result<Option<f64>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|p| (0.0..=100.0).contains(p))
+                .ok_or_else(|| invalid(name, "must be a percentage from 0 to 100"))
+        })
+        .transpose()
+}
+
 fn date(params: &Params, name: &str) -> Result<Option<chrono::NaiveDate>, ApiError> {
     params
         .get(name)
@@ -208,6 +222,7 @@ const PTL_PARAMS: &[&str] = &[
     "next_action_overdue",
     "milestone_overdue",
     "worklist",
+    "min_breach_risk",
     "sort",
     "limit",
     "cursor",
@@ -228,17 +243,19 @@ const AGGREGATE_PARAMS: &[&str] = &[
     "min_position",
 ];
 
+/// `field` is not one of `codes`.
+fn not_one_of<'a>(field: &str, codes: impl Iterator<Item = &'a str>) -> ApiError {
+    let listed: Vec<String> = codes.map(|c| format!("`{c}`")).collect();
+    invalid(field, format!("must be one of {}", listed.join(", ")))
+}
+
 /// Parses the PTL query string (SPEC 4.4).
 pub fn ptl_query(app: &App, params: &Params) -> Result<PtlQuery, ApiError> {
     check_known(params, PTL_PARAMS)?;
     let sort = match params.get("sort") {
         None => PtlSort::default(),
-        Some(v) => PtlSort::parse(v).ok_or_else(|| {
-            invalid(
-                "sort",
-                "must be `days_waited`, `next_breach` or `referred_on`",
-            )
-        })?,
+        Some(v) => PtlSort::parse(v)
+            .ok_or_else(|| not_one_of("sort", PtlSort::ALL.iter().map(|(c, _)| *c)))?,
     };
     let limit = match params.get("limit") {
         None => DEFAULT_LIMIT,
@@ -256,19 +273,8 @@ pub fn ptl_query(app: &App, params: &Params) -> Result<PtlQuery, ApiError> {
     let worklist = params
         .get("worklist")
         .map(|v| {
-            Worklist::parse(v).ok_or_else(|| {
-                invalid(
-                    "worklist",
-                    format!(
-                        "must be one of {}",
-                        Worklist::ALL
-                            .iter()
-                            .map(|(c, _)| format!("`{c}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                )
-            })
+            Worklist::parse(v)
+                .ok_or_else(|| not_one_of("worklist", Worklist::ALL.iter().map(|(c, _)| *c)))
         })
         .transpose()?;
     let cursor = params
@@ -299,6 +305,7 @@ pub fn ptl_query(app: &App, params: &Params) -> Result<PtlQuery, ApiError> {
         next_action_overdue: boolean(params, "next_action_overdue")?.unwrap_or(false),
         milestone_overdue: boolean(params, "milestone_overdue")?.unwrap_or(false),
         worklist,
+        min_breach_risk: percent(params, "min_breach_risk")?,
         sort,
         limit: Some(limit),
         cursor,
@@ -359,6 +366,9 @@ pub async fn get_ptl(
         "subsequent_days",
         "subsequent_breach_date",
         "colonoscopy",
+        "breach_risk",
+        "breach_risk_clock",
+        "breach_risk_plan_id",
     ]);
     for e in &page.rows {
         let r = &e.row;
@@ -400,6 +410,9 @@ pub async fn get_ptl(
             opt(r.subsequent_days),
             opt(r.subsequent.as_ref().and_then(|p| p.breach_date)),
             opt(r.colonoscopy.map(|c| c.as_str())),
+            opt(e.breach_risk),
+            opt(e.breach_risk_clock),
+            opt(e.breach_risk_plan_id.as_ref()),
         ]);
     }
     Ok(csv_response(

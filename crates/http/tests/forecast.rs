@@ -18,7 +18,9 @@ use axum::Router;
 use openptl_app::access::Role;
 use openptl_log::MemoryLog;
 use serde_json::{json, Value};
-use support::{app_at, authorised, authorised_shared, event, request, send, token};
+use support::{
+    app_at, authorised, authorised_shared, event, post_events, request, ruled_out, send, token,
+};
 
 const NOW: &str = "2025-04-07T12:00:00Z";
 
@@ -28,15 +30,6 @@ fn referral(pathway: &str, on: &str, trust: &str) -> Value {
         "referral_received",
         on,
         json!({ "nhs_number": "943 476 5919", "trust": trust, "tumour_site": "lower_gi", "route": "urgent_suspected_cancer" }),
-    )
-}
-
-fn ruled_out(pathway: &str, on: &str) -> Value {
-    event(
-        pathway,
-        "diagnosis_communicated",
-        on,
-        json!({ "outcome": "cancer_ruled_out" }),
     )
 }
 
@@ -54,17 +47,7 @@ async fn loaded() -> (Router, String) {
         referral("P4", "2025-03-01", "RHM"),
         ruled_out("P4", "2025-03-20"),
     ];
-    let reply = send(
-        &router,
-        request(
-            "POST",
-            "/v1/events",
-            None,
-            Some(&json!({ "events": events })),
-        ),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    post_events(&router, None, events).await;
     (router, rhm)
 }
 
@@ -190,17 +173,7 @@ async fn the_projected_gauge_follows_the_refreshed_forecast() {
         ruled_out("P2", "2025-04-03"),
         referral("P3", "2025-04-01", "RXH"),
     ];
-    let reply = send(
-        &router,
-        request(
-            "POST",
-            "/v1/events",
-            Some(&admin),
-            Some(&json!({ "events": events })),
-        ),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    post_events(&router, Some(&admin), events).await;
     let metrics = |text: String| -> Vec<String> {
         text.lines()
             .filter(|l| l.starts_with("openptl_projected_performance_percent{"))
@@ -397,17 +370,7 @@ async fn a_pages_risks_read_only_its_pathways_and_equal_the_full_list() {
             events.push(ruled_out(&id, "2025-04-01"));
         }
     }
-    let reply = send(
-        &router,
-        request(
-            "POST",
-            "/v1/events",
-            None,
-            Some(&json!({ "events": events })),
-        ),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
+    post_events(&router, None, events).await;
     let (_, slow) = get(&router, "/v1/breach-risks?pathway_id=Q1,Q2,Q4", None).await;
     app.refresh_forecasts().await.unwrap();
     let (_, all) = get(

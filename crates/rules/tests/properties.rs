@@ -672,6 +672,28 @@ proptest! {
                 _ => {}
             }
         }
+        // The PTL row's risk (decision 154): the riskiest running clock,
+        // none without one (never 0), and the riskiest one not yet past
+        // its target for the likely-to-breach worklist.
+        let running: Vec<_> = observations(&state)
+            .filter(|o| o.outcome == Outcome::Running)
+            .collect();
+        let row = openptl_rules::forecast::row_risk(&state, &model);
+        prop_assert_eq!(row.is_some(), !running.is_empty());
+        if let Some(row) = row {
+            let highest = running.iter().map(|o| model.probability(o)).fold(0.0, f64::max);
+            prop_assert_eq!(row.probability, highest);
+            prop_assert!(running.iter().any(|o| o.kind == row.clock && model.probability(o) == highest));
+            let ahead = running
+                .iter()
+                .filter(|o| o.days <= o.target_days)
+                .map(|o| model.probability(o))
+                .reduce(f64::max);
+            prop_assert_eq!(row.ahead, ahead);
+            if running.iter().any(|o| o.days > o.target_days) {
+                prop_assert_eq!(row.probability, 1.0);
+            }
+        }
     }
 
     /// SPEC 2.12, 4.4: the 31-day standard of a month counts each treatment

@@ -24,6 +24,13 @@ pub(crate) fn unpack_failed(e: crate::packed::Unreadable) -> AppError {
     ))
 }
 
+/// The next stamp of a PTL index change, process-wide, so a rebuilt or
+/// restored projection never repeats one an older one gave.
+pub(crate) fn next_ptl_stamp() -> u64 {
+    static STAMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    STAMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+}
+
 impl ProjectionData {
     /// Every evaluated pathway's id and current state, unpacked a slice at
     /// a time on every core as the iteration goes. With a `window` (first
@@ -187,17 +194,16 @@ impl ProjectionData {
         let (state, on_ptl) = match current {
             Some(Kept { packed, keys }) => {
                 let version = packed.version();
-                let row = keys.map(|keys| PtlIndexEntry {
-                    keys,
-                    id: id.clone(),
-                    version,
-                });
+                let row = keys.map(|keys| PtlIndexEntry::new(keys, id.clone(), version));
                 (Some(packed), row)
             }
             None => (None, None),
         };
         entry.state = state;
         entry.trusts = trusts;
+        if on_ptl.is_some() {
+            self.ptl_changed = next_ptl_stamp();
+        }
         let (ptl, ptl_slot) = (&mut self.ptl, &mut self.ptl_slot);
         match (on_ptl, ptl_slot.get(id).copied()) {
             (Some(row), Some(slot)) => ptl[slot] = row,

@@ -127,6 +127,11 @@ pub struct ProjectionData {
     /// Today's standards and milestone cells over every state (issue 22);
     /// `None` until built after a bulk change (views then read the states).
     pub(crate) aggregates: Option<Aggregates>,
+    /// The stamp of the entry last put in `ptl` (stamps rise across every
+    /// projection of the process, [`data::next_ptl_stamp`]): unchanged, no
+    /// entry was added or replaced, so risk keys scored for every entry
+    /// still are (decision 154).
+    pub(crate) ptl_changed: u64,
 }
 
 /// How far back past views find earlier states kept (issue 22): a view as

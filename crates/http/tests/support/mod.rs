@@ -149,6 +149,29 @@ pub fn event(
     serde_json::json!({ "pathway_id": pathway, "type": event_type, "occurred_on": on, "data": data })
 }
 
+/// The lower GI (or any) pathway's diagnosis: cancer ruled out.
+pub fn ruled_out(pathway: &str, on: &str) -> serde_json::Value {
+    event(
+        pathway,
+        "diagnosis_communicated",
+        on,
+        serde_json::json!({ "outcome": "cancer_ruled_out" }),
+    )
+}
+
+/// Appends `events` as one batch (with `bearer`, else the test admin's
+/// token), which must be stored.
+pub async fn post_events(router: &Router, bearer: Option<&str>, events: Vec<serde_json::Value>) {
+    let body = serde_json::json!({ "events": events });
+    let reply = send(router, request("POST", "/v1/events", bearer, Some(&body))).await;
+    assert_eq!(
+        reply.status,
+        axum::http::StatusCode::CREATED,
+        "{}",
+        reply.text()
+    );
+}
+
 /// Sends one request through the router, in process.
 pub async fn send(router: &Router, request: axum::http::Request<axum::body::Body>) -> Reply {
     use http_body_util::BodyExt;

@@ -318,13 +318,24 @@ impl Model {
         match o.outcome {
             Outcome::Stopped | Outcome::Closed => 0.0,
             Outcome::Running if o.past_target() => 1.0,
-            Outcome::Running => (o.days..=o.target_days)
-                .map(|t| {
-                    let (h, c) = self.hazard(o, t);
-                    1.0 - h - c
-                })
-                .product::<f64>()
-                .clamp(0.0, 1.0),
+            Outcome::Running => {
+                // `hazard(o, t)` day by day, with its two strata looked up
+                // once (up to its milestone's due day, and after it): the
+                // same factors in the same order, without a stratum look-up
+                // a day (the PTL's breach-risk keys score every open clock).
+                let flag = Self::known_flag(o);
+                let due = o.mark.as_ref().map_or(i64::MAX, |m| m.due_day);
+                let before = self.stratum(Key::leaf(o, None));
+                let after = self.stratum(Key::leaf(o, flag));
+                (o.days..=o.target_days)
+                    .map(|t| {
+                        let stratum = if t > due { after } else { before };
+                        let (h, c) = stratum.map_or((0.0, 0.0), |s| s.hazard(t));
+                        1.0 - h - c
+                    })
+                    .product::<f64>()
+                    .clamp(0.0, 1.0)
+            }
         }
     }
 

@@ -116,11 +116,19 @@ fn observe(
 /// 62-day clocks (judged by a milestone), and every started treatment period
 /// (31-day; no milestone).
 pub fn observations(state: &PathwayState) -> impl Iterator<Item = Observation> + '_ {
+    named_observations(state).map(|(_, o)| o)
+}
+
+/// [`observations`], each with the plan id of its treatment period (`None`
+/// for the FDS and 62-day clocks and the first period), as the PTL names a
+/// clock (`next_breach_clock`, `next_breach_plan_id`).
+pub fn named_observations(
+    state: &PathwayState,
+) -> impl Iterator<Item = (Option<&std::sync::Arc<str>>, Observation)> + '_ {
     let fds = observe(state, ClockKind::Fds, &state.clocks.fds, true);
     let d62 = observe(state, ClockKind::D62, &state.clocks.d62, true);
-    let periods = state
-        .treatment_periods
-        .iter()
-        .filter_map(|p| observe(state, ClockKind::D31, &p.clock, false));
-    fds.into_iter().chain(d62).chain(periods)
+    let periods = state.treatment_periods.iter().filter_map(|p| {
+        observe(state, ClockKind::D31, &p.clock, false).map(|o| (p.plan_id.as_ref(), o))
+    });
+    fds.into_iter().chain(d62).map(|o| (None, o)).chain(periods)
 }
