@@ -123,6 +123,14 @@ pub async fn views(
         t.elapsed().as_secs_f64()
     );
 
+    let (packed, earlier) = app.projection().packed_bytes();
+    println!(
+        "packed states: {:.0} MiB, of which earlier states kept for past views {:.1} MiB ({:.0} bytes per open pathway)",
+        packed as f64 / 1048576.0,
+        earlier as f64 / 1048576.0,
+        earlier as f64 / open.max(1) as f64
+    );
+
     // PTL pages: filtered and sorted, 100 rows, serialised as the API does.
     let queries: Vec<(&str, PtlQuery)> = vec![
         (

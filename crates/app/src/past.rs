@@ -62,7 +62,7 @@ impl Shown {
         }
     }
 
-    fn shows(self, span: (NaiveDate, NaiveDate), on_ptl: impl FnOnce() -> bool) -> bool {
+    fn shows(self, span: (NaiveDate, NaiveDate), on_ptl: bool) -> bool {
         let holds = |first: NaiveDate, last: NaiveDate| {
             let (earliest, latest) = span;
             latest >= first && earliest <= last
@@ -70,8 +70,8 @@ impl Shown {
         match self {
             Shown::All => true,
             Shown::Holding(first, last) => holds(first, last),
-            Shown::OnPtl => on_ptl(),
-            Shown::OnPtlOrHolding(first, last) => holds(first, last) || on_ptl(),
+            Shown::OnPtl => on_ptl,
+            Shown::OnPtlOrHolding(first, last) => holds(first, last) || on_ptl,
         }
     }
 }
@@ -97,6 +97,73 @@ impl Snapshot {
     }
 }
 
+/// Pathways split at a time (a part per step of every core).
+const SPLIT: usize = 32_768;
+
+/// One part of a [`Snapshot`]: the states it moves (their bytes and ends)
+/// and the pathways it reads back.
+struct Part {
+    bytes: Vec<u8>,
+    moved: Vec<(Arc<str>, usize)>,
+    read: Vec<(Arc<str>, crate::positions::Positions)>,
+}
+
+/// Splits some pathways as [`snapshot`] says.
+fn split(
+    entries: &[(&Arc<str>, &crate::projection::PathwayEntry)],
+    evaluated_on: Option<NaiveDate>,
+    as_of: NaiveDate,
+    known_to: Option<u64>,
+    shown: Shown,
+) -> Part {
+    let mut part = Part {
+        bytes: Vec::new(),
+        moved: Vec::new(),
+        read: Vec::new(),
+    };
+    for (id, entry) in entries {
+        let Some(last) = entry.positions.last() else {
+            continue;
+        };
+        let known_whole = known_to.is_none_or(|to| last <= to);
+        if !known_whole {
+            // Nothing of it known then: it did not exist yet.
+            let first = entry.positions.to_vec().first().copied().unwrap_or(last);
+            if known_to.is_some_and(|to| first > to) {
+                continue;
+            }
+            part.read.push(((*id).clone(), entry.positions.clone()));
+            continue;
+        }
+        let settled = entry
+            .state
+            .as_ref()
+            .and_then(|p| Some((p, p.settled_on_ptl()?)));
+        let mut keep = |bytes: &[u8]| {
+            part.bytes.extend_from_slice(bytes);
+            part.moved.push(((*id).clone(), part.bytes.len()));
+        };
+        match (settled, evaluated_on) {
+            (Some((_, (settled, _))), _) if as_of < settled.first => {}
+            (Some((packed, (settled, on_ptl))), Some(on)) if settled.covers(on, as_of) => {
+                if shown.shows(packed.span(), on_ptl) {
+                    keep(packed.as_bytes());
+                }
+            }
+            (Some((packed, _)), _) => match packed.earlier(as_of) {
+                Some((on_ptl, earlier)) => {
+                    if shown.shows(crate::packed::span_of(earlier), on_ptl) {
+                        keep(earlier);
+                    }
+                }
+                None => part.read.push(((*id).clone(), entry.positions.clone())),
+            },
+            _ => part.read.push(((*id).clone(), entry.positions.clone())),
+        }
+    }
+    part
+}
+
 /// Splits the projected pathways for a view as of `as_of`, as known at the
 /// moment the log's position `known_to` was recorded by (`None`: known
 /// now): each pathway's state moves, is left out (it did not exist yet,
@@ -113,43 +180,20 @@ pub(crate) fn snapshot(
     }
     let started = std::time::Instant::now();
     let evaluated_on = data.today;
-    let mut bytes = Vec::new();
-    let mut moved = Vec::new();
-    let mut read = Vec::new();
-    for (id, entry) in &data.pathways {
-        let Some(last) = entry.positions.last() else {
-            continue;
-        };
-        let known_whole = known_to.is_none_or(|to| last <= to);
-        if !known_whole {
-            // Nothing of it known then: it did not exist yet.
-            let first = entry.positions.to_vec().first().copied().unwrap_or(last);
-            if known_to.is_some_and(|to| first > to) {
-                continue;
-            }
-            read.push((id.clone(), entry.positions.clone()));
-            continue;
-        }
-        let settled = entry.state.as_ref().and_then(|p| Some((p, p.settled()?)));
-        match (settled, evaluated_on) {
-            (Some((_, settled)), _) if as_of < settled.first => {}
-            (Some((packed, settled)), Some(on)) if settled.covers(on, as_of) => {
-                if shown.shows(packed.span(), || data.on_ptl(id)) {
-                    bytes.extend_from_slice(packed.as_bytes());
-                    moved.push((id.clone(), bytes.len()));
-                }
-            }
-            (Some((packed, _)), _) => match packed.earlier(as_of) {
-                Some((on_ptl, earlier)) => {
-                    if shown.shows(crate::packed::span_of(earlier), || on_ptl) {
-                        bytes.extend_from_slice(earlier);
-                        moved.push((id.clone(), bytes.len()));
-                    }
-                }
-                None => read.push((id.clone(), entry.positions.clone())),
-            },
-            _ => read.push((id.clone(), entry.positions.clone())),
-        }
+    let entries: Vec<(&Arc<str>, &crate::projection::PathwayEntry)> =
+        data.pathways.iter().collect();
+    // A part per core, then the parts one after another.
+    let parts = par_filter_map(&entries.chunks(SPLIT).collect::<Vec<_>>(), |part| {
+        Some(split(part, evaluated_on, as_of, known_to, shown))
+    });
+    let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.bytes.len()).sum());
+    let mut moved = Vec::with_capacity(parts.iter().map(|p| p.moved.len()).sum());
+    let mut read = Vec::with_capacity(parts.iter().map(|p| p.read.len()).sum());
+    for part in parts {
+        let base = bytes.len();
+        bytes.extend_from_slice(&part.bytes);
+        moved.extend(part.moved.into_iter().map(|(id, end)| (id, base + end)));
+        read.extend(part.read);
     }
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,

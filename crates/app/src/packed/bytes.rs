@@ -127,6 +127,8 @@ pub(super) struct Head<'a> {
     pub(super) version: u64,
     pub(super) span: (NaiveDate, NaiveDate),
     pub(super) settled: Option<Settled>,
+    /// Whether the state is on the PTL.
+    pub(super) on_ptl: bool,
     /// The earlier states' list (read by [`Reader::earlier`]).
     pub(super) earlier: &'a [u8],
 }
@@ -156,6 +158,7 @@ impl<'a> Reader<'a> {
                 from: date()?,
             })
         })?;
+        let on_ptl = self.flag()?;
         // The earlier states: each its last day (an offset), whether it is
         // on the PTL, and its own packed bytes, skipped here.
         let from = self.at;
@@ -170,6 +173,7 @@ impl<'a> Reader<'a> {
             version,
             span,
             settled,
+            on_ptl,
             earlier,
         })
     }

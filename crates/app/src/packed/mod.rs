@@ -15,7 +15,7 @@
 //!
 //! Layout: the layout byte, the state's date span (two day numbers), the
 //! version, the events' [`Settled`] dates (an option of two offsets from
-//! the span's first day) and the earlier states past views move
+//! the span's first day), whether it is on the PTL, and the earlier states past views move
 //! ([`Earlier`]: a count, then each one's last day as an offset, whether
 //! it is on the PTL, and its own packed bytes with their length), then the
 //! state's fields in order. Integers are LEB128
@@ -88,12 +88,19 @@ impl Packed {
     /// The settled dates of the events the state was evaluated from
     /// ([`Settled`]; `None` when not known).
     pub fn settled(&self) -> Option<Settled> {
+        self.settled_on_ptl().map(|(settled, _)| settled)
+    }
+
+    /// [`Packed::settled`], and whether the state is on the PTL (one read
+    /// of the head).
+    pub fn settled_on_ptl(&self) -> Option<(Settled, bool)> {
         let mut r = Reader {
             bytes: &self.bytes,
             at: 0,
             base: 0,
         };
-        r.head().ok().and_then(|head| head.settled)
+        let head = r.head().ok()?;
+        Some((head.settled?, head.on_ptl))
     }
 
     /// The packed bytes of the earlier state that moves to `as_of`, and
@@ -108,6 +115,16 @@ impl Packed {
         Reader::earlier(head.earlier, day(head.span.0), as_of)
             .ok()
             .flatten()
+    }
+
+    /// How many of its bytes are earlier states.
+    pub fn earlier_bytes(&self) -> usize {
+        let mut r = Reader {
+            bytes: &self.bytes,
+            at: 0,
+            base: 0,
+        };
+        r.head().map_or(0, |head| head.earlier.len())
     }
 
     /// The earliest and latest date the state holds.
@@ -200,6 +217,7 @@ impl Packer {
             w.int(i64::from(day(s.first)) - i64::from(day(span.0)));
             w.int(i64::from(day(s.from)) - i64::from(day(span.0)));
         });
+        w.flag(state.on_ptl);
         w.uint(earlier.len() as u64);
         for (e, state) in earlier {
             w.int(i64::from(day(e.until)) - i64::from(day(span.0)));

@@ -113,7 +113,7 @@ proptest! {
     #[test]
     fn fast_past_views_equal_the_full_re_evaluation(
         // Referred in the weeks before the clock's start, so events fall
-        // around today and the earlier states kept (the last five weeks)
+        // around today and the earlier states kept (the last two weeks)
         // are the ones past views move.
         referrals in proptest::collection::vec((any::<u8>(), 80u16..140), 5),
         ops in proptest::collection::vec(op(), 1..60),

@@ -71,11 +71,6 @@ impl ProjectionData {
         unpack_all(packed, packer)
     }
 
-    /// Whether a pathway is on today's PTL.
-    pub(crate) fn on_ptl(&self, id: &str) -> bool {
-        self.ptl_slot.contains_key(id)
-    }
-
     /// A pathway's state and version, unpacked (`None` when not evaluated).
     pub fn state_of(&self, id: &str, packer: &Packer) -> Result<Option<Current>, AppError> {
         let Some(packed) = self.pathways.get(id).and_then(|p| p.state.as_ref()) else {
