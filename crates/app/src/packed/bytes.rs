@@ -136,6 +136,15 @@ pub(super) struct Head<'a> {
 pub(super) const SHORT: &str = "a packed state is cut short";
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `bytes`.
+    pub(super) fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader {
+            bytes,
+            at: 0,
+            base: 0,
+        }
+    }
+
     /// The layout byte, the date span, the version and the events'
     /// settled dates (offsets from the span's first day).
     pub(super) fn head(&mut self) -> Result<Head<'a>, Unreadable> {
@@ -185,11 +194,7 @@ impl<'a> Reader<'a> {
         base: i32,
         as_of: NaiveDate,
     ) -> Result<Option<(bool, &'a [u8])>, Unreadable> {
-        let mut r = Reader {
-            bytes: list,
-            at: 0,
-            base: 0,
-        };
+        let mut r = Reader::new(list);
         for _ in 0..r.count()? {
             let until = i32::try_from(r.int()?)
                 .ok()
@@ -202,11 +207,7 @@ impl<'a> Reader<'a> {
             if as_of > until {
                 continue;
             }
-            let mut inner = Reader {
-                bytes,
-                at: 0,
-                base: 0,
-            };
+            let mut inner = Reader::new(bytes);
             let settled = inner.head()?.settled;
             if settled.is_some_and(|s| s.from <= as_of) {
                 return Ok(Some((on_ptl, bytes)));

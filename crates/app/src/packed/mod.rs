@@ -77,12 +77,12 @@ impl Packed {
 
     /// The number of events the state was evaluated from.
     pub fn version(&self) -> u64 {
-        let mut r = Reader {
-            bytes: &self.bytes,
-            at: 0,
-            base: 0,
-        };
-        r.head().map_or(0, |head| head.version)
+        self.head().map_or(0, |head| head.version)
+    }
+
+    /// What its first bytes say.
+    fn head(&self) -> Result<bytes::Head<'_>, Unreadable> {
+        Reader::new(&self.bytes).head()
     }
 
     /// The settled dates of the events the state was evaluated from
@@ -94,24 +94,14 @@ impl Packed {
     /// [`Packed::settled`], and whether the state is on the PTL (one read
     /// of the head).
     pub fn settled_on_ptl(&self) -> Option<(Settled, bool)> {
-        let mut r = Reader {
-            bytes: &self.bytes,
-            at: 0,
-            base: 0,
-        };
-        let head = r.head().ok()?;
+        let head = self.head().ok()?;
         Some((head.settled?, head.on_ptl))
     }
 
     /// The packed bytes of the earlier state that moves to `as_of`, and
     /// whether it is on the PTL (`None`: none kept does).
     pub fn earlier(&self, as_of: NaiveDate) -> Option<(bool, &[u8])> {
-        let mut r = Reader {
-            bytes: &self.bytes,
-            at: 0,
-            base: 0,
-        };
-        let head = r.head().ok()?;
+        let head = self.head().ok()?;
         Reader::earlier(head.earlier, day(head.span.0), as_of)
             .ok()
             .flatten()
@@ -119,12 +109,7 @@ impl Packed {
 
     /// How many of its bytes are earlier states.
     pub fn earlier_bytes(&self) -> usize {
-        let mut r = Reader {
-            bytes: &self.bytes,
-            at: 0,
-            base: 0,
-        };
-        r.head().map_or(0, |head| head.earlier.len())
+        self.head().map_or(0, |head| head.earlier.len())
     }
 
     /// The earliest and latest date the state holds.
@@ -135,11 +120,7 @@ impl Packed {
     /// Packed bytes as a snapshot gave them back (the rest is checked when
     /// unpacked).
     pub fn from_bytes(bytes: &[u8]) -> Result<Packed, Unreadable> {
-        let mut r = Reader {
-            bytes,
-            at: 0,
-            base: 0,
-        };
+        let mut r = Reader::new(bytes);
         let span = r.head()?.span;
         Ok(Packed {
             bytes: bytes.into(),
@@ -152,11 +133,7 @@ impl Packed {
 /// every date for bytes that are not a packed state (so a view takes them
 /// and reports them unreadable).
 pub fn span_of(bytes: &[u8]) -> (NaiveDate, NaiveDate) {
-    let mut r = Reader {
-        bytes,
-        at: 0,
-        base: 0,
-    };
+    let mut r = Reader::new(bytes);
     r.head()
         .map_or((NaiveDate::MIN, NaiveDate::MAX), |head| head.span)
 }
@@ -390,11 +367,7 @@ impl Packer {
 
     /// [`Packer::unpack`] of packed bytes (a copy of [`Packed::as_bytes`]).
     pub fn unpack_bytes(&self, bytes: &[u8]) -> Result<(PathwayState, u64), Unreadable> {
-        let mut r = Reader {
-            bytes,
-            at: 0,
-            base: 0,
-        };
+        let mut r = Reader::new(bytes);
         let version = r.head()?.version;
         let digits: &[u8; 10] = r.take(10)?.try_into().expect("ten bytes");
         let nhs_number = NhsNumber::from_digits(digits).ok_or("a packed NHS number fails")?;
