@@ -9,9 +9,11 @@
 //! record after the last position recorded by then. Every other pathway's
 //! state is the projection's own moved to the date
 //! ([`openptl_rules::PathwayState::moved_to`], exact once its events are
-//! settled: [`openptl_rules::pathway::Settled`]); one whose first event is after the date did not
-//! exist yet. Only the rest are read back from the log and evaluated, on
-//! every core. A view that shows only some pathways (the PTL, a period's
+//! settled: [`openptl_rules::pathway::Settled`]), and so is one of the
+//! earlier states kept with it when the date falls in its range
+//! ([`openptl_rules::pathway::Earlier`]); one whose first event is after
+//! the date did not exist yet. Only the rest are read back from the log
+//! and evaluated, on every core. A view that shows only some pathways (the PTL, a period's
 //! report) moves only those it can show.
 //!
 //! The work runs off the async workers and outside the projection's lock
@@ -76,16 +78,9 @@ impl Shown {
     }
 }
 
-/// What a past view takes of the projection under its lock: copies of the
-/// packed states it moves, and the positions of the pathways it reads back.
+/// What a past view takes of the projection under its lock.
 pub(crate) struct Snapshot {
-    /// The packed bytes of the states to move, one after another (one
-    /// allocation, not one per state).
-    bytes: Vec<u8>,
-    /// Each state to move: its pathway and where its bytes end.
-    moved: Vec<(Arc<str>, usize)>,
-    /// Pathways to evaluate from their histories.
-    read: Vec<(Arc<str>, crate::positions::Positions)>,
+    part: Part,
     /// The position the pathways were projected to.
     position: u64,
 }
@@ -93,43 +88,71 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// How many states move and how many histories are read.
     pub(crate) fn sizes(&self) -> (usize, usize) {
-        (self.moved.len(), self.read.len())
+        (self.part.moved.len(), self.part.read.len())
     }
 }
 
 /// Pathways split at a time (a part per step of every core).
 const SPLIT: usize = 32_768;
 
-/// One part of a [`Snapshot`]: the states it moves (their bytes and ends)
-/// and the pathways it reads back.
+/// Copies of the packed states a past view moves, and the positions of the
+/// pathways it reads back (of some pathways, or of all of them).
+#[derive(Default)]
 struct Part {
+    /// The packed bytes of the states to move, one after another (one
+    /// allocation, not one per state).
     bytes: Vec<u8>,
+    /// Each state to move: its pathway and where its bytes end.
     moved: Vec<(Arc<str>, usize)>,
+    /// Pathways to evaluate from their histories.
     read: Vec<(Arc<str>, crate::positions::Positions)>,
 }
 
-/// Splits some pathways as [`snapshot`] says.
-fn split(
-    entries: &[(&Arc<str>, &crate::projection::PathwayEntry)],
-    evaluated_on: Option<NaiveDate>,
+impl Part {
+    /// `other`'s states and pathways after this one's.
+    fn append(&mut self, other: Part) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.moved
+            .extend(other.moved.into_iter().map(|(id, end)| (id, base + end)));
+        self.read.extend(other.read);
+    }
+}
+
+/// How a past view splits the projection's pathways: its date, the last
+/// position recorded by its moment (`None`: known now), the pathways it
+/// shows, and whether every one is read back instead
+/// ([`App::set_past_views_read_all`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Split {
     as_of: NaiveDate,
     known_to: Option<u64>,
     shown: Shown,
+    read_all: bool,
+}
+
+/// Splits some pathways as [`Split::snapshot`] says.
+fn split(
+    entries: &[(&Arc<str>, &crate::projection::PathwayEntry)],
+    evaluated_on: Option<NaiveDate>,
+    how: Split,
 ) -> Part {
-    let mut part = Part {
-        bytes: Vec::new(),
-        moved: Vec::new(),
-        read: Vec::new(),
-    };
+    let Split {
+        as_of,
+        known_to,
+        shown,
+        ..
+    } = how;
+    let mut part = Part::default();
     for (id, entry) in entries {
         let Some(last) = entry.positions.last() else {
             continue;
         };
         let known_whole = known_to.is_none_or(|to| last <= to);
         if !known_whole {
-            // Nothing of it known then: it did not exist yet.
             let first = entry.positions.to_vec().first().copied().unwrap_or(last);
             if known_to.is_some_and(|to| first > to) {
+                // Nothing of it known then: it did not exist yet.
                 continue;
             }
             part.read.push(((*id).clone(), entry.positions.clone()));
@@ -164,46 +187,39 @@ fn split(
     part
 }
 
-/// Splits the projected pathways for a view as of `as_of`, as known at the
-/// moment the log's position `known_to` was recorded by (`None`: known
-/// now): each pathway's state moves, is left out (it did not exist yet,
-/// or the view cannot show it), or is read back.
-pub(crate) fn snapshot(
-    data: &ProjectionData,
-    as_of: NaiveDate,
-    known_to: Option<u64>,
-    shown: Shown,
-    reading_all: bool,
-) -> Snapshot {
-    if reading_all {
-        return snapshot_reading_all(data);
-    }
-    let started = std::time::Instant::now();
-    let evaluated_on = data.today;
-    let entries: Vec<(&Arc<str>, &crate::projection::PathwayEntry)> =
-        data.pathways.iter().collect();
-    // A part per core, then the parts one after another.
-    let parts = par_filter_map(&entries.chunks(SPLIT).collect::<Vec<_>>(), |part| {
-        Some(split(part, evaluated_on, as_of, known_to, shown))
-    });
-    let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.bytes.len()).sum());
-    let mut moved = Vec::with_capacity(parts.iter().map(|p| p.moved.len()).sum());
-    let mut read = Vec::with_capacity(parts.iter().map(|p| p.read.len()).sum());
-    for part in parts {
-        let base = bytes.len();
-        bytes.extend_from_slice(&part.bytes);
-        moved.extend(part.moved.into_iter().map(|(id, end)| (id, base + end)));
-        read.extend(part.read);
-    }
-    tracing::debug!(
-        ms = started.elapsed().as_millis() as u64,
-        "past view split under the projection's lock"
-    );
-    Snapshot {
-        bytes,
-        moved,
-        read,
-        position: data.position,
+impl Split {
+    /// Splits the projected pathways: each pathway's state moves, is left
+    /// out (it did not exist yet, or the view cannot show it), or is read
+    /// back. Runs under the projection's read lock, on every core.
+    pub(crate) fn snapshot(self, data: &ProjectionData) -> Snapshot {
+        let position = data.position;
+        if self.read_all {
+            let read = data
+                .pathways
+                .iter()
+                .map(|(id, entry)| (id.clone(), entry.positions.clone()))
+                .collect();
+            let part = Part {
+                read,
+                ..Part::default()
+            };
+            return Snapshot { part, position };
+        }
+        let started = std::time::Instant::now();
+        let entries: Vec<(&Arc<str>, &crate::projection::PathwayEntry)> =
+            data.pathways.iter().collect();
+        let parts = par_filter_map(&entries.chunks(SPLIT).collect::<Vec<_>>(), |entries| {
+            Some(split(entries, data.today, self))
+        });
+        let mut part = Part::default();
+        for p in parts {
+            part.append(p);
+        }
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "past view split under the projection's lock"
+        );
+        Snapshot { part, position }
     }
 }
 
@@ -220,6 +236,30 @@ impl App {
     pub(crate) fn past_views_read_all(&self) -> bool {
         self.past_views_read_all
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How a view as of `as_of`, known at `known_at`, of the pathways
+    /// `shown` splits the projection (for a moment, the last position
+    /// recorded by then is found first, outside the lock).
+    pub(crate) async fn past_split(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        shown: Shown,
+    ) -> Result<Split, AppError> {
+        let known_to = match known_at {
+            Some(at) => Some(
+                self.position_known_at(at, self.projection.position())
+                    .await?,
+            ),
+            None => None,
+        };
+        Ok(Split {
+            as_of,
+            known_to,
+            shown,
+            read_all: self.past_views_read_all(),
+        })
     }
 
     /// The last log position recorded at or before `at`, at most `upto`:
@@ -367,6 +407,7 @@ impl<'a> PastStates<'a> {
         at: At<'a>,
     ) -> Result<PastStates<'a>, AppError> {
         let mut read: Vec<crate::fold::PathwayRecords> = snapshot
+            .part
             .read
             .iter()
             .map(|(id, positions)| (id.clone(), positions.to_vec()))
@@ -401,7 +442,7 @@ impl<'a> PastStates<'a> {
     /// The next step's states; `false` when there are none left (or a
     /// step failed).
     fn step(&mut self) -> Result<bool, AppError> {
-        let moved = &self.snapshot.moved;
+        let moved = &self.snapshot.part.moved;
         if self.next_moved < moved.len() {
             let from = self.next_moved;
             let to = (from + STEP).min(moved.len());
@@ -446,10 +487,10 @@ impl<'a> PastStates<'a> {
 
     /// The `i`th moved state, unpacked and moved to the view's date.
     fn moved(&self, i: usize) -> Result<(Arc<str>, Current), AppError> {
-        let moved = &self.snapshot.moved;
+        let moved = &self.snapshot.part.moved;
         let (id, end) = &moved[i];
         let start = if i == 0 { 0 } else { moved[i - 1].1 };
-        let bytes = &self.snapshot.bytes[start..*end];
+        let bytes = &self.snapshot.part.bytes[start..*end];
         let (state, version) = self
             .at
             .packer
@@ -489,21 +530,6 @@ impl Iterator for PastStates<'_> {
                 }
             }
         }
-    }
-}
-
-/// Every pathway read back, none moved: the full re-evaluation, kept as
-/// the oracle the tests compare the fast past views with.
-fn snapshot_reading_all(data: &ProjectionData) -> Snapshot {
-    Snapshot {
-        bytes: Vec::new(),
-        moved: Vec::new(),
-        read: data
-            .pathways
-            .iter()
-            .map(|(id, entry)| (id.clone(), entry.positions.clone()))
-            .collect(),
-        position: data.position,
     }
 }
 

@@ -24,7 +24,7 @@ use crate::access::{Principal, TrustScope};
 use crate::aggregates::Aggregates;
 use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
 use crate::evaluate::Current;
-use crate::past::{snapshot, Shown};
+use crate::past::Shown;
 use crate::ptl_index::{day_number, pack_trust};
 pub use crate::ptl_index::{PtlIndexEntry, PtlKeys, RiskKeys};
 use crate::{App, AppError};
@@ -394,15 +394,13 @@ impl App {
         f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R + Send + 'static,
     ) -> Result<(R, u64), AppError> {
         let projection = self.projection.clone();
-        let known_to = self.known_to(known_at).await?;
-        let read_all = self.past_views_read_all();
+        let split = self.past_split(as_of, known_at, shown).await?;
         let today = self
             .off_workers(move || {
                 let data = projection.read();
                 let position = projection.position().min(data.position);
                 if data.today != Some(as_of) || known_at.is_some() {
-                    let snapshot = snapshot(&data, as_of, known_to, shown, read_all);
-                    return Ok(Err((snapshot, position, f)));
+                    return Ok(Err((split.snapshot(&data), position, f)));
                 }
                 let mut failed = None;
                 let mut seen =
@@ -438,18 +436,6 @@ impl App {
             })
             .await?;
         Ok((out, position))
-    }
-
-    /// For a view as known at a moment, the last log position recorded by
-    /// then (of those projected now).
-    async fn known_to(&self, known_at: Option<DateTime<Utc>>) -> Result<Option<u64>, AppError> {
-        match known_at {
-            Some(at) => {
-                let upto = self.projection.position();
-                Ok(Some(self.position_known_at(at, upto).await?))
-            }
-            None => Ok(None),
-        }
     }
 
     /// Answers from today's aggregates, off the async workers: `None` when
@@ -510,8 +496,6 @@ impl App {
         let config = self.config.clone();
         let page_query = query.clone();
         let known_at = query.at.known_at;
-        let known_to = self.known_to(known_at).await?;
-        let read_all = self.past_views_read_all();
         // A past page moves only the PTL's states when a model of its date
         // is kept; else every state, to learn one from every clock.
         let past_model = self.past_model(as_of, known_at);
@@ -519,6 +503,7 @@ impl App {
             Some(_) => Shown::OnPtl,
             None => Shown::All,
         };
+        let split = self.past_split(as_of, known_at, shown).await?;
         let fast = self
             .off_workers(move || {
                 let query = &page_query;
@@ -526,8 +511,7 @@ impl App {
                 let position = projection.position().min(data.position);
                 let today = data.today == Some(as_of) && known_at.is_none();
                 let Some((model, (generation, scored))) = generation.filter(|_| today) else {
-                    let snapshot = snapshot(&data, as_of, known_to, shown, read_all);
-                    return Ok::<_, AppError>(Err((snapshot, position)));
+                    return Ok::<_, AppError>(Err((split.snapshot(&data), position)));
                 };
                 let packer = projection.packer();
                 let keys_of = |e: &PtlIndexEntry| {
