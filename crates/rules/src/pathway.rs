@@ -598,6 +598,16 @@ pub fn allocation_shares(within_62: bool, within_38: bool, within_24: bool) -> (
     }
 }
 
+/// A milestone neither met nor ended by the FDS clock, as of `as_of`:
+/// overdue once its due date has passed.
+fn unmet_status(as_of: NaiveDate, due_date: NaiveDate) -> MilestoneStatus {
+    if as_of > due_date {
+        MilestoneStatus::Overdue
+    } else {
+        MilestoneStatus::Pending
+    }
+}
+
 fn milestones(
     config: &RulesConfig,
     site: TumourSite,
@@ -625,8 +635,7 @@ fn milestones(
                 (false, Some(_), _) => MilestoneStatus::Missed,
                 (false, None, Some(stop)) if due_date >= stop => MilestoneStatus::NotApplicable,
                 (false, None, Some(_)) => MilestoneStatus::Missed,
-                (false, None, None) if as_of > due_date => MilestoneStatus::Overdue,
-                (false, None, None) => MilestoneStatus::Pending,
+                (false, None, None) => unmet_status(as_of, due_date),
             };
             Milestone {
                 name: rule.name.clone(),

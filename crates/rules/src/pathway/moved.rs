@@ -75,11 +75,7 @@ impl PathwayState {
                 milestone.status,
                 MilestoneStatus::Pending | MilestoneStatus::Overdue
             ) {
-                milestone.status = if as_of > milestone.due_date {
-                    MilestoneStatus::Overdue
-                } else {
-                    MilestoneStatus::Pending
-                };
+                milestone.status = unmet_status(as_of, milestone.due_date);
             }
         }
         moved.next_breach = next_breach(&moved.clocks, &moved.treatment_periods);
