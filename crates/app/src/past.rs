@@ -175,8 +175,8 @@ fn split(
             }
             (Some((packed, _)), _) => match packed.earlier(as_of) {
                 Some((on_ptl, earlier)) => {
-                    if shown.shows(crate::packed::span_of(earlier), on_ptl) {
-                        keep(earlier);
+                    if shown.shows(crate::packed::span_of(&earlier), on_ptl) {
+                        keep(&earlier);
                     }
                 }
                 None => part.read.push(((*id).clone(), entry.positions.clone())),

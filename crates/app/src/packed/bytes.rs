@@ -131,9 +131,17 @@ pub(super) struct Head<'a> {
     pub(super) on_ptl: bool,
     /// The earlier states' list (read by [`Reader::earlier`]).
     pub(super) earlier: &'a [u8],
+    /// The state's fields, after the head (what the earlier states are
+    /// compressed against).
+    pub(super) fields: &'a [u8],
 }
 
 pub(super) const SHORT: &str = "a packed state is cut short";
+
+/// The longest an earlier state's packed bytes may say they are (a guard
+/// against damaged bytes asking for a huge allocation; a state is a few
+/// hundred bytes).
+const EARLIER_MOST_BYTES: usize = 1 << 20;
 
 impl<'a> Reader<'a> {
     /// A reader at the start of `bytes`.
@@ -174,6 +182,7 @@ impl<'a> Reader<'a> {
         for _ in 0..self.count()? {
             self.int()?;
             self.flag()?;
+            self.uint()?;
             let len = self.count()?;
             self.take(len)?;
         }
@@ -184,16 +193,20 @@ impl<'a> Reader<'a> {
             settled,
             on_ptl,
             earlier,
+            fields: &self.bytes[self.at..],
         })
     }
 
     /// The earlier state (on the PTL or not, packed) that moves to `as_of`,
-    /// in a list a [`Head`] gave (`base`: the span's first day number).
+    /// in a list a [`Head`] gave (`base`: the span's first day number;
+    /// `fields`: the head's, which the earlier states are compressed
+    /// against).
     pub(super) fn earlier(
         list: &'a [u8],
         base: i32,
+        fields: &[u8],
         as_of: NaiveDate,
-    ) -> Result<Option<(bool, &'a [u8])>, Unreadable> {
+    ) -> Result<Option<(bool, Vec<u8>)>, Unreadable> {
         let mut r = Reader::new(list);
         for _ in 0..r.count()? {
             let until = i32::try_from(r.int()?)
@@ -202,13 +215,18 @@ impl<'a> Reader<'a> {
                 .and_then(date_of_day)
                 .ok_or("a packed earlier date is out of range")?;
             let on_ptl = r.flag()?;
+            let raw = usize::try_from(r.uint()?).unwrap_or(usize::MAX);
             let len = r.count()?;
-            let bytes = r.take(len)?;
+            let compressed = r.take(len)?;
             if as_of > until {
                 continue;
             }
-            let mut inner = Reader::new(bytes);
-            let settled = inner.head()?.settled;
+            if raw > EARLIER_MOST_BYTES {
+                return Err("a packed earlier state is too long".into());
+            }
+            let bytes = lz4_flex::block::decompress_with_dict(compressed, raw, fields)
+                .map_err(|_| Unreadable::from("a packed earlier state does not decompress"))?;
+            let settled = Reader::new(&bytes).head()?.settled;
             if settled.is_some_and(|s| s.from <= as_of) {
                 return Ok(Some((on_ptl, bytes)));
             }

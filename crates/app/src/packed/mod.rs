@@ -17,8 +17,10 @@
 //! version, the events' [`Settled`] dates (an option of two offsets from
 //! the span's first day), whether it is on the PTL, and the earlier states past views move
 //! ([`Earlier`]: a count, then each one's last day as an offset, whether
-//! it is on the PTL, and its own packed bytes with their length), then the
-//! state's fields in order. Integers are LEB128
+//! it is on the PTL, and its own packed bytes' length, then those bytes
+//! compressed as an LZ4 block against the state's own fields, which they
+//! mostly repeat, with their compressed length), then the state's fields
+//! in order. Integers are LEB128
 //! varints (signed ones zigzagged); the referral date is a day number
 //! (signed: input may hold dates before year 1), every other date a signed
 //! offset from it; an optional value is a 0/1 byte then the value (optional
@@ -51,7 +53,7 @@ use crate::evaluate::Current;
 use crate::varint;
 
 /// The layout version, the first byte of every packed state.
-const LAYOUT: u8 = 5;
+const LAYOUT: u8 = 6;
 
 /// A packed pathway state, with the number of events it was evaluated
 /// from, and its [`PathwayState::date_span`] at hand (a view of a period
@@ -100,9 +102,9 @@ impl Packed {
 
     /// The packed bytes of the earlier state that moves to `as_of`, and
     /// whether it is on the PTL (`None`: none kept does).
-    pub fn earlier(&self, as_of: NaiveDate) -> Option<(bool, &[u8])> {
+    pub fn earlier(&self, as_of: NaiveDate) -> Option<(bool, Vec<u8>)> {
         let head = self.head().ok()?;
-        Reader::earlier(head.earlier, day(head.span.0), as_of)
+        Reader::earlier(head.earlier, day(head.span.0), head.fields, as_of)
             .ok()
             .flatten()
     }
@@ -181,11 +183,18 @@ impl Packer {
         settled: Option<Settled>,
         earlier: &[(Earlier, PathwayState)],
     ) -> Packed {
-        let mut w = Writer {
+        let span = state.date_span();
+        // The fields first: the earlier states are compressed against them.
+        let mut f = Writer {
             out: Vec::with_capacity(128),
             base: day(state.referred_on),
         };
-        let span = state.date_span();
+        write_fields(&mut f, state, &self.index);
+        let fields = f.out;
+        let mut w = Writer {
+            out: Vec::with_capacity(fields.len() + 16),
+            base: day(state.referred_on),
+        };
         w.byte(LAYOUT);
         w.int(day(span.0).into());
         w.int(day(span.1).into());
@@ -200,169 +209,177 @@ impl Packer {
             w.int(i64::from(day(e.until)) - i64::from(day(span.0)));
             w.flag(state.on_ptl);
             let inner = self.pack(state, version, Some(e.settled));
+            let compressed = lz4_flex::block::compress_with_dict(&inner.bytes, &fields);
             w.uint(inner.bytes.len() as u64);
-            w.out.extend_from_slice(&inner.bytes);
+            w.uint(compressed.len() as u64);
+            w.out.extend_from_slice(&compressed);
         }
-        let PathwayState {
-            nhs_number,
-            trust,
-            referring_trust,
-            tumour_site,
-            route,
-            referred_on,
-            status,
-            on_ptl,
-            as_of,
-            fit_band,
-            fit_on,
-            fds_excluded_on,
-            clocks: Clocks { fds, d31, d62 },
-            milestones,
-            treatment_periods,
-            next_breach,
-            transferred,
-            transfers,
-            handover_date,
-            last_note,
-            first_seen,
-            record,
-            lower_gi,
-        } = state;
-        w.out.extend_from_slice(nhs_number.as_str().as_bytes());
-        w.ods(trust);
-        w.ods(referring_trust);
-        w.byte(tumour_site.index());
-        w.byte(route.index());
-        w.int(day(*referred_on).into());
-        w.byte(status.index());
-        w.flag(*on_ptl);
-        w.date(*as_of);
-        w.byte(fit_band.index());
-        w.opt_date(*fit_on);
-        w.opt_date(*fds_excluded_on);
-        for clock in [fds, d31, d62] {
-            w.clock(clock);
-        }
-        w.uint(milestones.len() as u64);
-        for m in milestones {
-            let Milestone {
-                name,
-                due_day,
-                due_date,
-                met_on,
-                status,
-            } = m;
-            match self.index.get(name) {
-                Some(i) => w.uint(*i as u64),
-                None => {
-                    w.uint(0);
-                    w.text(name);
-                }
-            }
-            w.int(*due_day);
-            w.date(*due_date);
-            w.opt_date(*met_on);
-            w.byte(status.index());
-        }
-        w.uint(treatment_periods.len() as u64);
-        for p in treatment_periods {
-            let TreatmentPeriod {
-                treatment,
-                plan_id,
-                modality,
-                start_reason,
-                care_setting,
-                clock,
-            } = p;
-            w.byte(treatment.index());
-            w.option(plan_id.as_ref(), |w, t| w.text(t));
-            w.byte(modality.index());
-            w.byte(start_reason.index());
-            w.option(care_setting.as_ref(), |w, c| w.byte(c.index()));
-            let same_as_d31 = clock == d31;
-            w.flag(same_as_d31);
-            if !same_as_d31 {
-                w.clock(clock);
-            }
-        }
-        w.option(next_breach.as_ref(), |w, b| {
-            let NextBreach {
-                clock,
-                plan_id,
-                date,
-            } = b;
-            w.byte(clock.index());
-            w.option(plan_id.as_ref(), |w, t| w.text(t));
-            w.date(*date);
-        });
-        w.flag(*transferred);
-        w.uint(transfers.len() as u64);
-        for t in transfers {
-            w.date(t.occurred_on);
-            w.ods(&t.from_trust);
-            w.ods(&t.to_trust);
-        }
-        w.opt_date(*handover_date);
-        w.option(last_note.as_ref(), |w, n| {
-            let Note {
-                occurred_on,
-                text,
-                next_action,
-                next_action_due,
-                owner,
-                escalated,
-            } = n;
-            w.date(*occurred_on);
-            w.text(text);
-            w.option(next_action.as_ref(), |w, t| w.text(t));
-            w.opt_date(*next_action_due);
-            w.option(owner.as_ref(), |w, t| w.text(t));
-            w.flag(*escalated);
-        });
-        w.option(first_seen.as_ref(), |w, f| {
-            let SeenAt {
-                date,
-                medium,
-                trust,
-            } = f;
-            w.date(*date);
-            w.byte(medium.index());
-            w.ods(trust);
-        });
-        let RecordFacts {
-            referrer_given,
-            primary_diagnosis,
-            first_seen_adjustment_days,
-        } = record;
-        w.flag(*referrer_given);
-        w.option(primary_diagnosis.as_ref(), |w, t| w.text(t));
-        w.int(*first_seen_adjustment_days);
-        let LowerGiFacts {
-            fit_results,
-            triaged_on,
-            tests,
-        } = lower_gi;
-        w.uint(fit_results.len() as u64);
-        for FitResult { on, band } in fit_results {
-            w.date(*on);
-            w.byte(band.index());
-        }
-        w.opt_date(*triaged_on);
-        w.uint(tests.len() as u64);
-        for GiTest { on, test, stage } in tests {
-            w.date(*on);
-            w.byte(test.index());
-            w.flag(*stage == TestStage::Performed);
-        }
+        w.out.extend_from_slice(&fields);
         Packed {
-            // Copied to an allocation of its own length: the writer's grew
-            // by doubling, and the allocator keeps a block shrunk by less
-            // than half where it is (decision 145).
+            // An allocation of its own length: the allocator keeps a block
+            // shrunk by less than half where it is (decision 145).
             bytes: Box::from(&w.out[..]),
             span,
         }
     }
+}
 
+/// A state's fields, in order, after its head.
+fn write_fields(w: &mut Writer, state: &PathwayState, index: &HashMap<Arc<str>, u32>) {
+    let PathwayState {
+        nhs_number,
+        trust,
+        referring_trust,
+        tumour_site,
+        route,
+        referred_on,
+        status,
+        on_ptl,
+        as_of,
+        fit_band,
+        fit_on,
+        fds_excluded_on,
+        clocks: Clocks { fds, d31, d62 },
+        milestones,
+        treatment_periods,
+        next_breach,
+        transferred,
+        transfers,
+        handover_date,
+        last_note,
+        first_seen,
+        record,
+        lower_gi,
+    } = state;
+    w.out.extend_from_slice(nhs_number.as_str().as_bytes());
+    w.ods(trust);
+    w.ods(referring_trust);
+    w.byte(tumour_site.index());
+    w.byte(route.index());
+    w.int(day(*referred_on).into());
+    w.byte(status.index());
+    w.flag(*on_ptl);
+    w.date(*as_of);
+    w.byte(fit_band.index());
+    w.opt_date(*fit_on);
+    w.opt_date(*fds_excluded_on);
+    for clock in [fds, d31, d62] {
+        w.clock(clock);
+    }
+    w.uint(milestones.len() as u64);
+    for m in milestones {
+        let Milestone {
+            name,
+            due_day,
+            due_date,
+            met_on,
+            status,
+        } = m;
+        match index.get(name) {
+            Some(i) => w.uint(*i as u64),
+            None => {
+                w.uint(0);
+                w.text(name);
+            }
+        }
+        w.int(*due_day);
+        w.date(*due_date);
+        w.opt_date(*met_on);
+        w.byte(status.index());
+    }
+    w.uint(treatment_periods.len() as u64);
+    for p in treatment_periods {
+        let TreatmentPeriod {
+            treatment,
+            plan_id,
+            modality,
+            start_reason,
+            care_setting,
+            clock,
+        } = p;
+        w.byte(treatment.index());
+        w.option(plan_id.as_ref(), |w, t| w.text(t));
+        w.byte(modality.index());
+        w.byte(start_reason.index());
+        w.option(care_setting.as_ref(), |w, c| w.byte(c.index()));
+        let same_as_d31 = clock == d31;
+        w.flag(same_as_d31);
+        if !same_as_d31 {
+            w.clock(clock);
+        }
+    }
+    w.option(next_breach.as_ref(), |w, b| {
+        let NextBreach {
+            clock,
+            plan_id,
+            date,
+        } = b;
+        w.byte(clock.index());
+        w.option(plan_id.as_ref(), |w, t| w.text(t));
+        w.date(*date);
+    });
+    w.flag(*transferred);
+    w.uint(transfers.len() as u64);
+    for t in transfers {
+        w.date(t.occurred_on);
+        w.ods(&t.from_trust);
+        w.ods(&t.to_trust);
+    }
+    w.opt_date(*handover_date);
+    w.option(last_note.as_ref(), |w, n| {
+        let Note {
+            occurred_on,
+            text,
+            next_action,
+            next_action_due,
+            owner,
+            escalated,
+        } = n;
+        w.date(*occurred_on);
+        w.text(text);
+        w.option(next_action.as_ref(), |w, t| w.text(t));
+        w.opt_date(*next_action_due);
+        w.option(owner.as_ref(), |w, t| w.text(t));
+        w.flag(*escalated);
+    });
+    w.option(first_seen.as_ref(), |w, f| {
+        let SeenAt {
+            date,
+            medium,
+            trust,
+        } = f;
+        w.date(*date);
+        w.byte(medium.index());
+        w.ods(trust);
+    });
+    let RecordFacts {
+        referrer_given,
+        primary_diagnosis,
+        first_seen_adjustment_days,
+    } = record;
+    w.flag(*referrer_given);
+    w.option(primary_diagnosis.as_ref(), |w, t| w.text(t));
+    w.int(*first_seen_adjustment_days);
+    let LowerGiFacts {
+        fit_results,
+        triaged_on,
+        tests,
+    } = lower_gi;
+    w.uint(fit_results.len() as u64);
+    for FitResult { on, band } in fit_results {
+        w.date(*on);
+        w.byte(band.index());
+    }
+    w.opt_date(*triaged_on);
+    w.uint(tests.len() as u64);
+    for GiTest { on, test, stage } in tests {
+        w.date(*on);
+        w.byte(test.index());
+        w.flag(*stage == TestStage::Performed);
+    }
+}
+
+impl Packer {
     /// The state and version back; an error for bytes not packed here.
     pub fn unpack(&self, packed: &Packed) -> Result<(PathwayState, u64), Unreadable> {
         self.unpack_bytes(&packed.bytes)

@@ -320,6 +320,74 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Earlier states come back whole from their compressed bytes, for a
+    /// date in their range, and damaged bytes never panic.
+    #[test]
+    fn earlier_states_unpack_to_themselves(
+        state in state(names()),
+        earlier in prop::collection::vec(state(names()), 0..3),
+        at in any::<prop::sample::Index>(),
+    ) {
+        let packer = Packer::new(&RulesConfig::defaults());
+        let base = NaiveDate::from_ymd_opt(2025, 6, 1).unwrap();
+        // Each earlier state: settled from day 10k, valid until day 10k + 5.
+        let kept: Vec<(Earlier, PathwayState)> = earlier
+            .into_iter()
+            .enumerate()
+            .map(|(k, s)| {
+                let from = base + chrono::Days::new(10 * k as u64);
+                let e = Earlier {
+                    on: from,
+                    until: from + chrono::Days::new(5),
+                    settled: Settled { first: base, from },
+                };
+                (e, s)
+            })
+            .collect();
+        let packed = packer.pack_with_earlier(&state, 7, None, &kept);
+        let (back, _) = packer.unpack(&packed).unwrap();
+        prop_assert_eq!(back, state.clone());
+        // Dates are offsets from a span's first day: at the ends of the
+        // calendar one may not fit, and then the state is read back instead.
+        let fits = |from: NaiveDate, d: NaiveDate| i32::try_from((d - from).num_days()).is_ok();
+        for (e, s) in &kept {
+            let first = s.date_span().0;
+            if !fits(state.date_span().0, e.until)
+                || !fits(first, e.settled.first)
+                || !fits(first, e.settled.from)
+            {
+                continue;
+            }
+            let found = packed.earlier(e.until);
+            prop_assert!(found.is_some(), "no earlier state for {:?}", e);
+            let (on_ptl, bytes) = found.expect("checked");
+            prop_assert_eq!(on_ptl, s.on_ptl);
+            let (back, version) = packer.unpack_bytes(&bytes).unwrap();
+            prop_assert_eq!(version, 7);
+            prop_assert_eq!(back.nhs_number.as_str(), s.nhs_number.as_str());
+            prop_assert_eq!(&back, s);
+        }
+        // Damaged: any byte flipped or the bytes cut, never a panic.
+        let bytes = packed.as_bytes();
+        let at = at.index(bytes.len());
+        let mut flipped = bytes.to_vec();
+        flipped[at] ^= 0x5a;
+        for damaged in [flipped, bytes[..at].to_vec()] {
+            if let Ok(p) = Packed::from_bytes(&damaged) {
+                for (e, _) in &kept {
+                    if let Some((_, b)) = p.earlier(e.until) {
+                        let _ = packer.unpack_bytes(&b);
+                    }
+                }
+                let _ = packer.unpack(&p);
+            }
+        }
+    }
+}
+
 #[test]
 fn the_date_table_agrees_with_chrono() {
     assert_eq!(
