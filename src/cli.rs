@@ -153,6 +153,11 @@ pub enum Command {
         /// among 10M events of issue #4's target with 1,400,000 pathways).
         #[arg(long, default_value_t = 240)]
         referral_days: u64,
+        /// With `--views`: stop after the restart and memory figures (to
+        /// compare the memory of two builds, alternated, without timing
+        /// every view).
+        #[arg(long, requires = "views")]
+        memory_only: bool,
         /// Run the append benchmark on PostgreSQL too (a scratch schema
         /// `openptl_bench`) and print the ratio to the embedded log.
         #[arg(long)]

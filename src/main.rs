@@ -58,13 +58,14 @@ async fn main() -> anyhow::Result<()> {
             forecast,
             data_dir,
             referral_days,
+            memory_only,
             store,
         } => {
             if forecast {
                 return bench::forecast(pathways, 1, referral_days).await;
             }
             if views {
-                return bench::views(pathways, 1, data_dir, referral_days).await;
+                return bench::views(pathways, 1, data_dir, referral_days, memory_only).await;
             }
             bench::run(
                 bench::BenchOptions {

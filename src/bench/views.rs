@@ -23,6 +23,7 @@ pub async fn views(
     seed: u64,
     data_dir: Option<PathBuf>,
     referral_days: u64,
+    memory_only: bool,
 ) -> anyhow::Result<()> {
     use openptl_app::{PathwayQuery, PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
 
@@ -121,7 +122,7 @@ pub async fn views(
         earlier as f64 / open.max(1) as f64
     );
 
-    if std::env::var_os("OPENPTL_BENCH_MEMORY_ONLY").is_some() {
+    if memory_only {
         return Ok(());
     }
     // Today's breach-risk model (decision 154): learnt, the month-end
