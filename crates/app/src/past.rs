@@ -133,7 +133,7 @@ pub(crate) struct Split {
 
 /// Splits some pathways as [`Split::snapshot`] says.
 fn split(
-    entries: &[(&Arc<str>, &crate::projection::PathwayEntry)],
+    entries: &[(Arc<str>, crate::projection::PathwayEntry)],
     evaluated_on: Option<NaiveDate>,
     how: Split,
 ) -> Part {
@@ -155,7 +155,7 @@ fn split(
                 // Nothing of it known then: it did not exist yet.
                 continue;
             }
-            part.read.push(((*id).clone(), entry.positions.clone()));
+            part.read.push((id.clone(), entry.positions.clone()));
             continue;
         }
         let settled = entry
@@ -164,7 +164,7 @@ fn split(
             .and_then(|p| Some((p, p.settled_on_ptl()?)));
         let mut keep = |bytes: &[u8]| {
             part.bytes.extend_from_slice(bytes);
-            part.moved.push(((*id).clone(), part.bytes.len()));
+            part.moved.push((id.clone(), part.bytes.len()));
         };
         match (settled, evaluated_on) {
             (Some((_, (settled, _))), _) if as_of < settled.first => {}
@@ -206,8 +206,7 @@ impl Split {
             return Snapshot { part, position };
         }
         let started = std::time::Instant::now();
-        let entries: Vec<(&Arc<str>, &crate::projection::PathwayEntry)> =
-            data.pathways.iter().collect();
+        let entries = data.pathways.as_slice();
         let parts = par_filter_map(&entries.chunks(SPLIT).collect::<Vec<_>>(), |entries| {
             Some(split(entries, data.today, self))
         });

@@ -199,21 +199,9 @@ impl ProjectionData {
         if on_ptl.is_some() {
             self.ptl_changed = next_ptl_stamp();
         }
-        let (ptl, ptl_slot) = (&mut self.ptl, &mut self.ptl_slot);
-        match (on_ptl, ptl_slot.get(id).copied()) {
-            (Some(row), Some(slot)) => ptl[slot] = row,
-            (Some(row), None) => {
-                ptl_slot.insert(id.clone(), ptl.len());
-                ptl.push(row);
-            }
-            (None, Some(slot)) => {
-                ptl.swap_remove(slot);
-                ptl_slot.remove(id);
-                if let Some(moved) = ptl.get(slot) {
-                    ptl_slot.insert(moved.id.clone(), slot);
-                }
-            }
-            (None, None) => {}
+        match on_ptl {
+            Some(row) => self.ptl_slot.put(&mut self.ptl, row),
+            None => self.ptl_slot.take(&mut self.ptl, id),
         }
     }
 }

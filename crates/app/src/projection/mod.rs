@@ -115,10 +115,10 @@ pub struct ProjectionData {
     pub position: u64,
     /// The date the pathways' states are evaluated on.
     pub today: Option<NaiveDate>,
-    pub pathways: HashMap<Arc<str>, PathwayEntry>,
+    pub pathways: Pathways,
     /// The pathways on today's PTL, keys inline (dense, for fast PTL pages).
     pub ptl: Vec<PtlIndexEntry>,
-    ptl_slot: HashMap<Arc<str>, usize>,
+    ptl_slot: pathways::PtlSlots,
     /// Trust codes, shared by every pathway's [`Trusts`].
     trust_codes: HashSet<Arc<str>>,
     /// Every pathway's [`Trusts`], shared by the pathways with the same.
@@ -452,6 +452,7 @@ impl Projection {
             let mut data = self.write();
             data.position = to;
             data.today = Some(today);
+            data.pathways.shrink_to_fit();
         }
         let installed_after = started.elapsed();
         let fresh = self.read().laid_out();
@@ -736,12 +737,14 @@ impl Projection {
 
 mod cache;
 mod data;
+mod pathways;
 mod runner;
 mod snapshots;
 
 use cache::HistoryCache;
 use data::own_records;
 pub(crate) use data::unpack_failed;
+pub use pathways::Pathways;
 pub(crate) use runner::{run, snapshot_periodically};
 pub use snapshots::{PreparedSnapshot, SnapshotPreload};
 #[cfg(test)]

@@ -56,7 +56,9 @@ impl Projection {
                         id.clone(),
                         p.positions.clone(),
                         p.trusts.clone(),
-                        p.state.clone().map(|s| (s, data.ptl_slot.contains_key(id))),
+                        p.state
+                            .clone()
+                            .map(|s| (s, data.ptl_slot.get(&data.ptl, id).is_some())),
                     )
                 })
                 .collect();

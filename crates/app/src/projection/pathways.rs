@@ -1,0 +1,273 @@
+//! The projection's pathways by id: each one's id and entry in a dense
+//! vector, in the order they first appeared, found through a table of
+//! their indexes (decision 146).
+//!
+//! A hash map of ids to entries holds every entry in its table, which has
+//! up to twice the slots it uses: 130 MiB at 1.4M pathways. Here the table
+//! holds 4-byte indexes (10 MiB) and the entries lie once, in order, in
+//! the vector (85 MiB), which a view of every pathway also reads in order.
+//! A pathway is never taken out (the log only grows; a rebuild or a
+//! restore starts a new projection), so an index never moves.
+
+use std::sync::Arc;
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+use super::PathwayEntry;
+use crate::ptl_index::PtlIndexEntry;
+
+/// Every pathway of the projection, by id.
+#[derive(Default)]
+pub struct Pathways {
+    entries: Vec<(Arc<str>, PathwayEntry)>,
+    index: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl std::fmt::Debug for Pathways {
+    // Never the ids: they name patients' pathways.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pathways({})", self.entries.len())
+    }
+}
+
+impl Pathways {
+    fn hash(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
+    /// Where `id`'s entry is in the vector.
+    fn find(&self, id: &str) -> Option<usize> {
+        let entries = &self.entries;
+        self.index
+            .find(self.hash(id), |i| &*entries[*i as usize].0 == id)
+            .map(|i| *i as usize)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, id: &str) -> Option<&PathwayEntry> {
+        self.find(id).map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_key_value(&self, id: &str) -> Option<(&Arc<str>, &PathwayEntry)> {
+        self.find(id).map(|i| {
+            let (id, entry) = &self.entries[i];
+            (id, entry)
+        })
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut PathwayEntry> {
+        self.find(id).map(|i| &mut self.entries[i].1)
+    }
+
+    pub fn contains_key(&self, id: &str) -> bool {
+        self.find(id).is_some()
+    }
+
+    /// Puts `entry` in for `id`: in place of the one it has, else after
+    /// every other pathway.
+    pub fn insert(&mut self, id: Arc<str>, entry: PathwayEntry) {
+        if let Some(i) = self.find(&id) {
+            self.entries[i].1 = entry;
+            return;
+        }
+        let i = u32::try_from(self.entries.len())
+            .expect("a projection holds fewer than 4,294,967,296 pathways");
+        let hash = self.hash(&id);
+        self.entries.push((id, entry));
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.insert_unique(hash, i, |i| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(&*entries[*i as usize].0)
+        });
+    }
+
+    /// Room for `more` pathways without growing.
+    pub fn reserve(&mut self, more: usize) {
+        self.entries.reserve(more);
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        self.index.reserve(more, |i| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(&*entries[*i as usize].0)
+        });
+    }
+
+    /// Gives back what the vector holds beyond its pathways (it grew by
+    /// doubling while a fold put them in).
+    pub fn shrink_to_fit(&mut self) {
+        self.entries.shrink_to_fit();
+    }
+
+    /// Every pathway's id and entry, in the order they first appeared.
+    pub fn as_slice(&self) -> &[(Arc<str>, PathwayEntry)] {
+        &self.entries
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &PathwayEntry)> {
+        self.entries.iter().map(|(id, entry)| (id, entry))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.entries.iter().map(|(id, _)| id)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &PathwayEntry> {
+        self.entries.iter().map(|(_, entry)| entry)
+    }
+
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut PathwayEntry> {
+        self.entries.iter_mut().map(|(_, entry)| entry)
+    }
+}
+
+/// Where each pathway on the PTL is in the projection's PTL index, by id:
+/// a table of 4-byte slots, the id being the index entry's own (a map of
+/// ids to slots took 12 MiB at 334,000 rows).
+#[derive(Default)]
+pub(super) struct PtlSlots {
+    table: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl std::fmt::Debug for PtlSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PtlSlots({})", self.table.len())
+    }
+}
+
+impl PtlSlots {
+    fn hash(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
+    /// The slot of `id`'s row in `ptl`.
+    pub(super) fn get(&self, ptl: &[PtlIndexEntry], id: &str) -> Option<usize> {
+        self.table
+            .find(self.hash(id), |i| &*ptl[*i as usize].id == id)
+            .map(|i| *i as usize)
+    }
+
+    /// Puts `row` in `ptl`: in place of the pathway's row, else after the
+    /// others.
+    pub(super) fn put(&mut self, ptl: &mut Vec<PtlIndexEntry>, row: PtlIndexEntry) {
+        if let Some(slot) = self.get(ptl, &row.id) {
+            ptl[slot] = row;
+            return;
+        }
+        let slot = u32::try_from(ptl.len()).expect("fewer than 4,294,967,296 rows on the PTL");
+        let hash = self.hash(&row.id);
+        ptl.push(row);
+        let hasher = &self.hasher;
+        self.table.insert_unique(hash, slot, |i| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(&*ptl[*i as usize].id)
+        });
+    }
+
+    /// Takes `id`'s row out of `ptl`, if it has one (the last row takes
+    /// its slot).
+    pub(super) fn take(&mut self, ptl: &mut Vec<PtlIndexEntry>, id: &str) {
+        let Some(slot) = self.get(ptl, id) else {
+            return;
+        };
+        let hash = self.hash(id);
+        if let Ok(found) = self.table.find_entry(hash, |i| *i as usize == slot) {
+            found.remove();
+        }
+        let last = ptl.len() - 1;
+        if slot != last {
+            let moved = self.hash(&ptl[last].id);
+            if let Some(i) = self.table.find_mut(moved, |i| *i as usize == last) {
+                *i = slot as u32;
+            }
+        }
+        ptl.swap_remove(slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::positions::Positions;
+
+    fn entry(position: u64) -> PathwayEntry {
+        PathwayEntry {
+            positions: Positions::from_slice(&[position]),
+            trusts: None,
+            state: None,
+        }
+    }
+
+    #[test]
+    fn pathways_are_found_by_id_and_kept_in_the_order_they_came() {
+        let mut pathways = Pathways::default();
+        for n in 1..=5000u64 {
+            pathways.insert(Arc::from(format!("P{n}")), entry(n));
+        }
+        // Put in again: in place, not after.
+        pathways.insert(Arc::from("P7"), entry(9999));
+        assert_eq!(pathways.len(), 5000);
+        assert_eq!(pathways.get("P7").unwrap().positions.last(), Some(9999));
+        assert_eq!(pathways.get("P4321").unwrap().positions.last(), Some(4321));
+        assert!(pathways.get("P0").is_none());
+        assert!(!pathways.contains_key("P5001"));
+        let (id, _) = pathways.get_key_value("P12").unwrap();
+        assert_eq!(&**id, "P12");
+        pathways.get_mut("P1").unwrap().positions.push(10_000);
+        assert_eq!(pathways.get("P1").unwrap().positions.len(), 2);
+        let order: Vec<&str> = pathways.keys().take(3).map(|k| &**k).collect();
+        assert_eq!(order, ["P1", "P2", "P3"]);
+    }
+
+    #[test]
+    fn ptl_slots_follow_rows_put_in_and_taken_out() {
+        use crate::ptl_index::{PtlIndexEntry, PtlKeys};
+        use openptl_rules::{Rag, Route, TumourSite};
+        let keys = PtlKeys {
+            trust: 0,
+            tumour_site: TumourSite::LowerGi,
+            route: Route::UrgentSuspectedCancer,
+            band: None,
+            rag: Rag::Green,
+            escalated: false,
+            has_next_action: false,
+            next_action_overdue: false,
+            milestone_overdue: false,
+            waiting_subsequent: false,
+            fit_below_10: false,
+            days_waited: 10,
+            next_breach: None,
+            referred: 0,
+        };
+        let row = |id: &str| PtlIndexEntry::new(keys, Arc::from(id), 1);
+        let mut ptl = Vec::new();
+        let mut slots = PtlSlots::default();
+        for n in 0..100 {
+            slots.put(&mut ptl, row(&format!("P{n}")));
+        }
+        slots.put(&mut ptl, row("P5"));
+        assert_eq!(ptl.len(), 100);
+        for n in (0..100).step_by(3) {
+            slots.take(&mut ptl, &format!("P{n}"));
+        }
+        slots.take(&mut ptl, "P-none");
+        assert_eq!(ptl.len(), 66);
+        for n in 0..100 {
+            let id = format!("P{n}");
+            match slots.get(&ptl, &id) {
+                Some(slot) => assert_eq!(&*ptl[slot].id, id),
+                None => assert_eq!(n % 3, 0),
+            }
+        }
+    }
+}
