@@ -3,11 +3,11 @@
 //! weekly PTL return and the monthly extract.
 //!
 //! Views for today, as known now, read the states the projection keeps
-//! (unpacking those they need).
-//! Any other `as_of` or `known_at` evaluates every pathway afresh from its
-//! history (on up to 8 threads, one per core): slower, but the same
-//! function of the same events, so a past view equals what the service
-//! showed then.
+//! (unpacking those they need) or today's aggregate cells. Any other
+//! `as_of` or `known_at` is a past view ([`crate::past`]): the states that
+//! can be are moved to the date, the rest evaluated afresh from their
+//! histories, the same function of the same events, so a past view equals
+//! what the service showed then.
 
 use std::borrow::Borrow;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};

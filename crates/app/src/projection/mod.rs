@@ -115,6 +115,7 @@ pub struct ProjectionData {
     pub position: u64,
     /// The date the pathways' states are evaluated on.
     pub today: Option<NaiveDate>,
+    /// Every pathway by id, in the order they first appeared.
     pub pathways: Pathways,
     /// The pathways on today's PTL, keys inline (dense, for fast PTL pages).
     pub ptl: Vec<PtlIndexEntry>,
