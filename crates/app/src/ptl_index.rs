@@ -45,6 +45,28 @@ pub struct PtlKeys {
 }
 
 impl PtlKeys {
+    /// A row's keys for tests: at trust RXH, lower GI, 10 days waited,
+    /// nothing else set.
+    #[cfg(test)]
+    pub(crate) fn sample() -> PtlKeys {
+        PtlKeys {
+            trust: pack_trust("RXH"),
+            tumour_site: TumourSite::LowerGi,
+            route: Route::UrgentSuspectedCancer,
+            band: None,
+            rag: Rag::Green,
+            escalated: false,
+            has_next_action: false,
+            next_action_overdue: false,
+            milestone_overdue: false,
+            waiting_subsequent: false,
+            fit_below_10: false,
+            days_waited: 10,
+            next_breach: None,
+            referred: 0,
+        }
+    }
+
     /// The band of the 62-day wait, while that clock runs.
     pub fn band(&self) -> Option<WaitBand> {
         self.band

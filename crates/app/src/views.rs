@@ -929,22 +929,7 @@ mod tests {
     use super::*;
 
     fn keys() -> PtlKeys {
-        PtlKeys {
-            trust: pack_trust("RXH"),
-            tumour_site: TumourSite::LowerGi,
-            route: Route::UrgentSuspectedCancer,
-            band: None,
-            rag: Rag::Green,
-            escalated: false,
-            has_next_action: false,
-            next_action_overdue: false,
-            milestone_overdue: false,
-            waiting_subsequent: false,
-            fit_below_10: false,
-            days_waited: 10,
-            next_breach: None,
-            referred: 0,
-        }
+        PtlKeys::sample()
     }
 
     fn risk(highest: Option<u16>, ahead: Option<u16>) -> RiskKeys {

@@ -17,12 +17,69 @@ use hashbrown::HashTable;
 use super::PathwayEntry;
 use crate::ptl_index::PtlIndexEntry;
 
+/// Indexes into a vector whose items each carry an id, found by id: 4
+/// bytes a slot, the ids being the items' own (`id_of` gives an index's).
+#[derive(Default)]
+struct IdTable {
+    table: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl IdTable {
+    fn hash(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one(id)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn find<'a>(&self, id: &str, id_of: impl Fn(usize) -> &'a str) -> Option<usize> {
+        self.table
+            .find(self.hash(id), |i| id_of(*i as usize) == id)
+            .map(|i| *i as usize)
+    }
+
+    /// Adds index `i` (not in the table yet), whose id is `id`.
+    fn insert<'a>(&mut self, id: &str, i: usize, id_of: impl Fn(usize) -> &'a str) {
+        let i = u32::try_from(i).expect("fewer than 4,294,967,296 items");
+        let hash = self.hash(id);
+        let hasher = &self.hasher;
+        self.table.insert_unique(hash, i, |i| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(id_of(*i as usize))
+        });
+    }
+
+    fn reserve<'a>(&mut self, more: usize, id_of: impl Fn(usize) -> &'a str) {
+        let hasher = &self.hasher;
+        self.table.reserve(more, |i| {
+            use std::hash::BuildHasher;
+            hasher.hash_one(id_of(*i as usize))
+        });
+    }
+
+    /// Takes index `i`, whose id is `id`, out.
+    fn remove(&mut self, id: &str, i: usize) {
+        if let Ok(found) = self.table.find_entry(self.hash(id), |j| *j as usize == i) {
+            found.remove();
+        }
+    }
+
+    /// Index `from`, whose id is `id`, is now `to`.
+    fn moved(&mut self, id: &str, from: usize, to: usize) {
+        if let Some(i) = self.table.find_mut(self.hash(id), |i| *i as usize == from) {
+            *i = u32::try_from(to).expect("fewer than 4,294,967,296 items");
+        }
+    }
+}
+
 /// Every pathway of the projection, by id.
 #[derive(Default)]
 pub struct Pathways {
     entries: Vec<(Arc<str>, PathwayEntry)>,
-    index: HashTable<u32>,
-    hasher: RandomState,
+    index: IdTable,
 }
 
 impl std::fmt::Debug for Pathways {
@@ -33,17 +90,10 @@ impl std::fmt::Debug for Pathways {
 }
 
 impl Pathways {
-    fn hash(&self, id: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(id)
-    }
-
     /// Where `id`'s entry is in the vector.
     fn find(&self, id: &str) -> Option<usize> {
         let entries = &self.entries;
-        self.index
-            .find(self.hash(id), |i| &*entries[*i as usize].0 == id)
-            .map(|i| *i as usize)
+        self.index.find(id, |i| &entries[i].0)
     }
 
     pub fn len(&self) -> usize {
@@ -80,25 +130,17 @@ impl Pathways {
             self.entries[i].1 = entry;
             return;
         }
-        let i = u32::try_from(self.entries.len())
-            .expect("a projection holds fewer than 4,294,967,296 pathways");
-        let hash = self.hash(&id);
         self.entries.push((id, entry));
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.insert_unique(hash, i, |i| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(&*entries[*i as usize].0)
-        });
+        let entries = &self.entries;
+        let last = entries.len() - 1;
+        self.index.insert(&entries[last].0, last, |i| &entries[i].0);
     }
 
     /// Room for `more` pathways without growing.
     pub fn reserve(&mut self, more: usize) {
         self.entries.reserve(more);
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.index.reserve(more, |i| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(&*entries[*i as usize].0)
-        });
+        let entries = &self.entries;
+        self.index.reserve(more, |i| &entries[i].0);
     }
 
     /// Gives back what the vector holds beyond its pathways (it grew by
@@ -134,8 +176,7 @@ impl Pathways {
 /// ids to slots took 12 MiB at 334,000 rows).
 #[derive(Default)]
 pub(super) struct PtlSlots {
-    table: HashTable<u32>,
-    hasher: RandomState,
+    table: IdTable,
 }
 
 impl std::fmt::Debug for PtlSlots {
@@ -145,16 +186,9 @@ impl std::fmt::Debug for PtlSlots {
 }
 
 impl PtlSlots {
-    fn hash(&self, id: &str) -> u64 {
-        use std::hash::BuildHasher;
-        self.hasher.hash_one(id)
-    }
-
     /// The slot of `id`'s row in `ptl`.
     pub(super) fn get(&self, ptl: &[PtlIndexEntry], id: &str) -> Option<usize> {
-        self.table
-            .find(self.hash(id), |i| &*ptl[*i as usize].id == id)
-            .map(|i| *i as usize)
+        self.table.find(id, |i| &ptl[i].id)
     }
 
     /// Puts `row` in `ptl`: in place of the pathway's row, else after the
@@ -164,14 +198,10 @@ impl PtlSlots {
             ptl[slot] = row;
             return;
         }
-        let slot = u32::try_from(ptl.len()).expect("fewer than 4,294,967,296 rows on the PTL");
-        let hash = self.hash(&row.id);
         ptl.push(row);
-        let hasher = &self.hasher;
-        self.table.insert_unique(hash, slot, |i| {
-            use std::hash::BuildHasher;
-            hasher.hash_one(&*ptl[*i as usize].id)
-        });
+        let ptl = &*ptl;
+        let last = ptl.len() - 1;
+        self.table.insert(&ptl[last].id, last, |i| &ptl[i].id);
     }
 
     /// Takes `id`'s row out of `ptl`, if it has one (the last row takes
@@ -180,16 +210,10 @@ impl PtlSlots {
         let Some(slot) = self.get(ptl, id) else {
             return;
         };
-        let hash = self.hash(id);
-        if let Ok(found) = self.table.find_entry(hash, |i| *i as usize == slot) {
-            found.remove();
-        }
+        self.table.remove(id, slot);
         let last = ptl.len() - 1;
         if slot != last {
-            let moved = self.hash(&ptl[last].id);
-            if let Some(i) = self.table.find_mut(moved, |i| *i as usize == last) {
-                *i = slot as u32;
-            }
+            self.table.moved(&ptl[last].id, last, slot);
         }
         ptl.swap_remove(slot);
     }
@@ -232,23 +256,7 @@ mod tests {
     #[test]
     fn ptl_slots_follow_rows_put_in_and_taken_out() {
         use crate::ptl_index::{PtlIndexEntry, PtlKeys};
-        use openptl_rules::{Rag, Route, TumourSite};
-        let keys = PtlKeys {
-            trust: 0,
-            tumour_site: TumourSite::LowerGi,
-            route: Route::UrgentSuspectedCancer,
-            band: None,
-            rag: Rag::Green,
-            escalated: false,
-            has_next_action: false,
-            next_action_overdue: false,
-            milestone_overdue: false,
-            waiting_subsequent: false,
-            fit_below_10: false,
-            days_waited: 10,
-            next_breach: None,
-            referred: 0,
-        };
+        let keys = PtlKeys::sample();
         let row = |id: &str| PtlIndexEntry::new(keys, Arc::from(id), 1);
         let mut ptl = Vec::new();
         let mut slots = PtlSlots::default();
