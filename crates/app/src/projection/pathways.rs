@@ -119,10 +119,6 @@ impl Pathways {
         self.find(id).map(|i| &mut self.entries[i].1)
     }
 
-    pub fn contains_key(&self, id: &str) -> bool {
-        self.find(id).is_some()
-    }
-
     /// Puts `entry` in for `id`: in place of the one it has, else after
     /// every other pathway.
     pub fn insert(&mut self, id: Arc<str>, entry: PathwayEntry) {
@@ -244,7 +240,7 @@ mod tests {
         assert_eq!(pathways.get("P7").unwrap().positions.last(), Some(9999));
         assert_eq!(pathways.get("P4321").unwrap().positions.last(), Some(4321));
         assert!(pathways.get("P0").is_none());
-        assert!(!pathways.contains_key("P5001"));
+        assert!(pathways.get("P5001").is_none());
         let (id, _) = pathways.get_key_value("P12").unwrap();
         assert_eq!(&**id, "P12");
         pathways.get_mut("P1").unwrap().positions.push(10_000);
