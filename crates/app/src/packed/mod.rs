@@ -183,6 +183,24 @@ impl Packer {
         settled: Option<Settled>,
         earlier: &[(Earlier, PathwayState)],
     ) -> Packed {
+        Packed {
+            // An allocation of its own length: the writer's grew, and the
+            // allocator keeps a block shrunk by less than half where it is
+            // (decision 145).
+            bytes: Box::from(&self.bytes_of(state, version, settled, earlier)[..]),
+            span: state.date_span(),
+        }
+    }
+
+    /// What [`Packer::pack_with_earlier`] packs, as written (an earlier
+    /// state's bytes are compressed from these, never kept as they are).
+    fn bytes_of(
+        &self,
+        state: &PathwayState,
+        version: u64,
+        settled: Option<Settled>,
+        earlier: &[(Earlier, PathwayState)],
+    ) -> Vec<u8> {
         let span = state.date_span();
         // The fields first: the earlier states are compressed against them.
         let mut f = Writer {
@@ -208,19 +226,14 @@ impl Packer {
         for (e, state) in earlier {
             w.int(i64::from(day(e.until)) - i64::from(day(span.0)));
             w.flag(state.on_ptl);
-            let inner = self.pack(state, version, Some(e.settled));
-            let compressed = lz4_flex::block::compress_with_dict(&inner.bytes, &fields);
-            w.uint(inner.bytes.len() as u64);
+            let inner = self.bytes_of(state, version, Some(e.settled), &[]);
+            let compressed = lz4_flex::block::compress_with_dict(&inner, &fields);
+            w.uint(inner.len() as u64);
             w.uint(compressed.len() as u64);
             w.out.extend_from_slice(&compressed);
         }
         w.out.extend_from_slice(&fields);
-        Packed {
-            // An allocation of its own length: the allocator keeps a block
-            // shrunk by less than half where it is (decision 145).
-            bytes: Box::from(&w.out[..]),
-            span,
-        }
+        w.out
     }
 }
 
