@@ -6,7 +6,11 @@
 //! Which pathways can differ from the projection's state at all: only
 //! those with an event dated after the view's date (or naming a later
 //! date: a declined offer's, an ECAD), and, for a `known_at`, those with a
-//! record after the last position recorded by then. Every other pathway's
+//! record after the last position recorded by then that may affect the
+//! view's date (one dated on or before it, or an amendment: the dates of
+//! the last days' records are kept, [`crate::projection::RecordDays`]; a
+//! pathway whose later records are all dated after it is as known now,
+//! but for its version). Every other pathway's
 //! state is the projection's own moved to the date
 //! ([`openptl_rules::PathwayState::moved_to`], exact once its events are
 //! settled: [`openptl_rules::pathway::Settled`]), and so is one of the
@@ -28,7 +32,7 @@ use openptl_rules::{PtlRow, RulesConfig};
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_filter_map};
 use crate::packed::Packer;
-use crate::projection::ProjectionData;
+use crate::projection::{ProjectionData, RecordDays};
 use crate::{App, AppError, Failure};
 
 /// The pathways a past view may show, of those whose states move: a view
@@ -102,8 +106,10 @@ struct Part {
     /// The packed bytes of the states to move, one after another (one
     /// allocation, not one per state).
     bytes: Vec<u8>,
-    /// Each state to move: its pathway and where its bytes end.
-    moved: Vec<(Arc<str>, usize)>,
+    /// Each state to move: its pathway, where its bytes end, and its
+    /// version as known at the view's moment when records of it came
+    /// later (all dated after the view's date).
+    moved: Vec<(Arc<str>, usize, Option<u64>)>,
     /// Pathways to evaluate from their histories.
     read: Vec<(Arc<str>, crate::positions::Positions)>,
 }
@@ -113,8 +119,12 @@ impl Part {
     fn append(&mut self, other: Part) {
         let base = self.bytes.len();
         self.bytes.extend_from_slice(&other.bytes);
-        self.moved
-            .extend(other.moved.into_iter().map(|(id, end)| (id, base + end)));
+        self.moved.extend(
+            other
+                .moved
+                .into_iter()
+                .map(|(id, end, version)| (id, base + end, version)),
+        );
         self.read.extend(other.read);
     }
 }
@@ -135,6 +145,7 @@ pub(crate) struct Split {
 fn split(
     entries: &[(Arc<str>, crate::projection::PathwayEntry)],
     evaluated_on: Option<NaiveDate>,
+    record_days: &RecordDays,
     how: Split,
 ) -> Part {
     let Split {
@@ -148,15 +159,24 @@ fn split(
         let Some(last) = entry.positions.last() else {
             continue;
         };
-        let known_whole = known_to.is_none_or(|to| last <= to);
-        if !known_whole {
-            let first = entry.positions.to_vec().first().copied().unwrap_or(last);
-            if known_to.is_some_and(|to| first > to) {
+        // The pathway's version as known then, when records of it came
+        // later that change nothing as of the view's date.
+        let mut version = None;
+        if let Some(to) = known_to.filter(|to| last > *to) {
+            let positions = entry.positions.to_vec();
+            let known = positions.partition_point(|p| *p <= to);
+            if known == 0 {
                 // Nothing of it known then: it did not exist yet.
                 continue;
             }
-            part.read.push((id.clone(), entry.positions.clone()));
-            continue;
+            if !positions[known..]
+                .iter()
+                .all(|p| record_days.after(*p, as_of))
+            {
+                part.read.push((id.clone(), entry.positions.clone()));
+                continue;
+            }
+            version = Some(known as u64);
         }
         let settled = entry
             .state
@@ -164,7 +184,7 @@ fn split(
             .and_then(|p| Some((p, p.settled_on_ptl()?)));
         let mut keep = |bytes: &[u8]| {
             part.bytes.extend_from_slice(bytes);
-            part.moved.push((id.clone(), part.bytes.len()));
+            part.moved.push((id.clone(), part.bytes.len(), version));
         };
         match (settled, evaluated_on) {
             (Some((_, (settled, _))), _) if as_of < settled.first => {}
@@ -208,7 +228,7 @@ impl Split {
         let started = std::time::Instant::now();
         let entries = data.pathways.as_slice();
         let parts = par_filter_map(&entries.chunks(SPLIT).collect::<Vec<_>>(), |entries| {
-            Some(split(entries, data.today, self))
+            Some(split(entries, data.today, &data.record_days, self))
         });
         let mut part = Part::default();
         for p in parts {
@@ -487,7 +507,7 @@ impl<'a> PastStates<'a> {
     /// The `i`th moved state, unpacked and moved to the view's date.
     fn moved(&self, i: usize) -> Result<(Arc<str>, Current), AppError> {
         let moved = &self.snapshot.part.moved;
-        let (id, end) = &moved[i];
+        let (id, end, known) = &moved[i];
         let start = if i == 0 { 0 } else { moved[i - 1].1 };
         let bytes = &self.snapshot.part.bytes[start..*end];
         let (state, version) = self
@@ -503,7 +523,7 @@ impl<'a> PastStates<'a> {
             Current {
                 state,
                 row,
-                version,
+                version: known.unwrap_or(version),
             },
         ))
     }

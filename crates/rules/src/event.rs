@@ -132,6 +132,17 @@ impl EventType {
     }
 }
 
+/// The date a stored payload's event occurred on, without decoding its
+/// data: every type and schema version stores `{ "occurred_on", "data" }`.
+pub fn occurred_on_of_payload(bytes: &[u8]) -> Result<NaiveDate, PayloadError> {
+    let body: Body<serde::de::IgnoredAny> =
+        rmp_serde::from_slice(bytes).map_err(|e| PayloadError::Malformed {
+            event_type: "event",
+            reason: e.to_string(),
+        })?;
+    Ok(body.occurred_on)
+}
+
 /// A stored payload that cannot be read: the log is damaged or newer than us.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PayloadError {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::RuleError;
-use crate::event::EventData;
+use crate::event::{EventData, EventType};
 
 /// One stored event of a pathway, as the rules see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +89,17 @@ pub fn effective_events(history: &[RecordedEvent]) -> Result<Vec<EffectiveEvent<
     }
     effective.sort_by_key(|e| (e.occurred_on, e.version));
     Ok(effective)
+}
+
+/// The earliest date as of which a record of type `ty`, dated
+/// `occurred_on`, can change a pathway's state: its own date for an event
+/// ([`crate::pathway::evaluate`] passes over events dated after its
+/// `as_of`, the dates they name included), `None` for an amendment (a
+/// correction or void may move or remove an event of any date). So a
+/// record known later than a moment changes nothing of a view as of a
+/// date before this one (issue 22's views as known at a past moment).
+pub fn earliest_date_affected(ty: EventType, occurred_on: NaiveDate) -> Option<NaiveDate> {
+    (!ty.is_amendment()).then_some(occurred_on)
 }
 
 /// Events as they were known at `known_at` (recorded on or before it).

@@ -597,6 +597,40 @@ proptest! {
         }
     }
 
+    /// Records known after a moment change nothing of a view as of a date
+    /// before the earliest each affects: the pathway as known then equals
+    /// the pathway as known now, as of that date (what lets a view as
+    /// known at a past moment move the projection's state of a pathway
+    /// whose later records are all dated after the view's date, issue 22).
+    #[test]
+    fn records_known_later_change_nothing_before_the_dates_they_affect(
+        plan in plan(true),
+        known in any::<Index>(),
+        back in 1i64..=8,
+    ) {
+        let history = build(&plan);
+        // Known then: a prefix, past every amendment (an amendment may
+        // affect any date, so one known later leaves nothing to check).
+        let after_amendments = history
+            .iter()
+            .rposition(|e| e.data.event_type().is_amendment())
+            .map_or(0, |i| i + 1);
+        let k = after_amendments + known.index(history.len() - after_amendments + 1);
+        let later = &history[k..];
+        let affected: Vec<NaiveDate> = later
+            .iter()
+            .map(|e| history::earliest_date_affected(e.data.event_type(), e.occurred_on))
+            .collect::<Option<_>>()
+            .expect("no amendment among them");
+        let as_of = match affected.iter().min() {
+            Some(earliest) => plus(*earliest, -back),
+            None => plus(referred_on(&history), 250 - back),
+        };
+        let then = evaluate(&effective(&history[..k]), as_of, config());
+        let now = evaluate(&effective(&history), as_of, config());
+        prop_assert_eq!(then, now, "known {} of {} as of {}, history:\n{}", k, history.len(), as_of, show(&history));
+    }
+
     /// A report over a period holding none of a pathway's dates counts
     /// nothing of it (what lets views pass over such pathways unread).
     #[test]

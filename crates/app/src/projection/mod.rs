@@ -133,6 +133,10 @@ pub struct ProjectionData {
     /// entry was added or replaced, so risk keys scored for every entry
     /// still are (decision 154).
     pub(crate) ptl_changed: u64,
+    /// The date each record of the last days affects, by position: what a
+    /// view as known at a past moment needs to move states of pathways
+    /// with later records ([`RecordDays`]).
+    pub(crate) record_days: RecordDays,
 }
 
 /// How far back past views find earlier states kept (issue 22): a view as
@@ -158,6 +162,66 @@ fn earlier_states(
         .into_iter()
         .filter_map(|e| Some((e, openptl_rules::evaluate(effective, e.on, config)?)))
         .collect()
+}
+
+/// The earliest date a stored record can change a pathway's state as of
+/// ([`history::earliest_date_affected`]); `None` (any date) for one that
+/// cannot be read.
+fn date_affected(record: openptl_log::RecordRef<'_>) -> Option<NaiveDate> {
+    let ty = openptl_rules::EventType::parse(record.event_type)?;
+    let occurred_on = openptl_rules::event::occurred_on_of_payload(record.payload).ok()?;
+    history::earliest_date_affected(ty, occurred_on)
+}
+
+/// The [`RecordDays`] of the records recorded in the last
+/// [`record_days::KEEP_DAYS`] days up to `to`, read from the log in place
+/// (after a fold from nothing or a restore; appends keep it after).
+fn record_days_from(reader: &dyn openptl_log::InPlace, to: u64) -> Result<RecordDays, AppError> {
+    let mut days = RecordDays::default();
+    if to == 0 {
+        return Ok(days);
+    }
+    let recorded_at = |position: u64| -> Result<Option<DateTime<Utc>>, AppError> {
+        let mut at = None;
+        reader.visit(position, position, &|_| true, &mut |r| {
+            at = Some(r.recorded_at)
+        })?;
+        Ok(at)
+    };
+    let Some(last) = recorded_at(to)? else {
+        return Ok(days);
+    };
+    let since = last.date_naive() - chrono::Days::new(record_days::KEEP_DAYS);
+    // The first position recorded on or after `since` (recorded moments
+    // never go back along the log).
+    let (mut before, mut from) = (0u64, to);
+    while from - before > 1 {
+        let mid = before + (from - before) / 2;
+        match recorded_at(mid)? {
+            Some(at) if at.date_naive() >= since => from = mid,
+            _ => before = mid,
+        }
+    }
+    let started = std::time::Instant::now();
+    reader.visit(from, to, &|_| true, &mut |r| {
+        days.push(r.position, r.recorded_at, date_affected(r));
+    })?;
+    tracing::info!(
+        from = days.first(),
+        records = days.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "the last days' record dates read for past views"
+    );
+    Ok(days)
+}
+
+/// The record days read, or none (logged): past views then read back the
+/// pathways they would have moved, the safe answer.
+fn record_days_or_none(days: Result<RecordDays, AppError>) -> RecordDays {
+    days.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "the dates of the last days' records could not be read");
+        RecordDays::default()
+    })
 }
 
 /// One pathway evaluated by a refresh.
@@ -447,6 +511,10 @@ impl Projection {
                 }
             },
         );
+        let record_days = folded
+            .as_ref()
+            .ok()
+            .map(|_| record_days_from(reader.as_ref(), to));
         drop(reader);
         if let Err(e) = folded {
             // Back to nothing: the runner folds the log in pages instead.
@@ -458,6 +526,7 @@ impl Projection {
             data.position = to;
             data.today = Some(today);
             data.pathways.shrink_to_fit();
+            data.record_days = record_days.map(record_days_or_none).unwrap_or_default();
         }
         let installed_after = started.elapsed();
         // The states are not copied afresh here, as after a restore or a
@@ -514,10 +583,14 @@ impl Projection {
             decoded
         };
         let mut decoded = decoded;
+        let affected: Vec<Option<NaiveDate>> =
+            records.iter().map(|r| date_affected(r.as_ref())).collect();
         let mut data = self.write();
         let mut cache = self.cache();
-        for record in records {
+        for (record, affected) in records.into_iter().zip(affected) {
             data.expect_next(&record)?;
+            data.record_days
+                .push(record.position, record.recorded_at, affected);
             let known = cached
                 .then(|| data.pathways.get(record.stream_id.as_str()))
                 .flatten()
@@ -744,6 +817,7 @@ impl Projection {
 mod cache;
 mod data;
 mod pathways;
+mod record_days;
 mod runner;
 mod snapshots;
 
@@ -751,6 +825,7 @@ use cache::HistoryCache;
 use data::own_records;
 pub(crate) use data::unpack_failed;
 pub use pathways::Pathways;
+pub(crate) use record_days::RecordDays;
 pub(crate) use runner::{run, snapshot_periodically};
 pub use snapshots::{PreparedSnapshot, SnapshotPreload};
 #[cfg(test)]

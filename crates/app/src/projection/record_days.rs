@@ -1,0 +1,175 @@
+//! The date each recent record is about, by log position (issue 22's views
+//! as known at a past moment).
+//!
+//! A view as known at a moment must read back every pathway with a record
+//! after that moment, unless each such record is dated after the view's
+//! date: then the pathway as known then equals the pathway as known now,
+//! as of that date ([`openptl_rules::history::earliest_date_affected`]),
+//! and the view moves the projection's state as it does for a view known
+//! now. Records are keyed in days late, so most records after a moment a
+//! week ago are dated after that day: without this, a view as known a
+//! week ago read back every pathway touched since.
+//!
+//! Two bytes per record, for the records recorded in the last
+//! [`KEEP_DAYS`] days (views further back read their pathways back). A
+//! position not kept reads back its pathway: the safe answer.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+
+/// Days of records kept, counted back from the latest record's date: a
+/// view as known at a moment further back finds no earlier state to move
+/// anyway (they are kept for two weeks, `EARLIER_DAYS`).
+pub(crate) const KEEP_DAYS: u64 = 15;
+
+/// A record that may affect any date (an amendment, or a date before
+/// 1970-01-01).
+const ANY_DATE: u16 = 0;
+
+/// The first date [`RecordDays`] can hold: day 1.
+const EPOCH: NaiveDate = NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date");
+
+/// The date each kept record affects, from `base` on, without gaps.
+#[derive(Debug, Default)]
+pub(crate) struct RecordDays {
+    /// The position of `days[0]`.
+    base: u64,
+    days: VecDeque<u16>,
+    /// The first position recorded on each date kept, oldest first.
+    starts: VecDeque<(NaiveDate, u64)>,
+}
+
+/// A date as kept: days from 1970-01-01 plus one, [`ANY_DATE`] for none or
+/// before it, at most `u16::MAX` (a date after 2149 stays after any view's
+/// date this binary can be asked about).
+fn day_of(affected: Option<NaiveDate>) -> u16 {
+    match affected {
+        Some(date) if date >= EPOCH => {
+            u16::try_from((date - EPOCH).num_days() + 1).unwrap_or(u16::MAX)
+        }
+        _ => ANY_DATE,
+    }
+}
+
+impl RecordDays {
+    /// Keeps the record at `position`, recorded at `recorded_at`, which
+    /// affects dates from `affected` on (`None`: any date). A position
+    /// that is not the next one starts afresh from it.
+    pub(crate) fn push(
+        &mut self,
+        position: u64,
+        recorded_at: DateTime<Utc>,
+        affected: Option<NaiveDate>,
+    ) {
+        if self.days.is_empty() || position != self.base + self.days.len() as u64 {
+            *self = RecordDays {
+                base: position,
+                ..RecordDays::default()
+            };
+        }
+        let recorded_on = recorded_at.date_naive();
+        if self.starts.back().is_none_or(|(on, _)| *on < recorded_on) {
+            self.starts.push_back((recorded_on, position));
+            self.trim(recorded_on - Days::new(KEEP_DAYS));
+        }
+        self.days.push_back(day_of(affected));
+    }
+
+    /// Lets go of the records recorded before `since`.
+    fn trim(&mut self, since: NaiveDate) {
+        while self.starts.len() > 1 && self.starts[0].0 < since {
+            self.starts.pop_front();
+            let keep_from = self.starts[0].1;
+            let drop = usize::try_from(keep_from - self.base).unwrap_or(usize::MAX);
+            self.days.drain(..drop.min(self.days.len()));
+            self.base = keep_from;
+        }
+    }
+
+    /// Whether the record at `position` is kept and affects only dates
+    /// after `as_of`.
+    pub(crate) fn after(&self, position: u64, as_of: NaiveDate) -> bool {
+        let Some(i) = position
+            .checked_sub(self.base)
+            .and_then(|i| usize::try_from(i).ok())
+        else {
+            return false;
+        };
+        self.days
+            .get(i)
+            .is_some_and(|day| *day != ANY_DATE && *day > day_of(Some(as_of)))
+    }
+
+    /// Records kept (for the memory figures).
+    pub(crate) fn len(&self) -> usize {
+        self.days.len()
+    }
+
+    /// The first position kept, if any.
+    pub(crate) fn first(&self) -> Option<u64> {
+        (!self.days.is_empty()).then_some(self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(day: &str) -> DateTime<Utc> {
+        format!("{day}T10:00:00Z").parse().unwrap()
+    }
+
+    fn date(day: &str) -> NaiveDate {
+        day.parse().unwrap()
+    }
+
+    #[test]
+    fn a_kept_record_answers_for_the_dates_it_affects() {
+        let mut days = RecordDays::default();
+        days.push(7, at("2026-12-01"), Some(date("2026-11-28")));
+        days.push(8, at("2026-12-01"), None);
+        days.push(9, at("2026-12-02"), Some(date("2026-12-02")));
+        assert!(days.after(7, date("2026-11-27")));
+        assert!(!days.after(7, date("2026-11-28")), "its own date");
+        assert!(!days.after(8, date("1999-01-01")), "an amendment: any date");
+        assert!(days.after(9, date("2026-12-01")));
+        assert!(!days.after(6, date("2000-01-01")), "not kept");
+        assert!(!days.after(10, date("2000-01-01")), "not yet");
+        assert_eq!(days.first(), Some(7));
+    }
+
+    #[test]
+    fn records_older_than_the_kept_days_are_let_go() {
+        let mut days = RecordDays::default();
+        days.push(1, at("2026-11-01"), Some(date("2026-11-01")));
+        days.push(2, at("2026-11-01"), Some(date("2026-11-01")));
+        days.push(3, at("2026-11-10"), Some(date("2026-11-10")));
+        assert_eq!(days.first(), Some(1));
+        days.push(4, at("2026-11-17"), Some(date("2026-11-17")));
+        assert_eq!(
+            (days.first(), days.len()),
+            (Some(3), 2),
+            "1 Nov is 16 days back"
+        );
+        assert!(days.after(3, date("2026-11-09")));
+        assert!(!days.after(2, date("2000-01-01")));
+    }
+
+    #[test]
+    fn a_gap_starts_afresh() {
+        let mut days = RecordDays::default();
+        days.push(1, at("2026-11-01"), Some(date("2026-11-01")));
+        days.push(5, at("2026-11-01"), Some(date("2026-11-02")));
+        assert_eq!((days.first(), days.len()), (Some(5), 1));
+        assert!(!days.after(1, date("2000-01-01")));
+        assert!(days.after(5, date("2026-11-01")));
+    }
+
+    #[test]
+    fn dates_out_of_range_are_safe() {
+        assert_eq!(day_of(Some(date("1960-01-01"))), ANY_DATE);
+        assert_eq!(day_of(Some(date("2200-01-01"))), u16::MAX);
+        assert_eq!(day_of(Some(EPOCH)), 1);
+    }
+}
