@@ -577,12 +577,23 @@ proptest! {
         plan in plan(true),
         since_back in 0i64..=400,
         pick in any::<Index>(),
+        wanted_back in proptest::collection::vec(0i64..=400, 0..3),
     ) {
         let history = build(&plan);
         let effective = effective(&history);
         let since = plus(today(), -since_back);
-        let earlier = pathway::Earlier::of(&effective, since, 3);
+        let wanted: Vec<NaiveDate> = wanted_back.iter().map(|b| plus(today(), -b)).collect();
+        let earlier = pathway::Earlier::of(&effective, since, 3, &wanted);
         prop_assert!(earlier.len() <= 3);
+        prop_assert!(earlier.windows(2).all(|w| w[0].until < w[1].on), "oldest first, apart");
+        // A wanted date some kept range could cover is covered, while room
+        // is left (the first `most` wanted dates always are).
+        let all = pathway::Earlier::of(&effective, since, usize::MAX, &[]);
+        for day in wanted.iter().take(3) {
+            if all.iter().any(|e| e.on <= *day && *day <= e.until) {
+                prop_assert!(earlier.iter().any(|e| e.on <= *day && *day <= e.until), "{} not covered", day);
+            }
+        }
         for e in &earlier {
             prop_assert!(e.on <= e.until && e.until >= since);
             // None before the referral (a FIT dated before it): none then.

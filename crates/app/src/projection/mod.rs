@@ -146,8 +146,20 @@ pub struct ProjectionData {
 /// states kept 534 bytes per open pathway, past SPEC 7's budget.
 const EARLIER_DAYS: u64 = 14;
 
-/// Earlier states kept per pathway at most (its latest event dates).
+/// Earlier states kept per pathway at most: those covering the dates
+/// past views are most asked for ([`asked_dates`]), then its latest.
 const EARLIER_MOST: usize = 2;
+
+/// The past dates views are most asked for, first first: last Sunday (the
+/// weekly CANPTL return, every trust every Monday) and a week ago (the
+/// week-on-week PTL). Every pathway is evaluated again when the date
+/// changes, so the states kept follow these dates.
+fn asked_dates(today: NaiveDate) -> [NaiveDate; 2] {
+    use chrono::Datelike;
+    let back = u64::from(today.weekday().num_days_from_sunday());
+    let last_sunday = today - chrono::Days::new(if back == 0 { 7 } else { back });
+    [last_sunday, today - chrono::Days::new(7)]
+}
 
 /// The earlier states of a pathway that past views of the last
 /// [`EARLIER_DAYS`] can move ([`Earlier`]), each evaluated on its date
@@ -158,7 +170,7 @@ fn earlier_states(
     config: &RulesConfig,
 ) -> Vec<(Earlier, PathwayState)> {
     let since = today - chrono::Days::new(EARLIER_DAYS);
-    Earlier::of(effective, since, EARLIER_MOST)
+    Earlier::of(effective, since, EARLIER_MOST, &asked_dates(today))
         .into_iter()
         .filter_map(|e| Some((e, openptl_rules::evaluate(effective, e.on, config)?)))
         .collect()

@@ -110,9 +110,16 @@ pub struct Earlier {
 
 impl Earlier {
     /// The earlier states of a pathway whose ranges reach `since` or later,
-    /// at most `most` of them (the latest), oldest first. The state as of
-    /// the latest event date is the current one, never among them.
-    pub fn of(events: &[EffectiveEvent], since: NaiveDate, most: usize) -> Vec<Earlier> {
+    /// at most `most` of them, oldest first: first those covering the
+    /// `wanted` dates, in their order (the dates views are most asked
+    /// for), then the latest. The state as of the latest event date is the
+    /// current one, never among them.
+    pub fn of(
+        events: &[EffectiveEvent],
+        since: NaiveDate,
+        most: usize,
+        wanted: &[NaiveDate],
+    ) -> Vec<Earlier> {
         let mut found = Vec::new();
         // Events are in `occurred_on` order; each distinct date but the last
         // ends a prefix.
@@ -140,7 +147,28 @@ impl Earlier {
                 });
             }
         }
-        let skip = found.len().saturating_sub(most);
-        found.split_off(skip)
+        if found.len() <= most {
+            return found;
+        }
+        let mut picked = vec![false; found.len()];
+        let mut left = most;
+        for day in wanted {
+            let covering = found.iter().position(|e| e.on <= *day && *day <= e.until);
+            if let Some(i) = covering.filter(|i| left > 0 && !picked[*i]) {
+                picked[i] = true;
+                left -= 1;
+            }
+        }
+        for i in (0..found.len()).rev() {
+            if left > 0 && !picked[i] {
+                picked[i] = true;
+                left -= 1;
+            }
+        }
+        found
+            .into_iter()
+            .zip(picked)
+            .filter_map(|(e, picked)| picked.then_some(e))
+            .collect()
     }
 }
