@@ -84,7 +84,8 @@ impl Shown {
 
 /// What a past view takes of the projection under its lock.
 pub(crate) struct Snapshot {
-    part: Part,
+    /// As split, a part per chunk of pathways (not copied into one).
+    parts: Vec<Part>,
     /// The position the pathways were projected to.
     position: u64,
 }
@@ -92,12 +93,15 @@ pub(crate) struct Snapshot {
 impl Snapshot {
     /// How many states move and how many histories are read.
     pub(crate) fn sizes(&self) -> (usize, usize) {
-        (self.part.moved.len(), self.part.read.len())
+        self.parts.iter().fold((0, 0), |(moved, read), part| {
+            (moved + part.moved.len(), read + part.read.len())
+        })
     }
 }
 
-/// Pathways split at a time (a part per step of every core).
-const SPLIT: usize = 32_768;
+/// Pathways split at a time (a part per step of every core); a few in the
+/// tests, so that their views span parts and steps.
+const SPLIT: usize = if cfg!(test) { 2 } else { 32_768 };
 
 /// Copies of the packed states a past view moves, and the positions of the
 /// pathways it reads back (of some pathways, or of all of them).
@@ -112,21 +116,6 @@ struct Part {
     moved: Vec<(Arc<str>, usize, Option<u64>)>,
     /// Pathways to evaluate from their histories.
     read: Vec<(Arc<str>, crate::positions::Positions)>,
-}
-
-impl Part {
-    /// `other`'s states and pathways after this one's.
-    fn append(&mut self, other: Part) {
-        let base = self.bytes.len();
-        self.bytes.extend_from_slice(&other.bytes);
-        self.moved.extend(
-            other
-                .moved
-                .into_iter()
-                .map(|(id, end, version)| (id, base + end, version)),
-        );
-        self.read.extend(other.read);
-    }
 }
 
 /// How a past view splits the projection's pathways: its date, the last
@@ -223,22 +212,21 @@ impl Split {
                 read,
                 ..Part::default()
             };
-            return Snapshot { part, position };
+            return Snapshot {
+                parts: vec![part],
+                position,
+            };
         }
         let started = std::time::Instant::now();
         let entries = data.pathways.as_slice();
         let parts = par_filter_map(&entries.chunks(SPLIT).collect::<Vec<_>>(), |entries| {
             Some(split(entries, data.today, &data.record_days, self))
         });
-        let mut part = Part::default();
-        for p in parts {
-            part.append(p);
-        }
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             "past view split under the projection's lock"
         );
-        Snapshot { part, position }
+        Snapshot { parts, position }
     }
 }
 
@@ -385,7 +373,7 @@ impl Drop for Queued {
 /// core busy, few enough that a step's states (some 7 MB) are freed and
 /// their memory reused by the next step instead of the whole view's
 /// states living at once.
-const STEP: usize = 16_384;
+const STEP: usize = if cfg!(test) { 3 } else { 16_384 };
 
 /// What a past view is of.
 struct At<'a> {
@@ -412,7 +400,8 @@ pub(crate) struct PastStates<'a> {
     /// go forwards).
     read: Vec<crate::fold::PathwayRecords>,
     source: Source<'a>,
-    next_moved: usize,
+    /// The next state to move: its part and its place in it.
+    next_moved: (usize, usize),
     next_read: usize,
     step: std::vec::IntoIter<(Arc<str>, Current)>,
     failed: Option<AppError>,
@@ -426,9 +415,9 @@ impl<'a> PastStates<'a> {
         at: At<'a>,
     ) -> Result<PastStates<'a>, AppError> {
         let mut read: Vec<crate::fold::PathwayRecords> = snapshot
-            .part
-            .read
+            .parts
             .iter()
+            .flat_map(|part| &part.read)
             .map(|(id, positions)| (id.clone(), positions.to_vec()))
             .filter(|(_, positions)| !positions.is_empty())
             .collect();
@@ -451,7 +440,7 @@ impl<'a> PastStates<'a> {
             at,
             read,
             source,
-            next_moved: 0,
+            next_moved: (0, 0),
             next_read: 0,
             step: Vec::new().into_iter(),
             failed: None,
@@ -461,12 +450,23 @@ impl<'a> PastStates<'a> {
     /// The next step's states; `false` when there are none left (or a
     /// step failed).
     fn step(&mut self) -> Result<bool, AppError> {
-        let moved = &self.snapshot.part.moved;
-        if self.next_moved < moved.len() {
-            let from = self.next_moved;
-            let to = (from + STEP).min(moved.len());
-            self.next_moved = to;
-            let states = par_filter_map(&(from..to).collect::<Vec<_>>(), |i| Some(self.moved(*i)));
+        let parts = &self.snapshot.parts;
+        let mut next = Vec::with_capacity(STEP);
+        while next.len() < STEP {
+            let (part, i) = self.next_moved;
+            let Some(moved) = parts.get(part).map(|p| &p.moved) else {
+                break;
+            };
+            let to = (i + STEP - next.len()).min(moved.len());
+            next.extend((i..to).map(|i| (part, i)));
+            self.next_moved = if to < moved.len() {
+                (part, to)
+            } else {
+                (part + 1, 0)
+            };
+        }
+        if !next.is_empty() {
+            let states = par_filter_map(&next, |(part, i)| Some(self.moved(*part, *i)));
             self.step = states
                 .into_iter()
                 .collect::<Result<Vec<_>, _>>()?
@@ -504,12 +504,13 @@ impl<'a> PastStates<'a> {
         }
     }
 
-    /// The `i`th moved state, unpacked and moved to the view's date.
-    fn moved(&self, i: usize) -> Result<(Arc<str>, Current), AppError> {
-        let moved = &self.snapshot.part.moved;
-        let (id, end, known) = &moved[i];
-        let start = if i == 0 { 0 } else { moved[i - 1].1 };
-        let bytes = &self.snapshot.part.bytes[start..*end];
+    /// The `i`th moved state of a part, unpacked and moved to the view's
+    /// date.
+    fn moved(&self, part: usize, i: usize) -> Result<(Arc<str>, Current), AppError> {
+        let part = &self.snapshot.parts[part];
+        let (id, end, known) = &part.moved[i];
+        let start = if i == 0 { 0 } else { part.moved[i - 1].1 };
+        let bytes = &part.bytes[start..*end];
         let (state, version) = self
             .at
             .packer
