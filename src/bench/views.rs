@@ -234,6 +234,14 @@ pub async fn views(
     })
     .await?;
     report("CWT extract (this month)", times);
+    // A patient-level submission: its cost follows its rows (decision 149).
+    let (lines, _) = app.cwt(&now, month, &all, &system).await?;
+    let csv = openptl_http::cwt_csv(&lines);
+    println!(
+        "CWT extract (this month): {} rows, {:.1} MB as CSV",
+        lines.len(),
+        csv.len() as f64 / 1e6
+    );
 
     let times = timed(20, async || {
         let (report, _) = app.fit(&now, Some(month), &all, &system).await?;

@@ -2,7 +2,9 @@
 //! standards and milestone views (`openptl_rules::tally`), of the FIT
 //! report (`openptl_rules::fit::contribution`) and of the PTL gauges of
 //! `/metrics` ([`gauges`]) summed over every pathway's state as of the
-//! projection's `today`. The projection keeps
+//! projection's `today`, and the pathways with CWT records in this month
+//! and the last (`openptl_rules::cwt::record_months`), which today's
+//! submission reads instead of every state. The projection keeps
 //! them as pathways change (each re-evaluated pathway takes its old state's
 //! contributions away and adds its new state's) and builds them afresh
 //! from every state after a bulk change (start, restore, a new day); a view
@@ -12,8 +14,10 @@
 //! Everything here is a pure function of the states: [`Aggregates::of`]
 //! over every state is the oracle the incremental sums are tested against.
 
-use chrono::NaiveDate;
-use foldhash::HashMap;
+use std::sync::Arc;
+
+use chrono::{Datelike, Days, NaiveDate};
+use foldhash::{HashMap, HashSet};
 
 use openptl_rules::fit::{self, FitFigures, FitReport};
 use openptl_rules::report::{MilestonesReport, StandardsReport};
@@ -34,6 +38,14 @@ pub(crate) struct Contribution {
     milestones: Option<(MilestonesKey, MilestonesTally)>,
     fit: Option<((Period, OdsCode), FitFigures)>,
     gauges: Vec<(GaugeKey, i64)>,
+    /// The months of [`cwt_months_from`] on it has CWT records in.
+    cwt: Vec<Period>,
+}
+
+/// The first month whose CWT submission today's aggregates index: the
+/// last month (its submission is made in this one) and this month are.
+pub(crate) fn cwt_months_from(today: NaiveDate) -> Period {
+    Period::of(today.with_day(1).unwrap_or(today) - Days::new(1))
 }
 
 impl Contribution {
@@ -51,11 +63,15 @@ impl Contribution {
         if let Some(keys) = row {
             gauges::contributions(state, keys.band(), today, &mut gauges);
         }
+        let from = cwt_months_from(today);
+        let mut cwt = openptl_rules::cwt::record_months(state);
+        cwt.retain(|month| *month >= from);
         Contribution {
             standards,
             milestones: tally::milestones_contribution(state, config),
             fit: fit::contribution(state, config),
             gauges,
+            cwt,
         }
     }
 }
@@ -69,27 +85,41 @@ pub(crate) struct Aggregates {
     /// By referral month and trust at referral.
     fit: HashMap<(Period, OdsCode), FitFigures>,
     gauges: HashMap<GaugeKey, i64>,
+    /// The pathways with CWT records in each month indexed.
+    cwt: HashMap<Period, HashSet<Arc<str>>>,
 }
 
 impl Aggregates {
-    /// The aggregates of `states` as of `today`, from scratch (the oracle
-    /// of the tests; the scrape of a projection that keeps none).
+    /// The aggregates of pathways' `states` as of `today`, from scratch
+    /// (the oracle of the tests; the scrape of a projection that keeps
+    /// none).
     pub(crate) fn of<'a>(
-        states: impl IntoIterator<Item = &'a Current>,
+        states: impl IntoIterator<Item = (&'a str, &'a Current)>,
         today: NaiveDate,
         config: &RulesConfig,
     ) -> Aggregates {
         let mut out = Aggregates::default();
-        for current in states {
-            out.apply(&Contribution::of(current, today, config), 1);
+        for (id, current) in states {
+            out.apply(&Arc::from(id), &Contribution::of(current, today, config), 1);
         }
         out
     }
 
-    /// Adds (`sign` 1) or takes away (`sign` -1) one pathway's
+    /// Adds (`sign` 1) or takes away (`sign` -1) pathway `id`'s
     /// contribution; cells left counting nothing are dropped, so equal
     /// states give equal aggregates whatever the path to them.
-    pub(crate) fn apply(&mut self, c: &Contribution, sign: i64) {
+    pub(crate) fn apply(&mut self, id: &Arc<str>, c: &Contribution, sign: i64) {
+        for month in &c.cwt {
+            let pathways = self.cwt.entry(*month).or_default();
+            if sign > 0 {
+                pathways.insert(id.clone());
+            } else {
+                pathways.remove(id);
+                if pathways.is_empty() {
+                    self.cwt.remove(month);
+                }
+            }
+        }
         for (key, share) in &c.standards {
             let by_cell = self.standards.entry((key.standard, key.month)).or_default();
             let cell = by_cell.entry(*key).or_default();
@@ -146,6 +176,19 @@ impl Aggregates {
         for (key, n) in other.gauges {
             *self.gauges.entry(key).or_default() += n;
         }
+        for (month, pathways) in other.cwt {
+            self.cwt.entry(month).or_default().extend(pathways);
+        }
+    }
+
+    /// The pathways with CWT records in `month` when it is indexed (the
+    /// months from [`cwt_months_from`] today on), else `None`.
+    pub(crate) fn cwt_pathways(
+        &self,
+        month: Period,
+        today: NaiveDate,
+    ) -> Option<impl Iterator<Item = &Arc<str>>> {
+        (month >= cwt_months_from(today)).then(|| self.cwt.get(&month).into_iter().flatten())
     }
 
     /// The FIT report of `period` (SPEC 2.6) among the trusts at referral
@@ -205,6 +248,7 @@ impl Aggregates {
             + self.milestones.len()
             + self.fit.len()
             + self.gauges.len()
+            + self.cwt.values().map(HashSet::len).sum::<usize>()
     }
 }
 

@@ -42,7 +42,7 @@ const PAGE: usize = 8192;
 const BLOCK: usize = 1024;
 
 /// Threads for work spread over the cores (at most 8).
-fn cores() -> usize {
+pub(crate) fn cores() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8)

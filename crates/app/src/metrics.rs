@@ -293,15 +293,16 @@ impl App {
                     let packer = self.projection.packer();
                     let states: Vec<_> = data
                         .states(packer, None)
-                        .filter_map(|(_, current)| match current {
-                            Ok(current) => Some(current),
+                        .filter_map(|(id, current)| match current {
+                            Ok(current) => Some((id, current)),
                             Err(e) => {
                                 tracing::error!(error = %e, "a pathway left out of the metrics");
                                 None
                             }
                         })
                         .collect();
-                    from_cells(&Aggregates::of(&states, today, config))
+                    let states = states.iter().map(|(id, current)| (*id, current));
+                    from_cells(&Aggregates::of(states, today, config))
                 }
             }
         };

@@ -517,7 +517,7 @@ impl<'a> PastStates<'a> {
             .unpack_bytes(bytes)
             .map_err(crate::projection::unpack_failed)?;
         // A kept earlier state was evaluated on another date than today's.
-        let state = state.moved_to(self.at.as_of);
+        let state = state.into_moved(self.at.as_of);
         let row = PtlRow::of(&state, self.at.config).map(Box::new);
         Ok((
             id.clone(),

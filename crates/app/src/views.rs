@@ -438,6 +438,57 @@ impl App {
         Ok((out, position))
     }
 
+    /// Runs `f` over the states of the pathways with CWT records in
+    /// `month`, as today's aggregates index them, off the async workers:
+    /// `None` when the view is not of today as known now, the month is not
+    /// indexed or the aggregates are not built yet (the caller then reads
+    /// the states holding a date in the month).
+    pub(crate) async fn with_cwt_pathways<R: Send + 'static>(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        month: Period,
+        f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R + Send + 'static,
+    ) -> Result<Option<(R, u64)>, AppError> {
+        if known_at.is_some() {
+            return Ok(None);
+        }
+        let projection = self.projection.clone();
+        self.off_workers(move || {
+            let data = projection.read();
+            let position = projection.position().min(data.position);
+            let Some(today) = data.today.filter(|today| *today == as_of) else {
+                return Ok(None);
+            };
+            let Some(ids) = data
+                .aggregates
+                .as_ref()
+                .and_then(|a| a.cwt_pathways(month, today))
+            else {
+                return Ok(None);
+            };
+            let mut failed = None;
+            let mut seen = data
+                .states_of(ids, projection.packer())
+                .filter_map(|(id, current)| match current {
+                    Ok(current) => Some(Seen {
+                        id: SeenId::Borrowed(id),
+                        current,
+                    }),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                        None
+                    }
+                });
+            let out = f(&mut seen);
+            match failed {
+                Some(e) => Err(e),
+                None => Ok(Some((out, position))),
+            }
+        })
+        .await?
+    }
+
     /// Answers from today's aggregates, off the async workers: `None` when
     /// the view is not of today as known now, or they are not built yet.
     pub(crate) async fn answer_from_aggregates<R: Send + 'static>(
@@ -732,31 +783,22 @@ impl App {
         let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        let out = self
-            .with_states(as_of, at.known_at, Shown::period(period), move |seen| {
-                let mut lines: Vec<CwtLine> = Vec::new();
-                for s in seen {
-                    for row in cwt::cwt_records(s.state(), period) {
-                        if row.trusts.iter().any(|t| trusts.allows(t)) {
-                            lines.push(CwtLine {
-                                pathway_id: s.id().to_string(),
-                                nhs_number: s.state().nhs_number.as_str().to_string(),
-                                row,
-                            });
-                        }
-                    }
-                }
-                lines.sort_by(|a, b| {
-                    (&a.row.trust, &a.pathway_id, &a.row.items).cmp(&(
-                        &b.row.trust,
-                        &b.pathway_id,
-                        &b.row.items,
-                    ))
-                });
-                lines
+        let indexed = {
+            let trusts = trusts.clone();
+            self.with_cwt_pathways(as_of, at.known_at, period, move |seen| {
+                cwt_lines(seen, period, &trusts)
             })
-            .await?;
-        let (mut lines, position) = out;
+            .await?
+        };
+        let (mut lines, position) = match indexed {
+            Some(out) => out,
+            None => {
+                self.with_states(as_of, at.known_at, Shown::period(period), move |seen| {
+                    cwt_lines(seen, period, &trusts)
+                })
+                .await?
+            }
+        };
         if !principal.sees_identifiers() {
             for line in &mut lines {
                 line.pathway_id.clear();
@@ -770,6 +812,35 @@ impl App {
         self.audit(principal, "cwt_extract", None, Some(lines.len()));
         Ok((lines, position))
     }
+}
+
+/// The CWT submission's lines of `period` among `seen`, for the trusts
+/// `trusts` allows, sorted by trust, pathway and items.
+fn cwt_lines(
+    seen: &mut dyn Iterator<Item = Seen<'_>>,
+    period: Period,
+    trusts: &TrustFilter,
+) -> Vec<CwtLine> {
+    let mut lines: Vec<CwtLine> = Vec::new();
+    for s in seen {
+        for row in cwt::cwt_records(s.state(), period) {
+            if row.trusts.iter().any(|t| trusts.allows(t)) {
+                lines.push(CwtLine {
+                    pathway_id: s.id().to_string(),
+                    nhs_number: s.state().nhs_number.as_str().to_string(),
+                    row,
+                });
+            }
+        }
+    }
+    lines.sort_by(|a, b| {
+        (&a.row.trust, &a.pathway_id, &a.row.items).cmp(&(
+            &b.row.trust,
+            &b.pathway_id,
+            &b.row.items,
+        ))
+    });
+    lines
 }
 
 fn forbidden(principal: &Principal, why: &str) -> AppError {

@@ -174,6 +174,25 @@ fn treated_on(clock: &Clock) -> Option<NaiveDate> {
     .flatten()
 }
 
+/// The months a pathway has records in ([`cwt_records`] gives some for
+/// exactly these), each once, in no particular order: what lets today's
+/// submission read only the pathways with records in its month.
+pub fn record_months(state: &PathwayState) -> Vec<Period> {
+    let mut months: Vec<Period> = fds_end(state)
+        .into_iter()
+        .chain(
+            state
+                .treatment_periods
+                .iter()
+                .filter_map(|p| treated_on(&p.clock)),
+        )
+        .map(Period::of)
+        .collect();
+    months.sort_unstable_by_key(|p| (p.year, p.month));
+    months.dedup();
+    months
+}
+
 /// The records of one pathway for `period`: one per treatment period whose
 /// treatment started in the month; else one, with the treatment items
 /// empty, when its FDS pathway ended in the month; else none.

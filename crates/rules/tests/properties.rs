@@ -642,6 +642,28 @@ proptest! {
         prop_assert_eq!(then, now, "known {} of {} as of {}, history:\n{}", k, history.len(), as_of, show(&history));
     }
 
+    /// A pathway has CWT records in exactly the months `record_months`
+    /// names (what today's submission reads through, issue 22).
+    #[test]
+    fn cwt_records_lie_in_the_record_months(
+        plan in plan(true),
+        as_of_offset in 0i64..=250,
+        month_offset in -2i64..=10,
+    ) {
+        let history = build(&plan);
+        let as_of = plus(referred_on(&history), as_of_offset);
+        let state = view(&history, as_of);
+        let months = openptl_rules::cwt::record_months(&state);
+        let mut day = referred_on(&history).with_day(1).unwrap();
+        for _ in 0..(month_offset + 2) {
+            day = (day + Duration::days(32)).with_day(1).unwrap();
+        }
+        for period in months.iter().copied().chain([Period::of(plus(day, -40))]) {
+            let records = openptl_rules::cwt::cwt_records(&state, period);
+            prop_assert_eq!(records.is_empty(), !months.contains(&period), "{:?} in {:?}: {}", period, months, show(&history));
+        }
+    }
+
     /// A report over a period holding none of a pathway's dates counts
     /// nothing of it (what lets views pass over such pathways unread).
     #[test]

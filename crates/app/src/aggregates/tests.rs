@@ -4,7 +4,7 @@
 //! summed afresh, and today's views answered from them equal the full
 //! re-evaluation of every pathway from its history.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Days, Utc};
 use proptest::prelude::*;
 
 use super::Aggregates;
@@ -38,9 +38,10 @@ async fn check(app: &App) -> Result<(), TestCaseError> {
         let data = app.projection.read();
         let states: Vec<_> = data
             .states(app.projection.packer(), None)
-            .map(|(_, c)| c.unwrap())
+            .map(|(id, c)| (id, c.unwrap()))
             .collect();
-        let afresh = Aggregates::of(&states, app.today(), &app.config);
+        let states = states.iter().map(|(id, c)| (*id, c));
+        let afresh = Aggregates::of(states, app.today(), &app.config);
         prop_assert_eq!(data.aggregates.as_ref(), Some(&afresh));
     }
     let system = Principal::system("test");
@@ -79,6 +80,28 @@ async fn check(app: &App) -> Result<(), TestCaseError> {
                     prop_assert_eq!(kept.unwrap().0, afresh.unwrap().0);
                 }
             }
+        }
+    }
+    // Today's CWT submission of the months indexed (this one and the last)
+    // and of others (read from the states) equals the full re-evaluation.
+    let today = app.today();
+    let indexed = [
+        Period::of(today),
+        Period::of(today.with_day(1).unwrap() - Days::new(1)),
+    ];
+    for period in (1..=7)
+        .map(|month| Period { year: 2025, month })
+        .chain(indexed)
+    {
+        for trust in &trusts {
+            let kept = app.cwt(&now, period, trust, &system).await.unwrap();
+            let afresh = app.cwt(&full, period, trust, &system).await.unwrap();
+            prop_assert_eq!(
+                serde_json::to_value(kept.0).unwrap(),
+                serde_json::to_value(afresh.0).unwrap(),
+                "CWT {:?}",
+                period
+            );
         }
     }
     Ok(())

@@ -57,6 +57,19 @@ impl ProjectionData {
         unpack_all(packed, packer)
     }
 
+    /// The states of the pathways `ids` (unpacked as
+    /// [`ProjectionData::states`] does); an id not projected is passed over.
+    pub fn states_of<'a>(
+        &'a self,
+        ids: impl Iterator<Item = &'a Arc<str>>,
+        packer: &'a Packer,
+    ) -> impl Iterator<Item = (&'a str, Result<Current, AppError>)> + 'a {
+        let packed = ids
+            .filter_map(|id| Some((&**id, self.pathways.get(id)?.state.as_ref()?)))
+            .collect();
+        unpack_all(packed, packer)
+    }
+
     /// The pathways on the PTL with their states (unpacked as
     /// [`ProjectionData::states`] does).
     pub fn ptl_states<'a>(

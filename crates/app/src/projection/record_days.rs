@@ -76,6 +76,25 @@ impl RecordDays {
         self.days.push_back(day_of(affected));
     }
 
+    /// Puts `next` (the positions right after these, read apart) after
+    /// these; anything else starts afresh from `next`.
+    pub(crate) fn append(&mut self, next: RecordDays) {
+        if next.days.is_empty() {
+            return;
+        }
+        if self.days.is_empty() || next.base != self.base + self.days.len() as u64 {
+            *self = next;
+            return;
+        }
+        let last_date = self.starts.back().map(|(on, _)| *on);
+        self.starts.extend(
+            next.starts
+                .into_iter()
+                .filter(|(on, _)| last_date.is_none_or(|last| *on > last)),
+        );
+        self.days.extend(next.days);
+    }
+
     /// Lets go of the records recorded before `since`.
     fn trim(&mut self, since: NaiveDate) {
         while self.starts.len() > 1 && self.starts[0].0 < since {
@@ -164,6 +183,34 @@ mod tests {
         assert_eq!((days.first(), days.len()), (Some(5), 1));
         assert!(!days.after(1, date("2000-01-01")));
         assert!(days.after(5, date("2026-11-01")));
+    }
+
+    #[test]
+    fn parts_read_apart_join_as_read_together() {
+        let records = [
+            (3, "2026-11-01", "2026-10-30"),
+            (4, "2026-11-01", "2026-11-01"),
+            (5, "2026-11-02", "2026-11-02"),
+            (6, "2026-11-03", "2026-11-01"),
+        ];
+        let mut together = RecordDays::default();
+        for (position, at_day, about) in records {
+            together.push(position, at(at_day), Some(date(about)));
+        }
+        for split in 0..=records.len() {
+            let mut first = RecordDays::default();
+            let mut second = RecordDays::default();
+            for (n, (position, at_day, about)) in records.into_iter().enumerate() {
+                let part = if n < split { &mut first } else { &mut second };
+                part.push(position, at(at_day), Some(date(about)));
+            }
+            first.append(second);
+            assert_eq!(
+                (first.base, &first.days, &first.starts),
+                (together.base, &together.days, &together.starts),
+                "split at {split}"
+            );
+        }
     }
 
     #[test]

@@ -61,7 +61,12 @@ impl PathwayState {
     /// and a milestone neither met nor ended by the FDS clock is pending or
     /// overdue by its due date. The date span is unchanged.
     pub fn moved_to(&self, as_of: NaiveDate) -> PathwayState {
-        let mut moved = self.clone();
+        self.clone().into_moved(as_of)
+    }
+
+    /// [`PathwayState::moved_to`], without a copy.
+    pub fn into_moved(self, as_of: NaiveDate) -> PathwayState {
+        let mut moved = self;
         moved.as_of = as_of;
         let Clocks { fds, d31, d62 } = &mut moved.clocks;
         for clock in [fds, d31, d62] {
