@@ -400,26 +400,10 @@ impl App {
                 let data = projection.read();
                 let position = projection.position().min(data.position);
                 if data.today != Some(as_of) || known_at.is_some() {
-                    return Ok(Err((split.snapshot(&data), position, f)));
+                    return Ok::<_, AppError>(Err((split.snapshot(&data), position, f)));
                 }
-                let mut failed = None;
-                let mut seen =
-                    data.states(projection.packer(), shown.window())
-                        .filter_map(|(id, current)| match current {
-                            Ok(current) => Some(Seen {
-                                id: SeenId::Borrowed(id),
-                                current,
-                            }),
-                            Err(e) => {
-                                failed.get_or_insert(e);
-                                None
-                            }
-                        });
-                let out = f(&mut seen);
-                match failed {
-                    Some(e) => Err(e),
-                    None => Ok(Ok((out, position))),
-                }
+                let states = data.states(projection.packer(), shown.window());
+                Ok(Ok((run_over(states, f)?, position)))
             })
             .await??;
         let (snapshot, position, f) = match today {
@@ -467,24 +451,8 @@ impl App {
             else {
                 return Ok(None);
             };
-            let mut failed = None;
-            let mut seen = data
-                .states_of(ids, projection.packer())
-                .filter_map(|(id, current)| match current {
-                    Ok(current) => Some(Seen {
-                        id: SeenId::Borrowed(id),
-                        current,
-                    }),
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                        None
-                    }
-                });
-            let out = f(&mut seen);
-            match failed {
-                Some(e) => Err(e),
-                None => Ok(Some((out, position))),
-            }
+            let states = data.states_of(ids, projection.packer());
+            Ok(Some((run_over(states, f)?, position)))
         })
         .await?
     }
@@ -811,6 +779,30 @@ impl App {
         }
         self.audit(principal, "cwt_extract", None, Some(lines.len()));
         Ok((lines, position))
+    }
+}
+
+/// Runs `f` over today's `states`; a state that could not be unpacked is
+/// passed over and its error returned instead of `f`'s answer.
+fn run_over<'a, R>(
+    states: impl Iterator<Item = (&'a str, Result<Current, AppError>)>,
+    f: impl FnOnce(&mut dyn Iterator<Item = Seen<'a>>) -> R,
+) -> Result<R, AppError> {
+    let mut failed = None;
+    let mut seen = states.filter_map(|(id, current)| match current {
+        Ok(current) => Some(Seen {
+            id: SeenId::Borrowed(id),
+            current,
+        }),
+        Err(e) => {
+            failed.get_or_insert(e);
+            None
+        }
+    });
+    let out = f(&mut seen);
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 
