@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use openptl_app::{App, SystemClock};
 use openptl_log::{EventLog, SegmentLog};
-use openptl_rules::RulesConfig;
+use openptl_rules::{Period, RulesConfig};
 use serde_json::json;
 
 use super::data::write_alliance;
@@ -239,6 +239,21 @@ pub async fn views(
     let csv = openptl_http::cwt_csv(&lines);
     println!(
         "CWT extract (this month): {} rows, {:.1} MB as CSV",
+        lines.len(),
+        csv.len() as f64 / 1e6
+    );
+    // Last month's, whole: the one a trust submits in this month.
+    let last_month = Period::of(month.first_day() - chrono::Days::new(1));
+    let times = timed(20, async || {
+        let (lines, _) = app.cwt(&now, last_month, &all, &system).await?;
+        Ok(serde_json::to_vec(&lines)?)
+    })
+    .await?;
+    report("CWT extract (last month)", times);
+    let (lines, _) = app.cwt(&now, last_month, &all, &system).await?;
+    let csv = openptl_http::cwt_csv(&lines);
+    println!(
+        "CWT extract (last month): {} rows, {:.1} MB as CSV",
         lines.len(),
         csv.len() as f64 / 1e6
     );

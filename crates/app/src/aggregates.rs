@@ -14,10 +14,8 @@
 //! Everything here is a pure function of the states: [`Aggregates::of`]
 //! over every state is the oracle the incremental sums are tested against.
 
-use std::sync::Arc;
-
 use chrono::{Datelike, Days, NaiveDate};
-use foldhash::{HashMap, HashSet};
+use foldhash::HashMap;
 
 use openptl_rules::fit::{self, FitFigures, FitReport};
 use openptl_rules::report::{MilestonesReport, StandardsReport};
@@ -28,8 +26,10 @@ use crate::evaluate::Current;
 use crate::ptl_index::PtlKeys;
 
 pub(crate) mod gauges;
+mod pathway_set;
 
 use gauges::{GaugeKey, PtlGauges};
+use pathway_set::PathwaySet;
 
 /// What one pathway's state adds to the aggregates.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -85,36 +85,38 @@ pub(crate) struct Aggregates {
     /// By referral month and trust at referral.
     fit: HashMap<(Period, OdsCode), FitFigures>,
     gauges: HashMap<GaugeKey, i64>,
-    /// The pathways with CWT records in each month indexed.
-    cwt: HashMap<Period, HashSet<Arc<str>>>,
+    /// The pathways with CWT records in each month indexed, by their
+    /// index in the projection's vector.
+    cwt: HashMap<Period, PathwaySet>,
 }
 
 impl Aggregates {
-    /// The aggregates of pathways' `states` as of `today`, from scratch
-    /// (the oracle of the tests; the scrape of a projection that keeps
-    /// none).
+    /// The aggregates of pathways' `states` (each with its index in the
+    /// projection's vector) as of `today`, from scratch (the oracle of the
+    /// tests; the scrape of a projection that keeps none).
     pub(crate) fn of<'a>(
-        states: impl IntoIterator<Item = (&'a str, &'a Current)>,
+        states: impl IntoIterator<Item = (usize, &'a Current)>,
         today: NaiveDate,
         config: &RulesConfig,
     ) -> Aggregates {
         let mut out = Aggregates::default();
-        for (id, current) in states {
-            out.apply(&Arc::from(id), &Contribution::of(current, today, config), 1);
+        for (index, current) in states {
+            out.apply(index, &Contribution::of(current, today, config), 1);
         }
         out
     }
 
-    /// Adds (`sign` 1) or takes away (`sign` -1) pathway `id`'s
-    /// contribution; cells left counting nothing are dropped, so equal
-    /// states give equal aggregates whatever the path to them.
-    pub(crate) fn apply(&mut self, id: &Arc<str>, c: &Contribution, sign: i64) {
+    /// Adds (`sign` 1) or takes away (`sign` -1) the contribution of the
+    /// pathway at `index` of the projection's vector; cells left counting
+    /// nothing are dropped, so equal states give equal aggregates whatever
+    /// the path to them.
+    pub(crate) fn apply(&mut self, index: usize, c: &Contribution, sign: i64) {
         for month in &c.cwt {
             let pathways = self.cwt.entry(*month).or_default();
             if sign > 0 {
-                pathways.insert(id.clone());
+                pathways.insert(index);
             } else {
-                pathways.remove(id);
+                pathways.remove(index);
                 if pathways.is_empty() {
                     self.cwt.remove(month);
                 }
@@ -177,18 +179,20 @@ impl Aggregates {
             *self.gauges.entry(key).or_default() += n;
         }
         for (month, pathways) in other.cwt {
-            self.cwt.entry(month).or_default().extend(pathways);
+            self.cwt.entry(month).or_default().extend(&pathways);
         }
     }
 
-    /// The pathways with CWT records in `month` when it is indexed (the
+    /// The pathways (their indexes) with CWT records in `month` when it is
+    /// indexed (the
     /// months from [`cwt_months_from`] today on), else `None`.
     pub(crate) fn cwt_pathways(
         &self,
         month: Period,
         today: NaiveDate,
-    ) -> Option<impl Iterator<Item = &Arc<str>>> {
-        (month >= cwt_months_from(today)).then(|| self.cwt.get(&month).into_iter().flatten())
+    ) -> Option<impl Iterator<Item = usize> + '_> {
+        (month >= cwt_months_from(today))
+            .then(|| self.cwt.get(&month).into_iter().flat_map(PathwaySet::iter))
     }
 
     /// The FIT report of `period` (SPEC 2.6) among the trusts at referral
@@ -248,7 +252,7 @@ impl Aggregates {
             + self.milestones.len()
             + self.fit.len()
             + self.gauges.len()
-            + self.cwt.values().map(HashSet::len).sum::<usize>()
+            + self.cwt.values().map(PathwaySet::len).sum::<usize>()
     }
 }
 

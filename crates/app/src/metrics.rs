@@ -294,7 +294,7 @@ impl App {
                     let states: Vec<_> = data
                         .states(packer, None)
                         .filter_map(|(id, current)| match current {
-                            Ok(current) => Some((id, current)),
+                            Ok(current) => Some((data.pathways.find(id)?, current)),
                             Err(e) => {
                                 tracing::error!(error = %e, "a pathway left out of the metrics");
                                 None

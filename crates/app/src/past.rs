@@ -344,7 +344,16 @@ impl App {
                 packer: projection.packer(),
             };
             let mut states = PastStates::new(&snapshot, log.as_ref(), &runtime, at)?;
+            let started = std::time::Instant::now();
             let out = consume(&mut states);
+            // Where the time went: the states (moved or read, on every
+            // core) and what the view made of them.
+            let took = started.elapsed();
+            tracing::debug!(
+                states_ms = states.stepping.as_millis() as u64,
+                view_ms = took.saturating_sub(states.stepping).as_millis() as u64,
+                "past view states and view"
+            );
             match states.failed.take() {
                 Some(e) => Err(e),
                 None => Ok(out),
@@ -405,6 +414,8 @@ pub(crate) struct PastStates<'a> {
     next_read: usize,
     step: std::vec::IntoIter<(Arc<str>, Current)>,
     failed: Option<AppError>,
+    /// Time spent moving and reading states so far.
+    stepping: std::time::Duration,
 }
 
 impl<'a> PastStates<'a> {
@@ -444,6 +455,7 @@ impl<'a> PastStates<'a> {
             next_read: 0,
             step: Vec::new().into_iter(),
             failed: None,
+            stepping: std::time::Duration::ZERO,
         })
     }
 
@@ -541,7 +553,10 @@ impl Iterator for PastStates<'_> {
             if self.failed.is_some() {
                 return None;
             }
-            match self.step() {
+            let started = std::time::Instant::now();
+            let stepped = self.step();
+            self.stepping += started.elapsed();
+            match stepped {
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(e) => {

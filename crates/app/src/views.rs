@@ -451,7 +451,7 @@ impl App {
             else {
                 return Ok(None);
             };
-            let states = data.states_of(ids, projection.packer());
+            let states = data.states_at(ids, projection.packer());
             Ok(Some((run_over(states, f)?, position)))
         })
         .await?

@@ -38,7 +38,7 @@ async fn check(app: &App) -> Result<(), TestCaseError> {
         let data = app.projection.read();
         let states: Vec<_> = data
             .states(app.projection.packer(), None)
-            .map(|(id, c)| (id, c.unwrap()))
+            .map(|(id, c)| (data.pathways.find(id).unwrap(), c.unwrap()))
             .collect();
         let states = states.iter().map(|(id, c)| (*id, c));
         let afresh = Aggregates::of(states, app.today(), &app.config);

@@ -57,15 +57,19 @@ impl ProjectionData {
         unpack_all(packed, packer)
     }
 
-    /// The states of the pathways `ids` (unpacked as
-    /// [`ProjectionData::states`] does); an id not projected is passed over.
-    pub fn states_of<'a>(
+    /// The states of the pathways at `indexes` of the vector (unpacked as
+    /// [`ProjectionData::states`] does); an index not there is passed over.
+    pub fn states_at<'a>(
         &'a self,
-        ids: impl Iterator<Item = &'a Arc<str>>,
+        indexes: impl Iterator<Item = usize>,
         packer: &'a Packer,
     ) -> impl Iterator<Item = (&'a str, Result<Current, AppError>)> + 'a {
-        let packed = ids
-            .filter_map(|id| Some((&**id, self.pathways.get(id)?.state.as_ref()?)))
+        let entries = self.pathways.as_slice();
+        let packed = indexes
+            .filter_map(|i| {
+                let (id, entry) = entries.get(i)?;
+                Some((&**id, entry.state.as_ref()?))
+            })
             .collect();
         unpack_all(packed, packer)
     }

@@ -700,17 +700,20 @@ impl Projection {
         let built = {
             let data = self.read();
             let today = data.today.unwrap_or_default();
-            let packed: Vec<(&Arc<str>, &Packed)> = data
+            let packed: Vec<(usize, &Packed)> = data
                 .pathways
-                .iter()
-                .filter_map(|(id, p)| Some((id, p.state.as_ref()?)))
+                .values()
+                .enumerate()
+                .filter_map(|(index, p)| Some((index, p.state.as_ref()?)))
                 .collect();
-            let chunks: Vec<&[(&Arc<str>, &Packed)]> = packed.chunks(UNPACK_SLICE).collect();
+            let chunks: Vec<&[(usize, &Packed)]> = packed.chunks(UNPACK_SLICE).collect();
             let partials = par_filter_map(&chunks, |chunk| {
                 let mut partial = Aggregates::default();
-                for (id, packed) in *chunk {
+                for (index, packed) in *chunk {
                     match self.packer.current(packed) {
-                        Ok(c) => partial.apply(id, &Contribution::of(&c, today, &self.config), 1),
+                        Ok(c) => {
+                            partial.apply(*index, &Contribution::of(&c, today, &self.config), 1)
+                        }
                         Err(e) => return Some(Err(data::unpack_failed(e))),
                     }
                 }
@@ -819,15 +822,18 @@ impl Projection {
                 delta,
             } in evaluated
             {
-                match (delta, &mut data.aggregates) {
-                    (Some(Ok((before, after))), Some(aggregates)) => {
-                        aggregates.apply(&id, &before, -1);
-                        aggregates.apply(&id, &after, 1);
+                let index = data.pathways.find(&id);
+                match (delta, index, &mut data.aggregates) {
+                    (Some(Ok((before, after))), Some(index), Some(aggregates)) => {
+                        aggregates.apply(index, &before, -1);
+                        aggregates.apply(index, &after, 1);
                     }
                     // Evaluated in bulk, or an old state unreadable: built
                     // afresh below.
-                    (None, _) | (Some(Err(_)), _) => data.aggregates = None,
-                    (Some(Ok(_)), None) => {}
+                    (None, _, _) | (Some(Err(_)), _, _) | (Some(Ok(_)), None, _) => {
+                        data.aggregates = None
+                    }
+                    (Some(Ok(_)), Some(_), None) => {}
                 }
                 data.install(&id, current, trusts);
             }

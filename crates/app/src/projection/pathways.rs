@@ -90,8 +90,8 @@ impl std::fmt::Debug for Pathways {
 }
 
 impl Pathways {
-    /// Where `id`'s entry is in the vector.
-    fn find(&self, id: &str) -> Option<usize> {
+    /// Where `id`'s entry is in the vector (its index never changes).
+    pub fn find(&self, id: &str) -> Option<usize> {
         let entries = &self.entries;
         self.index.find(id, |i| &entries[i].0)
     }
