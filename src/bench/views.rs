@@ -228,35 +228,25 @@ pub async fn views(
     })
     .await?;
     report("milestones view (every pathway, all trusts)", times);
-    let times = timed(20, async || {
-        let (lines, _) = app.cwt(&now, month, &all, &system).await?;
-        Ok(serde_json::to_vec(&lines)?)
-    })
-    .await?;
-    report("CWT extract (this month)", times);
-    // A patient-level submission: its cost follows its rows (decision 149).
-    let (lines, _) = app.cwt(&now, month, &all, &system).await?;
-    let csv = openptl_http::cwt_csv(&lines);
-    println!(
-        "CWT extract (this month): {} rows, {:.1} MB as CSV",
-        lines.len(),
-        csv.len() as f64 / 1e6
-    );
-    // Last month's, whole: the one a trust submits in this month.
+    // This month's CWT submission, and last month's whole (the one a trust
+    // submits in this month): patient-level, their cost follows their rows
+    // (decision 149).
     let last_month = Period::of(month.first_day() - chrono::Days::new(1));
-    let times = timed(20, async || {
-        let (lines, _) = app.cwt(&now, last_month, &all, &system).await?;
-        Ok(serde_json::to_vec(&lines)?)
-    })
-    .await?;
-    report("CWT extract (last month)", times);
-    let (lines, _) = app.cwt(&now, last_month, &all, &system).await?;
-    let csv = openptl_http::cwt_csv(&lines);
-    println!(
-        "CWT extract (last month): {} rows, {:.1} MB as CSV",
-        lines.len(),
-        csv.len() as f64 / 1e6
-    );
+    for (name, period) in [("this month", month), ("last month", last_month)] {
+        let times = timed(20, async || {
+            let (lines, _) = app.cwt(&now, period, &all, &system).await?;
+            Ok(serde_json::to_vec(&lines)?)
+        })
+        .await?;
+        report(&format!("CWT extract ({name})"), times);
+        let (lines, _) = app.cwt(&now, period, &all, &system).await?;
+        let csv = openptl_http::cwt_csv(&lines);
+        println!(
+            "CWT extract ({name}): {} rows, {:.1} MB as CSV",
+            lines.len(),
+            csv.len() as f64 / 1e6
+        );
+    }
 
     let times = timed(20, async || {
         let (report, _) = app.fit(&now, Some(month), &all, &system).await?;

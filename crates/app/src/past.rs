@@ -545,6 +545,12 @@ impl<'a> PastStates<'a> {
 impl Iterator for PastStates<'_> {
     type Item = (Arc<str>, Current);
 
+    /// At most the states moved and the pathways read.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (moved, read) = self.snapshot.sizes();
+        (0, Some(moved + read))
+    }
+
     fn next(&mut self) -> Option<(Arc<str>, Current)> {
         loop {
             if let Some(next) = self.step.next() {

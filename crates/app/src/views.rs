@@ -577,8 +577,11 @@ impl App {
                         // observed when no model of the view's date is
                         // kept yet (decision 154).
                         let mut observations: Vec<Observation> = Vec::new();
-                        let mut kept = HashMap::new();
-                        let mut index = Vec::new();
+                        // Sized for every state at once: growing a map of
+                        // large states copies each of them again.
+                        let most = states.size_hint().1.unwrap_or(0);
+                        let mut kept = HashMap::with_capacity(most);
+                        let mut index = Vec::with_capacity(most);
                         for (id, current) in states {
                             if past_model.is_none() {
                                 observations.extend(forecast::observations(&current.state));
@@ -615,6 +618,10 @@ impl App {
                                 Some(Listed::of(&c.state, row, &model))
                             }))
                         })?;
+                        // Freeing every state kept is the page's longest
+                        // step after moving them: done on a thread of its
+                        // own once the page is answered.
+                        drop_later((kept, index, observations));
                         Ok::<_, AppError>((page, learnt))
                     })
                     .await??;
@@ -780,6 +787,16 @@ impl App {
         self.audit(principal, "cwt_extract", None, Some(lines.len()));
         Ok((lines, position))
     }
+}
+
+/// Drops `garbage` on a thread of its own (a past view's states: freeing
+/// hundreds of thousands of them takes a large share of the view's time,
+/// which its caller need not wait for); on this one if no thread starts.
+fn drop_later<T: Send + 'static>(garbage: T) {
+    // A thread that does not start drops its closure, and `garbage`, here.
+    let _ = std::thread::Builder::new()
+        .name("past-view-drop".into())
+        .spawn(move || drop(garbage));
 }
 
 /// Runs `f` over today's `states`; a state that could not be unpacked is

@@ -227,7 +227,8 @@ fn record_days_from(reader: &dyn openptl_log::InPlace, to: u64) -> Result<Record
             .iter()
             .map(|(first, last)| {
                 scope.spawn(move || {
-                    let mut part = RecordDays::default();
+                    let records = usize::try_from(last - first + 1).unwrap_or(0);
+                    let mut part = RecordDays::starting_at(*first, records);
                     reader
                         .visit(*first, *last, &|_| true, &mut |r| {
                             part.push(r.position, r.recorded_at, date_affected(r));

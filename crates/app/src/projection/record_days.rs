@@ -62,7 +62,7 @@ impl RecordDays {
         recorded_at: DateTime<Utc>,
         affected: Option<NaiveDate>,
     ) {
-        if self.days.is_empty() || position != self.base + self.days.len() as u64 {
+        if position != self.base + self.days.len() as u64 {
             *self = RecordDays {
                 base: position,
                 ..RecordDays::default()
@@ -86,6 +86,7 @@ impl RecordDays {
             *self = next;
             return;
         }
+        self.days.reserve_exact(next.days.len());
         let last_date = self.starts.back().map(|(on, _)| *on);
         self.starts.extend(
             next.starts
@@ -118,6 +119,15 @@ impl RecordDays {
         self.days
             .get(i)
             .is_some_and(|day| *day != ANY_DATE && *day > day_of(Some(as_of)))
+    }
+
+    /// Room for `records` from `position` on.
+    pub(crate) fn starting_at(position: u64, records: usize) -> RecordDays {
+        RecordDays {
+            base: position,
+            days: VecDeque::with_capacity(records),
+            starts: VecDeque::new(),
+        }
     }
 
     /// Records kept (for the memory figures).
