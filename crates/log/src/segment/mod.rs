@@ -156,7 +156,7 @@ struct Shared {
     start_up_done: (Mutex<bool>, std::sync::Condvar),
     /// Where each record is: derived like the index, rebuilt by the start-up
     /// scan, extended by the writer before the head moves. A dense array
-    /// costs 4 bytes a record ([`Locations`]) and no index write.
+    /// costs about 2.25 bytes a record ([`Locations`]) and no index write.
     locations: std::sync::RwLock<Locations>,
     /// Index entries of records on disk that the indexer has not yet
     /// written to sled. Added by the writer before the head moves, removed

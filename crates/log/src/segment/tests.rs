@@ -732,6 +732,33 @@ fn locations_find_each_record_across_segments() {
     assert_eq!(l.get(6), None);
 }
 
+proptest::proptest! {
+    /// Every location pushed reads back, whatever the sizes of the records
+    /// (blocks of offsets kept as distances, some too far kept whole) and
+    /// wherever a segment starts.
+    #[test]
+    fn locations_read_back_as_pushed(
+        records in proptest::collection::vec((0u32..3, 1u64..100_000), 0..200),
+    ) {
+        let mut l = Locations::default();
+        let mut pushed = Vec::new();
+        let (mut segment, mut offset) = (1u32, 0u64);
+        for (next_segment, size) in records {
+            if next_segment == 0 {
+                segment += 1;
+                offset = 0;
+            }
+            l.push(segment, offset);
+            pushed.push((segment, offset));
+            offset += size;
+        }
+        for (i, at) in pushed.iter().enumerate() {
+            proptest::prop_assert_eq!(l.get(i as u64 + 1), Some(*at));
+        }
+        proptest::prop_assert_eq!(l.get(pushed.len() as u64 + 1), None);
+    }
+}
+
 #[tokio::test]
 async fn a_backup_beside_the_open_log_copies_only_what_is_new_and_restores_whole() {
     let dir = tempfile::tempdir().unwrap();
