@@ -131,8 +131,8 @@ pub(crate) struct Split {
 }
 
 /// Splits some pathways as [`Split::snapshot`] says.
-fn split(
-    entries: &[(Arc<str>, crate::projection::PathwayEntry)],
+fn split<'a>(
+    entries: &'a [(Arc<str>, crate::projection::PathwayEntry)],
     evaluated_on: Option<NaiveDate>,
     record_days: &RecordDays,
     how: Split,
@@ -143,6 +143,10 @@ fn split(
         shown,
         ..
     } = how;
+    // What to move, found first and copied after into one buffer of its
+    // exact size: grown as it went, the buffer was copied again at every
+    // doubling, into fresh pages each time.
+    let mut kept: Vec<(&'a Arc<str>, std::borrow::Cow<'a, [u8]>, Option<u64>)> = Vec::new();
     let mut part = Part::default();
     for (id, entry) in entries {
         let Some(last) = entry.positions.last() else {
@@ -171,27 +175,30 @@ fn split(
             .state
             .as_ref()
             .and_then(|p| Some((p, p.settled_on_ptl()?)));
-        let mut keep = |bytes: &[u8]| {
-            part.bytes.extend_from_slice(bytes);
-            part.moved.push((id.clone(), part.bytes.len(), version));
-        };
+        let mut keep = |bytes: std::borrow::Cow<'a, [u8]>| kept.push((id, bytes, version));
         match (settled, evaluated_on) {
             (Some((_, (settled, _))), _) if as_of < settled.first => {}
             (Some((packed, (settled, on_ptl))), Some(on)) if settled.covers(on, as_of) => {
                 if shown.shows(packed.span(), on_ptl) {
-                    keep(packed.as_bytes());
+                    keep(packed.as_bytes().into());
                 }
             }
             (Some((packed, _)), _) => match packed.earlier(as_of) {
                 Some((on_ptl, earlier)) => {
                     if shown.shows(crate::packed::span_of(&earlier), on_ptl) {
-                        keep(&earlier);
+                        keep(earlier.into());
                     }
                 }
                 None => part.read.push(((*id).clone(), entry.positions.clone())),
             },
             _ => part.read.push(((*id).clone(), entry.positions.clone())),
         }
+    }
+    part.bytes = Vec::with_capacity(kept.iter().map(|(_, bytes, _)| bytes.len()).sum());
+    part.moved = Vec::with_capacity(kept.len());
+    for (id, bytes, version) in kept {
+        part.bytes.extend_from_slice(&bytes);
+        part.moved.push((id.clone(), part.bytes.len(), version));
     }
     part
 }
@@ -412,7 +419,13 @@ pub(crate) struct PastStates<'a> {
     /// The next state to move: its part and its place in it.
     next_moved: (usize, usize),
     next_read: usize,
-    step: std::vec::IntoIter<(Arc<str>, Current)>,
+    /// The states of the current step, a list per core, each reversed
+    /// (taken from its end, in order): kept from step to step so that
+    /// their memory is used again rather than asked afresh of the system
+    /// (and zeroed by it) at every step.
+    ready: Vec<Vec<(Arc<str>, Current)>>,
+    /// The list `ready` is taken from.
+    next_ready: usize,
     failed: Option<AppError>,
     /// Time spent moving and reading states so far.
     stepping: std::time::Duration,
@@ -453,7 +466,8 @@ impl<'a> PastStates<'a> {
             source,
             next_moved: (0, 0),
             next_read: 0,
-            step: Vec::new().into_iter(),
+            ready: Vec::new(),
+            next_ready: 0,
             failed: None,
             stepping: std::time::Duration::ZERO,
         })
@@ -477,18 +491,46 @@ impl<'a> PastStates<'a> {
                 (part + 1, 0)
             };
         }
+        let mut ready = std::mem::take(&mut self.ready);
+        ready.resize_with(crate::fold::cores().max(1), Vec::new);
+        ready.iter_mut().for_each(Vec::clear);
+        self.next_ready = 0;
         if !next.is_empty() {
-            let states = par_filter_map(&next, |(part, i)| Some(self.moved(*part, *i)));
-            self.step = states
-                .into_iter()
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter();
+            let chunk = next.len().div_ceil(ready.len());
+            let this = &*self;
+            let moved = std::thread::scope(|scope| {
+                let handles: Vec<_> = ready
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(t, list)| {
+                        let items = next
+                            .get(t * chunk..((t + 1) * chunk).min(next.len()))
+                            .unwrap_or(&[]);
+                        scope.spawn(move || {
+                            for (part, i) in items.iter().rev() {
+                                list.push(this.moved(*part, *i)?);
+                            }
+                            Ok::<(), AppError>(())
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(AppError::internal("moving a state panicked")))
+                    })
+                    .collect::<Result<(), AppError>>()
+            });
+            self.ready = ready;
+            moved?;
             return Ok(true);
         }
-        match &mut self.source {
+        let list = &mut ready[0];
+        let more = match &mut self.source {
             Source::Read(all) => {
-                self.step = std::mem::take(all);
-                Ok(self.step.len() > 0)
+                list.extend(std::mem::take(all).rev());
+                Ok(!list.is_empty())
             }
             Source::InPlace(reader) => {
                 if self.next_read >= self.read.len() {
@@ -498,22 +540,17 @@ impl<'a> PastStates<'a> {
                 let to = (from + STEP).min(self.read.len());
                 self.next_read = to;
                 let at = &self.at;
-                let evaluated = crate::fold::fold_in_place(
-                    reader.as_ref(),
-                    &self.read[from..to],
-                    |id, history| {
-                        current_of(history?, at.as_of, at.known_at, at.config)
-                            .map(|c| (id.clone(), c))
-                    },
-                )?;
-                self.step = evaluated
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>()
-                    .into_iter();
-                Ok(true)
+                crate::fold::fold_in_place(reader.as_ref(), &self.read[from..to], |id, history| {
+                    current_of(history?, at.as_of, at.known_at, at.config).map(|c| (id.clone(), c))
+                })
+                .map(|evaluated| {
+                    list.extend(evaluated.into_iter().flatten().rev());
+                    true
+                })
             }
-        }
+        };
+        self.ready = ready;
+        more
     }
 
     /// The `i`th moved state of a part, unpacked and moved to the view's
@@ -553,8 +590,11 @@ impl Iterator for PastStates<'_> {
 
     fn next(&mut self) -> Option<(Arc<str>, Current)> {
         loop {
-            if let Some(next) = self.step.next() {
-                return Some(next);
+            while let Some(list) = self.ready.get_mut(self.next_ready) {
+                match list.pop() {
+                    Some(next) => return Some(next),
+                    None => self.next_ready += 1,
+                }
             }
             if self.failed.is_some() {
                 return None;

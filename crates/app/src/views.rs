@@ -10,7 +10,7 @@
 //! what the service showed then.
 
 use std::borrow::Borrow;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
@@ -580,7 +580,8 @@ impl App {
                         // Sized for every state at once: growing a map of
                         // large states copies each of them again.
                         let most = states.size_hint().1.unwrap_or(0);
-                        let mut kept = HashMap::with_capacity(most);
+                        let mut kept =
+                            foldhash::HashMap::with_capacity_and_hasher(most, Default::default());
                         let mut index = Vec::with_capacity(most);
                         for (id, current) in states {
                             if past_model.is_none() {
