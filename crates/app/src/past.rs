@@ -130,6 +130,10 @@ pub(crate) struct Split {
     read_all: bool,
 }
 
+/// A state a split moves: its pathway, packed bytes and version as known
+/// then (when records came later).
+type ToMove<'a> = (&'a Arc<str>, std::borrow::Cow<'a, [u8]>, Option<u64>);
+
 /// Splits some pathways as [`Split::snapshot`] says.
 fn split<'a>(
     entries: &'a [(Arc<str>, crate::projection::PathwayEntry)],
@@ -146,7 +150,7 @@ fn split<'a>(
     // What to move, found first and copied after into one buffer of its
     // exact size: grown as it went, the buffer was copied again at every
     // doubling, into fresh pages each time.
-    let mut kept: Vec<(&'a Arc<str>, std::borrow::Cow<'a, [u8]>, Option<u64>)> = Vec::new();
+    let mut kept: Vec<ToMove<'a>> = Vec::new();
     let mut part = Part::default();
     for (id, entry) in entries {
         let Some(last) = entry.positions.last() else {
@@ -514,13 +518,10 @@ impl<'a> PastStates<'a> {
                         })
                     })
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(AppError::internal("moving a state panicked")))
-                    })
-                    .collect::<Result<(), AppError>>()
+                handles.into_iter().try_for_each(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(AppError::internal("moving a state panicked")))
+                })
             });
             self.ready = ready;
             moved?;
