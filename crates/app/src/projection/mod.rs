@@ -553,10 +553,6 @@ impl Projection {
                 }
             },
         );
-        let record_days = folded
-            .as_ref()
-            .ok()
-            .map(|_| record_days_from(reader.as_ref(), to));
         drop(reader);
         if let Err(e) = folded {
             // Back to nothing: the runner folds the log in pages instead.
@@ -568,7 +564,6 @@ impl Projection {
             data.position = to;
             data.today = Some(today);
             data.pathways.shrink_to_fit();
-            data.record_days = record_days.map(record_days_or_none).unwrap_or_default();
         }
         let installed_after = started.elapsed();
         // The states are not copied afresh here, as after a restore or a
@@ -585,7 +580,25 @@ impl Projection {
             "projection rebuilt from the log in place"
         );
         self.published.send_replace(to);
+        self.read_record_days(to);
         Ok(true)
+    }
+
+    /// Reads the dates of the last days' records up to `to` from the log in
+    /// place, and puts them before those of the records applied since: after
+    /// a fold from nothing or a restore, once serving (until then, a past
+    /// view as known at a moment reads back more pathways, which is safe).
+    pub(super) fn read_record_days(&self, to: u64) {
+        let Some(reader) = self.log.in_place() else {
+            return;
+        };
+        let days = reader
+            .map_err(AppError::from)
+            .and_then(|reader| record_days_from(reader.as_ref(), to));
+        let mut read = record_days_or_none(days);
+        let mut data = self.write();
+        read.append(std::mem::take(&mut data.record_days));
+        data.record_days = read;
     }
 
     /// Folds stored records (the next ones of the log, in order) in.

@@ -164,12 +164,6 @@ impl Projection {
         if records != header.position || data.pathways.len() as u64 != header.pathways {
             return Err("its pathways do not account for every record".into());
         }
-        if let Some(reader) = self.log.in_place() {
-            let days = reader
-                .map_err(AppError::from)
-                .and_then(|reader| record_days_from(reader.as_ref(), header.position));
-            data.record_days = record_days_or_none(days);
-        }
         let installed = started.elapsed();
         *self.write() = data;
         // Recorded before publishing: whoever waits for the position may ask.
@@ -186,6 +180,7 @@ impl Projection {
         drop(old);
         // Today's cells (views read the states until they are built).
         self.build_aggregates();
+        self.read_record_days(header.position);
         tracing::info!(
             waited_for_decode_ms = decoded.as_millis() as u64,
             installed_ms = (installed - decoded).as_millis() as u64,

@@ -51,3 +51,71 @@ fn a_snapshot_of_a_newer_format_is_ignored_not_misread() {
         "{refused}"
     );
 }
+
+/// The record dates read from the log in place (after a fold from nothing
+/// or a restore) are those the records give as they are applied: each
+/// event answers for its own date, an amendment for any date.
+#[test]
+fn record_dates_read_from_the_log_are_those_applied() {
+    use openptl_rules::{EventData, EventType};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = openptl_log::SegmentLog::open(dir.path()).unwrap();
+    let day = |d: u32| chrono::NaiveDate::from_ymd_opt(2025, 3, d).unwrap();
+    let note = EventData::from_json(
+        EventType::TrackingNoteAdded,
+        serde_json::json!({ "text": "chased the report" }),
+    )
+    .unwrap();
+    let voided = EventData::from_json(
+        EventType::EventVoided,
+        serde_json::json!({ "voids": uuid::Uuid::from_u128(1), "reason": "not this patient" }),
+    )
+    .unwrap();
+    let records: Vec<(&str, EventData, chrono::NaiveDate)> = vec![
+        ("A", note.clone(), day(3)),
+        ("B", note.clone(), day(9)),
+        ("A", voided, day(10)),
+        ("C", note, day(1)),
+    ];
+    for (stream, data, on) in &records {
+        let new = openptl_log::NewRecord {
+            stream_id: stream.to_string(),
+            event_id: uuid::Uuid::new_v4(),
+            event_type: data.event_type().as_str().to_string(),
+            schema_version: data.schema_version(),
+            actor: "test".to_string(),
+            payload: data.encode_payload(*on),
+            expected_version: None,
+        };
+        runtime.block_on(log.append(vec![new])).unwrap();
+    }
+    let stored = runtime.block_on(log.read_positions(&[1, 2, 3, 4])).unwrap();
+    let mut applied = RecordDays::default();
+    for r in &stored {
+        applied.push(r.position, r.recorded_at, date_affected(r.as_ref()));
+    }
+    let reader = log
+        .in_place()
+        .expect("a segment log reads in place")
+        .unwrap();
+    let read = record_days_from(reader.as_ref(), 4).unwrap();
+    for position in 0..=5 {
+        for d in 1..=12 {
+            assert_eq!(
+                read.after(position, day(d)),
+                applied.after(position, day(d)),
+                "position {position} as of {d} March"
+            );
+        }
+    }
+    assert!(
+        read.after(1, day(2)) && !read.after(1, day(3)),
+        "its own date"
+    );
+    assert!(!read.after(3, day(1)), "an amendment: any date");
+    assert_eq!((read.first(), read.len()), (Some(1), 4));
+}
