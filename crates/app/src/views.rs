@@ -25,6 +25,7 @@ use crate::aggregates::Aggregates;
 use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
 use crate::evaluate::Current;
 use crate::past::Shown;
+use crate::projection::ProjectionData;
 use crate::ptl_index::{day_number, pack_trust};
 pub use crate::ptl_index::{PtlIndexEntry, PtlKeys, RiskKeys};
 use crate::{App, AppError};
@@ -434,27 +435,17 @@ impl App {
         month: Period,
         f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R + Send + 'static,
     ) -> Result<Option<(R, u64)>, AppError> {
-        if known_at.is_some() {
-            return Ok(None);
-        }
         let projection = self.projection.clone();
-        self.off_workers(move || {
-            let data = projection.read();
-            let position = projection.position().min(data.position);
-            let Some(today) = data.today.filter(|today| *today == as_of) else {
-                return Ok(None);
-            };
-            let Some(ids) = data
-                .aggregates
-                .as_ref()
-                .and_then(|a| a.cwt_pathways(month, today))
-            else {
-                return Ok(None);
-            };
-            let states = data.states_at(ids, projection.packer());
-            Ok(Some((run_over(states, f)?, position)))
+        let answered = self
+            .with_todays_aggregates(as_of, known_at, move |data, aggregates| {
+                let ids = aggregates.cwt_pathways(month, as_of)?;
+                Some(run_over(data.states_at(ids, projection.packer()), f))
+            })
+            .await?;
+        Ok(match answered {
+            Some((Some(out), position)) => Some((out?, position)),
+            _ => None,
         })
-        .await?
     }
 
     /// Answers from today's aggregates, off the async workers: `None` when
@@ -464,6 +455,19 @@ impl App {
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
         f: impl FnOnce(&Aggregates) -> R + Send + 'static,
+    ) -> Result<Option<(R, u64)>, AppError> {
+        self.with_todays_aggregates(as_of, known_at, move |_, aggregates| f(aggregates))
+            .await
+    }
+
+    /// Runs `f` over the projection and today's aggregates, off the async
+    /// workers: `None` when the view is not of today as known now, or they
+    /// are not built yet.
+    async fn with_todays_aggregates<R: Send + 'static>(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        f: impl FnOnce(&ProjectionData, &Aggregates) -> R + Send + 'static,
     ) -> Result<Option<(R, u64)>, AppError> {
         if known_at.is_some() {
             return Ok(None);
@@ -476,7 +480,7 @@ impl App {
                 return None;
             }
             let aggregates = data.aggregates.as_ref()?;
-            Some((f(aggregates), position))
+            Some((f(&data, aggregates), position))
         })
         .await
     }
