@@ -390,9 +390,9 @@ impl Drop for Queued {
 }
 
 /// States moved or read per step of [`PastStates`]: enough to keep every
-/// core busy, few enough that a step's states (some 7 MB) are freed and
-/// their memory reused by the next step instead of the whole view's
-/// states living at once.
+/// core busy, few enough that a step's states (some 9 MB, in lists kept
+/// from step to step) are taken before the next step reuses their memory,
+/// instead of the whole view's states living at once.
 const STEP: usize = if cfg!(test) { 3 } else { 16_384 };
 
 /// What a past view is of.
