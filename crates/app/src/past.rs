@@ -153,13 +153,12 @@ fn split<'a>(
     let mut kept: Vec<ToMove<'a>> = Vec::new();
     let mut part = Part::default();
     for (id, entry) in entries {
-        let Some(last) = entry.positions.last() else {
-            continue;
-        };
         // The pathway's version as known then, when records of it came
-        // later that change nothing as of the view's date.
+        // later that change nothing as of the view's date. (Its positions
+        // are read only for a moment: a view known now passes over them.)
         let mut version = None;
-        if let Some(to) = known_to.filter(|to| last > *to) {
+        let later = |to: &u64| entry.positions.last().is_some_and(|last| last > *to);
+        if let Some(to) = known_to.filter(later) {
             let positions = entry.positions.to_vec();
             let known = positions.partition_point(|p| *p <= to);
             if known == 0 {
