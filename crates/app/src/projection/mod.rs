@@ -836,18 +836,23 @@ impl Projection {
                 delta,
             } in evaluated
             {
-                let index = data.pathways.find(&id);
-                match (delta, index, &mut data.aggregates) {
-                    (Some(Ok((before, after))), Some(index), Some(aggregates)) => {
-                        aggregates.apply(index, &before, -1);
-                        aggregates.apply(index, &after, 1);
+                match delta {
+                    // Looked up only for a delta to apply (never in bulk).
+                    Some(Ok((before, after))) if data.aggregates.is_some() => {
+                        let index = data.pathways.find(&id);
+                        match (index, &mut data.aggregates) {
+                            (Some(index), Some(aggregates)) => {
+                                aggregates.apply(index, &before, -1);
+                                aggregates.apply(index, &after, 1);
+                            }
+                            // Not projected: built afresh below.
+                            _ => data.aggregates = None,
+                        }
                     }
+                    Some(Ok(_)) => {}
                     // Evaluated in bulk, or an old state unreadable: built
                     // afresh below.
-                    (None, _, _) | (Some(Err(_)), _, _) | (Some(Ok(_)), None, _) => {
-                        data.aggregates = None
-                    }
-                    (Some(Ok(_)), Some(_), None) => {}
+                    None | Some(Err(_)) => data.aggregates = None,
                 }
                 data.install(&id, current, trusts);
             }
