@@ -257,15 +257,6 @@ fn record_days_from(reader: &dyn openptl_log::InPlace, to: u64) -> Result<Record
     Ok(days)
 }
 
-/// The record days read, or none (logged): past views then read back the
-/// pathways they would have moved, the safe answer.
-fn record_days_or_none(days: Result<RecordDays, AppError>) -> RecordDays {
-    days.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "the dates of the last days' records could not be read");
-        RecordDays::default()
-    })
-}
-
 /// One pathway evaluated by a refresh.
 struct Evaluated {
     id: Arc<str>,
@@ -595,7 +586,12 @@ impl Projection {
         let days = reader
             .map_err(AppError::from)
             .and_then(|reader| record_days_from(reader.as_ref(), to));
-        let mut read = record_days_or_none(days);
+        // Unread, past views read back the pathways they would have
+        // moved: the safe answer.
+        let mut read = days.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the dates of the last days' records could not be read");
+            RecordDays::default()
+        });
         let mut data = self.write();
         read.append(std::mem::take(&mut data.record_days));
         data.record_days = read;
