@@ -188,7 +188,7 @@ pub fn record_months(state: &PathwayState) -> Vec<Period> {
         )
         .map(Period::of)
         .collect();
-    months.sort_unstable_by_key(|p| (p.year, p.month));
+    months.sort_unstable();
     months.dedup();
     months
 }
