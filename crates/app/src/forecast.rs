@@ -50,8 +50,13 @@ pub(crate) struct ForecastCache {
     ptl_risks: Mutex<RiskGeneration>,
     /// Models of past dates the PTL's past pages learnt, the latest few,
     /// each for the day it was learnt on (as today's is).
-    past: Mutex<Vec<(PastKey, Arc<Model>)>>,
+    past: Mutex<Vec<(PastKey, PastModel)>>,
 }
+
+/// A past PTL page's model and the last log position of the states it was
+/// learnt from: it still holds while no later record changes a state as of
+/// its date ([`crate::past::Split::unchanged_since`]).
+pub(crate) type PastModel = (Arc<Model>, u64);
 
 /// A past PTL page's model: its date, its moment, the day it was learnt.
 type PastKey = (NaiveDate, Option<DateTime<Utc>>, NaiveDate);
@@ -160,12 +165,13 @@ impl App {
 
     /// The model a past PTL page of `as_of`, known at `known_at`, learnt
     /// today, if kept: the next pages of the same view (and the next
-    /// manager's) move only the PTL's states instead of every one.
+    /// manager's) move only the PTL's states instead of every one, if no
+    /// record since has changed a state as of its date.
     pub(crate) fn past_model(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
-    ) -> Option<Arc<Model>> {
+    ) -> Option<PastModel> {
         let key = (as_of, known_at, self.today());
         let past = self
             .forecasts
@@ -181,7 +187,7 @@ impl App {
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
-        model: Arc<Model>,
+        model: PastModel,
     ) {
         let today = self.today();
         let mut past = self

@@ -27,6 +27,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use openptl_rules::forecast::{self, ModelCounts};
 use openptl_rules::{PtlRow, RulesConfig};
 
 use crate::evaluate::{current_of, Current};
@@ -91,6 +92,11 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
+    /// The last log position of the states it holds.
+    pub(crate) fn position(&self) -> u64 {
+        self.position
+    }
+
     /// How many states move and how many histories are read.
     pub(crate) fn sizes(&self) -> (usize, usize) {
         self.parts.iter().fold((0, 0), |(moved, read), part| {
@@ -207,6 +213,21 @@ fn split<'a>(
 }
 
 impl Split {
+    /// The same split of the pathways `shown`.
+    pub(crate) fn showing(self, shown: Shown) -> Split {
+        Split { shown, ..self }
+    }
+
+    /// Whether this view's states are still those it saw at `position`:
+    /// none of the records since is known by its moment, or each affects
+    /// only dates after its date (decision 147's rule).
+    pub(crate) fn unchanged_since(&self, position: u64, data: &ProjectionData) -> bool {
+        self.known_to.is_some_and(|to| to <= position)
+            || data
+                .record_days
+                .all_after(position + 1, data.position, self.as_of)
+    }
+
     /// Splits the projected pathways: each pathway's state moves, is left
     /// out (it did not exist yet, or the view cannot show it), or is read
     /// back. Runs under the projection's read lock, on every core.
@@ -432,6 +453,24 @@ pub(crate) struct PastStates<'a> {
     failed: Option<AppError>,
     /// Time spent moving and reading states so far.
     stepping: std::time::Duration,
+    /// Set by [`PastStates::learn_clocks`].
+    learning: Option<Learning>,
+}
+
+/// Every state's clocks counted for a model of the view's date on the core
+/// that moved or read the state (a count per core), and only the states
+/// `keep` wants passed on: the rest are dropped there too.
+struct Learning {
+    counts: Vec<ModelCounts>,
+    keep: fn(&Current) -> bool,
+}
+
+impl Learning {
+    /// Counts a state's clocks in `counts`; whether to pass it on.
+    fn count(counts: &mut ModelCounts, keep: fn(&Current) -> bool, current: &Current) -> bool {
+        forecast::observations(&current.state).for_each(|o| counts.add(&o));
+        keep(current)
+    }
 }
 
 impl<'a> PastStates<'a> {
@@ -473,7 +512,27 @@ impl<'a> PastStates<'a> {
             next_ready: 0,
             failed: None,
             stepping: std::time::Duration::ZERO,
+            learning: None,
         })
+    }
+
+    /// From now on counts every state's clocks for a model of the view's
+    /// date ([`Self::clock_counts`]) and passes on only the states `keep`
+    /// wants.
+    pub(crate) fn learn_clocks(&mut self, keep: fn(&Current) -> bool) {
+        self.learning = Some(Learning {
+            counts: Vec::new(),
+            keep,
+        });
+    }
+
+    /// The clocks counted since [`Self::learn_clocks`], merged.
+    pub(crate) fn clock_counts(&mut self) -> ModelCounts {
+        let mut all = ModelCounts::new();
+        for counts in self.learning.iter_mut().flat_map(|l| l.counts.drain(..)) {
+            all.merge(counts);
+        }
+        all
     }
 
     /// The next step's states; `false` when there are none left (or a
@@ -495,13 +554,22 @@ impl<'a> PastStates<'a> {
             };
         }
         let mut ready = std::mem::take(&mut self.ready);
-        ready.resize_with(crate::fold::cores().max(1), Vec::new);
+        let cores = crate::fold::cores().max(1);
+        ready.resize_with(cores, Vec::new);
         ready.iter_mut().for_each(Vec::clear);
         self.next_ready = 0;
+        let mut learning = self.learning.take();
+        if let Some(learning) = &mut learning {
+            learning.counts.resize_with(cores, ModelCounts::new);
+        }
+        let keep = learning.as_ref().map(|l| l.keep);
+        let mut no_counts = Vec::new();
+        let counts = learning.as_mut().map_or(&mut no_counts, |l| &mut l.counts);
         if !next.is_empty() {
             let chunk = next.len().div_ceil(ready.len());
             let this = &*self;
             let moved = std::thread::scope(|scope| {
+                let mut counts = counts.iter_mut();
                 let handles: Vec<_> = ready
                     .iter_mut()
                     .enumerate()
@@ -509,9 +577,19 @@ impl<'a> PastStates<'a> {
                         let items = next
                             .get(t * chunk..((t + 1) * chunk).min(next.len()))
                             .unwrap_or(&[]);
+                        let mut counts = counts.next();
                         scope.spawn(move || {
                             for (part, i) in items.iter().rev() {
-                                list.push(this.moved(*part, *i)?);
+                                let state = this.moved(*part, *i)?;
+                                let pass = match (&mut counts, keep) {
+                                    (Some(counts), Some(keep)) => {
+                                        Learning::count(counts, keep, &state.1)
+                                    }
+                                    _ => true,
+                                };
+                                if pass {
+                                    list.push(state);
+                                }
                             }
                             Ok::<(), AppError>(())
                         })
@@ -523,6 +601,7 @@ impl<'a> PastStates<'a> {
                 })
             });
             self.ready = ready;
+            self.learning = learning;
             moved?;
             return Ok(true);
         }
@@ -534,6 +613,7 @@ impl<'a> PastStates<'a> {
             }
             Source::InPlace(reader) => {
                 if self.next_read >= self.read.len() {
+                    self.learning = learning;
                     return Ok(false);
                 }
                 let from = self.next_read;
@@ -549,7 +629,12 @@ impl<'a> PastStates<'a> {
                 })
             }
         };
+        // The histories read back (fewer) are counted here, on this core.
+        if let (Some(counts), Some(keep)) = (counts.first_mut(), keep) {
+            list.retain(|(_, current)| Learning::count(counts, keep, current));
+        }
         self.ready = ready;
+        self.learning = learning;
         more
     }
 

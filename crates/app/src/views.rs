@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
 use openptl_rules::cwt::{self, CwtRecord};
-use openptl_rules::forecast::{self, permille, Model, ModelOptions, Observation, RowRisk};
+use openptl_rules::forecast::{self, permille, Model, ModelOptions, RowRisk};
 use openptl_rules::report::{self, CanptlReturn, MilestonesReport, StandardsReport};
 use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
 use serde::Serialize;
@@ -520,13 +520,13 @@ impl App {
         let page_query = query.clone();
         let known_at = query.at.known_at;
         // A past page moves only the PTL's states when a model of its date
-        // is kept; else every state, to learn one from every clock.
-        let past_model = self.past_model(as_of, known_at);
-        let shown = match past_model {
-            Some(_) => Shown::OnPtl,
-            None => Shown::All,
+        // is kept and still holds; else every state, to learn one from
+        // every clock. The full re-evaluation (the oracle) learns its own.
+        let kept_model = match self.past_views_read_all() {
+            true => None,
+            false => self.past_model(as_of, known_at),
         };
-        let split = self.past_split(as_of, known_at, shown).await?;
+        let split = self.past_split(as_of, known_at, Shown::All).await?;
         let fast = self
             .off_workers(move || {
                 let query = &page_query;
@@ -534,7 +534,15 @@ impl App {
                 let position = projection.position().min(data.position);
                 let today = data.today == Some(as_of) && known_at.is_none();
                 let Some((model, (generation, scored))) = generation.filter(|_| today) else {
-                    return Ok::<_, AppError>(Err((split.snapshot(&data), position)));
+                    let past_model = kept_model
+                        .filter(|(_, learnt_at)| split.unchanged_since(*learnt_at, &data))
+                        .map(|(model, _)| model);
+                    let split = match past_model {
+                        Some(_) => split.showing(Shown::OnPtl),
+                        None => split,
+                    };
+                    let snapshot = split.snapshot(&data);
+                    return Ok::<_, AppError>(Err((snapshot, position, past_model)));
                 };
                 let packer = projection.packer();
                 let keys_of = |e: &PtlIndexEntry| {
@@ -573,24 +581,26 @@ impl App {
                 }
                 (page, position)
             }
-            Err((snapshot, position)) => {
+            Err((snapshot, position, past_model)) => {
                 let query = query.clone();
+                let learnt_at = snapshot.position();
                 let (page, learnt) = self
                     .in_past_view(snapshot, as_of, known_at, move |states| {
                         // Only the PTL's rows are kept; every clock is
-                        // observed when no model of the view's date is
-                        // kept yet (decision 154).
-                        let mut observations: Vec<Observation> = Vec::new();
+                        // counted, where its state is moved or read, when
+                        // no model of the view's date is kept yet
+                        // (decision 154), and only the PTL's states come
+                        // here.
+                        if past_model.is_none() {
+                            states.learn_clocks(|c| c.row.is_some());
+                        }
                         // Sized for every state at once: growing a map of
                         // large states copies each of them again.
                         let most = states.size_hint().1.unwrap_or(0);
                         let mut kept =
                             foldhash::HashMap::with_capacity_and_hasher(most, Default::default());
                         let mut index = Vec::with_capacity(most);
-                        for (id, current) in states {
-                            if past_model.is_none() {
-                                observations.extend(forecast::observations(&current.state));
-                            }
+                        for (id, current) in &mut *states {
                             if let Some(row) = &current.row {
                                 index.push(PtlIndexEntry::new(
                                     PtlKeys::of(row),
@@ -600,9 +610,9 @@ impl App {
                                 kept.insert(id, current);
                             }
                         }
-                        let learnt = past_model.is_none().then(|| {
-                            Arc::new(Model::fit(observations.iter(), ModelOptions::default()))
-                        });
+                        let learnt = past_model
+                            .is_none()
+                            .then(|| Arc::new(states.clock_counts().fit(ModelOptions::default())));
                         let model = past_model.or(learnt.clone()).expect("kept or learnt");
                         // A fresh index: its one generation.
                         const PAST: u32 = 1;
@@ -626,12 +636,12 @@ impl App {
                         // Freeing every state kept is the page's longest
                         // step after moving them: done on a thread of its
                         // own once the page is answered.
-                        drop_later((kept, index, observations));
+                        drop_later((kept, index));
                         Ok::<_, AppError>((page, learnt))
                     })
                     .await??;
                 if let Some(model) = learnt {
-                    self.keep_past_model(as_of, known_at, model);
+                    self.keep_past_model(as_of, known_at, (model, learnt_at));
                 }
                 (page, position)
             }

@@ -121,6 +121,28 @@ impl RecordDays {
             .is_some_and(|day| *day != ANY_DATE && *day > day_of(Some(as_of)))
     }
 
+    /// Whether every record from `from` to `to` (inclusive) is kept and
+    /// affects only dates after `as_of` (`true` when there are none).
+    pub(crate) fn all_after(&self, from: u64, to: u64, as_of: NaiveDate) -> bool {
+        if from > to {
+            return true;
+        }
+        let index = |p: u64| {
+            p.checked_sub(self.base)
+                .and_then(|i| usize::try_from(i).ok())
+        };
+        let (Some(first), Some(last)) = (index(from), index(to)) else {
+            return false;
+        };
+        if last >= self.days.len() {
+            return false;
+        }
+        let as_of = day_of(Some(as_of));
+        self.days
+            .range(first..=last)
+            .all(|day| *day != ANY_DATE && *day > as_of)
+    }
+
     /// Room for `records` from `position` on.
     pub(crate) fn starting_at(position: u64, records: usize) -> RecordDays {
         RecordDays {
@@ -166,6 +188,30 @@ mod tests {
         assert!(!days.after(6, date("2000-01-01")), "not kept");
         assert!(!days.after(10, date("2000-01-01")), "not yet");
         assert_eq!(days.first(), Some(7));
+    }
+
+    #[test]
+    fn a_run_of_records_is_after_a_date_when_each_is() {
+        let mut days = RecordDays::default();
+        days.push(7, at("2026-12-01"), Some(date("2026-11-28")));
+        days.push(8, at("2026-12-01"), Some(date("2026-12-01")));
+        days.push(9, at("2026-12-02"), None);
+        let from_to_after = |from, to, day| {
+            let each = (from..=to).all(|p| days.after(p, date(day)));
+            assert_eq!(
+                days.all_after(from, to, date(day)),
+                each,
+                "{from}..={to} after {day}"
+            );
+            each
+        };
+        assert!(from_to_after(7, 8, "2026-11-27"));
+        assert!(!from_to_after(7, 8, "2026-11-28"));
+        assert!(from_to_after(8, 8, "2026-11-30"));
+        assert!(!from_to_after(8, 9, "2026-11-30"), "an amendment");
+        assert!(!from_to_after(6, 7, "2000-01-01"), "not kept");
+        assert!(!from_to_after(8, 10, "2000-01-01"), "not yet");
+        assert!(days.all_after(9, 8, date("2030-01-01")), "none");
     }
 
     #[test]

@@ -119,6 +119,18 @@ impl Default for Counts {
 }
 
 impl Counts {
+    fn add(&mut self, other: &Counts) {
+        for (a, b) in self.at_risk.iter_mut().zip(&other.at_risk) {
+            *a += b;
+        }
+        for (a, b) in self.stops.iter_mut().zip(&other.stops) {
+            *a += b;
+        }
+        for (a, b) in self.closes.iter_mut().zip(&other.closes) {
+            *a += b;
+        }
+    }
+
     fn span(&mut self, from: i64, to: i64) {
         let (from, to) = (clamp(from), clamp(to));
         if from < to {
@@ -186,49 +198,100 @@ fn stretches(o: &Observation) -> (Vec<Stretch>, Option<Stop>) {
     (out, stop)
 }
 
-impl Model {
-    /// Learns the hazards from the clocks as known on one date.
-    pub fn fit<'o>(
-        observations: impl IntoIterator<Item = &'o Observation>,
-        options: ModelOptions,
-    ) -> Model {
-        let mut counts: HashMap<Key, Counts> = HashMap::new();
-        for o in observations {
-            let (spans, stop) = stretches(o);
-            for (from, to, late) in spans {
-                // Every day counts in the pooled chain; past the due day
-                // also in the chain of its flag.
-                for key in Key::leaf(o, None).chain() {
-                    counts.entry(key).or_default().span(from, to);
-                }
-                if let Some(late) = late {
-                    for key in Key::leaf(o, Some(late))
-                        .chain()
-                        .filter(|k| k.late.is_some())
-                    {
-                        counts.entry(key).or_default().span(from, to);
-                    }
-                }
+/// The counts a [`Model`] is learnt from, gathered one clock at a time
+/// (or on several threads, then merged): each clock's days are counted in
+/// its own most specific strata only, and summed into every ancestor once,
+/// when the model is learnt. The counts are integers, so the model learnt
+/// is the same however the clocks were split or ordered.
+#[derive(Default)]
+pub struct ModelCounts {
+    /// By most specific stratum: its pooled one (`late: None`) and, for the
+    /// days past its milestone's due day, the one of its flag.
+    leaves: foldhash::HashMap<Key, Counts>,
+}
+
+impl ModelCounts {
+    pub fn new() -> ModelCounts {
+        ModelCounts::default()
+    }
+
+    /// Counts one clock as known on the date learnt from.
+    pub fn add(&mut self, o: &Observation) {
+        let (spans, stop) = stretches(o);
+        let pooled = Key::leaf(o, None);
+        for &(from, to, late) in &spans {
+            // Every day counts in the pooled chain; past the due day also
+            // in the chain of its flag.
+            self.leaves.entry(pooled).or_default().span(from, to);
+            if let Some(late) = late {
+                self.leaves
+                    .entry(Key::leaf(o, Some(late)))
+                    .or_default()
+                    .span(from, to);
             }
-            if let Some((day, late)) = stop.filter(|(d, _)| *d >= 0 && (*d as usize) < HORIZON) {
-                let mut keys: Vec<Key> = Key::leaf(o, None).chain().collect();
-                if let Some(late) = late {
-                    keys.extend(
-                        Key::leaf(o, Some(late))
-                            .chain()
-                            .filter(|k| k.late.is_some()),
-                    );
-                }
-                for key in keys {
-                    let c = counts.entry(key).or_default();
-                    if o.outcome == Outcome::Stopped {
-                        c.stops[day as usize] += 1;
-                    } else {
-                        c.closes[day as usize] += 1;
-                    }
+        }
+        if let Some((day, late)) = stop.filter(|(d, _)| *d >= 0 && (*d as usize) < HORIZON) {
+            let day = day as usize;
+            let leaves = std::iter::once(pooled).chain(late.map(|l| Key::leaf(o, Some(l))));
+            for key in leaves {
+                let c = self.leaves.entry(key).or_default();
+                match o.outcome {
+                    Outcome::Stopped => c.stops[day] += 1,
+                    _ => c.closes[day] += 1,
                 }
             }
         }
+    }
+
+    /// Adds another's counts to these.
+    pub fn merge(&mut self, other: ModelCounts) {
+        if self.leaves.len() < other.leaves.len() {
+            let mine = std::mem::replace(self, other);
+            return self.merge(mine);
+        }
+        for (key, counts) in other.leaves {
+            match self.leaves.entry(key) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().add(&counts),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(counts);
+                }
+            }
+        }
+    }
+
+    /// Every stratum's counts: each most specific one's summed into its
+    /// ancestors (a flagged one's only into those of its flag, its days
+    /// being counted in the pooled chain already).
+    fn strata(self) -> HashMap<Key, Counts> {
+        let mut all: HashMap<Key, Counts> = HashMap::with_capacity(self.leaves.len() * 2);
+        for (leaf, counts) in &self.leaves {
+            for key in leaf.chain().skip(1) {
+                // A flagged leaf's pooled ancestors are its pooled leaf's
+                // (always counted too): present, with nothing of its own.
+                let entry = all.entry(key).or_default();
+                if leaf.late.is_none() || key.late.is_some() {
+                    entry.add(counts);
+                }
+            }
+        }
+        for (leaf, counts) in self.leaves {
+            match all.entry(leaf) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().add(&counts),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(counts);
+                }
+            }
+        }
+        all
+    }
+
+    /// Learns the hazards from the clocks counted.
+    pub fn fit(self, options: ModelOptions) -> Model {
+        Self::fit_strata(self.strata(), options)
+    }
+
+    /// Learns the hazards from every stratum's counts.
+    fn fit_strata(counts: HashMap<Key, Counts>, options: ModelOptions) -> Model {
         let mut keys: Vec<Key> = counts.keys().copied().collect();
         keys.sort_by_key(Key::depth);
         let k = options.prior_weight.max(0.0);
@@ -264,6 +327,20 @@ impl Model {
             strata.insert(key, Stratum { hazard, at_risk });
         }
         Model { strata }
+    }
+}
+
+impl Model {
+    /// Learns the hazards from the clocks as known on one date.
+    pub fn fit<'o>(
+        observations: impl IntoIterator<Item = &'o Observation>,
+        options: ModelOptions,
+    ) -> Model {
+        let mut counts = ModelCounts::new();
+        for o in observations {
+            counts.add(o);
+        }
+        counts.fit(options)
     }
 
     /// The most specific stratum learnt for a key, else its nearest ancestor.
@@ -399,4 +476,126 @@ fn words(code: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The first way the model was learnt, kept as the oracle: every day of
+    /// a clock counted straight into each stratum of its chains.
+    fn counted_by_chains(observations: &[Observation]) -> HashMap<Key, Counts> {
+        let mut counts: HashMap<Key, Counts> = HashMap::new();
+        for o in observations {
+            let (spans, stop) = stretches(o);
+            for (from, to, late) in spans {
+                for key in Key::leaf(o, None).chain() {
+                    counts.entry(key).or_default().span(from, to);
+                }
+                if let Some(late) = late {
+                    for key in Key::leaf(o, Some(late))
+                        .chain()
+                        .filter(|k| k.late.is_some())
+                    {
+                        counts.entry(key).or_default().span(from, to);
+                    }
+                }
+            }
+            if let Some((day, late)) = stop.filter(|(d, _)| *d >= 0 && (*d as usize) < HORIZON) {
+                let mut keys: Vec<Key> = Key::leaf(o, None).chain().collect();
+                if let Some(late) = late {
+                    keys.extend(
+                        Key::leaf(o, Some(late))
+                            .chain()
+                            .filter(|k| k.late.is_some()),
+                    );
+                }
+                for key in keys {
+                    let c = counts.entry(key).or_default();
+                    if o.outcome == Outcome::Stopped {
+                        c.stops[day as usize] += 1;
+                    } else {
+                        c.closes[day as usize] += 1;
+                    }
+                }
+            }
+        }
+        counts
+    }
+
+    fn observation() -> impl Strategy<Value = Observation> {
+        let trusts = ["RAA", "RBB", "RCC"].map(|t| OdsCode::parse(t).unwrap());
+        (
+            0..ClockKind::ALL.len(),
+            0..3usize,
+            0..3usize,
+            0..trusts.len(),
+            -3i64..420,
+            0..3usize,
+            proptest::option::of((-2i64..80, proptest::option::of(-2i64..120))),
+        )
+            .prop_map(
+                move |(kind, site, route, trust, days, outcome, mark)| Observation {
+                    kind: ClockKind::ALL[kind],
+                    tumour_site: TumourSite::ALL[site],
+                    route: Route::ALL[route],
+                    trust: trusts[trust],
+                    start: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                    days,
+                    target_days: 62,
+                    outcome: [Outcome::Stopped, Outcome::Running, Outcome::Closed][outcome],
+                    mark: mark.map(|(due_day, met_day)| Mark {
+                        name: "test".into(),
+                        due_day,
+                        met_day,
+                    }),
+                },
+            )
+    }
+
+    fn same(a: &Model, b: &Model) -> Result<(), TestCaseError> {
+        prop_assert_eq!(a.strata.len(), b.strata.len());
+        for (key, s) in &a.strata {
+            let t = b.strata.get(key);
+            prop_assert!(t.is_some(), "{:?} learnt by one only", key);
+            let t = t.unwrap();
+            prop_assert_eq!(&s.at_risk, &t.at_risk, "{:?}", key);
+            let bits = |h: &[(f64, f64)]| -> Vec<(u64, u64)> {
+                h.iter().map(|(a, b)| (a.to_bits(), b.to_bits())).collect()
+            };
+            prop_assert_eq!(bits(&s.hazard), bits(&t.hazard), "{:?}", key);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        /// Counting each clock in its own most specific strata and summing
+        /// them into their ancestors when learning (on any number of
+        /// threads, merged in any order) learns exactly the model that
+        /// counting every stratum of each clock's chains does.
+        #[test]
+        fn counts_split_and_merged_learn_the_same_model(
+            observations in proptest::collection::vec(observation(), 0..60),
+            parts in proptest::collection::vec(0..3usize, 60),
+            weight in 0.0f64..30.0,
+        ) {
+            let options = ModelOptions { prior_weight: weight };
+            let oracle = {
+                // The oracle's counts are per stratum already: learnt as
+                // they are, with nothing left to sum.
+                ModelCounts::fit_strata(counted_by_chains(&observations), options)
+            };
+            let mut split: Vec<ModelCounts> = (0..3).map(|_| ModelCounts::new()).collect();
+            for (o, part) in observations.iter().zip(&parts) {
+                split[*part].add(o);
+            }
+            let mut merged = ModelCounts::new();
+            for part in split.into_iter().rev() {
+                merged.merge(part);
+            }
+            same(&merged.fit(options), &oracle)?;
+            same(&Model::fit(&observations, options), &oracle)?;
+        }
+    }
 }

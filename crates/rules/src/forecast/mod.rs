@@ -16,7 +16,7 @@ pub mod month_end;
 pub mod observe;
 pub mod row;
 
-pub use hazard::{Model, ModelOptions, Risk};
+pub use hazard::{Model, ModelCounts, ModelOptions, Risk};
 pub use month_end::{project, MonthEndOptions, MonthEndProjection, ProjectedFigure};
 pub use observe::{named_observations, observations, Mark, Observation, Outcome};
 pub use row::{permille, row_risk, RowRisk};
