@@ -103,6 +103,15 @@ impl Snapshot {
             (moved + part.moved.len(), read + part.read.len())
         })
     }
+
+    /// How many of its states are on the PTL, as far as the split knows:
+    /// those it moves that were on it then, and every one read.
+    fn on_ptl_most(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|part| part.on_ptl + part.read.len())
+            .sum()
+    }
 }
 
 /// Pathways split at a time (a part per step of every core); a few in the
@@ -122,6 +131,8 @@ struct Part {
     moved: Vec<(Arc<str>, usize, Option<u64>)>,
     /// Pathways to evaluate from their histories.
     read: Vec<(Arc<str>, crate::positions::Positions)>,
+    /// How many of the states to move were on the PTL then.
+    on_ptl: usize,
 }
 
 /// How a past view splits the projection's pathways: its date, the last
@@ -184,18 +195,21 @@ fn split<'a>(
             .state
             .as_ref()
             .and_then(|p| Some((p, p.settled_on_ptl()?)));
-        let mut keep = |bytes: std::borrow::Cow<'a, [u8]>| kept.push((id, bytes, version));
+        let mut keep = |bytes: std::borrow::Cow<'a, [u8]>, on_ptl: bool| {
+            kept.push((id, bytes, version));
+            part.on_ptl += usize::from(on_ptl);
+        };
         match (settled, evaluated_on) {
             (Some((_, (settled, _))), _) if as_of < settled.first => {}
             (Some((packed, (settled, on_ptl))), Some(on)) if settled.covers(on, as_of) => {
                 if shown.shows(packed.span(), on_ptl) {
-                    keep(packed.as_bytes().into());
+                    keep(packed.as_bytes().into(), on_ptl);
                 }
             }
             (Some((packed, _)), _) => match packed.earlier(as_of) {
                 Some((on_ptl, earlier)) => {
                     if shown.shows(crate::packed::span_of(&earlier), on_ptl) {
-                        keep(earlier.into());
+                        keep(earlier.into(), on_ptl);
                     }
                 }
                 None => part.read.push(((*id).clone(), entry.positions.clone())),
@@ -524,6 +538,17 @@ impl<'a> PastStates<'a> {
             counts: Vec::new(),
             keep,
         });
+    }
+
+    /// About how many states it passes on, to size what keeps them: every
+    /// one, or when learning clocks for the PTL those the split found on
+    /// it. (Sized for every state, a map of the PTL's states was spread
+    /// over a gigabyte at 1.4M pathways, each insert faulting in a page.)
+    pub(crate) fn expected_len(&self) -> usize {
+        match self.learning {
+            Some(_) => self.snapshot.on_ptl_most(),
+            None => self.size_hint().1.unwrap_or(0),
+        }
     }
 
     /// The clocks counted since [`Self::learn_clocks`], merged.

@@ -596,7 +596,7 @@ impl App {
                         }
                         // Sized for every state at once: growing a map of
                         // large states copies each of them again.
-                        let most = states.size_hint().1.unwrap_or(0);
+                        let most = states.expected_len();
                         let mut kept =
                             foldhash::HashMap::with_capacity_and_hasher(most, Default::default());
                         let mut index = Vec::with_capacity(most);
