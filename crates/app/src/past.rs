@@ -24,6 +24,7 @@
 //! (under it, only the packed states to move are copied), one such view at
 //! a time with a bounded queue behind it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -34,6 +35,7 @@ use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_filter_map};
 use crate::packed::Packer;
 use crate::projection::{ProjectionData, RecordDays};
+use crate::ptl_index::PtlIndexEntry;
 use crate::{App, AppError, Failure};
 
 /// The pathways a past view may show, of those whose states move: a view
@@ -467,24 +469,27 @@ pub(crate) struct PastStates<'a> {
     failed: Option<AppError>,
     /// Time spent moving and reading states so far.
     stepping: std::time::Duration,
-    /// Set by [`PastStates::learn_clocks`].
-    learning: Option<Learning>,
+    /// Set by [`PastStates::learn_clocks`]: the states to pass on.
+    learning: Option<fn(&Current) -> bool>,
+    /// Set by [`PastStates::index_on_movers`].
+    indexing: Option<IndexOf>,
+    /// What each core took of the states it moved or read.
+    taken: Vec<Taken>,
+    /// The states read back that have an index entry, kept whole when
+    /// indexing (they cannot be moved again).
+    read_kept: HashMap<Arc<str>, Current>,
 }
 
-/// Every state's clocks counted for a model of the view's date on the core
-/// that moved or read the state (a count per core), and only the states
-/// `keep` wants passed on: the rest are dropped there too.
-struct Learning {
-    counts: Vec<ModelCounts>,
-    keep: fn(&Current) -> bool,
-}
+/// A PTL index entry of a state (`None`: it is not on the PTL).
+pub(crate) type IndexOf = Box<dyn Fn(&Arc<str>, &Current) -> Option<PtlIndexEntry> + Send + Sync>;
 
-impl Learning {
-    /// Counts a state's clocks in `counts`; whether to pass it on.
-    fn count(counts: &mut ModelCounts, keep: fn(&Current) -> bool, current: &Current) -> bool {
-        forecast::observations(&current.state).for_each(|o| counts.add(&o));
-        keep(current)
-    }
+/// What one core took of the states it moved or read, besides those it
+/// passed on: their clocks counted for a model of the view's date, when
+/// learning, and their PTL index entries, when indexing.
+#[derive(Default)]
+struct Taken {
+    counts: ModelCounts,
+    entries: Vec<PtlIndexEntry>,
 }
 
 impl<'a> PastStates<'a> {
@@ -527,17 +532,77 @@ impl<'a> PastStates<'a> {
             failed: None,
             stepping: std::time::Duration::ZERO,
             learning: None,
+            indexing: None,
+            taken: Vec::new(),
+            read_kept: HashMap::new(),
         })
     }
 
     /// From now on counts every state's clocks for a model of the view's
-    /// date ([`Self::clock_counts`]) and passes on only the states `keep`
-    /// wants.
+    /// date ([`Self::clock_counts`]), on the core that moves or reads it,
+    /// and passes on only the states `keep` wants.
     pub(crate) fn learn_clocks(&mut self, keep: fn(&Current) -> bool) {
-        self.learning = Some(Learning {
-            counts: Vec::new(),
-            keep,
-        });
+        self.learning = Some(keep);
+    }
+
+    /// From now on passes no state on: the core that moves or reads one
+    /// makes its PTL index entry ([`Self::index_entries`]) and drops it
+    /// there, so that a past PTL page keeps its index, not every row's
+    /// state; its page's states are made again ([`Self::again`]).
+    pub(crate) fn index_on_movers(&mut self, index_of: IndexOf) {
+        self.indexing = Some(index_of);
+    }
+
+    /// The index entries made since [`Self::index_on_movers`].
+    pub(crate) fn index_entries(&mut self) -> Vec<PtlIndexEntry> {
+        let mut all = Vec::with_capacity(self.taken.iter().map(|t| t.entries.len()).sum());
+        for taken in &mut self.taken {
+            all.append(&mut taken.entries);
+        }
+        all
+    }
+
+    /// The states of `ids` again, as the view saw them (when indexing):
+    /// the moved ones moved once more, the ones read back as kept.
+    pub(crate) fn again(&self, ids: &[Arc<str>]) -> Result<HashMap<Arc<str>, Current>, AppError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut wanted: HashMap<&str, &Arc<str>> = HashMap::new();
+        for id in ids {
+            match self.read_kept.get(id) {
+                Some(current) => {
+                    found.insert(id.clone(), current.clone());
+                }
+                None => {
+                    wanted.insert(&**id, id);
+                }
+            }
+        }
+        for (p, part) in self.snapshot.parts.iter().enumerate() {
+            if wanted.is_empty() {
+                break;
+            }
+            for (i, (id, _, _)) in part.moved.iter().enumerate() {
+                if wanted.remove(&**id).is_some() {
+                    let (id, current) = self.moved(p, i)?;
+                    found.insert(id, current);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// What a core does with a state it moved or read: counts its clocks
+    /// when learning, makes its index entry when indexing; whether to pass
+    /// it on.
+    fn take_state(&self, taken: &mut Taken, id: &Arc<str>, current: &Current) -> bool {
+        if self.learning.is_some() {
+            forecast::observations(&current.state).for_each(|o| taken.counts.add(&o));
+        }
+        if let Some(index_of) = &self.indexing {
+            taken.entries.extend(index_of(id, current));
+            return false;
+        }
+        self.learning.is_none_or(|keep| keep(current))
     }
 
     /// About how many states it passes on, to size what keeps them: every
@@ -554,8 +619,8 @@ impl<'a> PastStates<'a> {
     /// The clocks counted since [`Self::learn_clocks`], merged.
     pub(crate) fn clock_counts(&mut self) -> ModelCounts {
         let mut all = ModelCounts::new();
-        for counts in self.learning.iter_mut().flat_map(|l| l.counts.drain(..)) {
-            all.merge(counts);
+        for taken in &mut self.taken {
+            all.merge(std::mem::take(&mut taken.counts));
         }
         all
     }
@@ -583,37 +648,25 @@ impl<'a> PastStates<'a> {
         ready.resize_with(cores, Vec::new);
         ready.iter_mut().for_each(Vec::clear);
         self.next_ready = 0;
-        let mut learning = self.learning.take();
-        if let Some(learning) = &mut learning {
-            learning.counts.resize_with(cores, ModelCounts::new);
-        }
-        let keep = learning.as_ref().map(|l| l.keep);
-        let mut no_counts = Vec::new();
-        let counts = learning.as_mut().map_or(&mut no_counts, |l| &mut l.counts);
+        let mut taken = std::mem::take(&mut self.taken);
+        taken.resize_with(cores, Taken::default);
         if !next.is_empty() {
             let chunk = next.len().div_ceil(ready.len());
             let this = &*self;
             let moved = std::thread::scope(|scope| {
-                let mut counts = counts.iter_mut();
                 let handles: Vec<_> = ready
                     .iter_mut()
+                    .zip(taken.iter_mut())
                     .enumerate()
-                    .map(|(t, list)| {
+                    .map(|(t, (list, taken))| {
                         let items = next
                             .get(t * chunk..((t + 1) * chunk).min(next.len()))
                             .unwrap_or(&[]);
-                        let mut counts = counts.next();
                         scope.spawn(move || {
                             for (part, i) in items.iter().rev() {
-                                let state = this.moved(*part, *i)?;
-                                let pass = match (&mut counts, keep) {
-                                    (Some(counts), Some(keep)) => {
-                                        Learning::count(counts, keep, &state.1)
-                                    }
-                                    _ => true,
-                                };
-                                if pass {
-                                    list.push(state);
+                                let (id, current) = this.moved(*part, *i)?;
+                                if this.take_state(taken, &id, &current) {
+                                    list.push((id, current));
                                 }
                             }
                             Ok::<(), AppError>(())
@@ -626,7 +679,7 @@ impl<'a> PastStates<'a> {
                 })
             });
             self.ready = ready;
-            self.learning = learning;
+            self.taken = taken;
             moved?;
             return Ok(true);
         }
@@ -638,7 +691,7 @@ impl<'a> PastStates<'a> {
             }
             Source::InPlace(reader) => {
                 if self.next_read >= self.read.len() {
-                    self.learning = learning;
+                    self.taken = taken;
                     return Ok(false);
                 }
                 let from = self.next_read;
@@ -654,12 +707,22 @@ impl<'a> PastStates<'a> {
                 })
             }
         };
-        // The histories read back (fewer) are counted here, on this core.
-        if let (Some(counts), Some(keep)) = (counts.first_mut(), keep) {
-            list.retain(|(_, current)| Learning::count(counts, keep, current));
+        // The histories read back (fewer) are taken here, on this core;
+        // those indexed are kept whole.
+        if self.learning.is_some() || self.indexing.is_some() {
+            let mut read_kept = std::mem::take(&mut self.read_kept);
+            for (id, current) in std::mem::take(list) {
+                let entries = taken[0].entries.len();
+                if self.take_state(&mut taken[0], &id, &current) {
+                    list.push((id, current));
+                } else if taken[0].entries.len() > entries {
+                    read_kept.insert(id, current);
+                }
+            }
+            self.read_kept = read_kept;
         }
         self.ready = ready;
-        self.learning = learning;
+        self.taken = taken;
         more
     }
 

@@ -586,58 +586,7 @@ impl App {
                 let learnt_at = snapshot.position();
                 let (page, learnt) = self
                     .in_past_view(snapshot, as_of, known_at, move |states| {
-                        // Only the PTL's rows are kept; every clock is
-                        // counted, where its state is moved or read, when
-                        // no model of the view's date is kept yet
-                        // (decision 154), and only the PTL's states come
-                        // here.
-                        if past_model.is_none() {
-                            states.learn_clocks(|c| c.row.is_some());
-                        }
-                        // Sized for every state at once: growing a map of
-                        // large states copies each of them again.
-                        let most = states.expected_len();
-                        let mut kept =
-                            foldhash::HashMap::with_capacity_and_hasher(most, Default::default());
-                        let mut index = Vec::with_capacity(most);
-                        for (id, current) in &mut *states {
-                            if let Some(row) = &current.row {
-                                index.push(PtlIndexEntry::new(
-                                    PtlKeys::of(row),
-                                    id.clone(),
-                                    current.version,
-                                ));
-                                kept.insert(id, current);
-                            }
-                        }
-                        let learnt = past_model
-                            .is_none()
-                            .then(|| Arc::new(states.clock_counts().fit(ModelOptions::default())));
-                        let model = past_model.or(learnt.clone()).expect("kept or learnt");
-                        // A fresh index: its one generation.
-                        const PAST: u32 = 1;
-                        let keys_of = |e: &PtlIndexEntry| {
-                            Ok(RiskKeys::of(
-                                kept.get(&e.id)
-                                    .and_then(|c| forecast::row_risk(&c.state, &model))
-                                    .as_ref(),
-                            ))
-                        };
-                        if query.needs_risk() {
-                            fill_risks(&index, PAST, keys_of)?;
-                        }
-                        let risk_of = |e: &PtlIndexEntry| risk_keys(e, PAST, keys_of);
-                        let page = page_of(&index, &query, as_of, risk_of, |e| {
-                            Ok(kept.get(&e.id).and_then(|c| {
-                                let row = c.row.as_deref()?.clone();
-                                Some(Listed::of(&c.state, row, &model))
-                            }))
-                        })?;
-                        // Freeing every state kept is the page's longest
-                        // step after moving them: done on a thread of its
-                        // own once the page is answered.
-                        drop_later((kept, index));
-                        Ok::<_, AppError>((page, learnt))
+                        past_page(states, &query, as_of, past_model)
                     })
                     .await??;
                 if let Some(model) = learnt {
@@ -882,6 +831,114 @@ pub(crate) fn mask(nhs_number: &str) -> String {
         .map_or_else(|| "*".repeat(nhs_number.len()), |n| n.masked())
 }
 
+/// A past PTL page from its view's states, and the model of its date
+/// when learnt here (none kept: decision 156).
+///
+/// Usually only the PTL's index is kept: each core makes the index entry
+/// of each state it moves or reads (its risk keys too when the page needs
+/// them and the model is known) and drops the state there, and the page's
+/// own states are made again once chosen (decision 157). A page that sorts
+/// or filters by risk without a kept model needs every row's risk under
+/// the model learnt from all of them, so keeps every row's state.
+fn past_page(
+    states: &mut crate::past::PastStates<'_>,
+    query: &PtlQuery,
+    as_of: NaiveDate,
+    past_model: Option<Arc<Model>>,
+) -> Result<(Page, Option<Arc<Model>>), AppError> {
+    // A fresh index: its one generation.
+    const PAST: u32 = 1;
+    if past_model.is_none() {
+        states.learn_clocks(|c| c.row.is_some());
+    }
+    let learn = |states: &mut crate::past::PastStates<'_>| {
+        past_model.is_none().then(|| {
+            let started = std::time::Instant::now();
+            let model = states.clock_counts().fit(ModelOptions::default());
+            tracing::debug!(
+                strata = model.strata(),
+                ms = started.elapsed().as_millis() as u64,
+                "past view's risk model learnt"
+            );
+            Arc::new(model)
+        })
+    };
+    let needs_risk = query.needs_risk();
+    if past_model.is_some() || !needs_risk {
+        let scoring = past_model.clone().filter(|_| needs_risk);
+        states.index_on_movers(Box::new(move |id, current| {
+            let entry = PtlIndexEntry::new(
+                PtlKeys::of(current.row.as_ref()?),
+                id.clone(),
+                current.version,
+            );
+            if let Some(model) = &scoring {
+                let risk = forecast::row_risk(&current.state, model);
+                entry.risk.set(PAST, RiskKeys::of(risk.as_ref()));
+            }
+            Some(entry)
+        }));
+        // Every state is taken where it is moved or read.
+        states.by_ref().for_each(drop);
+        let index = states.index_entries();
+        let learnt = learn(states);
+        let model = past_model.or(learnt.clone()).expect("kept or learnt");
+        let selected = select_page(&index, query, as_of, |e| {
+            risk_keys(e, PAST, |e| {
+                let again = states.again(std::slice::from_ref(&e.id))?;
+                let risk = again
+                    .get(&e.id)
+                    .and_then(|c| forecast::row_risk(&c.state, &model));
+                Ok(RiskKeys::of(risk.as_ref()))
+            })
+        })?;
+        let again = states.again(&selected.ids())?;
+        let page = selected.rows(|e| {
+            Ok(again.get(&e.id).and_then(|c| {
+                let row = c.row.as_deref()?.clone();
+                Some(Listed::of(&c.state, row, &model))
+            }))
+        })?;
+        return Ok((page, learnt));
+    }
+    // Sized for every state at once: growing a map of large states copies
+    // each of them again.
+    let most = states.expected_len();
+    let mut kept = foldhash::HashMap::with_capacity_and_hasher(most, Default::default());
+    let mut index = Vec::with_capacity(most);
+    for (id, current) in &mut *states {
+        if let Some(row) = &current.row {
+            index.push(PtlIndexEntry::new(
+                PtlKeys::of(row),
+                id.clone(),
+                current.version,
+            ));
+            kept.insert(id, current);
+        }
+    }
+    let learnt = learn(states);
+    let model = past_model.or(learnt.clone()).expect("kept or learnt");
+    let keys_of = |e: &PtlIndexEntry| {
+        Ok(RiskKeys::of(
+            kept.get(&e.id)
+                .and_then(|c| forecast::row_risk(&c.state, &model))
+                .as_ref(),
+        ))
+    };
+    fill_risks(&index, PAST, keys_of)?;
+    let risk_of = |e: &PtlIndexEntry| risk_keys(e, PAST, keys_of);
+    let page = page_of(&index, query, as_of, risk_of, |e| {
+        Ok(kept.get(&e.id).and_then(|c| {
+            let row = c.row.as_deref()?.clone();
+            Some(Listed::of(&c.state, row, &model))
+        }))
+    })?;
+    // Freeing every state kept is the page's longest step after moving
+    // them: done on a thread of its own once the page is answered.
+    drop_later((kept, index));
+    Ok((page, learnt))
+}
+
 type Page = (
     usize,
     BTreeMap<&'static str, usize>,
@@ -930,6 +987,26 @@ fn page_of(
     risk_of: impl Fn(&PtlIndexEntry) -> Result<RiskKeys, AppError>,
     row_of: impl Fn(&PtlIndexEntry) -> Result<Option<Listed>, AppError>,
 ) -> Result<Page, AppError> {
+    select_page(index, query, as_of, risk_of)?.rows(row_of)
+}
+
+/// A PTL page chosen from the index, before its rows are made: the rows
+/// matching, the count in each wait band, the page's entries with their
+/// sort keys, and the cursor to the next page.
+struct Selected<'a> {
+    total: usize,
+    bands: BTreeMap<&'static str, usize>,
+    matching: Vec<(i64, &'a PtlIndexEntry)>,
+    next_cursor: Option<String>,
+}
+
+/// [`page_of`]'s choice of rows, without making them.
+fn select_page<'a>(
+    index: &'a [PtlIndexEntry],
+    query: &PtlQuery,
+    as_of: NaiveDate,
+    risk_of: impl Fn(&PtlIndexEntry) -> Result<RiskKeys, AppError>,
+) -> Result<Selected<'a>, AppError> {
     let sort = query.sort;
     let trusts = query.trusts.packed();
     let as_of_day = day_number(as_of);
@@ -995,28 +1072,54 @@ fn page_of(
         }
         .to_string()
     });
-    let mut rows = Vec::with_capacity(matching.len());
-    for (_, e) in matching {
-        if let Some(Listed {
-            nhs_number,
-            row,
-            risk,
-        }) = row_of(e)?
-        {
-            rows.push(PtlEntry {
-                pathway_id: e.id.to_string(),
-                version: e.version,
+    Ok(Selected {
+        total,
+        bands,
+        matching,
+        next_cursor,
+    })
+}
+
+impl Selected<'_> {
+    /// The pathways of the page, in its order.
+    fn ids(&self) -> Vec<Arc<str>> {
+        self.matching.iter().map(|(_, e)| e.id.clone()).collect()
+    }
+
+    /// The page, its rows made by `row_of`.
+    fn rows(
+        self,
+        row_of: impl Fn(&PtlIndexEntry) -> Result<Option<Listed>, AppError>,
+    ) -> Result<Page, AppError> {
+        let Selected {
+            total,
+            bands,
+            matching,
+            next_cursor,
+        } = self;
+        let mut rows = Vec::with_capacity(matching.len());
+        for (_, e) in matching {
+            if let Some(Listed {
                 nhs_number,
                 row,
-                breach_risk: risk
-                    .as_ref()
-                    .map(|r| f64::from(permille(r.probability)) / 10.0),
-                breach_risk_clock: risk.as_ref().map(|r| r.clock),
-                breach_risk_plan_id: risk.and_then(|r| r.plan_id).map(|p| p.to_string()),
-            });
+                risk,
+            }) = row_of(e)?
+            {
+                rows.push(PtlEntry {
+                    pathway_id: e.id.to_string(),
+                    version: e.version,
+                    nhs_number,
+                    row,
+                    breach_risk: risk
+                        .as_ref()
+                        .map(|r| f64::from(permille(r.probability)) / 10.0),
+                    breach_risk_clock: risk.as_ref().map(|r| r.clock),
+                    breach_risk_plan_id: risk.and_then(|r| r.plan_id).map(|p| p.to_string()),
+                });
+            }
         }
+        Ok((total, bands, rows, next_cursor))
     }
-    Ok((total, bands, rows, next_cursor))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::access::Principal;
 use crate::histories::{op, run};
-use crate::views::{PtlQuery, TrustFilter, ViewAt};
+use crate::views::{PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
 use crate::App;
 use openptl_rules::{ClockKind, Period};
 
@@ -61,12 +61,38 @@ async fn check(
     let trusts = TrustFilter::default();
     for at in &ats {
         let as_of = at.as_of.unwrap_or(today);
-        let query = PtlQuery {
+        // By risk first (no model of the date kept yet: every row's state
+        // is kept to score them), then by days waited, then a short page
+        // by risk again (the kept model: rows scored where their states
+        // are moved, and the page's states made again).
+        let by_risk = PtlQuery {
             at: at.clone(),
+            sort: PtlSort::BreachRisk,
             ..PtlQuery::default()
         };
-        let (fast, full) = both(app, async || app.ptl(&query, &system).await).await;
-        prop_assert_eq!(fast, full, "PTL as of {} known at {:?}", as_of, at.known_at);
+        let queries = [
+            by_risk.clone(),
+            PtlQuery {
+                at: at.clone(),
+                ..PtlQuery::default()
+            },
+            PtlQuery {
+                limit: Some(2),
+                worklist: Some(Worklist::LikelyToBreach),
+                ..by_risk
+            },
+        ];
+        for query in &queries {
+            let (fast, full) = both(app, async || app.ptl(query, &system).await).await;
+            prop_assert_eq!(
+                fast,
+                full,
+                "PTL as of {} known at {:?}, {:?}",
+                as_of,
+                at.known_at,
+                query
+            );
+        }
         for period in [Period::of(as_of), Period::of(as_of - Days::new(31))] {
             for standard in ClockKind::ALL {
                 let (fast, full) = both(app, async || {

@@ -343,6 +343,11 @@ impl Model {
         counts.fit(options)
     }
 
+    /// How many strata it learnt (for the logs).
+    pub fn strata(&self) -> usize {
+        self.strata.len()
+    }
+
     /// The most specific stratum learnt for a key, else its nearest ancestor.
     fn stratum(&self, key: Key) -> Option<&Stratum> {
         key.chain().find_map(|k| self.strata.get(&k))
