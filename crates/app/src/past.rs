@@ -24,6 +24,7 @@
 //! (under it, only the packed states to move are copied), one such view at
 //! a time with a bounded queue behind it.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -473,6 +474,8 @@ pub(crate) struct PastStates<'a> {
     learning: Option<fn(&Current) -> bool>,
     /// Set by [`PastStates::index_on_movers`].
     indexing: Option<IndexOf>,
+    /// Set by [`PastStates::fold_on_movers`].
+    folding: Option<Folding>,
     /// What each core took of the states it moved or read.
     taken: Vec<Taken>,
     /// The states read back that have an index entry, kept whole when
@@ -490,7 +493,22 @@ pub(crate) type IndexOf = Box<dyn Fn(&Arc<str>, &Current) -> Option<PtlIndexEntr
 struct Taken {
     counts: ModelCounts,
     entries: Vec<PtlIndexEntry>,
+    /// Its accumulator, when folding.
+    folded: Option<Box<Accumulator>>,
 }
+
+/// A fold each core runs over the states it moves or reads, in place of
+/// passing them on, into an accumulator of its own.
+struct Folding {
+    new: Box<dyn Fn() -> Box<Accumulator> + Send + Sync>,
+    fold: Box<FoldOne>,
+}
+
+/// Folds one state into a core's accumulator.
+type FoldOne = dyn Fn(&mut Accumulator, &Current) + Send + Sync;
+
+/// A core's accumulator when folding, of the type the view folds into.
+type Accumulator = dyn Any + Send + Sync;
 
 impl<'a> PastStates<'a> {
     fn new(
@@ -533,6 +551,7 @@ impl<'a> PastStates<'a> {
             stepping: std::time::Duration::ZERO,
             learning: None,
             indexing: None,
+            folding: None,
             taken: Vec::new(),
             read_kept: HashMap::new(),
         })
@@ -551,6 +570,35 @@ impl<'a> PastStates<'a> {
     /// state; its page's states are made again ([`Self::again`]).
     pub(crate) fn index_on_movers(&mut self, index_of: IndexOf) {
         self.indexing = Some(index_of);
+    }
+
+    /// From now on passes no state on: the core that moves or reads one
+    /// folds it into an accumulator of its own (made by `new`) and drops it
+    /// there; [`Self::folded`] gives the accumulators, to merge.
+    pub(crate) fn fold_on_movers<A: Send + Sync + 'static>(
+        &mut self,
+        new: impl Fn() -> A + Send + Sync + 'static,
+        fold: impl Fn(&mut A, &Current) + Send + Sync + 'static,
+    ) {
+        self.folding = Some(Folding {
+            new: Box::new(move || Box::new(new())),
+            fold: Box::new(move |acc, current| {
+                if let Some(acc) = acc.downcast_mut::<A>() {
+                    fold(acc, current);
+                }
+            }),
+        });
+    }
+
+    /// The accumulators folded into since [`Self::fold_on_movers`] (one
+    /// per core that took a state).
+    pub(crate) fn folded<A: 'static>(&mut self) -> Vec<A> {
+        self.taken
+            .iter_mut()
+            .filter_map(|t| t.folded.take())
+            .filter_map(|acc| acc.downcast::<A>().ok())
+            .map(|acc| *acc)
+            .collect()
     }
 
     /// The index entries made since [`Self::index_on_movers`].
@@ -600,6 +648,11 @@ impl<'a> PastStates<'a> {
         }
         if let Some(index_of) = &self.indexing {
             taken.entries.extend(index_of(id, current));
+            return false;
+        }
+        if let Some(folding) = &self.folding {
+            let acc = taken.folded.get_or_insert_with(|| (folding.new)());
+            (folding.fold)(acc.as_mut(), current);
             return false;
         }
         self.learning.is_none_or(|keep| keep(current))
@@ -709,7 +762,7 @@ impl<'a> PastStates<'a> {
         };
         // The histories read back (fewer) are taken here, on this core;
         // those indexed are kept whole.
-        if self.learning.is_some() || self.indexing.is_some() {
+        if self.learning.is_some() || self.indexing.is_some() || self.folding.is_some() {
             let mut read_kept = std::mem::take(&mut self.read_kept);
             for (id, current) in std::mem::take(list) {
                 let entries = taken[0].entries.len();

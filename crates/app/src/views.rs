@@ -394,9 +394,83 @@ impl App {
         shown: Shown,
         f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R + Send + 'static,
     ) -> Result<(R, u64), AppError> {
+        self.states_then(
+            as_of,
+            known_at,
+            shown,
+            f,
+            |f, seen| f(seen),
+            |f, states| {
+                let mut seen = states.map(|(id, current)| Seen {
+                    id: SeenId::Shared(id),
+                    current,
+                });
+                f(&mut seen)
+            },
+        )
+        .await
+    }
+
+    /// [`Self::with_states`] for a view that counts states one at a time
+    /// into partial results it can merge: a past view counts them where
+    /// they are moved or read, on every core, and drops them there
+    /// (decision 157).
+    pub(crate) async fn fold_states<A: Send + Sync + 'static>(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        shown: Shown,
+        new: impl Fn() -> A + Send + Sync + 'static,
+        fold: impl Fn(&mut A, &PathwayState) + Send + Sync + 'static,
+        merge: impl Fn(&mut A, A) + Send + 'static,
+    ) -> Result<(A, u64), AppError> {
+        let new = Arc::new(new);
+        let fold = Arc::new(fold);
+        self.states_then(
+            as_of,
+            known_at,
+            shown,
+            (new, fold, merge),
+            |(new, fold, _), seen| {
+                let mut acc = new();
+                seen.for_each(|s| fold(&mut acc, s.state()));
+                acc
+            },
+            |(new, fold, merge), states| {
+                states.fold_on_movers(
+                    {
+                        let new = new.clone();
+                        move || new()
+                    },
+                    move |acc, current| fold(acc, &current.state),
+                );
+                // Every state is taken where it is moved or read.
+                states.by_ref().for_each(drop);
+                let mut acc = new();
+                for part in states.folded() {
+                    merge(&mut acc, part);
+                }
+                acc
+            },
+        )
+        .await
+    }
+
+    /// Runs `today` over today's states when the view is of today as
+    /// known now, else `past` over the states of the view's date and
+    /// moment, off the async workers; `f` goes to the one that runs.
+    async fn states_then<F: Send + 'static, R: Send + 'static>(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        shown: Shown,
+        f: F,
+        today: fn(F, &mut dyn Iterator<Item = Seen<'_>>) -> R,
+        past: fn(F, &mut crate::past::PastStates<'_>) -> R,
+    ) -> Result<(R, u64), AppError> {
         let projection = self.projection.clone();
         let split = self.past_split(as_of, known_at, shown).await?;
-        let today = self
+        let now = self
             .off_workers(move || {
                 let data = projection.read();
                 let position = projection.position().min(data.position);
@@ -404,21 +478,15 @@ impl App {
                     return Ok::<_, AppError>(Err((split.snapshot(&data), position, f)));
                 }
                 let states = data.states(projection.packer(), shown.window());
-                Ok(Ok((run_over(states, f)?, position)))
+                Ok(Ok((run_over(states, |seen| today(f, seen))?, position)))
             })
             .await??;
-        let (snapshot, position, f) = match today {
+        let (snapshot, position, f) = match now {
             Ok(done) => return Ok(done),
-            Err(past) => past,
+            Err(then) => then,
         };
         let out = self
-            .in_past_view(snapshot, as_of, known_at, move |states| {
-                let mut seen = states.map(|(id, current)| Seen {
-                    id: SeenId::Shared(id),
-                    current,
-                });
-                f(&mut seen)
-            })
+            .in_past_view(snapshot, as_of, known_at, move |states| past(f, states))
             .await?;
         Ok((out, position))
     }
@@ -702,10 +770,18 @@ impl App {
         // The waiting list at the week's end, and what happened in the week
         // (an FDS clock breached in it passed its target the day before).
         let shown = Shown::OnPtlOrHolding(week_ending - Days::new(7), week_ending);
-        self.with_states(week_ending, known_at, shown, move |seen| {
-            let states = seen.filter(|s| trusts.allows(s.state().trust.as_str()));
-            report::canptl(states, week_ending)
-        })
+        self.fold_states(
+            week_ending,
+            known_at,
+            shown,
+            move || CanptlReturn::new(week_ending),
+            move |report, state| {
+                if trusts.allows(state.trust.as_str()) {
+                    report.add(state);
+                }
+            },
+            CanptlReturn::merge,
+        )
         .await
     }
 
@@ -831,6 +907,10 @@ pub(crate) fn mask(nhs_number: &str) -> String {
         .map_or_else(|| "*".repeat(nhs_number.len()), |n| n.masked())
 }
 
+/// The most rows of a past PTL page whose states are made again rather
+/// than kept ([`past_page`]): a dashboard's page, not an export.
+const SHORT_PAGE_ROWS: usize = 1000;
+
 /// A past PTL page from its view's states, and the model of its date
 /// when learnt here (none kept: decision 156).
 ///
@@ -839,7 +919,8 @@ pub(crate) fn mask(nhs_number: &str) -> String {
 /// them and the model is known) and drops the state there, and the page's
 /// own states are made again once chosen (decision 157). A page that sorts
 /// or filters by risk without a kept model needs every row's risk under
-/// the model learnt from all of them, so keeps every row's state.
+/// the model learnt from all of them, so keeps every row's state; so does
+/// a long page, which makes most of them anyway.
 fn past_page(
     states: &mut crate::past::PastStates<'_>,
     query: &PtlQuery,
@@ -864,7 +945,9 @@ fn past_page(
         })
     };
     let needs_risk = query.needs_risk();
-    if past_model.is_some() || !needs_risk {
+    // Every row's state is made anyway for a long page (an export): kept.
+    let short = query.limit.is_some_and(|rows| rows <= SHORT_PAGE_ROWS);
+    if short && (past_model.is_some() || !needs_risk) {
         let scoring = past_model.clone().filter(|_| needs_risk);
         states.index_on_movers(Box::new(move |id, current| {
             let entry = PtlIndexEntry::new(

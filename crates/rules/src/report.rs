@@ -329,6 +329,23 @@ pub fn milestones(
     tally::milestones_from_cells(&cells, period, config)
 }
 
+/// Adds `from`'s counts to `into`'s, key by key.
+fn add_counts(into: &mut BTreeMap<&'static str, u64>, from: BTreeMap<&'static str, u64>) {
+    for (key, n) in from {
+        *into.entry(key).or_insert(0) += n;
+    }
+}
+
+/// [`add_counts`] one level down.
+fn add_nested_counts(
+    into: &mut BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
+    from: BTreeMap<&'static str, BTreeMap<&'static str, u64>>,
+) {
+    for (key, counts) in from {
+        add_counts(into.entry(key).or_default(), counts);
+    }
+}
+
 /// Open 62-day pathways by wait band.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct BandCounts {
@@ -343,6 +360,12 @@ impl BandCounts {
             by_band: WaitBand::ALL.iter().map(|b| (b.as_str(), 0)).collect(),
             ..BandCounts::default()
         }
+    }
+
+    fn merge(&mut self, other: BandCounts) {
+        self.total += other.total;
+        add_counts(&mut self.by_band, other.by_band);
+        add_nested_counts(&mut self.by_tumour_site, other.by_tumour_site);
     }
 
     fn add(&mut self, site: TumourSite, band: WaitBand) {
@@ -406,6 +429,12 @@ impl FirstSeenCounts {
         }
     }
 
+    fn merge(&mut self, other: FirstSeenCounts) {
+        self.total += other.total;
+        add_counts(&mut self.by_medium, other.by_medium);
+        add_nested_counts(&mut self.by_route, other.by_route);
+    }
+
     fn add(&mut self, route: Route, medium: SeenMedium) {
         self.total += 1;
         *self.by_medium.entry(medium.as_str()).or_insert(0) += 1;
@@ -424,42 +453,71 @@ pub fn canptl(
     states: impl IntoIterator<Item = impl Borrow<PathwayState>>,
     week_ending: NaiveDate,
 ) -> CanptlReturn {
-    let week_starting = week_ending - Days::new(6);
-    let in_week = |d: NaiveDate| d >= week_starting && d <= week_ending;
-    let mut report = CanptlReturn {
-        week_ending,
-        week_starting,
-        with_decision_to_treat: BandCounts::empty(),
-        without_decision_to_treat: BandCounts::empty(),
-        backlog_over_62: 0,
-        over_104: 0,
-        passed_28_days: 0,
-        passed_28_days_by_tumour_site: BTreeMap::new(),
-        referrals_by_route: Route::ALL
-            .iter()
-            .filter(|r| r.is_cancer_route())
-            .map(|r| (r.as_str(), 0))
-            .collect(),
-        upgrades: 0,
-        first_seen: FirstSeenCounts::empty(),
-    };
+    let mut report = CanptlReturn::new(week_ending);
     for state in states {
-        let state: &PathwayState = state.borrow();
+        report.add(state.borrow());
+    }
+    report
+}
+
+impl CanptlReturn {
+    /// The return of the week ending on `week_ending` with nothing counted.
+    pub fn new(week_ending: NaiveDate) -> CanptlReturn {
+        CanptlReturn {
+            week_ending,
+            week_starting: week_ending - Days::new(6),
+            with_decision_to_treat: BandCounts::empty(),
+            without_decision_to_treat: BandCounts::empty(),
+            backlog_over_62: 0,
+            over_104: 0,
+            passed_28_days: 0,
+            passed_28_days_by_tumour_site: BTreeMap::new(),
+            referrals_by_route: Route::ALL
+                .iter()
+                .filter(|r| r.is_cancer_route())
+                .map(|r| (r.as_str(), 0))
+                .collect(),
+            upgrades: 0,
+            first_seen: FirstSeenCounts::empty(),
+        }
+    }
+
+    /// Adds the counts of another return of the same week (states counted
+    /// apart, on several threads): the return of all their states.
+    pub fn merge(&mut self, other: CanptlReturn) {
+        self.with_decision_to_treat
+            .merge(other.with_decision_to_treat);
+        self.without_decision_to_treat
+            .merge(other.without_decision_to_treat);
+        self.backlog_over_62 += other.backlog_over_62;
+        self.over_104 += other.over_104;
+        self.passed_28_days += other.passed_28_days;
+        add_counts(
+            &mut self.passed_28_days_by_tumour_site,
+            other.passed_28_days_by_tumour_site,
+        );
+        add_counts(&mut self.referrals_by_route, other.referrals_by_route);
+        self.upgrades += other.upgrades;
+        self.first_seen.merge(other.first_seen);
+    }
+
+    /// Counts one state, evaluated as of the week's Sunday.
+    pub fn add(&mut self, state: &PathwayState) {
+        let (week_starting, week_ending) = (self.week_starting, self.week_ending);
+        let in_week = |d: NaiveDate| d >= week_starting && d <= week_ending;
         let d62 = &state.clocks.d62;
         if d62.status.is_running() {
             let band = WaitBand::of_days(d62.days);
             if state.clocks.d31.start.is_some() {
-                report.with_decision_to_treat.add(state.tumour_site, band);
+                self.with_decision_to_treat.add(state.tumour_site, band);
             } else {
-                report
-                    .without_decision_to_treat
-                    .add(state.tumour_site, band);
+                self.without_decision_to_treat.add(state.tumour_site, band);
             }
             if band.is_backlog() {
-                report.backlog_over_62 += 1;
+                self.backlog_over_62 += 1;
             }
             if band == WaitBand::From105 {
-                report.over_104 += 1;
+                self.over_104 += 1;
             }
         }
         let fds = &state.clocks.fds;
@@ -469,8 +527,8 @@ pub fn canptl(
         );
         if let (true, Some(target)) = (fds_breached, fds.target_date) {
             if in_week(target + Days::new(1)) {
-                report.passed_28_days += 1;
-                *report
+                self.passed_28_days += 1;
+                *self
                     .passed_28_days_by_tumour_site
                     .entry(state.tumour_site.as_str())
                     .or_insert(0) += 1;
@@ -478,20 +536,19 @@ pub fn canptl(
         }
         if let Some(seen) = &state.first_seen {
             if state.route.is_cancer_route() && in_week(seen.date) {
-                report.first_seen.add(state.route, seen.medium);
+                self.first_seen.add(state.route, seen.medium);
             }
         }
         if state.route.is_cancer_route() && in_week(state.referred_on) {
-            *report
+            *self
                 .referrals_by_route
                 .entry(state.route.as_str())
                 .or_insert(0) += 1;
         }
         if state.route == Route::Other && d62.start.is_some_and(in_week) {
-            report.upgrades += 1;
+            self.upgrades += 1;
         }
     }
-    report
 }
 
 #[cfg(test)]

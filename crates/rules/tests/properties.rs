@@ -664,6 +664,35 @@ proptest! {
         }
     }
 
+    /// The CANPTL return of states counted apart (on several threads, as
+    /// past views count them where they are moved) and merged is the
+    /// return of all of them counted together.
+    #[test]
+    fn canptl_returns_counted_apart_merge_into_the_whole(
+        plans in proptest::collection::vec(plan(true), 1..6),
+        parts in proptest::collection::vec(0..3usize, 6),
+        sunday_offset in 0i64..20,
+    ) {
+        let histories: Vec<_> = plans.iter().map(build).collect();
+        let last = histories.iter().map(|h| referred_on(h)).max().unwrap();
+        // A Sunday up to a few months after the last referral.
+        let mut week_ending = plus(last, 7 * sunday_offset);
+        while week_ending.weekday() != chrono::Weekday::Sun {
+            week_ending = plus(week_ending, 1);
+        }
+        let states: Vec<_> = histories.iter().map(|h| view(h, week_ending)).collect();
+        let whole = report::canptl(&states, week_ending);
+        let mut apart: Vec<_> = (0..3).map(|_| report::CanptlReturn::new(week_ending)).collect();
+        for (state, part) in states.iter().zip(&parts) {
+            apart[*part].add(state);
+        }
+        let mut merged = report::CanptlReturn::new(week_ending);
+        for part in apart.into_iter().rev() {
+            merged.merge(part);
+        }
+        prop_assert_eq!(merged, whole);
+    }
+
     /// A report over a period holding none of a pathway's dates counts
     /// nothing of it (what lets views pass over such pathways unread).
     #[test]
