@@ -1008,7 +1008,9 @@ fn past_page(
                 .as_ref(),
         ))
     };
-    fill_risks(&index, PAST, keys_of)?;
+    if needs_risk {
+        fill_risks(&index, PAST, keys_of)?;
+    }
     let risk_of = |e: &PtlIndexEntry| risk_keys(e, PAST, keys_of);
     let page = page_of(&index, query, as_of, risk_of, |e| {
         Ok(kept.get(&e.id).and_then(|c| {
