@@ -614,14 +614,14 @@ impl<'a> PastStates<'a> {
     /// the moved ones moved once more, the ones read back as kept.
     pub(crate) fn again(&self, ids: &[Arc<str>]) -> Result<HashMap<Arc<str>, Current>, AppError> {
         let mut found = HashMap::with_capacity(ids.len());
-        let mut wanted: HashMap<&str, &Arc<str>> = HashMap::new();
+        let mut wanted = std::collections::HashSet::new();
         for id in ids {
             match self.read_kept.get(id) {
                 Some(current) => {
                     found.insert(id.clone(), current.clone());
                 }
                 None => {
-                    wanted.insert(&**id, id);
+                    wanted.insert(&**id);
                 }
             }
         }
@@ -630,7 +630,7 @@ impl<'a> PastStates<'a> {
                 break;
             }
             for (i, (id, _, _)) in part.moved.iter().enumerate() {
-                if wanted.remove(&**id).is_some() {
+                if wanted.remove(&**id) {
                     let (id, current) = self.moved(p, i)?;
                     found.insert(id, current);
                 }
