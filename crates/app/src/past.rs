@@ -36,7 +36,6 @@ use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_filter_map};
 use crate::packed::Packer;
 use crate::projection::{ProjectionData, RecordDays};
-use crate::ptl_index::PtlIndexEntry;
 use crate::{App, AppError, Failure};
 
 /// The pathways a past view may show, of those whose states move: a view
@@ -472,28 +471,21 @@ pub(crate) struct PastStates<'a> {
     stepping: std::time::Duration,
     /// Set by [`PastStates::learn_clocks`]: the states to pass on.
     learning: Option<fn(&Current) -> bool>,
-    /// Set by [`PastStates::index_on_movers`].
-    indexing: Option<IndexOf>,
     /// Set by [`PastStates::fold_on_movers`].
     folding: Option<Folding>,
     /// What each core took of the states it moved or read.
     taken: Vec<Taken>,
-    /// The states read back that have an index entry, kept whole when
-    /// indexing (they cannot be moved again).
+    /// The states read back that a fold took something of, kept whole
+    /// when it asks (they cannot be moved again: [`PastStates::again`]).
     read_kept: HashMap<Arc<str>, Current>,
 }
 
-/// A PTL index entry of a state (`None`: it is not on the PTL).
-pub(crate) type IndexOf = Box<dyn Fn(&Arc<str>, &Current) -> Option<PtlIndexEntry> + Send + Sync>;
-
 /// What one core took of the states it moved or read, besides those it
 /// passed on: their clocks counted for a model of the view's date, when
-/// learning, and their PTL index entries, when indexing.
+/// learning, and its accumulator, when folding.
 #[derive(Default)]
 struct Taken {
     counts: ModelCounts,
-    entries: Vec<PtlIndexEntry>,
-    /// Its accumulator, when folding.
     folded: Option<Box<Accumulator>>,
 }
 
@@ -502,13 +494,28 @@ struct Taken {
 struct Folding {
     new: Box<dyn Fn() -> Box<Accumulator> + Send + Sync>,
     fold: Box<FoldOne>,
+    /// Whether the states read back that the fold took something of are
+    /// kept whole.
+    keep_read: bool,
 }
 
-/// Folds one state into a core's accumulator.
-type FoldOne = dyn Fn(&mut Accumulator, &Current) + Send + Sync;
+/// Folds one state into a core's accumulator; whether it took something
+/// of it.
+type FoldOne = dyn Fn(&mut Accumulator, &Arc<str>, &Current) -> bool + Send + Sync;
 
 /// A core's accumulator when folding, of the type the view folds into.
 type Accumulator = dyn Any + Send + Sync;
+
+/// What became of a state a core moved or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    /// Passed on to the view.
+    PassOn,
+    /// Folded, the fold having taken something of it.
+    Folded,
+    /// Dropped (counted only, or of no use to the fold).
+    Dropped,
+}
 
 impl<'a> PastStates<'a> {
     fn new(
@@ -550,7 +557,6 @@ impl<'a> PastStates<'a> {
             failed: None,
             stepping: std::time::Duration::ZERO,
             learning: None,
-            indexing: None,
             folding: None,
             taken: Vec::new(),
             read_kept: HashMap::new(),
@@ -565,28 +571,25 @@ impl<'a> PastStates<'a> {
     }
 
     /// From now on passes no state on: the core that moves or reads one
-    /// makes its PTL index entry ([`Self::index_entries`]) and drops it
-    /// there, so that a past PTL page keeps its index, not every row's
-    /// state; its page's states are made again ([`Self::again`]).
-    pub(crate) fn index_on_movers(&mut self, index_of: IndexOf) {
-        self.indexing = Some(index_of);
-    }
-
-    /// From now on passes no state on: the core that moves or reads one
     /// folds it into an accumulator of its own (made by `new`) and drops it
-    /// there; [`Self::folded`] gives the accumulators, to merge.
+    /// there; [`Self::folded`] gives the accumulators, to merge. `fold`
+    /// says whether it took something of the state: with `keep_read`, such
+    /// a state read back is kept whole, so that [`Self::again`] can give
+    /// it (a past PTL page folds its index and makes its page's rows
+    /// again).
     pub(crate) fn fold_on_movers<A: Send + Sync + 'static>(
         &mut self,
         new: impl Fn() -> A + Send + Sync + 'static,
-        fold: impl Fn(&mut A, &Current) + Send + Sync + 'static,
+        fold: impl Fn(&mut A, &Arc<str>, &Current) -> bool + Send + Sync + 'static,
+        keep_read: bool,
     ) {
         self.folding = Some(Folding {
             new: Box::new(move || Box::new(new())),
-            fold: Box::new(move |acc, current| {
-                if let Some(acc) = acc.downcast_mut::<A>() {
-                    fold(acc, current);
-                }
+            fold: Box::new(move |acc, id, current| {
+                acc.downcast_mut::<A>()
+                    .is_some_and(|acc| fold(acc, id, current))
             }),
+            keep_read,
         });
     }
 
@@ -601,17 +604,9 @@ impl<'a> PastStates<'a> {
             .collect()
     }
 
-    /// The index entries made since [`Self::index_on_movers`].
-    pub(crate) fn index_entries(&mut self) -> Vec<PtlIndexEntry> {
-        let mut all = Vec::with_capacity(self.taken.iter().map(|t| t.entries.len()).sum());
-        for taken in &mut self.taken {
-            all.append(&mut taken.entries);
-        }
-        all
-    }
-
-    /// The states of `ids` again, as the view saw them (when indexing):
-    /// the moved ones moved once more, the ones read back as kept.
+    /// The states of `ids` again, as the view saw them (when folding and
+    /// keeping those read): the moved ones moved once more, the ones read
+    /// back as kept.
     pub(crate) fn again(&self, ids: &[Arc<str>]) -> Result<HashMap<Arc<str>, Current>, AppError> {
         let mut found = HashMap::with_capacity(ids.len());
         let mut wanted = std::collections::HashSet::new();
@@ -640,22 +635,23 @@ impl<'a> PastStates<'a> {
     }
 
     /// What a core does with a state it moved or read: counts its clocks
-    /// when learning, makes its index entry when indexing; whether to pass
-    /// it on.
-    fn take_state(&self, taken: &mut Taken, id: &Arc<str>, current: &Current) -> bool {
+    /// when learning, folds it when folding. Whether to pass it on, or
+    /// (when folding) whether the fold took something of it.
+    fn take_state(&self, taken: &mut Taken, id: &Arc<str>, current: &Current) -> Take {
         if self.learning.is_some() {
             forecast::observations(&current.state).for_each(|o| taken.counts.add(&o));
         }
-        if let Some(index_of) = &self.indexing {
-            taken.entries.extend(index_of(id, current));
-            return false;
-        }
         if let Some(folding) = &self.folding {
             let acc = taken.folded.get_or_insert_with(|| (folding.new)());
-            (folding.fold)(acc.as_mut(), current);
-            return false;
+            return match (folding.fold)(acc.as_mut(), id, current) {
+                true => Take::Folded,
+                false => Take::Dropped,
+            };
         }
-        self.learning.is_none_or(|keep| keep(current))
+        match self.learning.is_none_or(|keep| keep(current)) {
+            true => Take::PassOn,
+            false => Take::Dropped,
+        }
     }
 
     /// About how many states it passes on, to size what keeps them: every
@@ -718,7 +714,7 @@ impl<'a> PastStates<'a> {
                         scope.spawn(move || {
                             for (part, i) in items.iter().rev() {
                                 let (id, current) = this.moved(*part, *i)?;
-                                if this.take_state(taken, &id, &current) {
+                                if this.take_state(taken, &id, &current) == Take::PassOn {
                                     list.push((id, current));
                                 }
                             }
@@ -761,15 +757,17 @@ impl<'a> PastStates<'a> {
             }
         };
         // The histories read back (fewer) are taken here, on this core;
-        // those indexed are kept whole.
-        if self.learning.is_some() || self.indexing.is_some() || self.folding.is_some() {
+        // those a fold took something of are kept whole when it asks.
+        if self.learning.is_some() || self.folding.is_some() {
+            let keep_read = self.folding.as_ref().is_some_and(|f| f.keep_read);
             let mut read_kept = std::mem::take(&mut self.read_kept);
             for (id, current) in std::mem::take(list) {
-                let entries = taken[0].entries.len();
-                if self.take_state(&mut taken[0], &id, &current) {
-                    list.push((id, current));
-                } else if taken[0].entries.len() > entries {
-                    read_kept.insert(id, current);
+                match self.take_state(&mut taken[0], &id, &current) {
+                    Take::PassOn => list.push((id, current)),
+                    Take::Folded if keep_read => {
+                        read_kept.insert(id, current);
+                    }
+                    Take::Folded | Take::Dropped => {}
                 }
             }
             self.read_kept = read_kept;

@@ -442,7 +442,11 @@ impl App {
                         let new = new.clone();
                         move || new()
                     },
-                    move |acc, current| fold(acc, &current.state),
+                    move |acc, _, current| {
+                        fold(acc, &current.state);
+                        false
+                    },
+                    false,
                 );
                 // Every state is taken where it is moved or read.
                 states.by_ref().for_each(drop);
@@ -949,21 +953,29 @@ fn past_page(
     let short = query.limit.is_some_and(|rows| rows <= SHORT_PAGE_ROWS);
     if short && (past_model.is_some() || !needs_risk) {
         let scoring = past_model.clone().filter(|_| needs_risk);
-        states.index_on_movers(Box::new(move |id, current| {
-            let entry = PtlIndexEntry::new(
-                PtlKeys::of(current.row.as_ref()?),
-                id.clone(),
-                current.version,
-            );
-            if let Some(model) = &scoring {
-                let risk = forecast::row_risk(&current.state, model);
-                entry.risk.set(PAST, RiskKeys::of(risk.as_ref()));
-            }
-            Some(entry)
-        }));
+        states.fold_on_movers(
+            Vec::new,
+            move |index: &mut Vec<PtlIndexEntry>, id, current| {
+                let Some(row) = &current.row else {
+                    return false;
+                };
+                let entry = PtlIndexEntry::new(PtlKeys::of(row), id.clone(), current.version);
+                if let Some(model) = &scoring {
+                    let risk = forecast::row_risk(&current.state, model);
+                    entry.risk.set(PAST, RiskKeys::of(risk.as_ref()));
+                }
+                index.push(entry);
+                true
+            },
+            true,
+        );
         // Every state is taken where it is moved or read.
         states.by_ref().for_each(drop);
-        let index = states.index_entries();
+        let index: Vec<PtlIndexEntry> = states
+            .folded::<Vec<PtlIndexEntry>>()
+            .into_iter()
+            .flatten()
+            .collect();
         let learnt = learn(states);
         let model = past_model.or(learnt.clone()).expect("kept or learnt");
         let selected = select_page(&index, query, as_of, |e| {

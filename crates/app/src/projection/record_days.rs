@@ -110,15 +110,7 @@ impl RecordDays {
     /// Whether the record at `position` is kept and affects only dates
     /// after `as_of`.
     pub(crate) fn after(&self, position: u64, as_of: NaiveDate) -> bool {
-        let Some(i) = position
-            .checked_sub(self.base)
-            .and_then(|i| usize::try_from(i).ok())
-        else {
-            return false;
-        };
-        self.days
-            .get(i)
-            .is_some_and(|day| *day != ANY_DATE && *day > day_of(Some(as_of)))
+        self.all_after(position, position, as_of)
     }
 
     /// Whether every record from `from` to `to` (inclusive) is kept and
