@@ -911,6 +911,17 @@ pub(crate) fn mask(nhs_number: &str) -> String {
         .map_or_else(|| "*".repeat(nhs_number.len()), |n| n.masked())
 }
 
+/// A past state's risk keys under its date's model.
+fn risk_keys_under(state: &PathwayState, model: &Model) -> RiskKeys {
+    RiskKeys::of(forecast::row_risk(state, model).as_ref())
+}
+
+/// A past state's PTL row as a page lists it (none off the PTL).
+fn listed(current: &Current, model: &Model) -> Option<Listed> {
+    let row = current.row.as_deref()?.clone();
+    Some(Listed::of(&current.state, row, model))
+}
+
 /// The most rows of a past PTL page whose states are made again rather
 /// than kept ([`past_page`]): a dashboard's page, not an export.
 const SHORT_PAGE_ROWS: usize = 1000;
@@ -961,8 +972,7 @@ fn past_page(
                 };
                 let entry = PtlIndexEntry::new(PtlKeys::of(row), id.clone(), current.version);
                 if let Some(model) = &scoring {
-                    let risk = forecast::row_risk(&current.state, model);
-                    entry.risk.set(PAST, RiskKeys::of(risk.as_ref()));
+                    entry.risk.set(PAST, risk_keys_under(&current.state, model));
                 }
                 index.push(entry);
                 true
@@ -981,19 +991,13 @@ fn past_page(
         let selected = select_page(&index, query, as_of, |e| {
             risk_keys(e, PAST, |e| {
                 let again = states.again(std::slice::from_ref(&e.id))?;
-                let risk = again
+                Ok(again
                     .get(&e.id)
-                    .and_then(|c| forecast::row_risk(&c.state, &model));
-                Ok(RiskKeys::of(risk.as_ref()))
+                    .map_or_else(RiskKeys::default, |c| risk_keys_under(&c.state, &model)))
             })
         })?;
         let again = states.again(&selected.ids())?;
-        let page = selected.rows(|e| {
-            Ok(again.get(&e.id).and_then(|c| {
-                let row = c.row.as_deref()?.clone();
-                Some(Listed::of(&c.state, row, &model))
-            }))
-        })?;
+        let page = selected.rows(|e| Ok(again.get(&e.id).and_then(|c| listed(c, &model))))?;
         return Ok((page, learnt));
     }
     // Sized for every state at once: growing a map of large states copies
@@ -1014,21 +1018,16 @@ fn past_page(
     let learnt = learn(states);
     let model = past_model.or(learnt.clone()).expect("kept or learnt");
     let keys_of = |e: &PtlIndexEntry| {
-        Ok(RiskKeys::of(
-            kept.get(&e.id)
-                .and_then(|c| forecast::row_risk(&c.state, &model))
-                .as_ref(),
-        ))
+        Ok(kept
+            .get(&e.id)
+            .map_or_else(RiskKeys::default, |c| risk_keys_under(&c.state, &model)))
     };
     if needs_risk {
         fill_risks(&index, PAST, keys_of)?;
     }
     let risk_of = |e: &PtlIndexEntry| risk_keys(e, PAST, keys_of);
     let page = page_of(&index, query, as_of, risk_of, |e| {
-        Ok(kept.get(&e.id).and_then(|c| {
-            let row = c.row.as_deref()?.clone();
-            Some(Listed::of(&c.state, row, &model))
-        }))
+        Ok(kept.get(&e.id).and_then(|c| listed(c, &model)))
     })?;
     // Freeing every state kept is the page's longest step after moving
     // them: done on a thread of its own once the page is answered.
