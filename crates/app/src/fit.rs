@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use openptl_rules::fit::{self, FitFigures, FitReport};
+use openptl_rules::fit::{FitCount, FitFigures, FitReport};
 use openptl_rules::{DiagnosticTest, Period};
 use prometheus::{GaugeVec, Opts, Registry};
 
@@ -37,13 +37,18 @@ impl App {
         if let Some(done) = today.await? {
             return Ok(done);
         }
-        self.with_states(
-            as_of,
-            at.known_at,
-            crate::past::Shown::period(period),
-            move |seen| fit::report(seen, period, &|t| trusts.allows(t), &config),
-        )
-        .await
+        let rules = config.clone();
+        let (count, position) = self
+            .fold_states(
+                as_of,
+                at.known_at,
+                crate::past::Shown::period(period),
+                move || FitCount::new(period),
+                move |count, _, state| count.add(state, &rules),
+                FitCount::merge,
+            )
+            .await?;
+        Ok((count.report(&|t| trusts.allows(t), &config), position))
     }
 }
 

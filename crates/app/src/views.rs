@@ -16,7 +16,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
 use openptl_rules::cwt::{self, CwtRecord};
 use openptl_rules::forecast::{self, permille, Model, ModelOptions, RowRisk};
-use openptl_rules::report::{self, CanptlReturn, MilestonesReport, StandardsReport};
+use openptl_rules::report::{CanptlReturn, MilestonesReport, StandardsReport};
+use openptl_rules::tally::{MilestonesCount, StandardsCount};
 use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
 use serde::Serialize;
 
@@ -421,7 +422,7 @@ impl App {
         known_at: Option<DateTime<Utc>>,
         shown: Shown,
         new: impl Fn() -> A + Send + Sync + 'static,
-        fold: impl Fn(&mut A, &PathwayState) + Send + Sync + 'static,
+        fold: impl Fn(&mut A, &str, &PathwayState) + Send + Sync + 'static,
         merge: impl Fn(&mut A, A) + Send + 'static,
     ) -> Result<(A, u64), AppError> {
         let new = Arc::new(new);
@@ -433,7 +434,7 @@ impl App {
             (new, fold, merge),
             |(new, fold, _), seen| {
                 let mut acc = new();
-                seen.for_each(|s| fold(&mut acc, s.state()));
+                seen.for_each(|s| fold(&mut acc, s.id(), s.state()));
                 acc
             },
             |(new, fold, merge), states| {
@@ -442,8 +443,8 @@ impl App {
                         let new = new.clone();
                         move || new()
                     },
-                    move |acc, _, current| {
-                        fold(acc, &current.state);
+                    move |acc, id, current| {
+                        fold(acc, id, &current.state);
                         false
                     },
                     false,
@@ -712,11 +713,21 @@ impl App {
         if let Some(done) = today.await? {
             return Ok(done);
         }
-        self.with_states(as_of, at.known_at, Shown::period(period), move |seen| {
-            let states = seen.filter(|s| tumour_site.is_none_or(|t| s.state().tumour_site == t));
-            report::standards(states, standard, period, &|t| trusts.allows(t), &config)
-        })
-        .await
+        let (count, position) = self
+            .fold_states(
+                as_of,
+                at.known_at,
+                Shown::period(period),
+                move || StandardsCount::new(standard, period),
+                move |count, _, state| {
+                    if tumour_site.is_none_or(|t| state.tumour_site == t) {
+                        count.add(state);
+                    }
+                },
+                StandardsCount::merge,
+            )
+            .await?;
+        Ok((count.report(&|t| trusts.allows(t), &config), position))
     }
 
     /// BPTP milestone compliance of pathways referred in `period` (all when none).
@@ -740,14 +751,24 @@ impl App {
             return Ok(done);
         }
         let shown = period.map_or(Shown::All, Shown::period);
-        self.with_states(as_of, at.known_at, shown, move |seen| {
-            let states = seen.filter(|s| {
-                let s = s.state();
-                trusts.allows(s.trust.as_str()) && tumour_site.is_none_or(|t| s.tumour_site == t)
-            });
-            report::milestones(states, period, &config)
-        })
-        .await
+        let rules = config.clone();
+        let (count, position) = self
+            .fold_states(
+                as_of,
+                at.known_at,
+                shown,
+                move || MilestonesCount::new(period),
+                move |count, _, state| {
+                    if trusts.allows(state.trust.as_str())
+                        && tumour_site.is_none_or(|t| state.tumour_site == t)
+                    {
+                        count.add(state, &rules);
+                    }
+                },
+                MilestonesCount::merge,
+            )
+            .await?;
+        Ok((count.report(&config), position))
     }
 
     /// The weekly PTL return for the week ending on a Sunday.
@@ -779,7 +800,7 @@ impl App {
             known_at,
             shown,
             move || CanptlReturn::new(week_ending),
-            move |report, state| {
+            move |report, _, state| {
                 if trusts.allows(state.trust.as_str()) {
                     report.add(state);
                 }
@@ -812,10 +833,18 @@ impl App {
         let (mut lines, position) = match indexed {
             Some(out) => out,
             None => {
-                self.with_states(as_of, at.known_at, Shown::period(period), move |seen| {
-                    cwt_lines(seen, period, &trusts)
-                })
-                .await?
+                let (mut lines, position) = self
+                    .fold_states(
+                        as_of,
+                        at.known_at,
+                        Shown::period(period),
+                        Vec::new,
+                        move |lines, id, state| add_cwt_lines(lines, id, state, period, &trusts),
+                        Vec::extend,
+                    )
+                    .await?;
+                sort_cwt_lines(&mut lines);
+                (lines, position)
             }
         };
         if !principal.sees_identifiers() {
@@ -876,16 +905,34 @@ fn cwt_lines(
 ) -> Vec<CwtLine> {
     let mut lines: Vec<CwtLine> = Vec::new();
     for s in seen {
-        for row in cwt::cwt_records(s.state(), period) {
-            if row.trusts.iter().any(|t| trusts.allows(t)) {
-                lines.push(CwtLine {
-                    pathway_id: s.id().to_string(),
-                    nhs_number: s.state().nhs_number.as_str().to_string(),
-                    row,
-                });
-            }
+        add_cwt_lines(&mut lines, s.id(), s.state(), period, trusts);
+    }
+    sort_cwt_lines(&mut lines);
+    lines
+}
+
+/// Adds a pathway's CWT submission lines of `period`, for the trusts
+/// `trusts` allows.
+fn add_cwt_lines(
+    lines: &mut Vec<CwtLine>,
+    id: &str,
+    state: &PathwayState,
+    period: Period,
+    trusts: &TrustFilter,
+) {
+    for row in cwt::cwt_records(state, period) {
+        if row.trusts.iter().any(|t| trusts.allows(t)) {
+            lines.push(CwtLine {
+                pathway_id: id.to_string(),
+                nhs_number: state.nhs_number.as_str().to_string(),
+                row,
+            });
         }
     }
+}
+
+/// Sorts CWT submission lines by trust, pathway and items.
+fn sort_cwt_lines(lines: &mut [CwtLine]) {
     lines.sort_by(|a, b| {
         (&a.row.trust, &a.pathway_id, &a.row.items).cmp(&(
             &b.row.trust,
@@ -893,7 +940,6 @@ fn cwt_lines(
             &b.row.items,
         ))
     });
-    lines
 }
 
 fn forbidden(principal: &Principal, why: &str) -> AppError {

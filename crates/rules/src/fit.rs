@@ -423,20 +423,58 @@ pub fn report(
     allows: &dyn Fn(&str) -> bool,
     config: &RulesConfig,
 ) -> FitReport {
-    let mut cells: BTreeMap<(Period, OdsCode), FitFigures> = BTreeMap::new();
+    let mut count = FitCount::new(period);
     for state in states {
-        let state: &PathwayState = state.borrow();
-        if !period.contains(state.referred_on) {
-            continue;
+        count.add(state.borrow(), config);
+    }
+    count.report(allows, config)
+}
+
+/// The FIT report of the referrals received in a month, counted a state at
+/// a time: states counted apart (a past view counts them on every core,
+/// where they are moved) and merged give the report of them all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitCount {
+    period: Period,
+    cells: BTreeMap<(Period, OdsCode), FitFigures>,
+}
+
+impl FitCount {
+    pub fn new(period: Period) -> FitCount {
+        FitCount {
+            period,
+            cells: BTreeMap::new(),
+        }
+    }
+
+    /// Counts a pathway, if it is a lower GI urgent referral received in
+    /// the month.
+    pub fn add(&mut self, state: &PathwayState, config: &RulesConfig) {
+        if !self.period.contains(state.referred_on) {
+            return;
         }
         if let Some((key, figures)) = contribution(state, config) {
-            cells
+            self.cells
                 .entry(key)
                 .or_insert_with(FitFigures::empty)
                 .combine(&figures, 1);
         }
     }
-    report_from_cells(&cells, period, allows, config)
+
+    /// Adds the states `other` counted.
+    pub fn merge(&mut self, other: FitCount) {
+        for (key, figures) in other.cells {
+            self.cells
+                .entry(key)
+                .or_insert_with(FitFigures::empty)
+                .combine(&figures, 1);
+        }
+    }
+
+    /// The report of the states counted, of the trusts `allows` admits.
+    pub fn report(&self, allows: &dyn Fn(&str) -> bool, config: &RulesConfig) -> FitReport {
+        report_from_cells(&self.cells, self.period, allows, config)
+    }
 }
 
 /// What a pathway adds to the FIT report of its referral month, under its

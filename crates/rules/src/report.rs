@@ -15,7 +15,7 @@ use crate::d31::{self, D31Split};
 use crate::first_seen::SeenMedium;
 use crate::pathway::{Clock, PathwayState};
 use crate::ptl::WaitBand;
-use crate::tally::{self, MilestonesKey, MilestonesTally, StandardsKey, Tally};
+use crate::tally;
 
 /// A calendar month, `YYYY-MM` on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -198,15 +198,11 @@ pub fn standards(
     trust_visible: &dyn Fn(&str) -> bool,
     config: &RulesConfig,
 ) -> StandardsReport {
-    let mut cells: BTreeMap<StandardsKey, Tally> = BTreeMap::new();
+    let mut count = tally::StandardsCount::new(standard, period);
     for state in states {
-        tally::standards_contributions(state.borrow(), &mut |key, share| {
-            if key.standard == standard && key.month == period {
-                cells.entry(key).or_default().add(share, 1);
-            }
-        });
+        count.add(state.borrow());
     }
-    tally::standards_from_cells(&cells, standard, period, trust_visible, config)
+    count.report(trust_visible, config)
 }
 
 /// Counts of one milestone's statuses.
@@ -316,17 +312,11 @@ pub fn milestones(
     period: Option<Period>,
     config: &RulesConfig,
 ) -> MilestonesReport {
-    let mut cells: BTreeMap<MilestonesKey, MilestonesTally> = BTreeMap::new();
+    let mut count = tally::MilestonesCount::new(period);
     for state in states {
-        let state: &PathwayState = state.borrow();
-        if period.is_some_and(|p| !p.contains(state.referred_on)) {
-            continue;
-        }
-        if let Some((key, tally)) = tally::milestones_contribution(state, config) {
-            cells.entry(key).or_default().add(&tally, 1);
-        }
+        count.add(state.borrow(), config);
     }
-    tally::milestones_from_cells(&cells, period, config)
+    count.report(config)
 }
 
 /// Adds `from`'s counts to `into`'s, key by key.

@@ -450,3 +450,97 @@ pub fn milestones_from_cells<'a>(
         fit,
     }
 }
+
+/// The standards report of `standard` in `period`, counted a state at a
+/// time: states counted apart (a past view counts them on every core,
+/// where they are moved) and merged give the report of them all, in any
+/// order (every share is exact).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandardsCount {
+    standard: ClockKind,
+    period: Period,
+    cells: BTreeMap<StandardsKey, Tally>,
+}
+
+impl StandardsCount {
+    pub fn new(standard: ClockKind, period: Period) -> StandardsCount {
+        StandardsCount {
+            standard,
+            period,
+            cells: BTreeMap::new(),
+        }
+    }
+
+    /// Counts a pathway's contributions to the report.
+    pub fn add(&mut self, state: &PathwayState) {
+        let (standard, period) = (self.standard, self.period);
+        standards_contributions(state, &mut |key, share| {
+            if key.standard == standard && key.month == period {
+                self.cells.entry(key).or_default().add(share, 1);
+            }
+        });
+    }
+
+    /// Adds the states `other` counted.
+    pub fn merge(&mut self, other: StandardsCount) {
+        for (key, tally) in other.cells {
+            let cell = self.cells.entry(key).or_default();
+            cell.count += tally.count;
+            cell.share += tally.share;
+        }
+    }
+
+    /// The report of the states counted, of the trusts `trust_visible` admits.
+    pub fn report(
+        &self,
+        trust_visible: &dyn Fn(&str) -> bool,
+        config: &RulesConfig,
+    ) -> StandardsReport {
+        standards_from_cells(
+            &self.cells,
+            self.standard,
+            self.period,
+            trust_visible,
+            config,
+        )
+    }
+}
+
+/// The milestone report of the pathways referred in `period` (every month
+/// when `None`), counted a state at a time, like [`StandardsCount`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MilestonesCount {
+    period: Option<Period>,
+    cells: BTreeMap<MilestonesKey, MilestonesTally>,
+}
+
+impl MilestonesCount {
+    pub fn new(period: Option<Period>) -> MilestonesCount {
+        MilestonesCount {
+            period,
+            cells: BTreeMap::new(),
+        }
+    }
+
+    /// Counts a pathway, if it was referred in the period.
+    pub fn add(&mut self, state: &PathwayState, config: &RulesConfig) {
+        if self.period.is_some_and(|p| !p.contains(state.referred_on)) {
+            return;
+        }
+        if let Some((key, tally)) = milestones_contribution(state, config) {
+            self.cells.entry(key).or_default().add(&tally, 1);
+        }
+    }
+
+    /// Adds the states `other` counted.
+    pub fn merge(&mut self, other: MilestonesCount) {
+        for (key, tally) in other.cells {
+            self.cells.entry(key).or_default().add(&tally, 1);
+        }
+    }
+
+    /// The report of the states counted.
+    pub fn report(&self, config: &RulesConfig) -> MilestonesReport {
+        milestones_from_cells(&self.cells, self.period, config)
+    }
+}

@@ -509,6 +509,26 @@ fn is_admitted_decline(data: &EventData) -> bool {
 // Properties
 // ---------------------------------------------------------------------------
 
+/// `states` counted into three counts (each state into the one `parts`
+/// names) and merged, last first.
+fn counted_apart<C>(
+    states: &[PathwayState],
+    parts: &[usize],
+    new: impl Fn() -> C,
+    add: impl Fn(&mut C, &PathwayState),
+    merge: impl Fn(&mut C, C),
+) -> C {
+    let mut apart: Vec<C> = (0..3).map(|_| new()).collect();
+    for (state, part) in states.iter().zip(parts) {
+        add(&mut apart[*part], state);
+    }
+    let mut merged = new();
+    for part in apart.into_iter().rev() {
+        merge(&mut merged, part);
+    }
+    merged
+}
+
 proptest! {
     #![proptest_config(proptest_config())]
 
@@ -682,15 +702,70 @@ proptest! {
         }
         let states: Vec<_> = histories.iter().map(|h| view(h, week_ending)).collect();
         let whole = report::canptl(&states, week_ending);
-        let mut apart: Vec<_> = (0..3).map(|_| report::CanptlReturn::new(week_ending)).collect();
-        for (state, part) in states.iter().zip(&parts) {
-            apart[*part].add(state);
-        }
-        let mut merged = report::CanptlReturn::new(week_ending);
-        for part in apart.into_iter().rev() {
-            merged.merge(part);
-        }
+        let merged = counted_apart(
+            &states,
+            &parts,
+            || report::CanptlReturn::new(week_ending),
+            |count, state| count.add(state),
+            report::CanptlReturn::merge,
+        );
         prop_assert_eq!(merged, whole);
+    }
+
+    /// The standards, milestone and FIT reports of states counted apart
+    /// (on several threads, as past views count them where they are moved)
+    /// and merged are the reports of all of them counted together.
+    #[test]
+    fn reports_counted_apart_merge_into_the_whole(
+        plans in proptest::collection::vec(plan(true), 1..10),
+        parts in proptest::collection::vec(0..3usize, 10),
+        as_of_offset in 0i64..200,
+        month_back in 0i64..3,
+    ) {
+        let histories: Vec<_> = plans.iter().map(build).collect();
+        let last = histories.iter().map(|h| referred_on(h)).max().unwrap();
+        let as_of = plus(last, as_of_offset);
+        let states: Vec<_> = histories.iter().map(|h| view(h, as_of)).collect();
+        let month = Period::of(plus(as_of, -31 * month_back));
+        let all = |_: &str| true;
+        let config = config();
+        for standard in ClockKind::ALL {
+            let whole = report::standards(&states, *standard, month, &all, config);
+            let merged = counted_apart(
+                &states,
+                &parts,
+                || tally::StandardsCount::new(*standard, month),
+                |count, state| count.add(state),
+                tally::StandardsCount::merge,
+            );
+            prop_assert_eq!(merged.report(&all, config), whole);
+        }
+        for period in [None, Some(month)] {
+            let whole = report::milestones(&states, period, config);
+            let merged = counted_apart(
+                &states,
+                &parts,
+                || tally::MilestonesCount::new(period),
+                |count, state| count.add(state, config),
+                tally::MilestonesCount::merge,
+            );
+            prop_assert_eq!(merged.report(config), whole);
+        }
+        // The FIT report follows a month's lower GI urgent referrals: the
+        // month of one when there is one.
+        let month = states
+            .iter()
+            .find(|s| fit::is_lower_gi_urgent(s))
+            .map_or(month, |s| Period::of(s.referred_on));
+        let whole = fit::report(&states, month, &all, config);
+        let merged = counted_apart(
+            &states,
+            &parts,
+            || fit::FitCount::new(month),
+            |count, state| count.add(state, config),
+            fit::FitCount::merge,
+        );
+        prop_assert_eq!(merged.report(&all, config), whole);
     }
 
     /// A report over a period holding none of a pathway's dates counts
