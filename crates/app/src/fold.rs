@@ -71,6 +71,44 @@ pub fn par_filter_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Option<R>
     })
 }
 
+/// `f` over every batch (a chunk of pathways, each a share of work in
+/// itself), on every core from two batches on, each thread taking the next
+/// batch left; results in the batches' order. ([`par_filter_map`] counts
+/// items, not work: given a few dozen chunks it ran them on one core.)
+pub fn par_batches<T: Sync, R: Send>(batches: &[T], f: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
+    let threads = cores().min(batches.len());
+    if threads < 2 {
+        return batches.iter().filter_map(&f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (f, next) = (&f, &next);
+                scope.spawn(move || {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(batch) = batches.get(i) else {
+                            break;
+                        };
+                        if let Some(r) = f(batch) {
+                            mine.push((i, r));
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("evaluation does not panic"))
+            .collect()
+    });
+    done.sort_unstable_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
 /// A pathway's id and the log positions of its records, in order.
 pub type PathwayRecords = (Arc<str>, Vec<u64>);
 
@@ -349,4 +387,21 @@ fn on_threads<T: Send>(
             .collect()
     });
     outcomes.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Batches come back in their order, each once, whichever thread took
+    /// it, and those `f` passes over are left out.
+    #[test]
+    fn batches_keep_their_order_on_every_core() {
+        for n in [0usize, 1, 2, 3, 41, 1000] {
+            let batches: Vec<usize> = (0..n).collect();
+            let out = par_batches(&batches, |b| (b % 7 != 3).then_some(*b * 2));
+            let expected: Vec<usize> = (0..n).filter(|b| b % 7 != 3).map(|b| b * 2).collect();
+            assert_eq!(out, expected, "{n} batches");
+        }
+    }
 }

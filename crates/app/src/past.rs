@@ -33,7 +33,7 @@ use openptl_rules::forecast::{self, ModelCounts};
 use openptl_rules::{PtlRow, RulesConfig};
 
 use crate::evaluate::{current_of, Current};
-use crate::fold::{fold_pathways, par_filter_map};
+use crate::fold::{fold_pathways, par_batches};
 use crate::packed::Packer;
 use crate::projection::{ProjectionData, RecordDays};
 use crate::{App, AppError, Failure};
@@ -266,7 +266,7 @@ impl Split {
         }
         let started = std::time::Instant::now();
         let entries = data.pathways.as_slice();
-        let parts = par_filter_map(&entries.chunks(SPLIT).collect::<Vec<_>>(), |entries| {
+        let parts = par_batches(&entries.chunks(SPLIT).collect::<Vec<_>>(), |entries| {
             Some(split(entries, data.today, &data.record_days, self))
         });
         tracing::debug!(

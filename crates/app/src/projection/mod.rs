@@ -717,7 +717,7 @@ impl Projection {
                 .filter_map(|(index, p)| Some((index, p.state.as_ref()?)))
                 .collect();
             let chunks: Vec<&[(usize, &Packed)]> = packed.chunks(UNPACK_SLICE).collect();
-            let partials = par_filter_map(&chunks, |chunk| {
+            let partials = fold::par_batches(&chunks, |chunk| {
                 let mut partial = Aggregates::default();
                 for (index, packed) in *chunk {
                     match self.packer.current(packed) {

@@ -259,7 +259,7 @@ pub(super) fn prepare_snapshot(
         return Err("the rules configuration has changed since".into());
     }
     let packer = Packer::new(config);
-    let decoded = par_filter_map(&read.chunks(), |bytes| {
+    let decoded = crate::fold::par_batches(&read.chunks(), |bytes| {
         let restore = |p: StoredPathway| -> Result<RestoredPathway, NotUsed> {
             let current = p
                 .state
