@@ -4,7 +4,9 @@
 //! `/metrics` ([`gauges`]) summed over every pathway's state as of the
 //! projection's `today`, and the pathways with CWT records in this month
 //! and the last (`openptl_rules::cwt::record_months`), which today's
-//! submission reads instead of every state. The projection keeps
+//! submission reads instead of every state, and the clocks of the
+//! pathways off the PTL, which a past date's risk model counts once
+//! (decision 158). The projection keeps
 //! them as pathways change (each re-evaluated pathway takes its old state's
 //! contributions away and adds its new state's) and builds them afresh
 //! from every state after a bulk change (start, restore, a new day); a view
@@ -18,6 +20,7 @@ use chrono::{Datelike, Days, NaiveDate};
 use foldhash::HashMap;
 
 use openptl_rules::fit::{self, FitFigures, FitReport};
+use openptl_rules::forecast::{self, ModelCounts, Observation};
 use openptl_rules::report::{MilestonesReport, StandardsReport};
 use openptl_rules::tally::{self, MilestonesKey, MilestonesTally, StandardsKey, Tally};
 use openptl_rules::{ClockKind, OdsCode, Period, PtlRow, RulesConfig, TumourSite};
@@ -40,6 +43,9 @@ pub(crate) struct Contribution {
     gauges: Vec<(GaugeKey, i64)>,
     /// The months of [`cwt_months_from`] on it has CWT records in.
     cwt: Vec<Period>,
+    /// Its clocks, when none runs (off the PTL): they are the same as of
+    /// any date after its last ([`Aggregates::ended_clocks`]).
+    ended: Vec<Observation>,
 }
 
 /// The first month whose CWT submission today's aggregates index: the
@@ -66,12 +72,17 @@ impl Contribution {
         let from = cwt_months_from(today);
         let mut cwt = openptl_rules::cwt::record_months(state);
         cwt.retain(|month| *month >= from);
+        let ended = match state.on_ptl {
+            true => Vec::new(),
+            false => forecast::observations(state).collect(),
+        };
         Contribution {
             standards,
             milestones: tally::milestones_contribution(state, config),
             fit: fit::contribution(state, config),
             gauges,
             cwt,
+            ended,
         }
     }
 }
@@ -88,6 +99,8 @@ pub(crate) struct Aggregates {
     /// The pathways with CWT records in each month indexed, by their
     /// index in the projection's vector.
     cwt: HashMap<Period, PathwaySet>,
+    /// The clocks of every pathway off the PTL (decision 158).
+    ended: ModelCounts,
 }
 
 impl Aggregates {
@@ -154,6 +167,9 @@ impl Aggregates {
                 self.gauges.remove(key);
             }
         }
+        for o in &c.ended {
+            self.ended.add_signed(o, sign as i32);
+        }
     }
 
     /// Adds every cell of `other` (partial sums built on several threads).
@@ -181,6 +197,17 @@ impl Aggregates {
         for (month, pathways) in other.cwt {
             self.cwt.entry(month).or_default().extend(&pathways);
         }
+        self.ended.merge(other.ended);
+    }
+
+    /// The clocks of every pathway off the PTL today, counted for a risk
+    /// model (decision 158). Such a pathway runs no clock, so its clocks
+    /// are the same as of any date on or after the last its events name:
+    /// a past date's model counts these once and only the other
+    /// pathways' clocks as of that date, taking away those of the pathways
+    /// it cannot count so.
+    pub(crate) fn ended_clocks(&self) -> &ModelCounts {
+        &self.ended
     }
 
     /// The pathways (their indexes) with CWT records in `month` when it is

@@ -91,6 +91,10 @@ pub(crate) struct Snapshot {
     parts: Vec<Part>,
     /// The position the pathways were projected to.
     position: u64,
+    /// The clocks of the pathways off the PTL, as today's aggregates keep
+    /// them, when the split passed over those it need not move to count
+    /// them ([`Split::counting_ended`]).
+    ended: Option<ModelCounts>,
 }
 
 impl Snapshot {
@@ -135,6 +139,28 @@ struct Part {
     read: Vec<(Arc<str>, crate::positions::Positions)>,
     /// How many of the states to move were on the PTL then.
     on_ptl: usize,
+    /// The packed states, as of today, of the pathways whose clocks the
+    /// kept counts hold ([`Snapshot::ended`]) but the view counts as of its
+    /// date itself (they are taken away from the kept ones), one after
+    /// another, and where each ends.
+    away_bytes: Vec<u8>,
+    away: Vec<usize>,
+}
+
+impl Part {
+    /// The clocks of its pathways to take away from the kept counts.
+    fn counts_away(&self, packer: &Packer) -> Result<ModelCounts, AppError> {
+        let mut counts = ModelCounts::new();
+        let mut start = 0;
+        for end in &self.away {
+            let (state, _) = packer
+                .unpack_bytes(&self.away_bytes[start..*end])
+                .map_err(crate::projection::unpack_failed)?;
+            forecast::observations(&state).for_each(|o| counts.add_signed(&o, -1));
+            start = *end;
+        }
+        Ok(counts)
+    }
 }
 
 /// How a past view splits the projection's pathways: its date, the last
@@ -147,6 +173,9 @@ pub(crate) struct Split {
     known_to: Option<u64>,
     shown: Shown,
     read_all: bool,
+    /// Whether the pathways off the PTL today that move to the view's date
+    /// as they are are passed over, their clocks being counted already.
+    count_ended: bool,
 }
 
 /// A state a split moves: its pathway, packed bytes and version as known
@@ -164,14 +193,28 @@ fn split<'a>(
         as_of,
         known_to,
         shown,
+        count_ended,
         ..
     } = how;
     // What to move, found first and copied after into one buffer of its
     // exact size: grown as it went, the buffer was copied again at every
     // doubling, into fresh pages each time.
     let mut kept: Vec<ToMove<'a>> = Vec::new();
+    let mut away: Vec<&'a [u8]> = Vec::new();
     let mut part = Part::default();
     for (id, entry) in entries {
+        // Today's state, when its clocks are among the kept counts of
+        // those off the PTL: taken away from them unless it moves to the
+        // view's date as it is.
+        let ended = match count_ended {
+            true => entry
+                .state
+                .as_ref()
+                .filter(|p| p.on_ptl() == Some(false))
+                .map(|p| p.as_bytes()),
+            false => None,
+        };
+        let mut take_away = || away.extend(ended);
         // The pathway's version as known then, when records of it came
         // later that change nothing as of the view's date. (Its positions
         // are read only for a moment: a view known now passes over them.)
@@ -182,6 +225,7 @@ fn split<'a>(
             let known = positions.partition_point(|p| *p <= to);
             if known == 0 {
                 // Nothing of it known then: it did not exist yet.
+                take_away();
                 continue;
             }
             if !positions[known..]
@@ -189,6 +233,7 @@ fn split<'a>(
                 .all(|p| record_days.after(*p, as_of))
             {
                 part.read.push((id.clone(), entry.positions.clone()));
+                take_away();
                 continue;
             }
             version = Some(known as u64);
@@ -202,23 +247,40 @@ fn split<'a>(
             part.on_ptl += usize::from(on_ptl);
         };
         match (settled, evaluated_on) {
-            (Some((_, (settled, _))), _) if as_of < settled.first => {}
+            (Some((_, (settled, _))), _) if as_of < settled.first => take_away(),
+            // Its clocks as of the date are today's, counted already.
+            (Some(_), Some(on))
+                if ended.is_some() && settled.is_some_and(|(_, (s, _))| s.covers(on, as_of)) => {}
             (Some((packed, (settled, on_ptl))), Some(on)) if settled.covers(on, as_of) => {
                 if shown.shows(packed.span(), on_ptl) {
                     keep(packed.as_bytes().into(), on_ptl);
                 }
             }
-            (Some((packed, _)), _) => match packed.earlier(as_of) {
-                Some((on_ptl, earlier)) => {
-                    if shown.shows(crate::packed::span_of(&earlier), on_ptl) {
-                        keep(earlier.into(), on_ptl);
+            (Some((packed, _)), _) => {
+                take_away();
+                match packed.earlier(as_of) {
+                    Some((on_ptl, earlier)) => {
+                        if shown.shows(crate::packed::span_of(&earlier), on_ptl) {
+                            keep(earlier.into(), on_ptl);
+                        }
                     }
+                    None => part.read.push(((*id).clone(), entry.positions.clone())),
                 }
-                None => part.read.push(((*id).clone(), entry.positions.clone())),
-            },
-            _ => part.read.push(((*id).clone(), entry.positions.clone())),
+            }
+            _ => {
+                take_away();
+                part.read.push(((*id).clone(), entry.positions.clone()));
+            }
         }
     }
+    part.away_bytes = away.concat();
+    part.away = away
+        .iter()
+        .scan(0, |end, bytes| {
+            *end += bytes.len();
+            Some(*end)
+        })
+        .collect();
     part.bytes = Vec::with_capacity(kept.iter().map(|(_, bytes, _)| bytes.len()).sum());
     part.moved = Vec::with_capacity(kept.len());
     for (id, bytes, version) in kept {
@@ -232,6 +294,21 @@ impl Split {
     /// The same split of the pathways `shown`.
     pub(crate) fn showing(self, shown: Shown) -> Split {
         Split { shown, ..self }
+    }
+
+    /// The same split for a view that counts every clock as of its date
+    /// (a risk model) but wants only the states on the PTL: the pathways
+    /// off it today that move to the date as they are (no clock running,
+    /// every event dated on or before it, nothing recorded after the
+    /// view's moment) are passed over, their clocks being the ones today's
+    /// aggregates keep ([`crate::aggregates::Aggregates::ended_clocks`]);
+    /// the clocks of the others off it today are taken away from those
+    /// (decision 158). Without kept aggregates, it moves every state.
+    pub(crate) fn counting_ended(self) -> Split {
+        Split {
+            count_ended: true,
+            ..self
+        }
     }
 
     /// Whether this view's states are still those it saw at `position`:
@@ -262,18 +339,31 @@ impl Split {
             return Snapshot {
                 parts: vec![part],
                 position,
+                ended: None,
             };
         }
         let started = std::time::Instant::now();
+        let ended = match self.count_ended {
+            true => data.aggregates.as_ref().map(|a| a.ended_clocks().clone()),
+            false => None,
+        };
+        let how = Split {
+            count_ended: ended.is_some(),
+            ..self
+        };
         let entries = data.pathways.as_slice();
         let parts = par_batches(&entries.chunks(SPLIT).collect::<Vec<_>>(), |entries| {
-            Some(split(entries, data.today, &data.record_days, self))
+            Some(split(entries, data.today, &data.record_days, how))
         });
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             "past view split under the projection's lock"
         );
-        Snapshot { parts, position }
+        Snapshot {
+            parts,
+            position,
+            ended,
+        }
     }
 }
 
@@ -313,6 +403,7 @@ impl App {
             known_to,
             shown,
             read_all: self.past_views_read_all(),
+            count_ended: false,
         })
     }
 
@@ -665,11 +756,37 @@ impl<'a> PastStates<'a> {
         }
     }
 
-    /// The clocks counted since [`Self::learn_clocks`], merged.
+    /// The clocks counted since [`Self::learn_clocks`], merged; with the
+    /// kept clocks of the pathways the split passed over, less those of
+    /// the pathways it did not ([`Split::counting_ended`]).
     pub(crate) fn clock_counts(&mut self) -> ModelCounts {
         let mut all = ModelCounts::new();
         for taken in &mut self.taken {
             all.merge(std::mem::take(&mut taken.counts));
+        }
+        if let Some(ended) = &self.snapshot.ended {
+            let started = std::time::Instant::now();
+            all.merge(ended.clone());
+            let packer = self.at.packer;
+            let away = par_batches(&self.snapshot.parts, |part| Some(part.counts_away(packer)));
+            for counts in away {
+                match counts {
+                    Ok(counts) => all.merge(counts),
+                    Err(e) => {
+                        self.failed.get_or_insert(e);
+                    }
+                }
+            }
+            tracing::debug!(
+                away = self
+                    .snapshot
+                    .parts
+                    .iter()
+                    .map(|p| p.away.len())
+                    .sum::<usize>(),
+                ms = started.elapsed().as_millis() as u64,
+                "kept clocks of the pathways off the PTL counted, those moved otherwise taken away"
+            );
         }
         all
     }

@@ -610,9 +610,11 @@ impl App {
                     let past_model = kept_model
                         .filter(|(_, learnt_at)| split.unchanged_since(*learnt_at, &data))
                         .map(|(model, _)| model);
+                    // Learning the date's model, the clocks of the
+                    // pathways off the PTL are counted already (decision 158).
                     let split = match past_model {
                         Some(_) => split.showing(Shown::OnPtl),
-                        None => split,
+                        None => split.counting_ended(),
                     };
                     let snapshot = split.snapshot(&data);
                     return Ok::<_, AppError>(Err((snapshot, position, past_model)));

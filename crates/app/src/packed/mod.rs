@@ -100,6 +100,11 @@ impl Packed {
         Some((head.settled?, head.on_ptl))
     }
 
+    /// Whether the state is on the PTL (`None`: its head is unreadable).
+    pub fn on_ptl(&self) -> Option<bool> {
+        self.head().ok().map(|head| head.on_ptl)
+    }
+
     /// The packed bytes of the earlier state that moves to `as_of`, and
     /// whether it is on the PTL (`None`: none kept does).
     pub fn earlier(&self, as_of: NaiveDate) -> Option<(bool, Vec<u8>)> {

@@ -100,17 +100,22 @@ impl Key {
     }
 }
 
+#[derive(Debug, Clone, PartialEq)]
 struct Counts {
+    /// How many clocks are counted in it (each once, however many of its
+    /// days): a stratum is learnt exactly when some clock counts in it.
+    clocks: i32,
     /// Difference array of clocks at risk (+1 where a stretch starts, −1
     /// after it ends).
-    at_risk: Vec<i64>,
-    stops: Vec<u32>,
-    closes: Vec<u32>,
+    at_risk: Vec<i32>,
+    stops: Vec<i32>,
+    closes: Vec<i32>,
 }
 
 impl Default for Counts {
     fn default() -> Counts {
         Counts {
+            clocks: 0,
             at_risk: vec![0; HORIZON + 1],
             stops: vec![0; HORIZON],
             closes: vec![0; HORIZON],
@@ -120,6 +125,7 @@ impl Default for Counts {
 
 impl Counts {
     fn add(&mut self, other: &Counts) {
+        self.clocks += other.clocks;
         for (a, b) in self.at_risk.iter_mut().zip(&other.at_risk) {
             *a += b;
         }
@@ -131,11 +137,11 @@ impl Counts {
         }
     }
 
-    fn span(&mut self, from: i64, to: i64) {
+    fn span(&mut self, from: i64, to: i64, sign: i32) {
         let (from, to) = (clamp(from), clamp(to));
         if from < to {
-            self.at_risk[from] += 1;
-            self.at_risk[to] -= 1;
+            self.at_risk[from] += sign;
+            self.at_risk[to] -= sign;
         }
     }
 }
@@ -202,11 +208,16 @@ fn stretches(o: &Observation) -> (Vec<Stretch>, Option<Stop>) {
 /// (or on several threads, then merged): each clock's days are counted in
 /// its own most specific strata only, and summed into every ancestor once,
 /// when the model is learnt. The counts are integers, so the model learnt
-/// is the same however the clocks were split or ordered.
-#[derive(Default)]
+/// is the same however the clocks were split or ordered; a clock can be
+/// taken away again, which gives the counts of the clocks left exactly
+/// (the clocks of ended pathways are kept so, counted once for every past
+/// date: decision 158).
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct ModelCounts {
     /// By most specific stratum: its pooled one (`late: None`) and, for the
-    /// days past its milestone's due day, the one of its flag.
+    /// days past its milestone's due day, the one of its flag. A stratum
+    /// no clock counts in any more is removed, so equal clocks give equal
+    /// counts whatever was added and taken away on the way.
     leaves: foldhash::HashMap<Key, Counts>,
 }
 
@@ -217,17 +228,30 @@ impl ModelCounts {
 
     /// Counts one clock as known on the date learnt from.
     pub fn add(&mut self, o: &Observation) {
+        self.add_signed(o, 1);
+    }
+
+    /// Counts one clock (`sign` 1) or takes it away again (`sign` −1).
+    pub fn add_signed(&mut self, o: &Observation, sign: i32) {
         let (spans, stop) = stretches(o);
         let pooled = Key::leaf(o, None);
+        // The strata the clock counts in (its pooled one always).
+        let mut counted = [Some(pooled), None, None];
+        let mut count_in = |key: Key| {
+            if !counted.contains(&Some(key)) {
+                if let Some(free) = counted.iter_mut().find(|k| k.is_none()) {
+                    *free = Some(key);
+                }
+            }
+        };
         for &(from, to, late) in &spans {
             // Every day counts in the pooled chain; past the due day also
             // in the chain of its flag.
-            self.leaves.entry(pooled).or_default().span(from, to);
+            self.leaves.entry(pooled).or_default().span(from, to, sign);
             if let Some(late) = late {
-                self.leaves
-                    .entry(Key::leaf(o, Some(late)))
-                    .or_default()
-                    .span(from, to);
+                let key = Key::leaf(o, Some(late));
+                self.leaves.entry(key).or_default().span(from, to, sign);
+                count_in(key);
             }
         }
         if let Some((day, late)) = stop.filter(|(d, _)| *d >= 0 && (*d as usize) < HORIZON) {
@@ -236,10 +260,25 @@ impl ModelCounts {
             for key in leaves {
                 let c = self.leaves.entry(key).or_default();
                 match o.outcome {
-                    Outcome::Stopped => c.stops[day] += 1,
-                    _ => c.closes[day] += 1,
+                    Outcome::Stopped => c.stops[day] += sign,
+                    _ => c.closes[day] += sign,
                 }
+                count_in(key);
             }
+        }
+        for key in counted.into_iter().flatten() {
+            self.count_clocks(key, sign);
+        }
+    }
+
+    /// Counts `n` more clocks in a stratum, removing it when none is left.
+    fn count_clocks(&mut self, key: Key, n: i32) {
+        let std::collections::hash_map::Entry::Occupied(mut e) = self.leaves.entry(key) else {
+            return;
+        };
+        e.get_mut().clocks += n;
+        if e.get().clocks == 0 {
+            e.remove();
         }
     }
 
@@ -251,7 +290,12 @@ impl ModelCounts {
         }
         for (key, counts) in other.leaves {
             match self.leaves.entry(key) {
-                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().add(&counts),
+                std::collections::hash_map::Entry::Occupied(mut e) => {
+                    e.get_mut().add(&counts);
+                    if e.get().clocks == 0 {
+                        e.remove();
+                    }
+                }
                 std::collections::hash_map::Entry::Vacant(e) => {
                     e.insert(counts);
                 }
@@ -301,7 +345,7 @@ impl ModelCounts {
             let mut at_risk = Vec::with_capacity(HORIZON);
             let mut running = 0i64;
             for t in 0..HORIZON {
-                running += c.at_risk[t];
+                running += i64::from(c.at_risk[t]);
                 at_risk.push(running.max(0) as u32);
             }
             let parent = key.parent().and_then(|p| strata.get(&p));
@@ -496,14 +540,14 @@ mod tests {
             let (spans, stop) = stretches(o);
             for (from, to, late) in spans {
                 for key in Key::leaf(o, None).chain() {
-                    counts.entry(key).or_default().span(from, to);
+                    counts.entry(key).or_default().span(from, to, 1);
                 }
                 if let Some(late) = late {
                     for key in Key::leaf(o, Some(late))
                         .chain()
                         .filter(|k| k.late.is_some())
                     {
-                        counts.entry(key).or_default().span(from, to);
+                        counts.entry(key).or_default().span(from, to, 1);
                     }
                 }
             }
@@ -601,6 +645,34 @@ mod tests {
             }
             same(&merged.fit(options), &oracle)?;
             same(&Model::fit(&observations, options), &oracle)?;
+        }
+
+        /// Clocks counted and then taken away again (on another thread,
+        /// merged in any order) leave exactly the counts, and the model,
+        /// of the clocks left: the strata only they counted in are gone.
+        #[test]
+        fn clocks_taken_away_leave_the_counts_of_the_rest(
+            kept in proptest::collection::vec(observation(), 0..40),
+            gone in proptest::collection::vec(observation(), 0..20),
+            gone_first in any::<bool>(),
+            weight in 0.0f64..30.0,
+        ) {
+            let options = ModelOptions { prior_weight: weight };
+            let mut direct = ModelCounts::new();
+            kept.iter().for_each(|o| direct.add(o));
+            let mut all = ModelCounts::new();
+            kept.iter().chain(&gone).for_each(|o| all.add(o));
+            let mut taken_away = ModelCounts::new();
+            gone.iter().for_each(|o| taken_away.add_signed(o, -1));
+            let merged = if gone_first {
+                taken_away.merge(all);
+                taken_away
+            } else {
+                all.merge(taken_away);
+                all
+            };
+            prop_assert_eq!(&merged, &direct);
+            same(&merged.fit(options), &direct.fit(options))?;
         }
     }
 }
