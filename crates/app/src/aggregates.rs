@@ -19,13 +19,16 @@
 use chrono::{Datelike, Days, NaiveDate};
 use foldhash::HashMap;
 
-use openptl_rules::fit::{self, FitFigures, FitReport};
+use openptl_rules::fit::{self, FitCount, FitFigures, FitReport};
 use openptl_rules::forecast::{self, ModelCounts, Observation};
 use openptl_rules::report::{MilestonesReport, StandardsReport};
-use openptl_rules::tally::{self, MilestonesKey, MilestonesTally, StandardsKey, Tally};
+use openptl_rules::tally::{
+    self, MilestonesKey, MilestonesTally, StandardsCount, StandardsKey, Tally,
+};
 use openptl_rules::{ClockKind, OdsCode, Period, PtlRow, RulesConfig, TumourSite};
 
 use crate::evaluate::Current;
+use crate::past::{Counted, Kept};
 use crate::ptl_index::PtlKeys;
 
 pub(crate) mod gauges;
@@ -99,7 +102,9 @@ pub(crate) struct Aggregates {
     /// The pathways with CWT records in each month indexed, by their
     /// index in the projection's vector.
     cwt: HashMap<Period, PathwaySet>,
-    /// The clocks of every pathway off the PTL (decision 158).
+    /// The clocks of every pathway off the PTL, counted for a risk model:
+    /// the same as of any date its events are settled by, as no clock
+    /// runs (decision 158).
     ended: ModelCounts,
 }
 
@@ -200,14 +205,32 @@ impl Aggregates {
         self.ended.merge(other.ended);
     }
 
-    /// The clocks of every pathway off the PTL today, counted for a risk
-    /// model (decision 158). Such a pathway runs no clock, so its clocks
-    /// are the same as of any date on or after the last its events name:
-    /// a past date's model counts these once and only the other
-    /// pathways' clocks as of that date, taking away those of the pathways
-    /// it cannot count so.
-    pub(crate) fn ended_clocks(&self) -> &ModelCounts {
-        &self.ended
+    /// What a past view starts from ([`Counted`], decision 158), of the
+    /// type it counts into: the clocks of every pathway off the PTL today
+    /// (`ModelCounts`), or the cells of a standard's month or a FIT month
+    /// (`StandardsCount`, `FitCount`).
+    pub(crate) fn kept(&self, counted: Counted) -> Option<Kept> {
+        Some(match counted {
+            Counted::Nothing => return None,
+            Counted::ClocksOffPtl => Box::new(self.ended.clone()),
+            Counted::Standards(standard, period, site) => {
+                let cells = self.standards.get(&(standard, period));
+                let cells = cells
+                    .into_iter()
+                    .flatten()
+                    .filter(|(key, _)| site.is_none_or(|s| key.site == s))
+                    .map(|(key, tally)| (*key, *tally));
+                Box::new(StandardsCount::from_cells(standard, period, cells))
+            }
+            Counted::Fit(period) => {
+                let cells = self
+                    .fit
+                    .iter()
+                    .filter(|((month, _), _)| *month == period)
+                    .map(|(key, figures)| (*key, figures.clone()));
+                Box::new(FitCount::from_cells(period, cells))
+            }
+        })
     }
 
     /// The pathways (their indexes) with CWT records in `month` when it is

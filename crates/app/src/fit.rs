@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use openptl_rules::fit::{FitCount, FitFigures, FitReport};
-use openptl_rules::{DiagnosticTest, Period};
+use openptl_rules::{DiagnosticTest, PathwayState, Period};
 use prometheus::{GaugeVec, Opts, Registry};
 
 use crate::access::Principal;
@@ -37,15 +37,20 @@ impl App {
         if let Some(done) = today.await? {
             return Ok(done);
         }
-        let rules = config.clone();
+        let (rules, away_rules) = (config.clone(), config.clone());
         let (count, position) = self
             .fold_states(
-                as_of,
-                at.known_at,
-                crate::past::Shown::period(period),
+                self.past_split(as_of, at.known_at, crate::past::Shown::period(period))
+                    .await?,
                 move || FitCount::new(period),
                 move |count, _, state| count.add(state, &rules),
                 FitCount::merge,
+                Some((
+                    crate::past::Counted::Fit(period),
+                    Box::new(move |count: &mut FitCount, state: &PathwayState| {
+                        count.take_away(state, &away_rules)
+                    }),
+                )),
             )
             .await?;
         Ok((count.report(&|t| trusts.allows(t), &config), position))

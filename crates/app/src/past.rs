@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_rules::forecast::{self, ModelCounts};
-use openptl_rules::{PtlRow, RulesConfig};
+use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, RulesConfig, TumourSite};
 
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_batches};
@@ -91,10 +91,51 @@ pub(crate) struct Snapshot {
     parts: Vec<Part>,
     /// The position the pathways were projected to.
     position: u64,
-    /// The clocks of the pathways off the PTL, as today's aggregates keep
-    /// them, when the split passed over those it need not move to count
-    /// them ([`Split::counting_ended`]).
-    ended: Option<ModelCounts>,
+    /// What the view starts from of today's aggregates, when the split
+    /// passed over the pathways those count already ([`Counted`]).
+    kept: Option<Kept>,
+}
+
+/// How a past view that starts from today's aggregates takes a pathway's
+/// contributions as of today away again ([`Counted`]).
+pub(crate) type TakeAway<A> = Box<dyn Fn(&mut A, &PathwayState) + Send + Sync>;
+
+/// Sums kept with today's aggregates that a past view starts from: of the
+/// type the view counts into ([`crate::aggregates::Aggregates::kept`]).
+pub(crate) type Kept = Box<dyn Any + Send + Sync>;
+
+/// What of today's aggregates a past view starts from (decision 158): the
+/// sums of today's contributions of some pathways, which are the same as
+/// of the view's date for every such pathway that moves to it as it is
+/// (every event dated on or before it; as known at a moment, nothing
+/// recorded since that changes it). The split passes over those, and
+/// lists the others counted in the sums, whose contributions as of today
+/// the view takes away before counting them as of its date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// Nothing: every pathway shown moves or is read.
+    Nothing,
+    /// The clocks of the pathways off the PTL, counted for a risk model
+    /// (a running clock's days move with the date; no other does).
+    ClocksOffPtl,
+    /// The cells of one standard's month, of one tumour site or all: a
+    /// stop, an exclusion or a treatment is dated, so every pathway's
+    /// contributions are the same as of any date its events are settled by.
+    Standards(ClockKind, Period, Option<TumourSite>),
+    /// The FIT cells of one referral month (tests and results are dated).
+    Fit(Period),
+}
+
+impl Counted {
+    /// Whether the sums count a pathway's contributions as of today
+    /// (`on_ptl`: whether it is on the PTL today).
+    fn counts(self, on_ptl: bool) -> bool {
+        match self {
+            Counted::Nothing => false,
+            Counted::ClocksOffPtl => !on_ptl,
+            Counted::Standards(..) | Counted::Fit(..) => true,
+        }
+    }
 }
 
 impl Snapshot {
@@ -139,43 +180,49 @@ struct Part {
     read: Vec<(Arc<str>, crate::positions::Positions)>,
     /// How many of the states to move were on the PTL then.
     on_ptl: usize,
-    /// The packed states, as of today, of the pathways whose clocks the
-    /// kept counts hold ([`Snapshot::ended`]) but the view counts as of its
-    /// date itself (they are taken away from the kept ones), one after
-    /// another, and where each ends.
+    /// The packed states, as of today, of the pathways the kept sums count
+    /// ([`Counted`]) that the view counts as of its date itself (they are
+    /// taken away from the kept ones), one after another, and where each
+    /// ends.
     away_bytes: Vec<u8>,
     away: Vec<usize>,
 }
 
 impl Part {
-    /// The clocks of its pathways to take away from the kept counts.
-    fn counts_away(&self, packer: &Packer) -> Result<ModelCounts, AppError> {
-        let mut counts = ModelCounts::new();
+    /// Its pathways to take away from the kept sums, as of today, taken
+    /// away from a fresh accumulator.
+    fn away<A>(
+        &self,
+        packer: &Packer,
+        new: &(impl Fn() -> A + Sync),
+        take_away: &(impl Fn(&mut A, &PathwayState) + Sync),
+    ) -> Result<A, AppError> {
+        let mut acc = new();
         let mut start = 0;
         for end in &self.away {
             let (state, _) = packer
                 .unpack_bytes(&self.away_bytes[start..*end])
                 .map_err(crate::projection::unpack_failed)?;
-            forecast::observations(&state).for_each(|o| counts.add_signed(&o, -1));
+            take_away(&mut acc, &state);
             start = *end;
         }
-        Ok(counts)
+        Ok(acc)
     }
 }
 
-/// How a past view splits the projection's pathways: its date, the last
-/// position recorded by its moment (`None`: known now), the pathways it
-/// shows, and whether every one is read back instead
+/// How a past view splits the projection's pathways: its date and moment
+/// (`None`: known now), the last position recorded by that moment, the
+/// pathways it shows, and whether every one is read back instead
 /// ([`App::set_past_views_read_all`]).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Split {
     as_of: NaiveDate,
+    known_at: Option<DateTime<Utc>>,
     known_to: Option<u64>,
     shown: Shown,
     read_all: bool,
-    /// Whether the pathways off the PTL today that move to the view's date
-    /// as they are are passed over, their clocks being counted already.
-    count_ended: bool,
+    /// What of today's aggregates the view starts from.
+    counted: Counted,
 }
 
 /// A state a split moves: its pathway, packed bytes and version as known
@@ -193,7 +240,7 @@ fn split<'a>(
         as_of,
         known_to,
         shown,
-        count_ended,
+        counted,
         ..
     } = how;
     // What to move, found first and copied after into one buffer of its
@@ -203,17 +250,17 @@ fn split<'a>(
     let mut away: Vec<&'a [u8]> = Vec::new();
     let mut part = Part::default();
     for (id, entry) in entries {
-        // Today's state, when its clocks are among the kept counts of
-        // those off the PTL: taken away from them unless it moves to the
-        // view's date as it is.
-        let ended = match count_ended {
-            true => entry
-                .state
-                .as_ref()
-                .filter(|p| p.on_ptl() == Some(false))
-                .map(|p| p.as_bytes()),
-            false => None,
+        // Today's state, when the kept sums count it: passed over when it
+        // moves to the view's date as it is, else taken away from them
+        // (when it counts in what the view shows at all).
+        let counted_today = match counted {
+            Counted::Nothing => None,
+            _ => entry.state.as_ref().filter(|p| {
+                p.on_ptl()
+                    .is_some_and(|on| counted.counts(on) && shown.shows(p.span(), on))
+            }),
         };
+        let ended = counted_today.map(|p| p.as_bytes());
         let mut take_away = || away.extend(ended);
         // The pathway's version as known then, when records of it came
         // later that change nothing as of the view's date. (Its positions
@@ -248,7 +295,7 @@ fn split<'a>(
         };
         match (settled, evaluated_on) {
             (Some((_, (settled, _))), _) if as_of < settled.first => take_away(),
-            // Its clocks as of the date are today's, counted already.
+            // What it adds as of the date is what it adds today, counted.
             (Some(_), Some(on))
                 if ended.is_some() && settled.is_some_and(|(_, (s, _))| s.covers(on, as_of)) => {}
             (Some((packed, (settled, on_ptl))), Some(on)) if settled.covers(on, as_of) => {
@@ -291,24 +338,31 @@ fn split<'a>(
 }
 
 impl Split {
+    /// The view's date.
+    pub(crate) fn as_of(&self) -> NaiveDate {
+        self.as_of
+    }
+
+    /// The view's moment (`None`: known now).
+    pub(crate) fn known_at(&self) -> Option<DateTime<Utc>> {
+        self.known_at
+    }
+
+    /// The pathways it shows.
+    pub(crate) fn shown(&self) -> Shown {
+        self.shown
+    }
+
     /// The same split of the pathways `shown`.
     pub(crate) fn showing(self, shown: Shown) -> Split {
         Split { shown, ..self }
     }
 
-    /// The same split for a view that counts every clock as of its date
-    /// (a risk model) but wants only the states on the PTL: the pathways
-    /// off it today that move to the date as they are (no clock running,
-    /// every event dated on or before it, nothing recorded after the
-    /// view's moment) are passed over, their clocks being the ones today's
-    /// aggregates keep ([`crate::aggregates::Aggregates::ended_clocks`]);
-    /// the clocks of the others off it today are taken away from those
-    /// (decision 158). Without kept aggregates, it moves every state.
-    pub(crate) fn counting_ended(self) -> Split {
-        Split {
-            count_ended: true,
-            ..self
-        }
+    /// The same split for a view that starts from what `counted` names of
+    /// today's aggregates ([`Counted`]; decision 158). Without kept
+    /// aggregates, it moves or reads every pathway shown, as before.
+    pub(crate) fn counting(self, counted: Counted) -> Split {
+        Split { counted, ..self }
     }
 
     /// Whether this view's states are still those it saw at `position`:
@@ -339,16 +393,16 @@ impl Split {
             return Snapshot {
                 parts: vec![part],
                 position,
-                ended: None,
+                kept: None,
             };
         }
         let started = std::time::Instant::now();
-        let ended = match self.count_ended {
-            true => data.aggregates.as_ref().map(|a| a.ended_clocks().clone()),
-            false => None,
-        };
+        let kept = data.aggregates.as_ref().and_then(|a| a.kept(self.counted));
         let how = Split {
-            count_ended: ended.is_some(),
+            counted: match kept {
+                Some(_) => self.counted,
+                None => Counted::Nothing,
+            },
             ..self
         };
         let entries = data.pathways.as_slice();
@@ -362,7 +416,7 @@ impl Split {
         Snapshot {
             parts,
             position,
-            ended,
+            kept,
         }
     }
 }
@@ -400,10 +454,11 @@ impl App {
         };
         Ok(Split {
             as_of,
+            known_at,
             known_to,
             shown,
             read_all: self.past_views_read_all(),
-            count_ended: false,
+            counted: Counted::Nothing,
         })
     }
 
@@ -481,7 +536,9 @@ impl App {
                 config: &config,
                 packer: projection.packer(),
             };
-            let mut states = PastStates::new(&snapshot, log.as_ref(), &runtime, at)?;
+            let mut snapshot = snapshot;
+            let kept = snapshot.kept.take();
+            let mut states = PastStates::new(&snapshot, log.as_ref(), &runtime, at, kept)?;
             let started = std::time::Instant::now();
             let out = consume(&mut states);
             // Where the time went: the states (moved or read, on every
@@ -569,6 +626,9 @@ pub(crate) struct PastStates<'a> {
     /// The states read back that a fold took something of, kept whole
     /// when it asks (they cannot be moved again: [`PastStates::again`]).
     read_kept: HashMap<Arc<str>, Current>,
+    /// What the view starts from of today's aggregates ([`Counted`]),
+    /// until it takes it ([`PastStates::kept_less_away`]).
+    kept: Option<Kept>,
 }
 
 /// What one core took of the states it moved or read, besides those it
@@ -614,6 +674,7 @@ impl<'a> PastStates<'a> {
         log: &'a dyn openptl_log::EventLog,
         runtime: &tokio::runtime::Handle,
         at: At<'a>,
+        kept: Option<Kept>,
     ) -> Result<PastStates<'a>, AppError> {
         let mut read: Vec<crate::fold::PathwayRecords> = snapshot
             .parts
@@ -651,6 +712,7 @@ impl<'a> PastStates<'a> {
             folding: None,
             taken: Vec::new(),
             read_kept: HashMap::new(),
+            kept,
         })
     }
 
@@ -758,37 +820,61 @@ impl<'a> PastStates<'a> {
 
     /// The clocks counted since [`Self::learn_clocks`], merged; with the
     /// kept clocks of the pathways the split passed over, less those of
-    /// the pathways it did not ([`Split::counting_ended`]).
+    /// the pathways it did not ([`Counted::ClocksOffPtl`]).
     pub(crate) fn clock_counts(&mut self) -> ModelCounts {
         let mut all = ModelCounts::new();
         for taken in &mut self.taken {
             all.merge(std::mem::take(&mut taken.counts));
         }
-        if let Some(ended) = &self.snapshot.ended {
-            let started = std::time::Instant::now();
-            all.merge(ended.clone());
-            let packer = self.at.packer;
-            let away = par_batches(&self.snapshot.parts, |part| Some(part.counts_away(packer)));
-            for counts in away {
-                match counts {
-                    Ok(counts) => all.merge(counts),
-                    Err(e) => {
-                        self.failed.get_or_insert(e);
-                    }
+        let started = std::time::Instant::now();
+        let take_away = |counts: &mut ModelCounts, state: &PathwayState| {
+            forecast::observations(state).for_each(|o| counts.add_signed(&o, -1))
+        };
+        for counts in self.kept_less_away(ModelCounts::new, take_away) {
+            all.merge(counts);
+        }
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "kept clocks counted, those of the pathways counted otherwise taken away"
+        );
+        all
+    }
+
+    /// What the view starts from of today's aggregates when its split
+    /// passed over the pathways they count ([`Counted`]), then for each
+    /// part of the split an accumulator its pathways counted otherwise were
+    /// taken away from, to merge; nothing when it did not pass over any.
+    pub(crate) fn kept_less_away<A: Send + 'static>(
+        &mut self,
+        new: impl Fn() -> A + Sync,
+        take_away: impl Fn(&mut A, &PathwayState) + Sync,
+    ) -> Vec<A> {
+        let Some(kept) = self.kept.take() else {
+            return Vec::new();
+        };
+        let kept = match kept.downcast::<A>() {
+            Ok(kept) => *kept,
+            Err(_) => {
+                self.failed.get_or_insert(AppError::internal(
+                    "a past view's kept sums are not of the type it counts",
+                ));
+                return Vec::new();
+            }
+        };
+        let packer = self.at.packer;
+        let away = par_batches(&self.snapshot.parts, |part| {
+            Some(part.away(packer, &new, &take_away))
+        });
+        let mut out = vec![kept];
+        for acc in away {
+            match acc {
+                Ok(acc) => out.push(acc),
+                Err(e) => {
+                    self.failed.get_or_insert(e);
                 }
             }
-            tracing::debug!(
-                away = self
-                    .snapshot
-                    .parts
-                    .iter()
-                    .map(|p| p.away.len())
-                    .sum::<usize>(),
-                ms = started.elapsed().as_millis() as u64,
-                "kept clocks of the pathways off the PTL counted, those moved otherwise taken away"
-            );
         }
-        all
+        out
     }
 
     /// The next step's states; `false` when there are none left (or a

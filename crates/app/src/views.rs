@@ -25,7 +25,7 @@ use crate::access::{Principal, TrustScope};
 use crate::aggregates::Aggregates;
 use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
 use crate::evaluate::Current;
-use crate::past::Shown;
+use crate::past::{Counted, Shown, Split, TakeAway};
 use crate::projection::ProjectionData;
 use crate::ptl_index::{day_number, pack_trust};
 pub use crate::ptl_index::{PtlIndexEntry, PtlKeys, RiskKeys};
@@ -395,10 +395,9 @@ impl App {
         shown: Shown,
         f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R + Send + 'static,
     ) -> Result<(R, u64), AppError> {
+        let split = self.past_split(as_of, known_at, shown).await?;
         self.states_then(
-            as_of,
-            known_at,
-            shown,
+            split,
             f,
             |f, seen| f(seen),
             |f, states| {
@@ -415,29 +414,32 @@ impl App {
     /// [`Self::with_states`] for a view that counts states one at a time
     /// into partial results it can merge: a past view counts them where
     /// they are moved or read, on every core, and drops them there
-    /// (decision 157).
+    /// (decision 157). `from_today`: what of today's aggregates it can
+    /// start from, and how it takes a pathway's contributions away again
+    /// (decision 158).
     pub(crate) async fn fold_states<A: Send + Sync + 'static>(
         &self,
-        as_of: NaiveDate,
-        known_at: Option<DateTime<Utc>>,
-        shown: Shown,
+        split: Split,
         new: impl Fn() -> A + Send + Sync + 'static,
         fold: impl Fn(&mut A, &str, &PathwayState) + Send + Sync + 'static,
         merge: impl Fn(&mut A, A) + Send + 'static,
+        from_today: Option<(Counted, TakeAway<A>)>,
     ) -> Result<(A, u64), AppError> {
         let new = Arc::new(new);
         let fold = Arc::new(fold);
+        let (split, take_away) = match from_today {
+            Some((counted, take_away)) => (split.counting(counted), Some(take_away)),
+            None => (split, None),
+        };
         self.states_then(
-            as_of,
-            known_at,
-            shown,
-            (new, fold, merge),
-            |(new, fold, _), seen| {
+            split,
+            (new, fold, merge, take_away),
+            |(new, fold, _, _), seen| {
                 let mut acc = new();
                 seen.for_each(|s| fold(&mut acc, s.id(), s.state()));
                 acc
             },
-            |(new, fold, merge), states| {
+            |(new, fold, merge, take_away), states| {
                 states.fold_on_movers(
                     {
                         let new = new.clone();
@@ -455,6 +457,11 @@ impl App {
                 for part in states.folded() {
                     merge(&mut acc, part);
                 }
+                if let Some(take_away) = take_away {
+                    for part in states.kept_less_away(|| new(), |a, s| take_away(a, s)) {
+                        merge(&mut acc, part);
+                    }
+                }
                 acc
             },
         )
@@ -466,15 +473,14 @@ impl App {
     /// moment, off the async workers; `f` goes to the one that runs.
     async fn states_then<F: Send + 'static, R: Send + 'static>(
         &self,
-        as_of: NaiveDate,
-        known_at: Option<DateTime<Utc>>,
-        shown: Shown,
+        split: Split,
         f: F,
         today: fn(F, &mut dyn Iterator<Item = Seen<'_>>) -> R,
         past: fn(F, &mut crate::past::PastStates<'_>) -> R,
     ) -> Result<(R, u64), AppError> {
         let projection = self.projection.clone();
-        let split = self.past_split(as_of, known_at, shown).await?;
+        let (as_of, known_at) = (split.as_of(), split.known_at());
+        let shown = split.shown();
         let now = self
             .off_workers(move || {
                 let data = projection.read();
@@ -614,7 +620,7 @@ impl App {
                     // pathways off the PTL are counted already (decision 158).
                     let split = match past_model {
                         Some(_) => split.showing(Shown::OnPtl),
-                        None => split.counting_ended(),
+                        None => split.counting(Counted::ClocksOffPtl),
                     };
                     let snapshot = split.snapshot(&data);
                     return Ok::<_, AppError>(Err((snapshot, position, past_model)));
@@ -717,9 +723,8 @@ impl App {
         }
         let (count, position) = self
             .fold_states(
-                as_of,
-                at.known_at,
-                Shown::period(period),
+                self.past_split(as_of, at.known_at, Shown::period(period))
+                    .await?,
                 move || StandardsCount::new(standard, period),
                 move |count, _, state| {
                     if tumour_site.is_none_or(|t| state.tumour_site == t) {
@@ -727,6 +732,14 @@ impl App {
                     }
                 },
                 StandardsCount::merge,
+                Some((
+                    Counted::Standards(standard, period, tumour_site),
+                    Box::new(move |count: &mut StandardsCount, state: &PathwayState| {
+                        if tumour_site.is_none_or(|t| state.tumour_site == t) {
+                            count.take_away(state);
+                        }
+                    }),
+                )),
             )
             .await?;
         Ok((count.report(&|t| trusts.allows(t), &config), position))
@@ -756,9 +769,7 @@ impl App {
         let rules = config.clone();
         let (count, position) = self
             .fold_states(
-                as_of,
-                at.known_at,
-                shown,
+                self.past_split(as_of, at.known_at, shown).await?,
                 move || MilestonesCount::new(period),
                 move |count, _, state| {
                     if trusts.allows(state.trust.as_str())
@@ -768,6 +779,7 @@ impl App {
                     }
                 },
                 MilestonesCount::merge,
+                None,
             )
             .await?;
         Ok((count.report(&config), position))
@@ -798,9 +810,7 @@ impl App {
         // (an FDS clock breached in it passed its target the day before).
         let shown = Shown::OnPtlOrHolding(week_ending - Days::new(7), week_ending);
         self.fold_states(
-            week_ending,
-            known_at,
-            shown,
+            self.past_split(week_ending, known_at, shown).await?,
             move || CanptlReturn::new(week_ending),
             move |report, _, state| {
                 if trusts.allows(state.trust.as_str()) {
@@ -808,6 +818,7 @@ impl App {
                 }
             },
             CanptlReturn::merge,
+            None,
         )
         .await
     }
@@ -837,12 +848,12 @@ impl App {
             None => {
                 let (mut lines, position) = self
                     .fold_states(
-                        as_of,
-                        at.known_at,
-                        Shown::period(period),
+                        self.past_split(as_of, at.known_at, Shown::period(period))
+                            .await?,
                         Vec::new,
                         move |lines, id, state| add_cwt_lines(lines, id, state, period, &trusts),
                         Vec::extend,
+                        None,
                     )
                     .await?;
                 sort_cwt_lines(&mut lines);

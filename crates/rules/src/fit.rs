@@ -447,9 +447,31 @@ impl FitCount {
         }
     }
 
+    /// The counts of the cells given (those of other months are left
+    /// out): a view that starts from cells kept elsewhere.
+    pub fn from_cells(
+        period: Period,
+        cells: impl IntoIterator<Item = ((Period, OdsCode), FitFigures)>,
+    ) -> FitCount {
+        let cells = cells
+            .into_iter()
+            .filter(|((month, _), _)| *month == period)
+            .collect();
+        FitCount { period, cells }
+    }
+
     /// Counts a pathway, if it is a lower GI urgent referral received in
     /// the month.
     pub fn add(&mut self, state: &PathwayState, config: &RulesConfig) {
+        self.add_signed(state, config, 1);
+    }
+
+    /// Takes a pathway away again (from cells it was counted in).
+    pub fn take_away(&mut self, state: &PathwayState, config: &RulesConfig) {
+        self.add_signed(state, config, -1);
+    }
+
+    fn add_signed(&mut self, state: &PathwayState, config: &RulesConfig, sign: i64) {
         if !self.period.contains(state.referred_on) {
             return;
         }
@@ -457,7 +479,7 @@ impl FitCount {
             self.cells
                 .entry(key)
                 .or_insert_with(FitFigures::empty)
-                .combine(&figures, 1);
+                .combine(&figures, sign);
         }
     }
 

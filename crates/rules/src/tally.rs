@@ -471,12 +471,40 @@ impl StandardsCount {
         }
     }
 
+    /// The counts of the cells given (those of other standards or months
+    /// are left out): a view that starts from cells kept elsewhere.
+    pub fn from_cells(
+        standard: ClockKind,
+        period: Period,
+        cells: impl IntoIterator<Item = (StandardsKey, Tally)>,
+    ) -> StandardsCount {
+        let cells = cells
+            .into_iter()
+            .filter(|(key, _)| key.standard == standard && key.month == period)
+            .collect();
+        StandardsCount {
+            standard,
+            period,
+            cells,
+        }
+    }
+
     /// Counts a pathway's contributions to the report.
     pub fn add(&mut self, state: &PathwayState) {
+        self.add_signed(state, 1);
+    }
+
+    /// Takes a pathway's contributions away again (from cells it was
+    /// counted in).
+    pub fn take_away(&mut self, state: &PathwayState) {
+        self.add_signed(state, -1);
+    }
+
+    fn add_signed(&mut self, state: &PathwayState, sign: i64) {
         let (standard, period) = (self.standard, self.period);
         standards_contributions(state, &mut |key, share| {
             if key.standard == standard && key.month == period {
-                self.cells.entry(key).or_default().add(share, 1);
+                self.cells.entry(key).or_default().add(share, sign);
             }
         });
     }

@@ -100,48 +100,71 @@ impl Key {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Counts {
     /// How many clocks are counted in it (each once, however many of its
     /// days): a stratum is learnt exactly when some clock counts in it.
     clocks: i32,
     /// Difference array of clocks at risk (+1 where a stretch starts, −1
     /// after it ends).
-    at_risk: Vec<i32>,
-    stops: Vec<i32>,
-    closes: Vec<i32>,
+    at_risk: ByDay,
+    stops: ByDay,
+    closes: ByDay,
 }
 
-impl Default for Counts {
-    fn default() -> Counts {
-        Counts {
-            clocks: 0,
-            at_risk: vec![0; HORIZON + 1],
-            stops: vec![0; HORIZON],
-            closes: vec![0; HORIZON],
+/// Counts by day, as long as the last day counted (a stratum's clocks
+/// seldom reach the horizon; the counts kept for past dates hold a
+/// thousand strata). Equal whatever zeros trail.
+#[derive(Debug, Clone, Default)]
+struct ByDay(Vec<i32>);
+
+impl ByDay {
+    fn get(&self, day: usize) -> i32 {
+        self.0.get(day).copied().unwrap_or(0)
+    }
+
+    fn add_at(&mut self, day: usize, n: i32) {
+        if self.0.len() <= day {
+            self.0.resize(day + 1, 0);
         }
+        self.0[day] += n;
+    }
+
+    fn add(&mut self, other: &ByDay) {
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a += b;
+        }
+    }
+
+    /// Without the zeros that trail.
+    fn counted(&self) -> &[i32] {
+        let last = self.0.iter().rposition(|n| *n != 0).map_or(0, |i| i + 1);
+        &self.0[..last]
+    }
+}
+
+impl PartialEq for ByDay {
+    fn eq(&self, other: &ByDay) -> bool {
+        self.counted() == other.counted()
     }
 }
 
 impl Counts {
     fn add(&mut self, other: &Counts) {
         self.clocks += other.clocks;
-        for (a, b) in self.at_risk.iter_mut().zip(&other.at_risk) {
-            *a += b;
-        }
-        for (a, b) in self.stops.iter_mut().zip(&other.stops) {
-            *a += b;
-        }
-        for (a, b) in self.closes.iter_mut().zip(&other.closes) {
-            *a += b;
-        }
+        self.at_risk.add(&other.at_risk);
+        self.stops.add(&other.stops);
+        self.closes.add(&other.closes);
     }
 
     fn span(&mut self, from: i64, to: i64, sign: i32) {
         let (from, to) = (clamp(from), clamp(to));
         if from < to {
-            self.at_risk[from] += sign;
-            self.at_risk[to] -= sign;
+            self.at_risk.add_at(from, sign);
+            self.at_risk.add_at(to, -sign);
         }
     }
 }
@@ -260,8 +283,8 @@ impl ModelCounts {
             for key in leaves {
                 let c = self.leaves.entry(key).or_default();
                 match o.outcome {
-                    Outcome::Stopped => c.stops[day] += sign,
-                    _ => c.closes[day] += sign,
+                    Outcome::Stopped => c.stops.add_at(day, sign),
+                    _ => c.closes.add_at(day, sign),
                 }
                 count_in(key);
             }
@@ -345,14 +368,14 @@ impl ModelCounts {
             let mut at_risk = Vec::with_capacity(HORIZON);
             let mut running = 0i64;
             for t in 0..HORIZON {
-                running += i64::from(c.at_risk[t]);
+                running += i64::from(c.at_risk.get(t));
                 at_risk.push(running.max(0) as u32);
             }
             let parent = key.parent().and_then(|p| strata.get(&p));
             let mut hazard = Vec::with_capacity(HORIZON);
             for (t, &n) in at_risk.iter().enumerate() {
                 let n = f64::from(n);
-                let (stops, closes) = (f64::from(c.stops[t]), f64::from(c.closes[t]));
+                let (stops, closes) = (f64::from(c.stops.get(t)), f64::from(c.closes.get(t)));
                 let prior: (f64, f64) = match parent {
                     Some(p) => p.hazard[t],
                     None => hazard.last().copied().unwrap_or((0.0, 0.0)),
@@ -563,9 +586,9 @@ mod tests {
                 for key in keys {
                     let c = counts.entry(key).or_default();
                     if o.outcome == Outcome::Stopped {
-                        c.stops[day as usize] += 1;
+                        c.stops.add_at(day as usize, 1);
                     } else {
-                        c.closes[day as usize] += 1;
+                        c.closes.add_at(day as usize, 1);
                     }
                 }
             }
