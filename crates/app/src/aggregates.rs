@@ -23,7 +23,7 @@ use openptl_rules::fit::{self, FitCount, FitFigures, FitReport};
 use openptl_rules::forecast::{self, ModelCounts, Observation};
 use openptl_rules::report::{MilestonesReport, StandardsReport};
 use openptl_rules::tally::{
-    self, MilestonesKey, MilestonesTally, StandardsCount, StandardsKey, Tally,
+    self, MilestonesCount, MilestonesKey, MilestonesTally, StandardsCount, StandardsKey, Tally,
 };
 use openptl_rules::{ClockKind, OdsCode, Period, PtlRow, RulesConfig, TumourSite};
 
@@ -47,8 +47,12 @@ pub(crate) struct Contribution {
     /// The months of [`cwt_months_from`] on it has CWT records in.
     cwt: Vec<Period>,
     /// Its clocks, when none runs (off the PTL): they are the same as of
-    /// any date after its last ([`Aggregates::ended_clocks`]).
+    /// any date after its last ([`Aggregates::kept`]).
     ended: Vec<Observation>,
+    /// Whether none of its milestones is pending or overdue: its
+    /// contribution to the milestone view is then the same as of any date
+    /// after its last ([`Aggregates::kept`]).
+    milestones_decided: bool,
 }
 
 /// The first month whose CWT submission today's aggregates index: the
@@ -79,6 +83,7 @@ impl Contribution {
             true => Vec::new(),
             false => forecast::observations(state).collect(),
         };
+        let milestones_decided = state.next_milestone().is_none();
         Contribution {
             standards,
             milestones: tally::milestones_contribution(state, config),
@@ -86,6 +91,7 @@ impl Contribution {
             gauges,
             cwt,
             ended,
+            milestones_decided,
         }
     }
 }
@@ -106,6 +112,12 @@ pub(crate) struct Aggregates {
     /// the same as of any date its events are settled by, as no clock
     /// runs (decision 158).
     ended: ModelCounts,
+    /// The pathways none of whose milestones is pending or overdue (by
+    /// their index), whose contributions to the milestone cells are the
+    /// same as of any date their events are settled by (decision 158), and
+    /// the milestone cells of those only.
+    milestones_decided: PathwaySet,
+    milestones_settled: HashMap<MilestonesKey, MilestonesTally>,
 }
 
 impl Aggregates {
@@ -175,6 +187,19 @@ impl Aggregates {
         for o in &c.ended {
             self.ended.add_signed(o, sign as i32);
         }
+        if c.milestones_decided {
+            match sign > 0 {
+                true => self.milestones_decided.insert(index),
+                false => self.milestones_decided.remove(index),
+            };
+            if let Some((key, tally)) = &c.milestones {
+                let cell = self.milestones_settled.entry(*key).or_default();
+                cell.add(tally, sign);
+                if cell.is_empty() {
+                    self.milestones_settled.remove(key);
+                }
+            }
+        }
     }
 
     /// Adds every cell of `other` (partial sums built on several threads).
@@ -203,6 +228,13 @@ impl Aggregates {
             self.cwt.entry(month).or_default().extend(&pathways);
         }
         self.ended.merge(other.ended);
+        self.milestones_decided.extend(&other.milestones_decided);
+        for (key, tally) in other.milestones_settled {
+            self.milestones_settled
+                .entry(key)
+                .or_default()
+                .add(&tally, 1);
+        }
     }
 
     /// What a past view starts from ([`Counted`], decision 158), of the
@@ -221,6 +253,13 @@ impl Aggregates {
                     .filter(|(key, _)| site.is_none_or(|s| key.site == s))
                     .map(|(key, tally)| (*key, *tally));
                 Box::new(StandardsCount::from_cells(standard, period, cells))
+            }
+            Counted::Milestones(period) => {
+                let cells = self
+                    .milestones_settled
+                    .iter()
+                    .map(|(key, tally)| (*key, tally.clone()));
+                Box::new(MilestonesCount::from_cells(period, cells))
             }
             Counted::Fit(period) => {
                 let cells = self
@@ -297,6 +336,27 @@ impl Aggregates {
     }
 
     /// How many cells are kept (for the memory figures).
+    /// Whether the pathway at `index` counts in what `counted` names as
+    /// it is today (`on_ptl`: whether it is on the PTL).
+    pub(crate) fn counts(&self, counted: Counted, index: usize, on_ptl: bool) -> bool {
+        match counted {
+            Counted::Nothing => false,
+            Counted::ClocksOffPtl => !on_ptl,
+            Counted::Milestones(_) => self.milestones_decided.contains(index),
+            Counted::Standards(..) | Counted::Fit(..) => true,
+        }
+    }
+
+    /// Gives back what the build's merging grew into and does not use.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        self.ended.shrink_to_fit();
+    }
+
+    /// The strata and bytes of the clocks kept for past dates' models.
+    pub(crate) fn clocks_kept(&self) -> (usize, usize) {
+        self.ended.size()
+    }
+
     pub(crate) fn cells(&self) -> usize {
         self.standards.values().map(HashMap::len).sum::<usize>()
             + self.milestones.len()

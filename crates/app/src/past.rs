@@ -35,7 +35,7 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, RulesConfig, Tumour
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_batches};
 use crate::packed::Packer;
-use crate::projection::{ProjectionData, RecordDays};
+use crate::projection::ProjectionData;
 use crate::{App, AppError, Failure};
 
 /// The pathways a past view may show, of those whose states move: a view
@@ -124,18 +124,10 @@ pub(crate) enum Counted {
     Standards(ClockKind, Period, Option<TumourSite>),
     /// The FIT cells of one referral month (tests and results are dated).
     Fit(Period),
-}
-
-impl Counted {
-    /// Whether the sums count a pathway's contributions as of today
-    /// (`on_ptl`: whether it is on the PTL today).
-    fn counts(self, on_ptl: bool) -> bool {
-        match self {
-            Counted::Nothing => false,
-            Counted::ClocksOffPtl => !on_ptl,
-            Counted::Standards(..) | Counted::Fit(..) => true,
-        }
-    }
+    /// The milestone cells of one referral month or all, of the pathways
+    /// none of whose milestones is pending or overdue only (one of those
+    /// turns overdue on its due date, whatever else happens).
+    Milestones(Option<Period>),
 }
 
 impl Snapshot {
@@ -231,11 +223,12 @@ type ToMove<'a> = (&'a Arc<str>, std::borrow::Cow<'a, [u8]>, Option<u64>);
 
 /// Splits some pathways as [`Split::snapshot`] says.
 fn split<'a>(
-    entries: &'a [(Arc<str>, crate::projection::PathwayEntry)],
-    evaluated_on: Option<NaiveDate>,
-    record_days: &RecordDays,
+    (first, entries): (usize, &'a [(Arc<str>, crate::projection::PathwayEntry)]),
+    data: &ProjectionData,
     how: Split,
 ) -> Part {
+    let (evaluated_on, record_days) = (data.today, &data.record_days);
+    let aggregates = data.aggregates.as_ref();
     let Split {
         as_of,
         known_to,
@@ -249,15 +242,16 @@ fn split<'a>(
     let mut kept: Vec<ToMove<'a>> = Vec::new();
     let mut away: Vec<&'a [u8]> = Vec::new();
     let mut part = Part::default();
-    for (id, entry) in entries {
+    for (index, (id, entry)) in (first..).zip(entries) {
         // Today's state, when the kept sums count it: passed over when it
         // moves to the view's date as it is, else taken away from them
         // (when it counts in what the view shows at all).
-        let counted_today = match counted {
-            Counted::Nothing => None,
-            _ => entry.state.as_ref().filter(|p| {
-                p.on_ptl()
-                    .is_some_and(|on| counted.counts(on) && shown.shows(p.span(), on))
+        let counted_today = match (counted, aggregates) {
+            (Counted::Nothing, _) | (_, None) => None,
+            (_, Some(aggregates)) => entry.state.as_ref().filter(|p| {
+                p.on_ptl().is_some_and(|on| {
+                    aggregates.counts(counted, index, on) && shown.shows(p.span(), on)
+                })
             }),
         };
         let ended = counted_today.map(|p| p.as_bytes());
@@ -406,9 +400,8 @@ impl Split {
             ..self
         };
         let entries = data.pathways.as_slice();
-        let parts = par_batches(&entries.chunks(SPLIT).collect::<Vec<_>>(), |entries| {
-            Some(split(entries, data.today, &data.record_days, how))
-        });
+        let chunks: Vec<_> = (0..).step_by(SPLIT).zip(entries.chunks(SPLIT)).collect();
+        let parts = par_batches(&chunks, |chunk| Some(split(*chunk, data, how)));
         tracing::debug!(
             ms = started.elapsed().as_millis() as u64,
             "past view split under the projection's lock"

@@ -766,22 +766,25 @@ impl App {
             return Ok(done);
         }
         let shown = period.map_or(Shown::All, Shown::period);
-        let rules = config.clone();
-        let (count, position) = self
+        let (rules, away_rules) = (config.clone(), config.clone());
+        let (mut count, position) = self
             .fold_states(
                 self.past_split(as_of, at.known_at, shown).await?,
                 move || MilestonesCount::new(period),
-                move |count, _, state| {
-                    if trusts.allows(state.trust.as_str())
-                        && tumour_site.is_none_or(|t| state.tumour_site == t)
-                    {
-                        count.add(state, &rules);
-                    }
-                },
+                move |count, _, state| count.add(state, &rules),
                 MilestonesCount::merge,
-                None,
+                Some((
+                    Counted::Milestones(period),
+                    Box::new(move |count: &mut MilestonesCount, state: &PathwayState| {
+                        count.take_away(state, &away_rules)
+                    }),
+                )),
             )
             .await?;
+        // A cell's trust and site are its pathways'.
+        count.keep_only(|key| {
+            trusts.allows(key.trust.as_str()) && tumour_site.is_none_or(|t| key.site == t)
+        });
         Ok((count.report(&config), position))
     }
 

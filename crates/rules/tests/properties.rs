@@ -714,7 +714,8 @@ proptest! {
 
     /// The standards, milestone and FIT reports of states counted apart
     /// (on several threads, as past views count them where they are moved)
-    /// and merged are the reports of all of them counted together.
+    /// and merged are the reports of all of them counted together; some
+    /// taken away again, the reports of the rest.
     #[test]
     fn reports_counted_apart_merge_into_the_whole(
         plans in proptest::collection::vec(plan(true), 1..10),
@@ -729,6 +730,14 @@ proptest! {
         let month = Period::of(plus(as_of, -31 * month_back));
         let all = |_: &str| true;
         let config = config();
+        // The states of part 0, to take away again, and the rest.
+        let (gone, rest): (Vec<_>, Vec<_>) = states
+            .iter()
+            .zip(&parts)
+            .map(|(s, part)| (s.clone(), *part == 0))
+            .partition(|(_, gone)| *gone);
+        let gone: Vec<_> = gone.into_iter().map(|(s, _)| s).collect();
+        let rest: Vec<_> = rest.into_iter().map(|(s, _)| s).collect();
         for standard in ClockKind::ALL {
             let whole = report::standards(&states, *standard, month, &all, config);
             let merged = counted_apart(
@@ -739,6 +748,11 @@ proptest! {
                 tally::StandardsCount::merge,
             );
             prop_assert_eq!(merged.report(&all, config), whole);
+            // Counted, then those of part 0 taken away: the rest's report.
+            let mut less = merged;
+            gone.iter().for_each(|s| less.take_away(s));
+            let rest_report = report::standards(&rest, *standard, month, &all, config);
+            prop_assert_eq!(less.report(&all, config), rest_report);
         }
         for period in [None, Some(month)] {
             let whole = report::milestones(&states, period, config);
@@ -750,6 +764,9 @@ proptest! {
                 tally::MilestonesCount::merge,
             );
             prop_assert_eq!(merged.report(config), whole);
+            let mut less = merged;
+            gone.iter().for_each(|s| less.take_away(s, config));
+            prop_assert_eq!(less.report(config), report::milestones(&rest, period, config));
         }
         // The FIT report follows a month's lower GI urgent referrals: the
         // month of one when there is one.
@@ -766,6 +783,9 @@ proptest! {
             fit::FitCount::merge,
         );
         prop_assert_eq!(merged.report(&all, config), whole);
+        let mut less = merged;
+        gone.iter().for_each(|s| less.take_away(s, config));
+        prop_assert_eq!(less.report(&all, config), fit::report(&rest, month, &all, config));
     }
 
     /// A report over a period holding none of a pathway's dates counts

@@ -50,6 +50,14 @@ impl PathwaySet {
         removed
     }
 
+    /// Whether `index` is in.
+    pub(crate) fn contains(&self, index: usize) -> bool {
+        let (word, bit) = (index / 64, 1u64 << (index % 64));
+        word.checked_sub(self.first)
+            .and_then(|at| self.words.get(at))
+            .is_some_and(|w| w & bit != 0)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }

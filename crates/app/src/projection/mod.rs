@@ -743,11 +743,15 @@ impl Projection {
             }
         };
         match built {
-            Ok(aggregates) => {
+            Ok(mut aggregates) => {
+                aggregates.shrink_to_fit();
                 let cells = aggregates.cells();
+                let (clock_strata, clock_bytes) = aggregates.clocks_kept();
                 self.write().aggregates = Some(aggregates);
                 tracing::info!(
                     cells,
+                    clock_strata,
+                    clock_kib = clock_bytes / 1024,
                     ms = started.elapsed().as_millis() as u64,
                     "today's aggregates built from every state"
                 );

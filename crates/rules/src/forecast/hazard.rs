@@ -305,6 +305,32 @@ impl ModelCounts {
         }
     }
 
+    /// How many most specific strata it counts clocks in, and about how
+    /// many bytes it holds (for the logs: kept counts cost memory).
+    pub fn size(&self) -> (usize, usize) {
+        let entry = std::mem::size_of::<(Key, Counts)>();
+        let days = |d: &ByDay| d.0.capacity() * std::mem::size_of::<i32>();
+        let bytes = self
+            .leaves
+            .values()
+            .map(|c| entry + days(&c.at_risk) + days(&c.stops) + days(&c.closes))
+            .sum();
+        (self.leaves.len(), bytes)
+    }
+
+    /// Gives back the memory its counts by day grew into but do not use
+    /// (counts kept for long).
+    pub fn shrink_to_fit(&mut self) {
+        for c in self.leaves.values_mut() {
+            for days in [&mut c.at_risk, &mut c.stops, &mut c.closes] {
+                let used = days.counted().len();
+                days.0.truncate(used);
+                days.0.shrink_to_fit();
+            }
+        }
+        self.leaves.shrink_to_fit();
+    }
+
     /// Adds another's counts to these.
     pub fn merge(&mut self, other: ModelCounts) {
         if self.leaves.len() < other.leaves.len() {
