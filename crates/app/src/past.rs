@@ -20,6 +20,14 @@
 //! and evaluated, on every core. A view that shows only some pathways (the PTL, a period's
 //! report) moves only those it can show.
 //!
+//! A view whose sums today's aggregates keep starts from them instead
+//! (decision 158, [`Counted`]): what a pathway that moves to the view's
+//! date as it is adds to the sums as of that date is what it adds today
+//! (a stop, a treatment, a test is dated; a clock off the PTL runs no
+//! more; a decided milestone stays decided), so the split passes over
+//! those, and the view takes today's contributions of the other pathways
+//! counted in the sums away before counting them as of its date.
+//!
 //! The work runs off the async workers and outside the projection's lock
 //! (under it, only the packed states to move are copied), one such view at
 //! a time with a bounded queue behind it.
@@ -254,8 +262,8 @@ fn split<'a>(
                 })
             }),
         };
-        let ended = counted_today.map(|p| p.as_bytes());
-        let mut take_away = || away.extend(ended);
+        let counted_bytes = counted_today.map(|p| p.as_bytes());
+        let mut take_away = || away.extend(counted_bytes);
         // The pathway's version as known then, when records of it came
         // later that change nothing as of the view's date. (Its positions
         // are read only for a moment: a view known now passes over them.)
@@ -291,7 +299,8 @@ fn split<'a>(
             (Some((_, (settled, _))), _) if as_of < settled.first => take_away(),
             // What it adds as of the date is what it adds today, counted.
             (Some(_), Some(on))
-                if ended.is_some() && settled.is_some_and(|(_, (s, _))| s.covers(on, as_of)) => {}
+                if counted_bytes.is_some()
+                    && settled.is_some_and(|(_, (s, _))| s.covers(on, as_of)) => {}
             (Some((packed, (settled, on_ptl))), Some(on)) if settled.covers(on, as_of) => {
                 if shown.shows(packed.span(), on_ptl) {
                     keep(packed.as_bytes().into(), on_ptl);
@@ -819,17 +828,19 @@ impl<'a> PastStates<'a> {
         for taken in &mut self.taken {
             all.merge(std::mem::take(&mut taken.counts));
         }
-        let started = std::time::Instant::now();
-        let take_away = |counts: &mut ModelCounts, state: &PathwayState| {
-            forecast::observations(state).for_each(|o| counts.add_signed(&o, -1))
-        };
-        for counts in self.kept_less_away(ModelCounts::new, take_away) {
-            all.merge(counts);
+        if self.kept.is_some() {
+            let started = std::time::Instant::now();
+            let take_away = |counts: &mut ModelCounts, state: &PathwayState| {
+                forecast::observations(state).for_each(|o| counts.add_signed(&o, -1))
+            };
+            for counts in self.kept_less_away(ModelCounts::new, take_away) {
+                all.merge(counts);
+            }
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                "kept clocks counted, those of the pathways counted otherwise taken away"
+            );
         }
-        tracing::debug!(
-            ms = started.elapsed().as_millis() as u64,
-            "kept clocks counted, those of the pathways counted otherwise taken away"
-        );
         all
     }
 
