@@ -403,6 +403,35 @@ pub async fn views(
         out.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     report("append → visible in every view", times);
+    // The same while the forecasts are refreshed (every ten minutes in the
+    // background: every state's clocks, today's model, the month ends).
+    let refresh = {
+        let app = app.clone();
+        tokio::spawn(async move { app.refresh_forecasts().await })
+    };
+    let mut times = Vec::new();
+    let mut n = 0;
+    while !refresh.is_finished() {
+        let id = &ids[n % ids.len()];
+        let note = json!({
+            "pathway_id": id, "type": "tracking_note_added", "occurred_on": today.to_string(),
+            "data": { "text": format!("bench note during refresh {n}") }
+        });
+        let t = Instant::now();
+        let out = app
+            .append(
+                vec![note],
+                &openptl_app::access::Principal::system("bench"),
+                false,
+            )
+            .await;
+        times.push(t.elapsed());
+        out.map_err(|e| anyhow::anyhow!("{e}"))?;
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    refresh.await??;
+    report("append → visible, while the forecasts refresh", times);
 
     // Restart from a snapshot: write one, stop, open again.
     let t = Instant::now();

@@ -113,7 +113,7 @@ impl App {
         let standards = standards.to_vec();
         let trusts = trusts.clone();
         let config = self.config.clone();
-        self.with_states(as_of, at.known_at, crate::past::Shown::All, move |seen| {
+        self.with_every_state(as_of, at.known_at, move |seen| {
             let mut observations = Vec::new();
             let mut counted = Vec::new();
             for s in seen {
@@ -328,7 +328,7 @@ impl App {
         let trusts = TrustFilter(None).within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        self.with_states(as_of, at.known_at, crate::past::Shown::All, move |seen| {
+        self.with_every_state(as_of, at.known_at, move |seen| {
             seen.filter(|s| trusts.allows(s.state().trust.as_str()))
                 .flat_map(|s| {
                     let id = s.id().to_string();

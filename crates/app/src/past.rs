@@ -520,6 +520,30 @@ impl App {
             .acquire_owned()
             .await
             .map_err(|_| AppError::internal("the slow-view gate closed"))?;
+        let started = std::time::Instant::now();
+        // The turn is the blocking work's, not the request's: a request
+        // dropped by its timeout does not let the next view start while
+        // this one still runs.
+        let result = self
+            .evaluate_snapshot(snapshot, as_of, known_at, (turn, queued), consume)
+            .await;
+        let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.slow_last_millis.store(millis, Ordering::Relaxed);
+        result
+    }
+
+    /// Runs `consume` over the states of a snapshot as of `as_of`, as
+    /// known at `known_at` ([`PastStates`]), on a blocking thread (and
+    /// every core) outside the projection's lock, holding `guard` until
+    /// it ends.
+    pub(crate) async fn evaluate_snapshot<R: Send + 'static>(
+        &self,
+        snapshot: Snapshot,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        guard: impl Send + 'static,
+        consume: impl FnOnce(&mut PastStates<'_>) -> R + Send + 'static,
+    ) -> Result<R, AppError> {
         let config = self.config.clone();
         let log = self.log.clone();
         let projection = self.projection.clone();
@@ -527,11 +551,7 @@ impl App {
         let started = std::time::Instant::now();
         let (moved, read) = snapshot.sizes();
         let result = tokio::task::spawn_blocking(move || {
-            // The turn is the blocking work's, not the request's: a request
-            // dropped by its timeout does not let the next view start while
-            // this one still runs.
-            let _turn = turn;
-            let _queued = queued;
+            let _guard = guard;
             let at = At {
                 as_of,
                 known_at,
@@ -559,7 +579,6 @@ impl App {
         .await
         .map_err(|e| AppError::Internal(Failure::caused_by("evaluating a past view failed", e)))?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.slow_last_millis.store(millis, Ordering::Relaxed);
         tracing::debug!(moved, read, ms = millis, "past view evaluated");
         result
     }

@@ -411,6 +411,43 @@ impl App {
         .await
     }
 
+    /// [`Self::with_states`] over every pathway, for background work and
+    /// exports that visit them all (the forecasts): of today, the read
+    /// lock is held only while the packed states are copied, and they are
+    /// unpacked outside it, on every core (decision 159; unpacked under
+    /// it, a refresh of the forecasts held every append for seconds at
+    /// 1.4M pathways). Not through the past views' gate: it is no slower
+    /// than the same view under the lock was.
+    pub(crate) async fn with_every_state<R: Send + 'static>(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R + Send + 'static,
+    ) -> Result<(R, u64), AppError> {
+        if known_at.is_some() || as_of != self.today() {
+            return self.with_states(as_of, known_at, Shown::All, f).await;
+        }
+        let split = self.past_split(as_of, known_at, Shown::All).await?;
+        let projection = self.projection.clone();
+        let (snapshot, position) = self
+            .off_workers(move || {
+                let data = projection.read();
+                let position = projection.position().min(data.position);
+                (split.snapshot(&data), position)
+            })
+            .await?;
+        let out = self
+            .evaluate_snapshot(snapshot, as_of, known_at, (), move |states| {
+                let mut seen = states.map(|(id, current)| Seen {
+                    id: SeenId::Shared(id),
+                    current,
+                });
+                f(&mut seen)
+            })
+            .await?;
+        Ok((out, position))
+    }
+
     /// [`Self::with_states`] for a view that counts states one at a time
     /// into partial results it can merge: a past view counts them where
     /// they are moved or read, on every core, and drops them there

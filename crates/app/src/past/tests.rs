@@ -125,6 +125,22 @@ async fn check(
         .await;
         prop_assert_eq!(fast, full, "CANPTL {} at {:?}", sunday, at);
     }
+    // Every state of today read through a snapshot, outside the lock
+    // (decision 159), is the projection's own.
+    let every = |seen: &mut dyn Iterator<Item = crate::views::Seen<'_>>| {
+        let mut states: Vec<_> = seen
+            .map(|s| (s.id().to_string(), s.state().clone()))
+            .collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        states
+    };
+    app.set_past_views_read_all(false);
+    let (copied, _) = app.with_every_state(today, None, every).await.unwrap();
+    let (locked, _) = app
+        .with_states(today, None, crate::past::Shown::All, every)
+        .await
+        .unwrap();
+    prop_assert_eq!(copied, locked, "every state of today");
     app.set_past_views_read_all(true);
     Ok(())
 }
