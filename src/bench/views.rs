@@ -386,21 +386,7 @@ pub async fn views(
     // Spread over the pathways, oldest to newest, as the ids are.
     let spread = (ids.len() / 500).max(1);
     for (n, id) in ids.iter().step_by(spread).take(500).enumerate() {
-        let note = json!({
-            "pathway_id": id, "type": "tracking_note_added", "occurred_on": today.to_string(),
-            "data": { "text": format!("bench note {n}") }
-        });
-        let t = Instant::now();
-        let out = app
-            .append(
-                vec![note],
-                &openptl_app::access::Principal::system("bench"),
-                false,
-            )
-            .await;
-        times.push(t.elapsed());
-        // Closed pathways refuse nothing for notes; any refusal is a bench bug.
-        out.map_err(|e| anyhow::anyhow!("{e}"))?;
+        times.push(append_note(&app, id, today, &format!("bench note {n}")).await?);
     }
     report("append → visible in every view", times);
     // The same while the forecasts are refreshed (every ten minutes in the
@@ -413,20 +399,8 @@ pub async fn views(
     let mut n = 0;
     while !refresh.is_finished() {
         let id = &ids[n % ids.len()];
-        let note = json!({
-            "pathway_id": id, "type": "tracking_note_added", "occurred_on": today.to_string(),
-            "data": { "text": format!("bench note during refresh {n}") }
-        });
-        let t = Instant::now();
-        let out = app
-            .append(
-                vec![note],
-                &openptl_app::access::Principal::system("bench"),
-                false,
-            )
-            .await;
-        times.push(t.elapsed());
-        out.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let text = format!("bench note during refresh {n}");
+        times.push(append_note(&app, id, today, &text).await?);
         n += 1;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -517,6 +491,30 @@ async fn restart(
 
 /// `runs` timings of `f` (its output, the serialised view, is kept alive
 /// until timed so the work cannot be optimised away).
+/// Appends a tracking note to `id` and waits until every view shows it:
+/// how long that took. (Closed pathways refuse nothing for notes; any
+/// refusal is a bench bug.)
+async fn append_note(
+    app: &App,
+    id: &str,
+    today: chrono::NaiveDate,
+    text: &str,
+) -> anyhow::Result<Duration> {
+    let note = json!({
+        "pathway_id": id, "type": "tracking_note_added", "occurred_on": today.to_string(),
+        "data": { "text": text }
+    });
+    let t = Instant::now();
+    app.append(
+        vec![note],
+        &openptl_app::access::Principal::system("bench"),
+        false,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(t.elapsed())
+}
+
 /// An aggregate view of a past month, for [`past_aggregate`].
 #[derive(Clone, Copy)]
 enum PastAggregate {
