@@ -207,9 +207,7 @@ impl Aggregates {
         for ((standard, month), cells) in other.standards {
             let by_cell = self.standards.entry((standard, month)).or_default();
             for (key, tally) in cells {
-                let cell = by_cell.entry(key).or_default();
-                cell.count += tally.count;
-                cell.share += tally.share;
+                by_cell.entry(key).or_default().merge(&tally);
             }
         }
         for (key, tally) in other.milestones {
@@ -245,13 +243,9 @@ impl Aggregates {
         Some(match counted {
             Counted::Nothing => return None,
             Counted::ClocksOffPtl => Box::new(self.ended.clone()),
-            Counted::Standards(standard, period, site) => {
+            Counted::Standards(standard, period) => {
                 let cells = self.standards.get(&(standard, period));
-                let cells = cells
-                    .into_iter()
-                    .flatten()
-                    .filter(|(key, _)| site.is_none_or(|s| key.site == s))
-                    .map(|(key, tally)| (*key, *tally));
+                let cells = cells.into_iter().flatten().map(|(k, t)| (*k, *t));
                 Box::new(StandardsCount::from_cells(standard, period, cells))
             }
             Counted::Milestones(period) => {

@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_rules::forecast::{self, ModelCounts};
-use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, RulesConfig, TumourSite};
+use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, RulesConfig};
 
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_batches};
@@ -126,10 +126,10 @@ pub(crate) enum Counted {
     /// The clocks of the pathways off the PTL, counted for a risk model
     /// (a running clock's days move with the date; no other does).
     ClocksOffPtl,
-    /// The cells of one standard's month, of one tumour site or all: a
-    /// stop, an exclusion or a treatment is dated, so every pathway's
-    /// contributions are the same as of any date its events are settled by.
-    Standards(ClockKind, Period, Option<TumourSite>),
+    /// The cells of one standard's month: a stop, an exclusion or a
+    /// treatment is dated, so every pathway's contributions are the same
+    /// as of any date its events are settled by.
+    Standards(ClockKind, Period),
     /// The FIT cells of one referral month (tests and results are dated).
     Fit(Period),
     /// The milestone cells of one referral month or all, of the pathways

@@ -400,13 +400,7 @@ impl App {
             split,
             f,
             |f, seen| f(seen),
-            |f, states| {
-                let mut seen = states.map(|(id, current)| Seen {
-                    id: SeenId::Shared(id),
-                    current,
-                });
-                f(&mut seen)
-            },
+            |f, states| f(&mut seen_in(states)),
         )
         .await
     }
@@ -438,11 +432,7 @@ impl App {
             .await?;
         let out = self
             .evaluate_snapshot(snapshot, as_of, known_at, (), move |states| {
-                let mut seen = states.map(|(id, current)| Seen {
-                    id: SeenId::Shared(id),
-                    current,
-                });
-                f(&mut seen)
+                f(&mut seen_in(states))
             })
             .await?;
         Ok((out, position))
@@ -758,27 +748,23 @@ impl App {
         if let Some(done) = today.await? {
             return Ok(done);
         }
-        let (count, position) = self
+        let (mut count, position) = self
             .fold_states(
                 self.past_split(as_of, at.known_at, Shown::period(period))
                     .await?,
                 move || StandardsCount::new(standard, period),
-                move |count, _, state| {
-                    if tumour_site.is_none_or(|t| state.tumour_site == t) {
-                        count.add(state);
-                    }
-                },
+                move |count, _, state| count.add(state),
                 StandardsCount::merge,
                 Some((
-                    Counted::Standards(standard, period, tumour_site),
-                    Box::new(move |count: &mut StandardsCount, state: &PathwayState| {
-                        if tumour_site.is_none_or(|t| state.tumour_site == t) {
-                            count.take_away(state);
-                        }
+                    Counted::Standards(standard, period),
+                    Box::new(|count: &mut StandardsCount, state: &PathwayState| {
+                        count.take_away(state)
                     }),
                 )),
             )
             .await?;
+        // A cell's site is its pathways'.
+        count.keep_only(|key| tumour_site.is_none_or(|t| key.site == t));
         Ok((count.report(&|t| trusts.allows(t), &config), position))
     }
 
@@ -923,6 +909,16 @@ fn drop_later<T: Send + 'static>(garbage: T) {
     let _ = std::thread::Builder::new()
         .name("past-view-drop".into())
         .spawn(move || drop(garbage));
+}
+
+/// A past view's states as a view sees them.
+fn seen_in<'a, 'b>(
+    states: &'a mut crate::past::PastStates<'b>,
+) -> impl Iterator<Item = Seen<'static>> + use<'a, 'b> {
+    states.map(|(id, current)| Seen {
+        id: SeenId::Shared(id),
+        current,
+    })
 }
 
 /// Runs `f` over today's `states`; a state that could not be unpacked is

@@ -66,6 +66,12 @@ impl Tally {
         self.share += share * sign as f64;
     }
 
+    /// Adds every contribution `other` counted.
+    pub fn merge(&mut self, other: &Tally) {
+        self.count += other.count;
+        self.share += other.share;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }
@@ -512,10 +518,14 @@ impl StandardsCount {
     /// Adds the states `other` counted.
     pub fn merge(&mut self, other: StandardsCount) {
         for (key, tally) in other.cells {
-            let cell = self.cells.entry(key).or_default();
-            cell.count += tally.count;
-            cell.share += tally.share;
+            self.cells.entry(key).or_default().merge(&tally);
         }
+    }
+
+    /// Keeps only the cells `keep` wants (of a tumour site: a cell's site
+    /// is its pathways').
+    pub fn keep_only(&mut self, keep: impl Fn(&StandardsKey) -> bool) {
+        self.cells.retain(|key, _| keep(key));
     }
 
     /// The report of the states counted, of the trusts `trust_visible` admits.

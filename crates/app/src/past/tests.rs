@@ -12,7 +12,7 @@ use crate::access::Principal;
 use crate::histories::{op, run};
 use crate::views::{PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
 use crate::App;
-use openptl_rules::{ClockKind, Period};
+use openptl_rules::{ClockKind, Period, TumourSite};
 
 /// The same view read fast and read by the full re-evaluation, as JSON.
 async fn both<T: Serialize>(
@@ -102,6 +102,20 @@ async fn check(
                 .await;
                 prop_assert_eq!(fast, full, "{:?} {:?} at {:?}", standard, period, at);
             }
+            // One tumour site (kept from the cells at the end).
+            let site = Some(TumourSite::LowerGi);
+            let (fast, full) = both(app, async || {
+                app.standards(at, ClockKind::Fds, Some(period), &trusts, site, &system)
+                    .await
+            })
+            .await;
+            prop_assert_eq!(fast, full, "FDS {:?} of a site at {:?}", period, at);
+            let (fast, full) = both(app, async || {
+                app.milestones(at, Some(period), &trusts, site, &system)
+                    .await
+            })
+            .await;
+            prop_assert_eq!(fast, full, "milestones {:?} of a site at {:?}", period, at);
             for month in [None, Some(period)] {
                 let (fast, full) = both(app, async || {
                     app.milestones(at, month, &trusts, None, &system).await
@@ -124,6 +138,46 @@ async fn check(
         })
         .await;
         prop_assert_eq!(fast, full, "CANPTL {} at {:?}", sunday, at);
+    }
+    // A view of today as known at the last moment (every record known
+    // then) takes the past views' way, trust and site filters included;
+    // today's as known now reads today's cells: the two agree.
+    if let Some(last) = moments.last() {
+        let site = Some(TumourSite::LowerGi);
+        let known = ViewAt {
+            as_of: Some(today),
+            known_at: Some(*last),
+            min_position: None,
+        };
+        let now = ViewAt::default();
+        app.set_past_views_read_all(false);
+        let months = [Period::of(today), Period::of(today - Days::new(31))];
+        for (standard, period) in ClockKind::ALL.iter().flat_map(|k| months.map(|p| (k, p))) {
+            let past = app
+                .standards(&known, *standard, Some(period), &trusts, site, &system)
+                .await
+                .unwrap();
+            let kept = app
+                .standards(&now, *standard, Some(period), &trusts, site, &system)
+                .await
+                .unwrap();
+            prop_assert_eq!(
+                past.0,
+                kept.0,
+                "{:?} {:?} of a site, past way and cells",
+                standard,
+                period
+            );
+        }
+        let past = app
+            .milestones(&known, None, &trusts, site, &system)
+            .await
+            .unwrap();
+        let kept = app
+            .milestones(&now, None, &trusts, site, &system)
+            .await
+            .unwrap();
+        prop_assert_eq!(past.0, kept.0, "milestones of a site, past way and cells");
     }
     // Every state of today read through a snapshot, outside the lock
     // (decision 159), is the projection's own.
