@@ -43,6 +43,7 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, RulesConfig};
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_batches};
 use crate::packed::Packer;
+use crate::positions::Positions;
 use crate::projection::ProjectionData;
 use crate::{App, AppError, Failure};
 
@@ -177,7 +178,7 @@ struct Part {
     /// later (all dated after the view's date).
     moved: Vec<(Arc<str>, usize, Option<u64>)>,
     /// Pathways to evaluate from their histories.
-    read: Vec<(Arc<str>, crate::positions::Positions)>,
+    read: Vec<(Arc<str>, Positions)>,
     /// How many of the states to move were on the PTL then.
     on_ptl: usize,
     /// The packed states, as of today, of the pathways the kept sums count
@@ -229,6 +230,9 @@ pub(crate) struct Split {
 /// then (when records came later).
 type ToMove<'a> = (&'a Arc<str>, std::borrow::Cow<'a, [u8]>, Option<u64>);
 
+/// How many pathways ahead the split reads a state's first bytes.
+const AHEAD: usize = 8;
+
 /// Splits some pathways as [`Split::snapshot`] says.
 fn split<'a>(
     (first, entries): (usize, &'a [(Arc<str>, crate::projection::PathwayEntry)]),
@@ -250,17 +254,39 @@ fn split<'a>(
     let mut kept: Vec<ToMove<'a>> = Vec::new();
     let mut away: Vec<&'a [u8]> = Vec::new();
     let mut part = Part::default();
-    for (index, (id, entry)) in (first..).zip(entries) {
+    // A pathway's state and positions lie apart from its entry, each
+    // where it was allocated: their first bytes are read a few pathways
+    // ahead, so that the processor waits for several of those reads at
+    // once rather than for each in turn (a view known at a moment reads
+    // the positions of every pathway).
+    let ahead = |i: usize| {
+        entries.get(i + AHEAD).map_or(0, |(_, entry)| {
+            let state = entry.state.as_ref().map_or(&[][..], |p| p.as_bytes());
+            let positions = match known_to {
+                Some(_) => entry.positions.as_bytes(),
+                None => &[],
+            };
+            state.first().copied().unwrap_or(0) ^ positions.first().copied().unwrap_or(0)
+        })
+    };
+    for (i, (index, (id, entry))) in (first..).zip(entries).enumerate() {
+        std::hint::black_box(ahead(i));
         // Today's state, when the kept sums count it: passed over when it
         // moves to the view's date as it is, else taken away from them
         // (when it counts in what the view shows at all).
+        // Its head, read once: whether it is on the PTL and how far it is
+        // settled.
+        let head = entry
+            .state
+            .as_ref()
+            .and_then(|p| Some((p, p.on_ptl_settled()?)));
         let counted_today = match (counted, aggregates) {
             (Counted::Nothing, _) | (_, None) => None,
-            (_, Some(aggregates)) => entry.state.as_ref().filter(|p| {
-                p.on_ptl().is_some_and(|on| {
-                    aggregates.counts(counted, index, on) && shown.shows(p.span(), on)
+            (_, Some(aggregates)) => head
+                .filter(|(p, (on, _))| {
+                    aggregates.counts(counted, index, *on) && shown.shows(p.span(), *on)
                 })
-            }),
+                .map(|(p, _)| p),
         };
         let counted_bytes = counted_today.map(|p| p.as_bytes());
         let mut take_away = || away.extend(counted_bytes);
@@ -268,6 +294,10 @@ fn split<'a>(
         // later that change nothing as of the view's date. (Its positions
         // are read only for a moment: a view known now passes over them.)
         let mut version = None;
+        // The positions of its records known then, when some came later:
+        // a history read back stops at them (the later ones are never
+        // touched).
+        let mut known_positions = None;
         let later = |to: &u64| entry.positions.last().is_some_and(|last| last > *to);
         if let Some(to) = known_to.filter(later) {
             let positions = entry.positions.to_vec();
@@ -281,16 +311,19 @@ fn split<'a>(
                 .iter()
                 .all(|p| record_days.after(*p, as_of))
             {
-                part.read.push((id.clone(), entry.positions.clone()));
+                let known_only = Positions::from_slice(&positions[..known]);
+                part.read.push((id.clone(), known_only));
                 take_away();
                 continue;
             }
+            known_positions = Some((positions, known));
             version = Some(known as u64);
         }
-        let settled = entry
-            .state
-            .as_ref()
-            .and_then(|p| Some((p, p.settled_on_ptl()?)));
+        let to_read = || match known_positions {
+            Some((positions, known)) => Positions::from_slice(&positions[..known]),
+            None => entry.positions.clone(),
+        };
+        let settled = head.and_then(|(p, (on_ptl, settled))| Some((p, (settled?, on_ptl))));
         let mut keep = |bytes: std::borrow::Cow<'a, [u8]>, on_ptl: bool| {
             kept.push((id, bytes, version));
             part.on_ptl += usize::from(on_ptl);
@@ -314,12 +347,12 @@ fn split<'a>(
                             keep(earlier.into(), on_ptl);
                         }
                     }
-                    None => part.read.push(((*id).clone(), entry.positions.clone())),
+                    None => part.read.push(((*id).clone(), to_read())),
                 }
             }
             _ => {
                 take_away();
-                part.read.push(((*id).clone(), entry.positions.clone()));
+                part.read.push(((*id).clone(), to_read()));
             }
         }
     }

@@ -53,6 +53,11 @@ impl Positions {
         self.0.is_empty()
     }
 
+    /// Its packed bytes (to touch them ahead of a read).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The last (highest) position.
     pub fn last(&self) -> Option<u64> {
         (!self.0.is_empty()).then(|| read(&self.0).0)

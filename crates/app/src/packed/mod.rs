@@ -100,6 +100,13 @@ impl Packed {
         Some((head.settled?, head.on_ptl))
     }
 
+    /// Whether the state is on the PTL, and [`Packed::settled`] (one read
+    /// of the head; `None`: the head is unreadable).
+    pub fn on_ptl_settled(&self) -> Option<(bool, Option<Settled>)> {
+        let head = self.head().ok()?;
+        Some((head.on_ptl, head.settled))
+    }
+
     /// Whether the state is on the PTL (`None`: its head is unreadable).
     pub fn on_ptl(&self) -> Option<bool> {
         self.head().ok().map(|head| head.on_ptl)

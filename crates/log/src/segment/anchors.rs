@@ -52,7 +52,8 @@ pub fn verify_anchors(dir: &Path, anchors: &[Anchor]) -> Result<usize, AnchorErr
             head = until.map_or(head, |u| u - 1);
             continue;
         }
-        let map = map_segment(path).map_err(|e| log_error(format!("{}: {e}", path.display())))?;
+        let map = map_segment(path, super::Access::Whole)
+            .map_err(|e| log_error(format!("{}: {e}", path.display())))?;
         let bytes = map.as_deref().unwrap_or_default();
         let mut at = 0usize;
         while at < bytes.len() {

@@ -41,7 +41,7 @@ pub(super) fn index_from(
                 .expect("the scan located every record up to its end");
             if segment.as_ref().map(|(n, _)| *n) != Some(number) {
                 let path = segments_dir.join(segment_name(number));
-                let map = map_segment(&path)
+                let map = map_segment(&path, Access::Whole)
                     .map_err(|e| io(&format!("reading {}", path.display()), e))?;
                 segment = Some((number, map));
             }

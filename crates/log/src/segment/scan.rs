@@ -174,7 +174,7 @@ pub(super) fn check_segment(
     mut visit: impl FnMut(&record::Checked),
 ) -> Result<SegmentCheck, OpenError> {
     let reading = |e| io(&format!("reading {}", path.display()), e);
-    let map = map_segment(path).map_err(reading)?;
+    let map = map_segment(path, Access::Whole).map_err(reading)?;
     let bytes = map.as_deref().unwrap_or_default();
     let mut out = SegmentCheck {
         number,
