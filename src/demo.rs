@@ -13,6 +13,7 @@
 
 use chrono::{Days, NaiveDate};
 use openptl_app::App;
+use openptl_rules::rng::SplitMix64;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -41,16 +42,15 @@ const SITES: [(&str, u32, &str); 16] = [
     ("other", 20, "ct"),
 ];
 
-/// SplitMix64: tiny, fast and fixed forever.
-struct Rng(u64);
+/// The demo's draws: SplitMix64, tiny, fast and fixed forever.
+struct Rng(SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::new(seed))
+    }
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
@@ -59,7 +59,7 @@ impl Rng {
         lo + self.below((hi - lo + 1) as u64) as i64
     }
     fn chance(&mut self, p: f64) -> bool {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+        self.0.unit() <= p
     }
 }
 
@@ -184,7 +184,7 @@ pub fn generate_with(
     waits: Waits,
 ) -> Vec<Value> {
     let mut rng =
-        Rng(seed ^ 0x0A11_1A4C_E000_0000 ^ (range.start as u64).wrapping_mul(0x9E37_79B9));
+        Rng::new(seed ^ 0x0A11_1A4C_E000_0000 ^ (range.start as u64).wrapping_mul(0x9E37_79B9));
     let total_weight: u32 = SITES.iter().map(|s| s.1).sum();
     let mut all: Vec<(NaiveDate, usize, usize, Value)> = Vec::new();
     for p in range {
@@ -219,7 +219,7 @@ pub fn generate_with(
             as_of,
             seed,
             events: Vec::new(),
-            late: Rng(seed ^ (p as u64).wrapping_mul(0x5851_F42D_4C95_7F2D)),
+            late: Rng::new(seed ^ (p as u64).wrapping_mul(0x5851_F42D_4C95_7F2D)),
         };
         let mut referral = json!({ "nhs_number": nhs_number(&mut rng), "trust": trust, "tumour_site": site, "route": route });
         if route == "screening" {
@@ -242,7 +242,7 @@ pub fn generate_with(
             // four referrals with a FIT before referral, some "not
             // appropriate", some tested only after referral. Drawn apart
             // from the main stream, so no other pathway changes.
-            let mut fit = Rng(seed ^ 0xF17 ^ (p as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let mut fit = Rng::new(seed ^ 0xF17 ^ (p as u64).wrapping_mul(0x2545_F491_4F6C_DD1D));
             let (offset, data) = if fit.chance(0.05) {
                 (-before, json!({ "not_appropriate": true }))
             } else if fit.chance(0.07) {
@@ -316,7 +316,8 @@ pub fn generate_with(
         let told_on = match waits {
             Waits::Alike => told_on,
             Waits::BySite => {
-                let mut own = Rng(seed ^ 0x5173 ^ (p as u64).wrapping_mul(0x9E6C_63D0_676A_9A99));
+                let mut own =
+                    Rng::new(seed ^ 0x5173 ^ (p as u64).wrapping_mul(0x9E6C_63D0_676A_9A99));
                 told_by_site(&mut own, site, trust, test_on)
             }
         };

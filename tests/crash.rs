@@ -11,16 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{fresh_dir, request, Server};
+use openptl_rules::rng::SplitMix64;
 
 const CLIENTS: usize = 8;
 const ROUNDS: u64 = 4;
 
 /// Deterministic "random" kill delays (SplitMix64 of the round).
 fn kill_after(round: u64) -> Duration {
-    let mut z = round.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    Duration::from_millis(60 + (z ^ (z >> 31)) % 250)
+    Duration::from_millis(60 + SplitMix64::new(round).next_u64() % 250)
 }
 
 fn note(pathway: &str, id: &str) -> String {

@@ -20,6 +20,7 @@ pub mod pathway;
 pub mod period;
 pub mod ptl;
 pub mod report;
+pub mod rng;
 pub mod tally;
 pub mod validate;
 

@@ -16,6 +16,7 @@ use super::hazard::Model;
 use super::observe::{Observation, Outcome};
 use crate::codes::*;
 use crate::report::{Performance, Period, StandardsReport, Thresholds};
+use crate::rng::SplitMix64;
 
 /// Days of recent starts that set the rate of new clocks.
 const RECENT_DAYS: i64 = 28;
@@ -86,20 +87,12 @@ pub struct MonthEndProjection {
     pub by_tumour_site: Vec<SiteProjection>,
 }
 
-/// SplitMix64, fixed so a projection is repeatable.
-struct Rng(u64);
+/// The draws of a projection, fixed so that it is repeatable.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.unit()
     }
 
     /// A Poisson draw (Knuth's method; a normal approximation for large means).
@@ -292,7 +285,9 @@ pub fn project(
         }
     }
     // Simulated months.
-    let mut rng = Rng(options.seed ^ u64::from(period.month) ^ ((period.year as u64) << 8));
+    let mut rng = Rng(SplitMix64::new(
+        options.seed ^ u64::from(period.month) ^ ((period.year as u64) << 8),
+    ));
     let mut sims: Vec<Vec<f64>> = vec![Vec::with_capacity(options.simulations); n];
     let mut within = vec![0.0; n];
     let mut breached = vec![0.0; n];
