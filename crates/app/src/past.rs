@@ -271,15 +271,15 @@ fn split<'a>(
     };
     for (i, (index, (id, entry))) in (first..).zip(entries).enumerate() {
         std::hint::black_box(ahead(i));
-        // Today's state, when the kept sums count it: passed over when it
-        // moves to the view's date as it is, else taken away from them
-        // (when it counts in what the view shows at all).
         // Its head, read once: whether it is on the PTL and how far it is
         // settled.
         let head = entry
             .state
             .as_ref()
             .and_then(|p| Some((p, p.on_ptl_settled()?)));
+        // Today's state, when the kept sums count it: passed over when it
+        // moves to the view's date as it is, else taken away from them
+        // (when it counts in what the view shows at all).
         let counted_today = match (counted, aggregates) {
             (Counted::Nothing, _) | (_, None) => None,
             (_, Some(aggregates)) => head

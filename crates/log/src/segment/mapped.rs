@@ -36,7 +36,9 @@ pub(super) enum Access {
 ///
 /// SAFETY (of the mapping): segments are never changed in place; the writer
 /// only appends past the mapped length, and a torn tail is cut off only at
-/// open, after the open's scan has dropped its mappings.
+/// open, after the open's scan has dropped its mappings. (A mapping being
+/// unmapped on a thread of its own, [`Mapped`]'s drop, is never read
+/// again.)
 pub(super) fn map_segment(path: &Path, access: Access) -> std::io::Result<Option<memmap2::Mmap>> {
     let file = File::open(path)?;
     if file.metadata()?.len() == 0 {
