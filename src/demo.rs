@@ -8,8 +8,9 @@
 //! 31-day figure looks like a real trust's: most periods within 31 days,
 //! some breaches.
 //!
-//! Deterministic for a seed and date, forever: it uses its own SplitMix64
-//! rather than a crate whose algorithm may change between versions.
+//! Deterministic for a seed and date, forever: it draws from our own
+//! SplitMix64 (`openptl_rules::rng`) rather than a crate whose algorithm
+//! may change between versions.
 
 use chrono::{Days, NaiveDate};
 use openptl_app::App;
