@@ -90,14 +90,7 @@ impl Packed {
     /// The settled dates of the events the state was evaluated from
     /// ([`Settled`]; `None` when not known).
     pub fn settled(&self) -> Option<Settled> {
-        self.settled_on_ptl().map(|(settled, _)| settled)
-    }
-
-    /// [`Packed::settled`], and whether the state is on the PTL (one read
-    /// of the head).
-    pub fn settled_on_ptl(&self) -> Option<(Settled, bool)> {
-        let head = self.head().ok()?;
-        Some((head.settled?, head.on_ptl))
+        self.on_ptl_settled()?.1
     }
 
     /// Whether the state is on the PTL, and [`Packed::settled`] (one read
@@ -105,11 +98,6 @@ impl Packed {
     pub fn on_ptl_settled(&self) -> Option<(bool, Option<Settled>)> {
         let head = self.head().ok()?;
         Some((head.on_ptl, head.settled))
-    }
-
-    /// Whether the state is on the PTL (`None`: its head is unreadable).
-    pub fn on_ptl(&self) -> Option<bool> {
-        self.head().ok().map(|head| head.on_ptl)
     }
 
     /// The packed bytes of the earlier state that moves to `as_of`, and
