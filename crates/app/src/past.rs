@@ -297,32 +297,31 @@ fn split<'a>(
         // The positions of its records known then, when some came later:
         // a history read back stops at them (the later ones are never
         // touched).
-        let mut known_positions = None;
+        let mut known_positions: Option<Vec<u64>> = None;
+        let to_read = |known: Option<Vec<u64>>| {
+            known.map_or_else(|| entry.positions.clone(), |p| Positions::from_slice(&p))
+        };
         let later = |to: &u64| entry.positions.last().is_some_and(|last| last > *to);
         if let Some(to) = known_to.filter(later) {
-            let positions = entry.positions.to_vec();
+            let mut positions = entry.positions.to_vec();
             let known = positions.partition_point(|p| *p <= to);
             if known == 0 {
                 // Nothing of it known then: it did not exist yet.
                 take_away();
                 continue;
             }
-            if !positions[known..]
+            let changes_the_date = !positions[known..]
                 .iter()
-                .all(|p| record_days.after(*p, as_of))
-            {
-                let known_only = Positions::from_slice(&positions[..known]);
-                part.read.push((id.clone(), known_only));
+                .all(|p| record_days.after(*p, as_of));
+            positions.truncate(known);
+            if changes_the_date {
+                part.read.push((id.clone(), to_read(Some(positions))));
                 take_away();
                 continue;
             }
-            known_positions = Some((positions, known));
+            known_positions = Some(positions);
             version = Some(known as u64);
         }
-        let to_read = || match known_positions {
-            Some((positions, known)) => Positions::from_slice(&positions[..known]),
-            None => entry.positions.clone(),
-        };
         let settled = head.and_then(|(p, (on_ptl, settled))| Some((p, (settled?, on_ptl))));
         let mut keep = |bytes: std::borrow::Cow<'a, [u8]>, on_ptl: bool| {
             kept.push((id, bytes, version));
@@ -347,12 +346,12 @@ fn split<'a>(
                             keep(earlier.into(), on_ptl);
                         }
                     }
-                    None => part.read.push(((*id).clone(), to_read())),
+                    None => part.read.push(((*id).clone(), to_read(known_positions))),
                 }
             }
             _ => {
                 take_away();
-                part.read.push(((*id).clone(), to_read()));
+                part.read.push(((*id).clone(), to_read(known_positions)));
             }
         }
     }
