@@ -94,6 +94,16 @@ pub async fn views(
     let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
     let events = log.head();
     let (total, open) = app.projection().counts();
+    // The states replaced in the last days, written from the log after the
+    // fold (decision 162): views as known at a moment take them.
+    let backfill = Instant::now();
+    let ready = app.replaced_states_ready(Duration::from_secs(3600)).await;
+    let (_, replaced_bytes, _) = app.projection().replaced_states().unwrap_or_default();
+    println!(
+        "replaced states of the last days written from the log {:.1}s after serving (complete: {ready}): {:.0} MiB on disk",
+        backfill.elapsed().as_secs_f64(),
+        replaced_bytes as f64 / 1048576.0
+    );
     let checked = background_check_done(log.as_ref()).await;
     println!(
         "background check (hash chain of sealed segments, event-id filter) done {:.1}s after serving",
@@ -382,6 +392,12 @@ pub async fn views(
 
     // An append is visible in the PTL when its POST returns (the append waits
     // for the projection); measure that round trip for single notes.
+    if let Some((_, bytes, used)) = app.projection().replaced_states() {
+        println!(
+            "states views took from the replaced states kept: {used} ({:.0} MiB on disk)",
+            bytes as f64 / 1048576.0
+        );
+    }
     let mut times = Vec::new();
     // Spread over the pathways, oldest to newest, as the ids are.
     let spread = (ids.len() / 500).max(1);

@@ -14,7 +14,7 @@ use crate::{london_today, App, Clock};
 use openptl_rules::RulesConfig;
 
 /// A clock the test moves on.
-pub(crate) struct Settable(Mutex<DateTime<Utc>>);
+pub(crate) struct Settable(pub(crate) Mutex<DateTime<Utc>>);
 
 impl Clock for Settable {
     fn now(&self) -> DateTime<Utc> {
@@ -145,7 +145,15 @@ pub(crate) async fn run(
     let start: DateTime<Utc> = "2025-05-20T12:00:00Z".parse().unwrap();
     let clock = Arc::new(Settable(Mutex::new(start)));
     let log: Arc<dyn openptl_log::EventLog> = Arc::new(openptl_log::MemoryLog::new());
-    let app = App::new(log, RulesConfig::defaults(), clock.clone());
+    // With a place for snapshots, so that the states refreshes replace are
+    // kept and views as known at a moment take them (decision 162).
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::open(
+        log,
+        RulesConfig::defaults(),
+        clock.clone(),
+        Some(dir.path().join("projection.snapshot")),
+    );
     // Every past view of the app is the full re-evaluation unless a check
     // asks otherwise.
     app.set_past_views_read_all(true);

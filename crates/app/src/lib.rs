@@ -358,6 +358,21 @@ impl App {
         self.projection.wait_for(self.log.head(), limit).await
     }
 
+    /// Waits, up to `limit`, until the states the projection replaced are
+    /// kept for every record of the last days (after a fold from the log
+    /// they are written afresh in the background, decision 162): whether
+    /// they are (`true` when none are kept at all).
+    pub async fn replaced_states_ready(&self, limit: std::time::Duration) -> bool {
+        let started = std::time::Instant::now();
+        loop {
+            let ready = self.projection.replaced().is_none_or(|s| s.is_complete());
+            if ready || started.elapsed() >= limit {
+                return ready;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The service's date: today in Europe/London.
     pub fn today(&self) -> chrono::NaiveDate {
         london_today(self.clock.now())

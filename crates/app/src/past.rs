@@ -103,6 +103,8 @@ pub(crate) struct Snapshot {
     /// What the view starts from of today's aggregates, when the split
     /// passed over the pathways those count already ([`Counted`]).
     kept: Option<Kept>,
+    /// How it was split.
+    how: Split,
 }
 
 /// How a past view that starts from today's aggregates takes a pathway's
@@ -152,6 +154,65 @@ impl Snapshot {
         })
     }
 
+    /// Moves, instead of reading back, the pathways with records after the
+    /// view's moment whose state before the first of those records was
+    /// kept when it was replaced (decision 162): that is their state as
+    /// known then, evaluated on the day it was replaced, and it moves to
+    /// the view's date as today's do (or its earlier state kept does, or
+    /// it is read back after all). Outside the projection's lock.
+    fn take_replaced(&mut self, store: &crate::projection::ReplacedStates) {
+        let Split {
+            as_of,
+            known_to: Some(known_to),
+            shown,
+            read_all: false,
+            ..
+        } = self.how
+        else {
+            return;
+        };
+        let mut wanted: Vec<u64> = self
+            .parts
+            .iter()
+            .flat_map(|part| part.read.iter().filter_map(|(_, _, later)| *later))
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        wanted.sort_unstable();
+        let found = store.find(&wanted, known_to, self.position);
+        let found_after = started.elapsed();
+        // Each part on a core of its own.
+        let cores = crate::fold::cores().max(1);
+        let per = self.parts.len().div_ceil(cores).max(1);
+        let used: usize = std::thread::scope(|scope| {
+            let found = &found;
+            let handles: Vec<_> = self
+                .parts
+                .chunks_mut(per)
+                .map(|parts| {
+                    scope.spawn(move || {
+                        parts
+                            .iter_mut()
+                            .map(|part| part.take_replaced(found, as_of, shown))
+                            .sum::<usize>()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        store.count_used(used);
+        tracing::debug!(
+            wanted = wanted.len(),
+            found = found.len(),
+            used,
+            find_ms = found_after.as_millis() as u64,
+            ms = started.elapsed().as_millis() as u64,
+            "past view took states kept when replaced"
+        );
+    }
+
     /// How many of its states are on the PTL, as far as the split knows:
     /// those it moves that were on it then, and every one read.
     fn on_ptl_most(&self) -> usize {
@@ -159,6 +220,42 @@ impl Snapshot {
             .iter()
             .map(|part| part.on_ptl + part.read.len())
             .sum()
+    }
+}
+
+/// What becomes of a kept replaced state in a past view.
+enum Moves<'a> {
+    /// It moves: these bytes (its own or an earlier state's), on the PTL
+    /// or not.
+    Yes(std::borrow::Cow<'a, [u8]>, bool),
+    /// It did not exist yet as of the view's date, or the view does not
+    /// show it.
+    NotShown,
+    /// It cannot move to the view's date: the history is read back.
+    No,
+}
+
+/// Whether the state packed in `bytes`, evaluated on `on`, moves to
+/// `as_of` in a view showing `shown`: as the split decides for today's.
+fn replaced_moves(bytes: &[u8], on: NaiveDate, as_of: NaiveDate, shown: Shown) -> Moves<'_> {
+    let Some((on_ptl, settled, span)) = crate::packed::head_of(bytes) else {
+        return Moves::No;
+    };
+    match settled {
+        Some(settled) if as_of < settled.first => Moves::NotShown,
+        Some(settled) if settled.covers(on, as_of) => match shown.shows(span, on_ptl) {
+            true => Moves::Yes(bytes.into(), on_ptl),
+            false => Moves::NotShown,
+        },
+        _ => match crate::packed::earlier_of(bytes, as_of) {
+            Some((on_ptl, earlier)) => {
+                match shown.shows(crate::packed::span_of(&earlier), on_ptl) {
+                    true => Moves::Yes(earlier.into(), on_ptl),
+                    false => Moves::NotShown,
+                }
+            }
+            None => Moves::No,
+        },
     }
 }
 
@@ -177,8 +274,10 @@ struct Part {
     /// version as known at the view's moment when records of it came
     /// later (all dated after the view's date).
     moved: Vec<(Arc<str>, usize, Option<u64>)>,
-    /// Pathways to evaluate from their histories.
-    read: Vec<(Arc<str>, Positions)>,
+    /// Pathways to evaluate from their histories, and, for one with
+    /// records after the view's moment, the first of those (its state
+    /// before it may be kept: [`Snapshot::take_replaced`]).
+    read: Vec<(Arc<str>, Positions, Option<u64>)>,
     /// How many of the states to move were on the PTL then.
     on_ptl: usize,
     /// The packed states, as of today, of the pathways the kept sums count
@@ -190,6 +289,51 @@ struct Part {
 }
 
 impl Part {
+    /// Moves instead of reading back each of its pathways whose state
+    /// before its first record after the view's moment is among `found`
+    /// and moves to `as_of` ([`Snapshot::take_replaced`]); how many of
+    /// its pathways it so took.
+    fn take_replaced(
+        &mut self,
+        found: &crate::projection::Found,
+        as_of: NaiveDate,
+        shown: Shown,
+    ) -> usize {
+        let mut used = 0;
+        // Decided first, so that the bytes of the states to move grow once
+        // (they hold the part's other moved states already).
+        let decided: Vec<_> = std::mem::take(&mut self.read)
+            .into_iter()
+            .map(|(id, positions, later)| {
+                let kept = later.and_then(|p| found.get(p));
+                let moves = kept.map(|(on, bytes)| replaced_moves(bytes, on, as_of, shown));
+                ((id, positions, later), moves)
+            })
+            .collect();
+        let more = decided
+            .iter()
+            .map(|(_, moves)| match moves {
+                Some(Moves::Yes(bytes, _)) => bytes.len(),
+                _ => 0,
+            })
+            .sum();
+        self.bytes.reserve_exact(more);
+        for ((id, positions, later), moves) in decided {
+            let known = positions.len() as u64;
+            match moves {
+                Some(Moves::Yes(bytes, on_ptl)) => {
+                    self.bytes.extend_from_slice(&bytes);
+                    self.moved.push((id, self.bytes.len(), Some(known)));
+                    self.on_ptl += usize::from(on_ptl);
+                    used += 1;
+                }
+                Some(Moves::NotShown) => used += 1,
+                Some(Moves::No) | None => self.read.push((id, positions, later)),
+            }
+        }
+        used
+    }
+
     /// Its pathways to take away from the kept sums, as of today, taken
     /// away from a fresh accumulator.
     fn away<A>(
@@ -298,6 +442,8 @@ fn split<'a>(
         // a history read back stops at them (the later ones are never
         // touched).
         let mut known_positions: Option<Vec<u64>> = None;
+        // The first of its records after the moment, when some came later.
+        let mut first_later = None;
         let to_read = |known: Option<Vec<u64>>| {
             known.map_or_else(|| entry.positions.clone(), |p| Positions::from_slice(&p))
         };
@@ -313,9 +459,11 @@ fn split<'a>(
             let changes_the_date = !positions[known..]
                 .iter()
                 .all(|p| record_days.after(*p, as_of));
+            first_later = positions.get(known).copied();
             positions.truncate(known);
             if changes_the_date {
-                part.read.push((id.clone(), to_read(Some(positions))));
+                part.read
+                    .push((id.clone(), to_read(Some(positions)), first_later));
                 take_away();
                 continue;
             }
@@ -346,12 +494,15 @@ fn split<'a>(
                             keep(earlier.into(), on_ptl);
                         }
                     }
-                    None => part.read.push(((*id).clone(), to_read(known_positions))),
+                    None => part
+                        .read
+                        .push(((*id).clone(), to_read(known_positions), first_later)),
                 }
             }
             _ => {
                 take_away();
-                part.read.push(((*id).clone(), to_read(known_positions)));
+                part.read
+                    .push(((*id).clone(), to_read(known_positions), first_later));
             }
         }
     }
@@ -419,7 +570,7 @@ impl Split {
             let read = data
                 .pathways
                 .iter()
-                .map(|(id, entry)| (id.clone(), entry.positions.clone()))
+                .map(|(id, entry)| (id.clone(), entry.positions.clone(), None))
                 .collect();
             let part = Part {
                 read,
@@ -429,6 +580,7 @@ impl Split {
                 parts: vec![part],
                 position,
                 kept: None,
+                how: self,
             };
         }
         let started = std::time::Instant::now();
@@ -451,6 +603,7 @@ impl Split {
             parts,
             position,
             kept,
+            how,
         }
     }
 }
@@ -581,7 +734,6 @@ impl App {
         let projection = self.projection.clone();
         let runtime = tokio::runtime::Handle::current();
         let started = std::time::Instant::now();
-        let (moved, read) = snapshot.sizes();
         let result = tokio::task::spawn_blocking(move || {
             let _guard = guard;
             let at = At {
@@ -591,7 +743,16 @@ impl App {
                 packer: projection.packer(),
             };
             let mut snapshot = snapshot;
+            if let Some(store) = projection.replaced() {
+                snapshot.take_replaced(store);
+            }
             let kept = snapshot.kept.take();
+            let (moved, read) = snapshot.sizes();
+            tracing::debug!(
+                moved,
+                read,
+                "past view states to move and histories to read"
+            );
             let mut states = PastStates::new(&snapshot, log.as_ref(), &runtime, at, kept)?;
             let started = std::time::Instant::now();
             let out = consume(&mut states);
@@ -611,7 +772,7 @@ impl App {
         .await
         .map_err(|e| AppError::Internal(Failure::caused_by("evaluating a past view failed", e)))?;
         let millis = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        tracing::debug!(moved, read, ms = millis, "past view evaluated");
+        tracing::debug!(ms = millis, "past view evaluated");
         result
     }
 }
@@ -733,7 +894,7 @@ impl<'a> PastStates<'a> {
             .parts
             .iter()
             .flat_map(|part| &part.read)
-            .map(|(id, positions)| (id.clone(), positions.to_vec()))
+            .map(|(id, positions, _)| (id.clone(), positions.to_vec()))
             .filter(|(_, positions)| !positions.is_empty())
             .collect();
         read.sort_unstable_by_key(|(_, positions)| positions[0]);

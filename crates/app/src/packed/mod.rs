@@ -131,6 +131,23 @@ impl Packed {
     }
 }
 
+/// What a past view asks of packed bytes kept elsewhere (the replaced
+/// states, decision 162) without copying them into a [`Packed`]: whether
+/// the state is on the PTL, its settled dates and its date span (`None`:
+/// the head is unreadable).
+pub fn head_of(bytes: &[u8]) -> Option<(bool, Option<Settled>, (NaiveDate, NaiveDate))> {
+    let head = Reader::new(bytes).head().ok()?;
+    Some((head.on_ptl, head.settled, head.span))
+}
+
+/// [`Packed::earlier`] of packed bytes kept elsewhere.
+pub fn earlier_of(bytes: &[u8], as_of: NaiveDate) -> Option<(bool, Vec<u8>)> {
+    let head = Reader::new(bytes).head().ok()?;
+    Reader::earlier(head.earlier, day(head.span.0), head.fields, as_of)
+        .ok()
+        .flatten()
+}
+
 /// The date span in packed bytes' head (a copy of [`Packed::as_bytes`]);
 /// every date for bytes that are not a packed state (so a view takes them
 /// and reports them unreadable).

@@ -257,6 +257,38 @@ fn record_days_from(reader: &dyn openptl_log::InPlace, to: u64) -> Result<Record
     Ok(days)
 }
 
+/// The states of the `dirty` pathways (every pathway, when `everything`)
+/// that records since they were evaluated replace: each under the position
+/// of the first record its version does not count, with the date it was
+/// evaluated on ([`ReplacedStates`]).
+fn replaced_by(
+    data: &ProjectionData,
+    dirty: &HashSet<Arc<str>>,
+    everything: bool,
+) -> Vec<replaced::Replaced> {
+    let Some(on) = data.today else {
+        return Vec::new();
+    };
+    let of = |entry: &PathwayEntry| {
+        let packed = entry.state.as_ref()?;
+        let version = usize::try_from(packed.version()).ok()?;
+        // Counted without decoding the positions: most have no new record.
+        if version == 0 || entry.positions.len() <= version {
+            return None;
+        }
+        let position = *entry.positions.to_vec().get(version)?;
+        Some((position, on, Box::from(packed.as_bytes())))
+    };
+    if everything {
+        data.pathways.values().filter_map(of).collect()
+    } else {
+        dirty
+            .iter()
+            .filter_map(|id| of(data.pathways.get(id)?))
+            .collect()
+    }
+}
+
 /// One pathway evaluated by a refresh.
 struct Evaluated {
     id: Arc<str>,
@@ -294,6 +326,10 @@ pub struct Projection {
     /// Held while a snapshot is written: the periodic writer and the one at
     /// shutdown share a temporary file, so they must take turns.
     writing_snapshot: Mutex<()>,
+    /// The states refreshes replaced, kept beside the snapshot for views
+    /// as known at a past moment (decision 162); none without a snapshot
+    /// path.
+    replaced: Option<Arc<ReplacedStates>>,
 }
 
 /// What writing a snapshot did.
@@ -312,7 +348,11 @@ impl Projection {
         log: Arc<dyn EventLog>,
         snapshot_path: Option<PathBuf>,
     ) -> Projection {
+        let replaced = snapshot_path
+            .as_deref()
+            .map(|path| Arc::new(ReplacedStates::new(replaced::dir_beside(path), &config)));
         Projection {
+            replaced,
             snapshot_path,
             restored_at: Mutex::new(None),
             preload: Mutex::new(None),
@@ -780,6 +820,15 @@ impl Projection {
         let evaluated = {
             let data = self.read();
             let everything = dirty.len() == data.pathways.len();
+            // The states records since replace, kept before the new ones
+            // are put in their place (decision 162).
+            if let Some(store) = self.replaced.as_ref().filter(|s| s.is_ready()) {
+                let replaced = replaced_by(&data, &dirty, everything);
+                if let Err(e) = store.keep(&replaced) {
+                    // Views read those pathways back instead.
+                    tracing::warn!(error = %e, "replaced states not kept");
+                }
+            }
             let outcome = if dirty.len() > BULK {
                 let mut pathways: Vec<fold::PathwayRecords> = data
                     .pathways
@@ -857,6 +906,12 @@ impl Projection {
                 data.install(&id, current, trusts);
             }
         }
+        if let Some(store) = self.replaced.as_ref().filter(|_| new_day) {
+            // The record dates past views keep start later each day.
+            if let Some(first) = self.read().record_days.first() {
+                store.prune(first);
+            }
+        }
         if dirty.len() > BULK {
             // Copied under the read lock, swapped in under the write lock,
             // the old copies freed after it (the runner is the only writer,
@@ -884,6 +939,7 @@ mod cache;
 mod data;
 mod pathways;
 mod record_days;
+mod replaced;
 mod runner;
 mod snapshots;
 
@@ -892,6 +948,7 @@ use data::own_records;
 pub(crate) use data::unpack_failed;
 pub use pathways::Pathways;
 pub(crate) use record_days::RecordDays;
+pub(crate) use replaced::{Found, ReplacedStates};
 pub(crate) use runner::{run, snapshot_periodically};
 pub use snapshots::{PreparedSnapshot, SnapshotPreload};
 #[cfg(test)]

@@ -78,6 +78,12 @@ pub(crate) async fn run(
             {
                 // Serving now: the log's background work may have the CPU.
                 p.log.start_up_done();
+                // The replaced states found at start checked before anything
+                // more is folded in (decision 162).
+                let step = p.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || step.prepare_replaced()).await {
+                    tracing::warn!(error = %e, "checking the replaced states panicked");
+                }
             }
         }
         // Never hold the projection while waiting, so dropping the App ends this task.

@@ -99,6 +99,9 @@ impl Projection {
                 path.display()
             ))
         })?;
+        if let Some(store) = &self.replaced {
+            store.note_snapshot(position, event_id);
+        }
         Ok(Some(SnapshotWritten {
             position,
             pathways: items.len(),

@@ -1,0 +1,672 @@
+//! The states the projection replaced as records came in, kept in files
+//! beside the log for views as known at a past moment (decision 162).
+//!
+//! A pathway's state as known at a moment is exactly the state the
+//! projection held before the first of its records recorded since was
+//! folded in. When a refresh replaces a state because records came, the
+//! old state's packed bytes are written here under the position of the
+//! first of those records (the record its version does not count), with
+//! the date it was evaluated on. A view as known at a moment then moves
+//! that state, as it moves today's, instead of reading the pathway's
+//! history back from the log.
+//!
+//! What is kept is derived data, like the projection's snapshot: an entry
+//! is a fact about the log ("the state from the records before position
+//! P"), so a missing one only means the history is read back, and a file
+//! written by another binary or rules configuration is removed unread.
+//! After a fold from the log, or when the files do not account for every
+//! record up to where the projection starts, the entries of the last
+//! [`KEEP_DAYS`](super::record_days::KEEP_DAYS) days are written afresh from the log in the background
+//! ([`Projection::prepare_replaced`]). Files hold the entries of
+//! [`BUCKET`] positions each and go once all of theirs are older than the
+//! record dates past views keep.
+//!
+//! Layout of a file: a header (magic, then the length and bytes of the
+//! stamp: binary version, snapshot format, rules fingerprint), then
+//! entries, each: position (u64), the day its state was evaluated on (i32
+//! days from the common era), the packed bytes' length (u32), the bytes,
+//! and a CRC-32C of all of those (u32), little-endian. Entries of one file
+//! are in no particular order. The coverage file `covered` holds, in
+//! text, the first position from which every record's replaced state is
+//! kept, the position up to which it is (a snapshot's), the event id
+//! stored there, and the CRC of the stamp the files were written under.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{Datelike, NaiveDate};
+use openptl_rules::RulesConfig;
+
+use crate::AppError;
+
+/// Positions whose entries share a file (about a day's records at the
+/// benchmark's 1.4M pathways).
+pub(crate) const BUCKET: u64 = 1 << 16;
+
+const MAGIC: &[u8; 8] = b"OPTLRPL1";
+
+/// One replaced state: the position of the record that replaced it, the
+/// day it was evaluated on, and its packed bytes.
+pub(crate) type Replaced = (u64, NaiveDate, Box<[u8]>);
+
+/// The kept states and where their files are.
+pub(crate) struct ReplacedStates {
+    dir: PathBuf,
+    stamp: Vec<u8>,
+    files: Mutex<Files>,
+    /// Set once the files found at start were checked: entries are
+    /// written and read only from then on.
+    ready: AtomicBool,
+    /// Set once every record from [`Files::covered_from`] on has its entry
+    /// (after a backfill, or when the files found at start did).
+    complete: AtomicBool,
+    /// How many states views took from here instead of reading them back.
+    used: AtomicU64,
+}
+
+#[derive(Default)]
+struct Files {
+    /// Each file's bucket, and the lowest and highest position it holds.
+    ranges: BTreeMap<u64, (u64, u64)>,
+    /// The first position from which every record has its entry.
+    covered_from: Option<u64>,
+}
+
+fn day_number(day: NaiveDate) -> i32 {
+    day.num_days_from_ce()
+}
+
+/// One entry's bytes.
+fn encode(out: &mut Vec<u8>, (position, on, bytes): &Replaced) {
+    let start = out.len();
+    out.extend_from_slice(&position.to_le_bytes());
+    out.extend_from_slice(&day_number(*on).to_le_bytes());
+    out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(bytes);
+    let crc = crc32c::crc32c(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// An entry read: its position, day, bytes, and where the next begins;
+/// `None` where the bytes end or do not hold a whole, intact entry.
+fn decode(bytes: &[u8], at: usize) -> Option<(u64, NaiveDate, &[u8], usize)> {
+    let head = bytes.get(at..at + 16)?;
+    let position = u64::from_le_bytes(head[..8].try_into().ok()?);
+    let day = i32::from_le_bytes(head[8..12].try_into().ok()?);
+    let len = usize::try_from(u32::from_le_bytes(head[12..16].try_into().ok()?)).ok()?;
+    let end = at.checked_add(16)?.checked_add(len)?;
+    let packed = bytes.get(at + 16..end)?;
+    let crc = u32::from_le_bytes(bytes.get(end..end + 4)?.try_into().ok()?);
+    if crc32c::crc32c(&bytes[at..end]) != crc {
+        return None;
+    }
+    let on = NaiveDate::from_num_days_from_ce_opt(day)?;
+    Some((position, on, packed, end + 4))
+}
+
+impl ReplacedStates {
+    /// The store in `dir` for states packed by this binary under `config`
+    /// (nothing is read until [`ReplacedStates::check`]).
+    pub(crate) fn new(dir: PathBuf, config: &RulesConfig) -> ReplacedStates {
+        let stamp = format!(
+            "{} {} {}",
+            env!("CARGO_PKG_VERSION"),
+            crate::snapshot::FORMAT,
+            crate::snapshot::fingerprint(config)
+        )
+        .into_bytes();
+        ReplacedStates {
+            dir,
+            stamp,
+            files: Mutex::default(),
+            ready: AtomicBool::new(false),
+            complete: AtomicBool::new(false),
+            used: AtomicU64::new(0),
+        }
+    }
+
+    fn files(&self) -> std::sync::MutexGuard<'_, Files> {
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn path_of(&self, bucket: u64) -> PathBuf {
+        self.dir.join(format!("{bucket:010}.states"))
+    }
+
+    fn covered_path(&self) -> PathBuf {
+        self.dir.join("covered")
+    }
+
+    /// The stamp's CRC, in hex (in the coverage file: files of another
+    /// stamp are removed, so they do not cover anything).
+    fn stamp_sum(&self) -> String {
+        format!("{:08x}", crc32c::crc32c(&self.stamp))
+    }
+
+    fn header(&self) -> Vec<u8> {
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&(self.stamp.len() as u32).to_le_bytes());
+        header.extend_from_slice(&self.stamp);
+        header
+    }
+
+    /// Whether entries are written and read yet.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Whether every record since the first covered has its entry.
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    /// How many states views have taken from here.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Checks the files found at start against a projection at `position`
+    /// whose record there has `event_id`: removes those of another binary
+    /// or rules, cuts a torn last entry, drops entries after `position`
+    /// (the runner writes them again as it folds those records). Whether
+    /// the files account for every record from `window_first` to
+    /// `position` (else the caller writes them afresh). Entries are
+    /// written and read from here on.
+    pub(crate) fn check(
+        &self,
+        position: u64,
+        event_id: Option<uuid::Uuid>,
+        window_first: u64,
+    ) -> Result<bool, AppError> {
+        let io = |e: std::io::Error| {
+            AppError::storage(format!(
+                "the replaced states in {}: {e}",
+                self.dir.display()
+            ))
+        };
+        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        let covered = std::fs::read_to_string(self.covered_path()).ok();
+        let covered = covered.as_deref().and_then(|text| {
+            let mut words = text.split_whitespace();
+            let from: u64 = words.next()?.parse().ok()?;
+            let to: u64 = words.next()?.parse().ok()?;
+            let id: uuid::Uuid = words.next()?.parse().ok()?;
+            let stamp = words.next()?;
+            Some((from, to, id, stamp == self.stamp_sum()))
+        });
+        // Accounted for: every record from the first of the window up to
+        // where the projection starts, on this very log.
+        let complete = covered.is_some_and(|(from, to, id, same_stamp)| {
+            same_stamp && to == position && Some(id) == event_id && from <= window_first.max(1)
+        });
+        if !complete {
+            // Whatever it said no longer holds once the files go.
+            let _ = std::fs::remove_file(self.covered_path());
+        }
+        let header = self.header();
+        let mut ranges = BTreeMap::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let bucket = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".states"))
+                .and_then(|n| n.parse::<u64>().ok());
+            let Some(bucket) = bucket else {
+                // A rewrite a crash left half done.
+                if path.extension().is_some_and(|e| e == "tmp") {
+                    std::fs::remove_file(&path).map_err(io)?;
+                }
+                continue;
+            };
+            let bytes = std::fs::read(&path).map_err(io)?;
+            if !complete || !bytes.starts_with(&header) {
+                std::fs::remove_file(&path).map_err(io)?;
+                continue;
+            }
+            // Its entries up to the first that is torn, and of those the
+            // ones up to `position`.
+            let (mut at, mut kept, mut range) = (header.len(), Vec::new(), None::<(u64, u64)>);
+            let mut beyond = false;
+            while let Some((p, _, _, next)) = decode(&bytes, at) {
+                if p <= position {
+                    kept.push(at..next);
+                    range = Some(range.map_or((p, p), |(lo, hi)| (lo.min(p), hi.max(p))));
+                } else {
+                    beyond = true;
+                }
+                at = next;
+            }
+            if beyond || at < bytes.len() {
+                let mut fresh = header.clone();
+                for r in kept {
+                    fresh.extend_from_slice(&bytes[r]);
+                }
+                let temporary = path.with_extension("tmp");
+                std::fs::write(&temporary, &fresh).map_err(io)?;
+                std::fs::rename(&temporary, &path).map_err(io)?;
+            }
+            match range {
+                Some(range) => {
+                    ranges.insert(bucket, range);
+                }
+                None => std::fs::remove_file(&path).map_err(io)?,
+            }
+        }
+        let mut files = self.files();
+        files.ranges = ranges;
+        files.covered_from = covered.filter(|_| complete).map(|(from, ..)| from);
+        drop(files);
+        self.complete.store(complete, Ordering::Release);
+        self.ready.store(true, Ordering::Release);
+        Ok(complete)
+    }
+
+    /// Keeps `states` (each file written with one call; nothing before
+    /// [`ReplacedStates::check`]). Not synced: a state lost in a crash is
+    /// read back instead.
+    pub(crate) fn keep(&self, states: &[Replaced]) -> Result<(), AppError> {
+        if states.is_empty() || !self.is_ready() {
+            return Ok(());
+        }
+        let mut by_bucket: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        let mut ranges: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+        for state in states {
+            let bucket = state.0 / BUCKET;
+            encode(by_bucket.entry(bucket).or_default(), state);
+            let range = ranges.entry(bucket).or_insert((state.0, state.0));
+            *range = (range.0.min(state.0), range.1.max(state.0));
+        }
+        let mut files = self.files();
+        for (bucket, bytes) in by_bucket {
+            let path = self.path_of(bucket);
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path);
+            let mut file = match opened {
+                Ok(file) => file,
+                Err(e) => {
+                    self.complete.store(false, Ordering::Release);
+                    return Err(AppError::storage(format!("{}: {e}", path.display())));
+                }
+            };
+            let before = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut all = Vec::new();
+            if before == 0 {
+                all.extend_from_slice(&self.header());
+            }
+            all.extend_from_slice(&bytes);
+            if let Err(e) = file.write_all(&all) {
+                // Not every record has its entry any more; none is left
+                // torn before the next (a full disk).
+                let _ = file.set_len(before);
+                self.complete.store(false, Ordering::Release);
+                return Err(AppError::storage(format!("{}: {e}", path.display())));
+            }
+            let (lo, hi) = ranges[&bucket];
+            let range = files.ranges.entry(bucket).or_insert((lo, hi));
+            *range = (range.0.min(lo), range.1.max(hi));
+        }
+        Ok(())
+    }
+
+    /// Marks every record from `from` on as having its entry (a backfill
+    /// of the records from `from` to the projection's start is done).
+    pub(crate) fn covered_from(&self, from: u64) {
+        self.files().covered_from = Some(from);
+        self.complete.store(true, Ordering::Release);
+    }
+
+    /// Records, beside a snapshot of the projection at `position` (whose
+    /// record has `event_id`), that every record since the first covered
+    /// up to it has its entry, so that a start from that snapshot keeps
+    /// the files. Nothing while the entries are incomplete.
+    pub(crate) fn note_snapshot(&self, position: u64, event_id: uuid::Uuid) {
+        if !self.is_complete() {
+            return;
+        }
+        let Some(from) = self.files().covered_from else {
+            return;
+        };
+        let text = format!("{from} {position} {event_id} {}\n", self.stamp_sum());
+        let temporary = self.covered_path().with_extension("tmp");
+        let written = std::fs::write(&temporary, text)
+            .and_then(|()| std::fs::rename(&temporary, self.covered_path()));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "the replaced states' coverage was not recorded");
+        }
+    }
+
+    /// Removes the files all of whose entries are before `first` (the
+    /// first record whose date past views still keep).
+    pub(crate) fn prune(&self, first: u64) {
+        let mut files = self.files();
+        let old: Vec<u64> = files
+            .ranges
+            .iter()
+            .filter(|(_, (_, hi))| *hi < first)
+            .map(|(bucket, _)| *bucket)
+            .collect();
+        for bucket in old {
+            files.ranges.remove(&bucket);
+            if let Err(e) = std::fs::remove_file(self.path_of(bucket)) {
+                tracing::warn!(error = %e, "an old file of replaced states was not removed");
+            }
+        }
+        if let Some(from) = files.covered_from.as_mut() {
+            *from = (*from).max(first);
+        }
+    }
+
+    /// The kept states replaced by the records at `wanted` (sorted), all
+    /// after `after` and at most `upto` ([`Found`]). Files that cannot be
+    /// read give none.
+    pub(crate) fn find(&self, wanted: &[u64], after: u64, upto: u64) -> Found {
+        let mut found = Found::default();
+        if wanted.is_empty() || !self.is_ready() {
+            return found;
+        }
+        let buckets: Vec<u64> = self
+            .files()
+            .ranges
+            .iter()
+            .filter(|(_, (lo, hi))| *hi > after && *lo <= upto)
+            .map(|(bucket, _)| *bucket)
+            .collect();
+        if buckets.is_empty() {
+            return found;
+        }
+        // Which positions are wanted, a bit each from `after`.
+        let span = usize::try_from(upto.saturating_sub(after)).unwrap_or(usize::MAX);
+        let mut bits = vec![0u64; span / 64 + 1];
+        for p in wanted.iter().filter(|p| **p > after && **p <= upto) {
+            let i = (p - after - 1) as usize;
+            bits[i / 64] |= 1 << (i % 64);
+        }
+        let is_wanted = |p: u64| {
+            p > after && p <= upto && {
+                let i = (p - after - 1) as usize;
+                bits[i / 64] & (1 << (i % 64)) != 0
+            }
+        };
+        let header = self.header().len();
+        // The files side by side, a share per core, each read into a
+        // buffer the next file reuses; the wanted entries copied out, one
+        // after another, into the share's own bytes.
+        let threads = crate::fold::cores().max(1).min(buckets.len());
+        let shares: Vec<&[u64]> = buckets.chunks(buckets.len().div_ceil(threads)).collect();
+        let parts: Vec<Found> = std::thread::scope(|scope| {
+            let handles: Vec<_> = shares
+                .iter()
+                .map(|share| {
+                    let is_wanted = &is_wanted;
+                    scope.spawn(move || {
+                        let mut part = Found::default();
+                        let mut bytes = Vec::new();
+                        for bucket in *share {
+                            bytes.clear();
+                            let read =
+                                std::fs::File::open(self.path_of(*bucket)).and_then(|mut file| {
+                                    let len = file.metadata()?.len();
+                                    bytes.reserve(usize::try_from(len).unwrap_or(0));
+                                    std::io::Read::read_to_end(&mut file, &mut bytes)
+                                });
+                            if read.is_err() {
+                                continue;
+                            }
+                            let mut at = header;
+                            // The head of each entry read; the wanted ones
+                            // checked and copied.
+                            while let Some(head) = bytes.get(at..at + 16) {
+                                let p =
+                                    u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+                                let len =
+                                    u32::from_le_bytes(head[12..16].try_into().unwrap_or_default());
+                                let next = at + 16 + len as usize + 4;
+                                if is_wanted(p) {
+                                    match decode(&bytes, at) {
+                                        Some((p, on, packed, _)) => part.push(p, on, packed),
+                                        None => break,
+                                    }
+                                }
+                                at = next;
+                            }
+                        }
+                        part
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        for part in parts {
+            found.append(part);
+        }
+        found.entries.sort_unstable_by_key(|(p, ..)| *p);
+        found
+    }
+
+    /// Counts states views took from here.
+    pub(crate) fn count_used(&self, n: usize) {
+        self.used.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// The bytes its files hold.
+    pub(crate) fn bytes(&self) -> u64 {
+        let buckets: Vec<u64> = self.files().ranges.keys().copied().collect();
+        buckets
+            .into_iter()
+            .filter_map(|b| std::fs::metadata(self.path_of(b)).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+/// Kept states a past view found ([`ReplacedStates::find`]): their bytes
+/// one after another, and for each its position, the day it was evaluated
+/// on and where its bytes start and end, by position.
+#[derive(Default)]
+pub(crate) struct Found {
+    bytes: Vec<u8>,
+    entries: Vec<(u64, NaiveDate, usize, usize)>,
+}
+
+impl Found {
+    fn push(&mut self, position: u64, on: NaiveDate, packed: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(packed);
+        self.entries.push((position, on, start, self.bytes.len()));
+    }
+
+    fn append(&mut self, other: Found) {
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&other.bytes);
+        self.entries.extend(
+            other
+                .entries
+                .into_iter()
+                .map(|(p, on, start, end)| (p, on, base + start, base + end)),
+        );
+    }
+
+    /// How many states it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The state replaced by the record at `position`, if found: the day
+    /// it was evaluated on and its packed bytes.
+    pub(crate) fn get(&self, position: u64) -> Option<(NaiveDate, &[u8])> {
+        let i = self
+            .entries
+            .binary_search_by_key(&position, |(p, ..)| *p)
+            .ok()?;
+        let (_, on, start, end) = self.entries[i];
+        Some((on, &self.bytes[start..end]))
+    }
+}
+
+/// The directory beside a projection snapshot at `snapshot` where the
+/// replaced states are kept.
+pub(crate) fn dir_beside(snapshot: &Path) -> PathBuf {
+    snapshot
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("replaced-states")
+}
+
+/// Pathways whose states are written afresh at a time (their entries are
+/// written before the next are evaluated, so memory stays bounded).
+const BACKFILL_CHUNK: usize = 32_768;
+
+impl super::Projection {
+    /// Checks the replaced states found at start against the projection
+    /// (once it serves, before it folds anything more in), and, when they
+    /// do not account for every record of the last [`KEEP_DAYS`](super::record_days::KEEP_DAYS) days,
+    /// writes those afresh from the log on a thread of its own. Until
+    /// then, views as known at a moment read those pathways back.
+    pub(super) fn prepare_replaced(self: &std::sync::Arc<Self>) {
+        let Some(store) = self.replaced.clone() else {
+            return;
+        };
+        let (position, window_first, today) = {
+            let data = self.read();
+            let first = data.record_days.first().unwrap_or(data.position + 1);
+            (data.position, first, data.today)
+        };
+        let event_id = match position {
+            0 => None,
+            _ => self
+                .runtime
+                .block_on(self.log.read_positions(&[position]))
+                .ok()
+                .and_then(|r| r.first().map(|r| r.event_id)),
+        };
+        let complete = match store.check(position, event_id, window_first) {
+            Ok(complete) => complete,
+            Err(e) => {
+                tracing::warn!(error = %e, "the replaced states found at start were not checked");
+                return;
+            }
+        };
+        let Some(today) = today.filter(|_| !complete) else {
+            return;
+        };
+        if window_first > position {
+            store.covered_from(window_first);
+            return;
+        }
+        let projection = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("openptl-replaced".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                match projection.backfill_replaced(&store, window_first, position, today) {
+                    Ok(kept) => {
+                        store.covered_from(window_first);
+                        tracing::info!(
+                            from = window_first,
+                            to = position,
+                            states = kept,
+                            mib = store.bytes() / 1_048_576,
+                            ms = started.elapsed().as_millis() as u64,
+                            "the last days' replaced states written from the log"
+                        );
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the last days' replaced states were not written")
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "the replaced states could not be written");
+        }
+    }
+
+    /// Writes the state every pathway had before each of its records from
+    /// `from` to `to`, evaluated on `today` from its history up to it, as
+    /// a refresh would have kept it. How many.
+    fn backfill_replaced(
+        &self,
+        store: &ReplacedStates,
+        from: u64,
+        to: u64,
+        today: NaiveDate,
+    ) -> Result<usize, AppError> {
+        // A slice of the projection's pathways at a time, in the order
+        // they first appeared (so of their first records: reads go
+        // forwards); only the slice's positions are copied, so that what
+        // the backfill holds stays small and leaves nothing behind.
+        let total = self.read().pathways.len();
+        let mut kept = 0;
+        for first in (0..total).step_by(BACKFILL_CHUNK) {
+            let chunk: Vec<crate::fold::PathwayRecords> = {
+                let data = self.read();
+                let slice = &data.pathways.as_slice()[first..(first + BACKFILL_CHUNK).min(total)];
+                slice
+                    .iter()
+                    .filter(|(_, entry)| entry.positions.last().is_some_and(|last| last >= from))
+                    .filter_map(|(id, entry)| {
+                        let mut positions = entry.positions.to_vec();
+                        positions.retain(|p| *p <= to);
+                        // A record in the range that is not its first.
+                        let replaces = positions.iter().skip(1).any(|p| *p >= from);
+                        replaces.then(|| (id.clone(), positions))
+                    })
+                    .collect()
+            };
+            if chunk.is_empty() {
+                continue;
+            }
+            let index: HashMap<&str, usize> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (id, _))| (&**id, i))
+                .collect();
+            let states = crate::fold::fold_pathways(
+                self.log.as_ref(),
+                &self.runtime,
+                to,
+                &chunk,
+                |id, history| {
+                    let history = history?;
+                    let positions = &chunk[*index.get(&**id)?].1;
+                    let mut out: Vec<Replaced> = Vec::new();
+                    for k in 1..history.len().min(positions.len()) {
+                        if positions[k] < from {
+                            continue;
+                        }
+                        if let Some(state) = self.evaluated(id, &history[..k], today, None).current
+                        {
+                            out.push((positions[k], today, state.packed.as_bytes().into()));
+                        }
+                    }
+                    Some(out)
+                },
+            )?;
+            let states: Vec<Replaced> = states.into_iter().flatten().flatten().collect();
+            kept += states.len();
+            store.keep(&states)?;
+        }
+        Ok(kept)
+    }
+
+    /// The states refreshes replaced, when kept.
+    pub(crate) fn replaced(&self) -> Option<&ReplacedStates> {
+        self.replaced.as_deref()
+    }
+
+    /// Of the replaced states kept, if any: whether every record of the
+    /// last days has its entry, the bytes their files hold, and how many
+    /// states views have taken from them (for the benchmark).
+    pub fn replaced_states(&self) -> Option<(bool, u64, u64)> {
+        let store = self.replaced.as_deref()?;
+        Some((store.is_complete(), store.bytes(), store.used()))
+    }
+}
