@@ -370,29 +370,37 @@ impl ReplacedStates {
         if wanted.is_empty() || !self.is_ready() {
             return found;
         }
+        // Which positions are wanted, a bit each from the first wanted.
+        let wanted: Vec<u64> = wanted
+            .iter()
+            .copied()
+            .filter(|p| *p > after && *p <= upto)
+            .collect();
+        let (Some(&lo), Some(&hi)) = (wanted.iter().min(), wanted.iter().max()) else {
+            return found;
+        };
+        let mut bits = vec![0u64; usize::try_from((hi - lo) / 64 + 1).unwrap_or(0)];
+        for p in &wanted {
+            let i = (p - lo) as usize;
+            bits[i / 64] |= 1 << (i % 64);
+        }
+        let is_wanted = |p: u64| {
+            (lo..=hi).contains(&p) && {
+                let i = (p - lo) as usize;
+                bits[i / 64] & (1 << (i % 64)) != 0
+            }
+        };
+        // The files that may hold one.
         let buckets: Vec<u64> = self
             .files()
             .ranges
             .iter()
-            .filter(|(_, (lo, hi))| *hi > after && *lo <= upto)
+            .filter(|(_, (first, last))| *last >= lo && *first <= hi)
             .map(|(bucket, _)| *bucket)
             .collect();
         if buckets.is_empty() {
             return found;
         }
-        // Which positions are wanted, a bit each from `after`.
-        let span = usize::try_from(upto.saturating_sub(after)).unwrap_or(usize::MAX);
-        let mut bits = vec![0u64; span / 64 + 1];
-        for p in wanted.iter().filter(|p| **p > after && **p <= upto) {
-            let i = (p - after - 1) as usize;
-            bits[i / 64] |= 1 << (i % 64);
-        }
-        let is_wanted = |p: u64| {
-            p > after && p <= upto && {
-                let i = (p - after - 1) as usize;
-                bits[i / 64] & (1 << (i % 64)) != 0
-            }
-        };
         let header = self.header().len();
         // The files side by side, a share per core, each read into a
         // buffer the next file reuses; the wanted entries copied out, one
@@ -668,5 +676,102 @@ impl super::Projection {
     pub fn replaced_states(&self) -> Option<(bool, u64, u64)> {
         let store = self.replaced.as_deref()?;
         Some((store.is_complete(), store.bytes(), store.used()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    fn state(position: u64, d: u32) -> Replaced {
+        (position, day(d), vec![position as u8; 40].into())
+    }
+
+    fn find_all(store: &ReplacedStates, wanted: &[u64]) -> Vec<(u64, NaiveDate, Vec<u8>)> {
+        let found = store.find(wanted, 0, 10 * BUCKET);
+        wanted
+            .iter()
+            .filter_map(|p| found.get(*p).map(|(on, bytes)| (*p, on, bytes.to_vec())))
+            .collect()
+    }
+
+    /// Kept states are found by position across files; a start from the
+    /// snapshot they were noted with keeps them, cuts a torn entry and
+    /// drops those after the snapshot; another binary's or rules' files,
+    /// or files that do not account for the last days, are removed.
+    #[test]
+    fn kept_states_survive_a_start_only_when_they_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RulesConfig::defaults();
+        let id = uuid::Uuid::from_u128(7);
+        let store = ReplacedStates::new(dir.path().join("replaced"), &config);
+        // Nothing is kept before the check.
+        store.keep(&[state(3, 1)]).unwrap();
+        assert!(!store.check(10, Some(id), 1).unwrap());
+        assert!(find_all(&store, &[3]).is_empty());
+        store.covered_from(1);
+        let kept = [state(5, 2), state(BUCKET + 9, 3), state(12, 4)];
+        store.keep(&kept).unwrap();
+        store.keep(&[state(2 * BUCKET, 5)]).unwrap();
+        let found = find_all(&store, &[5, 12, BUCKET + 9, 2 * BUCKET, 6]);
+        assert_eq!(
+            found.iter().map(|(p, on, _)| (*p, *on)).collect::<Vec<_>>(),
+            vec![
+                (5, day(2)),
+                (12, day(4)),
+                (BUCKET + 9, day(3)),
+                (2 * BUCKET, day(5))
+            ]
+        );
+        assert_eq!(found[0].2, vec![5u8; 40]);
+        // Only those after `after`.
+        assert_eq!(store.find(&[5, 12], 5, 100).len(), 1);
+        store.note_snapshot(BUCKET + 9, id);
+        // A torn entry at the end of the first file.
+        let first = dir
+            .path()
+            .join("replaced")
+            .join(format!("{:010}.states", 0));
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&first)
+            .unwrap();
+        file.write_all(&[1, 2, 3]).unwrap();
+        drop(file);
+
+        // A start at the snapshot's position: kept, but for the torn
+        // bytes and the state after the snapshot.
+        let again = ReplacedStates::new(dir.path().join("replaced"), &config);
+        assert!(again.check(BUCKET + 9, Some(id), 4).unwrap());
+        assert_eq!(find_all(&again, &[5, 12, BUCKET + 9, 2 * BUCKET]).len(), 3);
+        let bytes = std::fs::read(&first).unwrap();
+        assert!(decode(&bytes, again.header().len()).is_some());
+        again.keep(&[state(20, 6)]).unwrap();
+        assert_eq!(find_all(&again, &[5, 12, 20]).len(), 3);
+
+        // Another rules configuration: removed, and written afresh.
+        let mut other = RulesConfig::defaults();
+        other.targets.fds_days += 1;
+        let changed = ReplacedStates::new(dir.path().join("replaced"), &other);
+        assert!(!changed.check(BUCKET + 9, Some(id), 4).unwrap());
+        assert!(find_all(&changed, &[5, 12, 20]).is_empty());
+        changed.keep(&[state(21, 6)]).unwrap();
+        assert_eq!(find_all(&changed, &[21]).len(), 1);
+
+        // Another position (a crash after the snapshot): removed too.
+        changed.covered_from(1);
+        changed.note_snapshot(30, id);
+        let later = ReplacedStates::new(dir.path().join("replaced"), &other);
+        assert!(!later.check(31, Some(id), 4).unwrap());
+        assert!(find_all(&later, &[21]).is_empty());
+
+        // Old files go once all their states are before the first kept.
+        later.keep(&[state(8, 1), state(BUCKET + 1, 2)]).unwrap();
+        later.prune(BUCKET);
+        assert_eq!(find_all(&later, &[8, BUCKET + 1]).len(), 1);
     }
 }
