@@ -97,7 +97,7 @@ pub async fn views(
     // The states replaced in the last days, written from the log after the
     // fold (decision 162): views as known at a moment take them.
     let backfill = Instant::now();
-    let ready = app.replaced_states_ready(Duration::from_secs(3600)).await;
+    let ready = app.replaced_states_ready(Duration::from_secs(600)).await;
     let (_, replaced_bytes, _) = app.projection().replaced_states().unwrap_or_default();
     println!(
         "replaced states of the last days written from the log {:.1}s after serving (complete: {ready}): {:.0} MiB on disk",

@@ -222,8 +222,12 @@ impl ReplacedStates {
                 }
                 continue;
             };
+            if !complete {
+                std::fs::remove_file(&path).map_err(io)?;
+                continue;
+            }
             let bytes = std::fs::read(&path).map_err(io)?;
-            if !complete || !bytes.starts_with(&header) {
+            if !bytes.starts_with(&header) {
                 std::fs::remove_file(&path).map_err(io)?;
                 continue;
             }
