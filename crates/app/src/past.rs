@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_rules::forecast::{self, ModelCounts};
+use openptl_rules::pathway::Settled;
 use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, RulesConfig};
 
 use crate::evaluate::{current_of, Current};
@@ -238,24 +239,43 @@ enum Moves<'a> {
 /// Whether the state packed in `bytes`, evaluated on `on`, moves to
 /// `as_of` in a view showing `shown`: as the split decides for today's.
 fn replaced_moves(bytes: &[u8], on: NaiveDate, as_of: NaiveDate, shown: Shown) -> Moves<'_> {
-    let Some((on_ptl, settled, span)) = crate::packed::head_of(bytes) else {
+    crate::packed::head_of(bytes).map_or(Moves::No, |head| {
+        moves_to(bytes, head, Some(on), as_of, shown)
+    })
+}
+
+/// Whether a state packed in `bytes`, whose head says whether it is on
+/// the PTL, its settled dates and its date span, evaluated on `on`, moves
+/// to `as_of` in a view showing `shown`: itself when its events are
+/// settled by both dates ([`openptl_rules::pathway::Settled::covers`]),
+/// else an earlier state kept with it whose range holds the date; or it
+/// did not exist yet as of the date; or it is read back. The one rule for
+/// today's states and the replaced ones.
+fn moves_to(
+    bytes: &[u8],
+    (on_ptl, settled, span): (bool, Option<Settled>, (NaiveDate, NaiveDate)),
+    on: Option<NaiveDate>,
+    as_of: NaiveDate,
+    shown: Shown,
+) -> Moves<'_> {
+    let Some(settled) = settled else {
         return Moves::No;
     };
-    match settled {
-        Some(settled) if as_of < settled.first => Moves::NotShown,
-        Some(settled) if settled.covers(on, as_of) => match shown.shows(span, on_ptl) {
+    if as_of < settled.first {
+        return Moves::NotShown;
+    }
+    if on.is_some_and(|on| settled.covers(on, as_of)) {
+        return match shown.shows(span, on_ptl) {
             true => Moves::Yes(bytes.into(), on_ptl),
             false => Moves::NotShown,
+        };
+    }
+    match crate::packed::earlier_of(bytes, as_of) {
+        Some((on_ptl, earlier)) => match shown.shows(crate::packed::span_of(&earlier), on_ptl) {
+            true => Moves::Yes(earlier.into(), on_ptl),
+            false => Moves::NotShown,
         },
-        _ => match crate::packed::earlier_of(bytes, as_of) {
-            Some((on_ptl, earlier)) => {
-                match shown.shows(crate::packed::span_of(&earlier), on_ptl) {
-                    true => Moves::Yes(earlier.into(), on_ptl),
-                    false => Moves::NotShown,
-                }
-            }
-            None => Moves::No,
-        },
+        None => Moves::No,
     }
 }
 
@@ -470,39 +490,31 @@ fn split<'a>(
             known_positions = Some(positions);
             version = Some(known as u64);
         }
-        let settled = head.and_then(|(p, (on_ptl, settled))| Some((p, (settled?, on_ptl))));
         let mut keep = |bytes: std::borrow::Cow<'a, [u8]>, on_ptl: bool| {
             kept.push((id, bytes, version));
             part.on_ptl += usize::from(on_ptl);
         };
-        match (settled, evaluated_on) {
-            (Some((_, (settled, _))), _) if as_of < settled.first => take_away(),
-            // What it adds as of the date is what it adds today, counted.
-            (Some(_), Some(on))
-                if counted_bytes.is_some()
-                    && settled.is_some_and(|(_, (s, _))| s.covers(on, as_of)) => {}
-            (Some((packed, (settled, on_ptl))), Some(on)) if settled.covers(on, as_of) => {
-                if shown.shows(packed.span(), on_ptl) {
-                    keep(packed.as_bytes().into(), on_ptl);
-                }
-            }
-            (Some((packed, _)), _) => {
-                take_away();
-                match packed.earlier(as_of) {
-                    Some((on_ptl, earlier)) => {
-                        if shown.shows(crate::packed::span_of(&earlier), on_ptl) {
-                            keep(earlier.into(), on_ptl);
-                        }
-                    }
-                    None => part
-                        .read
-                        .push(((*id).clone(), to_read(known_positions), first_later)),
-                }
-            }
-            _ => {
-                take_away();
+        // What it adds as of the date is what it adds today, counted (its
+        // events settled by the date, so it existed then).
+        let passes = counted_bytes.is_some()
+            && head.is_some_and(|(_, (_, settled))| {
+                settled.is_some_and(|s| evaluated_on.is_some_and(|on| s.covers(on, as_of)))
+            });
+        if passes {
+            continue;
+        }
+        // (Nothing when the kept sums do not count it.)
+        take_away();
+        let moves = head.map(|(packed, (on_ptl, settled))| {
+            let head = (on_ptl, settled, packed.span());
+            moves_to(packed.as_bytes(), head, evaluated_on, as_of, shown)
+        });
+        match moves {
+            Some(Moves::Yes(bytes, on_ptl)) => keep(bytes, on_ptl),
+            Some(Moves::NotShown) => {}
+            Some(Moves::No) | None => {
                 part.read
-                    .push(((*id).clone(), to_read(known_positions), first_later));
+                    .push(((*id).clone(), to_read(known_positions), first_later))
             }
         }
     }

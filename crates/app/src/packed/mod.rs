@@ -103,10 +103,7 @@ impl Packed {
     /// The packed bytes of the earlier state that moves to `as_of`, and
     /// whether it is on the PTL (`None`: none kept does).
     pub fn earlier(&self, as_of: NaiveDate) -> Option<(bool, Vec<u8>)> {
-        let head = self.head().ok()?;
-        Reader::earlier(head.earlier, day(head.span.0), head.fields, as_of)
-            .ok()
-            .flatten()
+        earlier_of(&self.bytes, as_of)
     }
 
     /// How many of its bytes are earlier states.
@@ -134,7 +131,7 @@ impl Packed {
 /// What a past view asks of packed bytes kept elsewhere (the replaced
 /// states, decision 162) without copying them into a [`Packed`]: whether
 /// the state is on the PTL, its settled dates and its date span (`None`:
-/// the head is unreadable).
+/// the head is unreadable; [`Packed::on_ptl_settled`] of a `Packed`).
 pub fn head_of(bytes: &[u8]) -> Option<(bool, Option<Settled>, (NaiveDate, NaiveDate))> {
     let head = Reader::new(bytes).head().ok()?;
     Some((head.on_ptl, head.settled, head.span))
