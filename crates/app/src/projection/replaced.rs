@@ -411,51 +411,36 @@ impl ReplacedStates {
         // after another, into the share's own bytes.
         let threads = crate::fold::cores().max(1).min(buckets.len());
         let shares: Vec<&[u64]> = buckets.chunks(buckets.len().div_ceil(threads)).collect();
-        let parts: Vec<Found> = std::thread::scope(|scope| {
-            let handles: Vec<_> = shares
-                .iter()
-                .map(|share| {
-                    let is_wanted = &is_wanted;
-                    scope.spawn(move || {
-                        let mut part = Found::default();
-                        let mut bytes = Vec::new();
-                        for bucket in *share {
-                            bytes.clear();
-                            let read =
-                                std::fs::File::open(self.path_of(*bucket)).and_then(|mut file| {
-                                    let len = file.metadata()?.len();
-                                    bytes.reserve(usize::try_from(len).unwrap_or(0));
-                                    std::io::Read::read_to_end(&mut file, &mut bytes)
-                                });
-                            if read.is_err() {
-                                continue;
-                            }
-                            let mut at = header;
-                            // The head of each entry read; the wanted ones
-                            // checked and copied.
-                            while let Some(head) = bytes.get(at..at + 16) {
-                                let p =
-                                    u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
-                                let len =
-                                    u32::from_le_bytes(head[12..16].try_into().unwrap_or_default());
-                                let next = at + 16 + len as usize + 4;
-                                if is_wanted(p) {
-                                    match decode(&bytes, at) {
-                                        Some((p, on, packed, _)) => part.push(p, on, packed),
-                                        None => break,
-                                    }
-                                }
-                                at = next;
-                            }
+        let parts = crate::fold::par_batches(&shares, |share| {
+            let mut part = Found::default();
+            let mut bytes = Vec::new();
+            for bucket in *share {
+                bytes.clear();
+                let read = std::fs::File::open(self.path_of(*bucket)).and_then(|mut file| {
+                    let len = file.metadata()?.len();
+                    bytes.reserve(usize::try_from(len).unwrap_or(0));
+                    std::io::Read::read_to_end(&mut file, &mut bytes)
+                });
+                if read.is_err() {
+                    continue;
+                }
+                // The head of each entry read; the wanted ones checked and
+                // copied.
+                let mut at = header;
+                while let Some(head) = bytes.get(at..at + 16) {
+                    let p = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
+                    let len = u32::from_le_bytes(head[12..16].try_into().unwrap_or_default());
+                    let next = at + 16 + len as usize + 4;
+                    if is_wanted(p) {
+                        match decode(&bytes, at) {
+                            Some((p, on, packed, _)) => part.push(p, on, packed),
+                            None => break,
                         }
-                        part
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
+                    }
+                    at = next;
+                }
+            }
+            Some(part)
         });
         for part in parts {
             found.append(part);
