@@ -907,10 +907,12 @@ impl Projection {
             }
         }
         if let Some(store) = self.replaced.as_ref().filter(|_| new_day) {
-            // The record dates past views keep start later each day.
-            if let Some(first) = self.read().record_days.first() {
-                store.prune(first);
-            }
+            // The record dates past views keep start later each day (after
+            // the head when none is recent).
+            let data = self.read();
+            let first = data.record_days.first().unwrap_or(data.position + 1);
+            drop(data);
+            store.prune(first);
         }
         if dirty.len() > BULK {
             // Copied under the read lock, swapped in under the write lock,
