@@ -90,14 +90,20 @@ fn encode(out: &mut Vec<u8>, (position, on, bytes): &Replaced) {
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
+/// The head of the entry at `at`, unchecked: its position, and where its
+/// packed bytes end (its CRC follows; the next entry 4 bytes on).
+fn head_at(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
+    let head = bytes.get(at..at.checked_add(16)?)?;
+    let position = u64::from_le_bytes(head[..8].try_into().ok()?);
+    let len = usize::try_from(u32::from_le_bytes(head[12..16].try_into().ok()?)).ok()?;
+    Some((position, at.checked_add(16)?.checked_add(len)?))
+}
+
 /// An entry read: its position, day, bytes, and where the next begins;
 /// `None` where the bytes end or do not hold a whole, intact entry.
 fn decode(bytes: &[u8], at: usize) -> Option<(u64, NaiveDate, &[u8], usize)> {
-    let head = bytes.get(at..at + 16)?;
-    let position = u64::from_le_bytes(head[..8].try_into().ok()?);
-    let day = i32::from_le_bytes(head[8..12].try_into().ok()?);
-    let len = usize::try_from(u32::from_le_bytes(head[12..16].try_into().ok()?)).ok()?;
-    let end = at.checked_add(16)?.checked_add(len)?;
+    let (position, end) = head_at(bytes, at)?;
+    let day = i32::from_le_bytes(bytes[at + 8..at + 12].try_into().ok()?);
     let packed = bytes.get(at + 16..end)?;
     let crc = u32::from_le_bytes(bytes.get(end..end + 4)?.try_into().ok()?);
     if crc32c::crc32c(&bytes[at..end]) != crc {
@@ -427,17 +433,14 @@ impl ReplacedStates {
                 // The head of each entry read; the wanted ones checked and
                 // copied.
                 let mut at = header;
-                while let Some(head) = bytes.get(at..at + 16) {
-                    let p = u64::from_le_bytes(head[..8].try_into().unwrap_or_default());
-                    let len = u32::from_le_bytes(head[12..16].try_into().unwrap_or_default());
-                    let next = at + 16 + len as usize + 4;
+                while let Some((p, end)) = head_at(&bytes, at) {
                     if is_wanted(p) {
                         match decode(&bytes, at) {
                             Some((p, on, packed, _)) => part.push(p, on, packed),
                             None => break,
                         }
                     }
-                    at = next;
+                    at = end + 4;
                 }
             }
             Some(part)
@@ -552,7 +555,10 @@ impl super::Projection {
                 return;
             }
         };
-        let Some(today) = today.filter(|_| !complete) else {
+        if complete {
+            return;
+        }
+        let Some(today) = today else {
             return;
         };
         if window_first > position {
