@@ -89,11 +89,16 @@ fn the_service_anchors_its_head_and_verify_checks_the_anchors() {
         assert_eq!(a["hash"].as_str().unwrap().len(), 64);
         assert!(a["at"].is_string());
     }
-    let (_, metrics) = server.get("/metrics");
-    assert!(
-        metrics.contains("openptl_log_anchored_position 3"),
-        "{metrics}"
-    );
+    // The gauge is set just after the line is written: wait for it too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, metrics) = server.get("/metrics");
+        if metrics.contains("openptl_log_anchored_position 3") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     server.stop_gracefully();
     // Nothing moved since: shutdown adds no anchor of the same head.
     assert_eq!(anchor_lines(&anchors).len(), 3);
