@@ -43,6 +43,7 @@ pub use append::{AppendOutcome, AppendedEvent, MAX_BATCH};
 pub use clock::{london_today, Clock, FixedClock, SystemClock};
 pub use error::AppError;
 pub use evaluate::decode;
+pub use fold::{par_batches, par_sort_unstable_by};
 pub use metrics::Metrics;
 pub use openptl_log::Failure;
 pub use problem::{ApiError, Kind, Limited, Problem};

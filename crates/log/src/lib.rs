@@ -155,6 +155,16 @@ pub trait InPlace: Send + Sync {
         positions: &[u64],
         visit: &mut dyn FnMut(RecordRef<'_>),
     ) -> Result<(), LogError>;
+
+    /// A hint that the records at `positions` will be read soon: the
+    /// segment log asks the kernel for the pages they lie on all at once
+    /// (when a sample of them finds one not in memory), so that those not
+    /// in memory are read from disk together rather than one page fault
+    /// at a time. Positions not held are passed over; nothing is read or
+    /// checked here.
+    fn will_read(&self, positions: &mut dyn Iterator<Item = u64>) {
+        let _ = positions;
+    }
 }
 
 /// What an append did with one record of the batch.

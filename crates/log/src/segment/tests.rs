@@ -714,6 +714,73 @@ async fn visits_read_in_place_across_segments() {
     assert_eq!(seen, stored);
 }
 
+/// The runs a past view asks the kernel for (`will_read`) cover every
+/// record asked for, join only nearby records of one segment, and pass
+/// over positions the log does not hold.
+#[tokio::test]
+async fn records_about_to_be_read_are_asked_for_in_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SegmentLog::open_with_segment_size(dir.path(), 64 << 10).unwrap();
+    for i in 0..400u16 {
+        log.append(vec![record(&format!("s{}", i % 9), None, &[7; 900])])
+            .await
+            .unwrap();
+    }
+    let segments = fs::read_dir(dir.path().join("segments")).unwrap().count();
+    assert!(segments > 3, "{segments} segments");
+    let mapped = Mapped::new(&log.shared, log.head()).unwrap();
+    let locate = |p: u64| log.shared.location(p).unwrap();
+    let runs_of = |positions: &[u64]| mapped.runs(&mut positions.iter().copied());
+
+    // Neighbours are one run, from the first's start to the last's end.
+    let (segment, first) = locate(1);
+    assert_eq!(runs_of(&[3, 1, 2]), [(segment, first, locate(4).1)]);
+    // Records further apart than RUN_GAP in one segment are two runs.
+    let far = (2..=log.head())
+        .find(|p| {
+            let (s, o) = locate(*p);
+            s == segment && o > locate(2).1 + RUN_GAP
+        })
+        .expect("a record far from the first in its segment");
+    assert_eq!(runs_of(&[1, far]).len(), 2);
+    // Positions not held are passed over.
+    assert_eq!(runs_of(&[0, log.head() + 1]), []);
+
+    // Every record of a spread of positions lies inside a run (the last
+    // of a segment up to TAIL_GUESS past its start), and runs are
+    // ordered and apart.
+    let wanted: Vec<u64> = (1..=log.head())
+        .filter(|p| p % 7 == 3 || p % 11 == 0)
+        .collect();
+    let runs = runs_of(&wanted);
+    for w in runs.windows(2) {
+        let ((s1, _, e1), (s2, b2, _)) = (w[0], w[1]);
+        assert!(s1 < s2 || (s1 == s2 && b2 > e1 + RUN_GAP), "{runs:?}");
+    }
+    for p in &wanted {
+        let (s, start) = locate(*p);
+        let end = match log.shared.location(p + 1) {
+            Ok((next, o)) if next == s => o,
+            _ => start + TAIL_GUESS,
+        };
+        assert!(
+            runs.iter()
+                .any(|(rs, b, e)| *rs == s && *b <= start && end <= *e),
+            "position {p} ({s}, {start}..{end}) outside {runs:?}"
+        );
+    }
+    // Just written, the pages are in memory: nothing need be asked.
+    assert!(mapped.sample_in_memory(&wanted));
+    // Asking is only a hint: the records read back the same after it.
+    let reader = log.in_place().unwrap().unwrap();
+    reader.will_read(&mut wanted.iter().copied().chain([0, 10_000]));
+    let mut seen = Vec::new();
+    reader
+        .visit_positions(&wanted, &mut |r| seen.push(r.position))
+        .unwrap();
+    assert_eq!(seen, wanted);
+}
+
 #[test]
 fn locations_find_each_record_across_segments() {
     let mut l = Locations::default();
