@@ -249,6 +249,13 @@ pub async fn views(
         })
         .await?;
         report(&format!("CWT extract ({name})"), times);
+        // As `GET /v1/returns/cwt` serves it by default.
+        let times = timed(20, async || {
+            let (lines, _) = app.cwt(&now, period, &all, &system).await?;
+            Ok(openptl_http::cwt_csv(&lines).into_bytes())
+        })
+        .await?;
+        report(&format!("CWT submission as CSV ({name})"), times);
         let (lines, _) = app.cwt(&now, period, &all, &system).await?;
         let csv = openptl_http::cwt_csv(&lines);
         println!(
@@ -332,7 +339,7 @@ pub async fn views(
         ("as of a week ago", &week_ago),
         ("as known a week ago", &known_week_ago),
     ] {
-        for view in PastAggregate::ALL {
+        for view in PastAggregate::TIMED {
             let times = timed(3, async || past_aggregate(&app, at, view, &system).await).await?;
             report(&format!("{} {label}", view.label()), times);
         }
@@ -537,15 +544,28 @@ enum PastAggregate {
     Standards,
     Milestones,
     Fit,
+    /// The CWT submission's lines, as JSON (`format=json`).
     Cwt,
+    /// The same as CSV, as `GET /v1/returns/cwt` serves it by default.
+    CwtCsv,
 }
 
 impl PastAggregate {
+    /// The views compared with the full re-evaluation (the CSV is made
+    /// from the same lines as the JSON).
     const ALL: [PastAggregate; 4] = [
         PastAggregate::Standards,
         PastAggregate::Milestones,
         PastAggregate::Fit,
         PastAggregate::Cwt,
+    ];
+    /// The views timed.
+    const TIMED: [PastAggregate; 5] = [
+        PastAggregate::Standards,
+        PastAggregate::Milestones,
+        PastAggregate::Fit,
+        PastAggregate::Cwt,
+        PastAggregate::CwtCsv,
     ];
 
     fn label(self) -> &'static str {
@@ -554,6 +574,7 @@ impl PastAggregate {
             PastAggregate::Milestones => "milestones view (every pathway)",
             PastAggregate::Fit => "FIT view (its month)",
             PastAggregate::Cwt => "CWT extract (its month)",
+            PastAggregate::CwtCsv => "CWT submission as CSV (its month)",
         }
     }
 }
@@ -585,6 +606,9 @@ async fn past_aggregate(
         }
         PastAggregate::Fit => serde_json::to_vec(&app.fit(at, Some(month), &all, system).await?.0)?,
         PastAggregate::Cwt => serde_json::to_vec(&app.cwt(at, month, &all, system).await?.0)?,
+        PastAggregate::CwtCsv => {
+            openptl_http::cwt_csv(&app.cwt(at, month, &all, system).await?.0).into_bytes()
+        }
     })
 }
 

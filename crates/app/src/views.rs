@@ -529,23 +529,34 @@ impl App {
         Ok((out, position))
     }
 
-    /// Runs `f` over the states of the pathways with CWT records in
-    /// `month`, as today's aggregates index them, off the async workers:
+    /// The CWT submission's lines of `month` for the trusts `trusts`
+    /// allows, from the states of the pathways today's aggregates index
+    /// as having records in it, on every core, off the async workers:
     /// `None` when the view is not of today as known now, the month is not
     /// indexed or the aggregates are not built yet (the caller then reads
     /// the states holding a date in the month).
-    pub(crate) async fn with_cwt_pathways<R: Send + 'static>(
+    async fn todays_cwt_lines(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
         month: Period,
-        f: impl FnOnce(&mut dyn Iterator<Item = Seen<'_>>) -> R + Send + 'static,
-    ) -> Result<Option<(R, u64)>, AppError> {
+        trusts: TrustFilter,
+    ) -> Result<Option<(Vec<CwtLine>, u64)>, AppError> {
         let projection = self.projection.clone();
         let answered = self
             .with_todays_aggregates(as_of, known_at, move |data, aggregates| {
-                let ids = aggregates.cwt_pathways(month, as_of)?;
-                Some(run_over(data.states_at(ids, projection.packer()), f))
+                let ids: Vec<usize> = aggregates.cwt_pathways(month, as_of)?.collect();
+                let parts =
+                    data.fold_states_at(&ids, projection.packer(), Vec::new, |lines, id, state| {
+                        add_cwt_lines(lines, id, state, month, &trusts)
+                    });
+                Some(parts.map(|parts| {
+                    let mut lines = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+                    for part in parts {
+                        lines.extend(part);
+                    }
+                    sort_cwt_lines(lines)
+                }))
             })
             .await?;
         Ok(match answered {
@@ -862,17 +873,13 @@ impl App {
         let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        let indexed = {
-            let trusts = trusts.clone();
-            self.with_cwt_pathways(as_of, at.known_at, period, move |seen| {
-                cwt_lines(seen, period, &trusts)
-            })
-            .await?
-        };
-        let (mut lines, position) = match indexed {
+        let indexed = self
+            .todays_cwt_lines(as_of, at.known_at, period, trusts.clone())
+            .await?;
+        let (lines, position) = match indexed {
             Some(out) => out,
             None => {
-                let (mut lines, position) = self
+                let (lines, position) = self
                     .fold_states(
                         self.past_split(as_of, at.known_at, Shown::period(period))
                             .await?,
@@ -882,20 +889,31 @@ impl App {
                         None,
                     )
                     .await?;
-                sort_cwt_lines(&mut lines);
-                (lines, position)
+                (
+                    self.off_workers(move || sort_cwt_lines(lines)).await?,
+                    position,
+                )
             }
         };
-        if !principal.sees_identifiers() {
-            for line in &mut lines {
-                line.pathway_id.clear();
-                line.nhs_number.clear();
-            }
-        } else if !principal.sees_nhs_numbers() {
-            for line in &mut lines {
-                line.nhs_number = mask(&line.nhs_number);
-            }
-        }
+        let (identifiers, nhs_numbers) =
+            (principal.sees_identifiers(), principal.sees_nhs_numbers());
+        let lines = if identifiers && nhs_numbers {
+            lines
+        } else {
+            self.off_workers(move || {
+                let mut lines = lines;
+                for line in &mut lines {
+                    if !identifiers {
+                        line.pathway_id.clear();
+                        line.nhs_number.clear();
+                    } else {
+                        line.nhs_number = mask(&line.nhs_number);
+                    }
+                }
+                lines
+            })
+            .await?
+        };
         self.audit(principal, "cwt_extract", None, Some(lines.len()));
         Ok((lines, position))
     }
@@ -945,21 +963,6 @@ fn run_over<'a, R>(
     }
 }
 
-/// The CWT submission's lines of `period` among `seen`, for the trusts
-/// `trusts` allows, sorted by trust, pathway and items.
-fn cwt_lines(
-    seen: &mut dyn Iterator<Item = Seen<'_>>,
-    period: Period,
-    trusts: &TrustFilter,
-) -> Vec<CwtLine> {
-    let mut lines: Vec<CwtLine> = Vec::new();
-    for s in seen {
-        add_cwt_lines(&mut lines, s.id(), s.state(), period, trusts);
-    }
-    sort_cwt_lines(&mut lines);
-    lines
-}
-
 /// Adds a pathway's CWT submission lines of `period`, for the trusts
 /// `trusts` allows.
 fn add_cwt_lines(
@@ -970,7 +973,7 @@ fn add_cwt_lines(
     trusts: &TrustFilter,
 ) {
     for row in cwt::cwt_records(state, period) {
-        if row.trusts.iter().any(|t| trusts.allows(t)) {
+        if row.trusts().any(|t| trusts.allows(t.as_str())) {
             lines.push(CwtLine {
                 pathway_id: id.to_string(),
                 nhs_number: state.nhs_number.as_str().to_string(),
@@ -980,15 +983,20 @@ fn add_cwt_lines(
     }
 }
 
-/// Sorts CWT submission lines by trust, pathway and items.
-fn sort_cwt_lines(lines: &mut [CwtLine]) {
-    lines.sort_by(|a, b| {
-        (&a.row.trust, &a.pathway_id, &a.row.items).cmp(&(
-            &b.row.trust,
-            &b.pathway_id,
-            &b.row.items,
-        ))
-    });
+/// The order of CWT submission lines: by trust, pathway and items.
+fn cwt_order(a: &CwtLine, b: &CwtLine) -> std::cmp::Ordering {
+    a.row
+        .trust
+        .cmp(&b.row.trust)
+        .then_with(|| a.pathway_id.cmp(&b.pathway_id))
+        .then_with(|| a.row.items().cmp(b.row.items()))
+}
+
+/// CWT submission lines sorted by [`cwt_order`], on every core (a month
+/// at alliance scale is hundreds of thousands of lines). Unstable: lines
+/// equal in that order are equal whole.
+fn sort_cwt_lines(lines: Vec<CwtLine>) -> Vec<CwtLine> {
+    crate::fold::par_sort_unstable_by(lines, cwt_order)
 }
 
 fn forbidden(principal: &Principal, why: &str) -> AppError {

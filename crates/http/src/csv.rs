@@ -10,18 +10,32 @@ pub struct Csv {
 impl Csv {
     /// Starts a document with its header line.
     pub fn new(header: &[&str]) -> Csv {
-        let mut csv = Csv { out: String::new() };
-        let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-        csv.row(&header);
+        Csv::with_capacity(header, 0)
+    }
+
+    /// Starts a document with its header line (none when `header` is
+    /// empty: rows to join to another's), room made for `bytes`.
+    pub fn with_capacity(header: &[&str], bytes: usize) -> Csv {
+        let mut csv = Csv {
+            out: String::with_capacity(bytes),
+        };
+        if !header.is_empty() {
+            csv.row(header);
+        }
         csv
     }
 
-    pub fn row(&mut self, fields: &[String]) {
-        for (i, field) in fields.iter().enumerate() {
+    /// Adds rows another `Csv` without a header wrote.
+    pub fn rows_written(&mut self, rows: &str) {
+        self.out.push_str(rows);
+    }
+
+    pub fn row<S: AsRef<str>>(&mut self, fields: impl IntoIterator<Item = S>) {
+        for (i, field) in fields.into_iter().enumerate() {
             if i > 0 {
                 self.out.push(',');
             }
-            push_field(&mut self.out, field);
+            push_field(&mut self.out, field.as_ref());
         }
         self.out.push_str("\r\n");
     }
@@ -54,9 +68,9 @@ mod tests {
     #[test]
     fn fields_are_quoted_and_formulas_defused() {
         let mut csv = Csv::new(&["a", "b"]);
-        csv.row(&["plain".into(), "with, comma".into()]);
-        csv.row(&["say \"hi\"".into(), "=HYPERLINK(\"x\")".into()]);
-        csv.row(&["-3".into(), "-x".into()]);
+        csv.row(["plain", "with, comma"]);
+        csv.row(["say \"hi\"", "=HYPERLINK(\"x\")"]);
+        csv.row(["-3", "-x"]);
         assert_eq!(
             csv.finish(),
             "a,b\r\nplain,\"with, comma\"\r\n\"say \"\"hi\"\"\",\"'=HYPERLINK(\"\"x\"\")\"\r\n-3,\"'-x\"\r\n"

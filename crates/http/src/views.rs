@@ -197,6 +197,17 @@ pub(crate) fn wants_csv(headers: &HeaderMap, params: &Params) -> Result<bool, Ap
         .is_some_and(|v| v.contains("text/csv")))
 }
 
+/// Makes a response whose body may be large (an export, a month's CWT
+/// submission) on the blocking pool: writing hundreds of thousands of rows
+/// on an async worker would hold up every request behind it.
+pub(crate) async fn made_off_workers(
+    make: impl FnOnce() -> Response + Send + 'static,
+) -> Result<Response, AppError> {
+    tokio::task::spawn_blocking(make)
+        .await
+        .map_err(|e| AppError::Internal(Failure::caused_by("writing a response", e)))
+}
+
 pub(crate) fn csv_response(body: String, filename: &str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
@@ -328,97 +339,98 @@ pub async fn get_ptl(
     if !csv {
         return Ok(Json(page).into_response());
     }
-    let mut out = Csv::new(&[
-        "pathway_id",
-        "nhs_number",
-        "trust",
-        "tumour_site",
-        "route",
-        "referred_on",
-        "status",
-        "fds_status",
-        "fds_days",
-        "d62_status",
-        "d62_days",
-        "d31_status",
-        "d31_days",
-        "band",
-        "rag",
-        "next_milestone",
-        "next_milestone_due",
-        "milestone_overdue",
-        "next_breach_clock",
-        "next_breach_date",
-        "transferred",
-        "handover_date",
-        "decision_to_treat",
-        "fit_band",
-        "last_note",
-        "next_action",
-        "next_action_due",
-        "next_action_overdue",
-        "owner",
-        "escalated",
-        "next_breach_plan_id",
-        "subsequent_plan_id",
-        "subsequent_modality",
-        "subsequent_status",
-        "subsequent_days",
-        "subsequent_breach_date",
-        "colonoscopy",
-        "breach_risk",
-        "breach_risk_clock",
-        "breach_risk_plan_id",
-    ]);
-    for e in &page.rows {
-        let r = &e.row;
-        out.row(&[
-            e.pathway_id.clone(),
-            e.nhs_number.clone(),
-            r.trust.clone(),
-            r.tumour_site.to_string(),
-            r.route.to_string(),
-            r.referred_on.to_string(),
-            r.status.to_string(),
-            r.fds_status.to_string(),
-            opt(r.fds_days),
-            r.d62_status.to_string(),
-            opt(r.d62_days),
-            r.d31_status.to_string(),
-            opt(r.d31_days),
-            opt(r.band),
-            r.rag.to_string(),
-            opt(r.next_milestone.as_ref().map(|m| &m.name)),
-            opt(r.next_milestone.as_ref().map(|m| m.due_date)),
-            r.milestone_overdue.to_string(),
-            opt(r.next_breach_clock),
-            opt(r.next_breach_date),
-            r.transferred.to_string(),
-            opt(r.handover_date),
-            r.decision_to_treat.to_string(),
-            r.fit_band.to_string(),
-            opt(r.last_note.as_ref()),
-            opt(r.next_action.as_ref()),
-            opt(r.next_action_due),
-            r.next_action_overdue.to_string(),
-            opt(r.owner.as_ref()),
-            r.escalated.to_string(),
-            opt(r.next_breach_plan_id.as_ref()),
-            opt(r.subsequent.as_ref().map(|p| &p.plan_id)),
-            opt(r.subsequent.as_ref().map(|p| p.modality)),
-            opt(r.subsequent.as_ref().map(|p| p.status)),
-            opt(r.subsequent_days),
-            opt(r.subsequent.as_ref().and_then(|p| p.breach_date)),
-            opt(r.colonoscopy.map(|c| c.as_str())),
-            opt(e.breach_risk),
-            opt(e.breach_risk_clock),
-            opt(e.breach_risk_plan_id.as_ref()),
+    // An export is every row: written on the blocking pool.
+    Ok(made_off_workers(move || {
+        let mut out = Csv::new(&[
+            "pathway_id",
+            "nhs_number",
+            "trust",
+            "tumour_site",
+            "route",
+            "referred_on",
+            "status",
+            "fds_status",
+            "fds_days",
+            "d62_status",
+            "d62_days",
+            "d31_status",
+            "d31_days",
+            "band",
+            "rag",
+            "next_milestone",
+            "next_milestone_due",
+            "milestone_overdue",
+            "next_breach_clock",
+            "next_breach_date",
+            "transferred",
+            "handover_date",
+            "decision_to_treat",
+            "fit_band",
+            "last_note",
+            "next_action",
+            "next_action_due",
+            "next_action_overdue",
+            "owner",
+            "escalated",
+            "next_breach_plan_id",
+            "subsequent_plan_id",
+            "subsequent_modality",
+            "subsequent_status",
+            "subsequent_days",
+            "subsequent_breach_date",
+            "colonoscopy",
+            "breach_risk",
+            "breach_risk_clock",
+            "breach_risk_plan_id",
         ]);
-    }
-    Ok(csv_response(
-        out.finish(),
-        &format!("ptl-{}.csv", page.as_of),
-    ))
+        for e in &page.rows {
+            let r = &e.row;
+            out.row(&[
+                e.pathway_id.clone(),
+                e.nhs_number.clone(),
+                r.trust.clone(),
+                r.tumour_site.to_string(),
+                r.route.to_string(),
+                r.referred_on.to_string(),
+                r.status.to_string(),
+                r.fds_status.to_string(),
+                opt(r.fds_days),
+                r.d62_status.to_string(),
+                opt(r.d62_days),
+                r.d31_status.to_string(),
+                opt(r.d31_days),
+                opt(r.band),
+                r.rag.to_string(),
+                opt(r.next_milestone.as_ref().map(|m| &m.name)),
+                opt(r.next_milestone.as_ref().map(|m| m.due_date)),
+                r.milestone_overdue.to_string(),
+                opt(r.next_breach_clock),
+                opt(r.next_breach_date),
+                r.transferred.to_string(),
+                opt(r.handover_date),
+                r.decision_to_treat.to_string(),
+                r.fit_band.to_string(),
+                opt(r.last_note.as_ref()),
+                opt(r.next_action.as_ref()),
+                opt(r.next_action_due),
+                r.next_action_overdue.to_string(),
+                opt(r.owner.as_ref()),
+                r.escalated.to_string(),
+                opt(r.next_breach_plan_id.as_ref()),
+                opt(r.subsequent.as_ref().map(|p| &p.plan_id)),
+                opt(r.subsequent.as_ref().map(|p| p.modality)),
+                opt(r.subsequent.as_ref().map(|p| p.status)),
+                opt(r.subsequent_days),
+                opt(r.subsequent.as_ref().and_then(|p| p.breach_date)),
+                opt(r.colonoscopy.map(|c| c.as_str())),
+                opt(e.breach_risk),
+                opt(e.breach_risk_clock),
+                opt(e.breach_risk_plan_id.as_ref()),
+            ]);
+        }
+        csv_response(out.finish(), &format!("ptl-{}.csv", page.as_of))
+    })
+    .await?)
 }
 
 pub(crate) fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
@@ -534,9 +546,26 @@ pub async fn get_cwt(
         )
         .await?;
     if json_wanted {
-        return Ok(Json(json!({ "period": period, "rows": lines })).into_response());
+        // Written straight from the lines (through a JSON tree, a month at
+        // alliance scale took seconds).
+        #[derive(serde::Serialize)]
+        struct Rows {
+            period: Period,
+            rows: Vec<openptl_app::CwtLine>,
+        }
+        return Ok(made_off_workers(move || {
+            Json(Rows {
+                period,
+                rows: lines,
+            })
+            .into_response()
+        })
+        .await?);
     }
-    Ok(csv_response(cwt_csv(&lines), &format!("cwt-{period}.csv")))
+    Ok(
+        made_off_workers(move || csv_response(cwt_csv(&lines), &format!("cwt-{period}.csv")))
+            .await?,
+    )
 }
 
 /// A report with the log position it includes.
@@ -550,16 +579,34 @@ pub(crate) fn with_position(
     Ok(body)
 }
 
+/// Lines of the CWT submission a core writes at a time.
+const CSV_SLICE: usize = 16_384;
+
 /// The monthly CWT data set submission as CSV (also `openptl export
 /// --format cwt`): the national item names as the header.
 pub fn cwt_csv(lines: &[openptl_app::CwtLine]) -> String {
     use openptl_rules::cwt::{COLUMNS, IDENTIFIER_COLUMNS};
     let header: Vec<&str> = IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied().collect();
-    let mut out = Csv::new(&header);
-    for l in lines {
-        let mut fields = vec![l.nhs_number.clone(), l.pathway_id.clone()];
-        fields.extend(l.row.items.iter().cloned());
-        out.row(&fields);
+    // A slice of lines written on each core, then joined; about a hundred
+    // bytes a line.
+    let slices: Vec<&[openptl_app::CwtLine]> = lines.chunks(CSV_SLICE).collect();
+    let written = openptl_app::par_batches(&slices, |slice| {
+        let mut out = Csv::with_capacity(&[], 128 * slice.len());
+        for l in *slice {
+            out.row(
+                [l.nhs_number.as_str(), l.pathway_id.as_str()]
+                    .into_iter()
+                    .chain(l.row.items()),
+            );
+        }
+        Some(out.finish())
+    });
+    let mut out = Csv::with_capacity(
+        &header,
+        written.iter().map(String::len).sum::<usize>() + 1024,
+    );
+    for rows in &written {
+        out.rows_written(rows);
     }
     out.finish()
 }

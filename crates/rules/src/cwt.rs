@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::codes::*;
 use crate::first_seen::trust_on;
+use crate::ids::OdsCode;
 use crate::pathway::{Clock, PathwayState};
 use crate::period::TreatmentPeriod;
 use crate::report::Period;
@@ -126,35 +127,125 @@ pub fn care_setting(setting: Option<TreatmentSetting>) -> Option<&'static str> {
 }
 
 /// One record of the submission (without its identifiers).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its items are kept one after another in one string (a month's
+/// submission at alliance scale is hundreds of thousands of records: one
+/// allocation each rather than one per item).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CwtRecord {
+    /// The values of [`COLUMNS`], in order, one after another; empty when
+    /// not held.
+    text: String,
+    /// Where each item ends in `text`.
+    ends: [u32; COLUMNS.len()],
+    /// The trust whose users may see the record, and its sort key: the
+    /// treating trust; the current trust for a record with no treatment.
+    pub trust: OdsCode,
+    /// After a transfer, the accountable investigating provider, whose
+    /// users may see it too.
+    pub also: Option<OdsCode>,
+}
+
+impl CwtRecord {
     /// The values of [`COLUMNS`], in order; empty when not held.
-    pub items: Vec<String>,
-    /// The trusts whose users may see the record: the treating trust and,
-    /// after a transfer, the accountable investigating provider; the
-    /// current trust for a record with no treatment.
-    pub trusts: Vec<String>,
-    /// Sort key: the first trust.
-    pub trust: String,
+    pub fn items(&self) -> impl ExactSizeIterator<Item = &str> + Clone + '_ {
+        (0..COLUMNS.len()).map(|i| self.item(i))
+    }
+
+    /// The value of `COLUMNS[i]`.
+    pub fn item(&self, i: usize) -> &str {
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1] as usize,
+        };
+        &self.text[start..self.ends[i] as usize]
+    }
+
+    /// The trusts whose users may see the record.
+    pub fn trusts(&self) -> impl Iterator<Item = &OdsCode> {
+        std::iter::once(&self.trust).chain(&self.also)
+    }
 }
 
 impl Serialize for CwtRecord {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = s.serialize_map(Some(COLUMNS.len()))?;
-        for (name, value) in COLUMNS.iter().zip(&self.items) {
+        for (name, value) in COLUMNS.iter().zip(self.items()) {
             map.serialize_entry(name, value)?;
         }
         map.end()
     }
 }
 
-fn date(d: Option<NaiveDate>) -> String {
-    d.map(crate::date::format).unwrap_or_default()
+/// A record's items, written one after another.
+struct Items {
+    text: String,
+    ends: [u32; COLUMNS.len()],
+    next: usize,
 }
 
-fn code(c: Option<&str>) -> String {
-    c.unwrap_or_default().to_string()
+impl Items {
+    fn new() -> Items {
+        Items {
+            // Room for a record's usual items: codes, a few dates.
+            text: String::with_capacity(96),
+            ends: [0; COLUMNS.len()],
+            next: 0,
+        }
+    }
+
+    /// Ends the item written since the last.
+    fn end(&mut self) -> &mut Items {
+        if let Some(end) = self.ends.get_mut(self.next) {
+            *end = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
+        }
+        self.next += 1;
+        self
+    }
+
+    fn text(&mut self, value: &str) -> &mut Items {
+        self.text.push_str(value);
+        self.end()
+    }
+
+    fn code(&mut self, value: Option<&str>) -> &mut Items {
+        self.text(value.unwrap_or_default())
+    }
+
+    fn date(&mut self, value: Option<NaiveDate>) -> &mut Items {
+        if let Some(d) = value {
+            crate::date::write_to(&mut self.text, d);
+        }
+        self.end()
+    }
+
+    fn number(&mut self, value: i64) -> &mut Items {
+        use std::fmt::Write;
+        let _ = write!(self.text, "{value}");
+        self.end()
+    }
+
+    fn empty(&mut self, n: usize) -> &mut Items {
+        for _ in 0..n {
+            self.end();
+        }
+        self
+    }
+
+    fn record(mut self, trust: OdsCode, also: Option<OdsCode>) -> CwtRecord {
+        debug_assert_eq!(self.next, COLUMNS.len());
+        // Items never written are empty (never a panic when read).
+        while self.next < COLUMNS.len() {
+            self.end();
+        }
+        CwtRecord {
+            text: self.text,
+            ends: self.ends,
+            trust,
+            also,
+        }
+    }
 }
 
 /// The end of the FDS pathway: its stop, or the date it was excluded.
@@ -222,49 +313,37 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
     let upgrade = (route == Route::Other)
         .then_some(state.clocks.d62.start)
         .flatten();
-    let at = |d: NaiveDate| {
-        trust_on(&state.referring_trust, &state.transfers, d)
-            .as_str()
-            .to_string()
-    };
+    let at = |d: NaiveDate| *trust_on(&state.referring_trust, &state.transfers, d);
     let seen = state.first_seen.as_ref();
-    let mut items = vec![
-        state.referring_trust.as_str().to_string(),
-        code(source_of_referral(route, facts.referrer_given)),
-        code(priority_type(route)),
-        if route == Route::Recurrence {
-            String::new()
-        } else {
-            date(Some(state.referred_on))
-        },
-        date(upgrade),
-        upgrade.map(at).unwrap_or_default(),
-        date(seen.map(|s| s.date)),
-        seen.map(|s| s.trust.as_str().to_string())
-            .unwrap_or_default(),
-        if route.has_d62() {
-            facts.first_seen_adjustment_days.to_string()
-        } else {
-            String::new()
-        },
-        if route.has_d62() {
-            first_seen_adjustment_reason(facts.first_seen_adjustment_days).to_string()
-        } else {
-            String::new()
-        },
-        date(fds_end(state)),
+    let mut items = Items::new();
+    items
+        .text(state.referring_trust.as_str())
+        .code(source_of_referral(route, facts.referrer_given))
+        .code(priority_type(route))
+        .date((route != Route::Recurrence).then_some(state.referred_on))
+        .date(upgrade)
+        .code(upgrade.map(at).as_ref().map(OdsCode::as_str))
+        .date(seen.map(|s| s.date))
+        .code(seen.map(|s| s.trust.as_str()));
+    if route.has_d62() {
+        items
+            .number(facts.first_seen_adjustment_days)
+            .text(first_seen_adjustment_reason(
+                facts.first_seen_adjustment_days,
+            ));
+    } else {
+        items.empty(2);
+    }
+    items
+        .date(fds_end(state))
         // END REASON, EXCLUSION REASON, OUTCOME COMMUNICATION METHOD: their
         // national code values are not confirmed (docs/cwt-dataset.md).
-        String::new(),
-        String::new(),
-        String::new(),
-        facts.primary_diagnosis.clone().unwrap_or_default(),
-    ];
-    let mut trusts = Vec::new();
+        .empty(3)
+        .code(facts.primary_diagnosis.as_deref());
     match period {
         None => {
-            items.extend(std::iter::repeat_n(String::new(), 10));
-            trusts.push(state.trust.as_str().to_string());
+            items.empty(10);
+            items.record(state.trust, None)
         }
         Some(p) => {
             let clock = &p.clock;
@@ -279,36 +358,24 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
                         .transfers
                         .iter()
                         .rfind(|t| t.occurred_on <= treated)
-                        .filter(|t| t.to_trust.as_str() == treating)
+                        .filter(|t| t.to_trust == treating)
                 })
                 .flatten()
-                .filter(|_| state.referring_trust.as_str() != treating);
-            items.extend([
-                code(treatment_event_type(route, p.treatment)),
-                date(clock.start),
-                date(Some(treated)),
-                code(treatment_modality(p.modality)),
-                code(care_setting(p.care_setting)),
-                clock.adjustment_days.to_string(),
+                .filter(|_| state.referring_trust != treating);
+            items
+                .code(treatment_event_type(route, p.treatment))
+                .date(clock.start)
+                .date(Some(treated))
+                .code(treatment_modality(p.modality))
+                .code(care_setting(p.care_setting))
+                .number(clock.adjustment_days)
                 // WAITING TIME ADJUSTMENT REASON (TREATMENT): not confirmed.
-                String::new(),
-                treating.clone(),
-                date(transfer.map(|t| t.occurred_on)),
-                transfer
-                    .map(|_| state.referring_trust.as_str().to_string())
-                    .unwrap_or_default(),
-            ]);
-            trusts.push(treating);
-            if transfer.is_some() {
-                trusts.push(state.referring_trust.as_str().to_string());
-            }
+                .empty(1)
+                .text(treating.as_str())
+                .date(transfer.map(|t| t.occurred_on))
+                .code(transfer.map(|_| state.referring_trust.as_str()));
+            items.record(treating, transfer.map(|_| state.referring_trust))
         }
-    }
-    debug_assert_eq!(items.len(), COLUMNS.len());
-    CwtRecord {
-        items,
-        trust: trusts[0].clone(),
-        trusts,
     }
 }
 
@@ -446,7 +513,7 @@ mod tests {
 
     fn item<'r>(record: &'r CwtRecord, name: &str) -> &'r str {
         let at = COLUMNS.iter().position(|c| *c == name).unwrap();
-        &record.items[at]
+        record.item(at)
     }
 
     #[test]
@@ -527,7 +594,7 @@ mod tests {
                 .collect();
             assert_eq!(got, types, "{case}");
             for r in &records {
-                assert_eq!(r.items.len(), COLUMNS.len(), "{case}");
+                assert_eq!(r.items().len(), COLUMNS.len(), "{case}");
             }
         }
         let excluded = cwt_records(

@@ -28,13 +28,56 @@ pub fn parse(input: &str) -> Option<NaiveDate> {
 
 /// `YYYY-MM-DD`.
 pub fn format(date: NaiveDate) -> String {
-    date.format("%Y-%m-%d").to_string()
+    let mut out = String::with_capacity(10);
+    write_to(&mut out, date);
+    out
+}
+
+/// Appends `YYYY-MM-DD` to `out`.
+pub fn write_to(out: &mut String, date: NaiveDate) {
+    match digits(date) {
+        Some(digits) => out.push_str(as_text(&digits)),
+        None => {
+            use std::fmt::Write;
+            let _ = write!(out, "{}", date.format("%Y-%m-%d"));
+        }
+    }
+}
+
+/// The ten bytes of `YYYY-MM-DD` for a year of four digits (every date the
+/// service holds); `None` for the others, which chrono writes with a sign.
+/// Written directly: chrono reads its format string on every call, which
+/// was a twentieth of a month's CWT submission.
+fn digits(date: NaiveDate) -> Option<[u8; 10]> {
+    use chrono::Datelike;
+    let year = u32::try_from(date.year()).ok().filter(|y| *y <= 9999)?;
+    let (month, day) = (date.month(), date.day());
+    let digit = |n: u32| b'0' + (n % 10) as u8;
+    Some([
+        digit(year / 1000),
+        digit(year / 100),
+        digit(year / 10),
+        digit(year),
+        b'-',
+        digit(month / 10),
+        digit(month),
+        b'-',
+        digit(day / 10),
+        digit(day),
+    ])
+}
+
+fn as_text(digits: &[u8; 10]) -> &str {
+    std::str::from_utf8(digits).unwrap_or_default()
 }
 
 const EXPECTED: &str = "must be a date written YYYY-MM-DD";
 
 pub fn serialize<S: Serializer>(date: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&date.format("%Y-%m-%d"))
+    match digits(*date) {
+        Some(digits) => s.serialize_str(as_text(&digits)),
+        None => s.collect_str(&date.format("%Y-%m-%d")),
+    }
 }
 
 pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
@@ -90,6 +133,45 @@ mod tests {
             if let Some(date) = ours {
                 proptest::prop_assert_eq!(super::format(date), text);
             }
+        }
+
+        /// Written exactly as chrono's `%Y-%m-%d` writes it, as text and
+        /// as JSON, for every date chrono holds (years of four digits
+        /// directly, the others through chrono).
+        #[test]
+        fn dates_are_written_as_chrono_writes_them(days in -100_000_000i64..100_000_000) {
+            let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)
+                .unwrap()
+                .checked_add_signed(chrono::Duration::days(days));
+            if let Some(date) = date {
+                let chrono = date.format("%Y-%m-%d").to_string();
+                proptest::prop_assert_eq!(super::format(date), chrono.clone());
+                let mut out = String::from("x");
+                super::write_to(&mut out, date);
+                proptest::prop_assert_eq!(out, format!("x{chrono}"));
+                let json = super::serialize(&date, serde_json::value::Serializer).unwrap();
+                proptest::prop_assert_eq!(json, serde_json::Value::String(chrono));
+            }
+        }
+    }
+
+    #[test]
+    fn the_edges_of_four_digit_years_are_written_as_chrono_writes_them() {
+        for (y, m, d) in [
+            (0, 1, 1),
+            (9, 12, 31),
+            (999, 2, 28),
+            (9999, 12, 31),
+            (10000, 1, 1),
+            (-1, 6, 15),
+            (2024, 2, 29),
+        ] {
+            let date = chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
+            assert_eq!(
+                super::format(date),
+                date.format("%Y-%m-%d").to_string(),
+                "{y}-{m}-{d}"
+            );
         }
     }
 }

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// Pathways a core takes at a time in [`ProjectionData::fold_states_at`].
+const FOLD_AT_SLICE: usize = 4096;
+
 /// `items`' packed states unpacked, a slice at a time on every core.
 pub(super) fn unpack_all<'a, K: Copy + Send + Sync + 'a>(
     items: Vec<(K, &'a Packed)>,
@@ -57,21 +60,36 @@ impl ProjectionData {
         unpack_all(packed, packer)
     }
 
-    /// The states of the pathways at `indexes` of the vector (unpacked as
-    /// [`ProjectionData::states`] does); an index not there is passed over.
-    pub fn states_at<'a>(
-        &'a self,
-        indexes: impl Iterator<Item = usize>,
-        packer: &'a Packer,
-    ) -> impl Iterator<Item = (&'a str, Result<Current, AppError>)> + 'a {
+    /// `add` over the states of the pathways at `indexes` (those not
+    /// evaluated passed over), a slice at a time on every core: one `A`
+    /// per slice, started by `start`, in the order of `indexes`.
+    pub fn fold_states_at<A: Send>(
+        &self,
+        indexes: &[usize],
+        packer: &Packer,
+        start: impl Fn() -> A + Sync,
+        add: impl Fn(&mut A, &str, &PathwayState) + Sync,
+    ) -> Result<Vec<A>, AppError> {
         let entries = self.pathways.as_slice();
-        let packed = indexes
-            .filter_map(|i| {
-                let (id, entry) = entries.get(i)?;
-                Some((&**id, entry.state.as_ref()?))
-            })
-            .collect();
-        unpack_all(packed, packer)
+        let slices: Vec<&[usize]> = indexes.chunks(FOLD_AT_SLICE).collect();
+        crate::fold::par_batches(&slices, |slice| {
+            let mut acc = start();
+            for i in *slice {
+                let Some((id, entry)) = entries.get(*i) else {
+                    continue;
+                };
+                let Some(packed) = entry.state.as_ref() else {
+                    continue;
+                };
+                match packer.current(packed) {
+                    Ok(current) => add(&mut acc, id, &current.state),
+                    Err(e) => return Some(Err(unpack_failed(e))),
+                }
+            }
+            Some(Ok(acc))
+        })
+        .into_iter()
+        .collect()
     }
 
     /// The pathways on the PTL with their states (unpacked as
