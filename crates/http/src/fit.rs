@@ -93,7 +93,7 @@ pub fn fit_csv(report: &FitReport) -> String {
         .map(|t| (t.trust.as_str(), &t.figures))
         .chain([("all", &report.overall)]);
     for (trust, f) in lines {
-        out.row(&line(report, trust, f));
+        out.row(line(report, trust, f));
     }
     out.finish()
 }
