@@ -86,10 +86,7 @@ impl Drop for Mapped<'_> {
 impl<'a> Mapped<'a> {
     pub(super) fn new(shared: &'a Shared, head: u64) -> Result<Mapped<'a>, LogError> {
         let segments: Vec<u32> = {
-            let locations = shared
-                .locations
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let locations = shared.read_locations();
             let last = match head {
                 0 => None,
                 _ => Some(shared_location(&locations, head)?.0),
@@ -126,8 +123,13 @@ impl<'a> Mapped<'a> {
             })
     }
 
+    /// Whether `position` is one of the records this reader covers.
+    fn holds(&self, position: u64) -> bool {
+        (1..=self.head).contains(&position)
+    }
+
     pub(super) fn covers(&self, position: u64) -> Result<(), LogError> {
-        if position == 0 || position > self.head {
+        if !self.holds(position) {
             return Err(LogError::storage(format!(
                 "position {position} is not stored (the head is {})",
                 self.head
@@ -250,15 +252,11 @@ impl Mapped<'_> {
     pub(super) fn sample_in_memory(&self, positions: &[u64]) -> bool {
         let every = (positions.len() / SAMPLE).max(1);
         let sampled: Vec<(u32, u64)> = {
-            let locations = self
-                .shared
-                .locations
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let locations = self.shared.read_locations();
             positions
                 .iter()
                 .step_by(every)
-                .filter(|p| **p >= 1 && **p <= self.head)
+                .filter(|p| self.holds(**p))
                 .filter_map(|p| locations.get(*p))
                 .collect()
         };
@@ -272,15 +270,13 @@ impl Mapped<'_> {
     /// Where the records at `positions` lie, as (segment, start, end) in
     /// segment order, each run of nearby records (within [`RUN_GAP`])
     /// joined into one.
-    pub(super) fn runs(&self, positions: &mut dyn Iterator<Item = u64>) -> Vec<(u32, u64, u64)> {
+    pub(super) fn runs(&self, positions: &[u64]) -> Vec<(u32, u64, u64)> {
         let mut spans: Vec<(u32, u64, u64)> = {
-            let locations = self
-                .shared
-                .locations
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let locations = self.shared.read_locations();
             positions
-                .filter(|p| *p >= 1 && *p <= self.head)
+                .iter()
+                .copied()
+                .filter(|p| self.holds(*p))
                 .filter_map(|p| {
                     let (segment, offset) = locations.get(p)?;
                     // A record ends where the next one starts, in the same
@@ -327,7 +323,7 @@ impl InPlace for Mapped<'_> {
         if self.sample_in_memory(&positions) {
             return;
         }
-        for (segment, start, end) in self.runs(&mut positions.iter().copied()) {
+        for (segment, start, end) in self.runs(&positions) {
             let Some(map) = self.maps.get(&segment) else {
                 continue;
             };
@@ -381,11 +377,7 @@ impl InPlace for Mapped<'_> {
         visit: &mut dyn FnMut(RecordRef<'_>),
     ) -> Result<(), LogError> {
         let located: Vec<(u32, u64)> = {
-            let locations = self
-                .shared
-                .locations
-                .read()
-                .unwrap_or_else(PoisonError::into_inner);
+            let locations = self.shared.read_locations();
             positions
                 .iter()
                 .map(|p| {

@@ -445,15 +445,16 @@ impl Shared {
         LogError::Storage(Failure::caused_by("reading the event log", e))
     }
 
+    /// Where every record is, to read.
+    fn read_locations(&self) -> std::sync::RwLockReadGuard<'_, Locations> {
+        self.locations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Where the record at `position` is.
     fn location(&self, position: u64) -> Result<(u32, u64), LogError> {
-        shared_location(
-            &self
-                .locations
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-            position,
-        )
+        shared_location(&self.read_locations(), position)
     }
 
     /// Reads the record at a global position (which must be stored).

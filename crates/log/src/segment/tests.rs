@@ -730,7 +730,7 @@ async fn records_about_to_be_read_are_asked_for_in_runs() {
     assert!(segments > 3, "{segments} segments");
     let mapped = Mapped::new(&log.shared, log.head()).unwrap();
     let locate = |p: u64| log.shared.location(p).unwrap();
-    let runs_of = |positions: &[u64]| mapped.runs(&mut positions.iter().copied());
+    let runs_of = |positions: &[u64]| mapped.runs(positions);
 
     // Neighbours are one run, from the first's start to the last's end.
     let (segment, first) = locate(1);
