@@ -13,21 +13,43 @@ impl Csv {
         Csv::with_capacity(header, 0)
     }
 
-    /// Starts a document with its header line (none when `header` is
-    /// empty: rows to join to another's), room made for `bytes`.
+    /// Starts a document with its header line, room made for `bytes`.
     pub fn with_capacity(header: &[&str], bytes: usize) -> Csv {
         let mut csv = Csv {
             out: String::with_capacity(bytes),
         };
-        if !header.is_empty() {
-            csv.row(header);
-        }
+        csv.row(header);
         csv
     }
 
-    /// Adds rows another `Csv` without a header wrote.
-    pub fn rows_written(&mut self, rows: &str) {
-        self.out.push_str(rows);
+    /// A document with its header line and a row (or more) per item,
+    /// written by `write`: `slice` items at a time on every core, the
+    /// slices' rows then joined in order (`bytes` a row, about).
+    pub fn on_every_core<T: Sync>(
+        header: &[&str],
+        items: &[T],
+        slice: usize,
+        bytes: usize,
+        write: impl Fn(&mut Csv, &T) + Sync,
+    ) -> String {
+        let slices: Vec<&[T]> = items.chunks(slice.max(1)).collect();
+        let written = openptl_app::par_batches(&slices, |slice| {
+            let mut rows = Csv {
+                out: String::with_capacity(bytes * slice.len()),
+            };
+            for item in *slice {
+                write(&mut rows, item);
+            }
+            Some(rows.out)
+        });
+        let mut csv = Csv::with_capacity(
+            header,
+            written.iter().map(String::len).sum::<usize>() + 1024,
+        );
+        for rows in &written {
+            csv.out.push_str(rows);
+        }
+        csv.out
     }
 
     pub fn row<S: AsRef<str>>(&mut self, fields: impl IntoIterator<Item = S>) {
@@ -74,6 +96,30 @@ mod tests {
         assert_eq!(
             csv.finish(),
             "a,b\r\nplain,\"with, comma\"\r\n\"say \"\"hi\"\"\",\"'=HYPERLINK(\"\"x\"\")\"\r\n-3,\"'-x\"\r\n"
+        );
+    }
+
+    /// Written a slice at a time on every core, a document is the one
+    /// written row by row, whatever the slice.
+    #[test]
+    fn a_document_written_on_every_core_is_the_same() {
+        let items: Vec<String> = (0..23).map(|i| format!("row {i}, \"{i}\"")).collect();
+        let mut one = Csv::new(&["text", "n"]);
+        for (i, item) in items.iter().enumerate() {
+            one.row([item.as_str(), &i.to_string()]);
+        }
+        let one = one.finish();
+        for slice in [1, 2, 5, 23, 100] {
+            let numbered: Vec<(usize, &String)> = items.iter().enumerate().collect();
+            let parallel =
+                Csv::on_every_core(&["text", "n"], &numbered, slice, 16, |out, (i, item)| {
+                    out.row([item.as_str(), &i.to_string()]);
+                });
+            assert_eq!(parallel, one, "slices of {slice}");
+        }
+        assert_eq!(
+            Csv::on_every_core(&["a"], &[] as &[u8], 4, 8, |_, _| {}),
+            "a\r\n"
         );
     }
 }

@@ -587,26 +587,12 @@ const CSV_SLICE: usize = 16_384;
 pub fn cwt_csv(lines: &[openptl_app::CwtLine]) -> String {
     use openptl_rules::cwt::{COLUMNS, IDENTIFIER_COLUMNS};
     let header: Vec<&str> = IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied().collect();
-    // A slice of lines written on each core, then joined; about a hundred
-    // bytes a line.
-    let slices: Vec<&[openptl_app::CwtLine]> = lines.chunks(CSV_SLICE).collect();
-    let written = openptl_app::par_batches(&slices, |slice| {
-        let mut out = Csv::with_capacity(&[], 128 * slice.len());
-        for l in *slice {
-            out.row(
-                [l.nhs_number.as_str(), l.pathway_id.as_str()]
-                    .into_iter()
-                    .chain(l.row.items()),
-            );
-        }
-        Some(out.finish())
-    });
-    let mut out = Csv::with_capacity(
-        &header,
-        written.iter().map(String::len).sum::<usize>() + 1024,
-    );
-    for rows in &written {
-        out.rows_written(rows);
-    }
-    out.finish()
+    // About a hundred bytes a line.
+    Csv::on_every_core(&header, lines, CSV_SLICE, 128, |out, l| {
+        out.row(
+            [l.nhs_number.as_str(), l.pathway_id.as_str()]
+                .into_iter()
+                .chain(l.row.items()),
+        );
+    })
 }
