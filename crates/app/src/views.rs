@@ -530,33 +530,29 @@ impl App {
     }
 
     /// The CWT submission's lines of `month` for the trusts `trusts`
-    /// allows, from the states of the pathways today's aggregates index
-    /// as having records in it, on every core, off the async workers:
-    /// `None` when the view is not of today as known now, the month is not
-    /// indexed or the aggregates are not built yet (the caller then reads
-    /// the states holding a date in the month).
+    /// allows, unsorted, a part per slice of pathways: made from the
+    /// states of the pathways today's aggregates index as having records
+    /// in it, on every core, off the async workers. `None` when the view
+    /// is not of today as known now, the month is not indexed or the
+    /// aggregates are not built yet (the caller then reads the states
+    /// holding a date in the month).
     async fn todays_cwt_lines(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
         month: Period,
         trusts: TrustFilter,
-    ) -> Result<Option<(Vec<CwtLine>, u64)>, AppError> {
+    ) -> Result<Option<(Vec<Vec<CwtLine>>, u64)>, AppError> {
         let projection = self.projection.clone();
         let answered = self
             .with_todays_aggregates(as_of, known_at, move |data, aggregates| {
                 let ids: Vec<usize> = aggregates.cwt_pathways(month, as_of)?.collect();
-                let parts =
-                    data.fold_states_at(&ids, projection.packer(), Vec::new, |lines, id, state| {
-                        add_cwt_lines(lines, id, state, month, &trusts)
-                    });
-                Some(parts.map(|parts| {
-                    let mut lines = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-                    for part in parts {
-                        lines.extend(part);
-                    }
-                    sort_cwt_lines(lines)
-                }))
+                Some(data.fold_states_at(
+                    &ids,
+                    projection.packer(),
+                    Vec::new,
+                    |lines, id, state| add_cwt_lines(lines, id, state, month, &trusts),
+                ))
             })
             .await?;
         Ok(match answered {
@@ -876,7 +872,7 @@ impl App {
         let indexed = self
             .todays_cwt_lines(as_of, at.known_at, period, trusts.clone())
             .await?;
-        let (lines, position) = match indexed {
+        let (parts, position) = match indexed {
             Some(out) => out,
             None => {
                 let (lines, position) = self
@@ -889,31 +885,32 @@ impl App {
                         None,
                     )
                     .await?;
-                (
-                    self.off_workers(move || sort_cwt_lines(lines)).await?,
-                    position,
-                )
+                (vec![lines], position)
             }
         };
+        // Sorted and masked off the async workers, outside the
+        // projection's lock.
         let (identifiers, nhs_numbers) =
             (principal.sees_identifiers(), principal.sees_nhs_numbers());
-        let lines = if identifiers && nhs_numbers {
-            lines
-        } else {
-            self.off_workers(move || {
-                let mut lines = lines;
+        let lines = self
+            .off_workers(move || {
+                let mut parts = parts.into_iter();
+                let mut lines = parts.next().unwrap_or_default();
+                for part in parts {
+                    lines.extend(part);
+                }
+                let mut lines = sort_cwt_lines(lines);
                 for line in &mut lines {
                     if !identifiers {
                         line.pathway_id.clear();
                         line.nhs_number.clear();
-                    } else {
+                    } else if !nhs_numbers {
                         line.nhs_number = mask(&line.nhs_number);
                     }
                 }
                 lines
             })
-            .await?
-        };
+            .await?;
         self.audit(principal, "cwt_extract", None, Some(lines.len()));
         Ok((lines, position))
     }
