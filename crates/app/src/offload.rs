@@ -21,8 +21,9 @@ pub(crate) fn view_slots() -> Arc<Semaphore> {
 
 impl App {
     /// Runs `work` on a blocking thread once a view slot is free, and gives
-    /// its result back to the calling task.
-    pub(crate) async fn off_workers<R: Send + 'static>(
+    /// its result back to the calling task (a view's computation, or the
+    /// writing of a large response body from it).
+    pub async fn off_workers<R: Send + 'static>(
         &self,
         work: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, AppError> {

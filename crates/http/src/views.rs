@@ -197,17 +197,6 @@ pub(crate) fn wants_csv(headers: &HeaderMap, params: &Params) -> Result<bool, Ap
         .is_some_and(|v| v.contains("text/csv")))
 }
 
-/// Makes a response whose body may be large (an export, a month's CWT
-/// submission) on the blocking pool: writing hundreds of thousands of rows
-/// on an async worker would hold up every request behind it.
-pub(crate) async fn made_off_workers(
-    make: impl FnOnce() -> Response + Send + 'static,
-) -> Result<Response, AppError> {
-    tokio::task::spawn_blocking(make)
-        .await
-        .map_err(|e| AppError::Internal(Failure::caused_by("writing a response", e)))
-}
-
 pub(crate) fn csv_response(body: String, filename: &str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
@@ -339,98 +328,100 @@ pub async fn get_ptl(
     if !csv {
         return Ok(Json(page).into_response());
     }
-    // An export is every row: written on the blocking pool.
-    Ok(made_off_workers(move || {
-        let mut out = Csv::new(&[
-            "pathway_id",
-            "nhs_number",
-            "trust",
-            "tumour_site",
-            "route",
-            "referred_on",
-            "status",
-            "fds_status",
-            "fds_days",
-            "d62_status",
-            "d62_days",
-            "d31_status",
-            "d31_days",
-            "band",
-            "rag",
-            "next_milestone",
-            "next_milestone_due",
-            "milestone_overdue",
-            "next_breach_clock",
-            "next_breach_date",
-            "transferred",
-            "handover_date",
-            "decision_to_treat",
-            "fit_band",
-            "last_note",
-            "next_action",
-            "next_action_due",
-            "next_action_overdue",
-            "owner",
-            "escalated",
-            "next_breach_plan_id",
-            "subsequent_plan_id",
-            "subsequent_modality",
-            "subsequent_status",
-            "subsequent_days",
-            "subsequent_breach_date",
-            "colonoscopy",
-            "breach_risk",
-            "breach_risk_clock",
-            "breach_risk_plan_id",
-        ]);
-        for e in &page.rows {
-            let r = &e.row;
-            out.row(&[
-                e.pathway_id.clone(),
-                e.nhs_number.clone(),
-                r.trust.clone(),
-                r.tumour_site.to_string(),
-                r.route.to_string(),
-                r.referred_on.to_string(),
-                r.status.to_string(),
-                r.fds_status.to_string(),
-                opt(r.fds_days),
-                r.d62_status.to_string(),
-                opt(r.d62_days),
-                r.d31_status.to_string(),
-                opt(r.d31_days),
-                opt(r.band),
-                r.rag.to_string(),
-                opt(r.next_milestone.as_ref().map(|m| &m.name)),
-                opt(r.next_milestone.as_ref().map(|m| m.due_date)),
-                r.milestone_overdue.to_string(),
-                opt(r.next_breach_clock),
-                opt(r.next_breach_date),
-                r.transferred.to_string(),
-                opt(r.handover_date),
-                r.decision_to_treat.to_string(),
-                r.fit_band.to_string(),
-                opt(r.last_note.as_ref()),
-                opt(r.next_action.as_ref()),
-                opt(r.next_action_due),
-                r.next_action_overdue.to_string(),
-                opt(r.owner.as_ref()),
-                r.escalated.to_string(),
-                opt(r.next_breach_plan_id.as_ref()),
-                opt(r.subsequent.as_ref().map(|p| &p.plan_id)),
-                opt(r.subsequent.as_ref().map(|p| p.modality)),
-                opt(r.subsequent.as_ref().map(|p| p.status)),
-                opt(r.subsequent_days),
-                opt(r.subsequent.as_ref().and_then(|p| p.breach_date)),
-                opt(r.colonoscopy.map(|c| c.as_str())),
-                opt(e.breach_risk),
-                opt(e.breach_risk_clock),
-                opt(e.breach_risk_plan_id.as_ref()),
+    // An export is every row: written off the async workers, through the
+    // views' gate.
+    Ok(app
+        .off_workers(move || {
+            let mut out = Csv::new(&[
+                "pathway_id",
+                "nhs_number",
+                "trust",
+                "tumour_site",
+                "route",
+                "referred_on",
+                "status",
+                "fds_status",
+                "fds_days",
+                "d62_status",
+                "d62_days",
+                "d31_status",
+                "d31_days",
+                "band",
+                "rag",
+                "next_milestone",
+                "next_milestone_due",
+                "milestone_overdue",
+                "next_breach_clock",
+                "next_breach_date",
+                "transferred",
+                "handover_date",
+                "decision_to_treat",
+                "fit_band",
+                "last_note",
+                "next_action",
+                "next_action_due",
+                "next_action_overdue",
+                "owner",
+                "escalated",
+                "next_breach_plan_id",
+                "subsequent_plan_id",
+                "subsequent_modality",
+                "subsequent_status",
+                "subsequent_days",
+                "subsequent_breach_date",
+                "colonoscopy",
+                "breach_risk",
+                "breach_risk_clock",
+                "breach_risk_plan_id",
             ]);
-        }
-        csv_response(out.finish(), &format!("ptl-{}.csv", page.as_of))
-    })
-    .await?)
+            for e in &page.rows {
+                let r = &e.row;
+                out.row(&[
+                    e.pathway_id.clone(),
+                    e.nhs_number.clone(),
+                    r.trust.clone(),
+                    r.tumour_site.to_string(),
+                    r.route.to_string(),
+                    r.referred_on.to_string(),
+                    r.status.to_string(),
+                    r.fds_status.to_string(),
+                    opt(r.fds_days),
+                    r.d62_status.to_string(),
+                    opt(r.d62_days),
+                    r.d31_status.to_string(),
+                    opt(r.d31_days),
+                    opt(r.band),
+                    r.rag.to_string(),
+                    opt(r.next_milestone.as_ref().map(|m| &m.name)),
+                    opt(r.next_milestone.as_ref().map(|m| m.due_date)),
+                    r.milestone_overdue.to_string(),
+                    opt(r.next_breach_clock),
+                    opt(r.next_breach_date),
+                    r.transferred.to_string(),
+                    opt(r.handover_date),
+                    r.decision_to_treat.to_string(),
+                    r.fit_band.to_string(),
+                    opt(r.last_note.as_ref()),
+                    opt(r.next_action.as_ref()),
+                    opt(r.next_action_due),
+                    r.next_action_overdue.to_string(),
+                    opt(r.owner.as_ref()),
+                    r.escalated.to_string(),
+                    opt(r.next_breach_plan_id.as_ref()),
+                    opt(r.subsequent.as_ref().map(|p| &p.plan_id)),
+                    opt(r.subsequent.as_ref().map(|p| p.modality)),
+                    opt(r.subsequent.as_ref().map(|p| p.status)),
+                    opt(r.subsequent_days),
+                    opt(r.subsequent.as_ref().and_then(|p| p.breach_date)),
+                    opt(r.colonoscopy.map(|c| c.as_str())),
+                    opt(e.breach_risk),
+                    opt(e.breach_risk_clock),
+                    opt(e.breach_risk_plan_id.as_ref()),
+                ]);
+            }
+            csv_response(out.finish(), &format!("ptl-{}.csv", page.as_of))
+        })
+        .await?)
 }
 
 pub(crate) fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
@@ -553,19 +544,19 @@ pub async fn get_cwt(
             period: Period,
             rows: Vec<openptl_app::CwtLine>,
         }
-        return Ok(made_off_workers(move || {
-            Json(Rows {
-                period,
-                rows: lines,
+        return Ok(app
+            .off_workers(move || {
+                Json(Rows {
+                    period,
+                    rows: lines,
+                })
+                .into_response()
             })
-            .into_response()
-        })
-        .await?);
+            .await?);
     }
-    Ok(
-        made_off_workers(move || csv_response(cwt_csv(&lines), &format!("cwt-{period}.csv")))
-            .await?,
-    )
+    Ok(app
+        .off_workers(move || csv_response(cwt_csv(&lines), &format!("cwt-{period}.csv")))
+        .await?)
 }
 
 /// A report with the log position it includes.
