@@ -274,8 +274,19 @@ impl Aggregates {
         month: Period,
         today: NaiveDate,
     ) -> Option<impl Iterator<Item = usize> + '_> {
-        (month >= cwt_months_from(today))
-            .then(|| self.cwt.get(&month).into_iter().flat_map(PathwaySet::iter))
+        self.cwt_indexed(month, today)
+            .map(|set| set.into_iter().flat_map(PathwaySet::iter))
+    }
+
+    /// The set of the pathways with CWT records in `month` as of `today`
+    /// when the month is indexed: `Some(None)` when it is indexed and
+    /// none has any, `None` when it is not indexed.
+    pub(crate) fn cwt_indexed(
+        &self,
+        month: Period,
+        today: NaiveDate,
+    ) -> Option<Option<&PathwaySet>> {
+        (month >= cwt_months_from(today)).then(|| self.cwt.get(&month))
     }
 
     /// The FIT report of `period` (SPEC 2.6) among the trusts at referral

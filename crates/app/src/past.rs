@@ -388,6 +388,10 @@ pub(crate) struct Split {
     read_all: bool,
     /// What of today's aggregates the view starts from.
     counted: Counted,
+    /// The month whose CWT records the view shows, and only those: a
+    /// state that moves as it is has records in it then only if it has
+    /// them today, which today's aggregates index (decision 165).
+    recorded: Option<Period>,
 }
 
 /// A state a split moves: its pathway, packed bytes and version as known
@@ -410,8 +414,12 @@ fn split<'a>(
         known_to,
         shown,
         counted,
+        recorded,
         ..
     } = how;
+    // The pathways with records in the month today, when the view shows
+    // only those and the month is indexed.
+    let recorded = recorded.and_then(|month| aggregates?.cwt_indexed(month, evaluated_on?));
     // What to move, found first and copied after into one buffer of its
     // exact size: grown as it went, the buffer was copied again at every
     // doubling, into fresh pages each time.
@@ -494,17 +502,21 @@ fn split<'a>(
             kept.push((id, bytes, version));
             part.on_ptl += usize::from(on_ptl);
         };
-        // What it adds as of the date is what it adds today, counted (its
-        // events settled by the date, so it existed then).
-        let passes = counted_bytes.is_some()
-            && head.is_some_and(|(_, (_, settled))| {
-                settled.is_some_and(|s| evaluated_on.is_some_and(|on| s.covers(on, as_of)))
-            });
-        if passes {
+        // Whether its state moves to the date as it is (its events settled
+        // by it, so it existed then).
+        let as_it_is = head.is_some_and(|(_, (_, settled))| {
+            settled.is_some_and(|s| evaluated_on.is_some_and(|on| s.covers(on, as_of)))
+        });
+        // What it adds as of the date is what it adds today, counted.
+        if counted_bytes.is_some() && as_it_is {
             continue;
         }
         // (Nothing when the kept sums do not count it.)
         take_away();
+        // Without records in the month today, it has none then.
+        if as_it_is && recorded.is_some_and(|set| !set.is_some_and(|set| set.contains(index))) {
+            continue;
+        }
         let moves = head.map(|(packed, (on_ptl, settled))| {
             let head = (on_ptl, settled, packed.span());
             moves_to(packed.as_bytes(), head, evaluated_on, as_of, shown)
@@ -561,6 +573,17 @@ impl Split {
     /// aggregates, it moves or reads every pathway shown, as before.
     pub(crate) fn counting(self, counted: Counted) -> Split {
         Split { counted, ..self }
+    }
+
+    /// The same split for a view of the CWT records of `month` only
+    /// (decision 165): of the states that move as they are, it moves those
+    /// today's aggregates index as having records in the month; without
+    /// the index, every one shown, as before.
+    pub(crate) fn recording(self, month: Period) -> Split {
+        Split {
+            recorded: Some(month),
+            ..self
+        }
     }
 
     /// Whether this view's states are still those it saw at `position`:
@@ -658,6 +681,7 @@ impl App {
             shown,
             read_all: self.past_views_read_all(),
             counted: Counted::Nothing,
+            recorded: None,
         })
     }
 

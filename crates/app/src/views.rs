@@ -878,7 +878,8 @@ impl App {
                 let (lines, position) = self
                     .fold_states(
                         self.past_split(as_of, at.known_at, Shown::period(period))
-                            .await?,
+                            .await?
+                            .recording(period),
                         Vec::new,
                         move |lines, id, state| add_cwt_lines(lines, id, state, period, &trusts),
                         Vec::extend,
