@@ -160,8 +160,9 @@ pub trait InPlace: Send + Sync {
     /// segment log asks the kernel for the pages they lie on all at once
     /// (when a sample of them finds one not in memory), so that those not
     /// in memory are read from disk together rather than one page fault
-    /// at a time. Positions not held are passed over; nothing is read or
-    /// checked here.
+    /// at a time; and that the reader reads here and there, so that a page
+    /// fault reads its page alone, not the pages around it too. Positions
+    /// not held are passed over; nothing is read or checked here.
     fn will_read(&self, positions: &mut dyn Iterator<Item = u64>) {
         let _ = positions;
     }

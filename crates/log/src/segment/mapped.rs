@@ -58,6 +58,10 @@ pub(super) struct Mapped<'a> {
     shared: &'a Shared,
     head: u64,
     maps: HashMap<u32, memmap2::Mmap>,
+    /// Set once its reader says which records it will read
+    /// ([`InPlace::will_read`]): the mappings are then read here and there
+    /// ([`Mapped::read_randomly`]).
+    random: std::sync::Once,
 }
 
 /// Mappings of at least this many bytes are unmapped on a thread of their
@@ -109,7 +113,12 @@ impl<'a> Mapped<'a> {
                 maps.insert(number, map);
             }
         }
-        Ok(Mapped { shared, head, maps })
+        Ok(Mapped {
+            shared,
+            head,
+            maps,
+            random: std::sync::Once::new(),
+        })
     }
 
     /// The bytes from `offset` of a mapped segment.
@@ -121,6 +130,12 @@ impl<'a> Mapped<'a> {
             .ok_or_else(|| {
                 LogError::storage(format!("segment {segment} ends before offset {offset}"))
             })
+    }
+
+    /// Where each mapping starts (for the tests, which look its flags up).
+    #[cfg(test)]
+    pub(super) fn addresses(&self) -> Vec<usize> {
+        self.maps.values().map(|m| m.as_ptr() as usize).collect()
     }
 
     /// Whether `position` is one of the records this reader covers.
@@ -242,11 +257,28 @@ fn in_memory(map: &memmap2::Mmap, offset: u64) -> bool {
 pub(super) const TAIL_GUESS: u64 = 4096;
 
 /// Pages read ahead of a past view's records are asked for in runs; runs
-/// this close (in bytes) are asked for as one: reading a few pages no one
-/// asked for costs less than another request.
-pub(super) const RUN_GAP: u64 = 16 << 10;
+/// this close (in bytes) are asked for as one, at the cost of reading at
+/// most a page no one asked for. (At 16 KiB, the runs of 12,549 histories
+/// spread over a 2 GB log joined into most of the log; read from a cold
+/// disk, that took seconds.)
+pub(super) const RUN_GAP: u64 = 4 << 10;
 
 impl Mapped<'_> {
+    /// Tells the kernel that the mappings are read here and there
+    /// (`MADV_RANDOM`), once: a page fault then reads its page, and only
+    /// it. By default a fault on a file mapping reads the pages around it
+    /// too, as far as the disk's read-ahead (8 MiB on a server here): a
+    /// past view reading thousands of histories from a log the kernel had
+    /// dropped read most of the 2 GB log, 8 MiB a fault, for seconds.
+    fn read_randomly(&self) {
+        self.random.call_once(|| {
+            for map in self.maps.values() {
+                // A hint: refused, faults read around as before.
+                let _ = map.advise(memmap2::Advice::Random);
+            }
+        });
+    }
+
     /// Whether the first pages of a sample of the records at `positions`
     /// (up to [`SAMPLE`], spread over them) are all in memory.
     pub(super) fn sample_in_memory(&self, positions: &[u64]) -> bool {
@@ -316,6 +348,7 @@ impl InPlace for Mapped<'_> {
     /// its own; 4,000 asked for together, 8 µs each). Pages in memory cost
     /// a look-up each.
     fn will_read(&self, positions: &mut dyn Iterator<Item = u64>) {
+        self.read_randomly();
         let positions: Vec<u64> = positions.collect();
         // Asking costs a look-up per page even when every page is in
         // memory (seconds over a view reading every history): asked only
@@ -323,6 +356,7 @@ impl InPlace for Mapped<'_> {
         if self.sample_in_memory(&positions) {
             return;
         }
+        let (mut runs, mut bytes) = (0usize, 0u64);
         for (segment, start, end) in self.runs(&positions) {
             let Some(map) = self.maps.get(&segment) else {
                 continue;
@@ -337,7 +371,15 @@ impl InPlace for Mapped<'_> {
                 start as usize,
                 (end.min(len) - start) as usize,
             );
+            runs += 1;
+            bytes += end.min(len) - start;
         }
+        tracing::debug!(
+            records = positions.len(),
+            runs,
+            kib = bytes >> 10,
+            "records' pages asked for"
+        );
     }
 
     fn visit(

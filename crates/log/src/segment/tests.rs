@@ -781,6 +781,42 @@ async fn records_about_to_be_read_are_asked_for_in_runs() {
     assert_eq!(seen, wanted);
 }
 
+/// The kernel's flags of the mapping that starts at `address`
+/// (`/proc/self/smaps`' `VmFlags`).
+fn vm_flags(address: usize) -> Option<String> {
+    let smaps = fs::read_to_string("/proc/self/smaps").ok()?;
+    let start = format!("{address:x}-");
+    let mut lines = smaps.lines().skip_while(|l| !l.starts_with(&start));
+    lines.next()?;
+    lines
+        .find_map(|l| l.strip_prefix("VmFlags:"))
+        .map(str::to_string)
+}
+
+/// Once a reader says which records it will read, its mappings are read
+/// here and there (`MADV_RANDOM`: a page fault reads its page alone, not
+/// the disk's read-ahead around it); before, they are not.
+#[tokio::test]
+async fn a_reader_told_what_it_will_read_reads_its_mappings_randomly() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = SegmentLog::open_with_segment_size(dir.path(), 64 << 10).unwrap();
+    for i in 0..200u16 {
+        log.append(vec![record(&format!("s{}", i % 5), None, &[7; 900])])
+            .await
+            .unwrap();
+    }
+    let mapped = Mapped::new(&log.shared, log.head()).unwrap();
+    let addresses = mapped.addresses();
+    assert!(addresses.len() > 1, "{} mappings", addresses.len());
+    let random = |address: &usize| {
+        let flags = vm_flags(*address).expect("the mapping is listed");
+        flags.split_whitespace().any(|f| f == "rr")
+    };
+    assert!(!addresses.iter().any(random), "random before it was told");
+    mapped.will_read(&mut [1, 2, 150].into_iter());
+    assert!(addresses.iter().all(random), "every mapping read randomly");
+}
+
 #[test]
 fn locations_find_each_record_across_segments() {
     let mut l = Locations::default();
