@@ -714,18 +714,25 @@ async fn visits_read_in_place_across_segments() {
     assert_eq!(seen, stored);
 }
 
+/// A log in `dir` of small segments (64 KiB) holding `records` records of
+/// 900 bytes, appended one at a time to `streams` streams in turn.
+async fn spread_over_segments(dir: &Path, records: u16, streams: u16) -> SegmentLog {
+    let log = SegmentLog::open_with_segment_size(dir, 64 << 10).unwrap();
+    for i in 0..records {
+        log.append(vec![record(&format!("s{}", i % streams), None, &[7; 900])])
+            .await
+            .unwrap();
+    }
+    log
+}
+
 /// The runs a past view asks the kernel for (`will_read`) cover every
 /// record asked for, join only nearby records of one segment, and pass
 /// over positions the log does not hold.
 #[tokio::test]
 async fn records_about_to_be_read_are_asked_for_in_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let log = SegmentLog::open_with_segment_size(dir.path(), 64 << 10).unwrap();
-    for i in 0..400u16 {
-        log.append(vec![record(&format!("s{}", i % 9), None, &[7; 900])])
-            .await
-            .unwrap();
-    }
+    let log = spread_over_segments(dir.path(), 400, 9).await;
     let segments = fs::read_dir(dir.path().join("segments")).unwrap().count();
     assert!(segments > 3, "{segments} segments");
     let mapped = Mapped::new(&log.shared, log.head()).unwrap();
@@ -799,12 +806,7 @@ fn vm_flags(address: usize) -> Option<String> {
 #[tokio::test]
 async fn a_reader_told_what_it_will_read_reads_its_mappings_randomly() {
     let dir = tempfile::tempdir().unwrap();
-    let log = SegmentLog::open_with_segment_size(dir.path(), 64 << 10).unwrap();
-    for i in 0..200u16 {
-        log.append(vec![record(&format!("s{}", i % 5), None, &[7; 900])])
-            .await
-            .unwrap();
-    }
+    let log = spread_over_segments(dir.path(), 200, 5).await;
     let mapped = Mapped::new(&log.shared, log.head()).unwrap();
     let addresses = mapped.addresses();
     assert!(addresses.len() > 1, "{} mappings", addresses.len());
