@@ -257,17 +257,16 @@ fn in_memory(map: &memmap2::Mmap, offset: u64) -> bool {
 pub(super) const TAIL_GUESS: u64 = 4096;
 
 /// Pages read ahead of a past view's records are asked for in runs; runs
-/// this close (in bytes) are asked for as one, at the cost of reading at
-/// most a page no one asked for. (At 16 KiB, the runs of 12,549 histories
-/// spread over a 2 GB log joined into most of the log; read from a cold
-/// disk, that took seconds.)
-pub(super) const RUN_GAP: u64 = 4 << 10;
+/// this close (in bytes) are asked for as one: reading a few pages no one
+/// asked for costs less than another request. (Joined within 4 KiB
+/// instead, the first cold ask was no faster: decision 166.)
+pub(super) const RUN_GAP: u64 = 16 << 10;
 
 impl Mapped<'_> {
     /// Tells the kernel that the mappings are read here and there
     /// (`MADV_RANDOM`), once: a page fault then reads its page, and only
     /// it. By default a fault on a file mapping reads the pages around it
-    /// too, as far as the disk's read-ahead (8 MiB on a server here): a
+    /// too, as far as the disk's read-ahead (8 MiB on the machine measured): a
     /// past view reading thousands of histories from a log the kernel had
     /// dropped read most of the 2 GB log, 8 MiB a fault, for seconds.
     fn read_randomly(&self) {
