@@ -74,6 +74,16 @@ fn a_tracker_extract_becomes_pathways_once() {
         extract, api_extract,
         "export --format cwt equals the API's extract"
     );
+    // As JSON, sent in pieces with its length (read whole off the socket:
+    // chunked framing or a short body would not parse): a row a record.
+    let (status, json) = server.get("/v1/returns/cwt?period=2025-03&format=json");
+    assert_eq!(status, 200);
+    let json: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["rows"].as_array().unwrap().len(),
+        api_extract.lines().count() - 1,
+        "{json}"
+    );
     let view = |id: &str| -> Value {
         let (status, body) = server.get(&format!("/v1/pathways/{id}?as_of=2025-04-30"));
         assert_eq!(status, 200, "{id}: {body}");

@@ -245,7 +245,8 @@ pub async fn views(
     for (name, period) in [("this month", month), ("last month", last_month)] {
         let times = timed(20, async || {
             let (lines, _) = app.cwt(&now, period, &all, &system).await?;
-            Ok(serde_json::to_vec(&lines)?)
+            // As `GET /v1/returns/cwt?format=json` serves it.
+            Ok(openptl_http::cwt_json(period, &lines)?)
         })
         .await?;
         report(&format!("CWT extract ({name})"), times);
@@ -363,7 +364,9 @@ pub async fn views(
             let canptl = app.canptl(last_sunday, at.known_at, &all, &system).await?;
             let mut answer = [page, serde_json::to_vec(&canptl)?].concat();
             for view in PastAggregate::ALL {
-                answer.extend(past_aggregate(&app, &at, view, &system).await?);
+                for piece in past_aggregate(&app, &at, view, &system).await? {
+                    answer.extend(piece);
+                }
             }
             Ok((answer, t.elapsed()))
         };
@@ -579,16 +582,17 @@ impl PastAggregate {
     }
 }
 
-/// `view` of the month of `at`'s date, all trusts, as JSON.
+/// `view` of the month of `at`'s date, all trusts, as JSON (or CSV), in
+/// the pieces the service would send.
 async fn past_aggregate(
     app: &App,
     at: &openptl_app::ViewAt,
     view: PastAggregate,
     system: &openptl_app::access::Principal,
-) -> anyhow::Result<Vec<u8>> {
+) -> anyhow::Result<Vec<Vec<u8>>> {
     let all = openptl_app::TrustFilter::default();
     let month = Period::of(app.as_of(at.as_of, at.known_at));
-    Ok(match view {
+    Ok(vec![match view {
         PastAggregate::Standards => serde_json::to_vec(
             &app.standards(
                 at,
@@ -605,16 +609,21 @@ async fn past_aggregate(
             serde_json::to_vec(&app.milestones(at, None, &all, None, system).await?.0)?
         }
         PastAggregate::Fit => serde_json::to_vec(&app.fit(at, Some(month), &all, system).await?.0)?,
-        PastAggregate::Cwt => serde_json::to_vec(&app.cwt(at, month, &all, system).await?.0)?,
+        PastAggregate::Cwt => {
+            return Ok(openptl_http::cwt_json(
+                month,
+                &app.cwt(at, month, &all, system).await?.0,
+            )?)
+        }
         PastAggregate::CwtCsv => {
             openptl_http::cwt_csv(&app.cwt(at, month, &all, system).await?.0).into_bytes()
         }
-    })
+    }])
 }
 
-async fn timed(
+async fn timed<T>(
     runs: usize,
-    mut f: impl AsyncFnMut() -> anyhow::Result<Vec<u8>>,
+    mut f: impl AsyncFnMut() -> anyhow::Result<T>,
 ) -> anyhow::Result<Vec<Duration>> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {

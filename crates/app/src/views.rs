@@ -340,14 +340,39 @@ pub struct PtlPage {
 
 /// One record of the monthly CWT data set submission, with its
 /// identifiers (masked or cleared for roles that may not see them).
-#[derive(Debug, Clone, Serialize)]
+///
+/// As JSON, one object: the identifiers, then the record's items, each
+/// under its national name ([`cwt::IDENTIFIER_COLUMNS`], [`cwt::COLUMNS`]).
+#[derive(Debug, Clone)]
 pub struct CwtLine {
-    #[serde(rename = "NHS NUMBER")]
     pub nhs_number: String,
-    #[serde(rename = "PATIENT PATHWAY IDENTIFIER")]
     pub pathway_id: String,
-    #[serde(flatten)]
     pub row: CwtRecord,
+}
+
+impl CwtLine {
+    /// Its items in the order of the submission's columns: the
+    /// identifiers, then the record's.
+    pub fn items(&self) -> impl Iterator<Item = &str> + '_ {
+        [self.nhs_number.as_str(), self.pathway_id.as_str()]
+            .into_iter()
+            .chain(self.row.items())
+    }
+}
+
+// Written by hand rather than with a flattened record: a flattened map has
+// no known length, and a month at alliance scale is hundreds of thousands
+// of these.
+impl Serialize for CwtLine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let names = cwt::IDENTIFIER_COLUMNS.iter().chain(&cwt::COLUMNS);
+        let mut map = s.serialize_map(Some(cwt::IDENTIFIER_COLUMNS.len() + cwt::COLUMNS.len()))?;
+        for (name, value) in names.zip(self.items()) {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 /// A pathway as a view sees it (its state unpacked, or evaluated afresh

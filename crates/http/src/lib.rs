@@ -9,6 +9,7 @@ mod dashboard;
 mod error;
 mod fit;
 mod forecast;
+mod json_rows;
 pub mod openapi;
 pub mod serve;
 mod views;
@@ -29,7 +30,7 @@ pub use auth::FailedAuth;
 pub use error::{ApiError, HttpError, Limited};
 pub use fit::fit_csv;
 pub use serve::{serve, ServeLimits};
-pub use views::cwt_csv;
+pub use views::{cwt_csv, cwt_json};
 
 /// Largest request body accepted (a full batch of large events fits easily).
 const BODY_LIMIT: usize = 16 * 1024 * 1024;

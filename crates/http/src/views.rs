@@ -537,22 +537,8 @@ pub async fn get_cwt(
         )
         .await?;
     if json_wanted {
-        // Written straight from the lines (through a JSON tree, a month at
-        // alliance scale took seconds).
-        #[derive(serde::Serialize)]
-        struct Rows {
-            period: Period,
-            rows: Vec<openptl_app::CwtLine>,
-        }
-        return Ok(app
-            .off_workers(move || {
-                Json(Rows {
-                    period,
-                    rows: lines,
-                })
-                .into_response()
-            })
-            .await?);
+        let pieces = app.off_workers(move || cwt_json(period, &lines)).await?;
+        return Ok(crate::json_rows::response(pieces?));
     }
     Ok(app
         .off_workers(move || csv_response(cwt_csv(&lines), &format!("cwt-{period}.csv")))
@@ -573,6 +559,28 @@ pub(crate) fn with_position(
 /// Lines of the CWT submission a core writes at a time.
 const CSV_SLICE: usize = 16_384;
 
+/// The monthly CWT data set submission as JSON (`format=json`): `{"period":
+/// "YYYY-MM", "rows": [...]}`, a row an object of [`cwt_csv`]'s columns
+/// ([`openptl_app::CwtLine`]), as pieces in order
+/// ([`crate::json_rows`]: written on one core through one growing buffer,
+/// the JSON took most of a past month's view at alliance scale).
+pub fn cwt_json(period: Period, lines: &[openptl_app::CwtLine]) -> Result<Vec<Vec<u8>>, AppError> {
+    use openptl_rules::cwt::{COLUMNS, IDENTIFIER_COLUMNS};
+    // A row's bytes besides its values: each name quoted, a colon, the
+    // value's quotes and a comma; the braces. (Values rarely need
+    // escaping.)
+    let names: usize = IDENTIFIER_COLUMNS
+        .iter()
+        .chain(&COLUMNS)
+        .map(|name| name.len() + 6)
+        .sum::<usize>()
+        + 2;
+    crate::json_rows::rows_on_every_core(("period", &period), lines, CSV_SLICE, |line| {
+        names + line.items().map(str::len).sum::<usize>()
+    })
+    .map_err(|e| AppError::Internal(Failure::caused_by("the CWT rows as JSON", e)))
+}
+
 /// The monthly CWT data set submission as CSV (also `openptl export
 /// --format cwt`): the national item names as the header.
 pub fn cwt_csv(lines: &[openptl_app::CwtLine]) -> String {
@@ -580,10 +588,6 @@ pub fn cwt_csv(lines: &[openptl_app::CwtLine]) -> String {
     let header: Vec<&str> = IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied().collect();
     // About a hundred bytes a line.
     Csv::on_every_core(&header, lines, CSV_SLICE, 128, |out, l| {
-        out.row(
-            [l.nhs_number.as_str(), l.pathway_id.as_str()]
-                .into_iter()
-                .chain(l.row.items()),
-        );
+        out.row(l.items());
     })
 }

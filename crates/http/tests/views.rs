@@ -876,6 +876,17 @@ async fn the_monthly_cwt_submission_in_national_items_and_codes() {
     let json = get(&app, "/v1/returns/cwt?period=2025-03&format=json").await;
     assert_eq!(json["rows"][1]["CANCER TREATMENT EVENT TYPE"], "02");
     assert_eq!(json["rows"][1]["PATIENT PATHWAY IDENTIFIER"], "P1");
+    // As JSON, the same records: an object each, the CSV's columns as its
+    // keys, the CSV's fields as their values.
+    assert_eq!(json["period"], "2025-03");
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), records.len(), "{json}");
+    for (row, record) in rows.iter().zip(&records) {
+        assert_eq!(row.as_object().unwrap().len(), header.len(), "{row}");
+        for (name, value) in header.iter().zip(record) {
+            assert_eq!(row[*name], *value, "{name} of {row}");
+        }
+    }
     let (status, _) = get_status(&app, "/v1/returns/cwt").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
