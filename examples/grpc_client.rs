@@ -60,6 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 route: "urgent_suspected_cancer".into(),
                 screening_programme: None,
                 referrer: None,
+                nhs_number_status: None,
             }),
         ),
         event(

@@ -223,6 +223,11 @@ pub fn generate_with(
             late: Rng::new(seed ^ (p as u64).wrapping_mul(0x5851_F42D_4C95_7F2D)),
         };
         let mut referral = json!({ "nhs_number": nhs_number(&mut rng), "trust": trust, "tumour_site": site, "route": route });
+        // Most numbers come traced from the trust's PAS; a few do not say.
+        // (By place, not drawn: the demo's other draws stay as they were.)
+        if p % 20 != 0 {
+            referral["nhs_number_status"] = json!("verified");
+        }
         if route == "screening" {
             referral["screening_programme"] = json!(match site {
                 "lower_gi" => "bowel",

@@ -9,7 +9,7 @@
 //! | `pathway_id` | yes | the stream |
 //! | `nhs_number`, `trust`, `tumour_site`, `route` | yes | `referral_received` data |
 //! | `referral_received` | yes | its date |
-//! | `screening_programme`, `referrer` | no | `referral_received` data |
+//! | `screening_programme`, `referrer`, `nhs_number_status` | no | `referral_received` data |
 //! | `consultant_upgraded` | no | `consultant_upgraded` on that date |
 //! | `first_seen_dna` | no | `appointment_missed` (first outpatient, did not attend) per date; several dates separated by `;` |
 //! | `first_seen` | no | `appointment_attended` (first outpatient) |
@@ -45,6 +45,7 @@ pub const COLUMNS: &[&str] = &[
     "referral_received",
     "screening_programme",
     "referrer",
+    "nhs_number_status",
     "consultant_upgraded",
     "first_seen_dna",
     "first_seen",
@@ -199,7 +200,7 @@ fn row(cells: &BTreeMap<&str, &str>, namespace: &Uuid) -> Result<Vec<Value>, Str
         "tumour_site": need("tumour_site")?,
         "route": need("route")?,
     });
-    for optional in ["screening_programme", "referrer"] {
+    for optional in ["screening_programme", "referrer", "nhs_number_status"] {
         if let Some(v) = get(optional) {
             data[optional] = json!(v);
         }

@@ -51,6 +51,7 @@ fn referral(pathway: &str, trust: &str) -> Envelope {
             route: "urgent_suspected_cancer".into(),
             screening_programme: None,
             referrer: None,
+            nhs_number_status: None,
         }),
     )
 }

@@ -15,7 +15,7 @@ fn samples() -> Vec<(&'static str, Value)> {
     vec![
         (
             "referral_received",
-            json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "lower_gi", "route": "screening", "screening_programme": "bowel", "referrer": "A81001"}),
+            json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "lower_gi", "route": "screening", "screening_programme": "bowel", "referrer": "A81001", "nhs_number_status": "not_traced"}),
         ),
         ("consultant_upgraded", json!({})),
         ("fit_result_recorded", json!({"value_ug_per_g": 12.5})),

@@ -292,7 +292,7 @@ const AMENDMENTS = ["event_corrected", "event_voided"];
 /** Labels of the data fields, in the order a form shows them. */
 const FIELD_LABELS = {
   nhs_number: "NHS number", trust: "Trust", tumour_site: "Tumour site", route: "Route", screening_programme: "Screening programme",
-  referrer: "Referring GP practice (ODS code)", value_ug_per_g: "FIT value (µg Hb/g)", not_appropriate: "FIT not appropriate",
+  referrer: "Referring GP practice (ODS code)", nhs_number_status: "NHS number trace status", value_ug_per_g: "FIT value (µg Hb/g)", not_appropriate: "FIT not appropriate",
   kind: "Appointment type", mode: "How the patient was seen", test: "Test", request_id: "Request id", outcome: "Outcome",
   method: "How the patient was told", icd10: "Diagnosis (ICD-10 code)", treatment: "First or subsequent treatment",
   plan_id: "Plan name (subsequent treatments)", modality: "Modality", earliest_clinically_appropriate_date: "Earliest clinically appropriate date (ECAD)",

@@ -66,6 +66,7 @@ fn data_schema(event_type: EventType) -> Value {
                 "route": vocabulary!(Route),
                 "screening_programme": vocabulary!(ScreeningProgramme),
                 "referrer": { "type": "string", "pattern": "^[A-Za-z0-9]{3,6}$" },
+                "nhs_number_status": vocabulary!(NhsNumberStatus),
             }),
         ),
         EventType::ConsultantUpgraded => object(&[], json!({})),

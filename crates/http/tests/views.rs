@@ -689,8 +689,10 @@ async fn the_monthly_cwt_submission_in_national_items_and_codes() {
     let usc = "urgent_suspected_cancer";
     let mut p1 = referral("P1", "2025-01-06", "RXH", "lung", usc);
     p1["data"]["referrer"] = json!("A81001");
+    p1["data"]["nhs_number_status"] = json!("verified");
     let mut p2 = referral("P2", "2025-02-10", "RTH", "lower_gi", "screening");
     p2["data"]["screening_programme"] = json!("bowel");
+    p2["data"]["nhs_number_status"] = json!("trace_postponed");
     let events = vec![
         p1,
         ev(
@@ -788,7 +790,7 @@ async fn the_monthly_cwt_submission_in_national_items_and_codes() {
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let records: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(header.len(), 27);
+    assert_eq!(header.len(), 28);
     assert_eq!(records.len(), 4, "{csv}");
     let item = |record: usize, name: &str| -> &str {
         let column = header
@@ -799,7 +801,7 @@ async fn the_monthly_cwt_submission_in_national_items_and_codes() {
     };
     // P1's first treatment (at RHM after the transfer), then its subsequent
     // one; P2 (RTH, FDS ended, no treatment); P3 (RXH, upgrade).
-    let expected: [(&str, [&str; 4]); 27] = [
+    let expected: [(&str, [&str; 4]); 28] = [
         ("NHS NUMBER", ["9434765919"; 4]),
         ("PATIENT PATHWAY IDENTIFIER", ["P1", "P1", "P2", "P3"]),
         (
@@ -863,6 +865,8 @@ async fn the_monthly_cwt_submission_in_national_items_and_codes() {
             "ORGANISATION IDENTIFIER (ACCOUNTABLE INVESTIGATING PROVIDER)",
             ["RXH", "", "", ""],
         ),
+        // Given for P1 and P2 (on each of P1's records); not for P3.
+        ("NHS NUMBER STATUS INDICATOR CODE", ["01", "01", "08", ""]),
     ];
     for (name, values) in expected {
         for (record, value) in values.iter().enumerate() {

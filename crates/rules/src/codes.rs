@@ -127,6 +127,23 @@ code_enum!(
 );
 
 code_enum!(
+    /// How far the referral's NHS number was traced (checked against the
+    /// national register), as the referring system knows it: the NHS Data
+    /// Dictionary's NHS NUMBER STATUS INDICATOR CODE, without `07` (number
+    /// not present), since a referral always carries a number. The national
+    /// code of each is in [`crate::cwt::nhs_number_status`].
+    NhsNumberStatus {
+        Verified = "verified",
+        NotTraced = "not_traced",
+        TraceRequired = "trace_required",
+        TraceNoMatch = "trace_no_match",
+        TraceConflict = "trace_conflict",
+        TraceInProgress = "trace_in_progress",
+        TracePostponed = "trace_postponed",
+    }
+);
+
+code_enum!(
     /// Outcome of clinical triage.
     TriageOutcome { StraightToTest = "straight_to_test", Outpatient = "outpatient", Discharged = "discharged" }
 );

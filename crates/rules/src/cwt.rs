@@ -22,7 +22,7 @@ use crate::report::Period;
 pub const IDENTIFIER_COLUMNS: [&str; 2] = ["NHS NUMBER", "PATIENT PATHWAY IDENTIFIER"];
 
 /// The other items, in the order of [`CwtRecord::items`].
-pub const COLUMNS: [&str; 25] = [
+pub const COLUMNS: [&str; 26] = [
     "ORGANISATION IDENTIFIER (PATIENT PATHWAY IDENTIFIER ISSUER)",
     "SOURCE OF REFERRAL FOR OUT-PATIENTS",
     "PRIORITY TYPE CODE",
@@ -48,7 +48,27 @@ pub const COLUMNS: [&str; 25] = [
     "ORGANISATION SITE IDENTIFIER (TREATMENT START DATE CANCER)",
     "TRANSFER TO TREATMENT DATE",
     "ORGANISATION IDENTIFIER (ACCOUNTABLE INVESTIGATING PROVIDER)",
+    // Last, so that the columns before it kept their places (decision 168).
+    "NHS NUMBER STATUS INDICATOR CODE",
 ];
+
+/// NHS NUMBER STATUS INDICATOR CODE, as the NHS Data Dictionary lists it
+/// (attribute NHS NUMBER STATUS INDICATOR CODE: `01` number present and
+/// verified … `08` trace postponed, baby under six weeks old). `07`
+/// (number not present, trace not required) has no status of ours: a
+/// referral always carries a number. Not held when the referral does not
+/// say.
+pub fn nhs_number_status(status: NhsNumberStatus) -> &'static str {
+    match status {
+        NhsNumberStatus::Verified => "01",
+        NhsNumberStatus::NotTraced => "02",
+        NhsNumberStatus::TraceRequired => "03",
+        NhsNumberStatus::TraceNoMatch => "04",
+        NhsNumberStatus::TraceConflict => "05",
+        NhsNumberStatus::TraceInProgress => "06",
+        NhsNumberStatus::TracePostponed => "08",
+    }
+}
 
 /// SOURCE OF REFERRAL FOR OUT-PATIENTS: `17` a National Screening
 /// Programme; `03` a General Medical Practitioner, for an urgent referral
@@ -342,7 +362,9 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
         .code(facts.primary_diagnosis.as_deref());
     match period {
         None => {
-            items.empty(10);
+            items
+                .empty(10)
+                .code(facts.nhs_number_status.map(nhs_number_status));
             items.record(state.trust, None)
         }
         Some(p) => {
@@ -373,7 +395,8 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
                 .empty(1)
                 .text(treating.as_str())
                 .date(transfer.map(|t| t.occurred_on))
-                .code(transfer.map(|_| state.referring_trust.as_str()));
+                .code(transfer.map(|_| state.referring_trust.as_str()))
+                .code(facts.nhs_number_status.map(nhs_number_status));
             items.record(treating, transfer.map(|_| state.referring_trust))
         }
     }
@@ -465,6 +488,23 @@ mod tests {
         assert_eq!(cases.len(), Modality::ALL.len());
         for (modality, expected) in cases {
             assert_eq!(treatment_modality(modality), expected, "{modality}");
+        }
+    }
+
+    #[test]
+    fn nhs_number_status_codes() {
+        let cases = [
+            (NhsNumberStatus::Verified, "01"),
+            (NhsNumberStatus::NotTraced, "02"),
+            (NhsNumberStatus::TraceRequired, "03"),
+            (NhsNumberStatus::TraceNoMatch, "04"),
+            (NhsNumberStatus::TraceConflict, "05"),
+            (NhsNumberStatus::TraceInProgress, "06"),
+            (NhsNumberStatus::TracePostponed, "08"),
+        ];
+        assert_eq!(cases.len(), NhsNumberStatus::ALL.len());
+        for (status, expected) in cases {
+            assert_eq!(nhs_number_status(status), expected, "{status}");
         }
     }
 

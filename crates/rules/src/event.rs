@@ -121,7 +121,8 @@ impl EventType {
             EventType::DecisionToTreat
             | EventType::TreatmentStarted
             | EventType::TreatmentOfferDeclined
-            | EventType::AppointmentAttended => 2,
+            | EventType::AppointmentAttended
+            | EventType::ReferralReceived => 2,
             _ => 1,
         }
     }
@@ -213,6 +214,10 @@ pub struct ReferralReceived {
         deserialize_with = "OdsCode::deserialize_referrer"
     )]
     pub referrer: Option<OdsCode>,
+    /// How far the NHS number was traced, when the referring system says
+    /// (version 2; the CWT data set's NHS NUMBER STATUS INDICATOR CODE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nhs_number_status: Option<NhsNumberStatus>,
 }
 
 impl Check for ReferralReceived {

@@ -1,15 +1,36 @@
-//! Schema version 1 of the four event types that have a version 2 (SPEC
-//! 2.12): frozen exactly as they were released, because events on disk were
-//! written with them. Never edit these structs; [`decode_upcast`] reads their
-//! bytes and lifts them to the current version (`treatment: first`, no
-//! `plan_id`, no ECAD, no `mode`, no `care_setting`).
+//! Schema version 1 of the event types that have a version 2 (SPEC 2.12;
+//! the referral's NHS number status, decision 168): frozen exactly as they
+//! were released, because events on disk were written with them. Never edit
+//! these structs; [`decode_upcast`] reads their bytes and lifts them to the
+//! current version (`treatment: first`, no `plan_id`, no ECAD, no `mode`,
+//! no `care_setting`, no `nhs_number_status`).
 
 use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{Body, EventData, EventType, PayloadError};
-use crate::codes::{AppointmentKind, Modality, TreatmentSetting};
+use crate::codes::{
+    AppointmentKind, Modality, Route, ScreeningProgramme, TreatmentSetting, TumourSite,
+};
+use crate::ids::{NhsNumber, OdsCode};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReferralReceived {
+    pub nhs_number: NhsNumber,
+    pub trust: OdsCode,
+    pub tumour_site: TumourSite,
+    pub route: Route,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub screening_programme: Option<ScreeningProgramme>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "OdsCode::deserialize_referrer"
+    )]
+    pub referrer: Option<OdsCode>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +58,20 @@ pub struct TreatmentOfferDeclined {
 #[serde(deny_unknown_fields)]
 pub struct TreatmentStarted {
     pub modality: Modality,
+}
+
+impl From<ReferralReceived> for super::ReferralReceived {
+    fn from(v1: ReferralReceived) -> Self {
+        super::ReferralReceived {
+            nhs_number: v1.nhs_number,
+            trust: v1.trust,
+            tumour_site: v1.tumour_site,
+            route: v1.route,
+            screening_programme: v1.screening_programme,
+            referrer: v1.referrer,
+            nhs_number_status: None,
+        }
+    }
 }
 
 impl From<AppointmentAttended> for super::AppointmentAttended {
@@ -106,6 +141,10 @@ pub(super) fn decode_upcast(
     bytes: &[u8],
 ) -> Result<(NaiveDate, EventData), PayloadError> {
     Ok(match ty {
+        EventType::ReferralReceived => {
+            let (day, d) = decode::<ReferralReceived>(ty, bytes)?;
+            (day, EventData::ReferralReceived(d.into()))
+        }
         EventType::AppointmentAttended => {
             let (day, d) = decode::<AppointmentAttended>(ty, bytes)?;
             (day, EventData::AppointmentAttended(d.into()))

@@ -474,6 +474,7 @@ impl<'e> Fold<'e> {
         let first_seen = crate::first_seen::seen_at(events, &referral.trust, &self.transfers);
         let record = RecordFacts {
             referrer_given: referral.referrer.is_some(),
+            nhs_number_status: referral.nhs_number_status,
             primary_diagnosis: events.iter().rev().find_map(|e| match &*e.data {
                 EventData::DiagnosisCommunicated(d) => d.icd10.clone(),
                 _ => None,

@@ -49,6 +49,7 @@ fn fields_of(ty: EventType, version: u16) -> Vec<&'static str> {
             EventType::TreatmentStarted => &["treatment", "plan_id", "care_setting"],
             EventType::TreatmentOfferDeclined => &["plan_id"],
             EventType::AppointmentAttended => &["mode"],
+            EventType::ReferralReceived => &["nhs_number_status"],
             _ => &[],
         });
     }
@@ -77,6 +78,12 @@ fn representative_v2(ty: EventType) -> Value {
             "plan_id": "adjuvant-rt",
         }),
         EventType::AppointmentAttended => json!({ "kind": "one_stop", "mode": "virtual" }),
+        EventType::ReferralReceived => {
+            // Version 1's referral, with the number's trace status.
+            let mut data = representative(ty)["data"].clone();
+            data["nhs_number_status"] = json!("verified");
+            data
+        }
         _ => unreachable!("{ty} has no version 2"),
     };
     json!({ "occurred_on": "2025-03-17", "data": data })
@@ -105,6 +112,7 @@ fn encode_v1(
             frozen::<v1::TreatmentOfferDeclined>(occurred_on, data)
         }
         EventType::AppointmentAttended => frozen::<v1::AppointmentAttended>(occurred_on, data),
+        EventType::ReferralReceived => frozen::<v1::ReferralReceived>(occurred_on, data),
         _ => Ok(parsed.encode_payload(occurred_on)),
     }
 }
@@ -429,7 +437,8 @@ fn the_latest_version_of_every_type_has_fixtures() {
 }
 
 /// Version-1 records of the types now at version 2 read as `treatment:
-/// first` with no plan, ECAD, mode or care setting, and mean what they meant.
+/// first` with no plan, ECAD, mode, care setting or NHS number status, and
+/// mean what they meant.
 #[test]
 fn version_1_records_upcast_to_the_same_events() {
     for ty in types_of(2) {
@@ -450,6 +459,7 @@ fn version_1_records_upcast_to_the_same_events() {
             }
             EventData::TreatmentOfferDeclined(t) => assert_eq!(t.plan_id, None),
             EventData::AppointmentAttended(a) => assert_eq!(a.mode, None),
+            EventData::ReferralReceived(r) => assert_eq!(r.nhs_number_status, None),
             other => panic!("{ty} decoded as {other:?}"),
         }
         // Written again today (version 2), it decodes to the same event.

@@ -44,16 +44,16 @@ use openptl_rules::pathway::{
     Allocation, Clock, Clocks, Earlier, Milestone, NextBreach, Note, RecordFacts, Settled, Transfer,
 };
 use openptl_rules::{
-    ClockKind, ClockStatus, DiagnosticTest, FitBand, MilestoneStatus, Modality, NhsNumber, OdsCode,
-    PathwayState, PathwayStatus, PeriodStartReason, Route, RulesConfig, SeenAt, SeenMedium,
-    StopReason, TreatmentKind, TreatmentPeriod, TreatmentSetting, TumourSite,
+    ClockKind, ClockStatus, DiagnosticTest, FitBand, MilestoneStatus, Modality, NhsNumber,
+    NhsNumberStatus, OdsCode, PathwayState, PathwayStatus, PeriodStartReason, Route, RulesConfig,
+    SeenAt, SeenMedium, StopReason, TreatmentKind, TreatmentPeriod, TreatmentSetting, TumourSite,
 };
 
 use crate::evaluate::Current;
 use crate::varint;
 
 /// The layout version, the first byte of every packed state.
-const LAYOUT: u8 = 6;
+const LAYOUT: u8 = 7;
 
 /// A packed pathway state, with the number of events it was evaluated
 /// from, and its [`PathwayState::date_span`] at hand (a view of a period
@@ -381,10 +381,12 @@ fn write_fields(w: &mut Writer, state: &PathwayState, index: &HashMap<Arc<str>, 
     });
     let RecordFacts {
         referrer_given,
+        nhs_number_status,
         primary_diagnosis,
         first_seen_adjustment_days,
     } = record;
     w.flag(*referrer_given);
+    w.option(*nhs_number_status, |w, s| w.byte(s.index()));
     w.option(primary_diagnosis.as_ref(), |w, t| w.text(t));
     w.int(*first_seen_adjustment_days);
     let LowerGiFacts {
@@ -507,6 +509,7 @@ impl Packer {
         })?;
         let record = RecordFacts {
             referrer_given: r.flag()?,
+            nhs_number_status: r.option(|r| r.code(NhsNumberStatus::from_index))?,
             primary_diagnosis: r.option(|r| r.text())?,
             first_seen_adjustment_days: r.int()?,
         };

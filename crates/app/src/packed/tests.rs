@@ -160,13 +160,22 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
             }
         }),
     );
-    let record = (any::<bool>(), prop::option::of(text()), days()).prop_map(
-        |(referrer_given, primary_diagnosis, first_seen_adjustment_days)| RecordFacts {
-            referrer_given,
-            primary_diagnosis,
-            first_seen_adjustment_days,
-        },
-    );
+    let record = (
+        any::<bool>(),
+        prop::option::of(prop::sample::select(NhsNumberStatus::ALL)),
+        prop::option::of(text()),
+        days(),
+    )
+        .prop_map(
+            |(referrer_given, nhs_number_status, primary_diagnosis, first_seen_adjustment_days)| {
+                RecordFacts {
+                    referrer_given,
+                    nhs_number_status,
+                    primary_diagnosis,
+                    first_seen_adjustment_days,
+                }
+            },
+        );
     let lower_gi = (
         prop::collection::vec(
             (date(), prop::sample::select(FitBand::ALL))

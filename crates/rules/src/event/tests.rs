@@ -61,6 +61,13 @@ fn field_errors_name_the_field() {
             "screening_programme",
         ),
         (
+            // The national code is not our wire code: the message lists ours.
+            "referral_received",
+            json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "lung", "route": "other", "nhs_number_status": "01"}),
+            "invalid_field",
+            "nhs_number_status",
+        ),
+        (
             "pathway_transferred",
             json!({"to_trust": "x"}),
             "invalid_ods_code",

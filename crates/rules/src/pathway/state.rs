@@ -193,6 +193,8 @@ pub struct PathwayState {
 pub struct RecordFacts {
     /// The referral named its referrer (a GP practice, SPEC 3.2).
     pub referrer_given: bool,
+    /// How far the referral's NHS number was traced, when it says.
+    pub nhs_number_status: Option<NhsNumberStatus>,
     /// The ICD-10 code of the diagnosis communicated, if given.
     pub primary_diagnosis: Option<String>,
     /// First-seen DNA adjustment days (SPEC 2.3): the FDS clock's on the
