@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! "OPTLSNAP"                      magic
-//! u32 BE n, n bytes               header (MessagePack): format, binary version,
+//! u32 BE n, n bytes               header (MessagePack): format, binary ([`BINARY`]),
 //!                                 rules fingerprint, position, event id at the
 //!                                 position, date evaluated on, pathway count
 //! repeated: u32 BE n, n bytes,    a chunk of pathways (MessagePack) and the
@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 /// snapshot of any other format, newer (a downgrade) or older (an upgrade),
 /// is ignored with a log line and the log is folded: it is derived data, so
 /// refusing to start would help nobody (decision 92).
-pub const FORMAT: u32 = 7;
+pub const FORMAT: u32 = 8;
 const MAGIC: &[u8; 8] = b"OPTLSNAP";
 /// Pathways per chunk (chunks decode in parallel).
 pub const CHUNK: usize = 8192;
@@ -68,7 +68,7 @@ impl Header {
     ) -> Header {
         Header {
             format: FORMAT,
-            binary: env!("CARGO_PKG_VERSION").to_string(),
+            binary: BINARY.to_string(),
             rules: fingerprint(config),
             position,
             event_id: *event_id.as_bytes(),
@@ -81,6 +81,16 @@ impl Header {
         NaiveDate::from_num_days_from_ce_opt(self.today)
     }
 }
+
+/// This binary as derived data names it: its version and the build of the
+/// code that evaluates pathways (`build.rs`: a hash of the rules and
+/// application crates' sources and of `Cargo.lock`). New code may evaluate
+/// differently under the same version number (decision 169).
+pub const BINARY: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "+",
+    env!("OPENPTL_EVALUATING_BUILD")
+);
 
 /// A fingerprint of the rules configuration (its every field, in order).
 pub fn fingerprint(config: &RulesConfig) -> String {

@@ -9,7 +9,8 @@
 //!
 //! The same bytes are what a projection snapshot stores for every pathway.
 //! They are derived data, never a forever format: a snapshot records its
-//! format and binary version and is refolded from the log when either
+//! format and binary ([`crate::snapshot::BINARY`]: its version and the build
+//! of its evaluating code) and is refolded from the log when either
 //! differs, so this layout may change with any release (bump
 //! [`crate::snapshot::FORMAT`]).
 //!

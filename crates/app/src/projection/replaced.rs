@@ -22,7 +22,8 @@
 //! record dates past views keep.
 //!
 //! Layout of a file: a header (magic, then the length and bytes of the
-//! stamp: binary version, snapshot format, rules fingerprint), then
+//! stamp: binary and build ([`crate::snapshot::BINARY`]), snapshot format,
+//! rules fingerprint), then
 //! entries, each: position (u64), the day its state was evaluated on (i32
 //! days from the common era), the packed bytes' length (u32), the bytes,
 //! and a CRC-32C of all of those (u32), little-endian. Entries of one file
@@ -119,7 +120,7 @@ impl ReplacedStates {
     pub(crate) fn new(dir: PathBuf, config: &RulesConfig) -> ReplacedStates {
         let stamp = format!(
             "{} {} {}",
-            env!("CARGO_PKG_VERSION"),
+            crate::snapshot::BINARY,
             crate::snapshot::FORMAT,
             crate::snapshot::fingerprint(config)
         )

@@ -256,7 +256,7 @@ pub(super) fn prepare_snapshot(
         .into());
     }
     if header.binary != expected.binary {
-        return Err(format!("it was written by version {}", header.binary).into());
+        return Err(format!("it was written by build {}", header.binary).into());
     }
     if header.rules != expected.rules {
         return Err("the rules configuration has changed since".into());

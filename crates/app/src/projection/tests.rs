@@ -27,18 +27,23 @@ fn a_history_read_back_never_takes_another_streams_record() {
     assert!(!refused.contains('B'), "{refused}");
 }
 
+/// The header of a snapshot of no pathways, as this binary writes it.
+fn empty_header(config: &RulesConfig) -> snapshot::Header {
+    snapshot::Header::new(
+        config,
+        1,
+        uuid::Uuid::from_u128(7),
+        chrono::NaiveDate::from_ymd_opt(2025, 4, 7).unwrap(),
+        0,
+    )
+}
+
 #[test]
 fn a_snapshot_of_a_newer_format_is_ignored_not_misread() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("projection.snapshot");
     let config = RulesConfig::defaults();
-    let mut header = snapshot::Header::new(
-        &config,
-        1,
-        uuid::Uuid::from_u128(7),
-        chrono::NaiveDate::from_ymd_opt(2025, 4, 7).unwrap(),
-        0,
-    );
+    let mut header = empty_header(&config);
     snapshot::write(&path, &header, std::iter::empty()).unwrap();
     assert!(prepare_snapshot(&path, &config).is_ok());
     header.format = snapshot::FORMAT + 1;
@@ -48,6 +53,29 @@ fn a_snapshot_of_a_newer_format_is_ignored_not_misread() {
         refused
             .to_string()
             .contains(&format!("format {}", snapshot::FORMAT + 1)),
+        "{refused}"
+    );
+}
+
+/// A snapshot written by another build of the same version is not used:
+/// its states were evaluated by other code (decision 169).
+#[test]
+fn a_snapshot_of_another_build_of_the_same_version_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("projection.snapshot");
+    let config = RulesConfig::defaults();
+    let mut header = empty_header(&config);
+    let (version, build) = header.binary.split_once('+').expect("version+build");
+    assert_eq!(version, env!("CARGO_PKG_VERSION"));
+    assert!(
+        build.len() == 16 && build.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{build}"
+    );
+    header.binary = format!("{version}+{}", "0".repeat(16));
+    snapshot::write(&path, &header, std::iter::empty()).unwrap();
+    let refused = prepare_snapshot(&path, &config).err().expect("ignored");
+    assert!(
+        refused.to_string().contains("written by build"),
         "{refused}"
     );
 }
