@@ -592,7 +592,12 @@ async fn past_aggregate(
 ) -> anyhow::Result<Vec<Vec<u8>>> {
     let all = openptl_app::TrustFilter::default();
     let month = Period::of(app.as_of(at.as_of, at.known_at));
-    Ok(vec![match view {
+    // The CWT submission as JSON is sent in pieces; every other view, in one.
+    let whole = match view {
+        PastAggregate::Cwt => {
+            let lines = app.cwt(at, month, &all, system).await?.0;
+            return Ok(openptl_http::cwt_json(month, &lines)?);
+        }
         PastAggregate::Standards => serde_json::to_vec(
             &app.standards(
                 at,
@@ -609,16 +614,11 @@ async fn past_aggregate(
             serde_json::to_vec(&app.milestones(at, None, &all, None, system).await?.0)?
         }
         PastAggregate::Fit => serde_json::to_vec(&app.fit(at, Some(month), &all, system).await?.0)?,
-        PastAggregate::Cwt => {
-            return Ok(openptl_http::cwt_json(
-                month,
-                &app.cwt(at, month, &all, system).await?.0,
-            )?)
-        }
         PastAggregate::CwtCsv => {
             openptl_http::cwt_csv(&app.cwt(at, month, &all, system).await?.0).into_bytes()
         }
-    }])
+    };
+    Ok(vec![whole])
 }
 
 async fn timed<T>(
