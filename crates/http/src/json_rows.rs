@@ -1,20 +1,23 @@
 //! Large JSON documents written on every core: a list of rows, a slice of
 //! rows at a time, each slice into a buffer of its size, the document given
 //! as those pieces in order rather than copied into one (the CWT submission
-//! as JSON is hundreds of MB at alliance scale).
+//! as JSON is hundreds of MB at alliance scale). A row that is an object of
+//! known names with string values is written by [`Object`]: its names
+//! quoted once, not escaped again on every row.
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// `{"<name>": head, "rows": [items…]}` as pieces, in order: `slice` items
-/// at a time on every core, `bytes` an item's size as JSON, about (for the
-/// buffers' size).
-pub(crate) fn rows_on_every_core<T: Serialize + Sync>(
+/// at a time on every core, each written by `write`; `bytes` an item's
+/// size as JSON, about (for the buffers' size).
+pub(crate) fn rows_on_every_core<T: Sync>(
     (name, head): (&str, &impl Serialize),
     items: &[T],
     slice: usize,
     bytes: impl Fn(&T) -> usize + Sync,
+    write: impl Fn(&mut Vec<u8>, &T) -> Result<(), serde_json::Error> + Sync,
 ) -> Result<Vec<Vec<u8>>, serde_json::Error> {
     let slices: Vec<&[T]> = items.chunks(slice.max(1)).collect();
     let written = openptl_app::par_batches(&slices, |slice| {
@@ -23,7 +26,7 @@ pub(crate) fn rows_on_every_core<T: Serialize + Sync>(
             if !out.is_empty() {
                 out.push(b',');
             }
-            if let Err(e) = serde_json::to_writer(&mut out, item) {
+            if let Err(e) = write(&mut out, item) {
                 return Some(Err(e));
             }
         }
@@ -45,6 +48,61 @@ pub(crate) fn rows_on_every_core<T: Serialize + Sync>(
     }
     pieces.push(b"]}".to_vec());
     Ok(pieces)
+}
+
+/// An object of known names, each value a string: the names are quoted,
+/// with their colons, once; a row is then copied name by name, a value
+/// escaped only when it holds a character JSON escapes.
+pub(crate) struct Object {
+    /// `"name":` as bytes, for each name in order.
+    names: Vec<Vec<u8>>,
+}
+
+impl Object {
+    pub(crate) fn new<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Object, serde_json::Error> {
+        let mut quoted = Vec::new();
+        for name in names {
+            let mut out = serde_json::to_vec(name)?;
+            out.push(b':');
+            quoted.push(out);
+        }
+        Ok(Object { names: quoted })
+    }
+
+    /// An object's bytes besides its values: the names with their colons,
+    /// the values' quotes, the commas and the braces.
+    pub(crate) fn bytes(&self) -> usize {
+        self.names.iter().map(|name| name.len() + 3).sum::<usize>() + 1
+    }
+
+    /// Writes `values` under the names, in order, as the object (as many
+    /// members as there are both names and values).
+    pub(crate) fn write<'a>(
+        &self,
+        out: &mut Vec<u8>,
+        values: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), serde_json::Error> {
+        out.push(b'{');
+        for (i, (name, value)) in self.names.iter().zip(values).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(name);
+            // What serde_json escapes: control characters, quotes and
+            // backslashes; anything else is written as it is.
+            if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+                out.push(b'"');
+                out.extend_from_slice(value.as_bytes());
+                out.push(b'"');
+            } else {
+                serde_json::to_writer(&mut *out, value)?;
+            }
+        }
+        out.push(b'}');
+        Ok(())
+    }
 }
 
 /// A JSON document given as `pieces`, in order, with its length.
@@ -86,14 +144,56 @@ mod tests {
             })
             .unwrap();
             for slice in [1, 2, 5, 23, 100] {
-                let pieces =
-                    rows_on_every_core(("period", &"2025-03"), &items, slice, |_| 4).unwrap();
+                let pieces = rows_on_every_core(
+                    ("period", &"2025-03"),
+                    &items,
+                    slice,
+                    |_| 4,
+                    |out, item| serde_json::to_writer(out, item),
+                )
+                .unwrap();
                 assert_eq!(
                     String::from_utf8(pieces.concat()).unwrap(),
                     String::from_utf8(whole.clone()).unwrap(),
                     "{count} rows in slices of {slice}"
                 );
             }
+        }
+    }
+
+    /// An object written by [`Object`] is the one serde writes as a map,
+    /// whatever its names and values hold: every ASCII character (the
+    /// control characters, quotes and backslashes escaped), and others.
+    #[test]
+    fn an_object_is_written_as_serde_writes_it() {
+        struct Map<'a>(Vec<(&'a str, &'a str)>);
+        impl Serialize for Map<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (name, value) in &self.0 {
+                    map.serialize_entry(name, value)?;
+                }
+                map.end()
+            }
+        }
+        let ascii: Vec<String> = (0u8..128).map(|b| format!("a{}z", b as char)).collect();
+        let mut values: Vec<&str> = ascii.iter().map(String::as_str).collect();
+        values.extend(["", "RX1", "2025-03-04", "é\u{2028}€😀", "\"\\\n\u{7f}"]);
+        let names: Vec<&str> = values.iter().rev().copied().collect();
+        for count in [0, 1, 2, values.len()] {
+            let (names, values) = (&names[..count], &values[..count]);
+            let object = Object::new(names.iter().copied()).unwrap();
+            let mut written = Vec::new();
+            object.write(&mut written, values.iter().copied()).unwrap();
+            let map = Map(names.iter().copied().zip(values.iter().copied()).collect());
+            assert_eq!(
+                String::from_utf8(written).unwrap(),
+                serde_json::to_string(&map).unwrap(),
+                "{count} members"
+            );
+            let values: usize = values.iter().map(|v| v.len()).sum();
+            assert!(object.bytes() + values <= serde_json::to_vec(&map).unwrap().len());
         }
     }
 }

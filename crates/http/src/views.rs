@@ -566,19 +566,20 @@ const CSV_SLICE: usize = 16_384;
 /// the JSON took most of a past month's view at alliance scale).
 pub fn cwt_json(period: Period, lines: &[openptl_app::CwtLine]) -> Result<Vec<Vec<u8>>, AppError> {
     use openptl_rules::cwt::{COLUMNS, IDENTIFIER_COLUMNS};
-    // A row's bytes besides its values: each name quoted, a colon, the
-    // value's quotes and a comma; the braces. (Values rarely need
-    // escaping.)
-    let names: usize = IDENTIFIER_COLUMNS
-        .iter()
-        .chain(&COLUMNS)
-        .map(|name| name.len() + 6)
-        .sum::<usize>()
-        + 2;
-    crate::json_rows::rows_on_every_core(("period", &period), lines, CSV_SLICE, |line| {
-        names + line.items().map(str::len).sum::<usize>()
-    })
-    .map_err(|e| AppError::Internal(Failure::caused_by("the CWT rows as JSON", e)))
+    let failed = |e| AppError::Internal(Failure::caused_by("the CWT rows as JSON", e));
+    // Each name quoted once, not on each of hundreds of thousands of rows.
+    let row = crate::json_rows::Object::new(IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied())
+        .map_err(failed)?;
+    let names = row.bytes();
+    crate::json_rows::rows_on_every_core(
+        ("period", &period),
+        lines,
+        CSV_SLICE,
+        // Values rarely need escaping.
+        |line| names + line.items().map(str::len).sum::<usize>(),
+        |out, line| row.write(out, line.items()),
+    )
+    .map_err(failed)
 }
 
 /// The monthly CWT data set submission as CSV (also `openptl export
