@@ -246,22 +246,22 @@ pub async fn views(
         let times = timed(20, async || {
             let (lines, _) = app.cwt(&now, period, &all, &system).await?;
             // As `GET /v1/returns/cwt?format=json` serves it.
-            Ok(openptl_http::cwt_json(period, &lines)?)
+            Ok(openptl_http::cwt_json(period, lines)?)
         })
         .await?;
         report(&format!("CWT extract ({name})"), times);
         // As `GET /v1/returns/cwt` serves it by default.
         let times = timed(20, async || {
             let (lines, _) = app.cwt(&now, period, &all, &system).await?;
-            Ok(openptl_http::cwt_csv(&lines).into_bytes())
+            Ok(openptl_http::cwt_csv(lines).into_bytes())
         })
         .await?;
         report(&format!("CWT submission as CSV ({name})"), times);
         let (lines, _) = app.cwt(&now, period, &all, &system).await?;
-        let csv = openptl_http::cwt_csv(&lines);
+        let rows = lines.len();
+        let csv = openptl_http::cwt_csv(lines);
         println!(
-            "CWT extract ({name}): {} rows, {:.1} MB as CSV",
-            lines.len(),
+            "CWT extract ({name}): {rows} rows, {:.1} MB as CSV",
             csv.len() as f64 / 1e6
         );
     }
@@ -596,7 +596,7 @@ async fn past_aggregate(
     let whole = match view {
         PastAggregate::Cwt => {
             let lines = app.cwt(at, month, &all, system).await?.0;
-            return Ok(openptl_http::cwt_json(month, &lines)?);
+            return Ok(openptl_http::cwt_json(month, lines)?);
         }
         PastAggregate::Standards => serde_json::to_vec(
             &app.standards(
@@ -615,7 +615,7 @@ async fn past_aggregate(
         }
         PastAggregate::Fit => serde_json::to_vec(&app.fit(at, Some(month), &all, system).await?.0)?,
         PastAggregate::CwtCsv => {
-            openptl_http::cwt_csv(&app.cwt(at, month, &all, system).await?.0).into_bytes()
+            openptl_http::cwt_csv(app.cwt(at, month, &all, system).await?.0).into_bytes()
         }
     };
     Ok(vec![whole])

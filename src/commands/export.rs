@@ -31,7 +31,7 @@ pub async fn run(
                     &openptl_app::access::Principal::system("export"),
                 )
                 .await?;
-            print!("{}", openptl_http::cwt_csv(&lines));
+            print!("{}", openptl_http::cwt_csv(lines));
             Ok(())
         }
         other => anyhow::bail!("--format {other}: use ndjson or cwt"),

@@ -3,7 +3,8 @@
 //! gauges of `/metrics`) computes on Tokio's blocking threads, a bounded
 //! number at a time, so `/healthz`, `/readyz` and appends keep their
 //! workers whatever the views cost. The projection's lock is taken inside
-//! the blocking work and never held across an `.await`.
+//! the blocking work and never held across an `.await`. What a view leaves
+//! behind in bulk is freed on a thread of its own ([`drop_later`]).
 
 use std::sync::Arc;
 
@@ -52,4 +53,15 @@ impl App {
     pub async fn stand_in_view(&self, duration: std::time::Duration) -> Result<(), AppError> {
         self.off_workers(move || std::thread::sleep(duration)).await
     }
+}
+
+/// Drops `garbage` on a thread of its own (a past view's states, a month's
+/// CWT lines once written: freeing hundreds of thousands of them takes a
+/// large share of the view's time, which its caller need not wait for); on
+/// this one if no thread starts.
+pub fn drop_later<T: Send + 'static>(garbage: T) {
+    // A thread that does not start drops its closure, and `garbage`, here.
+    let _ = std::thread::Builder::new()
+        .name("view-drop".into())
+        .spawn(move || drop(garbage));
 }

@@ -358,6 +358,11 @@ impl CwtLine {
             .into_iter()
             .chain(self.row.items())
     }
+
+    /// Its items' bytes, together.
+    pub fn items_len(&self) -> usize {
+        self.nhs_number.len() + self.pathway_id.len() + self.row.items_len()
+    }
 }
 
 // Written by hand rather than with a flattened record: a flattened map has
@@ -920,12 +925,7 @@ impl App {
             (principal.sees_identifiers(), principal.sees_nhs_numbers());
         let lines = self
             .off_workers(move || {
-                let mut parts = parts.into_iter();
-                let mut lines = parts.next().unwrap_or_default();
-                for part in parts {
-                    lines.extend(part);
-                }
-                let mut lines = sort_cwt_lines(lines);
+                let mut lines = sort_cwt_lines(parts);
                 for line in &mut lines {
                     if !identifiers {
                         line.pathway_id.clear();
@@ -940,16 +940,6 @@ impl App {
         self.audit(principal, "cwt_extract", None, Some(lines.len()));
         Ok((lines, position))
     }
-}
-
-/// Drops `garbage` on a thread of its own (a past view's states: freeing
-/// hundreds of thousands of them takes a large share of the view's time,
-/// which its caller need not wait for); on this one if no thread starts.
-fn drop_later<T: Send + 'static>(garbage: T) {
-    // A thread that does not start drops its closure, and `garbage`, here.
-    let _ = std::thread::Builder::new()
-        .name("past-view-drop".into())
-        .spawn(move || drop(garbage));
 }
 
 /// A past view's states as a view sees them.
@@ -1015,11 +1005,12 @@ fn cwt_order(a: &CwtLine, b: &CwtLine) -> std::cmp::Ordering {
         .then_with(|| a.row.items().cmp(b.row.items()))
 }
 
-/// CWT submission lines sorted by [`cwt_order`], on every core (a month
-/// at alliance scale is hundreds of thousands of lines). Unstable: lines
-/// equal in that order are equal whole.
-fn sort_cwt_lines(lines: Vec<CwtLine>) -> Vec<CwtLine> {
-    crate::fold::par_sort_unstable_by(lines, cwt_order)
+/// CWT submission lines, in parts, as one list sorted by [`cwt_order`], on
+/// every core (a month at alliance scale is hundreds of thousands of
+/// lines, each a few hundred bytes: only references to them are moved
+/// while sorting). Unstable: lines equal in that order are equal whole.
+fn sort_cwt_lines(parts: Vec<Vec<CwtLine>>) -> Vec<CwtLine> {
+    crate::fold::par_sort_parts_by(parts, cwt_order)
 }
 
 fn forbidden(principal: &Principal, why: &str) -> AppError {
@@ -1157,7 +1148,7 @@ fn past_page(
     })?;
     // Freeing every state kept is the page's longest step after moving
     // them: done on a thread of its own once the page is answered.
-    drop_later((kept, index));
+    crate::offload::drop_later((kept, index));
     Ok((page, learnt))
 }
 

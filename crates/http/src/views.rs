@@ -537,11 +537,11 @@ pub async fn get_cwt(
         )
         .await?;
     if json_wanted {
-        let pieces = app.off_workers(move || cwt_json(period, &lines)).await?;
+        let pieces = app.off_workers(move || cwt_json(period, lines)).await?;
         return Ok(crate::json_rows::response(pieces?));
     }
     Ok(app
-        .off_workers(move || csv_response(cwt_csv(&lines), &format!("cwt-{period}.csv")))
+        .off_workers(move || csv_response(cwt_csv(lines), &format!("cwt-{period}.csv")))
         .await?)
 }
 
@@ -563,32 +563,40 @@ const CSV_SLICE: usize = 16_384;
 /// "YYYY-MM", "rows": [...]}`, a row an object of [`cwt_csv`]'s columns
 /// ([`openptl_app::CwtLine`]), as pieces in order
 /// ([`crate::json_rows`]: written on one core through one growing buffer,
-/// the JSON took most of a past month's view at alliance scale).
-pub fn cwt_json(period: Period, lines: &[openptl_app::CwtLine]) -> Result<Vec<Vec<u8>>, AppError> {
+/// the JSON took most of a past month's view at alliance scale). The lines
+/// are freed on a thread of their own once written.
+pub fn cwt_json(
+    period: Period,
+    lines: Vec<openptl_app::CwtLine>,
+) -> Result<Vec<Vec<u8>>, AppError> {
     use openptl_rules::cwt::{COLUMNS, IDENTIFIER_COLUMNS};
     let failed = |e| AppError::Internal(Failure::caused_by("the CWT rows as JSON", e));
     // Each name quoted once, not on each of hundreds of thousands of rows.
     let row = crate::json_rows::Object::new(IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied())
         .map_err(failed)?;
     let names = row.bytes();
-    crate::json_rows::rows_on_every_core(
+    let pieces = crate::json_rows::rows_on_every_core(
         ("period", &period),
-        lines,
+        &lines,
         CSV_SLICE,
         // Values rarely need escaping.
-        |line| names + line.items().map(str::len).sum::<usize>(),
+        |line| names + line.items_len(),
         |out, line| row.write(out, line.items()),
-    )
-    .map_err(failed)
+    );
+    openptl_app::drop_later(lines);
+    pieces.map_err(failed)
 }
 
 /// The monthly CWT data set submission as CSV (also `openptl export
-/// --format cwt`): the national item names as the header.
-pub fn cwt_csv(lines: &[openptl_app::CwtLine]) -> String {
+/// --format cwt`): the national item names as the header. The lines are
+/// freed on a thread of their own once written.
+pub fn cwt_csv(lines: Vec<openptl_app::CwtLine>) -> String {
     use openptl_rules::cwt::{COLUMNS, IDENTIFIER_COLUMNS};
     let header: Vec<&str> = IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied().collect();
     // About a hundred bytes a line.
-    Csv::on_every_core(&header, lines, CSV_SLICE, 128, |out, l| {
+    let csv = Csv::on_every_core(&header, &lines, CSV_SLICE, 128, |out, l| {
         out.row(l.items());
-    })
+    });
+    openptl_app::drop_later(lines);
+    csv
 }

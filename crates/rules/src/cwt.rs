@@ -181,6 +181,11 @@ impl CwtRecord {
         &self.text[start..self.ends[i] as usize]
     }
 
+    /// Its items' bytes, together.
+    pub fn items_len(&self) -> usize {
+        self.text.len()
+    }
+
     /// The trusts whose users may see the record.
     pub fn trusts(&self) -> impl Iterator<Item = &OdsCode> {
         std::iter::once(&self.trust).chain(&self.also)
@@ -635,6 +640,11 @@ mod tests {
             assert_eq!(got, types, "{case}");
             for r in &records {
                 assert_eq!(r.items().len(), COLUMNS.len(), "{case}");
+                assert_eq!(
+                    r.items_len(),
+                    r.items().map(str::len).sum::<usize>(),
+                    "{case}"
+                );
             }
         }
         let excluded = cwt_records(
