@@ -630,7 +630,7 @@ pub fn document() -> Value {
             "/v1/returns/cwt": { "get": operation(
                 "The monthly CWT data set submission: one record per pathway and treatment period treated in the month (or per pathway whose FDS pathway ended in it), columns named as the NHS Data Dictionary names the items, values in national codes; an item not held is empty",
                 {
-                    let mut p = vec![required_query("period", period(), "A month, YYYY-MM."), query("format", codes(["json", "csv"]), "Default CSV.")];
+                    let mut p = vec![required_query("period", period(), "A month, YYYY-MM."), query("format", codes(["json", "csv"]), "Default CSV, the submission's format. As JSON each record is an object keyed by the national item names, about 1.2 KB a record: a month at alliance scale is hundreds of MB (about ten times its CSV).")];
                     p.extend(scope_params());
                     p.extend(at_params());
                     p
