@@ -14,6 +14,7 @@
 
 use chrono::{Days, NaiveDate};
 use openptl_app::App;
+use openptl_rules::date::format as date;
 use openptl_rules::rng::SplitMix64;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -125,7 +126,7 @@ impl PathwayBuilder {
             "event_id": event_id.to_string(),
             "pathway_id": self.id,
             "type": event_type,
-            "occurred_on": day.format("%Y-%m-%d").to_string(),
+            "occurred_on": date(day),
             "data": data,
         });
         // Recorded no earlier than the referral. Some entries that nothing
@@ -382,11 +383,15 @@ pub fn generate_with(
         );
         if rng.chance(0.05) {
             let offered = decided_on + rng.range(3, 10);
-            b.add(decided_on + 2, "treatment_offer_declined", json!({
-                "offered_on": b.day(offered).format("%Y-%m-%d").to_string(),
-                "available_from": b.day(offered + rng.range(5, 14)).format("%Y-%m-%d").to_string(),
-                "setting": "admitted",
-            }));
+            b.add(
+                decided_on + 2,
+                "treatment_offer_declined",
+                json!({
+                    "offered_on": date(b.day(offered)),
+                    "available_from": date(b.day(offered + rng.range(5, 14))),
+                    "setting": "admitted",
+                }),
+            );
         }
         let treated_on = decided_on
             + if rng.chance(0.85) {
@@ -525,8 +530,7 @@ fn subsequent_treatments(b: &mut PathwayBuilder, rng: &mut Rng, first: &str, tre
             let ecad = after + rng.range(28, 49);
             if ecad > decided_on {
                 start = ecad;
-                decision["earliest_clinically_appropriate_date"] =
-                    json!(b.day(ecad).format("%Y-%m-%d").to_string());
+                decision["earliest_clinically_appropriate_date"] = json!(date(b.day(ecad)));
             }
         }
         if !b.add(decided_on, "decision_to_treat", decision) {
@@ -562,10 +566,7 @@ fn note(b: &mut PathwayBuilder, rng: &mut Rng, offset: i64) {
             ("Diagnostic capacity issue", "Escalate to service manager"),
             ("Awaiting MDT outcome", "Confirm MDT date"),
         ][rng.below(4) as usize];
-        let due = b
-            .day(offset + rng.range(1, 7))
-            .format("%Y-%m-%d")
-            .to_string();
+        let due = date(b.day(offset + rng.range(1, 7)));
         b.add(offset, "tracking_note_added", json!({
             "text": text, "next_action": action, "next_action_due": due,
             "owner": (["MDT coordinator", "Cancer manager", "Pathway navigator"][rng.below(3) as usize]),
@@ -599,7 +600,7 @@ fn continue_pathway(
                     "event_corrected",
                     json!({
                         "corrects": target["event_id"], "reason": "entered against the wrong date",
-                        "new_occurred_on": corrected_on.format("%Y-%m-%d").to_string(),
+                        "new_occurred_on": date(corrected_on),
                     }),
                 );
                 // A correction is keyed in after the event it corrects.
