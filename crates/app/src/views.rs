@@ -359,6 +359,12 @@ impl CwtLine {
             .chain(self.row.items())
     }
 
+    /// The national names of [`CwtLine::items`], in the same order: the
+    /// submission's columns.
+    pub fn names() -> impl Iterator<Item = &'static str> + Clone {
+        cwt::IDENTIFIER_COLUMNS.iter().chain(&cwt::COLUMNS).copied()
+    }
+
     /// Its items' bytes, together.
     pub fn items_len(&self) -> usize {
         self.nhs_number.len() + self.pathway_id.len() + self.row.items_len()
@@ -371,9 +377,8 @@ impl CwtLine {
 impl Serialize for CwtLine {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let names = cwt::IDENTIFIER_COLUMNS.iter().chain(&cwt::COLUMNS);
         let mut map = s.serialize_map(Some(cwt::IDENTIFIER_COLUMNS.len() + cwt::COLUMNS.len()))?;
-        for (name, value) in names.zip(self.items()) {
+        for (name, value) in CwtLine::names().zip(self.items()) {
             map.serialize_entry(name, value)?;
         }
         map.end()

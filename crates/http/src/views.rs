@@ -569,11 +569,9 @@ pub fn cwt_json(
     period: Period,
     lines: Vec<openptl_app::CwtLine>,
 ) -> Result<Vec<Vec<u8>>, AppError> {
-    use openptl_rules::cwt::{COLUMNS, IDENTIFIER_COLUMNS};
     let failed = |e| AppError::Internal(Failure::caused_by("the CWT rows as JSON", e));
     // Each name quoted once, not on each of hundreds of thousands of rows.
-    let row = crate::json_rows::Object::new(IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied())
-        .map_err(failed)?;
+    let row = crate::json_rows::Object::new(openptl_app::CwtLine::names()).map_err(failed)?;
     let names = row.bytes();
     let pieces = crate::json_rows::rows_on_every_core(
         ("period", &period),
@@ -591,8 +589,7 @@ pub fn cwt_json(
 /// --format cwt`): the national item names as the header. The lines are
 /// freed on a thread of their own once written.
 pub fn cwt_csv(lines: Vec<openptl_app::CwtLine>) -> String {
-    use openptl_rules::cwt::{COLUMNS, IDENTIFIER_COLUMNS};
-    let header: Vec<&str> = IDENTIFIER_COLUMNS.iter().chain(&COLUMNS).copied().collect();
+    let header: Vec<&str> = openptl_app::CwtLine::names().collect();
     // About a hundred bytes a line.
     let csv = Csv::on_every_core(&header, &lines, CSV_SLICE, 128, |out, l| {
         out.row(l.items());
