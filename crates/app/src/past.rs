@@ -43,7 +43,7 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, RulesConfig};
 
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_batches};
-use crate::packed::Packer;
+use crate::packed::{EarlierState, Packer};
 use crate::positions::Positions;
 use crate::projection::ProjectionData;
 use crate::{App, AppError, Failure};
@@ -162,13 +162,12 @@ impl Snapshot {
     /// the view's date as today's do (or its earlier state kept does, or
     /// it is read back after all). Outside the projection's lock.
     fn take_replaced(&mut self, store: &crate::projection::ReplacedStates) {
+        let how = self.how;
         let Split {
-            as_of,
             known_to: Some(known_to),
-            shown,
             read_all: false,
             ..
-        } = self.how
+        } = how
         else {
             return;
         };
@@ -188,7 +187,7 @@ impl Snapshot {
         let cores = crate::fold::cores().max(1);
         let per = self.parts.len().div_ceil(cores).max(1);
         let used: usize = std::thread::scope(|scope| {
-            let found = &found;
+            let (found, how) = (&found, &how);
             let handles: Vec<_> = self
                 .parts
                 .chunks_mut(per)
@@ -196,7 +195,7 @@ impl Snapshot {
                     scope.spawn(move || {
                         parts
                             .iter_mut()
-                            .map(|part| part.take_replaced(found, as_of, shown))
+                            .map(|part| part.take_replaced(found, how))
                             .sum::<usize>()
                     })
                 })
@@ -236,11 +235,11 @@ enum Moves<'a> {
     No,
 }
 
-/// Whether the state packed in `bytes`, evaluated on `on`, moves to
-/// `as_of` in a view showing `shown`: as the split decides for today's.
-fn replaced_moves(bytes: &[u8], on: NaiveDate, as_of: NaiveDate, shown: Shown) -> Moves<'_> {
+/// Whether the state packed in `bytes`, evaluated on `on`, moves to the
+/// date of a view split `how`: as the split decides for today's.
+fn replaced_moves<'a>(bytes: &'a [u8], on: NaiveDate, how: &Split) -> Moves<'a> {
     crate::packed::head_of(bytes).map_or(Moves::No, |head| {
-        moves_to(bytes, head, Some(on), as_of, shown)
+        moves_to(bytes, head, Some(on), how.as_of, how)
     })
 }
 
@@ -248,16 +247,18 @@ fn replaced_moves(bytes: &[u8], on: NaiveDate, as_of: NaiveDate, shown: Shown) -
 /// the PTL, its settled dates and its date span, evaluated on `on`, moves
 /// to `as_of` in a view showing `shown`: itself when its events are
 /// settled by both dates ([`openptl_rules::pathway::Settled::covers`]),
-/// else an earlier state kept with it whose range holds the date; or it
-/// did not exist yet as of the date; or it is read back. The one rule for
-/// today's states and the replaced ones.
-fn moves_to(
-    bytes: &[u8],
+/// else an earlier state kept with it whose range holds the date (of a
+/// view of one month's CWT records, only one with records in it: decision
+/// 171); or it did not exist yet as of the date; or it is read back. The
+/// one rule for today's states and the replaced ones.
+fn moves_to<'a>(
+    bytes: &'a [u8],
     (on_ptl, settled, span): (bool, Option<Settled>, (NaiveDate, NaiveDate)),
     on: Option<NaiveDate>,
     as_of: NaiveDate,
-    shown: Shown,
-) -> Moves<'_> {
+    how: &Split,
+) -> Moves<'a> {
+    let shown = how.shown;
     let Some(settled) = settled else {
         return Moves::No;
     };
@@ -270,11 +271,14 @@ fn moves_to(
             false => Moves::NotShown,
         };
     }
-    match crate::packed::earlier_of(bytes, as_of) {
-        Some((on_ptl, earlier)) => match shown.shows(crate::packed::span_of(&earlier), on_ptl) {
-            true => Moves::Yes(earlier.into(), on_ptl),
-            false => Moves::NotShown,
-        },
+    match crate::packed::earlier_of(bytes, as_of, how.recorded) {
+        Some(EarlierState::Moves(on_ptl, earlier)) => {
+            match shown.shows(crate::packed::span_of(&earlier), on_ptl) {
+                true => Moves::Yes(earlier.into(), on_ptl),
+                false => Moves::NotShown,
+            }
+        }
+        Some(EarlierState::NoRecordsIn) => Moves::NotShown,
         None => Moves::No,
     }
 }
@@ -311,14 +315,9 @@ struct Part {
 impl Part {
     /// Moves instead of reading back each of its pathways whose state
     /// before its first record after the view's moment is among `found`
-    /// and moves to `as_of` ([`Snapshot::take_replaced`]); how many of
-    /// its pathways it so took.
-    fn take_replaced(
-        &mut self,
-        found: &crate::projection::Found,
-        as_of: NaiveDate,
-        shown: Shown,
-    ) -> usize {
+    /// and moves to the date of the view split `how`
+    /// ([`Snapshot::take_replaced`]); how many of its pathways it so took.
+    fn take_replaced(&mut self, found: &crate::projection::Found, how: &Split) -> usize {
         let mut used = 0;
         // Decided first, so that the bytes of the states to move grow once
         // (they hold the part's other moved states already).
@@ -326,7 +325,7 @@ impl Part {
             .into_iter()
             .map(|(id, positions, later)| {
                 let kept = later.and_then(|p| found.get(p));
-                let moves = kept.map(|(on, bytes)| replaced_moves(bytes, on, as_of, shown));
+                let moves = kept.map(|(on, bytes)| replaced_moves(bytes, on, how));
                 ((id, positions, later), moves)
             })
             .collect();
@@ -390,7 +389,9 @@ pub(crate) struct Split {
     counted: Counted,
     /// The month whose CWT records the view shows, and only those: a
     /// state that moves as it is has records in it then only if it has
-    /// them today, which today's aggregates index (decision 165).
+    /// them today, which today's aggregates index (decision 165), and an
+    /// earlier state kept only if its own record months say so (decision
+    /// 171).
     recorded: Option<Period>,
 }
 
@@ -419,7 +420,7 @@ fn split<'a>(
     } = how;
     // The pathways with records in the month today, when the view shows
     // only those and the month is indexed.
-    let recorded = recorded.and_then(|month| aggregates?.cwt_indexed(month, evaluated_on?));
+    let indexed = recorded.and_then(|month| aggregates?.cwt_indexed(month, evaluated_on?));
     // What to move, found first and copied after into one buffer of its
     // exact size: grown as it went, the buffer was copied again at every
     // doubling, into fresh pages each time.
@@ -514,12 +515,12 @@ fn split<'a>(
         // (Nothing when the kept sums do not count it.)
         take_away();
         // Without records in the month today, it has none then.
-        if as_it_is && recorded.is_some_and(|set| !set.is_some_and(|set| set.contains(index))) {
+        if as_it_is && indexed.is_some_and(|set| !set.is_some_and(|set| set.contains(index))) {
             continue;
         }
         let moves = head.map(|(packed, (on_ptl, settled))| {
             let head = (on_ptl, settled, packed.span());
-            moves_to(packed.as_bytes(), head, evaluated_on, as_of, shown)
+            moves_to(packed.as_bytes(), head, evaluated_on, as_of, &how)
         });
         match moves {
             Some(Moves::Yes(bytes, on_ptl)) => keep(bytes, on_ptl),
@@ -577,8 +578,10 @@ impl Split {
 
     /// The same split for a view of the CWT records of `month` only
     /// (decision 165): of the states that move as they are, it moves those
-    /// today's aggregates index as having records in the month; without
-    /// the index, every one shown, as before.
+    /// today's aggregates index as having records in the month (without
+    /// the index, every one shown, as before), and of the earlier states
+    /// kept, those whose first and last record month hold it (decision
+    /// 171).
     pub(crate) fn recording(self, month: Period) -> Split {
         Split {
             recorded: Some(month),

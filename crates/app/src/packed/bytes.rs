@@ -31,6 +31,12 @@ pub(super) fn date_of_day(d: i32) -> Option<NaiveDate> {
     }
 }
 
+/// A month as a number of months (consecutive months, consecutive
+/// numbers).
+pub(super) fn month_number(month: Period) -> i64 {
+    i64::from(month.year) * 12 + i64::from(month.month) - 1
+}
+
 pub(super) struct Writer {
     pub(super) out: Vec<u8>,
     /// The referral's day number: other dates are offsets from it.
@@ -63,6 +69,21 @@ impl Writer {
         match d {
             None => self.uint(0),
             Some(d) => self.uint(varint::zigzag((day(d) - self.base).into()) + 1),
+        }
+    }
+
+    /// A state's CWT record months ([`openptl_rules::cwt::record_months`])
+    /// as the first and the last of them: 0 for none, else the first's
+    /// zigzagged offset from `base` plus one, then the months from the
+    /// first to the last.
+    pub(super) fn record_months(&mut self, months: Vec<Period>, base: Period) {
+        match (months.iter().min(), months.iter().max()) {
+            (Some(first), Some(last)) => {
+                let first = month_number(*first);
+                self.uint(varint::zigzag(first - month_number(base)) + 1);
+                self.uint(u64::try_from(month_number(*last) - first).unwrap_or(0));
+            }
+            _ => self.uint(0),
         }
     }
 
@@ -176,12 +197,15 @@ impl<'a> Reader<'a> {
             })
         })?;
         let on_ptl = self.flag()?;
-        // The earlier states: each its last day (an offset), whether it is
-        // on the PTL, and its own packed bytes, skipped here.
+        // The earlier states: each its last day and the first its events
+        // are settled by (offsets), whether it is on the PTL, its record
+        // months, and its own packed bytes, skipped here.
         let from = self.at;
         for _ in 0..self.count()? {
             self.int()?;
+            self.int()?;
             self.flag()?;
+            self.record_months()?;
             self.uint()?;
             let len = self.count()?;
             self.take(len)?;
@@ -197,41 +221,67 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// The earlier state (on the PTL or not, packed) that moves to `as_of`,
-    /// in a list a [`Head`] gave (`base`: the span's first day number;
-    /// `fields`: the head's, which the earlier states are compressed
-    /// against).
+    /// The earlier state that moves to `as_of`, in a list a [`Head`] gave
+    /// (`base`: the span's first day number; `fields`: the head's, which
+    /// the earlier states are compressed against); when `recorded` names a
+    /// month, only one with CWT records in it is unpacked (decision 171).
     pub(super) fn earlier(
         list: &'a [u8],
         base: i32,
         fields: &[u8],
         as_of: NaiveDate,
-    ) -> Result<Option<(bool, Vec<u8>)>, Unreadable> {
+        recorded: Option<Period>,
+    ) -> Result<Option<EarlierState>, Unreadable> {
         let mut r = Reader::new(list);
-        for _ in 0..r.count()? {
-            let until = i32::try_from(r.int()?)
+        let base_month = date_of_day(base)
+            .map(Period::of)
+            .ok_or("a packed date is out of range")?;
+        let date = |offset: i64| {
+            i32::try_from(offset)
                 .ok()
                 .and_then(|offset| offset.checked_add(base))
                 .and_then(date_of_day)
-                .ok_or("a packed earlier date is out of range")?;
+                .ok_or_else(|| Unreadable::from("a packed earlier date is out of range"))
+        };
+        for _ in 0..r.count()? {
+            let until = date(r.int()?)?;
+            let from = date(r.int()?)?;
             let on_ptl = r.flag()?;
+            let months = r.record_months()?;
             let raw = usize::try_from(r.uint()?).unwrap_or(usize::MAX);
             let len = r.count()?;
             let compressed = r.take(len)?;
-            if as_of > until {
+            if as_of > until || as_of < from {
                 continue;
+            }
+            if let Some(month) = recorded {
+                let month = month_number(month) - month_number(base_month);
+                if !months.is_some_and(|(first, last)| first <= month && month <= last) {
+                    return Ok(Some(EarlierState::NoRecordsIn));
+                }
             }
             if raw > EARLIER_MOST_BYTES {
                 return Err("a packed earlier state is too long".into());
             }
             let bytes = lz4_flex::block::decompress_with_dict(compressed, raw, fields)
                 .map_err(|_| Unreadable::from("a packed earlier state does not decompress"))?;
-            let settled = Reader::new(&bytes).head()?.settled;
-            if settled.is_some_and(|s| s.from <= as_of) {
-                return Ok(Some((on_ptl, bytes)));
-            }
+            return Ok(Some(EarlierState::Moves(on_ptl, bytes)));
         }
         Ok(None)
+    }
+
+    /// Record months as [`Writer::record_months`] wrote them: the first
+    /// and the last as offsets from the base month (`None`: none).
+    fn record_months(&mut self) -> Result<Option<(i64, i64)>, Unreadable> {
+        let first = match self.uint()? {
+            0 => return Ok(None),
+            n => varint::unzigzag(n - 1),
+        };
+        let months = i64::try_from(self.uint()?).map_err(|_| "a packed month is out of range")?;
+        let last = first
+            .checked_add(months)
+            .ok_or("a packed month is out of range")?;
+        Ok(Some((first, last)))
     }
 
     /// A date written as its day number (any date chrono has, before year

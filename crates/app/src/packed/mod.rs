@@ -17,8 +17,9 @@
 //! Layout: the layout byte, the state's date span (two day numbers), the
 //! version, the events' [`Settled`] dates (an option of two offsets from
 //! the span's first day), whether it is on the PTL, and the earlier states past views move
-//! ([`Earlier`]: a count, then each one's last day as an offset, whether
-//! it is on the PTL, and its own packed bytes' length, then those bytes
+//! ([`Earlier`]: a count, then each one's last day and the first day its
+//! events are settled by as offsets, whether it is on the PTL, its first
+//! and last CWT record month, and its own packed bytes' length, then those bytes
 //! compressed as an LZ4 block against the state's own fields, which they
 //! mostly repeat, with their compressed length), then the state's fields
 //! in order. Integers are LEB128
@@ -46,15 +47,16 @@ use openptl_rules::pathway::{
 };
 use openptl_rules::{
     ClockKind, ClockStatus, DiagnosticTest, FitBand, MilestoneStatus, Modality, NhsNumber,
-    NhsNumberStatus, OdsCode, PathwayState, PathwayStatus, PeriodStartReason, Route, RulesConfig,
-    SeenAt, SeenMedium, StopReason, TreatmentKind, TreatmentPeriod, TreatmentSetting, TumourSite,
+    NhsNumberStatus, OdsCode, PathwayState, PathwayStatus, Period, PeriodStartReason, Route,
+    RulesConfig, SeenAt, SeenMedium, StopReason, TreatmentKind, TreatmentPeriod, TreatmentSetting,
+    TumourSite,
 };
 
 use crate::evaluate::Current;
 use crate::varint;
 
 /// The layout version, the first byte of every packed state.
-const LAYOUT: u8 = 7;
+const LAYOUT: u8 = 8;
 
 /// A packed pathway state, with the number of events it was evaluated
 /// from, and its [`PathwayState::date_span`] at hand (a view of a period
@@ -104,7 +106,10 @@ impl Packed {
     /// The packed bytes of the earlier state that moves to `as_of`, and
     /// whether it is on the PTL (`None`: none kept does).
     pub fn earlier(&self, as_of: NaiveDate) -> Option<(bool, Vec<u8>)> {
-        earlier_of(&self.bytes, as_of)
+        match earlier_of(&self.bytes, as_of, None)? {
+            EarlierState::Moves(on_ptl, bytes) => Some((on_ptl, bytes)),
+            EarlierState::NoRecordsIn => None,
+        }
     }
 
     /// How many of its bytes are earlier states.
@@ -138,10 +143,30 @@ pub fn head_of(bytes: &[u8]) -> Option<(bool, Option<Settled>, (NaiveDate, Naive
     Some((head.on_ptl, head.settled, head.span))
 }
 
-/// [`Packed::earlier`] of packed bytes kept elsewhere.
-pub fn earlier_of(bytes: &[u8], as_of: NaiveDate) -> Option<(bool, Vec<u8>)> {
+/// The earlier state kept with a pathway that moves to a date, as
+/// [`earlier_of`] finds it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EarlierState {
+    /// Whether it is on the PTL, and its packed bytes.
+    Moves(bool, Vec<u8>),
+    /// It has no CWT records in the month asked about (so a view of that
+    /// month's records passes over it, left packed).
+    NoRecordsIn,
+}
+
+/// The earlier state kept in packed bytes (a pathway's, or a copy kept
+/// elsewhere) that moves to `as_of` (`None`: none kept does). When
+/// `recorded` names a month, one without CWT records in it is not
+/// unpacked: each earlier state keeps its first and last record month
+/// ([`openptl_rules::cwt::record_months`]), which moving it to a date
+/// does not change (decision 171).
+pub fn earlier_of(
+    bytes: &[u8],
+    as_of: NaiveDate,
+    recorded: Option<Period>,
+) -> Option<EarlierState> {
     let head = Reader::new(bytes).head().ok()?;
-    Reader::earlier(head.earlier, day(head.span.0), head.fields, as_of)
+    Reader::earlier(head.earlier, day(head.span.0), head.fields, as_of, recorded)
         .ok()
         .flatten()
 }
@@ -240,7 +265,9 @@ impl Packer {
         w.uint(earlier.len() as u64);
         for (e, state) in earlier {
             w.int(i64::from(day(e.until)) - i64::from(day(span.0)));
+            w.int(i64::from(day(e.settled.from)) - i64::from(day(span.0)));
             w.flag(state.on_ptl);
+            w.record_months(openptl_rules::cwt::record_months(state), Period::of(span.0));
             let inner = self.bytes_of(state, version, Some(e.settled), &[]);
             let compressed = lz4_flex::block::compress_with_dict(&inner, &fields);
             w.uint(inner.len() as u64);

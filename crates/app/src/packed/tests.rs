@@ -378,6 +378,30 @@ proptest! {
             prop_assert_eq!(version, 7);
             prop_assert_eq!(back.nhs_number.as_str(), s.nhs_number.as_str());
             prop_assert_eq!(&back, s);
+            // A view of one month's CWT records unpacks it exactly when the
+            // month lies between its first and last record month, so
+            // always when it has records in the month (decision 171).
+            let months = openptl_rules::cwt::record_months(s);
+            let probes = months
+                .iter()
+                .flat_map(|m| [-1, 0, 1].map(|by| month_after(*m, by)))
+                .chain([Period::of(e.until)]);
+            for month in probes {
+                let found = earlier_of(packed.as_bytes(), e.until, Some(month));
+                let between = months.iter().min().is_some_and(|first| *first <= month)
+                    && months.iter().max().is_some_and(|last| month <= *last);
+                match found {
+                    Some(EarlierState::Moves(on, b)) => {
+                        prop_assert!(between, "{month} unpacked, outside {months:?}");
+                        prop_assert_eq!(on, on_ptl);
+                        prop_assert_eq!(&b, &bytes);
+                    }
+                    Some(EarlierState::NoRecordsIn) => {
+                        prop_assert!(!between, "{month} passed over, within {months:?}");
+                    }
+                    None => prop_assert!(false, "no earlier state for {:?}", e),
+                }
+            }
         }
         // Damaged: any byte flipped or the bytes cut, never a panic.
         let bytes = packed.as_bytes();
@@ -394,6 +418,15 @@ proptest! {
                 let _ = packer.unpack(&p);
             }
         }
+    }
+}
+
+/// The month `by` months after `month` (before it when negative).
+fn month_after(month: Period, by: i64) -> Period {
+    let n = month_number(month) + by;
+    Period {
+        year: i32::try_from(n.div_euclid(12)).unwrap(),
+        month: u32::try_from(n.rem_euclid(12) + 1).unwrap(),
     }
 }
 
