@@ -238,14 +238,12 @@ enum Moves<'a> {
 /// Whether the state packed in `bytes`, evaluated on `on`, moves to the
 /// date of a view split `how`: as the split decides for today's.
 fn replaced_moves<'a>(bytes: &'a [u8], on: NaiveDate, how: &Split) -> Moves<'a> {
-    crate::packed::head_of(bytes).map_or(Moves::No, |head| {
-        moves_to(bytes, head, Some(on), how.as_of, how)
-    })
+    crate::packed::head_of(bytes).map_or(Moves::No, |head| moves_to(bytes, head, Some(on), how))
 }
 
 /// Whether a state packed in `bytes`, whose head says whether it is on
 /// the PTL, its settled dates and its date span, evaluated on `on`, moves
-/// to `as_of` in a view showing `shown`: itself when its events are
+/// to the date of a view split `how` and shows in it: itself when its events are
 /// settled by both dates ([`openptl_rules::pathway::Settled::covers`]),
 /// else an earlier state kept with it whose range holds the date (of a
 /// view of one month's CWT records, only one with records in it: decision
@@ -255,10 +253,9 @@ fn moves_to<'a>(
     bytes: &'a [u8],
     (on_ptl, settled, span): (bool, Option<Settled>, (NaiveDate, NaiveDate)),
     on: Option<NaiveDate>,
-    as_of: NaiveDate,
     how: &Split,
 ) -> Moves<'a> {
-    let shown = how.shown;
+    let (as_of, shown) = (how.as_of, how.shown);
     let Some(settled) = settled else {
         return Moves::No;
     };
@@ -520,7 +517,7 @@ fn split<'a>(
         }
         let moves = head.map(|(packed, (on_ptl, settled))| {
             let head = (on_ptl, settled, packed.span());
-            moves_to(packed.as_bytes(), head, evaluated_on, as_of, &how)
+            moves_to(packed.as_bytes(), head, evaluated_on, &how)
         });
         match moves {
             Some(Moves::Yes(bytes, on_ptl)) => keep(bytes, on_ptl),

@@ -197,9 +197,9 @@ impl<'a> Reader<'a> {
             })
         })?;
         let on_ptl = self.flag()?;
-        // The earlier states: each its last day and the first its events
-        // are settled by (offsets), whether it is on the PTL, its record
-        // months, and its own packed bytes, skipped here.
+        // The earlier states: each its last day (an offset) and the first
+        // its events are settled by (days before it), whether it is on the
+        // PTL, its record months, and its own packed bytes, skipped here.
         let from = self.at;
         for _ in 0..self.count()? {
             self.int()?;
@@ -245,7 +245,12 @@ impl<'a> Reader<'a> {
         };
         for _ in 0..r.count()? {
             let until = date(r.int()?)?;
-            let from = date(r.int()?)?;
+            let back = r.int()?;
+            let from = i32::try_from(back)
+                .ok()
+                .and_then(|back| day(until).checked_sub(back))
+                .and_then(date_of_day)
+                .ok_or("a packed earlier date is out of range")?;
             let on_ptl = r.flag()?;
             let months = r.record_months()?;
             let raw = usize::try_from(r.uint()?).unwrap_or(usize::MAX);

@@ -17,9 +17,10 @@
 //! Layout: the layout byte, the state's date span (two day numbers), the
 //! version, the events' [`Settled`] dates (an option of two offsets from
 //! the span's first day), whether it is on the PTL, and the earlier states past views move
-//! ([`Earlier`]: a count, then each one's last day and the first day its
-//! events are settled by as offsets, whether it is on the PTL, its first
-//! and last CWT record month, and its own packed bytes' length, then those bytes
+//! ([`Earlier`]: a count, then each one's last day as an offset and the
+//! first day its events are settled by as days before it, whether it is
+//! on the PTL, its first and last CWT record month, and its own packed
+//! bytes' length (a head without settled dates), then those bytes
 //! compressed as an LZ4 block against the state's own fields, which they
 //! mostly repeat, with their compressed length), then the state's fields
 //! in order. Integers are LEB128
@@ -265,10 +266,13 @@ impl Packer {
         w.uint(earlier.len() as u64);
         for (e, state) in earlier {
             w.int(i64::from(day(e.until)) - i64::from(day(span.0)));
-            w.int(i64::from(day(e.settled.from)) - i64::from(day(span.0)));
+            // Its range's first day, back from its last (a few days): the
+            // one settled date a past view asks of it, so its own head
+            // holds none.
+            w.int(i64::from(day(e.until)) - i64::from(day(e.settled.from)));
             w.flag(state.on_ptl);
             w.record_months(openptl_rules::cwt::record_months(state), Period::of(span.0));
-            let inner = self.bytes_of(state, version, Some(e.settled), &[]);
+            let inner = self.bytes_of(state, version, None, &[]);
             let compressed = lz4_flex::block::compress_with_dict(&inner, &fields);
             w.uint(inner.len() as u64);
             w.uint(compressed.len() as u64);
