@@ -581,6 +581,38 @@ impl Shared {
     }
 }
 
+impl SegmentLog {
+    /// The acknowledged records whose stream `keep` accepts (it sees the
+    /// stream id's bytes) and that `wanted` accepts, read from the segments
+    /// themselves: how look-ups are answered while the index cannot be read
+    /// (`failed` says why). sled on a full or failing disk refuses even a
+    /// read that would tidy one of its pages, and reads must go on (SPEC 9).
+    /// A scan of the whole log, so only then, and off the async workers.
+    async fn read_past_the_index(
+        &self,
+        failed: LogError,
+        keep: impl Fn(&[u8]) -> bool + Send + 'static,
+        wanted: impl Fn(&RecordRef<'_>) -> bool + Send + 'static,
+    ) -> Result<Vec<StoredRecord>, LogError> {
+        tracing::debug!(error = %failed, "the index cannot be read: a look-up scans the segments");
+        let shared = self.shared.clone();
+        let head = self.head();
+        tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            if head > 0 {
+                Mapped::new(&shared, head)?.visit(1, head, &keep, &mut |record| {
+                    if wanted(&record) {
+                        found.push(record.to_stored());
+                    }
+                })?;
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(Shared::storage)?
+    }
+}
+
 #[async_trait]
 impl EventLog for SegmentLog {
     async fn append(&self, batch: Vec<NewRecord>) -> Result<Vec<Appended>, LogError> {
@@ -622,9 +654,18 @@ impl EventLog for SegmentLog {
             .get(stream_id)
             .cloned()
             .unwrap_or_default();
-        let mut positions = self
+        let mut positions = match self
             .shared
-            .with_index(|index| index::stream_positions(index, stream_id))?;
+            .with_index(|index| index::stream_positions(index, stream_id))
+        {
+            Ok(positions) => positions,
+            Err(e) => {
+                let wanted = stream_id.to_string();
+                return self
+                    .read_past_the_index(e, move |stream| stream == wanted.as_bytes(), |_| true)
+                    .await;
+            }
+        };
         let indexed = positions.len() as u64;
         positions.extend(
             waiting
@@ -659,9 +700,13 @@ impl EventLog for SegmentLog {
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
-        match self.shared.position_of_event(&event_id)? {
-            Some(p) if p <= self.head() => self.shared.read_position(p).map(Some),
-            _ => Ok(None),
+        match self.shared.position_of_event(&event_id) {
+            Ok(Some(p)) if p <= self.head() => self.shared.read_position(p).map(Some),
+            Ok(_) => Ok(None),
+            Err(e) => Ok(self
+                .read_past_the_index(e, |_| true, move |r| r.event_id == event_id)
+                .await?
+                .pop()),
         }
     }
 

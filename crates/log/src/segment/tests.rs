@@ -179,6 +179,40 @@ async fn records_not_yet_in_sled_are_found_all_the_same() {
 }
 
 #[tokio::test]
+// The indexer is held back on purpose while the log is read.
+#[allow(clippy::await_holding_lock)]
+async fn reads_go_on_from_the_segments_when_the_index_cannot_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let mut ids = Vec::new();
+    for i in 0..12u8 {
+        let r = record(&format!("s{}", i % 3), None, &[i]);
+        ids.push(r.event_id);
+        log.append(vec![r]).await.unwrap();
+    }
+    wait_until_indexed(&log, 12);
+    // sled gone (as when its disk is full and even its reads fail).
+    let paused = log.shared.index_paused.lock().unwrap();
+    *log.shared.index.write().unwrap() = None;
+    assert!(log.shared.with_index(index::indexed).is_err());
+    let s1 = log.read_stream("s1").await.unwrap();
+    assert_eq!(
+        s1.iter()
+            .map(|r| (r.position, r.version))
+            .collect::<Vec<_>>(),
+        [(2, 1), (5, 2), (8, 3), (11, 4)]
+    );
+    assert!(s1.iter().all(|r| r.stream_id == "s1"));
+    assert!(log.read_stream("absent").await.unwrap().is_empty());
+    for (i, id) in ids.iter().enumerate() {
+        let found = log.find_event(*id).await.unwrap().unwrap();
+        assert_eq!((found.position, found.event_id), (i as u64 + 1, *id));
+    }
+    assert!(log.find_event(Uuid::from_u128(7)).await.unwrap().is_none());
+    drop(paused);
+}
+
+#[tokio::test]
 async fn a_second_opening_of_a_data_directory_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
