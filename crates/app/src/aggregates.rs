@@ -29,6 +29,7 @@ use openptl_rules::{ClockKind, OdsCode, Period, PtlRow, RulesConfig, TumourSite}
 
 use crate::evaluate::Current;
 use crate::past::{Counted, Kept};
+use crate::projection::CwtMonths;
 use crate::ptl_index::PtlKeys;
 
 pub(crate) mod gauges;
@@ -287,6 +288,18 @@ impl Aggregates {
         today: NaiveDate,
     ) -> Option<Option<&PathwaySet>> {
         (month >= cwt_months_from(today)).then(|| self.cwt.get(&month))
+    }
+
+    /// The months from [`cwt_months_from`] `today` on that the pathway at
+    /// `index` has CWT records in, as kept (`today` is the aggregates').
+    pub(crate) fn cwt_months(&self, index: usize, today: NaiveDate) -> CwtMonths {
+        let from = cwt_months_from(today);
+        let months = self
+            .cwt
+            .iter()
+            .filter(|(month, set)| **month >= from && set.contains(index))
+            .map(|(month, _)| *month);
+        CwtMonths::of(from, months)
     }
 
     /// The FIT report of `period` (SPEC 2.6) among the trusts at referral

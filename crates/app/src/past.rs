@@ -45,7 +45,7 @@ use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_batches};
 use crate::packed::{EarlierState, Packer};
 use crate::positions::Positions;
-use crate::projection::ProjectionData;
+use crate::projection::{CwtMonths, ProjectionData};
 use crate::{App, AppError, Failure};
 
 /// The pathways a past view may show, of those whose states move: a view
@@ -235,24 +235,35 @@ enum Moves<'a> {
     No,
 }
 
-/// Whether the state packed in `bytes`, evaluated on `on`, moves to the
-/// date of a view split `how`: as the split decides for today's.
-fn replaced_moves<'a>(bytes: &'a [u8], on: NaiveDate, how: &Split) -> Moves<'a> {
-    crate::packed::head_of(bytes).map_or(Moves::No, |head| moves_to(bytes, head, Some(on), how))
+/// Whether the state packed in `bytes`, evaluated on `on`, with CWT
+/// records in `months` when known, moves to the date of a view split
+/// `how`: as the split decides for today's.
+fn replaced_moves<'a>(
+    bytes: &'a [u8],
+    on: NaiveDate,
+    months: Option<CwtMonths>,
+    how: &Split,
+) -> Moves<'a> {
+    let in_month = how.recorded.and_then(|month| months?.has(month));
+    crate::packed::head_of(bytes).map_or(Moves::No, |head| {
+        moves_to(bytes, head, Some(on), in_month, how)
+    })
 }
 
 /// Whether a state packed in `bytes`, whose head says whether it is on
 /// the PTL, its settled dates and its date span, evaluated on `on`, moves
 /// to the date of a view split `how` and shows in it: itself when its events are
-/// settled by both dates ([`openptl_rules::pathway::Settled::covers`]),
-/// else an earlier state kept with it whose range holds the date (of a
-/// view of one month's CWT records, only one with records in it: decision
-/// 171); or it did not exist yet as of the date; or it is read back. The
-/// one rule for today's states and the replaced ones.
+/// settled by both dates ([`openptl_rules::pathway::Settled::covers`])
+/// (of a view of one month's CWT records, unless `in_month` says it has
+/// none in it: decision 173), else an earlier state kept with it whose
+/// range holds the date (of such a view, only one with records in it:
+/// decision 171); or it did not exist yet as of the date; or it is read
+/// back. The one rule for today's states and the replaced ones.
 fn moves_to<'a>(
     bytes: &'a [u8],
     (on_ptl, settled, span): (bool, Option<Settled>, (NaiveDate, NaiveDate)),
     on: Option<NaiveDate>,
+    in_month: Option<bool>,
     how: &Split,
 ) -> Moves<'a> {
     let (as_of, shown) = (how.as_of, how.shown);
@@ -263,7 +274,7 @@ fn moves_to<'a>(
         return Moves::NotShown;
     }
     if on.is_some_and(|on| settled.covers(on, as_of)) {
-        return match shown.shows(span, on_ptl) {
+        return match in_month != Some(false) && shown.shows(span, on_ptl) {
             true => Moves::Yes(bytes.into(), on_ptl),
             false => Moves::NotShown,
         };
@@ -322,7 +333,7 @@ impl Part {
             .into_iter()
             .map(|(id, positions, later)| {
                 let kept = later.and_then(|p| found.get(p));
-                let moves = kept.map(|(on, bytes)| replaced_moves(bytes, on, how));
+                let moves = kept.map(|(on, months, bytes)| replaced_moves(bytes, on, months, how));
                 ((id, positions, later), moves)
             })
             .collect();
@@ -517,7 +528,9 @@ fn split<'a>(
         }
         let moves = head.map(|(packed, (on_ptl, settled))| {
             let head = (on_ptl, settled, packed.span());
-            moves_to(packed.as_bytes(), head, evaluated_on, &how)
+            // (Today's are passed over above when they have no records in
+            // the month.)
+            moves_to(packed.as_bytes(), head, evaluated_on, None, &how)
         });
         match moves {
             Some(Moves::Yes(bytes, on_ptl)) => keep(bytes, on_ptl),

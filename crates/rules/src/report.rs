@@ -63,6 +63,20 @@ impl Period {
     pub fn contains(self, date: NaiveDate) -> bool {
         Period::of(date) == self
     }
+
+    /// The month as a number: consecutive months, consecutive numbers
+    /// (months since January of year 0).
+    pub fn number(self) -> i32 {
+        self.year * 12 + self.month as i32 - 1
+    }
+
+    /// The month numbered `n` ([`Period::number`]).
+    pub fn from_number(n: i32) -> Period {
+        Period {
+            year: n.div_euclid(12),
+            month: n.rem_euclid(12) as u32 + 1,
+        }
+    }
 }
 
 impl std::fmt::Display for Period {
@@ -544,6 +558,25 @@ impl CanptlReturn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn month_numbers_are_consecutive_and_read_back() {
+        let mut month = Period::parse("1999-11").unwrap();
+        for _ in 0..30 {
+            let next = Period::of(month.last_day() + Days::new(1));
+            assert_eq!(next.number(), month.number() + 1, "{month}");
+            assert_eq!(Period::from_number(month.number()), month);
+            month = next;
+        }
+        assert_eq!(Period::parse("0000-01").unwrap().number(), 0);
+        assert_eq!(
+            Period::from_number(-1),
+            Period {
+                year: -1,
+                month: 12
+            }
+        );
+    }
 
     #[test]
     fn periods_parse_strictly() {

@@ -31,10 +31,10 @@ pub(super) fn date_of_day(d: i32) -> Option<NaiveDate> {
     }
 }
 
-/// A month as a number of months (consecutive months, consecutive
-/// numbers).
+/// A month as a number of months ([`Period::number`]), wide enough for
+/// differences.
 pub(super) fn month_number(month: Period) -> i64 {
-    i64::from(month.year) * 12 + i64::from(month.month) - 1
+    i64::from(month.number())
 }
 
 pub(super) struct Writer {

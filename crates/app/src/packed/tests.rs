@@ -421,11 +421,7 @@ proptest! {
 
 /// The month `by` months after `month` (before it when negative).
 fn month_after(month: Period, by: i64) -> Period {
-    let n = month_number(month) + by;
-    Period {
-        year: i32::try_from(n.div_euclid(12)).unwrap(),
-        month: u32::try_from(n.rem_euclid(12) + 1).unwrap(),
-    }
+    Period::from_number(i32::try_from(month_number(month) + by).unwrap())
 }
 
 #[test]

@@ -269,7 +269,9 @@ fn replaced_by(
     let Some(on) = data.today else {
         return Vec::new();
     };
-    let of = |entry: &PathwayEntry| {
+    // Its record months are today's aggregates' (the month before this
+    // one and later ones), when they are kept.
+    let of = |index: usize, entry: &PathwayEntry| {
         let packed = entry.state.as_ref()?;
         let version = usize::try_from(packed.version()).ok()?;
         // Counted without decoding the positions: most have no new record.
@@ -277,14 +279,20 @@ fn replaced_by(
             return None;
         }
         let position = *entry.positions.to_vec().get(version)?;
-        Some((position, on, Box::from(packed.as_bytes())))
+        let months = data.aggregates.as_ref().map(|a| a.cwt_months(index, on));
+        Some((position, on, months, Box::from(packed.as_bytes())))
     };
     if everything {
-        data.pathways.values().filter_map(of).collect()
+        (data.pathways.values().enumerate())
+            .filter_map(|(index, entry)| of(index, entry))
+            .collect()
     } else {
         dirty
             .iter()
-            .filter_map(|id| of(data.pathways.get(id)?))
+            .filter_map(|id| {
+                let index = data.pathways.find(id)?;
+                of(index, &data.pathways.as_slice()[index].1)
+            })
             .collect()
     }
 }
@@ -728,13 +736,40 @@ impl Projection {
         });
         Evaluated {
             id: id.clone(),
-            current: current.map(|c| {
-                let earlier = earlier_states(&effective, today, &self.config);
-                Kept::of(&c, Settled::of(&effective), &earlier, &self.packer)
-            }),
+            current: current.map(|c| self.kept(&c, &effective, today)),
             trusts: history::trusts_of(&effective),
             delta,
         }
+    }
+
+    /// A pathway's state as the projection keeps it, from its `effective`
+    /// events, evaluated on `today`.
+    fn kept(
+        &self,
+        current: &Current,
+        effective: &[openptl_rules::EffectiveEvent],
+        today: NaiveDate,
+    ) -> Kept {
+        let earlier = earlier_states(effective, today, &self.config);
+        Kept::of(current, Settled::of(effective), &earlier, &self.packer)
+    }
+
+    /// The state a refresh replacing it would keep of a pathway with
+    /// `history`, evaluated on `today` ([`ReplacedStates`]): packed, with
+    /// its CWT record months of those today's aggregates index.
+    fn replaced_state(
+        &self,
+        history: &[RecordedEvent],
+        today: NaiveDate,
+    ) -> Option<(CwtMonths, Box<[u8]>)> {
+        let effective = effective_or_logged(history)?;
+        let current = current_from(&effective, history.len() as u64, today, &self.config)?;
+        let months = CwtMonths::of(
+            crate::aggregates::cwt_months_from(today),
+            openptl_rules::cwt::record_months(&current.state),
+        );
+        let kept = self.kept(&current, &effective, today);
+        Some((months, kept.packed.as_bytes().into()))
     }
 
     /// Builds today's aggregates from every state when they are not kept
@@ -950,7 +985,7 @@ use data::own_records;
 pub(crate) use data::unpack_failed;
 pub use pathways::Pathways;
 pub(crate) use record_days::RecordDays;
-pub(crate) use replaced::{Found, ReplacedStates};
+pub(crate) use replaced::{CwtMonths, Found, ReplacedStates};
 pub(crate) use runner::{run, snapshot_periodically};
 pub use snapshots::{PreparedSnapshot, SnapshotPreload};
 #[cfg(test)]

@@ -25,7 +25,9 @@
 //! stamp: binary and build ([`crate::snapshot::BINARY`]), snapshot format,
 //! rules fingerprint), then
 //! entries, each: position (u64), the day its state was evaluated on (i32
-//! days from the common era), the packed bytes' length (u32), the bytes,
+//! days from the common era), the packed bytes' length (u32), its CWT
+//! record months ([`CwtMonths`]: the first month's number, i32, `i32::MIN`
+//! when not known, and a byte of bits), the bytes,
 //! and a CRC-32C of all of those (u32), little-endian. Entries of one file
 //! are in no particular order. The coverage file `covered` holds, in
 //! text, the first position from which every record's replaced state is
@@ -39,7 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{Datelike, NaiveDate};
-use openptl_rules::RulesConfig;
+use openptl_rules::{Period, RulesConfig};
 
 use crate::AppError;
 
@@ -47,11 +49,44 @@ use crate::AppError;
 /// benchmark's 1.4M pathways).
 pub(crate) const BUCKET: u64 = 1 << 16;
 
-const MAGIC: &[u8; 8] = b"OPTLRPL1";
+const MAGIC: &[u8; 8] = b"OPTLRPL2";
 
 /// One replaced state: the position of the record that replaced it, the
-/// day it was evaluated on, and its packed bytes.
-pub(crate) type Replaced = (u64, NaiveDate, Box<[u8]>);
+/// day it was evaluated on, the months it has CWT records in when known,
+/// and its packed bytes.
+pub(crate) type Replaced = (u64, NaiveDate, Option<CwtMonths>, Box<[u8]>);
+
+/// Which of eight months from `first` a kept state has CWT records in
+/// ([`openptl_rules::cwt::record_months`]), bit `i` for the `i`-th month
+/// on: what a view of one month's records needs to pass over a kept state
+/// without unpacking it (decision 173). Moving a state to a date does not
+/// change its record months (decision 171), so they hold for any date the
+/// state moves to as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CwtMonths {
+    first: Period,
+    bits: u8,
+}
+
+impl CwtMonths {
+    /// Of the `months` a state has records in, those of the eight from
+    /// `first` (the others it cannot tell).
+    pub(crate) fn of(first: Period, months: impl IntoIterator<Item = Period>) -> CwtMonths {
+        let bits = months
+            .into_iter()
+            .filter_map(|month| u32::try_from(month.number() - first.number()).ok())
+            .filter(|i| *i < 8)
+            .fold(0u8, |bits, i| bits | 1 << i);
+        CwtMonths { first, bits }
+    }
+
+    /// Whether the state has records in `month`, when it can tell (one of
+    /// its eight months).
+    pub(crate) fn has(self, month: Period) -> Option<bool> {
+        let i = u32::try_from(month.number() - self.first.number()).ok()?;
+        (i < 8).then(|| self.bits & 1 << i != 0)
+    }
+}
 
 /// The kept states and where their files are.
 pub(crate) struct ReplacedStates {
@@ -80,12 +115,18 @@ fn day_number(day: NaiveDate) -> i32 {
     day.num_days_from_ce()
 }
 
+/// The bytes of an entry before its packed bytes.
+const HEAD: usize = 21;
+
 /// One entry's bytes.
-fn encode(out: &mut Vec<u8>, (position, on, bytes): &Replaced) {
+fn encode(out: &mut Vec<u8>, (position, on, months, bytes): &Replaced) {
     let start = out.len();
     out.extend_from_slice(&position.to_le_bytes());
     out.extend_from_slice(&day_number(*on).to_le_bytes());
     out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+    let (first, bits) = months.map_or((i32::MIN, 0), |m| (m.first.number(), m.bits));
+    out.extend_from_slice(&first.to_le_bytes());
+    out.push(bits);
     out.extend_from_slice(bytes);
     let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -94,25 +135,34 @@ fn encode(out: &mut Vec<u8>, (position, on, bytes): &Replaced) {
 /// The head of the entry at `at`, unchecked: its position, and where its
 /// packed bytes end (its CRC follows; the next entry 4 bytes on).
 fn head_at(bytes: &[u8], at: usize) -> Option<(u64, usize)> {
-    let head = bytes.get(at..at.checked_add(16)?)?;
+    let head = bytes.get(at..at.checked_add(HEAD)?)?;
     let position = u64::from_le_bytes(head[..8].try_into().ok()?);
     let len = usize::try_from(u32::from_le_bytes(head[12..16].try_into().ok()?)).ok()?;
-    Some((position, at.checked_add(16)?.checked_add(len)?))
+    Some((position, at.checked_add(HEAD)?.checked_add(len)?))
 }
 
-/// An entry read: its position, day, bytes, and where the next begins;
-/// `None` where the bytes end or do not hold a whole, intact entry.
-fn decode(bytes: &[u8], at: usize) -> Option<(u64, NaiveDate, &[u8], usize)> {
+/// An entry read, and where the next begins; `None` where the bytes end
+/// or do not hold a whole, intact entry.
+fn decode(bytes: &[u8], at: usize) -> Option<(Entry<'_>, usize)> {
     let (position, end) = head_at(bytes, at)?;
     let day = i32::from_le_bytes(bytes[at + 8..at + 12].try_into().ok()?);
-    let packed = bytes.get(at + 16..end)?;
+    let first = i32::from_le_bytes(bytes[at + 16..at + 20].try_into().ok()?);
+    let bits = bytes[at + 20];
+    let packed = bytes.get(at + HEAD..end)?;
     let crc = u32::from_le_bytes(bytes.get(end..end + 4)?.try_into().ok()?);
     if crc32c::crc32c(&bytes[at..end]) != crc {
         return None;
     }
     let on = NaiveDate::from_num_days_from_ce_opt(day)?;
-    Some((position, on, packed, end + 4))
+    let months = (first != i32::MIN).then(|| CwtMonths {
+        first: Period::from_number(first),
+        bits,
+    });
+    Some(((position, on, months, packed), end + 4))
 }
+
+/// An entry as read: a [`Replaced`] with its bytes borrowed.
+type Entry<'a> = (u64, NaiveDate, Option<CwtMonths>, &'a [u8]);
 
 impl ReplacedStates {
     /// The store in `dir` for states packed by this binary under `config`
@@ -242,7 +292,7 @@ impl ReplacedStates {
             // ones up to `position`.
             let (mut at, mut kept, mut range) = (header.len(), Vec::new(), None::<(u64, u64)>);
             let mut beyond = false;
-            while let Some((p, _, _, next)) = decode(&bytes, at) {
+            while let Some(((p, ..), next)) = decode(&bytes, at) {
                 if p <= position {
                     kept.push(at..next);
                     range = Some(range.map_or((p, p), |(lo, hi)| (lo.min(p), hi.max(p))));
@@ -437,7 +487,7 @@ impl ReplacedStates {
                 while let Some((p, end)) = head_at(&bytes, at) {
                     if is_wanted(p) {
                         match decode(&bytes, at) {
-                            Some((p, on, packed, _)) => part.push(p, on, packed),
+                            Some((entry, _)) => part.push(entry),
                             None => break,
                         }
                     }
@@ -471,18 +521,20 @@ impl ReplacedStates {
 
 /// Kept states a past view found ([`ReplacedStates::find`]): their bytes
 /// one after another, and for each its position, the day it was evaluated
-/// on and where its bytes start and end, by position.
+/// on, its record months when known and where its bytes start and end,
+/// by position.
 #[derive(Default)]
 pub(crate) struct Found {
     bytes: Vec<u8>,
-    entries: Vec<(u64, NaiveDate, usize, usize)>,
+    entries: Vec<(u64, NaiveDate, Option<CwtMonths>, usize, usize)>,
 }
 
 impl Found {
-    fn push(&mut self, position: u64, on: NaiveDate, packed: &[u8]) {
+    fn push(&mut self, (position, on, months, packed): Entry<'_>) {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(packed);
-        self.entries.push((position, on, start, self.bytes.len()));
+        self.entries
+            .push((position, on, months, start, self.bytes.len()));
     }
 
     fn append(&mut self, other: Found) {
@@ -492,7 +544,7 @@ impl Found {
             other
                 .entries
                 .into_iter()
-                .map(|(p, on, start, end)| (p, on, base + start, base + end)),
+                .map(|(p, on, months, start, end)| (p, on, months, base + start, base + end)),
         );
     }
 
@@ -502,14 +554,15 @@ impl Found {
     }
 
     /// The state replaced by the record at `position`, if found: the day
-    /// it was evaluated on and its packed bytes.
-    pub(crate) fn get(&self, position: u64) -> Option<(NaiveDate, &[u8])> {
+    /// it was evaluated on, its record months when known and its packed
+    /// bytes.
+    pub(crate) fn get(&self, position: u64) -> Option<(NaiveDate, Option<CwtMonths>, &[u8])> {
         let i = self
             .entries
             .binary_search_by_key(&position, |(p, ..)| *p)
             .ok()?;
-        let (_, on, start, end) = self.entries[i];
-        Some((on, &self.bytes[start..end]))
+        let (_, on, months, start, end) = self.entries[i];
+        Some((on, months, &self.bytes[start..end]))
     }
 }
 
@@ -646,9 +699,8 @@ impl super::Projection {
                         if positions[k] < from {
                             continue;
                         }
-                        if let Some(state) = self.evaluated(id, &history[..k], today, None).current
-                        {
-                            out.push((positions[k], today, state.packed.as_bytes().into()));
+                        if let Some((months, bytes)) = self.replaced_state(&history[..k], today) {
+                            out.push((positions[k], today, Some(months), bytes));
                         }
                     }
                     Some(out)
@@ -683,16 +735,43 @@ mod tests {
         NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
     }
 
-    fn state(position: u64, d: u32) -> Replaced {
-        (position, day(d), vec![position as u8; 40].into())
+    fn month(text: &str) -> Period {
+        Period::parse(text).unwrap()
     }
 
-    fn find_all(store: &ReplacedStates, wanted: &[u64]) -> Vec<(u64, NaiveDate, Vec<u8>)> {
+    /// A state kept: its record months are not known at even positions;
+    /// at odd ones it has records in October and in a month from 0 to 7
+    /// months after it.
+    fn state(position: u64, d: u32) -> Replaced {
+        let october = month("2026-10");
+        let later = Period::from_number(october.number() + (position % 8) as i32);
+        let months = (position % 2 == 1).then(|| CwtMonths::of(october, [october, later]));
+        (position, day(d), months, vec![position as u8; 40].into())
+    }
+
+    fn find_all(store: &ReplacedStates, wanted: &[u64]) -> Vec<Replaced> {
         let found = store.find(wanted, 0, 10 * BUCKET);
         wanted
             .iter()
-            .filter_map(|p| found.get(*p).map(|(on, bytes)| (*p, on, bytes.to_vec())))
+            .filter_map(|p| {
+                let (on, months, bytes) = found.get(*p)?;
+                Some((*p, on, months, bytes.into()))
+            })
             .collect()
+    }
+
+    #[test]
+    fn record_months_tell_only_their_eight_months() {
+        let first = month("2026-10");
+        let months = CwtMonths::of(first, [month("2026-08"), first, month("2027-05")]);
+        assert_eq!(months.has(month("2026-08")), None, "before the first");
+        assert_eq!(months.has(month("2026-09")), None);
+        assert_eq!(months.has(first), Some(true));
+        assert_eq!(months.has(month("2026-11")), Some(false));
+        assert_eq!(months.has(month("2027-05")), Some(true), "the eighth");
+        assert_eq!(months.has(month("2027-06")), None, "after the eighth");
+        let none = CwtMonths::of(first, []);
+        assert_eq!(none.has(month("2026-12")), Some(false));
     }
 
     /// Kept states are found by position across files; a start from the
@@ -715,15 +794,16 @@ mod tests {
         store.keep(&[state(2 * BUCKET, 5)]).unwrap();
         let found = find_all(&store, &[5, 12, BUCKET + 9, 2 * BUCKET, 6]);
         assert_eq!(
-            found.iter().map(|(p, on, _)| (*p, *on)).collect::<Vec<_>>(),
-            vec![
-                (5, day(2)),
-                (12, day(4)),
-                (BUCKET + 9, day(3)),
-                (2 * BUCKET, day(5))
+            found,
+            [
+                state(5, 2),
+                state(12, 4),
+                state(BUCKET + 9, 3),
+                state(2 * BUCKET, 5)
             ]
         );
-        assert_eq!(found[0].2, vec![5u8; 40]);
+        assert_eq!(found[0].3, vec![5u8; 40].into());
+        assert_eq!(found[2].2.unwrap().has(month("2026-11")), Some(true));
         // Only those after `after`.
         assert_eq!(store.find(&[5, 12], 5, 100).len(), 1);
         store.note_snapshot(BUCKET + 9, id);
