@@ -65,9 +65,9 @@ impl Period {
     }
 
     /// The month as a number: consecutive months, consecutive numbers
-    /// (months since January of year 0).
-    pub fn number(self) -> i32 {
-        self.year * 12 + self.month as i32 - 1
+    /// (months since January of year 0; wide enough for any year).
+    pub fn number(self) -> i64 {
+        i64::from(self.year) * 12 + i64::from(self.month) - 1
     }
 
     /// The month numbered `n` ([`Period::number`]).
@@ -565,7 +565,7 @@ mod tests {
         for _ in 0..30 {
             let next = Period::of(month.last_day() + Days::new(1));
             assert_eq!(next.number(), month.number() + 1, "{month}");
-            assert_eq!(Period::from_number(month.number()), month);
+            assert_eq!(Period::from_number(month.number() as i32), month);
             month = next;
         }
         assert_eq!(Period::parse("0000-01").unwrap().number(), 0);
@@ -576,6 +576,9 @@ mod tests {
                 month: 12
             }
         );
+        for n in [i32::MIN, i32::MAX] {
+            assert_eq!(Period::from_number(n).number(), i64::from(n));
+        }
     }
 
     #[test]

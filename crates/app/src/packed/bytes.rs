@@ -31,12 +31,6 @@ pub(super) fn date_of_day(d: i32) -> Option<NaiveDate> {
     }
 }
 
-/// A month as a number of months ([`Period::number`]), wide enough for
-/// differences.
-pub(super) fn month_number(month: Period) -> i64 {
-    i64::from(month.number())
-}
-
 pub(super) struct Writer {
     pub(super) out: Vec<u8>,
     /// The referral's day number: other dates are offsets from it.
@@ -79,9 +73,9 @@ impl Writer {
     pub(super) fn record_months(&mut self, months: Vec<Period>, base: Period) {
         match (months.iter().min(), months.iter().max()) {
             (Some(first), Some(last)) => {
-                let first = month_number(*first);
-                self.uint(varint::zigzag(first - month_number(base)) + 1);
-                self.uint(u64::try_from(month_number(*last) - first).unwrap_or(0));
+                let first = first.number();
+                self.uint(varint::zigzag(first - base.number()) + 1);
+                self.uint(u64::try_from(last.number() - first).unwrap_or(0));
             }
             _ => self.uint(0),
         }
@@ -260,7 +254,7 @@ impl<'a> Reader<'a> {
                 continue;
             }
             if let Some(month) = recorded {
-                let month = month_number(month) - month_number(base_month);
+                let month = month.number() - base_month.number();
                 if !months.is_some_and(|(first, last)| first <= month && month <= last) {
                     return Ok(Some(EarlierState::NoRecordsIn));
                 }

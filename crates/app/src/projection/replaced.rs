@@ -74,7 +74,7 @@ impl CwtMonths {
     pub(crate) fn of(first: Period, months: impl IntoIterator<Item = Period>) -> CwtMonths {
         let bits = months
             .into_iter()
-            .filter_map(|month| u32::try_from(month.number() - first.number()).ok())
+            .filter_map(|month| offset(first, month))
             .filter(|i| *i < 8)
             .fold(0u8, |bits, i| bits | 1 << i);
         CwtMonths { first, bits }
@@ -83,9 +83,14 @@ impl CwtMonths {
     /// Whether the state has records in `month`, when it can tell (one of
     /// its eight months).
     pub(crate) fn has(self, month: Period) -> Option<bool> {
-        let i = u32::try_from(month.number() - self.first.number()).ok()?;
+        let i = offset(self.first, month)?;
         (i < 8).then(|| self.bits & 1 << i != 0)
     }
+}
+
+/// How many months `month` is after `first` (`None` before it).
+fn offset(first: Period, month: Period) -> Option<u32> {
+    u32::try_from(month.number() - first.number()).ok()
 }
 
 /// The kept states and where their files are.
@@ -124,7 +129,9 @@ fn encode(out: &mut Vec<u8>, (position, on, months, bytes): &Replaced) {
     out.extend_from_slice(&position.to_le_bytes());
     out.extend_from_slice(&day_number(*on).to_le_bytes());
     out.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
-    let (first, bits) = months.map_or((i32::MIN, 0), |m| (m.first.number(), m.bits));
+    // (A first month past what an i32 holds is written as not known.)
+    let first = months.and_then(|m| Some((i32::try_from(m.first.number()).ok()?, m.bits)));
+    let (first, bits) = first.unwrap_or((i32::MIN, 0));
     out.extend_from_slice(&first.to_le_bytes());
     out.push(bits);
     out.extend_from_slice(bytes);
@@ -744,7 +751,7 @@ mod tests {
     /// months after it.
     fn state(position: u64, d: u32) -> Replaced {
         let october = month("2026-10");
-        let later = Period::from_number(october.number() + (position % 8) as i32);
+        let later = Period::from_number(october.number() as i32 + (position % 8) as i32);
         let months = (position % 2 == 1).then(|| CwtMonths::of(october, [october, later]));
         (position, day(d), months, vec![position as u8; 40].into())
     }
@@ -772,6 +779,12 @@ mod tests {
         assert_eq!(months.has(month("2027-06")), None, "after the eighth");
         let none = CwtMonths::of(first, []);
         assert_eq!(none.has(month("2026-12")), Some(false));
+        // Any first month a file may hold answers.
+        let odd = CwtMonths {
+            first: Period::from_number(i32::MIN + 1),
+            bits: 0xff,
+        };
+        assert_eq!(odd.has(month("2026-12")), None);
     }
 
     /// Kept states are found by position across files; a start from the
