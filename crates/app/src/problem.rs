@@ -147,6 +147,7 @@ fn rule_kind(e: &RuleError) -> Kind {
         | RuleError::OccurredBeforeReferral { .. }
         | RuleError::PathwayNotStarted
         | RuleError::UpgradeNotAllowed { .. }
+        | RuleError::UpgradeAfterStop { .. }
         | RuleError::AlreadyUpgraded
         | RuleError::TreatmentWithoutDecision
         | RuleError::SubsequentBeforeFirstTreatment { .. }

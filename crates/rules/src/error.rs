@@ -37,6 +37,12 @@ pub enum RuleError {
         "A consultant upgrade is only allowed on route `other`; this pathway's route is `{route}`."
     )]
     UpgradeNotAllowed { route: String },
+    #[error("A consultant upgrade must be dated on or before the day {what} ({stopped_on}); this one is dated {upgraded_on}. The 62-day clock it starts could never stop: check the upgrade's date.")]
+    UpgradeAfterStop {
+        upgraded_on: NaiveDate,
+        stopped_on: NaiveDate,
+        what: String,
+    },
     #[error("This pathway has already been upgraded; correct the existing upgrade instead.")]
     AlreadyUpgraded,
     #[error("A treatment needs a decision to treat dated on or before it: record `decision_to_treat` first.")]
@@ -73,7 +79,9 @@ impl RuleError {
             RuleError::OccurredBeforeReferral { .. } => "occurred_before_referral",
             RuleError::PathwayNotStarted => "pathway_not_started",
             RuleError::PathwayExists => "pathway_exists",
-            RuleError::UpgradeNotAllowed { .. } => "upgrade_not_allowed",
+            RuleError::UpgradeNotAllowed { .. } | RuleError::UpgradeAfterStop { .. } => {
+                "upgrade_not_allowed"
+            }
             RuleError::AlreadyUpgraded => "already_upgraded",
             RuleError::TreatmentWithoutDecision => "treatment_without_decision",
             RuleError::SubsequentBeforeFirstTreatment { .. } => "subsequent_before_first_treatment",
@@ -105,6 +113,13 @@ impl RuleError {
                 json!({ "occurred_on": occurred_on, "referral_on": referral_on })
             }
             RuleError::UpgradeNotAllowed { route } => json!({ "route": route }),
+            RuleError::UpgradeAfterStop {
+                upgraded_on,
+                stopped_on,
+                ..
+            } => {
+                json!({ "field": "occurred_on", "occurred_on": upgraded_on, "stopped_on": stopped_on })
+            }
             RuleError::UnknownEvent { event_id } => json!({ "event_id": event_id }),
             RuleError::SubsequentBeforeFirstTreatment { plan_id }
             | RuleError::UnknownPlan { plan_id } => {

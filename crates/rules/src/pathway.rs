@@ -122,7 +122,8 @@ struct Fold<'e> {
     transfers: Vec<Transfer>,
     /// The first treatment: its date and the trust that gave it.
     treatment: Option<(NaiveDate, OdsCode)>,
-    ruled_out: bool,
+    /// The day cancer was ruled out.
+    ruled_out: Option<NaiveDate>,
     closed: bool,
     last_note: Option<(NaiveDate, &'e TrackingNoteAdded)>,
 }
@@ -142,7 +143,7 @@ impl<'e> Fold<'e> {
             EventData::ConsultantUpgraded(_) => {
                 let on_other_route = self.referral.is_some_and(|(_, r)| r.route == Route::Other);
                 if on_other_route && self.d62.start.is_none() && !self.closed {
-                    self.d62.start = Some(day);
+                    self.upgrade(day);
                 }
             }
             EventData::FitResultRecorded(f) => self.fit = Some((day, f.band())),
@@ -160,7 +161,7 @@ impl<'e> Fold<'e> {
                 self.fds.stop_at(day, reason, false);
                 if c.outcome == DiagnosisOutcome::CancerRuledOut {
                     self.d62.stop_at(day, StopReason::CancerRuledOut, true);
-                    self.ruled_out = true;
+                    self.ruled_out.get_or_insert(day);
                 }
             }
             EventData::FdsExcluded(_) => {
@@ -243,6 +244,23 @@ impl<'e> Fold<'e> {
             | EventData::EventCorrected(_)
             | EventData::EventVoided(_) => {}
         }
+    }
+
+    /// A consultant upgrade starts the 62-day clock (SPEC 2.1), unless the
+    /// first treatment started or cancer was ruled out on an earlier day:
+    /// such an upgrade is refused (decision 174) but older logs may hold
+    /// one, and a clock nothing could stop would sit on the PTL for ever.
+    /// (On the same day the upgrade comes first: [`same_day_rank`].)
+    fn upgrade(&mut self, day: NaiveDate) {
+        let treated_on = self.treatment.as_ref().map(|(on, _)| *on);
+        if [treated_on, self.ruled_out]
+            .into_iter()
+            .flatten()
+            .any(|on| on < day)
+        {
+            return;
+        }
+        self.d62 = Run::started(day);
     }
 
     /// A subsequent decision opens its plan's period, or replaces the start
@@ -355,6 +373,17 @@ impl<'e> Fold<'e> {
                 .iter()
                 .rev()
                 .find(|t| t.occurred_on <= *treated_on && &t.to_trust == treating);
+            // Transferred only after its treatment: the trust at referral
+            // investigated and treated it, and has the whole outcome, not
+            // the trust that holds the pathway now (as the 31-day standard,
+            // decision 110).
+            if stopped_by_treatment && handover.is_none() && !self.transfers.is_empty() {
+                d62_clock.allocation = Some(vec![Allocation {
+                    trust: *treating,
+                    share: 1.0,
+                    breached: d62_clock.status != ClockStatus::Met,
+                }]);
+            }
             if let (true, Some(handover)) = (stopped_by_treatment, handover) {
                 let transfer_on = handover.occurred_on;
                 let within_38 = days_between(start, transfer_on) - d62_first_seen <= 38;
@@ -462,7 +491,7 @@ impl<'e> Fold<'e> {
             PathwayStatus::Closed
         } else if self.treatment.is_some() {
             PathwayStatus::Treated
-        } else if self.ruled_out {
+        } else if self.ruled_out.is_some() {
             PathwayStatus::RuledOut
         } else {
             PathwayStatus::Open
@@ -551,12 +580,31 @@ pub fn evaluate(
     as_of: NaiveDate,
     config: &RulesConfig,
 ) -> Option<PathwayState> {
-    let events: Vec<&EffectiveEvent> = events.iter().filter(|e| e.occurred_on <= as_of).collect();
+    let mut events: Vec<&EffectiveEvent> =
+        events.iter().filter(|e| e.occurred_on <= as_of).collect();
+    // Stable: within a day and rank, the order they were recorded in.
+    events.sort_by_key(|e| (e.occurred_on, same_day_rank(&e.data)));
     let mut fold = Fold::default();
     for event in &events {
         fold.apply(event.occurred_on, &event.data);
     }
     fold.finish(&events, as_of, config)
+}
+
+/// Where an event goes among the events of its own day (decision 174):
+/// the referral, then an upgrade, then everything else, then treatments,
+/// then a closure. A day's events are one day's facts whatever order they
+/// were keyed in: a decision to treat, a transfer or an upgrade dated the
+/// day of a treatment came before it (SPEC 2.11 lets a decision share its
+/// treatment's date), and a closure ends the day.
+fn same_day_rank(data: &EventData) -> u8 {
+    match data {
+        EventData::ReferralReceived(_) => 0,
+        EventData::ConsultantUpgraded(_) => 1,
+        EventData::TreatmentStarted(_) => 3,
+        EventData::PathwayClosed(_) => 4,
+        _ => 2,
+    }
 }
 
 /// Days, status and target date of a started clock.

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::codes::Route;
+use crate::codes::{DiagnosisOutcome, Route};
 use crate::config::RulesConfig;
 use crate::error::RuleError;
 use crate::event::{decode_json, EventData, EventType};
@@ -173,12 +173,16 @@ pub fn check_event(
         data: data.clone(),
     });
     let effective = effective_events(&after)?;
-    // Before schema version 2 a second first treatment was accepted (and
-    // ignored); such a pathway stays open to every other event (decision 85).
-    let adds_first_treatment =
-        matches!(data, EventData::TreatmentStarted(t) if t.subsequent_plan().is_none());
-    let tolerate_repeat = !adds_first_treatment && repeats_first_treatment(&before);
-    check_pathway_with(&effective, today, config, tolerate_repeat).map_err(|rule| {
+    // What older rules let in stays, as long as the new event adds no more
+    // of it: before schema version 2 a second first treatment was accepted
+    // (and ignored, decision 85); before decision 174 an upgrade after the
+    // first treatment or the ruling out.
+    let tolerated = Tolerated {
+        repeated_first_treatment: first_treatments(&before) > 1
+            && first_treatments(&effective) <= first_treatments(&before),
+        late_upgrade: late_upgrade(&before).is_some(),
+    };
+    check_pathway_with(&effective, today, config, tolerated).map_err(|rule| {
         if event_type.is_amendment() {
             RuleError::CorrectionBreaksPathway {
                 rule: Box::new(rule),
@@ -218,16 +222,58 @@ fn amendment_target<'a>(
     Ok(stored)
 }
 
-/// Whether the events hold more than one first `treatment_started`, which
-/// only a pathway recorded before SPEC 2.12 can.
-fn repeats_first_treatment(events: &[EffectiveEvent]) -> bool {
+/// How many first `treatment_started` the events hold: more than one only
+/// on a pathway recorded before SPEC 2.12.
+fn first_treatments(events: &[EffectiveEvent]) -> usize {
     events
         .iter()
         .filter(
             |e| matches!(&*e.data, EventData::TreatmentStarted(t) if t.subsequent_plan().is_none()),
         )
-        .nth(1)
-        .is_some()
+        .count()
+}
+
+/// An upgrade dated after the first treatment started or after cancer
+/// was ruled out (decision 174): the 62-day clock it would start could
+/// never stop. The same day is allowed: the day's upgrade comes first.
+fn late_upgrade(events: &[EffectiveEvent]) -> Option<RuleError> {
+    let upgraded_on = events
+        .iter()
+        .find(|e| matches!(*e.data, EventData::ConsultantUpgraded(_)))?
+        .occurred_on;
+    let first = |matches: fn(&EventData) -> bool| {
+        events
+            .iter()
+            .filter(|e| matches(&e.data))
+            .map(|e| e.occurred_on)
+            .min()
+    };
+    let treated_on =
+        first(|d| matches!(d, EventData::TreatmentStarted(t) if t.subsequent_plan().is_none()));
+    let ruled_out_on = first(
+        |d| matches!(d, EventData::DiagnosisCommunicated(c) if c.outcome == DiagnosisOutcome::CancerRuledOut),
+    );
+    [
+        (treated_on, "the first treatment started"),
+        (ruled_out_on, "cancer was ruled out"),
+    ]
+    .into_iter()
+    .filter_map(|(on, what)| Some((on?, what)))
+    .filter(|(on, _)| *on < upgraded_on)
+    .min()
+    .map(|(stopped_on, what)| RuleError::UpgradeAfterStop {
+        upgraded_on,
+        stopped_on,
+        what: what.to_string(),
+    })
+}
+
+/// What a pathway recorded under older rules may hold and keep (decisions
+/// 85 and 174): refused when an event brings it, not on every later event.
+#[derive(Clone, Copy, Default)]
+struct Tolerated {
+    repeated_first_treatment: bool,
+    late_upgrade: bool,
 }
 
 /// The invariants every pathway must keep, whatever order its events came in.
@@ -236,15 +282,18 @@ pub fn check_pathway(
     today: NaiveDate,
     config: &RulesConfig,
 ) -> Result<(), RuleError> {
-    check_pathway_with(events, today, config, false)
+    check_pathway_with(events, today, config, Tolerated::default())
 }
 
 fn check_pathway_with(
     events: &[EffectiveEvent],
     today: NaiveDate,
     config: &RulesConfig,
-    tolerate_repeated_first_treatment: bool,
+    tolerated: Tolerated,
 ) -> Result<(), RuleError> {
+    if let (Some(late), false) = (late_upgrade(events), tolerated.late_upgrade) {
+        return Err(late);
+    }
     let Some((referral_on, route)) = events.iter().find_map(|e| match &*e.data {
         EventData::ReferralReceived(r) => Some((e.occurred_on, r.route)),
         _ => None,
@@ -346,7 +395,7 @@ fn check_pathway_with(
                 }
                 match plan {
                     None => {
-                        if first_started && !tolerate_repeated_first_treatment {
+                        if first_started && !tolerated.repeated_first_treatment {
                             return Err(RuleError::TreatmentAlreadyStarted {
                                 which: "The first treatment".to_string(),
                                 plan_id: None,
@@ -415,17 +464,7 @@ mod tests {
                 data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
             ),
         ];
-        let history: Vec<RecordedEvent> = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, (occurred_on, data))| RecordedEvent {
-                event_id: Uuid::from_u128(i as u128 + 1),
-                version: i as u64 + 1,
-                recorded_at: DateTime::<Utc>::MIN_UTC,
-                occurred_on,
-                data,
-            })
-            .collect();
+        let mut history = recorded(events);
         let config = RulesConfig::defaults();
         let today = day(30);
         let check = |on: NaiveDate, d: EventData| check_event(&history, on, &d, today, &config);
@@ -467,5 +506,116 @@ mod tests {
             second.map_err(|e| e.code()),
             Err("treatment_already_started")
         );
+        // Nor can a correction turn a subsequent treatment into a third
+        // first one.
+        history.extend(recorded([
+            (
+                day(5),
+                data(
+                    EventType::DecisionToTreat,
+                    json!({"modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt"}),
+                ),
+            ),
+            (
+                day(6),
+                data(
+                    EventType::TreatmentStarted,
+                    json!({"modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt"}),
+                ),
+            ),
+        ])
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| RecordedEvent {
+            event_id: Uuid::from_u128(i as u128 + 5),
+            version: i as u64 + 5,
+            ..e
+        }));
+        let sixth = history[5].event_id;
+        let check = |on: NaiveDate, d: EventData| check_event(&history, on, &d, today, &config);
+        let to_first = check(
+            day(7),
+            data(
+                EventType::EventCorrected,
+                json!({"corrects": sixth, "new_data": {"modality": "radiotherapy"}, "reason": "keyed as the wrong plan"}),
+            ),
+        );
+        assert_eq!(
+            to_first.map_err(|e| e.code()),
+            Err("correction_breaks_pathway")
+        );
+        let to_another_date = check(
+            day(7),
+            data(
+                EventType::EventCorrected,
+                json!({"corrects": sixth, "new_occurred_on": "2025-04-07", "reason": "wrong day"}),
+            ),
+        );
+        assert_eq!(to_another_date, Ok(()));
+    }
+
+    /// A pathway whose upgrade came after its first treatment or after
+    /// cancer was ruled out (accepted before decision 174) stays usable,
+    /// and its upgrade starts no clock; a fresh pathway refuses it.
+    #[test]
+    fn a_pathway_upgraded_after_its_treatment_from_before_stays_usable() {
+        let referral = (
+            day(1),
+            data(
+                EventType::ReferralReceived,
+                json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "lung", "route": "other"}),
+            ),
+        );
+        let treated = [
+            referral.clone(),
+            (
+                day(2),
+                data(EventType::DecisionToTreat, json!({"modality": "surgery"})),
+            ),
+            (
+                day(3),
+                data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+            ),
+        ];
+        let ruled_out = [
+            referral,
+            (
+                day(3),
+                data(
+                    EventType::DiagnosisCommunicated,
+                    json!({"outcome": "cancer_ruled_out"}),
+                ),
+            ),
+        ];
+        let upgrade = (day(4), data(EventType::ConsultantUpgraded, json!({})));
+        let config = RulesConfig::defaults();
+        let today = day(30);
+        for before in [&treated[..], &ruled_out[..]] {
+            let fresh = recorded(before.iter().cloned());
+            let refused = check_event(&fresh, upgrade.0, &upgrade.1, today, &config);
+            assert_eq!(refused.map_err(|e| e.code()), Err("upgrade_not_allowed"));
+
+            let history = recorded(before.iter().cloned().chain([upgrade.clone()]));
+            let note = data(EventType::TrackingNoteAdded, json!({"text": "chased"}));
+            assert_eq!(check_event(&history, day(5), &note, today, &config), Ok(()));
+            let state = crate::evaluate(&effective_events(&history).unwrap(), today, &config)
+                .expect("a state");
+            assert_eq!(state.clocks.d62.status, crate::ClockStatus::NotStarted);
+            assert!(!state.on_ptl);
+        }
+    }
+
+    fn recorded(events: impl IntoIterator<Item = (NaiveDate, EventData)>) -> Vec<RecordedEvent> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, (occurred_on, data))| RecordedEvent {
+                event_id: Uuid::from_u128(i as u128 + 1),
+                version: i as u64 + 1,
+                recorded_at: DateTime::<Utc>::MIN_UTC,
+                occurred_on,
+                data,
+            })
+            .collect()
     }
 }
