@@ -259,6 +259,9 @@ pub fn generate_with(
             };
             b.add(offset, "fit_result_recorded", data);
         }
+        // The day a routine referral was upgraded: nothing is told before
+        // it (an upgrade after a ruling out is refused, decision 174).
+        let mut upgraded_on = 0;
         if route == "other" {
             b.add(
                 rng.range(3, 12),
@@ -269,7 +272,8 @@ pub fn generate_with(
                 continue_pathway(&mut b, &mut rng, &mut all, p);
                 continue;
             }
-            b.add(rng.range(12, 20), "consultant_upgraded", json!({}));
+            upgraded_on = rng.range(12, 20);
+            b.add(upgraded_on, "consultant_upgraded", json!({}));
         }
         // A few patients are excluded from the FDS (choice or clinical reasons),
         // early, before anyone is told anything.
@@ -328,6 +332,7 @@ pub fn generate_with(
                 told_by_site(&mut own, site, trust, test_on)
             }
         };
+        let told_on = told_on.max(upgraded_on);
         let diagnosed = rng.chance(0.12);
         if !b.add(
             told_on,
