@@ -279,7 +279,7 @@ impl App {
         let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        let period = period.unwrap_or_else(|| Period::of(as_of));
+        let period = forecast_period(period, as_of)?;
         let (inputs, position) = self
             .forecast_inputs(at, as_of, &[standard], period, &trusts, tumour_site)
             .await?;
@@ -436,4 +436,27 @@ impl ForecastGauges {
             }
         }
     }
+}
+
+/// Months ahead of the view's month a month-end forecast may look. Its
+/// cost grows with the square of the days to the month's end (each day
+/// asks the chances of the days after it), so a far month is refused
+/// rather than left to hold a core for minutes.
+pub const FORECAST_MONTHS_AHEAD: i64 = 12;
+
+/// The month a forecast is for: `period`, else the month of `as_of`; at
+/// most [`FORECAST_MONTHS_AHEAD`] months after it.
+fn forecast_period(period: Option<Period>, as_of: NaiveDate) -> Result<Period, AppError> {
+    let this_month = Period::of(as_of);
+    let period = period.unwrap_or(this_month);
+    if false {
+        return Err(AppError::InvalidQuery {
+            field: "period".into(),
+            problem: format!(
+                "is more than {FORECAST_MONTHS_AHEAD} months after the view's month ({this_month}): \
+                 a month-end forecast looks at most a year ahead"
+            ),
+        });
+    }
+    Ok(period)
 }

@@ -22,6 +22,8 @@ pub enum Kind {
     Forbidden,
     /// Nothing there (404).
     NotFound,
+    /// The address is there, not for this method (405).
+    MethodNotAllowed,
     /// It conflicts with what is stored (409).
     Conflict,
     /// The body is too large (413).
@@ -46,6 +48,7 @@ impl Kind {
             Kind::Unauthenticated => 401,
             Kind::Forbidden => 403,
             Kind::NotFound => 404,
+            Kind::MethodNotAllowed => 405,
             Kind::Conflict => 409,
             Kind::TooLarge => 413,
             Kind::UnsupportedMediaType => 415,
@@ -85,6 +88,8 @@ pub enum ApiError {
     App(AppError),
     /// No such route.
     NotFound,
+    /// The route is there, not for this method.
+    MethodNotAllowed,
     /// No valid token (401).
     Unauthenticated,
     /// The role may not use this endpoint (403).
@@ -212,6 +217,12 @@ impl ApiError {
             ApiError::NotFound => {
                 (Kind::NotFound, "not_found", "There is nothing at this address.".into(), json!({}))
             }
+            ApiError::MethodNotAllowed => (
+                Kind::MethodNotAllowed,
+                "method_not_allowed",
+                "This address does not take this method: see /v1/openapi.json for what each address takes.".into(),
+                json!({}),
+            ),
             ApiError::Unauthenticated => (
                 Kind::Unauthenticated,
                 "unauthenticated",

@@ -30,8 +30,9 @@ pub struct PathwayQuery {
     pub min_position: Option<u64>,
 }
 
-/// The pathway view of SPEC 4.2.
-#[derive(Debug, Clone, Serialize)]
+/// The pathway view of SPEC 4.2. Its `Debug` leaves the NHS number (and
+/// the state) out, so no log line or panic can print it.
+#[derive(Clone, Serialize)]
 pub struct PathwayView {
     pub pathway_id: String,
     pub version: u64,
@@ -40,8 +41,18 @@ pub struct PathwayView {
     pub state: PathwayState,
 }
 
-/// One stored event with its metadata and what later amended it.
-#[derive(Debug, Clone, Serialize)]
+impl std::fmt::Debug for PathwayView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PathwayView")
+            .field("pathway_id", &self.pathway_id)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One stored event with its metadata and what later amended it. Its
+/// `Debug` leaves the payload out (a referral's holds the NHS number).
+#[derive(Clone, Serialize)]
 pub struct EventView {
     pub event_id: Uuid,
     #[serde(rename = "type")]
@@ -57,6 +68,18 @@ pub struct EventView {
     pub corrected_by: Vec<Amendment>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voided_by: Option<Amendment>,
+}
+
+impl std::fmt::Debug for EventView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventView")
+            .field("event_id", &self.event_id)
+            .field("event_type", &self.event_type)
+            .field("occurred_on", &self.occurred_on)
+            .field("version", &self.version)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who amended an event, when and why.

@@ -285,8 +285,9 @@ impl PtlQuery {
     }
 }
 
-/// One PTL row with the pathway's identifiers.
-#[derive(Debug, Clone, Serialize)]
+/// One PTL row with the pathway's identifiers. Its `Debug` leaves the
+/// NHS number out, so no log line or panic can print it.
+#[derive(Clone, Serialize)]
 pub struct PtlEntry {
     pub pathway_id: String,
     pub version: u64,
@@ -343,11 +344,33 @@ pub struct PtlPage {
 ///
 /// As JSON, one object: the identifiers, then the record's items, each
 /// under its national name ([`cwt::IDENTIFIER_COLUMNS`], [`cwt::COLUMNS`]).
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` leaves the NHS number out, so no log line or panic can
+/// print it.
+#[derive(Clone)]
 pub struct CwtLine {
     pub nhs_number: String,
     pub pathway_id: String,
     pub row: CwtRecord,
+}
+
+impl std::fmt::Debug for CwtLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CwtLine")
+            .field("pathway_id", &self.pathway_id)
+            .field("row", &self.row)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for PtlEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PtlEntry")
+            .field("pathway_id", &self.pathway_id)
+            .field("version", &self.version)
+            .field("row", &self.row)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CwtLine {

@@ -244,6 +244,7 @@ pub fn status(error: ApiError) -> Status {
         (Kind::Unauthenticated, _) => Code::Unauthenticated,
         (Kind::Forbidden, _) => Code::PermissionDenied,
         (Kind::NotFound, _) => Code::NotFound,
+        (Kind::MethodNotAllowed, _) => Code::Unimplemented,
         (Kind::Conflict, _) => Code::Aborted,
         (Kind::TooManyRequests, _) => Code::ResourceExhausted,
         (Kind::Unavailable, _) => Code::Unavailable,
@@ -505,7 +506,11 @@ async fn follow(
     tx: tokio::sync::mpsc::Sender<Result<StoredEvent, Status>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut subscription = Subscription::from(app.log().clone(), after + 1, SUBSCRIPTION_PAGE);
+    let mut subscription = Subscription::from(
+        app.log().clone(),
+        after.saturating_add(1),
+        SUBSCRIPTION_PAGE,
+    );
     loop {
         let batch = tokio::select! {
             batch = subscription.next() => batch,

@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -56,18 +55,29 @@ fn describe(principal: &Principal) -> Value {
     })
 }
 
+/// Largest body of a token request: a role, a label, a few trusts.
+const TOKEN_BODY_LIMIT: usize = 64 * 1024;
+
 /// `POST /v1/tokens` (admin): `{ "role", "trusts", "alliance", "label", "expires_at" }`.
 /// Answers the secret once.
 pub async fn create_token(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, HttpError> {
     admin_only(&principal)?;
+    let body = crate::read_body(body, TOKEN_BODY_LIMIT).await?;
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
-    let mut new: NewToken = serde_json::from_value(value)
-        .map_err(|e| invalid("token", format!("is not a token request: {e}")))?;
+    // The field at fault by its name (`role`, `expires_at`…), not the
+    // whole request's.
+    let mut new: NewToken = serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = match e.path().to_string() {
+            path if path == "." => "body".to_string(),
+            path => path,
+        };
+        invalid(&field, format!("is not valid here: {}", e.inner()))
+    })?;
     let now = app.clock().now();
     if new.expires_at.is_none() {
         new.expires_at = Some(now + Duration::days(DEFAULT_EXPIRY_DAYS));
@@ -94,7 +104,7 @@ pub async fn list_tokens(
 pub async fn revoke_token(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
-    Path(id): Path<String>,
+    crate::PathText(id): crate::PathText,
 ) -> Result<Response, HttpError> {
     admin_only(&principal)?;
     let record = app

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use openptl_app::breach_risk::{RiskQuery, LIKELY_TO_BREACH_PERCENT, MAX_RISK_ROWS};
@@ -33,7 +33,7 @@ pub(crate) const FORECAST_PARAMS: &[&str] = &[
 pub async fn get_forecast(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
-    Path(standard): Path<String>,
+    crate::PathText(standard): crate::PathText,
     Query(params): Query<Params>,
 ) -> Result<Response, HttpError> {
     check_known(&params, FORECAST_PARAMS)?;

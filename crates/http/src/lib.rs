@@ -53,6 +53,36 @@ pub(crate) async fn read_body(body: axum::body::Body, limit: usize) -> Result<By
 
 use auth::Auth;
 
+/// The one parameter of a route's path (`{pathway_id}`, `{standard}`,
+/// `{id}`), as text: one that is not UTF-8 once percent-decoded is a JSON
+/// `422 invalid_field` naming it, not axum's plain-text 400.
+pub(crate) struct PathText(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PathText {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(text)) => Ok(PathText(text)),
+            Err(rejection) => {
+                let field = match &rejection {
+                    PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                        ErrorKind::InvalidUtf8InPathParam { key } => key.clone(),
+                        _ => "path".to_string(),
+                    },
+                    _ => "path".to_string(),
+                };
+                Err(invalid(&field, "must be text (UTF-8 once percent-decoded)").into())
+            }
+        }
+    }
+}
+
 /// The whole API, with the default limit on failed authentications per
 /// client address.
 pub fn router(app: Arc<App>) -> Router {
@@ -112,6 +142,7 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         )
         .route_layer(axum::middleware::from_fn_with_state(app.clone(), observe))
         .fallback(|| async { HttpError(ApiError::NotFound) })
+        .method_not_allowed_fallback(|| async { HttpError(ApiError::MethodNotAllowed) })
         .layer(axum::middleware::from_fn(time_limit))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::Extension(failures))
@@ -263,6 +294,16 @@ async fn append_events(
     principal: &openptl_app::access::Principal,
     body: Bytes,
 ) -> Result<Response, HttpError> {
+    if json_values_over(&body, MAX_JSON_VALUES) {
+        return Err(invalid(
+            "body",
+            format!(
+                "holds more than {MAX_JSON_VALUES} JSON values: send at most {MAX_BATCH} events \
+                 per request, each with only the fields of its type"
+            ),
+        )
+        .into());
+    }
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     let (envelopes, batch) = match value {
@@ -294,13 +335,7 @@ async fn append_events(
             }
         }
         single @ Value::Object(_) => (vec![single], false),
-        _ => {
-            return Err(invalid(
-                "",
-                "the body must be an event object or {\"events\": [...]}",
-            )
-            .into())
-        }
+        _ => return Err(invalid("body", "must be an event object or {\"events\": [...]}").into()),
     };
     let outcome = app.append(envelopes, principal, batch).await?;
     let status = if outcome.all_replayed {
@@ -313,6 +348,46 @@ async fn append_events(
         Json(json!({ "appended": outcome.appended })).into_response(),
     )
         .into_response())
+}
+
+/// The most JSON values (objects, arrays, keys and scalars) an append's
+/// body may hold: a full batch of the largest events holds some 50 each.
+/// Parsed, each costs tens of bytes however short its text, so a body of
+/// `[0,0,0,…]` would take some 30 times its size in memory before its
+/// events could be counted (an unauthenticated body is never read).
+const MAX_JSON_VALUES: usize = 200 * MAX_BATCH;
+
+/// Whether the JSON text `body` holds more than `max` values, counted
+/// without parsing it: every `[`, `{`, `,` and `:` outside a string
+/// starts one (the first value of each container and of the text aside,
+/// which only makes the count lower). Whether the text is valid JSON at
+/// all is the parser's to say.
+fn json_values_over(body: &[u8], max: usize) -> bool {
+    let mut count = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &byte in body {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else {
+            match byte {
+                b'"' => in_string = true,
+                b'[' | b'{' | b',' | b':' => {
+                    count += 1;
+                    if count > max {
+                        return true;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    false
 }
 
 fn pathway_query(params: &HashMap<String, String>) -> Result<PathwayQuery, ApiError> {
@@ -357,7 +432,7 @@ fn min_position(params: &HashMap<String, String>) -> Result<Option<u64>, ApiErro
 async fn get_pathway(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
-    Path(pathway_id): Path<String>,
+    PathText(pathway_id): PathText,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, HttpError> {
     let query = pathway_query(&params)?;
@@ -369,11 +444,27 @@ async fn get_pathway(
 async fn get_pathway_events(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
-    Path(pathway_id): Path<String>,
+    PathText(pathway_id): PathText,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, HttpError> {
     let events = app
         .pathway_events(&pathway_id, min_position(&params)?, &principal)
         .await?;
     Ok(Json(json!({ "pathway_id": pathway_id, "events": events })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_values_over;
+
+    #[test]
+    fn json_values_are_counted_outside_strings_only() {
+        assert!(!json_values_over(br#"{"a":[1,2,3]}"#, 5));
+        assert!(json_values_over(br#"{"a":[1,2,3]}"#, 4));
+        // Commas, colons and brackets in a string, an escaped quote and an
+        // escaped backslash before the closing quote are text.
+        let text = br#"{"a":"x,y:[{\"z,\\","b":1}"#;
+        assert!(!json_values_over(text, 4));
+        assert!(json_values_over(text, 3));
+    }
 }

@@ -387,7 +387,7 @@ fn forecast_operation(aggregate_params: &[Value]) -> Value {
         whole["properties"][name] = schema;
     }
     operation(
-        "A standard's projected month-end performance with its 80% interval: clocks stopped so far plus the expected stops of running and new clocks, learnt from the alliance's own clocks as known on `as_of` (docs/forecast.md). Advisory: never changes a clock, standard or return",
+        "A standard's projected month-end performance with its 80% interval: clocks stopped so far plus the expected stops of running and new clocks, learnt from the alliance's own clocks as known on `as_of` (docs/forecast.md). Advisory: never changes a clock, standard or return. A `period` more than 12 months after the month of `as_of` is 422 (its cost grows with the square of the days ahead)",
         {
             let mut p = vec![path_param("standard", vocabulary!(ClockKind))];
             p.extend(aggregate_params.iter().cloned());

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -432,7 +432,7 @@ pub(crate) fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
 pub async fn get_standards(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
-    Path(standard): Path<String>,
+    crate::PathText(standard): crate::PathText,
     Query(params): Query<Params>,
 ) -> Result<Response, HttpError> {
     check_known(&params, AGGREGATE_PARAMS)?;

@@ -393,6 +393,92 @@ async fn an_unauthenticated_append_body_is_never_read() {
     assert_eq!(code(&a), "payload_too_large");
 }
 
+/// A body of many tiny JSON values is refused before it is parsed (parsed,
+/// each value costs tens of bytes: `[0,0,…]` would take some 30 times its
+/// size), while a full batch of real events still fits.
+#[tokio::test]
+async fn an_append_of_many_tiny_values_is_refused_before_it_is_parsed() {
+    let app = new_app();
+    let admin = token(&app, Role::Admin, &[], None, "admin");
+    let router = openptl_http::router(app);
+    let mut junk = b"{\"events\":[".to_vec();
+    junk.extend(std::iter::repeat_n(&b"0,"[..], 300_000).flatten());
+    junk.extend_from_slice(b"0]}");
+    let r = Request::post("/v1/events")
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/json")
+        .body(Body::from(junk))
+        .unwrap();
+    let a = send(&router, r).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    assert_eq!(a.body["error"]["details"]["field"], "body");
+    // Commas and colons inside strings are text, not values (a quote in
+    // the text, escaped, must not end the string for the count).
+    let note = ",,,,:,,,,\" ".repeat(180);
+    let events: Vec<Value> = (0..500)
+        .flat_map(|i| {
+            let id = format!("P-full-{i}");
+            let note = json!({ "pathway_id": id, "type": "tracking_note_added",
+                               "occurred_on": "2025-03-04", "data": { "text": note } });
+            [referral(&id, "RXH"), note]
+        })
+        .collect();
+    let (status, body) = post(&router, &admin, &json!({ "events": events })).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// A wrong method, or a path parameter that is not text, is answered in
+/// the JSON error shape, like every other error.
+#[tokio::test]
+async fn a_wrong_method_or_a_path_not_text_is_a_json_error() {
+    let app = new_app();
+    let admin = token(&app, Role::Admin, &[], None, "admin");
+    let router = openptl_http::router(app);
+    let a = send(&router, request("PUT", "/v1/events", Some(&admin), None)).await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "{}", a.body);
+    assert_eq!(code(&a), "method_not_allowed");
+    for (path, field) in [
+        ("/v1/pathways/%FF", "pathway_id"),
+        ("/v1/pathways/%FF/events", "pathway_id"),
+        ("/v1/standards/%FF", "standard"),
+        ("/v1/forecast/%FF", "standard"),
+        ("/v1/tokens/%FF", "id"),
+    ] {
+        let method = if path.starts_with("/v1/tokens") {
+            "DELETE"
+        } else {
+            "GET"
+        };
+        let a = send(&router, request(method, path, Some(&admin), None)).await;
+        assert_eq!(
+            a.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {}",
+            a.body
+        );
+        assert_eq!(a.body["error"]["details"]["field"], field, "{path}");
+    }
+    // Without a token, still 401 first.
+    let a = send(&router, request("GET", "/v1/pathways/%FF", None, None)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    // A token request names the field at fault.
+    for (body, field) in [
+        (json!({ "role": "boss", "label": "x" }), "role"),
+        (
+            json!({ "role": "analyst", "label": "x", "expires_at": "tomorrow" }),
+            "expires_at",
+        ),
+    ] {
+        let a = send(
+            &router,
+            request("POST", "/v1/tokens", Some(&admin), Some(&body)),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+        assert_eq!(a.body["error"]["details"]["field"], field, "{}", a.body);
+    }
+}
+
 /// POST /v1/events as `token`; (status, body).
 async fn post(router: &Router, token: &str, body: &Value) -> (StatusCode, Value) {
     let a = send(

@@ -155,6 +155,15 @@ async fn a_forecast_refuses_what_it_cannot_read() {
     let (status, body) = get(&router, "/v1/forecast/d62?period=2025-13", None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["details"]["field"], "period");
+    // A month-end forecast's cost grows with the square of its days ahead:
+    // a far month is refused rather than left to hold a core for minutes.
+    let (status, body) = get(&router, "/v1/forecast/fds?period=9999-12", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["details"]["field"], "period");
+    let (status, body) = get(&router, "/v1/forecast/fds?period=2026-05", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = get(&router, "/v1/forecast/fds?period=2026-04", None).await;
+    assert_eq!(status, StatusCode::OK, "a year ahead is allowed: {body}");
     let (status, _) = get(&router, "/v1/forecast/fds", Some("not-a-token")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
