@@ -449,7 +449,7 @@ pub const FORECAST_MONTHS_AHEAD: i64 = 12;
 fn forecast_period(period: Option<Period>, as_of: NaiveDate) -> Result<Period, AppError> {
     let this_month = Period::of(as_of);
     let period = period.unwrap_or(this_month);
-    if false {
+    if period.number() - this_month.number() > FORECAST_MONTHS_AHEAD {
         return Err(AppError::InvalidQuery {
             field: "period".into(),
             problem: format!(

@@ -97,7 +97,9 @@ impl Rng {
 
     /// A Poisson draw (Knuth's method; a normal approximation for large means).
     fn poisson(&mut self, mean: f64) -> f64 {
-        if mean <= 0.0 {
+        // Not a positive number (a NaN chance included): no arrivals. A
+        // NaN mean would otherwise never meet its limit below.
+        if !(mean > 0.0 && mean.is_finite()) {
             return 0.0;
         }
         if mean > 30.0 {
@@ -369,4 +371,21 @@ pub fn project(
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A mean that is not a positive number draws no arrivals, at once:
+    /// a NaN never met the loop's limit, and a forecast a year ahead hung.
+    #[test]
+    fn a_poisson_draw_of_no_number_is_none() {
+        let mut rng = Rng(SplitMix64::new(7));
+        for mean in [f64::NAN, f64::INFINITY, -1.0, 0.0] {
+            assert_eq!(rng.poisson(mean), 0.0, "{mean}");
+        }
+        let draws: f64 = (0..1000).map(|_| rng.poisson(3.0)).sum();
+        assert!((2_500.0..3_500.0).contains(&draws), "{draws}");
+    }
 }
