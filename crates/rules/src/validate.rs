@@ -177,9 +177,10 @@ pub fn check_event(
     // of it: before schema version 2 a second first treatment was accepted
     // (and ignored, decision 85); before decision 174 an upgrade after the
     // first treatment or the ruling out.
+    let firsts_before = first_treatments(&before);
     let tolerated = Tolerated {
-        repeated_first_treatment: first_treatments(&before) > 1
-            && first_treatments(&effective) <= first_treatments(&before),
+        repeated_first_treatment: firsts_before > 1
+            && first_treatments(&effective) <= firsts_before,
         late_upgrade: late_upgrade(&before).is_some(),
     };
     check_pathway_with(&effective, today, config, tolerated).map_err(|rule| {
