@@ -162,8 +162,7 @@ async fn a_forecast_refuses_what_it_cannot_read() {
     assert_eq!(body["error"]["details"]["field"], "period");
     let (status, body) = get(&router, "/v1/forecast/fds?period=2026-05", None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    // A year ahead is answered, and promptly: its simulated arrivals once
-    // drew from a mean that was not a number, for ever.
+    // A year ahead, the bound itself, is answered.
     let (status, body) = get(&router, "/v1/forecast/fds?period=2026-04", None).await;
     assert_eq!(status, StatusCode::OK, "a year ahead is allowed: {body}");
     let (status, _) = get(&router, "/v1/forecast/fds", Some("not-a-token")).await;

@@ -378,7 +378,7 @@ mod tests {
     use super::*;
 
     /// A mean that is not a positive number draws no arrivals, at once:
-    /// a NaN never met the loop's limit, and a forecast a year ahead hung.
+    /// a NaN would never meet the loop's limit (none is known to arise).
     #[test]
     fn a_poisson_draw_of_no_number_is_none() {
         let mut rng = Rng(SplitMix64::new(7));
