@@ -15,14 +15,21 @@ pub struct Subscription {
     next: u64,
     head: watch::Receiver<u64>,
     page: usize,
-    /// The next page, being read while the caller works on the last one
-    /// (only while catching up): reading and folding overlap.
-    prefetch: Option<tokio::task::JoinHandle<Result<Vec<StoredRecord>, LogError>>>,
+    /// The page being read from `next`: started ahead while the caller
+    /// works on the last one (catching up: reading and folding overlap),
+    /// or by a call to [`Subscription::next`] that its caller stopped
+    /// waiting for. Kept here, so a caller that waits in turns (a
+    /// `select!` with a timer) is given the read it started, however long
+    /// one read takes, rather than starting it again each turn.
+    read: Option<(
+        u64,
+        tokio::task::JoinHandle<Result<Vec<StoredRecord>, LogError>>,
+    )>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        if let Some(read) = self.prefetch.take() {
+        if let Some((_, read)) = self.read.take() {
             read.abort();
         }
     }
@@ -46,7 +53,7 @@ impl Subscription {
             next: from.max(1),
             head,
             page: page.max(1),
-            prefetch: None,
+            read: None,
         }
     }
 
@@ -56,31 +63,32 @@ impl Subscription {
     }
 
     /// The next records, waiting for new appends when caught up. `Ok(None)`
-    /// when the log has shut down.
+    /// when the log has shut down. Cancel-safe: a call dropped while it
+    /// reads leaves the read running for the next call.
     pub async fn next(&mut self) -> Result<Option<Batch>, LogError> {
         loop {
             if self.log.head() >= self.next {
-                let records = match self.prefetch.take() {
-                    // A page read ahead from `next` (failed or cut short:
-                    // read again below).
-                    Some(read) => match read.await {
-                        Ok(Ok(records)) => records,
-                        _ => Vec::new(),
-                    },
-                    None => Vec::new(),
+                let read = match self.read.take() {
+                    Some((from, read)) if from == self.next => read,
+                    other => {
+                        if let Some((_, stale)) = other {
+                            stale.abort();
+                        }
+                        self.spawn_read()
+                    }
                 };
-                let records = if records.first().map(|r| r.position) == Some(self.next) {
-                    records
-                } else {
-                    self.log.read_all(self.next, self.page).await?
-                };
-                if let Some(last) = records.last() {
-                    self.next = last.position + 1;
+                let read = &mut self.read.insert((self.next, read)).1;
+                let outcome = read.await;
+                self.read = None;
+                let records = outcome
+                    .map_err(|e| LogError::storage(format!("reading the log stopped: {e}")))??;
+                if records.first().map(|r| r.position) == Some(self.next) {
+                    let last = records.last().map_or(self.next, |r| r.position);
+                    self.next = last + 1;
                     let more = self.log.head() >= self.next;
                     if more {
-                        let (log, from, page) = (self.log.clone(), self.next, self.page);
-                        self.prefetch =
-                            Some(tokio::spawn(async move { log.read_all(from, page).await }));
+                        let ahead = self.spawn_read();
+                        self.read = Some((self.next, ahead));
                     }
                     return Ok(Some(Batch { records, more }));
                 }
@@ -89,5 +97,11 @@ impl Subscription {
                 return Ok(None);
             }
         }
+    }
+
+    /// Starts reading a page from `next` on a task of its own.
+    fn spawn_read(&self) -> tokio::task::JoinHandle<Result<Vec<StoredRecord>, LogError>> {
+        let (log, from, page) = (self.log.clone(), self.next, self.page);
+        tokio::spawn(async move { log.read_all(from, page).await })
     }
 }
