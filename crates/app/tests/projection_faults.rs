@@ -110,8 +110,8 @@ async fn eventually(what: &str, ok: impl Fn() -> bool) {
     panic!("{what}: not within 60 s");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_log_that_fails_a_read_never_hangs_the_projection() {
+/// An app on a [`FlakyLog`] (reading well for now), on 2025-04-01.
+fn app_on_flaky_log() -> (Arc<FlakyLog>, Arc<MovableClock>, Arc<App>) {
     let log = Arc::new(FlakyLog::new());
     let clock = Arc::new(MovableClock(Mutex::new(
         "2025-04-01T12:00:00Z".parse().unwrap(),
@@ -121,6 +121,12 @@ async fn a_log_that_fails_a_read_never_hangs_the_projection() {
         RulesConfig::defaults(),
         clock.clone(),
     ));
+    (log, clock, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_fails_a_read_never_hangs_the_projection() {
+    let (log, clock, app) = app_on_flaky_log();
     let system = Principal::system("test");
     // More pathways than one step re-evaluates one at a time: a new day
     // reads them all back from the log in one fold.
@@ -173,15 +179,7 @@ async fn a_log_that_fails_a_read_never_hangs_the_projection() {
 /// PostgreSQL, a node whose every page took over a second never caught up).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_longer_than_the_runners_turn_is_waited_for() {
-    let log = Arc::new(FlakyLog::new());
-    let clock = Arc::new(MovableClock(Mutex::new(
-        "2025-04-01T12:00:00Z".parse().unwrap(),
-    )));
-    let app = Arc::new(App::new(
-        log.clone(),
-        RulesConfig::defaults(),
-        clock.clone(),
-    ));
+    let (log, _clock, app) = app_on_flaky_log();
     assert!(app.caught_up(Duration::from_secs(60)).await);
     log.slow_ms.store(1_600, Ordering::SeqCst);
     let system = Principal::system("test");
