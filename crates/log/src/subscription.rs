@@ -9,6 +9,9 @@ use tokio::sync::watch;
 
 use crate::{EventLog, LogError, StoredRecord};
 
+/// A page of the log being read on a task of its own.
+type PageRead = tokio::task::JoinHandle<Result<Vec<StoredRecord>, LogError>>;
+
 /// A cursor over the log: catch-up reads, then live.
 pub struct Subscription {
     log: Arc<dyn EventLog>,
@@ -21,10 +24,7 @@ pub struct Subscription {
     /// waiting for. Kept here, so a caller that waits in turns (a
     /// `select!` with a timer) is given the read it started, however long
     /// one read takes, rather than starting it again each turn.
-    read: Option<(
-        u64,
-        tokio::task::JoinHandle<Result<Vec<StoredRecord>, LogError>>,
-    )>,
+    read: Option<(u64, PageRead)>,
 }
 
 impl Drop for Subscription {
@@ -100,7 +100,7 @@ impl Subscription {
     }
 
     /// Starts reading a page from `next` on a task of its own.
-    fn spawn_read(&self) -> tokio::task::JoinHandle<Result<Vec<StoredRecord>, LogError>> {
+    fn spawn_read(&self) -> PageRead {
         let (log, from, page) = (self.log.clone(), self.next, self.page);
         tokio::spawn(async move { log.read_all(from, page).await })
     }

@@ -130,8 +130,8 @@ pub(super) fn check_in_background(shared: &Shared, head: u64, last_segment: u32)
         };
         // Everything here passed the open's checks: damage now means the
         // file changed since.
-        if let Some((offset, problem, _)) = &c.damage {
-            found_damage(shared, &c.path, *offset, problem);
+        if let Some((offset, found)) = &c.damage {
+            found_damage(shared, &c.path, *offset, found.problem());
             return;
         }
         if let Some((first, _)) = c.first {

@@ -129,7 +129,7 @@ pub fn backup(
     }
     sync_dir(&to_segments).map_err(|e| io("syncing the backup's segments", e))?;
     progress(Progress::Checking);
-    let end = match scan_for_open(&to_segments) {
+    let end = match scan_for_open(&to_segments, 0) {
         Ok((end, _)) => end,
         // The open segment's new bytes did not continue what an earlier
         // backup copied (the service cut back a failed write after it): the
@@ -138,7 +138,7 @@ pub fn backup(
             let (source, target) = copied_last.expect("checked");
             fs::remove_file(&target).map_err(|e| io("removing a stale segment copy", e))?;
             report.bytes_copied += copy_segment(&source, &target, &mut |_, _| {})?;
-            scan_for_open(&to_segments)?.0
+            scan_for_open(&to_segments, 0)?.0
         }
         Err(e) => return Err(e),
     };

@@ -139,7 +139,8 @@ pub fn rebuild_index(dir: &Path) -> Result<u64, OpenError> {
         fs::remove_dir_all(&index_dir).map_err(|e| io("removing the index", e))?;
     }
     let index = open_index(&index_dir).map_err(|e| io("creating the index", e))?;
-    let scanned = scan_for_open(&dir.join("segments"))?;
+    // Nothing acknowledged to hold the segments to: the index is gone.
+    let scanned = scan_for_open(&dir.join("segments"), 0)?;
     index_from(&index, &dir.join("segments"), 0, &scanned)?;
     // Checkpoint here rather than replay the whole rebuild at the next start.
     drop(reopen(index, &index_dir).map_err(|e| io("reopening the index", e))?);

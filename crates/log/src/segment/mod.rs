@@ -235,32 +235,27 @@ impl SegmentLog {
         let index_opened = started.elapsed();
         // After sled, not beside it: run together, sled's open slowed the
         // snapshot decode that start-up waits for more than it saved.
-        let scanned = scan_for_open(&segments_dir)?;
         let read = |e: sled::Error| io("reading the index", e);
         if let Some(layout) = index::newer(&index).map_err(read)? {
             return Err(OpenError::Newer(index::newer_message(layout)));
         }
         let current = index::is_current(&index).map_err(read)?;
         let indexed = index::indexed(&index).map_err(read)?;
+        // The index only holds records already synced and answered: the
+        // segments must reach its mark (a tail short of it is damage, not a
+        // torn write).
+        let scanned = scan_for_open(&segments_dir, if current { indexed } else { 0 })?;
         let stored_bytes: u64 = list_segments(&segments_dir)?
             .iter()
             .filter_map(|(_, path)| fs::metadata(path).ok())
             .map(|m| m.len())
             .sum();
         let ids = id_filter(stored_bytes);
-        let caught_up = if !current || indexed > scanned.0.head {
-            if current {
-                tracing::warn!(
-                    indexed,
-                    head = scanned.0.head,
-                    "the index is ahead of the segments; rebuilding it"
-                );
-            } else {
-                tracing::warn!(
-                    layout = index::LAYOUT,
-                    "the index is of an earlier layout; rebuilding it from the segments (once)"
-                );
-            }
+        let caught_up = if !current {
+            tracing::warn!(
+                layout = index::LAYOUT,
+                "the index is of an earlier layout; rebuilding it from the segments (once)"
+            );
             index = recreate_index(index, &index_dir)?;
             index_from(&index, &segments_dir, 0, &scanned)?;
             scanned.0.head

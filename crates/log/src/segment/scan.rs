@@ -74,7 +74,13 @@ pub fn scan(
                     let rest = &bytes[at..];
                     let (problem, torn) = match torn_tail(&bytes, at, &damage, end.head) {
                         Ok(()) => (damage.problem(), true),
-                        Err(problem) => (problem, false),
+                        Err(Found::Newer(problem)) => {
+                            return Err(OpenError::Newer(format!(
+                                "{} at offset {at}: {problem}",
+                                path.display()
+                            )))
+                        }
+                        Err(found) => (found.problem().to_string(), false),
                     };
                     if last && torn {
                         // A write torn by a crash: never acknowledged, so it is safe to drop.
@@ -102,6 +108,28 @@ pub fn scan(
     Ok(end)
 }
 
+/// What damage found in a segment is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Found {
+    /// A write torn by a crash, if the segment is the last: never
+    /// acknowledged, so it may be cut off (unless the index shows
+    /// otherwise, [`scan_for_open`]).
+    Torn(String),
+    /// Damage in the log: the start is refused, naming file and offset.
+    Damaged(String),
+    /// A record of a newer format version: the start is refused, for a
+    /// newer OpenPTL to read it.
+    Newer(String),
+}
+
+impl Found {
+    pub(super) fn problem(&self) -> &str {
+        match self {
+            Found::Torn(p) | Found::Damaged(p) | Found::Newer(p) => p,
+        }
+    }
+}
+
 /// What damage found at `at` in a segment is: a write torn by a crash at
 /// the tail of the log (`Ok`: safe to cut off, it was never acknowledged),
 /// or damage that must refuse the start (`Err`: what to tell the operator).
@@ -110,35 +138,52 @@ pub fn scan(
 /// past its end, or bytes (zeros, garbage) after which no valid record
 /// follows. So the rest of the segment is searched for a record with the
 /// magic, a CRC that matches and a position after `after` (the last good
-/// one): if there is one, the damage is in the middle of acknowledged
+/// one), or a record of a newer format version (its CRC cannot be checked
+/// here): if there is one, the damage is in the middle of acknowledged
 /// records, and cutting there would drop them. A record of a newer format
 /// version is never torn: a downgrade must not truncate the log.
-pub(super) fn torn_tail(
-    bytes: &[u8],
-    at: usize,
-    damage: &Damage,
-    after: u64,
-) -> Result<(), String> {
+pub(super) fn torn_tail(bytes: &[u8], at: usize, damage: &Damage, after: u64) -> Result<(), Found> {
     let problem = damage.problem();
     if matches!(damage, Damage::Newer(_)) {
-        return Err(problem);
+        return Err(Found::Newer(problem));
     }
-    // Only the record at `at` is taken for a newer format: the same bytes
-    // further on may be inside an event's payload.
     let mut from = at + 1;
     while let Some(found) = memchr::memmem::find(&bytes[from.min(bytes.len())..], record::MAGIC) {
         let k = from + found;
         match record::check(&bytes[k..]) {
             Ok(valid) if valid.position > after => {
-                return Err(format!(
+                return Err(Found::Damaged(format!(
                     "{problem}; a valid record (position {}) follows at offset {k}, so this is damage in the middle of the log, not a write torn by a crash",
                     valid.position
-                ));
+                )));
+            }
+            Err(Damage::Newer(v)) if newer_record_fits(&bytes[k..]) => {
+                return Err(Found::Damaged(format!(
+                    "{problem}; a record of the newer format version {v} follows at offset {k}, so this is damage in the middle of the log, not a write torn by a crash (run the newer OpenPTL that wrote it, then `openptl verify`)"
+                )));
             }
             _ => from = k + 1,
         }
     }
     Ok(())
+}
+
+/// Whether the bytes at the start of `rest`, the header of a record of a
+/// newer format version (whose CRC this binary cannot check), frame a
+/// record: the length its prefix claims (the prefix, magic, version and
+/// length, is the same in every format) ends exactly at the end of the
+/// segment or at the magic of the next record. The same bytes inside an
+/// event's payload (a note may hold anything) seldom do.
+fn newer_record_fits(rest: &[u8]) -> bool {
+    let Some(len) = rest
+        .get(5..record::PREFIX)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    else {
+        return false;
+    };
+    len >= record::PREFIX
+        && (len == rest.len()
+            || rest.get(len..len + record::MAGIC.len()) == Some(&record::MAGIC[..]))
 }
 
 /// One segment checked on its own (CRCs, positions and hash chain within
@@ -154,9 +199,8 @@ pub(super) struct SegmentCheck {
     /// Bytes of whole records before any damage.
     pub(super) len: u64,
     pub(super) offsets: Vec<u64>,
-    /// Where the first damage is, what it is, and whether it may be cut off
-    /// as a torn write ([`torn_tail`]) if this is the last segment.
-    pub(super) damage: Option<(u64, String, bool)>,
+    /// Where the first damage is, and what it is ([`torn_tail`]).
+    pub(super) damage: Option<(u64, Found)>,
 }
 
 /// Checks one segment: every record's framing, CRC and position, and, when
@@ -198,10 +242,13 @@ pub(super) fn check_segment(
                 } else {
                     0
                 };
-                out.damage = Some(match torn_tail(bytes, at, &damage, after) {
-                    Ok(()) => (at as u64, damage.problem(), true),
-                    Err(problem) => (at as u64, problem, false),
-                });
+                out.damage = Some((
+                    at as u64,
+                    match torn_tail(bytes, at, &damage, after) {
+                        Ok(()) => Found::Torn(damage.problem()),
+                        Err(found) => found,
+                    },
+                ));
                 break;
             }
         };
@@ -219,13 +266,16 @@ pub(super) fn check_segment(
                     None
                 };
                 if let Some(problem) = problem {
-                    out.damage = Some((at as u64, problem, false));
+                    out.damage = Some((at as u64, Found::Damaged(problem)));
                     break;
                 }
             }
         }
         if u32::try_from(at).is_err() {
-            out.damage = Some((at as u64, "segment longer than 4 GiB".into(), false));
+            out.damage = Some((
+                at as u64,
+                Found::Damaged("segment longer than 4 GiB".into()),
+            ));
             break;
         }
         visit(&checked);
@@ -248,7 +298,16 @@ pub(super) fn check_segment(
 /// where each record is. The chain inside the earlier (sealed) segments is
 /// checked after the open, in the background ([`check_in_background`],
 /// decision 67): hashing every record took most of a 10M-record start.
-pub(super) fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Locations), OpenError> {
+///
+/// `acknowledged` is a position the log is known to have acknowledged (the
+/// index's "indexed up to" mark: the index is written only after a record
+/// is synced and answered; 0 when nothing is known). A tail that would
+/// leave the log short of it is damage, never a torn write, and segments
+/// that end before it have lost acknowledged records: both refuse the start.
+pub(super) fn scan_for_open(
+    segments_dir: &Path,
+    acknowledged: u64,
+) -> Result<(ScanEnd, Locations), OpenError> {
     let segments = list_segments(segments_dir)?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
@@ -311,10 +370,31 @@ pub(super) fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Locations),
                 ));
             }
         }
-        if let Some((offset, problem, reaches_end)) = &c.damage {
-            if !(last && *reaches_end) {
-                return Err(corrupt(*offset, problem.clone()));
+        if let Some((offset, found)) = &c.damage {
+            let before = if c.first.is_some() {
+                c.last_position
+            } else {
+                end.head
+            };
+            match found {
+                Found::Torn(_) if last && before >= acknowledged => {}
+                Found::Torn(problem) if last => {
+                    return Err(corrupt(
+                        *offset,
+                        format!(
+                            "{problem} after position {before}, but the index shows records up to position {acknowledged} were acknowledged, so this is damage, not a write torn by a crash; {RESTORE}"
+                        ),
+                    ))
+                }
+                Found::Newer(problem) => {
+                    return Err(OpenError::Newer(format!(
+                        "{} at offset {offset}: {problem}",
+                        c.path.display()
+                    )))
+                }
+                other => return Err(corrupt(*offset, other.problem().to_string())),
             }
+            let problem = found.problem();
             // A write torn by a crash: never acknowledged, so it is safe to drop.
             tracing::warn!(file = %c.path.display(), offset, %problem, "cutting off a torn record at the tail of the log");
             let file = OpenOptions::new()
@@ -338,8 +418,22 @@ pub(super) fn scan_for_open(segments_dir: &Path) -> Result<(ScanEnd, Locations),
         end.segment = c.number;
         end.segment_len = c.len;
     }
+    if end.head < acknowledged {
+        let last = segments_dir.join(segment_name(end.segment));
+        return Err(OpenError::Corrupt {
+            file: last.display().to_string(),
+            offset: end.segment_len,
+            problem: format!(
+                "the segments end at position {}, but the index shows records up to position {acknowledged} were acknowledged: a segment file is missing or was replaced by an older copy; {RESTORE}",
+                end.head
+            ),
+        });
+    }
     Ok((end, locations))
 }
+
+/// What to do about acknowledged records missing from the segments.
+const RESTORE: &str = "restore the data directory from a backup (docs/operations.md); only if these segments were put back on purpose, `openptl rebuild-index` makes the index match them";
 
 /// What `verify` found.
 #[derive(Debug, Default)]
