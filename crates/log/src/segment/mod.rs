@@ -558,6 +558,14 @@ impl Shared {
 
     /// Where the event with `id` is: the entries waiting for sled first, then
     /// sled (the indexer removes an entry only once sled has it).
+    /// The record stored with event id `id`, if any.
+    fn stored_event(&self, id: &Uuid) -> Result<Option<StoredRecord>, LogError> {
+        match self.position_of_event(id)? {
+            Some(position) => self.read_position(position).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn position_of_event(&self, id: &Uuid) -> Result<Option<u64>, LogError> {
         if self.ids_ready.load(std::sync::atomic::Ordering::Acquire) && !self.ids.contains(id) {
             return Ok(None);

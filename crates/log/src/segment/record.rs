@@ -64,6 +64,29 @@ pub fn encode(record: &StoredRecord, prev_hash: &Hash, out: &mut Vec<u8>) -> Has
     Sha256::digest(&out[start..]).into()
 }
 
+/// Why a record with these fields cannot be written in this format (a text
+/// field longer than its 2-byte length can say, or the whole longer than
+/// [`MAX_RECORD`], which the start-up scan would take for damage), if it
+/// cannot. Checked before anything is written.
+pub fn unfit(stream_id: &str, event_type: &str, actor: &str, payload: usize) -> Option<String> {
+    for (name, text) in [
+        ("stream id", stream_id),
+        ("event type", event_type),
+        ("actor", actor),
+    ] {
+        if text.len() > usize::from(u16::MAX) {
+            return Some(format!(
+                "its {name} is {} bytes, more than the {} a record holds",
+                text.len(),
+                u16::MAX
+            ));
+        }
+    }
+    let len = FIXED + stream_id.len() + event_type.len() + actor.len() + payload;
+    (len > MAX_RECORD)
+        .then(|| format!("it is {len} bytes, more than the {MAX_RECORD} a record may be"))
+}
+
 /// Why bytes are not a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {

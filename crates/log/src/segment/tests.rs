@@ -552,6 +552,49 @@ async fn damage_before_records_of_a_newer_format_is_not_cut_off() {
     assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut off");
 }
 
+/// A replay is told from a new event by reading the stored one back; a
+/// read that fails refuses the append (it was once taken for "not stored",
+/// and the same event id was stored twice).
+#[tokio::test]
+async fn an_event_id_that_cannot_be_looked_up_refuses_the_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let r = record("s", None, b"once");
+    log.append(vec![r.clone()]).await.unwrap();
+    wait_until_indexed(&log, 1);
+    // The segment's records cannot be read any more.
+    log.shared
+        .files
+        .lock()
+        .unwrap()
+        .insert(1, Arc::new(File::open("/dev/null").unwrap()));
+    assert!(matches!(
+        log.append(vec![r.clone()]).await,
+        Err(LogError::Storage(_))
+    ));
+    assert_eq!(log.head(), 1, "nothing was stored");
+}
+
+/// Fields the record format cannot hold are refused before anything is
+/// written (a 70,000-byte actor once wrapped its 2-byte length: answered,
+/// then unreadable; a 64 MiB payload was cut at the next start).
+#[tokio::test]
+async fn a_record_the_format_cannot_hold_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let mut long_actor = record("s", None, b"x");
+    long_actor.actor = "a".repeat(70_000);
+    let mut huge = record("s", None, b"");
+    huge.payload = vec![0; record::MAX_RECORD];
+    for r in [long_actor, huge] {
+        let refused = log.append(vec![record("s", None, b"ok"), r]).await;
+        assert!(matches!(refused, Err(LogError::Storage(_))), "{refused:?}");
+    }
+    assert_eq!(log.head(), 0, "nothing of either batch was stored");
+    drop(log);
+    assert_eq!(open(dir.path()).head(), 0);
+}
+
 #[tokio::test]
 async fn reads_and_recovery_cross_segment_boundaries() {
     let dir = tempfile::tempdir().unwrap();

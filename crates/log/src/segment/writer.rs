@@ -125,12 +125,25 @@ impl Writer {
                 versions.insert(r.stream_id.clone(), v);
             }
         }
-        let shared = self.shared.clone();
+        // A look-up that fails refuses the records (taken for "not stored",
+        // an event would be stored twice).
+        let mut stored = std::collections::HashSet::new();
+        for (index, r) in records.iter().enumerate() {
+            if let Some(why) = record::unfit(&r.stream_id, &r.event_type, &r.actor, r.payload.len())
+            {
+                return Err(LogError::storage(format!(
+                    "record {index} cannot be stored: {why}"
+                )));
+            }
+            if self.shared.position_of_event(&r.event_id)?.is_some() {
+                stored.insert(r.event_id);
+            }
+        }
         check_verbatim(
             &records,
             self.head,
             |s| versions.get(s).copied().unwrap_or(0),
-            |id| shared.position_of_event(id).ok().flatten().is_some(),
+            |id| stored.contains(id),
         )?;
         let mut buffer = Vec::new();
         let mut hash = self.last_hash;
@@ -218,18 +231,39 @@ impl Writer {
                     }
                 }
             }
-            let shared = self.shared.clone();
+            // The records of its event ids already stored, looked up before
+            // planning: a look-up that fails fails the request (taken for
+            // "not stored", the event would be stored twice).
+            let mut stored = HashMap::new();
+            for (index, r) in request.batch.iter().enumerate() {
+                if let Some(why) =
+                    record::unfit(&r.stream_id, &r.event_type, &r.actor, r.payload.len())
+                {
+                    lookup_error = Some(LogError::storage(format!(
+                        "record {index} of the batch cannot be stored: {why}"
+                    )));
+                }
+            }
+            for id in request.batch.iter().map(|r| r.event_id) {
+                if lookup_error.is_some() || group_events.contains_key(&id) {
+                    continue;
+                }
+                match self.shared.stored_event(&id) {
+                    Ok(Some(record)) => {
+                        stored.insert(id, record);
+                    }
+                    Ok(None) => {}
+                    Err(e) => lookup_error = Some(e),
+                }
+            }
             let plan = match lookup_error {
                 Some(e) => Err(e),
                 None => plan_batch(
                     &request.batch,
                     |stream| group_versions.get(stream).copied().unwrap_or(0),
-                    |id| {
-                        let in_group = group_events.get(id).map(|i| new_records[*i].0.clone());
-                        in_group.or_else(|| {
-                            let position = shared.position_of_event(id).ok().flatten()?;
-                            shared.read_position(position).ok()
-                        })
+                    |id| match group_events.get(id) {
+                        Some(i) => Some(new_records[*i].0.clone()),
+                        None => stored.get(id).cloned(),
                     },
                 ),
             };
