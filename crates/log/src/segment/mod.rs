@@ -212,7 +212,22 @@ impl SegmentLog {
     pub fn open_with_segment_size(dir: &Path, segment_bytes: u64) -> Result<SegmentLog, OpenError> {
         let segment_bytes = segment_bytes.min(MAX_SEGMENT_BYTES);
         let segments_dir = dir.join("segments");
+        let created = !segments_dir.exists();
         fs::create_dir_all(&segments_dir).map_err(|e| io("creating the data directory", e))?;
+        if created {
+            // The directories' own entries, so the first segment (synced
+            // into `segments/` when made) cannot be lost with them.
+            let parent = dir.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            });
+            for d in [Some(dir), parent].into_iter().flatten() {
+                sync_dir(d).map_err(|e| io("syncing the data directory", e))?;
+            }
+        }
         let lock = lock_data_dir(dir)?;
         if let Some(damage) = recorded_damage(dir) {
             return Err(damage);
