@@ -512,3 +512,157 @@ async fn verify_proves_the_chain_and_catches_a_rewritten_tail_by_its_anchors() {
         report.problems
     );
 }
+
+/// A TCP relay in front of PostgreSQL whose connections open so far can be
+/// frozen: they stay open and relay nothing more (a half-open TCP, a
+/// firewall that dropped its state), while new ones work.
+struct FreezingRelay {
+    port: u16,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    frozen_below: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FreezingRelay {
+    async fn start() -> FreezingRelay {
+        let config: tokio_postgres::Config = url().parse().unwrap();
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(host) => host.clone(),
+            other => panic!("a TCP host is needed, not {other:?}"),
+        };
+        let server = format!(
+            "{host}:{}",
+            config.get_ports().first().copied().unwrap_or(5432)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay = FreezingRelay {
+            port: listener.local_addr().unwrap().port(),
+            next: Default::default(),
+            frozen_below: Default::default(),
+        };
+        let (next, frozen_below) = (relay.next.clone(), relay.frozen_below.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let id = next.fetch_add(1, Ordering::SeqCst);
+                let server = tokio::net::TcpStream::connect(&server).await.unwrap();
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [(cr, sw), (sr, cw)] {
+                    let frozen_below = frozen_below.clone();
+                    tokio::spawn(async move {
+                        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                        let mut buf = vec![0u8; 65536];
+                        while let Ok(n @ 1..) = from.read(&mut buf).await {
+                            while id < frozen_below.load(Ordering::SeqCst) {
+                                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        relay
+    }
+
+    fn url(&self) -> String {
+        let config: tokio_postgres::Config = url().parse().unwrap();
+        let user = config.get_user().unwrap_or("postgres");
+        let db = config.get_dbname().unwrap_or("test");
+        format!(
+            "postgres://{user}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Every connection open now goes silent.
+    fn freeze(&self) {
+        self.frozen_below
+            .store(self.next.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// Connections that go silent without closing are given up: an idle
+/// writer's round trip finds its own (the next append goes on a new one),
+/// and a read unanswered within its ceiling gives its connection up (the
+/// next read opens another). Both once held the node for good, or for a
+/// minute per append, while it said it was ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_gone_silent_are_given_up() {
+    let Some(admin) = admin().await else { return };
+    drop(fresh(&admin, "openptl_silent").await);
+    let relay = FreezingRelay::start().await;
+    let log = std::sync::Arc::new(
+        PgLog::open_in_schema(&relay.url(), "openptl_silent")
+            .await
+            .unwrap(),
+    );
+    log.append(vec![record("s", Some(0), b"before")])
+        .await
+        .unwrap();
+    relay.freeze();
+    let read = tokio::spawn({
+        let log = log.clone();
+        async move { log.read_stream("s").await }
+    });
+    // The idle writer finds its connection silent and opens another.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let started = std::time::Instant::now();
+    let appended = log
+        .append(vec![record("s", Some(1), b"after")])
+        .await
+        .unwrap();
+    assert_eq!(appended[0].position, 2);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the append waited for the silent connection: {:?}",
+        started.elapsed()
+    );
+    // The read on the silent connection is answered (an error) within its
+    // ceiling, not never; the next read goes on a new connection.
+    let answered = tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .expect("a read on a silent connection never returned")
+        .unwrap();
+    assert!(
+        matches!(answered, Err(LogError::Storage(_))),
+        "{answered:?}"
+    );
+    assert_eq!(log.read_stream("s").await.unwrap().len(), 2);
+}
+
+/// A database whose log went back (restored from a backup, or failed over
+/// to a standby behind this node) leaves the node not ready and taking no
+/// appends until restarted: it would otherwise hand out positions its
+/// projection has already folded, and never show their new records.
+#[tokio::test]
+async fn a_log_that_goes_back_stops_the_node() {
+    let Some(admin) = admin().await else { return };
+    let log = fresh(&admin, "openptl_went_back").await;
+    for i in 0..3u8 {
+        log.append(vec![record("s", None, &[i])]).await.unwrap();
+    }
+    assert!(log.unavailable().is_none());
+    admin
+        .batch_execute(
+            "DELETE FROM openptl_went_back.openptl_events WHERE position > 1;
+             UPDATE openptl_went_back.openptl_head SET position = 1;",
+        )
+        .await
+        .unwrap();
+    let mut why = None;
+    for _ in 0..100 {
+        why = log.unavailable();
+        if why.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let why = why.expect("the node stays ready on a log that went back");
+    assert!(why.contains("went back from position 3 to 1"), "{why}");
+    assert!(matches!(
+        log.append(vec![record("s", None, b"more")]).await,
+        Err(LogError::Storage(_))
+    ));
+}

@@ -38,7 +38,25 @@ const SESSION_DEFAULTS: &[(&str, &str)] = &[
     ("lock_timeout", "5s"),
     ("statement_timeout", "30s"),
     ("idle_in_transaction_session_timeout", "60s"),
+    // Appends serialize on the head row's lock: under REPEATABLE READ (a
+    // server default some sites set) two nodes appending at once would
+    // fail each other's transactions.
+    ("default_transaction_isolation", "read committed"),
 ];
+
+/// TCP keepalives and the longest unacknowledged send, unless the URL sets
+/// them: a connection whose peer vanished (a firewall's state dropped, a
+/// failover behind a virtual address) fails within a minute instead of
+/// the kernel's quarter of an hour.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest one read may take before its connection is given up (a
+/// connection gone silent without closing): beyond the server's own
+/// `statement_timeout`, so a slow query is the server's error first.
+pub(super) const READ_CEILING: Duration = Duration::from_secs(40);
 
 pub(super) fn storage(e: tokio_postgres::Error) -> LogError {
     LogError::storage(format!("PostgreSQL: {}", describe(&e)))
@@ -345,6 +363,19 @@ impl PgConnector {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
+        let says = |name: &str| url.contains(name);
+        if !says("keepalives_idle") {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if !says("keepalives_interval") {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if !says("keepalives_retries") {
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
         let attempt = config
             .get_connect_timeout()
             .copied()
@@ -503,6 +534,37 @@ impl Link {
                 backoff: Backoff::new(),
                 last_error: String::new(),
             }),
+        }
+    }
+
+    /// Runs `read` (a query on `client`, had from [`Link::client`]) within
+    /// [`READ_CEILING`]. A read that gets no answer in time gives its
+    /// connection up, so the next read opens another: a connection gone
+    /// silent without closing (a half-open TCP) once held every read of
+    /// the node, appends included, for good.
+    pub(super) async fn read<T>(
+        &self,
+        client: &Arc<Client>,
+        read: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, LogError> {
+        match tokio::time::timeout(READ_CEILING, read).await {
+            Ok(answer) => answer.map_err(storage),
+            Err(_) => {
+                let why = format!(
+                    "a read got no answer within {} s; its connection is given up",
+                    READ_CEILING.as_secs()
+                );
+                tracing::warn!(reason = %why, "PostgreSQL read connection silent; reconnecting");
+                let mut state = self.state.lock().await;
+                if state
+                    .client
+                    .as_ref()
+                    .is_some_and(|c| Arc::ptr_eq(c, client))
+                {
+                    state.client = None;
+                }
+                Err(LogError::storage(format!("PostgreSQL: {why}")))
+            }
         }
     }
 

@@ -56,6 +56,10 @@ const HEAD_POLL: Duration = Duration::from_millis(200);
 /// How often an idle writer looks whether its connection still stands.
 const WRITER_CHECK: Duration = Duration::from_secs(1);
 
+/// The longest an idle writer's round trip may take before its connection
+/// is given up.
+const WRITER_PING: Duration = Duration::from_secs(5);
+
 /// The longest a group commit may take as the writer sees it: a connection
 /// that hangs without closing (a half-open TCP) is given up after this.
 const COMMIT_CEILING: Duration = Duration::from_secs(60);
@@ -102,9 +106,27 @@ struct Shared {
     writer_down: Mutex<Option<String>>,
     /// Why the head follower cannot read the head, while it cannot.
     follower_down: Mutex<Option<String>>,
+    /// Set, for good, when the log's head was found lower than one this
+    /// node had already seen: the database was restored or failed over to
+    /// a standby behind it, and what this node projected is not the log.
+    went_back: Mutex<Option<String>>,
 }
 
 impl Shared {
+    fn went_back(&self, seen: u64, head: u64) {
+        let mut went_back = self
+            .went_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if went_back.is_none() {
+            let why = format!(
+                "the log's head went back from position {seen} to {head} (the database was restored, or failed over to a standby behind this node): this node takes no appends and is not ready until it is restarted"
+            );
+            tracing::error!(seen, head, "{why}");
+            *went_back = Some(why);
+        }
+    }
+
     fn publish(&self, head: u64) {
         self.head.send_if_modified(|h| {
             let moved = head > *h;
@@ -193,6 +215,7 @@ impl PgLog {
             head: watch::channel(head).0,
             writer_down: Mutex::new(None),
             follower_down: Mutex::new(None),
+            went_back: Mutex::new(None),
         });
         tokio::spawn(follow_head(
             connector.clone(),
@@ -218,6 +241,14 @@ impl PgLog {
             shared,
             schema: schema.to_string(),
         })
+    }
+
+    fn went_back(&self) -> Option<String> {
+        self.shared
+            .went_back
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn sql(&self, template: &str) -> String {
@@ -361,7 +392,11 @@ async fn follow_head(connector: Arc<PgConnector>, schema: String, shared: Weak<S
         let Some(shared_now) = shared.upgrade() else {
             return;
         };
+        // Every head published before the read began was committed before
+        // its snapshot: a lower one read means the log went back.
+        let seen = *shared_now.head.borrow();
         match tokio::time::timeout(HEAD_READ_CEILING, read_head(client, &schema)).await {
+            Ok(Ok(head)) if head < seen => shared_now.went_back(seen, head),
             Ok(Ok(head)) => {
                 shared_now.publish(head);
                 down(None);
@@ -435,6 +470,9 @@ impl EventLog for PgLog {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(why) = self.went_back() {
+            return Err(LogError::storage(format!("nothing was recorded: {why}")));
+        }
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Job::Append(Request { batch, reply }))
@@ -455,16 +493,14 @@ impl EventLog for PgLog {
     }
 
     async fn read_stream(&self, stream_id: &str) -> Result<Vec<StoredRecord>, LogError> {
+        let client = self.reader.client().await?;
+        let sql = self.sql(&format!(
+            "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE stream_id = $1 ORDER BY version"
+        ));
         let rows = self
             .reader
-            .client()
-            .await?
-            .query(
-                &self.sql(&format!("SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE stream_id = $1 ORDER BY version")),
-                &[&stream_id],
-            )
-            .await
-            .map_err(storage)?;
+            .read(&client, client.query(&sql, &[&stream_id]))
+            .await?;
         Ok(rows.iter().map(record_of).collect())
     }
 
@@ -473,18 +509,14 @@ impl EventLog for PgLog {
             return Ok(Vec::new());
         }
         let wanted: Vec<i64> = positions.iter().map(|p| *p as i64).collect();
+        let client = self.reader.client().await?;
+        let sql = self.sql(&format!(
+            "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE position = ANY($1)"
+        ));
         let rows = self
             .reader
-            .client()
-            .await?
-            .query(
-                &self.sql(&format!(
-                    "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE position = ANY($1)"
-                )),
-                &[&wanted],
-            )
-            .await
-            .map_err(storage)?;
+            .read(&client, client.query(&sql, &[&wanted]))
+            .await?;
         // Rows come in any order; answer in the order asked.
         let by_position: HashMap<u64, StoredRecord> = rows
             .iter()
@@ -505,48 +537,37 @@ impl EventLog for PgLog {
     }
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
+        let client = self.reader.client().await?;
+        let sql = self.sql(&format!("SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE position >= $1 ORDER BY position LIMIT $2"));
+        let (from, max) = (from.max(1) as i64, max as i64);
         let rows = self
             .reader
-            .client()
-            .await?
-            .query(
-                &self.sql(&format!("SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE position >= $1 ORDER BY position LIMIT $2")),
-                &[&(from.max(1) as i64), &(max as i64)],
-            )
-            .await
-            .map_err(storage)?;
+            .read(&client, client.query(&sql, &[&from, &max]))
+            .await?;
         Ok(rows.iter().map(record_of).collect())
     }
 
     async fn find_event(&self, event_id: Uuid) -> Result<Option<StoredRecord>, LogError> {
+        let client = self.reader.client().await?;
+        let sql = self.sql(&format!(
+            "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE event_id = $1"
+        ));
         let row = self
             .reader
-            .client()
-            .await?
-            .query_opt(
-                &self.sql(&format!(
-                    "SELECT {COLUMNS} FROM {{s}}.openptl_events WHERE event_id = $1"
-                )),
-                &[&event_id],
-            )
-            .await
-            .map_err(storage)?;
+            .read(&client, client.query_opt(&sql, &[&event_id]))
+            .await?;
         Ok(row.as_ref().map(record_of))
     }
 
     /// The head row holds the position and its record's hash together,
     /// updated in the transaction of every append.
     async fn chain_head(&self) -> Result<Option<crate::ChainHead>, LogError> {
+        let client = self.reader.client().await?;
+        let sql = self.sql("SELECT position, last_hash FROM {s}.openptl_head");
         let row = self
             .reader
-            .client()
-            .await?
-            .query_one(
-                &self.sql("SELECT position, last_hash FROM {s}.openptl_head"),
-                &[],
-            )
-            .await
-            .map_err(storage)?;
+            .read(&client, client.query_one(&sql, &[]))
+            .await?;
         let hash: Vec<u8> = row.get(1);
         let hash = Hash::try_from(hash.as_slice()).map_err(|_| {
             LogError::storage(format!(
@@ -577,6 +598,9 @@ impl EventLog for PgLog {
     fn unavailable(&self) -> Option<String> {
         let read =
             |m: &Mutex<Option<String>>| m.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(why) = read(&self.shared.went_back) {
+            return Some(why);
+        }
         read(&self.shared.writer_down)
             .or_else(|| read(&self.shared.follower_down))
             .map(|why| format!("PostgreSQL unreachable: {why}"))

@@ -105,9 +105,24 @@ impl Writer {
             .ok_or_else(|| LogError::storage("PostgreSQL: no writer connection"))
     }
 
-    /// While no append comes: notices a lost connection, reconnects when due.
+    /// While no append comes: notices a lost connection, or one gone silent
+    /// (a round trip unanswered within [`WRITER_PING`]: a half-open TCP
+    /// was found only by the next append, after [`COMMIT_CEILING`], while
+    /// the node said it was ready), and reconnects when due.
     async fn idle(&mut self) {
         self.forget_if_lost();
+        if let Some(client) = &self.client {
+            match tokio::time::timeout(WRITER_PING, client.simple_query("SELECT 1")).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    self.lost(format!("the writer's connection failed: {}", describe(&e)))
+                }
+                Err(_) => self.lost(format!(
+                    "the writer's connection gave no answer within {} s",
+                    WRITER_PING.as_secs()
+                )),
+            }
+        }
         if self.client.is_none() && self.backoff.due() {
             let _ = self.try_connect().await;
         }
