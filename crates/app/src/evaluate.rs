@@ -97,6 +97,34 @@ pub(crate) fn current_from(
     })
 }
 
+/// Why a stored record cannot be read by this binary, if it cannot: an
+/// event type it does not know, or a schema version after the one it
+/// writes (an upgrade, then a downgrade). Such a record stops the
+/// projection (`/readyz` says why) rather than hide its pathway: a
+/// downgrade once dropped every pathway touched since the upgrade from the
+/// PTL, without a word beyond a log line.
+pub fn unreadable(r: RecordRef<'_>) -> Option<String> {
+    let newer = |what: String| {
+        Some(format!(
+            "the event at position {} is {what}, written by a newer OpenPTL: run that version or a later one",
+            r.position
+        ))
+    };
+    match EventType::parse(r.event_type) {
+        None => newer(format!(
+            "of type {}, which this binary does not know",
+            r.event_type
+        )),
+        Some(ty) if r.schema_version > ty.schema_version() => newer(format!(
+            "{} of schema version {} (this binary reads up to {})",
+            r.event_type,
+            r.schema_version,
+            ty.schema_version()
+        )),
+        Some(_) => None,
+    }
+}
+
 /// Decodes one stored record for the rules.
 pub fn decode(r: RecordRef<'_>) -> Result<RecordedEvent, AppError> {
     let event_type = EventType::parse(r.event_type).ok_or_else(|| {

@@ -447,8 +447,16 @@ fn fold_share<R>(
         })
         .map_err(storage)?;
     let mut finished = Vec::with_capacity(HANDED_ON);
+    let mut unreadable = None;
     reader
         .visit(1, to, &keep, &mut |record| {
+            if unreadable.is_some() {
+                return;
+            }
+            if let Some(why) = crate::evaluate::unreadable(record) {
+                unreadable = Some(why);
+                return;
+            }
             let Some(pathway) = found.get_mut(record.stream_id.as_bytes()) else {
                 return;
             };
@@ -468,6 +476,9 @@ fn fold_share<R>(
             }
         })
         .map_err(storage)?;
+    if let Some(why) = unreadable {
+        return Err(AppError::internal(why));
+    }
     done(finished);
     Ok(())
 }

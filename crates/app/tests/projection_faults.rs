@@ -192,3 +192,59 @@ async fn a_read_longer_than_the_runners_turn_is_waited_for() {
     eventually("the slow page is folded in", || projection.counts().0 == 1).await;
     assert!(app.projection().failure().is_none());
 }
+
+/// A stored event this binary cannot read (a schema version after its
+/// own, an event type it does not know: an upgrade, then a downgrade)
+/// stops the projection, and `/readyz` says why; it once dropped the
+/// pathway from every view with a log line only. Whether the record is met
+/// by the fold from the start or followed live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_of_a_newer_openptl_stops_the_projection() {
+    let newer = |event_type: &str, schema_version: u16| NewRecord {
+        stream_id: "P-NEWER".into(),
+        event_id: Uuid::new_v4(),
+        event_type: event_type.into(),
+        schema_version,
+        actor: "a newer openptl".into(),
+        payload: vec![0x80],
+        expected_version: None,
+    };
+    for (record, before_start) in [
+        (newer("referral_received", 3), true),
+        (newer("referral_received", 3), false),
+        (newer("pathway_teleported", 1), false),
+    ] {
+        let (log, _clock, app) = app_on_flaky_log();
+        let system = Principal::system("test");
+        let referral = json!({
+            "pathway_id": "P-OLD", "type": "referral_received", "occurred_on": "2025-03-03",
+            "data": { "nhs_number": "943 476 5919", "trust": "RXH", "tumour_site": "lung", "route": "urgent_suspected_cancer" }
+        });
+        if before_start {
+            // Stored before the app starts: the fold from the start meets it.
+            drop(app);
+            log.inner.append(vec![record]).await.unwrap();
+            let app = Arc::new(App::new(
+                log.clone(),
+                RulesConfig::defaults(),
+                Arc::new(MovableClock(Mutex::new(
+                    "2025-04-01T12:00:00Z".parse().unwrap(),
+                ))),
+            ));
+            let projection = app.projection().clone();
+            eventually("the failure is reported", || projection.failure().is_some()).await;
+            let why = app.projection().failure().unwrap();
+            assert!(why.contains("written by a newer OpenPTL"), "{why}");
+            assert!(!app.ready());
+            continue;
+        }
+        app.append(vec![referral], &system, false).await.unwrap();
+        assert!(app.caught_up(Duration::from_secs(60)).await);
+        log.inner.append(vec![record]).await.unwrap();
+        let projection = app.projection().clone();
+        eventually("the failure is reported", || projection.failure().is_some()).await;
+        let why = app.projection().failure().unwrap();
+        assert!(why.contains("written by a newer OpenPTL"), "{why}");
+        assert!(!app.ready(), "not ready on a log it cannot read");
+    }
+}

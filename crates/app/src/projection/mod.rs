@@ -648,6 +648,12 @@ impl Projection {
     /// Folds stored records (the next ones of the log, in order) in.
     /// They become visible to views at the next [`Projection::refresh`].
     pub fn apply(&self, records: Vec<StoredRecord>) -> Result<(), AppError> {
+        if let Some(why) = records
+            .iter()
+            .find_map(|r| crate::evaluate::unreadable(r.as_ref()))
+        {
+            return Err(AppError::internal(why));
+        }
         // Decode, outside the write lock, the records of pathways whose
         // history is cached (only those are decoded now; the rest when
         // read back). Positions only grow under the write lock, which this
