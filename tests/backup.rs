@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use common::{binary, fresh_dir, request, Server};
+use openptl_log::EventLog;
 use serde_json::Value;
 
 const PATHWAYS: usize = 12;
@@ -226,4 +227,35 @@ fn the_backup_api_is_off_unless_configured_and_for_admins_only() {
     let (status, body) =
         common::request_as(&server.addr, Some(&manager), "POST", "/v1/backup", None).unwrap();
     assert_eq!(status, 403, "{body}");
+}
+
+/// A backup through the API that cannot finish (here: `--backup-to` holds
+/// another log's backup) is `503 backup_failed` saying why, not the
+/// append's "nothing was recorded".
+#[tokio::test]
+async fn a_backup_through_the_api_that_cannot_finish_says_why() {
+    let other = fresh_dir("backup-api-other");
+    {
+        let log = openptl_log::SegmentLog::open(&other).unwrap();
+        log.append(vec![openptl_log::suite::record("x", None, b"x")])
+            .await
+            .unwrap();
+    }
+    let to = fresh_dir("backup-api-target");
+    openptl_log::segment::backup(&other, &to, &mut |_| {}).unwrap();
+    let data = fresh_dir("backup-api-data");
+    let server = Server::start(&data, &["--backup-to", to.to_str().unwrap()]);
+    let (status, body) = request(&server.addr, "POST", "/v1/events", Some(&referral(1))).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = request(&server.addr, "POST", "/v1/backup", None).unwrap();
+    assert_eq!(status, 503, "{body}");
+    let error = &json(&body)["error"];
+    assert_eq!(error["code"], "backup_failed", "{body}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("another event log"),
+        "{body}"
+    );
 }

@@ -44,6 +44,10 @@ pub enum AppError {
     /// The log could not be read or written; the operator must act.
     #[error("storage: {0}")]
     Storage(#[source] Failure),
+    /// A backup did not finish (a full disk, a backup directory that is not
+    /// this log's, another backup into it): nothing of the log changed.
+    #[error("backup: {0}")]
+    BackupFailed(#[source] Failure),
     /// A write failed in a way that leaves unknown whether it was stored:
     /// sending the same events again (same event ids) is safe.
     #[error("storage, outcome unknown: {0}")]

@@ -259,7 +259,13 @@ impl App {
                 None => Err(AppError::NotConfigured(
                     "this store is backed up by its database (PostgreSQL: pg_basebackup and point-in-time recovery; docs/operations.md)".into(),
                 )),
-                Some(Err(e)) => Err(AppError::from(e)),
+                Some(Err(e)) => {
+                    tracing::error!(error = %e, "the backup did not finish");
+                    Err(AppError::BackupFailed(match e {
+                        openptl_log::LogError::Storage(failure) => failure,
+                        other => openptl_log::Failure::caused_by("the backup", other),
+                    }))
+                }
                 Some(Ok(report)) => {
                     tracing::info!(
                         position = report.position,

@@ -331,6 +331,14 @@ impl ApiError {
                     "The event log is not available; nothing was recorded. Try again shortly.".into(),
                     json!({}),
                 ),
+                AppError::BackupFailed(why) => (
+                    Kind::Unavailable,
+                    "backup_failed",
+                    format!(
+                        "The backup did not finish; the log is as it was ({why})."
+                    ),
+                    json!({}),
+                ),
                 AppError::NotConfigured(why) => (
                     Kind::Conflict,
                     "not_configured",

@@ -656,7 +656,7 @@ pub fn document() -> Value {
                 false,
             ) },
             "/v1/backup": { "post": operation(
-                "Back the log up, while it runs, into the directory the service was started with (`--backup-to`; admin). 409 `not_configured` without one, or on PostgreSQL.",
+                "Back the log up, while it runs, into the directory the service was started with (`--backup-to`; admin). 409 `not_configured` without one, or on PostgreSQL; 503 `backup_failed` (saying why: a full disk, a directory holding another log's backup or a newer one) when it cannot finish, the log unchanged.",
                 vec![],
                 ("200", json_ok("What the backup holds", json!({ "type": "object", "required": ["position", "head_hash"], "properties": { "position": { "type": "integer" }, "head_hash": { "type": "string" } } }))),
                 false,

@@ -14,30 +14,50 @@
 //!   and head hash that the original log holds;
 //! - the projection snapshot is copied before the segments, so its position
 //!   is never after the copy's head (a restart checks it against the log);
-//!   the tokens and anchors files are copied as they are (each is replaced
-//!   whole by a rename, never written in place).
+//!   the side files are copied as they are ([`SIDE_FILES`]: whole files
+//!   renamed into place, or logs appended line by line).
 //!
 //! The sled index is not copied (it is derived: the first start on the copy
 //! rebuilds it from the segments). A second backup into the same directory
 //! copies only what is new: segments of the same length are left alone, a
-//! longer one gets only its new bytes.
+//! longer one gets only its new bytes. A backup directory whose copy is not
+//! a prefix of the log (it holds more, or other bytes: the log was restored
+//! from an older backup since, or a write it copied was cut back) is
+//! refused before anything in it changes: it may be the only copy of
+//! records the log no longer holds.
+//!
+//! A copy is marked [`INCOMPLETE`] from its first write until its manifest
+//! is written: a backup or restore that failed half-way (a full disk, a
+//! kill) leaves a directory that `restore` refuses to restore from, and
+//! that neither a start nor `verify` takes for a log. Backups and restores
+//! into one directory take its lock, so two never interleave.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{io, list_segments, record, recorded_damage, scan_for_open, segment_name, sync_dir};
+use super::{
+    io, list_segments, lock_data_dir, record, recorded_damage, scan_for_open, segment_name,
+    sync_dir,
+};
 use super::{Hash, OpenError};
 use crate::Failure;
 
-/// The files of a data directory a backup copies besides the segments
-/// (each written whole and renamed into place by the service).
+/// The files of a data directory a backup copies besides the segments: the
+/// snapshot, tokens and import key (each written whole and renamed into
+/// place by the service), the anchors and the access log (appended line by
+/// line: a copy may end in a torn line, which their readers pass over).
 const SIDE_FILES: &[&str] = &[
     "projection.snapshot",
     "tokens.json",
     "anchors.jsonl",
     "import.key",
+    "access.log",
 ];
+
+/// The mark of a copy in progress (a backup, or a restore), removed once
+/// the copy is whole and checked; it names what was being copied.
+pub const INCOMPLETE: &str = "INCOMPLETE";
 
 /// The manifest a backup leaves: what it holds, for the operator.
 pub const MANIFEST: &str = "backup.json";
@@ -93,7 +113,15 @@ pub fn backup(
         ))));
     }
     fs::create_dir_all(&to_segments).map_err(|e| io("creating the backup directory", e))?;
+    let _lock = lock_data_dir(to).map_err(|e| match e {
+        OpenError::InUse { dir } => OpenError::Io(Failure::new(format!(
+            "{dir} is in use: another backup or restore into it is running, or a service runs on it"
+        ))),
+        other => other,
+    })?;
     same_log(&from_segments, &to_segments)?;
+    copy_is_prefix(&from_segments, &to_segments, to)?;
+    mark_incomplete(to, from)?;
     let mut files = Vec::new();
     for name in SIDE_FILES {
         if copy_whole(&from.join(name), &to.join(name))? {
@@ -109,7 +137,6 @@ pub fn backup(
         bytes_copied: 0,
         files,
     };
-    let mut copied_last = None;
     for (i, (number, path)) in segments.iter().enumerate() {
         let target = to_segments.join(segment_name(*number));
         let copied = copy_segment(path, &target, &mut |offset, len| {
@@ -125,31 +152,88 @@ pub fn backup(
             report.segments_copied += 1;
             report.bytes_copied += copied;
         }
-        copied_last = Some((path.clone(), target));
     }
     sync_dir(&to_segments).map_err(|e| io("syncing the backup's segments", e))?;
     progress(Progress::Checking);
-    let end = match scan_for_open(&to_segments, 0) {
-        Ok((end, _)) => end,
-        // The open segment's new bytes did not continue what an earlier
-        // backup copied (the service cut back a failed write after it): the
-        // last segment is copied again whole, once.
-        Err(OpenError::Corrupt { .. }) if copied_last.is_some() => {
-            let (source, target) = copied_last.expect("checked");
-            fs::remove_file(&target).map_err(|e| io("removing a stale segment copy", e))?;
-            report.bytes_copied += copy_segment(&source, &target, &mut |_, _| {})?;
-            scan_for_open(&to_segments, 0)?.0
-        }
-        Err(e) => return Err(e),
-    };
+    let (end, _) = scan_for_open(&to_segments, 0)?;
     report.position = end.head;
     report.head_hash = end.last_hash;
     write_manifest(to, from, &report)?;
+    remove_mark(to)?;
     Ok(report)
 }
 
+/// Marks `to` as a copy in progress (and takes its old manifest away: it
+/// no longer says what the directory holds).
+fn mark_incomplete(to: &Path, from: &Path) -> Result<(), OpenError> {
+    let mark = to.join(INCOMPLETE);
+    let writing = |e| io(&format!("writing {}", mark.display()), e);
+    let text = format!(
+        "a copy of {} started at {} did not finish\n",
+        from.display(),
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let mut file = File::create(&mark).map_err(writing)?;
+    file.write_all(text.as_bytes()).map_err(writing)?;
+    file.sync_all().map_err(writing)?;
+    match fs::remove_file(to.join(MANIFEST)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(writing(e)),
+    }
+    sync_dir(to).map_err(writing)
+}
+
+fn remove_mark(to: &Path) -> Result<(), OpenError> {
+    let mark = to.join(INCOMPLETE);
+    fs::remove_file(&mark).map_err(|e| io(&format!("removing {}", mark.display()), e))?;
+    sync_dir(to).map_err(|e| io(&format!("syncing {}", to.display()), e))
+}
+
+/// Why `dir` holds a copy that did not finish, if it does.
+pub fn unfinished_copy(dir: &Path) -> Option<String> {
+    let text = fs::read_to_string(dir.join(INCOMPLETE)).ok()?;
+    Some(format!(
+        "{} holds {} ({}): restore again into an empty directory, or take the backup again",
+        dir.display(),
+        text.trim(),
+        dir.join(INCOMPLETE).display()
+    ))
+}
+
+/// Refuses a backup directory whose segments are not a prefix of the log's:
+/// a segment the log does not have, a copy longer than its segment, or one
+/// whose last bytes differ. Checked before anything is written: such a
+/// backup may hold records the log no longer does (the log was restored
+/// from an older backup since), and copying over it would destroy them.
+fn copy_is_prefix(from: &Path, to: &Path, dir: &Path) -> Result<(), OpenError> {
+    for (number, target) in list_segments(to)? {
+        let source = from.join(segment_name(number));
+        let have = fs::metadata(&target).map_or(0, |m| m.len());
+        let len = fs::metadata(&source).map_or(0, |m| m.len());
+        let same = have <= len
+            && match File::open(&source) {
+                Ok(mut file) => same_tail(&mut file, &target, have)?,
+                Err(_) => false,
+            };
+        if !same {
+            return Err(not_a_prefix(dir, number, have, len));
+        }
+    }
+    Ok(())
+}
+
+fn not_a_prefix(dir: &Path, number: u32, have: u64, len: u64) -> OpenError {
+    OpenError::Io(Failure::new(format!(
+        "{} holds a copy of segment {number} ({have} bytes) that is not the start of the log's ({len} bytes): the log was restored from an older backup since, or a write this backup copied was cut back. The backup was left as it is (it may hold records the log does not); back up into a new directory",
+        dir.display()
+    )))
+}
+
 /// Restores the backup `from` into `to`, which must not hold a log yet:
-/// the same copy, in the other direction, then checked whole.
+/// the same copy, in the other direction, then checked whole. Only a
+/// finished backup is restored (its manifest written, no [`INCOMPLETE`]
+/// mark), and only whole: the copy must end where its manifest says.
 pub fn restore(from: &Path, to: &Path) -> Result<BackupReport, OpenError> {
     if to.join("segments").is_dir() && !list_segments(&to.join("segments"))?.is_empty() {
         return Err(OpenError::Io(Failure::new(format!(
@@ -157,9 +241,52 @@ pub fn restore(from: &Path, to: &Path) -> Result<BackupReport, OpenError> {
             to.display()
         ))));
     }
+    if let Some(why) = unfinished_copy(from) {
+        return Err(OpenError::Io(Failure::new(format!("not restored: {why}"))));
+    }
+    let manifest = read_manifest(from)?;
     let report = backup(from, to, &mut |_| {})?;
     let _ = fs::remove_file(to.join(MANIFEST));
+    if (report.position, hex(&report.head_hash)) != manifest {
+        mark_incomplete(to, from)?;
+        return Err(OpenError::Io(Failure::new(format!(
+            "{} holds the log up to position {}, but its {MANIFEST} says {}: the backup changed since it was taken; not restored",
+            from.display(),
+            report.position,
+            manifest.0
+        ))));
+    }
     Ok(report)
+}
+
+/// The position and head hash a finished backup's manifest says it holds.
+fn read_manifest(dir: &Path) -> Result<(u64, String), OpenError> {
+    let path = dir.join(MANIFEST);
+    let text = fs::read_to_string(&path).map_err(|e| {
+        OpenError::Io(Failure::caused_by(
+            format!(
+                "{} is not a finished backup (no {MANIFEST}: the backup that wrote it did not finish, or it is not a backup); not restored",
+                dir.display()
+            ),
+            e,
+        ))
+    })?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| io(&format!("reading {}", path.display()), e))?;
+    match (
+        manifest["position"].as_u64(),
+        manifest["head_hash"].as_str(),
+    ) {
+        (Some(position), Some(hash)) => Ok((position, hash.to_string())),
+        _ => Err(OpenError::Io(Failure::new(format!(
+            "{} has no position and head hash",
+            path.display()
+        )))),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Refuses a backup directory that holds the segments of another log: its
@@ -204,17 +331,23 @@ fn copy_segment(
     if have == len && same_tail(&mut from, target, len)? {
         return Ok(0);
     }
-    let (mut to, offset) = if have < len && same_tail(&mut from, target, have)? {
-        let to = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(target)
-            .map_err(writing)?;
-        (to, have)
-    } else {
-        // Not a prefix of the source (see `backup`): copied again whole.
-        (File::create(target).map_err(writing)?, 0)
-    };
+    if !(have < len && same_tail(&mut from, target, have)?) {
+        // Checked before the copy began: changed since (a write cut back).
+        let (dir, number) = (
+            target.parent().and_then(Path::parent).unwrap_or(target),
+            target
+                .file_stem()
+                .and_then(|n| n.to_str()?.parse().ok())
+                .unwrap_or(0),
+        );
+        return Err(not_a_prefix(dir, number, have, len));
+    }
+    let mut to = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(target)
+        .map_err(writing)?;
+    let offset = have;
     progress(offset, len);
     from.seek(SeekFrom::Start(offset)).map_err(reading)?;
     let copied = std::io::copy(&mut from.take(len - offset), &mut to).map_err(writing)?;
@@ -259,7 +392,18 @@ fn copy_whole(source: &Path, target: &Path) -> Result<bool, OpenError> {
     let tmp = temporary(target);
     let writing = |e| io(&format!("writing {}", target.display()), e);
     let mut to = File::create(&tmp).map_err(writing)?;
-    std::io::copy(&mut from, &mut to).map_err(writing)?;
+    // The source's permissions (tokens.json is readable by its owner only).
+    let permissions = from
+        .metadata()
+        .map_err(|e| io(&format!("reading {}", source.display()), e))?
+        .permissions();
+    to.set_permissions(permissions).map_err(writing)?;
+    if let Err(e) = std::io::copy(&mut from, &mut to) {
+        // A full disk: the partial copy does not keep the space.
+        drop(to);
+        let _ = fs::remove_file(&tmp);
+        return Err(writing(e));
+    }
     to.sync_all().map_err(writing)?;
     fs::rename(&tmp, target).map_err(writing)?;
     Ok(true)
@@ -273,11 +417,7 @@ fn temporary(path: &Path) -> PathBuf {
 
 /// Writes the manifest: what the backup holds and where it came from.
 fn write_manifest(to: &Path, from: &Path, report: &BackupReport) -> Result<(), OpenError> {
-    let hash: String = report
-        .head_hash
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = hex(&report.head_hash);
     let manifest = serde_json::json!({
         "format": 1,
         "position": report.position,

@@ -232,6 +232,9 @@ impl SegmentLog {
         if let Some(damage) = recorded_damage(dir) {
             return Err(damage);
         }
+        if let Some(why) = backup::unfinished_copy(dir) {
+            return Err(OpenError::Io(crate::Failure::new(why)));
+        }
         let index_dir = dir.join("index");
         let started = std::time::Instant::now();
         let mut index = match open_index_patiently(&index_dir) {

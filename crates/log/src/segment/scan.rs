@@ -484,6 +484,9 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, OpenError> {
             0
         }
     };
+    if let Some(why) = super::backup::unfinished_copy(dir) {
+        report.problems.push(why);
+    }
     let mut versions: HashMap<String, u64> = HashMap::new();
     let mut problems = Vec::new();
     let end = scan(&segments_dir, false, |found| {

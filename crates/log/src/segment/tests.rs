@@ -1066,16 +1066,30 @@ async fn a_backup_beside_the_open_log_copies_only_what_is_new_and_restores_whole
         "only the new bytes: {second:?}"
     );
     // A copy whose tail no longer matches its segment (the service cut back
-    // a write the earlier backup had copied) is copied again.
+    // a write the earlier backup had copied, or the log is another history)
+    // is refused, and left exactly as it was.
     let last = list_segments(&copy.join("segments"))
         .unwrap()
         .pop()
         .unwrap()
         .1;
-    let mut bytes = fs::read(&last).unwrap();
+    let original = fs::read(&last).unwrap();
+    let mut bytes = original.clone();
     let end = bytes.len() - 10;
     bytes[end] ^= 0xff;
     fs::write(&last, &bytes).unwrap();
+    let refused = backup(&source, &copy, &mut |_| {}).expect_err("not a prefix");
+    assert!(
+        refused.to_string().contains("back up into a new directory"),
+        "{refused}"
+    );
+    assert_eq!(
+        fs::read(&last).unwrap(),
+        bytes,
+        "the backup was left as it was"
+    );
+    assert!(copy.join(MANIFEST).exists());
+    fs::write(&last, &original).unwrap();
     let third = backup(&source, &copy, &mut |_| {}).unwrap();
     assert_eq!(
         (third.position, third.head_hash),
@@ -1100,6 +1114,62 @@ async fn a_backup_beside_the_open_log_copies_only_what_is_new_and_restores_whole
         .unwrap();
     drop(other_log);
     assert!(backup(&other, &copy, &mut |_| {}).is_err());
+}
+
+/// A log restored from an older backup, then appended to, and backed up
+/// into the directory of the newer backup: refused, the newer backup left
+/// whole (it was once cut back to the older history, or destroyed half-way
+/// across two segments). And only a finished backup is restored.
+#[tokio::test]
+async fn a_newer_backup_is_never_overwritten_by_an_older_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let log = SegmentLog::open_with_segment_size(&path("data"), 4096).unwrap();
+    for i in 0..40u8 {
+        log.append(vec![record("s", None, &[i; 80])]).await.unwrap();
+    }
+    backup(&path("data"), &path("older"), &mut |_| {}).unwrap();
+    for i in 0..60u8 {
+        log.append(vec![record("t", None, &[i; 80])]).await.unwrap();
+    }
+    drop(log);
+    let newer = backup(&path("data"), &path("newer"), &mut |_| {}).unwrap();
+    assert_eq!(newer.position, 100);
+    restore(&path("older"), &path("restored")).unwrap();
+    let restored = SegmentLog::open_with_segment_size(&path("restored"), 4096).unwrap();
+    restored
+        .append(vec![record("after", None, b"forked")])
+        .await
+        .unwrap();
+    drop(restored);
+    let before: Vec<_> = list_segments(&path("newer").join("segments"))
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| fs::read(p).unwrap())
+        .collect();
+    let refused = backup(&path("restored"), &path("newer"), &mut |_| {})
+        .expect_err("an older history over a newer backup");
+    assert!(
+        refused.to_string().contains("not the start of the log"),
+        "{refused}"
+    );
+    let after: Vec<_> = list_segments(&path("newer").join("segments"))
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| fs::read(p).unwrap())
+        .collect();
+    assert_eq!(before, after, "the newer backup is whole");
+    assert_eq!(
+        restore(&path("newer"), &path("again")).unwrap().position,
+        100
+    );
+    // A directory without a manifest is not a finished backup.
+    fs::remove_file(path("older").join(MANIFEST)).unwrap();
+    let refused = restore(&path("older"), &path("never")).expect_err("no manifest");
+    assert!(
+        refused.to_string().contains("not a finished backup"),
+        "{refused}"
+    );
 }
 
 #[tokio::test]
