@@ -182,6 +182,7 @@ pub fn check_event(
         repeated_first_treatment: firsts_before > 1
             && first_treatments(&effective) <= firsts_before,
         late_upgrade: late_upgrade(&before).is_some(),
+        treated_before_ecad: treated_before_ecad(&before).is_some(),
     };
     check_pathway_with(&effective, today, config, tolerated).map_err(|rule| {
         if event_type.is_amendment() {
@@ -269,12 +270,48 @@ fn late_upgrade(events: &[EffectiveEvent]) -> Option<RuleError> {
     })
 }
 
+/// A subsequent treatment dated before the earliest clinically appropriate
+/// date of the decision in effect for its plan (the latest decision of that
+/// plan dated on or before it), if the pathway holds one: its period would
+/// start after it stopped (decision 181).
+fn treated_before_ecad(events: &[EffectiveEvent]) -> Option<RuleError> {
+    events.iter().find_map(|treatment| {
+        let EventData::TreatmentStarted(t) = &*treatment.data else {
+            return None;
+        };
+        let plan = t.subsequent_plan()?;
+        let ecad = events
+            .iter()
+            .filter(|e| e.occurred_on <= treatment.occurred_on)
+            .filter_map(|e| match &*e.data {
+                EventData::DecisionToTreat(d) if d.subsequent_plan() == Some(plan) => {
+                    Some((e.occurred_on, d.earliest_clinically_appropriate_date))
+                }
+                _ => None,
+            })
+            .max_by_key(|(decided_on, _)| *decided_on)?
+            .1?;
+        (ecad > treatment.occurred_on).then(|| {
+            RuleError::field(
+                "occurred_on",
+                format!(
+                    "is before the earliest clinically appropriate date of `{plan}` ({ecad}): \
+                     its treatment starts on or after it. Correct this date, or record the \
+                     decision again with the ECAD it had"
+                ),
+            )
+        })
+    })
+}
+
 /// What a pathway recorded under older rules may hold and keep (decisions
-/// 85 and 174): refused when an event brings it, not on every later event.
+/// 85, 174 and 181): refused when an event brings it, not on every later
+/// event.
 #[derive(Clone, Copy, Default)]
 struct Tolerated {
     repeated_first_treatment: bool,
     late_upgrade: bool,
+    treated_before_ecad: bool,
 }
 
 /// The invariants every pathway must keep, whatever order its events came in.
@@ -294,6 +331,9 @@ fn check_pathway_with(
 ) -> Result<(), RuleError> {
     if let (Some(late), false) = (late_upgrade(events), tolerated.late_upgrade) {
         return Err(late);
+    }
+    if let (Some(early), false) = (treated_before_ecad(events), tolerated.treated_before_ecad) {
+        return Err(early);
     }
     let Some((referral_on, route)) = events.iter().find_map(|e| match &*e.data {
         EventData::ReferralReceived(r) => Some((e.occurred_on, r.route)),
@@ -604,6 +644,89 @@ mod tests {
             assert_eq!(state.clocks.d62.status, crate::ClockStatus::NotStarted);
             assert!(!state.on_ptl);
         }
+    }
+
+    /// A subsequent treatment dated before its plan's ECAD is refused, and
+    /// so is a correction moving the ECAD past a treatment; a pathway
+    /// holding one from before decision 181 takes every other event (its
+    /// period waited 0 days), but not another such treatment.
+    #[test]
+    fn a_treatment_before_its_ecad_is_refused_and_tolerated_from_before() {
+        let plan = |ecad: u32| {
+            data(
+                EventType::DecisionToTreat,
+                json!({"modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt",
+                       "earliest_clinically_appropriate_date": day(ecad).to_string()}),
+            )
+        };
+        let treatment = |plan_id: &str| {
+            data(
+                EventType::TreatmentStarted,
+                json!({"modality": "radiotherapy", "treatment": "subsequent", "plan_id": plan_id}),
+            )
+        };
+        let first = [
+            (
+                day(1),
+                data(
+                    EventType::ReferralReceived,
+                    json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "breast", "route": "urgent_suspected_cancer"}),
+                ),
+            ),
+            (
+                day(2),
+                data(EventType::DecisionToTreat, json!({"modality": "surgery"})),
+            ),
+            (
+                day(3),
+                data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+            ),
+            (day(4), plan(20)),
+        ];
+        let config = RulesConfig::defaults();
+        let today = day(30);
+        let code = |r: Result<(), RuleError>| r.map_err(|e| e.code());
+        let fresh = recorded(first.iter().cloned());
+        assert_eq!(
+            code(check_event(
+                &fresh,
+                day(10),
+                &treatment("rt"),
+                today,
+                &config
+            )),
+            Err("invalid_field")
+        );
+        assert_eq!(
+            check_event(&fresh, day(20), &treatment("rt"), today, &config),
+            Ok(())
+        );
+        // A later decision of the plan, dated before the treatment, moves
+        // its ECAD: the treatment is judged by it.
+        let redecided = recorded(first.iter().cloned().chain([(day(8), plan(9))]));
+        assert_eq!(
+            check_event(&redecided, day(10), &treatment("rt"), today, &config),
+            Ok(())
+        );
+        // Kept from before: every other event goes on.
+        let legacy = recorded(first.iter().cloned().chain([(day(10), treatment("rt"))]));
+        let note = data(EventType::TrackingNoteAdded, json!({"text": "chased"}));
+        assert_eq!(check_event(&legacy, day(11), &note, today, &config), Ok(()));
+        let state =
+            crate::evaluate(&effective_events(&legacy).unwrap(), today, &config).expect("a state");
+        assert_eq!(state.treatment_periods[1].clock.days, 0, "never negative");
+        // A correction that moves a plan's ECAD past its treatment is refused.
+        let treated = recorded(first.iter().cloned().chain([(day(20), treatment("rt"))]));
+        let correction = data(
+            EventType::EventCorrected,
+            json!({"corrects": treated[3].event_id.to_string(), "reason": "ECAD keyed wrong",
+                   "new_data": {"modality": "radiotherapy", "treatment": "subsequent", "plan_id": "rt",
+                                "earliest_clinically_appropriate_date": day(25).to_string()}}),
+        );
+        assert_eq!(
+            code(check_event(&treated, day(21), &correction, today, &config)),
+            Err("correction_breaks_pathway")
+        );
     }
 
     fn recorded(events: impl IntoIterator<Item = (NaiveDate, EventData)>) -> Vec<RecordedEvent> {
