@@ -479,12 +479,9 @@ mod tests {
         EventData::from_json(ty, value).unwrap()
     }
 
-    /// A pathway recorded before SPEC 2.12 may hold two first treatments
-    /// (then accepted and ignored): it still takes every other event, but
-    /// not a third first treatment (decision 85).
-    #[test]
-    fn a_pathway_with_a_repeated_first_treatment_from_before_stays_usable() {
-        let events = [
+    /// A breast referral on day 1, decided on day 2, treated on day 3.
+    fn treated_breast() -> [(NaiveDate, EventData); 3] {
+        [
             (
                 day(1),
                 data(
@@ -500,11 +497,18 @@ mod tests {
                 day(3),
                 data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
             ),
-            (
-                day(4),
-                data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
-            ),
-        ];
+        ]
+    }
+
+    /// A pathway recorded before SPEC 2.12 may hold two first treatments
+    /// (then accepted and ignored): it still takes every other event, but
+    /// not a third first treatment (decision 85).
+    #[test]
+    fn a_pathway_with_a_repeated_first_treatment_from_before_stays_usable() {
+        let events = treated_breast().into_iter().chain([(
+            day(4),
+            data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
+        )]);
         let mut history = recorded(events);
         let config = RulesConfig::defaults();
         let today = day(30);
@@ -665,24 +669,10 @@ mod tests {
                 json!({"modality": "radiotherapy", "treatment": "subsequent", "plan_id": plan_id}),
             )
         };
-        let first = [
-            (
-                day(1),
-                data(
-                    EventType::ReferralReceived,
-                    json!({"nhs_number": "9434765919", "trust": "RXH", "tumour_site": "breast", "route": "urgent_suspected_cancer"}),
-                ),
-            ),
-            (
-                day(2),
-                data(EventType::DecisionToTreat, json!({"modality": "surgery"})),
-            ),
-            (
-                day(3),
-                data(EventType::TreatmentStarted, json!({"modality": "surgery"})),
-            ),
-            (day(4), plan(20)),
-        ];
+        let first: Vec<_> = treated_breast()
+            .into_iter()
+            .chain([(day(4), plan(20))])
+            .collect();
         let config = RulesConfig::defaults();
         let today = day(30);
         let code = |r: Result<(), RuleError>| r.map_err(|e| e.code());
