@@ -147,6 +147,12 @@ fn the_dashboard_works_in_headless_chromium() {
             "return document.querySelector('.ok') && document.querySelector('.timeline').textContent.includes('{note}')"
         ),
     );
+    // The next note starts from what the last one set (a note replaces
+    // the pathway's next action, owner and escalation).
+    driver.wait_for(
+        "the note form keeping the next action",
+        "return document.getElementById('note-next-action')?.value === 'Call the patient'",
+    );
     driver.screenshot("pathway.png");
     driver.click("main p a");
     let row_text = driver.wait_for(

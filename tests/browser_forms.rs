@@ -94,6 +94,16 @@ fn record(driver: &Driver, event_type: &str, date: &str, fields: &[(&str, &str)]
     );
 }
 
+/// Fills the referral form but its NHS number: a lower GI urgent referral
+/// to RXH on `referred`.
+fn fill_referral(driver: &Driver, pathway_id: &str, referred: &str) {
+    driver.set_value("#ref-pathway_id", pathway_id);
+    driver.set_value("#ref-trust", "RXH");
+    driver.set_value("#ref-tumour_site", "lower_gi");
+    driver.set_value("#ref-route", "urgent_suspected_cancer");
+    driver.set_value("#ref-occurred_on", referred);
+}
+
 fn clock(driver: &Driver, name: &str) -> (String, String) {
     let v = driver.script_with(
         "const row = document.querySelector(`tr[data-clock=${arguments[0]}]`);
@@ -154,11 +164,7 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
         "return document.getElementById('ref-nhs_number-check')?.textContent.includes('not a valid NHS number')",
     );
     let referred = day(&driver, 40);
-    driver.set_value("#ref-pathway_id", "BRW-1");
-    driver.set_value("#ref-trust", "RXH");
-    driver.set_value("#ref-tumour_site", "lower_gi");
-    driver.set_value("#ref-route", "urgent_suspected_cancer");
-    driver.set_value("#ref-occurred_on", &referred);
+    fill_referral(&driver, "BRW-1", &referred);
     driver.click("#referral-submit");
     driver.wait_for(
         "the NHS number error at its field",
@@ -180,6 +186,27 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
     driver.wait_for(
         "the new pathway",
         "return document.querySelector('h1')?.textContent === 'Pathway BRW-1' && document.getElementById('notice')",
+    );
+    // The same id again: said at the id, not as a conflict to record over.
+    driver.goto(&format!("{base}/"));
+    driver.wait_for("the PTL", "return document.getElementById('new-referral')");
+    driver.click("#new-referral");
+    driver.wait_for(
+        "the referral form",
+        "return document.activeElement?.id === 'ref-nhs_number'",
+    );
+    driver.set_value("#ref-nhs_number", "943 476 5919");
+    fill_referral(&driver, "BRW-1", &referred);
+    driver.click("#referral-submit");
+    driver.wait_for(
+        "the id taken, at its field",
+        "return document.activeElement?.id === 'ref-pathway_id'
+            && document.querySelector('[data-field=\"pathway_id\"] .field-error')?.textContent.includes('exists already')",
+    );
+    driver.goto(&format!("{base}/pathways/BRW-1"));
+    driver.wait_for(
+        "the new pathway again",
+        "return document.querySelector('h1')?.textContent === 'Pathway BRW-1' && document.getElementById('record-event')",
     );
     assert_eq!(
         clock(&driver, "fds").0,
@@ -503,7 +530,7 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
     );
     assert_eq!(
         summary,
-        json!("3 pathways reviewed; 3 changed in the meeting.")
+        json!("3 of 3 pathways reviewed; 3 changed in the meeting.")
     );
     assert_eq!(
         driver.script("return document.querySelectorAll('tr[data-pathway]').length"),

@@ -179,6 +179,13 @@ async function renderPtl() {
     h("div", { class: `card ${bandClass[band] || ""}` },
       h("a", { href: "#", "data-band": band, onclick: (e) => { e.preventDefault(); const p = ptlParams(); delete p.cursor; p.band = band; go("/", p); } },
         h("div", { class: "n" }, n), h("div", {}, `${band} days`))))));
+  // Rows whose 62-day clock is not running (only the FDS, or a 31-day
+  // period, runs) have no wait band: say how many, so the cards add up.
+  const banded = m.bands.reduce((sum, band) => sum + (page.bands[band] ?? 0), 0);
+  if (!q.get("band") && page.total > banded) {
+    main.append(h("p", { class: "hint", id: "unbanded" },
+      `${page.total - banded} of the ${page.total} pathways have no wait band: their 62-day clock is not running (only the FDS or a 31-day treatment period is).`));
+  }
 
   main.append(h("ul", { class: "worklists", "aria-label": "Worklists" }, WORKLISTS.map(([code, title]) => h("li", {},
     h("a", { href: code ? `/?worklist=${encodeURIComponent(code)}` : "/", "aria-current": (q.get("worklist") || "") === code ? "true" : null,
@@ -209,6 +216,7 @@ async function renderPtl() {
     check("escalated", "Escalated", q.get("escalated")),
     check("no_next_action", "No next action", q.get("no_next_action")),
     check("milestone_overdue", "Milestone overdue", q.get("milestone_overdue")),
+    check("next_action_overdue", "Next action overdue", q.get("next_action_overdue")),
     q.get("worklist") ? h("input", { type: "hidden", name: "worklist", value: q.get("worklist") }) : null,
     h("button", { type: "submit" }, "Apply filters"),
     h("button", { type: "button", class: "secondary", onclick: () => go("/", {}) }, "Clear"));
@@ -246,7 +254,7 @@ async function renderPtl() {
   const sortBy = (sort) => () => { const p = ptlParams(); delete p.cursor; p.sort = sort; go("/", p); };
   const descending = ["days_waited", "breach_risk"];
   const sortable = (label, sort, num) => ({ label, num, onsort: sortBy(sort), sorted: sortedBy === sort ? (descending.includes(sort) ? "descending" : "ascending") : null });
-  const headers = ["Pathway", "NHS number", "Trust", "Tumour site", "Route", sortable("FDS days", "days_waited", true),
+  const headers = ["Pathway", "NHS number", "Trust", "Tumour site", "Route", { label: "FDS days", num: true },
     sortable("62-day days", "days_waited", true), "Band", "RAG", "Next milestone", sortable("Next breach", "next_breach"),
     sortable("Breach risk", "breach_risk", true), "Transfer",
     "Last note", "Next action", "Owner", "Escalated"];
@@ -408,6 +416,23 @@ function todayMax(input) {
   return input;
 }
 
+/** Date fields that name a day still to come (no "today at most" on them). */
+const FUTURE_DATES = ["earliest_clinically_appropriate_date", "available_from", "next_action_due"];
+
+/**
+ * A date box whose typing is not a real date (31/02/2027): the browser
+ * reports such a date as empty, and it would be left out without a word.
+ * Returns the error to show at it, or null.
+ */
+function badDate(root) {
+  for (const el of root.querySelectorAll("input[type=date]")) {
+    if (el.closest("[hidden]") || !(el.validity && el.validity.badInput)) continue;
+    const field = el.closest("[data-field]")?.dataset.field || el.name;
+    return { message: "Enter a real date, for example 28/02/2027.", body: { error: { details: { field } } } };
+  }
+  return null;
+}
+
 /** The control for one data field of an event schema. */
 function control(type, name, schema, required, value, idPrefix) {
   const id = `${idPrefix}-${name}`;
@@ -428,7 +453,10 @@ function control(type, name, schema, required, value, idPrefix) {
       schema.enum.map((code) => h("option", { value: code, selected: code === value }, codeLabel(code))));
   }
   if (schema.type === "boolean") return h("input", { type: "checkbox", id, name, value: "true", checked: value === true });
-  if (schema.format === "date") return todayMax(h("input", { type: "date", id, name, value: value || "", required: !!required }));
+  if (schema.format === "date") {
+    const input = h("input", { type: "date", id, name, value: value || "", required: !!required });
+    return FUTURE_DATES.includes(name) ? input : todayMax(input);
+  }
   if (schema.type === "number" || schema.type === "integer") {
     return h("input", { type: "number", id, name, value: value ?? "", min: schema.minimum ?? null, step: "any", inputmode: "decimal", required: !!required, class: "short" });
   }
@@ -540,6 +568,8 @@ function showFormError(form, err, title, extra) {
     const title = (wrap.querySelector("label")?.textContent || "").replace(/ \(optional\)$/, "");
     if (title) message = message.split(`\`${errorField(err)}\``).join(title);
   }
+  // The API writes codes as `code`; a coordinator reads them plain.
+  message = message.replace(/`([^`]*)`/g, "$1");
   const summary = h("div", { class: "error-summary", role: "alert", tabindex: "-1", "aria-labelledby": `${form.id}-problem` },
     h("h3", { id: `${form.id}-problem` }, title || "There is a problem"));
   if (wrap) {
@@ -581,7 +611,11 @@ async function submitEvent(form, ctx, envelope, done) {
     await done(out.appended[out.appended.length - 1]);
   } catch (err) {
     if (err.status === 401) { renderSignIn(); return; }
-    if (err.body && err.body.error && err.body.error.code === "version_conflict") {
+    if (ctx.version === 0 && err.body && err.body.error && err.body.error.code === "version_conflict") {
+      // A new pathway whose id is taken: nothing was recorded.
+      showFormError(form, { message: "A pathway with this id exists already: nothing was recorded. Choose another id.",
+        body: { error: { details: { field: "pathway_id" } } } });
+    } else if (err.body && err.body.error && err.body.error.code === "version_conflict") {
       const current = err.body.error.details.current_version;
       let newer = [];
       try {
@@ -628,7 +662,13 @@ async function openEventPanel(panel, ctx, mode) {
   let current = null;
   const eff = effective(ctx.events);
   const visible = ctx.events.filter((ev) => !AMENDMENTS.includes(ev.type) && !ev.voided_by);
-  const title = (ev) => `${eventName(ev.type)} of ${eff.get(ev.event_id)?.occurred_on || ev.occurred_on}`;
+  // Named so two of one kind on one day can be told apart (a transfer by
+  // where it went, a treatment by its plan).
+  const title = (ev) => {
+    const now = eff.get(ev.event_id) || ev;
+    const which = now.data?.to_trust ? ` to ${now.data.to_trust}` : now.data?.plan_id ? ` (${now.data.plan_id})` : "";
+    return `${eventName(ev.type)}${which} of ${now.occurred_on}`;
+  };
 
   const showType = (type) => {
     current = type;
@@ -716,6 +756,8 @@ async function openEventPanel(panel, ctx, mode) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     clearErrors(form);
+    const bad = badDate(form);
+    if (bad) return showFormError(form, bad);
     if (mode.kind === "record") {
       if (!current) return showFormError(form, { message: "Choose the event to record.", body: { error: { details: { field: "type" } } } });
       const f = new FormData(form);
@@ -766,6 +808,23 @@ async function openEventPanel(panel, ctx, mode) {
   else heading.focus();
 }
 
+/**
+ * The stored history as the view's moment saw it (SPEC 4: `known_at` hides
+ * what was recorded after it, amendments included; `as_of` ignores events
+ * dated after it, by their date as amended then).
+ */
+function historyAt(events, at) {
+  const known = at.known_at ? Date.parse(at.known_at) : Infinity;
+  const seen = (e) => Date.parse(e.recorded_at) <= known;
+  const recorded = events.filter(seen).map((ev) => Object.assign({}, ev, {
+    corrected_by: ev.corrected_by ? ev.corrected_by.filter(seen) : ev.corrected_by,
+    voided_by: ev.voided_by && seen(ev.voided_by) ? ev.voided_by : null,
+  }));
+  if (!at.as_of) return recorded;
+  const eff = effective(recorded);
+  return recorded.filter((ev) => AMENDMENTS.includes(ev.type) || (eff.get(ev.event_id) || ev).occurred_on <= at.as_of);
+}
+
 function sortKeys(o) {
   return Object.fromEntries(Object.entries(o || {}).sort(([a], [b]) => a.localeCompare(b)));
 }
@@ -794,19 +853,41 @@ function milestonesTable(view) {
     : h("p", { class: "muted" }, "This route has no milestones.");
 }
 
-/** The note form (coordinators and managers), on the pathway page and in meetings. */
+/**
+ * The data of the pathway's last tracking note as it stands (corrections
+ * applied, voided ones passed over): its next action, owner and escalation
+ * are the pathway's until the next note.
+ */
+function lastNote(events) {
+  const eff = effective(events);
+  const notes = events.filter((ev) => ev.type === "tracking_note_added" && !ev.voided_by);
+  const last = notes[notes.length - 1];
+  return last ? (eff.get(last.event_id) || last).data : {};
+}
+
+/**
+ * The note form (coordinators and managers), on the pathway page and in
+ * meetings. A note sets the pathway's next action, owner and escalation
+ * (the last note's hold), so the form starts with the current ones: a
+ * note that should keep them keeps them, and clearing one is a choice.
+ */
 function noteForm(ctx, idPrefix, done) {
+  const now = lastNote(ctx.events || []);
   const form = h("form", { class: "event-form", id: `${idPrefix}-form`, novalidate: true },
     field("data.text", "Note", h("textarea", { name: "text", id: `${idPrefix}-text`, required: true, maxlength: 2000, rows: 2, cols: 50 })),
     h("div", { class: "row" },
-      field("data.next_action", "Next action (optional)", h("input", { type: "text", name: "next_action", id: `${idPrefix}-next-action`, maxlength: 200, size: 30 })),
-      field("data.next_action_due", "Next action due (optional)", h("input", { type: "date", name: "next_action_due", id: `${idPrefix}-due` })),
-      field("data.owner", "Owner (optional)", h("input", { type: "text", name: "owner", id: `${idPrefix}-owner`, maxlength: 100, size: 20 })),
+      field("data.next_action", "Next action (optional)", h("input", { type: "text", name: "next_action", id: `${idPrefix}-next-action`, maxlength: 200, size: 30, value: now.next_action || "" })),
+      field("data.next_action_due", "Next action due (optional)", h("input", { type: "date", name: "next_action_due", id: `${idPrefix}-due`, value: now.next_action_due || "" })),
+      field("data.owner", "Owner (optional)", h("input", { type: "text", name: "owner", id: `${idPrefix}-owner`, maxlength: 100, size: 20, value: now.owner || "" })),
       field("occurred_on", "Date", todayMax(h("input", { type: "date", name: "occurred_on", value: todayIso(), id: `${idPrefix}-date`, required: true })))),
-    field("data.escalated", "Escalate", h("input", { type: "checkbox", name: "escalated", value: "true", id: `${idPrefix}-escalated` })),
+    field("data.escalated", "Escalate", h("input", { type: "checkbox", name: "escalated", value: "true", id: `${idPrefix}-escalated`, checked: now.escalated === true })),
+    h("p", { class: "hint", id: `${idPrefix}-carry` }, "Next action, due date, owner and escalation start as the last note left them; the new note replaces them, so clear one to remove it."),
     h("div", { class: "actions" }, h("button", { type: "submit", id: `${idPrefix}-submit` }, "Add note")));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
+    clearErrors(form);
+    const bad = badDate(form);
+    if (bad) return showFormError(form, bad);
     const f = new FormData(form);
     const data = {};
     for (const k of ["text", "next_action", "next_action_due", "owner"]) if (String(f.get(k) || "").trim()) data[k] = String(f.get(k)).trim();
@@ -883,10 +964,16 @@ async function renderPathway(id, minPosition) {
   }
 
   main.append(h("h2", {}, "Timeline"));
-  const eff = effective(stored.events);
-  const byId = new Map(stored.events.map((ev) => [ev.event_id, ev]));
+  const shown = historyAt(stored.events, at);
+  if (!live) {
+    main.append(h("p", { class: "hint", id: "timeline-when" },
+      at.known_at ? `As known at ${at.known_at}: events and amendments recorded later are not shown.` : "",
+      at.as_of ? ` Events dated after ${at.as_of} are not shown.` : ""));
+  }
+  const eff = effective(shown);
+  const byId = new Map(shown.map((ev) => [ev.event_id, ev]));
   const writer = live && canRecord(view.trust);
-  main.append(h("ol", { class: "timeline", reversed: true }, stored.events.slice().reverse().map((ev) => {
+  main.append(h("ol", { class: "timeline", reversed: true }, shown.slice().reverse().map((ev) => {
     const amended = ev.voided_by || (ev.corrected_by && ev.corrected_by.length);
     const now = eff.get(ev.event_id);
     let what;
@@ -946,6 +1033,8 @@ async function openReferralPanel(panel, opener) {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     clearErrors(form);
+    const bad = badDate(form);
+    if (bad) return showFormError(form, bad);
     const id = pathwayId.value.trim();
     const ctx = { id, version: 0 };
     const data = readFields(fields);
@@ -995,6 +1084,8 @@ async function renderMeeting() {
   }
   if (state.index >= state.ids.length) return renderMeetingSummary(state);
   const id = state.ids[state.index];
+  state.reached = Math.max(state.reached || 0, state.index + 1);
+  saveMeeting(state);
   const main = $main();
   const [view, stored] = await Promise.all([
     api(`/v1/pathways/${encodeURIComponent(id)}`, Object.assign({}, when(), state.position ? { min_position: state.position } : {})),
@@ -1056,7 +1147,7 @@ function renderMeetingSummary(state) {
   const changed = state.ids.filter((id) => (state.changes[id] || []).length);
   main.replaceChildren(
     h("h1", { id: "summary-heading", tabindex: "-1" }, "PTL meeting summary"),
-    h("p", { id: "meeting-summary-count" }, `${state.ids.length} pathways reviewed; ${changed.length} changed in the meeting.`),
+    h("p", { id: "meeting-summary-count" }, `${state.reached || 0} of ${state.ids.length} pathways reviewed; ${changed.length} changed in the meeting.`),
     changed.length ? table("Changed in the meeting", ["Pathway", "Note", "Next action", "Due", "Owner", "Escalated"],
       changed.flatMap((id) => state.changes[id].map((d) => h("tr", { "data-pathway": id },
         h("td", {}, h("a", { href: `/pathways/${encodeURIComponent(id)}` }, id)), h("td", {}, d.text), h("td", {}, d.next_action || ""),
