@@ -178,6 +178,49 @@ async fn records_not_yet_in_sled_are_found_all_the_same() {
     assert!(verify(dir.path()).unwrap().problems.is_empty());
 }
 
+/// While the indexer's queue is full (sled slow), the writer waits with a
+/// group written and its entries waiting in memory: a stream read meanwhile
+/// reads it whole (it once failed with "position N is not stored", the
+/// entries being there before the records' locations, and every append of
+/// the service reads its stream first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// The indexer is held back on purpose while appends are awaited.
+#[allow(clippy::await_holding_lock)]
+async fn a_stream_reads_whole_while_the_indexer_queue_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()));
+    let paused = log.shared.index_paused.lock().unwrap();
+    let appending = tokio::spawn({
+        let log = log.clone();
+        async move {
+            for i in 0..(INDEX_QUEUE as u64 + 20) {
+                log.append(vec![record("s", Some(i), b"x")]).await.unwrap();
+            }
+        }
+    });
+    // Until the writer waits on the full queue: the head stops moving.
+    let mut last = u64::MAX;
+    while log.head() != last || log.head() == 0 {
+        last = log.head();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert!(!appending.is_finished(), "the queue never filled");
+    let stream = log.read_stream("s").await.unwrap();
+    assert!(
+        stream.len() as u64 >= log.head(),
+        "{} < {}",
+        stream.len(),
+        log.head()
+    );
+    assert!(stream
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.version == i as u64 + 1));
+    drop(paused);
+    appending.await.unwrap();
+    assert_eq!(log.read_stream("s").await.unwrap().len(), INDEX_QUEUE + 20);
+}
+
 #[tokio::test]
 // The indexer is held back on purpose while the log is read.
 #[allow(clippy::await_holding_lock)]

@@ -338,6 +338,19 @@ impl Writer {
             tracing::info!("the event log takes appends again");
             self.set_not_writing(None);
         }
+        // Where each record lies, before anything can name its position (a
+        // look-up finding a position whose location is not known yet failed
+        // with "position N is not stored" while the indexer's queue was full).
+        {
+            let mut locations = self
+                .shared
+                .locations
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (_, offset) in records {
+                locations.push(self.segment, self.segment_len + offset);
+            }
+        }
         // Index entries wait in memory (look-ups see them) until the
         // indexer has written them to sled.
         let mut entries = Vec::with_capacity(records.len());
@@ -365,16 +378,6 @@ impl Writer {
             self.failed = Some("the indexer has stopped".to_string());
             LogError::outcome_unknown("the indexer has stopped".to_string())
         })?;
-        {
-            let mut locations = self
-                .shared
-                .locations
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            for (_, offset) in records {
-                locations.push(self.segment, self.segment_len + offset);
-            }
-        }
         self.segment_len += buffer.len() as u64;
         Ok(())
     }
