@@ -224,3 +224,34 @@ fn a_data_directory_with_unkeyed_imports_keeps_their_ids() {
         "legacy"
     );
 }
+
+/// An NDJSON file cut short (or damaged anywhere) is refused whole before
+/// anything is appended: it once imported the batches before the damage.
+#[test]
+fn an_ndjson_file_cut_short_imports_nothing() {
+    let data = fresh_dir("ndjson-cut");
+    let referral = |n: usize| {
+        format!(
+            r#"{{"event_id":"00000000-0000-4000-8000-{n:012}","pathway_id":"CUT-{n}","type":"referral_received","occurred_on":"2025-03-03","data":{{"nhs_number":"9434765919","trust":"RXH","tumour_site":"lung","route":"urgent_suspected_cancer"}}}}"#
+        )
+    };
+    let whole: String = (1..=1200).map(|n| referral(n) + "\n").collect();
+    let cut = format!("{whole}{}", &referral(1201)[..40]);
+    let file = data.with_extension("ndjson");
+    std::fs::write(&file, cut).unwrap();
+    let out = openptl(&["import", file.to_str().unwrap()], &data);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stderr.contains("line 1201: not JSON; nothing was imported"),
+        "{stderr}"
+    );
+    std::fs::write(&file, whole).unwrap();
+    let out = openptl(&["import", file.to_str().unwrap()], &data);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("1200 events imported (0 were already stored)"),
+        "{stdout}"
+    );
+}

@@ -203,14 +203,39 @@ async fn import_ndjson(
     batch: usize,
 ) -> anyhow::Result<()> {
     use std::io::BufRead;
-    let app = open_app(config, data_dir).await?;
-    let reader: Box<dyn BufRead> = if file == Path::new("-") {
-        Box::new(std::io::stdin().lock())
-    } else {
-        Box::new(std::io::BufReader::new(
+    // Every line is read as JSON before anything is appended: a file cut
+    // short or damaged is refused whole (it once imported the batches
+    // before the damage and stopped there). Standard input is read into
+    // memory for that; a file is read twice.
+    let open = || -> anyhow::Result<Box<dyn BufRead>> {
+        Ok(Box::new(std::io::BufReader::new(
             std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
-        ))
+        )))
     };
+    let stdin_lines = if file == Path::new("-") {
+        Some(
+            std::io::stdin()
+                .lock()
+                .lines()
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    } else {
+        None
+    };
+    let lines_of = || -> anyhow::Result<Box<dyn Iterator<Item = std::io::Result<String>> + '_>> {
+        Ok(match &stdin_lines {
+            Some(lines) => Box::new(lines.iter().cloned().map(Ok)),
+            None => Box::new(open()?.lines()),
+        })
+    };
+    for (n, line) in lines_of()?.enumerate() {
+        let line = line?;
+        if !line.trim().is_empty() {
+            serde_json::from_str::<serde_json::Value>(&line)
+                .with_context(|| format!("line {}: not JSON; nothing was imported", n + 1))?;
+        }
+    }
+    let app = open_app(config, data_dir).await?;
     // Metadata an export adds; the log assigns these again.
     const METADATA: [&str; 5] = [
         "position",
@@ -231,19 +256,26 @@ async fn import_ndjson(
                     true,
                 )
                 .await
-                .map_err(|e| match e {
-                    openptl_app::AppError::Rejected {
-                        index: Some(i),
-                        error,
-                    } => {
-                        anyhow::anyhow!("line {}: {} ({})", lines[i], error, error.code())
-                    }
-                    other => anyhow::anyhow!("{other}"),
+                .map_err(|e| {
+                    let why = match e {
+                        openptl_app::AppError::Rejected {
+                            index: Some(i),
+                            error,
+                        } => format!("line {}: {} ({})", lines[i], error, error.code()),
+                        other => other.to_string(),
+                    };
+                    // The batches before this one are kept (each batch is
+                    // atomic): say so, and how to go on.
+                    anyhow::anyhow!(
+                        "{why}. Nothing from line {} on was imported; the events before it were. \
+                         Correct the file and import it again: events with event ids are recorded once",
+                        lines[0]
+                    )
                 })?;
             anyhow::Ok(outcome)
         }
     };
-    for (n, line) in reader.lines().enumerate() {
+    for (n, line) in lines_of()?.enumerate() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
