@@ -24,6 +24,9 @@ use tokio::net::TcpListener;
 use crate::demo;
 use crate::open::{catch_up, SNAPSHOT_FILE};
 
+/// The actor of the events the demo loads.
+const DEMO_LOADER: &str = "demo-loader";
+
 /// Everything `serve` is started with (`cli::ServeArgs` checked).
 pub struct Options {
     pub rules: RulesConfig,
@@ -136,7 +139,28 @@ impl Server {
                 Some(secret),
             )?;
         }
-        let demo_login = match demo {
+        // A demo login only where the demo lives: an empty log (the demo is
+        // loaded below) or one the demo loader began. `--demo` on a data
+        // directory holding real pathways once minted a 30-day coordinator
+        // token for the demo trusts in its tokens file.
+        let demo_here = match demo {
+            Some(_) if log.head() > 0 => {
+                let first = log
+                    .read_all(1, 1)
+                    .await
+                    .context("reading the log's first event")?;
+                let demo_log = first.first().is_some_and(|r| r.actor == DEMO_LOADER);
+                if !demo_log {
+                    tracing::warn!(
+                        "--demo: this data directory holds a log the demo did not write; no demo data is loaded and no demo login is made"
+                    );
+                }
+                demo_log
+            }
+            Some(_) => true,
+            None => false,
+        };
+        let demo_login = match demo.filter(|_| demo_here) {
             Some(_) => {
                 let trusts: Vec<String> = config
                     .alliances
@@ -182,7 +206,7 @@ impl Server {
         catch_up(&app).await?;
         if let Some(pathways) = demo {
             if app.log().head() == 0 {
-                let loaded = demo::load(&app, pathways, &Principal::system("demo-loader")).await?;
+                let loaded = demo::load(&app, pathways, &Principal::system(DEMO_LOADER)).await?;
                 tracing::info!(events = loaded, pathways, "demo alliance loaded");
             }
         }

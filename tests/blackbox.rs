@@ -74,6 +74,42 @@ fn demo_mode_serves_the_synthetic_alliance() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// `--demo` loads and logs in only where the demo lives: again on its own
+/// data directory (a second start prints a login), never on one holding
+/// real pathways (it once minted a 30-day demo coordinator token there).
+#[test]
+fn demo_mode_makes_a_login_only_where_the_demo_lives() {
+    let demo = fresh_dir("demo-again");
+    let mut first = Server::start(&demo, &["--demo", "--demo-pathways", "20"]);
+    first.demo_login();
+    first.stop_gracefully();
+    Server::start(&demo, &["--demo", "--demo-pathways", "20"]).demo_login();
+
+    let real = fresh_dir("demo-on-real");
+    let mut server = Server::start(&real, &[]);
+    let (status, body) = common::request(
+        &server.addr,
+        "POST",
+        "/v1/events",
+        Some(
+            r#"{"pathway_id":"REAL-1","type":"referral_received","occurred_on":"2025-03-03","data":{"nhs_number":"9434765919","trust":"RXH","tumour_site":"lung","route":"urgent_suspected_cancer"}}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    server.stop_gracefully();
+    let server = Server::start(&real, &["--demo", "--demo-pathways", "20"]);
+    assert!(
+        !server.preamble.iter().any(|l| l.starts_with("Demo login")),
+        "{:?}",
+        server.preamble
+    );
+    let tokens = std::fs::read_to_string(real.join("tokens.json")).unwrap();
+    assert!(!tokens.contains("demo-coordinator"), "{tokens}");
+    let (status, _) = server.get("/v1/pathways/DEMO-000001");
+    assert_ne!(status, 200, "no demo data over real pathways");
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_stops_the_server_cleanly() {

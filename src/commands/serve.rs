@@ -19,7 +19,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     // Scripts and tests read this line to find the port.
     println!("OpenPTL listening on http://{addr}");
-    if demo {
+    if demo && server.demo_login().is_some() {
         println!(
             "Dashboard: http://{addr}/ (sign in with the demo login above). API: curl -H 'Authorization: Bearer <token>' http://{addr}/v1/ptl"
         );
