@@ -98,13 +98,29 @@ impl Anchorer {
             if last.position == head.position {
                 // The file's last anchor names this position with another
                 // hash: the log was rewritten (or the file belongs to
-                // another log). `verify --anchors` says which anchor.
+                // another log). `verify --anchors` says which anchor; no
+                // anchor vouches for this history meanwhile.
                 tracing::error!(
                     position = head.position,
                     anchored = %anchor::hex(&last.hash),
                     found = %anchor::hex(&head.hash),
-                    "the log's head does not match the last anchor: run `openptl verify --anchors` on the stopped service"
+                    "the log's head does not match the last anchor, so it is not anchored: run `openptl verify --anchors` on the stopped service"
                 );
+                return Ok(None);
+            }
+            if head.position < last.position {
+                // Behind the file's last anchor: a restore of an older
+                // backup, or a log cut short. An anchor here would sit
+                // below one it contradicts (it once did, with a line at
+                // INFO); the operator starts a new anchors file after a
+                // restore made on purpose.
+                tracing::error!(
+                    head = head.position,
+                    anchored = last.position,
+                    file = %self.path.display(),
+                    "the log ends before the last anchor, so it is not anchored: if it was restored from a backup on purpose, start with a new anchors file (docs/operations.md); else run `openptl verify --anchors`"
+                );
+                return Ok(None);
             }
         }
         if head.position == 0 {
@@ -196,5 +212,17 @@ mod tests {
         // A new process takes the file's last anchor as done.
         let again = Anchorer::new(&path);
         assert!(again.anchor(&app).await.unwrap().is_none());
+        // A log behind the last anchor (an older backup restored) or at its
+        // position with another history is not anchored: no line is added.
+        for records in [1, 3] {
+            let other = Arc::new(MemoryLog::new());
+            for i in 0..records {
+                other.append(vec![record("x", None, &[i])]).await.unwrap();
+            }
+            let clock = Arc::new(FixedClock("2026-01-06T12:00:00Z".parse().unwrap()));
+            let app = App::new(other, openptl_rules::RulesConfig::defaults(), clock);
+            assert!(Anchorer::new(&path).anchor(&app).await.unwrap().is_none());
+        }
+        assert_eq!(openptl_log::anchor::read(&path).unwrap().anchors.len(), 2);
     }
 }
