@@ -33,6 +33,16 @@ async fn check(
     moments: &[DateTime<Utc>],
     picks: &[(u16, u16)],
 ) -> Result<(), TestCaseError> {
+    check_for(app, moments, picks, &TrustFilter::default()).await
+}
+
+/// [`check`] for the views of `trusts`.
+async fn check_for(
+    app: &App,
+    moments: &[DateTime<Utc>],
+    picks: &[(u16, u16)],
+    trusts: &TrustFilter,
+) -> Result<(), TestCaseError> {
     app.caught_up(std::time::Duration::from_secs(5)).await;
     let system = Principal::system("test");
     let today = app.today();
@@ -58,7 +68,6 @@ async fn check(
             });
         }
     }
-    let trusts = TrustFilter::default();
     for at in &ats {
         let as_of = at.as_of.unwrap_or(today);
         // By risk first (no model of the date kept yet: every row's state
@@ -68,12 +77,14 @@ async fn check(
         let by_risk = PtlQuery {
             at: at.clone(),
             sort: PtlSort::BreachRisk,
+            trusts: trusts.clone(),
             ..PtlQuery::default()
         };
         let queries = [
             by_risk.clone(),
             PtlQuery {
                 at: at.clone(),
+                trusts: trusts.clone(),
                 ..PtlQuery::default()
             },
             PtlQuery {
@@ -96,7 +107,7 @@ async fn check(
         for period in [Period::of(as_of), Period::of(as_of - Days::new(31))] {
             for standard in ClockKind::ALL {
                 let (fast, full) = both(app, async || {
-                    app.standards(at, *standard, Some(period), &trusts, None, &system)
+                    app.standards(at, *standard, Some(period), trusts, None, &system)
                         .await
                 })
                 .await;
@@ -105,36 +116,35 @@ async fn check(
             // One tumour site (kept from the cells at the end).
             let site = Some(TumourSite::LowerGi);
             let (fast, full) = both(app, async || {
-                app.standards(at, ClockKind::Fds, Some(period), &trusts, site, &system)
+                app.standards(at, ClockKind::Fds, Some(period), trusts, site, &system)
                     .await
             })
             .await;
             prop_assert_eq!(fast, full, "FDS {:?} of a site at {:?}", period, at);
             let (fast, full) = both(app, async || {
-                app.milestones(at, Some(period), &trusts, site, &system)
+                app.milestones(at, Some(period), trusts, site, &system)
                     .await
             })
             .await;
             prop_assert_eq!(fast, full, "milestones {:?} of a site at {:?}", period, at);
             for month in [None, Some(period)] {
                 let (fast, full) = both(app, async || {
-                    app.milestones(at, month, &trusts, None, &system).await
+                    app.milestones(at, month, trusts, None, &system).await
                 })
                 .await;
                 prop_assert_eq!(fast, full, "milestones {:?} at {:?}", month, at);
             }
-            let (fast, full) =
-                both(app, async || app.cwt(at, period, &trusts, &system).await).await;
+            let (fast, full) = both(app, async || app.cwt(at, period, trusts, &system).await).await;
             prop_assert_eq!(fast, full, "CWT {:?} at {:?}", period, at);
             let (fast, full) = both(app, async || {
-                app.fit(at, Some(period), &trusts, &system).await
+                app.fit(at, Some(period), trusts, &system).await
             })
             .await;
             prop_assert_eq!(fast, full, "FIT {:?} at {:?}", period, at);
         }
         let sunday = last_sunday(as_of);
         let (fast, full) = both(app, async || {
-            app.canptl(sunday, at.known_at, &trusts, &system).await
+            app.canptl(sunday, at.known_at, trusts, &system).await
         })
         .await;
         prop_assert_eq!(fast, full, "CANPTL {} at {:?}", sunday, at);
@@ -154,11 +164,11 @@ async fn check(
         let months = [Period::of(today), Period::of(today - Days::new(31))];
         for (standard, period) in ClockKind::ALL.iter().flat_map(|k| months.map(|p| (k, p))) {
             let past = app
-                .standards(&known, *standard, Some(period), &trusts, site, &system)
+                .standards(&known, *standard, Some(period), trusts, site, &system)
                 .await
                 .unwrap();
             let kept = app
-                .standards(&now, *standard, Some(period), &trusts, site, &system)
+                .standards(&now, *standard, Some(period), trusts, site, &system)
                 .await
                 .unwrap();
             prop_assert_eq!(
@@ -170,11 +180,11 @@ async fn check(
             );
         }
         let past = app
-            .milestones(&known, None, &trusts, site, &system)
+            .milestones(&known, None, trusts, site, &system)
             .await
             .unwrap();
         let kept = app
-            .milestones(&now, None, &trusts, site, &system)
+            .milestones(&now, None, trusts, site, &system)
             .await
             .unwrap();
         prop_assert_eq!(past.0, kept.0, "milestones of a site, past way and cells");
@@ -204,11 +214,27 @@ async fn check(
 /// last days' replaced states from the log.
 async fn reopened(app: &App) -> (App, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let again = App::open(
+    let again = opened_at(
         app.log.clone(),
-        (*app.config).clone(),
         app.clock.clone(),
-        Some(dir.path().join("projection.snapshot")),
+        &dir.path().join("projection.snapshot"),
+    )
+    .await;
+    (again, dir)
+}
+
+/// An app on `log` whose snapshot is `snapshot` (restored from it if there
+/// is one), once it serves and has written the last days' replaced states.
+async fn opened_at(
+    log: std::sync::Arc<dyn openptl_log::EventLog>,
+    clock: std::sync::Arc<dyn crate::Clock>,
+    snapshot: &std::path::Path,
+) -> App {
+    let again = App::open(
+        log,
+        openptl_rules::RulesConfig::defaults(),
+        clock,
+        Some(snapshot.to_path_buf()),
     );
     again.set_past_views_read_all(true);
     assert!(again.caught_up(std::time::Duration::from_secs(5)).await);
@@ -217,7 +243,7 @@ async fn reopened(app: &App) -> (App, tempfile::TempDir) {
             .replaced_states_ready(std::time::Duration::from_secs(10))
             .await
     );
-    (again, dir)
+    again
 }
 
 /// A view as known at a moment takes the state a pathway had before its
@@ -332,3 +358,5 @@ proptest! {
         }))?;
     }
 }
+
+mod rich;
