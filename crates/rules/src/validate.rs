@@ -162,6 +162,19 @@ pub fn check_event(
             {
                 return Err(RuleError::PathwayClosed);
             }
+            // A transfer moves a pathway to another trust (decision 186):
+            // to the one holding it on that day it would count a handover
+            // that never happened.
+            if let EventData::PathwayTransferred(t) = data {
+                if trust_on(&before, occurred_on) == Some(t.to_trust.as_str()) {
+                    return Err(RuleError::field(
+                        "data.to_trust",
+                        format!(
+                            "is the trust holding the pathway on {occurred_on} already: a transfer names the trust it moves to"
+                        ),
+                    ));
+                }
+            }
         }
     }
     let mut after = history.to_vec();
@@ -268,6 +281,25 @@ fn late_upgrade(events: &[EffectiveEvent]) -> Option<RuleError> {
         stopped_on,
         what: what.to_string(),
     })
+}
+
+/// The trust holding the pathway on `day`: its referral's, then that of
+/// each transfer dated on or before it (in date order; one day's in the
+/// order they were keyed).
+fn trust_on<'e>(events: &'e [EffectiveEvent], day: NaiveDate) -> Option<&'e str> {
+    let mut moves: Vec<(NaiveDate, usize, &str)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match &*e.data {
+            EventData::ReferralReceived(r) => Some((NaiveDate::MIN, i, r.trust.as_str())),
+            EventData::PathwayTransferred(t) if e.occurred_on <= day => {
+                Some((e.occurred_on, i, t.to_trust.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    moves.sort();
+    moves.last().map(|(_, _, trust)| *trust)
 }
 
 /// A subsequent treatment dated before the earliest clinically appropriate
