@@ -219,15 +219,21 @@ fn storage(e: openptl_log::LogError) -> AppError {
 }
 
 /// Decodes a record onto a history being gathered (`None` once one could
-/// not be decoded).
-fn gather(history: &mut Option<Vec<RecordedEvent>>, record: RecordRef<'_>) {
-    if let Some(events) = history {
-        match decode(record) {
-            Ok(event) => events.push(event),
-            Err(e) => {
-                tracing::error!(error = %e, "a stored event could not be decoded");
-                *history = None;
-            }
+/// not be decoded). Says why, when the record is one this binary cannot
+/// read at all ([`crate::evaluate::unreadable`]: written by a newer one),
+/// which must stop the fold rather than leave the pathway out.
+#[must_use]
+fn gather(history: &mut Option<Vec<RecordedEvent>>, record: RecordRef<'_>) -> Option<String> {
+    let events = history.as_mut()?;
+    match decode(record) {
+        Ok(event) => {
+            events.push(event);
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a stored event could not be decoded");
+            *history = None;
+            crate::evaluate::unreadable(record)
         }
     }
 }
@@ -269,7 +275,9 @@ pub(crate) fn fold_in_place<R: Send>(
                 reader
                     .visit_positions(positions, &mut |record| {
                         if record.stream_id == &**id {
-                            gather(&mut history, record);
+                            // Every record here was applied first, which
+                            // refuses one this binary cannot read.
+                            let _ = gather(&mut history, record);
                         } else if history.take().is_some() {
                             // Positions that disagree with the log: never
                             // another stream's events in a history.
@@ -347,7 +355,8 @@ fn fold_in_pages<R: Send>(
             let history = gathering
                 .entry(i)
                 .or_insert_with(|| Some(Vec::with_capacity(positions.len())));
-            gather(history, record.as_ref());
+            // Applied first, which refuses a record this binary cannot read.
+            let _ = gather(history, record.as_ref());
             if positions.last() == Some(&record.position) {
                 let history = gathering.remove(&i).expect("gathered above");
                 ready.push((i, history));
@@ -450,18 +459,13 @@ fn fold_share<R>(
     let mut unreadable = None;
     reader
         .visit(1, to, &keep, &mut |record| {
-            if unreadable.is_some() {
-                return;
-            }
-            if let Some(why) = crate::evaluate::unreadable(record) {
-                unreadable = Some(why);
-                return;
-            }
             let Some(pathway) = found.get_mut(record.stream_id.as_bytes()) else {
                 return;
             };
             pathway.positions.push(record.position);
-            gather(&mut pathway.history, record);
+            if let Some(why) = gather(&mut pathway.history, record) {
+                unreadable.get_or_insert(why);
+            }
             if pathway.last == record.position {
                 let id: Arc<str> = Arc::from(record.stream_id);
                 let r = f(&id, pathway.history.take().as_deref());

@@ -169,7 +169,7 @@ fn mark_incomplete(to: &Path, from: &Path) -> Result<(), OpenError> {
     let mark = to.join(INCOMPLETE);
     let writing = |e| io(&format!("writing {}", mark.display()), e);
     let text = format!(
-        "a copy of {} started at {} did not finish\n",
+        "a copy of {} started at {} that did not finish\n",
         from.display(),
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
