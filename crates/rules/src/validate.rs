@@ -166,7 +166,10 @@ pub fn check_event(
             // to the one holding it on that day it would count a handover
             // that never happened.
             if let EventData::PathwayTransferred(t) = data {
-                if trust_on(&before, occurred_on) == Some(t.to_trust.as_str()) {
+                // The trust holding it that day, as the fold says (SPEC 2.4).
+                let holding = crate::evaluate(&before, occurred_on, config)
+                    .map(|state| crate::d31::trust_on(&state, occurred_on));
+                if holding == Some(t.to_trust) {
                     return Err(RuleError::field(
                         "data.to_trust",
                         format!(
@@ -281,25 +284,6 @@ fn late_upgrade(events: &[EffectiveEvent]) -> Option<RuleError> {
         stopped_on,
         what: what.to_string(),
     })
-}
-
-/// The trust holding the pathway on `day`: its referral's, then that of
-/// each transfer dated on or before it (in date order; one day's in the
-/// order they were keyed).
-fn trust_on<'e>(events: &'e [EffectiveEvent], day: NaiveDate) -> Option<&'e str> {
-    let mut moves: Vec<(NaiveDate, usize, &str)> = events
-        .iter()
-        .enumerate()
-        .filter_map(|(i, e)| match &*e.data {
-            EventData::ReferralReceived(r) => Some((NaiveDate::MIN, i, r.trust.as_str())),
-            EventData::PathwayTransferred(t) if e.occurred_on <= day => {
-                Some((e.occurred_on, i, t.to_trust.as_str()))
-            }
-            _ => None,
-        })
-        .collect();
-    moves.sort();
-    moves.last().map(|(_, _, trust)| *trust)
 }
 
 /// A subsequent treatment dated before the earliest clinically appropriate
