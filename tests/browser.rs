@@ -184,6 +184,56 @@ fn the_dashboard_works_in_headless_chromium() {
     eprintln!("31-day split on the standards page: {split}");
     driver.screenshot("standards.png");
 
+    // A figure opens the clocks it counts (decision 187): last month's FDS
+    // clocks of the trust that stopped the most, then one of its patients.
+    driver.script("go('/standards', { period: months(document.getElementById('period').value, 2)[0] }); return true");
+    let stopped = driver.wait_for(
+        "last month's FDS figures by trust",
+        "const links = [...document.querySelectorAll('#standard-fds tr[data-trust] td:nth-child(2) a')];
+         return document.getElementById('period').value !== new Date().toISOString().slice(0, 7) && links.length > 0
+           && links.map(a => [a.closest('tr').dataset.trust, Number(a.textContent)]).sort((x, y) => y[1] - x[1])[0]",
+    );
+    let (trust, count) = (
+        stopped[0].as_str().unwrap().to_string(),
+        stopped[1].as_u64().unwrap(),
+    );
+    assert!(count > 0, "{stopped}");
+    driver.script(&format!(
+        "document.querySelector('#standard-fds tr[data-trust=\"{trust}\"] td:nth-child(2) a').click(); return true"
+    ));
+    let listed = driver.wait_for(
+        "the clocks behind the figure",
+        "const rows = [...document.querySelectorAll('tr[data-pathway]')];
+         return document.getElementById('clocks-summary') !== null && rows.length > 0
+           && rows.map(r => r.children[2].textContent)",
+    );
+    let trusts: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        trusts.len() as u64,
+        count,
+        "one line per clock the figure counts"
+    );
+    assert!(trusts.iter().all(|t| *t == trust), "{trusts:?}");
+    let summary = driver.script("return document.getElementById('clocks-summary').textContent");
+    let summary = summary.as_str().unwrap();
+    assert!(summary.starts_with(&format!("{count} clock")), "{summary}");
+    assert!(driver
+        .script("return document.getElementById('clocks-csv').getAttribute('href')")
+        .as_str()
+        .unwrap()
+        .contains("format=csv"));
+    driver.screenshot("standards-clocks.png");
+    driver.click("tr[data-pathway] a");
+    driver.wait_for(
+        "the pathway page from the list",
+        "return location.pathname.startsWith('/pathways/') && document.querySelectorAll('tr[data-period], h1').length > 0",
+    );
+
     // The same page for a past date: 21 past views at once, more than the
     // server's past-view queue takes; the page waits out each `busy`
     // (Retry-After) and draws every panel rather than failing.

@@ -538,6 +538,32 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
     );
     driver.screenshot("meeting-summary.png");
 
+    // The standards page's figures link to the clocks they count
+    // (decision 187); both pages pass axe.
+    let (referred, told) = (day(&driver, 30), day(&driver, 2));
+    post(
+        &server,
+        json!({ "events": [
+            { "pathway_id": "CLK-1", "type": "referral_received", "occurred_on": referred,
+              "data": { "nhs_number": "9434765919", "trust": "RYJ", "tumour_site": "skin", "route": "urgent_suspected_cancer" } },
+            { "pathway_id": "CLK-1", "type": "diagnosis_communicated", "occurred_on": told,
+              "data": { "outcome": "cancer_ruled_out" } },
+        ] }),
+    );
+    let period = &told[..7];
+    driver.goto(&format!("{base}/standards?period={period}&trust=RYJ"));
+    driver.wait_for(
+        "the RYJ figures",
+        "return document.querySelector('#standard-fds tr[data-trust=\"RYJ\"] a.figure-link') !== null",
+    );
+    check_axe(&driver, axe, "the standards page");
+    driver.click("#standard-fds tr[data-trust=\"RYJ\"] a.figure-link");
+    driver.wait_for(
+        "the clocks list",
+        "return document.querySelector('tr[data-pathway=\"CLK-1\"][data-outcome=\"within_target\"]') !== null",
+    );
+    check_axe(&driver, axe, "the clocks behind a figure");
+
     // A manager sees the note form only.
     driver.click("#sign-out");
     sign_in(&driver, &base, &manager);

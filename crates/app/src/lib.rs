@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod breach_risk;
 mod clock;
+mod clocks;
 pub mod connections;
 mod error;
 mod evaluate;
@@ -41,6 +42,7 @@ use openptl_rules::RulesConfig;
 
 pub use append::{AppendOutcome, AppendedEvent, MAX_BATCH};
 pub use clock::{london_today, Clock, FixedClock, SystemClock};
+pub use clocks::ClockLine;
 pub use error::AppError;
 pub use evaluate::decode;
 pub use fold::{par_batches, par_sort_parts_by};

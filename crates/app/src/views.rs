@@ -1041,7 +1041,7 @@ fn sort_cwt_lines(parts: Vec<Vec<CwtLine>>) -> Vec<CwtLine> {
     crate::fold::par_sort_parts_by(parts, cwt_order)
 }
 
-fn forbidden(principal: &Principal, why: &str) -> AppError {
+pub(crate) fn forbidden(principal: &Principal, why: &str) -> AppError {
     AppError::Forbidden {
         index: None,
         reason: format!("a {} may not see this: {why}", principal.role.as_str()),

@@ -1244,34 +1244,43 @@ async function renderStandards() {
   clocks.forEach(([c, title], i) => {
     const r = reports[i];
     const target = r.thresholds.operational ?? r.thresholds.standard;
+    // Every count links to the clocks it counts (clocks.js).
+    const scope = trust ? { trust } : {};
+    const count = (n, filters) => clocksLink(n, c, period, Object.assign({}, scope, filters));
     const panel = h("section", { class: "panel", "aria-labelledby": `h-${c}`, id: `standard-${c}` },
       h("h2", { id: `h-${c}` }, title),
-      h("p", {}, h("strong", { class: "big" }, pct(r.percent)), ` within ${r.target_days} days in ${r.period}: ${r.within_target} of ${r.total}. `,
+      h("p", {}, h("strong", { class: "big" }, pct(r.percent)), ` within ${r.target_days} days in ${r.period}: ${r.within_target} of `, count(r.total, {}),
+        "; breached ", count(r.breached, { outcome: "breached" }), ". ",
         `National standard ${r.thresholds.standard}%`, r.thresholds.operational ? `, operational target ${r.thresholds.operational}%` : "", "."),
       projections[i],
       chart(`${title}, last six months`, trends[i].map((x) => ({ label: x.period, value: x.percent })), target),
-      table("By trust", ["Trust", { label: "Stopped", num: true }, { label: "Within", num: true }, { label: "%", num: true }, "", c === "fds" ? { label: "Excluded", num: true } : null].filter(Boolean),
-        r.by_trust.map((t) => h("tr", {}, h("td", {}, t.trust), h("td", { class: "num" }, t.total), h("td", { class: "num" }, t.within_target),
-          h("td", { class: "num" }, pct(t.percent)), h("td", {}, bar(t.percent, target)), c === "fds" ? h("td", { class: "num" }, t.excluded ?? 0) : null))),
-      table("By tumour site", ["Tumour site", { label: "Stopped", num: true }, { label: "%", num: true }, ""],
-        r.by_tumour_site.map((t) => h("tr", {}, h("td", {}, label(t.tumour_site)), h("td", { class: "num" }, t.total), h("td", { class: "num" }, pct(t.percent)), h("td", {}, bar(t.percent, target))))));
+      table("By trust", ["Trust", { label: "Stopped", num: true }, { label: "Within", num: true }, { label: "Breached", num: true }, { label: "%", num: true }, "", c === "fds" ? { label: "Excluded", num: true } : null].filter(Boolean),
+        r.by_trust.map((t) => h("tr", { "data-trust": t.trust }, h("td", {}, t.trust), h("td", { class: "num" }, count(t.total, { trust: t.trust })),
+          h("td", { class: "num" }, count(t.within_target, { trust: t.trust, outcome: "within_target" })),
+          h("td", { class: "num" }, count(t.breached, { trust: t.trust, outcome: "breached" })),
+          h("td", { class: "num" }, pct(t.percent)), h("td", {}, bar(t.percent, target)),
+          c === "fds" ? h("td", { class: "num" }, count(t.excluded ?? 0, { trust: t.trust, outcome: "excluded" })) : null))),
+      table("By tumour site", ["Tumour site", { label: "Stopped", num: true }, { label: "Breached", num: true }, { label: "%", num: true }, ""],
+        r.by_tumour_site.map((t) => h("tr", {}, h("td", {}, label(t.tumour_site)), h("td", { class: "num" }, count(t.total, { tumour_site: t.tumour_site })),
+          h("td", { class: "num" }, count(t.breached, { tumour_site: t.tumour_site, outcome: "breached" })),
+          h("td", { class: "num" }, pct(t.percent)), h("td", {}, bar(t.percent, target))))));
     if (r.by_treatment) {
       // The combined 31-day standard as the national statistics split it (SPEC 4.4).
       const halves = [["first_definitive", "First definitive treatment"], ["subsequent", "Subsequent treatment"]];
       panel.append(table("First definitive and subsequent treatments", ["Treatment", { label: "Treated", num: true }, { label: "Within", num: true }, { label: "%", num: true }, ""],
-        halves.map(([k, t]) => h("tr", { "data-treatment": k }, h("td", {}, t), h("td", { class: "num" }, r.by_treatment[k].total),
+        halves.map(([k, t]) => h("tr", { "data-treatment": k }, h("td", {}, t), h("td", { class: "num" }, count(r.by_treatment[k].total, { treatment: k })),
           h("td", { class: "num" }, r.by_treatment[k].within_target), h("td", { class: "num" }, pct(r.by_treatment[k].percent)), h("td", {}, bar(r.by_treatment[k].percent, target))))));
       const groups = [["surgery", "Surgery"], ["anticancer_drug", "Anti-cancer drug"], ["radiotherapy", "Radiotherapy"], ["other", "Other"]];
       panel.append(table("By modality", ["Modality", { label: "First %", num: true }, { label: "Subsequent %", num: true }, { label: "Treated", num: true }, { label: "%", num: true }, ""],
         groups.map(([k, t]) => h("tr", { "data-modality": k }, h("td", {}, t),
           h("td", { class: "num" }, pct(r.by_treatment.first_definitive.by_modality[k].percent)),
           h("td", { class: "num" }, pct(r.by_treatment.subsequent.by_modality[k].percent)),
-          h("td", { class: "num" }, r.by_modality[k].total), h("td", { class: "num" }, pct(r.by_modality[k].percent)), h("td", {}, bar(r.by_modality[k].percent, target))))));
+          h("td", { class: "num" }, count(r.by_modality[k].total, { modality: k })), h("td", { class: "num" }, pct(r.by_modality[k].percent)), h("td", {}, bar(r.by_modality[k].percent, target))))));
     }
     if (r.by_outcome) {
       panel.append(table("Diagnosed and ruled out", ["Outcome", { label: "Stopped", num: true }, { label: "%", num: true }, ""],
         [["diagnosed", "Cancer diagnosed"], ["ruled_out", "Cancer ruled out"]].map(([k, t]) => h("tr", {}, h("td", {}, t),
-          h("td", { class: "num" }, r.by_outcome[k].total), h("td", { class: "num" }, pct(r.by_outcome[k].percent)), h("td", {}, bar(r.by_outcome[k].percent, target))))));
+          h("td", { class: "num" }, count(r.by_outcome[k].total, { fds_outcome: k })), h("td", { class: "num" }, pct(r.by_outcome[k].percent)), h("td", {}, bar(r.by_outcome[k].percent, target))))));
     }
     grid.append(panel);
   });
@@ -1392,6 +1401,7 @@ async function render() {
     else if (path === "/") await renderPtl();
     else if (path.startsWith("/pathways/")) await renderPathway(decodeURIComponent(path.slice("/pathways/".length)));
     else if (path === "/standards") await renderStandards();
+    else if (path === "/standards/clocks") await renderClocks(); // clocks.js
     else if (path === "/milestones") await renderMilestones();
     else if (path === "/fit") await renderFit(); // fit.js
     else if (path === "/risks") await renderRisks(); // forecast.js

@@ -26,6 +26,8 @@ const FIT_JS: &str = include_str!("../assets/fit.js");
 /// The breach forecasts (issue 24): the likely-to-breach page, the pathway
 /// page's risks, the standards page's projections.
 const FORECAST_JS: &str = include_str!("../assets/forecast.js");
+/// The clocks behind a standards figure (decision 187).
+const CLOCKS_JS: &str = include_str!("../assets/clocks.js");
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -75,6 +77,14 @@ pub async fn fit_script() -> Response {
 pub async fn forecast_script() -> Response {
     with_headers(
         FORECAST_JS,
+        "text/javascript; charset=utf-8",
+        "public, max-age=300",
+    )
+}
+
+pub async fn clocks_script() -> Response {
+    with_headers(
+        CLOCKS_JS,
         "text/javascript; charset=utf-8",
         "public, max-age=300",
     )

@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod auth;
+mod clocks;
 mod csv;
 mod dashboard;
 mod error;
@@ -100,10 +101,15 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/", get(dashboard::page))
         .route("/pathways/{pathway_id}", get(dashboard::page))
         .route("/standards", get(dashboard::page))
+        .route("/standards/clocks", get(dashboard::page))
         .route("/milestones", get(dashboard::page))
         .route("/assets/app.js", get(dashboard::script))
         .route("/assets/app.css", get(dashboard::stylesheet))
         .route("/v1/standards/{standard}", get(views::get_standards))
+        .route(
+            "/v1/standards/{standard}/clocks",
+            get(clocks::get_standard_clocks),
+        )
         .route("/v1/milestones", get(views::get_milestones))
         .route("/v1/fit", get(fit::get_fit))
         .route("/v1/forecast/{standard}", get(forecast::get_forecast))
@@ -112,6 +118,7 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/assets/fit.js", get(dashboard::fit_script))
         .route("/risks", get(dashboard::page))
         .route("/assets/forecast.js", get(dashboard::forecast_script))
+        .route("/assets/clocks.js", get(dashboard::clocks_script))
         .route("/v1/returns/canptl", get(views::get_canptl))
         .route("/v1/returns/cwt", get(views::get_cwt))
         .route(

@@ -7,6 +7,7 @@
 
 use openptl_app::access::Role;
 use openptl_app::{PtlSort, Worklist};
+use openptl_rules::counted::{ClockOutcome, FdsOutcome};
 use openptl_rules::*;
 use serde_json::{json, Map, Value};
 
@@ -196,6 +197,88 @@ fn error_responses(responses: &mut Map<String, Value>) {
             json!({ "description": "An error (SPEC 4.3)", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }),
         );
     }
+}
+
+/// `GET /v1/standards/{standard}/clocks` (decision 187).
+fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
+    let nullable = |mut schema: Value| {
+        schema["nullable"] = json!(true);
+        schema
+    };
+    // Every standard's columns are required; the FDS's and the 31-day's own
+    // are there for theirs.
+    let line = object(
+        &openptl_app::ClockLine::columns(ClockKind::D62),
+        json!({
+            "pathway_id": { "type": "string" },
+            "nhs_number": { "type": "string", "description": "Masked but for its last four digits for roles that may not see it" },
+            "trust": { "type": "string", "description": "The trust the clock is counted under (for the 31-day standard, the trust at the treatment; a transferred 62-day pathway has a line per trust's share)" },
+            "tumour_site": vocabulary!(TumourSite),
+            "route": vocabulary!(Route),
+            "referred_on": date(),
+            "outcome": vocabulary!(ClockOutcome),
+            "share": { "type": "number", "description": "The trust's share of the clock: 1, or ½ after a transfer (SPEC 2.4); 0 for an excluded clock" },
+            "start": nullable(date()),
+            "stop": nullable(json!({ "type": "string", "format": "date", "description": "The day the clock stopped (treatment started, for the 31-day standard); the day it was excluded, for an excluded FDS clock" })),
+            "stop_reason": nullable(vocabulary!(StopReason)),
+            "adjustment_days": { "type": "integer" },
+            "days": { "type": "integer" },
+            "target_days": { "type": "integer" },
+            "fds_outcome": nullable(vocabulary!(FdsOutcome)),
+            "treatment": nullable(vocabulary!(TreatmentGroup)),
+            "modality_group": nullable(vocabulary!(ModalityGroup)),
+            "modality": nullable(vocabulary!(Modality)),
+            "plan_id": nullable(json!({ "type": "string" })),
+        }),
+    );
+    let mut parameters = vec![
+        path_param("standard", vocabulary!(ClockKind)),
+        query(
+            "outcome",
+            vocabulary!(ClockOutcome),
+            "Only the clocks within target, breached or (FDS) excluded.",
+        ),
+        query(
+            "fds_outcome",
+            vocabulary!(FdsOutcome),
+            "FDS only: the clocks of patients told they have cancer, or that it was ruled out.",
+        ),
+        query(
+            "treatment",
+            vocabulary!(TreatmentGroup),
+            "31-day only: first definitive or subsequent treatments.",
+        ),
+        query(
+            "modality",
+            vocabulary!(ModalityGroup),
+            "31-day only: one modality group.",
+        ),
+        query(
+            "format",
+            codes(["json", "csv"]),
+            "Default JSON (or CSV when `Accept: text/csv`).",
+        ),
+    ];
+    parameters.extend(aggregate_params.iter().cloned());
+    operation(
+        "The clocks behind a standards figure: each clock the figures of the month count (a line per trust's share), with the same filters and moment as the standards view, breaches first and longest waits first. Lists patients: not for analysts.",
+        parameters,
+        (
+            "200",
+            json!({ "description": "The clocks (CSV: the same columns)", "content": {
+                "application/json": { "schema": object(&["standard", "period", "position", "total", "share", "rows"], json!({
+                    "standard": vocabulary!(ClockKind),
+                    "period": period(),
+                    "position": { "type": "integer" },
+                    "total": { "type": "integer", "description": "Lines listed" },
+                    "share": { "type": "number", "description": "Their shares added up: the figure the filters pick out of the standards view (its `total`, `breached`, `within_target`)" },
+                    "rows": { "type": "array", "items": line },
+                })) },
+                "text/csv": { "schema": { "type": "string" } },
+            } }),
+        ),
+        false,
+    )
 }
 
 fn operation(summary: &str, parameters: Vec<Value>, ok: (&str, Value), public: bool) -> Value {
@@ -535,6 +618,7 @@ pub fn document() -> Value {
         ),
         false,
     );
+    let standard_clocks = standard_clocks_operation(&aggregate_params);
     let forecast = forecast_operation(&aggregate_params);
     json!({
         "openapi": "3.0.3",
@@ -611,6 +695,7 @@ pub fn document() -> Value {
                 false,
             ) },
             "/v1/standards/{standard}": { "get": standards },
+            "/v1/standards/{standard}/clocks": { "get": standard_clocks },
             "/v1/milestones": { "get": operation("BPTP milestone compliance", aggregate_params, ("200", json_ok("The report", open_object())), false) },
             "/v1/fit": { "get": fit_operation() },
             "/v1/forecast/{standard}": { "get": forecast },

@@ -6,6 +6,7 @@
 
 mod codes;
 pub mod config;
+pub mod counted;
 pub mod cwt;
 pub mod d31;
 pub mod date;

@@ -19,6 +19,7 @@ use crate::config::RulesConfig;
 use crate::d31::{self, D31Split, ModalityGroup, TreatmentGroup};
 use crate::ids::OdsCode;
 use crate::pathway::{Clock, PathwayState};
+use crate::period::TreatmentPeriod;
 use crate::report::{
     FdsOutcomes, FitIndicator, MeetingAll, MilestoneCounts, MilestonesReport, Performance, Period,
     SiteMilestones, SitePerformance, StandardsReport, Thresholds, TrustMilestones,
@@ -85,10 +86,28 @@ fn clock_of(state: &PathwayState, kind: ClockKind) -> &Clock {
     }
 }
 
+/// One contribution of a pathway to the standards views: where it is
+/// counted, its share, and the clock counted (the FDS or 62-day clock, or a
+/// treatment period's 31-day clock), so a figure can list what it counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Contribution<'s> {
+    pub key: StandardsKey,
+    pub share: f64,
+    pub clock: &'s Clock,
+    /// The treatment period counted, for the 31-day standard.
+    pub treatment_period: Option<&'s TreatmentPeriod>,
+}
+
 /// Every contribution of a pathway to the standards views: each standard,
 /// each month it counts in (a stop, an exclusion, a treatment), each
 /// trust's share.
 pub fn standards_contributions(state: &PathwayState, out: &mut dyn FnMut(StandardsKey, f64)) {
+    each_contribution(state, &mut |c| out(c.key, c.share));
+}
+
+/// [`standards_contributions`] with the clock each counts: what the
+/// figures add up and what their lists show come from here alone.
+pub fn each_contribution<'s>(state: &'s PathwayState, out: &mut dyn FnMut(Contribution<'s>)) {
     let site = state.tumour_site;
     // The 31-day standard: every month a treatment period was treated in.
     let mut months: Vec<Period> = state
@@ -112,7 +131,12 @@ pub fn standards_contributions(state: &PathwayState, out: &mut dyn FnMut(Standar
                 site,
                 cell,
             };
-            out(key, 1.0);
+            out(Contribution {
+                key,
+                share: 1.0,
+                clock: &counted.period.clock,
+                treatment_period: Some(counted.period),
+            });
         }
     }
     for standard in [ClockKind::Fds, ClockKind::D62] {
@@ -128,15 +152,22 @@ pub fn standards_contributions(state: &PathwayState, out: &mut dyn FnMut(Standar
         if !crate::report::counts_in(state, standard, month) {
             continue;
         }
-        let key = |trust: OdsCode, cell: StandardsCell| StandardsKey {
-            standard,
-            month,
-            trust,
-            site,
-            cell,
+        let mut counted = |trust: OdsCode, cell: StandardsCell, share: f64| {
+            out(Contribution {
+                key: StandardsKey {
+                    standard,
+                    month,
+                    trust,
+                    site,
+                    cell,
+                },
+                share,
+                clock,
+                treatment_period: None,
+            })
         };
         if clock.status == ClockStatus::Excluded {
-            out(key(state.trust, StandardsCell::Excluded), 0.0);
+            counted(state.trust, StandardsCell::Excluded, 0.0);
             continue;
         }
         let cell = StandardsCell::Stopped {
@@ -147,10 +178,10 @@ pub fn standards_contributions(state: &PathwayState, out: &mut dyn FnMut(Standar
         match &clock.allocation {
             Some(allocation) => {
                 for a in allocation {
-                    out(key(a.trust, cell), a.share);
+                    counted(a.trust, cell, a.share);
                 }
             }
-            None => out(key(state.trust, cell), 1.0),
+            None => counted(state.trust, cell, 1.0),
         }
     }
 }

@@ -788,6 +788,120 @@ proptest! {
         prop_assert_eq!(less.report(&all, config), fit::report(&rest, month, &all, config));
     }
 
+    /// Decision 187: the clocks listed behind a figure add up to it, for
+    /// every figure of every standard's report (overall, by trust, by
+    /// tumour site, the FDS outcomes, the 31-day halves and modality
+    /// groups, breached and within target), and each line is a clock that
+    /// stopped (or was excluded) in the month.
+    #[test]
+    fn the_clocks_listed_add_up_to_their_figures(
+        plans in proptest::collection::vec(plan(true), 1..10),
+        as_of_offset in 0i64..200,
+        month_back in 0i64..3,
+        counted_month in any::<Index>(),
+    ) {
+        use openptl_rules::counted::{counted_clocks, ClockFilter, ClockOutcome, FdsOutcome};
+        let histories: Vec<_> = plans.iter().map(build).collect();
+        let last = histories.iter().map(|h| referred_on(h)).max().unwrap();
+        let as_of = plus(last, as_of_offset);
+        let states: Vec<_> = histories.iter().map(|h| view(h, as_of)).collect();
+        // A month something counts in, when there is one (most random
+        // months hold no stop), else one back from the view's date.
+        let mut months = Vec::new();
+        for state in &states {
+            tally::standards_contributions(state, &mut |key, _| months.push(key.month));
+        }
+        let month = match months.is_empty() {
+            true => Period::of(plus(as_of, -31 * month_back)),
+            false => *counted_month.get(&months),
+        };
+        let all = |_: &str| true;
+        for standard in ClockKind::ALL {
+            let report = report::standards(&states, *standard, month, &all, config());
+            let listed = |trust: Option<&str>, filter: ClockFilter| {
+                let mut lines = Vec::new();
+                for state in &states {
+                    counted_clocks(
+                        state,
+                        *standard,
+                        month,
+                        &|t| trust.is_none_or(|want| want == t),
+                        &filter,
+                        &mut |line| lines.push(line),
+                    );
+                }
+                lines
+            };
+            // The total, breached and within-target figures of the lines a
+            // filter keeps (excluded clocks count in none of them).
+            let figures = |trust: Option<&str>, filter: ClockFilter| {
+                let mut performance = report::Performance::default();
+                for line in listed(trust, filter) {
+                    match line.outcome() {
+                        ClockOutcome::Breached => performance.breached += line.share,
+                        ClockOutcome::WithinTarget => performance.within_target += line.share,
+                        ClockOutcome::Excluded => continue,
+                    }
+                    performance.total += line.share;
+                }
+                (performance.total, performance.within_target, performance.breached)
+            };
+            let of = |p: &report::Performance| (p.total, p.within_target, p.breached);
+            let every = ClockFilter::default();
+            prop_assert_eq!(figures(None, every), of(&report.overall), "{}", standard);
+            for outcome in [ClockOutcome::Breached, ClockOutcome::WithinTarget] {
+                let only = ClockFilter { outcome: Some(outcome), ..every };
+                let (total, within, breached) = figures(None, only);
+                prop_assert_eq!(total, if outcome == ClockOutcome::Breached { breached } else { within });
+                prop_assert_eq!(total, if outcome == ClockOutcome::Breached {
+                    report.overall.breached
+                } else {
+                    report.overall.within_target
+                });
+            }
+            let excluded = ClockFilter { outcome: Some(ClockOutcome::Excluded), ..every };
+            prop_assert_eq!(listed(None, excluded).len() as u64, report.excluded.unwrap_or(0));
+            for line in &report.by_trust {
+                prop_assert_eq!(figures(Some(&line.trust), every), of(&line.performance));
+                prop_assert_eq!(
+                    listed(Some(&line.trust), excluded).len() as u64,
+                    line.excluded.unwrap_or(0)
+                );
+            }
+            for line in &report.by_tumour_site {
+                let site = ClockFilter { tumour_site: Some(line.tumour_site), ..every };
+                prop_assert_eq!(figures(None, site), of(&line.performance));
+            }
+            if let Some(outcomes) = &report.by_outcome {
+                for (fds, figure) in [
+                    (FdsOutcome::Diagnosed, &outcomes.diagnosed),
+                    (FdsOutcome::RuledOut, &outcomes.ruled_out),
+                ] {
+                    let only = ClockFilter { fds_outcome: Some(fds), ..every };
+                    prop_assert_eq!(figures(None, only), of(figure));
+                }
+            }
+            if let Some(split) = &report.d31 {
+                for (group, figures_of) in &split.by_treatment {
+                    let only = ClockFilter { treatment: Some(*group), ..every };
+                    prop_assert_eq!(figures(None, only), of(&figures_of.performance));
+                    for (modality, figure) in &figures_of.by_modality {
+                        let only = ClockFilter { treatment: Some(*group), modality: Some(*modality), ..every };
+                        prop_assert_eq!(figures(None, only), of(figure));
+                    }
+                }
+                for (modality, figure) in &split.by_modality {
+                    let only = ClockFilter { modality: Some(*modality), ..every };
+                    prop_assert_eq!(figures(None, only), of(figure));
+                }
+            }
+            for line in listed(None, every) {
+                prop_assert!(line.stop.is_some_and(|d| month.contains(d)), "{:?}", line);
+                prop_assert_eq!(line.key.standard, *standard);
+            }
+        }
+    }
+
     /// A report over a period holding none of a pathway's dates counts
     /// nothing of it (what lets views pass over such pathways unread).
     #[test]

@@ -4,6 +4,8 @@
 //! own), requests, and what the router answered.
 #![allow(dead_code)]
 
+pub mod alliance;
+
 use std::sync::Arc;
 
 use axum::Router;

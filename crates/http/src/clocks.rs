@@ -1,0 +1,160 @@
+//! `GET /v1/standards/{standard}/clocks` (decision 187): the clocks behind
+//! a figure of the standards view, as JSON or CSV. It takes the standards
+//! view's parameters, and one per split of its report (`outcome`, and
+//! `fds_outcome` for the FDS, `treatment` and `modality` for the 31-day
+//! standard), so any figure the report shows has its list.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use openptl_app::{App, AppError, ClockLine, Failure};
+use openptl_rules::counted::{ClockFilter, ClockOutcome, FdsOutcome};
+use openptl_rules::{ClockKind, ModalityGroup, TreatmentGroup};
+use serde_json::json;
+
+use crate::auth::Auth;
+use crate::csv::Csv;
+use crate::views::{
+    check_known, csv_response, one_site, period, trusts, view_at, wants_csv, Params,
+};
+use crate::{invalid, ApiError, HttpError};
+
+const PARAMS: &[&str] = &[
+    "period",
+    "trust",
+    "alliance",
+    "tumour_site",
+    "outcome",
+    "fds_outcome",
+    "treatment",
+    "modality",
+    "as_of",
+    "known_at",
+    "min_position",
+    "format",
+];
+
+/// One code of a vocabulary, for a parameter that applies to `applies`
+/// standards only (named in `which` when refused).
+fn code<T>(
+    params: &Params,
+    name: &str,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: String,
+    standard: ClockKind,
+    applies: Option<(ClockKind, &str)>,
+) -> Result<Option<T>, ApiError> {
+    let Some(value) = params.get(name) else {
+        return Ok(None);
+    };
+    if let Some((only, which)) = applies {
+        if standard != only {
+            return Err(invalid(name, format!("applies only to {which}")));
+        }
+    }
+    parse(value)
+        .map(Some)
+        .ok_or_else(|| invalid(name, format!("must be one of {expected}")))
+}
+
+fn filter(params: &Params, standard: ClockKind) -> Result<ClockFilter, ApiError> {
+    Ok(ClockFilter {
+        tumour_site: one_site(params)?,
+        outcome: code(
+            params,
+            "outcome",
+            ClockOutcome::parse,
+            ClockOutcome::expected(),
+            standard,
+            None,
+        )?,
+        fds_outcome: code(
+            params,
+            "fds_outcome",
+            FdsOutcome::parse,
+            FdsOutcome::expected(),
+            standard,
+            Some((ClockKind::Fds, "the FDS (`/v1/standards/fds/clocks`)")),
+        )?,
+        treatment: code(
+            params,
+            "treatment",
+            TreatmentGroup::parse,
+            TreatmentGroup::expected(),
+            standard,
+            Some((
+                ClockKind::D31,
+                "the 31-day standard (`/v1/standards/d31/clocks`)",
+            )),
+        )?,
+        modality: code(
+            params,
+            "modality",
+            ModalityGroup::parse,
+            ModalityGroup::expected(),
+            standard,
+            Some((
+                ClockKind::D31,
+                "the 31-day standard (`/v1/standards/d31/clocks`)",
+            )),
+        )?,
+    })
+}
+
+/// `GET /v1/standards/{standard}/clocks`.
+pub async fn get_standard_clocks(
+    State(app): State<Arc<App>>,
+    Auth(principal): Auth,
+    headers: HeaderMap,
+    crate::PathText(standard): crate::PathText,
+    Query(params): Query<Params>,
+) -> Result<Response, HttpError> {
+    check_known(&params, PARAMS)?;
+    let standard = ClockKind::parse(&standard).ok_or(ApiError::NotFound)?;
+    let filter = filter(&params, standard)?;
+    let csv = wants_csv(&headers, &params)?;
+    let (period, lines, position) = app
+        .standard_clocks(
+            &view_at(&params)?,
+            standard,
+            period(&params)?,
+            &trusts(&app, &params)?,
+            filter,
+            &principal,
+        )
+        .await?;
+    if csv {
+        let body = app
+            .off_workers(move || {
+                let mut csv = Csv::new(&ClockLine::columns(standard));
+                for line in &lines {
+                    csv.row(line.items());
+                }
+                csv.finish()
+            })
+            .await?;
+        return Ok(csv_response(
+            body,
+            &format!("{standard}-{period}-clocks.csv"),
+        ));
+    }
+    // Written off the async workers: a month's list at alliance scale is
+    // thousands of lines. Shares are 0, ½ or 1 (SPEC 2.4): their sum is exact.
+    let body = app
+        .off_workers(move || {
+            let share: f64 = lines.iter().map(|l| l.clock.share).sum();
+            serde_json::to_vec(&json!({
+                "standard": standard,
+                "period": period,
+                "position": position,
+                "total": lines.len(),
+                "share": share,
+                "rows": lines,
+            }))
+        })
+        .await?
+        .map_err(|e| AppError::Internal(Failure::caused_by("the clocks as JSON", e)))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}

@@ -1,0 +1,368 @@
+//! `GET /v1/standards/{standard}/clocks` (decision 187): the clocks behind
+//! each figure of the standards view, through the real router, on the hand
+//! worked alliance of the view tests ([`support::alliance`]).
+
+mod support;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::Router;
+use openptl_app::access::Role;
+use openptl_app::App;
+use openptl_log::MemoryLog;
+use serde_json::{json, Value};
+use support::alliance::{fixture, NOW};
+use support::{app_at, authorised_shared, request, send, token};
+
+async fn loaded() -> (Router, Arc<App>) {
+    let app = Arc::new(app_at(NOW, Arc::new(MemoryLog::new())));
+    let router = authorised_shared(app.clone());
+    support::post_events(&router, None, fixture()).await;
+    (router, app)
+}
+
+async fn get_as(router: &Router, bearer: Option<&str>, uri: &str) -> (StatusCode, Value) {
+    let reply = send(router, request("GET", uri, bearer, None)).await;
+    (reply.status, reply.json_or_text())
+}
+
+async fn get(router: &Router, uri: &str) -> Value {
+    let (status, body) = get_as(router, None, uri).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    body
+}
+
+/// Each line's pathway, trust and share, in the list's order.
+fn lines(list: &Value) -> Vec<(String, String, f64)> {
+    list["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["pathway_id"].as_str().unwrap().to_string(),
+                r["trust"].as_str().unwrap().to_string(),
+                r["share"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn line(pathway: &str, trust: &str, share: f64) -> (String, String, f64) {
+    (pathway.to_string(), trust.to_string(), share)
+}
+
+#[tokio::test]
+async fn the_62_day_figures_list_each_trusts_share_breaches_first() {
+    let (router, _) = loaded().await;
+    // March: F breached (63 days, RXH), G met and shared after its
+    // transfer (0.5 RHM, 0.5 RXH).
+    let all = get(&router, "/v1/standards/d62/clocks?period=2025-03").await;
+    assert_eq!(
+        lines(&all),
+        [
+            line("F", "RXH", 1.0),
+            line("G", "RHM", 0.5),
+            line("G", "RXH", 0.5)
+        ]
+    );
+    assert_eq!(
+        (all["total"].clone(), all["share"].clone()),
+        (json!(3), json!(2.0))
+    );
+    let report = get(&router, "/v1/standards/d62?period=2025-03").await;
+    assert_eq!(all["share"], report["total"]);
+    let f = &all["rows"][0];
+    assert_eq!(
+        [
+            &f["outcome"],
+            &f["start"],
+            &f["stop"],
+            &f["stop_reason"],
+            &f["days"],
+            &f["target_days"],
+            &f["tumour_site"],
+            &f["route"]
+        ],
+        [
+            &json!("breached"),
+            &json!("2025-01-06"),
+            &json!("2025-03-10"),
+            &json!("treatment_started"),
+            &json!(63),
+            &json!(62),
+            &json!("lung"),
+            &json!("urgent_suspected_cancer"),
+        ]
+    );
+    assert_eq!(f["nhs_number"], "9434765919", "an admin sees NHS numbers");
+
+    let breached = get(
+        &router,
+        "/v1/standards/d62/clocks?period=2025-03&outcome=breached",
+    )
+    .await;
+    assert_eq!(lines(&breached), [line("F", "RXH", 1.0)]);
+    assert_eq!(breached["share"], report["breached"]);
+    let rhm = get(&router, "/v1/standards/d62/clocks?period=2025-03&trust=RHM").await;
+    assert_eq!(lines(&rhm), [line("G", "RHM", 0.5)]);
+    let lung = get(
+        &router,
+        "/v1/standards/d62/clocks?period=2025-03&tumour_site=lung",
+    )
+    .await;
+    assert_eq!(lines(&lung), [line("F", "RXH", 1.0)]);
+}
+
+#[tokio::test]
+async fn every_trusts_figures_add_up_from_their_lists() {
+    let (router, _) = loaded().await;
+    for (standard, period) in [
+        ("fds", "2025-02"),
+        ("fds", "2025-01"),
+        ("d31", "2025-03"),
+        ("d62", "2025-03"),
+    ] {
+        let report = get(
+            &router,
+            &format!("/v1/standards/{standard}?period={period}"),
+        )
+        .await;
+        for trust in report["by_trust"].as_array().unwrap() {
+            let code = trust["trust"].as_str().unwrap();
+            for (outcome, figure) in [
+                ("", "total"),
+                ("&outcome=breached", "breached"),
+                ("&outcome=within_target", "within_target"),
+            ] {
+                let list = get(
+                    &router,
+                    &format!(
+                        "/v1/standards/{standard}/clocks?period={period}&trust={code}{outcome}"
+                    ),
+                )
+                .await;
+                // An excluded clock is listed with no share.
+                let share = list["share"].clone();
+                assert_eq!(share, trust[figure], "{standard} {period} {code} {figure}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_fds_lists_say_what_the_patient_was_told() {
+    let (router, _) = loaded().await;
+    // February: F breached (35 days, told cancer), B met (25), E ruled out (17).
+    let feb = get(&router, "/v1/standards/fds/clocks?period=2025-02").await;
+    assert_eq!(
+        lines(&feb),
+        [
+            line("F", "RXH", 1.0),
+            line("B", "RHM", 1.0),
+            line("E", "RXH", 1.0)
+        ]
+    );
+    let told: Vec<&str> = feb["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["fds_outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(told, ["diagnosed", "diagnosed", "ruled_out"]);
+    let ruled_out = get(
+        &router,
+        "/v1/standards/fds/clocks?period=2025-02&fds_outcome=ruled_out",
+    )
+    .await;
+    assert_eq!(lines(&ruled_out), [line("E", "RXH", 1.0)]);
+    assert_eq!(ruled_out["rows"][0]["days"], 17);
+}
+
+#[tokio::test]
+async fn an_excluded_clock_is_listed_on_the_day_it_was_excluded() {
+    let (router, _) = loaded().await;
+    support::post_events(
+        &router,
+        None,
+        vec![
+            support::alliance::referral(
+                "X",
+                "2025-03-10",
+                "RTH",
+                "skin",
+                "urgent_suspected_cancer",
+            ),
+            support::event(
+                "X",
+                "fds_excluded",
+                "2025-03-12",
+                json!({"reason": "patient_choice"}),
+            ),
+        ],
+    )
+    .await;
+    let excluded = get(
+        &router,
+        "/v1/standards/fds/clocks?period=2025-03&outcome=excluded",
+    )
+    .await;
+    assert_eq!(lines(&excluded), [line("X", "RTH", 0.0)]);
+    assert_eq!(excluded["rows"][0]["stop"], "2025-03-12");
+    let report = get(&router, "/v1/standards/fds?period=2025-03").await;
+    assert_eq!(excluded["total"], report["excluded"]);
+}
+
+#[tokio::test]
+async fn the_31_day_lists_follow_the_treatment_split() {
+    let (router, _) = loaded().await;
+    // March: G treated 03-05 at RHM (after its transfer), F 03-10 at RXH.
+    let march = get(&router, "/v1/standards/d31/clocks?period=2025-03").await;
+    let rows = march["rows"].as_array().unwrap();
+    let described: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!([
+                r["pathway_id"],
+                r["trust"],
+                r["treatment"],
+                r["modality_group"],
+                r["modality"],
+                r["stop"]
+            ])
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [
+            json!([
+                "F",
+                "RXH",
+                "first_definitive",
+                "surgery",
+                "surgery",
+                "2025-03-10"
+            ]),
+            json!([
+                "G",
+                "RHM",
+                "first_definitive",
+                "surgery",
+                "surgery",
+                "2025-03-05"
+            ]),
+        ]
+    );
+    assert_eq!(rows[0]["days"], 21);
+    let subsequent = get(
+        &router,
+        "/v1/standards/d31/clocks?period=2025-03&treatment=subsequent",
+    )
+    .await;
+    assert_eq!(subsequent["total"], 0);
+    let drug = get(
+        &router,
+        "/v1/standards/d31/clocks?period=2025-03&modality=anticancer_drug",
+    )
+    .await;
+    assert_eq!(drug["total"], 0);
+}
+
+#[tokio::test]
+async fn a_past_view_lists_what_its_moment_counted() {
+    let (router, _) = loaded().await;
+    // As of 03-07, G had been treated (03-05) and F not yet (03-10).
+    let then = get(
+        &router,
+        "/v1/standards/d62/clocks?period=2025-03&as_of=2025-03-07",
+    )
+    .await;
+    assert_eq!(lines(&then), [line("G", "RHM", 0.5), line("G", "RXH", 0.5)]);
+    let report = get(&router, "/v1/standards/d62?period=2025-03&as_of=2025-03-07").await;
+    assert_eq!(then["share"], report["total"]);
+    // Known before anything was recorded: nothing.
+    let before = get(
+        &router,
+        "/v1/standards/d62/clocks?period=2025-03&known_at=2020-01-01T00:00:00Z",
+    )
+    .await;
+    assert_eq!(before["total"], 0);
+}
+
+#[tokio::test]
+async fn the_list_exports_as_csv() {
+    let (router, _) = loaded().await;
+    let reply = send(
+        &router,
+        request(
+            "GET",
+            "/v1/standards/d31/clocks?period=2025-03&format=csv",
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.content_type().starts_with("text/csv"));
+    let text = reply.text();
+    let mut rows = text.lines();
+    assert_eq!(
+        rows.next(),
+        Some("pathway_id,nhs_number,trust,tumour_site,route,referred_on,outcome,share,start,stop,stop_reason,adjustment_days,days,target_days,treatment,modality_group,modality,plan_id")
+    );
+    assert_eq!(
+        rows.next(),
+        Some("F,9434765919,RXH,lung,urgent_suspected_cancer,2025-01-06,within_target,1,2025-02-17,2025-03-10,treatment_started,0,21,31,first_definitive,surgery,surgery,")
+    );
+    assert_eq!(rows.count(), 1);
+}
+
+#[tokio::test]
+async fn lists_are_scoped_masked_and_refused_as_patient_lists_are() {
+    let (router, app) = loaded().await;
+    let uri = "/v1/standards/d62/clocks?period=2025-03";
+    let manager = token(&app, Role::Manager, &["RHM"], None, "manager-rhm");
+    let (status, rhm) = get_as(&router, Some(&manager), uri).await;
+    assert_eq!(status, StatusCode::OK, "{rhm}");
+    assert_eq!(
+        lines(&rhm),
+        [line("G", "RHM", 0.5)],
+        "only the manager's trust"
+    );
+    let viewer = token(&app, Role::AllianceViewer, &[], Some("demo"), "viewer");
+    let (status, seen) = get_as(&router, Some(&viewer), uri).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    for row in seen["rows"].as_array().unwrap() {
+        assert_eq!(
+            row["nhs_number"], "*** *** 5919",
+            "masked for a viewer: {row}"
+        );
+    }
+    let analyst = token(&app, Role::Analyst, &["*"], None, "analyst");
+    let (status, body) = get_as(&router, Some(&analyst), uri).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
+
+#[tokio::test]
+async fn bad_filters_are_refused_naming_the_field() {
+    let (router, _) = loaded().await;
+    for (uri, field) in [
+        (
+            "/v1/standards/d62/clocks?fds_outcome=diagnosed",
+            "fds_outcome",
+        ),
+        ("/v1/standards/fds/clocks?treatment=subsequent", "treatment"),
+        ("/v1/standards/d62/clocks?modality=surgery", "modality"),
+        ("/v1/standards/fds/clocks?outcome=late", "outcome"),
+        ("/v1/standards/d31/clocks?modality=chemo", "modality"),
+        ("/v1/standards/d31/clocks?period=2025-13", "period"),
+        ("/v1/standards/d31/clocks?sort=days", "sort"),
+    ] {
+        let (status, body) = get_as(&router, None, uri).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
+        assert_eq!(body["error"]["details"]["field"], field, "{uri}: {body}");
+    }
+    let (status, _) = get_as(&router, None, "/v1/standards/d99/clocks").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
