@@ -621,13 +621,34 @@ impl Split {
     /// Splits the projected pathways: each pathway's state moves, is left
     /// out (it did not exist yet, or the view cannot show it), or is read
     /// back. Runs under the projection's read lock, on every core.
-    pub(crate) fn snapshot(self, data: &ProjectionData) -> Snapshot {
-        let position = data.position;
-        if self.read_all {
+    pub(crate) fn snapshot(self, data: &ProjectionData, published: u64) -> Snapshot {
+        // Records the runner has applied but not published yet (between
+        // `apply` and the end of `refresh`) are not shown: a view known
+        // now is then split as known at the published position (the
+        // states of the pathways they touched are as of it, or those
+        // records change nothing as of the view's date).
+        let position = published.min(data.position);
+        let cap = (position < data.position).then_some(position);
+        let known_to = match self.known_to {
+            Some(to) => Some(to.min(position)),
+            None => cap,
+        };
+        let this = Split { known_to, ..self };
+        if this.read_all {
             let read = data
                 .pathways
                 .iter()
-                .map(|(id, entry)| (id.clone(), entry.positions.clone(), None))
+                .map(|(id, entry)| {
+                    let positions = match cap {
+                        Some(to) if entry.positions.last().is_some_and(|l| l > to) => {
+                            let mut p = entry.positions.to_vec();
+                            p.retain(|p| *p <= to);
+                            Positions::from_slice(&p)
+                        }
+                        _ => entry.positions.clone(),
+                    };
+                    (id.clone(), positions, None)
+                })
                 .collect();
             let part = Part {
                 read,
@@ -637,17 +658,17 @@ impl Split {
                 parts: vec![part],
                 position,
                 kept: None,
-                how: self,
+                how: this,
             };
         }
         let started = std::time::Instant::now();
-        let kept = data.aggregates.as_ref().and_then(|a| a.kept(self.counted));
+        let kept = data.aggregates.as_ref().and_then(|a| a.kept(this.counted));
         let how = Split {
             counted: match kept {
-                Some(_) => self.counted,
+                Some(_) => this.counted,
                 None => Counted::Nothing,
             },
-            ..self
+            ..this
         };
         let entries = data.pathways.as_slice();
         let chunks: Vec<_> = (0..).step_by(SPLIT).zip(entries.chunks(SPLIT)).collect();

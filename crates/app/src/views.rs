@@ -485,7 +485,7 @@ impl App {
             .off_workers(move || {
                 let data = projection.read();
                 let position = projection.position().min(data.position);
-                (split.snapshot(&data), position)
+                (split.snapshot(&data, position), position)
             })
             .await?;
         let out = self
@@ -571,7 +571,7 @@ impl App {
                 let data = projection.read();
                 let position = projection.position().min(data.position);
                 if data.today != Some(as_of) || known_at.is_some() {
-                    return Ok::<_, AppError>(Err((split.snapshot(&data), position, f)));
+                    return Ok::<_, AppError>(Err((split.snapshot(&data, position), position, f)));
                 }
                 let states = data.states(projection.packer(), shown.window());
                 Ok(Ok((run_over(states, |seen| today(f, seen))?, position)))
@@ -714,7 +714,7 @@ impl App {
                         Some(_) => split.showing(Shown::OnPtl),
                         None => split.counting(Counted::ClocksOffPtl),
                     };
-                    let snapshot = split.snapshot(&data);
+                    let snapshot = split.snapshot(&data, position);
                     return Ok::<_, AppError>(Err((snapshot, position, past_model)));
                 };
                 let packer = projection.packer();

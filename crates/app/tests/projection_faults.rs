@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use openptl_app::access::Principal;
-use openptl_app::App;
 use openptl_app::Clock;
+use openptl_app::{App, PtlQuery, ViewAt};
 use openptl_log::{
     Appended, EventLog, InPlace, LogError, LogStats, MemoryLog, NewRecord, StoredRecord,
 };
@@ -26,6 +26,9 @@ use uuid::Uuid;
 struct FlakyLog {
     inner: MemoryLog,
     failing: AtomicBool,
+    /// Reads by position fail (what the runner re-reads a changed
+    /// pathway's history with); the rest read well.
+    positions_failing: AtomicBool,
     slow_ms: AtomicU64,
 }
 
@@ -34,6 +37,7 @@ impl FlakyLog {
         FlakyLog {
             inner: MemoryLog::new(),
             failing: AtomicBool::new(false),
+            positions_failing: AtomicBool::new(false),
             slow_ms: AtomicU64::new(0),
         }
     }
@@ -61,6 +65,9 @@ impl EventLog for FlakyLog {
     }
     async fn read_positions(&self, positions: &[u64]) -> Result<Vec<StoredRecord>, LogError> {
         self.check()?;
+        if self.positions_failing.load(Ordering::SeqCst) {
+            return Err(LogError::Storage("injected read failure".into()));
+        }
         self.inner.read_positions(positions).await
     }
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
@@ -247,4 +254,69 @@ async fn an_event_of_a_newer_openptl_stops_the_projection() {
         assert!(why.contains("written by a newer OpenPTL"), "{why}");
         assert!(!app.ready(), "not ready on a log it cannot read");
     }
+}
+
+/// A view never shows a record beyond the log position it says it
+/// includes. The runner takes a new record into the projection (`apply`)
+/// before it re-evaluates and publishes its pathway (`refresh`); a past
+/// view in between once read the new record back while reporting the
+/// position before it (found by review: a referral listed on a past PTL
+/// whose position did not hold it). Here the refresh cannot read the
+/// pathway back, which holds that window open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_shows_no_record_beyond_the_position_it_reports() {
+    let (log, _clock, app) = app_on_flaky_log();
+    let system = Principal::system("test");
+    let referral = |id: &str| {
+        json!({
+            "pathway_id": id, "type": "referral_received", "occurred_on": "2025-03-03",
+            "data": { "nhs_number": "943 476 5919", "trust": "RXH", "tumour_site": "lung", "route": "urgent_suspected_cancer" }
+        })
+    };
+    app.append(vec![referral("A")], &system, false)
+        .await
+        .unwrap();
+    assert!(app.caught_up(Duration::from_secs(60)).await);
+    let projection = app.projection().clone();
+    assert_eq!(projection.position(), 1);
+
+    log.positions_failing.store(true, Ordering::SeqCst);
+    app.append(vec![referral("B")], &system, false)
+        .await
+        .unwrap();
+    eventually("the refresh fails", || projection.failure().is_some()).await;
+    assert_eq!(projection.position(), 1, "B's position is not published");
+
+    let today = app.ptl(&PtlQuery::default(), &system).await.unwrap();
+    assert_eq!((today.position, today.total), (1, 1));
+    for read_all in [false, true] {
+        app.set_past_views_read_all(read_all);
+        let query = PtlQuery {
+            at: ViewAt {
+                as_of: Some("2025-03-20".parse().unwrap()),
+                ..ViewAt::default()
+            },
+            ..PtlQuery::default()
+        };
+        let past = app.ptl(&query, &system).await.unwrap();
+        let ids: Vec<&str> = past.rows.iter().map(|r| r.pathway_id.as_str()).collect();
+        assert_eq!(
+            (past.position, ids),
+            (1, vec!["A"]),
+            "the full re-evaluation: {read_all}"
+        );
+    }
+    // Once B can be read, it is published and shown.
+    log.positions_failing.store(false, Ordering::SeqCst);
+    eventually("B is published", || projection.position() == 2).await;
+    app.set_past_views_read_all(false);
+    let query = PtlQuery {
+        at: ViewAt {
+            as_of: Some("2025-03-20".parse().unwrap()),
+            min_position: Some(2),
+            ..ViewAt::default()
+        },
+        ..PtlQuery::default()
+    };
+    assert_eq!(app.ptl(&query, &system).await.unwrap().total, 2);
 }

@@ -21,7 +21,11 @@
 //! Invariants:
 //! - `position` is published only after every pathway touched up to it has
 //!   its `current` state re-evaluated: a reader that waited for a position
-//!   sees the state after it.
+//!   sees the state after it. It is published under the write lock that
+//!   installs those states, so a view never reads states ahead of the
+//!   position it reports; records folded in but not yet published are
+//!   never read back by a past view either ([`crate::past`] caps a view's
+//!   histories at the published position).
 //! - `current` is the state as of `today` (Europe/London) and known now; the
 //!   runner re-evaluates every pathway when the date changes.
 //! - A cached history of length n is always the first n events of its
@@ -946,6 +950,10 @@ impl Projection {
                 }
                 data.install(&id, current, trusts);
             }
+            // Published with the states that hold it, under the same lock:
+            // a view reads states and position together, and never sees
+            // states ahead of the position it reports.
+            self.published.send_replace(position);
         }
         if let Some(store) = self.replaced.as_ref().filter(|_| new_day) {
             // The record dates past views keep start later each day (after
@@ -973,7 +981,6 @@ impl Projection {
             );
         }
         self.build_aggregates();
-        self.published.send_replace(position);
         Ok(())
     }
 }
