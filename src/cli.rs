@@ -410,11 +410,50 @@ pub fn rules(path: Option<&PathBuf>) -> anyhow::Result<RulesConfig> {
     }
 }
 
+/// What a failed command prints after "Error: ": the error and each of its
+/// causes, each said once. A [`openptl_log::Failure`] already ends its
+/// words with its cause's (`segment 3: No space left on device`), so a
+/// cause whose words the line before already ends with is not said again
+/// (anyhow's own report printed "Error: X: Y / Caused by: Y").
+pub fn error_report(error: &anyhow::Error) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let words = cause.to_string();
+        if lines.last().is_some_and(|said| said.ends_with(&words)) {
+            continue;
+        }
+        lines.push(words);
+    }
+    let mut report = lines.remove(0);
+    for cause in lines {
+        report.push_str("\n  caused by: ");
+        report.push_str(&cause);
+    }
+    report
+}
+
 #[cfg(test)]
 mod tests {
+    use anyhow::Context;
+    use openptl_log::Failure;
+
     #[test]
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_failed_command_says_each_cause_once() {
+        let disk = std::io::Error::new(std::io::ErrorKind::StorageFull, "No space left on device");
+        let error = Err::<(), _>(Failure::caused_by("segment 3", disk))
+            .context("backing up to /mnt/backup")
+            .unwrap_err();
+        assert_eq!(
+            super::error_report(&error),
+            "backing up to /mnt/backup\n  caused by: segment 3: No space left on device"
+        );
+        let plain = anyhow::anyhow!("no such directory");
+        assert_eq!(super::error_report(&plain), "no such directory");
     }
 }
