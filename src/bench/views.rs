@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use openptl_app::{App, SystemClock};
 use openptl_log::{EventLog, SegmentLog};
+use openptl_rules::counted::{ClockFilter, ClockOutcome};
 use openptl_rules::{Period, RulesConfig};
 use serde_json::json;
 
@@ -232,6 +233,33 @@ pub async fn views(
     })
     .await?;
     report("standards view (FDS, this month, all trusts)", times);
+    // The clocks behind a figure (decision 187): patient-level, read from
+    // the states holding a date in the month.
+    let last_month = Period::of(month.first_day() - chrono::Days::new(1));
+    for (name, period, outcome) in [
+        ("this month, breached", month, Some(ClockOutcome::Breached)),
+        ("last month, every clock", last_month, None),
+    ] {
+        let filter = ClockFilter {
+            outcome,
+            ..ClockFilter::default()
+        };
+        let times = timed(10, async || {
+            let (_, lines, _) = app
+                .standard_clocks(
+                    &now,
+                    openptl_rules::ClockKind::Fds,
+                    Some(period),
+                    &all,
+                    filter,
+                    &system,
+                )
+                .await?;
+            Ok(serde_json::to_vec(&lines)?)
+        })
+        .await?;
+        report(&format!("FDS clocks behind the figure ({name})"), times);
+    }
     let times = timed(20, async || {
         let (report, _) = app.milestones(&now, None, &all, None, &system).await?;
         Ok(serde_json::to_vec(&report)?)
@@ -241,7 +269,6 @@ pub async fn views(
     // This month's CWT submission, and last month's whole (the one a trust
     // submits in this month): patient-level, their cost follows their rows
     // (decision 149).
-    let last_month = Period::of(month.first_day() - chrono::Days::new(1));
     for (name, period) in [("this month", month), ("last month", last_month)] {
         let times = timed(20, async || {
             let (lines, _) = app.cwt(&now, period, &all, &system).await?;
