@@ -57,6 +57,10 @@ pub fn verify_anchors(dir: &Path, anchors: &[Anchor]) -> Result<usize, AnchorErr
         let bytes = map.as_deref().unwrap_or_default();
         let mut at = 0usize;
         while at < bytes.len() {
+            at += record::mark_len(&bytes[at..]);
+            if at >= bytes.len() {
+                break;
+            }
             let this = match record::head(&bytes[at..]) {
                 Ok(h) => h,
                 // A torn tail of the last segment: the log ends here (plain
@@ -92,6 +96,11 @@ fn first_position(path: &Path) -> Option<u64> {
     let file = std::fs::File::open(path).ok()?;
     let mut prefix = [0u8; record::PREFIX + 8];
     file.read_exact_at(&mut prefix, 0).ok()?;
+    // A segment's first write begins with its mark (decision 189).
+    let skip = record::mark_len(&prefix);
+    if skip > 0 {
+        file.read_exact_at(&mut prefix, skip as u64).ok()?;
+    }
     record::claimed_len(&prefix).ok()?;
     Some(u64::from_be_bytes(
         prefix[record::PREFIX..].try_into().ok()?,

@@ -175,6 +175,11 @@ impl Mapped<'_> {
             let bytes = self.bytes(segment, offset)?;
             let mut at = 0usize;
             while next <= to && at < bytes.len() {
+                // A write's mark between records (decision 189).
+                at += record::mark_len(&bytes[at..]);
+                if at >= bytes.len() {
+                    break;
+                }
                 let offset = offset + at as u64;
                 let head = record::head(&bytes[at..]).map_err(damaged(segment, offset))?;
                 if head.position != next {

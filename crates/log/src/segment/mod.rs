@@ -510,7 +510,18 @@ impl Shared {
                              // records), growing to SCAN_CHUNK for a long catch-up.
         let mut chunk = ((to - from + 1) as usize * 512).clamp(4096, SCAN_CHUNK);
         while out.len() < (to - from + 1) as usize {
-            match record::decode(&buffer[at..]) {
+            // A write's mark between records (decision 189): passed over
+            // once whole, else read on.
+            let mark = record::mark_len(&buffer[at..]);
+            if mark > 0 && buffer.len() - at >= mark {
+                at += mark;
+                continue;
+            }
+            let next = match mark {
+                0 => record::decode(&buffer[at..]),
+                _ => Err(Damage::Truncated),
+            };
+            match next {
                 Ok(decoded) => {
                     at += decoded.len;
                     out.push(decoded.record);

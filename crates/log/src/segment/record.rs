@@ -17,6 +17,27 @@
 //! ..     32    SHA-256 of the previous record's bytes (zeros for the first)
 //! ..     4     CRC32C of every byte above (u32 BE)
 //! ```
+//!
+//! Since format version 2 (decision 189) every write of the writer (a
+//! group commit: the records of every batch it answers at once) begins
+//! with a **write mark**, which is not an event and not in the hash chain:
+//!
+//! ```text
+//! offset size  field
+//! 0      4     magic "OPTL"
+//! 4      1     2 (a write mark)
+//! 5      4     its length, 21 (u32 BE)
+//! 9      8     the position of the write's last record (u64 BE)
+//! 17     4     CRC32C of every byte above (u32 BE)
+//! ```
+//!
+//! A crash in the middle of a write can leave some of its records whole on
+//! disk; none of them was acknowledged, and the mark says how far the
+//! write should have reached, so the start-up scan cuts the write off from
+//! its mark (a batch is atomic, SPEC 4.1). Event records keep format
+//! version 1, byte for byte, so their hashes (and the PostgreSQL log's,
+//! which chains the same encoding) do not change. A binary that reads only
+//! version 1 refuses a log holding marks as written by a newer OpenPTL.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -25,7 +46,12 @@ use uuid::Uuid;
 use crate::{RecordRef, StoredRecord};
 
 pub const MAGIC: &[u8; 4] = b"OPTL";
+/// The format version of event records.
 pub const FORMAT_VERSION: u8 = 1;
+/// The version byte of a write mark: the newest format this binary reads.
+pub const MARK_VERSION: u8 = 2;
+/// The length of a write mark.
+pub const MARK_LEN: usize = 21;
 /// Bytes before the variable part: magic, version, length.
 pub const PREFIX: usize = 9;
 const FIXED: usize = 9 + 8 + 8 + 16 + 2 + 8 + 2 + 2 + 2 + 4 + 32 + 4;
@@ -87,6 +113,59 @@ pub fn unfit(stream_id: &str, event_type: &str, actor: &str, payload: usize) -> 
         .then(|| format!("it is {len} bytes, more than the {MAX_RECORD} a record may be"))
 }
 
+/// Appends a write mark for a write whose last record is at `last_position`.
+pub fn encode_mark(last_position: u64, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(MAGIC);
+    out.push(MARK_VERSION);
+    out.extend_from_slice(&(MARK_LEN as u32).to_be_bytes());
+    out.extend_from_slice(&last_position.to_be_bytes());
+    let crc = crc32c::crc32c(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+}
+
+/// Writes a write mark over the `MARK_LEN` bytes of `slot` (room kept at
+/// the start of a write before its last position was known).
+pub fn fill_mark(slot: &mut [u8], last_position: u64) {
+    let mut mark = Vec::with_capacity(MARK_LEN);
+    encode_mark(last_position, &mut mark);
+    slot[..MARK_LEN].copy_from_slice(&mark);
+}
+
+/// How many bytes a write mark at the start of `bytes` takes (0 when none
+/// starts there): how readers of records already checked pass over marks.
+/// Decided by the first 5 bytes; the caller checks there are that many.
+pub fn mark_len(bytes: &[u8]) -> usize {
+    if bytes.len() > 4 && &bytes[0..4] == MAGIC && bytes[4] == MARK_VERSION {
+        MARK_LEN
+    } else {
+        0
+    }
+}
+
+/// The write mark at the start of `bytes`, checked: the position of its
+/// write's last record. `Ok(None)` when no mark starts there (a record,
+/// or damage that [`check`] describes).
+pub fn mark(bytes: &[u8]) -> Result<Option<u64>, Damage> {
+    if mark_len(bytes) == 0 {
+        return Ok(None);
+    }
+    if bytes.len() < MARK_LEN {
+        return Err(Damage::Truncated);
+    }
+    let len = u32::from_be_bytes(bytes[5..9].try_into().unwrap()) as usize;
+    if len != MARK_LEN {
+        return Err(Damage::Corrupt(format!(
+            "impossible write mark length {len}"
+        )));
+    }
+    let crc = u32::from_be_bytes(bytes[17..21].try_into().unwrap());
+    if crc32c::crc32c(&bytes[..17]) != crc {
+        return Err(Damage::Corrupt("CRC mismatch in a write mark".into()));
+    }
+    Ok(Some(u64::from_be_bytes(bytes[9..17].try_into().unwrap())))
+}
+
 /// Why bytes are not a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Damage {
@@ -107,7 +186,7 @@ impl Damage {
             Damage::Truncated => "record cut short".to_string(),
             Damage::Corrupt(p) => p.clone(),
             Damage::Newer(v) => format!(
-                "record format version {v}, written by a newer OpenPTL (this binary reads version {FORMAT_VERSION}): run that version or a later one"
+                "record format version {v}, written by a newer OpenPTL (this binary reads versions {FORMAT_VERSION} to {MARK_VERSION}): run that version or a later one"
             ),
         }
     }
@@ -134,8 +213,13 @@ pub fn claimed_len(bytes: &[u8]) -> Result<usize, Damage> {
     if &bytes[0..4] != MAGIC {
         return Err(Damage::Corrupt("bad magic".into()));
     }
-    if bytes[4] > FORMAT_VERSION {
+    if bytes[4] > MARK_VERSION {
         return Err(Damage::Newer(bytes[4]));
+    }
+    if bytes[4] == MARK_VERSION {
+        return Err(Damage::Corrupt(
+            "a write mark where a record was expected".into(),
+        ));
     }
     if bytes[4] != FORMAT_VERSION {
         return Err(Damage::Corrupt(format!(
@@ -353,8 +437,8 @@ mod tests {
             );
         }
         let mut newer = bytes.clone();
-        newer[4] = FORMAT_VERSION + 1;
-        assert_eq!(check(&newer).err(), Some(Damage::Newer(FORMAT_VERSION + 1)));
+        newer[4] = MARK_VERSION + 1;
+        assert_eq!(check(&newer).err(), Some(Damage::Newer(MARK_VERSION + 1)));
         for i in [12, 30, bytes.len() - 40, bytes.len() - 2] {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
@@ -367,5 +451,47 @@ mod tests {
                 "flip at {i}"
             );
         }
+    }
+
+    /// The forever format: a record of version 1 and a write mark, byte
+    /// for byte (a change here breaks every log already written).
+    #[test]
+    fn records_and_write_marks_keep_their_bytes() {
+        let mut bytes = Vec::new();
+        encode(&sample(), &[9; 32], &mut bytes);
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "4f50544c0100000084000000000000000700000000000000020000000000000000000000000000002a0001\
+             00062f6d38248a4000055258482d3100107472696167655f636f6d706c65746564000b636f6f7264696e61746f72\
+             000000030102030909090909090909090909090909090909090909090909090909090909090909e53eda20"
+                .replace(char::is_whitespace, "")
+        );
+        let mut mark_bytes = Vec::new();
+        encode_mark(0x0102, &mut mark_bytes);
+        let hex: String = mark_bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "4f50544c0200000015000000000000010253b71f41");
+    }
+
+    #[test]
+    fn write_marks_round_trip_and_are_never_taken_for_records() {
+        let mut bytes = Vec::new();
+        encode_mark(42, &mut bytes);
+        assert_eq!(bytes.len(), MARK_LEN);
+        assert_eq!(mark(&bytes), Ok(Some(42)));
+        assert_eq!(mark_len(&bytes), MARK_LEN);
+        assert_eq!(mark(&bytes[..MARK_LEN - 1]), Err(Damage::Truncated));
+        assert!(matches!(check(&bytes), Err(Damage::Corrupt(_))));
+        let mut slot = vec![0u8; MARK_LEN];
+        fill_mark(&mut slot, 42);
+        assert_eq!(slot, bytes);
+        for i in [5, 9, 16, 20] {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x40;
+            assert!(matches!(mark(&bad), Err(Damage::Corrupt(_))), "flip at {i}");
+        }
+        let mut record = Vec::new();
+        encode(&sample(), &[0; 32], &mut record);
+        assert_eq!((mark(&record), mark_len(&record)), (Ok(None), 0));
     }
 }

@@ -45,65 +45,129 @@ pub fn scan(
             problem,
         };
         let mut at = 0usize;
+        // The chain as read, records of a write under way included.
+        let (mut chain_head, mut chain_hash) = (end.head, end.last_hash);
+        // The write under way (decision 189): its mark's offset and last
+        // position, and its records read so far (visited once it finishes).
+        let mut open: Option<(usize, u64)> = None;
+        let mut pending: Vec<(StoredRecord, usize)> = Vec::new();
+        let mut torn: Option<(usize, String)> = None;
         while at < bytes.len() {
-            match record::decode(&bytes[at..]) {
-                Ok(decoded) => {
-                    if decoded.record.position != end.head + 1 {
+            let damage = match record::mark(&bytes[at..]) {
+                Ok(Some(to)) => {
+                    if let Some((_, unfinished)) = open {
                         return Err(corrupt(
                             at,
-                            format!("position {} follows {}", decoded.record.position, end.head),
+                            format!("a write mark while the write to position {unfinished} is unfinished"),
                         ));
                     }
-                    if decoded.prev_hash != end.last_hash {
+                    if to <= chain_head {
                         return Err(corrupt(
                             at,
-                            "hash chain broken: the previous record was altered".into(),
+                            format!("a write mark to position {to} after position {chain_head}"),
                         ));
                     }
-                    visit(Located {
-                        record: &decoded.record,
-                        segment: *number,
-                        offset: at as u64,
-                    });
-                    end.head = decoded.record.position;
-                    end.last_hash = record::hash(&bytes[at..at + decoded.len]);
-                    end.last_recorded_at = Some(decoded.record.recorded_at);
-                    at += decoded.len;
+                    open = Some((at, to));
+                    at += record::MARK_LEN;
+                    continue;
                 }
-                Err(damage) => {
-                    let rest = &bytes[at..];
-                    let (problem, torn) = match torn_tail(&bytes, at, &damage, end.head) {
-                        Ok(()) => (damage.problem(), true),
-                        Err(Found::Newer(problem)) => {
-                            return Err(OpenError::Newer(format!(
-                                "{} at offset {at}: {problem}",
-                                path.display()
-                            )))
+                Ok(None) => match record::decode(&bytes[at..]) {
+                    Ok(decoded) => {
+                        let position = decoded.record.position;
+                        if position != chain_head + 1 {
+                            return Err(corrupt(
+                                at,
+                                format!("position {position} follows {chain_head}"),
+                            ));
                         }
-                        Err(found) => (found.problem().to_string(), false),
-                    };
-                    if last && torn {
-                        // A write torn by a crash: never acknowledged, so it is safe to drop.
-                        if repair {
-                            tracing::warn!(file = %path.display(), offset = at, bytes = rest.len(), %problem, "cutting off a torn record at the tail of the log");
-                            let file = OpenOptions::new()
-                                .write(true)
-                                .open(path)
-                                .map_err(|e| io("opening segment", e))?;
-                            file.set_len(at as u64)
-                                .map_err(|e| io("truncating torn tail", e))?;
-                            file.sync_all().map_err(|e| io("syncing truncation", e))?;
-                        } else {
-                            tracing::warn!(file = %path.display(), offset = at, %problem, "torn record at the tail (start-up will cut it off)");
+                        if decoded.prev_hash != chain_hash {
+                            return Err(corrupt(
+                                at,
+                                "hash chain broken: the previous record was altered".into(),
+                            ));
                         }
-                        break;
+                        if let Some((_, to)) = open.filter(|(_, to)| position > *to) {
+                            return Err(corrupt(
+                                at,
+                                format!(
+                                    "position {position} in a write that ends at position {to}"
+                                ),
+                            ));
+                        }
+                        chain_head = position;
+                        chain_hash = record::hash(&bytes[at..at + decoded.len]);
+                        pending.push((decoded.record, at));
+                        at += decoded.len;
+                        if open.is_none_or(|(_, to)| to == position) {
+                            open = None;
+                            for (record, offset) in pending.drain(..) {
+                                visit(Located {
+                                    record: &record,
+                                    segment: *number,
+                                    offset: offset as u64,
+                                });
+                                end.last_recorded_at = Some(record.recorded_at);
+                            }
+                            (end.head, end.last_hash) = (chain_head, chain_hash);
+                        }
+                        continue;
                     }
-                    return Err(corrupt(at, problem));
+                    Err(damage) => damage,
+                },
+                Err(damage) => damage,
+            };
+            let (problem, tear) = match torn_tail(&bytes, at, &damage, chain_head) {
+                Ok(()) => (damage.problem(), true),
+                Err(Found::Newer(problem)) => {
+                    return Err(OpenError::Newer(format!(
+                        "{} at offset {at}: {problem}",
+                        path.display()
+                    )))
                 }
+                Err(found) => (found.problem().to_string(), false),
+            };
+            if !(last && tear) {
+                return Err(corrupt(at, problem));
             }
+            torn = Some((at, problem));
+            break;
         }
+        // A write that never finished ends the log at its mark, a torn
+        // record at itself: never acknowledged, so safe to drop (start-up
+        // cuts them off). Only the last segment may end so.
+        let cut = match open {
+            Some((mark, to)) if last => Some((
+                mark,
+                format!(
+                    "a write to position {to} that never finished ({} of its records whole)",
+                    pending.len()
+                ),
+            )),
+            Some((mark, to)) => {
+                return Err(corrupt(
+                    mark,
+                    format!("a write to position {to} that never finished, in a segment that is not the last"),
+                ))
+            }
+            None => torn,
+        };
         end.segment = *number;
         end.segment_len = at as u64;
+        if let Some((offset, problem)) = cut {
+            if repair {
+                tracing::warn!(file = %path.display(), offset, bytes = bytes.len() - offset, %problem, "cutting off a torn write at the tail of the log");
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| io("opening segment", e))?;
+                file.set_len(offset as u64)
+                    .map_err(|e| io("truncating torn tail", e))?;
+                file.sync_all().map_err(|e| io("syncing truncation", e))?;
+            } else {
+                tracing::warn!(file = %path.display(), offset, %problem, "a torn write at the tail (start-up will cut it off)");
+            }
+            end.segment_len = offset as u64;
+        }
     }
     Ok(end)
 }
@@ -150,6 +214,13 @@ pub(super) fn torn_tail(bytes: &[u8], at: usize, damage: &Damage, after: u64) ->
     let mut from = at + 1;
     while let Some(found) = memchr::memmem::find(&bytes[from.min(bytes.len())..], record::MAGIC) {
         let k = from + found;
+        if let Ok(Some(last)) = record::mark(&bytes[k..]) {
+            if last > after {
+                return Err(Found::Damaged(format!(
+                    "{problem}; a write mark (to position {last}) follows at offset {k}, so this is damage in the middle of the log, not a write torn by a crash"
+                )));
+            }
+        }
         match record::check(&bytes[k..]) {
             Ok(valid) if valid.position > after => {
                 return Err(Found::Damaged(format!(
@@ -166,6 +237,14 @@ pub(super) fn torn_tail(bytes: &[u8], at: usize, damage: &Damage, after: u64) ->
         }
     }
     Ok(())
+}
+
+/// What damage at `at` is, as [`torn_tail`] tells it.
+fn found(bytes: &[u8], at: usize, damage: &Damage, after: u64) -> Found {
+    match torn_tail(bytes, at, damage, after) {
+        Ok(()) => Found::Torn(damage.problem()),
+        Err(found) => found,
+    }
 }
 
 /// Whether the bytes at the start of `rest`, the header of a record of a
@@ -233,22 +312,61 @@ pub(super) fn check_segment(
     };
     let mut at = 0usize;
     let mut last_record = 0..0;
-    while at < bytes.len() && !(out.first.is_some() && out.last_position >= up_to) {
+    // The write under way (decision 189): where its mark is, the position
+    // its last record will have, and what the check had found before it.
+    let mut open: Option<OpenWrite> = None;
+    let mut stopped_at_up_to = false;
+    while at < bytes.len() {
+        if out.first.is_some() && out.last_position >= up_to {
+            stopped_at_up_to = true;
+            break;
+        }
+        let after = if out.first.is_some() {
+            out.last_position
+        } else {
+            0
+        };
+        match record::mark(&bytes[at..]) {
+            Ok(Some(last)) => {
+                let problem = if let Some(write) = &open {
+                    Some(format!(
+                        "a write mark while the write to position {} is unfinished",
+                        write.last
+                    ))
+                } else if out.first.is_some() && last <= out.last_position {
+                    Some(format!(
+                        "a write mark to position {last} after position {}",
+                        out.last_position
+                    ))
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    out.damage = Some((at as u64, Found::Damaged(problem)));
+                    break;
+                }
+                open = Some(OpenWrite {
+                    mark: at,
+                    last,
+                    records: out.offsets.len(),
+                    last_position: out.last_position,
+                    last_recorded_at_micros: out.last_recorded_at_micros,
+                    last_record: last_record.clone(),
+                    first: out.first,
+                });
+                at += record::MARK_LEN;
+                continue;
+            }
+            Ok(None) => {}
+            Err(damage) => {
+                out.damage = Some((at as u64, found(bytes, at, &damage, after)));
+                break;
+            }
+        }
         let checked = match record::check(&bytes[at..]) {
             Ok(c) => c,
             Err(damage) => {
-                let after = if out.first.is_some() {
-                    out.last_position
-                } else {
-                    0
-                };
-                out.damage = Some((
-                    at as u64,
-                    match torn_tail(bytes, at, &damage, after) {
-                        Ok(()) => Found::Torn(damage.problem()),
-                        Err(found) => found,
-                    },
-                ));
+                out.damage = Some((at as u64, found(bytes, at, &damage, after)));
                 break;
             }
         };
@@ -278,18 +396,71 @@ pub(super) fn check_segment(
             ));
             break;
         }
+        if let Some(write) = &open {
+            if checked.position > write.last {
+                out.damage = Some((
+                    at as u64,
+                    Found::Damaged(format!(
+                        "position {} in a write that ends at position {}",
+                        checked.position, write.last
+                    )),
+                ));
+                break;
+            }
+        }
         visit(&checked);
         out.offsets.push(at as u64);
         out.last_position = checked.position;
         out.last_recorded_at_micros = Some(checked.recorded_at_micros);
         last_record = at..at + checked.len;
         at += checked.len;
-        out.len = at as u64;
+        if open.as_ref().is_some_and(|w| w.last == checked.position) {
+            open = None;
+        }
+        if open.is_none() {
+            out.len = at as u64;
+        }
+    }
+    // A write that never reached its last record: a crash in the middle of
+    // it. None of it was acknowledged, so the segment ends at its mark
+    // (decision 189); damage found inside it is that crash's tear. The
+    // background check stops at the head, always the end of a write.
+    if let Some(write) = open.filter(|_| !stopped_at_up_to) {
+        let inside = matches!(&out.damage, None | Some((_, Found::Torn(_))));
+        if inside {
+            let cut = out.offsets.len() - write.records;
+            out.offsets.truncate(write.records);
+            out.last_position = write.last_position;
+            out.last_recorded_at_micros = write.last_recorded_at_micros;
+            out.first = write.first;
+            last_record = write.last_record;
+            out.len = write.mark as u64;
+            out.damage = Some((
+                write.mark as u64,
+                Found::Torn(format!(
+                    "a write to position {} that never finished ({cut} of its records whole)",
+                    write.last
+                )),
+            ));
+        }
     }
     if !last_record.is_empty() {
         out.last_hash = record::hash(&bytes[last_record]);
     }
     Ok(out)
+}
+
+/// A write whose mark [`check_segment`] has met and whose last record it
+/// has not yet: where its mark is, its last record's position, and the
+/// check's state before it, to go back to if it never finishes.
+struct OpenWrite {
+    mark: usize,
+    last: u64,
+    records: usize,
+    last_position: u64,
+    last_recorded_at_micros: Option<i64>,
+    last_record: std::ops::Range<usize>,
+    first: Option<(u64, Hash)>,
 }
 
 /// The start-up scan: checks every record's framing, CRC and position, the

@@ -286,6 +286,22 @@ fn only_segment(dir: &Path) -> PathBuf {
     segments.last().unwrap().1.clone()
 }
 
+/// The offset of every record in a segment's bytes, passing over the write
+/// marks (decision 189).
+fn record_offsets(bytes: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        at += record::mark_len(&bytes[at..]);
+        if at >= bytes.len() {
+            break;
+        }
+        offsets.push(at);
+        at += record::claimed_len(&bytes[at..]).unwrap();
+    }
+    offsets
+}
+
 #[tokio::test]
 async fn a_torn_tail_is_cut_off_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
@@ -354,12 +370,7 @@ async fn written_log(dir: &Path, n: usize) -> (PathBuf, Vec<usize>) {
     }
     let path = only_segment(dir);
     let bytes = fs::read(&path).unwrap();
-    let mut offsets = Vec::new();
-    let mut at = 0;
-    while at < bytes.len() {
-        offsets.push(at);
-        at += record::check(&bytes[at..]).unwrap().len;
-    }
+    let offsets = record_offsets(&bytes);
     assert_eq!(offsets.len(), n);
     (path, offsets)
 }
@@ -432,7 +443,7 @@ async fn a_record_of_a_newer_format_is_refused_never_cut() {
     let mut bytes = fs::read(&path).unwrap();
     // The last record, as a newer OpenPTL would write it: even at the tail
     // it is not a torn write (an upgrade then a downgrade must not truncate).
-    bytes[offsets[49] + 4] = record::FORMAT_VERSION + 1;
+    bytes[offsets[49] + 4] = record::MARK_VERSION + 1;
     fs::write(&path, &bytes).unwrap();
     let message = SegmentLog::open(dir.path())
         .err()
@@ -456,7 +467,8 @@ async fn a_torn_last_record_and_trailing_zeros_or_garbage_are_cut_off() {
         &[][..],
         &[0u8; 4096][..],
         b"OPTL\x01\x00\x00\x00garbage",
-        b"note: OPTL\x02\x00\x00\x01\x00",
+        b"note: OPTL\x03\x00\x00\x01\x00",
+        b"note: OPTL\x02\x00\x00\x00\x15",
     ] {
         let dir = tempfile::tempdir().unwrap();
         let (path, offsets) = written_log(dir.path(), 100).await;
@@ -473,7 +485,11 @@ async fn a_torn_last_record_and_trailing_zeros_or_garbage_are_cut_off() {
         );
         let log = open(dir.path());
         assert_eq!(log.head(), 99, "only the torn record is gone");
-        assert_eq!(fs::metadata(&path).unwrap().len(), offsets[99] as u64);
+        // With the mark its write began with.
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            (offsets[99] - record::MARK_LEN) as u64
+        );
         let appended = log.append(vec![record("s", None, b"after")]).await.unwrap();
         assert_eq!(appended[0].position, 100);
     }
@@ -529,7 +545,7 @@ async fn a_damaged_last_record_the_index_has_seen_is_not_cut_off() {
     fs::write(&path, &bytes).unwrap();
     let message = open_refused(dir.path());
     assert!(
-        message.contains(&format!("offset {}", offsets[49]))
+        message.contains(&format!("offset {}", offsets[49] - record::MARK_LEN))
             && message.contains("up to position 50 were acknowledged"),
         "{message}"
     );
@@ -582,8 +598,10 @@ async fn damage_before_records_of_a_newer_format_is_not_cut_off() {
     fs::remove_dir_all(dir.path().join("index")).unwrap();
     let mut bytes = fs::read(&path).unwrap();
     bytes[offsets[39] + 60] ^= 0x01;
+    // The later records and the marks of their writes.
     for at in &offsets[40..] {
-        bytes[at + 4] = record::FORMAT_VERSION + 1;
+        bytes[at + 4] = record::MARK_VERSION + 1;
+        bytes[at - record::MARK_LEN + 4] = record::MARK_VERSION + 1;
     }
     fs::write(&path, &bytes).unwrap();
     let message = open_refused(dir.path());
@@ -692,16 +710,20 @@ async fn damage_in_an_earlier_segment_refuses_to_open() {
     assert!(segments.len() > 3, "several segments");
     let (_, second) = &segments[1];
     let original = fs::read(second).unwrap();
-    let first_len = record::claimed_len(&original).unwrap();
+    let records = record_offsets(&original);
+    let (first, first_end) = (
+        records[0],
+        records[0] + record::claimed_len(&original[records[0]..]).unwrap(),
+    );
 
     // A flipped payload byte in the first record of the second segment.
     let mut flipped = original.clone();
-    flipped[first_len - 60] ^= 0x01;
+    flipped[first_end - 60] ^= 0x01;
     fs::write(second, &flipped).unwrap();
     match SegmentLog::open(dir.path()) {
         Err(OpenError::Corrupt { file, offset, .. }) => {
             assert!(file.ends_with(&segment_name(2)), "{file}");
-            assert_eq!(offset, 0);
+            assert_eq!(offset, first as u64);
         }
         other => panic!("expected corruption, got {:?}", other.err()),
     }
@@ -709,15 +731,15 @@ async fn damage_in_an_earlier_segment_refuses_to_open() {
     // The same change with its CRC made good: only the chain can tell. The
     // start-up scan leaves the chain inside sealed segments to the
     // background check, which stops appends and marks the data directory.
-    let crc = crc32c::crc32c(&flipped[..first_len - 4]);
-    flipped[first_len - 4..first_len].copy_from_slice(&crc.to_be_bytes());
+    let crc = crc32c::crc32c(&flipped[first..first_end - 4]);
+    flipped[first_end - 4..first_end].copy_from_slice(&crc.to_be_bytes());
     fs::write(second, &flipped).unwrap();
     {
         let log = open(dir.path());
         let damage = wait_for_damage(&log);
         assert!(
             damage.contains(&segment_name(2))
-                && damage.contains(&format!("offset {first_len}"))
+                && damage.contains(&format!("offset {}", records[1]))
                 && damage.contains("hash chain"),
             "{damage}"
         );
@@ -736,7 +758,7 @@ async fn damage_in_an_earlier_segment_refuses_to_open() {
         }) => {
             assert!(file.ends_with(&segment_name(2)), "{file}");
             assert!(problem.contains("hash chain"), "{problem}");
-            assert_eq!(offset, first_len as u64);
+            assert_eq!(offset, records[1] as u64);
         }
         other => panic!("expected a broken chain, got {:?}", other.err()),
     }
@@ -750,12 +772,6 @@ async fn damage_in_an_earlier_segment_refuses_to_open() {
 
     // The last record of a segment altered (CRC made good) breaks the link
     // to the next segment's first record: checked at start-up.
-    let mut records = Vec::new();
-    let mut at = 0;
-    while at < original.len() {
-        records.push(at);
-        at += record::claimed_len(&original[at..]).unwrap();
-    }
     let last = *records.last().unwrap();
     let mut altered = original.clone();
     altered[original.len() - 60] ^= 0x01;
@@ -1244,4 +1260,125 @@ async fn an_index_of_a_newer_layout_refuses_the_open_until_rebuilt_on_purpose() 
     assert_eq!(rebuild_index(dir.path()).unwrap(), 5);
     let log = open(dir.path());
     assert_eq!(log.read_stream("s").await.unwrap().len(), 5);
+}
+
+/// A log of a write of two records (A) then a write of three (B), closed;
+/// B's records (to send again) and the offsets of every record.
+async fn two_writes(dir: &Path) -> (Vec<NewRecord>, Vec<usize>) {
+    let b: Vec<NewRecord> = (0..3).map(|i| record("b", None, &[i; 80])).collect();
+    {
+        let log = open(dir);
+        log.append(vec![record("a", None, b"a1"), record("a", None, b"a2")])
+            .await
+            .unwrap();
+        log.append(b.clone()).await.unwrap();
+    }
+    let offsets = record_offsets(&fs::read(only_segment(dir)).unwrap());
+    assert_eq!(offsets.len(), 5);
+    (b, offsets)
+}
+
+/// Decision 189: a crash in the middle of a write can leave some of its
+/// records whole on disk. None of them was answered, and a batch is
+/// atomic (SPEC 4.1): the start cuts the write off from its mark, so none
+/// of B is kept, whether the crash tore B's last record or left it
+/// unwritten; B sent again is stored once, where it would have been.
+#[tokio::test]
+async fn a_write_a_crash_cut_short_leaves_none_of_its_records() {
+    for torn in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, offsets) = two_writes(dir.path()).await;
+        let path = only_segment(dir.path());
+        let mut bytes = fs::read(&path).unwrap();
+        // B1 and B2 whole; B3 in part, or not at all.
+        bytes.truncate(if torn { offsets[4] + 40 } else { offsets[4] });
+        fs::write(&path, &bytes).unwrap();
+        // Never answered, so never indexed.
+        fs::remove_dir_all(dir.path().join("index")).unwrap();
+        let report = verify(dir.path()).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.records, 2, "verify counts no record of B");
+
+        let log = open(dir.path());
+        assert_eq!(log.head(), 2, "torn: {torn}");
+        assert!(log.read_stream("b").await.unwrap().is_empty());
+        assert_eq!(
+            fs::metadata(&path).unwrap().len(),
+            (offsets[2] - record::MARK_LEN) as u64,
+            "the segment ends where B's write began"
+        );
+        let again = log.append(b.clone()).await.unwrap();
+        let positions: Vec<u64> = again.iter().map(|a| a.position).collect();
+        assert_eq!(positions, [3, 4, 5]);
+        let replayed = log.append(b.clone()).await.unwrap();
+        assert!(replayed.iter().all(|a| a.replayed), "a replay");
+        assert_eq!(
+            replayed.iter().map(|a| a.position).collect::<Vec<_>>(),
+            positions
+        );
+        drop(log);
+        assert_eq!(open(dir.path()).head(), 5);
+        assert!(verify(dir.path()).unwrap().problems.is_empty());
+    }
+}
+
+/// A write the index has seen was answered: cutting it would lose
+/// acknowledged records, so the start refuses (decision 176) rather than
+/// take its missing end for a crash.
+#[tokio::test]
+async fn a_write_the_index_has_seen_is_never_cut_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, offsets) = two_writes(dir.path()).await;
+    let path = only_segment(dir.path());
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.truncate(offsets[4]);
+    fs::write(&path, &bytes).unwrap();
+    let message = open_refused(dir.path());
+    assert!(
+        message.contains("never finished")
+            && message.contains("up to position 5 were acknowledged"),
+        "{message}"
+    );
+    assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut off");
+}
+
+/// A log written before write marks (every record whole, none marked)
+/// opens and reads whole, takes new writes (marked) after its records,
+/// and verifies.
+#[tokio::test]
+async fn a_log_written_before_write_marks_reads_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, offsets) = two_writes(dir.path()).await;
+    let path = only_segment(dir.path());
+    let bytes = fs::read(&path).unwrap();
+    let mut unmarked = Vec::new();
+    for at in &offsets {
+        let len = record::claimed_len(&bytes[*at..]).unwrap();
+        unmarked.extend_from_slice(&bytes[*at..at + len]);
+    }
+    assert_eq!(
+        unmarked.len(),
+        bytes.len() - 2 * record::MARK_LEN,
+        "two writes"
+    );
+    fs::write(&path, &unmarked).unwrap();
+    fs::remove_dir_all(dir.path().join("index")).unwrap();
+    {
+        let log = open(dir.path());
+        assert_eq!(log.head(), 5);
+        assert_eq!(log.read_stream("b").await.unwrap().len(), 3);
+        log.append(vec![record("c", None, b"c1"), record("c", None, b"c2")])
+            .await
+            .unwrap();
+        assert_eq!(log.read_all(1, 100).await.unwrap().len(), 7);
+    }
+    let log = open(dir.path());
+    assert_eq!(log.head(), 7);
+    let all = log.read_all(1, 100).await.unwrap();
+    let positions: Vec<u64> = all.iter().map(|r| r.position).collect();
+    assert_eq!(positions, (1..=7).collect::<Vec<u64>>());
+    drop(log);
+    let report = verify(dir.path()).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.records, 7);
 }

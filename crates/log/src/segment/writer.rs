@@ -145,7 +145,9 @@ impl Writer {
             |s| versions.get(s).copied().unwrap_or(0),
             |id| stored.contains(id),
         )?;
+        // One write, begun with its mark (decision 189).
         let mut buffer = Vec::new();
+        record::encode_mark(head, &mut buffer);
         let mut hash = self.last_hash;
         let mut new = Vec::with_capacity(records.len());
         for r in records {
@@ -204,7 +206,9 @@ impl Writer {
         let now = DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
             .expect("now is in range");
         let recorded_at = self.last_time.map_or(now, |t| now.max(t));
-        let mut buffer: Vec<u8> = Vec::new();
+        // The write begins with its mark (decision 189), filled in once the
+        // position of its last record is known.
+        let mut buffer: Vec<u8> = vec![0; record::MARK_LEN];
         let mut hash = self.last_hash;
         let mut head = self.head;
         let mut group_versions: HashMap<String, u64> = HashMap::new();
@@ -284,7 +288,8 @@ impl Writer {
             results.push((request.reply, Ok(out)));
         }
 
-        if !buffer.is_empty() {
+        if !new_records.is_empty() {
+            record::fill_mark(&mut buffer, head);
             if let Err(e) = self.write_durably(&buffer, &new_records) {
                 for (reply, _) in results {
                     let _ = reply.send(Err(e.clone()));
