@@ -84,13 +84,10 @@ impl App {
         principal: &Principal,
     ) -> Result<RiskList, AppError> {
         if !principal.reads_patients() {
-            return Err(AppError::Forbidden {
-                index: None,
-                reason: format!(
-                    "a {} may not see this: breach risks are patient-level",
-                    principal.role.as_str()
-                ),
-            });
+            return Err(crate::views::forbidden(
+                principal,
+                "breach risks are patient-level",
+            ));
         }
         let scoped = ViewAt {
             as_of: query.at.as_of,

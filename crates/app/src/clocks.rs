@@ -38,10 +38,11 @@ impl std::fmt::Debug for ClockLine {
 
 /// The columns of every standard's list, then those of the FDS and of the
 /// 31-day standard: what [`ClockLine::items`] gives, in order.
-const COLUMNS: [&str; 14] = [
+const COLUMNS: [&str; 15] = [
     "pathway_id",
     "nhs_number",
     "trust",
+    "current_trust",
     "tumour_site",
     "route",
     "referred_on",
@@ -55,15 +56,27 @@ const COLUMNS: [&str; 14] = [
     "target_days",
 ];
 const FDS_COLUMNS: [&str; 1] = ["fds_outcome"];
-const D31_COLUMNS: [&str; 4] = ["treatment", "modality_group", "modality", "plan_id"];
+const D31_COLUMNS: [&str; 5] = [
+    "treatment",
+    "modality_group",
+    "modality",
+    "plan_id",
+    "start_reason",
+];
+const D62_COLUMNS: [&str; 1] = ["allocation"];
 
 impl ClockLine {
+    /// The columns every standard's list has.
+    pub fn common_columns() -> &'static [&'static str] {
+        &COLUMNS
+    }
+
     /// The names of a list's columns for `standard`.
     pub fn columns(standard: ClockKind) -> Vec<&'static str> {
         let extra: &[&str] = match standard {
             ClockKind::Fds => &FDS_COLUMNS,
             ClockKind::D31 => &D31_COLUMNS,
-            ClockKind::D62 => &[],
+            ClockKind::D62 => &D62_COLUMNS,
         };
         COLUMNS.iter().chain(extra).copied().collect()
     }
@@ -77,6 +90,7 @@ impl ClockLine {
             self.pathway_id.clone(),
             self.nhs_number.clone(),
             c.trust().as_str().to_string(),
+            c.current_trust.as_str().to_string(),
             c.tumour_site().as_str().to_string(),
             c.route.as_str().to_string(),
             openptl_rules::date::format(c.referred_on),
@@ -107,8 +121,21 @@ impl ClockLine {
                 );
                 items.push(c.modality.map(|m| m.as_str()).unwrap_or_default().into());
                 items.push(c.plan_id.as_deref().unwrap_or_default().into());
+                items.push(
+                    c.start_reason
+                        .map(|r| r.as_str())
+                        .unwrap_or_default()
+                        .into(),
+                );
             }
-            ClockKind::D62 => {}
+            ClockKind::D62 => items.push(
+                c.allocation
+                    .iter()
+                    .flatten()
+                    .map(|a| format!("{} {}", a.trust.as_str(), a.share))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
         }
         items
     }
@@ -122,6 +149,7 @@ impl Serialize for ClockLine {
         map.serialize_entry("pathway_id", &self.pathway_id)?;
         map.serialize_entry("nhs_number", &self.nhs_number)?;
         map.serialize_entry("trust", c.trust().as_str())?;
+        map.serialize_entry("current_trust", c.current_trust.as_str())?;
         map.serialize_entry("tumour_site", &c.tumour_site())?;
         map.serialize_entry("route", &c.route)?;
         map.serialize_entry("referred_on", &openptl_rules::date::format(c.referred_on))?;
@@ -141,15 +169,18 @@ impl Serialize for ClockLine {
                 map.serialize_entry("modality_group", &modality_group)?;
                 map.serialize_entry("modality", &c.modality)?;
                 map.serialize_entry("plan_id", &c.plan_id.as_deref())?;
+                map.serialize_entry("start_reason", &c.start_reason)?;
             }
-            ClockKind::D62 => {}
+            ClockKind::D62 => map.serialize_entry("allocation", &c.allocation)?,
         }
         map.end()
     }
 }
 
 /// The order of a list: breaches first, then the clocks within target,
-/// then the excluded; the longest waits first; then by pathway and trust.
+/// then the excluded; the trust's share before a transferred pathway's
+/// outcome charged to another trust (share 0); the longest waits first;
+/// then by pathway and trust.
 fn line_order(a: &ClockLine, b: &ClockLine) -> std::cmp::Ordering {
     let rank = |o: ClockOutcome| match o {
         ClockOutcome::Breached => 0,
@@ -159,6 +190,7 @@ fn line_order(a: &ClockLine, b: &ClockLine) -> std::cmp::Ordering {
     let (x, y) = (&a.clock, &b.clock);
     rank(x.outcome())
         .cmp(&rank(y.outcome()))
+        .then_with(|| (x.share == 0.0).cmp(&(y.share == 0.0)))
         .then_with(|| y.days.cmp(&x.days))
         .then_with(|| a.pathway_id.cmp(&b.pathway_id))
         .then_with(|| x.key.cmp(&y.key))

@@ -317,13 +317,10 @@ impl App {
         principal: &Principal,
     ) -> Result<(Vec<(String, Observation)>, u64), AppError> {
         if !principal.reads_patients() {
-            return Err(AppError::Forbidden {
-                index: None,
-                reason: format!(
-                    "a {} may not see this: clocks are patient-level",
-                    principal.role.as_str()
-                ),
-            });
+            return Err(crate::views::forbidden(
+                principal,
+                "clocks are patient-level",
+            ));
         }
         let trusts = TrustFilter(None).within(&principal.trusts);
         self.wait_for(at.min_position).await;

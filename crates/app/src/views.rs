@@ -1041,10 +1041,18 @@ fn sort_cwt_lines(parts: Vec<Vec<CwtLine>>) -> Vec<CwtLine> {
     crate::fold::par_sort_parts_by(parts, cwt_order)
 }
 
+/// A refusal of what `principal`'s role may not see: "an analyst may not
+/// see this: {why}".
 pub(crate) fn forbidden(principal: &Principal, why: &str) -> AppError {
+    let role = principal.role.as_str().replace('_', " ");
+    let article = if role.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
     AppError::Forbidden {
         index: None,
-        reason: format!("a {} may not see this: {why}", principal.role.as_str()),
+        reason: format!("{article} {role} may not see this: {why}"),
     }
 }
 

@@ -1249,7 +1249,7 @@ async function renderStandards() {
     const count = (n, filters) => clocksLink(n, c, period, Object.assign({}, scope, filters));
     const panel = h("section", { class: "panel", "aria-labelledby": `h-${c}`, id: `standard-${c}` },
       h("h2", { id: `h-${c}` }, title),
-      h("p", {}, h("strong", { class: "big" }, pct(r.percent)), ` within ${r.target_days} days in ${r.period}: ${r.within_target} of `, count(r.total, {}),
+      h("p", {}, h("strong", { class: "big" }, pct(r.percent)), ` within ${r.target_days} days in ${r.period}: `, count(r.within_target, { outcome: "within_target" }), " of ", count(r.total, {}),
         "; breached ", count(r.breached, { outcome: "breached" }), ". ",
         `National standard ${r.thresholds.standard}%`, r.thresholds.operational ? `, operational target ${r.thresholds.operational}%` : "", "."),
       projections[i],
@@ -1269,12 +1269,12 @@ async function renderStandards() {
       const halves = [["first_definitive", "First definitive treatment"], ["subsequent", "Subsequent treatment"]];
       panel.append(table("First definitive and subsequent treatments", ["Treatment", { label: "Treated", num: true }, { label: "Within", num: true }, { label: "%", num: true }, ""],
         halves.map(([k, t]) => h("tr", { "data-treatment": k }, h("td", {}, t), h("td", { class: "num" }, count(r.by_treatment[k].total, { treatment: k })),
-          h("td", { class: "num" }, r.by_treatment[k].within_target), h("td", { class: "num" }, pct(r.by_treatment[k].percent)), h("td", {}, bar(r.by_treatment[k].percent, target))))));
+          h("td", { class: "num" }, count(r.by_treatment[k].within_target, { treatment: k, outcome: "within_target" })), h("td", { class: "num" }, pct(r.by_treatment[k].percent)), h("td", {}, bar(r.by_treatment[k].percent, target))))));
       const groups = [["surgery", "Surgery"], ["anticancer_drug", "Anti-cancer drug"], ["radiotherapy", "Radiotherapy"], ["other", "Other"]];
       panel.append(table("By modality", ["Modality", { label: "First %", num: true }, { label: "Subsequent %", num: true }, { label: "Treated", num: true }, { label: "%", num: true }, ""],
         groups.map(([k, t]) => h("tr", { "data-modality": k }, h("td", {}, t),
-          h("td", { class: "num" }, pct(r.by_treatment.first_definitive.by_modality[k].percent)),
-          h("td", { class: "num" }, pct(r.by_treatment.subsequent.by_modality[k].percent)),
+          h("td", { class: "num" }, r.by_treatment.first_definitive.by_modality[k].total ? count(pct(r.by_treatment.first_definitive.by_modality[k].percent), { treatment: "first_definitive", modality: k }) : "–"),
+          h("td", { class: "num" }, r.by_treatment.subsequent.by_modality[k].total ? count(pct(r.by_treatment.subsequent.by_modality[k].percent), { treatment: "subsequent", modality: k }) : "–"),
           h("td", { class: "num" }, count(r.by_modality[k].total, { modality: k })), h("td", { class: "num" }, pct(r.by_modality[k].percent)), h("td", {}, bar(r.by_modality[k].percent, target))))));
     }
     if (r.by_outcome) {

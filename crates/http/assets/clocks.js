@@ -5,8 +5,10 @@
 // clocksLink(). Every element is built with textContent, as in app.js.
 "use strict";
 
-/** The filters of a list, in the order its heading names them. */
-const CLOCK_FILTERS = ["trust", "tumour_site", "outcome", "fds_outcome", "treatment", "modality"];
+/** The filters of a list, in the order its summary names them, with their names. */
+const CLOCK_FILTERS = ["trust", "alliance", "tumour_site", "outcome", "fds_outcome", "treatment", "modality"];
+const FILTER_NAMES = { trust: "trust", alliance: "alliance", tumour_site: "tumour site", outcome: "outcome",
+  fds_outcome: "outcome told", treatment: "treatment", modality: "modality group" };
 const STANDARD_NAMES = { fds: "Faster Diagnosis Standard", d31: "31-day standard", d62: "62-day standard" };
 const OUTCOME_NAMES = { breached: "breached", within_target: "within target", excluded: "excluded" };
 
@@ -15,6 +17,9 @@ const OUTCOME_NAMES = { breached: "breached", within_target: "within target", ex
  * `filters` names the split (trust, tumour_site, outcome, ...).
  */
 function clocksLink(text, standard, period, filters) {
+  // Analysts see figures, not patients (the list would be refused); an
+  // empty figure has nothing behind it.
+  if (Number(text) === 0 || (meta && meta.role === "analyst")) return String(text);
   const params = Object.assign({ standard, period }, filters);
   for (const k of Object.keys(params)) if (params[k] === undefined || params[k] === "") delete params[k];
   const q = new URLSearchParams(params);
@@ -39,28 +44,39 @@ async function renderClocks() {
   const list = await api(`/v1/standards/${encodeURIComponent(standard)}/clocks`, params);
   const main = $main();
   main.replaceChildren();
-  const what = CLOCK_FILTERS.filter((k) => params[k]).map((k) => k === "outcome" ? OUTCOME_NAMES[params[k]] || params[k] : label(params[k]));
+  const what = CLOCK_FILTERS.filter((k) => params[k]).map((k) => `${FILTER_NAMES[k]} ${k === "outcome" ? OUTCOME_NAMES[params[k]] || params[k] : k === "trust" || k === "alliance" ? params[k] : label(params[k])}`);
+  // Why the lines and the figure may differ: a transferred pathway's
+  // 62-day outcome is shared (½ each), or charged to one trust (0 to the
+  // other); an excluded clock counts in no figure but "excluded".
+  const halves = list.rows.filter((r) => r.share > 0 && r.share < 1).length;
+  const uncharged = list.rows.filter((r) => r.share === 0 && r.outcome !== "excluded").length;
+  const why = [halves ? `${halves} shared half and half after a transfer` : "", uncharged ? `${uncharged} charged to another trust after a transfer (share 0)` : ""].filter(Boolean);
   main.append(h("h1", {}, `${STANDARD_NAMES[standard] || standard}: clocks counted in ${list.period}`));
   main.append(h("p", { id: "clocks-summary" },
-    `${list.total} ${list.total === 1 ? "clock" : "clocks"}${what.length ? ` (${what.join(", ")})` : ""}`,
-    list.share !== list.total ? `, counting ${list.share} after transfers share them between trusts` : "", ". ",
+    `${list.total} ${list.total === 1 ? "clock" : "clocks"}${what.length ? ` (${what.join("; ")})` : ""}`,
+    params.outcome === "excluded" ? ", excluded from the standard" : why.length ? `, counting ${list.share}: ${why.join(", ")}` : "", ". ",
     h("a", { href: "#", onclick: (e) => { e.preventDefault(); const p = {}; for (const k of ["period", "trust"]) if (params[k]) p[k] = params[k]; go("/standards", p); } }, "Back to the standards")));
   const csv = new URLSearchParams(Object.assign({}, params, { format: "csv" }));
   main.append(h("div", { class: "actions" },
     h("a", { href: `/v1/standards/${encodeURIComponent(standard)}/clocks?${csv}`, id: "clocks-csv", download: `${standard}-${list.period}-clocks.csv` }, "Export this list as CSV")));
-  const extra = standard === "fds" ? ["Told"] : standard === "d31" ? ["Treatment", "Modality", "Plan"] : [];
-  const headers = ["Pathway", "NHS number", "Trust", "Tumour site", "Route", "Start", "Stop", { label: "Days", num: true },
+  const extra = standard === "fds" ? ["Outcome told"] : standard === "d31" ? ["Treatment", "Modality", "Plan", "Clock started by"] : [];
+  const headers = ["Pathway", "NHS number", "Trust", "Now at", "Tumour site", "Route", "Start", "Stop", { label: "Days", num: true },
     { label: "Target", num: true }, "Outcome", { label: "Share", num: true }, ...extra];
+  const others = (r) => (r.allocation || []).filter((a) => a.trust !== r.trust).map((a) => `${a.trust} ${a.share}`).join(", ");
   const rows = list.rows.map((r) => h("tr", { "data-pathway": r.pathway_id, "data-outcome": r.outcome },
     h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
-    h("td", { class: "nowrap" }, r.nhs_number), h("td", {}, r.trust), h("td", {}, label(r.tumour_site)), h("td", {}, label(r.route)),
+    h("td", { class: "nowrap" }, r.nhs_number), h("td", {}, r.trust), h("td", {}, r.current_trust === r.trust ? "" : r.current_trust),
+    h("td", {}, label(r.tumour_site)), h("td", {}, label(r.route)),
     h("td", { class: "nowrap" }, r.start || "–"), h("td", { class: "nowrap" }, r.stop || "–",
       r.stop_reason ? h("div", { class: "muted" }, label(r.stop_reason)) : null),
-    h("td", { class: "num" }, r.outcome === "excluded" ? "–" : r.days), h("td", { class: "num" }, r.target_days),
+    h("td", { class: "num" }, r.outcome === "excluded" ? "–" : r.days,
+      r.adjustment_days ? h("div", { class: "muted" }, `${r.adjustment_days} adjusted`) : null),
+    h("td", { class: "num" }, r.target_days),
     h("td", {}, r.outcome === "breached" ? h("span", { class: "flag" }, "Breached") : OUTCOME_NAMES[r.outcome]),
-    h("td", { class: "num" }, r.share),
+    h("td", { class: "num" }, r.share, others(r) ? h("div", { class: "muted" }, `and ${others(r)}`) : null),
     ...(standard === "fds" ? [h("td", {}, r.fds_outcome ? label(r.fds_outcome) : "–")] : []),
-    ...(standard === "d31" ? [h("td", {}, label(r.treatment)), h("td", {}, label(r.modality)), h("td", {}, r.plan_id || "")] : [])));
-  main.append(table(`Clocks ${list.total}`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No clocks are counted in this figure."))]));
+    ...(standard === "d31" ? [h("td", {}, label(r.treatment)), h("td", {}, label(r.modality)), h("td", {}, r.plan_id || ""),
+      h("td", {}, r.start_reason ? label(r.start_reason) : "")] : [])));
+  main.append(table(`The clocks behind the figure (${list.total})`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No clocks are counted in this figure."))]));
   status(`Showing the log up to position ${list.position}.`);
 }

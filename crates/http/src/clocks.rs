@@ -60,7 +60,7 @@ fn code<T>(
 }
 
 fn filter(params: &Params, standard: ClockKind) -> Result<ClockFilter, ApiError> {
-    Ok(ClockFilter {
+    let filter = ClockFilter {
         tumour_site: one_site(params)?,
         outcome: code(
             params,
@@ -100,7 +100,44 @@ fn filter(params: &Params, standard: ClockKind) -> Result<ClockFilter, ApiError>
                 "the 31-day standard (`/v1/standards/d31/clocks`)",
             )),
         )?,
-    })
+    };
+    if filter.outcome == Some(ClockOutcome::Excluded) && standard != ClockKind::Fds {
+        return Err(invalid(
+            "outcome",
+            "`excluded` applies only to the FDS (`/v1/standards/fds/clocks`): the 31-day and 62-day standards exclude no clock",
+        ));
+    }
+    Ok(filter)
+}
+
+/// The name of a list's CSV file: the standard, the month, every filter
+/// and the moment, so files of different lists never share a name.
+fn file_name(standard: ClockKind, period: openptl_rules::Period, params: &Params) -> String {
+    let mut parts = vec![standard.to_string(), period.to_string()];
+    // Every filter, in the order of the parameters.
+    let filters = PARAMS.iter().filter(|name| {
+        !matches!(
+            **name,
+            "period" | "as_of" | "known_at" | "min_position" | "format"
+        )
+    });
+    for name in filters {
+        if let Some(value) = params.get(*name) {
+            parts.push(value.replace(',', "+"));
+        }
+    }
+    if let Some(as_of) = params.get("as_of") {
+        parts.push(format!("as-of-{as_of}"));
+    }
+    if let Some(known_at) = params.get("known_at") {
+        parts.push(format!("known-at-{known_at}"));
+    }
+    parts.push("clocks.csv".into());
+    parts
+        .join("-")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+        .collect()
 }
 
 /// `GET /v1/standards/{standard}/clocks`.
@@ -135,16 +172,14 @@ pub async fn get_standard_clocks(
                 csv.finish()
             })
             .await?;
-        return Ok(csv_response(
-            body,
-            &format!("{standard}-{period}-clocks.csv"),
-        ));
+        return Ok(csv_response(body, &file_name(standard, period, &params)));
     }
     // Written off the async workers: a month's list at alliance scale is
     // thousands of lines. Shares are 0, ½ or 1 (SPEC 2.4): their sum is exact.
     let body = app
         .off_workers(move || {
-            let share: f64 = lines.iter().map(|l| l.clock.share).sum();
+            // (`+ 0.0`: the sum of no shares is -0.0.)
+            let share: f64 = lines.iter().map(|l| l.clock.share).sum::<f64>() + 0.0;
             serde_json::to_vec(&json!({
                 "standard": standard,
                 "period": period,

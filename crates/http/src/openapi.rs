@@ -208,16 +208,19 @@ fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
     // Every standard's columns are required; the FDS's and the 31-day's own
     // are there for theirs.
     let line = object(
-        &openptl_app::ClockLine::columns(ClockKind::D62),
+        openptl_app::ClockLine::common_columns(),
         json!({
             "pathway_id": { "type": "string" },
             "nhs_number": { "type": "string", "description": "Masked but for its last four digits for roles that may not see it" },
             "trust": { "type": "string", "description": "The trust the clock is counted under (for the 31-day standard, the trust at the treatment; a transferred 62-day pathway has a line per trust's share)" },
+            "current_trust": { "type": "string", "description": "The trust holding the pathway as of the view" },
+            "allocation": { "type": "array", "nullable": true, "description": "62-day only: every trust's share of a transferred pathway's outcome (SPEC 2.4), so a line at a 0 share says which trust was charged", "items": { "type": "object" } },
+            "start_reason": nullable(vocabulary!(PeriodStartReason)),
             "tumour_site": vocabulary!(TumourSite),
             "route": vocabulary!(Route),
             "referred_on": date(),
             "outcome": vocabulary!(ClockOutcome),
-            "share": { "type": "number", "description": "The trust's share of the clock: 1, or ½ after a transfer (SPEC 2.4); 0 for an excluded clock" },
+            "share": { "type": "number", "description": "The trust's share of the clock: 1; ½, or 0 where the breach is charged to the other trust, after a transfer (SPEC 2.4); 0 for an excluded clock" },
             "start": nullable(date()),
             "stop": nullable(json!({ "type": "string", "format": "date", "description": "The day the clock stopped (treatment started, for the 31-day standard); the day it was excluded, for an excluded FDS clock" })),
             "stop_reason": nullable(vocabulary!(StopReason)),
@@ -236,7 +239,7 @@ fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
         query(
             "outcome",
             vocabulary!(ClockOutcome),
-            "Only the clocks within target, breached or (FDS) excluded.",
+            "Only the clocks within target or breached; `excluded` (FDS only) lists the excluded clocks, which the figures count apart and are otherwise not listed.",
         ),
         query(
             "fds_outcome",
@@ -261,7 +264,7 @@ fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
     ];
     parameters.extend(aggregate_params.iter().cloned());
     operation(
-        "The clocks behind a standards figure: each clock the figures of the month count (a line per trust's share), with the same filters and moment as the standards view, breaches first and longest waits first. Lists patients: not for analysts.",
+        "The clocks behind a standards figure: each clock the figures of the month count (a line per trust's share), with the same filters and moment as the standards view (`period` defaults to the month of `as_of`), breaches first and longest waits first. Lists patients: not for analysts.",
         parameters,
         (
             "200",
@@ -271,7 +274,7 @@ fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
                     "period": period(),
                     "position": { "type": "integer" },
                     "total": { "type": "integer", "description": "Lines listed" },
-                    "share": { "type": "number", "description": "Their shares added up: the figure the filters pick out of the standards view (its `total`, `breached`, `within_target`)" },
+                    "share": { "type": "number", "description": "Their shares added up: the figure the filters pick out of the standards view (its `total`, `breached` or `within_target`; with `outcome=excluded`, 0, and `total` is the `excluded` figure)" },
                     "rows": { "type": "array", "items": line },
                 })) },
                 "text/csv": { "schema": { "type": "string" } },

@@ -212,6 +212,10 @@ async fn an_excluded_clock_is_listed_on_the_day_it_was_excluded() {
     assert_eq!(excluded["rows"][0]["stop"], "2025-03-12");
     let report = get(&router, "/v1/standards/fds?period=2025-03").await;
     assert_eq!(excluded["total"], report["excluded"]);
+    // The figures count it apart: a list asks for it, or does not show it.
+    let counted = get(&router, "/v1/standards/fds/clocks?period=2025-03").await;
+    assert!(lines(&counted).iter().all(|(p, _, _)| p != "X"));
+    assert_eq!(counted["share"], report["total"]);
 }
 
 #[tokio::test]
@@ -305,15 +309,40 @@ async fn the_list_exports_as_csv() {
     .await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.content_type().starts_with("text/csv"));
+    let named = |reply: &support::Reply| {
+        reply.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        named(&reply),
+        "attachment; filename=\"d31-2025-03-clocks.csv\""
+    );
+    // Another list, another name: its filters and moment are in it.
+    let narrower = send(
+        &router,
+        request(
+            "GET",
+            "/v1/standards/d62/clocks?period=2025-03&trust=RHM&outcome=breached&as_of=2025-03-07&format=csv",
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        named(&narrower),
+        "attachment; filename=\"d62-2025-03-RHM-breached-as-of-2025-03-07-clocks.csv\""
+    );
     let text = reply.text();
     let mut rows = text.lines();
     assert_eq!(
         rows.next(),
-        Some("pathway_id,nhs_number,trust,tumour_site,route,referred_on,outcome,share,start,stop,stop_reason,adjustment_days,days,target_days,treatment,modality_group,modality,plan_id")
+        Some("pathway_id,nhs_number,trust,current_trust,tumour_site,route,referred_on,outcome,share,start,stop,stop_reason,adjustment_days,days,target_days,treatment,modality_group,modality,plan_id,start_reason")
     );
     assert_eq!(
         rows.next(),
-        Some("F,9434765919,RXH,lung,urgent_suspected_cancer,2025-01-06,within_target,1,2025-02-17,2025-03-10,treatment_started,0,21,31,first_definitive,surgery,surgery,")
+        Some("F,9434765919,RXH,RXH,lung,urgent_suspected_cancer,2025-01-06,within_target,1,2025-02-17,2025-03-10,treatment_started,0,21,31,first_definitive,surgery,surgery,,decision_to_treat")
     );
     assert_eq!(rows.count(), 1);
 }
@@ -342,6 +371,13 @@ async fn lists_are_scoped_masked_and_refused_as_patient_lists_are() {
     let analyst = token(&app, Role::Analyst, &["*"], None, "analyst");
     let (status, body) = get_as(&router, Some(&analyst), uri).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("an analyst may not see this"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -358,6 +394,7 @@ async fn bad_filters_are_refused_naming_the_field() {
         ("/v1/standards/d31/clocks?modality=chemo", "modality"),
         ("/v1/standards/d31/clocks?period=2025-13", "period"),
         ("/v1/standards/d31/clocks?sort=days", "sort"),
+        ("/v1/standards/d62/clocks?outcome=excluded", "outcome"),
     ] {
         let (status, body) = get_as(&router, None, uri).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");

@@ -12,7 +12,7 @@ use chrono::NaiveDate;
 use crate::codes::*;
 use crate::d31::{ModalityGroup, TreatmentGroup};
 use crate::ids::OdsCode;
-use crate::pathway::PathwayState;
+use crate::pathway::{Allocation, PathwayState};
 use crate::report::Period;
 use crate::tally::{self, StandardsCell, StandardsKey};
 
@@ -35,6 +35,12 @@ pub struct CountedClock {
     /// counted under, the tumour site and the cell.
     pub key: StandardsKey,
     pub share: f64,
+    /// The trust holding the pathway as of the view (not always the one
+    /// it is counted under: a transfer, or the trust at a treatment).
+    pub current_trust: OdsCode,
+    /// Every trust's share of a transferred pathway's 62-day outcome
+    /// (SPEC 2.4), so a line at a 0 share says who was charged.
+    pub allocation: Option<Vec<Allocation>>,
     pub route: Route,
     pub referred_on: NaiveDate,
     pub start: Option<NaiveDate>,
@@ -48,6 +54,9 @@ pub struct CountedClock {
     pub modality: Option<Modality>,
     /// The subsequent treatment period's name, for the 31-day standard.
     pub plan_id: Option<Arc<str>>,
+    /// What started the treatment period's clock (a decision to treat, or
+    /// the earliest clinically appropriate date), for the 31-day standard.
+    pub start_reason: Option<PeriodStartReason>,
 }
 
 impl CountedClock {
@@ -97,9 +106,11 @@ impl CountedClock {
     }
 }
 
-/// Which of a figure's clocks to list: every field `None` lists them all.
-/// Each names a split of the standards report, so a list is the clocks
-/// behind one of its figures.
+/// Which of a figure's clocks to list: every field `None` lists the clocks
+/// the figures count (stopped or treated in the month); excluded FDS clocks,
+/// which the report counts apart, only with `outcome` `excluded`. Each
+/// names a split of the standards report, so a list is the clocks behind
+/// one of its figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ClockFilter {
     pub tumour_site: Option<TumourSite>,
@@ -115,8 +126,12 @@ pub struct ClockFilter {
 impl ClockFilter {
     pub fn keeps(&self, clock: &CountedClock) -> bool {
         let treatment = clock.treatment();
+        let outcome = clock.outcome();
         self.tumour_site.is_none_or(|s| clock.tumour_site() == s)
-            && self.outcome.is_none_or(|o| clock.outcome() == o)
+            && match self.outcome {
+                Some(o) => outcome == o,
+                None => outcome != ClockOutcome::Excluded,
+            }
             && self
                 .fds_outcome
                 .is_none_or(|o| clock.fds_outcome() == Some(o))
@@ -152,6 +167,8 @@ pub fn counted_clocks(
         let line = CountedClock {
             key,
             share: c.share,
+            current_trust: state.trust,
+            allocation: clock.allocation.clone(),
             route: state.route,
             referred_on: state.referred_on,
             start: clock.start,
@@ -162,6 +179,7 @@ pub fn counted_clocks(
             target_days: clock.target_days,
             modality: c.treatment_period.map(|p| p.modality),
             plan_id: c.treatment_period.and_then(|p| p.plan_id.clone()),
+            start_reason: c.treatment_period.map(|p| p.start_reason),
         };
         if filter.keeps(&line) {
             out(line);

@@ -898,6 +898,10 @@ proptest! {
             for line in listed(None, every) {
                 prop_assert!(line.stop.is_some_and(|d| month.contains(d)), "{:?}", line);
                 prop_assert_eq!(line.key.standard, *standard);
+                prop_assert!(line.outcome() != ClockOutcome::Excluded, "listed only when asked for");
+            }
+            for line in listed(None, excluded) {
+                prop_assert!(line.stop.is_some_and(|d| month.contains(d)), "{:?}", line);
             }
         }
     }
