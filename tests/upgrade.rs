@@ -141,22 +141,32 @@ fn a_data_directory_of_the_v1_layouts_opens_and_answers_as_it_did() {
     );
     assert!(out.contains("111 records") && out.contains("OK"), "{out}");
 
-    // This binary appends after the earlier records (its writes begin with
-    // a write mark, decision 189): the earlier bytes stay as they were, and
-    // the log reads and verifies whole.
+    // This binary appends after the earlier records (a batch of two begins
+    // with a batch mark, decision 189): the earlier bytes stay as they
+    // were, and the log reads and verifies whole.
     let mut server = Server::start(&data, &[]);
-    let note = r#"{"pathway_id": "DEMO-000001", "type": "tracking_note_added", "occurred_on": "2025-06-30", "data": {"text": "After the upgrade"}}"#;
+    let note = r#"{"events": [
+        {"pathway_id": "DEMO-000001", "type": "tracking_note_added", "occurred_on": "2025-06-30", "data": {"text": "After the upgrade"}},
+        {"pathway_id": "DEMO-000001", "type": "tracking_note_added", "occurred_on": "2025-06-30", "data": {"text": "And again"}}
+    ]}"#;
     let (status, body) = common::request(&server.addr, "POST", "/v1/events", Some(note)).unwrap();
     assert_eq!(status, 201, "{body}");
     server.stop_gracefully();
     let mut server = Server::start(&data, &[]);
     let (status, body) = server.get("/v1/pathways/DEMO-000001/events");
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("After the upgrade"), "{body}");
+    assert!(
+        body.contains("After the upgrade") && body.contains("And again"),
+        "{body}"
+    );
     server.stop_gracefully();
     let now = std::fs::read(data.join(segment)).unwrap();
     let then = std::fs::read(v1.join("data").join(segment)).unwrap();
     assert!(now.len() > then.len() && now.starts_with(&then));
+    assert!(
+        now[then.len()..].starts_with(b"OPTL\x02"),
+        "the batch begins with its mark"
+    );
     let verified = Command::new(common::binary())
         .args(["verify", "--data-dir"])
         .arg(&data)
@@ -164,7 +174,7 @@ fn a_data_directory_of_the_v1_layouts_opens_and_answers_as_it_did() {
         .unwrap();
     let out = String::from_utf8_lossy(&verified.stdout);
     assert!(
-        verified.status.success() && out.contains("112 records"),
+        verified.status.success() && out.contains("113 records"),
         "{out}"
     );
 }

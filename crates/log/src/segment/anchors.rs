@@ -96,7 +96,7 @@ fn first_position(path: &Path) -> Option<u64> {
     let file = std::fs::File::open(path).ok()?;
     let mut prefix = [0u8; record::PREFIX + 8];
     file.read_exact_at(&mut prefix, 0).ok()?;
-    // A segment's first write begins with its mark (decision 189).
+    // A segment's first batch may begin with its mark (decision 189).
     let skip = record::mark_len(&prefix);
     if skip > 0 {
         file.read_exact_at(&mut prefix, skip as u64).ok()?;

@@ -300,7 +300,7 @@ fn same_log(from: &Path, to: &Path) -> Result<(), OpenError> {
         File::open(&path)
             .and_then(|f| f.take(record::MAX_RECORD as u64).read_to_end(&mut bytes))
             .map_err(|e| io(&format!("reading {}", path.display()), e))?;
-        // Its first write begins with a mark (decision 189).
+        // Its first batch may begin with a mark (decision 189).
         let first = bytes.get(record::mark_len(&bytes)..).unwrap_or_default();
         Ok(record::check(first)
             .ok()

@@ -175,7 +175,7 @@ impl Mapped<'_> {
             let bytes = self.bytes(segment, offset)?;
             let mut at = 0usize;
             while next <= to && at < bytes.len() {
-                // A write's mark between records (decision 189).
+                // A batch's mark between records (decision 189).
                 at += record::mark_len(&bytes[at..]);
                 if at >= bytes.len() {
                     break;

@@ -510,7 +510,7 @@ impl Shared {
                              // records), growing to SCAN_CHUNK for a long catch-up.
         let mut chunk = ((to - from + 1) as usize * 512).clamp(4096, SCAN_CHUNK);
         while out.len() < (to - from + 1) as usize {
-            // A write's mark between records (decision 189): passed over
+            // A batch's mark between records (decision 189): passed over
             // once whole, else read on.
             let mark = record::mark_len(&buffer[at..]);
             if mark > 0 && buffer.len() - at >= mark {

@@ -18,26 +18,30 @@
 //! ..     4     CRC32C of every byte above (u32 BE)
 //! ```
 //!
-//! Since format version 2 (decision 189) every write of the writer (a
-//! group commit: the records of every batch it answers at once) begins
-//! with a **write mark**, which is not an event and not in the hash chain:
+//! Since format version 2 (decision 189) every batch of more than one
+//! record (the records of one append, answered together) begins with a
+//! **batch mark**, which is not an event and not in the hash chain:
 //!
 //! ```text
 //! offset size  field
 //! 0      4     magic "OPTL"
-//! 4      1     2 (a write mark)
+//! 4      1     2 (a batch mark)
 //! 5      4     its length, 21 (u32 BE)
-//! 9      8     the position of the write's last record (u64 BE)
+//! 9      8     the position of the batch's last record (u64 BE)
 //! 17     4     CRC32C of every byte above (u32 BE)
 //! ```
 //!
-//! A crash in the middle of a write can leave some of its records whole on
-//! disk; none of them was acknowledged, and the mark says how far the
-//! write should have reached, so the start-up scan cuts the write off from
-//! its mark (a batch is atomic, SPEC 4.1). Event records keep format
-//! version 1, byte for byte, so their hashes (and the PostgreSQL log's,
-//! which chains the same encoding) do not change. A binary that reads only
-//! version 1 refuses a log holding marks as written by a newer OpenPTL.
+//! A crash in the middle of a write (a group commit: many batches in one
+//! `write`) can leave some of a batch's records whole on disk; the batch
+//! was not acknowledged, and its mark says how far it should have reached,
+//! so the start-up scan cuts it off from its mark (a batch is atomic, SPEC
+//! 4.1). The batches before it in the write are whole and stay: a client
+//! that sends one again (it got no answer) is answered with a replay. A
+//! batch of one record needs no mark: a record is whole or torn. Event
+//! records keep format version 1, byte for byte, so their hashes (and the
+//! PostgreSQL log's, which chains the same encoding) do not change. A
+//! binary that reads only version 1 refuses a log holding marks as written
+//! by a newer OpenPTL.
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -48,9 +52,9 @@ use crate::{RecordRef, StoredRecord};
 pub const MAGIC: &[u8; 4] = b"OPTL";
 /// The format version of event records.
 pub const FORMAT_VERSION: u8 = 1;
-/// The version byte of a write mark: the newest format this binary reads.
+/// The version byte of a batch mark: the newest format this binary reads.
 pub const MARK_VERSION: u8 = 2;
-/// The length of a write mark.
+/// The length of a batch mark.
 pub const MARK_LEN: usize = 21;
 /// Bytes before the variable part: magic, version, length.
 pub const PREFIX: usize = 9;
@@ -113,7 +117,7 @@ pub fn unfit(stream_id: &str, event_type: &str, actor: &str, payload: usize) -> 
         .then(|| format!("it is {len} bytes, more than the {MAX_RECORD} a record may be"))
 }
 
-/// Appends a write mark for a write whose last record is at `last_position`.
+/// Appends a batch mark for a batch whose last record is at `last_position`.
 pub fn encode_mark(last_position: u64, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(MAGIC);
@@ -124,15 +128,15 @@ pub fn encode_mark(last_position: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&crc.to_be_bytes());
 }
 
-/// Writes a write mark over the `MARK_LEN` bytes of `slot` (room kept at
-/// the start of a write before its last position was known).
+/// Writes a batch mark over the `MARK_LEN` bytes of `slot` (room kept at
+/// the start of a batch before its last position was known).
 pub fn fill_mark(slot: &mut [u8], last_position: u64) {
     let mut mark = Vec::with_capacity(MARK_LEN);
     encode_mark(last_position, &mut mark);
     slot[..MARK_LEN].copy_from_slice(&mark);
 }
 
-/// How many bytes a write mark at the start of `bytes` takes (0 when none
+/// How many bytes a batch mark at the start of `bytes` takes (0 when none
 /// starts there): how readers of records already checked pass over marks.
 /// Decided by the first 5 bytes; the caller checks there are that many.
 pub fn mark_len(bytes: &[u8]) -> usize {
@@ -143,8 +147,8 @@ pub fn mark_len(bytes: &[u8]) -> usize {
     }
 }
 
-/// The write mark at the start of `bytes`, checked: the position of its
-/// write's last record. `Ok(None)` when no mark starts there (a record,
+/// The batch mark at the start of `bytes`, checked: the position of its
+/// batch's last record. `Ok(None)` when no mark starts there (a record,
 /// or damage that [`check`] describes).
 pub fn mark(bytes: &[u8]) -> Result<Option<u64>, Damage> {
     if mark_len(bytes) == 0 {
@@ -156,12 +160,12 @@ pub fn mark(bytes: &[u8]) -> Result<Option<u64>, Damage> {
     let len = u32::from_be_bytes(bytes[5..9].try_into().unwrap()) as usize;
     if len != MARK_LEN {
         return Err(Damage::Corrupt(format!(
-            "impossible write mark length {len}"
+            "impossible batch mark length {len}"
         )));
     }
     let crc = u32::from_be_bytes(bytes[17..21].try_into().unwrap());
     if crc32c::crc32c(&bytes[..17]) != crc {
-        return Err(Damage::Corrupt("CRC mismatch in a write mark".into()));
+        return Err(Damage::Corrupt("CRC mismatch in a batch mark".into()));
     }
     Ok(Some(u64::from_be_bytes(bytes[9..17].try_into().unwrap())))
 }
@@ -218,7 +222,7 @@ pub fn claimed_len(bytes: &[u8]) -> Result<usize, Damage> {
     }
     if bytes[4] == MARK_VERSION {
         return Err(Damage::Corrupt(
-            "a write mark where a record was expected".into(),
+            "a batch mark where a record was expected".into(),
         ));
     }
     if bytes[4] != FORMAT_VERSION {
@@ -453,10 +457,10 @@ mod tests {
         }
     }
 
-    /// The forever format: a record of version 1 and a write mark, byte
+    /// The forever format: a record of version 1 and a batch mark, byte
     /// for byte (a change here breaks every log already written).
     #[test]
-    fn records_and_write_marks_keep_their_bytes() {
+    fn records_and_batch_marks_keep_their_bytes() {
         let mut bytes = Vec::new();
         encode(&sample(), &[9; 32], &mut bytes);
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -474,7 +478,7 @@ mod tests {
     }
 
     #[test]
-    fn write_marks_round_trip_and_are_never_taken_for_records() {
+    fn batch_marks_round_trip_and_are_never_taken_for_records() {
         let mut bytes = Vec::new();
         encode_mark(42, &mut bytes);
         assert_eq!(bytes.len(), MARK_LEN);

@@ -47,7 +47,7 @@ pub fn scan(
         let mut at = 0usize;
         // The chain as read, records of a write under way included.
         let (mut chain_head, mut chain_hash) = (end.head, end.last_hash);
-        // The write under way (decision 189): its mark's offset and last
+        // The batch under way (decision 189): its mark's offset and last
         // position, and its records read so far (visited once it finishes).
         let mut open: Option<(usize, u64)> = None;
         let mut pending: Vec<(StoredRecord, usize)> = Vec::new();
@@ -58,13 +58,13 @@ pub fn scan(
                     if let Some((_, unfinished)) = open {
                         return Err(corrupt(
                             at,
-                            format!("a write mark while the write to position {unfinished} is unfinished"),
+                            format!("a batch mark while the batch to position {unfinished} is unfinished"),
                         ));
                     }
                     if to <= chain_head {
                         return Err(corrupt(
                             at,
-                            format!("a write mark to position {to} after position {chain_head}"),
+                            format!("a batch mark to position {to} after position {chain_head}"),
                         ));
                     }
                     open = Some((at, to));
@@ -90,7 +90,7 @@ pub fn scan(
                             return Err(corrupt(
                                 at,
                                 format!(
-                                    "position {position} in a write that ends at position {to}"
+                                    "position {position} in a batch that ends at position {to}"
                                 ),
                             ));
                         }
@@ -132,21 +132,21 @@ pub fn scan(
             torn = Some((at, problem));
             break;
         }
-        // A write that never finished ends the log at its mark, a torn
+        // A batch that never finished ends the log at its mark, a torn
         // record at itself: never acknowledged, so safe to drop (start-up
         // cuts them off). Only the last segment may end so.
         let cut = match open {
             Some((mark, to)) if last => Some((
                 mark,
                 format!(
-                    "a write to position {to} that never finished ({} of its records whole)",
+                    "a batch to position {to} that never finished ({} of its records whole)",
                     pending.len()
                 ),
             )),
             Some((mark, to)) => {
                 return Err(corrupt(
                     mark,
-                    format!("a write to position {to} that never finished, in a segment that is not the last"),
+                    format!("a batch to position {to} that never finished, in a segment that is not the last"),
                 ))
             }
             None => torn,
@@ -217,7 +217,7 @@ pub(super) fn torn_tail(bytes: &[u8], at: usize, damage: &Damage, after: u64) ->
         if let Ok(Some(last)) = record::mark(&bytes[k..]) {
             if last > after {
                 return Err(Found::Damaged(format!(
-                    "{problem}; a write mark (to position {last}) follows at offset {k}, so this is damage in the middle of the log, not a write torn by a crash"
+                    "{problem}; a batch mark (to position {last}) follows at offset {k}, so this is damage in the middle of the log, not a write torn by a crash"
                 )));
             }
         }
@@ -312,7 +312,7 @@ pub(super) fn check_segment(
     };
     let mut at = 0usize;
     let mut last_record = 0..0;
-    // The write under way (decision 189): where its mark is, the position
+    // The batch under way (decision 189): where its mark is, the position
     // its last record will have, and what the check had found before it.
     let mut open: Option<OpenWrite> = None;
     let mut stopped_at_up_to = false;
@@ -330,12 +330,12 @@ pub(super) fn check_segment(
             Ok(Some(last)) => {
                 let problem = if let Some(write) = &open {
                     Some(format!(
-                        "a write mark while the write to position {} is unfinished",
+                        "a batch mark while the batch to position {} is unfinished",
                         write.last
                     ))
                 } else if out.first.is_some() && last <= out.last_position {
                     Some(format!(
-                        "a write mark to position {last} after position {}",
+                        "a batch mark to position {last} after position {}",
                         out.last_position
                     ))
                 } else {
@@ -401,7 +401,7 @@ pub(super) fn check_segment(
                 out.damage = Some((
                     at as u64,
                     Found::Damaged(format!(
-                        "position {} in a write that ends at position {}",
+                        "position {} in a batch that ends at position {}",
                         checked.position, write.last
                     )),
                 ));
@@ -421,8 +421,8 @@ pub(super) fn check_segment(
             out.len = at as u64;
         }
     }
-    // A write that never reached its last record: a crash in the middle of
-    // it. None of it was acknowledged, so the segment ends at its mark
+    // A batch that never reached its last record: a crash in the middle of
+    // its write. It was not acknowledged, so the segment ends at its mark
     // (decision 189); damage found inside it is that crash's tear. The
     // background check stops at the head, always the end of a write.
     if let Some(write) = open.filter(|_| !stopped_at_up_to) {
@@ -438,7 +438,7 @@ pub(super) fn check_segment(
             out.damage = Some((
                 write.mark as u64,
                 Found::Torn(format!(
-                    "a write to position {} that never finished ({cut} of its records whole)",
+                    "a batch to position {} that never finished ({cut} of its records whole)",
                     write.last
                 )),
             ));
@@ -450,7 +450,7 @@ pub(super) fn check_segment(
     Ok(out)
 }
 
-/// A write whose mark [`check_segment`] has met and whose last record it
+/// A batch whose mark [`check_segment`] has met and whose last record it
 /// has not yet: where its mark is, its last record's position, and the
 /// check's state before it, to go back to if it never finishes.
 struct OpenWrite {
@@ -563,11 +563,17 @@ pub(super) fn scan_for_open(
                         c.path.display()
                     )))
                 }
+                Found::Torn(problem) => {
+                    return Err(corrupt(
+                        *offset,
+                        format!("{problem}, in a segment that is not the last: damage, not a write torn by a crash"),
+                    ))
+                }
                 other => return Err(corrupt(*offset, other.problem().to_string())),
             }
             let problem = found.problem();
             // A write torn by a crash: never acknowledged, so it is safe to drop.
-            tracing::warn!(file = %c.path.display(), offset, %problem, "cutting off a torn record at the tail of the log");
+            tracing::warn!(file = %c.path.display(), offset, %problem, "cutting off a torn write at the tail of the log");
             let file = OpenOptions::new()
                 .write(true)
                 .open(&c.path)

@@ -145,9 +145,12 @@ impl Writer {
             |s| versions.get(s).copied().unwrap_or(0),
             |id| stored.contains(id),
         )?;
-        // One write, begun with its mark (decision 189).
+        // Stored as one batch: begun with its mark when it holds more than
+        // one record (decision 189).
         let mut buffer = Vec::new();
-        record::encode_mark(head, &mut buffer);
+        if records.len() > 1 {
+            record::encode_mark(head, &mut buffer);
+        }
         let mut hash = self.last_hash;
         let mut new = Vec::with_capacity(records.len());
         for r in records {
@@ -206,9 +209,7 @@ impl Writer {
         let now = DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
             .expect("now is in range");
         let recorded_at = self.last_time.map_or(now, |t| now.max(t));
-        // The write begins with its mark (decision 189), filled in once the
-        // position of its last record is known.
-        let mut buffer: Vec<u8> = vec![0; record::MARK_LEN];
+        let mut buffer: Vec<u8> = Vec::new();
         let mut hash = self.last_hash;
         let mut head = self.head;
         let mut group_versions: HashMap<String, u64> = HashMap::new();
@@ -278,6 +279,12 @@ impl Writer {
                     continue;
                 }
             };
+            // A batch of more than one new record begins with its mark
+            // (decision 189): room is kept for it, and given back when the
+            // batch writes one record or none (a record is whole or torn).
+            let mark_at = buffer.len();
+            buffer.extend_from_slice(&[0; record::MARK_LEN]);
+            let first_new = new_records.len();
             let out = apply_plan(request.batch, plan, &mut head, recorded_at, |stored| {
                 let offset = buffer.len() as u64;
                 hash = record::encode(&stored, &hash, &mut buffer);
@@ -285,11 +292,18 @@ impl Writer {
                 group_events.insert(stored.event_id, new_records.len());
                 new_records.push((stored, offset));
             });
+            if new_records.len() - first_new > 1 {
+                record::fill_mark(&mut buffer[mark_at..], head);
+            } else {
+                buffer.drain(mark_at..mark_at + record::MARK_LEN);
+                for (_, offset) in &mut new_records[first_new..] {
+                    *offset -= record::MARK_LEN as u64;
+                }
+            }
             results.push((request.reply, Ok(out)));
         }
 
         if !new_records.is_empty() {
-            record::fill_mark(&mut buffer, head);
             if let Err(e) = self.write_durably(&buffer, &new_records) {
                 for (reply, _) in results {
                     let _ = reply.send(Err(e.clone()));
