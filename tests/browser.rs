@@ -266,6 +266,31 @@ fn the_dashboard_works_in_headless_chromium() {
         "milestone panels",
         "return document.querySelector('#fit') && document.querySelectorAll('[data-site]').length > 0",
     );
+    // A milestone's count opens its pathways (decision 190): the largest
+    // overdue count (column 5: name, day, met, missed, overdue).
+    let overdue = driver.wait_for(
+        "an overdue milestone figure",
+        "const links = [...document.querySelectorAll('[data-site] tr[data-milestone] td:nth-child(5) a')];
+         return links.length > 0 && links.map((a, i) => [i, Number(a.textContent)]).sort((x, y) => y[1] - x[1])[0]",
+    );
+    let (index, count) = (overdue[0].as_u64().unwrap(), overdue[1].as_u64().unwrap());
+    driver.script(&format!(
+        "document.querySelectorAll('[data-site] tr[data-milestone] td:nth-child(5) a')[{index}].click(); return true"
+    ));
+    let listed = driver.wait_for(
+        "the pathways behind the milestone figure",
+        "const rows = [...document.querySelectorAll('tr[data-pathway]')];
+         return document.getElementById('pathways-summary') !== null && rows.length > 0 && rows.map(r => r.dataset.status)",
+    );
+    let statuses: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len() as u64, count, "one line per pathway counted");
+    assert!(statuses.iter().all(|s| *s == "overdue"), "{statuses:?}");
+    driver.screenshot("milestone-pathways.png");
     // As known at a moment before the demo was loaded, the PTL is empty.
     driver.goto(&format!("{base}/?known_at=2000-01-01T00:00:00Z"));
     driver.wait_for(

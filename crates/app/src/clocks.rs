@@ -13,8 +13,9 @@ use serde::ser::SerializeMap;
 use serde::Serialize;
 
 use crate::access::Principal;
+use crate::lists::PatientLine;
 use crate::past::Shown;
-use crate::views::{forbidden, mask, TrustFilter, ViewAt};
+use crate::views::{forbidden, TrustFilter, ViewAt};
 use crate::{App, AppError};
 
 /// One clock a figure counts, with its pathway's identifiers (the NHS
@@ -25,6 +26,12 @@ pub struct ClockLine {
     pub pathway_id: String,
     pub nhs_number: String,
     pub clock: CountedClock,
+}
+
+impl PatientLine for ClockLine {
+    fn nhs_number(&mut self) -> &mut String {
+        &mut self.nhs_number
+    }
 }
 
 impl std::fmt::Debug for ClockLine {
@@ -235,30 +242,12 @@ impl App {
                 },
             );
         };
+        let split = self
+            .past_split(as_of, at.known_at, Shown::period(period))
+            .await?;
         let (lines, position) = self
-            .fold_states(
-                self.past_split(as_of, at.known_at, Shown::period(period))
-                    .await?,
-                Vec::new,
-                add,
-                Vec::extend,
-                None,
-            )
+            .patient_list(split, principal, "standards_clocks", add, line_order)
             .await?;
-        let nhs_numbers = principal.sees_nhs_numbers();
-        let lines = self
-            .off_workers(move || {
-                let mut lines = lines;
-                lines.sort_unstable_by(line_order);
-                if !nhs_numbers {
-                    for line in &mut lines {
-                        line.nhs_number = mask(&line.nhs_number);
-                    }
-                }
-                lines
-            })
-            .await?;
-        self.audit(principal, "standards_clocks", None, Some(lines.len()));
         Ok((period, lines, position))
     }
 }

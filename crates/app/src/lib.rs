@@ -20,7 +20,9 @@ mod fold;
 pub mod forecast;
 #[cfg(test)]
 mod histories;
+mod lists;
 mod metrics;
+mod milestone_list;
 mod offload;
 mod packed;
 mod past;
@@ -47,6 +49,7 @@ pub use error::AppError;
 pub use evaluate::decode;
 pub use fold::{par_batches, par_sort_parts_by};
 pub use metrics::Metrics;
+pub use milestone_list::{MilestonePathway, MilestoneQuery, MILESTONE_COLUMNS};
 pub use offload::drop_later;
 pub use openptl_log::Failure;
 pub use problem::{ApiError, Kind, Limited, Problem};

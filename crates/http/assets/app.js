@@ -1320,8 +1320,10 @@ async function renderMilestones() {
       h("p", {}, `${site.pathways} pathways; meeting every milestone: ${pct(site.percent)}.`),
       table(null, ["Milestone", { label: "Day", num: true }, { label: "Met", num: true }, { label: "Missed", num: true }, { label: "Overdue", num: true },
         { label: "Pending", num: true }, { label: "N/A", num: true }, { label: "% met", num: true }, ""],
-        site.milestones.map((ms) => h("tr", {}, h("td", {}, label(ms.name)), h("td", { class: "num" }, ms.due_day), h("td", { class: "num" }, ms.met),
-          h("td", { class: "num" }, ms.missed), h("td", { class: "num" }, ms.overdue), h("td", { class: "num" }, ms.pending), h("td", { class: "num" }, ms.not_applicable),
+        // Every count links to its pathways (clocks.js).
+        site.milestones.map((ms) => h("tr", { "data-milestone": ms.name }, h("td", {}, label(ms.name)), h("td", { class: "num" }, ms.due_day),
+          ...["met", "missed", "overdue", "pending", "not_applicable"].map((st) => h("td", { class: "num" },
+            pathwaysLink(ms[st], { tumour_site: site.tumour_site, milestone: ms.name, status: st, period: q.get("period"), trust: q.get("trust") }))),
           h("td", { class: "num" }, pct(ms.percent_met)), h("td", {}, bar(ms.percent_met)))))));
   }
   main.append(grid);
@@ -1403,6 +1405,7 @@ async function render() {
     else if (path === "/standards") await renderStandards();
     else if (path === "/standards/clocks") await renderClocks(); // clocks.js
     else if (path === "/milestones") await renderMilestones();
+    else if (path === "/milestones/pathways") await renderMilestonePathways(); // clocks.js
     else if (path === "/fit") await renderFit(); // fit.js
     else if (path === "/risks") await renderRisks(); // forecast.js
     else $main().replaceChildren(h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "/" }, "Go to the PTL")));

@@ -1,8 +1,11 @@
-// OpenPTL dashboard: the clocks behind a standards figure (decision 187).
-// Loaded after app.js and drawn with its helpers (h, api, when, query,
-// table, go, status, label, pct); app.js's router calls renderClocks() for
-// /standards/clocks, and the standards page links its figures here with
-// clocksLink(). Every element is built with textContent, as in app.js.
+// OpenPTL dashboard: the lists behind the figures. The clocks behind a
+// standards figure (decision 187) and the pathways behind a milestone
+// figure (decision 190). Loaded after app.js and drawn with its helpers (h,
+// api, when, query, table, go, status, label, pct); app.js's router calls
+// renderClocks() for /standards/clocks and renderMilestonePathways() for
+// /milestones/pathways, and the standards and milestones pages link their
+// figures here with clocksLink() and pathwaysLink(). Every element is built
+// with textContent, as in app.js.
 "use strict";
 
 /** The filters of a list, in the order its summary names them, with their names. */
@@ -78,5 +81,45 @@ async function renderClocks() {
     ...(standard === "d31" ? [h("td", {}, label(r.treatment)), h("td", {}, label(r.modality)), h("td", {}, r.plan_id || ""),
       h("td", {}, r.start_reason ? label(r.start_reason) : "")] : [])));
   main.append(table(`The clocks behind the figure (${list.total})`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No clocks are counted in this figure."))]));
+  status(`Showing the log up to position ${list.position}.`);
+}
+
+// ------------------------------------------------ pathways behind a milestone
+
+const MILESTONE_STATUS_NAMES = { met: "met", missed: "missed", overdue: "overdue", pending: "pending", not_applicable: "not applicable" };
+
+/** A milestone figure as a link to its pathways (`filters`: tumour_site, milestone, status, period, trust). */
+function pathwaysLink(n, filters) {
+  if (Number(n) === 0 || (meta && meta.role === "analyst")) return String(n);
+  const params = Object.assign({}, filters);
+  for (const k of Object.keys(params)) if (params[k] === undefined || params[k] === "" || params[k] === null) delete params[k];
+  const q = new URLSearchParams(params);
+  for (const [k, v] of Object.entries(when())) q.set(k, v);
+  return h("a", { href: `/milestones/pathways?${q}`, class: "figure-link", title: "List these pathways",
+    onclick: (e) => { e.preventDefault(); go("/milestones/pathways", params); } }, String(n));
+}
+
+async function renderMilestonePathways() {
+  const q = query();
+  const params = Object.assign({}, when());
+  for (const k of ["tumour_site", "milestone", "status", "period", "trust", "alliance"]) if (q.get(k)) params[k] = q.get(k);
+  const list = await api("/v1/milestones/pathways", params);
+  const main = $main();
+  main.replaceChildren();
+  const site = label(params.tumour_site);
+  main.append(h("h1", {}, `${site.charAt(0).toUpperCase()}${site.slice(1)}: ${label(params.milestone)}${params.status ? `, ${MILESTONE_STATUS_NAMES[params.status]}` : ""}`));
+  const scope = [params.period ? `referred in ${params.period}` : "referred in any month", params.trust ? `trust ${params.trust}` : "", params.alliance ? `alliance ${params.alliance}` : ""].filter(Boolean);
+  main.append(h("p", { id: "pathways-summary" }, `${list.total} ${list.total === 1 ? "pathway" : "pathways"} (${scope.join("; ")}). `,
+    h("a", { href: "#", onclick: (e) => { e.preventDefault(); const p = {}; for (const k of ["period", "trust", "tumour_site"]) if (params[k]) p[k] = params[k]; go("/milestones", p); } }, "Back to the milestones")));
+  const csv = new URLSearchParams(Object.assign({}, params, { format: "csv" }));
+  main.append(h("div", { class: "actions" }, h("a", { href: `/v1/milestones/pathways?${csv}`, id: "pathways-csv", download: "" }, "Export this list as CSV")));
+  const headers = ["Pathway", "NHS number", "Trust", "Route", "Referred", { label: "Due day", num: true }, "Due", "Met", "Status", { label: "Days late", num: true }, "FDS"];
+  const rows = list.rows.map((r) => h("tr", { "data-pathway": r.pathway_id, "data-status": r.status },
+    h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
+    h("td", { class: "nowrap" }, r.nhs_number), h("td", {}, r.trust), h("td", {}, label(r.route)), h("td", { class: "nowrap" }, r.referred_on),
+    h("td", { class: "num" }, r.due_day), h("td", { class: "nowrap" }, r.due_date), h("td", { class: "nowrap" }, r.met_on || "–"),
+    h("td", {}, r.status === "overdue" || r.status === "missed" ? h("span", { class: "flag" }, MILESTONE_STATUS_NAMES[r.status]) : MILESTONE_STATUS_NAMES[r.status]),
+    h("td", { class: "num" }, r.days_late ?? "–"), h("td", {}, label(r.fds_status))));
+  main.append(table(`The pathways behind the figure (${list.total})`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No pathways are counted in this figure."))]));
   status(`Showing the log up to position ${list.position}.`);
 }

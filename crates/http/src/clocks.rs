@@ -162,34 +162,55 @@ pub async fn get_standard_clocks(
             &principal,
         )
         .await?;
-    if csv {
+    let csv = csv.then(|| {
+        (
+            ClockLine::columns(standard),
+            file_name(standard, period, &params),
+        )
+    });
+    // Shares are 0, ½ or 1 (SPEC 2.4): their sum is exact (`+ 0.0`: the
+    // sum of no shares is -0.0).
+    let share: f64 = lines.iter().map(|l| l.clock.share).sum::<f64>() + 0.0;
+    let head = json!({
+        "standard": standard,
+        "period": period,
+        "position": position,
+        "share": share,
+    });
+    list_response(&app, lines, csv, ClockLine::items, head).await
+}
+
+/// A list behind a figure (decisions 187, 190), written off the async
+/// workers (a month's list at alliance scale is thousands of lines): as
+/// CSV when `csv` gives its columns and file name, a row a line by
+/// `items`; else as JSON, `head`'s fields with `total` and `rows`.
+pub(crate) async fn list_response<L: serde::Serialize + Send + 'static>(
+    app: &App,
+    lines: Vec<L>,
+    csv: Option<(Vec<&'static str>, String)>,
+    items: fn(&L) -> Vec<String>,
+    head: serde_json::Value,
+) -> Result<Response, HttpError> {
+    if let Some((columns, name)) = csv {
         let body = app
             .off_workers(move || {
-                let mut csv = Csv::new(&ClockLine::columns(standard));
+                let mut csv = Csv::new(&columns);
                 for line in &lines {
-                    csv.row(line.items());
+                    csv.row(items(line));
                 }
                 csv.finish()
             })
             .await?;
-        return Ok(csv_response(body, &file_name(standard, period, &params)));
+        return Ok(csv_response(body, &name));
     }
-    // Written off the async workers: a month's list at alliance scale is
-    // thousands of lines. Shares are 0, ½ or 1 (SPEC 2.4): their sum is exact.
     let body = app
         .off_workers(move || {
-            // (`+ 0.0`: the sum of no shares is -0.0.)
-            let share: f64 = lines.iter().map(|l| l.clock.share).sum::<f64>() + 0.0;
-            serde_json::to_vec(&json!({
-                "standard": standard,
-                "period": period,
-                "position": position,
-                "total": lines.len(),
-                "share": share,
-                "rows": lines,
-            }))
+            let mut body = head;
+            body["total"] = json!(lines.len());
+            body["rows"] = json!(lines);
+            serde_json::to_vec(&body)
         })
         .await?
-        .map_err(|e| AppError::Internal(Failure::caused_by("the clocks as JSON", e)))?;
+        .map_err(|e| AppError::Internal(Failure::caused_by("a list as JSON", e)))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -11,6 +11,7 @@ mod error;
 mod fit;
 mod forecast;
 mod json_rows;
+mod milestone_list;
 pub mod openapi;
 pub mod serve;
 mod views;
@@ -103,6 +104,7 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/standards", get(dashboard::page))
         .route("/standards/clocks", get(dashboard::page))
         .route("/milestones", get(dashboard::page))
+        .route("/milestones/pathways", get(dashboard::page))
         .route("/assets/app.js", get(dashboard::script))
         .route("/assets/app.css", get(dashboard::stylesheet))
         .route("/v1/standards/{standard}", get(views::get_standards))
@@ -111,6 +113,10 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
             get(clocks::get_standard_clocks),
         )
         .route("/v1/milestones", get(views::get_milestones))
+        .route(
+            "/v1/milestones/pathways",
+            get(milestone_list::get_milestone_pathways),
+        )
         .route("/v1/fit", get(fit::get_fit))
         .route("/v1/forecast/{standard}", get(forecast::get_forecast))
         .route("/v1/breach-risks", get(forecast::get_breach_risks))

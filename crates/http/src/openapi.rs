@@ -199,6 +199,77 @@ fn error_responses(responses: &mut Map<String, Value>) {
     }
 }
 
+/// `GET /v1/milestones/pathways` (decision 190).
+fn milestone_pathways_operation() -> Value {
+    let nullable = |mut schema: Value| {
+        schema["nullable"] = json!(true);
+        schema
+    };
+    let line = object(
+        &openptl_app::MILESTONE_COLUMNS,
+        json!({
+            "pathway_id": { "type": "string" },
+            "nhs_number": { "type": "string", "description": "Masked but for its last four digits for roles that may not see it" },
+            "trust": { "type": "string", "description": "The trust holding the pathway (where the milestone view counts it)" },
+            "tumour_site": vocabulary!(TumourSite),
+            "route": vocabulary!(Route),
+            "referred_on": date(),
+            "milestone": { "type": "string" },
+            "due_day": { "type": "integer" },
+            "due_date": date(),
+            "met_on": nullable(date()),
+            "status": vocabulary!(MilestoneStatus),
+            "days_late": { "type": "integer", "nullable": true, "description": "Days after the due date it was met (missed) or still is not (overdue)" },
+            "fds_status": vocabulary!(ClockStatus),
+        }),
+    );
+    let mut parameters = vec![
+        required_query(
+            "tumour_site",
+            vocabulary!(TumourSite),
+            "The tumour site whose template holds the milestone.",
+        ),
+        required_query(
+            "milestone",
+            json!({ "type": "string" }),
+            "The milestone's name in the site's template (SPEC 2.9).",
+        ),
+        query("status", vocabulary!(MilestoneStatus), "Only this status."),
+        query(
+            "period",
+            period(),
+            "Pathways referred in this month (every month without it), as the milestone view.",
+        ),
+        query(
+            "format",
+            codes(["json", "csv"]),
+            "Default JSON (or CSV when `Accept: text/csv`).",
+        ),
+    ];
+    parameters.extend(scope_params());
+    parameters.extend(at_params());
+    operation(
+        "The pathways behind a milestone figure: each pathway the milestone view counts at the site, with the milestone's due date, when it was met and its status, the latest first. Lists patients: not for analysts.",
+        parameters,
+        (
+            "200",
+            json!({ "description": "The pathways (CSV: the same columns)", "content": {
+                "application/json": { "schema": object(&["tumour_site", "milestone", "status", "period", "position", "total", "rows"], json!({
+                    "tumour_site": vocabulary!(TumourSite),
+                    "milestone": { "type": "string" },
+                    "status": nullable(vocabulary!(MilestoneStatus)),
+                    "period": nullable(period()),
+                    "position": { "type": "integer" },
+                    "total": { "type": "integer" },
+                    "rows": { "type": "array", "items": line },
+                })) },
+                "text/csv": { "schema": { "type": "string" } },
+            } }),
+        ),
+        false,
+    )
+}
+
 /// `GET /v1/standards/{standard}/clocks` (decision 187).
 fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
     let nullable = |mut schema: Value| {
@@ -622,6 +693,7 @@ pub fn document() -> Value {
         false,
     );
     let standard_clocks = standard_clocks_operation(&aggregate_params);
+    let milestone_pathways = milestone_pathways_operation();
     let forecast = forecast_operation(&aggregate_params);
     json!({
         "openapi": "3.0.3",
@@ -699,6 +771,7 @@ pub fn document() -> Value {
             ) },
             "/v1/standards/{standard}": { "get": standards },
             "/v1/standards/{standard}/clocks": { "get": standard_clocks },
+            "/v1/milestones/pathways": { "get": milestone_pathways },
             "/v1/milestones": { "get": operation("BPTP milestone compliance", aggregate_params, ("200", json_ok("The report", open_object())), false) },
             "/v1/fit": { "get": fit_operation() },
             "/v1/forecast/{standard}": { "get": forecast },

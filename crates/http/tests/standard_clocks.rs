@@ -4,31 +4,15 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use axum::http::StatusCode;
 use axum::Router;
 use openptl_app::access::Role;
-use openptl_app::App;
-use openptl_log::MemoryLog;
 use serde_json::{json, Value};
-use support::alliance::{fixture, NOW};
-use support::{app_at, authorised_shared, request, send, token};
-
-async fn loaded() -> (Router, Arc<App>) {
-    let app = Arc::new(app_at(NOW, Arc::new(MemoryLog::new())));
-    let router = authorised_shared(app.clone());
-    support::post_events(&router, None, fixture()).await;
-    (router, app)
-}
-
-async fn get_as(router: &Router, bearer: Option<&str>, uri: &str) -> (StatusCode, Value) {
-    let reply = send(router, request("GET", uri, bearer, None)).await;
-    (reply.status, reply.json_or_text())
-}
+use support::alliance::loaded;
+use support::{get_json, request, send, token};
 
 async fn get(router: &Router, uri: &str) -> Value {
-    let (status, body) = get_as(router, None, uri).await;
+    let (status, body) = get_json(router, None, uri).await;
     assert_eq!(status, StatusCode::OK, "{uri}: {body}");
     body
 }
@@ -352,7 +336,7 @@ async fn lists_are_scoped_masked_and_refused_as_patient_lists_are() {
     let (router, app) = loaded().await;
     let uri = "/v1/standards/d62/clocks?period=2025-03";
     let manager = token(&app, Role::Manager, &["RHM"], None, "manager-rhm");
-    let (status, rhm) = get_as(&router, Some(&manager), uri).await;
+    let (status, rhm) = get_json(&router, Some(&manager), uri).await;
     assert_eq!(status, StatusCode::OK, "{rhm}");
     assert_eq!(
         lines(&rhm),
@@ -360,7 +344,7 @@ async fn lists_are_scoped_masked_and_refused_as_patient_lists_are() {
         "only the manager's trust"
     );
     let viewer = token(&app, Role::AllianceViewer, &[], Some("demo"), "viewer");
-    let (status, seen) = get_as(&router, Some(&viewer), uri).await;
+    let (status, seen) = get_json(&router, Some(&viewer), uri).await;
     assert_eq!(status, StatusCode::OK, "{seen}");
     for row in seen["rows"].as_array().unwrap() {
         assert_eq!(
@@ -369,7 +353,7 @@ async fn lists_are_scoped_masked_and_refused_as_patient_lists_are() {
         );
     }
     let analyst = token(&app, Role::Analyst, &["*"], None, "analyst");
-    let (status, body) = get_as(&router, Some(&analyst), uri).await;
+    let (status, body) = get_json(&router, Some(&analyst), uri).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(
         body["error"]["message"]
@@ -396,10 +380,10 @@ async fn bad_filters_are_refused_naming_the_field() {
         ("/v1/standards/d31/clocks?sort=days", "sort"),
         ("/v1/standards/d62/clocks?outcome=excluded", "outcome"),
     ] {
-        let (status, body) = get_as(&router, None, uri).await;
+        let (status, body) = get_json(&router, None, uri).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");
         assert_eq!(body["error"]["details"]["field"], field, "{uri}: {body}");
     }
-    let (status, _) = get_as(&router, None, "/v1/standards/d99/clocks").await;
+    let (status, _) = get_json(&router, None, "/v1/standards/d99/clocks").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -17,6 +17,7 @@ pub mod fit;
 pub mod forecast;
 pub mod history;
 pub mod ids;
+pub mod milestone_list;
 pub mod pathway;
 pub mod period;
 pub mod ptl;

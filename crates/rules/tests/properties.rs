@@ -906,6 +906,50 @@ proptest! {
         }
     }
 
+    /// Decision 190: the pathways listed behind a milestone figure add up
+    /// to it, for every tumour site, milestone and status of the report,
+    /// over every referral month and one.
+    #[test]
+    fn the_pathways_listed_add_up_to_their_milestone_figures(
+        plans in proptest::collection::vec(plan(true), 1..10),
+        as_of_offset in 0i64..200,
+    ) {
+        use openptl_rules::milestone_list::{milestone_line, MilestoneFilter};
+        let histories: Vec<_> = plans.iter().map(build).collect();
+        let last = histories.iter().map(|h| referred_on(h)).max().unwrap();
+        let as_of = plus(last, as_of_offset);
+        let states: Vec<_> = histories.iter().map(|h| view(h, as_of)).collect();
+        let month = Period::of(states[0].referred_on);
+        for referred in [None, Some(month)] {
+            let report = report::milestones(&states, referred, config());
+            for site in &report.by_tumour_site {
+                for figure in &site.milestones {
+                    let statuses = [
+                        (MilestoneStatus::Met, figure.met),
+                        (MilestoneStatus::Missed, figure.missed),
+                        (MilestoneStatus::Overdue, figure.overdue),
+                        (MilestoneStatus::Pending, figure.pending),
+                        (MilestoneStatus::NotApplicable, figure.not_applicable),
+                    ];
+                    for (status, n) in statuses {
+                        let filter = MilestoneFilter {
+                            tumour_site: site.tumour_site,
+                            milestone: &figure.name,
+                            status: Some(status),
+                            referred,
+                        };
+                        let lines: Vec<_> = states
+                            .iter()
+                            .filter_map(|s| milestone_line(s, &filter, &|_| true, config()))
+                            .collect();
+                        prop_assert_eq!(lines.len() as u64, n, "{} {} {}", site.tumour_site, figure.name, status);
+                        prop_assert!(lines.iter().all(|l| l.milestone.status == status && *l.milestone.name == *figure.name));
+                    }
+                }
+            }
+        }
+    }
+
     /// A report over a period holding none of a pathway's dates counts
     /// nothing of it (what lets views pass over such pathways unread).
     #[test]

@@ -21,6 +21,10 @@
 //!   transferred to RHM 02-05 (day 34), decision 02-20, treated 03-05:
 //!   62-day 62 met; 38-day met, 24-day (28) not: shared 0.5/0.5, met.
 
+use std::sync::Arc;
+
+use axum::Router;
+use openptl_app::App;
 use serde_json::{json, Value};
 
 use super::event as ev;
@@ -130,4 +134,14 @@ pub fn fixture() -> Vec<Value> {
             json!({"modality": "surgery"}),
         ),
     ]
+}
+
+/// The alliance loaded into a new app (on a log in memory) at [`NOW`],
+/// its router taking the test admin token, and the app.
+pub async fn loaded() -> (Router, Arc<App>) {
+    let log = Arc::new(openptl_log::MemoryLog::new());
+    let app = Arc::new(super::app_at(NOW, log));
+    let router = super::authorised_shared(app.clone());
+    super::post_events(&router, None, fixture()).await;
+    (router, app)
 }

@@ -194,3 +194,14 @@ pub async fn send(router: &Router, request: axum::http::Request<axum::body::Body
         body,
     }
 }
+
+/// A `GET` with `bearer` (else the test admin's token): the status and the
+/// body as JSON (or a JSON string when it is not JSON).
+pub async fn get_json(
+    router: &Router,
+    bearer: Option<&str>,
+    uri: &str,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    let reply = send(router, request("GET", uri, bearer, None)).await;
+    (reply.status, reply.json_or_text())
+}
