@@ -266,6 +266,25 @@ pub async fn views(
     })
     .await?;
     report("milestones view (every pathway, all trusts)", times);
+    // The pathways behind a milestone figure (decision 190): every
+    // referral month, so every pathway's state is read.
+    let overdue = openptl_app::MilestoneQuery {
+        at: now.clone(),
+        period: None,
+        trusts: all.clone(),
+        tumour_site: openptl_rules::TumourSite::LowerGi,
+        milestone: "diagnosis_communicated".into(),
+        status: Some(openptl_rules::MilestoneStatus::Overdue),
+    };
+    let times = timed(10, async || {
+        let (lines, _) = app.milestone_pathways(&overdue, &system).await?;
+        Ok(serde_json::to_vec(&lines)?)
+    })
+    .await?;
+    report(
+        "lower GI pathways overdue for diagnosis (every month)",
+        times,
+    );
     // This month's CWT submission, and last month's whole (the one a trust
     // submits in this month): patient-level, their cost follows their rows
     // (decision 149).

@@ -242,11 +242,19 @@ impl App {
                 },
             );
         };
-        let split = self
-            .past_split(as_of, at.known_at, Shown::period(period))
-            .await?;
+        // Today, this month's and last month's lists read only the
+        // pathways with CWT records in the month (every month a pathway
+        // counts in a standard holds some).
         let (lines, position) = self
-            .patient_list(split, principal, "standards_clocks", add, line_order)
+            .patient_list(
+                (as_of, at.known_at),
+                Shown::period(period),
+                Some(period),
+                principal,
+                "standards_clocks",
+                add,
+                line_order,
+            )
             .await?;
         Ok((period, lines, position))
     }

@@ -3,10 +3,13 @@
 //! its filter gives, orders them, masks NHS numbers for roles that may not
 //! see them, and writes the read to the access log.
 
-use openptl_rules::PathwayState;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use openptl_rules::{PathwayState, Period};
 
 use crate::access::Principal;
-use crate::past::Split;
+use crate::past::Shown;
 use crate::views::mask;
 use crate::{App, AppError};
 
@@ -17,20 +20,50 @@ pub(crate) trait PatientLine: Send + Sync + 'static {
 }
 
 impl App {
-    /// The lines `add` gives for each state of `split`, in `order`, masked
-    /// for `principal`, audited as `action`; and the log position they
-    /// show.
+    /// The lines `add` gives for each state of the moment `at` (an `as_of`
+    /// date and a `known_at`) that `shown` may show, in `order`, masked for
+    /// `principal`, audited as `action`; and the log position they show.
+    /// A list of today's `month` (this month or the last) reads only the
+    /// pathways today's CWT index holds for it, when `month` is given:
+    /// the caller's lines must come only from pathways with CWT records in
+    /// the month.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn patient_list<L: PatientLine>(
         &self,
-        split: Split,
+        at: (NaiveDate, Option<DateTime<Utc>>),
+        shown: Shown,
+        month: Option<Period>,
         principal: &Principal,
         action: &'static str,
         add: impl Fn(&mut Vec<L>, &str, &PathwayState) + Send + Sync + 'static,
         order: fn(&L, &L) -> std::cmp::Ordering,
     ) -> Result<(Vec<L>, u64), AppError> {
-        let (lines, position) = self
-            .fold_states(split, Vec::new, add, Vec::extend, None)
-            .await?;
+        let (as_of, known_at) = at;
+        let add = Arc::new(add);
+        let indexed = match month {
+            Some(month) => {
+                let add = add.clone();
+                self.todays_month_lines(as_of, known_at, month, move |lines, id, state| {
+                    add(lines, id, state)
+                })
+                .await?
+            }
+            None => None,
+        };
+        let (lines, position) = match indexed {
+            Some((parts, position)) => (parts.into_iter().flatten().collect(), position),
+            None => {
+                let split = self.past_split(as_of, known_at, shown).await?;
+                self.fold_states(
+                    split,
+                    Vec::new,
+                    move |lines, id, state| add(lines, id, state),
+                    Vec::extend,
+                    None,
+                )
+                .await?
+            }
+        };
         let nhs_numbers = principal.sees_nhs_numbers();
         let lines = self
             .off_workers(move || {

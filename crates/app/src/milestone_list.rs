@@ -187,8 +187,15 @@ impl App {
                 });
             }
         };
-        let split = self.past_split(as_of, query.at.known_at, shown).await?;
-        self.patient_list(split, principal, "milestone_pathways", add, line_order)
-            .await
+        self.patient_list(
+            (as_of, query.at.known_at),
+            shown,
+            None,
+            principal,
+            "milestone_pathways",
+            add,
+            line_order,
+        )
+        .await
     }
 }

@@ -587,30 +587,28 @@ impl App {
         Ok((out, position))
     }
 
-    /// The CWT submission's lines of `month` for the trusts `trusts`
-    /// allows, unsorted, a part per slice of pathways: made from the
-    /// states of the pathways today's aggregates index as having records
-    /// in it, on every core, off the async workers. `None` when the view
-    /// is not of today as known now, the month is not indexed or the
-    /// aggregates are not built yet (the caller then reads the states
-    /// holding a date in the month).
-    async fn todays_cwt_lines(
+    /// The lines `add` gives of the pathways with CWT records in `month`,
+    /// unsorted, a part per slice of pathways: made from the states of the
+    /// pathways today's aggregates index as having records in it (this
+    /// month and the last, decision 149), on every core, off the async
+    /// workers. `None` when the view is not of today as known now, the
+    /// month is not indexed or the aggregates are not built yet (the caller
+    /// then reads the states holding a date in the month). For the CWT
+    /// submission, and for the lists behind a standards figure: every
+    /// month a pathway counts in a standard holds CWT records (property
+    /// test `every_month_counted_in_a_standard_holds_cwt_records`).
+    pub(crate) async fn todays_month_lines<L: Send + 'static>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
         month: Period,
-        trusts: TrustFilter,
-    ) -> Result<Option<(Vec<Vec<CwtLine>>, u64)>, AppError> {
+        add: impl Fn(&mut Vec<L>, &str, &PathwayState) + Send + Sync + 'static,
+    ) -> Result<Option<(Vec<Vec<L>>, u64)>, AppError> {
         let projection = self.projection.clone();
         let answered = self
             .with_todays_aggregates(as_of, known_at, move |data, aggregates| {
                 let ids: Vec<usize> = aggregates.cwt_pathways(month, as_of)?.collect();
-                Some(data.fold_states_at(
-                    &ids,
-                    projection.packer(),
-                    Vec::new,
-                    |lines, id, state| add_cwt_lines(lines, id, state, month, &trusts),
-                ))
+                Some(data.fold_states_at(&ids, projection.packer(), Vec::new, add))
             })
             .await?;
         Ok(match answered {
@@ -927,9 +925,13 @@ impl App {
         let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
-        let indexed = self
-            .todays_cwt_lines(as_of, at.known_at, period, trusts.clone())
-            .await?;
+        let indexed = {
+            let trusts = trusts.clone();
+            self.todays_month_lines(as_of, at.known_at, period, move |lines, id, state| {
+                add_cwt_lines(lines, id, state, period, &trusts)
+            })
+            .await?
+        };
         let (parts, position) = match indexed {
             Some(out) => out,
             None => {

@@ -387,3 +387,23 @@ async fn bad_filters_are_refused_naming_the_field() {
     let (status, _) = get_json(&router, None, "/v1/standards/d99/clocks").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Today's lists of this month and the last read only the pathways
+/// today's CWT index holds for the month; the same list read as known at
+/// a moment after every record (every state read, as a past view) is the
+/// same.
+#[tokio::test]
+async fn todays_list_read_from_the_index_is_the_list_read_whole() {
+    let (router, _) = loaded().await;
+    for (standard, period) in [
+        ("fds", "2025-03"),
+        ("d31", "2025-03"),
+        ("d62", "2025-03"),
+        ("fds", "2025-04"),
+    ] {
+        let uri = format!("/v1/standards/{standard}/clocks?period={period}");
+        let today = get(&router, &uri).await;
+        let whole = get(&router, &format!("{uri}&known_at=2099-01-01T00:00:00Z")).await;
+        assert_eq!(today["rows"], whole["rows"], "{uri}");
+    }
+}

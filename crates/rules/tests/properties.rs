@@ -906,6 +906,23 @@ proptest! {
         }
     }
 
+    /// Every month a pathway counts in a standard (a stop, an exclusion, a
+    /// treatment) is a month it has CWT records in: what lets today's
+    /// lists behind this month's and last month's figures read only the
+    /// pathways today's CWT index holds for the month (decision 187).
+    #[test]
+    fn every_month_counted_in_a_standard_holds_cwt_records(
+        plan in plan(true),
+        as_of_offset in 0i64..=250,
+    ) {
+        let history = build(&plan);
+        let state = view(&history, plus(referred_on(&history), as_of_offset));
+        let records = openptl_rules::cwt::record_months(&state);
+        tally::standards_contributions(&state, &mut |key, _| {
+            assert!(records.contains(&key.month), "{:?} {}: {:?}", key, show(&history), records);
+        });
+    }
+
     /// Decision 190: the pathways listed behind a milestone figure add up
     /// to it, for every tumour site, milestone and status of the report,
     /// over every referral month and one.
