@@ -214,8 +214,14 @@ pub(super) fn torn_tail(bytes: &[u8], at: usize, damage: &Damage, after: u64) ->
     let mut from = at + 1;
     while let Some(found) = memchr::memmem::find(&bytes[from.min(bytes.len())..], record::MAGIC) {
         let k = from + found;
+        // A batch mark counts as following only when a record of its batch
+        // follows it (21 bytes and a CRC are easy to find in a note's
+        // payload; a whole record after them is as hard as one alone).
         if let Ok(Some(last)) = record::mark(&bytes[k..]) {
-            if last > after {
+            let framed = bytes
+                .get(k + record::MARK_LEN..)
+                .is_some_and(|rest| record::check(rest).is_ok_and(|r| r.position > after));
+            if last > after && framed {
                 return Err(Found::Damaged(format!(
                     "{problem}; a batch mark (to position {last}) follows at offset {k}, so this is damage in the middle of the log, not a write torn by a crash"
                 )));

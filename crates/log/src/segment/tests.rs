@@ -1406,3 +1406,28 @@ async fn rebuilding_the_index_over_a_damaged_batch_keeps_the_batches_before_it()
         (offsets[2] - record::MARK_LEN) as u64
     );
 }
+
+/// A note's payload may hold anything, a batch mark's 21 bytes included: a
+/// record torn inside such a payload is a torn tail, not damage followed by
+/// a later batch (found by the durability review). A mark counts as
+/// following only when a record of its batch follows it.
+#[tokio::test]
+async fn a_mark_inside_a_torn_records_payload_is_not_a_later_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut payload = Vec::new();
+    record::encode_mark(1_000_000, &mut payload);
+    payload.extend_from_slice(&[b'x'; 200]);
+    {
+        let log = open(dir.path());
+        log.append(vec![record("s", None, b"first")]).await.unwrap();
+        log.append(vec![record("s", None, &payload)]).await.unwrap();
+    }
+    let path = only_segment(dir.path());
+    let bytes = fs::read(&path).unwrap();
+    let inner = memchr::memmem::find(&bytes[1..], &payload[..record::MARK_LEN]).unwrap() + 1;
+    // Torn 50 bytes after the mark in the payload; never answered, so
+    // never indexed.
+    fs::write(&path, &bytes[..inner + record::MARK_LEN + 50]).unwrap();
+    fs::remove_dir_all(dir.path().join("index")).unwrap();
+    assert_eq!(open(dir.path()).head(), 1);
+}
