@@ -52,7 +52,7 @@ use uuid::Uuid;
 
 use crate::{
     apply_plan, check_verbatim, plan_batch, Appended, EventLog, Failure, InPlace, LogError,
-    LogStats, NewRecord, RecordRef, StoredRecord,
+    LogStats, NewRecord, Planned, RecordRef, StoredRecord,
 };
 pub use anchors::verify_anchors;
 use record::Damage;

@@ -128,14 +128,6 @@ pub fn encode_mark(last_position: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(&crc.to_be_bytes());
 }
 
-/// Writes a batch mark over the `MARK_LEN` bytes of `slot` (room kept at
-/// the start of a batch before its last position was known).
-pub fn fill_mark(slot: &mut [u8], last_position: u64) {
-    let mut mark = Vec::with_capacity(MARK_LEN);
-    encode_mark(last_position, &mut mark);
-    slot[..MARK_LEN].copy_from_slice(&mark);
-}
-
 /// How many bytes a batch mark at the start of `bytes` takes (0 when none
 /// starts there): how readers of records already checked pass over marks.
 /// Decided by the first 5 bytes; the caller checks there are that many.
@@ -486,9 +478,6 @@ mod tests {
         assert_eq!(mark_len(&bytes), MARK_LEN);
         assert_eq!(mark(&bytes[..MARK_LEN - 1]), Err(Damage::Truncated));
         assert!(matches!(check(&bytes), Err(Damage::Corrupt(_))));
-        let mut slot = vec![0u8; MARK_LEN];
-        fill_mark(&mut slot, 42);
-        assert_eq!(slot, bytes);
         for i in [5, 9, 16, 20] {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;

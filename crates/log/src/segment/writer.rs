@@ -279,12 +279,16 @@ impl Writer {
                     continue;
                 }
             };
-            // A batch of more than one new record begins with its mark
-            // (decision 189): room is kept for it, and given back when the
-            // batch writes one record or none (a record is whole or torn).
-            let mark_at = buffer.len();
-            buffer.extend_from_slice(&[0; record::MARK_LEN]);
-            let first_new = new_records.len();
+            // A batch of more than one new record begins with its mark,
+            // naming the position its last record will have (decision
+            // 189); one of a single record needs none: it is whole or torn.
+            let new = plan
+                .iter()
+                .filter(|p| matches!(p, Planned::New { .. }))
+                .count() as u64;
+            if new > 1 {
+                record::encode_mark(head + new, &mut buffer);
+            }
             let out = apply_plan(request.batch, plan, &mut head, recorded_at, |stored| {
                 let offset = buffer.len() as u64;
                 hash = record::encode(&stored, &hash, &mut buffer);
@@ -292,14 +296,6 @@ impl Writer {
                 group_events.insert(stored.event_id, new_records.len());
                 new_records.push((stored, offset));
             });
-            if new_records.len() - first_new > 1 {
-                record::fill_mark(&mut buffer[mark_at..], head);
-            } else {
-                buffer.drain(mark_at..mark_at + record::MARK_LEN);
-                for (_, offset) in &mut new_records[first_new..] {
-                    *offset -= record::MARK_LEN as u64;
-                }
-            }
             results.push((request.reply, Ok(out)));
         }
 
