@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::auth::Auth;
 use crate::csv::Csv;
 use crate::views::{
-    check_known, csv_response, one_site, period, trusts, view_at, wants_csv, Params,
+    check_known, csv_file_name, csv_response, one_site, period, trusts, view_at, wants_csv, Params,
 };
 use crate::{invalid, ApiError, HttpError};
 
@@ -132,12 +132,7 @@ fn file_name(standard: ClockKind, period: openptl_rules::Period, params: &Params
     if let Some(known_at) = params.get("known_at") {
         parts.push(format!("known-at-{known_at}"));
     }
-    parts.push("clocks.csv".into());
-    parts
-        .join("-")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
-        .collect()
+    csv_file_name(parts, "clocks")
 }
 
 /// `GET /v1/standards/{standard}/clocks`.

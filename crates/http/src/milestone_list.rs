@@ -12,7 +12,9 @@ use openptl_rules::MilestoneStatus;
 use serde_json::json;
 
 use crate::auth::Auth;
-use crate::views::{check_known, one_site, period, trusts, view_at, wants_csv, Params};
+use crate::views::{
+    check_known, csv_file_name, one_site, period, trusts, view_at, wants_csv, Params,
+};
 use crate::{invalid, ApiError, HttpError};
 
 const PARAMS: &[&str] = &[
@@ -106,10 +108,5 @@ fn file_name(query: &MilestoneQuery) -> String {
             .known_at
             .map(|t| format!("known-at-{}", t.format("%Y%m%dT%H%M%SZ"))),
     );
-    parts.push("pathways.csv".into());
-    parts
-        .join("-")
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
-        .collect()
+    csv_file_name(parts, "pathways")
 }

@@ -197,6 +197,18 @@ pub(crate) fn wants_csv(headers: &HeaderMap, params: &Params) -> Result<bool, Ap
         .is_some_and(|v| v.contains("text/csv")))
 }
 
+/// A CSV file's name from its parts (what it holds: a view, its filters,
+/// its moment), joined by `-`, keeping only characters safe in a file name
+/// and a `Content-Disposition` header, and ending `-{last}.csv`.
+pub(crate) fn csv_file_name(mut parts: Vec<String>, last: &str) -> String {
+    parts.push(format!("{last}.csv"));
+    parts
+        .join("-")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
+        .collect()
+}
+
 pub(crate) fn csv_response(body: String, filename: &str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
