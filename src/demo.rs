@@ -260,7 +260,8 @@ pub fn generate_with(
             b.add(offset, "fit_result_recorded", data);
         }
         // The day a routine referral was upgraded: nothing is told before
-        // it (an upgrade after a ruling out is refused, decision 174).
+        // it (an upgrade after a ruling out is refused, decisions 174, 192;
+        // on the same day the upgrade is recorded first).
         let mut upgraded_on = 0;
         if route == "other" {
             b.add(

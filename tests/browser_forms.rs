@@ -548,6 +548,10 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
               "data": { "nhs_number": "9434765919", "trust": "RYJ", "tumour_site": "skin", "route": "urgent_suspected_cancer" } },
             { "pathway_id": "CLK-1", "type": "diagnosis_communicated", "occurred_on": told,
               "data": { "outcome": "cancer_ruled_out" } },
+            { "pathway_id": "CLK-2", "type": "referral_received", "occurred_on": referred,
+              "data": { "nhs_number": "9434765919", "trust": "RYJ", "tumour_site": "skin", "route": "urgent_suspected_cancer" } },
+            { "pathway_id": "CLK-2", "type": "fds_excluded", "occurred_on": told,
+              "data": { "reason": "clinical_reason" } },
         ] }),
     );
     let period = &told[..7];
@@ -563,6 +567,27 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
         "return document.querySelector('tr[data-pathway=\"CLK-1\"][data-outcome=\"within_target\"]') !== null",
     );
     check_axe(&driver, axe, "the clocks behind a figure");
+    // Exclusions are counted by reason (decision 191): the clinical
+    // reason's count opens the excluded clock, which says why, and so does
+    // its pathway.
+    driver.goto(&format!("{base}/standards?period={period}&trust=RYJ"));
+    let reason = "#standard-fds tr[data-exclusion-reason=\"clinical_reason\"] a.figure-link";
+    driver.wait_for(
+        "the exclusions by reason",
+        &format!("return document.querySelector('{reason}') !== null"),
+    );
+    driver.click(reason);
+    let why = driver.wait_for(
+        "the excluded clock",
+        "return document.querySelector('tr[data-pathway=\"CLK-2\"][data-outcome=\"excluded\"]')?.lastElementChild.textContent",
+    );
+    assert_eq!(why, json!("clinical reason"));
+    driver.goto(&format!("{base}/pathways/CLK-2"));
+    let shown = driver.wait_for(
+        "the exclusion on the pathway",
+        "return document.getElementById('fds-exclusion')?.textContent",
+    );
+    assert_eq!(shown, json!(format!("{told}, clinical reason")));
 
     // A manager sees the note form only.
     driver.click("#sign-out");

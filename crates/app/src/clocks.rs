@@ -62,7 +62,7 @@ const COLUMNS: [&str; 15] = [
     "days",
     "target_days",
 ];
-const FDS_COLUMNS: [&str; 1] = ["fds_outcome"];
+const FDS_COLUMNS: [&str; 2] = ["fds_outcome", "exclusion_reason"];
 const D31_COLUMNS: [&str; 5] = [
     "treatment",
     "modality_group",
@@ -111,12 +111,20 @@ impl ClockLine {
             c.target_days.to_string(),
         ];
         match c.key.standard {
-            ClockKind::Fds => items.push(
-                c.fds_outcome()
-                    .map(|o| o.as_str())
-                    .unwrap_or_default()
-                    .into(),
-            ),
+            ClockKind::Fds => {
+                items.push(
+                    c.fds_outcome()
+                        .map(|o| o.as_str())
+                        .unwrap_or_default()
+                        .into(),
+                );
+                items.push(
+                    c.exclusion_reason()
+                        .map(|r| r.as_str())
+                        .unwrap_or_default()
+                        .into(),
+                );
+            }
             ClockKind::D31 => {
                 let (group, modality_group) = c.treatment().unzip();
                 items.push(group.map(|g| g.as_str()).unwrap_or_default().into());
@@ -169,7 +177,10 @@ impl Serialize for ClockLine {
         map.serialize_entry("days", &c.days)?;
         map.serialize_entry("target_days", &c.target_days)?;
         match c.key.standard {
-            ClockKind::Fds => map.serialize_entry("fds_outcome", &c.fds_outcome())?,
+            ClockKind::Fds => {
+                map.serialize_entry("fds_outcome", &c.fds_outcome())?;
+                map.serialize_entry("exclusion_reason", &c.exclusion_reason())?;
+            }
             ClockKind::D31 => {
                 let (group, modality_group) = c.treatment().unzip();
                 map.serialize_entry("treatment", &group)?;

@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 /// snapshot of any other format, newer (a downgrade) or older (an upgrade),
 /// is ignored with a log line and the log is folded: it is derived data, so
 /// refusing to start would help nobody (decision 92).
-pub const FORMAT: u32 = 9;
+pub const FORMAT: u32 = 10;
 const MAGIC: &[u8; 8] = b"OPTLSNAP";
 /// Pathways per chunk (chunks decode in parallel).
 pub const CHUNK: usize = 8192;

@@ -919,6 +919,8 @@ async function renderPathway(id, minPosition) {
     h("dt", {}, "Referred"), h("dd", {}, view.referred_on),
     h("dt", {}, "Status"), h("dd", { id: "pathway-status" }, label(view.status), view.on_ptl ? " (on the PTL)" : " (off the PTL)"),
     h("dt", {}, "FIT band"), h("dd", {}, label(view.fit_band)),
+    ...(view.fds_exclusion ? [h("dt", {}, "Excluded from the FDS"),
+      h("dd", { id: "fds-exclusion" }, `${view.fds_exclusion.date}, ${label(view.fds_exclusion.reason)}`)] : []),
     h("dt", {}, "Next breach"), h("dd", {}, view.next_breach ? `${view.next_breach.date} (${view.next_breach.clock}${view.next_breach.plan_id ? ` ${view.next_breach.plan_id}` : ""})` : "–"),
     h("dt", {}, "As of"), h("dd", {}, view.as_of, at.known_at ? `, as known at ${at.known_at}` : "")));
 
@@ -1276,6 +1278,13 @@ async function renderStandards() {
           h("td", { class: "num" }, r.by_treatment.first_definitive.by_modality[k].total ? count(pct(r.by_treatment.first_definitive.by_modality[k].percent), { treatment: "first_definitive", modality: k }) : "–"),
           h("td", { class: "num" }, r.by_treatment.subsequent.by_modality[k].total ? count(pct(r.by_treatment.subsequent.by_modality[k].percent), { treatment: "subsequent", modality: k }) : "–"),
           h("td", { class: "num" }, count(r.by_modality[k].total, { modality: k })), h("td", { class: "num" }, pct(r.by_modality[k].percent)), h("td", {}, bar(r.by_modality[k].percent, target))))));
+    }
+    if (r.excluded_by_reason) {
+      // Exclusions are counted apart and audited by reason (SPEC 2.2).
+      const reasons = [["patient_choice", "Patient choice"], ["clinical_reason", "Clinical reason"], ["other", "Other"]];
+      panel.append(table("Excluded from the standard", ["Reason", { label: "Excluded", num: true }],
+        reasons.map(([k, t]) => h("tr", { "data-exclusion-reason": k }, h("td", {}, t),
+          h("td", { class: "num" }, count(r.excluded_by_reason[k], { exclusion_reason: k }))))));
     }
     if (r.by_outcome) {
       panel.append(table("Diagnosed and ruled out", ["Outcome", { label: "Stopped", num: true }, { label: "%", num: true }, ""],

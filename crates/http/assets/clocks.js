@@ -9,9 +9,9 @@
 "use strict";
 
 /** The filters of a list, in the order its summary names them, with their names. */
-const CLOCK_FILTERS = ["trust", "alliance", "tumour_site", "outcome", "fds_outcome", "treatment", "modality"];
+const CLOCK_FILTERS = ["trust", "alliance", "tumour_site", "outcome", "fds_outcome", "exclusion_reason", "treatment", "modality"];
 const FILTER_NAMES = { trust: "trust", alliance: "alliance", tumour_site: "tumour site", outcome: "outcome",
-  fds_outcome: "outcome told", treatment: "treatment", modality: "modality group" };
+  fds_outcome: "outcome told", exclusion_reason: "excluded for", treatment: "treatment", modality: "modality group" };
 const STANDARD_NAMES = { fds: "Faster Diagnosis Standard", d31: "31-day standard", d62: "62-day standard" };
 const OUTCOME_NAMES = { breached: "breached", within_target: "within target", excluded: "excluded" };
 
@@ -57,12 +57,12 @@ async function renderClocks() {
   main.append(h("h1", {}, `${STANDARD_NAMES[standard] || standard}: clocks counted in ${list.period}`));
   main.append(h("p", { id: "clocks-summary" },
     `${list.total} ${list.total === 1 ? "clock" : "clocks"}${what.length ? ` (${what.join("; ")})` : ""}`,
-    params.outcome === "excluded" ? ", excluded from the standard" : why.length ? `, counting ${list.share}: ${why.join(", ")}` : "", ". ",
+    params.outcome === "excluded" || params.exclusion_reason ? ", excluded from the standard" : why.length ? `, counting ${list.share}: ${why.join(", ")}` : "", ". ",
     h("a", { href: "#", onclick: (e) => { e.preventDefault(); const p = {}; for (const k of ["period", "trust"]) if (params[k]) p[k] = params[k]; go("/standards", p); } }, "Back to the standards")));
   const csv = new URLSearchParams(Object.assign({}, params, { format: "csv" }));
   main.append(h("div", { class: "actions" },
     h("a", { href: `/v1/standards/${encodeURIComponent(standard)}/clocks?${csv}`, id: "clocks-csv", download: `${standard}-${list.period}-clocks.csv` }, "Export this list as CSV")));
-  const extra = standard === "fds" ? ["Outcome told"] : standard === "d31" ? ["Treatment", "Modality", "Plan", "Clock started by"] : [];
+  const extra = standard === "fds" ? ["Outcome told", "Excluded for"] : standard === "d31" ? ["Treatment", "Modality", "Plan", "Clock started by"] : [];
   const headers = ["Pathway", "NHS number", "Trust", "Now at", "Tumour site", "Route", "Start", "Stop", { label: "Days", num: true },
     { label: "Target", num: true }, "Outcome", { label: "Share", num: true }, ...extra];
   const others = (r) => (r.allocation || []).filter((a) => a.trust !== r.trust).map((a) => `${a.trust} ${a.share}`).join(", ");
@@ -77,7 +77,8 @@ async function renderClocks() {
     h("td", { class: "num" }, r.target_days),
     h("td", {}, r.outcome === "breached" ? h("span", { class: "flag" }, "Breached") : OUTCOME_NAMES[r.outcome]),
     h("td", { class: "num" }, r.share, others(r) ? h("div", { class: "muted" }, `and ${others(r)}`) : null),
-    ...(standard === "fds" ? [h("td", {}, r.fds_outcome ? label(r.fds_outcome) : "–")] : []),
+    ...(standard === "fds" ? [h("td", {}, r.fds_outcome ? label(r.fds_outcome) : "–"),
+      h("td", {}, r.exclusion_reason ? label(r.exclusion_reason) : "–")] : []),
     ...(standard === "d31" ? [h("td", {}, label(r.treatment)), h("td", {}, label(r.modality)), h("td", {}, r.plan_id || ""),
       h("td", {}, r.start_reason ? label(r.start_reason) : "")] : [])));
   main.append(table(`The clocks behind the figure (${list.total})`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No clocks are counted in this figure."))]));

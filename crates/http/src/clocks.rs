@@ -11,7 +11,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use openptl_app::{App, AppError, ClockLine, Failure};
 use openptl_rules::counted::{ClockFilter, ClockOutcome, FdsOutcome};
-use openptl_rules::{ClockKind, ModalityGroup, TreatmentGroup};
+use openptl_rules::{ClockKind, ExclusionReason, ModalityGroup, TreatmentGroup};
 use serde_json::json;
 
 use crate::auth::Auth;
@@ -30,6 +30,7 @@ const PARAMS: &[&str] = &[
     "fds_outcome",
     "treatment",
     "modality",
+    "exclusion_reason",
     "as_of",
     "known_at",
     "min_position",
@@ -100,7 +101,23 @@ fn filter(params: &Params, standard: ClockKind) -> Result<ClockFilter, ApiError>
                 "the 31-day standard (`/v1/standards/d31/clocks`)",
             )),
         )?,
+        exclusion_reason: code(
+            params,
+            "exclusion_reason",
+            ExclusionReason::parse,
+            ExclusionReason::expected(),
+            standard,
+            Some((ClockKind::Fds, "the FDS (`/v1/standards/fds/clocks`)")),
+        )?,
     };
+    if filter.exclusion_reason.is_some()
+        && filter.outcome.is_some_and(|o| o != ClockOutcome::Excluded)
+    {
+        return Err(invalid(
+            "exclusion_reason",
+            "lists excluded clocks: leave `outcome` out or set it to `excluded`",
+        ));
+    }
     if filter.outcome == Some(ClockOutcome::Excluded) && standard != ClockKind::Fds {
         return Err(invalid(
             "outcome",

@@ -271,6 +271,21 @@ fn milestone_pathways_operation() -> Value {
 }
 
 /// `GET /v1/standards/{standard}/clocks` (decision 187).
+/// FDS clocks excluded, by the `fds_excluded` reason (the report's whole
+/// and each trust's line).
+fn exclusion_counts() -> Value {
+    json!({
+        "type": "object",
+        "description": "FDS only: the excluded clocks by the reason given, so exclusions can be audited (SPEC 2.2); each `by_trust` line has its own",
+        "required": ["patient_choice", "clinical_reason", "other"],
+        "properties": {
+            "patient_choice": { "type": "integer" },
+            "clinical_reason": { "type": "integer" },
+            "other": { "type": "integer" },
+        },
+    })
+}
+
 fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
     let nullable = |mut schema: Value| {
         schema["nullable"] = json!(true);
@@ -299,6 +314,7 @@ fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
             "days": { "type": "integer" },
             "target_days": { "type": "integer" },
             "fds_outcome": nullable(vocabulary!(FdsOutcome)),
+            "exclusion_reason": nullable(vocabulary!(ExclusionReason)),
             "treatment": nullable(vocabulary!(TreatmentGroup)),
             "modality_group": nullable(vocabulary!(ModalityGroup)),
             "modality": nullable(vocabulary!(Modality)),
@@ -316,6 +332,11 @@ fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
             "fds_outcome",
             vocabulary!(FdsOutcome),
             "FDS only: the clocks of patients told they have cancer, or that it was ruled out.",
+        ),
+        query(
+            "exclusion_reason",
+            vocabulary!(ExclusionReason),
+            "FDS only: the clocks excluded for this reason (the excluded clocks, so `outcome` may be left out; any other `outcome` is 422).",
         ),
         query(
             "treatment",
@@ -686,6 +707,9 @@ pub fn document() -> Value {
                             "description": "d31 only: every treatment period treated in the month (SPEC 2.12, 4.4), split `first_definitive` / `subsequent`, each with its `by_modality`" },
                         "by_modality": { "type": "object",
                             "description": "d31 only: by modality group (`surgery`, `anticancer_drug`, `radiotherapy`, `other`)" },
+                        "excluded": { "type": "integer",
+                            "description": "FDS only: clocks excluded in the month (SPEC 2.2); each `by_trust` line has its own" },
+                        "excluded_by_reason": exclusion_counts(),
                     },
                 }),
             ),
@@ -747,6 +771,9 @@ pub fn document() -> Value {
                     "properties": {
                         "pathway_id": { "type": "string" }, "version": { "type": "integer" }, "status": vocabulary!(PathwayStatus),
                         "clocks": { "type": "object" }, "milestones": { "type": "array" },
+                        "fds_exclusion": { "type": "object", "required": ["date", "reason"],
+                            "description": "Present when the FDS clock is excluded (SPEC 2.2): the date of the exclusion in effect and its reason",
+                            "properties": { "date": date(), "reason": vocabulary!(ExclusionReason) } },
                         "treatment_periods": { "type": "array", "items": { "type": "object" },
                             "description": "Every treatment's 31-day period (SPEC 2.12): the first (equal to clocks.d31), then the subsequent ones by start date" },
                     },

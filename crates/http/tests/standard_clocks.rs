@@ -167,23 +167,20 @@ async fn the_fds_lists_say_what_the_patient_was_told() {
 #[tokio::test]
 async fn an_excluded_clock_is_listed_on_the_day_it_was_excluded() {
     let (router, _) = loaded().await;
+    let referral = |id: &str| {
+        support::alliance::referral(id, "2025-03-10", "RTH", "skin", "urgent_suspected_cancer")
+    };
+    let excluded = |id: &str, day: &str, reason: &str| {
+        support::event(id, "fds_excluded", day, json!({ "reason": reason }))
+    };
     support::post_events(
         &router,
         None,
         vec![
-            support::alliance::referral(
-                "X",
-                "2025-03-10",
-                "RTH",
-                "skin",
-                "urgent_suspected_cancer",
-            ),
-            support::event(
-                "X",
-                "fds_excluded",
-                "2025-03-12",
-                json!({"reason": "patient_choice"}),
-            ),
+            referral("X"),
+            excluded("X", "2025-03-12", "patient_choice"),
+            referral("Y"),
+            excluded("Y", "2025-03-14", "clinical_reason"),
         ],
     )
     .await;
@@ -192,10 +189,50 @@ async fn an_excluded_clock_is_listed_on_the_day_it_was_excluded() {
         "/v1/standards/fds/clocks?period=2025-03&outcome=excluded",
     )
     .await;
-    assert_eq!(lines(&excluded), [line("X", "RTH", 0.0)]);
+    assert_eq!(
+        lines(&excluded),
+        [line("X", "RTH", 0.0), line("Y", "RTH", 0.0)]
+    );
     assert_eq!(excluded["rows"][0]["stop"], "2025-03-12");
+    // Each line says why (SPEC 2.2: exclusions are audited), and the
+    // report counts them by reason, overall and for the trust.
+    assert_eq!(excluded["rows"][0]["exclusion_reason"], "patient_choice");
+    assert_eq!(excluded["rows"][1]["exclusion_reason"], "clinical_reason");
     let report = get(&router, "/v1/standards/fds?period=2025-03").await;
     assert_eq!(excluded["total"], report["excluded"]);
+    let by_reason = json!({ "patient_choice": 1, "clinical_reason": 1, "other": 0 });
+    assert_eq!(report["excluded_by_reason"], by_reason);
+    let rth = report["by_trust"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["trust"] == "RTH")
+        .unwrap();
+    assert_eq!(rth["excluded_by_reason"], by_reason);
+    // A reason's figure opens its clocks.
+    let clinical = get(
+        &router,
+        "/v1/standards/fds/clocks?period=2025-03&exclusion_reason=clinical_reason",
+    )
+    .await;
+    assert_eq!(lines(&clinical), [line("Y", "RTH", 0.0)]);
+    let uri = "/v1/standards/fds/clocks?period=2025-03&exclusion_reason=clinical_reason&format=csv";
+    let csv = send(&router, request("GET", uri, None, None)).await.text();
+    let header = csv.lines().next().unwrap();
+    assert!(
+        header.ends_with(",fds_outcome,exclusion_reason"),
+        "{header}"
+    );
+    assert!(
+        csv.lines().nth(1).unwrap().ends_with(",clinical_reason"),
+        "{csv}"
+    );
+    // The pathway says it too.
+    let x = get(&router, "/v1/pathways/X").await;
+    assert_eq!(
+        x["fds_exclusion"],
+        json!({ "date": "2025-03-12", "reason": "patient_choice" })
+    );
     // The figures count it apart: a list asks for it, or does not show it.
     let counted = get(&router, "/v1/standards/fds/clocks?period=2025-03").await;
     assert!(lines(&counted).iter().all(|(p, _, _)| p != "X"));
@@ -379,6 +416,18 @@ async fn bad_filters_are_refused_naming_the_field() {
         ("/v1/standards/d31/clocks?period=2025-13", "period"),
         ("/v1/standards/d31/clocks?sort=days", "sort"),
         ("/v1/standards/d62/clocks?outcome=excluded", "outcome"),
+        (
+            "/v1/standards/d62/clocks?exclusion_reason=other",
+            "exclusion_reason",
+        ),
+        (
+            "/v1/standards/fds/clocks?exclusion_reason=choice",
+            "exclusion_reason",
+        ),
+        (
+            "/v1/standards/fds/clocks?exclusion_reason=other&outcome=breached",
+            "exclusion_reason",
+        ),
     ] {
         let (status, body) = get_json(&router, None, uri).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}: {body}");

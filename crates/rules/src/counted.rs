@@ -68,9 +68,17 @@ impl CountedClock {
         self.key.site
     }
 
+    /// The reason an excluded FDS clock was excluded for.
+    pub fn exclusion_reason(&self) -> Option<ExclusionReason> {
+        match self.key.cell {
+            StandardsCell::Excluded { reason } => Some(reason),
+            _ => None,
+        }
+    }
+
     pub fn outcome(&self) -> ClockOutcome {
         match self.key.cell {
-            StandardsCell::Excluded => ClockOutcome::Excluded,
+            StandardsCell::Excluded { .. } => ClockOutcome::Excluded,
             StandardsCell::Stopped { breached, .. } | StandardsCell::Treated { breached, .. } => {
                 if breached {
                     ClockOutcome::Breached
@@ -121,6 +129,9 @@ pub struct ClockFilter {
     pub treatment: Option<TreatmentGroup>,
     /// 31-day only.
     pub modality: Option<ModalityGroup>,
+    /// FDS only: excluded clocks of this reason (implies `outcome`
+    /// `excluded`).
+    pub exclusion_reason: Option<ExclusionReason>,
 }
 
 impl ClockFilter {
@@ -128,10 +139,14 @@ impl ClockFilter {
         let treatment = clock.treatment();
         let outcome = clock.outcome();
         self.tumour_site.is_none_or(|s| clock.tumour_site() == s)
-            && match self.outcome {
-                Some(o) => outcome == o,
-                None => outcome != ClockOutcome::Excluded,
+            && match (self.outcome, self.exclusion_reason) {
+                (Some(o), _) => outcome == o,
+                (None, Some(_)) => outcome == ClockOutcome::Excluded,
+                (None, None) => outcome != ClockOutcome::Excluded,
             }
+            && self
+                .exclusion_reason
+                .is_none_or(|r| clock.exclusion_reason() == Some(r))
             && self
                 .fds_outcome
                 .is_none_or(|o| clock.fds_outcome() == Some(o))
@@ -161,7 +176,7 @@ pub fn counted_clocks(
         }
         let clock = c.clock;
         let stop = match key.cell {
-            StandardsCell::Excluded => state.fds_excluded_on,
+            StandardsCell::Excluded { .. } => state.fds_excluded_on(),
             _ => clock.stop,
         };
         let line = CountedClock {

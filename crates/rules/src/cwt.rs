@@ -276,7 +276,7 @@ impl Items {
 /// The end of the FDS pathway: its stop, or the date it was excluded.
 fn fds_end(state: &PathwayState) -> Option<NaiveDate> {
     match state.clocks.fds.status {
-        ClockStatus::Excluded => state.fds_excluded_on,
+        ClockStatus::Excluded => state.fds_excluded_on(),
         ClockStatus::Met | ClockStatus::Breached => state.clocks.fds.stop,
         _ => None,
     }
@@ -375,7 +375,9 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
         Some(p) => {
             let clock = &p.clock;
             let treated = treated_on(clock).expect("records are made for treated periods");
-            let treating = at(treated);
+            // The trust holding it when the treatment was folded (a
+            // transfer of its day recorded after it came after it).
+            let treating = p.treated_by.unwrap_or_else(|| at(treated));
             // The transfer date and the accountable investigating provider
             // belong to the 62-day pathway: the first period, after a
             // transfer to the treating trust.
@@ -384,8 +386,7 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
                     state
                         .transfers
                         .iter()
-                        .rfind(|t| t.occurred_on <= treated)
-                        .filter(|t| t.to_trust == treating)
+                        .rfind(|t| t.occurred_on <= treated && t.to_trust == treating)
                 })
                 .flatten()
                 .filter(|_| state.referring_trust != treating);

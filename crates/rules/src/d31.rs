@@ -98,7 +98,7 @@ pub fn counted_periods(
         let stop = clock.stop.filter(|d| treated && month.contains(*d))?;
         Some(CountedPeriod {
             period: p,
-            trust: trust_on(state, stop),
+            trust: p.treated_by.unwrap_or_else(|| trust_on(state, stop)),
             group: TreatmentGroup::of(state.route, p.treatment),
             modality: ModalityGroup::of(p.modality),
             breached: clock.status == ClockStatus::Breached,

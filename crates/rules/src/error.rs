@@ -37,7 +37,7 @@ pub enum RuleError {
         "A consultant upgrade is only allowed on route `other`; this pathway's route is `{route}`."
     )]
     UpgradeNotAllowed { route: String },
-    #[error("A consultant upgrade must be dated on or before the day {what} ({stopped_on}); this one is dated {upgraded_on}. The 62-day clock it starts could never stop: check the upgrade's date.")]
+    #[error("A consultant upgrade must come before {what} ({stopped_on}); this one, dated {upgraded_on}, would come after it (events of one day count in the order they were recorded). The 62-day clock it starts could never stop: check the upgrade's date, or record it before the events of that day.")]
     UpgradeAfterStop {
         upgraded_on: NaiveDate,
         stopped_on: NaiveDate,

@@ -14,7 +14,9 @@ use crate::codes::*;
 use crate::config::RulesConfig;
 use std::sync::Arc;
 
-use crate::event::{DecisionToTreat, EventData, ReferralReceived, TrackingNoteAdded};
+use crate::event::{
+    DecisionToTreat, EventData, ReferralReceived, TrackingNoteAdded, TreatmentStarted,
+};
 use crate::history::EffectiveEvent;
 use crate::ids::{NhsNumber, OdsCode};
 use crate::period::{PlanRun, TreatmentPeriod};
@@ -114,7 +116,7 @@ struct Fold<'e> {
     plans: Vec<PlanRun<'e>>,
     /// Names given to the first period by its decisions (decision 86).
     first_plan_ids: Vec<&'e str>,
-    fds_excluded: Option<NaiveDate>,
+    fds_excluded: Option<FdsExclusion>,
     fit: Option<(NaiveDate, FitBand)>,
     seen: bool,
     first_seen_dnas: Vec<NaiveDate>,
@@ -122,6 +124,11 @@ struct Fold<'e> {
     transfers: Vec<Transfer>,
     /// The first treatment: its date and the trust that gave it.
     treatment: Option<(NaiveDate, OdsCode)>,
+    /// The first treatment's event, for a decision folded after it.
+    first_treatment: Option<&'e TreatmentStarted>,
+    /// Subsequent treatments folded before any decision of their plan
+    /// (a decision of their day recorded after them, decision 192).
+    early_plan_treatments: Vec<(&'e str, NaiveDate, &'e TreatmentStarted, Option<OdsCode>)>,
     /// The day cancer was ruled out.
     ruled_out: Option<NaiveDate>,
     closed: bool,
@@ -164,8 +171,11 @@ impl<'e> Fold<'e> {
                     self.ruled_out.get_or_insert(day);
                 }
             }
-            EventData::FdsExcluded(_) => {
-                self.fds_excluded.get_or_insert(day);
+            EventData::FdsExcluded(e) => {
+                self.fds_excluded.get_or_insert(FdsExclusion {
+                    date: day,
+                    reason: e.reason,
+                });
             }
             EventData::DecisionToTreat(d) => match d.subsequent_plan() {
                 None => {
@@ -177,6 +187,19 @@ impl<'e> Fold<'e> {
                     if self.treatment.is_none() && !self.closed {
                         self.d31 = Run::started(day);
                         self.first_modality = Some(d.modality);
+                    } else if let (None, Some((treated_on, _)), Some(t)) =
+                        (self.d31.start, self.treatment, self.first_treatment)
+                    {
+                        // The day's treatment was recorded before its
+                        // decision, and no earlier decision stands (SPEC
+                        // 2.11 lets them share a date): the period runs
+                        // from this decision to that treatment (decision 192).
+                        if treated_on == day {
+                            self.d31 = Run::started(day);
+                            self.d31.stop_at(day, StopReason::TreatmentStarted, false);
+                            self.first_modality = Some(t.modality);
+                            self.first_care_setting = t.care_setting;
+                        }
                     }
                 }
                 // Subsequent periods never touch the FDS or 62-day clocks (SPEC 2.12).
@@ -202,17 +225,19 @@ impl<'e> Fold<'e> {
                     self.d31.stop_at(day, StopReason::TreatmentStarted, false);
                     if self.treatment.is_none() {
                         self.treatment = self.trust.map(|t| (day, t));
+                        self.first_treatment = Some(t);
                     }
                 }
                 Some(plan_id) => {
-                    if let Some(plan) = self
+                    match self
                         .plans
                         .iter_mut()
                         .find(|p| p.plan_id == plan_id && !p.stopped())
                     {
-                        plan.modality = t.modality;
-                        plan.care_setting = t.care_setting;
-                        plan.stop_at(day, StopReason::TreatmentStarted, false);
+                        Some(plan) => plan.treated(t, day, self.trust),
+                        None => self
+                            .early_plan_treatments
+                            .push((plan_id, day, t, self.trust)),
                     }
                 }
             },
@@ -247,17 +272,12 @@ impl<'e> Fold<'e> {
     }
 
     /// A consultant upgrade starts the 62-day clock (SPEC 2.1), unless the
-    /// first treatment started or cancer was ruled out on an earlier day:
-    /// such an upgrade is refused (decision 174) but older logs may hold
-    /// one, and a clock nothing could stop would sit on the PTL for ever.
-    /// (On the same day the upgrade comes first: [`same_day_rank`].)
+    /// first treatment started or cancer was ruled out before it (on an
+    /// earlier day, or recorded before it on its day): such an upgrade is
+    /// refused (decisions 174, 192) but older logs may hold one, and a
+    /// clock nothing could stop would sit on the PTL for ever.
     fn upgrade(&mut self, day: NaiveDate) {
-        let treated_on = self.treatment.as_ref().map(|(on, _)| *on);
-        if [treated_on, self.ruled_out]
-            .into_iter()
-            .flatten()
-            .any(|on| on < day)
-        {
+        if self.treatment.is_some() || self.ruled_out.is_some() {
             return;
         }
         self.d62 = Run::started(day);
@@ -279,7 +299,19 @@ impl<'e> Fold<'e> {
         match self.plans.iter_mut().find(|p| p.plan_id == plan_id) {
             Some(plan) if plan.stopped() => {}
             Some(plan) => *plan = decided,
-            None => self.plans.push(decided),
+            None => {
+                let mut decided = decided;
+                // Its treatment, of this day, was recorded before it
+                // (decision 192): the period is treated the day it opens.
+                let early = self
+                    .early_plan_treatments
+                    .iter()
+                    .find(|(plan, on, _, _)| *plan == plan_id && *on == day);
+                if let Some((_, on, t, trust)) = early {
+                    decided.treated(t, *on, *trust);
+                }
+                self.plans.push(decided)
+            }
         }
     }
 
@@ -423,7 +455,10 @@ impl<'e> Fold<'e> {
                 config,
                 tumour_site,
                 events,
-                referred_on,
+                // SPEC 2.9: due days count from the FDS start plus the
+                // first-seen DNA adjustment, an excluded FDS clock's too
+                // (its milestones are not applicable, their dates shown).
+                referred_on + Days::new(dna_adjustment(&self.fds).max(0) as u64),
                 &fds_clock,
                 self.fds.stop.map(|(d, _)| d),
                 as_of,
@@ -442,6 +477,10 @@ impl<'e> Fold<'e> {
                 modality,
                 start_reason: PeriodStartReason::DecisionToTreat,
                 care_setting: self.first_care_setting,
+                treated_by: self
+                    .treatment
+                    .filter(|_| d31_clock.stop_reason == Some(StopReason::TreatmentStarted))
+                    .map(|(_, trust)| trust),
                 clock: d31_clock.clone(),
             });
         }
@@ -470,6 +509,7 @@ impl<'e> Fold<'e> {
                     modality: plan.modality,
                     start_reason: plan.start_reason,
                     care_setting: plan.care_setting,
+                    treated_by: plan.treated_by,
                     clock,
                 }
             })
@@ -527,7 +567,7 @@ impl<'e> Fold<'e> {
             as_of,
             fit_band: self.fit.map_or(FitBand::None, |(_, band)| band),
             fit_on: self.fit.map(|(day, _)| day),
-            fds_excluded_on: self.fds_excluded,
+            fds_exclusion: self.fds_excluded,
             clocks,
             milestones,
             treatment_periods,
@@ -582,29 +622,14 @@ pub fn evaluate(
 ) -> Option<PathwayState> {
     let mut events: Vec<&EffectiveEvent> =
         events.iter().filter(|e| e.occurred_on <= as_of).collect();
-    // Stable: within a day and rank, the order they were recorded in.
-    events.sort_by_key(|e| (e.occurred_on, same_day_rank(&e.data)));
+    // Stable: within a day, the order they were recorded in (SPEC 3.2,
+    // decision 192).
+    events.sort_by_key(|e| e.occurred_on);
     let mut fold = Fold::default();
     for event in &events {
         fold.apply(event.occurred_on, &event.data);
     }
     fold.finish(&events, as_of, config)
-}
-
-/// Where an event goes among the events of its own day (decision 174):
-/// the referral, then an upgrade, then everything else, then treatments,
-/// then a closure. A day's events are one day's facts whatever order they
-/// were keyed in: a decision to treat, a transfer or an upgrade dated the
-/// day of a treatment came before it (SPEC 2.11 lets a decision share its
-/// treatment's date), and a closure ends the day.
-fn same_day_rank(data: &EventData) -> u8 {
-    match data {
-        EventData::ReferralReceived(_) => 0,
-        EventData::ConsultantUpgraded(_) => 1,
-        EventData::TreatmentStarted(_) => 3,
-        EventData::PathwayClosed(_) => 4,
-        _ => 2,
-    }
 }
 
 /// Days, status and target date of a started clock.
@@ -661,19 +686,18 @@ fn milestones(
     config: &RulesConfig,
     site: TumourSite,
     events: &[&EffectiveEvent],
-    referred_on: NaiveDate,
+    due_from: NaiveDate,
     fds: &Clock,
     fds_stop: Option<NaiveDate>,
     as_of: NaiveDate,
 ) -> Vec<Milestone> {
     let excluded = fds.status == ClockStatus::Excluded;
-    let first_seen_adjustment = if excluded { 0 } else { fds.adjustment_days };
     config
         .template_for(site)
         .milestone
         .iter()
         .map(|rule| {
-            let due_date = referred_on + Days::new((rule.due_day + first_seen_adjustment) as u64);
+            let due_date = due_from + Days::new(rule.due_day as u64);
             let met_on = events
                 .iter()
                 .find(|e| rule.met_by.iter().any(|m| m.matches(&e.data)))

@@ -14,6 +14,8 @@ use chrono::{Days, NaiveDate};
 use serde::Serialize;
 
 use crate::codes::*;
+use crate::event::TreatmentStarted;
+use crate::ids::OdsCode;
 use crate::pathway::Clock;
 
 /// One treatment period as the pathway view shows it (SPEC 4.2).
@@ -28,6 +30,10 @@ pub struct TreatmentPeriod {
     /// The care setting its treatment recorded (schema version 2), for the
     /// CWT record; not part of the pathway view.
     pub care_setting: Option<TreatmentSetting>,
+    /// The trust holding the pathway when its treatment started, in the
+    /// order events fold (SPEC 2.4, 3.2): the trust at the treatment for
+    /// the 31-day standard and the CWT record. `None` until treated.
+    pub treated_by: Option<OdsCode>,
     /// The 31-day clock of the period; `not_started` while it waits for its ECAD.
     pub clock: Clock,
 }
@@ -77,6 +83,8 @@ pub(crate) struct PlanRun<'e> {
     pub care_setting: Option<TreatmentSetting>,
     pub stop: Option<(NaiveDate, StopReason)>,
     pub closed: bool,
+    /// The trust holding the pathway when its treatment started.
+    pub treated_by: Option<OdsCode>,
 }
 
 impl<'e> PlanRun<'e> {
@@ -104,11 +112,23 @@ impl<'e> PlanRun<'e> {
             care_setting: None,
             stop: None,
             closed: false,
+            treated_by: None,
         }
     }
 
     pub fn stopped(&self) -> bool {
         self.stop.is_some()
+    }
+
+    /// Its treatment started on `day` at `trust`: the period stops, taking
+    /// the treatment's modality and care setting.
+    pub fn treated(&mut self, t: &TreatmentStarted, day: NaiveDate, trust: Option<OdsCode>) {
+        if self.stop.is_none() {
+            self.modality = t.modality;
+            self.care_setting = t.care_setting;
+            self.treated_by = trust;
+        }
+        self.stop_at(day, StopReason::TreatmentStarted, false);
     }
 
     pub fn stop_at(&mut self, day: NaiveDate, reason: StopReason, closed: bool) {

@@ -128,6 +128,33 @@ pub struct TrustPerformance {
     /// FDS only: clocks excluded from the standard in the period (SPEC 2.2).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded: Option<u64>,
+    /// FDS only: the same by the exclusion's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_by_reason: Option<ExclusionCounts>,
+}
+
+/// FDS clocks excluded, by the reason given (SPEC 2.2: exclusions are
+/// counted and shown by trust so they can be audited). Keys are the
+/// `fds_excluded` reasons' codes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ExclusionCounts {
+    pub patient_choice: u64,
+    pub clinical_reason: u64,
+    pub other: u64,
+}
+
+impl ExclusionCounts {
+    pub fn add(&mut self, reason: ExclusionReason, count: u64) {
+        *match reason {
+            ExclusionReason::PatientChoice => &mut self.patient_choice,
+            ExclusionReason::ClinicalReason => &mut self.clinical_reason,
+            ExclusionReason::Other => &mut self.other,
+        } += count;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.patient_choice + self.clinical_reason + self.other
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -167,6 +194,9 @@ pub struct StandardsReport {
     pub by_outcome: Option<FdsOutcomes>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub excluded: Option<u64>,
+    /// FDS only: the excluded clocks by the exclusion's reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excluded_by_reason: Option<ExclusionCounts>,
     /// 31-day only: the split by treatment and modality group (SPEC 4.4).
     #[serde(flatten)]
     pub d31: Option<D31Split>,
@@ -185,7 +215,7 @@ fn clock_of(state: &PathwayState, kind: ClockKind) -> &Clock {
 pub fn counts_in(state: &PathwayState, standard: ClockKind, period: Period) -> bool {
     let clock = clock_of(state, standard);
     match clock.status {
-        ClockStatus::Excluded => state.fds_excluded_on.is_some_and(|d| period.contains(d)),
+        ClockStatus::Excluded => state.fds_excluded_on().is_some_and(|d| period.contains(d)),
         ClockStatus::Met | ClockStatus::Breached => clock.stop.is_some_and(|d| period.contains(d)),
         _ => false,
     }

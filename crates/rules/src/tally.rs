@@ -21,16 +21,17 @@ use crate::ids::OdsCode;
 use crate::pathway::{Clock, PathwayState};
 use crate::period::TreatmentPeriod;
 use crate::report::{
-    FdsOutcomes, FitIndicator, MeetingAll, MilestoneCounts, MilestonesReport, Performance, Period,
-    SiteMilestones, SitePerformance, StandardsReport, Thresholds, TrustMilestones,
-    TrustPerformance,
+    ExclusionCounts, FdsOutcomes, FitIndicator, MeetingAll, MilestoneCounts, MilestonesReport,
+    Performance, Period, SiteMilestones, SitePerformance, StandardsReport, Thresholds,
+    TrustMilestones, TrustPerformance,
 };
 
 /// What a standards cell counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StandardsCell {
-    /// An FDS clock excluded in the month (SPEC 2.2), under the current trust.
-    Excluded,
+    /// An FDS clock excluded in the month (SPEC 2.2), under the current
+    /// trust, by the exclusion's reason (they are audited).
+    Excluded { reason: ExclusionReason },
     /// A stopped FDS or 62-day clock (a trust's share of it); `ruled_out`
     /// only for the FDS (its outcome split).
     Stopped { breached: bool, ruled_out: bool },
@@ -142,7 +143,7 @@ pub fn each_contribution<'s>(state: &'s PathwayState, out: &mut dyn FnMut(Contri
     for standard in [ClockKind::Fds, ClockKind::D62] {
         let clock = clock_of(state, standard);
         let date: Option<NaiveDate> = match clock.status {
-            ClockStatus::Excluded => state.fds_excluded_on,
+            ClockStatus::Excluded => state.fds_excluded_on(),
             ClockStatus::Met | ClockStatus::Breached => clock.stop,
             _ => None,
         };
@@ -166,8 +167,11 @@ pub fn each_contribution<'s>(state: &'s PathwayState, out: &mut dyn FnMut(Contri
                 treatment_period: None,
             })
         };
-        if clock.status == ClockStatus::Excluded {
-            counted(state.trust, StandardsCell::Excluded, 0.0);
+        if let (ClockStatus::Excluded, Some(exclusion)) = (clock.status, state.fds_exclusion) {
+            let cell = StandardsCell::Excluded {
+                reason: exclusion.reason,
+            };
+            counted(state.trust, cell, 0.0);
             continue;
         }
         let cell = StandardsCell::Stopped {
@@ -200,7 +204,7 @@ pub fn standards_from_cells<'a>(
     let mut by_trust: BTreeMap<String, TrustPerformance> = BTreeMap::new();
     let mut by_site: BTreeMap<TumourSite, Performance> = BTreeMap::new();
     let mut outcomes = FdsOutcomes::default();
-    let mut excluded = 0u64;
+    let mut excluded = ExclusionCounts::default();
     let mut split = D31Split::default();
     for (key, tally) in cells {
         if key.standard != standard || key.month != period || tally.is_empty() {
@@ -212,9 +216,13 @@ pub fn standards_from_cells<'a>(
         }
         let line = by_trust.entry(trust.to_string()).or_default();
         match key.cell {
-            StandardsCell::Excluded => {
-                excluded += tally.count as u64;
-                *line.excluded.get_or_insert(0) += tally.count as u64;
+            StandardsCell::Excluded { reason } => {
+                let count = tally.count as u64;
+                excluded.add(reason, count);
+                *line.excluded.get_or_insert(0) += count;
+                line.excluded_by_reason
+                    .get_or_insert_with(ExclusionCounts::default)
+                    .add(reason, count);
             }
             StandardsCell::Stopped {
                 breached,
@@ -284,8 +292,10 @@ pub fn standards_from_cells<'a>(
             .into_iter()
             .map(|(trust, mut line)| {
                 line.trust = trust;
-                if is_fds && line.excluded.is_none() {
-                    line.excluded = Some(0);
+                if is_fds {
+                    line.excluded.get_or_insert(0);
+                    line.excluded_by_reason
+                        .get_or_insert_with(ExclusionCounts::default);
                 }
                 line
             })
@@ -298,7 +308,8 @@ pub fn standards_from_cells<'a>(
             })
             .collect(),
         by_outcome: is_fds.then_some(outcomes),
-        excluded: is_fds.then_some(excluded),
+        excluded: is_fds.then_some(excluded.total()),
+        excluded_by_reason: is_fds.then_some(excluded),
         d31: (standard == ClockKind::D31).then_some(split),
     }
 }

@@ -192,7 +192,8 @@ pub fn check_event(
     // What older rules let in stays, as long as the new event adds no more
     // of it: before schema version 2 a second first treatment was accepted
     // (and ignored, decision 85); before decision 174 an upgrade after the
-    // first treatment or the ruling out.
+    // first treatment or the ruling out, and before decision 192 one of
+    // their day recorded after them.
     let firsts_before = first_treatments(&before);
     let tolerated = Tolerated {
         repeated_first_treatment: firsts_before > 1
@@ -251,19 +252,24 @@ fn first_treatments(events: &[EffectiveEvent]) -> usize {
         .count()
 }
 
-/// An upgrade dated after the first treatment started or after cancer
-/// was ruled out (decision 174): the 62-day clock it would start could
-/// never stop. The same day is allowed: the day's upgrade comes first.
+/// An upgrade folded after the first treatment started or after cancer
+/// was ruled out (decisions 174, 192): the 62-day clock it would start
+/// could never stop. Events fold by date, then in the order they were
+/// recorded (SPEC 3.2), so on the same day the upgrade must have been
+/// recorded first.
 fn late_upgrade(events: &[EffectiveEvent]) -> Option<RuleError> {
-    let upgraded_on = events
+    // Where each event folds: its date, then its place in the history.
+    let (upgraded_at, upgrade) = events
         .iter()
-        .find(|e| matches!(*e.data, EventData::ConsultantUpgraded(_)))?
-        .occurred_on;
+        .enumerate()
+        .find(|(_, e)| matches!(*e.data, EventData::ConsultantUpgraded(_)))?;
+    let upgraded_on = upgrade.occurred_on;
     let first = |matches: fn(&EventData) -> bool| {
         events
             .iter()
-            .filter(|e| matches(&e.data))
-            .map(|e| e.occurred_on)
+            .enumerate()
+            .filter(|(_, e)| matches(&e.data))
+            .map(|(at, e)| (e.occurred_on, at))
             .min()
     };
     let treated_on =
@@ -276,10 +282,10 @@ fn late_upgrade(events: &[EffectiveEvent]) -> Option<RuleError> {
         (ruled_out_on, "cancer was ruled out"),
     ]
     .into_iter()
-    .filter_map(|(on, what)| Some((on?, what)))
-    .filter(|(on, _)| *on < upgraded_on)
+    .filter_map(|(at, what)| Some((at?, what)))
+    .filter(|(at, _)| *at < (upgraded_on, upgraded_at))
     .min()
-    .map(|(stopped_on, what)| RuleError::UpgradeAfterStop {
+    .map(|((stopped_on, _), what)| RuleError::UpgradeAfterStop {
         upgraded_on,
         stopped_on,
         what: what.to_string(),

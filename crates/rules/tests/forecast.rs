@@ -180,10 +180,12 @@ fn report(within: f64, breached: f64) -> StandardsReport {
             trust: "RXH".into(),
             performance: overall,
             excluded: Some(0),
+            excluded_by_reason: None,
         }],
         by_tumour_site: Vec::new(),
         by_outcome: None,
         excluded: None,
+        excluded_by_reason: None,
         d31: None,
     }
 }

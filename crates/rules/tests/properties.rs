@@ -827,7 +827,13 @@ proptest! {
                         month,
                         &|t| trust.is_none_or(|want| want == t),
                         &filter,
-                        &mut |line| lines.push(line),
+                        &mut |line| {
+                            // An excluded line carries its pathway's reason.
+                            let reason = state.fds_exclusion.map(|e| e.reason);
+                            let excluded = line.outcome() == ClockOutcome::Excluded;
+                            assert_eq!(line.exclusion_reason(), reason.filter(|_| excluded));
+                            lines.push(line)
+                        },
                     );
                 }
                 lines
@@ -861,12 +867,35 @@ proptest! {
             }
             let excluded = ClockFilter { outcome: Some(ClockOutcome::Excluded), ..every };
             prop_assert_eq!(listed(None, excluded).len() as u64, report.excluded.unwrap_or(0));
+            // Excluded clocks by reason: the lines of each reason are the
+            // report's count of it, overall and by trust.
+            let by_reason = |trust: Option<&str>| {
+                let mut counts = report::ExclusionCounts::default();
+                for reason in ExclusionReason::ALL {
+                    let only = ClockFilter { exclusion_reason: Some(*reason), ..every };
+                    for line in listed(trust, only) {
+                        assert_eq!(line.exclusion_reason(), Some(*reason));
+                        counts.add(*reason, 1);
+                    }
+                }
+                counts
+            };
+            if *standard == ClockKind::Fds {
+                let counts = report.excluded_by_reason.unwrap();
+                prop_assert_eq!(counts.total(), report.excluded.unwrap());
+                prop_assert_eq!(by_reason(None), counts);
+            } else {
+                prop_assert_eq!(report.excluded_by_reason, None);
+            }
             for line in &report.by_trust {
                 prop_assert_eq!(figures(Some(&line.trust), every), of(&line.performance));
                 prop_assert_eq!(
                     listed(Some(&line.trust), excluded).len() as u64,
                     line.excluded.unwrap_or(0)
                 );
+                if *standard == ClockKind::Fds {
+                    prop_assert_eq!(Some(by_reason(Some(&line.trust))), line.excluded_by_reason);
+                }
             }
             for line in &report.by_tumour_site {
                 let site = ClockFilter { tumour_site: Some(line.tumour_site), ..every };

@@ -391,3 +391,53 @@ fn a_trust_filter_counts_the_trust_at_treatment() {
         Period::parse("2025-03").unwrap()
     ));
 }
+
+/// A transfer dated a treatment's day but recorded after it comes after it
+/// (SPEC 3.2, decision 192): the trust at the treatment is the one holding
+/// the pathway before the transfer, for the 31-day standard, the 62-day
+/// allocation and the CWT record alike. Recorded before it, the receiving
+/// trust treated.
+#[test]
+fn a_transfer_recorded_after_its_days_treatment_comes_after_it() {
+    let transfer = (
+        "pathway_transferred",
+        "2025-03-20",
+        json!({ "to_trust": "RHM" }),
+    );
+    let first = [
+        decided("2025-02-03", "surgery"),
+        treated("2025-02-17", "surgery"),
+        decided_plan("2025-03-03", "rt", "radiotherapy", None),
+    ];
+    let mut after = first.to_vec();
+    after.extend([
+        treated_plan("2025-03-20", "rt", "radiotherapy"),
+        transfer.clone(),
+    ]);
+    let mut before = first.to_vec();
+    before.extend([transfer, treated_plan("2025-03-20", "rt", "radiotherapy")]);
+    for (events, treating) in [(after, "RXH"), (before, "RHM")] {
+        let states = [pathway("RXH", usc(), &events)];
+        assert_eq!(states[0].trust.as_str(), "RHM");
+        let only = |trust: &'static str| {
+            report::standards(
+                &states,
+                ClockKind::D31,
+                Period::parse("2025-03").unwrap(),
+                &|t| t == trust,
+                &RulesConfig::defaults(),
+            )
+            .overall
+            .total
+        };
+        assert_eq!(only(treating), 1.0, "treated at {treating}");
+        let records =
+            openptl_rules::cwt::cwt_records(&states[0], Period::parse("2025-03").unwrap());
+        assert_eq!(records.len(), 1);
+        let at = openptl_rules::cwt::COLUMNS
+            .iter()
+            .position(|c| c.contains("(TREATMENT START DATE CANCER)"))
+            .unwrap();
+        assert_eq!(records[0].item(at), treating);
+    }
+}

@@ -28,6 +28,7 @@
 //! (signed: input may hold dates before year 1), every other date a signed
 //! offset from it; an optional value is a 0/1 byte then the value (optional
 //! dates fold the flag into the offset: 0 for none); enums are their index in `ALL`;
+//! an FDS exclusion is its date then, when there is one, its reason;
 //! milestone names are indexes into the rules' milestone names (0 and the
 //! text for a name the rules do not have); a treatment period whose clock
 //! equals `clocks.d31` (the first period, always) stores a flag instead of
@@ -44,20 +45,21 @@ use chrono::{Datelike, NaiveDate};
 use foldhash::HashMap;
 use openptl_rules::fit::{FitResult, GiTest, LowerGiFacts, TestStage};
 use openptl_rules::pathway::{
-    Allocation, Clock, Clocks, Earlier, Milestone, NextBreach, Note, RecordFacts, Settled, Transfer,
+    Allocation, Clock, Clocks, Earlier, FdsExclusion, Milestone, NextBreach, Note, RecordFacts,
+    Settled, Transfer,
 };
 use openptl_rules::{
-    ClockKind, ClockStatus, DiagnosticTest, FitBand, MilestoneStatus, Modality, NhsNumber,
-    NhsNumberStatus, OdsCode, PathwayState, PathwayStatus, Period, PeriodStartReason, Route,
-    RulesConfig, SeenAt, SeenMedium, StopReason, TreatmentKind, TreatmentPeriod, TreatmentSetting,
-    TumourSite,
+    ClockKind, ClockStatus, DiagnosticTest, ExclusionReason, FitBand, MilestoneStatus, Modality,
+    NhsNumber, NhsNumberStatus, OdsCode, PathwayState, PathwayStatus, Period, PeriodStartReason,
+    Route, RulesConfig, SeenAt, SeenMedium, StopReason, TreatmentKind, TreatmentPeriod,
+    TreatmentSetting, TumourSite,
 };
 
 use crate::evaluate::Current;
 use crate::varint;
 
 /// The layout version, the first byte of every packed state.
-const LAYOUT: u8 = 8;
+const LAYOUT: u8 = 9;
 
 /// A packed pathway state, with the number of events it was evaluated
 /// from, and its [`PathwayState::date_span`] at hand (a view of a period
@@ -297,7 +299,7 @@ fn write_fields(w: &mut Writer, state: &PathwayState, index: &HashMap<Arc<str>, 
         as_of,
         fit_band,
         fit_on,
-        fds_excluded_on,
+        fds_exclusion,
         clocks: Clocks { fds, d31, d62 },
         milestones,
         treatment_periods,
@@ -321,7 +323,10 @@ fn write_fields(w: &mut Writer, state: &PathwayState, index: &HashMap<Arc<str>, 
     w.date(*as_of);
     w.byte(fit_band.index());
     w.opt_date(*fit_on);
-    w.opt_date(*fds_excluded_on);
+    w.opt_date(fds_exclusion.map(|e| e.date));
+    if let Some(exclusion) = fds_exclusion {
+        w.byte(exclusion.reason.index());
+    }
     for clock in [fds, d31, d62] {
         w.clock(clock);
     }
@@ -354,6 +359,7 @@ fn write_fields(w: &mut Writer, state: &PathwayState, index: &HashMap<Arc<str>, 
             modality,
             start_reason,
             care_setting,
+            treated_by,
             clock,
         } = p;
         w.byte(treatment.index());
@@ -361,6 +367,7 @@ fn write_fields(w: &mut Writer, state: &PathwayState, index: &HashMap<Arc<str>, 
         w.byte(modality.index());
         w.byte(start_reason.index());
         w.option(care_setting.as_ref(), |w, c| w.byte(c.index()));
+        w.option(treated_by.as_ref(), |w, t| w.ods(t));
         let same_as_d31 = clock == d31;
         w.flag(same_as_d31);
         if !same_as_d31 {
@@ -463,7 +470,13 @@ impl Packer {
         let as_of = r.date()?;
         let fit_band = r.code(FitBand::from_index)?;
         let fit_on = r.opt_date()?;
-        let fds_excluded_on = r.opt_date()?;
+        let fds_exclusion = match r.opt_date()? {
+            Some(date) => Some(FdsExclusion {
+                date,
+                reason: r.code(ExclusionReason::from_index)?,
+            }),
+            None => None,
+        };
         let clocks = Clocks {
             fds: r.clock()?,
             d31: r.clock()?,
@@ -497,6 +510,7 @@ impl Packer {
                 modality: r.code(Modality::from_index)?,
                 start_reason: r.code(PeriodStartReason::from_index)?,
                 care_setting: r.option(|r| r.code(TreatmentSetting::from_index))?,
+                treated_by: r.option(|r| r.ods())?,
                 clock: if r.flag()? {
                     clocks.d31.clone()
                 } else {
@@ -587,7 +601,7 @@ impl Packer {
             as_of,
             fit_band,
             fit_on,
-            fds_excluded_on,
+            fds_exclusion,
             clocks,
             milestones,
             treatment_periods,

@@ -127,7 +127,10 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
     let fit = (
         prop::sample::select(FitBand::ALL),
         prop::option::of(date()),
-        prop::option::of(date()),
+        prop::option::of(
+            (date(), prop::sample::select(ExclusionReason::ALL))
+                .prop_map(|(date, reason)| FdsExclusion { date, reason }),
+        ),
     );
     let transfer =
         (date(), ods(), ods()).prop_map(|(occurred_on, from_trust, to_trust)| Transfer {
@@ -150,6 +153,7 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
         prop::sample::select(PeriodStartReason::ALL),
         prop::option::of(clock()),
         prop::option::of(prop::sample::select(TreatmentSetting::ALL)),
+        prop::option::of(ods()),
     );
     let seen = prop::option::of(
         (date(), prop::sample::select(SeenMedium::ALL), ods()).prop_map(|(date, medium, trust)| {
@@ -225,7 +229,7 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
         .prop_map(
             |(
                 (nhs, trust, referrer, site, route, referred_on, status, on_ptl, as_of),
-                (fit_band, fit_on, fds_excluded_on),
+                (fit_band, fit_on, fds_exclusion),
                 (fds, d31, d62),
                 milestones,
                 (next_breach, transferred, transfers, handover_date, last_note),
@@ -243,18 +247,27 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
                 as_of,
                 fit_band,
                 fit_on,
-                fds_excluded_on,
+                fds_exclusion,
                 // A period without a clock of its own is the first (`d31`).
                 treatment_periods: periods
                     .into_iter()
                     .map(
-                        |(treatment, plan_id, modality, start_reason, clock, care_setting)| {
+                        |(
+                            treatment,
+                            plan_id,
+                            modality,
+                            start_reason,
+                            clock,
+                            care_setting,
+                            treated_by,
+                        )| {
                             TreatmentPeriod {
                                 treatment,
                                 plan_id,
                                 modality,
                                 start_reason,
                                 care_setting,
+                                treated_by,
                                 clock: clock.unwrap_or_else(|| d31.clone()),
                             }
                         },

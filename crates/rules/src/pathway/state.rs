@@ -73,6 +73,15 @@ impl Serialize for Clock {
     }
 }
 
+/// The FDS exclusion in effect (SPEC 2.2): the day of the first
+/// `fds_excluded` and the reason it gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FdsExclusion {
+    #[serde(with = "crate::date")]
+    pub date: NaiveDate,
+    pub reason: ExclusionReason,
+}
+
 /// A trust's share of a transferred pathway's 62-day outcome (SPEC 2.4).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Allocation {
@@ -160,9 +169,10 @@ pub struct PathwayState {
     /// Date of the FIT result that set `fit_band` (for the CAN-04 indicator).
     #[serde(skip)]
     pub fit_on: Option<NaiveDate>,
-    /// Date of the `fds_excluded` event in effect, if any.
-    #[serde(skip)]
-    pub fds_excluded_on: Option<NaiveDate>,
+    /// The `fds_excluded` event in effect, if any: its date and reason
+    /// (SPEC 2.2: exclusions are audited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fds_exclusion: Option<FdsExclusion>,
     pub clocks: Clocks,
     pub milestones: Vec<Milestone>,
     /// Every treatment period (SPEC 2.12): the first (a copy of `clocks.d31`,
@@ -203,6 +213,11 @@ pub struct RecordFacts {
 }
 
 impl PathwayState {
+    /// The day the FDS exclusion in effect was recorded for, if any.
+    pub fn fds_excluded_on(&self) -> Option<NaiveDate> {
+        self.fds_exclusion.map(|e| e.date)
+    }
+
     /// The earliest and the latest of the dates the state holds, every one
     /// but `as_of`. Every report over a period (standards, the extract,
     /// milestones of a referral month) selects a pathway by a date it holds,
@@ -221,7 +236,7 @@ impl PathwayState {
             as_of: _,
             fit_band: _,
             fit_on,
-            fds_excluded_on,
+            fds_exclusion,
             clocks,
             milestones,
             treatment_periods,
@@ -258,7 +273,7 @@ impl PathwayState {
             .flat_map(|n| [Some(n.occurred_on), n.next_action_due]);
         let dates = [
             *fit_on,
-            *fds_excluded_on,
+            fds_exclusion.map(|e| e.date),
             *handover_date,
             first_seen.as_ref().map(|f| f.date),
         ]
