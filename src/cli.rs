@@ -415,6 +415,44 @@ pub fn rules(path: Option<&PathBuf>) -> anyhow::Result<RulesConfig> {
 /// words with its cause's (`segment 3: No space left on device`), so a
 /// cause whose words the line before already ends with is not said again
 /// (anyhow's own report printed "Error: X: Y / Caused by: Y").
+/// Refuses to write into `data_dir` as another user than its owner: files
+/// this process made there (tokens, the index, segments) would belong to
+/// this user, and the service, running as the directory's owner, could no
+/// longer open them: an operator's `sudo openptl token create` would take
+/// the service down at its next write or start. A directory not made yet
+/// is this user's to make.
+pub fn as_data_dir_owner(data_dir: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::metadata(data_dir) else {
+            return Ok(());
+        };
+        let (owner, me) = (meta.uid(), openptl_log::effective_uid());
+        if owner != me {
+            let name = user_name(owner).unwrap_or_else(|| format!("uid {owner}"));
+            anyhow::bail!(
+                "{} belongs to {name}, and this command runs as {}: what it wrote there would not be readable by the service. Run it as the directory's owner (sudo -u {name} openptl …)",
+                data_dir.display(),
+                user_name(me).unwrap_or_else(|| format!("uid {me}")),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The login name of `uid` from `/etc/passwd`, if it has one.
+#[cfg(unix)]
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
 pub fn error_report(error: &anyhow::Error) -> String {
     let mut lines: Vec<String> = Vec::new();
     for cause in error.chain() {

@@ -38,17 +38,30 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Patient data and secrets: nothing this process writes is for other
+    // users of the host.
+    openptl_log::private_files();
     init_tracing(cli.log_json);
     let config = cli::rules(cli.rules.as_ref())?;
     match cli.command {
-        Command::Serve(args) => commands::serve::run(args.options(config)?).await,
-        Command::Token { data_dir, action } => commands::token::run(&config, &data_dir, action),
+        Command::Serve(args) => {
+            let options = args.options(config)?;
+            cli::as_data_dir_owner(&options.data_dir)?;
+            commands::serve::run(options).await
+        }
+        Command::Token { data_dir, action } => {
+            cli::as_data_dir_owner(&data_dir)?;
+            commands::token::run(&config, &data_dir, action)
+        }
         Command::Verify {
             data_dir,
             anchors,
             store: None,
             ..
-        } => commands::verify::run(&data_dir, anchors),
+        } => {
+            cli::as_data_dir_owner(&data_dir)?;
+            commands::verify::run(&data_dir, anchors)
+        }
         Command::Verify {
             anchors,
             store: Some(url),
@@ -57,7 +70,10 @@ async fn run() -> anyhow::Result<()> {
         } => commands::verify::run_postgres(&url, &store_schema, anchors).await,
         Command::Backup { data_dir, to } => commands::backup::backup(&data_dir, &to),
         Command::Restore { from, to } => commands::backup::restore(&from, &to),
-        Command::RebuildIndex { data_dir } => commands::verify::rebuild_index(&data_dir),
+        Command::RebuildIndex { data_dir } => {
+            cli::as_data_dir_owner(&data_dir)?;
+            commands::verify::rebuild_index(&data_dir)
+        }
         Command::Bench {
             pathways,
             batch_events,
@@ -109,6 +125,7 @@ async fn run() -> anyhow::Result<()> {
             dry_run,
             skip_invalid,
         } => {
+            cli::as_data_dir_owner(&data_dir)?;
             commands::import::run(
                 config,
                 &file,

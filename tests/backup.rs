@@ -29,13 +29,36 @@ fn note(p: usize, i: u64) -> String {
     )
 }
 
+/// Every file and directory under `dir` (the directory itself is the
+/// operator's) is its owner's alone: backups and restores hold NHS numbers
+/// and the import key, whatever the umask of the shell or cron that ran
+/// them.
+fn assert_private(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+        if path.is_dir() {
+            assert_private(&path);
+        }
+    }
+}
+
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
-/// Runs `openptl` with `args`; its stdout, or a panic with its stderr.
+/// Runs `openptl` with `args`, from a shell whose umask is the usual 022;
+/// its stdout, or a panic with its stderr.
 fn openptl(args: &[&str]) -> String {
-    let out = Command::new(binary()).args(args).output().unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$0\" \"$@\"")
+        .arg(binary())
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "openptl {args:?}: {}{}",
@@ -150,6 +173,8 @@ fn a_backup_of_a_running_service_restores_to_the_same_views() {
         restored.to_str().unwrap(),
     ]);
     assert_eq!(position_in(&said), position, "{said}");
+    assert_private(&backup);
+    assert_private(&restored);
     let refused = Command::new(binary())
         .args([
             "restore",
@@ -257,5 +282,56 @@ async fn a_backup_through_the_api_that_cannot_finish_says_why() {
             .unwrap()
             .contains("another event log"),
         "{body}"
+    );
+}
+
+/// A backup into its own data directory (or a folder inside it) is refused,
+/// and so is a restore into a directory that holds anything: nothing there
+/// (a tokens file, say) may be overwritten.
+#[test]
+fn backups_and_restores_refuse_to_overwrite_or_nest() {
+    let data = fresh_dir("nest-source");
+    let mut server = Server::start(&data, &[]);
+    let (status, body) = request(&server.addr, "POST", "/v1/events", Some(&referral(0))).unwrap();
+    assert_eq!(status, 201, "{body}");
+    server.stop_gracefully();
+    let data_s = data.to_str().unwrap();
+    let fails = |args: &[&str]| {
+        let out = Command::new(binary()).args(args).output().unwrap();
+        assert!(!out.status.success(), "openptl {args:?} was not refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    for to in [data.clone(), data.join("backups")] {
+        let said = fails(&["backup", "--data-dir", data_s, "--to", to.to_str().unwrap()]);
+        assert!(said.contains("or inside it"), "{said}");
+    }
+    assert!(!data.join("backups").exists());
+    assert!(!data.join("backup.json").exists());
+
+    let backup = fresh_dir("nest-backup");
+    openptl(&[
+        "backup",
+        "--data-dir",
+        data_s,
+        "--to",
+        backup.to_str().unwrap(),
+    ]);
+    let target = fresh_dir("nest-target");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("tokens.json"), "kept").unwrap();
+    let said = fails(&[
+        "restore",
+        "--from",
+        backup.to_str().unwrap(),
+        "--to",
+        target.to_str().unwrap(),
+    ]);
+    assert!(
+        said.contains("is not empty (it holds tokens.json)"),
+        "{said}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("tokens.json")).unwrap(),
+        "kept"
     );
 }

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{fresh_dir, Server};
+use common::{fresh_dir, request, Server};
 
 #[test]
 fn conformance_runner_passes_against_the_real_binary() {
@@ -115,6 +115,83 @@ fn demo_mode_makes_a_login_only_where_the_demo_lives() {
 fn sigterm_stops_the_server_cleanly() {
     let mut server = Server::start(&fresh_dir("sigterm"), &[]);
     server.stop_gracefully();
+}
+
+/// Log rotation as logrotate does it: the access log moved away, then
+/// SIGHUP. The service keeps running (SIGHUP's default would end it), the
+/// moved file keeps what it had, and later reads go to a new access.log.
+#[test]
+fn sighup_reopens_the_access_log_after_a_rotation() {
+    let data = fresh_dir("rotate");
+    let server = Server::start(&data, &[]);
+    let post = r#"{"pathway_id":"ROT-1","type":"referral_received","occurred_on":"2025-03-03","data":{"nhs_number":"9434765919","trust":"RXH","tumour_site":"lung","route":"urgent_suspected_cancer"}}"#;
+    let (status, body) = request(&server.addr, "POST", "/v1/events", Some(post)).unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(server.get("/v1/pathways/ROT-1").0, 200);
+    let log = data.join("access.log");
+    let rotated = data.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    server.signal("HUP");
+    // The signal is handled on the runtime: ask until the new file appears.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !log.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "access.log never reopened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(server.get("/v1/ptl").0, 200, "the service outlives SIGHUP");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    let new = std::fs::read_to_string(&log).unwrap();
+    assert!(old.contains(r#""action":"pathway""#), "{old}");
+    assert!(!old.contains(r#""action":"ptl""#), "{old}");
+    assert!(new.contains(r#""action":"ptl""#), "{new}");
+}
+
+/// An admin command run as another user than the data directory's owner
+/// (an operator's `sudo openptl …` beside a service running as `openptl`)
+/// is refused before it writes anything: its files would be unreadable by
+/// the service, which would then fail at its next write or start.
+#[test]
+fn commands_as_another_user_than_the_data_dirs_owner_are_refused() {
+    let data = fresh_dir("owner");
+    std::fs::create_dir_all(&data).unwrap();
+    // Made the directory of `nobody` (65534): only root may give it away.
+    if let Err(e) = std::os::unix::fs::chown(&data, Some(65534), Some(65534)) {
+        openptl_testkit::skip(&format!(
+            "giving a directory to another user needs root ({e}); the owner check did not run"
+        ));
+        return;
+    }
+    let dir = data.to_str().unwrap();
+    for args in [
+        vec![
+            "token",
+            "--data-dir",
+            dir,
+            "create",
+            "--role",
+            "admin",
+            "--label",
+            "ops",
+        ],
+        vec!["rebuild-index", "--data-dir", dir],
+        vec!["serve", "--listen", "127.0.0.1:0", "--data-dir", dir],
+    ] {
+        let out = Command::new(common::binary()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("Run it as the directory's owner (sudo -u"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "nothing was written into the directory"
+    );
 }
 
 #[test]

@@ -324,6 +324,12 @@ fn the_service_on_a_full_disk_refuses_appends_serves_reads_and_keeps_nothing_ref
     let (status, body) = server.get("/readyz");
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("log_unavailable"), "{body}");
+    // It says why, without the operator reading the service's log.
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        ready["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
     assert_eq!(server.get("/healthz").0, 200);
     assert_eq!(metric(&server, "openptl_log_writable"), Some(0.0));
     let before: BTreeSet<String> = (0..pathways).flat_map(|p| stored_ids(&server, p)).collect();
@@ -340,7 +346,8 @@ fn the_service_on_a_full_disk_refuses_appends_serves_reads_and_keeps_nothing_ref
     )
     .unwrap();
     assert_eq!(status, 503, "{body}");
-    assert!(body.contains("\"unavailable\""), "{body}");
+    assert!(body.contains("\"token_store_unavailable\""), "{body}");
+    // Reads go on: their access log lines wait in memory (decision 194).
     assert_eq!(server.get("/v1/pathways/DISK-0").0, 200, "reads go on");
     // A graceful stop writes a snapshot, which does not fit: it must not
     // stop the service from stopping cleanly, nor corrupt anything.

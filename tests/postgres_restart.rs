@@ -147,7 +147,12 @@ async fn a_node_answers_503_while_postgres_restarts_and_recovers_by_itself() {
         wait_until(Duration::from_secs(10), || readyz(&node.addr).0 == 503),
         "/readyz stayed 200 with PostgreSQL down"
     );
-    assert_eq!(readyz(&node.addr).1["status"], "log_unavailable");
+    let ready = readyz(&node.addr).1;
+    assert_eq!(ready["status"], "log_unavailable");
+    assert!(
+        ready["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{ready}"
+    );
     let started = Instant::now();
     let (status, body) = post(&node.addr, &referral("PR-2"));
     assert_eq!(status, 503, "{body}");

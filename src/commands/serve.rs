@@ -10,6 +10,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let server = Server::build(options).await?;
     let addr = server.http_addr()?;
     let shutdown = shutdown_signal();
+    reopen_on_hangup(server.app().clone());
     if let Some(bound) = server.grpc_addr() {
         println!("OpenPTL gRPC listening on http://{}", bound?);
     }
@@ -53,6 +54,30 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             let _ = tokio::signal::ctrl_c().await;
         }
         tracing::info!("shutdown requested");
+    }
+}
+
+/// On SIGHUP (what logrotate sends after moving a log away), reopens the
+/// access log, rather than ending the process as SIGHUP's default does.
+/// Installed before the "listening" line, like the shutdown handlers.
+fn reopen_on_hangup(app: std::sync::Arc<openptl_app::App>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("SIGHUP could not be handled: rotate the access log with copytruncate");
+            return;
+        };
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match app.access_log().reopen() {
+                    Ok(()) => tracing::info!("SIGHUP: the access log was reopened"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIGHUP: the access log could not be reopened; entries go to the file it had")
+                    }
+                }
+            }
+        });
     }
 }
 

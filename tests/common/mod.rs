@@ -137,14 +137,19 @@ impl Server {
     /// that it exits cleanly (a snapshot that cannot be written is logged,
     /// not fatal).
     pub fn stop_gracefully(&mut self) {
+        self.signal("TERM");
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "exit status after SIGTERM: {status}");
+    }
+
+    /// Sends the server the signal `name` (`TERM`, `HUP`), as `kill` does.
+    pub fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .unwrap()
             .success());
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "exit status after SIGTERM: {status}");
     }
 
     /// Waits (a generous ceiling) until `/readyz` answers 200.

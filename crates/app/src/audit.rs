@@ -1,8 +1,13 @@
 //! The access log (issue 7): who read which patient-level data, when. Every
 //! stored event already names its actor; this records reads. Entries name
 //! the pathway (its id), never an NHS number, and go to `access.log` in the
-//! data directory as JSON lines (rotate it with `copytruncate`), with the
-//! most recent kept in memory for `GET /v1/audit`.
+//! data directory as JSON lines, with the most recent kept in memory for
+//! `GET /v1/audit`. Rotate it by moving it away and sending the service
+//! SIGHUP, which reopens it ([`AccessLog::reopen`]), or with `copytruncate`.
+//!
+//! A line the file cannot take (a full disk) waits in memory and is written,
+//! in order, once it can; past [`MAX_PENDING`] bytes waiting, reads of
+//! patient data are refused (decision 194): never shown without a trace.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, Write};
@@ -32,8 +37,66 @@ pub struct AccessEntry {
 }
 
 pub struct AccessLog {
-    file: Option<Mutex<std::fs::File>>,
+    /// The file, and the bytes of lines not written to it yet.
+    out: Option<Mutex<Out>>,
+    /// Where the file was opened, to reopen it after a rotation.
+    path: Option<std::path::PathBuf>,
+    /// How many bytes of unwritten lines may wait in memory.
+    max_pending: usize,
     recent: Mutex<VecDeque<AccessEntry>>,
+}
+
+/// The access log's file and what could not be written to it yet.
+struct Out {
+    file: Box<dyn Write + Send>,
+    /// Lines (or the end of one) a failed write left: written, in order,
+    /// before the next line, so the file never has a line torn or missing.
+    pending: Vec<u8>,
+}
+
+/// Bytes of unwritten lines kept in memory while the access log cannot be
+/// written (a full disk): some 60,000 reads.
+pub const MAX_PENDING: usize = 16 << 20;
+
+impl Out {
+    /// Writes `pending` out, as far as the file takes it.
+    fn flush(&mut self) -> std::io::Result<()> {
+        while !self.pending.is_empty() {
+            match self.file.write(&self.pending) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => drop(self.pending.drain(..n)),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What became of a read's line.
+#[derive(Debug)]
+pub enum Recorded {
+    /// Written to the file (with any that waited before it).
+    Written,
+    /// The file could not take it: it waits in memory, after the others
+    /// (`pending` bytes in all), and is written when the file takes writes
+    /// again. The read may be answered.
+    Waiting {
+        pending: usize,
+        error: std::io::Error,
+    },
+}
+
+/// Opens the access log at `path` for appending, owner-only.
+fn open_for_append(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }
 
 impl AccessLog {
@@ -50,33 +113,57 @@ impl AccessLog {
                 }
             }
         }
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        Ok(AccessLog {
-            file: Some(Mutex::new(options.open(path)?)),
-            recent: Mutex::new(recent),
-        })
+        let mut log = AccessLog::writing_to(Box::new(open_for_append(path)?), MAX_PENDING);
+        log.path = Some(path.to_path_buf());
+        log.recent = Mutex::new(recent);
+        Ok(log)
     }
 
-    pub fn in_memory() -> AccessLog {
+    /// An access log writing to `file`, already open, keeping up to
+    /// `max_pending` bytes of lines it cannot write (tests hand it
+    /// `/dev/full`, a disk that is always full, or a writer that fails for
+    /// a while); it cannot be reopened.
+    pub fn writing_to(file: Box<dyn Write + Send>, max_pending: usize) -> AccessLog {
         AccessLog {
-            file: None,
+            out: Some(Mutex::new(Out {
+                file,
+                pending: Vec::new(),
+            })),
+            path: None,
+            max_pending,
             recent: Mutex::new(VecDeque::new()),
         }
     }
 
-    pub fn record(&self, entry: AccessEntry) {
-        if let Some(file) = &self.file {
+    pub fn in_memory() -> AccessLog {
+        AccessLog {
+            out: None,
+            path: None,
+            max_pending: 0,
+            recent: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Writes `entry`'s line before the read it records is answered. A
+    /// line the file cannot take (a full disk) waits in memory, up to the
+    /// limit, and is written with the next line the file takes; beyond the
+    /// limit it is an error and nothing may be shown (decision 194).
+    pub fn record(&self, entry: AccessEntry) -> std::io::Result<Recorded> {
+        let mut recorded = Recorded::Written;
+        if let Some(out) = &self.out {
             let mut line = serde_json::to_vec(&entry).expect("entries serialise");
             line.push(b'\n');
-            let mut file = file.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Err(e) = file.write_all(&line) {
-                tracing::error!(error = %e, "the access log could not be written");
+            let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+            out.pending.extend_from_slice(&line);
+            if let Err(error) = out.flush() {
+                let pending = out.pending.len();
+                // Still all of this line waits (none of it reached the
+                // file), and it would take the wait past the limit: refused.
+                if pending > self.max_pending && pending >= line.len() {
+                    out.pending.truncate(pending - line.len());
+                    return Err(error);
+                }
+                recorded = Recorded::Waiting { pending, error };
             }
         }
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
@@ -84,6 +171,32 @@ impl AccessLog {
             recent.pop_front();
         }
         recent.push_back(entry);
+        Ok(recorded)
+    }
+
+    /// Bytes of lines waiting to be written.
+    pub fn pending_bytes(&self) -> usize {
+        self.out.as_ref().map_or(0, |out| {
+            out.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pending
+                .len()
+        })
+    }
+
+    /// Opens the file at its path again (after a rotation moved it away):
+    /// later lines, and any waiting, go to a new `access.log`. The old file
+    /// keeps what it had; nothing is lost between the two.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        let (Some(out), Some(path)) = (&self.out, &self.path) else {
+            return Ok(());
+        };
+        let reopened = open_for_append(path)?;
+        let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+        out.file = Box::new(reopened);
+        // What waited goes to the new file now, if it can.
+        let _ = out.flush();
+        Ok(())
     }
 
     /// The most recent entries first, optionally for one actor or pathway.
@@ -102,5 +215,83 @@ impl AccessLog {
             .take(limit)
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// A disk that takes `room` bytes at a time, then is full until more
+    /// room is given; what it took is kept to read back.
+    #[derive(Clone, Default)]
+    struct Disk {
+        room: Arc<AtomicUsize>,
+        bytes: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Disk {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let room = self.room.load(Ordering::SeqCst);
+            if room == 0 {
+                return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+            }
+            let n = buf.len().min(room);
+            self.room.fetch_sub(n, Ordering::SeqCst);
+            self.bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn entry(i: usize) -> AccessEntry {
+        AccessEntry {
+            at: "2025-04-07T12:00:00Z".parse().unwrap(),
+            actor: format!("user-{i}"),
+            role: "coordinator".into(),
+            action: "pathway".into(),
+            pathway_id: Some(format!("P{i}")),
+            rows: None,
+        }
+    }
+
+    /// Lines the disk cannot take wait, in order, a line torn by the disk
+    /// filling up midway included; past the limit a line is refused and
+    /// not kept; once there is room every line waiting is written, whole
+    /// and in order, and nothing refused is.
+    #[test]
+    fn lines_wait_while_the_disk_is_full_and_are_written_in_order() {
+        let disk = Disk::default();
+        disk.room.store(150, Ordering::SeqCst);
+        let line = serde_json::to_vec(&entry(0)).unwrap().len() + 1;
+        let log = AccessLog::writing_to(Box::new(disk.clone()), 3 * line);
+        let mut recorded = Vec::new();
+        let mut refused = Vec::new();
+        for i in 0..8 {
+            match log.record(entry(i)) {
+                Ok(_) => recorded.push(i),
+                Err(_) => refused.push(i),
+            }
+        }
+        assert!(!refused.is_empty(), "the limit was never reached");
+        assert!(log.pending_bytes() <= 3 * line + line);
+        disk.room.store(usize::MAX / 2, Ordering::SeqCst);
+        log.record(entry(99)).unwrap();
+        recorded.push(99);
+        assert_eq!(log.pending_bytes(), 0);
+        let text = String::from_utf8(disk.bytes.lock().unwrap().clone()).unwrap();
+        let written: Vec<usize> = text
+            .lines()
+            .map(|l| {
+                let e: AccessEntry = serde_json::from_str(l).expect("every line whole");
+                e.actor.trim_start_matches("user-").parse().unwrap()
+            })
+            .collect();
+        assert_eq!(written, recorded);
     }
 }

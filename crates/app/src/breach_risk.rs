@@ -170,7 +170,7 @@ impl App {
             "breach_risks",
             one.map(String::as_str),
             Some(rows.len()),
-        );
+        )?;
         Ok(RiskList {
             as_of,
             position,

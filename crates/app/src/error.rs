@@ -52,6 +52,14 @@ pub enum AppError {
     /// sending the same events again (same event ids) is safe.
     #[error("storage, outcome unknown: {0}")]
     OutcomeUnknown(#[source] Failure),
+    /// The token store (`tokens.json`) could not be read or written: nothing
+    /// changed.
+    #[error("token store: {0}")]
+    TokenStore(#[source] Failure),
+    /// A read of patient data the access log could not record: nothing is
+    /// shown (decision 194).
+    #[error("access log: {0}")]
+    AuditUnavailable(#[source] Failure),
     /// Stored data the rules cannot read: a bug or damage, never the user's fault.
     #[error("internal: {0}")]
     Internal(#[source] Failure),

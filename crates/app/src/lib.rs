@@ -322,22 +322,40 @@ impl App {
         self
     }
 
-    /// Records a read of patient-level data.
+    /// Records a read of patient-level data, before it is answered. While
+    /// the file cannot be written its lines wait in memory; a read whose
+    /// line cannot even wait is refused (decision 194).
     pub fn audit(
         &self,
         principal: &access::Principal,
         action: &str,
         pathway_id: Option<&str>,
         rows: Option<usize>,
-    ) {
-        self.access_log.record(audit::AccessEntry {
+    ) -> Result<(), AppError> {
+        let entry = audit::AccessEntry {
             at: self.clock.now(),
             actor: principal.actor.clone(),
             role: principal.role.as_str().to_string(),
             action: action.to_string(),
             pathway_id: pathway_id.map(str::to_string),
             rows,
-        });
+        };
+        match self.access_log.record(entry) {
+            Ok(audit::Recorded::Written) => Ok(()),
+            Ok(audit::Recorded::Waiting { pending, error }) => {
+                self.metrics.access_log_errors.inc();
+                tracing::error!(error = %error, action, pending_bytes = pending, "the access log could not be written; its lines wait in memory until it can");
+                Ok(())
+            }
+            Err(e) => {
+                self.metrics.access_log_errors.inc();
+                tracing::error!(error = %e, action, "the access log could not be written and its lines waiting in memory reached their limit; the read is refused");
+                Err(AppError::AuditUnavailable(Failure::caused_by(
+                    "writing the access log",
+                    e,
+                )))
+            }
+        }
     }
 
     /// Whether every view shows the whole log (SPEC 4.4 `/readyz`).

@@ -78,7 +78,7 @@ impl App {
                 lines
             })
             .await?;
-        self.audit(principal, action, None, Some(lines.len()));
+        self.audit(principal, action, None, Some(lines.len()))?;
         Ok((lines, position))
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use openptl_rules::report::Period;
 use openptl_rules::ClockKind;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::aggregates::gauges::PtlGauges;
@@ -32,6 +32,10 @@ pub struct Metrics {
     pub events_appended: IntCounterVec,
     pub append_duration: HistogramVec,
     pub append_errors: IntCounterVec,
+    /// Reads of patient data whose access log line could not be written
+    /// (decision 194).
+    pub access_log_errors: IntCounter,
+    access_log_pending: IntGauge,
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     open_pathways: GaugeVec,
@@ -95,6 +99,14 @@ impl Metrics {
                     "Appends refused or failed, by error code (user errors and service errors)."
                 ),
                 &["status"]
+            )),
+            access_log_errors: register!(IntCounter::new(
+                "openptl_access_log_write_errors_total",
+                "Reads of patient data whose access log line could not be written (a full disk): it waits in memory, or past the limit the read is refused."
+            )),
+            access_log_pending: register!(IntGauge::new(
+                "openptl_access_log_pending_bytes",
+                "Bytes of access log lines waiting in memory for the file to take writes again (a full disk); reads of patient data are refused past 16 MiB."
             )),
             http_requests: register!(IntCounterVec::new(
                 opts("openptl_http_requests_total", "HTTP requests by route template and status."),
@@ -255,6 +267,8 @@ impl App {
         if let Some(position) = stats.verified_position {
             m.verified.set(position as i64);
         }
+        m.access_log_pending
+            .set(self.access_log.pending_bytes() as i64);
         let writable = self.log.unavailable().is_none() && self.log.damage().is_none();
         m.writable.set(i64::from(writable));
         let thresholds = &self.config.thresholds;

@@ -331,6 +331,18 @@ impl ApiError {
                     "The event log is not available; nothing was recorded. Try again shortly.".into(),
                     json!({}),
                 ),
+                AppError::TokenStore(_) => (
+                    Kind::Unavailable,
+                    "token_store_unavailable",
+                    "The token store could not be written, so nothing changed; the service's log says why (a full disk, or tokens.json owned by another user). Try again once IT has fixed it.".into(),
+                    json!({}),
+                ),
+                AppError::AuditUnavailable(_) => (
+                    Kind::Unavailable,
+                    "audit_unavailable",
+                    "Patient data is not shown while the access log cannot record who reads it (the service's disk may be full); nothing was shown. Try again shortly, or ask IT to free space.".into(),
+                    json!({}),
+                ),
                 AppError::BackupFailed(why) => (
                     Kind::Unavailable,
                     "backup_failed",

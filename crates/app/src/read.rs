@@ -140,7 +140,7 @@ impl App {
                 (state, version_at(&history, query.known_at))
             }
         };
-        self.audit(principal, "pathway", Some(pathway_id), None);
+        self.audit(principal, "pathway", Some(pathway_id), None)?;
         let nhs_number = if principal.sees_nhs_numbers() {
             state.nhs_number.as_str().to_string()
         } else {
@@ -215,7 +215,7 @@ impl App {
             "pathway_events",
             Some(pathway_id),
             Some(views.len()),
-        );
+        )?;
         Ok(views)
     }
 }

@@ -771,7 +771,7 @@ impl App {
                 row.nhs_number = mask(&row.nhs_number);
             }
         }
-        self.audit(principal, "ptl", None, Some(rows.len()));
+        self.audit(principal, "ptl", None, Some(rows.len()))?;
         Ok(PtlPage {
             as_of,
             known_at: query.at.known_at,
@@ -967,7 +967,7 @@ impl App {
                 lines
             })
             .await?;
-        self.audit(principal, "cwt_extract", None, Some(lines.len()));
+        self.audit(principal, "cwt_extract", None, Some(lines.len()))?;
         Ok((lines, position))
     }
 }

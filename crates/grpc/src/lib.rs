@@ -406,7 +406,9 @@ impl OpenPtl for Service {
             .try_acquire_owned()
             .map_err(|_| exhausted("live subscriptions"))?;
         let after = request.into_inner().after_position;
-        self.app.audit(&principal, "subscribe", None, None);
+        self.app
+            .audit(&principal, "subscribe", None, None)
+            .map_err(|e| status(ApiError::App(e)))?;
         let (tx, rx) = tokio::sync::mpsc::channel(SUBSCRIBER_BUFFER);
         let app = self.app.clone();
         let stop = self.stop.clone();

@@ -25,12 +25,13 @@ const DEFAULT_EXPIRY_DAYS: i64 = 90;
 /// The dashboard session cookie lives this long (seconds).
 const SESSION_SECONDS: u32 = 12 * 3600;
 
-fn admin_only(principal: &Principal) -> Result<(), ApiError> {
+/// Refuses anyone but an admin, saying what they may not do.
+fn admin_only(principal: &Principal, what: &str) -> Result<(), ApiError> {
     if principal.is_admin() {
         Ok(())
     } else {
         Err(ApiError::Forbidden(format!(
-            "only an admin may manage tokens and read the access log; you are a {}",
+            "only an admin may {what}; you are a {}",
             principal.role.as_str()
         )))
     }
@@ -40,7 +41,10 @@ fn token_error(e: TokenError) -> ApiError {
     match e {
         TokenError::Invalid(problem) => invalid("token", problem),
         TokenError::NotFound(_) => ApiError::NotFound,
-        TokenError::Storage(f) => ApiError::App(AppError::Storage(f)),
+        TokenError::Storage(f) => {
+            tracing::error!(error = %f, "the token store could not be written");
+            ApiError::App(AppError::TokenStore(f))
+        }
     }
 }
 
@@ -65,7 +69,7 @@ pub async fn create_token(
     Auth(principal): Auth,
     body: axum::body::Body,
 ) -> Result<Response, HttpError> {
-    admin_only(&principal)?;
+    admin_only(&principal, "issue tokens")?;
     let body = crate::read_body(body, TOKEN_BODY_LIMIT).await?;
     let value: Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::InvalidJson(e.to_string()))?;
@@ -96,7 +100,7 @@ pub async fn list_tokens(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
 ) -> Result<Response, HttpError> {
-    admin_only(&principal)?;
+    admin_only(&principal, "list tokens")?;
     Ok(Json(json!({ "tokens": app.tokens().list() })).into_response())
 }
 
@@ -106,7 +110,7 @@ pub async fn revoke_token(
     Auth(principal): Auth,
     crate::PathText(id): crate::PathText,
 ) -> Result<Response, HttpError> {
-    admin_only(&principal)?;
+    admin_only(&principal, "revoke tokens")?;
     let record = app
         .tokens()
         .revoke(&id, app.clock().now())
@@ -123,7 +127,7 @@ pub async fn backup(
     State(app): State<Arc<App>>,
     Auth(principal): Auth,
 ) -> Result<Response, HttpError> {
-    admin_only(&principal)?;
+    admin_only(&principal, "start a backup")?;
     let report = app.backup().await?;
     let head_hash: String = report
         .head_hash
@@ -149,7 +153,7 @@ pub async fn audit(
     Auth(principal): Auth,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, HttpError> {
-    admin_only(&principal)?;
+    admin_only(&principal, "read the access log")?;
     let limit = match params.get("limit") {
         None => 100,
         Some(v) => v

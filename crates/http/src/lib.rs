@@ -166,23 +166,28 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
 /// with it, 503 while it is still folding (start-up) or stuck, while the log
 /// cannot take appends (a full disk, PostgreSQL unreachable; it recovers by
 /// itself), or once the log found damage in stored history (the service
-/// then stops).
+/// then stops). Not ready for the log's reasons, it says why (`reason`: a
+/// full disk that heals by itself, or an index write that needs a restart),
+/// so an operator need not read the service's log to know what to do.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let ready = app.ready();
-    let status = if ready {
-        "ready"
-    } else if app.log().damage().is_some() {
-        "log_damaged"
-    } else if app.log().unavailable().is_some() {
-        "log_unavailable"
+    let (status, reason) = if ready {
+        ("ready", None)
+    } else if let Some(damage) = app.log().damage() {
+        ("log_damaged", Some(damage.to_string()))
+    } else if let Some(why) = app.log().unavailable() {
+        ("log_unavailable", Some(why))
     } else {
-        "catching_up"
+        ("catching_up", None)
     };
-    let body = json!({
+    let mut body = json!({
         "status": status,
         "log_position": app.log().head(),
         "projected_position": app.projection().position(),
     });
+    if let Some(reason) = reason {
+        body["reason"] = json!(reason);
+    }
     let status = if ready {
         StatusCode::OK
     } else {

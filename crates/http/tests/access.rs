@@ -570,3 +570,62 @@ async fn tokens_are_issued_and_revoked_through_the_api() {
     );
     let _ = &w.app;
 }
+
+/// While the access log cannot be written (its disk full), reads of patient
+/// data are answered and their lines wait in memory; once the lines waiting
+/// reach their limit, reads of patient data are refused and show nothing
+/// (decision 194). Figures without patients go on; every failed write is
+/// counted.
+#[tokio::test]
+async fn reads_the_access_log_cannot_record_wait_then_are_refused() {
+    let full = std::fs::OpenOptions::new()
+        .append(true)
+        .open("/dev/full")
+        .expect("/dev/full, a disk that is always full");
+    // Room for a few lines only.
+    let log = openptl_app::audit::AccessLog::writing_to(Box::new(full), 400);
+    let app =
+        support::app_at("2025-04-07T12:00:00Z", Arc::new(MemoryLog::new())).with_access_log(log);
+    let router = support::authorised(app);
+    support::post_events(&router, None, vec![referral("P1", "RXH"), note("P1")]).await;
+    let (status, body) = support::get_json(&router, None, "/v1/pathways/P1").await;
+    assert_eq!(status, StatusCode::OK, "the first line waits: {body}");
+    // Every read of patient data below fails to write its line.
+    let mut audited = 1;
+    for uri in [
+        "/v1/ptl",
+        "/v1/pathways/P1",
+        "/v1/pathways/P1/events",
+        "/v1/returns/cwt?period=2025-03",
+        "/v1/standards/fds/clocks?period=2025-03&outcome=excluded",
+    ] {
+        // Answered while its line can wait, then refused.
+        let body = loop {
+            let (status, body) = support::get_json(&router, None, uri).await;
+            audited += 1;
+            if status != StatusCode::OK {
+                assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
+                break body;
+            }
+            assert!(
+                audited < 40,
+                "{uri}: the lines waiting never reached their limit"
+            );
+        };
+        assert_eq!(body["error"]["code"], "audit_unavailable", "{uri}: {body}");
+        assert!(!body.to_string().contains(NHS), "{uri}: {body}");
+        assert!(!body.to_string().contains("P1"), "{uri}: {body}");
+    }
+    let (status, body) = support::get_json(&router, None, "/v1/standards/fds?period=2025-03").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, metrics) = support::get_json(&router, None, "/metrics").await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains(&format!("openptl_access_log_write_errors_total {audited}")),
+        "{audited}: {metrics}"
+    );
+    assert!(
+        !metrics.contains("openptl_access_log_pending_bytes 0\n"),
+        "{metrics}"
+    );
+}

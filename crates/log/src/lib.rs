@@ -28,6 +28,30 @@ pub use postgres::PgLog;
 pub use segment::SegmentLog;
 pub use subscription::{Batch, Subscription};
 
+/// The user this process runs as (its effective uid), to compare with the
+/// owner of a data directory before writing into it.
+#[cfg(unix)]
+pub fn effective_uid() -> u32 {
+    // SAFETY: `geteuid` cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// Makes every file and directory this process creates from now on
+/// readable by its owner alone (umask 077), whatever umask it was started
+/// with. The data directory, its backups and snapshots hold patient data
+/// (NHS numbers) and secrets (the import key, the tokens): a backup run from
+/// an operator's shell or cron, where the umask is usually 022, must not
+/// leave them readable by every user of the host. The systemd unit's
+/// `UMask=0077` says the same for the service; this holds for every command.
+pub fn private_files() {
+    // SAFETY: `umask` only sets the process's file-mode mask; it cannot
+    // fail and touches no memory.
+    #[cfg(unix)]
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
 /// A record to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecord {

@@ -104,6 +104,13 @@ pub fn backup(
     if let Some(damage) = recorded_damage(from) {
         return Err(damage);
     }
+    if inside(to, from) {
+        return Err(OpenError::Io(Failure::new(format!(
+            "{} is {} or inside it: a backup goes to another directory, on another disk if you can",
+            to.display(),
+            from.display()
+        ))));
+    }
     let from_segments = from.join("segments");
     let to_segments = to.join("segments");
     if !from_segments.is_dir() {
@@ -230,6 +237,29 @@ fn not_a_prefix(dir: &Path, number: u32, have: u64, len: u64) -> OpenError {
     )))
 }
 
+/// Whether `path` is `dir` or lies inside it, after resolving links (a
+/// path not made yet is resolved through the nearest part that exists).
+fn inside(path: &Path, dir: &Path) -> bool {
+    fn resolved(path: &Path) -> Option<std::path::PathBuf> {
+        let mut rest = Vec::new();
+        let mut at = path.to_path_buf();
+        loop {
+            if let Ok(real) = at.canonicalize() {
+                return Some(rest.iter().rev().fold(real, |p, part| p.join(part)));
+            }
+            rest.push(at.file_name()?.to_os_string());
+            at = match at.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => std::env::current_dir().ok()?,
+            };
+        }
+    }
+    match (resolved(path), resolved(dir)) {
+        (Some(path), Some(dir)) => path.starts_with(dir),
+        _ => false,
+    }
+}
+
 /// Restores the backup `from` into `to`, which must not hold a log yet:
 /// the same copy, in the other direction, then checked whole. Only a
 /// finished backup is restored (its manifest written, no [`INCOMPLETE`]
@@ -237,8 +267,17 @@ fn not_a_prefix(dir: &Path, number: u32, have: u64, len: u64) -> OpenError {
 pub fn restore(from: &Path, to: &Path) -> Result<BackupReport, OpenError> {
     if to.join("segments").is_dir() && !list_segments(&to.join("segments"))?.is_empty() {
         return Err(OpenError::Io(Failure::new(format!(
-            "{} already holds an event log: restore into an empty directory",
+            "{} already holds an event log: restore into a new or empty directory (a restore that did not finish leaves its directory behind: remove it and restore again)",
             to.display()
+        ))));
+    }
+    // Nothing there may be overwritten (a tokens file, say).
+    if let Some(held) = fs::read_dir(to).ok().and_then(|mut d| d.next()) {
+        let name = held.map_or_else(|_| "files".into(), |e| e.file_name());
+        return Err(OpenError::Io(Failure::new(format!(
+            "{} is not empty (it holds {}): restore into a new or empty directory, so that nothing there is overwritten",
+            to.display(),
+            name.to_string_lossy()
         ))));
     }
     if let Some(why) = unfinished_copy(from) {
