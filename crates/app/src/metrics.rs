@@ -81,7 +81,7 @@ impl Metrics {
         let histogram = |name: &str, help: &str| {
             HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec())
         };
-        Metrics {
+        let metrics = Metrics {
             events_appended: register!(IntCounterVec::new(
                 opts("openptl_events_appended_total", "Events appended to the log, by event type."),
                 &["type"]
@@ -205,7 +205,14 @@ impl Metrics {
             fit: crate::fit::FitGauges::register(&registry),
             forecast: crate::forecast::ForecastGauges::register(&registry),
             registry,
+        };
+        // The service-side append errors the alert watches exist from the
+        // start at 0: `rate()` needs a sample before the first error to see
+        // it at all.
+        for status in ["unavailable", "internal"] {
+            metrics.append_errors.with_label_values(&[status]);
         }
+        metrics
     }
 
     /// Records one append request's latency (errors are counted by code

@@ -101,6 +101,15 @@ async fn gauges_follow_the_ptl_and_counters_follow_requests() {
         get(r#"openptl_append_errors_total{status="invalid_nhs_number"}"#),
         1.0
     );
+    // The errors the alert watches are there before the first one.
+    assert_eq!(
+        get(r#"openptl_append_errors_total{status="unavailable"}"#),
+        0.0
+    );
+    assert_eq!(
+        get(r#"openptl_append_errors_total{status="internal"}"#),
+        0.0
+    );
     assert_eq!(
         get(r#"openptl_http_requests_total{route="/v1/events",status="201"}"#),
         1.0
