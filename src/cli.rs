@@ -410,32 +410,35 @@ pub fn rules(path: Option<&PathBuf>) -> anyhow::Result<RulesConfig> {
     }
 }
 
-/// What a failed command prints after "Error: ": the error and each of its
-/// causes, each said once. A [`openptl_log::Failure`] already ends its
-/// words with its cause's (`segment 3: No space left on device`), so a
-/// cause whose words the line before already ends with is not said again
-/// (anyhow's own report printed "Error: X: Y / Caused by: Y").
-/// Refuses to write into `data_dir` as another user than its owner: files
-/// this process made there (tokens, the index, segments) would belong to
-/// this user, and the service, running as the directory's owner, could no
-/// longer open them: an operator's `sudo openptl token create` would take
-/// the service down at its next write or start. A directory not made yet
-/// is this user's to make.
-pub fn as_data_dir_owner(data_dir: &std::path::Path) -> anyhow::Result<()> {
+/// Refuses to rewrite, as root, files of the data directory that another
+/// user owns: the files root made there (a new `tokens.json`, the index)
+/// would be root's, and the service, running as that user, could no longer
+/// open them; an operator's `sudo openptl token create` would take it down
+/// at its next write or start. Only root can do this silently: another
+/// user is refused by the files' own permissions. `serve` is not checked
+/// (who runs the service is the service's user), nor a file not made yet.
+pub fn as_owner_of(files: &[std::path::PathBuf]) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;
-        let Ok(meta) = std::fs::metadata(data_dir) else {
+        if openptl_log::effective_uid() != 0 {
             return Ok(());
-        };
-        let (owner, me) = (meta.uid(), openptl_log::effective_uid());
-        if owner != me {
-            let name = user_name(owner).unwrap_or_else(|| format!("uid {owner}"));
-            anyhow::bail!(
-                "{} belongs to {name}, and this command runs as {}: what it wrote there would not be readable by the service. Run it as the directory's owner (sudo -u {name} openptl …)",
-                data_dir.display(),
-                user_name(me).unwrap_or_else(|| format!("uid {me}")),
-            );
+        }
+        for file in files {
+            let Ok(meta) = std::fs::metadata(file) else {
+                continue;
+            };
+            let owner = meta.uid();
+            if owner != 0 {
+                let user = match user_name(owner) {
+                    Some(name) => name,
+                    None => format!("'#{owner}'"),
+                };
+                anyhow::bail!(
+                    "{} belongs to {user}, and this command runs as root: what it rewrote would be root's, and the service, running as {user}, could not open it. Run it as that user (sudo -u {user} openptl …)",
+                    file.display(),
+                );
+            }
         }
     }
     Ok(())
@@ -453,6 +456,11 @@ fn user_name(uid: u32) -> Option<String> {
     })
 }
 
+/// What a failed command prints after "Error: ": the error and each of its
+/// causes, each said once. A [`openptl_log::Failure`] already ends its
+/// words with its cause's (`segment 3: No space left on device`), so a
+/// cause whose words the line before already ends with is not said again
+/// (anyhow's own report printed "Error: X: Y / Caused by: Y").
 pub fn error_report(error: &anyhow::Error) -> String {
     let mut lines: Vec<String> = Vec::new();
     for cause in error.chain() {

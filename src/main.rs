@@ -44,13 +44,9 @@ async fn run() -> anyhow::Result<()> {
     init_tracing(cli.log_json);
     let config = cli::rules(cli.rules.as_ref())?;
     match cli.command {
-        Command::Serve(args) => {
-            let options = args.options(config)?;
-            cli::as_data_dir_owner(&options.data_dir)?;
-            commands::serve::run(options).await
-        }
+        Command::Serve(args) => commands::serve::run(args.options(config)?).await,
         Command::Token { data_dir, action } => {
-            cli::as_data_dir_owner(&data_dir)?;
+            cli::as_owner_of(&[data_dir.join("tokens.json")])?;
             commands::token::run(&config, &data_dir, action)
         }
         Command::Verify {
@@ -59,7 +55,7 @@ async fn run() -> anyhow::Result<()> {
             store: None,
             ..
         } => {
-            cli::as_data_dir_owner(&data_dir)?;
+            cli::as_owner_of(&[data_dir.join("segments"), data_dir.join("index")])?;
             commands::verify::run(&data_dir, anchors)
         }
         Command::Verify {
@@ -71,7 +67,7 @@ async fn run() -> anyhow::Result<()> {
         Command::Backup { data_dir, to } => commands::backup::backup(&data_dir, &to),
         Command::Restore { from, to } => commands::backup::restore(&from, &to),
         Command::RebuildIndex { data_dir } => {
-            cli::as_data_dir_owner(&data_dir)?;
+            cli::as_owner_of(&[data_dir.join("segments"), data_dir.join("index")])?;
             commands::verify::rebuild_index(&data_dir)
         }
         Command::Bench {
@@ -125,7 +121,7 @@ async fn run() -> anyhow::Result<()> {
             dry_run,
             skip_invalid,
         } => {
-            cli::as_data_dir_owner(&data_dir)?;
+            cli::as_owner_of(&[data_dir.join("segments"), data_dir.join("index")])?;
             commands::import::run(
                 config,
                 &file,

@@ -298,6 +298,7 @@ impl Server {
             }
             let _ = stop_tx.send(true);
         });
+        tokio::spawn(write_waiting_access_lines(app.clone(), stop.clone()));
         if let Some((anchorer, every)) = &anchorer {
             tokio::spawn(openptl_app::anchoring::run(
                 app.clone(),
@@ -338,6 +339,15 @@ impl Server {
             // The head after the last append, anchored before the process ends.
             anchorer.anchor_logged(&app).await;
         }
+        // Access log lines that waited for a full disk, written now if they
+        // can be: past this they would be lost (decision 194).
+        let left = app.access_log().write_waiting();
+        if left > 0 {
+            tracing::error!(
+                bytes = left,
+                "access log lines could not be written before the stop and are lost"
+            );
+        }
         // The next start reads this instead of folding the whole log again.
         match app.write_snapshot().await {
             Ok(Some(done)) => tracing::info!(
@@ -350,6 +360,27 @@ impl Server {
         }
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Every few seconds, writes the access log lines that wait for a full
+/// disk (decision 194), so they reach the file once space returns even if
+/// nobody reads patient data then.
+async fn write_waiting_access_lines(
+    app: std::sync::Arc<App>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut waited = false;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let left = app.access_log().write_waiting();
+        if waited && left == 0 {
+            tracing::info!("the access log lines that waited are written");
+        }
+        waited = left > 0;
     }
 }
 

@@ -334,4 +334,14 @@ fn backups_and_restores_refuse_to_overwrite_or_nest() {
         std::fs::read_to_string(target.join("tokens.json")).unwrap(),
         "kept"
     );
+    // A freshly made file system's lost+found is no data.
+    let mounted = fresh_dir("nest-mounted");
+    std::fs::create_dir_all(mounted.join("lost+found")).unwrap();
+    openptl(&[
+        "restore",
+        "--from",
+        backup.to_str().unwrap(),
+        "--to",
+        mounted.to_str().unwrap(),
+    ]);
 }

@@ -7,10 +7,13 @@ use crate::server::{Options, Server};
 /// Runs the service until a signal (or damage to the log) stops it.
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let demo = options.demo.is_some();
+    // Before the start-up fold, which may take minutes: a logrotate SIGHUP
+    // meanwhile must not end the process (SIGHUP's default).
+    let hangup = hangup_signal();
     let server = Server::build(options).await?;
     let addr = server.http_addr()?;
     let shutdown = shutdown_signal();
-    reopen_on_hangup(server.app().clone());
+    reopen_on_hangup(hangup, server.app().clone());
     if let Some(bound) = server.grpc_addr() {
         println!("OpenPTL gRPC listening on http://{}", bound?);
     }
@@ -57,14 +60,26 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-/// On SIGHUP (what logrotate sends after moving a log away), reopens the
-/// access log, rather than ending the process as SIGHUP's default does.
-/// Installed before the "listening" line, like the shutdown handlers.
-fn reopen_on_hangup(app: std::sync::Arc<openptl_app::App>) {
+/// SIGHUP, handled from now on (its default would end the process).
+#[cfg(unix)]
+type Hangup = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangup = ();
+
+fn hangup_signal() -> Hangup {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        signal(SignalKind::hangup()).ok()
+    }
+}
+
+/// On SIGHUP (what logrotate sends after moving a log away), reopens the
+/// access log, rather than ending the process as SIGHUP's default does.
+fn reopen_on_hangup(hangup: Hangup, app: std::sync::Arc<openptl_app::App>) {
+    #[cfg(unix)]
+    {
+        let Some(mut hangup) = hangup else {
             tracing::warn!("SIGHUP could not be handled: rotate the access log with copytruncate");
             return;
         };

@@ -49,9 +49,13 @@ pub struct AccessLog {
 /// The access log's file and what could not be written to it yet.
 struct Out {
     file: Box<dyn Write + Send>,
-    /// Lines (or the end of one) a failed write left: written, in order,
-    /// before the next line, so the file never has a line torn or missing.
+    /// Whole lines a failed write left, in order: written before the next
+    /// line, so no line is ever missing.
     pending: Vec<u8>,
+    /// How much of the first pending line the file took before it failed
+    /// (a line torn by a full disk): its end follows it there, or after a
+    /// rotation the whole line goes to the new file.
+    written: usize,
 }
 
 /// Bytes of unwritten lines kept in memory while the access log cannot be
@@ -59,17 +63,33 @@ struct Out {
 pub const MAX_PENDING: usize = 16 << 20;
 
 impl Out {
-    /// Writes `pending` out, as far as the file takes it.
+    /// Writes `pending` out, as far as the file takes it; whole lines
+    /// written leave it.
     fn flush(&mut self) -> std::io::Result<()> {
-        while !self.pending.is_empty() {
-            match self.file.write(&self.pending) {
-                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Ok(n) => drop(self.pending.drain(..n)),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+        let result = loop {
+            if self.written == self.pending.len() {
+                break Ok(());
             }
-        }
-        Ok(())
+            match self.file.write(&self.pending[self.written..]) {
+                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // Drop every line written whole; keep a torn one whole.
+        let done = self.pending[..self.written]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |at| at + 1);
+        self.pending.drain(..done);
+        self.written -= done;
+        result
+    }
+
+    /// Bytes of lines not written yet.
+    fn waiting(&self) -> usize {
+        self.pending.len() - self.written
     }
 }
 
@@ -80,9 +100,11 @@ pub enum Recorded {
     Written,
     /// The file could not take it: it waits in memory, after the others
     /// (`pending` bytes in all), and is written when the file takes writes
-    /// again. The read may be answered.
+    /// again. The read may be answered. `first`: no line waited before it
+    /// (the service logs the start of a wait once, not every read).
     Waiting {
         pending: usize,
+        first: bool,
         error: std::io::Error,
     },
 }
@@ -128,6 +150,7 @@ impl AccessLog {
             out: Some(Mutex::new(Out {
                 file,
                 pending: Vec::new(),
+                written: 0,
             })),
             path: None,
             max_pending,
@@ -154,16 +177,22 @@ impl AccessLog {
             let mut line = serde_json::to_vec(&entry).expect("entries serialise");
             line.push(b'\n');
             let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+            let first = out.waiting() == 0;
             out.pending.extend_from_slice(&line);
             if let Err(error) = out.flush() {
-                let pending = out.pending.len();
+                let pending = out.waiting();
                 // Still all of this line waits (none of it reached the
                 // file), and it would take the wait past the limit: refused.
                 if pending > self.max_pending && pending >= line.len() {
-                    out.pending.truncate(pending - line.len());
+                    let kept = out.pending.len() - line.len();
+                    out.pending.truncate(kept);
                     return Err(error);
                 }
-                recorded = Recorded::Waiting { pending, error };
+                recorded = Recorded::Waiting {
+                    pending,
+                    first,
+                    error,
+                };
             }
         }
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
@@ -177,11 +206,22 @@ impl AccessLog {
     /// Bytes of lines waiting to be written.
     pub fn pending_bytes(&self) -> usize {
         self.out.as_ref().map_or(0, |out| {
-            out.lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pending
-                .len()
+            out.lock().unwrap_or_else(PoisonError::into_inner).waiting()
         })
+    }
+
+    /// Writes the lines waiting, if the file takes them now (the service
+    /// asks every few seconds, and at its stop): what is still waiting, in
+    /// bytes.
+    pub fn write_waiting(&self) -> usize {
+        let Some(out) = &self.out else {
+            return 0;
+        };
+        let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+        if out.waiting() > 0 {
+            let _ = out.flush();
+        }
+        out.waiting()
     }
 
     /// Opens the file at its path again (after a rotation moved it away):
@@ -191,12 +231,23 @@ impl AccessLog {
         let (Some(out), Some(path)) = (&self.out, &self.path) else {
             return Ok(());
         };
-        let reopened = open_for_append(path)?;
-        let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
-        out.file = Box::new(reopened);
-        // What waited goes to the new file now, if it can.
-        let _ = out.flush();
+        let _ = out;
+        self.replace_file(Box::new(open_for_append(path)?));
         Ok(())
+    }
+
+    /// Writes from now on to `file` (a rotation's new file).
+    fn replace_file(&self, file: Box<dyn Write + Send>) {
+        let Some(out) = &self.out else {
+            return;
+        };
+        let mut out = out.lock().unwrap_or_else(PoisonError::into_inner);
+        out.file = file;
+        // A line the old file holds torn is written whole to the new one
+        // (the old file keeps its torn start, which no reader takes for a
+        // line); what waited goes after it, if the file takes it now.
+        out.written = 0;
+        let _ = out.flush();
     }
 
     /// The most recent entries first, optionally for one actor or pathway.
@@ -293,5 +344,29 @@ mod tests {
             })
             .collect();
         assert_eq!(written, recorded);
+    }
+
+    /// A line a full disk tore is whole in the next file after a rotation,
+    /// and what waited follows it there; a line that waited is written by
+    /// the service's own asking, without another read.
+    #[test]
+    fn a_torn_line_is_whole_in_the_file_after_a_rotation() {
+        let old = Disk::default();
+        old.room.store(10, Ordering::SeqCst);
+        let log = AccessLog::writing_to(Box::new(old.clone()), MAX_PENDING);
+        log.record(entry(1)).unwrap();
+        log.record(entry(2)).unwrap();
+        assert_eq!(old.bytes.lock().unwrap().len(), 10, "torn after 10 bytes");
+        let new = Disk::default();
+        log.replace_file(Box::new(new.clone()));
+        assert!(log.pending_bytes() > 0, "the new disk is full too");
+        new.room.store(usize::MAX / 2, Ordering::SeqCst);
+        assert_eq!(log.write_waiting(), 0);
+        let text = String::from_utf8(new.bytes.lock().unwrap().clone()).unwrap();
+        let actors: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<AccessEntry>(l).unwrap().actor)
+            .collect();
+        assert_eq!(actors, ["user-1", "user-2"]);
     }
 }

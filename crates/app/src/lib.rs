@@ -342,9 +342,17 @@ impl App {
         };
         match self.access_log.record(entry) {
             Ok(audit::Recorded::Written) => Ok(()),
-            Ok(audit::Recorded::Waiting { pending, error }) => {
+            Ok(audit::Recorded::Waiting {
+                pending,
+                first,
+                error,
+            }) => {
                 self.metrics.access_log_errors.inc();
-                tracing::error!(error = %error, action, pending_bytes = pending, "the access log could not be written; its lines wait in memory until it can");
+                if first {
+                    tracing::error!(error = %error, action, "the access log could not be written; its lines wait in memory until it can");
+                } else {
+                    tracing::debug!(error = %error, pending_bytes = pending, "an access log line waits");
+                }
                 Ok(())
             }
             Err(e) => {

@@ -380,14 +380,9 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
             let treating = p.treated_by.unwrap_or_else(|| at(treated));
             // The transfer date and the accountable investigating provider
             // belong to the 62-day pathway: the first period, after a
-            // transfer to the treating trust.
+            // transfer to the treating trust (as the fold found it).
             let transfer = (p.treatment == TreatmentKind::First)
-                .then(|| {
-                    state
-                        .transfers
-                        .iter()
-                        .rfind(|t| t.occurred_on <= treated && t.to_trust == treating)
-                })
+                .then_some(facts.transfer_to_treatment)
                 .flatten()
                 .filter(|_| state.referring_trust != treating);
             items
@@ -400,7 +395,7 @@ fn record(state: &PathwayState, period: Option<&TreatmentPeriod>) -> CwtRecord {
                 // WAITING TIME ADJUSTMENT REASON (TREATMENT): not confirmed.
                 .empty(1)
                 .text(treating.as_str())
-                .date(transfer.map(|t| t.occurred_on))
+                .date(transfer)
                 .code(transfer.map(|_| state.referring_trust.as_str()))
                 .code(facts.nhs_number_status.map(nhs_number_status));
             items.record(treating, transfer.map(|_| state.referring_trust))

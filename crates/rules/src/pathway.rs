@@ -126,6 +126,9 @@ struct Fold<'e> {
     treatment: Option<(NaiveDate, OdsCode)>,
     /// The first treatment's event, for a decision folded after it.
     first_treatment: Option<&'e TreatmentStarted>,
+    /// How many transfers were folded before the first treatment: the
+    /// handover to the treating trust is among them (SPEC 2.4, 3.2).
+    transfers_before_treatment: usize,
     /// Subsequent treatments folded before any decision of their plan
     /// (a decision of their day recorded after them, decision 192).
     early_plan_treatments: Vec<(&'e str, NaiveDate, &'e TreatmentStarted, Option<OdsCode>)>,
@@ -226,6 +229,7 @@ impl<'e> Fold<'e> {
                     if self.treatment.is_none() {
                         self.treatment = self.trust.map(|t| (day, t));
                         self.first_treatment = Some(t);
+                        self.transfers_before_treatment = self.transfers.len();
                     }
                 }
                 Some(plan_id) => {
@@ -394,17 +398,21 @@ impl<'e> Fold<'e> {
             ),
         };
 
+        // The transfer to the treating trust (SPEC 2.4): the last one to
+        // it folded before the first treatment (one of the treatment's day
+        // recorded after it came after it, decision 192).
+        let handover = self.treatment.and_then(|(_, treating)| {
+            self.transfers[..self.transfers_before_treatment]
+                .iter()
+                .rev()
+                .find(|t| t.to_trust == treating)
+        });
         // Breach allocation between investigating and treating trusts (SPEC 2.4).
         if let (Some(start), Some((treated_on, treating))) = (self.d62.start, &self.treatment) {
             let stopped_by_treatment = self
                 .d62
                 .stop
                 .is_some_and(|(d, r)| r == StopReason::TreatmentStarted && d == *treated_on);
-            let handover = self
-                .transfers
-                .iter()
-                .rev()
-                .find(|t| t.occurred_on <= *treated_on && &t.to_trust == treating);
             // Transferred only after its treatment: the trust at referral
             // investigated and treated it, and has the whole outcome, not
             // the trust that holds the pathway now (as the 31-day standard,
@@ -548,6 +556,7 @@ impl<'e> Fold<'e> {
                 EventData::DiagnosisCommunicated(d) => d.icd10.clone(),
                 _ => None,
             }),
+            transfer_to_treatment: handover.map(|t| t.occurred_on),
             first_seen_adjustment_days: if route.is_cancer_route() {
                 dna_adjustment(&self.fds)
             } else {
@@ -567,7 +576,11 @@ impl<'e> Fold<'e> {
             as_of,
             fit_band: self.fit.map_or(FitBand::None, |(_, band)| band),
             fit_on: self.fit.map(|(day, _)| day),
-            fds_exclusion: self.fds_excluded,
+            // Only where it excludes a clock: routes without an FDS take
+            // `fds_excluded` but have nothing to exclude (decision 191).
+            fds_exclusion: self
+                .fds_excluded
+                .filter(|_| clocks.fds.status == ClockStatus::Excluded),
             clocks,
             milestones,
             treatment_periods,

@@ -441,3 +441,34 @@ fn a_transfer_recorded_after_its_days_treatment_comes_after_it() {
         assert_eq!(records[0].item(at), treating);
     }
 }
+
+/// Transfers recorded after the treatment on its day do not move the
+/// handover to the treating trust (SPEC 2.4, decision 192): the 62-day
+/// allocation and the CWT record's transfer date are those of the transfer
+/// folded before the treatment.
+#[test]
+fn transfers_after_the_treatment_on_its_day_leave_the_handover_as_it_was() {
+    let transfer =
+        |on: &'static str, to: &str| ("pathway_transferred", on, json!({ "to_trust": to }));
+    let before = vec![
+        transfer("2025-02-01", "RHM"),
+        decided("2025-03-03", "surgery"),
+        treated("2025-03-20", "surgery"),
+    ];
+    let mut after = before.clone();
+    after.extend([transfer("2025-03-20", "RXH"), transfer("2025-03-20", "RHM")]);
+    let [plain, doubled] = [before, after].map(|events| pathway("RXH", usc(), &events));
+    let allocation = |s: &PathwayState| s.clocks.d62.allocation.clone();
+    assert!(allocation(&plain).is_some());
+    assert_eq!(allocation(&doubled), allocation(&plain));
+    let transfer_date = |s: &PathwayState| {
+        let records = openptl_rules::cwt::cwt_records(s, Period::parse("2025-03").unwrap());
+        let at = openptl_rules::cwt::COLUMNS
+            .iter()
+            .position(|c| *c == "TRANSFER TO TREATMENT DATE")
+            .unwrap();
+        records[0].item(at).to_string()
+    };
+    assert_eq!(transfer_date(&plain), "2025-02-01");
+    assert_eq!(transfer_date(&doubled), "2025-02-01");
+}

@@ -423,11 +423,13 @@ fn write_fields(w: &mut Writer, state: &PathwayState, index: &HashMap<Arc<str>, 
         nhs_number_status,
         primary_diagnosis,
         first_seen_adjustment_days,
+        transfer_to_treatment,
     } = record;
     w.flag(*referrer_given);
     w.option(*nhs_number_status, |w, s| w.byte(s.index()));
     w.option(primary_diagnosis.as_ref(), |w, t| w.text(t));
     w.int(*first_seen_adjustment_days);
+    w.opt_date(*transfer_to_treatment);
     let LowerGiFacts {
         fit_results,
         triaged_on,
@@ -558,6 +560,7 @@ impl Packer {
             nhs_number_status: r.option(|r| r.code(NhsNumberStatus::from_index))?,
             primary_diagnosis: r.option(|r| r.text())?,
             first_seen_adjustment_days: r.int()?,
+            transfer_to_treatment: r.opt_date()?,
         };
         let count = r.count()?;
         let mut fit_results = Vec::with_capacity(count);

@@ -169,14 +169,22 @@ fn state(names: Vec<Arc<str>>) -> impl Strategy<Value = PathwayState> {
         prop::option::of(prop::sample::select(NhsNumberStatus::ALL)),
         prop::option::of(text()),
         days(),
+        prop::option::of(date()),
     )
         .prop_map(
-            |(referrer_given, nhs_number_status, primary_diagnosis, first_seen_adjustment_days)| {
+            |(
+                referrer_given,
+                nhs_number_status,
+                primary_diagnosis,
+                first_seen_adjustment_days,
+                transfer_to_treatment,
+            )| {
                 RecordFacts {
                     referrer_given,
                     nhs_number_status,
                     primary_diagnosis,
                     first_seen_adjustment_days,
+                    transfer_to_treatment,
                 }
             },
         );

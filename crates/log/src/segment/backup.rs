@@ -271,8 +271,12 @@ pub fn restore(from: &Path, to: &Path) -> Result<BackupReport, OpenError> {
             to.display()
         ))));
     }
-    // Nothing there may be overwritten (a tokens file, say).
-    if let Some(held) = fs::read_dir(to).ok().and_then(|mut d| d.next()) {
+    // Nothing there may be overwritten (a tokens file, say); a freshly
+    // made file system's `lost+found` is no data.
+    let held = fs::read_dir(to).ok().and_then(|mut entries| {
+        entries.find(|e| e.as_ref().map_or(true, |e| e.file_name() != "lost+found"))
+    });
+    if let Some(held) = held {
         let name = held.map_or_else(|_| "files".into(), |e| e.file_name());
         return Err(OpenError::Io(Failure::new(format!(
             "{} is not empty (it holds {}): restore into a new or empty directory, so that nothing there is overwritten",

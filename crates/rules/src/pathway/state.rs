@@ -210,6 +210,9 @@ pub struct RecordFacts {
     /// First-seen DNA adjustment days (SPEC 2.3): the FDS clock's on the
     /// three cancer routes, the 62-day clock's after an upgrade.
     pub first_seen_adjustment_days: i64,
+    /// The date of the transfer to the trust that gave the first treatment
+    /// (SPEC 2.4): the last transfer to it folded before the treatment.
+    pub transfer_to_treatment: Option<NaiveDate>,
 }
 
 impl PathwayState {
