@@ -301,7 +301,7 @@ fn backups_and_restores_refuse_to_overwrite_or_nest() {
         assert!(!out.status.success(), "openptl {args:?} was not refused");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    for to in [data.clone(), data.join("backups")] {
+    for to in [data.clone(), data.join("backups"), data.join("new/..")] {
         let said = fails(&["backup", "--data-dir", data_s, "--to", to.to_str().unwrap()]);
         assert!(said.contains("or inside it"), "{said}");
     }

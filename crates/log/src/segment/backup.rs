@@ -241,8 +241,19 @@ fn not_a_prefix(dir: &Path, number: u32, have: u64, len: u64) -> OpenError {
 /// path not made yet is resolved through the nearest part that exists).
 fn inside(path: &Path, dir: &Path) -> bool {
     fn resolved(path: &Path) -> Option<std::path::PathBuf> {
+        // `..` and `.` taken out first, so a path that ends in them (or
+        // passes through a folder not made yet) still resolves.
+        let mut at = std::path::PathBuf::new();
+        for part in std::path::absolute(path).ok()?.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    at.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => at.push(other),
+            }
+        }
         let mut rest = Vec::new();
-        let mut at = path.to_path_buf();
         loop {
             if let Ok(real) = at.canonicalize() {
                 return Some(rest.iter().rev().fold(real, |p, part| p.join(part)));
