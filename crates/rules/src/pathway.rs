@@ -122,13 +122,8 @@ struct Fold<'e> {
     first_seen_dnas: Vec<NaiveDate>,
     declines: Vec<Decline<'e>>,
     transfers: Vec<Transfer>,
-    /// The first treatment: its date and the trust that gave it.
-    treatment: Option<(NaiveDate, OdsCode)>,
-    /// The first treatment's event, for a decision folded after it.
-    first_treatment: Option<&'e TreatmentStarted>,
-    /// How many transfers were folded before the first treatment: the
-    /// handover to the treating trust is among them (SPEC 2.4, 3.2).
-    transfers_before_treatment: usize,
+    /// The first treatment, as the fold reached it.
+    treatment: Option<FirstTreatment<'e>>,
     /// Subsequent treatments folded before any decision of their plan
     /// (a decision of their day recorded after them, decision 192).
     early_plan_treatments: Vec<(&'e str, NaiveDate, &'e TreatmentStarted, Option<OdsCode>)>,
@@ -136,6 +131,19 @@ struct Fold<'e> {
     ruled_out: Option<NaiveDate>,
     closed: bool,
     last_note: Option<(NaiveDate, &'e TrackingNoteAdded)>,
+}
+
+/// The first treatment as the fold reached it (SPEC 2.4, 3.2).
+#[derive(Clone, Copy)]
+struct FirstTreatment<'e> {
+    day: NaiveDate,
+    /// The trust holding the pathway then: the treating trust.
+    trust: OdsCode,
+    /// Its event, for a same-day decision folded after it (decision 192).
+    event: &'e TreatmentStarted,
+    /// How many transfers were folded before it: the handover to the
+    /// treating trust is among them.
+    transfers_before: usize,
 }
 
 impl<'e> Fold<'e> {
@@ -190,18 +198,16 @@ impl<'e> Fold<'e> {
                     if self.treatment.is_none() && !self.closed {
                         self.d31 = Run::started(day);
                         self.first_modality = Some(d.modality);
-                    } else if let (None, Some((treated_on, _)), Some(t)) =
-                        (self.d31.start, self.treatment, self.first_treatment)
-                    {
+                    } else if let (None, Some(first)) = (self.d31.start, self.treatment) {
                         // The day's treatment was recorded before its
                         // decision, and no earlier decision stands (SPEC
                         // 2.11 lets them share a date): the period runs
                         // from this decision to that treatment (decision 192).
-                        if treated_on == day {
+                        if first.day == day {
                             self.d31 = Run::started(day);
                             self.d31.stop_at(day, StopReason::TreatmentStarted, false);
-                            self.first_modality = Some(t.modality);
-                            self.first_care_setting = t.care_setting;
+                            self.first_modality = Some(first.event.modality);
+                            self.first_care_setting = first.event.care_setting;
                         }
                     }
                 }
@@ -227,9 +233,12 @@ impl<'e> Fold<'e> {
                     }
                     self.d31.stop_at(day, StopReason::TreatmentStarted, false);
                     if self.treatment.is_none() {
-                        self.treatment = self.trust.map(|t| (day, t));
-                        self.first_treatment = Some(t);
-                        self.transfers_before_treatment = self.transfers.len();
+                        self.treatment = self.trust.map(|trust| FirstTreatment {
+                            day,
+                            trust,
+                            event: t,
+                            transfers_before: self.transfers.len(),
+                        });
                     }
                 }
                 Some(plan_id) => {
@@ -401,14 +410,22 @@ impl<'e> Fold<'e> {
         // The transfer to the treating trust (SPEC 2.4): the last one to
         // it folded before the first treatment (one of the treatment's day
         // recorded after it came after it, decision 192).
-        let handover = self.treatment.and_then(|(_, treating)| {
-            self.transfers[..self.transfers_before_treatment]
+        let handover = self.treatment.and_then(|first| {
+            self.transfers[..first.transfers_before]
                 .iter()
                 .rev()
-                .find(|t| t.to_trust == treating)
+                .find(|t| t.to_trust == first.trust)
         });
         // Breach allocation between investigating and treating trusts (SPEC 2.4).
-        if let (Some(start), Some((treated_on, treating))) = (self.d62.start, &self.treatment) {
+        if let (
+            Some(start),
+            Some(FirstTreatment {
+                day: treated_on,
+                trust: treating,
+                ..
+            }),
+        ) = (self.d62.start, &self.treatment)
+        {
             let stopped_by_treatment = self
                 .d62
                 .stop
@@ -488,7 +505,7 @@ impl<'e> Fold<'e> {
                 treated_by: self
                     .treatment
                     .filter(|_| d31_clock.stop_reason == Some(StopReason::TreatmentStarted))
-                    .map(|(_, trust)| trust),
+                    .map(|first| first.trust),
                 clock: d31_clock.clone(),
             });
         }
