@@ -324,12 +324,21 @@ pub async fn views(
     // alliance asks for on Monday morning is last Sunday's (a past view).
     use chrono::Datelike;
     if today.weekday() == chrono::Weekday::Sun {
-        let times = timed(5, async || {
+        let times = timed(20, async || {
             let (report, _) = app.canptl(today, None, &all, &system).await?;
             Ok(serde_json::to_vec(&report)?)
         })
         .await?;
         report("CANPTL return (today, a Sunday)", times);
+        // From today's aggregates; the same return as known far ahead is
+        // every pathway re-evaluated as of today.
+        let kept = app.canptl(today, None, &all, &system).await?.0;
+        let far = Some(chrono::Utc::now() + chrono::Duration::days(3650));
+        let full = app.canptl(today, far, &all, &system).await?.0;
+        println!(
+            "CANPTL return (today, a Sunday) equals the full re-evaluation: {}",
+            if kept == full { "yes" } else { "NO" }
+        );
     }
     let back = u64::from(today.weekday().num_days_from_sunday());
     let last_sunday = today - chrono::Days::new(if back == 0 { 7 } else { back });

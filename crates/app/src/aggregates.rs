@@ -2,7 +2,9 @@
 //! standards and milestone views (`openptl_rules::tally`), of the FIT
 //! report (`openptl_rules::fit::contribution`) and of the PTL gauges of
 //! `/metrics` ([`gauges`]) summed over every pathway's state as of the
-//! projection's `today`, and the pathways with CWT records in this month
+//! projection's `today`, the cells of the weekly return of the week ending
+//! `today` (served when `today` is its Sunday), the pathways with CWT
+//! records in this month
 //! and the last (`openptl_rules::cwt::record_months`), which today's
 //! submission reads instead of every state, and the clocks of the
 //! pathways off the PTL, which a past date's risk model counts once
@@ -21,7 +23,7 @@ use foldhash::HashMap;
 
 use openptl_rules::fit::{self, FitCount, FitFigures, FitReport};
 use openptl_rules::forecast::{self, ModelCounts, Observation};
-use openptl_rules::report::{MilestonesReport, StandardsReport};
+use openptl_rules::report::{CanptlCell, CanptlReturn, MilestonesReport, StandardsReport};
 use openptl_rules::tally::{
     self, MilestonesCount, MilestonesKey, MilestonesTally, StandardsCount, StandardsKey, Tally,
 };
@@ -45,6 +47,9 @@ pub(crate) struct Contribution {
     milestones: Option<(MilestonesKey, MilestonesTally)>,
     fit: Option<((Period, OdsCode), FitFigures)>,
     gauges: Vec<(GaugeKey, i64)>,
+    /// The cells of the weekly return of the week ending `today` it counts
+    /// in, at its trust.
+    canptl: Vec<(OdsCode, CanptlCell)>,
     /// The months of [`cwt_months_from`] on it has CWT records in.
     cwt: Vec<Period>,
     /// Its clocks, when none runs (off the PTL): they are the same as of
@@ -85,11 +90,14 @@ impl Contribution {
             false => forecast::observations(state).collect(),
         };
         let milestones_decided = state.next_milestone().is_none();
+        let mut canptl = Vec::new();
+        CanptlReturn::cells(state, today, |cell| canptl.push((state.trust, cell)));
         Contribution {
             standards,
             milestones: tally::milestones_contribution(state, config),
             fit: fit::contribution(state, config),
             gauges,
+            canptl,
             cwt,
             ended,
             milestones_decided,
@@ -106,6 +114,9 @@ pub(crate) struct Aggregates {
     /// By referral month and trust at referral.
     fit: HashMap<(Period, OdsCode), FitFigures>,
     gauges: HashMap<GaugeKey, i64>,
+    /// The weekly return of the week ending `today`: pathways by trust
+    /// and cell.
+    canptl: HashMap<(OdsCode, CanptlCell), i64>,
     /// The pathways with CWT records in each month indexed, by their
     /// index in the projection's vector.
     cwt: HashMap<Period, PathwaySet>,
@@ -185,6 +196,13 @@ impl Aggregates {
                 self.gauges.remove(key);
             }
         }
+        for key in &c.canptl {
+            let cell = self.canptl.entry(*key).or_default();
+            *cell += sign;
+            if *cell == 0 {
+                self.canptl.remove(key);
+            }
+        }
         for o in &c.ended {
             self.ended.add_signed(o, sign as i32);
         }
@@ -222,6 +240,9 @@ impl Aggregates {
         }
         for (key, n) in other.gauges {
             *self.gauges.entry(key).or_default() += n;
+        }
+        for (key, n) in other.canptl {
+            *self.canptl.entry(key).or_default() += n;
         }
         for (month, pathways) in other.cwt {
             self.cwt.entry(month).or_default().extend(&pathways);
@@ -353,7 +374,6 @@ impl Aggregates {
         tally::milestones_from_cells(cells, period, config)
     }
 
-    /// How many cells are kept (for the memory figures).
     /// Whether the pathway at `index` counts in what `counted` names as
     /// it is today (`on_ptl`: whether it is on the PTL).
     pub(crate) fn counts(&self, counted: Counted, index: usize, on_ptl: bool) -> bool {
@@ -375,11 +395,29 @@ impl Aggregates {
         self.ended.size()
     }
 
+    /// The weekly return of the week ending `today` (the aggregates'),
+    /// among the pathways whose current trust `trust_visible` allows.
+    pub(crate) fn canptl(
+        &self,
+        today: NaiveDate,
+        trust_visible: &dyn Fn(&str) -> bool,
+    ) -> CanptlReturn {
+        let mut report = CanptlReturn::new(today);
+        for ((trust, cell), n) in &self.canptl {
+            if trust_visible(trust.as_str()) {
+                report.add_cell(*cell, u64::try_from(*n).unwrap_or(0));
+            }
+        }
+        report
+    }
+
+    /// How many cells are kept (for the memory figures).
     pub(crate) fn cells(&self) -> usize {
         self.standards.values().map(HashMap::len).sum::<usize>()
             + self.milestones.len()
             + self.fit.len()
             + self.gauges.len()
+            + self.canptl.len()
             + self.cwt.values().map(PathwaySet::len).sum::<usize>()
     }
 }

@@ -134,15 +134,36 @@ async fn some_event(app: &App, pathway: &str, pick: u8) -> Option<String> {
     Some(event.event_id.to_string())
 }
 
+/// The runtime the property tests drive an app on (two workers, as CI's
+/// machine has two cores).
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Drives an app through `referrals` and `ops` (events the rules refuse
 /// change nothing), calling `check` every 8 ops and at the end with the
 /// moments after each op (the log stamps records with the wall clock).
+/// The app's clock starts on Tuesday 20 May 2025.
 pub(crate) async fn run(
     referrals: Vec<(u8, u16)>,
     ops: Vec<Op>,
     check: impl AsyncFn(&App, &[DateTime<Utc>]) -> Result<(), TestCaseError>,
 ) -> Result<(), TestCaseError> {
-    let start: DateTime<Utc> = "2025-05-20T12:00:00Z".parse().unwrap();
+    let start = "2025-05-20T12:00:00Z".parse().unwrap();
+    run_from(start, referrals, ops, check).await
+}
+
+/// [`run`], with the app's clock starting at `start`.
+pub(crate) async fn run_from(
+    start: DateTime<Utc>,
+    referrals: Vec<(u8, u16)>,
+    ops: Vec<Op>,
+    check: impl AsyncFn(&App, &[DateTime<Utc>]) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
     let clock = Arc::new(Settable(Mutex::new(start)));
     let log: Arc<dyn openptl_log::EventLog> = Arc::new(openptl_log::MemoryLog::new());
     // With a place for snapshots, so that the states refreshes replace are

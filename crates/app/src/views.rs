@@ -895,6 +895,14 @@ impl App {
                 problem: "is in the future; the return covers a week that has ended".into(),
             });
         }
+        // On the Sunday itself, as known now: from today's aggregates.
+        let visible = trusts.clone();
+        let today = self.answer_from_aggregates(week_ending, known_at, move |aggregates| {
+            aggregates.canptl(week_ending, &|t| visible.allows(t))
+        });
+        if let Some(done) = today.await? {
+            return Ok(done);
+        }
         // The waiting list at the week's end, and what happened in the week
         // (an FDS clock breached in it passed its target the day before).
         let shown = Shown::OnPtlOrHolding(week_ending - Days::new(7), week_ending);

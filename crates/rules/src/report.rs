@@ -402,15 +402,15 @@ impl BandCounts {
         add_nested_counts(&mut self.by_tumour_site, other.by_tumour_site);
     }
 
-    fn add(&mut self, site: TumourSite, band: WaitBand) {
-        self.total += 1;
-        *self.by_band.entry(band.as_str()).or_insert(0) += 1;
+    fn add(&mut self, site: TumourSite, band: WaitBand, n: u64) {
+        self.total += n;
+        *self.by_band.entry(band.as_str()).or_insert(0) += n;
         *self
             .by_tumour_site
             .entry(site.as_str())
             .or_default()
             .entry(band.as_str())
-            .or_insert(0) += 1;
+            .or_insert(0) += n;
     }
 }
 
@@ -469,15 +469,15 @@ impl FirstSeenCounts {
         add_nested_counts(&mut self.by_route, other.by_route);
     }
 
-    fn add(&mut self, route: Route, medium: SeenMedium) {
-        self.total += 1;
-        *self.by_medium.entry(medium.as_str()).or_insert(0) += 1;
+    fn add(&mut self, route: Route, medium: SeenMedium, n: u64) {
+        self.total += n;
+        *self.by_medium.entry(medium.as_str()).or_insert(0) += n;
         *self
             .by_route
             .entry(route.as_str())
             .or_default()
             .entry(medium.as_str())
-            .or_insert(0) += 1;
+            .or_insert(0) += n;
     }
 }
 
@@ -537,22 +537,24 @@ impl CanptlReturn {
 
     /// Counts one state, evaluated as of the week's Sunday.
     pub fn add(&mut self, state: &PathwayState) {
-        let (week_starting, week_ending) = (self.week_starting, self.week_ending);
+        CanptlReturn::cells(state, self.week_ending, |cell| self.add_cell(cell, 1));
+    }
+
+    /// The cells of the return of the week ending on `week_ending` one
+    /// state, evaluated as of that day, counts in (each once): what
+    /// [`CanptlReturn::add`] adds, kept apart so that the return can be
+    /// summed from counts of cells (today's aggregates, issue 22).
+    pub fn cells(state: &PathwayState, week_ending: NaiveDate, mut f: impl FnMut(CanptlCell)) {
+        let week_starting = week_ending - Days::new(6);
         let in_week = |d: NaiveDate| d >= week_starting && d <= week_ending;
+        let site = state.tumour_site;
         let d62 = &state.clocks.d62;
         if d62.status.is_running() {
-            let band = WaitBand::of_days(d62.days);
-            if state.clocks.d31.start.is_some() {
-                self.with_decision_to_treat.add(state.tumour_site, band);
-            } else {
-                self.without_decision_to_treat.add(state.tumour_site, band);
-            }
-            if band.is_backlog() {
-                self.backlog_over_62 += 1;
-            }
-            if band == WaitBand::From105 {
-                self.over_104 += 1;
-            }
+            f(CanptlCell::Waiting {
+                decided: state.clocks.d31.start.is_some(),
+                site,
+                band: WaitBand::of_days(d62.days),
+            });
         }
         let fds = &state.clocks.fds;
         let fds_breached = matches!(
@@ -561,28 +563,76 @@ impl CanptlReturn {
         );
         if let (true, Some(target)) = (fds_breached, fds.target_date) {
             if in_week(target + Days::new(1)) {
-                self.passed_28_days += 1;
-                *self
-                    .passed_28_days_by_tumour_site
-                    .entry(state.tumour_site.as_str())
-                    .or_insert(0) += 1;
+                f(CanptlCell::Passed28Days(site));
             }
         }
         if let Some(seen) = &state.first_seen {
             if state.route.is_cancer_route() && in_week(seen.date) {
-                self.first_seen.add(state.route, seen.medium);
+                f(CanptlCell::FirstSeen(state.route, seen.medium));
             }
         }
         if state.route.is_cancer_route() && in_week(state.referred_on) {
-            *self
-                .referrals_by_route
-                .entry(state.route.as_str())
-                .or_insert(0) += 1;
+            f(CanptlCell::Referral(state.route));
         }
         if state.route == Route::Other && d62.start.is_some_and(in_week) {
-            self.upgrades += 1;
+            f(CanptlCell::Upgrade);
         }
     }
+
+    /// Counts `n` pathways in `cell`.
+    pub fn add_cell(&mut self, cell: CanptlCell, n: u64) {
+        match cell {
+            CanptlCell::Waiting {
+                decided,
+                site,
+                band,
+            } => {
+                let counts = match decided {
+                    true => &mut self.with_decision_to_treat,
+                    false => &mut self.without_decision_to_treat,
+                };
+                counts.add(site, band, n);
+                if band.is_backlog() {
+                    self.backlog_over_62 += n;
+                }
+                if band == WaitBand::From105 {
+                    self.over_104 += n;
+                }
+            }
+            CanptlCell::Passed28Days(site) => {
+                self.passed_28_days += n;
+                *self
+                    .passed_28_days_by_tumour_site
+                    .entry(site.as_str())
+                    .or_insert(0) += n;
+            }
+            CanptlCell::FirstSeen(route, medium) => self.first_seen.add(route, medium, n),
+            CanptlCell::Referral(route) => {
+                *self.referrals_by_route.entry(route.as_str()).or_insert(0) += n;
+            }
+            CanptlCell::Upgrade => self.upgrades += n,
+        }
+    }
+}
+
+/// A cell of the weekly return (SPEC 2.10, 4.4) a pathway counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CanptlCell {
+    /// On the 62-day waiting list at the week's end, with or without a
+    /// decision to treat, in its wait band.
+    Waiting {
+        decided: bool,
+        site: TumourSite,
+        band: WaitBand,
+    },
+    /// Its FDS clock passed day 28 during the week.
+    Passed28Days(TumourSite),
+    /// First seen during the week, on a cancer route.
+    FirstSeen(Route, SeenMedium),
+    /// Referred during the week, on a cancer route.
+    Referral(Route),
+    /// Upgraded by a consultant during the week.
+    Upgrade,
 }
 
 #[cfg(test)]

@@ -4,12 +4,12 @@
 //! summed afresh, and today's views answered from them equal the full
 //! re-evaluation of every pathway from its history.
 
-use chrono::{DateTime, Datelike, Days, Utc};
+use chrono::{DateTime, Datelike, Days, Utc, Weekday};
 use proptest::prelude::*;
 
 use super::Aggregates;
 use crate::access::Principal;
-use crate::histories::{op, run};
+use crate::histories::{op, run, run_from, runtime, Op};
 use crate::views::{TrustFilter, ViewAt};
 use crate::App;
 use openptl_rules::{ClockKind, Period, TumourSite};
@@ -31,6 +31,23 @@ async fn settled(app: &App) {
     panic!("the projection did not settle on the new day");
 }
 
+/// On a Sunday, that week's return as known now (from the aggregates)
+/// equals the full re-evaluation.
+async fn sundays_return(app: &App) -> Result<(), TestCaseError> {
+    settled(app).await;
+    let today = app.today();
+    prop_assert_eq!(today.weekday(), Weekday::Sun);
+    let system = Principal::system("test");
+    let far = Some("2099-01-01T00:00:00Z".parse().unwrap());
+    for trust in [None, Some("RXH")] {
+        let trust = TrustFilter(trust.map(|t| [t.to_string()].into_iter().collect()));
+        let kept = app.canptl(today, None, &trust, &system).await.unwrap();
+        let afresh = app.canptl(today, far, &trust, &system).await.unwrap();
+        prop_assert_eq!(kept.0, afresh.0);
+    }
+    Ok(())
+}
+
 /// Today's views from the aggregates equal the full re-evaluation.
 async fn check(app: &App) -> Result<(), TestCaseError> {
     settled(app).await;
@@ -40,9 +57,33 @@ async fn check(app: &App) -> Result<(), TestCaseError> {
             .states(app.projection.packer(), None)
             .map(|(id, c)| (data.pathways.find(id).unwrap(), c.unwrap()))
             .collect();
-        let states = states.iter().map(|(id, c)| (*id, c));
-        let afresh = Aggregates::of(states, app.today(), &app.config);
+        let afresh = Aggregates::of(
+            states.iter().map(|(id, c)| (*id, c)),
+            app.today(),
+            &app.config,
+        );
         prop_assert_eq!(data.aggregates.as_ref(), Some(&afresh));
+        // The weekly return of the week ending today summed from its cells
+        // equals the return counted state by state, whatever the weekday,
+        // with every pathway counted twice (cells counting several).
+        let twice = Aggregates::of(
+            states
+                .iter()
+                .flat_map(|(id, c)| [(*id, c), (id + states.len(), c)]),
+            app.today(),
+            &app.config,
+        );
+        for trust in [None, Some("RXH")] {
+            let visible = |t: &str| trust.is_none_or(|only| only == t);
+            let counted = openptl_rules::report::canptl(
+                states
+                    .iter()
+                    .flat_map(|(_, c)| [&c.state, &c.state])
+                    .filter(|state| visible(state.trust.as_str())),
+                app.today(),
+            );
+            prop_assert_eq!(twice.canptl(app.today(), &visible), counted);
+        }
     }
     let system = Principal::system("test");
     let now = ViewAt::default();
@@ -82,6 +123,9 @@ async fn check(app: &App) -> Result<(), TestCaseError> {
             }
         }
     }
+    if app.today().weekday() == Weekday::Sun {
+        sundays_return(app).await?;
+    }
     // Today's CWT submission of the months indexed (this one and the last)
     // and of others (read from the states) equals the full re-evaluation.
     let today = app.today();
@@ -114,11 +158,22 @@ proptest! {
         referrals in proptest::collection::vec((any::<u8>(), 0u16..60), 5),
         ops in proptest::collection::vec(op(), 1..60),
     ) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime.block_on(run(referrals, ops, async |app: &App, _: &[DateTime<Utc>]| check(app).await))?;
+    }
+
+    /// On a Sunday that stays Sunday, the week's return from today's
+    /// aggregates equals the full re-evaluation (checked every 8 ops).
+    #[test]
+    fn todays_return_equals_the_full_re_evaluation_on_a_sunday(
+        referrals in proptest::collection::vec((any::<u8>(), 0u16..145), 5),
+        ops in proptest::collection::vec(op(), 1..60),
+    ) {
+        let runtime = runtime();
+        let ops = ops.into_iter().filter(|op| !matches!(op, Op::NextDay { .. })).collect();
+        let sunday = "2025-05-25T12:00:00Z".parse().unwrap();
+        runtime.block_on(run_from(sunday, referrals, ops, async |app: &App, _: &[DateTime<Utc>]| {
+            sundays_return(app).await
+        }))?;
     }
 }

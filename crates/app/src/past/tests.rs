@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde::Serialize;
 
 use crate::access::Principal;
-use crate::histories::{op, run};
+use crate::histories::{op, run, runtime};
 use crate::views::{PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
 use crate::App;
 use openptl_rules::{ClockKind, Period, TumourSite};
@@ -253,11 +253,7 @@ async fn opened_at(
 #[test]
 fn views_as_known_at_a_moment_take_the_replaced_states() {
     use crate::histories::{event_of, Settable};
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::histories::runtime();
     runtime.block_on(async {
         let start: DateTime<Utc> = "2025-03-20T12:00:00Z".parse().unwrap();
         let clock = std::sync::Arc::new(Settable(std::sync::Mutex::new(start)));
@@ -339,11 +335,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..60),
         picks in proptest::collection::vec((any::<u16>(), any::<u16>()), 2),
     ) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = runtime();
         runtime.block_on(run(referrals, ops, async |app: &App, moments: &[DateTime<Utc>]| {
             check(app, moments, &picks).await?;
             // The same log folded by a fresh app, which writes the states

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::histories::{date, Settable};
+use crate::histories::{date, runtime, Settable};
 
 const TRUSTS: [&str; 3] = ["RXH", "RHM", "RTH"];
 
@@ -295,14 +295,6 @@ async fn restored_from_an_older_day(
 /// The views of one trust.
 fn rhm() -> TrustFilter {
     TrustFilter(Some(["RHM".to_string()].into_iter().collect()))
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 proptest! {
