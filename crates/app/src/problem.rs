@@ -153,6 +153,7 @@ fn rule_kind(e: &RuleError) -> Kind {
         | RuleError::PathwayNotStarted
         | RuleError::UpgradeNotAllowed { .. }
         | RuleError::UpgradeAfterStop { .. }
+        | RuleError::ClosedBeforeEvent { .. }
         | RuleError::AlreadyUpgraded
         | RuleError::TreatmentWithoutDecision
         | RuleError::SubsequentBeforeFirstTreatment { .. }

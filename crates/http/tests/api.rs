@@ -72,10 +72,20 @@ async fn conformance_cases_pass_through_the_router() {
         ));
         return;
     }
+    let count = run_files(&files).await;
+    eprintln!(
+        "{count} conformance cases from {} files passed through the router",
+        files.len()
+    );
+}
+
+/// Runs every case of `files` through a fresh router; fails naming each
+/// case that failed. Gives how many ran.
+async fn run_files(files: &[std::path::PathBuf]) -> usize {
     let app = spawn_app();
     let mut failures = Vec::new();
     let mut count = 0;
-    for file in &files {
+    for file in files {
         let text = std::fs::read_to_string(file).unwrap();
         let cases: Vec<Value> =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
@@ -99,10 +109,18 @@ async fn conformance_cases_pass_through_the_router() {
         failures.len(),
         failures.join("\n")
     );
-    eprintln!(
-        "{count} conformance cases from {} files passed through the router",
-        files.len()
-    );
+    count
+}
+
+/// Our own rule cases (`crates/rules/tests/cases`), run through the pure
+/// rules by the rules crate, through the real router as well: the status,
+/// code and state a coordinator sees are the rules' own.
+#[tokio::test]
+async fn rule_cases_pass_through_the_router() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules/tests/cases");
+    let files = conformance_files(&dir);
+    assert!(!files.is_empty(), "no rule cases in {}", dir.display());
+    run_files(&files).await;
 }
 
 /// The case files: `*.json` in `dir` and in each folder directly below it, sorted.

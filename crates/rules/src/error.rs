@@ -58,6 +58,12 @@ pub enum RuleError {
     UnknownPlan { plan_id: String },
     #[error("This pathway is closed: only tracking notes, corrections and voids can be added. Void the closure to reopen it.")]
     PathwayClosed,
+    #[error("The pathway would be closed on {closed_on}, before its `{event_type}` of {occurred_on}: a closed pathway takes no events but tracking notes. Date the closure on or after {occurred_on}, or correct or void that event first.")]
+    ClosedBeforeEvent {
+        closed_on: NaiveDate,
+        event_type: String,
+        occurred_on: NaiveDate,
+    },
     #[error("Event {event_id} is not an event of this pathway.")]
     UnknownEvent { event_id: String },
     #[error("A referral cannot be voided; close the pathway with `pathway_closed` instead.")]
@@ -88,6 +94,7 @@ impl RuleError {
             RuleError::TreatmentAlreadyStarted { .. } => "treatment_already_started",
             RuleError::UnknownPlan { .. } => "unknown_plan",
             RuleError::PathwayClosed => "pathway_closed",
+            RuleError::ClosedBeforeEvent { .. } => "closed_before_event",
             RuleError::UnknownEvent { .. } => "unknown_event",
             RuleError::CannotVoidReferral => "cannot_void_referral",
             RuleError::CorrectionBreaksPathway { .. } => "correction_breaks_pathway",
@@ -120,6 +127,15 @@ impl RuleError {
             } => {
                 json!({ "field": "occurred_on", "occurred_on": upgraded_on, "stopped_on": stopped_on })
             }
+            RuleError::ClosedBeforeEvent {
+                closed_on,
+                event_type,
+                occurred_on,
+            } => json!({
+                "closed_on": closed_on,
+                "event_type": event_type,
+                "occurred_on": occurred_on,
+            }),
             RuleError::UnknownEvent { event_id } => json!({ "event_id": event_id }),
             RuleError::SubsequentBeforeFirstTreatment { plan_id }
             | RuleError::UnknownPlan { plan_id } => {

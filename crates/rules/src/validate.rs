@@ -193,13 +193,15 @@ pub fn check_event(
     // of it: before schema version 2 a second first treatment was accepted
     // (and ignored, decision 85); before decision 174 an upgrade after the
     // first treatment or the ruling out, and before decision 192 one of
-    // their day recorded after them.
+    // their day recorded after them; before decision 197 a closure dated
+    // before events recorded earlier.
     let firsts_before = first_treatments(&before);
     let tolerated = Tolerated {
         repeated_first_treatment: firsts_before > 1
             && first_treatments(&effective) <= firsts_before,
         late_upgrade: late_upgrade(&before).is_some(),
         treated_before_ecad: treated_before_ecad(&before).is_some(),
+        after_closure: after_closure(&before).len(),
     };
     check_pathway_with(&effective, today, config, tolerated).map_err(|rule| {
         if event_type.is_amendment() {
@@ -292,6 +294,44 @@ fn late_upgrade(events: &[EffectiveEvent]) -> Option<RuleError> {
     })
 }
 
+/// The events dated after the pathway's closure, each as its refusal, the
+/// earliest first (decision 197). SPEC 3.2 refuses every event but
+/// tracking notes, corrections and voids on a closed pathway, so recorded
+/// in date order none could stand; a closure dated before events already
+/// recorded, or a correction moving one past the closure (or the closure
+/// before it), would leave them to the fold, which drops them (a treatment
+/// leaves both standards).
+fn after_closure(events: &[EffectiveEvent]) -> Vec<RuleError> {
+    let Some(closed_on) = events
+        .iter()
+        .filter(|e| matches!(*e.data, EventData::PathwayClosed(_)))
+        .map(|e| e.occurred_on)
+        .min()
+    else {
+        return Vec::new();
+    };
+    let mut after: Vec<_> = events
+        .iter()
+        .filter(|e| e.occurred_on > closed_on)
+        .filter(|e| {
+            !matches!(
+                *e.data,
+                EventData::TrackingNoteAdded(_) | EventData::PathwayClosed(_)
+            )
+        })
+        .map(|e| (e.occurred_on, e.data.event_type()))
+        .collect();
+    after.sort_by_key(|(occurred_on, _)| *occurred_on);
+    after
+        .into_iter()
+        .map(|(occurred_on, event_type)| RuleError::ClosedBeforeEvent {
+            closed_on,
+            event_type: event_type.as_str().to_string(),
+            occurred_on,
+        })
+        .collect()
+}
+
 /// A subsequent treatment dated before the earliest clinically appropriate
 /// date of the decision in effect for its plan (the latest decision of that
 /// plan dated on or before it), if the pathway holds one: its period would
@@ -327,13 +367,15 @@ fn treated_before_ecad(events: &[EffectiveEvent]) -> Option<RuleError> {
 }
 
 /// What a pathway recorded under older rules may hold and keep (decisions
-/// 85, 174 and 181): refused when an event brings it, not on every later
-/// event.
+/// 85, 174, 181 and 197): refused when an event brings it, not on every
+/// later event.
 #[derive(Clone, Copy, Default)]
 struct Tolerated {
     repeated_first_treatment: bool,
     late_upgrade: bool,
     treated_before_ecad: bool,
+    /// How many events were dated after the closure.
+    after_closure: usize,
 }
 
 /// The invariants every pathway must keep, whatever order its events came in.
@@ -356,6 +398,10 @@ fn check_pathway_with(
     }
     if let (Some(early), false) = (treated_before_ecad(events), tolerated.treated_before_ecad) {
         return Err(early);
+    }
+    let after = after_closure(events);
+    if let (Some(late), true) = (after.first(), after.len() > tolerated.after_closure) {
+        return Err(late.clone());
     }
     let Some((referral_on, route)) = events.iter().find_map(|e| match &*e.data {
         EventData::ReferralReceived(r) => Some((e.occurred_on, r.route)),
@@ -737,6 +783,58 @@ mod tests {
         );
         assert_eq!(
             code(check_event(&treated, day(21), &correction, today, &config)),
+            Err("correction_breaks_pathway")
+        );
+    }
+
+    /// A closure dated before an event already recorded is refused
+    /// (decision 197); a pathway holding one from before takes the events
+    /// that may join a closed pathway, but no correction that adds another.
+    #[test]
+    fn a_closure_before_a_recorded_event_is_refused_and_tolerated_from_before() {
+        let config = RulesConfig::defaults();
+        let today = day(30);
+        let code = |r: Result<(), RuleError>| r.map_err(|e| e.code());
+        let closure = data(EventType::PathwayClosed, json!({"reason": "patient_died"}));
+        let treated = recorded(treated_breast());
+        let refused = check_event(&treated, day(2), &closure, today, &config);
+        assert_eq!(
+            refused,
+            Err(RuleError::ClosedBeforeEvent {
+                closed_on: day(2),
+                event_type: "treatment_started".into(),
+                occurred_on: day(3),
+            })
+        );
+        assert!(!refused.unwrap_err().to_string().contains("9434765919"));
+        assert_eq!(
+            check_event(&treated, day(3), &closure, today, &config),
+            Ok(())
+        );
+        // Kept from before: a note and a correction of the closure's
+        // reason go on; a correction moving the decision past it does not.
+        let legacy = recorded(treated_breast().into_iter().chain([(day(2), closure)]));
+        let note = data(EventType::TrackingNoteAdded, json!({"text": "chased"}));
+        assert_eq!(check_event(&legacy, day(11), &note, today, &config), Ok(()));
+        let reason = data(
+            EventType::EventCorrected,
+            json!({"corrects": legacy[3].event_id.to_string(), "reason": "wrong reason",
+                   "new_data": {"reason": "other"}}),
+        );
+        assert_eq!(
+            check_event(&legacy, day(12), &reason, today, &config),
+            Ok(())
+        );
+        let state =
+            crate::evaluate(&effective_events(&legacy).unwrap(), today, &config).expect("a state");
+        assert_eq!(state.status, crate::PathwayStatus::Closed);
+        let moved = data(
+            EventType::EventCorrected,
+            json!({"corrects": legacy[1].event_id.to_string(), "reason": "wrong day",
+                   "new_occurred_on": day(3).to_string()}),
+        );
+        assert_eq!(
+            code(check_event(&legacy, day(12), &moved, today, &config)),
             Err("correction_breaks_pathway")
         );
     }
