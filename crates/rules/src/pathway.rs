@@ -255,7 +255,9 @@ impl<'e> Fold<'e> {
                 }
             },
             EventData::PathwayTransferred(t) => {
-                if let Some(from) = self.trust.replace(t.to_trust) {
+                // To the trust holding it (left so by a void of the transfer
+                // before it) is no handover (decisions 186, 198).
+                if let Some(from) = self.trust.replace(t.to_trust).filter(|f| *f != t.to_trust) {
                     self.transfers.push(Transfer {
                         occurred_on: day,
                         from_trust: from,
