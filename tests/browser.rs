@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::webdriver::{base64_decode, browser, Driver};
+use common::webdriver::{axe_source, base64_decode, browser, Driver};
 use common::{fresh_dir, Server};
 use serde_json::json;
 
@@ -523,4 +523,147 @@ fn the_breach_forecasts_render_in_headless_chromium() {
             && risks.every((r, i) => r >= 50 && (i === 0 || risks[i - 1] >= r))",
     );
     driver.screenshot("ptl-likely-to-breach.png");
+}
+
+/// The returns page (decision 199) draws the weekly PTL return of the
+/// latest Sunday as the API gives it, moves to the week a picked day ends,
+/// offers the month's CWT submission as a CSV the browser can fetch, and
+/// passes axe-core.
+#[test]
+fn the_returns_page_draws_the_weekly_return_in_headless_chromium() {
+    let Some((chromedriver, chromium)) = browser() else {
+        openptl_testkit::skip(
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver); the returns page test did not run",
+        );
+        return;
+    };
+    let axe_source = axe_source();
+    let server = Server::start(
+        &fresh_dir("browser-returns"),
+        &["--demo", "--demo-pathways", "600"],
+    );
+    let base = format!("http://{}", server.addr);
+    let driver = Driver::start(&chromedriver, &chromium);
+    let demo_login = server.demo_login();
+    driver.goto(&format!("{base}/returns"));
+    driver.wait_for(
+        "the sign-in form",
+        "return document.getElementById('token') !== null",
+    );
+    driver.type_into("#token", &demo_login);
+    driver.click("#sign-in-submit");
+    // What the page shows, and the API's return of the week it names.
+    let compare = |what: &str| {
+        let week = driver.wait_for(
+            what,
+            "return document.querySelectorAll('#canptl-bands tr[data-band]').length === 4
+                && document.getElementById('canptl-summary')
+                && document.getElementById('week_ending').value",
+        );
+        let week = week.as_str().unwrap().to_string();
+        let api = driver.script_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/v1/returns/canptl?week_ending=' + arguments[0], { headers: { accept: 'application/json' } })
+               .then((r) => r.json()).then(done);",
+            json!([week]),
+        );
+        let shown = driver.script(
+            "const cell = (css) => Number(document.querySelector(css).textContent);
+             const bands = {};
+             for (const row of document.querySelectorAll('#canptl-bands tr[data-band]'))
+               bands[row.dataset.band] = [Number(row.querySelector('[data-with]').textContent), Number(row.querySelector('[data-without]').textContent)];
+             const routes = {};
+             for (const row of document.querySelectorAll('#canptl-referrals tr[data-route]'))
+               routes[row.dataset.route] = Number(row.querySelector('td.num').textContent);
+             const passed = {};
+             for (const row of document.querySelectorAll('#canptl-passed-28 tr[data-site]'))
+               passed[row.dataset.site] = Number(row.querySelector('td.num').textContent);
+             return { bands, routes, passed, seen: cell('#canptl-first-seen tr.total td:last-child'),
+                      summary: document.getElementById('canptl-summary').textContent,
+                      heading: document.querySelector('#canptl h2').textContent };",
+        );
+        (week, api, shown)
+    };
+    let (week, api, shown) = compare("the weekly return");
+    let day = |iso: &str| chrono::NaiveDate::parse_from_str(iso, "%Y-%m-%d").unwrap();
+    assert_eq!(
+        chrono::Datelike::weekday(&day(&week)),
+        chrono::Weekday::Sun,
+        "{week}"
+    );
+    assert_eq!(api["week_ending"], json!(week));
+    let mut waiting = 0;
+    for band in ["0-28", "29-62", "63-104", "105+"] {
+        let with = api["with_decision_to_treat"]["by_band"][band]
+            .as_u64()
+            .unwrap();
+        let without = api["without_decision_to_treat"]["by_band"][band]
+            .as_u64()
+            .unwrap();
+        assert_eq!(shown["bands"][band], json!([with, without]), "{band}");
+        waiting += with + without;
+    }
+    assert!(waiting > 0, "the demo alliance has a waiting list: {api}");
+    let summary = shown["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("{waiting} on the 62-day waiting list"))
+            && summary.contains(&format!("{} waiting over 62 days", api["backlog_over_62"])),
+        "{summary}"
+    );
+    for (route, n) in api["referrals_by_route"].as_object().unwrap() {
+        assert_eq!(shown["routes"][route], *n, "{route}");
+    }
+    assert_eq!(shown["routes"]["upgrade"], api["upgrades"]);
+    assert_eq!(shown["passed"], api["passed_28_days_by_tumour_site"]);
+    assert_eq!(shown["seen"], api["first_seen"]["total"]);
+    driver.check_axe(axe_source.as_deref(), "the returns page");
+    driver.screenshot("returns.png");
+
+    // A Wednesday picked stands for the week it ends: the Sunday before.
+    let wednesday = day(&week) - chrono::Days::new(11);
+    driver.set_value("#week_ending", &wednesday.to_string());
+    driver.click("#returns-form button[type=submit]");
+    let earlier = (day(&week) - chrono::Days::new(14)).to_string();
+    driver.wait_for(
+        "the return of the earlier week",
+        &format!(
+            "return location.search.includes('week_ending={earlier}')
+                && document.getElementById('week_ending').value === '{earlier}'"
+        ),
+    );
+    let (shown_week, api, shown) = compare("the earlier week's return");
+    assert_eq!(shown_week, earlier);
+    assert_eq!(api["week_ending"], json!(earlier));
+    for band in ["0-28", "29-62", "63-104", "105+"] {
+        let with = &api["with_decision_to_treat"]["by_band"][band];
+        let without = &api["without_decision_to_treat"]["by_band"][band];
+        assert_eq!(shown["bands"][band], json!([with, without]), "{band}");
+    }
+    assert!(
+        shown["heading"].as_str().unwrap().contains("week ending"),
+        "{shown}"
+    );
+
+    // The month's CWT submission, as the browser downloads it.
+    let csv = driver.script_async(
+        "const done = arguments[arguments.length - 1];
+         const link = document.getElementById('cwt-csv');
+         fetch(link.getAttribute('href')).then(async (r) => done([link.getAttribute('href'), r.status, (await r.text()).split('\\n')[0]]));",
+        json!([]),
+    );
+    let href = csv[0].as_str().unwrap();
+    assert!(
+        href.starts_with("/v1/returns/cwt?")
+            && href.contains("period=")
+            && href.contains("format=csv"),
+        "{href}"
+    );
+    assert_eq!(csv[1], json!(200), "{csv}");
+    assert!(
+        csv[2]
+            .as_str()
+            .unwrap()
+            .contains("TREATMENT START DATE (CANCER)"),
+        "the CSV's header: {csv}"
+    );
 }

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::webdriver::{browser, Driver};
+use common::webdriver::{axe_source, browser, Driver};
 use common::{fresh_dir, request, Server};
 use serde_json::{json, Value};
 
@@ -116,14 +116,6 @@ fn clock(driver: &Driver, name: &str) -> (String, String) {
     )
 }
 
-fn check_axe(driver: &Driver, axe: Option<&str>, page: &str) {
-    if let Some(axe) = axe {
-        let violations = driver.axe_serious(axe);
-        assert!(violations.is_empty(), "axe on {page}: {violations:#?}");
-        eprintln!("axe-core: no serious or critical violation on {page}");
-    }
-}
-
 #[test]
 fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
     let Some((chromedriver, chromium)) = browser() else {
@@ -132,12 +124,7 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
         );
         return;
     };
-    let axe_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/axe/node_modules/axe-core/axe.min.js");
-    let axe_source = std::fs::read_to_string(&axe_path).ok();
-    if axe_source.is_none() {
-        openptl_testkit::skip("axe-core is not installed (cd tests/axe && npm ci); the accessibility checks did not run");
-    }
+    let axe_source = axe_source();
     let axe = axe_source.as_deref();
 
     let server = Server::start(&fresh_dir("browser-forms"), &[]);
@@ -257,7 +244,7 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
         .as_str()
         .unwrap()
         .contains("off the PTL"));
-    check_axe(&driver, axe, "the pathway page");
+    driver.check_axe(axe, "the pathway page");
     driver.screenshot("pathway-keyed.png");
 
     // A rule about the pathway rather than a field shows at the top.
@@ -414,7 +401,7 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
         driver.script("return document.getElementById('ev-outcome').value"),
         json!("for-surgery")
     );
-    check_axe(&driver, axe, "the record form with an error shown");
+    driver.check_axe(axe, "the record form with an error shown");
     driver.screenshot("record-error.png");
 
     // Someone else posts in between: the version conflict, nothing written.
@@ -487,7 +474,7 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
         "the meeting",
         "return document.getElementById('meeting-position')?.textContent === '1 of 3'",
     );
-    check_axe(&driver, axe, "the PTL meeting page");
+    driver.check_axe(axe, "the PTL meeting page");
     driver.screenshot("meeting.png");
     for i in 1..=3 {
         driver.wait_for(
@@ -560,13 +547,13 @@ fn a_coordinator_keys_a_whole_pathway_and_runs_a_ptl_meeting() {
         "the RYJ figures",
         "return document.querySelector('#standard-fds tr[data-trust=\"RYJ\"] a.figure-link') !== null",
     );
-    check_axe(&driver, axe, "the standards page");
+    driver.check_axe(axe, "the standards page");
     driver.click("#standard-fds tr[data-trust=\"RYJ\"] a.figure-link");
     driver.wait_for(
         "the clocks list",
         "return document.querySelector('tr[data-pathway=\"CLK-1\"][data-outcome=\"within_target\"]') !== null",
     );
-    check_axe(&driver, axe, "the clocks behind a figure");
+    driver.check_axe(axe, "the clocks behind a figure");
     // Exclusions are counted by reason (decision 191): the clinical
     // reason's count opens the excluded clock, which says why, and so does
     // its pathway.

@@ -288,6 +288,16 @@ impl Driver {
             .unwrap_or_else(|| vec![format!("axe answered {result}")])
     }
 
+    /// Fails naming the page when axe-core (`axe`, its source, when
+    /// installed) finds a serious or critical violation on it.
+    pub fn check_axe(&self, axe: Option<&str>, page: &str) {
+        if let Some(axe) = axe {
+            let violations = self.axe_serious(axe);
+            assert!(violations.is_empty(), "axe on {page}: {violations:#?}");
+            eprintln!("axe-core: no serious or critical violation on {page}");
+        }
+    }
+
     pub fn screenshot(&self, name: &str) -> PathBuf {
         let data = self.call("GET", "/screenshot", None);
         let bytes = base64_decode(data.as_str().unwrap());
@@ -300,6 +310,20 @@ impl Driver {
 }
 
 /// Standard base64 (the screenshot encoding), without a dependency.
+/// axe-core's source (`tests/axe`, installed by `npm ci`), or `None`,
+/// said loudly (a skip, which fails under `CI=true`).
+pub fn axe_source() -> Option<String> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/axe/node_modules/axe-core/axe.min.js");
+    let source = std::fs::read_to_string(&path).ok();
+    if source.is_none() {
+        openptl_testkit::skip(
+            "axe-core is not installed (cd tests/axe && npm ci); the accessibility checks did not run",
+        );
+    }
+    source
+}
+
 pub fn base64_decode(text: &str) -> Vec<u8> {
     let value = |c: u8| match c {
         b'A'..=b'Z' => c - b'A',

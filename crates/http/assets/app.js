@@ -1417,6 +1417,7 @@ async function render() {
     else if (path === "/milestones/pathways") await renderMilestonePathways(); // clocks.js
     else if (path === "/fit") await renderFit(); // fit.js
     else if (path === "/risks") await renderRisks(); // forecast.js
+    else if (path === "/returns") await renderReturns(); // returns.js
     else $main().replaceChildren(h("h1", {}, "Page not found"), h("p", {}, h("a", { href: "/" }, "Go to the PTL")));
   } catch (err) {
     if (err.status === 401) renderSignIn();

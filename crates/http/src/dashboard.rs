@@ -28,6 +28,9 @@ const FIT_JS: &str = include_str!("../assets/fit.js");
 const FORECAST_JS: &str = include_str!("../assets/forecast.js");
 /// The clocks behind a standards figure (decision 187).
 const CLOCKS_JS: &str = include_str!("../assets/clocks.js");
+/// The national returns: the weekly CANPTL return, the monthly CWT
+/// submission to download (decision 199).
+const RETURNS_JS: &str = include_str!("../assets/returns.js");
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
@@ -77,6 +80,14 @@ pub async fn fit_script() -> Response {
 pub async fn forecast_script() -> Response {
     with_headers(
         FORECAST_JS,
+        "text/javascript; charset=utf-8",
+        "public, max-age=300",
+    )
+}
+
+pub async fn returns_script() -> Response {
+    with_headers(
+        RETURNS_JS,
         "text/javascript; charset=utf-8",
         "public, max-age=300",
     )

@@ -125,6 +125,8 @@ pub fn router_with(app: Arc<App>, failures: Arc<FailedAuth>) -> Router {
         .route("/risks", get(dashboard::page))
         .route("/assets/forecast.js", get(dashboard::forecast_script))
         .route("/assets/clocks.js", get(dashboard::clocks_script))
+        .route("/returns", get(dashboard::page))
+        .route("/assets/returns.js", get(dashboard::returns_script))
         .route("/v1/returns/canptl", get(views::get_canptl))
         .route("/v1/returns/cwt", get(views::get_cwt))
         .route(

@@ -1653,9 +1653,14 @@ async fn the_fit_below_10_worklist_says_how_far_the_colonoscopy_went() {
 }
 
 #[tokio::test]
-async fn the_fit_page_and_its_script_are_served_with_security_headers() {
+async fn the_fit_and_returns_pages_and_their_scripts_are_served_with_security_headers() {
     let (app, _) = loaded().await;
-    for (path, content_type) in [("/fit", "text/html"), ("/assets/fit.js", "text/javascript")] {
+    for (path, content_type) in [
+        ("/fit", "text/html"),
+        ("/assets/fit.js", "text/javascript"),
+        ("/returns", "text/html"),
+        ("/assets/returns.js", "text/javascript"),
+    ] {
         let reply = support::send(&app, Request::get(path).body(Body::empty()).unwrap()).await;
         assert_eq!(reply.status, StatusCode::OK, "{path}");
         let headers = &reply.headers;
@@ -1674,6 +1679,8 @@ async fn the_fit_page_and_its_script_are_served_with_security_headers() {
     let shell = String::from_utf8(shell).unwrap();
     assert!(shell.contains(r#"<script src="/assets/fit.js" defer></script>"#));
     assert!(shell.contains(r#"href="/fit""#));
+    assert!(shell.contains(r#"<script src="/assets/returns.js" defer></script>"#));
+    assert!(shell.contains(r#"href="/returns""#));
     let meta = get(&app, "/v1/meta").await;
     assert!(meta["worklists"]
         .as_array()

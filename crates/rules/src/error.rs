@@ -132,6 +132,7 @@ impl RuleError {
                 event_type,
                 occurred_on,
             } => json!({
+                "field": "occurred_on",
                 "closed_on": closed_on,
                 "event_type": event_type,
                 "occurred_on": occurred_on,
