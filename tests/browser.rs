@@ -666,4 +666,43 @@ fn the_returns_page_draws_the_weekly_return_in_headless_chromium() {
             .contains("TREATMENT START DATE (CANCER)"),
         "the CSV's header: {csv}"
     );
+
+    // As known at a moment ten days ago (before the demo was loaded): the
+    // week is the one that moment's date ends, and the return is empty.
+    let then = chrono::Utc::now().date_naive() - chrono::Days::new(10);
+    let sunday = then
+        - chrono::Days::new(u64::from(
+            chrono::Datelike::weekday(&then).num_days_from_sunday(),
+        ));
+    driver.goto(&format!("{base}/returns?known_at={then}T12:00:00Z"));
+    let empty = driver.wait_for(
+        "the return as known ten days ago",
+        &format!(
+            "return document.getElementById('week_ending')?.value === '{sunday}'
+                && document.getElementById('canptl-summary')?.textContent"
+        ),
+    );
+    assert!(
+        empty
+            .as_str()
+            .unwrap()
+            .contains("0 on the 62-day waiting list"),
+        "{empty}"
+    );
+    driver.wait_for(
+        "the empty tables' lines",
+        "return document.querySelector('#canptl-passed-28 td[colspan]')?.textContent === 'None in the week.'",
+    );
+    // A week not yet ended, asked for in the address: the service's
+    // refusal is shown under the form, which stays to pick another.
+    let next = day(&week) + chrono::Days::new(7);
+    driver.goto(&format!("{base}/returns?week_ending={next}"));
+    let refused = driver.wait_for(
+        "the refusal under the form",
+        "return document.getElementById('returns-form') && document.querySelector('.error')?.textContent",
+    );
+    assert!(
+        refused.as_str().unwrap().contains("week_ending"),
+        "{refused}"
+    );
 }

@@ -309,7 +309,6 @@ impl Driver {
     }
 }
 
-/// Standard base64 (the screenshot encoding), without a dependency.
 /// axe-core's source (`tests/axe`, installed by `npm ci`), or `None`,
 /// said loudly (a skip, which fails under `CI=true`).
 pub fn axe_source() -> Option<String> {
@@ -324,6 +323,7 @@ pub fn axe_source() -> Option<String> {
     source
 }
 
+/// Standard base64 (the screenshot encoding), without a dependency.
 pub fn base64_decode(text: &str) -> Vec<u8> {
     let value = |c: u8| match c {
         b'A'..=b'Z' => c - b'A',

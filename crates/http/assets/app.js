@@ -326,8 +326,9 @@ function codeLabel(code) {
 }
 
 /** Today's date in London (YYYY-MM-DD): the service's day, whatever the browser's time zone. */
-function todayIso() {
-  return new Intl.DateTimeFormat("en-CA", { timeZone: "Europe/London", year: "numeric", month: "2-digit", day: "2-digit" }).format(new Date());
+/** The date in London (YYYY-MM-DD) now, or at the moment `at` (an ISO timestamp). */
+function todayIso(at) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: "Europe/London", year: "numeric", month: "2-digit", day: "2-digit" }).format(at ? new Date(at) : new Date());
 }
 
 function describe(data) {

@@ -9,9 +9,10 @@
 const RETURN_BANDS = ["0-28", "29-62", "63-104", "105+"];
 const SEEN_MEDIA = [["face_to_face", "Face to face"], ["virtual", "Virtual"], ["not_recorded", "Not recorded"]];
 
-/** The Sunday on or before `iso` (YYYY-MM-DD): the end of its week. */
+/** The Sunday on or before `iso` (YYYY-MM-DD): the end of its week; null for no date. */
 function sundayOnOrBefore(iso) {
   const d = new Date(`${iso}T00:00:00Z`);
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(iso || "") || Number.isNaN(d.getTime())) return null;
   d.setUTCDate(d.getUTCDate() - d.getUTCDay());
   return d.toISOString().slice(0, 10);
 }
@@ -29,33 +30,43 @@ function num(n, attrs) {
 async function renderReturns() {
   const at = when();
   const q = query();
-  const today = at.as_of || todayIso();
+  // The page's date: its "as of", else the day of its "as known at" (as
+  // the API takes it), else today.
+  const today = at.as_of || todayIso(at.known_at);
   const latest = sundayOnOrBefore(today);
   // Any day picked stands for the week it ends (the return is a Sunday's).
-  const weekEnding = sundayOnOrBefore(q.get("week_ending") || latest);
+  const weekEnding = sundayOnOrBefore(q.get("week_ending")) || latest;
   const period = q.get("period") || months(today.slice(0, 7), 2)[0];
   const scope = {};
   for (const k of ["trust", "alliance"]) if (q.get(k)) scope[k] = q.get(k);
+  const scopeText = scope.trust ? `trust ${scope.trust}` : scope.alliance ? `alliance ${scope.alliance}` : "every trust you may see";
   const m = await loadMeta();
   const params = Object.assign({ week_ending: weekEnding }, scope);
   if (at.known_at) params.known_at = at.known_at;
-  const r = await api("/v1/returns/canptl", params);
-
   const main = $main();
-  main.replaceChildren();
-  main.append(h("h1", {}, "National returns"));
   const form = h("form", { class: "filters", id: "returns-form" },
-    h("label", {}, "Week ending (a Sunday)", h("input", { type: "date", name: "week_ending", value: weekEnding, max: latest, id: "week_ending" })),
+    h("label", {}, "Week ending (a Sunday)", h("input", { type: "date", name: "week_ending", value: weekEnding, max: today, id: "week_ending" })),
     h("label", {}, "CWT submission month", h("input", { type: "month", name: "period", value: period, id: "period" })),
     select("trust", "Trust", m.trusts, q.get("trust")),
+    // An alliance the URL names is kept when the form is sent again.
+    q.get("alliance") ? h("input", { type: "hidden", name: "alliance", value: q.get("alliance") }) : null,
     h("button", { type: "submit" }, "Show"));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const p = {};
-    for (const [k, v] of new FormData(form).entries()) if (v) p[k] = k === "week_ending" ? sundayOnOrBefore(v) : v;
+    for (const [k, v] of new FormData(form).entries()) if (v) p[k] = k === "week_ending" ? sundayOnOrBefore(v) || latest : v;
     go("/returns", p);
   });
-  main.append(form);
+  let r;
+  try {
+    r = await api("/v1/returns/canptl", params);
+  } catch (err) {
+    if (err.status === 401) throw err;
+    // The form stays, so that another week can be picked.
+    main.replaceChildren(h("h1", {}, "National returns"), form, showError(err));
+    return;
+  }
+  main.replaceChildren(h("h1", {}, "National returns"), form);
 
   // ------------------------------------------------------- weekly return
   const withDtt = r.with_decision_to_treat;
@@ -65,7 +76,9 @@ async function renderReturns() {
   main.append(h("section", { class: "panel", id: "canptl" },
     h("h2", {}, `Weekly PTL return (CANPTL): week ending ${longDate(r.week_ending)}`),
     h("p", { id: "canptl-summary" },
-      `Monday ${r.week_starting} to Sunday ${r.week_ending}, as at 23:59 on the Sunday. `,
+      `Monday ${r.week_starting} to Sunday ${r.week_ending}, `,
+      r.week_ending === todayIso() && !at.known_at ? "so far: the week ends at 23:59 tonight. " : "as at 23:59 on the Sunday. ",
+      `For ${scopeText}. `,
       h("strong", {}, waiting), ` on the 62-day waiting list at the week's end (${withDtt.total} with a decision to treat, ${without.total} without); `,
       h("strong", {}, r.backlog_over_62), ` waiting over 62 days, of whom ${r.over_104} over 104 days.`),
     h("p", {}, h("a", { href: `/v1/returns/canptl?${json}`, id: "canptl-json", download: `canptl-${r.week_ending}.json` }, "Download the return (JSON)"))));
@@ -91,7 +104,8 @@ async function renderReturns() {
   grid.append(h("section", { class: "panel", id: "canptl-passed-28" }, h("h2", {}, "Passed 28 days in the week"),
     h("p", {}, h("strong", {}, r.passed_28_days), " Faster Diagnosis Standard clocks passed day 28 without a diagnosis communicated."),
     table(null, ["Tumour site", { label: "Clocks", num: true }],
-      passed.map(([site, n]) => h("tr", { "data-site": site }, h("td", {}, label(site)), num(n))))));
+      passed.length ? passed.map(([site, n]) => h("tr", { "data-site": site }, h("td", {}, label(site)), num(n)))
+        : [h("tr", {}, h("td", { colspan: 2 }, "None in the week."))])));
   grid.append(h("section", { class: "panel", id: "canptl-referrals" }, h("h2", {}, "Referrals in the week"),
     table(null, ["Route", { label: "Referrals", num: true }],
       Object.entries(r.referrals_by_route).map(([route, n]) => h("tr", { "data-route": route }, h("td", {}, label(route)), num(n)))

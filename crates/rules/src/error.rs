@@ -58,7 +58,7 @@ pub enum RuleError {
     UnknownPlan { plan_id: String },
     #[error("This pathway is closed: only tracking notes, corrections and voids can be added. Void the closure to reopen it.")]
     PathwayClosed,
-    #[error("The pathway would be closed on {closed_on}, before its `{event_type}` of {occurred_on}: a closed pathway takes no events but tracking notes. Date the closure on or after {occurred_on}, or correct or void that event first.")]
+    #[error("The pathway would be closed on {closed_on}, before its `{event_type}` of {occurred_on}: nothing but tracking notes may be dated after a pathway's closure. Date the closure on or after {occurred_on}, or correct that event first.")]
     ClosedBeforeEvent {
         closed_on: NaiveDate,
         event_type: String,

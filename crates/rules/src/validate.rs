@@ -299,7 +299,8 @@ fn late_upgrade(events: &[EffectiveEvent]) -> Option<RuleError> {
 /// tracking notes, corrections and voids on a closed pathway, so recorded
 /// in date order none could stand; a closure dated before events already
 /// recorded, or a correction moving one past the closure (or the closure
-/// before it), would leave them to the fold, which drops them (a treatment
+/// before it), would leave a history the SPEC refuses in date order, and
+/// the fold passes over the clock events of a closed pathway (a treatment
 /// leaves both standards).
 fn after_closure(events: &[EffectiveEvent]) -> Vec<RuleError> {
     let Some(closed_on) = events
