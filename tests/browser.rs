@@ -372,13 +372,7 @@ fn the_fit_page_renders_its_table_in_headless_chromium() {
     let base = format!("http://{}", server.addr);
     let driver = Driver::start(&chromedriver, &chromium);
     let demo_login = server.demo_login();
-    driver.goto(&format!("{base}/fit"));
-    driver.wait_for(
-        "the sign-in form",
-        "return document.getElementById('token') !== null",
-    );
-    driver.type_into("#token", &demo_login);
-    driver.click("#sign-in-submit");
+    driver.sign_in_at(&format!("{base}/fit"), &demo_login);
     let referrals = driver.wait_for(
         "the FIT tables",
         "return document.querySelectorAll('tr[data-band]').length === 5
@@ -426,13 +420,7 @@ fn the_breach_forecasts_render_in_headless_chromium() {
     let base = format!("http://{}", server.addr);
     let driver = Driver::start(&chromedriver, &chromium);
     let demo_login = server.demo_login();
-    driver.goto(&format!("{base}/risks"));
-    driver.wait_for(
-        "the sign-in form",
-        "return document.getElementById('token') !== null",
-    );
-    driver.type_into("#token", &demo_login);
-    driver.click("#sign-in-submit");
+    driver.sign_in_at(&format!("{base}/risks"), &demo_login);
     let risks = driver.wait_for(
         "the likely-to-breach rows",
         "const cells = [...document.querySelectorAll('tr[data-pathway] td[data-risk]')];
@@ -545,13 +533,7 @@ fn the_returns_page_draws_the_weekly_return_in_headless_chromium() {
     let base = format!("http://{}", server.addr);
     let driver = Driver::start(&chromedriver, &chromium);
     let demo_login = server.demo_login();
-    driver.goto(&format!("{base}/returns"));
-    driver.wait_for(
-        "the sign-in form",
-        "return document.getElementById('token') !== null",
-    );
-    driver.type_into("#token", &demo_login);
-    driver.click("#sign-in-submit");
+    driver.sign_in_at(&format!("{base}/returns"), &demo_login);
     // What the page shows, and the API's return of the week it names.
     let compare = |what: &str| {
         let week = driver.wait_for(

@@ -34,13 +34,7 @@ fn post(server: &Server, body: Value) -> Value {
 }
 
 fn sign_in(driver: &Driver, base: &str, secret: &str) {
-    driver.goto(&format!("{base}/"));
-    driver.wait_for(
-        "the sign-in form",
-        "return document.getElementById('token') !== null",
-    );
-    driver.type_into("#token", secret);
-    driver.click("#sign-in-submit");
+    driver.sign_in_at(&format!("{base}/"), secret);
     driver.wait_for(
         "the PTL",
         "return document.getElementById('ptl-summary') !== null",

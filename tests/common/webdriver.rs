@@ -288,6 +288,18 @@ impl Driver {
             .unwrap_or_else(|| vec![format!("axe answered {result}")])
     }
 
+    /// Opens `url` signed out, and signs in at the form it shows with
+    /// `secret` (a token, or the demo login).
+    pub fn sign_in_at(&self, url: &str, secret: &str) {
+        self.goto(url);
+        self.wait_for(
+            "the sign-in form",
+            "return document.getElementById('token') !== null",
+        );
+        self.type_into("#token", secret);
+        self.click("#sign-in-submit");
+    }
+
     /// Fails naming the page when axe-core (`axe`, its source, when
     /// installed) finds a serious or critical violation on it.
     pub fn check_axe(&self, axe: Option<&str>, page: &str) {

@@ -190,18 +190,10 @@ impl Aggregates {
             }
         }
         for (key, n) in &c.gauges {
-            let cell = self.gauges.entry(*key).or_default();
-            *cell += sign * n;
-            if *cell == 0 {
-                self.gauges.remove(key);
-            }
+            count(&mut self.gauges, *key, sign * n);
         }
         for key in &c.canptl {
-            let cell = self.canptl.entry(*key).or_default();
-            *cell += sign;
-            if *cell == 0 {
-                self.canptl.remove(key);
-            }
+            count(&mut self.canptl, *key, sign);
         }
         for o in &c.ended {
             self.ended.add_signed(o, sign as i32);
@@ -419,6 +411,24 @@ impl Aggregates {
             + self.gauges.len()
             + self.canptl.len()
             + self.cwt.values().map(PathwaySet::len).sum::<usize>()
+    }
+}
+
+/// Adds `n` to a count kept by key, dropping it at 0 (so equal states give
+/// equal aggregates whatever the path to them).
+fn count<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, i64>, key: K, n: i64) {
+    match counts.entry(key) {
+        std::collections::hash_map::Entry::Occupied(mut cell) => {
+            *cell.get_mut() += n;
+            if *cell.get() == 0 {
+                cell.remove();
+            }
+        }
+        std::collections::hash_map::Entry::Vacant(cell) => {
+            if n != 0 {
+                cell.insert(n);
+            }
+        }
     }
 }
 
