@@ -8,7 +8,8 @@
 //! and the last (`openptl_rules::cwt::record_months`), which today's
 //! submission reads instead of every state, and the clocks of the
 //! pathways off the PTL, which a past date's risk model counts once
-//! (decision 158). The projection keeps
+//! (decision 158); and, beside them, last Sunday's return
+//! ([`last_week`], decision 200). The projection keeps
 //! them as pathways change (each re-evaluated pathway takes its old state's
 //! contributions away and adds its new state's) and builds them afresh
 //! from every state after a bulk change (start, restore, a new day); a view
@@ -35,6 +36,7 @@ use crate::projection::CwtMonths;
 use crate::ptl_index::PtlKeys;
 
 pub(crate) mod gauges;
+pub(crate) mod last_week;
 mod pathway_set;
 
 use gauges::{GaugeKey, PtlGauges};
@@ -394,13 +396,7 @@ impl Aggregates {
         today: NaiveDate,
         trust_visible: &dyn Fn(&str) -> bool,
     ) -> CanptlReturn {
-        let mut report = CanptlReturn::new(today);
-        for ((trust, cell), n) in &self.canptl {
-            if trust_visible(trust.as_str()) {
-                report.add_cell(*cell, u64::try_from(*n).unwrap_or(0));
-            }
-        }
-        report
+        return_of(&self.canptl, today, trust_visible)
     }
 
     /// How many cells are kept (for the memory figures).
@@ -412,6 +408,23 @@ impl Aggregates {
             + self.canptl.len()
             + self.cwt.values().map(PathwaySet::len).sum::<usize>()
     }
+}
+
+/// The weekly return of the week ending `week_ending` summed from its
+/// `cells` (pathways by trust and cell), among the trusts `trust_visible`
+/// allows.
+fn return_of(
+    cells: &HashMap<(OdsCode, CanptlCell), i64>,
+    week_ending: NaiveDate,
+    trust_visible: &dyn Fn(&str) -> bool,
+) -> CanptlReturn {
+    let mut report = CanptlReturn::new(week_ending);
+    for ((trust, cell), n) in cells {
+        if trust_visible(trust.as_str()) {
+            report.add_cell(*cell, u64::try_from(*n).unwrap_or(0));
+        }
+    }
+    report
 }
 
 /// Adds `n` to a count kept by key, dropping it at 0 (so equal states give

@@ -67,6 +67,13 @@ pub(crate) enum Shown {
 }
 
 impl Shown {
+    /// Those the weekly return of the week ending `week_ending` can count:
+    /// on the PTL at the week's end, or holding a date in the week (an FDS
+    /// clock breached in it passed its target the day before).
+    pub(crate) fn week(week_ending: NaiveDate) -> Shown {
+        Shown::OnPtlOrHolding(week_ending - chrono::Days::new(7), week_ending)
+    }
+
     /// Those holding a date in `period`.
     pub(crate) fn period(period: openptl_rules::Period) -> Shown {
         Shown::Holding(period.first_day(), period.last_day())
@@ -296,6 +303,59 @@ fn moves_to<'a>(
         Some(EarlierState::NoRecordsIn) => Moves::NotShown,
         None => Moves::No,
     }
+}
+
+/// A pathway's state as of a past date, known now, as a past view finds
+/// it ([`moved_as_of`]).
+// Taken apart where it is made, never kept: boxing the state would cost an
+// allocation per pathway moved.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum AsOf {
+    /// Its state packed (or an earlier one kept with it) moved to the date.
+    Moved(PathwayState),
+    /// It did not exist yet, or the view does not show it.
+    NotShown,
+    /// It cannot be moved: its history is to be read back.
+    Read,
+}
+
+/// The state as of `as_of`, known now, of the pathway whose state packed
+/// in `packed` (`own`, unpacked) was evaluated on `on`, for a view showing
+/// `shown`: the one rule of the split ([`moves_to`]), for one pathway.
+pub(crate) fn moved_as_of(
+    packed: &crate::packed::Packed,
+    on: NaiveDate,
+    (as_of, shown): (NaiveDate, Shown),
+    packer: &Packer,
+    own: &PathwayState,
+) -> Result<AsOf, AppError> {
+    let how = Split {
+        as_of,
+        known_at: None,
+        known_to: None,
+        shown,
+        read_all: false,
+        counted: Counted::Nothing,
+        recorded: None,
+    };
+    let Some((on_ptl, settled)) = packed.on_ptl_settled() else {
+        return Ok(AsOf::Read);
+    };
+    let head = (on_ptl, settled, packed.span());
+    Ok(match moves_to(packed.as_bytes(), head, Some(on), &how) {
+        // Its own state, already unpacked ([`moves_to`] borrows only the
+        // state's own bytes; an earlier state's are copied out).
+        Moves::Yes(std::borrow::Cow::Borrowed(_), _) => AsOf::Moved(own.moved_to(as_of)),
+        // An earlier state kept with it.
+        Moves::Yes(std::borrow::Cow::Owned(bytes), _) => {
+            let (state, _) = packer
+                .unpack_bytes(&bytes)
+                .map_err(crate::projection::unpack_failed)?;
+            AsOf::Moved(state.into_moved(as_of))
+        }
+        Moves::NotShown => AsOf::NotShown,
+        Moves::No => AsOf::Read,
+    })
 }
 
 /// Pathways split at a time (a part per step of every core); a few in the

@@ -13,7 +13,7 @@ use std::borrow::Borrow;
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike, Days, NaiveDate, Utc, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use openptl_rules::cwt::{self, CwtRecord};
 use openptl_rules::forecast::{self, permille, Model, ModelOptions, RowRisk};
 use openptl_rules::report::{CanptlReturn, MilestonesReport, StandardsReport};
@@ -903,11 +903,25 @@ impl App {
         if let Some(done) = today.await? {
             return Ok(done);
         }
-        // The waiting list at the week's end, and what happened in the week
-        // (an FDS clock breached in it passed its target the day before).
-        let shown = Shown::OnPtlOrHolding(week_ending - Days::new(7), week_ending);
+        // Last Sunday's, as known now: from the cells kept (decision 200),
+        // unless past views read every history.
+        if known_at.is_none() && !self.past_views_read_all() {
+            let (visible, projection) = (trusts.clone(), self.projection.clone());
+            let kept = self.off_workers(move || {
+                let data = projection.read();
+                let position = projection.position().min(data.position);
+                let last = data.last_week.as_ref()?;
+                (last.week_ending() == week_ending)
+                    .then(|| (last.canptl(&|t| visible.allows(t)), position))
+            });
+            if let Some(done) = kept.await? {
+                return Ok(done);
+            }
+        }
+        // The waiting list at the week's end, and what happened in the week.
         self.fold_states(
-            self.past_split(week_ending, known_at, shown).await?,
+            self.past_split(week_ending, known_at, Shown::week(week_ending))
+                .await?,
             move || CanptlReturn::new(week_ending),
             move |report, _, state| {
                 if trusts.allows(state.trust.as_str()) {

@@ -7,6 +7,7 @@
 use chrono::{DateTime, Datelike, Days, Utc, Weekday};
 use proptest::prelude::*;
 
+use super::last_week::{cells_of_history, last_sunday, LastWeek};
 use super::Aggregates;
 use crate::access::Principal;
 use crate::histories::{op, run, run_from, runtime, Op};
@@ -48,9 +49,35 @@ async fn sundays_return(app: &App) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Last Sunday's return kept (decision 200) equals the cells of every
+/// pathway's history evaluated as of that Sunday, and the return served
+/// from it the full re-evaluation, for all trusts and for one.
+async fn last_sundays_return(app: &App) -> Result<(), TestCaseError> {
+    let sunday = last_sunday(app.today());
+    let ids = app.projection.some_pathway_ids(usize::MAX);
+    let mut afresh = LastWeek::new(sunday);
+    for id in &ids {
+        let history = app.projection.history(id).await.unwrap().unwrap();
+        afresh.apply(&cells_of_history(&history, sunday, &app.config), 1);
+    }
+    let kept = app.projection.read().last_week.clone();
+    prop_assert_eq!(kept, Some(afresh), "last Sunday's cells");
+    let system = Principal::system("test");
+    for trust in [None, Some("RXH")] {
+        let trust = TrustFilter(trust.map(|t| [t.to_string()].into_iter().collect()));
+        app.set_past_views_read_all(false);
+        let kept = app.canptl(sunday, None, &trust, &system).await.unwrap();
+        app.set_past_views_read_all(true);
+        let full = app.canptl(sunday, None, &trust, &system).await.unwrap();
+        prop_assert_eq!(kept.0, full.0, "last Sunday's return, {:?}", trust);
+    }
+    Ok(())
+}
+
 /// Today's views from the aggregates equal the full re-evaluation.
 async fn check(app: &App) -> Result<(), TestCaseError> {
     settled(app).await;
+    last_sundays_return(app).await?;
     {
         let data = app.projection.read();
         let states: Vec<_> = data
@@ -173,7 +200,8 @@ proptest! {
         let ops = ops.into_iter().filter(|op| !matches!(op, Op::NextDay { .. })).collect();
         let sunday = "2025-05-25T12:00:00Z".parse().unwrap();
         runtime.block_on(run_from(sunday, referrals, ops, async |app: &App, _: &[DateTime<Utc>]| {
-            sundays_return(app).await
+            sundays_return(app).await?;
+            last_sundays_return(app).await
         }))?;
     }
 }

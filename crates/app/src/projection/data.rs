@@ -35,6 +35,13 @@ pub(crate) fn next_ptl_stamp() -> u64 {
 }
 
 impl ProjectionData {
+    /// Drops today's aggregates and last Sunday's return with them: they
+    /// are built afresh from every state after the refresh.
+    pub(super) fn drop_aggregates(&mut self) {
+        self.aggregates = None;
+        self.last_week = None;
+    }
+
     /// Every evaluated pathway's id and current state, unpacked a slice at
     /// a time on every core as the iteration goes. With a `window` (first
     /// and last day), states holding no date in it are left out: no report

@@ -45,11 +45,13 @@ use openptl_rules::{history, PathwayState, PtlRow, RecordedEvent, RulesConfig};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::aggregates::last_week::{self, last_sunday, LastWeek};
 use crate::aggregates::{Aggregates, Contribution};
 use crate::clock::{london_today, Clock};
 use crate::evaluate::{current_from, decode, effective_or_logged, Current};
 use crate::fold::{self, par_filter_map};
 use crate::packed::{Packed, Packer};
+use crate::past::AsOf;
 use crate::positions::Positions;
 use crate::ptl_index::{PtlIndexEntry, PtlKeys};
 use crate::snapshot::{self, StoredPathway, StoredState};
@@ -132,6 +134,9 @@ pub struct ProjectionData {
     /// Today's standards and milestone cells over every state (issue 22);
     /// `None` until built after a bulk change (views then read the states).
     pub(crate) aggregates: Option<Aggregates>,
+    /// Last Sunday's weekly return ([`LastWeek`], decision 200): built and
+    /// dropped with `aggregates`, of the latest Sunday before `today`.
+    pub(crate) last_week: Option<LastWeek>,
     /// The stamp of the entry last put in `ptl` (stamps rise across every
     /// projection of the process, [`data::next_ptl_stamp`]): unchanged, no
     /// entry was added or replaced, so risk keys scored for every entry
@@ -159,10 +164,7 @@ const EARLIER_MOST: usize = 2;
 /// week-on-week PTL). Every pathway is evaluated again when the date
 /// changes, so the states kept follow these dates.
 fn asked_dates(today: NaiveDate) -> [NaiveDate; 2] {
-    use chrono::Datelike;
-    let back = u64::from(today.weekday().num_days_from_sunday());
-    let last_sunday = today - chrono::Days::new(if back == 0 { 7 } else { back });
-    [last_sunday, today - chrono::Days::new(7)]
+    [last_sunday(today), today - chrono::Days::new(7)]
 }
 
 /// The earlier states of a pathway that past views of the last
@@ -308,7 +310,16 @@ struct Evaluated {
     trusts: Option<(String, Vec<String>)>,
     /// What the pathway's old state and its new one add to the aggregates,
     /// when asked for (a refresh of a few pathways).
-    delta: Option<Result<(Contribution, Contribution), AppError>>,
+    delta: Option<Result<Delta, AppError>>,
+}
+
+/// What a re-evaluated pathway's old state and its new one add to today's
+/// aggregates, and its cells in last Sunday's return before and after when
+/// they may differ ([`last_week::change`]).
+struct Delta {
+    before: Contribution,
+    after: Contribution,
+    last_week: Option<(last_week::Cells, last_week::Cells)>,
 }
 
 /// The in-memory projection of the whole log.
@@ -731,18 +742,30 @@ impl Projection {
         let effective = effective_or_logged(history).unwrap_or_default();
         let current = current_from(&effective, history.len() as u64, today, &self.config);
         let delta = old.map(|(old, evaluated_on)| {
-            let before = match old {
-                Some(packed) => {
-                    let old = self.packer.current(packed).map_err(data::unpack_failed)?;
-                    Contribution::of(&old, evaluated_on, &self.config)
-                }
-                None => Contribution::default(),
-            };
+            let old = old
+                .map(|packed| self.packer.current(packed))
+                .transpose()
+                .map_err(data::unpack_failed)?;
+            let before = old
+                .as_ref()
+                .map(|old| Contribution::of(old, evaluated_on, &self.config))
+                .unwrap_or_default();
             let after = current
                 .as_ref()
                 .map(|c| Contribution::of(c, today, &self.config))
                 .unwrap_or_default();
-            Ok((before, after))
+            let last_week = last_week::change(
+                history,
+                old.as_ref().map(|old| old.version),
+                current.is_some(),
+                (evaluated_on, today),
+                &self.config,
+            );
+            Ok(Delta {
+                before,
+                after,
+                last_week,
+            })
         });
         Evaluated {
             id: id.clone(),
@@ -795,46 +818,69 @@ impl Projection {
         let built = {
             let data = self.read();
             let today = data.today.unwrap_or_default();
-            let packed: Vec<(usize, &Packed)> = data
+            let sunday = last_sunday(today);
+            let packed: Vec<(usize, &Arc<str>, &PathwayEntry, &Packed)> = data
                 .pathways
-                .values()
+                .as_slice()
+                .iter()
                 .enumerate()
-                .filter_map(|(index, p)| Some((index, p.state.as_ref()?)))
+                .filter_map(|(index, (id, p))| Some((index, id, p, p.state.as_ref()?)))
                 .collect();
-            let chunks: Vec<&[(usize, &Packed)]> = packed.chunks(UNPACK_SLICE).collect();
+            let chunks: Vec<_> = packed.chunks(UNPACK_SLICE).collect();
             let partials = fold::par_batches(&chunks, |chunk| {
-                let mut partial = Aggregates::default();
-                for (index, packed) in *chunk {
-                    match self.packer.current(packed) {
-                        Ok(c) => {
-                            partial.apply(*index, &Contribution::of(&c, today, &self.config), 1)
-                        }
-                        Err(e) => return Some(Err(data::unpack_failed(e))),
-                    }
-                }
-                Some(Ok(partial))
+                Some(self.aggregates_of(chunk, today, sunday))
             });
-            let mut all = Aggregates::default();
+            let mut all = (Aggregates::default(), LastWeek::new(sunday), Vec::new());
             let mut failed = None;
             for partial in partials {
                 match partial {
-                    Ok(partial) => all.merge(partial),
+                    Ok((aggregates, last, read)) => {
+                        all.0.merge(aggregates);
+                        all.1.merge(last);
+                        all.2.extend(read);
+                    }
                     Err(e) => failed = Some(e),
                 }
             }
-            match failed {
+            let (aggregates, mut last, mut read) = all;
+            // The pathways whose state cannot be moved to the Sunday, read
+            // back as a past view of it reads them.
+            read.sort_unstable_by_key(|(_, positions)| positions.first().copied());
+            let from_histories = match failed {
                 Some(e) => Err(e),
-                None => Ok(all),
-            }
+                None => fold::fold_pathways(
+                    self.log.as_ref(),
+                    &self.runtime,
+                    data.position,
+                    &read,
+                    |_, history| {
+                        history
+                            .map(|h| last_week::cells_of_history(h, sunday, &self.config))
+                            .unwrap_or_default()
+                    },
+                ),
+            };
+            from_histories.map(|cells| {
+                for cells in &cells {
+                    last.apply(cells, 1);
+                }
+                (aggregates, last, read.len())
+            })
         };
         match built {
-            Ok(mut aggregates) => {
+            Ok((mut aggregates, last, read)) => {
                 aggregates.shrink_to_fit();
                 let cells = aggregates.cells();
                 let (clock_strata, clock_bytes) = aggregates.clocks_kept();
-                self.write().aggregates = Some(aggregates);
+                let last_week_cells = last.len();
+                let mut data = self.write();
+                data.aggregates = Some(aggregates);
+                data.last_week = Some(last);
+                drop(data);
                 tracing::info!(
                     cells,
+                    last_week_cells,
+                    last_week_read = read,
                     clock_strata,
                     clock_kib = clock_bytes / 1024,
                     ms = started.elapsed().as_millis() as u64,
@@ -843,6 +889,31 @@ impl Projection {
             }
             Err(e) => tracing::error!(error = %e, "today's aggregates not built"),
         }
+    }
+
+    /// Today's aggregates and last Sunday's return of the pathways of
+    /// `chunk` (index, id, entry, state) evaluated on `today`, and those
+    /// whose state cannot be moved to `sunday` (to read back).
+    fn aggregates_of(
+        &self,
+        chunk: &[(usize, &Arc<str>, &PathwayEntry, &Packed)],
+        today: NaiveDate,
+        sunday: NaiveDate,
+    ) -> Result<(Aggregates, LastWeek, Vec<fold::PathwayRecords>), AppError> {
+        let mut partial = Aggregates::default();
+        let mut last = LastWeek::new(sunday);
+        let mut read = Vec::new();
+        let week = (sunday, crate::past::Shown::week(sunday));
+        for (index, id, entry, packed) in chunk {
+            let current = self.packer.current(packed).map_err(data::unpack_failed)?;
+            partial.apply(*index, &Contribution::of(&current, today, &self.config), 1);
+            match crate::past::moved_as_of(packed, today, week, &self.packer, &current.state)? {
+                AsOf::Moved(state) => last.apply(&last_week::cells_of(&state, sunday), 1),
+                AsOf::NotShown => {}
+                AsOf::Read => read.push(((*id).clone(), entry.positions.to_vec())),
+            }
+        }
+        Ok((partial, last, read))
     }
 
     /// Re-evaluates every pathway changed since the last refresh (all of them
@@ -922,6 +993,11 @@ impl Projection {
             // it: until then, views for the new date take the slow path.
             if new_day {
                 data.today = Some(today);
+                // Every pathway is re-evaluated: its cells as of the old
+                // Sunday taken away, as of the new one added.
+                if let Some(last) = &mut data.last_week {
+                    last.move_to(last_sunday(today));
+                }
             }
             for Evaluated {
                 id,
@@ -932,21 +1008,27 @@ impl Projection {
             {
                 match delta {
                     // Looked up only for a delta to apply (never in bulk).
-                    Some(Ok((before, after))) if data.aggregates.is_some() => {
+                    Some(Ok(delta)) if data.aggregates.is_some() => {
                         let index = data.pathways.find(&id);
                         match (index, &mut data.aggregates) {
                             (Some(index), Some(aggregates)) => {
-                                aggregates.apply(index, &before, -1);
-                                aggregates.apply(index, &after, 1);
+                                aggregates.apply(index, &delta.before, -1);
+                                aggregates.apply(index, &delta.after, 1);
+                                if let (Some(last), Some((before, after))) =
+                                    (&mut data.last_week, &delta.last_week)
+                                {
+                                    last.apply(before, -1);
+                                    last.apply(after, 1);
+                                }
                             }
                             // Not projected: built afresh below.
-                            _ => data.aggregates = None,
+                            _ => data.drop_aggregates(),
                         }
                     }
                     Some(Ok(_)) => {}
                     // Evaluated in bulk, or an old state unreadable: built
                     // afresh below.
-                    None | Some(Err(_)) => data.aggregates = None,
+                    None | Some(Err(_)) => data.drop_aggregates(),
                 }
                 data.install(&id, current, trusts);
             }
