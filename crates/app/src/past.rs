@@ -982,6 +982,8 @@ pub(crate) struct PastStates<'a> {
     /// What the view starts from of today's aggregates ([`Counted`]),
     /// until it takes it ([`PastStates::kept_less_away`]).
     kept: Option<Kept>,
+    /// Whether a moved state gets its PTL row ([`PastStates::without_rows`]).
+    rows: bool,
 }
 
 /// What one core took of the states it moved or read, besides those it
@@ -1066,7 +1068,15 @@ impl<'a> PastStates<'a> {
             taken: Vec::new(),
             read_kept: HashMap::new(),
             kept,
+            rows: true,
         })
+    }
+
+    /// From now on makes no PTL row for the states it moves: a view that
+    /// counts states only (a report, the weekly return) never reads one,
+    /// and a row is a few allocations per state on the PTL.
+    pub(crate) fn without_rows(&mut self) {
+        self.rows = false;
     }
 
     /// From now on counts every state's clocks for a model of the view's
@@ -1349,7 +1359,10 @@ impl<'a> PastStates<'a> {
             .map_err(crate::projection::unpack_failed)?;
         // A kept earlier state was evaluated on another date than today's.
         let state = state.into_moved(self.at.as_of);
-        let row = PtlRow::of(&state, self.at.config).map(Box::new);
+        let row = match self.rows {
+            true => PtlRow::of(&state, self.at.config).map(Box::new),
+            false => None,
+        };
         Ok((
             id.clone(),
             Current {

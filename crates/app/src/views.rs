@@ -525,6 +525,8 @@ impl App {
                 acc
             },
             |(new, fold, merge, take_away), states| {
+                // The fold reads states only.
+                states.without_rows();
                 states.fold_on_movers(
                     {
                         let new = new.clone();
