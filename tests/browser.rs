@@ -305,9 +305,7 @@ fn the_dashboard_works_in_headless_chromium() {
 
     // An alliance viewer reads the same pages but is offered no form at all
     // (issue 23: only roles that may write see them).
-    let (_, meta) = common::request(&server.addr, "GET", "/v1/meta", None).unwrap();
-    let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
-    let alliance = meta["alliances"][0].as_str().expect("the demo alliance");
+    let alliance = server.alliance();
     let (status, created) = common::request(
         &server.addr,
         "POST",
@@ -399,6 +397,44 @@ fn the_fit_page_renders_its_table_in_headless_chromium() {
                 .every((r) => /^FIT .+; colonoscopy (not requested|requested|performed)$/.test(r.querySelector('.fit-colonoscopy')?.textContent || ''))",
     );
     driver.screenshot("fit-worklist.png");
+
+    // An alliance the address names is kept when the form is sent again,
+    // and by the worklist link.
+    let alliance = server.alliance();
+    driver.goto(&format!("{base}/fit?alliance={alliance}"));
+    driver.wait_for(
+        "the FIT page of the alliance",
+        "return document.querySelectorAll('tr[data-band]').length === 5",
+    );
+    driver.script("document.getElementById('period').value = '2025-01'; return true");
+    driver.click("#fit-form button[type=submit]");
+    let search = driver.wait_for(
+        "the FIT page sent again",
+        "return location.search.includes('period=2025-01') && location.search",
+    );
+    assert!(
+        search
+            .as_str()
+            .unwrap()
+            .contains(&format!("alliance={alliance}")),
+        "the alliance is kept: {search}"
+    );
+    driver.wait_for(
+        "the FIT tables again",
+        "return document.querySelectorAll('tr[data-band]').length === 5",
+    );
+    driver.click("#fit-worklist");
+    let search = driver.wait_for(
+        "the worklist of the alliance",
+        "return location.search.includes('worklist=fit_below_10') && location.search",
+    );
+    assert!(
+        search
+            .as_str()
+            .unwrap()
+            .contains(&format!("alliance={alliance}")),
+        "the worklist keeps the alliance: {search}"
+    );
 }
 
 /// The breach forecasts (issue 24) on the demo alliance: the likely-to-

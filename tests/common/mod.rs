@@ -83,6 +83,16 @@ impl Server {
             .expect("serve --demo prints a demo login")
     }
 
+    /// The first alliance `/v1/meta` names (the demo's).
+    pub fn alliance(&self) -> String {
+        let (_, meta) = request(&self.addr, "GET", "/v1/meta", None).unwrap();
+        let meta: serde_json::Value = serde_json::from_str(&meta).unwrap();
+        meta["alliances"][0]
+            .as_str()
+            .expect("an alliance in /v1/meta")
+            .to_string()
+    }
+
     pub fn start(data: &Path, extra: &[&str]) -> Server {
         Server::start_logging(data, extra, "warn", Stdio::inherit())
     }

@@ -49,12 +49,14 @@ async function renderFit() {
   const form = h("form", { class: "filters", id: "fit-form" },
     h("label", {}, "Referred in (month)", h("input", { type: "month", name: "period", value: period, id: "period" })),
     select("trust", "Trust", m.trusts, q.get("trust")),
+    // An alliance the URL names is kept when the form is sent again.
+    q.get("alliance") ? h("input", { type: "hidden", name: "alliance", value: q.get("alliance") }) : null,
     h("button", { type: "submit" }, "Show"));
   form.addEventListener("submit", (e) => { e.preventDefault(); const p = {}; for (const [k, v] of new FormData(form).entries()) if (v) p[k] = v; go("/fit", p); });
   main.append(form);
   const csv = new URLSearchParams(Object.assign({ period, format: "csv" }, params));
   main.append(h("p", {},
-    h("a", { href: "/", id: "fit-worklist", onclick: (e) => { e.preventDefault(); go("/", Object.assign({ worklist: "fit_below_10" }, q.get("trust") ? { trust: q.get("trust") } : {})); } },
+    h("a", { href: "/", id: "fit-worklist", onclick: (e) => { e.preventDefault(); const scope = {}; for (const k of ["trust", "alliance"]) if (q.get(k)) scope[k] = q.get(k); go("/", Object.assign({ worklist: "fit_below_10" }, scope)); } },
       "Safety-netting worklist: open lower GI pathways with FIT below 10"),
     below10 === null ? "" : ` (${below10} today). `,
     " ", h("a", { href: `/v1/fit?${csv}`, id: "fit-csv", download: `fit-${period}.csv` }, "Download CSV")));
