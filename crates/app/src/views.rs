@@ -22,6 +22,7 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourS
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
+use crate::aggregates::last_week::last_sunday;
 use crate::aggregates::Aggregates;
 use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
 use crate::evaluate::Current;
@@ -913,8 +914,8 @@ impl App {
                 let data = projection.read();
                 let position = projection.position().min(data.position);
                 let last = data.last_week.as_ref()?;
-                (last.week_ending() == week_ending)
-                    .then(|| (last.canptl(&|t| visible.allows(t)), position))
+                (last_sunday(data.today?) == week_ending)
+                    .then(|| (last.canptl(week_ending, &|t| visible.allows(t)), position))
             });
             if let Some(done) = kept.await? {
                 return Ok(done);

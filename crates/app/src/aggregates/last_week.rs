@@ -87,27 +87,15 @@ pub(crate) fn change(
     (before != after).then_some((before, after))
 }
 
-/// Last Sunday's return, by trust and cell.
-#[derive(Debug, Clone, PartialEq)]
+/// Last Sunday's return, by trust and cell: of the latest Sunday before
+/// the projection's `today` (the week is not kept: it moves with `today`,
+/// under the same lock).
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct LastWeek {
-    week_ending: NaiveDate,
     cells: HashMap<(OdsCode, CanptlCell), i64>,
 }
 
 impl LastWeek {
-    /// Nothing counted in the return of the week ending `week_ending`.
-    pub(crate) fn new(week_ending: NaiveDate) -> LastWeek {
-        LastWeek {
-            week_ending,
-            cells: HashMap::default(),
-        }
-    }
-
-    /// The Sunday the week ends on.
-    pub(crate) fn week_ending(&self) -> NaiveDate {
-        self.week_ending
-    }
-
     /// Adds (`sign` 1) or takes away (`sign` -1) a pathway's cells.
     pub(crate) fn apply(&mut self, cells: &Cells, sign: i64) {
         for key in cells {
@@ -122,17 +110,14 @@ impl LastWeek {
         }
     }
 
-    /// Moves the sums to the week ending `week_ending`: they stay right
-    /// only when every pathway is taken away as of the old week and added
-    /// as of the new one (a refresh of every pathway on a new day).
-    pub(crate) fn move_to(&mut self, week_ending: NaiveDate) {
-        self.week_ending = week_ending;
-    }
-
-    /// The return, among the pathways whose trust then `trust_visible`
-    /// allows.
-    pub(crate) fn canptl(&self, trust_visible: &dyn Fn(&str) -> bool) -> CanptlReturn {
-        super::return_of(&self.cells, self.week_ending, trust_visible)
+    /// The return of the week ending `week_ending` (the Sunday it is of),
+    /// among the pathways whose trust then `trust_visible` allows.
+    pub(crate) fn canptl(
+        &self,
+        week_ending: NaiveDate,
+        trust_visible: &dyn Fn(&str) -> bool,
+    ) -> CanptlReturn {
+        super::return_of(&self.cells, week_ending, trust_visible)
     }
 
     /// How many cells it keeps.

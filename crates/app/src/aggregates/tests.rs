@@ -55,7 +55,7 @@ async fn sundays_return(app: &App) -> Result<(), TestCaseError> {
 async fn last_sundays_return(app: &App) -> Result<(), TestCaseError> {
     let sunday = last_sunday(app.today());
     let ids = app.projection.some_pathway_ids(usize::MAX);
-    let mut afresh = LastWeek::new(sunday);
+    let mut afresh = LastWeek::default();
     for id in &ids {
         let history = app.projection.history(id).await.unwrap().unwrap();
         afresh.apply(&cells_of_history(&history, sunday, &app.config), 1);

@@ -830,7 +830,7 @@ impl Projection {
             let partials = fold::par_batches(&chunks, |chunk| {
                 Some(self.aggregates_of(chunk, today, sunday))
             });
-            let mut all = (Aggregates::default(), LastWeek::new(sunday), Vec::new());
+            let mut all = (Aggregates::default(), LastWeek::default(), Vec::new());
             let mut failed = None;
             for partial in partials {
                 match partial {
@@ -901,7 +901,7 @@ impl Projection {
         sunday: NaiveDate,
     ) -> Result<(Aggregates, LastWeek, Vec<fold::PathwayRecords>), AppError> {
         let mut partial = Aggregates::default();
-        let mut last = LastWeek::new(sunday);
+        let mut last = LastWeek::default();
         let mut read = Vec::new();
         let week = (sunday, crate::past::Shown::week(sunday));
         for (index, id, entry, packed) in chunk {
@@ -992,12 +992,10 @@ impl Projection {
             // The new date is announced together with the states evaluated on
             // it: until then, views for the new date take the slow path.
             if new_day {
+                // Every pathway is re-evaluated below: its cells in last
+                // Sunday's return as of the old Sunday taken away, as of
+                // the new one added.
                 data.today = Some(today);
-                // Every pathway is re-evaluated: its cells as of the old
-                // Sunday taken away, as of the new one added.
-                if let Some(last) = &mut data.last_week {
-                    last.move_to(last_sunday(today));
-                }
             }
             for Evaluated {
                 id,
