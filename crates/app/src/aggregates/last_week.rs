@@ -21,9 +21,9 @@ use foldhash::HashMap;
 
 use openptl_rules::history::earliest_date_affected;
 use openptl_rules::report::{CanptlCell, CanptlReturn};
-use openptl_rules::{OdsCode, PathwayState, RecordedEvent, RulesConfig};
+use openptl_rules::{EffectiveEvent, OdsCode, PathwayState, RecordedEvent, RulesConfig};
 
-use crate::evaluate::current_of;
+use crate::evaluate::effective_or_logged;
 
 /// The cells a pathway adds to one week's return, at its trust.
 pub(crate) type Cells = Vec<(OdsCode, CanptlCell)>;
@@ -50,18 +50,33 @@ pub(crate) fn cells_of_history(
     week_ending: NaiveDate,
     config: &RulesConfig,
 ) -> Cells {
-    current_of(history, week_ending, None, config)
-        .map(|current| cells_of(&current.state, week_ending))
+    cells_of_effective(
+        &effective_or_logged(history).unwrap_or_default(),
+        week_ending,
+        config,
+    )
+}
+
+/// [`cells_of_history`] from the history's effective events (none: a
+/// history that no longer fits the rules, which adds nothing).
+fn cells_of_effective(
+    effective: &[EffectiveEvent],
+    week_ending: NaiveDate,
+    config: &RulesConfig,
+) -> Cells {
+    openptl_rules::evaluate(effective, week_ending, config)
+        .map(|state| cells_of(&state, week_ending))
         .unwrap_or_default()
 }
 
 /// What a refresh changes in last Sunday's cells of a pathway now holding
-/// `history`: its cells before and after, or `None` when they cannot have
+/// `history` (`effective`: its effective events, as the refresh worked
+/// them out): its cells before and after, or `None` when they cannot have
 /// changed. `old` is the record count of the state it replaces (`None`:
 /// it had none, so added nothing), evaluated on `evaluated_on`; `now`
 /// whether the pathway has a state now (one without adds nothing).
 pub(crate) fn change(
-    history: &[RecordedEvent],
+    (history, effective): (&[RecordedEvent], &[EffectiveEvent]),
     old: Option<u64>,
     now: bool,
     (evaluated_on, today): (NaiveDate, NaiveDate),
@@ -81,7 +96,7 @@ pub(crate) fn change(
         .map(|n| cells_of_history(&history[..n], was, config))
         .unwrap_or_default();
     let after = match now {
-        true => cells_of_history(history, is, config),
+        true => cells_of_effective(effective, is, config),
         false => Cells::new(),
     };
     (before != after).then_some((before, after))
@@ -152,6 +167,10 @@ mod tests {
             .collect()
     }
 
+    fn effective(history: &[RecordedEvent]) -> Vec<EffectiveEvent<'_>> {
+        effective_or_logged(history).unwrap()
+    }
+
     fn referral(on: &'static str) -> (&'static str, EventType, serde_json::Value) {
         let data = json!({ "nhs_number": "943 476 5919", "trust": "RXH",
                            "tumour_site": "lower_gi", "route": "urgent_suspected_cancer" });
@@ -178,12 +197,28 @@ mod tests {
         };
         // Ruled out on the Sunday: off the waiting list at its end.
         let on_it = history(&[referral("2025-11-03"), ruled_out("2025-11-30")]);
-        let (before, after) = change(&on_it, Some(1), true, wednesday, &config).unwrap();
+        let (before, after) = change(
+            (&on_it, &effective(&on_it)),
+            Some(1),
+            true,
+            wednesday,
+            &config,
+        )
+        .unwrap();
         assert!(waiting(&before) && !waiting(&after), "{before:?} {after:?}");
         assert_eq!(after, cells_of_history(&on_it, sunday, &config));
         // Ruled out on the Monday after: the Sunday's cells stand.
         let after_it = history(&[referral("2025-11-03"), ruled_out("2025-12-01")]);
-        assert_eq!(change(&after_it, Some(1), true, wednesday, &config), None);
+        assert_eq!(
+            change(
+                (&after_it, &effective(&after_it)),
+                Some(1),
+                true,
+                wednesday,
+                &config
+            ),
+            None
+        );
         // A void of the Sunday's diagnosis, made on the Tuesday, puts it back.
         let void =
             json!({ "voids": uuid::Uuid::from_u128(2).to_string(), "reason": "wrong patient" });
@@ -192,16 +227,37 @@ mod tests {
             ruled_out("2025-11-30"),
             ("2025-12-02", EventType::EventVoided, void),
         ]);
-        let (before, after) = change(&voided, Some(2), true, wednesday, &config).unwrap();
+        let (before, after) = change(
+            (&voided, &effective(&voided)),
+            Some(2),
+            true,
+            wednesday,
+            &config,
+        )
+        .unwrap();
         assert!(!waiting(&before) && waiting(&after), "{before:?} {after:?}");
         // Nothing recorded, but Monday came: the week referred in is counted.
         let referred = history(&[referral("2025-11-25")]);
         let monday = (day("2025-11-30"), day("2025-12-01"));
-        let (before, after) = change(&referred, Some(1), true, monday, &config).unwrap();
+        let (before, after) = change(
+            (&referred, &effective(&referred)),
+            Some(1),
+            true,
+            monday,
+            &config,
+        )
+        .unwrap();
         assert!(before.is_empty(), "{before:?}");
         assert_eq!(after, cells_of_history(&referred, sunday, &config));
         // A pathway without a state now takes its old cells away.
-        let (before, after) = change(&on_it[..1], Some(1), false, wednesday, &config).unwrap();
+        let (before, after) = change(
+            (&on_it[..1], &effective(&on_it[..1])),
+            Some(1),
+            false,
+            wednesday,
+            &config,
+        )
+        .unwrap();
         assert!(waiting(&before) && after.is_empty());
     }
 

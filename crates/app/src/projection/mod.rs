@@ -755,7 +755,7 @@ impl Projection {
                 .map(|c| Contribution::of(c, today, &self.config))
                 .unwrap_or_default();
             let last_week = last_week::change(
-                history,
+                (history, &effective),
                 old.as_ref().map(|old| old.version),
                 current.is_some(),
                 (evaluated_on, today),
