@@ -317,6 +317,13 @@ impl Aggregates {
         CwtMonths::of(from, months)
     }
 
+    /// The pathways (their indexes, of the first `len`) with a milestone
+    /// pending or overdue today: every other one has each of its
+    /// milestones met, missed or not applicable.
+    pub(crate) fn milestone_undecided(&self, len: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..len).filter(|index| !self.milestones_decided.contains(*index))
+    }
+
     /// The FIT report of `period` (SPEC 2.6) among the trusts at referral
     /// `allows` admits.
     pub(crate) fn fit(

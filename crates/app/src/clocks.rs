@@ -13,7 +13,7 @@ use serde::ser::SerializeMap;
 use serde::Serialize;
 
 use crate::access::Principal;
-use crate::lists::PatientLine;
+use crate::lists::{Indexed, PatientLine};
 use crate::past::Shown;
 use crate::views::{forbidden, TrustFilter, ViewAt};
 use crate::{App, AppError};
@@ -260,7 +260,7 @@ impl App {
             .patient_list(
                 (as_of, at.known_at),
                 Shown::period(period),
-                Some(period),
+                Some(Indexed::CwtRecords(period)),
                 principal,
                 "standards_clocks",
                 add,

@@ -13,6 +13,16 @@ use crate::past::Shown;
 use crate::views::mask;
 use crate::{App, AppError};
 
+/// Which of today's pathways a list can take its lines from, as today's
+/// aggregates index them: the caller's lines must come only from those.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Indexed {
+    /// Those with CWT records in this month or the last (decision 149).
+    CwtRecords(Period),
+    /// Those with a milestone pending or overdue (decision 201).
+    MilestoneUndecided,
+}
+
 /// A line of a list behind a figure.
 pub(crate) trait PatientLine: Send + Sync + 'static {
     /// Its NHS number, to mask.
@@ -23,16 +33,16 @@ impl App {
     /// The lines `add` gives for each state of the moment `at` (an `as_of`
     /// date and a `known_at`) that `shown` may show, in `order`, masked for
     /// `principal`, audited as `action`; and the log position they show.
-    /// A list of today's `month` (this month or the last) reads only the
-    /// pathways today's CWT index holds for it, when `month` is given:
-    /// the caller's lines must come only from pathways with CWT records in
-    /// the month.
+    /// A list of today, as known now, with `indexed` reads only the
+    /// pathways today's aggregates index so (the CWT records of this month
+    /// or the last, the milestones undecided): the caller's lines must
+    /// come only from those.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn patient_list<L: PatientLine>(
         &self,
         at: (NaiveDate, Option<DateTime<Utc>>),
         shown: Shown,
-        month: Option<Period>,
+        indexed: Option<Indexed>,
         principal: &Principal,
         action: &'static str,
         add: impl Fn(&mut Vec<L>, &str, &PathwayState) + Send + Sync + 'static,
@@ -40,10 +50,10 @@ impl App {
     ) -> Result<(Vec<L>, u64), AppError> {
         let (as_of, known_at) = at;
         let add = Arc::new(add);
-        let indexed = match month {
-            Some(month) => {
+        let indexed = match indexed {
+            Some(indexed) => {
                 let add = add.clone();
-                self.todays_month_lines(as_of, known_at, month, move |lines, id, state| {
+                self.todays_indexed_lines(as_of, known_at, indexed, move |lines, id, state| {
                     add(lines, id, state)
                 })
                 .await?

@@ -12,7 +12,7 @@ use serde::ser::SerializeMap;
 use serde::Serialize;
 
 use crate::access::Principal;
-use crate::lists::PatientLine;
+use crate::lists::{Indexed, PatientLine};
 use crate::past::Shown;
 use crate::views::{forbidden, TrustFilter, ViewAt};
 use crate::{App, AppError};
@@ -187,10 +187,16 @@ impl App {
                 });
             }
         };
+        // A pending or overdue milestone is one of a pathway today's
+        // aggregates hold undecided (decision 201).
+        let undecided = matches!(
+            query.status,
+            Some(MilestoneStatus::Pending | MilestoneStatus::Overdue)
+        );
         self.patient_list(
             (as_of, query.at.known_at),
             shown,
-            None,
+            undecided.then_some(Indexed::MilestoneUndecided),
             principal,
             "milestone_pathways",
             add,

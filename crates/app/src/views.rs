@@ -26,6 +26,7 @@ use crate::aggregates::last_week::last_sunday;
 use crate::aggregates::Aggregates;
 use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
 use crate::evaluate::Current;
+use crate::lists::Indexed;
 use crate::past::{Counted, Shown, Split, TakeAway};
 use crate::projection::ProjectionData;
 use crate::ptl_index::{day_number, pack_trust};
@@ -590,27 +591,35 @@ impl App {
         Ok((out, position))
     }
 
-    /// The lines `add` gives of the pathways with CWT records in `month`,
-    /// unsorted, a part per slice of pathways: made from the states of the
-    /// pathways today's aggregates index as having records in it (this
-    /// month and the last, decision 149), on every core, off the async
-    /// workers. `None` when the view is not of today as known now, the
-    /// month is not indexed or the aggregates are not built yet (the caller
-    /// then reads the states holding a date in the month). For the CWT
-    /// submission, and for the lists behind a standards figure: every
-    /// month a pathway counts in a standard holds CWT records (property
-    /// test `every_month_counted_in_a_standard_holds_cwt_records`).
-    pub(crate) async fn todays_month_lines<L: Send + 'static>(
+    /// The lines `add` gives of the pathways today's aggregates index as
+    /// `indexed` says, unsorted, a part per slice of pathways, made from
+    /// their states on every core, off the async workers. `None` when the
+    /// view is not of today as known now, the index does not cover it (a
+    /// month not indexed) or the aggregates are not built yet (the caller
+    /// then reads the states it may show). The caller's lines must come
+    /// only from the pathways indexed: with CWT records in the month (this
+    /// month and the last, decision 149; the CWT submission, and the lists
+    /// behind a standards figure, as every month a pathway counts in a
+    /// standard holds CWT records: property test
+    /// `every_month_counted_in_a_standard_holds_cwt_records`), or with a
+    /// milestone undecided (a list of pending or overdue milestones,
+    /// decision 201).
+    pub(crate) async fn todays_indexed_lines<L: Send + 'static>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
-        month: Period,
+        indexed: Indexed,
         add: impl Fn(&mut Vec<L>, &str, &PathwayState) + Send + Sync + 'static,
     ) -> Result<Option<(Vec<Vec<L>>, u64)>, AppError> {
         let projection = self.projection.clone();
         let answered = self
             .with_todays_aggregates(as_of, known_at, move |data, aggregates| {
-                let ids: Vec<usize> = aggregates.cwt_pathways(month, as_of)?.collect();
+                let ids: Vec<usize> = match indexed {
+                    Indexed::CwtRecords(month) => aggregates.cwt_pathways(month, as_of)?.collect(),
+                    Indexed::MilestoneUndecided => aggregates
+                        .milestone_undecided(data.pathways.len())
+                        .collect(),
+                };
                 Some(data.fold_states_at(&ids, projection.packer(), Vec::new, add))
             })
             .await?;
@@ -952,9 +961,12 @@ impl App {
         let as_of = self.as_of(at.as_of, at.known_at);
         let indexed = {
             let trusts = trusts.clone();
-            self.todays_month_lines(as_of, at.known_at, period, move |lines, id, state| {
-                add_cwt_lines(lines, id, state, period, &trusts)
-            })
+            self.todays_indexed_lines(
+                as_of,
+                at.known_at,
+                Indexed::CwtRecords(period),
+                move |lines, id, state| add_cwt_lines(lines, id, state, period, &trusts),
+            )
             .await?
         };
         let (parts, position) = match indexed {
