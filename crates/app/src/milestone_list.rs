@@ -189,10 +189,7 @@ impl App {
         };
         // A pending or overdue milestone is one of a pathway today's
         // aggregates hold undecided (decision 201).
-        let undecided = matches!(
-            query.status,
-            Some(MilestoneStatus::Pending | MilestoneStatus::Overdue)
-        );
+        let undecided = query.status.is_some_and(MilestoneStatus::is_undecided);
         self.patient_list(
             (as_of, query.at.known_at),
             shown,

@@ -341,3 +341,11 @@ code_enum!(
         NotApplicable = "not_applicable",
     }
 );
+
+impl MilestoneStatus {
+    /// Whether the milestone is still to be decided (pending, or overdue
+    /// and not met yet): its status moves with the date it is seen on.
+    pub fn is_undecided(self) -> bool {
+        matches!(self, MilestoneStatus::Pending | MilestoneStatus::Overdue)
+    }
+}

@@ -76,10 +76,7 @@ impl PathwayState {
             move_clock(&mut period.clock, as_of);
         }
         for milestone in &mut moved.milestones {
-            if matches!(
-                milestone.status,
-                MilestoneStatus::Pending | MilestoneStatus::Overdue
-            ) {
+            if milestone.status.is_undecided() {
                 milestone.status = unmet_status(as_of, milestone.due_date);
             }
         }

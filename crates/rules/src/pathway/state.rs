@@ -296,11 +296,6 @@ impl PathwayState {
 
     /// The first milestone not yet met (pending or overdue), if any.
     pub fn next_milestone(&self) -> Option<&Milestone> {
-        self.milestones.iter().find(|m| {
-            matches!(
-                m.status,
-                MilestoneStatus::Pending | MilestoneStatus::Overdue
-            )
-        })
+        self.milestones.iter().find(|m| m.status.is_undecided())
     }
 }
