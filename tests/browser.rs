@@ -419,9 +419,12 @@ fn the_fit_page_renders_its_table_in_headless_chromium() {
             .contains(&format!("alliance={alliance}")),
         "the alliance is kept: {search}"
     );
+    // The page is drawn again once its figures arrive: until then the old
+    // month's tables (and its worklist link) are still there.
     driver.wait_for(
-        "the FIT tables again",
-        "return document.querySelectorAll('tr[data-band]').length === 5",
+        "the FIT tables of the month sent",
+        "return document.querySelectorAll('tr[data-band]').length === 5
+            && document.getElementById('fit-with').textContent.includes('in 2025-01')",
     );
     driver.click("#fit-worklist");
     let search = driver.wait_for(
