@@ -22,32 +22,35 @@
 use chrono::{Datelike, Days, NaiveDate};
 use foldhash::HashMap;
 
-use openptl_rules::fit::{self, FitCount, FitFigures, FitReport};
 use openptl_rules::forecast::{self, ModelCounts, Observation};
-use openptl_rules::report::{CanptlCell, CanptlReturn, MilestonesReport, StandardsReport};
-use openptl_rules::tally::{
-    self, MilestonesCount, MilestonesKey, MilestonesTally, StandardsCount, StandardsKey, Tally,
+use openptl_rules::history::earliest_date_affected;
+use openptl_rules::report::{CanptlCell, CanptlReturn, MilestonesReport};
+use openptl_rules::tally::{self, MilestonesCount, MilestonesKey, MilestonesTally};
+use openptl_rules::{
+    EffectiveEvent, OdsCode, Period, PtlRow, RecordedEvent, RulesConfig, TumourSite,
 };
-use openptl_rules::{ClockKind, OdsCode, Period, PtlRow, RulesConfig, TumourSite};
 
-use crate::evaluate::Current;
+use crate::evaluate::{effective_or_logged, Current};
 use crate::past::{Counted, Kept};
 use crate::projection::CwtMonths;
 use crate::ptl_index::PtlKeys;
 
+pub(crate) mod dated;
 pub(crate) mod gauges;
+pub(crate) mod kept_days;
 pub(crate) mod last_week;
 mod pathway_set;
 
+use dated::{DatedCells, DatedContribution};
 use gauges::{GaugeKey, PtlGauges};
 use pathway_set::PathwaySet;
 
 /// What one pathway's state adds to the aggregates.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Contribution {
-    standards: Vec<(StandardsKey, f64)>,
+    /// To the standards and FIT cells.
+    dated: DatedContribution,
     milestones: Option<(MilestonesKey, MilestonesTally)>,
-    fit: Option<((Period, OdsCode), FitFigures)>,
     gauges: Vec<(GaugeKey, i64)>,
     /// The cells of the weekly return of the week ending `today` it counts
     /// in, at its trust.
@@ -73,8 +76,6 @@ impl Contribution {
     /// What a pathway's state as of `today` adds.
     pub(crate) fn of(current: &Current, today: NaiveDate, config: &RulesConfig) -> Contribution {
         let state = &current.state;
-        let mut standards = Vec::new();
-        tally::standards_contributions(state, &mut |key, share| standards.push((key, share)));
         let mut gauges = Vec::new();
         // An unpacked state carries no row: it is the same function of the state.
         let row = match &current.row {
@@ -95,9 +96,8 @@ impl Contribution {
         let mut canptl = Vec::new();
         CanptlReturn::cells(state, today, |cell| canptl.push((state.trust, cell)));
         Contribution {
-            standards,
+            dated: DatedContribution::of(state, config),
             milestones: tally::milestones_contribution(state, config),
-            fit: fit::contribution(state, config),
             gauges,
             canptl,
             cwt,
@@ -110,11 +110,10 @@ impl Contribution {
 /// The cells of today's standards and milestone views.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct Aggregates {
-    /// By standard and month, then by cell.
-    standards: HashMap<(ClockKind, Period), HashMap<StandardsKey, Tally>>,
+    /// The standards cells by standard and month, the FIT cells by
+    /// referral month and trust at referral.
+    dated: DatedCells,
     milestones: HashMap<MilestonesKey, MilestonesTally>,
-    /// By referral month and trust at referral.
-    fit: HashMap<(Period, OdsCode), FitFigures>,
     gauges: HashMap<GaugeKey, i64>,
     /// The weekly return of the week ending `today`: pathways by trust
     /// and cell.
@@ -166,29 +165,12 @@ impl Aggregates {
                 }
             }
         }
-        for (key, share) in &c.standards {
-            let by_cell = self.standards.entry((key.standard, key.month)).or_default();
-            let cell = by_cell.entry(*key).or_default();
-            cell.add(*share, sign);
-            if cell.is_empty() {
-                by_cell.remove(key);
-                if by_cell.is_empty() {
-                    self.standards.remove(&(key.standard, key.month));
-                }
-            }
-        }
+        self.dated.apply(&c.dated, sign);
         if let Some((key, tally)) = &c.milestones {
             let cell = self.milestones.entry(*key).or_default();
             cell.add(tally, sign);
             if cell.is_empty() {
                 self.milestones.remove(key);
-            }
-        }
-        if let Some((key, figures)) = &c.fit {
-            let cell = self.fit.entry(*key).or_insert_with(FitFigures::empty);
-            cell.combine(figures, sign);
-            if cell.referrals == 0 {
-                self.fit.remove(key);
             }
         }
         for (key, n) in &c.gauges {
@@ -217,20 +199,9 @@ impl Aggregates {
 
     /// Adds every cell of `other` (partial sums built on several threads).
     pub(crate) fn merge(&mut self, other: Aggregates) {
-        for ((standard, month), cells) in other.standards {
-            let by_cell = self.standards.entry((standard, month)).or_default();
-            for (key, tally) in cells {
-                by_cell.entry(key).or_default().merge(&tally);
-            }
-        }
+        self.dated.merge(other.dated);
         for (key, tally) in other.milestones {
             self.milestones.entry(key).or_default().add(&tally, 1);
-        }
-        for (key, figures) in other.fit {
-            self.fit
-                .entry(key)
-                .or_insert_with(FitFigures::empty)
-                .combine(&figures, 1);
         }
         for (key, n) in other.gauges {
             *self.gauges.entry(key).or_default() += n;
@@ -259,10 +230,9 @@ impl Aggregates {
         Some(match counted {
             Counted::Nothing => return None,
             Counted::ClocksOffPtl => Box::new(self.ended.clone()),
+            Counted::Dated => Box::new(self.dated.clone()),
             Counted::Standards(standard, period) => {
-                let cells = self.standards.get(&(standard, period));
-                let cells = cells.into_iter().flatten().map(|(k, t)| (*k, *t));
-                Box::new(StandardsCount::from_cells(standard, period, cells))
+                Box::new(self.dated.standards_count(standard, period))
             }
             Counted::Milestones(period) => {
                 let cells = self
@@ -271,14 +241,7 @@ impl Aggregates {
                     .map(|(key, tally)| (*key, tally.clone()));
                 Box::new(MilestonesCount::from_cells(period, cells))
             }
-            Counted::Fit(period) => {
-                let cells = self
-                    .fit
-                    .iter()
-                    .filter(|((month, _), _)| *month == period)
-                    .map(|(key, figures)| (*key, figures.clone()));
-                Box::new(FitCount::from_cells(period, cells))
-            }
+            Counted::Fit(period) => Box::new(self.dated.fit_count(period)),
         })
     }
 
@@ -324,38 +287,14 @@ impl Aggregates {
         (0..len).filter(|index| !self.milestones_decided.contains(*index))
     }
 
-    /// The FIT report of `period` (SPEC 2.6) among the trusts at referral
-    /// `allows` admits.
-    pub(crate) fn fit(
-        &self,
-        period: Period,
-        allows: &dyn Fn(&str) -> bool,
-        config: &RulesConfig,
-    ) -> FitReport {
-        fit::report_from_cells(&self.fit, period, allows, config)
+    /// The standards and FIT cells, as of today.
+    pub(crate) fn dated(&self) -> &DatedCells {
+        &self.dated
     }
 
     /// The PTL gauges' series.
     pub(crate) fn ptl_gauges(&self) -> PtlGauges {
         PtlGauges::of(&self.gauges)
-    }
-
-    /// The standards view of `standard` in `period` (SPEC 4.4).
-    pub(crate) fn standards(
-        &self,
-        standard: ClockKind,
-        period: Period,
-        tumour_site: Option<TumourSite>,
-        trust_visible: &dyn Fn(&str) -> bool,
-        config: &RulesConfig,
-    ) -> StandardsReport {
-        let cells = self
-            .standards
-            .get(&(standard, period))
-            .into_iter()
-            .flatten()
-            .filter(|(key, _)| tumour_site.is_none_or(|t| key.site == t));
-        tally::standards_from_cells(cells, standard, period, trust_visible, config)
     }
 
     /// The milestone view of pathways referred in `period` (all when none),
@@ -382,7 +321,7 @@ impl Aggregates {
             Counted::Nothing => false,
             Counted::ClocksOffPtl => !on_ptl,
             Counted::Milestones(_) => self.milestones_decided.contains(index),
-            Counted::Standards(..) | Counted::Fit(..) => true,
+            Counted::Dated | Counted::Standards(..) | Counted::Fit(..) => true,
         }
     }
 
@@ -408,13 +347,49 @@ impl Aggregates {
 
     /// How many cells are kept (for the memory figures).
     pub(crate) fn cells(&self) -> usize {
-        self.standards.values().map(HashMap::len).sum::<usize>()
+        self.dated.len()
             + self.milestones.len()
-            + self.fit.len()
             + self.gauges.len()
             + self.canptl.len()
             + self.cwt.values().map(PathwaySet::len).sum::<usize>()
     }
+}
+
+/// What a pathway now holding `history` (`effective`: its effective
+/// events, as a refresh worked them out) adds as of a date before and
+/// after its new records, `of` its effective events as of the date; or
+/// `None` when that cannot have changed. `old` is the record count of the
+/// state the refresh replaces (`None`: it had none, so added nothing),
+/// `now` whether the pathway has a state now (one without adds nothing);
+/// the date was `was` when the old state was made, and is `is`.
+///
+/// Records dated after the date (amendments aside) change nothing as of
+/// it: the rule of views as known at a past moment
+/// ([`openptl_rules::history::earliest_date_affected`]). Last Sunday's
+/// return ([`last_week`]) and the cells kept as of past dates
+/// ([`kept_days`]) both change by it.
+pub(crate) fn changed_as_of<T: PartialEq + Default>(
+    (history, effective): (&[RecordedEvent], &[EffectiveEvent]),
+    old: Option<u64>,
+    now: bool,
+    (was, is): (NaiveDate, NaiveDate),
+    of: impl Fn(&[EffectiveEvent], NaiveDate) -> T,
+) -> Option<(T, T)> {
+    let old = old.map(|n| usize::try_from(n).unwrap_or(usize::MAX).min(history.len()));
+    let after_it = |e: &RecordedEvent| {
+        earliest_date_affected(e.data.event_type(), e.occurred_on).is_some_and(|d| d > is)
+    };
+    if was == is && now && old.is_some_and(|n| history[n..].iter().all(after_it)) {
+        return None;
+    }
+    let before = old
+        .map(|n| of(&effective_or_logged(&history[..n]).unwrap_or_default(), was))
+        .unwrap_or_default();
+    let after = match now {
+        true => of(effective, is),
+        false => T::default(),
+    };
+    (before != after).then_some((before, after))
 }
 
 /// The weekly return of the week ending `week_ending` summed from its

@@ -11,6 +11,7 @@ use openptl_rules::{DiagnosticTest, PathwayState, Period};
 use prometheus::{GaugeVec, Opts, Registry};
 
 use crate::access::Principal;
+use crate::aggregates::dated::DatedCells;
 use crate::views::{TrustFilter, ViewAt};
 use crate::{App, AppError};
 
@@ -31,10 +32,18 @@ impl App {
         let period = period.unwrap_or_else(|| Period::of(as_of));
         let config = self.config.clone();
         let (visible, rules) = (trusts.clone(), config.clone());
+        let report = move |cells: &DatedCells| cells.fit(period, &|t| visible.allows(t), &rules);
+        let (of_today, report) = (report.clone(), report);
         let today = self.answer_from_aggregates(as_of, at.known_at, move |aggregates| {
-            aggregates.fit(period, &|t| visible.allows(t), &rules)
+            of_today(aggregates.dated())
         });
         if let Some(done) = today.await? {
+            return Ok(done);
+        }
+        if let Some(done) = self
+            .answer_from_kept_day(as_of, at.known_at, report)
+            .await?
+        {
             return Ok(done);
         }
         let (rules, away_rules) = (config.clone(), config.clone());

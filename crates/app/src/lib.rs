@@ -26,6 +26,7 @@ mod milestone_list;
 mod offload;
 mod packed;
 mod past;
+mod past_cells;
 mod positions;
 pub mod problem;
 pub mod projection;
@@ -116,6 +117,10 @@ pub struct App {
     backing_up: Arc<tokio::sync::Mutex<()>>,
     /// Today's breach-forecast model and projections (issue 24).
     pub(crate) forecasts: forecast::ForecastCache,
+    /// Held while the cells of a past date are counted to be kept
+    /// (decision 202): views of a date asked for together wait for one
+    /// count.
+    counting_kept_day: tokio::sync::Mutex<()>,
 }
 
 /// What the ways in (HTTP, gRPC, the binary) read of the application:
@@ -229,6 +234,7 @@ impl App {
             backup_to: None,
             backing_up: Arc::default(),
             forecasts: forecast::ForecastCache::default(),
+            counting_kept_day: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -299,11 +299,14 @@ impl App {
             let from_cells = |kept: &Aggregates| {
                 let standards = ClockKind::ALL
                     .iter()
-                    .map(|clock| kept.standards(*clock, period, None, &everyone, config))
+                    .map(|clock| {
+                        kept.dated()
+                            .standards(*clock, period, None, &everyone, config)
+                    })
                     .collect::<Vec<_>>();
                 (
                     kept.ptl_gauges(),
-                    kept.fit(period, &everyone, config),
+                    kept.dated().fit(period, &everyone, config),
                     standards,
                 )
             };

@@ -143,6 +143,10 @@ pub(crate) enum Counted {
     Standards(ClockKind, Period),
     /// The FIT cells of one referral month (tests and results are dated).
     Fit(Period),
+    /// The standards cells of every standard and month and the FIT cells
+    /// of every referral month ([`crate::aggregates::dated::DatedCells`]):
+    /// what the projection keeps as of a past date (decision 202).
+    Dated,
     /// The milestone cells of one referral month or all, of the pathways
     /// none of whose milestones is pending or overdue only (one of those
     /// turns overdue on its due date, whatever else happens).

@@ -22,6 +22,7 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourS
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
+use crate::aggregates::dated::DatedCells;
 use crate::aggregates::last_week::last_sunday;
 use crate::aggregates::Aggregates;
 use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
@@ -811,16 +812,21 @@ impl App {
         let period = period.unwrap_or_else(|| Period::of(as_of));
         let config = self.config.clone();
         let (visible, rules) = (trusts.clone(), config.clone());
+        let report = move |cells: &DatedCells| {
+            let visible = |t: &str| visible.allows(t);
+            cells.standards(standard, period, tumour_site, &visible, &rules)
+        };
+        let (of_today, report) = (report.clone(), report);
         let today = self.answer_from_aggregates(as_of, at.known_at, move |aggregates| {
-            aggregates.standards(
-                standard,
-                period,
-                tumour_site,
-                &|t| visible.allows(t),
-                &rules,
-            )
+            of_today(aggregates.dated())
         });
         if let Some(done) = today.await? {
+            return Ok(done);
+        }
+        if let Some(done) = self
+            .answer_from_kept_day(as_of, at.known_at, report)
+            .await?
+        {
             return Ok(done);
         }
         let (mut count, position) = self

@@ -19,7 +19,6 @@
 use chrono::{Datelike, Days, NaiveDate};
 use foldhash::HashMap;
 
-use openptl_rules::history::earliest_date_affected;
 use openptl_rules::report::{CanptlCell, CanptlReturn};
 use openptl_rules::{EffectiveEvent, OdsCode, PathwayState, RecordedEvent, RulesConfig};
 
@@ -72,34 +71,21 @@ fn cells_of_effective(
 /// What a refresh changes in last Sunday's cells of a pathway now holding
 /// `history` (`effective`: its effective events, as the refresh worked
 /// them out): its cells before and after, or `None` when they cannot have
-/// changed. `old` is the record count of the state it replaces (`None`:
-/// it had none, so added nothing), evaluated on `evaluated_on`; `now`
-/// whether the pathway has a state now (one without adds nothing).
+/// changed ([`super::changed_as_of`]). `old` is the record count of the
+/// state it replaces (`None`: it had none, so added nothing), evaluated on
+/// `evaluated_on`; `now` whether the pathway has a state now (one without
+/// adds nothing).
 pub(crate) fn change(
-    (history, effective): (&[RecordedEvent], &[EffectiveEvent]),
+    history: (&[RecordedEvent], &[EffectiveEvent]),
     old: Option<u64>,
     now: bool,
     (evaluated_on, today): (NaiveDate, NaiveDate),
     config: &RulesConfig,
 ) -> Option<(Cells, Cells)> {
-    let (was, is) = (last_sunday(evaluated_on), last_sunday(today));
-    let old = old.map(|n| usize::try_from(n).unwrap_or(usize::MAX).min(history.len()));
-    // Records dated after the Sunday (amendments aside) change nothing as
-    // of it (the rule of views as known at a past moment).
-    let after_it = |e: &RecordedEvent| {
-        earliest_date_affected(e.data.event_type(), e.occurred_on).is_some_and(|d| d > is)
-    };
-    if was == is && now && old.is_some_and(|n| history[n..].iter().all(after_it)) {
-        return None;
-    }
-    let before = old
-        .map(|n| cells_of_history(&history[..n], was, config))
-        .unwrap_or_default();
-    let after = match now {
-        true => cells_of_effective(effective, is, config),
-        false => Cells::new(),
-    };
-    (before != after).then_some((before, after))
+    let sundays = (last_sunday(evaluated_on), last_sunday(today));
+    super::changed_as_of(history, old, now, sundays, |effective, sunday| {
+        cells_of_effective(effective, sunday, config)
+    })
 }
 
 /// Last Sunday's return, by trust and cell: of the latest Sunday before

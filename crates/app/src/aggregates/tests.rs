@@ -7,9 +7,12 @@
 use chrono::{DateTime, Datelike, Days, Utc, Weekday};
 use proptest::prelude::*;
 
+use super::dated::DatedCells;
+use super::kept_days;
 use super::last_week::{cells_of_history, last_sunday, LastWeek};
 use super::Aggregates;
 use crate::access::Principal;
+use crate::evaluate::effective_or_logged;
 use crate::histories::{op, run, run_from, runtime, Op};
 use crate::views::{TrustFilter, ViewAt};
 use crate::App;
@@ -75,10 +78,54 @@ async fn last_sundays_return(app: &App) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// The cells kept as of past dates (decision 202) equal every pathway's
+/// history evaluated as of each, after whatever came since they were
+/// kept; then views of two past dates (the day before and nine days back)
+/// keep theirs for the next check, and equal the full re-evaluation.
+async fn kept_days(app: &App) -> Result<(), TestCaseError> {
+    let dates = kept_days::lock(&app.projection.read().kept_days).dates();
+    let ids = app.projection.some_pathway_ids(usize::MAX);
+    for as_of in dates {
+        let mut afresh = DatedCells::default();
+        for id in &ids {
+            let history = app.projection.history(id).await.unwrap().unwrap();
+            let effective = effective_or_logged(&history).unwrap_or_default();
+            if let Some(state) = openptl_rules::evaluate(&effective, as_of, &app.config) {
+                afresh.add_state(&state, &app.config, 1);
+            }
+        }
+        let kept = kept_days::lock(&app.projection.read().kept_days)
+            .peek(as_of)
+            .cloned();
+        prop_assert_eq!(kept, Some(afresh), "the cells kept as of {}", as_of);
+    }
+    let system = Principal::system("test");
+    for back in [1, 9] {
+        let at = ViewAt {
+            as_of: Some(app.today() - Days::new(back)),
+            ..ViewAt::default()
+        };
+        let period = Period::of(app.today() - Days::new(back));
+        let all = TrustFilter::default();
+        let views = async || {
+            let standards = app.standards(&at, ClockKind::D62, Some(period), &all, None, &system);
+            let fit = app.fit(&at, Some(period), &all, &system);
+            (standards.await.unwrap().0, fit.await.unwrap().0)
+        };
+        app.set_past_views_read_all(false);
+        let kept = views().await;
+        app.set_past_views_read_all(true);
+        let full = views().await;
+        prop_assert_eq!(kept, full, "62-day and FIT as of {:?}", at.as_of);
+    }
+    Ok(())
+}
+
 /// Today's views from the aggregates equal the full re-evaluation.
 async fn check(app: &App) -> Result<(), TestCaseError> {
     settled(app).await;
     last_sundays_return(app).await?;
+    kept_days(app).await?;
     {
         let data = app.projection.read();
         let states: Vec<_> = data

@@ -40,6 +40,13 @@ impl ProjectionData {
     pub(super) fn drop_aggregates(&mut self) {
         self.aggregates = None;
         self.last_week = None;
+        self.kept_days_mut().clear();
+    }
+
+    /// The cells kept as of past dates, without locking (the write lock
+    /// is held).
+    pub(super) fn kept_days_mut(&mut self) -> &mut KeptDays {
+        kept_days::unpoisoned(&mut self.kept_days)
     }
 
     /// Every evaluated pathway's id and current state, unpacked a slice at

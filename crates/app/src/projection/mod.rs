@@ -45,6 +45,7 @@ use openptl_rules::{history, PathwayState, PtlRow, RecordedEvent, RulesConfig};
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
+use crate::aggregates::kept_days::{self, KeptDays};
 use crate::aggregates::last_week::{self, last_sunday, LastWeek};
 use crate::aggregates::{Aggregates, Contribution};
 use crate::clock::{london_today, Clock};
@@ -137,6 +138,11 @@ pub struct ProjectionData {
     /// Last Sunday's weekly return ([`LastWeek`], decision 200): built and
     /// dropped with `aggregates`, of the latest Sunday before `today`.
     pub(crate) last_week: Option<LastWeek>,
+    /// The standards and FIT cells as of a few past dates, as known now
+    /// ([`KeptDays`], decision 202): kept once a view of the date counted
+    /// them (under the read lock, hence the mutex), changed by each
+    /// refresh, dropped with `aggregates`.
+    pub(crate) kept_days: std::sync::Mutex<KeptDays>,
     /// The stamp of the entry last put in `ptl` (stamps rise across every
     /// projection of the process, [`data::next_ptl_stamp`]): unchanged, no
     /// entry was added or replaced, so risk keys scored for every entry
@@ -320,6 +326,9 @@ struct Delta {
     before: Contribution,
     after: Contribution,
     last_week: Option<(last_week::Cells, last_week::Cells)>,
+    /// Its contributions to the cells kept as of past dates, before and
+    /// after, as of each date they may differ ([`kept_days::changes`]).
+    days: Vec<kept_days::Change>,
 }
 
 /// The in-memory projection of the whole log.
@@ -730,18 +739,19 @@ impl Projection {
 
     /// A pathway evaluated as of `today` from its history (its effective
     /// events worked out once for both the state and the trusts). With
-    /// `old` (its state before, if any, and the date it was evaluated on),
-    /// also what the old and the new state add to the aggregates.
+    /// `old` (its state before, if any, the date it was evaluated on, and
+    /// the past dates whose cells are kept), also what the old and the new
+    /// state add to the aggregates.
     fn evaluated(
         &self,
         id: &Arc<str>,
         history: &[RecordedEvent],
         today: NaiveDate,
-        old: Option<(Option<&Packed>, NaiveDate)>,
+        old: Option<(Option<&Packed>, NaiveDate, &[NaiveDate])>,
     ) -> Evaluated {
         let effective = effective_or_logged(history).unwrap_or_default();
         let current = current_from(&effective, history.len() as u64, today, &self.config);
-        let delta = old.map(|(old, evaluated_on)| {
+        let delta = old.map(|(old, evaluated_on, days)| {
             let old = old
                 .map(|packed| self.packer.current(packed))
                 .transpose()
@@ -754,17 +764,26 @@ impl Projection {
                 .as_ref()
                 .map(|c| Contribution::of(c, today, &self.config))
                 .unwrap_or_default();
+            let version = old.as_ref().map(|old| old.version);
             let last_week = last_week::change(
                 (history, &effective),
-                old.as_ref().map(|old| old.version),
+                version,
                 current.is_some(),
                 (evaluated_on, today),
+                &self.config,
+            );
+            let days = kept_days::changes(
+                (history, &effective),
+                version,
+                current.is_some(),
+                days,
                 &self.config,
             );
             Ok(Delta {
                 before,
                 after,
                 last_week,
+                days,
             })
         });
         Evaluated {
@@ -967,9 +986,12 @@ impl Projection {
                     .filter_map(|id| data.pathways.get_key_value(id))
                     .collect();
                 let evaluated_on = data.today.unwrap_or_default();
+                // Dates kept after this are checked, when kept, to change
+                // with none of the records folded in by then.
+                let days = kept_days::lock(&data.kept_days).dates();
                 let loaded = par_filter_map(&entries, |(id, entry)| {
                     Some(self.history_blocking(id, entry).map(|history| {
-                        let old = (entry.state.as_ref(), evaluated_on);
+                        let old = (entry.state.as_ref(), evaluated_on, &days[..]);
                         self.evaluated(id, &history, today, Some(old))
                     }))
                 });
@@ -1018,6 +1040,7 @@ impl Projection {
                                     last.apply(before, -1);
                                     last.apply(after, 1);
                                 }
+                                kept_days::unpoisoned(&mut data.kept_days).apply(&delta.days);
                             }
                             // Not projected: built afresh below.
                             _ => data.drop_aggregates(),

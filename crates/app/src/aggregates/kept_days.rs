@@ -1,0 +1,195 @@
+//! The standards and FIT cells ([`DatedCells`]) as of a few past dates,
+//! as known now (decision 202).
+//!
+//! A manager who picks a past date on the standards page asks for three
+//! standards over six months: eighteen past views, each moving every
+//! pathway changed since that date. The first of them counts the cells of
+//! every standard and month, and of every FIT month, as of the date, and
+//! the projection keeps them: the other seventeen, and every later view of
+//! that date, are summed from a few thousand cells.
+//!
+//! Kept cells stay exact as records come. A pathway's cells as of a past
+//! date change only with a record that can change its state as of it: one
+//! dated on or before it, or an amendment
+//! ([`openptl_rules::history::earliest_date_affected`]); the refresh then
+//! takes away the cells of its history before the records and adds those
+//! of its history after, both evaluated as of the date
+//! ([`super::changed_as_of`], the rule of last Sunday's return). A new day
+//! changes nothing as of a past date, but a bulk change (start, restore,
+//! the refresh of every pathway on a new day) drops them with today's
+//! aggregates; the next view of a date counts them again.
+//!
+//! At most [`DAYS`] dates are kept, the least recently asked for going
+//! first. The full re-evaluation of every history as of the date is the
+//! oracle they are tested against.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use chrono::NaiveDate;
+
+use openptl_rules::{EffectiveEvent, RecordedEvent, RulesConfig};
+
+use super::dated::{DatedCells, DatedContribution};
+
+/// How many past dates' cells are kept at most.
+pub(crate) const DAYS: usize = 8;
+
+/// What a refresh changes in the cells kept as of one date: a pathway's
+/// contribution as of it before, and after.
+pub(crate) type Change = (NaiveDate, DatedContribution, DatedContribution);
+
+/// The changes, as of each of `dates`, of a pathway now holding `history`
+/// (`effective`: its effective events, as the refresh worked them out),
+/// whose state before held `old` records (`None`: it had none), and which
+/// has a state now or not (`now`).
+pub(crate) fn changes(
+    (history, effective): (&[RecordedEvent], &[EffectiveEvent]),
+    old: Option<u64>,
+    now: bool,
+    dates: &[NaiveDate],
+    config: &RulesConfig,
+) -> Vec<Change> {
+    let of = |effective: &[EffectiveEvent], on: NaiveDate| {
+        openptl_rules::evaluate(effective, on, config)
+            .map(|state| DatedContribution::of(&state, config))
+            .unwrap_or_default()
+    };
+    dates
+        .iter()
+        .filter_map(|on| {
+            super::changed_as_of((history, effective), old, now, (*on, *on), of)
+                .map(|(before, after)| (*on, before, after))
+        })
+        .collect()
+}
+
+/// The cells kept, locked. A panic under the lock may have left them half
+/// changed: they are dropped then (counted again when next asked for).
+pub(crate) fn lock(days: &Mutex<KeptDays>) -> MutexGuard<'_, KeptDays> {
+    days.lock().unwrap_or_else(|poisoned| {
+        days.clear_poison();
+        let mut days = poisoned.into_inner();
+        days.clear();
+        days
+    })
+}
+
+/// [`lock`] with the lock's owner holding it alone.
+pub(crate) fn unpoisoned(days: &mut Mutex<KeptDays>) -> &mut KeptDays {
+    if days.is_poisoned() {
+        days.clear_poison();
+        let days = days.get_mut().unwrap_or_else(PoisonError::into_inner);
+        days.clear();
+    }
+    days.get_mut().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One date's cells.
+#[derive(Debug)]
+struct KeptDay {
+    as_of: NaiveDate,
+    cells: DatedCells,
+    /// When it was last asked for (a count of asks, for the eviction).
+    asked: u64,
+}
+
+/// The cells kept as of past dates, as known now.
+#[derive(Debug, Default)]
+pub(crate) struct KeptDays {
+    days: Vec<KeptDay>,
+    asks: u64,
+}
+
+impl KeptDays {
+    /// The dates kept.
+    pub(crate) fn dates(&self) -> Vec<NaiveDate> {
+        self.days.iter().map(|day| day.as_of).collect()
+    }
+
+    /// The cells as of `as_of`, when kept (counted as asked for).
+    pub(crate) fn get(&mut self, as_of: NaiveDate) -> Option<&DatedCells> {
+        self.asks += 1;
+        let asks = self.asks;
+        let day = self.days.iter_mut().find(|day| day.as_of == as_of)?;
+        day.asked = asks;
+        Some(&day.cells)
+    }
+
+    /// Keeps `cells` as of `as_of`, in place of the least recently asked
+    /// for when [`DAYS`] are kept already.
+    pub(crate) fn keep(&mut self, as_of: NaiveDate, cells: DatedCells) {
+        self.asks += 1;
+        self.days.retain(|day| day.as_of != as_of);
+        if self.days.len() >= DAYS {
+            if let Some(oldest) = (0..self.days.len()).min_by_key(|i| self.days[*i].asked) {
+                self.days.swap_remove(oldest);
+            }
+        }
+        self.days.push(KeptDay {
+            as_of,
+            cells,
+            asked: self.asks,
+        });
+    }
+
+    /// Applies a refresh's changes of one pathway. A date kept without
+    /// a change is one the pathway's new records cannot change, or kept
+    /// after the refresh worked its changes out, when its records were
+    /// folded in already and each was checked to change nothing as of it
+    /// ([`crate::past::Split::unchanged_since`]).
+    pub(crate) fn apply(&mut self, changes: &[Change]) {
+        for (on, before, after) in changes {
+            if let Some(day) = self.days.iter_mut().find(|day| day.as_of == *on) {
+                day.cells.apply(before, -1);
+                day.cells.apply(after, 1);
+            }
+        }
+    }
+
+    /// Drops every date's cells.
+    pub(crate) fn clear(&mut self) {
+        self.days.clear();
+    }
+
+    /// The cells of `as_of`, when kept, without counting an ask (tests).
+    #[cfg(test)]
+    pub(crate) fn peek(&self, as_of: NaiveDate) -> Option<&DatedCells> {
+        self.days
+            .iter()
+            .find(|day| day.as_of == as_of)
+            .map(|day| &day.cells)
+    }
+
+    /// How many cells are kept, over every date.
+    pub(crate) fn cells(&self) -> usize {
+        self.days.iter().map(|day| day.cells.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Past [`DAYS`] dates, the least recently asked for goes; a date kept
+    /// again replaces its cells.
+    #[test]
+    fn the_least_recently_asked_for_date_goes_first() {
+        let day = |n: u32| NaiveDate::from_ymd_opt(2025, 3, n).unwrap();
+        let mut days = KeptDays::default();
+        for n in 1..=DAYS as u32 {
+            days.keep(day(n), DatedCells::default());
+        }
+        // The first is asked for again: the second is now the oldest ask.
+        assert!(days.get(day(1)).is_some());
+        days.keep(day(20), DatedCells::default());
+        let mut dates = days.dates();
+        dates.sort();
+        let mut expected: Vec<_> = (1..=DAYS as u32).filter(|n| *n != 2).map(day).collect();
+        expected.push(day(20));
+        assert_eq!(dates, expected);
+        // Kept again: still one entry for the date.
+        days.keep(day(20), DatedCells::default());
+        assert_eq!(days.dates().len(), DAYS);
+        assert!(days.get(day(2)).is_none());
+    }
+}

@@ -1,0 +1,122 @@
+//! The standards and FIT views of a past date, as known now, answered
+//! from the cells the projection keeps as of it (decision 202,
+//! [`crate::aggregates::kept_days`]).
+//!
+//! The first such view of a date counts the cells of every standard and
+//! month, and of every FIT month, as of it, the past views' way (today's
+//! cells, less today's contributions of the pathways changed since the
+//! date, plus theirs as of it: [`crate::past::Counted::Dated`]), and the
+//! projection keeps them. Views of the date asked for together (the
+//! standards page asks for eighteen) wait for that one count instead of
+//! each making its own; later ones sum the kept cells.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use openptl_rules::PathwayState;
+
+use crate::aggregates::dated::DatedCells;
+use crate::aggregates::kept_days;
+use crate::past::{Counted, Shown};
+use crate::{App, AppError};
+
+/// What the kept cells say of a view.
+enum Found<R> {
+    /// Its answer, and the position it is of.
+    Answer(R, u64),
+    /// Nothing kept (yet) as of its date.
+    Nothing,
+    /// Not a view they answer: not of a past date, or no aggregates of
+    /// today to keep them with (a bulk change is under way).
+    NotPast,
+}
+
+impl App {
+    /// `f` over the standards and FIT cells as of `as_of`, known now, kept
+    /// or counted now and kept (decision 202); `None` when the view is not
+    /// of a past date as known now, or past views read every history
+    /// ([`App::set_past_views_read_all`]).
+    pub(crate) async fn answer_from_kept_day<R: Send + 'static>(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        f: impl Fn(&DatedCells) -> R + Send + Sync + 'static,
+    ) -> Result<Option<(R, u64)>, AppError> {
+        if known_at.is_some() || self.past_views_read_all() {
+            return Ok(None);
+        }
+        let f = Arc::new(f);
+        match self.kept_day(as_of, f.clone()).await? {
+            Found::Answer(answer, position) => return Ok(Some((answer, position))),
+            Found::NotPast => return Ok(None),
+            Found::Nothing => {}
+        }
+        // One count at a time: the views of the date asked for with this
+        // one find what it kept.
+        let _counting = self.counting_kept_day.lock().await;
+        match self.kept_day(as_of, f.clone()).await? {
+            Found::Answer(answer, position) => return Ok(Some((answer, position))),
+            Found::NotPast => return Ok(None),
+            Found::Nothing => {}
+        }
+        let split = self.past_split(as_of, None, Shown::All).await?;
+        let (config, away) = (self.config.clone(), self.config.clone());
+        let (cells, position) = self
+            .fold_states(
+                split,
+                DatedCells::default,
+                move |cells, _, state| cells.add_state(state, &config, 1),
+                DatedCells::merge,
+                Some((
+                    Counted::Dated,
+                    Box::new(move |cells: &mut DatedCells, state: &PathwayState| {
+                        cells.add_state(state, &away, -1)
+                    }),
+                )),
+            )
+            .await?;
+        let projection = self.projection.clone();
+        let answer = self
+            .off_workers(move || {
+                let answer = f(&cells);
+                let data = projection.read();
+                // Kept only while nothing folded in since the count changes
+                // it (each refresh from now on changes it as it goes), and
+                // with today's aggregates, which a bulk change drops it with.
+                let current = data.aggregates.is_some()
+                    && data.today.is_some_and(|today| as_of < today)
+                    && split.unchanged_since(position, &data);
+                if current {
+                    let mut days = kept_days::lock(&data.kept_days);
+                    days.keep(as_of, cells);
+                    tracing::debug!(%as_of, cells = days.cells(), "cells of a past date kept");
+                }
+                answer
+            })
+            .await?;
+        Ok(Some((answer, position)))
+    }
+
+    /// `f` over the cells kept as of `as_of`, under the projection's read
+    /// lock, off the async workers.
+    async fn kept_day<R: Send + 'static>(
+        &self,
+        as_of: NaiveDate,
+        f: Arc<impl Fn(&DatedCells) -> R + Send + Sync + 'static>,
+    ) -> Result<Found<R>, AppError> {
+        let projection = self.projection.clone();
+        self.off_workers(move || {
+            let data = projection.read();
+            let position = projection.position().min(data.position);
+            if data.aggregates.is_none() || data.today.is_none_or(|today| as_of >= today) {
+                return Found::NotPast;
+            }
+            let mut days = kept_days::lock(&data.kept_days);
+            match days.get(as_of) {
+                Some(cells) => Found::Answer(f(cells), position),
+                None => Found::Nothing,
+            }
+        })
+        .await
+    }
+}
