@@ -422,6 +422,11 @@ pub async fn views(
             times,
         );
     }
+    let (kept_dates, kept_cells, kept_bytes) = app.projection().kept_days();
+    println!(
+        "standards and FIT cells kept as of past dates: {kept_dates} dates, {kept_cells} cells, {:.0} KiB",
+        kept_bytes as f64 / 1024.0
+    );
     // The same past views with every history read back (the full
     // re-evaluation, as before issue 22): its time, and whether the fast
     // answers equal it, whole (every PTL row, the return, the month's

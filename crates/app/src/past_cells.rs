@@ -89,7 +89,8 @@ impl App {
                 if current {
                     let mut days = kept_days::lock(&data.kept_days);
                     days.keep(as_of, cells);
-                    tracing::debug!(%as_of, cells = days.cells(), "cells of a past date kept");
+                    let (dates, cells, bytes) = days.size();
+                    tracing::debug!(%as_of, dates, cells, kib = bytes / 1024, "cells of a past date kept");
                 }
                 answer
             })

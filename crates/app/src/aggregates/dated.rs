@@ -50,28 +50,42 @@ impl DatedCells {
     /// cells whatever the path to them.
     pub(crate) fn apply(&mut self, c: &DatedContribution, sign: i64) {
         for (key, share) in &c.standards {
-            let by_cell = self.standards.entry((key.standard, key.month)).or_default();
-            let cell = by_cell.entry(*key).or_default();
-            cell.add(*share, sign);
-            if cell.is_empty() {
-                by_cell.remove(key);
-                if by_cell.is_empty() {
-                    self.standards.remove(&(key.standard, key.month));
-                }
-            }
+            self.add_standard(key, *share, sign);
         }
         if let Some((key, figures)) = &c.fit {
-            let cell = self.fit.entry(*key).or_insert_with(FitFigures::empty);
-            cell.combine(figures, sign);
-            if cell.referrals == 0 {
-                self.fit.remove(key);
+            self.add_fit(key, figures, sign);
+        }
+    }
+
+    /// Adds (`sign` 1) or takes away (`sign` -1) what `state` adds (as
+    /// [`DatedContribution::of`] says, without making one).
+    pub(crate) fn add_state(&mut self, state: &PathwayState, config: &RulesConfig, sign: i64) {
+        tally::standards_contributions(state, &mut |key, share| {
+            self.add_standard(&key, share, sign)
+        });
+        if let Some((key, figures)) = fit::contribution(state, config) {
+            self.add_fit(&key, &figures, sign);
+        }
+    }
+
+    fn add_standard(&mut self, key: &StandardsKey, share: f64, sign: i64) {
+        let by_cell = self.standards.entry((key.standard, key.month)).or_default();
+        let cell = by_cell.entry(*key).or_default();
+        cell.add(share, sign);
+        if cell.is_empty() {
+            by_cell.remove(key);
+            if by_cell.is_empty() {
+                self.standards.remove(&(key.standard, key.month));
             }
         }
     }
 
-    /// Adds (`sign` 1) or takes away (`sign` -1) what `state` adds.
-    pub(crate) fn add_state(&mut self, state: &PathwayState, config: &RulesConfig, sign: i64) {
-        self.apply(&DatedContribution::of(state, config), sign);
+    fn add_fit(&mut self, key: &(Period, OdsCode), figures: &FitFigures, sign: i64) {
+        let cell = self.fit.entry(*key).or_insert_with(FitFigures::empty);
+        cell.combine(figures, sign);
+        if cell.referrals == 0 {
+            self.fit.remove(key);
+        }
     }
 
     /// Adds every cell of `other` (partial sums built on several threads).
@@ -146,5 +160,20 @@ impl DatedCells {
     /// How many cells it keeps.
     pub(crate) fn len(&self) -> usize {
         self.standards.values().map(HashMap::len).sum::<usize>() + self.fit.len()
+    }
+
+    /// About how many bytes it holds: its tables' slots (a FIT cell's
+    /// band counts besides, a few hundred bytes each).
+    pub(crate) fn bytes(&self) -> usize {
+        use std::mem::size_of;
+        let table = |capacity: usize, entry: usize| capacity * (entry + 1);
+        let standards = self
+            .standards
+            .values()
+            .map(|cells| table(cells.capacity(), size_of::<(StandardsKey, Tally)>()))
+            .sum::<usize>();
+        let months = size_of::<((ClockKind, Period), HashMap<StandardsKey, Tally>)>();
+        let fit = size_of::<((Period, OdsCode), FitFigures)>();
+        standards + table(self.standards.capacity(), months) + table(self.fit.capacity(), fit)
     }
 }

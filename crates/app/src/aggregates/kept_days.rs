@@ -160,9 +160,12 @@ impl KeptDays {
             .map(|day| &day.cells)
     }
 
-    /// How many cells are kept, over every date.
-    pub(crate) fn cells(&self) -> usize {
-        self.days.iter().map(|day| day.cells.len()).sum()
+    /// How many dates are kept, their cells, and about how many bytes
+    /// those hold.
+    pub(crate) fn size(&self) -> (usize, usize, usize) {
+        let cells = self.days.iter().map(|day| day.cells.len()).sum();
+        let bytes = self.days.iter().map(|day| day.cells.bytes()).sum();
+        (self.days.len(), cells, bytes)
     }
 }
 

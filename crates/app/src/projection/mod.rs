@@ -419,6 +419,15 @@ impl Projection {
         self.data.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many past dates' standards and FIT cells are kept (decision
+    /// 202), their cells, and about how many bytes those hold (for the
+    /// benchmark).
+    pub fn kept_days(&self) -> (usize, usize, usize) {
+        let data = self.read();
+        let size = kept_days::lock(&data.kept_days).size();
+        size
+    }
+
     /// How many pathways the projection holds, and how many are on today's PTL.
     pub fn counts(&self) -> (usize, usize) {
         let data = self.read();
