@@ -255,26 +255,28 @@ async fn opened_at(
     again
 }
 
+/// An app on a fresh log in memory, its clock at noon on 20 March 2025,
+/// with its snapshot (and the replaced states beside it) at `snapshot`.
+fn on_20_march(snapshot: Option<std::path::PathBuf>) -> App {
+    let start: DateTime<Utc> = "2025-03-20T12:00:00Z".parse().unwrap();
+    let clock = crate::histories::Settable(std::sync::Mutex::new(start));
+    let log: std::sync::Arc<dyn openptl_log::EventLog> =
+        std::sync::Arc::new(openptl_log::MemoryLog::new());
+    let config = openptl_rules::RulesConfig::defaults();
+    App::open(log, config, std::sync::Arc::new(clock), snapshot)
+}
+
 /// A view as known at a moment takes the state a pathway had before its
 /// records since, kept when a refresh replaced it or written from the log
 /// after a fold, instead of reading its history back, and still equals
 /// the full re-evaluation.
 #[test]
 fn views_as_known_at_a_moment_take_the_replaced_states() {
-    use crate::histories::{event_of, Settable};
+    use crate::histories::event_of;
     let runtime = crate::histories::runtime();
     runtime.block_on(async {
-        let start: DateTime<Utc> = "2025-03-20T12:00:00Z".parse().unwrap();
-        let clock = std::sync::Arc::new(Settable(std::sync::Mutex::new(start)));
-        let log: std::sync::Arc<dyn openptl_log::EventLog> =
-            std::sync::Arc::new(openptl_log::MemoryLog::new());
         let dir = tempfile::tempdir().unwrap();
-        let app = App::open(
-            log,
-            openptl_rules::RulesConfig::defaults(),
-            clock,
-            Some(dir.path().join("projection.snapshot")),
-        );
+        let app = on_20_march(Some(dir.path().join("projection.snapshot")));
         let system = Principal::system("test");
         // Referred on 1 March; then, after the moment, a triage and a
         // first appointment dated before today (so the views as of today
@@ -325,6 +327,70 @@ fn views_as_known_at_a_moment_take_the_replaced_states() {
         views(&again).await;
         let used = again.projection.replaced().unwrap().used();
         assert!(used >= 3, "written from the log after a fold: {used} taken");
+    });
+}
+
+/// The views of a past date asked for together (the standards page's
+/// eighteen) count its cells once and sum them (decision 202): with no
+/// past view allowed to wait behind another, every one is still answered,
+/// and each equals the full re-evaluation.
+#[test]
+fn views_of_a_past_date_asked_together_count_it_once() {
+    use crate::histories::event_of;
+    let runtime = crate::histories::runtime();
+    runtime.block_on(async {
+        let app = on_20_march(None).with_past_view_queue(0);
+        let app = std::sync::Arc::new(app);
+        let system = Principal::system("test");
+        // Referred in January and February; seen, diagnosed or treated
+        // since, some after the date asked for.
+        for n in 0..9u8 {
+            let id = format!("P{n}");
+            let day = 10 + u16::from(n) * 4;
+            let events = vec![
+                event_of(&id, 0, day, n),
+                event_of(&id, 3, day + 10, n),
+                event_of(&id, 4, day + 18 + u16::from(n % 3) * 8, n),
+            ];
+            app.append(events, &system, false).await.unwrap();
+        }
+        assert!(app.caught_up(std::time::Duration::from_secs(5)).await);
+        let as_of = app.today() - Days::new(3);
+        let months = [0, 31, 62].map(|back| Period::of(as_of - Days::new(back)));
+        let at = ViewAt {
+            as_of: Some(as_of),
+            ..ViewAt::default()
+        };
+        let mut asked = tokio::task::JoinSet::new();
+        for standard in ClockKind::ALL {
+            for period in months.into_iter().chain(months) {
+                let (app, at, standard) = (app.clone(), at.clone(), *standard);
+                asked.spawn(async move {
+                    let system = Principal::system("test");
+                    let all = TrustFilter::default();
+                    let answer = app.standards(&at, standard, Some(period), &all, None, &system);
+                    (standard, period, answer.await.map(|(report, _)| report))
+                });
+            }
+        }
+        let mut answers = Vec::new();
+        while let Some(answer) = asked.join_next().await {
+            let (standard, period, report) = answer.unwrap();
+            let report = report.unwrap_or_else(|e| panic!("{standard:?} {period:?}: {e}"));
+            answers.push((standard, period, report));
+        }
+        assert_eq!(answers.len(), 18);
+        let kept = crate::aggregates::kept_days::lock(&app.projection.read().kept_days).dates();
+        assert_eq!(kept, vec![as_of], "one count, kept");
+        app.set_past_views_read_all(true);
+        let all = TrustFilter::default();
+        for (standard, period, report) in answers {
+            let full = app
+                .standards(&at, standard, Some(period), &all, None, &system)
+                .await
+                .unwrap();
+            assert_eq!(report, full.0, "{standard:?} {period:?}");
+        }
     });
 }
 
