@@ -24,11 +24,9 @@ use foldhash::HashMap;
 
 use openptl_rules::forecast::{self, ModelCounts, Observation};
 use openptl_rules::history::earliest_date_affected;
-use openptl_rules::report::{CanptlCell, CanptlReturn, MilestonesReport};
-use openptl_rules::tally::{self, MilestonesCount, MilestonesKey, MilestonesTally};
-use openptl_rules::{
-    EffectiveEvent, OdsCode, Period, PtlRow, RecordedEvent, RulesConfig, TumourSite,
-};
+use openptl_rules::report::{CanptlCell, CanptlReturn};
+use openptl_rules::tally::{self, MilestonesKey, MilestonesTally};
+use openptl_rules::{EffectiveEvent, OdsCode, Period, PtlRow, RecordedEvent, RulesConfig};
 
 use crate::evaluate::{effective_or_logged, Current};
 use crate::past::{Counted, Kept};
@@ -39,10 +37,12 @@ pub(crate) mod dated;
 pub(crate) mod gauges;
 pub(crate) mod kept_days;
 pub(crate) mod last_week;
+pub(crate) mod milestone_cells;
 mod pathway_set;
 
 use dated::{DatedCells, DatedContribution};
 use gauges::{GaugeKey, PtlGauges};
+use milestone_cells::MilestoneCells;
 use pathway_set::PathwaySet;
 
 /// What one pathway's state adds to the aggregates.
@@ -113,7 +113,7 @@ pub(crate) struct Aggregates {
     /// The standards cells by standard and month, the FIT cells by
     /// referral month and trust at referral.
     dated: DatedCells,
-    milestones: HashMap<MilestonesKey, MilestonesTally>,
+    milestones: MilestoneCells,
     gauges: HashMap<GaugeKey, i64>,
     /// The weekly return of the week ending `today`: pathways by trust
     /// and cell.
@@ -130,7 +130,7 @@ pub(crate) struct Aggregates {
     /// same as of any date their events are settled by (decision 158), and
     /// the milestone cells of those only.
     milestones_decided: PathwaySet,
-    milestones_settled: HashMap<MilestonesKey, MilestonesTally>,
+    milestones_settled: MilestoneCells,
 }
 
 impl Aggregates {
@@ -166,13 +166,7 @@ impl Aggregates {
             }
         }
         self.dated.apply(&c.dated, sign);
-        if let Some((key, tally)) = &c.milestones {
-            let cell = self.milestones.entry(*key).or_default();
-            cell.add(tally, sign);
-            if cell.is_empty() {
-                self.milestones.remove(key);
-            }
-        }
+        self.milestones.apply(&c.milestones, sign);
         for (key, n) in &c.gauges {
             count(&mut self.gauges, *key, sign * n);
         }
@@ -187,22 +181,14 @@ impl Aggregates {
                 true => self.milestones_decided.insert(index),
                 false => self.milestones_decided.remove(index),
             };
-            if let Some((key, tally)) = &c.milestones {
-                let cell = self.milestones_settled.entry(*key).or_default();
-                cell.add(tally, sign);
-                if cell.is_empty() {
-                    self.milestones_settled.remove(key);
-                }
-            }
+            self.milestones_settled.apply(&c.milestones, sign);
         }
     }
 
     /// Adds every cell of `other` (partial sums built on several threads).
     pub(crate) fn merge(&mut self, other: Aggregates) {
         self.dated.merge(other.dated);
-        for (key, tally) in other.milestones {
-            self.milestones.entry(key).or_default().add(&tally, 1);
-        }
+        self.milestones.merge(other.milestones);
         for (key, n) in other.gauges {
             *self.gauges.entry(key).or_default() += n;
         }
@@ -214,12 +200,7 @@ impl Aggregates {
         }
         self.ended.merge(other.ended);
         self.milestones_decided.extend(&other.milestones_decided);
-        for (key, tally) in other.milestones_settled {
-            self.milestones_settled
-                .entry(key)
-                .or_default()
-                .add(&tally, 1);
-        }
+        self.milestones_settled.merge(other.milestones_settled);
     }
 
     /// What a past view starts from ([`Counted`], decision 158), of the
@@ -234,13 +215,7 @@ impl Aggregates {
             Counted::Standards(standard, period) => {
                 Box::new(self.dated.standards_count(standard, period))
             }
-            Counted::Milestones(period) => {
-                let cells = self
-                    .milestones_settled
-                    .iter()
-                    .map(|(key, tally)| (*key, tally.clone()));
-                Box::new(MilestonesCount::from_cells(period, cells))
-            }
+            Counted::Milestones => Box::new(self.milestones_settled.clone()),
             Counted::Fit(period) => Box::new(self.dated.fit_count(period)),
         })
     }
@@ -297,21 +272,9 @@ impl Aggregates {
         PtlGauges::of(&self.gauges)
     }
 
-    /// The milestone view of pathways referred in `period` (all when none),
-    /// at the trusts `trust_visible` allows (the current trust's).
-    pub(crate) fn milestones(
-        &self,
-        period: Option<Period>,
-        tumour_site: Option<TumourSite>,
-        trust_visible: &dyn Fn(&str) -> bool,
-        config: &RulesConfig,
-    ) -> MilestonesReport {
-        let cells = self.milestones.iter().filter(|(key, _)| {
-            period.is_none_or(|p| key.referred == p)
-                && tumour_site.is_none_or(|t| key.site == t)
-                && trust_visible(key.trust.as_str())
-        });
-        tally::milestones_from_cells(cells, period, config)
+    /// The milestone cells of every pathway, as of today.
+    pub(crate) fn milestone_cells(&self) -> &MilestoneCells {
+        &self.milestones
     }
 
     /// Whether the pathway at `index` counts in what `counted` names as
@@ -320,7 +283,7 @@ impl Aggregates {
         match counted {
             Counted::Nothing => false,
             Counted::ClocksOffPtl => !on_ptl,
-            Counted::Milestones(_) => self.milestones_decided.contains(index),
+            Counted::Milestones => self.milestones_decided.contains(index),
             Counted::Dated | Counted::Standards(..) | Counted::Fit(..) => true,
         }
     }

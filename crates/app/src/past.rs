@@ -147,10 +147,10 @@ pub(crate) enum Counted {
     /// of every referral month ([`crate::aggregates::dated::DatedCells`]):
     /// what the projection keeps as of a past date (decision 202).
     Dated,
-    /// The milestone cells of one referral month or all, of the pathways
-    /// none of whose milestones is pending or overdue only (one of those
-    /// turns overdue on its due date, whatever else happens).
-    Milestones(Option<Period>),
+    /// The milestone cells of the pathways none of whose milestones is
+    /// pending or overdue only (one of those turns overdue on its due
+    /// date, whatever else happens).
+    Milestones,
 }
 
 impl Snapshot {

@@ -1,23 +1,24 @@
-//! The standards and FIT views of a past date, as known now, answered
-//! from the cells the projection keeps as of it (decision 202,
+//! The standards, FIT and milestone views of a past date, as known now,
+//! answered from the cells the projection keeps as of it (decision 202,
 //! [`crate::aggregates::kept_days`]).
 //!
-//! The first such view of a date counts the cells of every standard and
-//! month, and of every FIT month, as of it, the past views' way (today's
-//! cells, less today's contributions of the pathways changed since the
-//! date, plus theirs as of it: [`crate::past::Counted::Dated`]), and the
-//! projection keeps them. Views of the date asked for together (the
-//! standards page asks for eighteen) wait for that one count instead of
-//! each making its own; later ones sum the kept cells.
+//! The first standards or FIT view of a date counts the cells of every
+//! standard and month, and of every FIT month, as of it, the past views'
+//! way (today's cells, less today's contributions of the pathways changed
+//! since the date, plus theirs as of it: [`crate::past::Counted::Dated`]),
+//! and the projection keeps them; the first milestone view of a date
+//! does the same for the milestone cells of every referral month
+//! ([`crate::past::Counted::Milestones`]). Views of the date asked for
+//! together (the standards page asks for eighteen) wait for that one
+//! count instead of each making its own; later ones sum the kept cells.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_rules::PathwayState;
 
-use crate::aggregates::dated::DatedCells;
-use crate::aggregates::kept_days;
-use crate::past::{Counted, Shown};
+use crate::aggregates::kept_days::{self, DayPart};
+use crate::past::Shown;
 use crate::{App, AppError};
 
 /// What the kept cells say of a view.
@@ -32,15 +33,15 @@ enum Found<R> {
 }
 
 impl App {
-    /// `f` over the standards and FIT cells as of `as_of`, known now, kept
-    /// or counted now and kept (decision 202); `None` when the view is not
-    /// of a past date as known now, or past views read every history
+    /// `f` over the cells of part `P` as of `as_of`, known now, kept or
+    /// counted now and kept (decision 202); `None` when the view is not of
+    /// a past date as known now, or past views read every history
     /// ([`App::set_past_views_read_all`]).
-    pub(crate) async fn answer_from_kept_day<R: Send + 'static>(
+    pub(crate) async fn answer_from_kept_day<P: DayPart, R: Send + 'static>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
-        f: impl Fn(&DatedCells) -> R + Send + Sync + 'static,
+        f: impl Fn(&P) -> R + Send + Sync + 'static,
     ) -> Result<Option<(R, u64)>, AppError> {
         if known_at.is_some() || self.past_views_read_all() {
             return Ok(None);
@@ -64,12 +65,12 @@ impl App {
         let (cells, position) = self
             .fold_states(
                 split,
-                DatedCells::default,
-                move |cells, _, state| cells.add_state(state, &config, 1),
-                DatedCells::merge,
+                P::default,
+                move |cells: &mut P, _, state| cells.add_state(state, &config, 1),
+                P::merge,
                 Some((
-                    Counted::Dated,
-                    Box::new(move |cells: &mut DatedCells, state: &PathwayState| {
+                    P::COUNTED,
+                    Box::new(move |cells: &mut P, state: &PathwayState| {
                         cells.add_state(state, &away, -1)
                     }),
                 )),
@@ -100,10 +101,10 @@ impl App {
 
     /// `f` over the cells kept as of `as_of`, under the projection's read
     /// lock, off the async workers.
-    async fn kept_day<R: Send + 'static>(
+    async fn kept_day<P: DayPart, R: Send + 'static>(
         &self,
         as_of: NaiveDate,
-        f: Arc<impl Fn(&DatedCells) -> R + Send + Sync + 'static>,
+        f: Arc<impl Fn(&P) -> R + Send + Sync + 'static>,
     ) -> Result<Found<R>, AppError> {
         let projection = self.projection.clone();
         self.off_workers(move || {
@@ -113,7 +114,7 @@ impl App {
                 return Found::NotPast;
             }
             let mut days = kept_days::lock(&data.kept_days);
-            match days.get(as_of) {
+            match days.get::<P>(as_of) {
                 Some(cells) => Found::Answer(f(cells), position),
                 None => Found::Nothing,
             }

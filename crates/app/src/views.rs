@@ -17,13 +17,14 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use openptl_rules::cwt::{self, CwtRecord};
 use openptl_rules::forecast::{self, permille, Model, ModelOptions, RowRisk};
 use openptl_rules::report::{CanptlReturn, MilestonesReport, StandardsReport};
-use openptl_rules::tally::{MilestonesCount, StandardsCount};
+use openptl_rules::tally::StandardsCount;
 use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
 use crate::aggregates::dated::DatedCells;
 use crate::aggregates::last_week::last_sunday;
+use crate::aggregates::milestone_cells::MilestoneCells;
 use crate::aggregates::Aggregates;
 use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
 use crate::evaluate::Current;
@@ -863,33 +864,41 @@ impl App {
         let as_of = self.as_of(at.as_of, at.known_at);
         let config = self.config.clone();
         let (visible, rules) = (trusts.clone(), config.clone());
+        // A cell's trust and site are its pathways'.
+        let report = move |cells: &MilestoneCells| {
+            let visible = |t: &str| visible.allows(t);
+            cells.report(period, tumour_site, &visible, &rules)
+        };
+        let (of_today, of_day, report) = (report.clone(), report.clone(), report);
         let today = self.answer_from_aggregates(as_of, at.known_at, move |aggregates| {
-            aggregates.milestones(period, tumour_site, &|t| visible.allows(t), &rules)
+            of_today(aggregates.milestone_cells())
         });
         if let Some(done) = today.await? {
             return Ok(done);
         }
+        if let Some(done) = self
+            .answer_from_kept_day(as_of, at.known_at, of_day)
+            .await?
+        {
+            return Ok(done);
+        }
         let shown = period.map_or(Shown::All, Shown::period);
-        let (rules, away_rules) = (config.clone(), config.clone());
-        let (mut count, position) = self
+        let (rules, away_rules) = (config.clone(), config);
+        let (cells, position) = self
             .fold_states(
                 self.past_split(as_of, at.known_at, shown).await?,
-                move || MilestonesCount::new(period),
-                move |count, _, state| count.add(state, &rules),
-                MilestonesCount::merge,
+                MilestoneCells::default,
+                move |cells, _, state| cells.add_state(state, &rules, 1),
+                MilestoneCells::merge,
                 Some((
-                    Counted::Milestones(period),
-                    Box::new(move |count: &mut MilestonesCount, state: &PathwayState| {
-                        count.take_away(state, &away_rules)
+                    Counted::Milestones,
+                    Box::new(move |cells: &mut MilestoneCells, state: &PathwayState| {
+                        cells.add_state(state, &away_rules, -1)
                     }),
                 )),
             )
             .await?;
-        // A cell's trust and site are its pathways'.
-        count.keep_only(|key| {
-            trusts.allows(key.trust.as_str()) && tumour_site.is_none_or(|t| key.site == t)
-        });
-        Ok((count.report(&config), position))
+        Ok((report(&cells), position))
     }
 
     /// The weekly PTL return for the week ending on a Sunday.

@@ -1,12 +1,15 @@
-//! The standards and FIT cells ([`DatedCells`]) as of a few past dates,
-//! as known now (decision 202).
+//! The standards and FIT cells ([`DatedCells`]) and the milestone cells
+//! ([`MilestoneCells`]) as of a few past dates, as known now (decision
+//! 202).
 //!
 //! A manager who picks a past date on the standards page asks for three
 //! standards over six months: eighteen past views, each moving every
 //! pathway changed since that date. The first of them counts the cells of
 //! every standard and month, and of every FIT month, as of the date, and
 //! the projection keeps them: the other seventeen, and every later view of
-//! that date, are summed from a few thousand cells.
+//! that date, are summed from a few thousand cells. The first milestone
+//! view of a date likewise counts and keeps the milestone cells of every
+//! referral month as of it (each part is counted when first asked for).
 //!
 //! Kept cells stay exact as records come. A pathway's cells as of a past
 //! date change only with a record that can change its state as of it: one
@@ -27,16 +30,73 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::NaiveDate;
 
-use openptl_rules::{EffectiveEvent, RecordedEvent, RulesConfig};
+use openptl_rules::{EffectiveEvent, PathwayState, RecordedEvent, RulesConfig};
+
+use openptl_rules::tally::{self, MilestonesKey, MilestonesTally};
 
 use super::dated::{DatedCells, DatedContribution};
+use super::milestone_cells::MilestoneCells;
+use crate::past::Counted;
 
 /// How many past dates' cells are kept at most.
 pub(crate) const DAYS: usize = 8;
 
+/// What a pathway's state as of a date adds to that date's kept cells.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct DayContribution {
+    dated: DatedContribution,
+    milestones: Option<(MilestonesKey, MilestonesTally)>,
+}
+
 /// What a refresh changes in the cells kept as of one date: a pathway's
 /// contribution as of it before, and after.
-pub(crate) type Change = (NaiveDate, DatedContribution, DatedContribution);
+pub(crate) type Change = (NaiveDate, DayContribution, DayContribution);
+
+/// A part of a date's kept cells, counted by the first view of the date
+/// that reads it.
+pub(crate) trait DayPart: Default + Send + Sync + 'static {
+    /// What of today's aggregates its count starts from.
+    const COUNTED: Counted;
+    /// What `state` adds (`sign` 1) or takes away (`sign` -1).
+    fn add_state(&mut self, state: &PathwayState, config: &RulesConfig, sign: i64);
+    /// Adds every cell of `other`.
+    fn merge(&mut self, other: Self);
+    /// The part of `day`'s cells it is.
+    fn of(day: &KeptDay) -> &Option<Self>;
+    fn of_mut(day: &mut KeptDay) -> &mut Option<Self>;
+}
+
+impl DayPart for DatedCells {
+    const COUNTED: Counted = Counted::Dated;
+    fn add_state(&mut self, state: &PathwayState, config: &RulesConfig, sign: i64) {
+        DatedCells::add_state(self, state, config, sign);
+    }
+    fn merge(&mut self, other: Self) {
+        DatedCells::merge(self, other);
+    }
+    fn of(day: &KeptDay) -> &Option<Self> {
+        &day.dated
+    }
+    fn of_mut(day: &mut KeptDay) -> &mut Option<Self> {
+        &mut day.dated
+    }
+}
+
+impl DayPart for MilestoneCells {
+    const COUNTED: Counted = Counted::Milestones;
+    fn add_state(&mut self, state: &PathwayState, config: &RulesConfig, sign: i64) {
+        MilestoneCells::add_state(self, state, config, sign);
+    }
+    fn merge(&mut self, other: Self) {
+        MilestoneCells::merge(self, other);
+    }
+    fn of(day: &KeptDay) -> &Option<Self> {
+        &day.milestones
+    }
+    fn of_mut(day: &mut KeptDay) -> &mut Option<Self> {
+        &mut day.milestones
+    }
+}
 
 /// The changes, as of each of `dates`, of a pathway now holding `history`
 /// (`effective`: its effective events, as the refresh worked them out),
@@ -51,7 +111,10 @@ pub(crate) fn changes(
 ) -> Vec<Change> {
     let of = |effective: &[EffectiveEvent], on: NaiveDate| {
         openptl_rules::evaluate(effective, on, config)
-            .map(|state| DatedContribution::of(&state, config))
+            .map(|state| DayContribution {
+                dated: DatedContribution::of(&state, config),
+                milestones: tally::milestones_contribution(&state, config),
+            })
             .unwrap_or_default()
     };
     dates
@@ -84,11 +147,12 @@ pub(crate) fn unpoisoned(days: &mut Mutex<KeptDays>) -> &mut KeptDays {
     days.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One date's cells.
+/// One date's cells: each part once counted.
 #[derive(Debug)]
-struct KeptDay {
+pub(crate) struct KeptDay {
     as_of: NaiveDate,
-    cells: DatedCells,
+    dated: Option<DatedCells>,
+    milestones: Option<MilestoneCells>,
     /// When it was last asked for (a count of asks, for the eviction).
     asked: u64,
 }
@@ -106,30 +170,44 @@ impl KeptDays {
         self.days.iter().map(|day| day.as_of).collect()
     }
 
-    /// The cells as of `as_of`, when kept (counted as asked for).
-    pub(crate) fn get(&mut self, as_of: NaiveDate) -> Option<&DatedCells> {
+    /// The cells of part `P` as of `as_of`, when kept (counted as asked
+    /// for).
+    pub(crate) fn get<P: DayPart>(&mut self, as_of: NaiveDate) -> Option<&P> {
         self.asks += 1;
         let asks = self.asks;
         let day = self.days.iter_mut().find(|day| day.as_of == as_of)?;
-        day.asked = asks;
-        Some(&day.cells)
+        if P::of(day).is_some() {
+            day.asked = asks;
+        }
+        P::of(day).as_ref()
     }
 
-    /// Keeps `cells` as of `as_of`, in place of the least recently asked
-    /// for when [`DAYS`] are kept already.
-    pub(crate) fn keep(&mut self, as_of: NaiveDate, cells: DatedCells) {
+    /// Keeps `cells` as of `as_of` (with the date's other part, when
+    /// kept); a new date takes the place of the least recently asked for
+    /// when [`DAYS`] are kept already.
+    pub(crate) fn keep<P: DayPart>(&mut self, as_of: NaiveDate, cells: P) {
         self.asks += 1;
-        self.days.retain(|day| day.as_of != as_of);
-        if self.days.len() >= DAYS {
-            if let Some(oldest) = (0..self.days.len()).min_by_key(|i| self.days[*i].asked) {
-                self.days.swap_remove(oldest);
+        let asked = self.asks;
+        let at = match self.days.iter().position(|day| day.as_of == as_of) {
+            Some(at) => at,
+            None => {
+                if self.days.len() >= DAYS {
+                    if let Some(oldest) = (0..self.days.len()).min_by_key(|i| self.days[*i].asked) {
+                        self.days.swap_remove(oldest);
+                    }
+                }
+                self.days.push(KeptDay {
+                    as_of,
+                    dated: None,
+                    milestones: None,
+                    asked,
+                });
+                self.days.len() - 1
             }
-        }
-        self.days.push(KeptDay {
-            as_of,
-            cells,
-            asked: self.asks,
-        });
+        };
+        let day = &mut self.days[at];
+        day.asked = asked;
+        *P::of_mut(day) = Some(cells);
     }
 
     /// Applies a refresh's changes of one pathway. A date kept without
@@ -140,8 +218,14 @@ impl KeptDays {
     pub(crate) fn apply(&mut self, changes: &[Change]) {
         for (on, before, after) in changes {
             if let Some(day) = self.days.iter_mut().find(|day| day.as_of == *on) {
-                day.cells.apply(before, -1);
-                day.cells.apply(after, 1);
+                if let Some(dated) = &mut day.dated {
+                    dated.apply(&before.dated, -1);
+                    dated.apply(&after.dated, 1);
+                }
+                if let Some(milestones) = &mut day.milestones {
+                    milestones.apply(&before.milestones, -1);
+                    milestones.apply(&after.milestones, 1);
+                }
             }
         }
     }
@@ -151,20 +235,26 @@ impl KeptDays {
         self.days.clear();
     }
 
-    /// The cells of `as_of`, when kept, without counting an ask (tests).
+    /// The cells of part `P` as of `as_of`, when kept, without counting
+    /// an ask (tests).
     #[cfg(test)]
-    pub(crate) fn peek(&self, as_of: NaiveDate) -> Option<&DatedCells> {
-        self.days
-            .iter()
-            .find(|day| day.as_of == as_of)
-            .map(|day| &day.cells)
+    pub(crate) fn peek<P: DayPart>(&self, as_of: NaiveDate) -> Option<&P> {
+        let day = self.days.iter().find(|day| day.as_of == as_of)?;
+        P::of(day).as_ref()
     }
 
     /// How many dates are kept, their cells, and about how many bytes
     /// those hold.
     pub(crate) fn size(&self) -> (usize, usize, usize) {
-        let cells = self.days.iter().map(|day| day.cells.len()).sum();
-        let bytes = self.days.iter().map(|day| day.cells.bytes()).sum();
+        let (mut cells, mut bytes) = (0, 0);
+        for day in &self.days {
+            if let Some(dated) = &day.dated {
+                (cells, bytes) = (cells + dated.len(), bytes + dated.bytes());
+            }
+            if let Some(milestones) = &day.milestones {
+                (cells, bytes) = (cells + milestones.len(), bytes + milestones.bytes());
+            }
+        }
         (self.days.len(), cells, bytes)
     }
 }
@@ -182,8 +272,11 @@ mod tests {
         for n in 1..=DAYS as u32 {
             days.keep(day(n), DatedCells::default());
         }
+        // The other part of a kept date is kept with it.
+        days.keep(day(3), MilestoneCells::default());
+        assert_eq!(days.dates().len(), DAYS);
         // The first is asked for again: the second is now the oldest ask.
-        assert!(days.get(day(1)).is_some());
+        assert!(days.get::<DatedCells>(day(1)).is_some());
         days.keep(day(20), DatedCells::default());
         let mut dates = days.dates();
         dates.sort();
@@ -193,6 +286,8 @@ mod tests {
         // Kept again: still one entry for the date.
         days.keep(day(20), DatedCells::default());
         assert_eq!(days.dates().len(), DAYS);
-        assert!(days.get(day(2)).is_none());
+        assert!(days.get::<DatedCells>(day(2)).is_none());
+        assert!(days.get::<MilestoneCells>(day(3)).is_some());
+        assert!(days.get::<MilestoneCells>(day(1)).is_none());
     }
 }

@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use super::dated::DatedCells;
 use super::kept_days;
 use super::last_week::{cells_of_history, last_sunday, LastWeek};
+use super::milestone_cells::MilestoneCells;
 use super::Aggregates;
 use crate::access::Principal;
 use crate::evaluate::effective_or_logged;
@@ -78,26 +79,38 @@ async fn last_sundays_return(app: &App) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// The cells kept as of past dates (decision 202) equal every pathway's
-/// history evaluated as of each, after whatever came since they were
-/// kept; then views of two past dates (the day before and nine days back)
-/// keep theirs for the next check, and equal the full re-evaluation.
+/// The cells kept as of past dates (decision 202), standards and FIT
+/// cells and milestone cells, equal every pathway's history evaluated as
+/// of each date, after whatever came since they were kept; then views of
+/// two past dates (the day before and nine days back; the milestones of
+/// the first only, so one date keeps one part) keep theirs for the next
+/// check, and equal the full re-evaluation.
 async fn kept_days(app: &App) -> Result<(), TestCaseError> {
     let dates = kept_days::lock(&app.projection.read().kept_days).dates();
     let ids = app.projection.some_pathway_ids(usize::MAX);
     for as_of in dates {
-        let mut afresh = DatedCells::default();
+        let (mut dated, mut milestones) = (DatedCells::default(), MilestoneCells::default());
         for id in &ids {
             let history = app.projection.history(id).await.unwrap().unwrap();
             let effective = effective_or_logged(&history).unwrap_or_default();
             if let Some(state) = openptl_rules::evaluate(&effective, as_of, &app.config) {
-                afresh.add_state(&state, &app.config, 1);
+                dated.add_state(&state, &app.config, 1);
+                milestones.add_state(&state, &app.config, 1);
             }
         }
-        let kept = kept_days::lock(&app.projection.read().kept_days)
-            .peek(as_of)
-            .cloned();
-        prop_assert_eq!(kept, Some(afresh), "the cells kept as of {}", as_of);
+        let data = app.projection.read();
+        let days = kept_days::lock(&data.kept_days);
+        if let Some(kept) = days.peek::<DatedCells>(as_of) {
+            prop_assert_eq!(kept, &dated, "the cells kept as of {}", as_of);
+        }
+        if let Some(kept) = days.peek::<MilestoneCells>(as_of) {
+            prop_assert_eq!(
+                kept,
+                &milestones,
+                "the milestone cells kept as of {}",
+                as_of
+            );
+        }
     }
     let system = Principal::system("test");
     for back in [1, 9] {
@@ -110,13 +123,27 @@ async fn kept_days(app: &App) -> Result<(), TestCaseError> {
         let views = async || {
             let standards = app.standards(&at, ClockKind::D62, Some(period), &all, None, &system);
             let fit = app.fit(&at, Some(period), &all, &system);
-            (standards.await.unwrap().0, fit.await.unwrap().0)
+            let milestones = match back {
+                1 => Some(
+                    app.milestones(&at, None, &all, None, &system)
+                        .await
+                        .unwrap()
+                        .0,
+                ),
+                _ => None,
+            };
+            (standards.await.unwrap().0, fit.await.unwrap().0, milestones)
         };
         app.set_past_views_read_all(false);
         let kept = views().await;
         app.set_past_views_read_all(true);
         let full = views().await;
-        prop_assert_eq!(kept, full, "62-day and FIT as of {:?}", at.as_of);
+        prop_assert_eq!(
+            kept,
+            full,
+            "62-day, FIT and milestones as of {:?}",
+            at.as_of
+        );
     }
     Ok(())
 }
