@@ -424,7 +424,7 @@ pub async fn views(
     }
     let (kept_dates, kept_cells, kept_bytes) = app.projection().kept_days();
     println!(
-        "standards and FIT cells kept as of past dates: {kept_dates} dates, {kept_cells} cells, {:.0} KiB",
+        "cells kept as of past dates: {kept_dates} dates, {kept_cells} cells, {:.0} KiB",
         kept_bytes as f64 / 1024.0
     );
     // The same past views with every history read back (the full

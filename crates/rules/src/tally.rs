@@ -602,19 +602,6 @@ impl MilestonesCount {
         }
     }
 
-    /// The counts of the cells given (those of other referral months are
-    /// left out): a view that starts from cells kept elsewhere.
-    pub fn from_cells(
-        period: Option<Period>,
-        cells: impl IntoIterator<Item = (MilestonesKey, MilestonesTally)>,
-    ) -> MilestonesCount {
-        let cells = cells
-            .into_iter()
-            .filter(|(key, _)| period.is_none_or(|p| p == key.referred))
-            .collect();
-        MilestonesCount { period, cells }
-    }
-
     /// Counts a pathway, if it was referred in the period.
     pub fn add(&mut self, state: &PathwayState, config: &RulesConfig) {
         self.add_signed(state, config, 1);
@@ -632,12 +619,6 @@ impl MilestonesCount {
         if let Some((key, tally)) = milestones_contribution(state, config) {
             self.cells.entry(key).or_default().add(&tally, sign);
         }
-    }
-
-    /// Keeps only the cells `keep` wants (of some trusts, a tumour site:
-    /// the trust and site of a cell are its pathways').
-    pub fn keep_only(&mut self, keep: impl Fn(&MilestonesKey) -> bool) {
-        self.cells.retain(|key, _| keep(key));
     }
 
     /// Adds the states `other` counted.

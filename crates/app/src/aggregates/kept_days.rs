@@ -30,9 +30,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::NaiveDate;
 
-use openptl_rules::{EffectiveEvent, PathwayState, RecordedEvent, RulesConfig};
-
 use openptl_rules::tally::{self, MilestonesKey, MilestonesTally};
+use openptl_rules::{EffectiveEvent, PathwayState, RecordedEvent, RulesConfig};
 
 use super::dated::{DatedCells, DatedContribution};
 use super::milestone_cells::MilestoneCells;

@@ -138,10 +138,10 @@ pub struct ProjectionData {
     /// Last Sunday's weekly return ([`LastWeek`], decision 200): built and
     /// dropped with `aggregates`, of the latest Sunday before `today`.
     pub(crate) last_week: Option<LastWeek>,
-    /// The standards and FIT cells as of a few past dates, as known now
-    /// ([`KeptDays`], decision 202): kept once a view of the date counted
-    /// them (under the read lock, hence the mutex), changed by each
-    /// refresh, dropped with `aggregates`.
+    /// The standards, FIT and milestone cells as of a few past dates, as
+    /// known now ([`KeptDays`], decision 202): kept once a view of the
+    /// date counted them (under the read lock, hence the mutex), changed
+    /// by each refresh, dropped with `aggregates`.
     pub(crate) kept_days: std::sync::Mutex<KeptDays>,
     /// The stamp of the entry last put in `ptl` (stamps rise across every
     /// projection of the process, [`data::next_ptl_stamp`]): unchanged, no
@@ -419,9 +419,8 @@ impl Projection {
         self.data.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many past dates' standards and FIT cells are kept (decision
-    /// 202), their cells, and about how many bytes those hold (for the
-    /// benchmark).
+    /// How many past dates' cells are kept (decision 202), their cells,
+    /// and about how many bytes those hold (for the benchmark).
     pub fn kept_days(&self) -> (usize, usize, usize) {
         let data = self.read();
         let size = kept_days::lock(&data.kept_days).size();
