@@ -18,7 +18,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use openptl_rules::PathwayState;
 
 use crate::aggregates::kept_days::{self, DayPart};
-use crate::past::Shown;
+use crate::past::{Shown, Split};
 use crate::{App, AppError};
 
 /// What the kept cells say of a view.
@@ -61,21 +61,7 @@ impl App {
             Found::Nothing => {}
         }
         let split = self.past_split(as_of, None, Shown::All).await?;
-        let (config, away) = (self.config.clone(), self.config.clone());
-        let (cells, position) = self
-            .fold_states(
-                split,
-                P::default,
-                move |cells: &mut P, _, state| cells.add_state(state, &config, 1),
-                P::merge,
-                Some((
-                    P::COUNTED,
-                    Box::new(move |cells: &mut P, state: &PathwayState| {
-                        cells.add_state(state, &away, -1)
-                    }),
-                )),
-            )
-            .await?;
+        let (cells, position) = self.count_cells::<P>(split).await?;
         let projection = self.projection.clone();
         let answer = self
             .off_workers(move || {
@@ -97,6 +83,27 @@ impl App {
             })
             .await?;
         Ok(Some((answer, position)))
+    }
+
+    /// The cells of part `P` of the pathways a past view split `split`
+    /// shows, as of its date and moment, counted from today's (the
+    /// pathways that move to the date as they are passed over: `P`'s
+    /// [`DayPart::COUNTED`]), and the position they are of.
+    pub(crate) async fn count_cells<P: DayPart>(&self, split: Split) -> Result<(P, u64), AppError> {
+        let (config, away) = (self.config.clone(), self.config.clone());
+        self.fold_states(
+            split,
+            P::default,
+            move |cells: &mut P, _, state| cells.add_state(state, &config, 1),
+            P::merge,
+            Some((
+                P::COUNTED,
+                Box::new(move |cells: &mut P, state: &PathwayState| {
+                    cells.add_state(state, &away, -1)
+                }),
+            )),
+        )
+        .await
     }
 
     /// `f` over the cells kept as of `as_of`, under the projection's read

@@ -883,21 +883,8 @@ impl App {
             return Ok(done);
         }
         let shown = period.map_or(Shown::All, Shown::period);
-        let (rules, away_rules) = (config.clone(), config);
-        let (cells, position) = self
-            .fold_states(
-                self.past_split(as_of, at.known_at, shown).await?,
-                MilestoneCells::default,
-                move |cells, _, state| cells.add_state(state, &rules, 1),
-                MilestoneCells::merge,
-                Some((
-                    Counted::Milestones,
-                    Box::new(move |cells: &mut MilestoneCells, state: &PathwayState| {
-                        cells.add_state(state, &away_rules, -1)
-                    }),
-                )),
-            )
-            .await?;
+        let split = self.past_split(as_of, at.known_at, shown).await?;
+        let (cells, position) = self.count_cells::<MilestoneCells>(split).await?;
         Ok((report(&cells), position))
     }
 
