@@ -32,6 +32,19 @@ enum Found<R> {
     NotPast,
 }
 
+impl<R> Found<R> {
+    /// What the view answers without a count: its answer, or `None` (not
+    /// a view the kept cells answer); nothing when the date is to be
+    /// counted.
+    fn answer(self) -> Option<Option<(R, u64)>> {
+        match self {
+            Found::Answer(answer, position) => Some(Some((answer, position))),
+            Found::NotPast => Some(None),
+            Found::Nothing => None,
+        }
+    }
+}
+
 impl App {
     /// `f` over the cells of part `P` as of `as_of`, known now, kept or
     /// counted now and kept (decision 202); `None` when the view is not of
@@ -47,18 +60,14 @@ impl App {
             return Ok(None);
         }
         let f = Arc::new(f);
-        match self.kept_day(as_of, f.clone()).await? {
-            Found::Answer(answer, position) => return Ok(Some((answer, position))),
-            Found::NotPast => return Ok(None),
-            Found::Nothing => {}
+        if let Some(done) = self.kept_day(as_of, f.clone()).await?.answer() {
+            return Ok(done);
         }
         // One count at a time: the views of the date asked for with this
         // one find what it kept.
         let _counting = self.counting_kept_day.lock().await;
-        match self.kept_day(as_of, f.clone()).await? {
-            Found::Answer(answer, position) => return Ok(Some((answer, position))),
-            Found::NotPast => return Ok(None),
-            Found::Nothing => {}
+        if let Some(done) = self.kept_day(as_of, f.clone()).await?.answer() {
+            return Ok(done);
         }
         let split = self.past_split(as_of, None, Shown::All).await?;
         let (cells, position) = self.count_cells::<P>(split).await?;
