@@ -781,7 +781,19 @@ impl App {
             ),
             None => None,
         };
-        Ok(Split {
+        Ok(self.split_known_to(as_of, known_at, known_to, shown))
+    }
+
+    /// [`App::past_split`] with the last position recorded by `known_at`
+    /// found already (`known_to`).
+    pub(crate) fn split_known_to(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+        known_to: Option<u64>,
+        shown: Shown,
+    ) -> Split {
+        Split {
             as_of,
             known_at,
             known_to,
@@ -789,7 +801,7 @@ impl App {
             read_all: self.past_views_read_all(),
             counted: Counted::Nothing,
             recorded: None,
-        })
+        }
     }
 
     /// The last log position recorded at or before `at`, at most `upto`:

@@ -1,5 +1,6 @@
 //! The standards, FIT and milestone views of a past date, as known now,
-//! answered from the cells the projection keeps as of it (decision 202,
+//! or of any date as known at a past moment, answered from the cells the
+//! projection keeps as of it (decisions 202 and 203,
 //! [`crate::aggregates::kept_days`]).
 //!
 //! The first standards or FIT view of a date counts the cells of every
@@ -11,13 +12,17 @@
 //! ([`crate::past::Counted::Milestones`]). Views of the date asked for
 //! together (the standards page asks for eighteen) wait for that one
 //! count instead of each making its own; later ones sum the kept cells.
+//!
+//! A view as known at a moment is one of the records up to the last
+//! position recorded by then: its cells are kept under that position
+//! and never change (decision 203).
 
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_rules::PathwayState;
 
-use crate::aggregates::kept_days::{self, DayPart};
+use crate::aggregates::kept_days::{self, DayAt, DayPart};
 use crate::past::{Shown, Split};
 use crate::{App, AppError};
 
@@ -27,8 +32,8 @@ enum Found<R> {
     Answer(R, u64),
     /// Nothing kept (yet) as of its date.
     Nothing,
-    /// Not a view they answer: not of a past date, or no aggregates of
-    /// today to keep them with (a bulk change is under way).
+    /// Not a view they answer: as known now, not of a past date; or no
+    /// aggregates of today to keep them with (a bulk change is under way).
     NotPast,
 }
 
@@ -46,30 +51,40 @@ impl<R> Found<R> {
 }
 
 impl App {
-    /// `f` over the cells of part `P` as of `as_of`, known now, kept or
-    /// counted now and kept (decision 202); `None` when the view is not of
-    /// a past date as known now, or past views read every history
-    /// ([`App::set_past_views_read_all`]).
+    /// `f` over the cells of part `P` as of `as_of`, known at `known_at`
+    /// (`None`: now), kept or counted now and kept (decisions 202, 203);
+    /// `None` when the view is of today as known now, or past views read
+    /// every history ([`App::set_past_views_read_all`]).
     pub(crate) async fn answer_from_kept_day<P: DayPart, R: Send + 'static>(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
         f: impl Fn(&P) -> R + Send + Sync + 'static,
     ) -> Result<Option<(R, u64)>, AppError> {
-        if known_at.is_some() || self.past_views_read_all() {
+        if self.past_views_read_all() {
             return Ok(None);
         }
+        // As known at a moment: the records up to the last position
+        // recorded by then (found once, outside the lock).
+        let known_to = match known_at {
+            Some(at) => Some(
+                self.position_known_at(at, self.projection.position())
+                    .await?,
+            ),
+            None => None,
+        };
+        let at = DayAt { as_of, known_to };
         let f = Arc::new(f);
-        if let Some(done) = self.kept_day(as_of, f.clone()).await?.answer() {
+        if let Some(done) = self.kept_day(at, f.clone()).await?.answer() {
             return Ok(done);
         }
         // One count at a time: the views of the date asked for with this
         // one find what it kept.
         let _counting = self.counting_kept_day.lock().await;
-        if let Some(done) = self.kept_day(as_of, f.clone()).await?.answer() {
+        if let Some(done) = self.kept_day(at, f.clone()).await?.answer() {
             return Ok(done);
         }
-        let split = self.past_split(as_of, None, Shown::All).await?;
+        let split = self.split_known_to(as_of, known_at, known_to, Shown::All);
         let (cells, position) = self.count_cells::<P>(split).await?;
         let projection = self.projection.clone();
         let answer = self
@@ -77,16 +92,17 @@ impl App {
                 let answer = f(&cells);
                 let data = projection.read();
                 // Kept only while nothing folded in since the count changes
-                // it (each refresh from now on changes it as it goes), and
-                // with today's aggregates, which a bulk change drops it with.
+                // it (each refresh from now on changes it as it goes; as
+                // known at a moment, nothing does), and with today's
+                // aggregates, which a bulk change drops it with.
                 let current = data.aggregates.is_some()
-                    && data.today.is_some_and(|today| as_of < today)
+                    && (known_to.is_some() || data.today.is_some_and(|today| as_of < today))
                     && split.unchanged_since(position, &data);
                 if current {
                     let mut days = kept_days::lock(&data.kept_days);
-                    days.keep(as_of, cells);
+                    days.keep(at, cells);
                     let (dates, cells, bytes) = days.size();
-                    tracing::debug!(%as_of, dates, cells, kib = bytes / 1024, "cells of a past date kept");
+                    tracing::debug!(%as_of, ?known_to, dates, cells, kib = bytes / 1024, "cells of a past date kept");
                 }
                 answer
             })
@@ -115,22 +131,23 @@ impl App {
         .await
     }
 
-    /// `f` over the cells kept as of `as_of`, under the projection's read
-    /// lock, off the async workers.
+    /// `f` over the cells kept at `at`, under the projection's read lock,
+    /// off the async workers.
     async fn kept_day<P: DayPart, R: Send + 'static>(
         &self,
-        as_of: NaiveDate,
+        at: DayAt,
         f: Arc<impl Fn(&P) -> R + Send + Sync + 'static>,
     ) -> Result<Found<R>, AppError> {
         let projection = self.projection.clone();
         self.off_workers(move || {
             let data = projection.read();
             let position = projection.position().min(data.position);
-            if data.aggregates.is_none() || data.today.is_none_or(|today| as_of >= today) {
+            let past = at.known_to.is_some() || data.today.is_some_and(|today| at.as_of < today);
+            if data.aggregates.is_none() || !past {
                 return Found::NotPast;
             }
             let mut days = kept_days::lock(&data.kept_days);
-            match days.get::<P>(as_of) {
+            match days.get::<P>(at) {
                 Some(cells) => Found::Answer(f(cells), position),
                 None => Found::Nothing,
             }

@@ -22,9 +22,17 @@
 //! the refresh of every pathway on a new day) drops them with today's
 //! aggregates; the next view of a date counts them again.
 //!
-//! At most [`DAYS`] dates are kept, the least recently asked for going
-//! first. The full re-evaluation of every history as of the date is the
-//! oracle they are tested against.
+//! Cells as known at a past moment are kept too (decision 203), under the
+//! last log position recorded by then ([`DayAt::known_to`]): a view as
+//! known at a moment is that of the log's records up to it (`recorded_at`
+//! never goes back along the log), and the log is only ever appended to,
+//! so those cells never change and no refresh touches them. A record
+//! stamped later at or before the moment (a clock stepped back) moves the
+//! moment's last position, and so names other cells.
+//!
+//! At most [`DAYS`] dates and moments are kept, the least recently asked
+//! for going first. The full re-evaluation of every history as of the
+//! date, as known at the moment, is the oracle they are tested against.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -37,8 +45,30 @@ use super::dated::{DatedCells, DatedContribution};
 use super::milestone_cells::MilestoneCells;
 use crate::past::Counted;
 
-/// How many past dates' cells are kept at most.
+/// How many past dates' (and moments') cells are kept at most.
 pub(crate) const DAYS: usize = 8;
+
+/// Which cells a kept day holds: as of a date, as known now or as known
+/// at a past moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DayAt {
+    /// The date.
+    pub(crate) as_of: NaiveDate,
+    /// `None`: as known now, kept current by every refresh. `Some`: as
+    /// known at a moment whose last record is at this log position: the
+    /// records up to it, which never change.
+    pub(crate) known_to: Option<u64>,
+}
+
+impl DayAt {
+    /// As of `as_of`, as known now.
+    pub(crate) fn now(as_of: NaiveDate) -> DayAt {
+        DayAt {
+            as_of,
+            known_to: None,
+        }
+    }
+}
 
 /// What a pathway's state as of a date adds to that date's kept cells.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -146,17 +176,17 @@ pub(crate) fn unpoisoned(days: &mut Mutex<KeptDays>) -> &mut KeptDays {
     days.get_mut().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// One date's cells: each part once counted.
+/// One date's cells, as known now or at a moment: each part once counted.
 #[derive(Debug)]
 pub(crate) struct KeptDay {
-    as_of: NaiveDate,
+    at: DayAt,
     dated: Option<DatedCells>,
     milestones: Option<MilestoneCells>,
     /// When it was last asked for (a count of asks, for the eviction).
     asked: u64,
 }
 
-/// The cells kept as of past dates, as known now.
+/// The cells kept as of past dates, as known now or at past moments.
 #[derive(Debug, Default)]
 pub(crate) struct KeptDays {
     days: Vec<KeptDay>,
@@ -164,30 +194,36 @@ pub(crate) struct KeptDays {
 }
 
 impl KeptDays {
-    /// The dates kept.
+    /// The dates kept as known now (those a refresh may change).
     pub(crate) fn dates(&self) -> Vec<NaiveDate> {
-        self.days.iter().map(|day| day.as_of).collect()
+        let now = self.days.iter().filter(|day| day.at.known_to.is_none());
+        now.map(|day| day.at.as_of).collect()
     }
 
-    /// The cells of part `P` as of `as_of`, when kept (counted as asked
-    /// for).
-    pub(crate) fn get<P: DayPart>(&mut self, as_of: NaiveDate) -> Option<&P> {
+    /// Every date and moment kept (tests).
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> Vec<DayAt> {
+        self.days.iter().map(|day| day.at).collect()
+    }
+
+    /// The cells of part `P` at `at`, when kept (counted as asked for).
+    pub(crate) fn get<P: DayPart>(&mut self, at: DayAt) -> Option<&P> {
         self.asks += 1;
         let asks = self.asks;
-        let day = self.days.iter_mut().find(|day| day.as_of == as_of)?;
+        let day = self.days.iter_mut().find(|day| day.at == at)?;
         if P::of(day).is_some() {
             day.asked = asks;
         }
         P::of(day).as_ref()
     }
 
-    /// Keeps `cells` as of `as_of` (with the date's other part, when
-    /// kept); a new date takes the place of the least recently asked for
-    /// when [`DAYS`] are kept already.
-    pub(crate) fn keep<P: DayPart>(&mut self, as_of: NaiveDate, cells: P) {
+    /// Keeps `cells` at `at` (with its other part, when kept); a new date
+    /// or moment takes the place of the least recently asked for when
+    /// [`DAYS`] are kept already.
+    pub(crate) fn keep<P: DayPart>(&mut self, at: DayAt, cells: P) {
         self.asks += 1;
         let asked = self.asks;
-        let at = match self.days.iter().position(|day| day.as_of == as_of) {
+        let index = match self.days.iter().position(|day| day.at == at) {
             Some(at) => at,
             None => {
                 if self.days.len() >= DAYS {
@@ -196,7 +232,7 @@ impl KeptDays {
                     }
                 }
                 self.days.push(KeptDay {
-                    as_of,
+                    at,
                     dated: None,
                     milestones: None,
                     asked,
@@ -204,19 +240,21 @@ impl KeptDays {
                 self.days.len() - 1
             }
         };
-        let day = &mut self.days[at];
+        let day = &mut self.days[index];
         day.asked = asked;
         *P::of_mut(day) = Some(cells);
     }
 
-    /// Applies a refresh's changes of one pathway. A date kept without
-    /// a change is one the pathway's new records cannot change, or kept
-    /// after the refresh worked its changes out, when its records were
-    /// folded in already and each was checked to change nothing as of it
+    /// Applies a refresh's changes of one pathway to the dates kept as
+    /// known now. A date kept without a change is one the pathway's new
+    /// records cannot change, or kept after the refresh worked its changes
+    /// out, when its records were folded in already and each was checked
+    /// to change nothing as of it
     /// ([`crate::past::Split::unchanged_since`]).
     pub(crate) fn apply(&mut self, changes: &[Change]) {
         for (on, before, after) in changes {
-            if let Some(day) = self.days.iter_mut().find(|day| day.as_of == *on) {
+            let at = DayAt::now(*on);
+            if let Some(day) = self.days.iter_mut().find(|day| day.at == at) {
                 if let Some(dated) = &mut day.dated {
                     dated.apply(&before.dated, -1);
                     dated.apply(&after.dated, 1);
@@ -234,16 +272,16 @@ impl KeptDays {
         self.days.clear();
     }
 
-    /// The cells of part `P` as of `as_of`, when kept, without counting
-    /// an ask (tests).
+    /// The cells of part `P` at `at`, when kept, without counting an ask
+    /// (tests).
     #[cfg(test)]
-    pub(crate) fn peek<P: DayPart>(&self, as_of: NaiveDate) -> Option<&P> {
-        let day = self.days.iter().find(|day| day.as_of == as_of)?;
+    pub(crate) fn peek<P: DayPart>(&self, at: DayAt) -> Option<&P> {
+        let day = self.days.iter().find(|day| day.at == at)?;
         P::of(day).as_ref()
     }
 
-    /// How many dates are kept, their cells, and about how many bytes
-    /// those hold.
+    /// How many dates and moments are kept, their cells, and about how
+    /// many bytes those hold.
     pub(crate) fn size(&self) -> (usize, usize, usize) {
         let (mut cells, mut bytes) = (0, 0);
         for day in &self.days {
@@ -263,30 +301,47 @@ mod tests {
     use super::*;
 
     /// Past [`DAYS`] dates, the least recently asked for goes; a date kept
-    /// again replaces its cells.
+    /// again replaces its cells. A date as known at a moment is kept apart
+    /// from the same date as known now.
     #[test]
     fn the_least_recently_asked_for_date_goes_first() {
-        let day = |n: u32| NaiveDate::from_ymd_opt(2025, 3, n).unwrap();
+        let day = |n: u32| DayAt::now(NaiveDate::from_ymd_opt(2025, 3, n).unwrap());
         let mut days = KeptDays::default();
         for n in 1..=DAYS as u32 {
             days.keep(day(n), DatedCells::default());
         }
         // The other part of a kept date is kept with it.
         days.keep(day(3), MilestoneCells::default());
-        assert_eq!(days.dates().len(), DAYS);
+        assert_eq!(days.kept().len(), DAYS);
         // The first is asked for again: the second is now the oldest ask.
         assert!(days.get::<DatedCells>(day(1)).is_some());
         days.keep(day(20), DatedCells::default());
-        let mut dates = days.dates();
-        dates.sort();
-        let mut expected: Vec<_> = (1..=DAYS as u32).filter(|n| *n != 2).map(day).collect();
-        expected.push(day(20));
-        assert_eq!(dates, expected);
+        let mut kept: Vec<_> = days.dates();
+        kept.sort();
+        let mut expected: Vec<_> = (1..=DAYS as u32)
+            .filter(|n| *n != 2)
+            .map(|n| day(n).as_of)
+            .collect();
+        expected.push(day(20).as_of);
+        assert_eq!(kept, expected);
         // Kept again: still one entry for the date.
         days.keep(day(20), DatedCells::default());
-        assert_eq!(days.dates().len(), DAYS);
+        assert_eq!(days.kept().len(), DAYS);
         assert!(days.get::<DatedCells>(day(2)).is_none());
         assert!(days.get::<MilestoneCells>(day(3)).is_some());
         assert!(days.get::<MilestoneCells>(day(1)).is_none());
+        // The first date as known at a moment: a date of its own, which
+        // takes the place of the least recently asked for (the fourth),
+        // and not one of the dates a refresh changes.
+        let known = DayAt {
+            known_to: Some(17),
+            ..day(1)
+        };
+        assert!(days.get::<DatedCells>(known).is_none());
+        days.keep(known, DatedCells::default());
+        assert!(days.get::<DatedCells>(known).is_some());
+        assert!(days.get::<DatedCells>(day(1)).is_some());
+        assert!(!days.dates().contains(&day(4).as_of));
+        assert_eq!(days.dates().len(), DAYS - 1);
     }
 }

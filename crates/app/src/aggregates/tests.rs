@@ -81,56 +81,75 @@ async fn last_sundays_return(app: &App) -> Result<(), TestCaseError> {
 
 /// The cells kept as of past dates (decision 202), standards and FIT
 /// cells and milestone cells, equal every pathway's history evaluated as
-/// of each date, after whatever came since they were kept; then views of
-/// two past dates (the day before and nine days back; the milestones of
-/// the first only, so one date keeps one part) keep theirs for the next
-/// check, and equal the full re-evaluation.
-async fn kept_days(app: &App) -> Result<(), TestCaseError> {
-    let dates = kept_days::lock(&app.projection.read().kept_days).dates();
+/// of each date, after whatever came since they were kept; so do those
+/// kept as known at a moment (decision 203), from the records up to its
+/// last position. Then views of two past dates (the day before and nine
+/// days back; the milestones of the first only, so one date keeps one
+/// part), and of the day before and of today as known at the first and
+/// the last moment, keep theirs for the next check, and equal the full
+/// re-evaluation.
+async fn kept_days(app: &App, moments: &[DateTime<Utc>]) -> Result<(), TestCaseError> {
+    let kept = kept_days::lock(&app.projection.read().kept_days).kept();
     let ids = app.projection.some_pathway_ids(usize::MAX);
-    for as_of in dates {
+    for at in kept {
         let (mut dated, mut milestones) = (DatedCells::default(), MilestoneCells::default());
         for id in &ids {
             let history = app.projection.history(id).await.unwrap().unwrap();
-            let effective = effective_or_logged(&history).unwrap_or_default();
-            if let Some(state) = openptl_rules::evaluate(&effective, as_of, &app.config) {
+            let known = match at.known_to {
+                Some(to) => {
+                    let data = app.projection.read();
+                    let positions = data.pathways.get(id).unwrap().positions.to_vec();
+                    positions.partition_point(|p| *p <= to)
+                }
+                None => history.len(),
+            };
+            let history = &history[..known];
+            let effective = effective_or_logged(history).unwrap_or_default();
+            if let Some(state) = openptl_rules::evaluate(&effective, at.as_of, &app.config) {
                 dated.add_state(&state, &app.config, 1);
                 milestones.add_state(&state, &app.config, 1);
             }
         }
         let data = app.projection.read();
         let days = kept_days::lock(&data.kept_days);
-        if let Some(kept) = days.peek::<DatedCells>(as_of) {
-            prop_assert_eq!(kept, &dated, "the cells kept as of {}", as_of);
+        if let Some(kept) = days.peek::<DatedCells>(at) {
+            prop_assert_eq!(kept, &dated, "the cells kept at {:?}", at);
         }
-        if let Some(kept) = days.peek::<MilestoneCells>(as_of) {
-            prop_assert_eq!(
-                kept,
-                &milestones,
-                "the milestone cells kept as of {}",
-                as_of
-            );
+        if let Some(kept) = days.peek::<MilestoneCells>(at) {
+            prop_assert_eq!(kept, &milestones, "the milestone cells kept at {:?}", at);
         }
     }
     let system = Principal::system("test");
-    for back in [1, 9] {
-        let at = ViewAt {
-            as_of: Some(app.today() - Days::new(back)),
+    let today = app.today();
+    let mut ats: Vec<ViewAt> = [1, 9]
+        .map(|back| ViewAt {
+            as_of: Some(today - Days::new(back)),
             ..ViewAt::default()
-        };
-        let period = Period::of(app.today() - Days::new(back));
+        })
+        .into();
+    for moment in [moments.first(), moments.last()].into_iter().flatten() {
+        for as_of in [today - Days::new(1), today] {
+            ats.push(ViewAt {
+                as_of: Some(as_of),
+                known_at: Some(*moment),
+                min_position: None,
+            });
+        }
+    }
+    for (n, at) in ats.iter().enumerate() {
+        let period = Period::of(at.as_of.unwrap());
         let all = TrustFilter::default();
         let views = async || {
-            let standards = app.standards(&at, ClockKind::D62, Some(period), &all, None, &system);
-            let fit = app.fit(&at, Some(period), &all, &system);
-            let milestones = match back {
-                1 => Some(
-                    app.milestones(&at, None, &all, None, &system)
+            let standards = app.standards(at, ClockKind::D62, Some(period), &all, None, &system);
+            let fit = app.fit(at, Some(period), &all, &system);
+            let milestones = match n {
+                1 => None,
+                _ => Some(
+                    app.milestones(at, None, &all, None, &system)
                         .await
                         .unwrap()
                         .0,
                 ),
-                _ => None,
             };
             (standards.await.unwrap().0, fit.await.unwrap().0, milestones)
         };
@@ -138,21 +157,16 @@ async fn kept_days(app: &App) -> Result<(), TestCaseError> {
         let kept = views().await;
         app.set_past_views_read_all(true);
         let full = views().await;
-        prop_assert_eq!(
-            kept,
-            full,
-            "62-day, FIT and milestones as of {:?}",
-            at.as_of
-        );
+        prop_assert_eq!(kept, full, "62-day, FIT and milestones at {:?}", at);
     }
     Ok(())
 }
 
 /// Today's views from the aggregates equal the full re-evaluation.
-async fn check(app: &App) -> Result<(), TestCaseError> {
+async fn check(app: &App, moments: &[DateTime<Utc>]) -> Result<(), TestCaseError> {
     settled(app).await;
     last_sundays_return(app).await?;
-    kept_days(app).await?;
+    kept_days(app, moments).await?;
     {
         let data = app.projection.read();
         let states: Vec<_> = data
@@ -306,7 +320,7 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..60),
     ) {
         let runtime = runtime();
-        runtime.block_on(run(referrals, ops, async |app: &App, _: &[DateTime<Utc>]| check(app).await))?;
+        runtime.block_on(run(referrals, ops, async |app: &App, moments: &[DateTime<Utc>]| check(app, moments).await))?;
     }
 
     /// On a Sunday that stays Sunday, the week's return from today's

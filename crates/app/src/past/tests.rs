@@ -331,9 +331,10 @@ fn views_as_known_at_a_moment_take_the_replaced_states() {
 }
 
 /// The views of a past date asked for together (the standards page's
-/// eighteen) count its cells once and sum them (decision 202): with no
-/// past view allowed to wait behind another, every one is still answered,
-/// and each equals the full re-evaluation.
+/// eighteen) count its cells once and sum them (decision 202), and so do
+/// those of a date as known at a past moment (decision 203): with no past
+/// view allowed to wait behind another, every one is still answered, and
+/// each equals the full re-evaluation.
 #[test]
 fn views_of_a_past_date_asked_together_count_it_once() {
     use crate::histories::event_of;
@@ -343,8 +344,16 @@ fn views_of_a_past_date_asked_together_count_it_once() {
         let app = std::sync::Arc::new(app);
         let system = Principal::system("test");
         // Referred in January and February; seen, diagnosed or treated
-        // since, some after the date asked for.
+        // since, some after the date asked for; the last four recorded
+        // after the moment asked for.
+        let mut moment = None;
         for n in 0..9u8 {
+            if n == 5 {
+                assert!(app.caught_up(std::time::Duration::from_secs(5)).await);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                moment = Some(Utc::now());
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
             let id = format!("P{n}");
             let day = 10 + u16::from(n) * 4;
             let events = vec![
@@ -357,39 +366,51 @@ fn views_of_a_past_date_asked_together_count_it_once() {
         assert!(app.caught_up(std::time::Duration::from_secs(5)).await);
         let as_of = app.today() - Days::new(3);
         let months = [0, 31, 62].map(|back| Period::of(as_of - Days::new(back)));
-        let at = ViewAt {
-            as_of: Some(as_of),
-            ..ViewAt::default()
-        };
-        let mut asked = tokio::task::JoinSet::new();
-        for standard in ClockKind::ALL {
-            for period in months.into_iter().chain(months) {
-                let (app, at, standard) = (app.clone(), at.clone(), *standard);
-                asked.spawn(async move {
-                    let system = Principal::system("test");
-                    let all = TrustFilter::default();
-                    let answer = app.standards(&at, standard, Some(period), &all, None, &system);
-                    (standard, period, answer.await.map(|(report, _)| report))
-                });
+        let ats = [
+            ViewAt {
+                as_of: Some(as_of),
+                ..ViewAt::default()
+            },
+            ViewAt {
+                as_of: Some(as_of),
+                known_at: moment,
+                min_position: None,
+            },
+        ];
+        let mut answers = Vec::new();
+        for at in &ats {
+            let mut asked = tokio::task::JoinSet::new();
+            for standard in ClockKind::ALL {
+                for period in months.into_iter().chain(months) {
+                    let (app, at, standard) = (app.clone(), at.clone(), *standard);
+                    asked.spawn(async move {
+                        let system = Principal::system("test");
+                        let all = TrustFilter::default();
+                        let answer = app
+                            .standards(&at, standard, Some(period), &all, None, &system)
+                            .await;
+                        (at, standard, period, answer.map(|(report, _)| report))
+                    });
+                }
+            }
+            while let Some(answer) = asked.join_next().await {
+                let (at, standard, period, report) = answer.unwrap();
+                let report = report.unwrap_or_else(|e| panic!("{standard:?} {period:?}: {e}"));
+                answers.push((at, standard, period, report));
             }
         }
-        let mut answers = Vec::new();
-        while let Some(answer) = asked.join_next().await {
-            let (standard, period, report) = answer.unwrap();
-            let report = report.unwrap_or_else(|e| panic!("{standard:?} {period:?}: {e}"));
-            answers.push((standard, period, report));
-        }
-        assert_eq!(answers.len(), 18);
-        let kept = crate::aggregates::kept_days::lock(&app.projection.read().kept_days).dates();
-        assert_eq!(kept, vec![as_of], "one count, kept");
+        assert_eq!(answers.len(), 36);
+        let kept = crate::aggregates::kept_days::lock(&app.projection.read().kept_days).kept();
+        assert_eq!(kept.len(), 2, "one count each, kept: {kept:?}");
+        assert!(kept.iter().all(|at| at.as_of == as_of), "{kept:?}");
         app.set_past_views_read_all(true);
         let all = TrustFilter::default();
-        for (standard, period, report) in answers {
+        for (at, standard, period, report) in answers {
             let full = app
                 .standards(&at, standard, Some(period), &all, None, &system)
                 .await
                 .unwrap();
-            assert_eq!(report, full.0, "{standard:?} {period:?}");
+            assert_eq!(report, full.0, "{standard:?} {period:?} at {at:?}");
         }
     });
 }
