@@ -5,6 +5,9 @@ waits (Retry-After, at most 10 s, 5 attempts).
 
     python3 docs/bench-page.py http://127.0.0.1:8080 TOKEN standards 2026-11-29
     python3 docs/bench-page.py http://127.0.0.1:8080 TOKEN fit 2026-11-24
+
+A moment instead of a date (`2026-11-29T17:00:00Z`) asks for the page as
+known at it, as the dashboard's "as known at" picker does (decision 203).
 """
 import concurrent.futures as cf, json, sys, time, urllib.error, urllib.request
 
@@ -18,11 +21,12 @@ def months(day, n=6):
         y, m = (y - 1, 12) if m == 1 else (y, m - 1)
     return out[::-1]
 
+at = f"known_at={as_of}" if "T" in as_of else f"as_of={as_of}"
 if page == "standards":
-    urls = [f"/v1/standards/{c}?period={as_of[:7]}&as_of={as_of}" for c in ("fds", "d31", "d62")]
-    urls += [f"/v1/standards/{c}?period={p}&as_of={as_of}" for c in ("fds", "d31", "d62") for p in months(as_of)]
+    urls = [f"/v1/standards/{c}?period={as_of[:7]}&{at}" for c in ("fds", "d31", "d62")]
+    urls += [f"/v1/standards/{c}?period={p}&{at}" for c in ("fds", "d31", "d62") for p in months(as_of)]
 elif page == "fit":
-    urls = [f"/v1/fit?period={p}&as_of={as_of}" for p in months(as_of)]
+    urls = [f"/v1/fit?period={p}&{at}" for p in months(as_of)]
 else:
     raise SystemExit(page)
 

@@ -722,7 +722,8 @@ async fn past_aggregate(
 
 /// The standards page at `at` as the dashboard asks for it
 /// (`renderStandards` in app.js): each standard for the date's month and
-/// for each of the six months to it, every request at once.
+/// for each of the six months to it, every request at once, a `busy`
+/// answer waited out as the dashboard waits it out.
 async fn standards_page(app: &Arc<App>, at: &openptl_app::ViewAt) -> anyhow::Result<Vec<u8>> {
     let month = Period::of(app.as_of(at.as_of, at.known_at));
     let mut months = vec![month];
@@ -737,9 +738,20 @@ async fn standards_page(app: &Arc<App>, at: &openptl_app::ViewAt) -> anyhow::Res
             asked.spawn(async move {
                 let system = openptl_app::access::Principal::system("bench");
                 let all = openptl_app::TrustFilter::default();
-                let (report, _) = app
-                    .standards(&at, standard, Some(period), &all, None, &system)
-                    .await?;
+                // A `busy` answer waited out as app.js waits it out
+                // (Retry-After, at most 10 s, 5 times).
+                let mut attempt = 0;
+                let (report, _) = loop {
+                    let asked = app.standards(&at, standard, Some(period), &all, None, &system);
+                    match asked.await {
+                        Err(openptl_app::AppError::Busy { retry_after }) if attempt < 5 => {
+                            attempt += 1;
+                            tracing::info!(attempt, "standards page: busy, waited out");
+                            tokio::time::sleep(Duration::from_secs(retry_after.clamp(1, 10))).await;
+                        }
+                        answer => break answer?,
+                    }
+                };
                 anyhow::Ok(serde_json::to_vec(&report)?)
             });
         }
