@@ -774,14 +774,22 @@ impl App {
         known_at: Option<DateTime<Utc>>,
         shown: Shown,
     ) -> Result<Split, AppError> {
-        let known_to = match known_at {
-            Some(at) => Some(
+        let known_to = self.known_to(known_at).await?;
+        Ok(self.split_known_to(as_of, known_at, known_to, shown))
+    }
+
+    /// The last position recorded by `known_at` (`None`: known now).
+    pub(crate) async fn known_to(
+        &self,
+        known_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<u64>, AppError> {
+        match known_at {
+            Some(at) => Ok(Some(
                 self.position_known_at(at, self.projection.position())
                     .await?,
-            ),
-            None => None,
-        };
-        Ok(self.split_known_to(as_of, known_at, known_to, shown))
+            )),
+            None => Ok(None),
+        }
     }
 
     /// [`App::past_split`] with the last position recorded by `known_at`

@@ -66,13 +66,7 @@ impl App {
         }
         // As known at a moment: the records up to the last position
         // recorded by then (found once, outside the lock).
-        let known_to = match known_at {
-            Some(at) => Some(
-                self.position_known_at(at, self.projection.position())
-                    .await?,
-            ),
-            None => None,
-        };
+        let known_to = self.known_to(known_at).await?;
         let at = DayAt { as_of, known_to };
         let f = Arc::new(f);
         if let Some(done) = self.kept_day(at, f.clone()).await?.answer() {
@@ -96,7 +90,7 @@ impl App {
                 // known at a moment, nothing does), and with today's
                 // aggregates, which a bulk change drops it with.
                 let current = data.aggregates.is_some()
-                    && (known_to.is_some() || data.today.is_some_and(|today| as_of < today))
+                    && at.kept_on(data.today)
                     && split.unchanged_since(position, &data);
                 if current {
                     let mut days = kept_days::lock(&data.kept_days);
@@ -142,8 +136,7 @@ impl App {
         self.off_workers(move || {
             let data = projection.read();
             let position = projection.position().min(data.position);
-            let past = at.known_to.is_some() || data.today.is_some_and(|today| at.as_of < today);
-            if data.aggregates.is_none() || !past {
+            if data.aggregates.is_none() || !at.kept_on(data.today) {
                 return Found::NotPast;
             }
             let mut days = kept_days::lock(&data.kept_days);

@@ -68,6 +68,13 @@ impl DayAt {
             known_to: None,
         }
     }
+
+    /// Whether its cells are kept when the projection's states are of
+    /// `today`: those of a past date as known now (today's are today's
+    /// aggregates), and those of any date as known at a moment.
+    pub(crate) fn kept_on(&self, today: Option<NaiveDate>) -> bool {
+        self.known_to.is_some() || today.is_some_and(|today| self.as_of < today)
+    }
 }
 
 /// What a pathway's state as of a date adds to that date's kept cells.
