@@ -146,7 +146,9 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 
 /// Drives an app through `referrals` and `ops` (events the rules refuse
 /// change nothing), calling `check` every 8 ops and at the end with the
-/// moments after each op (the log stamps records with the wall clock).
+/// moments after each op. The log stamps records by the app's clock, a
+/// microsecond apart (records are stamped on the days they are entered,
+/// as in service, so the end of a view's date falls among them).
 /// The app's clock starts on Tuesday 20 May 2025.
 pub(crate) async fn run(
     referrals: Vec<(u8, u16)>,
@@ -165,7 +167,18 @@ pub(crate) async fn run_from(
     check: impl AsyncFn(&App, &[DateTime<Utc>]) -> Result<(), TestCaseError>,
 ) -> Result<(), TestCaseError> {
     let clock = Arc::new(Settable(Mutex::new(start)));
-    let log: Arc<dyn openptl_log::EventLog> = Arc::new(openptl_log::MemoryLog::new());
+    let ticks = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    // The app's time, `tick` microseconds on.
+    let now = {
+        let clock = clock.clone();
+        move |tick: i64| clock.now() + chrono::Duration::microseconds(tick)
+    };
+    let stamp = {
+        let (now, ticks) = (now.clone(), ticks.clone());
+        move || now(ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+    };
+    let log: Arc<dyn openptl_log::EventLog> =
+        Arc::new(openptl_log::MemoryLog::stamped_by(Box::new(stamp)));
     // With a place for snapshots, so that the states refreshes replace are
     // kept and views as known at a moment take them (decision 162).
     let dir = tempfile::tempdir().unwrap();
@@ -245,7 +258,7 @@ pub(crate) async fn run_from(
             // Events the rules refuse change nothing; that is fine here.
             let _ = app.append(vec![event], &system, false).await;
         }
-        moments.push(Utc::now());
+        moments.push(now(ticks.load(std::sync::atomic::Ordering::SeqCst)));
         if n % 8 == 7 {
             check(&app, &moments).await?;
         }

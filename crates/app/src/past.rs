@@ -174,12 +174,10 @@ impl Snapshot {
     /// it is read back after all). Outside the projection's lock.
     fn take_replaced(&mut self, store: &crate::projection::ReplacedStates) {
         let how = self.how;
-        let Split {
-            known_to: Some(known_to),
-            read_all: false,
-            ..
-        } = how
-        else {
+        // The records after which kept states are looked for: the view's
+        // moment's, or, known now, the end of its date's.
+        let after = [how.known_to, how.before].into_iter().flatten().min();
+        let (Some(after), false) = (after, how.read_all) else {
             return;
         };
         let mut wanted: Vec<u64> = self
@@ -192,7 +190,7 @@ impl Snapshot {
         }
         let started = std::time::Instant::now();
         wanted.sort_unstable();
-        let found = store.find(&wanted, known_to, self.position);
+        let found = store.find(&wanted, after, self.position);
         let found_after = started.elapsed();
         // Each part on a core of its own.
         let cores = crate::fold::cores().max(1);
@@ -337,6 +335,7 @@ pub(crate) fn moved_as_of(
         as_of,
         known_at: None,
         known_to: None,
+        before: None,
         shown,
         read_all: false,
         counted: Counted::Nothing,
@@ -462,6 +461,11 @@ pub(crate) struct Split {
     as_of: NaiveDate,
     known_at: Option<DateTime<Utc>>,
     known_to: Option<u64>,
+    /// For a view known now, the last position recorded by the end of its
+    /// date (decision 204): a pathway whose records since are all dated
+    /// after the date takes its state before the first of them, kept when
+    /// it was replaced, instead of being read back.
+    before: Option<u64>,
     shown: Shown,
     read_all: bool,
     /// What of today's aggregates the view starts from.
@@ -496,6 +500,7 @@ fn split<'a>(
     let Split {
         as_of,
         known_to,
+        before,
         shown,
         counted,
         recorded,
@@ -609,6 +614,19 @@ fn split<'a>(
             Some(Moves::Yes(bytes, on_ptl)) => keep(bytes, on_ptl),
             Some(Moves::NotShown) => {}
             Some(Moves::No) | None => {
+                // Known now, its state before its first record since the
+                // end of the date, when every one since is dated after it.
+                let first_later = first_later.or_else(|| {
+                    let before = before?;
+                    let mut first = None;
+                    for p in entry.positions.descending().take_while(|p| *p > before) {
+                        if !record_days.after(p, as_of) {
+                            return None;
+                        }
+                        first = Some(p);
+                    }
+                    first
+                });
                 part.read
                     .push(((*id).clone(), to_read(known_positions), first_later))
             }
@@ -775,7 +793,32 @@ impl App {
         shown: Shown,
     ) -> Result<Split, AppError> {
         let known_to = self.known_to(known_at).await?;
-        Ok(self.split_known_to(as_of, known_at, known_to, shown))
+        let before = self.recorded_by_end_of(as_of, known_at).await?;
+        Ok(self.split_known_to(as_of, known_at, (known_to, before), shown))
+    }
+
+    /// For a view known now of a past date, the last position recorded by
+    /// the end of that date (UTC), when the states replaced since are kept
+    /// (decision 204; `None` otherwise): a pathway whose records since are
+    /// all dated after the date is as of it what it was then.
+    pub(crate) async fn recorded_by_end_of(
+        &self,
+        as_of: NaiveDate,
+        known_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<u64>, AppError> {
+        let kept = self.projection.replaced().is_some_and(|r| r.is_ready());
+        if known_at.is_some() || !kept || self.past_views_read_all() || as_of >= self.today() {
+            return Ok(None);
+        }
+        let Some(end) = as_of
+            .succ_opt()
+            .and_then(|next| next.and_hms_opt(0, 0, 0))
+            .map(|midnight| midnight.and_utc() - chrono::Duration::nanoseconds(1))
+        else {
+            return Ok(None);
+        };
+        let position = self.projection.position();
+        Ok(Some(self.position_known_at(end, position).await?))
     }
 
     /// The last position recorded by `known_at` (`None`: known now).
@@ -793,18 +836,20 @@ impl App {
     }
 
     /// [`App::past_split`] with the last position recorded by `known_at`
-    /// found already (`known_to`).
+    /// and, known now, by the end of `as_of` found already
+    /// ([`App::known_to`], [`App::recorded_by_end_of`]).
     pub(crate) fn split_known_to(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
-        known_to: Option<u64>,
+        (known_to, before): (Option<u64>, Option<u64>),
         shown: Shown,
     ) -> Split {
         Split {
             as_of,
             known_at,
             known_to,
+            before,
             shown,
             read_all: self.past_views_read_all(),
             counted: Counted::Nothing,
@@ -1001,7 +1046,9 @@ pub(crate) struct PastStates<'a> {
     /// What each core took of the states it moved or read.
     taken: Vec<Taken>,
     /// The states read back that a fold took something of, kept whole
-    /// when it asks (they cannot be moved again: [`PastStates::again`]).
+    /// when it asks, from a log that cannot be read in place (every
+    /// history was read at once: [`Source::Read`]). Read in place, they
+    /// are read again instead ([`PastStates::again`]).
     read_kept: HashMap<Arc<str>, Current>,
     /// What the view starts from of today's aggregates ([`Counted`]),
     /// until it takes it ([`PastStates::kept_less_away`]).
@@ -1146,7 +1193,9 @@ impl<'a> PastStates<'a> {
 
     /// The states of `ids` again, as the view saw them (when folding and
     /// keeping those read): the moved ones moved once more, the ones read
-    /// back as kept.
+    /// back read and evaluated again (the same records, as of the same
+    /// date and moment), or, from a log that cannot be read in place, as
+    /// kept.
     pub(crate) fn again(&self, ids: &[Arc<str>]) -> Result<HashMap<Arc<str>, Current>, AppError> {
         let mut found = HashMap::with_capacity(ids.len());
         let mut wanted = std::collections::HashSet::new();
@@ -1170,6 +1219,19 @@ impl<'a> PastStates<'a> {
                     found.insert(id, current);
                 }
             }
+        }
+        if let (Source::InPlace(reader), false) = (&self.source, wanted.is_empty()) {
+            let again: Vec<_> = self
+                .read
+                .iter()
+                .filter(|(id, _)| wanted.contains(&**id))
+                .cloned()
+                .collect();
+            let at = &self.at;
+            let read = crate::fold::fold_in_place(reader.as_ref(), &again, |id, history| {
+                current_of(history?, at.as_of, at.known_at, at.config).map(|c| (id.clone(), c))
+            })?;
+            found.extend(read.into_iter().flatten());
         }
         Ok(found)
     }
@@ -1349,9 +1411,13 @@ impl<'a> PastStates<'a> {
             }
         };
         // The histories read back (fewer) are taken here, on this core;
-        // those a fold took something of are kept whole when it asks.
+        // those a fold took something of are kept whole when it asks and
+        // they cannot be read again in place (decision 204: kept whole, a
+        // past PTL page's states read back were most of its time, in the
+        // map's growth).
         if self.learning.is_some() || self.folding.is_some() {
-            let keep_read = self.folding.as_ref().is_some_and(|f| f.keep_read);
+            let keep_read = self.folding.as_ref().is_some_and(|f| f.keep_read)
+                && matches!(self.source, Source::Read(_));
             let mut read_kept = std::mem::take(&mut self.read_kept);
             for (id, current) in std::mem::take(list) {
                 match self.take_state(&mut taken[0], &id, &current) {

@@ -102,6 +102,23 @@ impl Positions {
         out.reverse();
         out
     }
+
+    /// Every position, from the last (highest) back, decoded as it goes
+    /// (the positions after a given one are read without the rest).
+    pub fn descending(&self) -> impl Iterator<Item = u64> + '_ {
+        let (mut p, mut at) = match self.0.is_empty() {
+            true => (0, 0),
+            false => read(&self.0),
+        };
+        std::iter::from_fn(move || {
+            let bytes = self.0.get(at..).filter(|rest| !rest.is_empty())?;
+            let (gap, used) = read(bytes);
+            at += used;
+            let this = p;
+            p -= gap;
+            Some(this)
+        })
+    }
 }
 
 /// The varint at the start of `bytes` and how many bytes it took.
@@ -145,6 +162,8 @@ mod tests {
             prop_assert_eq!(pushed.len(), positions.len());
             prop_assert_eq!(pushed.is_empty(), positions.is_empty());
             prop_assert_eq!(pushed.last(), positions.last().copied());
+            let descending: Vec<u64> = pushed.descending().collect();
+            prop_assert_eq!(descending, positions.iter().rev().copied().collect::<Vec<_>>());
         }
     }
 

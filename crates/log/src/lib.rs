@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 pub use anchor::{Anchor, ChainHead};
 pub use failure::Failure;
-pub use memory::{apply_plan, check_verbatim, plan_batch, MemoryLog, Planned};
+pub use memory::{apply_plan, check_verbatim, plan_batch, MemoryLog, Planned, Stamp};
 pub use postgres::PgLog;
 pub use segment::SegmentLog;
 pub use subscription::{Batch, Subscription};

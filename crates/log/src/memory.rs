@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -94,13 +94,19 @@ pub struct MemoryLog {
     // One mutex: appends are short and a batch must be atomic.
     state: Mutex<State>,
     head: watch::Sender<u64>,
+    /// What stamps a record's `recorded_at` (the wall clock unless set).
+    clock: Option<Stamp>,
 }
+
+/// A clock a [`MemoryLog`] stamps records with.
+pub type Stamp = Box<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 impl Default for MemoryLog {
     fn default() -> Self {
         MemoryLog {
             state: Mutex::new(State::default()),
             head: watch::channel(0).0,
+            clock: None,
         }
     }
 }
@@ -108,6 +114,16 @@ impl Default for MemoryLog {
 impl MemoryLog {
     pub fn new() -> MemoryLog {
         MemoryLog::default()
+    }
+
+    /// A log that stamps records by `clock` instead of the wall clock (a
+    /// test's days move by its own clock, and so do its records' stamps).
+    /// Stamps still never go back along the log.
+    pub fn stamped_by(clock: Stamp) -> MemoryLog {
+        MemoryLog {
+            clock: Some(clock),
+            ..MemoryLog::default()
+        }
     }
 }
 
@@ -287,7 +303,8 @@ impl EventLog for MemoryLog {
         )?;
         let last_time = state.records.last().map(|r| r.recorded_at);
         // Microseconds, as the durable logs store them.
-        let now = chrono::DateTime::<Utc>::from_timestamp_micros(Utc::now().timestamp_micros())
+        let wall = self.clock.as_ref().map_or_else(Utc::now, |clock| clock());
+        let now = DateTime::<Utc>::from_timestamp_micros(wall.timestamp_micros())
             .expect("now is in range");
         let recorded_at = last_time.map_or(now, |last| now.max(last));
         let mut position = state.records.len() as u64;

@@ -330,6 +330,80 @@ fn views_as_known_at_a_moment_take_the_replaced_states() {
     });
 }
 
+/// A view of a past date, known now, takes the state a pathway had before
+/// its first record since the end of that date, when every record since is
+/// dated after it (decision 204), instead of reading its history back; a
+/// record since that is dated on or before it is read back. Both equal
+/// the full re-evaluation.
+#[test]
+fn views_of_a_past_date_take_the_state_before_the_records_since() {
+    use crate::histories::{event_of, Settable};
+    let runtime = crate::histories::runtime();
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        // The log stamps records by the app's clock, as in service.
+        let start: DateTime<Utc> = "2025-03-09T12:00:00Z".parse().unwrap();
+        let clock = std::sync::Arc::new(Settable(std::sync::Mutex::new(start)));
+        let stamp = {
+            let clock = clock.clone();
+            move || crate::Clock::now(&*clock)
+        };
+        let log = std::sync::Arc::new(openptl_log::MemoryLog::stamped_by(Box::new(stamp)));
+        let app = App::open(
+            log,
+            openptl_rules::RulesConfig::defaults(),
+            clock.clone(),
+            Some(dir.path().join("projection.snapshot")),
+        );
+        let system = Principal::system("test");
+        // Referred on 1 March, recorded on the 9th; then triaged, seen and
+        // told, each recorded on its day (the 10th, 19th and 20th). Of the
+        // states as of the 9th, none is kept with today's: two earlier
+        // states are, for last Sunday and the latest.
+        let days = [(0, 59, 0), (2, 68, 1), (3, 77, 10), (4, 78, 11)];
+        for (kind, day, later) in days {
+            *clock.0.lock().unwrap() = start + chrono::Duration::days(later);
+            for n in 0..4 {
+                let event = event_of(&format!("P{n}"), kind, day, 0);
+                app.append(vec![event], &system, false).await.unwrap();
+            }
+        }
+        // The last one's referral corrected to the 2nd: a record since
+        // about the date, so that pathway is read back.
+        let history = app.projection.history("P3").await.unwrap().unwrap();
+        let referral = history[0].event_id.to_string();
+        let correction = serde_json::json!({ "pathway_id": "P3", "type": "event_corrected",
+            "occurred_on": "2025-03-20",
+            "data": { "corrects": referral, "reason": "keyed wrongly", "new_occurred_on": "2025-03-02" } });
+        app.append(vec![correction], &system, false).await.unwrap();
+        assert!(app.caught_up(std::time::Duration::from_secs(5)).await);
+        let trusts = TrustFilter::default();
+        let ninth = NaiveDate::from_ymd_opt(2025, 3, 9).unwrap();
+        let at = ViewAt {
+            as_of: Some(ninth),
+            ..ViewAt::default()
+        };
+        let store = app.projection.replaced().unwrap();
+        let before = store.used();
+        let query = PtlQuery {
+            at: at.clone(),
+            ..PtlQuery::default()
+        };
+        let (fast, full) = both(&app, async || app.ptl(&query, &system).await).await;
+        assert_eq!(fast, full, "PTL as of {ninth}");
+        assert_eq!(fast["total"], 4, "{fast}");
+        let used = store.used() - before;
+        assert_eq!(used, 3, "the three without a record since about the date");
+        let period = Some(Period::of(ninth));
+        let (fast, full) = both(&app, async || {
+            app.standards(&at, ClockKind::Fds, period, &trusts, None, &system)
+                .await
+        })
+        .await;
+        assert_eq!(fast, full, "FDS as of {ninth}");
+    });
+}
+
 /// The views of a past date asked for together (the standards page's
 /// eighteen) count its cells once and sum them (decision 202), and so do
 /// those of a date as known at a past moment (decision 203): with no past
