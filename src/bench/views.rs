@@ -389,6 +389,33 @@ pub async fn views(
         .await?;
         report(label, times);
     }
+    // Dates whose states no pathway keeps with today's (earlier states are
+    // kept for last Sunday and a week ago): a PTL page and the CWT
+    // submission, one view of each date (decision 204).
+    let further_back = [11, 12, 13].map(|back| ViewAt {
+        as_of: Some(today - chrono::Days::new(back)),
+        ..ViewAt::default()
+    });
+    let mut pages = Vec::new();
+    let mut submissions = Vec::new();
+    for at in &further_back {
+        let query = PtlQuery {
+            at: at.clone(),
+            limit: Some(100),
+            ..PtlQuery::default()
+        };
+        let t = Instant::now();
+        std::hint::black_box(serde_json::to_vec(&app.ptl(&query, &system).await?)?);
+        pages.push(t.elapsed());
+        let t = Instant::now();
+        std::hint::black_box(past_aggregate(&app, at, PastAggregate::CwtCsv, &system).await?);
+        submissions.push(t.elapsed());
+    }
+    report("PTL page as of 11, 12, 13 days ago (one view each)", pages);
+    report(
+        "CWT submission as CSV (its month) as of 11, 12, 13 days ago (one view each)",
+        submissions,
+    );
     // The aggregate views of the month a week ago, as of a week ago and as
     // known a week ago (SPEC 7's past target covers them too).
     for (label, at) in [
