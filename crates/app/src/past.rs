@@ -171,15 +171,15 @@ impl Snapshot {
     /// kept when it was replaced (decision 162): that is their state as
     /// known then, evaluated on the day it was replaced, and it moves to
     /// the view's date as today's do (or its earlier state kept does, or
-    /// it is read back after all). Outside the projection's lock.
+    /// it is read back after all). So does a pathway known whole whose
+    /// state before the first of its records after the last that may
+    /// affect the view's date was kept: as of that date, it is the
+    /// pathway's state (decision 204). Outside the projection's lock.
     fn take_replaced(&mut self, store: &crate::projection::ReplacedStates) {
         let how = self.how;
-        // The records after which kept states are looked for: the view's
-        // moment's, or, known now, the end of its date's.
-        let after = [how.known_to, how.before].into_iter().flatten().min();
-        let (Some(after), false) = (after, how.read_all) else {
+        if how.read_all {
             return;
-        };
+        }
         let mut wanted: Vec<u64> = self
             .parts
             .iter()
@@ -190,7 +190,7 @@ impl Snapshot {
         }
         let started = std::time::Instant::now();
         wanted.sort_unstable();
-        let found = store.find(&wanted, after, self.position);
+        let found = store.find(&wanted, 0, self.position);
         let found_after = started.elapsed();
         // Each part on a core of its own.
         let cores = crate::fold::cores().max(1);
@@ -335,7 +335,6 @@ pub(crate) fn moved_as_of(
         as_of,
         known_at: None,
         known_to: None,
-        before: None,
         shown,
         read_all: false,
         counted: Counted::Nothing,
@@ -377,8 +376,10 @@ struct Part {
     /// later (all dated after the view's date).
     moved: Vec<(Arc<str>, usize, Option<u64>)>,
     /// Pathways to evaluate from their histories, and, for one with
-    /// records after the view's moment, the first of those (its state
-    /// before it may be kept: [`Snapshot::take_replaced`]).
+    /// records after the view's moment, the first of those, or for one
+    /// known whole, the first of its records after the last that may
+    /// affect the view's date (its state before it may be kept:
+    /// [`Snapshot::take_replaced`]).
     read: Vec<(Arc<str>, Positions, Option<u64>)>,
     /// How many of the states to move were on the PTL then.
     on_ptl: usize,
@@ -461,11 +462,6 @@ pub(crate) struct Split {
     as_of: NaiveDate,
     known_at: Option<DateTime<Utc>>,
     known_to: Option<u64>,
-    /// For a view known now, the last position recorded by the end of its
-    /// date (decision 204): a pathway whose records since are all dated
-    /// after the date takes its state before the first of them, kept when
-    /// it was replaced, instead of being read back.
-    before: Option<u64>,
     shown: Shown,
     read_all: bool,
     /// What of today's aggregates the view starts from.
@@ -500,7 +496,6 @@ fn split<'a>(
     let Split {
         as_of,
         known_to,
-        before,
         shown,
         counted,
         recorded,
@@ -614,18 +609,15 @@ fn split<'a>(
             Some(Moves::Yes(bytes, on_ptl)) => keep(bytes, on_ptl),
             Some(Moves::NotShown) => {}
             Some(Moves::No) | None => {
-                // Known now, its state before its first record since the
-                // end of the date, when every one since is dated after it.
+                // Known whole, its state before the first of its records
+                // after the last that may affect the date (decision 204):
+                // as of the date, the records from there on change nothing.
                 let first_later = first_later.or_else(|| {
-                    let before = before?;
-                    let mut first = None;
-                    for p in entry.positions.descending().take_while(|p| *p > before) {
-                        if !record_days.after(p, as_of) {
-                            return None;
-                        }
-                        first = Some(p);
-                    }
-                    first
+                    entry
+                        .positions
+                        .descending()
+                        .take_while(|p| record_days.after(*p, as_of))
+                        .last()
                 });
                 part.read
                     .push(((*id).clone(), to_read(known_positions), first_later))
@@ -793,32 +785,7 @@ impl App {
         shown: Shown,
     ) -> Result<Split, AppError> {
         let known_to = self.known_to(known_at).await?;
-        let before = self.recorded_by_end_of(as_of, known_at).await?;
-        Ok(self.split_known_to(as_of, known_at, (known_to, before), shown))
-    }
-
-    /// For a view known now of a past date, the last position recorded by
-    /// the end of that date (UTC), when the states replaced since are kept
-    /// (decision 204; `None` otherwise): a pathway whose records since are
-    /// all dated after the date is as of it what it was then.
-    pub(crate) async fn recorded_by_end_of(
-        &self,
-        as_of: NaiveDate,
-        known_at: Option<DateTime<Utc>>,
-    ) -> Result<Option<u64>, AppError> {
-        let kept = self.projection.replaced().is_some_and(|r| r.is_ready());
-        if known_at.is_some() || !kept || self.past_views_read_all() || as_of >= self.today() {
-            return Ok(None);
-        }
-        let Some(end) = as_of
-            .succ_opt()
-            .and_then(|next| next.and_hms_opt(0, 0, 0))
-            .map(|midnight| midnight.and_utc() - chrono::Duration::nanoseconds(1))
-        else {
-            return Ok(None);
-        };
-        let position = self.projection.position();
-        Ok(Some(self.position_known_at(end, position).await?))
+        Ok(self.split_known_to(as_of, known_at, known_to, shown))
     }
 
     /// The last position recorded by `known_at` (`None`: known now).
@@ -836,20 +803,18 @@ impl App {
     }
 
     /// [`App::past_split`] with the last position recorded by `known_at`
-    /// and, known now, by the end of `as_of` found already
-    /// ([`App::known_to`], [`App::recorded_by_end_of`]).
+    /// found already (`known_to`).
     pub(crate) fn split_known_to(
         &self,
         as_of: NaiveDate,
         known_at: Option<DateTime<Utc>>,
-        (known_to, before): (Option<u64>, Option<u64>),
+        known_to: Option<u64>,
         shown: Shown,
     ) -> Split {
         Split {
             as_of,
             known_at,
             known_to,
-            before,
             shown,
             read_all: self.past_views_read_all(),
             counted: Counted::Nothing,

@@ -78,8 +78,7 @@ impl App {
         if let Some(done) = self.kept_day(at, f.clone()).await?.answer() {
             return Ok(done);
         }
-        let before = self.recorded_by_end_of(as_of, known_at).await?;
-        let split = self.split_known_to(as_of, known_at, (known_to, before), Shown::All);
+        let split = self.split_known_to(as_of, known_at, known_to, Shown::All);
         let (cells, position) = self.count_cells::<P>(split).await?;
         let projection = self.projection.clone();
         let answer = self

@@ -331,12 +331,13 @@ fn views_as_known_at_a_moment_take_the_replaced_states() {
 }
 
 /// A view of a past date, known now, takes the state a pathway had before
-/// its first record since the end of that date, when every record since is
-/// dated after it (decision 204), instead of reading its history back; a
-/// record since that is dated on or before it is read back. Both equal
-/// the full re-evaluation.
+/// the first of its records after the last that may affect the date (a
+/// record entered late included), kept when a refresh replaced it
+/// (decision 204), instead of reading its history back; one whose last
+/// record may affect the date (here a correction of its referral) is read
+/// back. Both equal the full re-evaluation.
 #[test]
-fn views_of_a_past_date_take_the_state_before_the_records_since() {
+fn views_of_a_past_date_take_the_state_before_the_records_after_it() {
     use crate::histories::{event_of, Settable};
     let runtime = crate::histories::runtime();
     runtime.block_on(async {
@@ -359,14 +360,22 @@ fn views_of_a_past_date_take_the_state_before_the_records_since() {
         // Referred on 1 March, recorded on the 9th; then triaged, seen and
         // told, each recorded on its day (the 10th, 19th and 20th). Of the
         // states as of the 9th, none is kept with today's: two earlier
-        // states are, for last Sunday and the latest.
+        // states are, for last Sunday and the latest. P4 is seen on the
+        // 8th, entered late on the 19th, then told on the 19th and decided
+        // on the 20th.
         let days = [(0, 59, 0), (2, 68, 1), (3, 77, 10), (4, 78, 11)];
-        for (kind, day, later) in days {
-            *clock.0.lock().unwrap() = start + chrono::Duration::days(later);
-            for n in 0..4 {
-                let event = event_of(&format!("P{n}"), kind, day, 0);
-                app.append(vec![event], &system, false).await.unwrap();
-            }
+        let late = [(0, 59, 0), (2, 68, 1), (3, 66, 10), (4, 77, 10), (6, 78, 11)];
+        let entered = days
+            .iter()
+            .flat_map(|(kind, day, on)| (0..4).map(move |n| (*on, n, *kind, *day)))
+            .chain(late.iter().map(|(kind, day, on)| (*on, 4, *kind, *day)));
+        let mut entered: Vec<_> = entered.collect();
+        entered.sort_by_key(|(on, ..)| *on);
+        for (on, n, kind, day) in entered {
+            *clock.0.lock().unwrap() = start + chrono::Duration::days(on);
+            let event = event_of(&format!("P{n}"), kind, day, 0);
+            app.append(vec![event], &system, false).await.unwrap();
+            assert!(app.caught_up(std::time::Duration::from_secs(5)).await);
         }
         // The last one's referral corrected to the 2nd: a record since
         // about the date, so that pathway is read back.
@@ -391,9 +400,9 @@ fn views_of_a_past_date_take_the_state_before_the_records_since() {
         };
         let (fast, full) = both(&app, async || app.ptl(&query, &system).await).await;
         assert_eq!(fast, full, "PTL as of {ninth}");
-        assert_eq!(fast["total"], 4, "{fast}");
+        assert_eq!(fast["total"], 5, "{fast}");
         let used = store.used() - before;
-        assert_eq!(used, 3, "the three without a record since about the date");
+        assert_eq!(used, 4, "all but the one whose last record is about the date");
         let period = Some(Period::of(ninth));
         let (fast, full) = both(&app, async || {
             app.standards(&at, ClockKind::Fds, period, &trusts, None, &system)
