@@ -190,7 +190,7 @@ impl Snapshot {
         }
         let started = std::time::Instant::now();
         wanted.sort_unstable();
-        let found = store.find(&wanted, 0, self.position);
+        let found = store.find(&wanted, self.position);
         let found_after = started.elapsed();
         // Each part on a core of its own.
         let cores = crate::fold::cores().max(1);
