@@ -84,21 +84,7 @@ impl Positions {
     /// Every position, ascending.
     pub fn to_vec(&self) -> Vec<u64> {
         let mut out = Vec::with_capacity(self.0.len() / 2 + 1);
-        if self.0.is_empty() {
-            return out;
-        }
-        let (mut p, mut at) = read(&self.0);
-        let mut gaps = Vec::new();
-        while at < self.0.len() {
-            let (gap, used) = read(&self.0[at..]);
-            gaps.push(gap);
-            at += used;
-        }
-        // Gaps run from the last position back to 0.
-        for gap in gaps {
-            out.push(p);
-            p -= gap;
-        }
+        out.extend(self.descending());
         out.reverse();
         out
     }
