@@ -974,6 +974,18 @@ struct At<'a> {
     packer: &'a Packer,
 }
 
+impl At<'_> {
+    /// A pathway's state from its history read back, as of the view's date
+    /// and as known at its moment (none if it did not exist yet).
+    fn evaluate(
+        &self,
+        id: &Arc<str>,
+        history: &[openptl_rules::RecordedEvent],
+    ) -> Option<(Arc<str>, Current)> {
+        current_of(history, self.as_of, self.known_at, self.config).map(|c| (id.clone(), c))
+    }
+}
+
 /// The log as a past view reads it: in place, a step at a time, or (a log
 /// that cannot be read in place) every history at once, in pages.
 enum Source<'a> {
@@ -1080,8 +1092,7 @@ impl<'a> PastStates<'a> {
             None => {
                 let evaluated =
                     fold_pathways(log, runtime, snapshot.position, &read, |id, history| {
-                        current_of(history?, at.as_of, at.known_at, at.config)
-                            .map(|c| (id.clone(), c))
+                        at.evaluate(id, history?)
                     })?;
                 let all: Vec<_> = evaluated.into_iter().flatten().collect();
                 read.clear();
@@ -1194,7 +1205,7 @@ impl<'a> PastStates<'a> {
                 .collect();
             let at = &self.at;
             let read = crate::fold::fold_in_place(reader.as_ref(), &again, |id, history| {
-                current_of(history?, at.as_of, at.known_at, at.config).map(|c| (id.clone(), c))
+                at.evaluate(id, history?)
             })?;
             found.extend(read.into_iter().flatten());
         }
@@ -1367,7 +1378,7 @@ impl<'a> PastStates<'a> {
                 self.next_read = to;
                 let at = &self.at;
                 crate::fold::fold_in_place(reader.as_ref(), &self.read[from..to], |id, history| {
-                    current_of(history?, at.as_of, at.known_at, at.config).map(|c| (id.clone(), c))
+                    at.evaluate(id, history?)
                 })
                 .map(|evaluated| {
                     list.extend(evaluated.into_iter().flatten().rev());
