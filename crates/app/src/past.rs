@@ -33,6 +33,7 @@
 //! a time with a bounded queue behind it.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -113,6 +114,9 @@ pub(crate) struct Snapshot {
     kept: Option<Kept>,
     /// How it was split.
     how: Split,
+    /// The states kept when replaced that it takes, where they lie
+    /// ([`Snapshot::take_replaced`]).
+    replaced: crate::projection::Found,
 }
 
 /// How a past view that starts from today's aggregates takes a pathway's
@@ -162,7 +166,7 @@ impl Snapshot {
     /// How many states move and how many histories are read.
     pub(crate) fn sizes(&self) -> (usize, usize) {
         self.parts.iter().fold((0, 0), |(moved, read), part| {
-            (moved + part.moved.len(), read + part.read.len())
+            (moved + part.moved_len(), read + part.read.len())
         })
     }
 
@@ -212,9 +216,10 @@ impl Snapshot {
             handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
         });
         store.count_used(used);
+        self.replaced = found;
         tracing::debug!(
             wanted = wanted.len(),
-            found = found.len(),
+            found = self.replaced.len(),
             used,
             find_ms = found_after.as_millis() as u64,
             ms = started.elapsed().as_millis() as u64,
@@ -375,6 +380,11 @@ struct Part {
     /// version as known at the view's moment when records of it came
     /// later (all dated after the view's date).
     moved: Vec<(Arc<str>, usize, Option<u64>)>,
+    /// Each state to move as it was kept when replaced: its pathway,
+    /// which of the snapshot's [`Found`](crate::projection::Found) it is
+    /// (its bytes lie there), and its version as known then. Moved after
+    /// those of `moved`.
+    taken: Vec<(Arc<str>, u32, u64)>,
     /// Pathways to evaluate from their histories, and, for one with
     /// records after the view's moment, the first of those, or for one
     /// known whole, the first of its records after the last that may
@@ -392,6 +402,11 @@ struct Part {
 }
 
 impl Part {
+    /// How many states it moves.
+    fn moved_len(&self) -> usize {
+        self.moved.len() + self.taken.len()
+    }
+
     /// Moves instead of reading back each of its pathways whose state
     /// before its first record after the view's moment is among `found`
     /// and moves to the date of the view split `how`
@@ -403,15 +418,20 @@ impl Part {
         let decided: Vec<_> = std::mem::take(&mut self.read)
             .into_iter()
             .map(|(id, positions, later)| {
-                let kept = later.and_then(|p| found.get(p));
-                let moves = kept.map(|(on, months, bytes)| replaced_moves(bytes, on, months, how));
+                let kept = later.and_then(|p| found.index_of(p));
+                let moves = kept.and_then(|i| {
+                    let (on, months, bytes) = found.state(i)?;
+                    Some((i, replaced_moves(bytes, on, months, how)))
+                });
                 ((id, positions, later), moves)
             })
             .collect();
+        // (A state kept as it is is moved from where it lies; only an
+        // earlier state kept with it is copied.)
         let more = decided
             .iter()
             .map(|(_, moves)| match moves {
-                Some(Moves::Yes(bytes, _)) => bytes.len(),
+                Some((_, Moves::Yes(Cow::Owned(bytes), _))) => bytes.len(),
                 _ => 0,
             })
             .sum();
@@ -419,14 +439,19 @@ impl Part {
         for ((id, positions, later), moves) in decided {
             let known = positions.len() as u64;
             match moves {
-                Some(Moves::Yes(bytes, on_ptl)) => {
-                    self.bytes.extend_from_slice(&bytes);
-                    self.moved.push((id, self.bytes.len(), Some(known)));
+                Some((i, Moves::Yes(bytes, on_ptl))) => {
+                    match bytes {
+                        Cow::Borrowed(_) => self.taken.push((id, i, known)),
+                        Cow::Owned(bytes) => {
+                            self.bytes.extend_from_slice(&bytes);
+                            self.moved.push((id, self.bytes.len(), Some(known)));
+                        }
+                    }
                     self.on_ptl += usize::from(on_ptl);
                     used += 1;
                 }
-                Some(Moves::NotShown) => used += 1,
-                Some(Moves::No) | None => self.read.push((id, positions, later)),
+                Some((_, Moves::NotShown)) => used += 1,
+                Some((_, Moves::No)) | None => self.read.push((id, positions, later)),
             }
         }
         used
@@ -441,6 +466,7 @@ impl Part {
         take_away: &(impl Fn(&mut A, &PathwayState) + Sync),
     ) -> Result<A, AppError> {
         let mut acc = new();
+        let packer = packer.with_own_names();
         let mut start = 0;
         for end in &self.away {
             let (state, _) = packer
@@ -733,6 +759,7 @@ impl Split {
                 position,
                 kept: None,
                 how: this,
+                replaced: Default::default(),
             };
         }
         let started = std::time::Instant::now();
@@ -756,6 +783,7 @@ impl Split {
             position,
             kept,
             how,
+            replaced: Default::default(),
         }
     }
 }
@@ -1189,9 +1217,10 @@ impl<'a> PastStates<'a> {
             if wanted.is_empty() {
                 break;
             }
-            for (i, (id, _, _)) in part.moved.iter().enumerate() {
+            let ids = part.moved.iter().map(|(id, ..)| id);
+            for (i, id) in ids.chain(part.taken.iter().map(|(id, ..)| id)).enumerate() {
                 if wanted.remove(&**id) {
-                    let (id, current) = self.moved(p, i)?;
+                    let (id, current) = self.moved(self.at.packer, p, i)?;
                     found.insert(id, current);
                 }
             }
@@ -1311,12 +1340,12 @@ impl<'a> PastStates<'a> {
         let mut next = Vec::with_capacity(STEP);
         while next.len() < STEP {
             let (part, i) = self.next_moved;
-            let Some(moved) = parts.get(part).map(|p| &p.moved) else {
+            let Some(moved) = parts.get(part).map(Part::moved_len) else {
                 break;
             };
-            let to = (i + STEP - next.len()).min(moved.len());
+            let to = (i + STEP - next.len()).min(moved);
             next.extend((i..to).map(|i| (part, i)));
-            self.next_moved = if to < moved.len() {
+            self.next_moved = if to < moved {
                 (part, to)
             } else {
                 (part + 1, 0)
@@ -1342,8 +1371,9 @@ impl<'a> PastStates<'a> {
                             .get(t * chunk..((t + 1) * chunk).min(next.len()))
                             .unwrap_or(&[]);
                         scope.spawn(move || {
+                            let packer = this.at.packer.with_own_names();
                             for (part, i) in items.iter().rev() {
-                                let (id, current) = this.moved(*part, *i)?;
+                                let (id, current) = this.moved(&packer, *part, *i)?;
                                 if this.take_state(taken, &id, &current) == Take::PassOn {
                                     list.push((id, current));
                                 }
@@ -1413,14 +1443,29 @@ impl<'a> PastStates<'a> {
 
     /// The `i`th moved state of a part, unpacked and moved to the view's
     /// date.
-    fn moved(&self, part: usize, i: usize) -> Result<(Arc<str>, Current), AppError> {
+    fn moved(
+        &self,
+        packer: &Packer,
+        part: usize,
+        i: usize,
+    ) -> Result<(Arc<str>, Current), AppError> {
         let part = &self.snapshot.parts[part];
-        let (id, end, known) = &part.moved[i];
-        let start = if i == 0 { 0 } else { part.moved[i - 1].1 };
-        let bytes = &part.bytes[start..*end];
-        let (state, version) = self
-            .at
-            .packer
+        let (id, bytes, known) = match part.moved.get(i) {
+            Some((id, end, known)) => {
+                let start = if i == 0 { 0 } else { part.moved[i - 1].1 };
+                (id, &part.bytes[start..*end], *known)
+            }
+            None => {
+                let (id, found, known) = &part.taken[i - part.moved.len()];
+                let (_, _, bytes) = self
+                    .snapshot
+                    .replaced
+                    .state(*found)
+                    .ok_or_else(|| AppError::internal("a kept state taken is not found"))?;
+                (id, bytes, Some(*known))
+            }
+        };
+        let (state, version) = packer
             .unpack_bytes(bytes)
             .map_err(crate::projection::unpack_failed)?;
         // A kept earlier state was evaluated on another date than today's.

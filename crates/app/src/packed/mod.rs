@@ -211,6 +211,21 @@ impl Packer {
         Packer { names, index }
     }
 
+    /// A packer whose unpacked states share milestone names of its own,
+    /// for one core's many states: states unpacked on two cores from one
+    /// packer count references to the same names, and those counts going
+    /// back and forth between the cores were a quarter of unpacking a
+    /// state (decision 205).
+    pub fn with_own_names(&self) -> Packer {
+        let names: Vec<Arc<str>> = self.names.iter().map(|n| Arc::from(&**n)).collect();
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i as u32 + 1))
+            .collect();
+        Packer { names, index }
+    }
+
     /// `state`, its version and its events' settled dates, packed.
     pub fn pack(&self, state: &PathwayState, version: u64, settled: Option<Settled>) -> Packed {
         self.pack_with_earlier(state, version, settled, &[])

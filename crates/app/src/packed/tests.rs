@@ -323,7 +323,11 @@ proptest! {
         prop_assert_eq!(v, version);
         // NhsNumber has no Debug of its digits; compare it on its own.
         prop_assert_eq!(back.nhs_number.as_str(), state.nhs_number.as_str());
-        prop_assert_eq!(back, state);
+        prop_assert_eq!(&back, &state);
+        // A packer with names of its own (one core's) unpacks it the same.
+        let (own, v) = packer.with_own_names().unpack_bytes(packed.as_bytes()).unwrap();
+        prop_assert_eq!(v, version);
+        prop_assert_eq!(own, state);
     }
 
     #[test]
@@ -480,4 +484,14 @@ fn milestone_names_are_shared_with_the_rules() {
     });
     let (back, _) = packer.unpack(&packer.pack(&state, 1, None)).unwrap();
     assert!(Arc::ptr_eq(&back.milestones[0].name, &name));
+    // One core's packer: the same name, not shared with the rules'.
+    let own = packer.with_own_names();
+    let (mine, _) = own.unpack(&packer.pack(&state, 1, None)).unwrap();
+    assert_eq!(mine.milestones[0].name, name);
+    assert!(!Arc::ptr_eq(&mine.milestones[0].name, &name));
+    let (again, _) = own.unpack(&packer.pack(&state, 1, None)).unwrap();
+    assert!(Arc::ptr_eq(
+        &mine.milestones[0].name,
+        &again.milestones[0].name
+    ));
 }

@@ -479,44 +479,52 @@ impl ReplacedStates {
         {
             return found;
         }
+        // The files mapped under the lock that [`ReplacedStates::keep`]
+        // writes under: a write that fails is cut back to where the file
+        // ended before it, never short of what is mapped here.
+        let maps: Vec<memmap2::Mmap> = {
+            let _files = self.files();
+            buckets
+                .iter()
+                .filter_map(|bucket| map_file(&self.path_of(*bucket)))
+                .collect()
+        };
         let header = self.header().len();
-        // The files side by side, a share per core, each read into a
-        // buffer the next file reuses; the wanted entries copied out, one
-        // after another, into the share's own bytes.
-        let threads = crate::fold::cores().max(1).min(buckets.len());
-        let shares: Vec<&[u64]> = buckets.chunks(buckets.len().div_ceil(threads)).collect();
+        // The files side by side, a share per core; the wanted entries
+        // noted where they lie (nothing copied).
+        let threads = crate::fold::cores().max(1).min(maps.len().max(1));
+        let files: Vec<usize> = (0..maps.len()).collect();
+        let shares: Vec<&[usize]> = files.chunks(files.len().div_ceil(threads).max(1)).collect();
         let parts = crate::fold::par_batches(&shares, |share| {
-            let mut part = Found::default();
-            let mut bytes = Vec::new();
-            for bucket in *share {
-                bytes.clear();
-                let read = std::fs::File::open(self.path_of(*bucket)).and_then(|mut file| {
-                    let len = file.metadata()?.len();
-                    bytes.reserve(usize::try_from(len).unwrap_or(0));
-                    std::io::Read::read_to_end(&mut file, &mut bytes)
-                });
-                if read.is_err() {
-                    continue;
-                }
-                // The head of each entry read; the wanted ones checked and
-                // copied.
+            let mut entries = Vec::new();
+            for file in *share {
+                let bytes = &maps[*file][..];
+                // The head of each entry read; the wanted ones checked.
                 let mut at = header;
-                while let Some((p, end)) = head_at(&bytes, at) {
+                while let Some((p, end)) = head_at(bytes, at) {
                     if is_wanted(p) {
-                        match decode(&bytes, at) {
-                            Some((entry, _)) => part.push(entry),
+                        match decode(bytes, at) {
+                            Some(((position, on, months, _), _)) => {
+                                let start = at + HEAD;
+                                entries.push((position, on, months, *file as u32, start, end));
+                            }
                             None => break,
                         }
                     }
                     at = end + 4;
                 }
             }
-            Some(part)
+            Some(entries)
         });
-        for part in parts {
-            found.append(part);
-        }
+        found.entries = parts.into_iter().flatten().collect();
         found.entries.sort_unstable_by_key(|(p, ..)| *p);
+        found.index = found
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, (p, ..))| (*p, i as u32))
+            .collect();
+        found.maps = maps;
         found
     }
 
@@ -536,51 +544,63 @@ impl ReplacedStates {
     }
 }
 
-/// Kept states a past view found ([`ReplacedStates::find`]): their bytes
-/// one after another, and for each its position, the day it was evaluated
-/// on, its record months when known and where its bytes start and end,
-/// by position.
+/// Kept states a past view found ([`ReplacedStates::find`]): the files
+/// that hold them, mapped, and for each its position, the day it was
+/// evaluated on, its record months when known, its file and where its
+/// bytes start and end there, by position; and where each position's
+/// entry is.
 #[derive(Default)]
 pub(crate) struct Found {
-    bytes: Vec<u8>,
-    entries: Vec<(u64, NaiveDate, Option<CwtMonths>, usize, usize)>,
+    maps: Vec<memmap2::Mmap>,
+    entries: Vec<(u64, NaiveDate, Option<CwtMonths>, u32, usize, usize)>,
+    index: foldhash::HashMap<u64, u32>,
 }
 
 impl Found {
-    fn push(&mut self, (position, on, months, packed): Entry<'_>) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(packed);
-        self.entries
-            .push((position, on, months, start, self.bytes.len()));
-    }
-
-    fn append(&mut self, other: Found) {
-        let base = self.bytes.len();
-        self.bytes.extend_from_slice(&other.bytes);
-        self.entries.extend(
-            other
-                .entries
-                .into_iter()
-                .map(|(p, on, months, start, end)| (p, on, months, base + start, base + end)),
-        );
-    }
-
     /// How many states it holds.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    /// The state replaced by the record at `position`, if found: the day
-    /// it was evaluated on, its record months when known and its packed
-    /// bytes.
-    pub(crate) fn get(&self, position: u64) -> Option<(NaiveDate, Option<CwtMonths>, &[u8])> {
-        let i = self
-            .entries
-            .binary_search_by_key(&position, |(p, ..)| *p)
-            .ok()?;
-        let (_, on, months, start, end) = self.entries[i];
-        Some((on, months, &self.bytes[start..end]))
+    /// Which of its states was replaced by the record at `position`, if
+    /// found ([`Found::state`]).
+    pub(crate) fn index_of(&self, position: u64) -> Option<u32> {
+        self.index.get(&position).copied()
     }
+
+    /// Its `i`th state: the day it was evaluated on, its record months
+    /// when known and its packed bytes.
+    pub(crate) fn state(&self, i: u32) -> Option<(NaiveDate, Option<CwtMonths>, &[u8])> {
+        let (_, on, months, file, start, end) = *self.entries.get(i as usize)?;
+        let bytes = self.maps.get(file as usize)?.get(start..end)?;
+        Some((on, months, bytes))
+    }
+
+    /// The state replaced by the record at `position`, if found
+    /// ([`Found::state`]).
+    #[cfg(test)]
+    pub(crate) fn get(&self, position: u64) -> Option<(NaiveDate, Option<CwtMonths>, &[u8])> {
+        self.state(self.index_of(position)?)
+    }
+}
+
+/// A file of kept states mapped for reading, each byte once (`None` when
+/// it cannot be read, or is empty).
+///
+/// SAFETY (of the mapping): the files are only appended to, and cut back
+/// only to where they ended before a failed write, under the lock
+/// [`ReplacedStates::find`] maps them under, or at start, before any view
+/// reads them ([`ReplacedStates::check`]); a file removed while mapped
+/// stays readable until unmapped.
+fn map_file(path: &Path) -> Option<memmap2::Mmap> {
+    let file = std::fs::File::open(path).ok()?;
+    if file.metadata().ok()?.len() == 0 {
+        return None;
+    }
+    let mut options = memmap2::MmapOptions::new();
+    options.populate();
+    // SAFETY: see above.
+    unsafe { options.map(&file) }.ok()
 }
 
 /// The directory beside a projection snapshot at `snapshot` where the
