@@ -1158,8 +1158,12 @@ fn past_page(
     let short = query.limit.is_some_and(|rows| rows <= SHORT_PAGE_ROWS);
     if short && (past_model.is_some() || !needs_risk) {
         let scoring = past_model.clone().filter(|_| needs_risk);
+        // Each core's index sized for every row at once: only what is
+        // written is touched, where growing copied every row into fresh
+        // pages at each doubling (decision 205).
+        let most = states.expected_len();
         states.fold_on_movers(
-            Vec::new,
+            move || Vec::with_capacity(most),
             move |index: &mut Vec<PtlIndexEntry>, id, current| {
                 let Some(row) = &current.row else {
                     return false;
@@ -1175,14 +1179,11 @@ fn past_page(
         );
         // Every state is taken where it is moved or read.
         states.by_ref().for_each(drop);
-        let index: Vec<PtlIndexEntry> = states
-            .folded::<Vec<PtlIndexEntry>>()
-            .into_iter()
-            .flatten()
-            .collect();
+        // Each core's part read where it is, not copied into one.
+        let index = states.folded::<Vec<PtlIndexEntry>>();
         let learnt = learn(states);
         let model = past_model.or(learnt.clone()).expect("kept or learnt");
-        let selected = select_page(&index, query, as_of, |e| {
+        let selected = select_page(index.iter().flatten(), query, as_of, |e| {
             risk_keys(e, PAST, |e| {
                 let again = states.again(std::slice::from_ref(&e.id))?;
                 Ok(again
@@ -1192,6 +1193,7 @@ fn past_page(
         })?;
         let again = states.again(&selected.ids())?;
         let page = selected.rows(|e| Ok(again.get(&e.id).and_then(|c| listed(c, &model))))?;
+        crate::offload::drop_later(index);
         return Ok((page, learnt));
     }
     // Sized for every state at once: growing a map of large states copies
@@ -1292,7 +1294,7 @@ struct Selected<'a> {
 
 /// [`page_of`]'s choice of rows, without making them.
 fn select_page<'a>(
-    index: &'a [PtlIndexEntry],
+    index: impl IntoIterator<Item = &'a PtlIndexEntry>,
     query: &PtlQuery,
     as_of: NaiveDate,
     risk_of: impl Fn(&PtlIndexEntry) -> Result<RiskKeys, AppError>,

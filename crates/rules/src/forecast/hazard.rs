@@ -207,7 +207,10 @@ type Stretch = (i64, i64, Option<bool>);
 /// The day a clock stopped, and whether it was late on its milestone then.
 type Stop = (i64, Option<bool>);
 
-fn stretches(o: &Observation) -> (Vec<Stretch>, Option<Stop>) {
+/// A clock's stretches at risk, at most two (to its milestone's due day,
+/// then past it with the milestone's flag), and its stop: kept inline, as
+/// a past view counts hundreds of thousands of clocks.
+fn stretches(o: &Observation) -> ([Option<Stretch>; 2], Option<Stop>) {
     // An ended clock was at risk on its last day too; a running one only on
     // the days it has lived through.
     let end = match o.outcome {
@@ -215,14 +218,13 @@ fn stretches(o: &Observation) -> (Vec<Stretch>, Option<Stop>) {
         Outcome::Running => o.days,
     };
     let flag_at = |t: i64| o.mark.as_ref().filter(|m| t > m.due_day).map(Mark::late);
-    let mut out = Vec::new();
-    match &o.mark {
-        Some(m) if m.due_day + 1 < end => {
-            out.push((0, m.due_day + 1, None));
-            out.push((m.due_day + 1, end, Some(m.late())));
-        }
-        _ => out.push((0, end, None)),
-    }
+    let out = match &o.mark {
+        Some(m) if m.due_day + 1 < end => [
+            Some((0, m.due_day + 1, None)),
+            Some((m.due_day + 1, end, Some(m.late()))),
+        ],
+        _ => [Some((0, end, None)), None],
+    };
     let stop = (o.outcome != Outcome::Running).then(|| (o.days, flag_at(o.days)));
     (out, stop)
 }
@@ -257,50 +259,59 @@ impl ModelCounts {
     /// Counts one clock (`sign` 1) or takes it away again (`sign` −1).
     pub fn add_signed(&mut self, o: &Observation, sign: i32) {
         let (spans, stop) = stretches(o);
+        let spans = spans.into_iter().flatten();
+        let stop = stop
+            .filter(|(d, _)| *d >= 0 && (*d as usize) < HORIZON)
+            .map(|(day, late)| (day as usize, late));
+        // Every day and the stop count in the pooled stratum; the days past
+        // the due day, and a stop then, also in the stratum of the flag.
+        let days = |s: Stretch| (s.0, s.1);
         let pooled = Key::leaf(o, None);
-        // The strata the clock counts in (its pooled one always).
-        let mut counted = [Some(pooled), None, None];
-        let mut count_in = |key: Key| {
-            if !counted.contains(&Some(key)) {
-                if let Some(free) = counted.iter_mut().find(|k| k.is_none()) {
-                    *free = Some(key);
-                }
-            }
-        };
-        for &(from, to, late) in &spans {
-            // Every day counts in the pooled chain; past the due day also
-            // in the chain of its flag.
-            self.leaves.entry(pooled).or_default().span(from, to, sign);
-            if let Some(late) = late {
+        self.count_in(
+            pooled,
+            o.outcome,
+            spans.clone().map(days),
+            stop.map(|s| s.0),
+            sign,
+        );
+        for late in [false, true] {
+            let mut flagged = spans.clone().filter(|s| s.2 == Some(late)).peekable();
+            let stopped = stop.filter(|s| s.1 == Some(late)).map(|s| s.0);
+            if flagged.peek().is_some() || stopped.is_some() {
                 let key = Key::leaf(o, Some(late));
-                self.leaves.entry(key).or_default().span(from, to, sign);
-                count_in(key);
+                self.count_in(key, o.outcome, flagged.map(days), stopped, sign);
             }
-        }
-        if let Some((day, late)) = stop.filter(|(d, _)| *d >= 0 && (*d as usize) < HORIZON) {
-            let day = day as usize;
-            let leaves = std::iter::once(pooled).chain(late.map(|l| Key::leaf(o, Some(l))));
-            for key in leaves {
-                let c = self.leaves.entry(key).or_default();
-                match o.outcome {
-                    Outcome::Stopped => c.stops.add_at(day, sign),
-                    _ => c.closes.add_at(day, sign),
-                }
-                count_in(key);
-            }
-        }
-        for key in counted.into_iter().flatten() {
-            self.count_clocks(key, sign);
         }
     }
 
-    /// Counts `n` more clocks in a stratum, removing it when none is left.
-    fn count_clocks(&mut self, key: Key, n: i32) {
-        let std::collections::hash_map::Entry::Occupied(mut e) = self.leaves.entry(key) else {
-            return;
+    /// Counts one clock's days at risk, its stop or closure on `stop`, and
+    /// the clock itself (`sign` 1) in the stratum `key`, or takes them away
+    /// (`sign` −1), removing the stratum when no clock is left in it: one
+    /// look-up of the stratum (a past view counts every clock it moves).
+    fn count_in(
+        &mut self,
+        key: Key,
+        outcome: Outcome,
+        days: impl Iterator<Item = (i64, i64)>,
+        stop: Option<usize>,
+        sign: i32,
+    ) {
+        use std::collections::hash_map::Entry;
+        let mut e = match self.leaves.entry(key) {
+            Entry::Occupied(e) => e,
+            Entry::Vacant(e) => e.insert_entry(Counts::default()),
         };
-        e.get_mut().clocks += n;
-        if e.get().clocks == 0 {
+        let c = e.get_mut();
+        for (from, to) in days {
+            c.span(from, to, sign);
+        }
+        match (stop, outcome) {
+            (Some(day), Outcome::Stopped) => c.stops.add_at(day, sign),
+            (Some(day), _) => c.closes.add_at(day, sign),
+            (None, _) => {}
+        }
+        c.clocks += sign;
+        if c.clocks == 0 {
             e.remove();
         }
     }
@@ -587,7 +598,7 @@ mod tests {
         let mut counts: HashMap<Key, Counts> = HashMap::new();
         for o in observations {
             let (spans, stop) = stretches(o);
-            for (from, to, late) in spans {
+            for (from, to, late) in spans.into_iter().flatten() {
                 for key in Key::leaf(o, None).chain() {
                     counts.entry(key).or_default().span(from, to, 1);
                 }
