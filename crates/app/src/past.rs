@@ -119,6 +119,17 @@ pub(crate) struct Snapshot {
     replaced: crate::projection::Found,
 }
 
+impl Drop for Snapshot {
+    /// The replaced states' files are unmapped on a thread of their own:
+    /// a week of them is some 150 MB of mapped pages, whose unmapping the
+    /// view's answer need not wait for.
+    fn drop(&mut self) {
+        if !self.replaced.is_empty() {
+            crate::offload::drop_later(std::mem::take(&mut self.replaced));
+        }
+    }
+}
+
 /// How a past view that starts from today's aggregates takes a pathway's
 /// contributions as of today away again ([`Counted`]).
 pub(crate) type TakeAway<A> = Box<dyn Fn(&mut A, &PathwayState) + Send + Sync>;

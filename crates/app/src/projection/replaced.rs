@@ -517,7 +517,6 @@ impl ReplacedStates {
             Some(entries)
         });
         found.entries = parts.into_iter().flatten().collect();
-        found.entries.sort_unstable_by_key(|(p, ..)| *p);
         found.index = found
             .entries
             .iter()
@@ -547,8 +546,8 @@ impl ReplacedStates {
 /// Kept states a past view found ([`ReplacedStates::find`]): the files
 /// that hold them, mapped, and for each its position, the day it was
 /// evaluated on, its record months when known, its file and where its
-/// bytes start and end there, by position; and where each position's
-/// entry is.
+/// bytes start and end there (in no particular order); and which entry
+/// is each position's.
 #[derive(Default)]
 pub(crate) struct Found {
     maps: Vec<memmap2::Mmap>,
@@ -560,6 +559,11 @@ impl Found {
     /// How many states it holds.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether it holds none (no file mapped).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.maps.is_empty()
     }
 
     /// Which of its states was replaced by the record at `position`, if
