@@ -203,6 +203,11 @@ impl Packer {
             .collect();
         names.sort();
         names.dedup();
+        Packer::of_names(names)
+    }
+
+    /// A packer of `names` (sorted, each once), stored by index from 1.
+    fn of_names(names: Vec<Arc<str>>) -> Packer {
         let index = names
             .iter()
             .enumerate()
@@ -217,13 +222,7 @@ impl Packer {
     /// back and forth between the cores were a quarter of unpacking a
     /// state (decision 205).
     pub fn with_own_names(&self) -> Packer {
-        let names: Vec<Arc<str>> = self.names.iter().map(|n| Arc::from(&**n)).collect();
-        let index = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| (name.clone(), i as u32 + 1))
-            .collect();
-        Packer { names, index }
+        Packer::of_names(self.names.iter().map(|n| Arc::from(&**n)).collect())
     }
 
     /// `state`, its version and its events' settled dates, packed.
