@@ -15,7 +15,7 @@ set -u
 A=$1; DA=$2; B=$3; DB=$4; QUERIES=$5; QPATH=${6:-ptl}
 T=side-by-side-0123456789abcdef
 start() { # bin dir port log
-  env OPENPTL_BOOTSTRAP_ADMIN_TOKEN=$T OPENPTL_LOG=info "$1" serve --data-dir "$2" \
+  env OPENPTL_BOOTSTRAP_ADMIN_TOKEN=$T OPENPTL_LOG="${OPENPTL_LOG:-info}" "$1" serve --data-dir "$2" \
     --listen "127.0.0.1:$3" --grpc-listen off > "$4" 2>&1 &
   echo $!
 }
