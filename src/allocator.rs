@@ -39,7 +39,7 @@ unsafe extern "C" {
 
 /// Keeps freed memory [`KEEP_FREED_MS`] before giving it back, unless the
 /// environment set mimalloc's option (`MIMALLOC_PURGE_DELAY`, which wins).
-/// Called first thing in `main`.
+/// The binary calls it first thing (`main.rs`).
 pub fn keep_freed_memory() {
     mi_option_set_default(MI_OPTION_PURGE_DELAY, KEEP_FREED_MS as std::ffi::c_long);
 }
@@ -60,8 +60,9 @@ pub fn return_freed_memory() {
 mod tests {
     use super::*;
 
-    /// The option set is the one read back: the index names an option of
-    /// mimalloc's, and setting its default takes.
+    /// The index is `purge_delay`'s: before it is set, the option there
+    /// holds mimalloc v3's default for it, one second (its neighbours
+    /// hold 1 and 0); once set, the delay set is the one read back.
     #[test]
     fn freed_memory_is_kept_for_the_delay_set() {
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
@@ -69,6 +70,12 @@ mod tests {
             openptl_testkit::skip("MIMALLOC_PURGE_DELAY is set in this environment");
             return;
         }
+        assert_eq!(
+            keeps_freed_ms(),
+            1000,
+            "mimalloc's default purge delay: if mimalloc was upgraded, check the \
+             option's index in its mimalloc.h"
+        );
         keep_freed_memory();
         assert_eq!(keeps_freed_ms(), KEEP_FREED_MS);
         return_freed_memory();
