@@ -37,7 +37,6 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    openptl::allocator::keep_freed_memory();
     let cli = Cli::parse();
     // Patient data and secrets: nothing this process writes is for other
     // users of the host.
