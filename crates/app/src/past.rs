@@ -515,31 +515,8 @@ pub(crate) struct Split {
 /// then (when records came later).
 type ToMove<'a> = (&'a Arc<str>, std::borrow::Cow<'a, [u8]>, Option<u64>);
 
-/// How many pathways ahead the split asks for a state's first bytes.
-const AHEAD: usize = 16;
-
-/// Asks the processor to bring `bytes`' first cache line in, without
-/// waiting for it: the split reads each pathway's state where it was
-/// allocated, and asking a few pathways ahead lets the processor wait for
-/// several of those reads at once rather than for each in turn. (Reading
-/// the byte instead, as before, stalled the split on each read: two
-/// fifths of its time at 1.4M pathways, decision 206.)
-#[inline(always)]
-fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    if !bytes.is_empty() {
-        // SAFETY: a prefetch is only a hint: it never faults, whatever the
-        // address, and changes nothing the program can observe. `sse` is
-        // part of every x86_64 target.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-                bytes.as_ptr().cast(),
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
-}
+/// How many pathways ahead the split reads a state's first bytes.
+const AHEAD: usize = 8;
 
 /// Splits some pathways as [`Split::snapshot`] says.
 // Inlined into each core's closure: outlined (as small unrelated changes
@@ -571,19 +548,22 @@ fn split<'a>(
     let mut away: Vec<&'a [u8]> = Vec::new();
     let mut part = Part::default();
     // A pathway's state and positions lie apart from its entry, each
-    // where it was allocated: their first bytes are asked for a few
-    // pathways ahead (a view known at a moment reads the positions of
-    // every pathway).
+    // where it was allocated: their first bytes are read a few pathways
+    // ahead, so that the processor waits for several of those reads at
+    // once rather than for each in turn (a view known at a moment reads
+    // the positions of every pathway).
     let ahead = |i: usize| {
-        if let Some((_, entry)) = entries.get(i + AHEAD) {
-            prefetch(entry.state.as_ref().map_or(&[][..], |p| p.as_bytes()));
-            if known_to.is_some() {
-                prefetch(entry.positions.as_bytes());
-            }
-        }
+        entries.get(i + AHEAD).map_or(0, |(_, entry)| {
+            let state = entry.state.as_ref().map_or(&[][..], |p| p.as_bytes());
+            let positions = match known_to {
+                Some(_) => entry.positions.as_bytes(),
+                None => &[],
+            };
+            state.first().copied().unwrap_or(0) ^ positions.first().copied().unwrap_or(0)
+        })
     };
     for (i, (index, (id, entry))) in (first..).zip(entries).enumerate() {
-        ahead(i);
+        std::hint::black_box(ahead(i));
         // Its head, read once: whether it is on the PTL and how far it is
         // settled.
         let head = entry
