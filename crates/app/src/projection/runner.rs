@@ -28,7 +28,7 @@ pub(crate) async fn run(
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner) = Some(why.to_string());
                 }
-                Err(e) => tracing::warn!(error = %e, "restoring the projection snapshot panicked"),
+                Err(e) => not_finished("restoring the projection snapshot", e),
             }
         }
     }
@@ -82,7 +82,7 @@ pub(crate) async fn run(
                 // more is folded in (decision 162).
                 let step = p.clone();
                 if let Err(e) = tokio::task::spawn_blocking(move || step.prepare_replaced()).await {
-                    tracing::warn!(error = %e, "checking the replaced states panicked");
+                    not_finished("checking the replaced states", e);
                 }
             }
         }
@@ -169,8 +169,19 @@ pub(crate) async fn snapshot_periodically(projection: Weak<Projection>, every: D
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "the projection snapshot was not written"),
-            Err(e) => tracing::warn!(error = %e, "writing the projection snapshot panicked"),
+            Err(e) => not_finished("writing the projection snapshot", e),
         }
+    }
+}
+
+/// Logs a blocking task of the runner's that did not finish: cancelled
+/// when the runtime shut down under it (a service stopped as it ran, which
+/// is no fault: the next start does it again), else it panicked.
+fn not_finished(what: &str, e: tokio::task::JoinError) {
+    if e.is_cancelled() {
+        tracing::debug!("{what}: cancelled as the service stopped");
+    } else {
+        tracing::warn!(error = %e, "{what} panicked");
     }
 }
 
