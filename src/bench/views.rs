@@ -125,12 +125,28 @@ pub async fn views(
         memory as f64 / events.max(1) as f64
     );
 
-    let (packed, earlier) = app.projection().packed_bytes();
+    let structures = app.projection().memory();
+    let mib = |bytes: usize| bytes as f64 / 1048576.0;
     println!(
         "packed states: {:.0} MiB, of which earlier states kept for past views {:.1} MiB ({:.0} bytes per open pathway)",
-        packed as f64 / 1048576.0,
-        earlier as f64 / 1048576.0,
-        earlier as f64 / open.max(1) as f64
+        mib(structures.packed),
+        mib(structures.earlier),
+        structures.earlier as f64 / open.max(1) as f64
+    );
+    // What the resident figure is made of: the projection's structures as
+    // allocated; the rest is the log's (sled, record locations, event-id
+    // filter), the allocator's and the runtime's.
+    println!(
+        "projection structures: {:.0} MiB ({:.0} bytes per open pathway): packed states {:.0}, entries and their table {:.0}, ids {:.0}, record positions {:.0}, PTL index {:.0}, record dates {:.1} MiB; the other {:.0} MiB resident are the log's, the allocator's and the runtime's",
+        mib(structures.total()),
+        structures.total() as f64 / open.max(1) as f64,
+        mib(structures.packed),
+        mib(structures.entries),
+        mib(structures.ids),
+        mib(structures.positions),
+        mib(structures.ptl),
+        mib(structures.record_days),
+        (memory as f64 / 1048576.0 - mib(structures.total())).max(0.0),
     );
 
     if memory_only {
@@ -391,31 +407,41 @@ pub async fn views(
     }
     // Dates whose states no pathway keeps with today's (earlier states are
     // kept for last Sunday and a week ago): a PTL page and the CWT
-    // submission, one view of each date (decision 204).
-    let further_back = [11, 12, 13].map(|back| ViewAt {
-        as_of: Some(today - chrono::Days::new(back)),
-        ..ViewAt::default()
-    });
-    let mut pages = Vec::new();
-    let mut submissions = Vec::new();
-    for at in &further_back {
-        let query = PtlQuery {
-            at: at.clone(),
-            limit: Some(100),
-            ..PtlQuery::default()
-        };
-        let t = Instant::now();
-        std::hint::black_box(serde_json::to_vec(&app.ptl(&query, &system).await?)?);
-        pages.push(t.elapsed());
-        let t = Instant::now();
-        std::hint::black_box(past_aggregate(&app, at, PastAggregate::CwtCsv, &system).await?);
-        submissions.push(t.elapsed());
+    // submission, one view of each date (decision 204); and dates three to
+    // five weeks back, which move the states kept when replaced (decision
+    // 206).
+    for days_back in [[11, 12, 13], [20, 27, 34]] {
+        let mut pages = Vec::new();
+        let mut submissions = Vec::new();
+        for back in days_back {
+            let at = ViewAt {
+                as_of: Some(today - chrono::Days::new(back)),
+                ..ViewAt::default()
+            };
+            let query = PtlQuery {
+                at: at.clone(),
+                limit: Some(100),
+                ..PtlQuery::default()
+            };
+            let t = Instant::now();
+            std::hint::black_box(serde_json::to_vec(&app.ptl(&query, &system).await?)?);
+            pages.push(t.elapsed());
+            let t = Instant::now();
+            std::hint::black_box(past_aggregate(&app, &at, PastAggregate::CwtCsv, &system).await?);
+            submissions.push(t.elapsed());
+        }
+        let [a, b, c] = days_back;
+        report(
+            &format!("PTL page as of {a}, {b}, {c} days ago (one view each)"),
+            pages,
+        );
+        report(
+            &format!(
+                "CWT submission as CSV (its month) as of {a}, {b}, {c} days ago (one view each)"
+            ),
+            submissions,
+        );
     }
-    report("PTL page as of 11, 12, 13 days ago (one view each)", pages);
-    report(
-        "CWT submission as CSV (its month) as of 11, 12, 13 days ago (one view each)",
-        submissions,
-    );
     // The aggregate views of the month a week ago, as of a week ago and as
     // known a week ago (SPEC 7's past target covers them too).
     for (label, at) in [
@@ -475,9 +501,14 @@ pub async fn views(
     // re-evaluation, as before issue 22): its time, and whether the fast
     // answers equal it, whole (every PTL row, the return, the month's
     // aggregates).
+    let four_weeks_ago = ViewAt {
+        as_of: Some(today - chrono::Days::new(28)),
+        ..ViewAt::default()
+    };
     for (label, at) in [
         ("as of a week ago", week_ago),
         ("as known a week ago", known_week_ago),
+        ("as of four weeks ago", four_weeks_ago),
     ] {
         let every_row = PtlQuery {
             at: at.clone(),

@@ -54,7 +54,7 @@ pub use milestone_list::{MilestonePathway, MilestoneQuery, MILESTONE_COLUMNS};
 pub use offload::drop_later;
 pub use openptl_log::Failure;
 pub use problem::{ApiError, Kind, Limited, Problem};
-pub use projection::Projection;
+pub use projection::{MemoryUse, Projection};
 pub use read::{Amendment, EventView, PathwayQuery, PathwayView};
 pub use views::*;
 

@@ -364,6 +364,35 @@ pub struct Projection {
     replaced: Option<Arc<ReplacedStates>>,
 }
 
+/// The bytes the projection's largest structures hold, as allocated
+/// ([`Projection::memory`]); what the allocator adds to each allocation is
+/// not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUse {
+    /// Every pathway's entry, in the dense vector, and the table that
+    /// finds it by id (decision 146).
+    pub entries: usize,
+    /// The pathways' ids, one allocation each (the PTL index shares them).
+    pub ids: usize,
+    /// Each pathway's record positions.
+    pub positions: usize,
+    /// Every packed state, the earlier states kept within them included.
+    pub packed: usize,
+    /// Of `packed`, the earlier states kept for past views (decision 143).
+    pub earlier: usize,
+    /// Today's PTL index and the table of its slots.
+    pub ptl: usize,
+    /// The record dates of the last days ([`RecordDays`]).
+    pub record_days: usize,
+}
+
+impl MemoryUse {
+    /// Every structure counted (`earlier` is within `packed`).
+    pub fn total(&self) -> usize {
+        self.entries + self.ids + self.positions + self.packed + self.ptl + self.record_days
+    }
+}
+
 /// What writing a snapshot did.
 #[derive(Debug, Clone, Copy)]
 pub struct SnapshotWritten {
@@ -433,16 +462,28 @@ impl Projection {
         (data.pathways.len(), data.ptl.len())
     }
 
-    /// Bytes of every packed state, and of the earlier states kept within
-    /// them for past views (decision 143): what the benchmark reports.
-    pub fn packed_bytes(&self) -> (usize, usize) {
+    /// What the projection's largest structures hold in memory: the
+    /// benchmark's account of resident memory (SPEC 7).
+    pub fn memory(&self) -> MemoryUse {
         let data = self.read();
-        data.pathways
-            .values()
-            .filter_map(|p| p.state.as_ref())
-            .fold((0, 0), |(all, earlier), p| {
-                (all + p.as_bytes().len(), earlier + p.earlier_bytes())
-            })
+        // An `Arc<str>` is one allocation: two counts, then the text.
+        let id_bytes =
+            |id: &Arc<str>| (2 * std::mem::size_of::<usize>() + id.len()).next_multiple_of(8);
+        let mut use_ = MemoryUse {
+            entries: data.pathways.bytes(),
+            ptl: data.ptl_slot.bytes(&data.ptl),
+            record_days: data.record_days.bytes(),
+            ..MemoryUse::default()
+        };
+        for (id, entry) in data.pathways.iter() {
+            use_.ids += id_bytes(id);
+            use_.positions += entry.positions.as_bytes().len();
+            if let Some(state) = &entry.state {
+                use_.packed += state.as_bytes().len();
+                use_.earlier += state.earlier_bytes();
+            }
+        }
+        use_
     }
 
     /// The trusts of the pathways on today's PTL, each once, sorted.

@@ -60,6 +60,12 @@ impl IdTable {
         });
     }
 
+    /// About the bytes its table takes: a 4-byte index and a control byte
+    /// a bucket, with an eighth of the buckets always free.
+    fn bytes(&self) -> usize {
+        self.table.capacity() * 5 * 8 / 7
+    }
+
     /// Takes index `i`, whose id is `id`, out.
     fn remove(&mut self, id: &str, i: usize) {
         if let Ok(found) = self.table.find_entry(self.hash(id), |j| *j as usize == i) {
@@ -145,6 +151,12 @@ impl Pathways {
         self.entries.shrink_to_fit();
     }
 
+    /// Bytes the vector of entries and the table of their indexes take.
+    pub fn bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<(Arc<str>, PathwayEntry)>()
+            + self.index.bytes()
+    }
+
     /// Every pathway's id and entry, in the order they first appeared.
     pub fn as_slice(&self) -> &[(Arc<str>, PathwayEntry)] {
         &self.entries
@@ -182,6 +194,11 @@ impl std::fmt::Debug for PtlSlots {
 }
 
 impl PtlSlots {
+    /// Bytes `ptl` (as allocated) and this table of its slots take.
+    pub(super) fn bytes(&self, ptl: &Vec<PtlIndexEntry>) -> usize {
+        ptl.capacity() * std::mem::size_of::<PtlIndexEntry>() + self.table.bytes()
+    }
+
     /// The slot of `id`'s row in `ptl`.
     pub(super) fn get(&self, ptl: &[PtlIndexEntry], id: &str) -> Option<usize> {
         self.table.find(id, |i| &ptl[i].id)

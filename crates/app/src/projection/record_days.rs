@@ -150,6 +150,12 @@ impl RecordDays {
     }
 
     /// Records kept (for the memory figures).
+    /// Bytes its queues take, as allocated.
+    pub(crate) fn bytes(&self) -> usize {
+        self.days.capacity() * std::mem::size_of::<u16>()
+            + self.starts.capacity() * std::mem::size_of::<(NaiveDate, u64)>()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.days.len()
     }

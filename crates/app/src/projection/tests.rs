@@ -147,3 +147,52 @@ fn record_dates_read_from_the_log_are_those_applied() {
     assert!(!read.after(3, day(1)), "an amendment: any date");
     assert_eq!((read.first(), read.len()), (Some(1), 4));
 }
+
+/// The benchmark's account of the projection's memory counts each
+/// structure once, as allocated: every id, record position and packed
+/// state, and a dense entry and a PTL row per pathway.
+#[test]
+fn the_memory_account_counts_each_structure_once() {
+    use crate::access::Principal;
+    use crate::histories::event_of;
+    let runtime = crate::histories::runtime();
+    runtime.block_on(async {
+        let log: Arc<dyn openptl_log::EventLog> = Arc::new(openptl_log::MemoryLog::new());
+        let app = crate::App::open(
+            log,
+            RulesConfig::defaults(),
+            Arc::new(crate::SystemClock),
+            None,
+        );
+        let system = Principal::system("test");
+        // Ids of 2 and 3 characters: 16 bytes of counts and the text, in
+        // allocations of whole 8 bytes (24 each).
+        let ids = ["P0", "P1", "P22"];
+        let referrals = ids.iter().map(|id| event_of(id, 0, 59, 0)).collect();
+        app.append(referrals, &system, false).await.unwrap();
+        let triage = vec![event_of("P1", 2, 62, 0)];
+        app.append(triage, &system, false).await.unwrap();
+        assert!(app.caught_up(std::time::Duration::from_secs(5)).await);
+        let projection = app.projection();
+        let used = projection.memory();
+        assert_eq!(used.ids, 3 * 24);
+        let data = projection.read();
+        let (mut packed, mut positions) = (0, 0);
+        for entry in data.pathways.values() {
+            packed += entry.state.as_ref().unwrap().as_bytes().len();
+            positions += entry.positions.as_bytes().len();
+        }
+        assert_eq!((used.packed, used.positions), (packed, positions));
+        assert!(packed > 0 && used.earlier <= packed);
+        let entry = std::mem::size_of::<(Arc<str>, PathwayEntry)>();
+        assert!(used.entries >= 3 * entry, "{used:?}");
+        let rows = data.ptl.len();
+        assert_eq!(rows, 3, "every pathway is open");
+        let row = std::mem::size_of::<crate::ptl_index::PtlIndexEntry>();
+        assert!(used.ptl >= rows * row, "{used:?}");
+        assert_eq!(
+            used.total(),
+            used.entries + used.ids + used.positions + packed + used.ptl + used.record_days
+        );
+    });
+}
