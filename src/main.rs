@@ -16,10 +16,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// No transparent huge pages for this process (decision 207). mimalloc
 /// asks the kernel for them on its arenas (and a kernel set to `always`
 /// uses them unasked); a 2 MiB page holding a few live objects is resident
-/// whole. At 1.4M pathways they held 45 MB (7 %) of the served process's
-/// resident memory, for no measured gain in any view's time. The kernel
-/// checks the flag at each page fault, so what is allocated from here on
-/// gets 4 KiB pages.
+/// whole. At 1.4M pathways they held about 50 MiB (7 %) of the served
+/// process's resident memory, for no measured gain in any view's time.
+/// The kernel checks the flag at each page fault, so everything allocated
+/// after it (all but the runtime's first few pages) gets 4 KiB pages.
 fn no_huge_pages() {
     // SAFETY: `PR_SET_THP_DISABLE` sets one flag of this process's memory
     // map, takes no pointer and touches no memory; on a kernel without it

@@ -149,13 +149,13 @@ impl RecordDays {
         }
     }
 
-    /// Records kept (for the memory figures).
-    /// Bytes its queues take, as allocated.
+    /// Bytes its queues take, as allocated (for the memory figures).
     pub(crate) fn bytes(&self) -> usize {
         self.days.capacity() * std::mem::size_of::<u16>()
             + self.starts.capacity() * std::mem::size_of::<(NaiveDate, u64)>()
     }
 
+    /// Records kept (for the memory figures).
     pub(crate) fn len(&self) -> usize {
         self.days.len()
     }
