@@ -529,3 +529,23 @@ fn large_sign_in_bodies_cost_the_server_nothing() {
     );
     assert_eq!(server.get("/healthz").0, 200);
 }
+
+/// The served process takes no transparent huge pages (decision 207): a
+/// 2 MiB page with a few live objects is resident whole, which put the
+/// process over SPEC 7's memory budget. The kernel reports the flag the
+/// binary sets in `/proc/PID/status` (Linux 5.0 and later).
+#[test]
+fn the_server_takes_no_transparent_huge_pages() {
+    let server = Server::start(&fresh_dir("no-huge-pages"), &[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()));
+    let enabled = status.ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(|v| v.trim().to_string())
+    });
+    let Some(enabled) = enabled else {
+        openptl_testkit::not_tested("this kernel does not report THP_enabled: huge pages off");
+        return;
+    };
+    assert_eq!(enabled, "0", "the server may take transparent huge pages");
+}
