@@ -44,7 +44,7 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, RulesConfig};
 
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_batches};
-use crate::packed::{EarlierState, Packer};
+use crate::packed::{ClockFields, EarlierState, Packer};
 use crate::positions::Positions;
 use crate::projection::{CwtMonths, ProjectionData};
 use crate::{App, AppError, Failure};
@@ -470,23 +470,41 @@ impl Part {
 
     /// Its pathways to take away from the kept sums, as of today, taken
     /// away from a fresh accumulator.
-    fn away<A>(
+    fn away<A, T: TakenAway>(
         &self,
         packer: &Packer,
         new: &(impl Fn() -> A + Sync),
-        take_away: &(impl Fn(&mut A, &PathwayState) + Sync),
+        take_away: &(impl Fn(&mut A, &T) + Sync),
     ) -> Result<A, AppError> {
         let mut acc = new();
         let packer = packer.with_own_names();
         let mut start = 0;
         for end in &self.away {
-            let (state, _) = packer
-                .unpack_bytes(&self.away_bytes[start..*end])
+            let state = T::unpack(&packer, &self.away_bytes[start..*end])
                 .map_err(crate::projection::unpack_failed)?;
             take_away(&mut acc, &state);
             start = *end;
         }
         Ok(acc)
+    }
+}
+
+/// What a past view unpacks of a pathway's state today to take it away
+/// from the sums it kept ([`PastStates::kept_less_away`]): the whole state,
+/// or only what its clocks are observed with ([`ClockFields`]).
+pub(crate) trait TakenAway: Sized {
+    fn unpack(packer: &Packer, bytes: &[u8]) -> Result<Self, crate::packed::Unreadable>;
+}
+
+impl TakenAway for PathwayState {
+    fn unpack(packer: &Packer, bytes: &[u8]) -> Result<Self, crate::packed::Unreadable> {
+        packer.unpack_bytes(bytes).map(|(state, _)| state)
+    }
+}
+
+impl TakenAway for ClockFields {
+    fn unpack(packer: &Packer, bytes: &[u8]) -> Result<Self, crate::packed::Unreadable> {
+        packer.unpack_clock_fields(bytes)
     }
 }
 
@@ -1293,8 +1311,10 @@ impl<'a> PastStates<'a> {
         }
         if self.kept.is_some() {
             let started = std::time::Instant::now();
-            let take_away = |counts: &mut ModelCounts, state: &PathwayState| {
-                forecast::observations(state).for_each(|o| counts.add_signed(&o, -1))
+            let take_away = |counts: &mut ModelCounts, fields: &ClockFields| {
+                fields
+                    .observations()
+                    .for_each(|o| counts.add_signed(&o, -1))
             };
             for counts in self.kept_less_away(ModelCounts::new, take_away) {
                 all.merge(counts);
@@ -1311,10 +1331,10 @@ impl<'a> PastStates<'a> {
     /// passed over the pathways they count ([`Counted`]), then for each
     /// part of the split an accumulator its pathways counted otherwise were
     /// taken away from, to merge; nothing when it did not pass over any.
-    pub(crate) fn kept_less_away<A: Send + 'static>(
+    pub(crate) fn kept_less_away<A: Send + 'static, T: TakenAway>(
         &mut self,
         new: impl Fn() -> A + Sync,
-        take_away: impl Fn(&mut A, &PathwayState) + Sync,
+        take_away: impl Fn(&mut A, &T) + Sync,
     ) -> Vec<A> {
         let Some(kept) = self.kept.take() else {
             return Vec::new();

@@ -362,6 +362,12 @@ impl<'a> Reader<'a> {
         String::from_utf8(bytes.to_vec()).map_err(|_| "a packed text is not UTF-8".into())
     }
 
+    /// Passes over a text (or an ODS code) unread.
+    pub(super) fn skip_text(&mut self) -> Result<(), Unreadable> {
+        let n = self.count()?;
+        self.take(n).map(drop)
+    }
+
     pub(super) fn ods(&mut self) -> Result<OdsCode, Unreadable> {
         let n = self.count()?;
         std::str::from_utf8(self.take(n)?)

@@ -55,6 +55,8 @@ use openptl_rules::{
     TreatmentSetting, TumourSite,
 };
 
+use openptl_rules::forecast::{clock_observations, Observation, ObservedWith};
+
 use crate::evaluate::Current;
 use crate::varint;
 
@@ -181,6 +183,37 @@ pub fn span_of(bytes: &[u8]) -> (NaiveDate, NaiveDate) {
     let mut r = Reader::new(bytes);
     r.head()
         .map_or((NaiveDate::MIN, NaiveDate::MAX), |head| head.span)
+}
+
+/// What of a packed state its clocks are observed with
+/// ([`Packer::unpack_clock_fields`]): a past view takes today's clocks of
+/// hundreds of thousands of pathways away from the counts it keeps, and
+/// unpacked whole, their notes, transfers and record items were half the
+/// cost of that.
+#[derive(Debug)]
+pub struct ClockFields {
+    trust: OdsCode,
+    tumour_site: TumourSite,
+    route: Route,
+    clocks: Clocks,
+    milestones: Vec<Milestone>,
+    /// Each treatment period's clock (`None`: the same as `clocks.d31`).
+    periods: Vec<Option<Clock>>,
+}
+
+impl ClockFields {
+    /// The state's [`openptl_rules::forecast::observations`].
+    pub fn observations(&self) -> impl Iterator<Item = Observation> + '_ {
+        let with = ObservedWith {
+            trust: self.trust,
+            tumour_site: self.tumour_site,
+            route: self.route,
+            milestones: &self.milestones,
+        };
+        let d31 = &self.clocks.d31;
+        let periods = self.periods.iter().map(move |p| p.as_ref().unwrap_or(d31));
+        clock_observations(with, (&self.clocks.fds, &self.clocks.d62), periods)
+    }
 }
 
 /// Packs and unpacks states under one rules configuration: it knows the
@@ -498,25 +531,7 @@ impl Packer {
             d31: r.clock()?,
             d62: r.clock()?,
         };
-        let count = r.count()?;
-        let mut milestones = Vec::with_capacity(count);
-        for _ in 0..count {
-            let name = match r.uint()? {
-                0 => Arc::from(r.text()?),
-                i => self
-                    .names
-                    .get(i as usize - 1)
-                    .cloned()
-                    .ok_or("a packed milestone name is unknown")?,
-            };
-            milestones.push(Milestone {
-                name,
-                due_day: r.int()?,
-                due_date: r.date()?,
-                met_on: r.opt_date()?,
-                status: r.code(MilestoneStatus::from_index)?,
-            });
-        }
+        let milestones = self.milestones(&mut r)?;
         let count = r.count()?;
         let mut treatment_periods = Vec::with_capacity(count);
         for _ in 0..count {
@@ -632,6 +647,82 @@ impl Packer {
             lower_gi,
         };
         Ok((state, version))
+    }
+
+    /// The milestones of a state, read where they lie.
+    fn milestones(&self, r: &mut Reader) -> Result<Vec<Milestone>, Unreadable> {
+        let count = r.count()?;
+        let mut milestones = Vec::with_capacity(count);
+        for _ in 0..count {
+            let name = match r.uint()? {
+                0 => Arc::from(r.text()?),
+                i => self
+                    .names
+                    .get(i as usize - 1)
+                    .cloned()
+                    .ok_or("a packed milestone name is unknown")?,
+            };
+            milestones.push(Milestone {
+                name,
+                due_day: r.int()?,
+                due_date: r.date()?,
+                met_on: r.opt_date()?,
+                status: r.code(MilestoneStatus::from_index)?,
+            });
+        }
+        Ok(milestones)
+    }
+
+    /// What of the state packed in `bytes` its clocks are observed with
+    /// ([`ClockFields`]), read without the rest: the fields before its
+    /// clocks are passed over, and nothing after its treatment periods is
+    /// read (decision 208).
+    pub fn unpack_clock_fields(&self, bytes: &[u8]) -> Result<ClockFields, Unreadable> {
+        let mut r = Reader::new(bytes);
+        r.head()?;
+        r.take(10)?; // the NHS number
+        let trust = r.ods()?;
+        r.skip_text()?; // the referring trust
+        let tumour_site = r.code(TumourSite::from_index)?;
+        let route = r.code(Route::from_index)?;
+        let referred_on = r.day()?;
+        r.base = day(referred_on);
+        r.byte()?; // the status
+        r.flag()?; // on the PTL
+        r.date()?; // as of
+        r.byte()?; // the FIT band
+        r.opt_date()?; // the FIT date
+        if r.opt_date()?.is_some() {
+            r.byte()?; // the FDS exclusion's reason
+        }
+        let clocks = Clocks {
+            fds: r.clock()?,
+            d31: r.clock()?,
+            d62: r.clock()?,
+        };
+        let milestones = self.milestones(&mut r)?;
+        let count = r.count()?;
+        let mut periods = Vec::with_capacity(count);
+        for _ in 0..count {
+            r.byte()?; // the treatment
+            r.option(|r| r.skip_text())?; // the plan id
+            r.byte()?; // the modality
+            r.byte()?; // the start reason
+            r.option(|r| r.byte())?; // the care setting
+            r.option(|r| r.skip_text())?; // treated by (an ODS code)
+            periods.push(match r.flag()? {
+                true => None,
+                false => Some(r.clock()?),
+            });
+        }
+        Ok(ClockFields {
+            trust,
+            tumour_site,
+            route,
+            clocks,
+            milestones,
+            periods,
+        })
     }
 
     /// A [`Current`] back, always without its PTL row (`row: None`, on the

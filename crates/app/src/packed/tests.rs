@@ -2,6 +2,7 @@
 
 use super::bytes::*;
 use super::*;
+use openptl_rules::forecast::observations;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -327,7 +328,11 @@ proptest! {
         // A packer with names of its own (one core's) unpacks it the same.
         let (own, v) = packer.with_own_names().unpack_bytes(packed.as_bytes()).unwrap();
         prop_assert_eq!(v, version);
-        prop_assert_eq!(own, state);
+        prop_assert_eq!(&own, &state);
+        // Only what its clocks are observed with, the same observations.
+        let fields = packer.unpack_clock_fields(packed.as_bytes()).unwrap();
+        let observed: Vec<_> = observations(&state).collect();
+        prop_assert_eq!(fields.observations().collect::<Vec<_>>(), observed);
     }
 
     #[test]
@@ -384,6 +389,12 @@ proptest! {
         let packed = packer.pack_with_earlier(&state, 7, None, &kept);
         let (back, _) = packer.unpack(&packed).unwrap();
         prop_assert_eq!(back, state.clone());
+        // Past the earlier states, the clocks are read as they are.
+        let fields = packer.unpack_clock_fields(packed.as_bytes()).unwrap();
+        prop_assert_eq!(
+            fields.observations().collect::<Vec<_>>(),
+            observations(&state).collect::<Vec<_>>()
+        );
         // An earlier state's last day is an offset from the state's first:
         // at the ends of the calendar it may not fit, and then the pathway
         // is read back instead (its first settled day is a few days back
@@ -440,6 +451,7 @@ proptest! {
                 }
                 let _ = packer.unpack(&p);
             }
+            let _ = packer.unpack_clock_fields(&damaged);
         }
     }
 }

@@ -18,5 +18,7 @@ pub mod row;
 
 pub use hazard::{Model, ModelCounts, ModelOptions, Risk};
 pub use month_end::{project, MonthEndOptions, MonthEndProjection, ProjectedFigure};
-pub use observe::{named_observations, observations, Mark, Observation, Outcome};
+pub use observe::{
+    clock_observations, named_observations, observations, Mark, Observation, ObservedWith, Outcome,
+};
 pub use row::{permille, row_risk, RowRisk};

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 
 use crate::codes::*;
 use crate::ids::OdsCode;
-use crate::pathway::{Clock, PathwayState};
+use crate::pathway::{Clock, Milestone, PathwayState};
 
 /// How a clock stands on the `as_of` of its state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,23 +72,49 @@ fn outcome(clock: &Clock) -> Option<Outcome> {
     }
 }
 
-/// The latest milestone due before the clock's target day, in its days.
-fn mark(state: &PathwayState, start: NaiveDate, target_days: i64) -> Option<Mark> {
-    state
-        .milestones
+/// The latest milestone due before the clock's target day, in its days
+/// (of several due that day, the last). Only that one's name is copied: a
+/// past view counts the clocks of hundreds of thousands of states, and a
+/// name copied for every milestone was a sixth of counting them.
+fn mark(milestones: &[Milestone], start: NaiveDate, target_days: i64) -> Option<Mark> {
+    let (due_day, m) = milestones
         .iter()
         .filter(|m| m.status != MilestoneStatus::NotApplicable)
-        .map(|m| Mark {
-            name: m.name.clone(),
-            due_day: (m.due_date - start).num_days(),
-            met_day: m.met_on.map(|d| (d - start).num_days()),
-        })
-        .filter(|m| m.due_day >= 0 && m.due_day < target_days)
-        .max_by_key(|m| m.due_day)
+        .map(|m| ((m.due_date - start).num_days(), m))
+        .filter(|(due_day, _)| *due_day >= 0 && *due_day < target_days)
+        .max_by_key(|(due_day, _)| *due_day)?;
+    Some(Mark {
+        name: m.name.clone(),
+        due_day,
+        met_day: m.met_on.map(|d| (d - start).num_days()),
+    })
+}
+
+/// What a pathway's clocks are observed with besides themselves: its
+/// trust, tumour site, route and milestones. A [`PathwayState`]'s, or as
+/// few of its fields as a packed state gives when only its clocks are
+/// counted ([`clock_observations`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ObservedWith<'a> {
+    pub trust: OdsCode,
+    pub tumour_site: TumourSite,
+    pub route: Route,
+    pub milestones: &'a [Milestone],
+}
+
+impl<'a> ObservedWith<'a> {
+    pub fn of(state: &'a PathwayState) -> ObservedWith<'a> {
+        ObservedWith {
+            trust: state.trust,
+            tumour_site: state.tumour_site,
+            route: state.route,
+            milestones: &state.milestones,
+        }
+    }
 }
 
 fn observe(
-    state: &PathwayState,
+    with: &ObservedWith<'_>,
     kind: ClockKind,
     clock: &Clock,
     with_mark: bool,
@@ -97,15 +123,15 @@ fn observe(
     let start = clock.start?;
     Some(Observation {
         kind,
-        tumour_site: state.tumour_site,
-        route: state.route,
-        trust: state.trust,
+        tumour_site: with.tumour_site,
+        route: with.route,
+        trust: with.trust,
         start,
         days: clock.days,
         target_days: clock.target_days,
         outcome,
         mark: if with_mark {
-            mark(state, start, clock.target_days)
+            mark(with.milestones, start, clock.target_days)
         } else {
             None
         },
@@ -119,16 +145,32 @@ pub fn observations(state: &PathwayState) -> impl Iterator<Item = Observation> +
     named_observations(state).map(|(_, o)| o)
 }
 
+/// [`observations`] of a state given as its FDS and 62-day clocks, its
+/// treatment periods' clocks in order, and what they are observed with:
+/// the same observations, in the same order (property-tested where a
+/// packed state is so unpacked).
+pub fn clock_observations<'a>(
+    with: ObservedWith<'a>,
+    (fds, d62): (&'a Clock, &'a Clock),
+    periods: impl Iterator<Item = &'a Clock> + 'a,
+) -> impl Iterator<Item = Observation> + 'a {
+    let fds = observe(&with, ClockKind::Fds, fds, true);
+    let d62 = observe(&with, ClockKind::D62, d62, true);
+    let periods = periods.filter_map(move |clock| observe(&with, ClockKind::D31, clock, false));
+    fds.into_iter().chain(d62).chain(periods)
+}
+
 /// [`observations`], each with the plan id of its treatment period (`None`
 /// for the FDS and 62-day clocks and the first period), as the PTL names a
 /// clock (`next_breach_clock`, `next_breach_plan_id`).
 pub fn named_observations(
     state: &PathwayState,
 ) -> impl Iterator<Item = (Option<&std::sync::Arc<str>>, Observation)> + '_ {
-    let fds = observe(state, ClockKind::Fds, &state.clocks.fds, true);
-    let d62 = observe(state, ClockKind::D62, &state.clocks.d62, true);
-    let periods = state.treatment_periods.iter().filter_map(|p| {
-        observe(state, ClockKind::D31, &p.clock, false).map(|o| (p.plan_id.as_ref(), o))
+    let with = ObservedWith::of(state);
+    let fds = observe(&with, ClockKind::Fds, &state.clocks.fds, true);
+    let d62 = observe(&with, ClockKind::D62, &state.clocks.d62, true);
+    let periods = state.treatment_periods.iter().filter_map(move |p| {
+        observe(&with, ClockKind::D31, &p.clock, false).map(|o| (p.plan_id.as_ref(), o))
     });
     fds.into_iter().chain(d62).map(|o| (None, o)).chain(periods)
 }
