@@ -387,6 +387,15 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A state's FDS, 31-day and 62-day clocks, in that order.
+    pub(super) fn clocks(&mut self) -> Result<Clocks, Unreadable> {
+        Ok(Clocks {
+            fds: self.clock()?,
+            d31: self.clock()?,
+            d62: self.clock()?,
+        })
+    }
+
     pub(super) fn clock(&mut self) -> Result<Clock, Unreadable> {
         Ok(Clock {
             status: self.code(ClockStatus::from_index)?,

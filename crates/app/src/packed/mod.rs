@@ -526,11 +526,7 @@ impl Packer {
             }),
             None => None,
         };
-        let clocks = Clocks {
-            fds: r.clock()?,
-            d31: r.clock()?,
-            d62: r.clock()?,
-        };
+        let clocks = r.clocks()?;
         let milestones = self.milestones(&mut r)?;
         let count = r.count()?;
         let mut treatment_periods = Vec::with_capacity(count);
@@ -695,11 +691,7 @@ impl Packer {
         if r.opt_date()?.is_some() {
             r.byte()?; // the FDS exclusion's reason
         }
-        let clocks = Clocks {
-            fds: r.clock()?,
-            d31: r.clock()?,
-            d62: r.clock()?,
-        };
+        let clocks = r.clocks()?;
         let milestones = self.milestones(&mut r)?;
         let count = r.count()?;
         let mut periods = Vec::with_capacity(count);
