@@ -195,7 +195,7 @@ impl Snapshot {
         if how.read_all {
             return;
         }
-        let mut wanted: Vec<u64> = self
+        let wanted: Vec<u64> = self
             .parts
             .iter()
             .flat_map(|part| part.read.iter().filter_map(|(_, _, later)| *later))
@@ -204,28 +204,22 @@ impl Snapshot {
             return;
         }
         let started = std::time::Instant::now();
-        wanted.sort_unstable();
         let found = store.find(&wanted, self.position);
         let found_after = started.elapsed();
-        // Each part on a core of its own.
-        let cores = crate::fold::cores().max(1);
-        let per = self.parts.len().div_ceil(cores).max(1);
-        let used: usize = std::thread::scope(|scope| {
-            let (found, how) = (&found, &how);
-            let handles: Vec<_> = self
-                .parts
-                .chunks_mut(per)
-                .map(|parts| {
-                    scope.spawn(move || {
-                        parts
-                            .iter_mut()
-                            .map(|part| part.take_replaced(found, how))
-                            .sum::<usize>()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
-        });
+        // Each core takes the next part left: the later parts (the newer
+        // pathways) hold most of the states kept, and split in halves, one
+        // core decided alone for a tenth of a second at 1.4M pathways
+        // (decision 208).
+        let parts: Vec<std::sync::Mutex<&mut Part>> =
+            self.parts.iter_mut().map(std::sync::Mutex::new).collect();
+        let used: usize = par_batches(&parts, |part| {
+            let mut part = part
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Some(part.take_replaced(&found, &how))
+        })
+        .into_iter()
+        .sum();
         store.count_used(used);
         self.replaced = found;
         tracing::debug!(
@@ -1452,9 +1446,40 @@ impl<'a> PastStates<'a> {
         // they cannot be read again in place (decision 204: kept whole, a
         // past PTL page's states read back were most of its time, in the
         // map's growth).
-        if self.learning.is_some() || self.folding.is_some() {
-            let keep_read = self.folding.as_ref().is_some_and(|f| f.keep_read)
-                && matches!(self.source, Source::Read(_));
+        let keep_read = self.folding.as_ref().is_some_and(|f| f.keep_read)
+            && matches!(self.source, Source::Read(_));
+        if (self.learning.is_some() || self.folding.is_some()) && !keep_read {
+            // On every core, as the moved ones are (taken on this one, they
+            // kept the other core waiting some 20 ms a view at 1.4M
+            // pathways: decision 208).
+            // (Held last first, so that each list hands its states out in
+            // order, the first core's first.)
+            let mut read = std::mem::take(&mut ready[0]);
+            let chunk = read.len().div_ceil(ready.len()).max(1);
+            let this = &*self;
+            let took = std::thread::scope(|scope| {
+                let handles: Vec<_> = ready
+                    .iter_mut()
+                    .zip(taken.iter_mut())
+                    .map(|(list, taken)| {
+                        let mine = read.split_off(read.len().saturating_sub(chunk));
+                        scope.spawn(move || {
+                            for (id, current) in mine {
+                                if this.take_state(taken, &id, &current) == Take::PassOn {
+                                    list.push((id, current));
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                handles.into_iter().all(|h| h.join().is_ok())
+            });
+            if !took {
+                self.ready = ready;
+                self.taken = taken;
+                return Err(AppError::internal("taking a state read back panicked"));
+            }
+        } else if self.learning.is_some() || self.folding.is_some() {
             let mut read_kept = std::mem::take(&mut self.read_kept);
             for (id, current) in std::mem::take(list) {
                 match self.take_state(&mut taken[0], &id, &current) {

@@ -439,8 +439,8 @@ impl ReplacedStates {
         }
     }
 
-    /// The kept states replaced by the records at `wanted` (sorted), at
-    /// most `upto` ([`Found`]). Files that cannot be read give none.
+    /// The kept states replaced by the records at `wanted` (in any order),
+    /// at most `upto` ([`Found`]). Files that cannot be read give none.
     pub(crate) fn find(&self, wanted: &[u64], upto: u64) -> Found {
         let mut found = Found::default();
         if wanted.is_empty() || !self.is_ready() {
@@ -490,39 +490,45 @@ impl ReplacedStates {
                 .collect()
         };
         let header = self.header().len();
-        // The files side by side, a share per core; the wanted entries
-        // noted where they lie (nothing copied).
-        let threads = crate::fold::cores().max(1).min(maps.len().max(1));
+        // The files side by side, each core taking the next file left (in
+        // halves, one core read alone for the last 20 ms: the newest files
+        // hold the most wanted); the wanted entries noted where they lie
+        // (nothing copied).
         let files: Vec<usize> = (0..maps.len()).collect();
-        let shares: Vec<&[usize]> = files.chunks(files.len().div_ceil(threads).max(1)).collect();
-        let parts = crate::fold::par_batches(&shares, |share| {
+        let parts = crate::fold::par_batches(&files, |file| {
             let mut entries = Vec::new();
-            for file in *share {
-                let bytes = &maps[*file][..];
-                // The head of each entry read; the wanted ones checked.
-                let mut at = header;
-                while let Some((p, end)) = head_at(bytes, at) {
-                    if is_wanted(p) {
-                        match decode(bytes, at) {
-                            Some(((position, on, months, _), _)) => {
-                                let start = at + HEAD;
-                                entries.push((position, on, months, *file as u32, start, end));
-                            }
-                            None => break,
+            let bytes = &maps[*file][..];
+            // The head of each entry read; the wanted ones checked.
+            let mut at = header;
+            while let Some((p, end)) = head_at(bytes, at) {
+                if is_wanted(p) {
+                    match decode(bytes, at) {
+                        Some(((position, on, months, _), _)) => {
+                            let start = at + HEAD;
+                            entries.push((position, on, months, *file as u32, start, end));
                         }
+                        None => break,
                     }
-                    at = end + 4;
                 }
+                at = end + 4;
             }
             Some(entries)
         });
         found.entries = parts.into_iter().flatten().collect();
-        found.index = found
+        // Each wanted position's entry, by its offset from the first found
+        // (a map of several hundred thousand entries was built on one core
+        // while the other waited: decision 208).
+        let (first, last) = found
             .entries
             .iter()
-            .enumerate()
-            .map(|(i, (p, ..))| (*p, i as u32))
-            .collect();
+            .fold((u64::MAX, 0), |(lo, hi), (p, ..)| (lo.min(*p), hi.max(*p)));
+        if first <= last {
+            found.first = first;
+            found.index = vec![NOT_FOUND; usize::try_from(last - first + 1).unwrap_or(0)];
+            for (i, (p, ..)) in found.entries.iter().enumerate() {
+                found.index[(p - first) as usize] = i as u32;
+            }
+        }
         found.maps = maps;
         found
     }
@@ -552,8 +558,15 @@ impl ReplacedStates {
 pub(crate) struct Found {
     maps: Vec<memmap2::Mmap>,
     entries: Vec<(u64, NaiveDate, Option<CwtMonths>, u32, usize, usize)>,
-    index: foldhash::HashMap<u64, u32>,
+    /// The entry of each position from `first` on ([`NOT_FOUND`]: none).
+    /// The positions found lie within the few weeks of records the files
+    /// keep, so this spans at most those: some 13 MB at 1.4M pathways.
+    index: Vec<u32>,
+    first: u64,
 }
+
+/// No entry found for the position ([`Found::index_of`]).
+const NOT_FOUND: u32 = u32::MAX;
 
 impl Found {
     /// How many states it holds.
@@ -569,7 +582,8 @@ impl Found {
     /// Which of its states was replaced by the record at `position`, if
     /// found ([`Found::state`]).
     pub(crate) fn index_of(&self, position: u64) -> Option<u32> {
-        self.index.get(&position).copied()
+        let at = usize::try_from(position.checked_sub(self.first)?).ok()?;
+        self.index.get(at).copied().filter(|i| *i != NOT_FOUND)
     }
 
     /// Its `i`th state: the day it was evaluated on, its record months

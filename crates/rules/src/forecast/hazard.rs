@@ -27,7 +27,7 @@
 //! (it breaches its target, whatever ends it later): 1 for a clock already
 //! past its target, 0 for a stopped or ended one.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use serde::Serialize;
 
@@ -243,7 +243,7 @@ pub struct ModelCounts {
     /// days past its milestone's due day, the one of its flag. A stratum
     /// no clock counts in any more is removed, so equal clocks give equal
     /// counts whatever was added and taken away on the way.
-    leaves: foldhash::HashMap<Key, Counts>,
+    leaves: HashMap<Key, Counts>,
 }
 
 impl ModelCounts {
