@@ -524,10 +524,7 @@ impl ReplacedStates {
             .fold((u64::MAX, 0), |(lo, hi), (p, ..)| (lo.min(*p), hi.max(*p)));
         if first <= last {
             found.first = first;
-            found.index = vec![NOT_FOUND; usize::try_from(last - first + 1).unwrap_or(0)];
-            for (i, (p, ..)) in found.entries.iter().enumerate() {
-                found.index[(p - first) as usize] = i as u32;
-            }
+            found.index = index_of_entries(&found.entries, first, last);
         }
         found.maps = maps;
         found
@@ -549,6 +546,33 @@ impl ReplacedStates {
     }
 }
 
+/// A kept state found: its position, the day it was evaluated on, its
+/// record months when known, its file and where its bytes start and end.
+type FoundEntry = (u64, NaiveDate, Option<CwtMonths>, u32, usize, usize);
+
+/// Each position's entry among `entries` from `first` to `last`, plus one
+/// (0: none; of two entries of a position, the later): a share of the
+/// positions filled on each core, each reading every entry and writing
+/// only its own (zeroed pages are mapped as they are written).
+fn index_of_entries(entries: &[FoundEntry], first: u64, last: u64) -> Vec<u32> {
+    let mut index = vec![0u32; usize::try_from(last - first + 1).unwrap_or(0)];
+    let share = index.len().div_ceil(crate::fold::cores().max(1)).max(1);
+    std::thread::scope(|scope| {
+        for (k, mine) in index.chunks_mut(share).enumerate() {
+            let from = first + (k * share) as u64;
+            scope.spawn(move || {
+                for (i, (p, ..)) in entries.iter().enumerate() {
+                    if let Some(slot) = p.checked_sub(from).and_then(|at| mine.get_mut(at as usize))
+                    {
+                        *slot = i as u32 + 1;
+                    }
+                }
+            });
+        }
+    });
+    index
+}
+
 /// Kept states a past view found ([`ReplacedStates::find`]): the files
 /// that hold them, mapped, and for each its position, the day it was
 /// evaluated on, its record months when known, its file and where its
@@ -557,16 +581,13 @@ impl ReplacedStates {
 #[derive(Default)]
 pub(crate) struct Found {
     maps: Vec<memmap2::Mmap>,
-    entries: Vec<(u64, NaiveDate, Option<CwtMonths>, u32, usize, usize)>,
-    /// The entry of each position from `first` on ([`NOT_FOUND`]: none).
+    entries: Vec<FoundEntry>,
+    /// The entry of each position from `first` on, plus one (0: none).
     /// The positions found lie within the few weeks of records the files
     /// keep, so this spans at most those: some 13 MB at 1.4M pathways.
     index: Vec<u32>,
     first: u64,
 }
-
-/// No entry found for the position ([`Found::index_of`]).
-const NOT_FOUND: u32 = u32::MAX;
 
 impl Found {
     /// How many states it holds.
@@ -583,7 +604,7 @@ impl Found {
     /// found ([`Found::state`]).
     pub(crate) fn index_of(&self, position: u64) -> Option<u32> {
         let at = usize::try_from(position.checked_sub(self.first)?).ok()?;
-        self.index.get(at).copied().filter(|i| *i != NOT_FOUND)
+        self.index.get(at)?.checked_sub(1)
     }
 
     /// Its `i`th state: the day it was evaluated on, its record months
@@ -792,6 +813,29 @@ mod tests {
 
     fn month(text: &str) -> Period {
         Period::parse(text).unwrap()
+    }
+
+    /// Each position found is looked up to its entry (the later of two),
+    /// across the shares the cores fill, and no other position is.
+    #[test]
+    fn found_positions_are_indexed_to_their_entries() {
+        let positions = [10u64, 15, 12, 15, 30, 21, 20];
+        let entries: Vec<_> = positions
+            .iter()
+            .map(|p| (*p, day(1), None, 0, 0, 0))
+            .collect();
+        let found = Found {
+            index: index_of_entries(&entries, 10, 30),
+            first: 10,
+            entries,
+            ..Found::default()
+        };
+        let expected = |p: u64| positions.iter().rposition(|q| *q == p).map(|i| i as u32);
+        for p in 0..40 {
+            assert_eq!(found.index_of(p), expected(p), "position {p}");
+        }
+        assert_eq!(found.index_of(15), Some(3));
+        assert_eq!(Found::default().index_of(10), None);
     }
 
     /// A state kept: its record months are not known at even positions;
