@@ -562,8 +562,8 @@ fn index_of_entries(entries: &[FoundEntry], first: u64, last: u64) -> Vec<u32> {
             let from = first + (k * share) as u64;
             scope.spawn(move || {
                 for (i, (p, ..)) in entries.iter().enumerate() {
-                    if let Some(slot) = p.checked_sub(from).and_then(|at| mine.get_mut(at as usize))
-                    {
+                    let at = p.checked_sub(from).and_then(|at| usize::try_from(at).ok());
+                    if let Some(slot) = at.and_then(|at| mine.get_mut(at)) {
                         *slot = i as u32 + 1;
                     }
                 }
