@@ -188,8 +188,7 @@ pub fn span_of(bytes: &[u8]) -> (NaiveDate, NaiveDate) {
 /// What of a packed state its clocks are observed with
 /// ([`Packer::unpack_clock_fields`]): a past view takes today's clocks of
 /// hundreds of thousands of pathways away from the counts it keeps, and
-/// unpacked whole, their notes, transfers and record items were half the
-/// cost of that.
+/// unpacking their whole states was half the cost of that.
 #[derive(Debug)]
 pub struct ClockFields {
     trust: OdsCode,
