@@ -1447,19 +1447,30 @@ impl<'a> PastStates<'a> {
                 })
             }
         };
-        // The histories read back (fewer) are taken here, on this core;
-        // those a fold took something of are kept whole when it asks and
-        // they cannot be read again in place (decision 204: kept whole, a
-        // past PTL page's states read back were most of its time, in the
-        // map's growth).
+        // The histories read back are taken on every core, as the moved
+        // ones are (taken on this one, they kept the other core waiting
+        // some 20 ms a view at 1.4M pathways: decision 208); each list
+        // holds its share last first, so that the lists hand the states out
+        // in order. Those a fold took something of are kept whole when it
+        // asks and they cannot be read again in place, on this core
+        // (decision 204: kept whole, a past PTL page's states read back
+        // were most of its time, in the map's growth).
         let keep_read = self.folding.as_ref().is_some_and(|f| f.keep_read)
             && matches!(self.source, Source::Read(_));
-        if (self.learning.is_some() || self.folding.is_some()) && !keep_read {
-            // On every core, as the moved ones are (taken on this one, they
-            // kept the other core waiting some 20 ms a view at 1.4M
-            // pathways: decision 208).
-            // (Held last first, so that each list hands its states out in
-            // order, the first core's first.)
+        let taking = self.learning.is_some() || self.folding.is_some();
+        if taking && keep_read {
+            let mut read_kept = std::mem::take(&mut self.read_kept);
+            for (id, current) in std::mem::take(list) {
+                match self.take_state(&mut taken[0], &id, &current) {
+                    Take::PassOn => list.push((id, current)),
+                    Take::Folded => {
+                        read_kept.insert(id, current);
+                    }
+                    Take::Dropped => {}
+                }
+            }
+            self.read_kept = read_kept;
+        } else if taking {
             let mut read = std::mem::take(&mut ready[0]);
             let chunk = read.len().div_ceil(ready.len()).max(1);
             let this = &*self;
@@ -1485,18 +1496,6 @@ impl<'a> PastStates<'a> {
                 self.taken = taken;
                 return Err(AppError::internal("taking a state read back panicked"));
             }
-        } else if self.learning.is_some() || self.folding.is_some() {
-            let mut read_kept = std::mem::take(&mut self.read_kept);
-            for (id, current) in std::mem::take(list) {
-                match self.take_state(&mut taken[0], &id, &current) {
-                    Take::PassOn => list.push((id, current)),
-                    Take::Folded if keep_read => {
-                        read_kept.insert(id, current);
-                    }
-                    Take::Folded | Take::Dropped => {}
-                }
-            }
-            self.read_kept = read_kept;
         }
         self.ready = ready;
         self.taken = taken;
