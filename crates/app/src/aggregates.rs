@@ -22,7 +22,7 @@
 use chrono::{Datelike, Days, NaiveDate};
 use foldhash::HashMap;
 
-use openptl_rules::forecast::{self, ModelCounts, Observation};
+use openptl_rules::forecast::{self, Observation};
 use openptl_rules::history::earliest_date_affected;
 use openptl_rules::report::{CanptlCell, CanptlReturn};
 use openptl_rules::tally::{self, MilestonesKey, MilestonesTally};
@@ -34,6 +34,7 @@ use crate::projection::CwtMonths;
 use crate::ptl_index::PtlKeys;
 
 pub(crate) mod dated;
+mod ended;
 pub(crate) mod gauges;
 pub(crate) mod kept_days;
 pub(crate) mod last_week;
@@ -41,6 +42,7 @@ pub(crate) mod milestone_cells;
 mod pathway_set;
 
 use dated::{DatedCells, DatedContribution};
+use ended::EndedClocks;
 use gauges::{GaugeKey, PtlGauges};
 use milestone_cells::MilestoneCells;
 use pathway_set::PathwaySet;
@@ -60,6 +62,9 @@ pub(crate) struct Contribution {
     /// Its clocks, when none runs (off the PTL): they are the same as of
     /// any date after its last ([`Aggregates::kept`]).
     ended: Vec<Observation>,
+    /// The date its events are settled by ([`openptl_rules::pathway::Settled::from`]),
+    /// which its clocks off the PTL are kept under ([`EndedClocks`]).
+    settled_from: Option<NaiveDate>,
     /// Whether none of its milestones is pending or overdue: its
     /// contribution to the milestone view is then the same as of any date
     /// after its last ([`Aggregates::kept`]).
@@ -73,8 +78,14 @@ pub(crate) fn cwt_months_from(today: NaiveDate) -> Period {
 }
 
 impl Contribution {
-    /// What a pathway's state as of `today` adds.
-    pub(crate) fn of(current: &Current, today: NaiveDate, config: &RulesConfig) -> Contribution {
+    /// What a pathway's state as of `today` adds, its events settled by
+    /// `settled_from`.
+    pub(crate) fn of(
+        current: &Current,
+        settled_from: Option<NaiveDate>,
+        today: NaiveDate,
+        config: &RulesConfig,
+    ) -> Contribution {
         let state = &current.state;
         let mut gauges = Vec::new();
         // An unpacked state carries no row: it is the same function of the state.
@@ -102,13 +113,14 @@ impl Contribution {
             canptl,
             cwt,
             ended,
+            settled_from,
             milestones_decided,
         }
     }
 }
 
 /// The cells of today's standards and milestone views.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Aggregates {
     /// The standards cells by standard and month, the FIT cells by
     /// referral month and trust at referral.
@@ -123,8 +135,8 @@ pub(crate) struct Aggregates {
     cwt: HashMap<Period, PathwaySet>,
     /// The clocks of every pathway off the PTL, counted for a risk model:
     /// the same as of any date its events are settled by, as no clock
-    /// runs (decision 158).
-    ended: ModelCounts,
+    /// runs (decision 158); apart by the week of that date (decision 209).
+    ended: EndedClocks,
     /// The pathways none of whose milestones is pending or overdue (by
     /// their index), whose contributions to the milestone cells are the
     /// same as of any date their events are settled by (decision 158), and
@@ -134,19 +146,44 @@ pub(crate) struct Aggregates {
 }
 
 impl Aggregates {
+    /// None counted yet, as of `today`.
+    pub(crate) fn new(today: NaiveDate) -> Aggregates {
+        Aggregates {
+            dated: DatedCells::default(),
+            milestones: MilestoneCells::default(),
+            gauges: HashMap::default(),
+            canptl: HashMap::default(),
+            cwt: HashMap::default(),
+            ended: EndedClocks::new(today),
+            milestones_decided: PathwaySet::default(),
+            milestones_settled: MilestoneCells::default(),
+        }
+    }
+
     /// The aggregates of pathways' `states` (each with its index in the
-    /// projection's vector) as of `today`, from scratch (the oracle of the
-    /// tests; the scrape of a projection that keeps none).
+    /// projection's vector and the date its events are settled by) as of
+    /// `today`, from scratch (the oracle of the tests; the scrape of a
+    /// projection that keeps none).
     pub(crate) fn of<'a>(
-        states: impl IntoIterator<Item = (usize, &'a Current)>,
+        states: impl IntoIterator<Item = (usize, Option<NaiveDate>, &'a Current)>,
         today: NaiveDate,
         config: &RulesConfig,
     ) -> Aggregates {
-        let mut out = Aggregates::default();
-        for (index, current) in states {
-            out.apply(index, &Contribution::of(current, today, config), 1);
+        let mut out = Aggregates::new(today);
+        for (index, settled_from, current) in states {
+            let contribution = Contribution::of(current, settled_from, today, config);
+            out.apply(index, &contribution, 1);
         }
         out
+    }
+
+    /// Moves on to `today` (before the contributions of the pathways
+    /// evaluated on it are applied): the weeks of the clocks off the PTL
+    /// kept apart become those back from its week. `false` when they
+    /// cannot (`today` is earlier), and the aggregates are to be built
+    /// afresh.
+    pub(crate) fn new_day(&mut self, today: NaiveDate) -> bool {
+        self.ended.new_day(today)
     }
 
     /// Adds (`sign` 1) or takes away (`sign` -1) the contribution of the
@@ -173,9 +210,7 @@ impl Aggregates {
         for key in &c.canptl {
             count(&mut self.canptl, *key, sign);
         }
-        for o in &c.ended {
-            self.ended.add_signed(o, sign as i32);
-        }
+        self.ended.apply(c.settled_from, &c.ended, sign as i32);
         if c.milestones_decided {
             match sign > 0 {
                 true => self.milestones_decided.insert(index),
@@ -203,14 +238,15 @@ impl Aggregates {
         self.milestones_settled.merge(other.milestones_settled);
     }
 
-    /// What a past view starts from ([`Counted`], decision 158), of the
-    /// type it counts into: the clocks of every pathway off the PTL today
-    /// (`ModelCounts`), or the cells of a standard's month or a FIT month
-    /// (`StandardsCount`, `FitCount`).
-    pub(crate) fn kept(&self, counted: Counted) -> Option<Kept> {
+    /// What a past view as of `as_of` starts from ([`Counted`], decision
+    /// 158), of the type it counts into: the clocks of the pathways off the
+    /// PTL today settled in the weeks that start by it or before them
+    /// (`ModelCounts`, [`EndedClocks::as_of`]), or the cells of a
+    /// standard's month or a FIT month (`StandardsCount`, `FitCount`).
+    pub(crate) fn kept(&self, counted: Counted, as_of: NaiveDate) -> Option<Kept> {
         Some(match counted {
             Counted::Nothing => return None,
-            Counted::ClocksOffPtl => Box::new(self.ended.clone()),
+            Counted::ClocksOffPtl => Box::new(self.ended.as_of(as_of)),
             Counted::Dated => Box::new(self.dated.clone()),
             Counted::Standards(standard, period) => {
                 Box::new(self.dated.standards_count(standard, period))
@@ -277,12 +313,20 @@ impl Aggregates {
         &self.milestones
     }
 
-    /// Whether the pathway at `index` counts in what `counted` names as
-    /// it is today (`on_ptl`: whether it is on the PTL).
-    pub(crate) fn counts(&self, counted: Counted, index: usize, on_ptl: bool) -> bool {
+    /// Whether the pathway at `index` counts as it is today (`on_ptl`:
+    /// whether it is on the PTL; `settled_from`: the date its events are
+    /// settled by) in what a view as of `as_of` that counts `counted`
+    /// starts from ([`Aggregates::kept`]).
+    pub(crate) fn counts(
+        &self,
+        counted: Counted,
+        index: usize,
+        (on_ptl, settled_from): (bool, Option<NaiveDate>),
+        as_of: NaiveDate,
+    ) -> bool {
         match counted {
             Counted::Nothing => false,
-            Counted::ClocksOffPtl => !on_ptl,
+            Counted::ClocksOffPtl => !on_ptl && self.ended.counts(settled_from, as_of),
             Counted::Milestones => self.milestones_decided.contains(index),
             Counted::Dated | Counted::Standards(..) | Counted::Fit(..) => true,
         }

@@ -325,7 +325,9 @@ impl App {
                             }
                         })
                         .collect();
-                    let states = states.iter().map(|(id, current)| (*id, current));
+                    let states = states
+                        .iter()
+                        .map(|(index, current)| (*index, data.settled_from(*index), current));
                     from_cells(&Aggregates::of(states, today, config))
                 }
             }

@@ -268,42 +268,56 @@ fn replaced_moves<'a>(
     };
     // Without records in the month when it was replaced, it has none as
     // of any date it moves to as it is (as the split passes over today's).
-    let as_it_is = head.1.is_some_and(|settled| settled.covers(on, how.as_of));
+    let (on_ptl, settled, span) = head;
+    let as_it_is = settled.is_some_and(|settled| settled.covers(on, how.as_of));
     let in_month = how.recorded.and_then(|month| months?.has(month));
     if as_it_is && in_month == Some(false) {
         return Moves::NotShown;
     }
-    moves_to(bytes, head, Some(on), how)
+    moves_to(
+        bytes,
+        (on_ptl, settled.map(|s| s.from), span),
+        Some(on),
+        how,
+    )
 }
 
 /// Whether a state packed in `bytes`, whose head says whether it is on
-/// the PTL, its settled dates and its date span, evaluated on `on`, moves
-/// to the date of a view split `how` and shows in it: itself when its events are
-/// settled by both dates ([`openptl_rules::pathway::Settled::covers`]),
-/// else an earlier state kept with it whose range holds the date (of a
-/// view of one month's CWT records, only one with records in it: decision
-/// 171); or it did not exist yet as of the date; or it is read back. The
-/// one rule for today's states and the replaced ones (a view of one
-/// month's CWT records has passed over those of either without records
-/// in it that move as they are: decisions 165 and 173).
+/// the PTL, the date its events are settled by ([`Settled::from`]) and its
+/// date span, evaluated on `on`, moves to the date of a view split `how`
+/// and shows in it: itself when its events are settled by both dates
+/// ([`Settled::covers`]), else an earlier state kept with it whose range
+/// holds the date (of a view of one month's CWT records, only one with
+/// records in it: decision 171); or it did not exist yet as of the date;
+/// or it is read back. The one rule for today's states and the replaced
+/// ones (a view of one month's CWT records has passed over those of
+/// either without records in it that move as they are: decisions 165 and
+/// 173).
 fn moves_to<'a>(
     bytes: &'a [u8],
-    (on_ptl, settled, span): (bool, Option<Settled>, (NaiveDate, NaiveDate)),
+    (on_ptl, settled_from, span): (bool, Option<NaiveDate>, (NaiveDate, NaiveDate)),
     on: Option<NaiveDate>,
     how: &Split,
 ) -> Moves<'a> {
     let (as_of, shown) = (how.as_of, how.shown);
-    let Some(settled) = settled else {
+    let Some(from) = settled_from else {
         return Moves::No;
     };
-    if as_of < settled.first {
-        return Moves::NotShown;
-    }
-    if on.is_some_and(|on| settled.covers(on, as_of)) {
+    // Settled by the date, it existed then (its first event is on or
+    // before the date its events are settled by): its bytes are read only
+    // when it is not (a split passes over most states without reading
+    // them, decision 209).
+    if on.is_some_and(|on| Settled::from_covers(from, on, as_of)) {
         return match shown.shows(span, on_ptl) {
             true => Moves::Yes(bytes.into(), on_ptl),
             false => Moves::NotShown,
         };
+    }
+    let Some((_, Some(settled), _)) = crate::packed::head_of(bytes) else {
+        return Moves::No;
+    };
+    if as_of < settled.first {
+        return Moves::NotShown;
     }
     match crate::packed::earlier_of(bytes, as_of, how.recorded) {
         Some(EarlierState::Moves(on_ptl, earlier)) => {
@@ -350,10 +364,8 @@ pub(crate) fn moved_as_of(
         counted: Counted::Nothing,
         recorded: None,
     };
-    let Some((on_ptl, settled)) = packed.on_ptl_settled() else {
-        return Ok(AsOf::Read);
-    };
-    let head = (on_ptl, settled, packed.span());
+    let (on_ptl, settled_from) = packed.on_ptl_settled_from();
+    let head = (on_ptl, settled_from, packed.span());
     Ok(match moves_to(packed.as_bytes(), head, Some(on), &how) {
         // Its own state, already unpacked ([`moves_to`] borrows only the
         // state's own bytes; an earlier state's are copied out).
@@ -540,7 +552,7 @@ fn split<'a>(
     data: &ProjectionData,
     how: Split,
 ) -> Part {
-    let (evaluated_on, record_days) = (data.today, &data.record_days);
+    let evaluated_on = data.today;
     let aggregates = data.aggregates.as_ref();
     let Split {
         as_of,
@@ -550,6 +562,8 @@ fn split<'a>(
         recorded,
         ..
     } = how;
+    // Whether a record affects only dates after the view's.
+    let after = data.record_days.after_date(as_of);
     // The pathways with records in the month today, when the view shows
     // only those and the month is indexed.
     let indexed = recorded.and_then(|month| aggregates?.cwt_indexed(month, evaluated_on?));
@@ -564,9 +578,18 @@ fn split<'a>(
     // ahead, so that the processor waits for several of those reads at
     // once rather than for each in turn (a view known at a moment reads
     // the positions of every pathway).
+    // Only the states it may not pass over are read ahead: one whose
+    // events are settled by the view's date off the PTL usually is passed
+    // over without its bytes read ([`Packed::on_ptl_settled_from`]).
     let ahead = |i: usize| {
         entries.get(i + AHEAD).map_or(0, |(_, entry)| {
-            let state = entry.state.as_ref().map_or(&[][..], |p| p.as_bytes());
+            let state = entry
+                .state
+                .as_ref()
+                .map_or(&[][..], |p| match p.on_ptl_settled_from() {
+                    (false, Some(from)) if from <= as_of => &[],
+                    _ => p.as_bytes(),
+                });
             let positions = match known_to {
                 Some(_) => entry.positions.as_bytes(),
                 None => &[],
@@ -576,20 +599,18 @@ fn split<'a>(
     };
     for (i, (index, (id, entry))) in (first..).zip(entries).enumerate() {
         std::hint::black_box(ahead(i));
-        // Its head, read once: whether it is on the PTL and how far it is
-        // settled.
-        let head = entry
-            .state
-            .as_ref()
-            .and_then(|p| Some((p, p.on_ptl_settled()?)));
+        // Whether it is on the PTL and how far it is settled, kept beside
+        // its bytes (which are read only when it is not passed over).
+        let head = entry.state.as_ref().map(|p| (p, p.on_ptl_settled_from()));
         // Today's state, when the kept sums count it: passed over when it
         // moves to the view's date as it is, else taken away from them
         // (when it counts in what the view shows at all).
         let counted_today = match (counted, aggregates) {
             (Counted::Nothing, _) | (_, None) => None,
             (_, Some(aggregates)) => head
-                .filter(|(p, (on, _))| {
-                    aggregates.counts(counted, index, *on) && shown.shows(p.span(), *on)
+                .filter(|(p, (on, from))| {
+                    aggregates.counts(counted, index, (*on, *from), as_of)
+                        && shown.shows(p.span(), *on)
                 })
                 .map(|(p, _)| p),
         };
@@ -617,9 +638,7 @@ fn split<'a>(
                 take_away();
                 continue;
             }
-            let changes_the_date = !positions[known..]
-                .iter()
-                .all(|p| record_days.after(*p, as_of));
+            let changes_the_date = !positions[known..].iter().all(|p| after(*p));
             first_later = positions.get(known).copied();
             positions.truncate(known);
             if changes_the_date {
@@ -637,8 +656,10 @@ fn split<'a>(
         };
         // Whether its state moves to the date as it is (its events settled
         // by it, so it existed then).
-        let as_it_is = head.is_some_and(|(_, (_, settled))| {
-            settled.is_some_and(|s| evaluated_on.is_some_and(|on| s.covers(on, as_of)))
+        let as_it_is = head.is_some_and(|(_, (_, from))| {
+            from.is_some_and(|from| {
+                evaluated_on.is_some_and(|on| Settled::from_covers(from, on, as_of))
+            })
         });
         // What it adds as of the date is what it adds today, counted.
         if counted_bytes.is_some() && as_it_is {
@@ -650,8 +671,8 @@ fn split<'a>(
         if as_it_is && indexed.is_some_and(|set| !set.is_some_and(|set| set.contains(index))) {
             continue;
         }
-        let moves = head.map(|(packed, (on_ptl, settled))| {
-            let head = (on_ptl, settled, packed.span());
+        let moves = head.map(|(packed, (on_ptl, settled_from))| {
+            let head = (on_ptl, settled_from, packed.span());
             moves_to(packed.as_bytes(), head, evaluated_on, &how)
         });
         match moves {
@@ -665,7 +686,7 @@ fn split<'a>(
                     entry
                         .positions
                         .descending()
-                        .take_while(|p| record_days.after(*p, as_of))
+                        .take_while(|p| after(*p))
                         .last()
                 });
                 part.read
@@ -786,7 +807,10 @@ impl Split {
             };
         }
         let started = std::time::Instant::now();
-        let kept = data.aggregates.as_ref().and_then(|a| a.kept(this.counted));
+        let kept = data
+            .aggregates
+            .as_ref()
+            .and_then(|a| a.kept(this.counted, this.as_of));
         let how = Split {
             counted: match kept {
                 Some(_) => this.counted,

@@ -174,7 +174,9 @@ async fn check(app: &App, moments: &[DateTime<Utc>]) -> Result<(), TestCaseError
             .map(|(id, c)| (data.pathways.find(id).unwrap(), c.unwrap()))
             .collect();
         let afresh = Aggregates::of(
-            states.iter().map(|(id, c)| (*id, c)),
+            states
+                .iter()
+                .map(|(id, c)| (*id, data.settled_from(*id), c)),
             app.today(),
             &app.config,
         );
@@ -183,9 +185,10 @@ async fn check(app: &App, moments: &[DateTime<Utc>]) -> Result<(), TestCaseError
         // equals the return counted state by state, whatever the weekday,
         // with every pathway counted twice (cells counting several).
         let twice = Aggregates::of(
-            states
-                .iter()
-                .flat_map(|(id, c)| [(*id, c), (id + states.len(), c)]),
+            states.iter().flat_map(|(id, c)| {
+                let from = data.settled_from(*id);
+                [(*id, from, c), (id + states.len(), from, c)]
+            }),
             app.today(),
             &app.config,
         );

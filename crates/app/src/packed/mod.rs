@@ -64,12 +64,15 @@ use crate::varint;
 const LAYOUT: u8 = 9;
 
 /// A packed pathway state, with the number of events it was evaluated
-/// from, and its [`PathwayState::date_span`] at hand (a view of a period
-/// passes over the pathways outside it without unpacking them).
+/// from, and at hand (not read from its bytes: [`glance`]) its
+/// [`PathwayState::date_span`], whether it is on the PTL and the date its
+/// events are settled by: a view of a period passes over the pathways
+/// outside it, and a past view over those settled by its date, without
+/// reading them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Packed {
     bytes: Box<[u8]>,
-    span: (NaiveDate, NaiveDate),
+    glance: Glance,
 }
 
 impl std::fmt::Debug for Packed {
@@ -108,6 +111,18 @@ impl Packed {
         Some((head.on_ptl, head.settled))
     }
 
+    /// Whether the state is on the PTL, and the date its events are
+    /// settled by ([`Settled::from`]) when known, without reading its
+    /// bytes (but for a state with dates outside 1950–2129).
+    pub fn on_ptl_settled_from(&self) -> (bool, Option<NaiveDate>) {
+        match self.glance.near() {
+            true => self.glance.on_ptl_settled_from(),
+            false => self.head().map_or((false, None), |head| {
+                (head.on_ptl, head.settled.map(|s| s.from))
+            }),
+        }
+    }
+
     /// The packed bytes of the earlier state that moves to `as_of`, and
     /// whether it is on the PTL (`None`: none kept does).
     pub fn earlier(&self, as_of: NaiveDate) -> Option<(bool, Vec<u8>)> {
@@ -124,17 +139,20 @@ impl Packed {
 
     /// The earliest and latest date the state holds.
     pub fn span(&self) -> (NaiveDate, NaiveDate) {
-        self.span
+        match self.glance.near() {
+            true => self.glance.span(),
+            false => span_of(&self.bytes),
+        }
     }
 
     /// Packed bytes as a snapshot gave them back (the rest is checked when
     /// unpacked).
     pub fn from_bytes(bytes: &[u8]) -> Result<Packed, Unreadable> {
         let mut r = Reader::new(bytes);
-        let span = r.head()?.span;
+        let head = r.head()?;
         Ok(Packed {
             bytes: bytes.into(),
-            span,
+            glance: Glance::of(head.span, head.on_ptl, head.settled.map(|s| s.from)),
         })
     }
 }
@@ -277,7 +295,7 @@ impl Packer {
             // allocator keeps a block shrunk by less than half where it is
             // (decision 145).
             bytes: Box::from(&self.bytes_of(state, version, settled, earlier)[..]),
-            span: state.date_span(),
+            glance: Glance::of(state.date_span(), state.on_ptl, settled.map(|s| s.from)),
         }
     }
 
@@ -729,10 +747,12 @@ impl Packer {
 }
 
 mod bytes;
+mod glance;
 #[cfg(test)]
 mod tests;
 
 use bytes::{day, Reader, Writer};
+use glance::Glance;
 
 /// Packed bytes that do not read back as a pathway's state: damage or a
 /// bug, never the user's doing. Says where the reading stopped.

@@ -317,8 +317,15 @@ proptest! {
         });
         let packed = packer.pack(&state, version, settled);
         prop_assert_eq!(packed.span(), state.date_span());
-        let packed = Packed::from_bytes(packed.as_bytes()).unwrap();
+        // What a split reads beside the bytes, as their head says (dates
+        // outside what it keeps are read from the head).
+        let from = settled.map(|s| s.from);
+        prop_assert_eq!(packed.on_ptl_settled_from(), (state.on_ptl, from));
+        let read = Packed::from_bytes(packed.as_bytes()).unwrap();
+        prop_assert_eq!(&read, &packed);
+        let packed = read;
         prop_assert_eq!(packed.span(), state.date_span());
+        prop_assert_eq!(packed.on_ptl_settled_from(), (state.on_ptl, from));
         prop_assert_eq!(packed.settled(), settled);
         let (back, v) = packer.unpack(&packed).unwrap();
         prop_assert_eq!(v, version);

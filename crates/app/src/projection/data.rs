@@ -43,6 +43,13 @@ impl ProjectionData {
         self.kept_days_mut().clear();
     }
 
+    /// The date the events of the pathway at `index` are settled by, as
+    /// its state keeps it ([`Packed::on_ptl_settled_from`]).
+    pub(crate) fn settled_from(&self, index: usize) -> Option<NaiveDate> {
+        let (_, entry) = self.pathways.as_slice().get(index)?;
+        entry.state.as_ref()?.on_ptl_settled_from().1
+    }
+
     /// The cells kept as of past dates, without locking (the write lock
     /// is held).
     pub(super) fn kept_days_mut(&mut self) -> &mut KeptDays {

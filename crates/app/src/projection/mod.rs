@@ -800,18 +800,24 @@ impl Projection {
     ) -> Evaluated {
         let effective = effective_or_logged(history).unwrap_or_default();
         let current = current_from(&effective, history.len() as u64, today, &self.config);
-        let delta = old.map(|(old, evaluated_on, days)| {
-            let old = old
+        let delta = old.map(|(packed, evaluated_on, days)| {
+            let old = packed
                 .map(|packed| self.packer.current(packed))
                 .transpose()
                 .map_err(data::unpack_failed)?;
             let before = old
                 .as_ref()
-                .map(|old| Contribution::of(old, evaluated_on, &self.config))
+                .map(|old| {
+                    let from = packed.and_then(|p| p.on_ptl_settled_from().1);
+                    Contribution::of(old, from, evaluated_on, &self.config)
+                })
                 .unwrap_or_default();
             let after = current
                 .as_ref()
-                .map(|c| Contribution::of(c, today, &self.config))
+                .map(|c| {
+                    let from = Settled::of(&effective).map(|s| s.from);
+                    Contribution::of(c, from, today, &self.config)
+                })
                 .unwrap_or_default();
             let version = old.as_ref().map(|old| old.version);
             let last_week = last_week::change(
@@ -898,7 +904,7 @@ impl Projection {
             let partials = fold::par_batches(&chunks, |chunk| {
                 Some(self.aggregates_of(chunk, today, sunday))
             });
-            let mut all = (Aggregates::default(), LastWeek::default(), Vec::new());
+            let mut all = (Aggregates::new(today), LastWeek::default(), Vec::new());
             let mut failed = None;
             for partial in partials {
                 match partial {
@@ -968,13 +974,15 @@ impl Projection {
         today: NaiveDate,
         sunday: NaiveDate,
     ) -> Result<(Aggregates, LastWeek, Vec<fold::PathwayRecords>), AppError> {
-        let mut partial = Aggregates::default();
+        let mut partial = Aggregates::new(today);
         let mut last = LastWeek::default();
         let mut read = Vec::new();
         let week = (sunday, crate::past::Shown::week(sunday));
         for (index, id, entry, packed) in chunk {
             let current = self.packer.current(packed).map_err(data::unpack_failed)?;
-            partial.apply(*index, &Contribution::of(&current, today, &self.config), 1);
+            let from = packed.on_ptl_settled_from().1;
+            let contribution = Contribution::of(&current, from, today, &self.config);
+            partial.apply(*index, &contribution, 1);
             match crate::past::moved_as_of(packed, today, week, &self.packer, &current.state)? {
                 AsOf::Moved(state) => last.apply(&last_week::cells_of(&state, sunday), 1),
                 AsOf::NotShown => {}
@@ -1067,6 +1075,11 @@ impl Projection {
                 // Sunday's return as of the old Sunday taken away, as of
                 // the new one added.
                 data.today = Some(today);
+                // Its clocks off the PTL are kept under the new day's weeks.
+                let moved_on = data.aggregates.as_mut().map(|a| a.new_day(today));
+                if moved_on == Some(false) {
+                    data.drop_aggregates();
+                }
             }
             for Evaluated {
                 id,

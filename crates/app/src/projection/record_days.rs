@@ -112,10 +112,20 @@ impl RecordDays {
         }
     }
 
-    /// Whether the record at `position` is kept and affects only dates
-    /// after `as_of`.
-    pub(crate) fn after(&self, position: u64, as_of: NaiveDate) -> bool {
-        self.all_after(position, position, as_of)
+    /// Whether the record at a position is kept and affects only dates
+    /// after `as_of`, of one date asked of many records: a past view's
+    /// split asks it of every pathway it cannot pass over (the date's day
+    /// is worked out once; decision 209).
+    pub(crate) fn after_date(&self, as_of: NaiveDate) -> impl Fn(u64) -> bool + Copy + '_ {
+        let as_of = day_of(Some(as_of));
+        move |position| self.after_day(position, as_of)
+    }
+
+    fn after_day(&self, position: u64, as_of: u16) -> bool {
+        let kept = position
+            .checked_sub(self.base)
+            .and_then(|i| self.days.get(usize::try_from(i).ok()?));
+        kept.is_some_and(|day| *day != ANY_DATE && *day > as_of)
     }
 
     /// Whether every record from `from` to `to` (inclusive) is kept and
@@ -184,12 +194,15 @@ mod tests {
         days.push(7, at("2026-12-01"), Some(date("2026-11-28")));
         days.push(8, at("2026-12-01"), None);
         days.push(9, at("2026-12-02"), Some(date("2026-12-02")));
-        assert!(days.after(7, date("2026-11-27")));
-        assert!(!days.after(7, date("2026-11-28")), "its own date");
-        assert!(!days.after(8, date("1999-01-01")), "an amendment: any date");
-        assert!(days.after(9, date("2026-12-01")));
-        assert!(!days.after(6, date("2000-01-01")), "not kept");
-        assert!(!days.after(10, date("2000-01-01")), "not yet");
+        assert!(days.after_date(date("2026-11-27"))(7));
+        assert!(!days.after_date(date("2026-11-28"))(7), "its own date");
+        assert!(
+            !days.after_date(date("1999-01-01"))(8),
+            "an amendment: any date"
+        );
+        assert!(days.after_date(date("2026-12-01"))(9));
+        assert!(!days.after_date(date("2000-01-01"))(6), "not kept");
+        assert!(!days.after_date(date("2000-01-01"))(10), "not yet");
         assert_eq!(days.first(), Some(7));
     }
 
@@ -200,7 +213,7 @@ mod tests {
         days.push(8, at("2026-12-01"), Some(date("2026-12-01")));
         days.push(9, at("2026-12-02"), None);
         let from_to_after = |from, to, day| {
-            let each = (from..=to).all(|p| days.after(p, date(day)));
+            let each = (from..=to).all(days.after_date(date(day)));
             assert_eq!(
                 days.all_after(from, to, date(day)),
                 each,
@@ -235,8 +248,8 @@ mod tests {
             "the first day is {} days back",
             KEEP_DAYS + 1
         );
-        assert!(days.after(3, on(8)));
-        assert!(!days.after(2, date("2000-01-01")));
+        assert!(days.after_date(on(8))(3));
+        assert!(!days.after_date(date("2000-01-01"))(2));
     }
 
     #[test]
@@ -245,8 +258,8 @@ mod tests {
         days.push(1, at("2026-11-01"), Some(date("2026-11-01")));
         days.push(5, at("2026-11-01"), Some(date("2026-11-02")));
         assert_eq!((days.first(), days.len()), (Some(5), 1));
-        assert!(!days.after(1, date("2000-01-01")));
-        assert!(days.after(5, date("2026-11-01")));
+        assert!(!days.after_date(date("2000-01-01"))(1));
+        assert!(days.after_date(date("2026-11-01"))(5));
     }
 
     #[test]

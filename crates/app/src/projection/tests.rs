@@ -134,17 +134,17 @@ fn record_dates_read_from_the_log_are_those_applied() {
     for position in 0..=5 {
         for d in 1..=12 {
             assert_eq!(
-                read.after(position, day(d)),
-                applied.after(position, day(d)),
+                read.after_date(day(d))(position),
+                applied.after_date(day(d))(position),
                 "position {position} as of {d} March"
             );
         }
     }
     assert!(
-        read.after(1, day(2)) && !read.after(1, day(3)),
+        read.after_date(day(2))(1) && !read.after_date(day(3))(1),
         "its own date"
     );
-    assert!(!read.after(3, day(1)), "an amendment: any date");
+    assert!(!read.after_date(day(1))(3), "an amendment: any date");
     assert_eq!((read.first(), read.len()), (Some(1), 4));
 }
 

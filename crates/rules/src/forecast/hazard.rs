@@ -251,6 +251,11 @@ impl ModelCounts {
         ModelCounts::default()
     }
 
+    /// Whether it counts no clock.
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
     /// Counts one clock as known on the date learnt from.
     pub fn add(&mut self, o: &Observation) {
         self.add_signed(o, 1);

@@ -45,7 +45,12 @@ impl Settled {
     /// Whether a state as of `evaluated_on` can be moved to `as_of` with
     /// [`PathwayState::moved_to`].
     pub fn covers(&self, evaluated_on: NaiveDate, as_of: NaiveDate) -> bool {
-        evaluated_on >= self.from && as_of >= self.from
+        Settled::from_covers(self.from, evaluated_on, as_of)
+    }
+
+    /// [`Settled::covers`], of its `from` date alone (all it depends on).
+    pub fn from_covers(from: NaiveDate, evaluated_on: NaiveDate, as_of: NaiveDate) -> bool {
+        evaluated_on >= from && as_of >= from
     }
 }
 
