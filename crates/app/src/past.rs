@@ -577,22 +577,24 @@ fn split<'a>(
     // where it was allocated: their first bytes are read a few pathways
     // ahead, so that the processor waits for several of those reads at
     // once rather than for each in turn (a view known at a moment reads
-    // the positions of every pathway).
-    // Only the states it may not pass over are read ahead: one whose
-    // events are settled by the view's date off the PTL usually is passed
-    // over without its bytes read ([`Packed::on_ptl_settled_from`]).
+    // the positions of every pathway). Only what it will read is read
+    // ahead: the state of one on the PTL or
+    // not settled by the view's date (one settled off the PTL is usually
+    // passed over: [`Packed::on_ptl_settled_from`]), and the positions of
+    // one not settled by it (which lead to its replaced state).
     let ahead = |i: usize| {
         entries.get(i + AHEAD).map_or(0, |(_, entry)| {
-            let state = entry
-                .state
-                .as_ref()
-                .map_or(&[][..], |p| match p.on_ptl_settled_from() {
-                    (false, Some(from)) if from <= as_of => &[],
-                    _ => p.as_bytes(),
-                });
-            let positions = match known_to {
-                Some(_) => entry.positions.as_bytes(),
-                None => &[],
+            let (state, settled) = entry.state.as_ref().map_or((&[][..], true), |p| {
+                let (on_ptl, from) = p.on_ptl_settled_from();
+                let settled = from.is_some_and(|from| from <= as_of);
+                match on_ptl || !settled {
+                    true => (p.as_bytes(), settled),
+                    false => (&[][..], settled),
+                }
+            });
+            let positions = match known_to.is_some() || !settled {
+                true => entry.positions.as_bytes(),
+                false => &[],
             };
             state.first().copied().unwrap_or(0) ^ positions.first().copied().unwrap_or(0)
         })
