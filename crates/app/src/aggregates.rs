@@ -180,8 +180,8 @@ impl Aggregates {
     /// Moves on to `today` (before the contributions of the pathways
     /// evaluated on it are applied): the weeks of the clocks off the PTL
     /// kept apart become those back from its week. `false` when they
-    /// cannot (`today` is earlier), and the aggregates are to be built
-    /// afresh.
+    /// cannot (`today`'s week is earlier than theirs), and the aggregates
+    /// are to be built afresh.
     pub(crate) fn new_day(&mut self, today: NaiveDate) -> bool {
         self.ended.new_day(today)
     }
@@ -313,20 +313,20 @@ impl Aggregates {
         &self.milestones
     }
 
-    /// Whether the pathway at `index` counts as it is today (`on_ptl`:
-    /// whether it is on the PTL; `settled_from`: the date its events are
-    /// settled by) in what a view as of `as_of` that counts `counted`
-    /// starts from ([`Aggregates::kept`]).
-    pub(crate) fn counts(
+    /// Whether a pathway counts as it is today (given its index, whether
+    /// it is on the PTL and the date its events are settled by) in what a
+    /// view as of `as_of` that counts `counted` starts from
+    /// ([`Aggregates::kept`]): worked out once for a view, asked of every
+    /// pathway.
+    pub(crate) fn counter(
         &self,
         counted: Counted,
-        index: usize,
-        (on_ptl, settled_from): (bool, Option<NaiveDate>),
         as_of: NaiveDate,
-    ) -> bool {
-        match counted {
+    ) -> impl Fn(usize, (bool, Option<NaiveDate>)) -> bool + Copy + '_ {
+        let ended_to = self.ended.counted_to(as_of);
+        move |index, (on_ptl, settled_from): (bool, Option<NaiveDate>)| match counted {
             Counted::Nothing => false,
-            Counted::ClocksOffPtl => !on_ptl && self.ended.counts(settled_from, as_of),
+            Counted::ClocksOffPtl => !on_ptl && settled_from.is_some_and(|from| from <= ended_to),
             Counted::Milestones => self.milestones_decided.contains(index),
             Counted::Dated | Counted::Standards(..) | Counted::Fit(..) => true,
         }

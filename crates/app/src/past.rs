@@ -44,7 +44,7 @@ use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, RulesConfig};
 
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_batches};
-use crate::packed::{ClockFields, EarlierState, Packer};
+use crate::packed::{ClockFields, EarlierState, Packed, Packer};
 use crate::positions::Positions;
 use crate::projection::{CwtMonths, ProjectionData};
 use crate::{App, AppError, Failure};
@@ -573,23 +573,44 @@ fn split<'a>(
     let mut kept: Vec<ToMove<'a>> = Vec::new();
     let mut away: Vec<&'a [u8]> = Vec::new();
     let mut part = Part::default();
+    // Whether the kept sums count a pathway's state today (given its
+    // index, place on the PTL and settled date), when the view shows it.
+    let counter = aggregates.map(|a| a.counter(counted, as_of));
+    let counts_today = |index: usize, p: &Packed, (on, from): (bool, Option<NaiveDate>)| {
+        counter.is_some_and(|counts| counts(index, (on, from)) && shown.shows(p.span(), on))
+    };
+    // Whether a state moves to the view's date as it is (its events
+    // settled by it, so it existed then).
+    let settled_by = |from: Option<NaiveDate>| {
+        from.is_some_and(|from| {
+            evaluated_on.is_some_and(|on| Settled::from_covers(from, on, as_of))
+        })
+    };
+    // Whether, moving to the view's date as it is, a pathway is passed
+    // over without its state read (as the loop below decides from what
+    // is kept beside the bytes, [`Packed::on_ptl_settled_from`]): the kept
+    // sums count it, or the view shows no record of it in its month, or
+    // does not show it.
+    let passed_unread = |index: usize, p: &Packed, (on, from): (bool, Option<NaiveDate>)| {
+        let unrecorded = indexed.is_some_and(|set| !set.is_some_and(|set| set.contains(index)));
+        settled_by(from)
+            && (counts_today(index, p, (on, from)) || unrecorded || !shown.shows(p.span(), on))
+    };
     // A pathway's state and positions lie apart from its entry, each
     // where it was allocated: their first bytes are read a few pathways
     // ahead, so that the processor waits for several of those reads at
-    // once rather than for each in turn (a view known at a moment reads
-    // the positions of every pathway). Only what it will read is read
-    // ahead: the state of one on the PTL or
-    // not settled by the view's date (one settled off the PTL is usually
-    // passed over: [`Packed::on_ptl_settled_from`]), and the positions of
-    // one not settled by it (which lead to its replaced state).
+    // once rather than for each in turn. Only what it will read is read
+    // ahead: the state of one it does not pass over unread, and the
+    // positions of one that does not move as it is (which lead to its
+    // replaced state or its history) or, of a view known at a moment, of
+    // every one.
     let ahead = |i: usize| {
         entries.get(i + AHEAD).map_or(0, |(_, entry)| {
-            let (state, settled) = entry.state.as_ref().map_or((&[][..], true), |p| {
-                let (on_ptl, from) = p.on_ptl_settled_from();
-                let settled = from.is_some_and(|from| from <= as_of);
-                match on_ptl || !settled {
-                    true => (p.as_bytes(), settled),
-                    false => (&[][..], settled),
+            let (state, settled) = entry.state.as_ref().map_or((&[][..], false), |p| {
+                let glance = p.on_ptl_settled_from();
+                match passed_unread(first + i + AHEAD, p, glance) {
+                    true => (&[][..], true),
+                    false => (p.as_bytes(), settled_by(glance.1)),
                 }
             });
             let positions = match known_to.is_some() || !settled {
@@ -607,15 +628,9 @@ fn split<'a>(
         // Today's state, when the kept sums count it: passed over when it
         // moves to the view's date as it is, else taken away from them
         // (when it counts in what the view shows at all).
-        let counted_today = match (counted, aggregates) {
-            (Counted::Nothing, _) | (_, None) => None,
-            (_, Some(aggregates)) => head
-                .filter(|(p, (on, from))| {
-                    aggregates.counts(counted, index, (*on, *from), as_of)
-                        && shown.shows(p.span(), *on)
-                })
-                .map(|(p, _)| p),
-        };
+        let counted_today = head
+            .filter(|(p, glance)| counts_today(index, p, *glance))
+            .map(|(p, _)| p);
         let counted_bytes = counted_today.map(|p| p.as_bytes());
         let mut take_away = || away.extend(counted_bytes);
         // The pathway's version as known then, when records of it came
@@ -658,11 +673,7 @@ fn split<'a>(
         };
         // Whether its state moves to the date as it is (its events settled
         // by it, so it existed then).
-        let as_it_is = head.is_some_and(|(_, (_, from))| {
-            from.is_some_and(|from| {
-                evaluated_on.is_some_and(|on| Settled::from_covers(from, on, as_of))
-            })
-        });
+        let as_it_is = head.is_some_and(|(_, (_, from))| settled_by(from));
         // What it adds as of the date is what it adds today, counted.
         if counted_bytes.is_some() && as_it_is {
             continue;

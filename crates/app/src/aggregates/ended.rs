@@ -11,8 +11,10 @@
 //! every pathway closed since its date, some 200,000 a month back at 1.4M
 //! pathways, and a sixth of the view's time.
 //!
-//! Kept apart by the week (Monday to Sunday) of that date for the last
-//! [`WEEKS`] weeks, and together before them, a view as of a date starts
+//! Kept apart by the week (Monday to Sunday) of that date, for the week of
+//! the day they were last moved on to, the [`WEEKS`] weeks before it and any
+//! later week (a declined offer names dates ahead), and together before
+//! them, a view as of a date starts
 //! from the weeks that end by it and the one it falls in, and takes away
 //! only the pathways of that week settled after the date: those settled in
 //! later weeks were never counted in what it starts from. A view further
@@ -30,10 +32,10 @@ use std::collections::BTreeMap;
 use chrono::{Datelike, Days, NaiveDate};
 use openptl_rules::forecast::{ModelCounts, Observation};
 
-/// Weeks kept apart, back from the week of the day the counts were built
-/// on: a view as of any date in them (35 days back at least, as far as
-/// the replaced states past views keep) takes away at most one week's
-/// pathways. About a megabyte a week at 1.4M pathways.
+/// Weeks kept apart before the week of the day the counts were built or
+/// last moved on to: a view as of any date in them (35 days back at
+/// least, as far as the replaced states past views keep) takes away at
+/// most one week's pathways. About a megabyte a week at 1.4M pathways.
 pub(crate) const WEEKS: u64 = 5;
 
 /// The clocks of the pathways off the PTL, by the week their events are
@@ -70,9 +72,9 @@ impl EndedClocks {
     }
 
     /// Keeps apart the weeks back from that of `today` from now on: the
-    /// weeks before them join the counts before. `false` when `today` is
-    /// earlier than the first week kept apart was taken back from (the
-    /// counts before cannot be taken apart again: build them afresh).
+    /// weeks before them join the counts before. `false` when `today`'s
+    /// week is earlier than the one they were kept back from (the counts
+    /// before cannot be taken apart again: build them afresh).
     pub(crate) fn new_day(&mut self, today: NaiveDate) -> bool {
         let EndedClocks { since, .. } = EndedClocks::new(today);
         if since < self.since {
@@ -131,11 +133,16 @@ impl EndedClocks {
         }
     }
 
-    /// Whether what a view as of `as_of` starts from ([`Self::as_of`])
-    /// counts the clocks of a pathway off the PTL settled by `from`: those
-    /// of its week and earlier ones do.
-    pub(crate) fn counts(&self, from: Option<NaiveDate>, as_of: NaiveDate) -> bool {
-        from.is_some_and(|from| self.week_of(from).is_none_or(|week| week <= as_of))
+    /// The last date a pathway off the PTL may be settled by for what a
+    /// view as of `as_of` starts from ([`Self::as_of`]) to count its
+    /// clocks: those of the date's week and earlier ones are, so the
+    /// Sunday of its week, or the day before the weeks kept apart when
+    /// that is later.
+    pub(crate) fn counted_to(&self, as_of: NaiveDate) -> NaiveDate {
+        let sunday = monday(as_of)
+            .checked_add_days(Days::new(6))
+            .unwrap_or(NaiveDate::MAX);
+        sunday.max(self.since.pred_opt().unwrap_or(NaiveDate::MIN))
     }
 
     /// What a view as of `as_of` starts from: the counts of the weeks that
@@ -221,14 +228,23 @@ mod tests {
     #[test]
     fn a_view_counts_the_weeks_that_start_by_its_date() {
         let ended = EndedClocks::new(d("2026-12-09"));
+        let counted = |from: &str, as_of: &str| d(from) <= ended.counted_to(d(as_of));
         // Before the weeks kept apart: counted as of any date.
-        assert!(ended.counts(Some(d("2026-11-01")), d("2020-01-01")));
+        assert!(counted("2026-11-01", "2020-01-01"));
         // In a week: counted from its Monday on.
-        assert!(!ended.counts(Some(d("2026-11-19")), d("2026-11-15")));
-        assert!(ended.counts(Some(d("2026-11-19")), d("2026-11-16")));
-        assert!(ended.counts(Some(d("2026-11-16")), d("2026-11-16")));
-        assert!(ended.counts(Some(d("2026-11-22")), d("2026-11-16")));
-        // Never settled: counted in none.
-        assert!(!ended.counts(None, d("2026-12-09")));
+        assert!(!counted("2026-11-19", "2026-11-15"));
+        assert!(counted("2026-11-19", "2026-11-16"));
+        assert!(counted("2026-11-16", "2026-11-16"));
+        assert!(counted("2026-11-22", "2026-11-16"));
+        assert!(!counted("2026-11-23", "2026-11-22"));
+        // Exactly the pathways of the counts a view starts from, for every
+        // date settled by and viewed as of over four months.
+        let days = || (0..120).map(|n| d("2026-09-01") + Days::new(n));
+        for from in days() {
+            for as_of in days() {
+                let in_sum = ended.week_of(from).is_none_or(|week| week <= as_of);
+                assert_eq!(from <= ended.counted_to(as_of), in_sum, "{from} {as_of}");
+            }
+        }
     }
 }

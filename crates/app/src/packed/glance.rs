@@ -12,7 +12,7 @@
 //! the size it was (24 bytes beside its bytes).
 //!
 //! Each date is kept as days from 1 January 1950 in two bytes, which holds
-//! every date to 2129; a state with a date outside says so, and its facts
+//! every date to 6 June 2129; a state with a date outside says so, and its facts
 //! are read from its head instead (slower, never different).
 
 use chrono::NaiveDate;

@@ -113,7 +113,7 @@ impl Packed {
 
     /// Whether the state is on the PTL, and the date its events are
     /// settled by ([`Settled::from`]) when known, without reading its
-    /// bytes (but for a state with dates outside 1950–2129).
+    /// bytes (but for a state with dates outside 1950 to mid-2129).
     pub fn on_ptl_settled_from(&self) -> (bool, Option<NaiveDate>) {
         match self.glance.near() {
             true => self.glance.on_ptl_settled_from(),

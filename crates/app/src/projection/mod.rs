@@ -901,20 +901,23 @@ impl Projection {
                 .filter_map(|(index, (id, p))| Some((index, id, p, p.state.as_ref()?)))
                 .collect();
             let chunks: Vec<_> = packed.chunks(UNPACK_SLICE).collect();
-            let partials = fold::par_batches(&chunks, |chunk| {
-                Some(self.aggregates_of(chunk, today, sunday))
+            // One partial sum per core, each chunk added to its core's.
+            let new = || {
+                let partial = (Aggregates::new(today), LastWeek::default(), Vec::new());
+                (partial, None)
+            };
+            let partials = fold::par_fold(&chunks, new, |(partial, failed), chunk| {
+                if failed.is_none() {
+                    *failed = self.aggregates_of(partial, chunk, today, sunday).err();
+                }
             });
             let mut all = (Aggregates::new(today), LastWeek::default(), Vec::new());
             let mut failed = None;
-            for partial in partials {
-                match partial {
-                    Ok((aggregates, last, read)) => {
-                        all.0.merge(aggregates);
-                        all.1.merge(last);
-                        all.2.extend(read);
-                    }
-                    Err(e) => failed = Some(e),
-                }
+            for ((aggregates, last, read), error) in partials {
+                all.0.merge(aggregates);
+                all.1.merge(last);
+                all.2.extend(read);
+                failed = failed.or(error);
             }
             let (aggregates, mut last, mut read) = all;
             // The pathways whose state cannot be moved to the Sunday, read
@@ -965,18 +968,17 @@ impl Projection {
         }
     }
 
-    /// Today's aggregates and last Sunday's return of the pathways of
-    /// `chunk` (index, id, entry, state) evaluated on `today`, and those
-    /// whose state cannot be moved to `sunday` (to read back).
+    /// Adds to `partial` today's aggregates and last Sunday's return of
+    /// the pathways of `chunk` (index, id, entry, state) evaluated on
+    /// `today`, and those whose state cannot be moved to `sunday` (to read
+    /// back).
     fn aggregates_of(
         &self,
+        (partial, last, read): &mut (Aggregates, LastWeek, Vec<fold::PathwayRecords>),
         chunk: &[(usize, &Arc<str>, &PathwayEntry, &Packed)],
         today: NaiveDate,
         sunday: NaiveDate,
-    ) -> Result<(Aggregates, LastWeek, Vec<fold::PathwayRecords>), AppError> {
-        let mut partial = Aggregates::new(today);
-        let mut last = LastWeek::default();
-        let mut read = Vec::new();
+    ) -> Result<(), AppError> {
         let week = (sunday, crate::past::Shown::week(sunday));
         for (index, id, entry, packed) in chunk {
             let current = self.packer.current(packed).map_err(data::unpack_failed)?;
@@ -989,7 +991,7 @@ impl Projection {
                 AsOf::Read => read.push(((*id).clone(), entry.positions.to_vec())),
             }
         }
-        Ok((partial, last, read))
+        Ok(())
     }
 
     /// Re-evaluates every pathway changed since the last refresh (all of them
