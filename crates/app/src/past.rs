@@ -586,15 +586,20 @@ fn split<'a>(
             evaluated_on.is_some_and(|on| Settled::from_covers(from, on, as_of))
         })
     };
+    // Whether the view shows only the pathways with records in its month
+    // today, and this one has none.
+    let unrecorded =
+        |index: usize| indexed.is_some_and(|set| !set.is_some_and(|set| set.contains(index)));
     // Whether, moving to the view's date as it is, a pathway is passed
     // over without its state read (as the loop below decides from what
     // is kept beside the bytes, [`Packed::on_ptl_settled_from`]): the kept
     // sums count it, or the view shows no record of it in its month, or
     // does not show it.
     let passed_unread = |index: usize, p: &Packed, (on, from): (bool, Option<NaiveDate>)| {
-        let unrecorded = indexed.is_some_and(|set| !set.is_some_and(|set| set.contains(index)));
         settled_by(from)
-            && (counts_today(index, p, (on, from)) || unrecorded || !shown.shows(p.span(), on))
+            && (counts_today(index, p, (on, from))
+                || unrecorded(index)
+                || !shown.shows(p.span(), on))
     };
     // A pathway's state and positions lie apart from its entry, each
     // where it was allocated: their first bytes are read a few pathways
@@ -681,7 +686,7 @@ fn split<'a>(
         // (Nothing when the kept sums do not count it.)
         take_away();
         // Without records in the month today, it has none then.
-        if as_it_is && indexed.is_some_and(|set| !set.is_some_and(|set| set.contains(index))) {
+        if as_it_is && unrecorded(index) {
             continue;
         }
         let moves = head.map(|(packed, (on_ptl, settled_from))| {

@@ -101,14 +101,7 @@ impl Packed {
     /// The settled dates of the events the state was evaluated from
     /// ([`Settled`]; `None` when not known).
     pub fn settled(&self) -> Option<Settled> {
-        self.on_ptl_settled()?.1
-    }
-
-    /// Whether the state is on the PTL, and [`Packed::settled`] (one read
-    /// of the head; `None`: the head is unreadable).
-    pub fn on_ptl_settled(&self) -> Option<(bool, Option<Settled>)> {
-        let head = self.head().ok()?;
-        Some((head.on_ptl, head.settled))
+        self.head().ok()?.settled
     }
 
     /// Whether the state is on the PTL, and the date its events are
@@ -160,7 +153,7 @@ impl Packed {
 /// What a past view asks of packed bytes kept elsewhere (the replaced
 /// states, decision 162) without copying them into a [`Packed`]: whether
 /// the state is on the PTL, its settled dates and its date span (`None`:
-/// the head is unreadable; [`Packed::on_ptl_settled`] of a `Packed`).
+/// the head is unreadable; [`Packed::on_ptl_settled_from`] of a `Packed`).
 pub fn head_of(bytes: &[u8]) -> Option<(bool, Option<Settled>, (NaiveDate, NaiveDate))> {
     let head = Reader::new(bytes).head().ok()?;
     Some((head.on_ptl, head.settled, head.span))

@@ -800,6 +800,8 @@ impl Projection {
     ) -> Evaluated {
         let effective = effective_or_logged(history).unwrap_or_default();
         let current = current_from(&effective, history.len() as u64, today, &self.config);
+        // Kept with the state, and what its clocks off the PTL are kept under.
+        let settled = Settled::of(&effective);
         let delta = old.map(|(packed, evaluated_on, days)| {
             let old = packed
                 .map(|packed| self.packer.current(packed))
@@ -814,10 +816,7 @@ impl Projection {
                 .unwrap_or_default();
             let after = current
                 .as_ref()
-                .map(|c| {
-                    let from = Settled::of(&effective).map(|s| s.from);
-                    Contribution::of(c, from, today, &self.config)
-                })
+                .map(|c| Contribution::of(c, settled.map(|s| s.from), today, &self.config))
                 .unwrap_or_default();
             let version = old.as_ref().map(|old| old.version);
             let last_week = last_week::change(
@@ -843,22 +842,24 @@ impl Projection {
         });
         Evaluated {
             id: id.clone(),
-            current: current.map(|c| self.kept(&c, &effective, today)),
+            current: current.map(|c| self.kept(&c, &effective, settled, today)),
             trusts: history::trusts_of(&effective),
             delta,
         }
     }
 
     /// A pathway's state as the projection keeps it, from its `effective`
-    /// events, evaluated on `today`.
+    /// events (settled by `settled`: `Settled::of` them), evaluated on
+    /// `today`.
     fn kept(
         &self,
         current: &Current,
         effective: &[openptl_rules::EffectiveEvent],
+        settled: Option<Settled>,
         today: NaiveDate,
     ) -> Kept {
         let earlier = earlier_states(effective, today, &self.config);
-        Kept::of(current, Settled::of(effective), &earlier, &self.packer)
+        Kept::of(current, settled, &earlier, &self.packer)
     }
 
     /// The state a refresh replacing it would keep of a pathway with
@@ -875,7 +876,7 @@ impl Projection {
             crate::aggregates::cwt_months_from(today),
             openptl_rules::cwt::record_months(&current.state),
         );
-        let kept = self.kept(&current, &effective, today);
+        let kept = self.kept(&current, &effective, Settled::of(&effective), today);
         Some((months, kept.packed.as_bytes().into()))
     }
 
