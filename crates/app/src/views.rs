@@ -18,7 +18,9 @@ use openptl_rules::cwt::{self, CwtRecord};
 use openptl_rules::forecast::{self, permille, Model, ModelOptions, RowRisk};
 use openptl_rules::report::{CanptlReturn, MilestonesReport, StandardsReport};
 use openptl_rules::tally::StandardsCount;
-use openptl_rules::{ClockKind, PathwayState, Period, PtlRow, Rag, Route, TumourSite, WaitBand};
+use openptl_rules::{
+    ClockKind, OdsCode, PathwayState, Period, PtlRow, Rag, Route, TumourSite, WaitBand,
+};
 use serde::Serialize;
 
 use crate::access::{Principal, TrustScope};
@@ -409,6 +411,68 @@ impl Serialize for CwtLine {
             map.serialize_entry(name, value)?;
         }
         map.end()
+    }
+}
+
+/// A month's CWT submission lines in their order ([`cwt_order`]), kept in
+/// the parts the views' folds made them in, with where each lies: a month
+/// at alliance scale is hundreds of thousands of lines of a few hundred
+/// bytes, and moving them into one list took a third of their sort.
+///
+/// As JSON, the list of its lines.
+#[derive(Default)]
+pub struct CwtLines {
+    parts: Vec<Vec<CwtLine>>,
+    /// `(part, index)` of each line, in order.
+    order: Vec<(usize, usize)>,
+}
+
+/// Where a line lies in its [`CwtLines`].
+#[derive(Clone, Copy, Debug)]
+pub struct CwtPlace(usize, usize);
+
+impl CwtLines {
+    /// `parts`' lines in [`cwt_order`], worked out on every core.
+    fn sorted(parts: Vec<Vec<CwtLine>>) -> CwtLines {
+        let order = crate::fold::par_order_parts_by(&parts, cwt_key, cwt_order);
+        CwtLines { parts, order }
+    }
+
+    /// How many lines.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Where the lines lie, in order: each read with [`CwtLines::at`]
+    /// (lines written a slice at a time on every core).
+    pub fn places(&self) -> Vec<CwtPlace> {
+        self.order.iter().map(|&(p, i)| CwtPlace(p, i)).collect()
+    }
+
+    /// The line at `place`, one of [`CwtLines::places`].
+    pub fn at(&self, place: CwtPlace) -> &CwtLine {
+        &self.parts[place.0][place.1]
+    }
+
+    /// The lines, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &CwtLine> {
+        self.order.iter().map(|&(p, i)| &self.parts[p][i])
+    }
+
+    /// Every line, in the order they lie (for what does not depend on the
+    /// order: masking the identifiers).
+    fn each_mut(&mut self) -> impl Iterator<Item = &mut CwtLine> {
+        self.parts.iter_mut().flatten()
+    }
+}
+
+impl Serialize for CwtLines {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
     }
 }
 
@@ -957,7 +1021,7 @@ impl App {
         period: Period,
         trusts: &TrustFilter,
         principal: &Principal,
-    ) -> Result<(Vec<CwtLine>, u64), AppError> {
+    ) -> Result<(CwtLines, u64), AppError> {
         let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
@@ -974,18 +1038,23 @@ impl App {
         let (parts, position) = match indexed {
             Some(out) => out,
             None => {
-                let (lines, position) = self
+                // One part per core's fold, as today's: merged, not copied.
+                let (parts, position) = self
                     .fold_states(
                         self.past_split(as_of, at.known_at, Shown::period(period))
                             .await?
                             .recording(period),
-                        Vec::new,
-                        move |lines, id, state| add_cwt_lines(lines, id, state, period, &trusts),
+                        || vec![Vec::new()],
+                        move |parts: &mut Vec<Vec<CwtLine>>, id, state| {
+                            if let Some(lines) = parts.last_mut() {
+                                add_cwt_lines(lines, id, state, period, &trusts);
+                            }
+                        },
                         Vec::extend,
                         None,
                     )
                     .await?;
-                (vec![lines], position)
+                (parts, position)
             }
         };
         // Sorted and masked off the async workers, outside the
@@ -994,8 +1063,14 @@ impl App {
             (principal.sees_identifiers(), principal.sees_nhs_numbers());
         let lines = self
             .off_workers(move || {
-                let mut lines = sort_cwt_lines(parts);
-                for line in &mut lines {
+                let started = std::time::Instant::now();
+                let mut lines = CwtLines::sorted(parts);
+                tracing::debug!(
+                    lines = lines.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "CWT lines sorted"
+                );
+                for line in lines.each_mut() {
                     if !identifiers {
                         line.pathway_id.clear();
                         line.nhs_number.clear();
@@ -1065,7 +1140,8 @@ fn add_cwt_lines(
     }
 }
 
-/// The order of CWT submission lines: by trust, pathway and items.
+/// The order of CWT submission lines: by trust, pathway and items (lines
+/// equal in it are equal whole, so an unstable sort is as good).
 fn cwt_order(a: &CwtLine, b: &CwtLine) -> std::cmp::Ordering {
     a.row
         .trust
@@ -1074,12 +1150,29 @@ fn cwt_order(a: &CwtLine, b: &CwtLine) -> std::cmp::Ordering {
         .then_with(|| a.row.items().cmp(b.row.items()))
 }
 
-/// CWT submission lines, in parts, as one list sorted by [`cwt_order`], on
-/// every core (a month at alliance scale is hundreds of thousands of
-/// lines, each a few hundred bytes: only references to them are moved
-/// while sorting). Unstable: lines equal in that order are equal whole.
-fn sort_cwt_lines(parts: Vec<Vec<CwtLine>>) -> Vec<CwtLine> {
-    crate::fold::par_sort_parts_by(parts, cwt_order)
+/// A summary of a line that [`cwt_order`] agrees with: its trust's code
+/// and its pathway's first 16 bytes, each read as a big-endian number
+/// (zeros after a shorter one), so that numbers compare as the bytes do.
+/// Lines of equal keys are told apart by the whole order.
+fn cwt_key(line: &CwtLine) -> (u64, u128) {
+    prefix_key(&line.row.trust, &line.pathway_id)
+}
+
+/// `trust`'s code (at most 6 letters or digits: its number compares
+/// exactly as the code does) and the first 16 bytes of `pathway`, as
+/// big-endian numbers: if the key of one pair is less than another's, so
+/// is the pair ([`cwt_key`]).
+fn prefix_key(trust: &OdsCode, pathway: &str) -> (u64, u128) {
+    fn prefix<const N: usize>(text: &str) -> [u8; N] {
+        let mut bytes = [0; N];
+        let n = text.len().min(N);
+        bytes[..n].copy_from_slice(&text.as_bytes()[..n]);
+        bytes
+    }
+    (
+        u64::from_be_bytes(prefix(trust.as_str())),
+        u128::from_be_bytes(prefix(pathway)),
+    )
 }
 
 /// A refusal of what `principal`'s role may not see: "an analyst may not
@@ -1417,6 +1510,38 @@ impl Selected<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The CWT lines' sort key agrees with their order: a pair whose
+        /// key is less is less, whatever the pathway ids (longer than the
+        /// key, a prefix of the other, ending in a NUL byte).
+        #[test]
+        fn the_cwt_key_agrees_with_the_order(
+            // Few trusts, so that many pairs share one.
+            a in ("[AB]{3}[C]{0,1}", "[A-C0\\x00]{0,20}"),
+            b in ("[AB]{3}[C]{0,1}", "[A-C0\\x00]{0,20}"),
+        ) {
+            let trust = |code: &str| OdsCode::parse(code).expect("a trust's code");
+            let (ta, tb) = (trust(&a.0), trust(&b.0));
+            let (ka, kb) = (prefix_key(&ta, &a.1), prefix_key(&tb, &b.1));
+            let (a, b) = ((ta, &a.1), (tb, &b.1));
+            if ka < kb {
+                proptest::prop_assert!(a < b, "{a:?} {b:?}");
+            }
+            if ka == kb {
+                // Equal keys: one trust, and equal ids, or ids past or
+                // padded beyond the key's bytes.
+                proptest::prop_assert_eq!(a.0, b.0);
+                proptest::prop_assert!(
+                    a.1 == b.1
+                        || a.1.len().max(b.1.len()) > 16
+                        || a.1.contains('\0')
+                        || b.1.contains('\0'),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
 
     fn keys() -> PtlKeys {
         PtlKeys::sample()

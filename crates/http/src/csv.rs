@@ -70,7 +70,12 @@ impl Csv {
 fn push_field(out: &mut String, field: &str) {
     let formula = field.starts_with(['=', '+', '@', '\t', '\r'])
         || (field.starts_with('-') && field.parse::<f64>().is_err());
-    let quote = formula || field.contains([',', '"', '\n', '\r']);
+    // Bytes, not characters: each of these is one byte in UTF-8, and no
+    // byte of another character is one of them.
+    let quote = formula
+        || field
+            .bytes()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
     if !quote {
         out.push_str(field);
         return;

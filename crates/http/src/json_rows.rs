@@ -54,27 +54,35 @@ pub(crate) fn rows_on_every_core<T: Sync>(
 /// with their colons, once; a row is then copied name by name, a value
 /// escaped only when it holds a character JSON escapes.
 pub(crate) struct Object {
-    /// `"name":` as bytes, for each name in order.
-    names: Vec<Vec<u8>>,
+    /// What comes before each value, as bytes: `{"name":"` for the first,
+    /// `","name":"` for each other (the previous value's closing quote,
+    /// a comma, the name and the value's opening quote), so that a value
+    /// is written with two copies.
+    before: Vec<Vec<u8>>,
 }
 
 impl Object {
     pub(crate) fn new<'a>(
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<Object, serde_json::Error> {
-        let mut quoted = Vec::new();
+        let mut before = Vec::new();
         for name in names {
-            let mut out = serde_json::to_vec(name)?;
-            out.push(b':');
-            quoted.push(out);
+            let mut out = if before.is_empty() {
+                b"{".to_vec()
+            } else {
+                b"\",".to_vec()
+            };
+            serde_json::to_writer(&mut out, name)?;
+            out.extend_from_slice(b":\"");
+            before.push(out);
         }
-        Ok(Object { names: quoted })
+        Ok(Object { before })
     }
 
     /// An object's bytes besides its values: the names with their colons,
     /// the values' quotes, the commas and the braces.
     pub(crate) fn bytes(&self) -> usize {
-        self.names.iter().map(|name| name.len() + 3).sum::<usize>() + 1
+        self.before.iter().map(Vec::len).sum::<usize>() + 2
     }
 
     /// Writes `values` under the names, in order, as the object (as many
@@ -84,23 +92,22 @@ impl Object {
         out: &mut Vec<u8>,
         values: impl IntoIterator<Item = &'a str>,
     ) -> Result<(), serde_json::Error> {
-        out.push(b'{');
-        for (i, (name, value)) in self.names.iter().zip(values).enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(name);
+        let mut written = 0;
+        for (before, value) in self.before.iter().zip(values) {
+            out.extend_from_slice(before);
             // What serde_json escapes: control characters, quotes and
             // backslashes; anything else is written as it is.
             if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-                out.push(b'"');
                 out.extend_from_slice(value.as_bytes());
-                out.push(b'"');
             } else {
+                // serde writes the value with its own quotes.
+                out.pop();
                 serde_json::to_writer(&mut *out, value)?;
+                out.pop();
             }
+            written += 1;
         }
-        out.push(b'}');
+        out.extend_from_slice(if written == 0 { b"{}" } else { b"\"}" });
         Ok(())
     }
 }

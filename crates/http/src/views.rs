@@ -577,35 +577,42 @@ const CSV_SLICE: usize = 16_384;
 /// ([`crate::json_rows`]: written on one core through one growing buffer,
 /// the JSON took most of a past month's view at alliance scale). The lines
 /// are freed on a thread of their own once written.
-pub fn cwt_json(
-    period: Period,
-    lines: Vec<openptl_app::CwtLine>,
-) -> Result<Vec<Vec<u8>>, AppError> {
+pub fn cwt_json(period: Period, lines: openptl_app::CwtLines) -> Result<Vec<Vec<u8>>, AppError> {
+    let started = std::time::Instant::now();
     let failed = |e| AppError::Internal(Failure::caused_by("the CWT rows as JSON", e));
     // Each name quoted once, not on each of hundreds of thousands of rows.
     let row = crate::json_rows::Object::new(openptl_app::CwtLine::names()).map_err(failed)?;
     let names = row.bytes();
     let pieces = crate::json_rows::rows_on_every_core(
         ("period", &period),
-        &lines,
+        &lines.places(),
         CSV_SLICE,
         // Values rarely need escaping.
-        |line| names + line.items_len(),
-        |out, line| row.write(out, line.items()),
+        |&place| names + lines.at(place).items_len(),
+        |out, &place| row.write(out, lines.at(place).items()),
     );
     openptl_app::drop_later(lines);
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "CWT lines written as JSON"
+    );
     pieces.map_err(failed)
 }
 
 /// The monthly CWT data set submission as CSV (also `openptl export
 /// --format cwt`): the national item names as the header. The lines are
 /// freed on a thread of their own once written.
-pub fn cwt_csv(lines: Vec<openptl_app::CwtLine>) -> String {
+pub fn cwt_csv(lines: openptl_app::CwtLines) -> String {
+    let started = std::time::Instant::now();
     let header: Vec<&str> = openptl_app::CwtLine::names().collect();
     // About a hundred bytes a line.
-    let csv = Csv::on_every_core(&header, &lines, CSV_SLICE, 128, |out, l| {
-        out.row(l.items());
+    let csv = Csv::on_every_core(&header, &lines.places(), CSV_SLICE, 128, |out, &place| {
+        out.row(lines.at(place).items());
     });
     openptl_app::drop_later(lines);
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "CWT lines written as CSV"
+    );
     csv
 }
