@@ -54,7 +54,7 @@ const BLOCK: usize = 1024;
 /// place, so most comparisons read neither item: comparing the items
 /// themselves, scattered over memory, took two thirds of a 340,000-item
 /// sort.
-pub fn par_order_parts_by<T: Sync, K: Ord + Send + Sync>(
+pub(crate) fn par_order_parts_by<T: Sync, K: Ord + Send + Sync>(
     parts: &[Vec<T>],
     key: impl Fn(&T) -> K + Sync,
     order: impl Fn(&T, &T) -> std::cmp::Ordering + Sync,

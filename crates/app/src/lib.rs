@@ -48,7 +48,7 @@ pub use clock::{london_today, Clock, FixedClock, SystemClock};
 pub use clocks::ClockLine;
 pub use error::AppError;
 pub use evaluate::decode;
-pub use fold::{par_batches, par_order_parts_by};
+pub use fold::par_batches;
 pub use metrics::Metrics;
 pub use milestone_list::{MilestonePathway, MilestoneQuery, MILESTONE_COLUMNS};
 pub use offload::drop_later;

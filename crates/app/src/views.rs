@@ -420,21 +420,23 @@ impl Serialize for CwtLine {
 /// bytes, and moving them into one list took a third of their sort.
 ///
 /// As JSON, the list of its lines.
-#[derive(Default)]
 pub struct CwtLines {
     parts: Vec<Vec<CwtLine>>,
-    /// `(part, index)` of each line, in order.
-    order: Vec<(usize, usize)>,
+    /// Where each line lies, in order.
+    order: Vec<CwtPlace>,
 }
 
-/// Where a line lies in its [`CwtLines`].
+/// Where a line lies in its [`CwtLines`]: its part and its index there.
 #[derive(Clone, Copy, Debug)]
 pub struct CwtPlace(usize, usize);
 
 impl CwtLines {
     /// `parts`' lines in [`cwt_order`], worked out on every core.
     fn sorted(parts: Vec<Vec<CwtLine>>) -> CwtLines {
-        let order = crate::fold::par_order_parts_by(&parts, cwt_key, cwt_order);
+        let order = crate::fold::par_order_parts_by(&parts, cwt_key, cwt_order)
+            .into_iter()
+            .map(|(p, i)| CwtPlace(p, i))
+            .collect();
         CwtLines { parts, order }
     }
 
@@ -443,14 +445,15 @@ impl CwtLines {
         self.order.len()
     }
 
+    /// Whether there is no line.
     pub fn is_empty(&self) -> bool {
         self.order.is_empty()
     }
 
     /// Where the lines lie, in order: each read with [`CwtLines::at`]
     /// (lines written a slice at a time on every core).
-    pub fn places(&self) -> Vec<CwtPlace> {
-        self.order.iter().map(|&(p, i)| CwtPlace(p, i)).collect()
+    pub fn places(&self) -> &[CwtPlace] {
+        &self.order
     }
 
     /// The line at `place`, one of [`CwtLines::places`].
@@ -459,8 +462,8 @@ impl CwtLines {
     }
 
     /// The lines, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &CwtLine> {
-        self.order.iter().map(|&(p, i)| &self.parts[p][i])
+    fn iter(&self) -> impl Iterator<Item = &CwtLine> {
+        self.order.iter().map(|&place| self.at(place))
     }
 
     /// Every line, in the order they lie (for what does not depend on the
@@ -1044,11 +1047,13 @@ impl App {
                         self.past_split(as_of, at.known_at, Shown::period(period))
                             .await?
                             .recording(period),
-                        || vec![Vec::new()],
+                        Vec::new,
                         move |parts: &mut Vec<Vec<CwtLine>>, id, state| {
-                            if let Some(lines) = parts.last_mut() {
-                                add_cwt_lines(lines, id, state, period, &trusts);
+                            if parts.is_empty() {
+                                parts.push(Vec::new());
                             }
+                            let last = parts.len() - 1;
+                            add_cwt_lines(&mut parts[last], id, state, period, &trusts);
                         },
                         Vec::extend,
                         None,

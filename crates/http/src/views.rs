@@ -585,7 +585,7 @@ pub fn cwt_json(period: Period, lines: openptl_app::CwtLines) -> Result<Vec<Vec<
     let names = row.bytes();
     let pieces = crate::json_rows::rows_on_every_core(
         ("period", &period),
-        &lines.places(),
+        lines.places(),
         CSV_SLICE,
         // Values rarely need escaping.
         |&place| names + lines.at(place).items_len(),
@@ -606,7 +606,7 @@ pub fn cwt_csv(lines: openptl_app::CwtLines) -> String {
     let started = std::time::Instant::now();
     let header: Vec<&str> = openptl_app::CwtLine::names().collect();
     // About a hundred bytes a line.
-    let csv = Csv::on_every_core(&header, &lines.places(), CSV_SLICE, 128, |out, &place| {
+    let csv = Csv::on_every_core(&header, lines.places(), CSV_SLICE, 128, |out, &place| {
         out.row(lines.at(place).items());
     });
     openptl_app::drop_later(lines);
