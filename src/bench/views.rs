@@ -708,6 +708,8 @@ enum PastAggregate {
     Cwt,
     /// The same as CSV, as `GET /v1/returns/cwt` serves it by default.
     CwtCsv,
+    /// Every FDS clock behind the month's figures (decision 187).
+    Clocks,
 }
 
 impl PastAggregate {
@@ -720,12 +722,13 @@ impl PastAggregate {
         PastAggregate::Cwt,
     ];
     /// The views timed.
-    const TIMED: [PastAggregate; 5] = [
+    const TIMED: [PastAggregate; 6] = [
         PastAggregate::Standards,
         PastAggregate::Milestones,
         PastAggregate::Fit,
         PastAggregate::Cwt,
         PastAggregate::CwtCsv,
+        PastAggregate::Clocks,
     ];
 
     fn label(self) -> &'static str {
@@ -735,6 +738,7 @@ impl PastAggregate {
             PastAggregate::Fit => "FIT view (its month)",
             PastAggregate::Cwt => "CWT extract (its month)",
             PastAggregate::CwtCsv => "CWT submission as CSV (its month)",
+            PastAggregate::Clocks => "FDS clocks behind the figure (its month, every clock)",
         }
     }
 }
@@ -773,6 +777,12 @@ async fn past_aggregate(
         PastAggregate::Fit => serde_json::to_vec(&app.fit(at, Some(month), &all, system).await?.0)?,
         PastAggregate::CwtCsv => {
             openptl_http::cwt_csv(app.cwt(at, month, &all, system).await?.0).into_bytes()
+        }
+        PastAggregate::Clocks => {
+            let filter = openptl_rules::counted::ClockFilter::default();
+            let fds = openptl_rules::ClockKind::Fds;
+            let clocks = app.standard_clocks(at, fds, Some(month), &all, filter, system);
+            serde_json::to_vec(&clocks.await?.1)?
         }
     };
     Ok(vec![whole])

@@ -29,8 +29,21 @@ pub struct ClockLine {
 }
 
 impl PatientLine for ClockLine {
+    /// [`line_order`]'s first keys, then the pathway id's first 16 bytes.
+    type Key = (u8, bool, std::cmp::Reverse<i64>, u128);
+
     fn nhs_number(&mut self) -> &mut String {
         &mut self.nhs_number
+    }
+
+    fn key(&self) -> Self::Key {
+        let c = &self.clock;
+        (
+            rank(c.outcome()),
+            c.share == 0.0,
+            std::cmp::Reverse(c.days),
+            crate::fold::leading_bytes(&self.pathway_id),
+        )
     }
 }
 
@@ -200,11 +213,6 @@ impl Serialize for ClockLine {
 /// outcome charged to another trust (share 0); the longest waits first;
 /// then by pathway and trust.
 fn line_order(a: &ClockLine, b: &ClockLine) -> std::cmp::Ordering {
-    let rank = |o: ClockOutcome| match o {
-        ClockOutcome::Breached => 0,
-        ClockOutcome::WithinTarget => 1,
-        ClockOutcome::Excluded => 2,
-    };
     let (x, y) = (&a.clock, &b.clock);
     rank(x.outcome())
         .cmp(&rank(y.outcome()))
@@ -214,6 +222,16 @@ fn line_order(a: &ClockLine, b: &ClockLine) -> std::cmp::Ordering {
         .then_with(|| x.key.cmp(&y.key))
         .then_with(|| x.stop.cmp(&y.stop))
         .then_with(|| x.plan_id.cmp(&y.plan_id))
+}
+
+/// Where an outcome comes in a list: breaches first, then the clocks
+/// within target, then the excluded.
+fn rank(outcome: ClockOutcome) -> u8 {
+    match outcome {
+        ClockOutcome::Breached => 0,
+        ClockOutcome::WithinTarget => 1,
+        ClockOutcome::Excluded => 2,
+    }
 }
 
 impl App {

@@ -25,8 +25,17 @@ pub(crate) enum Indexed {
 
 /// A line of a list behind a figure.
 pub(crate) trait PatientLine: Send + Sync + 'static {
+    /// A summary of the line that the list's order agrees with: a line
+    /// whose key is less comes first (`fold::par_order_parts_by`; a list
+    /// of every clock of a month at alliance scale is hundreds of
+    /// thousands of lines).
+    type Key: Ord + Send + Sync;
+
     /// Its NHS number, to mask.
     fn nhs_number(&mut self) -> &mut String;
+
+    /// Its [`PatientLine::Key`].
+    fn key(&self) -> Self::Key;
 }
 
 impl App {
@@ -60,14 +69,15 @@ impl App {
             }
             None => None,
         };
-        let (lines, position) = match indexed {
-            Some((parts, position)) => (parts.into_iter().flatten().collect(), position),
+        let (parts, position) = match indexed {
+            Some((parts, position)) => (parts, position),
             None => {
                 let split = self.past_split(as_of, known_at, shown).await?;
+                // One part per core's fold: merged, not copied.
                 self.fold_states(
                     split,
                     Vec::new,
-                    move |lines, id, state| add(lines, id, state),
+                    move |parts, id, state| add(crate::fold::last_part(parts), id, state),
                     Vec::extend,
                     None,
                 )
@@ -77,8 +87,13 @@ impl App {
         let nhs_numbers = principal.sees_nhs_numbers();
         let lines = self
             .off_workers(move || {
-                let mut lines = lines;
-                lines.sort_unstable_by(order);
+                let mut lines = crate::fold::par_sort_parts_by(parts, L::key, order);
+                // The key agrees with the order (checked in every test that
+                // asks for a list).
+                debug_assert!(
+                    lines.windows(2).all(|w| order(&w[0], &w[1]).is_le()),
+                    "a list's key disagrees with its order"
+                );
                 if !nhs_numbers {
                     for line in &mut lines {
                         let number = line.nhs_number();

@@ -27,8 +27,19 @@ pub struct MilestonePathway {
 }
 
 impl PatientLine for MilestonePathway {
+    /// [`line_order`]'s keys, the pathway id's first 16 bytes for the id.
+    type Key = (std::cmp::Reverse<Option<i64>>, chrono::NaiveDate, u128);
+
     fn nhs_number(&mut self) -> &mut String {
         &mut self.nhs_number
+    }
+
+    fn key(&self) -> Self::Key {
+        (
+            std::cmp::Reverse(self.line.days_late),
+            self.line.milestone.due_date,
+            crate::fold::leading_bytes(&self.pathway_id),
+        )
     }
 }
 

@@ -437,7 +437,15 @@ impl CwtLines {
             .into_iter()
             .map(|(p, i)| CwtPlace(p, i))
             .collect();
-        CwtLines { parts, order }
+        let lines = CwtLines { parts, order };
+        debug_assert!(
+            lines
+                .order
+                .windows(2)
+                .all(|w| cwt_order(lines.at(w[0]), lines.at(w[1])).is_le()),
+            "the CWT lines' key disagrees with their order"
+        );
+        lines
     }
 
     /// How many lines.
@@ -1048,12 +1056,9 @@ impl App {
                             .await?
                             .recording(period),
                         Vec::new,
-                        move |parts: &mut Vec<Vec<CwtLine>>, id, state| {
-                            if parts.is_empty() {
-                                parts.push(Vec::new());
-                            }
-                            let last = parts.len() - 1;
-                            add_cwt_lines(&mut parts[last], id, state, period, &trusts);
+                        move |parts, id, state| {
+                            let lines = crate::fold::last_part(parts);
+                            add_cwt_lines(lines, id, state, period, &trusts);
                         },
                         Vec::extend,
                         None,
@@ -1168,15 +1173,12 @@ fn cwt_key(line: &CwtLine) -> (u64, u128) {
 /// big-endian numbers: if the key of one pair is less than another's, so
 /// is the pair ([`cwt_key`]).
 fn prefix_key(trust: &OdsCode, pathway: &str) -> (u64, u128) {
-    fn prefix<const N: usize>(text: &str) -> [u8; N] {
-        let mut bytes = [0; N];
-        let n = text.len().min(N);
-        bytes[..n].copy_from_slice(&text.as_bytes()[..n]);
-        bytes
-    }
+    let mut code = [0; 8];
+    let n = trust.as_str().len().min(8);
+    code[..n].copy_from_slice(&trust.as_str().as_bytes()[..n]);
     (
-        u64::from_be_bytes(prefix(trust.as_str())),
-        u128::from_be_bytes(prefix(pathway)),
+        u64::from_be_bytes(code),
+        crate::fold::leading_bytes(pathway),
     )
 }
 
