@@ -271,7 +271,8 @@ pub async fn views(
                     &system,
                 )
                 .await?;
-            Ok(serde_json::to_vec(&lines)?)
+            // As `GET /v1/standards/fds/clocks` serves it.
+            Ok(openptl_http::list_json(serde_json::json!({}), lines)?)
         })
         .await?;
         report(&format!("FDS clocks behind the figure ({name})"), times);
@@ -782,7 +783,10 @@ async fn past_aggregate(
             let filter = openptl_rules::counted::ClockFilter::default();
             let fds = openptl_rules::ClockKind::Fds;
             let clocks = app.standard_clocks(at, fds, Some(month), &all, filter, system);
-            serde_json::to_vec(&clocks.await?.1)?
+            return Ok(openptl_http::list_json(
+                serde_json::json!({}),
+                clocks.await?.1,
+            )?);
         }
     };
     Ok(vec![whole])

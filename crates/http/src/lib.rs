@@ -29,6 +29,7 @@ use openptl_app::{App, AppError, PathwayQuery, MAX_BATCH};
 use serde_json::{json, Value};
 
 pub use auth::FailedAuth;
+pub use clocks::list_json;
 pub use error::{ApiError, HttpError, Limited};
 pub use fit::fit_csv;
 pub use serve::{serve, ServeLimits};
