@@ -272,7 +272,7 @@ pub async fn views(
                 )
                 .await?;
             // As `GET /v1/standards/fds/clocks` serves it.
-            Ok(openptl_http::list_json(serde_json::json!({}), lines)?)
+            Ok(openptl_http::list_json(serde_json::Map::new(), lines)?)
         })
         .await?;
         report(&format!("FDS clocks behind the figure ({name})"), times);
@@ -754,7 +754,8 @@ async fn past_aggregate(
 ) -> anyhow::Result<Vec<Vec<u8>>> {
     let all = openptl_app::TrustFilter::default();
     let month = Period::of(app.as_of(at.as_of, at.known_at));
-    // The CWT submission as JSON is sent in pieces; every other view, in one.
+    // The CWT submission as JSON and the lists are sent in pieces; every
+    // other view, in one.
     let whole = match view {
         PastAggregate::Cwt => {
             let lines = app.cwt(at, month, &all, system).await?.0;
@@ -784,7 +785,7 @@ async fn past_aggregate(
             let fds = openptl_rules::ClockKind::Fds;
             let clocks = app.standard_clocks(at, fds, Some(month), &all, filter, system);
             return Ok(openptl_http::list_json(
-                serde_json::json!({}),
+                serde_json::Map::new(),
                 clocks.await?.1,
             )?);
         }

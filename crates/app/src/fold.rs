@@ -77,8 +77,8 @@ pub(crate) fn par_order_parts_by<T: Sync, K: Ord + Send + Sync>(
 }
 
 /// The items of `parts` as one list, in the order of
-/// [`par_order_parts_by`] (which see for `key`), each moved once into its
-/// place: for a list its readers take whole.
+/// [`par_order_parts_by`] (which see for `key`), each moved into its place
+/// after the sort (never during it): for a list its readers take whole.
 pub(crate) fn par_sort_parts_by<T: Send + Sync, K: Ord + Send + Sync>(
     parts: Vec<Vec<T>>,
     key: impl Fn(&T) -> K + Sync,
@@ -89,10 +89,12 @@ pub(crate) fn par_sort_parts_by<T: Send + Sync, K: Ord + Send + Sync>(
         .into_iter()
         .map(|items| items.into_iter().map(Some).collect())
         .collect();
-    // Each place is named once, so each item is taken once.
+    // Each place is named once (property-tested), so each item is taken
+    // once: a place named twice would be a bug of the sort, not of its
+    // input.
     places
         .into_iter()
-        .filter_map(|(p, i)| slots.get_mut(p)?.get_mut(i)?.take())
+        .map(|(p, i)| slots[p][i].take().expect("each place is named once"))
         .collect()
 }
 

@@ -70,7 +70,7 @@ impl App {
             None => None,
         };
         let (parts, position) = match indexed {
-            Some((parts, position)) => (parts, position),
+            Some(found) => found,
             None => {
                 let split = self.past_split(as_of, known_at, shown).await?;
                 // One part per core's fold: merged, not copied.

@@ -183,12 +183,12 @@ pub async fn get_standard_clocks(
     // Shares are 0, ½ or 1 (SPEC 2.4): their sum is exact (`+ 0.0`: the
     // sum of no shares is -0.0).
     let share: f64 = lines.iter().map(|l| l.clock.share).sum::<f64>() + 0.0;
-    let head = json!({
-        "standard": standard,
-        "period": period,
-        "position": position,
-        "share": share,
-    });
+    let head = serde_json::Map::from_iter([
+        ("standard".into(), json!(standard)),
+        ("period".into(), json!(period)),
+        ("position".into(), json!(position)),
+        ("share".into(), json!(share)),
+    ]);
     list_response(&app, lines, csv, ClockLine::items, head).await
 }
 
@@ -201,7 +201,7 @@ pub(crate) async fn list_response<L: serde::Serialize + Send + Sync + 'static>(
     lines: Vec<L>,
     csv: Option<(Vec<&'static str>, String)>,
     items: fn(&L) -> Vec<String>,
-    head: serde_json::Value,
+    head: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Response, HttpError> {
     if let Some((columns, name)) = csv {
         let body = app
@@ -224,13 +224,10 @@ pub(crate) async fn list_response<L: serde::Serialize + Send + Sync + 'static>(
 /// sent as they are (`openptl bench --views` times it so). The lines are
 /// freed on a thread of their own once written.
 pub fn list_json<L: serde::Serialize + Send + Sync + 'static>(
-    head: serde_json::Value,
+    mut head: serde_json::Map<String, serde_json::Value>,
     lines: Vec<L>,
 ) -> Result<Vec<Vec<u8>>, AppError> {
-    let mut head = match head {
-        serde_json::Value::Object(head) => head,
-        _ => serde_json::Map::new(),
-    };
+    debug_assert!(!head.contains_key("rows"), "the rows follow the head");
     head.insert("total".into(), json!(lines.len()));
     let pieces = crate::json_rows::object_with_rows(&head, &lines, LIST_SLICE);
     openptl_app::drop_later(lines);

@@ -46,10 +46,14 @@ pub(crate) fn object_with_rows<T: Serialize + Sync>(
         first,
         items,
         slice,
-        |_| 256,
+        |_| ROW_BYTES,
         |out, item| serde_json::to_writer(out, item),
     )
 }
+
+/// About the bytes of a list's row as JSON (a line behind a figure is a
+/// score of named fields), for the buffers' size.
+const ROW_BYTES: usize = 256;
 
 /// `first` (an object's opening, up to where its rows go), then
 /// `"rows": [items…]}`, as pieces in order ([`rows_on_every_core`]).

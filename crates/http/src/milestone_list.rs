@@ -80,13 +80,13 @@ pub async fn get_milestone_pathways(
     let csv = wants_csv(&headers, &params)?;
     let (lines, position) = app.milestone_pathways(&query, &principal).await?;
     let csv = csv.then(|| (MILESTONE_COLUMNS.to_vec(), file_name(&query)));
-    let head = json!({
-        "tumour_site": query.tumour_site,
-        "milestone": query.milestone,
-        "status": query.status,
-        "period": query.period,
-        "position": position,
-    });
+    let head = serde_json::Map::from_iter([
+        ("tumour_site".into(), json!(query.tumour_site)),
+        ("milestone".into(), json!(query.milestone)),
+        ("status".into(), json!(query.status)),
+        ("period".into(), json!(query.period)),
+        ("position".into(), json!(position)),
+    ]);
     crate::clocks::list_response(&app, lines, csv, MilestonePathway::items, head).await
 }
 
