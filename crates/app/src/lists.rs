@@ -59,7 +59,7 @@ impl App {
     ) -> Result<(Vec<L>, u64), AppError> {
         let (as_of, known_at) = at;
         let add = Arc::new(add);
-        let indexed = match indexed {
+        let found = match indexed {
             Some(indexed) => {
                 let add = add.clone();
                 self.todays_indexed_lines(as_of, known_at, indexed, move |lines, id, state| {
@@ -69,10 +69,17 @@ impl App {
             }
             None => None,
         };
-        let (parts, position) = match indexed {
+        let (parts, position) = match found {
             Some(found) => found,
             None => {
                 let split = self.past_split(as_of, known_at, shown).await?;
+                // A list of a month's CWT-recorded pathways reads, as of any
+                // moment, only those the split finds with records in it
+                // (decision 211), as the CWT submission does.
+                let split = match indexed {
+                    Some(Indexed::CwtRecords(month)) => split.recording(month),
+                    _ => split,
+                };
                 // One part per core's fold: merged, not copied.
                 self.fold_states(
                     split,

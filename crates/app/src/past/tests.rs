@@ -13,6 +13,7 @@ use crate::aggregates::last_week::last_sunday;
 use crate::histories::{op, run, runtime};
 use crate::views::{PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
 use crate::App;
+use openptl_rules::counted::ClockFilter;
 use openptl_rules::{ClockKind, Period, TumourSite};
 
 /// The same view read fast and read by the full re-evaluation, as JSON.
@@ -113,6 +114,16 @@ async fn check_for(
                 })
                 .await;
                 prop_assert_eq!(fast, full, "{:?} {:?} at {:?}", standard, period, at);
+                // The clocks behind the figure (read through the pathways
+                // with CWT records in the month, decision 211).
+                let (fast, full) = both(app, async || {
+                    let filter = ClockFilter::default();
+                    app.standard_clocks(at, *standard, Some(period), trusts, filter, &system)
+                        .await
+                        .map(|(_, lines, position)| (lines, position))
+                })
+                .await;
+                prop_assert_eq!(fast, full, "clocks {:?} {:?} at {:?}", standard, period, at);
             }
             // One tumour site (kept from the cells at the end).
             let site = Some(TumourSite::LowerGi);
@@ -128,6 +139,33 @@ async fn check_for(
             })
             .await;
             prop_assert_eq!(fast, full, "milestones {:?} of a site at {:?}", period, at);
+            // The pathways behind a milestone figure.
+            let first = app.config.template_for(TumourSite::LowerGi).milestone[0]
+                .name
+                .to_string();
+            for referred in [None, Some(period)] {
+                let query = crate::MilestoneQuery {
+                    at: at.clone(),
+                    period: referred,
+                    trusts: trusts.clone(),
+                    tumour_site: TumourSite::LowerGi,
+                    milestone: first.clone(),
+                    status: None,
+                };
+                let (fast, full) = both(app, async || {
+                    app.milestone_pathways(&query, &system)
+                        .await
+                        .map(|(lines, position)| {
+                            let lines: Vec<_> = lines
+                                .into_iter()
+                                .map(|l| (l.pathway_id, format!("{:?}", l.line)))
+                                .collect();
+                            (lines, position)
+                        })
+                })
+                .await;
+                prop_assert_eq!(fast, full, "milestone pathways {:?} at {:?}", referred, at);
+            }
             for month in [None, Some(period)] {
                 let (fast, full) = both(app, async || {
                     app.milestones(at, month, trusts, None, &system).await
