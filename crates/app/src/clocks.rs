@@ -273,7 +273,8 @@ impl App {
         };
         // Today, this month's and last month's lists read only the
         // pathways with CWT records in the month (every month a pathway
-        // counts in a standard holds some).
+        // counts in a standard holds some); a list of another moment
+        // passes over the states without records in it (decision 211).
         let (lines, position) = self
             .patient_list(
                 (as_of, at.known_at),

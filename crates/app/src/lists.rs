@@ -14,7 +14,10 @@ use crate::views::mask;
 use crate::{App, AppError};
 
 /// Which of today's pathways a list can take its lines from, as today's
-/// aggregates index them: the caller's lines must come only from those.
+/// aggregates index them: the caller's lines must come only from those,
+/// and, for [`Indexed::CwtRecords`], only from a pathway whose state as of
+/// the list's moment has CWT records in the month (a past list passes over
+/// the others, decision 211).
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Indexed {
     /// Those with CWT records in this month or the last (decision 149).
@@ -45,7 +48,9 @@ impl App {
     /// A list of today, as known now, with `indexed` reads only the
     /// pathways today's aggregates index so (the CWT records of this month
     /// or the last, the milestones undecided): the caller's lines must
-    /// come only from those.
+    /// come only from those. A list of another moment with a month's CWT
+    /// records passes over the states without records in the month, as the
+    /// CWT submission does (decision 211).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn patient_list<L: PatientLine>(
         &self,

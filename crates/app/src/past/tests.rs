@@ -13,7 +13,7 @@ use crate::aggregates::last_week::last_sunday;
 use crate::histories::{op, run, runtime};
 use crate::views::{PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
 use crate::App;
-use openptl_rules::counted::ClockFilter;
+use openptl_rules::counted::{ClockFilter, ClockOutcome};
 use openptl_rules::{ClockKind, Period, TumourSite};
 
 /// The same view read fast and read by the full re-evaluation, as JSON.
@@ -125,6 +125,18 @@ async fn check_for(
                 .await;
                 prop_assert_eq!(fast, full, "clocks {:?} {:?} at {:?}", standard, period, at);
             }
+            // The excluded FDS clocks (each in the month of its exclusion).
+            let (fast, full) = both(app, async || {
+                let filter = ClockFilter {
+                    outcome: Some(ClockOutcome::Excluded),
+                    ..ClockFilter::default()
+                };
+                app.standard_clocks(at, ClockKind::Fds, Some(period), trusts, filter, &system)
+                    .await
+                    .map(|(_, lines, position)| (lines, position))
+            })
+            .await;
+            prop_assert_eq!(fast, full, "excluded FDS clocks {:?} at {:?}", period, at);
             // One tumour site (kept from the cells at the end).
             let site = Some(TumourSite::LowerGi);
             let (fast, full) = both(app, async || {
