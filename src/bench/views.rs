@@ -711,6 +711,10 @@ enum PastAggregate {
     CwtCsv,
     /// Every FDS clock behind the month's figures (decision 187).
     Clocks,
+    /// Every lower GI pathway behind the diagnosis milestone's figures,
+    /// of every referral month and status (decision 190): every state
+    /// read.
+    MilestonePathways,
 }
 
 impl PastAggregate {
@@ -723,13 +727,14 @@ impl PastAggregate {
         PastAggregate::Cwt,
     ];
     /// The views timed.
-    const TIMED: [PastAggregate; 6] = [
+    const TIMED: [PastAggregate; 7] = [
         PastAggregate::Standards,
         PastAggregate::Milestones,
         PastAggregate::Fit,
         PastAggregate::Cwt,
         PastAggregate::CwtCsv,
         PastAggregate::Clocks,
+        PastAggregate::MilestonePathways,
     ];
 
     fn label(self) -> &'static str {
@@ -740,6 +745,9 @@ impl PastAggregate {
             PastAggregate::Cwt => "CWT extract (its month)",
             PastAggregate::CwtCsv => "CWT submission as CSV (its month)",
             PastAggregate::Clocks => "FDS clocks behind the figure (its month, every clock)",
+            PastAggregate::MilestonePathways => {
+                "lower GI pathways behind the diagnosis milestone (every month and status)"
+            }
         }
     }
 }
@@ -788,6 +796,18 @@ async fn past_aggregate(
                 serde_json::Map::new(),
                 clocks.await?.1,
             )?);
+        }
+        PastAggregate::MilestonePathways => {
+            let query = openptl_app::MilestoneQuery {
+                at: at.clone(),
+                period: None,
+                trusts: all,
+                tumour_site: openptl_rules::TumourSite::LowerGi,
+                milestone: "diagnosis_communicated".into(),
+                status: None,
+            };
+            let lines = app.milestone_pathways(&query, system).await?.0;
+            return Ok(openptl_http::list_json(serde_json::Map::new(), lines)?);
         }
     };
     Ok(vec![whole])

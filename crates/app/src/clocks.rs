@@ -280,6 +280,7 @@ impl App {
                 (as_of, at.known_at),
                 Shown::period(period),
                 Some(Indexed::CwtRecords(period)),
+                None,
                 principal,
                 "standards_clocks",
                 add,

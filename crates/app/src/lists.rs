@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use openptl_rules::{PathwayState, Period};
+use openptl_rules::{PathwayState, Period, TumourSite};
 
 use crate::access::Principal;
 use crate::past::Shown;
@@ -50,13 +50,16 @@ impl App {
     /// or the last, the milestones undecided): the caller's lines must
     /// come only from those. A list of another moment with a month's CWT
     /// records passes over the states without records in the month, as the
-    /// CWT submission does (decision 211).
+    /// CWT submission does (decision 211); with a tumour `site`, whose
+    /// pathways alone `add` gives lines of, over the states of other sites
+    /// (decision 212).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn patient_list<L: PatientLine>(
         &self,
         at: (NaiveDate, Option<DateTime<Utc>>),
         shown: Shown,
         indexed: Option<Indexed>,
+        site: Option<TumourSite>,
         principal: &Principal,
         action: &'static str,
         add: impl Fn(&mut Vec<L>, &str, &PathwayState) + Send + Sync + 'static,
@@ -84,6 +87,10 @@ impl App {
                 let split = match indexed {
                     Some(Indexed::CwtRecords(month)) => split.recording(month),
                     _ => split,
+                };
+                let split = match site {
+                    Some(site) => split.of_site(site),
+                    None => split,
                 };
                 // One part per core's fold: merged, not copied.
                 self.fold_states(

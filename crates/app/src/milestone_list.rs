@@ -205,6 +205,8 @@ impl App {
             (as_of, query.at.known_at),
             shown,
             undecided.then_some(Indexed::MilestoneUndecided),
+            // Lines come only from the site's pathways (`milestone_line`).
+            Some(query.tumour_site),
             principal,
             "milestone_pathways",
             add,

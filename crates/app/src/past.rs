@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_rules::pathway::Settled;
-use openptl_rules::{ClockKind, PathwayState, Period};
+use openptl_rules::{ClockKind, PathwayState, Period, TumourSite};
 
 use crate::fold::par_batches;
 use crate::packed::{ClockFields, EarlierState, Packed, Packer};
@@ -365,6 +365,7 @@ pub(crate) fn moved_as_of(
         read_all: false,
         counted: Counted::Nothing,
         recorded: None,
+        site: None,
     };
     let (on_ptl, settled_from) = packed.on_ptl_settled_from();
     let head = (on_ptl, settled_from, packed.span());
@@ -535,6 +536,11 @@ pub(crate) struct Split {
     /// earlier state kept only if its own record months say so (decision
     /// 171).
     recorded: Option<Period>,
+    /// The tumour site whose states the view reads, and only those: a
+    /// state of another site is passed over where it is moved, before it
+    /// is unpacked (decision 212). (Histories read back are evaluated
+    /// whole; the view's own filter leaves out those of other sites.)
+    site: Option<TumourSite>,
 }
 
 /// A state a split moves: its pathway, packed bytes and version as known
@@ -772,6 +778,21 @@ impl Split {
         }
     }
 
+    /// The same split for a view whose lines all come from states of
+    /// tumour site `site` (a milestone list, decision 212): the states of
+    /// other sites it moves are passed over before they are unpacked.
+    pub(crate) fn of_site(self, site: TumourSite) -> Split {
+        Split {
+            site: Some(site),
+            ..self
+        }
+    }
+
+    /// The tumour site the view reads only, if any ([`Split::of_site`]).
+    pub(crate) fn site(&self) -> Option<TumourSite> {
+        self.site
+    }
+
     /// Whether this view's states are still those it saw at `position`:
     /// none of the records since is known by its moment, or each affects
     /// only dates after its date (decision 147's rule).
@@ -914,6 +935,7 @@ impl App {
             read_all: self.past_views_read_all(),
             counted: Counted::Nothing,
             recorded: None,
+            site: None,
         }
     }
 

@@ -679,6 +679,18 @@ impl Packer {
         Ok(milestones)
     }
 
+    /// The tumour site of the state packed in `bytes`, read without the
+    /// rest: a view of one site's pathways passes over the others' states
+    /// before unpacking them (decision 212).
+    pub fn tumour_site_of(&self, bytes: &[u8]) -> Result<TumourSite, Unreadable> {
+        let mut r = Reader::new(bytes);
+        r.head()?;
+        r.take(10)?; // the NHS number
+        r.skip_text()?; // the trust
+        r.skip_text()?; // the referring trust
+        r.code(TumourSite::from_index)
+    }
+
     /// What of the state packed in `bytes` its clocks are observed with
     /// ([`ClockFields`]), read without the rest: the fields before its
     /// clocks are passed over, and nothing after its treatment periods is

@@ -127,6 +127,10 @@ enum Take {
     Dropped,
 }
 
+/// A moved state's pathway, packed bytes and version as known then
+/// ([`PastStates::moved_bytes`]).
+type MovedBytes<'s> = (&'s Arc<str>, &'s [u8], Option<u64>);
+
 impl<'a> PastStates<'a> {
     pub(super) fn new(
         snapshot: &'a Snapshot,
@@ -403,6 +407,9 @@ impl<'a> PastStates<'a> {
                         scope.spawn(move || {
                             let packer = this.at.packer.with_own_names();
                             for (part, i) in items.iter().rev() {
+                                if this.of_another_site(&packer, *part, *i) {
+                                    continue;
+                                }
                                 let (id, current) = this.moved(&packer, *part, *i)?;
                                 if this.take_state(taken, &id, &current) == Take::PassOn {
                                     list.push((id, current));
@@ -501,16 +508,12 @@ impl<'a> PastStates<'a> {
         more
     }
 
-    /// The `i`th moved state of a part, unpacked and moved to the view's
-    /// date.
-    fn moved(
-        &self,
-        packer: &Packer,
-        part: usize,
-        i: usize,
-    ) -> Result<(Arc<str>, Current), AppError> {
+    /// The `i`th moved state of a part: its pathway, packed bytes (its
+    /// own, an earlier state's or a replaced one's) and version as known
+    /// then, when records came later.
+    fn moved_bytes(&self, part: usize, i: usize) -> Result<MovedBytes<'_>, AppError> {
         let part = &self.snapshot.parts[part];
-        let (id, bytes, known) = match part.moved.get(i) {
+        Ok(match part.moved.get(i) {
             Some((id, end, known)) => {
                 let start = if i == 0 { 0 } else { part.moved[i - 1].1 };
                 (id, &part.bytes[start..*end], *known)
@@ -524,7 +527,31 @@ impl<'a> PastStates<'a> {
                     .ok_or_else(|| AppError::internal("a kept state taken is not found"))?;
                 (id, bytes, Some(*known))
             }
-        };
+        })
+    }
+
+    /// Whether the `i`th moved state of a part is of another tumour site
+    /// than the one the view reads only ([`super::Split::of_site`]): passed
+    /// over unread. (Bytes that do not say are unpacked, and so fail
+    /// there.)
+    fn of_another_site(&self, packer: &Packer, part: usize, i: usize) -> bool {
+        self.snapshot.how.site().is_some_and(|site| {
+            self.moved_bytes(part, i)
+                .ok()
+                .and_then(|(_, bytes, _)| packer.tumour_site_of(bytes).ok())
+                .is_some_and(|found| found != site)
+        })
+    }
+
+    /// The `i`th moved state of a part, unpacked and moved to the view's
+    /// date.
+    fn moved(
+        &self,
+        packer: &Packer,
+        part: usize,
+        i: usize,
+    ) -> Result<(Arc<str>, Current), AppError> {
+        let (id, bytes, known) = self.moved_bytes(part, i)?;
         let (state, version) = packer
             .unpack_bytes(bytes)
             .map_err(crate::projection::unpack_failed)?;
