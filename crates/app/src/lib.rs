@@ -33,6 +33,7 @@ pub mod problem;
 pub mod projection;
 pub mod proxies;
 mod ptl_index;
+mod ptl_page;
 mod read;
 mod snapshot;
 pub mod tokens;
@@ -57,6 +58,7 @@ pub use offload::drop_later;
 pub use openptl_log::Failure;
 pub use problem::{ApiError, Kind, Limited, Problem};
 pub use projection::{MemoryUse, Projection};
+pub use ptl_page::*;
 pub use read::{Amendment, EventView, PathwayQuery, PathwayView};
 pub use views::*;
 
