@@ -700,7 +700,7 @@ async fn append_note(
 }
 
 /// An aggregate view of a past month, for [`past_aggregate`].
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum PastAggregate {
     Standards,
     Milestones,
@@ -711,6 +711,8 @@ enum PastAggregate {
     CwtCsv,
     /// Every FDS clock behind the month's figures (decision 187).
     Clocks,
+    /// The same of lower GI pathways only (decision 213).
+    SiteClocks,
     /// Every lower GI pathway behind the diagnosis milestone's figures,
     /// of every referral month and status (decision 190): every state
     /// read.
@@ -727,13 +729,14 @@ impl PastAggregate {
         PastAggregate::Cwt,
     ];
     /// The views timed.
-    const TIMED: [PastAggregate; 7] = [
+    const TIMED: [PastAggregate; 8] = [
         PastAggregate::Standards,
         PastAggregate::Milestones,
         PastAggregate::Fit,
         PastAggregate::Cwt,
         PastAggregate::CwtCsv,
         PastAggregate::Clocks,
+        PastAggregate::SiteClocks,
         PastAggregate::MilestonePathways,
     ];
 
@@ -745,6 +748,9 @@ impl PastAggregate {
             PastAggregate::Cwt => "CWT extract (its month)",
             PastAggregate::CwtCsv => "CWT submission as CSV (its month)",
             PastAggregate::Clocks => "FDS clocks behind the figure (its month, every clock)",
+            PastAggregate::SiteClocks => {
+                "FDS clocks behind the figure (its month, every lower GI clock)"
+            }
             PastAggregate::MilestonePathways => {
                 "lower GI pathways behind the diagnosis milestone (every month and status)"
             }
@@ -788,8 +794,12 @@ async fn past_aggregate(
         PastAggregate::CwtCsv => {
             openptl_http::cwt_csv(app.cwt(at, month, &all, system).await?.0).into_bytes()
         }
-        PastAggregate::Clocks => {
-            let filter = openptl_rules::counted::ClockFilter::default();
+        PastAggregate::Clocks | PastAggregate::SiteClocks => {
+            let filter = openptl_rules::counted::ClockFilter {
+                tumour_site: (view == PastAggregate::SiteClocks)
+                    .then_some(openptl_rules::TumourSite::LowerGi),
+                ..openptl_rules::counted::ClockFilter::default()
+            };
             let fds = openptl_rules::ClockKind::Fds;
             let clocks = app.standard_clocks(at, fds, Some(month), &all, filter, system);
             return Ok(openptl_http::list_json(

@@ -255,6 +255,7 @@ impl App {
         self.wait_for(at.min_position).await;
         let as_of = self.as_of(at.as_of, at.known_at);
         let period = period.unwrap_or_else(|| Period::of(as_of));
+        let site = filter.tumour_site;
         let add = move |lines: &mut Vec<ClockLine>, id: &str, state: &PathwayState| {
             counted_clocks(
                 state,
@@ -274,13 +275,15 @@ impl App {
         // Today, this month's and last month's lists read only the
         // pathways with CWT records in the month (every month a pathway
         // counts in a standard holds some); a list of another moment
-        // passes over the states without records in it (decision 211).
+        // passes over the states without records in it (decision 211),
+        // and, of one tumour site, over those of other sites (a clock's
+        // site is its pathway's: decision 213).
         let (lines, position) = self
             .patient_list(
                 (as_of, at.known_at),
                 Shown::period(period),
                 Some(Indexed::CwtRecords(period)),
-                None,
+                site,
                 principal,
                 "standards_clocks",
                 add,

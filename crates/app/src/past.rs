@@ -779,7 +779,8 @@ impl Split {
     }
 
     /// The same split for a view whose lines all come from states of
-    /// tumour site `site` (a milestone list, decision 212): the states of
+    /// tumour site `site` (a milestone list, decision 212; the clocks
+    /// behind a standards figure of one site, decision 213): the states of
     /// other sites it moves are passed over before they are unpacked.
     pub(crate) fn of_site(self, site: TumourSite) -> Split {
         Split {

@@ -125,6 +125,26 @@ async fn check_for(
                 })
                 .await;
                 prop_assert_eq!(fast, full, "clocks {:?} {:?} at {:?}", standard, period, at);
+                // Of one tumour site (the other sites' states passed over
+                // unread, decision 213).
+                let (fast, full) = both(app, async || {
+                    let filter = ClockFilter {
+                        tumour_site: Some(TumourSite::LowerGi),
+                        ..ClockFilter::default()
+                    };
+                    app.standard_clocks(at, *standard, Some(period), trusts, filter, &system)
+                        .await
+                        .map(|(_, lines, position)| (lines, position))
+                })
+                .await;
+                prop_assert_eq!(
+                    fast,
+                    full,
+                    "site's clocks {:?} {:?} at {:?}",
+                    standard,
+                    period,
+                    at
+                );
             }
             // The excluded FDS clocks (each in the month of its exclusion).
             let (fast, full) = both(app, async || {
