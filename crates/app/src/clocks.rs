@@ -251,9 +251,7 @@ impl App {
         if !principal.reads_patients() {
             return Err(forbidden(principal, "the list names patients"));
         }
-        let trusts = trusts.within(&principal.trusts);
-        self.wait_for(at.min_position).await;
-        let as_of = self.as_of(at.as_of, at.known_at);
+        let (trusts, as_of) = self.view_scope(at, trusts, principal).await;
         let period = period.unwrap_or_else(|| Period::of(as_of));
         let site = filter.tumour_site;
         let add = move |lines: &mut Vec<ClockLine>, id: &str, state: &PathwayState| {

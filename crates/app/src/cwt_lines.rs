@@ -155,9 +155,7 @@ impl App {
         trusts: &TrustFilter,
         principal: &Principal,
     ) -> Result<(CwtLines, u64), AppError> {
-        let trusts = trusts.within(&principal.trusts);
-        self.wait_for(at.min_position).await;
-        let as_of = self.as_of(at.as_of, at.known_at);
+        let (trusts, as_of) = self.view_scope(at, trusts, principal).await;
         let indexed = {
             let trusts = trusts.clone();
             self.todays_indexed_lines(

@@ -26,9 +26,7 @@ impl App {
         trusts: &TrustFilter,
         principal: &Principal,
     ) -> Result<(FitReport, u64), AppError> {
-        let trusts = trusts.within(&principal.trusts);
-        self.wait_for(at.min_position).await;
-        let as_of = self.as_of(at.as_of, at.known_at);
+        let (trusts, as_of) = self.view_scope(at, trusts, principal).await;
         let period = period.unwrap_or_else(|| Period::of(as_of));
         let config = self.config.clone();
         let (visible, rules) = (trusts.clone(), config.clone());

@@ -276,9 +276,7 @@ impl App {
         tumour_site: Option<TumourSite>,
         principal: &Principal,
     ) -> Result<(MonthEndProjection, u64), AppError> {
-        let trusts = trusts.within(&principal.trusts);
-        self.wait_for(at.min_position).await;
-        let as_of = self.as_of(at.as_of, at.known_at);
+        let (trusts, as_of) = self.view_scope(at, trusts, principal).await;
         let period = forecast_period(period, as_of)?;
         let (inputs, position) = self
             .forecast_inputs(at, as_of, &[standard], period, &trusts, tumour_site)
@@ -322,9 +320,7 @@ impl App {
                 "clocks are patient-level",
             ));
         }
-        let trusts = TrustFilter(None).within(&principal.trusts);
-        self.wait_for(at.min_position).await;
-        let as_of = self.as_of(at.as_of, at.known_at);
+        let (trusts, as_of) = self.view_scope(at, &TrustFilter(None), principal).await;
         self.with_every_state(as_of, at.known_at, move |seen| {
             seen.filter(|s| trusts.allows(s.state().trust.as_str()))
                 .flat_map(|s| {

@@ -172,9 +172,7 @@ impl App {
                 ),
             });
         }
-        let trusts = query.trusts.within(&principal.trusts);
-        self.wait_for(query.at.min_position).await;
-        let as_of = self.as_of(query.at.as_of, query.at.known_at);
+        let (trusts, as_of) = self.view_scope(&query.at, &query.trusts, principal).await;
         let shown = query.period.map_or(Shown::All, Shown::period);
         let (config, site, name, status, referred) = (
             self.config.clone(),

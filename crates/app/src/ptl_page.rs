@@ -1,8 +1,11 @@
 //! The single PTL's page (SPEC 4.4): its query (filters, worklists, sort
-//! and cursor), its rows, and how it is made. A page of today reads the
-//! projection's PTL index and unpacks only its own rows; a page of another
-//! `as_of` or `known_at` builds an index of the view's states, moved or
-//! evaluated afresh, and makes its own rows again (decisions 156, 157).
+//! and cursor), its rows, and how it is made. A page of today, as known
+//! now, reads the projection's PTL index (its rows' risks scored again
+//! where the model changed) and unpacks only its own rows. A page of
+//! another `as_of` or `known_at` builds an index of the view's states,
+//! moved or evaluated afresh: a short page makes its own rows again, a
+//! long one, or one that sorts or filters by risk without a model of its
+//! date kept, keeps every row's state (decisions 156, 157).
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
@@ -304,11 +307,12 @@ impl App {
         if !principal.reads_patients() {
             return Err(forbidden(principal, "the PTL lists patients"));
         }
-        let mut scoped = query.clone();
-        scoped.trusts = query.trusts.within(&principal.trusts);
+        let (trusts, as_of) = self.view_scope(&query.at, &query.trusts, principal).await;
+        let scoped = PtlQuery {
+            trusts,
+            ..query.clone()
+        };
         let query = &scoped;
-        self.wait_for(query.at.min_position).await;
-        let as_of = self.as_of(query.at.as_of, query.at.known_at);
         if let Some(cursor) = &query.cursor {
             if cursor.sort != query.sort {
                 return Err(AppError::InvalidQuery {

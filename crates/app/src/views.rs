@@ -107,6 +107,21 @@ impl Borrow<PathwayState> for Seen<'_> {
 }
 
 impl App {
+    /// Where a view of `at` starts: the trusts it covers (those asked,
+    /// within `principal`'s) and the date it shows, once the projection
+    /// shows the position `at` asks for (waited for at most a bounded
+    /// time, [`App::wait_for`]).
+    pub(crate) async fn view_scope(
+        &self,
+        at: &ViewAt,
+        trusts: &TrustFilter,
+        principal: &Principal,
+    ) -> (TrustFilter, NaiveDate) {
+        let trusts = trusts.within(&principal.trusts);
+        self.wait_for(at.min_position).await;
+        (trusts, self.as_of(at.as_of, at.known_at))
+    }
+
     /// Runs `f` over every pathway's state as of `as_of`, known at
     /// `known_at`: the projection's states when those are today and
     /// now, else each state as a full re-evaluation gives it ([`crate::past`]).
@@ -340,9 +355,7 @@ impl App {
         tumour_site: Option<TumourSite>,
         principal: &Principal,
     ) -> Result<(StandardsReport, u64), AppError> {
-        let trusts = trusts.within(&principal.trusts);
-        self.wait_for(at.min_position).await;
-        let as_of = self.as_of(at.as_of, at.known_at);
+        let (trusts, as_of) = self.view_scope(at, trusts, principal).await;
         let period = period.unwrap_or_else(|| Period::of(as_of));
         let config = self.config.clone();
         let (visible, rules) = (trusts.clone(), config.clone());
@@ -392,9 +405,7 @@ impl App {
         tumour_site: Option<TumourSite>,
         principal: &Principal,
     ) -> Result<(MilestonesReport, u64), AppError> {
-        let trusts = trusts.within(&principal.trusts);
-        self.wait_for(at.min_position).await;
-        let as_of = self.as_of(at.as_of, at.known_at);
+        let (trusts, as_of) = self.view_scope(at, trusts, principal).await;
         let config = self.config.clone();
         let (visible, rules) = (trusts.clone(), config.clone());
         // A cell's trust and site are its pathways'.
