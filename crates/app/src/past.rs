@@ -537,9 +537,12 @@ pub(crate) struct Split {
     /// 171).
     recorded: Option<Period>,
     /// The tumour site whose states the view reads, and only those: a
-    /// state of another site is passed over where it is moved, before it
-    /// is unpacked (decision 212). (Histories read back are evaluated
-    /// whole; the view's own filter leaves out those of other sites.)
+    /// state that moves as it is, of another site today, is passed over by
+    /// the split, its bytes never copied (the site is kept beside them,
+    /// decision 213); an earlier or replaced state of another site, where
+    /// it is moved, before it is unpacked (decision 212). (Histories read
+    /// back are evaluated whole; the view's own filter leaves out those of
+    /// other sites.)
     site: Option<TumourSite>,
 }
 
@@ -568,6 +571,7 @@ fn split<'a>(
         shown,
         counted,
         recorded,
+        site,
         ..
     } = how;
     // Whether a record affects only dates after the view's.
@@ -598,16 +602,21 @@ fn split<'a>(
     // today, and this one has none.
     let unrecorded =
         |index: usize| indexed.is_some_and(|set| !set.is_some_and(|set| set.contains(index)));
+    // Whether the view reads only another tumour site's states (moving a
+    // state never changes its site, decision 212; the site is kept beside
+    // the bytes, decision 213).
+    let other_site = |p: &Packed| site.is_some_and(|site| p.tumour_site() != site);
     // Whether, moving to the view's date as it is, a pathway is passed
     // over without its state read (as the loop below decides from what
     // is kept beside the bytes, [`Packed::on_ptl_settled_from`]): the kept
     // sums count it, or the view shows no record of it in its month, or
-    // does not show it.
+    // does not show it, or reads only another site's states.
     let passed_unread = |index: usize, p: &Packed, (on, from): (bool, Option<NaiveDate>)| {
         settled_by(from)
             && (counts_today(index, p, (on, from))
                 || unrecorded(index)
-                || !shown.shows(p.span(), on))
+                || !shown.shows(p.span(), on)
+                || other_site(p))
     };
     // A pathway's state and positions lie apart from its entry, each
     // where it was allocated: their first bytes are read a few pathways
@@ -693,8 +702,10 @@ fn split<'a>(
         }
         // (Nothing when the kept sums do not count it.)
         take_away();
-        // Without records in the month today, it has none then.
-        if as_it_is && unrecorded(index) {
+        // Without records in the month today, it has none then; of another
+        // site today, it was of that site then (the site its earlier and
+        // replaced states say is read where they are moved, decision 212).
+        if as_it_is && (unrecorded(index) || head.is_some_and(|(p, _)| other_site(p))) {
             continue;
         }
         let moves = head.map(|(packed, (on_ptl, settled_from))| {

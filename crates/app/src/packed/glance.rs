@@ -1,21 +1,25 @@
 //! What a past view's split asks of every pathway's state, kept beside its
 //! packed bytes so that the split need not read them (decision 209): the
-//! state's date span, whether it is on the PTL and the date its events are
-//! settled by ([`Settled::from`]).
+//! state's date span, whether it is on the PTL, the date its events are
+//! settled by ([`Settled::from`]) and its tumour site (decision 213).
 //!
 //! A past view walks every pathway under the projection's lock and passes
 //! over most of them (a state whose events are settled by the view's date
-//! adds to the kept sums what it adds today). Reading those three facts
+//! adds to the kept sums what it adds today). Reading the first three facts
 //! from the packed head cost a cache miss per pathway, 1.4 million at
-//! alliance scale, and the split was memory-bound on them. Kept here in
-//! eight bytes, in place of the span's two dates, the packed state stays
-//! the size it was (24 bytes beside its bytes).
+//! alliance scale, and the split was memory-bound on them; a list of one
+//! site's pathways copied every other site's state to find its site after
+//! the head. Kept here in eight bytes, in place of the span's two dates,
+//! the packed state stays the size it was (24 bytes beside its bytes); the
+//! site takes the byte the others left over.
 //!
 //! Each date is kept as days from 1 January 1950 in two bytes, which holds
-//! every date to 6 June 2129; a state with a date outside says so, and its facts
-//! are read from its head instead (slower, never different).
+//! every date to 6 June 2129; a state with a date outside says so, and its
+//! dates and place on the PTL are read from its head instead (slower, never
+//! different). Its site is kept all the same.
 
 use chrono::NaiveDate;
+use openptl_rules::TumourSite;
 
 use super::bytes::{date_of_day, day, FIRST_DAY};
 
@@ -26,6 +30,8 @@ pub(super) struct Glance {
     latest: u16,
     settled_from: u16,
     flags: u8,
+    /// Kept whatever the dates.
+    site: TumourSite,
 }
 
 /// Every date fits in two bytes: the facts are kept here.
@@ -47,12 +53,13 @@ fn date(near: u16) -> NaiveDate {
 }
 
 impl Glance {
-    /// The facts of a state with this date span, place on the PTL and
-    /// settled dates.
+    /// The facts of a state with this date span, place on the PTL,
+    /// settled dates and tumour site.
     pub(super) fn of(
         span: (NaiveDate, NaiveDate),
         on_ptl: bool,
         settled_from: Option<NaiveDate>,
+        site: TumourSite,
     ) -> Glance {
         let dates = (
             near(span.0),
@@ -66,12 +73,14 @@ impl Glance {
                 latest,
                 settled_from,
                 flags: flags | NEAR,
+                site,
             },
             _ => Glance {
                 earliest: 0,
                 latest: 0,
                 settled_from: 0,
                 flags,
+                site,
             },
         }
     }
@@ -84,6 +93,11 @@ impl Glance {
     /// The state's date span (meaningless unless [`Glance::near`]).
     pub(super) fn span(self) -> (NaiveDate, NaiveDate) {
         (date(self.earliest), date(self.latest))
+    }
+
+    /// The state's tumour site (kept whatever its dates).
+    pub(super) fn site(self) -> TumourSite {
+        self.site
     }
 
     /// Whether the state is on the PTL, and the date its events are settled
@@ -121,10 +135,13 @@ mod tests {
             ),
         ];
         for (span, on_ptl, from) in cases {
-            let glance = Glance::of(span, on_ptl, from);
-            assert!(glance.near());
-            assert_eq!(glance.span(), span);
-            assert_eq!(glance.on_ptl_settled_from(), (on_ptl, from));
+            for site in TumourSite::ALL {
+                let glance = Glance::of(span, on_ptl, from, *site);
+                assert!(glance.near());
+                assert_eq!(glance.span(), span);
+                assert_eq!(glance.on_ptl_settled_from(), (on_ptl, from));
+                assert_eq!(glance.site(), *site);
+            }
         }
     }
 
@@ -136,7 +153,10 @@ mod tests {
             ((d("2026-01-01"), d("2026-02-01")), Some(d("0001-01-01"))),
         ];
         for (span, from) in cases {
-            assert!(!Glance::of(span, true, from).near());
+            let glance = Glance::of(span, true, from, TumourSite::Lung);
+            assert!(!glance.near());
+            // The site is kept all the same.
+            assert_eq!(glance.site(), TumourSite::Lung);
         }
     }
 

@@ -65,10 +65,11 @@ const LAYOUT: u8 = 9;
 
 /// A packed pathway state, with the number of events it was evaluated
 /// from, and at hand (not read from its bytes: [`glance`]) its
-/// [`PathwayState::date_span`], whether it is on the PTL and the date its
-/// events are settled by: a view of a period passes over the pathways
-/// outside it, and a past view over those settled by its date, without
-/// reading them.
+/// [`PathwayState::date_span`], whether it is on the PTL, the date its
+/// events are settled by and its tumour site: a view of a period passes
+/// over the pathways outside it, and a past view over those settled by
+/// its date, or of another site than its list shows, without reading
+/// them.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Packed {
     bytes: Box<[u8]>,
@@ -143,11 +144,26 @@ impl Packed {
     pub fn from_bytes(bytes: &[u8]) -> Result<Packed, Unreadable> {
         let mut r = Reader::new(bytes);
         let head = r.head()?;
+        let site = site_after_head(&mut r)?;
         Ok(Packed {
             bytes: bytes.into(),
-            glance: Glance::of(head.span, head.on_ptl, head.settled.map(|s| s.from)),
+            glance: Glance::of(head.span, head.on_ptl, head.settled.map(|s| s.from), site),
         })
     }
+
+    /// The state's tumour site, without reading its bytes.
+    pub fn tumour_site(&self) -> TumourSite {
+        self.glance.site()
+    }
+}
+
+/// The tumour site of the state whose head `r` has just read: its NHS
+/// number and two trusts passed over.
+fn site_after_head(r: &mut Reader<'_>) -> Result<TumourSite, Unreadable> {
+    r.take(10)?; // the NHS number
+    r.skip_text()?; // the trust
+    r.skip_text()?; // the referring trust
+    r.code(TumourSite::from_index)
 }
 
 /// What a past view asks of packed bytes kept elsewhere (the replaced
@@ -288,7 +304,12 @@ impl Packer {
             // allocator keeps a block shrunk by less than half where it is
             // (decision 145).
             bytes: Box::from(&self.bytes_of(state, version, settled, earlier)[..]),
-            glance: Glance::of(state.date_span(), state.on_ptl, settled.map(|s| s.from)),
+            glance: Glance::of(
+                state.date_span(),
+                state.on_ptl,
+                settled.map(|s| s.from),
+                state.tumour_site,
+            ),
         }
     }
 
@@ -685,10 +706,7 @@ impl Packer {
     pub fn tumour_site_of(&self, bytes: &[u8]) -> Result<TumourSite, Unreadable> {
         let mut r = Reader::new(bytes);
         r.head()?;
-        r.take(10)?; // the NHS number
-        r.skip_text()?; // the trust
-        r.skip_text()?; // the referring trust
-        r.code(TumourSite::from_index)
+        site_after_head(&mut r)
     }
 
     /// What of the state packed in `bytes` its clocks are observed with

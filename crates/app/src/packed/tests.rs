@@ -321,11 +321,14 @@ proptest! {
         // outside what it keeps are read from the head).
         let from = settled.map(|s| s.from);
         prop_assert_eq!(packed.on_ptl_settled_from(), (state.on_ptl, from));
+        prop_assert_eq!(packed.tumour_site(), state.tumour_site);
         let read = Packed::from_bytes(packed.as_bytes()).unwrap();
         prop_assert_eq!(&read, &packed);
         let packed = read;
         prop_assert_eq!(packed.span(), state.date_span());
         prop_assert_eq!(packed.on_ptl_settled_from(), (state.on_ptl, from));
+        prop_assert_eq!(packed.tumour_site(), state.tumour_site);
+        prop_assert_eq!(packer.tumour_site_of(packed.as_bytes()), Ok(state.tumour_site));
         prop_assert_eq!(packed.settled(), settled);
         let (back, v) = packer.unpack(&packed).unwrap();
         prop_assert_eq!(v, version);
