@@ -227,6 +227,52 @@ fn the_dashboard_works_in_headless_chromium() {
         .as_str()
         .unwrap()
         .contains("format=csv"));
+    // A page at a time (decision 214): drawn in pages of one line, the
+    // list shows the first, and each "Show more" adds the next, in the
+    // list's order; the whole list has no "Show more".
+    assert!(count >= 2, "a figure of at least two clocks: {count}");
+    let ids =
+        "return [...document.querySelectorAll('tr[data-pathway]')].map(r => r.dataset.pathway)";
+    let whole = driver.script(ids);
+    assert!(driver
+        .script("return document.getElementById('list-more') === null")
+        .as_bool()
+        .unwrap());
+    driver.script("LIST_PAGE = 1; renderClocks(); return true");
+    driver.wait_for(
+        "the first page of one line",
+        "return document.getElementById('list-more-button') !== null
+           && document.querySelectorAll('tr[data-pathway]').length === 1",
+    );
+    let pages = count.min(3);
+    for shown in 2..=pages {
+        driver.click("#list-more-button");
+        driver.wait_for(
+            "the next page added",
+            &format!("return document.querySelectorAll('tr[data-pathway]').length === {shown}"),
+        );
+    }
+    let paged = driver.script(ids);
+    assert_eq!(
+        paged.as_array().unwrap()[..],
+        whole.as_array().unwrap()[..pages as usize],
+        "the pages in the list's order"
+    );
+    let note = driver.script("return document.getElementById('list-more').textContent");
+    assert!(
+        note.as_str()
+            .unwrap()
+            .starts_with(&format!("Showing {pages} of {count} clocks")),
+        "{note}"
+    );
+    driver.script("LIST_PAGE = 1000; renderClocks(); return true");
+    driver.wait_for(
+        "the whole list again",
+        &format!(
+            "return document.querySelectorAll('tr[data-pathway]').length === {count}
+               && document.getElementById('list-more') === null"
+        ),
+    );
     driver.screenshot("standards-clocks.png");
     driver.click("tr[data-pathway] a");
     driver.wait_for(

@@ -16,6 +16,44 @@ const STANDARD_NAMES = { fds: "Faster Diagnosis Standard", d31: "31-day standard
 const OUTCOME_NAMES = { breached: "breached", within_target: "within target", excluded: "excluded" };
 
 /**
+ * Lines of a list the page shows at first, and each "Show more" adds
+ * (decision 214): an alliance's month is some 300,000 clocks, too many to
+ * send and draw at once. The CSV export holds every line. (A `let`: the
+ * browser test draws pages of one line.)
+ */
+let LIST_PAGE = 1000;
+
+/**
+ * Below a list's table (`wrap`, drawn with the first page's rows): how
+ * many of its lines it shows, and a button that asks `path` for the next
+ * page and adds its rows (`row` draws one).
+ */
+function moreLines(wrap, list, path, params, row, noun) {
+  const tbody = wrap.querySelector("tbody");
+  let shown = list.rows.length;
+  const note = h("p", { id: "list-more" });
+  const update = () => {
+    note.replaceChildren(`Showing ${shown} of ${list.total} ${noun}. `);
+    if (shown >= list.total) return;
+    note.append(h("button", { type: "button", id: "list-more-button", onclick: async (e) => {
+      e.target.disabled = true;
+      try {
+        const page = await api(path, Object.assign({}, params, { offset: shown, limit: LIST_PAGE }));
+        tbody.append(...page.rows.map(row));
+        // A list of today may have shrunk since the first page.
+        shown = page.rows.length ? shown + page.rows.length : list.total;
+        update();
+      } catch (err) {
+        e.target.disabled = false;
+        note.append(showError(err));
+      }
+    } }, `Show ${Math.min(LIST_PAGE, list.total - shown)} more`));
+  };
+  update();
+  return note;
+}
+
+/**
  * A figure of the standards page as a link to the clocks it counts:
  * `filters` names the split (trust, tumour_site, outcome, ...).
  */
@@ -44,15 +82,16 @@ async function renderClocks() {
   const q = query();
   const standard = q.get("standard") || "fds";
   const params = clocksParams();
-  const list = await api(`/v1/standards/${encodeURIComponent(standard)}/clocks`, params);
+  const path = `/v1/standards/${encodeURIComponent(standard)}/clocks`;
+  const list = await api(path, Object.assign({ limit: LIST_PAGE }, params));
   const main = $main();
   main.replaceChildren();
   const what = CLOCK_FILTERS.filter((k) => params[k]).map((k) => `${FILTER_NAMES[k]} ${k === "outcome" ? OUTCOME_NAMES[params[k]] || params[k] : k === "trust" || k === "alliance" ? params[k] : label(params[k])}`);
   // Why the lines and the figure may differ: a transferred pathway's
   // 62-day outcome is shared (½ each), or charged to one trust (0 to the
   // other); an excluded clock counts in no figure but "excluded".
-  const halves = list.rows.filter((r) => r.share > 0 && r.share < 1).length;
-  const uncharged = list.rows.filter((r) => r.share === 0 && r.outcome !== "excluded").length;
+  const halves = list.shared_lines;
+  const uncharged = list.charged_elsewhere_lines;
   const why = [halves ? `${halves} shared half and half after a transfer` : "", uncharged ? `${uncharged} charged to another trust after a transfer (share 0)` : ""].filter(Boolean);
   main.append(h("h1", {}, `${STANDARD_NAMES[standard] || standard}: clocks counted in ${list.period}`));
   main.append(h("p", { id: "clocks-summary" },
@@ -66,7 +105,7 @@ async function renderClocks() {
   const headers = ["Pathway", "NHS number", "Trust", "Now at", "Tumour site", "Route", "Start", "Stop", { label: "Days", num: true },
     { label: "Target", num: true }, "Outcome", { label: "Share", num: true }, ...extra];
   const others = (r) => (r.allocation || []).filter((a) => a.trust !== r.trust).map((a) => `${a.trust} ${a.share}`).join(", ");
-  const rows = list.rows.map((r) => h("tr", { "data-pathway": r.pathway_id, "data-outcome": r.outcome },
+  const row = (r) => h("tr", { "data-pathway": r.pathway_id, "data-outcome": r.outcome },
     h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
     h("td", { class: "nowrap" }, r.nhs_number), h("td", {}, r.trust), h("td", {}, r.current_trust === r.trust ? "" : r.current_trust),
     h("td", {}, label(r.tumour_site)), h("td", {}, label(r.route)),
@@ -80,8 +119,11 @@ async function renderClocks() {
     ...(standard === "fds" ? [h("td", {}, r.fds_outcome ? label(r.fds_outcome) : "–"),
       h("td", {}, r.exclusion_reason ? label(r.exclusion_reason) : "–")] : []),
     ...(standard === "d31" ? [h("td", {}, label(r.treatment)), h("td", {}, label(r.modality)), h("td", {}, r.plan_id || ""),
-      h("td", {}, r.start_reason ? label(r.start_reason) : "")] : [])));
-  main.append(table(`The clocks behind the figure (${list.total})`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No clocks are counted in this figure."))]));
+      h("td", {}, r.start_reason ? label(r.start_reason) : "")] : []));
+  const rows = list.rows.map(row);
+  const wrap = table(`The clocks behind the figure (${list.total})`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No clocks are counted in this figure."))]);
+  main.append(wrap);
+  if (list.total > rows.length) main.append(moreLines(wrap, list, path, params, row, "clocks"));
   status(`Showing the log up to position ${list.position}.`);
 }
 
@@ -104,7 +146,7 @@ async function renderMilestonePathways() {
   const q = query();
   const params = Object.assign({}, when());
   for (const k of ["tumour_site", "milestone", "status", "period", "trust", "alliance"]) if (q.get(k)) params[k] = q.get(k);
-  const list = await api("/v1/milestones/pathways", params);
+  const list = await api("/v1/milestones/pathways", Object.assign({ limit: LIST_PAGE }, params));
   const main = $main();
   main.replaceChildren();
   const site = label(params.tumour_site);
@@ -115,12 +157,15 @@ async function renderMilestonePathways() {
   const csv = new URLSearchParams(Object.assign({}, params, { format: "csv" }));
   main.append(h("div", { class: "actions" }, h("a", { href: `/v1/milestones/pathways?${csv}`, id: "pathways-csv", download: "" }, "Export this list as CSV")));
   const headers = ["Pathway", "NHS number", "Trust", "Route", "Referred", { label: "Due day", num: true }, "Due", "Met", "Status", { label: "Days late", num: true }, "FDS"];
-  const rows = list.rows.map((r) => h("tr", { "data-pathway": r.pathway_id, "data-status": r.status },
+  const row = (r) => h("tr", { "data-pathway": r.pathway_id, "data-status": r.status },
     h("td", { class: "nowrap" }, h("a", { href: `/pathways/${encodeURIComponent(r.pathway_id)}`, onclick: (e) => { e.preventDefault(); go(`/pathways/${encodeURIComponent(r.pathway_id)}`); } }, r.pathway_id)),
     h("td", { class: "nowrap" }, r.nhs_number), h("td", {}, r.trust), h("td", {}, label(r.route)), h("td", { class: "nowrap" }, r.referred_on),
     h("td", { class: "num" }, r.due_day), h("td", { class: "nowrap" }, r.due_date), h("td", { class: "nowrap" }, r.met_on || "–"),
     h("td", {}, r.status === "overdue" || r.status === "missed" ? h("span", { class: "flag" }, MILESTONE_STATUS_NAMES[r.status]) : MILESTONE_STATUS_NAMES[r.status]),
-    h("td", { class: "num" }, r.days_late ?? "–"), h("td", {}, label(r.fds_status))));
-  main.append(table(`The pathways behind the figure (${list.total})`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No pathways are counted in this figure."))]));
+    h("td", { class: "num" }, r.days_late ?? "–"), h("td", {}, label(r.fds_status)));
+  const rows = list.rows.map(row);
+  const wrap = table(`The pathways behind the figure (${list.total})`, headers, rows.length ? rows : [h("tr", {}, h("td", { colspan: headers.length }, "No pathways are counted in this figure."))]);
+  main.append(wrap);
+  if (list.total > rows.length) main.append(moreLines(wrap, list, "/v1/milestones/pathways", params, row, "pathways"));
   status(`Showing the log up to position ${list.position}.`);
 }

@@ -35,6 +35,8 @@ const PARAMS: &[&str] = &[
     "known_at",
     "min_position",
     "format",
+    "offset",
+    "limit",
 ];
 
 /// One code of a vocabulary, for a parameter that applies to `applies`
@@ -164,6 +166,7 @@ pub async fn get_standard_clocks(
     let standard = ClockKind::parse(&standard).ok_or(ApiError::NotFound)?;
     let filter = filter(&params, standard)?;
     let csv = wants_csv(&headers, &params)?;
+    let page = page(&params)?;
     let (period, lines, position) = app
         .standard_clocks(
             &view_at(&params)?,
@@ -183,26 +186,76 @@ pub async fn get_standard_clocks(
     // Shares are 0, ½ or 1 (SPEC 2.4): their sum is exact (`+ 0.0`: the
     // sum of no shares is -0.0).
     let share: f64 = lines.iter().map(|l| l.clock.share).sum::<f64>() + 0.0;
+    // Why the lines and the figure may differ, over every line (a page
+    // shows only some): a transferred pathway's 62-day outcome shared half
+    // and half, or charged to one trust only (share 0 to the other).
+    let shared = lines
+        .iter()
+        .filter(|l| l.clock.share > 0.0 && l.clock.share < 1.0)
+        .count();
+    let charged_elsewhere = lines
+        .iter()
+        .filter(|l| l.clock.share <= 0.0 && l.clock.outcome() != ClockOutcome::Excluded)
+        .count();
     let head = serde_json::Map::from_iter([
         ("standard".into(), json!(standard)),
         ("period".into(), json!(period)),
         ("position".into(), json!(position)),
         ("share".into(), json!(share)),
+        ("shared_lines".into(), json!(shared)),
+        ("charged_elsewhere_lines".into(), json!(charged_elsewhere)),
     ]);
-    list_response(&app, lines, csv, ClockLine::items, head).await
+    list_response(&app, lines, page, csv, ClockLine::items, head).await
+}
+
+/// The most lines a page of a list may ask for (a month's list at
+/// alliance scale is some 300,000).
+const MAX_PAGE: usize = 1_000_000;
+
+/// Which lines of a list a request asks for (decision 214): `offset`
+/// lines passed over (default none), then at most `limit` (default all).
+pub(crate) fn page(params: &Params) -> Result<(usize, Option<usize>), ApiError> {
+    let number = |name: &str, least: usize| {
+        params
+            .get(name)
+            .map(|v| {
+                v.parse::<usize>()
+                    .ok()
+                    .filter(|n| (least..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        invalid(
+                            name,
+                            format!("must be a whole number from {least} to {MAX_PAGE}"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    Ok((number("offset", 0)?.unwrap_or(0), number("limit", 1)?))
 }
 
 /// A list behind a figure (decisions 187, 190), written off the async
-/// workers (a month's list at alliance scale is thousands of lines): as
-/// CSV when `csv` gives its columns and file name, a row a line by
-/// `items`; else as JSON, `head`'s fields with `total` and `rows`.
+/// workers (a month's list at alliance scale is thousands of lines), the
+/// lines `page` asks for ([`page`]: `offset` passed over, then at most
+/// `limit`): as CSV when `csv` gives its columns and file name, a row a
+/// line by `items`; else as JSON, `head`'s fields with `total` (every
+/// line of the list), `offset`, `limit` and `rows`.
 pub(crate) async fn list_response<L: serde::Serialize + Send + Sync + 'static>(
     app: &App,
-    lines: Vec<L>,
+    mut lines: Vec<L>,
+    (offset, limit): (usize, Option<usize>),
     csv: Option<(Vec<&'static str>, String)>,
     items: fn(&L) -> Vec<String>,
-    head: serde_json::Map<String, serde_json::Value>,
+    mut head: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Response, HttpError> {
+    head.insert("total".into(), json!(lines.len()));
+    head.insert("offset".into(), json!(offset));
+    head.insert("limit".into(), json!(limit));
+    if offset > 0 || limit.is_some_and(|limit| limit < lines.len()) {
+        let mut kept = lines.split_off(offset.min(lines.len()));
+        kept.truncate(limit.unwrap_or(usize::MAX));
+        openptl_app::drop_later(std::mem::replace(&mut lines, kept));
+    }
     if let Some((columns, name)) = csv {
         let body = app
             .off_workers(move || {
@@ -220,15 +273,16 @@ pub(crate) async fn list_response<L: serde::Serialize + Send + Sync + 'static>(
 }
 
 /// A list behind a figure as JSON: `head`'s fields (an object), `total`
-/// and `rows`, as pieces in order, the rows written on every core and
-/// sent as they are (`openptl bench --views` times it so). The lines are
-/// freed on a thread of their own once written.
+/// (the lines', unless `head` gives it) and `rows`, as pieces in order,
+/// the rows written on every core and sent as they are (`openptl bench
+/// --views` times it so). The lines are freed on a thread of their own
+/// once written.
 pub fn list_json<L: serde::Serialize + Send + Sync + 'static>(
     mut head: serde_json::Map<String, serde_json::Value>,
     lines: Vec<L>,
 ) -> Result<Vec<Vec<u8>>, AppError> {
     debug_assert!(!head.contains_key("rows"), "the rows follow the head");
-    head.insert("total".into(), json!(lines.len()));
+    head.entry("total").or_insert_with(|| json!(lines.len()));
     let pieces = crate::json_rows::object_with_rows(&head, &lines, LIST_SLICE);
     openptl_app::drop_later(lines);
     pieces.map_err(|e| AppError::Internal(Failure::caused_by("a list as JSON", e)))

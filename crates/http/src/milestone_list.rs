@@ -28,6 +28,8 @@ const PARAMS: &[&str] = &[
     "known_at",
     "min_position",
     "format",
+    "offset",
+    "limit",
 ];
 
 fn query(app: &App, params: &Params) -> Result<MilestoneQuery, ApiError> {
@@ -78,6 +80,7 @@ pub async fn get_milestone_pathways(
 ) -> Result<Response, HttpError> {
     let query = query(&app, &params)?;
     let csv = wants_csv(&headers, &params)?;
+    let page = crate::clocks::page(&params)?;
     let (lines, position) = app.milestone_pathways(&query, &principal).await?;
     let csv = csv.then(|| (MILESTONE_COLUMNS.to_vec(), file_name(&query)));
     let head = serde_json::Map::from_iter([
@@ -87,7 +90,7 @@ pub async fn get_milestone_pathways(
         ("period".into(), json!(query.period)),
         ("position".into(), json!(position)),
     ]);
-    crate::clocks::list_response(&app, lines, csv, MilestonePathway::items, head).await
+    crate::clocks::list_response(&app, lines, page, csv, MilestonePathway::items, head).await
 }
 
 /// The CSV file's name: the site, milestone, status, month, trusts and

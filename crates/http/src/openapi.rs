@@ -248,21 +248,22 @@ fn milestone_pathways_operation() -> Value {
     ];
     parameters.extend(scope_params());
     parameters.extend(at_params());
+    parameters.extend(page_params());
     operation(
         "The pathways behind a milestone figure: each pathway the milestone view counts at the site, with the milestone's due date, when it was met and its status, the latest first. Lists patients: not for analysts.",
         parameters,
         (
             "200",
             json!({ "description": "The pathways (CSV: the same columns)", "content": {
-                "application/json": { "schema": object(&["tumour_site", "milestone", "status", "period", "position", "total", "rows"], json!({
+                "application/json": { "schema": object(&["tumour_site", "milestone", "status", "period", "position", "total", "offset", "limit", "rows"], page_fields(json!({
                     "tumour_site": vocabulary!(TumourSite),
                     "milestone": { "type": "string" },
                     "status": nullable(vocabulary!(MilestoneStatus)),
                     "period": nullable(period()),
                     "position": { "type": "integer" },
-                    "total": { "type": "integer" },
+                    "total": { "type": "integer", "description": "Pathways in the whole list" },
                     "rows": { "type": "array", "items": line },
-                })) },
+                }))) },
                 "text/csv": { "schema": { "type": "string" } },
             } }),
         ),
@@ -355,20 +356,23 @@ fn standard_clocks_operation(aggregate_params: &[Value]) -> Value {
         ),
     ];
     parameters.extend(aggregate_params.iter().cloned());
+    parameters.extend(page_params());
     operation(
         "The clocks behind a standards figure: each clock the figures of the month count (a line per trust's share), with the same filters and moment as the standards view (`period` defaults to the month of `as_of`), breaches first and longest waits first. Lists patients: not for analysts.",
         parameters,
         (
             "200",
             json!({ "description": "The clocks (CSV: the same columns)", "content": {
-                "application/json": { "schema": object(&["standard", "period", "position", "total", "share", "rows"], json!({
+                "application/json": { "schema": object(&["standard", "period", "position", "total", "share", "shared_lines", "charged_elsewhere_lines", "offset", "limit", "rows"], page_fields(json!({
                     "standard": vocabulary!(ClockKind),
                     "period": period(),
                     "position": { "type": "integer" },
-                    "total": { "type": "integer", "description": "Lines listed" },
-                    "share": { "type": "number", "description": "Their shares added up: the figure the filters pick out of the standards view (its `total`, `breached` or `within_target`; with `outcome=excluded`, 0, and `total` is the `excluded` figure)" },
+                    "total": { "type": "integer", "description": "Lines in the whole list" },
+                    "share": { "type": "number", "description": "The whole list's shares added up: the figure the filters pick out of the standards view (its `total`, `breached` or `within_target`; with `outcome=excluded`, 0, and `total` is the `excluded` figure)" },
+                    "shared_lines": { "type": "integer", "description": "Lines of the whole list with a share of ½: a transferred pathway's 62-day outcome shared between two trusts" },
+                    "charged_elsewhere_lines": { "type": "integer", "description": "Lines of the whole list, not excluded, with a share of 0: a transferred pathway's 62-day outcome charged to the other trust" },
                     "rows": { "type": "array", "items": line },
-                })) },
+                }))) },
                 "text/csv": { "schema": { "type": "string" } },
             } }),
         ),
@@ -444,6 +448,29 @@ fn at_params() -> Vec<Value> {
             "Wait (up to 5 s) until this log position is in the view.",
         ),
     ]
+}
+
+/// A list behind a figure's page (decision 214): `offset`, then `limit`.
+fn page_params() -> Vec<Value> {
+    vec![
+        query(
+            "offset",
+            json!({ "type": "integer", "minimum": 0, "maximum": 1_000_000 }),
+            "Lines of the list passed over, in its order (default 0).",
+        ),
+        query(
+            "limit",
+            json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 }),
+            "At most this many lines after them (default every line). `total` stays the whole list's.",
+        ),
+    ]
+}
+
+/// The fields a list's answer gives of its page (decision 214).
+fn page_fields(mut properties: Value) -> Value {
+    properties["offset"] = json!({ "type": "integer", "description": "Lines passed over" });
+    properties["limit"] = json!({ "type": "integer", "nullable": true, "description": "The most lines asked for (none: every line)" });
+    properties
 }
 
 fn scope_params() -> Vec<Value> {

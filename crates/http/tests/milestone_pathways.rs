@@ -185,3 +185,25 @@ async fn the_list_exports_as_csv_and_refuses_what_it_cannot_answer() {
         "RXH's pathways are not the RHM manager's"
     );
 }
+
+/// The pathways are read a page at a time, as the clocks are (decision
+/// 214): each page names the whole list's total, and a bad `limit` is
+/// refused naming it.
+#[tokio::test]
+async fn the_pathways_read_a_page_at_a_time() {
+    let (router, _) = loaded().await;
+    let uri = "/v1/milestones/pathways?tumour_site=lower_gi&milestone=first_test";
+    let first = get(&router, &format!("{uri}&limit=1")).await;
+    let second = get(&router, &format!("{uri}&limit=1&offset=1")).await;
+    assert_eq!(
+        (pathways(&first), pathways(&second)),
+        (vec!["A"], vec!["E"])
+    );
+    for page in [&first, &second] {
+        assert_eq!(page["total"], 2, "{page}");
+        assert_eq!(page["limit"], 1, "{page}");
+    }
+    let (status, body) = get_json(&router, None, &format!("{uri}&limit=0")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["details"]["field"], "limit", "{body}");
+}

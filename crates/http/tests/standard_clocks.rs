@@ -456,3 +456,67 @@ async fn todays_list_read_from_the_index_is_the_list_read_whole() {
         assert_eq!(today["rows"], whole["rows"], "{uri}");
     }
 }
+
+/// A list is read a page at a time (decision 214): the pages, in turn,
+/// are the whole list; each says the whole list's total, share and
+/// transferred lines; the CSV takes the same page; a page past the end is
+/// empty; and a bad `offset` or `limit` is refused naming it.
+#[tokio::test]
+async fn a_list_reads_a_page_at_a_time() {
+    let (router, _) = loaded().await;
+    let uri = "/v1/standards/d62/clocks?period=2025-03";
+    let whole = get(&router, uri).await;
+    let all = lines(&whole);
+    assert_eq!(all.len(), 3, "{whole}");
+    assert_eq!(
+        (whole["offset"].clone(), whole["limit"].clone()),
+        (json!(0), Value::Null)
+    );
+    // G's 62-day outcome is shared half and half after its transfer.
+    assert_eq!(whole["shared_lines"], json!(2), "{whole}");
+    assert_eq!(whole["charged_elsewhere_lines"], json!(0), "{whole}");
+    for limit in [1, 2, 3, 5] {
+        let mut paged = Vec::new();
+        for offset in (0..all.len()).step_by(limit) {
+            let page = get(&router, &format!("{uri}&offset={offset}&limit={limit}")).await;
+            assert_eq!(
+                (page["offset"].clone(), page["limit"].clone()),
+                (json!(offset), json!(limit))
+            );
+            for field in ["total", "share", "shared_lines", "charged_elsewhere_lines"] {
+                assert_eq!(page[field], whole[field], "{field} of a page");
+            }
+            assert!(lines(&page).len() <= limit);
+            paged.extend(lines(&page));
+        }
+        assert_eq!(paged, all, "pages of {limit}");
+    }
+    let past = get(&router, &format!("{uri}&offset=3")).await;
+    assert!(lines(&past).is_empty(), "{past}");
+    assert_eq!(past["total"], json!(3));
+    let reply = send(
+        &router,
+        request(
+            "GET",
+            &format!("{uri}&format=csv&offset=1&limit=1"),
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let csv = String::from_utf8(reply.body.to_vec()).unwrap();
+    assert_eq!(csv.lines().count(), 2, "the header and one line: {csv}");
+    assert!(csv.lines().nth(1).unwrap().starts_with("G,"), "{csv}");
+    for (query, field) in [
+        ("offset=-1", "offset"),
+        ("offset=x", "offset"),
+        ("limit=0", "limit"),
+        ("limit=1000001", "limit"),
+        ("limit=", "limit"),
+    ] {
+        let (status, body) = get_json(&router, None, &format!("{uri}&{query}")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        assert_eq!(body["error"]["details"]["field"], field, "{query}: {body}");
+    }
+}
