@@ -269,6 +269,7 @@ pub async fn views(
                     &all,
                     filter,
                     &system,
+                    openptl_app::Page::default(),
                 )
                 .await?;
             // As `GET /v1/standards/fds/clocks` serves it.
@@ -294,7 +295,9 @@ pub async fn views(
         status: Some(openptl_rules::MilestoneStatus::Overdue),
     };
     let times = timed(10, async || {
-        let (lines, _) = app.milestone_pathways(&overdue, &system).await?;
+        let (lines, _) = app
+            .milestone_pathways(&overdue, &system, openptl_app::Page::default())
+            .await?;
         Ok(serde_json::to_vec(&lines)?)
     })
     .await?;
@@ -801,7 +804,8 @@ async fn past_aggregate(
                 ..openptl_rules::counted::ClockFilter::default()
             };
             let fds = openptl_rules::ClockKind::Fds;
-            let clocks = app.standard_clocks(at, fds, Some(month), &all, filter, system);
+            let whole = openptl_app::Page::default();
+            let clocks = app.standard_clocks(at, fds, Some(month), &all, filter, system, whole);
             return Ok(openptl_http::list_json(
                 serde_json::Map::new(),
                 clocks.await?.1,
@@ -816,7 +820,10 @@ async fn past_aggregate(
                 milestone: "diagnosis_communicated".into(),
                 status: None,
             };
-            let lines = app.milestone_pathways(&query, system).await?.0;
+            let lines = app
+                .milestone_pathways(&query, system, openptl_app::Page::default())
+                .await?
+                .0;
             return Ok(openptl_http::list_json(serde_json::Map::new(), lines)?);
         }
     };

@@ -13,7 +13,7 @@ use serde::ser::SerializeMap;
 use serde::Serialize;
 
 use crate::access::Principal;
-use crate::lists::{Indexed, PatientLine};
+use crate::lists::{Indexed, Page, PatientLine};
 use crate::past::Shown;
 use crate::views::{forbidden, TrustFilter, ViewAt};
 use crate::{App, AppError};
@@ -238,7 +238,10 @@ impl App {
     /// The clocks `standard`'s figures for `period` count (SPEC 4.4's
     /// standards view, decision 187), of the trusts asked for and the
     /// principal's, that `filter` keeps: breaches first, longest waits
-    /// first. Lists patients, so a role that may not read them is refused.
+    /// first. Lists patients, so a role that may not read them is refused;
+    /// the access log records the lines `page` takes of them (the whole
+    /// list is returned: its figures are the whole list's).
+    #[allow(clippy::too_many_arguments)]
     pub async fn standard_clocks(
         &self,
         at: &ViewAt,
@@ -247,6 +250,7 @@ impl App {
         trusts: &TrustFilter,
         filter: ClockFilter,
         principal: &Principal,
+        page: Page,
     ) -> Result<(Period, Vec<ClockLine>, u64), AppError> {
         if !principal.reads_patients() {
             return Err(forbidden(principal, "the list names patients"));
@@ -283,6 +287,7 @@ impl App {
                 Some(Indexed::CwtRecords(period)),
                 site,
                 principal,
+                page,
                 "standards_clocks",
                 add,
                 line_order,

@@ -52,6 +52,7 @@ pub use cwt_lines::{CwtLine, CwtLines, CwtPlace};
 pub use error::AppError;
 pub use evaluate::decode;
 pub use fold::par_batches;
+pub use lists::Page;
 pub use metrics::Metrics;
 pub use milestone_list::{MilestonePathway, MilestoneQuery, MILESTONE_COLUMNS};
 pub use offload::drop_later;

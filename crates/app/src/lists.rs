@@ -26,6 +26,36 @@ pub(crate) enum Indexed {
     MilestoneUndecided,
 }
 
+/// The lines of a list a reader asks for (decision 214): `offset` lines
+/// passed over, then at most `limit` (`None`: every one). The default is
+/// the whole list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+impl Page {
+    /// How many lines of a list of `total` the page holds.
+    pub fn len_of(self, total: usize) -> usize {
+        total
+            .saturating_sub(self.offset)
+            .min(self.limit.unwrap_or(usize::MAX))
+    }
+
+    /// The page's lines of `lines`, the others freed on a thread of their
+    /// own.
+    pub fn of<T: Send + 'static>(self, mut lines: Vec<T>) -> Vec<T> {
+        if self.offset == 0 && self.limit.is_none_or(|limit| limit >= lines.len()) {
+            return lines;
+        }
+        let mut kept = lines.split_off(self.offset.min(lines.len()));
+        kept.truncate(self.limit.unwrap_or(usize::MAX));
+        crate::drop_later(lines);
+        kept
+    }
+}
+
 /// A line of a list behind a figure.
 pub(crate) trait PatientLine: Send + Sync + 'static {
     /// A summary of the line that the list's order agrees with: a line
@@ -52,7 +82,8 @@ impl App {
     /// records passes over the states without records in the month, as the
     /// CWT submission does (decision 211); with a tumour `site`, whose
     /// pathways alone `add` gives lines of, over the states of other sites
-    /// (decision 212).
+    /// (decision 212). The access log records the lines `page` takes of
+    /// them, which are all the reader is sent (decision 214).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn patient_list<L: PatientLine>(
         &self,
@@ -61,6 +92,7 @@ impl App {
         indexed: Option<Indexed>,
         site: Option<TumourSite>,
         principal: &Principal,
+        page: Page,
         action: &'static str,
         add: impl Fn(&mut Vec<L>, &str, &PathwayState) + Send + Sync + 'static,
         order: fn(&L, &L) -> std::cmp::Ordering,
@@ -122,7 +154,35 @@ impl App {
                 lines
             })
             .await?;
-        self.audit(principal, action, None, Some(lines.len()))?;
+        self.audit(principal, action, None, Some(page.len_of(lines.len())))?;
         Ok((lines, position))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Page;
+
+    /// A page holds the lines it says it holds, in the list's order, and
+    /// the pages in turn are the whole list.
+    #[test]
+    fn pages_hold_what_they_say_and_make_the_whole_list() {
+        for total in [0, 1, 2, 7] {
+            let whole: Vec<usize> = (0..total).collect();
+            assert_eq!(Page::default().of(whole.clone()), whole);
+            for limit in [1, 2, 3, 10] {
+                let mut read = Vec::new();
+                for offset in (0..total + 2).step_by(limit) {
+                    let page = Page {
+                        offset,
+                        limit: Some(limit),
+                    };
+                    let lines = page.of(whole.clone());
+                    assert_eq!(lines.len(), page.len_of(total), "{page:?} of {total}");
+                    read.extend(lines);
+                }
+                assert_eq!(read, whole, "pages of {limit}");
+            }
+        }
     }
 }

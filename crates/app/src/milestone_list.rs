@@ -12,7 +12,7 @@ use serde::ser::SerializeMap;
 use serde::Serialize;
 
 use crate::access::Principal;
-use crate::lists::{Indexed, PatientLine};
+use crate::lists::{Indexed, Page, PatientLine};
 use crate::past::Shown;
 use crate::views::{forbidden, TrustFilter, ViewAt};
 use crate::{App, AppError};
@@ -143,10 +143,13 @@ impl App {
     /// milestone and status (decision 190), the latest first. Lists
     /// patients, so a role that may not read them is refused; a milestone
     /// the site's template does not have is an invalid query naming it.
+    /// The access log records the lines `page` takes of them (the whole
+    /// list is returned).
     pub async fn milestone_pathways(
         &self,
         query: &MilestoneQuery,
         principal: &Principal,
+        page: Page,
     ) -> Result<(Vec<MilestonePathway>, u64), AppError> {
         if !principal.reads_patients() {
             return Err(forbidden(principal, "the list names patients"));
@@ -206,6 +209,7 @@ impl App {
             // Lines come only from the site's pathways (`milestone_line`).
             Some(query.tumour_site),
             principal,
+            page,
             "milestone_pathways",
             add,
             line_order,

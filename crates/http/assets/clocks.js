@@ -26,28 +26,32 @@ let LIST_PAGE = 1000;
 /**
  * Below a list's table (`wrap`, drawn with the first page's rows): how
  * many of its lines it shows, and a button that asks `path` for the next
- * page and adds its rows (`row` draws one).
+ * page and adds its rows (`row` draws one). A list of today is made again
+ * for each page, so its total is the last page's: the button goes when a
+ * page comes back empty or the lines shown reach it.
  */
 function moreLines(wrap, list, path, params, row, noun) {
   const tbody = wrap.querySelector("tbody");
   let shown = list.rows.length;
-  const note = h("p", { id: "list-more" });
-  const update = () => {
-    note.replaceChildren(`Showing ${shown} of ${list.total} ${noun}. `);
-    if (shown >= list.total) return;
-    note.append(h("button", { type: "button", id: "list-more-button", onclick: async (e) => {
-      e.target.disabled = true;
-      try {
-        const page = await api(path, Object.assign({}, params, { offset: shown, limit: LIST_PAGE }));
-        tbody.append(...page.rows.map(row));
-        // A list of today may have shrunk since the first page.
-        shown = page.rows.length ? shown + page.rows.length : list.total;
-        update();
-      } catch (err) {
-        e.target.disabled = false;
-        note.append(showError(err));
-      }
-    } }, `Show ${Math.min(LIST_PAGE, list.total - shown)} more`));
+  let total = list.total;
+  let done = shown >= total;
+  const note = h("div", { id: "list-more" });
+  const update = (error) => {
+    note.replaceChildren(h("p", {}, `Showing ${shown} of ${total} ${noun}. `,
+      done ? null : h("button", { type: "button", id: "list-more-button", onclick: async (e) => {
+        e.currentTarget.disabled = true;
+        try {
+          const page = await api(path, Object.assign({}, params, { offset: shown, limit: LIST_PAGE }));
+          tbody.append(...page.rows.map(row));
+          shown += page.rows.length;
+          total = page.total;
+          done = page.rows.length === 0 || shown >= total;
+          update();
+        } catch (err) {
+          update(err);
+        }
+      } }, `Show ${Math.min(LIST_PAGE, total - shown)} more`)),
+      error ? showError(error) : null);
   };
   update();
   return note;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use openptl_app::{App, AppError, ClockLine, Failure};
+use openptl_app::{App, AppError, ClockLine, Failure, Page};
 use openptl_rules::counted::{ClockFilter, ClockOutcome, FdsOutcome};
 use openptl_rules::{ClockKind, ExclusionReason, ModalityGroup, TreatmentGroup};
 use serde_json::json;
@@ -131,13 +131,18 @@ fn filter(params: &Params, standard: ClockKind) -> Result<ClockFilter, ApiError>
 
 /// The name of a list's CSV file: the standard, the month, every filter
 /// and the moment, so files of different lists never share a name.
-fn file_name(standard: ClockKind, period: openptl_rules::Period, params: &Params) -> String {
+fn file_name(
+    standard: ClockKind,
+    period: openptl_rules::Period,
+    params: &Params,
+    page: Page,
+) -> String {
     let mut parts = vec![standard.to_string(), period.to_string()];
     // Every filter, in the order of the parameters.
     let filters = PARAMS.iter().filter(|name| {
         !matches!(
             **name,
-            "period" | "as_of" | "known_at" | "min_position" | "format"
+            "period" | "as_of" | "known_at" | "min_position" | "format" | "offset" | "limit"
         )
     });
     for name in filters {
@@ -151,7 +156,19 @@ fn file_name(standard: ClockKind, period: openptl_rules::Period, params: &Params
     if let Some(known_at) = params.get("known_at") {
         parts.push(format!("known-at-{known_at}"));
     }
+    parts.extend(lines_part(page));
     csv_file_name(parts, "clocks")
+}
+
+/// A page's part of a CSV file's name, `lines-1001-2000` (none for the
+/// whole list): a page's file never takes the whole list's name.
+pub(crate) fn lines_part(page: Page) -> Option<String> {
+    (page != Page::default()).then(|| {
+        let last = page
+            .limit
+            .map_or("end".to_string(), |limit| (page.offset + limit).to_string());
+        format!("lines-{}-{last}", page.offset + 1)
+    })
 }
 
 /// `GET /v1/standards/{standard}/clocks`.
@@ -175,12 +192,13 @@ pub async fn get_standard_clocks(
             &trusts(&app, &params)?,
             filter,
             &principal,
+            page,
         )
         .await?;
     let csv = csv.then(|| {
         (
             ClockLine::columns(standard),
-            file_name(standard, period, &params),
+            file_name(standard, period, &params, page),
         )
     });
     // Shares are 0, ½ or 1 (SPEC 2.4): their sum is exact (`+ 0.0`: the
@@ -208,13 +226,13 @@ pub async fn get_standard_clocks(
     list_response(&app, lines, page, csv, ClockLine::items, head).await
 }
 
-/// The most lines a page of a list may ask for (a month's list at
-/// alliance scale is some 300,000).
-const MAX_PAGE: usize = 1_000_000;
+/// The most a list's `offset` or `limit` may say (a month's list at
+/// alliance scale is some 300,000 lines).
+const MAX_PAGE: usize = 100_000_000;
 
 /// Which lines of a list a request asks for (decision 214): `offset`
 /// lines passed over (default none), then at most `limit` (default all).
-pub(crate) fn page(params: &Params) -> Result<(usize, Option<usize>), ApiError> {
+pub(crate) fn page(params: &Params) -> Result<Page, ApiError> {
     let number = |name: &str, least: usize| {
         params
             .get(name)
@@ -231,31 +249,30 @@ pub(crate) fn page(params: &Params) -> Result<(usize, Option<usize>), ApiError> 
             })
             .transpose()
     };
-    Ok((number("offset", 0)?.unwrap_or(0), number("limit", 1)?))
+    Ok(Page {
+        offset: number("offset", 0)?.unwrap_or(0),
+        limit: number("limit", 1)?,
+    })
 }
 
 /// A list behind a figure (decisions 187, 190), written off the async
 /// workers (a month's list at alliance scale is thousands of lines), the
-/// lines `page` asks for ([`page`]: `offset` passed over, then at most
-/// `limit`): as CSV when `csv` gives its columns and file name, a row a
-/// line by `items`; else as JSON, `head`'s fields with `total` (every
-/// line of the list), `offset`, `limit` and `rows`.
+/// lines `page` takes of it (the access log counted those): as CSV when
+/// `csv` gives its columns and file name, a row a line by `items`; else
+/// as JSON, `head`'s fields with `total` (every line of the list),
+/// `offset`, `limit` and `rows`.
 pub(crate) async fn list_response<L: serde::Serialize + Send + Sync + 'static>(
     app: &App,
-    mut lines: Vec<L>,
-    (offset, limit): (usize, Option<usize>),
+    lines: Vec<L>,
+    page: Page,
     csv: Option<(Vec<&'static str>, String)>,
     items: fn(&L) -> Vec<String>,
     mut head: serde_json::Map<String, serde_json::Value>,
 ) -> Result<Response, HttpError> {
     head.insert("total".into(), json!(lines.len()));
-    head.insert("offset".into(), json!(offset));
-    head.insert("limit".into(), json!(limit));
-    if offset > 0 || limit.is_some_and(|limit| limit < lines.len()) {
-        let mut kept = lines.split_off(offset.min(lines.len()));
-        kept.truncate(limit.unwrap_or(usize::MAX));
-        openptl_app::drop_later(std::mem::replace(&mut lines, kept));
-    }
+    head.insert("offset".into(), json!(page.offset));
+    head.insert("limit".into(), json!(page.limit));
+    let lines = page.of(lines);
     if let Some((columns, name)) = csv {
         let body = app
             .off_workers(move || {

@@ -81,8 +81,8 @@ pub async fn get_milestone_pathways(
     let query = query(&app, &params)?;
     let csv = wants_csv(&headers, &params)?;
     let page = crate::clocks::page(&params)?;
-    let (lines, position) = app.milestone_pathways(&query, &principal).await?;
-    let csv = csv.then(|| (MILESTONE_COLUMNS.to_vec(), file_name(&query)));
+    let (lines, position) = app.milestone_pathways(&query, &principal, page).await?;
+    let csv = csv.then(|| (MILESTONE_COLUMNS.to_vec(), file_name(&query, page)));
     let head = serde_json::Map::from_iter([
         ("tumour_site".into(), json!(query.tumour_site)),
         ("milestone".into(), json!(query.milestone)),
@@ -95,7 +95,7 @@ pub async fn get_milestone_pathways(
 
 /// The CSV file's name: the site, milestone, status, month, trusts and
 /// moment, so files of different lists never share a name.
-fn file_name(query: &MilestoneQuery) -> String {
+fn file_name(query: &MilestoneQuery, page: openptl_app::Page) -> String {
     let mut parts = vec![query.tumour_site.to_string(), query.milestone.clone()];
     parts.extend(query.status.map(|s| s.to_string()));
     parts.extend(query.period.map(|p| p.to_string()));
@@ -111,5 +111,6 @@ fn file_name(query: &MilestoneQuery) -> String {
             .known_at
             .map(|t| format!("known-at-{}", t.format("%Y%m%dT%H%M%SZ"))),
     );
+    parts.extend(crate::clocks::lines_part(page));
     csv_file_name(parts, "pathways")
 }

@@ -455,12 +455,12 @@ fn page_params() -> Vec<Value> {
     vec![
         query(
             "offset",
-            json!({ "type": "integer", "minimum": 0, "maximum": 1_000_000 }),
+            json!({ "type": "integer", "minimum": 0, "maximum": 100_000_000 }),
             "Lines of the list passed over, in its order (default 0).",
         ),
         query(
             "limit",
-            json!({ "type": "integer", "minimum": 1, "maximum": 1_000_000 }),
+            json!({ "type": "integer", "minimum": 1, "maximum": 100_000_000 }),
             "At most this many lines after them (default every line). `total` stays the whole list's.",
         ),
     ]

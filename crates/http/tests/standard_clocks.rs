@@ -459,15 +459,21 @@ async fn todays_list_read_from_the_index_is_the_list_read_whole() {
 
 /// A list is read a page at a time (decision 214): the pages, in turn,
 /// are the whole list; each says the whole list's total, share and
-/// transferred lines; the CSV takes the same page; a page past the end is
-/// empty; and a bad `offset` or `limit` is refused naming it.
+/// transferred lines, and the access log the lines sent; the CSV takes
+/// the same page; a page past the end is empty; and a bad `offset` or
+/// `limit` is refused naming it.
 #[tokio::test]
 async fn a_list_reads_a_page_at_a_time() {
-    let (router, _) = loaded().await;
+    let (router, app) = loaded().await;
+    let logged = || {
+        let last = &app.access_log().recent(None, None, 1)[0];
+        (last.action.clone(), last.rows)
+    };
     let uri = "/v1/standards/d62/clocks?period=2025-03";
     let whole = get(&router, uri).await;
     let all = lines(&whole);
     assert_eq!(all.len(), 3, "{whole}");
+    assert_eq!(logged(), ("standards_clocks".to_string(), Some(3)));
     assert_eq!(
         (whole["offset"].clone(), whole["limit"].clone()),
         (json!(0), Value::Null)
@@ -487,12 +493,18 @@ async fn a_list_reads_a_page_at_a_time() {
                 assert_eq!(page[field], whole[field], "{field} of a page");
             }
             assert!(lines(&page).len() <= limit);
+            assert_eq!(
+                logged().1,
+                Some(lines(&page).len()),
+                "the lines sent, logged"
+            );
             paged.extend(lines(&page));
         }
         assert_eq!(paged, all, "pages of {limit}");
     }
     let past = get(&router, &format!("{uri}&offset=3")).await;
     assert!(lines(&past).is_empty(), "{past}");
+    assert_eq!(logged().1, Some(0));
     assert_eq!(past["total"], json!(3));
     let reply = send(
         &router,
@@ -508,11 +520,16 @@ async fn a_list_reads_a_page_at_a_time() {
     let csv = String::from_utf8(reply.body.to_vec()).unwrap();
     assert_eq!(csv.lines().count(), 2, "the header and one line: {csv}");
     assert!(csv.lines().nth(1).unwrap().starts_with("G,"), "{csv}");
+    assert_eq!(
+        reply.headers["content-disposition"].to_str().unwrap(),
+        "attachment; filename=\"d62-2025-03-lines-2-2-clocks.csv\"",
+        "a page's file is named with its lines"
+    );
     for (query, field) in [
         ("offset=-1", "offset"),
         ("offset=x", "offset"),
         ("limit=0", "limit"),
-        ("limit=1000001", "limit"),
+        ("limit=100000001", "limit"),
         ("limit=", "limit"),
     ] {
         let (status, body) = get_json(&router, None, &format!("{uri}&{query}")).await;

@@ -15,6 +15,7 @@ use super::Aggregates;
 use crate::access::Principal;
 use crate::evaluate::effective_or_logged;
 use crate::histories::{op, run, run_from, runtime, Op};
+use crate::lists::Page;
 use crate::views::{TrustFilter, ViewAt};
 use crate::App;
 use crate::MilestoneQuery;
@@ -270,8 +271,12 @@ async fn check(app: &App, moments: &[DateTime<Utc>]) -> Result<(), TestCaseError
                     milestone: name.clone(),
                     status,
                 };
-                let kept = app.milestone_pathways(&query(&now), &system).await;
-                let afresh = app.milestone_pathways(&query(&full), &system).await;
+                let kept = app
+                    .milestone_pathways(&query(&now), &system, Page::default())
+                    .await;
+                let afresh = app
+                    .milestone_pathways(&query(&full), &system, Page::default())
+                    .await;
                 let ids = |lines: Vec<crate::MilestonePathway>| {
                     lines
                         .into_iter()
@@ -310,7 +315,15 @@ async fn check(app: &App, moments: &[DateTime<Utc>]) -> Result<(), TestCaseError
                 let clocks = async |at: &ViewAt| {
                     let filter = ClockFilter::default();
                     let lines = app
-                        .standard_clocks(at, *standard, Some(period), trust, filter, &system)
+                        .standard_clocks(
+                            at,
+                            *standard,
+                            Some(period),
+                            trust,
+                            filter,
+                            &system,
+                            Page::default(),
+                        )
                         .await
                         .unwrap()
                         .1;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::access::Principal;
 use crate::aggregates::last_week::last_sunday;
 use crate::histories::{op, run, runtime};
+use crate::lists::Page;
 use crate::ptl_page::{PtlQuery, PtlSort, Worklist};
 use crate::views::{TrustFilter, ViewAt};
 use crate::App;
@@ -119,9 +120,17 @@ async fn check_for(
                 // with CWT records in the month, decision 211).
                 let (fast, full) = both(app, async || {
                     let filter = ClockFilter::default();
-                    app.standard_clocks(at, *standard, Some(period), trusts, filter, &system)
-                        .await
-                        .map(|(_, lines, position)| (lines, position))
+                    app.standard_clocks(
+                        at,
+                        *standard,
+                        Some(period),
+                        trusts,
+                        filter,
+                        &system,
+                        Page::default(),
+                    )
+                    .await
+                    .map(|(_, lines, position)| (lines, position))
                 })
                 .await;
                 prop_assert_eq!(fast, full, "clocks {:?} {:?} at {:?}", standard, period, at);
@@ -132,9 +141,17 @@ async fn check_for(
                         tumour_site: Some(TumourSite::LowerGi),
                         ..ClockFilter::default()
                     };
-                    app.standard_clocks(at, *standard, Some(period), trusts, filter, &system)
-                        .await
-                        .map(|(_, lines, position)| (lines, position))
+                    app.standard_clocks(
+                        at,
+                        *standard,
+                        Some(period),
+                        trusts,
+                        filter,
+                        &system,
+                        Page::default(),
+                    )
+                    .await
+                    .map(|(_, lines, position)| (lines, position))
                 })
                 .await;
                 prop_assert_eq!(
@@ -152,9 +169,17 @@ async fn check_for(
                     outcome: Some(ClockOutcome::Excluded),
                     ..ClockFilter::default()
                 };
-                app.standard_clocks(at, ClockKind::Fds, Some(period), trusts, filter, &system)
-                    .await
-                    .map(|(_, lines, position)| (lines, position))
+                app.standard_clocks(
+                    at,
+                    ClockKind::Fds,
+                    Some(period),
+                    trusts,
+                    filter,
+                    &system,
+                    Page::default(),
+                )
+                .await
+                .map(|(_, lines, position)| (lines, position))
             })
             .await;
             prop_assert_eq!(fast, full, "excluded FDS clocks {:?} at {:?}", period, at);
@@ -186,7 +211,7 @@ async fn check_for(
                     status: None,
                 };
                 let (fast, full) = both(app, async || {
-                    app.milestone_pathways(&query, &system)
+                    app.milestone_pathways(&query, &system, Page::default())
                         .await
                         .map(|(lines, position)| {
                             let lines: Vec<_> = lines
