@@ -24,7 +24,6 @@
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
 use openptl_log::{EventLog, InPlace, RecordRef};
@@ -33,6 +32,7 @@ use tokio::runtime::Handle;
 
 use crate::evaluate::decode;
 use crate::positions::Positions;
+use crate::projection::PathwayKey;
 use crate::AppError;
 
 /// Records read from the log per page when it cannot be read in place.
@@ -282,7 +282,7 @@ pub fn par_fold<T: Sync, A: Send>(
 }
 
 /// A pathway's id and the log positions of its records, in order.
-pub type PathwayRecords = (Arc<str>, Vec<u64>);
+pub type PathwayRecords = (PathwayKey, Vec<u64>);
 
 /// `f` on the history of every pathway of `pathways` (all of whose records
 /// are at or before `to`), one result per pathway in the order given.
@@ -291,7 +291,7 @@ pub fn fold_pathways<R: Send>(
     runtime: &Handle,
     to: u64,
     pathways: &[PathwayRecords],
-    f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
+    f: impl Fn(&PathwayKey, Option<&[RecordedEvent]>) -> R + Sync,
 ) -> Result<Vec<R>, AppError> {
     match log.in_place() {
         Some(reader) => fold_in_place(reader.map_err(storage)?.as_ref(), pathways, f),
@@ -328,7 +328,7 @@ fn gather(history: &mut Option<Vec<RecordedEvent>>, record: RecordRef<'_>) -> Op
 pub(crate) fn fold_in_place<R: Send>(
     reader: &dyn InPlace,
     pathways: &[PathwayRecords],
-    f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
+    f: impl Fn(&PathwayKey, Option<&[RecordedEvent]>) -> R + Sync,
 ) -> Result<Vec<R>, AppError> {
     // The disk reads of every history asked for together (pages the
     // kernel has dropped would otherwise be read one fault at a time).
@@ -399,7 +399,7 @@ fn fold_in_pages<R: Send>(
     runtime: &Handle,
     to: u64,
     pathways: &[PathwayRecords],
-    f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
+    f: impl Fn(&PathwayKey, Option<&[RecordedEvent]>) -> R + Sync,
 ) -> Result<Vec<R>, AppError> {
     let wanted: HashMap<&str, usize> = pathways
         .iter()
@@ -502,8 +502,8 @@ const HANDED_ON: usize = 4096;
 /// share's results come in the order of its pathways' last records.
 pub fn fold_everything<R>(
     reader: &dyn InPlace,
-    f: impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R + Sync,
-    done: impl Fn(Vec<(Arc<str>, Positions, R)>) + Sync,
+    f: impl Fn(&PathwayKey, Option<&[RecordedEvent]>) -> R + Sync,
+    done: impl Fn(Vec<(PathwayKey, Positions, R)>) + Sync,
 ) -> Result<(), AppError> {
     let shares = cores();
     on_threads(shares, |share| fold_share(reader, share, shares, &f, &done))?;
@@ -515,8 +515,8 @@ fn fold_share<R>(
     reader: &dyn InPlace,
     share: usize,
     shares: usize,
-    f: &impl Fn(&Arc<str>, Option<&[RecordedEvent]>) -> R,
-    done: &impl Fn(Vec<(Arc<str>, Positions, R)>),
+    f: &impl Fn(&PathwayKey, Option<&[RecordedEvent]>) -> R,
+    done: &impl Fn(Vec<(PathwayKey, Positions, R)>),
 ) -> Result<(), AppError> {
     let to = reader.head();
     let keep = |stream: &[u8]| share_of(stream, shares) == share;
@@ -552,7 +552,7 @@ fn fold_share<R>(
                 unreadable.get_or_insert(why);
             }
             if pathway.last == record.position {
-                let id: Arc<str> = Arc::from(record.stream_id);
+                let id = PathwayKey::from(record.stream_id);
                 let r = f(&id, pathway.history.take().as_deref());
                 let positions = Positions::from_slice(&std::mem::take(&mut pathway.positions));
                 finished.push((id, positions, r));

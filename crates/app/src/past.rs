@@ -43,6 +43,7 @@ use openptl_rules::{ClockKind, PathwayState, Period, TumourSite};
 use crate::fold::par_batches;
 use crate::packed::{ClockFields, EarlierState, Packed, Packer};
 use crate::positions::Positions;
+use crate::projection::PathwayKey;
 use crate::projection::{CwtMonths, ProjectionData};
 use crate::{App, AppError, Failure};
 
@@ -399,18 +400,18 @@ struct Part {
     /// Each state to move: its pathway, where its bytes end, and its
     /// version as known at the view's moment when records of it came
     /// later (all dated after the view's date).
-    moved: Vec<(Arc<str>, usize, Option<u64>)>,
+    moved: Vec<(PathwayKey, usize, Option<u64>)>,
     /// Each state to move as it was kept when replaced: its pathway,
     /// which of the snapshot's [`Found`](crate::projection::Found) it is
     /// (its bytes lie there), and its version as known then. Moved after
     /// those of `moved`.
-    taken: Vec<(Arc<str>, u32, u64)>,
+    taken: Vec<(PathwayKey, u32, u64)>,
     /// Pathways to evaluate from their histories, and, for one with
     /// records after the view's moment, the first of those, or for one
     /// known whole, the first of its records after the last that may
     /// affect the view's date (its state before it may be kept:
     /// [`Snapshot::take_replaced`]).
-    read: Vec<(Arc<str>, Positions, Option<u64>)>,
+    read: Vec<(PathwayKey, Positions, Option<u64>)>,
     /// How many of the states to move were on the PTL then.
     on_ptl: usize,
     /// The packed states, as of today, of the pathways the kept sums count
@@ -548,7 +549,7 @@ pub(crate) struct Split {
 
 /// A state a split moves: its pathway, packed bytes and version as known
 /// then (when records came later).
-type ToMove<'a> = (&'a Arc<str>, std::borrow::Cow<'a, [u8]>, Option<u64>);
+type ToMove<'a> = (&'a PathwayKey, std::borrow::Cow<'a, [u8]>, Option<u64>);
 
 /// How many pathways ahead the split reads a state's first bytes.
 const AHEAD: usize = 8;
@@ -559,7 +560,7 @@ const AHEAD: usize = 8;
 // (decision 173).
 #[inline]
 fn split<'a>(
-    (first, entries): (usize, &'a [(Arc<str>, crate::projection::PathwayEntry)]),
+    (first, entries): (usize, &'a [(PathwayKey, crate::projection::PathwayEntry)]),
     data: &ProjectionData,
     how: Split,
 ) -> Part {

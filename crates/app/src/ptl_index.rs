@@ -3,8 +3,8 @@
 //! pathway's state. A leaf shared by the projection (which keeps the index)
 //! and the views (which filter and sort it).
 
+use crate::projection::PathwayKey;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use openptl_rules::{PtlRow, Rag, Route, TumourSite, WaitBand};
@@ -111,7 +111,7 @@ impl PtlKeys {
 #[derive(Debug, Clone)]
 pub struct PtlIndexEntry {
     pub keys: PtlKeys,
-    pub id: Arc<str>,
+    pub id: PathwayKey,
     pub version: u64,
     /// The row's breach-risk keys, filled by the views when first asked
     /// for under a day's model (decision 154); a new entry (a changed
@@ -120,7 +120,7 @@ pub struct PtlIndexEntry {
 }
 
 impl PtlIndexEntry {
-    pub fn new(keys: PtlKeys, id: Arc<str>, version: u64) -> PtlIndexEntry {
+    pub fn new(keys: PtlKeys, id: PathwayKey, version: u64) -> PtlIndexEntry {
         PtlIndexEntry {
             keys,
             id,

@@ -19,6 +19,7 @@ use crate::access::Principal;
 use crate::breach_risk::{fill_risks, risk_keys, LIKELY_TO_BREACH_PERMILLE};
 use crate::evaluate::Current;
 use crate::past::{Counted, Shown};
+use crate::projection::PathwayKey;
 use crate::ptl_index::day_number;
 pub use crate::ptl_index::{PtlIndexEntry, PtlKeys, RiskKeys};
 use crate::views::{forbidden, mask, TrustFilter, ViewAt};
@@ -702,7 +703,7 @@ fn select_page<'a>(
 
 impl Selected<'_> {
     /// The pathways of the page, in its order.
-    fn ids(&self) -> Vec<Arc<str>> {
+    fn ids(&self) -> Vec<PathwayKey> {
         self.matching.iter().map(|(_, e)| e.id.clone()).collect()
     }
 
@@ -832,7 +833,7 @@ mod tests {
 
     #[test]
     fn a_risk_cell_holds_its_keys_for_its_generation_only() {
-        let entry = PtlIndexEntry::new(keys(), Arc::from("P1"), 3);
+        let entry = PtlIndexEntry::new(keys(), PathwayKey::from("P1"), 3);
         assert_eq!(entry.risk.get(1), None);
         for k in [
             risk(None, None),
@@ -845,7 +846,7 @@ mod tests {
             assert_eq!(entry.risk.clone().get(7), Some(k));
         }
         assert_eq!(
-            PtlIndexEntry::new(keys(), Arc::from("P1"), 4).risk.get(7),
+            PtlIndexEntry::new(keys(), PathwayKey::from("P1"), 4).risk.get(7),
             None
         );
     }

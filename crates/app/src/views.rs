@@ -29,6 +29,7 @@ use crate::aggregates::Aggregates;
 use crate::evaluate::Current;
 use crate::lists::Indexed;
 use crate::past::{Counted, Shown, Split, TakeAway};
+use crate::projection::PathwayKey;
 use crate::projection::ProjectionData;
 use crate::ptl_index::pack_trust;
 use crate::{App, AppError};
@@ -84,7 +85,7 @@ pub(crate) struct Seen<'a> {
 /// A seen pathway's id: the projection's own (today), or the past view's.
 enum SeenId<'a> {
     Borrowed(&'a str),
-    Shared(Arc<str>),
+    Shared(PathwayKey),
 }
 
 impl Seen<'_> {

@@ -4,7 +4,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use openptl_rules::forecast::{self, ModelCounts};
@@ -14,6 +13,7 @@ use super::{Kept, Part, Snapshot, TakenAway};
 use crate::evaluate::{current_of, Current};
 use crate::fold::{fold_pathways, par_batches};
 use crate::packed::{ClockFields, Packer};
+use crate::projection::PathwayKey;
 use crate::AppError;
 
 /// States moved or read per step of [`PastStates`]: enough to keep every
@@ -35,9 +35,9 @@ impl At<'_> {
     /// and as known at its moment (none if it did not exist yet).
     fn evaluate(
         &self,
-        id: &Arc<str>,
+        id: &PathwayKey,
         history: &[openptl_rules::RecordedEvent],
-    ) -> Option<(Arc<str>, Current)> {
+    ) -> Option<(PathwayKey, Current)> {
         current_of(history, self.as_of, self.known_at, self.config).map(|c| (id.clone(), c))
     }
 }
@@ -46,7 +46,7 @@ impl At<'_> {
 /// that cannot be read in place) every history at once, in pages.
 enum Source<'a> {
     InPlace(Box<dyn openptl_log::InPlace + 'a>),
-    Read(std::vec::IntoIter<(Arc<str>, Current)>),
+    Read(std::vec::IntoIter<(PathwayKey, Current)>),
 }
 
 /// The states of a past view, evaluated a step at a time on every core as
@@ -66,7 +66,7 @@ pub(crate) struct PastStates<'a> {
     /// (taken from its end, in order): kept from step to step so that
     /// their memory is used again rather than asked afresh of the system
     /// (and zeroed by it) at every step.
-    ready: Vec<Vec<(Arc<str>, Current)>>,
+    ready: Vec<Vec<(PathwayKey, Current)>>,
     /// The list `ready` is taken from.
     next_ready: usize,
     pub(super) failed: Option<AppError>,
@@ -82,7 +82,7 @@ pub(crate) struct PastStates<'a> {
     /// when it asks, from a log that cannot be read in place (every
     /// history was read at once: [`Source::Read`]). Read in place, they
     /// are read again instead ([`PastStates::again`]).
-    read_kept: HashMap<Arc<str>, Current>,
+    read_kept: HashMap<PathwayKey, Current>,
     /// What the view starts from of today's aggregates ([`Counted`]),
     /// until it takes it ([`PastStates::kept_less_away`]).
     kept: Option<Kept>,
@@ -111,7 +111,7 @@ struct Folding {
 
 /// Folds one state into a core's accumulator; whether it took something
 /// of it.
-type FoldOne = dyn Fn(&mut Accumulator, &Arc<str>, &Current) -> bool + Send + Sync;
+type FoldOne = dyn Fn(&mut Accumulator, &PathwayKey, &Current) -> bool + Send + Sync;
 
 /// A core's accumulator when folding, of the type the view folds into.
 type Accumulator = dyn Any + Send + Sync;
@@ -129,7 +129,7 @@ enum Take {
 
 /// A moved state's pathway, packed bytes and version as known then
 /// ([`PastStates::moved_bytes`]).
-type MovedBytes<'s> = (&'s Arc<str>, &'s [u8], Option<u64>);
+type MovedBytes<'s> = (&'s PathwayKey, &'s [u8], Option<u64>);
 
 impl<'a> PastStates<'a> {
     pub(super) fn new(
@@ -203,7 +203,7 @@ impl<'a> PastStates<'a> {
     pub(crate) fn fold_on_movers<A: Send + Sync + 'static>(
         &mut self,
         new: impl Fn() -> A + Send + Sync + 'static,
-        fold: impl Fn(&mut A, &Arc<str>, &Current) -> bool + Send + Sync + 'static,
+        fold: impl Fn(&mut A, &PathwayKey, &Current) -> bool + Send + Sync + 'static,
         keep_read: bool,
     ) {
         self.folding = Some(Folding {
@@ -232,7 +232,10 @@ impl<'a> PastStates<'a> {
     /// back read and evaluated again (the same records, as of the same
     /// date and moment), or, from a log that cannot be read in place, as
     /// kept.
-    pub(crate) fn again(&self, ids: &[Arc<str>]) -> Result<HashMap<Arc<str>, Current>, AppError> {
+    pub(crate) fn again(
+        &self,
+        ids: &[PathwayKey],
+    ) -> Result<HashMap<PathwayKey, Current>, AppError> {
         let mut found = HashMap::with_capacity(ids.len());
         let mut wanted = std::collections::HashSet::new();
         for id in ids {
@@ -276,7 +279,7 @@ impl<'a> PastStates<'a> {
     /// What a core does with a state it moved or read: counts its clocks
     /// when learning, folds it when folding. Whether to pass it on, or
     /// (when folding) whether the fold took something of it.
-    fn take_state(&self, taken: &mut Taken, id: &Arc<str>, current: &Current) -> Take {
+    fn take_state(&self, taken: &mut Taken, id: &PathwayKey, current: &Current) -> Take {
         if self.learning.is_some() {
             forecast::observations(&current.state).for_each(|o| taken.counts.add(&o));
         }
@@ -550,7 +553,7 @@ impl<'a> PastStates<'a> {
         packer: &Packer,
         part: usize,
         i: usize,
-    ) -> Result<(Arc<str>, Current), AppError> {
+    ) -> Result<(PathwayKey, Current), AppError> {
         let (id, bytes, known) = self.moved_bytes(part, i)?;
         let (state, version) = packer
             .unpack_bytes(bytes)
@@ -573,7 +576,7 @@ impl<'a> PastStates<'a> {
 }
 
 impl Iterator for PastStates<'_> {
-    type Item = (Arc<str>, Current);
+    type Item = (PathwayKey, Current);
 
     /// At most the states moved and the pathways read.
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -581,7 +584,7 @@ impl Iterator for PastStates<'_> {
         (0, Some(moved + read))
     }
 
-    fn next(&mut self) -> Option<(Arc<str>, Current)> {
+    fn next(&mut self) -> Option<(PathwayKey, Current)> {
         loop {
             while let Some(list) = self.ready.get_mut(self.next_ready) {
                 match list.pop() {

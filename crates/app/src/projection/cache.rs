@@ -8,8 +8,8 @@ use super::*;
 /// full it becomes the old one.
 #[derive(Default)]
 pub(super) struct HistoryCache {
-    young: HashMap<Arc<str>, Arc<Vec<RecordedEvent>>>,
-    old: HashMap<Arc<str>, Arc<Vec<RecordedEvent>>>,
+    young: HashMap<PathwayKey, Arc<Vec<RecordedEvent>>>,
+    old: HashMap<PathwayKey, Arc<Vec<RecordedEvent>>>,
 }
 
 impl HistoryCache {
@@ -26,7 +26,7 @@ impl HistoryCache {
         Some(h)
     }
 
-    pub(super) fn insert(&mut self, id: Arc<str>, history: Arc<Vec<RecordedEvent>>) {
+    pub(super) fn insert(&mut self, id: PathwayKey, history: Arc<Vec<RecordedEvent>>) {
         if self.young.len() >= CACHED_PATHWAYS && !self.young.contains_key(&id) {
             self.old = std::mem::take(&mut self.young);
         }

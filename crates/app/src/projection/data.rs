@@ -195,7 +195,7 @@ impl ProjectionData {
                 }
             }
             None => {
-                let id: Arc<str> = Arc::from(stream);
+                let id = PathwayKey::from(stream);
                 let entry = PathwayEntry {
                     positions: Positions::from_slice(&[record.position]),
                     trusts: None,
@@ -211,7 +211,7 @@ impl ProjectionData {
     /// the PTL index (the one way both a refresh and a restore install).
     pub(super) fn install(
         &mut self,
-        id: &Arc<str>,
+        id: &PathwayKey,
         current: Option<Kept>,
         trusts: Option<(String, Vec<String>)>,
     ) {

@@ -131,7 +131,7 @@ pub struct ProjectionData {
     trust_codes: HashSet<Arc<str>>,
     /// Every pathway's [`Trusts`], shared by the pathways with the same.
     trust_sets: HashSet<Arc<Trusts>>,
-    dirty: HashSet<Arc<str>>,
+    dirty: HashSet<PathwayKey>,
     /// Today's standards and milestone cells over every state (issue 22);
     /// `None` until built after a bulk change (views then read the states).
     pub(crate) aggregates: Option<Aggregates>,
@@ -275,7 +275,7 @@ fn record_days_from(reader: &dyn openptl_log::InPlace, to: u64) -> Result<Record
 /// evaluated on ([`ReplacedStates`]).
 fn replaced_by(
     data: &ProjectionData,
-    dirty: &HashSet<Arc<str>>,
+    dirty: &HashSet<PathwayKey>,
     everything: bool,
 ) -> Vec<replaced::Replaced> {
     let Some(on) = data.today else {
@@ -311,7 +311,7 @@ fn replaced_by(
 
 /// One pathway evaluated by a refresh.
 struct Evaluated {
-    id: Arc<str>,
+    id: PathwayKey,
     current: Option<Kept>,
     trusts: Option<(String, Vec<String>)>,
     /// What the pathway's old state and its new one add to the aggregates,
@@ -466,9 +466,12 @@ impl Projection {
     /// benchmark's account of resident memory (SPEC 7).
     pub fn memory(&self) -> MemoryUse {
         let data = self.read();
-        // An `Arc<str>` is one allocation: two counts, then the text.
-        let id_bytes =
-            |id: &Arc<str>| (2 * std::mem::size_of::<usize>() + id.len()).next_multiple_of(8);
+        // An id kept inline takes nothing beyond its entry; a longer one is
+        // one allocation (an `Arc<str>`): two counts, then the text.
+        let id_bytes = |id: &PathwayKey| match id.is_heap_allocated() {
+            true => (2 * std::mem::size_of::<usize>() + id.len()).next_multiple_of(8),
+            false => 0,
+        };
         let mut use_ = MemoryUse {
             entries: data.pathways.bytes(),
             ptl: data.ptl_slot.bytes(&data.ptl),
@@ -591,7 +594,7 @@ impl Projection {
     /// Decodes a history read back from the log and caches it.
     fn remember(
         &self,
-        id: Arc<str>,
+        id: PathwayKey,
         records: Result<Vec<StoredRecord>, openptl_log::LogError>,
     ) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
         let records = own_records(&id, records)?;
@@ -619,7 +622,7 @@ impl Projection {
     /// A pathway's history from a blocking thread: cached, else from the log.
     fn history_blocking(
         &self,
-        id: &Arc<str>,
+        id: &PathwayKey,
         entry: &PathwayEntry,
     ) -> Result<Arc<Vec<RecordedEvent>>, AppError> {
         if let Some(h) = self.cache().get(id, entry.positions.len()) {
@@ -793,7 +796,7 @@ impl Projection {
     /// state add to the aggregates.
     fn evaluated(
         &self,
-        id: &Arc<str>,
+        id: &PathwayKey,
         history: &[RecordedEvent],
         today: NaiveDate,
         old: Option<(Option<&Packed>, NaiveDate, &[NaiveDate])>,
@@ -894,7 +897,7 @@ impl Projection {
             let data = self.read();
             let today = data.today.unwrap_or_default();
             let sunday = last_sunday(today);
-            let packed: Vec<(usize, &Arc<str>, &PathwayEntry, &Packed)> = data
+            let packed: Vec<(usize, &PathwayKey, &PathwayEntry, &Packed)> = data
                 .pathways
                 .as_slice()
                 .iter()
@@ -976,7 +979,7 @@ impl Projection {
     fn aggregates_of(
         &self,
         (partial, last, read): &mut (Aggregates, LastWeek, Vec<fold::PathwayRecords>),
-        chunk: &[(usize, &Arc<str>, &PathwayEntry, &Packed)],
+        chunk: &[(usize, &PathwayKey, &PathwayEntry, &Packed)],
         today: NaiveDate,
         sunday: NaiveDate,
     ) -> Result<(), AppError> {
@@ -1004,7 +1007,7 @@ impl Projection {
             let mut data = self.write();
             let new_day = data.today != Some(today);
             if new_day {
-                let all: Vec<Arc<str>> = data.pathways.keys().cloned().collect();
+                let all: Vec<PathwayKey> = data.pathways.keys().cloned().collect();
                 data.dirty.extend(all);
             }
             (std::mem::take(&mut data.dirty), data.position, new_day)
@@ -1041,7 +1044,7 @@ impl Projection {
                     |id, history| self.evaluated(id, history.unwrap_or_default(), today, None),
                 )
             } else {
-                let entries: Vec<(&Arc<str>, &PathwayEntry)> = dirty
+                let entries: Vec<(&PathwayKey, &PathwayEntry)> = dirty
                     .iter()
                     .filter_map(|id| data.pathways.get_key_value(id))
                     .collect();
@@ -1164,7 +1167,7 @@ mod snapshots;
 use cache::HistoryCache;
 use data::own_records;
 pub(crate) use data::unpack_failed;
-pub use pathways::Pathways;
+pub use pathways::{PathwayKey, Pathways};
 pub(crate) use record_days::RecordDays;
 pub(crate) use replaced::{CwtMonths, Found, ReplacedStates};
 pub(crate) use runner::{run, snapshot_periodically};

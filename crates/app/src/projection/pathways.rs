@@ -9,13 +9,17 @@
 //! A pathway is never taken out (the log only grows; a rebuild or a
 //! restore starts a new projection), so an index never moves.
 
-use std::sync::Arc;
-
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use super::PathwayEntry;
 use crate::ptl_index::PtlIndexEntry;
+
+/// A pathway's id as the projection keeps it: inline up to 23 bytes, so
+/// ids of the usual length (a trust's referral id) take no allocation of
+/// their own; a longer one (SPEC 3 allows 64 characters) is shared text,
+/// as an `PathwayKey` is. Cloning never allocates (decision 215).
+pub type PathwayKey = smol_str::SmolStr;
 
 /// Indexes into a vector whose items each carry an id, found by id: 4
 /// bytes a slot, the ids being the items' own (`id_of` gives an index's).
@@ -84,7 +88,7 @@ impl IdTable {
 /// Every pathway of the projection, by id.
 #[derive(Default)]
 pub struct Pathways {
-    entries: Vec<(Arc<str>, PathwayEntry)>,
+    entries: Vec<(PathwayKey, PathwayEntry)>,
     index: IdTable,
 }
 
@@ -114,7 +118,7 @@ impl Pathways {
         self.find(id).map(|i| &self.entries[i].1)
     }
 
-    pub fn get_key_value(&self, id: &str) -> Option<(&Arc<str>, &PathwayEntry)> {
+    pub fn get_key_value(&self, id: &str) -> Option<(&PathwayKey, &PathwayEntry)> {
         self.find(id).map(|i| {
             let (id, entry) = &self.entries[i];
             (id, entry)
@@ -127,7 +131,7 @@ impl Pathways {
 
     /// Puts `entry` in for `id`: in place of the one it has, else after
     /// every other pathway.
-    pub fn insert(&mut self, id: Arc<str>, entry: PathwayEntry) {
+    pub fn insert(&mut self, id: PathwayKey, entry: PathwayEntry) {
         if let Some(i) = self.find(&id) {
             self.entries[i].1 = entry;
             return;
@@ -153,20 +157,20 @@ impl Pathways {
 
     /// Bytes the vector of entries and the table of their indexes take.
     pub fn bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<(Arc<str>, PathwayEntry)>()
+        self.entries.capacity() * std::mem::size_of::<(PathwayKey, PathwayEntry)>()
             + self.index.bytes()
     }
 
     /// Every pathway's id and entry, in the order they first appeared.
-    pub fn as_slice(&self) -> &[(Arc<str>, PathwayEntry)] {
+    pub fn as_slice(&self) -> &[(PathwayKey, PathwayEntry)] {
         &self.entries
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &PathwayEntry)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&PathwayKey, &PathwayEntry)> {
         self.entries.iter().map(|(id, entry)| (id, entry))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &Arc<str>> {
+    pub fn keys(&self) -> impl Iterator<Item = &PathwayKey> {
         self.entries.iter().map(|(id, _)| id)
     }
 
@@ -249,10 +253,10 @@ mod tests {
     fn pathways_are_found_by_id_and_kept_in_the_order_they_came() {
         let mut pathways = Pathways::default();
         for n in 1..=5000u64 {
-            pathways.insert(Arc::from(format!("P{n}")), entry(n));
+            pathways.insert(PathwayKey::from(format!("P{n}")), entry(n));
         }
         // Put in again: in place, not after.
-        pathways.insert(Arc::from("P7"), entry(9999));
+        pathways.insert(PathwayKey::from("P7"), entry(9999));
         assert_eq!(pathways.len(), 5000);
         assert_eq!(pathways.get("P7").unwrap().positions.last(), Some(9999));
         assert_eq!(pathways.get("P4321").unwrap().positions.last(), Some(4321));
@@ -270,7 +274,7 @@ mod tests {
     fn ptl_slots_follow_rows_put_in_and_taken_out() {
         use crate::ptl_index::{PtlIndexEntry, PtlKeys};
         let keys = PtlKeys::sample();
-        let row = |id: &str| PtlIndexEntry::new(keys, Arc::from(id), 1);
+        let row = |id: &str| PtlIndexEntry::new(keys, PathwayKey::from(id), 1);
         let mut ptl = Vec::new();
         let mut slots = PtlSlots::default();
         for n in 0..100 {

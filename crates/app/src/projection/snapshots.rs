@@ -35,7 +35,7 @@ impl Projection {
         // Copy out under the read lock (ids, positions, packed states),
         // decode, encode and write outside it.
         type Item = (
-            Arc<str>,
+            PathwayKey,
             Positions,
             Option<Arc<Trusts>>,
             Option<(Packed, bool)>,
@@ -196,7 +196,7 @@ impl Projection {
 
 /// A pathway as restored from a snapshot: id, positions, trusts, state.
 type RestoredPathway = (
-    Arc<str>,
+    PathwayKey,
     Vec<u64>,
     Option<(String, Vec<String>)>,
     Option<Kept>,
@@ -283,7 +283,7 @@ pub(super) fn prepare_snapshot(
                     ever.into_iter().map(Cow::into_owned).collect(),
                 )
             });
-            Ok((Arc::from(&*p.id), p.positions, trusts, current))
+            Ok((PathwayKey::from(&*p.id), p.positions, trusts, current))
         };
         Some(snapshot::decode_chunk(bytes).and_then(|chunk| {
             chunk

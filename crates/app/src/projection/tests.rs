@@ -165,9 +165,11 @@ fn the_memory_account_counts_each_structure_once() {
             None,
         );
         let system = Principal::system("test");
-        // Ids of 2 and 3 characters: 16 bytes of counts and the text, in
-        // allocations of whole 8 bytes (24 each).
-        let ids = ["P0", "P1", "P22"];
+        // Ids of up to 23 bytes lie inline in their entries; a longer one
+        // is one allocation of 16 bytes of counts and the text, in whole 8
+        // bytes (30 characters: 48).
+        let long = "RXH-2025-REFERRAL-000000000022";
+        let ids = ["P0", "P1", long];
         let referrals = ids.iter().map(|id| event_of(id, 0, 59, 0)).collect();
         app.append(referrals, &system, false).await.unwrap();
         let triage = vec![event_of("P1", 2, 62, 0)];
@@ -175,7 +177,8 @@ fn the_memory_account_counts_each_structure_once() {
         assert!(app.caught_up(std::time::Duration::from_secs(5)).await);
         let projection = app.projection();
         let used = projection.memory();
-        assert_eq!(used.ids, 3 * 24);
+        assert_eq!(used.ids, 48);
+        assert_eq!(std::mem::size_of::<PathwayKey>(), 24);
         let data = projection.read();
         let (mut packed, mut positions) = (0, 0);
         for entry in data.pathways.values() {
@@ -184,7 +187,7 @@ fn the_memory_account_counts_each_structure_once() {
         }
         assert_eq!((used.packed, used.positions), (packed, positions));
         assert!(packed > 0 && used.earlier <= packed);
-        let entry = std::mem::size_of::<(Arc<str>, PathwayEntry)>();
+        let entry = std::mem::size_of::<(PathwayKey, PathwayEntry)>();
         assert!(used.entries >= 3 * entry, "{used:?}");
         let rows = data.ptl.len();
         assert_eq!(rows, 3, "every pathway is open");
