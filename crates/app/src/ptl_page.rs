@@ -846,7 +846,9 @@ mod tests {
             assert_eq!(entry.risk.clone().get(7), Some(k));
         }
         assert_eq!(
-            PtlIndexEntry::new(keys(), PathwayKey::from("P1"), 4).risk.get(7),
+            PtlIndexEntry::new(keys(), PathwayKey::from("P1"), 4)
+                .risk
+                .get(7),
             None
         );
     }

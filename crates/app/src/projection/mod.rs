@@ -46,13 +46,12 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::aggregates::kept_days::{self, KeptDays};
-use crate::aggregates::last_week::{self, last_sunday, LastWeek};
+use crate::aggregates::last_week::{self, LastWeek};
 use crate::aggregates::{Aggregates, Contribution};
 use crate::clock::{london_today, Clock};
 use crate::evaluate::{current_from, decode, effective_or_logged, Current};
 use crate::fold::{self, par_filter_map};
 use crate::packed::{Packed, Packer};
-use crate::past::AsOf;
 use crate::positions::Positions;
 use crate::ptl_index::{PtlIndexEntry, PtlKeys};
 use crate::snapshot::{self, StoredPathway, StoredState};
@@ -152,121 +151,6 @@ pub struct ProjectionData {
     /// view as known at a past moment needs to move states of pathways
     /// with later records ([`RecordDays`]).
     pub(crate) record_days: RecordDays,
-}
-
-/// How far back past views find earlier states kept (issue 22): a view as
-/// of any of the last two weeks (last Sunday's return, a week ago) moves
-/// them; an older one reads back the histories of pathways with events
-/// since. Longer costs memory: at 1.4M pathways, five weeks and three
-/// states kept 534 bytes per open pathway, past SPEC 7's budget.
-const EARLIER_DAYS: u64 = 14;
-
-/// Earlier states kept per pathway at most: those covering the dates
-/// past views are most asked for ([`asked_dates`]), then its latest.
-const EARLIER_MOST: usize = 2;
-
-/// The past dates views are most asked for, first first: last Sunday (the
-/// weekly CANPTL return, every trust every Monday) and a week ago (the
-/// week-on-week PTL). Every pathway is evaluated again when the date
-/// changes, so the states kept follow these dates.
-fn asked_dates(today: NaiveDate) -> [NaiveDate; 2] {
-    [last_sunday(today), today - chrono::Days::new(7)]
-}
-
-/// The earlier states of a pathway that past views of the last
-/// [`EARLIER_DAYS`] can move ([`Earlier`]), each evaluated on its date
-/// (none before the referral).
-fn earlier_states(
-    effective: &[openptl_rules::EffectiveEvent],
-    today: NaiveDate,
-    config: &RulesConfig,
-) -> Vec<(Earlier, PathwayState)> {
-    let since = today - chrono::Days::new(EARLIER_DAYS);
-    Earlier::of(effective, since, EARLIER_MOST, &asked_dates(today))
-        .into_iter()
-        .filter_map(|e| Some((e, openptl_rules::evaluate(effective, e.on, config)?)))
-        .collect()
-}
-
-/// The earliest date a stored record can change a pathway's state as of
-/// ([`history::earliest_date_affected`]); `None` (any date) for one that
-/// cannot be read.
-fn date_affected(record: openptl_log::RecordRef<'_>) -> Option<NaiveDate> {
-    let ty = openptl_rules::EventType::parse(record.event_type)?;
-    let occurred_on = openptl_rules::event::occurred_on_of_payload(record.payload).ok()?;
-    history::earliest_date_affected(ty, occurred_on)
-}
-
-/// The [`RecordDays`] of the records recorded in the last
-/// [`record_days::KEEP_DAYS`] days up to `to`, read from the log in place
-/// (after a fold from nothing or a restore; appends keep it after).
-fn record_days_from(reader: &dyn openptl_log::InPlace, to: u64) -> Result<RecordDays, AppError> {
-    let mut days = RecordDays::default();
-    if to == 0 {
-        return Ok(days);
-    }
-    let recorded_at = |position: u64| -> Result<Option<DateTime<Utc>>, AppError> {
-        let mut at = None;
-        reader.visit(position, position, &|_| true, &mut |r| {
-            at = Some(r.recorded_at)
-        })?;
-        Ok(at)
-    };
-    let Some(last) = recorded_at(to)? else {
-        return Ok(days);
-    };
-    let since = last.date_naive() - chrono::Days::new(record_days::KEEP_DAYS);
-    // The first position recorded on or after `since` (recorded moments
-    // never go back along the log).
-    let (mut before, mut from) = (0u64, to);
-    while from - before > 1 {
-        let mid = before + (from - before) / 2;
-        match recorded_at(mid)? {
-            Some(at) if at.date_naive() >= since => from = mid,
-            _ => before = mid,
-        }
-    }
-    let started = std::time::Instant::now();
-    // A range of positions per core, read side by side, then put end to end.
-    let threads = fold::cores().max(1) as u64;
-    let step = (to - from + 1).div_ceil(threads);
-    let ranges: Vec<(u64, u64)> = (0..threads)
-        .map(|i| (from + i * step, (from + (i + 1) * step - 1).min(to)))
-        .filter(|(first, last)| first <= last)
-        .collect();
-    let parts = std::thread::scope(|scope| {
-        let handles: Vec<_> = ranges
-            .iter()
-            .map(|(first, last)| {
-                scope.spawn(move || {
-                    let records = usize::try_from(last - first + 1).unwrap_or(0);
-                    let mut part = RecordDays::starting_at(*first, records);
-                    reader
-                        .visit(*first, *last, &|_| true, &mut |r| {
-                            part.push(r.position, r.recorded_at, date_affected(r));
-                        })
-                        .map(|()| part)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(part) => part.map_err(AppError::from),
-                Err(_) => Err(AppError::internal("reading the record dates panicked")),
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    for part in parts {
-        days.append(part);
-    }
-    tracing::info!(
-        from = days.first(),
-        records = days.len(),
-        ms = started.elapsed().as_millis() as u64,
-        "the last days' record dates read for past views"
-    );
-    Ok(days)
 }
 
 /// The states of the `dirty` pathways (every pathway, when `everything`)
@@ -883,121 +767,6 @@ impl Projection {
         Some((months, kept.packed.as_bytes().into()))
     }
 
-    /// Builds today's aggregates from every state when they are not kept
-    /// (after a start, a restore or a bulk refresh), on every core; the
-    /// runner is the only writer, so the states do not change meanwhile. A
-    /// state that cannot be unpacked leaves them unbuilt (views then read
-    /// the states and report it; the next refresh tries again).
-    pub(super) fn build_aggregates(&self) {
-        if self.read().aggregates.is_some() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        let built = {
-            let data = self.read();
-            let today = data.today.unwrap_or_default();
-            let sunday = last_sunday(today);
-            let packed: Vec<(usize, &PathwayKey, &PathwayEntry, &Packed)> = data
-                .pathways
-                .as_slice()
-                .iter()
-                .enumerate()
-                .filter_map(|(index, (id, p))| Some((index, id, p, p.state.as_ref()?)))
-                .collect();
-            let chunks: Vec<_> = packed.chunks(UNPACK_SLICE).collect();
-            // One partial sum per core, each chunk added to its core's.
-            let new = || {
-                let partial = (Aggregates::new(today), LastWeek::default(), Vec::new());
-                (partial, None)
-            };
-            let partials = fold::par_fold(&chunks, new, |(partial, failed), chunk| {
-                if failed.is_none() {
-                    *failed = self.aggregates_of(partial, chunk, today, sunday).err();
-                }
-            });
-            let mut all = (Aggregates::new(today), LastWeek::default(), Vec::new());
-            let mut failed = None;
-            for ((aggregates, last, read), error) in partials {
-                all.0.merge(aggregates);
-                all.1.merge(last);
-                all.2.extend(read);
-                failed = failed.or(error);
-            }
-            let (aggregates, mut last, mut read) = all;
-            // The pathways whose state cannot be moved to the Sunday, read
-            // back as a past view of it reads them.
-            read.sort_unstable_by_key(|(_, positions)| positions.first().copied());
-            let from_histories = match failed {
-                Some(e) => Err(e),
-                None => fold::fold_pathways(
-                    self.log.as_ref(),
-                    &self.runtime,
-                    data.position,
-                    &read,
-                    |_, history| {
-                        history
-                            .map(|h| last_week::cells_of_history(h, sunday, &self.config))
-                            .unwrap_or_default()
-                    },
-                ),
-            };
-            from_histories.map(|cells| {
-                for cells in &cells {
-                    last.apply(cells, 1);
-                }
-                (aggregates, last, read.len())
-            })
-        };
-        match built {
-            Ok((mut aggregates, last, read)) => {
-                aggregates.shrink_to_fit();
-                let cells = aggregates.cells();
-                let (clock_strata, clock_bytes) = aggregates.clocks_kept();
-                let last_week_cells = last.len();
-                let mut data = self.write();
-                data.aggregates = Some(aggregates);
-                data.last_week = Some(last);
-                drop(data);
-                tracing::info!(
-                    cells,
-                    last_week_cells,
-                    last_week_read = read,
-                    clock_strata,
-                    clock_kib = clock_bytes / 1024,
-                    ms = started.elapsed().as_millis() as u64,
-                    "today's aggregates built from every state"
-                );
-            }
-            Err(e) => tracing::error!(error = %e, "today's aggregates not built"),
-        }
-    }
-
-    /// Adds to `partial` today's aggregates and last Sunday's return of
-    /// the pathways of `chunk` (index, id, entry, state) evaluated on
-    /// `today`, and those whose state cannot be moved to `sunday` (to read
-    /// back).
-    fn aggregates_of(
-        &self,
-        (partial, last, read): &mut (Aggregates, LastWeek, Vec<fold::PathwayRecords>),
-        chunk: &[(usize, &PathwayKey, &PathwayEntry, &Packed)],
-        today: NaiveDate,
-        sunday: NaiveDate,
-    ) -> Result<(), AppError> {
-        let week = (sunday, crate::past::Shown::week(sunday));
-        for (index, id, entry, packed) in chunk {
-            let current = self.packer.current(packed).map_err(data::unpack_failed)?;
-            let from = packed.on_ptl_settled_from().1;
-            let contribution = Contribution::of(&current, from, today, &self.config);
-            partial.apply(*index, &contribution, 1);
-            match crate::past::moved_as_of(packed, today, week, &self.packer, &current.state)? {
-                AsOf::Moved(state) => last.apply(&last_week::cells_of(&state, sunday), 1),
-                AsOf::NotShown => {}
-                AsOf::Read => read.push(((*id).clone(), entry.positions.to_vec())),
-            }
-        }
-        Ok(())
-    }
-
     /// Re-evaluates every pathway changed since the last refresh (all of them
     /// when the date moved on), then publishes the position. On a failure to
     /// read the log nothing is published and the pathways stay to be done.
@@ -1158,17 +927,21 @@ impl Projection {
 
 mod cache;
 mod data;
+mod earlier;
 mod pathways;
 mod record_days;
 mod replaced;
 mod runner;
 mod snapshots;
+mod todays_aggregates;
 
 use cache::HistoryCache;
 use data::own_records;
 pub(crate) use data::unpack_failed;
+use earlier::earlier_states;
 pub use pathways::{PathwayKey, Pathways};
 pub(crate) use record_days::RecordDays;
+use record_days::{date_affected, record_days_from};
 pub(crate) use replaced::{CwtMonths, Found, ReplacedStates};
 pub(crate) use runner::{run, snapshot_periodically};
 pub use snapshots::{PreparedSnapshot, SnapshotPreload};

@@ -12,11 +12,16 @@
 //!
 //! Two bytes per record, for the records recorded in the last
 //! [`KEEP_DAYS`] days (views further back read their pathways back). A
-//! position not kept reads back its pathway: the safe answer.
+//! position not kept reads back its pathway: the safe answer. They are
+//! read from the log in place after a fold from nothing or a restore
+//! ([`record_days_from`]); appends keep them after.
 
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use openptl_rules::history;
+
+use crate::{fold, AppError};
 
 /// Days of records kept, counted back from the latest record's date, and
 /// so of the states kept when replaced (`replaced.rs`): a past view of a
@@ -174,6 +179,90 @@ impl RecordDays {
     pub(crate) fn first(&self) -> Option<u64> {
         (!self.days.is_empty()).then_some(self.base)
     }
+}
+
+/// The earliest date a stored record can change a pathway's state as of
+/// ([`history::earliest_date_affected`]); `None` (any date) for one that
+/// cannot be read.
+pub(super) fn date_affected(record: openptl_log::RecordRef<'_>) -> Option<NaiveDate> {
+    let ty = openptl_rules::EventType::parse(record.event_type)?;
+    let occurred_on = openptl_rules::event::occurred_on_of_payload(record.payload).ok()?;
+    history::earliest_date_affected(ty, occurred_on)
+}
+
+/// The [`RecordDays`] of the records recorded in the last
+/// [`KEEP_DAYS`] days up to `to`, read from the log in place
+/// (after a fold from nothing or a restore; appends keep it after).
+pub(super) fn record_days_from(
+    reader: &dyn openptl_log::InPlace,
+    to: u64,
+) -> Result<RecordDays, AppError> {
+    let mut days = RecordDays::default();
+    if to == 0 {
+        return Ok(days);
+    }
+    let recorded_at = |position: u64| -> Result<Option<DateTime<Utc>>, AppError> {
+        let mut at = None;
+        reader.visit(position, position, &|_| true, &mut |r| {
+            at = Some(r.recorded_at)
+        })?;
+        Ok(at)
+    };
+    let Some(last) = recorded_at(to)? else {
+        return Ok(days);
+    };
+    let since = last.date_naive() - chrono::Days::new(KEEP_DAYS);
+    // The first position recorded on or after `since` (recorded moments
+    // never go back along the log).
+    let (mut before, mut from) = (0u64, to);
+    while from - before > 1 {
+        let mid = before + (from - before) / 2;
+        match recorded_at(mid)? {
+            Some(at) if at.date_naive() >= since => from = mid,
+            _ => before = mid,
+        }
+    }
+    let started = std::time::Instant::now();
+    // A range of positions per core, read side by side, then put end to end.
+    let threads = fold::cores().max(1) as u64;
+    let step = (to - from + 1).div_ceil(threads);
+    let ranges: Vec<(u64, u64)> = (0..threads)
+        .map(|i| (from + i * step, (from + (i + 1) * step - 1).min(to)))
+        .filter(|(first, last)| first <= last)
+        .collect();
+    let parts = std::thread::scope(|scope| {
+        let handles: Vec<_> = ranges
+            .iter()
+            .map(|(first, last)| {
+                scope.spawn(move || {
+                    let records = usize::try_from(last - first + 1).unwrap_or(0);
+                    let mut part = RecordDays::starting_at(*first, records);
+                    reader
+                        .visit(*first, *last, &|_| true, &mut |r| {
+                            part.push(r.position, r.recorded_at, date_affected(r));
+                        })
+                        .map(|()| part)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(part) => part.map_err(AppError::from),
+                Err(_) => Err(AppError::internal("reading the record dates panicked")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    for part in parts {
+        days.append(part);
+    }
+    tracing::info!(
+        from = days.first(),
+        records = days.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "the last days' record dates read for past views"
+    );
+    Ok(days)
 }
 
 #[cfg(test)]
