@@ -31,8 +31,8 @@ use openptl_rules::RecordedEvent;
 use tokio::runtime::Handle;
 
 use crate::evaluate::decode;
+use crate::pathway_key::PathwayKey;
 use crate::positions::Positions;
-use crate::projection::PathwayKey;
 use crate::AppError;
 
 /// Records read from the log per page when it cannot be read in place.

@@ -28,6 +28,7 @@ mod offload;
 mod packed;
 mod past;
 mod past_cells;
+mod pathway_key;
 mod positions;
 pub mod problem;
 pub mod projection;

@@ -3,11 +3,12 @@
 //! pathway's state. A leaf shared by the projection (which keeps the index)
 //! and the views (which filter and sort it).
 
-use crate::projection::PathwayKey;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{Datelike, NaiveDate};
 use openptl_rules::{PtlRow, Rag, Route, TumourSite, WaitBand};
+
+use crate::pathway_key::PathwayKey;
 
 /// An ODS code (at most 8 ASCII characters) as a number, for fast filters.
 pub(crate) fn pack_trust(code: &str) -> u64 {

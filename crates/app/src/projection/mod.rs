@@ -256,7 +256,8 @@ pub struct MemoryUse {
     /// Every pathway's entry, in the dense vector, and the table that
     /// finds it by id (decision 146).
     pub entries: usize,
-    /// The pathways' ids, one allocation each (the PTL index shares them).
+    /// The allocations of the pathways' ids longer than 23 bytes (shorter
+    /// ones lie in their entries; the PTL index shares them).
     pub ids: usize,
     /// Each pathway's record positions.
     pub positions: usize,
