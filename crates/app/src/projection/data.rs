@@ -208,10 +208,23 @@ impl ProjectionData {
     }
 
     /// Sets a pathway's evaluated state and trusts and keeps its place in
-    /// the PTL index (the one way both a refresh and a restore install).
+    /// the PTL index (the one way a refresh, a fold and a restore install).
     pub(super) fn install(
         &mut self,
         id: &PathwayKey,
+        current: Option<Kept>,
+        trusts: Option<(String, Vec<String>)>,
+    ) {
+        if let Some(index) = self.pathways.find(id) {
+            self.install_at(index, current, trusts);
+        }
+    }
+
+    /// [`ProjectionData::install`] for the pathway at `index` (a fold and
+    /// a restore know it from putting the pathway in).
+    pub(super) fn install_at(
+        &mut self,
+        index: usize,
         current: Option<Kept>,
         trusts: Option<(String, Vec<String>)>,
     ) {
@@ -239,9 +252,8 @@ impl ProjectionData {
                 }
             }
         });
-        let Some(entry) = self.pathways.get_mut(id) else {
-            return;
-        };
+        let (id, entry) = self.pathways.at_mut(index);
+        let id = id.clone();
         let (state, on_ptl) = match current {
             Some(Kept { packed, keys }) => {
                 let version = packed.version();
@@ -257,7 +269,7 @@ impl ProjectionData {
         }
         match on_ptl {
             Some(row) => self.ptl_slot.put(&mut self.ptl, row),
-            None => self.ptl_slot.take(&mut self.ptl, id),
+            None => self.ptl_slot.take(&mut self.ptl, &id),
         }
     }
 }

@@ -548,8 +548,8 @@ impl Projection {
                         trusts: None,
                         state: None,
                     };
-                    data.pathways.insert(id.clone(), entry);
-                    data.install(&id, evaluated.current, evaluated.trusts);
+                    let index = data.pathways.insert(id, entry);
+                    data.install_at(index, evaluated.current, evaluated.trusts);
                 }
             },
         );

@@ -126,16 +126,23 @@ impl Pathways {
     }
 
     /// Puts `entry` in for `id`: in place of the one it has, else after
-    /// every other pathway.
-    pub fn insert(&mut self, id: PathwayKey, entry: PathwayEntry) {
+    /// every other pathway. Gives its index.
+    pub fn insert(&mut self, id: PathwayKey, entry: PathwayEntry) -> usize {
         if let Some(i) = self.find(&id) {
             self.entries[i].1 = entry;
-            return;
+            return i;
         }
         self.entries.push((id, entry));
         let entries = &self.entries;
         let last = entries.len() - 1;
         self.index.insert(&entries[last].0, last, |i| &entries[i].0);
+        last
+    }
+
+    /// The id and entry at `index` ([`Pathways::find`]).
+    pub(super) fn at_mut(&mut self, index: usize) -> (&PathwayKey, &mut PathwayEntry) {
+        let (id, entry) = &mut self.entries[index];
+        (id, entry)
     }
 
     /// Room for `more` pathways without growing.
@@ -252,7 +259,7 @@ mod tests {
             pathways.insert(PathwayKey::from(format!("P{n}")), entry(n));
         }
         // Put in again: in place, not after.
-        pathways.insert(PathwayKey::from("P7"), entry(9999));
+        assert_eq!(pathways.insert(PathwayKey::from("P7"), entry(9999)), 6);
         assert_eq!(pathways.len(), 5000);
         assert_eq!(pathways.get("P7").unwrap().positions.last(), Some(9999));
         assert_eq!(pathways.get("P4321").unwrap().positions.last(), Some(4321));

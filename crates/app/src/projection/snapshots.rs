@@ -154,15 +154,15 @@ impl Projection {
             if positions.windows(2).any(|w| w[0] >= w[1]) || positions.first() == Some(&0) {
                 return Err("a pathway's positions are out of order".into());
             }
-            data.pathways.insert(
-                id.clone(),
+            let index = data.pathways.insert(
+                id,
                 PathwayEntry {
                     positions: Positions::from_slice(&positions),
                     trusts: None,
                     state: None,
                 },
             );
-            data.install(&id, current, trusts);
+            data.install_at(index, current, trusts);
         }
         if records != header.position || data.pathways.len() as u64 != header.pathways {
             return Err("its pathways do not account for every record".into());
