@@ -242,6 +242,59 @@ pub fn par_batches<T: Sync, R: Send>(batches: &[T], f: impl Fn(&T) -> Option<R> 
     done.into_iter().map(|(_, r)| r).collect()
 }
 
+/// `f` over every batch on every core, as [`par_batches`], handing each
+/// result to `take` on the calling thread in the batches' order as soon as
+/// it and every one before it are done, so that the caller's work on the
+/// results overlaps the rest of `f`'s (a restore installs the pathways of
+/// the snapshot's first chunks while the others are still being decoded).
+/// An error from `take` ends it: no batch is started after, and the error
+/// is given back.
+pub fn par_batches_in_order<T: Sync, R: Send, E>(
+    batches: &[T],
+    f: impl Fn(&T) -> R + Sync,
+    mut take: impl FnMut(R) -> Result<(), E>,
+) -> Result<(), E> {
+    let threads = cores().min(batches.len());
+    if threads < 2 {
+        return batches.iter().try_for_each(|batch| take(f(batch)));
+    }
+    let next = AtomicUsize::new(0);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (done, results) = std::sync::mpsc::channel::<(usize, R)>();
+        for _ in 0..threads {
+            let (f, next, stop, done) = (&f, &next, &stop, done.clone());
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(batch) = batches.get(i) else {
+                        break;
+                    };
+                    if done.send((i, f(batch))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        // Results that came before one still being worked on.
+        let mut early = std::collections::BTreeMap::new();
+        let mut wanted = 0;
+        let taken = results.iter().try_for_each(|(i, r)| {
+            early.insert(i, r);
+            while let Some(r) = early.remove(&wanted) {
+                wanted += 1;
+                take(r)?;
+            }
+            Ok(())
+        });
+        if taken.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        taken
+    })
+}
+
 /// `fold` of every batch into an accumulator of the core that takes it
 /// (made by `new`), on every core from two batches on, each thread taking
 /// the next batch left: one accumulator per core, to merge, in no
@@ -602,6 +655,41 @@ mod tests {
             let out = par_batches(&batches, |b| (b % 7 != 3).then_some(*b * 2));
             let expected: Vec<usize> = (0..n).filter(|b| b % 7 != 3).map(|b| b * 2).collect();
             assert_eq!(out, expected, "{n} batches");
+        }
+    }
+
+    /// Results are taken in the batches' order, each once, however the
+    /// threads finish them (later batches here finish first); an error
+    /// from `take` ends it with that error, nothing taken after.
+    #[test]
+    fn results_are_taken_in_order_until_an_error() {
+        for n in [0usize, 1, 2, 3, 41, 300] {
+            let batches: Vec<usize> = (0..n).collect();
+            let mut taken = Vec::new();
+            let slow_first = |b: &usize| {
+                if *b < 3 {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                *b * 2
+            };
+            let ended = par_batches_in_order(&batches, slow_first, |r| {
+                taken.push(r);
+                Ok::<_, ()>(())
+            });
+            assert_eq!(ended, Ok(()));
+            assert_eq!(taken, (0..n).map(|b| b * 2).collect::<Vec<_>>(), "{n}");
+
+            let mut taken = Vec::new();
+            let ended = par_batches_in_order(&batches, slow_first, |r| {
+                if r == 2 * 17 {
+                    return Err(r);
+                }
+                taken.push(r);
+                Ok(())
+            });
+            let upto = n.min(17);
+            assert_eq!(ended, if n > 17 { Err(34) } else { Ok(()) }, "{n}");
+            assert_eq!(taken, (0..upto).map(|b| b * 2).collect::<Vec<_>>(), "{n}");
         }
     }
 

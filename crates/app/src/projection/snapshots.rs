@@ -128,8 +128,13 @@ impl Projection {
                 .map_err(|_| NotUsed::from("reading it panicked"))??,
             None => prepare_snapshot(path, &self.config)?,
         };
-        let decoded = started.elapsed();
-        let header = &prepared.header;
+        let waited = started.elapsed();
+        let PreparedSnapshot {
+            header,
+            data,
+            took,
+            decoding,
+        } = prepared;
         if header.position > self.log.head() {
             return Err("it is ahead of the log".into());
         }
@@ -139,35 +144,7 @@ impl Projection {
         if stored.first().map(|r| *r.event_id.as_bytes()) != Some(header.event_id) {
             return Err("it belongs to another log".into());
         }
-        let mut data = ProjectionData {
-            position: header.position,
-            today: header.today(),
-            ..ProjectionData::default()
-        };
-        data.pathways.reserve(prepared.pathways.len());
-        let mut records = 0u64;
-        for (id, positions, trusts, current) in prepared.pathways {
-            records += positions.len() as u64;
-            if positions.last().is_some_and(|p| *p > header.position) {
-                return Err("a pathway lies beyond its position".into());
-            }
-            if positions.windows(2).any(|w| w[0] >= w[1]) || positions.first() == Some(&0) {
-                return Err("a pathway's positions are out of order".into());
-            }
-            let index = data.pathways.insert(
-                id,
-                PathwayEntry {
-                    positions: Positions::from_slice(&positions),
-                    trusts: None,
-                    state: None,
-                },
-            );
-            data.install_at(index, current, trusts);
-        }
-        if records != header.position || data.pathways.len() as u64 != header.pathways {
-            return Err("its pathways do not account for every record".into());
-        }
-        let installed = started.elapsed();
+        let checked = started.elapsed();
         *self.write() = data;
         // Recorded before publishing: whoever waits for the position may ask.
         *self
@@ -185,9 +162,11 @@ impl Projection {
         self.build_aggregates();
         self.read_record_days(header.position);
         tracing::info!(
-            waited_for_decode_ms = decoded.as_millis() as u64,
-            installed_ms = (installed - decoded).as_millis() as u64,
-            laid_out_after_ms = (started.elapsed() - installed).as_millis() as u64,
+            prepared_in_ms = took.as_millis() as u64,
+            decoding_on_every_core_ms = decoding.as_millis() as u64,
+            waited_for_it_ms = waited.as_millis() as u64,
+            checked_ms = (checked - waited).as_millis() as u64,
+            laid_out_after_ms = (started.elapsed() - checked).as_millis() as u64,
             "projection snapshot installed"
         );
         Ok(header.position)
@@ -202,15 +181,22 @@ type RestoredPathway = (
     Option<Kept>,
 );
 
-/// A snapshot read and decoded, and found to fit this binary and rules; not
-/// yet checked against the log.
+/// A snapshot read, decoded and installed into a projection's data of its
+/// own, and found to fit this binary and rules and to hold together; not
+/// yet checked against the log (its position and event id), so nothing
+/// serves from it until [`Projection::restore`] has.
 pub struct PreparedSnapshot {
     header: snapshot::Header,
-    pathways: Vec<RestoredPathway>,
+    pub(super) data: ProjectionData,
+    /// How long reading, decoding and installing it took.
+    took: std::time::Duration,
+    /// The time its chunks took to decode, summed over the cores.
+    decoding: std::time::Duration,
 }
 
-/// A snapshot being read and decoded on a thread of its own, started before
-/// the log is opened so that the two overlap at start-up.
+/// A snapshot being read, decoded and installed on a thread of its own,
+/// started before the log is opened so that the two overlap at start-up
+/// (decision 216).
 pub struct SnapshotPreload(std::thread::JoinHandle<Result<PreparedSnapshot, NotUsed>>);
 
 impl SnapshotPreload {
@@ -228,7 +214,7 @@ impl SnapshotPreload {
 }
 
 /// Reads a snapshot, checks it was written by this binary under these
-/// rules, and decodes its pathways (in parallel).
+/// rules, decodes its pathways (in parallel) and installs them.
 pub(super) fn prepare_snapshot(
     path: &Path,
     config: &RulesConfig,
@@ -236,6 +222,7 @@ pub(super) fn prepare_snapshot(
     if !path.exists() {
         return Err("none written yet".into());
     }
+    let started = std::time::Instant::now();
     let read = snapshot::read(path)?;
     let header = read.header.clone();
     let expected = snapshot::Header::new(
@@ -262,39 +249,110 @@ pub(super) fn prepare_snapshot(
         return Err("the rules configuration has changed since".into());
     }
     let packer = Packer::new(config);
-    let decoded = crate::fold::par_batches(&read.chunks(), |bytes| {
-        let restore = |p: StoredPathway| -> Result<RestoredPathway, NotUsed> {
-            let current = p
-                .state
-                .map(|stored| {
-                    let packed = Packed::from_bytes(&stored.packed)?;
-                    if !stored.on_ptl {
-                        return Ok::<_, NotUsed>(Kept { packed, keys: None });
-                    }
-                    // Its PTL keys, from its row.
-                    let (state, _) = packer.unpack(&packed)?;
-                    let keys = PtlRow::of(&state, config).as_ref().map(PtlKeys::of);
-                    Ok(Kept { packed, keys })
-                })
-                .transpose()?;
-            let trusts = p.trusts.map(|(now, ever)| {
-                (
-                    now.into_owned(),
-                    ever.into_iter().map(Cow::into_owned).collect(),
-                )
+    let restore = |p: StoredPathway| -> Result<RestoredPathway, NotUsed> {
+        let current = p
+            .state
+            .map(|stored| {
+                let packed = Packed::from_bytes(&stored.packed)?;
+                if !stored.on_ptl {
+                    return Ok::<_, NotUsed>(Kept { packed, keys: None });
+                }
+                // Its PTL keys, from its row.
+                let (state, _) = packer.unpack(&packed)?;
+                let keys = PtlRow::of(&state, config).as_ref().map(PtlKeys::of);
+                Ok(Kept { packed, keys })
+            })
+            .transpose()?;
+        let trusts = p.trusts.map(|(now, ever)| {
+            (
+                now.into_owned(),
+                ever.into_iter().map(Cow::into_owned).collect(),
+            )
+        });
+        Ok((PathwayKey::from(&*p.id), p.positions, trusts, current))
+    };
+    // Each chunk is installed as soon as it and those before it are
+    // decoded: the install (one core) overlaps the decoding (the others).
+    let mut installed = Installed::new(&header);
+    let mut decoding = std::time::Duration::ZERO;
+    crate::fold::par_batches_in_order(
+        &read.chunks(),
+        |bytes| {
+            let started = std::time::Instant::now();
+            let chunk = snapshot::decode_chunk(bytes).and_then(|chunk| {
+                chunk
+                    .into_iter()
+                    .map(restore)
+                    .collect::<Result<Vec<_>, _>>()
             });
-            Ok((PathwayKey::from(&*p.id), p.positions, trusts, current))
+            (chunk, started.elapsed())
+        },
+        |(chunk, took)| {
+            decoding += took;
+            chunk?.into_iter().try_for_each(|p| installed.add(p))
+        },
+    )?;
+    let data = installed.finish()?;
+    Ok(PreparedSnapshot {
+        header,
+        data,
+        took: started.elapsed(),
+        decoding,
+    })
+}
+
+/// A projection's data being filled with a snapshot's pathways, each
+/// checked to hold together: positions in order and none beyond the
+/// snapshot's, and every record of the log up to it accounted for once.
+struct Installed<'a> {
+    header: &'a snapshot::Header,
+    data: ProjectionData,
+    records: u64,
+}
+
+impl<'a> Installed<'a> {
+    fn new(header: &'a snapshot::Header) -> Installed<'a> {
+        let mut data = ProjectionData {
+            position: header.position,
+            today: header.today(),
+            ..ProjectionData::default()
         };
-        Some(snapshot::decode_chunk(bytes).and_then(|chunk| {
-            chunk
-                .into_iter()
-                .map(restore)
-                .collect::<Result<Vec<_>, _>>()
-        }))
-    });
-    let mut pathways = Vec::with_capacity(header.pathways as usize);
-    for chunk in decoded {
-        pathways.extend(chunk?);
+        data.pathways
+            .reserve(usize::try_from(header.pathways).unwrap_or(0).min(1 << 24));
+        Installed {
+            header,
+            data,
+            records: 0,
+        }
     }
-    Ok(PreparedSnapshot { header, pathways })
+
+    fn add(&mut self, pathway: RestoredPathway) -> Result<(), NotUsed> {
+        let (id, positions, trusts, current) = pathway;
+        self.records += positions.len() as u64;
+        if positions.last().is_some_and(|p| *p > self.header.position) {
+            return Err("a pathway lies beyond its position".into());
+        }
+        if positions.windows(2).any(|w| w[0] >= w[1]) || positions.first() == Some(&0) {
+            return Err("a pathway's positions are out of order".into());
+        }
+        let index = self.data.pathways.insert(
+            id,
+            PathwayEntry {
+                positions: Positions::from_slice(&positions),
+                trusts: None,
+                state: None,
+            },
+        );
+        self.data.install_at(index, current, trusts);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<ProjectionData, NotUsed> {
+        if self.records != self.header.position
+            || self.data.pathways.len() as u64 != self.header.pathways
+        {
+            return Err("its pathways do not account for every record".into());
+        }
+        Ok(self.data)
+    }
 }

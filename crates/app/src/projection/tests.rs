@@ -27,11 +27,12 @@ fn a_history_read_back_never_takes_another_streams_record() {
     assert!(!refused.contains('B'), "{refused}");
 }
 
-/// The header of a snapshot of no pathways, as this binary writes it.
+/// The header of a snapshot of no pathways (of an empty log), as this
+/// binary writes it.
 fn empty_header(config: &RulesConfig) -> snapshot::Header {
     snapshot::Header::new(
         config,
-        1,
+        0,
         uuid::Uuid::from_u128(7),
         chrono::NaiveDate::from_ymd_opt(2025, 4, 7).unwrap(),
         0,
@@ -55,6 +56,62 @@ fn a_snapshot_of_a_newer_format_is_ignored_not_misread() {
             .contains(&format!("format {}", snapshot::FORMAT + 1)),
         "{refused}"
     );
+}
+
+/// A snapshot whose pathways do not hold together is refused while it is
+/// prepared (before the log is open), never installed: a pathway's
+/// positions out of order or beyond the snapshot's, records missing or
+/// counted twice, pathways missing or given twice. One that does is used.
+#[test]
+fn a_snapshot_whose_pathways_do_not_hold_together_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("projection.snapshot");
+    let config = RulesConfig::defaults();
+    let pathway = |id: &'static str, positions: &[u64]| snapshot::StoredPathway {
+        id: Cow::Borrowed(id),
+        positions: positions.to_vec(),
+        trusts: Some((Cow::Borrowed("RX1"), vec![Cow::Borrowed("RX1")])),
+        state: None,
+    };
+    let cases = [
+        (vec![pathway("A", &[1, 3]), pathway("B", &[2])], None),
+        (
+            vec![pathway("A", &[3, 1]), pathway("B", &[2])],
+            Some("out of order"),
+        ),
+        (
+            vec![pathway("A", &[1, 4]), pathway("B", &[2])],
+            Some("beyond its position"),
+        ),
+        (
+            vec![pathway("A", &[1]), pathway("B", &[2])],
+            Some("do not account for every record"),
+        ),
+        (
+            vec![pathway("A", &[1, 3]), pathway("A", &[2])],
+            Some("do not account for every record"),
+        ),
+    ];
+    for (pathways, refused) in cases {
+        let header = snapshot::Header::new(
+            &config,
+            3,
+            uuid::Uuid::from_u128(7),
+            chrono::NaiveDate::from_ymd_opt(2025, 4, 7).unwrap(),
+            2,
+        );
+        // One pathway a chunk: the chunks are decoded on every core.
+        let chunks: Vec<_> = pathways.iter().map(|p| vec![p.clone()]).collect();
+        snapshot::write(&path, &header, chunks.into_iter()).unwrap();
+        match (prepare_snapshot(&path, &config), refused) {
+            (Ok(prepared), None) => assert_eq!(prepared.data.pathways.len(), 2),
+            (Err(why), Some(expected)) => {
+                assert!(why.to_string().contains(expected), "{why}")
+            }
+            (Ok(_), Some(expected)) => panic!("used, though {expected}"),
+            (Err(why), None) => panic!("refused: {why}"),
+        }
+    }
 }
 
 /// A snapshot written by another build of the same version is not used:
