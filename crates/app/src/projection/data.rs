@@ -213,7 +213,7 @@ impl ProjectionData {
         &mut self,
         id: &PathwayKey,
         current: Option<Kept>,
-        trusts: Option<(String, Vec<String>)>,
+        trusts: Option<(impl AsRef<str>, Vec<impl AsRef<str>>)>,
     ) {
         if let Some(index) = self.pathways.find(id) {
             self.install_at(index, current, trusts);
@@ -221,12 +221,13 @@ impl ProjectionData {
     }
 
     /// [`ProjectionData::install`] for the pathway at `index` (a fold and
-    /// a restore know it from putting the pathway in).
+    /// a restore know it from putting the pathway in). The trust codes are
+    /// interned, so they may be borrowed (a restore's, from the snapshot).
     pub(super) fn install_at(
         &mut self,
         index: usize,
         current: Option<Kept>,
-        trusts: Option<(String, Vec<String>)>,
+        trusts: Option<(impl AsRef<str>, Vec<impl AsRef<str>>)>,
     ) {
         let codes = &mut self.trust_codes;
         let mut intern = |code: &str| match codes.get(code) {
@@ -239,8 +240,8 @@ impl ProjectionData {
         };
         let trusts = trusts.map(|(now, ever)| {
             let trusts = Trusts {
-                current: intern(&now),
-                ever: ever.iter().map(|t| intern(t)).collect(),
+                current: intern(now.as_ref()),
+                ever: ever.iter().map(|t| intern(t.as_ref())).collect(),
             };
             // Shared: a few hundred combinations serve every pathway.
             match self.trust_sets.get(&trusts) {

@@ -173,11 +173,12 @@ impl Projection {
     }
 }
 
-/// A pathway as restored from a snapshot: id, positions, trusts, state.
-type RestoredPathway = (
+/// A pathway as restored from a snapshot: id, positions, trusts (borrowed
+/// from the snapshot's bytes until interned), state.
+type RestoredPathway<'a> = (
     PathwayKey,
     Vec<u64>,
-    Option<(String, Vec<String>)>,
+    Option<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
     Option<Kept>,
 );
 
@@ -249,28 +250,6 @@ pub(super) fn prepare_snapshot(
         return Err("the rules configuration has changed since".into());
     }
     let packer = Packer::new(config);
-    let restore = |p: StoredPathway| -> Result<RestoredPathway, NotUsed> {
-        let current = p
-            .state
-            .map(|stored| {
-                let packed = Packed::from_bytes(&stored.packed)?;
-                if !stored.on_ptl {
-                    return Ok::<_, NotUsed>(Kept { packed, keys: None });
-                }
-                // Its PTL keys, from its row.
-                let (state, _) = packer.unpack(&packed)?;
-                let keys = PtlRow::of(&state, config).as_ref().map(PtlKeys::of);
-                Ok(Kept { packed, keys })
-            })
-            .transpose()?;
-        let trusts = p.trusts.map(|(now, ever)| {
-            (
-                now.into_owned(),
-                ever.into_iter().map(Cow::into_owned).collect(),
-            )
-        });
-        Ok((PathwayKey::from(&*p.id), p.positions, trusts, current))
-    };
     // Each chunk is installed as soon as it and those before it are
     // decoded: the install (one core) overlaps the decoding (the others).
     let mut installed = Installed::new(&header);
@@ -282,7 +261,7 @@ pub(super) fn prepare_snapshot(
             let chunk = snapshot::decode_chunk(bytes).and_then(|chunk| {
                 chunk
                     .into_iter()
-                    .map(restore)
+                    .map(|p| restored(p, &packer, config))
                     .collect::<Result<Vec<_>, _>>()
             });
             (chunk, started.elapsed())
@@ -299,6 +278,28 @@ pub(super) fn prepare_snapshot(
         took: started.elapsed(),
         decoding,
     })
+}
+
+/// A pathway of a snapshot's chunk, its PTL keys made again from its row
+/// when it is on the PTL.
+fn restored<'a>(
+    p: StoredPathway<'a>,
+    packer: &Packer,
+    config: &RulesConfig,
+) -> Result<RestoredPathway<'a>, NotUsed> {
+    let current = p
+        .state
+        .map(|stored| {
+            let packed = Packed::from_bytes(&stored.packed)?;
+            if !stored.on_ptl {
+                return Ok::<_, NotUsed>(Kept { packed, keys: None });
+            }
+            let (state, _) = packer.unpack(&packed)?;
+            let keys = PtlRow::of(&state, config).as_ref().map(PtlKeys::of);
+            Ok(Kept { packed, keys })
+        })
+        .transpose()?;
+    Ok((PathwayKey::from(&*p.id), p.positions, p.trusts, current))
 }
 
 /// A projection's data being filled with a snapshot's pathways, each
