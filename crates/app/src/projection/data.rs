@@ -229,30 +229,7 @@ impl ProjectionData {
         current: Option<Kept>,
         trusts: Option<(impl AsRef<str>, Vec<impl AsRef<str>>)>,
     ) {
-        let codes = &mut self.trust_codes;
-        let mut intern = |code: &str| match codes.get(code) {
-            Some(c) => c.clone(),
-            None => {
-                let c: Arc<str> = Arc::from(code);
-                codes.insert(c.clone());
-                c
-            }
-        };
-        let trusts = trusts.map(|(now, ever)| {
-            let trusts = Trusts {
-                current: intern(now.as_ref()),
-                ever: ever.iter().map(|t| intern(t.as_ref())).collect(),
-            };
-            // Shared: a few hundred combinations serve every pathway.
-            match self.trust_sets.get(&trusts) {
-                Some(shared) => shared.clone(),
-                None => {
-                    let shared = Arc::new(trusts);
-                    self.trust_sets.insert(shared.clone());
-                    shared
-                }
-            }
-        });
+        let trusts = trusts.map(|(now, ever)| self.trust_sets.shared(now.as_ref(), &ever));
         let (id, entry) = self.pathways.at_mut(index);
         let id = id.clone();
         let (state, on_ptl) = match current {

@@ -126,10 +126,8 @@ pub struct ProjectionData {
     /// The pathways on today's PTL, keys inline (dense, for fast PTL pages).
     pub ptl: Vec<PtlIndexEntry>,
     ptl_slot: pathways::PtlSlots,
-    /// Trust codes, shared by every pathway's [`Trusts`].
-    trust_codes: HashSet<Arc<str>>,
     /// Every pathway's [`Trusts`], shared by the pathways with the same.
-    trust_sets: HashSet<Arc<Trusts>>,
+    trust_sets: trust_sets::TrustSets,
     dirty: HashSet<PathwayKey>,
     /// Today's standards and milestone cells over every state (issue 22);
     /// `None` until built after a bulk change (views then read the states).
@@ -935,6 +933,7 @@ mod replaced;
 mod runner;
 mod snapshots;
 mod todays_aggregates;
+mod trust_sets;
 
 use cache::HistoryCache;
 use data::own_records;
