@@ -23,7 +23,7 @@
 //!   read and on however many cores.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use foldhash::{HashMap, HashMapExt};
 use openptl_log::{EventLog, InPlace, RecordRef};
@@ -247,8 +247,9 @@ pub fn par_batches<T: Sync, R: Send>(batches: &[T], f: impl Fn(&T) -> Option<R> 
 /// it and every one before it are done, so that the caller's work on the
 /// results overlaps the rest of `f`'s (a restore installs the pathways of
 /// the snapshot's first chunks while the others are still being decoded).
-/// An error from `take` ends it: no batch is started after, and the error
-/// is given back.
+/// An error from `take` ends it: no batch is started once the error is
+/// seen (those already started finish), and the error is given back. A
+/// panic in `f` stops the other threads likewise, then reaches the caller.
 pub fn par_batches_in_order<T: Sync, R: Send, E>(
     batches: &[T],
     f: impl Fn(&T) -> R + Sync,
@@ -258,13 +259,23 @@ pub fn par_batches_in_order<T: Sync, R: Send, E>(
     if threads < 2 {
         return batches.iter().try_for_each(|batch| take(f(batch)));
     }
+    /// Stops the other threads when its own unwinds from a panic in `f`.
+    struct StopOnPanic<'a>(&'a AtomicBool);
+    impl Drop for StopOnPanic<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+    }
     let next = AtomicUsize::new(0);
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let (done, results) = std::sync::mpsc::channel::<(usize, R)>();
         for _ in 0..threads {
             let (f, next, stop, done) = (&f, &next, &stop, done.clone());
             scope.spawn(move || {
+                let _stop = StopOnPanic(stop);
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(batch) = batches.get(i) else {
@@ -691,6 +702,27 @@ mod tests {
             assert_eq!(ended, if n > 17 { Err(34) } else { Ok(()) }, "{n}");
             assert_eq!(taken, (0..upto).map(|b| b * 2).collect::<Vec<_>>(), "{n}");
         }
+    }
+
+    /// A panic in `f` reaches the caller (no hang), and the batches after
+    /// it are not all worked on.
+    #[test]
+    fn a_panic_while_working_reaches_the_caller() {
+        let batches: Vec<usize> = (0..10_000).collect();
+        let worked = AtomicUsize::new(0);
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            par_batches_in_order(
+                &batches,
+                |b| {
+                    worked.fetch_add(1, Ordering::Relaxed);
+                    assert!(*b != 5, "batch 5");
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                },
+                |()| Ok::<_, ()>(()),
+            )
+        }));
+        assert!(ended.is_err());
+        assert!(worked.load(Ordering::Relaxed) < batches.len());
     }
 
     /// Every batch is folded once, into one accumulator per core.

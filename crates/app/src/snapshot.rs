@@ -104,8 +104,10 @@ pub struct StoredPathway<'a> {
     #[serde(borrow)]
     pub id: Cow<'a, str>,
     pub positions: Vec<u64>,
-    #[serde(borrow)]
-    pub trusts: Option<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
+    /// The trust it is at and every trust it has been at, borrowed from
+    /// the input (serde borrows a `Cow` only as a field's whole type).
+    #[serde(borrow, deserialize_with = "borrowed_trusts")]
+    pub trusts: Option<StoredTrusts<'a>>,
     #[serde(borrow)]
     pub state: Option<StoredState<'a>>,
 }
@@ -117,6 +119,22 @@ pub struct StoredState<'a> {
     pub on_ptl: bool,
     #[serde(borrow, with = "bytes")]
     pub packed: Cow<'a, [u8]>,
+}
+
+/// The trust a pathway is at, and every trust it has been at.
+pub type StoredTrusts<'a> = (Cow<'a, str>, Vec<Cow<'a, str>>);
+
+/// A pathway's trusts, each code borrowed from the input.
+fn borrowed_trusts<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<StoredTrusts<'a>>, D::Error> {
+    let trusts: Option<(&'de str, Vec<&'de str>)> = Deserialize::deserialize(d)?;
+    Ok(trusts.map(|(now, ever)| {
+        (
+            Cow::Borrowed(now),
+            ever.into_iter().map(Cow::Borrowed).collect(),
+        )
+    }))
 }
 
 /// MessagePack `bin` for packed bytes (serde's default would write an array
@@ -348,6 +366,14 @@ mod tests {
             .map(|c| decode_chunk(c).unwrap())
             .collect();
         assert_eq!(back, chunks);
+        // Ids, trust codes and states borrowed from the bytes read.
+        let borrowed = |c: &Cow<'_, str>| matches!(c, Cow::Borrowed(_));
+        for p in back.iter().flatten() {
+            let (now, ever) = p.trusts.as_ref().unwrap();
+            assert!(borrowed(&p.id) && borrowed(now) && ever.iter().all(borrowed));
+            let state = p.state.as_ref().unwrap();
+            assert!(matches!(state.packed, Cow::Borrowed(_)));
+        }
         assert!(!path.with_extension("tmp").exists());
 
         let mut bytes = std::fs::read(&path).unwrap();

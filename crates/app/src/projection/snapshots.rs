@@ -134,6 +134,7 @@ impl Projection {
             data,
             took,
             decoding,
+            installing,
         } = prepared;
         if header.position > self.log.head() {
             return Err("it is ahead of the log".into());
@@ -164,6 +165,7 @@ impl Projection {
         tracing::info!(
             prepared_in_ms = took.as_millis() as u64,
             decoding_on_every_core_ms = decoding.as_millis() as u64,
+            installed_ms = installing.as_millis() as u64,
             waited_for_it_ms = waited.as_millis() as u64,
             checked_ms = (checked - waited).as_millis() as u64,
             laid_out_after_ms = (started.elapsed() - checked).as_millis() as u64,
@@ -178,7 +180,7 @@ impl Projection {
 type RestoredPathway<'a> = (
     PathwayKey,
     Vec<u64>,
-    Option<(Cow<'a, str>, Vec<Cow<'a, str>>)>,
+    Option<snapshot::StoredTrusts<'a>>,
     Option<Kept>,
 );
 
@@ -188,11 +190,21 @@ type RestoredPathway<'a> = (
 /// serves from it until [`Projection::restore`] has.
 pub struct PreparedSnapshot {
     header: snapshot::Header,
-    pub(super) data: ProjectionData,
+    data: ProjectionData,
     /// How long reading, decoding and installing it took.
     took: std::time::Duration,
     /// The time its chunks took to decode, summed over the cores.
     decoding: std::time::Duration,
+    /// The time its pathways took to install (on the read-ahead thread).
+    installing: std::time::Duration,
+}
+
+impl PreparedSnapshot {
+    /// How many pathways it installed.
+    #[cfg(test)]
+    pub(super) fn pathways(&self) -> usize {
+        self.data.pathways.len()
+    }
 }
 
 /// A snapshot being read, decoded and installed on a thread of its own,
@@ -251,9 +263,10 @@ pub(super) fn prepare_snapshot(
     }
     let packer = Packer::new(config);
     // Each chunk is installed as soon as it and those before it are
-    // decoded: the install (one core) overlaps the decoding (the others).
-    let mut installed = Installed::new(&header);
-    let mut decoding = std::time::Duration::ZERO;
+    // decoded: the install (this thread) overlaps the decoding (a thread a
+    // core) and the log's open.
+    let mut installing = Installing::new(&header);
+    let (mut decoding, mut installing_took) = (Duration::ZERO, Duration::ZERO);
     crate::fold::par_batches_in_order(
         &read.chunks(),
         |bytes| {
@@ -268,15 +281,19 @@ pub(super) fn prepare_snapshot(
         },
         |(chunk, took)| {
             decoding += took;
-            chunk?.into_iter().try_for_each(|p| installed.add(p))
+            let started = std::time::Instant::now();
+            let added = chunk?.into_iter().try_for_each(|p| installing.add(p));
+            installing_took += started.elapsed();
+            added
         },
     )?;
-    let data = installed.finish()?;
+    let data = installing.finish()?;
     Ok(PreparedSnapshot {
         header,
         data,
         took: started.elapsed(),
         decoding,
+        installing: installing_took,
     })
 }
 
@@ -304,15 +321,16 @@ fn restored<'a>(
 
 /// A projection's data being filled with a snapshot's pathways, each
 /// checked to hold together: positions in order and none beyond the
-/// snapshot's, and every record of the log up to it accounted for once.
-struct Installed<'a> {
+/// snapshot's, as many records as the log holds up to it and as many
+/// pathways as its header says (an id given twice is one pathway).
+struct Installing<'a> {
     header: &'a snapshot::Header,
     data: ProjectionData,
     records: u64,
 }
 
-impl<'a> Installed<'a> {
-    fn new(header: &'a snapshot::Header) -> Installed<'a> {
+impl<'a> Installing<'a> {
+    fn new(header: &'a snapshot::Header) -> Installing<'a> {
         let mut data = ProjectionData {
             position: header.position,
             today: header.today(),
@@ -320,7 +338,7 @@ impl<'a> Installed<'a> {
         };
         data.pathways
             .reserve(usize::try_from(header.pathways).unwrap_or(0).min(1 << 24));
-        Installed {
+        Installing {
             header,
             data,
             records: 0,

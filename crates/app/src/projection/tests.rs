@@ -60,8 +60,8 @@ fn a_snapshot_of_a_newer_format_is_ignored_not_misread() {
 
 /// A snapshot whose pathways do not hold together is refused while it is
 /// prepared (before the log is open), never installed: a pathway's
-/// positions out of order or beyond the snapshot's, records missing or
-/// counted twice, pathways missing or given twice. One that does is used.
+/// positions out of order or beyond the snapshot's, records missing, a
+/// pathway given twice. One that does is used.
 #[test]
 fn a_snapshot_whose_pathways_do_not_hold_together_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +104,7 @@ fn a_snapshot_whose_pathways_do_not_hold_together_is_refused() {
         let chunks: Vec<_> = pathways.iter().map(|p| vec![p.clone()]).collect();
         snapshot::write(&path, &header, chunks.into_iter()).unwrap();
         match (prepare_snapshot(&path, &config), refused) {
-            (Ok(prepared), None) => assert_eq!(prepared.data.pathways.len(), 2),
+            (Ok(prepared), None) => assert_eq!(prepared.pathways(), 2),
             (Err(why), Some(expected)) => {
                 assert!(why.to_string().contains(expected), "{why}")
             }

@@ -24,14 +24,14 @@ use super::Trusts;
 pub(super) struct TrustSets {
     codes: HashSet<Arc<str>>,
     sets: HashTable<Arc<Trusts>>,
-    hasher: foldhash::fast::FixedState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl TrustSets {
     /// The shared [`Trusts`] of a pathway at trust `now` that has been at
     /// every trust of `ever`, kept on first sight.
     pub(super) fn shared(&mut self, now: &str, ever: &[impl AsRef<str>]) -> Arc<Trusts> {
-        let hash = self.hash(now, ever.iter().map(AsRef::as_ref));
+        let hash = Self::hash(&self.hasher, now, ever.iter().map(AsRef::as_ref));
         let same = |t: &Arc<Trusts>| {
             &*t.current == now
                 && t.ever.len() == ever.len()
@@ -46,7 +46,7 @@ impl TrustSets {
         });
         let (hasher, sets) = (&self.hasher, &mut self.sets);
         sets.insert_unique(hash, trusts.clone(), |t| {
-            Self::hash_with(hasher, &t.current, t.ever.iter().map(|e| &**e))
+            Self::hash(hasher, &t.current, t.ever.iter().map(|e| &**e))
         });
         trusts
     }
@@ -68,13 +68,9 @@ impl TrustSets {
         }
     }
 
-    fn hash<'a>(&self, now: &str, ever: impl Iterator<Item = &'a str>) -> u64 {
-        Self::hash_with(&self.hasher, now, ever)
-    }
-
     /// The same for borrowed and kept codes: each code's text in turn.
-    fn hash_with<'a>(
-        hasher: &foldhash::fast::FixedState,
+    fn hash<'a>(
+        hasher: &foldhash::fast::RandomState,
         now: &str,
         ever: impl Iterator<Item = &'a str>,
     ) -> u64 {
