@@ -543,6 +543,9 @@ fn share_of(stream: &[u8], shares: usize) -> usize {
 /// A pathway of a share in [`fold_everything`]: where its records are, and
 /// its history while it is being gathered.
 struct Found {
+    /// Its id (its stream's), inline: the look-ups of the first read
+    /// compare it in place, and the second read checks each record's.
+    id: PathwayKey,
     /// Its last record's position (from the first read).
     last: u64,
     positions: Vec<u64>,
@@ -559,7 +562,9 @@ const HANDED_ON: usize = 4096;
 /// the whole log twice, in order, keeping the streams of its share: first
 /// where each one's last record is (without checking or decoding the
 /// records), then their records, each pathway handed to `f` as soon as its
-/// last record is read. Every look-up is in the thread's own table, and only
+/// last record is read. Only the first read looks pathways up (in the
+/// thread's own table); it notes whose each record is, so the second read
+/// takes each record's pathway from that list (checking its id), and only
 /// the pathways whose records straddle the point reached hold a history.
 /// `done` is called from the share's own thread, a batch at a time, while
 /// the other shares go on: putting results in place overlaps the fold. Each
@@ -584,39 +589,77 @@ fn fold_share<R>(
 ) -> Result<(), AppError> {
     let to = reader.head();
     let keep = |stream: &[u8]| share_of(stream, shares) == share;
-    // Some eight records a pathway: one growth at most.
-    let mut found: HashMap<Box<[u8]>, Found> = HashMap::with_capacity(to as usize / shares / 8);
-    reader
-        .visit_streams(1, to, &mut |position, stream| {
-            if !keep(stream) {
-                return;
-            }
-            match found.get_mut(stream) {
-                Some(pathway) => pathway.last = position,
-                None => {
-                    let first = Found {
-                        last: position,
-                        positions: Vec::new(),
-                        history: Some(Vec::new()),
-                    };
-                    found.insert(stream.into(), first);
+    // The share's pathways in the order first seen, and whose each of its
+    // records is, in the order read (4 bytes a record). Some eight records
+    // a pathway: one growth at most.
+    let mut found: Vec<Found> = Vec::with_capacity(to as usize / shares / 8);
+    let mut whose: Vec<u32> = Vec::with_capacity(to as usize / shares + 1);
+    {
+        let hasher = foldhash::fast::RandomState::default();
+        let mut places: hashbrown::HashTable<u32> =
+            hashbrown::HashTable::with_capacity(found.capacity());
+        let mut full = false;
+        reader
+            .visit_streams(1, to, &mut |position, stream| {
+                if !keep(stream) || full {
+                    return;
                 }
-            }
-        })
-        .map_err(storage)?;
+                let hash = hasher.hash_one(stream);
+                let same = |i: &u32| found[*i as usize].id.as_bytes() == stream;
+                let place = match places.find(hash, same).copied() {
+                    Some(place) => place,
+                    None => {
+                        let Ok(place) = u32::try_from(found.len()) else {
+                            full = true;
+                            return;
+                        };
+                        found.push(Found {
+                            id: PathwayKey::from(String::from_utf8_lossy(stream).as_ref()),
+                            last: position,
+                            positions: Vec::new(),
+                            history: Some(Vec::new()),
+                        });
+                        places.insert_unique(hash, place, |i| {
+                            hasher.hash_one(found[*i as usize].id.as_bytes())
+                        });
+                        place
+                    }
+                };
+                found[place as usize].last = position;
+                whose.push(place);
+            })
+            .map_err(storage)?;
+        if full {
+            return Err(AppError::internal(
+                "more than 4,294,967,295 pathways in one share of the fold",
+            ));
+        }
+    }
     let mut finished = Vec::with_capacity(HANDED_ON);
     let mut unreadable = None;
+    // The first record the second read did not meet as the first did.
+    let mut astray = None;
+    let mut places = whose.iter();
     reader
         .visit(1, to, &keep, &mut |record| {
-            let Some(pathway) = found.get_mut(record.stream_id.as_bytes()) else {
-                return;
+            let pathway = match places.next() {
+                Some(place) => &mut found[*place as usize],
+                None => {
+                    astray.get_or_insert(record.position);
+                    return;
+                }
             };
+            // Never another pathway's record in a history.
+            if astray.is_some() || pathway.id.as_bytes() != record.stream_id.as_bytes() {
+                astray.get_or_insert(record.position);
+                return;
+            }
             pathway.positions.push(record.position);
             if let Some(why) = gather(&mut pathway.history, record) {
                 unreadable.get_or_insert(why);
             }
             if pathway.last == record.position {
-                let id = PathwayKey::from(record.stream_id);
+                let id = pathway.id.clone();
                 let r = f(&id, pathway.history.take().as_deref());
                 let positions = Positions::from_slice(&std::mem::take(&mut pathway.positions));
                 finished.push((id, positions, r));
@@ -629,6 +672,11 @@ fn fold_share<R>(
             }
         })
         .map_err(storage)?;
+    if let Some(position) = astray.or_else(|| places.next().map(|_| to)) {
+        return Err(AppError::internal(format!(
+            "the fold's second read of the log did not meet the records of its first (at position {position})"
+        )));
+    }
     if let Some(why) = unreadable {
         return Err(AppError::internal(why));
     }
@@ -723,6 +771,142 @@ mod tests {
         }));
         assert!(ended.is_err());
         assert!(worked.load(Ordering::Relaxed) < batches.len());
+    }
+
+    /// A log read in place whose record reads can leave one record out, or
+    /// meet the first two of a share the other way round (a second read
+    /// that does not meet what the first did).
+    struct Unfaithful {
+        records: Vec<openptl_log::StoredRecord>,
+        skip: Option<u64>,
+        swap_first_two: bool,
+    }
+
+    impl InPlace for Unfaithful {
+        fn head(&self) -> u64 {
+            self.records.len() as u64
+        }
+
+        fn visit(
+            &self,
+            from: u64,
+            to: u64,
+            keep: &dyn Fn(&[u8]) -> bool,
+            visit: &mut dyn FnMut(RecordRef<'_>),
+        ) -> Result<(), openptl_log::LogError> {
+            let mut kept: Vec<&openptl_log::StoredRecord> = self.records
+                [from as usize - 1..to as usize]
+                .iter()
+                .filter(|r| Some(r.position) != self.skip && keep(r.stream_id.as_bytes()))
+                .collect();
+            if self.swap_first_two {
+                kept.swap(0, 1);
+            }
+            kept.into_iter().for_each(|r| visit(r.as_ref()));
+            Ok(())
+        }
+
+        fn visit_streams(
+            &self,
+            from: u64,
+            to: u64,
+            visit: &mut dyn FnMut(u64, &[u8]),
+        ) -> Result<(), openptl_log::LogError> {
+            for r in &self.records[from as usize - 1..to as usize] {
+                visit(r.position, r.stream_id.as_bytes());
+            }
+            Ok(())
+        }
+
+        fn visit_positions(
+            &self,
+            _: &[u64],
+            _: &mut dyn FnMut(RecordRef<'_>),
+        ) -> Result<(), openptl_log::LogError> {
+            unreachable!("the fold reads in order")
+        }
+    }
+
+    /// The fold hands each pathway every record of its own and no other;
+    /// when its second read of the log does not meet the records of the
+    /// first, it stops with an error, and no history it handed on held
+    /// another pathway's record.
+    #[test]
+    fn the_fold_never_puts_another_pathways_record_in_a_history() {
+        use openptl_rules::{EventData, EventType};
+        let note = EventData::from_json(
+            EventType::TrackingNoteAdded,
+            serde_json::json!({ "text": "chased the report" }),
+        )
+        .unwrap();
+        let on = chrono::NaiveDate::from_ymd_opt(2025, 3, 3).unwrap();
+        // Streams interleaved, many pathways: both shares of two cores.
+        let streams: Vec<String> = (0..400).map(|n| format!("P{}", n % 37)).collect();
+        let records: Vec<openptl_log::StoredRecord> = streams
+            .iter()
+            .enumerate()
+            .map(|(i, stream)| openptl_log::StoredRecord {
+                position: i as u64 + 1,
+                stream_id: stream.clone(),
+                version: 1,
+                event_id: uuid::Uuid::from_u128(i as u128 + 1),
+                event_type: note.event_type().as_str().to_string(),
+                schema_version: note.schema_version(),
+                recorded_at: chrono::Utc::now(),
+                actor: "test".to_string(),
+                payload: note.encode_payload(on),
+            })
+            .collect();
+        let by_id = |n: usize| -> Vec<u64> {
+            (0..400u64)
+                .filter(|i| *i as usize % 37 == n)
+                .map(|i| i + 1)
+                .collect()
+        };
+        let ways = [
+            (None, false),
+            (Some(1), false),
+            (Some(200), false),
+            (Some(400), false),
+            (None, true),
+        ];
+        for (skip, swap_first_two) in ways {
+            let reader = Unfaithful {
+                records: records.clone(),
+                skip,
+                swap_first_two,
+            };
+            let handed = std::sync::Mutex::new(Vec::new());
+            let folded = fold_everything(
+                &reader,
+                |id, history| {
+                    // Each event of a history is one of the pathway's own.
+                    let own = by_id(id[1..].parse().unwrap());
+                    for event in history.unwrap() {
+                        let position = event.event_id.as_u128() as u64;
+                        assert!(own.contains(&position), "{id} given {position}");
+                    }
+                    history.unwrap().len()
+                },
+                |done| handed.lock().unwrap().extend(done),
+            );
+            let handed = handed.into_inner().unwrap();
+            match (skip, swap_first_two) {
+                (None, false) => {
+                    folded.unwrap();
+                    assert_eq!(handed.len(), 37);
+                    for (id, positions, events) in handed {
+                        let own = by_id(id[1..].parse().unwrap());
+                        assert_eq!(positions.to_vec(), own, "{id}");
+                        assert_eq!(events, own.len());
+                    }
+                }
+                _ => {
+                    let e = folded.unwrap_err().to_string();
+                    assert!(e.contains("did not meet"), "{e}");
+                }
+            }
+        }
     }
 
     /// Every batch is folded once, into one accumulator per core.
