@@ -220,10 +220,29 @@ impl ProjectionData {
         }
     }
 
-    /// [`ProjectionData::install`] for the pathway at `index` (a fold and
-    /// a restore know it from putting the pathway in). The trust codes are
+    /// Puts a pathway in with its records' positions, its evaluated state
+    /// and trusts (a fold from nothing and a restore, which know every
+    /// pathway's whole history at once).
+    pub(super) fn put_whole(
+        &mut self,
+        id: PathwayKey,
+        positions: Positions,
+        current: Option<Kept>,
+        trusts: Option<(impl AsRef<str>, Vec<impl AsRef<str>>)>,
+    ) {
+        let entry = PathwayEntry {
+            positions,
+            trusts: None,
+            state: None,
+        };
+        let index = self.pathways.insert(id, entry);
+        self.install_at(index, current, trusts);
+    }
+
+    /// [`ProjectionData::install`] for the pathway at `index` (known from
+    /// putting the pathway in, [`ProjectionData::put_whole`]). The trust codes are
     /// interned, so they may be borrowed (a restore's, from the snapshot).
-    pub(super) fn install_at(
+    fn install_at(
         &mut self,
         index: usize,
         current: Option<Kept>,

@@ -541,13 +541,7 @@ impl Projection {
             |finished| {
                 let mut data = self.write();
                 for (id, positions, evaluated) in finished {
-                    let entry = PathwayEntry {
-                        positions,
-                        trusts: None,
-                        state: None,
-                    };
-                    let index = data.pathways.insert(id, entry);
-                    data.install_at(index, evaluated.current, evaluated.trusts);
+                    data.put_whole(id, positions, evaluated.current, evaluated.trusts);
                 }
             },
         );

@@ -354,15 +354,8 @@ impl<'a> Installing<'a> {
         if positions.windows(2).any(|w| w[0] >= w[1]) || positions.first() == Some(&0) {
             return Err("a pathway's positions are out of order".into());
         }
-        let index = self.data.pathways.insert(
-            id,
-            PathwayEntry {
-                positions: Positions::from_slice(&positions),
-                trusts: None,
-                state: None,
-            },
-        );
-        self.data.install_at(index, current, trusts);
+        self.data
+            .put_whole(id, Positions::from_slice(&positions), current, trusts);
         Ok(())
     }
 
