@@ -208,7 +208,9 @@ impl ProjectionData {
     }
 
     /// Sets a pathway's evaluated state and trusts and keeps its place in
-    /// the PTL index (the one way a refresh, a fold and a restore install).
+    /// the PTL index (a refresh's way in; a fold from nothing and a restore
+    /// use [`ProjectionData::put_whole`]; both end in `install_at`, the one
+    /// place a state is installed).
     pub(super) fn install(
         &mut self,
         id: &PathwayKey,
