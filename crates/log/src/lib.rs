@@ -164,12 +164,14 @@ pub trait InPlace: Send + Sync {
     /// Hands `visit` the position and stream id (its UTF-8 bytes, not
     /// checked) of every record from `from` to `to` (inclusive, both
     /// covered), in order: where each stream's records are, read without
-    /// checking or decoding the records.
-    fn visit_streams(
-        &self,
+    /// checking or decoding the records. The ids are borrowed from the
+    /// reader, so `visit` may keep them while it holds the reader (to look
+    /// a few up together).
+    fn visit_streams<'s>(
+        &'s self,
         from: u64,
         to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]),
+        visit: &mut dyn FnMut(u64, &'s [u8]),
     ) -> Result<(), LogError>;
 
     /// Hands `visit` the records at `positions` (each covered), in the

@@ -65,11 +65,11 @@ impl InPlace for Copied {
         Ok(())
     }
 
-    fn visit_streams(
-        &self,
+    fn visit_streams<'s>(
+        &'s self,
         from: u64,
         to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]),
+        visit: &mut dyn FnMut(u64, &'s [u8]),
     ) -> Result<(), LogError> {
         for position in from.max(1)..=to {
             visit(position, self.at(position)?.stream_id.as_bytes());

@@ -156,14 +156,19 @@ impl<'a> Mapped<'a> {
 
 /// What [`Mapped::walk`] hands each record to: its segment, offset, bytes
 /// (from its start) and first fields.
-pub(super) type WalkStep<'s> =
-    dyn FnMut(u32, u64, &[u8], &record::Head<'_>) -> Result<(), LogError> + 's;
+pub(super) type WalkStep<'s, 'b> =
+    dyn FnMut(u32, u64, &'b [u8], &record::Head<'b>) -> Result<(), LogError> + 's;
 
 impl Mapped<'_> {
     /// Hands `step` each record from `from` to `to` in order: its segment,
     /// offset, bytes (from its start) and first fields, its length and
     /// position checked.
-    pub(super) fn walk(&self, from: u64, to: u64, step: &mut WalkStep<'_>) -> Result<(), LogError> {
+    pub(super) fn walk<'b>(
+        &'b self,
+        from: u64,
+        to: u64,
+        step: &mut WalkStep<'_, 'b>,
+    ) -> Result<(), LogError> {
         let from = from.max(1);
         if from > to {
             return Ok(());
@@ -405,11 +410,11 @@ impl InPlace for Mapped<'_> {
         })
     }
 
-    fn visit_streams(
-        &self,
+    fn visit_streams<'s>(
+        &'s self,
         from: u64,
         to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]),
+        visit: &mut dyn FnMut(u64, &'s [u8]),
     ) -> Result<(), LogError> {
         self.walk(from, to, &mut |_, _, _, head| {
             visit(head.position, head.stream_id);
