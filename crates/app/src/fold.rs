@@ -576,6 +576,18 @@ fn prefetch<T>(at: *const T) {
     let _ = at;
 }
 
+/// [`prefetch`] of the first and the last byte of `value`: a pathway of
+/// [`fold_everything`] is more than a cache line.
+#[inline(always)]
+fn prefetch_whole<T>(value: &T) {
+    let at: *const T = value;
+    prefetch(at);
+    prefetch(
+        at.cast::<u8>()
+            .wrapping_add(std::mem::size_of::<T>().saturating_sub(1)),
+    );
+}
+
 /// Results a share hands on at a time in [`fold_everything`].
 const HANDED_ON: usize = 4096;
 
@@ -640,7 +652,7 @@ fn fold_share<R>(
     reader
         .visit(1, to, &keep, &mut |record| {
             if let Some(&place) = ahead.next() {
-                prefetch(&found[place as usize]);
+                prefetch_whole(&found[place as usize]);
             }
             if let Some(&place) = nearer.next() {
                 let pathway = &found[place as usize];

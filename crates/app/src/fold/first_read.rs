@@ -15,7 +15,7 @@ use std::hash::BuildHasher;
 
 use openptl_log::InPlace;
 
-use super::{prefetch, storage, Found};
+use super::{prefetch, prefetch_whole, storage, Found};
 use crate::pathway_key::PathwayKey;
 use crate::AppError;
 
@@ -99,7 +99,7 @@ impl Reading {
             .first(hash)
             .and_then(|place| self.found.get(place as usize))
         {
-            prefetch(pathway);
+            prefetch_whole(pathway);
         }
     }
 
