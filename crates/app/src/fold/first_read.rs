@@ -236,6 +236,87 @@ fn place_of(slot: u64) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openptl_log::RecordRef;
+
+    /// A log of stream ids only: all the first read looks at.
+    struct Streams(Vec<Vec<u8>>);
+
+    impl InPlace for Streams {
+        fn head(&self) -> u64 {
+            self.0.len() as u64
+        }
+
+        fn visit(
+            &self,
+            _: u64,
+            _: u64,
+            _: &dyn Fn(&[u8]) -> bool,
+            _: &mut dyn FnMut(RecordRef<'_>),
+        ) -> Result<(), openptl_log::LogError> {
+            unreachable!("the first read reads stream ids only")
+        }
+
+        fn visit_streams<'s>(
+            &'s self,
+            from: u64,
+            to: u64,
+            visit: &mut dyn FnMut(u64, &'s [u8]),
+        ) -> Result<(), openptl_log::LogError> {
+            for position in from..=to {
+                visit(position, &self.0[position as usize - 1]);
+            }
+            Ok(())
+        }
+
+        fn visit_positions(
+            &self,
+            _: &[u64],
+            _: &mut dyn FnMut(RecordRef<'_>),
+        ) -> Result<(), openptl_log::LogError> {
+            unreachable!("the first read reads stream ids only")
+        }
+    }
+
+    proptest::proptest! {
+        /// The first read finds what a plain map finds: the share's
+        /// pathways in the order first seen, each with its last record,
+        /// and whose each record is, whatever the ids (one a prefix of
+        /// another, many of them, few records or more than the room made),
+        /// the share, and the room made at first.
+        #[test]
+        fn the_first_read_agrees_with_a_plain_map(
+            ids in proptest::collection::vec("[ab]{0,3}|[a-z]{1,30}", 0..400),
+            share in 0usize..3,
+            room in 0usize..50,
+        ) {
+            let log = Streams(ids.iter().map(|id| id.as_bytes().to_vec()).collect());
+            let keep = |stream: &[u8]| stream.len() % 3 != share;
+            let read = first_read(&log, log.head(), &keep, (room, room))
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let mut order: Vec<&str> = Vec::new();
+            let mut last = std::collections::HashMap::new();
+            let mut whose = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                if !keep(id.as_bytes()) {
+                    continue;
+                }
+                let place = match order.iter().position(|seen| seen == id) {
+                    Some(place) => place,
+                    None => {
+                        order.push(id);
+                        order.len() - 1
+                    }
+                };
+                last.insert(place, i as u64 + 1);
+                whose.push(place as u32);
+            }
+            let found: Vec<(&str, u64)> = read.found.iter().map(|f| (f.id.as_str(), f.last)).collect();
+            let expected: Vec<(&str, u64)> =
+                order.iter().enumerate().map(|(place, id)| (*id, last[&place])).collect();
+            proptest::prop_assert_eq!(found, expected);
+            proptest::prop_assert_eq!(read.whose, whose);
+        }
+    }
 
     /// Every pathway is found again at its own index, and only there,
     /// whatever the hashes: many share a start and even a whole hash, and
