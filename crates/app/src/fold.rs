@@ -577,9 +577,13 @@ fn prefetch<T>(at: *const T) {
 }
 
 /// [`prefetch`] of the first and the last byte of `value`: a pathway of
-/// [`fold_everything`] is more than a cache line.
+/// [`fold_everything`] is more than a cache line. Those two are all its
+/// lines while it is at most 80 bytes and starts on a 16-byte boundary
+/// (a vector's elements, as mimalloc aligns them): it then spans two 64-byte
+/// lines at most.
 #[inline(always)]
 fn prefetch_whole<T>(value: &T) {
+    const { assert!(std::mem::size_of::<T>() <= 80, "more than two cache lines") };
     let at: *const T = value;
     prefetch(at);
     prefetch(
@@ -655,9 +659,13 @@ fn fold_share<R>(
                 prefetch_whole(&found[place as usize]);
             }
             if let Some(&place) = nearer.next() {
+                // Only where the push will write: an empty vector's end is
+                // no memory, and a full one's moves.
                 let pathway = &found[place as usize];
-                prefetch(pathway.positions.as_ptr_range().end);
-                if let Some(history) = &pathway.history {
+                if pathway.positions.capacity() > pathway.positions.len() {
+                    prefetch(pathway.positions.as_ptr_range().end);
+                }
+                if let Some(history) = pathway.history.as_ref().filter(|h| h.capacity() > h.len()) {
                     prefetch(history.as_ptr_range().end);
                 }
             }

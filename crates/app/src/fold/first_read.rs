@@ -54,7 +54,11 @@ pub(super) fn first_read(
             let hash = read.hasher.hash_one(stream);
             read.places.ask_for(hash);
             waiting.push_back((position, stream, hash));
-            if let Some(&(_, _, nearer)) = waiting.get(waiting.len().wrapping_sub(LAG / 2 + 1)) {
+            if let Some(&(_, _, nearer)) = waiting
+                .len()
+                .checked_sub(LAG / 2 + 1)
+                .and_then(|half_way| waiting.get(half_way))
+            {
                 read.ask_for_pathway(nearer);
             }
             if waiting.len() > LAG {
@@ -85,8 +89,8 @@ struct Reading {
     places: Places,
     hasher: foldhash::fast::RandomState,
     /// Where the read must stop: a stream id not UTF-8 (never written: the
-    /// second read would refuse its record), or more pathways than 4-byte
-    /// indexes name.
+    /// second read would refuse its record), or more than 4,294,967,295
+    /// pathways (each slot holds an index plus one in 4 bytes).
     refused: Option<u64>,
 }
 
@@ -203,6 +207,8 @@ impl Places {
     /// [`Places::find`] gave.
     fn put(&mut self, at: usize, hash: u64, place: u32) {
         debug_assert_eq!(self.slots[at], 0);
+        // Its index plus one must fit in the slot's low half.
+        debug_assert!(place < u32::MAX);
         self.slots[at] = (hash & TAG) | (u64::from(place) + 1);
         self.len += 1;
     }
@@ -275,6 +281,46 @@ mod tests {
         ) -> Result<(), openptl_log::LogError> {
             unreachable!("the first read reads stream ids only")
         }
+    }
+
+    /// A stream id that is not UTF-8 stops the read with an error naming
+    /// its own position, whether it is met while the walk goes on or
+    /// among the records still waiting when it ends, and whatever comes
+    /// after it.
+    #[test]
+    fn a_stream_id_not_utf8_is_refused_at_its_position() {
+        for (bad, len) in [(3, 40), (30, 40), (38, 40), (1, 1)] {
+            let streams: Vec<Vec<u8>> = (1..=len)
+                .map(|position| match position {
+                    p if p == bad => b"\xff\xfe".to_vec(),
+                    p if p > bad && p % 2 == 0 => b"\xc3".to_vec(),
+                    p => format!("P{}", p % 7).into_bytes(),
+                })
+                .collect();
+            let log = Streams(streams);
+            let refused = first_read(&log, log.head(), &|_| true, (4, 4))
+                .err()
+                .expect("refused");
+            let message = refused.to_string();
+            assert!(
+                message.contains(&format!("position {bad} ")),
+                "{bad}: {message}"
+            );
+        }
+    }
+
+    /// The last index a slot can hold (`u32::MAX - 1`, kept plus one) is
+    /// found again, first and in full.
+    #[test]
+    fn the_last_index_a_slot_holds_is_found() {
+        let mut places = Places::with_capacity(2);
+        let (hash, place) = (0xdead_beef_0000_0003, u32::MAX - 1);
+        let empty = places.find(hash, |_| true).expect_err("empty");
+        places.put(empty, hash, place);
+        assert_eq!(places.find(hash, |p| p == place), Ok(place));
+        assert_eq!(places.first(hash), Some(place));
+        places.grow(|_| hash);
+        assert_eq!(places.find(hash, |p| p == place), Ok(place));
     }
 
     proptest::proptest! {

@@ -156,8 +156,10 @@ impl<'a> Mapped<'a> {
 
 /// What [`Mapped::walk`] hands each record to: its segment, offset, bytes
 /// (from its start) and first fields.
-pub(super) type WalkStep<'s, 'b> =
-    dyn FnMut(u32, u64, &'b [u8], &record::Head<'b>) -> Result<(), LogError> + 's;
+/// The bytes live as long as the reader's borrow `'b` (`'f` is the
+/// step's own).
+pub(super) type WalkStep<'f, 'b> =
+    dyn FnMut(u32, u64, &'b [u8], &record::Head<'b>) -> Result<(), LogError> + 'f;
 
 impl Mapped<'_> {
     /// Hands `step` each record from `from` to `to` in order: its segment,
