@@ -903,9 +903,12 @@ async function renderPathway(id, minPosition) {
   await loadMeta();
   const at = when();
   const extra = minPosition ? { min_position: minPosition } : {};
-  const [view, stored] = await Promise.all([
+  // Everything the page shows is fetched first, together, so the page is
+  // drawn whole in one step: never a heading without its forms.
+  const [view, stored, risk] = await Promise.all([
     api(`/v1/pathways/${encodeURIComponent(id)}`, Object.assign({}, at, extra)),
     api(`/v1/pathways/${encodeURIComponent(id)}/events`, extra),
+    riskSection(id, at), // forecast.js; advisory, never throws
   ]);
   const main = $main();
   main.replaceChildren();
@@ -936,7 +939,6 @@ async function renderPathway(id, minPosition) {
   }
 
   main.append(clocksTable(view));
-  const risk = await riskSection(id, at); // forecast.js
   if (risk) main.append(risk);
 
   // Every treatment's 31-day period (SPEC 2.12): the first, then the subsequent ones.
