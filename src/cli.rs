@@ -158,6 +158,11 @@ pub enum Command {
         /// every view).
         #[arg(long, requires = "views")]
         memory_only: bool,
+        /// With `--views`: after the restart and memory figures, move the
+        /// clock on a day and measure the new day's refresh of every
+        /// pathway and of today's aggregates, then stop.
+        #[arg(long, requires = "views")]
+        new_day: bool,
         /// Run the append benchmark on PostgreSQL too (a scratch schema
         /// `openptl_bench`) and print the ratio to the embedded log.
         #[arg(long)]

@@ -100,13 +100,15 @@ async fn run() -> anyhow::Result<()> {
             data_dir,
             referral_days,
             memory_only,
+            new_day,
             store,
         } => {
             if forecast {
                 return bench::forecast(pathways, 1, referral_days).await;
             }
             if views {
-                return bench::views(pathways, 1, data_dir, referral_days, memory_only).await;
+                return bench::views(pathways, 1, data_dir, referral_days, memory_only, new_day)
+                    .await;
             }
             bench::run(
                 bench::BenchOptions {

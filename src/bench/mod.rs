@@ -6,7 +6,8 @@
 //! measured, not asserted in tests). docs/benchmarks.md quotes its output.
 //!
 //! With `--forecast`, the breach forecasts' backtest (issue 24,
-//! `forecast.rs`).
+//! `forecast.rs`); with `--views --new-day`, the date's change at midnight
+//! (`new_day.rs`).
 //!
 //! `appends.rs` and `views.rs` are the two benchmarks; `data.rs` makes
 //! their events, `client.rs` drives the HTTP API, `disk.rs` measures the
@@ -18,6 +19,7 @@ mod data;
 mod disk;
 mod forecast;
 mod memory;
+mod new_day;
 mod report;
 mod views;
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openptl_app::{App, SystemClock};
+use openptl_app::{App, Clock, SystemClock};
 use openptl_log::{EventLog, SegmentLog};
 use openptl_rules::counted::{ClockFilter, ClockOutcome};
 use openptl_rules::{Period, RulesConfig};
@@ -25,6 +25,7 @@ pub async fn views(
     data_dir: Option<PathBuf>,
     referral_days: u64,
     memory_only: bool,
+    new_day: bool,
 ) -> anyhow::Result<()> {
     use openptl_app::{PathwayQuery, PtlQuery, PtlSort, TrustFilter, ViewAt, Worklist};
 
@@ -56,7 +57,7 @@ pub async fn views(
         // A snapshot left by an earlier run (`--data-dir`): restore from it in
         // a fresh process, where resident memory is the projection's own.
         let before = resident_bytes();
-        let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
+        let (log, app, opened, serving) = restart(&dir, &snapshot, Arc::new(SystemClock)).await?;
         let restored = app.projection().restored_at().is_some();
         let (_, open) = app.projection().counts();
         let checked = background_check_done(log.as_ref()).await;
@@ -92,7 +93,10 @@ pub async fn views(
     let _ = std::fs::remove_file(&snapshot);
     trim_heap();
     let before = resident_bytes();
-    let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
+    // A clock the new day's measurement can move on (the machine's, until
+    // then).
+    let clock = Arc::new(super::new_day::ShiftedClock::default());
+    let (log, app, opened, serving) = restart(&dir, &snapshot, clock.clone()).await?;
     let events = log.head();
     let (total, open) = app.projection().counts();
     // The states replaced in the last days, written from the log after the
@@ -149,6 +153,9 @@ pub async fn views(
         (memory as f64 / 1048576.0 - mib(structures.total())).max(0.0),
     );
 
+    if new_day {
+        return super::new_day::measure(&app, &clock).await;
+    }
     if memory_only {
         return Ok(());
     }
@@ -611,7 +618,7 @@ pub async fn views(
     drop(log);
     // The runner notices the App is gone within a second and lets the log go.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (log, app, opened, serving) = restart(&dir, &snapshot).await?;
+    let (log, app, opened, serving) = restart(&dir, &snapshot, Arc::new(SystemClock)).await?;
     anyhow::ensure!(
         app.projection().restored_at() == Some(written.position),
         "the snapshot was not used: {}",
@@ -656,6 +663,7 @@ async fn background_check_done(log: &dyn EventLog) -> Duration {
 async fn restart(
     dir: &Path,
     snapshot: &Path,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<(Arc<dyn EventLog>, Arc<App>, Duration, Duration)> {
     let started = Instant::now();
     // As `serve` does: the snapshot is read while the log opens.
@@ -668,7 +676,7 @@ async fn restart(
     let app = Arc::new(App::open_preloaded(
         log.clone(),
         RulesConfig::defaults(),
-        Arc::new(SystemClock),
+        clock,
         Some(snapshot.to_path_buf()),
         preload,
     ));

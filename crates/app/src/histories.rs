@@ -166,6 +166,19 @@ pub(crate) async fn run_from(
     ops: Vec<Op>,
     check: impl AsyncFn(&App, &[DateTime<Utc>]) -> Result<(), TestCaseError>,
 ) -> Result<(), TestCaseError> {
+    run_with(start, false, referrals, ops, check).await
+}
+
+/// [`run_from`]; with `bulk`, every refresh re-evaluates its pathways as a
+/// refresh of many does (in bulk, and on a new day moving the states it
+/// can, decision 219), however few they are.
+pub(crate) async fn run_with(
+    start: DateTime<Utc>,
+    bulk: bool,
+    referrals: Vec<(u8, u16)>,
+    ops: Vec<Op>,
+    check: impl AsyncFn(&App, &[DateTime<Utc>]) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
     let clock = Arc::new(Settable(Mutex::new(start)));
     let ticks = Arc::new(std::sync::atomic::AtomicI64::new(0));
     // The app's time, `tick` microseconds on.
@@ -188,6 +201,9 @@ pub(crate) async fn run_from(
         clock.clone(),
         Some(dir.path().join("projection.snapshot")),
     );
+    if bulk {
+        app.projection.set_bulk(0);
+    }
     // Every past view of the app is the full re-evaluation unless a check
     // asks otherwise.
     app.set_past_views_read_all(true);

@@ -251,6 +251,14 @@ impl ProjectionData {
         trusts: Option<(impl AsRef<str>, Vec<impl AsRef<str>>)>,
     ) {
         let trusts = trusts.map(|(now, ever)| self.trust_sets.shared(now.as_ref(), &ever));
+        self.pathways.at_mut(index).1.trusts = trusts;
+        self.install_state_at(index, current);
+    }
+
+    /// Puts the state of the pathway at `index` in place (and on or off
+    /// the PTL), its trusts as they were: a state moved to a new day
+    /// (decision 219).
+    pub(super) fn install_state_at(&mut self, index: usize, current: Option<Kept>) {
         let (id, entry) = self.pathways.at_mut(index);
         let id = id.clone();
         let (state, on_ptl) = match current {
@@ -262,7 +270,6 @@ impl ProjectionData {
             None => (None, None),
         };
         entry.state = state;
-        entry.trusts = trusts;
         if on_ptl.is_some() {
             self.ptl_changed = next_ptl_stamp();
         }

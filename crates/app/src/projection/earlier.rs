@@ -40,3 +40,16 @@ pub(super) fn earlier_states(
         .filter_map(|e| Some((e, openptl_rules::evaluate(effective, e.on, config)?)))
         .collect()
 }
+
+/// Whether a pathway whose events are settled by `from`
+/// ([`openptl_rules::pathway::Settled::from`]) keeps no earlier state on
+/// `today`: an earlier state's range ends the day before one of its
+/// events' dates, so before `from`, and those ending before the last
+/// [`EARLIER_DAYS`] are not kept. Such a pathway's state on a new day
+/// depends on the date only as [`PathwayState::moved_to`] moves it
+/// (decision 219).
+pub(super) fn keeps_none(from: NaiveDate, today: NaiveDate) -> bool {
+    today
+        .checked_sub_days(chrono::Days::new(EARLIER_DAYS))
+        .is_some_and(|since| from <= since)
+}

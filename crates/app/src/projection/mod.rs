@@ -229,6 +229,12 @@ pub struct Projection {
     behind_since: Mutex<Option<DateTime<Utc>>>,
     /// Set once the runner has first reached the head of the log.
     caught_up_once: std::sync::atomic::AtomicBool,
+    /// Above this many pathways to re-evaluate, a refresh reads the log in
+    /// bulk ([`BULK`]; tests lower it to take that way with few).
+    bulk: std::sync::atomic::AtomicUsize,
+    /// The states new days moved rather than read back (tests).
+    #[cfg(test)]
+    pub(crate) moved: std::sync::atomic::AtomicUsize,
     /// Where snapshots are written and restored from, if anywhere.
     snapshot_path: Option<PathBuf>,
     /// The position a snapshot restored the projection to, if one did.
@@ -312,6 +318,9 @@ impl Projection {
             failure: Mutex::new(None),
             behind_since: Mutex::new(None),
             caught_up_once: std::sync::atomic::AtomicBool::new(false),
+            bulk: std::sync::atomic::AtomicUsize::new(BULK),
+            #[cfg(test)]
+            moved: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -319,6 +328,14 @@ impl Projection {
     /// the snapshot again; call before the runner starts.
     pub fn use_preload(&self, preload: SnapshotPreload) {
         *self.preload.lock().unwrap_or_else(PoisonError::into_inner) = Some(preload);
+    }
+
+    /// Re-evaluates more than `pathways` at once in bulk ([`BULK`]): tests
+    /// lower it to take that way with few pathways.
+    #[cfg(test)]
+    pub(crate) fn set_bulk(&self, pathways: usize) {
+        self.bulk
+            .store(pathways, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How the pathways' states are packed.
@@ -343,6 +360,15 @@ impl Projection {
     pub fn counts(&self) -> (usize, usize) {
         let data = self.read();
         (data.pathways.len(), data.ptl.len())
+    }
+
+    /// The date its states are evaluated on (`None` before the first
+    /// fold), and whether today's aggregates are kept for it (views of
+    /// today then answer from them): what the new day's benchmark waits
+    /// for.
+    pub fn day(&self) -> (Option<NaiveDate>, bool) {
+        let data = self.read();
+        (data.today, data.aggregates.is_some())
     }
 
     /// What the projection's largest structures hold in memory: the
@@ -742,6 +768,58 @@ impl Projection {
         Kept::of(current, settled, &earlier, &self.packer)
     }
 
+    /// The states that evaluation on `today` would only move
+    /// ([`Projection::moved`]), moved, by their index; on every core.
+    fn moved_states(&self, data: &ProjectionData, today: NaiveDate) -> Vec<(usize, Kept)> {
+        let chunks: Vec<(usize, &[(PathwayKey, PathwayEntry)])> = (data.pathways.as_slice())
+            .chunks(UNPACK_SLICE)
+            .enumerate()
+            .map(|(n, chunk)| (n * UNPACK_SLICE, chunk))
+            .collect();
+        let moved = fold::par_batches(&chunks, |(first, chunk)| {
+            let moved = (chunk.iter().enumerate())
+                .filter_map(|(k, (_, entry))| Some((first + k, self.moved(entry, today)?)))
+                .collect::<Vec<_>>();
+            Some(moved)
+        });
+        moved.into_iter().flatten().collect()
+    }
+
+    /// A pathway's state moved to `today`, when that is what evaluating it
+    /// again from its history would keep, byte for byte (decision 219):
+    /// - it has no record since it was evaluated (its version is its
+    ///   number of records), so its events are the same;
+    /// - they are settled by the date it was evaluated on and by `today`
+    ///   ([`Settled::covers`]), so [`PathwayState::moved_to`] gives the
+    ///   state evaluation gives;
+    /// - it would keep no earlier state on `today`
+    ///   ([`earlier::keeps_none`]), so nothing else kept depends on the
+    ///   date; and its trusts depend on its events alone.
+    ///
+    /// `None` otherwise (or when the state cannot be unpacked): it is read
+    /// back and evaluated.
+    fn moved(&self, entry: &PathwayEntry, today: NaiveDate) -> Option<Kept> {
+        let packed = entry.state.as_ref()?;
+        let (_, from) = packed.on_ptl_settled_from();
+        if !earlier::keeps_none(from?, today) {
+            return None;
+        }
+        let settled = packed.settled()?;
+        let current = self.packer.current(packed).ok()?;
+        if current.version != entry.positions.len() as u64
+            || !settled.covers(current.state.as_of, today)
+        {
+            return None;
+        }
+        let state = current.state.into_moved(today);
+        let current = Current {
+            row: PtlRow::of(&state, &self.config).map(Box::new),
+            state,
+            version: current.version,
+        };
+        Some(Kept::of(&current, Some(settled), &[], &self.packer))
+    }
+
     /// The state a refresh replacing it would keep of a pathway with
     /// `history`, evaluated on `today` ([`ReplacedStates`]): packed, with
     /// its CWT record months of those today's aggregates index.
@@ -765,6 +843,7 @@ impl Projection {
     /// read the log nothing is published and the pathways stay to be done.
     pub fn refresh(&self, today: NaiveDate) -> Result<(), AppError> {
         let started = std::time::Instant::now();
+        let bulk = self.bulk.load(std::sync::atomic::Ordering::Relaxed);
         let (dirty, position, new_day) = {
             let mut data = self.write();
             let new_day = data.today != Some(today);
@@ -789,12 +868,21 @@ impl Projection {
                     tracing::warn!(error = %e, "replaced states not kept");
                 }
             }
-            let outcome = if dirty.len() > BULK {
-                let mut pathways: Vec<fold::PathwayRecords> = data
-                    .pathways
-                    .iter()
-                    .filter(|(id, _)| everything || dirty.contains(*id))
-                    .map(|(id, entry)| (id.clone(), entry.positions.to_vec()))
+            // On a new day, the states evaluation would only move to it are
+            // moved (decision 219); the rest are read back.
+            let moved = match new_day && dirty.len() > bulk {
+                true => self.moved_states(&data, today),
+                false => Vec::new(),
+            };
+            let outcome = if dirty.len() > bulk {
+                let mut read_back = vec![true; data.pathways.len()];
+                for (index, _) in &moved {
+                    read_back[*index] = false;
+                }
+                let mut pathways: Vec<fold::PathwayRecords> = (data.pathways.as_slice().iter())
+                    .zip(read_back)
+                    .filter(|((id, _), read)| *read && (everything || dirty.contains(id)))
+                    .map(|((id, entry), _)| (id.clone(), entry.positions.to_vec()))
                     .collect();
                 // In the order of their first records: reads go forwards.
                 pathways.sort_unstable_by_key(|(_, positions)| positions.first().copied());
@@ -824,7 +912,7 @@ impl Projection {
             };
             drop(data);
             match outcome {
-                Ok(evaluated) => evaluated,
+                Ok(evaluated) => (evaluated, moved),
                 Err(e) => {
                     // The read guard is gone: taking the write lock under it
                     // would wait for itself, and every view behind it.
@@ -833,6 +921,11 @@ impl Projection {
                 }
             }
         };
+        let (evaluated, moved) = evaluated;
+        let moved_count = moved.len();
+        #[cfg(test)]
+        self.moved
+            .fetch_add(moved_count, std::sync::atomic::Ordering::Relaxed);
         let evaluated_after = started.elapsed();
         {
             let mut data = self.write();
@@ -848,6 +941,14 @@ impl Projection {
                 if moved_on == Some(false) {
                     data.drop_aggregates();
                 }
+            }
+            if !moved.is_empty() {
+                // What they add to the aggregates moved with them: built
+                // afresh below.
+                data.drop_aggregates();
+            }
+            for (index, kept) in moved {
+                data.install_state_at(index, Some(kept));
             }
             for Evaluated {
                 id,
@@ -896,7 +997,7 @@ impl Projection {
             drop(data);
             store.prune(first);
         }
-        if dirty.len() > BULK {
+        if dirty.len() > bulk {
             // Copied under the read lock, swapped in under the write lock,
             // the old copies freed after it (the runner is the only writer,
             // so the map does not change in between).
@@ -906,6 +1007,7 @@ impl Projection {
             drop(old);
             tracing::info!(
                 pathways = dirty.len(),
+                moved = moved_count,
                 position,
                 evaluated_ms = evaluated_after.as_millis() as u64,
                 installed_ms = (installed_after - evaluated_after).as_millis() as u64,

@@ -256,3 +256,172 @@ fn the_memory_account_counts_each_structure_once() {
         );
     });
 }
+
+/// On a new day, the states moved rather than read back (decision 219)
+/// are what evaluating every pathway afresh on the day keeps, byte for
+/// byte, and so are their PTL rows and trusts: after any sequence of
+/// appends, corrections, voids and days moving on, every refresh taken in
+/// bulk. Over the cases, some states are moved.
+#[test]
+fn states_moved_to_a_new_day_are_those_evaluation_keeps() {
+    use crate::histories::{op, run_with, runtime};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let moved = AtomicUsize::new(0);
+    let strategy = (
+        proptest::collection::vec((any::<u8>(), 0u16..60), 5),
+        proptest::collection::vec(op(), 1..60),
+    );
+    let mut runner = TestRunner::new(Config::with_cases(32));
+    let outcome = runner.run(&strategy, |(referrals, ops)| {
+        let start = "2025-05-20T12:00:00Z".parse().unwrap();
+        runtime().block_on(run_with(
+            start,
+            true,
+            referrals,
+            ops,
+            async |app: &crate::App, _: &[chrono::DateTime<chrono::Utc>]| {
+                let projection = app.projection();
+                for _ in 0..200 {
+                    app.caught_up(std::time::Duration::from_secs(5)).await;
+                    if projection.read().today == Some(app.today()) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                let today = app.today();
+                prop_assert_eq!(projection.read().today, Some(today));
+                for id in projection.some_pathway_ids(usize::MAX) {
+                    let history = projection.history(&id).await.unwrap().unwrap();
+                    let key = PathwayKey::from(id.as_str());
+                    let afresh = projection.evaluated(&key, &history, today, None);
+                    let data = projection.read();
+                    let entry = data.pathways.get(&id).unwrap();
+                    let kept = entry.state.as_ref().map(|p| p.as_bytes().to_vec());
+                    let evaluated = afresh
+                        .current
+                        .as_ref()
+                        .map(|k| k.packed.as_bytes().to_vec());
+                    prop_assert_eq!(kept, evaluated, "{} on {}", id, today);
+                    let row = data
+                        .ptl
+                        .iter()
+                        .find(|row| *row.id == *id)
+                        .map(|row| row.keys);
+                    prop_assert_eq!(row, afresh.current.and_then(|k| k.keys), "{}", id);
+                    let trusts = entry.trusts.as_ref().map(|t| {
+                        let ever: Vec<String> = t.ever.iter().map(|t| t.to_string()).collect();
+                        (t.current.to_string(), ever)
+                    });
+                    prop_assert_eq!(trusts, afresh.trusts, "{}", id);
+                }
+                moved.fetch_add(projection.moved.load(Ordering::Relaxed), Ordering::Relaxed);
+                Ok(())
+            },
+        ))
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
+    }
+    assert!(
+        moved.load(Ordering::Relaxed) > 0,
+        "no state was moved to a new day"
+    );
+}
+
+/// On a new day, a state whose events name a date after the day it was
+/// evaluated on (a decision's earliest clinically appropriate date) is read
+/// back, not moved: moved across that date it would miss the treatment
+/// period the date starts. So is a state with events in the last two
+/// weeks, which keeps earlier states for past views. A pathway settled
+/// long before is moved. All end as evaluation on the new day keeps them
+/// (decision 219).
+#[test]
+fn a_state_is_not_moved_across_a_date_its_events_name() {
+    use crate::access::Principal;
+    use crate::histories::{event_of, runtime, Settable};
+    use std::sync::atomic::Ordering;
+
+    runtime().block_on(async {
+        let start: DateTime<Utc> = "2025-05-20T12:00:00Z".parse().unwrap();
+        let clock = Arc::new(Settable(Mutex::new(start)));
+        let log = Arc::new(openptl_log::MemoryLog::new());
+        let app = crate::App::new(log, RulesConfig::defaults(), clock.clone());
+        app.projection.set_bulk(0);
+        let system = Principal::system("test");
+        let projection = app.projection();
+        let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+        // The clock moved on to `on`: once the projection is on it, every
+        // state is what evaluation keeps, and `moved` states were moved in
+        // all.
+        let new_day = async |on: &str, moved: usize| {
+            *clock.0.lock().unwrap() = format!("{on}T12:00:00Z").parse().unwrap();
+            for _ in 0..250 {
+                if projection.read().today == Some(day(on)) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(projection.read().today, Some(day(on)));
+            for id in projection.some_pathway_ids(usize::MAX) {
+                let history = projection.history(&id).await.unwrap().unwrap();
+                let key = PathwayKey::from(id.as_str());
+                let afresh = projection.evaluated(&key, &history, day(on), None);
+                let data = projection.read();
+                let kept = data.pathways.get(&id).unwrap().state.as_ref();
+                let kept = kept.map(|p| p.as_bytes().to_vec());
+                assert_eq!(
+                    kept,
+                    afresh.current.map(|k| k.packed.as_bytes().to_vec()),
+                    "{id} on {on}"
+                );
+            }
+            assert_eq!(projection.moved.load(Ordering::Relaxed), moved, "on {on}");
+        };
+        // Days of 2025: referred 1 April, told 11 April, decided 12 April,
+        // treated 16 April; a subsequent decision on 10 May whose earliest
+        // clinically appropriate date is 30 May. P1 referred and closed in
+        // April.
+        let events = vec![
+            event_of("P0", 0, 90, 0),
+            event_of("P0", 9, 100, 1),
+            event_of("P0", 6, 101, 1),
+            event_of("P0", 7, 105, 1),
+            event_of("P0", 13, 129, 20),
+            event_of("P1", 0, 90, 0),
+            event_of("P1", 9, 100, 0),
+        ];
+        app.append(events, &system, false).await.unwrap();
+        assert!(app.caught_up(std::time::Duration::from_secs(5)).await);
+        let from = |id: &str| {
+            let data = projection.read();
+            data.pathways
+                .get(id)
+                .unwrap()
+                .state
+                .as_ref()
+                .unwrap()
+                .settled()
+                .unwrap()
+                .from
+        };
+        assert_eq!(projection.read().today, Some(day("2025-05-20")));
+        assert_eq!(
+            (from("P0"), from("P1")),
+            (day("2025-05-30"), day("2025-04-11"))
+        );
+        // P0 was evaluated before its 30 May: read back.
+        new_day("2025-06-26", 1).await;
+        // P2 referred on 20 June and triaged on 25 June: an earlier state
+        // kept (20 to 24 June), so read back on 29 June; P0 and P1 moved.
+        let events = vec![event_of("P2", 0, 170, 0), event_of("P2", 2, 175, 0)];
+        app.append(events, &system, false).await.unwrap();
+        assert!(app.caught_up(std::time::Duration::from_secs(5)).await);
+        new_day("2025-06-29", 3).await;
+        let data = projection.read();
+        let p2 = data.pathways.get("P2").unwrap().state.as_ref().unwrap();
+        assert!(p2.earlier(day("2025-06-22")).is_some());
+    });
+}
