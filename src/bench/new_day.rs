@@ -1,10 +1,12 @@
 //! The new day's benchmark (`bench --views --new-day`): what the date's
-//! change costs at midnight. Every pathway is re-evaluated as of the new
+//! change costs at midnight. Every pathway's state is brought to the new
 //! day (the runner's bulk refresh, off the async workers, views answering
-//! meanwhile from the old day's states), then today's aggregates are built
+//! meanwhile from the old day's states: moved where it can be, else read
+//! back and evaluated, decision 219), then today's aggregates are built
 //! afresh; until both are done, views of the new day take the slow path.
-//! The clock is moved on a day, and the projection watched until it has
-//! settled on the new date.
+//! The clock is moved on to the next day, and the projection watched until
+//! it has settled on it. How many states were moved: the runner's log line
+//! ("projection re-evaluated many pathways", `moved`).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -32,11 +34,17 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
     let tomorrow = today
         .checked_add_days(Days::new(1))
         .ok_or_else(|| anyhow::anyhow!("no day after {today}"))?;
-    // A day on, or a little more across a change to summer time.
-    let mut shift = 24 * 3600;
-    while london_today(Utc::now() + chrono::Duration::seconds(shift)) == today {
-        shift += 3600;
-    }
+    // To noon of the next day (UTC, so 12:00 or 13:00 in London: the same
+    // date), not a day on from the same hour, which could skip a day or
+    // stay across a change of the clocks.
+    let now = Utc::now();
+    let noon = tomorrow.and_hms_opt(12, 0, 0).map(|noon| noon.and_utc());
+    let noon = noon.ok_or_else(|| anyhow::anyhow!("no noon on {tomorrow}"))?;
+    let shift = (noon - now).num_seconds();
+    anyhow::ensure!(
+        london_today(now + chrono::Duration::seconds(shift)) == tomorrow,
+        "the clock could not be moved on to {tomorrow}"
+    );
     let (on, _) = app.projection().day();
     anyhow::ensure!(
         on == Some(today),
@@ -61,7 +69,7 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
     };
     let (evaluated, aggregates) = built;
     println!(
-        "a new day ({tomorrow}): every pathway re-evaluated and in place {:.2}s after the date changed (the runner looks each second), today's aggregates built {:.2}s after it",
+        "a new day ({tomorrow}): every pathway's state on it and in place {:.2}s after the date changed (the runner looks each second), today's aggregates built {:.2}s after it",
         evaluated.as_secs_f64(),
         aggregates.as_secs_f64()
     );

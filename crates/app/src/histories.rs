@@ -171,7 +171,8 @@ pub(crate) async fn run_from(
 
 /// [`run_from`]; with `bulk`, every refresh re-evaluates its pathways as a
 /// refresh of many does (in bulk, and on a new day moving the states it
-/// can, decision 219), however few they are.
+/// can, decision 219), however few they are, and `check` runs after each
+/// day moved on too.
 pub(crate) async fn run_with(
     start: DateTime<Utc>,
     bulk: bool,
@@ -218,6 +219,7 @@ pub(crate) async fn run_with(
         .await
         .unwrap();
     for (n, op) in ops.into_iter().enumerate() {
+        let moved_on = matches!(op, Op::NextDay { .. });
         let event = match op {
             Op::Event {
                 pathway,
@@ -275,7 +277,7 @@ pub(crate) async fn run_with(
             let _ = app.append(vec![event], &system, false).await;
         }
         moments.push(now(ticks.load(std::sync::atomic::Ordering::SeqCst)));
-        if n % 8 == 7 {
+        if n % 8 == 7 || (bulk && moved_on) {
             check(&app, &moments).await?;
         }
     }

@@ -20,8 +20,9 @@ const EARLIER_MOST: usize = 2;
 
 /// The past dates views are most asked for, first first: last Sunday (the
 /// weekly CANPTL return, every trust every Monday) and a week ago (the
-/// week-on-week PTL). Every pathway is evaluated again when the date
-/// changes, so the states kept follow these dates.
+/// week-on-week PTL). When the date changes, every pathway that may keep
+/// one is evaluated again (only those that keep none on the new day are
+/// moved to it, [`keeps_none`]), so the states kept follow these dates.
 fn asked_dates(today: NaiveDate) -> [NaiveDate; 2] {
     [last_sunday(today), today - chrono::Days::new(7)]
 }

@@ -26,8 +26,10 @@
 //!   position it reports; records folded in but not yet published are
 //!   never read back by a past view either ([`crate::past`] caps a view's
 //!   histories at the published position).
-//! - `current` is the state as of `today` (Europe/London) and known now; the
-//!   runner re-evaluates every pathway when the date changes.
+//! - `current` is the state as of `today` (Europe/London) and known now; when
+//!   the date changes the runner brings every pathway's state to it (moved,
+//!   where that is what evaluation gives byte for byte, decision 219; else
+//!   re-evaluated).
 //! - A cached history of length n is always the first n events of its
 //!   pathway; it is used only when n equals the pathway's record count.
 
@@ -839,8 +841,9 @@ impl Projection {
     }
 
     /// Re-evaluates every pathway changed since the last refresh (all of them
-    /// when the date moved on), then publishes the position. On a failure to
-    /// read the log nothing is published and the pathways stay to be done.
+    /// when the date moved on, those it can moved instead: decision 219),
+    /// then publishes the position. On a failure to read the log nothing is
+    /// published (nor moved) and the pathways stay to be done.
     pub fn refresh(&self, today: NaiveDate) -> Result<(), AppError> {
         let started = std::time::Instant::now();
         let bulk = self.bulk.load(std::sync::atomic::Ordering::Relaxed);
@@ -932,9 +935,9 @@ impl Projection {
             // The new date is announced together with the states evaluated on
             // it: until then, views for the new date take the slow path.
             if new_day {
-                // Every pathway is re-evaluated below: its cells in last
-                // Sunday's return as of the old Sunday taken away, as of
-                // the new one added.
+                // Every pathway is re-evaluated or moved below: its cells
+                // in last Sunday's return as of the old Sunday taken away,
+                // as of the new one added.
                 data.today = Some(today);
                 // Its clocks off the PTL are kept under the new day's weeks.
                 let moved_on = data.aggregates.as_mut().map(|a| a.new_day(today));
@@ -948,6 +951,12 @@ impl Projection {
                 data.drop_aggregates();
             }
             for (index, kept) in moved {
+                // The runner is the only writer: the index found under the
+                // read lock still names the pathway.
+                debug_assert_eq!(
+                    data.pathways.as_slice()[index].1.positions.len() as u64,
+                    kept.packed.version()
+                );
                 data.install_state_at(index, Some(kept));
             }
             for Evaluated {

@@ -51,7 +51,7 @@ pub(crate) async fn run(
             return;
         };
         if log.head() < subscription.position() {
-            // Caught up: publish, and re-evaluate everything when the date changed.
+            // Caught up: publish, and bring every state to the new date when it changed.
             let today = london_today(clock.now());
             let stale = p.read().today != Some(today) || p.position() < p.read().position;
             let refreshed = !stale || {
