@@ -454,7 +454,14 @@ pub(crate) fn fold_in_place<R: Send>(
         .flatten()
         .collect();
     done.sort_unstable_by_key(|(block, _)| *block);
-    Ok(done.into_iter().flat_map(|(_, out)| out).collect())
+    // Made its full size at once: grown by doubling, the results (a few
+    // hundred bytes each, hundreds of thousands on a new day) were copied
+    // into fresh pages over and over (an eighth of a new day's samples).
+    let mut all = Vec::with_capacity(done.iter().map(|(_, out)| out.len()).sum());
+    for (_, out) in done {
+        all.extend(out);
+    }
+    Ok(all)
 }
 
 /// [`fold_pathways`] reading the log in pages, in order, up to `to`: each

@@ -771,20 +771,20 @@ impl Projection {
     }
 
     /// The states that evaluation on `today` would only move
-    /// ([`Projection::moved`]), moved, by their index; on every core.
-    fn moved_states(&self, data: &ProjectionData, today: NaiveDate) -> Vec<(usize, Kept)> {
+    /// ([`Projection::moved`]), moved, by their index; on every core, in
+    /// parts (never copied into one list).
+    fn moved_states(&self, data: &ProjectionData, today: NaiveDate) -> Vec<Vec<(usize, Kept)>> {
         let chunks: Vec<(usize, &[(PathwayKey, PathwayEntry)])> = (data.pathways.as_slice())
             .chunks(UNPACK_SLICE)
             .enumerate()
             .map(|(n, chunk)| (n * UNPACK_SLICE, chunk))
             .collect();
-        let moved = fold::par_batches(&chunks, |(first, chunk)| {
+        fold::par_batches(&chunks, |(first, chunk)| {
             let moved = (chunk.iter().enumerate())
                 .filter_map(|(k, (_, entry))| Some((first + k, self.moved(entry, today)?)))
                 .collect::<Vec<_>>();
             Some(moved)
-        });
-        moved.into_iter().flatten().collect()
+        })
     }
 
     /// A pathway's state moved to `today`, when that is what evaluating it
@@ -879,7 +879,7 @@ impl Projection {
             };
             let outcome = if dirty.len() > bulk {
                 let mut read_back = vec![true; data.pathways.len()];
-                for (index, _) in &moved {
+                for (index, _) in moved.iter().flatten() {
                     read_back[*index] = false;
                 }
                 let mut pathways: Vec<fold::PathwayRecords> = (data.pathways.as_slice().iter())
@@ -925,7 +925,7 @@ impl Projection {
             }
         };
         let (evaluated, moved) = evaluated;
-        let moved_count = moved.len();
+        let moved_count: usize = moved.iter().map(Vec::len).sum();
         #[cfg(test)]
         self.moved
             .fetch_add(moved_count, std::sync::atomic::Ordering::Relaxed);
@@ -945,12 +945,12 @@ impl Projection {
                     data.drop_aggregates();
                 }
             }
-            if !moved.is_empty() {
+            if moved_count > 0 {
                 // What they add to the aggregates moved with them: built
                 // afresh below.
                 data.drop_aggregates();
             }
-            for (index, kept) in moved {
+            for (index, kept) in moved.into_iter().flatten() {
                 // The runner is the only writer: the index found under the
                 // read lock still names the pathway.
                 debug_assert_eq!(
