@@ -28,7 +28,8 @@ impl Clock for ShiftedClock {
 }
 
 /// Moves `clock` on to the next day in London and prints how long `app`
-/// took to evaluate every pathway on it and to build today's aggregates.
+/// took to bring every pathway's state to it and to build today's
+/// aggregates.
 pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()> {
     let today = london_today(clock.now());
     let tomorrow = today

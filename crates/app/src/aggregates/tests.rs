@@ -22,10 +22,12 @@ use crate::MilestoneQuery;
 use openptl_rules::counted::ClockFilter;
 use openptl_rules::{ClockKind, MilestoneStatus, Period, TumourSite};
 
-/// Waits until the runner has evaluated every pathway on the clock's date
-/// and kept its aggregates.
+/// Waits (up to 30 s: the runner looks at the clock each second) until
+/// the runner has evaluated every pathway on the clock's date and kept its
+/// aggregates.
 async fn settled(app: &App) {
-    for _ in 0..100 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         app.caught_up(std::time::Duration::from_secs(5)).await;
         let ready = {
             let data = app.projection.read();
