@@ -7,13 +7,23 @@
 //! The clock is moved on to the next day, and the projection watched until
 //! it has settled on it. How many states were moved: the runner's log line
 //! ("projection re-evaluated many pathways", `moved`).
+//!
+//! As when served: the forecast refresher runs (today's breach-risk model
+//! learnt before the clock moves), and views of the new day are asked
+//! meanwhile, a PTL page and the FDS standards in turn, half a second
+//! apart, from the date's change until some seconds after the aggregates
+//! are kept again: what a coordinator or a manager at work at midnight
+//! waits for.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Days, Utc};
-use openptl_app::{london_today, App, Clock};
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use openptl_app::access::Principal;
+use openptl_app::{london_today, App, Clock, PtlQuery, TrustFilter, ViewAt};
+use openptl_rules::{ClockKind, Period};
+use tokio::sync::watch;
 
 /// The machine's clock moved on by a number of seconds.
 #[derive(Default)]
@@ -51,8 +61,23 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
         on == Some(today),
         "the projection is not on {today} ({on:?})"
     );
+    // The forecast refresher, as `serve` runs it: today's model learnt
+    // before midnight.
+    let learnt = Instant::now();
+    let refresher = tokio::spawn(openptl_app::forecast::refresh_periodically(Arc::downgrade(
+        app,
+    )));
+    while app.forecasts_learnt_on() != Some(today) {
+        anyhow::ensure!(
+            learnt.elapsed() < Duration::from_secs(600),
+            "today's forecasts were not refreshed within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let started = Instant::now();
     clock.seconds.store(shift, Ordering::Relaxed);
+    let (stop, stopped) = watch::channel(false);
+    let views = tokio::spawn(ask_views(app.clone(), tomorrow, started, stopped));
     let mut evaluated = None;
     let built = loop {
         let (on, kept) = app.projection().day();
@@ -69,10 +94,126 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let (evaluated, aggregates) = built;
+    // The views go on a little after, to show them settled.
+    tokio::time::sleep(AFTER).await;
+    stop.send_replace(true);
+    let asked = views.await??;
+    refresher.abort();
     println!(
         "a new day ({tomorrow}): every pathway's state on it and in place {:.2}s after the date changed (the runner looks each second), today's aggregates built {:.2}s after it",
         evaluated.as_secs_f64(),
         aggregates.as_secs_f64()
     );
+    let learnt_on = app.forecasts_learnt_on();
+    println!(
+        "views of the new day asked in turn, {:.1}s apart, until {:.0}s after the aggregates were kept (today's model learnt for it: {}):",
+        PAUSE.as_secs_f64(),
+        AFTER.as_secs_f64(),
+        learnt_on == Some(tomorrow)
+    );
+    for kind in [View::Ptl, View::Standards] {
+        let (during, after): (Vec<&Asked>, Vec<&Asked>) = asked
+            .iter()
+            .filter(|a| a.view == kind)
+            .partition(|a| a.at < aggregates);
+        let longest = |of: &[&Asked]| {
+            of.iter()
+                .map(|a| a.took)
+                .max()
+                .unwrap_or_default()
+                .as_secs_f64()
+        };
+        let first = during.first().or(after.first());
+        println!(
+            "  {}: the first asked at {:.2}s took {:.3}s; {} asked before the aggregates were kept, the longest {:.3}s; {} after, the longest {:.3}s",
+            kind.label(),
+            first.map_or(0.0, |a| a.at.as_secs_f64()),
+            first.map_or(0.0, |a| a.took.as_secs_f64()),
+            during.len(),
+            longest(&during),
+            after.len(),
+            longest(&after)
+        );
+    }
     Ok(())
+}
+
+/// Between one view and the next.
+const PAUSE: Duration = Duration::from_millis(500);
+
+/// How long the views go on after the aggregates are kept.
+const AFTER: Duration = Duration::from_secs(5);
+
+/// The views asked at midnight.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    Ptl,
+    Standards,
+}
+
+impl View {
+    fn label(self) -> &'static str {
+        match self {
+            View::Ptl => "PTL page (100 rows, all trusts, by days waited)",
+            View::Standards => "standards (FDS, this month, all trusts)",
+        }
+    }
+}
+
+/// One view asked: when (after the date's change), and how long it took.
+struct Asked {
+    view: View,
+    at: Duration,
+    took: Duration,
+}
+
+/// Asks a PTL page and the standards of `day` in turn, [`PAUSE`] apart,
+/// until `stop`.
+async fn ask_views(
+    app: Arc<App>,
+    day: NaiveDate,
+    started: Instant,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Asked>> {
+    let system = Principal::system("bench");
+    let page = PtlQuery {
+        limit: Some(100),
+        ..PtlQuery::default()
+    };
+    let all = TrustFilter::default();
+    let mut asked = Vec::new();
+    for view in [View::Ptl, View::Standards].into_iter().cycle() {
+        if *stop.borrow() {
+            break;
+        }
+        let at = started.elapsed();
+        let t = Instant::now();
+        let body = match view {
+            View::Ptl => serde_json::to_vec(&app.ptl(&page, &system).await?)?,
+            View::Standards => {
+                let (report, _) = app
+                    .standards(
+                        &ViewAt::default(),
+                        ClockKind::Fds,
+                        Some(Period::of(day)),
+                        &all,
+                        None,
+                        &system,
+                    )
+                    .await?;
+                serde_json::to_vec(&report)?
+            }
+        };
+        std::hint::black_box(body);
+        asked.push(Asked {
+            view,
+            at,
+            took: t.elapsed(),
+        });
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = tokio::time::sleep(PAUSE) => {}
+        }
+    }
+    Ok(asked)
 }

@@ -148,6 +148,12 @@ impl App {
         .map_err(|e| AppError::internal(format!("learning the forecast model failed: {e}")))
     }
 
+    /// The date today's model and month-end projections were last learnt
+    /// for (`None` before the first refresh).
+    pub fn forecasts_learnt_on(&self) -> Option<NaiveDate> {
+        self.forecasts.get().map(|t| t.date)
+    }
+
     /// The model a view of `as_of` uses: today's, learnt once a day, or
     /// one learnt afresh from `observations` (every clock as known then).
     pub(crate) async fn model_for(
