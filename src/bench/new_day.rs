@@ -11,9 +11,9 @@
 //! As when served: the forecast refresher runs (today's breach-risk model
 //! learnt before the clock moves), and views of the new day are asked
 //! meanwhile, a PTL page and the FDS standards in turn, half a second
-//! apart, from the date's change until some seconds after the aggregates
-//! are kept again: what a coordinator or a manager at work at midnight
-//! waits for.
+//! apart, from the date's change until some seconds after the refresher
+//! has projected the new day's month ends: what a coordinator or a
+//! manager at work at midnight waits for.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -67,7 +67,7 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
     let refresher = tokio::spawn(openptl_app::forecast::refresh_periodically(Arc::downgrade(
         app,
     )));
-    while app.forecasts_learnt_on() != Some(today) {
+    while app.forecasts_projected_on() != Some(today) {
         anyhow::ensure!(
             learnt.elapsed() < Duration::from_secs(600),
             "today's forecasts were not refreshed within 10 minutes"
@@ -94,6 +94,15 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let (evaluated, aggregates) = built;
+    // The refresher's new day: the model learnt, the month ends projected.
+    while app.forecasts_projected_on() != Some(tomorrow) {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "the forecasts were not refreshed for {tomorrow} within 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let projected = started.elapsed();
     // The views go on a little after, to show them settled.
     tokio::time::sleep(AFTER).await;
     stop.send_replace(true);
@@ -104,12 +113,11 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
         evaluated.as_secs_f64(),
         aggregates.as_secs_f64()
     );
-    let learnt_on = app.forecasts_learnt_on();
     println!(
-        "views of the new day asked in turn, {:.1}s apart, until {:.0}s after the aggregates were kept (today's model learnt for it: {}):",
+        "the forecast refresher: the new day's month ends projected {:.2}s after the date changed; views of the new day asked in turn, {:.1}s apart, until {:.0}s after that:",
+        projected.as_secs_f64(),
         PAUSE.as_secs_f64(),
         AFTER.as_secs_f64(),
-        learnt_on == Some(tomorrow)
     );
     for kind in [View::Ptl, View::Standards] {
         let (during, after): (Vec<&Asked>, Vec<&Asked>) = asked
@@ -141,7 +149,7 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
 /// Between one view and the next.
 const PAUSE: Duration = Duration::from_millis(500);
 
-/// How long the views go on after the aggregates are kept.
+/// How long the views go on after the month ends are projected.
 const AFTER: Duration = Duration::from_secs(5);
 
 /// The views asked at midnight.

@@ -148,9 +148,9 @@ impl App {
         .map_err(|e| AppError::internal(format!("learning the forecast model failed: {e}")))
     }
 
-    /// The date today's model and month-end projections were last learnt
-    /// for (`None` before the first refresh).
-    pub fn forecasts_learnt_on(&self) -> Option<NaiveDate> {
+    /// The date the month ends behind the gauges were last projected on,
+    /// with today's model learnt for it (`None` before the first refresh).
+    pub fn forecasts_projected_on(&self) -> Option<NaiveDate> {
         self.forecasts.get().map(|t| t.date)
     }
 
