@@ -10,8 +10,8 @@
 //!
 //! As when served: the forecast refresher runs (today's breach-risk model
 //! learnt before the clock moves), and views of the new day are asked
-//! meanwhile, a PTL page and the FDS standards in turn, half a second
-//! apart, from the date's change until some seconds after the refresher
+//! meanwhile, a PTL page, the FDS standards and `/metrics` in turn, half
+//! a second apart, from the date's change until some seconds after the refresher
 //! has projected the new day's month ends: what a coordinator or a
 //! manager at work at midnight waits for.
 
@@ -119,7 +119,7 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
         PAUSE.as_secs_f64(),
         AFTER.as_secs_f64(),
     );
-    for kind in [View::Ptl, View::Standards] {
+    for kind in VIEWS {
         let (during, after): (Vec<&Asked>, Vec<&Asked>) = asked
             .iter()
             .filter(|a| a.view == kind)
@@ -157,13 +157,18 @@ const AFTER: Duration = Duration::from_secs(5);
 enum View {
     Ptl,
     Standards,
+    Metrics,
 }
+
+/// In the order they are asked.
+const VIEWS: [View; 3] = [View::Ptl, View::Standards, View::Metrics];
 
 impl View {
     fn label(self) -> &'static str {
         match self {
             View::Ptl => "PTL page (100 rows, all trusts, by days waited)",
             View::Standards => "standards (FDS, this month, all trusts)",
+            View::Metrics => "/metrics (a Prometheus scrape)",
         }
     }
 }
@@ -175,8 +180,7 @@ struct Asked {
     took: Duration,
 }
 
-/// Asks a PTL page and the standards of `day` in turn, [`PAUSE`] apart,
-/// until `stop`.
+/// Asks the [`VIEWS`] of `day` in turn, [`PAUSE`] apart, until `stop`.
 async fn ask_views(
     app: Arc<App>,
     day: NaiveDate,
@@ -190,7 +194,7 @@ async fn ask_views(
     };
     let all = TrustFilter::default();
     let mut asked = Vec::new();
-    for view in [View::Ptl, View::Standards].into_iter().cycle() {
+    for view in VIEWS.into_iter().cycle() {
         if *stop.borrow() {
             break;
         }
@@ -211,6 +215,7 @@ async fn ask_views(
                     .await?;
                 serde_json::to_vec(&report)?
             }
+            View::Metrics => app.metrics_text().await?.into_bytes(),
         };
         std::hint::black_box(body);
         asked.push(Asked {
