@@ -10,8 +10,8 @@
 //!
 //! As when served: the forecast refresher runs (today's breach-risk model
 //! learnt before the clock moves), and views of the new day are asked
-//! meanwhile, a PTL page, the FDS standards and `/metrics` in turn, half
-//! a second apart, from the date's change until some seconds after the refresher
+//! meanwhile, a PTL page, the FDS standards and `/metrics`, each on its
+//! own, half a second after its last answer, from the date's change until some seconds after the refresher
 //! has projected the new day's month ends: what a coordinator or a
 //! manager at work at midnight waits for.
 
@@ -114,7 +114,7 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
         aggregates.as_secs_f64()
     );
     println!(
-        "the forecast refresher: the new day's month ends projected {:.2}s after the date changed; views of the new day asked in turn, {:.1}s apart, until {:.0}s after that:",
+        "the forecast refresher: the new day's month ends projected {:.2}s after the date changed; views of the new day asked each on its own, {:.1}s after its last answer, until {:.0}s after that:",
         projected.as_secs_f64(),
         PAUSE.as_secs_f64(),
         AFTER.as_secs_f64(),
@@ -180,9 +180,30 @@ struct Asked {
     took: Duration,
 }
 
-/// Asks the [`VIEWS`] of `day` in turn, [`PAUSE`] apart, until `stop`.
+/// Asks each of the [`VIEWS`] of `day`, each on its own ([`PAUSE`] after
+/// its last answer), as a coordinator, a manager and Prometheus would,
+/// until `stop`.
 async fn ask_views(
     app: Arc<App>,
+    day: NaiveDate,
+    started: Instant,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Asked>> {
+    let askers: Vec<_> = VIEWS
+        .into_iter()
+        .map(|view| tokio::spawn(ask_view(app.clone(), view, day, started, stop.clone())))
+        .collect();
+    let mut asked = Vec::new();
+    for asker in askers {
+        asked.extend(asker.await??);
+    }
+    Ok(asked)
+}
+
+/// Asks `view` of `day` again and again, [`PAUSE`] apart, until `stop`.
+async fn ask_view(
+    app: Arc<App>,
+    view: View,
     day: NaiveDate,
     started: Instant,
     mut stop: watch::Receiver<bool>,
@@ -194,10 +215,7 @@ async fn ask_views(
     };
     let all = TrustFilter::default();
     let mut asked = Vec::new();
-    for view in VIEWS.into_iter().cycle() {
-        if *stop.borrow() {
-            break;
-        }
+    while !*stop.borrow() {
         let at = started.elapsed();
         let t = Instant::now();
         let body = match view {
