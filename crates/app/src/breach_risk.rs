@@ -97,11 +97,17 @@ impl App {
         let visible = TrustFilter(None).within(&principal.trusts);
         let trusts = query.trusts.within(&principal.trusts);
         let as_of = self.as_of(query.at.as_of, query.at.known_at);
-        // A page's pathways today (the PTL asks on every redraw), with
-        // today's model learnt: only their clocks are read. Otherwise every
-        // clock the alliance has as known then, to learn from (decision
-        // 151); the rows are the caller's trusts' only.
-        let fast = match (&query.pathway_ids, self.todays_model(&scoped, as_of)) {
+        self.wait_for_today(as_of, query.at.known_at, false).await;
+        // A page's pathways today (the PTL asks on every redraw), under
+        // today's model (learnt once, by whoever asks first or the
+        // refresher: decision 220): only their clocks are read. Otherwise
+        // every clock the alliance has as known then, to learn from
+        // (decision 151); the rows are the caller's trusts' only.
+        let todays = match (&query.pathway_ids, query.at.known_at) {
+            (Some(_), None) => self.ptl_model(as_of).await?,
+            _ => self.todays_model(&scoped, as_of),
+        };
+        let fast = match (&query.pathway_ids, todays) {
             (Some(ids), Some(model)) => self
                 .pathways_observations(ids, as_of, query.at.min_position)
                 .await?

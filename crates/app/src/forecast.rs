@@ -32,11 +32,15 @@ pub const REFRESH_EVERY: Duration = Duration::from_secs(600);
 /// The standards forecast, in the gauges' order.
 const STANDARDS: [ClockKind; 3] = [ClockKind::Fds, ClockKind::D31, ClockKind::D62];
 
-/// Today's learnt model and this month's projections for every trust.
+/// Today's learnt model and the month's projections for every trust.
 pub(crate) struct Today {
+    /// The day the model was learnt for.
     date: NaiveDate,
     model: Arc<Model>,
-    projections: Vec<MonthEndProjection>,
+    /// The day the projections were made on: until the new day's are
+    /// made, some seconds after its model is learnt, the last day's.
+    projected_on: Option<NaiveDate>,
+    projections: Arc<Vec<MonthEndProjection>>,
 }
 
 /// The forecast state an [`App`] keeps: today's model, once learnt.
@@ -83,11 +87,38 @@ impl ForecastCache {
             .clone()
     }
 
+    /// Keeps `today`, unless a model of a later day is kept already (a
+    /// refresh begun before midnight, ending after it).
     fn set(&self, today: Today) {
-        *self
+        let mut kept = self
             .today
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(today));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.as_ref().is_none_or(|k| k.date <= today.date) {
+            *kept = Some(Arc::new(today));
+        }
+    }
+
+    /// Keeps `model` as the model of `date`, with the projections made
+    /// last until the new ones are (unless a later day's is kept).
+    fn set_model(&self, date: NaiveDate, model: Arc<Model>) {
+        let (projected_on, projections) = match self.get() {
+            Some(t) => (t.projected_on, t.projections.clone()),
+            None => (None, Arc::default()),
+        };
+        self.set(Today {
+            date,
+            model,
+            projected_on,
+            projections,
+        });
+    }
+
+    /// The model kept for `date`, if it is.
+    fn model_of(&self, date: NaiveDate) -> Option<Arc<Model>> {
+        self.get()
+            .filter(|t| t.date == date)
+            .map(|t| t.model.clone())
     }
 }
 
@@ -148,10 +179,10 @@ impl App {
         .map_err(|e| AppError::internal(format!("learning the forecast model failed: {e}")))
     }
 
-    /// The date the month ends behind the gauges were last projected on,
-    /// with today's model learnt for it (`None` before the first refresh).
+    /// The date the month ends behind the gauges were last projected on
+    /// (`None` before the first refresh).
     pub fn forecasts_projected_on(&self) -> Option<NaiveDate> {
-        self.forecasts.get().map(|t| t.date)
+        self.forecasts.get().and_then(|t| t.projected_on)
     }
 
     /// The model a view of `as_of` uses: today's, learnt once a day, or
@@ -219,21 +250,58 @@ impl App {
     }
 
     /// Today's model for a view of today as known now, learnt now (once,
-    /// whoever asks) if the refresher has not yet learnt it today (start-up,
-    /// just after midnight); `None` when `as_of` is not today.
+    /// whoever asks: the refresher or a view) if it has not been learnt
+    /// today yet (start-up, just after midnight); `None` when `as_of` is
+    /// not today.
     pub(crate) async fn ptl_model(&self, as_of: NaiveDate) -> Result<Option<Arc<Model>>, AppError> {
-        let now = ViewAt::default();
-        if let Some(model) = self.todays_model(&now, as_of) {
+        if let Some(model) = self.todays_model(&ViewAt::default(), as_of) {
             return Ok(Some(model));
         }
         if as_of != self.today() {
             return Ok(None);
         }
+        Ok(Some(self.learn_todays_model(as_of).await?.0))
+    }
+
+    /// The model of `as_of` (today), learnt now from every clock unless it
+    /// is kept, and kept at once; with the clocks and reports read for it,
+    /// when they were. One learns at a time, under the learning turn, and
+    /// whoever waited for it finds the model kept: views of the new day
+    /// wait for the model alone, not for the month ends (decision 220).
+    async fn learn_todays_model(
+        &self,
+        as_of: NaiveDate,
+    ) -> Result<(Arc<Model>, Option<Inputs>), AppError> {
         let _turn = self.forecasts.learning.lock().await;
-        if self.todays_model(&now, as_of).is_none() {
-            self.refresh_forecasts().await?;
+        if let Some(model) = self.forecasts.model_of(as_of) {
+            return Ok((model, None));
         }
-        Ok(self.todays_model(&now, as_of))
+        let (inputs, _) = self.todays_inputs(as_of).await?;
+        let observations = Arc::new(inputs.observations);
+        let model = Self::learn(observations.clone()).await?;
+        self.forecasts.set_model(as_of, model.clone());
+        // The observations go back with the reports (the model's `Arc` is
+        // gone by now, so it is the only owner).
+        let observations = Arc::try_unwrap(observations).unwrap_or_else(|o| (*o).clone());
+        let inputs = Inputs {
+            observations,
+            known: inputs.known,
+        };
+        Ok((model, Some(inputs)))
+    }
+
+    /// Every clock as known today and this month's report of each
+    /// standard, every trust's: what the refresh learns and projects from.
+    async fn todays_inputs(&self, as_of: NaiveDate) -> Result<(Inputs, u64), AppError> {
+        self.forecast_inputs(
+            &ViewAt::default(),
+            as_of,
+            &STANDARDS,
+            Period::of(as_of),
+            &TrustFilter(None),
+            None,
+        )
+        .await
     }
 
     /// The generation of the PTL's risk keys computed under `model` on
@@ -343,22 +411,16 @@ impl App {
     /// Learns today's model (when the date has changed) and projects this
     /// month for every trust, for the gauges.
     pub async fn refresh_forecasts(&self) -> Result<(), AppError> {
+        let started = std::time::Instant::now();
         let as_of = self.today();
-        let period = Period::of(as_of);
-        let at = ViewAt {
-            as_of: None,
-            known_at: None,
-            min_position: None,
+        let (model, inputs) = self.learn_todays_model(as_of).await?;
+        let learnt = started.elapsed();
+        let inputs = match inputs {
+            Some(inputs) => inputs,
+            None => self.todays_inputs(as_of).await?.0,
         };
-        let (inputs, _) = self
-            .forecast_inputs(&at, as_of, &STANDARDS, period, &TrustFilter(None), None)
-            .await?;
-        let observations = Arc::new(inputs.observations);
-        let model = match self.forecasts.get().filter(|t| t.date == as_of) {
-            Some(cached) => cached.model.clone(),
-            None => Self::learn(observations.clone()).await?,
-        };
-        let learnt = model.clone();
+        let read = started.elapsed();
+        let model_learnt = model.clone();
         let projections = tokio::task::spawn_blocking(move || {
             inputs
                 .known
@@ -366,8 +428,8 @@ impl App {
                 .map(|known| {
                     forecast::project(
                         known,
-                        &observations,
-                        &learnt,
+                        &inputs.observations,
+                        &model_learnt,
                         as_of,
                         &|_| true,
                         MonthEndOptions::default(),
@@ -380,22 +442,57 @@ impl App {
         self.forecasts.set(Today {
             date: as_of,
             model,
-            projections,
+            projected_on: Some(as_of),
+            projections: Arc::new(projections),
         });
-        self.warm_ptl_risks().await
+        let projected = started.elapsed();
+        self.warm_ptl_risks().await?;
+        tracing::info!(
+            model_ms = learnt.as_millis() as u64,
+            read_ms = (read - learnt).as_millis() as u64,
+            project_ms = (projected - read).as_millis() as u64,
+            score_ms = (started.elapsed() - projected).as_millis() as u64,
+            "breach forecasts refreshed (today's model learnt unless kept, every clock read again if it was, the month ends projected, every PTL row scored)"
+        );
+        Ok(())
     }
 }
 
-/// Refreshes today's forecasts now and every [`REFRESH_EVERY`] until the
-/// App is dropped. A failure is logged and tried again next time.
+/// Refreshes today's forecasts now, then every [`REFRESH_EVERY`] and as
+/// soon as the runner has brought the states to a new day (so that the
+/// first views after midnight find the day's model learnt, or wait for
+/// this one rather than each learning it: decision 220), until the App is
+/// dropped. A failure is logged and tried again next time.
 pub async fn refresh_periodically(app: Weak<App>) {
     loop {
         let Some(strong) = app.upgrade() else { return };
+        // The day this refresh is of: a failed one is tried again at the
+        // next tick, not at once.
+        let tried_on = strong.today();
         if let Err(e) = strong.refresh_forecasts().await {
             tracing::error!(error = %e, "the breach forecasts were not refreshed");
         }
         drop(strong);
-        tokio::time::sleep(REFRESH_EVERY).await;
+        let due = tokio::time::Instant::now() + REFRESH_EVERY;
+        while tokio::time::Instant::now() < due {
+            tokio::time::sleep(DAY_LOOK.min(due - tokio::time::Instant::now())).await;
+            let Some(strong) = app.upgrade() else { return };
+            if strong.settled_on_a_new_day(tried_on) {
+                break;
+            }
+        }
+    }
+}
+
+/// How often the refresher looks for a new day.
+const DAY_LOOK: Duration = Duration::from_secs(1);
+
+impl App {
+    /// Whether the date is no longer `since` and the runner has brought the
+    /// states to it and built its aggregates.
+    fn settled_on_a_new_day(&self, since: NaiveDate) -> bool {
+        let today = self.today();
+        today != since && self.projection.day() == (Some(today), true)
     }
 }
 
@@ -425,7 +522,7 @@ impl ForecastGauges {
     pub(crate) fn set(&self, cache: &ForecastCache) {
         self.projected.reset();
         let Some(today) = cache.get() else { return };
-        for projection in &today.projections {
+        for projection in today.projections.iter() {
             for line in &projection.by_trust {
                 if let Some(percent) = line.figure.percent {
                     self.projected

@@ -24,6 +24,7 @@ mod histories;
 mod lists;
 mod metrics;
 mod milestone_list;
+mod new_day;
 mod offload;
 mod packed;
 mod past;

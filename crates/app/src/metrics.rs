@@ -235,6 +235,14 @@ impl App {
     /// [`App::render_metrics`] in a view slot, off the async workers (it
     /// reads the projection), so scrapes are bounded like every view.
     pub async fn metrics_text(self: &std::sync::Arc<Self>) -> Result<String, crate::AppError> {
+        // Just after midnight, once the states are on the new day, the
+        // seconds its aggregates take are waited for rather than every
+        // state counted afresh (decision 220); before that, the gauges
+        // show the last day's cells.
+        let today = self.today();
+        if self.projection.day().0 == Some(today) {
+            self.wait_for_today(today, None, true).await;
+        }
         let app = self.clone();
         self.off_workers(move || app.render_metrics()).await
     }
@@ -293,7 +301,8 @@ impl App {
         let (ptl, fit_report, standards) = {
             let data = self.projection.read();
             // This month's performance counts clocks stopped this month.
-            let period = Period::of(data.today.unwrap_or(today));
+            let on = data.today.unwrap_or(today);
+            let period = Period::of(on);
             let config = &self.config;
             let everyone = |_: &str| true;
             let from_cells = |kept: &Aggregates| {
@@ -311,8 +320,12 @@ impl App {
                 )
             };
             match &data.aggregates {
-                Some(kept) if data.today == Some(today) => from_cells(kept),
-                // Not kept yet (or the date just changed): every state afresh.
+                // Today's, or the last day's until the runner has brought
+                // the states to the new one: the gauges show the projection
+                // as it stands, as its position does.
+                Some(kept) => from_cells(kept),
+                // Not kept (being built, or their build failed): every
+                // state afresh.
                 _ => {
                     let packer = self.projection.packer();
                     let states: Vec<_> = data
@@ -328,7 +341,7 @@ impl App {
                     let states = states
                         .iter()
                         .map(|(index, current)| (*index, data.settled_from(*index), current));
-                    from_cells(&Aggregates::of(states, today, config))
+                    from_cells(&Aggregates::of(states, on, config))
                 }
             }
         };

@@ -110,8 +110,9 @@ impl Borrow<PathwayState> for Seen<'_> {
 impl App {
     /// Where a view of `at` starts: the trusts it covers (those asked,
     /// within `principal`'s) and the date it shows, once the projection
-    /// shows the position `at` asks for (waited for at most a bounded
-    /// time, [`App::wait_for`]).
+    /// shows the position `at` asks for and, just after midnight, the new
+    /// day's states (each waited for at most a bounded time,
+    /// [`App::wait_for`], [`App::wait_for_today`]).
     pub(crate) async fn view_scope(
         &self,
         at: &ViewAt,
@@ -120,7 +121,9 @@ impl App {
     ) -> (TrustFilter, NaiveDate) {
         let trusts = trusts.within(&principal.trusts);
         self.wait_for(at.min_position).await;
-        (trusts, self.as_of(at.as_of, at.known_at))
+        let as_of = self.as_of(at.as_of, at.known_at);
+        self.wait_for_today(as_of, at.known_at, false).await;
+        (trusts, as_of)
     }
 
     /// Runs `f` over every pathway's state as of `as_of`, known at
@@ -161,6 +164,7 @@ impl App {
         if known_at.is_some() || as_of != self.today() {
             return self.with_states(as_of, known_at, Shown::All, f).await;
         }
+        self.wait_for_today(as_of, known_at, false).await;
         let split = self.past_split(as_of, known_at, Shown::All).await?;
         let projection = self.projection.clone();
         let (snapshot, position) = self
@@ -333,6 +337,7 @@ impl App {
         if known_at.is_some() {
             return Ok(None);
         }
+        self.wait_for_today(as_of, known_at, true).await;
         let projection = self.projection.clone();
         self.off_workers(move || {
             let data = projection.read();

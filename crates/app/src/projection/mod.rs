@@ -72,6 +72,14 @@ const UNPACK_SLICE: usize = 16_384;
 /// rather than pathway by pathway.
 const BULK: usize = 2048;
 
+/// How often a view waiting for the new day looks again between
+/// publications ([`Projection::wait_for_day`]).
+const DAY_LOOK: Duration = Duration::from_millis(50);
+
+/// Behind the log by more than this, the runner is catching up a backlog
+/// and views of a new day do not wait for it ([`Projection::settling_towards`]).
+const BACKLOG: Duration = Duration::from_secs(5);
+
 /// The trust a pathway is at and every trust it has been at: who may see it
 /// (SPEC 7), from its events by `history::trusts`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -234,6 +242,12 @@ pub struct Projection {
     /// Above this many pathways to re-evaluate, a refresh reads the log in
     /// bulk ([`BULK`]; tests lower it to take that way with few).
     bulk: std::sync::atomic::AtomicUsize,
+    /// Set while the runner brings the states to a new day and builds its
+    /// aggregates: views of the new day wait for it ([`Self::wait_for_day`]).
+    settling: std::sync::atomic::AtomicBool,
+    /// The day views last waited for and when their waiting ends: one
+    /// deadline for every wait of a day, however many a view makes.
+    day_deadline: Mutex<Option<(NaiveDate, tokio::time::Instant)>>,
     /// The states new days moved rather than read back (tests).
     #[cfg(test)]
     pub(crate) moved: std::sync::atomic::AtomicUsize,
@@ -321,6 +335,8 @@ impl Projection {
             behind_since: Mutex::new(None),
             caught_up_once: std::sync::atomic::AtomicBool::new(false),
             bulk: std::sync::atomic::AtomicUsize::new(BULK),
+            settling: std::sync::atomic::AtomicBool::new(false),
+            day_deadline: Mutex::new(None),
             #[cfg(test)]
             moved: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -435,6 +451,63 @@ impl Projection {
     /// The last position whose effects every view shows.
     pub fn position(&self) -> u64 {
         *self.published.borrow()
+    }
+
+    /// Whether a view of `day` (today) as known now would find the runner
+    /// on its way to it: the states on an earlier day (the runner brings
+    /// them to the new one within a second and the refresh's time), or,
+    /// with `aggregates`, on `day` with its aggregates being built. Never
+    /// while the runner is stuck, has not caught up since the start, or is
+    /// catching up a backlog (it moves to the new day once caught up).
+    pub fn settling_towards(&self, day: NaiveDate, aggregates: bool) -> bool {
+        if self.failure().is_some() || !self.has_caught_up() || self.behind_for() > BACKLOG {
+            return false;
+        }
+        let (on, kept) = self.day();
+        let settling = self.settling.load(std::sync::atomic::Ordering::Acquire);
+        match on {
+            None => false,
+            Some(on) if on < day => true,
+            Some(on) => on == day && aggregates && !kept && settling,
+        }
+    }
+
+    /// Waits while the runner is on its way to `day`
+    /// ([`Self::settling_towards`]): after midnight, a view of the new day
+    /// waits the seconds it takes rather than working out every state
+    /// itself on the cores the runner needs. Every wait for the same day
+    /// ends by one deadline, `limit` after the first began, so a view
+    /// that waits at several steps waits `limit` at most in all, and once
+    /// it has passed none waits for that day. Whether it arrived.
+    pub async fn wait_for_day(&self, day: NaiveDate, aggregates: bool, limit: Duration) -> bool {
+        let deadline = {
+            let mut kept = self
+                .day_deadline
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match *kept {
+                Some((of, deadline)) if of == day => deadline,
+                _ => {
+                    let deadline = tokio::time::Instant::now() + limit;
+                    *kept = Some((day, deadline));
+                    deadline
+                }
+            }
+        };
+        let mut published = self.published.subscribe();
+        loop {
+            if !self.settling_towards(day, aggregates) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            // Woken by a publication (the new day's comes with its
+            // states), else looked at again shortly (the aggregates, a
+            // failure). Nothing is held across the wait.
+            let look_again = tokio::time::Instant::now() + DAY_LOOK;
+            let _ = tokio::time::timeout_at(look_again.min(deadline), published.changed()).await;
+        }
     }
 
     /// Waits (at most `limit`) until `position` is projected; false on timeout.
@@ -845,11 +918,29 @@ impl Projection {
     /// then publishes the position. On a failure to read the log nothing is
     /// published (nor moved) and the pathways stay to be done.
     pub fn refresh(&self, today: NaiveDate) -> Result<(), AppError> {
+        /// Clears `settling` however the refresh ends (a panic included).
+        struct SettlingEnds<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for SettlingEnds<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        let _ends = SettlingEnds(&self.settling);
+        self.refresh_on(today)
+    }
+
+    /// [`Self::refresh`], setting `settling` when the day is new.
+    fn refresh_on(&self, today: NaiveDate) -> Result<(), AppError> {
         let started = std::time::Instant::now();
         let bulk = self.bulk.load(std::sync::atomic::Ordering::Relaxed);
         let (dirty, position, new_day) = {
             let mut data = self.write();
             let new_day = data.today != Some(today);
+            if new_day {
+                // Cleared when this refresh returns, its aggregates built.
+                self.settling
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
             if new_day {
                 let all: Vec<PathwayKey> = data.pathways.keys().cloned().collect();
                 data.dirty.extend(all);
