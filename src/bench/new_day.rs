@@ -67,6 +67,12 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
     let refresher = tokio::spawn(openptl_app::forecast::refresh_periodically(Arc::downgrade(
         app,
     )));
+    let (stop, stopped) = watch::channel(false);
+    // However the measurement ends, the views and the refresher stop.
+    let _stops = Stops {
+        stop: stop.clone(),
+        refresher: refresher.abort_handle(),
+    };
     while app.forecasts_projected_on() != Some(today) {
         anyhow::ensure!(
             learnt.elapsed() < Duration::from_secs(600),
@@ -76,7 +82,6 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
     }
     let started = Instant::now();
     clock.seconds.store(shift, Ordering::Relaxed);
-    let (stop, stopped) = watch::channel(false);
     let views = tokio::spawn(ask_views(app.clone(), tomorrow, started, stopped));
     let mut evaluated = None;
     let built = loop {
@@ -107,7 +112,6 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
     tokio::time::sleep(AFTER).await;
     stop.send_replace(true);
     let asked = views.await??;
-    refresher.abort();
     println!(
         "a new day ({tomorrow}): every pathway's state on it and in place {:.2}s after the date changed (the runner looks each second), today's aggregates built {:.2}s after it",
         evaluated.as_secs_f64(),
@@ -144,6 +148,19 @@ pub async fn measure(app: &Arc<App>, clock: &ShiftedClock) -> anyhow::Result<()>
         );
     }
     Ok(())
+}
+
+/// Stops the views asked and the refresher when dropped.
+struct Stops {
+    stop: watch::Sender<bool>,
+    refresher: tokio::task::AbortHandle,
+}
+
+impl Drop for Stops {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+        self.refresher.abort();
+    }
 }
 
 /// Between one view and the next.

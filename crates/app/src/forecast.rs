@@ -475,7 +475,8 @@ pub async fn refresh_periodically(app: Weak<App>) {
         drop(strong);
         let due = tokio::time::Instant::now() + REFRESH_EVERY;
         while tokio::time::Instant::now() < due {
-            tokio::time::sleep(DAY_LOOK.min(due - tokio::time::Instant::now())).await;
+            let pause = REFRESHER_DAY_LOOK.min(due - tokio::time::Instant::now());
+            tokio::time::sleep(pause).await;
             let Some(strong) = app.upgrade() else { return };
             if strong.settled_on_a_new_day(tried_on) {
                 break;
@@ -485,14 +486,15 @@ pub async fn refresh_periodically(app: Weak<App>) {
 }
 
 /// How often the refresher looks for a new day.
-const DAY_LOOK: Duration = Duration::from_secs(1);
+const REFRESHER_DAY_LOOK: Duration = Duration::from_secs(1);
 
 impl App {
     /// Whether the date is no longer `since` and the runner has brought the
     /// states to it and built its aggregates.
     fn settled_on_a_new_day(&self, since: NaiveDate) -> bool {
         let today = self.today();
-        today != since && self.projection.day() == (Some(today), true)
+        // Never waiting for the projection: this runs on an async worker.
+        today != since && self.projection.try_day() == Some((Some(today), true))
     }
 }
 

@@ -240,7 +240,11 @@ impl App {
         // state counted afresh (decision 220); before that, the gauges
         // show the last day's cells.
         let today = self.today();
-        if self.projection.day().0 == Some(today) {
+        if self
+            .projection
+            .try_day()
+            .is_none_or(|(on, _)| on == Some(today))
+        {
             self.wait_for_today(today, None, true).await;
         }
         let app = self.clone();
@@ -298,7 +302,7 @@ impl App {
             .set(thresholds.d62_operational);
 
         let today = self.today();
-        let (ptl, fit_report, standards) = {
+        let Some((ptl, fit_report, standards)) = ({
             let data = self.projection.read();
             // This month's performance counts clocks stopped this month.
             let on = data.today.unwrap_or(today);
@@ -321,9 +325,12 @@ impl App {
             };
             match &data.aggregates {
                 // Today's, or the last day's until the runner has brought
-                // the states to the new one: the gauges show the projection
-                // as it stands, as its position does.
-                Some(kept) => from_cells(kept),
+                // the states to the new one (seconds).
+                Some(kept) => Some(from_cells(kept)),
+                // The new day's being built (the wait above ran out, or the
+                // runner put the states in place since): the pathway gauges
+                // keep their values for the seconds it takes.
+                None if self.projection.settling() => None,
                 // Not kept (being built, or their build failed): every
                 // state afresh.
                 _ => {
@@ -341,9 +348,11 @@ impl App {
                     let states = states
                         .iter()
                         .map(|(index, current)| (*index, data.settled_from(*index), current));
-                    from_cells(&Aggregates::of(states, on, config))
+                    Some(from_cells(&Aggregates::of(states, on, config)))
                 }
             }
+        }) else {
+            return;
         };
         let PtlGauges {
             open,

@@ -76,8 +76,9 @@ const BULK: usize = 2048;
 /// publications ([`Projection::wait_for_day`]).
 const DAY_LOOK: Duration = Duration::from_millis(50);
 
-/// Behind the log by more than this, the runner is catching up a backlog
-/// and views of a new day do not wait for it ([`Projection::settling_towards`]).
+/// Behind the log by more than this (and not by a new day's refresh
+/// running now), the runner is catching up a backlog and views of a new
+/// day do not wait for it ([`Projection::settling_towards`]).
 const BACKLOG: Duration = Duration::from_secs(5);
 
 /// The trust a pathway is at and every trust it has been at: who may see it
@@ -389,6 +390,23 @@ impl Projection {
         (data.today, data.aggregates.is_some())
     }
 
+    /// [`Self::day`] without waiting for the projection: `None` while the
+    /// runner holds it (for the async workers, which must not block).
+    pub(crate) fn try_day(&self) -> Option<(Option<NaiveDate>, bool)> {
+        let data = match self.data.try_read() {
+            Ok(data) => data,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some((data.today, data.aggregates.is_some()))
+    }
+
+    /// Whether the runner is bringing the states to a new day and building
+    /// its aggregates now.
+    pub(crate) fn settling(&self) -> bool {
+        self.settling.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// What the projection's largest structures hold in memory: the
     /// benchmark's account of resident memory (SPEC 7).
     pub fn memory(&self) -> MemoryUse {
@@ -459,12 +477,21 @@ impl Projection {
     /// with `aggregates`, on `day` with its aggregates being built. Never
     /// while the runner is stuck, has not caught up since the start, or is
     /// catching up a backlog (it moves to the new day once caught up).
-    pub fn settling_towards(&self, day: NaiveDate, aggregates: bool) -> bool {
-        if self.failure().is_some() || !self.has_caught_up() || self.behind_for() > BACKLOG {
+    ///
+    /// Never blocks: it is asked on the async workers, and while the
+    /// runner holds the projection to put states in place (a second at
+    /// midnight at 1.4M pathways) it answers that the runner is on its way.
+    pub(crate) fn settling_towards(&self, day: NaiveDate, aggregates: bool) -> bool {
+        let settling = self.settling.load(std::sync::atomic::Ordering::Acquire);
+        // Behind by a refresh running now (a new day folded in with a
+        // batch) is no backlog.
+        let backlog = !settling && self.behind_for() > BACKLOG;
+        if self.failure().is_some() || !self.has_caught_up() || backlog {
             return false;
         }
-        let (on, kept) = self.day();
-        let settling = self.settling.load(std::sync::atomic::Ordering::Acquire);
+        let Some((on, kept)) = self.try_day() else {
+            return true;
+        };
         match on {
             None => false,
             Some(on) if on < day => true,
@@ -479,7 +506,12 @@ impl Projection {
     /// ends by one deadline, `limit` after the first began, so a view
     /// that waits at several steps waits `limit` at most in all, and once
     /// it has passed none waits for that day. Whether it arrived.
-    pub async fn wait_for_day(&self, day: NaiveDate, aggregates: bool, limit: Duration) -> bool {
+    pub(crate) async fn wait_for_day(
+        &self,
+        day: NaiveDate,
+        aggregates: bool,
+        limit: Duration,
+    ) -> bool {
         let deadline = {
             let mut kept = self
                 .day_deadline
