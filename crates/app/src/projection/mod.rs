@@ -482,7 +482,7 @@ impl Projection {
     /// runner holds the projection to put states in place (a second at
     /// midnight at 1.4M pathways) it answers that the runner is on its way.
     pub(crate) fn settling_towards(&self, day: NaiveDate, aggregates: bool) -> bool {
-        let settling = self.settling.load(std::sync::atomic::Ordering::Acquire);
+        let settling = self.settling();
         // Behind by a refresh running now (a new day folded in with a
         // batch) is no backlog.
         let backlog = !settling && self.behind_for() > BACKLOG;
@@ -505,7 +505,9 @@ impl Projection {
     /// itself on the cores the runner needs. Every wait for the same day
     /// ends by one deadline, `limit` after the first began, so a view
     /// that waits at several steps waits `limit` at most in all, and once
-    /// it has passed none waits for that day. Whether it arrived.
+    /// it has passed none waits for that day. False when the deadline
+    /// ended the wait; true when there was nothing (more) to wait for
+    /// (the day arrived, or the runner failed or fell behind).
     pub(crate) async fn wait_for_day(
         &self,
         day: NaiveDate,
